@@ -1,0 +1,49 @@
+"""The one place that imports the heavy frameworks, in an order that cannot crash.
+
+TensorFlow imported before torchvision (or anything that loads triton) segfaults the process: triton's
+bundled LLVM clashes with TensorFlow's (../shared/STACK-FACTS.md). speciesfam never needs both in one
+process -- embedding actors import torch, training workers and export import TensorFlow, the driver
+imports neither -- so these helpers refuse the dangerous order with a clear error instead of a segfault.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+
+def torch_modules() -> tuple[ModuleType, ModuleType]:
+    """Import torch and open_clip, refusing when TensorFlow is already loaded in this process."""
+    if "tensorflow" in sys.modules and "torchvision" not in sys.modules:
+        raise RuntimeError(
+            "TensorFlow is already imported in this process; importing torchvision/open_clip after it "
+            "segfaults (triton and TensorFlow ship clashing LLVM builds). Run embedding in its own process "
+            "(speciesfam does this through Ray actors) or import speciesfam._lazy.torch_modules() first."
+        )
+    import torch
+    import open_clip
+
+    return torch, open_clip
+
+
+def tensorflow() -> ModuleType:
+    """Import TensorFlow quietly (C++ INFO/WARNING logs off unless the user set TF_CPP_MIN_LOG_LEVEL)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+def keras() -> ModuleType:
+    """Import Keras 3 on the TensorFlow backend (legacy tf_keras is not used anywhere in speciesfam)."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    tensorflow()
+    import keras
+
+    if int(keras.__version__.split(".")[0]) < 3:
+        raise RuntimeError(f"speciesfam needs Keras >= 3, found {keras.__version__}; pip install 'keras>=3'")
+    return keras

@@ -1,0 +1,146 @@
+"""``speciesfam`` command: one subcommand per stage; each calls the library and nothing more.
+
+Heavy frameworks are imported inside the subcommand that needs them, so ``speciesfam --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _none(value: str) -> str | None:
+    return None if value.lower() in ("none", "null", "") else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="speciesfam", description="Clean an image collection of living things "
+                                "and find its best classifier with a distributed Ray Tune search.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("catalog", help="scan images into RUN/manifest.parquet (validate, dedupe, split)")
+    c.add_argument("source", help="folder with one subfolder per family, or a .csv/.parquet manifest (path,label[,group])")
+    c.add_argument("--workdir", required=True, help="run folder (local path, NFS, s3:// or gs://)")
+    c.add_argument("--val-fraction", type=float, default=0.15)
+    c.add_argument("--test-fraction", type=float, default=0.15)
+    c.add_argument("--min-images", type=int, default=6, help="smaller families are excluded (reported)")
+    c.add_argument("--group-split", action="store_true", help="keep each 'group' (e.g. species) in one split")
+    c.add_argument("--seed", type=int, default=0)
+
+    cl = sub.add_parser("clean", help="CLIP embeddings with Ray Data, per-family outliers -> RUN/clean_manifest.parquet")
+    cl.add_argument("--workdir", required=True)
+    cl.add_argument("--model", default="ViT-B-32", help="open_clip architecture or hf-hub:ORG/NAME (default ViT-B-32)")
+    cl.add_argument("--pretrained", type=_none, default="laion2b_s34b_b79k",
+                    help="open_clip tag, local weights file, or 'none' for random weights (offline)")
+    cl.add_argument("--embedder", default=None, help="your own embedder as module:factory")
+    cl.add_argument("--detector", default="isolation_forest", help="isolation_forest | lof | centroid")
+    cl.add_argument("--contamination", type=float, default=0.05, help="share of each family to remove")
+    cl.add_argument("--min-per-family", type=int, default=6)
+    cl.add_argument("--batch-size", type=int, default=32)
+    cl.add_argument("--num-actors", type=int, default=None, help="embedding actors (default: one per GPU)")
+
+    t = sub.add_parser("tune", help="Ray Tune search; each trial trains on N Ray Train workers")
+    t.add_argument("kind", choices=["scratch", "transfer"])
+    t.add_argument("--workdir", required=True)
+    t.add_argument("--space", default=None, help="module with get_search_space(smoke) (default search_spaces.KIND)")
+    t.add_argument("--searcher", default="optuna", help="optuna (TPE) | hebo | bayesopt | random | grid")
+    t.add_argument("--scheduler", default="asha", help="asha | hyperband | fifo")
+    t.add_argument("--num-samples", type=int, default=8)
+    t.add_argument("--max-epochs", type=int, default=10)
+    t.add_argument("--grace-period", type=int, default=1)
+    t.add_argument("--workers-per-trial", type=int, default=2)
+    t.add_argument("--cpus-per-worker", type=float, default=1.0)
+    t.add_argument("--gpus-per-worker", type=float, default=0.0)
+    t.add_argument("--max-concurrent", type=int, default=1)
+    t.add_argument("--time-budget", type=float, default=None, help="seconds for the whole search")
+    t.add_argument("--image-size", type=int, default=64)
+    t.add_argument("--weights", type=_none, default="imagenet", help="transfer: imagenet | FILE | none")
+    t.add_argument("--storage-path", default=None, help="Tune storage (default RUN/tune; shared storage on clusters)")
+    t.add_argument("--name", default=None, help="experiment name (default: KIND)")
+    t.add_argument("--wandb", choices=["disabled", "offline", "online"], default="disabled")
+    t.add_argument("--resume", action="store_true", help="continue the experiment of the same name")
+    t.add_argument("--smoke-test", action="store_true", help="the space's tiny variant (minutes on 2 CPUs)")
+    t.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS or a local Ray)")
+
+    e = sub.add_parser("export", help="best checkpoint -> RUN/bundle (model.keras, labels, SavedModel, card)")
+    e.add_argument("--workdir", required=True)
+    e.add_argument("--trial", default=None, help="trial id to export instead of the best")
+    e.add_argument("--out", default=None, help="bundle folder (default RUN/bundle)")
+
+    pr = sub.add_parser("predict", help="top-k families for image files or folders")
+    pr.add_argument("bundle")
+    pr.add_argument("paths", nargs="+")
+    pr.add_argument("--top-k", type=int, default=3)
+    pr.add_argument("--format", choices=["table", "json"], default="table")
+
+    d = sub.add_parser("demo", help="every stage on the bundled demo data (offline, ~5 min on 2 CPUs)")
+    d.add_argument("--workdir", default="runs/demo")
+    d.add_argument("--num-samples", type=int, default=3)
+    d.add_argument("--max-epochs", type=int, default=12)
+    return p
+
+
+def tune_config(args: argparse.Namespace):
+    from .config import TuneConfig
+
+    return TuneConfig(kind=args.kind, space=args.space, searcher=args.searcher, scheduler=args.scheduler,
+                      num_samples=args.num_samples, max_epochs=args.max_epochs, grace_period=args.grace_period,
+                      workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
+                      gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
+                      time_budget_s=args.time_budget, image_size=args.image_size, weights=args.weights,
+                      storage_path=args.storage_path, name=args.name, wandb=args.wandb, resume=args.resume,
+                      smoke_test=args.smoke_test)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .config import CatalogConfig, CleanConfig, ConfigError
+
+    try:
+        if args.command == "catalog":
+            from .data.catalog import run_catalog
+
+            cfg = CatalogConfig(val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                                min_images=args.min_images, group_split=args.group_split, seed=args.seed)
+            run_catalog(args.source, args.workdir, cfg)
+            print(open(f"{args.workdir}/catalog.md").read() if "://" not in args.workdir else args.workdir)
+        elif args.command == "clean":
+            from .data.clean import run_clean
+
+            run_clean(args.workdir, CleanConfig(
+                model=args.model, pretrained=args.pretrained, embedder=args.embedder, detector=args.detector,
+                contamination=args.contamination, min_per_family=args.min_per_family,
+                batch_size=args.batch_size, num_actors=args.num_actors))
+            print(f"clean: wrote {args.workdir}/clean_manifest.parquet, removed.csv, gallery/, clean.md")
+        elif args.command == "tune":
+            from .tune.search import run_search
+
+            run_search(args.workdir, tune_config(args), address=args.address)
+            print(open(f"{args.workdir}/trials.md").read() if "://" not in args.workdir else args.workdir)
+        elif args.command == "export":
+            from .export import export_bundle
+
+            print(f"exported bundle: {export_bundle(args.workdir, args.trial, args.out)}")
+        elif args.command == "predict":
+            from .export import predict
+
+            results = predict(args.bundle, args.paths, top_k=args.top_k)
+            if args.format == "json":
+                print(json.dumps(results, indent=1))
+            for r in results if args.format == "table" else []:
+                top = "  ".join(f"{lab} {p:.3f}" for lab, p in r.get("top", []))
+                print(f"{r['path']}\t{top or 'ERROR: ' + r['error']}")
+            return 1 if any("error" in r for r in results) else 0
+        elif args.command == "demo":
+            from .demo import run_demo
+
+            run_demo(args.workdir, num_samples=args.num_samples, max_epochs=args.max_epochs)
+    except (ConfigError, FileNotFoundError, ValueError, KeyError, ImportError) as err:
+        print(f"speciesfam {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

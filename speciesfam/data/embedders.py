@@ -1,0 +1,102 @@
+"""Image embedders: open_clip (architecture + pretrained tag, ``hf-hub:`` models such as BioCLIP, or a local
+weights file) and a user's own ``module:factory``.
+
+Every embedder has one interface: ``preprocess(PIL RGB image) -> float32 array`` (the model's own eval
+transform) and ``encode(stacked batch) -> (N, D) float32 L2-normalised embeddings``. A user factory is a
+callable returning ``(preprocess, encode)``; DINOv2, BioCLIP or Keras features plug in without code changes.
+
+These functions import torch: they run inside Ray actors (or a benchmark process), never in the driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import CleanConfig
+
+
+@dataclass
+class Embedder:
+    model_id: str  # recorded next to every embedding; a different id invalidates the cache
+    preprocess: Callable[[Any], np.ndarray]
+    encode: Callable[[np.ndarray], np.ndarray]
+    encode_text: Callable[[list[str]], np.ndarray] | None = None
+
+
+def model_id(cfg: CleanConfig) -> str:
+    """The identity of the embeddings ``cfg`` produces (cache key)."""
+    if cfg.embedder:
+        return f"custom:{cfg.embedder}"
+    if cfg.model.startswith(("hf-hub:", "local-dir:")):
+        return cfg.model
+    return f"open_clip:{cfg.model}:{cfg.pretrained or 'random-init'}"
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def open_clip_embedder(cfg: CleanConfig, device: str | None = None) -> Embedder:
+    """Build an open_clip embedder; fp16 on GPU, fp32 on CPU.
+
+    ``cfg.pretrained`` may be an open_clip tag (downloads, needs the network), a local file (air-gapped
+    clusters) or ``None`` (random weights: offline tests and demos).
+    """
+    from .._lazy import torch_modules
+
+    torch, open_clip = torch_modules()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    schema = cfg.model.startswith(("hf-hub:", "local-dir:"))
+    pretrained = None if schema else cfg.pretrained
+    if pretrained and not os.path.exists(pretrained) and pretrained not in open_clip.list_pretrained_tags_by_model(cfg.model):
+        raise ValueError(f"pretrained={pretrained!r} is neither a local file nor an open_clip tag for "
+                         f"{cfg.model}; tags: {open_clip.list_pretrained_tags_by_model(cfg.model)}")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            cfg.model, pretrained=pretrained, device=device, precision="fp16" if device == "cuda" else "fp32")
+    except Exception as err:  # hub/network failures come in many types; name what was being fetched
+        if pretrained or schema:
+            raise RuntimeError(f"could not load open_clip model {cfg.model!r} with pretrained={pretrained!r}: "
+                               f"{err}. Offline machines need a local weights file (--pretrained PATH) or "
+                               "--pretrained none (random weights).") from err
+        raise
+    model.eval()
+    dtype = next(model.parameters()).dtype
+
+    def prep(img: Any) -> np.ndarray:
+        return preprocess(img).numpy()
+
+    @torch.no_grad()
+    def encode(batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device=device, dtype=dtype)
+        return _normalise(model.encode_image(x).float().cpu().numpy())
+
+    tokenizer = open_clip.get_tokenizer(cfg.model)
+
+    @torch.no_grad()
+    def encode_text(prompts: list[str]) -> np.ndarray:
+        return _normalise(model.encode_text(tokenizer(prompts).to(device)).float().cpu().numpy())
+
+    return Embedder(model_id(cfg), prep, encode, encode_text)
+
+
+def load_embedder(cfg: CleanConfig) -> Embedder:
+    """The embedder ``cfg`` names: a user ``module:factory`` or open_clip."""
+    if not cfg.embedder:
+        return open_clip_embedder(cfg)
+    module, _, attr = cfg.embedder.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"embedder={cfg.embedder!r}: cannot import {attr!r} from module {module!r} ({err})") from err
+    out = factory()
+    if not (isinstance(out, tuple) and len(out) == 2 and all(callable(f) for f in out)):
+        raise TypeError(f"embedder factory {cfg.embedder!r} must return (preprocess, encode) callables, got {out!r}")
+    preprocess, encode = out
+    return Embedder(model_id(cfg), preprocess, lambda b: _normalise(encode(b)))

@@ -1,0 +1,50 @@
+"""Model builders, registered in ``speciesfam.registry.MODELS``.
+
+A builder is ``build(num_classes, image_size, hp, weights) -> keras.Model``. Every model takes RGB images
+with values in 0..255 and contains its own preprocessing and augmentation layers (augmentation is active
+only with ``training=True``), so an exported ``model.keras`` needs nothing else to predict. Only layers
+that Keras can load in safe mode are used: no Lambda layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build_model(name: str, num_classes: int, image_size: int, hp: dict[str, Any] | None = None,
+                weights: str | None = None):
+    """Build registered model ``name`` (unknown names fail with the list of valid ones)."""
+    from ..registry import MODELS
+
+    return MODELS.get(name)(num_classes=num_classes, image_size=image_size, hp=dict(hp or {}), weights=weights)
+
+
+def augmentation(keras, strength: float):
+    """Random flip/rotation/zoom/contrast scaled by ``strength`` in [0, 1] (0: none)."""
+    if strength <= 0:
+        return []
+    return [keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.1 * strength),
+            keras.layers.RandomZoom(0.2 * strength), keras.layers.RandomContrast(0.3 * strength)]
+
+
+def batch_norm(keras):
+    """Batch-norm whose batch statistics are all-reduced across workers (``synchronized=True``).
+
+    With per-replica statistics each worker's moving mean/variance drift apart under
+    MultiWorkerMirroredStrategy (measured: same trainable weights, different val macro-F1 per worker),
+    and workers that disagree on early stopping would wait forever on each other's collectives.
+    """
+    return keras.layers.BatchNormalization(synchronized=True)
+
+
+def head(keras, x, num_classes: int, hp: dict[str, Any]):
+    """Dense head: [batch-norm] -> dense units (relu) -> dropout, repeated ``head_layers`` times -> softmax.
+
+    The softmax is float32 so probabilities stay exact under mixed precision.
+    """
+    for _ in range(int(hp.get("head_layers", 1))):
+        if hp.get("batch_norm", True):
+            x = batch_norm(keras)(x)
+        x = keras.layers.Dense(int(hp.get("head_units", 128)), activation="relu")(x)
+        x = keras.layers.Dropout(float(hp.get("dropout", 0.3)))(x)
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)

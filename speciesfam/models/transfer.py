@@ -1,0 +1,82 @@
+"""Transfer learning: a ``keras.applications`` backbone (frozen at first) under the dense head.
+
+Each backbone carries its own preprocessing as layers (Rescaling for the "tf" mode of ResNetV2/Xception;
+EfficientNet, ConvNeXt and MobileNetV3 include theirs), so the saved model takes raw 0..255 RGB.
+The backbone is called with ``training=False``: its batch-norm layers stay in inference mode even when
+the top layers are unfrozen for fine-tuning (keras-io transfer-learning guide).
+
+``weights``: ``"imagenet"`` (default; downloads once into ~/.keras, needs the network), a local
+``.h5``/``.weights.h5`` file of the backbone (air-gapped clusters), or ``None`` (random; offline tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._lazy import keras as _keras
+from ..registry import MODELS
+from . import augmentation, head
+
+# name: (keras.applications class name, native input size, preprocessing)
+# preprocessing "tf": x/127.5 - 1; "builtin": the backbone rescales raw 0..255 itself.
+BACKBONES: dict[str, tuple[str, int, str]] = {
+    "xception": ("Xception", 299, "tf"),
+    "resnet50v2": ("ResNet50V2", 224, "tf"),
+    "efficientnetb0": ("EfficientNetB0", 224, "builtin"),
+    "efficientnetb3": ("EfficientNetB3", 300, "builtin"),
+    "efficientnetv2s": ("EfficientNetV2S", 384, "builtin"),
+    "convnexttiny": ("ConvNeXtTiny", 224, "builtin"),
+    "mobilenetv3large": ("MobileNetV3Large", 224, "builtin"),
+    "mobilenetv3small": ("MobileNetV3Small", 224, "builtin"),
+}
+BACKBONE_PREFIX = "backbone"
+
+
+def native_size(name: str) -> int:
+    """The input size the backbone's ImageNet weights were trained at."""
+    return BACKBONES[name][1]
+
+
+def _builder(name: str):
+    cls_name, _, mode = BACKBONES[name]
+
+    def build(num_classes: int, image_size: int, hp: dict[str, Any], weights: str | None = "imagenet"):
+        keras = _keras()
+        inputs = keras.Input((image_size, image_size, 3), name="image")
+        x = inputs
+        for layer in augmentation(keras, float(hp.get("augment", 0.0))):
+            x = layer(x)
+        if mode == "tf":
+            x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)
+        local_file = weights not in (None, "imagenet")
+        base = getattr(keras.applications, cls_name)(
+            include_top=False, weights=None if local_file else weights, input_shape=(image_size, image_size, 3))
+        if local_file:
+            base.load_weights(weights, skip_mismatch=False)
+        base.name = BACKBONE_PREFIX
+        base.trainable = False
+        x = base(x, training=False)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        return keras.Model(inputs, head(keras, x, num_classes, hp), name=name)
+
+    build.__doc__ = f"keras.applications.{cls_name} backbone ({mode} preprocessing) + dense head."
+    return build
+
+
+for _name in BACKBONES:
+    MODELS.register(_name)(_builder(_name))
+
+
+def unfreeze_top(model, n_layers: int) -> None:
+    """Make the top ``n_layers`` of the backbone trainable (all if n_layers < 0); batch-norm layers stay
+    frozen, as they run in inference mode anyway."""
+    keras = _keras()
+    try:
+        base = model.get_layer(BACKBONE_PREFIX)
+    except ValueError:
+        return  # scratch models have no backbone: nothing to unfreeze
+    base.trainable = True
+    layers = base.layers if n_layers < 0 else base.layers[-n_layers:] if n_layers else []
+    keep = {id(layer) for layer in layers}
+    for layer in base.layers:
+        layer.trainable = id(layer) in keep and not isinstance(layer, keras.layers.BatchNormalization)

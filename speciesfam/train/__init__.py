@@ -1,0 +1,1 @@
+"""Training: ``train_loop_per_worker`` (runs on every Ray Train worker), metrics, checkpoints."""

@@ -1,0 +1,1 @@
+"""Hyperparameter search with Ray Tune: searchers and schedulers by name, the driver, trial tables."""

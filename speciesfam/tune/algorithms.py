@@ -1,0 +1,92 @@
+"""Searchers and schedulers by name (``speciesfam.registry.SEARCHERS`` / ``SCHEDULERS``).
+
+A searcher builder is ``(space, seed) -> Searcher | None`` (None: Tune's own random/grid variant
+generation); a scheduler builder is ``(cfg: TuneConfig) -> TrialScheduler``. Metric and mode are given
+once, to ``tune.TuneConfig``.
+Epochs are Tune iterations: one ``ray.train.report`` per epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import SCHEDULERS, SEARCHERS
+
+
+def _needs(package: str, searcher: str):
+    raise ImportError(f"searcher {searcher!r} needs the package {package!r}: pip install {package} "
+                      "(or use the default searcher 'optuna')")
+
+
+@SEARCHERS.register("optuna")
+def optuna_tpe(space: dict[str, Any], seed: int):
+    """Bayesian optimisation with Optuna's Tree-structured Parzen Estimator (handles categorical choices)."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed))
+
+
+@SEARCHERS.register("hebo")
+def hebo(space: dict[str, Any], seed: int):
+    try:
+        from ray.tune.search.hebo import HEBOSearch
+        import hebo as _  # noqa: F401
+    except ImportError:
+        _needs("HEBO", "hebo")
+    return HEBOSearch(random_state_seed=seed)
+
+
+@SEARCHERS.register("bayesopt")
+def bayesopt(space: dict[str, Any], seed: int):
+    """Gaussian-process BayesOpt: continuous parameters only, so categorical ones are refused up front."""
+    from ray.tune.search.sample import Categorical, Domain
+
+    for name, dom in space.items():
+        if isinstance(dom, Categorical) or (not isinstance(dom, Domain) and not isinstance(dom, (int, float))):
+            raise ValueError(f"searcher 'bayesopt' handles only continuous parameters, but {name!r} is "
+                             f"{type(dom).__name__}: fix it in the space or use --searcher optuna (TPE)")
+    try:
+        from ray.tune.search.bayesopt import BayesOptSearch
+        import bayes_opt as _  # noqa: F401
+    except ImportError:
+        _needs("bayesian-optimization", "bayesopt")
+    return BayesOptSearch(random_state=seed)
+
+
+@SEARCHERS.register("random")
+def random_search(space: dict[str, Any], seed: int):
+    """Tune's own random sampling of the space (None = BasicVariantGenerator)."""
+    return None
+
+
+@SEARCHERS.register("grid")
+def grid_search(space: dict[str, Any], seed: int):
+    """Every combination of ``tune.grid_search`` values (num_samples repeats the grid)."""
+    return None
+
+
+@SCHEDULERS.register("asha")
+def asha(cfg):
+    """Asynchronous successive halving: stop trials in the bottom 1/reduction_factor at each rung."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", max_t=cfg.max_epochs,
+                         grace_period=cfg.grace_period, reduction_factor=cfg.reduction_factor)
+
+
+@SCHEDULERS.register("hyperband")
+def hyperband(cfg):
+    from ray.tune.schedulers import HyperBandScheduler
+
+    return HyperBandScheduler(time_attr="training_iteration", max_t=cfg.max_epochs,
+                              reduction_factor=cfg.reduction_factor)
+
+
+@SCHEDULERS.register("fifo")
+def fifo(cfg):
+    """No early stopping: every trial runs to max_epochs (or its own early stopping)."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    return FIFOScheduler()

@@ -1,0 +1,144 @@
+"""The search driver: ``run_search(workdir, cfg) -> ResultGrid``, used by the CLI, the demo and the jobs.
+
+Each Tune trial is a function trainable that runs a Ray Train ``TensorflowTrainer`` on
+``cfg.workers_per_trial`` workers (``train_loop_per_worker``); ``TuneReportCallback`` forwards every epoch's
+metrics and checkpoint path to Tune, so searchers and ASHA see ``val_macro_f1`` per epoch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from .. import storage
+from ..config import ConfigError, TuneConfig
+from ..data.catalog import load_manifest
+
+METRIC, MODE = "val_macro_f1", "max"
+# TensorFlow's oneDNN CPU kernels segfault under MultiWorkerMirroredStrategy for strided convolutions
+# (measured: scratch_functional crashed both workers with SIGSEGV in epoch 1; with oneDNN off it trains).
+# Off for training workers only; a user's own setting wins. GPUs do not use oneDNN.
+WORKER_ENV = {"TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0")}
+
+
+def load_space(cfg: TuneConfig) -> dict[str, Any]:
+    """The search space from ``cfg.space`` (a module path) or ``search_spaces.<kind>``."""
+    module_name = cfg.space or f"search_spaces.{cfg.kind}"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"space={module_name!r}: cannot import it ({err}); give an importable module "
+                          "with get_search_space(smoke: bool)") from err
+    if not hasattr(module, "get_search_space"):
+        raise ConfigError(f"space={module_name!r} has no get_search_space(smoke: bool) function")
+    space = module.get_search_space(cfg.smoke_test)
+    return {**cfg.extra, **space}
+
+
+def training_manifest(workdir: str) -> str:
+    """RUN/clean_manifest.parquet if the clean stage ran, else RUN/manifest.parquet."""
+    cleaned = storage.join(workdir, "clean_manifest.parquet")
+    if storage.exists(cleaned):
+        return cleaned
+    print(f"tune: {cleaned} not found, training on the uncleaned catalog (run `speciesfam clean` first to "
+          "remove outliers)")
+    return storage.join(workdir, "manifest.parquet")
+
+
+def check_resources(cfg: TuneConfig) -> None:
+    """Fail before any training when one trial can never be placed on this cluster."""
+    import ray
+
+    total = ray.cluster_resources()
+    need_cpu = cfg.cpus_per_trial + cfg.workers_per_trial * cfg.cpus_per_worker
+    need_gpu = cfg.workers_per_trial * cfg.gpus_per_worker
+    if need_gpu > total.get("GPU", 0):
+        raise ConfigError(f"gpus_per_worker={cfg.gpus_per_worker} x workers_per_trial={cfg.workers_per_trial} "
+                          f"needs {need_gpu} GPUs but the cluster has {total.get('GPU', 0)}; use "
+                          "--gpus-per-worker 0 or add GPU nodes")
+    if need_cpu > total.get("CPU", 0):
+        raise ConfigError(f"one trial needs {need_cpu} CPUs (cpus_per_trial {cfg.cpus_per_trial} + "
+                          f"{cfg.workers_per_trial} workers x cpus_per_worker {cfg.cpus_per_worker}) but the "
+                          f"cluster has {total.get('CPU', 0)}; lower --cpus-per-worker or --workers-per-trial")
+
+
+def _trial(config: dict[str, Any], fixed: dict[str, Any], cfg: TuneConfig, train_storage: str) -> None:
+    """One Tune trial: a Ray Train run of ``train_loop_per_worker`` with this trial's hyperparameters."""
+    from ray import tune
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from ..train.loop import train_loop_per_worker
+
+    hp = dict(config)
+    model = hp.pop("model")
+    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.gpus_per_worker else {})}
+    trainer = TensorflowTrainer(
+        train_loop_per_worker,
+        train_loop_config={**fixed, "model": model, "hp": hp},
+        scaling_config=ScalingConfig(num_workers=cfg.workers_per_trial, use_gpu=cfg.gpus_per_worker > 0,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(
+            name=tune.get_context().get_trial_id(), storage_path=train_storage,
+            callbacks=[TuneReportCallback()], failure_config=FailureConfig(max_failures=0),
+            worker_runtime_env={"env_vars": WORKER_ENV},
+            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=METRIC,
+                                               checkpoint_score_order=MODE)),
+    )
+    trainer.fit()
+
+
+def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
+    """Run (or with ``resume`` continue) a search and write RUN/trials.csv and RUN/trials.md.
+
+    Returns:
+        The ``ray.tune.ResultGrid``.
+    """
+    from functools import partial
+
+    from ray import tune
+
+    from ..raycluster import init_ray
+    from ..registry import SCHEDULERS, SEARCHERS
+    from .tracking import callbacks, write_trial_table
+
+    cfg.validate()
+    space = load_space(cfg)
+    manifest_uri = training_manifest(workdir)
+    manifest = load_manifest(manifest_uri)
+    labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
+    if len(labels) < 2:
+        raise ValueError(f"{manifest_uri} has {len(labels)} usable families; classification needs at least 2")
+    init_ray(address)
+    check_resources(cfg)
+    storage_path = cfg.storage_path or storage.join(workdir, "tune")
+    if not storage.is_remote(storage_path):
+        storage_path = storage.filesystem(storage_path)[1]
+    name = cfg.name or f"{cfg.kind}"
+    fixed = {"manifest": manifest_uri if storage.is_remote(manifest_uri) else storage.filesystem(manifest_uri)[1],
+             "labels": labels, "image_size": cfg.image_size, "weights": cfg.weights, "max_epochs": cfg.max_epochs,
+             "seed": cfg.seed}
+    trainable = tune.with_resources(
+        partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train")),
+        {"CPU": cfg.cpus_per_trial})
+    experiment = storage.join(storage_path, name)
+    if cfg.resume and tune.Tuner.can_restore(experiment):
+        print(f"tune: resuming {experiment}")
+        tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                metric=METRIC, mode=MODE, num_samples=cfg.num_samples,
+                search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed),
+                scheduler=SCHEDULERS.get(cfg.scheduler)(cfg),
+                max_concurrent_trials=cfg.max_concurrent, time_budget_s=cfg.time_budget_s),
+            run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks(cfg, name),
+                                      failure_config=tune.FailureConfig(max_failures=cfg.max_failures)),
+        )
+    results = tuner.fit()
+    write_trial_table(results, workdir)
+    return results

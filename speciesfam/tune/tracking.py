@@ -1,0 +1,92 @@
+"""Tracking: W&B through Ray's ``WandbLoggerCallback`` (off unless asked), and always a local trial table
+(RUN/trials.csv, RUN/trials.md) plus a plot of the metric against time per trial (RUN/search_progress.png).
+
+The W&B API key is read from the environment by wandb itself; speciesfam never prints or writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from .. import storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+METRIC = "val_macro_f1"
+
+
+def callbacks(cfg, name: str) -> list:
+    """Tune callbacks for ``cfg.wandb`` (``disabled`` | ``offline`` | ``online``)."""
+    if cfg.wandb == "disabled":
+        return []
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    os.environ["WANDB_MODE"] = cfg.wandb
+    return [WandbLoggerCallback(project=cfg.wandb_project, group=name, tags=[cfg.kind, cfg.searcher, cfg.scheduler],
+                                excludes=["checkpoint_path"], log_config=True)]
+
+
+def trial_table(results) -> "pd.DataFrame":
+    """One row per trial: id, status, hyperparameters, best val_macro_f1, epochs run, seconds, best checkpoint."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        hist = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
+        best: dict[str, Any] = {}
+        if METRIC in hist.columns and hist[METRIC].notna().any():
+            best = hist.loc[hist[METRIC].idxmax()].to_dict()
+        trial_id = (r.metrics or {}).get("trial_id") or os.path.basename(r.path).split("_")[1]
+        rows.append({
+            "trial_id": trial_id,
+            "status": "error" if r.error else "ok",
+            "error": str(r.error).splitlines()[0][:200] if r.error else "",
+            "best_val_macro_f1": best.get(METRIC),
+            "best_epoch": best.get("epoch"),
+            "epochs_run": int(hist["training_iteration"].max()) if "training_iteration" in hist else 0,
+            "seconds": float(hist["time_total_s"].max()) if "time_total_s" in hist else 0.0,
+            "best_checkpoint": best.get("checkpoint_path"),
+            "config": json.dumps(r.config, sort_keys=True, default=str),
+            "trial_path": r.path,
+        })
+    df = pd.DataFrame(rows)
+    return df.sort_values("best_val_macro_f1", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def write_trial_table(results, workdir: str) -> "pd.DataFrame":
+    df = trial_table(results)
+    storage.write_table(df, storage.join(workdir, "trials.csv"))
+    cols = ["trial_id", "status", "best_val_macro_f1", "best_epoch", "epochs_run", "seconds", "config"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in df[cols].itertuples(index=False):
+        lines.append("| " + " | ".join("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+                                       for v in r) + " |")
+    storage.write_text(storage.join(workdir, "trials.md"), "\n".join(lines) + "\n")
+    if not storage.is_remote(workdir):
+        plot_progress(results, storage.join(workdir, "search_progress.png"))
+    return df
+
+
+def plot_progress(results, path: str) -> None:
+    """val_macro_f1 against seconds since the trial started, one line per trial (ASHA stops show as short lines)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in results:
+        hist = r.metrics_dataframe
+        if hist is not None and METRIC in hist.columns:
+            ax.plot(hist["time_total_s"], hist[METRIC], marker="o", label=os.path.basename(r.path).lstrip("_")[:28])
+    ax.set_xlabel("seconds since trial start")
+    ax.set_ylabel(METRIC)
+    ax.set_title("Search progress")
+    if len(ax.lines) <= 12:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
