@@ -46,21 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--space", default=None, help="module with get_search_space(smoke) (default search_spaces.KIND)")
     t.add_argument("--searcher", default="optuna", help="optuna (TPE) | hebo | bayesopt | random | grid")
     t.add_argument("--scheduler", default="asha", help="asha | hyperband | fifo")
-    t.add_argument("--num-samples", type=int, default=8)
-    t.add_argument("--max-epochs", type=int, default=10)
+    t.add_argument("--num-samples", type=int, default=None, help="trials (default 8; 2 with --smoke-test)")
+    t.add_argument("--max-epochs", type=int, default=None, help="default 10 (3 with --smoke-test)")
     t.add_argument("--grace-period", type=int, default=1)
     t.add_argument("--workers-per-trial", type=int, default=2)
-    t.add_argument("--cpus-per-worker", type=float, default=1.0)
+    t.add_argument("--cpus-per-worker", type=float, default=None, help="default 1 (0.5 with --smoke-test)")
     t.add_argument("--gpus-per-worker", type=float, default=0.0)
     t.add_argument("--max-concurrent", type=int, default=1)
     t.add_argument("--time-budget", type=float, default=None, help="seconds for the whole search")
-    t.add_argument("--image-size", type=int, default=64)
-    t.add_argument("--weights", type=_none, default="imagenet", help="transfer: imagenet | FILE | none")
+    t.add_argument("--image-size", type=int, default=None, help="default 64 (48 with --smoke-test)")
+    t.add_argument("--weights", type=_none, default="default",
+                   help="transfer: imagenet | FILE | none (default imagenet; none with --smoke-test: offline)")
     t.add_argument("--storage-path", default=None, help="Tune storage (default RUN/tune; shared storage on clusters)")
     t.add_argument("--name", default=None, help="experiment name (default: KIND)")
     t.add_argument("--wandb", choices=["disabled", "offline", "online"], default="disabled")
     t.add_argument("--resume", action="store_true", help="continue the experiment of the same name")
-    t.add_argument("--smoke-test", action="store_true", help="the space's tiny variant (minutes on 2 CPUs)")
+    t.add_argument("--smoke-test", action="store_true",
+                   help="the space's tiny variant, 2 trials x 3 epochs, laptop-sized defaults (minutes on 2 CPUs)")
     t.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS or a local Ray)")
 
     e = sub.add_parser("export", help="best checkpoint -> RUN/bundle (model.keras, labels, SavedModel, card)")
@@ -82,13 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def tune_config(args: argparse.Namespace):
+    """TuneConfig from flags; --smoke-test picks laptop-sized defaults for flags the user did not give."""
     from .config import TuneConfig
 
+    smoke = args.smoke_test
+    num_samples = args.num_samples or (2 if smoke else 8)
+    max_epochs = args.max_epochs or (3 if smoke else 10)
+    weights = (None if smoke else "imagenet") if args.weights == "default" else args.weights
     return TuneConfig(kind=args.kind, space=args.space, searcher=args.searcher, scheduler=args.scheduler,
-                      num_samples=args.num_samples, max_epochs=args.max_epochs, grace_period=args.grace_period,
-                      workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
+                      num_samples=num_samples, max_epochs=max_epochs, grace_period=args.grace_period,
+                      workers_per_trial=args.workers_per_trial,
+                      cpus_per_worker=args.cpus_per_worker or (0.5 if smoke else 1.0),
                       gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
-                      time_budget_s=args.time_budget, image_size=args.image_size, weights=args.weights,
+                      time_budget_s=args.time_budget, image_size=args.image_size or (48 if smoke else 64),
+                      weights=weights,
                       storage_path=args.storage_path, name=args.name, wandb=args.wandb, resume=args.resume,
                       smoke_test=args.smoke_test)
 

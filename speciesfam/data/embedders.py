@@ -19,6 +19,8 @@ import numpy as np
 
 from ..config import CleanConfig
 
+RANDOM_INIT_SEED = 0
+
 
 @dataclass
 class Embedder:
@@ -34,7 +36,7 @@ def model_id(cfg: CleanConfig) -> str:
         return f"custom:{cfg.embedder}"
     if cfg.model.startswith(("hf-hub:", "local-dir:")):
         return cfg.model
-    return f"open_clip:{cfg.model}:{cfg.pretrained or 'random-init'}"
+    return f"open_clip:{cfg.model}:{cfg.pretrained or f'random-init-seed{RANDOM_INIT_SEED}'}"
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -58,8 +60,12 @@ def open_clip_embedder(cfg: CleanConfig, device: str | None = None) -> Embedder:
         raise ValueError(f"pretrained={pretrained!r} is neither a local file nor an open_clip tag for "
                          f"{cfg.model}; tags: {open_clip.list_pretrained_tags_by_model(cfg.model)}")
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            cfg.model, pretrained=pretrained, device=device, precision="fp16" if device == "cuda" else "fp32")
+        with torch.random.fork_rng(devices=[]):
+            # Random weights (pretrained=None) are seeded, so every actor and every re-run builds the same
+            # model: embeddings stay comparable across processes and the cache stays valid.
+            torch.manual_seed(RANDOM_INIT_SEED)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                cfg.model, pretrained=pretrained, device=device, precision="fp16" if device == "cuda" else "fp32")
     except Exception as err:  # hub/network failures come in many types; name what was being fetched
         if pretrained or schema:
             raise RuntimeError(f"could not load open_clip model {cfg.model!r} with pretrained={pretrained!r}: "

@@ -1,0 +1,50 @@
+"""Fixtures: tiny generated image collections, one shared local Ray session, one tiny demo run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # throwaway local test clusters
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+# Tests run embedding (torch) and training/export (TensorFlow) in this one process; torch first is the
+# safe order (TensorFlow first, then torchvision, segfaults: ../shared/STACK-FACTS.md).
+from speciesfam._lazy import torch_modules  # noqa: E402
+
+torch_modules()
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole session (starting Ray costs ~5 s)."""
+    import ray
+
+    from speciesfam.raycluster import init_ray
+
+    init_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def collection(tmp_path_factory):
+    """A small collection: 3 families (14/10/8 images), planted outliers, grayscale, RGBA/palette, a duplicate
+    and a corrupt file."""
+    from speciesfam.data.synthetic import make_collection
+
+    root = tmp_path_factory.mktemp("collection")
+    planted = make_collection(root, counts={"Felidae": 14, "Ranidae": 10, "Salmonidae": 8}, size=64, seed=1)
+    return root, planted
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, ray_session):
+    """The demo pipeline end to end with tiny settings (2 trials x 2 epochs); its artifacts feed several tests."""
+    from speciesfam.demo import run_demo
+
+    workdir = tmp_path_factory.mktemp("demo")
+    out = run_demo(str(workdir), num_samples=2, max_epochs=2)
+    return workdir, out

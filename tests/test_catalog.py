@@ -1,0 +1,78 @@
+"""Catalog: nothing lost, duplicates never cross splits, stratified splits, small-family policy, errors."""
+
+import pandas as pd
+import pytest
+
+from speciesfam.config import CatalogConfig, ConfigError
+from speciesfam.data.catalog import build_manifest, class_weights, run_catalog
+
+
+def test_every_row_has_a_status_and_nothing_is_lost(collection, tmp_path):
+    root, planted = collection
+    files = [p for p in root.rglob("*") if p.is_file()]
+    m = run_catalog(str(root), str(tmp_path))
+    assert len(m) == len(files)
+    assert set(m["status"]) <= {"ok", "duplicate", "unreadable", "too_small"}
+    bad = m[m["status"] == "unreadable"]
+    assert {p.split("/", 1)[0] + "/" + p.split("/")[-1] for p in planted["corrupt"]} == {
+        f"{r.label}/{r.path.rsplit('/', 1)[-1]}" for r in bad.itertuples()}
+    assert bad["reason"].str.contains("truncated").all()
+    assert pd.read_csv(tmp_path / "unreadable.csv")["path"].tolist() == bad["path"].tolist()
+    assert (tmp_path / "catalog.md").read_text().count("|") > 10
+
+
+def test_duplicates_never_cross_splits(collection):
+    root, planted = collection
+    m = build_manifest(str(root))
+    dup = m[m["status"] == "duplicate"]
+    assert len(dup) == len(planted["duplicates"])
+    split_of = dict(zip(m["path"], m["split"]))
+    for r in dup.itertuples():
+        assert r.split == split_of[r.duplicate_of]
+    assert not m[m["status"] == "ok"]["sha256"].duplicated().any()
+
+
+def test_stratified_split_is_seeded_and_every_family_in_every_split(collection):
+    root, _ = collection
+    a, b = build_manifest(str(root), CatalogConfig(seed=3)), build_manifest(str(root), CatalogConfig(seed=3))
+    assert a["split"].tolist() == b["split"].tolist()
+    ok = a[a["status"] == "ok"]
+    assert (ok.groupby("label")["split"].nunique() == 3).all()
+    assert build_manifest(str(root), CatalogConfig(seed=4))["split"].tolist() != a["split"].tolist()
+
+
+def test_group_split_keeps_each_group_in_one_split(collection, tmp_path):
+    root, _ = collection
+    files = sorted(p for p in root.rglob("*.jpg"))
+    manifest = pd.DataFrame({"path": [str(p.relative_to(root)) for p in files],
+                             "label": [p.parent.name for p in files],
+                             "group": [f"{p.parent.name}-sp{i % 4}" for i, p in enumerate(files)]})
+    manifest.to_csv(root / "list.csv", index=False)
+    m = build_manifest(str(root / "list.csv"), CatalogConfig(group_split=True, min_images=3))
+    ok = m[m["status"] == "ok"]
+    assert (ok.groupby("group")["split"].nunique() == 1).all()
+    (root / "list.csv").unlink()
+
+
+def test_small_families_are_reported_not_dropped(collection):
+    root, _ = collection
+    m = build_manifest(str(root), CatalogConfig(min_images=10))
+    small = m[m["status"] == "too_small"]
+    assert set(small["label"]) == {"Salmonidae"} and small["split"].isna().all()
+    assert "min_images=10" in small["reason"].iloc[0]
+
+
+def test_balanced_class_weights(collection):
+    root, _ = collection
+    w = class_weights(build_manifest(str(root)))
+    assert w["Salmonidae"] > w["Ranidae"] > w["Felidae"]
+
+
+def test_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_manifest(str(tmp_path / "nowhere"))
+    (tmp_path / "bad.csv").write_text("file,family\na.jpg,x\n")
+    with pytest.raises(ValueError, match="lacks column"):
+        build_manifest(str(tmp_path / "bad.csv"))
+    with pytest.raises(ConfigError, match="val_fraction=0.7"):
+        CatalogConfig(val_fraction=0.7).validate()

@@ -1,0 +1,86 @@
+"""The demo pipeline end to end (tiny settings): every artifact is written and the bundle predicts."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def test_demo_writes_every_artifact(demo_run):
+    workdir, out = demo_run
+    for name, path in out["artifacts"].items():
+        assert __import__("os").path.exists(path), name
+    trials = pd.read_csv(workdir / "trials.csv")
+    assert len(trials) == 2 and (trials["status"] == "ok").all()
+    assert trials["best_val_macro_f1"].between(0, 1).all()
+    assert trials["best_val_macro_f1"].is_monotonic_decreasing
+    cleaned = pd.read_parquet(workdir / "clean_manifest.parquet")
+    assert (cleaned["status"] == "removed").sum() == len(pd.read_csv(workdir / "removed.csv"))
+    labels = json.loads((workdir / "bundle" / "labels.json").read_text())
+    assert labels == sorted(cleaned.loc[cleaned["status"] == "ok", "label"].unique())
+
+
+def test_demo_predictions_have_probabilities(demo_run):
+    _, out = demo_run
+    preds = out["predictions"]
+    assert len(preds) == 6
+    for p in preds:
+        probs = [prob for _, prob in p["top"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_exported_model_matches_the_checkpoint(demo_run):
+    import keras
+
+    from speciesfam.export import best_trial, load_bundle
+
+    workdir, _ = demo_run
+    model, config = load_bundle(str(workdir / "bundle"))
+    ckpt = best_trial(str(workdir))["best_checkpoint"]
+    trained = keras.saving.load_model(f"{ckpt}/model.keras", safe_mode=True)
+    x = np.random.default_rng(0).uniform(0, 255, (4, config["image_size"], config["image_size"], 3)).astype("float32")
+    np.testing.assert_allclose(model.predict_on_batch(x), trained.predict_on_batch(x), rtol=1e-5, atol=1e-6)
+
+
+def test_saved_model_serves_the_same_top1(demo_run):
+    import tensorflow as tf
+
+    from speciesfam.export import load_bundle
+
+    workdir, _ = demo_run
+    model, config = load_bundle(str(workdir / "bundle"))
+    served = tf.saved_model.load(str(workdir / "bundle" / "saved_model"))
+    x = np.random.default_rng(1).uniform(0, 255, (5, config["image_size"], config["image_size"], 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(served.serve(x)).argmax(1), model.predict_on_batch(x).argmax(1))
+
+
+def test_damaged_or_incomplete_bundle_gives_a_clear_error(demo_run, tmp_path):
+    import shutil
+
+    from speciesfam.export import load_bundle
+
+    workdir, _ = demo_run
+    broken = tmp_path / "bundle"
+    shutil.copytree(workdir / "bundle", broken)
+    (broken / "labels.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing \['labels.json'\]"):
+        load_bundle(str(broken))
+    (broken / "labels.json").write_text("[]")
+    (broken / "model.keras").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="damaged"):
+        load_bundle(str(broken))
+
+
+def test_predict_cli_reports_a_bad_file_and_goes_on(demo_run, tmp_path, capsys):
+    from speciesfam.cli import main
+    from speciesfam.demo import demo_images
+
+    workdir, _ = demo_run
+    good = sorted((__import__("pathlib").Path(demo_images()) / "Felidae").glob("felidae_00*.jpg"))[:2]
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really")
+    rc = main(["predict", str(workdir / "bundle"), str(good[0]), str(bad), str(good[1]), "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert rc == 1 and [("error" in r) for r in rows] == [False, True, False]
+    assert "top" in rows[2]

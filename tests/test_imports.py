@@ -1,0 +1,47 @@
+"""`import speciesfam`, `speciesfam --help` and the job scripts' --help stay light: no TensorFlow, torch, Ray."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("tensorflow", "torch", "ray", "keras", "open_clip")
+
+
+def test_import_and_help_load_no_framework():
+    code = (
+        "import sys, contextlib, io\n"
+        "import speciesfam, speciesfam.cli, speciesfam.config, speciesfam.registry\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        speciesfam.cli.main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("command", ["catalog", "clean", "tune", "export", "predict", "demo"])
+def test_subcommand_help(command):
+    out = subprocess.run([sys.executable, "-m", "speciesfam.cli", command, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "--workdir" in out.stdout or "bundle" in out.stdout
+
+
+@pytest.mark.parametrize("job", sorted(p.name for p in (ROOT / "jobs").glob("*.py") if not p.name.startswith("_")))
+def test_job_help(job):
+    out = subprocess.run([sys.executable, str(ROOT / "jobs" / job), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "--workdir" in out.stdout
+
+
+def test_torch_after_tensorflow_is_refused_not_a_segfault():
+    code = ("import tensorflow\nfrom speciesfam._lazy import torch_modules\n"
+            "try:\n    torch_modules()\nexcept RuntimeError as e:\n    print('refused:', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "refused: TensorFlow is already imported" in out.stdout
