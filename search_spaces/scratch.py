@@ -22,7 +22,7 @@ def get_search_space(smoke: bool = False) -> dict:
             "depth": 2,
             "head_units": tune.choice([16, 32]),
             "dropout": tune.uniform(0.0, 0.3),
-            "lr": tune.loguniform(1e-3, 1e-2),
+            "lr": tune.loguniform(1e-3, 5e-3),
             "batch_size": 16,
         }
     return {

@@ -74,7 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("bundle")
     pr.add_argument("paths", nargs="+")
     pr.add_argument("--top-k", type=int, default=3)
-    pr.add_argument("--format", choices=["table", "json"], default="table")
+    pr.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+    ev = sub.add_parser("evaluate", help="macro-F1, per-class report and confusion plots of a bundle on a split")
+    ev.add_argument("bundle")
+    ev.add_argument("--manifest", required=True, help="e.g. RUN/clean_manifest.parquet")
+    ev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ev.add_argument("--out", default=None, help="report folder (default: eval_SPLIT beside the bundle)")
 
     d = sub.add_parser("demo", help="every stage on the bundled demo data (offline, ~5 min on 2 CPUs)")
     d.add_argument("--workdir", default="runs/demo")
@@ -137,10 +143,25 @@ def main(argv: list[str] | None = None) -> int:
             results = predict(args.bundle, args.paths, top_k=args.top_k)
             if args.format == "json":
                 print(json.dumps(results, indent=1))
-            for r in results if args.format == "table" else []:
-                top = "  ".join(f"{lab} {p:.3f}" for lab, p in r.get("top", []))
-                print(f"{r['path']}\t{top or 'ERROR: ' + r['error']}")
+            elif args.format == "csv":
+                import csv
+
+                writer = csv.writer(sys.stdout)
+                writer.writerow(["path", "rank", "family", "probability", "error"])
+                for r in results:
+                    for rank, (lab, p) in enumerate(r.get("top", []), 1):
+                        writer.writerow([r["path"], rank, lab, f"{p:.6f}", ""])
+                    if "error" in r:
+                        writer.writerow([r["path"], "", "", "", r["error"]])
+            else:
+                for r in results:
+                    top = "  ".join(f"{lab} {p:.3f}" for lab, p in r.get("top", []))
+                    print(f"{r['path']}\t{top or 'ERROR: ' + r['error']}")
             return 1 if any("error" in r for r in results) else 0
+        elif args.command == "evaluate":
+            from .evaluate import evaluate
+
+            print(json.dumps(evaluate(args.bundle, args.manifest, args.split, args.out), indent=1))
         elif args.command == "demo":
             from .demo import run_demo
 

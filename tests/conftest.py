@@ -17,6 +17,15 @@ from speciesfam._lazy import torch_modules  # noqa: E402
 torch_modules()
 
 
+def pickle_by_value(module_name: str) -> None:
+    """Let Ray ship a test module's functions (toy trainables, training wrappers) to its workers by value."""
+    import sys
+
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[module_name])
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole session (starting Ray costs ~5 s)."""

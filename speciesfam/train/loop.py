@@ -29,7 +29,8 @@ import numpy as np
 DEFAULT_HP: dict[str, Any] = {
     "batch_size": 16, "lr": 1e-3, "optimizer": "adam", "weight_decay": 1e-4, "label_smoothing": 0.0,
     "class_weighting": "balanced", "augment": 0.0, "freeze_epochs": None, "unfreeze_layers": 20,
-    "finetune_lr_factor": 0.1, "patience": 4, "lr_patience": 2, "lr_factor": 0.5,
+    "finetune_lr_factor": 0.1, "patience": 5, "lr_patience": 3, "lr_factor": 0.5,
+    "shuffle": True,  # False: fixed batch order (reproducible runs; 1- vs 2-worker equivalence tests)
 }
 
 
@@ -81,8 +82,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Train one trial on this Ray Train worker; every worker runs this same function.
 
     ``config``: ``manifest`` (URI of the cleaned manifest), ``labels``, ``model``, ``image_size``,
-    ``weights``, ``max_epochs``, ``seed`` and ``hp`` (see ``DEFAULT_HP``; model hyperparameters too).
+    ``weights``, ``max_epochs``, ``seed`` and ``hp`` (see ``DEFAULT_HP``; model hyperparameters too);
+    optionally ``resume_from``, a checkpoint path to continue from.
     """
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()  # set when Ray Train restores a run (same name and storage)
+    if checkpoint is None and config.get("resume_from"):
+        checkpoint = ray.train.Checkpoint(config["resume_from"])
+    run_training(config, ray.train.get_context(), ray.train.report, checkpoint)
+
+
+def run_training(config: dict[str, Any], ctx, report, checkpoint):
+    """The training itself, given the Ray Train context, report function and checkpoint to resume from.
+    Returns the trained model (tests compare workers' weights with it)."""
     import ray.train
 
     from .._lazy import keras as _keras
@@ -95,7 +108,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     keras = _keras()
     import tensorflow as tf
 
-    ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     hp = hyperparameters(config)
@@ -115,7 +127,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     cw = tf.constant(class_weight_vector(train_y, num_classes, hp["class_weighting"]))
 
     def train_input(ctx_in):
-        return dataset(train_paths, train_y, size, ctx_in.get_per_replica_batch_size(global_batch), shuffle=True,
+        return dataset(train_paths, train_y, size, ctx_in.get_per_replica_batch_size(global_batch), shuffle=bool(hp["shuffle"]),
                        seed=seed, repeat=True, shard=(ctx_in.num_input_pipelines, ctx_in.input_pipeline_id))
 
     train_iter = iter(strategy.distribute_datasets_from_function(train_input))
@@ -158,7 +170,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     freeze_epochs = hp["freeze_epochs"] if hp["freeze_epochs"] is not None else (max_epochs + 1) // 2
     state = {"epoch": 0, "best_f1": -1.0, "since_best": 0, "since_lr": 0, "lr": float(hp["lr"]), "phase": 1}
 
-    checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
             with open(os.path.join(d, "state.json")) as f:
@@ -199,6 +210,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
                 save_checkpoint(tmp, model, config, state)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
+            report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
         if stop:
             break
+    return model

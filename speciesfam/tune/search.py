@@ -14,6 +14,7 @@ from typing import Any
 from .. import storage
 from ..config import ConfigError, TuneConfig
 from ..data.catalog import load_manifest
+from ..registry import SCHEDULERS, SEARCHERS
 
 METRIC, MODE = "val_macro_f1", "max"
 # TensorFlow's oneDNN CPU kernels segfault under MultiWorkerMirroredStrategy for strided convolutions
@@ -101,8 +102,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     from ray import tune
 
     from ..raycluster import init_ray
-    from ..registry import SCHEDULERS, SEARCHERS
-    from .tracking import callbacks, write_trial_table
+    from .tracking import write_trial_table
 
     cfg.validate()
     space = load_space(cfg)
@@ -116,29 +116,37 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     storage_path = cfg.storage_path or storage.join(workdir, "tune")
     if not storage.is_remote(storage_path):
         storage_path = storage.filesystem(storage_path)[1]
-    name = cfg.name or f"{cfg.kind}"
+    name = cfg.name or cfg.kind
     fixed = {"manifest": manifest_uri if storage.is_remote(manifest_uri) else storage.filesystem(manifest_uri)[1],
              "labels": labels, "image_size": cfg.image_size, "weights": cfg.weights, "max_epochs": cfg.max_epochs,
              "seed": cfg.seed}
     trainable = tune.with_resources(
         partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train")),
         {"CPU": cfg.cpus_per_trial})
+    results = make_tuner(trainable, space, cfg, storage_path, name).fit()
+    write_trial_table(results, workdir)
+    return results
+
+
+def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: str, name: str):
+    """The Tuner for any trainable (the real trial, or toy ones in tests): searcher, scheduler, budget,
+    retries and tracking from ``cfg``; with ``cfg.resume``, the stored experiment continued."""
+    from ray import tune
+
+    from .tracking import callbacks
+
     experiment = storage.join(storage_path, name)
     if cfg.resume and tune.Tuner.can_restore(experiment):
         print(f"tune: resuming {experiment}")
-        tuner = tune.Tuner.restore(experiment, trainable, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=space,
-            tune_config=tune.TuneConfig(
-                metric=METRIC, mode=MODE, num_samples=cfg.num_samples,
-                search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed),
-                scheduler=SCHEDULERS.get(cfg.scheduler)(cfg),
-                max_concurrent_trials=cfg.max_concurrent, time_budget_s=cfg.time_budget_s),
-            run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks(cfg, name),
-                                      failure_config=tune.FailureConfig(max_failures=cfg.max_failures)),
-        )
-    results = tuner.fit()
-    write_trial_table(results, workdir)
-    return results
+        return tune.Tuner.restore(experiment, trainable, resume_errored=True)
+    return tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode=MODE, num_samples=cfg.num_samples,
+            search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed),
+            scheduler=SCHEDULERS.get(cfg.scheduler)(cfg),
+            max_concurrent_trials=cfg.max_concurrent, time_budget_s=cfg.time_budget_s),
+        run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks(cfg, name),
+                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures)),
+    )

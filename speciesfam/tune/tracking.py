@@ -39,6 +39,11 @@ def trial_table(results) -> "pd.DataFrame":
         best: dict[str, Any] = {}
         if METRIC in hist.columns and hist[METRIC].notna().any():
             best = hist.loc[hist[METRIC].idxmax()].to_dict()
+            if "checkpoint_path" in hist.columns:
+                # Ray Train keeps only the top checkpoints (ties: the later ones); take the best that still exists.
+                kept = hist[hist["checkpoint_path"].map(lambda p: isinstance(p, str) and storage.exists(p))]
+                if len(kept) and kept[METRIC].notna().any():
+                    best = kept.loc[kept[METRIC].idxmax()].to_dict()
         trial_id = (r.metrics or {}).get("trial_id") or os.path.basename(r.path).split("_")[1]
         rows.append({
             "trial_id": trial_id,
