@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="every stage on the bundled demo data (offline, ~5 min on 2 CPUs)")
     d.add_argument("--workdir", default="runs/demo")
-    d.add_argument("--num-samples", type=int, default=3)
-    d.add_argument("--max-epochs", type=int, default=12)
+    d.add_argument("--num-samples", type=int, default=4)
+    d.add_argument("--max-epochs", type=int, default=20)
     return p
 
 

@@ -18,7 +18,7 @@ def demo_images() -> str:
     return str(resources.files("speciesfam") / "demo_data" / "images")
 
 
-def run_demo(workdir: str = "runs/demo", num_samples: int = 3, max_epochs: int = 12) -> dict:
+def run_demo(workdir: str = "runs/demo", num_samples: int = 4, max_epochs: int = 20) -> dict:
     """Run every stage into ``workdir`` and print where each artifact is. Returns the artifact paths and the
     predictions."""
     from .data.catalog import run_catalog
@@ -34,7 +34,7 @@ def run_demo(workdir: str = "runs/demo", num_samples: int = 3, max_epochs: int =
     cleaned = run_clean(workdir, CleanConfig(model="ViT-S-32", pretrained=None, contamination=0.05, min_per_family=6))
     print(f"[3/5] tune: {num_samples} trials, Optuna TPE + ASHA, each on 2 Ray Train workers (MultiWorkerMirroredStrategy)")
     cfg = TuneConfig(kind="scratch", num_samples=num_samples, max_epochs=max_epochs, workers_per_trial=2,
-                     grace_period=min(4, max_epochs),  # BN statistics need a few epochs before val F1 means much
+                     grace_period=min(5, max_epochs),  # BN statistics need a few epochs before val F1 means much
                      cpus_per_worker=0.5, cpus_per_trial=0.5, image_size=48, weights=None, smoke_test=True, name="demo")
     run_search(workdir, cfg)
     print("[4/5] export the best checkpoint")

@@ -84,3 +84,31 @@ def test_predict_cli_reports_a_bad_file_and_goes_on(demo_run, tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert rc == 1 and [("error" in r) for r in rows] == [False, True, False]
     assert "top" in rows[2]
+
+
+def test_evaluate_writes_reports_for_the_test_split(demo_run, tmp_path):
+    from speciesfam.evaluate import evaluate
+
+    workdir, _ = demo_run
+    summary = evaluate(str(workdir / "bundle"), str(workdir / "clean_manifest.parquet"), "test", str(tmp_path))
+    cleaned = pd.read_parquet(workdir / "clean_manifest.parquet")
+    assert summary["images"] == ((cleaned["status"] == "ok") & (cleaned["split"] == "test")).sum()
+    assert 0 <= summary["test_macro_f1"] <= 1 and 0 <= summary["test_accuracy"] <= 1
+    per_class = pd.read_csv(tmp_path / "per_class.csv")
+    assert list(per_class.columns) == ["family", "precision", "recall", "f1", "support"]
+    assert per_class["support"].sum() == summary["images"]
+    for name in ("confusion.png", "per_class_f1.png", "confused_pairs.csv", "metrics.json"):
+        assert (tmp_path / name).exists(), name
+    with pytest.raises(ValueError, match="no usable rows in split 'nope'"):
+        evaluate(str(workdir / "bundle"), str(workdir / "clean_manifest.parquet"), "nope", str(tmp_path))
+
+
+def test_predict_csv_format(demo_run, capsys):
+    from speciesfam.cli import main
+    from speciesfam.demo import demo_images
+
+    workdir, _ = demo_run
+    img = sorted((__import__("pathlib").Path(demo_images()) / "Ranidae").glob("ranidae_00*.jpg"))[0]
+    assert main(["predict", str(workdir / "bundle"), str(img), "--format", "csv", "--top-k", "2"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "path,rank,family,probability,error" and len(rows) == 3
