@@ -37,11 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--detector", default="isolation_forest", help="isolation_forest | lof | centroid")
     cl.add_argument("--contamination", type=float, default=0.05, help="share of each family to remove")
     cl.add_argument("--min-per-family", type=int, default=6)
+    cl.add_argument("--zero-shot", action="store_true",
+                    help="also remove images CLIP zero-shot calls a map, drawing, text, label or diagram")
+    cl.add_argument("--zero-shot-threshold", type=float, default=0.5)
     cl.add_argument("--batch-size", type=int, default=32)
     cl.add_argument("--num-actors", type=int, default=None, help="embedding actors (default: one per GPU)")
 
     t = sub.add_parser("tune", help="Ray Tune search; each trial trains on N Ray Train workers")
-    t.add_argument("kind", choices=["scratch", "transfer"])
+    t.add_argument("kind", choices=["scratch", "transfer", "probe"],
+                   help="CNNs from scratch, ImageNet backbones, or a fast head on cached CLIP embeddings")
     t.add_argument("--workdir", required=True)
     t.add_argument("--space", default=None, help="module with get_search_space(smoke) (default search_spaces.KIND)")
     t.add_argument("--searcher", default="optuna", help="optuna (TPE) | hebo | bayesopt | random | grid")
@@ -126,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             run_clean(args.workdir, CleanConfig(
                 model=args.model, pretrained=args.pretrained, embedder=args.embedder, detector=args.detector,
                 contamination=args.contamination, min_per_family=args.min_per_family,
+                zero_shot=args.zero_shot, zero_shot_threshold=args.zero_shot_threshold,
                 batch_size=args.batch_size, num_actors=args.num_actors))
             print(f"clean: wrote {args.workdir}/clean_manifest.parquet, removed.csv, gallery/, clean.md")
         elif args.command == "tune":

@@ -73,6 +73,8 @@ class CleanConfig:
     detector: str = "isolation_forest"
     contamination: float = 0.05
     min_per_family: int = 6  # cleaning never leaves a family with fewer images than this
+    zero_shot: bool = False  # also remove images CLIP finds closer to "a map", "a drawing", ... than to photos
+    zero_shot_threshold: float = 0.5
     gallery_per_family: int = 6
 
     def validate(self) -> None:
@@ -80,6 +82,8 @@ class CleanConfig:
         _require(self.num_actors is None or self.num_actors >= 1, "num_actors", self.num_actors,
                  "an integer >= 1 or None")
         _require(0.0 <= self.contamination < 0.5, "contamination", self.contamination, "a fraction in [0, 0.5)")
+        _require(0.0 < self.zero_shot_threshold < 1.0, "zero_shot_threshold", self.zero_shot_threshold,
+                 "a probability in (0, 1)")
         _require(self.min_per_family >= 1, "min_per_family", self.min_per_family, "an integer >= 1")
         _require(self.embedder is None or ":" in self.embedder, "embedder", self.embedder,
                  "'module:factory' (a callable returning (preprocess, encode))")
@@ -119,7 +123,7 @@ class TuneConfig:
     extra: dict = field(default_factory=dict)  # fixed hyperparameters merged under the space
 
     def validate(self) -> None:
-        _require(self.kind in ("scratch", "transfer"), "kind", self.kind, "'scratch' or 'transfer'")
+        _require(self.kind in ("scratch", "transfer", "probe"), "kind", self.kind, "'scratch', 'transfer' or 'probe'")
         _require(self.num_samples >= 1, "num_samples", self.num_samples, "an integer >= 1")
         _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, "an integer >= 1")
         _require(1 <= self.grace_period <= self.max_epochs, "grace_period", self.grace_period,

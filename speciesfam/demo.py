@@ -49,7 +49,7 @@ def run_demo(workdir: str = "runs/demo", num_samples: int = 4, max_epochs: int =
               f"{'  correct' if fam == truth[p['path']] else ''}")
     artifacts = {name: storage.join(workdir, name) for name in (
         "manifest.parquet", "catalog.md", "unreadable.csv", "embeddings.parquet", "clean_manifest.parquet",
-        "removed.csv", "gallery", "clean.md", "tune", "trials.csv", "trials.md", "search_progress.png")}
+        "removed.csv", "gallery", "clean.md", "class_counts.png", "tune", "trials.csv", "trials.md", "search_progress.png")}
     artifacts["bundle"] = bundle
     removed = int((cleaned["status"] == "removed").sum())
     print(f"\nDone in {time.time() - t0:.0f} s. {len(manifest)} images catalogued, {removed} outliers removed.")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import storage
+from . import plots, storage
 
 
 def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | None = None,
@@ -55,36 +55,6 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
     storage.write_table(per_class, os.path.join(out, "per_class.csv"))
     storage.write_table(pairs, os.path.join(out, "confused_pairs.csv"))
     storage.write_text(os.path.join(out, "metrics.json"), json.dumps(summary, indent=1))
-    _plots(cm, per_class, labels, out)
+    plots.confusion(cm, labels, os.path.join(out, "confusion.png"))
+    plots.per_class_f1(per_class, os.path.join(out, "per_class_f1.png"))
     return summary
-
-
-def _plots(cm: np.ndarray, per_class, labels: list[str], out: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(labels)
-    fig, ax = plt.subplots(figsize=(max(5, 0.35 * n), max(4, 0.35 * n)))
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    if n <= 40:  # beyond that tick labels are unreadable; the CSVs carry the detail
-        ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(n), labels, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("Confusion matrix (row-normalised)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "confusion.png"), dpi=100)
-    plt.close(fig)
-    order = per_class.sort_values("f1")
-    fig, ax = plt.subplots(figsize=(6, max(3, 0.25 * n)))
-    ax.barh(order["family"], order["f1"], color="tab:green")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("F1")
-    ax.set_title("Per-family F1")
-    ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "per_class_f1.png"), dpi=100)
-    plt.close(fig)

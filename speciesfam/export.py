@@ -66,6 +66,9 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
         try:
             shutil.copy(os.path.join(ckpt, "model.keras"), tmp)
             config = json.load(open(os.path.join(ckpt, "config.json")))
+            if config.get("model") == "probe":
+                raise ValueError(f"trial {row['trial_id']} is an embedding probe: it ranks hyperparameters on "
+                                 "CLIP embeddings and takes no images; export a scratch or transfer trial")
             model = keras.saving.load_model(os.path.join(tmp, "model.keras"), safe_mode=True)
             model.export(os.path.join(tmp, "saved_model"), format="tf_saved_model", verbose=False)
             config["trial_id"] = row["trial_id"]

@@ -18,3 +18,23 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs = {"num_cpus": num_cpus} if not address else {}
     ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True, **kwargs)
+
+
+def check_shared(uri: str, what: str) -> None:
+    """Fail before any work when ``uri`` is a node-local path on a multi-node cluster.
+
+    Other nodes cannot see this machine's disk: data and Tune storage must be cloud URIs (s3://, gs://) or an
+    NFS path mounted at the same place on every node; for NFS, set SPECIESFAM_SHARED_FS=1 to say so.
+    """
+    import ray
+
+    from . import storage
+    from .config import ConfigError
+
+    if storage.is_remote(uri) or os.environ.get("SPECIESFAM_SHARED_FS") == "1":
+        return
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1:
+        raise ConfigError(f"{what}={uri!r} is a local path but the Ray cluster has {len(nodes)} nodes, which cannot "
+                          "all see it. Use s3:// or gs://, or an NFS path mounted on every node and set "
+                          "SPECIESFAM_SHARED_FS=1 in the job's environment.")

@@ -42,3 +42,16 @@ def test_ray_pipeline_and_plain_loop_give_the_same_embeddings(collection, tmp_pa
     assert ea.shape == (12, 384)
     np.testing.assert_allclose(ea, eb, atol=1e-5)
     assert np.abs(ea - ea[0]).max() > 1e-3  # different images give different embeddings
+
+
+def test_zero_shot_wiring_removes_with_reasons_and_respects_the_minimum(collection, tmp_path, ray_session):
+    root, _ = collection
+    manifest = run_catalog(str(root), str(tmp_path))
+    cfg = CleanConfig(model="ViT-S-32", pretrained=None, batch_size=8, contamination=0.0, min_per_family=7,
+                      zero_shot=True, zero_shot_threshold=0.01)  # random weights: everything looks "non-photo"
+    cleaned = run_clean(str(tmp_path), cfg)
+    before = manifest[manifest["status"] == "ok"].groupby("label").size()
+    after = cleaned[cleaned["status"] == "ok"].groupby("label").size()
+    assert (after == before.clip(upper=7)).all()
+    removed = pd.read_csv(tmp_path / "removed.csv")
+    assert (removed["detector"] == "zero_shot").all() and removed["reason"].str.startswith("zero-shot: looks like").all()

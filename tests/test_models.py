@@ -40,9 +40,19 @@ def test_transfer_backbone_is_frozen_then_top_layers_unfreeze():
     assert not any(layer.trainable for layer in base.layers if "BatchNormalization" in type(layer).__name__)
 
 
+def test_caffe_preprocessing_matches_keras_applications():
+    import keras
+
+    from speciesfam.models.transfer import caffe_preprocessing
+
+    x = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+    expected = keras.applications.vgg16.preprocess_input(x.copy())
+    np.testing.assert_allclose(np.asarray(caffe_preprocessing(keras)(x)), expected, rtol=1e-5, atol=1e-3)
+
+
 def test_every_backbone_is_registered():
     assert set(BACKBONES) <= set(MODELS.names())
-    assert {"xception", "resnet50v2", "efficientnetb0", "efficientnetb3", "efficientnetv2s", "convnexttiny",
+    assert {"xception", "resnet50v2", "vgg16", "efficientnetb0", "efficientnetb3", "efficientnetv2s", "convnexttiny",
             "mobilenetv3large"} <= set(BACKBONES)
 
 

@@ -36,3 +36,20 @@ def test_flag_respects_min_per_family():
     assert flag(scores, 0.4, min_keep=8).sum() == 2
     assert flag(scores, 0.4, min_keep=10).sum() == 0
     assert flag(scores, 0.0, min_keep=1).sum() == 0
+
+
+def test_zero_shot_probability_and_removal_order():
+    from speciesfam.data.outliers import plan_removals, zero_shot_other
+
+    text = np.eye(4)[[0, 1, 2, 3]]  # prompts 0,1 are photos; 2,3 are non-photos
+    images = np.array([[1.0, 0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0], [0.7, 0.7, 0, 0]])
+    prob, which = zero_shot_other(images / np.linalg.norm(images, axis=1, keepdims=True), text, n_photo=2)
+    assert prob[0] < 0.01 and prob[1] > 0.99 and prob[2] > 0.99 and prob[3] < 0.01
+    assert which[1] == 0 and which[2] == 1
+    labels = np.zeros(10, int)
+    scores = np.arange(10, dtype=float)  # row 9 is the strongest outlier
+    zs = np.zeros(10)
+    zs[[2, 5]] = [0.9, 0.8]
+    removed = plan_removals(labels, scores, contamination=0.1, min_keep=7, zs_prob=zs, threshold=0.5)
+    assert np.flatnonzero(removed).tolist() == [2, 5, 9]  # non-photos first, then the top outlier
+    assert plan_removals(labels, scores, 0.1, 9, zs, 0.5).sum() == 1  # the family minimum caps it

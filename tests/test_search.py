@@ -81,4 +81,107 @@ def test_nan_loss_fails_the_trial_with_a_clear_error(collection, tmp_path, ray_s
         trainer.fit()
 
 
+def test_probe_search_on_cached_embeddings(demo_run, tmp_path):
+    import shutil
+
+    from speciesfam.export import export_bundle
+    from speciesfam.tune.search import run_search
+
+    workdir, _ = demo_run
+    for name in ("manifest.parquet", "clean_manifest.parquet", "embeddings.parquet"):
+        shutil.copy(workdir / name, tmp_path / name)
+    cfg = TuneConfig(kind="probe", num_samples=3, max_epochs=6, smoke_test=True, cpus_per_trial=1, max_concurrent=2)
+    run_search(str(tmp_path), cfg)
+    table = pd.read_csv(tmp_path / "trials.csv")
+    assert len(table) == 3 and (table["status"] == "ok").all()
+    assert table["best_val_macro_f1"].between(0, 1).all() and table["best_checkpoint"].notna().all()
+    with pytest.raises(ValueError, match="embedding probe"):
+        export_bundle(str(tmp_path))
+
+
+def test_wandb_offline_writes_runs_and_never_the_key(tmp_path, ray_session, monkeypatch):
+    from ray import tune
+
+    secret = "speciesfam-test-key-0123456789abcdef0123"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    (tmp_path / "wb").mkdir()
+    cfg = TuneConfig(searcher="random", scheduler="fifo", num_samples=2, max_epochs=8, wandb="offline",
+                     wandb_project="speciesfam-test")
+    space = {"quality": tune.uniform(0.1, 0.9), "kind": "ok"}
+    make_tuner(tune.with_resources(toy, {"CPU": 0.5}), space, cfg, str(tmp_path / "tune"), "wb").fit()
+    runs = list((tmp_path / "wb").rglob("offline-run-*"))
+    assert len(runs) == 2, runs
+    assert all(any(p.suffix == ".wandb" for p in r.iterdir()) for r in runs)
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def slow_toy(config):
+    import time
+
+    from ray import tune
+
+    for epoch in range(1, 4):
+        time.sleep(0.3)
+        tune.report({"val_macro_f1": config["q"] * epoch / 3, "epoch": epoch})
+
+
+DRIVER = """
+import sys
+import ray
+from ray import tune
+ray.init(address=sys.argv[1])
+sys.path.insert(0, sys.argv[3])
+from test_search import slow_toy, RESUME_CFG
+from speciesfam.tune.search import make_tuner
+make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), {"q": tune.grid_search([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])},
+           RESUME_CFG, sys.argv[2], "killed").fit()
+"""
+RESUME_CFG = TuneConfig(searcher="random", scheduler="fifo", num_samples=1, max_epochs=3, max_concurrent=1)
+
+
+def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path, ray_session):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from dataclasses import replace
+    from pathlib import Path
+
+    from ray import tune
+
+    storage = tmp_path / "tune"
+    address = ray_session.get_runtime_context().gcs_address
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(storage), str(Path(__file__).parent)])
+
+    def finished():
+        done = []
+        for result in (storage / "killed").glob("*/result.json"):
+            lines = result.read_text().splitlines()
+            if len(lines) == 3:
+                done.append((result.parent.name, lines))
+        return dict(done)
+
+    deadline = time.time() + 180
+    while len(finished()) < 2 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = finished()
+    assert 2 <= len(before) < 6, f"driver should be killed mid-search ({len(before)} trials done)"
+    results = make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), {}, replace(RESUME_CFG, resume=True),
+                         str(storage), "killed").fit()
+    assert len(results) == 6 and not results.errors
+    after = finished()
+    assert len(after) == 6
+    for name, lines in before.items():  # finished trials were kept, not run again
+        assert after[name] == lines
+    assert sorted(round(r.config["q"], 1) for r in results) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    assert max(json.loads(after[n][-1])["val_macro_f1"] for n in after) == pytest.approx(0.6)
+
+
 pickle_by_value(__name__)  # Ray workers cannot import test modules: ship this module's functions by value

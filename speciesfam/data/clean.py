@@ -3,7 +3,7 @@ per GPU, fp16; CPU actors when there is no GPU), then flags per-family outliers.
 
 Reads ``RUN/manifest.parquet``; writes ``RUN/embeddings.parquet`` (reused on re-runs for the same model
 and image bytes), ``RUN/clean_manifest.parquet``, ``RUN/removed.csv``, ``RUN/gallery/*.png`` and
-``RUN/clean.md``. Input images are never moved or deleted.
+``RUN/clean.md`` and ``RUN/class_counts.png``. Input images are never moved or deleted.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..config import CleanConfig
 from .catalog import load_manifest
 from .embedders import load_embedder, model_id
 from .images import DecodeError, decode_rgb
-from .outliers import flag, score_families
+from .outliers import OTHER_PROMPTS, PHOTO_PROMPTS, plan_removals, score_families, zero_shot_other
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,9 +72,10 @@ def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
     """Embed ``rows`` (path, label, sha256) with a Ray Data pipeline; returns one row per input row."""
     import ray
 
-    from ..raycluster import init_ray
+    from ..raycluster import check_shared, init_ray
 
     init_ray()
+    check_shared(rows["path"].iloc[0], "image path")
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = cfg.num_actors or max(1, gpus)
     ds = ray.data.from_pandas(rows[["path", "label", "sha256"]].reset_index(drop=True))
@@ -145,6 +146,23 @@ def gallery(rows: "pd.DataFrame", out_dir: str, per_family: int, thumb: int = 96
     return written
 
 
+def _encode_prompts(cfg: dict, prompts: tuple[str, ...]) -> np.ndarray:
+    embedder = load_embedder(CleanConfig(**cfg))
+    if embedder.encode_text is None:
+        raise ValueError(f"zero_shot needs a CLIP model with a text tower; embedder {embedder.model_id!r} has none")
+    return embedder.encode_text(list(prompts))
+
+
+def prompt_embeddings(cfg: CleanConfig, prompts: tuple[str, ...]) -> np.ndarray:
+    """Text embeddings of ``prompts``, computed in a Ray task (the driver never imports torch)."""
+    import ray
+
+    from ..raycluster import init_ray
+
+    init_ray()
+    return ray.get(ray.remote(num_cpus=1)(_encode_prompts).remote(asdict(cfg), prompts))
+
+
 def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     """Clean stage: embeddings, per-family outlier scores, cleaned manifest and reports. Returns the cleaned
     manifest (every catalog row, with ``status`` ``removed`` and a ``reason`` for outliers)."""
@@ -154,23 +172,40 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     ok = manifest[manifest["status"] == "ok"]
     emb = cached_embeddings(workdir, ok, cfg)
     x = np.stack(emb["embedding"].to_numpy()).astype(np.float32)
-    emb["score"] = score_families(emb["label"].to_numpy(), x, cfg.detector)
-    emb["removed"] = False
-    for _, idx in emb.groupby("label").groups.items():
-        emb.loc[idx, "removed"] = flag(emb.loc[idx, "score"].to_numpy(), cfg.contamination, cfg.min_per_family)
+    labels = emb["label"].to_numpy()
+    emb["score"] = score_families(labels, x, cfg.detector)
+    zs_prob = None
+    if cfg.zero_shot:
+        zs_prob, zs_idx = zero_shot_other(x, prompt_embeddings(cfg, PHOTO_PROMPTS + OTHER_PROMPTS), len(PHOTO_PROMPTS))
+        emb["nonphoto_prob"] = zs_prob
+    emb["removed"] = plan_removals(labels, emb["score"].to_numpy(), cfg.contamination, cfg.min_per_family,
+                                   zs_prob, cfg.zero_shot_threshold)
+    emb["detector"] = cfg.detector
+    emb["reason"] = f"{cfg.detector} outlier: top {cfg.contamination:.0%} score in family"
+    if zs_prob is not None:
+        nonphoto = emb["removed"] & (zs_prob > cfg.zero_shot_threshold)
+        emb.loc[nonphoto, "detector"] = "zero_shot"
+        emb.loc[nonphoto, "reason"] = [f"zero-shot: looks like {OTHER_PROMPTS[i]!r} (p={p:.2f})"
+                                       for i, p in zip(zs_idx[nonphoto], zs_prob[nonphoto])]
     cleaned = manifest.copy()
     removed = emb[emb["removed"]]
-    reason = f"{cfg.detector} outlier: top {cfg.contamination:.0%} score in family"
-    cleaned.loc[cleaned["path"].isin(removed["path"]), ["status", "reason"]] = ["removed", reason]
+    reasons = dict(zip(removed["path"], removed["reason"]))
+    hit = cleaned["path"].isin(removed["path"])
+    cleaned.loc[hit, "status"] = "removed"
+    cleaned.loc[hit, "reason"] = cleaned.loc[hit, "path"].map(reasons)
     lost = ok["path"][~ok["path"].isin(emb["path"])]  # decode failed at clean time (file changed since catalog)
     cleaned.loc[cleaned["path"].isin(lost), ["status", "reason"]] = ["unreadable", "failed to decode in clean"]
     cleaned["outlier_score"] = cleaned["path"].map(emb.set_index("path")["score"])
     storage.write_table(cleaned, storage.join(workdir, "clean_manifest.parquet"))
-    table = removed[["path", "label", "score"]].rename(columns={"label": "family"}).assign(
-        detector=cfg.detector, reason=reason)
+    table = removed[["path", "label", "score", "detector", "reason"]].rename(columns={"label": "family"})
     storage.write_table(table, storage.join(workdir, "removed.csv"))
     gallery_dir = storage.local_dir(storage.join(workdir, "gallery"))
     gallery(emb, gallery_dir, cfg.gallery_per_family)
+    if not storage.is_remote(workdir):
+        from ..plots import class_counts
+
+        usable = lambda df: df[df["status"] == "ok"]["label"].value_counts()  # noqa: E731
+        class_counts(usable(manifest), usable(cleaned), storage.join(workdir, "class_counts.png"))
     storage.write_text(storage.join(workdir, "clean.md"), clean_report(manifest, cleaned, table, cfg))
     return cleaned
 

@@ -57,3 +57,38 @@ def score_families(labels: np.ndarray, x: np.ndarray, detector: str, seed: int =
         if len(idx) >= 3:
             scores[idx] = fn(x[idx], seed=seed)
     return scores
+
+
+# Zero-shot prompts: an image is a non-photo when the CLIP softmax over all prompts puts more than the
+# threshold on the OTHER prompts together.
+PHOTO_PROMPTS = ("a photo of an animal", "a photo of a plant", "a photo of a fungus", "a photo of an insect")
+OTHER_PROMPTS = ("a map", "a drawing", "a page of text", "a specimen label", "a diagram", "a logo")
+
+
+def zero_shot_other(image_emb: np.ndarray, text_emb: np.ndarray, n_photo: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probability of a non-photo prompt, index of the most likely non-photo prompt) per image.
+
+    Embeddings are L2-normalised; 100 is CLIP's logit scale."""
+    logits = 100.0 * image_emb @ text_emb.T
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    other = probs[:, n_photo:]
+    return other.sum(axis=1), other.argmax(axis=1)
+
+
+def plan_removals(labels: np.ndarray, scores: np.ndarray, contamination: float, min_keep: int,
+                  zs_prob: np.ndarray | None = None, threshold: float = 0.5) -> np.ndarray:
+    """Rows to remove per family: zero-shot non-photos first (most certain first), then the top
+    ``contamination`` share by outlier score; never leaving a family with fewer than ``min_keep`` rows."""
+    remove = np.zeros(len(labels), dtype=bool)
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        outliers = idx[flag(scores[idx], contamination, 0)]
+        order = list(outliers[np.argsort(-scores[outliers], kind="stable")])
+        if zs_prob is not None:
+            nonphoto = idx[zs_prob[idx] > threshold]
+            nonphoto = list(nonphoto[np.argsort(-zs_prob[nonphoto], kind="stable")])
+            order = nonphoto + [i for i in order if i not in set(nonphoto)]
+        remove[order[: max(0, len(idx) - min_keep)]] = True
+    return remove

@@ -18,10 +18,12 @@ from ..registry import MODELS
 from . import augmentation, head
 
 # name: (keras.applications class name, native input size, preprocessing)
-# preprocessing "tf": x/127.5 - 1; "builtin": the backbone rescales raw 0..255 itself.
+# preprocessing "tf": x/127.5 - 1; "caffe": RGB->BGR minus the ImageNet BGR means (VGG16);
+# "builtin": the backbone rescales raw 0..255 itself.
 BACKBONES: dict[str, tuple[str, int, str]] = {
     "xception": ("Xception", 299, "tf"),
     "resnet50v2": ("ResNet50V2", 224, "tf"),
+    "vgg16": ("VGG16", 224, "caffe"),
     "efficientnetb0": ("EfficientNetB0", 224, "builtin"),
     "efficientnetb3": ("EfficientNetB3", 300, "builtin"),
     "efficientnetv2s": ("EfficientNetV2S", 384, "builtin"),
@@ -37,6 +39,23 @@ def native_size(name: str) -> int:
     return BACKBONES[name][1]
 
 
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def caffe_preprocessing(keras):
+    """keras.applications' "caffe" preprocessing as a frozen 1x1 convolution (a plain layer, so the model
+    still loads in safe mode): output channel c = input channel 2-c (RGB->BGR) minus the BGR mean."""
+    import numpy as np
+
+    layer = keras.layers.Conv2D(3, 1, trainable=False, name="caffe_preprocessing")
+    layer.build((None, None, None, 3))
+    kernel = np.zeros((1, 1, 3, 3), np.float32)
+    for c in range(3):
+        kernel[0, 0, 2 - c, c] = 1.0
+    layer.set_weights([kernel, -np.array(CAFFE_BGR_MEAN, np.float32)])
+    return layer
+
+
 def _builder(name: str):
     cls_name, _, mode = BACKBONES[name]
 
@@ -48,6 +67,8 @@ def _builder(name: str):
             x = layer(x)
         if mode == "tf":
             x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)
+        elif mode == "caffe":
+            x = caffe_preprocessing(keras)(x)
         local_file = weights not in (None, "imagenet")
         base = getattr(keras.applications, cls_name)(
             include_top=False, weights=None if local_file else weights, input_shape=(image_size, image_size, 3))

@@ -1,8 +1,9 @@
 """The search driver: ``run_search(workdir, cfg) -> ResultGrid``, used by the CLI, the demo and the jobs.
 
-Each Tune trial is a function trainable that runs a Ray Train ``TensorflowTrainer`` on
+Each scratch/transfer trial is a function trainable that runs a Ray Train ``TensorflowTrainer`` on
 ``cfg.workers_per_trial`` workers (``train_loop_per_worker``); ``TuneReportCallback`` forwards every epoch's
-metrics and checkpoint path to Tune, so searchers and ASHA see ``val_macro_f1`` per epoch.
+metrics and checkpoint path to Tune, so searchers and ASHA see ``val_macro_f1`` per epoch. Probe trials
+(``models/probe.py``) train a head on cached embeddings in the trial process itself.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def check_resources(cfg: TuneConfig) -> None:
     import ray
 
     total = ray.cluster_resources()
-    need_cpu = cfg.cpus_per_trial + cfg.workers_per_trial * cfg.cpus_per_worker
-    need_gpu = cfg.workers_per_trial * cfg.gpus_per_worker
+    workers = 0 if cfg.kind == "probe" else cfg.workers_per_trial  # probe trials train in the trial process
+    need_cpu = cfg.cpus_per_trial + workers * cfg.cpus_per_worker
+    need_gpu = workers * cfg.gpus_per_worker
     if need_gpu > total.get("GPU", 0):
         raise ConfigError(f"gpus_per_worker={cfg.gpus_per_worker} x workers_per_trial={cfg.workers_per_trial} "
                           f"needs {need_gpu} GPUs but the cluster has {total.get('GPU', 0)}; use "
@@ -101,7 +103,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
 
     from ray import tune
 
-    from ..raycluster import init_ray
+    from ..models.probe import probe_trial
+    from ..raycluster import check_shared, init_ray
     from .tracking import write_trial_table
 
     cfg.validate()
@@ -117,12 +120,25 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     if not storage.is_remote(storage_path):
         storage_path = storage.filesystem(storage_path)[1]
     name = cfg.name or cfg.kind
+    check_shared(storage_path, "storage_path")
+    check_shared(manifest_uri, "workdir")
+    sample = manifest.loc[manifest["status"] == "ok", "path"].iloc[0]
+    if not storage.exists(sample):
+        raise FileNotFoundError(f"{manifest_uri} lists images that cannot be read from here, e.g. {sample!r}; is "
+                                "the data path mounted (or the bucket readable) on this machine?")
     fixed = {"manifest": manifest_uri if storage.is_remote(manifest_uri) else storage.filesystem(manifest_uri)[1],
              "labels": labels, "image_size": cfg.image_size, "weights": cfg.weights, "max_epochs": cfg.max_epochs,
              "seed": cfg.seed}
-    trainable = tune.with_resources(
-        partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train")),
-        {"CPU": cfg.cpus_per_trial})
+    if cfg.kind == "probe":
+        from ..data.embedders import model_id
+
+        fixed.update(workdir=workdir if storage.is_remote(workdir) else storage.filesystem(workdir)[1])
+        emb = storage.read_table(storage.join(workdir, "embeddings.parquet"), stage_hint="speciesfam clean --workdir RUN")
+        fixed["embedding_model"] = str(emb["model_id"].iloc[0]) if len(emb) else None
+        trainable = partial(probe_trial, fixed=fixed)
+    else:
+        trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
+    trainable = tune.with_resources(trainable, {"CPU": cfg.cpus_per_trial})
     results = make_tuner(trainable, space, cfg, storage_path, name).fit()
     write_trial_table(results, workdir)
     return results
@@ -147,6 +163,6 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed),
             scheduler=SCHEDULERS.get(cfg.scheduler)(cfg),
             max_concurrent_trials=cfg.max_concurrent, time_budget_s=cfg.time_budget_s),
-        run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks(cfg, name),
+        run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks(cfg, name, experiment),
                                   failure_config=tune.FailureConfig(max_failures=cfg.max_failures)),
     )

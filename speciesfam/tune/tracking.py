@@ -18,15 +18,23 @@ if TYPE_CHECKING:
 METRIC = "val_macro_f1"
 
 
-def callbacks(cfg, name: str) -> list:
-    """Tune callbacks for ``cfg.wandb`` (``disabled`` | ``offline`` | ``online``)."""
+def callbacks(cfg, name: str, experiment_dir: str) -> list:
+    """Tune callbacks for ``cfg.wandb`` (``disabled`` | ``offline`` | ``online``).
+
+    W&B run files go to ``WANDB_DIR`` if set, else into the experiment's folder when it is local (offline runs
+    can then be uploaded later with ``wandb sync``). Ray's callback hands ``WANDB_API_KEY`` from this
+    process's environment to its logging actor; speciesfam never reads, prints or stores it.
+    """
     if cfg.wandb == "disabled":
         return []
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    os.environ["WANDB_MODE"] = cfg.wandb
+    local = None if storage.is_remote(experiment_dir) else experiment_dir
+    wandb_dir = os.environ.get("WANDB_DIR") or local
+    if wandb_dir:
+        storage.makedirs(wandb_dir)
     return [WandbLoggerCallback(project=cfg.wandb_project, group=name, tags=[cfg.kind, cfg.searcher, cfg.scheduler],
-                                excludes=["checkpoint_path"], log_config=True)]
+                                excludes=["checkpoint_path"], log_config=True, mode=cfg.wandb, dir=wandb_dir)]
 
 
 def trial_table(results) -> "pd.DataFrame":
@@ -44,6 +52,9 @@ def trial_table(results) -> "pd.DataFrame":
                 kept = hist[hist["checkpoint_path"].map(lambda p: isinstance(p, str) and storage.exists(p))]
                 if len(kept) and kept[METRIC].notna().any():
                     best = kept.loc[kept[METRIC].idxmax()].to_dict()
+        if best and not best.get("checkpoint_path") and r.best_checkpoints:  # checkpoints reported to Tune itself
+            ckpt, m = max(r.best_checkpoints, key=lambda cm: cm[1].get(METRIC, float("-inf")))
+            best = {**best, **{k: m[k] for k in (METRIC, "epoch") if k in m}, "checkpoint_path": ckpt.path}
         trial_id = (r.metrics or {}).get("trial_id") or os.path.basename(r.path).split("_")[1]
         rows.append({
             "trial_id": trial_id,
@@ -71,27 +82,7 @@ def write_trial_table(results, workdir: str) -> "pd.DataFrame":
                                        for v in r) + " |")
     storage.write_text(storage.join(workdir, "trials.md"), "\n".join(lines) + "\n")
     if not storage.is_remote(workdir):
-        plot_progress(results, storage.join(workdir, "search_progress.png"))
+        from ..plots import search_progress
+
+        search_progress(results, storage.join(workdir, "search_progress.png"), METRIC)
     return df
-
-
-def plot_progress(results, path: str) -> None:
-    """val_macro_f1 against seconds since the trial started, one line per trial (ASHA stops show as short lines)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r in results:
-        hist = r.metrics_dataframe
-        if hist is not None and METRIC in hist.columns:
-            ax.plot(hist["time_total_s"], hist[METRIC], marker="o", label=os.path.basename(r.path).lstrip("_")[:28])
-    ax.set_xlabel("seconds since trial start")
-    ax.set_ylabel(METRIC)
-    ax.set_title("Search progress")
-    if len(ax.lines) <= 12:
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

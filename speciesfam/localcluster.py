@@ -1,0 +1,124 @@
+"""A real 2-node Ray cluster on this machine, for checking the cluster path end to end.
+
+``python -m speciesfam.localcluster --workdir DIR`` starts a head node and a second node (each with its own
+CPU and a custom resource), submits ``jobs/clean_data.py`` and ``jobs/tune_transfer.py --smoke-test`` with
+``ray job submit``, waits, checks the artifacts, and stops both nodes. Everything listens on 127.0.0.1 on
+ports of its own, and stopping kills only this cluster's processes (never other Ray instances).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXCLUDES = [".git", ".venv", ".venv-*", "runs", "**/__pycache__", "*.egg-info"]
+
+
+@dataclass
+class LocalCluster:
+    port: int = 6390
+    dashboard_port: int = 8266
+    temp_dir: str = "/tmp/speciesfam-cluster"
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def _ray(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        ray_bin = str(Path(sys.executable).with_name("ray"))
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # loopback-only throwaway cluster
+        return subprocess.run([ray_bin, *args], env=env, check=check, capture_output=True, text=True)
+
+    def start(self) -> None:
+        """Head node (1 CPU, resource ``head``) and a second node (1 CPU, resource ``node2``)."""
+        self._ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(self.port), "--num-cpus", "1",
+                  "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
+                  "--temp-dir", self.temp_dir, "--resources", json.dumps({"head": 1}), "--disable-usage-stats")
+        self._ray("start", "--address", f"127.0.0.1:{self.port}", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                  "--resources", json.dumps({"node2": 1}), "--disable-usage-stats")
+
+    def submit(self, *job: str, timeout_s: float = 900) -> str:
+        """``ray job submit`` the repo as working dir; returns the job's output, raising if it failed."""
+        # Both nodes are on this machine, so local paths are shared: say so (see raycluster.check_shared).
+        runtime_env = json.dumps({"excludes": EXCLUDES, "env_vars": {"SPECIESFAM_SHARED_FS": "1"}})
+        try:
+            out = subprocess.run(
+                [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", self.address,
+                 "--working-dir", str(REPO), "--runtime-env-json", runtime_env, "--", "python", *job],
+                env={**os.environ, "RAY_AUTH_MODE": "disabled"}, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired as err:
+            raise RuntimeError(f"job {job} did not finish in {timeout_s} s") from err
+        if out.returncode != 0 or "succeeded" not in out.stdout:
+            raise RuntimeError(f"job {job} failed (exit {out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}")
+        return out.stdout
+
+    def pids(self) -> list[int]:
+        """Processes of this cluster only: their command lines name its GCS port or its temp dir."""
+        marks = (f"127.0.0.1:{self.port}", self.temp_dir)
+        found = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) != os.getpid():
+                try:
+                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if any(m in cmd for m in marks):
+                    found.append(int(proc.name))
+        return found
+
+    def kill_node2(self) -> None:
+        """Kill the second node's raylet (a node failure, for fault tests)."""
+        for pid in self.pids():
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            if "raylet" in cmd and "node2" in cmd:
+                os.kill(pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            time.sleep(2 if sig == signal.SIGTERM else 0)
+
+
+def check_artifacts(workdir: str) -> dict:
+    """What a user expects after the two jobs; raises with the missing piece."""
+    import pandas as pd
+
+    for name in ("manifest.parquet", "embeddings.parquet", "clean_manifest.parquet", "removed.csv", "trials.csv"):
+        if not (Path(workdir) / name).exists():
+            raise FileNotFoundError(f"{workdir}/{name} was not written")
+    trials = pd.read_csv(Path(workdir) / "trials.csv")
+    if not (trials["status"] == "ok").any():
+        raise RuntimeError(f"no successful trial in {workdir}/trials.csv:\n{trials[['trial_id', 'status', 'error']]}")
+    return {"trials": len(trials), "ok": int((trials["status"] == "ok").sum()),
+            "best_val_macro_f1": float(trials["best_val_macro_f1"].max())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True, help="shared run folder (both nodes are on this machine)")
+    args = parser.parse_args()
+    workdir = str(Path(args.workdir).resolve())
+    cluster = LocalCluster()
+    cluster.start()
+    try:
+        print("clean job:", cluster.submit("jobs/clean_data.py", "--smoke-test", "--workdir", workdir)[-300:])
+        print("tune job:", cluster.submit("jobs/tune_transfer.py", "--smoke-test", "--workdir", workdir)[-300:])
+        print(json.dumps(check_artifacts(workdir)))
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
