@@ -113,9 +113,13 @@ def test_wandb_offline_writes_runs_and_never_the_key(tmp_path, ray_session, monk
     runs = list((tmp_path / "wb").rglob("offline-run-*"))
     assert len(runs) == 2, runs
     assert all(any(p.suffix == ".wandb" for p in r.iterdir()) for r in runs)
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            assert secret.encode() not in path.read_bytes(), path
+    import glob
+
+    logs = [p for p in glob.glob(ray_session._private.worker._global_node.get_session_dir_path() + "/**",
+                                 recursive=True)]
+    for path in [*map(str, tmp_path.rglob("*")), *logs]:
+        if __import__("os").path.isfile(path):
+            assert secret.encode() not in open(path, "rb").read(), path
 
 
 def slow_toy(config):

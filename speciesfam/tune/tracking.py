@@ -22,13 +22,18 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
     """Tune callbacks for ``cfg.wandb`` (``disabled`` | ``offline`` | ``online``).
 
     W&B run files go to ``WANDB_DIR`` if set, else into the experiment's folder when it is local (offline runs
-    can then be uploaded later with ``wandb sync``). Ray's callback hands ``WANDB_API_KEY`` from this
-    process's environment to its logging actor; speciesfam never reads, prints or stores it.
+    can then be uploaded later with ``wandb sync``). Online, Ray's callback hands ``WANDB_API_KEY`` from this
+    process's environment to its logging actor (Ray logs runtime environments under /tmp/ray on the node);
+    speciesfam itself never prints or stores it.
     """
     if cfg.wandb == "disabled":
         return []
     from ray.air.integrations.wandb import WandbLoggerCallback
 
+    if cfg.wandb == "offline":
+        # Offline runs need no key, and Ray's callback would forward it to its logging actor through the
+        # runtime environment, which Ray's runtime_env_agent.log records: drop it from this process.
+        os.environ.pop("WANDB_API_KEY", None)
     local = None if storage.is_remote(experiment_dir) else experiment_dir
     wandb_dir = os.environ.get("WANDB_DIR") or local
     if wandb_dir:
