@@ -32,10 +32,16 @@ class LocalCluster:
     def address(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
+    @staticmethod
+    def env() -> dict[str, str]:
+        """This Python's environment first on PATH (so the nodes' and jobs' `python` is this one), and no
+        token auth: a loopback-only throwaway cluster."""
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        return {**os.environ, "PATH": path, "RAY_AUTH_MODE": "disabled"}
+
     def _ray(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         ray_bin = str(Path(sys.executable).with_name("ray"))
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # loopback-only throwaway cluster
-        return subprocess.run([ray_bin, *args], env=env, check=check, capture_output=True, text=True)
+        return subprocess.run([ray_bin, *args], env=self.env(), check=check, capture_output=True, text=True)
 
     def start(self) -> None:
         """Head node (1 CPU, resource ``head``) and a second node (1 CPU, resource ``node2``)."""
@@ -53,7 +59,7 @@ class LocalCluster:
             out = subprocess.run(
                 [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", self.address,
                  "--working-dir", str(REPO), "--runtime-env-json", runtime_env, "--", "python", *job],
-                env={**os.environ, "RAY_AUTH_MODE": "disabled"}, capture_output=True, text=True, timeout=timeout_s)
+                env=self.env(), capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired as err:
             raise RuntimeError(f"job {job} did not finish in {timeout_s} s") from err
         if out.returncode != 0 or "succeeded" not in out.stdout:
@@ -81,14 +87,19 @@ class LocalCluster:
             if "raylet" in cmd and "node2" in cmd:
                 os.kill(pid, signal.SIGKILL)
 
-    def stop(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in self.pids():
+    def stop(self, timeout_s: float = 30) -> None:
+        """SIGTERM this cluster's processes, then SIGKILL whatever is left (raylets restart workers while
+        dying, so repeat until none remain)."""
+        deadline = time.time() + timeout_s
+        sig = signal.SIGTERM
+        while (pids := self.pids()) and time.time() < deadline:
+            for pid in pids:
                 try:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
-            time.sleep(2 if sig == signal.SIGTERM else 0)
+            time.sleep(1)
+            sig = signal.SIGKILL
 
 
 def check_artifacts(workdir: str) -> dict:
