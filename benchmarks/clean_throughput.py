@@ -31,12 +31,12 @@ def main() -> None:
     from speciesfam.config import CleanConfig
     from speciesfam.data.catalog import build_manifest
     from speciesfam.data.clean import embed_plain, embed_with_ray
-    from speciesfam.data.synthetic import make_collection
+    from speciesfam.data.synthetic import FAMILIES, make_collection
     from speciesfam.raycluster import init_ray
 
     per_family = args.images // 4
     with tempfile.TemporaryDirectory() as tmp:
-        make_collection(tmp, counts={f"F{i}": per_family for i in range(4)}, outliers_per_family=0, grayscale=0,
+        make_collection(tmp, counts={n: per_family for n in list(FAMILIES)[:4]}, outliers_per_family=0, grayscale=0,
                         extras=False, size=128)
         rows = build_manifest(tmp)
         rows = rows[rows["status"] == "ok"]

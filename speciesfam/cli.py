@@ -56,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers-per-trial", type=int, default=2)
     t.add_argument("--cpus-per-worker", type=float, default=None, help="default 1 (0.5 with --smoke-test)")
     t.add_argument("--gpus-per-worker", type=float, default=0.0)
+    t.add_argument("--cpus-per-trial", type=float, default=0.5,
+                   help="CPUs of the trial process itself (it drives Ray Train, or trains a probe)")
     t.add_argument("--max-concurrent", type=int, default=1)
     t.add_argument("--time-budget", type=float, default=None, help="seconds for the whole search")
+    t.add_argument("--max-failures", type=int, default=1, help="retries of a trial that crashed (or lost its node)")
     t.add_argument("--image-size", type=int, default=None, help="default 64 (48 with --smoke-test)")
     t.add_argument("--weights", type=_none, default="default",
                    help="transfer: imagenet | FILE | none (default imagenet; none with --smoke-test: offline)")
@@ -105,11 +108,11 @@ def tune_config(args: argparse.Namespace):
                       num_samples=num_samples, max_epochs=max_epochs, grace_period=args.grace_period,
                       workers_per_trial=args.workers_per_trial,
                       cpus_per_worker=args.cpus_per_worker or (0.5 if smoke else 1.0),
-                      gpus_per_worker=args.gpus_per_worker, max_concurrent=args.max_concurrent,
-                      time_budget_s=args.time_budget, image_size=args.image_size or (48 if smoke else 64),
-                      weights=weights,
-                      storage_path=args.storage_path, name=args.name, wandb=args.wandb, resume=args.resume,
-                      smoke_test=args.smoke_test)
+                      gpus_per_worker=args.gpus_per_worker, cpus_per_trial=args.cpus_per_trial,
+                      max_concurrent=args.max_concurrent, time_budget_s=args.time_budget,
+                      max_failures=args.max_failures, image_size=args.image_size or (48 if smoke else 64),
+                      weights=weights, storage_path=args.storage_path, name=args.name, wandb=args.wandb,
+                      resume=args.resume, smoke_test=smoke)
 
 
 def main(argv: list[str] | None = None) -> int:

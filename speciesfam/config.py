@@ -114,7 +114,7 @@ class TuneConfig:
     name: str | None = None
     image_size: int = 64
     weights: str | None = "imagenet"  # transfer backbones: "imagenet", a local weights file, or None (offline)
-    max_failures: int = 1  # retries of a crashed trial (a NaN loss is not retried: it fails the same way)
+    max_failures: int = 1  # retries of a crashed trial or one whose node died (a NaN trial fails again)
     seed: int = 0
     wandb: str = "disabled"  # disabled | offline | online
     wandb_project: str = "speciesfam"
@@ -135,6 +135,7 @@ class TuneConfig:
         _require(self.gpus_per_worker >= 0, "gpus_per_worker", self.gpus_per_worker, "a number >= 0")
         _require(self.cpus_per_trial > 0, "cpus_per_trial", self.cpus_per_trial, "a number > 0")
         _require(self.max_concurrent >= 1, "max_concurrent", self.max_concurrent, "an integer >= 1")
+        _require(self.max_failures >= 0, "max_failures", self.max_failures, "an integer >= 0")
         _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", self.time_budget_s,
                  "seconds > 0 or None")
         _require(self.image_size >= 32, "image_size", self.image_size, "an integer >= 32")

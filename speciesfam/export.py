@@ -73,6 +73,8 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
             model.export(os.path.join(tmp, "saved_model"), format="tf_saved_model", verbose=False)
             config["trial_id"] = row["trial_id"]
             metrics = {k: row[k] for k in ("best_val_macro_f1", "best_epoch", "epochs_run", "seconds")}
+            if os.path.exists(os.path.join(ckpt, "metrics.json")):  # the checkpoint's own epoch, per family
+                metrics["checkpoint"] = json.load(open(os.path.join(ckpt, "metrics.json")))
             for name, data in (("config.json", config), ("labels.json", config["labels"]), ("metrics.json", metrics)):
                 with open(os.path.join(tmp, name), "w") as f:
                     json.dump(data, f, indent=1, default=str)

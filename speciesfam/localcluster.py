@@ -27,6 +27,7 @@ class LocalCluster:
     port: int = 6390
     dashboard_port: int = 8266
     temp_dir: str = "/tmp/speciesfam-cluster"
+    _agent_ready: bool = False
 
     @property
     def address(self) -> str:
@@ -49,22 +50,38 @@ class LocalCluster:
                   "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
                   "--temp-dir", self.temp_dir, "--resources", json.dumps({"head": 1}), "--disable-usage-stats")
         self._ray("start", "--address", f"127.0.0.1:{self.port}", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                  "--resources", json.dumps({"node2": 1}), "--disable-usage-stats")
+                  "--resources", json.dumps({"node2": 1}), "--node-name", "node2", "--disable-usage-stats")
 
-    def submit(self, *job: str, timeout_s: float = 900) -> str:
-        """``ray job submit`` the repo as working dir; returns the job's output, raising if it failed."""
+    def submit_command(self, *job: str) -> list[str]:
+        """The ``ray job submit`` command for ``python JOB...`` with this repo as the working dir."""
         # Both nodes are on this machine, so local paths are shared: say so (see raycluster.check_shared).
         runtime_env = json.dumps({"excludes": EXCLUDES, "env_vars": {"SPECIESFAM_SHARED_FS": "1"}})
+        return [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", self.address,
+                "--working-dir", str(REPO), "--runtime-env-json", runtime_env, "--", "python", *job]
+
+    def submit(self, *job: str, timeout_s: float = 900) -> str:
+        """Submit a job and wait; returns its output, raising if it failed."""
+        self.wait_for_job_agent()
         try:
-            out = subprocess.run(
-                [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", self.address,
-                 "--working-dir", str(REPO), "--runtime-env-json", runtime_env, "--", "python", *job],
-                env=self.env(), capture_output=True, text=True, timeout=timeout_s)
+            out = subprocess.run(self.submit_command(*job), env=self.env(), capture_output=True, text=True,
+                                 timeout=timeout_s)
         except subprocess.TimeoutExpired as err:
             raise RuntimeError(f"job {job} did not finish in {timeout_s} s") from err
-        if out.returncode != 0 or "succeeded" not in out.stdout:
-            raise RuntimeError(f"job {job} failed (exit {out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}")
-        return out.stdout
+        return check_job(job, out.returncode, out.stdout, out.stderr)
+
+    def wait_for_job_agent(self, timeout_s: float = 120) -> None:
+        """Right after `ray start` the dashboard answers before its job agent is up ("No available agent to
+        submit job"): submit a no-op job until one is accepted."""
+        deadline = time.time() + timeout_s
+        while not self._agent_ready:
+            out = subprocess.run([str(Path(sys.executable).with_name("ray")), "job", "submit", "--address",
+                                  self.address, "--", "true"], env=self.env(), capture_output=True, text=True)
+            if out.returncode == 0:
+                self._agent_ready = True
+                return
+            if time.time() > deadline:
+                raise RuntimeError(f"the job API at {self.address} is not ready after {timeout_s} s: {out.stderr[-500:]}")
+            time.sleep(2)
 
     def pids(self) -> list[int]:
         """Processes of this cluster only: their command lines name its GCS port or its temp dir."""
@@ -80,12 +97,26 @@ class LocalCluster:
                     found.append(int(proc.name))
         return found
 
-    def kill_node2(self) -> None:
-        """Kill the second node's raylet (a node failure, for fault tests)."""
-        for pid in self.pids():
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            if "raylet" in cmd and "node2" in cmd:
+    def kill_node2(self) -> int:
+        """Kill the second node's raylet and every process under it (a node failure); returns how many."""
+        children: dict[int, list[int]] = {}
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(proc.name))
+        doomed = [p for p in self.pids()
+                  if "--node-name=node2" in Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()]
+        for pid in doomed:
+            doomed.extend(children.get(pid, []))
+        for pid in doomed:
+            try:
                 os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(doomed)
 
     def stop(self, timeout_s: float = 30) -> None:
         """SIGTERM this cluster's processes, then SIGKILL whatever is left (raylets restart workers while
@@ -100,6 +131,12 @@ class LocalCluster:
                     pass
             time.sleep(1)
             sig = signal.SIGKILL
+
+
+def check_job(job, returncode: int, stdout: str, stderr: str) -> str:
+    if returncode != 0 or "succeeded" not in stdout:
+        raise RuntimeError(f"job {job} failed (exit {returncode}):\n{stdout[-4000:]}\n{stderr[-2000:]}")
+    return stdout
 
 
 def check_artifacts(workdir: str) -> dict:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from speciesfam.config import CleanConfig
 from speciesfam.data.catalog import run_catalog
@@ -55,3 +56,31 @@ def test_zero_shot_wiring_removes_with_reasons_and_respects_the_minimum(collecti
     assert (after == before.clip(upper=7)).all()
     removed = pd.read_csv(tmp_path / "removed.csv")
     assert (removed["detector"] == "zero_shot").all() and removed["reason"].str.startswith("zero-shot: looks like").all()
+
+
+def test_planted_outliers_score_highest_with_a_custom_embedder(tmp_path, ray_session):
+    """Maps, labels and drawings planted among colour creature photos get their family's top outlier score,
+    through the whole Ray pipeline with a user `module:factory` embedder (colour histograms: no weights
+    needed). No grayscale scans here: to colour histograms those are as unusual as the planted non-photos."""
+    from speciesfam.data.synthetic import make_collection
+
+    root = tmp_path / "images"
+    planted = make_collection(root, counts={"Felidae": 14, "Ranidae": 10, "Salmonidae": 8}, grayscale=0,
+                              extras=False, size=64, seed=2)
+    run_catalog(str(root), str(tmp_path))
+    cfg = CleanConfig(embedder="speciesfam.data.embedders:color_histogram_embedder", detector="centroid",
+                      contamination=0.0, batch_size=8)
+    cleaned = run_clean(str(tmp_path), cfg)
+    emb = pd.read_parquet(tmp_path / "embeddings.parquet")
+    assert (emb["model_id"] == "custom:speciesfam.data.embedders:color_histogram_embedder").all()
+    ok = cleaned[cleaned["outlier_score"].notna()]
+    top = ok.loc[ok.groupby("label")["outlier_score"].idxmax(), "path"]
+    found = {p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p in top}
+    assert set(planted["outliers"]) <= found, (planted["outliers"], found)
+
+
+def test_bad_custom_embedder_names_the_problem():
+    from speciesfam.data.embedders import load_embedder
+
+    with pytest.raises(ValueError, match="cannot import 'nope'"):
+        load_embedder(CleanConfig(embedder="speciesfam.data.embedders:nope"))

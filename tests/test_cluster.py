@@ -1,9 +1,17 @@
-"""A real 2-node Ray cluster on this machine: jobs submitted with `ray job submit` write their artifacts, and a
-local storage path on a multi-node cluster is refused before any training."""
+"""A real 2-node Ray cluster on this machine: jobs submitted with `ray job submit` write their artifacts, a
+local storage path on a multi-node cluster is refused before any training, and a search survives losing the
+second node."""
 
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
 import pytest
 
-from speciesfam.localcluster import LocalCluster, check_artifacts
+from speciesfam.localcluster import LocalCluster, check_artifacts, check_job
 
 
 @pytest.fixture(scope="module")
@@ -15,36 +23,62 @@ def cluster(tmp_path_factory):
     assert not c.pids(), "cluster processes left behind"
 
 
-def test_two_node_cluster_runs_clean_and_tune_jobs(cluster, tmp_path):
-    import json
-    import subprocess
-    import sys
+@pytest.fixture(scope="module")
+def workdir(cluster, tmp_path_factory):
+    """The clean job, submitted to the cluster: catalog + CLIP embeddings + outliers of the demo data."""
+    path = str(tmp_path_factory.mktemp("cluster") / "run")
+    cluster.submit("jobs/clean_data.py", "--smoke-test", "--workdir", path)
+    return path
 
+
+def test_two_node_cluster_runs_clean_and_tune_jobs(cluster, workdir):
     look = ("import json, sys, ray; ray.init(address=sys.argv[1], logging_level='ERROR'); "
             "print(json.dumps([sorted(n['Resources']) for n in ray.nodes() if n['Alive']]))")
     out = subprocess.run([sys.executable, "-c", look, f"127.0.0.1:{cluster.port}"], capture_output=True, text=True,
-                         env={**__import__("os").environ, "RAY_AUTH_MODE": "disabled"}, check=True)
+                         env=cluster.env(), check=True)
     nodes = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(nodes) == 2 and any("head" in n for n in nodes) and any("node2" in n for n in nodes)
-    workdir = str(tmp_path / "run")
-    cluster.submit("jobs/clean_data.py", "--smoke-test", "--workdir", workdir)
     cluster.submit("jobs/tune_transfer.py", "--smoke-test", "--workdir", workdir)
     summary = check_artifacts(workdir)
     assert summary["trials"] == 2 and summary["ok"] >= 1
-    assert (tmp_path / "run" / "tune" / "transfer").is_dir()
+    assert os.path.isdir(os.path.join(workdir, "tune", "transfer"))
 
 
-def test_local_storage_on_multi_node_cluster_fails_fast(cluster, tmp_path):
-    import subprocess
-    import sys
-
-    from speciesfam.demo import demo_images
-
-    workdir = tmp_path / "run"
-    subprocess.run([sys.executable, "-m", "speciesfam.cli", "catalog", demo_images(), "--workdir", str(workdir)],
-                   check=True, capture_output=True)
+def test_local_storage_on_multi_node_cluster_fails_fast(cluster, workdir):
     out = subprocess.run([sys.executable, "-m", "speciesfam.cli", "tune", "scratch", "--smoke-test", "--workdir",
-                          str(workdir), "--address", f"127.0.0.1:{cluster.port}"],
-                         capture_output=True, text=True, env={**__import__("os").environ, "RAY_AUTH_MODE": "disabled"})
-    assert out.returncode == 2
+                          workdir, "--name", "refused", "--address", f"127.0.0.1:{cluster.port}"],
+                         capture_output=True, text=True, env={**cluster.env(), "SPECIESFAM_SHARED_FS": "0"})
+    assert out.returncode == 2, out.stderr[-2000:]
     assert "is a local path but the Ray cluster has 2 nodes" in out.stderr
+    assert not os.path.exists(os.path.join(workdir, "tune", "refused"))  # nothing started
+
+
+def test_search_completes_after_the_second_node_dies(cluster, workdir):
+    """One probe trial per node (1 CPU each); node2 is killed once a trial has finished: its trial is retried
+    on the head node and the job still succeeds with every trial, none lost."""
+    job = cluster.submit_command("jobs/tune_probe.py", "--workdir", workdir, "--num-samples", "6", "--max-epochs",
+                                 "40", "--cpus-per-trial", "1", "--max-concurrent", "2", "--searcher", "random",
+                                 "--scheduler", "fifo", "--name", "fault")
+    cluster.wait_for_job_agent()
+    proc = subprocess.Popen(job, env=cluster.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    experiment = os.path.join(workdir, "tune", "fault")
+
+    def finished():
+        names = []
+        for trial in os.listdir(experiment) if os.path.isdir(experiment) else []:
+            result = os.path.join(experiment, trial, "result.json")
+            if os.path.exists(result) and sum(1 for _ in open(result)) >= 40:
+                names.append(trial)
+        return names
+
+    deadline = time.time() + 300
+    while not finished() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    done_before = finished()
+    assert done_before and proc.poll() is None, "the search should still be running when node2 is killed"
+    assert cluster.kill_node2() > 0
+    stdout, stderr = proc.communicate(timeout=600)
+    check_job("tune_probe", proc.returncode, stdout, stderr)
+    trials = pd.read_csv(os.path.join(workdir, "trials.csv"))
+    assert len(trials) == 6 and (trials["status"] == "ok").all()
+    assert set(done_before) <= set(finished())

@@ -188,4 +188,36 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path, ray_s
     assert max(json.loads(after[n][-1])["val_macro_f1"] for n in after) == pytest.approx(0.6)
 
 
+def test_a_users_own_space_module(tmp_path, monkeypatch):
+    from speciesfam.tune.search import load_space
+
+    (tmp_path / "my_space.py").write_text("def get_search_space(smoke):\n    return {'lr': 0.1 if smoke else 0.2}\n")
+    (tmp_path / "not_a_space.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_space(TuneConfig(space="my_space", smoke_test=True)) == {"lr": 0.1}
+    assert load_space(TuneConfig(space="my_space", extra={"model": "vgg16"})) == {"model": "vgg16", "lr": 0.2}
+    with pytest.raises(ConfigError, match="has no get_search_space"):
+        load_space(TuneConfig(space="not_a_space"))
+    with pytest.raises(ConfigError, match="cannot import it"):
+        load_space(TuneConfig(space="no_such_module_here"))
+    assert set(load_space(TuneConfig(kind="transfer"))) >= {"model", "lr", "unfreeze_layers", "label_smoothing"}
+
+
+def parabola(config):
+    from ray import tune
+
+    for epoch in range(1, 4):
+        tune.report({"val_macro_f1": 1 - (config["x"] - 0.3) ** 2, "epoch": epoch})
+
+
+def test_bayesopt_searches_a_continuous_space(tmp_path, ray_session):
+    from ray import tune
+
+    cfg = TuneConfig(searcher="bayesopt", scheduler="fifo", num_samples=6, max_epochs=3, max_concurrent=2)
+    results = make_tuner(tune.with_resources(parabola, {"CPU": 0.5}), {"x": tune.uniform(0.0, 1.0)}, cfg,
+                         str(tmp_path), "bo").fit()
+    assert len(results) == 6 and not results.errors
+    assert len({round(r.config["x"], 6) for r in results}) == 6  # it proposed distinct points
+
+
 pickle_by_value(__name__)  # Ray workers cannot import test modules: ship this module's functions by value

@@ -91,6 +91,8 @@ def test_checkpoint_round_trip_and_resume(small_manifest, tmp_path, ray_session)
     state = json.load(open(f"{ckpt}/state.json"))
     meta = json.load(open(f"{ckpt}/config.json"))
     assert state["epoch"] == 1 and meta["labels"] == labels and meta["image_size"] == 32
+    saved = json.load(open(f"{ckpt}/metrics.json"))
+    assert set(saved["per_class_f1"]) == set(labels) and saved["val_macro_f1"] == first.metrics["val_macro_f1"]
     keras.saving.load_model(f"{ckpt}/model.keras", safe_mode=True)
     resumed = _fit(train_loop_per_worker, _config(manifest, labels, max_epochs=3, resume_from=ckpt), 2, tmp_path,
                    "resumed")

@@ -106,3 +106,24 @@ def load_embedder(cfg: CleanConfig) -> Embedder:
         raise TypeError(f"embedder factory {cfg.embedder!r} must return (preprocess, encode) callables, got {out!r}")
     preprocess, encode = out
     return Embedder(model_id(cfg), preprocess, lambda b: _normalise(encode(b)))
+
+
+def color_histogram_embedder(bins: int = 4):
+    """A tiny CPU embedder: joint RGB histograms (bins^3) plus a coarse 4x4 layout of mean colours.
+
+    An example of the ``module:factory`` interface (``--embedder speciesfam.data.embedders:color_histogram_embedder``)
+    and a baseline that needs no weights: it separates maps, labels and drawings from photos by their colours,
+    not by what is in them.
+    """
+
+    def preprocess(img: Any) -> np.ndarray:
+        arr = np.asarray(img.convert("RGB").resize((64, 64)), dtype=np.float32) / 255.0
+        idx = np.minimum((arr * bins).astype(int), bins - 1)
+        hist = np.bincount(((idx[..., 0] * bins + idx[..., 1]) * bins + idx[..., 2]).ravel(), minlength=bins**3)
+        layout = arr.reshape(4, 16, 4, 16, 3).mean(axis=(1, 3)).ravel()
+        return np.concatenate([hist / hist.sum(), layout]).astype(np.float32)
+
+    def encode(batch: np.ndarray) -> np.ndarray:
+        return batch
+
+    return preprocess, encode

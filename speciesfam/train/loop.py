@@ -22,6 +22,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from typing import Any
 
 import numpy as np
@@ -62,9 +63,10 @@ def class_weight_vector(y: np.ndarray, num_classes: int, mode: str) -> np.ndarra
     return w.astype(np.float32)
 
 
-def save_checkpoint(directory: str, model, config: dict[str, Any], state: dict[str, Any]) -> None:
+def save_checkpoint(directory: str, model, config: dict[str, Any], state: dict[str, Any],
+                    metrics: dict[str, Any]) -> None:
     """Write a self-describing checkpoint: model.keras, config.json (everything needed to use the model),
-    state.json (where training stands)."""
+    state.json (where training stands) and metrics.json (this epoch's metrics with per-family F1)."""
     import keras
     import tensorflow as tf
 
@@ -76,6 +78,8 @@ def save_checkpoint(directory: str, model, config: dict[str, Any], state: dict[s
         json.dump(meta, f, indent=1, default=str)
     with open(os.path.join(directory, "state.json"), "w") as f:
         json.dump(state, f, indent=1)
+    with open(os.path.join(directory, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -103,7 +107,7 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
     from ..data.tfdata import dataset, split_arrays
     from ..models import build_model
     from ..models.transfer import unfreeze_top
-    from .metrics import classification_metrics
+    from .metrics import classification_metrics, per_class_f1
 
     keras = _keras()
     import tensorflow as tf
@@ -187,7 +191,9 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
             state.update(phase=2, lr=state["lr"] * float(hp["finetune_lr_factor"]), since_lr=0)
             optimizer = new_optimizer(state["lr"])
             step = make_step(optimizer)
+        started = time.perf_counter()
         losses = [float(step(train_iter)) for _ in range(steps_per_epoch)]
+        epoch_s = time.perf_counter() - started
         train_loss = float(np.mean(losses))
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss became {train_loss} in epoch {state['epoch'] + 1} "
@@ -195,6 +201,7 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
         probs = np.concatenate([predict(x).numpy() for x, _ in val_ds]) if len(val_y) else np.zeros((0, num_classes))
         metrics = classification_metrics(probs, val_y, num_classes) if len(val_y) else {
             "val_macro_f1": 0.0, "val_accuracy": 0.0, "val_top5": 0.0}
+        per_class = per_class_f1(probs, val_y, labels) if len(val_y) else {}
         state["epoch"] += 1
         improved = metrics["val_macro_f1"] > state["best_f1"] + 1e-6
         state["best_f1"] = max(state["best_f1"], metrics["val_macro_f1"])
@@ -205,11 +212,12 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
             state["since_lr"] = 0
             optimizer.learning_rate.assign(state["lr"])
         metrics.update(epoch=state["epoch"], train_loss=train_loss, lr=state["lr"], phase=state["phase"],
-                       global_batch=global_batch)
+                       global_batch=global_batch, epoch_s=epoch_s,
+                       train_img_per_s=steps_per_epoch * global_batch / max(epoch_s, 1e-9))
         stop = state["since_best"] >= int(hp["patience"])  # early stopping: same decision on every worker
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
-                save_checkpoint(tmp, model, config, state)
+                save_checkpoint(tmp, model, config, state, {**metrics, "per_class_f1": per_class})
             report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
         if stop:
             break

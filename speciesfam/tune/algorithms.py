@@ -31,9 +31,10 @@ def optuna_tpe(space: dict[str, Any], seed: int):
 @SEARCHERS.register("hebo")
 def hebo(space: dict[str, Any], seed: int):
     try:
-        from ray.tune.search.hebo import HEBOSearch
         import hebo as _  # noqa: F401
+        from ray.tune.search.hebo import HEBOSearch
     except ImportError:
+        # HEBO 0.3.6 (the latest) requires numpy<1.25, which this stack (numpy 2) cannot install beside it.
         _needs("HEBO", "hebo")
     return HEBOSearch(random_state_seed=seed)
 
@@ -48,10 +49,13 @@ def bayesopt(space: dict[str, Any], seed: int):
             raise ValueError(f"searcher 'bayesopt' handles only continuous parameters, but {name!r} is "
                              f"{type(dom).__name__}: fix it in the space or use --searcher optuna (TPE)")
     try:
+        import bayes_opt
         from ray.tune.search.bayesopt import BayesOptSearch
-        import bayes_opt as _  # noqa: F401
     except ImportError:
-        _needs("bayesian-optimization", "bayesopt")
+        _needs("bayesian-optimization<2", "bayesopt")
+    if not hasattr(bayes_opt, "UtilityFunction"):  # Ray's BayesOptSearch uses the 1.x API
+        raise ImportError(f"searcher 'bayesopt' needs bayesian-optimization<2 (Ray's integration uses its 1.x API), "
+                          f"found {getattr(bayes_opt, '__version__', '?')}: pip install 'bayesian-optimization<2'")
     return BayesOptSearch(random_state=seed)
 
 
