@@ -220,4 +220,15 @@ def test_bayesopt_searches_a_continuous_space(tmp_path, ray_session):
     assert len({round(r.config["x"], 6) for r in results}) == 6  # it proposed distinct points
 
 
+def test_unreachable_data_fails_before_any_trial(tmp_path, ray_session):
+    from speciesfam.tune.search import run_search
+
+    manifest = pd.DataFrame({"path": ["/nowhere/a.jpg", "/nowhere/b.jpg"], "label": ["A", "B"],
+                             "status": ["ok", "ok"], "split": ["train", "val"]})
+    manifest.to_parquet(tmp_path / "clean_manifest.parquet")
+    with pytest.raises(FileNotFoundError, match="cannot be read from here, e.g. '/nowhere/a.jpg'"):
+        run_search(str(tmp_path), TuneConfig(cpus_per_worker=0.5, smoke_test=True))
+    assert not (tmp_path / "tune").exists()
+
+
 pickle_by_value(__name__)  # Ray workers cannot import test modules: ship this module's functions by value
