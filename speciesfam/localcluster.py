@@ -44,18 +44,30 @@ class LocalCluster:
         ray_bin = str(Path(sys.executable).with_name("ray"))
         return subprocess.run([ray_bin, *args], env=self.env(), check=check, capture_output=True, text=True)
 
+    def _own_ports(self, node: int) -> list[str]:
+        """Ports that Ray otherwise fixes (dashboard agent 52365, client server 10001): another Ray on this
+        machine (a local `ray.init`) holds those, and a head whose agent cannot bind takes no jobs."""
+        base = self.port + 100 + 10 * node
+        return ["--dashboard-agent-listen-port", str(base), "--dashboard-agent-grpc-port", str(base + 1),
+                "--runtime-env-agent-port", str(base + 2), "--metrics-export-port", str(base + 3)]
+
     def start(self) -> None:
         """Head node (1 CPU, resource ``head``) and a second node (1 CPU, resource ``node2``)."""
         self._ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(self.port), "--num-cpus", "1",
                   "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
+                  "--ray-client-server-port", str(self.port + 99), *self._own_ports(0),
                   "--temp-dir", self.temp_dir, "--resources", json.dumps({"head": 1}), "--disable-usage-stats")
         self._ray("start", "--address", f"127.0.0.1:{self.port}", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                  "--resources", json.dumps({"node2": 1}), "--node-name", "node2", "--disable-usage-stats")
+                  *self._own_ports(1), "--resources", json.dumps({"node2": 1}), "--node-name", "node2",
+                  "--disable-usage-stats")
 
     def submit_command(self, *job: str) -> list[str]:
         """The ``ray job submit`` command for ``python JOB...`` with this repo as the working dir."""
         # Both nodes are on this machine, so local paths are shared: say so (see raycluster.check_shared).
-        runtime_env = json.dumps({"excludes": EXCLUDES, "env_vars": {"SPECIESFAM_SHARED_FS": "1"}})
+        # RAY_ADDRESS: Ray Train's PlacementGroupCleaner finds its cluster by auto-detection, which fails when
+        # another Ray runs on the machine; the trial's placement group then leaks and the next trial waits forever.
+        env_vars = {"SPECIESFAM_SHARED_FS": "1", "RAY_ADDRESS": f"127.0.0.1:{self.port}"}
+        runtime_env = json.dumps({"excludes": EXCLUDES, "env_vars": env_vars})
         return [str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", self.address,
                 "--working-dir", str(REPO), "--runtime-env-json", runtime_env, "--", "python", *job]
 
