@@ -82,10 +82,10 @@ def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
     check_shared(rows["path"].iloc[0], "image path")
     gpus = int(ray.cluster_resources().get("GPU", 0))
     nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
-    # GPU: one actor per GPU. CPU only: one actor per node. Ray limits an actor's torch/OpenMP threads to its
-    # CPU count (1 thread measured 0.45x a plain 2-thread loop), but an actor holding every CPU starves the
-    # tasks that feed it; so it asks Ray for 1 CPU and uses the node's cores as threads.
-    # At least one CPU stays free for the decode/repartition tasks that feed the actors (else they deadlock).
+    # GPU: one actor per GPU. CPU only: up to one actor per node, leaving at least one CPU in the cluster for
+    # the decode/repartition tasks that feed the actors (an actor holding every CPU deadlocked them). Each CPU
+    # actor reserves 1 CPU but uses its node's cores as torch threads: Ray would otherwise limit it to one
+    # thread (measured 0.45x a plain 2-thread loop).
     total_cpus = int(sum(n["Resources"]["CPU"] for n in nodes))
     actors = cfg.num_actors or (gpus if gpus else max(1, min(len(nodes), total_cpus - 1)))
     per_node = -(-actors // max(1, len(nodes)))
