@@ -19,6 +19,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 "and find its best classifier with a distributed Ray Tune search.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    f = sub.add_parser("fetch", help="download a reference dataset and lay it out for `catalog`")
+    f.add_argument("dataset", choices=["rare-species"], help="rare-species: EOL Rare Species (imageomics/rare-species)")
+    f.add_argument("--out", required=True, help="local folder for the download and its manifest.csv")
+    f.add_argument("--from", dest="source", default=None,
+                   help="a local copy of the hub repo (air-gapped machines): skip the download")
+    f.add_argument("--label", default="family", help="rank used as the label: phylum class order family genus species")
+    f.add_argument("--layout", choices=["manifest", "folders"], default="manifest",
+                   help="manifest.csv pointing at the download, or also hard-linked OUT/LABEL/<VALUE>/ folders")
+    f.add_argument("--revision", default=None, help="hub revision (default: newest)")
+
     c = sub.add_parser("catalog", help="scan images into RUN/manifest.parquet (validate, dedupe, split)")
     c.add_argument("source", help="folder with one subfolder per family, or a .csv/.parquet manifest (path,label[,group])")
     c.add_argument("--workdir", required=True, help="run folder (local path, NFS, s3:// or gs://)")
@@ -118,9 +128,16 @@ def tune_config(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import CatalogConfig, CleanConfig, ConfigError
+    from .data.fetch import FetchError
 
     try:
-        if args.command == "catalog":
+        if args.command == "fetch":
+            from .data.fetch import fetch_rare_species
+
+            fetch_rare_species(args.out, args.source, label=args.label, folders=args.layout == "folders",
+                               revision=args.revision)
+            print(open(f"{args.out}/FETCH.md").read())
+        elif args.command == "catalog":
             from .data.catalog import run_catalog
 
             cfg = CatalogConfig(val_fraction=args.val_fraction, test_fraction=args.test_fraction,
@@ -174,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
 
             run_demo(args.workdir, num_samples=args.num_samples, max_epochs=args.max_epochs)
-    except (ConfigError, FileNotFoundError, ValueError, KeyError, ImportError) as err:
+    except (ConfigError, FetchError, FileNotFoundError, ValueError, KeyError, ImportError) as err:
         print(f"speciesfam {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0
