@@ -72,8 +72,8 @@ def embed_frame(embedder, batch: "pd.DataFrame") -> "pd.DataFrame":
     return out
 
 
-def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
-    """Embed ``rows`` (path, label, sha256) with a Ray Data pipeline; returns one row per input row."""
+def embedding_dataset(rows: "pd.DataFrame", cfg: CleanConfig):
+    """The Ray Data pipeline (lazy): blocks of ``batch_size`` rows -> decode -> embedder actor pool."""
     import ray
 
     from ..raycluster import check_shared, init_ray
@@ -83,32 +83,39 @@ def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
     gpus = int(ray.cluster_resources().get("GPU", 0))
     nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
     # GPU: one actor per GPU. CPU only: up to one actor per node, leaving at least one CPU in the cluster for
-    # the decode/repartition tasks that feed the actors (an actor holding every CPU deadlocked them). Each CPU
-    # actor reserves 1 CPU but uses its node's cores as torch threads: Ray would otherwise limit it to one
-    # thread (measured 0.45x a plain 2-thread loop).
+    # the decode tasks that feed the actors (an actor holding every CPU deadlocked them). Each CPU actor
+    # reserves 1 CPU but uses its node's cores as torch threads: Ray would otherwise limit it to one thread
+    # (measured 0.45x a plain 2-thread loop).
     total_cpus = int(sum(n["Resources"]["CPU"] for n in nodes))
     actors = cfg.num_actors or (gpus if gpus else max(1, min(len(nodes), total_cpus - 1)))
     per_node = -(-actors // max(1, len(nodes)))
     threads = 0 if gpus else max(1, int(min(n["Resources"]["CPU"] for n in nodes)) // per_node)
-    ds = ray.data.from_pandas(rows[["path", "label", "sha256"]].reset_index(drop=True))
-    ds = ds.repartition(max(1, min(len(rows) // cfg.batch_size + 1, 64)))
+    df = rows[["path", "label", "sha256"]].reset_index(drop=True)
+    # One input block per batch (no repartition: an all-to-all step that only added a barrier).
+    ds = ray.data.from_pandas([df.iloc[i:i + cfg.batch_size] for i in range(0, len(df), cfg.batch_size)])
     ds = ds.map_batches(decode_batch, batch_format="pandas", batch_size=cfg.batch_size)
-    ds = ds.map_batches(EmbedActor, fn_constructor_kwargs={"cfg": asdict(cfg), "threads": threads},
-                        batch_format="pandas", batch_size=cfg.batch_size,
-                        compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
-    return ds.to_pandas()
+    return ds.map_batches(EmbedActor, fn_constructor_kwargs={"cfg": asdict(cfg), "threads": threads},
+                          batch_format="pandas", batch_size=cfg.batch_size,
+                          compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
+
+
+def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
+    """Embed ``rows`` (path, label, sha256) with the Ray Data pipeline; returns one row per input row."""
+    return embedding_dataset(rows, cfg).to_pandas()
+
+
+def iter_plain(rows: "pd.DataFrame", cfg: CleanConfig):
+    """The same work in one process without Ray, one batch at a time (benchmark baseline, equivalence tests)."""
+    embedder = load_embedder(cfg)
+    for start in range(0, len(rows), cfg.batch_size):
+        chunk = rows[["path", "label", "sha256"]].iloc[start:start + cfg.batch_size]
+        yield embed_frame(embedder, decode_batch(chunk))
 
 
 def embed_plain(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
-    """The same work in one process without Ray (benchmark baseline and equivalence tests)."""
     import pandas as pd
 
-    embedder = load_embedder(cfg)
-    frames = []
-    for start in range(0, len(rows), cfg.batch_size):
-        chunk = rows[["path", "label", "sha256"]].iloc[start:start + cfg.batch_size]
-        frames.append(embed_frame(embedder, decode_batch(chunk)))
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(list(iter_plain(rows, cfg)), ignore_index=True)
 
 
 def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
