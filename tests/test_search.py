@@ -1,6 +1,8 @@
 """Search wiring with fast toy trainables: searchers, ASHA, failed and NaN trials, the trial table."""
 
 
+import warnings
+
 import pandas as pd
 import pytest
 from conftest import pickle_by_value
@@ -234,3 +236,16 @@ def test_unreachable_data_fails_before_any_trial(tmp_path, ray_session):
 
 
 pickle_by_value(__name__)  # Ray workers cannot import test modules: ship this module's functions by value
+
+
+def test_wandb_online_with_a_key_in_the_environment_warns_where_it_goes(tmp_path, monkeypatch):
+    from speciesfam.tune.tracking import callbacks
+
+    monkeypatch.setenv("WANDB_API_KEY", "speciesfam-test-key-0123456789abcdef0123")
+    with pytest.warns(UserWarning, match="wandb login"):
+        (cb,) = callbacks(TuneConfig(wandb="online"), "exp", str(tmp_path))
+    assert cb.kwargs["mode"] == "online"
+    monkeypatch.delenv("WANDB_API_KEY")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        callbacks(TuneConfig(wandb="online"), "exp", str(tmp_path))

@@ -23,8 +23,8 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
 
     W&B run files go to ``WANDB_DIR`` if set, else into the experiment's folder when it is local (offline runs
     can then be uploaded later with ``wandb sync``). Online, Ray's callback hands ``WANDB_API_KEY`` from this
-    process's environment to its logging actor (Ray logs runtime environments under /tmp/ray on the node);
-    speciesfam itself never prints or stores it.
+    process's environment to its logging actor (Ray logs runtime environments under /tmp/ray on the node), so
+    a set key gets a warning pointing to ``wandb login``; speciesfam itself never prints or stores it.
     """
     if cfg.wandb == "disabled":
         return []
@@ -34,6 +34,13 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
         # Offline runs need no key, and Ray's callback would forward it to its logging actor through the
         # runtime environment, which Ray's runtime_env_agent.log records: drop it from this process.
         os.environ.pop("WANDB_API_KEY", None)
+    elif "WANDB_API_KEY" in os.environ:
+        import warnings
+
+        warnings.warn("W&B online with WANDB_API_KEY set: Ray's WandbLoggerCallback forwards the key in its "
+                      "logging actors' runtime environment, which Ray writes to /tmp/ray/session_*/logs on this "
+                      "node. Prefer `wandb login` once on this node (the logging actors run here) and unset "
+                      "WANDB_API_KEY.", stacklevel=2)
     local = None if storage.is_remote(experiment_dir) else experiment_dir
     wandb_dir = os.environ.get("WANDB_DIR") or local
     if wandb_dir:
