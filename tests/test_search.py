@@ -1,6 +1,5 @@
 """Search wiring with fast toy trainables: searchers, ASHA, failed and NaN trials, the trial table."""
 
-
 import warnings
 
 import pandas as pd
