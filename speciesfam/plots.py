@@ -3,10 +3,13 @@ confusion matrix and per-family F1. matplotlib runs headless (Agg)."""
 
 from __future__ import annotations
 
+import io
 import os
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from . import storage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,6 +22,14 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, uri: str) -> None:
+    """Write ``fig`` as PNG to a local path or an object-store URI, then free it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    storage.write_bytes(uri, buf.getvalue())
 
 
 def class_counts(before: "pd.Series", after: "pd.Series", path: str) -> None:
@@ -35,8 +46,7 @@ def class_counts(before: "pd.Series", after: "pd.Series", path: str) -> None:
     ax.set_title("Class distribution")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def search_progress(results, path: str, metric: str = "val_macro_f1") -> None:
@@ -56,8 +66,7 @@ def search_progress(results, path: str, metric: str = "val_macro_f1") -> None:
     if 0 < len(ax.get_legend_handles_labels()[0]) <= 12:
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def confusion(cm: np.ndarray, labels: list[str], path: str) -> None:
@@ -72,8 +81,7 @@ def confusion(cm: np.ndarray, labels: list[str], path: str) -> None:
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix (row-normalised)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def per_class_f1(per_class: "pd.DataFrame", path: str) -> None:
@@ -86,5 +94,4 @@ def per_class_f1(per_class: "pd.DataFrame", path: str) -> None:
     ax.set_title("Per-family F1")
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)

@@ -146,7 +146,10 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
 
 
 def gallery(rows: "pd.DataFrame", out_dir: str, per_family: int, thumb: int = 96) -> list[str]:
-    """One PNG per family: its most-flagged images, highest score first, removed ones framed in red."""
+    """One PNG per family in folder URI ``out_dir``: its most-flagged images, highest score first, removed ones
+    framed in red."""
+    import io
+
     from PIL import Image, ImageDraw
 
     written = []
@@ -159,9 +162,10 @@ def gallery(rows: "pd.DataFrame", out_dir: str, per_family: int, thumb: int = 96
             if r.removed:
                 draw.rectangle([i * thumb, 14, (i + 1) * thumb - 1, thumb + 13], outline=(220, 0, 0), width=3)
             draw.text((i * thumb + 2, 1), f"{r.score:.2f}{' REMOVED' if r.removed else ''}", fill=(0, 0, 0))
-        path = f"{out_dir}/{fam}.png"
-        sheet.save(path)
-        written.append(path)
+        buf = io.BytesIO()
+        sheet.save(buf, format="PNG")
+        written.append(storage.join(out_dir, f"{fam}.png"))
+        storage.write_bytes(written[-1], buf.getvalue())
     return written
 
 
@@ -218,13 +222,11 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     storage.write_table(cleaned, storage.join(workdir, "clean_manifest.parquet"))
     table = removed[["path", "label", "score", "detector", "reason"]].rename(columns={"label": "family"})
     storage.write_table(table, storage.join(workdir, "removed.csv"))
-    gallery_dir = storage.local_dir(storage.join(workdir, "gallery"))
-    gallery(emb, gallery_dir, cfg.gallery_per_family)
-    if not storage.is_remote(workdir):
-        from ..plots import class_counts
+    gallery(emb, storage.join(workdir, "gallery"), cfg.gallery_per_family)
+    from ..plots import class_counts
 
-        usable = lambda df: df[df["status"] == "ok"]["label"].value_counts()  # noqa: E731
-        class_counts(usable(manifest), usable(cleaned), storage.join(workdir, "class_counts.png"))
+    usable = lambda df: df[df["status"] == "ok"]["label"].value_counts()  # noqa: E731
+    class_counts(usable(manifest), usable(cleaned), storage.join(workdir, "class_counts.png"))
     storage.write_text(storage.join(workdir, "clean.md"), clean_report(manifest, cleaned, table, cfg))
     return cleaned
 

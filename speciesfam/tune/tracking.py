@@ -93,8 +93,7 @@ def write_trial_table(results, workdir: str) -> "pd.DataFrame":
         lines.append("| " + " | ".join("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
                                        for v in r) + " |")
     storage.write_text(storage.join(workdir, "trials.md"), "\n".join(lines) + "\n")
-    if not storage.is_remote(workdir):
-        from ..plots import search_progress
+    from ..plots import search_progress
 
-        search_progress(results, storage.join(workdir, "search_progress.png"), METRIC)
+    search_progress(results, storage.join(workdir, "search_progress.png"), METRIC)
     return df
