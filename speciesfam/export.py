@@ -53,6 +53,8 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
     """Write the bundle of the best (or named) trial to ``out`` (default RUN/bundle); returns its path."""
     from ._lazy import keras as _keras
 
+    if out is None and storage.is_remote(workdir):
+        raise ValueError(f"workdir {workdir} is in object storage; a bundle is written to local disk: give --out DIR")
     keras = _keras()
     row = best_trial(workdir, trial_id)
     out = storage.local_dir(out or storage.join(workdir, "bundle"))

@@ -31,6 +31,14 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(uri)
 
 
+def to_uri(fs: pafs.FileSystem | None, path: str) -> str:
+    """A URI for ``path`` inside filesystem ``fs`` (Ray reports paths without their scheme: ``bucket/key``)."""
+    if fs is None or "://" in path or fs.type_name == "local":
+        return path
+    scheme = {"s3": "s3", "gcs": "gs"}.get(fs.type_name, fs.type_name)
+    return f"{scheme}://{path}"
+
+
 def join(base: str, *parts: str) -> str:
     """Join URI parts with '/' (``os.path.join`` would break ``s3://`` URIs on Windows-like rules)."""
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])

@@ -57,13 +57,14 @@ def test_catalog_of_a_bucket_matches_the_local_catalog(s3, collection, tmp_path)
     assert storage.read_bytes(f"s3://{BUCKET}/catalog-only/catalog.md").startswith(b"# Catalog of s3://")
 
 
-def test_catalog_and_clean_write_every_artifact_to_the_bucket(s3):
+def test_catalog_clean_and_search_keep_every_artifact_in_the_bucket(s3):
     env, client = s3
     run = f"s3://{BUCKET}/run"
     cli = [sys.executable, "-m", "speciesfam.cli"]
     for args in (["catalog", f"s3://{BUCKET}/images", "--workdir", run],
                  ["clean", "--workdir", run, "--model", "ViT-S-32", "--pretrained", "none", "--batch-size", "16",
-                  "--contamination", "0.2"]):
+                  "--contamination", "0.2"],
+                 ["tune", "probe", "--workdir", run, "--smoke-test"]):
         # A fresh process starts its own Ray, whose workers inherit the S3 settings, as on a cluster's nodes.
         child_env = {k: v for k, v in {**os.environ, **env}.items() if k != "RAY_ADDRESS"}
         done = subprocess.run(cli + args, env=child_env, capture_output=True, text=True, timeout=600)
@@ -79,3 +80,9 @@ def test_catalog_and_clean_write_every_artifact_to_the_bucket(s3):
     assert (cleaned["status"] == "removed").sum() == len(storage.read_table(f"{run}/removed.csv")) > 0
     emb = pd.read_parquet(io.BytesIO(storage.read_bytes(f"{run}/embeddings.parquet")))
     assert len(emb) == (manifest["status"] == "ok").sum()
+    # The search keeps Tune's experiment state and checkpoints in the bucket, and its reports beside them.
+    trials = storage.read_table(f"{run}/trials.csv")
+    assert len(trials) == 2 and (trials["status"] == "ok").all(), trials
+    assert trials["best_checkpoint"].str.startswith(f"s3://{BUCKET}/run/tune/probe/").all()
+    assert {"run/trials.md", "run/search_progress.png"} <= keys
+    assert any(k.startswith("run/tune/probe/experiment_state") for k in keys)

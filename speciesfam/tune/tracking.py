@@ -55,7 +55,10 @@ def trial_table(results) -> "pd.DataFrame":
 
     rows = []
     for r in results:
-        hist = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
+        hist = r.metrics_dataframe.copy() if r.metrics_dataframe is not None else pd.DataFrame()
+        fs = getattr(r, "filesystem", None)
+        if "checkpoint_path" in hist.columns:  # Ray reports object-store paths without their scheme
+            hist["checkpoint_path"] = [storage.to_uri(fs, p) if isinstance(p, str) else p for p in hist["checkpoint_path"]]
         best: dict[str, Any] = {}
         if METRIC in hist.columns and hist[METRIC].notna().any():
             best = hist.loc[hist[METRIC].idxmax()].to_dict()
@@ -66,7 +69,8 @@ def trial_table(results) -> "pd.DataFrame":
                     best = kept.loc[kept[METRIC].idxmax()].to_dict()
         if best and not best.get("checkpoint_path") and r.best_checkpoints:  # checkpoints reported to Tune itself
             ckpt, m = max(r.best_checkpoints, key=lambda cm: cm[1].get(METRIC, float("-inf")))
-            best = {**best, **{k: m[k] for k in (METRIC, "epoch") if k in m}, "checkpoint_path": ckpt.path}
+            best = {**best, **{k: m[k] for k in (METRIC, "epoch") if k in m},
+                    "checkpoint_path": storage.to_uri(ckpt.filesystem, ckpt.path)}
         trial_id = (r.metrics or {}).get("trial_id") or os.path.basename(r.path).split("_")[1]
         rows.append({
             "trial_id": trial_id,
@@ -78,7 +82,7 @@ def trial_table(results) -> "pd.DataFrame":
             "seconds": float(hist["time_total_s"].max()) if "time_total_s" in hist else 0.0,
             "best_checkpoint": best.get("checkpoint_path"),
             "config": json.dumps(r.config, sort_keys=True, default=str),
-            "trial_path": r.path,
+            "trial_path": storage.to_uri(fs, r.path),
         })
     df = pd.DataFrame(rows)
     return df.sort_values("best_val_macro_f1", ascending=False, na_position="last").reset_index(drop=True)
