@@ -41,12 +41,7 @@ def best_trial(workdir: str, trial_id: str | None = None) -> dict[str, Any]:
 
 def _local_copy(uri: str, dest: str) -> str:
     """Checkpoint folder ``uri`` as a local folder (copied from object storage when remote)."""
-    if not storage.is_remote(uri):
-        return uri
-    import pyarrow.fs as pafs
-
-    pafs.copy_files(uri, dest)
-    return dest
+    return storage.download_dir(uri, dest) if storage.is_remote(uri) else uri
 
 
 def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = None) -> str:

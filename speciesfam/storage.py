@@ -110,6 +110,16 @@ def list_files(uri: str) -> list[str]:
     return files
 
 
+def download_dir(uri: str, dest: str) -> str:
+    """Copy folder ``uri`` (with its subfolders) to local folder ``dest``; returns ``dest``."""
+    base = uri.rstrip("/")
+    for f in list_files(base):
+        target = Path(dest, f[len(base):].lstrip("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(read_bytes(f))
+    return dest
+
+
 def local_dir(uri: str) -> str:
     """A local folder path for ``uri``; remote URIs are refused with the reason."""
     if is_remote(uri):

@@ -7,6 +7,7 @@ import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -86,3 +87,25 @@ def test_catalog_clean_and_search_keep_every_artifact_in_the_bucket(s3):
     assert trials["best_checkpoint"].str.startswith(f"s3://{BUCKET}/run/tune/probe/").all()
     assert {"run/trials.md", "run/search_progress.png"} <= keys
     assert any(k.startswith("run/tune/probe/experiment_state") for k in keys)
+
+
+def test_export_copies_the_best_checkpoint_out_of_the_bucket(s3, demo_run, tmp_path):
+    import keras
+    import numpy as np
+
+    from speciesfam.export import best_trial, export_bundle, load_bundle
+
+    _, client = s3
+    workdir, _ = demo_run
+    ckpt = best_trial(str(workdir))["best_checkpoint"]
+    run = f"s3://{BUCKET}/trained"
+    for path in sorted(p for p in Path(ckpt).rglob("*") if p.is_file()):
+        client.upload_file(str(path), BUCKET, f"trained/ckpt/{path.relative_to(ckpt).as_posix()}")
+    trials = pd.read_csv(workdir / "trials.csv")
+    trials["best_checkpoint"] = [f"{run}/ckpt" if p == ckpt else None for p in trials["best_checkpoint"]]
+    storage.write_table(trials, f"{run}/trials.csv")
+    bundle = export_bundle(run, out=str(tmp_path / "bundle"))
+    model, config = load_bundle(bundle)
+    trained = keras.saving.load_model(f"{ckpt}/model.keras", safe_mode=True)
+    x = np.random.default_rng(0).uniform(0, 255, (3, config["image_size"], config["image_size"], 3)).astype("float32")
+    np.testing.assert_allclose(model.predict_on_batch(x), trained.predict_on_batch(x), rtol=1e-5, atol=1e-6)
