@@ -2,8 +2,8 @@
 
 Every input row ends with a ``status``: ``ok`` (usable, has a ``split``), ``duplicate`` (same bytes as
 an earlier row; it takes that row's split so no image sits in two splits), ``unreadable`` (``reason`` says
-why) or ``too_small`` (its family has fewer than ``min_images`` usable images, or with ``group_split`` fewer than 3
-groups, and cannot be split).
+why) or ``too_small`` (its family has fewer than ``min_images`` usable images, or with ``group_split``
+fewer than 3 groups, and cannot be split).
 """
 
 from __future__ import annotations
@@ -122,9 +122,9 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     df.loc[small, "status"] = "too_small"
     df.loc[small, "reason"] = f"family has fewer than min_images={cfg.min_images} usable images"
     if cfg.group_split:  # a group-disjoint split needs a group for each of train, val and test
-        usable = df["status"] == "ok"
-        units = df[usable]["group"].fillna(df[usable]["path"]).groupby(df[usable]["label"]).nunique()
-        few = usable & df["label"].map(units).lt(3)
+        ok = df[df["status"] == "ok"]
+        units = ok["group"].fillna(ok["path"]).groupby(ok["label"]).nunique()
+        few = (df["status"] == "ok") & df["label"].map(units).lt(3)
         df.loc[few, "status"] = "too_small"
         df.loc[few, "reason"] = ("group_split needs >= 3 groups (e.g. species) per family; this family has " +
                                  df.loc[few, "label"].map(units).astype(str))

@@ -18,6 +18,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import storage
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -126,8 +128,7 @@ def layout(snapshot: Path, out: Path, label: str = "family", folders: bool = Fal
     """Write ``out/manifest.csv`` (path, label, group = species, taxonomy, license) from a hub snapshot.
 
     With ``folders``, images are also placed as ``out/<label>/<VALUE>/<file>`` (hard links, e.g.
-    ``out/family/Felidae/``) and the manifest
-    points there; otherwise it points at the snapshot's own files.
+    ``out/family/Felidae/``) and the manifest points there; otherwise it points at the snapshot's own files.
     """
     import numpy as np
     import pandas as pd
@@ -161,10 +162,9 @@ def layout(snapshot: Path, out: Path, label: str = "family", folders: bool = Fal
     front = ["path", "label", "group"]
     found = found[front + [c for c in found.columns if c not in front and c != "source"]]
     found = found.sort_values("path").reset_index(drop=True)
-    found.to_csv(out / "manifest.csv", index=False)
-    missing.to_csv(out / "missing.csv", index=False)
-    unmatched.to_csv(out / "unmatched.csv", index=False)
-    (out / "FETCH.md").write_text(_report(snapshot, out, found, missing, unmatched, label))
+    for name, table in (("manifest.csv", found), ("missing.csv", missing), ("unmatched.csv", unmatched)):
+        storage.write_table(table, str(out / name))
+    storage.write_text(str(out / "FETCH.md"), _report(snapshot, out, found, missing, unmatched, label))
     return found
 
 
@@ -195,7 +195,7 @@ def _report(snapshot: Path, out: Path, found, missing, unmatched, label: str) ->
 def fetch_rare_species(out: str, source: str | None = None, label: str = "family", folders: bool = False,
                        revision: str | None = None) -> "pd.DataFrame":
     """Download (or take the local copy ``source`` of) ``imageomics/rare-species`` and lay it out in ``out``."""
-    if "://" in out:
+    if storage.is_remote(out):
         raise FetchError(f"--out {out}: give a local folder; copy it to shared storage after the fetch")
     if label not in RANKS:
         raise FetchError(f"label={label!r} is not a rank of the catalog; choose one of {list(RANKS)}")
