@@ -16,8 +16,24 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         if key in os.environ:
             env[key] = os.environ[key]
     address = address or os.environ.get("RAY_ADDRESS")
-    kwargs = {"num_cpus": num_cpus} if not address else {}
+    kwargs = {}
+    if not address:  # a new local Ray
+        # Ray Train's placement-group cleaner finds its cluster through the State API, which auto-detects it
+        # and fails when another Ray runs on this machine ("Found multiple active Ray instances"): the
+        # finished trial's placement group then leaks and the next trial waits forever. Give the new Ray
+        # a dashboard port of its own and tell every worker where that API server is.
+        port = _free_port()
+        env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        kwargs = {"num_cpus": num_cpus, "include_dashboard": True, "dashboard_port": port}
     ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True, **kwargs)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def check_shared(uri: str, what: str) -> None:

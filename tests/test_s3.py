@@ -7,7 +7,6 @@ import io
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -58,54 +57,48 @@ def test_catalog_of_a_bucket_matches_the_local_catalog(s3, collection, tmp_path)
     assert storage.read_bytes(f"s3://{BUCKET}/catalog-only/catalog.md").startswith(b"# Catalog of s3://")
 
 
-def test_catalog_clean_and_search_keep_every_artifact_in_the_bucket(s3):
+def test_a_whole_run_lives_in_the_bucket(s3, ray_session, tmp_path):
+    """catalog -> clean -> probe search -> CNN search -> export, each a CLI process with its own local Ray while
+    this test session's Ray also runs (two Ray instances on one machine: Ray Train used to hang on that)."""
     env, client = s3
     run = f"s3://{BUCKET}/run"
-    cli = [sys.executable, "-m", "speciesfam.cli"]
-    for args in (["catalog", f"s3://{BUCKET}/images", "--workdir", run],
-                 ["clean", "--workdir", run, "--model", "ViT-S-32", "--pretrained", "none", "--batch-size", "16",
-                  "--contamination", "0.2"],
-                 ["tune", "probe", "--workdir", run, "--smoke-test"]):
+
+    def speciesfam(*args: str) -> None:
         # A fresh process starts its own Ray, whose workers inherit the S3 settings, as on a cluster's nodes.
         child_env = {k: v for k, v in {**os.environ, **env}.items() if k != "RAY_ADDRESS"}
-        done = subprocess.run(cli + args, env=child_env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run([sys.executable, "-m", "speciesfam.cli", *args], env=child_env, capture_output=True,
+                              text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-    keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="run/")["Contents"]}
+
+    def keys() -> set[str]:
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="run/")
+        return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+    speciesfam("catalog", f"s3://{BUCKET}/images", "--workdir", run)
+    speciesfam("clean", "--workdir", run, "--model", "ViT-S-32", "--pretrained", "none", "--batch-size", "16",
+               "--contamination", "0.2")
     manifest = load_manifest(f"{run}/manifest.parquet")
     families = sorted(manifest["label"].unique())
     assert {"run/embeddings.parquet", "run/clean_manifest.parquet", "run/removed.csv", "run/clean.md",
-            "run/class_counts.png", *(f"run/gallery/{f}.png" for f in families)} <= keys
-    assert not any(".tmp-" in k for k in keys)  # atomic writes left no temporary objects behind
+            "run/class_counts.png", *(f"run/gallery/{f}.png" for f in families)} <= keys()
     cleaned = load_manifest(f"{run}/clean_manifest.parquet")
     assert len(cleaned) == len(manifest)
     assert (cleaned["status"] == "removed").sum() == len(storage.read_table(f"{run}/removed.csv")) > 0
     emb = pd.read_parquet(io.BytesIO(storage.read_bytes(f"{run}/embeddings.parquet")))
     assert len(emb) == (manifest["status"] == "ok").sum()
-    # The search keeps Tune's experiment state and checkpoints in the bucket, and its reports beside them.
-    trials = storage.read_table(f"{run}/trials.csv")
-    assert len(trials) == 2 and (trials["status"] == "ok").all(), trials
-    assert trials["best_checkpoint"].str.startswith(f"s3://{BUCKET}/run/tune/probe/").all()
-    assert {"run/trials.md", "run/search_progress.png"} <= keys
-    assert any(k.startswith("run/tune/probe/experiment_state") for k in keys)
 
+    # Searches keep Tune's experiment state and checkpoints in the bucket, and their reports beside them.
+    for kind in ("probe", "scratch"):
+        speciesfam("tune", kind, "--workdir", run, "--smoke-test", "--max-epochs", "2")
+        trials = storage.read_table(f"{run}/trials.csv")
+        assert len(trials) == 2 and (trials["status"] == "ok").all(), trials
+        assert trials["best_checkpoint"].str.startswith(f"s3://{BUCKET}/run/tune/{kind}/").all()
+        assert any(k.startswith(f"run/tune/{kind}/experiment_state") for k in keys())
+    assert {"run/trials.md", "run/search_progress.png"} <= keys()
+    assert not any(".tmp-" in k for k in keys())  # atomic writes left no temporary objects behind
 
-def test_export_copies_the_best_checkpoint_out_of_the_bucket(s3, demo_run, tmp_path):
-    import keras
-    import numpy as np
+    speciesfam("export", "--workdir", run, "--out", str(tmp_path / "bundle"))
+    from speciesfam.export import load_bundle
 
-    from speciesfam.export import best_trial, export_bundle, load_bundle
-
-    _, client = s3
-    workdir, _ = demo_run
-    ckpt = best_trial(str(workdir))["best_checkpoint"]
-    run = f"s3://{BUCKET}/trained"
-    for path in sorted(p for p in Path(ckpt).rglob("*") if p.is_file()):
-        client.upload_file(str(path), BUCKET, f"trained/ckpt/{path.relative_to(ckpt).as_posix()}")
-    trials = pd.read_csv(workdir / "trials.csv")
-    trials["best_checkpoint"] = [f"{run}/ckpt" if p == ckpt else None for p in trials["best_checkpoint"]]
-    storage.write_table(trials, f"{run}/trials.csv")
-    bundle = export_bundle(run, out=str(tmp_path / "bundle"))
-    model, config = load_bundle(bundle)
-    trained = keras.saving.load_model(f"{ckpt}/model.keras", safe_mode=True)
-    x = np.random.default_rng(0).uniform(0, 255, (3, config["image_size"], config["image_size"], 3)).astype("float32")
-    np.testing.assert_allclose(model.predict_on_batch(x), trained.predict_on_batch(x), rtol=1e-5, atol=1e-6)
+    _, config = load_bundle(str(tmp_path / "bundle"))
+    assert config["labels"] == sorted(cleaned.loc[cleaned["status"] == "ok", "label"].unique())
