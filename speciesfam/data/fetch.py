@@ -87,11 +87,10 @@ def read_catalog(snapshot: Path) -> "pd.DataFrame":
         cat["sciName"] = cat["genus"] + " " + cat["species"]
     lic = snapshot / LICENSES_CSV
     if lic.is_file() and "rarespecies_id" in cat.columns:
-        keep = [c for c in ("rarespecies_id", "license_name", "copyright_owner") if c in
-                pd.read_csv(lic, nrows=0).columns]
-        if len(keep) > 1:
-            licenses = pd.read_csv(lic, dtype=str, usecols=keep).drop_duplicates("rarespecies_id")
-            cat = cat.merge(licenses, on="rarespecies_id", how="left")
+        wanted = {"rarespecies_id", "license_name", "copyright_owner"}
+        licenses = pd.read_csv(lic, dtype=str, usecols=lambda c: c in wanted)
+        if "rarespecies_id" in licenses.columns and len(licenses.columns) > 1:
+            cat = cat.merge(licenses.drop_duplicates("rarespecies_id"), on="rarespecies_id", how="left")
     return cat
 
 
