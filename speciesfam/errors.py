@@ -1,0 +1,30 @@
+"""The project's error class: a mistake a user can fix (bad config value, unknown name, missing stage output).
+
+The CLI prints these as one line (``speciesfam STAGE: error: ...``) and exits 2; any other exception is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class SpeciesfamError(Exception):
+    """A user-fixable problem; the message names the thing, the value, what was expected and the fix."""
+
+
+class ConfigError(SpeciesfamError, ValueError):
+    """A config value is invalid; the message names the field, the value and what is allowed."""
+
+
+class UnknownNameError(SpeciesfamError, KeyError):
+    """A registry has no entry of that name; the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class StageOrderError(SpeciesfamError, FileNotFoundError):
+    """A stage's input is missing or older than its own inputs; the message says which stage to run."""
+
+
+class SearchFailedError(SpeciesfamError, RuntimeError):
+    """A search ended with no successful trial (the CLI exits non-zero)."""

@@ -1,0 +1,67 @@
+"""The run folder's layout: every file name, shared column name and the search metric, in one place.
+
+Stages find each other's outputs through these names (never string literals of their own), and any name
+taken from the data (a family label) becomes a file name only through ``label_slug``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+from . import storage
+
+# The metric every trial reports each epoch and every stage ranks by.
+METRIC, MODE = "val_macro_f1", "max"
+BEST_METRIC = f"best_{METRIC}"
+
+# Run-folder artifacts, by stage.
+MANIFEST = "manifest.parquet"          # catalog: one row per input file/row, with status and reason
+UNREADABLE = "unreadable.csv"
+CATALOG_MD = "catalog.md"
+EMBEDDINGS = "embeddings.parquet"      # clean
+CLEAN_MANIFEST = "clean_manifest.parquet"
+REMOVED = "removed.csv"
+LABEL_ISSUES = "label_issues.csv"
+NEAR_DUPLICATES = "near_duplicates.csv"
+GALLERY = "gallery"
+CLASS_COUNTS = "class_counts.png"
+CLEAN_MD = "clean.md"
+TUNE_DIR = "tune"                      # tune: Tune storage (default), trial table, progress plot
+TRIALS = "trials.csv"
+TRIALS_MD = "trials.md"
+SEARCH_PROGRESS = "search_progress.png"
+BUNDLE = "bundle"                      # export
+REPORT = "report.html"                 # report
+LOGS = "logs"
+STAGES = "stages"                      # stages/<stage>.json: what each stage was built from and its summary
+
+# trials.csv columns (written by tune.tracking, read by export and the report).
+TRIAL_COLUMNS = ["trial_id", "kind", "model", "status", "error", BEST_METRIC, "best_epoch", "epochs_run", "seconds",
+                 "best_checkpoint", "config", "trial_path"]
+
+# Manifest statuses.
+OK, DUPLICATE, UNREADABLE_STATUS, TOO_SMALL, REMOVED_STATUS = "ok", "duplicate", "unreadable", "too_small", "removed"
+SPLITS = ("train", "val", "test")
+
+
+def path(workdir: str, name: str, *more: str) -> str:
+    """URI of artifact ``name`` (one of the constants above) inside run folder ``workdir``."""
+    return storage.join(workdir, name, *more)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def label_slug(label: str, max_len: int = 60) -> str:
+    """A safe file name (no extension) for a label taken from the data.
+
+    Safe characters only (ASCII letters, digits, ``.``, ``_``, ``-``; never a leading dot, so never ``..`` or
+    a hidden file), at most ``max_len`` of them, plus a short hash of the exact label, so two different
+    labels never share a file name (``007`` vs ``7``, ``Felidae`` vs ``felidae``, ``a/b`` vs ``a_b``).
+    """
+    text = unicodedata.normalize("NFKD", str(label)).encode("ascii", "ignore").decode("ascii")
+    stem = _UNSAFE.sub("_", text).strip("._-")[:max_len] or "label"
+    digest = hashlib.sha256(str(label).encode("utf-8")).hexdigest()[:8]
+    return f"{stem}-{digest}"

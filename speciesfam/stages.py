@@ -1,0 +1,75 @@
+"""Stage records: what each stage was built from, so a later stage never reads outputs older than its inputs.
+
+Every stage ends by writing ``RUN/stages/<stage>.json``: a fresh ``run_id``, the ``run_id`` of each upstream
+stage it read (``built_from``), its config and a small summary (counts, thresholds, the best trial...). Stages
+hand each other data through these records and their tables, never by parsing each other's Markdown.
+
+A stage that reads an upstream output calls ``check_fresh``: when the upstream stage was re-run after the
+output was built (``catalog`` again after ``clean``), it refuses with the command that brings it up to date.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from . import layout, storage
+from .errors import StageOrderError
+
+# stage -> the stages whose outputs it reads (in the order they run)
+UPSTREAM: dict[str, tuple[str, ...]] = {"catalog": (), "clean": ("catalog",), "tune": ("catalog", "clean"),
+                                        "export": ("tune",)}
+COMMAND = {"catalog": "speciesfam catalog SOURCE --workdir RUN", "clean": "speciesfam clean --workdir RUN",
+           "tune": "speciesfam tune KIND --workdir RUN", "export": "speciesfam export --workdir RUN"}
+
+
+def record_uri(workdir: str, stage: str) -> str:
+    return layout.path(workdir, layout.STAGES, f"{stage}.json")
+
+
+def load(workdir: str, stage: str) -> dict[str, Any] | None:
+    """The stage's record, or None when the stage has not run (or ran before records existed)."""
+    uri = record_uri(workdir, stage)
+    return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
+
+
+def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
+           summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``stage``'s record (a new run id, the upstream run ids it read, config, summary); returns it."""
+    built_from = {}
+    for up in UPSTREAM.get(stage, ()):
+        rec = load(workdir, up)
+        if rec is not None:
+            built_from[up] = rec["run_id"]
+    rec = {"stage": stage, "run_id": uuid.uuid4().hex, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "built_from": built_from, "config": config or {}, "summary": summary or {}}
+    storage.write_text(record_uri(workdir, stage), json.dumps(rec, indent=1, default=str, sort_keys=True))
+    return rec
+
+
+def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
+    """Refuse ``stage``'s outputs when an upstream stage ran again after them; returns ``stage``'s record.
+
+    Raises:
+        StageOrderError: naming the stale stage and the command that rebuilds it.
+    """
+    rec = load(workdir, stage)
+    for up in UPSTREAM.get(stage, ()):
+        current = load(workdir, up)
+        if current is None:
+            continue
+        if rec is None or rec["built_from"].get(up) != current["run_id"]:
+            raise StageOrderError(
+                f"{workdir}: the {stage} stage's outputs were built from an older {up} run (or before it); "
+                f"run `{COMMAND[stage].replace('RUN', workdir)}` again")
+    return rec
+
+
+def invalidate(workdir: str, stage: str) -> None:
+    """Drop ``stage``'s record (its outputs then count as stale for every later stage until it runs again)."""
+    uri = record_uri(workdir, stage)
+    if storage.exists(uri):
+        fs, p = storage.filesystem(uri)
+        fs.delete_file(p)
