@@ -170,6 +170,12 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     bad = manifest[manifest["status"] == "unreadable"][["path", "label", "reason"]]
     storage.write_table(bad, storage.join(workdir, "unreadable.csv"))
     storage.write_text(storage.join(workdir, "catalog.md"), report(manifest, source))
+    from dataclasses import asdict
+
+    from .. import stages
+
+    stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
+                  summary={"rows": len(manifest), "status": manifest["status"].value_counts().to_dict()})
     return manifest
 
 

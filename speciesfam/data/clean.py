@@ -228,6 +228,10 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     usable = lambda df: df[df["status"] == "ok"]["label"].value_counts()  # noqa: E731
     class_counts(usable(manifest), usable(cleaned), storage.join(workdir, "class_counts.png"))
     storage.write_text(storage.join(workdir, "clean.md"), clean_report(manifest, cleaned, table, cfg))
+    from .. import stages
+
+    stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg)},
+                  summary={"status": cleaned["status"].value_counts().to_dict(), "removed": len(table)})
     return cleaned
 
 

@@ -40,8 +40,11 @@ def load_space(cfg: TuneConfig) -> dict[str, Any]:
 
 def training_manifest(workdir: str) -> str:
     """RUN/clean_manifest.parquet if the clean stage ran, else RUN/manifest.parquet."""
+    from .. import stages
+
     cleaned = storage.join(workdir, "clean_manifest.parquet")
     if storage.exists(cleaned):
+        stages.check_fresh(workdir, "clean")  # a re-run catalog makes the cleaned manifest stale
         return cleaned
     print(f"tune: {cleaned} not found, training on the uncleaned catalog (run `speciesfam clean` first to "
           "remove outliers)")
