@@ -82,16 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the space's tiny variant, 2 trials x 3 epochs, laptop-sized defaults (minutes on 2 CPUs)")
     t.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS or a local Ray)")
 
-    e = sub.add_parser("export", help="best checkpoint -> RUN/bundle (model.keras, labels, SavedModel, card)")
+    e = sub.add_parser("export", help="best trial (CNN or probe) -> RUN/bundle (model, labels, embedder, card)")
     e.add_argument("--workdir", required=True)
     e.add_argument("--trial", default=None, help="trial id to export instead of the best")
     e.add_argument("--out", default=None, help="bundle folder (default RUN/bundle)")
 
-    pr = sub.add_parser("predict", help="top-k families for image files or folders")
+    pr = sub.add_parser("predict", help="top-k families for a few files, or a folder/manifest with Ray Data")
     pr.add_argument("bundle")
-    pr.add_argument("paths", nargs="+")
+    pr.add_argument("paths", nargs="*", help="image files (printed), or one folder (-> predictions.parquet)")
+    pr.add_argument("--manifest", default=None, help="CSV/Parquet with a 'path' column (-> predictions.parquet)")
+    pr.add_argument("--out", default=None, help="predictions Parquet for a folder or manifest (default "
+                    "./predictions.parquet); an existing one is resumed: rows already in it are skipped")
     pr.add_argument("--top-k", type=int, default=3)
-    pr.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    pr.add_argument("--format", choices=["table", "json", "csv"], default="table", help="console output of files")
+    pr.add_argument("--batch-size", type=int, default=32)
+    pr.add_argument("--num-actors", type=int, default=None, help="predictor actors (default: one per GPU, else "
+                    "one per node)")
+    pr.add_argument("--cpu", action="store_true", help="CPU actors even when the cluster has GPUs")
+    pr.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS or a local Ray)")
 
     ev = sub.add_parser("evaluate", help="macro-F1, per-class report and confusion plots of a bundle on a split")
     ev.add_argument("bundle")
@@ -125,10 +133,53 @@ def tune_config(args: argparse.Namespace):
                       resume=args.resume, smoke_test=smoke)
 
 
+def _predict(args: argparse.Namespace) -> int:
+    """``predict``: files -> console (this process); a folder or --manifest -> predictions.parquet (Ray Data).
+    Exit status 1 when any input could not be predicted."""
+    import os
+
+    folders = [p for p in args.paths if os.path.isdir(p)]
+    if args.manifest or folders or args.out:
+        if len(args.paths) > 1 or (args.manifest and args.paths):
+            raise ValueError("batch prediction takes one folder or --manifest M (files go without --out)")
+        from .predict import predict_collection
+        from .raycluster import init_ray
+
+        if args.address:
+            init_ray(args.address)
+        table = predict_collection(args.bundle, args.out or "predictions.parquet", source=(folders or [None])[0],
+                                   manifest=args.manifest, top_k=args.top_k, batch_size=args.batch_size,
+                                   num_actors=args.num_actors, use_gpu=not args.cpu)
+        return 1 if (table["error"] != "").any() else 0
+    if not args.paths:
+        raise ValueError("give image files, a folder or --manifest M")
+    from .predict import predict_files
+
+    results = predict_files(args.bundle, args.paths, top_k=args.top_k)
+    if args.format == "json":
+        print(json.dumps(results, indent=1))
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "rank", "family", "probability", "error"])
+        for r in results:
+            for rank, (lab, p) in enumerate(r.get("top", []), 1):
+                writer.writerow([r["path"], rank, lab, f"{p:.6f}", ""])
+            if "error" in r:
+                writer.writerow([r["path"], "", "", "", r["error"]])
+    else:
+        for r in results:
+            top = "  ".join(f"{lab} {p:.3f}" for lab, p in r.get("top", []))
+            print(f"{r['path']}\t{top or 'ERROR: ' + r['error']}")
+    return 1 if any("error" in r for r in results) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import CatalogConfig, CleanConfig, ConfigError
     from .data.fetch import FetchError
+    from .errors import SpeciesfamError
 
     try:
         if args.command == "fetch":
@@ -159,30 +210,14 @@ def main(argv: list[str] | None = None) -> int:
             run_search(args.workdir, tune_config(args), address=args.address)
             print(open(f"{args.workdir}/trials.md").read() if "://" not in args.workdir else args.workdir)
         elif args.command == "export":
+            from . import stages
             from .export import export_bundle
 
-            print(f"exported bundle: {export_bundle(args.workdir, args.trial, args.out)}")
+            out = export_bundle(args.workdir, args.trial, args.out)
+            done = stages.load(args.workdir, "export")["summary"]
+            print(f"exported trial {done['trial_id']} ({done['kind']}, {done['model']}) to {out}: {done['reason']}")
         elif args.command == "predict":
-            from .export import predict
-
-            results = predict(args.bundle, args.paths, top_k=args.top_k)
-            if args.format == "json":
-                print(json.dumps(results, indent=1))
-            elif args.format == "csv":
-                import csv
-
-                writer = csv.writer(sys.stdout)
-                writer.writerow(["path", "rank", "family", "probability", "error"])
-                for r in results:
-                    for rank, (lab, p) in enumerate(r.get("top", []), 1):
-                        writer.writerow([r["path"], rank, lab, f"{p:.6f}", ""])
-                    if "error" in r:
-                        writer.writerow([r["path"], "", "", "", r["error"]])
-            else:
-                for r in results:
-                    top = "  ".join(f"{lab} {p:.3f}" for lab, p in r.get("top", []))
-                    print(f"{r['path']}\t{top or 'ERROR: ' + r['error']}")
-            return 1 if any("error" in r for r in results) else 0
+            return _predict(args)
         elif args.command == "evaluate":
             from .evaluate import evaluate
 
@@ -191,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
 
             run_demo(args.workdir, num_samples=args.num_samples, max_epochs=args.max_epochs)
-    except (ConfigError, FetchError, FileNotFoundError, ValueError, KeyError, ImportError) as err:
+    except (SpeciesfamError, ConfigError, FetchError, FileNotFoundError, ValueError, KeyError, ImportError) as err:
         print(f"speciesfam {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

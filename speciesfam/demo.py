@@ -23,7 +23,8 @@ def run_demo(workdir: str = "runs/demo", num_samples: int = 4, max_epochs: int =
     predictions."""
     from .data.catalog import run_catalog
     from .data.clean import run_clean
-    from .export import export_bundle, predict
+    from .export import export_bundle
+    from .predict import predict_files
     from .tune.search import run_search
 
     workdir = storage.local_dir(workdir)
@@ -40,8 +41,8 @@ def run_demo(workdir: str = "runs/demo", num_samples: int = 4, max_epochs: int =
     print("[4/5] export the best checkpoint")
     bundle = export_bundle(workdir)
     test = cleaned[(cleaned["status"] == "ok") & (cleaned["split"] == "test")].groupby("label").head(1)
-    print("[5/5] predict on one test image per family")
-    preds = predict(bundle, test["path"].tolist(), top_k=3)
+    print("[5/5] predict on one test image per family (speciesfam.bundle.load_bundle: the same for CNN and probe)")
+    preds = predict_files(bundle, test["path"].tolist(), top_k=3)
     truth = dict(zip(test["path"], test["label"]))
     for p in preds:
         fam, prob = p["top"][0]

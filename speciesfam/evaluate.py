@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import plots, storage
+from .errors import SpeciesfamError
 
 
 def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | None = None,
@@ -23,28 +24,30 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
     import pandas as pd
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+    from .bundle import load_bundle
     from .data.catalog import load_manifest
-    from .data.tfdata import load_image, split_arrays
-    from .export import load_bundle
+    from .data.images import decode_rgb
+    from .data.tfdata import split_arrays
     from .train.metrics import classification_metrics
 
-    model, config = load_bundle(bundle)
-    labels, size = config["labels"], int(config["image_size"])
+    predictor = load_bundle(bundle)  # CNN or probe: raw RGB in, probabilities out
+    labels = predictor.labels
     manifest = load_manifest(manifest_uri)
     unknown = sorted(set(manifest.loc[manifest["status"] == "ok", "label"]) - set(labels))
     if unknown:
-        raise ValueError(f"{manifest_uri} has families the bundle does not know: {unknown[:5]}; evaluate with "
+        raise SpeciesfamError(f"{manifest_uri} has families the bundle does not know: {unknown[:5]}; evaluate with "
                          "the manifest the model was trained on")
     paths, y = split_arrays(manifest, split, labels)
     if not len(paths):
-        raise ValueError(f"{manifest_uri} has no usable rows in split {split!r}; splits: "
+        raise SpeciesfamError(f"{manifest_uri} has no usable rows in split {split!r}; splits: "
                          f"{sorted(manifest['split'].dropna().unique())}")
-    probs = np.concatenate([
-        np.asarray(model.predict_on_batch(np.stack([load_image(p, size) for p in paths[i:i + batch_size]])))
+    probs = np.concatenate([  # decoded a batch at a time: full-size images are large
+        predictor.predict([decode_rgb(storage.read_bytes(p)) for p in paths[i:i + batch_size]], batch_size)
         for i in range(0, len(paths), batch_size)])
     pred = probs.argmax(1)
     summary = classification_metrics(probs, y, len(labels))
-    summary = {k.replace("val_", f"{split}_"): v for k, v in summary.items()} | {"images": int(len(y))}
+    summary = {k.replace("val_", f"{split}_"): v for k, v in summary.items()} | {
+        "images": int(len(y)), "kind": predictor.kind}
     idx = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)
     per_class = pd.DataFrame({"family": labels, "precision": p, "recall": r, "f1": f, "support": s})

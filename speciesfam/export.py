@@ -1,145 +1,322 @@
-"""Ship stage: export the best trial's best checkpoint as a self-contained bundle, load it, predict.
+"""Export stage: the best trial (CNN or embedding probe) of every search on RUN -> a self-contained bundle.
 
-A bundle is a folder: ``model.keras`` (loads in Keras safe mode: no Lambda layers, no pickled code),
-``config.json`` (labels, image size, input convention, hyperparameters, versions), ``labels.json``,
-``metrics.json``, ``saved_model/`` (TF SavedModel for serving) and ``MODEL_CARD.md``. It is written to a
-temporary folder and renamed into place, so a crash never leaves a half-written bundle.
+``export`` owns the bundle schema (``speciesfam.bundle``): it builds the bundle's ``config.json`` from the
+trial's checkpoint, its row of ``trials.csv`` and the stage records (``RUN/stages/*.json``: how ``clean``
+embedded, what ``catalog`` saw), never from another stage's Markdown. A checkpoint's own ``config.json`` is
+an input here, not the schema.
+
+The bundle is built in ``.<name>-new-*`` beside its destination and swapped in with renames (the old one
+goes to ``.<name>-old-*`` first and is deleted last), so a kill at any point leaves the old bundle or the new
+one; the next export restores or deletes what a killed one left.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import tempfile
+import time
+import uuid
 from typing import Any
 
-import numpy as np
+from . import bundle as B
+from . import layout, stages, storage
+from .errors import SpeciesfamError, StageOrderError
 
-from . import storage
+# Licences of open_clip pretrained weights by tag prefix, as far as known (from each release's own page).
+# Anything else is reported as unknown: the user must check the source before shipping.
+UNKNOWN_LICENCE = "unknown, check the source"
+TAG_LICENCES = (
+    ("openai", "MIT (OpenAI CLIP; its model card puts deployed use out of scope)"),
+    ("laion", "MIT (LAION / open_clip release)"),
+    ("datacomp", "MIT (DataComp release)"),
+    ("commonpool", "MIT (DataComp CommonPool release)"),
+    ("metaclip", "CC-BY-NC-4.0 (Meta MetaCLIP): non-commercial use only"),
+    ("webli", "Apache-2.0 (Google SigLIP)"),
+)
+HUB_LICENCES = {"hf-hub:imageomics/bioclip": "MIT (imageomics/bioclip)"}
 
-BUNDLE_FILES = ("model.keras", "config.json", "labels.json")
+
+def family(kind: str) -> str:
+    """``probe`` or ``cnn`` for a search kind (scratch and transfer trials are CNNs)."""
+    return "probe" if kind == "probe" else "cnn"
 
 
-def best_trial(workdir: str, trial_id: str | None = None) -> dict[str, Any]:
-    """The row of RUN/trials.csv to export: ``trial_id`` or the best successful trial by val macro-F1."""
-    trials = storage.read_table(storage.join(workdir, "trials.csv"), stage_hint="speciesfam tune ... --workdir RUN")
+def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, Any], str]:
+    """The row of RUN/trials.csv to export and why: ``trial_id``, else the best successful trial of every
+    search (CNN and probe, one metric, one val split; ties go to the faster trial).
+
+    Raises:
+        SpeciesfamError: the trial is unknown, failed, or no trial has a checkpoint.
+    """
+    trials = storage.read_table(layout.path(workdir, layout.TRIALS), stage_hint="speciesfam tune KIND --workdir RUN")
+    trials["trial_id"] = trials["trial_id"].astype(str)
+    if "kind" not in trials:  # tables written before the column existed
+        trials["kind"] = "unknown"
+    metric = layout.BEST_METRIC
+    ok = trials[(trials["status"] == "ok") & trials["best_checkpoint"].notna() & trials[metric].notna()]
+    ok = ok.sort_values([metric, "seconds"], ascending=[False, True])
     if trial_id:
-        rows = trials[trials["trial_id"].astype(str) == trial_id]
+        rows = trials[trials["trial_id"] == str(trial_id)]
         if rows.empty:
-            raise ValueError(f"trial {trial_id!r} is not in {workdir}/trials.csv; trials: {trials['trial_id'].tolist()}")
+            raise SpeciesfamError(f"trial {trial_id!r} is not in {workdir}/{layout.TRIALS}; trials: "
+                                  f"{trials['trial_id'].tolist()}")
+        row = rows.iloc[0].to_dict()
+        if not isinstance(row.get("best_checkpoint"), str):
+            raise SpeciesfamError(f"trial {trial_id} has no checkpoint (status {row['status']}: {row.get('error')})")
+        best = ok.iloc[0] if len(ok) else None
+        reason = "chosen with --trial" + (f"; the best trial is {best['trial_id']} ({best['kind']}, "
+                                          f"{metric} {best[metric]:.4f})" if best is not None else "")
+        return row, reason
+    if ok.empty:
+        raise SpeciesfamError(f"no successful trial with a checkpoint in {workdir}/{layout.TRIALS}: see its "
+                              "'error' column")
+    row = ok.iloc[0].to_dict()
+    counts = ok["kind"].value_counts()
+    reason = (f"highest {layout.METRIC} ({row[metric]:.4f}) of {len(ok)} successful trials ("
+              + ", ".join(f"{n} {k}" for k, n in counts.items()) + ")")
+    for fam, grp in ok.groupby(ok["kind"].map(family)):
+        if fam != family(row["kind"]):
+            other = grp.iloc[0]
+            reason += f"; the best {fam} trial, {other['trial_id']} ({other['kind']}), scored {other[metric]:.4f}"
+    ties = ok[(ok[metric] == row[metric]) & (ok["trial_id"] != row["trial_id"])]
+    if len(ties):
+        reason += f"; tied with {', '.join(ties['trial_id'])}: the faster trial ({row['seconds']:.0f} s) was taken"
+    return row, reason
+
+
+def licence(spec: dict[str, Any]) -> str:
+    """The embedder weights' licence as far as known (open_clip tags, known hub models), else unknown."""
+    if spec.get("embedder") or spec.get("pretrained_sha256"):
+        return UNKNOWN_LICENCE
+    model, tag = spec.get("model") or "", spec.get("pretrained")
+    if model.startswith(("hf-hub:", "local-dir:")):
+        return HUB_LICENCES.get(model, UNKNOWN_LICENCE)
+    if not tag:
+        return "none: random weights (not a trained embedder; demos and tests only)"
+    return next((text for prefix, text in TAG_LICENCES if tag.startswith(prefix)), UNKNOWN_LICENCE)
+
+
+def _clean_config(workdir: str, model_id: str | None) -> dict[str, Any]:
+    """How the clean stage embedded (its stage record), checked against the embeddings the head trained on."""
+    rec = stages.load(workdir, "clean")
+    if rec is None:
+        raise StageOrderError(f"{workdir} has no record of how the clean stage embedded ({layout.STAGES}/clean.json); "
+                              f"run `speciesfam clean --workdir {workdir}` again (it reuses the cached embeddings)")
+    cfg = rec["config"]
+    if model_id and cfg.get("model_id") != model_id:
+        raise StageOrderError(f"the probe was trained on embeddings of {model_id!r}, but the last clean stage embedded "
+                              f"with {cfg.get('model_id')!r}; run the probe search again (`speciesfam tune probe "
+                              f"--workdir {workdir}`)")
+    return cfg
+
+
+def embedder_record(clean_cfg: dict[str, Any]) -> dict[str, Any]:
+    """What a probe bundle records to rebuild its embedder: open_clip model + tag, a local weights file with
+    its sha256, or a user's ``module:factory`` (with its source file's sha256, to warn when it changes)."""
+    spec: dict[str, Any] = {"model_id": clean_cfg["model_id"], "embedder": clean_cfg.get("embedder")}
+    if spec["embedder"]:
+        spec["source"] = "module:factory"
+        module = spec["embedder"].partition(":")[0]
+        try:  # find the module's file without importing it (it may import torch, and TensorFlow is loaded)
+            origin = importlib.util.find_spec(module).origin
+        except (ImportError, AttributeError, ValueError) as err:
+            raise SpeciesfamError(f"embedder {spec['embedder']!r}: cannot find module {module!r} ({err}); "
+                                  "export where it is importable") from err
+        if origin and os.path.isfile(origin):
+            spec.update(source_file=origin, source_sha256=B.sha256_file(origin))
     else:
-        rows = trials[(trials["status"] == "ok") & trials["best_checkpoint"].notna()]
-        if rows.empty:
-            raise ValueError(f"no successful trial with a checkpoint in {workdir}/trials.csv: see the 'error' column")
-        rows = rows.sort_values("best_val_macro_f1", ascending=False)
-    row = rows.iloc[0].to_dict()
-    if not isinstance(row.get("best_checkpoint"), str):
-        raise ValueError(f"trial {row['trial_id']} has no checkpoint (status {row['status']})")
-    return row
+        spec.update(model=clean_cfg["model"], pretrained=clean_cfg.get("pretrained"))
+        pretrained = spec["pretrained"]
+        if spec["model"].startswith(("hf-hub:", "local-dir:")):
+            spec.update(source=spec["model"].split(":", 1)[0], pretrained=None)
+        elif pretrained and os.path.exists(pretrained):
+            spec.update(source="local weights file", pretrained=os.path.abspath(pretrained),
+                        pretrained_sha256=B.sha256_file(pretrained))
+        else:
+            spec["source"] = "open_clip pretrained tag" if pretrained else "open_clip random weights"
+    spec["licence"] = licence(spec)
+    return spec
 
 
-def _local_copy(uri: str, dest: str) -> str:
-    """Checkpoint folder ``uri`` as a local folder (copied from object storage when remote)."""
-    return storage.download_dir(uri, dest) if storage.is_remote(uri) else uri
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("speciesfam", "keras", "tensorflow", "torch", "open_clip_torch"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _write_model(ckpt: str, ckpt_cfg: dict[str, Any], tmp: str) -> dict[str, Any]:
+    """The model file(s) of the bundle from the checkpoint; returns the kind-specific part of config.json."""
+    from ._lazy import keras as _keras
+
+    keras = _keras()
+    labels = list(ckpt_cfg["labels"])
+    if ckpt_cfg.get("kind") == "probe" or ckpt_cfg.get("model") == "probe":
+        weights = os.path.join(ckpt, "probe.weights.h5")
+        if os.path.exists(weights):  # the probe trial's checkpoint: weights of build_probe(classes, dim, hp)
+            from .models.probe import build_probe
+
+            head = build_probe(len(labels), int(ckpt_cfg["embedding_dim"]), ckpt_cfg.get("hp", {}))
+            head.load_weights(weights)
+        else:  # older probe checkpoints: a whole model.keras
+            head = keras.saving.load_model(os.path.join(ckpt, B.CNN_MODEL), safe_mode=True)
+        head.save(os.path.join(tmp, B.PROBE_HEAD))
+        return {"kind": "probe", "model": "probe", "embedding_dim": int(head.inputs[0].shape[-1]),
+                "input": "RGB uint8 images of any size; the embedder's own preprocessing resizes them"}
+    shutil.copy(os.path.join(ckpt, B.CNN_MODEL), os.path.join(tmp, B.CNN_MODEL))
+    model = keras.saving.load_model(os.path.join(tmp, B.CNN_MODEL), safe_mode=True)
+    model.export(os.path.join(tmp, B.SAVED_MODEL), format="tf_saved_model", verbose=False)
+    size = int(ckpt_cfg["image_size"])
+    return {"kind": "cnn", "model": ckpt_cfg["model"], "image_size": size, "weights": ckpt_cfg.get("weights"),
+            "input": f"RGB uint8 images of any size, resized bilinearly to {size}x{size}; the model rescales 0..255"}
 
 
 def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = None) -> str:
-    """Write the bundle of the best (or named) trial to ``out`` (default RUN/bundle); returns its path."""
-    from ._lazy import keras as _keras
+    """Write the bundle of the best (or named) trial to ``out`` (default RUN/bundle); returns its path.
 
+    Also writes the export stage record (which trial and why) and marks the exported trial in RUN/trials.md.
+    """
     if out is None and storage.is_remote(workdir):
-        raise ValueError(f"workdir {workdir} is in object storage; a bundle is written to local disk: give --out DIR")
-    keras = _keras()
-    row = best_trial(workdir, trial_id)
-    out = storage.local_dir(out or storage.join(workdir, "bundle"))
-    parent = os.path.dirname(out.rstrip("/"))
+        raise SpeciesfamError(f"workdir {workdir} is in object storage; a bundle is written to local disk: give --out DIR")
+    row, reason = choose_trial(workdir, trial_id)
+    out = out or layout.path(workdir, layout.BUNDLE)
+    if storage.is_remote(out):
+        raise SpeciesfamError(f"--out {out}: a bundle is written to a local or NFS folder, not an object store")
+    out = storage.filesystem(out)[1]  # absolute; not created (recover must see whether it exists)
+    parent, name = os.path.split(out)
+    os.makedirs(parent, exist_ok=True)
+    recover(out)
     with tempfile.TemporaryDirectory() as scratch:
-        ckpt = _local_copy(row["best_checkpoint"], os.path.join(scratch, "ckpt"))
-        for name in ("model.keras", "config.json"):
-            if not os.path.exists(os.path.join(ckpt, name)):
-                raise FileNotFoundError(f"checkpoint {row['best_checkpoint']} lacks {name}; was it written by speciesfam?")
-        tmp = tempfile.mkdtemp(prefix=".bundle-", dir=parent)
+        uri = row["best_checkpoint"]
+        ckpt = storage.download_dir(uri, os.path.join(scratch, "ckpt")) if storage.is_remote(uri) else uri
+        if not os.path.exists(os.path.join(ckpt, "config.json")):
+            raise SpeciesfamError(f"checkpoint {uri} has no config.json; was it written by speciesfam?")
+        with open(os.path.join(ckpt, "config.json")) as f:
+            ckpt_cfg = json.load(f)
+        is_probe = ckpt_cfg.get("kind") == "probe" or ckpt_cfg.get("model") == "probe"
+        embedder = embedder_record(_clean_config(workdir, ckpt_cfg.get("embedding_model"))) if is_probe else None
+        tmp = os.path.join(parent, f".{name}-new-{uuid.uuid4().hex[:8]}")
+        os.makedirs(tmp)
         try:
-            shutil.copy(os.path.join(ckpt, "model.keras"), tmp)
-            config = json.load(open(os.path.join(ckpt, "config.json")))
-            if config.get("model") == "probe":
-                raise ValueError(f"trial {row['trial_id']} is an embedding probe: it ranks hyperparameters on "
-                                 "CLIP embeddings and takes no images; export a scratch or transfer trial")
-            model = keras.saving.load_model(os.path.join(tmp, "model.keras"), safe_mode=True)
-            model.export(os.path.join(tmp, "saved_model"), format="tf_saved_model", verbose=False)
-            config["trial_id"] = row["trial_id"]
-            metrics = {k: row[k] for k in ("best_val_macro_f1", "best_epoch", "epochs_run", "seconds")}
+            config = {"schema": B.SCHEMA, "schema_version": B.SCHEMA_VERSION, **_write_model(ckpt, ckpt_cfg, tmp),
+                      "labels": list(ckpt_cfg["labels"]), "hp": ckpt_cfg.get("hp", {}),
+                      **({"embedder": embedder} if embedder else {}),
+                      "trial": {"trial_id": row["trial_id"], "search_kind": row.get("kind"), "reason": reason,
+                                "val_split": row.get("val_split")},
+                      "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions()}
+            metrics = {k: row.get(k) for k in (layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds")}
             if os.path.exists(os.path.join(ckpt, "metrics.json")):  # the checkpoint's own epoch, per family
-                metrics["checkpoint"] = json.load(open(os.path.join(ckpt, "metrics.json")))
-            for name, data in (("config.json", config), ("labels.json", config["labels"]), ("metrics.json", metrics)):
-                with open(os.path.join(tmp, name), "w") as f:
+                with open(os.path.join(ckpt, "metrics.json")) as f:
+                    metrics["checkpoint"] = json.load(f)
+            for file, data in ((B.CONFIG, config), (B.LABELS, config["labels"]), (B.METRICS, metrics)):
+                with open(os.path.join(tmp, file), "w") as f:
                     json.dump(data, f, indent=1, default=str)
-            with open(os.path.join(tmp, "MODEL_CARD.md"), "w") as f:
-                f.write(model_card(workdir, config, metrics))
-            if os.path.exists(out):
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            with open(os.path.join(tmp, B.CARD), "w") as f:
+                f.write(model_card(workdir, config, metrics, row))
+            with open(os.path.join(tmp, B.CHECKSUMS), "w") as f:  # last: its presence marks a finished bundle
+                json.dump(B.checksums(tmp), f, indent=1)
+            swap_into_place(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+    summary = {"trial_id": row["trial_id"], "kind": config["kind"], "model": config["model"],
+               layout.BEST_METRIC: row[layout.BEST_METRIC], "reason": reason, "bundle": out}
+    stages.finish(workdir, "export", config={"trial": trial_id, "out": out}, summary=summary)
+    _mark_trials_md(workdir, summary)
     return out
 
 
-def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any]) -> str:
-    lines = [f"# speciesfam model: {config['model']}", "",
-             f"- families ({len(config['labels'])}): {', '.join(config['labels'])}",
-             f"- input: {config['image_size']}x{config['image_size']} RGB, 0..255 (the model rescales itself)",
-             f"- trial {config.get('trial_id')}: best val macro-F1 {metrics['best_val_macro_f1']:.4f} at epoch "
-             f"{metrics['best_epoch']}", f"- hyperparameters: `{json.dumps(config.get('hp', {}), sort_keys=True)}`",
-             f"- versions: {config.get('versions')}", ""]
-    for name, title in (("catalog.md", "Data"), ("clean.md", "Cleaning")):
-        uri = storage.join(workdir, name)
-        if storage.exists(uri):
-            first = storage.read_bytes(uri).decode().split("\n## ")[0]
-            lines += [f"## {title}", "", *first.splitlines()[1:], ""]
+def _mark_trials_md(workdir: str, summary: dict[str, Any]) -> None:
+    from .tune.tracking import write_trials_md
+
+    trials = storage.read_table(layout.path(workdir, layout.TRIALS))
+    write_trials_md(workdir, trials, exported=summary)
+
+
+def recover(out: str) -> None:
+    """Finish or undo what a killed export left beside ``out``: put the old bundle back when only it exists
+    (killed between the two renames), then delete every ``.<name>-*`` temp folder."""
+    parent, name = os.path.split(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        return
+    leftovers = sorted(os.path.join(parent, n) for n in os.listdir(parent) if n.startswith(f".{name}-"))
+    olds = [p for p in leftovers if os.path.basename(p).startswith(f".{name}-old-")]
+    if olds and not os.path.exists(out):
+        os.replace(olds[0], out)
+        leftovers.remove(olds[0])
+        print(f"export: restored {out} from an interrupted export")
+    for p in leftovers:
+        shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.remove(p)
+
+
+def swap_into_place(new: str, out: str) -> None:
+    """Replace folder ``out`` by finished folder ``new`` (same parent) with two renames; the old one is
+    deleted only once the new one is in place."""
+    parent, name = os.path.split(os.path.abspath(out))
+    old = None
+    if os.path.exists(out):
+        old = os.path.join(parent, f".{name}-old-{uuid.uuid4().hex[:8]}")
+        os.replace(out, old)
+    os.replace(new, out)
+    if old:
+        shutil.rmtree(old)
+
+
+def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], row: dict[str, Any]) -> str:
+    """MODEL_CARD.md from data: the bundle config, the trial's row and the stage records."""
+    labels, metric = config["labels"], layout.BEST_METRIC
+    lines = [f"# speciesfam model: {config['kind']} ({config['model']})", "",
+             f"- kind: **{config['kind']}** ("
+             + ("a Keras head on embeddings of the embedder below" if config["kind"] == "probe"
+                else "a Keras CNN on raw pixels") + ")",
+             f"- families ({len(labels)}): {', '.join(labels)}", f"- input: {config['input']}",
+             "- use: `speciesfam.bundle.load_bundle(PATH).predict(list_of_rgb_uint8_arrays)` -> probabilities, "
+             "or `speciesfam predict PATH IMAGES...`", ""]
+    if config["kind"] == "probe":
+        e = config["embedder"]
+        lines += ["## Embedder", "", f"- id: `{e['model_id']}` ({e['source']})"]
+        if e.get("embedder"):
+            lines.append(f"- factory: `{e['embedder']}`" + (f", source sha256 {e['source_sha256']}"
+                                                              if e.get("source_sha256") else ""))
+        else:
+            lines.append(f"- open_clip model `{e['model']}`, pretrained `{e.get('pretrained')}`"
+                         + (f" (sha256 {e['pretrained_sha256']})" if e.get("pretrained_sha256") else ""))
+        lines += [f"- licence of its weights: {e['licence']}", ""]
+    lines += ["## Metrics", "", f"- trial `{row['trial_id']}` ({row.get('kind')} search): best {layout.METRIC} "
+              f"{metrics[metric]:.4f} at epoch {metrics['best_epoch']} ({metrics['epochs_run']} epochs, "
+              f"{metrics['seconds']:.0f} s)", f"- validation split: {row.get('val_split') or 'unrecorded'}",
+              f"- why this trial: {config['trial']['reason']}",
+              f"- hyperparameters: `{json.dumps(config.get('hp', {}), sort_keys=True, default=str)}`"]
+    per_class = (metrics.get("checkpoint") or {}).get("per_class_f1") or {}
+    if per_class:
+        lines += ["", "| family | val F1 |", "|---|---:|"]
+        lines += [f"| {fam} | {f1:.3f} |" for fam, f1 in sorted(per_class.items(), key=lambda kv: kv[1])]
+    lines.append("")
+    catalog, clean = stages.load(workdir, "catalog"), stages.load(workdir, "clean")
+    if catalog or clean:
+        lines += ["## Data", ""]
+        if catalog:
+            lines.append(f"- catalog of `{catalog['config'].get('source')}`: {catalog['summary'].get('rows')} rows, "
+                         f"status {catalog['summary'].get('status')}")
+        if clean:
+            c = clean["config"]
+            lines.append(f"- clean with `{c.get('model_id')}`, detector {c.get('detector')}, contamination "
+                         f"{c.get('contamination')}: {clean['summary'].get('removed')} images removed")
+        lines.append("")
     lines += ["## Known limits", "",
-              "- Validation macro-F1 comes from the split used to choose the trial: it is optimistic; run "
+              f"- {layout.METRIC} comes from the split used to choose the trial: it is optimistic; run "
               "`speciesfam evaluate` on the test split for an unbiased figure.",
-              "- The model only knows the families above; any image gets one of them.", ""]
+              "- The model only knows the families above; any image gets one of them.",
+              *(["- Predictions are only as good as the embedder: random weights (see its licence line) make a "
+                 "demo, not a model."] if config["kind"] == "probe" and not config["embedder"].get("pretrained")
+                and not config["embedder"].get("embedder") and config["embedder"]["source"].startswith("open_clip")
+                else []), ""]
     return "\n".join(lines)
-
-
-def load_bundle(path: str):
-    """Load ``(model, config)`` from a bundle folder, with a clear error for a damaged or incomplete one."""
-    from ._lazy import keras as _keras
-
-    missing = [f for f in BUNDLE_FILES if not os.path.exists(os.path.join(path, f))]
-    if missing:
-        raise FileNotFoundError(f"{path} is not a complete speciesfam bundle: missing {missing}; re-run "
-                                "`speciesfam export --workdir RUN`")
-    try:
-        config = json.load(open(os.path.join(path, "config.json")))
-        model = _keras().saving.load_model(os.path.join(path, "model.keras"), safe_mode=True)
-    except Exception as err:  # zip, h5 and JSON errors all mean the same thing to a user
-        raise ValueError(f"{path}: the bundle is damaged ({type(err).__name__}: {err}); re-export it") from err
-    return model, config
-
-
-def predict(bundle: str, paths: list[str], top_k: int = 3, batch_size: int = 32) -> list[dict[str, Any]]:
-    """Top-k families per image. Folders are expanded; a file that cannot be read gets an ``error`` entry
-    and the others go on."""
-    from .data.images import DecodeError, decode_rgb
-
-    model, config = load_bundle(bundle)
-    labels, size = config["labels"], int(config["image_size"])
-    files = [f for p in paths for f in (storage.list_files(p) if os.path.isdir(p) else [p])]
-    out, batch, where = [], [], []
-    for f in files:
-        try:
-            batch.append(decode_rgb(storage.read_bytes(f), size=size).astype(np.float32))
-            where.append(len(out))
-            out.append({"path": f})
-        except (DecodeError, OSError) as err:
-            out.append({"path": f, "error": str(err)})
-    for start in range(0, len(batch), batch_size):
-        probs = model.predict_on_batch(np.stack(batch[start:start + batch_size]))
-        for i, p in zip(where[start:start + batch_size], np.asarray(probs)):
-            order = np.argsort(-p)[:top_k]
-            out[i]["top"] = [(labels[j], float(p[j])) for j in order]
-    return out

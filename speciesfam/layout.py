@@ -37,9 +37,10 @@ REPORT = "report.html"                 # report
 LOGS = "logs"
 STAGES = "stages"                      # stages/<stage>.json: what each stage was built from and its summary
 
-# trials.csv columns (written by tune.tracking, read by export and the report).
+# trials.csv columns (written by tune.tracking, read by export and the report). ``val_split`` names the split
+# every trial was scored on, so trials of different searches (CNN and probe) are compared only on the same one.
 TRIAL_COLUMNS = ["trial_id", "kind", "model", "status", "error", BEST_METRIC, "best_epoch", "epochs_run", "seconds",
-                 "best_checkpoint", "config", "trial_path"]
+                 "best_checkpoint", "config", "trial_path", "val_split"]
 
 # Manifest statuses.
 OK, DUPLICATE, UNREADABLE_STATUS, TOO_SMALL, REMOVED_STATUS = "ok", "duplicate", "unreadable", "too_small", "removed"

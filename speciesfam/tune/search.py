@@ -143,7 +143,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
     trainable = tune.with_resources(trainable, {"CPU": cfg.cpus_per_trial})
     results = make_tuner(trainable, space, cfg, storage_path, name).fit()
-    write_trial_table(results, workdir)
+    write_trial_table(results, workdir, kind=cfg.kind)
     return results
 
 

@@ -10,13 +10,10 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from .. import storage
+from .. import layout, storage
 
 if TYPE_CHECKING:
     import pandas as pd
-
-METRIC = "val_macro_f1"
-
 
 def callbacks(cfg, name: str, experiment_dir: str) -> list:
     """Tune callbacks for ``cfg.wandb`` (``disabled`` | ``offline`` | ``online``).
@@ -49,55 +46,158 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
                                 excludes=["checkpoint_path"], log_config=True, mode=cfg.wandb, dir=wandb_dir)]
 
 
-def trial_table(results) -> "pd.DataFrame":
-    """One row per trial: id, status, hyperparameters, best val_macro_f1, epochs run, seconds, best checkpoint."""
+def error_text(err: BaseException | None, limit: int = 300) -> str:
+    """``Type: message`` of the exception that failed a trial, dug out of Ray's wrappers.
+
+    Tune reports ``ray::ImplicitFunc.train() (pid=..., ip=...)`` (a ``RayTaskError`` whose ``cause`` is the
+    trial's exception); a Ray Train run inside the trial adds ``WorkerGroupError`` (``worker_failures`` by
+    rank, each again a ``RayTaskError``) or ``ControllerError`` (``controller_failure``).
+    """
+    if err is None:
+        return ""
+    seen: set[int] = set()
+    while id(err) not in seen:
+        seen.add(id(err))
+        failures = getattr(err, "worker_failures", None)
+        inner = (getattr(err, "cause", None) or (failures[min(failures)] if failures else None)
+                 or getattr(err, "controller_failure", None) or err.__cause__)
+        if not isinstance(inner, BaseException):
+            break
+        err = inner
+    name = type(err).__name__
+    if name.startswith("RayTaskError(") and name.endswith(")"):  # Ray's dual class when the cause was lost
+        name = name[len("RayTaskError("):-1]
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return f"{name}: {lines[0] if lines else ''}"[:limit].rstrip(": ")
+
+
+def _best_epoch(r) -> dict[str, Any]:
+    """The row of the trial's history with its best metric whose checkpoint still exists (or Tune's own)."""
+    import pandas as pd
+
+    metric = layout.METRIC
+    hist = r.metrics_dataframe.copy() if r.metrics_dataframe is not None else pd.DataFrame()
+    fs = getattr(r, "filesystem", None)
+    if "checkpoint_path" in hist.columns:  # Ray reports object-store paths without their scheme
+        hist["checkpoint_path"] = [storage.to_uri(fs, p) if isinstance(p, str) else p for p in hist["checkpoint_path"]]
+    best: dict[str, Any] = {}
+    if metric in hist.columns and hist[metric].notna().any():
+        best = hist.loc[hist[metric].idxmax()].to_dict()
+        if "checkpoint_path" in hist.columns:
+            # Ray Train keeps only the top checkpoints (ties: the later ones); take the best that still exists.
+            kept = hist[hist["checkpoint_path"].map(lambda p: isinstance(p, str) and storage.exists(p))]
+            if len(kept) and kept[metric].notna().any():
+                best = kept.loc[kept[metric].idxmax()].to_dict()
+    if best and not best.get("checkpoint_path") and r.best_checkpoints:  # checkpoints reported to Tune itself
+        ckpt, m = max(r.best_checkpoints, key=lambda cm: cm[1].get(metric, float("-inf")))
+        best = {**best, **{k: m[k] for k in (metric, "epoch") if k in m},
+                "checkpoint_path": storage.to_uri(ckpt.filesystem, ckpt.path)}
+    best["epochs_run"] = int(hist["training_iteration"].max()) if "training_iteration" in hist else 0
+    best["seconds"] = float(hist["time_total_s"].max()) if "time_total_s" in hist else 0.0
+    return best
+
+
+def trial_table(results, kind: str | None = None, val_split: str = "") -> "pd.DataFrame":
+    """One row per trial (columns ``layout.TRIAL_COLUMNS``), best metric first.
+
+    Args:
+        results: Tune results (a ``ResultGrid`` or a list of ``Result``).
+        kind: the search kind (``scratch``, ``transfer``, ``probe``); inferred per trial when None (a trial
+            whose config names no ``model`` is a probe).
+        val_split: identity of the validation split every trial was scored on (see ``val_split_id``).
+    """
     import pandas as pd
 
     rows = []
     for r in results:
-        hist = r.metrics_dataframe.copy() if r.metrics_dataframe is not None else pd.DataFrame()
-        fs = getattr(r, "filesystem", None)
-        if "checkpoint_path" in hist.columns:  # Ray reports object-store paths without their scheme
-            hist["checkpoint_path"] = [storage.to_uri(fs, p) if isinstance(p, str) else p for p in hist["checkpoint_path"]]
-        best: dict[str, Any] = {}
-        if METRIC in hist.columns and hist[METRIC].notna().any():
-            best = hist.loc[hist[METRIC].idxmax()].to_dict()
-            if "checkpoint_path" in hist.columns:
-                # Ray Train keeps only the top checkpoints (ties: the later ones); take the best that still exists.
-                kept = hist[hist["checkpoint_path"].map(lambda p: isinstance(p, str) and storage.exists(p))]
-                if len(kept) and kept[METRIC].notna().any():
-                    best = kept.loc[kept[METRIC].idxmax()].to_dict()
-        if best and not best.get("checkpoint_path") and r.best_checkpoints:  # checkpoints reported to Tune itself
-            ckpt, m = max(r.best_checkpoints, key=lambda cm: cm[1].get(METRIC, float("-inf")))
-            best = {**best, **{k: m[k] for k in (METRIC, "epoch") if k in m},
-                    "checkpoint_path": storage.to_uri(ckpt.filesystem, ckpt.path)}
+        best = _best_epoch(r)
+        config = dict(r.config or {})
+        trial_kind = kind or ("cnn" if "model" in config else "probe")
         trial_id = (r.metrics or {}).get("trial_id") or os.path.basename(r.path).split("_")[1]
         rows.append({
-            "trial_id": trial_id,
-            "status": "error" if r.error else "ok",
-            "error": str(r.error).splitlines()[0][:200] if r.error else "",
-            "best_val_macro_f1": best.get(METRIC),
-            "best_epoch": best.get("epoch"),
-            "epochs_run": int(hist["training_iteration"].max()) if "training_iteration" in hist else 0,
-            "seconds": float(hist["time_total_s"].max()) if "time_total_s" in hist else 0.0,
+            "trial_id": trial_id, "kind": trial_kind,
+            "model": config.get("model") or ("probe" if trial_kind == "probe" else ""),
+            "status": "error" if r.error else "ok", "error": error_text(r.error),
+            layout.BEST_METRIC: best.get(layout.METRIC), "best_epoch": best.get("epoch"),
+            "epochs_run": best["epochs_run"], "seconds": best["seconds"],
             "best_checkpoint": best.get("checkpoint_path"),
-            "config": json.dumps(r.config, sort_keys=True, default=str),
-            "trial_path": storage.to_uri(fs, r.path),
+            "config": json.dumps(config, sort_keys=True, default=str),
+            "trial_path": storage.to_uri(getattr(r, "filesystem", None), r.path), "val_split": val_split,
         })
-    df = pd.DataFrame(rows)
-    return df.sort_values("best_val_macro_f1", ascending=False, na_position="last").reset_index(drop=True)
+    return _sorted(pd.DataFrame(rows, columns=layout.TRIAL_COLUMNS))
 
 
-def write_trial_table(results, workdir: str) -> "pd.DataFrame":
-    df = trial_table(results)
-    storage.write_table(df, storage.join(workdir, "trials.csv"))
-    cols = ["trial_id", "status", "best_val_macro_f1", "best_epoch", "epochs_run", "seconds", "config"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in df[cols].itertuples(index=False):
-        lines.append("| " + " | ".join("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-                                       for v in r) + " |")
-    storage.write_text(storage.join(workdir, "trials.md"), "\n".join(lines) + "\n")
+def _sorted(df: "pd.DataFrame") -> "pd.DataFrame":
+    return df.sort_values([layout.BEST_METRIC, "seconds"], ascending=[False, True],
+                          na_position="last").reset_index(drop=True)
+
+
+def val_split_id(workdir: str) -> str:
+    """Which validation split the trials are scored on: the manifest trained on, the run id of the stage that
+    wrote it, and its val image count (trials of other searches count as comparable only when it matches)."""
+    from .. import stages
+
+    name = layout.CLEAN_MANIFEST if storage.exists(layout.path(workdir, layout.CLEAN_MANIFEST)) else layout.MANIFEST
+    if not storage.exists(layout.path(workdir, name)):  # a search on data of its own (toy trainables in tests)
+        return ""
+    rec = stages.load(workdir, "clean" if name == layout.CLEAN_MANIFEST else "catalog")
+    df = storage.read_table(layout.path(workdir, name))
+    val = int(((df["status"] == layout.OK) & (df["split"] == "val")).sum())
+    return f"{name} run {rec['run_id'][:8] if rec else 'unrecorded'}: {val} val images"
+
+
+def merge_trials(old: "pd.DataFrame", new: "pd.DataFrame") -> tuple["pd.DataFrame", int]:
+    """The trial table of every search on this run folder: ``new`` replaces the rows of its own experiment(s)
+    (a re-run or resumed search) and keeps other searches' rows scored on the same val split.
+
+    Returns:
+        (merged table, number of old rows dropped because they were scored on another val split).
+    """
+    import pandas as pd
+
+    experiment = lambda paths: {str(p).rstrip("/").rsplit("/", 1)[0] for p in paths}  # noqa: E731
+    for col in layout.TRIAL_COLUMNS:  # tables written before a column existed
+        if col not in old.columns:
+            old[col] = "" if col in ("kind", "model", "val_split", "error") else None
+    old = old[~old["trial_id"].astype(str).isin(new["trial_id"].astype(str))
+              & ~old["trial_path"].map(lambda p: next(iter(experiment([p])))).isin(experiment(new["trial_path"]))]
+    split = set(new["val_split"])
+    stale = old[~old["val_split"].isin(split)]
+    merged = pd.concat([old[old["val_split"].isin(split)], new], ignore_index=True) if len(old) else new
+    return _sorted(merged[layout.TRIAL_COLUMNS]), len(stale)
+
+
+def write_trial_table(results, workdir: str, kind: str | None = None) -> "pd.DataFrame":
+    """Write RUN/trials.csv (this search's trials merged with earlier searches on the same val split),
+    RUN/trials.md and this search's RUN/search_progress.png; returns the merged table."""
+    df = trial_table(results, kind, val_split_id(workdir))
+    uri = layout.path(workdir, layout.TRIALS)
+    if storage.exists(uri):
+        df, stale = merge_trials(storage.read_table(uri), df)
+        if stale:
+            print(f"tune: dropped {stale} trials of {uri} scored on another val split (catalog or clean re-run)")
+    storage.write_table(df, uri)
+    write_trials_md(workdir, df)
     from ..plots import search_progress
 
-    search_progress(results, storage.join(workdir, "search_progress.png"), METRIC)
+    search_progress(results, layout.path(workdir, layout.SEARCH_PROGRESS), layout.METRIC)
     return df
+
+
+def write_trials_md(workdir: str, df: "pd.DataFrame", exported: dict[str, Any] | None = None) -> None:
+    """RUN/trials.md: every trial of every search, CNN and probe side by side, and which one export took."""
+    cols = ["trial_id", "kind", "model", "status", layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds",
+            "error"]
+    splits = sorted(set(df["val_split"].dropna().astype(str))) if "val_split" in df else []
+    lines = ["# Trials", "",
+             f"Every trial is ranked by `{layout.METRIC}` (macro-F1 over families, on the validation split), the "
+             f"same metric for CNN and probe trials, scored on: {'; '.join(splits) or 'unrecorded'}.", ""]
+    if exported:
+        lines += [f"**Exported**: trial `{exported['trial_id']}` ({exported['kind']}, {exported['model']}): "
+                  f"{exported['reason']}", ""]
+    lines += ["| " + " | ".join(cols) + " | config |", "|" + "---|" * (len(cols) + 1)]
+    for r in df.to_dict("records"):
+        cells = ["" if v is None or v != v else f"{v:.4f}" if isinstance(v, float) else str(v)
+                 for v in (r.get(c) for c in cols)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + f" | `{r.get('config', '')}` |")
+    storage.write_text(layout.path(workdir, layout.TRIALS_MD), "\n".join(lines) + "\n")

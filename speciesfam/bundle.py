@@ -1,0 +1,226 @@
+"""The bundle: what ``export`` writes and ``load_bundle`` reads, and the one predictor interface over it.
+
+A bundle is a folder; two kinds share one schema (``config.json``: ``schema``, ``schema_version``, ``kind``,
+``labels``, ...) and one interface from the outside::
+
+    predictor = load_bundle("RUN/bundle")
+    probs = predictor.predict([rgb_uint8_array, ...])      # (n, len(predictor.labels)), rows sum to 1
+
+- ``kind: "cnn"``: ``model.keras`` (raw 0..255 RGB in, carries its own preprocessing; Keras safe mode) and
+  ``saved_model/`` (TF SavedModel for serving).
+- ``kind: "probe"``: ``head.keras`` (a Keras head on L2-normalised embeddings) and ``config.json["embedder"]``,
+  which records how to embed: an open_clip architecture with its pretrained tag, a local weights file (path
+  and sha256), or a user's ``module:factory``. The embedder's own preprocessing is rebuilt from that record
+  (``speciesfam.data.embedders.load_embedder``), so images go in raw, as for a CNN.
+
+Every bundle also has ``labels.json``, ``metrics.json``, ``MODEL_CARD.md`` and ``checksums.json`` (sha256 of
+every other file, written last): a bundle with a missing, truncated or edited file is refused on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import SpeciesfamError
+
+SCHEMA, SCHEMA_VERSION = "speciesfam-bundle", 2
+CONFIG, LABELS, METRICS, CARD, CHECKSUMS = "config.json", "labels.json", "metrics.json", "MODEL_CARD.md", "checksums.json"
+CNN_MODEL, SAVED_MODEL, PROBE_HEAD = "model.keras", "saved_model", "head.keras"
+KINDS = ("cnn", "probe")
+MODEL_FILE = {"cnn": CNN_MODEL, "probe": PROBE_HEAD}
+
+
+class BundleError(SpeciesfamError, ValueError):
+    """A bundle is missing, incomplete, damaged or of an unknown schema; the message says what and the fix."""
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksums(folder: str) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (relative POSIX paths), except ``checksums.json`` itself."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+            if rel != CHECKSUMS:
+                out[rel] = sha256_file(os.path.join(root, name))
+    return dict(sorted(out.items()))
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """The bundle's config after checking that every file is present and unchanged since export.
+
+    Raises:
+        BundleError: no bundle there, a file missing or changed, an unknown schema or kind.
+    """
+    fix = "re-export it with `speciesfam export --workdir RUN`"
+    if not os.path.isdir(path):
+        raise BundleError(f"{path} is not a bundle folder; {fix}")
+    missing = [f for f in (CONFIG, LABELS, CHECKSUMS) if not os.path.exists(os.path.join(path, f))]
+    if missing:
+        raise BundleError(f"{path} is not a complete speciesfam bundle: missing {missing}; {fix}")
+    try:
+        with open(os.path.join(path, CHECKSUMS)) as f:
+            expected = json.load(f)
+        with open(os.path.join(path, CONFIG)) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as err:
+        raise BundleError(f"{path}: the bundle is damaged ({type(err).__name__}: {err}); {fix}") from err
+    if config.get("schema") != SCHEMA or config.get("kind") not in KINDS:
+        raise BundleError(f"{path}/{CONFIG} is not a {SCHEMA} v{SCHEMA_VERSION} config (schema "
+                          f"{config.get('schema')!r}, kind {config.get('kind')!r}); {fix}")
+    if int(config.get("schema_version", 0)) > SCHEMA_VERSION:
+        raise BundleError(f"{path} has bundle schema v{config['schema_version']}; this speciesfam reads up to "
+                          f"v{SCHEMA_VERSION}: upgrade speciesfam")
+    needed = MODEL_FILE[config["kind"]]
+    missing = [f for f in [needed, *expected] if not os.path.exists(os.path.join(path, f))]
+    if missing or needed not in expected:
+        raise BundleError(f"{path} is not a complete speciesfam bundle: missing {sorted(set(missing)) or [needed]}; {fix}")
+    changed = [f for f, digest in expected.items() if sha256_file(os.path.join(path, f)) != digest]
+    if changed:
+        raise BundleError(f"{path}: the bundle is damaged: {changed} changed since export (sha256 mismatch); {fix}")
+    with open(os.path.join(path, LABELS)) as f:
+        if json.load(f) != config["labels"]:
+            raise BundleError(f"{path}: {LABELS} and {CONFIG} disagree on the families; {fix}")
+    return config
+
+
+class Predictor:
+    """A loaded bundle: ``predict(images)`` takes RGB uint8 arrays of any size, returns family probabilities.
+
+    Attributes:
+        kind: ``"cnn"`` or ``"probe"``.
+        labels: the families, in the order of the probability columns.
+        config: the bundle's ``config.json``.
+        path: the bundle folder.
+    """
+
+    kind = ""
+
+    def __init__(self, path: str, config: dict[str, Any]):
+        self.path, self.config = path, config
+        self.labels: list[str] = list(config["labels"])
+
+    def predict(self, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """Probabilities ``(len(images), len(labels))`` float32 for RGB uint8 ``(H, W, 3)`` arrays."""
+        if not len(images):
+            return np.zeros((0, len(self.labels)), np.float32)
+        return np.concatenate([self._predict(list(images[i:i + batch_size]))
+                               for i in range(0, len(images), batch_size)]).astype(np.float32)
+
+    def _predict(self, images: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def top_k(self, probs: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """The ``k`` most likely families with their probabilities, per row of ``probs``."""
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return [[(self.labels[j], float(p[j])) for j in row] for p, row in zip(probs, order)]
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize to ``size`` x ``size``: the same PIL call training used (``decode_rgb(size=...)``)."""
+    from PIL import Image
+
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(np.asarray(image, np.uint8)).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def _load_keras(file: str):
+    """A Keras model in safe mode (no Lambda layers, no pickled code); a file that does not load is damage."""
+    from ._lazy import keras
+
+    try:
+        return keras().saving.load_model(file, safe_mode=True)
+    except Exception as err:  # zip, h5 and JSON errors all mean the same thing to a user
+        raise BundleError(f"{os.path.dirname(file)}: the bundle is damaged: {os.path.basename(file)} does not load "
+                          f"({type(err).__name__}: {err}); re-export it") from err
+
+
+class CNNPredictor(Predictor):
+    kind = "cnn"
+
+    def __init__(self, path: str, config: dict[str, Any]):
+        super().__init__(path, config)
+        self.image_size = int(config["image_size"])
+        self.model = _load_keras(os.path.join(path, CNN_MODEL))
+
+    def _predict(self, images: list[np.ndarray]) -> np.ndarray:
+        x = np.stack([_resize(im, self.image_size) for im in images]).astype(np.float32)
+        return np.asarray(self.model.predict_on_batch(x))
+
+
+def embedder_config(spec: dict[str, Any]):
+    """The ``CleanConfig`` that rebuilds the bundle's embedder, after checking a local weights file's sha256."""
+    from .config import CleanConfig
+
+    pretrained = spec.get("pretrained")
+    if spec.get("pretrained_sha256"):
+        if not os.path.exists(pretrained):
+            raise BundleError(f"this bundle embeds with the local weights file {pretrained} (sha256 "
+                              f"{spec['pretrained_sha256']}), which is not on this machine; copy it there")
+        if sha256_file(pretrained) != spec["pretrained_sha256"]:
+            raise BundleError(f"{pretrained} is not the weights file this bundle was trained on (sha256 differs "
+                              f"from {spec['pretrained_sha256']}); restore the original file")
+    return CleanConfig(model=spec.get("model") or CleanConfig.model, pretrained=pretrained,
+                       embedder=spec.get("embedder"))
+
+
+class ProbePredictor(Predictor):
+    """Embeds with the recorded embedder (torch, imported first), then runs the Keras head."""
+
+    kind = "probe"
+
+    def __init__(self, path: str, config: dict[str, Any]):
+        super().__init__(path, config)
+        from .data.embedders import load_embedder
+
+        spec = config["embedder"]
+        if spec.get("source_sha256") and spec.get("source_file") and os.path.exists(spec["source_file"]) \
+                and sha256_file(spec["source_file"]) != spec["source_sha256"]:
+            warnings.warn(f"embedder module {spec['source_file']} changed since export (sha256 differs): its "
+                          "embeddings may no longer match the head", stacklevel=2)
+        if not spec.get("embedder"):
+            # open_clip needs torch/torchvision, which must be imported before TensorFlow (../shared/STACK-FACTS.md).
+            from ._lazy import torch_modules
+
+            torch_modules()
+        # The embedder first (a user factory may import torch too), then Keras for the head.
+        self.embedder = load_embedder(embedder_config(spec))
+        if self.embedder.model_id != spec["model_id"]:
+            raise BundleError(f"{path}: the rebuilt embedder is {self.embedder.model_id!r}, the head was trained on "
+                              f"{spec['model_id']!r}; re-export from the run that trained it")
+        self.head = _load_keras(os.path.join(path, PROBE_HEAD))
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        from PIL import Image
+
+        x = np.stack([self.embedder.preprocess(Image.fromarray(np.asarray(im, np.uint8))) for im in images])
+        return np.asarray(self.embedder.encode(x), np.float32)
+
+    def _predict(self, images: list[np.ndarray]) -> np.ndarray:
+        return np.asarray(self.head.predict_on_batch(self.embed(images)))
+
+
+def load_bundle(path: str) -> Predictor:
+    """Load a bundle folder as a ``Predictor`` (CNN or probe: the same interface).
+
+    Raises:
+        BundleError: the bundle is missing, incomplete, damaged (a file changed or does not load) or its
+            embedder's weights file is absent or different.
+    """
+    path = os.path.abspath(path)
+    config = read_config(path)
+    return (CNNPredictor if config["kind"] == "cnn" else ProbePredictor)(path, config)

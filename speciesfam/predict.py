@@ -1,0 +1,225 @@
+"""Prediction with a bundle: a few files in this process, or a whole collection with Ray Data.
+
+    speciesfam predict RUN/bundle a.jpg b.jpg                   # console: top-k per file, in this process
+    speciesfam predict RUN/bundle --manifest M --out P.parquet   # batch: Ray Data, resumable
+    speciesfam predict RUN/bundle photos/ --out P.parquet        # batch over every file under a folder
+
+Batch prediction reads and decodes files in Ray Data tasks and predicts in a pool of actors, each holding
+one ``load_bundle`` predictor (one actor per GPU, fp16 embedders there; CPU actors otherwise). Every input
+row gets exactly one output row in ``predictions.parquet`` (columns ``PREDICTION_COLUMNS``): its top-k
+families and probabilities, or an ``error`` (unreadable, not an image) with empty predictions. Results are
+written in parts as they arrive (``<out>.parts/``) and merged at the end, so a killed run resumes where it
+stopped: rows whose path is already in the output or its parts are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import storage
+from .errors import SpeciesfamError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PREDICTION_COLUMNS = ["path", "family", "probability", "top_families", "top_probabilities", "error", "bundle_id"]
+CARRIED = ("label", "split")  # manifest columns copied to the output (e.g. to score predictions later)
+
+
+def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int = 32) -> list[dict[str, Any]]:
+    """Top-k families per file, in this process (a handful of files). A file that cannot be read gets an
+    ``error`` entry and the others go on."""
+    from .bundle import load_bundle
+    from .data.images import DecodeError, decode_rgb
+
+    predictor = load_bundle(bundle)
+    out, images, where = [], [], []
+    for f in paths:
+        try:
+            images.append(decode_rgb(storage.read_bytes(f)))
+            where.append(len(out))
+            out.append({"path": f})
+        except (DecodeError, OSError) as err:
+            out.append({"path": f, "error": str(err) or type(err).__name__})
+    probs = predictor.predict(images, batch_size=batch_size)
+    for i, top in zip(where, predictor.top_k(probs, top_k)):
+        out[i]["top"] = top
+    return out
+
+
+def bundle_id(bundle: str) -> str:
+    """A short id of a bundle's exact files (the sha256 of its checksums.json)."""
+    from .bundle import CHECKSUMS, read_config
+
+    read_config(bundle)
+    with open(os.path.join(bundle, CHECKSUMS), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.DataFrame":
+    """The rows to predict: every file under folder ``source`` (recursively), or every row of ``manifest``
+    (CSV or Parquet with a ``path`` column; relative paths resolve against the manifest's folder)."""
+    import pandas as pd
+
+    if manifest:
+        df = storage.read_table(manifest)
+        if "path" not in df.columns:
+            raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(df.columns)})")
+        base = manifest.rsplit("/", 1)[0] if "/" in manifest else "."
+        df = df[["path", *[c for c in CARRIED if c in df.columns]]].copy()
+        df["path"] = [p if storage.is_remote(p) or os.path.isabs(p) else storage.filesystem(storage.join(base, p))[1]
+                      for p in df["path"].astype(str)]
+        return df.reset_index(drop=True)
+    if not source:
+        raise SpeciesfamError("give a folder of images or --manifest M")
+    return pd.DataFrame({"path": storage.list_files(source)})
+
+
+def read_done(out: str) -> "pd.DataFrame":
+    """Rows already predicted: the output file and the parts of an interrupted run."""
+    import pandas as pd
+
+    frames = [storage.read_table(out)] if storage.exists(out) else []
+    parts = out + ".parts"
+    if storage.exists(parts):
+        frames += [storage.read_table(p) for p in storage.list_files(parts) if p.endswith(".parquet")]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
+
+
+def decode_for_prediction(batch: "pd.DataFrame", size: int | None) -> "pd.DataFrame":
+    """Ray Data task: read and decode each path (resized to ``size`` for CNN bundles, whose predictor would
+    resize anyway: less data to move); failures go to ``error``, never drop a row."""
+    from .data.images import DecodeError, decode_rgb
+
+    images, errors = [], []
+    for path in batch["path"]:
+        try:
+            images.append(decode_rgb(storage.read_bytes(path), size=size))
+            errors.append("")
+        except (DecodeError, OSError) as err:
+            images.append(np.zeros((1, 1, 3), np.uint8))
+            errors.append(str(err) or type(err).__name__)
+    out = batch.copy()
+    out["image"] = images
+    out["error"] = errors
+    return out
+
+
+class PredictActor:
+    """Ray Data actor: one predictor per actor; top-k families for the decoded rows of a batch."""
+
+    def __init__(self, bundle: str, top_k: int, bundle_id: str, threads: int = 0):
+        from .bundle import load_bundle
+
+        self.predictor = load_bundle(bundle)
+        if threads and "torch" in sys.modules:  # CPU actor: Ray would limit torch to one thread
+            sys.modules["torch"].set_num_threads(threads)
+        self.top_k, self.bundle_id = top_k, bundle_id
+
+    def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
+        good = [i for i, e in enumerate(batch["error"]) if not e]
+        tops: list[list[tuple[str, float]]] = [[] for _ in range(len(batch))]
+        if good:
+            probs = self.predictor.predict([batch["image"].iloc[i] for i in good])
+            for i, top in zip(good, self.predictor.top_k(probs, self.top_k)):
+                tops[i] = top
+        out = batch.drop(columns=["image"])
+        out["family"] = [t[0][0] if t else None for t in tops]
+        out["probability"] = [t[0][1] if t else None for t in tops]
+        out["top_families"] = [[f for f, _ in t] for t in tops]
+        out["top_probabilities"] = [[p for _, p in t] for t in tops]
+        out["bundle_id"] = self.bundle_id
+        return out
+
+
+def _actors(num_actors: int | None, use_gpu: bool) -> tuple[int, int]:
+    """(actors, torch threads per CPU actor), as the clean stage sizes its embedding pool: one actor per GPU,
+    else up to one per node leaving a CPU for the decode tasks that feed them."""
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0)) if use_gpu else 0
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
+    total = int(sum(n["Resources"]["CPU"] for n in nodes))
+    actors = num_actors or (gpus if gpus else max(1, min(len(nodes), total - 1)))
+    per_node = -(-actors // max(1, len(nodes)))
+    threads = 0 if gpus else max(1, int(min(n["Resources"]["CPU"] for n in nodes)) // per_node)
+    return actors, threads
+
+
+def predict_collection(bundle: str, out: str, source: str | None = None, manifest: str | None = None,
+                       top_k: int = 3, batch_size: int = 32, num_actors: int | None = None,
+                       use_gpu: bool = True, part_rows: int = 1024) -> "pd.DataFrame":
+    """Predict every file under ``source`` (or row of ``manifest``) with Ray Data into Parquet ``out``.
+
+    Args:
+        part_rows: rows per part file written while running (what a killed run keeps).
+        use_gpu: one actor per GPU when the cluster has GPUs (False: CPU actors).
+
+    Returns:
+        The whole output table (earlier rows included), one row per input row.
+    """
+    import pandas as pd
+    import ray
+
+    from .bundle import read_config
+    from .raycluster import check_shared, init_ray
+
+    bundle = os.path.abspath(bundle)
+    config, bid = read_config(bundle), bundle_id(bundle)
+    rows = input_rows(source, manifest)
+    done = read_done(out)
+    if len(done) and (done["bundle_id"] != bid).any():
+        raise SpeciesfamError(f"{out} holds predictions of another bundle (id {done['bundle_id'].iloc[0]}, this one "
+                              f"{bid}); give another --out or delete it")
+    todo = rows[~rows["path"].isin(set(done["path"]))].reset_index(drop=True)
+    print(f"predict: {len(rows)} rows, {len(rows) - len(todo)} already in {out}, {len(todo)} to predict")
+    parts = out + ".parts"
+    if len(todo):
+        init_ray()
+        check_shared(todo["path"].iloc[0], "image path")
+        check_shared(bundle, "bundle")
+        actors, threads = _actors(num_actors, use_gpu)
+        gpus = use_gpu and int(ray.cluster_resources().get("GPU", 0)) > 0
+        size = int(config["image_size"]) if config["kind"] == "cnn" else None
+        ds = ray.data.from_pandas([todo.iloc[i:i + batch_size] for i in range(0, len(todo), batch_size)])
+        ds = ds.map_batches(decode_for_prediction, fn_kwargs={"size": size}, batch_format="pandas",
+                            batch_size=batch_size)
+        ds = ds.map_batches(PredictActor, fn_constructor_kwargs={"bundle": bundle, "top_k": top_k, "bundle_id": bid,
+                                                                  "threads": threads},
+                            batch_format="pandas", batch_size=batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
+        buffer: list[pd.DataFrame] = []
+        written = 0
+
+        def flush() -> None:
+            nonlocal written
+            part = pd.concat(buffer, ignore_index=True)
+            storage.write_table(part, storage.join(parts, f"part-{uuid.uuid4().hex[:12]}.parquet"))
+            written += len(part)
+            buffer.clear()
+            print(f"predict: {written}/{len(todo)} rows written")
+
+        for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
+            buffer.append(batch)
+            if sum(len(b) for b in buffer) >= part_rows:
+                flush()
+        if buffer:
+            flush()
+    table = read_done(out)
+    table = table.drop_duplicates("path", keep="first") if rows["path"].is_unique else table
+    storage.write_table(table, out)
+    if storage.exists(parts):
+        fs, path = storage.filesystem(parts)
+        fs.delete_dir(path)
+    missing = set(rows["path"]) - set(table["path"])
+    if missing:  # every input row must be accounted for; a gap is a bug, not a result
+        raise RuntimeError(f"predict: {len(missing)} input rows have no output row, e.g. {sorted(missing)[:3]}")
+    errors = int((table["error"] != "").sum())
+    print(f"predict: wrote {out}: {len(table)} rows, {errors} with an error (see its 'error' column)")
+    return table
