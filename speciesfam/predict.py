@@ -165,6 +165,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
         The whole output table (earlier rows included), one row per input row.
     """
     import pandas as pd
+    import pyarrow as pa
     import ray
 
     from .bundle import read_config
@@ -199,7 +200,10 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
 
         def flush() -> None:
             nonlocal written
-            part = pd.concat(buffer, ignore_index=True)
+            # Ray hands back Arrow-backed pandas columns whose dtype names pandas cannot read back from
+            # Parquet metadata (list<item: string>[pyarrow]): store plain Arrow types, no pandas metadata.
+            part = pa.Table.from_pandas(pd.concat(buffer, ignore_index=True), preserve_index=False)
+            part = part.replace_schema_metadata(None).to_pandas()
             storage.write_table(part, storage.join(parts, f"part-{uuid.uuid4().hex[:12]}.parquet"))
             written += len(part)
             buffer.clear()

@@ -1,0 +1,244 @@
+"""Export and prediction without the demo fixture: a tiny probe search on the small collection, and a CNN
+checkpoint written directly by the training code. Probe and CNN bundles behave the same from the outside."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def probe_run(tmp_path_factory, collection, ray_session):
+    """catalog -> clean (open_clip ViT-S-32, random weights) -> probe search of 2 trials x 3 epochs."""
+    from speciesfam.config import CleanConfig, TuneConfig
+    from speciesfam.data.catalog import run_catalog
+    from speciesfam.data.clean import run_clean
+    from speciesfam.tune.search import run_search
+
+    root, _ = collection
+    workdir = tmp_path_factory.mktemp("probe_run")
+    run_catalog(str(root), str(workdir))
+    run_clean(str(workdir), CleanConfig(model="ViT-S-32", pretrained=None, min_per_family=3))
+    run_search(str(workdir), TuneConfig(kind="probe", num_samples=2, max_epochs=3, smoke_test=True,
+                                        cpus_per_trial=1, max_concurrent=2))
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def probe_bundle(probe_run):
+    from speciesfam.export import export_bundle
+
+    return Path(export_bundle(str(probe_run)))
+
+
+def val_rows(workdir: Path) -> pd.DataFrame:
+    cleaned = pd.read_parquet(workdir / "clean_manifest.parquet")
+    return cleaned[(cleaned["status"] == "ok") & (cleaned["split"] == "val")]
+
+
+def in_fresh_process(code: str, timeout: int = 300) -> str:
+    """Run ``code`` in a new Python (nothing imported yet: the bundle must get the import order right)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_probe_bundle_round_trip_predicts_the_trials_val_predictions(probe_run, probe_bundle, tmp_path):
+    """Export, load in a fresh process, predict raw val images: equals the trial's head on the cached
+    embeddings, and scores the trial's val macro-F1."""
+    from speciesfam.bundle import PROBE_HEAD
+    from speciesfam.export import choose_trial
+    from speciesfam.train.metrics import classification_metrics
+
+    config = json.loads((probe_bundle / "config.json").read_text())
+    assert config["kind"] == "probe" and config["embedder"]["model"] == "ViT-S-32"
+    assert config["embedder"]["model_id"] == "open_clip:ViT-S-32:random-init-seed0"
+    assert (probe_bundle / PROBE_HEAD).exists() and not (probe_bundle / "model.keras").exists()
+    val = val_rows(probe_run)
+    (tmp_path / "paths.json").write_text(json.dumps(val["path"].tolist()))
+    in_fresh_process(
+        "import json, sys, numpy as np\n"
+        "from speciesfam.bundle import load_bundle\n"
+        "from speciesfam.data.images import decode_rgb\n"
+        f"p = load_bundle({str(probe_bundle)!r})\n"
+        "assert p.kind == 'probe'\n"
+        f"paths = json.load(open({str(tmp_path / 'paths.json')!r}))\n"
+        "probs = p.predict([decode_rgb(open(f, 'rb').read()) for f in paths])\n"
+        f"np.save({str(tmp_path / 'probs.npy')!r}, probs)\n")
+    probs = np.load(tmp_path / "probs.npy")
+
+    import keras
+
+    row, _ = choose_trial(str(probe_run))
+    head = keras.saving.load_model(f"{row['best_checkpoint']}/model.keras", safe_mode=True) \
+        if Path(row["best_checkpoint"], "model.keras").exists() else None
+    if head is None:  # checkpoints of the rewritten probe trial: weights of build_probe
+        from speciesfam.models.probe import build_probe
+
+        ck = json.loads(Path(row["best_checkpoint"], "config.json").read_text())
+        head = build_probe(len(ck["labels"]), ck["embedding_dim"], ck["hp"])
+        head.load_weights(f"{row['best_checkpoint']}/probe.weights.h5")
+    emb = pd.read_parquet(probe_run / "embeddings.parquet").drop_duplicates("sha256").set_index("sha256")
+    cached = np.stack(emb.loc[val["sha256"], "embedding"].to_numpy()).astype(np.float32)
+    expected = head.predict(cached, verbose=0)
+    np.testing.assert_allclose(probs, expected, atol=2e-4)
+    labels = json.loads((probe_bundle / "labels.json").read_text())
+    y = val["label"].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
+    assert classification_metrics(probs, y, len(labels))["val_macro_f1"] == pytest.approx(
+        row["best_val_macro_f1"], abs=1e-6)
+
+
+def test_probe_bundle_card_and_export_choice_come_from_data(probe_run, probe_bundle):
+    card = (probe_bundle / "MODEL_CARD.md").read_text()
+    assert "kind: **probe**" in card and "open_clip:ViT-S-32:random-init-seed0" in card
+    assert "none: random weights" in card and "Known limits" in card
+    trials = pd.read_csv(probe_run / "trials.csv")
+    assert set(trials["kind"]) == {"probe"} and set(trials["model"]) == {"probe"}
+    assert trials["val_split"].nunique() == 1 and f"{len(val_rows(probe_run))} val images" in trials["val_split"][0]
+    record = json.loads((probe_run / "stages" / "export.json").read_text())["summary"]
+    assert record["trial_id"] == str(trials["trial_id"][0]) and "highest val_macro_f1" in record["reason"]
+    assert f"**Exported**: trial `{record['trial_id']}` (probe" in (probe_run / "trials.md").read_text()
+
+
+def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path):
+    from speciesfam.evaluate import evaluate
+
+    summary = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(tmp_path))
+    cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
+    assert summary["kind"] == "probe"
+    assert summary["images"] == ((cleaned["status"] == "ok") & (cleaned["split"] == "test")).sum()
+    assert 0 <= summary["test_macro_f1"] <= 1
+    assert pd.read_csv(tmp_path / "per_class.csv")["support"].sum() == summary["images"]
+
+
+def rewrite_checksums(bundle: Path) -> None:
+    from speciesfam.bundle import checksums
+
+    (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
+
+
+def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
+    from speciesfam.bundle import BundleError, load_bundle
+
+    def copy(name: str) -> Path:
+        return Path(shutil.copytree(probe_bundle, tmp_path / name))
+
+    b = copy("missing")
+    (b / "head.keras").unlink()
+    with pytest.raises(BundleError, match=r"missing \['head.keras'\]"):
+        load_bundle(str(b))
+    b = copy("edited")
+    config = json.loads((b / "config.json").read_text())
+    (b / "config.json").write_text(json.dumps({**config, "labels": config["labels"][::-1]}))
+    with pytest.raises(BundleError, match=r"\['config.json'\] changed since export"):
+        load_bundle(str(b))
+    b = copy("corrupt")
+    (b / "head.keras").write_bytes(b"not a zip")
+    rewrite_checksums(b)
+    with pytest.raises(BundleError, match="head.keras does not load"):
+        load_bundle(str(b))
+    b = copy("weights")  # an embedder from a local weights file that is no longer the one trained on
+    weights = tmp_path / "clip.bin"
+    weights.write_bytes(b"other weights")
+    config["embedder"].update(pretrained=str(weights), pretrained_sha256="0" * 64)
+    (b / "config.json").write_text(json.dumps(config))
+    rewrite_checksums(b)
+    with pytest.raises(BundleError, match="not the weights file this bundle was trained on"):
+        load_bundle(str(b))
+    weights.unlink()
+    with pytest.raises(BundleError, match="not on this machine"):
+        load_bundle(str(b))
+    with pytest.raises(BundleError, match="not a bundle folder"):
+        load_bundle(str(tmp_path / "nowhere"))
+
+
+def test_batch_prediction_over_a_folder_accounts_for_every_file_and_resumes(probe_bundle, collection, tmp_path):
+    from speciesfam.predict import predict_collection, predict_files
+
+    root, _ = collection
+    folder = tmp_path / "photos"
+    shutil.copytree(root, folder)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "Felidae" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
+    out = tmp_path / "predictions.parquet"
+    table = predict_collection(str(probe_bundle), str(out), source=str(folder), top_k=2, batch_size=8, part_rows=8)
+    assert sorted(table["path"]) == files and table["path"].is_unique
+    bad = table[table["error"] != ""]
+    assert {Path(p).name for p in bad["path"]} >= {"notes.txt", "broken.jpg"}
+    assert bad["family"].isna().all() and bad["top_families"].map(len).eq(0).all()
+    good = table[table["error"] == ""].set_index("path")
+    assert good["top_families"].map(len).eq(2).all() and good["probability"].between(0, 1).all()
+    sample = sorted(good.index)[:4]
+    local = {r["path"]: r["top"] for r in predict_files(str(probe_bundle), sample, top_k=2)}
+    for p in sample:
+        assert good.loc[p, "family"] == local[p][0][0]
+        assert good.loc[p, "probability"] == pytest.approx(local[p][0][1], abs=1e-4)
+    assert not Path(str(out) + ".parts").exists()
+
+    # Resume: a run killed after its first part kept that part; only the other rows are predicted again.
+    parts = Path(str(out) + ".parts")
+    parts.mkdir()
+    table.iloc[:5].to_parquet(parts / "part-a.parquet")
+    out.unlink()
+    again = predict_collection(str(probe_bundle), str(out), source=str(folder), top_k=2, batch_size=8)
+    assert sorted(again["path"]) == files and again["path"].is_unique
+    assert (again.set_index("path").loc[table["path"][:5], "family"].fillna("") ==
+            table.set_index("path").loc[table["path"][:5], "family"].fillna("")).all()
+    # Nothing left to do: no Ray work, the same table.
+    assert len(predict_collection(str(probe_bundle), str(out), source=str(folder))) == len(files)
+
+
+def test_predict_cli_on_a_folder_writes_parquet(probe_bundle, collection, tmp_path, capsys):
+    from speciesfam.cli import main
+
+    root, _ = collection
+    out = tmp_path / "p.parquet"
+    rc = main(["predict", str(probe_bundle), str(root / "Ranidae"), "--out", str(out), "--batch-size", "4"])
+    table = pd.read_parquet(out)
+    assert len(table) == len([p for p in (root / "Ranidae").rglob("*") if p.is_file()])
+    assert rc == (1 if (table["error"] != "").any() else 0)
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_custom_module_factory_embedder_is_recorded_and_reloaded(probe_run, tmp_path):
+    """A user's ``module:factory`` embedder: the bundle records it (with its source's sha256) and a fresh
+    process rebuilds it and predicts the same as this one."""
+    import speciesfam.data.embedders as emb_module
+    from speciesfam.config import CleanConfig, TuneConfig
+    from speciesfam.data.clean import run_clean
+    from speciesfam.export import export_bundle
+    from speciesfam.tune.search import run_search
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(probe_run / "manifest.parquet", run)
+    shutil.copytree(probe_run / "stages", run / "stages")
+    factory = "speciesfam.data.embedders:color_histogram_embedder"
+    run_clean(str(run), CleanConfig(embedder=factory, min_per_family=3))
+    run_search(str(run), TuneConfig(kind="probe", num_samples=1, max_epochs=2, smoke_test=True, cpus_per_trial=1))
+    bundle = Path(export_bundle(str(run)))
+    spec = json.loads((bundle / "config.json").read_text())["embedder"]
+    assert spec["embedder"] == factory and spec["model_id"] == f"custom:{factory}"
+    assert spec["source_file"] == emb_module.__file__ and len(spec["source_sha256"]) == 64
+    assert spec["licence"] == "unknown, check the source"
+    paths = val_rows(run)["path"].tolist()[:5]
+    from speciesfam.predict import predict_files
+
+    here = [r["top"] for r in predict_files(str(bundle), paths, top_k=3)]
+    fresh = json.loads(in_fresh_process(
+        "import json\nfrom speciesfam.predict import predict_files\n"
+        f"print(json.dumps([r['top'] for r in predict_files({str(bundle)!r}, {paths!r}, top_k=3)]))\n"
+        "import sys; assert 'torch' not in sys.modules, 'a custom embedder needs no torch'\n"))
+    for a, b in zip(here, fresh):
+        assert [f for f, _ in a] == [f for f, _ in b]
+        np.testing.assert_allclose([p for _, p in a], [p for _, p in b], atol=1e-5)
