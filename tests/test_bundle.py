@@ -1,0 +1,152 @@
+"""CNN bundles from a checkpoint written by the training code itself (no Ray, no search), and the atomic
+replacement of a bundle: a kill at any point leaves the old bundle or the new one, never half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from speciesfam import layout
+
+LABELS = ["Felidae", "Ranidae", "007", "7"]  # numeric-looking labels stay strings, exactly as written
+
+
+def write_cnn_trial(workdir: Path, trial_id: str = "cnn00001", f1: float = 0.5, seed: int = 0) -> Path:
+    """A scratch CNN checkpoint written by ``train.loop.save_checkpoint`` and its row of trials.csv."""
+    import keras
+
+    from speciesfam.models import build_model
+    from speciesfam.train.loop import save_checkpoint
+
+    keras.utils.set_random_seed(seed)
+    hp = {"filters": 4, "depth": 2, "head_units": 8, "dropout": 0.0}
+    model = build_model("scratch_sequential", len(LABELS), 32, hp)
+    ckpt = workdir / "tune" / "scratch" / f"trial_{trial_id}" / "checkpoint_000001"
+    ckpt.mkdir(parents=True)
+    config = {"model": "scratch_sequential", "labels": LABELS, "image_size": 32, "hp": hp, "weights": None}
+    save_checkpoint(str(ckpt), model, config, {"epoch": 1}, {"val_macro_f1": f1, "per_class_f1": {"7": 0.25}})
+    row = {"trial_id": trial_id, "kind": "scratch", "model": "scratch_sequential", "status": "ok", "error": "",
+           layout.BEST_METRIC: f1, "best_epoch": 1, "epochs_run": 1, "seconds": 3.0, "best_checkpoint": str(ckpt),
+           "config": json.dumps(hp), "trial_path": str(ckpt.parent), "val_split": ""}
+    trials = workdir / layout.TRIALS
+    old = pd.read_csv(trials, dtype={"trial_id": str}) if trials.exists() else pd.DataFrame(columns=layout.TRIAL_COLUMNS)
+    pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(trials, index=False)
+    return ckpt
+
+
+@pytest.fixture(scope="module")
+def cnn_bundle(tmp_path_factory):
+    from speciesfam.export import export_bundle
+
+    workdir = tmp_path_factory.mktemp("cnn_run")
+    ckpt = write_cnn_trial(workdir)
+    return workdir, ckpt, Path(export_bundle(str(workdir)))
+
+
+def test_cnn_bundle_predicts_like_its_checkpoint_from_raw_images(cnn_bundle):
+    import keras
+    import tensorflow as tf
+    from PIL import Image
+
+    from speciesfam.bundle import load_bundle
+
+    workdir, ckpt, bundle = cnn_bundle
+    predictor = load_bundle(str(bundle))
+    assert predictor.kind == "cnn" and predictor.labels == LABELS
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((40, 50), (32, 32), (100, 70))]
+    probs = predictor.predict(images)
+    assert probs.shape == (3, len(LABELS)) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    resized = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.Resampling.BILINEAR))
+                        for im in images]).astype("float32")
+    trained = keras.saving.load_model(str(ckpt / "model.keras"), safe_mode=True)
+    np.testing.assert_allclose(probs, trained.predict_on_batch(resized), rtol=1e-5, atol=1e-6)
+    served = tf.saved_model.load(str(bundle / "saved_model"))
+    np.testing.assert_array_equal(np.asarray(served.serve(resized)).argmax(1), probs.argmax(1))
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["schema"] == "speciesfam-bundle" and config["kind"] == "cnn" and config["image_size"] == 32
+    assert json.loads((bundle / "labels.json").read_text()) == LABELS
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "kind: **cnn**" in card and "| 7 | 0.250 |" in card
+
+
+def test_export_refuses_unknown_or_failed_trials(cnn_bundle):
+    from speciesfam.errors import SpeciesfamError
+    from speciesfam.export import export_bundle
+
+    workdir, _, _ = cnn_bundle
+    with pytest.raises(SpeciesfamError, match="trial 'nope' is not in"):
+        export_bundle(str(workdir), trial_id="nope")
+
+
+def make_bundle(path: Path, tag: str) -> None:
+    """A stand-in bundle: many files, each saying which bundle it belongs to."""
+    path.mkdir()
+    for i in range(20):
+        (path / f"part{i:02d}.txt").write_text(tag)
+
+
+def state_of(folder: Path) -> str:
+    """'old' or 'new' for a whole bundle, 'missing', or 'HALF' for anything else."""
+    if not folder.exists():
+        return "missing"
+    tags = {p.read_text() for p in folder.iterdir()}
+    return tags.pop() if len(tags) == 1 and len(list(folder.iterdir())) == 20 else "HALF"
+
+
+SWAP_KILLED = """
+import os, shutil, sys
+from speciesfam import export
+calls, kill_at = [0], int(sys.argv[3])
+def counted(fn):
+    def wrapped(*a, **k):
+        if calls[0] == kill_at:
+            os._exit(9)  # like SIGKILL: no cleanup, no finally blocks
+        calls[0] += 1
+        return fn(*a, **k)
+    return wrapped
+os.replace, shutil.rmtree, os.unlink = counted(os.replace), counted(shutil.rmtree), counted(os.unlink)
+export.swap_into_place(sys.argv[1], sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("kill_at", range(6))  # before/after each rename, inside the delete, never
+def test_a_killed_swap_leaves_the_old_or_the_new_bundle_and_recover_cleans_up(tmp_path, kill_at):
+    from speciesfam.export import recover
+
+    out, new = tmp_path / "bundle", tmp_path / ".bundle-new-abc"
+    make_bundle(out, "old")
+    make_bundle(new, "new")
+    subprocess.run([sys.executable, "-c", SWAP_KILLED, str(new), str(out), str(kill_at)], check=False,
+                   cwd=Path(__file__).resolve().parents[1])
+    seen = state_of(out)
+    # 0: killed before anything moved; 1: between the renames (only the old one, aside); 2+: the new one is in
+    # place (killed before or while deleting the old one); 5: not killed.
+    assert seen == ["old", "missing", "new", "new", "new", "new"][kill_at]
+    recover(str(out))
+    assert state_of(out) == ("old" if seen == "missing" else seen)
+    assert sorted(os.listdir(tmp_path)) == ["bundle"]  # every temp folder cleaned up
+
+
+def test_export_replaces_a_bundle_and_cleans_what_a_killed_export_left(cnn_bundle):
+    from speciesfam.bundle import load_bundle
+    from speciesfam.export import export_bundle
+
+    workdir, _, bundle = cnn_bundle
+    (workdir / ".bundle-new-1234").mkdir()  # a killed export's half-written bundle
+    (workdir / ".bundle-new-1234" / "model.keras").write_bytes(b"half")
+    first = json.loads((bundle / "config.json").read_text())["exported_at"]
+    write_cnn_trial(workdir, trial_id="cnn00002", f1=0.9, seed=1)
+    assert export_bundle(str(workdir)) == str(bundle)
+    assert load_bundle(str(bundle)).config["trial"]["trial_id"] == "cnn00002"
+    assert json.loads((bundle / "config.json").read_text())["exported_at"] >= first
+    assert not [n for n in os.listdir(workdir) if n.startswith(".bundle")]
+    md = (workdir / layout.TRIALS_MD).read_text()
+    assert "**Exported**: trial `cnn00002` (cnn, scratch_sequential)" in md
