@@ -33,42 +33,52 @@ def test_demo_predictions_have_probabilities(demo_run):
 def test_exported_model_matches_the_checkpoint(demo_run):
     import keras
 
-    from speciesfam.export import best_trial, load_bundle
+    from speciesfam.bundle import load_bundle
+    from speciesfam.export import choose_trial
 
     workdir, _ = demo_run
-    model, config = load_bundle(str(workdir / "bundle"))
-    ckpt = best_trial(str(workdir))["best_checkpoint"]
+    predictor = load_bundle(str(workdir / "bundle"))
+    assert predictor.kind == "cnn"
+    ckpt = choose_trial(str(workdir))[0]["best_checkpoint"]
     trained = keras.saving.load_model(f"{ckpt}/model.keras", safe_mode=True)
-    x = np.random.default_rng(0).uniform(0, 255, (4, config["image_size"], config["image_size"], 3)).astype("float32")
-    np.testing.assert_allclose(model.predict_on_batch(x), trained.predict_on_batch(x), rtol=1e-5, atol=1e-6)
+    size = predictor.image_size
+    x = np.random.default_rng(0).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+    np.testing.assert_allclose(predictor.predict(list(x)), trained.predict_on_batch(x.astype("float32")),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_saved_model_serves_the_same_top1(demo_run):
     import tensorflow as tf
 
-    from speciesfam.export import load_bundle
+    from speciesfam.bundle import load_bundle
 
     workdir, _ = demo_run
-    model, config = load_bundle(str(workdir / "bundle"))
+    predictor = load_bundle(str(workdir / "bundle"))
     served = tf.saved_model.load(str(workdir / "bundle" / "saved_model"))
-    x = np.random.default_rng(1).uniform(0, 255, (5, config["image_size"], config["image_size"], 3)).astype("float32")
-    np.testing.assert_array_equal(np.asarray(served.serve(x)).argmax(1), model.predict_on_batch(x).argmax(1))
+    size = predictor.image_size
+    x = np.random.default_rng(1).integers(0, 256, (5, size, size, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(served.serve(x.astype("float32"))).argmax(1),
+                                  predictor.predict(list(x)).argmax(1))
 
 
 def test_damaged_or_incomplete_bundle_gives_a_clear_error(demo_run, tmp_path):
     import shutil
 
-    from speciesfam.export import load_bundle
+    from speciesfam.bundle import BundleError, checksums, load_bundle
 
     workdir, _ = demo_run
     broken = tmp_path / "bundle"
     shutil.copytree(workdir / "bundle", broken)
     (broken / "labels.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"missing \['labels.json'\]"):
+    with pytest.raises(BundleError, match=r"missing \['labels.json'\]"):
         load_bundle(str(broken))
     (broken / "labels.json").write_text("[]")
+    with pytest.raises(BundleError, match=r"\['labels.json'\] changed since export"):
+        load_bundle(str(broken))
+    shutil.copy(workdir / "bundle" / "labels.json", broken / "labels.json")
     (broken / "model.keras").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="damaged"):
+    (broken / "checksums.json").write_text(json.dumps(checksums(str(broken))))
+    with pytest.raises(BundleError, match="damaged: model.keras does not load"):
         load_bundle(str(broken))
 
 
@@ -87,6 +97,7 @@ def test_predict_cli_reports_a_bad_file_and_goes_on(demo_run, tmp_path, capsys):
 
 
 def test_evaluate_writes_reports_for_the_test_split(demo_run, tmp_path):
+    from speciesfam.errors import SpeciesfamError
     from speciesfam.evaluate import evaluate
 
     workdir, _ = demo_run
@@ -99,7 +110,7 @@ def test_evaluate_writes_reports_for_the_test_split(demo_run, tmp_path):
     assert per_class["support"].sum() == summary["images"]
     for name in ("confusion.png", "per_class_f1.png", "confused_pairs.csv", "metrics.json"):
         assert (tmp_path / name).exists(), name
-    with pytest.raises(ValueError, match="no usable rows in split 'nope'"):
+    with pytest.raises(SpeciesfamError, match="no usable rows in split 'nope'"):
         evaluate(str(workdir / "bundle"), str(workdir / "clean_manifest.parquet"), "nope", str(tmp_path))
 
 

@@ -242,3 +242,22 @@ def test_custom_module_factory_embedder_is_recorded_and_reloaded(probe_run, tmp_
     for a, b in zip(here, fresh):
         assert [f for f, _ in a] == [f for f, _ in b]
         np.testing.assert_allclose([p for _, p in a], [p for _, p in b], atol=1e-5)
+
+
+def test_export_compares_cnn_and_probe_trials_and_says_which_it_took(probe_run, tmp_path, capsys):
+    from test_bundle import write_cnn_trial
+
+    from speciesfam.cli import main
+    from speciesfam.export import choose_trial
+
+    run = Path(shutil.copytree(probe_run, tmp_path / "run"))
+    best_probe = pd.read_csv(run / "trials.csv")["best_val_macro_f1"].max()
+    write_cnn_trial(run, "cnnlow", f1=best_probe / 2)
+    row, reason = choose_trial(str(run))
+    assert row["kind"] == "probe" and "the best cnn trial, cnnlow (scratch), scored" in reason
+    write_cnn_trial(run, "cnnhigh", f1=1.0, seed=1)  # ties with a perfect probe go to the faster trial
+    assert main(["export", "--workdir", str(run)]) == 0
+    said = capsys.readouterr().out
+    assert "exported trial cnnhigh (cnn, scratch_sequential)" in said and "the best probe trial" in said
+    assert json.loads((run / "bundle" / "config.json").read_text())["kind"] == "cnn"
+    assert "**Exported**: trial `cnnhigh` (cnn" in (run / "trials.md").read_text()
