@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from importlib import resources
 
-from . import storage
+from . import stages, storage
 from .config import CleanConfig, TuneConfig
 
 
@@ -40,6 +40,8 @@ def run_demo(workdir: str = "runs/demo", num_samples: int = 4, max_epochs: int =
     run_search(workdir, cfg)
     print("[4/5] export the best checkpoint")
     bundle = export_bundle(workdir)
+    took = stages.load(workdir, "export")["summary"]
+    print(f"  exported trial {took['trial_id']} ({took['kind']}, {took['model']}): {took['reason']}")
     test = cleaned[(cleaned["status"] == "ok") & (cleaned["split"] == "test")].groupby("label").head(1)
     print("[5/5] predict on one test image per family (speciesfam.bundle.load_bundle: the same for CNN and probe)")
     preds = predict_files(bundle, test["path"].tolist(), top_k=3)

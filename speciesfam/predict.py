@@ -92,25 +92,6 @@ def read_done(out: str) -> "pd.DataFrame":
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
 
 
-def decode_for_prediction(batch: "pd.DataFrame", size: int | None) -> "pd.DataFrame":
-    """Ray Data task: read and decode each path (resized to ``size`` for CNN bundles, whose predictor would
-    resize anyway: less data to move); failures go to ``error``, never drop a row."""
-    from .data.images import DecodeError, decode_rgb
-
-    images, errors = [], []
-    for path in batch["path"]:
-        try:
-            images.append(decode_rgb(storage.read_bytes(path), size=size))
-            errors.append("")
-        except (DecodeError, OSError) as err:
-            images.append(np.zeros((1, 1, 3), np.uint8))
-            errors.append(str(err) or type(err).__name__)
-    out = batch.copy()
-    out["image"] = images
-    out["error"] = errors
-    return out
-
-
 class PredictActor:
     """Ray Data actor: one predictor per actor; top-k families for the decoded rows of a batch."""
 
@@ -169,6 +150,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     import ray
 
     from .bundle import read_config
+    from .data.clean import decode_batch
     from .raycluster import check_shared, init_ray
 
     bundle = os.path.abspath(bundle)
@@ -189,8 +171,8 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
         gpus = use_gpu and int(ray.cluster_resources().get("GPU", 0)) > 0
         size = int(config["image_size"]) if config["kind"] == "cnn" else None
         ds = ray.data.from_pandas([todo.iloc[i:i + batch_size] for i in range(0, len(todo), batch_size)])
-        ds = ds.map_batches(decode_for_prediction, fn_kwargs={"size": size}, batch_format="pandas",
-                            batch_size=batch_size)
+        # CNN bundles: decoded straight to the model's size (its predictor would resize anyway; less to move).
+        ds = ds.map_batches(decode_batch, fn_kwargs={"size": size}, batch_format="pandas", batch_size=batch_size)
         ds = ds.map_batches(PredictActor, fn_constructor_kwargs={"bundle": bundle, "top_k": top_k, "bundle_id": bid,
                                                                   "threads": threads},
                             batch_format="pandas", batch_size=batch_size,

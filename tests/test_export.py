@@ -161,7 +161,9 @@ def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
         load_bundle(str(tmp_path / "nowhere"))
 
 
-def test_batch_prediction_over_a_folder_accounts_for_every_file_and_resumes(probe_bundle, collection, tmp_path):
+def test_batch_prediction_over_a_folder_accounts_for_every_file_and_resumes(probe_bundle, collection, tmp_path,
+                                                                            capsys):
+    from speciesfam.cli import main
     from speciesfam.predict import predict_collection, predict_files
 
     root, _ = collection
@@ -171,7 +173,9 @@ def test_batch_prediction_over_a_folder_accounts_for_every_file_and_resumes(prob
     (folder / "Felidae" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
     out = tmp_path / "predictions.parquet"
-    table = predict_collection(str(probe_bundle), str(out), source=str(folder), top_k=2, batch_size=8, part_rows=8)
+    rc = main(["predict", str(probe_bundle), str(folder), "--out", str(out), "--top-k", "2", "--batch-size", "8"])
+    assert rc == 1 and f"wrote {out}: {len(files)} rows" in capsys.readouterr().out  # 1: some rows failed
+    table = pd.read_parquet(out)
     assert sorted(table["path"]) == files and table["path"].is_unique
     bad = table[table["error"] != ""]
     assert {Path(p).name for p in bad["path"]} >= {"notes.txt", "broken.jpg"}
@@ -190,7 +194,8 @@ def test_batch_prediction_over_a_folder_accounts_for_every_file_and_resumes(prob
     parts.mkdir()
     table.iloc[:5].to_parquet(parts / "part-a.parquet")
     out.unlink()
-    again = predict_collection(str(probe_bundle), str(out), source=str(folder), top_k=2, batch_size=8)
+    again = predict_collection(str(probe_bundle), str(out), source=str(folder), top_k=2, batch_size=8, part_rows=8)
+    assert f"{len(files)} rows, 5 already in" in capsys.readouterr().out
     assert sorted(again["path"]) == files and again["path"].is_unique
     assert (again.set_index("path").loc[table["path"][:5], "family"].fillna("") ==
             table.set_index("path").loc[table["path"][:5], "family"].fillna("")).all()
@@ -198,18 +203,7 @@ def test_batch_prediction_over_a_folder_accounts_for_every_file_and_resumes(prob
     assert len(predict_collection(str(probe_bundle), str(out), source=str(folder))) == len(files)
 
 
-def test_predict_cli_on_a_folder_writes_parquet(probe_bundle, collection, tmp_path, capsys):
-    from speciesfam.cli import main
-
-    root, _ = collection
-    out = tmp_path / "p.parquet"
-    rc = main(["predict", str(probe_bundle), str(root / "Ranidae"), "--out", str(out), "--batch-size", "4"])
-    table = pd.read_parquet(out)
-    assert len(table) == len([p for p in (root / "Ranidae").rglob("*") if p.is_file()])
-    assert rc == (1 if (table["error"] != "").any() else 0)
-    assert f"wrote {out}" in capsys.readouterr().out
-
-
+@pytest.mark.slow
 def test_custom_module_factory_embedder_is_recorded_and_reloaded(probe_run, tmp_path):
     """A user's ``module:factory`` embedder: the bundle records it (with its source's sha256) and a fresh
     process rebuilds it and predicts the same as this one."""

@@ -26,12 +26,13 @@ if TYPE_CHECKING:
 EMBEDDING_COLUMNS = ["path", "label", "sha256", "embedding", "model_id"]
 
 
-def decode_batch(batch: "pd.DataFrame") -> "pd.DataFrame":
-    """Ray Data task: read and decode each path; failures go to the ``error`` column, never drop a row."""
+def decode_batch(batch: "pd.DataFrame", size: int | None = None) -> "pd.DataFrame":
+    """Ray Data task: read and decode each path (resized to ``size`` x ``size`` if given); failures go to the
+    ``error`` column, never drop a row."""
     images, errors = [], []
     for path in batch["path"]:
         try:
-            images.append(decode_rgb(storage.read_bytes(path)))
+            images.append(decode_rgb(storage.read_bytes(path), size=size))
             errors.append("")
         except (DecodeError, OSError) as err:
             images.append(np.zeros((1, 1, 3), np.uint8))
