@@ -2,7 +2,8 @@
 
 1. ``predict_files``: one process, decode + predict a batch at a time (the console path);
 2. ``predict_collection`` cold: Ray Data tasks decode, a predictor actor pool predicts, parts written as
-   they arrive (includes starting the actors, which import TensorFlow and load the bundle);
+   they arrive (includes starting the actors, which import TensorFlow and load the bundle), and its steady
+   state: rows per second between the first and the last part written (actors already up);
 3. ``predict_collection`` again on the same output: the resume check alone (every row already done).
 
     python benchmarks/predict_throughput.py --per-family 80 --image-size 64
@@ -11,6 +12,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -67,9 +70,14 @@ def main() -> None:
         predict_files(bundle, files, batch_size=args.batch_size)
         plain = time.perf_counter() - t
         out = os.path.join(tmp, "predictions.parquet")
+        stamps = Stamped()
         t = time.perf_counter()
-        predict_collection(bundle, out, source=os.path.join(workdir, "images"), batch_size=args.batch_size)
+        with contextlib.redirect_stdout(stamps):
+            predict_collection(bundle, out, source=os.path.join(workdir, "images"), batch_size=args.batch_size,
+                               part_rows=args.batch_size)
         cold = time.perf_counter() - t
+        parts = [(ts, int(line.split()[1].split("/")[0])) for ts, line in stamps.lines if " rows written" in line]
+        steady = (parts[-1][1] - parts[0][1]) / (parts[-1][0] - parts[0][0])
         t = time.perf_counter()
         predict_collection(bundle, out, source=os.path.join(workdir, "images"))
         resume = time.perf_counter() - t
@@ -80,7 +88,22 @@ def main() -> None:
     for name, s in (("predict_files, one process", plain), ("predict_collection, Ray Data, cold", cold),
                     ("predict_collection, resume with nothing left", resume)):
         print(f"| {name} | {s:.1f} | {n / s:.0f} |")
-    print(f"Ray Data cold / one process: {plain / cold:.2f}x the throughput")
+    print(f"| predict_collection, steady state (first to last part) | | {steady:.0f} |")
+    print(f"Ray Data / one process throughput: cold {plain / cold:.2f}x, steady state {steady * plain / n:.2f}x")
+
+
+class Stamped(io.StringIO):
+    """stdout that remembers when each line was printed (the batch path prints one line per part written)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                self.lines.append((time.perf_counter(), line))
+        return len(text)
 
 
 if __name__ == "__main__":
