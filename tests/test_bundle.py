@@ -86,6 +86,54 @@ def test_export_refuses_unknown_or_failed_trials(cnn_bundle):
         export_bundle(str(workdir), trial_id="nope")
 
 
+def test_batch_prediction_of_a_folder_accounts_for_every_file_and_resumes(cnn_bundle, collection, tmp_path,
+                                                                        ray_session, capsys):
+    import shutil
+
+    from speciesfam.cli import main
+    from speciesfam.errors import SpeciesfamError
+    from speciesfam.predict import predict_collection, predict_files
+
+    _, _, bundle = cnn_bundle
+    folder = Path(shutil.copytree(collection[0], tmp_path / "photos"))
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "Felidae" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
+    out = tmp_path / "predictions.parquet"
+    rc = main(["predict", str(bundle), str(folder), "--out", str(out), "--top-k", "2", "--batch-size", "8"])
+    assert rc == 1 and f"wrote {out}: {len(files)} rows" in capsys.readouterr().out  # 1: some rows failed
+    table = pd.read_parquet(out)
+    assert sorted(table["path"]) == files and table["path"].is_unique  # every file, once
+    bad = table[table["error"] != ""]
+    assert {Path(p).name for p in bad["path"]} >= {"notes.txt", "broken.jpg"}
+    assert bad["family"].isna().all() and bad["top_families"].map(len).eq(0).all()
+    good = table[table["error"] == ""].set_index("path")
+    assert good["top_families"].map(len).eq(2).all() and good["family"].isin(LABELS).all()
+    local = {r["path"]: r["top"] for r in predict_files(str(bundle), list(good.index), top_k=2)}
+    for p, top in local.items():  # the same as the in-process predictor
+        assert list(good.loc[p, "top_families"]) == [f for f, _ in top]
+        np.testing.assert_allclose(good.loc[p, "top_probabilities"], [q for _, q in top], atol=1e-5)
+    assert not Path(f"{out}.parts").exists()
+
+    # Resume: a run killed after its first part kept that part; only the other rows are predicted again.
+    parts = Path(f"{out}.parts")
+    parts.mkdir()
+    table.iloc[:5].to_parquet(parts / "part-a.parquet")
+    out.unlink()
+    again = predict_collection(str(bundle), str(out), source=str(folder), top_k=2, batch_size=8)
+    assert f"{len(files)} rows, 5 already in" in capsys.readouterr().out
+    assert sorted(again["path"]) == files and again["path"].is_unique
+    assert len(predict_collection(str(bundle), str(out), source=str(folder))) == len(files)  # nothing left
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other)
+    (other / "MODEL_CARD.md").write_text("edited")
+    from speciesfam.bundle import checksums
+
+    (other / "checksums.json").write_text(json.dumps(checksums(str(other))))
+    with pytest.raises(SpeciesfamError, match="predictions of another bundle"):
+        predict_collection(str(other), str(out), source=str(folder))
+
+
 def make_bundle(path: Path, tag: str) -> None:
     """A stand-in bundle: many files, each saying which bundle it belongs to."""
     path.mkdir()

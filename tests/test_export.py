@@ -161,8 +161,11 @@ def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
         load_bundle(str(tmp_path / "nowhere"))
 
 
+@pytest.mark.slow  # two actor pools that each load torch, open_clip and TensorFlow (~1-2 min on 2 cores)
 def test_batch_prediction_over_a_folder_accounts_for_every_file_and_resumes(probe_bundle, collection, tmp_path,
                                                                             capsys):
+    """The probe bundle in Ray Data actors (torch then TensorFlow in each); test_bundle.py has the same with a
+    CNN bundle in the fast set."""
     from speciesfam.cli import main
     from speciesfam.predict import predict_collection, predict_files
 
