@@ -15,6 +15,7 @@ stopped: rows whose path is already in the output or its parts are skipped.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import sys
 import uuid
@@ -68,7 +69,12 @@ def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.Da
     import pandas as pd
 
     if manifest:
-        df = storage.read_table(manifest)
+        if not storage.exists(manifest):
+            raise SpeciesfamError(f"--manifest {manifest} does not exist")
+        if manifest.endswith(".csv"):  # labels exactly as written: no number or NA guessing ("007" stays "007")
+            df = pd.read_csv(io.BytesIO(storage.read_bytes(manifest)), dtype=str, keep_default_na=False)
+        else:
+            df = storage.read_table(manifest)
         if "path" not in df.columns:
             raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(df.columns)})")
         base = manifest.rsplit("/", 1)[0] if "/" in manifest else "."

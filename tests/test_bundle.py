@@ -198,3 +198,14 @@ def test_export_replaces_a_bundle_and_cleans_what_a_killed_export_left(cnn_bundl
     assert not [n for n in os.listdir(workdir) if n.startswith(".bundle")]
     md = (workdir / layout.TRIALS_MD).read_text()
     assert "**Exported**: trial `cnn00002` (cnn, scratch_sequential)" in md
+
+
+def test_manifest_rows_resolve_relative_paths_against_the_manifest_and_keep_labels(tmp_path):
+    from speciesfam.predict import input_rows
+
+    (tmp_path / "data").mkdir()
+    pd.DataFrame({"path": ["a/x.jpg", str(tmp_path / "y.jpg")], "label": ["007", "7"], "split": ["test", "val"],
+                  "other": [1, 2]}).to_csv(tmp_path / "data" / "m.csv", index=False)
+    rows = input_rows(manifest=str(tmp_path / "data" / "m.csv"))
+    assert rows["path"].tolist() == [str(tmp_path / "data" / "a" / "x.jpg"), str(tmp_path / "y.jpg")]
+    assert list(rows.columns) == ["path", "label", "split"] and rows["label"].tolist() == ["007", "7"]
