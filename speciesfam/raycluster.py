@@ -7,11 +7,17 @@ import os
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start or join Ray once per process, quietly, with speciesfam's environment for every worker."""
+    import logging
+
     import ray
+
+    from . import console
 
     if ray.is_initialized():
         return
-    env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "KERAS_BACKEND": "tensorflow"}
+    # Quiet workers unless --verbose (console.py); a TF_CPP_MIN_LOG_LEVEL the user set wins.
+    env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "KERAS_BACKEND": "tensorflow",
+           **console.worker_env()}
     for key in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_DIR"):  # never the API key
         if key in os.environ:
             env[key] = os.environ[key]
@@ -25,7 +31,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         port = _free_port()
         env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         kwargs = {"num_cpus": num_cpus, "include_dashboard": True, "dashboard_port": port}
-    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True, **kwargs)
+    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=console.log_to_driver(),
+             logging_level=logging.INFO if console.verbose() else logging.WARNING, **kwargs)
+    console.quiet_loggers()
 
 
 def _free_port() -> int:

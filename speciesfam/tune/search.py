@@ -152,6 +152,7 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     retries and tracking from ``cfg``; with ``cfg.resume``, the stored experiment continued."""
     from ray import tune
 
+    from .. import console
     from .tracking import callbacks
 
     experiment = storage.join(storage_path, name)
@@ -166,6 +167,9 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed),
             scheduler=SCHEDULERS.get(cfg.scheduler)(cfg),
             max_concurrent_trials=cfg.max_concurrent, time_budget_s=cfg.time_budget_s),
-        run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks(cfg, name, experiment),
-                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures)),
+        run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=[
+            *callbacks(cfg, name, experiment),
+            console.trial_lines_callback(cfg.num_samples, console.scheduler_name(cfg.scheduler), cfg.max_epochs)],
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            verbose=console.tune_verbosity()),  # one line per trial instead of Tune's status tables
     )
