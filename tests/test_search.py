@@ -104,6 +104,7 @@ def test_wandb_offline_writes_runs_and_never_the_key(tmp_path, ray_session, monk
     from ray import tune
 
     secret = "speciesfam-test-key-0123456789abcdef0123"
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # --wandb offline alone must be enough
     monkeypatch.setenv("WANDB_API_KEY", secret)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
     (tmp_path / "wb").mkdir()
