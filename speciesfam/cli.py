@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="every stage on the bundled demo data (offline, ~5 min on 2 CPUs)")
     add_config_flags(d, DemoConfig)
+
+    # Report and console (RUN/report.html; --verbose: the frameworks' own output, see speciesfam.console).
+    r = sub.add_parser("report", help="rebuild RUN/report.html (every stage also refreshes it)")
+    r.add_argument("--workdir", required=True)
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow/Ray/Tune output on the console (it is "
+                   "always kept in RUN/logs/); also accepted after the subcommand")
     return p
 
 
@@ -92,7 +98,6 @@ def _catalog(args: argparse.Namespace) -> int:
     from .data.catalog import run_catalog
 
     run_catalog(args.source, args.workdir, config_from_args(CatalogConfig, args))
-    print(open(f"{args.workdir}/catalog.md").read() if "://" not in args.workdir else args.workdir)
     return 0
 
 
@@ -100,7 +105,6 @@ def _clean(args: argparse.Namespace) -> int:
     from .data.clean import run_clean
 
     run_clean(args.workdir, config_from_args(CleanConfig, args))
-    print(f"clean: wrote {args.workdir}/clean_manifest.parquet, removed.csv, gallery/, clean.md")
     return 0
 
 
@@ -108,14 +112,13 @@ def _tune(args: argparse.Namespace) -> int:
     from .tune.search import run_search
 
     run_search(args.workdir, tune_config(args), address=args.address)
-    print(open(f"{args.workdir}/trials.md").read() if "://" not in args.workdir else args.workdir)
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     from .export import export_bundle
 
-    print(f"exported bundle: {export_bundle(args.workdir, args.trial, args.out)}")
+    export_bundle(args.workdir, args.trial, args.out)
     return 0
 
 
@@ -146,6 +149,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
     print(json.dumps(evaluate(args.bundle, args.manifest, args.split, args.out), indent=1))
+    import os
+
+    run = os.path.dirname(os.path.abspath(args.bundle))  # a bundle inside a run folder: refresh its report
+    if args.out is None and os.path.isdir(os.path.join(run, "stages")):
+        from .report import write_report
+
+        print(f"report: {write_report(run)}")
     return 0
 
 
@@ -158,14 +168,45 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(args.workdir)
+    print(f"report: {path}" if path else f"speciesfam report: could not write {args.workdir}/report.html (see the "
+          "warning above)")
+    return 0 if path else 1
+
+
 COMMANDS = {"fetch": _fetch, "catalog": _catalog, "clean": _clean, "tune": _tune, "export": _export,
-            "predict": _predict, "evaluate": _evaluate, "demo": _demo}
+            "predict": _predict, "evaluate": _evaluate, "demo": _demo, "report": _report}
+STAGES = ("catalog", "clean", "tune", "export")  # keep full logs in RUN/logs/, end with a summary and the report
+
+
+def _run_stage(args: argparse.Namespace) -> int:
+    """A stage with its logs kept under RUN/logs/; it ends with a one-line summary and the report's path."""
+    from . import console, storage
+    from .report import summary_line, write_report
+
+    with console.stage_logs(args.workdir, args.command):
+        try:
+            rc = COMMANDS[args.command](args)
+        finally:  # renders what exists, also after a failure (not for a refused command: no run folder yet)
+            report = write_report(args.workdir) if storage.exists(args.workdir) else None
+    console.say(summary_line(args.workdir, args.command))
+    console.say(f"report: {report}")
+    return rc
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv  # anywhere on the line, before or after the subcommand
+    argv = [a for a in argv if a != "--verbose"]
+    from . import console
+
+    console.setup(True if verbose else None)  # before TensorFlow or Ray is imported: they read their log levels once
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return _run_stage(args) if args.command in STAGES else COMMANDS[args.command](args)
     except SearchFailedError as err:
         print(f"speciesfam {args.command}: failed: {err}", file=sys.stderr)
         return 1

@@ -100,6 +100,14 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+class _LazyFileHandler(logging.FileHandler):
+    """A file handler that makes its folder when the first record arrives."""
+
+    def _open(self):
+        os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
+        return super()._open()
+
+
 @contextlib.contextmanager
 def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
     """Keep the full logs of one stage under ``RUN/logs/``; yields the log file's path (None if remote).
@@ -113,9 +121,9 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
     if storage.is_remote(workdir):
         yield None
         return
-    logs = storage.local_dir(layout.path(workdir, layout.LOGS))
+    logs = storage.filesystem(layout.path(workdir, layout.LOGS))[1]
     path = os.path.join(logs, f"{stage}.log")
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler = _LazyFileHandler(path, mode="a", encoding="utf-8", delay=True)  # no folder for a refused command
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # Ray's loggers do not propagate to the root logger: attach to them too.

@@ -52,7 +52,7 @@ def render(workdir: str) -> str:
     """The report's HTML for ``workdir`` (sections that fail carry their error)."""
     import jinja2
 
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = _num
     template = env.from_string((resources.files("speciesfam") / "templates" / "report.html.j2").read_text("utf-8"))
     records = {s: _safe(lambda s=s: stages.load(workdir, s)) for s in ("catalog", "clean", "tune", "export")}
@@ -330,3 +330,34 @@ def reproduce(workdir: str, records: dict) -> dict:
               "config": json.dumps(r.get("config", {}), indent=1, sort_keys=True, default=str)}
              for s, r in records.items()]
     return {"steps": steps, "versions": versions(), "workdir": workdir}
+
+
+def summary_line(workdir: str, stage: str) -> str:
+    """What a finished stage did, in one line for the console (from its tables and record)."""
+    try:
+        if stage == "catalog":
+            m = storage.read_table(layout.path(workdir, layout.MANIFEST))
+            counts = m["status"].value_counts()
+            parts = ", ".join(f"{int(n)} {k}" for k, n in counts.items())
+            return f"catalog: {len(m)} files ({parts}); {m.loc[m['status'] == layout.OK, 'label'].nunique()} families"
+        if stage == "clean":
+            c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))
+            extra = [f"{len(df)} {what}" for name, what in ((layout.LABEL_ISSUES, "label issues"),
+                                                             (layout.NEAR_DUPLICATES, "near-duplicates"))
+                     if (df := _table(workdir, name)) is not None]
+            return (f"clean: {int((c['status'] == layout.REMOVED_STATUS).sum())} removed, "
+                    f"{int((c['status'] == layout.OK).sum())} images kept" + "".join(f"; {e} flagged" for e in extra))
+        if stage == "tune":
+            t = storage.read_table(layout.path(workdir, layout.TRIALS))
+            ok = t[t["status"] == "ok"]
+            if ok.empty:
+                return f"tune: {len(t)} trials, none finished"
+            best = ok.sort_values(layout.BEST_METRIC, ascending=False).iloc[0]
+            return (f"tune: {len(t)} trials ({len(ok)} ok); best val macro-F1 {best[layout.BEST_METRIC]:.3f} "
+                    f"(trial {best['trial_id']}, epoch {_num(best['best_epoch'])})")
+        if stage == "export":
+            conf = _read_json(storage.join(layout.path(workdir, layout.BUNDLE), "config.json")) or {}
+            return f"export: {layout.path(workdir, layout.BUNDLE)} ({conf.get('model')}, trial {conf.get('trial_id')})"
+    except Exception as err:  # noqa: BLE001 -- a summary line must never fail a finished stage
+        return f"{stage}: done ({type(err).__name__} while summarising: {err})"
+    return f"{stage}: done"
