@@ -37,7 +37,7 @@ QUIET_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
 }
 # Python loggers whose INFO records are framework chatter on the console (they still reach RUN/logs/).
-NOISY_LOGGERS = ("ray", "ray.data", "ray.tune", "ray.train", "tensorflow", "absl", "h5py", "matplotlib",
+NOISY_LOGGERS = ("ray", "ray.tune", "ray.train", "tensorflow", "absl", "h5py", "matplotlib",
                  "urllib3", "filelock", "PIL", "py.warnings")
 
 
@@ -62,9 +62,9 @@ def setup(verbose_flag: bool | None = None) -> None:
 
 
 def quiet_loggers() -> None:
-    """Framework loggers at WARNING on the console (their INFO chatter stays in Ray's session logs, which
-    ``stage_logs`` copies into ``RUN/logs/``). Ray and Ray Data set their levels when they start: call again
-    after ``ray.init``."""
+    """Framework loggers at WARNING on the console; their full output stays in Ray's session logs (Ray Data
+    writes everything to its ``ray-data.log``), which ``stage_logs`` copies into ``RUN/logs/``. Ray and Ray
+    Data configure their loggers when they start: call again after ``ray.init``."""
     if verbose():
         return
     for name in NOISY_LOGGERS:
@@ -72,9 +72,19 @@ def quiet_loggers() -> None:
         if lg.level < logging.WARNING:
             lg.setLevel(logging.WARNING)
     # A failed trial's traceback: its one line comes from TrialLines; the traceback is in the trial's
-    # error.txt (Tune storage) and trials.csv, so Tune's copy on the console only repeats it.
-    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+    # error.txt (Tune storage) and trials.csv, so Tune's copy on the console only repeats it. Ray's notice
+    # that token auth is on (its default) is not something a speciesfam user acts on.
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
+                 "ray._private.authentication.authentication_token_setup"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    if "ray" in sys.modules:
+        import ray.data  # noqa: F401 -- configures its loggers on import; quiet them after that, not before
+
+        # Ray Data logs at DEBUG to its own file; only its console handler is raised (in a terminal its
+        # progress bar is not a log record and stays; piped, its 10-second progress blocks go to the file).
+        for handler in logging.getLogger("ray.data").handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setLevel(max(handler.level, logging.WARNING))
 
 
 def worker_env() -> dict[str, str]:
@@ -186,6 +196,15 @@ def stopped_by_scheduler(done: bool, iterations: int | None, max_epochs: int | N
     return iterations is None or max_epochs is None or int(iterations) < int(max_epochs)
 
 
+def how_ended(done: bool, iterations: int | None, max_epochs: int | None, scheduler: str) -> str:
+    """``stopped by ASHA``, ``early stopping`` (the trial's own patience) or ``finished`` (all epochs)."""
+    if stopped_by_scheduler(done, iterations, max_epochs):
+        return f"stopped by {scheduler}"
+    if iterations is not None and max_epochs is not None and int(iterations) < int(max_epochs):
+        return "early stopping"
+    return "finished"
+
+
 def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | None = None,
                          metric: str = layout.METRIC):
     """A Tune callback printing one line per finished trial (built here so Ray is imported lazily):
@@ -195,11 +214,11 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
     class TrialLines(tune.Callback):
         def __init__(self) -> None:
             self.finished = 0
-            self.stopped: set[str] = set()
+            self.ended: dict[str, str] = {}
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            if stopped_by_scheduler(bool(result.get("done")), result.get("training_iteration"), max_epochs):
-                self.stopped.add(trial.trial_id)
+            self.ended[trial.trial_id] = how_ended(bool(result.get("done")), result.get("training_iteration"),
+                                                   max_epochs, scheduler)
 
         def _line(self, trials: list, trial: Any, ended: str) -> None:
             self.finished += 1
@@ -210,7 +229,7 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             say(trial_line(self.finished, count, trial.trial_id, model, epochs, last.get(metric), ended))
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._line(trials, trial, f"stopped by {scheduler}" if trial.trial_id in self.stopped else "finished")
+            self._line(trials, trial, self.ended.get(trial.trial_id, "finished"))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             text = ""

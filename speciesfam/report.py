@@ -201,30 +201,30 @@ def trial_histories(trials) -> tuple[dict[str, Any], float]:
 
 
 def search(workdir: str, records: dict) -> dict | None:
-    from .console import stopped_by_scheduler
+    from .console import how_ended
 
     trials = _table(workdir, layout.TRIALS)
     if trials is None:
         return None
+    missing = [c for c in ("trial_id", "status", layout.BEST_METRIC, "trial_path") if c not in trials.columns]
+    if missing:
+        raise ValueError(f"{layout.TRIALS} lacks column(s) {missing}; was it written by `speciesfam tune`?")
     cfg = (records.get("tune") or {}).get("config", {})
     histories, _ = trial_histories(trials)
     max_epochs = cfg.get("max_epochs") or max([int(h["training_iteration"].max()) for h in histories.values()
                                                if "training_iteration" in h and len(h)] or [0]) or None
-    stopped = set()
-    for tid, h in histories.items():
-        if len(h) and "done" in h and stopped_by_scheduler(str(h["done"].iloc[-1]) == "True",
-                                                           h["training_iteration"].iloc[-1], max_epochs):
-            stopped.add(tid)
     scheduler = {"asha": "ASHA", "hyperband": "HyperBand"}.get(cfg.get("scheduler", "asha"), cfg.get("scheduler"))
+    ended = {tid: how_ended(str(h["done"].iloc[-1]) == "True", h["training_iteration"].iloc[-1], max_epochs, scheduler)
+             for tid, h in histories.items() if len(h) and "done" in h and "training_iteration" in h}
+    stopped = {tid for tid, e in ended.items() if e.startswith("stopped")}
     rows, hp_keys = [], []
     for t in trials.to_dict("records"):
         conf = json.loads(t["config"]) if isinstance(t.get("config"), str) else {}
         model = t.get("model") if isinstance(t.get("model"), str) else conf.get("model", "")
         hp = {k: v for k, v in conf.items() if k != "model"}
         hp_keys += [k for k in hp if k not in hp_keys]
-        ended = ("error" if t["status"] == "error" else f"stopped by {scheduler}" if str(t["trial_id"]) in stopped
-                 else "finished")
-        rows.append({"trial_id": t["trial_id"], "model": model, "status": t["status"], "ended": ended,
+        rows.append({"trial_id": t["trial_id"], "model": model, "status": t["status"],
+                     "ended": "error" if t["status"] == "error" else ended.get(str(t["trial_id"]), "finished"),
                      "f1": t.get(layout.BEST_METRIC), "best_epoch": t.get("best_epoch"), "epochs": t.get("epochs_run"),
                      "seconds": t.get("seconds"), "hp": hp, "error": t.get("error") if t["status"] == "error" else ""})
     ok = [r for r in rows if r["f1"] is not None and r["f1"] == r["f1"]]
