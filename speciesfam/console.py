@@ -87,6 +87,39 @@ def quiet_loggers() -> None:
                 handler.setLevel(max(handler.level, logging.WARNING))
 
 
+@contextlib.contextmanager
+def quiet_stderr(what: str) -> Iterator[None]:
+    """Hold back what C/C++ code writes to file descriptor 2 while ``what`` runs, unless verbose.
+
+    TensorFlow 2.21 writes its start-up lines (oneDNN, CUDA driver probes) through absl before absl's logging
+    is initialised, ignoring ``TF_CPP_MIN_LOG_LEVEL``. The captured lines go to the log (``RUN/logs/``
+    during a stage); if ``what`` fails, they go to the console too, with the error.
+    """
+    if verbose():
+        yield
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace").strip()
+            if text:
+                logging.getLogger(__name__).info("%s wrote to stderr:\n%s", what, text)
+                if failed:
+                    sys.stderr.write(text + "\n")
+
+
 def worker_env() -> dict[str, str]:
     """Environment for every Ray worker, actor and Ray Train worker (merged into Ray's runtime env)."""
     env = {VERBOSE_ENV: "1" if verbose() else "0"}
