@@ -254,9 +254,10 @@ def test_report_in_a_real_browser(run, tmp_path):
 def test_demo_report_in_a_real_browser(demo_run, tmp_path):
     workdir, out = demo_run
     report = workdir / layout.REPORT
-    assert out["artifacts"]["report"] == str(report)
+    assert os.path.samefile(out["artifacts"]["report"], report)
     seen, stderr = _open_in_chromium(report, tmp_path)
-    assert seen["errors"] == [] and seen["broken"] == [] and seen["images"] >= 10, seen
+    # class counts, removed-outlier thumbnails, search progress, confusion matrix: all decoded
+    assert seen["errors"] == [] and seen["broken"] == [] and seen["images"] >= 4, seen
     html = report.read_text()
     best = pd.read_csv(workdir / layout.TRIALS).iloc[0]
     assert f'<b id="best-f1">{best[layout.BEST_METRIC]:.3f}</b>' in html and "Most-confused families" in html
