@@ -201,7 +201,7 @@ def trial_histories(trials) -> tuple[dict[str, Any], float]:
 
 
 def search(workdir: str, records: dict) -> dict | None:
-    from .console import how_ended
+    from .console import how_ended, scheduler_name
 
     trials = _table(workdir, layout.TRIALS)
     if trials is None:
@@ -211,11 +211,24 @@ def search(workdir: str, records: dict) -> dict | None:
         raise ValueError(f"{layout.TRIALS} lacks column(s) {missing}; was it written by `speciesfam tune`?")
     cfg = (records.get("tune") or {}).get("config", {})
     histories, _ = trial_histories(trials)
-    max_epochs = cfg.get("max_epochs") or max([int(h["training_iteration"].max()) for h in histories.values()
-                                               if "training_iteration" in h and len(h)] or [0]) or None
-    scheduler = {"asha": "ASHA", "hyperband": "HyperBand"}.get(cfg.get("scheduler", "asha"), cfg.get("scheduler"))
-    ended = {tid: how_ended(str(h["done"].iloc[-1]) == "True", h["training_iteration"].iloc[-1], max_epochs, scheduler)
-             for tid, h in histories.items() if len(h) and "done" in h and "training_iteration" in h}
+    observed = max([int(h["training_iteration"].max()) for h in histories.values()
+                    if "training_iteration" in h and len(h)] or [0]) or None
+
+    def max_epochs(h) -> int | None:  # each result carries it (console.TrialLines); older runs: the record
+        return int(h["max_epochs"].iloc[-1]) if "max_epochs" in h and h["max_epochs"].notna().any() else \
+            cfg.get("max_epochs")
+
+    def ended_as(h, scheduler: str) -> str:
+        known = max_epochs(h)  # unknown: the longest trial's epochs tell a scheduler's stop at max_t apart
+        text = how_ended(str(h["done"].iloc[-1]) == "True", h["training_iteration"].iloc[-1], known or observed,
+                         scheduler)
+        return "finished" if known is None and text == "early stopping" else text
+
+    named = [str(h["scheduler"].dropna().iloc[-1]) for h in histories.values()
+             if "scheduler" in h and h["scheduler"].notna().any()]
+    scheduler = named[0] if named else scheduler_name(cfg.get("scheduler", "asha"))
+    ended = {tid: ended_as(h, scheduler) for tid, h in histories.items()
+             if len(h) and "done" in h and "training_iteration" in h}
     stopped = {tid for tid, e in ended.items() if e.startswith("stopped")}
     rows, hp_keys = [], []
     for t in trials.to_dict("records"):
