@@ -75,8 +75,8 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
                     f"{'  correct' if fam == truth[p['path']] else ''}")
     artifacts = {name: storage.join(workdir, name) for name in (
         "manifest.parquet", "catalog.md", "unreadable.csv", "embeddings.parquet", "clean_manifest.parquet",
-        "removed.csv", "gallery", "clean.md", "class_counts.png", "tune", "trials.csv", "trials.md", "search_progress.png",
-        "eval_test")}
+        "removed.csv", "gallery", "clean.md", "class_counts.png", "tune", "trials.csv", "trials.md",
+        "search_progress.png", "eval_test")}
     artifacts["bundle"] = bundle
     report = write_report(workdir)
     artifacts["report"] = report

@@ -151,7 +151,8 @@ def _gallery(df, score_col: str | None, caption_cols: list[str], path_cols: list
     if score_col in df.columns:
         df = df.sort_values(score_col, ascending=False)
     for row in df.head(MAX_GALLERY).to_dict("records"):
-        items.append({"images": [(str(row[c]), thumbnail(str(row[c]))) for c in path_cols if isinstance(row.get(c), str)],
+        images = [(str(row[c]), thumbnail(str(row[c]))) for c in path_cols if isinstance(row.get(c), str)]
+        items.append({"images": images,
                       "score": row.get(score_col) if score_col else None,
                       "caption": [(c, row[c]) for c in caption_cols if c in row and row[c] == row[c]]})
     return items
@@ -177,7 +178,8 @@ def cleaning(workdir: str, records: dict) -> dict | None:
         paths = [c for c in df.columns if "path" in c or c in ("duplicate_of", "nearest")]
         score = next((c for c in ("score", "similarity", "label_quality", "distance") if c in df.columns), None)
         captions = [c for c in df.columns if c not in paths and c != score]
-        galleries.append({"title": title, "file": name, "total": len(df), "items": _gallery(df, score, captions, paths)})
+        galleries.append({"title": title, "file": name, "total": len(df),
+                          "items": _gallery(df, score, captions, paths)})
     thresholds = {k: v for k, v in summary.items() if k not in ("status",)}
     return {"removed": len(removed) if removed is not None else summary.get("removed", 0), "settings": settings,
             "summary": thresholds, "galleries": galleries}
@@ -339,7 +341,8 @@ def versions() -> list[tuple[str, str]]:
 
 
 def reproduce(workdir: str, records: dict) -> dict:
-    steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"), "run_id": r.get("run_id"),
+    steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"),
+              "run_id": r.get("run_id"),
               "config": json.dumps(r.get("config", {}), indent=1, sort_keys=True, default=str)}
              for s, r in records.items()]
     return {"steps": steps, "versions": versions(), "workdir": workdir}

@@ -56,7 +56,8 @@ def run(tmp_path_factory, collection, ray_session):
     cleaned = manifest.copy()
     cleaned.loc[removed.index, ["status", "reason"]] = ["removed", "isolation_forest outlier: top 5% score in family"]
     cleaned.to_parquet(workdir / layout.CLEAN_MANIFEST)
-    pd.DataFrame({"path": removed["path"], "family": removed["label"], "score": [0.9 - 0.1 * i for i in range(len(removed))],
+    pd.DataFrame({"path": removed["path"], "family": removed["label"],
+                  "score": [0.9 - 0.1 * i for i in range(len(removed))],
                   "detector": "isolation_forest", "reason": "isolation_forest outlier: top 5% score in family"}
                  ).to_csv(workdir / layout.REMOVED, index=False)
     pd.DataFrame({"path": [ok["path"].iloc[5]], "label": [ok["label"].iloc[5]], "suggested": ["Ranidae"],
@@ -82,13 +83,14 @@ def run(tmp_path_factory, collection, ray_session):
     bundle.mkdir()
     (bundle / "config.json").write_text(json.dumps({"model": "scratch_small", "labels": labels, "image_size": 48,
                                                     "trial_id": "t1", "hp": {"lr": 0.001}}))
+    per_family = dict(zip(labels, [0.5, 0.9, 1.0]))
     (bundle / "metrics.json").write_text(json.dumps({"best_val_macro_f1": 0.8, "best_epoch": 5, "epochs_run": 6,
-                                                     "checkpoint": {"per_class_f1": dict(zip(labels, [0.5, 0.9, 1.0]))}}))
+                                                     "checkpoint": {"per_class_f1": per_family}}))
     (bundle / "MODEL_CARD.md").write_text("# speciesfam model: scratch_small\n\n- <b>not bold</b>\n")
     ev = workdir / "eval_test"
     ev.mkdir()
-    pd.DataFrame({"family": labels, "precision": [0.5, 1.0, 0.75], "recall": [0.5, 0.75, 1.0], "f1": [0.5, 0.857, 0.857],
-                  "support": [2, 4, 3]}).to_csv(ev / "per_class.csv", index=False)
+    pd.DataFrame({"family": labels, "precision": [0.5, 1.0, 0.75], "recall": [0.5, 0.75, 1.0],
+                  "f1": [0.5, 0.857, 0.857], "support": [2, 4, 3]}).to_csv(ev / "per_class.csv", index=False)
     pd.DataFrame({"true": [labels[0], labels[1]], "predicted": [labels[2], labels[0]], "count": [1, 1]}
                  ).to_csv(ev / "confused_pairs.csv", index=False)
     (ev / "metrics.json").write_text(json.dumps({"test_macro_f1": 0.738, "test_accuracy": 0.778, "images": 9}))
@@ -128,7 +130,8 @@ def test_one_console_line_per_trial_agrees_with_the_trial_table_and_the_report(r
     trials = pd.read_csv(workdir / layout.TRIALS)
     trial_lines = [ln for ln in lines if re.match(r"\s+trial \d+/6 ", ln)]
     assert len(trial_lines) == len(trials) == 6, lines
-    pattern = re.compile(r"trial \d/6 (\S+)\s+toy\s+(\d+) epochs?\s+val macro-F1 (\d\.\d{3})  (finished|stopped by ASHA)$")
+    pattern = re.compile(r"trial \d/6 (\S+)\s+toy\s+(\d+) epochs?\s+val macro-F1 (\d\.\d{3})  "
+                         r"(finished|stopped by ASHA)$")
     parsed = {m.group(1): m for m in map(pattern.search, trial_lines) if m}
     assert len(parsed) == 6, trial_lines
     for t in trials.itertuples():
@@ -172,7 +175,8 @@ def test_report_of_a_partial_or_damaged_run_still_renders(tmp_path, collection):
     run_catalog(str(collection[0]), str(tmp_path / "cat"))
     (tmp_path / "cat" / layout.TRIALS).write_text("not,a\ntrial,table\n")  # damaged: the search section says so
     html = render(str(tmp_path / "cat"))
-    assert "could not be rendered: ValueError: trials.csv lacks column(s)" in html and "Not run yet: <code>speciesfam clean" in html
+    assert "could not be rendered: ValueError: trials.csv lacks column(s)" in html
+    assert "Not run yet: <code>speciesfam clean" in html
     assert f"{len(pd.read_parquet(tmp_path / 'cat' / layout.MANIFEST))} rows" in html
 
 
@@ -210,14 +214,16 @@ def _open_in_chromium(report, tmp_path) -> tuple[dict, str]:
     probe = """<script>
 window.__errors = [];
 window.addEventListener("error", function (e) { window.__errors.push(String(e.message)); });
-var _err = console.error; console.error = function () { window.__errors.push([].join.call(arguments, " ")); _err.apply(console, arguments); };
+var _err = console.error;
+console.error = function () { window.__errors.push([].join.call(arguments, " ")); _err.apply(console, arguments); };
 window.addEventListener("load", function () {
   var imgs = Array.prototype.slice.call(document.images);
   var th = document.querySelector("#trials th:nth-child(4)"); if (th) { th.click(); th.click(); }
   var first = document.querySelector("#trials tbody tr td");
   var out = document.createElement("pre"); out.id = "probe";
   out.textContent = JSON.stringify({images: imgs.length, errors: window.__errors, first: first && first.textContent,
-    broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.alt; })});
+    broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+                .map(function (i) { return i.alt; })});
   document.body.appendChild(out);
 });
 </script>"""
