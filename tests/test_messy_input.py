@@ -253,3 +253,45 @@ def test_heic_bytes_get_a_reason_that_names_the_format():
     buf = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buf, format="WEBP")
     assert sniff(buf.getvalue()[:16]) == "WEBP"
+
+
+def test_a_messy_bucket_is_accounted_like_a_folder(tmp_path, monkeypatch):
+    """s3:// (pyarrow, no links): hidden keys, root keys, a PNG named .heic, a text file; a manifest in the
+    bucket whose relative paths become s3:// URIs."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for k, v in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
+                     "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                     "AWS_EC2_METADATA_DISABLED": "true"}.items():
+            monkeypatch.setenv(k, v)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="messy")
+        keys = {f"src/{fam}/{i}.png": png(tmp_path / f"{fam}{i}.png", seed)
+                for seed, (fam, i) in enumerate((f, i) for f in ("Alpha", "Beta") for i in range(3))}
+        keys["src/Alpha/phone.heic"] = png(tmp_path / "heic", 99)
+        keys["src/Alpha/notes.txt"] = str(tmp_path / "notes.txt")
+        (tmp_path / "notes.txt").write_text("not an image")
+        keys["src/.cache/t.png"] = png(tmp_path / "t.png", 98)
+        keys["src/root.png"] = png(tmp_path / "root.png", 97)
+        for key, local in keys.items():
+            s3.upload_file(local, "messy", key)
+        m = run_catalog("s3://messy/src", "s3://messy/run", SMALL)
+        got = {r.path.removeprefix("s3://messy/src/"): r.status for r in m.itertuples()}
+        expected = {k.removeprefix("src/"): "ok" for k in keys}  # phone.heic included: a PNG by content
+        expected.update({"Alpha/notes.txt": "unreadable", ".cache/t.png": "skipped", "root.png": "no_family"})
+        assert got == expected
+        body = io.BytesIO()
+        pd.DataFrame({"path": ["Alpha/0.png", "./Alpha/1.png", "Beta/../Alpha/2.png", "Alpha/0.png"],
+                      "label": ["007", "007", "007", "7"]}).to_csv(body, index=False)
+        s3.put_object(Bucket="messy", Key="src/list.csv", Body=body.getvalue())
+        m = build_manifest("s3://messy/src/list.csv", SMALL)
+        assert sorted(m["path"]) == ["s3://messy/src/Alpha/0.png"] * 2 + ["s3://messy/src/Alpha/1.png",
+                                                                          "s3://messy/src/Alpha/2.png"]
+        assert by_status(m) == {"conflict": 2, "too_small": 2}
+    finally:
+        server.stop()
