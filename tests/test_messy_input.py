@@ -126,8 +126,13 @@ def test_parquet_numbers_become_their_text(tmp_path):
     m = build_manifest(str(tmp_path / "floats.parquet"), SMALL)
     assert sorted(m.loc[m["status"] == "ok", "label"].unique()) == ["12", "7"]
     assert m.loc[m["status"] == "invalid", "reason"].tolist() == ["label is missing (null)"]
-    pq.write_table(pa.table({"path": paths[:3], "label": [0.1, 0.1, 0.1]}), tmp_path / "f.parquet")
-    assert set(build_manifest(str(tmp_path / "f.parquet"), SMALL)["label"]) == {"0.1"}
+    pq.write_table(pa.table({"path": [*paths[:3], None], "label": [0.1, 0.1, 0.1, 0.1]}), tmp_path / "f.parquet")
+    m = build_manifest(str(tmp_path / "f.parquet"), SMALL)
+    assert set(m["label"]) == {"0.1"} and by_status(m) == {"ok": 3, "invalid": 1}
+    pq.write_table(pa.table({"path": paths[:3], "label": [True, True, True], "group": [1, 1, 2]}),
+                   tmp_path / "b.parquet")
+    m = build_manifest(str(tmp_path / "b.parquet"), SMALL)
+    assert set(m["label"]) == {"True"} and sorted(m["group"]) == ["1", "1", "2"]
 
 
 def test_repeated_paths_unsupported_schemes_and_missing_files(tmp_path):

@@ -166,7 +166,8 @@ def _resolve(path: str, base: str) -> tuple[str, str]:
 def _mark_repeats(df: "pd.DataFrame") -> None:
     """A path listed with different labels: every such row ``conflict``; again with one label: ``duplicate``."""
     rows = df[df["status"].isna()]
-    labels = rows.groupby("path")["label"].agg(lambda s: sorted(set(s)))
+    listed_again = rows[rows.duplicated("path", keep=False)]  # usually few: group only these
+    labels = listed_again.groupby("path")["label"].agg(lambda s: sorted(set(s)))
     labels = labels[labels.map(len) > 1]
     times = rows["path"].value_counts()
     hit = df["status"].isna() & df["path"].isin(labels.index)
