@@ -6,11 +6,12 @@ scratch, so nothing is downloaded. ~3-5 minutes on 2 CPU cores.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from importlib import resources
 
 from . import storage
-from .config import CleanConfig, TuneConfig
+from .config import CleanConfig, DemoConfig, TuneConfig
 
 
 def demo_images() -> str:
@@ -18,25 +19,28 @@ def demo_images() -> str:
     return str(resources.files("speciesfam") / "demo_data" / "images")
 
 
-def run_demo(workdir: str = "runs/demo", num_samples: int = 4, max_epochs: int = 20) -> dict:
+def run_demo(workdir: str | None = None, **overrides) -> dict:
     """Run every stage into ``workdir`` and print where each artifact is. Returns the artifact paths and the
-    predictions."""
+    predictions. Defaults: ``DemoConfig`` (``overrides``: its fields, e.g. ``num_samples``, ``max_epochs``)."""
     from .data.catalog import run_catalog
     from .data.clean import run_clean
     from .export import export_bundle, predict
     from .tune.search import run_search
 
-    workdir = storage.local_dir(workdir)
+    cfg = dataclasses.replace(DemoConfig(), **({"workdir": workdir} if workdir else {}), **overrides)
+    cfg.validate()
+    num_samples, max_epochs = cfg.num_samples, cfg.max_epochs
+    workdir = storage.local_dir(cfg.workdir)
     t0 = time.time()
     print(f"[1/5] catalog {demo_images()}")
     manifest = run_catalog(demo_images(), workdir)
     print("[2/5] clean: open_clip ViT-S-32 embeddings (random weights: offline) with Ray Data, IsolationForest")
-    cleaned = run_clean(workdir, CleanConfig(model="ViT-S-32", pretrained=None, contamination=0.05, min_per_family=6))
+    cleaned = run_clean(workdir, CleanConfig.smoke())
     print(f"[3/5] tune: {num_samples} trials, Optuna TPE + ASHA, each on 2 Ray Train workers (MultiWorkerMirroredStrategy)")
-    cfg = TuneConfig(kind="scratch", num_samples=num_samples, max_epochs=max_epochs, workers_per_trial=2,
-                     grace_period=min(5, max_epochs),  # BN statistics need a few epochs before val F1 means much
-                     cpus_per_worker=0.5, cpus_per_trial=0.5, image_size=48, weights=None, smoke_test=True, name="demo")
-    run_search(workdir, cfg)
+    tune_cfg = TuneConfig.smoke(kind="scratch", num_samples=num_samples, max_epochs=max_epochs, workers_per_trial=2,
+                                # BN statistics need a few epochs before val F1 means much
+                                grace_period=min(5, max_epochs), name="demo")
+    run_search(workdir, tune_cfg)
     print("[4/5] export the best checkpoint")
     bundle = export_bundle(workdir)
     test = cleaned[(cleaned["status"] == "ok") & (cleaned["split"] == "test")].groupby("label").head(1)
