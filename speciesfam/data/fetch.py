@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import storage
+from ..errors import SpeciesfamError
 from ..layout import label_slug
 
 if TYPE_CHECKING:
@@ -32,8 +33,8 @@ RANKS = ("phylum", "class", "order", "family", "genus", "species")
 FILE_NAME = re.compile(r"^(\d+)_(\d+)_eol_full-size-copy\.jpe?g$", re.IGNORECASE)
 
 
-class FetchError(RuntimeError):
-    """The dataset could not be downloaded or laid out; the message says what to do."""
+class FetchError(SpeciesfamError, RuntimeError):
+    """The dataset could not be downloaded or laid out; the message says what to do (the CLI: one line, exit 2)."""
 
 
 def download(out: Path, revision: str | None = None) -> Path:
