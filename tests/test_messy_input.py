@@ -300,3 +300,28 @@ def test_a_messy_bucket_is_accounted_like_a_folder(tmp_path, monkeypatch):
         assert by_status(m) == {"conflict": 2, "too_small": 2}
     finally:
         server.stop()
+
+
+@pytest.mark.slow  # ~60 s on the shared 2-core machine (Ray Data clean pipeline)
+def test_exact_labels_survive_clean_and_nothing_is_written_outside_run(tmp_path, ray_session):
+    """Observed: 'NA' and empty labels crashed clean with a TypeError; a label ../../../../tmp/x made clean write
+    its gallery outside RUN. (Needs clean's galleries named through label_slug.)"""
+    from speciesfam.config import CleanConfig
+    from speciesfam.data.clean import run_clean
+
+    labels = ["007", "7", "NA", "../../../../x"]
+    rows = [(png(tmp_path / "data" / f"{i}_{j}.png", 40 * i + j * 5), lab) for i, lab in enumerate(labels)
+            for j in range(6)] + [(png(tmp_path / "data" / "e.png", 999), "")]
+    write_manifest(tmp_path / "data" / "list.csv", rows)
+    run = tmp_path / "a" / "b" / "c" / "run"  # deep: a label's ../ would still land inside tmp_path
+    manifest = run_catalog(str(tmp_path / "data" / "list.csv"), str(run), SMALL)
+    before = {p for p in tmp_path.rglob("*") if not p.is_relative_to(run)}
+    cleaned = run_clean(str(run), CleanConfig(embedder="speciesfam.data.embedders:color_histogram_embedder",
+                                              detector="centroid", contamination=0.0, batch_size=8))
+    assert {p for p in tmp_path.rglob("*") if not p.is_relative_to(run)} == before
+    assert dict(zip(cleaned["path"], cleaned["label"])) == dict(zip(manifest["path"], manifest["label"]))
+    assert sorted(cleaned.loc[cleaned["status"] == "ok", "label"].unique()) == sorted(labels)
+    stored = pq.read_table(run / layout.CLEAN_MANIFEST).column("label").to_pylist()
+    assert sorted(stored) == sorted(lab for _, lab in rows)
+    names = [p.name for p in (run / layout.GALLERY).iterdir()]
+    assert all(any(n.startswith(label_slug(lab)) for n in names) for lab in labels), names
