@@ -53,11 +53,9 @@ def _inspect(path: str) -> dict:
         data = _read(path)
     except FileNotFoundError:
         return {"status": layout.UNREADABLE_STATUS, "reason": "file not found"}
-    except IsADirectoryError:
-        return {"status": layout.UNREADABLE_STATUS, "reason": "a folder, not a file"}
     except PermissionError:
         return {"status": layout.UNREADABLE_STATUS, "reason": "permission denied"}
-    except (OSError, ValueError) as err:  # pyarrow raises OSError, or ArrowInvalid (a ValueError) for bad URIs
+    except (OSError, ValueError) as err:  # a folder, an I/O error; ArrowInvalid (a ValueError) for a bad URI
         return {"status": layout.UNREADABLE_STATUS, "reason": f"cannot read file: {err}"}
     if data is None:
         return {"status": layout.UNREADABLE_STATUS,
