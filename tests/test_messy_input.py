@@ -119,6 +119,17 @@ def test_labels_stay_exactly_as_written(tmp_path):
     assert "| a\\|b |" in (tmp_path / "run" / layout.CATALOG_MD).read_text()  # a table cell, not a new column
 
 
+def test_look_alike_labels_stay_apart_and_are_named(tmp_path):
+    labels = ["Felidae", "felidae", "Felidae ", "\uff26elidae", "Ranidae"]  # \uff26: fullwidth F
+    rows = [(png(tmp_path / "img" / f"{i}_{j}.png", 10 * i + j), lab) for i, lab in enumerate(labels)
+            for j in range(3)]
+    write_manifest(tmp_path / "list.csv", rows)
+    m = run_catalog(str(tmp_path / "list.csv"), str(tmp_path / "run"), SMALL)
+    assert m.loc[m["status"] == "ok", "label"].nunique() == 5
+    md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    assert "## Labels that look alike" in md and "- `Felidae`, `Felidae `, `felidae`, `\uff26elidae`\n" in md
+
+
 def test_parquet_numbers_become_their_text(tmp_path):
     paths = [png(tmp_path / "img" / f"{i}.png", i) for i in range(9)]
     table = pa.table({"path": paths, "label": pa.array([7, 7, 7, 12, 12, 12, None, 7, 12], pa.float64())})

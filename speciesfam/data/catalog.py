@@ -157,6 +157,17 @@ def _md(text: object) -> str:
     return text.replace("|", "\\|")
 
 
+def look_alike_labels(labels) -> list[list[str]]:
+    """Groups of two or more labels equal up to case, surrounding whitespace and Unicode compatibility forms
+    (``Felidae``, ``felidae``, ``Felidae `` and ``Ｆelidae``), sorted."""
+    import unicodedata
+
+    groups: dict[str, set[str]] = {}
+    for lab in labels:
+        groups.setdefault(unicodedata.normalize("NFKC", lab).strip().casefold(), set()).add(lab)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
 def report(manifest: "pd.DataFrame", source: str) -> str:
     """A short Markdown report: inputs seen = rows written, counts per status, families, what was not used."""
     status = manifest["status"].value_counts()
@@ -176,6 +187,12 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
               "| family | train | val | test | class weight |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {_md(lab)} | {r['train']} | {r['val']} | {r['test']} | {weights.get(lab, 0):.3f} |"
               for lab, r in table.iterrows()]
+    alike = look_alike_labels(manifest["label"].dropna().unique())
+    if alike:
+        lines += ["", "## Labels that look alike", "", "Kept as separate families (labels are used exactly as "
+                  "written); fix the source if they are one family:", ""]
+        lines += ["- " + ", ".join(f"`{_md(lab)}`" if lab.strip() else repr(lab) for lab in group)
+                  for group in alike[:NOT_USED_SHOWN]]
     not_used = manifest[~manifest["status"].isin([layout.OK, layout.DUPLICATE])]
     if len(not_used):
         lines += ["", "## Not used", "", f"{len(not_used)} rows; the first {NOT_USED_SHOWN} of each status are "
