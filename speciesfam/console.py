@@ -5,8 +5,8 @@ TensorFlow's C++ logs, absl, gRPC and glog quiet unless ``--verbose`` (``SPECIES
 ``setup`` sets them in this process's environment, ``worker_env`` hands them to Ray's runtime environment,
 and ``log_to_driver`` keeps the workers' own output in Ray's log files instead of the console. Ray Data's
 progress bar stays. A search prints one line per finished trial (``TrialLines``), and ``stage_logs``
-keeps everything in full under ``RUN/logs/``: the driver's log records at INFO and, at the end, a copy of
-the Ray worker logs written during the stage.
+keeps the logs under ``RUN/logs/``: this process's log records and, at the end, a copy of the Ray logs
+written during the stage (the workers' stdout/stderr in full, Ray Data's own log).
 """
 
 from __future__ import annotations
@@ -26,17 +26,17 @@ VERBOSE_ENV = "SPECIESFAM_VERBOSE"
 
 # Start-up noise of the frameworks, off unless --verbose. A value the user set wins (setdefault).
 QUIET_ENV = {
-    "TF_CPP_MIN_LOG_LEVEL": "3",  # 3: C++ INFO/WARNING/ERROR off (the CUDA plugin "factory already
-    #                               registered" and cuInit probes on CPU machines are ERROR-level lines)
+    # TensorFlow's C++ INFO/WARNING/ERROR lines after start-up; its start-up lines (oneDNN, CUDA probes) go
+    # through absl before absl is initialised and ignore this: see quiet_stderr.
+    "TF_CPP_MIN_LOG_LEVEL": "3",
     "GRPC_VERBOSITY": "ERROR",  # MultiWorkerMirroredStrategy's collective gRPC channels
     "GLOG_minloglevel": "2",
-    "ABSL_MIN_LOG_LEVEL": "2",  # absl C++ logging (TF's "All log messages before absl::InitializeLog()")
-    "TF_ENABLE_ONEDNN_OPTS_MESSAGE": "0",
     "PYTHONWARNINGS": "ignore::DeprecationWarning,ignore::FutureWarning",
     # Tune's newer console output prints its experiment box even at verbose=0; the classic reporter is silent.
     "RAY_AIR_NEW_OUTPUT": "0",
 }
-# Python loggers whose INFO records are framework chatter on the console (they still reach RUN/logs/).
+# Python loggers held at WARNING in this process unless verbose (their INFO records are dropped here; Ray
+# Data keeps its own full log file, which stage_logs copies to RUN/logs/ray/).
 NOISY_LOGGERS = ("ray", "ray.tune", "ray.train", "tensorflow", "absl", "h5py", "matplotlib",
                  "urllib3", "filelock", "PIL", "py.warnings")
 
