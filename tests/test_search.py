@@ -232,7 +232,9 @@ def test_unreachable_data_fails_before_any_trial(tmp_path, ray_session):
     manifest = pd.DataFrame({"path": ["/nowhere/a.jpg", "/nowhere/b.jpg"], "label": ["A", "B"],
                              "status": ["ok", "ok"], "split": ["train", "val"]})
     manifest.to_parquet(tmp_path / "clean_manifest.parquet")
-    with pytest.raises(FileNotFoundError, match="cannot be read from here, e.g. '/nowhere/a.jpg'"):
+    from speciesfam.errors import SpeciesfamError
+
+    with pytest.raises(SpeciesfamError, match="cannot be read from here, e.g. '/nowhere/a.jpg'"):
         run_search(str(tmp_path), TuneConfig(cpus_per_worker=0.5, smoke_test=True))
     assert not (tmp_path / "tune").exists()
 
