@@ -15,6 +15,20 @@ from .. import layout, storage
 if TYPE_CHECKING:
     import pandas as pd
 
+def prepare_wandb(cfg) -> None:
+    """Set this process's W&B environment for ``cfg.wandb`` BEFORE Ray starts (Ray's processes copy it).
+
+    ``offline`` sets ``WANDB_MODE=offline`` (Ray's ``WandbLoggerCallback`` otherwise asks for an API key) and
+    drops ``WANDB_API_KEY``, which offline runs never need and Ray would otherwise hold in its processes'
+    environments and runtime-env logs. ``disabled`` leaves the environment alone.
+    """
+    if cfg.wandb == "offline":
+        os.environ["WANDB_MODE"] = "offline"
+        os.environ.pop("WANDB_API_KEY", None)
+    elif cfg.wandb == "online" and os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
+        os.environ["WANDB_MODE"] = "online"
+
+
 def callbacks(cfg, name: str, experiment_dir: str) -> list:
     """Tune callbacks for ``cfg.wandb`` (``disabled`` | ``offline`` | ``online``).
 
@@ -27,11 +41,8 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
         return []
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    if cfg.wandb == "offline":
-        # Offline runs need no key, and Ray's callback would forward it to its logging actor through the
-        # runtime environment, which Ray's runtime_env_agent.log records: drop it from this process.
-        os.environ.pop("WANDB_API_KEY", None)
-    elif "WANDB_API_KEY" in os.environ:
+    prepare_wandb(cfg)  # normally done before Ray starts (run_search); harmless to repeat
+    if cfg.wandb == "online" and "WANDB_API_KEY" in os.environ:
         import warnings
 
         warnings.warn("W&B online with WANDB_API_KEY set: Ray's WandbLoggerCallback forwards the key in its "
@@ -169,11 +180,11 @@ def merge_trials(old: "pd.DataFrame", new: "pd.DataFrame") -> tuple["pd.DataFram
 
 def write_trial_table(results, workdir: str, kind: str | None = None) -> "pd.DataFrame":
     """Write RUN/trials.csv (this search's trials merged with earlier searches on the same val split),
-    RUN/trials.md and this search's RUN/search_progress.png; returns the merged table."""
-    df = trial_table(results, kind, val_split_id(workdir))
+    RUN/trials.md and this search's RUN/search_progress.png; returns this search's trials."""
+    new = df = trial_table(results, kind, val_split_id(workdir))
     uri = layout.path(workdir, layout.TRIALS)
     if storage.exists(uri):
-        df, stale = merge_trials(storage.read_table(uri), df)
+        df, stale = merge_trials(storage.read_table(uri), new)
         if stale:
             print(f"tune: dropped {stale} trials of {uri} scored on another val split (catalog or clean re-run)")
     storage.write_table(df, uri)
@@ -181,7 +192,7 @@ def write_trial_table(results, workdir: str, kind: str | None = None) -> "pd.Dat
     from ..plots import search_progress
 
     search_progress(results, layout.path(workdir, layout.SEARCH_PROGRESS), layout.METRIC)
-    return df
+    return new
 
 
 def write_trials_md(workdir: str, df: "pd.DataFrame", exported: dict[str, Any] | None = None) -> None:
