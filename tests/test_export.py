@@ -255,6 +255,6 @@ def test_export_compares_cnn_and_probe_trials_and_says_which_it_took(probe_run, 
     write_cnn_trial(run, "cnnhigh", f1=1.0, seed=1)  # ties with a perfect probe go to the faster trial
     assert main(["export", "--workdir", str(run)]) == 0
     said = capsys.readouterr().out
-    assert "exported trial cnnhigh (cnn, scratch_sequential)" in said and "the best probe trial" in said
+    assert "(cnn, scratch_sequential, trial cnnhigh): highest val_macro_f1" in said and "the best probe trial" in said
     assert json.loads((run / "bundle" / "config.json").read_text())["kind"] == "cnn"
     assert "**Exported**: trial `cnnhigh` (cnn" in (run / "trials.md").read_text()
