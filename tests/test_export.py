@@ -163,47 +163,12 @@ def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
 
 @pytest.mark.slow  # two actor pools that each load torch, open_clip and TensorFlow (~1-2 min on 2 cores)
 def test_batch_prediction_over_a_folder_accounts_for_every_file_and_resumes(probe_bundle, collection, tmp_path,
-                                                                            capsys):
-    """The probe bundle in Ray Data actors (torch then TensorFlow in each); test_bundle.py has the same with a
-    CNN bundle in the fast set."""
-    from speciesfam.cli import main
-    from speciesfam.predict import predict_collection, predict_files
+                                                                            ray_session, capsys):
+    """The probe bundle in Ray Data actors (torch then TensorFlow in each); test_bundle.py runs the same checks
+    on a CNN bundle in the fast set."""
+    from test_bundle import check_batch_prediction
 
-    root, _ = collection
-    folder = tmp_path / "photos"
-    shutil.copytree(root, folder)
-    (folder / "notes.txt").write_text("not an image")
-    (folder / "Felidae" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
-    out = tmp_path / "predictions.parquet"
-    rc = main(["predict", str(probe_bundle), str(folder), "--out", str(out), "--top-k", "2", "--batch-size", "8"])
-    assert rc == 1 and f"wrote {out}: {len(files)} rows" in capsys.readouterr().out  # 1: some rows failed
-    table = pd.read_parquet(out)
-    assert sorted(table["path"]) == files and table["path"].is_unique
-    bad = table[table["error"] != ""]
-    assert {Path(p).name for p in bad["path"]} >= {"notes.txt", "broken.jpg"}
-    assert bad["family"].isna().all() and bad["top_families"].map(len).eq(0).all()
-    good = table[table["error"] == ""].set_index("path")
-    assert good["top_families"].map(len).eq(2).all() and good["probability"].between(0, 1).all()
-    sample = sorted(good.index)[:4]
-    local = {r["path"]: r["top"] for r in predict_files(str(probe_bundle), sample, top_k=2)}
-    for p in sample:
-        assert good.loc[p, "family"] == local[p][0][0]
-        assert good.loc[p, "probability"] == pytest.approx(local[p][0][1], abs=1e-4)
-    assert not Path(str(out) + ".parts").exists()
-
-    # Resume: a run killed after its first part kept that part; only the other rows are predicted again.
-    parts = Path(str(out) + ".parts")
-    parts.mkdir()
-    table.iloc[:5].to_parquet(parts / "part-a.parquet")
-    out.unlink()
-    again = predict_collection(str(probe_bundle), str(out), source=str(folder), top_k=2, batch_size=8, part_rows=8)
-    assert f"{len(files)} rows, 5 already in" in capsys.readouterr().out
-    assert sorted(again["path"]) == files and again["path"].is_unique
-    assert (again.set_index("path").loc[table["path"][:5], "family"].fillna("") ==
-            table.set_index("path").loc[table["path"][:5], "family"].fillna("")).all()
-    # Nothing left to do: no Ray work, the same table.
-    assert len(predict_collection(str(probe_bundle), str(out), source=str(folder))) == len(files)
+    check_batch_prediction(probe_bundle, collection[0], tmp_path, capsys)
 
 
 @pytest.mark.slow
