@@ -121,6 +121,9 @@ class TuneConfig:
     smoke_test: bool = False
     resume: bool = False  # continue the experiment of the same name in storage_path
     extra: dict = field(default_factory=dict)  # fixed hyperparameters merged under the space
+    init_from: str | None = field(default=None, metadata={"help": (
+        "warm start: the experiment (in the same storage) whose best trial's head and regularisation settings "
+        "the searcher evaluates first, e.g. 'probe' after `speciesfam tune probe`")})
 
     def validate(self) -> None:
         _require(self.kind in ("scratch", "transfer", "probe"), "kind", self.kind, "'scratch', 'transfer' or 'probe'")
@@ -141,6 +144,11 @@ class TuneConfig:
         _require(self.image_size >= 32, "image_size", self.image_size, "an integer >= 32")
         _require(self.wandb in ("disabled", "offline", "online"), "wandb", self.wandb,
                  "'disabled', 'offline' or 'online'")
+        _require(self.init_from is None or (isinstance(self.init_from, str) and self.init_from.strip() != ""
+                                            and "/" not in self.init_from), "init_from", self.init_from,
+                 "None or the name of an earlier experiment in the same storage, e.g. 'probe'")
+        _require(self.init_from is None or self.searcher != "grid", "init_from", self.init_from,
+                 "None with searcher='grid' (a grid has no first points)")
         from .registry import SCHEDULERS, SEARCHERS
 
         SEARCHERS.get(self.searcher)

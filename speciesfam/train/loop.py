@@ -212,6 +212,7 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
             state["since_lr"] = 0
             optimizer.learning_rate.assign(state["lr"])
         metrics.update(epoch=state["epoch"], train_loss=train_loss, lr=state["lr"], phase=state["phase"],
+                       kind=config.get("kind", "transfer" if is_transfer else "scratch"), model=config["model"],
                        global_batch=global_batch, epoch_s=epoch_s,
                        train_img_per_s=steps_per_epoch * global_batch / max(epoch_s, 1e-9))
         stop = state["since_best"] >= int(hp["patience"])  # early stopping: same decision on every worker
