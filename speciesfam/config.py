@@ -121,6 +121,9 @@ class TuneConfig:
     smoke_test: bool = False
     resume: bool = False  # continue the experiment of the same name in storage_path
     extra: dict = field(default_factory=dict)  # fixed hyperparameters merged under the space
+    image_cache: bool = field(default=True, metadata={"help": (
+        "CNN trials read images decoded and resized once into RUN/image_cache/<size>px (uint8; N x size x size x 3 "
+        "bytes of disk) instead of decoding every JPEG in every epoch")})
     init_from: str | None = field(default=None, metadata={"help": (
         "warm start: the experiment (in the same storage) whose best trial's head and regularisation settings "
         "the searcher evaluates first, e.g. 'probe' after `speciesfam tune probe`")})

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import pickle_by_value
 
 from speciesfam.config import TuneConfig
 
@@ -119,3 +120,57 @@ def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_pa
     assert classification_metrics(model.predict(xv, verbose=0), yv, 12)[cfg_metric] == pytest.approx(
         metrics[cfg_metric], abs=1e-6)
     assert (tmp_path / "trials.csv").exists()
+    from speciesfam.tune.warmstart import WARM_KEYS, warm_start_points
+
+    # Warm start of a CNN space from this probe search: the best trial's head/regularisation values, fitted.
+    from search_spaces.scratch import get_search_space
+
+    space = get_search_space(False)
+    (point,) = warm_start_points(str(tmp_path), str(tmp_path / "tune"), "probe", space)
+    assert set(point) == {k for k, v in space.items() if hasattr(v, "sample")}
+    for key in ("head_units", "head_layers", "dropout", "label_smoothing", "class_weighting"):
+        value = best.config[key] if key in best.config else None
+        if key == "dropout":  # the scratch space's dropout is uniform(0.1, 0.6): clipped into it
+            assert point[key] == pytest.approx(min(max(value, 0.1), 0.6))
+        elif value in getattr(space[key], "categories", [value]):
+            assert point[key] == value
+    assert "lr" in point and "lr" not in WARM_KEYS  # sampled from the CNN space, not the probe's
+
+
+def probe_like(config):
+    from ray import tune
+
+    tune.report({"val_macro_f1": config["dropout"], "epoch": 1})
+
+
+@pytest.mark.parametrize("searcher", ["optuna", "random"])
+def test_warm_start_point_is_the_searchers_first_trial(searcher, tmp_path, ray_session):
+    from ray import tune
+
+    from speciesfam.tune.search import make_tuner
+    from speciesfam.tune.warmstart import fit_point
+
+    space = {"dropout": tune.uniform(0.1, 0.6), "head_units": tune.choice([16, 32]), "lr": tune.loguniform(1e-4, 1e-2),
+             "batch_size": 16}
+    point = fit_point({"dropout": 0.05, "head_units": 32, "lr": 0.5, "optimizer": "adam"}, space)
+    assert point["dropout"] == 0.1 and point["head_units"] == 32 and 1e-4 <= point["lr"] <= 1e-2
+    assert set(point) == {"dropout", "head_units", "lr"}  # constants and foreign keys stay out
+    assert fit_point({"head_units": 64}, space, seed=1)["head_units"] in (16, 32)  # not a choice: sampled
+    cfg = TuneConfig(searcher=searcher, scheduler="fifo", num_samples=3, max_epochs=1, max_concurrent=1,
+                     init_from="probe")
+    results = make_tuner(tune.with_resources(probe_like, {"CPU": 0.5}), space, cfg, str(tmp_path), "warm",
+                         points=[point]).fit()
+    first = min(results, key=lambda r: r.metrics["timestamp"])
+    assert {k: first.config[k] for k in point} == pytest.approx(point)
+
+
+def test_init_from_is_validated():
+    for bad in ("", "../probe", 3):  # ConfigError (a ValueError): the field, the value, what is allowed
+        with pytest.raises(ValueError, match="init_from"):
+            TuneConfig(init_from=bad).validate()
+    with pytest.raises(ValueError, match="searcher='grid'"):
+        TuneConfig(init_from="probe", searcher="grid").validate()
+    TuneConfig(init_from="probe").validate()
+
+
+pickle_by_value(__name__)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from typing import Any
 
 from .. import storage
@@ -79,12 +80,13 @@ def _trial(config: dict[str, Any], fixed: dict[str, Any], cfg: TuneConfig, train
 
     from ..train.loop import train_loop_per_worker
 
+    started_at = time.time()  # the trial's start, for the start-up breakdown (train/loop.py run_training)
     hp = dict(config)
     model = hp.pop("model")
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.gpus_per_worker else {})}
     trainer = TensorflowTrainer(
         train_loop_per_worker,
-        train_loop_config={**fixed, "model": model, "hp": hp},
+        train_loop_config={**fixed, "model": model, "hp": hp, "trial_started_at": started_at},
         scaling_config=ScalingConfig(num_workers=cfg.workers_per_trial, use_gpu=cfg.gpus_per_worker > 0,
                                      resources_per_worker=resources),
         run_config=RunConfig(
@@ -140,6 +142,11 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         # Read once here; trials get zero-copy arrays from the object store instead of a Parquet read each.
         trainable = tune.with_parameters(probe_trial, fixed=fixed, data=probe_arrays(workdir, labels))
     else:
+        if cfg.image_cache and "sha256" in manifest.columns:
+            from ..data import image_cache
+
+            cache = image_cache.build(workdir, manifest, cfg.image_size)  # decoded once, read by every trial
+            fixed["image_cache"] = cache if storage.is_remote(cache) else storage.filesystem(cache)[1]
         trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
     trainable = tune.with_resources(trainable, {"CPU": cfg.cpus_per_trial})
     points = None
