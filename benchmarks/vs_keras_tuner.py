@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=475)
     parser.add_argument("--families", type=int, default=10)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--noise", type=float, default=2.0, help="spread of each family (higher: harder)")
+    parser.add_argument("--noise", type=float, default=5.0, help="spread of each family (higher: harder)")
     args = parser.parse_args()
     import pandas as pd
     import ray

@@ -17,7 +17,7 @@ MODEL_ID = "synthetic-gaussian"
 
 
 def make_embedding_run(workdir: str, rows: int = 12_000, dim: int = 512, families: int = 202,
-                       noise: float = 1.2, seed: int = 0) -> dict[str, int]:
+                       noise: float = 4.0, seed: int = 0) -> dict[str, int]:
     """Write a run folder with ``rows`` embeddings of size ``dim``; returns rows per split.
 
     Splits are stratified per family (70/15/15); paths are placeholders (``synthetic://...``): probe trials
