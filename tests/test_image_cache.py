@@ -60,6 +60,7 @@ def test_cached_batches_equal_decoded_batches(catalogued, ray_session):
             np.testing.assert_array_equal(ya, yb)
 
 
+@pytest.mark.slow  # two Ray Train runs (~80 s here); the default suite trains from the cache in the demo's search
 def test_training_from_the_cache_matches_decoding_and_reports_its_start_up(catalogued, tmp_path, ray_session):
     from ray.train import RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
