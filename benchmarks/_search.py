@@ -26,6 +26,7 @@ def probe_search(workdir: str, cfg) -> dict:
     """Run ``run_search(workdir, cfg)`` (a probe search) and summarise it.
 
     Returns: wall (s), best (val macro-F1), epochs (reported in all), trials, processes (distinct trial pids),
+    trial_cpu and driver_cpu (CPU seconds),
     hist (every report, with ``since_start``: seconds from the search's start), start delays (trial started by
     the driver -> its first epoch begins; and -> its first report), in trial start order.
     """
@@ -37,9 +38,11 @@ def probe_search(workdir: str, cfg) -> dict:
     original = tracking.callbacks
     tracking.callbacks = lambda *a, **k: [*original(*a, **k), recorder]
     try:
+        cpu = time.process_time()
         start = time.time()
         results = search.run_search(workdir, cfg)
         wall = time.time() - start
+        driver_cpu = time.process_time() - cpu
     finally:
         tracking.callbacks = original
     hist = pd.concat([r.metrics_dataframe for r in results if r.metrics_dataframe is not None], ignore_index=True)
@@ -49,6 +52,10 @@ def probe_search(workdir: str, cfg) -> dict:
     order = started.argsort()
     return {"wall": wall, "best": float(hist["val_macro_f1"].max()), "epochs": len(hist), "trials": len(results),
             "errors": len(results.errors), "processes": int(hist["pid"].nunique()), "hist": hist, "start": start,
+            # CPU seconds of the trial processes (whole life, imports included) and of this driver process:
+            # what the search costs whatever else runs on the machine (Ray's own daemons not counted).
+            "trial_cpu": float(hist.groupby("pid")["process_cpu_s"].max().sum()) if "process_cpu_s" in hist else
+            float("nan"), "driver_cpu": driver_cpu,
             "to_first_epoch": (first["first_epoch_at"] - started).to_numpy()[order],
             "to_first_report": (first["timestamp"] - started).to_numpy()[order]}
 

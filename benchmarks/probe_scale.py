@@ -48,6 +48,9 @@ def main() -> None:
     print(f"trial started -> first epoch begins, 2nd+ trials (after the first 2 processes): median "
           f"{np.median(later):.3f} s, p90 {np.percentile(later, 90):.3f} s, max {later.max():.3f} s; first two "
           f"{np.round(run['to_first_epoch'][:2], 2).tolist()} s")
+    cpu = run["trial_cpu"] + run["driver_cpu"]
+    print(f"CPU seconds: trial processes {run['trial_cpu']:.1f} + driver {run['driver_cpu']:.1f} = {cpu:.1f}; on 2 "
+          f"otherwise idle cores that is >= {cpu / 2:.1f} s of wall time (Ray's daemons not counted)")
     reports = run["to_first_report"][2:]
     print(f"trial started -> first report (epoch 1 done, a checkpoint written), 2nd+ trials: median "
           f"{np.median(reports):.3f} s, p90 {np.percentile(reports, 90):.3f} s")

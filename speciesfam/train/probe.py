@@ -211,7 +211,8 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
 
     ``fixed``: ``labels``, ``max_epochs``, ``seed``, ``embedding_model``; ``data``: ``probe_arrays``'s output
     (from the object store). Reports ``kind``/``model`` ("probe") and, for the trial-start benchmark,
-    ``started_at`` and ``first_epoch_at`` (Unix seconds) and ``pid`` (process reuse).
+    ``started_at`` and ``first_epoch_at`` (Unix seconds), ``pid`` (process reuse) and ``process_cpu_s`` (CPU
+    seconds this process has used so far, all threads: what a search costs, independent of other load).
     """
     from ray import tune
 
@@ -230,7 +231,8 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
         metrics = classification_metrics(probs, yv, len(labels)) if len(yv) else {
             "val_macro_f1": 0.0, "val_accuracy": 0.0, "val_top5": 0.0}
         metrics.update(epoch=epoch, train_loss=loss, epoch_s=time.time() - epoch_start, kind="probe", model="probe",
-                       started_at=started_at, first_epoch_at=first_epoch_at, pid=os.getpid())
+                       started_at=started_at, first_epoch_at=first_epoch_at, pid=os.getpid(),
+                       process_cpu_s=time.process_time())
         improved = metrics["val_macro_f1"] > best + 1e-6
         best, since_best = max(best, metrics["val_macro_f1"]), 0 if improved else since_best + 1
         if improved:
