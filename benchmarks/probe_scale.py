@@ -1,9 +1,9 @@
 """Scale target of a probe search: 100 trials x up to 30 epochs on 12,000 x 512 embeddings (the reference data's
-size: 202 families of 29-300 images, generated Gaussian families), ASHA (grace 1, reduction factor 2: the
-defaults), Optuna TPE, 2 trials at a time on 2 CPUs. Target: <= 3 minutes. Also prints the trial-start figures
+size: 202 families of 29-300 images, generated Gaussian families), ASHA (default grace 1, reduction factor 2),
+Optuna TPE, 2 trials at a time on 2 CPUs. Target: <= 3 minutes. Also prints the trial-start figures
 (driver starts a trial -> its first epoch begins / its first report).
 
-    python benchmarks/probe_scale.py --num-samples 100 --max-epochs 30
+    python benchmarks/probe_scale.py --num-samples 100 --max-epochs 30 [--reduction-factor 3]
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--families", type=int, default=202)
     parser.add_argument("--scheduler", default="asha")
+    parser.add_argument("--reduction-factor", type=int, default=2)
+    parser.add_argument("--grace-period", type=int, default=1)
     args = parser.parse_args()
     import ray
 
@@ -36,7 +38,8 @@ def main() -> None:
         splits = make_embedding_run(tmp, rows=args.rows, dim=args.dim, families=args.families)
         init_ray(num_cpus=2)
         cfg = TuneConfig(kind="probe", num_samples=args.num_samples, max_epochs=args.max_epochs,
-                         scheduler=args.scheduler, cpus_per_trial=1, max_concurrent=2, seed=0)
+                         scheduler=args.scheduler, reduction_factor=args.reduction_factor,
+                         grace_period=args.grace_period, cpus_per_trial=1, max_concurrent=2, seed=0)
         run = probe_search(tmp, cfg)
         ray.shutdown()
     later = run["to_first_epoch"][2:]
