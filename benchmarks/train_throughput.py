@@ -97,7 +97,8 @@ def trial_startup(workdir: str, size: int, cache: bool) -> dict[str, float]:
     from speciesfam.tune.search import run_search
 
     cfg = TuneConfig(kind="scratch", num_samples=2, max_epochs=1, workers_per_trial=1, cpus_per_worker=0.5,
-                     image_size=size, smoke_test=True, image_cache=cache, name=f"startup-{cache}", scheduler="fifo")
+                     image_size=size, smoke_test=True, image_cache=cache, name=f"startup-{cache}", scheduler="fifo",
+                     weights=None)  # scratch models take no pretrained weights
     t = time.time()
     results = run_search(workdir, cfg)
     first = pd.DataFrame([r.metrics_dataframe.iloc[0] for r in results])
