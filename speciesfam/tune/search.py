@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from .. import storage
-from ..config import ConfigError, TuneConfig
+from ..config import TuneConfig
+from ..errors import ConfigError, SearchFailedError, SpeciesfamError
 from ..data.catalog import load_manifest
 from ..registry import SCHEDULERS, SEARCHERS
 
@@ -110,7 +111,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     from ray import tune
 
     from ..raycluster import check_shared, init_ray
-    from .tracking import write_trial_table
+    from .tracking import prepare_wandb, write_trial_table
 
     cfg.validate()
     space = load_space(cfg)
@@ -118,7 +119,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     manifest = load_manifest(manifest_uri)
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
     if len(labels) < 2:
-        raise ValueError(f"{manifest_uri} has {len(labels)} usable families; classification needs at least 2")
+        raise SpeciesfamError(f"{manifest_uri} has {len(labels)} usable families; classification needs at least 2")
+    prepare_wandb(cfg)  # before Ray starts: its processes copy this process's environment
     init_ray(address)
     check_resources(cfg)
     storage_path = cfg.storage_path or storage.join(workdir, "tune")
@@ -129,10 +131,12 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     check_shared(manifest_uri, "workdir")
     sample = manifest.loc[manifest["status"] == "ok", "path"].iloc[0]
     if cfg.kind != "probe" and not storage.exists(sample):  # probe trials read embeddings, not images
-        raise FileNotFoundError(f"{manifest_uri} lists images that cannot be read from here, e.g. {sample!r}; is "
+        raise SpeciesfamError(f"{manifest_uri} lists images that cannot be read from here, e.g. {sample!r}; is "
                                 "the data path mounted (or the bucket readable) on this machine?")
     fixed = {"manifest": manifest_uri if storage.is_remote(manifest_uri) else storage.filesystem(manifest_uri)[1],
-             "labels": labels, "image_size": cfg.image_size, "weights": cfg.weights, "max_epochs": cfg.max_epochs,
+             "labels": labels, "image_size": cfg.image_size,
+             # pretrained weights exist for transfer backbones only; scratch CNNs start from random weights
+             "weights": cfg.weights if cfg.kind == "transfer" else None, "max_epochs": cfg.max_epochs,
              "seed": cfg.seed, "kind": cfg.kind}
     if cfg.kind == "probe":
         from ..train.probe import probe_arrays, probe_trial
@@ -156,8 +160,18 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
     results = make_tuner(trainable, space, cfg, storage_path, name, points=points,
                          reuse_actors=cfg.kind == "probe").fit()
-    write_trial_table(results, workdir)
+    table = write_trial_table(results, workdir)
+    check_some_trial_trained(table)
     return results
+
+
+def check_some_trial_trained(table) -> None:
+    """A search whose every trial failed trained nothing: raise (the CLI exits 1) with the first errors."""
+    if len(table) and (table["status"] == "ok").any():
+        return
+    errors = table["error"].dropna().astype(str).unique().tolist()[:3] if "error" in table else []
+    raise SearchFailedError(f"no trial of {len(table)} finished successfully"
+                            f"{': ' + ' | '.join(errors) if errors else ''}; see RUN/trials.csv")
 
 
 def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: str, name: str,
@@ -172,6 +186,7 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     """
     from ray import tune
 
+    from .. import console
     from .tracking import callbacks
 
     experiment = storage.join(storage_path, name)
@@ -186,6 +201,9 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed, points=points),
             scheduler=SCHEDULERS.get(cfg.scheduler)(cfg), reuse_actors=reuse_actors,
             max_concurrent_trials=cfg.max_concurrent, time_budget_s=cfg.time_budget_s),
-        run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks(cfg, name, experiment),
-                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures)),
+        run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=[
+            *callbacks(cfg, name, experiment),
+            console.trial_lines_callback(cfg.num_samples, console.scheduler_name(cfg.scheduler), cfg.max_epochs)],
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            verbose=console.tune_verbosity()),  # one line per trial instead of Tune's status tables
     )
