@@ -168,6 +168,10 @@ class TuneConfig:
                                   "(minutes on 2 CPUs)")
     resume: bool = opt(False, "continue the experiment of the same name in storage_path")
     extra: dict = opt({}, "fixed hyperparameters merged under the space, as JSON (e.g. '{\"batch_size\": 32}')")
+    image_cache: bool = opt(True, "CNN trials read images decoded and resized once into RUN/image_cache/<size>px "
+                                  "(uint8, N x size x size x 3 bytes) instead of decoding every JPEG every epoch")
+    init_from: str | None = opt(None, "warm start: the earlier experiment in the same storage (e.g. probe) whose "
+                                      "best trial's head and regularisation settings the searcher tries first")
 
     @classmethod
     def smoke(cls, **overrides: Any) -> "TuneConfig":
@@ -197,6 +201,11 @@ class TuneConfig:
         _require(self.wandb in ("disabled", "offline", "online"), "wandb", self.wandb,
                  "'disabled', 'offline' or 'online'")
         _require(isinstance(self.extra, dict), "extra", self.extra, "a mapping of fixed hyperparameters")
+        _require(self.init_from is None or (isinstance(self.init_from, str) and self.init_from.strip() != ""
+                                            and "/" not in self.init_from), "init_from", self.init_from,
+                 "None or the name of an earlier experiment in the same storage, e.g. 'probe'")
+        _require(self.init_from is None or self.searcher != "grid", "init_from", self.init_from,
+                 "None with searcher='grid' (a grid has no first points)")
         from .registry import SCHEDULERS, SEARCHERS
 
         SEARCHERS.get(self.searcher)

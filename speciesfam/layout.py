@@ -29,6 +29,7 @@ GALLERY = "gallery"
 CLASS_COUNTS = "class_counts.png"
 CLEAN_MD = "clean.md"
 TUNE_DIR = "tune"                      # tune: Tune storage (default), trial table, progress plot
+IMAGE_CACHE = "image_cache"            # tune: decoded, resized images per size (data/image_cache.py)
 TRIALS = "trials.csv"
 TRIALS_MD = "trials.md"
 SEARCH_PROGRESS = "search_progress.png"

@@ -86,26 +86,6 @@ def test_nan_loss_fails_the_trial_with_a_clear_error(collection, tmp_path, ray_s
         trainer.fit()
 
 
-@pytest.mark.slow  # needs the demo run
-def test_probe_search_on_cached_embeddings(demo_run, tmp_path):
-    import shutil
-
-    from speciesfam.export import export_bundle
-    from speciesfam.tune.search import run_search
-
-    workdir, _ = demo_run
-    for name in ("manifest.parquet", "clean_manifest.parquet", "embeddings.parquet"):
-        shutil.copy(workdir / name, tmp_path / name)
-    shutil.copytree(workdir / "stages", tmp_path / "stages")  # how clean embedded: a probe bundle records it
-    cfg = TuneConfig(kind="probe", num_samples=3, max_epochs=6, smoke_test=True, cpus_per_trial=1, max_concurrent=2)
-    run_search(str(tmp_path), cfg)
-    table = pd.read_csv(tmp_path / "trials.csv")
-    assert len(table) == 3 and (table["status"] == "ok").all()
-    assert table["best_val_macro_f1"].between(0, 1).all() and table["best_checkpoint"].notna().all()
-    assert (table["kind"] == "probe").all()
-    assert json.loads((Path(export_bundle(str(tmp_path))) / "config.json").read_text())["kind"] == "probe"
-
-
 def test_wandb_offline_writes_runs_and_never_the_key(tmp_path, ray_session, monkeypatch):
     from ray import tune
 

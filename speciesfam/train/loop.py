@@ -99,12 +99,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 def run_training(config: dict[str, Any], ctx, report, checkpoint):
     """The training itself, given the Ray Train context, report function and checkpoint to resume from.
-    Returns the trained model (tests compare workers' weights with it)."""
+    Returns the trained model (tests compare workers' weights with it).
+
+    Epoch 1's metrics carry the worker's start-up breakdown in seconds (``startup_imports_s``,
+    ``startup_strategy_s``, ``startup_dataset_s``, ``startup_model_s``, ``startup_first_step_s``) and
+    ``worker_started_at`` (Unix seconds; minus the trial's ``trial_started_at``: the worker group's start).
+    """
+    marks = [("start", time.time())]
     import ray.train
 
     from .._lazy import keras as _keras
     from ..data.catalog import load_manifest
-    from ..data.tfdata import dataset, split_arrays
+    from ..data.tfdata import cached_dataset, dataset, split_arrays
     from ..models import build_model
     from ..models.transfer import unfreeze_top
     from .metrics import classification_metrics, per_class_f1
@@ -112,8 +118,10 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
     keras = _keras()
     import tensorflow as tf
 
+    marks.append(("imports", time.time()))
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    marks.append(("strategy", time.time()))
     hp = hyperparameters(config)
     labels, size, seed = list(config["labels"]), int(config["image_size"]), int(config.get("seed", 0))
     num_classes = len(labels)
@@ -123,22 +131,35 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
     mixed = keras.mixed_precision.global_policy().name == "mixed_float16"
 
     manifest = load_manifest(config["manifest"])
-    train_paths, train_y = split_arrays(manifest, "train", labels)
-    val_paths, val_y = split_arrays(manifest, "val", labels)
+    images, cache_rows = None, None
+    if config.get("image_cache"):  # decoded once per image size by the driver (data/image_cache.py)
+        from ..data import image_cache
+
+        images, cache_rows = image_cache.load(config["image_cache"])
+    train_keys, train_y = split_arrays(manifest, "train", labels, cache_rows)
+    val_keys, val_y = split_arrays(manifest, "val", labels, cache_rows)
     per_worker = int(hp["batch_size"])
     global_batch = per_worker * world
-    steps_per_epoch = max(1, math.ceil(len(train_paths) / global_batch))
+    steps_per_epoch = max(1, math.ceil(len(train_keys) / global_batch))
     cw = tf.constant(class_weight_vector(train_y, num_classes, hp["class_weighting"]))
 
+    def make_dataset(keys, y, batch, **kwargs):
+        if images is not None:
+            return cached_dataset(images, keys, y, batch, **kwargs)
+        return dataset(keys, y, size, batch, **kwargs)
+
     def train_input(ctx_in):
-        return dataset(train_paths, train_y, size, ctx_in.get_per_replica_batch_size(global_batch), shuffle=bool(hp["shuffle"]),
-                       seed=seed, repeat=True, shard=(ctx_in.num_input_pipelines, ctx_in.input_pipeline_id))
+        return make_dataset(train_keys, train_y, ctx_in.get_per_replica_batch_size(global_batch),
+                            shuffle=bool(hp["shuffle"]), seed=seed, repeat=True,
+                            shard=(ctx_in.num_input_pipelines, ctx_in.input_pipeline_id))
 
     train_iter = iter(strategy.distribute_datasets_from_function(train_input))
-    val_ds = dataset(val_paths, val_y, size, 64)
+    val_ds = make_dataset(val_keys, val_y, 64)
+    marks.append(("dataset", time.time()))
 
     with strategy.scope():
         model = build_model(config["model"], num_classes, size, hp, weights=config.get("weights"))
+    marks.append(("model", time.time()))
 
     def new_optimizer(lr: float):
         with strategy.scope():
@@ -193,7 +214,12 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
             step = make_step(optimizer)
         started = time.perf_counter()
         # One host read per epoch (not per step), so GPUs are never stalled waiting for Python.
-        train_loss = float(tf.reduce_mean(tf.stack([step(train_iter) for _ in range(steps_per_epoch)])))
+        losses = [step(train_iter)]
+        if len(marks) == 5:  # the first step of this worker (traced and run)
+            losses[0].numpy()
+            marks.append(("first_step", time.time()))
+        losses += [step(train_iter) for _ in range(steps_per_epoch - 1)]
+        train_loss = float(tf.reduce_mean(tf.stack(losses)))
         epoch_s = time.perf_counter() - started
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss became {train_loss} in epoch {state['epoch'] + 1} "
@@ -212,8 +238,15 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
             state["since_lr"] = 0
             optimizer.learning_rate.assign(state["lr"])
         metrics.update(epoch=state["epoch"], train_loss=train_loss, lr=state["lr"], phase=state["phase"],
+                       kind=config.get("kind", "transfer" if is_transfer else "scratch"), model=config["model"],
                        global_batch=global_batch, epoch_s=epoch_s,
                        train_img_per_s=steps_per_epoch * global_batch / max(epoch_s, 1e-9))
+        if len(marks) == 6:  # this worker's first epoch (also after a resume): its start-up breakdown
+            metrics.update({f"startup_{b}_s": t1 - t0 for (_, t0), (b, t1) in zip(marks, marks[1:])},
+                           worker_started_at=marks[0][1])
+            if config.get("trial_started_at"):
+                metrics["trial_started_at"] = config["trial_started_at"]
+            marks.append(("reported", time.time()))
         stop = state["since_best"] >= int(hp["patience"])  # early stopping: same decision on every worker
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:

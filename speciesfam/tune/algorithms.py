@@ -1,8 +1,9 @@
 """Searchers and schedulers by name (``speciesfam.registry.SEARCHERS`` / ``SCHEDULERS``).
 
-A searcher builder is ``(space, seed) -> Searcher | None`` (None: Tune's own random/grid variant
-generation); a scheduler builder is ``(cfg: TuneConfig) -> TrialScheduler``. Metric and mode are given
-once, to ``tune.TuneConfig``.
+A searcher builder is ``(space, seed, points=None) -> Searcher | None`` (None: Tune's own random/grid variant
+generation); ``points`` are complete configurations to evaluate first (a warm start, ``TuneConfig.init_from``;
+grid search ignores them); a scheduler builder is ``(cfg: TuneConfig) -> TrialScheduler``. Metric and mode are
+given once, to ``tune.TuneConfig``.
 Epochs are Tune iterations: one ``ray.train.report`` per epoch.
 """
 
@@ -19,28 +20,28 @@ def _needs(package: str, searcher: str):
 
 
 @SEARCHERS.register("optuna")
-def optuna_tpe(space: dict[str, Any], seed: int):
+def optuna_tpe(space: dict[str, Any], seed: int, points: list[dict] | None = None):
     """Bayesian optimisation with Optuna's Tree-structured Parzen Estimator (handles categorical choices)."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed))
+    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed), points_to_evaluate=points or None)
 
 
 @SEARCHERS.register("hebo")
-def hebo(space: dict[str, Any], seed: int):
+def hebo(space: dict[str, Any], seed: int, points: list[dict] | None = None):
     try:
         import hebo as _  # noqa: F401
         from ray.tune.search.hebo import HEBOSearch
     except ImportError:
         # HEBO 0.3.6 (the latest) requires numpy<1.25, which this stack (numpy 2) cannot install beside it.
         _needs("HEBO", "hebo")
-    return HEBOSearch(random_state_seed=seed)
+    return HEBOSearch(random_state_seed=seed, points_to_evaluate=points or None)
 
 
 @SEARCHERS.register("bayesopt")
-def bayesopt(space: dict[str, Any], seed: int):
+def bayesopt(space: dict[str, Any], seed: int, points: list[dict] | None = None):
     """Gaussian-process BayesOpt: continuous parameters only, so categorical ones are refused up front."""
     from ray.tune.search.sample import Categorical, Domain
 
@@ -56,17 +57,21 @@ def bayesopt(space: dict[str, Any], seed: int):
     if not hasattr(bayes_opt, "UtilityFunction"):  # Ray's BayesOptSearch uses the 1.x API
         raise ImportError(f"searcher 'bayesopt' needs bayesian-optimization<2 (Ray's integration uses its 1.x API), "
                           f"found {getattr(bayes_opt, '__version__', '?')}: pip install 'bayesian-optimization<2'")
-    return BayesOptSearch(random_state=seed)
+    return BayesOptSearch(random_state=seed, points_to_evaluate=points or None)
 
 
 @SEARCHERS.register("random")
-def random_search(space: dict[str, Any], seed: int):
+def random_search(space: dict[str, Any], seed: int, points: list[dict] | None = None):
     """Tune's own random sampling of the space (None = BasicVariantGenerator)."""
-    return None
+    if not points:
+        return None
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(points_to_evaluate=points)
 
 
 @SEARCHERS.register("grid")
-def grid_search(space: dict[str, Any], seed: int):
+def grid_search(space: dict[str, Any], seed: int, points: list[dict] | None = None):
     """Every combination of ``tune.grid_search`` values (num_samples repeats the grid)."""
     return None
 

@@ -3,13 +3,15 @@
 Each scratch/transfer trial is a function trainable that runs a Ray Train ``TensorflowTrainer`` on
 ``cfg.workers_per_trial`` workers (``train_loop_per_worker``); ``TuneReportCallback`` forwards every epoch's
 metrics and checkpoint path to Tune, so searchers and ASHA see ``val_macro_f1`` per epoch. Probe trials
-(``models/probe.py``) train a head on cached embeddings in the trial process itself.
+(``train/probe.py``) train a head on cached embeddings in the trial process itself; Tune reuses their
+processes from trial to trial (``reuse_actors``), and the embeddings reach them through the object store.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import time
 from typing import Any
 
 from .. import storage
@@ -79,12 +81,13 @@ def _trial(config: dict[str, Any], fixed: dict[str, Any], cfg: TuneConfig, train
 
     from ..train.loop import train_loop_per_worker
 
+    started_at = time.time()  # the trial's start, for the start-up breakdown (train/loop.py run_training)
     hp = dict(config)
     model = hp.pop("model")
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.gpus_per_worker else {})}
     trainer = TensorflowTrainer(
         train_loop_per_worker,
-        train_loop_config={**fixed, "model": model, "hp": hp},
+        train_loop_config={**fixed, "model": model, "hp": hp, "trial_started_at": started_at},
         scaling_config=ScalingConfig(num_workers=cfg.workers_per_trial, use_gpu=cfg.gpus_per_worker > 0,
                                      resources_per_worker=resources),
         run_config=RunConfig(
@@ -107,7 +110,6 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
 
     from ray import tune
 
-    from ..models.probe import probe_trial
     from ..raycluster import check_shared, init_ray
     from .tracking import prepare_wandb, write_trial_table
 
@@ -128,25 +130,36 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     check_shared(storage_path, "storage_path")
     check_shared(manifest_uri, "workdir")
     sample = manifest.loc[manifest["status"] == "ok", "path"].iloc[0]
-    if not storage.exists(sample):
+    if cfg.kind != "probe" and not storage.exists(sample):  # probe trials read embeddings, not images
         raise SpeciesfamError(f"{manifest_uri} lists images that cannot be read from here, e.g. {sample!r}; is "
                                 "the data path mounted (or the bucket readable) on this machine?")
     fixed = {"manifest": manifest_uri if storage.is_remote(manifest_uri) else storage.filesystem(manifest_uri)[1],
              "labels": labels, "image_size": cfg.image_size,
              # pretrained weights exist for transfer backbones only; scratch CNNs start from random weights
              "weights": cfg.weights if cfg.kind == "transfer" else None, "max_epochs": cfg.max_epochs,
-             "seed": cfg.seed}
+             "seed": cfg.seed, "kind": cfg.kind}
     if cfg.kind == "probe":
-        from ..data.embedders import model_id
+        from ..train.probe import probe_arrays, probe_trial
 
-        fixed.update(workdir=workdir if storage.is_remote(workdir) else storage.filesystem(workdir)[1])
         emb = storage.read_table(storage.join(workdir, "embeddings.parquet"), stage_hint="speciesfam clean --workdir RUN")
         fixed["embedding_model"] = str(emb["model_id"].iloc[0]) if len(emb) else None
-        trainable = partial(probe_trial, fixed=fixed)
+        # Read once here; trials get zero-copy arrays from the object store instead of a Parquet read each.
+        trainable = tune.with_parameters(probe_trial, fixed=fixed, data=probe_arrays(workdir, labels))
     else:
+        if cfg.image_cache and "sha256" in manifest.columns:
+            from ..data import image_cache
+
+            cache = image_cache.build(workdir, manifest, cfg.image_size)  # decoded once, read by every trial
+            fixed["image_cache"] = cache if storage.is_remote(cache) else storage.filesystem(cache)[1]
         trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
     trainable = tune.with_resources(trainable, {"CPU": cfg.cpus_per_trial})
-    results = make_tuner(trainable, space, cfg, storage_path, name).fit()
+    points = None
+    if cfg.init_from:
+        from .warmstart import warm_start_points
+
+        points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
+    results = make_tuner(trainable, space, cfg, storage_path, name, points=points,
+                         reuse_actors=cfg.kind == "probe").fit()
     table = write_trial_table(results, workdir, kind=cfg.kind)  # this search's trials
     check_some_trial_trained(table)
     return results
@@ -161,9 +174,16 @@ def check_some_trial_trained(table) -> None:
                             f"{': ' + ' | '.join(errors) if errors else ''}; see RUN/trials.csv")
 
 
-def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: str, name: str):
+def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: str, name: str,
+               points: list[dict] | None = None, reuse_actors: bool = False):
     """The Tuner for any trainable (the real trial, or toy ones in tests): searcher, scheduler, budget,
-    retries and tracking from ``cfg``; with ``cfg.resume``, the stored experiment continued."""
+    retries and tracking from ``cfg``; with ``cfg.resume``, the stored experiment continued.
+
+    Args:
+        points: configurations the searcher evaluates first (a warm start).
+        reuse_actors: run later trials in finished trials' processes (no new process, imports already paid;
+            the trainable must reset whatever a trial leaves behind in its process).
+    """
     from ray import tune
 
     from .. import console
@@ -178,8 +198,8 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
         param_space=space,
         tune_config=tune.TuneConfig(
             metric=METRIC, mode=MODE, num_samples=cfg.num_samples,
-            search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed),
-            scheduler=SCHEDULERS.get(cfg.scheduler)(cfg),
+            search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed, points=points),
+            scheduler=SCHEDULERS.get(cfg.scheduler)(cfg), reuse_actors=reuse_actors,
             max_concurrent_trials=cfg.max_concurrent, time_budget_s=cfg.time_budget_s),
         run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=[
             *callbacks(cfg, name, experiment),

@@ -1,0 +1,94 @@
+"""Decoded-image cache: every usable image decoded and resized once per image size, then read by every trial.
+
+Without it each CNN trial decodes and resizes every JPEG again in every epoch. The cache of a run lives in
+RUN/image_cache/<size>px/ (shared storage on a cluster, like the run folder): ``images.npy``, a uint8 array
+of shape (N, size, size, 3) made by the one decode path (``data.images.decode_rgb``), and ``index.parquet``,
+the sha256 of each row (written last: a cache without its index is incomplete and is rebuilt). Images are
+keyed by content, so duplicates share a row and a re-run catalog reuses what is still there. The tune driver
+builds it before the first trial, decoding in Ray tasks spread over the cluster; trials open it read-only
+(memory-mapped on local disk and NFS; object-store caches are read whole into memory).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import layout, storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+IMAGES, INDEX = "images.npy", "index.parquet"
+CHUNK = 64  # images per decode task: large enough to amortise a task, small enough to spread over workers
+
+
+def cache_uri(workdir: str, size: int) -> str:
+    return layout.path(workdir, layout.IMAGE_CACHE, f"{size}px")
+
+
+def _decode_chunk(paths: list[str], size: int) -> np.ndarray:
+    from .images import DecodeError, decode_rgb
+
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    for i, path in enumerate(paths):
+        try:
+            out[i] = decode_rgb(storage.read_bytes(path), size=size)
+        except (DecodeError, OSError) as err:
+            raise DecodeError(f"{path}: {err}; it was readable when catalogued: re-run `speciesfam catalog`") from err
+    return out
+
+
+def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
+    """Make sure the cache of ``size`` holds every usable image of ``manifest``; returns the cache's URI.
+
+    Reuses a complete cache that already covers them (no decoding at all); otherwise decodes them all in Ray
+    tasks and writes the cache atomically (array first, index last).
+    """
+    import pandas as pd
+    import ray
+
+    uri = cache_uri(workdir, size)
+    rows = manifest[manifest["status"] == layout.OK].drop_duplicates("sha256")
+    if storage.exists(storage.join(uri, INDEX)):
+        have = set(storage.read_table(storage.join(uri, INDEX))["sha256"])
+        if set(rows["sha256"]) <= have:
+            return uri
+    decode = ray.remote(num_cpus=1)(_decode_chunk)
+    paths = rows["path"].tolist()
+    refs = [decode.remote(paths[i:i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, IMAGES)
+        images = np.lib.format.open_memmap(local, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+        for i, ref in enumerate(refs):  # in order, so row k is paths[k]
+            images[i * CHUNK:(i + 1) * CHUNK] = ray.get(ref)
+        images.flush()
+        del images
+        fs, path = storage.filesystem(storage.join(uri, IMAGES))
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        if fs.type_name == "local":
+            shutil.move(local, f"{path}.tmp")
+            os.replace(f"{path}.tmp", path)
+        else:
+            with open(local, "rb") as src, fs.open_output_stream(path) as dst:
+                shutil.copyfileobj(src, dst, 16 << 20)
+    storage.write_table(pd.DataFrame({"sha256": rows["sha256"].to_numpy()}), storage.join(uri, INDEX))
+    return uri
+
+
+def load(uri: str) -> tuple[np.ndarray, dict[str, int]]:
+    """(images, row of each sha256) of a built cache; local caches are memory-mapped read-only."""
+    index = storage.read_table(storage.join(uri, INDEX), stage_hint="speciesfam tune (it builds the image cache)")
+    images_uri = storage.join(uri, IMAGES)
+    if storage.is_remote(images_uri):
+        images = np.load(io.BytesIO(storage.read_bytes(images_uri)))
+    else:
+        images = np.load(storage.filesystem(images_uri)[1], mmap_mode="r")
+    if len(images) != len(index):
+        raise ValueError(f"{uri}: {len(images)} images but {len(index)} index rows; delete the folder to rebuild it")
+    return images, {sha: i for i, sha in enumerate(index["sha256"])}

@@ -1,0 +1,247 @@
+"""The probe trial: train ``models.probe.build_probe``'s head on the clean stage's cached embeddings.
+
+A probe search runs hundreds of trials of a few seconds each, so a trial's fixed costs decide its speed
+(measured in benchmarks/RESULTS.md, "Search speed"):
+
+- Tune reuses trial processes (``reuse_actors=True``): TensorFlow is imported once per process, not per trial;
+- the driver reads the embeddings once and hands them to every trial through Ray's object store
+  (``tune.with_parameters``: zero-copy numpy arrays, no Parquet read per trial);
+- one epoch, validation included, is one call of a TensorFlow graph (a ``tf.while_loop`` over mini-batches,
+  no Python per step); the graph takes weights, optimizer state and hyperparameters as arguments, so it is
+  traced once per (number of layers, optimizer) per process and every later trial of that family reuses it;
+- every epoch is reported; a checkpoint (weights only) is written only when val macro-F1 improves.
+
+The graph is exactly ``build_probe``'s: Dense(relu) -> Dropout per layer, then softmax; weight init, Adam,
+AdamW and SGD (momentum 0.9, Nesterov) follow Keras 3's definitions, and the checkpoint is Keras's own
+``save_weights`` of ``build_probe(num_classes, dim, hp)`` (tests load it and compare predictions).
+
+Checkpoint folder (the contract with export): ``probe.weights.h5``, ``config.json`` = {"kind": "probe",
+"model": "probe", "labels", "hp" (all hyperparameters), "embedding_dim", "embedding_model"} and
+``metrics.json`` (that epoch's metrics with ``per_class_f1``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any, Iterator
+
+import numpy as np
+
+from .. import storage
+from .loop import class_weight_vector, hyperparameters
+
+WEIGHTS = "probe.weights.h5"
+PROBE_HP = {"head_units": 128, "head_layers": 1, "dropout": 0.3}  # build_probe's defaults (models.head)
+# Per process, across the trials Tune runs in it: graphs by (layers, optimizer) and Keras models (used only
+# to write weights files) by shape. A reused process starts its next trial with both already built.
+_GRAPHS: dict[tuple[int, str], Any] = {}
+_MODELS: dict[tuple[int, int, int, int], Any] = {}
+_THREADS_SET = False
+
+
+def probe_arrays(workdir: str, labels: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(float32 embeddings, int32 label ids) per split, from RUN/embeddings.parquet and the cleaned manifest."""
+    from .. import layout
+    from ..data.catalog import load_manifest
+
+    emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint="speciesfam clean --workdir RUN")
+    manifest = load_manifest(layout.path(workdir, layout.CLEAN_MANIFEST), stage="speciesfam clean --workdir RUN")
+    rows = manifest[manifest["status"] == layout.OK].merge(emb[["sha256", "embedding"]].drop_duplicates("sha256"),
+                                                           on="sha256")
+    index = {lab: i for i, lab in enumerate(labels)}
+    out = {}
+    for split in ("train", "val"):
+        part = rows[rows["split"] == split]
+        x = np.stack(part["embedding"].to_numpy()).astype(np.float32) if len(part) else np.zeros((0, 1), np.float32)
+        out[split] = (x, part["label"].map(index).to_numpy(np.int32))
+    return out
+
+
+def init_params(dim: int, num_classes: int, layers: int, units: int, seed: int) -> list[np.ndarray]:
+    """Keras's Dense init (Glorot-uniform kernels, zero biases) for every layer, in ``get_weights`` order."""
+    rng = np.random.default_rng(seed)
+    sizes = [dim] + [units] * layers + [num_classes]
+    params = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        params += [rng.uniform(-limit, limit, (fan_in, fan_out)).astype(np.float32), np.zeros(fan_out, np.float32)]
+    return params
+
+
+def _forward(tf, params, x, layers: int, dropout=None, seed=None):
+    """Logits of the head; with ``dropout`` (a rate tensor) and ``seed``, training-mode dropout."""
+    h = x
+    for i in range(layers):
+        h = tf.nn.relu(tf.matmul(h, params[2 * i]) + params[2 * i + 1])
+        if dropout is not None:
+            h = tf.nn.experimental.stateless_dropout(h, dropout, seed=tf.random.experimental.stateless_fold_in(seed, i))
+    return tf.matmul(h, params[-2]) + params[-1]
+
+
+def _epoch_graph(tf, layers: int, optimizer: str):
+    """One epoch (shuffled mini-batches, updates, then validation) as one graph, traced once per process."""
+    key = (layers, optimizer)
+    if key in _GRAPHS:
+        return _GRAPHS[key]
+    if optimizer not in ("adam", "adamw", "sgd"):
+        raise ValueError(f"optimizer={optimizer!r} is not supported; choose adam, adamw or sgd")
+    shapes = [[None, None], [None]] * (layers + 1)
+    tensors = [tf.TensorSpec(s, tf.float32) for s in shapes]
+    scalar = tf.TensorSpec([], tf.float32)
+
+    @tf.function(input_signature=[tensors, tensors, tensors, scalar, tf.TensorSpec([None, None], tf.float32),
+                                  tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32),
+                                  tf.TensorSpec([None, None], tf.float32), scalar, scalar, scalar, scalar,
+                                  tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int32)])
+    def epoch(params, m, v, step, x, y, cw, xv, lr, wd, smoothing, dropout, batch, seed):
+        num_classes = tf.shape(params[-1])[0]
+        n = tf.shape(x)[0]
+        order = tf.argsort(tf.random.stateless_uniform([n], seed))
+        total = tf.constant(0.0)
+        for s in tf.range((n + batch - 1) // batch):
+            idx = order[s * batch:tf.minimum((s + 1) * batch, n)]
+            yb = tf.gather(y, idx)
+            with tf.GradientTape() as tape:
+                tape.watch(params)
+                step_seed = tf.random.experimental.stateless_fold_in(seed, s + 1)  # per step; seed itself shuffles
+                logits = _forward(tf, params, tf.gather(x, idx), layers, dropout, step_seed)
+                target = tf.one_hot(yb, num_classes) * (1.0 - smoothing) + smoothing / tf.cast(num_classes, tf.float32)
+                per_example = -tf.reduce_sum(target * tf.nn.log_softmax(logits), axis=-1) * tf.gather(cw, yb)
+                loss = tf.reduce_mean(per_example)  # Keras's "sum over batch size" reduction
+            grads = tape.gradient(loss, params)
+            step += 1.0
+            new_p, new_m, new_v = [], [], []
+            for p, g, mi, vi in zip(params, grads, m, v):
+                if optimizer == "sgd":  # Keras SGD(momentum=0.9, nesterov=True)
+                    mi = 0.9 * mi - lr * g
+                    p = p + 0.9 * mi - lr * g
+                else:  # Keras Adam / AdamW (beta 0.9 / 0.999, epsilon 1e-7); AdamW decays before the step
+                    if optimizer == "adamw":
+                        p = p - p * wd * lr
+                    mi = mi + (g - mi) * 0.1
+                    vi = vi + (g * g - vi) * 0.001
+                    alpha = lr * tf.sqrt(1.0 - 0.999 ** step) / (1.0 - 0.9 ** step)
+                    p = p - mi * alpha / (tf.sqrt(vi) + 1e-7)
+                new_p.append(p), new_m.append(mi), new_v.append(vi)
+            params, m, v = new_p, new_m, new_v
+            total += loss
+        steps = tf.cast((n + batch - 1) // batch, tf.float32)
+        return params, m, v, step, total / steps, tf.nn.softmax(_forward(tf, params, xv, layers))
+
+    _GRAPHS[key] = epoch
+    return epoch
+
+
+def train_epochs(data: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: int, hp: dict[str, Any],
+                 max_epochs: int, seed: int = 0) -> Iterator[tuple[int, float, np.ndarray, list]]:
+    """Train the head; yields ``(epoch, train_loss, val_probs, weights)`` after every epoch.
+
+    ``weights`` are TensorFlow tensors in ``build_probe(...).get_weights()`` order. Raises ``FloatingPointError``
+    when the training loss stops being finite.
+    """
+    from .._lazy import tensorflow
+
+    tf = tensorflow()
+    hp = {**PROBE_HP, **hyperparameters({"hp": hp})}
+    (xt, yt), (xv, yv) = data["train"], data["val"]
+    if not len(yt):
+        raise ValueError("the probe has no training rows: does the cleaned manifest have a 'train' split with "
+                         "embeddings?")
+    layers, units = int(hp["head_layers"]), int(hp["head_units"])
+    graph = _epoch_graph(tf, layers, str(hp["optimizer"]))
+    params = [tf.constant(p) for p in init_params(xt.shape[1], num_classes, layers, units, seed)]
+    m = [tf.zeros_like(p) for p in params]
+    v = [tf.zeros_like(p) for p in params]
+    step = tf.constant(0.0)
+    x, y = tf.constant(xt), tf.constant(yt)
+    cw = tf.constant(class_weight_vector(yt, num_classes, hp["class_weighting"]))
+    xv_t = tf.constant(xv.reshape(len(xv), xt.shape[1]))
+    const = [tf.constant(float(hp[k]), tf.float32) for k in ("lr", "weight_decay", "label_smoothing", "dropout")]
+    batch = tf.constant(int(hp["batch_size"]), tf.int32)
+    for epoch in range(1, max_epochs + 1):
+        params, m, v, step, loss, probs = graph(params, m, v, step, x, y, cw, xv_t, *const, batch,
+                                                tf.constant([seed, epoch], tf.int32))
+        loss = float(loss)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"probe training loss became {loss} in epoch {epoch} (lr={hp['lr']}); "
+                                     "the trial is marked failed")
+        yield epoch, loss, probs.numpy(), params
+
+
+def write_checkpoint(directory: str, weights: list, hp: dict[str, Any], fixed: dict[str, Any],
+                     metrics: dict[str, Any]) -> None:
+    """The probe checkpoint folder: probe.weights.h5 (Keras weights of build_probe), config.json, metrics.json."""
+    from ..models.probe import build_probe
+
+    hp = {**PROBE_HP, **hp}
+    labels, dim = list(fixed["labels"]), int(weights[0].shape[0])
+    key = (len(labels), dim, int(hp["head_layers"]), int(hp["head_units"]))
+    if key not in _MODELS:  # weights do not depend on dropout, so one model per shape serves every trial
+        _MODELS[key] = build_probe(len(labels), dim, hp)
+    model = _MODELS[key]
+    model.set_weights([np.asarray(w) for w in weights])
+    model.save_weights(os.path.join(directory, WEIGHTS))
+    config = {"kind": "probe", "model": "probe", "labels": labels, "hp": hp, "embedding_dim": dim,
+              "embedding_model": fixed.get("embedding_model")}
+    for name, data in (("config.json", config), ("metrics.json", metrics)):
+        with open(os.path.join(directory, name), "w") as f:
+            json.dump(data, f, indent=1, default=str)
+
+
+def _limit_threads(tf) -> None:
+    """TensorFlow's op threads = this trial's CPUs (default: every core, which oversubscribes concurrent trials)."""
+    global _THREADS_SET
+    if _THREADS_SET:
+        return
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    try:  # possible only before TensorFlow's runtime starts, i.e. in the process's first trial
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, int(round(cpus))))
+    except RuntimeError:
+        pass
+    _THREADS_SET = True
+
+
+def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Tune function trainable: report val metrics every epoch, a weights checkpoint on every new best.
+
+    ``fixed``: ``labels``, ``max_epochs``, ``seed``, ``embedding_model``; ``data``: ``probe_arrays``'s output
+    (from the object store). Reports ``kind``/``model`` ("probe") and, for the trial-start benchmark,
+    ``started_at`` and ``first_epoch_at`` (Unix seconds), ``pid`` (process reuse) and ``process_cpu_s`` (CPU
+    seconds this process has used so far, all threads: what a search costs, independent of other load).
+    """
+    from ray import tune
+
+    from .._lazy import tensorflow
+    from .metrics import classification_metrics, per_class_f1
+
+    started_at = time.time()
+    _limit_threads(tensorflow())
+    hp = {**PROBE_HP, **hyperparameters({"hp": config})}  # every setting, recorded in the checkpoint
+    labels = list(fixed["labels"])
+    yv = data["val"][1]
+    best, since_best, first_epoch_at = -1.0, 0, time.time()
+    epoch_start = first_epoch_at
+    for epoch, loss, probs, weights in train_epochs(data, len(labels), hp, int(fixed["max_epochs"]),
+                                                   int(fixed.get("seed", 0))):
+        metrics = classification_metrics(probs, yv, len(labels)) if len(yv) else {
+            "val_macro_f1": 0.0, "val_accuracy": 0.0, "val_top5": 0.0}
+        metrics.update(epoch=epoch, train_loss=loss, epoch_s=time.time() - epoch_start, kind="probe", model="probe",
+                       started_at=started_at, first_epoch_at=first_epoch_at, pid=os.getpid(),
+                       process_cpu_s=time.process_time())
+        improved = metrics["val_macro_f1"] > best + 1e-6
+        best, since_best = max(best, metrics["val_macro_f1"]), 0 if improved else since_best + 1
+        if improved:
+            with tempfile.TemporaryDirectory() as tmp:
+                per_class = per_class_f1(probs, yv, labels) if len(yv) else {}
+                write_checkpoint(tmp, weights, hp, fixed, {**metrics, "per_class_f1": per_class})
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        else:
+            tune.report(metrics)
+        if since_best >= int(hp["patience"]):  # early stopping, as in CNN trials
+            break
+        epoch_start = time.time()

@@ -1,0 +1,80 @@
+"""Warm start: the best trial of an earlier search (usually the cheap probe search) as the searcher's first point.
+
+``TuneConfig.init_from = "probe"`` names an earlier experiment in the same Tune storage (a probe search is
+named ``probe`` unless ``name`` says otherwise). Its best trial's head and regularisation settings become the
+first configuration the searcher evaluates; only keys that the new space searches over are taken, a value
+outside the new domain is clipped into it (or dropped for a choice that lacks it), and the space's other
+parameters are sampled from their domains so the point is complete (Ray's searchers require that).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from .. import layout, storage
+from ..errors import ConfigError
+
+# What a probe knows that carries over to a CNN head: not lr or batch size (a CNN's are a different scale).
+WARM_KEYS = ("head_units", "head_layers", "dropout", "weight_decay", "label_smoothing", "class_weighting",
+             "optimizer")
+
+
+def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
+    """The config of the best successful trial of experiment ``source``.
+
+    Read from the experiment in ``storage_path``; when that is gone, from RUN/trials.csv if its rows are of
+    kind ``source``.
+
+    Raises:
+        ConfigError: when neither holds a successful trial.
+    """
+    experiment = storage.join(storage_path, source)
+    if storage.exists(storage.join(experiment, "tuner.pkl")):
+        from ray.tune import ExperimentAnalysis
+
+        analysis = ExperimentAnalysis(experiment, default_metric=layout.METRIC, default_mode=layout.MODE)
+        config = analysis.get_best_config(layout.METRIC, layout.MODE, scope="all")
+        if config:
+            return dict(config)
+    trials_uri = layout.path(workdir, layout.TRIALS)
+    if storage.exists(trials_uri):
+        trials = storage.read_table(trials_uri)
+        if "kind" in trials.columns:
+            rows = trials[(trials["kind"] == source) & (trials["status"] == "ok")].dropna(subset=[layout.BEST_METRIC])
+            if len(rows):
+                return json.loads(rows.sort_values(layout.BEST_METRIC, ascending=False).iloc[0]["config"])
+    raise ConfigError(f"init_from={source!r}: no finished trial found in {experiment} or {trials_uri}; run "
+                      f"`speciesfam tune {source} --workdir {workdir}` first, or drop init_from")
+
+
+def fit_point(config: dict[str, Any], space: dict[str, Any], seed: int = 0,
+              keys: tuple[str, ...] = WARM_KEYS) -> dict[str, Any]:
+    """A complete point of ``space``: ``config``'s values for ``keys`` (fitted to each domain), the rest sampled."""
+    from ray.tune.search.sample import Categorical, Domain, Float, Integer
+
+    rng = np.random.RandomState(seed)
+    point = {}
+    for name, dom in space.items():
+        if not isinstance(dom, Domain):
+            continue  # a constant: not a searched parameter
+        value = config.get(name) if name in keys else None
+        if value is not None and isinstance(dom, Categorical):
+            value = value if value in dom.categories else None
+        elif value is not None and isinstance(dom, (Float, Integer)):
+            upper = dom.upper - 1 if isinstance(dom, Integer) else dom.upper  # randint's upper is exclusive
+            value = (int if isinstance(dom, Integer) else float)(min(max(value, dom.lower), upper))
+        point[name] = value if value is not None else dom.sample(random_state=rng)
+    return point
+
+
+def warm_start_points(workdir: str, storage_path: str, source: str, space: dict[str, Any],
+                      seed: int = 0) -> list[dict[str, Any]]:
+    """``[point]``: the best trial of ``source`` fitted to ``space`` (see the module docstring)."""
+    best = best_config(workdir, storage_path, source)
+    point = fit_point(best, space, seed)
+    taken = sorted(k for k in WARM_KEYS if k in point and point[k] == best.get(k))
+    print(f"tune: warm start from {source!r}: {', '.join(f'{k}={point[k]!r}' for k in taken) or 'no shared keys'}")
+    return [point]

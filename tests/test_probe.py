@@ -1,0 +1,177 @@
+"""Probe trials: the graph trains exactly build_probe's model like Keras would, checkpoints follow the export
+contract, trial processes are reused (2nd+ trials start at once), and warm starts reach the searcher."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import pickle_by_value
+
+from speciesfam.config import TuneConfig
+
+
+def _blobs(n, classes=4, dim=12, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(classes, dim))
+    y = rng.integers(0, classes, n).astype(np.int32)
+    return (centers[y] + rng.normal(size=(n, dim)) * 0.7).astype(np.float32), y
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_the_probe_graph_trains_like_keras_fit(optimizer):
+    """Full-batch epochs without dropout: the same weights as Keras's fit of build_probe from the same start
+    (Keras's optimizer, loss with label smoothing and class weights), so the hand-written graph is that model."""
+    from speciesfam._lazy import keras as _keras
+    from speciesfam.models.probe import build_probe
+    from speciesfam.train.loop import class_weight_vector, make_optimizer
+    from speciesfam.train.probe import init_params, train_epochs
+
+    keras = _keras()
+    x, y = _blobs(60)
+    data = {"train": (x, y), "val": _blobs(20, seed=1)}
+    hp = {"head_units": 8, "head_layers": 2, "dropout": 0.0, "batch_size": 60, "optimizer": optimizer,
+          "lr": 0.05, "weight_decay": 0.01, "label_smoothing": 0.1, "class_weighting": "balanced"}
+    for _, _, probs, ours in train_epochs(data, 4, hp, 3, seed=7):
+        pass
+    model = build_probe(4, 12, hp)
+    model.set_weights(init_params(12, 4, 2, 8, seed=7))
+    model.compile(optimizer=make_optimizer(keras, optimizer, hp["lr"], hp["weight_decay"]),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp["label_smoothing"]))
+    cw = class_weight_vector(y, 4, "balanced")
+    model.fit(x, np.eye(4, dtype=np.float32)[y], sample_weight=cw[y], batch_size=60, epochs=3, shuffle=False,
+              verbose=0)
+    for a, b in zip(ours, model.get_weights()):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(probs, model.predict(data["val"][0], verbose=0), atol=1e-5)
+
+
+def test_a_nan_loss_fails_the_probe_with_a_clear_error():
+    from speciesfam.train.probe import train_epochs
+
+    data = {"train": _blobs(40), "val": _blobs(8, seed=1)}
+    with pytest.raises(FloatingPointError, match="probe training loss became nan in epoch 1"):
+        list(train_epochs(data, 4, {"lr": float("inf"), "optimizer": "sgd", "batch_size": 16}, 3))
+
+
+class StartTimes:
+    """A Tune callback: when each trial was started (scheduled onto a process), in Unix seconds."""
+
+    def __new__(cls):
+        from ray.tune import Callback
+
+        class _Cb(Callback):
+            def __init__(self):
+                self.started = {}
+
+            def on_trial_start(self, iteration, trials, trial, **info):
+                import time
+
+                self.started.setdefault(trial.trial_id, time.time())
+
+        return _Cb()
+
+
+def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_path, ray_session, monkeypatch):
+    """6 probe trials, 2 at a time: later trials start their first epoch at once in a reused process; every
+    checkpoint is a new best, holds weights that load into build_probe, and the contract's config."""
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+    from speciesfam.tune import search
+
+    make_embedding_run(str(tmp_path), rows=1500, dim=64, families=12, noise=1.5)
+    cb = StartTimes()
+    from speciesfam.tune import tracking
+
+    monkeypatch.setattr(tracking, "callbacks", lambda *a, **k: [cb])
+    cfg = TuneConfig(kind="probe", num_samples=6, max_epochs=4, cpus_per_trial=1, max_concurrent=2,
+                     scheduler="fifo")
+    results = search.run_search(str(tmp_path), cfg)
+    assert len(results) == 6 and not results.errors
+    hist = pd.concat([r.metrics_dataframe for r in results])
+    assert set(hist["kind"]) == {"probe"} and set(hist["model"]) == {"probe"}
+    assert hist["pid"].nunique() <= 2  # 6 trials in (at most) the 2 processes Tune started
+    first = hist.sort_values("first_epoch_at").groupby("trial_id").first()
+    started = pd.Series(first.index.map(cb.started), index=first.index).sort_values()
+    delay = (first["first_epoch_at"] - started)[started.index]  # in the order the trials started
+    later = delay.iloc[2:]  # the first two trials start their processes and import TensorFlow
+    print("start -> first epoch, s:", delay.round(3).tolist())
+    assert later.median() < 0.5, delay
+    for r in results:  # a checkpoint at every new best epoch, and only there
+        f1 = r.metrics_dataframe["val_macro_f1"]
+        new_best = r.metrics_dataframe["epoch"][f1 > f1.cummax().shift(fill_value=-1.0) + 1e-6]
+        assert sorted(m["epoch"] for _, m in r.best_checkpoints) == sorted(new_best)
+    best = results.get_best_result()
+    ckpt = best.get_best_checkpoint(cfg_metric := "val_macro_f1", "max")
+    assert sorted(os.listdir(ckpt.path)) == ["config.json", "metrics.json", "probe.weights.h5"]
+    config = json.load(open(os.path.join(ckpt.path, "config.json")))
+    assert config["kind"] == config["model"] == "probe" and config["embedding_dim"] == 64
+    assert config["embedding_model"] == "synthetic-gaussian" and len(config["labels"]) == 12
+    metrics = json.load(open(os.path.join(ckpt.path, "metrics.json")))
+    assert metrics[cfg_metric] == pytest.approx(best.metrics_dataframe[cfg_metric].max())
+    assert set(metrics["per_class_f1"]) == set(config["labels"])
+    from speciesfam.models.probe import build_probe
+    from speciesfam.train.probe import probe_arrays
+
+    model = build_probe(len(config["labels"]), 64, config["hp"])
+    model.load_weights(os.path.join(ckpt.path, "probe.weights.h5"))
+    xv, yv = probe_arrays(str(tmp_path), config["labels"])["val"]
+    from speciesfam.train.metrics import classification_metrics
+
+    assert classification_metrics(model.predict(xv, verbose=0), yv, 12)[cfg_metric] == pytest.approx(
+        metrics[cfg_metric], abs=1e-6)
+    assert (tmp_path / "trials.csv").exists()
+    from speciesfam.tune.warmstart import WARM_KEYS, warm_start_points
+
+    # Warm start of a CNN space from this probe search: the best trial's head/regularisation values, fitted.
+    from search_spaces.scratch import get_search_space
+
+    space = get_search_space(False)
+    (point,) = warm_start_points(str(tmp_path), str(tmp_path / "tune"), "probe", space)
+    assert set(point) == {k for k, v in space.items() if hasattr(v, "sample")}
+    for key in ("head_units", "head_layers", "dropout", "label_smoothing", "class_weighting"):
+        value = best.config[key] if key in best.config else None
+        if key == "dropout":  # the scratch space's dropout is uniform(0.1, 0.6): clipped into it
+            assert point[key] == pytest.approx(min(max(value, 0.1), 0.6))
+        elif value in getattr(space[key], "categories", [value]):
+            assert point[key] == value
+    assert "lr" in point and "lr" not in WARM_KEYS  # sampled from the CNN space, not the probe's
+
+
+def probe_like(config):
+    from ray import tune
+
+    tune.report({"val_macro_f1": config["dropout"], "epoch": 1})
+
+
+@pytest.mark.parametrize("searcher", ["optuna", "random"])
+def test_warm_start_point_is_the_searchers_first_trial(searcher, tmp_path, ray_session):
+    from ray import tune
+
+    from speciesfam.tune.search import make_tuner
+    from speciesfam.tune.warmstart import fit_point
+
+    space = {"dropout": tune.uniform(0.1, 0.6), "head_units": tune.choice([16, 32]), "lr": tune.loguniform(1e-4, 1e-2),
+             "batch_size": 16}
+    point = fit_point({"dropout": 0.05, "head_units": 32, "lr": 0.5, "optimizer": "adam"}, space)
+    assert point["dropout"] == 0.1 and point["head_units"] == 32 and 1e-4 <= point["lr"] <= 1e-2
+    assert set(point) == {"dropout", "head_units", "lr"}  # constants and foreign keys stay out
+    assert fit_point({"head_units": 64}, space, seed=1)["head_units"] in (16, 32)  # not a choice: sampled
+    cfg = TuneConfig(searcher=searcher, scheduler="fifo", num_samples=3, max_epochs=1, max_concurrent=1,
+                     init_from="probe")
+    results = make_tuner(tune.with_resources(probe_like, {"CPU": 0.5}), space, cfg, str(tmp_path), "warm",
+                         points=[point]).fit()
+    first = min(results, key=lambda r: r.metrics["timestamp"])
+    assert {k: first.config[k] for k in point} == pytest.approx(point)
+
+
+def test_init_from_is_validated():
+    for bad in ("", "../probe", 3):  # ConfigError (a ValueError): the field, the value, what is allowed
+        with pytest.raises(ValueError, match="init_from"):
+            TuneConfig(init_from=bad).validate()
+    with pytest.raises(ValueError, match="searcher='grid'"):
+        TuneConfig(init_from="probe", searcher="grid").validate()
+    TuneConfig(init_from="probe").validate()
+
+
+pickle_by_value(__name__)
