@@ -58,11 +58,16 @@ class CatalogConfig:
 
 @dataclass
 class CleanConfig:
-    """How ``clean`` embeds images and flags outliers.
+    """How ``clean`` embeds images and finds what is wrong: outliers, label issues, near-duplicates.
 
     ``model`` is an open_clip architecture (``ViT-B-32``) or ``hf-hub:ORG/NAME``; ``pretrained`` is an
     open_clip tag (``laion2b_s34b_b79k``), a local weights file, or ``None`` (random weights: offline tests).
     ``embedder`` (``module:factory``) replaces open_clip with a user's own embedder.
+
+    Outlier removal is calibrated per family by default (``removal="threshold"``: robust z-score of the
+    detector's score above ``outlier_z``); ``removal="quota"`` removes the top ``contamination`` share of
+    every family instead. Label issues are reported (``drop_label_issues`` removes them); near-duplicate
+    groups are always kept inside one split (``dedupe="near"`` also keeps one image per group).
     """
 
     model: str = "ViT-B-32"
@@ -70,26 +75,64 @@ class CleanConfig:
     embedder: str | None = None
     batch_size: int = 32
     num_actors: int | None = None  # default: one per GPU, else 1 CPU actor
-    detector: str = "isolation_forest"
-    contamination: float = 0.05
-    min_per_family: int = 6  # cleaning never leaves a family with fewer images than this
+    detector: str = field(default="centroid", metadata={
+        "help": "per-family outlier score: centroid (distance to the family's median embedding) | "
+                "isolation_forest | lof"})
+    removal: str = field(default="threshold", metadata={
+        "help": "threshold: remove images whose robust z-score within their family exceeds outlier_z "
+                "(calibrated); quota: remove the top `contamination` share of every family"})
+    outlier_z: float = field(default=5.0, metadata={
+        "help": "robust z-score (median/MAD units within the family) above which an image is an outlier"})
+    contamination: float = field(default=0.05, metadata={
+        "help": "share of each family removed with removal=quota (ignored with removal=threshold)"})
+    min_per_family: int = field(default=6, metadata={
+        "help": "cleaning never leaves a family with fewer usable images than this"})
     zero_shot: bool = False  # also remove images CLIP finds closer to "a map", "a drawing", ... than to photos
     zero_shot_threshold: float = 0.5
+    label_issues: bool = field(default=True, metadata={
+        "help": "find likely wrong labels (cleanlab confident learning on out-of-fold probabilities of a "
+                "cross-validated logistic regression on the embeddings) -> label_issues.csv"})
+    drop_label_issues: bool = field(default=False, metadata={
+        "help": "remove the label issues found (default: report only)"})
+    label_issue_folds: int = field(default=5, metadata={"help": "cross-validation folds for the probabilities"})
+    label_issue_filter: str = field(default="prune_by_noise_rate", metadata={
+        "help": "cleanlab find_label_issues filter_by: prune_by_noise_rate | prune_by_class | both | "
+                "confident_learning | predicted_neq_given | low_normalized_margin | low_self_confidence"})
+    near_duplicate_threshold: float = field(default=0.95, metadata={
+        "help": "cosine similarity of embeddings at or above which two images are near-duplicates"})
+    dedupe: str = field(default="none", metadata={
+        "help": "none: report near-duplicates and keep each group in one split; near: also keep one image "
+                "per group (the others become status 'duplicate')"})
     gallery_per_family: int = 6
 
     def validate(self) -> None:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _require(self.num_actors is None or self.num_actors >= 1, "num_actors", self.num_actors,
                  "an integer >= 1 or None")
+        _require(self.removal in ("threshold", "quota"), "removal", self.removal, "'threshold' or 'quota'")
+        _require(self.outlier_z > 0, "outlier_z", self.outlier_z, "a robust z-score > 0 (e.g. 5)")
         _require(0.0 <= self.contamination < 0.5, "contamination", self.contamination, "a fraction in [0, 0.5)")
         _require(0.0 < self.zero_shot_threshold < 1.0, "zero_shot_threshold", self.zero_shot_threshold,
                  "a probability in (0, 1)")
         _require(self.min_per_family >= 1, "min_per_family", self.min_per_family, "an integer >= 1")
         _require(self.embedder is None or ":" in self.embedder, "embedder", self.embedder,
                  "'module:factory' (a callable returning (preprocess, encode))")
+        _require(self.label_issue_folds >= 2, "label_issue_folds", self.label_issue_folds, "an integer >= 2")
+        _require(self.label_issue_filter in LABEL_ISSUE_FILTERS, "label_issue_filter", self.label_issue_filter,
+                 f"one of {LABEL_ISSUE_FILTERS}")
+        _require(not self.drop_label_issues or self.label_issues, "drop_label_issues", self.drop_label_issues,
+                 "False when label_issues=False (nothing to drop)")
+        _require(0.5 <= self.near_duplicate_threshold <= 1.0, "near_duplicate_threshold",
+                 self.near_duplicate_threshold, "a cosine similarity in [0.5, 1]")
+        _require(self.dedupe in ("none", "near"), "dedupe", self.dedupe, "'none' or 'near'")
         from .registry import DETECTORS
 
         DETECTORS.get(self.detector)
+
+
+# cleanlab.filter.find_label_issues(filter_by=...) values (cleanlab 2.x).
+LABEL_ISSUE_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+                       "low_normalized_margin", "low_self_confidence")
 
 
 @dataclass

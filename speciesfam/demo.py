@@ -30,8 +30,12 @@ def run_demo(workdir: str = "runs/demo", num_samples: int = 4, max_epochs: int =
     t0 = time.time()
     print(f"[1/5] catalog {demo_images()}")
     manifest = run_catalog(demo_images(), workdir)
-    print("[2/5] clean: open_clip ViT-S-32 embeddings (random weights: offline) with Ray Data, IsolationForest")
-    cleaned = run_clean(workdir, CleanConfig(model="ViT-S-32", pretrained=None, contamination=0.05, min_per_family=6))
+    print("[2/5] clean: open_clip ViT-S-32 embeddings (random weights: offline) with Ray Data; outliers (robust "
+          "z-score), label issues (cleanlab), near-duplicates")
+    # Random weights make all embeddings alike (cosine > 0.95 for a tenth of the pairs): only near-exact copies
+    # are near-duplicates for them. Pretrained models use the default threshold.
+    cleaned = run_clean(workdir, CleanConfig(model="ViT-S-32", pretrained=None, min_per_family=6,
+                                             near_duplicate_threshold=0.999))
     print(f"[3/5] tune: {num_samples} trials, Optuna TPE + ASHA, each on 2 Ray Train workers (MultiWorkerMirroredStrategy)")
     cfg = TuneConfig(kind="scratch", num_samples=num_samples, max_epochs=max_epochs, workers_per_trial=2,
                      grace_period=min(5, max_epochs),  # BN statistics need a few epochs before val F1 means much
@@ -49,7 +53,7 @@ def run_demo(workdir: str = "runs/demo", num_samples: int = 4, max_epochs: int =
               f"{'  correct' if fam == truth[p['path']] else ''}")
     artifacts = {name: storage.join(workdir, name) for name in (
         "manifest.parquet", "catalog.md", "unreadable.csv", "embeddings.parquet", "clean_manifest.parquet",
-        "removed.csv", "gallery", "clean.md", "class_counts.png", "tune", "trials.csv", "trials.md", "search_progress.png")}
+        "removed.csv", "label_issues.csv", "near_duplicates.csv", "gallery", "clean.md", "class_counts.png", "tune", "trials.csv", "trials.md", "search_progress.png")}
     artifacts["bundle"] = bundle
     removed = int((cleaned["status"] == "removed").sum())
     print(f"\nDone in {time.time() - t0:.0f} s. {len(manifest)} images catalogued, {removed} outliers removed.")
