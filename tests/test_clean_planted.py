@@ -100,7 +100,7 @@ def test_drop_label_issues_and_the_family_minimum(dirty):
     removed = pd.read_csv(run / layout.REMOVED)
     assert "cleanlab" in set(removed["detector"])
     # A minimum above some family sizes: nothing is removed from those, the others keep at least the minimum.
-    cleaned = run_clean(str(run), CleanConfig(**CFG, min_per_family=14, drop_label_issues=True))
+    cleaned = run_clean(str(run), CleanConfig(**{**CFG, "min_per_family": 14}, drop_label_issues=True))
     before = manifest[manifest["status"] == "ok"].groupby("label").size()
     after = cleaned[cleaned["status"] == "ok"].groupby("label").size()
     assert (after >= before.clip(upper=14)).all(), (before, after)

@@ -11,7 +11,7 @@ def test_swapped_labels_are_found_with_their_true_family():
     centres = {k: rng.normal(size=24) for k in sizes}
     labels = np.concatenate([[k] * n for k, n in sizes.items()])
     true = labels.copy()
-    x = np.stack([centres[k] + 0.5 * rng.normal(size=24) for k in labels])
+    x = np.stack([centres[k] + 0.3 * rng.normal(size=24) for k in labels])
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     swapped = [0, 1, 2, 60, 61, 90]
     labels[swapped] = ["b", "c", "b", "a", "c", "a"]
