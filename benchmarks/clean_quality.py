@@ -90,24 +90,28 @@ def outlier_rows(r: dict) -> list[tuple]:
 
 
 def label_rows(r: dict) -> list[tuple]:
-    """(setting, flagged, swaps found, recall, precision) for logistic-regression C x cleanlab filter_by."""
-    from speciesfam.data.label_issues import find_label_issues
+    """(setting, flagged, swaps found, recall, precision) for logistic-regression C x cleanlab filter_by, each
+    through the pipeline's own logic (all rows; outliers that fit no other family leave the table)."""
+    from speciesfam.config import CleanConfig
+    from speciesfam.data import label_issues
+    from speciesfam.data.clean import flag_outliers, label_issue_table
 
-    emb, truth = r["emb"], r["truth"]
-    keep = ~emb["path"].map(rel).isin(truth["outliers"]).to_numpy()  # outliers are the outlier policy's job
-    paths = emb["path"].map(rel).to_numpy()[keep]
-    labels, x = emb["label"].to_numpy()[keep], np.stack(emb["embedding"].to_numpy())[keep]
-    swaps = {s["path"] for s in truth["swaps"]}
-    rows = []
-    for c in (1.0, 10.0):
-        for f in FILTERS:
-            found = set(find_label_issues(paths, labels, x, filter_by=f, c=c)["path"])
-            rec, prec = pr(found, swaps)
-            tag = " (cleanlab + sklearn defaults)" if (c, f) == (1.0, "prune_by_noise_rate") else ""
-            rows.append((f"C={c:g}, {f}{tag}", len(found), len(found & swaps), rec, prec))
-    found = set(r["issues"]["path"].map(rel))
-    rec, prec = pr(found, swaps)
-    rows.append(("**pipeline default** (label_issues.csv, all rows)", len(found), len(found & swaps), rec, prec))
+    x = np.stack(r["emb"]["embedding"].to_numpy())
+    swaps = {s["path"] for s in r["truth"]["swaps"]}
+    rows, default_c = [], label_issues.LOGREG_C
+    try:
+        for c in (1.0, 10.0):
+            label_issues.LOGREG_C = c
+            for f in FILTERS:
+                cfg = CleanConfig(embedder=EMBEDDER, label_issue_filter=f)
+                emb = flag_outliers(r["emb"].copy(), x, cfg)
+                found = set(label_issue_table(emb, x, cfg)["path"].map(rel))
+                rec, prec = pr(found, swaps)
+                tag = " (cleanlab + sklearn defaults)" if (c, f) == (1.0, "prune_by_noise_rate") else ""
+                tag += " **default**" if (c, f) == (default_c, CleanConfig.label_issue_filter) else ""
+                rows.append((f"C={c:g}, {f}{tag}", len(found), len(found & swaps), rec, prec))
+    finally:
+        label_issues.LOGREG_C = default_c
     return rows
 
 

@@ -25,7 +25,7 @@ LOGREG_C = 10.0
 
 
 def out_of_fold_probabilities(labels: np.ndarray, x: np.ndarray, folds: int = 5, seed: int = 0,
-                              c: float = LOGREG_C) -> tuple[np.ndarray, np.ndarray]:
+                              c: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(classes, (n, k) out-of-fold probabilities) of a stratified k-fold logistic regression.
 
     The number of folds is capped by the smallest family (every fold needs each family in its training part).
@@ -35,13 +35,13 @@ def out_of_fold_probabilities(labels: np.ndarray, x: np.ndarray, folds: int = 5,
 
     classes, y = np.unique(labels, return_inverse=True)
     k = int(min(folds, np.bincount(y).min()))
-    model = LogisticRegression(C=c, max_iter=2000)
+    model = LogisticRegression(C=LOGREG_C if c is None else c, max_iter=2000)
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return classes, cross_val_predict(model, x, y, cv=cv, method="predict_proba")
 
 
 def find_label_issues(paths: np.ndarray, labels: np.ndarray, x: np.ndarray, folds: int = 5,
-                      filter_by: str = "prune_by_noise_rate", seed: int = 0, c: float = LOGREG_C) -> "pd.DataFrame":
+                      filter_by: str = "prune_by_noise_rate", seed: int = 0, c: float | None = None) -> "pd.DataFrame":
     """The suspected label issues (``ISSUE_COLUMNS``), most suspicious first (``rank`` 1).
 
     Needs at least 2 families of at least 2 images each; otherwise nothing can be cross-validated and the
