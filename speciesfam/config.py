@@ -97,8 +97,8 @@ class CleanConfig:
     label_issue_folds: int = field(default=5, metadata={"help": "cross-validation folds for the probabilities"})
     label_issue_filter: str = field(default="predicted_neq_given", metadata={
         "help": "cleanlab find_label_issues filter_by: predicted_neq_given (flag where the out-of-fold "
-                "prediction disagrees; found 28/28 swaps at precision 0.97 in benchmarks/clean_quality.py, "
-                "where the confident-learning filters found 20-26) | prune_by_noise_rate (cleanlab's default, "
+                "prediction disagrees; found 27-28 of 28 swaps at precision 0.90-0.96 in "
+                "benchmarks/clean_quality.py, where the confident-learning filters found 19-26) | prune_by_noise_rate (cleanlab's default, "
                 "more conservative) | prune_by_class | both | confident_learning | low_normalized_margin | "
                 "low_self_confidence"})
     near_duplicate_threshold: float = field(default=0.95, metadata={

@@ -20,7 +20,7 @@ ISSUE_COLUMNS = ["path", "given_family", "suggested_family", "self_confidence", 
 
 # Inverse regularisation of the logistic regression. Embeddings are unit vectors, so the default C=1 shrinks
 # every logit towards the class prior: small families then get low probabilities for their own members and
-# cleanlab flags them wholesale. benchmarks/clean_quality.py measured C in {1, 10, 100}: see RESULTS.md.
+# cleanlab flags them wholesale. benchmarks/clean_quality.py measured C in {1, 10}: see RESULTS.md.
 LOGREG_C = 10.0
 
 
