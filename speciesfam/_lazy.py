@@ -30,9 +30,13 @@ def tensorflow() -> ModuleType:
     """Import TensorFlow quietly (C++ INFO/WARNING logs off unless the user set TF_CPP_MIN_LOG_LEVEL)."""
     import os
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from .console import quiet_stderr
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with quiet_stderr("TensorFlow start-up"):  # its absl lines ignore TF_CPP_MIN_LOG_LEVEL (console.py)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe, here rather than at the first op
     return tf
 
 

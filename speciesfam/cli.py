@@ -1,6 +1,12 @@
 """``speciesfam`` command: one subcommand per stage; each calls the library and nothing more.
 
-Heavy frameworks are imported inside the subcommand that needs them, so ``speciesfam --help`` is instant.
+The flags of ``catalog``, ``clean``, ``tune`` and ``demo`` are generated from the config dataclasses
+(``speciesfam.config``, via ``speciesfam.flags``): defaults and help live there only. Heavy frameworks are
+imported inside the subcommand that needs them, so ``speciesfam --help`` is instant.
+
+Exit codes: 0 done; 1 the work ran but produced nothing usable (e.g. every trial failed); 2 a user error
+(bad flag or value, missing input, stage run out of order), printed as one line. Anything else is a bug and
+shows its traceback.
 """
 
 from __future__ import annotations
@@ -9,9 +15,9 @@ import argparse
 import json
 import sys
 
-
-def _none(value: str) -> str | None:
-    return None if value.lower() in ("none", "null", "") else value
+from .config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig, KINDS
+from .errors import SearchFailedError, SpeciesfamError
+from .flags import add_config_flags, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,55 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("catalog", help="scan images into RUN/manifest.parquet (validate, dedupe, split)")
     c.add_argument("source", help="folder with one subfolder per family, or a .csv/.parquet manifest (path,label[,group])")
     c.add_argument("--workdir", required=True, help="run folder (local path, NFS, s3:// or gs://)")
-    c.add_argument("--val-fraction", type=float, default=0.15)
-    c.add_argument("--test-fraction", type=float, default=0.15)
-    c.add_argument("--min-images", type=int, default=6, help="smaller families are excluded (reported)")
-    c.add_argument("--group-split", action="store_true", help="keep each 'group' (e.g. species) in one split")
-    c.add_argument("--seed", type=int, default=0)
+    add_config_flags(c, CatalogConfig)
 
     cl = sub.add_parser("clean", help="CLIP embeddings with Ray Data, per-family outliers -> RUN/clean_manifest.parquet")
-    cl.add_argument("--workdir", required=True)
-    cl.add_argument("--model", default="ViT-B-32", help="open_clip architecture or hf-hub:ORG/NAME (default ViT-B-32)")
-    cl.add_argument("--pretrained", type=_none, default="laion2b_s34b_b79k",
-                    help="open_clip tag, local weights file, or 'none' for random weights (offline)")
-    cl.add_argument("--embedder", default=None, help="your own embedder as module:factory")
-    cl.add_argument("--detector", default="isolation_forest", help="isolation_forest | lof | centroid")
-    cl.add_argument("--contamination", type=float, default=0.05, help="share of each family to remove")
-    cl.add_argument("--min-per-family", type=int, default=6)
-    cl.add_argument("--zero-shot", action="store_true",
-                    help="also remove images CLIP zero-shot calls a map, drawing, text, label or diagram")
-    cl.add_argument("--zero-shot-threshold", type=float, default=0.5)
-    cl.add_argument("--batch-size", type=int, default=32)
-    cl.add_argument("--num-actors", type=int, default=None, help="embedding actors (default: one per GPU)")
+    cl.add_argument("--workdir", required=True, help="run folder written by `speciesfam catalog`")
+    add_config_flags(cl, CleanConfig)
 
     t = sub.add_parser("tune", help="Ray Tune search; each trial trains on N Ray Train workers")
-    t.add_argument("kind", choices=["scratch", "transfer", "probe"],
-                   help="CNNs from scratch, ImageNet backbones, or a fast head on cached CLIP embeddings")
-    t.add_argument("--workdir", required=True)
-    t.add_argument("--space", default=None, help="module with get_search_space(smoke) (default search_spaces.KIND)")
-    t.add_argument("--searcher", default="optuna", help="optuna (TPE) | hebo | bayesopt | random | grid")
-    t.add_argument("--scheduler", default="asha", help="asha | hyperband | fifo")
-    t.add_argument("--num-samples", type=int, default=None, help="trials (default 8; 2 with --smoke-test)")
-    t.add_argument("--max-epochs", type=int, default=None, help="default 10 (3 with --smoke-test)")
-    t.add_argument("--grace-period", type=int, default=1)
-    t.add_argument("--workers-per-trial", type=int, default=2)
-    t.add_argument("--cpus-per-worker", type=float, default=None, help="default 1 (0.5 with --smoke-test)")
-    t.add_argument("--gpus-per-worker", type=float, default=0.0)
-    t.add_argument("--cpus-per-trial", type=float, default=0.5,
-                   help="CPUs of the trial process itself (it drives Ray Train, or trains a probe)")
-    t.add_argument("--max-concurrent", type=int, default=1)
-    t.add_argument("--time-budget", type=float, default=None, help="seconds for the whole search")
-    t.add_argument("--max-failures", type=int, default=1, help="retries of a trial that crashed (or lost its node)")
-    t.add_argument("--image-size", type=int, default=None, help="default 64 (48 with --smoke-test)")
-    t.add_argument("--weights", type=_none, default="default",
-                   help="transfer: imagenet | FILE | none (default imagenet; none with --smoke-test: offline)")
-    t.add_argument("--storage-path", default=None, help="Tune storage (default RUN/tune; shared storage on clusters)")
-    t.add_argument("--name", default=None, help="experiment name (default: KIND)")
-    t.add_argument("--wandb", choices=["disabled", "offline", "online"], default="disabled")
-    t.add_argument("--resume", action="store_true", help="continue the experiment of the same name")
-    t.add_argument("--smoke-test", action="store_true",
-                   help="the space's tiny variant, 2 trials x 3 epochs, laptop-sized defaults (minutes on 2 CPUs)")
+    t.add_argument("kind", choices=KINDS, help="CNNs from scratch, ImageNet backbones, or a fast head on cached "
+                   "CLIP embeddings")
+    t.add_argument("--workdir", required=True, help="run folder written by `speciesfam catalog` (and `clean`)")
     t.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS or a local Ray)")
+    add_config_flags(t, TuneConfig)
 
     e = sub.add_parser("export", help="best checkpoint -> RUN/bundle (model.keras, labels, SavedModel, card)")
     e.add_argument("--workdir", required=True)
@@ -100,101 +69,153 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="report folder (default: eval_SPLIT beside the bundle)")
 
     d = sub.add_parser("demo", help="every stage on the bundled demo data (offline, ~5 min on 2 CPUs)")
-    d.add_argument("--workdir", default="runs/demo")
-    d.add_argument("--num-samples", type=int, default=4)
-    d.add_argument("--max-epochs", type=int, default=20)
+    add_config_flags(d, DemoConfig)
+
+    # Report and console (RUN/report.html; --verbose: the frameworks' own output, see speciesfam.console).
+    r = sub.add_parser("report", help="rebuild RUN/report.html (every stage also refreshes it)")
+    r.add_argument("--workdir", required=True)
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow/Ray/Tune output on the console (it is "
+                   "always kept in RUN/logs/); also accepted after the subcommand")
     return p
 
 
-def tune_config(args: argparse.Namespace):
-    """TuneConfig from flags; --smoke-test picks laptop-sized defaults for flags the user did not give."""
-    from .config import TuneConfig
+def tune_config(args: argparse.Namespace) -> TuneConfig:
+    """TuneConfig from flags over ``TuneConfig()``, or over ``TuneConfig.smoke()`` with --smoke-test."""
+    base = TuneConfig.smoke() if getattr(args, "smoke_test", False) else TuneConfig()
+    return config_from_args(TuneConfig, args, base, kind=args.kind)
 
-    smoke = args.smoke_test
-    num_samples = args.num_samples or (2 if smoke else 8)
-    max_epochs = args.max_epochs or (3 if smoke else 10)
-    weights = (None if smoke else "imagenet") if args.weights == "default" else args.weights
-    return TuneConfig(kind=args.kind, space=args.space, searcher=args.searcher, scheduler=args.scheduler,
-                      num_samples=num_samples, max_epochs=max_epochs, grace_period=args.grace_period,
-                      workers_per_trial=args.workers_per_trial,
-                      cpus_per_worker=args.cpus_per_worker or (0.5 if smoke else 1.0),
-                      gpus_per_worker=args.gpus_per_worker, cpus_per_trial=args.cpus_per_trial,
-                      max_concurrent=args.max_concurrent, time_budget_s=args.time_budget,
-                      max_failures=args.max_failures, image_size=args.image_size or (48 if smoke else 64),
-                      weights=weights, storage_path=args.storage_path, name=args.name, wandb=args.wandb,
-                      resume=args.resume, smoke_test=smoke)
+
+def _fetch(args: argparse.Namespace) -> int:
+    from .data.fetch import fetch_rare_species
+
+    fetch_rare_species(args.out, args.source, label=args.label, folders=args.layout == "folders",
+                       revision=args.revision)
+    print(open(f"{args.out}/FETCH.md").read())
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from .data.catalog import run_catalog
+
+    run_catalog(args.source, args.workdir, config_from_args(CatalogConfig, args))
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from .data.clean import run_clean
+
+    run_clean(args.workdir, config_from_args(CleanConfig, args))
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from .tune.search import run_search
+
+    run_search(args.workdir, tune_config(args), address=args.address)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_bundle
+
+    export_bundle(args.workdir, args.trial, args.out)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .export import predict
+
+    results = predict(args.bundle, args.paths, top_k=args.top_k)
+    if args.format == "json":
+        print(json.dumps(results, indent=1))
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "rank", "family", "probability", "error"])
+        for r in results:
+            for rank, (lab, p) in enumerate(r.get("top", []), 1):
+                writer.writerow([r["path"], rank, lab, f"{p:.6f}", ""])
+            if "error" in r:
+                writer.writerow([r["path"], "", "", "", r["error"]])
+    else:
+        for r in results:
+            top = "  ".join(f"{lab} {p:.3f}" for lab, p in r.get("top", []))
+            print(f"{r['path']}\t{top or 'ERROR: ' + r['error']}")
+    return 1 if any("error" in r for r in results) else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    print(json.dumps(evaluate(args.bundle, args.manifest, args.split, args.out), indent=1))
+    import os
+
+    run = os.path.dirname(os.path.abspath(args.bundle))  # a bundle inside a run folder: refresh its report
+    if args.out is None and os.path.isdir(os.path.join(run, "stages")):
+        from .report import write_report
+
+        print(f"report: {write_report(run)}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    from dataclasses import asdict
+
+    run_demo(**asdict(config_from_args(DemoConfig, args)))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(args.workdir)
+    print(f"report: {path}" if path else f"speciesfam report: could not write {args.workdir}/report.html (see the "
+          "warning above)")
+    return 0 if path else 1
+
+
+COMMANDS = {"fetch": _fetch, "catalog": _catalog, "clean": _clean, "tune": _tune, "export": _export,
+            "predict": _predict, "evaluate": _evaluate, "demo": _demo, "report": _report}
+STAGES = ("catalog", "clean", "tune", "export")  # keep full logs in RUN/logs/, end with a summary and the report
+
+
+def _run_stage(args: argparse.Namespace) -> int:
+    """A stage with its logs kept under RUN/logs/; it ends with a one-line summary and the report's path."""
+    from . import console, storage
+    from .report import summary_line, write_report
+
+    with console.stage_logs(args.workdir, args.command):
+        try:
+            rc = COMMANDS[args.command](args)
+        finally:  # renders what exists, also after a failure (not for a refused command: no run folder yet)
+            report = write_report(args.workdir) if storage.exists(args.workdir) else None
+    console.say(summary_line(args.workdir, args.command))
+    console.say(f"report: {report}")
+    return rc
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv  # anywhere on the line, before or after the subcommand
+    argv = [a for a in argv if a != "--verbose"]
+    from . import console
+
+    console.setup(True if verbose else None)  # before TensorFlow or Ray is imported: they read their log levels once
     args = build_parser().parse_args(argv)
-    from .config import CatalogConfig, CleanConfig, ConfigError
-    from .data.fetch import FetchError
-
     try:
-        if args.command == "fetch":
-            from .data.fetch import fetch_rare_species
-
-            fetch_rare_species(args.out, args.source, label=args.label, folders=args.layout == "folders",
-                               revision=args.revision)
-            print(open(f"{args.out}/FETCH.md").read())
-        elif args.command == "catalog":
-            from .data.catalog import run_catalog
-
-            cfg = CatalogConfig(val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                                min_images=args.min_images, group_split=args.group_split, seed=args.seed)
-            run_catalog(args.source, args.workdir, cfg)
-            print(open(f"{args.workdir}/catalog.md").read() if "://" not in args.workdir else args.workdir)
-        elif args.command == "clean":
-            from .data.clean import run_clean
-
-            run_clean(args.workdir, CleanConfig(
-                model=args.model, pretrained=args.pretrained, embedder=args.embedder, detector=args.detector,
-                contamination=args.contamination, min_per_family=args.min_per_family,
-                zero_shot=args.zero_shot, zero_shot_threshold=args.zero_shot_threshold,
-                batch_size=args.batch_size, num_actors=args.num_actors))
-            print(f"clean: wrote {args.workdir}/clean_manifest.parquet, removed.csv, gallery/, clean.md")
-        elif args.command == "tune":
-            from .tune.search import run_search
-
-            run_search(args.workdir, tune_config(args), address=args.address)
-            print(open(f"{args.workdir}/trials.md").read() if "://" not in args.workdir else args.workdir)
-        elif args.command == "export":
-            from .export import export_bundle
-
-            print(f"exported bundle: {export_bundle(args.workdir, args.trial, args.out)}")
-        elif args.command == "predict":
-            from .export import predict
-
-            results = predict(args.bundle, args.paths, top_k=args.top_k)
-            if args.format == "json":
-                print(json.dumps(results, indent=1))
-            elif args.format == "csv":
-                import csv
-
-                writer = csv.writer(sys.stdout)
-                writer.writerow(["path", "rank", "family", "probability", "error"])
-                for r in results:
-                    for rank, (lab, p) in enumerate(r.get("top", []), 1):
-                        writer.writerow([r["path"], rank, lab, f"{p:.6f}", ""])
-                    if "error" in r:
-                        writer.writerow([r["path"], "", "", "", r["error"]])
-            else:
-                for r in results:
-                    top = "  ".join(f"{lab} {p:.3f}" for lab, p in r.get("top", []))
-                    print(f"{r['path']}\t{top or 'ERROR: ' + r['error']}")
-            return 1 if any("error" in r for r in results) else 0
-        elif args.command == "evaluate":
-            from .evaluate import evaluate
-
-            print(json.dumps(evaluate(args.bundle, args.manifest, args.split, args.out), indent=1))
-        elif args.command == "demo":
-            from .demo import run_demo
-
-            run_demo(args.workdir, num_samples=args.num_samples, max_epochs=args.max_epochs)
-    except (ConfigError, FetchError, FileNotFoundError, ValueError, KeyError, ImportError) as err:
+        return _run_stage(args) if args.command in STAGES else COMMANDS[args.command](args)
+    except SearchFailedError as err:
+        print(f"speciesfam {args.command}: failed: {err}", file=sys.stderr)
+        return 1
+    except SpeciesfamError as err:
         print(f"speciesfam {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt:
+        print(f"speciesfam {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

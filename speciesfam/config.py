@@ -1,7 +1,10 @@
-"""Typed configs for every stage, validated before any work (or cluster time) starts.
+"""Typed configs for every stage: the one source of defaults, help texts and checks.
 
-Each config is a dataclass with defaults; ``from_dict`` loads one from JSON/YAML data or CLI flags and
-rejects unknown fields. ``validate`` raises ``ConfigError`` naming the field, the value and what is allowed.
+Each config is a dataclass whose fields carry their help text (``metadata["help"]``); the ``speciesfam``
+command and the job scripts generate their flags from these fields (``speciesfam.flags``), so a default
+changed here changes the CLI, the jobs and the demo. ``from_dict`` loads one from JSON/YAML data and rejects
+unknown fields. ``validate`` raises ``ConfigError`` naming the field, the value and what is allowed, before
+any work (or cluster time) starts.
 """
 
 from __future__ import annotations
@@ -10,11 +13,19 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .errors import ConfigError
+
+__all__ = ["CatalogConfig", "CleanConfig", "ConfigError", "DemoConfig", "TuneConfig", "from_dict"]
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A config value is invalid; the message names the field, the value and what is allowed."""
+def opt(default: Any, help: str, **meta: Any) -> Any:
+    """A config field with its CLI help. ``meta``: ``flag`` (flag name if not ``--field-name``), ``choices`` (a
+    tuple, or a registry name such as ``"SEARCHERS"`` whose names are listed), ``cli=False`` (not a flag)."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
 
 
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
@@ -41,11 +52,11 @@ class CatalogConfig:
     train/val/test and are excluded (listed in the report, never silently dropped).
     """
 
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    min_images: int = 6
-    group_split: bool = False  # keep each group (e.g. species) inside one split
+    val_fraction: float = opt(0.15, "share of each family for validation (chooses the trial)")
+    test_fraction: float = opt(0.15, "share of each family held out for `speciesfam evaluate`")
+    seed: int = opt(0, "seed of the split (and of everything random downstream)")
+    min_images: int = opt(6, "families with fewer usable images are excluded (reported as too_small)")
+    group_split: bool = opt(False, "keep each manifest 'group' (e.g. species) inside one split")
 
     def validate(self) -> None:
         for name in ("val_fraction", "test_fraction"):
@@ -54,6 +65,31 @@ class CatalogConfig:
         _require(self.val_fraction + self.test_fraction < 0.8, "val_fraction+test_fraction",
                  self.val_fraction + self.test_fraction, "a sum below 0.8 (training needs data)")
         _require(self.min_images >= 3, "min_images", self.min_images, "an integer >= 3 (one per split)")
+
+
+def _check_open_clip_model(name: str) -> None:
+    """Refuse an unknown open_clip architecture at once, without importing torch (reads open_clip's config files)."""
+    import difflib
+    import importlib.util
+    from pathlib import Path
+
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("model: open_clip is not installed (pip install open_clip_torch), or give --embedder")
+    known = sorted(p.stem for p in Path(spec.submodule_search_locations[0], "model_configs").glob("*.json"))
+    if known and name not in known:
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+        raise ConfigError(f"model={name!r} is not an open_clip architecture; "
+                          f"{'did you mean ' + ', '.join(close) + '? ' if close else ''}"
+                          f"valid: {len(known)} names such as ViT-B-32, ViT-S-32, RN50 (python -c 'import open_clip; "
+                          "print(open_clip.list_models())'), or hf-hub:ORG/NAME, or --embedder module:factory")
+
+
+# cleanlab.filter.find_label_issues(filter_by=...) values (cleanlab 2.x).
+LABEL_ISSUE_FILTERS = ("predicted_neq_given", "prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
+                       "low_normalized_margin", "low_self_confidence")
 
 
 @dataclass
@@ -70,43 +106,44 @@ class CleanConfig:
     groups are always kept inside one split (``dedupe="near"`` also keeps one image per group).
     """
 
-    model: str = "ViT-B-32"
-    pretrained: str | None = "laion2b_s34b_b79k"
-    embedder: str | None = None
-    batch_size: int = 32
-    num_actors: int | None = None  # default: one per GPU, else 1 CPU actor
-    detector: str = field(default="centroid", metadata={
-        "help": "per-family outlier score: centroid (distance to the family's median embedding) | "
-                "isolation_forest | lof"})
-    removal: str = field(default="threshold", metadata={
-        "help": "threshold: remove images whose robust z-score within their family exceeds outlier_z "
-                "(calibrated); quota: remove the top `contamination` share of every family"})
-    outlier_z: float = field(default=5.0, metadata={
-        "help": "robust z-score (median/MAD units within the family) above which an image is an outlier"})
-    contamination: float = field(default=0.05, metadata={
-        "help": "share of each family removed with removal=quota (ignored with removal=threshold)"})
-    min_per_family: int = field(default=6, metadata={
-        "help": "cleaning never leaves a family with fewer usable images than this"})
-    zero_shot: bool = False  # also remove images CLIP finds closer to "a map", "a drawing", ... than to photos
-    zero_shot_threshold: float = 0.5
-    label_issues: bool = field(default=True, metadata={
-        "help": "find likely wrong labels (cleanlab confident learning on out-of-fold probabilities of a "
-                "cross-validated logistic regression on the embeddings) -> label_issues.csv"})
-    drop_label_issues: bool = field(default=False, metadata={
-        "help": "remove the label issues found (default: report only)"})
-    label_issue_folds: int = field(default=5, metadata={"help": "cross-validation folds for the probabilities"})
-    label_issue_filter: str = field(default="predicted_neq_given", metadata={
-        "help": "cleanlab find_label_issues filter_by: predicted_neq_given (flag where the out-of-fold "
-                "prediction disagrees; found 27-28 of 28 swaps at precision 0.90-0.96 in "
-                "benchmarks/clean_quality.py, where the confident-learning filters found 19-26) | prune_by_noise_rate (cleanlab's default, "
-                "more conservative) | prune_by_class | both | confident_learning | low_normalized_margin | "
-                "low_self_confidence"})
-    near_duplicate_threshold: float = field(default=0.95, metadata={
-        "help": "cosine similarity of embeddings at or above which two images are near-duplicates"})
-    dedupe: str = field(default="none", metadata={
-        "help": "none: report near-duplicates and keep each group in one split; near: also keep one image "
-                "per group (the others become status 'duplicate')"})
-    gallery_per_family: int = 6
+    model: str = opt("ViT-B-32", "open_clip architecture or hf-hub:ORG/NAME (e.g. hf-hub:imageomics/bioclip)")
+    pretrained: str | None = opt("laion2b_s34b_b79k",
+                                 "open_clip pretrained tag, a local weights file, or 'none' (random weights: offline)")
+    embedder: str | None = opt(None, "your own embedder as module:factory (a callable returning (preprocess, encode))")
+    batch_size: int = opt(32, "images per embedding batch")
+    num_actors: int | None = opt(None, "embedding actors (default: one per GPU, else one CPU actor per node)")
+    detector: str = opt("centroid", "per-family outlier score: centroid (cosine distance to the family's median "
+                        "embedding), isolation_forest, lof (or module:attr)", choices="DETECTORS")
+    removal: str = opt("threshold", "threshold: remove images whose robust z-score within their family exceeds "
+                       "--outlier-z (calibrated per family); quota: remove the top --contamination share of every "
+                       "family", choices=("threshold", "quota"))
+    outlier_z: float = opt(5.0, "robust z-score (median/MAD units within the family) above which an image is an "
+                           "outlier (removal=threshold)")
+    contamination: float = opt(0.05, "share of each family removed as outliers with --removal quota (ignored "
+                               "with removal=threshold)")
+    min_per_family: int = opt(6, "cleaning never leaves a family with fewer images than this")
+    zero_shot: bool = opt(False, "also remove images CLIP zero-shot calls a map, drawing, text, label or diagram")
+    zero_shot_threshold: float = opt(0.5, "non-photo probability above which --zero-shot removes an image")
+    label_issues: bool = opt(True, "find likely wrong labels (cleanlab on out-of-fold probabilities of a "
+                             "cross-validated logistic regression on the embeddings) -> label_issues.csv")
+    drop_label_issues: bool = opt(False, "remove the label issues found (default: report only)")
+    label_issue_folds: int = opt(5, "cross-validation folds for the label-issue probabilities")
+    label_issue_filter: str = opt(
+        "predicted_neq_given", "cleanlab find_label_issues filter_by: predicted_neq_given (found 27-28 of 28 swaps "
+        "at precision 0.90-0.96 in benchmarks/clean_quality.py, where the confident-learning filters found 19-26); "
+        "prune_by_noise_rate (cleanlab's default) is more conservative", choices=LABEL_ISSUE_FILTERS)
+    near_duplicate_threshold: float = opt(0.95, "embedding cosine similarity at or above which two images are "
+                                          "near-duplicates (kept in one split)")
+    dedupe: str = opt("none", "none: report near-duplicates and keep each group in one split; near: also keep one "
+                      "image per group (the others become status 'duplicate')", choices=("none", "near"))
+    gallery_per_family: int = opt(6, "images per family in gallery/*.png")
+
+    @classmethod
+    def smoke(cls, **overrides: Any) -> "CleanConfig":
+        """Laptop/offline variant: a small CLIP (ViT-S-32) with random weights (nothing downloaded). Random
+        weights make all embeddings alike (a tenth of the pairs above cosine 0.95), so only near-exact copies
+        count as near-duplicates."""
+        return cls(**{"model": "ViT-S-32", "pretrained": None, "near_duplicate_threshold": 0.999, **overrides})
 
     def validate(self) -> None:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
@@ -118,8 +155,7 @@ class CleanConfig:
         _require(0.0 < self.zero_shot_threshold < 1.0, "zero_shot_threshold", self.zero_shot_threshold,
                  "a probability in (0, 1)")
         _require(self.min_per_family >= 1, "min_per_family", self.min_per_family, "an integer >= 1")
-        _require(self.embedder is None or ":" in self.embedder, "embedder", self.embedder,
-                 "'module:factory' (a callable returning (preprocess, encode))")
+        _require(self.gallery_per_family >= 0, "gallery_per_family", self.gallery_per_family, "an integer >= 0")
         _require(self.label_issue_folds >= 2, "label_issue_folds", self.label_issue_folds, "an integer >= 2")
         _require(self.label_issue_filter in LABEL_ISSUE_FILTERS, "label_issue_filter", self.label_issue_filter,
                  f"one of {LABEL_ISSUE_FILTERS}")
@@ -128,48 +164,62 @@ class CleanConfig:
         _require(0.5 <= self.near_duplicate_threshold <= 1.0, "near_duplicate_threshold",
                  self.near_duplicate_threshold, "a cosine similarity in [0.5, 1]")
         _require(self.dedupe in ("none", "near"), "dedupe", self.dedupe, "'none' or 'near'")
-        from .registry import DETECTORS
+        from .registry import DETECTORS, load_attr
 
+        if self.embedder is not None:
+            _require(":" in self.embedder, "embedder", self.embedder,
+                     "'module:factory' (a callable returning (preprocess, encode))")
+            load_attr(self.embedder, "embedder")
+        else:
+            _check_open_clip_model(self.model)
         DETECTORS.get(self.detector)
 
 
-# cleanlab.filter.find_label_issues(filter_by=...) values (cleanlab 2.x).
-LABEL_ISSUE_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
-                       "low_normalized_margin", "low_self_confidence")
+KINDS = ("scratch", "transfer", "probe")
 
 
 @dataclass
 class TuneConfig:
     """A Ray Tune search: what to search, with which searcher/scheduler, on which resources."""
 
-    kind: str = "scratch"
-    space: str | None = None  # module path of a user's search space; default search_spaces.<kind>
-    searcher: str = "optuna"
-    scheduler: str = "asha"
-    num_samples: int = 8
-    max_epochs: int = 10
-    grace_period: int = 1
-    reduction_factor: int = 2
-    workers_per_trial: int = 2
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    cpus_per_trial: float = 0.5  # the Tune trial itself, which only drives the Ray Train run
-    max_concurrent: int = 1
-    time_budget_s: float | None = None
-    storage_path: str | None = None  # default RUN/tune
-    name: str | None = None
-    image_size: int = 64
-    weights: str | None = "imagenet"  # transfer backbones: "imagenet", a local weights file, or None (offline)
-    max_failures: int = 1  # retries of a crashed trial or one whose node died (a NaN trial fails again)
-    seed: int = 0
-    wandb: str = "disabled"  # disabled | offline | online
-    wandb_project: str = "speciesfam"
-    smoke_test: bool = False
-    resume: bool = False  # continue the experiment of the same name in storage_path
-    extra: dict = field(default_factory=dict)  # fixed hyperparameters merged under the space
+    kind: str = opt("scratch", "scratch CNNs, ImageNet backbones (transfer) or a head on CLIP embeddings (probe)",
+                    cli=False, choices=KINDS)
+    space: str | None = opt(None, "module with get_search_space(smoke: bool) (default search_spaces.KIND)")
+    searcher: str = opt("optuna", "search algorithm (or module:attr)", choices="SEARCHERS")
+    scheduler: str = opt("asha", "trial scheduler (or module:attr)", choices="SCHEDULERS")
+    num_samples: int = opt(8, "trials")
+    max_epochs: int = opt(10, "epochs per trial at most")
+    grace_period: int = opt(1, "epochs before ASHA may stop a trial")
+    reduction_factor: int = opt(2, "ASHA/HyperBand keep the top 1/reduction_factor at each rung")
+    workers_per_trial: int = opt(2, "Ray Train workers per CNN trial (MultiWorkerMirroredStrategy)")
+    cpus_per_worker: float = opt(1.0, "CPUs per Ray Train worker")
+    gpus_per_worker: float = opt(0.0, "GPUs per Ray Train worker")
+    cpus_per_trial: float = opt(0.5, "CPUs of the trial process itself (it drives Ray Train, or trains a probe)")
+    max_concurrent: int = opt(1, "trials running at once")
+    time_budget_s: float | None = opt(None, "seconds for the whole search", flag="--time-budget")
+    storage_path: str | None = opt(None, "Tune storage (default RUN/tune; shared storage on clusters)")
+    name: str | None = opt(None, "experiment name (default: KIND)")
+    image_size: int = opt(64, "image side in pixels for CNN trials")
+    weights: str | None = opt("imagenet", "transfer backbones only: imagenet, a local weights file, or none (offline)")
+    max_failures: int = opt(1, "retries of a crashed trial or one whose node died (a NaN trial fails again)")
+    seed: int = opt(0, "seed of the searcher and of every trial")
+    wandb: str = opt("disabled", "log trials to Weights & Biases", choices=("disabled", "offline", "online"))
+    wandb_project: str = opt("speciesfam", "W&B project")
+    smoke_test: bool = opt(False, "the space's tiny variant, 2 trials x 3 epochs, laptop-sized defaults "
+                                  "(minutes on 2 CPUs)")
+    resume: bool = opt(False, "continue the experiment of the same name in storage_path")
+    extra: dict = opt({}, "fixed hyperparameters merged under the space, as JSON (e.g. '{\"batch_size\": 32}')")
+
+    @classmethod
+    def smoke(cls, **overrides: Any) -> "TuneConfig":
+        """What ``--smoke-test`` means, for the CLI, the jobs and the demo alike: the space's tiny variant, 2
+        trials x 3 epochs on half-CPU workers, 48 px images and no pretrained weights (offline)."""
+        base = {"num_samples": 2, "max_epochs": 3, "cpus_per_worker": 0.5, "image_size": 48, "weights": None,
+                "smoke_test": True}
+        return cls(**{**base, **overrides})
 
     def validate(self) -> None:
-        _require(self.kind in ("scratch", "transfer", "probe"), "kind", self.kind, "'scratch', 'transfer' or 'probe'")
+        _require(self.kind in KINDS, "kind", self.kind, "'scratch', 'transfer' or 'probe'")
         _require(self.num_samples >= 1, "num_samples", self.num_samples, "an integer >= 1")
         _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, "an integer >= 1")
         _require(1 <= self.grace_period <= self.max_epochs, "grace_period", self.grace_period,
@@ -187,7 +237,21 @@ class TuneConfig:
         _require(self.image_size >= 32, "image_size", self.image_size, "an integer >= 32")
         _require(self.wandb in ("disabled", "offline", "online"), "wandb", self.wandb,
                  "'disabled', 'offline' or 'online'")
+        _require(isinstance(self.extra, dict), "extra", self.extra, "a mapping of fixed hyperparameters")
         from .registry import SCHEDULERS, SEARCHERS
 
         SEARCHERS.get(self.searcher)
         SCHEDULERS.get(self.scheduler)
+
+
+@dataclass
+class DemoConfig:
+    """``speciesfam demo``: every stage on the bundled demo data, offline, in a few minutes on 2 CPUs."""
+
+    workdir: str = opt("runs/demo", "run folder")
+    num_samples: int = opt(4, "trials of the scratch-CNN search")
+    max_epochs: int = opt(20, "epochs per trial at most")
+
+    def validate(self) -> None:
+        _require(self.num_samples >= 1, "num_samples", self.num_samples, "an integer >= 1")
+        _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, "an integer >= 1")

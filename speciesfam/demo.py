@@ -1,4 +1,4 @@
-"""The whole pipeline on the bundled demo data: catalog -> clean -> tune -> export -> predict.
+"""The whole pipeline on the bundled demo data: catalog -> clean -> tune -> export -> evaluate -> predict.
 
 Offline-safe: CLIP runs with random weights (``pretrained=None``) and the search trains small CNNs from
 scratch, so nothing is downloaded. ~3-5 minutes on 2 CPU cores.
@@ -6,11 +6,12 @@ scratch, so nothing is downloaded. ~3-5 minutes on 2 CPU cores.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from importlib import resources
 
-from . import storage
-from .config import CleanConfig, TuneConfig
+from . import console, storage
+from .config import CleanConfig, DemoConfig, TuneConfig
 
 
 def demo_images() -> str:
@@ -18,46 +19,70 @@ def demo_images() -> str:
     return str(resources.files("speciesfam") / "demo_data" / "images")
 
 
-def run_demo(workdir: str = "runs/demo", num_samples: int = 4, max_epochs: int = 20) -> dict:
-    """Run every stage into ``workdir`` and print where each artifact is. Returns the artifact paths and the
-    predictions."""
+def run_demo(workdir: str | None = None, **overrides) -> dict:
+    """Run every stage into ``workdir``, one short summary per stage, ending with report.html's path (full
+    logs in ``RUN/logs/``). Returns the artifact paths and the predictions. Defaults: ``DemoConfig``
+    (``overrides``: its fields, e.g. ``num_samples``, ``max_epochs``)."""
+    cfg = dataclasses.replace(DemoConfig(), **({"workdir": workdir} if workdir else {}), **overrides)
+    cfg.validate()
+    num_samples, max_epochs = cfg.num_samples, cfg.max_epochs
+    workdir = storage.local_dir(cfg.workdir)
+    with console.stage_logs(workdir, "demo"):
+        return _stages(workdir, num_samples, max_epochs)
+
+
+def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     from .data.catalog import run_catalog
     from .data.clean import run_clean
+    from .evaluate import evaluate
     from .export import export_bundle, predict
+    from .report import summary_line, write_report
     from .tune.search import run_search
 
-    workdir = storage.local_dir(workdir)
     t0 = time.time()
-    print(f"[1/5] catalog {demo_images()}")
+
+    def done(stage: str) -> None:  # each stage ends with its summary; the report is rebuilt after every stage
+        write_report(workdir)
+        console.say(f"      {summary_line(workdir, stage)}")
+
+    console.say(f"[1/6] catalog {demo_images()}")
     manifest = run_catalog(demo_images(), workdir)
-    print("[2/5] clean: open_clip ViT-S-32 embeddings (random weights: offline) with Ray Data; outliers (robust "
-          "z-score), label issues (cleanlab), near-duplicates")
-    # Random weights make all embeddings alike (cosine > 0.95 for a tenth of the pairs): only near-exact copies
-    # are near-duplicates for them. Pretrained models use the default threshold.
-    cleaned = run_clean(workdir, CleanConfig(model="ViT-S-32", pretrained=None, min_per_family=6,
-                                             near_duplicate_threshold=0.999))
-    print(f"[3/5] tune: {num_samples} trials, Optuna TPE + ASHA, each on 2 Ray Train workers (MultiWorkerMirroredStrategy)")
-    cfg = TuneConfig(kind="scratch", num_samples=num_samples, max_epochs=max_epochs, workers_per_trial=2,
-                     grace_period=min(5, max_epochs),  # BN statistics need a few epochs before val F1 means much
-                     cpus_per_worker=0.5, cpus_per_trial=0.5, image_size=48, weights=None, smoke_test=True, name="demo")
-    run_search(workdir, cfg)
-    print("[4/5] export the best checkpoint")
+    done("catalog")
+    console.say("[2/6] clean: open_clip ViT-S-32 embeddings (random weights: offline) with Ray Data; outliers "
+                "(robust z-score), label issues (cleanlab), near-duplicates")
+    cleaned = run_clean(workdir, CleanConfig.smoke())
+    done("clean")
+    console.say(f"[3/6] tune: {num_samples} trials, Optuna TPE + ASHA, each on 2 Ray Train workers "
+                "(MultiWorkerMirroredStrategy)")
+    tune_cfg = TuneConfig.smoke(kind="scratch", num_samples=num_samples, max_epochs=max_epochs, workers_per_trial=2,
+                                # BN statistics need a few epochs before val F1 means much
+                                grace_period=min(5, max_epochs), name="demo")
+    run_search(workdir, tune_cfg)
+    done("tune")
+    console.say("[4/6] export the best checkpoint")
     bundle = export_bundle(workdir)
+    done("export")
+    console.say("[5/6] evaluate the bundle on the test split")
+    scores = evaluate(bundle, storage.join(workdir, "clean_manifest.parquet"), "test")
+    console.say(f"      test macro-F1 {scores['test_macro_f1']:.3f}, accuracy {scores['test_accuracy']:.3f} "
+                f"on {scores['images']} images")
     test = cleaned[(cleaned["status"] == "ok") & (cleaned["split"] == "test")].groupby("label").head(1)
-    print("[5/5] predict on one test image per family")
+    console.say("[6/6] predict on one test image per family")
     preds = predict(bundle, test["path"].tolist(), top_k=3)
     truth = dict(zip(test["path"], test["label"]))
     for p in preds:
         fam, prob = p["top"][0]
-        print(f"  {p['path'].rsplit('/', 2)[-2]}/{p['path'].rsplit('/', 1)[-1]}: {fam} ({prob:.2f})"
-              f"{'  correct' if fam == truth[p['path']] else ''}")
+        console.say(f"  {p['path'].rsplit('/', 2)[-2]}/{p['path'].rsplit('/', 1)[-1]}: {fam} ({prob:.2f})"
+                    f"{'  correct' if fam == truth[p['path']] else ''}")
     artifacts = {name: storage.join(workdir, name) for name in (
         "manifest.parquet", "catalog.md", "unreadable.csv", "embeddings.parquet", "clean_manifest.parquet",
-        "removed.csv", "label_issues.csv", "near_duplicates.csv", "gallery", "clean.md", "class_counts.png", "tune", "trials.csv", "trials.md", "search_progress.png")}
+        "removed.csv", "label_issues.csv", "near_duplicates.csv", "gallery", "clean.md", "class_counts.png", "tune",
+        "trials.csv", "trials.md", "search_progress.png", "eval_test")}
     artifacts["bundle"] = bundle
+    report = write_report(workdir)
+    artifacts["report"] = report
     removed = int((cleaned["status"] == "removed").sum())
-    print(f"\nDone in {time.time() - t0:.0f} s. {len(manifest)} images catalogued, {removed} outliers removed.")
-    for name, path in artifacts.items():
-        print(f"  {name:24s} {path}")
-    print(f"Exported bundle: {bundle}")
+    console.say(f"\nDone in {time.time() - t0:.0f} s: {len(manifest)} images catalogued, {removed} outliers removed, "
+                f"bundle in {bundle}, full logs in {storage.join(workdir, 'logs')}.")
+    console.say(f"Report: {report}")
     return {"artifacts": artifacts, "predictions": preds}

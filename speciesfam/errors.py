@@ -22,6 +22,10 @@ class UnknownNameError(SpeciesfamError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class SourceError(SpeciesfamError, ValueError):
+    """The catalog's source (folder or manifest) cannot be read at all: missing, empty, or lacking columns."""
+
+
 class StageOrderError(SpeciesfamError, FileNotFoundError):
     """A stage's input is missing or older than its own inputs; the message says which stage to run."""
 

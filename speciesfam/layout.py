@@ -41,8 +41,12 @@ STAGES = "stages"                      # stages/<stage>.json: what each stage wa
 TRIAL_COLUMNS = ["trial_id", "kind", "model", "status", "error", BEST_METRIC, "best_epoch", "epochs_run", "seconds",
                  "best_checkpoint", "config", "trial_path"]
 
-# Manifest statuses.
+# Manifest statuses (every row has exactly one; every status but ok has a reason).
 OK, DUPLICATE, UNREADABLE_STATUS, TOO_SMALL, REMOVED_STATUS = "ok", "duplicate", "unreadable", "too_small", "removed"
+INVALID = "invalid"      # manifest row with an empty/whitespace/missing label or path
+CONFLICT = "conflict"    # manifest path listed with two or more different labels (every such row)
+SKIPPED = "skipped"      # hidden file, or a file under a hidden folder
+NO_FAMILY = "no_family"  # file at a folder source's root, in no family folder
 SPLITS = ("train", "val", "test")
 
 

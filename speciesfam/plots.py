@@ -1,5 +1,8 @@
 """Plots people would rather look at than read: class counts before/after cleaning, search progress,
-confusion matrix and per-family F1. matplotlib runs headless (Agg)."""
+confusion matrix and per-family F1. matplotlib runs headless (Agg).
+
+Each function returns the PNG's bytes (report.html inlines them) and also writes it when given a path.
+"""
 
 from __future__ import annotations
 
@@ -24,15 +27,17 @@ def _pyplot():
     return plt
 
 
-def _save(plt, fig, uri: str) -> None:
-    """Write ``fig`` as PNG to a local path or an object-store URI, then free it."""
+def _save(plt, fig, uri: str | None) -> bytes:
+    """``fig`` as PNG bytes, also written to a local path or an object-store URI when given; frees it."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    storage.write_bytes(uri, buf.getvalue())
+    if uri:
+        storage.write_bytes(uri, buf.getvalue())
+    return buf.getvalue()
 
 
-def class_counts(before: "pd.Series", after: "pd.Series", path: str) -> None:
+def class_counts(before: "pd.Series", after: "pd.Series", path: str | None = None) -> bytes:
     """Images per family before and after cleaning, largest family first."""
     plt = _pyplot()
     order = before.sort_values(ascending=False).index
@@ -46,10 +51,10 @@ def class_counts(before: "pd.Series", after: "pd.Series", path: str) -> None:
     ax.set_title("Class distribution")
     ax.legend()
     fig.tight_layout()
-    _save(plt, fig, path)
+    return _save(plt, fig, path)
 
 
-def search_progress(results, path: str, metric: str = "val_macro_f1") -> None:
+def search_progress(results, path: str | None = None, metric: str = "val_macro_f1") -> bytes:
     """Metric against seconds since each trial started, one line per trial; a trial that ASHA stopped at a
     rung ends early, marked with an x."""
     plt = _pyplot()
@@ -66,10 +71,10 @@ def search_progress(results, path: str, metric: str = "val_macro_f1") -> None:
     if 0 < len(ax.get_legend_handles_labels()[0]) <= 12:
         ax.legend(fontsize=6)
     fig.tight_layout()
-    _save(plt, fig, path)
+    return _save(plt, fig, path)
 
 
-def confusion(cm: np.ndarray, labels: list[str], path: str) -> None:
+def confusion(cm: np.ndarray, labels: list[str], path: str | None = None, title: str = "Confusion matrix") -> bytes:
     plt = _pyplot()
     n = len(labels)
     fig, ax = plt.subplots(figsize=(max(5, 0.35 * n), max(4, 0.35 * n)))
@@ -79,12 +84,17 @@ def confusion(cm: np.ndarray, labels: list[str], path: str) -> None:
         ax.set_yticks(range(n), labels, fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("Confusion matrix (row-normalised)")
+    if n <= 15:  # small matrices: the counts themselves
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7)
+    ax.set_title(f"{title} (row-normalised)")
     fig.tight_layout()
-    _save(plt, fig, path)
+    return _save(plt, fig, path)
 
 
-def per_class_f1(per_class: "pd.DataFrame", path: str) -> None:
+def per_class_f1(per_class: "pd.DataFrame", path: str | None = None) -> bytes:
     plt = _pyplot()
     order = per_class.sort_values("f1")
     fig, ax = plt.subplots(figsize=(6, max(3, 0.25 * len(order))))
@@ -94,4 +104,41 @@ def per_class_f1(per_class: "pd.DataFrame", path: str) -> None:
     ax.set_title("Per-family F1")
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    _save(plt, fig, path)
+    return _save(plt, fig, path)
+
+
+def search_timeline(histories: dict[str, "pd.DataFrame"], stopped: set[str], metric: str = "val_macro_f1",
+                    path: str | None = None) -> bytes:
+    """The metric of every trial against seconds since the search started (wall time, so concurrency and
+    queueing show); a trial the scheduler stopped early ends in a red x, one that finished in a dot.
+
+    Args:
+        histories: trial id -> its reported results with ``seconds`` (since search start) and ``metric``.
+        stopped: ids of the trials the scheduler (ASHA) stopped.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    best_x, best_y = [], []
+    for trial_id, hist in histories.items():
+        if hist.empty or metric not in hist.columns:
+            continue
+        line, = ax.plot(hist["seconds"], hist[metric], marker="o", ms=2.5, lw=1, label=trial_id[-14:])
+        end_x, end_y = hist["seconds"].iloc[-1], hist[metric].iloc[-1]
+        if trial_id in stopped:
+            ax.plot(end_x, end_y, "x", color="tab:red", ms=9, mew=2)
+        else:
+            ax.plot(end_x, end_y, "o", color=line.get_color(), ms=6)
+        best_x += list(hist["seconds"])
+        best_y += list(hist[metric])
+    if best_x:  # the best metric found so far across the search
+        order = np.argsort(best_x)
+        ax.step(np.asarray(best_x)[order], np.maximum.accumulate(np.nan_to_num(np.asarray(best_y)[order], nan=0)),
+                where="post", color="black", lw=1.5, alpha=0.6, label="best so far")
+    ax.plot([], [], "x", color="tab:red", ms=9, mew=2, label="stopped by scheduler")
+    ax.set_xlabel("seconds since the search started")
+    ax.set_ylabel(metric)
+    ax.set_title("Search progress")
+    if len(histories) <= 16:
+        ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    return _save(plt, fig, path)

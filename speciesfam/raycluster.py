@@ -7,25 +7,51 @@ import os
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start or join Ray once per process, quietly, with speciesfam's environment for every worker."""
+    import logging
+
     import ray
+
+    from . import console
 
     if ray.is_initialized():
         return
-    env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "KERAS_BACKEND": "tensorflow"}
+    # Quiet workers unless --verbose (console.py); a TF_CPP_MIN_LOG_LEVEL the user set wins.
+    env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "KERAS_BACKEND": "tensorflow",
+           **console.worker_env()}
     for key in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_DIR"):  # never the API key
         if key in os.environ:
             env[key] = os.environ[key]
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs = {}
-    if not address:  # a new local Ray
+    if not address:  # a new local Ray, reachable from this machine only
+        _loopback_only()
         # Ray Train's placement-group cleaner finds its cluster through the State API, which auto-detects it
         # and fails when another Ray runs on this machine ("Found multiple active Ray instances"): the
         # finished trial's placement group then leaks and the next trial waits forever. Give the new Ray
         # a dashboard port of its own and tell every worker where that API server is.
         port = _free_port()
         env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-        kwargs = {"num_cpus": num_cpus, "include_dashboard": True, "dashboard_port": port}
-    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True, **kwargs)
+        kwargs = {"num_cpus": num_cpus, "include_dashboard": True, "dashboard_host": "127.0.0.1",
+                  "dashboard_port": port, "_node_ip_address": "127.0.0.1"}
+    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=console.log_to_driver(),
+             logging_level=logging.INFO if console.verbose() else logging.WARNING, **kwargs)
+    console.quiet_loggers()
+
+
+def _loopback_only() -> None:
+    """Make the local Ray about to start listen on 127.0.0.1 only (GCS, raylet, workers, agents, metrics).
+
+    Ray 2.60 replaces a loopback node address by the machine's external one unless its "cluster mode" is off
+    (``ray_constants.ENABLE_RAY_CLUSTER``, the ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` switch, read when
+    ``ray.init`` resolves the node IP: ``ray/_private/services.py`` ``get_node_ip_address``); every server then
+    binds the node IP, which was 0.0.0.0 / the external address for the GCS, raylets, workers and two
+    unauthenticated metrics endpoints. Set here in this process only (not in ``os.environ``), so
+    ``ray start`` clusters started from this process stay multi-node capable.
+    """
+    from ray._private import ray_constants
+
+    if hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def _free_port() -> int:

@@ -5,6 +5,7 @@ import pytest
 
 from speciesfam.config import CatalogConfig, ConfigError
 from speciesfam.data.catalog import build_manifest, class_weights, run_catalog
+from speciesfam.errors import SourceError
 
 
 def test_every_row_has_a_status_and_nothing_is_lost(collection, tmp_path):
@@ -69,10 +70,15 @@ def test_balanced_class_weights(collection):
 
 
 def test_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(SourceError, match="does not exist"):
         build_manifest(str(tmp_path / "nowhere"))
+    with pytest.raises(SourceError, match="does not exist"):
+        build_manifest(str(tmp_path / "nowhere.csv"))
     (tmp_path / "bad.csv").write_text("file,family\na.jpg,x\n")
-    with pytest.raises(ValueError, match="lacks column"):
+    with pytest.raises(SourceError, match="lacks column"):
         build_manifest(str(tmp_path / "bad.csv"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="holds no files"):
+        build_manifest(str(tmp_path / "empty"))
     with pytest.raises(ConfigError, match="val_fraction=0.7"):
         CatalogConfig(val_fraction=0.7).validate()

@@ -14,6 +14,8 @@ import pytest
 from speciesfam.localcluster import LocalCluster, check_artifacts, check_job
 
 
+pytestmark = pytest.mark.slow  # see README: the default run skips these, .ci/run runs them
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = LocalCluster(port=6391, dashboard_port=8267, temp_dir=str(tmp_path_factory.mktemp("raytmp")))

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 
+pytestmark = pytest.mark.slow  # see README: the default run skips these, .ci/run runs them
+
 def test_demo_writes_every_artifact(demo_run):
     workdir, out = demo_run
     for name, path in out["artifacts"].items():

@@ -14,6 +14,7 @@ from PIL import Image
 from speciesfam.cli import main
 from speciesfam.config import CatalogConfig
 from speciesfam.data.catalog import build_manifest
+from speciesfam.layout import label_slug
 
 # family -> {species: images}; Hominidae has a single species, so a species-disjoint split cannot hold it.
 TAXA = {"Felidae": {"Panthera onca": 4, "Panthera pardus": 4, "Lynx pardinus": 4},
@@ -93,13 +94,16 @@ def test_folder_layout_hard_links_one_folder_per_label(snapshot, tmp_path):
     assert main(["fetch", "rare-species", "--from", str(root), "--out", str(tmp_path), "--layout", "folders",
                  "--label", "order"]) == 0
     families = tmp_path / "order"
-    assert sorted(p.name for p in families.iterdir()) == ["Anura", "Carnivora", "Primates"]
+    names = {label_slug(o): o for o in ("Anura", "Carnivora", "Primates")}  # folders are named by the slug
+    assert sorted(p.name for p in families.iterdir()) == sorted(names)
     linked = sorted(families.rglob("*.jpg"))
     assert len(linked) == images
     original = next(root.joinpath("dataset").rglob(linked[0].name))
     assert os.path.samefile(linked[0], original)  # a hard link: no second copy on disk
-    assert build_manifest(str(families), CatalogConfig(min_images=3))["label"].value_counts().to_dict() == {
-        "Carnivora": 12, "Anura": 9, "Primates": 6}
+    assert build_manifest(str(families), CatalogConfig(min_images=3))["label"].map(names).value_counts().to_dict() \
+        == {"Carnivora": 12, "Anura": 9, "Primates": 6}
+    m = pd.read_csv(tmp_path / "manifest.csv", dtype=str, keep_default_na=False)  # exact labels, slugged folders
+    assert all(p.startswith(f"order/{label_slug(lab)}/") for p, lab in zip(m["path"], m["label"]))
 
 
 def test_bad_inputs_name_the_fix(snapshot, tmp_path, capsys):

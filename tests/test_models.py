@@ -11,7 +11,12 @@ from speciesfam.registry import MODELS
 SIZES = {"xception": 71}
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+# The default run builds one model of each kind (the two scratch CNNs and the smallest ImageNet backbone); every
+# other backbone takes 0.5-4 minutes on 2 cores and runs in the slow set.
+FAST = ("scratch_sequential", "scratch_functional", "mobilenetv3small")
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in MODELS.names()])
 def test_model_builds_trains_and_round_trips(name, tmp_path):
     import keras
 

@@ -14,6 +14,8 @@ import pytest
 from speciesfam import layout, storage
 from speciesfam.data.catalog import build_manifest, load_manifest, run_catalog
 
+pytestmark = pytest.mark.slow  # see README: the default run skips these, .ci/run runs them
+
 BUCKET = "speciesfam-test"
 
 

@@ -82,6 +82,7 @@ def test_nan_loss_fails_the_trial_with_a_clear_error(collection, tmp_path, ray_s
         trainer.fit()
 
 
+@pytest.mark.slow  # needs the demo run
 def test_probe_search_on_cached_embeddings(demo_run, tmp_path):
     import shutil
 
@@ -104,6 +105,7 @@ def test_wandb_offline_writes_runs_and_never_the_key(tmp_path, ray_session, monk
     from ray import tune
 
     secret = "speciesfam-test-key-0123456789abcdef0123"
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # --wandb offline alone must be enough
     monkeypatch.setenv("WANDB_API_KEY", secret)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
     (tmp_path / "wb").mkdir()
@@ -147,6 +149,7 @@ make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), {"q": tune.grid_search([
 RESUME_CFG = TuneConfig(searcher="random", scheduler="fifo", num_samples=1, max_epochs=3, max_concurrent=1)
 
 
+@pytest.mark.slow
 def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path, ray_session):
     import json
     import os
@@ -229,7 +232,9 @@ def test_unreachable_data_fails_before_any_trial(tmp_path, ray_session):
     manifest = pd.DataFrame({"path": ["/nowhere/a.jpg", "/nowhere/b.jpg"], "label": ["A", "B"],
                              "status": ["ok", "ok"], "split": ["train", "val"]})
     manifest.to_parquet(tmp_path / "clean_manifest.parquet")
-    with pytest.raises(FileNotFoundError, match="cannot be read from here, e.g. '/nowhere/a.jpg'"):
+    from speciesfam.errors import SpeciesfamError
+
+    with pytest.raises(SpeciesfamError, match="cannot be read from here, e.g. '/nowhere/a.jpg'"):
         run_search(str(tmp_path), TuneConfig(cpus_per_worker=0.5, smoke_test=True))
     assert not (tmp_path / "tune").exists()
 

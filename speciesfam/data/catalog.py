@@ -1,9 +1,11 @@
 """Catalog stage: scan a folder per family (or a CSV/Parquet manifest) into ``RUN/manifest.parquet``.
 
-Every input row ends with a ``status``: ``ok`` (usable, has a ``split``), ``duplicate`` (same bytes as
-an earlier row; it takes that row's split so no image sits in two splits), ``unreadable`` (``reason`` says
-why) or ``too_small`` (its family has fewer than ``min_images`` usable images, or with ``group_split``
-fewer than 3 groups, and cannot be split).
+Every input file (folder source) or row (manifest source) ends as exactly one row with a ``status``:
+``ok`` (usable, has a ``split``), ``duplicate`` (same bytes as an earlier row, or a manifest path listed
+again; it takes that row's split so no image sits in two splits), ``unreadable``, ``too_small`` (its family
+has fewer than ``min_images`` usable images, or with ``group_split`` fewer than 3 groups), or one of the
+statuses ``data/sources.py`` gives before any file is read (``invalid``, ``conflict``, ``skipped``,
+``no_family``). Every status but ``ok`` has a ``reason``.
 """
 
 from __future__ import annotations
@@ -14,64 +16,55 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import storage
+from .. import layout, storage
 from ..config import CatalogConfig
-from .images import DecodeError, probe
+from .images import DecodeError, probe, sniff
+from .sources import read_source
 
 if TYPE_CHECKING:
     import pandas as pd
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp")
+__all__ = ["run_catalog", "build_manifest", "read_source", "load_manifest", "class_weights", "report"]
+
 MANIFEST_COLUMNS = ["path", "label", "group", "sha256", "width", "height", "mode", "bytes", "status",
-                    "reason", "duplicate_of", "split"]
-SPLITS = ("train", "val", "test")
+                    "reason", "duplicate_of", "split", "source_row"]
+SPLITS = layout.SPLITS
+# A file whose first bytes name no image format is decoded only up to this size (bytes): a 4 GB video
+# named .jpg is refused without reading it whole. Pillow knows formats without magic bytes (TGA), hence
+# a limit rather than a refusal.
+MAX_UNKNOWN_BYTES = 64 * 2**20
+NOT_USED_SHOWN = 20  # catalog.md lists this many rows per status; the full list is in manifest.parquet
 
 
-def read_source(source: str) -> "pd.DataFrame":
-    """Rows (path, label, group) from a folder per family or a CSV/Parquet manifest.
-
-    Manifest paths may be relative to the manifest's folder; ``group`` (e.g. species) is optional.
-    """
-    import pandas as pd
-
-    if source.endswith((".csv", ".parquet")):
-        df = storage.read_table(source)
-        missing = {"path", "label"} - set(df.columns)
-        if missing:
-            raise ValueError(f"{source}: manifest lacks column(s) {sorted(missing)}; it needs 'path' and "
-                             f"'label' (and optionally 'group'); found {list(df.columns)}")
-        base = source.rsplit("/", 1)[0] if "/" in source else "."
-        df["path"] = [p if storage.is_remote(p) or p.startswith("/") else storage.join(base, p)
-                      for p in df["path"].astype(str)]
-        if "group" not in df.columns:
-            df["group"] = None
-        return df[["path", "label", "group"]].astype({"label": str})
-    if not storage.exists(source):
-        raise FileNotFoundError(f"{source} does not exist: give a folder with one subfolder per family, "
-                                "or a .csv/.parquet manifest with 'path' and 'label' columns")
-    root = storage.filesystem(source)[1] if not storage.is_remote(source) else source.rstrip("/")
-    rows = []
-    for path in storage.list_files(source):
-        rel = path[len(root):].lstrip("/") if path.startswith(root) else path
-        parts = rel.split("/")
-        if len(parts) >= 2 and parts[-1].lower().endswith(IMAGE_SUFFIXES) and not parts[-1].startswith("."):
-            rows.append({"path": path, "label": parts[0], "group": None})
-    if not rows:
-        raise ValueError(f"{source}: found no images in subfolders (expected FAMILY/IMAGE with suffix in "
-                         f"{IMAGE_SUFFIXES})")
-    return pd.DataFrame(rows)
+def _read(path: str) -> bytes | None:
+    """The file's bytes; None when its header names no image format and it is larger than MAX_UNKNOWN_BYTES."""
+    fs, inner = storage.filesystem(path)
+    with fs.open_input_stream(inner) as f:
+        head = f.read(16)
+        if sniff(head) is None:
+            rest = f.read(MAX_UNKNOWN_BYTES + 1 - len(head))
+            return None if len(head) + len(rest) > MAX_UNKNOWN_BYTES else head + rest
+        return head + f.read()
 
 
 def _inspect(path: str) -> dict:
+    """Read, hash and decode one file: status ``ok`` with its size and mode, or ``unreadable`` and why."""
     try:
-        data = storage.read_bytes(path)
-    except OSError as err:
-        return {"status": "unreadable", "reason": f"cannot read file: {err}"}
+        data = _read(path)
+    except FileNotFoundError:
+        return {"status": layout.UNREADABLE_STATUS, "reason": "file not found"}
+    except PermissionError:
+        return {"status": layout.UNREADABLE_STATUS, "reason": "permission denied"}
+    except (OSError, ValueError) as err:  # a folder, an I/O error; ArrowInvalid (a ValueError) for a bad URI
+        return {"status": layout.UNREADABLE_STATUS, "reason": f"cannot read file: {err}"}
+    if data is None:
+        return {"status": layout.UNREADABLE_STATUS,
+                "reason": f"not an image file (format not recognised, larger than {MAX_UNKNOWN_BYTES} bytes)"}
     info = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     try:
-        info.update(probe(data), status="ok", reason="")
+        info.update(probe(data), status=layout.OK, reason="")
     except DecodeError as err:
-        info.update(status="unreadable", reason=str(err))
+        info.update(status=layout.UNREADABLE_STATUS, reason=str(err))
     return info
 
 
@@ -96,86 +89,148 @@ def _assign_splits(df: "pd.DataFrame", cfg: CatalogConfig) -> "pd.Series":
 
 
 def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int = 16) -> "pd.DataFrame":
-    """Scan ``source`` and return the manifest DataFrame (columns ``MANIFEST_COLUMNS``)."""
+    """Scan ``source`` and return the manifest (columns ``MANIFEST_COLUMNS``), one row per input file or row.
+
+    ``attrs`` carries ``files_seen`` (folder) or ``rows_read`` (manifest), and ``aliases`` (links to files
+    or folders already listed), for the report.
+    """
     import pandas as pd
     from tqdm.auto import tqdm
 
     cfg = cfg or CatalogConfig()
     cfg.validate()
-    df = read_source(source).drop_duplicates("path").sort_values("path").reset_index(drop=True)
+    src = read_source(source)
+    attrs = dict(src.attrs)
+    # stable sort: repeated manifest paths keep their input order (the first one is the one used)
+    df = src.sort_values("path", kind="mergesort", na_position="last").reset_index(drop=True)
+    todo = df.index[df["status"].isna()]
     with ThreadPoolExecutor(workers) as pool:
-        infos = list(tqdm(pool.map(_inspect, df["path"]), total=len(df), desc="catalog", unit="img"))
-    df = pd.concat([df, pd.DataFrame(infos)], axis=1)
+        infos = list(tqdm(pool.map(_inspect, df.loc[todo, "path"]), total=len(todo), desc="catalog", unit="file"))
+    info = pd.DataFrame(infos, index=todo)
     for col in MANIFEST_COLUMNS:
         if col not in df.columns:
             df[col] = None
-    df["duplicate_of"] = None
-    ok = df["status"] == "ok"
+    for col in info.columns:
+        df[col] = df[col].astype(object)
+        df.loc[todo, col] = info[col]
+    for col in ("width", "height", "bytes"):
+        df[col] = pd.to_numeric(df[col])
+    ok = df["status"] == layout.OK
     first = df[ok].groupby("sha256")["path"].transform("first")
     dup = ok & (df["path"] != first.reindex(df.index))
     df.loc[dup, "duplicate_of"] = first[dup]
-    df.loc[dup, "status"] = "duplicate"
+    df.loc[dup, "status"] = layout.DUPLICATE
     df.loc[dup, "reason"] = "same bytes as duplicate_of"
-    usable = df["status"] == "ok"
+    usable = df["status"] == layout.OK
     counts = df[usable].groupby("label").size()
     small = usable & df["label"].map(counts).lt(cfg.min_images)
-    df.loc[small, "status"] = "too_small"
+    df.loc[small, "status"] = layout.TOO_SMALL
     df.loc[small, "reason"] = f"family has fewer than min_images={cfg.min_images} usable images"
     if cfg.group_split:  # a group-disjoint split needs a group for each of train, val and test
-        ok = df[df["status"] == "ok"]
+        ok = df[df["status"] == layout.OK]
         units = ok["group"].fillna(ok["path"]).groupby(ok["label"]).nunique()
-        few = (df["status"] == "ok") & df["label"].map(units).lt(3)
-        df.loc[few, "status"] = "too_small"
+        few = (df["status"] == layout.OK) & df["label"].map(units).lt(3)
+        df.loc[few, "status"] = layout.TOO_SMALL
         df.loc[few, "reason"] = ("group_split needs >= 3 groups (e.g. species) per family; this family has " +
                                  df.loc[few, "label"].map(units).astype(str))
-    ok = df["status"] == "ok"
+    ok = df["status"] == layout.OK
     df["split"] = None
     df.loc[ok, "split"] = _assign_splits(df[ok], cfg)
     split_of = dict(zip(df.loc[ok, "path"], df.loc[ok, "split"]))
-    dup = df["status"] == "duplicate"
+    dup = df["status"] == layout.DUPLICATE
     df.loc[dup, "split"] = df.loc[dup, "duplicate_of"].map(split_of)
-    return df[MANIFEST_COLUMNS]
+    df = df[MANIFEST_COLUMNS]
+    df.attrs.update(attrs)
+    return df
 
 
 def class_weights(manifest: "pd.DataFrame", split: str = "train") -> dict[str, float]:
     """Balanced class weights n / (k * n_c) over the usable rows of ``split``."""
-    counts = manifest[(manifest["status"] == "ok") & (manifest["split"] == split)]["label"].value_counts()
+    counts = manifest[(manifest["status"] == layout.OK) & (manifest["split"] == split)]["label"].value_counts()
     return {lab: float(counts.sum() / (len(counts) * c)) for lab, c in sorted(counts.items())}
 
 
+def _md(text: object) -> str:
+    """A value as one Markdown table cell: '|' escaped, control characters (newlines...) shown as escapes."""
+    text = "" if text is None or text != text else str(text)  # None/NaN -> empty
+    text = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+    return text.replace("|", "\\|")
+
+
+def look_alike_labels(labels) -> list[list[str]]:
+    """Groups of two or more labels equal up to case, surrounding whitespace and Unicode compatibility forms
+    (``Felidae``, ``felidae``, ``Felidae `` and ``Ｆelidae``), sorted."""
+    import unicodedata
+
+    groups: dict[str, set[str]] = {}
+    for lab in labels:
+        groups.setdefault(unicodedata.normalize("NFKC", lab).strip().casefold(), set()).add(lab)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
 def report(manifest: "pd.DataFrame", source: str) -> str:
-    """A short markdown report of what the catalog found."""
-    status = manifest["status"].value_counts().to_dict()
-    ok = manifest[manifest["status"] == "ok"]
+    """A short Markdown report: inputs seen = rows written, counts per status, families, what was not used."""
+    status = manifest["status"].value_counts()
+    ok = manifest[manifest["status"] == layout.OK]
     table = ok.pivot_table(index="label", columns="split", values="path", aggfunc="count", fill_value=0)
     table = table.reindex(columns=list(SPLITS), fill_value=0)
     weights = class_weights(manifest)
-    lines = [f"# Catalog of {source}", "", f"- rows: {len(manifest)}",
-             *(f"- {k}: {v}" for k, v in sorted(status.items())),
-             f"- families: {ok['label'].nunique()}", "", "| family | train | val | test | class weight |",
-             "|---|---:|---:|---:|---:|"]
-    lines += [f"| {lab} | {r['train']} | {r['val']} | {r['test']} | {weights.get(lab, 0):.3f} |"
+    attrs = manifest.attrs
+    if "files_seen" in attrs:
+        seen = f"- files seen: {attrs['files_seen']}, rows written: {len(manifest)} (one per file)"
+    else:
+        seen = f"- manifest rows read: {attrs.get('rows_read', len(manifest))}, rows written: {len(manifest)}"
+    lines = [f"# Catalog of {_md(source)}", "", seen]
+    if attrs.get("aliases"):
+        lines.append(f"- links to files or folders already listed (not listed again): {attrs['aliases']}")
+    lines += [*(f"- {k}: {v}" for k, v in sorted(status.items())), f"- families: {ok['label'].nunique()}", "",
+              "| family | train | val | test | class weight |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {_md(lab)} | {r['train']} | {r['val']} | {r['test']} | {weights.get(lab, 0):.3f} |"
               for lab, r in table.iterrows()]
-    bad = manifest[manifest["status"].isin(["unreadable", "too_small"])]
-    if len(bad):
-        lines += ["", "## Not used", "", "| path | status | reason |", "|---|---|---|"]
-        lines += [f"| {r.path} | {r.status} | {r.reason} |" for r in bad.itertuples()]
-    return "\n".join(lines) + "\n"
+    alike = look_alike_labels(manifest["label"].dropna().unique())
+    if alike:
+        lines += ["", "## Labels that look alike", "", "Kept as separate families (labels are used exactly as "
+                  "written); fix the source if they are one family:", ""]
+        lines += ["- " + ", ".join(f"`{_md(lab)}`" if lab.strip() else repr(lab) for lab in group)
+                  for group in alike[:NOT_USED_SHOWN]]
+    not_used = manifest[~manifest["status"].isin([layout.OK, layout.DUPLICATE])]
+    if len(not_used):
+        lines += ["", "## Not used", "", f"{len(not_used)} rows; the first {NOT_USED_SHOWN} of each status are "
+                  f"below, all of them in {layout.MANIFEST} (and the unreadable ones in {layout.UNREADABLE}).", ""]
+        for st, rows in not_used.groupby("status", sort=True):
+            lines += [f"### {st} ({len(rows)})", "", "| path | label | reason |", "|---|---|---|"]
+            lines += [f"| {_md(r.path)} | {_md(r.label)} | {_md(r.reason)} |"
+                      for r in rows.head(NOT_USED_SHOWN).itertuples()]
+            if len(rows) > NOT_USED_SHOWN:
+                lines.append(f"| ... {len(rows) - NOT_USED_SHOWN} more | | |")
+            lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> "pd.DataFrame":
-    """Catalog stage: write RUN/manifest.parquet, RUN/unreadable.csv and RUN/catalog.md."""
-    manifest = build_manifest(source, cfg)
-    storage.write_table(manifest, storage.join(workdir, "manifest.parquet"))
-    bad = manifest[manifest["status"] == "unreadable"][["path", "label", "reason"]]
-    storage.write_table(bad, storage.join(workdir, "unreadable.csv"))
-    storage.write_text(storage.join(workdir, "catalog.md"), report(manifest, source))
+    """Catalog stage: write RUN/manifest.parquet, RUN/unreadable.csv and RUN/catalog.md.
+
+    Raises:
+        SourceError: the source cannot be read, or no row is usable (the reports are written first).
+    """
     from dataclasses import asdict
 
     from .. import stages
+    from ..errors import SourceError
 
+    if not storage.is_remote(source):  # the record names the source wherever the command ran from
+        source = storage.filesystem(source)[1]
+    manifest = build_manifest(source, cfg)
+    storage.write_table(manifest, layout.path(workdir, layout.MANIFEST))
+    bad = manifest[manifest["status"] == layout.UNREADABLE_STATUS][["path", "label", "reason"]]
+    storage.write_table(bad, layout.path(workdir, layout.UNREADABLE))
+    storage.write_text(layout.path(workdir, layout.CATALOG_MD), report(manifest, source))
+    counts = manifest["status"].value_counts().to_dict()
     stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
-                  summary={"rows": len(manifest), "status": manifest["status"].value_counts().to_dict()})
+                  summary={"rows": len(manifest), "status": counts, **manifest.attrs})
+    if not counts.get(layout.OK):
+        raise SourceError(f"{source}: no usable image among {len(manifest)} rows ({counts}); see "
+                          f"{layout.path(workdir, layout.CATALOG_MD)}")
     return manifest
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import storage
+from ..errors import SpeciesfamError
+from ..layout import label_slug
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,8 +33,8 @@ RANKS = ("phylum", "class", "order", "family", "genus", "species")
 FILE_NAME = re.compile(r"^(\d+)_(\d+)_eol_full-size-copy\.jpe?g$", re.IGNORECASE)
 
 
-class FetchError(RuntimeError):
-    """The dataset could not be downloaded or laid out; the message says what to do."""
+class FetchError(SpeciesfamError, RuntimeError):
+    """The dataset could not be downloaded or laid out; the message says what to do (the CLI: one line, exit 2)."""
 
 
 def download(out: Path, revision: str | None = None) -> Path:
@@ -78,7 +80,8 @@ def read_catalog(snapshot: Path) -> "pd.DataFrame":
     if not path.is_file():
         raise FetchError(f"{snapshot} is not a copy of {REPO_ID}: {CATALOG_CSV} is missing (give the folder "
                          "that holds dataset/ and metadata/)")
-    cat = pd.read_csv(path, dtype=str)
+    # names as written: no NA guessing (a taxon spelled 'NA' is a name; an empty cell is caught as no label)
+    cat = pd.read_csv(path, dtype=str, keep_default_na=False)
     need = {"eol_content_id", "eol_page_id", "family", "genus", "species"}
     if need - set(cat.columns):
         raise FetchError(f"{path}: lacks column(s) {sorted(need - set(cat.columns))}; found {list(cat.columns)}")
@@ -88,7 +91,7 @@ def read_catalog(snapshot: Path) -> "pd.DataFrame":
     lic = snapshot / LICENSES_CSV
     if lic.is_file() and "rarespecies_id" in cat.columns:
         wanted = {"rarespecies_id", "license_name", "copyright_owner"}
-        licenses = pd.read_csv(lic, dtype=str, usecols=lambda c: c in wanted)
+        licenses = pd.read_csv(lic, dtype=str, keep_default_na=False, usecols=lambda c: c in wanted)
         if "rarespecies_id" in licenses.columns and len(licenses.columns) > 1:
             cat = cat.merge(licenses.drop_duplicates("rarespecies_id"), on="rarespecies_id", how="left")
     return cat
@@ -104,8 +107,6 @@ def scan_images(snapshot: Path) -> "pd.DataFrame":
     rows = []
     for dirpath, _, files in os.walk(root):
         for name in sorted(files):
-            if name.startswith("."):
-                continue
             m = FILE_NAME.match(name)
             rows.append({"source": str(Path(dirpath) / name), "eol_content_id": m and m.group(1),
                          "eol_page_id": m and m.group(2)})
@@ -126,8 +127,10 @@ def _place(src: Path, dst: Path) -> None:
 def layout(snapshot: Path, out: Path, label: str = "family", folders: bool = False) -> "pd.DataFrame":
     """Write ``out/manifest.csv`` (path, label, group = species, taxonomy, license) from a hub snapshot.
 
-    With ``folders``, images are also placed as ``out/<label>/<VALUE>/<file>`` (hard links, e.g.
-    ``out/family/Felidae/``) and the manifest points there; otherwise it points at the snapshot's own files.
+    With ``folders``, images are also placed as ``out/<label>/<slug of VALUE>/<file>`` (hard links, e.g.
+    ``out/family/Felidae-1a2b3c4d/``; ``layout.label_slug``, so a value such as ``../x`` never names a path
+    outside ``out``) and the manifest, which keeps the exact value as ``label``, points there; otherwise it
+    points at the snapshot's own files.
     """
     import numpy as np
     import pandas as pd
@@ -144,7 +147,7 @@ def layout(snapshot: Path, out: Path, label: str = "family", folders: bool = Fal
         "no catalog row has these EOL ids"))
     found["label"] = found["sciName"] if label == "species" else found[label]
     found["group"] = found["sciName"]
-    no_label = found["label"].isna()
+    no_label = found["label"].isna() | (found["label"].str.strip() == "")
     if no_label.any():
         unmatched = pd.concat([unmatched, found[no_label][["source", *keys]].assign(
             reason=f"catalog row has no {label}")], ignore_index=True)
@@ -152,7 +155,7 @@ def layout(snapshot: Path, out: Path, label: str = "family", folders: bool = Fal
     if folders:
         paths = []
         for src, lab in zip(found["source"], found["label"]):
-            dst = out / label / re.sub(r"[^\w.-]+", "_", str(lab)) / Path(src).name
+            dst = out / label / label_slug(lab) / Path(src).name
             _place(Path(src), dst)
             paths.append(_rel(dst, out))
         found["path"] = paths

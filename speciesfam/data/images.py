@@ -22,6 +22,27 @@ class DecodeError(ValueError):
     """An image could not be decoded; ``str(err)`` is the reason recorded in reports."""
 
 
+# Leading bytes of common image formats: files are recognised by content, never by their extension.
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+          (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+          (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"))
+_FTYP = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"mif1": "HEIF",
+         b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
+
+
+def sniff(head: bytes) -> str | None:
+    """The image format named by a file's first 16 bytes, or None when they name no format we know.
+
+    Only a hint for reasons and for skipping the decode of large non-images: Pillow's own identification
+    (which knows more formats, some without magic bytes) decides what is an image.
+    """
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp" and head[8:12] in _FTYP:
+        return _FTYP[head[8:12]]
+    return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
+
+
 def open_image(data: bytes) -> Image.Image:
     """Open and fully load image bytes; raise ``DecodeError`` with the reason on any failure."""
     if not data:
@@ -38,6 +59,10 @@ def open_image(data: bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DecodeError(f"decompression bomb: {err}") from err
     except Image.UnidentifiedImageError as err:
+        fmt = sniff(data[:16])
+        if fmt:  # an image, in a format this Pillow cannot decode (HEIC/AVIF need a plugin)
+            raise DecodeError(f"{fmt} image, but this Pillow cannot decode {fmt} (a plugin such as "
+                              "pillow-heif adds HEIC/AVIF)") from err
         raise DecodeError("not an image file (format not recognised)") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise DecodeError(f"corrupt or truncated image: {err}") from err

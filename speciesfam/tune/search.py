@@ -13,7 +13,8 @@ import os
 from typing import Any
 
 from .. import storage
-from ..config import ConfigError, TuneConfig
+from ..config import TuneConfig
+from ..errors import ConfigError, SearchFailedError, SpeciesfamError
 from ..data.catalog import load_manifest
 from ..registry import SCHEDULERS, SEARCHERS
 
@@ -108,7 +109,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
 
     from ..models.probe import probe_trial
     from ..raycluster import check_shared, init_ray
-    from .tracking import write_trial_table
+    from .tracking import prepare_wandb, write_trial_table
 
     cfg.validate()
     space = load_space(cfg)
@@ -116,7 +117,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     manifest = load_manifest(manifest_uri)
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
     if len(labels) < 2:
-        raise ValueError(f"{manifest_uri} has {len(labels)} usable families; classification needs at least 2")
+        raise SpeciesfamError(f"{manifest_uri} has {len(labels)} usable families; classification needs at least 2")
+    prepare_wandb(cfg)  # before Ray starts: its processes copy this process's environment
     init_ray(address)
     check_resources(cfg)
     storage_path = cfg.storage_path or storage.join(workdir, "tune")
@@ -127,10 +129,12 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     check_shared(manifest_uri, "workdir")
     sample = manifest.loc[manifest["status"] == "ok", "path"].iloc[0]
     if not storage.exists(sample):
-        raise FileNotFoundError(f"{manifest_uri} lists images that cannot be read from here, e.g. {sample!r}; is "
+        raise SpeciesfamError(f"{manifest_uri} lists images that cannot be read from here, e.g. {sample!r}; is "
                                 "the data path mounted (or the bucket readable) on this machine?")
     fixed = {"manifest": manifest_uri if storage.is_remote(manifest_uri) else storage.filesystem(manifest_uri)[1],
-             "labels": labels, "image_size": cfg.image_size, "weights": cfg.weights, "max_epochs": cfg.max_epochs,
+             "labels": labels, "image_size": cfg.image_size,
+             # pretrained weights exist for transfer backbones only; scratch CNNs start from random weights
+             "weights": cfg.weights if cfg.kind == "transfer" else None, "max_epochs": cfg.max_epochs,
              "seed": cfg.seed}
     if cfg.kind == "probe":
         from ..data.embedders import model_id
@@ -143,8 +147,18 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
     trainable = tune.with_resources(trainable, {"CPU": cfg.cpus_per_trial})
     results = make_tuner(trainable, space, cfg, storage_path, name).fit()
-    write_trial_table(results, workdir)
+    table = write_trial_table(results, workdir)
+    check_some_trial_trained(table)
     return results
+
+
+def check_some_trial_trained(table) -> None:
+    """A search whose every trial failed trained nothing: raise (the CLI exits 1) with the first errors."""
+    if len(table) and (table["status"] == "ok").any():
+        return
+    errors = table["error"].dropna().astype(str).unique().tolist()[:3] if "error" in table else []
+    raise SearchFailedError(f"no trial of {len(table)} finished successfully"
+                            f"{': ' + ' | '.join(errors) if errors else ''}; see RUN/trials.csv")
 
 
 def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: str, name: str):
@@ -152,6 +166,7 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     retries and tracking from ``cfg``; with ``cfg.resume``, the stored experiment continued."""
     from ray import tune
 
+    from .. import console
     from .tracking import callbacks
 
     experiment = storage.join(storage_path, name)
@@ -166,6 +181,9 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed),
             scheduler=SCHEDULERS.get(cfg.scheduler)(cfg),
             max_concurrent_trials=cfg.max_concurrent, time_budget_s=cfg.time_budget_s),
-        run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=callbacks(cfg, name, experiment),
-                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures)),
+        run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=[
+            *callbacks(cfg, name, experiment),
+            console.trial_lines_callback(cfg.num_samples, console.scheduler_name(cfg.scheduler), cfg.max_epochs)],
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            verbose=console.tune_verbosity()),  # one line per trial instead of Tune's status tables
     )

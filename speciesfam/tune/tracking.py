@@ -18,6 +18,20 @@ if TYPE_CHECKING:
 METRIC = "val_macro_f1"
 
 
+def prepare_wandb(cfg) -> None:
+    """Set this process's W&B environment for ``cfg.wandb`` BEFORE Ray starts (Ray's processes copy it).
+
+    ``offline`` sets ``WANDB_MODE=offline`` (Ray's ``WandbLoggerCallback`` otherwise asks for an API key) and
+    drops ``WANDB_API_KEY``, which offline runs never need and Ray would otherwise hold in its processes'
+    environments and runtime-env logs. ``disabled`` leaves the environment alone.
+    """
+    if cfg.wandb == "offline":
+        os.environ["WANDB_MODE"] = "offline"
+        os.environ.pop("WANDB_API_KEY", None)
+    elif cfg.wandb == "online" and os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
+        os.environ["WANDB_MODE"] = "online"
+
+
 def callbacks(cfg, name: str, experiment_dir: str) -> list:
     """Tune callbacks for ``cfg.wandb`` (``disabled`` | ``offline`` | ``online``).
 
@@ -30,11 +44,8 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
         return []
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    if cfg.wandb == "offline":
-        # Offline runs need no key, and Ray's callback would forward it to its logging actor through the
-        # runtime environment, which Ray's runtime_env_agent.log records: drop it from this process.
-        os.environ.pop("WANDB_API_KEY", None)
-    elif "WANDB_API_KEY" in os.environ:
+    prepare_wandb(cfg)  # normally done before Ray starts (run_search); harmless to repeat
+    if cfg.wandb == "online" and "WANDB_API_KEY" in os.environ:
         import warnings
 
         warnings.warn("W&B online with WANDB_API_KEY set: Ray's WandbLoggerCallback forwards the key in its "

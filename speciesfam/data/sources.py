@@ -1,0 +1,183 @@
+"""Read a catalog source (a folder per family, or a CSV/Parquet manifest) into one row per input file or row.
+
+Nothing is dropped here: every file of a folder and every row of a manifest becomes a row with a ``status``.
+Rows that can be used are left with ``status`` None (``catalog`` then reads and decodes them); the others
+already carry their status and a reason:
+
+- ``skipped``: a hidden file, or a file under a hidden folder (``reason`` starts with ``hidden``);
+- ``no_family``: a file at the source's root, in no family folder;
+- ``invalid``: a manifest row with an empty, whitespace-only or missing label or path;
+- ``unreadable``: a broken link, a FIFO, a folder that cannot be listed, a URI scheme we cannot read;
+- ``conflict``: a manifest path listed with two or more different labels (every such row keeps this status);
+- ``duplicate``: a manifest path listed again with the same label (``duplicate_of`` names the path).
+
+Labels are strings exactly as written: CSV cells are read as text without NA guessing (``007``, ``7``,
+``NA`` and ``null`` are four families), Parquet numbers become the text of their value (``7``, ``0.1``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import posixpath
+from typing import TYPE_CHECKING, Any
+
+from .. import layout, storage
+from ..errors import SourceError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SOURCE_COLUMNS = ["path", "label", "group", "status", "reason", "duplicate_of", "source_row"]
+# URI schemes pyarrow reads for us; anything else (http://, ftp://...) is a row `unreadable`, not a crash.
+SCHEMES = ("s3", "gs", "gcs", "hdfs", "file")
+HIDDEN = "hidden (its name or a folder's name starts with '.')"
+
+
+def read_source(source: str) -> "pd.DataFrame":
+    """One row per file (folder source) or per row (manifest source), columns ``SOURCE_COLUMNS``.
+
+    Raises:
+        SourceError: the source does not exist, is empty, or a manifest lacks its ``path``/``label`` columns.
+    """
+    if source.endswith((".csv", ".parquet")):
+        return read_manifest(source)
+    if not storage.exists(source):
+        raise SourceError(f"{source} does not exist: give a folder with one subfolder per family, "
+                          "or a .csv/.parquet manifest with 'path' and 'label' columns")
+    return read_folder(source)
+
+
+def read_folder(source: str) -> "pd.DataFrame":
+    """Every file under folder ``source``: the first folder level names the family."""
+    import pandas as pd
+
+    entries, aliases = storage.walk(source)
+    if not entries:
+        raise SourceError(f"{source}: the folder holds no files (expected FAMILY/IMAGE, one folder per family)")
+    rows = []
+    for i, e in enumerate(entries):
+        parts = e.rel.split("/")
+        label = parts[0] if len(parts) > 1 and not parts[0].startswith(".") else None
+        if any(p.startswith(".") for p in parts):
+            status, reason = layout.SKIPPED, HIDDEN
+        elif e.problem:
+            status, reason = layout.UNREADABLE_STATUS, e.problem
+        elif len(parts) == 1:
+            status, reason = layout.NO_FAMILY, "file at the source's root, in no family folder"
+        else:
+            status, reason = None, ""
+        rows.append({"path": e.path, "label": label, "group": None, "status": status, "reason": reason,
+                     "duplicate_of": None, "source_row": i})
+    df = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
+    df.attrs.update(files_seen=len(entries), aliases=aliases)
+    return df
+
+
+def read_manifest(source: str) -> "pd.DataFrame":
+    """Rows of a CSV/Parquet manifest with ``path``, ``label`` and optional ``group`` columns.
+
+    Relative paths resolve against the manifest's own folder and are stored absolute (or as URIs), so later
+    stages work from any current directory.
+    """
+    import pandas as pd
+
+    raw = _read_text_table(source)
+    missing = {"path", "label"} - set(raw)
+    if missing:
+        raise SourceError(f"{source}: manifest lacks column(s) {sorted(missing)}; it needs 'path' and "
+                          f"'label' (and optionally 'group'); found {list(raw)}")
+    n = len(raw["path"])
+    base = _manifest_folder(source)
+    groups = raw.get("group", [None] * n)
+    rows = []
+    for i, (path, label, group) in enumerate(zip(raw["path"], raw["label"], groups)):
+        status, reason = None, ""
+        if path is None or not path.strip():
+            status, reason = layout.INVALID, "path is empty"
+        elif label is None:
+            status, reason = layout.INVALID, "label is missing (null)"
+        elif not label.strip():
+            status, reason = layout.INVALID, "label is empty" if not label else "label is only whitespace"
+        else:
+            path, problem = _resolve(path, base)
+            if problem:
+                status, reason = layout.UNREADABLE_STATUS, problem
+        rows.append({"path": path, "label": label, "group": group if group and group.strip() else None,
+                     "status": status, "reason": reason, "duplicate_of": None, "source_row": i})
+    df = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
+    _mark_repeats(df)
+    df.attrs.update(rows_read=n, aliases=0)
+    return df
+
+
+def _read_text_table(source: str) -> dict[str, list[str | None]]:
+    """Columns of a manifest as lists of exact strings (None where a Parquet cell is null)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    if not storage.exists(source):
+        raise SourceError(f"{source} does not exist: give a .csv/.parquet manifest with 'path' and 'label' "
+                          "columns, or a folder with one subfolder per family")
+    data = storage.read_bytes(source)
+    if source.endswith(".csv"):
+        # dtype=str and no NA guessing: '007' stays '007', 'NA' and '' stay text (empty is caught as invalid)
+        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False)
+        return {c: df[c].tolist() for c in df.columns}
+    table = pq.read_table(io.BytesIO(data))
+    return {name: [_text(v) for v in table.column(name).to_pylist()] for name in table.column_names}
+
+
+def _text(value: Any) -> str | None:
+    """A Parquet cell as the text a person would have typed: 7 -> '7', 7.0 -> '7', 0.1 -> '0.1'."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a float column of integers (pandas' way to store ints with gaps)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)  # str; int; float via repr, the shortest text that reads back as the same number
+
+
+def _manifest_folder(source: str) -> str:
+    """The manifest's folder: an absolute local path or a URI."""
+    if storage.is_remote(source):
+        return source.rsplit("/", 1)[0]
+    return os.path.dirname(storage.filesystem(source)[1])
+
+
+def _resolve(path: str, base: str) -> tuple[str, str]:
+    """(absolute path or URI, problem) for a manifest path; relative paths are relative to ``base``."""
+    if "://" in path:
+        scheme = path.split("://", 1)[0].lower()
+        if scheme not in SCHEMES:
+            return path, (f"unsupported URI scheme '{scheme}://' (use a local path, file://, s3:// or gs://; "
+                          "download web images first)")
+        return (path[len("file://"):] if scheme == "file" else path), ""
+    if path.startswith("/"):
+        return os.path.normpath(path), ""
+    if storage.is_remote(base):
+        scheme, rest = base.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(rest, path))}", ""
+    return os.path.normpath(os.path.join(base, path)), ""
+
+
+def _mark_repeats(df: "pd.DataFrame") -> None:
+    """A path listed with different labels: every such row ``conflict``; again with one label: ``duplicate``."""
+    rows = df[df["status"].isna()]
+    listed_again = rows[rows.duplicated("path", keep=False)]  # usually few: group only these
+    labels = listed_again.groupby("path")["label"].agg(lambda s: sorted(set(s)))
+    labels = labels[labels.map(len) > 1]
+    times = rows["path"].value_counts()
+    hit = df["status"].isna() & df["path"].isin(labels.index)
+    df.loc[hit, "status"] = layout.CONFLICT
+    df.loc[hit, "reason"] = [f"path listed {times[p]} times with {len(labels[p])} different labels: "
+                             + ", ".join(repr(lab) for lab in labels[p]) for p in df.loc[hit, "path"]]
+    rows = df[df["status"].isna()]
+    again = rows.index[rows.duplicated("path", keep="first")]
+    first_row = rows.drop_duplicates("path").set_index("path")["source_row"]
+    df.loc[again, "status"] = layout.DUPLICATE
+    df.loc[again, "duplicate_of"] = df.loc[again, "path"]
+    df.loc[again, "reason"] = [f"path listed again with the same label (first at data row {first_row[p] + 1})"
+                               for p in df.loc[again, "path"]]

@@ -1,0 +1,98 @@
+"""Command-line flags generated from the config dataclasses (``speciesfam.config``), for the CLI and the jobs.
+
+Every field becomes ``--field-name`` (help and default from the field, choices from the registries); flags a
+user does not give are left out of the namespace, so ``config_from_args`` overlays only what was given on a
+base config (``TuneConfig()`` or ``TuneConfig.smoke()``), and the dataclass stays the one source of defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+_NONE = ("none", "null")
+
+
+def _unwrap(tp: Any) -> tuple[Any, bool]:
+    """(base type, optional?) of an annotation such as ``str | None``."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def _converter(name: str, base: Any, optional: bool):
+    def convert(text: str):
+        if optional and text.strip().lower() in _NONE:
+            return None
+        try:
+            if base is dict:
+                value = json.loads(text)
+                if not isinstance(value, dict):
+                    raise ValueError("not a JSON object")
+                return value
+            return base(text)
+        except ValueError as err:
+            what = {int: "an integer", float: "a number", dict: "a JSON object"}.get(base, base.__name__)
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}{' or none' if optional else ''} ({err})")
+
+    convert.__name__ = name  # argparse names the type in its error message
+    return convert
+
+
+def _choices_text(choices: Any) -> str:
+    if isinstance(choices, str):  # a registry: list its names (cheap: registries import no framework)
+        from . import registry
+
+        return ", ".join(getattr(registry, choices).names())
+    return ", ".join(map(str, choices))
+
+
+def config_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of ``cls`` that are flags."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
+
+
+def add_config_flags(parser: argparse.ArgumentParser, *classes: type, title: str | None = None) -> None:
+    """Add a flag per field of each config class (a name shared by two classes becomes one flag for both)."""
+    group = parser.add_argument_group(title) if title else parser
+    seen: set[str] = set()
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in config_fields(cls):
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            help_text = f.metadata.get("help", "")
+            if "choices" in f.metadata:
+                help_text += f"; one of: {_choices_text(f.metadata['choices'])}"
+            help_text += f" (default: {json.dumps(default) if isinstance(default, dict) else default})"
+            help_text = help_text.replace("%", "%%")
+            base, optional = _unwrap(hints[f.name])
+            if base is bool:
+                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                   default=argparse.SUPPRESS, help=help_text)
+            else:
+                group.add_argument(flag, dest=f.name, type=_converter(f.name, base, optional),
+                                   default=argparse.SUPPRESS, metavar=f.name.upper(), help=help_text)
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace, base: T | None = None, **fixed: Any) -> T:
+    """``base`` (default ``cls()``) with the flags the user gave and ``fixed`` values, validated."""
+    given = {f.name: getattr(args, f.name) for f in config_fields(cls) if hasattr(args, f.name)}
+    try:
+        cfg = dataclasses.replace(base if base is not None else cls(), **{**given, **fixed})
+    except TypeError as err:  # a field that is not in cls
+        raise ConfigError(f"{cls.__name__}: {err}") from err
+    cfg.validate()  # type: ignore[attr-defined]
+    return cfg

@@ -1,0 +1,380 @@
+"""``RUN/report.html``: one self-contained page about a run, rebuilt by every stage and by ``speciesfam report``.
+
+It reads the run folder's data (stage records ``RUN/stages/*.json``, the Parquet/CSV tables, Tune's
+``progress.csv`` per trial, the bundle's JSON files and an evaluation's CSVs), never another stage's
+Markdown, and renders whatever exists: a section whose files are missing says which command makes them,
+and a section that fails to render shows its error instead of breaking the page. Images are inlined as
+data URIs, so the page opens offline from anywhere (mail it, copy it off the cluster).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import math
+import platform
+import time
+import traceback
+from dataclasses import MISSING, fields
+from importlib import metadata, resources
+from typing import Any, Callable
+
+from . import layout, plots, stages, storage
+
+logger = logging.getLogger(__name__)
+
+THUMB_PX = 96  # gallery thumbnails: small enough that a few hundred keep the page light
+MAX_GALLERY = 48  # images per gallery; the CSV beside the report has every row
+MAX_ROWS = 200  # rows of a plain table (skipped files, ...)
+MAX_CONFUSED = 10  # families in the confusion matrix: the most-confused ones
+VERSION_PACKAGES = ("speciesfam", "ray", "tensorflow", "keras", "torch", "open_clip_torch", "scikit-learn", "numpy",
+                    "pandas", "pyarrow", "optuna", "cleanlab")
+
+
+def write_report(workdir: str) -> str | None:
+    """Render ``RUN/report.html`` from whatever the run folder holds; returns its path.
+
+    Never raises (a report must not fail the stage that refreshes it): a section that cannot render shows
+    its error in the page; if the page itself cannot be written, the reason is logged and None returned.
+    """
+    try:
+        uri = layout.path(workdir, layout.REPORT)
+        storage.write_text(uri, render(workdir))
+        return uri if storage.is_remote(uri) else storage.filesystem(uri)[1]
+    except Exception:  # noqa: BLE001 -- see the docstring
+        logger.warning("could not write the report of %s:\n%s", workdir, traceback.format_exc())
+        return None
+
+
+def render(workdir: str) -> str:
+    """The report's HTML for ``workdir`` (sections that fail carry their error)."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _num
+    template = env.from_string((resources.files("speciesfam") / "templates" / "report.html.j2").read_text("utf-8"))
+    records = {s: _safe(lambda s=s: stages.load(workdir, s)) for s in ("catalog", "clean", "tune", "export")}
+    records = {s: r for s, r in records.items() if isinstance(r, dict)}
+    sections = {name: _section(fn, workdir, records) for name, fn in (
+        ("collection", collection), ("cleaning", cleaning), ("search", search), ("model", best_model),
+        ("reproduce", reproduce))}
+    return template.render(workdir=workdir, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), s=sections,
+                           headline=headline(sections))
+
+
+def _safe(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as err:  # noqa: BLE001 -- a damaged record renders as missing
+        return err
+
+
+def _section(fn: Callable, workdir: str, records: dict) -> dict[str, Any]:
+    try:
+        return fn(workdir, records) or {"missing": True}
+    except Exception as err:  # noqa: BLE001 -- one broken section must not hide the others
+        logger.warning("report section %s failed:\n%s", fn.__name__, traceback.format_exc())
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number for people: ints as ints, floats to ``digits`` decimals, missing as an en dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return str(int(value))
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _table(workdir: str, name: str):
+    uri = layout.path(workdir, name)
+    return storage.read_table(uri) if storage.exists(uri) else None
+
+
+def data_uri(png_or_jpeg: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64,{base64.b64encode(png_or_jpeg).decode('ascii')}"
+
+
+def thumbnail(path: str, px: int = THUMB_PX) -> str | None:
+    """A JPEG data URI of image ``path`` at most ``px`` square, through the one decode path; None if unreadable."""
+    from PIL import Image
+
+    from .data.images import DecodeError, decode_rgb
+
+    try:
+        img = Image.fromarray(decode_rgb(storage.read_bytes(path)))
+    except (DecodeError, OSError, ValueError):
+        return None
+    img.thumbnail((px, px))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    return data_uri(buf.getvalue(), "image/jpeg")
+
+
+def headline(s: dict[str, dict]) -> list[tuple[str, str]]:
+    """The main numbers at the top of the page."""
+    out = []
+    if "rows" in s["collection"]:
+        out += [("images catalogued", str(s["collection"]["rows"])), ("families", str(s["collection"]["families"]))]
+    if "removed" in s["cleaning"]:
+        out.append(("removed by cleaning", str(s["cleaning"]["removed"])))
+    if "trials" in s["search"]:
+        out += [("trials", str(len(s["search"]["trials"]))), ("best val macro-F1", _num(s["search"]["best_f1"]))]
+    for key, value in (s["model"].get("eval") or {}).get("metrics", {}).items():
+        if key.endswith("macro_f1"):
+            out.append((key.replace("_", " ").replace("macro f1", "macro-F1"), _num(value)))
+    return out
+
+
+def collection(workdir: str, records: dict) -> dict | None:
+    manifest = _table(workdir, layout.MANIFEST)
+    if manifest is None:
+        return None
+    cleaned = _table(workdir, layout.CLEAN_MANIFEST)
+    before = manifest[manifest["status"] == layout.OK]["label"].value_counts()
+    after = cleaned[cleaned["status"] == layout.OK]["label"].value_counts() if cleaned is not None else None
+    families = [{"family": fam, "before": int(n), "after": None if after is None else int(after.get(fam, 0))}
+                for fam, n in before.sort_values(ascending=False).items()]
+    skipped = manifest[manifest["status"] != layout.OK]
+    source = (records.get("catalog") or {}).get("config", {}).get("source")
+    return {"rows": len(manifest), "families": len(before), "source": source,
+            "status": manifest["status"].value_counts().to_dict(), "table": families,
+            "plot": data_uri(plots.class_counts(before, after if after is not None else before)),
+            "skipped": [{"path": r.path, "family": r.label, "status": r.status, "reason": r.reason or ""}
+                        for r in skipped.head(MAX_ROWS).itertuples()], "skipped_total": len(skipped)}
+
+
+def _gallery(df, score_col: str | None, caption_cols: list[str], path_cols: list[str]) -> list[dict]:
+    items = []
+    if score_col in df.columns:
+        df = df.sort_values(score_col, ascending=False)
+    for row in df.head(MAX_GALLERY).to_dict("records"):
+        images = [(str(row[c]), thumbnail(str(row[c]))) for c in path_cols if isinstance(row.get(c), str)]
+        items.append({"images": images,
+                      "score": row.get(score_col) if score_col else None,
+                      "caption": [(c, row[c]) for c in caption_cols if c in row and row[c] == row[c]]})
+    return items
+
+
+def cleaning(workdir: str, records: dict) -> dict | None:
+    rec = records.get("clean")
+    removed = _table(workdir, layout.REMOVED)
+    if rec is None and removed is None:
+        return None
+    cfg = (rec or {}).get("config", {})
+    summary = (rec or {}).get("summary", {})
+    settings = {k: cfg[k] for k in ("model_id", "detector", "removal", "outlier_z", "contamination", "min_per_family",
+                                    "zero_shot", "zero_shot_threshold", "label_issue_filter", "drop_label_issues",
+                                    "near_duplicate_threshold", "dedupe") if k in cfg}
+    galleries = []
+    if removed is not None:
+        galleries.append({"title": "Outliers removed", "file": layout.REMOVED, "total": len(removed),
+                          "items": _gallery(removed, "score", ["family", "detector", "reason"], ["path"])})
+    for name, title in ((layout.LABEL_ISSUES, "Label issues"), (layout.NEAR_DUPLICATES, "Near-duplicates")):
+        df = _table(workdir, name)
+        if df is None:
+            continue  # written by newer clean stages only
+        paths = [c for c in df.columns if "path" in c or c in ("duplicate_of", "nearest")]
+        score = next((c for c in ("score", "similarity", "label_quality", "distance") if c in df.columns), None)
+        captions = [c for c in df.columns if c not in paths and c != score]
+        galleries.append({"title": title, "file": name, "total": len(df),
+                          "items": _gallery(df, score, captions, paths)})
+    thresholds = {k: v for k, v in summary.items() if k not in ("status",)}
+    return {"removed": len(removed) if removed is not None else summary.get("removed", 0), "settings": settings,
+            "summary": thresholds, "galleries": galleries}
+
+
+def trial_histories(trials) -> tuple[dict[str, Any], float]:
+    """trial id -> its per-epoch results (``seconds`` since the search started) from Tune's ``progress.csv``."""
+    import pandas as pd
+
+    raw = {}
+    for t in trials.itertuples():
+        uri = storage.join(str(t.trial_path), "progress.csv") if isinstance(t.trial_path, str) else None
+        if uri and storage.exists(uri):
+            raw[str(t.trial_id)] = pd.read_csv(io.BytesIO(storage.read_bytes(uri)))
+    starts = [h["timestamp"].iloc[0] - h["time_total_s"].iloc[0] for h in raw.values() if len(h) and "timestamp" in h]
+    t0 = min(starts) if starts else 0.0
+    for h in raw.values():
+        if "timestamp" in h:
+            h["seconds"] = h["timestamp"] - t0
+    return raw, t0
+
+
+def search(workdir: str, records: dict) -> dict | None:
+    from .console import how_ended, scheduler_name
+
+    trials = _table(workdir, layout.TRIALS)
+    if trials is None:
+        return None
+    missing = [c for c in ("trial_id", "status", layout.BEST_METRIC, "trial_path") if c not in trials.columns]
+    if missing:
+        raise ValueError(f"{layout.TRIALS} lacks column(s) {missing}; was it written by `speciesfam tune`?")
+    cfg = (records.get("tune") or {}).get("config", {})
+    histories, _ = trial_histories(trials)
+    observed = max([int(h["training_iteration"].max()) for h in histories.values()
+                    if "training_iteration" in h and len(h)] or [0]) or None
+
+    def max_epochs(h) -> int | None:  # each result carries it (console.TrialLines); older runs: the record
+        return int(h["max_epochs"].iloc[-1]) if "max_epochs" in h and h["max_epochs"].notna().any() else \
+            cfg.get("max_epochs")
+
+    def ended_as(h, scheduler: str) -> str:
+        known = max_epochs(h)  # unknown: the longest trial's epochs tell a scheduler's stop at max_t apart
+        text = how_ended(str(h["done"].iloc[-1]) == "True", h["training_iteration"].iloc[-1], known or observed,
+                         scheduler)
+        return "finished" if known is None and text == "early stopping" else text
+
+    named = [str(h["scheduler"].dropna().iloc[-1]) for h in histories.values()
+             if "scheduler" in h and h["scheduler"].notna().any()]
+    scheduler = named[0] if named else scheduler_name(cfg.get("scheduler", "asha"))
+    ended = {tid: ended_as(h, scheduler) for tid, h in histories.items()
+             if len(h) and "done" in h and "training_iteration" in h}
+    stopped = {tid for tid, e in ended.items() if e.startswith("stopped")}
+    rows, hp_keys = [], []
+    for t in trials.to_dict("records"):
+        conf = json.loads(t["config"]) if isinstance(t.get("config"), str) else {}
+        model = t.get("model") if isinstance(t.get("model"), str) else conf.get("model", "")
+        hp = {k: v for k, v in conf.items() if k != "model"}
+        hp_keys += [k for k in hp if k not in hp_keys]
+        rows.append({"trial_id": t["trial_id"], "model": model, "status": t["status"],
+                     "ended": "error" if t["status"] == "error" else ended.get(str(t["trial_id"]), "finished"),
+                     "f1": t.get(layout.BEST_METRIC), "best_epoch": t.get("best_epoch"), "epochs": t.get("epochs_run"),
+                     "seconds": t.get("seconds"), "hp": hp, "error": t.get("error") if t["status"] == "error" else ""})
+    ok = [r for r in rows if r["f1"] is not None and r["f1"] == r["f1"]]
+    best = max(ok, key=lambda r: r["f1"]) if ok else None
+    plot = data_uri(plots.search_timeline(histories, stopped)) if histories else None
+    wall = max((h["seconds"].max() for h in histories.values() if "seconds" in h and len(h)), default=None)
+    return {"trials": rows, "hp_keys": hp_keys, "best": best, "best_f1": best["f1"] if best else None,
+            "plot": plot, "stopped": len(stopped), "scheduler": scheduler, "wall_s": wall,
+            "settings": {k: cfg[k] for k in ("kind", "searcher", "scheduler", "num_samples", "max_epochs",
+                                             "grace_period", "workers_per_trial") if k in cfg}}
+
+
+def _read_json(uri: str) -> Any:
+    return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
+
+
+def _evaluation(workdir: str) -> dict | None:
+    """The newest ``eval_*`` folder of the run (``speciesfam evaluate`` writes it beside the bundle)."""
+    import numpy as np
+
+    if storage.is_remote(workdir):
+        return None
+    found = []
+    for split in layout.SPLITS[::-1]:  # test first: the unbiased one
+        folder = storage.join(workdir, f"eval_{split}")
+        if storage.exists(storage.join(folder, "per_class.csv")):
+            found.append((split, folder))
+    if not found:
+        return None
+    split, folder = found[0]
+    per_class = storage.read_table(storage.join(folder, "per_class.csv"))
+    pairs = storage.read_table(storage.join(folder, "confused_pairs.csv"))
+    out = {"split": split, "metrics": _read_json(storage.join(folder, "metrics.json")) or {},
+           "per_class": per_class.sort_values("f1").to_dict("records"), "confusion": None}
+    if len(pairs):
+        # The most-confused families; the diagonal comes back from recall x support (per_class.csv).
+        weight = pairs.groupby("true")["count"].sum().add(pairs.groupby("predicted")["count"].sum(), fill_value=0)
+        fams = list(weight.sort_values(ascending=False).index[:MAX_CONFUSED])
+        idx = {f: i for i, f in enumerate(fams)}
+        cm = np.zeros((len(fams), len(fams)), dtype=int)
+        by_family = per_class.set_index("family")
+        for f in fams:
+            if f in by_family.index:
+                cm[idx[f], idx[f]] = int(round(by_family.loc[f, "recall"] * by_family.loc[f, "support"]))
+        for r in pairs.itertuples():
+            if r.true in idx and r.predicted in idx:
+                cm[idx[r.true], idx[r.predicted]] = int(r.count)
+        out["confusion"] = data_uri(plots.confusion(cm, fams, title=f"Most-confused families ({split})"))
+        out["pairs"] = pairs.head(10).to_dict("records")
+    return out
+
+
+def best_model(workdir: str, records: dict) -> dict | None:
+    bundle = layout.path(workdir, layout.BUNDLE)
+    config = _read_json(storage.join(bundle, "config.json"))
+    if config is None:
+        return None
+    metrics = _read_json(storage.join(bundle, "metrics.json")) or {}
+    card_uri = storage.join(bundle, "MODEL_CARD.md")
+    val_f1 = (metrics.get("checkpoint") or {}).get("per_class_f1") or {}
+    return {"config": config, "metrics": {k: v for k, v in metrics.items() if not isinstance(v, dict)},
+            "val_per_class": sorted(val_f1.items(), key=lambda kv: kv[1]), "eval": _evaluation(workdir),
+            "card": storage.read_bytes(card_uri).decode("utf-8") if storage.exists(card_uri) else None,
+            "path": bundle}
+
+
+def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
+    """The command line that re-runs ``stage`` with its recorded config (flags that differ from the defaults)."""
+    from . import config as cfgmod
+
+    conf = dict(rec.get("config", {}))
+    klass = {"catalog": cfgmod.CatalogConfig, "clean": cfgmod.CleanConfig, "tune": cfgmod.TuneConfig}.get(stage)
+    head = stages.COMMAND.get(stage, f"speciesfam {stage} --workdir RUN")
+    head = head.replace("SOURCE", str(conf.pop("source", "SOURCE"))).replace("KIND", str(conf.pop("kind", "KIND")))
+    head = head.replace("--workdir RUN", f"--workdir {workdir}")
+    flags = []
+    for f in fields(klass) if klass else []:
+        if f.name not in conf or f.name in ("extra",):
+            continue
+        default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+        value = conf[f.name]
+        if value == default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        flags.append(flag if value is True else f"{flag} {'none' if value is None else value}" if value is not False
+                     else f"--no-{f.name.replace('_', '-')}")
+    return " ".join([head, *flags])
+
+
+def versions() -> list[tuple[str, str]]:
+    """Python and the installed versions of the stack (from package metadata: nothing heavy is imported)."""
+    out = [("python", platform.python_version()), ("platform", platform.platform())]
+    for name in VERSION_PACKAGES:
+        try:
+            out.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def reproduce(workdir: str, records: dict) -> dict:
+    steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"),
+              "run_id": r.get("run_id"),
+              "config": json.dumps(r.get("config", {}), indent=1, sort_keys=True, default=str)}
+             for s, r in records.items()]
+    return {"steps": steps, "versions": versions(), "workdir": workdir}
+
+
+def summary_line(workdir: str, stage: str) -> str:
+    """What a finished stage did, in one line for the console (from its tables and record)."""
+    try:
+        if stage == "catalog":
+            m = storage.read_table(layout.path(workdir, layout.MANIFEST))
+            counts = m["status"].value_counts()
+            parts = ", ".join(f"{int(n)} {k}" for k, n in counts.items())
+            return f"catalog: {len(m)} files ({parts}); {m.loc[m['status'] == layout.OK, 'label'].nunique()} families"
+        if stage == "clean":
+            c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))
+            extra = [f"{len(df)} {what}" for name, what in ((layout.LABEL_ISSUES, "label issues"),
+                                                             (layout.NEAR_DUPLICATES, "near-duplicates"))
+                     if (df := _table(workdir, name)) is not None]
+            return (f"clean: {int((c['status'] == layout.REMOVED_STATUS).sum())} removed, "
+                    f"{int((c['status'] == layout.OK).sum())} images kept" + "".join(f"; {e} flagged" for e in extra))
+        if stage == "tune":
+            t = storage.read_table(layout.path(workdir, layout.TRIALS))
+            ok = t[t["status"] == "ok"]
+            if ok.empty:
+                return f"tune: {len(t)} trials, none finished"
+            best = ok.sort_values(layout.BEST_METRIC, ascending=False).iloc[0]
+            return (f"tune: {len(t)} trials ({len(ok)} ok); best val macro-F1 {best[layout.BEST_METRIC]:.3f} "
+                    f"(trial {best['trial_id']}, epoch {_num(best['best_epoch'])})")
+        if stage == "export":
+            conf = _read_json(storage.join(layout.path(workdir, layout.BUNDLE), "config.json")) or {}
+            return f"export: {layout.path(workdir, layout.BUNDLE)} ({conf.get('model')}, trial {conf.get('trial_id')})"
+    except Exception as err:  # noqa: BLE001 -- a summary line must never fail a finished stage
+        return f"{stage}: done ({type(err).__name__} while summarising: {err})"
+    return f"{stage}: done"

@@ -1,0 +1,146 @@
+"""One source of truth: config dataclasses drive the CLI, the jobs and the demo; plug-ins need no package edit;
+user errors are one line (exit 2), programming errors keep their traceback."""
+
+import dataclasses
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from speciesfam import cli
+from speciesfam.config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig
+from speciesfam.errors import ConfigError, UnknownNameError
+from speciesfam.flags import config_fields
+from speciesfam.registry import DETECTORS, MODELS, SCHEDULERS, SEARCHERS, Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _flag(f):
+    return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+
+
+@pytest.mark.parametrize("command,classes", [("catalog", [CatalogConfig]), ("clean", [CleanConfig]),
+                                             ("tune", [TuneConfig]), ("demo", [DemoConfig])])
+def test_every_config_field_is_a_flag_with_its_default(command, classes):
+    sub = next(a for a in cli.build_parser()._actions if hasattr(a, "choices") and a.choices)
+    parser = sub.choices[command]
+    by_dest = {a.dest: a for a in parser._actions}
+    for cls in classes:
+        for f in config_fields(cls):
+            action = by_dest[f.name]
+            assert _flag(f) in action.option_strings
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            assert f"(default: {default}" in action.help or isinstance(default, dict), (f.name, action.help)
+
+
+def test_job_script_has_the_catalog_and_clean_flags():
+    out = subprocess.run([sys.executable, str(ROOT / "jobs" / "clean_data.py"), "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for cls in (CatalogConfig, CleanConfig):
+        for f in config_fields(cls):
+            assert _flag(f) in out, f.name
+
+
+def test_flags_overlay_only_what_was_given():
+    args = cli.build_parser().parse_args(["tune", "probe", "--workdir", "w", "--seed", "7", "--reduction-factor", "3"])
+    assert cli.tune_config(args) == TuneConfig(kind="probe", seed=7, reduction_factor=3)
+    smoke = cli.build_parser().parse_args(["tune", "scratch", "--workdir", "w", "--smoke-test", "--max-epochs", "4"])
+    assert cli.tune_config(smoke) == TuneConfig.smoke(kind="scratch", max_epochs=4)
+    none = cli.build_parser().parse_args(["tune", "transfer", "--workdir", "w", "--weights", "none",
+                                          "--extra", '{"batch_size": 8}'])
+    assert cli.tune_config(none).weights is None and cli.tune_config(none).extra == {"batch_size": 8}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["tune", "scratch", "--workdir", "w", "--num-samples", "0"], "num_samples=0"),
+    (["tune", "scratch", "--workdir", "w", "--max-epochs", "0"], "max_epochs=0"),
+    (["tune", "scratch", "--workdir", "w", "--cpus-per-worker", "0"], "cpus_per_worker=0"),
+    (["tune", "scratch", "--workdir", "w", "--searcher", "tpe"], "unknown searcher 'tpe'"),
+    (["clean", "--workdir", "w", "--model", "NoSuchArch"], "model='NoSuchArch' is not an open_clip architecture"),
+    (["clean", "--workdir", "w", "--embedder", "no_such_module_xyz:make"], "cannot import module 'no_such_module_xyz'"),
+    (["clean", "--workdir", "w", "--embedder", "json:no_such_factory"], "has no attribute 'no_such_factory'"),
+])
+def test_impossible_values_fail_in_one_line_before_any_work(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_programming_error_keeps_its_traceback(monkeypatch):
+    def broken(args):
+        return {}["label"]
+
+    monkeypatch.setitem(cli.COMMANDS, "export", broken)
+    with pytest.raises(KeyError, match="label"):
+        cli.main(["export", "--workdir", "w"])
+
+
+PLUGIN = textwrap.dedent('''
+    import numpy as np
+
+    def tiny_backbone(num_classes, image_size, hp, weights=None):
+        import keras
+        inputs = keras.Input((image_size, image_size, 3))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+    def norm_detector(x, seed=0):
+        return np.linalg.norm(x - x.mean(axis=0), axis=1)
+
+    def my_searcher(space, seed):
+        from ray.tune.search import BasicVariantGenerator
+        return BasicVariantGenerator(random_state=seed)
+
+    def my_scheduler(cfg):
+        from ray.tune.schedulers import FIFOScheduler
+        return FIFOScheduler()
+
+    NOT_CALLABLE = 3
+''')
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    (tmp_path / "my_plugins.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_plugins"
+
+
+def test_user_plugins_by_module_attr_need_no_package_edit(plugin):
+    import numpy as np
+
+    from speciesfam.data.outliers import score_families
+    from speciesfam.models import build_model
+
+    model = build_model(f"{plugin}:tiny_backbone", num_classes=3, image_size=32)
+    assert model.output_shape == (None, 3)
+    x = np.random.default_rng(0).normal(size=(8, 4))
+    x[0] += 10
+    scores = score_families(np.array(["a"] * 8), x, f"{plugin}:norm_detector")
+    assert scores.argmax() == 0
+    cfg = TuneConfig(searcher=f"{plugin}:my_searcher", scheduler=f"{plugin}:my_scheduler")
+    cfg.validate()
+    assert SEARCHERS.get(cfg.searcher)({}, 0) is not None
+    assert type(SCHEDULERS.get(cfg.scheduler)(cfg)).__name__ == "FIFOScheduler"
+    CleanConfig(detector=f"{plugin}:norm_detector", embedder=None).validate()
+    with pytest.raises(ConfigError, match="not a callable"):
+        MODELS.get(f"{plugin}:NOT_CALLABLE")
+    with pytest.raises(ConfigError, match="no attribute 'nope'"):
+        DETECTORS.get(f"{plugin}:nope")
+
+
+def test_unknown_names_list_valid_ones_and_the_plugin_form():
+    with pytest.raises(UnknownNameError, match=r"valid detectors: .*centroid.*module:attr"):
+        DETECTORS.get("nope")
+
+
+def test_a_failed_registry_import_is_not_remembered_as_loaded(tmp_path, monkeypatch):
+    (tmp_path / "flaky_entries.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("thing", ("flaky_entries",))
+    for _ in range(2):  # the second lookup fails the same way instead of saying "unknown thing"
+        with pytest.raises(ImportError, match="no_such_dependency_xyz"):
+            reg.get("a")

@@ -1,0 +1,59 @@
+"""Failures are failures: a search that trained nothing exits non-zero, defaults train, stale outputs are refused."""
+
+import pandas as pd
+import pytest
+
+from speciesfam import cli, layout, stages
+from speciesfam.config import CleanConfig
+from speciesfam.errors import SearchFailedError, StageOrderError
+from speciesfam.tune.search import check_some_trial_trained
+
+TINY = ["--num-samples", "1", "--max-epochs", "1", "--workers-per-trial", "1", "--cpus-per-worker", "0.5",
+        "--image-size", "32", "--smoke-test"]
+
+
+@pytest.fixture(scope="module")
+def catalogued(collection, tmp_path_factory):
+    from speciesfam.data.catalog import run_catalog
+
+    root, _ = collection
+    workdir = tmp_path_factory.mktemp("run")
+    run_catalog(str(root), str(workdir))
+    return workdir
+
+
+def test_no_successful_trial_is_a_failed_search():
+    table = pd.DataFrame({"trial_id": ["a", "b"], "status": ["error", "error"],
+                          "error": ["ValueError: optimizer='nope' is not supported", "ValueError: optimizer='nope'"]})
+    with pytest.raises(SearchFailedError, match="no trial of 2 finished successfully: ValueError"):
+        check_some_trial_trained(table)
+    check_some_trial_trained(table.assign(status=["error", "ok"]))
+
+
+def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(catalogued, ray_session, capsys):
+    workdir = str(catalogued)
+    # Default --weights is imagenet: it applies to transfer backbones only, so a scratch search trains.
+    assert cli.main(["tune", "scratch", "--workdir", workdir, "--weights", "imagenet", "--name", "ok", *TINY]) == 0
+    trials = pd.read_csv(layout.path(workdir, layout.TRIALS))
+    assert (trials["status"] == "ok").all(), trials["error"].tolist()
+    # Every trial fails (an optimizer that does not exist): the command says so and exits 1.
+    code = cli.main(["tune", "scratch", "--workdir", workdir, "--name", "bad", "--extra", '{"optimizer": "nope"}',
+                     "--max-failures", "0", *TINY])
+    assert code == 1
+    assert "no trial of 1 finished successfully" in capsys.readouterr().err
+
+
+def test_a_recatalogued_run_refuses_stale_clean_outputs(collection, tmp_path, ray_session, capsys):
+    from speciesfam.data.catalog import run_catalog
+    from speciesfam.data.clean import run_clean
+
+    root, _ = collection
+    workdir = str(tmp_path)
+    run_catalog(str(root), workdir)
+    run_clean(workdir, CleanConfig(embedder="speciesfam.data.embedders:color_histogram_embedder", detector="centroid"))
+    assert stages.check_fresh(workdir, "clean")["built_from"]["catalog"] == stages.load(workdir, "catalog")["run_id"]
+    run_catalog(str(root), workdir)  # the collection may have changed: clean's outputs are now stale
+    with pytest.raises(StageOrderError, match="run `speciesfam clean --workdir"):
+        stages.check_fresh(workdir, "clean")
+    assert cli.main(["tune", "probe", "--workdir", workdir, *TINY]) == 2
+    assert "speciesfam clean --workdir" in capsys.readouterr().err

@@ -1,0 +1,338 @@
+"""Messy input (issue 12): each observation of a collection losing, merging or mislabelling rows is a case here.
+
+Folders: symlink loops and linked folders, hidden files and folders, files at the root, images named by the
+wrong extension, non-images. Manifests: labels exactly as written (``007``/``7``, ``NA``, empty), a path
+listed twice, unsupported schemes, missing files, relative paths used from another directory. Labels as
+file names: ``label_slug`` and ``fetch --layout folders``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from speciesfam import layout
+from speciesfam.config import CatalogConfig
+from speciesfam.data.catalog import build_manifest, run_catalog
+from speciesfam.layout import label_slug
+
+SMALL = CatalogConfig(min_images=3)
+
+
+def png(path, seed: int, fmt: str = "PNG") -> str:
+    """An 8x8 image with bytes of its own (distinct seeds never collide as content duplicates)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.new("RGB", (8, 8), (seed % 256, seed // 256 % 256, 7))
+    img.putpixel((0, 0), (seed * 7 % 256, seed * 13 % 256, seed * 29 % 256))
+    img.save(path, format=fmt)
+    return str(path)
+
+
+def family(root, name: str, n: int, start: int) -> list[str]:
+    return [png(root / name / f"img{i}.png", start + i) for i in range(n)]
+
+
+def by_status(m: pd.DataFrame) -> dict[str, int]:
+    return m["status"].value_counts().to_dict()
+
+
+def test_symlink_loop_and_linked_folders_list_each_real_file_once(tmp_path):
+    """Observed: Beta/loop -> .. turned 29 files into 1,229 rows, other families' images labelled Beta."""
+    src = tmp_path / "src"
+    files = {"Alpha": family(src, "Alpha", 10, 0), "Beta": family(src, "Beta", 9, 100),
+             "Gamma": family(src, "Gamma", 10, 200)}
+    (src / "Beta" / "loop").symlink_to("..")
+    (src / "Beta" / "again").symlink_to("../Alpha")  # a second way to Alpha's files
+    (src / "Alpha" / "self.png").symlink_to("img0.png")  # a link to a file already listed
+    outside = family(tmp_path / "elsewhere", "delta", 4, 300)
+    (src / "Delta").symlink_to(tmp_path / "elsewhere" / "delta")  # a family that lives outside the tree
+    m = run_catalog(str(src), str(tmp_path / "run"), SMALL)
+    assert len(m) == 29 + 4 and by_status(m) == {"ok": 33}
+    for fam, paths in files.items():
+        assert sorted(m.loc[m["label"] == fam, "path"]) == sorted(paths)
+    assert sorted(m.loc[m["label"] == "Delta", "path"].str.rsplit("/", n=1).str[-1]) == sorted(
+        os.path.basename(p) for p in outside)
+    md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    assert "files seen: 33, rows written: 33" in md
+    assert "not listed again): 3" in md  # loop, again, self.png
+
+
+def test_every_file_of_a_folder_gets_a_row_and_a_reason(tmp_path):
+    """Observed: root files, hidden files, a PNG named .heic and notes.txt got no row; .cache/ became a family."""
+    src = tmp_path / "src"
+    family(src, "Alpha", 4, 0)
+    family(src, "Beta", 4, 10)
+    png(src / "Alpha" / "phone.heic", 50)  # a PNG with the wrong extension: recognised by content
+    png(src / "Alpha" / "scan", 51, fmt="JPEG")  # no extension at all
+    (src / "Alpha" / "notes.txt").write_text("field notes, not an image")
+    (src / "Beta" / "empty.jpg").write_bytes(b"")
+    png(src / ".cache" / "thumb.png", 60)
+    png(src / "Beta" / ".hidden.png", 61)
+    png(src / "Beta" / ".thumbs" / "t.png", 62)
+    png(src / "root.png", 70)
+    (src / "README").write_text("about this collection")
+    (src / "Beta" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    os.mkfifo(src / "Beta" / "pipe")  # reading it would block forever: never opened
+    m = build_manifest(str(src), SMALL)
+    files = [p for p in src.rglob("*") if not p.is_dir()]
+    assert len(m) == len(files) == m.attrs["files_seen"]
+    name = lambda p: p.rsplit("/", 1)[-1]  # noqa: E731
+    got = {name(r.path): (r.status, r.reason) for r in m.itertuples()}
+    assert got["phone.heic"][0] == got["scan"][0] == "ok"
+    assert got["notes.txt"] == ("unreadable", "not an image file (format not recognised)")
+    assert got["empty.jpg"] == ("unreadable", "empty file (0 bytes)")
+    for hidden in ("thumb.png", ".hidden.png", "t.png"):
+        assert got[hidden][0] == "skipped" and got[hidden][1].startswith("hidden")
+    assert got["root.png"][0] == got["README"][0] == "no_family"
+    assert got["gone.jpg"][0] == "unreadable" and "broken symbolic link" in got["gone.jpg"][1]
+    assert got["pipe"] == ("unreadable", "not a regular file (a FIFO)")
+    assert set(m.loc[m["status"] == "ok", "label"]) == {"Alpha", "Beta"}  # .cache and .thumbs are no family
+    assert (m.loc[m["status"] != "ok", "reason"].str.len() > 0).all()
+
+
+def write_manifest(path, rows: list[tuple[str, str]]) -> None:
+    pd.DataFrame(rows, columns=["path", "label"]).to_csv(path, index=False)
+
+
+def test_labels_stay_exactly_as_written(tmp_path):
+    """Observed: '007' and '7' became one family 7.0; 'NA' and empty cells became NaN rows with status ok."""
+    labels = ["007", "7", "7.0", "NA", "null", "nan", "None", "#N/A", " padded ", "Félidae", "猫科", "a|b"]
+    rows = [(png(tmp_path / "img" / f"{i}_{j}.png", 10 * i + j), lab) for i, lab in enumerate(labels)
+            for j in range(3)]
+    rows += [(png(tmp_path / "img" / "e.png", 900), ""), (png(tmp_path / "img" / "w.png", 901), "  \t")]
+    write_manifest(tmp_path / "list.csv", rows)
+    m = run_catalog(str(tmp_path / "list.csv"), str(tmp_path / "run"), SMALL)
+    ok = m[m["status"] == "ok"]
+    assert sorted(ok["label"].unique()) == sorted(labels)
+    assert (ok["label"].value_counts() == 3).all()
+    invalid = m[m["status"] == "invalid"].sort_values("path")
+    assert invalid["reason"].tolist() == ["label is empty", "label is only whitespace"]
+    assert invalid["label"].tolist() == ["", "  \t"]
+    stored = pq.read_table(tmp_path / "run" / layout.MANIFEST).column("label").to_pylist()
+    assert sorted(stored) == sorted(lab for _, lab in rows)  # byte for byte, through Parquet
+    assert "| a\\|b |" in (tmp_path / "run" / layout.CATALOG_MD).read_text()  # a table cell, not a new column
+
+
+def test_look_alike_labels_stay_apart_and_are_named(tmp_path):
+    labels = ["Felidae", "felidae", "Felidae ", "\uff26elidae", "Ranidae"]  # \uff26: fullwidth F
+    rows = [(png(tmp_path / "img" / f"{i}_{j}.png", 10 * i + j), lab) for i, lab in enumerate(labels)
+            for j in range(3)]
+    write_manifest(tmp_path / "list.csv", rows)
+    m = run_catalog(str(tmp_path / "list.csv"), str(tmp_path / "run"), SMALL)
+    assert m.loc[m["status"] == "ok", "label"].nunique() == 5
+    md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    assert "## Labels that look alike" in md and "- `Felidae`, `Felidae `, `felidae`, `\uff26elidae`\n" in md
+
+
+def test_parquet_numbers_become_their_text(tmp_path):
+    paths = [png(tmp_path / "img" / f"{i}.png", i) for i in range(9)]
+    table = pa.table({"path": paths, "label": pa.array([7, 7, 7, 12, 12, 12, None, 7, 12], pa.float64())})
+    pq.write_table(table, tmp_path / "floats.parquet")  # how pandas stores integers with a gap
+    m = build_manifest(str(tmp_path / "floats.parquet"), SMALL)
+    assert sorted(m.loc[m["status"] == "ok", "label"].unique()) == ["12", "7"]
+    assert m.loc[m["status"] == "invalid", "reason"].tolist() == ["label is missing (null)"]
+    pq.write_table(pa.table({"path": [*paths[:3], None], "label": [0.1, 0.1, 0.1, 0.1]}), tmp_path / "f.parquet")
+    m = build_manifest(str(tmp_path / "f.parquet"), SMALL)
+    assert set(m["label"]) == {"0.1"} and by_status(m) == {"ok": 3, "invalid": 1}
+    pq.write_table(pa.table({"path": paths[:3], "label": [True, True, True], "group": [1, 1, 2]}),
+                   tmp_path / "b.parquet")
+    m = build_manifest(str(tmp_path / "b.parquet"), SMALL)
+    assert set(m["label"]) == {"True"} and sorted(m["group"]) == ["1", "1", "2"]
+
+
+def test_repeated_paths_unsupported_schemes_and_missing_files(tmp_path):
+    """Observed: a path listed with two labels lost one row silently."""
+    alpha = [png(tmp_path / "a" / f"{i}.png", i) for i in range(4)]
+    beta = [png(tmp_path / "b" / f"{i}.png", 20 + i) for i in range(4)]
+    rows = [(p, "Alpha") for p in alpha] + [(p, "Beta") for p in beta]
+    rows += [(alpha[0], "Beta"),  # conflict: both rows of alpha[0] are kept, neither is used
+             (beta[1], "Beta"),  # the same path and label again: duplicate
+             ("http://example.org/x.jpg", "Beta"), ("ftp://example.org/y.jpg", "Beta"),
+             (str(tmp_path / "missing.jpg"), "Beta")]
+    write_manifest(tmp_path / "list.csv", rows)
+    m = run_catalog(str(tmp_path / "list.csv"), str(tmp_path / "run"), SMALL)
+    assert len(m) == len(rows) and sorted(m["source_row"]) == list(range(len(rows)))
+    conflict = m[m["status"] == "conflict"]
+    assert sorted(conflict["label"]) == ["Alpha", "Beta"] and set(conflict["path"]) == {alpha[0]}
+    assert (conflict["reason"] == "path listed 2 times with 2 different labels: 'Alpha', 'Beta'").all()
+    dup = m[m["status"] == "duplicate"].iloc[0]
+    assert dup["path"] == beta[1] and dup["reason"].startswith("path listed again with the same label")
+    assert dup["split"] == m[(m["path"] == beta[1]) & (m["status"] == "ok")]["split"].iloc[0]
+    bad = dict(zip(m.loc[m["status"] == "unreadable", "path"], m.loc[m["status"] == "unreadable", "reason"]))
+    assert bad[str(tmp_path / "missing.jpg")] == "file not found"
+    assert "unsupported URI scheme 'http://'" in bad["http://example.org/x.jpg"]
+    assert "unsupported URI scheme 'ftp://'" in bad["ftp://example.org/y.jpg"]
+    assert by_status(m)["ok"] == 7
+    md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    assert "### conflict (2)" in md and "'Alpha', 'Beta'" in md
+    assert len(pd.read_csv(tmp_path / "run" / layout.UNREADABLE)) == 3
+
+
+def test_relative_manifest_works_from_any_directory(tmp_path, monkeypatch):
+    """Observed: relative paths were stored relative to the cwd, so clean elsewhere found no file."""
+    data = tmp_path / "data"
+    for i in range(6):
+        png(data / "imgs" / f"{i}.png", i)
+    write_manifest(data / "list.csv", [(f"imgs/{i}.png", "Alpha") for i in range(3)]
+                   + [(f"./imgs/../imgs/{i}.png", "Beta") for i in range(3, 6)])
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    m = run_catalog("../data/list.csv", "../run", SMALL)
+    assert by_status(m) == {"ok": 6}
+    assert m["path"].tolist() == [str(data / "imgs" / f"{i}.png") for i in range(6)]
+    monkeypatch.chdir(tmp_path / "data" / "imgs")  # a later stage, run from yet another directory
+    back = pd.read_parquet(tmp_path / "run" / layout.MANIFEST)
+    assert all(os.path.isfile(p) for p in back["path"])
+    from speciesfam import stages
+
+    assert stages.load(str(tmp_path / "run"), "catalog")["config"]["source"] == str(data / "list.csv")
+
+
+def test_nothing_usable_fails_after_writing_the_reports(tmp_path):
+    (tmp_path / "src" / "Alpha").mkdir(parents=True)
+    (tmp_path / "src" / "Alpha" / "a.txt").write_text("x")
+    from speciesfam.errors import SourceError
+
+    with pytest.raises(SourceError, match="no usable image"):
+        run_catalog(str(tmp_path / "src"), str(tmp_path / "run"))
+    assert "unreadable: 1" in (tmp_path / "run" / layout.CATALOG_MD).read_text()
+
+
+@pytest.mark.parametrize("label", ["..", "../../../../tmp/x", "/etc/passwd", ".hidden", "a/b", "C:\\x", "", " ",
+                                   "NUL", "x" * 300, "猫科", "\n"])
+def test_label_slug_is_one_safe_file_name(label):
+    slug = label_slug(label)
+    assert slug and "/" not in slug and "\\" not in slug and not slug.startswith(".") and len(slug) <= 69
+    assert slug.isascii() and all(c.isalnum() or c in "._-" for c in slug)
+
+
+def test_label_slug_never_merges_two_labels():
+    labels = ["007", "7", "Felidae", "felidae", "a/b", "a_b", "a b", "..", "", " ", "x" * 300, "x" * 301]
+    assert len({label_slug(lab) for lab in labels}) == len(labels)
+    assert label_slug("Felidae") == label_slug("Felidae")  # stable: the same label, the same name
+
+
+def test_fetch_folders_keep_a_hostile_label_inside_out(tmp_path):
+    """Observed: a label such as ../../../../tmp/x can name a path outside the folder it is written into."""
+    from speciesfam.data.fetch import layout as fetch_layout
+
+    snap, out = tmp_path / "snap", tmp_path / "deep" / "er" / "out"
+    families = ["../../../../tmp/x", "..", "007", "7", "NA"]
+    rows = []
+    for i, fam in enumerate(families):
+        png(snap / "dataset" / f"t{i}" / f"{100 + i}_{i}_eol_full-size-copy.jpg", i, fmt="JPEG")
+        rows.append({"eol_content_id": 100 + i, "eol_page_id": i, "family": fam, "genus": "G", "species": f"s{i}"})
+    (snap / "metadata").mkdir()
+    pd.DataFrame(rows).to_csv(snap / "metadata" / "rarespecies-catalog.csv", index=False)
+    out.mkdir(parents=True)
+    before = {p for p in tmp_path.rglob("*") if not p.is_relative_to(out)}
+    found = fetch_layout(snap, out, folders=True)
+    after = {p for p in tmp_path.rglob("*") if not p.is_relative_to(out)}
+    assert after == before  # nothing written outside --out
+    assert sorted(found["label"]) == sorted(families)  # exact labels in manifest.csv
+    placed = sorted(p.parent.name for p in (out / "family").rglob("*.jpg"))
+    assert placed == sorted(label_slug(f) for f in families)
+    m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    assert sorted(m["label"]) == sorted(families)
+    assert all((out / p).resolve().is_relative_to(out) for p in m["path"])
+    back = build_manifest(str(out / "manifest.csv"), CatalogConfig(min_images=3))
+    assert sorted(back["label"]) == sorted(families)
+
+
+def test_non_image_larger_than_the_limit_is_not_read_whole(tmp_path, monkeypatch):
+    from speciesfam.data import catalog
+
+    monkeypatch.setattr(catalog, "MAX_UNKNOWN_BYTES", 1000)
+    family(tmp_path / "src", "Alpha", 3, 0)
+    (tmp_path / "src" / "Alpha" / "video.jpg").write_bytes(b"\x00" * 5000)
+    png(tmp_path / "src" / "Alpha" / "big.png", 9)
+    with open(tmp_path / "src" / "Alpha" / "big.png", "ab") as f:
+        f.write(b"\x00" * 5000)  # a real PNG larger than the limit: its magic bytes say image, so it is read
+    m = build_manifest(str(tmp_path / "src"), SMALL)
+    got = dict(zip(m["path"].str.rsplit("/", n=1).str[-1], m["reason"]))
+    assert "larger than 1000 bytes" in got["video.jpg"] and got["big.png"] == ""
+
+
+def test_heic_bytes_get_a_reason_that_names_the_format():
+    from speciesfam.data.images import DecodeError, open_image, sniff
+
+    heic = b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64
+    assert sniff(heic[:16]) == "HEIC"
+    with pytest.raises(DecodeError, match="HEIC image, but this Pillow cannot decode"):
+        open_image(heic)
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, format="WEBP")
+    assert sniff(buf.getvalue()[:16]) == "WEBP"
+
+
+def test_a_messy_bucket_is_accounted_like_a_folder(tmp_path, monkeypatch):
+    """s3:// (pyarrow, no links): hidden keys, root keys, a PNG named .heic, a text file; a manifest in the
+    bucket whose relative paths become s3:// URIs."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for k, v in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
+                     "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                     "AWS_EC2_METADATA_DISABLED": "true"}.items():
+            monkeypatch.setenv(k, v)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="messy")
+        keys = {f"src/{fam}/{i}.png": png(tmp_path / f"{fam}{i}.png", seed)
+                for seed, (fam, i) in enumerate((f, i) for f in ("Alpha", "Beta") for i in range(3))}
+        keys["src/Alpha/phone.heic"] = png(tmp_path / "heic", 99)
+        keys["src/Alpha/notes.txt"] = str(tmp_path / "notes.txt")
+        (tmp_path / "notes.txt").write_text("not an image")
+        keys["src/.cache/t.png"] = png(tmp_path / "t.png", 98)
+        keys["src/root.png"] = png(tmp_path / "root.png", 97)
+        for key, local in keys.items():
+            s3.upload_file(local, "messy", key)
+        m = run_catalog("s3://messy/src", "s3://messy/run", SMALL)
+        got = {r.path.removeprefix("s3://messy/src/"): r.status for r in m.itertuples()}
+        expected = {k.removeprefix("src/"): "ok" for k in keys}  # phone.heic included: a PNG by content
+        expected.update({"Alpha/notes.txt": "unreadable", ".cache/t.png": "skipped", "root.png": "no_family"})
+        assert got == expected
+        body = io.BytesIO()
+        pd.DataFrame({"path": ["Alpha/0.png", "./Alpha/1.png", "Beta/../Alpha/2.png", "Alpha/0.png"],
+                      "label": ["007", "007", "007", "7"]}).to_csv(body, index=False)
+        s3.put_object(Bucket="messy", Key="src/list.csv", Body=body.getvalue())
+        m = build_manifest("s3://messy/src/list.csv", SMALL)
+        assert sorted(m["path"]) == ["s3://messy/src/Alpha/0.png"] * 2 + ["s3://messy/src/Alpha/1.png",
+                                                                          "s3://messy/src/Alpha/2.png"]
+        assert by_status(m) == {"conflict": 2, "too_small": 2}
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow  # ~60 s on the shared 2-core machine (Ray Data clean pipeline)
+def test_exact_labels_survive_clean_and_nothing_is_written_outside_run(tmp_path, ray_session):
+    """Observed: 'NA' and empty labels crashed clean with a TypeError; a label ../../../../tmp/x made clean write
+    its gallery outside RUN. (Needs clean's galleries named through label_slug.)"""
+    from speciesfam.config import CleanConfig
+    from speciesfam.data.clean import run_clean
+
+    labels = ["007", "7", "NA", "../../../../x"]
+    rows = [(png(tmp_path / "data" / f"{i}_{j}.png", 40 * i + j * 5), lab) for i, lab in enumerate(labels)
+            for j in range(6)] + [(png(tmp_path / "data" / "e.png", 999), "")]
+    write_manifest(tmp_path / "data" / "list.csv", rows)
+    run = tmp_path / "a" / "b" / "c" / "run"  # deep: a label's ../ would still land inside tmp_path
+    manifest = run_catalog(str(tmp_path / "data" / "list.csv"), str(run), SMALL)
+    before = {p for p in tmp_path.rglob("*") if not p.is_relative_to(run)}
+    cleaned = run_clean(str(run), CleanConfig(embedder="speciesfam.data.embedders:color_histogram_embedder",
+                                              detector="centroid", contamination=0.0, batch_size=8))
+    assert {p for p in tmp_path.rglob("*") if not p.is_relative_to(run)} == before
+    assert dict(zip(cleaned["path"], cleaned["label"])) == dict(zip(manifest["path"], manifest["label"]))
+    assert sorted(cleaned.loc[cleaned["status"] == "ok", "label"].unique()) == sorted(labels)
+    stored = pq.read_table(run / layout.CLEAN_MANIFEST).column("label").to_pylist()
+    assert sorted(stored) == sorted(lab for _, lab in rows)
+    names = [p.name for p in (run / layout.GALLERY).iterdir()]
+    assert all(any(n.startswith(label_slug(lab)) for n in names) for lab in labels), names
