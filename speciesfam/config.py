@@ -126,7 +126,7 @@ class CleanConfig:
     zero_shot_threshold: float = opt(0.5, "non-photo probability above which --zero-shot removes an image")
     label_issues: bool = opt(True, "find likely wrong labels (cleanlab on out-of-fold probabilities of a "
                              "cross-validated logistic regression on the embeddings) -> label_issues.csv")
-    drop_label_issues: bool = opt(False, "remove the label issues found (default: report only)")
+    drop_label_issues: bool = opt(False, "remove the label issues found (otherwise they are only reported)")
     label_issue_folds: int = opt(5, "cross-validation folds for the label-issue probabilities")
     label_issue_filter: str = opt(
         "predicted_neq_given", "cleanlab find_label_issues filter_by: predicted_neq_given (found 27-28 of 28 swaps "

@@ -30,3 +30,13 @@ def test_swapped_labels_are_found_with_their_true_family():
 def test_too_few_images_to_cross_validate_gives_an_empty_table():
     x = np.eye(3)
     assert find_label_issues(np.array(["p", "q", "r"]), np.array(["a", "a", "b"]), x).empty
+
+
+def test_a_family_of_one_image_does_not_switch_the_others_off():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=(10, 8)) + 3 * np.eye(8)[0], rng.normal(size=(10, 8)) - 3 * np.eye(8)[0],
+                        rng.normal(size=(1, 8))])
+    labels = np.array(["a"] * 10 + ["b"] * 10 + ["lonely"])
+    labels[0] = "b"  # a swap
+    issues = find_label_issues(np.array([f"img{i}" for i in range(21)]), labels, x)
+    assert "img0" in set(issues["path"]) and "img20" not in set(issues["path"])

@@ -44,16 +44,18 @@ def find_label_issues(paths: np.ndarray, labels: np.ndarray, x: np.ndarray, fold
                       filter_by: str = "prune_by_noise_rate", seed: int = 0, c: float | None = None) -> "pd.DataFrame":
     """The suspected label issues (``ISSUE_COLUMNS``), most suspicious first (``rank`` 1).
 
-    Needs at least 2 families of at least 2 images each; otherwise nothing can be cross-validated and the
-    result is empty.
+    Families of one image are left out (nothing to cross-validate); with fewer than 2 families left the result
+    is empty.
     """
     import pandas as pd
     from cleanlab.filter import find_label_issues as cl_find
 
     labels = np.asarray(labels).astype(str)
-    _, counts = np.unique(labels, return_counts=True)
-    if len(counts) < 2 or counts.min() < 2:
+    fams, counts = np.unique(labels, return_counts=True)
+    keep = np.isin(labels, fams[counts >= 2])  # a family of one image cannot be cross-validated: left out
+    if len(fams[counts >= 2]) < 2:
         return pd.DataFrame(columns=ISSUE_COLUMNS)
+    paths, labels, x = np.asarray(paths)[keep], labels[keep], x[keep]
     classes, probs = out_of_fold_probabilities(labels, x, folds=folds, seed=seed, c=c)
     y = np.searchsorted(classes, labels)
     ranked = cl_find(labels=y, pred_probs=probs, filter_by=filter_by, return_indices_ranked_by="self_confidence")
