@@ -185,14 +185,15 @@ def main() -> None:
                 before, after = straddling(r)
                 n = int((r["manifest"]["status"] == "ok").sum())
                 print(f"\n## Seed {seed}: {n} usable images, clean (embed + all detectors) {r['seconds']:.0f} s\n")
+                outliers, labels, dups = outlier_rows(r), label_rows(r), neardup_rows(r)
                 print(table(["outlier policy", "removed", "planted found (of 21)", "recall", "false removals",
-                             "false-removal rate"], outliers := outlier_rows(r)))
+                             "false-removal rate"], outliers))
                 print()
                 print(table(["label issues: LogReg C, cleanlab filter_by", "flagged", "swaps found (of 28)", "recall",
-                             "precision"], labels := label_rows(r)))
+                             "precision"], labels))
                 print()
                 print(table(["near-dup cosine >=", "pairs", "planted pairs grouped (of 20)", "recall", "other pairs",
-                             "largest group"], dups := neardup_rows(r)))
+                             "largest group"], dups))
                 print(f"\nplanted copy pairs straddling splits: catalog {before}, after clean {after}")
                 report[seed] = {"outliers": outliers, "labels": labels, "near": dups, "straddling": [before, after],
                                 "seconds": r["seconds"]}
