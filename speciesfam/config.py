@@ -87,13 +87,23 @@ def _check_open_clip_model(name: str) -> None:
                           "print(open_clip.list_models())'), or hf-hub:ORG/NAME, or --embedder module:factory")
 
 
+# cleanlab.filter.find_label_issues(filter_by=...) values (cleanlab 2.x).
+LABEL_ISSUE_FILTERS = ("predicted_neq_given", "prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
+                       "low_normalized_margin", "low_self_confidence")
+
+
 @dataclass
 class CleanConfig:
-    """How ``clean`` embeds images and flags outliers.
+    """How ``clean`` embeds images and finds what is wrong: outliers, label issues, near-duplicates.
 
     ``model`` is an open_clip architecture (``ViT-B-32``) or ``hf-hub:ORG/NAME``; ``pretrained`` is an
     open_clip tag (``laion2b_s34b_b79k``), a local weights file, or ``None`` (random weights: offline tests).
     ``embedder`` (``module:factory``) replaces open_clip with a user's own embedder.
+
+    Outlier removal is calibrated per family by default (``removal="threshold"``: robust z-score of the
+    detector's score above ``outlier_z``); ``removal="quota"`` removes the top ``contamination`` share of
+    every family instead. Label issues are reported (``drop_label_issues`` removes them); near-duplicate
+    groups are always kept inside one split (``dedupe="near"`` also keeps one image per group).
     """
 
     model: str = opt("ViT-B-32", "open_clip architecture or hf-hub:ORG/NAME (e.g. hf-hub:imageomics/bioclip)")
@@ -102,27 +112,58 @@ class CleanConfig:
     embedder: str | None = opt(None, "your own embedder as module:factory (a callable returning (preprocess, encode))")
     batch_size: int = opt(32, "images per embedding batch")
     num_actors: int | None = opt(None, "embedding actors (default: one per GPU, else one CPU actor per node)")
-    detector: str = opt("isolation_forest", "per-family outlier detector (or module:attr)", choices="DETECTORS")
-    contamination: float = opt(0.05, "share of each family to remove as outliers")
+    detector: str = opt("centroid", "per-family outlier score: centroid (cosine distance to the family's median "
+                        "embedding), isolation_forest, lof (or module:attr)", choices="DETECTORS")
+    removal: str = opt("threshold", "threshold: remove images whose robust z-score within their family exceeds "
+                       "--outlier-z (calibrated per family); quota: remove the top --contamination share of every "
+                       "family", choices=("threshold", "quota"))
+    outlier_z: float = opt(5.0, "robust z-score (median/MAD units within the family) above which an image is an "
+                           "outlier (removal=threshold)")
+    contamination: float = opt(0.05, "share of each family removed as outliers with --removal quota (ignored "
+                               "with removal=threshold)")
     min_per_family: int = opt(6, "cleaning never leaves a family with fewer images than this")
     zero_shot: bool = opt(False, "also remove images CLIP zero-shot calls a map, drawing, text, label or diagram")
     zero_shot_threshold: float = opt(0.5, "non-photo probability above which --zero-shot removes an image")
+    label_issues: bool = opt(True, "find likely wrong labels (cleanlab on out-of-fold probabilities of a "
+                             "cross-validated logistic regression on the embeddings) -> label_issues.csv")
+    drop_label_issues: bool = opt(False, "remove the label issues found (otherwise they are only reported)")
+    label_issue_folds: int = opt(5, "cross-validation folds for the label-issue probabilities")
+    label_issue_filter: str = opt(
+        "predicted_neq_given", "cleanlab find_label_issues filter_by: predicted_neq_given (found 27-28 of 28 swaps "
+        "at precision 0.90-0.96 in benchmarks/clean_quality.py, where the confident-learning filters found 19-26); "
+        "prune_by_noise_rate (cleanlab's default) is more conservative", choices=LABEL_ISSUE_FILTERS)
+    near_duplicate_threshold: float = opt(0.95, "embedding cosine similarity at or above which two images are "
+                                          "near-duplicates (kept in one split)")
+    dedupe: str = opt("none", "none: report near-duplicates and keep each group in one split; near: also keep one "
+                      "image per group (the others become status 'duplicate')", choices=("none", "near"))
     gallery_per_family: int = opt(6, "images per family in gallery/*.png")
 
     @classmethod
     def smoke(cls, **overrides: Any) -> "CleanConfig":
-        """Laptop/offline variant: a small CLIP (ViT-S-32) with random weights (nothing downloaded)."""
-        return cls(**{"model": "ViT-S-32", "pretrained": None, **overrides})
+        """Laptop/offline variant: a small CLIP (ViT-S-32) with random weights (nothing downloaded). Random
+        weights make all embeddings alike (a tenth of the pairs above cosine 0.95), so only near-exact copies
+        count as near-duplicates."""
+        return cls(**{"model": "ViT-S-32", "pretrained": None, "near_duplicate_threshold": 0.999, **overrides})
 
     def validate(self) -> None:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _require(self.num_actors is None or self.num_actors >= 1, "num_actors", self.num_actors,
                  "an integer >= 1 or None")
+        _require(self.removal in ("threshold", "quota"), "removal", self.removal, "'threshold' or 'quota'")
+        _require(self.outlier_z > 0, "outlier_z", self.outlier_z, "a robust z-score > 0 (e.g. 5)")
         _require(0.0 <= self.contamination < 0.5, "contamination", self.contamination, "a fraction in [0, 0.5)")
         _require(0.0 < self.zero_shot_threshold < 1.0, "zero_shot_threshold", self.zero_shot_threshold,
                  "a probability in (0, 1)")
         _require(self.min_per_family >= 1, "min_per_family", self.min_per_family, "an integer >= 1")
         _require(self.gallery_per_family >= 0, "gallery_per_family", self.gallery_per_family, "an integer >= 0")
+        _require(self.label_issue_folds >= 2, "label_issue_folds", self.label_issue_folds, "an integer >= 2")
+        _require(self.label_issue_filter in LABEL_ISSUE_FILTERS, "label_issue_filter", self.label_issue_filter,
+                 f"one of {LABEL_ISSUE_FILTERS}")
+        _require(not self.drop_label_issues or self.label_issues, "drop_label_issues", self.drop_label_issues,
+                 "False when label_issues=False (nothing to drop)")
+        _require(0.5 <= self.near_duplicate_threshold <= 1.0, "near_duplicate_threshold",
+                 self.near_duplicate_threshold, "a cosine similarity in [0.5, 1]")
+        _require(self.dedupe in ("none", "near"), "dedupe", self.dedupe, "'none' or 'near'")
         from .registry import DETECTORS, load_attr
 
         if self.embedder is not None:

@@ -49,7 +49,8 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     console.say(f"[1/6] catalog {demo_images()}")
     manifest = run_catalog(demo_images(), workdir)
     done("catalog")
-    console.say("[2/6] clean: open_clip ViT-S-32 embeddings (random weights: offline) with Ray Data, IsolationForest")
+    console.say("[2/6] clean: open_clip ViT-S-32 embeddings (random weights: offline) with Ray Data; outliers "
+                "(robust z-score), label issues (cleanlab), near-duplicates")
     cleaned = run_clean(workdir, CleanConfig.smoke())
     done("clean")
     console.say(f"[3/6] tune: {num_samples} trials, Optuna TPE + ASHA, each on 2 Ray Train workers "
@@ -76,8 +77,8 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
                     f"{'  correct' if fam == truth[p['path']] else ''}")
     artifacts = {name: storage.join(workdir, name) for name in (
         "manifest.parquet", "catalog.md", "unreadable.csv", "embeddings.parquet", "clean_manifest.parquet",
-        "removed.csv", "gallery", "clean.md", "class_counts.png", "tune", "trials.csv", "trials.md",
-        "search_progress.png", "eval_test")}
+        "removed.csv", "label_issues.csv", "near_duplicates.csv", "gallery", "clean.md", "class_counts.png", "tune",
+        "trials.csv", "trials.md", "search_progress.png", "eval_test")}
     artifacts["bundle"] = bundle
     report = write_report(workdir)
     artifacts["report"] = report

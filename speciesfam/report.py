@@ -165,8 +165,9 @@ def cleaning(workdir: str, records: dict) -> dict | None:
         return None
     cfg = (rec or {}).get("config", {})
     summary = (rec or {}).get("summary", {})
-    settings = {k: cfg[k] for k in ("model_id", "detector", "contamination", "min_per_family", "zero_shot",
-                                    "zero_shot_threshold") if k in cfg}
+    settings = {k: cfg[k] for k in ("model_id", "detector", "removal", "outlier_z", "contamination", "min_per_family",
+                                    "zero_shot", "zero_shot_threshold", "label_issue_filter", "drop_label_issues",
+                                    "near_duplicate_threshold", "dedupe") if k in cfg}
     galleries = []
     if removed is not None:
         galleries.append({"title": "Outliers removed", "file": layout.REMOVED, "total": len(removed),

@@ -8,7 +8,7 @@ from speciesfam.config import CleanConfig
 from speciesfam.data.catalog import run_catalog
 from speciesfam.data.clean import embed_plain, embed_with_ray, run_clean
 
-CFG = CleanConfig(model="ViT-S-32", pretrained=None, batch_size=8, contamination=0.1, min_per_family=6)
+CFG = CleanConfig(model="ViT-S-32", pretrained=None, batch_size=8, removal="quota", contamination=0.1, min_per_family=6)
 
 
 def test_clean_accounts_for_every_row_and_reuses_embeddings(collection, tmp_path, ray_session, capsys):
@@ -19,11 +19,14 @@ def test_clean_accounts_for_every_row_and_reuses_embeddings(collection, tmp_path
     counts = cleaned["status"].value_counts()
     assert counts.get("ok", 0) + counts.get("removed", 0) == (manifest["status"] == "ok").sum()
     removed = pd.read_csv(tmp_path / "removed.csv")
-    assert list(removed.columns) == ["path", "family", "score", "detector", "reason"]
+    assert list(removed.columns) == ["path", "family", "score", "z", "detector", "reason"]
     assert len(removed) == counts.get("removed", 0) > 0
     per_family = cleaned[cleaned["status"] == "ok"].groupby("label").size()
     assert (per_family >= CFG.min_per_family).all()
-    assert sorted(p.name for p in (tmp_path / "gallery").glob("*.png")) == ["Felidae.png", "Ranidae.png", "Salmonidae.png"]
+    from speciesfam.layout import label_slug
+
+    assert {f"{label_slug(f)}.png" for f in ("Felidae", "Ranidae", "Salmonidae")} <= {
+        p.name for p in (tmp_path / "gallery").glob("*.png")}
     emb = pd.read_parquet(tmp_path / "embeddings.parquet")
     assert len(emb) == (manifest["status"] == "ok").sum() and len(emb["embedding"].iloc[0]) == 384
     capsys.readouterr()
@@ -48,7 +51,7 @@ def test_ray_pipeline_and_plain_loop_give_the_same_embeddings(collection, tmp_pa
 def test_zero_shot_wiring_removes_with_reasons_and_respects_the_minimum(collection, tmp_path, ray_session):
     root, _ = collection
     manifest = run_catalog(str(root), str(tmp_path))
-    cfg = CleanConfig(model="ViT-S-32", pretrained=None, batch_size=8, contamination=0.0, min_per_family=7,
+    cfg = CleanConfig(model="ViT-S-32", pretrained=None, batch_size=8, removal="quota", contamination=0.0, min_per_family=7,
                       zero_shot=True, zero_shot_threshold=0.01)  # random weights: everything looks "non-photo"
     cleaned = run_clean(str(tmp_path), cfg)
     before = manifest[manifest["status"] == "ok"].groupby("label").size()
@@ -69,7 +72,7 @@ def test_planted_outliers_score_highest_with_a_custom_embedder(tmp_path, ray_ses
                               extras=False, size=64, seed=2)
     run_catalog(str(root), str(tmp_path))
     cfg = CleanConfig(embedder="speciesfam.data.embedders:color_histogram_embedder", detector="centroid",
-                      contamination=0.0, batch_size=8)
+                      removal="quota", contamination=0.0, batch_size=8)
     cleaned = run_clean(str(tmp_path), cfg)
     emb = pd.read_parquet(tmp_path / "embeddings.parquet")
     assert (emb["model_id"] == "custom:speciesfam.data.embedders:color_histogram_embedder").all()

@@ -11,7 +11,7 @@ import sys
 import pandas as pd
 import pytest
 
-from speciesfam import storage
+from speciesfam import layout, storage
 from speciesfam.data.catalog import build_manifest, load_manifest, run_catalog
 
 pytestmark = pytest.mark.slow  # see README: the default run skips these, .ci/run runs them
@@ -82,7 +82,7 @@ def test_a_whole_run_lives_in_the_bucket(s3, ray_session, tmp_path):
     manifest = load_manifest(f"{run}/manifest.parquet")
     families = sorted(manifest["label"].unique())
     assert {"run/embeddings.parquet", "run/clean_manifest.parquet", "run/removed.csv", "run/clean.md",
-            "run/class_counts.png", *(f"run/gallery/{f}.png" for f in families)} <= keys()
+            "run/class_counts.png", *(f"run/gallery/{layout.label_slug(f)}.png" for f in families)} <= keys()
     cleaned = load_manifest(f"{run}/clean_manifest.parquet")
     assert len(cleaned) == len(manifest)
     assert (cleaned["status"] == "removed").sum() == len(storage.read_table(f"{run}/removed.csv")) > 0

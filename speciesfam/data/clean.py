@@ -1,9 +1,12 @@
 """Clean stage: Ray Data decodes images in parallel tasks, embeds them in a pool of embedder actors (one
-per GPU, fp16; CPU actors when there is no GPU), then flags per-family outliers.
+per GPU, fp16; CPU actors when there is no GPU), then finds three kinds of dirt on the embeddings:
+per-family outliers (calibrated threshold, ``outliers.py``), label issues (cleanlab, ``label_issues.py``) and
+near-duplicates (blockwise cosine search, ``near_duplicates.py``).
 
 Reads ``RUN/manifest.parquet``; writes ``RUN/embeddings.parquet`` (reused on re-runs for the same model
-and image bytes), ``RUN/clean_manifest.parquet``, ``RUN/removed.csv``, ``RUN/gallery/*.png`` and
-``RUN/clean.md`` and ``RUN/class_counts.png``. Input images are never moved or deleted.
+and image bytes), ``RUN/clean_manifest.parquet``, ``RUN/removed.csv``, ``RUN/label_issues.csv``,
+``RUN/near_duplicates.csv``, ``RUN/gallery/*.png``, ``RUN/clean.md`` and ``RUN/class_counts.png``. Input
+images are never moved or deleted.
 """
 
 from __future__ import annotations
@@ -13,12 +16,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import storage
+from .. import layout, storage
 from ..config import CleanConfig
 from .catalog import load_manifest
 from .embedders import load_embedder, model_id
 from .images import DecodeError, decode_rgb
-from .outliers import OTHER_PROMPTS, PHOTO_PROMPTS, plan_removals, score_families, zero_shot_other
+from . import near_duplicates as nd
+from .clean_report import clean_report, outlier_rule
+from .galleries import label_issue_gallery, near_duplicate_gallery, outlier_galleries
+from .label_issues import find_label_issues
+from .outliers import (OTHER_PROMPTS, PHOTO_PROMPTS, centroid_z_against, plan_removals, score_families,
+                       zero_shot_other)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -124,7 +132,7 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     reused, only the rest are computed; the union is written back."""
     import pandas as pd
 
-    uri = storage.join(workdir, "embeddings.parquet")
+    uri = layout.path(workdir, layout.EMBEDDINGS)
     mid = model_id(cfg)
     old = storage.read_table(uri) if storage.exists(uri) else pd.DataFrame(columns=EMBEDDING_COLUMNS)
     old = old[old["model_id"] == mid].drop_duplicates("sha256")
@@ -146,30 +154,6 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     return out
 
 
-def gallery(rows: "pd.DataFrame", out_dir: str, per_family: int, thumb: int = 96) -> list[str]:
-    """One PNG per family in folder URI ``out_dir``: its most-flagged images, highest score first, removed ones
-    framed in red."""
-    import io
-
-    from PIL import Image, ImageDraw
-
-    written = []
-    for fam, grp in rows.sort_values("score", ascending=False).groupby("label", sort=True):
-        top = grp.head(per_family)
-        sheet = Image.new("RGB", (thumb * len(top), thumb + 14), (255, 255, 255))
-        draw = ImageDraw.Draw(sheet)
-        for i, r in enumerate(top.itertuples()):
-            sheet.paste(Image.fromarray(decode_rgb(storage.read_bytes(r.path), size=thumb)), (i * thumb, 14))
-            if r.removed:
-                draw.rectangle([i * thumb, 14, (i + 1) * thumb - 1, thumb + 13], outline=(220, 0, 0), width=3)
-            draw.text((i * thumb + 2, 1), f"{r.score:.2f}{' REMOVED' if r.removed else ''}", fill=(0, 0, 0))
-        buf = io.BytesIO()
-        sheet.save(buf, format="PNG")
-        written.append(storage.join(out_dir, f"{fam}.png"))
-        storage.write_bytes(written[-1], buf.getvalue())
-    return written
-
-
 def _encode_prompts(cfg: dict, prompts: tuple[str, ...]) -> np.ndarray:
     embedder = load_embedder(CleanConfig(**cfg))
     if embedder.encode_text is None:
@@ -187,62 +171,172 @@ def prompt_embeddings(cfg: CleanConfig, prompts: tuple[str, ...]) -> np.ndarray:
     return ray.get(ray.remote(num_cpus=1)(_encode_prompts).remote(asdict(cfg), prompts))
 
 
-def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
-    """Clean stage: embeddings, per-family outlier scores, cleaned manifest and reports. Returns the cleaned
-    manifest (every catalog row, with ``status`` ``removed`` and a ``reason`` for outliers)."""
-    cfg = cfg or CleanConfig()
-    cfg.validate()
-    manifest = load_manifest(storage.join(workdir, "manifest.parquet"))
-    ok = manifest[manifest["status"] == "ok"]
-    emb = cached_embeddings(workdir, ok, cfg)
-    x = np.stack(emb["embedding"].to_numpy()).astype(np.float32)
+def flag_outliers(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "pd.DataFrame":
+    """Adds ``score``, ``z``, ``removed``, ``detector`` and ``reason`` columns: the outlier policy of ``cfg``."""
     labels = emb["label"].to_numpy()
     emb["score"] = score_families(labels, x, cfg.detector)
-    zs_prob = None
+    zs_prob = zs_idx = None
     if cfg.zero_shot:
         zs_prob, zs_idx = zero_shot_other(x, prompt_embeddings(cfg, PHOTO_PROMPTS + OTHER_PROMPTS), len(PHOTO_PROMPTS))
         emb["nonphoto_prob"] = zs_prob
-    emb["removed"] = plan_removals(labels, emb["score"].to_numpy(), cfg.contamination, cfg.min_per_family,
-                                   zs_prob, cfg.zero_shot_threshold)
+    emb["removed"], emb["z"] = plan_removals(
+        labels, emb["score"].to_numpy(), removal=cfg.removal, outlier_z=cfg.outlier_z,
+        contamination=cfg.contamination, min_keep=cfg.min_per_family, zs_prob=zs_prob,
+        zs_threshold=cfg.zero_shot_threshold)
     emb["detector"] = cfg.detector
-    emb["reason"] = f"{cfg.detector} outlier: top {cfg.contamination:.0%} score in family"
+    if cfg.removal == "quota":
+        emb["reason"] = [f"{cfg.detector} outlier: in the top {cfg.contamination:.0%} scores of its family "
+                         f"(robust z {z:.1f})" for z in emb["z"]]
+    else:
+        emb["reason"] = [f"{cfg.detector} outlier: robust z-score {z:.1f} > {cfg.outlier_z:g} within its family"
+                         for z in emb["z"]]
     if zs_prob is not None:
-        nonphoto = emb["removed"] & (zs_prob > cfg.zero_shot_threshold)
+        nonphoto = emb["removed"].to_numpy() & (zs_prob > cfg.zero_shot_threshold)
         emb.loc[nonphoto, "detector"] = "zero_shot"
         emb.loc[nonphoto, "reason"] = [f"zero-shot: looks like {OTHER_PROMPTS[i]!r} (p={p:.2f})"
                                        for i, p in zip(zs_idx[nonphoto], zs_prob[nonphoto])]
+    return emb
+
+
+def label_issue_table(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "pd.DataFrame":
+    """cleanlab's suspects, and the outlier/label-issue split between them (updates ``emb``).
+
+    An image flagged by both the outlier policy and cleanlab is a label issue when it sits inside its suggested
+    family (robust z-score there <= ``outlier_z``): it is kept (reported) unless ``drop_label_issues``.
+    Otherwise it fits no family: it stays an outlier and leaves the label-issue table."""
+    import pandas as pd
+
+    if not cfg.label_issues:
+        return find_label_issues(np.array([]), np.array([]), np.zeros((0, 1)))
+    issues = find_label_issues(emb["path"].to_numpy(), emb["label"].to_numpy(), x, folds=cfg.label_issue_folds,
+                               filter_by=cfg.label_issue_filter)
+    row = pd.Index(emb["path"]).get_indexer(issues["path"])
+    both = emb["removed"].to_numpy()[row] & (emb["detector"].to_numpy()[row] != "zero_shot")
+    fits = centroid_z_against(emb["label"].to_numpy(), x, row, issues["suggested_family"].to_numpy())
+    relabel = both & (fits <= cfg.outlier_z)
+    emb.loc[emb.index[row[relabel]], ["removed", "reason"]] = [False, ""]
+    issues = issues[~both | relabel].reset_index(drop=True)
+    issues["rank"] = np.arange(1, len(issues) + 1)
+    return issues
+
+
+def drop_label_issues(emb: "pd.DataFrame", issues: "pd.DataFrame", min_keep: int) -> None:
+    """Mark label issues removed (most suspicious first), never taking a family below ``min_keep``."""
+    kept = emb[~emb["removed"]].groupby("label").size().to_dict()
+    row_of = {p: i for i, p in zip(emb.index, emb["path"])}
+    for r in issues.itertuples():
+        if kept[r.given_family] <= min_keep:
+            continue
+        kept[r.given_family] -= 1
+        emb.loc[row_of[r.path], ["removed", "detector", "reason"]] = [
+            True, "cleanlab", f"label issue: given {r.given_family}, looks like {r.suggested_family} "
+                              f"(self-confidence {r.self_confidence:.2f}, rank {r.rank})"]
+
+
+def near_duplicates(emb: "pd.DataFrame", x: np.ndarray, cleaned: "pd.DataFrame",
+                    cfg: CleanConfig) -> tuple["pd.DataFrame", dict]:
+    """Find near-duplicate groups, move each group into one split in ``cleaned`` (exact duplicates follow
+    their original) and with ``dedupe="near"`` keep one image per group. Returns the pair table and counts."""
+    paths, labels = emb["path"].to_numpy(), emb["label"].to_numpy()
+    i, j, sim = nd.similar_pairs(x, cfg.near_duplicate_threshold)
+    groups = nd.group_ids(len(emb), i, j)
+    pairs = nd.pair_table(paths, labels, i, j, sim, groups)
+    row = cleaned.reset_index(drop=True).set_index("path").index
+    at = row.get_indexer(paths)  # positions of the embedded rows in the manifest
+    cleaned["near_duplicate_group"] = -1
+    cleaned.iloc[at, cleaned.columns.get_loc("near_duplicate_group")] = groups
+    splits = cleaned["split"].to_numpy()[at]
+    target = nd.group_split(groups, splits)
+    moved = 0
+    for pos, g, old in zip(at, groups, splits):
+        if g >= 0 and target[g] != old:
+            cleaned.iloc[pos, cleaned.columns.get_loc("split")] = target[g]
+            moved += 1
+    split_of = dict(zip(cleaned["path"], cleaned["split"]))
+    dup = cleaned["status"] == layout.DUPLICATE
+    cleaned.loc[dup, "split"] = cleaned.loc[dup, "duplicate_of"].map(split_of).fillna(cleaned.loc[dup, "split"])
+    dropped = 0
+    if cfg.dedupe == "near" and len(pairs):
+        best = {}
+        for a, b, s in zip(i, j, sim):
+            best[a], best[b] = max(best.get(a, 0.0), s), max(best.get(b, 0.0), s)
+        ok = (cleaned["status"].to_numpy()[at] == layout.OK)
+        live = np.where(ok, groups, -1)  # choose keepers among rows still usable
+        pixels = (cleaned["width"].fillna(0) * cleaned["height"].fillna(0)).to_numpy()[at]
+        keep = nd.keepers(live, pixels, paths)
+        for r in np.flatnonzero(live >= 0):
+            k = keep[live[r]]
+            if r != k:
+                cleaned.iloc[at[r], [cleaned.columns.get_loc(c) for c in ("status", "reason", "duplicate_of")]] = [
+                    layout.DUPLICATE, f"near-duplicate of {paths[k]} (group {live[r]}, cosine up to {best[r]:.3f})",
+                    paths[k]]
+                dropped += 1
+    counts = {"pairs": len(pairs), "groups": int(groups.max() + 1) if len(pairs) else 0,
+              "moved_to_group_split": moved, "dropped": dropped}
+    return pairs, counts
+
+
+def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
+    """Clean stage: embeddings, outliers, label issues, near-duplicates, the cleaned manifest and reports.
+
+    Returns the cleaned manifest: every catalog row; outliers (and label issues with ``drop_label_issues``)
+    get status ``removed``, dropped near-duplicates status ``duplicate``, each with a ``reason``."""
+    cfg = cfg or CleanConfig()
+    cfg.validate()
+    manifest = load_manifest(layout.path(workdir, layout.MANIFEST))
+    ok = manifest[manifest["status"] == layout.OK]
+    emb = cached_embeddings(workdir, ok, cfg).reset_index(drop=True)
+    x = np.stack(emb["embedding"].to_numpy()).astype(np.float32)
+    emb = flag_outliers(emb, x, cfg)
+    issues = label_issue_table(emb, x, cfg)
+    outliers = int(emb["removed"].sum())
+    if cfg.drop_label_issues:
+        drop_label_issues(emb, issues, cfg.min_per_family)
     cleaned = manifest.copy()
     removed = emb[emb["removed"]]
-    reasons = dict(zip(removed["path"], removed["reason"]))
     hit = cleaned["path"].isin(removed["path"])
-    cleaned.loc[hit, "status"] = "removed"
-    cleaned.loc[hit, "reason"] = cleaned.loc[hit, "path"].map(reasons)
+    cleaned.loc[hit, "status"] = layout.REMOVED_STATUS
+    cleaned.loc[hit, "reason"] = cleaned.loc[hit, "path"].map(dict(zip(removed["path"], removed["reason"])))
     lost = ok["path"][~ok["path"].isin(emb["path"])]  # decode failed at clean time (file changed since catalog)
-    cleaned.loc[cleaned["path"].isin(lost), ["status", "reason"]] = ["unreadable", "failed to decode in clean"]
-    cleaned["outlier_score"] = cleaned["path"].map(emb.set_index("path")["score"])
-    storage.write_table(cleaned, storage.join(workdir, "clean_manifest.parquet"))
-    table = removed[["path", "label", "score", "detector", "reason"]].rename(columns={"label": "family"})
-    storage.write_table(table, storage.join(workdir, "removed.csv"))
-    gallery(emb, storage.join(workdir, "gallery"), cfg.gallery_per_family)
+    cleaned.loc[cleaned["path"].isin(lost), ["status", "reason"]] = [layout.UNREADABLE_STATUS, "failed to decode in clean"]
+    by_path = emb.set_index("path")
+    cleaned["outlier_score"] = cleaned["path"].map(by_path["score"])
+    cleaned["outlier_z"] = cleaned["path"].map(by_path["z"])
+    cleaned["label_issue"] = cleaned["path"].isin(issues["path"])
+    cleaned["suggested_family"] = cleaned["path"].map(dict(zip(issues["path"], issues["suggested_family"])))
+    pairs, dups = near_duplicates(emb, x, cleaned, cfg)
+    storage.write_table(cleaned, layout.path(workdir, layout.CLEAN_MANIFEST))
+    table = removed_table(emb, cleaned)
+    storage.write_table(table, layout.path(workdir, layout.REMOVED))
+    storage.write_table(issues, layout.path(workdir, layout.LABEL_ISSUES))
+    storage.write_table(pairs, layout.path(workdir, layout.NEAR_DUPLICATES))
+    gallery_dir = layout.path(workdir, layout.GALLERY)
+    outlier_galleries(emb, gallery_dir, cfg.gallery_per_family)
+    label_issue_gallery(issues, emb, gallery_dir)
+    near_duplicate_gallery(pairs, gallery_dir)
     from ..plots import class_counts
 
-    usable = lambda df: df[df["status"] == "ok"]["label"].value_counts()  # noqa: E731
-    class_counts(usable(manifest), usable(cleaned), storage.join(workdir, "class_counts.png"))
-    storage.write_text(storage.join(workdir, "clean.md"), clean_report(manifest, cleaned, table, cfg))
+    usable = lambda df: df[df["status"] == layout.OK]["label"].value_counts()  # noqa: E731
+    class_counts(usable(manifest), usable(cleaned), layout.path(workdir, layout.CLASS_COUNTS))
+    summary = {"status": cleaned["status"].value_counts().to_dict(), "removed": int((cleaned["status"] == layout.REMOVED_STATUS).sum()),
+               "outlier_rule": outlier_rule(cfg), "outliers_removed": outliers,
+               "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),
+               "near_duplicate_threshold": cfg.near_duplicate_threshold, "near_duplicates": dups}
+    storage.write_text(layout.path(workdir, layout.CLEAN_MD), clean_report(manifest, cleaned, table, issues, pairs,
+                                                                           cfg, summary))
     from .. import stages
 
-    stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg)},
-                  summary={"status": cleaned["status"].value_counts().to_dict(), "removed": len(table)})
+    stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg)}, summary=summary)
     return cleaned
 
 
-def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.DataFrame", cfg: CleanConfig) -> str:
-    b = before[before["status"] == "ok"]["label"].value_counts()
-    a = after[after["status"] == "ok"]["label"].value_counts()
-    lines = [f"# Clean: {model_id(cfg)}, detector {cfg.detector}, contamination {cfg.contamination}", "",
-             f"- usable before: {int(b.sum())}, after: {int(a.sum())}, removed: {len(removed)}", "",
-             "| family | before | after |", "|---|---:|---:|"]
-    lines += [f"| {fam} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
-    lines += ["", "## Removed", "", "| path | family | score |", "|---|---|---:|"]
-    lines += [f"| {r.path} | {r.family} | {r.score:.3f} |" for r in removed.itertuples()]
-    return "\n".join(lines) + "\n"
+def removed_table(emb: "pd.DataFrame", cleaned: "pd.DataFrame") -> "pd.DataFrame":
+    """removed.csv: every row clean took out of use (outliers, dropped label issues, dropped near-duplicates)."""
+    import pandas as pd
+
+    out = cleaned[cleaned["status"].isin([layout.REMOVED_STATUS]) |
+                  ((cleaned["status"] == layout.DUPLICATE) & cleaned["near_duplicate_group"].ge(0))]
+    by_path = emb.set_index("path")
+    det = out["path"].map(by_path["detector"]).where(out["status"] == layout.REMOVED_STATUS, "near_duplicate")
+    return pd.DataFrame({"path": out["path"], "family": out["label"], "score": out["outlier_score"],
+                         "z": out["outlier_z"], "detector": det, "reason": out["reason"]}).reset_index(drop=True)

@@ -1,8 +1,10 @@
-"""Per-family outlier detectors on L2-normalised embeddings.
+"""Per-family outlier detectors on L2-normalised embeddings, and the policy that turns scores into removals.
 
-Each detector maps an (n, d) array to n scores, higher = more unusual for its family. ``flag`` turns
-scores into removals: the top ``contamination`` fraction of each family, never taking a family below
-``min_per_family`` images.
+Each detector maps an (n, d) array to n scores, higher = more unusual for its family. ``plan_removals``
+removes, per family, either every image whose robust z-score (median/MAD units) exceeds a threshold
+(``removal="threshold"``, the default: calibrated, so a clean family loses nothing and a dirty one loses all
+its outliers) or the top ``contamination`` share (``removal="quota"``); never taking a family below
+``min_per_family`` images. benchmarks/clean_quality.py measures both.
 """
 
 from __future__ import annotations
@@ -32,9 +34,24 @@ def centroid_distance(x: np.ndarray, seed: int = 0) -> np.ndarray:
     """Robust z-score of the cosine distance to the family's median embedding."""
     centre = np.median(x, axis=0)
     centre /= max(float(np.linalg.norm(centre)), 1e-12)
-    dist = 1.0 - x @ centre
-    mad = 1.4826 * np.median(np.abs(dist - np.median(dist)))
-    return (dist - np.median(dist)) / max(mad, 1e-6)
+    return robust_z(1.0 - x @ centre)
+
+
+def centroid_z_against(labels: np.ndarray, x: np.ndarray, rows: np.ndarray, families: np.ndarray) -> np.ndarray:
+    """Robust z-score of each ``x[rows[k]]``'s cosine distance to the median embedding of ``families[k]``,
+    in that family's own median/MAD units: how well an image would fit a family it is not labelled with."""
+    out = np.full(len(rows), np.inf)
+    for fam in np.unique(families):
+        members = x[labels == fam]
+        if len(members) < 3:
+            continue
+        centre = np.median(members, axis=0)
+        centre /= max(float(np.linalg.norm(centre)), 1e-12)
+        dist = 1.0 - members @ centre
+        med, mad = np.median(dist), 1.4826 * np.median(np.abs(dist - np.median(dist)))
+        k = np.flatnonzero(families == fam)
+        out[k] = (1.0 - x[rows[k]] @ centre - med) / max(float(mad), 1e-6)
+    return out
 
 
 def flag(scores: np.ndarray, contamination: float, min_keep: int) -> np.ndarray:
@@ -77,18 +94,37 @@ def zero_shot_other(image_emb: np.ndarray, text_emb: np.ndarray, n_photo: int) -
     return other.sum(axis=1), other.argmax(axis=1)
 
 
-def plan_removals(labels: np.ndarray, scores: np.ndarray, contamination: float, min_keep: int,
-                  zs_prob: np.ndarray | None = None, threshold: float = 0.5) -> np.ndarray:
-    """Rows to remove per family: zero-shot non-photos first (most certain first), then the top
-    ``contamination`` share by outlier score; never leaving a family with fewer than ``min_keep`` rows."""
+def robust_z(scores: np.ndarray) -> np.ndarray:
+    """(score - median) / (1.4826 * MAD): a z-score that the outliers themselves barely move.
+
+    1.4826 makes the MAD a consistent estimate of the standard deviation for normal data; the floor keeps a
+    family of identical images from dividing by zero."""
+    med = np.median(scores)
+    mad = 1.4826 * np.median(np.abs(scores - med))
+    return (scores - med) / max(float(mad), 1e-6)
+
+
+def plan_removals(labels: np.ndarray, scores: np.ndarray, *, removal: str = "threshold", outlier_z: float = 5.0,
+                  contamination: float = 0.05, min_keep: int = 6, zs_prob: np.ndarray | None = None,
+                  zs_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to remove, and each row's robust z-score within its family.
+
+    Per family: zero-shot non-photos first (most certain first), then the outliers of the ``removal``
+    policy (``threshold``: robust z-score > ``outlier_z``; ``quota``: the top ``contamination`` share), most
+    unusual first; the list is cut so that the family keeps at least ``min_keep`` rows."""
     remove = np.zeros(len(labels), dtype=bool)
+    z = np.zeros(len(labels), dtype=np.float64)
     for lab in np.unique(labels):
         idx = np.flatnonzero(labels == lab)
-        outliers = idx[flag(scores[idx], contamination, 0)]
+        z[idx] = robust_z(scores[idx])
+        if removal == "quota":
+            outliers = idx[flag(scores[idx], contamination, 0)]
+        else:
+            outliers = idx[z[idx] > outlier_z]
         order = list(outliers[np.argsort(-scores[outliers], kind="stable")])
         if zs_prob is not None:
-            nonphoto = idx[zs_prob[idx] > threshold]
+            nonphoto = idx[zs_prob[idx] > zs_threshold]
             nonphoto = list(nonphoto[np.argsort(-zs_prob[nonphoto], kind="stable")])
             order = nonphoto + [i for i in order if i not in set(nonphoto)]
         remove[order[: max(0, len(idx) - min_keep)]] = True
-    return remove
+    return remove, z

@@ -1,0 +1,67 @@
+"""``RUN/clean.md``: what clean found (outliers, label issues, near-duplicates), by which rule, and why."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import layout
+from ..config import CleanConfig
+from .embedders import model_id
+from .galleries import LABEL_ISSUES_PNG, NEAR_DUPLICATES_PNG
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_ROWS = 50  # per table in clean.md; the CSVs hold every row
+
+
+def outlier_rule(cfg: CleanConfig) -> str:
+    """The outlier policy in words (clean.md and the stage record)."""
+    if cfg.removal == "quota":
+        return (f"quota: the top {cfg.contamination:.0%} {cfg.detector} scores of every family "
+                f"(min {cfg.min_per_family} kept per family)")
+    return (f"threshold: {cfg.detector} score's robust z-score (median/MAD within the family) > {cfg.outlier_z:g} "
+            f"(min {cfg.min_per_family} kept per family)")
+
+
+def _table(df: "pd.DataFrame", cols: list[str], fmt: dict[str, str] | None = None) -> list[str]:
+    fmt = fmt or {}
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in df.head(MAX_ROWS).itertuples(index=False):
+        vals = [format(getattr(r, c), fmt.get(c, "")) if getattr(r, c) == getattr(r, c) else "" for c in cols]
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in vals) + " |")
+    if len(df) > MAX_ROWS:
+        lines.append(f"\n({len(df) - MAX_ROWS} more rows in the CSV)")
+    return lines
+
+
+def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.DataFrame", issues: "pd.DataFrame",
+                 pairs: "pd.DataFrame", cfg: CleanConfig, summary: dict[str, Any]) -> str:
+    """The Markdown report: rules and counts first, then every removed row, the label issues and the pairs."""
+    b = before[before["status"] == layout.OK]["label"].value_counts()
+    a = after[after["status"] == layout.OK]["label"].value_counts()
+    dups = summary["near_duplicates"]
+    lines = [f"# Clean: {model_id(cfg)}", "",
+             f"- usable before: {int(b.sum())}, after: {int(a.sum())}; taken out: {len(removed)}",
+             f"- outliers: {summary['outliers_removed']} removed; rule {outlier_rule(cfg)}",
+             f"- label issues (cleanlab `find_label_issues`, filter_by={cfg.label_issue_filter}, out-of-fold "
+             f"probabilities of a {cfg.label_issue_folds}-fold logistic regression): {len(issues)} flagged, "
+             f"{summary['label_issues_dropped']} removed"
+             f"{'' if cfg.drop_label_issues else ' (report only; drop_label_issues=True removes them)'}",
+             f"- near-duplicates (cosine >= {cfg.near_duplicate_threshold:g}): {dups['pairs']} pairs in "
+             f"{dups['groups']} groups; {dups['moved_to_group_split']} images moved so no group straddles "
+             f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})", "",
+             "| family | before | after |", "|---|---:|---:|"]
+    lines += [f"| {fam} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
+    lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]
+    lines += _table(removed, ["path", "family", "score", "z", "detector", "reason"], {"score": ".3f", "z": ".1f"})
+    lines += ["", "## Label issues", "", f"Suspects beside their suggested family: `gallery/{LABEL_ISSUES_PNG}`; all "
+              f"in `{layout.LABEL_ISSUES}`.", ""]
+    lines += _table(issues, ["rank", "path", "given_family", "suggested_family", "self_confidence"],
+                    {"self_confidence": ".3f"})
+    lines += ["", "## Near-duplicates", "", f"Most similar pairs side by side: `gallery/{NEAR_DUPLICATES_PNG}`; all "
+              f"in `{layout.NEAR_DUPLICATES}`.", ""]
+    lines += _table(pairs, ["group", "similarity", "path_a", "path_b", "family_a", "family_b"], {"similarity": ".4f"})
+    lines += ["", "## Galleries", "", f"- per family, most unusual first (removed framed in red): "
+              f"`gallery/<family>.png` (file names via `layout.label_slug`)"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,71 @@
+"""Label issues: images whose family label is probably wrong, found by confident learning (cleanlab).
+
+Out-of-fold class probabilities come from a cross-validated logistic regression on the (L2-normalised)
+embeddings: every image is scored by a model that never saw it, so a mislabelled image cannot vouch for its
+own label. ``cleanlab.filter.find_label_issues`` then estimates the joint distribution of given and true labels
+from those probabilities and flags the images it attributes to label noise, ranked by self-confidence (the
+probability the model gives the *given* label: low = suspicious).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ISSUE_COLUMNS = ["path", "given_family", "suggested_family", "self_confidence", "rank"]
+
+# Inverse regularisation of the logistic regression. Embeddings are unit vectors, so the default C=1 shrinks
+# every logit towards the class prior: small families then get low probabilities for their own members and
+# cleanlab flags them wholesale. benchmarks/clean_quality.py measured C in {1, 10}: see RESULTS.md.
+LOGREG_C = 10.0
+
+
+def out_of_fold_probabilities(labels: np.ndarray, x: np.ndarray, folds: int = 5, seed: int = 0,
+                              c: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, (n, k) out-of-fold probabilities) of a stratified k-fold logistic regression.
+
+    The number of folds is capped by the smallest family (every fold needs each family in its training part).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    classes, y = np.unique(labels, return_inverse=True)
+    k = int(min(folds, np.bincount(y).min()))
+    model = LogisticRegression(C=LOGREG_C if c is None else c, max_iter=2000)
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return classes, cross_val_predict(model, x, y, cv=cv, method="predict_proba")
+
+
+def find_label_issues(paths: np.ndarray, labels: np.ndarray, x: np.ndarray, folds: int = 5,
+                      filter_by: str = "prune_by_noise_rate", seed: int = 0, c: float | None = None) -> "pd.DataFrame":
+    """The suspected label issues (``ISSUE_COLUMNS``), most suspicious first (``rank`` 1).
+
+    Families of one image are left out (nothing to cross-validate); with fewer than 2 families left the result
+    is empty.
+    """
+    import pandas as pd
+    from cleanlab.filter import find_label_issues as cl_find
+
+    labels = np.asarray(labels).astype(str)
+    fams, counts = np.unique(labels, return_counts=True)
+    keep = np.isin(labels, fams[counts >= 2])  # a family of one image cannot be cross-validated: left out
+    if len(fams[counts >= 2]) < 2:
+        return pd.DataFrame(columns=ISSUE_COLUMNS)
+    paths, labels, x = np.asarray(paths)[keep], labels[keep], x[keep]
+    classes, probs = out_of_fold_probabilities(labels, x, folds=folds, seed=seed, c=c)
+    y = np.searchsorted(classes, labels)
+    ranked = cl_find(labels=y, pred_probs=probs, filter_by=filter_by, return_indices_ranked_by="self_confidence")
+    ranked = np.asarray(ranked, dtype=int)
+    other = probs[ranked].copy()
+    other[np.arange(len(ranked)), y[ranked]] = -1.0  # suggest the most likely family other than the given one
+    return pd.DataFrame({
+        "path": np.asarray(paths)[ranked],
+        "given_family": labels[ranked],
+        "suggested_family": classes[other.argmax(axis=1)] if len(ranked) else [],
+        "self_confidence": probs[ranked, y[ranked]],
+        "rank": np.arange(1, len(ranked) + 1),
+    }, columns=ISSUE_COLUMNS)

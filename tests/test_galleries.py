@@ -1,0 +1,38 @@
+"""Galleries: labels from the data never become paths; every kind of finding gets its sheet."""
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from speciesfam import layout
+from speciesfam.data.galleries import label_issue_gallery, near_duplicate_gallery, outlier_galleries
+
+EVIL = ["../../../../tmp/x", "a/b", "..", "Felidae"]
+
+
+def test_hostile_labels_stay_inside_the_gallery_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(8):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    rows = pd.DataFrame({"path": paths, "label": [EVIL[i % 4] for i in range(8)], "score": np.arange(8.0),
+                         "z": np.arange(8.0), "removed": [i % 3 == 0 for i in range(8)]})
+    out = tmp_path / "run" / "gallery"
+    written = outlier_galleries(rows, str(out), per_family=3)
+    issues = pd.DataFrame({"path": paths[:2], "given_family": EVIL[:2], "suggested_family": EVIL[2:4],
+                           "self_confidence": [0.1, 0.2], "rank": [1, 2]})
+    written.append(label_issue_gallery(issues, rows, str(out)))
+    pairs = pd.DataFrame({"path_a": paths[:2], "path_b": paths[2:4], "family_a": EVIL[:2], "family_b": EVIL[:2],
+                          "similarity": [0.99, 0.98], "group": [0, 1]})
+    written.append(near_duplicate_gallery(pairs, str(out)))
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) == len(written) == 6  # 4 families + label issues + near-duplicates
+    assert {f"{layout.label_slug(lab)}.png" for lab in EVIL} | {"label_issues.png", "near_duplicates.png"} == set(files)
+    assert all(not f.startswith(".") and "/" not in f for f in files)
+    # Nothing was written anywhere else under tmp_path (only the inputs and the gallery folder).
+    others = {p for p in tmp_path.rglob("*") if p.is_file() and out not in p.parents}
+    assert others == {tmp_path / f"img{i}.png" for i in range(8)}
+    assert not any(p.name.startswith("x") for p in (tmp_path.parent.glob("*.png")))
+    assert label_issue_gallery(issues.iloc[:0], rows, str(out)) is None
