@@ -78,7 +78,7 @@ def test_a_whole_run_lives_in_the_bucket(s3, ray_session, tmp_path):
 
     speciesfam("catalog", f"s3://{BUCKET}/images", "--workdir", run)
     speciesfam("clean", "--workdir", run, "--model", "ViT-S-32", "--pretrained", "none", "--batch-size", "16",
-               "--contamination", "0.2")
+               "--removal", "quota", "--contamination", "0.2")
     manifest = load_manifest(f"{run}/manifest.parquet")
     families = sorted(manifest["label"].unique())
     assert {"run/embeddings.parquet", "run/clean_manifest.parquet", "run/removed.csv", "run/clean.md",

@@ -294,11 +294,15 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
         drop_label_issues(emb, issues, cfg.min_per_family)
     cleaned = manifest.copy()
     removed = emb[emb["removed"]]
-    hit = cleaned["path"].isin(removed["path"])
+    # Only the usable rows were embedded: a manifest may list the same path again as a duplicate or conflict row,
+    # which keeps its own status.
+    usable = cleaned["status"] == layout.OK
+    hit = usable & cleaned["path"].isin(removed["path"])
     cleaned.loc[hit, "status"] = layout.REMOVED_STATUS
     cleaned.loc[hit, "reason"] = cleaned.loc[hit, "path"].map(dict(zip(removed["path"], removed["reason"])))
     lost = ok["path"][~ok["path"].isin(emb["path"])]  # decode failed at clean time (file changed since catalog)
-    cleaned.loc[cleaned["path"].isin(lost), ["status", "reason"]] = [layout.UNREADABLE_STATUS, "failed to decode in clean"]
+    cleaned.loc[usable & cleaned["path"].isin(lost), ["status", "reason"]] = [layout.UNREADABLE_STATUS,
+                                                                             "failed to decode in clean"]
     by_path = emb.set_index("path")
     cleaned["outlier_score"] = cleaned["path"].map(by_path["score"])
     cleaned["outlier_z"] = cleaned["path"].map(by_path["z"])
