@@ -10,7 +10,7 @@ import dataclasses
 import time
 from importlib import resources
 
-from . import console, storage
+from . import console, layout, storage
 from .config import CleanConfig, DemoConfig, TuneConfig
 
 
@@ -64,7 +64,7 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     bundle = export_bundle(workdir)
     done("export")
     console.say("[5/6] evaluate the bundle on the test split")
-    scores = evaluate(bundle, storage.join(workdir, "clean_manifest.parquet"), "test")
+    scores = evaluate(bundle, layout.path(workdir, layout.CLEAN_MANIFEST), "test")
     console.say(f"      test macro-F1 {scores['test_macro_f1']:.3f}, accuracy {scores['test_accuracy']:.3f} "
                 f"on {scores['images']} images")
     test = cleaned[(cleaned["status"] == "ok") & (cleaned["split"] == "test")].groupby("label").head(1)
@@ -76,9 +76,9 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
         console.say(f"  {p['path'].rsplit('/', 2)[-2]}/{p['path'].rsplit('/', 1)[-1]}: {fam} ({prob:.2f})"
                     f"{'  correct' if fam == truth[p['path']] else ''}")
     artifacts = {name: storage.join(workdir, name) for name in (
-        "manifest.parquet", "catalog.md", "unreadable.csv", "embeddings.parquet", "clean_manifest.parquet",
-        "removed.csv", "label_issues.csv", "near_duplicates.csv", "gallery", "clean.md", "class_counts.png", "tune",
-        "trials.csv", "trials.md", "search_progress.png", "eval_test")}
+        layout.MANIFEST, layout.CATALOG_MD, layout.UNREADABLE, layout.EMBEDDINGS, layout.CLEAN_MANIFEST,
+        layout.REMOVED, layout.LABEL_ISSUES, layout.NEAR_DUPLICATES, layout.GALLERY, layout.CLEAN_MD,
+        layout.CLASS_COUNTS, layout.TUNE_DIR, layout.TRIALS, layout.TRIALS_MD, layout.SEARCH_PROGRESS, "eval_test")}
     artifacts["bundle"] = bundle
     report = write_report(workdir)
     artifacts["report"] = report

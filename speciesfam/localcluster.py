@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import layout
+
 REPO = Path(__file__).resolve().parents[1]
 EXCLUDES = [".git", ".venv", ".venv-*", "runs", "**/__pycache__", "*.egg-info"]
 
@@ -155,10 +157,10 @@ def check_artifacts(workdir: str) -> dict:
     """What a user expects after the two jobs; raises with the missing piece."""
     import pandas as pd
 
-    for name in ("manifest.parquet", "embeddings.parquet", "clean_manifest.parquet", "removed.csv", "trials.csv"):
+    for name in (layout.MANIFEST, layout.EMBEDDINGS, layout.CLEAN_MANIFEST, layout.REMOVED, layout.TRIALS):
         if not (Path(workdir) / name).exists():
             raise FileNotFoundError(f"{workdir}/{name} was not written")
-    trials = pd.read_csv(Path(workdir) / "trials.csv")
+    trials = pd.read_csv(Path(workdir) / layout.TRIALS)
     if not (trials["status"] == "ok").any():
         raise RuntimeError(f"no successful trial in {workdir}/trials.csv:\n{trials[['trial_id', 'status', 'error']]}")
     return {"trials": len(trials), "ok": int((trials["status"] == "ok").sum()),

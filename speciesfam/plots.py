@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import storage
+from .layout import METRIC
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,7 +55,7 @@ def class_counts(before: "pd.Series", after: "pd.Series", path: str | None = Non
     return _save(plt, fig, path)
 
 
-def search_progress(results, path: str | None = None, metric: str = "val_macro_f1") -> bytes:
+def search_progress(results, path: str | None = None, metric: str = METRIC) -> bytes:
     """Metric against seconds since each trial started, one line per trial; a trial that ASHA stopped at a
     rung ends early, marked with an x."""
     plt = _pyplot()
@@ -107,7 +108,7 @@ def per_class_f1(per_class: "pd.DataFrame", path: str | None = None) -> bytes:
     return _save(plt, fig, path)
 
 
-def search_timeline(histories: dict[str, "pd.DataFrame"], stopped: set[str], metric: str = "val_macro_f1",
+def search_timeline(histories: dict[str, "pd.DataFrame"], stopped: set[str], metric: str = METRIC,
                     path: str | None = None) -> bytes:
     """The metric of every trial against seconds since the search started (wall time, so concurrency and
     queueing show); a trial the scheduler stopped early ends in a red x, one that finished in a dot.

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..layout import METRIC
+
 DEFAULT_HP: dict[str, Any] = {
     "batch_size": 16, "lr": 1e-3, "optimizer": "adam", "weight_decay": 1e-4, "label_smoothing": 0.0,
     "class_weighting": "balanced", "augment": 0.0, "freeze_epochs": None, "unfreeze_layers": 20,
@@ -226,11 +228,11 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
                                      f"(lr={state['lr']}); the trial is marked failed")
         probs = np.concatenate([predict(x).numpy() for x, _ in val_ds]) if len(val_y) else np.zeros((0, num_classes))
         metrics = classification_metrics(probs, val_y, num_classes) if len(val_y) else {
-            "val_macro_f1": 0.0, "val_accuracy": 0.0, "val_top5": 0.0}
+            METRIC: 0.0, "val_accuracy": 0.0, "val_top5": 0.0}
         per_class = per_class_f1(probs, val_y, labels) if len(val_y) else {}
         state["epoch"] += 1
-        improved = metrics["val_macro_f1"] > state["best_f1"] + 1e-6
-        state["best_f1"] = max(state["best_f1"], metrics["val_macro_f1"])
+        improved = metrics[METRIC] > state["best_f1"] + 1e-6
+        state["best_f1"] = max(state["best_f1"], metrics[METRIC])
         state["since_best"] = 0 if improved else state["since_best"] + 1
         state["since_lr"] = 0 if improved else state["since_lr"] + 1
         if state["since_lr"] >= int(hp["lr_patience"]):  # ReduceLROnPlateau on val macro-F1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layout import METRIC
+
 
 def classification_metrics(probs: np.ndarray, y: np.ndarray, num_classes: int) -> dict[str, float]:
     """Macro-F1 over all ``num_classes`` classes (absent classes count as F1 0 only if predicted)."""
@@ -14,7 +16,7 @@ def classification_metrics(probs: np.ndarray, y: np.ndarray, num_classes: int) -
     topk = np.argsort(-probs, axis=1)[:, :k]
     present = np.union1d(np.unique(y), np.unique(pred))
     return {
-        "val_macro_f1": float(f1_score(y, pred, labels=present, average="macro", zero_division=0)),
+        METRIC: float(f1_score(y, pred, labels=present, average="macro", zero_division=0)),
         "val_accuracy": float((pred == y).mean()),
         "val_top5": float((topk == y[:, None]).any(axis=1).mean()),
     }

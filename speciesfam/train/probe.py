@@ -31,6 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .. import storage
+from ..layout import METRIC
 from .loop import class_weight_vector, hyperparameters
 
 WEIGHTS = "probe.weights.h5"
@@ -229,12 +230,12 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
     for epoch, loss, probs, weights in train_epochs(data, len(labels), hp, int(fixed["max_epochs"]),
                                                    int(fixed.get("seed", 0))):
         metrics = classification_metrics(probs, yv, len(labels)) if len(yv) else {
-            "val_macro_f1": 0.0, "val_accuracy": 0.0, "val_top5": 0.0}
+            METRIC: 0.0, "val_accuracy": 0.0, "val_top5": 0.0}
         metrics.update(epoch=epoch, train_loss=loss, epoch_s=time.time() - epoch_start, kind="probe", model="probe",
                        started_at=started_at, first_epoch_at=first_epoch_at, pid=os.getpid(),
                        process_cpu_s=time.process_time())
-        improved = metrics["val_macro_f1"] > best + 1e-6
-        best, since_best = max(best, metrics["val_macro_f1"]), 0 if improved else since_best + 1
+        improved = metrics[METRIC] > best + 1e-6
+        best, since_best = max(best, metrics[METRIC]), 0 if improved else since_best + 1
         if improved:
             with tempfile.TemporaryDirectory() as tmp:
                 per_class = per_class_f1(probs, yv, labels) if len(yv) else {}

@@ -14,13 +14,13 @@ import os
 import time
 from typing import Any
 
-from .. import storage
+from .. import layout, storage
 from ..config import TuneConfig
 from ..errors import ConfigError, SearchFailedError, SpeciesfamError
 from ..data.catalog import load_manifest
 from ..registry import SCHEDULERS, SEARCHERS
 
-METRIC, MODE = "val_macro_f1", "max"
+METRIC, MODE = layout.METRIC, layout.MODE
 # TensorFlow's oneDNN CPU kernels segfault under MultiWorkerMirroredStrategy for strided convolutions
 # (measured: scratch_functional crashed both workers with SIGSEGV in epoch 1; with oneDNN off it trains).
 # Off for training workers only; a user's own setting wins. GPUs do not use oneDNN.
@@ -45,13 +45,13 @@ def training_manifest(workdir: str) -> str:
     """RUN/clean_manifest.parquet if the clean stage ran, else RUN/manifest.parquet."""
     from .. import stages
 
-    cleaned = storage.join(workdir, "clean_manifest.parquet")
+    cleaned = layout.path(workdir, layout.CLEAN_MANIFEST)
     if storage.exists(cleaned):
         stages.check_fresh(workdir, "clean")  # a re-run catalog makes the cleaned manifest stale
         return cleaned
     print(f"tune: {cleaned} not found, training on the uncleaned catalog (run `speciesfam clean` first to "
           "remove outliers)")
-    return storage.join(workdir, "manifest.parquet")
+    return layout.path(workdir, layout.MANIFEST)
 
 
 def check_resources(cfg: TuneConfig) -> None:
@@ -141,7 +141,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     if cfg.kind == "probe":
         from ..train.probe import probe_arrays, probe_trial
 
-        emb = storage.read_table(storage.join(workdir, "embeddings.parquet"), stage_hint="speciesfam clean --workdir RUN")
+        emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint="speciesfam clean --workdir RUN")
         fixed["embedding_model"] = str(emb["model_id"].iloc[0]) if len(emb) else None
         # Read once here; trials get zero-copy arrays from the object store instead of a Parquet read each.
         trainable = tune.with_parameters(probe_trial, fixed=fixed, data=probe_arrays(workdir, labels))
