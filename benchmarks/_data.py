@@ -19,5 +19,5 @@ def prepared_run(workdir: str, per_family: int, families: int = 6, size: int = 9
                     size=size)
     run_catalog(images, workdir)
     if clean:
-        run_clean(workdir, CleanConfig(model="ViT-S-32", pretrained=None, contamination=0.0))
+        run_clean(workdir, CleanConfig.smoke(removal="quota", contamination=0.0))
     return workdir

@@ -27,7 +27,7 @@ def probe_run(tmp_path_factory, collection, ray_session):
     root, _ = collection
     workdir = tmp_path_factory.mktemp("probe_run")
     run_catalog(str(root), str(workdir))
-    run_clean(str(workdir), CleanConfig(model="ViT-S-32", pretrained=None, min_per_family=3))
+    run_clean(str(workdir), CleanConfig.smoke(min_per_family=3))
     run_search(str(workdir), TuneConfig(kind="probe", num_samples=2, max_epochs=3, smoke_test=True,
                                         cpus_per_trial=1, max_concurrent=2))
     return workdir

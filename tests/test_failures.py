@@ -30,6 +30,7 @@ def test_no_successful_trial_is_a_failed_search():
     check_some_trial_trained(table.assign(status=["error", "ok"]))
 
 
+@pytest.mark.slow  # ~40 s: two Ray Train searches
 def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(catalogued, ray_session, capsys):
     workdir = str(catalogued)
     # Default --weights is imagenet: it applies to transfer backbones only, so a scratch search trains.

@@ -78,6 +78,7 @@ def test_two_workers_match_each_other_and_one_worker(small_manifest, tmp_path, r
     assert r2.metrics["val_accuracy"] == pytest.approx(r1.metrics["val_accuracy"], abs=1e-9)
 
 
+@pytest.mark.slow  # ~40 s: two Ray Train runs
 def test_checkpoint_round_trip_and_resume(small_manifest, tmp_path, ray_session):
     import json
 
