@@ -50,7 +50,7 @@ SCRIPT = textwrap.dedent('''
             return "::ffff:" + ".".join(map(str, b[12:])), int(port, 16)
         return ":".join(b[i:i + 2].hex() for i in range(0, 16, 2)), int(port, 16)
 
-    listeners, environ_hits = {}, set()
+    listeners, environ_hits, names = {}, set(), {}
 
     def sample():
         inodes = {}
@@ -61,12 +61,14 @@ SCRIPT = textwrap.dedent('''
                     inodes[f[9]] = address(f[1])
         for pid in tree():
             try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\\0")[0].decode()[-40:]
+                if title:  # Ray renames its workers (ray::IDLE -> ray::RayTrainWorker); a dying one reads empty
+                    names[pid] = title
                 for fd in Path(f"/proc/{pid}/fd").iterdir():
                     link = os.readlink(fd)
                     if link.startswith("socket:[") and link[8:-1] in inodes:
-                        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\\0")[0].decode()[-40:]
                         ip, port = inodes[link[8:-1]]
-                        listeners[f"{ip}:{port}"] = cmd
+                        listeners[f"{ip}:{port}"] = names.get(pid, "")
                 if pid != ME and SECRET.encode() in Path(f"/proc/{pid}/environ").read_bytes():
                     environ_hits.add(pid)
             except OSError:

@@ -149,7 +149,9 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path, ray_s
 
     storage = tmp_path / "tune"
     address = ray_session.get_runtime_context().gcs_address
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(storage), str(Path(__file__).parent)])
+    # A second driver joining speciesfam's loopback-only local Ray must resolve its own address to 127.0.0.1 too.
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(storage), str(Path(__file__).parent)],
+                              env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
 
     def finished():
         """Trials whose last reported epoch is the last one (a trial cut off by the kill and restarted on
