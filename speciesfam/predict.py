@@ -125,20 +125,6 @@ class PredictActor:
         return out
 
 
-def _actors(num_actors: int | None, use_gpu: bool) -> tuple[int, int]:
-    """(actors, torch threads per CPU actor), as the clean stage sizes its embedding pool: one actor per GPU,
-    else up to one per node leaving a CPU for the decode tasks that feed them."""
-    import ray
-
-    gpus = int(ray.cluster_resources().get("GPU", 0)) if use_gpu else 0
-    nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
-    total = int(sum(n["Resources"]["CPU"] for n in nodes))
-    actors = num_actors or (gpus if gpus else max(1, min(len(nodes), total - 1)))
-    per_node = -(-actors // max(1, len(nodes)))
-    threads = 0 if gpus else max(1, int(min(n["Resources"]["CPU"] for n in nodes)) // per_node)
-    return actors, threads
-
-
 def predict_collection(bundle: str, out: str, source: str | None = None, manifest: str | None = None,
                        top_k: int = 3, batch_size: int = 32, num_actors: int | None = None,
                        use_gpu: bool = True, part_rows: int = 1024) -> "pd.DataFrame":
@@ -157,7 +143,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
 
     from .bundle import read_config
     from .data.clean import decode_batch
-    from .raycluster import check_shared, init_ray
+    from .raycluster import actor_pool, check_shared, init_ray
 
     bundle = os.path.abspath(bundle)
     config, bid = read_config(bundle), bundle_id(bundle)
@@ -173,8 +159,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
         init_ray()
         check_shared(todo["path"].iloc[0], "image path")
         check_shared(bundle, "bundle")
-        actors, threads = _actors(num_actors, use_gpu)
-        gpus = use_gpu and int(ray.cluster_resources().get("GPU", 0)) > 0
+        actors, threads, gpus = actor_pool(num_actors, use_gpu)  # sized like clean's embedding pool
         size = int(config["image_size"]) if config["kind"] == "cnn" else None
         ds = ray.data.from_pandas([todo.iloc[i:i + batch_size] for i in range(0, len(todo), batch_size)])
         # CNN bundles: decoded straight to the model's size (its predictor would resize anyway; less to move).

@@ -85,20 +85,11 @@ def embedding_dataset(rows: "pd.DataFrame", cfg: CleanConfig):
     """The Ray Data pipeline (lazy): blocks of ``batch_size`` rows -> decode -> embedder actor pool."""
     import ray
 
-    from ..raycluster import check_shared, init_ray
+    from ..raycluster import actor_pool, check_shared, init_ray
 
     init_ray()
     check_shared(rows["path"].iloc[0], "image path")
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
-    # GPU: one actor per GPU. CPU only: up to one actor per node, leaving at least one CPU in the cluster for
-    # the decode tasks that feed the actors (an actor holding every CPU deadlocked them). Each CPU actor
-    # reserves 1 CPU but uses its node's cores as torch threads: Ray would otherwise limit it to one thread
-    # (measured 0.45x a plain 2-thread loop).
-    total_cpus = int(sum(n["Resources"]["CPU"] for n in nodes))
-    actors = cfg.num_actors or (gpus if gpus else max(1, min(len(nodes), total_cpus - 1)))
-    per_node = -(-actors // max(1, len(nodes)))
-    threads = 0 if gpus else max(1, int(min(n["Resources"]["CPU"] for n in nodes)) // per_node)
+    actors, threads, gpus = actor_pool(cfg.num_actors)
     df = rows[["path", "label", "sha256"]].reset_index(drop=True)
     # One input block per batch (no repartition: an all-to-all step that only added a barrier).
     ds = ray.data.from_pandas([df.iloc[i:i + cfg.batch_size] for i in range(0, len(df), cfg.batch_size)])
