@@ -63,19 +63,22 @@ def test_flags_overlay_only_what_was_given():
     (["clean", "--workdir", "w", "--embedder", "no_such_module_xyz:make"], "cannot import module 'no_such_module_xyz'"),
     (["clean", "--workdir", "w", "--embedder", "json:no_such_factory"], "has no attribute 'no_such_factory'"),
 ])
-def test_impossible_values_fail_in_one_line_before_any_work(argv, message, capsys):
+def test_impossible_values_fail_in_one_line_before_any_work(argv, message, capsys, tmp_path):
+    run = tmp_path / "w"
+    argv = [str(run) if a == "w" else a for a in argv]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not run.exists(), "a refused command must not create the run folder (logs, report)"
 
 
-def test_a_programming_error_keeps_its_traceback(monkeypatch):
+def test_a_programming_error_keeps_its_traceback(monkeypatch, tmp_path):
     def broken(args):
         return {}["label"]
 
     monkeypatch.setitem(cli.COMMANDS, "export", broken)
     with pytest.raises(KeyError, match="label"):
-        cli.main(["export", "--workdir", "w"])
+        cli.main(["export", "--workdir", str(tmp_path / "w")])
 
 
 PLUGIN = textwrap.dedent('''
