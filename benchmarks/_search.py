@@ -46,8 +46,8 @@ def probe_search(workdir: str, cfg) -> dict:
     finally:
         tracking.callbacks = original
     hist = pd.concat([r.metrics_dataframe for r in results if r.metrics_dataframe is not None], ignore_index=True)
-    hist["since_start"] = hist["timestamp"] - start
-    first = hist.sort_values("first_epoch_at").groupby("trial_id").first()
+    hist["since_start"] = hist["reported_at"] - start  # Tune's own "timestamp" is whole seconds
+    first = hist.sort_values(["trial_id", "epoch"]).groupby("trial_id").first()  # each trial's epoch 1
     started = first.index.map(recorder.started)
     order = started.argsort()
     return {"wall": wall, "best": float(hist["val_macro_f1"].max()), "epochs": len(hist), "trials": len(results),
@@ -57,7 +57,7 @@ def probe_search(workdir: str, cfg) -> dict:
             "trial_cpu": float(hist.groupby("pid")["process_cpu_s"].max().sum()) if "process_cpu_s" in hist else
             float("nan"), "driver_cpu": driver_cpu,
             "to_first_epoch": (first["first_epoch_at"] - started).to_numpy()[order],
-            "to_first_report": (first["timestamp"] - started).to_numpy()[order]}
+            "to_first_report": (first["reported_at"] - started).to_numpy()[order]}
 
 
 def time_to(run: dict, target: float) -> float:

@@ -54,6 +54,12 @@ def main() -> None:
     cpu = run["trial_cpu"] + run["driver_cpu"]
     print(f"CPU seconds: trial processes {run['trial_cpu']:.1f} + driver {run['driver_cpu']:.1f} = {cpu:.1f}; on 2 "
           f"otherwise idle cores that is >= {cpu / 2:.1f} s of wall time (Ray's daemons not counted)")
+    hist = run["hist"].sort_values(["trial_id", "epoch"])
+    busy = hist["epoch_s"].sum()  # training + validation + metrics, summed over both trial slots
+    gaps = (hist.groupby("trial_id")["reported_at"].diff() - hist["epoch_s"]).dropna()  # report + checkpoint
+    print(f"time in epochs (train + val + metrics): {busy:.1f} s of 2 x {run['wall']:.1f} s = "
+          f"{busy / (2 * run['wall']):.0%} of the trial slots; mean epoch {hist['epoch_s'].mean():.3f} s; "
+          f"between epochs (report, checkpoint): median {gaps.median() * 1e3:.1f} ms, mean {gaps.mean() * 1e3:.1f} ms")
     reports = run["to_first_report"][2:]
     print(f"trial started -> first report (epoch 1 done, a checkpoint written), 2nd+ trials: median "
           f"{np.median(reports):.3f} s, p90 {np.percentile(reports, 90):.3f} s")

@@ -199,9 +199,12 @@ def _limit_threads(tf) -> None:
         return
     import ray
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    cpus = max(1, int(round(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))))
     try:  # possible only before TensorFlow's runtime starts, i.e. in the process's first trial
-        tf.config.threading.set_intra_op_parallelism_threads(max(1, int(round(cpus))))
+        # both pools: with the default inter-op pool a 1-CPU trial used ~1.5 CPUs for the same epoch time
+        # (benchmarks/RESULTS.md, "Search speed"), slowing the trial that shares the core
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(cpus)
     except RuntimeError:
         pass
     _THREADS_SET = True
@@ -212,7 +215,7 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
 
     ``fixed``: ``labels``, ``max_epochs``, ``seed``, ``embedding_model``; ``data``: ``probe_arrays``'s output
     (from the object store). Reports ``kind``/``model`` ("probe") and, for the trial-start benchmark,
-    ``started_at`` and ``first_epoch_at`` (Unix seconds), ``pid`` (process reuse) and ``process_cpu_s`` (CPU
+    ``started_at``, ``first_epoch_at`` and ``reported_at`` (Unix seconds), ``pid`` (process reuse) and ``process_cpu_s`` (CPU
     seconds this process has used so far, all threads: what a search costs, independent of other load).
     """
     from ray import tune
@@ -233,7 +236,7 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
             METRIC: 0.0, "val_accuracy": 0.0, "val_top5": 0.0}
         metrics.update(epoch=epoch, train_loss=loss, epoch_s=time.time() - epoch_start, kind="probe", model="probe",
                        started_at=started_at, first_epoch_at=first_epoch_at, pid=os.getpid(),
-                       process_cpu_s=time.process_time())
+                       process_cpu_s=time.process_time(), reported_at=time.time())
         improved = metrics[METRIC] > best + 1e-6
         best, since_best = max(best, metrics[METRIC]), 0 if improved else since_best + 1
         if improved:
