@@ -42,6 +42,10 @@ def main() -> None:
                          grace_period=args.grace_period, cpus_per_trial=1, max_concurrent=2, seed=0)
         run = probe_search(tmp, cfg)
         ray.shutdown()
+        tune_dir = os.path.join(tmp, "tune")
+        disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(tune_dir) for f in files)
+        checkpoints = sum(name.startswith("checkpoint_") for _, dirs, _ in os.walk(tune_dir) for name in dirs)
+    print(f"Tune storage after the search: {checkpoints} checkpoints kept, {disk / 2**20:.1f} MiB")
     later = run["to_first_epoch"][2:]
     print(f"machine: {os.cpu_count()} CPU {platform.machine()}; embeddings {splits} x {args.dim}, "
           f"{args.families} families")
