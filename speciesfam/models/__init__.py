@@ -40,14 +40,18 @@ def batch_norm(keras):
     return keras.layers.BatchNormalization(synchronized=True, momentum=0.9)
 
 
+HEAD_DEFAULTS: dict[str, Any] = {"head_units": 128, "head_layers": 1, "dropout": 0.3}  # where hp names none
+
+
 def head(keras, x, num_classes: int, hp: dict[str, Any]):
     """Dense head: [batch-norm] -> dense units (relu) -> dropout, repeated ``head_layers`` times -> softmax.
 
     The softmax is float32 so probabilities stay exact under mixed precision.
     """
-    for _ in range(int(hp.get("head_layers", 1))):
+    hp = {**HEAD_DEFAULTS, **hp}
+    for _ in range(int(hp["head_layers"])):
         if hp.get("batch_norm", True):
             x = batch_norm(keras)(x)
-        x = keras.layers.Dense(int(hp.get("head_units", 128)), activation="relu")(x)
-        x = keras.layers.Dropout(float(hp.get("dropout", 0.3)))(x)
+        x = keras.layers.Dense(int(hp["head_units"]), activation="relu")(x)
+        x = keras.layers.Dropout(float(hp["dropout"]))(x)
     return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(x)

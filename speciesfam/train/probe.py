@@ -32,10 +32,10 @@ import numpy as np
 
 from .. import storage
 from ..layout import METRIC
+from ..models import HEAD_DEFAULTS
 from .loop import class_weight_vector, hyperparameters
 
 WEIGHTS = "probe.weights.h5"
-PROBE_HP = {"head_units": 128, "head_layers": 1, "dropout": 0.3}  # build_probe's defaults (models.head)
 # Per process, across the trials Tune runs in it: graphs by (layers, optimizer) and Keras models (used only
 # to write weights files) by shape. A reused process starts its next trial with both already built.
 _GRAPHS: dict[tuple[int, str], Any] = {}
@@ -59,6 +59,11 @@ def probe_arrays(workdir: str, labels: list[str]) -> dict[str, tuple[np.ndarray,
         x = np.stack(part["embedding"].to_numpy()).astype(np.float32) if len(part) else np.zeros((0, 1), np.float32)
         out[split] = (x, part["label"].map(index).to_numpy(np.int32))
     return out
+
+
+def probe_hp(config: dict[str, Any]) -> dict[str, Any]:
+    """Every setting of a probe trial: training defaults, build_probe's head defaults, then the trial's values."""
+    return {**HEAD_DEFAULTS, **hyperparameters({"hp": config})}
 
 
 def init_params(dim: int, num_classes: int, layers: int, units: int, seed: int) -> list[np.ndarray]:
@@ -146,7 +151,7 @@ def train_epochs(data: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: in
     from .._lazy import tensorflow
 
     tf = tensorflow()
-    hp = {**PROBE_HP, **hyperparameters({"hp": hp})}
+    hp = probe_hp(hp)
     (xt, yt), (xv, yv) = data["train"], data["val"]
     if not len(yt):
         raise ValueError("the probe has no training rows: does the cleaned manifest have a 'train' split with "
@@ -174,10 +179,10 @@ def train_epochs(data: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: in
 
 def write_checkpoint(directory: str, weights: list, hp: dict[str, Any], fixed: dict[str, Any],
                      metrics: dict[str, Any]) -> None:
-    """The probe checkpoint folder: probe.weights.h5 (Keras weights of build_probe), config.json, metrics.json."""
+    """The probe checkpoint folder: probe.weights.h5 (Keras weights of build_probe), config.json, metrics.json.
+    ``hp``: the trial's complete settings (``probe_hp``)."""
     from ..models.probe import build_probe
 
-    hp = {**PROBE_HP, **hp}
     labels, dim = list(fixed["labels"]), int(weights[0].shape[0])
     key = (len(labels), dim, int(hp["head_layers"]), int(hp["head_units"]))
     if key not in _MODELS:  # weights do not depend on dropout, so one model per shape serves every trial
@@ -225,7 +230,7 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
 
     started_at = time.time()
     _limit_threads(tensorflow())
-    hp = {**PROBE_HP, **hyperparameters({"hp": config})}  # every setting, recorded in the checkpoint
+    hp = probe_hp(config)  # every setting, recorded in the checkpoint
     labels = list(fixed["labels"])
     yv = data["val"][1]
     best, since_best, first_epoch_at = -1.0, 0, time.time()
