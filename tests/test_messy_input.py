@@ -336,3 +336,23 @@ def test_exact_labels_survive_clean_and_nothing_is_written_outside_run(tmp_path,
     assert sorted(stored) == sorted(lab for _, lab in rows)
     names = [p.name for p in (run / layout.GALLERY).iterdir()]
     assert all(any(n.startswith(label_slug(lab)) for n in names) for lab in labels), names
+
+
+def test_a_path_listed_again_survives_clean_and_keeps_its_status(tmp_path, ray_session):
+    """A manifest listing a path twice (same label: duplicate; two labels: conflict) goes through clean:
+    every row keeps one status, the duplicate keeps its original's split."""
+    from speciesfam.config import CleanConfig
+    from speciesfam.data.clean import run_clean
+
+    rows = [(png(tmp_path / "data" / f"{lab}{j}.png", 40 * i + j * 5), lab) for i, lab in enumerate(["A", "B"])
+            for j in range(6)]
+    rows += [(rows[0][0], "A"), (rows[1][0], "B")]  # a duplicate of A0; A1 listed with a second label
+    write_manifest(tmp_path / "data" / "list.csv", rows)
+    run = tmp_path / "run"
+    manifest = run_catalog(str(tmp_path / "data" / "list.csv"), str(run), SMALL)
+    cleaned = run_clean(str(run), CleanConfig(embedder="speciesfam.data.embedders:color_histogram_embedder",
+                                              detector="centroid", contamination=0.0, batch_size=8))
+    assert len(cleaned) == len(rows) and sorted(cleaned["status"]) == sorted(manifest["status"])
+    dup = cleaned[cleaned["status"] == layout.DUPLICATE].iloc[0]
+    original = cleaned[(cleaned["path"] == dup["path"]) & (cleaned["status"] != layout.DUPLICATE)].iloc[0]
+    assert dup["split"] == original["split"]

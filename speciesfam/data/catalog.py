@@ -136,12 +136,18 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     ok = df["status"] == layout.OK
     df["split"] = None
     df.loc[ok, "split"] = _assign_splits(df[ok], cfg)
-    split_of = dict(zip(df.loc[ok, "path"], df.loc[ok, "split"]))
-    dup = df["status"] == layout.DUPLICATE
-    df.loc[dup, "split"] = df.loc[dup, "duplicate_of"].map(split_of)
+    follow_originals(df, ok)
     df = df[MANIFEST_COLUMNS]
     df.attrs.update(attrs)
     return df
+
+
+def follow_originals(df: "pd.DataFrame", originals: "pd.Series") -> None:
+    """Give every ``duplicate`` row the split of the row it copies (``duplicate_of``), found among the rows
+    ``originals`` marks (their paths are unique: a path listed again is a duplicate or conflict row)."""
+    split_of = dict(zip(df.loc[originals, "path"], df.loc[originals, "split"]))
+    dup = df["status"] == layout.DUPLICATE
+    df.loc[dup, "split"] = df.loc[dup, "duplicate_of"].map(split_of).fillna(df.loc[dup, "split"])
 
 
 def class_weights(manifest: "pd.DataFrame", split: str = "train") -> dict[str, float]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import layout, storage
 from ..config import CleanConfig
-from .catalog import load_manifest
+from .catalog import follow_originals, load_manifest
 from .embedders import load_embedder, model_id
 from .images import DecodeError, decode_rgb
 from . import near_duplicates as nd
@@ -224,16 +224,19 @@ def drop_label_issues(emb: "pd.DataFrame", issues: "pd.DataFrame", min_keep: int
                               f"(self-confidence {r.self_confidence:.2f}, rank {r.rank})"]
 
 
-def near_duplicates(emb: "pd.DataFrame", x: np.ndarray, cleaned: "pd.DataFrame",
+def near_duplicates(emb: "pd.DataFrame", x: np.ndarray, cleaned: "pd.DataFrame", embedded: "pd.Series",
                     cfg: CleanConfig) -> tuple["pd.DataFrame", dict]:
     """Find near-duplicate groups, move each group into one split in ``cleaned`` (exact duplicates follow
-    their original) and with ``dedupe="near"`` keep one image per group. Returns the pair table and counts."""
+    their original) and with ``dedupe="near"`` keep one image per group. ``embedded``: the rows of ``cleaned``
+    that were usable before cleaning (unique paths; the rows ``emb`` holds). Returns the pair table and counts."""
+    import pandas as pd
+
     paths, labels = emb["path"].to_numpy(), emb["label"].to_numpy()
     i, j, sim = nd.similar_pairs(x, cfg.near_duplicate_threshold)
     groups = nd.group_ids(len(emb), i, j)
     pairs = nd.pair_table(paths, labels, i, j, sim, groups)
-    row = cleaned.reset_index(drop=True).set_index("path").index
-    at = row.get_indexer(paths)  # positions of the embedded rows in the manifest
+    rows = np.flatnonzero(embedded.to_numpy())
+    at = rows[pd.Index(cleaned["path"].to_numpy()[rows]).get_indexer(paths)]  # embedded rows in the manifest
     cleaned["near_duplicate_group"] = -1
     cleaned.iloc[at, cleaned.columns.get_loc("near_duplicate_group")] = groups
     splits = cleaned["split"].to_numpy()[at]
@@ -243,9 +246,7 @@ def near_duplicates(emb: "pd.DataFrame", x: np.ndarray, cleaned: "pd.DataFrame",
         if g >= 0 and target[g] != old:
             cleaned.iloc[pos, cleaned.columns.get_loc("split")] = target[g]
             moved += 1
-    split_of = dict(zip(cleaned["path"], cleaned["split"]))
-    dup = cleaned["status"] == layout.DUPLICATE
-    cleaned.loc[dup, "split"] = cleaned.loc[dup, "duplicate_of"].map(split_of).fillna(cleaned.loc[dup, "split"])
+    follow_originals(cleaned, embedded)
     dropped = 0
     if cfg.dedupe == "near" and len(pairs):
         best = {}
@@ -299,7 +300,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     cleaned["outlier_z"] = cleaned["path"].map(by_path["z"])
     cleaned["label_issue"] = cleaned["path"].isin(issues["path"])
     cleaned["suggested_family"] = cleaned["path"].map(dict(zip(issues["path"], issues["suggested_family"])))
-    pairs, dups = near_duplicates(emb, x, cleaned, cfg)
+    pairs, dups = near_duplicates(emb, x, cleaned, usable, cfg)
     storage.write_table(cleaned, layout.path(workdir, layout.CLEAN_MANIFEST))
     table = removed_table(emb, cleaned)
     storage.write_table(table, layout.path(workdir, layout.REMOVED))
