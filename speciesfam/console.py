@@ -183,7 +183,8 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
             lg.removeHandler(handler)
         logging.getLogger().setLevel(root_level)
         handler.close()
-        _copy_ray_logs(os.path.join(logs, "ray"), since=started - 1)
+        if os.path.isdir(os.path.dirname(logs)):  # a command refused before any work made no run folder
+            _copy_ray_logs(os.path.join(logs, "ray"), since=started - 1)
 
 
 def _copy_ray_logs(dest: str, since: float) -> None:
