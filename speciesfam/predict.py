@@ -55,10 +55,10 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
 
 
 def bundle_id(bundle: str) -> str:
-    """A short id of a bundle's exact files (the sha256 of its checksums.json)."""
-    from .bundle import CHECKSUMS, read_config
+    """A short id of a bundle's exact files (the sha256 of its checksums.json). Call it after
+    ``bundle.read_config`` has checked the files against that checksums.json (it hashes every file)."""
+    from .bundle import CHECKSUMS
 
-    read_config(bundle)
     with open(os.path.join(bundle, CHECKSUMS), "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()[:16]
 
