@@ -48,13 +48,14 @@ def find_label_issues(paths: np.ndarray, labels: np.ndarray, x: np.ndarray, fold
     is empty.
     """
     import pandas as pd
-    from cleanlab.filter import find_label_issues as cl_find
 
     labels = np.asarray(labels).astype(str)
     fams, counts = np.unique(labels, return_counts=True)
     keep = np.isin(labels, fams[counts >= 2])  # a family of one image cannot be cross-validated: left out
     if len(fams[counts >= 2]) < 2:
         return pd.DataFrame(columns=ISSUE_COLUMNS)
+    from cleanlab.filter import find_label_issues as cl_find  # only when there is something to check
+
     paths, labels, x = np.asarray(paths)[keep], labels[keep], x[keep]
     classes, probs = out_of_fold_probabilities(labels, x, folds=folds, seed=seed, c=c)
     y = np.searchsorted(classes, labels)
