@@ -19,7 +19,7 @@ def predictions(draw):
     return probs, y, classes
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(predictions())
 def test_metrics_match_scikit_learn(case):
     probs, y, classes = case

@@ -97,10 +97,14 @@ def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_pa
     later = delay.iloc[2:]  # the first two trials start their processes and import TensorFlow
     print("start -> first epoch, s:", delay.round(3).tolist())
     assert later.median() < 0.5, delay
-    for r in results:  # a checkpoint at every new best epoch, and only there
-        f1 = r.metrics_dataframe["val_macro_f1"]
-        new_best = r.metrics_dataframe["epoch"][f1 > f1.cummax().shift(fill_value=-1.0) + 1e-6]
-        assert sorted(m["epoch"] for _, m in r.best_checkpoints) == sorted(new_best)
+    for r in results:  # a checkpoint at every new best epoch, and only there; each trial keeps its 2 best
+        df = r.metrics_dataframe
+        f1 = df["val_macro_f1"]
+        new_best = df["epoch"][f1 > f1.cummax().shift(fill_value=-1.0) + 1e-6]
+        assert sorted(df["epoch"][df["checkpoint_dir_name"].notna()]) == sorted(new_best)
+        assert sorted(m["epoch"] for _, m in r.best_checkpoints) == sorted(new_best)[-2:]
+        on_disk = [d for d in os.listdir(r.path) if d.startswith("checkpoint_")]
+        assert len(on_disk) == min(2, len(new_best)), on_disk
     best = results.get_best_result()
     ckpt = best.get_best_checkpoint(cfg_metric := "val_macro_f1", "max")
     assert sorted(os.listdir(ckpt.path)) == ["config.json", "metrics.json", "probe.weights.h5"]

@@ -201,7 +201,11 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed, points=points),
             scheduler=SCHEDULERS.get(cfg.scheduler)(cfg), reuse_actors=reuse_actors,
             max_concurrent_trials=cfg.max_concurrent, time_budget_s=cfg.time_budget_s),
-        run_config=tune.RunConfig(name=name, storage_path=storage_path, callbacks=[
+        run_config=tune.RunConfig(name=name, storage_path=storage_path, checkpoint_config=tune.CheckpointConfig(
+            # checkpoints reported to Tune itself (probe trials: one per new best): each trial's 2 best, not
+            # all of them (100 probe trials x ~9 improvements x ~1.5 MB of weights would stay on disk).
+            # CNN trials' checkpoints are Ray Train's, kept 2 per trial by _trial's CheckpointConfig.
+            num_to_keep=2, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE), callbacks=[
             *callbacks(cfg, name, experiment),
             console.trial_lines_callback(cfg.num_samples, console.scheduler_name(cfg.scheduler), cfg.max_epochs)],
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
