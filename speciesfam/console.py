@@ -285,4 +285,4 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
 
 def scheduler_name(name: str) -> str:
     """How a scheduler's stop reads in a trial line (``asha`` -> ``ASHA``)."""
-    return {"asha": "ASHA", "hyperband": "HyperBand", "fifo": "FIFO"}.get(name, name)
+    return {"asha": "ASHA", "hyperband": "async HyperBand", "fifo": "FIFO"}.get(name, name)

@@ -31,16 +31,23 @@ def space():
     return {"quality": tune.uniform(0.1, 0.9), "kind": tune.choice(["ok", "ok", "ok", "raise", "nan"])}
 
 
-@pytest.mark.parametrize("searcher,scheduler", [("optuna", "asha"), ("random", "fifo"), ("optuna", "hyperband")])
-def test_searcher_scheduler_wiring_survives_failed_and_nan_trials(searcher, scheduler, tmp_path, ray_session):
+# reuse_actors as the real searches use it: probe trials reuse processes, CNN trials do not
+@pytest.mark.parametrize("searcher,scheduler,reuse", [("optuna", "asha", True), ("random", "fifo", False),
+                                                      ("optuna", "hyperband", True)])
+def test_searcher_scheduler_wiring_survives_failed_and_nan_trials(searcher, scheduler, reuse, tmp_path,
+                                                                   ray_session):
     from ray import tune
 
     cfg = TuneConfig(searcher=searcher, scheduler=scheduler, num_samples=10, max_epochs=8, max_failures=0,
                      max_concurrent=2)
-    results = make_tuner(tune.with_resources(toy, {"CPU": 0.5}), space(), cfg, str(tmp_path / "tune"), "toy").fit()
+    # a crashing and a NaN trial first, whatever the searcher samples after them
+    points = [{"quality": 0.5, "kind": "raise"}, {"quality": 0.5, "kind": "nan"}]
+    results = make_tuner(tune.with_resources(toy, {"CPU": 0.5}), space(), cfg, str(tmp_path / "tune"), "toy",
+                         points=points, reuse_actors=reuse).fit()
     table = write_trial_table(results, str(tmp_path))
     assert len(table) == 10
     kinds = table["config"].str.extract(r'"kind": "(\w+)"')[0]
+    assert (kinds == "raise").sum() >= 1 and (kinds == "nan").sum() >= 1
     assert (table.loc[kinds == "raise", "status"] == "error").all()
     # the trial's own exception, not Ray's "ray::ImplicitFunc.train() (pid=...)" wrapper
     assert (table.loc[kinds == "raise", "error"] == "RuntimeError: toy trial crashed").all()
