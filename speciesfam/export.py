@@ -24,6 +24,8 @@ from typing import Any
 from . import bundle as B
 from . import layout, stages, storage
 from .errors import SpeciesfamError, StageOrderError
+from .report import versions
+from .tune.tracking import rank_trials
 
 # Licences of open_clip pretrained weights by tag prefix, as far as known (from each release's own page).
 # Anything else is reported as unknown: the user must check the source before shipping.
@@ -57,7 +59,7 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
         trials["kind"] = "unknown"
     metric = layout.BEST_METRIC
     ok = trials[(trials["status"] == "ok") & trials["best_checkpoint"].notna() & trials[metric].notna()]
-    ok = ok.sort_values([metric, "seconds"], ascending=[False, True])
+    ok = rank_trials(ok)
     if trial_id:
         rows = trials[trials["trial_id"] == str(trial_id)]
         if rows.empty:
@@ -141,16 +143,9 @@ def embedder_record(clean_cfg: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("speciesfam", "keras", "tensorflow", "torch", "open_clip_torch"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
+def _is_probe(ckpt_cfg: dict[str, Any]) -> bool:
+    """A probe trial's checkpoint (older ones say so only in "model")."""
+    return ckpt_cfg.get("kind") == "probe" or ckpt_cfg.get("model") == "probe"
 
 
 def _write_model(ckpt: str, ckpt_cfg: dict[str, Any], tmp: str) -> dict[str, Any]:
@@ -159,7 +154,7 @@ def _write_model(ckpt: str, ckpt_cfg: dict[str, Any], tmp: str) -> dict[str, Any
 
     keras = _keras()
     labels = list(ckpt_cfg["labels"])
-    if ckpt_cfg.get("kind") == "probe" or ckpt_cfg.get("model") == "probe":
+    if _is_probe(ckpt_cfg):
         weights = os.path.join(ckpt, "probe.weights.h5")
         if os.path.exists(weights):  # the probe trial's checkpoint: weights of build_probe(classes, dim, hp)
             from .models.probe import build_probe
@@ -201,8 +196,7 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
             raise SpeciesfamError(f"checkpoint {uri} has no config.json; was it written by speciesfam?")
         with open(os.path.join(ckpt, "config.json")) as f:
             ckpt_cfg = json.load(f)
-        is_probe = ckpt_cfg.get("kind") == "probe" or ckpt_cfg.get("model") == "probe"
-        embedder = embedder_record(_clean_config(workdir, ckpt_cfg.get("embedding_model"))) if is_probe else None
+        embedder = embedder_record(_clean_config(workdir, ckpt_cfg.get("embedding_model"))) if _is_probe(ckpt_cfg) else None
         tmp = os.path.join(parent, f".{name}-new-{uuid.uuid4().hex[:8]}")
         os.makedirs(tmp)
         try:
@@ -211,7 +205,7 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                       **({"embedder": embedder} if embedder else {}),
                       "trial": {"trial_id": row["trial_id"], "search_kind": row.get("kind"), "reason": reason,
                                 "val_split": row.get("val_split")},
-                      "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": _versions()}
+                      "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": dict(versions())}
             metrics = {k: row.get(k) for k in (layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds")}
             if os.path.exists(os.path.join(ckpt, "metrics.json")):  # the checkpoint's own epoch, per family
                 with open(os.path.join(ckpt, "metrics.json")) as f:

@@ -32,9 +32,13 @@ def local_outlier_factor(x: np.ndarray, seed: int = 0) -> np.ndarray:
 @DETECTORS.register("centroid")
 def centroid_distance(x: np.ndarray, seed: int = 0) -> np.ndarray:
     """Robust z-score of the cosine distance to the family's median embedding."""
+    return robust_z(1.0 - x @ median_direction(x))
+
+
+def median_direction(x: np.ndarray) -> np.ndarray:
+    """The unit vector along the element-wise median of a family's embeddings (its robust centre)."""
     centre = np.median(x, axis=0)
-    centre /= max(float(np.linalg.norm(centre)), 1e-12)
-    return robust_z(1.0 - x @ centre)
+    return centre / max(float(np.linalg.norm(centre)), 1e-12)
 
 
 def centroid_z_against(labels: np.ndarray, x: np.ndarray, rows: np.ndarray, families: np.ndarray) -> np.ndarray:
@@ -45,12 +49,10 @@ def centroid_z_against(labels: np.ndarray, x: np.ndarray, rows: np.ndarray, fami
         members = x[labels == fam]
         if len(members) < 3:
             continue
-        centre = np.median(members, axis=0)
-        centre /= max(float(np.linalg.norm(centre)), 1e-12)
-        dist = 1.0 - members @ centre
-        med, mad = np.median(dist), 1.4826 * np.median(np.abs(dist - np.median(dist)))
+        centre = median_direction(members)
+        med, scale = location_scale(1.0 - members @ centre)
         k = np.flatnonzero(families == fam)
-        out[k] = (1.0 - x[rows[k]] @ centre - med) / max(float(mad), 1e-6)
+        out[k] = (1.0 - x[rows[k]] @ centre - med) / scale
     return out
 
 
@@ -99,9 +101,14 @@ def robust_z(scores: np.ndarray) -> np.ndarray:
 
     1.4826 makes the MAD a consistent estimate of the standard deviation for normal data; the floor keeps a
     family of identical images from dividing by zero."""
-    med = np.median(scores)
-    mad = 1.4826 * np.median(np.abs(scores - med))
-    return (scores - med) / max(float(mad), 1e-6)
+    med, scale = location_scale(scores)
+    return (scores - med) / scale
+
+
+def location_scale(values: np.ndarray) -> tuple[float, float]:
+    """(median, 1.4826 * MAD floored at 1e-6): robust_z's units."""
+    med = float(np.median(values))
+    return med, max(1.4826 * float(np.median(np.abs(values - med))), 1e-6)
 
 
 def plan_removals(labels: np.ndarray, scores: np.ndarray, *, removal: str = "threshold", outlier_z: float = 5.0,

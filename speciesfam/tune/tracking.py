@@ -135,10 +135,12 @@ def trial_table(results, kind: str | None = None, val_split: str = "") -> "pd.Da
             "config": json.dumps(config, sort_keys=True, default=str),
             "trial_path": storage.to_uri(getattr(r, "filesystem", None), r.path), "val_split": val_split,
         })
-    return _sorted(pd.DataFrame(rows, columns=layout.TRIAL_COLUMNS))
+    return rank_trials(pd.DataFrame(rows, columns=layout.TRIAL_COLUMNS))
 
 
-def _sorted(df: "pd.DataFrame") -> "pd.DataFrame":
+def rank_trials(df: "pd.DataFrame") -> "pd.DataFrame":
+    """Trials best first: highest best val macro-F1, ties to the faster trial, trials without a score last.
+    The one ranking of trials: the trial table, export's choice and the warm start all use it."""
     return df.sort_values([layout.BEST_METRIC, "seconds"], ascending=[False, True],
                           na_position="last").reset_index(drop=True)
 
@@ -175,7 +177,7 @@ def merge_trials(old: "pd.DataFrame", new: "pd.DataFrame") -> tuple["pd.DataFram
     split = set(new["val_split"])
     stale = old[~old["val_split"].isin(split)]
     merged = pd.concat([old[old["val_split"].isin(split)], new], ignore_index=True) if len(old) else new
-    return _sorted(merged[layout.TRIAL_COLUMNS]), len(stale)
+    return rank_trials(merged[layout.TRIAL_COLUMNS]), len(stale)
 
 
 def write_trial_table(results, workdir: str, kind: str | None = None) -> "pd.DataFrame":

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import layout, storage
 from ..errors import ConfigError
+from .tracking import rank_trials
 
 # What a probe knows that carries over to a CNN head: not lr or batch size (a CNN's are a different scale).
 WARM_KEYS = ("head_units", "head_layers", "dropout", "weight_decay", "label_smoothing", "class_weighting",
@@ -45,7 +46,7 @@ def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
         if "kind" in trials.columns:
             rows = trials[(trials["kind"] == source) & (trials["status"] == "ok")].dropna(subset=[layout.BEST_METRIC])
             if len(rows):
-                return json.loads(rows.sort_values(layout.BEST_METRIC, ascending=False).iloc[0]["config"])
+                return json.loads(rank_trials(rows).iloc[0]["config"])
     raise ConfigError(f"init_from={source!r}: no finished trial found in {experiment} or {trials_uri}; run "
                       f"`speciesfam tune {source} --workdir {workdir}` first, or drop init_from")
 
