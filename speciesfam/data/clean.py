@@ -312,8 +312,8 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     near_duplicate_gallery(pairs, gallery_dir)
     from ..plots import class_counts
 
-    usable = lambda df: df[df["status"] == layout.OK]["label"].value_counts()  # noqa: E731
-    class_counts(usable(manifest), usable(cleaned), layout.path(workdir, layout.CLASS_COUNTS))
+    families = lambda df: df[df["status"] == layout.OK]["label"].value_counts()  # noqa: E731
+    class_counts(families(manifest), families(cleaned), layout.path(workdir, layout.CLASS_COUNTS))
     summary = {"status": cleaned["status"].value_counts().to_dict(), "removed": int((cleaned["status"] == layout.REMOVED_STATUS).sum()),
                "outlier_rule": outlier_rule(cfg), "outliers_removed": outliers,
                "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),

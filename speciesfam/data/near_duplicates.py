@@ -63,12 +63,23 @@ def group_ids(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return ids
 
 
+def _members(groups: np.ndarray):
+    """(group, its row indices in ascending order) for every group >= 0, by one sort (not a scan per group)."""
+    rows = np.flatnonzero(groups >= 0)
+    rows = rows[np.argsort(groups[rows], kind="stable")]
+    ids = groups[rows]
+    if not len(ids):
+        return iter(())
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    return zip(ids[starts].tolist(), np.split(rows, starts[1:]))
+
+
 def group_split(groups: np.ndarray, splits: np.ndarray) -> dict[int, str]:
     """The one split for each group: its most common split (ties: train before val before test, so a tie
     never shrinks the training set)."""
     out = {}
-    for g in np.unique(groups[groups >= 0]):
-        members = splits[groups == g]
+    for g, rows in _members(groups):
+        members = splits[rows]
         counts = {s: int((members == s).sum()) for s in SPLIT_ORDER}
         out[int(g)] = max(SPLIT_ORDER, key=lambda s: (counts[s], -SPLIT_ORDER.index(s)))
     return out
@@ -77,11 +88,7 @@ def group_split(groups: np.ndarray, splits: np.ndarray) -> dict[int, str]:
 def keepers(groups: np.ndarray, pixels: np.ndarray, paths: np.ndarray) -> dict[int, int]:
     """The row kept for each group with ``dedupe="near"``: the most pixels (the least re-encoded, resized or
     cropped copy), then the first path."""
-    out = {}
-    for g in np.unique(groups[groups >= 0]):
-        rows = np.flatnonzero(groups == g)
-        out[int(g)] = int(min(rows, key=lambda r: (-pixels[r], paths[r])))
-    return out
+    return {int(g): int(min(rows, key=lambda r: (-pixels[r], paths[r]))) for g, rows in _members(groups)}
 
 
 def pair_table(paths: np.ndarray, labels: np.ndarray, i: np.ndarray, j: np.ndarray, sim: np.ndarray,
