@@ -130,12 +130,14 @@ class Predictor:
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize to ``size`` x ``size``: the same PIL call training used (``decode_rgb(size=...)``)."""
+    """Bilinear resize to ``size`` x ``size``: the resize training used (``data.images.resize``)."""
     from PIL import Image
+
+    from .data.images import resize
 
     if image.shape[:2] == (size, size):
         return image
-    return np.asarray(Image.fromarray(np.asarray(image, np.uint8)).resize((size, size), Image.Resampling.BILINEAR))
+    return np.asarray(resize(Image.fromarray(np.asarray(image, np.uint8)), size))
 
 
 def _load_keras(file: str):
@@ -204,14 +206,8 @@ class ProbePredictor(Predictor):
                               f"{spec['model_id']!r}; re-export from the run that trained it")
         self.head = _load_keras(os.path.join(path, PROBE_HEAD))
 
-    def embed(self, images: list[np.ndarray]) -> np.ndarray:
-        from PIL import Image
-
-        x = np.stack([self.embedder.preprocess(Image.fromarray(np.asarray(im, np.uint8))) for im in images])
-        return np.asarray(self.embedder.encode(x), np.float32)
-
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:
-        return np.asarray(self.head.predict_on_batch(self.embed(images)))
+        return np.asarray(self.head.predict_on_batch(self.embedder.embed(images)))
 
 
 def load_bundle(path: str) -> Predictor:

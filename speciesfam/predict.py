@@ -21,8 +21,6 @@ import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from . import storage
 from .errors import SpeciesfamError
 
@@ -37,16 +35,16 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     """Top-k families per file, in this process (a handful of files). A file that cannot be read gets an
     ``error`` entry and the others go on."""
     from .bundle import load_bundle
-    from .data.images import DecodeError, decode_rgb
+    from .data.images import DecodeError, read_rgb
 
     predictor = load_bundle(bundle)
     out, images, where = [], [], []
     for f in paths:
         try:
-            images.append(decode_rgb(storage.read_bytes(f)))
+            images.append(read_rgb(f))
             where.append(len(out))
             out.append({"path": f})
-        except (DecodeError, OSError) as err:
+        except DecodeError as err:
             out.append({"path": f, "error": str(err) or type(err).__name__})
     probs = predictor.predict(images, batch_size=batch_size)
     for i, top in zip(where, predictor.top_k(probs, top_k)):

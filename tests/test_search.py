@@ -1,8 +1,6 @@
 """Search wiring with fast toy trainables: searchers, ASHA, failed and NaN trials, the trial table."""
 
-import json
 import warnings
-from pathlib import Path
 
 import pandas as pd
 import pytest

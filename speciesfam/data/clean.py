@@ -20,7 +20,7 @@ from .. import layout, storage
 from ..config import CleanConfig
 from .catalog import follow_originals, load_manifest
 from .embedders import load_embedder, model_id
-from .images import DecodeError, decode_rgb
+from .images import DecodeError, read_rgb
 from . import near_duplicates as nd
 from .clean_report import clean_report, outlier_rule
 from .galleries import label_issue_gallery, near_duplicate_gallery, outlier_galleries
@@ -40,9 +40,9 @@ def decode_batch(batch: "pd.DataFrame", size: int | None = None) -> "pd.DataFram
     images, errors = [], []
     for path in batch["path"]:
         try:
-            images.append(decode_rgb(storage.read_bytes(path), size=size))
+            images.append(read_rgb(path, size=size))
             errors.append("")
-        except (DecodeError, OSError) as err:
+        except DecodeError as err:
             images.append(np.zeros((1, 1, 3), np.uint8))
             errors.append(str(err) or type(err).__name__)
     out = batch.copy()
@@ -67,14 +67,11 @@ class EmbedActor:
 
 def embed_frame(embedder, batch: "pd.DataFrame") -> "pd.DataFrame":
     """Embed the decoded ``image`` column of a batch (rows with an ``error`` get an empty embedding)."""
-    from PIL import Image
-
     good = [i for i, e in enumerate(batch["error"]) if not e]
     vecs: list = [[] for _ in range(len(batch))]
     if good:
-        x = np.stack([embedder.preprocess(Image.fromarray(batch["image"].iloc[i])) for i in good])
-        for i, v in zip(good, embedder.encode(x)):
-            vecs[i] = v.astype(np.float32)
+        for i, v in zip(good, embedder.embed([batch["image"].iloc[i] for i in good])):
+            vecs[i] = v
     out = batch.drop(columns=["image"])
     out["embedding"] = vecs
     out["model_id"] = embedder.model_id

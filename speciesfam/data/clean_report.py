@@ -62,6 +62,6 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     lines += ["", "## Near-duplicates", "", f"Most similar pairs side by side: `gallery/{NEAR_DUPLICATES_PNG}`; all "
               f"in `{layout.NEAR_DUPLICATES}`.", ""]
     lines += _table(pairs, ["group", "similarity", "path_a", "path_b", "family_a", "family_b"], {"similarity": ".4f"})
-    lines += ["", "## Galleries", "", f"- per family, most unusual first (removed framed in red): "
-              f"`gallery/<family>.png` (file names via `layout.label_slug`)"]
+    lines += ["", "## Galleries", "", "- per family, most unusual first (removed framed in red): "
+              "`gallery/<family>.png` (file names via `layout.label_slug`)"]
     return "\n".join(lines) + "\n"

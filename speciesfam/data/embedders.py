@@ -29,6 +29,14 @@ class Embedder:
     encode: Callable[[np.ndarray], np.ndarray]
     encode_text: Callable[[list[str]], np.ndarray] | None = None
 
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """RGB uint8 arrays -> (N, D) float32 embeddings: the one path from images to embeddings, for the clean
+        stage and for probe bundles alike (a head must see its training embeddings' preprocessing)."""
+        from PIL import Image
+
+        x = np.stack([self.preprocess(Image.fromarray(np.asarray(im, np.uint8))) for im in images])
+        return np.asarray(self.encode(x), np.float32)
+
 
 def model_id(cfg: CleanConfig) -> str:
     """The identity of the embeddings ``cfg`` produces (cache key)."""

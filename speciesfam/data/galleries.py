@@ -14,7 +14,7 @@ import io
 from typing import TYPE_CHECKING
 
 from .. import layout, storage
-from .images import decode_rgb
+from .images import read_rgb
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +35,7 @@ def _sheet(rows: list[list[tuple[str, str, tuple[int, int, int] | None]]], thumb
         top = y * (thumb + CAPTION)
         for x, (path, caption, frame) in enumerate(row):
             try:
-                sheet.paste(Image.fromarray(decode_rgb(storage.read_bytes(path), size=thumb)), (x * thumb, top + CAPTION))
+                sheet.paste(Image.fromarray(read_rgb(path, size=thumb)), (x * thumb, top + CAPTION))
             except Exception as err:  # a file that changed since clean read it: say so on the sheet, go on
                 caption = f"unreadable: {type(err).__name__}"
             if frame:

@@ -33,13 +33,13 @@ def cache_uri(workdir: str, size: int) -> str:
 
 
 def _decode_chunk(paths: list[str], size: int) -> np.ndarray:
-    from .images import DecodeError, decode_rgb
+    from .images import DecodeError, read_rgb
 
     out = np.empty((len(paths), size, size, 3), np.uint8)
     for i, path in enumerate(paths):
         try:
-            out[i] = decode_rgb(storage.read_bytes(path), size=size)
-        except (DecodeError, OSError) as err:
+            out[i] = read_rgb(path, size=size)
+        except DecodeError as err:
             raise DecodeError(f"{path}: {err}; it was readable when catalogued: re-run `speciesfam catalog`") from err
     return out
 

@@ -90,9 +90,22 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def decode_rgb(data: bytes, size: int | None = None) -> np.ndarray:
     """Decode image bytes to an RGB uint8 array of shape (H, W, 3), resized to ``size`` x ``size`` if given."""
     img = to_rgb(open_image(data))
-    if size is not None:
-        img = img.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(img, dtype=np.uint8)
+    return np.asarray(resize(img, size) if size is not None else img, dtype=np.uint8)
+
+
+def resize(img: Image.Image, size: int) -> Image.Image:
+    """Bilinear resize to ``size`` x ``size``: the one resize of training, the image cache and CNN bundles."""
+    return img if img.size == (size, size) else img.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def read_rgb(path: str, size: int | None = None) -> np.ndarray:
+    """``decode_rgb`` of a file (local path or URI). Raises ``DecodeError`` for unreadable files too."""
+    from .. import storage
+
+    try:
+        return decode_rgb(storage.read_bytes(path), size=size)
+    except OSError as err:
+        raise DecodeError(str(err) or type(err).__name__) from err
 
 
 def probe(data: bytes) -> dict:

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import storage
-from .images import decode_rgb
+from .images import read_rgb
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,7 +32,7 @@ def split_arrays(manifest: "pd.DataFrame", split: str, labels: list[str],
 def load_image(path: bytes | str, size: int) -> np.ndarray:
     """float32 (size, size, 3) in 0..255 for one path (bytes when called from tf.numpy_function)."""
     path = path.decode() if isinstance(path, bytes) else path
-    return decode_rgb(storage.read_bytes(path), size=size).astype(np.float32)
+    return read_rgb(path, size=size).astype(np.float32)
 
 
 def dataset(paths: np.ndarray, labels: np.ndarray, image_size: int, batch_size: int, *, shuffle: bool = False,

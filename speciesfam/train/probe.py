@@ -152,7 +152,7 @@ def train_epochs(data: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: in
 
     tf = tensorflow()
     hp = probe_hp(hp)
-    (xt, yt), (xv, yv) = data["train"], data["val"]
+    (xt, yt), (xv, _) = data["train"], data["val"]
     if not len(yt):
         raise ValueError("the probe has no training rows: does the cleaned manifest have a 'train' split with "
                          "embeddings?")
