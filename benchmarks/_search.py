@@ -45,7 +45,9 @@ def probe_search(workdir: str, cfg) -> dict:
         driver_cpu = time.process_time() - cpu
     finally:
         tracking.callbacks = original
-    hist = pd.concat([r.metrics_dataframe for r in results if r.metrics_dataframe is not None], ignore_index=True)
+    # trials that a time budget ended before their first report have no metrics
+    hist = pd.concat([r.metrics_dataframe for r in results if r.metrics_dataframe is not None and
+                      "reported_at" in r.metrics_dataframe], ignore_index=True)
     hist["since_start"] = hist["reported_at"] - start  # Tune's own "timestamp" is whole seconds
     first = hist.sort_values(["trial_id", "epoch"]).groupby("trial_id").first()  # each trial's epoch 1
     started = first.index.map(recorder.started)

@@ -10,7 +10,12 @@ user would run each. Default data: generated embeddings shaped like the issue's 
 
     python benchmarks/vs_keras_tuner.py --trials 16 --epochs 20
     python benchmarks/vs_keras_tuner.py --trials 16 --epochs 20 --rows 12000 --families 202   # reference size
-    python benchmarks/vs_keras_tuner.py --trials 16 --our-trials 48 --rows 12000 --families 202  # equal-time budget
+    python benchmarks/vs_keras_tuner.py --trials 16 --our-trials 48 --rows 12000 --families 202  # more trials
+    python benchmarks/vs_keras_tuner.py --rows 12000 --families 202 --equal-time --seeds 0 1 2
+
+``--equal-time`` runs Keras Tuner first and gives speciesfam its cold wall time (less Ray's start) as the search's
+time budget (``TuneConfig.time_budget_s``): at the same wall time, which search finds the better head?
+``--seeds``: one run per seed (a different generated collection, and that seed for both searchers).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from speciesfam.train.probe import probe_arrays
 
 keras = _keras()
 workdir, labels, trials, epochs, out = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+seed = int(sys.argv[6])
 data = probe_arrays(workdir, labels)
 (xt, yt), (xv, yv) = data["train"], data["val"]
 C = len(labels)
@@ -67,7 +73,7 @@ class Probe(kt.HyperModel):  # the same ranges as search_spaces/probe.py
                          epochs=epochs, verbose=0, callbacks=[MacroF1(), *kwargs.get("callbacks", [])])
 
 
-tuner = kt.BayesianOptimization(Probe(), objective=kt.Objective("val_macro_f1", "max"), max_trials=trials, seed=0,
+tuner = kt.BayesianOptimization(Probe(), objective=kt.Objective("val_macro_f1", "max"), max_trials=trials, seed=seed,
                                 directory=out, project_name="kt", overwrite=True)
 search_start = time.time()
 tuner.search()
@@ -77,17 +83,8 @@ print(json.dumps({"wall": time.time() - start, "search": time.time() - search_st
 '''
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--our-trials", type=int, help="speciesfam's trial count (default: --trials); the target "
-                        "compares wall time at an equal or better best F1, not trial counts")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--rows", type=int, default=475)
-    parser.add_argument("--families", type=int, default=10)
-    parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--noise", type=float, default=5.0, help="spread of each family (higher: harder)")
-    args = parser.parse_args()
+def one_seed(args, seed: int) -> dict:
+    """Both searches on the collection of ``seed``; Keras Tuner first when speciesfam gets its time."""
     import pandas as pd
     import ray
 
@@ -96,30 +93,63 @@ def main() -> None:
     from speciesfam.raycluster import init_ray
 
     with tempfile.TemporaryDirectory() as tmp:
-        splits = make_embedding_run(tmp, rows=args.rows, dim=args.dim, families=args.families, noise=args.noise)
+        splits = make_embedding_run(tmp, rows=args.rows, dim=args.dim, families=args.families, noise=args.noise,
+                                    seed=seed)
         labels = sorted(pd.read_parquet(os.path.join(tmp, "clean_manifest.parquet"))["label"].unique())
+
+        def keras_tuner() -> dict:
+            run = subprocess.run([sys.executable, "-c", KT_SCRIPT, tmp, json.dumps(labels), str(args.trials),
+                                  str(args.epochs), os.path.join(tmp, "kt"), str(seed)], capture_output=True, text=True)
+            if run.returncode:
+                sys.exit(run.stderr[-3000:])
+            return json.loads(run.stdout.strip().splitlines()[-1])
+
+        theirs = keras_tuner() if args.equal_time else None
         start = time.time()
         init_ray(num_cpus=2)
-        ours = probe_search(tmp, TuneConfig(kind="probe", num_samples=args.our_trials or args.trials, max_epochs=args.epochs,
-                                            cpus_per_trial=1, max_concurrent=2, seed=0))
-        ours_cold = time.time() - start
+        ray_start = time.time() - start
+        # 10% of the time left for what follows the budget (stopping trials, the trial table)
+        budget = None if theirs is None else max(0.9 * theirs["wall"] - ray_start, 5.0)
+        trials = 100_000 if budget else (args.our_trials or args.trials)
+        ours = probe_search(tmp, TuneConfig(kind="probe", num_samples=trials, max_epochs=args.epochs, cpus_per_trial=1,
+                                            max_concurrent=2, seed=seed, time_budget_s=budget))
+        ours["cold"] = time.time() - start
         ray.shutdown()
-        kt_run = subprocess.run([sys.executable, "-c", KT_SCRIPT, tmp, json.dumps(labels), str(args.trials),
-                                 str(args.epochs), os.path.join(tmp, "kt")], capture_output=True, text=True)
-        if kt_run.returncode:
-            sys.exit(kt_run.stderr[-3000:])
-        theirs = json.loads(kt_run.stdout.strip().splitlines()[-1])
-    print(f"machine: {os.cpu_count()} CPU {platform.machine()}; {splits} rows x {args.dim}, {args.families} families; "
-          f"{args.our_trials or args.trials} (speciesfam) and {args.trials} (Keras Tuner) trials x up to {args.epochs} "
-          "epochs each")
-    print("| search | wall s (cold) | search s | best val macro-F1 | epochs run |\n|---|---:|---:|---:|---:|")
-    print(f"| speciesfam probe (TPE + ASHA, 2 at a time) | {ours_cold:.1f} | {ours['wall']:.1f} | {ours['best']:.4f} | "
-          f"{ours['epochs']} |")
-    print(f"| Keras Tuner BayesianOptimization | {theirs['wall']:.1f} | {theirs['search']:.1f} | {theirs['best']:.4f} | "
-          f"{theirs['trials'] * args.epochs} |")
-    print(f"\nwall-time ratio speciesfam / Keras Tuner: cold {ours_cold / theirs['wall']:.2f}, search only "
-          f"{ours['wall'] / theirs['search']:.2f} (target <= 1.0); best F1 difference {ours['best'] - theirs['best']:+.4f} "
-          f"(target >= 0)")
+        theirs = theirs or keras_tuner()
+    return {"seed": seed, "splits": splits, "ours": ours, "theirs": theirs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--our-trials", type=int, help="speciesfam's trial count (default: --trials); the target "
+                        "compares wall time at an equal or better best F1, not trial counts")
+    parser.add_argument("--equal-time", action="store_true", help="speciesfam searches for Keras Tuner's wall time")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--rows", type=int, default=475)
+    parser.add_argument("--families", type=int, default=10)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--noise", type=float, default=5.0, help="spread of each family (higher: harder)")
+    args = parser.parse_args()
+    runs = [one_seed(args, seed) for seed in args.seeds]
+    print(f"machine: {os.cpu_count()} CPU {platform.machine()}; {runs[0]['splits']} rows x {args.dim}, "
+          f"{args.families} families; Keras Tuner {args.trials} trials, speciesfam "
+          f"{'as many as fit in its time' if args.equal_time else args.our_trials or args.trials} x up to "
+          f"{args.epochs} epochs each")
+    print("| seed | search | trials | wall s (cold) | search s | best val macro-F1 | epochs run |\n"
+          "|---:|---|---:|---:|---:|---:|---:|")
+    for r in runs:
+        ours, theirs = r["ours"], r["theirs"]
+        print(f"| {r['seed']} | speciesfam probe (TPE + ASHA, 2 at a time) | {ours['trials']} | {ours['cold']:.1f} | "
+              f"{ours['wall']:.1f} | {ours['best']:.4f} | {ours['epochs']} |")
+        print(f"| {r['seed']} | Keras Tuner BayesianOptimization | {theirs['trials']} | {theirs['wall']:.1f} | "
+              f"{theirs['search']:.1f} | {theirs['best']:.4f} | {theirs['trials'] * args.epochs} |")
+    for r in runs:
+        ours, theirs = r["ours"], r["theirs"]
+        print(f"seed {r['seed']}: wall-time ratio speciesfam / Keras Tuner: cold {ours['cold'] / theirs['wall']:.2f}, "
+              f"search only {ours['wall'] / theirs['search']:.2f} (target <= 1.0); best F1 difference "
+              f"{ours['best'] - theirs['best']:+.4f} (target >= 0)")
 
 
 if __name__ == "__main__":
