@@ -16,6 +16,19 @@ def test_unknown_names_list_the_valid_ones():
     assert {"asha", "fifo", "hyperband"} <= set(SCHEDULERS.names())
 
 
+def test_hyperband_judges_trials_at_several_grace_periods_and_never_pauses_them():
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    def first_rungs(**kw):
+        scheduler = SCHEDULERS.get("hyperband")(TuneConfig(**kw))
+        assert isinstance(scheduler, AsyncHyperBandScheduler)  # stops or continues; Ray's synchronous one pauses
+        return sorted(min(rung[0] for rung in bracket._rungs) for bracket in scheduler._brackets)
+
+    assert first_rungs(max_epochs=8) == [1, 2, 4]
+    assert first_rungs(max_epochs=20, grace_period=3, reduction_factor=4) == [3, 12]
+    assert first_rungs(max_epochs=1) == [1]
+
+
 def test_duplicate_registration_fails():
     reg = Registry("thing", ())
     reg.register("a")(lambda: 1)

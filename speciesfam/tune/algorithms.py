@@ -98,10 +98,11 @@ def hyperband(cfg):
 
     from ray.tune.schedulers import AsyncHyperBandScheduler
 
-    rungs = math.floor(math.log(max(cfg.max_epochs / cfg.grace_period, 1)) / math.log(cfg.reduction_factor) + 1e-9)
+    # bracket s first judges a trial at grace_period * rf**s epochs, which must stay within max_epochs
+    highest = math.floor(math.log(cfg.max_epochs / cfg.grace_period) / math.log(cfg.reduction_factor) + 1e-9)
     return AsyncHyperBandScheduler(time_attr="training_iteration", max_t=cfg.max_epochs,
                                    grace_period=cfg.grace_period, reduction_factor=cfg.reduction_factor,
-                                   brackets=max(1, min(3, rungs)))
+                                   brackets=min(3, highest + 1))
 
 
 @SCHEDULERS.register("fifo")
