@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig, KINDS
@@ -133,8 +134,6 @@ def _export(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     """``predict``: files -> console (this process); a folder or --manifest -> predictions.parquet (Ray Data).
     Exit status 1 when any input could not be predicted."""
-    import os
-
     folders = [p for p in args.paths if os.path.isdir(p)]
     if args.manifest or folders or args.out:
         if len(args.paths) > 1 or (args.manifest and args.paths):
@@ -214,6 +213,8 @@ def _run_stage(args: argparse.Namespace) -> int:
     from . import console, storage
     from .report import summary_line, write_report
 
+    if not storage.is_remote(args.workdir) and os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
+        raise SpeciesfamError(f"--workdir {args.workdir} is a file; give a folder for the run (it is created)")
     with console.stage_logs(args.workdir, args.command):
         try:
             rc = COMMANDS[args.command](args)

@@ -30,5 +30,9 @@ class StageOrderError(SpeciesfamError, FileNotFoundError):
     """A stage's input is missing or older than its own inputs; the message says which stage to run."""
 
 
+class MissingPackageError(SpeciesfamError, ImportError):
+    """An optional package a chosen option needs is not installed; the message says what to install."""
+
+
 class SearchFailedError(SpeciesfamError, RuntimeError):
     """A search ended with no successful trial (the CLI exits non-zero)."""

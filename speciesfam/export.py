@@ -54,6 +54,7 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
         SpeciesfamError: the trial is unknown, failed, or no trial has a checkpoint.
     """
     trials = storage.read_table(layout.path(workdir, layout.TRIALS), stage_hint="speciesfam tune KIND --workdir RUN")
+    stages.check_fresh(workdir, "tune")  # a catalog or clean re-run since: the trials' splits are gone
     trials["trial_id"] = trials["trial_id"].astype(str)
     if "kind" not in trials:  # tables written before the column existed
         trials["kind"] = "unknown"
@@ -186,6 +187,7 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
     if storage.is_remote(out):
         raise SpeciesfamError(f"--out {out}: a bundle is written to a local or NFS folder, not an object store")
     out = storage.filesystem(out)[1]  # absolute; not created (recover must see whether it exists)
+    check_out(out, workdir)
     parent, name = os.path.split(out)
     os.makedirs(parent, exist_ok=True)
     recover(out)
@@ -226,6 +228,29 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
     stages.finish(workdir, "export", config={"trial": trial_id, "out": out}, summary=summary)
     _mark_trials_md(workdir, summary)
     return out
+
+
+def check_out(out: str, workdir: str) -> None:
+    """Export replaces ``out`` whole: refuse a folder that holds anything but a bundle, and the run folder itself
+    or any folder above it."""
+    run = os.path.realpath(storage.filesystem(workdir)[1]) if not storage.is_remote(workdir) else None
+    real = os.path.realpath(out)
+    if run and (real == run or run.startswith(real.rstrip(os.sep) + os.sep)):
+        raise SpeciesfamError(f"--out {out} is the run folder {workdir} or above it; the bundle would replace the "
+                              f"run: give a new folder (default: {layout.path(workdir, layout.BUNDLE)})")
+    if os.path.isdir(out) and os.listdir(out) and not _is_bundle(out):
+        raise SpeciesfamError(f"--out {out} exists and is not a speciesfam bundle (no {B.CONFIG} naming "
+                              f"{B.SCHEMA!r}); export replaces the folder whole: give a new or empty folder")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SpeciesfamError(f"--out {out} is a file; give a folder for the bundle")
+
+
+def _is_bundle(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, B.CONFIG)) as f:
+            return json.load(f).get("schema") == B.SCHEMA
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _mark_trials_md(workdir: str, summary: dict[str, Any]) -> None:

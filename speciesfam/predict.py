@@ -35,6 +35,8 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     """Top-k families per file, in this process (a handful of files). A file that cannot be read gets an
     ``error`` entry and the others go on."""
     from .bundle import load_bundle
+
+    check_top_k(top_k)
     from .data.images import DecodeError, read_rgb
 
     predictor = load_bundle(bundle)
@@ -50,6 +52,11 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     for i, top in zip(where, predictor.top_k(probs, top_k)):
         out[i]["top"] = top
     return out
+
+
+def check_top_k(top_k: int) -> None:
+    if top_k < 1:
+        raise SpeciesfamError(f"--top-k {top_k}: give 1 or more (the number of families listed per image)")
 
 
 def bundle_id(bundle: str) -> str:
@@ -82,7 +89,8 @@ def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.Da
         return df.reset_index(drop=True)
     if not source:
         raise SpeciesfamError("give a folder of images or --manifest M")
-    return pd.DataFrame({"path": storage.list_files(source)})
+    # every entry, broken links and unreadable files included: each gets its row (an error row if it cannot be read)
+    return pd.DataFrame({"path": sorted(e.path for e in storage.walk(source)[0])})
 
 
 def read_done(out: str) -> "pd.DataFrame":
@@ -93,6 +101,9 @@ def read_done(out: str) -> "pd.DataFrame":
     parts = out + ".parts"
     if storage.exists(parts):
         frames += [storage.read_table(p) for p in storage.list_files(parts) if p.endswith(".parquet")]
+    if any(not {"path", "bundle_id"} <= set(f.columns) for f in frames):
+        raise SpeciesfamError(f"{out} exists and is not a speciesfam predictions file (no 'path' and 'bundle_id' "
+                              "columns); give another --out (predict would resume into it)")
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
 
 
@@ -143,6 +154,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     from .data.clean import decode_batch
     from .raycluster import actor_pool, check_shared, init_ray
 
+    check_top_k(top_k)
     bundle = os.path.abspath(bundle)
     config, bid = read_config(bundle), bundle_id(bundle)
     rows = input_rows(source, manifest)

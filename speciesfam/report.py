@@ -364,14 +364,12 @@ def summary_line(workdir: str, stage: str) -> str:
                      if (df := _table(workdir, name)) is not None]
             return (f"clean: {int((c['status'] == layout.REMOVED_STATUS).sum())} removed, "
                     f"{int((c['status'] == layout.OK).sum())} images kept" + "".join(f"; {e} flagged" for e in extra))
-        if stage == "tune":
-            t = storage.read_table(layout.path(workdir, layout.TRIALS))
-            ok = t[t["status"] == "ok"]
-            if ok.empty:
-                return f"tune: {len(t)} trials, none finished"
-            best = ok.sort_values(layout.BEST_METRIC, ascending=False).iloc[0]
-            return (f"tune: {len(t)} trials ({len(ok)} ok); best val macro-F1 {best[layout.BEST_METRIC]:.3f} "
-                    f"(trial {best['trial_id']}, epoch {_num(best['best_epoch'])})")
+        if stage == "tune":  # this search (RUN/trials.csv also holds earlier searches on the same val split)
+            done = (stages.load(workdir, "tune") or {}).get("summary") or {}
+            if not done.get("ok"):
+                return f"tune: {done.get('trials', 0)} trials, none finished with a val macro-F1"
+            return (f"tune: {done['trials']} trials ({done['ok']} ok); best val macro-F1 "
+                    f"{done[layout.BEST_METRIC]:.3f} (trial {done['best_trial']}, epoch {_num(done['best_epoch'])})")
         if stage == "export":
             done = (stages.load(workdir, "export") or {}).get("summary") or {}
             return (f"export: {done.get('bundle')} ({done.get('kind')}, {done.get('model')}, trial "

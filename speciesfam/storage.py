@@ -93,8 +93,11 @@ def read_table(uri: str, stage_hint: str = "") -> "pd.DataFrame":
     import pandas as pd
 
     if not exists(uri):
-        hint = f" Run `{stage_hint}` first." if stage_hint else ""
-        raise FileNotFoundError(f"{uri} does not exist.{hint}")
+        if stage_hint:  # a stage's output the user has not made yet: one line on the console, not a traceback
+            from .errors import StageOrderError
+
+            raise StageOrderError(f"{uri} does not exist. Run `{stage_hint}` first.")
+        raise FileNotFoundError(f"{uri} does not exist.")
     data = io.BytesIO(read_bytes(uri))
     return pd.read_csv(data) if uri.endswith(".csv") else pd.read_parquet(data)
 

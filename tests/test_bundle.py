@@ -101,14 +101,15 @@ def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, 
     folder = Path(shutil.copytree(collection_root, tmp_path / "photos"))
     (folder / "notes.txt").write_text("not an image")
     (folder / "Felidae" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
+    (folder / "Felidae" / "gone.jpg").symlink_to(folder / "deleted.jpg")  # a broken link
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
     out = tmp_path / "predictions.parquet"
     rc = main(["predict", str(bundle), str(folder), "--out", str(out), "--top-k", "2", "--batch-size", "8"])
     assert rc == 1 and f"wrote {out}: {len(files)} rows" in capsys.readouterr().out  # 1: some rows failed
     table = pd.read_parquet(out)
     assert sorted(table["path"]) == files and table["path"].is_unique  # every file, once
     bad = table[table["error"] != ""]
-    assert {Path(p).name for p in bad["path"]} >= {"notes.txt", "broken.jpg"}
+    assert {Path(p).name for p in bad["path"]} >= {"notes.txt", "broken.jpg", "gone.jpg"}
     assert bad["family"].isna().all() and bad["top_families"].map(len).eq(0).all()
     good = table[table["error"] == ""].set_index("path")
     assert good["top_families"].map(len).eq(2).all() and good["probability"].between(0, 1).all()
@@ -145,6 +146,18 @@ def test_batch_prediction_of_a_folder_accounts_for_every_file_and_resumes(cnn_bu
     (other / "checksums.json").write_text(json.dumps(checksums(str(other))))
     with pytest.raises(SpeciesfamError, match="predictions of another bundle"):
         predict_collection(str(other), str(out), source=str(folder))
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SpeciesfamError, match="notes.csv exists and is not a speciesfam predictions file"):
+        predict_collection(str(bundle), str(tmp_path / "notes.csv"), source=str(folder))
+    assert (tmp_path / "notes.csv").read_text() == "a,b\n1,2\n"
+    with pytest.raises(SpeciesfamError, match="--top-k 0: give 1 or more"):
+        predict_collection(str(bundle), str(tmp_path / "k.parquet"), source=str(folder), top_k=0)
+    # a manifest row no filesystem here can read (http) is an error row; the others are predicted
+    image = next(p for p in folder.rglob("*.jpg") if p.name not in ("broken.jpg", "gone.jpg"))
+    (tmp_path / "list.csv").write_text(f"path\n{image}\nhttp://example.invalid/cat.jpg\n")
+    table = predict_collection(str(bundle), str(tmp_path / "web.parquet"), manifest=str(tmp_path / "list.csv"))
+    assert table.set_index("path")["error"].map(bool).to_dict() == {str(image): False,
+                                                                     "http://example.invalid/cat.jpg": True}
 
 
 def make_bundle(path: Path, tag: str) -> None:
@@ -194,6 +207,28 @@ def test_a_killed_swap_leaves_the_old_or_the_new_bundle_and_recover_cleans_up(tm
     recover(str(out))
     assert state_of(out) == ("old" if seen == "missing" else seen)
     assert sorted(os.listdir(tmp_path)) == ["bundle"]  # every temp folder cleaned up
+
+
+def test_export_never_replaces_a_folder_that_is_not_a_bundle(cnn_bundle, tmp_path):
+    from speciesfam.errors import SpeciesfamError
+    from speciesfam.export import export_bundle
+
+    workdir, _, _ = cnn_bundle
+    victim = tmp_path / "photos"
+    victim.mkdir()
+    (victim / "important.txt").write_text("precious")
+    with pytest.raises(SpeciesfamError, match="exists and is not a speciesfam bundle"):
+        export_bundle(str(workdir), out=str(victim))
+    assert (victim / "important.txt").read_text() == "precious"
+    for out in (workdir, workdir.parent):  # the run folder itself, or a folder holding it
+        with pytest.raises(SpeciesfamError, match="is the run folder .* or above it"):
+            export_bundle(str(workdir), out=str(out))
+    assert (workdir / layout.TRIALS).exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SpeciesfamError, match="is a file"):
+        export_bundle(str(workdir), out=str(tmp_path / "file"))
+    (tmp_path / "empty").mkdir()  # an empty folder the user made for it is fine
+    assert export_bundle(str(workdir), out=str(tmp_path / "empty")) == str(tmp_path / "empty")
 
 
 def test_export_replaces_a_bundle_and_cleans_what_a_killed_export_left(cnn_bundle):

@@ -82,3 +82,20 @@ def test_clear_errors(tmp_path):
         build_manifest(str(tmp_path / "empty"))
     with pytest.raises(ConfigError, match="val_fraction=0.7"):
         CatalogConfig(val_fraction=0.7).validate()
+
+
+def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
+    import re
+
+    from speciesfam.cli import main
+
+    files = {"ragged.csv": b"path,label\na.jpg,x\nb.jpg,y,z\n", "empty.csv": b"",
+             "latin1.csv": "path,label\na.jpg,F\u00e9lidae\n".encode("latin-1"), "junk.parquet": b"junk"}
+    expected = {"ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
+                "latin1.csv": r"not UTF-8 text \(line 2.*save it as UTF-8", "junk.parquet": "cannot be read as Parquet"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert main(["catalog", str(tmp_path / name), "--workdir", str(tmp_path / f"run-{name}")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and re.search(expected[name], err), err
+        assert not (tmp_path / f"run-{name}").exists()

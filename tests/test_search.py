@@ -245,3 +245,28 @@ def test_wandb_online_with_a_key_in_the_environment_warns_where_it_goes(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         callbacks(TuneConfig(wandb="online"), "exp", str(tmp_path))
+
+
+def sleepy_toy(config):
+    import time
+
+    time.sleep(30)  # longer than the search's time budget: never reports
+    from ray import tune
+
+    tune.report({"val_macro_f1": 0.5, "epoch": 1})
+
+
+def test_a_search_whose_trials_never_trained_fails(tmp_path, ray_session):
+    from ray import tune
+
+    from speciesfam.errors import SearchFailedError
+    from speciesfam.tune.search import check_some_trial_trained
+
+    cfg = TuneConfig(searcher="random", scheduler="fifo", num_samples=1, max_epochs=1, time_budget_s=3)
+    results = make_tuner(tune.with_resources(sleepy_toy, {"CPU": 0.5}), {"q": 1}, cfg, str(tmp_path / "tune"),
+                         "budget").fit()
+    table = write_trial_table(results, str(tmp_path))
+    assert table["status"].tolist() == ["not_trained"]
+    assert "before its first epoch" in table["error"].iloc[0]
+    with pytest.raises(SearchFailedError, match="no trial of 1 finished with a val macro-F1: ended before"):
+        check_some_trial_trained(table)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import layout, storage
 from ..config import CatalogConfig
+from ..errors import SourceError
 from .images import DecodeError, probe, sniff
 from .sources import read_source
 
@@ -245,5 +246,5 @@ def load_manifest(uri: str, stage: str = "speciesfam catalog SOURCE --workdir RU
     df = storage.read_table(uri, stage_hint=stage)
     missing = [c for c in ("path", "label", "status", "split") if c not in df.columns]
     if missing:
-        raise ValueError(f"{uri}: missing column(s) {missing}; was it written by `speciesfam catalog`?")
+        raise SourceError(f"{uri}: missing column(s) {missing}; was it written by `speciesfam catalog`?")
     return df

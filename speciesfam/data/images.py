@@ -99,12 +99,17 @@ def resize(img: Image.Image, size: int) -> Image.Image:
 
 
 def read_rgb(path: str, size: int | None = None) -> np.ndarray:
-    """``decode_rgb`` of a file (local path or URI). Raises ``DecodeError`` for unreadable files too."""
+    """``decode_rgb`` of a file (local path or URI). Raises ``DecodeError`` for unreadable files too (a missing
+    file, an I/O error, a URI scheme no filesystem here reads: pyarrow's ArrowInvalid is a ValueError)."""
     from .. import storage
 
     try:
-        return decode_rgb(storage.read_bytes(path), size=size)
-    except OSError as err:
+        data = storage.read_bytes(path)
+    except (OSError, ValueError) as err:
+        raise DecodeError(f"cannot read file: {err or type(err).__name__}") from err
+    try:
+        return decode_rgb(data, size=size)
+    except OSError as err:  # PIL reports a truncated file while loading its pixels
         raise DecodeError(str(err) or type(err).__name__) from err
 
 

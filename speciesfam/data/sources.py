@@ -123,9 +123,27 @@ def _read_text_table(source: str) -> dict[str, list[str | None]]:
     data = storage.read_bytes(source)
     if source.endswith(".csv"):
         # dtype=str and no NA guessing: '007' stays '007', 'NA' and '' stay text (empty is caught as invalid)
-        df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data[:err.start].count(b"\n") + 1
+            raise SourceError(f"{source} is not UTF-8 text (line {line}, byte {err.start}: "
+                              f"{data[err.start:err.start + 1]!r}); save it as UTF-8 (labels are kept exactly as "
+                              "written, so the encoding must be known)") from err
+        try:
+            df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
+        except pd.errors.EmptyDataError as err:
+            raise SourceError(f"{source} is empty: a manifest needs a header line with 'path' and 'label' "
+                              "columns") from err
+        except pd.errors.ParserError as err:
+            raise SourceError(f"{source} is not a well-formed CSV ({str(err).strip()}); quote fields that contain commas "
+                              "and give every row the header's number of fields") from err
         return {c: df[c].tolist() for c in df.columns}
-    table = pq.read_table(io.BytesIO(data))
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except Exception as err:  # ArrowInvalid and friends: not a Parquet file
+        raise SourceError(f"{source} cannot be read as Parquet ({type(err).__name__}: {err}); give a .csv or "
+                          ".parquet manifest") from err
     return {name: [_text(v) for v in table.column(name).to_pylist()] for name in table.column_names}
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ConfigError, MissingPackageError
 from ..registry import SCHEDULERS, SEARCHERS
 
 
 def _needs(package: str, searcher: str):
-    raise ImportError(f"searcher {searcher!r} needs the package {package!r}: pip install {package} "
+    raise MissingPackageError(f"searcher {searcher!r} needs the package {package!r}: pip install {package} "
                       "(or use the default searcher 'optuna')")
 
 
@@ -47,7 +48,7 @@ def bayesopt(space: dict[str, Any], seed: int, points: list[dict] | None = None)
 
     for name, dom in space.items():
         if isinstance(dom, Categorical) or (not isinstance(dom, Domain) and not isinstance(dom, (int, float))):
-            raise ValueError(f"searcher 'bayesopt' handles only continuous parameters, but {name!r} is "
+            raise ConfigError(f"searcher 'bayesopt' handles only continuous parameters, but {name!r} is "
                              f"{type(dom).__name__}: fix it in the space or use --searcher optuna (TPE)")
     try:
         import bayes_opt
@@ -55,7 +56,7 @@ def bayesopt(space: dict[str, Any], seed: int, points: list[dict] | None = None)
     except ImportError:
         _needs("bayesian-optimization<2", "bayesopt")
     if not hasattr(bayes_opt, "UtilityFunction"):  # Ray's BayesOptSearch uses the 1.x API
-        raise ImportError(f"searcher 'bayesopt' needs bayesian-optimization<2 (Ray's integration uses its 1.x API), "
+        raise MissingPackageError(f"searcher 'bayesopt' needs bayesian-optimization<2 (Ray's integration uses its 1.x API), "
                           f"found {getattr(bayes_opt, '__version__', '?')}: pip install 'bayesian-optimization<2'")
     return BayesOptSearch(random_state=seed, points_to_evaluate=points or None)
 

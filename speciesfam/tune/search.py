@@ -41,14 +41,19 @@ def load_space(cfg: TuneConfig) -> dict[str, Any]:
     return {**cfg.extra, **space}
 
 
-def training_manifest(workdir: str) -> str:
-    """RUN/clean_manifest.parquet if the clean stage ran, else RUN/manifest.parquet."""
+def training_manifest(workdir: str, kind: str = "scratch") -> str:
+    """RUN/clean_manifest.parquet if the clean stage ran, else RUN/manifest.parquet (not for probe searches:
+    they train on the clean stage's embeddings)."""
     from .. import stages
+    from ..errors import StageOrderError
 
     cleaned = layout.path(workdir, layout.CLEAN_MANIFEST)
     if storage.exists(cleaned):
         stages.check_fresh(workdir, "clean")  # a re-run catalog makes the cleaned manifest stale
         return cleaned
+    if kind == "probe":
+        raise StageOrderError(f"{cleaned} does not exist: a probe search trains on the clean stage's embeddings. "
+                              f"Run `speciesfam clean --workdir {workdir}` first.")
     print(f"tune: {cleaned} not found, training on the uncleaned catalog (run `speciesfam clean` first to "
           "remove outliers)")
     return layout.path(workdir, layout.MANIFEST)
@@ -115,7 +120,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
 
     cfg.validate()
     space = load_space(cfg)
-    manifest_uri = training_manifest(workdir)
+    SEARCHERS.get(cfg.searcher)(space, cfg.seed)  # refuse a searcher that cannot take this space before Ray starts
+    manifest_uri = training_manifest(workdir, cfg.kind)
     manifest = load_manifest(manifest_uri)
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
     if len(labels) < 2:
@@ -161,16 +167,36 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     results = make_tuner(trainable, space, cfg, storage_path, name, points=points,
                          reuse_actors=cfg.kind == "probe").fit()
     table = write_trial_table(results, workdir, kind=cfg.kind)  # this search's trials
+    record_search(workdir, cfg, name, table)
     check_some_trial_trained(table)
     return results
 
 
+def record_search(workdir: str, cfg: TuneConfig, name: str, table) -> None:
+    """The tune stage record: this search's settings and result (export refuses trials of a search built from
+    an older clean or catalog run; the console's summary counts this search, not every search in RUN)."""
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from .. import stages
+
+    ok = table[table["status"] == "ok"].dropna(subset=[layout.BEST_METRIC])
+    best = ok.iloc[0] if len(ok) else None  # the table is ranked
+    summary = {"experiment": name, "kind": cfg.kind, "trials": len(table), "ok": len(ok),
+               **({"best_trial": str(best["trial_id"]), layout.BEST_METRIC: float(best[layout.BEST_METRIC]),
+                   "best_epoch": int(best["best_epoch"]) if pd.notna(best["best_epoch"]) else None}
+                  if best is not None else {})}
+    stages.finish(workdir, "tune", config={k: v for k, v in asdict(cfg).items() if v is not None}, summary=summary)
+
+
 def check_some_trial_trained(table) -> None:
-    """A search whose every trial failed trained nothing: raise (the CLI exits 1) with the first errors."""
-    if len(table) and (table["status"] == "ok").any():
+    """A search none of whose trials trained and scored (failed, NaN, or stopped before an epoch) trained
+    nothing: raise (the CLI exits 1) with the first errors."""
+    if len(table) and ((table["status"] == "ok") & table[layout.BEST_METRIC].notna()).any():
         return
-    errors = table["error"].dropna().astype(str).unique().tolist()[:3] if "error" in table else []
-    raise SearchFailedError(f"no trial of {len(table)} finished successfully"
+    errors = [e for e in table["error"].dropna().astype(str).unique().tolist() if e][:3] if "error" in table else []
+    raise SearchFailedError(f"no trial of {len(table)} finished with a val macro-F1"
                             f"{': ' + ' | '.join(errors) if errors else ''}; see RUN/trials.csv")
 
 

@@ -128,7 +128,9 @@ def trial_table(results, kind: str | None = None, val_split: str = "") -> "pd.Da
         rows.append({
             "trial_id": trial_id, "kind": trial_kind,
             "model": config.get("model") or ("probe" if trial_kind == "probe" else ""),
-            "status": "error" if r.error else "ok", "error": error_text(r.error),
+            "status": "error" if r.error else "ok" if best["epochs_run"] else "not_trained",
+            "error": error_text(r.error) if r.error else "" if best["epochs_run"] else
+            "ended before its first epoch (the search's time budget ran out, or it was stopped first)",
             layout.BEST_METRIC: best.get(layout.METRIC), "best_epoch": best.get("epoch"),
             "epochs_run": best["epochs_run"], "seconds": best["seconds"],
             "best_checkpoint": best.get("checkpoint_path"),
