@@ -216,6 +216,11 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     from .tracking import callbacks
 
     experiment = storage.join(storage_path, name)
+    # Keeping 2 checkpoints per trial makes Tune snapshot the experiment whenever a trial checkpointed twice
+    # since the last one, and warn (3 lines, repeated) when that is more often than every 5 s: probe trials
+    # checkpoint on each new best, a few times a second. Expected here, so not on the console (a user's own
+    # setting wins).
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if cfg.resume and tune.Tuner.can_restore(experiment):
         print(f"tune: resuming {experiment}")
         return tune.Tuner.restore(experiment, trainable, resume_errored=True)
