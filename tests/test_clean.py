@@ -33,6 +33,18 @@ def test_clean_accounts_for_every_row_and_reuses_embeddings(collection, tmp_path
     run_clean(str(tmp_path), CFG)  # same inputs, same model: nothing is embedded again
     assert "embeddings cached" in capsys.readouterr().out
 
+    # A threshold so low that every family is one near-duplicate group: each group goes to one split, so no
+    # family keeps val or test images. Said on the console and in clean.md, not left to be found.
+    from dataclasses import replace
+
+    grouped = run_clean(str(tmp_path), replace(CFG, near_duplicate_threshold=0.5))
+    ok = grouped[grouped["status"] == "ok"]
+    assert set(ok["split"]) == {"train"}
+    out = capsys.readouterr().out
+    assert "clean: warning: 3 families have no val images left" in out and "no test images left" in out
+    md = (tmp_path / "clean.md").read_text()
+    assert "**warning**: 3 families lost every val image in cleaning" in md and "`Felidae`" in md
+
 
 def test_ray_pipeline_and_plain_loop_give_the_same_embeddings(collection, tmp_path, ray_session):
     root, _ = collection

@@ -314,13 +314,29 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     summary = {"status": cleaned["status"].value_counts().to_dict(), "removed": int((cleaned["status"] == layout.REMOVED_STATUS).sum()),
                "outlier_rule": outlier_rule(cfg), "outliers_removed": outliers,
                "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),
-               "near_duplicate_threshold": cfg.near_duplicate_threshold, "near_duplicates": dups}
+               "near_duplicate_threshold": cfg.near_duplicate_threshold, "near_duplicates": dups,
+               "split_lost": split_lost(manifest, cleaned)}
+    for split, fams in summary["split_lost"].items():
+        print(f"clean: warning: {len(fams)} families have no {split} images left ({', '.join(map(repr, fams[:5]))}"
+              f"{', ...' if len(fams) > 5 else ''}): removals or near-duplicate groups moved to one split took "
+              f"them all; see clean.md (raise --near-duplicate-threshold, or re-run catalog with larger fractions)")
     storage.write_text(layout.path(workdir, layout.CLEAN_MD), clean_report(manifest, cleaned, table, issues, pairs,
                                                                            cfg, summary))
     from .. import stages
 
     stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg)}, summary=summary)
     return cleaned
+
+
+def split_lost(before: "pd.DataFrame", after: "pd.DataFrame") -> dict[str, list[str]]:
+    """Per split (val, test): the families that had usable images in it before cleaning and have none after."""
+    out = {}
+    for split in ("val", "test"):
+        had = set(before.loc[(before["status"] == layout.OK) & (before["split"] == split), "label"])
+        has = set(after.loc[(after["status"] == layout.OK) & (after["split"] == split), "label"])
+        if had - has:
+            out[split] = sorted(had - has)
+    return out
 
 
 def removed_table(emb: "pd.DataFrame", cleaned: "pd.DataFrame") -> "pd.DataFrame":

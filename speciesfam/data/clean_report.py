@@ -50,9 +50,11 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
              f"{'' if cfg.drop_label_issues else ' (report only; drop_label_issues=True removes them)'}",
              f"- near-duplicates (cosine >= {cfg.near_duplicate_threshold:g}): {dups['pairs']} pairs in "
              f"{dups['groups']} groups; {dups['moved_to_group_split']} images moved so no group straddles "
-             f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})", "",
-             "| family | before | after |", "|---|---:|---:|"]
-    lines += [f"| {fam} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
+             f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"]
+    lines += [f"- **warning**: {len(fams)} families lost every {split} image in cleaning, so they count in no "
+              f"{split} score: {', '.join(f'`{f}`' for f in fams)}" for split, fams in summary["split_lost"].items()]
+    lines += ["", "| family | before | after |", "|---|---:|---:|"]
+    lines += [f"| {str(fam).replace('|', chr(92) + '|')} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
     lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]
     lines += _table(removed, ["path", "family", "score", "z", "detector", "reason"], {"score": ".3f", "z": ".1f"})
     lines += ["", "## Label issues", "", f"Suspects beside their suggested family: `gallery/{LABEL_ISSUES_PNG}`; all "
