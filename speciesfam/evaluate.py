@@ -9,6 +9,7 @@ Writes ``metrics.json``, ``per_class.csv`` (precision, recall, F1, support), ``c
 from __future__ import annotations
 
 import json
+import sys
 import os
 from typing import Any
 
@@ -16,6 +17,22 @@ import numpy as np
 
 from . import plots, storage
 from .errors import SpeciesfamError
+
+
+def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
+    """Why the manifest's splits may not be the ones the bundle was trained on ('' when they are, or when
+    unknown: a manifest outside a run folder, a bundle exported before this was recorded)."""
+    from . import stages
+
+    trained_on = (config.get("trial") or {}).get("trained_on") or {}
+    run = manifest_uri.rsplit("/", 1)[0] if "/" in manifest_uri else "."
+    for stage, run_id in trained_on.items():
+        current = stages.load(run, stage)
+        if current and current["run_id"] != run_id:
+            return (f"{run}'s {stage} stage ran again after this model was trained ({stage} run {current['run_id'][:8]}, "
+                    f"trained on {run_id[:8]}): its splits may have been drawn again, so these images may include "
+                    "the model's training images and the score may be too high")
+    return ""
 
 
 def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | None = None,
@@ -26,7 +43,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
 
     from .bundle import load_bundle
     from .data.catalog import load_manifest
-    from .data.images import decode_rgb
+    from .data.images import read_rgb
     from .data.tfdata import split_arrays
     from .train.metrics import classification_metrics
 
@@ -37,17 +54,20 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
     if unknown:
         raise SpeciesfamError(f"{manifest_uri} has families the bundle does not know: {unknown[:5]}; evaluate with "
                          "the manifest the model was trained on")
+    warning = split_warning(predictor.config, manifest_uri)
+    if warning:
+        print(f"evaluate: warning: {warning}", file=sys.stderr)
     paths, y = split_arrays(manifest, split, labels)
     if not len(paths):
         raise SpeciesfamError(f"{manifest_uri} has no usable rows in split {split!r}; splits: "
                          f"{sorted(manifest['split'].dropna().unique())}")
     probs = np.concatenate([  # decoded a batch at a time: full-size images are large
-        predictor.predict([decode_rgb(storage.read_bytes(p)) for p in paths[i:i + batch_size]], batch_size)
+        predictor.predict([read_rgb(p) for p in paths[i:i + batch_size]], batch_size)
         for i in range(0, len(paths), batch_size)])
     pred = probs.argmax(1)
     summary = classification_metrics(probs, y, len(labels))
     summary = {k.replace("val_", f"{split}_"): v for k, v in summary.items()} | {
-        "images": int(len(y)), "kind": predictor.kind}
+        "images": int(len(y)), "kind": predictor.kind, **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)
     per_class = pd.DataFrame({"family": labels, "precision": p, "recall": r, "f1": f, "support": s})

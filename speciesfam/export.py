@@ -206,7 +206,9 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                       "labels": list(ckpt_cfg["labels"]), "hp": ckpt_cfg.get("hp", {}),
                       **({"embedder": embedder} if embedder else {}),
                       "trial": {"trial_id": row["trial_id"], "search_kind": row.get("kind"), "reason": reason,
-                                "val_split": row.get("val_split")},
+                                "val_split": row.get("val_split"),
+                                # the catalog and clean runs whose splits it trained on (evaluate checks them)
+                                "trained_on": ((stages.load(workdir, "tune") or {}).get("built_from") or {})},
                       "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": dict(versions())}
             metrics = {k: row.get(k) for k in (layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds")}
             if os.path.exists(os.path.join(ckpt, "metrics.json")):  # the checkpoint's own epoch, per family

@@ -118,6 +118,21 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path):
     assert summary["images"] == ((cleaned["status"] == "ok") & (cleaned["split"] == "test")).sum()
     assert 0 <= summary["test_macro_f1"] <= 1
     assert pd.read_csv(tmp_path / "per_class.csv")["support"].sum() == summary["images"]
+    assert "warning" not in summary  # the run the model was trained on
+
+    # The same run after catalog ran again (its splits may be drawn anew): the score is flagged, not trusted.
+    import shutil
+
+    from speciesfam import stages
+
+    rerun = tmp_path / "rerun"
+    rerun.mkdir()
+    shutil.copy(probe_run / "clean_manifest.parquet", rerun)
+    shutil.copytree(probe_run / "stages", rerun / "stages")
+    stages.finish(str(rerun), "catalog")
+    again = evaluate(str(probe_bundle), str(rerun / "clean_manifest.parquet"), "test", str(tmp_path / "again"))
+    assert "catalog stage ran again after this model was trained" in again["warning"]
+    assert "warning" in json.loads((tmp_path / "again" / "metrics.json").read_text())
 
 
 def rewrite_checksums(bundle: Path) -> None:
