@@ -82,9 +82,11 @@ def quiet_loggers() -> None:
 
         # Ray Data logs at DEBUG to its own file; only its console handler is raised (in a terminal its
         # progress bar is not a log record and stays; piped, its 10-second progress blocks go to the file).
+        # To ERROR too: a failed pipeline's stack trace, logged by Ray Data before it raises, repeats the
+        # exception that the stage reports itself (in one line when it is the user's to fix).
         for handler in logging.getLogger("ray.data").handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                handler.setLevel(max(handler.level, logging.WARNING))
+                handler.setLevel(max(handler.level, logging.CRITICAL))
 
 
 @contextlib.contextmanager

@@ -98,7 +98,16 @@ def embedding_dataset(rows: "pd.DataFrame", cfg: CleanConfig):
 
 def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
     """Embed ``rows`` (path, label, sha256) with the Ray Data pipeline; returns one row per input row."""
-    return embedding_dataset(rows, cfg).to_pandas()
+    from ..errors import SpeciesfamError
+    from .embedders import LOAD_FAILED
+
+    try:
+        return embedding_dataset(rows, cfg).to_pandas()
+    except Exception as err:  # the actors could not build the embedder (offline, bad tag): say so in one line
+        reason = next((line for line in reversed(str(err).splitlines()) if LOAD_FAILED in line), None)
+        if reason is None:
+            raise
+        raise SpeciesfamError(reason[reason.index(LOAD_FAILED):]) from err
 
 
 def iter_plain(rows: "pd.DataFrame", cfg: CleanConfig):

@@ -20,6 +20,7 @@ import numpy as np
 from ..config import CleanConfig
 
 RANDOM_INIT_SEED = 0
+LOAD_FAILED = "could not load open_clip model"  # the driver finds this line in an actor's error
 
 
 @dataclass
@@ -76,7 +77,7 @@ def open_clip_embedder(cfg: CleanConfig, device: str | None = None) -> Embedder:
                 cfg.model, pretrained=pretrained, device=device, precision="fp16" if device == "cuda" else "fp32")
     except Exception as err:  # hub/network failures come in many types; name what was being fetched
         if pretrained or schema:
-            raise RuntimeError(f"could not load open_clip model {cfg.model!r} with pretrained={pretrained!r}: "
+            raise RuntimeError(f"{LOAD_FAILED} {cfg.model!r} with pretrained={pretrained!r}: "
                                f"{err}. Offline machines need a local weights file (--pretrained PATH) or "
                                "--pretrained none (random weights).") from err
         raise
