@@ -195,8 +195,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from . import storage
     from .report import write_report
 
+    if not storage.exists(args.workdir):
+        raise SpeciesfamError(f"--workdir {args.workdir} does not exist; give a run folder made by `speciesfam "
+                              "catalog` (or `speciesfam demo`)")
     path = write_report(args.workdir)
     print(f"report: {path}" if path else f"speciesfam report: could not write {args.workdir}/report.html (see the "
           "warning above)")

@@ -62,6 +62,12 @@ def test_flags_overlay_only_what_was_given():
     (["clean", "--workdir", "w", "--model", "NoSuchArch"], "model='NoSuchArch' is not an open_clip architecture"),
     (["clean", "--workdir", "w", "--embedder", "no_such_module_xyz:make"], "cannot import module 'no_such_module_xyz'"),
     (["clean", "--workdir", "w", "--embedder", "json:no_such_factory"], "has no attribute 'no_such_factory'"),
+    (["clean", "--workdir", "w", "--pretrained", "/no/such/weights.bin"], "pretrained='/no/such/weights.bin'"),
+    (["clean", "--workdir", "w", "--pretrained", "none"], "manifest.parquet does not exist. Run `speciesfam catalog"),
+    (["tune", "probe", "--workdir", "w"], "clean_manifest.parquet does not exist: a probe search trains on"),
+    (["export", "--workdir", "w"], "trials.csv does not exist. Run `speciesfam tune"),
+    (["report", "--workdir", "w"], "does not exist; give a run folder"),
+    (["predict", "b", "a.jpg", "--top-k", "0"], "--top-k 0: give 1 or more"),
 ])
 def test_impossible_values_fail_in_one_line_before_any_work(argv, message, capsys, tmp_path):
     run = tmp_path / "w"
