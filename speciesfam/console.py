@@ -215,7 +215,8 @@ def trial_line(index: int, total: int | None, trial_id: str, model: str, epochs:
     ``trial 2/4 3f2a1b0c  scratch_small   8 epochs  val macro-F1 0.733  stopped by ASHA``."""
     count = f"{index}/{total}" if total else str(index)
     f1_text = "—" if f1 is None or (isinstance(f1, float) and math.isnan(f1)) else f"{f1:.3f}"
-    epochs_text = "? epochs" if epochs is None else f"{int(epochs)} epoch{'' if int(epochs) == 1 else 's'}"
+    epochs = 0 if epochs is None else int(epochs)  # None: the trial reported nothing
+    epochs_text = f"{epochs} epoch{'' if epochs == 1 else 's'}"
     return f"  trial {count} {trial_id}  {model:<18s} {epochs_text:>9s}  val macro-F1 {f1_text}  {ended}"
 
 
@@ -269,7 +270,9 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             say(trial_line(self.finished, count, trial.trial_id, model, epochs, last.get(metric), ended))
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._line(trials, trial, self.ended.get(trial.trial_id, "finished"))
+            # no result at all: stopped (time budget, end of search) before its first epoch
+            fallback = "finished" if trial.has_reported_at_least_once else "not trained"
+            self._line(trials, trial, self.ended.get(trial.trial_id, fallback))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             text = ""
