@@ -25,9 +25,11 @@ def catalogued(collection, tmp_path_factory):
 def test_no_successful_trial_is_a_failed_search():
     table = pd.DataFrame({"trial_id": ["a", "b"], "status": ["error", "error"],
                           "error": ["ValueError: optimizer='nope' is not supported", "ValueError: optimizer='nope'"]})
-    with pytest.raises(SearchFailedError, match="no trial of 2 finished successfully: ValueError"):
+    with pytest.raises(SearchFailedError, match="no trial of 2 finished with a val macro-F1: ValueError"):
         check_some_trial_trained(table)
     check_some_trial_trained(table.assign(status=["error", "ok"]))
+    with pytest.raises(SearchFailedError):  # trained, but every score is NaN: nothing to export
+        check_some_trial_trained(table.assign(status=["error", "ok"], best_val_macro_f1=[None, float("nan")]))
 
 
 @pytest.mark.slow  # ~40 s: two Ray Train searches
@@ -41,7 +43,7 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(catalog
     code = cli.main(["tune", "scratch", "--workdir", workdir, "--name", "bad", "--extra", '{"optimizer": "nope"}',
                      "--max-failures", "0", *TINY])
     assert code == 1
-    assert "no trial of 1 finished successfully" in capsys.readouterr().err
+    assert "no trial of 1 finished with a val macro-F1" in capsys.readouterr().err
 
 
 def test_a_recatalogued_run_refuses_stale_clean_outputs(collection, tmp_path, ray_session, capsys):

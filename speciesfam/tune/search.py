@@ -193,7 +193,8 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table) -> None:
 def check_some_trial_trained(table) -> None:
     """A search none of whose trials trained and scored (failed, NaN, or stopped before an epoch) trained
     nothing: raise (the CLI exits 1) with the first errors."""
-    if len(table) and ((table["status"] == "ok") & table[layout.BEST_METRIC].notna()).any():
+    scored = table[layout.BEST_METRIC].notna() if layout.BEST_METRIC in table else True
+    if len(table) and ((table["status"] == "ok") & scored).any():
         return
     errors = [e for e in table["error"].dropna().astype(str).unique().tolist() if e][:3] if "error" in table else []
     raise SearchFailedError(f"no trial of {len(table)} finished with a val macro-F1"
