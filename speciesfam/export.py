@@ -54,7 +54,8 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
         SpeciesfamError: the trial is unknown, failed, or no trial has a checkpoint.
     """
     trials = storage.read_table(layout.path(workdir, layout.TRIALS), stage_hint="speciesfam tune KIND --workdir RUN")
-    stages.check_fresh(workdir, "tune")  # a catalog or clean re-run since: the trials' splits are gone
+    if stages.load(workdir, "tune"):  # run folders tuned before tune recorded itself have no record to check
+        stages.check_fresh(workdir, "tune")  # a catalog or clean re-run since: the trials' splits are gone
     trials["trial_id"] = trials["trial_id"].astype(str)
     if "kind" not in trials:  # tables written before the column existed
         trials["kind"] = "unknown"

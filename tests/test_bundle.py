@@ -231,6 +231,22 @@ def test_export_never_replaces_a_folder_that_is_not_a_bundle(cnn_bundle, tmp_pat
     assert export_bundle(str(workdir), out=str(tmp_path / "empty")) == str(tmp_path / "empty")
 
 
+def test_export_refuses_trials_of_a_search_built_from_an_older_catalog(tmp_path):
+    from speciesfam import stages
+    from speciesfam.errors import StageOrderError
+    from speciesfam.export import export_bundle
+
+    write_cnn_trial(tmp_path)
+    for stage in ("catalog", "clean", "tune"):
+        stages.finish(str(tmp_path), stage)
+    bundle = export_bundle(str(tmp_path))
+    trained_on = json.loads((Path(bundle) / "config.json").read_text())["trial"]["trained_on"]
+    assert trained_on == {s: stages.load(str(tmp_path), s)["run_id"] for s in ("catalog", "clean")}
+    stages.finish(str(tmp_path), "catalog")  # catalog again: new splits, the trials were scored on the old ones
+    with pytest.raises(StageOrderError, match="tune stage's outputs were built from an older catalog run"):
+        export_bundle(str(tmp_path))
+
+
 def test_export_replaces_a_bundle_and_cleans_what_a_killed_export_left(cnn_bundle):
     from speciesfam.bundle import load_bundle
     from speciesfam.export import export_bundle
