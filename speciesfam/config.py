@@ -9,9 +9,8 @@ any work (or cluster time) starts.
 
 from __future__ import annotations
 
-import os
-
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -174,10 +173,11 @@ class CleanConfig:
             load_attr(self.embedder, "embedder")
         else:
             _check_open_clip_model(self.model)
+            # a local path (not a tag such as laion2b_s34b_b79k) must exist here, before actors try to load it
             weights = self.pretrained or ""
-            # a path (not a tag such as laion2b_s34b_b79k) must exist here, before actors try to load it
-            _require("/" not in weights and not weights.endswith((".bin", ".pt", ".pth", ".safetensors"))
-                     or os.path.isfile(weights) or "://" in weights, "pretrained", self.pretrained,
+            local_path = "://" not in weights and ("/" in weights or
+                                                  weights.endswith((".bin", ".pt", ".pth", ".safetensors")))
+            _require(not local_path or os.path.isfile(weights), "pretrained", self.pretrained,
                      "an existing local weights file, an open_clip tag, or 'none'")
         DETECTORS.get(self.detector)
 

@@ -9,8 +9,8 @@ Writes ``metrics.json``, ``per_class.csv`` (precision, recall, F1, support), ``c
 from __future__ import annotations
 
 import json
-import sys
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
     from . import stages
 
     trained_on = (config.get("trial") or {}).get("trained_on") or {}
-    run = manifest_uri.rsplit("/", 1)[0] if "/" in manifest_uri else "."
+    run = storage.parent(manifest_uri)
     for stage, run_id in trained_on.items():
         current = stages.load(run, stage)
         if current and current["run_id"] != run_id:

@@ -35,9 +35,9 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     """Top-k families per file, in this process (a handful of files). A file that cannot be read gets an
     ``error`` entry and the others go on."""
     from .bundle import load_bundle
+    from .data.images import DecodeError, read_rgb
 
     check_top_k(top_k)
-    from .data.images import DecodeError, read_rgb
 
     predictor = load_bundle(bundle)
     out, images, where = [], [], []
@@ -82,7 +82,7 @@ def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.Da
             df = storage.read_table(manifest)
         if "path" not in df.columns:
             raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(df.columns)})")
-        base = manifest.rsplit("/", 1)[0] if "/" in manifest else "."
+        base = storage.parent(manifest)
         df = df[["path", *[c for c in CARRIED if c in df.columns]]].copy()
         df["path"] = [p if storage.is_remote(p) or os.path.isabs(p) else storage.filesystem(storage.join(base, p))[1]
                       for p in df["path"].astype(str)]

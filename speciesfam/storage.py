@@ -47,6 +47,13 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+def parent(uri: str) -> str:
+    """The folder holding ``uri``: the URI's parent, or an absolute local path (relative paths resolved)."""
+    if is_remote(uri):
+        return uri.rsplit("/", 1)[0]
+    return os.path.dirname(filesystem(uri)[1])
+
+
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     return fs.get_file_info(path).type != pafs.FileType.NotFound

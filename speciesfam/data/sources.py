@@ -89,7 +89,7 @@ def read_manifest(source: str) -> "pd.DataFrame":
         raise SourceError(f"{source}: manifest lacks column(s) {sorted(missing)}; it needs 'path' and "
                           f"'label' (and optionally 'group'); found {list(raw)}")
     n = len(raw["path"])
-    base = _manifest_folder(source)
+    base = storage.parent(source)  # relative paths are relative to the manifest's folder
     groups = raw.get("group", [None] * n)
     rows = []
     for i, (path, label, group) in enumerate(zip(raw["path"], raw["label"], groups)):
@@ -156,13 +156,6 @@ def _text(value: Any) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
     return str(value)  # str; int; float via repr, the shortest text that reads back as the same number
-
-
-def _manifest_folder(source: str) -> str:
-    """The manifest's folder: an absolute local path or a URI."""
-    if storage.is_remote(source):
-        return source.rsplit("/", 1)[0]
-    return os.path.dirname(storage.filesystem(source)[1])
 
 
 def _resolve(path: str, base: str) -> tuple[str, str]:

@@ -122,15 +122,14 @@ def trial_table(results, kind: str | None = None, val_split: str = "") -> "pd.Da
     rows = []
     for r in results:
         best = _best_epoch(r)
+        status, error = _outcome(r.error, best["epochs_run"])
         config = dict(r.config or {})
         trial_kind = kind or ("cnn" if "model" in config else "probe")
         trial_id = (r.metrics or {}).get("trial_id") or os.path.basename(r.path).split("_")[1]
         rows.append({
             "trial_id": trial_id, "kind": trial_kind,
             "model": config.get("model") or ("probe" if trial_kind == "probe" else ""),
-            "status": "error" if r.error else "ok" if best["epochs_run"] else "not_trained",
-            "error": error_text(r.error) if r.error else "" if best["epochs_run"] else
-            "ended before its first epoch (the search's time budget ran out, or it was stopped first)",
+            "status": status, "error": error,
             layout.BEST_METRIC: best.get(layout.METRIC), "best_epoch": best.get("epoch"),
             "epochs_run": best["epochs_run"], "seconds": best["seconds"],
             "best_checkpoint": best.get("checkpoint_path"),
@@ -138,6 +137,15 @@ def trial_table(results, kind: str | None = None, val_split: str = "") -> "pd.Da
             "trial_path": storage.to_uri(getattr(r, "filesystem", None), r.path), "val_split": val_split,
         })
     return rank_trials(pd.DataFrame(rows, columns=layout.TRIAL_COLUMNS))
+
+
+def _outcome(error: BaseException | None, epochs_run: int) -> tuple[str, str]:
+    """A trial's status and why: ``error`` (its exception), ``not_trained`` (no epoch reported) or ``ok``."""
+    if error:
+        return "error", error_text(error)
+    if not epochs_run:
+        return "not_trained", "ended before its first epoch (the search's time budget ran out, or it was stopped first)"
+    return "ok", ""
 
 
 def rank_trials(df: "pd.DataFrame") -> "pd.DataFrame":
