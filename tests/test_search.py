@@ -186,6 +186,18 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path, ray_s
     assert max(json.loads(after[n][-1])["val_macro_f1"] for n in after) == pytest.approx(0.6)
 
 
+def test_resume_of_a_search_never_started_is_refused_naming_the_ones_there(tmp_path):
+    from dataclasses import replace
+
+    (tmp_path / "tune" / "earlier").mkdir(parents=True)
+    (tmp_path / "tune" / "earlier" / "tuner.pkl").write_bytes(b"")  # what Tune keeps to restore a search
+    (tmp_path / "tune" / "train").mkdir()  # a folder that is not a search
+    with pytest.raises(ConfigError, match=r"no search named 'never_ran' in .*searches there: earlier\);"):
+        make_tuner(toy, {}, replace(RESUME_CFG, resume=True), str(tmp_path / "tune"), "never_ran")
+    with pytest.raises(ConfigError, match="none was started there"):
+        make_tuner(toy, {}, replace(RESUME_CFG, resume=True), str(tmp_path / "empty"), "never_ran")
+
+
 def test_a_users_own_space_module(tmp_path, monkeypatch):
     from speciesfam.tune.search import load_space
 

@@ -180,9 +180,10 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table) -> None:
     import pandas as pd
 
     from .. import stages
+    from .tracking import scored_trials
 
-    ok = table[table["status"] == "ok"].dropna(subset=[layout.BEST_METRIC])
-    best = ok.iloc[0] if len(ok) else None  # the table is ranked
+    ok = scored_trials(table)
+    best = ok.iloc[0] if len(ok) else None
     summary = {"experiment": name, "kind": cfg.kind, "trials": len(table), "ok": len(ok),
                **({"best_trial": str(best["trial_id"]), layout.BEST_METRIC: float(best[layout.BEST_METRIC]),
                    "best_epoch": int(best["best_epoch"]) if pd.notna(best["best_epoch"]) else None}
@@ -193,12 +194,30 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table) -> None:
 def check_some_trial_trained(table) -> None:
     """A search none of whose trials trained and scored (failed, NaN, or stopped before an epoch) trained
     nothing: raise (the CLI exits 1) with the first errors."""
-    scored = table[layout.BEST_METRIC].notna() if layout.BEST_METRIC in table else True
-    if len(table) and ((table["status"] == "ok") & scored).any():
+    from .tracking import scored_trials
+
+    if len(scored_trials(table)):
         return
     errors = [e for e in table["error"].dropna().astype(str).unique().tolist() if e][:3] if "error" in table else []
     raise SearchFailedError(f"no trial of {len(table)} finished with a val macro-F1"
                             f"{': ' + ' | '.join(errors) if errors else ''}; see RUN/trials.csv")
+
+
+def check_resumable(storage_path: str, name: str) -> None:
+    """Refuse ``--resume`` of a search that was never started here (it would start a new one silently),
+    naming the searches that can be resumed."""
+    from ray import tune
+
+    if tune.Tuner.can_restore(storage.join(storage_path, name)):
+        return
+    import pyarrow.fs as pafs
+
+    fs, path = storage.filesystem(storage_path)
+    found = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+             if i.type == pafs.FileType.Directory and tune.Tuner.can_restore(storage.join(storage_path, i.base_name))]
+    raise ConfigError(f"--resume: there is no search named {name!r} in {storage_path} to continue ("
+                      f"{'searches there: ' + ', '.join(sorted(found)) if found else 'none was started there'}); "
+                      "give --name of one of them, or leave out --resume to start a new search")
 
 
 def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: str, name: str,
@@ -222,7 +241,8 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     # checkpoint on each new best, a few times a second. Expected here, so not on the console (a user's own
     # setting wins).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if cfg.resume and tune.Tuner.can_restore(experiment):
+    if cfg.resume:
+        check_resumable(storage_path, name)
         print(f"tune: resuming {experiment}")
         return tune.Tuner.restore(experiment, trainable, resume_errored=True)
     return tune.Tuner(
