@@ -212,12 +212,13 @@ def _copy_ray_logs(dest: str, since: float) -> None:
 def trial_line(index: int, total: int | None, trial_id: str, model: str, epochs: int | None, f1: float | None,
                ended: str) -> str:
     """One finished trial in the tool's words, e.g.
-    ``trial 2/4 3f2a1b0c  scratch_small   8 epochs  val macro-F1 0.733  stopped by ASHA``."""
+    ``trial 2/4 3f2a1b0c  scratch_small   8 epochs  best val macro-F1 0.733  stopped by ASHA``; ``f1``: the
+    trial's best epoch's, as in RUN/trials.csv and the search's summary."""
     count = f"{index}/{total}" if total else str(index)
     f1_text = "—" if f1 is None or (isinstance(f1, float) and math.isnan(f1)) else f"{f1:.3f}"
     epochs = 0 if epochs is None else int(epochs)  # None: the trial reported nothing
     epochs_text = f"{epochs} epoch{'' if epochs == 1 else 's'}"
-    return f"  trial {count} {trial_id}  {model:<18s} {epochs_text:>9s}  val macro-F1 {f1_text}  {ended}"
+    return f"  trial {count} {trial_id}  {model:<18s} {epochs_text:>9s}  best val macro-F1 {f1_text}  {ended}"
 
 
 def stopped_by_scheduler(done: bool, iterations: int | None, max_epochs: int | None) -> bool:
@@ -245,13 +246,14 @@ def how_ended(done: bool, iterations: int | None, max_epochs: int | None, schedu
 def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | None = None,
                          metric: str = layout.METRIC):
     """A Tune callback printing one line per finished trial (built here so Ray is imported lazily):
-    trial, model, epochs, val macro-F1 to 3 digits, and how it ended (``stopped_by_scheduler``)."""
+    trial, model, epochs, its best epoch's val macro-F1 to 3 digits, and how it ended (``stopped_by_scheduler``)."""
     from ray import tune
 
     class TrialLines(tune.Callback):
         def __init__(self) -> None:
             self.finished = 0
             self.ended: dict[str, str] = {}
+            self.best: dict[str, float] = {}
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             # Logged with the result (Tune's progress.csv), so the report tells the endings apart too.
@@ -260,6 +262,9 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                 result.setdefault("max_epochs", max_epochs)
             self.ended[trial.trial_id] = how_ended(bool(result.get("done")), result.get("training_iteration"),
                                                    max_epochs, scheduler)
+            value = result.get(metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.best[trial.trial_id] = max(value, self.best.get(trial.trial_id, -math.inf))
 
         def _line(self, trials: list, trial: Any, ended: str) -> None:
             self.finished += 1
@@ -267,7 +272,7 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             epochs = last.get("epoch", last.get("training_iteration"))
             model = str((trial.config or {}).get("model", trial.trainable_name))
             count = total if total and len(trials) <= total else None  # a grid makes num_samples x grid
-            say(trial_line(self.finished, count, trial.trial_id, model, epochs, last.get(metric), ended))
+            say(trial_line(self.finished, count, trial.trial_id, model, epochs, self.best.get(trial.trial_id), ended))
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             # no result at all: stopped (time budget, end of search) before its first epoch

@@ -29,11 +29,13 @@ MAX_EPOCHS = 6
 
 
 def toy(config):
-    """A trial whose val_macro_f1 rises towards config['quality'] over MAX_EPOCHS epochs."""
+    """A trial whose val_macro_f1 rises towards config['quality'] over MAX_EPOCHS epochs, then drops in the last
+    (so a trial's last epoch is not its best)."""
     from ray import tune
 
     for epoch in range(1, MAX_EPOCHS + 1):
-        tune.report({layout.METRIC: config["quality"] * (1 - 0.5 ** epoch), "epoch": epoch})
+        drop = 0.1 if epoch == MAX_EPOCHS else 0.0
+        tune.report({layout.METRIC: config["quality"] * (1 - 0.5 ** epoch) - drop, "epoch": epoch})
 
 
 @pytest.fixture(scope="module")
@@ -134,13 +136,14 @@ def test_one_console_line_per_trial_agrees_with_the_trial_table_and_the_report(r
     trials = pd.read_csv(workdir / layout.TRIALS)
     trial_lines = [ln for ln in lines if re.match(r"\s+trial \d+ ", ln)]
     assert len(trial_lines) == len(trials) == 6, lines
-    pattern = re.compile(r"trial \d (\S+)\s+toy\s+(\d+) epochs?\s+val macro-F1 (\d\.\d{3})  "
+    pattern = re.compile(r"trial \d (\S+)\s+toy\s+(\d+) epochs?\s+best val macro-F1 (\d\.\d{3})  "
                          r"(finished|stopped by ASHA)$")
     parsed = {m.group(1): m for m in map(pattern.search, trial_lines) if m}
     assert len(parsed) == 6, trial_lines
     for t in trials.itertuples():
         m = parsed[t.trial_id]
         assert int(m.group(2)) == t.epochs_run
+        assert m.group(3) == f"{getattr(t, layout.BEST_METRIC):.3f}"  # the best epoch's, as in trials.csv
         # ASHA's cut is exactly the trials that stopped before MAX_EPOCHS (the toy has no patience of its own)
         assert (m.group(4) == "stopped by ASHA") == (t.epochs_run < MAX_EPOCHS)
     assert (trials["epochs_run"] < MAX_EPOCHS).any(), "ASHA stopped no trial: the test shows nothing"
@@ -207,7 +210,7 @@ def test_workers_start_quiet(ray_session):
 
 def test_trial_line_and_scheduler_stop():
     assert console.trial_line(2, 4, "ab12", "scratch_small", 1, 0.79999999, "stopped by ASHA") == \
-        "  trial 2/4 ab12  scratch_small        1 epoch  val macro-F1 0.800  stopped by ASHA"
+        "  trial 2/4 ab12  scratch_small        1 epoch  best val macro-F1 0.800  stopped by ASHA"
     assert console.stopped_by_scheduler(True, 3, 10) and not console.stopped_by_scheduler(True, 10, 10)
     assert not console.stopped_by_scheduler(False, 3, 10)  # returned on its own (patience)
 
