@@ -25,7 +25,7 @@ from . import bundle as B
 from . import layout, stages, storage
 from .errors import SpeciesfamError, StageOrderError
 from .report import versions
-from .tune.tracking import rank_trials
+from .tune.tracking import scored_trials
 
 # Licences of open_clip pretrained weights by tag prefix, as far as known (from each release's own page).
 # Anything else is reported as unknown: the user must check the source before shipping.
@@ -60,8 +60,7 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
     if "kind" not in trials:  # tables written before the column existed
         trials["kind"] = "unknown"
     metric = layout.BEST_METRIC
-    ok = trials[(trials["status"] == "ok") & trials["best_checkpoint"].notna() & trials[metric].notna()]
-    ok = rank_trials(ok)
+    ok = scored_trials(trials[trials["best_checkpoint"].notna()])
     if trial_id:
         rows = trials[trials["trial_id"] == str(trial_id)]
         if rows.empty:

@@ -23,11 +23,12 @@ def catalogued(collection, tmp_path_factory):
 
 
 def test_no_successful_trial_is_a_failed_search():
-    table = pd.DataFrame({"trial_id": ["a", "b"], "status": ["error", "error"],
+    table = pd.DataFrame({"trial_id": ["a", "b"], "status": ["error", "error"], "best_val_macro_f1": [None, None],
+                          "seconds": [1.0, 2.0],
                           "error": ["ValueError: optimizer='nope' is not supported", "ValueError: optimizer='nope'"]})
     with pytest.raises(SearchFailedError, match="no trial of 2 finished with a val macro-F1: ValueError"):
         check_some_trial_trained(table)
-    check_some_trial_trained(table.assign(status=["error", "ok"]))
+    check_some_trial_trained(table.assign(status=["error", "ok"], best_val_macro_f1=[None, 0.5]))
     with pytest.raises(SearchFailedError):  # trained, but every score is NaN: nothing to export
         check_some_trial_trained(table.assign(status=["error", "ok"], best_val_macro_f1=[None, float("nan")]))
 

@@ -155,6 +155,12 @@ def rank_trials(df: "pd.DataFrame") -> "pd.DataFrame":
                           na_position="last").reset_index(drop=True)
 
 
+def scored_trials(df: "pd.DataFrame") -> "pd.DataFrame":
+    """The trials that trained and scored (status ok, a best val macro-F1), best first: what a search found.
+    The one filter: the search's record and its did-anything-train check, export's choice and the warm start."""
+    return rank_trials(df[(df["status"] == "ok") & df[layout.BEST_METRIC].notna()])
+
+
 def val_split_id(workdir: str) -> str:
     """Which validation split the trials are scored on: the manifest trained on, the run id of the stage that
     wrote it, and its val image count (trials of other searches count as comparable only when it matches)."""

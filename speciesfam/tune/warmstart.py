@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import layout, storage
 from ..errors import ConfigError
-from .tracking import rank_trials
+from .tracking import scored_trials
 
 # What a probe knows that carries over to a CNN head: not lr or batch size (a CNN's are a different scale).
 WARM_KEYS = ("head_units", "head_layers", "dropout", "weight_decay", "label_smoothing", "class_weighting",
@@ -44,9 +44,9 @@ def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
     if storage.exists(trials_uri):
         trials = storage.read_table(trials_uri)
         if "kind" in trials.columns:
-            rows = trials[(trials["kind"] == source) & (trials["status"] == "ok")].dropna(subset=[layout.BEST_METRIC])
+            rows = scored_trials(trials[trials["kind"] == source])
             if len(rows):
-                return json.loads(rank_trials(rows).iloc[0]["config"])
+                return json.loads(rows.iloc[0]["config"])
     raise ConfigError(f"init_from={source!r}: no finished trial found in {experiment} or {trials_uri}; run "
                       f"`speciesfam tune {source} --workdir {workdir}` first, or drop init_from")
 
