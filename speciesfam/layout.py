@@ -46,7 +46,7 @@ TRIAL_COLUMNS = ["trial_id", "kind", "model", "status", "error", BEST_METRIC, "b
 # Manifest statuses (every row has exactly one; every status but ok has a reason).
 OK, DUPLICATE, UNREADABLE_STATUS, TOO_SMALL, REMOVED_STATUS = "ok", "duplicate", "unreadable", "too_small", "removed"
 INVALID = "invalid"      # manifest row with an empty/whitespace/missing label or path
-CONFLICT = "conflict"    # manifest path listed with two or more different labels (every such row)
+CONFLICT = "conflict"    # a manifest path, or the same bytes, under two or more different labels (every such row)
 SKIPPED = "skipped"      # hidden file, or a file under a hidden folder
 NO_FAMILY = "no_family"  # file at a folder source's root, in no family folder
 SPLITS = ("train", "val", "test")

@@ -33,6 +33,21 @@ def test_duplicates_never_cross_splits(collection):
     assert not m[m["status"] == "ok"]["sha256"].duplicated().any()
 
 
+def test_the_same_image_under_two_families_is_a_conflict_not_a_duplicate(collection, tmp_path):
+    import shutil
+
+    root, planted = collection
+    copy = shutil.copytree(root, tmp_path / "c")
+    planted_files = {p for v in planted.values() for p in v for p in ([p] if isinstance(p, str) else p)}
+    felid = next(p for p in sorted((copy / "Felidae").glob("*.jpg")) if f"Felidae/{p.name}" not in planted_files)
+    shutil.copyfile(felid, copy / "Ranidae" / "is_it_a_frog.jpg")  # one image, two families
+    m = build_manifest(str(copy)).set_index("path")
+    clash = m.loc[[str(felid), str(copy / "Ranidae" / "is_it_a_frog.jpg")]]
+    assert (clash["status"] == "conflict").all() and clash["split"].isna().all()  # neither trains nor scores
+    assert (clash["reason"] == "the same image (bytes) is under 2 different labels: 'Felidae', 'Ranidae'").all()
+    assert (m["status"] == "duplicate").sum() == len(planted["duplicates"])  # same-family copies: still duplicates
+
+
 def test_stratified_split_is_seeded_and_every_family_in_every_split(collection):
     root, _ = collection
     a, b = build_manifest(str(root), CatalogConfig(seed=3)), build_manifest(str(root), CatalogConfig(seed=3))

@@ -2,7 +2,8 @@
 
 Every input file (folder source) or row (manifest source) ends as exactly one row with a ``status``:
 ``ok`` (usable, has a ``split``), ``duplicate`` (same bytes as an earlier row, or a manifest path listed
-again; it takes that row's split so no image sits in two splits), ``unreadable``, ``too_small`` (its family
+again; it takes that row's split so no image sits in two splits), ``conflict`` (the same bytes under two or
+more labels: every copy), ``unreadable``, ``too_small`` (its family
 has fewer than ``min_images`` usable images, or with ``group_split`` fewer than 3 groups), or one of the
 statuses ``data/sources.py`` gives before any file is read (``invalid``, ``conflict``, ``skipped``,
 ``no_family``). Every status but ``ok`` has a ``reason``.
@@ -116,6 +117,7 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
         df.loc[todo, col] = info[col]
     for col in ("width", "height", "bytes"):
         df[col] = pd.to_numeric(df[col])
+    _mark_label_clashes(df)
     ok = df["status"] == layout.OK
     first = df[ok].groupby("sha256")["path"].transform("first")
     dup = ok & (df["path"] != first.reindex(df.index))
@@ -141,6 +143,20 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     df = df[MANIFEST_COLUMNS]
     df.attrs.update(attrs)
     return df
+
+
+def _mark_label_clashes(df: "pd.DataFrame") -> None:
+    """The same bytes under two or more labels: every copy ``conflict`` (which label is right is unknown, and a
+    copy in each family would teach the model both); copies under one label stay for the duplicate step."""
+    ok = df[df["status"] == layout.OK]
+    labels = ok.groupby("sha256")["label"].agg(lambda s: sorted(set(s)))
+    clash = labels[labels.map(len) > 1]
+    if clash.empty:
+        return
+    hit = (df["status"] == layout.OK) & df["sha256"].isin(clash.index)
+    df.loc[hit, "status"] = layout.CONFLICT
+    df.loc[hit, "reason"] = [f"the same image (bytes) is under {len(clash[h])} different labels: "
+                             + ", ".join(repr(lab) for lab in clash[h]) for h in df.loc[hit, "sha256"]]
 
 
 def follow_originals(df: "pd.DataFrame", originals: "pd.Series") -> None:
