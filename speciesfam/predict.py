@@ -15,7 +15,6 @@ stopped: rows whose path is already in the output or its parts are skipped.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import sys
 import uuid
@@ -70,27 +69,32 @@ def bundle_id(bundle: str) -> str:
 
 def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.DataFrame":
     """The rows to predict: every file under folder ``source`` (recursively), or every row of ``manifest``
-    (CSV or Parquet with a ``path`` column; relative paths resolve against the manifest's folder)."""
+    (CSV or Parquet with a ``path`` column, read as catalog reads it: labels as text exactly as written,
+    relative paths resolved against the manifest's folder; an empty path stays empty and gets an error row)."""
     import pandas as pd
 
     if manifest:
+        from .data.sources import read_text_table, resolve_path
+
         if not storage.exists(manifest):
             raise SpeciesfamError(f"--manifest {manifest} does not exist")
-        if manifest.endswith(".csv"):  # labels exactly as written: no number or NA guessing ("007" stays "007")
-            df = pd.read_csv(io.BytesIO(storage.read_bytes(manifest)), dtype=str, keep_default_na=False)
-        else:
-            df = storage.read_table(manifest)
-        if "path" not in df.columns:
-            raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(df.columns)})")
+        raw = read_text_table(manifest)
+        if "path" not in raw:
+            raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(raw)})")
         base = storage.parent(manifest)
-        df = df[["path", *[c for c in CARRIED if c in df.columns]]].copy()
-        df["path"] = [p if storage.is_remote(p) or os.path.isabs(p) else storage.filesystem(storage.join(base, p))[1]
-                      for p in df["path"].astype(str)]
-        return df.reset_index(drop=True)
+        df = pd.DataFrame({c: raw[c] for c in ("path", *CARRIED) if c in raw})
+        df["path"] = [resolve_path(p, base)[0] if p and p.strip() else "" for p in df["path"]]
+        return df
     if not source:
         raise SpeciesfamError("give a folder of images or --manifest M")
-    # every entry, broken links and unreadable files included: each gets its row (an error row if it cannot be read)
-    return pd.DataFrame({"path": sorted(e.path for e in storage.walk(source)[0])})
+    from .data.sources import HIDDEN
+
+    # every entry, broken links and unreadable files included: each gets its row (an error row if it cannot be
+    # read); hidden files (.DS_Store, ._IMG.jpg) are skipped with a reason, as catalog skips them
+    entries = sorted(storage.walk(source)[0], key=lambda e: e.path)
+    return pd.DataFrame({"path": [e.path for e in entries],
+                         "error": [f"skipped: {HIDDEN}" if any(p.startswith(".") for p in e.rel.split("/")) else ""
+                                   for e in entries]})
 
 
 def read_done(out: str) -> "pd.DataFrame":

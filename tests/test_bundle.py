@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from speciesfam import layout
+from speciesfam.errors import SpeciesfamError
 
 LABELS = ["Felidae", "Ranidae", "007", "7"]  # numeric-looking labels stay strings, exactly as written
 
@@ -102,6 +103,8 @@ def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, 
     (folder / "notes.txt").write_text("not an image")
     (folder / "Felidae" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     (folder / "Felidae" / "gone.jpg").symlink_to(folder / "deleted.jpg")  # a broken link
+    hidden = folder / "Felidae" / ".thumb.jpg"  # a real image, but hidden: skipped with a reason, as catalog does
+    shutil.copyfile(sorted(Path(collection_root, "Felidae").glob("*.jpg"))[0], hidden)
     files = sorted(str(p) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
     out = tmp_path / "predictions.parquet"
     rc = main(["predict", str(bundle), str(folder), "--out", str(out), "--top-k", "2", "--batch-size", "8"])
@@ -109,7 +112,8 @@ def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, 
     table = pd.read_parquet(out)
     assert sorted(table["path"]) == files and table["path"].is_unique  # every file, once
     bad = table[table["error"] != ""]
-    assert {Path(p).name for p in bad["path"]} >= {"notes.txt", "broken.jpg", "gone.jpg"}
+    assert {Path(p).name for p in bad["path"]} >= {"notes.txt", "broken.jpg", "gone.jpg", ".thumb.jpg"}
+    assert table.set_index("path").loc[str(hidden), "error"].startswith("skipped: hidden")
     assert bad["family"].isna().all() and bad["top_families"].map(len).eq(0).all()
     good = table[table["error"] == ""].set_index("path")
     assert good["top_families"].map(len).eq(2).all() and good["probability"].between(0, 1).all()
@@ -273,3 +277,12 @@ def test_manifest_rows_resolve_relative_paths_against_the_manifest_and_keep_labe
     rows = input_rows(manifest=str(tmp_path / "data" / "m.csv"))
     assert rows["path"].tolist() == [str(tmp_path / "data" / "a" / "x.jpg"), str(tmp_path / "y.jpg")]
     assert list(rows.columns) == ["path", "label", "split"] and rows["label"].tolist() == ["007", "7"]
+    # Parquet labels as catalog reads them (the text of the value, as bundles hold them), an empty path kept
+    # empty (an error row when predicted), not resolved to the manifest's folder
+    pd.DataFrame({"path": ["file://" + str(tmp_path / "z.jpg"), ""], "label": [7, 8]}).to_parquet(tmp_path / "m.parquet")
+    rows = input_rows(manifest=str(tmp_path / "m.parquet"))
+    assert rows["path"].tolist() == [str(tmp_path / "z.jpg"), ""] and rows["label"].tolist() == ["7", "8"]
+    # a malformed manifest is the catalog's one-line error, not a parser traceback
+    (tmp_path / "ragged.csv").write_text("path,label\na.jpg,Felidae\nb.jpg,Canidae,extra\n")
+    with pytest.raises(SpeciesfamError, match="not a well-formed CSV"):
+        input_rows(manifest=str(tmp_path / "ragged.csv"))

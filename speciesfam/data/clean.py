@@ -36,9 +36,15 @@ EMBEDDING_COLUMNS = ["path", "label", "sha256", "embedding", "model_id"]
 
 def decode_batch(batch: "pd.DataFrame", size: int | None = None) -> "pd.DataFrame":
     """Ray Data task: read and decode each path (resized to ``size`` x ``size`` if given); failures go to the
-    ``error`` column, never drop a row."""
+    ``error`` column, never drop a row. Rows that arrive with an ``error`` already (e.g. hidden files in
+    predict) are not read and keep it."""
     images, errors = [], []
-    for path in batch["path"]:
+    given = batch["error"] if "error" in batch else [""] * len(batch)
+    for path, error in zip(batch["path"], given):
+        if error:
+            images.append(np.zeros((1, 1, 3), np.uint8))
+            errors.append(error)
+            continue
         try:
             images.append(read_rgb(path, size=size))
             errors.append("")

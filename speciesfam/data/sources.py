@@ -83,7 +83,7 @@ def read_manifest(source: str) -> "pd.DataFrame":
     """
     import pandas as pd
 
-    raw = _read_text_table(source)
+    raw = read_text_table(source)
     missing = {"path", "label"} - set(raw)
     if missing:
         raise SourceError(f"{source}: manifest lacks column(s) {sorted(missing)}; it needs 'path' and "
@@ -101,7 +101,7 @@ def read_manifest(source: str) -> "pd.DataFrame":
         elif not label.strip():
             status, reason = layout.INVALID, "label is empty" if not label else "label is only whitespace"
         else:
-            path, problem = _resolve(path, base)
+            path, problem = resolve_path(path, base)
             if problem:
                 status, reason = layout.UNREADABLE_STATUS, problem
         rows.append({"path": path, "label": label, "group": group if group and group.strip() else None,
@@ -112,8 +112,10 @@ def read_manifest(source: str) -> "pd.DataFrame":
     return df
 
 
-def _read_text_table(source: str) -> dict[str, list[str | None]]:
-    """Columns of a manifest as lists of exact strings (None where a Parquet cell is null)."""
+def read_text_table(source: str) -> dict[str, list[str | None]]:
+    """Columns of a manifest as lists of exact strings (None where a Parquet cell is null); ``SourceError``,
+    one line naming the fix, for a missing, empty, ragged or non-UTF-8 CSV and a file that is not Parquet.
+    (Catalog and predict read manifests with it.)"""
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -158,7 +160,7 @@ def _text(value: Any) -> str | None:
     return str(value)  # str; int; float via repr, the shortest text that reads back as the same number
 
 
-def _resolve(path: str, base: str) -> tuple[str, str]:
+def resolve_path(path: str, base: str) -> tuple[str, str]:
     """(absolute path or URI, problem) for a manifest path; relative paths are relative to ``base``."""
     if "://" in path:
         scheme = path.split("://", 1)[0].lower()
