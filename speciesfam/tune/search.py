@@ -241,6 +241,7 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     # checkpoint on each new best, a few times a second. Expected here, so not on the console (a user's own
     # setting wins).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # CSV and JSON only: tracking.callbacks
     if cfg.resume:
         check_resumable(storage_path, name)
         print(f"tune: resuming {experiment}")
