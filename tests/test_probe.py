@@ -126,6 +126,10 @@ def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_pa
     assert classification_metrics(model.predict(xv, verbose=0), yv, 12)[cfg_metric] == pytest.approx(
         metrics[cfg_metric], abs=1e-6)
     assert (tmp_path / "trials.csv").exists()
+    # a search keeps Tune's CSV/JSON logs (read above), writes no TensorBoard files, and leaves Tune's
+    # defaults to other Tuners in the process
+    assert not list((tmp_path / "tune").rglob("events.out.tfevents*"))
+    assert "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in os.environ
     from speciesfam.tune.warmstart import WARM_KEYS, warm_start_points
 
     # Warm start of a CNN space from this probe search: the best trial's head/regularisation values, fitted.

@@ -61,11 +61,10 @@ def test_searcher_scheduler_wiring_survives_failed_and_nan_trials(searcher, sche
     assert list(on_disk["trial_id"]) == list(table["trial_id"])
     assert "| trial_id | kind | model |" in (tmp_path / "trials.md").read_text()
     assert (tmp_path / "search_progress.png").stat().st_size > 1000
-    # Tune's CSV/JSON result logs (the table's source) are written; TensorBoard event files are not
+    # Tune's CSV/JSON result logs (the table's source) are written
     logged = [d for d in (tmp_path / "tune" / "toy").iterdir() if (d / "progress.csv").exists()
               and (d / "result.json").exists()]
     assert len(logged) == (table["epochs_run"] > 0).sum()
-    assert not list((tmp_path / "tune").rglob("events.out.tfevents*"))
 
 
 def test_resources_that_can_never_fit_fail_before_training(ray_session):
@@ -256,7 +255,7 @@ def test_wandb_online_with_a_key_in_the_environment_warns_where_it_goes(tmp_path
 
     monkeypatch.setenv("WANDB_API_KEY", "speciesfam-test-key-0123456789abcdef0123")
     with pytest.warns(UserWarning, match="wandb login"):
-        *_, cb = callbacks(TuneConfig(wandb="online"), "exp", str(tmp_path))
+        (cb,) = callbacks(TuneConfig(wandb="online"), "exp", str(tmp_path))
     assert cb.kwargs["mode"] == "online"
     monkeypatch.delenv("WANDB_API_KEY")
     with warnings.catch_warnings():

@@ -9,10 +9,11 @@ processes from trial to trial (``reuse_actors``), and the embeddings reach them 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from .. import layout, storage
 from ..config import TuneConfig
@@ -164,12 +165,30 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         from .warmstart import warm_start_points
 
         points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
-    results = make_tuner(trainable, space, cfg, storage_path, name, points=points,
-                         reuse_actors=cfg.kind == "probe").fit()
+    tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe")
+    with _no_tensorboard():
+        results = tuner.fit()
     table = write_trial_table(results, workdir, kind=cfg.kind)  # this search's trials
     record_search(workdir, cfg, name, table)
     check_some_trial_trained(table)
     return results
+
+
+@contextlib.contextmanager
+def _no_tensorboard() -> Iterator[None]:
+    """While a search runs: Tune's CSV and JSON result logs only (``make_tuner`` adds them; the trial table and
+    the report read them), not its TensorBoard event files, whose tensorboardX import added 1.4 s to every
+    search's start (benchmarks/RESULTS.md). A user's own ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0`` wins. Scoped
+    to the search: other Tuners in the same process keep Tune's defaults."""
+    name = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
+    ours = name not in os.environ
+    if ours:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        if ours:
+            os.environ.pop(name, None)
 
 
 def record_search(workdir: str, cfg: TuneConfig, name: str, table) -> None:
@@ -231,6 +250,7 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             the trainable must reset whatever a trial leaves behind in its process).
     """
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from .. import console
     from .tracking import callbacks
@@ -241,7 +261,6 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     # checkpoint on each new best, a few times a second. Expected here, so not on the console (a user's own
     # setting wins).
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # CSV and JSON only: tracking.callbacks
     if cfg.resume:
         check_resumable(storage_path, name)
         print(f"tune: resuming {experiment}")
@@ -259,6 +278,7 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             # all of them (100 probe trials x ~9 improvements x ~1.5 MB of weights would stay on disk).
             # CNN trials' checkpoints are Ray Train's, kept 2 per trial by _trial's CheckpointConfig.
             num_to_keep=2, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE), callbacks=[
+            CSVLoggerCallback(), JsonLoggerCallback(),  # the trial table's source, whatever else is on or off
             *callbacks(cfg, name, experiment),
             console.trial_lines_callback(cfg.num_samples, console.scheduler_name(cfg.scheduler), cfg.max_epochs)],
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),

@@ -30,23 +30,15 @@ def prepare_wandb(cfg) -> None:
 
 
 def callbacks(cfg, name: str, experiment_dir: str) -> list:
-    """Tune callbacks: Tune's CSV and JSON result logs (the trial table and the report are built from them),
-    and W&B for ``cfg.wandb`` (``disabled`` | ``offline`` | ``online``).
-
-    Tune's third default logger, TensorBoard event files, is left out (``make_tuner`` sets
-    ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`` unless the user set it): importing tensorboardX added 1.4 s to
-    every search's start and it writes a file per result. ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=0`` brings it back.
+    """Tune callbacks for ``cfg.wandb`` (``disabled`` | ``offline`` | ``online``).
 
     W&B run files go to ``WANDB_DIR`` if set, else into the experiment's folder when it is local (offline runs
     can then be uploaded later with ``wandb sync``). Online, Ray's callback hands ``WANDB_API_KEY`` from this
     process's environment to its logging actor (Ray logs runtime environments under /tmp/ray on the node), so
     a set key gets a warning pointing to ``wandb login``; speciesfam itself never prints or stores it.
     """
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
-    loggers = [CSVLoggerCallback(), JsonLoggerCallback()]
     if cfg.wandb == "disabled":
-        return loggers
+        return []
     from ray.air.integrations.wandb import WandbLoggerCallback
 
     prepare_wandb(cfg)  # normally done before Ray starts (run_search); harmless to repeat
@@ -61,7 +53,7 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
     wandb_dir = os.environ.get("WANDB_DIR") or local
     if wandb_dir:
         storage.makedirs(wandb_dir)
-    return [*loggers, WandbLoggerCallback(project=cfg.wandb_project, group=name, tags=[cfg.kind, cfg.searcher, cfg.scheduler],
+    return [WandbLoggerCallback(project=cfg.wandb_project, group=name, tags=[cfg.kind, cfg.searcher, cfg.scheduler],
                                 excludes=["checkpoint_path"], log_config=True, mode=cfg.wandb, dir=wandb_dir)]
 
 
