@@ -46,6 +46,11 @@ def test_the_same_image_under_two_families_is_a_conflict_not_a_duplicate(collect
     assert (clash["status"] == "conflict").all() and clash["split"].isna().all()  # neither trains nor scores
     assert (clash["reason"] == "the same image (bytes) is under 2 different labels: 'Felidae', 'Ranidae'").all()
     assert (m["status"] == "duplicate").sum() == len(planted["duplicates"])  # same-family copies: still duplicates
+    # a manifest listing the clashing image twice under one label: the repeat is a conflict too, not a duplicate
+    pd.DataFrame({"path": [str(felid), str(felid), str(copy / "Ranidae" / "is_it_a_frog.jpg")],
+                  "label": ["Felidae", "Felidae", "Ranidae"]}).to_csv(tmp_path / "m.csv", index=False)
+    m = build_manifest(str(tmp_path / "m.csv"))
+    assert m["status"].tolist() == ["conflict"] * 3 and m["duplicate_of"].isna().all(), m
 
 
 def test_stratified_split_is_seeded_and_every_family_in_every_split(collection):
@@ -104,12 +109,20 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
 
     from speciesfam.cli import main
 
+    # every data row one field too many: pandas would take the first field as a row index and shift the rest
     files = {"ragged.csv": b"path,label\na.jpg,x\nb.jpg,y,z\n", "empty.csv": b"",
-             "latin1.csv": "path,label\na.jpg,F\u00e9lidae\n".encode("latin-1"), "junk.parquet": b"junk"}
+             "shifted.csv": b"path,label\na.jpg,Felidae,extra\nb.jpg,Canidae,more\n",
+             "latin1.csv": "path,label\na.jpg,F\u00e9lidae\n".encode("latin-1"), "junk.parquet": b"junk",
+             "folder.csv": None}
     expected = {"ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
-                "latin1.csv": r"not UTF-8 text \(line 2.*save it as UTF-8", "junk.parquet": "cannot be read as Parquet"}
+                "shifted.csv": "not a well-formed CSV .line 2 has 3 fields, the header 2",
+                "latin1.csv": r"not UTF-8 text \(line 2.*save it as UTF-8", "junk.parquet": "cannot be read as Parquet",
+                "folder.csv": "cannot be read as a manifest file"}
     for name, data in files.items():
-        (tmp_path / name).write_bytes(data)
+        if data is None:
+            (tmp_path / name).mkdir()
+        else:
+            (tmp_path / name).write_bytes(data)
         assert main(["catalog", str(tmp_path / name), "--workdir", str(tmp_path / f"run-{name}")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and re.search(expected[name], err), err

@@ -21,6 +21,8 @@ import io
 import math
 import os
 import posixpath
+import warnings
+from urllib.parse import unquote
 from typing import TYPE_CHECKING, Any
 
 from .. import layout, storage
@@ -122,7 +124,11 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
     if not storage.exists(source):
         raise SourceError(f"{source} does not exist: give a .csv/.parquet manifest with 'path' and 'label' "
                           "columns, or a folder with one subfolder per family")
-    data = storage.read_bytes(source)
+    try:
+        data = storage.read_bytes(source)
+    except OSError as err:  # a folder named like a manifest, a file we may not read
+        raise SourceError(f"{source} cannot be read as a manifest file ({err}); give a .csv/.parquet file with "
+                          "'path' and 'label' columns") from err
     if source.endswith(".csv"):
         # dtype=str and no NA guessing: '007' stays '007', 'NA' and '' stay text (empty is caught as invalid)
         try:
@@ -133,7 +139,15 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
                               f"{data[err.start:err.start + 1]!r}); save it as UTF-8 (labels are kept exactly as "
                               "written, so the encoding must be known)") from err
         try:
-            df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
+            with warnings.catch_warnings():
+                # index_col=False: a row with more fields than the header is an error (pandas would otherwise
+                # silently take the first fields as a row index and shift the rest into 'path' and 'label')
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False,
+                                 encoding="utf-8", index_col=False)
+        except pd.errors.ParserWarning as err:
+            raise SourceError(f"{source} is not a well-formed CSV ({_long_row(data)}); quote fields that contain "
+                              "commas and give every row the header's number of fields") from err
         except pd.errors.EmptyDataError as err:
             raise SourceError(f"{source} is empty: a manifest needs a header line with 'path' and 'label' "
                               "columns") from err
@@ -147,6 +161,18 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
         raise SourceError(f"{source} cannot be read as Parquet ({type(err).__name__}: {err}); give a .csv or "
                           ".parquet manifest") from err
     return {name: [_text(v) for v in table.column(name).to_pylist()] for name in table.column_names}
+
+
+def _long_row(data: bytes) -> str:
+    """Where a CSV first has more fields than its header, e.g. 'line 3 has 3 fields, the header 2'."""
+    import csv
+
+    rows = csv.reader(io.StringIO(data.decode("utf-8")))
+    header = next(rows, [])
+    for row in rows:
+        if len(row) > len(header):
+            return f"line {rows.line_num} has {len(row)} fields, the header {len(header)}"
+    return "a row has more fields than the header"
 
 
 def _text(value: Any) -> str | None:
@@ -167,7 +193,8 @@ def resolve_path(path: str, base: str) -> tuple[str, str]:
         if scheme not in SCHEMES:
             return path, (f"unsupported URI scheme '{scheme}://' (use a local path, file://, s3:// or gs://; "
                           "download web images first)")
-        return (path[len("file://"):] if scheme == "file" else path), ""
+        # file:// URIs are percent-encoded (RFC 8089: Path.as_uri() writes a space as %20)
+        return (unquote(path[len("file://"):]) if scheme == "file" else path), ""
     if path.startswith("/"):
         return os.path.normpath(path), ""
     if storage.is_remote(base):
