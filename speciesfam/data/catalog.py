@@ -147,16 +147,20 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
 
 def _mark_label_clashes(df: "pd.DataFrame") -> None:
     """The same bytes under two or more labels: every copy ``conflict`` (which label is right is unknown, and a
-    copy in each family would teach the model both); copies under one label stay for the duplicate step."""
+    copy in each family would teach the model both), a manifest path listed again included; copies under one
+    label stay for the duplicate step."""
     ok = df[df["status"] == layout.OK]
     labels = ok.groupby("sha256")["label"].agg(lambda s: sorted(set(s)))
     clash = labels[labels.map(len) > 1]
     if clash.empty:
         return
     hit = (df["status"] == layout.OK) & df["sha256"].isin(clash.index)
+    reason = dict(zip(df.loc[hit, "path"], [f"the same image (bytes) is under {len(clash[h])} different labels: "
+                                            + ", ".join(repr(lab) for lab in clash[h]) for h in df.loc[hit, "sha256"]]))
+    hit |= (df["status"] == layout.DUPLICATE) & df["duplicate_of"].isin(reason)  # the same path listed again
     df.loc[hit, "status"] = layout.CONFLICT
-    df.loc[hit, "reason"] = [f"the same image (bytes) is under {len(clash[h])} different labels: "
-                             + ", ".join(repr(lab) for lab in clash[h]) for h in df.loc[hit, "sha256"]]
+    df.loc[hit, "reason"] = df.loc[hit, "path"].map(reason)
+    df.loc[hit, "duplicate_of"] = None
 
 
 def follow_originals(df: "pd.DataFrame", originals: "pd.Series") -> None:
