@@ -70,7 +70,8 @@ def bundle_id(bundle: str) -> str:
 def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.DataFrame":
     """The rows to predict: every file under folder ``source`` (recursively), or every row of ``manifest``
     (CSV or Parquet with a ``path`` column, read as catalog reads it: labels as text exactly as written,
-    relative paths resolved against the manifest's folder; an empty path stays empty and gets an error row)."""
+    relative paths resolved against the manifest's folder). Column ``error``: why a row is not read, set
+    here for hidden files, empty or null paths and URI schemes nothing here reads ("" for the others)."""
     import pandas as pd
 
     if manifest:
@@ -82,19 +83,26 @@ def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.Da
         if "path" not in raw:
             raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(raw)})")
         base = storage.parent(manifest)
-        df = pd.DataFrame({c: raw[c] for c in ("path", *CARRIED) if c in raw})
-        df["path"] = [resolve_path(p, base)[0] if p and p.strip() else "" for p in df["path"]]
-        return df
+        paths, errors = [], []
+        for p in raw["path"]:
+            path, problem = resolve_path(p, base) if p is not None and p.strip() else ("", "path is empty")
+            paths.append(path), errors.append(problem)
+        return pd.DataFrame({"path": paths, **{c: raw[c] for c in CARRIED if c in raw}, "error": errors})
     if not source:
         raise SpeciesfamError("give a folder of images or --manifest M")
     from .data.sources import HIDDEN
 
     # every entry, broken links and unreadable files included: each gets its row (an error row if it cannot be
     # read); hidden files (.DS_Store, ._IMG.jpg) are skipped with a reason, as catalog skips them
-    entries = sorted(storage.walk(source)[0], key=lambda e: e.path)
-    return pd.DataFrame({"path": [e.path for e in entries],
-                         "error": [f"skipped: {HIDDEN}" if any(p.startswith(".") for p in e.rel.split("/")) else ""
-                                   for e in entries]})
+    # read); hidden files (.DS_Store, ._IMG.jpg) are skipped with a reason, as catalog skips them. Links to
+    # files already listed are not predicted twice: attrs["aliases"] counts them.
+    entries, aliases = storage.walk(source)
+    entries = sorted(entries, key=lambda e: e.path)
+    df = pd.DataFrame({"path": [e.path for e in entries],
+                       "error": [f"skipped: {HIDDEN}" if any(p.startswith(".") for p in e.rel.split("/")) else ""
+                                 for e in entries]})
+    df.attrs["aliases"] = aliases
+    return df
 
 
 def read_done(out: str) -> "pd.DataFrame":
@@ -167,7 +175,9 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
         raise SpeciesfamError(f"{out} holds predictions of another bundle (id {done['bundle_id'].iloc[0]}, this one "
                               f"{bid}); give another --out or delete it")
     todo = rows[~rows["path"].isin(set(done["path"]))].reset_index(drop=True)
-    print(f"predict: {len(rows)} rows, {len(rows) - len(todo)} already in {out}, {len(todo)} to predict")
+    links = rows.attrs.get("aliases", 0)
+    print(f"predict: {len(rows)} rows, {len(rows) - len(todo)} already in {out}, {len(todo)} to predict"
+          + (f" ({links} links to files already listed are not predicted again)" if links else ""))
     parts = out + ".parts"
     if len(todo):
         init_ray()

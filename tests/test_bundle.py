@@ -276,12 +276,17 @@ def test_manifest_rows_resolve_relative_paths_against_the_manifest_and_keep_labe
                   "other": [1, 2]}).to_csv(tmp_path / "data" / "m.csv", index=False)
     rows = input_rows(manifest=str(tmp_path / "data" / "m.csv"))
     assert rows["path"].tolist() == [str(tmp_path / "data" / "a" / "x.jpg"), str(tmp_path / "y.jpg")]
-    assert list(rows.columns) == ["path", "label", "split"] and rows["label"].tolist() == ["007", "7"]
+    assert list(rows.columns) == ["path", "label", "split", "error"] and rows["label"].tolist() == ["007", "7"]
     # Parquet labels as catalog reads them (the text of the value, as bundles hold them), an empty path kept
     # empty (an error row when predicted), not resolved to the manifest's folder
-    pd.DataFrame({"path": ["file://" + str(tmp_path / "z.jpg"), ""], "label": [7, 8]}).to_parquet(tmp_path / "m.parquet")
+    # (null too), file:// URIs percent-decoded, and why a row will not be read in its error
+    pd.DataFrame({"path": [(tmp_path / "a z.jpg").as_uri(), "", None, "http://example.invalid/c.jpg"],
+                  "label": [7, 8, 9, 10]}).to_parquet(tmp_path / "m.parquet")
     rows = input_rows(manifest=str(tmp_path / "m.parquet"))
-    assert rows["path"].tolist() == [str(tmp_path / "z.jpg"), ""] and rows["label"].tolist() == ["7", "8"]
+    assert rows["path"].tolist() == [str(tmp_path / "a z.jpg"), "", "", "http://example.invalid/c.jpg"]
+    assert rows["label"].tolist() == ["7", "8", "9", "10"]
+    assert rows["error"].tolist()[:3] == ["", "path is empty", "path is empty"]
+    assert rows["error"].iloc[3].startswith("unsupported URI scheme 'http://'")
     # a malformed manifest is the catalog's one-line error, not a parser traceback
     (tmp_path / "ragged.csv").write_text("path,label\na.jpg,Felidae\nb.jpg,Canidae,extra\n")
     with pytest.raises(SpeciesfamError, match="not a well-formed CSV"):
