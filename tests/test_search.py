@@ -202,6 +202,20 @@ def test_resume_of_a_search_never_started_is_refused_naming_the_ones_there(tmp_p
         make_tuner(toy, {}, replace(RESUME_CFG, resume=True), str(tmp_path / "empty"), "never_ran")
 
 
+def test_resume_of_a_search_scored_on_a_split_that_is_gone_is_refused(tmp_path):
+    from speciesfam.tune.search import split_record
+
+    tune_dir = str(tmp_path / "tune")
+    split_record(tune_dir, "p1", "clean_manifest.parquet run aaaa: 40 val images", resume=False)
+    (tmp_path / "tune" / "p1" / "tuner.pkl").write_bytes(b"")  # Tune's own state, as after a real search
+    split_record(tune_dir, "p1", "clean_manifest.parquet run aaaa: 40 val images", resume=True)  # same split: fine
+    with pytest.raises(ConfigError, match=r"--resume --name p1: that search's trials were scored on another split "
+                                          r"\(clean_manifest.parquet run aaaa.*now clean_manifest.parquet run bbbb"):
+        split_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=True)
+    (tmp_path / "tune" / "p1" / "speciesfam_split.json").unlink()  # searches from before the record: resumed
+    split_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=True)
+
+
 def test_a_users_own_space_module(tmp_path, monkeypatch):
     from speciesfam.tune.search import load_space
 

@@ -117,7 +117,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     from ray import tune
 
     from ..raycluster import check_shared, init_ray
-    from .tracking import prepare_wandb, write_trial_table
+    from .tracking import prepare_wandb, val_split_id, write_trial_table
 
     cfg.validate()
     space = load_space(cfg)
@@ -160,6 +160,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
             fixed["image_cache"] = cache if storage.is_remote(cache) else storage.filesystem(cache)[1]
         trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
     trainable = tune.with_resources(trainable, {"CPU": cfg.cpus_per_trial})
+    split_record(storage_path, name, val_split_id(workdir), resume=cfg.resume)
     points = None
     if cfg.init_from:
         from .warmstart import warm_start_points
@@ -237,6 +238,32 @@ def check_resumable(storage_path: str, name: str) -> None:
     raise ConfigError(f"--resume: there is no search named {name!r} in {storage_path} to continue ("
                       f"{'searches there: ' + ', '.join(sorted(found)) if found else 'none was started there'}); "
                       "give --name of one of them, or leave out --resume to start a new search")
+
+
+SPLIT_RECORD = "speciesfam_split.json"  # in the experiment's folder: the val split its trials are scored on
+
+
+def split_record(storage_path: str, name: str, val_split: str, resume: bool) -> None:
+    """A new search records the val split its trials are scored on; a resumed one must find the same split.
+
+    Raises:
+        ConfigError: ``resume`` of a search started on another catalog/clean run (its finished trials were
+            trained and scored on splits that no longer exist). Searches recorded before this check resume.
+    """
+    import json
+
+    uri = storage.join(storage_path, name, SPLIT_RECORD)
+    if not resume:
+        storage.write_text(uri, json.dumps({"val_split": val_split}))
+        return
+    check_resumable(storage_path, name)
+    if not storage.exists(uri):
+        return
+    was = json.loads(storage.read_bytes(uri)).get("val_split")
+    if was != val_split:
+        raise ConfigError(f"--resume --name {name}: that search's trials were scored on another split ({was}); "
+                          f"the run folder's is now {val_split} (catalog or clean ran again since). Start a new "
+                          "search: leave out --resume, or give another --name")
 
 
 def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: str, name: str,
