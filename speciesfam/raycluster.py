@@ -22,19 +22,31 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         if key in os.environ:
             env[key] = os.environ[key]
     address = address or os.environ.get("RAY_ADDRESS")
-    kwargs = {}
-    if not address:  # a new local Ray, reachable from this machine only
-        _loopback_only()
-        # Ray Train's placement-group cleaner finds its cluster through the State API, which auto-detects it
-        # and fails when another Ray runs on this machine ("Found multiple active Ray instances"): the
-        # finished trial's placement group then leaks and the next trial waits forever. Give the new Ray
-        # a dashboard port of its own and tell every worker where that API server is.
-        port = _free_port()
-        env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-        kwargs = {"num_cpus": num_cpus, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-                  "dashboard_port": port, "_node_ip_address": "127.0.0.1"}
-    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=console.log_to_driver(),
-             logging_level=logging.INFO if console.verbose() else logging.WARNING, **kwargs)
+    for attempt in range(1, 4):
+        kwargs = {}
+        if not address:  # a new local Ray, reachable from this machine only
+            _loopback_only()
+            # Ray Train's placement-group cleaner finds its cluster through the State API, which auto-detects it
+            # and fails when another Ray runs on this machine ("Found multiple active Ray instances"): the
+            # finished trial's placement group then leaks and the next trial waits forever. Give the new Ray
+            # a dashboard port of its own and tell every worker where that API server is.
+            port = _free_port()
+            env["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+            kwargs = {"num_cpus": num_cpus, "include_dashboard": True, "dashboard_host": "127.0.0.1",
+                      "dashboard_port": port, "_node_ip_address": "127.0.0.1"}
+        try:
+            ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=console.log_to_driver(),
+                     logging_level=logging.INFO if console.verbose() else logging.WARNING, **kwargs)
+            break
+        except Exception as err:  # noqa: BLE001 -- Ray raises a bare Exception with the dashboard's log
+            # The free port was taken between choosing it and the dashboard binding it (by another process,
+            # or by one of Ray's own components, which bind random ports too): seen once in a test run, where
+            # it failed every test after it. Ray says "already occupied" when its own check finds it taken,
+            # "address already in use" when the dashboard then fails to bind. Choose another port.
+            taken = any(s in str(err) for s in ("address already in use", "already occupied"))
+            if address or not taken or attempt == 3:
+                raise
+            ray.shutdown()
     console.quiet_loggers()
 
 

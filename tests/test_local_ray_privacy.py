@@ -119,3 +119,27 @@ def test_local_search_listens_on_loopback_only_and_never_holds_the_wandb_key(tmp
     assert len(exposed) - len(ray_exposed) <= 1, exposed  # one TF server for the one training worker
     assert result["environ_hits"] == [], "the W&B key reached Ray's processes"
     assert result["wandb_runs"] == 1  # --wandb offline worked with no WANDB_MODE in the environment
+
+
+PORT_TAKEN = textwrap.dedent('''
+    import socket
+    from speciesfam import raycluster
+
+    taken = socket.socket()  # a port someone else holds: the first one init_ray's free-port choice returns
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real, chosen = raycluster._free_port, []
+    raycluster._free_port = lambda: chosen.append(taken.getsockname()[1] if not chosen else real()) or chosen[-1]
+    raycluster.init_ray(num_cpus=1)
+    import ray
+    print("RESULT", len(chosen), ray.is_initialized(), ray.cluster_resources().get("CPU"))
+''')
+
+
+@pytest.mark.slow
+def test_a_dashboard_port_taken_before_ray_binds_it_is_replaced_not_fatal():
+    """The free port init_ray picks for the dashboard can be taken before Ray binds it (it once failed every
+    test after it): init_ray starts Ray again on another port."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-c", PORT_TAKEN], capture_output=True, text=True, env=env, timeout=300)
+    assert "RESULT 2 True 1.0" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
