@@ -93,7 +93,6 @@ def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.Da
     from .data.sources import HIDDEN
 
     # every entry, broken links and unreadable files included: each gets its row (an error row if it cannot be
-    # read); hidden files (.DS_Store, ._IMG.jpg) are skipped with a reason, as catalog skips them
     # read); hidden files (.DS_Store, ._IMG.jpg) are skipped with a reason, as catalog skips them. Links to
     # files already listed are not predicted twice: attrs["aliases"] counts them.
     entries, aliases = storage.walk(source)
