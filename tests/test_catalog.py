@@ -51,6 +51,14 @@ def test_the_same_image_under_two_families_is_a_conflict_not_a_duplicate(collect
                   "label": ["Felidae", "Felidae", "Ranidae"]}).to_csv(tmp_path / "m.csv", index=False)
     m = build_manifest(str(tmp_path / "m.csv"))
     assert m["status"].tolist() == ["conflict"] * 3 and m["duplicate_of"].isna().all(), m
+    # a path listed under two labels, and a byte copy of it under one of them: the copy is a clash too
+    frog = copy / "Ranidae" / "is_it_a_frog.jpg"
+    pd.DataFrame({"path": [str(felid), str(felid), str(frog)], "label": ["Felidae", "Ranidae", "Felidae"]}
+                 ).to_csv(tmp_path / "m2.csv", index=False)
+    m = build_manifest(str(tmp_path / "m2.csv")).set_index("path")
+    assert (m["status"] == "conflict").all(), m
+    assert m.loc[str(frog), "reason"] == "the same image (bytes) is under 2 different labels: 'Felidae', 'Ranidae'"
+    assert m.loc[str(felid), "reason"].str.startswith("path listed 2 times with 2 different labels").all()
 
 
 def test_stratified_split_is_seeded_and_every_family_in_every_split(collection):

@@ -105,7 +105,11 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     attrs = dict(src.attrs)
     # stable sort: repeated manifest paths keep their input order (the first one is the one used)
     df = src.sort_values("path", kind="mergesort", na_position="last").reset_index(drop=True)
-    todo = df.index[df["status"].isna()]
+    # Rows a manifest lists under two labels (``conflict``) are read too, for their bytes only: a copy of
+    # such an image under another path is a label clash as well (``_mark_label_clashes``).
+    conflicted = df.index[df["status"] == layout.CONFLICT]
+    verdict = df.loc[conflicted, ["status", "reason"]].copy()
+    todo = df.index[df["status"].isna()].union(conflicted)
     with ThreadPoolExecutor(workers) as pool:
         infos = list(tqdm(pool.map(_inspect, df.loc[todo, "path"]), total=len(todo), desc="catalog", unit="file"))
     info = pd.DataFrame(infos, index=todo)
@@ -115,6 +119,7 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     for col in info.columns:
         df[col] = df[col].astype(object)
         df.loc[todo, col] = info[col]
+    df.loc[conflicted, ["status", "reason"]] = verdict
     for col in ("width", "height", "bytes"):
         df[col] = pd.to_numeric(df[col])
     _mark_label_clashes(df)
@@ -147,10 +152,10 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
 
 def _mark_label_clashes(df: "pd.DataFrame") -> None:
     """The same bytes under two or more labels: every copy ``conflict`` (which label is right is unknown, and a
-    copy in each family would teach the model both), a manifest path listed again included; copies under one
-    label stay for the duplicate step."""
-    ok = df[df["status"] == layout.OK]
-    labels = ok.groupby("sha256")["label"].agg(lambda s: sorted(set(s)))
+    copy in each family would teach the model both), a manifest path listed again included, and a copy of a
+    path the manifest lists under two labels; copies under one label stay for the duplicate step."""
+    known = df[df["status"].isin([layout.OK, layout.CONFLICT]) & df["sha256"].notna()]
+    labels = known.groupby("sha256")["label"].agg(lambda s: sorted(set(s)))
     clash = labels[labels.map(len) > 1]
     if clash.empty:
         return
