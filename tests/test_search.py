@@ -216,6 +216,21 @@ def test_resume_of_a_search_scored_on_a_split_that_is_gone_is_refused(tmp_path):
     split_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=True)
 
 
+def test_a_search_with_no_val_images_is_refused_before_any_trial(tmp_path):
+    from speciesfam import layout
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+    from speciesfam.errors import SpeciesfamError
+    from speciesfam.tune.search import run_search
+
+    make_embedding_run(str(tmp_path), rows=300, dim=8, families=4)
+    cleaned = pd.read_parquet(tmp_path / layout.CLEAN_MANIFEST)
+    cleaned.loc[cleaned["split"] == "val", "split"] = "train"  # e.g. near-duplicate groups moved to train
+    cleaned.to_parquet(tmp_path / layout.CLEAN_MANIFEST)
+    with pytest.raises(SpeciesfamError, match="no usable 'val' images, so no trial could be scored"):
+        run_search(str(tmp_path), TuneConfig(kind="probe", num_samples=1, max_epochs=1))
+    assert not (tmp_path / "tune").exists()
+
+
 def test_a_users_own_space_module(tmp_path, monkeypatch):
     from speciesfam.tune.search import load_space
 
