@@ -90,7 +90,7 @@ def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.Da
         return pd.DataFrame({"path": paths, **{c: raw[c] for c in CARRIED if c in raw}, "error": errors})
     if not source:
         raise SpeciesfamError("give a folder of images or --manifest M")
-    from .data.sources import HIDDEN
+    from .data.sources import HIDDEN, is_hidden
 
     # every entry, broken links and unreadable files included: each gets its row (an error row if it cannot be
     # read); hidden files (.DS_Store, ._IMG.jpg) are skipped with a reason, as catalog skips them. Links to
@@ -98,8 +98,7 @@ def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.Da
     entries, aliases = storage.walk(source)
     entries = sorted(entries, key=lambda e: e.path)
     df = pd.DataFrame({"path": [e.path for e in entries],
-                       "error": [f"skipped: {HIDDEN}" if any(p.startswith(".") for p in e.rel.split("/")) else ""
-                                 for e in entries]})
+                       "error": [f"skipped: {HIDDEN}" if is_hidden(e.rel) else "" for e in entries]})
     df.attrs["aliases"] = aliases
     return df
 

@@ -62,7 +62,7 @@ def read_folder(source: str) -> "pd.DataFrame":
     for i, e in enumerate(entries):
         parts = e.rel.split("/")
         label = parts[0] if len(parts) > 1 and not parts[0].startswith(".") else None
-        if any(p.startswith(".") for p in parts):
+        if is_hidden(e.rel):
             status, reason = layout.SKIPPED, HIDDEN
         elif e.problem:
             status, reason = layout.UNREADABLE_STATUS, e.problem
@@ -75,6 +75,12 @@ def read_folder(source: str) -> "pd.DataFrame":
     df = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
     df.attrs.update(files_seen=len(entries), aliases=aliases)
     return df
+
+
+def is_hidden(rel: str) -> bool:
+    """Whether a path relative to a source folder is hidden: its name or a folder's name starts with '.'
+    (catalog skips such files; predict gives them a 'skipped' row)."""
+    return any(part.startswith(".") for part in rel.split("/"))
 
 
 def read_manifest(source: str) -> "pd.DataFrame":

@@ -164,7 +164,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
             fixed["image_cache"] = cache if storage.is_remote(cache) else storage.filesystem(cache)[1]
         trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
     trainable = tune.with_resources(trainable, {"CPU": cfg.cpus_per_trial})
-    split_record(storage_path, name, val_split_id(workdir), resume=cfg.resume)
+    val_split = val_split_id(workdir)  # the split every trial of this search is scored on
+    split_record(storage_path, name, val_split, resume=cfg.resume)
     points = None
     if cfg.init_from:
         from .warmstart import warm_start_points
@@ -173,7 +174,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe")
     with _no_tensorboard():
         results = tuner.fit()
-    table = write_trial_table(results, workdir, kind=cfg.kind)  # this search's trials
+    table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
     record_search(workdir, cfg, name, table)
     check_some_trial_trained(table)
     return results
@@ -260,8 +261,7 @@ def split_record(storage_path: str, name: str, val_split: str, resume: bool) -> 
     if not resume:
         storage.write_text(uri, json.dumps({"val_split": val_split}))
         return
-    check_resumable(storage_path, name)
-    if not storage.exists(uri):
+    if not storage.exists(uri):  # never started here (make_tuner refuses that), or recorded before this check
         return
     was = json.loads(storage.read_bytes(uri)).get("val_split")
     if was != val_split:

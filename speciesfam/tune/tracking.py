@@ -196,10 +196,11 @@ def merge_trials(old: "pd.DataFrame", new: "pd.DataFrame") -> tuple["pd.DataFram
     return rank_trials(merged[layout.TRIAL_COLUMNS]), len(stale)
 
 
-def write_trial_table(results, workdir: str, kind: str | None = None) -> "pd.DataFrame":
+def write_trial_table(results, workdir: str, kind: str | None = None, val_split: str | None = None) -> "pd.DataFrame":
     """Write RUN/trials.csv (this search's trials merged with earlier searches on the same val split),
-    RUN/trials.md and this search's RUN/search_progress.png; returns this search's trials."""
-    new = df = trial_table(results, kind, val_split_id(workdir))
+    RUN/trials.md and this search's RUN/search_progress.png; returns this search's trials.
+    ``val_split``: the trials' ``val_split_id`` when the caller has it (read from ``workdir`` otherwise)."""
+    new = df = trial_table(results, kind, val_split_id(workdir) if val_split is None else val_split)
     uri = layout.path(workdir, layout.TRIALS)
     if storage.exists(uri):
         df, stale = merge_trials(storage.read_table(uri), new)
