@@ -17,16 +17,48 @@ def test_unknown_names_list_the_valid_ones():
 
 
 def test_hyperband_judges_trials_at_several_grace_periods_and_never_pauses_them():
-    from ray.tune.schedulers import AsyncHyperBandScheduler
+    from speciesfam.tune.asha import RecheckedASHA
 
     def first_rungs(**kw):
         scheduler = SCHEDULERS.get("hyperband")(TuneConfig(**kw))
-        assert isinstance(scheduler, AsyncHyperBandScheduler)  # stops or continues; Ray's synchronous one pauses
-        return sorted(min(rung[0] for rung in bracket._rungs) for bracket in scheduler._brackets)
+        assert isinstance(scheduler, RecheckedASHA)  # stops or continues; Ray's synchronous one pauses
+        return sorted(min(rungs) for rungs in scheduler.milestones)
 
     assert first_rungs(max_epochs=8) == [1, 2, 4]
     assert first_rungs(max_epochs=20, grace_period=3, reduction_factor=4) == [3, 12]
     assert first_rungs(max_epochs=1) == [1]
+    # the same rungs as Ray's ASHA
+    assert SCHEDULERS.get("asha")(TuneConfig(max_epochs=30)).milestones == [[1, 2, 4, 8, 16]]
+
+
+def _feed(reports, mode="max", **cfg):
+    """(trial, epoch, metric) reports in order, to a fresh "asha" scheduler -> each report's decision."""
+    scheduler = SCHEDULERS.get("asha")(TuneConfig(**cfg))
+    scheduler.set_search_properties("val_macro_f1", mode)
+    for trial in dict.fromkeys(t for t, _, _ in reports):
+        scheduler.on_trial_add(None, trial)
+    return [scheduler.on_trial_result(None, t, {"training_iteration": e, "val_macro_f1": f}) for t, e, f in reports]
+
+
+def test_asha_stops_a_poor_first_trial_once_another_trial_reaches_its_rung():
+    """Ray's ASHA lets the first trial at a rung continue (nothing to compare with): the search's first trial
+    always trained to max_epochs. Here that promotion is judged again when the next trial gets there."""
+    from ray.tune.experiment import Trial
+
+    first, second, third, fourth = (Trial("__fake", stub=True) for _ in range(4))
+    assert _feed([(first, 1, 0.10), (second, 1, 0.50), (first, 2, 0.12)], max_epochs=30) == [
+        "CONTINUE", "CONTINUE", "STOP"]
+    # a first trial that is the better one keeps going and, once confirmed, is not judged again at that rung
+    # (at the end, rung 1 holds 0.5, 0.1, 0.9, 0.95: a cutoff of 0.7 that `first` passed before they came)
+    assert _feed([(first, 1, 0.50), (second, 1, 0.10), (first, 2, 0.52), (third, 1, 0.90), (fourth, 1, 0.95),
+                  (first, 3, 0.53)], max_epochs=30) == ["CONTINUE", "STOP", "CONTINUE", "CONTINUE", "CONTINUE",
+                                                        "CONTINUE"]
+    # a first trial alone at its rung is not stopped; every trial stops at max_epochs
+    assert _feed([(first, 1, 0.5), (second, 1, 0.6), (second, 2, 0.6), (second, 3, 0.6), (second, 4, 0.7)],
+                 max_epochs=4) == ["CONTINUE"] * 4 + ["STOP"]
+    # mode "min" (a loss) ranks the other way
+    assert _feed([(first, 1, 0.10), (second, 1, 0.50), (first, 2, 0.09)], mode="min", max_epochs=30) == [
+        "CONTINUE", "STOP", "CONTINUE"]
 
 
 def test_duplicate_registration_fails():

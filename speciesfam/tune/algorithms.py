@@ -79,11 +79,12 @@ def grid_search(space: dict[str, Any], seed: int, points: list[dict] | None = No
 
 @SCHEDULERS.register("asha")
 def asha(cfg):
-    """Asynchronous successive halving: stop trials in the bottom 1/reduction_factor at each rung."""
-    from ray.tune.schedulers import ASHAScheduler
+    """Asynchronous successive halving: stop trials in the bottom 1/reduction_factor at each rung. A trial
+    first at a rung (nothing to compare with) is judged again once another trial gets there (``tune.asha``)."""
+    from .asha import RecheckedASHA
 
-    return ASHAScheduler(time_attr="training_iteration", max_t=cfg.max_epochs,
-                         grace_period=cfg.grace_period, reduction_factor=cfg.reduction_factor)
+    return RecheckedASHA(max_t=cfg.max_epochs, grace_period=cfg.grace_period,
+                         reduction_factor=cfg.reduction_factor, seed=cfg.seed)
 
 
 @SCHEDULERS.register("hyperband")
@@ -97,13 +98,12 @@ def hyperband(cfg):
     """
     import math
 
-    from ray.tune.schedulers import AsyncHyperBandScheduler
+    from .asha import RecheckedASHA
 
     # bracket s first judges a trial at grace_period * rf**s epochs, which must stay within max_epochs
     highest = math.floor(math.log(cfg.max_epochs / cfg.grace_period) / math.log(cfg.reduction_factor) + 1e-9)
-    return AsyncHyperBandScheduler(time_attr="training_iteration", max_t=cfg.max_epochs,
-                                   grace_period=cfg.grace_period, reduction_factor=cfg.reduction_factor,
-                                   brackets=min(3, highest + 1))
+    return RecheckedASHA(max_t=cfg.max_epochs, grace_period=cfg.grace_period,
+                         reduction_factor=cfg.reduction_factor, brackets=min(3, highest + 1), seed=cfg.seed)
 
 
 @SCHEDULERS.register("fifo")
