@@ -183,6 +183,7 @@ class CleanConfig:
 
 
 KINDS = ("scratch", "transfer", "probe")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -218,6 +219,9 @@ class TuneConfig:
     extra: dict = opt({}, "fixed hyperparameters merged under the space, as JSON (e.g. '{\"batch_size\": 32}')")
     image_cache: bool = opt(True, "CNN trials read images decoded and resized once into RUN/image_cache/<size>px "
                                   "(uint8, N x size x size x 3 bytes) instead of decoding every JPEG every epoch")
+    precision: str = opt("auto", "probe trials' matrix products: auto (bfloat16 where the CPU has bf16 instructions "
+                                 "and TensorFlow uses oneDNN, else float32), float32 or bfloat16; weights, "
+                                 "optimizer and loss stay float32", choices=PRECISIONS)
     init_from: str | None = opt(None, "warm start: the earlier experiment in the same storage (e.g. probe) whose "
                                       "best trial's head and regularisation settings the searcher tries first")
 
@@ -249,6 +253,7 @@ class TuneConfig:
         _require(self.wandb in ("disabled", "offline", "online"), "wandb", self.wandb,
                  "'disabled', 'offline' or 'online'")
         _require(isinstance(self.extra, dict), "extra", self.extra, "a mapping of fixed hyperparameters")
+        _require(self.precision in PRECISIONS, "precision", self.precision, " or ".join(map(repr, PRECISIONS)))
         _require(self.init_from is None or (isinstance(self.init_from, str) and self.init_from.strip() != ""
                                             and "/" not in self.init_from), "init_from", self.init_from,
                  "None or the name of an earlier experiment in the same storage, e.g. 'probe'")

@@ -48,6 +48,46 @@ def test_the_probe_graph_trains_like_keras_fit(optimizer):
     np.testing.assert_allclose(probs, model.predict(data["val"][0], verbose=0), atol=1e-5)
 
 
+def test_bfloat16_products_train_nearly_the_float32_head(monkeypatch):
+    """precision="bfloat16" (the default on CPUs with bf16 instructions) changes rounding, not the model: the
+    same start, data and steps end with nearly the same weights and the same predictions."""
+    from speciesfam.train.probe import resolve_precision, train_epochs
+
+    data = {"train": _blobs(200, dim=32), "val": _blobs(100, dim=32, seed=1)}
+    hp = {"head_units": 64, "head_layers": 2, "dropout": 0.2, "batch_size": 32, "optimizer": "adamw", "lr": 3e-3}
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        for _, loss, probs, weights in train_epochs(data, 4, hp, 5, seed=3, precision=precision):
+            runs[precision] = (loss, probs, [np.asarray(w) for w in weights])
+    (loss32, p32, w32), (loss16, p16, w16) = runs["float32"], runs["bfloat16"]
+    assert not np.allclose(w32[0], w16[0], atol=1e-6)  # the products really were bfloat16
+    assert abs(loss16 - loss32) < 0.05 * loss32 + 0.01
+    # (single weights can differ by Adam's whole step where a gradient is mostly rounding; the function may not)
+    assert np.abs(p32 - p16).mean() < 0.02
+    assert (p32.argmax(1) == p16.argmax(1)).mean() >= 0.95
+    # "auto": bfloat16 only where the CPU has the instructions and oneDNN runs
+    with open("/proc/cpuinfo") as f:
+        flags = f.read().split()
+    has_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert resolve_precision("auto") == ("bfloat16" if has_bf16 else "float32")
+    assert resolve_precision("float32") == "float32"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert resolve_precision("auto") == "float32"
+
+
+def test_one_trace_serves_every_head_size_of_a_search():
+    """A reused trial process traces the epoch graph once per (layers, optimizer, precision), not once per head size or
+    batch size (a trace costs ~0.5 s, a probe epoch ~0.05-0.3 s)."""
+    from speciesfam.train.probe import _GRAPHS, train_epochs
+
+    data = {"train": _blobs(50, dim=6), "val": _blobs(10, dim=6, seed=1)}
+    traces = []
+    for units, batch in ((8, 16), (32, 50), (16, 8)):
+        list(train_epochs(data, 4, {"head_units": units, "head_layers": 2, "batch_size": batch, "optimizer": "adamw"}, 2))
+        traces.append(_GRAPHS[(2, "adamw", "float32")].experimental_get_tracing_count())
+    assert traces[1:] == traces[:1] * 2  # (other tests' data in this process may have traced it before)
+
+
 def test_a_nan_loss_fails_the_probe_with_a_clear_error():
     from speciesfam.train.probe import train_epochs
 

@@ -7,16 +7,21 @@ A probe search runs hundreds of trials of a few seconds each, so a trial's fixed
 - the driver reads the embeddings once and hands them to every trial through Ray's object store
   (``tune.with_parameters``: zero-copy numpy arrays, no Parquet read per trial);
 - one epoch, validation included, is one call of a TensorFlow graph (a ``tf.while_loop`` over mini-batches,
-  no Python per step); the graph takes weights, optimizer state and hyperparameters as arguments, so it is
-  traced once per (number of layers, optimizer) per process and every later trial of that family reuses it;
-- every epoch is reported; a checkpoint (weights only) is written only when val macro-F1 improves.
+  no Python per step); the graph takes weights and optimizer state (variables of unspecified shape, updated
+  in place by fused optimizer kernels) and hyperparameters as arguments, so it is traced once per (number of
+  layers, optimizer, precision) per process and every later trial of that family reuses it;
+- every epoch is reported; a checkpoint (weights only) is written only when val macro-F1 improves;
+- on CPUs with bf16 instructions the matrix products read bfloat16 (``TuneConfig.precision="auto"``): 1.2-1.4x
+  faster epochs for the larger heads; weights, optimizer, softmax and loss stay float32.
 
 The graph is exactly ``build_probe``'s: Dense(relu) -> Dropout per layer, then softmax; weight init, Adam,
 AdamW and SGD (momentum 0.9, Nesterov) follow Keras 3's definitions, and the checkpoint is Keras's own
-``save_weights`` of ``build_probe(num_classes, dim, hp)`` (tests load it and compare predictions).
+``save_weights`` of ``build_probe(num_classes, dim, hp)`` (tests load it and compare predictions). In float32
+it trains to Keras ``fit``'s weights; in bfloat16 to nearly the same predictions (tests check both).
 
 Checkpoint folder (the contract with export): ``probe.weights.h5``, ``config.json`` = {"kind": "probe",
-"model": "probe", "labels", "hp" (all hyperparameters), "embedding_dim", "embedding_model"} and
+"model": "probe", "labels", "hp" (all hyperparameters), "embedding_dim", "embedding_model", "precision" (the
+type its matrix products were trained in; the weights are float32 and the bundle predicts in float32)} and
 ``metrics.json`` (that epoch's metrics with ``per_class_f1``).
 """
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from typing import Any, Iterator
@@ -36,9 +42,9 @@ from ..models import HEAD_DEFAULTS
 from .loop import class_weight_vector, hyperparameters
 
 WEIGHTS = "probe.weights.h5"
-# Per process, across the trials Tune runs in it: graphs by (layers, optimizer) and Keras models (used only
+# Per process, across the trials Tune runs in it: graphs by (layers, optimizer, precision) and Keras models (used only
 # to write weights files) by shape. A reused process starts its next trial with both already built.
-_GRAPHS: dict[tuple[int, str], Any] = {}
+_GRAPHS: dict[tuple[int, str, str], Any] = {}
 _MODELS: dict[tuple[int, int, int, int], Any] = {}
 _THREADS_SET = False
 
@@ -77,31 +83,49 @@ def init_params(dim: int, num_classes: int, layers: int, units: int, seed: int) 
     return params
 
 
-def _forward(tf, params, x, layers: int, dropout=None, seed=None):
-    """Logits of the head; with ``dropout`` (a rate tensor) and ``seed``, training-mode dropout."""
-    h = x
+def resolve_precision(precision: str) -> str:
+    """``"auto"`` -> ``"bfloat16"`` where this CPU has bf16 instructions (avx512_bf16, amx_bf16) and TensorFlow
+    runs oneDNN, else ``"float32"``. Measured (benchmarks/RESULTS.md, "Search speed"): bfloat16 matrix
+    products run 1.5-1.7x float32's on such a CPU, and slower than float32 without them or without oneDNN."""
+    if precision != "auto":
+        return precision
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() in ("0", "false"):
+        return "float32"
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:  # not Linux: no way to ask cheaply, so the safe choice
+        return "float32"
+    return "bfloat16" if re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) else "float32"
+
+
+def _forward(tf, params, x, layers: int, dropout=None, seed=None, dtype: str = "float32"):
+    """Float32 logits of the head; with ``dropout`` (a rate tensor) and ``seed``, training-mode dropout.
+    ``dtype``: the type the matrix products read (bfloat16: oneDNN still accumulates in float32; the
+    variables, their gradients, the softmax and the loss stay float32)."""
+    h = tf.cast(x, dtype)
     for i in range(layers):
-        h = tf.nn.relu(tf.matmul(h, params[2 * i]) + params[2 * i + 1])
-        if dropout is not None:
-            h = tf.nn.experimental.stateless_dropout(h, dropout, seed=tf.random.experimental.stateless_fold_in(seed, i))
-    return tf.matmul(h, params[-2]) + params[-1]
+        h = tf.nn.relu(tf.matmul(h, tf.cast(params[2 * i], dtype)) + tf.cast(params[2 * i + 1], dtype))
+        if dropout is not None:  # in float32, so both precisions draw the same masks from the same seed
+            h = tf.cast(tf.nn.experimental.stateless_dropout(tf.cast(h, tf.float32), dropout,
+                                                             seed=tf.random.experimental.stateless_fold_in(seed, i)),
+                        dtype)
+    return tf.cast(tf.matmul(h, tf.cast(params[-2], dtype)), tf.float32) + params[-1]
 
 
-def _epoch_graph(tf, layers: int, optimizer: str):
-    """One epoch (shuffled mini-batches, updates, then validation) as one graph, traced once per process."""
-    key = (layers, optimizer)
+def _epoch_graph(tf, layers: int, optimizer: str, dtype: str):
+    """One epoch (shuffled mini-batches, updates, then validation) as one graph, traced once per process.
+
+    Weights and optimizer slots are variables of unspecified shape, updated in place by TensorFlow's fused
+    optimizer kernels (one pass over a weight per step instead of ~10 element-wise ops; the same arithmetic as
+    Keras 3's Adam and SGD), so every trial of a (layers, optimizer, precision) family reuses the one trace."""
+    key = (layers, optimizer, dtype)
     if key in _GRAPHS:
         return _GRAPHS[key]
     if optimizer not in ("adam", "adamw", "sgd"):
         raise ValueError(f"optimizer={optimizer!r} is not supported; choose adam, adamw or sgd")
-    shapes = [[None, None], [None]] * (layers + 1)
-    tensors = [tf.TensorSpec(s, tf.float32) for s in shapes]
-    scalar = tf.TensorSpec([], tf.float32)
 
-    @tf.function(input_signature=[tensors, tensors, tensors, scalar, tf.TensorSpec([None, None], tf.float32),
-                                  tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32),
-                                  tf.TensorSpec([None, None], tf.float32), scalar, scalar, scalar, scalar,
-                                  tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int32)])
+    @tf.function(reduce_retracing=True)
     def epoch(params, m, v, step, x, y, cw, xv, lr, wd, smoothing, dropout, batch, seed):
         num_classes = tf.shape(params[-1])[0]
         n = tf.shape(x)[0]
@@ -111,42 +135,41 @@ def _epoch_graph(tf, layers: int, optimizer: str):
             idx = order[s * batch:tf.minimum((s + 1) * batch, n)]
             yb = tf.gather(y, idx)
             with tf.GradientTape() as tape:
-                tape.watch(params)
                 step_seed = tf.random.experimental.stateless_fold_in(seed, s + 1)  # per step; seed itself shuffles
-                logits = _forward(tf, params, tf.gather(x, idx), layers, dropout, step_seed)
+                logits = _forward(tf, params, tf.gather(x, idx), layers, dropout, step_seed, dtype)
                 target = tf.one_hot(yb, num_classes) * (1.0 - smoothing) + smoothing / tf.cast(num_classes, tf.float32)
                 per_example = -tf.reduce_sum(target * tf.nn.log_softmax(logits), axis=-1) * tf.gather(cw, yb)
                 loss = tf.reduce_mean(per_example)  # Keras's "sum over batch size" reduction
             grads = tape.gradient(loss, params)
-            step += 1.0
-            new_p, new_m, new_v = [], [], []
+            t = step.assign_add(1.0)
             for p, g, mi, vi in zip(params, grads, m, v):
                 if optimizer == "sgd":  # Keras SGD(momentum=0.9, nesterov=True)
-                    mi = 0.9 * mi - lr * g
-                    p = p + 0.9 * mi - lr * g
-                else:  # Keras Adam / AdamW (beta 0.9 / 0.999, epsilon 1e-7); AdamW decays before the step
-                    if optimizer == "adamw":
-                        p = p - p * wd * lr
-                    mi = mi + (g - mi) * 0.1
-                    vi = vi + (g * g - vi) * 0.001
-                    alpha = lr * tf.sqrt(1.0 - 0.999 ** step) / (1.0 - 0.9 ** step)
-                    p = p - mi * alpha / (tf.sqrt(vi) + 1e-7)
-                new_p.append(p), new_m.append(mi), new_v.append(vi)
-            params, m, v = new_p, new_m, new_v
+                    tf.raw_ops.ResourceApplyKerasMomentum(var=p.handle, accum=mi.handle, lr=lr, grad=g, momentum=0.9,
+                                                          use_nesterov=True)
+                    continue
+                if optimizer == "adamw":  # Keras AdamW decays before the Adam step
+                    p.assign_sub(p * wd * lr)
+                # Keras Adam (beta 0.9 / 0.999, epsilon 1e-7, epsilon outside the square root)
+                tf.raw_ops.ResourceApplyAdam(var=p.handle, m=mi.handle, v=vi.handle, beta1_power=0.9 ** t,
+                                             beta2_power=0.999 ** t, lr=lr, beta1=0.9, beta2=0.999, epsilon=1e-7,
+                                             grad=g)
             total += loss
         steps = tf.cast((n + batch - 1) // batch, tf.float32)
-        return params, m, v, step, total / steps, tf.nn.softmax(_forward(tf, params, xv, layers))
+        return total / steps, tf.nn.softmax(_forward(tf, params, xv, layers, dtype=dtype))
 
     _GRAPHS[key] = epoch
     return epoch
 
 
 def train_epochs(data: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: int, hp: dict[str, Any],
-                 max_epochs: int, seed: int = 0) -> Iterator[tuple[int, float, np.ndarray, list]]:
-    """Train the head; yields ``(epoch, train_loss, val_probs, weights)`` after every epoch.
+                 max_epochs: int, seed: int = 0, precision: str = "float32"
+                 ) -> Iterator[tuple[int, float, np.ndarray, list]]:
+    """Train the head; yields ``(epoch, train_loss, val_probs, weights)`` after every epoch. ``precision``:
+    the matrix products' type, ``"float32"`` or ``"bfloat16"`` (``resolve_precision``).
 
-    ``weights`` are TensorFlow tensors in ``build_probe(...).get_weights()`` order. Raises ``FloatingPointError``
-    when the training loss stops being finite.
+    ``weights`` are TensorFlow variables in ``build_probe(...).get_weights()`` order, updated in place by the
+    next epoch: read them before asking for it. Raises ``FloatingPointError`` when the training loss stops
+    being finite.
     """
     from .._lazy import tensorflow
 
@@ -157,19 +180,22 @@ def train_epochs(data: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: in
         raise ValueError("the probe has no training rows: does the cleaned manifest have a 'train' split with "
                          "embeddings?")
     layers, units = int(hp["head_layers"]), int(hp["head_units"])
-    graph = _epoch_graph(tf, layers, str(hp["optimizer"]))
-    params = [tf.constant(p) for p in init_params(xt.shape[1], num_classes, layers, units, seed)]
-    m = [tf.zeros_like(p) for p in params]
-    v = [tf.zeros_like(p) for p in params]
-    step = tf.constant(0.0)
+    graph = _epoch_graph(tf, layers, str(hp["optimizer"]), precision)
+    start = init_params(xt.shape[1], num_classes, layers, units, seed)
+
+    def variables(arrays, trainable=False):  # any shape: one trace serves every trial's head size
+        return [tf.Variable(a, shape=tf.TensorShape(None), trainable=trainable) for a in arrays]
+
+    params = variables(start, trainable=True)  # watched by the graph's GradientTape
+    m, v = variables(map(np.zeros_like, start)), variables(map(np.zeros_like, start))
+    step = tf.Variable(0.0, trainable=False)
     x, y = tf.constant(xt), tf.constant(yt)
     cw = tf.constant(class_weight_vector(yt, num_classes, hp["class_weighting"]))
     xv_t = tf.constant(xv.reshape(len(xv), xt.shape[1]))
     const = [tf.constant(float(hp[k]), tf.float32) for k in ("lr", "weight_decay", "label_smoothing", "dropout")]
     batch = tf.constant(int(hp["batch_size"]), tf.int32)
     for epoch in range(1, max_epochs + 1):
-        params, m, v, step, loss, probs = graph(params, m, v, step, x, y, cw, xv_t, *const, batch,
-                                                tf.constant([seed, epoch], tf.int32))
+        loss, probs = graph(params, m, v, step, x, y, cw, xv_t, *const, batch, tf.constant([seed, epoch], tf.int32))
         loss = float(loss)
         if not np.isfinite(loss):
             raise FloatingPointError(f"probe training loss became {loss} in epoch {epoch} (lr={hp['lr']}); "
@@ -183,15 +209,16 @@ def write_checkpoint(directory: str, weights: list, hp: dict[str, Any], fixed: d
     ``hp``: the trial's complete settings (``probe_hp``)."""
     from ..models.probe import build_probe
 
+    weights = [np.asarray(w) for w in weights]
     labels, dim = list(fixed["labels"]), int(weights[0].shape[0])
     key = (len(labels), dim, int(hp["head_layers"]), int(hp["head_units"]))
     if key not in _MODELS:  # weights do not depend on dropout, so one model per shape serves every trial
         _MODELS[key] = build_probe(len(labels), dim, hp)
     model = _MODELS[key]
-    model.set_weights([np.asarray(w) for w in weights])
+    model.set_weights(weights)
     model.save_weights(os.path.join(directory, WEIGHTS))
     config = {"kind": "probe", "model": "probe", "labels": labels, "hp": hp, "embedding_dim": dim,
-              "embedding_model": fixed.get("embedding_model")}
+              "embedding_model": fixed.get("embedding_model"), "precision": fixed.get("precision", "float32")}
     for name, data in (("config.json", config), ("metrics.json", metrics)):
         with open(os.path.join(directory, name), "w") as f:
             json.dump(data, f, indent=1, default=str)
@@ -218,7 +245,7 @@ def _limit_threads(tf) -> None:
 def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """Tune function trainable: report val metrics every epoch, a weights checkpoint on every new best.
 
-    ``fixed``: ``labels``, ``max_epochs``, ``seed``, ``embedding_model``; ``data``: ``probe_arrays``'s output
+    ``fixed``: ``labels``, ``max_epochs``, ``seed``, ``embedding_model``, ``precision``; ``data``: ``probe_arrays``'s output
     (from the object store). Reports ``kind``/``model`` ("probe") and, for the trial-start benchmark,
     ``started_at``, ``first_epoch_at`` and ``reported_at`` (Unix seconds), ``pid`` (process reuse) and ``process_cpu_s`` (CPU
     seconds this process has used so far, all threads: what a search costs, independent of other load).
@@ -232,11 +259,12 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
     _limit_threads(tensorflow())
     hp = probe_hp(config)  # every setting, recorded in the checkpoint
     labels = list(fixed["labels"])
+    fixed = {**fixed, "precision": resolve_precision(fixed.get("precision", "auto"))}  # recorded in checkpoints
     yv = data["val"][1]
     best, since_best, first_epoch_at = -1.0, 0, time.time()
     epoch_start = first_epoch_at
     for epoch, loss, probs, weights in train_epochs(data, len(labels), hp, int(fixed["max_epochs"]),
-                                                   int(fixed.get("seed", 0))):
+                                                   int(fixed.get("seed", 0)), fixed["precision"]):
         metrics = classification_metrics(probs, yv, len(labels)) if len(yv) else {
             METRIC: 0.0, "val_accuracy": 0.0, "val_top5": 0.0}
         metrics.update(epoch=epoch, train_loss=loss, epoch_s=time.time() - epoch_start, kind="probe", model="probe",

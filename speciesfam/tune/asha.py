@@ -80,7 +80,9 @@ class RecheckedASHA(FIFOScheduler):
         return False
 
     def _cutoff(self, recorded: dict[str, float]) -> float:
-        return float(np.nanpercentile(list(recorded.values()), (1 - 1 / self._rf) * 100))
+        """The ``1 - 1/reduction_factor`` quantile of the rung's results (NaN ones left out, as Ray does)."""
+        values = [v for v in recorded.values() if not np.isnan(v)]
+        return float(np.percentile(values, (1 - 1 / self._rf) * 100)) if values else -np.inf
 
     def _fails_recheck(self, trial_id: str) -> bool:
         """A provisional promotion, now that other trials reached its rung: below the cutoff means stop."""

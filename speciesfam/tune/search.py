@@ -154,6 +154,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
 
         emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint="speciesfam clean --workdir RUN")
         fixed["embedding_model"] = str(emb["model_id"].iloc[0]) if len(emb) else None
+        fixed["precision"] = cfg.precision  # "auto" is resolved in each trial process, on its node's CPU
         # Read once here; trials get zero-copy arrays from the object store instead of a Parquet read each.
         trainable = tune.with_parameters(probe_trial, fixed=fixed, data=probe_arrays(workdir, labels))
     else:
