@@ -22,6 +22,17 @@ import numpy as np
 from _search import probe_search, time_to
 
 
+def timeline(run: dict, target: float):
+    """One row per trial in start order: seconds from the search's start to its first and last report, epochs,
+    best val macro-F1, and the epoch and second at which it first reached ``target`` (empty: never)."""
+    h = run["hist"]
+    trials = h.groupby("trial_id").agg(first_report_s=("since_start", "min"), last_report_s=("since_start", "max"),
+                                       epochs=("epoch", "max"), best=("val_macro_f1", "max"))
+    hit = h[h["val_macro_f1"] >= target].groupby("trial_id")
+    trials["target_epoch"], trials["target_s"] = hit["epoch"].min(), hit["since_start"].min()
+    return trials.sort_values("first_report_s").round(3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-samples", type=int, default=40)
@@ -31,6 +42,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--rows", type=int, default=12_000)
     parser.add_argument("--families", type=int, default=202)
+    parser.add_argument("--timeline", metavar="DIR", help="write each run's per-trial timeline (CSV) here")
     args = parser.parse_args()
     import ray
 
@@ -55,6 +67,10 @@ def main() -> None:
                                  cpus_per_trial=1, max_concurrent=2, name=f"bench-{scheduler}-{rf}", seed=seed)
                 runs["FIFO" if scheduler == "fifo" else f"ASHA rf {rf}"] = probe_search(tmp, cfg)
         target = 0.95 * max(r["best"] for r in runs.values())
+        if args.timeline:
+            os.makedirs(args.timeline, exist_ok=True)
+            for name, r in runs.items():
+                timeline(r, target).to_csv(os.path.join(args.timeline, f"seed{seed}-{name.replace(' ', '')}.csv"))
         fifo = runs["FIFO"]
         fifo_t, fifo_t1 = time_to(fifo, target), time_to(fifo, target, from_first_report=True)
         for name, r in runs.items():
