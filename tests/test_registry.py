@@ -84,3 +84,19 @@ def test_bayesopt_refuses_categorical_space():
 
     with pytest.raises(ValueError, match="'model' is Categorical.*--searcher optuna"):
         SEARCHERS.get("bayesopt")({"lr": tune.loguniform(1e-4, 1e-2), "model": tune.choice(["a", "b"])}, 0)
+
+
+def test_tpe_learns_each_trials_best_epoch_not_its_last():
+    """A trial is ranked and shipped by its best epoch; Ray's OptunaSearch told TPE its last one (lower after
+    early stopping's patience, or at the rung where ASHA cut it)."""
+    from ray import tune
+
+    searcher = SEARCHERS.get("optuna")({"lr": tune.loguniform(1e-4, 1e-1)}, seed=0)
+    searcher.set_search_properties("val_macro_f1", "max", {"lr": tune.loguniform(1e-4, 1e-1)})
+    for trial_id, curve in (("a", [0.2, 0.6, 0.5, 0.4]), ("b", [0.1, float("nan"), 0.3])):
+        assert searcher.suggest(trial_id)["lr"] > 0
+        for epoch, f1 in enumerate(curve, 1):
+            result = {"val_macro_f1": f1, "training_iteration": epoch}
+            searcher.on_trial_result(trial_id, result)
+        searcher.on_trial_complete(trial_id, result)
+    assert [t.value for t in searcher._ot_study.get_trials(deepcopy=False)] == [0.6, 0.3]

@@ -22,12 +22,14 @@ def _needs(package: str, searcher: str):
 
 @SEARCHERS.register("optuna")
 def optuna_tpe(space: dict[str, Any], seed: int, points: list[dict] | None = None):
-    """Bayesian optimisation with Optuna's Tree-structured Parzen Estimator (handles categorical choices)."""
+    """Bayesian optimisation with Optuna's Tree-structured Parzen Estimator (handles categorical choices),
+    told each trial's best epoch rather than its last (``tune.optuna_best``)."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from .optuna_best import BestEpochOptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed), points_to_evaluate=points or None)
+    return BestEpochOptunaSearch(sampler=optuna.samplers.TPESampler(seed=seed), points_to_evaluate=points or None)
 
 
 @SEARCHERS.register("hebo")
