@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--scheduler", default="asha")
     parser.add_argument("--reduction-factor", type=int, default=2)
     parser.add_argument("--grace-period", type=int, default=1)
+    parser.add_argument("--precision", default="auto", help="probe trials' matrix products: auto, float32, bfloat16")
     args = parser.parse_args()
     import ray
 
@@ -39,7 +40,8 @@ def main() -> None:
         init_ray(num_cpus=2)
         cfg = TuneConfig(kind="probe", num_samples=args.num_samples, max_epochs=args.max_epochs,
                          scheduler=args.scheduler, reduction_factor=args.reduction_factor,
-                         grace_period=args.grace_period, cpus_per_trial=1, max_concurrent=2, seed=0)
+                         grace_period=args.grace_period, cpus_per_trial=1, max_concurrent=2, seed=0,
+                         precision=args.precision)
         run = probe_search(tmp, cfg)
         ray.shutdown()
         tune_dir = os.path.join(tmp, "tune")
@@ -47,8 +49,10 @@ def main() -> None:
         checkpoints = sum(name.startswith("checkpoint_") for _, dirs, _ in os.walk(tune_dir) for name in dirs)
     print(f"Tune storage after the search: {checkpoints} checkpoints kept, {disk / 2**20:.1f} MiB")
     later = run["to_first_epoch"][2:]
+    from speciesfam.train.probe import resolve_precision
+
     print(f"machine: {os.cpu_count()} CPU {platform.machine()}; embeddings {splits} x {args.dim}, "
-          f"{args.families} families")
+          f"{args.families} families; matrix products in {resolve_precision(args.precision)}")
     print(f"| trials | epochs run | search wall s | best val macro-F1 | trial processes | errors |\n"
           f"|---:|---:|---:|---:|---:|---:|\n| {run['trials']} | {run['epochs']} | {run['wall']:.1f} | "
           f"{run['best']:.4f} | {run['processes']} | {run['errors']} |")

@@ -75,6 +75,8 @@ def test_configs_name_the_bad_field():
         TuneConfig(grace_period=9, max_epochs=3).validate()
     with pytest.raises(KeyError, match="unknown searcher 'tpe'"):
         TuneConfig(searcher="tpe").validate()
+    with pytest.raises(ConfigError, match="precision='fp16' is invalid: expected 'auto' or 'float32' or 'bfloat16'"):
+        TuneConfig(precision="fp16").validate()
     with pytest.raises(ConfigError, match="contamination=0.7"):
         CleanConfig(contamination=0.7).validate()
 
