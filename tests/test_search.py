@@ -75,6 +75,7 @@ def test_resources_that_can_never_fit_fail_before_training(ray_session):
     check_resources(TuneConfig(cpus_per_worker=0.5))
 
 
+@pytest.mark.slow  # the NaN trial's status is also checked, faster, by the wiring test above
 def test_nan_loss_fails_the_trial_with_a_clear_error(collection, tmp_path, ray_session):
     from ray.train import RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
