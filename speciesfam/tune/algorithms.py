@@ -98,12 +98,10 @@ def hyperband(cfg):
     limit or trials that report faster than it decides, can leave paused trials waiting forever (measured
     here: 2 of 6 toy searches under CPU load hung; ray-project/ray#6780, #37605). Trials here are never paused.
     """
-    import math
-
     from .asha import RecheckedASHA
 
     # bracket s first judges a trial at grace_period * rf**s epochs, which must stay within max_epochs
-    highest = math.floor(math.log(cfg.max_epochs / cfg.grace_period) / math.log(cfg.reduction_factor) + 1e-9)
+    highest = RecheckedASHA.highest_rung(cfg.max_epochs, cfg.grace_period, cfg.reduction_factor)
     return RecheckedASHA(max_t=cfg.max_epochs, grace_period=cfg.grace_period,
                          reduction_factor=cfg.reduction_factor, brackets=min(3, highest + 1), seed=cfg.seed)
 

@@ -32,7 +32,7 @@ class RecheckedASHA(FIFOScheduler):
                              f"brackets={brackets}")
         super().__init__()
         self._max_t, self._rf, self._time_attr = max_t, reduction_factor, time_attr
-        rungs = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1e-9)  # Ray's count, less 1
+        rungs = self.highest_rung(max_t, grace_period, reduction_factor)
         # per bracket: {milestone: {trial_id: value}}, milestones grace * rf**(k + s) for k = 0 .. rungs - s
         self._brackets = [{grace_period * reduction_factor ** (k + s): {} for k in range(rungs - s + 1)}
                           for s in range(brackets)]
@@ -41,6 +41,12 @@ class RecheckedASHA(FIFOScheduler):
         self._rng = np.random.default_rng(seed)
         self._sign = 1.0
         self.num_stopped = 0
+
+    @staticmethod
+    def highest_rung(max_t: int, grace_period: int, reduction_factor: float) -> int:
+        """The largest k with ``grace_period * reduction_factor**k <= max_t`` (Ray's rung count, less 1): the
+        rungs are k = 0 .. highest, and a bracket s (first judged at grace * rf**s) exists for s <= highest."""
+        return int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1e-9)
 
     @property
     def milestones(self) -> list[list[float]]:
