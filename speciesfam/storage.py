@@ -125,13 +125,15 @@ class Entry:
     problem: str = ""
 
 
-def walk(uri: str) -> tuple[list[Entry], int]:
+def walk(uri: str, file_links: bool = False) -> tuple[list[Entry], int]:
     """Every file under folder ``uri``, each real file once; returns (entries, aliases).
 
     Local folders: symlinked folders are followed, but only after every real folder was walked and only
     once per real folder, so a loop (``Beta/loop -> ..``) or a second link to the same place lists nothing
     twice and a file is named by its real location when it has one inside the tree. ``aliases`` counts the
-    links to files or folders already listed. Object stores (``s3://``, ``gs://``) have no links.
+    links to files or folders already listed. ``file_links``: list every link to a file as well, under its
+    own name, after the real files (catalog does: a link in another family's folder gives an image a second
+    label, which must show as a conflict, as a copy of its bytes would). Object stores have no links.
 
     Raises:
         NotADirectoryError: ``uri`` is not a folder.
@@ -144,10 +146,10 @@ def walk(uri: str) -> tuple[list[Entry], int]:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
         files = sorted(i.path for i in infos if i.type == pafs.FileType.File)
         return [Entry(f"{scheme}://{f}", f[len(path):].lstrip("/")) for f in files], 0
-    return _walk_local(path)
+    return _walk_local(path, file_links)
 
 
-def _walk_local(root: str) -> tuple[list[Entry], int]:
+def _walk_local(root: str, list_file_links: bool) -> tuple[list[Entry], int]:
     entries: list[Entry] = []
     seen_dirs: set[str] = set()
     seen_files: set[str] = set()
@@ -213,7 +215,7 @@ def _walk_local(root: str) -> tuple[list[Entry], int]:
             except OSError as err:  # vanished or unreadable while walking
                 add(e.path, child_rel, None, f"cannot stat: {err.strerror or err}")
     for link, rel in file_links:
-        add(link, rel, os.path.realpath(link))
+        add(link, rel, None if list_file_links else os.path.realpath(link))
     return entries, aliases
 
 

@@ -53,14 +53,36 @@ def test_symlink_loop_and_linked_folders_list_each_real_file_once(tmp_path):
     outside = family(tmp_path / "elsewhere", "delta", 4, 300)
     (src / "Delta").symlink_to(tmp_path / "elsewhere" / "delta")  # a family that lives outside the tree
     m = run_catalog(str(src), str(tmp_path / "run"), SMALL)
-    assert len(m) == 29 + 4 and by_status(m) == {"ok": 33}
+    assert len(m) == 29 + 4 + 1 and by_status(m) == {"ok": 33, "duplicate": 1}
+    ok = m[m["status"] == "ok"]
     for fam, paths in files.items():
-        assert sorted(m.loc[m["label"] == fam, "path"]) == sorted(paths)
+        assert sorted(ok.loc[ok["label"] == fam, "path"]) == sorted(paths)
     assert sorted(m.loc[m["label"] == "Delta", "path"].str.rsplit("/", n=1).str[-1]) == sorted(
         os.path.basename(p) for p in outside)
+    link = m[m["status"] == "duplicate"].iloc[0]  # a file link gets a row of its own, under its own name
+    assert link["path"] == str(src / "Alpha" / "self.png") and link["duplicate_of"] == files["Alpha"][0]
     md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
-    assert "files seen: 33, rows written: 33" in md
-    assert "not listed again): 3" in md  # loop, again, self.png
+    assert "files seen: 34, rows written: 34" in md
+    assert "not listed again): 2" in md  # loop, again
+
+
+def test_a_file_linked_into_another_family_is_a_label_conflict_like_a_copy(tmp_path):
+    """A link Beta/x.png -> ../Alpha/img1.png labels one image twice; it was counted as an alias and the image
+    silently kept its first label. Now: as for a copy of its bytes, both rows ``conflict``, naming both labels."""
+    src = tmp_path / "src"
+    alpha = family(src, "Alpha", 4, 0)
+    family(src, "Beta", 4, 10)
+    (src / "Beta" / "borrowed.png").symlink_to("../Alpha/img1.png")
+    png(tmp_path / "elsewhere" / "shared.png", 99)
+    (src / "Alpha" / "shared.png").symlink_to(tmp_path / "elsewhere" / "shared.png")  # outside the tree,
+    (src / "Beta" / "shared.png").symlink_to(tmp_path / "elsewhere" / "shared.png")  # linked from two families
+    m = build_manifest(str(src), SMALL)
+    assert len(m) == m.attrs["files_seen"] == 11 and m.attrs["aliases"] == 0
+    got = {r.path: (r.status, r.reason) for r in m.itertuples()}
+    for path in (alpha[1], str(src / "Beta" / "borrowed.png"), str(src / "Alpha" / "shared.png"),
+                 str(src / "Beta" / "shared.png")):
+        assert got[path][0] == "conflict" and "'Alpha', 'Beta'" in got[path][1], (path, got[path])
+    assert by_status(m) == {"ok": 7, "conflict": 4}
 
 
 def test_every_file_of_a_folder_gets_a_row_and_a_reason(tmp_path):

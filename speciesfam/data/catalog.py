@@ -93,8 +93,8 @@ def _assign_splits(df: "pd.DataFrame", cfg: CatalogConfig) -> "pd.Series":
 def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int = 16) -> "pd.DataFrame":
     """Scan ``source`` and return the manifest (columns ``MANIFEST_COLUMNS``), one row per input file or row.
 
-    ``attrs`` carries ``files_seen`` (folder) or ``rows_read`` (manifest), and ``aliases`` (links to files
-    or folders already listed), for the report.
+    ``attrs`` carries ``files_seen`` (folder) or ``rows_read`` (manifest), and ``aliases`` (links to folders
+    already listed, and files reached again through them; a link to a file gets a row), for the report.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -214,7 +214,8 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
         seen = f"- manifest rows read: {attrs.get('rows_read', len(manifest))}, rows written: {len(manifest)}"
     lines = [f"# Catalog of {_md(source)}", "", seen]
     if attrs.get("aliases"):
-        lines.append(f"- links to files or folders already listed (not listed again): {attrs['aliases']}")
+        lines.append(f"- links to folders already listed, or files reached again through them (not listed "
+                     f"again): {attrs['aliases']}")
     lines += [*(f"- {k}: {v}" for k, v in sorted(status.items())), f"- families: {ok['label'].nunique()}", "",
               "| family | train | val | test | class weight |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {_md(lab)} | {r['train']} | {r['val']} | {r['test']} | {weights.get(lab, 0):.3f} |"

@@ -55,7 +55,7 @@ def read_folder(source: str) -> "pd.DataFrame":
     """Every file under folder ``source``: the first folder level names the family."""
     import pandas as pd
 
-    entries, aliases = storage.walk(source)
+    entries, aliases = storage.walk(source, file_links=True)
     if not entries:
         raise SourceError(f"{source}: the folder holds no files (expected FAMILY/IMAGE, one folder per family)")
     rows = []
