@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-samples", type=int, default=40)
     parser.add_argument("--max-epochs", type=int, default=30)
-    parser.add_argument("--grace-period", type=int, default=1)
+    parser.add_argument("--grace-period", type=int, default=None, help="default: the tool's (TuneConfig.grace)")
     parser.add_argument("--reduction-factors", type=int, nargs="+", default=[2])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--rows", type=int, default=12_000)

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--families", type=int, default=202)
     parser.add_argument("--scheduler", default="asha")
     parser.add_argument("--reduction-factor", type=int, default=2)
-    parser.add_argument("--grace-period", type=int, default=1)
+    parser.add_argument("--grace-period", type=int, default=None, help="default: the tool's (TuneConfig.grace)")
     parser.add_argument("--precision", default="auto", help="probe trials' matrix products: auto, float32, bfloat16")
     args = parser.parse_args()
     import ray

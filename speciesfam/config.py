@@ -184,6 +184,7 @@ class CleanConfig:
 
 KINDS = ("scratch", "transfer", "probe")
 PRECISIONS = ("auto", "float32", "bfloat16")
+DEFAULT_GRACE = 3  # epochs before ASHA first judges a trial, unless --grace-period says otherwise
 
 
 @dataclass
@@ -197,7 +198,9 @@ class TuneConfig:
     scheduler: str = opt("asha", "trial scheduler (or module:attr)", choices="SCHEDULERS")
     num_samples: int = opt(8, "trials")
     max_epochs: int = opt(10, "epochs per trial at most")
-    grace_period: int = opt(1, "epochs before ASHA may stop a trial")
+    grace_period: int | None = opt(None, "epochs every trial trains before ASHA may stop it (default: 3, or "
+                                         "max_epochs if fewer; 1 judged heads on near-zero epoch-1 macro-F1 and "
+                                         "steered the search away from the best ones, benchmarks/RESULTS.md)")
     reduction_factor: int = opt(2, "ASHA/HyperBand keep the top 1/reduction_factor at each rung")
     workers_per_trial: int = opt(2, "Ray Train workers per CNN trial (MultiWorkerMirroredStrategy)")
     cpus_per_worker: float = opt(1.0, "CPUs per Ray Train worker")
@@ -225,6 +228,11 @@ class TuneConfig:
     init_from: str | None = opt(None, "warm start: the earlier experiment in the same storage (e.g. probe) whose "
                                       "best trial's head and regularisation settings the searcher tries first")
 
+    @property
+    def grace(self) -> int:
+        """The grace period in force: ``grace_period``, or ``DEFAULT_GRACE`` epochs (at most ``max_epochs``)."""
+        return self.grace_period if self.grace_period is not None else min(DEFAULT_GRACE, self.max_epochs)
+
     @classmethod
     def smoke(cls, **overrides: Any) -> "TuneConfig":
         """What ``--smoke-test`` means, for the CLI, the jobs and the demo alike: the space's tiny variant, 2
@@ -237,8 +245,8 @@ class TuneConfig:
         _require(self.kind in KINDS, "kind", self.kind, "'scratch', 'transfer' or 'probe'")
         _require(self.num_samples >= 1, "num_samples", self.num_samples, "an integer >= 1")
         _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, "an integer >= 1")
-        _require(1 <= self.grace_period <= self.max_epochs, "grace_period", self.grace_period,
-                 f"an integer in [1, max_epochs={self.max_epochs}]")
+        _require(self.grace_period is None or 1 <= self.grace_period <= self.max_epochs, "grace_period",
+                 self.grace_period, f"None (default) or an integer in [1, max_epochs={self.max_epochs}]")
         _require(self.reduction_factor >= 2, "reduction_factor", self.reduction_factor, "an integer >= 2")
         _require(self.workers_per_trial >= 1, "workers_per_trial", self.workers_per_trial, "an integer >= 1")
         _require(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker,

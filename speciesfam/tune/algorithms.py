@@ -85,7 +85,7 @@ def asha(cfg):
     first at a rung (nothing to compare with) is judged again once another trial gets there (``tune.asha``)."""
     from .asha import RecheckedASHA
 
-    return RecheckedASHA(max_t=cfg.max_epochs, grace_period=cfg.grace_period,
+    return RecheckedASHA(max_t=cfg.max_epochs, grace_period=cfg.grace,
                          reduction_factor=cfg.reduction_factor, seed=cfg.seed)
 
 
@@ -101,8 +101,8 @@ def hyperband(cfg):
     from .asha import RecheckedASHA
 
     # bracket s first judges a trial at grace_period * rf**s epochs, which must stay within max_epochs
-    highest = RecheckedASHA.highest_rung(cfg.max_epochs, cfg.grace_period, cfg.reduction_factor)
-    return RecheckedASHA(max_t=cfg.max_epochs, grace_period=cfg.grace_period,
+    highest = RecheckedASHA.highest_rung(cfg.max_epochs, cfg.grace, cfg.reduction_factor)
+    return RecheckedASHA(max_t=cfg.max_epochs, grace_period=cfg.grace,
                          reduction_factor=cfg.reduction_factor, brackets=min(3, highest + 1), seed=cfg.seed)
 
 

@@ -214,7 +214,8 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table) -> None:
                **({"best_trial": str(best["trial_id"]), layout.BEST_METRIC: float(best[layout.BEST_METRIC]),
                    "best_epoch": int(best["best_epoch"]) if pd.notna(best["best_epoch"]) else None}
                   if best is not None else {})}
-    stages.finish(workdir, "tune", config={k: v for k, v in asdict(cfg).items() if v is not None}, summary=summary)
+    settings = {**asdict(cfg), "grace_period": cfg.grace}  # the grace period in force, default or given
+    stages.finish(workdir, "tune", config={k: v for k, v in settings.items() if v is not None}, summary=summary)
 
 
 def check_some_trial_trained(table) -> None:
