@@ -1,5 +1,5 @@
 """Scale target of a probe search: 100 trials x up to 30 epochs on 12,000 x 512 embeddings (the reference data's
-size: 202 families of 29-300 images, generated Gaussian families), ASHA (default grace 1, reduction factor 2),
+size: 202 families of 29-300 images, generated Gaussian families), ASHA (the tool's grace period, 3, unless --grace-period; reduction factor 2),
 Optuna TPE, 2 trials at a time on 2 CPUs. Target: <= 3 minutes. Also prints the trial-start figures
 (driver starts a trial -> its first epoch begins / its first report).
 
