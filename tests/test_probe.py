@@ -146,6 +146,8 @@ def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_pa
         assert sorted(m["epoch"] for _, m in r.best_checkpoints) == sorted(new_best)[-2:]
         on_disk = [d for d in os.listdir(r.path) if d.startswith("checkpoint_")]
         assert len(on_disk) == min(2, len(new_best)), on_disk
+        # FIFO cuts nothing: each trial's last report, and only it, says it ran its course (what TPE is told)
+        assert df["final_epoch"].tolist() == [False] * (len(df) - 1) + [True]
     best = results.get_best_result()
     ckpt = best.get_best_checkpoint(cfg_metric := "val_macro_f1", "max")
     assert sorted(os.listdir(ckpt.path)) == ["config.json", "metrics.json", "probe.weights.h5"]

@@ -114,3 +114,29 @@ def test_tpe_learns_each_trials_best_epoch_not_its_last():
             searcher.on_trial_result(trial_id, result)
         searcher.on_trial_complete(trial_id, result)
     assert [t.value for t in searcher._ot_study.get_trials(deepcopy=False)] == [0.6, 0.3]
+
+
+def test_tpe_is_told_a_trial_the_scheduler_cut_was_pruned_not_finished():
+    """A trial ASHA cut at epoch 2 has an epoch-2 value; TPE must not weigh it against 30-epoch results, so it is
+    PRUNED (Optuna's TPE ranks those below every completed trial, by step then value). Results are fed as
+    Tune's controller does: the one on which the scheduler stops a trial reaches only on_trial_complete."""
+    from optuna.trial import TrialState
+    from ray import tune
+
+    space = {"lr": tune.loguniform(1e-4, 1e-1)}
+    searcher = SEARCHERS.get("optuna")(space, seed=0)
+    searcher.set_search_properties("val_macro_f1", "max", space)
+    runs = {"ran its course": ([0.2, 0.5, 0.6, 0.7], True),  # ASHA stops it at max_t: final epoch unseen till the end
+            "cut at a rung": ([0.5, 0.9], False),  # higher, but at 2 epochs
+            "its own patience": ([0.3, 0.4, 0.35], None)}  # returned on its own: its last result came twice
+    for trial_id, (curve, stopped_on_final) in runs.items():
+        searcher.suggest(trial_id)
+        results = [{"val_macro_f1": f1, "training_iteration": i, "final_epoch": i == len(curve) and
+                    stopped_on_final is not False} for i, f1 in enumerate(curve, 1)]
+        for result in results[:-1] if stopped_on_final is not None else results:
+            searcher.on_trial_result(trial_id, result)
+        searcher.on_trial_complete(trial_id, results[-1])
+    told = {t.number: t for t in searcher._ot_study.get_trials(deepcopy=False)}
+    assert [told[i].state for i in range(3)] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
+    assert told[0].value == 0.7 and told[2].value == 0.4  # best epochs, the stopping one included
+    assert told[1].intermediate_values == {1: 0.5, 2: 0.9}  # how far it got, for TPE's ranking of pruned trials

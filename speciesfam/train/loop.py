@@ -250,6 +250,7 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
                 metrics["trial_started_at"] = config["trial_started_at"]
             marks.append(("reported", time.time()))
         stop = state["since_best"] >= int(hp["patience"])  # early stopping: same decision on every worker
+        metrics["final_epoch"] = stop or state["epoch"] >= max_epochs  # the searcher tells a cut trial from this
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
                 save_checkpoint(tmp, model, config, state, {**metrics, "per_class_f1": per_class})

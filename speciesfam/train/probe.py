@@ -246,7 +246,9 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
     """Tune function trainable: report val metrics every epoch, a weights checkpoint on every new best.
 
     ``fixed``: ``labels``, ``max_epochs``, ``seed``, ``embedding_model``, ``precision``; ``data``: ``probe_arrays``'s output
-    (from the object store). Reports ``kind``/``model`` ("probe") and, for the trial-start benchmark,
+    (from the object store). Reports ``kind``/``model`` ("probe"), ``final_epoch`` (True on the last epoch the
+    trial runs by its own rules: ``max_epochs`` or its patience; the searcher treats a trial that ended without
+    it as cut, ``tune.optuna_best``) and, for the trial-start benchmark,
     ``started_at``, ``first_epoch_at`` and ``reported_at`` (Unix seconds), ``pid`` (process reuse) and ``process_cpu_s`` (CPU
     seconds this process has used so far, all threads: what a search costs, independent of other load).
     """
@@ -272,6 +274,7 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
                        process_cpu_s=time.process_time(), reported_at=time.time())
         improved = metrics[METRIC] > best + 1e-6
         best, since_best = max(best, metrics[METRIC]), 0 if improved else since_best + 1
+        metrics["final_epoch"] = since_best >= int(hp["patience"]) or epoch >= int(fixed["max_epochs"])
         if improved:
             with tempfile.TemporaryDirectory() as tmp:
                 per_class = per_class_f1(probs, yv, labels) if len(yv) else {}
@@ -279,6 +282,6 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
         else:
             tune.report(metrics)
-        if since_best >= int(hp["patience"]):  # early stopping, as in CNN trials
+        if metrics["final_epoch"]:  # early stopping (as in CNN trials), or max_epochs
             break
         epoch_start = time.time()
