@@ -61,7 +61,9 @@ class LocalCluster:
                   "--temp-dir", self.temp_dir, "--resources", json.dumps({"head": 1}), "--disable-usage-stats")
         self._ray("start", "--address", f"127.0.0.1:{self.port}", "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
                   *self._own_ports(1), "--resources", json.dumps({"node2": 1}), "--node-name", "node2",
-                  "--disable-usage-stats")
+                  # its own runtime_resources, as on a real second machine: sharing the head's, each node's
+                  # runtime-env agent deleted the job's working dir (the driver's cwd) when its own use ended
+                  "--temp-dir", os.path.join(self.temp_dir, "node2"), "--disable-usage-stats")
 
     def submit_command(self, *job: str) -> list[str]:
         """The ``ray job submit`` command for ``python JOB...`` with this repo as the working dir."""
