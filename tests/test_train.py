@@ -61,6 +61,7 @@ def _weights(path):
         return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
 
 
+@pytest.mark.slow  # ~45 s: a 1-worker and a 2-worker Ray Train run (MultiWorkerMirroredStrategy); kept the default under 5 min
 def test_two_workers_match_each_other_and_one_worker(small_manifest, tmp_path, ray_session):
     manifest, labels = small_manifest
     # per-worker batch 8 x 2 workers = the same global batch of 16 as 1 worker x 16; unshuffled shards
