@@ -64,7 +64,7 @@ def main() -> None:
             for scheduler, rf in [("fifo", 2)] + [("asha", rf) for rf in args.reduction_factors]:
                 cfg = TuneConfig(kind="probe", searcher="optuna", scheduler=scheduler, num_samples=args.num_samples,
                                  max_epochs=args.max_epochs, grace_period=args.grace_period, reduction_factor=rf,
-                                 cpus_per_trial=1, max_concurrent=2, name=f"bench-{scheduler}-{rf}", seed=seed)
+                                 name=f"bench-{scheduler}-{rf}", seed=seed)  # defaults: 2 trials of 1 CPU at once
                 runs["FIFO" if scheduler == "fifo" else f"ASHA rf {rf}"] = probe_search(tmp, cfg)
         target = 0.95 * max(r["best"] for r in runs.values())
         if args.timeline:

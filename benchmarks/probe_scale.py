@@ -40,7 +40,7 @@ def main() -> None:
         init_ray(num_cpus=2)
         cfg = TuneConfig(kind="probe", num_samples=args.num_samples, max_epochs=args.max_epochs,
                          scheduler=args.scheduler, reduction_factor=args.reduction_factor,
-                         grace_period=args.grace_period, cpus_per_trial=1, max_concurrent=2, seed=0,
+                         grace_period=args.grace_period, seed=0,  # defaults: 2 trials of 1 CPU at once
                          precision=args.precision)
         run = probe_search(tmp, cfg)
         ray.shutdown()

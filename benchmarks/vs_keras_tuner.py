@@ -111,8 +111,9 @@ def one_seed(args, seed: int) -> dict:
         # 10% of the time left for what follows the budget (stopping trials, the trial table)
         budget = None if theirs is None else max(0.9 * theirs["wall"] - ray_start, 5.0)
         trials = 100_000 if budget else (args.our_trials or args.trials)
-        ours = probe_search(tmp, TuneConfig(kind="probe", num_samples=trials, max_epochs=args.epochs, cpus_per_trial=1,
-                                            max_concurrent=2, seed=seed, time_budget_s=budget))
+        # the tool's defaults: as many 1-CPU probe trials at once as the 2 CPUs hold
+        ours = probe_search(tmp, TuneConfig(kind="probe", num_samples=trials, max_epochs=args.epochs, seed=seed,
+                                            time_budget_s=budget))
         ours["cold"] = time.time() - start
         ray.shutdown()
         theirs = theirs or keras_tuner()

@@ -205,8 +205,10 @@ class TuneConfig:
     workers_per_trial: int = opt(2, "Ray Train workers per CNN trial (MultiWorkerMirroredStrategy)")
     cpus_per_worker: float = opt(1.0, "CPUs per Ray Train worker")
     gpus_per_worker: float = opt(0.0, "GPUs per Ray Train worker")
-    cpus_per_trial: float = opt(0.5, "CPUs of the trial process itself (it drives Ray Train, or trains a probe)")
-    max_concurrent: int = opt(1, "trials running at once")
+    cpus_per_trial: float | None = opt(None, "CPUs of the trial process itself (default: 1 for probe trials, which "
+                                             "train in it; 0.5 for CNN trials, whose process drives Ray Train)")
+    max_concurrent: int | None = opt(None, "trials running at once (default: as many as the cluster's CPUs and GPUs "
+                                           "hold at the search's start, each trial's process and workers counted)")
     time_budget_s: float | None = opt(None, "seconds for the whole search", flag="--time-budget")
     storage_path: str | None = opt(None, "Tune storage (default RUN/tune; shared storage on clusters)")
     name: str | None = opt(None, "experiment name (default: KIND)")
@@ -233,6 +235,12 @@ class TuneConfig:
         """The grace period in force: ``grace_period``, or ``DEFAULT_GRACE`` epochs (at most ``max_epochs``)."""
         return self.grace_period if self.grace_period is not None else min(DEFAULT_GRACE, self.max_epochs)
 
+    @property
+    def trial_cpus(self) -> float:
+        """CPUs of a trial's own process: ``cpus_per_trial``, or 1 for probe trials (they train in it) and 0.5
+        for CNN trials (it only drives their Ray Train workers)."""
+        return self.cpus_per_trial if self.cpus_per_trial is not None else 1.0 if self.kind == "probe" else 0.5
+
     @classmethod
     def smoke(cls, **overrides: Any) -> "TuneConfig":
         """What ``--smoke-test`` means, for the CLI, the jobs and the demo alike: the space's tiny variant, 2
@@ -252,8 +260,10 @@ class TuneConfig:
         _require(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker,
                  "a number > 0 (Ray refuses 0 CPUs for a worker)")
         _require(self.gpus_per_worker >= 0, "gpus_per_worker", self.gpus_per_worker, "a number >= 0")
-        _require(self.cpus_per_trial > 0, "cpus_per_trial", self.cpus_per_trial, "a number > 0")
-        _require(self.max_concurrent >= 1, "max_concurrent", self.max_concurrent, "an integer >= 1")
+        _require(self.cpus_per_trial is None or self.cpus_per_trial > 0, "cpus_per_trial", self.cpus_per_trial,
+                 "None (default) or a number > 0")
+        _require(self.max_concurrent is None or self.max_concurrent >= 1, "max_concurrent", self.max_concurrent,
+                 "None (default: as many as fit) or an integer >= 1")
         _require(self.max_failures >= 0, "max_failures", self.max_failures, "an integer >= 0")
         _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", self.time_budget_s,
                  "seconds > 0 or None")

@@ -234,19 +234,38 @@ def stopped_by_scheduler(done: bool, iterations: int | None, max_epochs: int | N
     return iterations is None or max_epochs is None or int(iterations) < int(max_epochs)
 
 
-def how_ended(done: bool, iterations: int | None, max_epochs: int | None, scheduler: str) -> str:
-    """``stopped by ASHA``, ``early stopping`` (the trial's own patience) or ``finished`` (all epochs)."""
-    if stopped_by_scheduler(done, iterations, max_epochs):
-        return f"stopped by {scheduler}"
+def how_ended(done: bool, iterations: int | None, max_epochs: int | None, scheduler: str,
+              final: bool | None = None, cut_by: str = "the search's end") -> str:
+    """``stopped by ASHA``, ``early stopping`` (the trial's own patience), ``finished`` (all epochs) or
+    ``stopped by <cut_by>`` (e.g. the time budget ended the search while it trained).
+
+    ``final``: the trial's own word on its last result (``final_epoch``: its last epoch by its own rules);
+    results without it (older runs, a user's trainable) fall back to Tune's ``done`` flag and epoch counts."""
+    if final is None:
+        if stopped_by_scheduler(done, iterations, max_epochs):
+            return f"stopped by {scheduler}"
+        final = True  # returned on its own
+    elif not final:
+        return f"stopped by {scheduler if done else cut_by}"
     if iterations is not None and max_epochs is not None and int(iterations) < int(max_epochs):
         return "early stopping"
     return "finished"
 
 
+def final_flag(value: Any) -> bool | None:
+    """A result's ``final_epoch`` as True/False, from a result dict or a progress.csv cell (None: absent)."""
+    if isinstance(value, str):
+        return {"true": True, "false": False}.get(value.strip().lower())
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return bool(value)
+
+
 def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | None = None,
-                         metric: str = layout.METRIC):
-    """A Tune callback printing one line per finished trial (built here so Ray is imported lazily):
-    trial, model, epochs, its best epoch's val macro-F1 to 3 digits, and how it ended (``stopped_by_scheduler``)."""
+                         metric: str = layout.METRIC, cut_by: str = "the search's end"):
+    """A Tune callback printing one line per trial that ended (built here so Ray is imported lazily):
+    trial, model, epochs, its best epoch's val macro-F1 to 3 digits, and how it ended (``how_ended``; ``cut_by``
+    names what ends a search with trials still training, e.g. ``the time budget``)."""
     from ray import tune
 
     class TrialLines(tune.Callback):
@@ -254,6 +273,7 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             self.finished = 0
             self.ended: dict[str, str] = {}
             self.best: dict[str, float] = {}
+            self.lined: set[str] = set()
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             # Logged with the result (Tune's progress.csv), so the report tells the endings apart too.
@@ -261,16 +281,20 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             if max_epochs is not None:
                 result.setdefault("max_epochs", max_epochs)
             self.ended[trial.trial_id] = how_ended(bool(result.get("done")), result.get("training_iteration"),
-                                                   max_epochs, scheduler)
+                                                   max_epochs, scheduler, final_flag(result.get("final_epoch")),
+                                                   cut_by)
             value = result.get(metric)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self.best[trial.trial_id] = max(value, self.best.get(trial.trial_id, -math.inf))
 
         def _line(self, trials: list, trial: Any, ended: str) -> None:
+            if trial.trial_id in self.lined:
+                return
+            self.lined.add(trial.trial_id)
             self.finished += 1
             last = trial.last_result or {}
             epochs = last.get("epoch", last.get("training_iteration"))
-            model = str((trial.config or {}).get("model", trial.trainable_name))
+            model = str(last.get("model") or (trial.config or {}).get("model") or trial.trainable_name)
             count = total if total and len(trials) <= total else None  # a grid makes num_samples x grid
             say(trial_line(self.finished, count, trial.trial_id, model, epochs, self.best.get(trial.trial_id), ended))
 
@@ -278,6 +302,12 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             # no result at all: stopped (time budget, end of search) before its first epoch
             fallback = "finished" if trial.has_reported_at_least_once else "not trained"
             self._line(trials, trial, self.ended.get(trial.trial_id, fallback))
+
+        def on_experiment_end(self, trials: list, **info: Any) -> None:
+            # Trials still training when the search ended (its time budget) get no on_trial_complete from Tune.
+            for trial in trials:
+                if trial.trial_id not in self.lined and trial.has_reported_at_least_once:
+                    self._line(trials, trial, self.ended.get(trial.trial_id, f"stopped by {cut_by}"))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             text = ""

@@ -204,7 +204,7 @@ def trial_histories(trials) -> tuple[dict[str, Any], float]:
 
 
 def search(workdir: str, records: dict) -> dict | None:
-    from .console import how_ended, scheduler_name
+    from .console import final_flag, how_ended, scheduler_name
 
     trials = _table(workdir, layout.TRIALS)
     if trials is None:
@@ -223,10 +223,12 @@ def search(workdir: str, records: dict) -> dict | None:
 
     def ended_as(h, scheduler: str) -> str:
         known = max_epochs(h)  # unknown: the longest trial's epochs tell a scheduler's stop at max_t apart
+        final = final_flag(h["final_epoch"].iloc[-1]) if "final_epoch" in h else None  # older runs lack it
         text = how_ended(str(h["done"].iloc[-1]) == "True", h["training_iteration"].iloc[-1], known or observed,
-                         scheduler)
-        return "finished" if known is None and text == "early stopping" else text
+                         scheduler, final, cut_by)
+        return "finished" if known is None and final is None and text == "early stopping" else text
 
+    cut_by = f"the time budget ({cfg['time_budget_s']:g} s)" if cfg.get("time_budget_s") else "the search's end"
     named = [str(h["scheduler"].dropna().iloc[-1]) for h in histories.values()
              if "scheduler" in h and h["scheduler"].notna().any()]
     scheduler = named[0] if named else scheduler_name(cfg.get("scheduler", "asha"))
@@ -365,10 +367,17 @@ def summary_line(workdir: str, stage: str) -> str:
             return (f"clean: {int((c['status'] == layout.REMOVED_STATUS).sum())} removed, "
                     f"{int((c['status'] == layout.OK).sum())} images kept" + "".join(f"; {e} flagged" for e in extra))
         if stage == "tune":  # this search (RUN/trials.csv also holds earlier searches on the same val split)
-            done = (stages.load(workdir, "tune") or {}).get("summary") or {}
+            record = stages.load(workdir, "tune") or {}
+            done, conf = record.get("summary") or {}, record.get("config") or {}
+            n, planned = done.get("trials", 0), done.get("planned")
+            count = f"{n} trial{'' if n == 1 else 's'}"
+            if done.get("time_budget_hit"):  # Tune stopped the trials still training and started no more
+                of = planned if planned and n < planned else n
+                count = (f"{n}{f' of {of}' if of != n else ''} trial{'' if of == 1 else 's'} "
+                         f"before the time budget ({conf.get('time_budget_s', 0):g} s) ended the search")
             if not done.get("ok"):
-                return f"tune: {done.get('trials', 0)} trials, none finished with a val macro-F1"
-            return (f"tune: {done['trials']} trials ({done['ok']} ok); best val macro-F1 "
+                return f"tune: {count}, none finished with a val macro-F1"
+            return (f"tune: {count} ({done['ok']} ok); best val macro-F1 "
                     f"{done[layout.BEST_METRIC]:.3f} (trial {done['best_trial']}, epoch {_num(done['best_epoch'])})")
         if stage == "export":
             done = (stages.load(workdir, "export") or {}).get("summary") or {}

@@ -215,6 +215,58 @@ def test_trial_line_and_scheduler_stop():
     assert not console.stopped_by_scheduler(False, 3, 10)  # returned on its own (patience)
 
 
+def test_how_a_trial_ended_reads_its_own_final_epoch_first():
+    assert console.how_ended(False, 4, 10, "ASHA", final=True) == "early stopping"  # its patience ran out
+    assert console.how_ended(True, 10, 10, "ASHA", final=True) == "finished"  # ASHA's stop at max_t
+    assert console.how_ended(True, 3, 10, "ASHA", final=False) == "stopped by ASHA"
+    assert console.how_ended(False, 3, 10, "ASHA", final=False, cut_by="the time budget (5 s)") == \
+        "stopped by the time budget (5 s)"  # before, this read "early stopping"
+    assert console.how_ended(True, 3, 10, "ASHA") == "stopped by ASHA"  # older runs: inferred from done + epochs
+    assert [console.final_flag(v) for v in ("True", "false", True, float("nan"), None)] == [True, False, True,
+                                                                                            None, None]
+
+
+def slow_toy(config):
+    """``config['epochs']`` epochs of ``config['sleep']`` s each, each report saying whether it is the last."""
+    import time
+
+    from ray import tune
+
+    for epoch in range(1, config["epochs"] + 1):
+        time.sleep(config["sleep"])
+        tune.report({layout.METRIC: 0.5 + epoch / 1000, "epoch": epoch, "final_epoch": epoch == config["epochs"]})
+
+
+def test_trials_the_time_budget_cut_get_a_line_and_the_summary_says_so(tmp_path, ray_session):
+    """A search ended by its time budget: Tune calls no on_trial_complete for the trials still training, so they
+    had no console line and the summary counted only the trials run as if that were all."""
+    from ray import tune
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.report import summary_line
+    from speciesfam.tune.search import fit, make_tuner, record_search
+    from speciesfam.tune.tracking import write_trial_table
+
+    console.setup()
+    pickle_by_value(__name__)
+    cfg = TuneConfig(searcher="grid", scheduler="fifo", num_samples=4, max_epochs=1000, max_failures=0,
+                     max_concurrent=2, time_budget_s=6, seed=1)
+    with _Tee() as tee:
+        space = {"epochs": tune.grid_search([2, 1000]), "sleep": 0.2}
+        tuner = make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), space, cfg, str(tmp_path / "tune"),
+                           "budget")
+        results, ending = fit(tuner, space, cfg)
+    table = write_trial_table(results, str(tmp_path))
+    record_search(str(tmp_path), cfg, "budget", table, **ending)
+    lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
+    ran = table[table["epochs_run"] > 0]
+    assert len(lines) == len(ran) >= 2, tee.lines  # one line per trial that trained, none twice
+    assert sum(ln.endswith("stopped by the time budget (6 s)") for ln in lines) >= 1, lines
+    assert sum(ln.endswith("  early stopping") and " 2 epochs " in ln for ln in lines) >= 1, lines  # its own end
+    assert summary_line(str(tmp_path), "tune").startswith(
+        f"tune: {len(table)} of 8 trials before the time budget (6 s) ended the search ({len(ran)} ok)")
+
+
 def _open_in_chromium(report, tmp_path) -> tuple[dict, str]:
     """Open a copy of ``report`` with a probe script in headless Chromium: returns what the probe saw after
     the load event (images, broken ones, JS errors, the first trial after sorting by F1) and Chromium's stderr."""

@@ -7,7 +7,7 @@ import pytest
 from conftest import pickle_by_value
 
 from speciesfam.config import ConfigError, TuneConfig
-from speciesfam.tune.search import check_resources, make_tuner
+from speciesfam.tune.search import make_tuner, trial_slots
 from speciesfam.tune.tracking import write_trial_table
 
 
@@ -69,10 +69,19 @@ def test_searcher_scheduler_wiring_survives_failed_and_nan_trials(searcher, sche
 
 def test_resources_that_can_never_fit_fail_before_training(ray_session):
     with pytest.raises(ConfigError, match="needs 2 GPUs but the cluster has 0"):
-        check_resources(TuneConfig(gpus_per_worker=1))
+        trial_slots(TuneConfig(gpus_per_worker=1))
     with pytest.raises(ConfigError, match="one trial needs 8.5 CPUs"):
-        check_resources(TuneConfig(cpus_per_worker=4))
-    check_resources(TuneConfig(cpus_per_worker=0.5))
+        trial_slots(TuneConfig(cpus_per_worker=4))
+
+
+def test_trials_run_as_many_at_once_as_the_cluster_holds_by_default(ray_session):
+    """The default concurrency fills the session's 2 CPUs (it was one trial at a time: a probe search used half
+    the machine), and never starts more trial processes than their workers leave room for."""
+    assert trial_slots(TuneConfig(kind="probe")) == 2  # 1 CPU each: they train in the trial process
+    assert trial_slots(TuneConfig(kind="probe", cpus_per_trial=0.5)) == 4
+    assert trial_slots(TuneConfig(cpus_per_worker=0.5)) == 1  # 0.5 + 2 x 0.5 = 1.5 CPUs per CNN trial
+    assert trial_slots(TuneConfig(cpus_per_worker=0.25, cpus_per_trial=0.5, workers_per_trial=1)) == 2
+    assert TuneConfig(kind="probe").trial_cpus == 1.0 and TuneConfig(kind="scratch").trial_cpus == 0.5
 
 
 @pytest.mark.slow  # the NaN trial's status is also checked, faster, by the wiring test above

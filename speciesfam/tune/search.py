@@ -60,22 +60,28 @@ def training_manifest(workdir: str, kind: str = "scratch") -> str:
     return layout.path(workdir, layout.MANIFEST)
 
 
-def check_resources(cfg: TuneConfig) -> None:
-    """Fail before any training when one trial can never be placed on this cluster."""
+def trial_slots(cfg: TuneConfig) -> int:
+    """How many trials the cluster holds at once (each trial's process and its Ray Train workers, CPUs and GPUs
+    counted; the default for ``max_concurrent``, which also keeps trial processes from taking the CPUs their
+    workers wait for). Fails before any training when one trial can never be placed."""
     import ray
 
     total = ray.cluster_resources()
     workers = 0 if cfg.kind == "probe" else cfg.workers_per_trial  # probe trials train in the trial process
-    need_cpu = cfg.cpus_per_trial + workers * cfg.cpus_per_worker
+    need_cpu = cfg.trial_cpus + workers * cfg.cpus_per_worker
     need_gpu = workers * cfg.gpus_per_worker
     if need_gpu > total.get("GPU", 0):
         raise ConfigError(f"gpus_per_worker={cfg.gpus_per_worker} x workers_per_trial={cfg.workers_per_trial} "
                           f"needs {need_gpu} GPUs but the cluster has {total.get('GPU', 0)}; use "
                           "--gpus-per-worker 0 or add GPU nodes")
     if need_cpu > total.get("CPU", 0):
-        raise ConfigError(f"one trial needs {need_cpu} CPUs (cpus_per_trial {cfg.cpus_per_trial} + "
-                          f"{cfg.workers_per_trial} workers x cpus_per_worker {cfg.cpus_per_worker}) but the "
+        raise ConfigError(f"one trial needs {need_cpu} CPUs (cpus_per_trial {cfg.trial_cpus} + "
+                          f"{workers} workers x cpus_per_worker {cfg.cpus_per_worker}) but the "
                           f"cluster has {total.get('CPU', 0)}; lower --cpus-per-worker or --workers-per-trial")
+    fits = total.get("CPU", 0) / need_cpu
+    if need_gpu:
+        fits = min(fits, total.get("GPU", 0) / need_gpu)
+    return max(1, int(fits + 1e-9))
 
 
 def _trial(config: dict[str, Any], fixed: dict[str, Any], cfg: TuneConfig, train_storage: str) -> None:
@@ -133,7 +139,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
                               "with a higher --near-duplicate-threshold, or catalog more images per family)")
     prepare_wandb(cfg)  # before Ray starts: its processes copy this process's environment
     init_ray(address)
-    check_resources(cfg)
+    slots = trial_slots(cfg)  # and refuse a trial that can never be placed, before any work
     storage_path = cfg.storage_path or storage.join(workdir, "tune")
     if not storage.is_remote(storage_path):
         storage_path = storage.filesystem(storage_path)[1]
@@ -164,7 +170,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
             cache = image_cache.build(workdir, manifest, cfg.image_size)  # decoded once, read by every trial
             fixed["image_cache"] = cache if storage.is_remote(cache) else storage.filesystem(cache)[1]
         trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
-    trainable = tune.with_resources(trainable, {"CPU": cfg.cpus_per_trial})
+    trainable = tune.with_resources(trainable, {"CPU": cfg.trial_cpus})
     val_split = val_split_id(workdir)  # the split every trial of this search is scored on
     split_record(storage_path, name, val_split, resume=cfg.resume)
     points = None
@@ -172,13 +178,28 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         from .warmstart import warm_start_points
 
         points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
-    tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe")
-    with _no_tensorboard():
-        results = tuner.fit()
+    tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe",
+                       slots=slots)
+    results, ending = fit(tuner, space, cfg)
     table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
-    record_search(workdir, cfg, name, table)
+    record_search(workdir, cfg, name, table, **ending)
     check_some_trial_trained(table)
     return results
+
+
+def fit(tuner, space: dict[str, Any], cfg: TuneConfig):
+    """``tuner.fit()`` without TensorBoard files; returns its ResultGrid and, for the search's record, the trials
+    planned (``num_samples`` x the space's grid points) and whether the time budget ended the search (then
+    Tune stops the trials still training and starts no more)."""
+    planned = cfg.num_samples
+    for value in space.values():
+        if isinstance(value, dict) and isinstance(value.get("grid_search"), list):
+            planned *= len(value["grid_search"])
+    start = time.monotonic()
+    with _no_tensorboard():
+        results = tuner.fit()
+    budget_hit = bool(cfg.time_budget_s) and time.monotonic() - start >= cfg.time_budget_s
+    return results, {"planned": planned, "time_budget_hit": budget_hit}
 
 
 @contextlib.contextmanager
@@ -198,9 +219,11 @@ def _no_tensorboard() -> Iterator[None]:
             os.environ.pop(name, None)
 
 
-def record_search(workdir: str, cfg: TuneConfig, name: str, table) -> None:
+def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int | None = None,
+                  time_budget_hit: bool = False) -> None:
     """The tune stage record: this search's settings and result (export refuses trials of a search built from
-    an older clean or catalog run; the console's summary counts this search, not every search in RUN)."""
+    an older clean or catalog run; the console's summary counts this search, not every search in RUN, and says
+    when the time budget ended it: ``fit``'s ``planned`` and ``time_budget_hit``)."""
     from dataclasses import asdict
 
     import pandas as pd
@@ -210,7 +233,8 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table) -> None:
 
     ok = scored_trials(table)
     best = ok.iloc[0] if len(ok) else None
-    summary = {"experiment": name, "kind": cfg.kind, "trials": len(table), "ok": len(ok),
+    summary = {"experiment": name, "kind": cfg.kind, "trials": len(table), "ok": len(ok), "planned": planned,
+               "time_budget_hit": time_budget_hit,
                **({"best_trial": str(best["trial_id"]), layout.BEST_METRIC: float(best[layout.BEST_METRIC]),
                    "best_epoch": int(best["best_epoch"]) if pd.notna(best["best_epoch"]) else None}
                   if best is not None else {})}
@@ -273,7 +297,7 @@ def split_record(storage_path: str, name: str, val_split: str, resume: bool) -> 
 
 
 def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: str, name: str,
-               points: list[dict] | None = None, reuse_actors: bool = False):
+               points: list[dict] | None = None, reuse_actors: bool = False, slots: int | None = None):
     """The Tuner for any trainable (the real trial, or toy ones in tests): searcher, scheduler, budget,
     retries and tracking from ``cfg``; with ``cfg.resume``, the stored experiment continued.
 
@@ -281,6 +305,7 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
         points: configurations the searcher evaluates first (a warm start).
         reuse_actors: run later trials in finished trials' processes (no new process, imports already paid;
             the trainable must reset whatever a trial leaves behind in its process).
+        slots: trials at once unless ``cfg.max_concurrent`` says (``trial_slots``; None: as Tune's resources allow).
     """
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
@@ -305,7 +330,7 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             metric=METRIC, mode=MODE, num_samples=cfg.num_samples,
             search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed, points=points),
             scheduler=SCHEDULERS.get(cfg.scheduler)(cfg), reuse_actors=reuse_actors,
-            max_concurrent_trials=cfg.max_concurrent, time_budget_s=cfg.time_budget_s),
+            max_concurrent_trials=cfg.max_concurrent or slots, time_budget_s=cfg.time_budget_s),
         run_config=tune.RunConfig(name=name, storage_path=storage_path, checkpoint_config=tune.CheckpointConfig(
             # checkpoints reported to Tune itself (probe trials: one per new best): each trial's 2 best, not
             # all of them (100 probe trials x ~9 improvements x ~1.5 MB of weights would stay on disk).
@@ -313,7 +338,9 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             num_to_keep=2, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE), callbacks=[
             CSVLoggerCallback(), JsonLoggerCallback(),  # the trial table's source, whatever else is on or off
             *callbacks(cfg, name, experiment),
-            console.trial_lines_callback(cfg.num_samples, console.scheduler_name(cfg.scheduler), cfg.max_epochs)],
+            console.trial_lines_callback(cfg.num_samples, console.scheduler_name(cfg.scheduler), cfg.max_epochs,
+                                         cut_by=f"the time budget ({cfg.time_budget_s:g} s)" if cfg.time_budget_s
+                                         else "the search's end")],
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             verbose=console.tune_verbosity()),  # one line per trial instead of Tune's status tables
     )
