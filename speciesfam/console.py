@@ -74,7 +74,9 @@ def quiet_loggers() -> None:
     # A failed trial's traceback: its one line comes from TrialLines; the traceback is in the trial's
     # error.txt (Tune storage) and trials.csv, so Tune's copy on the console only repeats it. Ray's notice
     # that token auth is on (its default) is not something a speciesfam user acts on.
-    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune",
+    # Tune's analysis warns of trials without results (a time budget ended them first): their line and
+    # trials.csv say so ("not trained").
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune", "ray.tune.analysis.experiment_analysis",
                  "ray._private.authentication.authentication_token_setup"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     if "ray" in sys.modules:
@@ -305,9 +307,10 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
             # Trials still training when the search ended (its time budget) get no on_trial_complete from Tune.
-            for trial in trials:
-                if trial.trial_id not in self.lined and trial.has_reported_at_least_once:
-                    self._line(trials, trial, self.ended.get(trial.trial_id, f"stopped by {cut_by}"))
+            for trial in trials:  # every trial of RUN/trials.csv gets its line, trained or not
+                if trial.trial_id not in self.lined:
+                    self._line(trials, trial, self.ended.get(trial.trial_id, f"stopped by {cut_by}") if
+                               trial.has_reported_at_least_once else f"not trained: stopped by {cut_by}")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             text = ""

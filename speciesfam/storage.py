@@ -59,9 +59,33 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
-def read_bytes(uri: str) -> bytes:
+BROKEN_LINK = "broken symbolic link (target missing, or a link loop)"
+
+
+class NotRegularFileError(OSError):
+    """A local path that is a FIFO, socket, device or folder where a file was expected (the message says which)."""
+
+
+def open_input(uri: str):
+    """A pyarrow input stream of the file at ``uri``. A local path that is not a regular file is refused with
+    OSError naming what it is (opening a FIFO would block until something wrote to it: a hung catalog or
+    predict: ``NotRegularFileError``), a broken symbolic link with FileNotFoundError(``BROKEN_LINK``)."""
     fs, path = filesystem(uri)
-    with fs.open_input_stream(path) as f:
+    if fs.type_name == "local":
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            local = uri[len("file://"):] if uri.startswith("file://") else uri
+            if os.path.islink(os.path.expanduser(local)):
+                raise FileNotFoundError(BROKEN_LINK) from None
+            raise
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(_not_regular(mode))
+    return fs.open_input_stream(path)
+
+
+def read_bytes(uri: str) -> bytes:
+    with open_input(uri) as f:
         return f.read()
 
 
@@ -198,7 +222,7 @@ def _walk_local(root: str, list_file_links: bool) -> tuple[list[Entry], int]:
                     try:
                         mode = os.stat(e.path).st_mode
                     except OSError:
-                        add(e.path, child_rel, None, "broken symbolic link (target missing, or a link loop)")
+                        add(e.path, child_rel, None, BROKEN_LINK)
                         continue
                     if stat.S_ISDIR(mode):
                         dir_links.append((e.path, child_rel))
@@ -229,7 +253,8 @@ def _utf8(text: str) -> bool:
 
 def _not_regular(mode: int) -> str:
     kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
-            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a folder" if stat.S_ISDIR(mode) else
+            "not a file")
     return f"not a regular file ({kind})"
 
 

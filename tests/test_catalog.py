@@ -110,6 +110,19 @@ def test_clear_errors(tmp_path):
         build_manifest(str(tmp_path / "empty"))
     with pytest.raises(ConfigError, match="val_fraction=0.7"):
         CatalogConfig(val_fraction=0.7).validate()
+    for name in ("list.tsv", "notes.txt"):  # was a NotADirectoryError traceback (hostile tester)
+        (tmp_path / name).write_text("path\tlabel\n")
+        with pytest.raises(SourceError, match="is a file, not a folder: .* manifest named \\*.csv"):
+            build_manifest(str(tmp_path / name))
+
+
+def test_an_upper_case_manifest_extension_is_a_manifest(collection, tmp_path):
+    root, _ = collection
+    files = sorted(root.rglob("*.jpg"))
+    pd.DataFrame({"path": [str(p) for p in files], "label": [p.parent.name for p in files]}).to_csv(
+        tmp_path / "MANIFEST.CSV", index=False)
+    m = build_manifest(str(tmp_path / "MANIFEST.CSV"), CatalogConfig(min_images=3))
+    assert len(m) == len(files) and m.attrs["rows_read"] == len(files)
 
 
 def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):

@@ -194,3 +194,31 @@ def test_csv_oddities_round_trip(label, tmp_path):
     m = catalog(str(tmp_path / "m.csv"), tmp_path / "run")
     assert m["label"].tolist() == [label] * 3
     assert set(m["status"]) == ({"invalid"} if not label.strip() else {"ok"})
+
+
+@SETTINGS
+@given(st.lists(st.lists(st.integers(1, 40), min_size=1, max_size=6), min_size=1, max_size=4),
+       st.lists(st.integers(0, 5), min_size=4, max_size=4), st.integers(0, 2**16))
+def test_group_splits_give_every_family_train_val_and_test(group_sizes, ungrouped, seed):
+    """With --group-split, each family with >= 3 groups (a row without a group is a group of its own) has
+    images in train, val and test, each group in one split, and train the most images: a group holding most
+    of a family once filled test and left train empty (hostile tester, 2026-12-01)."""
+    from speciesfam.data.catalog import _assign_splits
+
+    rows = []
+    for f, sizes in enumerate(group_sizes):
+        rows += [{"label": f"F{f}", "group": f"F{f}g{g}", "path": f"F{f}/{g}/{i}.jpg"}
+                 for g, size in enumerate(sizes) for i in range(size)]
+        rows += [{"label": f"F{f}", "group": None, "path": f"F{f}/none/{i}.jpg"} for i in range(ungrouped[f])]
+    df = pd.DataFrame(rows)
+    units = df["group"].fillna(df["path"]).groupby(df["label"]).nunique()
+    df = df[df["label"].map(units) >= 3].reset_index(drop=True)  # catalog marks the others too_small
+    if df.empty:
+        return
+    df["split"] = _assign_splits(df, CatalogConfig(group_split=True, seed=seed))
+    assert (df.dropna(subset=["group"]).groupby("group")["split"].nunique() == 1).all()
+    counts = df.groupby(["label", "split"]).size().unstack(fill_value=0).reindex(
+        columns=["train", "val", "test"], fill_value=0)
+    assert (counts > 0).all().all(), counts
+    largest = df.groupby(["label", df["group"].fillna(df["path"])]).size().groupby(level=0).max()
+    assert (counts["train"] >= largest).all(), counts

@@ -52,6 +52,11 @@ def test_flags_overlay_only_what_was_given():
     none = cli.build_parser().parse_args(["tune", "transfer", "--workdir", "w", "--weights", "none",
                                           "--extra", '{"batch_size": 8}'])
     assert cli.tune_config(none).weights is None and cli.tune_config(none).extra == {"batch_size": 8}
+    from speciesfam.tune.search import load_space
+
+    # --extra fixes a key of the space as well (it was silently ignored there: the space won)
+    space = load_space(TuneConfig(kind="probe", extra={"batch_size": 32, "patience": 7}))
+    assert space["batch_size"] == 32 and space["patience"] == 7 and hasattr(space["lr"], "sample")
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -118,6 +118,26 @@ def test_every_file_of_a_folder_gets_a_row_and_a_reason(tmp_path):
     assert (m.loc[m["status"] != "ok", "reason"].str.len() > 0).all()
 
 
+def test_a_manifest_that_lists_a_fifo_a_folder_or_a_broken_link_does_not_hang(tmp_path):
+    """Observed (hostile tester): a manifest row naming a FIFO blocked catalog in open() forever, and so did
+    predict of such a file; a folder walk already refused it. Reading now refuses what is not a regular file."""
+    from speciesfam.data.images import DecodeError, read_rgb
+
+    rows = [(png(tmp_path / "img" / f"{i}.png", i), "Alpha") for i in range(4)]
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "dir.jpg").mkdir()
+    rows += [(str(tmp_path / n), "Alpha") for n in ("pipe.jpg", "gone.jpg", "dir.jpg")]
+    write_manifest(tmp_path / "list.csv", rows)
+    m = build_manifest(str(tmp_path / "list.csv"), SMALL)
+    got = {r.path.rsplit("/", 1)[-1]: (r.status, r.reason) for r in m.itertuples()}
+    assert got["pipe.jpg"] == ("unreadable", "not a regular file (a FIFO)")
+    assert got["dir.jpg"] == ("unreadable", "not a regular file (a folder)")
+    assert got["gone.jpg"] == ("unreadable", "broken symbolic link (target missing, or a link loop)")
+    with pytest.raises(DecodeError, match=r"not a regular file \(a FIFO\)"):
+        read_rgb(str(tmp_path / "pipe.jpg"))  # what predict reads each file with
+
+
 def write_manifest(path, rows: list[tuple[str, str]]) -> None:
     pd.DataFrame(rows, columns=["path", "label"]).to_csv(path, index=False)
 

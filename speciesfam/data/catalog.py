@@ -40,8 +40,7 @@ NOT_USED_SHOWN = 20  # catalog.md lists this many rows per status; the full list
 
 def _read(path: str) -> bytes | None:
     """The file's bytes; None when its header names no image format and it is larger than MAX_UNKNOWN_BYTES."""
-    fs, inner = storage.filesystem(path)
-    with fs.open_input_stream(inner) as f:
+    with storage.open_input(path) as f:  # refuses a FIFO or device instead of blocking on it
         head = f.read(16)
         if sniff(head) is None:
             rest = f.read(MAX_UNKNOWN_BYTES + 1 - len(head))
@@ -53,8 +52,11 @@ def _inspect(path: str) -> dict:
     """Read, hash and decode one file: status ``ok`` with its size and mode, or ``unreadable`` and why."""
     try:
         data = _read(path)
-    except FileNotFoundError:
-        return {"status": layout.UNREADABLE_STATUS, "reason": "file not found"}
+    except FileNotFoundError as err:
+        return {"status": layout.UNREADABLE_STATUS,
+                "reason": storage.BROKEN_LINK if str(err) == storage.BROKEN_LINK else "file not found"}
+    except storage.NotRegularFileError as err:  # a FIFO, socket, device or folder: as a folder's walk says
+        return {"status": layout.UNREADABLE_STATUS, "reason": str(err)}
     except PermissionError:
         return {"status": layout.UNREADABLE_STATUS, "reason": "permission denied"}
     except (OSError, ValueError) as err:  # a folder, an I/O error; ArrowInvalid (a ValueError) for a bad URI
@@ -71,21 +73,32 @@ def _inspect(path: str) -> dict:
 
 
 def _assign_splits(df: "pd.DataFrame", cfg: CatalogConfig) -> "pd.Series":
-    """Per family, shuffle units (images, or groups when ``group_split``) and cut test/val/train."""
+    """Per family, shuffle units (images, or groups when ``group_split``: a row without a group is a group of
+    its own) and cut test/val/train: test and val take units until they hold their fraction of the family's
+    images, train the rest. Every split gets at least one unit (a family has >= 3), and with groups the
+    largest group goes to train first (a group holding most of a family must not fill test or val and leave
+    train with none)."""
     split = np.full(len(df), None, dtype=object)
     rng = np.random.default_rng(cfg.seed)
     for _, fam in df.groupby("label", sort=True):
         units = fam["group"].fillna(fam["path"]) if cfg.group_split else fam["path"]
-        order = rng.permutation(units.unique())
+        order = list(rng.permutation(units.unique()))
         sizes = units.value_counts()
+        if cfg.group_split:
+            order.insert(0, order.pop(max(range(len(order)), key=lambda i: (sizes[order[i]], -i))))
         n = len(fam)
         want = {"test": max(1, round(n * cfg.test_fraction)), "val": max(1, round(n * cfg.val_fraction))}
-        unit_split, filled = {}, {"test": 0, "val": 0}
-        for u in order:
-            target = next((s for s in ("test", "val") if filled[s] < want[s]), "train")
+        unit_split, filled = {}, {"train": 0, "test": 0, "val": 0}
+        for i, u in enumerate(order):
+            empty = [s for s in ("test", "val", "train") if not filled[s]]
+            if cfg.group_split and i == 0:
+                target = "train"
+            elif len(order) - i <= len(empty):  # as many units left as splits without one: one each
+                target = empty[0]
+            else:
+                target = next((s for s in ("test", "val") if filled[s] < want[s]), "train")
             unit_split[u] = target
-            if target != "train":
-                filled[target] += sizes[u]
+            filled[target] += sizes[u]
         split[df.index.get_indexer(fam.index)] = units.map(unit_split).to_numpy()
     return split
 

@@ -10,10 +10,12 @@ These functions import torch: they run inside Ray actors (or a benchmark process
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -53,6 +55,23 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+@contextlib.contextmanager
+def _random_init_is_intended(intended: bool) -> Iterator[None]:
+    """Drop open_clip's root-logger warning "No pretrained weights loaded ... initialized randomly" when random
+    weights were asked for (``--pretrained none``; a probe bundle, which loads its own weights next): on the
+    console it reads as a failure that did not happen."""
+    def drop(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+    root = logging.getLogger()
+    if intended:
+        root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
 def open_clip_embedder(cfg: CleanConfig, device: str | None = None) -> Embedder:
     """Build an open_clip embedder; fp16 on GPU, fp32 on CPU.
 
@@ -73,8 +92,10 @@ def open_clip_embedder(cfg: CleanConfig, device: str | None = None) -> Embedder:
             # Random weights (pretrained=None) are seeded, so every actor and every re-run builds the same
             # model: embeddings stay comparable across processes and the cache stays valid.
             torch.manual_seed(RANDOM_INIT_SEED)
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                cfg.model, pretrained=pretrained, device=device, precision="fp16" if device == "cuda" else "fp32")
+            with _random_init_is_intended(pretrained is None):
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    cfg.model, pretrained=pretrained, device=device,
+                    precision="fp16" if device == "cuda" else "fp32")
     except Exception as err:  # hub/network failures come in many types; name what was being fetched
         if pretrained or schema:
             raise RuntimeError(f"{LOAD_FAILED} {cfg.model!r} with pretrained={pretrained!r}: "

@@ -43,12 +43,17 @@ def read_source(source: str) -> "pd.DataFrame":
     Raises:
         SourceError: the source does not exist, is empty, or a manifest lacks its ``path``/``label`` columns.
     """
-    if source.endswith((".csv", ".parquet")):
+    if source.lower().endswith((".csv", ".parquet")):  # MANIFEST.CSV from a Windows export too
         return read_manifest(source)
     if not storage.exists(source):
         raise SourceError(f"{source} does not exist: give a folder with one subfolder per family, "
                           "or a .csv/.parquet manifest with 'path' and 'label' columns")
-    return read_folder(source)
+    try:
+        return read_folder(source)
+    except NotADirectoryError:
+        raise SourceError(f"{source} is a file, not a folder: give a folder with one subfolder per family, or a "
+                          "manifest named *.csv or *.parquet with 'path' and 'label' columns (save a .tsv or "
+                          ".xlsx as CSV)") from None
 
 
 def read_folder(source: str) -> "pd.DataFrame":
@@ -135,7 +140,7 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
     except OSError as err:  # a folder named like a manifest, a file we may not read
         raise SourceError(f"{source} cannot be read as a manifest file ({err}); give a .csv/.parquet file with "
                           "'path' and 'label' columns") from err
-    if source.endswith(".csv"):
+    if source.lower().endswith(".csv"):
         # dtype=str and no NA guessing: '007' stays '007', 'NA' and '' stay text (empty is caught as invalid)
         try:
             data.decode("utf-8")

@@ -39,7 +39,7 @@ def load_space(cfg: TuneConfig) -> dict[str, Any]:
     if not hasattr(module, "get_search_space"):
         raise ConfigError(f"space={module_name!r} has no get_search_space(smoke: bool) function")
     space = module.get_search_space(cfg.smoke_test)
-    return {**cfg.extra, **space}
+    return {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too (it was ignored there)
 
 
 def training_manifest(workdir: str, kind: str = "scratch") -> str:
