@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cl = sub.add_parser("clean", help="CLIP embeddings with Ray Data, per-family outliers -> RUN/clean_manifest.parquet")
     cl.add_argument("--workdir", required=True, help="run folder written by `speciesfam catalog`")
+    cl.add_argument("--smoke-test", action="store_true", help="CleanConfig.smoke(): a small CLIP (ViT-S-32) with "
+                    "random weights, nothing downloaded (offline machines, laptops); other flags still apply")
     add_config_flags(cl, CleanConfig)
 
     t = sub.add_parser("tune", help="Ray Tune search; each trial trains on N Ray Train workers")
@@ -94,6 +96,11 @@ def tune_config(args: argparse.Namespace) -> TuneConfig:
     return config_from_args(TuneConfig, args, base, kind=args.kind)
 
 
+def clean_config(args: argparse.Namespace) -> CleanConfig:
+    """CleanConfig from flags over ``CleanConfig()``, or over ``CleanConfig.smoke()`` with --smoke-test."""
+    return config_from_args(CleanConfig, args, CleanConfig.smoke() if getattr(args, "smoke_test", False) else None)
+
+
 def _fetch(args: argparse.Namespace) -> int:
     from .data.fetch import fetch_rare_species
 
@@ -113,7 +120,7 @@ def _catalog(args: argparse.Namespace) -> int:
 def _clean(args: argparse.Namespace) -> int:
     from .data.clean import run_clean
 
-    run_clean(args.workdir, config_from_args(CleanConfig, args))
+    run_clean(args.workdir, clean_config(args))
     return 0
 
 

@@ -133,18 +133,29 @@ class CleanConfig:
         "predicted_neq_given", "cleanlab find_label_issues filter_by: predicted_neq_given (found 27-28 of 28 swaps "
         "at precision 0.90-0.96 in benchmarks/clean_quality.py, where the confident-learning filters found 19-26); "
         "prune_by_noise_rate (cleanlab's default) is more conservative", choices=LABEL_ISSUE_FILTERS)
-    near_duplicate_threshold: float = opt(0.95, "embedding cosine similarity at or above which two images are "
-                                          "near-duplicates (kept in one split)")
+    near_duplicate_threshold: float | None = opt(None, "embedding cosine similarity at or above which two images "
+                                                 "are near-duplicates (kept in one split); default 0.95, or 0.999 "
+                                                 "with --pretrained none (random weights make all images alike)")
     dedupe: str = opt("none", "none: report near-duplicates and keep each group in one split; near: also keep one "
                       "image per group (the others become status 'duplicate')", choices=("none", "near"))
     gallery_per_family: int = opt(6, "images per family in gallery/*.png")
+
+    @property
+    def near_threshold(self) -> float:
+        """The near-duplicate threshold in force: ``near_duplicate_threshold``, or 0.95, or 0.999 for open_clip's
+        random weights (with 0.95 they put all of an offline run's images in one group, which took every family's
+        val and test images)."""
+        if self.near_duplicate_threshold is not None:
+            return self.near_duplicate_threshold
+        random = not self.embedder and not self.pretrained and not self.model.startswith(("hf-hub:", "local-dir:"))
+        return 0.999 if random else 0.95
 
     @classmethod
     def smoke(cls, **overrides: Any) -> "CleanConfig":
         """Laptop/offline variant: a small CLIP (ViT-S-32) with random weights (nothing downloaded). Random
         weights make all embeddings alike (a tenth of the pairs above cosine 0.95), so only near-exact copies
         count as near-duplicates."""
-        return cls(**{"model": "ViT-S-32", "pretrained": None, "near_duplicate_threshold": 0.999, **overrides})
+        return cls(**{"model": "ViT-S-32", "pretrained": None, **overrides})
 
     def validate(self) -> None:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
@@ -162,8 +173,8 @@ class CleanConfig:
                  f"one of {LABEL_ISSUE_FILTERS}")
         _require(not self.drop_label_issues or self.label_issues, "drop_label_issues", self.drop_label_issues,
                  "False when label_issues=False (nothing to drop)")
-        _require(0.5 <= self.near_duplicate_threshold <= 1.0, "near_duplicate_threshold",
-                 self.near_duplicate_threshold, "a cosine similarity in [0.5, 1]")
+        _require(self.near_duplicate_threshold is None or 0.5 <= self.near_duplicate_threshold <= 1.0,
+                 "near_duplicate_threshold", self.near_duplicate_threshold, "a cosine similarity in [0.5, 1]")
         _require(self.dedupe in ("none", "near"), "dedupe", self.dedupe, "'none' or 'near'")
         from .registry import DETECTORS, load_attr
 

@@ -99,3 +99,27 @@ def test_bad_custom_embedder_names_the_problem():
 
     with pytest.raises(ValueError, match="cannot import 'nope'"):
         load_embedder(CleanConfig(embedder="speciesfam.data.embedders:nope"))
+
+
+def test_pretrained_weights_that_cannot_be_had_fail_in_one_line_before_any_actor(tmp_path, monkeypatch):
+    """Offline, the default tag made every embedding actor fail with a traceback on the console while Ray retried
+    them for about a minute (hostile tester: 241 lines, 65 s); now the driver checks first, in a child process.
+    The hub is pointed at a closed local port and the cache at an empty folder, so this holds online too."""
+    import time
+
+    from speciesfam.data.embedders import LOAD_FAILED, fetch_pretrained
+    from speciesfam.errors import SpeciesfamError
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    start = time.time()
+    with pytest.raises(SpeciesfamError) as err:
+        fetch_pretrained(CleanConfig(model="ViT-B-32", pretrained="laion2b_s34b_b79k"))
+    text = str(err.value)
+    assert text.startswith(f"{LOAD_FAILED} 'ViT-B-32' with pretrained='laion2b_s34b_b79k': 127.0.0.1 cannot be "
+                           "reached") and "\n" not in text and text.endswith("--pretrained none (random weights).")
+    assert time.time() - start < 40  # the client's own retries took ~45 s
+    with pytest.raises(SpeciesfamError, match="'nope' is neither a local file nor an open_clip tag for ViT-B-32"):
+        fetch_pretrained(CleanConfig(model="ViT-B-32", pretrained="nope"))
+    for nothing_to_fetch in (CleanConfig(pretrained=None), CleanConfig(pretrained=str(tmp_path))):
+        fetch_pretrained(nothing_to_fetch)  # random weights, a local file: no child process, no error

@@ -52,6 +52,12 @@ def test_flags_overlay_only_what_was_given():
     none = cli.build_parser().parse_args(["tune", "transfer", "--workdir", "w", "--weights", "none",
                                           "--extra", '{"batch_size": 8}'])
     assert cli.tune_config(none).weights is None and cli.tune_config(none).extra == {"batch_size": 8}
+    clean = cli.build_parser().parse_args(["clean", "--workdir", "w", "--smoke-test", "--batch-size", "8"])
+    assert cli.clean_config(clean) == CleanConfig.smoke(batch_size=8)  # README: --smoke-test everywhere
+    offline = cli.clean_config(cli.build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", "none"]))
+    # random weights make all images alike: 0.95 put a whole offline run in one near-duplicate group
+    assert offline.pretrained is None and offline.near_threshold == 0.999 and CleanConfig().near_threshold == 0.95
+    assert CleanConfig(pretrained=None, near_duplicate_threshold=0.9).near_threshold == 0.9
     from speciesfam.tune.search import load_space
 
     # --extra fixes a key of the space as well (it was silently ignored there: the space won)

@@ -105,8 +105,9 @@ def embedding_dataset(rows: "pd.DataFrame", cfg: CleanConfig):
 def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
     """Embed ``rows`` (path, label, sha256) with the Ray Data pipeline; returns one row per input row."""
     from ..errors import SpeciesfamError
-    from .embedders import LOAD_FAILED
+    from .embedders import LOAD_FAILED, fetch_pretrained
 
+    fetch_pretrained(cfg)  # offline or a bad tag: one line now, not failing actors retried for a minute
     try:
         return embedding_dataset(rows, cfg).to_pandas()
     except Exception as err:  # the actors could not build the embedder (offline, bad tag): say so in one line
@@ -244,7 +245,7 @@ def near_duplicates(emb: "pd.DataFrame", x: np.ndarray, cleaned: "pd.DataFrame",
     import pandas as pd
 
     paths, labels = emb["path"].to_numpy(), emb["label"].to_numpy()
-    i, j, sim = nd.similar_pairs(x, cfg.near_duplicate_threshold)
+    i, j, sim = nd.similar_pairs(x, cfg.near_threshold)
     groups = nd.group_ids(len(emb), i, j)
     pairs = nd.pair_table(paths, labels, i, j, sim, groups)
     rows = np.flatnonzero(embedded.to_numpy())
@@ -329,7 +330,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     summary = {"status": cleaned["status"].value_counts().to_dict(), "removed": int((cleaned["status"] == layout.REMOVED_STATUS).sum()),
                "outlier_rule": outlier_rule(cfg), "outliers_removed": outliers,
                "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),
-               "near_duplicate_threshold": cfg.near_duplicate_threshold, "near_duplicates": dups,
+               "near_duplicate_threshold": cfg.near_threshold, "near_duplicates": dups,
                "split_lost": split_lost(manifest, cleaned)}
     for split, fams in summary["split_lost"].items():
         print(f"clean: warning: {len(fams)} families have no {split} images left ({', '.join(map(repr, fams[:5]))}"
@@ -339,7 +340,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
                                                                            cfg, summary))
     from .. import stages
 
-    stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg)}, summary=summary)
+    stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg), "near_duplicate_threshold": cfg.near_threshold}, summary=summary)
     return cleaned
 
 

@@ -48,7 +48,7 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
              f"probabilities of a {cfg.label_issue_folds}-fold logistic regression): {len(issues)} flagged, "
              f"{summary['label_issues_dropped']} removed"
              f"{'' if cfg.drop_label_issues else ' (report only; drop_label_issues=True removes them)'}",
-             f"- near-duplicates (cosine >= {cfg.near_duplicate_threshold:g}): {dups['pairs']} pairs in "
+             f"- near-duplicates (cosine >= {cfg.near_threshold:g}): {dups['pairs']} pairs in "
              f"{dups['groups']} groups; {dups['moved_to_group_split']} images moved so no group straddles "
              f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"]
     lines += [f"- **warning**: {len(fams)} families lost every {split} image in cleaning, so they count in no "
