@@ -31,8 +31,9 @@ def local_outlier_factor(x: np.ndarray, seed: int = 0) -> np.ndarray:
 
 @DETECTORS.register("centroid")
 def centroid_distance(x: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Robust z-score of the cosine distance to the family's median embedding."""
-    return robust_z(1.0 - x @ median_direction(x))
+    """Cosine distance to the family's median embedding (``plan_removals`` takes its robust z-score, so
+    removal.csv shows both: the distance as ``score``, the z as ``z``; it held the z twice)."""
+    return 1.0 - x @ median_direction(x)
 
 
 def median_direction(x: np.ndarray) -> np.ndarray:

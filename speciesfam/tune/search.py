@@ -77,7 +77,8 @@ def trial_slots(cfg: TuneConfig) -> int:
     if need_cpu > total.get("CPU", 0):
         raise ConfigError(f"one trial needs {need_cpu} CPUs (cpus_per_trial {cfg.trial_cpus} + "
                           f"{workers} workers x cpus_per_worker {cfg.cpus_per_worker}) but the "
-                          f"cluster has {total.get('CPU', 0)}; lower --cpus-per-worker or --workers-per-trial")
+                          f"cluster has {total.get('CPU', 0)}; lower --cpus-per-worker (e.g. 0.5 on a 2-CPU laptop) or "
+                          "--workers-per-trial, or use --smoke-test")
     fits = total.get("CPU", 0) / need_cpu
     if need_gpu:
         fits = min(fits, total.get("GPU", 0) / need_gpu)
