@@ -47,9 +47,9 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
     from .data.tfdata import split_arrays
     from .train.metrics import classification_metrics
 
+    manifest = load_manifest(manifest_uri)  # a wrong file fails here, before seconds of model loading
     predictor = load_bundle(bundle)  # CNN or probe: raw RGB in, probabilities out
     labels = predictor.labels
-    manifest = load_manifest(manifest_uri)
     unknown = sorted(set(manifest.loc[manifest["status"] == "ok", "label"]) - set(labels))
     if unknown:
         raise SpeciesfamError(f"{manifest_uri} has families the bundle does not know: {unknown[:5]}; evaluate with "

@@ -35,12 +35,17 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     ``error`` entry and the others go on."""
     from .bundle import load_bundle
     from .data.images import DecodeError, read_rgb
+    from .data.sources import resolve_path
 
     check_top_k(top_k)
 
     predictor = load_bundle(bundle)
     out, images, where = [], [], []
     for f in paths:
+        problem = resolve_path(f, os.getcwd())[1]  # an http:// URL: the words catalog uses
+        if problem:
+            out.append({"path": f, "error": problem})
+            continue
         try:
             images.append(read_rgb(f))
             where.append(len(out))

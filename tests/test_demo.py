@@ -92,10 +92,15 @@ def test_predict_cli_reports_a_bad_file_and_goes_on(demo_run, tmp_path, capsys):
     good = sorted((__import__("pathlib").Path(demo_images()) / "Felidae").glob("felidae_00*.jpg"))[:2]
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really")
-    rc = main(["predict", str(workdir / "bundle"), str(good[0]), str(bad), str(good[1]), "--format", "json"])
+    import os
+
+    os.mkfifo(tmp_path / "pipe.jpg")  # opened, it would block predict forever
+    rc = main(["predict", str(workdir / "bundle"), str(good[0]), str(bad), str(good[1]), str(tmp_path / "pipe.jpg"),
+               "http://example.org/a.jpg", "--format", "json"])
     rows = json.loads(capsys.readouterr().out)
-    assert rc == 1 and [("error" in r) for r in rows] == [False, True, False]
-    assert "top" in rows[2]
+    assert rc == 1 and [("error" in r) for r in rows] == [False, True, False, True, True]
+    assert "top" in rows[2] and rows[3]["error"] == "cannot read file: not a regular file (a FIFO)"
+    assert rows[4]["error"].startswith("unsupported URI scheme 'http://'")
 
 
 def test_evaluate_writes_reports_for_the_test_split(demo_run, tmp_path):

@@ -14,6 +14,12 @@ def test_unknown_names_list_the_valid_ones():
             reg.get("nope")
     assert {"optuna", "hebo", "bayesopt", "random", "grid"} <= set(SEARCHERS.names())
     assert {"asha", "fifo", "hyperband"} <= set(SCHEDULERS.names())
+    from speciesfam.errors import MissingPackageError
+
+    # HEBO cannot be installed beside numpy 2: the error must not tell the user to pip install it
+    with pytest.raises(MissingPackageError, match="numpy<1.25.*use 'optuna'") as err:
+        SEARCHERS.get("hebo")({}, 0)
+    assert "pip install" not in str(err.value)
 
 
 def test_hyperband_judges_trials_at_several_grace_periods_and_never_pauses_them():

@@ -39,7 +39,9 @@ def hebo(space: dict[str, Any], seed: int, points: list[dict] | None = None):
         from ray.tune.search.hebo import HEBOSearch
     except ImportError:
         # HEBO 0.3.6 (the latest) requires numpy<1.25, which this stack (numpy 2) cannot install beside it.
-        _needs("HEBO", "hebo")
+        raise MissingPackageError("searcher 'hebo' needs the package HEBO, whose latest release (0.3.6) requires "
+                                  "numpy<1.25, which this stack (numpy 2) cannot install beside it; use 'optuna' "
+                                  "(the default) or 'bayesopt'") from None
     return HEBOSearch(random_state_seed=seed, points_to_evaluate=points or None)
 
 
