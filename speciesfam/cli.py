@@ -127,8 +127,13 @@ def _clean(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     from .tune.search import run_search
 
+    from . import stages
+
     run_search(args.workdir, tune_config(args), address=args.address)
-    return 0
+
+    # a search stopped by SIGINT/SIGTERM kept its state: not a success (exit 130, as Ctrl-C); its summary line
+    # says how to continue it
+    return 130 if ((stages.load(args.workdir, "tune") or {}).get("summary") or {}).get("interrupted") else 0
 
 
 def _export(args: argparse.Namespace) -> int:

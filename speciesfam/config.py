@@ -60,6 +60,7 @@ class CatalogConfig:
     group_split: bool = opt(False, "keep each manifest 'group' (e.g. species) inside one split")
 
     def validate(self) -> None:
+        _require(0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2**32)")
         for name in ("val_fraction", "test_fraction"):
             v = getattr(self, name)
             _require(0.0 < v < 0.5, name, v, "a fraction in (0, 0.5)")
@@ -277,6 +278,11 @@ class TuneConfig:
         _require(self.max_concurrent is None or self.max_concurrent >= 1, "max_concurrent", self.max_concurrent,
                  "None (default: as many as fit) or an integer >= 1")
         _require(self.max_failures >= 0, "max_failures", self.max_failures, "an integer >= 0")
+        _require(self.seed is None or 0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2**32)")
+        _require(self.name is None or (bool(self.name.strip()) and self.name not in (".", "..") and
+                                       not any(c in self.name for c in "/\\")),
+                 "name", self.name, "a folder name without '/' or '\\' (the experiment lives in "
+                 "STORAGE/NAME, inside the run folder)")
         _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", self.time_budget_s,
                  "seconds > 0 or None")
         _require(self.image_size >= 32, "image_size", self.image_size, "an integer >= 32")

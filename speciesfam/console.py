@@ -16,7 +16,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from typing import Any, Iterator
 
@@ -263,6 +265,39 @@ def final_flag(value: Any) -> bool | None:
     return bool(value)
 
 
+INTERRUPTED = threading.Event()  # set when SIGINT or SIGTERM stopped the running search (``watch_interrupts``)
+
+
+def interrupted() -> bool:
+    """Whether SIGINT or SIGTERM stopped the last search (a function: Tune pickles callbacks, not locks)."""
+    return INTERRUPTED.is_set()
+
+
+def raise_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C: Python's own unwinding (finally blocks, ``ray.shutdown`` at exit) instead of Ray's
+    C++ handler, which aborted the driver with a stack dump."""
+    raise KeyboardInterrupt
+
+
+def watch_interrupts() -> None:
+    """At a search's start, after Tune installed its stop handler (SIGINT, SIGUSR1): note an interrupt in
+    ``INTERRUPTED`` before Tune's handler runs, and let SIGTERM stop the search the same way (Tune saves its
+    state, ``--resume`` continues it; a SIGTERMed CNN search could not be resumed). A second signal ends the
+    process at once."""
+    INTERRUPTED.clear()
+    tune_stop = signal.getsignal(getattr(signal, "SIGUSR1", signal.SIGINT))
+    if threading.current_thread() is not threading.main_thread() or not callable(tune_stop):
+        return
+
+    def on_signal(signum: int, frame: Any) -> None:
+        INTERRUPTED.set()
+        signal.signal(signal.SIGTERM, raise_interrupt)
+        tune_stop(signum, frame)  # puts SIGINT back to what it was before the search
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
 def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | None = None,
                          metric: str = layout.METRIC, cut_by: str = "the search's end"):
     """A Tune callback printing one line per trial that ended (built here so Ray is imported lazily):
@@ -271,6 +306,9 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
     from ray import tune
 
     class TrialLines(tune.Callback):
+        def setup(self, **info: Any) -> None:
+            watch_interrupts()
+
         def __init__(self) -> None:
             self.finished = 0
             self.ended: dict[str, str] = {}
@@ -298,7 +336,10 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             epochs = last.get("epoch", last.get("training_iteration"))
             model = str(last.get("model") or (trial.config or {}).get("model") or trial.trainable_name)
             count = total if total and len(trials) <= total else None  # a grid makes num_samples x grid
-            say(trial_line(self.finished, count, trial.trial_id, model, epochs, self.best.get(trial.trial_id), ended))
+            best = self.best.get(trial.trial_id)
+            if best is None:  # a trial kept from before a --resume: Tune's own record of its values
+                best = (getattr(trial, "metric_analysis", None) or {}).get(metric, {}).get("max")
+            say(trial_line(self.finished, count, trial.trial_id, model, epochs, best, ended))
 
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             # no result at all: stopped (time budget, end of search) before its first epoch
@@ -307,10 +348,18 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
             # Trials still training when the search ended (its time budget) get no on_trial_complete from Tune.
+            by = "the interrupt" if interrupted() else cut_by
             for trial in trials:  # every trial of RUN/trials.csv gets its line, trained or not
                 if trial.trial_id not in self.lined:
-                    self._line(trials, trial, self.ended.get(trial.trial_id, f"stopped by {cut_by}") if
-                               trial.has_reported_at_least_once else f"not trained: stopped by {cut_by}")
+                    last = trial.last_result or {}
+                    if trial.trial_id not in self.ended and last:  # kept from before a --resume
+                        self.ended[trial.trial_id] = how_ended(bool(last.get("done")), last.get("training_iteration"),
+                                                               max_epochs, scheduler,
+                                                               final_flag(last.get("final_epoch")), cut_by)
+                    ended = self.ended.get(trial.trial_id, f"stopped by {by}").replace(f"stopped by {cut_by}",
+                                                                                       f"stopped by {by}")
+                    self._line(trials, trial, ended if trial.has_reported_at_least_once else
+                               f"not trained: stopped by {by}")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             text = ""

@@ -48,6 +48,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                 raise
             ray.shutdown()
     console.quiet_loggers()
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():  # replaces Ray's C++ abort-with-stack-dump
+        signal.signal(signal.SIGTERM, console.raise_interrupt)
 
 
 def actor_pool(num_actors: int | None = None, use_gpu: bool = True) -> tuple[int, int, int]:

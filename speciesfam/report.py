@@ -60,6 +60,10 @@ def render(workdir: str) -> str:
     sections = {name: _section(fn, workdir, records) for name, fn in (
         ("collection", collection), ("cleaning", cleaning), ("search", search), ("model", best_model),
         ("reproduce", reproduce))}
+    for name, stage in (("cleaning", "clean"), ("search", "tune"), ("model", "export")):
+        stale = _safe(lambda stage=stage: stages.check_fresh(workdir, stage))  # an error: built from an older run
+        if isinstance(stale, stages.StageOrderError) and stage in records and not sections[name].get("missing"):
+            sections[name]["stale"] = str(stale)  # shown, marked: never mixed silently with the newer stages
     return template.render(workdir=workdir, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), s=sections,
                            headline=headline(sections))
 
@@ -371,14 +375,19 @@ def summary_line(workdir: str, stage: str) -> str:
             done, conf = record.get("summary") or {}, record.get("config") or {}
             n, planned = done.get("trials", 0), done.get("planned")
             count = f"{n} trial{'' if n == 1 else 's'}"
-            if done.get("time_budget_hit"):  # Tune stopped the trials still training and started no more
+            ended_by = ("an interrupt (SIGINT/SIGTERM)" if done.get("interrupted") else
+                        f"the time budget ({conf.get('time_budget_s', 0):g} s)" if done.get("time_budget_hit") else "")
+            if ended_by:  # Tune stopped the trials still training and started no more
                 of = planned if planned and n < planned else n
                 count = (f"{n}{f' of {of}' if of != n else ''} trial{'' if of == 1 else 's'} "
-                         f"before the time budget ({conf.get('time_budget_s', 0):g} s) ended the search")
+                         f"before {ended_by} ended the search")
+            resume = (f"; continue it: the same command with --resume (search {done.get('experiment')!r})"
+                      if done.get("interrupted") else "")
             if not done.get("ok"):
-                return f"tune: {count}, none finished with a val macro-F1"
+                return f"tune: {count}, none finished with a val macro-F1{resume}"
             return (f"tune: {count} ({done['ok']} ok); best val macro-F1 "
-                    f"{done[layout.BEST_METRIC]:.3f} (trial {done['best_trial']}, epoch {_num(done['best_epoch'])})")
+                    f"{done[layout.BEST_METRIC]:.3f} (trial {done['best_trial']}, epoch {_num(done['best_epoch'])})"
+                    f"{resume}")
         if stage == "export":
             done = (stages.load(workdir, "export") or {}).get("summary") or {}
             return (f"export: {done.get('bundle')} ({done.get('kind')}, {done.get('model')}, trial "

@@ -70,6 +70,11 @@ def test_flags_overlay_only_what_was_given():
     (["tune", "scratch", "--workdir", "w", "--max-epochs", "0"], "max_epochs=0"),
     (["tune", "scratch", "--workdir", "w", "--cpus-per-worker", "0"], "cpus_per_worker=0"),
     (["tune", "scratch", "--workdir", "w", "--searcher", "tpe"], "unknown searcher 'tpe'"),
+    # a traceback from Optuna's sampler, and an experiment written outside the run folder (hostile tester)
+    (["tune", "probe", "--workdir", "w", "--seed", "-1"], "seed=-1 is invalid: expected an integer in"),
+    (["tune", "probe", "--workdir", "w", "--name", "../../ESCAPED"], "name='../../ESCAPED' is invalid"),
+    (["tune", "probe", "--workdir", "w", "--name", "a/b"], "name='a/b' is invalid"),
+    (["catalog", "imgs", "--workdir", "w", "--seed", "-3"], "seed=-3 is invalid"),
     (["clean", "--workdir", "w", "--model", "NoSuchArch"], "model='NoSuchArch' is not an open_clip architecture"),
     (["clean", "--workdir", "w", "--embedder", "no_such_module_xyz:make"], "cannot import module 'no_such_module_xyz'"),
     (["clean", "--workdir", "w", "--embedder", "json:no_such_factory"], "has no attribute 'no_such_factory'"),

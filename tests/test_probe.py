@@ -114,7 +114,8 @@ class StartTimes:
         return _Cb()
 
 
-def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_path, ray_session, monkeypatch):
+def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_path, ray_session, monkeypatch,
+                                                                           capsys):
     """6 probe trials, 2 at a time: later trials start their first epoch at once in a reused process; every
     checkpoint is a new best, holds weights that load into build_probe, and the contract's config."""
     from speciesfam.data.synthetic_embeddings import make_embedding_run
@@ -178,7 +179,10 @@ def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_pa
     from search_spaces.scratch import get_search_space
 
     space = get_search_space(False)
+    capsys.readouterr()
     (point,) = warm_start_points(str(tmp_path), str(tmp_path / "tune"), "probe", space)
+    said = capsys.readouterr().out
+    assert f"dropout={point['dropout']!r}" in said, said  # clipped or not, it was taken (it said "no shared keys")
     assert set(point) == {k for k, v in space.items() if hasattr(v, "sample")}
     for key in ("head_units", "head_layers", "dropout", "label_smoothing", "class_weighting"):
         value = best.config[key] if key in best.config else None

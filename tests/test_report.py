@@ -327,3 +327,73 @@ def test_demo_report_in_a_real_browser(demo_run, tmp_path):
     best = pd.read_csv(workdir / layout.TRIALS).iloc[0]
     assert f'<b id="best-f1">{best[layout.BEST_METRIC]:.3f}</b>' in html and "Most-confused families" in html
     assert any((workdir / "logs" / "ray").iterdir())  # the workers' full logs, kept
+
+
+def killer_toy(config):
+    """Trains 1 epoch at a time; the trial with ``config['kill']`` sends SIGTERM to the driver at its epoch 2,
+    the first time only."""
+    import os
+    import signal
+    import time
+
+    from ray import tune
+
+    for epoch in range(1, config["epochs"] + 1):
+        time.sleep(0.2)
+        if config["kill"] and epoch == 2 and not os.path.exists(config["marker"]):  # once: not again on resume
+            open(config["marker"], "w").close()
+            os.kill(config["driver"], signal.SIGTERM)
+        tune.report({layout.METRIC: 0.5 + epoch / 1000, "epoch": epoch, "final_epoch": epoch == config["epochs"]})
+
+
+def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_session):
+    """SIGTERM (kill, timeout, a batch scheduler) made Ray's handler abort the driver: a CNN search could then
+    never be resumed, and an interrupted search exited 0 looking complete (hostile tester). Now SIGTERM stops
+    it as Ctrl-C does: Tune saves its state, the lines and summary say it was interrupted, --resume finishes."""
+    import dataclasses
+    import signal
+
+    from ray import tune
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.report import summary_line
+    from speciesfam.tune.search import fit, make_tuner, record_search
+    from speciesfam.tune.tracking import write_trial_table
+
+    console.setup()
+    pickle_by_value(__name__)
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = TuneConfig(searcher="grid", scheduler="fifo", num_samples=1, max_epochs=50, max_failures=0,
+                     max_concurrent=1, seed=1, name="term")
+    space = {"kill": tune.grid_search([False, True, False]), "epochs": 4, "driver": os.getpid(),
+             "marker": str(tmp_path / "killed")}
+    trainable = tune.with_resources(killer_toy, {"CPU": 0.5})
+    with _Tee() as tee:
+        results, ending = fit(make_tuner(trainable, space, cfg, str(tmp_path / "tune"), "term"), space, cfg)
+    assert ending["interrupted"] and signal.getsignal(signal.SIGTERM) is before
+    table = write_trial_table(results, str(tmp_path))
+    record_search(str(tmp_path), cfg, "term", table, **ending)
+    lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
+    assert any(ln.endswith("stopped by the interrupt") for ln in lines), lines
+    assert "before an interrupt (SIGINT/SIGTERM) ended the search" in summary_line(str(tmp_path), "tune")
+    assert "the same command with --resume" in summary_line(str(tmp_path), "tune")
+    resumed = dataclasses.replace(cfg, resume=True)
+    results, ending = fit(make_tuner(trainable, space, resumed, str(tmp_path / "tune"), "term"), space, resumed)
+    table = write_trial_table(results, str(tmp_path))
+    assert not ending["interrupted"] and len(table) == 3 and (table["status"] == "ok").all(), table
+
+
+def test_sections_built_from_an_older_run_are_marked_stale(run, tmp_path):
+    """After clean ran again, export refused the old search but the report showed it as current beside the new
+    cleaning (hostile tester): a stale section now says so, with the command that rebuilds it."""
+    import shutil
+
+    workdir = tmp_path / "run"
+    shutil.copytree(run[0], workdir)
+    assert "Stale:" not in render(str(workdir))
+    stages.finish(str(workdir), "clean", config={"model_id": "x"}, summary={"removed": 0})  # clean ran again
+    html = render(str(workdir))
+    search = html[html.index('<section id="search">'):html.index('<section id="model">')]
+    assert "Stale:" in search and "built from an older clean run" in search and "speciesfam tune" in search
+    cleaning = html[html.index('<section id="cleaning">'):html.index('<section id="search">')]
+    assert "Stale:" not in cleaning

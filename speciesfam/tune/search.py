@@ -35,10 +35,14 @@ def load_space(cfg: TuneConfig) -> dict[str, Any]:
         module = importlib.import_module(module_name)
     except ImportError as err:
         raise ConfigError(f"space={module_name!r}: cannot import it ({err}); give an importable module "
-                          "with get_search_space(smoke: bool)") from err
+                          "with get_search_space(smoke: bool) (a file in the current folder: PYTHONPATH=. or "
+                          "pip install your package)") from err
     if not hasattr(module, "get_search_space"):
         raise ConfigError(f"space={module_name!r} has no get_search_space(smoke: bool) function")
     space = module.get_search_space(cfg.smoke_test)
+    if not isinstance(space, dict):
+        raise ConfigError(f"space={module_name!r}: get_search_space() returned a {type(space).__name__}; it must "
+                          "return a dict of hyperparameter name -> value or tune.choice/uniform/...")
     return {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too (it was ignored there)
 
 
@@ -196,11 +200,22 @@ def fit(tuner, space: dict[str, Any], cfg: TuneConfig):
     for value in space.values():
         if isinstance(value, dict) and isinstance(value.get("grid_search"), list):
             planned *= len(value["grid_search"])
+    import signal
+    import threading
+
+    from .. import console
+
+    main = threading.current_thread() is threading.main_thread()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     start = time.monotonic()
-    with _no_tensorboard():
-        results = tuner.fit()
+    try:
+        with _no_tensorboard():
+            results = tuner.fit()  # SIGINT/SIGTERM stop it and save its state (console.watch_interrupts)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     budget_hit = bool(cfg.time_budget_s) and time.monotonic() - start >= cfg.time_budget_s
-    return results, {"planned": planned, "time_budget_hit": budget_hit}
+    return results, {"planned": planned, "time_budget_hit": budget_hit, "interrupted": console.interrupted()}
 
 
 @contextlib.contextmanager
@@ -221,7 +236,7 @@ def _no_tensorboard() -> Iterator[None]:
 
 
 def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int | None = None,
-                  time_budget_hit: bool = False) -> None:
+                  time_budget_hit: bool = False, interrupted: bool = False) -> None:
     """The tune stage record: this search's settings and result (export refuses trials of a search built from
     an older clean or catalog run; the console's summary counts this search, not every search in RUN, and says
     when the time budget ended it: ``fit``'s ``planned`` and ``time_budget_hit``)."""
@@ -235,7 +250,7 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
     ok = scored_trials(table)
     best = ok.iloc[0] if len(ok) else None
     summary = {"experiment": name, "kind": cfg.kind, "trials": len(table), "ok": len(ok), "planned": planned,
-               "time_budget_hit": time_budget_hit,
+               "time_budget_hit": time_budget_hit, "interrupted": interrupted,
                **({"best_trial": str(best["trial_id"]), layout.BEST_METRIC: float(best[layout.BEST_METRIC]),
                    "best_epoch": int(best["best_epoch"]) if pd.notna(best["best_epoch"]) else None}
                   if best is not None else {})}

@@ -76,6 +76,11 @@ def warm_start_points(workdir: str, storage_path: str, source: str, space: dict[
     """``[point]``: the best trial of ``source`` fitted to ``space`` (see the module docstring)."""
     best = best_config(workdir, storage_path, source)
     point = fit_point(best, space, seed)
-    taken = sorted(k for k in WARM_KEYS if k in point and point[k] == best.get(k))
-    print(f"tune: warm start from {source!r}: {', '.join(f'{k}={point[k]!r}' for k in taken) or 'no shared keys'}")
+    # a key both spaces search, taken from the best trial: as it was, or clipped into this space's range
+    from ray.tune.search.sample import Float, Integer
+
+    taken = sorted(k for k in WARM_KEYS if k in point and best.get(k) is not None and (
+        point[k] == best[k] or isinstance(space.get(k), (Float, Integer))))  # a category not in this space: sampled
+    said = [f"{k}={point[k]!r}" + ("" if point[k] == best[k] else f" (clipped from {best[k]!r})") for k in taken]
+    print(f"tune: warm start from {source!r}: {', '.join(said) or 'no shared keys'}")
     return [point]
