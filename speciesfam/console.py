@@ -348,18 +348,15 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
             # Trials still training when the search ended (its time budget) get no on_trial_complete from Tune.
+            # Their ending comes from their last result (also for trials kept from before a --resume).
             by = "the interrupt" if interrupted() else cut_by
             for trial in trials:  # every trial of RUN/trials.csv gets its line, trained or not
-                if trial.trial_id not in self.lined:
-                    last = trial.last_result or {}
-                    if trial.trial_id not in self.ended and last:  # kept from before a --resume
-                        self.ended[trial.trial_id] = how_ended(bool(last.get("done")), last.get("training_iteration"),
-                                                               max_epochs, scheduler,
-                                                               final_flag(last.get("final_epoch")), cut_by)
-                    ended = self.ended.get(trial.trial_id, f"stopped by {by}").replace(f"stopped by {cut_by}",
-                                                                                       f"stopped by {by}")
-                    self._line(trials, trial, ended if trial.has_reported_at_least_once else
-                               f"not trained: stopped by {by}")
+                if trial.trial_id in self.lined:
+                    continue
+                last = trial.last_result or {}
+                self._line(trials, trial, how_ended(bool(last.get("done")), last.get("training_iteration"), max_epochs,
+                                                    scheduler, final_flag(last.get("final_epoch")), by)
+                           if trial.has_reported_at_least_once else f"not trained: stopped by {by}")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             text = ""
