@@ -341,10 +341,17 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                 best = (getattr(trial, "metric_analysis", None) or {}).get(metric, {}).get("max")
             say(trial_line(self.finished, count, trial.trial_id, model, epochs, best, ended))
 
+        def _trained(self, trial: Any) -> bool:
+            # A trial Tune stops before its first epoch (the time budget) completes with a result of Tune's own
+            # (done, iteration 0) and no metric: it counts as reported, so Tune's flag cannot tell.
+            return trial.trial_id in self.ended or metric in (trial.last_result or {})
+
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            # no result at all: stopped (time budget, end of search) before its first epoch
-            fallback = "finished" if trial.has_reported_at_least_once else "not trained"
-            self._line(trials, trial, self.ended.get(trial.trial_id, fallback))
+            if self._trained(trial):
+                self._line(trials, trial, self.ended.get(trial.trial_id, "finished"))
+            else:  # no result at all: the search ended first, or the trainable returned without one
+                cut = "the interrupt" if interrupted() else cut_by if cut_by != "the search's end" else None
+                self._line(trials, trial, f"not trained: stopped by {cut}" if cut else "not trained")
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
             # Trials still training when the search ended (its time budget) get no on_trial_complete from Tune.
@@ -356,7 +363,7 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                 last = trial.last_result or {}
                 self._line(trials, trial, how_ended(bool(last.get("done")), last.get("training_iteration"), max_epochs,
                                                     scheduler, final_flag(last.get("final_epoch")), by)
-                           if trial.has_reported_at_least_once else f"not trained: stopped by {by}")
+                           if self._trained(trial) else f"not trained: stopped by {by}")
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             text = ""

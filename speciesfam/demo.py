@@ -53,8 +53,7 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
                 "(robust z-score), label issues (cleanlab), near-duplicates")
     cleaned = run_clean(workdir, CleanConfig.smoke())
     done("clean")
-    console.say(f"[3/6] tune: {num_samples} trials, Optuna TPE + ASHA, each on 2 Ray Train workers "
-                "(MultiWorkerMirroredStrategy)")
+    console.say("[3/6] tune: scratch CNNs, each trial on Ray Train workers (MultiWorkerMirroredStrategy)")
     tune_cfg = TuneConfig.smoke(kind="scratch", num_samples=num_samples, max_epochs=max_epochs, workers_per_trial=2,
                                 # BN statistics need a few epochs before val F1 means much
                                 grace_period=min(5, max_epochs), name="demo")

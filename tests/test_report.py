@@ -232,6 +232,7 @@ def slow_toy(config):
 
     from ray import tune
 
+    time.sleep(config.get("delay", 0))  # before its first epoch
     for epoch in range(1, config["epochs"] + 1):
         time.sleep(config["sleep"])
         tune.report({layout.METRIC: 0.5 + epoch / 1000, "epoch": epoch, "final_epoch": epoch == config["epochs"]})
@@ -247,10 +248,10 @@ def test_trials_the_time_budget_cut_get_a_line_and_the_summary_says_so(tmp_path,
     from speciesfam.tune.search import fit, make_tuner, record_search
     from speciesfam.tune.tracking import write_trial_table
 
-    console.setup()
+    console.setup()  # 12 s: time for trial processes to start on a busy 2-core machine, then two to finish
     pickle_by_value(__name__)
     cfg = TuneConfig(searcher="grid", scheduler="fifo", num_samples=4, max_epochs=1000, max_failures=0,
-                     max_concurrent=2, time_budget_s=6, seed=1)
+                     max_concurrent=2, time_budget_s=12, seed=1)
     with _Tee() as tee:
         space = {"epochs": tune.grid_search([2, 1000]), "sleep": 0.2}
         tuner = make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), space, cfg, str(tmp_path / "tune"),
@@ -258,13 +259,33 @@ def test_trials_the_time_budget_cut_get_a_line_and_the_summary_says_so(tmp_path,
         results, ending = fit(tuner, space, cfg)
     table = write_trial_table(results, str(tmp_path))
     record_search(str(tmp_path), cfg, "budget", table, **ending)
-    lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
+    lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln) and "not trained" not in ln]
     ran = table[table["epochs_run"] > 0]
     assert len(lines) == len(ran) >= 2, tee.lines  # one line per trial that trained, none twice
-    assert sum(ln.endswith("stopped by the time budget (6 s)") for ln in lines) >= 1, lines
+    assert sum(ln.endswith("stopped by the time budget (12 s)") for ln in lines) >= 1, lines
     assert sum(ln.endswith("  early stopping") and " 2 epochs " in ln for ln in lines) >= 1, lines  # its own end
     assert summary_line(str(tmp_path), "tune").startswith(
-        f"tune: {len(table)} of 8 trials before the time budget (6 s) ended the search ({len(ran)} ok)")
+        f"tune: {len(table)} of 8 trials before the time budget (12 s) ended the search ({len(ran)} ok)")
+
+
+def test_trials_the_time_budget_stops_before_their_first_epoch_say_not_trained(tmp_path, ray_session):
+    """Tune completes such a trial with a result of its own (no metric): its line said '0 epochs ... finished'."""
+    from ray import tune
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.tune.search import fit, make_tuner
+
+    console.setup()
+    pickle_by_value(__name__)
+    cfg = TuneConfig(searcher="random", scheduler="fifo", num_samples=2, max_epochs=3, max_failures=0,
+                     max_concurrent=2, time_budget_s=3, seed=1)
+    space = {"epochs": 3, "sleep": 0.1, "delay": 120}
+    with _Tee() as tee:
+        fit(make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), space, cfg, str(tmp_path / "tune"), "late"),
+            space, cfg)
+    lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
+    assert len(lines) == 2 and all(ln.endswith("not trained: stopped by the time budget (3 s)") for ln in lines), \
+        tee.lines
 
 
 def _open_in_chromium(report, tmp_path) -> tuple[dict, str]:

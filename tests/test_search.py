@@ -7,7 +7,7 @@ import pytest
 from conftest import pickle_by_value
 
 from speciesfam.config import ConfigError, TuneConfig
-from speciesfam.tune.search import make_tuner, trial_slots
+from speciesfam.tune.search import make_tuner, start_line, trial_slots
 from speciesfam.tune.tracking import write_trial_table
 
 
@@ -82,6 +82,45 @@ def test_trials_run_as_many_at_once_as_the_cluster_holds_by_default(ray_session)
     assert trial_slots(TuneConfig(cpus_per_worker=0.5)) == 1  # 0.5 + 2 x 0.5 = 1.5 CPUs per CNN trial
     assert trial_slots(TuneConfig(cpus_per_worker=0.25, cpus_per_trial=0.5, workers_per_trial=1)) == 2
     assert TuneConfig(kind="probe").trial_cpus == 1.0 and TuneConfig(kind="scratch").trial_cpus == 0.5
+
+
+def test_a_search_starts_with_a_line_saying_what_runs_and_on_what():
+    """The first line a search prints (before, a CNN search said nothing until its first trial ended)."""
+    assert start_line(TuneConfig(kind="probe", num_samples=100, max_epochs=30), "probe", {}, 2) == (
+        "tune: search 'probe': 100 probe trials x up to 30 epochs, optuna + asha (grace 3 epochs), 2 at a time "
+        "(1 CPU each)")
+    cfg = TuneConfig(kind="scratch", searcher="random", scheduler="fifo", num_samples=2, max_epochs=5,
+                     gpus_per_worker=1, time_budget_s=600)
+    grid = {"lr": {"grid_search": [0.1, 0.01, 0.001]}, "batch_size": 32}
+    assert start_line(cfg, "cnn", grid, 1) == (
+        "tune: search 'cnn': 6 scratch trials x up to 5 epochs, random + fifo, 1 at a time (2 Ray Train workers x "
+        "1 CPU + 1 GPU each), time budget 600 s")
+
+
+WANDB_EXIT = """
+import sys
+from speciesfam import cli
+from speciesfam.data.synthetic_embeddings import make_embedding_run
+make_embedding_run(sys.argv[1], rows=200, dim=8, families=4)
+sys.exit(cli.main(["tune", "probe", "--workdir", sys.argv[1], "--num-samples", "1", "--max-epochs", "2",
+                   "--wandb", "offline"]))
+"""
+
+
+@pytest.mark.slow  # a whole CLI search in a new process (~40 s)
+def test_a_wandb_offline_search_exits_quietly(tmp_path):
+    """Ray's W&B callback printed an ignored AttributeError from its __del__ at interpreter exit."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WANDB_DIR": str(tmp_path), "RAY_AUTH_MODE": "disabled"}
+    out = subprocess.run([sys.executable, "-c", WANDB_EXIT, str(tmp_path / "run")], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "tune: search 'probe': 1 probe trial x up to 2 epochs" in out.stdout, out.stdout
+    assert list(tmp_path.rglob("offline-run-*")), "W&B wrote no offline run"
+    assert "Exception ignored" not in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
 @pytest.mark.slow  # the NaN trial's status is also checked, faster, by the wiring test above

@@ -10,12 +10,13 @@ processes from trial to trial (``reuse_actors``), and the embeddings reach them 
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import os
 import time
 from typing import Any, Iterator
 
-from .. import layout, storage
+from .. import console, layout, storage
 from ..config import TuneConfig
 from ..errors import ConfigError, SearchFailedError, SpeciesfamError
 from ..data.catalog import load_manifest
@@ -185,25 +186,46 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
     tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe",
                        slots=slots)
+    console.say(start_line(cfg, name, space, min(cfg.max_concurrent or slots, planned_trials(space, cfg))))
     results, ending = fit(tuner, space, cfg)
+    del tuner  # its callbacks are collected while Ray is up (Ray's W&B callback fails in __del__ at interpreter exit)
+    gc.collect()
     table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
     record_search(workdir, cfg, name, table, **ending)
     check_some_trial_trained(table)
     return results
 
 
-def fit(tuner, space: dict[str, Any], cfg: TuneConfig):
-    """``tuner.fit()`` without TensorBoard files; returns its ResultGrid and, for the search's record, the trials
-    planned (``num_samples`` x the space's grid points) and whether the time budget ended the search (then
-    Tune stops the trials still training and starts no more)."""
+def planned_trials(space: dict[str, Any], cfg: TuneConfig) -> int:
+    """Trials the search will run: ``num_samples`` x the space's grid points."""
     planned = cfg.num_samples
     for value in space.values():
         if isinstance(value, dict) and isinstance(value.get("grid_search"), list):
             planned *= len(value["grid_search"])
+    return planned
+
+
+def start_line(cfg: TuneConfig, name: str, space: dict[str, Any], at_once: int) -> str:
+    """The console's line as a search starts: what runs, how, and how many trials at once on what."""
+    if cfg.kind == "probe":
+        each = f"{cfg.trial_cpus:g} CPU"
+    else:
+        gpus = f" + {cfg.gpus_per_worker:g} GPU" if cfg.gpus_per_worker else ""
+        each = f"{cfg.workers_per_trial} Ray Train workers x {cfg.cpus_per_worker:g} CPU{gpus}"
+    scheduler = f"{cfg.scheduler} (grace {cfg.grace} epochs)" if cfg.scheduler == "asha" else cfg.scheduler
+    budget = f", time budget {cfg.time_budget_s:g} s" if cfg.time_budget_s else ""
+    planned = planned_trials(space, cfg)
+    return (f"tune: search {name!r}: {planned} {cfg.kind} trial{'s' * (planned != 1)} x up to {cfg.max_epochs} epochs, "
+            f"{cfg.searcher} + {scheduler}, {at_once} at a time ({each} each){budget}")
+
+
+def fit(tuner, space: dict[str, Any], cfg: TuneConfig):
+    """``tuner.fit()`` without TensorBoard files; returns its ResultGrid and, for the search's record, the trials
+    planned (``num_samples`` x the space's grid points) and whether the time budget ended the search (then
+    Tune stops the trials still training and starts no more)."""
+    planned = planned_trials(space, cfg)
     import signal
     import threading
-
-    from .. import console
 
     main = threading.current_thread() is threading.main_thread()
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
@@ -326,7 +348,6 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from .. import console
     from .tracking import callbacks
 
     experiment = storage.join(storage_path, name)
