@@ -299,10 +299,11 @@ def watch_interrupts() -> None:
 
 
 def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | None = None,
-                         metric: str = layout.METRIC, cut_by: str = "the search's end"):
+                         metric: str = layout.METRIC, cut_by: str = "the search's end", model: str | None = None):
     """A Tune callback printing one line per trial that ended (built here so Ray is imported lazily):
     trial, model, epochs, its best epoch's val macro-F1 to 3 digits, and how it ended (``how_ended``; ``cut_by``
-    names what ends a search with trials still training, e.g. ``the time budget``)."""
+    names what ends a search with trials still training, e.g. ``the time budget``; ``model``: the name of a trial
+    whose results and settings have none, as trials.csv says it, e.g. ``probe``)."""
     from ray import tune
 
     class TrialLines(tune.Callback):
@@ -334,12 +335,12 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             self.finished += 1
             last = trial.last_result or {}
             epochs = last.get("epoch", last.get("training_iteration"))
-            model = str(last.get("model") or (trial.config or {}).get("model") or trial.trainable_name)
+            model_name = str(last.get("model") or (trial.config or {}).get("model") or model or trial.trainable_name)
             count = total if total and len(trials) <= total else None  # a grid makes num_samples x grid
             best = self.best.get(trial.trial_id)
             if best is None:  # a trial kept from before a --resume: Tune's own record of its values
                 best = (getattr(trial, "metric_analysis", None) or {}).get(metric, {}).get("max")
-            say(trial_line(self.finished, count, trial.trial_id, model, epochs, best, ended))
+            say(trial_line(self.finished, count, trial.trial_id, model_name, epochs, best, ended))
 
         def _trained(self, trial: Any) -> bool:
             # A trial Tune stops before its first epoch (the time budget) completes with a result of Tune's own

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from typing import Iterator
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -35,8 +38,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             kwargs = {"num_cpus": num_cpus, "include_dashboard": True, "dashboard_host": "127.0.0.1",
                       "dashboard_port": port, "_node_ip_address": "127.0.0.1"}
         try:
-            ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=console.log_to_driver(),
-                     logging_level=logging.INFO if console.verbose() else logging.WARNING, **kwargs)
+            with _own_process_group(not address):
+                ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=console.log_to_driver(),
+                         logging_level=logging.INFO if console.verbose() else logging.WARNING, **kwargs)
             break
         except Exception as err:  # noqa: BLE001 -- Ray raises a bare Exception with the dashboard's log
             # The free port was taken between choosing it and the dashboard binding it (by another process,
@@ -53,6 +57,35 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     if threading.current_thread() is threading.main_thread():  # replaces Ray's C++ abort-with-stack-dump
         signal.signal(signal.SIGTERM, console.raise_interrupt)
+
+
+@contextlib.contextmanager
+def _own_process_group(starting: bool) -> Iterator[None]:
+    """While a local Ray starts: its daemons (GCS, raylet, dashboard) go into a process group of their own.
+
+    They inherit this process's group. ``timeout`` and other supervisors signal their whole process group, so
+    a SIGTERM meant to stop the search killed the GCS too, and the driver, which stops a search on SIGTERM and
+    saves its state, waited 60 s for the GCS and exited 1 with nothing saved. This process leads a new group
+    while Ray starts its daemons, then goes back to its own, so a terminal's Ctrl-C and the supervisor's signal
+    still reach it, and Ray stops with it (``ray.shutdown`` at exit). Nothing to do when this process already
+    leads its group (a shell's job): its daemons are its group's, as before.
+    """
+    own = os.getpgrp()
+    if not starting or sys.platform == "win32" or own == os.getpid():
+        yield
+        return
+    try:
+        os.setpgid(0, 0)
+    except OSError:  # a session leader cannot change group: leave it
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            os.setpgid(0, own)
+        except OSError:  # the old group is gone (its leader exited): stay in the new one
+            pass
 
 
 def actor_pool(num_actors: int | None = None, use_gpu: bool = True) -> tuple[int, int, int]:

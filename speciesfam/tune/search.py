@@ -377,7 +377,7 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             *callbacks(cfg, name, experiment),
             console.trial_lines_callback(cfg.num_samples, console.scheduler_name(cfg.scheduler), cfg.max_epochs,
                                          cut_by=f"the time budget ({cfg.time_budget_s:g} s)" if cfg.time_budget_s
-                                         else "the search's end")],
+                                         else "the search's end", model="probe" if cfg.kind == "probe" else None)],
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             verbose=console.tune_verbosity()),  # one line per trial instead of Tune's status tables
     )
