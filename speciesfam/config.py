@@ -295,6 +295,11 @@ class TuneConfig:
                  "None or the name of an earlier experiment in the same storage, e.g. 'probe'")
         _require(self.init_from is None or self.searcher != "grid", "init_from", self.init_from,
                  "None with searcher='grid' (a grid has no first points)")
+        # a weights file must exist before any trial starts (each would fail loading it, then be retried)
+        _require(self.kind != "transfer" or self.weights in (None, "imagenet") or "://" in self.weights
+                 or os.path.isfile(self.weights), "weights", self.weights,
+                 "'imagenet', an existing local weights file (.h5 / .weights.h5, on shared storage on a cluster) "
+                 "or none")
         from .registry import SCHEDULERS, SEARCHERS
 
         SEARCHERS.get(self.searcher)

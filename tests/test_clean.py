@@ -121,5 +121,11 @@ def test_pretrained_weights_that_cannot_be_had_fail_in_one_line_before_any_actor
     assert time.time() - start < 40  # the client's own retries took ~45 s
     with pytest.raises(SpeciesfamError, match="'nope' is neither a local file nor an open_clip tag for ViT-B-32"):
         fetch_pretrained(CleanConfig(model="ViT-B-32", pretrained="nope"))
+    # the README's reference recipe: a hub model took ~1 minute and 238 lines, its error said pretrained=None
+    with pytest.raises(SpeciesfamError) as err:
+        fetch_pretrained(CleanConfig(model="hf-hub:imageomics/bioclip"))
+    text = str(err.value)
+    assert text.startswith(f"{LOAD_FAILED} 'hf-hub:imageomics/bioclip': 127.0.0.1 cannot be reached") and \
+        "pretrained=" not in text and "--model local-dir:PATH" in text and "\n" not in text, text
     for nothing_to_fetch in (CleanConfig(pretrained=None), CleanConfig(pretrained=str(tmp_path))):
         fetch_pretrained(nothing_to_fetch)  # random weights, a local file: no child process, no error

@@ -75,6 +75,9 @@ def test_flags_overlay_only_what_was_given():
     (["tune", "probe", "--workdir", "w", "--name", "../../ESCAPED"], "name='../../ESCAPED' is invalid"),
     (["tune", "probe", "--workdir", "w", "--name", "a/b"], "name='a/b' is invalid"),
     (["catalog", "imgs", "--workdir", "w", "--seed", "-3"], "seed=-3 is invalid"),
+    # every trial started, failed loading it and was retried: 3 minutes to exit 1 (hostile tester round 3)
+    (["tune", "transfer", "--workdir", "w", "--weights", "/no/such/backbone.h5"],
+     "weights='/no/such/backbone.h5' is invalid"),
     (["clean", "--workdir", "w", "--model", "NoSuchArch"], "model='NoSuchArch' is not an open_clip architecture"),
     (["clean", "--workdir", "w", "--embedder", "no_such_module_xyz:make"], "cannot import module 'no_such_module_xyz'"),
     (["clean", "--workdir", "w", "--embedder", "json:no_such_factory"], "has no attribute 'no_such_factory'"),

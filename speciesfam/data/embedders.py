@@ -58,6 +58,10 @@ try:  # unreachable: the local cache only (Hugging Face's client retries a faile
 except OSError as err:
     os.environ["HF_HUB_OFFLINE"] = "1"
     print(f"{host} cannot be reached ({err}); looked in the local cache only", file=sys.stderr)
+if model.startswith("hf-hub:"):  # the hub model's open_clip config: where it is missing, so are its weights
+    from huggingface_hub import hf_hub_download
+    hf_hub_download(model[len("hf-hub:"):], "open_clip_config.json")
+    sys.exit(0)
 import open_clip
 from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 tags = open_clip.list_pretrained_tags_by_model(model)
@@ -65,6 +69,21 @@ if tag not in tags:
     sys.exit(f"pretrained={tag!r} is neither a local file nor an open_clip tag for {model}; tags: {tags}")
 download_pretrained(get_pretrained_cfg(model, tag))
 """
+
+
+def offline_options(cfg: CleanConfig) -> str:
+    """What an offline machine can use instead of weights it cannot download."""
+    if cfg.model.startswith("hf-hub:"):
+        return ("Offline machines need the model in the Hugging Face cache (HF_HOME), a copy of its files given as "
+                "--model local-dir:PATH, or an open_clip architecture with --pretrained none (random weights).")
+    return ("Offline machines need a local weights file (--pretrained PATH) or --pretrained none (random "
+            "weights).")
+
+
+def what_was_loaded(cfg: CleanConfig) -> str:
+    """The model and its weights as the user named them, for error messages."""
+    schema = cfg.model.startswith(("hf-hub:", "local-dir:"))
+    return repr(cfg.model) if schema else f"{cfg.model!r} with pretrained={cfg.pretrained!r}"
 
 
 def fetch_pretrained(cfg: CleanConfig) -> None:
@@ -82,19 +101,21 @@ def fetch_pretrained(cfg: CleanConfig) -> None:
 
     from ..errors import SpeciesfamError
 
-    if cfg.embedder or not cfg.pretrained or os.path.exists(cfg.pretrained) or \
-            cfg.model.startswith(("hf-hub:", "local-dir:")):
+    hub = cfg.model.startswith("hf-hub:")
+    if cfg.embedder or cfg.model.startswith("local-dir:") or \
+            (not hub and (not cfg.pretrained or os.path.exists(cfg.pretrained))):
         return
     host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
-    run = subprocess.run([sys.executable, "-c", _FETCH, cfg.model, cfg.pretrained, host or "huggingface.co"],
+    run = subprocess.run([sys.executable, "-c", _FETCH, cfg.model, str(cfg.pretrained), host or "huggingface.co"],
                          capture_output=True, text=True)
     if run.returncode:
         lines = [ln.strip() for ln in run.stderr.splitlines() if ln.strip()]
         cause = " ".join(ln for ln in lines if "cannot be reached" in ln)  # offline: say so first
-        cause = (f"{cause}; " if cause else "") + (lines[-1] if lines else f"exit status {run.returncode}")[:300]
-        raise SpeciesfamError(f"{LOAD_FAILED} {cfg.model!r} with pretrained={cfg.pretrained!r}: {cause}. Offline "
-                              "machines need a local weights file (--pretrained PATH) or --pretrained none (random "
-                              "weights).")
+        last = lines[-1] if lines else f"exit status {run.returncode}"
+        if len(last) > 300:  # at a sentence's end (a cut word read as a typo)
+            last = last[:last.rfind(". ", 0, 300) + 1 or 300]
+        cause = (f"{cause}; " if cause else "") + last
+        raise SpeciesfamError(f"{LOAD_FAILED} {what_was_loaded(cfg)}: {cause.rstrip('.')}. {offline_options(cfg)}")
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -145,9 +166,7 @@ def open_clip_embedder(cfg: CleanConfig, device: str | None = None) -> Embedder:
                     precision="fp16" if device == "cuda" else "fp32")
     except Exception as err:  # hub/network failures come in many types; name what was being fetched
         if pretrained or schema:
-            raise RuntimeError(f"{LOAD_FAILED} {cfg.model!r} with pretrained={pretrained!r}: "
-                               f"{err}. Offline machines need a local weights file (--pretrained PATH) or "
-                               "--pretrained none (random weights).") from err
+            raise RuntimeError(f"{LOAD_FAILED} {what_was_loaded(cfg)}: {err}. {offline_options(cfg)}") from err
         raise
     model.eval()
     dtype = next(model.parameters()).dtype
