@@ -8,3 +8,14 @@ import sys
 # `ray job submit --working-dir .` runs jobs from the repo root; make `speciesfam` and `search_spaces`
 # importable there even when the package is not pip-installed on the cluster image.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(command: list[str], ignored: tuple[str, ...] = ()) -> None:
+    """Exit with ``speciesfam COMMAND ARGS`` run on this script's arguments (``ignored`` flags dropped)."""
+    from speciesfam.cli import main
+
+    args = [a for a in sys.argv[1:] if a not in ignored]
+    if {"-h", "--help"} & set(args):
+        print(f"{os.path.basename(sys.argv[0])}: `speciesfam {' '.join(command)}` with the flags below (the command "
+              f"is fixed: leave it out){'; accepted and ignored: ' + ', '.join(ignored) if ignored else ''}\n")
+    sys.exit(main([*command, *args]))

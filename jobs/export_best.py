@@ -4,11 +4,6 @@
     python jobs/export_best.py --workdir runs/demo --smoke-test
 """
 
-import sys
+import _common
 
-import _common  # noqa: F401
-
-from speciesfam.cli import main
-
-argv = [a for a in sys.argv[1:] if a != "--smoke-test"]  # export is already quick; the flag is accepted for symmetry
-sys.exit(main(["export", *argv]))
+_common.run(["export"], ignored=("--smoke-test",))  # export is quick already: accepted for symmetry

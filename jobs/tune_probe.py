@@ -4,10 +4,6 @@
     python jobs/tune_probe.py --workdir runs/demo --smoke-test     # after clean_data.py
 """
 
-import sys
+import _common
 
-import _common  # noqa: F401
-
-from speciesfam.cli import main
-
-sys.exit(main(["tune", "probe", *sys.argv[1:]]))
+_common.run(["tune", "probe"])

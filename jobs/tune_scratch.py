@@ -4,10 +4,6 @@
     python jobs/tune_scratch.py --workdir runs/demo --smoke-test --cpus-per-worker 0.5   # after clean_data.py
 """
 
-import sys
+import _common
 
-import _common  # noqa: F401
-
-from speciesfam.cli import main
-
-sys.exit(main(["tune", "scratch", *sys.argv[1:]]))
+_common.run(["tune", "scratch"])

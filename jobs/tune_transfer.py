@@ -5,10 +5,6 @@
     python jobs/tune_transfer.py --workdir runs/demo --smoke-test --weights none --cpus-per-worker 0.5
 """
 
-import sys
+import _common
 
-import _common  # noqa: F401
-
-from speciesfam.cli import main
-
-sys.exit(main(["tune", "transfer", *sys.argv[1:]]))
+_common.run(["tune", "transfer"])

@@ -248,7 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     from . import console
 
     console.setup(True if verbose else None)  # before TensorFlow or Ray is imported: they read their log levels once
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """One parsed command, as ``speciesfam COMMAND`` runs it (a stage keeps its logs and ends with its summary
+    and the report; errors in one line); returns the exit status. The job scripts run their stages through it."""
     try:
         return _run_stage(args) if args.command in STAGES else COMMANDS[args.command](args)
     except SearchFailedError as err:

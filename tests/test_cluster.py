@@ -40,6 +40,8 @@ def test_two_node_cluster_runs_clean_and_tune_jobs(cluster, workdir):
                          env=cluster.env(), check=True)
     nodes = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(nodes) == 2 and any("head" in n for n in nodes) and any("node2" in n for n in nodes)
+    # the clean job runs its stages as the CLI does: stage records, logs and the report (it wrote none of them)
+    assert all(os.path.exists(os.path.join(workdir, f)) for f in ("report.html", "logs", "stages/clean.json"))
     cluster.submit("jobs/tune_transfer.py", "--smoke-test", "--workdir", workdir)
     summary = check_artifacts(workdir)
     assert summary["trials"] == 2 and summary["ok"] >= 1
