@@ -20,6 +20,7 @@ def test_every_row_has_a_status_and_nothing_is_lost(collection, tmp_path):
     assert bad["reason"].str.contains("truncated").all()
     assert pd.read_csv(tmp_path / "unreadable.csv")["path"].tolist() == bad["path"].tolist()
     assert (tmp_path / "catalog.md").read_text().count("|") > 10
+    assert "### duplicate (" in (tmp_path / "catalog.md").read_text()  # Not used lists every status but ok
 
 
 def test_duplicates_never_cross_splits(collection):
@@ -30,6 +31,7 @@ def test_duplicates_never_cross_splits(collection):
     split_of = dict(zip(m["path"], m["split"]))
     for r in dup.itertuples():
         assert r.split == split_of[r.duplicate_of]
+        assert r.reason == f"same bytes as {r.duplicate_of}"  # the kept copy by name (it said 'duplicate_of')
     assert not m[m["status"] == "ok"]["sha256"].duplicated().any()
 
 

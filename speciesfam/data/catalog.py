@@ -141,7 +141,7 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     dup = ok & (df["path"] != first.reindex(df.index))
     df.loc[dup, "duplicate_of"] = first[dup]
     df.loc[dup, "status"] = layout.DUPLICATE
-    df.loc[dup, "reason"] = "same bytes as duplicate_of"
+    df.loc[dup, "reason"] = "same bytes as " + first[dup].astype(str)  # the copy that stays, by name
     usable = df["status"] == layout.OK
     counts = df[usable].groupby("label").size()
     small = usable & df["label"].map(counts).lt(cfg.min_images)
@@ -239,7 +239,7 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
                   "written); fix the source if they are one family:", ""]
         lines += ["- " + ", ".join(f"`{_md(lab)}`" if lab.strip() else repr(lab) for lab in group)
                   for group in alike[:NOT_USED_SHOWN]]
-    not_used = manifest[~manifest["status"].isin([layout.OK, layout.DUPLICATE])]
+    not_used = manifest[manifest["status"] != layout.OK]  # duplicates too, as the report shows them
     if len(not_used):
         lines += ["", "## Not used", "", f"{len(not_used)} rows; the first {NOT_USED_SHOWN} of each status are "
                   f"below, all of them in {layout.MANIFEST} (and the unreadable ones in {layout.UNREADABLE}).", ""]
