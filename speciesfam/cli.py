@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--out", default=None, help="report folder (default: eval_SPLIT beside the bundle)")
 
-    d = sub.add_parser("demo", help="every stage on the bundled demo data (offline, ~5 min on 2 CPUs)")
+    d = sub.add_parser("demo", help="every stage on the bundled demo data (offline, 3-8 minutes on 2 CPUs)")
     add_config_flags(d, DemoConfig)
 
     # Report and console (RUN/report.html; --verbose: the frameworks' own output, see speciesfam.console).

@@ -185,6 +185,9 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
     try:
         yield path
     finally:
+        if os.path.isdir(os.path.dirname(logs)):  # every stage that ran has its log (not a refused command)
+            logging.getLogger("speciesfam").info("%s ended after %.1f s: %s", stage, time.time() - started,
+                                                 " ".join(sys.argv))
         for lg in targets:
             lg.removeHandler(handler)
         logging.getLogger().setLevel(root_level)

@@ -1,7 +1,7 @@
 """The whole pipeline on the bundled demo data: catalog -> clean -> tune -> export -> evaluate -> predict.
 
 Offline-safe: CLIP runs with random weights (``pretrained=None``) and the search trains small CNNs from
-scratch, so nothing is downloaded. ~3-5 minutes on 2 CPU cores.
+scratch, so nothing is downloaded. 3-8 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -84,5 +84,5 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     removed = int((cleaned["status"] == "removed").sum())
     console.say(f"\nDone in {time.time() - t0:.0f} s: {len(manifest)} images catalogued, {removed} outliers removed, "
                 f"bundle in {bundle}, full logs in {storage.join(workdir, 'logs')}.")
-    console.say(f"Report: {report}")
+    console.say(f"report: {report}")
     return {"artifacts": artifacts, "predictions": preds}

@@ -2,6 +2,7 @@
 user errors are one line (exit 2), programming errors keep their traceback."""
 
 import dataclasses
+import re
 import subprocess
 import sys
 import textwrap
@@ -172,3 +173,12 @@ def test_a_failed_registry_import_is_not_remembered_as_loaded(tmp_path, monkeypa
     for _ in range(2):  # the second lookup fails the same way instead of saying "unknown thing"
         with pytest.raises(ImportError, match="no_such_dependency_xyz"):
             reg.get("a")
+
+
+def test_every_stage_that_ran_keeps_its_log(tmp_path, capsys):
+    """RUN/logs/STAGE.log: a stage that logged nothing left no file, though the README promised each stage's."""
+    from speciesfam.demo import demo_images
+
+    assert cli.main(["catalog", demo_images(), "--workdir", str(tmp_path / "run")]) == 0
+    log = (tmp_path / "run" / "logs" / "catalog.log").read_text()
+    assert re.search(r"INFO speciesfam: catalog ended after [\d.]+ s: ", log), log
