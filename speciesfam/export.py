@@ -329,8 +329,10 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
                          f"status {catalog['summary'].get('status')}")
         if clean:
             c = clean["config"]
-            lines.append(f"- clean with `{c.get('model_id')}`, detector {c.get('detector')}, contamination "
-                         f"{c.get('contamination')}: {clean['summary'].get('removed')} images removed")
+            rule = (f"the top {c.get('contamination')} of each family" if c.get("removal") == "quota"
+                    else f"score z > {c.get('outlier_z')}" if c.get("outlier_z") is not None else "its default rule")
+            lines.append(f"- clean with `{c.get('model_id')}`, detector {c.get('detector')} removing {rule}: "
+                         f"{clean['summary'].get('removed')} images removed")
         lines.append("")
     lines += ["## Known limits", "",
               f"- {layout.METRIC} comes from the split used to choose the trial: it is optimistic; run "

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import math
+import os
 import platform
 import time
 import traceback
@@ -172,6 +173,7 @@ def cleaning(workdir: str, records: dict) -> dict | None:
     settings = {k: cfg[k] for k in ("model_id", "detector", "removal", "outlier_z", "contamination", "min_per_family",
                                     "zero_shot", "zero_shot_threshold", "label_issue_filter", "drop_label_issues",
                                     "near_duplicate_threshold", "dedupe") if k in cfg}
+    settings.pop("contamination" if cfg.get("removal", "threshold") != "quota" else "outlier_z", None)  # unused
     galleries = []
     if removed is not None:
         galleries.append({"title": "Outliers removed", "file": layout.REMOVED, "total": len(removed),
@@ -185,9 +187,18 @@ def cleaning(workdir: str, records: dict) -> dict | None:
         captions = [c for c in df.columns if c not in paths and c != score]
         galleries.append({"title": title, "file": name, "total": len(df),
                           "items": _gallery(df, score, captions, paths)})
-    thresholds = {k: v for k, v in summary.items() if k not in ("status",)}
+    thresholds = {k: _plain(v) for k, v in summary.items() if k not in ("status",)}
     return {"removed": len(removed) if removed is not None else summary.get("removed", 0), "settings": settings,
             "summary": thresholds, "galleries": galleries}
+
+
+def _plain(value: Any) -> Any:
+    """A record's nested value as the page shows it: ``key value, ...`` (``none`` when empty), not Python's repr."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(_plain(v)) for v in value) or "none"
+    return value
 
 
 def trial_histories(trials) -> tuple[dict[str, Any], float]:
@@ -256,7 +267,8 @@ def search(workdir: str, records: dict) -> dict | None:
     return {"trials": rows, "hp_keys": hp_keys, "best": best, "best_f1": best["f1"] if best else None,
             "plot": plot, "stopped": len(stopped), "scheduler": scheduler, "wall_s": wall,
             "settings": {k: cfg[k] for k in ("kind", "searcher", "scheduler", "num_samples", "max_epochs",
-                                             "grace_period", "workers_per_trial") if k in cfg}}
+                                             "grace_period", "workers_per_trial") if k in cfg
+                         and not (k == "workers_per_trial" and cfg.get("kind") == "probe")}}  # probes have none
 
 
 def _read_json(uri: str) -> Any:
@@ -348,6 +360,8 @@ def versions() -> list[tuple[str, str]]:
 
 
 def reproduce(workdir: str, records: dict) -> dict:
+    if not storage.is_remote(workdir):  # commands that work from any folder, whatever `report` was given
+        workdir = os.path.abspath(workdir)
     steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"),
               "run_id": r.get("run_id"),
               "config": json.dumps(r.get("config", {}), indent=1, sort_keys=True, default=str)}

@@ -418,3 +418,14 @@ def test_sections_built_from_an_older_run_are_marked_stale(run, tmp_path):
     assert "Stale:" in search and "built from an older clean run" in search and "speciesfam tune" in search
     cleaning = html[html.index('<section id="cleaning">'):html.index('<section id="search">')]
     assert "Stale:" not in cleaning
+
+
+def test_the_cleaning_section_shows_the_rule_in_force_in_plain_words(tmp_path):
+    """It listed the quota's contamination beside the threshold rule in force, and Python reprs of dicts."""
+    from speciesfam.report import cleaning
+
+    stages.finish(str(tmp_path), "clean", config={"removal": "threshold", "outlier_z": 5.0, "contamination": 0.05},
+                  summary={"removed": 0, "near_duplicates": {"dropped": 0, "groups": 2}, "split_lost": {}})
+    section = cleaning(str(tmp_path), {"clean": stages.load(str(tmp_path), "clean")})
+    assert section["settings"] == {"removal": "threshold", "outlier_z": 5.0}
+    assert section["summary"]["near_duplicates"] == "dropped 0, groups 2" and section["summary"]["split_lost"] == "none"

@@ -58,11 +58,11 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]
     lines += _table(removed, ["path", "family", "score", "z", "detector", "reason"], {"score": ".3f", "z": ".1f"})
     lines += ["", "## Label issues", "", f"Suspects beside their suggested family: `gallery/{LABEL_ISSUES_PNG}`; all "
-              f"in `{layout.LABEL_ISSUES}`.", ""]
+              f"in `{layout.LABEL_ISSUES}`." if len(issues) else "None flagged.", ""]
     lines += _table(issues, ["rank", "path", "given_family", "suggested_family", "self_confidence"],
                     {"self_confidence": ".3f"})
     lines += ["", "## Near-duplicates", "", f"Most similar pairs side by side: `gallery/{NEAR_DUPLICATES_PNG}`; all "
-              f"in `{layout.NEAR_DUPLICATES}`.", ""]
+              f"in `{layout.NEAR_DUPLICATES}`." if len(pairs) else "None flagged.", ""]
     lines += _table(pairs, ["group", "similarity", "path_a", "path_b", "family_a", "family_b"], {"similarity": ".4f"})
     lines += ["", "## Galleries", "", "- per family, most unusual first (removed framed in red): "
               "`gallery/<family>.png` (file names via `layout.label_slug`)"]
