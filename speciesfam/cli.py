@@ -55,28 +55,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(t, TuneConfig)
 
     e = sub.add_parser("export", help="best trial (CNN or probe) -> RUN/bundle (model, labels, embedder, card)")
-    e.add_argument("--workdir", required=True)
+    e.add_argument("--workdir", required=True, help="run folder with a search (`speciesfam tune`)")
     e.add_argument("--trial", default=None, help="trial id to export instead of the best")
     e.add_argument("--out", default=None, help="bundle folder (default RUN/bundle)")
 
     pr = sub.add_parser("predict", help="top-k families for a few files, or a folder/manifest with Ray Data")
-    pr.add_argument("bundle")
+    pr.add_argument("bundle", help="bundle folder (`speciesfam export`)")
     pr.add_argument("paths", nargs="*", help="image files (printed), or one folder (-> predictions.parquet)")
     pr.add_argument("--manifest", default=None, help="CSV/Parquet with a 'path' column (-> predictions.parquet)")
     pr.add_argument("--out", default=None, help="predictions Parquet for a folder or manifest (default "
                     "./predictions.parquet); an existing one is resumed: rows already in it are skipped")
-    pr.add_argument("--top-k", type=int, default=3)
-    pr.add_argument("--format", choices=["table", "json", "csv"], default="table", help="console output of files")
-    pr.add_argument("--batch-size", type=int, default=32)
+    pr.add_argument("--top-k", type=int, default=3, help="families per image (default: 3)")
+    pr.add_argument("--format", choices=["table", "json", "csv"], default="table", help="console output of image "
+                    "files (default: table); a folder or --manifest always writes --out")
+    pr.add_argument("--batch-size", type=int, default=32, help="images per predictor call (default: 32)")
     pr.add_argument("--num-actors", type=int, default=None, help="predictor actors (default: one per GPU, else "
                     "one per node)")
     pr.add_argument("--cpu", action="store_true", help="CPU actors even when the cluster has GPUs")
     pr.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS or a local Ray)")
 
     ev = sub.add_parser("evaluate", help="macro-F1, per-class report and confusion plots of a bundle on a split")
-    ev.add_argument("bundle")
+    ev.add_argument("bundle", help="bundle folder (`speciesfam export`)")
     ev.add_argument("--manifest", required=True, help="e.g. RUN/clean_manifest.parquet")
-    ev.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ev.add_argument("--split", default="test", choices=["train", "val", "test"], help="default: test")
     ev.add_argument("--out", default=None, help="report folder (default: eval_SPLIT beside the bundle)")
 
     d = sub.add_parser("demo", help="every stage on the bundled demo data (offline, 3-8 minutes on 2 CPUs)")
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Report and console (RUN/report.html; --verbose: the frameworks' own output, see speciesfam.console).
     r = sub.add_parser("report", help="rebuild RUN/report.html (every stage also refreshes it)")
-    r.add_argument("--workdir", required=True)
+    r.add_argument("--workdir", required=True, help="run folder")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow/Ray/Tune output on the console (it is "
                    "always kept in RUN/logs/); also accepted after the subcommand")
     return p

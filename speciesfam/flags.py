@@ -76,7 +76,8 @@ def add_config_flags(parser: argparse.ArgumentParser, *classes: type, title: str
             help_text = f.metadata.get("help", "")
             if "choices" in f.metadata:
                 help_text += f"; one of: {_choices_text(f.metadata['choices'])}"
-            help_text += f" (default: {json.dumps(default) if isinstance(default, dict) else default})"
+            if not (default is None and "default" in help_text):  # a None default its help explains already
+                help_text += f" (default: {json.dumps(default) if isinstance(default, dict) else default})"
             help_text = help_text.replace("%", "%%")
             base, optional = _unwrap(hints[f.name])
             if base is bool:
