@@ -18,11 +18,11 @@ import sys
 
 from .config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig, KINDS
 from .errors import SearchFailedError, SpeciesfamError
-from .flags import add_config_flags, config_from_args
+from .flags import OneLineParser, add_config_flags, config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="speciesfam", description="Clean an image collection of living things "
+    p = OneLineParser(prog="speciesfam", description="Clean an image collection of living things "
                                 "and find its best classifier with a distributed Ray Tune search.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -61,6 +61,13 @@ def config_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag or value is one line on stderr, exit status 2 (argparse printed the whole usage block first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def add_config_flags(parser: argparse.ArgumentParser, *classes: type, title: str | None = None) -> None:
     """Add a flag per field of each config class (a name shared by two classes becomes one flag for both)."""
     group = parser.add_argument_group(title) if title else parser
