@@ -184,3 +184,12 @@ def test_every_stage_that_ran_keeps_its_log(tmp_path, capsys):
     assert cli.main(["catalog", demo_images(), "--workdir", str(tmp_path / "run")]) == 0
     log = (tmp_path / "run" / "logs" / "catalog.log").read_text()
     assert re.search(r"INFO speciesfam: catalog ended after [\d.]+ s: ", log), log
+
+
+@pytest.mark.parametrize("argv,message", [(["tune", "probe", "--workdir", "w", "--extra", "{bad"], "--extra"),
+                                          (["catalog", "x", "--workdir", "w", "--bogus"], "--bogus")])
+def test_a_bad_flag_is_one_line_not_the_usage_block(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
