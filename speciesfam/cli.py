@@ -187,8 +187,9 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
-    print(json.dumps(evaluate(args.bundle, args.manifest, args.split, args.out), indent=1))
-    import os
+    m = evaluate(args.bundle, args.manifest, args.split, args.out)
+    print(f"evaluate: {args.split} macro-F1 {m[f'{args.split}_macro_f1']:.3f}, accuracy "
+          f"{m[f'{args.split}_accuracy']:.3f} on {m['images']} images ({m['kind']} bundle); reports in {m['out']}")
 
     run = os.path.dirname(os.path.abspath(args.bundle))  # a bundle inside a run folder: refresh its report
     if args.out is None and os.path.isdir(os.path.join(run, "stages")):

@@ -37,7 +37,8 @@ def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
 
 def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | None = None,
              batch_size: int = 64) -> dict[str, Any]:
-    """Predict every usable row of ``split`` and write the reports; returns the summary metrics."""
+    """Predict every usable row of ``split`` and write the reports; returns the summary metrics (those of
+    ``metrics.json``) and ``out``, the reports' folder."""
     import pandas as pd
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -80,4 +81,4 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
     storage.write_text(os.path.join(out, "metrics.json"), json.dumps(summary, indent=1))
     plots.confusion(cm, labels, os.path.join(out, "confusion.png"))
     plots.per_class_f1(per_class, os.path.join(out, "per_class_f1.png"))
-    return summary
+    return {**summary, "out": out}

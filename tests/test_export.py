@@ -110,8 +110,16 @@ def test_probe_bundle_card_and_export_choice_come_from_data(probe_run, probe_bun
     assert f"**Exported**: trial `{record['trial_id']}` (probe" in (probe_run / "trials.md").read_text()
 
 
-def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path):
+def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
+    from speciesfam import cli
     from speciesfam.evaluate import evaluate
+
+    # the command says what it measured and where the reports are, in one line (it printed a JSON dump)
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(probe_run / "clean_manifest.parquet"),
+                     "--out", str(tmp_path / "cli")]) == 0
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("evaluate: test macro-F1 ") and \
+        said[0].endswith(f"(probe bundle); reports in {tmp_path / 'cli'}"), said
 
     summary = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(tmp_path))
     cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
