@@ -64,8 +64,9 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
     if trial_id:
         rows = trials[trials["trial_id"] == str(trial_id)]
         if rows.empty:
-            raise SpeciesfamError(f"trial {trial_id!r} is not in {workdir}/{layout.TRIALS}; trials: "
-                                  f"{trials['trial_id'].tolist()}")
+            ids = trials["trial_id"].astype(str).tolist()
+            raise SpeciesfamError(f"trial {trial_id!r} is not in {workdir}/{layout.TRIALS}; its {len(ids)} trials: "
+                                  f"{', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''}")
         row = rows.iloc[0].to_dict()
         if not isinstance(row.get("best_checkpoint"), str):
             raise SpeciesfamError(f"trial {trial_id} has no checkpoint (status {row['status']}: {row.get('error')})")
@@ -238,8 +239,9 @@ def check_out(out: str, workdir: str) -> None:
     run = os.path.realpath(storage.filesystem(workdir)[1]) if not storage.is_remote(workdir) else None
     real = os.path.realpath(out)
     if run and (real == run or run.startswith(real.rstrip(os.sep) + os.sep)):
-        raise SpeciesfamError(f"--out {out} is the run folder {workdir} or above it; the bundle would replace the "
-                              f"run: give a new folder (default: {layout.path(workdir, layout.BUNDLE)})")
+        where = "is the run folder" if real == run else "holds the run folder"
+        raise SpeciesfamError(f"--out {out} {where} ({workdir}); the bundle would replace the run: give a new "
+                              f"folder (default: {layout.path(workdir, layout.BUNDLE)})")
     if os.path.isdir(out) and os.listdir(out) and not _is_bundle(out):
         raise SpeciesfamError(f"--out {out} exists and is not a speciesfam bundle (no {B.CONFIG} naming "
                               f"{B.SCHEMA!r}); export replaces the folder whole: give a new or empty folder")

@@ -224,8 +224,8 @@ def test_export_never_replaces_a_folder_that_is_not_a_bundle(cnn_bundle, tmp_pat
     with pytest.raises(SpeciesfamError, match="exists and is not a speciesfam bundle"):
         export_bundle(str(workdir), out=str(victim))
     assert (victim / "important.txt").read_text() == "precious"
-    for out in (workdir, workdir.parent):  # the run folder itself, or a folder holding it
-        with pytest.raises(SpeciesfamError, match="is the run folder .* or above it"):
+    for out, said in ((workdir, "is the run folder"), (workdir.parent, "holds the run folder")):
+        with pytest.raises(SpeciesfamError, match=f"--out .* {said} .*the bundle would replace the run"):
             export_bundle(str(workdir), out=str(out))
     assert (workdir / layout.TRIALS).exists()
     (tmp_path / "file").write_text("x")
