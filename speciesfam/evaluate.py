@@ -48,7 +48,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
     from .data.tfdata import split_arrays
     from .train.metrics import classification_metrics
 
-    manifest = load_manifest(manifest_uri)  # a wrong file fails here, before seconds of model loading
+    manifest = load_manifest(manifest_uri, stage="speciesfam clean --workdir RUN")  # fails here, before the model loads
     predictor = load_bundle(bundle)  # CNN or probe: raw RGB in, probabilities out
     labels = predictor.labels
     unknown = sorted(set(manifest.loc[manifest["status"] == "ok", "label"]) - set(labels))
