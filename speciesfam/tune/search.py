@@ -192,7 +192,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     gc.collect()
     table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
     record_search(workdir, cfg, name, table, **ending)
-    check_some_trial_trained(table)
+    if not ending["interrupted"]:  # stopped before any trial trained: an interrupt (exit 130), not a failed search
+        check_some_trial_trained(table)
     return results
 
 
