@@ -135,6 +135,7 @@ def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, 
     return folder, out
 
 
+@pytest.mark.slow  # ~40 s of Ray Data actors and a killed run: the default run stays near 5 minutes
 def test_batch_prediction_of_a_folder_accounts_for_every_file_and_resumes(cnn_bundle, collection, tmp_path,
                                                                         ray_session, capsys):
     import shutil

@@ -66,6 +66,7 @@ def test_ray_pipeline_and_plain_loop_give_the_same_embeddings(collection, tmp_pa
     assert np.abs(ea - ea[0]).max() > 1e-3  # different images give different embeddings
 
 
+@pytest.mark.slow  # ~25 s (a text tower on CPU); the default run stays near 5 minutes
 def test_zero_shot_wiring_removes_with_reasons_and_respects_the_minimum(collection, tmp_path, ray_session):
     root, _ = collection
     manifest = run_catalog(str(root), str(tmp_path))

@@ -47,6 +47,7 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(catalog
     assert "no trial of 1 finished with a val macro-F1" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~20 s (catalog, clean, catalog again); the default run stays near 5 minutes
 def test_a_recatalogued_run_refuses_stale_clean_outputs(collection, tmp_path, ray_session, capsys):
     from speciesfam.data.catalog import run_catalog
     from speciesfam.data.clean import run_clean
