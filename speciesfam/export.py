@@ -331,9 +331,8 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
                          f"status {catalog['summary'].get('status')}")
         if clean:
             c = clean["config"]
-            rule = (f"the top {c.get('contamination')} of each family" if c.get("removal") == "quota"
-                    else f"score z > {c.get('outlier_z')}" if c.get("outlier_z") is not None else "its default rule")
-            lines.append(f"- clean with `{c.get('model_id')}`, detector {c.get('detector')} removing {rule}: "
+            rule = clean["summary"].get("outlier_rule") or f"detector {c.get('detector')}"  # the rule in force
+            lines.append(f"- clean with `{c.get('model_id')}`, outliers by {rule}: "
                          f"{clean['summary'].get('removed')} images removed")
         lines.append("")
     lines += ["## Known limits", "",
