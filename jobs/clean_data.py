@@ -8,12 +8,11 @@ import sys
 
 import _common  # noqa: F401  (puts the repo root on sys.path)
 
-from speciesfam import cli, console
+from speciesfam import cli
 from speciesfam.config import CatalogConfig, CleanConfig
 from speciesfam.flags import OneLineParser, add_config_flags
 
-argv = [a for a in sys.argv[1:] if a != "--verbose"]
-console.setup(True if len(argv) < len(sys.argv) - 1 else None)  # before TensorFlow or Ray is imported
+argv = cli.take_verbose(sys.argv[1:])
 parser = OneLineParser(description=__doc__.splitlines()[0])
 parser.add_argument("--data", help="folder per family or a CSV/Parquet manifest (default with --smoke-test: demo data)")
 parser.add_argument("--workdir", required=True, help="run folder (local path, NFS, s3:// or gs://)")

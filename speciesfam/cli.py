@@ -244,13 +244,16 @@ def _run_stage(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = "--verbose" in argv  # anywhere on the line, before or after the subcommand
-    argv = [a for a in argv if a != "--verbose"]
+    return run(build_parser().parse_args(take_verbose(list(sys.argv[1:] if argv is None else argv))))
+
+
+def take_verbose(argv: list[str]) -> list[str]:
+    """``argv`` without ``--verbose`` (accepted anywhere on the line, before or after the subcommand), with the
+    console set up for it; call it before TensorFlow or Ray is imported: they read their log levels once."""
     from . import console
 
-    console.setup(True if verbose else None)  # before TensorFlow or Ray is imported: they read their log levels once
-    return run(build_parser().parse_args(argv))
+    console.setup(True if "--verbose" in argv else None)
+    return [a for a in argv if a != "--verbose"]
 
 
 def run(args: argparse.Namespace) -> int:

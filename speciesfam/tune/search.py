@@ -186,7 +186,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
     tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe",
                        slots=slots)
-    console.say(start_line(cfg, name, space, min(cfg.max_concurrent or slots, planned_trials(space, cfg))))
+    console.say(start_line(cfg, name, space, slots))
     results, ending = fit(tuner, space, cfg)
     del tuner  # its callbacks are collected while Ray is up (Ray's W&B callback fails in __del__ at interpreter exit)
     gc.collect()
@@ -206,8 +206,9 @@ def planned_trials(space: dict[str, Any], cfg: TuneConfig) -> int:
     return planned
 
 
-def start_line(cfg: TuneConfig, name: str, space: dict[str, Any], at_once: int) -> str:
-    """The console's line as a search starts: what runs, how, and how many trials at once on what."""
+def start_line(cfg: TuneConfig, name: str, space: dict[str, Any], slots: int) -> str:
+    """The console's line as a search starts: what runs, how, and how many trials at once (``make_tuner``'s
+    concurrency: ``max_concurrent`` or the cluster's ``slots``, at most the trials planned) on what."""
     if cfg.kind == "probe":
         each = f"{cfg.trial_cpus:g} CPU"
     else:
@@ -216,6 +217,7 @@ def start_line(cfg: TuneConfig, name: str, space: dict[str, Any], at_once: int) 
     scheduler = f"{cfg.scheduler} (grace {cfg.grace} epochs)" if cfg.scheduler == "asha" else cfg.scheduler
     budget = f", time budget {cfg.time_budget_s:g} s" if cfg.time_budget_s else ""
     planned = planned_trials(space, cfg)
+    at_once = min(cfg.max_concurrent or slots, planned)
     return (f"tune: search {name!r}: {planned} {cfg.kind} trial{'s' * (planned != 1)} x up to {cfg.max_epochs} epochs, "
             f"{cfg.searcher} + {scheduler}, {at_once} at a time ({each} each){budget}")
 
