@@ -1,0 +1,73 @@
+"""A search as a process: how it ends when signalled and at exit (real CLI searches in child processes)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+WANDB_EXIT = """
+import sys
+from speciesfam import cli
+from speciesfam.data.synthetic_embeddings import make_embedding_run
+make_embedding_run(sys.argv[1], rows=200, dim=8, families=4)
+sys.exit(cli.main(["tune", "probe", "--workdir", sys.argv[1], "--num-samples", "1", "--max-epochs", "2",
+                   "--wandb", "offline"]))
+"""
+
+
+@pytest.mark.slow  # a whole CLI search in a new process (~40 s)
+def test_a_wandb_offline_search_exits_quietly(tmp_path):
+    """Ray's W&B callback printed an ignored AttributeError from its __del__ at interpreter exit."""
+    env = {**os.environ, "WANDB_DIR": str(tmp_path), "RAY_AUTH_MODE": "disabled"}
+    out = subprocess.run([sys.executable, "-c", WANDB_EXIT, str(tmp_path / "run")], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "tune: search 'probe': 1 probe trial x up to 2 epochs" in out.stdout, out.stdout
+    assert list(tmp_path.rglob("offline-run-*")), "W&B wrote no offline run"
+    assert "Exception ignored" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+PROCESS_GROUPS = """
+import os
+import ray
+from speciesfam.raycluster import init_ray
+before = os.getpgrp()
+init_ray(num_cpus=1)
+gcs = ray._private.worker._global_node.all_processes["gcs_server"][0].process.pid
+print(before, os.getpgrp(), os.getpgid(gcs))
+ray.shutdown()
+"""
+
+
+def test_a_local_rays_daemons_leave_the_drivers_process_group():
+    """``timeout`` (and other supervisors) SIGTERM their whole process group: the GCS died with the driver's
+    stop signal, and the search hung 60 s and exited 1 instead of saving its state. The driver stays in its
+    group (Ctrl-C and the supervisor still reach it); Ray's daemons do not."""
+    out = subprocess.run([sys.executable, "-c", PROCESS_GROUPS], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert out.returncode == 0, out.stderr
+    before, after, gcs = map(int, out.stdout.split()[-3:])
+    assert before == after == os.getpgrp()  # not a group leader: a child of pytest
+    assert gcs != before
+
+
+TIMEOUT_SEARCH = """
+import sys
+from speciesfam import cli
+from speciesfam.data.synthetic_embeddings import make_embedding_run
+make_embedding_run(sys.argv[1], rows=600, dim=16, families=6)
+sys.exit(cli.main(["tune", "probe", "--workdir", sys.argv[1], "--num-samples", "400", "--max-epochs", "30"]))
+"""
+
+
+@pytest.mark.slow  # ~40 s: a CLI search stopped by coreutils' timeout
+def test_timeout_stops_a_search_as_an_interrupt(tmp_path):
+    """Also on a busy machine, where no trial may have trained yet: still an interrupt (exit 130), not exit 1."""
+    out = subprocess.run(["timeout", "--preserve-status", "-s", "TERM", "30", sys.executable, "-c", TIMEOUT_SEARCH,
+                          str(tmp_path / "run")], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert out.returncode == 130, (out.stdout[-2000:], out.stderr[-2000:])
+    assert "trials before an interrupt (SIGINT/SIGTERM) ended the search" in out.stdout, out.stdout[-2000:]
+    assert "Failed to connect to GCS" not in out.stderr, out.stderr[-2000:]
+    assert (tmp_path / "run" / "trials.csv").exists()
