@@ -61,11 +61,13 @@ class EmbedActor:
     """Ray Data actor: holds one embedder replica, applies its own transform and encodes a batch."""
 
     def __init__(self, cfg: dict, threads: int = 0):
-        if threads:  # CPU actor: use the cores Ray's 1-CPU reservation would limit it to one of
-            from .._lazy import torch_modules
+        import sys
 
-            torch_modules()[0].set_num_threads(threads)
         self.embedder = load_embedder(CleanConfig(**cfg))
+        # CPU actor: use the cores Ray's 1-CPU reservation would limit it to one of. Only where the embedder
+        # uses torch: importing it (and open_clip) for an embedder that does not took ~7 s per actor.
+        if threads and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
 
     def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
         return embed_frame(self.embedder, batch)

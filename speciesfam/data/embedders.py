@@ -62,9 +62,17 @@ if model.startswith("hf-hub:"):  # the hub model's open_clip config: where it is
     from huggingface_hub import hf_hub_download
     hf_hub_download(model[len("hf-hub:"):], "open_clip_config.json")
     sys.exit(0)
-import open_clip
-from open_clip.pretrained import download_pretrained, get_pretrained_cfg
-tags = open_clip.list_pretrained_tags_by_model(model)
+import importlib.util, types
+try:  # open_clip.pretrained alone: the package's __init__ imports timm and torchvision's ops (~5 s more here)
+    pkg = types.ModuleType("open_clip")
+    pkg.__path__ = list(importlib.util.find_spec("open_clip").submodule_search_locations)
+    sys.modules["open_clip"] = pkg
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg, list_pretrained_tags_by_model
+except ImportError:  # another layout of the package: import all of it
+    for name in [m for m in sys.modules if m.split(".")[0] == "open_clip"]:
+        del sys.modules[name]
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg, list_pretrained_tags_by_model
+tags = list_pretrained_tags_by_model(model)
 if tag not in tags:
     sys.exit(f"pretrained={tag!r} is neither a local file nor an open_clip tag for {model}; tags: {tags}")
 download_pretrained(get_pretrained_cfg(model, tag))
