@@ -49,6 +49,25 @@ def collection(tmp_path_factory):
     return root, planted
 
 
+# The clean of the small collection that test_clean.py checks; other tests that clean the same images start from
+# its embeddings (an open_clip actor's start is ~10-15 s of a 2-core machine's default test run).
+CLEAN_CFG = dict(model="ViT-S-32", pretrained=None, batch_size=8, removal="quota", contamination=0.1, min_per_family=6)
+
+
+@pytest.fixture(scope="session")
+def cleaned(tmp_path_factory, collection, ray_session):
+    """catalog -> clean of ``collection`` through the Ray Data pipeline (open_clip ViT-S-32, random weights):
+    (workdir, manifest, cleaned manifest). Copy the workdir before changing it."""
+    from speciesfam.config import CleanConfig
+    from speciesfam.data.catalog import run_catalog
+    from speciesfam.data.clean import run_clean
+
+    root, _ = collection
+    workdir = tmp_path_factory.mktemp("cleaned")
+    manifest = run_catalog(str(root), str(workdir))
+    return workdir, manifest, run_clean(str(workdir), CleanConfig(**CLEAN_CFG))
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, ray_session):
     """The demo pipeline end to end with tiny settings (2 trials x 2 epochs); its artifacts feed several tests."""

@@ -1,20 +1,22 @@
 """Clean stage through the real Ray Data pipeline with real open_clip (random weights: offline)."""
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import CLEAN_CFG
 
 from speciesfam.config import CleanConfig
 from speciesfam.data.catalog import run_catalog
 from speciesfam.data.clean import embed_plain, embed_with_ray, run_clean
 
-CFG = CleanConfig(model="ViT-S-32", pretrained=None, batch_size=8, removal="quota", contamination=0.1, min_per_family=6)
+CFG = CleanConfig(**CLEAN_CFG)
 
 
-def test_clean_accounts_for_every_row_and_reuses_embeddings(collection, tmp_path, ray_session, capsys):
-    root, planted = collection
-    manifest = run_catalog(str(root), str(tmp_path))
-    cleaned = run_clean(str(tmp_path), CFG)
+def test_clean_accounts_for_every_row_and_reuses_embeddings(cleaned, tmp_path, capsys):
+    done, manifest, cleaned = cleaned  # catalog -> clean with CFG (conftest.py)
+    shutil.copytree(done, tmp_path, dirs_exist_ok=True)
     assert len(cleaned) == len(manifest)
     counts = cleaned["status"].value_counts()
     assert counts.get("ok", 0) + counts.get("removed", 0) == (manifest["status"] == "ok").sum()
@@ -46,6 +48,7 @@ def test_clean_accounts_for_every_row_and_reuses_embeddings(collection, tmp_path
     assert "**warning**: 3 families lost every val image in cleaning" in md and "`Felidae`" in md
 
 
+@pytest.mark.slow  # ~15 s; the default run goes through the Ray pipeline in the test above
 def test_ray_pipeline_and_plain_loop_give_the_same_embeddings(collection, tmp_path, ray_session, monkeypatch,
                                                                 capsys):
     from speciesfam.data import clean

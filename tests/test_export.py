@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def probe_run(tmp_path_factory, collection, ray_session):
-    """catalog -> clean (open_clip ViT-S-32, random weights) -> probe search of 2 trials x 3 epochs."""
+def probe_run(tmp_path_factory, collection, cleaned):
+    """catalog -> clean (open_clip ViT-S-32, random weights; the embeddings of conftest's clean of the same
+    images, so no embedding actor starts again) -> probe search of 2 trials x 3 epochs."""
+    from speciesfam import layout
     from speciesfam.config import CleanConfig, TuneConfig
     from speciesfam.data.catalog import run_catalog
     from speciesfam.data.clean import run_clean
@@ -27,6 +29,7 @@ def probe_run(tmp_path_factory, collection, ray_session):
     root, _ = collection
     workdir = tmp_path_factory.mktemp("probe_run")
     run_catalog(str(root), str(workdir))
+    shutil.copy(cleaned[0] / layout.EMBEDDINGS, workdir / layout.EMBEDDINGS)
     run_clean(str(workdir), CleanConfig.smoke(min_per_family=3))
     run_search(str(workdir), TuneConfig(kind="probe", num_samples=2, max_epochs=3, smoke_test=True,
                                         cpus_per_trial=1, max_concurrent=2))

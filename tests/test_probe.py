@@ -199,7 +199,7 @@ def probe_like(config):
     tune.report({"val_macro_f1": config["dropout"], "epoch": 1})
 
 
-@pytest.mark.parametrize("searcher", ["optuna", "random"])
+@pytest.mark.parametrize("searcher", ["optuna", pytest.param("random", marks=pytest.mark.slow)])
 def test_warm_start_point_is_the_searchers_first_trial(searcher, tmp_path, ray_session):
     from ray import tune
 

@@ -238,6 +238,7 @@ def slow_toy(config):
         tune.report({layout.METRIC: 0.5 + epoch / 1000, "epoch": epoch, "final_epoch": epoch == config["epochs"]})
 
 
+@pytest.mark.slow  # a 12 s budget; the default run checks the budget's other end (the test below)
 def test_trials_the_time_budget_cut_get_a_line_and_the_summary_says_so(tmp_path, ray_session):
     """A search ended by its time budget: Tune calls no on_trial_complete for the trials still training, so they
     had no console line and the summary counted only the trials run as if that were all."""
@@ -269,11 +270,14 @@ def test_trials_the_time_budget_cut_get_a_line_and_the_summary_says_so(tmp_path,
 
 
 def test_trials_the_time_budget_stops_before_their_first_epoch_say_not_trained(tmp_path, ray_session):
-    """Tune completes such a trial with a result of its own (no metric): its line said '0 epochs ... finished'."""
+    """Tune completes such a trial with a result of its own (no metric): its line said '0 epochs ... finished'.
+    Its row says so, and a search that trained nothing fails (it reported success when every trial failed)."""
     from ray import tune
 
     from speciesfam.config import TuneConfig
-    from speciesfam.tune.search import fit, make_tuner
+    from speciesfam.errors import SearchFailedError
+    from speciesfam.tune.search import check_some_trial_trained, fit, make_tuner
+    from speciesfam.tune.tracking import write_trial_table
 
     console.setup()
     pickle_by_value(__name__)
@@ -281,11 +285,16 @@ def test_trials_the_time_budget_stops_before_their_first_epoch_say_not_trained(t
                      max_concurrent=2, time_budget_s=3, seed=1)
     space = {"epochs": 3, "sleep": 0.1, "delay": 120}
     with _Tee() as tee:
-        fit(make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), space, cfg, str(tmp_path / "tune"), "late"),
-            space, cfg)
+        results, _ = fit(make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), space, cfg, str(tmp_path / "tune"),
+                                    "late"), space, cfg)
     lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
     assert len(lines) == 2 and all(ln.endswith("not trained: stopped by the time budget (3 s)") for ln in lines), \
         tee.lines
+    table = write_trial_table(results, str(tmp_path))
+    assert table["status"].tolist() == ["not_trained"] * 2
+    assert table["error"].str.contains("before its first epoch").all()
+    with pytest.raises(SearchFailedError, match="no trial of 2 finished with a val macro-F1: ended before"):
+        check_some_trial_trained(table)
 
 
 def _open_in_chromium(report, tmp_path) -> tuple[dict, str]:
@@ -367,6 +376,7 @@ def killer_toy(config):
         tune.report({layout.METRIC: 0.5 + epoch / 1000, "epoch": epoch, "final_epoch": epoch == config["epochs"]})
 
 
+@pytest.mark.slow  # ~16 s: a search stopped, then resumed
 def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_session):
     """SIGTERM (kill, timeout, a batch scheduler) made Ray's handler abort the driver: a CNN search could then
     never be resumed, and an interrupted search exited 0 looking complete (hostile tester). Now SIGTERM stops

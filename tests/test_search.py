@@ -30,8 +30,11 @@ def space():
 
 
 # reuse_actors as the real searches use it: probe trials reuse processes, CNN trials do not
-@pytest.mark.parametrize("searcher,scheduler,reuse", [("optuna", "asha", True), ("random", "fifo", False),
-                                                      ("optuna", "hyperband", True)])
+# The default run wires the default pair (TPE + ASHA, reused processes); the other two (~10-20 s each: FIFO's
+# 10 new trial processes) run in the slow set.
+@pytest.mark.parametrize("searcher,scheduler,reuse", [
+    ("optuna", "asha", True), pytest.param("random", "fifo", False, marks=pytest.mark.slow),
+    pytest.param("optuna", "hyperband", True, marks=pytest.mark.slow)])
 def test_searcher_scheduler_wiring_survives_failed_and_nan_trials(searcher, scheduler, reuse, tmp_path,
                                                                    ray_session):
     from ray import tune
@@ -118,6 +121,7 @@ def test_nan_loss_fails_the_trial_with_a_clear_error(collection, tmp_path, ray_s
         trainer.fit()
 
 
+@pytest.mark.slow  # ~15 s: W&B's service process for every trial; optional, as --wandb is
 def test_wandb_offline_writes_runs_and_never_the_key(tmp_path, ray_session, monkeypatch):
     from ray import tune
 
@@ -276,6 +280,7 @@ def parabola(config):
         tune.report({"val_macro_f1": 1 - (config["x"] - 0.3) ** 2, "epoch": epoch})
 
 
+@pytest.mark.slow  # an optional searcher (~12 s); the default run keeps the default one
 def test_bayesopt_searches_a_continuous_space(tmp_path, ray_session):
     from ray import tune
 
@@ -313,28 +318,3 @@ def test_wandb_online_with_a_key_in_the_environment_warns_where_it_goes(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         callbacks(TuneConfig(wandb="online"), "exp", str(tmp_path))
-
-
-def sleepy_toy(config):
-    import time
-
-    time.sleep(30)  # longer than the search's time budget: never reports
-    from ray import tune
-
-    tune.report({"val_macro_f1": 0.5, "epoch": 1})
-
-
-def test_a_search_whose_trials_never_trained_fails(tmp_path, ray_session):
-    from ray import tune
-
-    from speciesfam.errors import SearchFailedError
-    from speciesfam.tune.search import check_some_trial_trained
-
-    cfg = TuneConfig(searcher="random", scheduler="fifo", num_samples=1, max_epochs=1, time_budget_s=3)
-    results = make_tuner(tune.with_resources(sleepy_toy, {"CPU": 0.5}), {"q": 1}, cfg, str(tmp_path / "tune"),
-                         "budget").fit()
-    table = write_trial_table(results, str(tmp_path))
-    assert table["status"].tolist() == ["not_trained"]
-    assert "before its first epoch" in table["error"].iloc[0]
-    with pytest.raises(SearchFailedError, match="no trial of 1 finished with a val macro-F1: ended before"):
-        check_some_trial_trained(table)

@@ -40,6 +40,7 @@ ray.shutdown()
 """
 
 
+@pytest.mark.slow  # a new Python that starts its own Ray (~15 s), like the other tests of this file
 def test_a_local_rays_daemons_leave_the_drivers_process_group():
     """``timeout`` (and other supervisors) SIGTERM their whole process group: the GCS died with the driver's
     stop signal, and the search hung 60 s and exited 1 instead of saving its state. The driver stays in its
