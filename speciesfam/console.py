@@ -144,9 +144,23 @@ def tune_verbosity() -> int:
     return 2 if verbose() else 0
 
 
+_INDENT = [""]  # what ``indented`` puts before each line a stage says (the demo's steps)
+
+
 def say(message: str) -> None:
     """One line for the person at the console (stdout, flushed, so it interleaves with progress bars)."""
-    print(message, flush=True)
+    print(_INDENT[-1] + message, flush=True)
+
+
+@contextlib.contextmanager
+def indented(prefix: str) -> Iterator[None]:
+    """Lines said inside (a stage's own, its trials') start with ``prefix``: the demo nests each stage's lines
+    under its step."""
+    _INDENT.append(_INDENT[-1] + prefix)
+    try:
+        yield
+    finally:
+        _INDENT.pop()
 
 
 class _LazyFileHandler(logging.FileHandler):
@@ -241,8 +255,16 @@ def stopped_by_scheduler(done: bool, iterations: int | None, max_epochs: int | N
     return iterations is None or max_epochs is None or int(iterations) < int(max_epochs)
 
 
+SEARCH_END = "the search's end"  # what ended a trial still training when no time budget or interrupt did
+
+
+def search_cut_by(time_budget_s: float | None) -> str:
+    """What ends a search's trials still training: its time budget, or simply its end."""
+    return f"the time budget ({time_budget_s:g} s)" if time_budget_s else SEARCH_END
+
+
 def how_ended(done: bool, iterations: int | None, max_epochs: int | None, scheduler: str,
-              final: bool | None = None, cut_by: str = "the search's end") -> str:
+              final: bool | None = None, cut_by: str = SEARCH_END) -> str:
     """``stopped by ASHA``, ``early stopping`` (the trial's own patience), ``finished`` (all epochs) or
     ``stopped by <cut_by>`` (e.g. the time budget ended the search while it trained).
 
@@ -302,7 +324,7 @@ def watch_interrupts() -> None:
 
 
 def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | None = None,
-                         metric: str = layout.METRIC, cut_by: str = "the search's end", model: str | None = None):
+                         metric: str = layout.METRIC, cut_by: str = SEARCH_END, model: str | None = None):
     """A Tune callback printing one line per trial that ended (built here so Ray is imported lazily):
     trial, model, epochs, its best epoch's val macro-F1 to 3 digits, and how it ended (``how_ended``; ``cut_by``
     names what ends a search with trials still training, e.g. ``the time budget``; ``model``: the name of a trial
@@ -354,7 +376,7 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             if self._trained(trial):
                 self._line(trials, trial, self.ended.get(trial.trial_id, "finished"))
             else:  # no result at all: the search ended first, or the trainable returned without one
-                cut = "the interrupt" if interrupted() else cut_by if cut_by != "the search's end" else None
+                cut = "the interrupt" if interrupted() else cut_by if cut_by != SEARCH_END else None
                 self._line(trials, trial, f"not trained: stopped by {cut}" if cut else "not trained")
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:

@@ -7,6 +7,7 @@ scratch, so nothing is downloaded. 3-8 minutes on 2 CPU cores.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from importlib import resources
 
@@ -41,29 +42,36 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     from .tune.search import run_search
 
     t0 = time.time()
+    nest = functools.partial(console.indented, " " * 6)  # each stage's own lines (its trials') under its step
 
     def done(stage: str) -> None:  # each stage ends with its summary; the report is rebuilt after every stage
         write_report(workdir)
-        console.say(f"      {summary_line(workdir, stage)}")
+        with nest():
+            console.say(summary_line(workdir, stage))
 
     console.say(f"[1/6] catalog {demo_images()}")
-    manifest = run_catalog(demo_images(), workdir)
+    with nest():
+        manifest = run_catalog(demo_images(), workdir)
     done("catalog")
     console.say("[2/6] clean: open_clip ViT-S-32 embeddings (random weights: offline) with Ray Data; outliers "
                 "(robust z-score), label issues (cleanlab), near-duplicates")
-    cleaned = run_clean(workdir, CleanConfig.smoke())
+    with nest():
+        cleaned = run_clean(workdir, CleanConfig.smoke())
     done("clean")
     console.say("[3/6] tune: scratch CNNs, each trial on Ray Train workers (MultiWorkerMirroredStrategy)")
     tune_cfg = TuneConfig.smoke(kind="scratch", num_samples=num_samples, max_epochs=max_epochs, workers_per_trial=2,
                                 # BN statistics need a few epochs before val F1 means much
                                 grace_period=min(5, max_epochs), name="demo")
-    run_search(workdir, tune_cfg)
+    with nest():
+        run_search(workdir, tune_cfg)
     done("tune")
     console.say("[4/6] export the best checkpoint")
-    bundle = export_bundle(workdir)
+    with nest():
+        bundle = export_bundle(workdir)
     done("export")
     console.say("[5/6] evaluate the bundle on the test split")
-    scores = evaluate(bundle, layout.path(workdir, layout.CLEAN_MANIFEST), "test")
+    with nest():
+        scores = evaluate(bundle, layout.path(workdir, layout.CLEAN_MANIFEST), "test")
     console.say(f"      test macro-F1 {scores['test_macro_f1']:.3f}, accuracy {scores['test_accuracy']:.3f} "
                 f"on {scores['images']} images")
     test = cleaned[(cleaned["status"] == "ok") & (cleaned["split"] == "test")].groupby("label").head(1)

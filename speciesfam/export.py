@@ -22,7 +22,7 @@ import uuid
 from typing import Any
 
 from . import bundle as B
-from . import layout, stages, storage
+from . import console, layout, stages, storage
 from .errors import SpeciesfamError, StageOrderError
 from .report import versions
 from .tune.tracking import scored_trials
@@ -275,7 +275,7 @@ def recover(out: str) -> None:
     if olds and not os.path.exists(out):
         os.replace(olds[0], out)
         leftovers.remove(olds[0])
-        print(f"export: restored {out} from an interrupted export")
+        console.say(f"export: restored {out} from an interrupted export")
     for p in leftovers:
         shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.remove(p)
 

@@ -219,7 +219,7 @@ def trial_histories(trials) -> tuple[dict[str, Any], float]:
 
 
 def search(workdir: str, records: dict) -> dict | None:
-    from .console import final_flag, how_ended, scheduler_name
+    from .console import final_flag, how_ended, scheduler_name, search_cut_by
 
     trials = _table(workdir, layout.TRIALS)
     if trials is None:
@@ -243,7 +243,7 @@ def search(workdir: str, records: dict) -> dict | None:
                          scheduler, final, cut_by)
         return "finished" if known is None and final is None and text == "early stopping" else text
 
-    cut_by = f"the time budget ({cfg['time_budget_s']:g} s)" if cfg.get("time_budget_s") else "the search's end"
+    cut_by = search_cut_by(cfg.get("time_budget_s"))
     named = [str(h["scheduler"].dropna().iloc[-1]) for h in histories.values()
              if "scheduler" in h and h["scheduler"].notna().any()]
     scheduler = named[0] if named else scheduler_name(cfg.get("scheduler", "asha"))

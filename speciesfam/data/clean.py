@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import layout, storage
+from ..console import say
 from ..config import CleanConfig
 from .catalog import follow_originals, load_manifest
 from .embedders import load_embedder, model_id
@@ -116,8 +117,6 @@ def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
 
     import pandas as pd
 
-    from ..console import say
-
     fetch_pretrained(cfg)  # offline or a bad tag: one line now, not failing actors retried for a minute
     try:
         # A line every PROGRESS_EVERY_S: Ray Data's bar shows only in a terminal; piped (batch jobs, logs) the
@@ -162,16 +161,16 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     old = old[old["model_id"] == mid].drop_duplicates("sha256")
     todo = rows[~rows["sha256"].isin(old["sha256"])]
     if len(todo):
-        print(f"clean: embedding {len(todo)} images with {mid} ({len(rows) - len(todo)} cached)")
+        say(f"clean: embedding {len(todo)} images with {mid} ({len(rows) - len(todo)} cached)")
         new = embed_with_ray(todo, cfg)
         failed = new[new["error"] != ""]
         if len(failed):
-            print(f"clean: {len(failed)} images failed to decode: {failed['path'].tolist()[:5]}")
+            say(f"clean: {len(failed)} images failed to decode: {failed['path'].tolist()[:5]}")
         new = new[new["error"] == ""][EMBEDDING_COLUMNS]
         old = pd.concat([old, new], ignore_index=True)
         storage.write_table(old, uri)
     else:
-        print(f"clean: all {len(rows)} embeddings cached in {uri}")
+        say(f"clean: all {len(rows)} embeddings cached in {uri}")
     by_hash = old.set_index("sha256")["embedding"]
     out = rows[rows["sha256"].isin(by_hash.index)].copy()
     out["embedding"] = out["sha256"].map(by_hash)
@@ -353,7 +352,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
                "near_duplicate_threshold": cfg.near_threshold, "near_duplicates": dups,
                "split_lost": split_lost(manifest, cleaned)}
     for split, fams in summary["split_lost"].items():
-        print(f"clean: warning: {len(fams)} families have no {split} images left ({', '.join(map(repr, fams[:5]))}"
+        say(f"clean: warning: {len(fams)} families have no {split} images left ({', '.join(map(repr, fams[:5]))}"
               f"{', ...' if len(fams) > 5 else ''}): removals or near-duplicate groups moved to one split took "
               f"them all; see clean.md (raise --near-duplicate-threshold, or re-run catalog with larger fractions)")
     storage.write_text(layout.path(workdir, layout.CLEAN_MD), clean_report(manifest, cleaned, table, issues, pairs,

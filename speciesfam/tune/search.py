@@ -60,8 +60,8 @@ def training_manifest(workdir: str, kind: str = "scratch") -> str:
     if kind == "probe":
         raise StageOrderError(f"{cleaned} does not exist: a probe search trains on the clean stage's embeddings. "
                               f"Run `speciesfam clean --workdir {workdir}` first.")
-    print(f"tune: {cleaned} not found, training on the uncleaned catalog (run `speciesfam clean` first to "
-          "remove outliers)")
+    console.say(f"tune: {cleaned} not found, training on the uncleaned catalog (run `speciesfam clean` first to "
+                "remove outliers)")
     return layout.path(workdir, layout.MANIFEST)
 
 
@@ -361,7 +361,7 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if cfg.resume:
         check_resumable(storage_path, name)
-        print(f"tune: resuming {experiment}")
+        console.say(f"tune: resuming {experiment}")
         return tune.Tuner.restore(experiment, trainable, resume_errored=True)
     return tune.Tuner(
         trainable,
@@ -379,8 +379,8 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             CSVLoggerCallback(), JsonLoggerCallback(),  # the trial table's source, whatever else is on or off
             *callbacks(cfg, name, experiment),
             console.trial_lines_callback(cfg.num_samples, console.scheduler_name(cfg.scheduler), cfg.max_epochs,
-                                         cut_by=f"the time budget ({cfg.time_budget_s:g} s)" if cfg.time_budget_s
-                                         else "the search's end", model="probe" if cfg.kind == "probe" else None)],
+                                         cut_by=console.search_cut_by(cfg.time_budget_s),
+                                         model="probe" if cfg.kind == "probe" else None)],
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             verbose=console.tune_verbosity()),  # one line per trial instead of Tune's status tables
     )

@@ -10,7 +10,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from .. import layout, storage
+from .. import console, layout, storage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -205,7 +205,7 @@ def write_trial_table(results, workdir: str, kind: str | None = None, val_split:
     if storage.exists(uri):
         df, stale = merge_trials(storage.read_table(uri), new)
         if stale:
-            print(f"tune: dropped {stale} trials of {uri} scored on another val split (catalog or clean re-run)")
+            console.say(f"tune: dropped {stale} trials of {uri} scored on another val split (catalog or clean re-run)")
     storage.write_table(df, uri)
     write_trials_md(workdir, df)
     from ..plots import search_progress

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import layout, storage
+from .. import console, layout, storage
 from ..errors import ConfigError
 from .tracking import scored_trials
 
@@ -82,5 +82,5 @@ def warm_start_points(workdir: str, storage_path: str, source: str, space: dict[
     taken = sorted(k for k in WARM_KEYS if k in point and best.get(k) is not None and (
         point[k] == best[k] or isinstance(space.get(k), (Float, Integer))))  # a category not in this space: sampled
     said = [f"{k}={point[k]!r}" + ("" if point[k] == best[k] else f" (clipped from {best[k]!r})") for k in taken]
-    print(f"tune: warm start from {source!r}: {', '.join(said) or 'no shared keys'}")
+    console.say(f"tune: warm start from {source!r}: {', '.join(said) or 'no shared keys'}")
     return [point]
