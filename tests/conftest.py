@@ -26,6 +26,33 @@ def pickle_by_value(module_name: str) -> None:
     cloudpickle.register_pickle_by_value(sys.modules[module_name])
 
 
+class Tee:
+    """Collects what the search prints on stdout (Tune's callbacks run in this process) and passes it on."""
+
+    def __enter__(self):
+        import io
+        import sys
+
+        self.old, self.buf = sys.stdout, io.StringIO()
+
+        class Both:
+            def write(inner, s):
+                self.buf.write(s)
+                return self.old.write(s)
+
+            def flush(inner):
+                self.old.flush()
+
+        sys.stdout = Both()
+        return self
+
+    def __exit__(self, *exc):
+        import sys
+
+        sys.stdout = self.old
+        self.lines = self.buf.getvalue().splitlines()
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole session (starting Ray costs ~5 s)."""

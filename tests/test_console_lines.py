@@ -1,0 +1,178 @@
+"""The console's lines: quiet workers, one line per trial saying how it ended (the time budget, an interrupt, its
+own patience), a search that trained nothing failing, the demo's nesting."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from conftest import Tee, pickle_by_value
+
+from speciesfam import console, layout
+
+
+def test_workers_start_quiet(ray_session):
+    """Every Ray worker gets the quiet environment (TensorFlow/absl/gRPC read it at import)."""
+    import ray
+
+    env = ray.get(ray.remote(lambda: dict(os.environ)).options(num_cpus=0.1).remote())
+    assert env["GRPC_VERBOSITY"] == "ERROR" and env[console.VERBOSE_ENV] == "0"
+    assert env["TF_CPP_MIN_LOG_LEVEL"] in ("2", "3")  # 3 by default; a user's (here conftest's) setting wins
+
+
+def test_trial_line_and_scheduler_stop():
+    assert console.trial_line(2, 4, "ab12", "scratch_small", 1, 0.79999999, "stopped by ASHA") == \
+        "  trial 2/4 ab12  scratch_small        1 epoch  best val macro-F1 0.800  stopped by ASHA"
+    assert console.stopped_by_scheduler(True, 3, 10) and not console.stopped_by_scheduler(True, 10, 10)
+    assert not console.stopped_by_scheduler(False, 3, 10)  # returned on its own (patience)
+
+
+def test_the_demo_nests_each_stages_lines_under_its_step(capsys):
+    """The demo's stage lines (clean's "embedding ...", the search's start line, its trials) started at column 0
+    between steps whose summaries were indented."""
+    console.say("[3/6] tune: scratch CNNs")
+    with console.indented("      "):
+        console.say("tune: search 'demo': 2 scratch trials")
+        console.say(console.trial_line(1, 2, "ab12", "scratch_small", 1, 0.5, "finished"))
+    console.say("[4/6] export")
+    assert capsys.readouterr().out.splitlines() == [
+        "[3/6] tune: scratch CNNs", "      tune: search 'demo': 2 scratch trials",
+        "        trial 1/2 ab12  scratch_small        1 epoch  best val macro-F1 0.500  finished", "[4/6] export"]
+
+
+def test_how_a_trial_ended_reads_its_own_final_epoch_first():
+    assert console.how_ended(False, 4, 10, "ASHA", final=True) == "early stopping"  # its patience ran out
+    assert console.how_ended(True, 10, 10, "ASHA", final=True) == "finished"  # ASHA's stop at max_t
+    assert console.how_ended(True, 3, 10, "ASHA", final=False) == "stopped by ASHA"
+    assert console.how_ended(False, 3, 10, "ASHA", final=False, cut_by="the time budget (5 s)") == \
+        "stopped by the time budget (5 s)"  # before, this read "early stopping"
+    assert console.how_ended(True, 3, 10, "ASHA") == "stopped by ASHA"  # older runs: inferred from done + epochs
+    assert [console.final_flag(v) for v in ("True", "false", True, float("nan"), None)] == [True, False, True,
+                                                                                            None, None]
+
+
+def slow_toy(config):
+    """``config['epochs']`` epochs of ``config['sleep']`` s each, each report saying whether it is the last."""
+    import time
+
+    from ray import tune
+
+    time.sleep(config.get("delay", 0))  # before its first epoch
+    for epoch in range(1, config["epochs"] + 1):
+        time.sleep(config["sleep"])
+        tune.report({layout.METRIC: 0.5 + epoch / 1000, "epoch": epoch, "final_epoch": epoch == config["epochs"]})
+
+
+@pytest.mark.slow  # a 12 s budget; the default run checks the budget's other end (the test below)
+def test_trials_the_time_budget_cut_get_a_line_and_the_summary_says_so(tmp_path, ray_session):
+    """A search ended by its time budget: Tune calls no on_trial_complete for the trials still training, so they
+    had no console line and the summary counted only the trials run as if that were all."""
+    from ray import tune
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.report import summary_line
+    from speciesfam.tune.search import fit, make_tuner, record_search
+    from speciesfam.tune.tracking import write_trial_table
+
+    console.setup()  # 12 s: time for trial processes to start on a busy 2-core machine, then two to finish
+    pickle_by_value(__name__)
+    cfg = TuneConfig(searcher="grid", scheduler="fifo", num_samples=4, max_epochs=1000, max_failures=0,
+                     max_concurrent=2, time_budget_s=12, seed=1)
+    with Tee() as tee:
+        space = {"epochs": tune.grid_search([2, 1000]), "sleep": 0.2}
+        tuner = make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), space, cfg, str(tmp_path / "tune"),
+                           "budget")
+        results, ending = fit(tuner, space, cfg)
+    table = write_trial_table(results, str(tmp_path))
+    record_search(str(tmp_path), cfg, "budget", table, **ending)
+    lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln) and "not trained" not in ln]
+    ran = table[table["epochs_run"] > 0]
+    assert len(lines) == len(ran) >= 2, tee.lines  # one line per trial that trained, none twice
+    assert sum(ln.endswith("stopped by the time budget (12 s)") for ln in lines) >= 1, lines
+    assert sum(ln.endswith("  early stopping") and " 2 epochs " in ln for ln in lines) >= 1, lines  # its own end
+    assert summary_line(str(tmp_path), "tune").startswith(
+        f"tune: {len(table)} of 8 trials before the time budget (12 s) ended the search ({len(ran)} ok)")
+
+
+def test_trials_the_time_budget_stops_before_their_first_epoch_say_not_trained(tmp_path, ray_session):
+    """Tune completes such a trial with a result of its own (no metric): its line said '0 epochs ... finished'.
+    Its row says so, and a search that trained nothing fails (it reported success when every trial failed)."""
+    from ray import tune
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.errors import SearchFailedError
+    from speciesfam.tune.search import check_some_trial_trained, fit, make_tuner
+    from speciesfam.tune.tracking import write_trial_table
+
+    console.setup()
+    pickle_by_value(__name__)
+    cfg = TuneConfig(searcher="random", scheduler="fifo", num_samples=2, max_epochs=3, max_failures=0,
+                     max_concurrent=2, time_budget_s=3, seed=1)
+    space = {"epochs": 3, "sleep": 0.1, "delay": 120}
+    with Tee() as tee:
+        results, _ = fit(make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), space, cfg, str(tmp_path / "tune"),
+                                    "late"), space, cfg)
+    lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
+    assert len(lines) == 2 and all(ln.endswith("not trained: stopped by the time budget (3 s)") for ln in lines), \
+        tee.lines
+    table = write_trial_table(results, str(tmp_path))
+    assert table["status"].tolist() == ["not_trained"] * 2
+    assert table["error"].str.contains("before its first epoch").all()
+    with pytest.raises(SearchFailedError, match="no trial of 2 finished with a val macro-F1: ended before"):
+        check_some_trial_trained(table)
+
+
+def killer_toy(config):
+    """Trains 1 epoch at a time; the trial with ``config['kill']`` sends SIGTERM to the driver at its epoch 2,
+    the first time only."""
+    import os
+    import signal
+    import time
+
+    from ray import tune
+
+    for epoch in range(1, config["epochs"] + 1):
+        time.sleep(0.2)
+        if config["kill"] and epoch == 2 and not os.path.exists(config["marker"]):  # once: not again on resume
+            open(config["marker"], "w").close()
+            os.kill(config["driver"], signal.SIGTERM)
+        tune.report({layout.METRIC: 0.5 + epoch / 1000, "epoch": epoch, "final_epoch": epoch == config["epochs"]})
+
+
+@pytest.mark.slow  # ~16 s: a search stopped, then resumed
+def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_session):
+    """SIGTERM (kill, timeout, a batch scheduler) made Ray's handler abort the driver: a CNN search could then
+    never be resumed, and an interrupted search exited 0 looking complete (hostile tester). Now SIGTERM stops
+    it as Ctrl-C does: Tune saves its state, the lines and summary say it was interrupted, --resume finishes."""
+    import dataclasses
+    import signal
+
+    from ray import tune
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.report import summary_line
+    from speciesfam.tune.search import fit, make_tuner, record_search
+    from speciesfam.tune.tracking import write_trial_table
+
+    console.setup()
+    pickle_by_value(__name__)
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = TuneConfig(searcher="grid", scheduler="fifo", num_samples=1, max_epochs=50, max_failures=0,
+                     max_concurrent=1, seed=1, name="term")
+    space = {"kill": tune.grid_search([False, True, False]), "epochs": 4, "driver": os.getpid(),
+             "marker": str(tmp_path / "killed")}
+    trainable = tune.with_resources(killer_toy, {"CPU": 0.5})
+    with Tee() as tee:
+        results, ending = fit(make_tuner(trainable, space, cfg, str(tmp_path / "tune"), "term"), space, cfg)
+    assert ending["interrupted"] and signal.getsignal(signal.SIGTERM) is before
+    table = write_trial_table(results, str(tmp_path))
+    record_search(str(tmp_path), cfg, "term", table, **ending)
+    lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
+    assert any(ln.endswith("stopped by the interrupt") for ln in lines), lines
+    assert "before an interrupt (SIGINT/SIGTERM) ended the search" in summary_line(str(tmp_path), "tune")
+    assert "the same command with --resume" in summary_line(str(tmp_path), "tune")
+    resumed = dataclasses.replace(cfg, resume=True)
+    results, ending = fit(make_tuner(trainable, space, resumed, str(tmp_path / "tune"), "term"), space, resumed)
+    table = write_trial_table(results, str(tmp_path))
+    assert not ending["interrupted"] and len(table) == 3 and (table["status"] == "ok").all(), table
