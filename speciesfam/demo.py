@@ -80,7 +80,7 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     truth = dict(zip(test["path"], test["label"]))
     for p in preds:
         fam, prob = p["top"][0]
-        console.say(f"  {p['path'].rsplit('/', 2)[-2]}/{p['path'].rsplit('/', 1)[-1]}: {fam} ({prob:.2f})"
+        console.say(f"      {p['path'].rsplit('/', 2)[-2]}/{p['path'].rsplit('/', 1)[-1]}: {fam} ({prob:.2f})"
                     f"{'  correct' if fam == truth[p['path']] else ''}")
     artifacts = {name: storage.join(workdir, name) for name in (
         layout.MANIFEST, layout.CATALOG_MD, layout.UNREADABLE, layout.EMBEDDINGS, layout.CLEAN_MANIFEST,
