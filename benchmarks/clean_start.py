@@ -12,11 +12,11 @@ import subprocess
 import sys
 import time
 
+from speciesfam.data.embedders import PRETRAINED_ALONE
+
 QUERY = "get_pretrained_cfg('ViT-B-32', 'laion2b_s34b_b79k')"
 WHOLE = f"import open_clip\nfrom open_clip.pretrained import get_pretrained_cfg\n{QUERY}"
-ALONE = ("import importlib.util, sys, types\npkg = types.ModuleType('open_clip')\n"
-         "pkg.__path__ = list(importlib.util.find_spec('open_clip').submodule_search_locations)\n"
-         f"sys.modules['open_clip'] = pkg\nfrom open_clip.pretrained import get_pretrained_cfg\n{QUERY}")
+ALONE = f"{PRETRAINED_ALONE}\n{QUERY}"  # the pre-check's own import
 
 
 def main() -> None:

@@ -72,16 +72,17 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     console.say("[5/6] evaluate the bundle on the test split")
     with nest():
         scores = evaluate(bundle, layout.path(workdir, layout.CLEAN_MANIFEST), "test")
-    console.say(f"      test macro-F1 {scores['test_macro_f1']:.3f}, accuracy {scores['test_accuracy']:.3f} "
-                f"on {scores['images']} images")
+        console.say(f"test macro-F1 {scores['test_macro_f1']:.3f}, accuracy {scores['test_accuracy']:.3f} "
+                    f"on {scores['images']} images")
     test = cleaned[(cleaned["status"] == "ok") & (cleaned["split"] == "test")].groupby("label").head(1)
     console.say("[6/6] predict on one test image per family")
     preds = predict_files(bundle, test["path"].tolist(), top_k=3)  # CNN or probe bundle alike
     truth = dict(zip(test["path"], test["label"]))
-    for p in preds:
-        fam, prob = p["top"][0]
-        console.say(f"      {p['path'].rsplit('/', 2)[-2]}/{p['path'].rsplit('/', 1)[-1]}: {fam} ({prob:.2f})"
-                    f"{'  correct' if fam == truth[p['path']] else ''}")
+    with nest():
+        for p in preds:
+            fam, prob = p["top"][0]
+            console.say(f"{p['path'].rsplit('/', 2)[-2]}/{p['path'].rsplit('/', 1)[-1]}: {fam} ({prob:.2f})"
+                        f"{'  correct' if fam == truth[p['path']] else ''}")
     artifacts = {name: storage.join(workdir, name) for name in (
         layout.MANIFEST, layout.CATALOG_MD, layout.UNREADABLE, layout.EMBEDDINGS, layout.CLEAN_MANIFEST,
         layout.REMOVED, layout.LABEL_ISSUES, layout.NEAR_DUPLICATES, layout.GALLERY, layout.CLEAN_MD,

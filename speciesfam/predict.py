@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -128,9 +127,10 @@ class PredictActor:
     def __init__(self, bundle: str, top_k: int, bundle_id: str, threads: int = 0):
         from .bundle import load_bundle
 
+        from .raycluster import use_actor_threads
+
         self.predictor = load_bundle(bundle)
-        if threads and "torch" in sys.modules:  # CPU actor: Ray would limit torch to one thread
-            sys.modules["torch"].set_num_threads(threads)
+        use_actor_threads(threads)
         self.top_k, self.bundle_id = top_k, bundle_id
 
     def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":

@@ -107,6 +107,14 @@ def actor_pool(num_actors: int | None = None, use_gpu: bool = True) -> tuple[int
     return actors, threads, gpus
 
 
+def use_actor_threads(threads: int) -> None:
+    """In an ``actor_pool`` CPU actor, once its model is loaded: let torch use ``threads`` (Ray would limit it to
+    the actor's 1-CPU reservation). Only where the model loaded torch: importing it (and open_clip) for a model
+    that does not took ~7 s per actor."""
+    if threads and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def _loopback_only() -> None:
     """Make the local Ray about to start listen on 127.0.0.1 only (GCS, raylet, workers, agents, metrics).
 

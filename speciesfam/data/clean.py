@@ -62,13 +62,10 @@ class EmbedActor:
     """Ray Data actor: holds one embedder replica, applies its own transform and encodes a batch."""
 
     def __init__(self, cfg: dict, threads: int = 0):
-        import sys
+        from ..raycluster import use_actor_threads
 
         self.embedder = load_embedder(CleanConfig(**cfg))
-        # CPU actor: use the cores Ray's 1-CPU reservation would limit it to one of. Only where the embedder
-        # uses torch: importing it (and open_clip) for an embedder that does not took ~7 s per actor.
-        if threads and "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
+        use_actor_threads(threads)
 
     def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
         return embed_frame(self.embedder, batch)

@@ -50,6 +50,21 @@ def model_id(cfg: CleanConfig) -> str:
     return f"open_clip:{cfg.model}:{cfg.pretrained or f'random-init-seed{RANDOM_INIT_SEED}'}"
 
 
+# Python that imports open_clip.pretrained's functions without the package's __init__, which imports timm and
+# torchvision's ops (~5 s more here: benchmarks/clean_start.py); the whole package if its layout ever changes.
+PRETRAINED_ALONE = """
+import importlib.util, sys, types
+try:
+    pkg = types.ModuleType("open_clip")
+    pkg.__path__ = list(importlib.util.find_spec("open_clip").submodule_search_locations)
+    sys.modules["open_clip"] = pkg
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg, list_pretrained_tags_by_model
+except ImportError:
+    for name in [m for m in sys.modules if m.split(".")[0] == "open_clip"]:
+        del sys.modules[name]
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg, list_pretrained_tags_by_model
+"""
+
 _FETCH = """
 import os, socket, sys, urllib.parse
 model, tag, host = sys.argv[1:4]
@@ -62,16 +77,7 @@ if model.startswith("hf-hub:"):  # the hub model's open_clip config: where it is
     from huggingface_hub import hf_hub_download
     hf_hub_download(model[len("hf-hub:"):], "open_clip_config.json")
     sys.exit(0)
-import importlib.util, types
-try:  # open_clip.pretrained alone: the package's __init__ imports timm and torchvision's ops (~5 s more here)
-    pkg = types.ModuleType("open_clip")
-    pkg.__path__ = list(importlib.util.find_spec("open_clip").submodule_search_locations)
-    sys.modules["open_clip"] = pkg
-    from open_clip.pretrained import download_pretrained, get_pretrained_cfg, list_pretrained_tags_by_model
-except ImportError:  # another layout of the package: import all of it
-    for name in [m for m in sys.modules if m.split(".")[0] == "open_clip"]:
-        del sys.modules[name]
-    from open_clip.pretrained import download_pretrained, get_pretrained_cfg, list_pretrained_tags_by_model
+""" + PRETRAINED_ALONE + """
 tags = list_pretrained_tags_by_model(model)
 if tag not in tags:
     sys.exit(f"pretrained={tag!r} is neither a local file nor an open_clip tag for {model}; tags: {tags}")
