@@ -229,7 +229,8 @@ STAGES = ("catalog", "clean", "tune", "export")  # keep full logs in RUN/logs/, 
 def _run_stage(args: argparse.Namespace) -> int:
     """A stage with its logs kept under RUN/logs/; it ends with a one-line summary and the report's path."""
     from . import console, storage
-    from .report import summary_line, write_report
+    from .lines import summary_line
+    from .report import write_report
 
     if not storage.is_remote(args.workdir) and os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
         raise SpeciesfamError(f"--workdir {args.workdir} is a file; give a folder for the run (it is created)")

@@ -4,7 +4,7 @@ Every process speciesfam starts (the driver, Ray's workers and actors, Ray Train
 TensorFlow's C++ logs, absl, gRPC and glog quiet unless ``--verbose`` (``SPECIESFAM_VERBOSE=1``):
 ``setup`` sets them in this process's environment, ``worker_env`` hands them to Ray's runtime environment,
 and ``log_to_driver`` keeps the workers' own output in Ray's log files instead of the console. Ray Data's
-progress bar stays. A search prints one line per finished trial (``TrialLines``), and ``stage_logs``
+progress bar stays. A search prints one line per finished trial (``lines.trial_lines_callback``), and ``stage_logs``
 keeps the logs under ``RUN/logs/``: this process's log records and, at the end, a copy of the Ray logs
 written during the stage (the workers' stdout/stderr in full, Ray Data's own log).
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import shutil
 import signal
@@ -73,7 +72,7 @@ def quiet_loggers() -> None:
         lg = logging.getLogger(name)
         if lg.level < logging.WARNING:
             lg.setLevel(logging.WARNING)
-    # A failed trial's traceback: its one line comes from TrialLines; the traceback is in the trial's
+    # A failed trial's traceback: its one line comes from lines.trial_lines_callback; the traceback is in the trial's
     # error.txt (Tune storage) and trials.csv, so Tune's copy on the console only repeats it. Ray's notice
     # that token auth is on (its default) is not something a speciesfam user acts on.
     # Tune's analysis warns of trials without results (a time budget ended them first): their line and
@@ -140,7 +139,7 @@ def log_to_driver() -> bool:
 
 
 def tune_verbosity() -> int:
-    """Tune's own status tables: off (``TrialLines`` speaks instead) unless verbose."""
+    """Tune's own status tables: off (``lines.trial_lines_callback`` speaks instead) unless verbose."""
     return 2 if verbose() else 0
 
 
@@ -230,66 +229,6 @@ def _copy_ray_logs(dest: str, since: float) -> None:
         logging.getLogger(__name__).warning("could not copy Ray's logs from the session folder: %s", err)
 
 
-def trial_line(index: int, total: int | None, trial_id: str, model: str, epochs: int | None, f1: float | None,
-               ended: str) -> str:
-    """One finished trial in the tool's words, e.g.
-    ``trial 2/4 3f2a1b0c  scratch_small   8 epochs  best val macro-F1 0.733  stopped by ASHA``; ``f1``: the
-    trial's best epoch's, as in RUN/trials.csv and the search's summary."""
-    count = f"{index}/{total}" if total else str(index)
-    f1_text = "—" if f1 is None or (isinstance(f1, float) and math.isnan(f1)) else f"{f1:.3f}"
-    epochs = 0 if epochs is None else int(epochs)  # None: the trial reported nothing
-    epochs_text = f"{epochs} epoch{'' if epochs == 1 else 's'}"
-    return f"  trial {count} {trial_id}  {model:<18s} {epochs_text:>9s}  best val macro-F1 {f1_text}  {ended}"
-
-
-def stopped_by_scheduler(done: bool, iterations: int | None, max_epochs: int | None) -> bool:
-    """Whether the scheduler cut a trial short, from its last *reported* result.
-
-    Tune marks a scheduler's (or stopper's) stop with ``done=True`` on the last reported result, while a
-    trial that returns on its own (``max_epochs`` reached, or its own patience) gets ``done`` on a result
-    that is never reported. ASHA also "stops" a trial that reached ``max_t`` = ``max_epochs``: that one
-    finished.
-    """
-    if not done:
-        return False
-    return iterations is None or max_epochs is None or int(iterations) < int(max_epochs)
-
-
-SEARCH_END = "the search's end"  # what ended a trial still training when no time budget or interrupt did
-
-
-def search_cut_by(time_budget_s: float | None) -> str:
-    """What ends a search's trials still training: its time budget, or simply its end."""
-    return f"the time budget ({time_budget_s:g} s)" if time_budget_s else SEARCH_END
-
-
-def how_ended(done: bool, iterations: int | None, max_epochs: int | None, scheduler: str,
-              final: bool | None = None, cut_by: str = SEARCH_END) -> str:
-    """``stopped by ASHA``, ``early stopping`` (the trial's own patience), ``finished`` (all epochs) or
-    ``stopped by <cut_by>`` (e.g. the time budget ended the search while it trained).
-
-    ``final``: the trial's own word on its last result (``final_epoch``: its last epoch by its own rules);
-    results without it (older runs, a user's trainable) fall back to Tune's ``done`` flag and epoch counts."""
-    if final is None:
-        if stopped_by_scheduler(done, iterations, max_epochs):
-            return f"stopped by {scheduler}"
-        final = True  # returned on its own
-    elif not final:
-        return f"stopped by {scheduler if done else cut_by}"
-    if iterations is not None and max_epochs is not None and int(iterations) < int(max_epochs):
-        return "early stopping"
-    return "finished"
-
-
-def final_flag(value: Any) -> bool | None:
-    """A result's ``final_epoch`` as True/False, from a result dict or a progress.csv cell (None: absent)."""
-    if isinstance(value, str):
-        return {"true": True, "false": False}.get(value.strip().lower())
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return bool(value)
-
-
 INTERRUPTED = threading.Event()  # set when SIGINT or SIGTERM stopped the running search (``watch_interrupts``)
 
 
@@ -321,90 +260,3 @@ def watch_interrupts() -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-
-
-def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | None = None,
-                         metric: str = layout.METRIC, cut_by: str = SEARCH_END, model: str | None = None):
-    """A Tune callback printing one line per trial that ended (built here so Ray is imported lazily):
-    trial, model, epochs, its best epoch's val macro-F1 to 3 digits, and how it ended (``how_ended``; ``cut_by``
-    names what ends a search with trials still training, e.g. ``the time budget``; ``model``: the name of a trial
-    whose results and settings have none, as trials.csv says it, e.g. ``probe``)."""
-    from ray import tune
-
-    class TrialLines(tune.Callback):
-        def setup(self, **info: Any) -> None:
-            watch_interrupts()
-
-        def __init__(self) -> None:
-            self.finished = 0
-            self.ended: dict[str, str] = {}
-            self.best: dict[str, float] = {}
-            self.lined: set[str] = set()
-
-        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            # Logged with the result (Tune's progress.csv), so the report tells the endings apart too.
-            result.setdefault("scheduler", scheduler)
-            if max_epochs is not None:
-                result.setdefault("max_epochs", max_epochs)
-            self.ended[trial.trial_id] = how_ended(bool(result.get("done")), result.get("training_iteration"),
-                                                   max_epochs, scheduler, final_flag(result.get("final_epoch")),
-                                                   cut_by)
-            value = result.get(metric)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self.best[trial.trial_id] = max(value, self.best.get(trial.trial_id, -math.inf))
-
-        def _line(self, trials: list, trial: Any, ended: str) -> None:
-            if trial.trial_id in self.lined:
-                return
-            self.lined.add(trial.trial_id)
-            self.finished += 1
-            last = trial.last_result or {}
-            epochs = last.get("epoch", last.get("training_iteration"))
-            model_name = str(last.get("model") or (trial.config or {}).get("model") or model or trial.trainable_name)
-            count = total if total and len(trials) <= total else None  # a grid makes num_samples x grid
-            best = self.best.get(trial.trial_id)
-            if best is None:  # a trial kept from before a --resume: Tune's own record of its values
-                best = (getattr(trial, "metric_analysis", None) or {}).get(metric, {}).get("max")
-            say(trial_line(self.finished, count, trial.trial_id, model_name, epochs, best, ended))
-
-        def _trained(self, trial: Any) -> bool:
-            # A trial Tune stops before its first epoch (the time budget) completes with a result of Tune's own
-            # (done, iteration 0) and no metric: it counts as reported, so Tune's flag cannot tell.
-            return trial.trial_id in self.ended or metric in (trial.last_result or {})
-
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            if self._trained(trial):
-                self._line(trials, trial, self.ended.get(trial.trial_id, "finished"))
-            else:  # no result at all: the search ended first, or the trainable returned without one
-                cut = "the interrupt" if interrupted() else cut_by if cut_by != SEARCH_END else None
-                self._line(trials, trial, f"not trained: stopped by {cut}" if cut else "not trained")
-
-        def on_experiment_end(self, trials: list, **info: Any) -> None:
-            # Trials still training when the search ended (its time budget) get no on_trial_complete from Tune.
-            # Their ending comes from their last result (also for trials kept from before a --resume).
-            by = "the interrupt" if interrupted() else cut_by
-            for trial in trials:  # every trial of RUN/trials.csv gets its line, trained or not
-                if trial.trial_id in self.lined:
-                    continue
-                last = trial.last_result or {}
-                self._line(trials, trial, how_ended(bool(last.get("done")), last.get("training_iteration"), max_epochs,
-                                                    scheduler, final_flag(last.get("final_epoch")), by)
-                           if self._trained(trial) else f"not trained: stopped by {by}")
-
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            text = ""
-            try:  # the exception's own last line ("RuntimeError: ..."), not Ray's wrapper
-                if trial.error_file and os.path.exists(trial.error_file):  # the driver's copy, synced later
-                    text = open(trial.error_file, encoding="utf-8", errors="replace").read()
-                text = text or str(trial.get_error() or "")
-            except Exception:  # noqa: BLE001 -- a missing error file must not break the search's console
-                pass
-            lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-            self._line(trials, trial, f"failed: {lines[-1].strip()[:120] if lines else 'see RUN/logs/'}")
-
-    return TrialLines()
-
-
-def scheduler_name(name: str) -> str:
-    """How a scheduler's stop reads in a trial line (``asha`` -> ``ASHA``)."""
-    return {"asha": "ASHA", "hyperband": "async HyperBand", "fifo": "FIFO"}.get(name, name)

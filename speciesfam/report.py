@@ -13,7 +13,6 @@ import base64
 import io
 import json
 import logging
-import math
 import os
 import platform
 import time
@@ -23,6 +22,7 @@ from importlib import metadata, resources
 from typing import Any, Callable
 
 from . import layout, plots, stages, storage
+from .lines import final_flag, how_ended, number, scheduler_name, search_cut_by
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def render(workdir: str) -> str:
     import jinja2
 
     env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters["num"] = _num
+    env.filters["num"] = number
     template = env.from_string((resources.files("speciesfam") / "templates" / "report.html.j2").read_text("utf-8"))
     records = {s: _safe(lambda s=s: stages.load(workdir, s)) for s in ("catalog", "clean", "tune", "export")}
     records = {s: r for s, r in records.items() if isinstance(r, dict)}
@@ -82,15 +82,6 @@ def _section(fn: Callable, workdir: str, records: dict) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001 -- one broken section must not hide the others
         logger.warning("report section %s failed:\n%s", fn.__name__, traceback.format_exc())
         return {"error": f"{type(err).__name__}: {err}"}
-
-
-def _num(value: Any, digits: int = 3) -> str:
-    """A number for people: ints as ints, floats to ``digits`` decimals, missing as an en dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
-        return str(int(value))
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def _table(workdir: str, name: str):
@@ -126,10 +117,10 @@ def headline(s: dict[str, dict]) -> list[tuple[str, str]]:
     if "removed" in s["cleaning"]:
         out.append(("removed by cleaning", str(s["cleaning"]["removed"])))
     if "trials" in s["search"]:
-        out += [("trials", str(len(s["search"]["trials"]))), ("best val macro-F1", _num(s["search"]["best_f1"]))]
+        out += [("trials", str(len(s["search"]["trials"]))), ("best val macro-F1", number(s["search"]["best_f1"]))]
     for key, value in (s["model"].get("eval") or {}).get("metrics", {}).items():
         if key.endswith("macro_f1"):
-            out.append((key.replace("_", " ").replace("macro f1", "macro-F1"), _num(value)))
+            out.append((key.replace("_", " ").replace("macro f1", "macro-F1"), number(value)))
     return out
 
 
@@ -219,8 +210,6 @@ def trial_histories(trials) -> tuple[dict[str, Any], float]:
 
 
 def search(workdir: str, records: dict) -> dict | None:
-    from .console import final_flag, how_ended, scheduler_name, search_cut_by
-
     trials = _table(workdir, layout.TRIALS)
     if trials is None:
         return None
@@ -232,7 +221,7 @@ def search(workdir: str, records: dict) -> dict | None:
     observed = max([int(h["training_iteration"].max()) for h in histories.values()
                     if "training_iteration" in h and len(h)] or [0]) or None
 
-    def max_epochs(h) -> int | None:  # each result carries it (console.TrialLines); older runs: the record
+    def max_epochs(h) -> int | None:  # each result carries it (lines.trial_lines_callback); older runs: the record
         return int(h["max_epochs"].iloc[-1]) if "max_epochs" in h and h["max_epochs"].notna().any() else \
             cfg.get("max_epochs")
 
@@ -367,45 +356,3 @@ def reproduce(workdir: str, records: dict) -> dict:
               "config": json.dumps(r.get("config", {}), indent=1, sort_keys=True, default=str)}
              for s, r in records.items()]
     return {"steps": steps, "versions": versions(), "workdir": workdir}
-
-
-def summary_line(workdir: str, stage: str) -> str:
-    """What a finished stage did, in one line for the console (from its tables and record)."""
-    try:
-        if stage == "catalog":
-            m = storage.read_table(layout.path(workdir, layout.MANIFEST))
-            counts = m["status"].value_counts()
-            parts = ", ".join(f"{int(n)} {k}" for k, n in counts.items())
-            return f"catalog: {len(m)} files ({parts}); {m.loc[m['status'] == layout.OK, 'label'].nunique()} families"
-        if stage == "clean":
-            c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))
-            extra = [f"{len(df)} {what}" for name, what in ((layout.LABEL_ISSUES, "label issues"),
-                                                             (layout.NEAR_DUPLICATES, "near-duplicates"))
-                     if (df := _table(workdir, name)) is not None]
-            return (f"clean: {int((c['status'] == layout.REMOVED_STATUS).sum())} removed, "
-                    f"{int((c['status'] == layout.OK).sum())} images kept" + "".join(f"; {e} flagged" for e in extra))
-        if stage == "tune":  # this search (RUN/trials.csv also holds earlier searches on the same val split)
-            record = stages.load(workdir, "tune") or {}
-            done, conf = record.get("summary") or {}, record.get("config") or {}
-            n, planned = done.get("trials", 0), done.get("planned")
-            count = f"{n} trial{'' if n == 1 else 's'}"
-            ended_by = ("an interrupt (SIGINT/SIGTERM)" if done.get("interrupted") else
-                        f"the time budget ({conf.get('time_budget_s', 0):g} s)" if done.get("time_budget_hit") else "")
-            if ended_by:  # Tune stopped the trials still training and started no more
-                of = planned if planned and n < planned else n
-                count = (f"{n}{f' of {of}' if of != n else ''} trial{'' if of == 1 else 's'} "
-                         f"before {ended_by} ended the search")
-            resume = (f"; continue it: the same command with --resume (search {done.get('experiment')!r})"
-                      if done.get("interrupted") else "")
-            if not done.get("ok"):
-                return f"tune: {count}, none finished with a val macro-F1{resume}"
-            return (f"tune: {count} ({done['ok']} ok); best val macro-F1 "
-                    f"{done[layout.BEST_METRIC]:.3f} (trial {done['best_trial']}, epoch {_num(done['best_epoch'])})"
-                    f"{resume}")
-        if stage == "export":
-            done = (stages.load(workdir, "export") or {}).get("summary") or {}
-            return (f"export: {done.get('bundle')} ({done.get('kind')}, {done.get('model')}, trial "
-                    f"{done.get('trial_id')}): {done.get('reason')}")
-    except Exception as err:  # noqa: BLE001 -- a summary line must never fail a finished stage
-        return f"{stage}: done ({type(err).__name__} while summarising: {err})"
-    return f"{stage}: done"

@@ -9,7 +9,7 @@ import re
 import pytest
 from conftest import Tee, pickle_by_value
 
-from speciesfam import console, layout
+from speciesfam import console, layout, lines
 
 
 def test_workers_start_quiet(ray_session):
@@ -22,10 +22,10 @@ def test_workers_start_quiet(ray_session):
 
 
 def test_trial_line_and_scheduler_stop():
-    assert console.trial_line(2, 4, "ab12", "scratch_small", 1, 0.79999999, "stopped by ASHA") == \
+    assert lines.trial_line(2, 4, "ab12", "scratch_small", 1, 0.79999999, "stopped by ASHA") == \
         "  trial 2/4 ab12  scratch_small        1 epoch  best val macro-F1 0.800  stopped by ASHA"
-    assert console.stopped_by_scheduler(True, 3, 10) and not console.stopped_by_scheduler(True, 10, 10)
-    assert not console.stopped_by_scheduler(False, 3, 10)  # returned on its own (patience)
+    assert lines.stopped_by_scheduler(True, 3, 10) and not lines.stopped_by_scheduler(True, 10, 10)
+    assert not lines.stopped_by_scheduler(False, 3, 10)  # returned on its own (patience)
 
 
 def test_the_demo_nests_each_stages_lines_under_its_step(capsys):
@@ -34,7 +34,7 @@ def test_the_demo_nests_each_stages_lines_under_its_step(capsys):
     console.say("[3/6] tune: scratch CNNs")
     with console.indented("      "):
         console.say("tune: search 'demo': 2 scratch trials")
-        console.say(console.trial_line(1, 2, "ab12", "scratch_small", 1, 0.5, "finished"))
+        console.say(lines.trial_line(1, 2, "ab12", "scratch_small", 1, 0.5, "finished"))
     console.say("[4/6] export")
     assert capsys.readouterr().out.splitlines() == [
         "[3/6] tune: scratch CNNs", "      tune: search 'demo': 2 scratch trials",
@@ -42,13 +42,13 @@ def test_the_demo_nests_each_stages_lines_under_its_step(capsys):
 
 
 def test_how_a_trial_ended_reads_its_own_final_epoch_first():
-    assert console.how_ended(False, 4, 10, "ASHA", final=True) == "early stopping"  # its patience ran out
-    assert console.how_ended(True, 10, 10, "ASHA", final=True) == "finished"  # ASHA's stop at max_t
-    assert console.how_ended(True, 3, 10, "ASHA", final=False) == "stopped by ASHA"
-    assert console.how_ended(False, 3, 10, "ASHA", final=False, cut_by="the time budget (5 s)") == \
+    assert lines.how_ended(False, 4, 10, "ASHA", final=True) == "early stopping"  # its patience ran out
+    assert lines.how_ended(True, 10, 10, "ASHA", final=True) == "finished"  # ASHA's stop at max_t
+    assert lines.how_ended(True, 3, 10, "ASHA", final=False) == "stopped by ASHA"
+    assert lines.how_ended(False, 3, 10, "ASHA", final=False, cut_by="the time budget (5 s)") == \
         "stopped by the time budget (5 s)"  # before, this read "early stopping"
-    assert console.how_ended(True, 3, 10, "ASHA") == "stopped by ASHA"  # older runs: inferred from done + epochs
-    assert [console.final_flag(v) for v in ("True", "false", True, float("nan"), None)] == [True, False, True,
+    assert lines.how_ended(True, 3, 10, "ASHA") == "stopped by ASHA"  # older runs: inferred from done + epochs
+    assert [lines.final_flag(v) for v in ("True", "false", True, float("nan"), None)] == [True, False, True,
                                                                                             None, None]
 
 
@@ -71,7 +71,7 @@ def test_trials_the_time_budget_cut_get_a_line_and_the_summary_says_so(tmp_path,
     from ray import tune
 
     from speciesfam.config import TuneConfig
-    from speciesfam.report import summary_line
+    from speciesfam.lines import summary_line
     from speciesfam.tune.search import fit, make_tuner, record_search
     from speciesfam.tune.tracking import write_trial_table
 
@@ -86,11 +86,12 @@ def test_trials_the_time_budget_cut_get_a_line_and_the_summary_says_so(tmp_path,
         results, ending = fit(tuner, space, cfg)
     table = write_trial_table(results, str(tmp_path))
     record_search(str(tmp_path), cfg, "budget", table, **ending)
-    lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln) and "not trained" not in ln]
+    trial_lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln) and "not trained" not in ln]
     ran = table[table["epochs_run"] > 0]
-    assert len(lines) == len(ran) >= 2, tee.lines  # one line per trial that trained, none twice
-    assert sum(ln.endswith("stopped by the time budget (12 s)") for ln in lines) >= 1, lines
-    assert sum(ln.endswith("  early stopping") and " 2 epochs " in ln for ln in lines) >= 1, lines  # its own end
+    assert len(trial_lines) == len(ran) >= 2, tee.lines  # one line per trial that trained, none twice
+    assert sum(ln.endswith("stopped by the time budget (12 s)") for ln in trial_lines) >= 1, trial_lines
+    # a trial's own end:
+    assert sum(ln.endswith("  early stopping") and " 2 epochs " in ln for ln in trial_lines) >= 1, trial_lines
     assert summary_line(str(tmp_path), "tune").startswith(
         f"tune: {len(table)} of 8 trials before the time budget (12 s) ended the search ({len(ran)} ok)")
 
@@ -113,8 +114,9 @@ def test_trials_the_time_budget_stops_before_their_first_epoch_say_not_trained(t
     with Tee() as tee:
         results, _ = fit(make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), space, cfg, str(tmp_path / "tune"),
                                     "late"), space, cfg)
-    lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
-    assert len(lines) == 2 and all(ln.endswith("not trained: stopped by the time budget (3 s)") for ln in lines), \
+    trial_lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
+    assert len(trial_lines) == 2 and all(ln.endswith("not trained: stopped by the time budget (3 s)")
+                                         for ln in trial_lines), \
         tee.lines
     table = write_trial_table(results, str(tmp_path))
     assert table["status"].tolist() == ["not_trained"] * 2
@@ -151,7 +153,7 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
     from ray import tune
 
     from speciesfam.config import TuneConfig
-    from speciesfam.report import summary_line
+    from speciesfam.lines import summary_line
     from speciesfam.tune.search import fit, make_tuner, record_search
     from speciesfam.tune.tracking import write_trial_table
 
@@ -168,8 +170,8 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
     assert ending["interrupted"] and signal.getsignal(signal.SIGTERM) is before
     table = write_trial_table(results, str(tmp_path))
     record_search(str(tmp_path), cfg, "term", table, **ending)
-    lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
-    assert any(ln.endswith("stopped by the interrupt") for ln in lines), lines
+    trial_lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
+    assert any(ln.endswith("stopped by the interrupt") for ln in trial_lines), trial_lines
     assert "before an interrupt (SIGINT/SIGTERM) ended the search" in summary_line(str(tmp_path), "tune")
     assert "the same command with --resume" in summary_line(str(tmp_path), "tune")
     resumed = dataclasses.replace(cfg, resume=True)

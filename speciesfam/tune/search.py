@@ -16,7 +16,7 @@ import os
 import time
 from typing import Any, Iterator
 
-from .. import console, layout, storage
+from .. import console, layout, lines, storage
 from ..config import TuneConfig
 from ..errors import ConfigError, SearchFailedError, SpeciesfamError
 from ..data.catalog import load_manifest
@@ -378,9 +378,9 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             num_to_keep=2, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE), callbacks=[
             CSVLoggerCallback(), JsonLoggerCallback(),  # the trial table's source, whatever else is on or off
             *callbacks(cfg, name, experiment),
-            console.trial_lines_callback(cfg.num_samples, console.scheduler_name(cfg.scheduler), cfg.max_epochs,
-                                         cut_by=console.search_cut_by(cfg.time_budget_s),
-                                         model="probe" if cfg.kind == "probe" else None)],
+            lines.trial_lines_callback(cfg.num_samples, lines.scheduler_name(cfg.scheduler), cfg.max_epochs,
+                                       cut_by=lines.search_cut_by(cfg.time_budget_s),
+                                       model="probe" if cfg.kind == "probe" else None)],
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             verbose=console.tune_verbosity()),  # one line per trial instead of Tune's status tables
     )

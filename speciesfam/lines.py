@@ -1,0 +1,211 @@
+"""The console's lines about the work, in the tool's words: one per trial that ended (``trial_lines_callback``,
+a Tune callback) and how it ended, read back the same way by the report from Tune's ``progress.csv``
+(``how_ended``), and one per finished stage (``summary_line``). ``console`` decides where they go.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from . import layout, stages, storage
+from .console import interrupted, say, watch_interrupts
+
+
+def number(value: Any, digits: int = 3) -> str:
+    """A number for people: ints as ints, floats to ``digits`` decimals, missing as an en dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return str(int(value))
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def trial_line(index: int, total: int | None, trial_id: str, model: str, epochs: int | None, f1: float | None,
+               ended: str) -> str:
+    """One finished trial in the tool's words, e.g.
+    ``trial 2/4 3f2a1b0c  scratch_small   8 epochs  best val macro-F1 0.733  stopped by ASHA``; ``f1``: the
+    trial's best epoch's, as in RUN/trials.csv and the search's summary."""
+    count = f"{index}/{total}" if total else str(index)
+    f1_text = "—" if f1 is None or (isinstance(f1, float) and math.isnan(f1)) else f"{f1:.3f}"
+    epochs = 0 if epochs is None else int(epochs)  # None: the trial reported nothing
+    epochs_text = f"{epochs} epoch{'' if epochs == 1 else 's'}"
+    return f"  trial {count} {trial_id}  {model:<18s} {epochs_text:>9s}  best val macro-F1 {f1_text}  {ended}"
+
+
+def stopped_by_scheduler(done: bool, iterations: int | None, max_epochs: int | None) -> bool:
+    """Whether the scheduler cut a trial short, from its last *reported* result.
+
+    Tune marks a scheduler's (or stopper's) stop with ``done=True`` on the last reported result, while a
+    trial that returns on its own (``max_epochs`` reached, or its own patience) gets ``done`` on a result
+    that is never reported. ASHA also "stops" a trial that reached ``max_t`` = ``max_epochs``: that one
+    finished.
+    """
+    if not done:
+        return False
+    return iterations is None or max_epochs is None or int(iterations) < int(max_epochs)
+
+
+SEARCH_END = "the search's end"  # what ended a trial still training when no time budget or interrupt did
+
+
+def search_cut_by(time_budget_s: float | None) -> str:
+    """What ends a search's trials still training: its time budget, or simply its end."""
+    return f"the time budget ({time_budget_s:g} s)" if time_budget_s else SEARCH_END
+
+
+def how_ended(done: bool, iterations: int | None, max_epochs: int | None, scheduler: str,
+              final: bool | None = None, cut_by: str = SEARCH_END) -> str:
+    """``stopped by ASHA``, ``early stopping`` (the trial's own patience), ``finished`` (all epochs) or
+    ``stopped by <cut_by>`` (e.g. the time budget ended the search while it trained).
+
+    ``final``: the trial's own word on its last result (``final_epoch``: its last epoch by its own rules);
+    results without it (older runs, a user's trainable) fall back to Tune's ``done`` flag and epoch counts."""
+    if final is None:
+        if stopped_by_scheduler(done, iterations, max_epochs):
+            return f"stopped by {scheduler}"
+        final = True  # returned on its own
+    elif not final:
+        return f"stopped by {scheduler if done else cut_by}"
+    if iterations is not None and max_epochs is not None and int(iterations) < int(max_epochs):
+        return "early stopping"
+    return "finished"
+
+
+def final_flag(value: Any) -> bool | None:
+    """A result's ``final_epoch`` as True/False, from a result dict or a progress.csv cell (None: absent)."""
+    if isinstance(value, str):
+        return {"true": True, "false": False}.get(value.strip().lower())
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return bool(value)
+
+
+def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | None = None,
+                         metric: str = layout.METRIC, cut_by: str = SEARCH_END, model: str | None = None):
+    """A Tune callback printing one line per trial that ended (built here so Ray is imported lazily):
+    trial, model, epochs, its best epoch's val macro-F1 to 3 digits, and how it ended (``how_ended``; ``cut_by``
+    names what ends a search with trials still training, e.g. ``the time budget``; ``model``: the name of a trial
+    whose results and settings have none, as trials.csv says it, e.g. ``probe``)."""
+    from ray import tune
+
+    class TrialLines(tune.Callback):
+        def setup(self, **info: Any) -> None:
+            watch_interrupts()
+
+        def __init__(self) -> None:
+            self.finished = 0
+            self.ended: dict[str, str] = {}
+            self.best: dict[str, float] = {}
+            self.lined: set[str] = set()
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            # Logged with the result (Tune's progress.csv), so the report tells the endings apart too.
+            result.setdefault("scheduler", scheduler)
+            if max_epochs is not None:
+                result.setdefault("max_epochs", max_epochs)
+            self.ended[trial.trial_id] = how_ended(bool(result.get("done")), result.get("training_iteration"),
+                                                   max_epochs, scheduler, final_flag(result.get("final_epoch")),
+                                                   cut_by)
+            value = result.get(metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.best[trial.trial_id] = max(value, self.best.get(trial.trial_id, -math.inf))
+
+        def _line(self, trials: list, trial: Any, ended: str) -> None:
+            if trial.trial_id in self.lined:
+                return
+            self.lined.add(trial.trial_id)
+            self.finished += 1
+            last = trial.last_result or {}
+            epochs = last.get("epoch", last.get("training_iteration"))
+            model_name = str(last.get("model") or (trial.config or {}).get("model") or model or trial.trainable_name)
+            count = total if total and len(trials) <= total else None  # a grid makes num_samples x grid
+            best = self.best.get(trial.trial_id)
+            if best is None:  # a trial kept from before a --resume: Tune's own record of its values
+                best = (getattr(trial, "metric_analysis", None) or {}).get(metric, {}).get("max")
+            say(trial_line(self.finished, count, trial.trial_id, model_name, epochs, best, ended))
+
+        def _trained(self, trial: Any) -> bool:
+            # A trial Tune stops before its first epoch (the time budget) completes with a result of Tune's own
+            # (done, iteration 0) and no metric: it counts as reported, so Tune's flag cannot tell.
+            return trial.trial_id in self.ended or metric in (trial.last_result or {})
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            if self._trained(trial):
+                self._line(trials, trial, self.ended.get(trial.trial_id, "finished"))
+            else:  # no result at all: the search ended first, or the trainable returned without one
+                cut = "the interrupt" if interrupted() else cut_by if cut_by != SEARCH_END else None
+                self._line(trials, trial, f"not trained: stopped by {cut}" if cut else "not trained")
+
+        def on_experiment_end(self, trials: list, **info: Any) -> None:
+            # Trials still training when the search ended (its time budget) get no on_trial_complete from Tune.
+            # Their ending comes from their last result (also for trials kept from before a --resume).
+            by = "the interrupt" if interrupted() else cut_by
+            for trial in trials:  # every trial of RUN/trials.csv gets its line, trained or not
+                if trial.trial_id in self.lined:
+                    continue
+                last = trial.last_result or {}
+                self._line(trials, trial, how_ended(bool(last.get("done")), last.get("training_iteration"), max_epochs,
+                                                    scheduler, final_flag(last.get("final_epoch")), by)
+                           if self._trained(trial) else f"not trained: stopped by {by}")
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            text = ""
+            try:  # the exception's own last line ("RuntimeError: ..."), not Ray's wrapper
+                if trial.error_file and os.path.exists(trial.error_file):  # the driver's copy, synced later
+                    text = open(trial.error_file, encoding="utf-8", errors="replace").read()
+                text = text or str(trial.get_error() or "")
+            except Exception:  # noqa: BLE001 -- a missing error file must not break the search's console
+                pass
+            lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+            self._line(trials, trial, f"failed: {lines[-1].strip()[:120] if lines else 'see RUN/logs/'}")
+
+    return TrialLines()
+
+
+def scheduler_name(name: str) -> str:
+    """How a scheduler's stop reads in a trial line (``asha`` -> ``ASHA``)."""
+    return {"asha": "ASHA", "hyperband": "async HyperBand", "fifo": "FIFO"}.get(name, name)
+
+
+def summary_line(workdir: str, stage: str) -> str:
+    """What a finished stage did, in one line for the console (from its tables and record)."""
+    try:
+        if stage == "catalog":
+            m = storage.read_table(layout.path(workdir, layout.MANIFEST))
+            counts = m["status"].value_counts()
+            parts = ", ".join(f"{int(n)} {k}" for k, n in counts.items())
+            return f"catalog: {len(m)} files ({parts}); {m.loc[m['status'] == layout.OK, 'label'].nunique()} families"
+        if stage == "clean":
+            c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))
+            flagged = {layout.LABEL_ISSUES: "label issues", layout.NEAR_DUPLICATES: "near-duplicates"}
+            extra = [f"{len(storage.read_table(uri))} {what}" for name, what in flagged.items()
+                     if storage.exists(uri := layout.path(workdir, name))]
+            return (f"clean: {int((c['status'] == layout.REMOVED_STATUS).sum())} removed, "
+                    f"{int((c['status'] == layout.OK).sum())} images kept" + "".join(f"; {e} flagged" for e in extra))
+        if stage == "tune":  # this search (RUN/trials.csv also holds earlier searches on the same val split)
+            record = stages.load(workdir, "tune") or {}
+            done, conf = record.get("summary") or {}, record.get("config") or {}
+            n, planned = done.get("trials", 0), done.get("planned")
+            count = f"{n} trial{'' if n == 1 else 's'}"
+            ended_by = ("an interrupt (SIGINT/SIGTERM)" if done.get("interrupted") else
+                        f"the time budget ({conf.get('time_budget_s', 0):g} s)" if done.get("time_budget_hit") else "")
+            if ended_by:  # Tune stopped the trials still training and started no more
+                of = planned if planned and n < planned else n
+                count = (f"{n}{f' of {of}' if of != n else ''} trial{'' if of == 1 else 's'} "
+                         f"before {ended_by} ended the search")
+            resume = (f"; continue it: the same command with --resume (search {done.get('experiment')!r})"
+                      if done.get("interrupted") else "")
+            if not done.get("ok"):
+                return f"tune: {count}, none finished with a val macro-F1{resume}"
+            return (f"tune: {count} ({done['ok']} ok); best val macro-F1 "
+                    f"{done[layout.BEST_METRIC]:.3f} (trial {done['best_trial']}, epoch {number(done['best_epoch'])})"
+                    f"{resume}")
+        if stage == "export":
+            done = (stages.load(workdir, "export") or {}).get("summary") or {}
+            return (f"export: {done.get('bundle')} ({done.get('kind')}, {done.get('model')}, trial "
+                    f"{done.get('trial_id')}): {done.get('reason')}")
+    except Exception as err:  # noqa: BLE001 -- a summary line must never fail a finished stage
+        return f"{stage}: done ({type(err).__name__} while summarising: {err})"
+    return f"{stage}: done"
