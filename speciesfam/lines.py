@@ -13,9 +13,14 @@ from . import layout, stages, storage
 from .console import interrupted, say, watch_interrupts
 
 
+def _missing(value: Any) -> bool:
+    """None or NaN: a value a result or a table cell does not have."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def number(value: Any, digits: int = 3) -> str:
     """A number for people: ints as ints, floats to ``digits`` decimals, missing as an en dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "–"
     if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
         return str(int(value))
@@ -28,7 +33,7 @@ def trial_line(index: int, total: int | None, trial_id: str, model: str, epochs:
     ``trial 2/4 3f2a1b0c  scratch_small   8 epochs  best val macro-F1 0.733  stopped by ASHA``; ``f1``: the
     trial's best epoch's, as in RUN/trials.csv and the search's summary."""
     count = f"{index}/{total}" if total else str(index)
-    f1_text = "—" if f1 is None or (isinstance(f1, float) and math.isnan(f1)) else f"{f1:.3f}"
+    f1_text = "—" if _missing(f1) else f"{f1:.3f}"
     epochs = 0 if epochs is None else int(epochs)  # None: the trial reported nothing
     epochs_text = f"{epochs} epoch{'' if epochs == 1 else 's'}"
     return f"  trial {count} {trial_id}  {model:<18s} {epochs_text:>9s}  best val macro-F1 {f1_text}  {ended}"
@@ -77,7 +82,7 @@ def final_flag(value: Any) -> bool | None:
     """A result's ``final_epoch`` as True/False, from a result dict or a progress.csv cell (None: absent)."""
     if isinstance(value, str):
         return {"true": True, "false": False}.get(value.strip().lower())
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return None
     return bool(value)
 
@@ -179,9 +184,9 @@ def summary_line(workdir: str, stage: str) -> str:
             return f"catalog: {len(m)} files ({parts}); {m.loc[m['status'] == layout.OK, 'label'].nunique()} families"
         if stage == "clean":
             c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))
-            flagged = {layout.LABEL_ISSUES: "label issues", layout.NEAR_DUPLICATES: "near-duplicates"}
-            extra = [f"{len(storage.read_table(uri))} {what}" for name, what in flagged.items()
-                     if storage.exists(uri := layout.path(workdir, name))]
+            extra = [f"{len(df)} {what}" for name, what in ((layout.LABEL_ISSUES, "label issues"),
+                                                             (layout.NEAR_DUPLICATES, "near-duplicates"))
+                     if (df := stages.table(workdir, name)) is not None]
             return (f"clean: {int((c['status'] == layout.REMOVED_STATUS).sum())} removed, "
                     f"{int((c['status'] == layout.OK).sum())} images kept" + "".join(f"; {e} flagged" for e in extra))
         if stage == "tune":  # this search (RUN/trials.csv also holds earlier searches on the same val split)

@@ -126,7 +126,6 @@ class PredictActor:
 
     def __init__(self, bundle: str, top_k: int, bundle_id: str, threads: int = 0):
         from .bundle import load_bundle
-
         from .raycluster import use_actor_threads
 
         self.predictor = load_bundle(bundle)

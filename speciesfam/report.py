@@ -84,11 +84,6 @@ def _section(fn: Callable, workdir: str, records: dict) -> dict[str, Any]:
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def _table(workdir: str, name: str):
-    uri = layout.path(workdir, name)
-    return storage.read_table(uri) if storage.exists(uri) else None
-
-
 def data_uri(png_or_jpeg: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(png_or_jpeg).decode('ascii')}"
 
@@ -125,10 +120,10 @@ def headline(s: dict[str, dict]) -> list[tuple[str, str]]:
 
 
 def collection(workdir: str, records: dict) -> dict | None:
-    manifest = _table(workdir, layout.MANIFEST)
+    manifest = stages.table(workdir, layout.MANIFEST)
     if manifest is None:
         return None
-    cleaned = _table(workdir, layout.CLEAN_MANIFEST)
+    cleaned = stages.table(workdir, layout.CLEAN_MANIFEST)
     before = manifest[manifest["status"] == layout.OK]["label"].value_counts()
     after = cleaned[cleaned["status"] == layout.OK]["label"].value_counts() if cleaned is not None else None
     families = [{"family": fam, "before": int(n), "after": None if after is None else int(after.get(fam, 0))}
@@ -156,7 +151,7 @@ def _gallery(df, score_col: str | None, caption_cols: list[str], path_cols: list
 
 def cleaning(workdir: str, records: dict) -> dict | None:
     rec = records.get("clean")
-    removed = _table(workdir, layout.REMOVED)
+    removed = stages.table(workdir, layout.REMOVED)
     if rec is None and removed is None:
         return None
     cfg = (rec or {}).get("config", {})
@@ -170,7 +165,7 @@ def cleaning(workdir: str, records: dict) -> dict | None:
         galleries.append({"title": "Outliers removed", "file": layout.REMOVED, "total": len(removed),
                           "items": _gallery(removed, "score", ["family", "detector", "reason"], ["path"])})
     for name, title in ((layout.LABEL_ISSUES, "Label issues"), (layout.NEAR_DUPLICATES, "Near-duplicates")):
-        df = _table(workdir, name)
+        df = stages.table(workdir, name)
         if df is None:
             continue  # written by newer clean stages only
         paths = [c for c in df.columns if "path" in c or c in ("duplicate_of", "nearest")]
@@ -210,7 +205,7 @@ def trial_histories(trials) -> tuple[dict[str, Any], float]:
 
 
 def search(workdir: str, records: dict) -> dict | None:
-    trials = _table(workdir, layout.TRIALS)
+    trials = stages.table(workdir, layout.TRIALS)
     if trials is None:
         return None
     missing = [c for c in ("trial_id", "status", layout.BEST_METRIC, "trial_path") if c not in trials.columns]

@@ -35,6 +35,12 @@ def load(workdir: str, stage: str) -> dict[str, Any] | None:
     return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
 
 
+def table(workdir: str, name: str):
+    """A run folder's table (``layout`` name), or None when no stage has written it."""
+    uri = layout.path(workdir, name)
+    return storage.read_table(uri) if storage.exists(uri) else None
+
+
 def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
            summary: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``stage``'s record (a new run id, the upstream run ids it read, config, summary); returns it."""
