@@ -150,3 +150,21 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and re.search(expected[name], err), err
         assert not (tmp_path / f"run-{name}").exists()
+
+
+def test_a_workdir_inside_the_image_folder_is_refused_before_anything_is_written(collection, tmp_path, capsys):
+    """Else the next catalog takes the run's own galleries and plots for a family and its logs for images."""
+    import shutil
+
+    from speciesfam.cli import main
+
+    root = tmp_path / "images"
+    shutil.copytree(collection[0], root)
+    for workdir in (root / "run", root, root / "Felidae" / "run"):
+        assert main(["catalog", str(root), "--workdir", str(workdir)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--workdir {workdir} is inside the image folder {root}" in err, err
+        assert f"--workdir {root}-run" in err  # the fix, spelled out
+    assert not (root / "run").exists() and not (root / "manifest.parquet").exists()
+    # beside it, or a name that only starts the same, is fine
+    assert main(["catalog", str(root), "--workdir", str(tmp_path / "images-run")]) == 0

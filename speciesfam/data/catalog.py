@@ -266,6 +266,7 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
 
     if not storage.is_remote(source):  # the record names the source wherever the command ran from
         source = storage.filesystem(source)[1]
+    _refuse_workdir_inside(source, workdir)
     manifest = build_manifest(source, cfg)
     storage.write_table(manifest, layout.path(workdir, layout.MANIFEST))
     bad = manifest[manifest["status"] == layout.UNREADABLE_STATUS][["path", "label", "reason"]]
@@ -278,6 +279,21 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
         raise SourceError(f"{source}: no usable image among {len(manifest)} rows ({counts}); see "
                           f"{layout.path(workdir, layout.CATALOG_MD)}")
     return manifest
+
+
+def _refuse_workdir_inside(source: str, workdir: str) -> None:
+    """A run folder in (or equal to) the image folder would be catalogued on the next run: its PNGs as a family,
+    its other files as unreadable rows."""
+    from ..errors import SourceError
+
+    def key(uri: str) -> str:
+        return uri.rstrip("/") if storage.is_remote(uri) else storage.filesystem(uri)[1]
+
+    src, run = key(source), key(workdir)
+    if storage.is_remote(source) == storage.is_remote(workdir) and (run == src or run.startswith(src.rstrip("/") + "/")):
+        raise SourceError(f"--workdir {workdir} is inside the image folder {source}: the next catalog would take "
+                          "the run's own files (galleries, plots, logs) for images. Choose a workdir outside it, "
+                          f"e.g. --workdir {src.rstrip('/')}-run")
 
 
 def load_manifest(uri: str, stage: str = "speciesfam catalog SOURCE --workdir RUN") -> "pd.DataFrame":
