@@ -290,7 +290,8 @@ def _refuse_workdir_inside(source: str, workdir: str) -> None:
         return uri.rstrip("/") if storage.is_remote(uri) else storage.filesystem(uri)[1]
 
     src, run = key(source), key(workdir)
-    if storage.is_remote(source) == storage.is_remote(workdir) and (run == src or run.startswith(src.rstrip("/") + "/")):
+    same_kind = storage.is_remote(source) == storage.is_remote(workdir)
+    if same_kind and (run == src or run.startswith(src.rstrip("/") + "/")):
         raise SourceError(f"--workdir {workdir} is inside the image folder {source}: the next catalog would take "
                           "the run's own files (galleries, plots, logs) for images. Choose a workdir outside it, "
                           f"e.g. --workdir {src.rstrip('/')}-run")

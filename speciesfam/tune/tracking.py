@@ -83,7 +83,14 @@ def error_text(err: BaseException | None, limit: int = 300) -> str:
 
 
 def _best_epoch(r) -> dict[str, Any]:
-    """The row of the trial's history with its best metric whose checkpoint still exists (or Tune's own)."""
+    """The row of the trial's history with its best metric whose checkpoint exists on storage.
+
+    Ray Train reports each epoch's checkpoint path (and keeps only the top ones); Tune's own checkpoints
+    (probe trials) are named in ``checkpoint_dir_name`` inside the trial's folder. Tune's list of a trial's
+    checkpoints can miss the last ones: a search interrupted after the trial saved and reported an epoch, but
+    before Tune's checkpoint manager recorded it. The history and storage are what happened; Tune's list is
+    only the fallback.
+    """
     import pandas as pd
 
     metric = layout.METRIC
@@ -91,19 +98,28 @@ def _best_epoch(r) -> dict[str, Any]:
     fs = getattr(r, "filesystem", None)
     if "checkpoint_path" in hist.columns:  # Ray reports object-store paths without their scheme
         hist["checkpoint_path"] = [storage.to_uri(fs, p) if isinstance(p, str) else p for p in hist["checkpoint_path"]]
+    elif "checkpoint_dir_name" in hist.columns:
+        trial_uri = storage.to_uri(fs, r.path)
+        hist["checkpoint_path"] = [storage.join(trial_uri, d) if isinstance(d, str) and d else None
+                                   for d in hist["checkpoint_dir_name"]]
     best: dict[str, Any] = {}
     if metric in hist.columns and hist[metric].notna().any():
         best = hist.loc[hist[metric].idxmax()].to_dict()
         if "checkpoint_path" in hist.columns:
-            # Ray Train keeps only the top checkpoints (ties: the later ones); take the best that still exists.
-            kept = hist[hist["checkpoint_path"].map(lambda p: isinstance(p, str) and storage.exists(p))]
-            if len(kept) and kept[metric].notna().any():
-                best = kept.loc[kept[metric].idxmax()].to_dict()
-    if best and not best.get("checkpoint_path") and r.best_checkpoints:  # checkpoints reported to Tune itself
+            best["checkpoint_path"] = None  # unless one of the best rows' checkpoints exists
+            # best first; ties: the later epoch (Ray Train keeps the later of tied checkpoints)
+            order = hist[hist[metric].notna()].iloc[::-1].sort_values(metric, ascending=False, kind="mergesort")
+            for _, row in order.iterrows():
+                if isinstance(row["checkpoint_path"], str) and storage.exists(row["checkpoint_path"]):
+                    best = row.to_dict()
+                    break
+    if best and not best.get("checkpoint_path") and r.best_checkpoints:  # checkpoints Tune recorded itself
         ckpt, m = max(r.best_checkpoints, key=lambda cm: cm[1].get(metric, float("-inf")))
         best = {**best, **{k: m[k] for k in (metric, "epoch") if k in m},
                 "checkpoint_path": storage.to_uri(ckpt.filesystem, ckpt.path)}
-    best["epochs_run"] = int(hist["training_iteration"].max()) if "training_iteration" in hist else 0
+    # the trial's own epoch count: a resumed probe trial restarts its epochs while Tune's iterations go on
+    counter = next((c for c in ("epoch", "training_iteration") if c in hist and hist[c].notna().any()), None)
+    best["epochs_run"] = int(hist[counter].dropna().iloc[-1]) if counter else 0
     best["seconds"] = float(hist["time_total_s"].max()) if "time_total_s" in hist else 0.0
     return best
 
@@ -144,7 +160,8 @@ def _outcome(error: BaseException | None, epochs_run: int) -> tuple[str, str]:
     if error:
         return "error", error_text(error)
     if not epochs_run:
-        return "not_trained", "ended before its first epoch (the search's time budget ran out, or it was stopped first)"
+        return "not_trained", ("ended before its first epoch was recorded (the search's time budget ran out, or it "
+                               "was stopped)")
     return "ok", ""
 
 

@@ -1,0 +1,64 @@
+"""The trial table from Tune's results: a trial's best epoch is the best one whose checkpoint is on storage,
+and its epochs are the trial's own count, also when the search was interrupted or resumed."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow.fs as pafs
+from ray.tune import Checkpoint, Result
+
+from speciesfam.tune.tracking import trial_table
+
+
+def _trial(tmp_path, name: str, rows: list[tuple[int, float, str | None]], on_disk: list[str],
+           tune_knows: list[str]) -> Result:
+    """A probe trial's folder and Tune's Result for it: ``rows`` (epoch, val macro-F1, checkpoint_dir_name) as in
+    its progress.csv, ``on_disk`` the checkpoint folders that exist, ``tune_knows`` those Tune's checkpoint
+    manager recorded."""
+    path = tmp_path / f"probe_trial_{name}_1"
+    for d in on_disk:
+        (path / d).mkdir(parents=True)
+    hist = pd.DataFrame([{"val_macro_f1": f1, "epoch": epoch, "checkpoint_dir_name": ckpt, "training_iteration": i + 1,
+                          "time_total_s": float(i + 1), "trial_id": name} for i, (epoch, f1, ckpt) in enumerate(rows)])
+    f1_of = {ckpt: f1 for _, f1, ckpt in rows if ckpt}
+    best = [(Checkpoint(str(path / d)), {"val_macro_f1": f1_of[d], "epoch": 1 + sorted(f1_of).index(d)})
+            for d in tune_knows]
+    return Result(metrics=hist.iloc[-1].to_dict(), checkpoint=None, error=None, path=str(path), metrics_dataframe=hist,
+                  best_checkpoints=best, _storage_filesystem=pafs.LocalFileSystem())
+
+
+def test_an_epoch_saved_and_reported_but_not_yet_recorded_by_tune_is_the_best(tmp_path):
+    """Interrupted right after epoch 2's checkpoint and report: Tune's list still ends at epoch 1."""
+    r = _trial(tmp_path, "a", [(1, 0.09, "checkpoint_000000"), (2, 0.25, "checkpoint_000001")],
+               on_disk=["checkpoint_000000", "checkpoint_000001"], tune_knows=["checkpoint_000000"])
+    row = trial_table([r], "probe").iloc[0]
+    assert (row["best_val_macro_f1"], row["best_epoch"], row["epochs_run"]) == (0.25, 2, 2)
+    assert row["best_checkpoint"] == str(tmp_path / "probe_trial_a_1" / "checkpoint_000001")
+
+
+def test_a_deleted_best_checkpoint_falls_back_to_the_best_one_kept(tmp_path):
+    """Tune keeps the top checkpoints only: the table names a score whose checkpoint can be exported."""
+    rows = [(1, 0.5, "checkpoint_000000"), (2, 0.7, "checkpoint_000001"), (3, 0.6, "checkpoint_000002"), (4, 0.6, None)]
+    kept = ["checkpoint_000000", "checkpoint_000002"]
+    r = _trial(tmp_path, "b", rows, on_disk=kept, tune_knows=kept)
+    row = trial_table([r], "probe").iloc[0]
+    assert (row["best_val_macro_f1"], row["best_epoch"], row["epochs_run"]) == (0.6, 3, 4)
+    assert row["best_checkpoint"].endswith("checkpoint_000002")
+
+
+def test_a_resumed_trial_counts_its_own_epochs_not_tunes_iterations(tmp_path):
+    """A probe trial resumed after an interrupt starts its epochs again; Tune's iteration count goes on."""
+    rows = [(1, 0.3, "checkpoint_000000"), (2, 0.4, "checkpoint_000001"),  # before the interrupt
+            (1, 0.3, None), (2, 0.4, None), (3, 0.5, "checkpoint_000002")]  # the resumed run
+    r = _trial(tmp_path, "c", rows, on_disk=["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"],
+               tune_knows=["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"])
+    row = trial_table([r], "probe").iloc[0]
+    assert (row["best_val_macro_f1"], row["best_epoch"], row["epochs_run"], row["status"]) == (0.5, 3, 3, "ok")
+
+
+def test_a_trial_whose_first_report_never_arrived_is_not_trained_and_says_why(tmp_path):
+    r = Result(metrics={}, checkpoint=None, error=None, path=str(tmp_path / "probe_trial_d_1"),
+               metrics_dataframe=pd.DataFrame(), _storage_filesystem=pafs.LocalFileSystem())
+    row = trial_table([r], "probe").iloc[0]
+    assert row["status"] == "not_trained" and row["epochs_run"] == 0 and pd.isna(row["best_val_macro_f1"])
+    assert "before its first epoch was recorded" in row["error"]
