@@ -234,7 +234,8 @@ class TuneConfig:
                                   "(minutes on 2 CPUs)")
     resume: bool = opt(False, "continue the experiment of the same name in storage_path")
     extra: dict = opt({}, "fixed hyperparameters as JSON; each replaces the space's range for its key "
-                              "(e.g. '{\"batch_size\": 32}')")
+                              "(e.g. '{\"batch_size\": 32}'); a name nothing reads, or a value of the wrong kind, "
+                              "is refused before any work")
     image_cache: bool = opt(True, "CNN trials read images decoded and resized once into RUN/image_cache/<size>px "
                                   "(uint8, N x size x size x 3 bytes) instead of decoding every JPEG every epoch")
     precision: str = opt("auto", "probe trials' matrix products: auto (bfloat16 where the CPU has bf16 instructions "

@@ -193,3 +193,32 @@ def test_a_bad_flag_is_one_line_not_the_usage_block(argv, message, capsys):
         cli.main(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("extra,message", [
+    ('{"lrr": 0.1}', "extra: 'lrr' is not a hyperparameter the trainers, models or search space read; "
+                     "did you mean 'lr'?"),
+    ('{"lr": "fast"}', "extra: lr='fast' is text; lr takes number (e.g. lr=0.001)"),
+    ('{"optimizer": 3}', "extra: optimizer=3 is number; optimizer takes text"),
+    ('{"batch_norm": "yes"}', "extra: batch_norm='yes' is text; batch_norm takes bool"),
+    ('{"model": "resnet51"}', "unknown model 'resnet51'"),
+])
+def test_extra_refuses_names_nothing_reads_and_values_of_the_wrong_kind_before_any_work(extra, message, tmp_path,
+                                                                                       capsys):
+    """A typo in --extra used to run every trial with the key ignored (exit 0)."""
+    assert cli.main(["tune", "transfer", "--workdir", str(tmp_path), "--extra", extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "tune").exists()
+
+
+def test_extra_takes_what_the_trainers_models_and_space_read(tmp_path, monkeypatch):
+    from speciesfam.tune.search import load_space
+
+    fixed = {"lr": 1, "optimizer": "sgd", "freeze_epochs": None, "filters": 8, "pooling": "flatten", "patience": 3,
+             "model": "scratch_functional", "batch_norm": False}
+    assert {k: load_space(TuneConfig(kind="scratch", extra=fixed))[k] for k in fixed} == fixed
+    # a custom space's own names (its custom model reads them), in its full or smoke variant
+    (tmp_path / "wide_space.py").write_text("def get_search_space(smoke):\n    return {'width': 2} if smoke else {}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_space(TuneConfig(space="wide_space", extra={"width": 4}))["width"] == 4

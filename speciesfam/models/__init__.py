@@ -41,6 +41,9 @@ def batch_norm(keras):
 
 
 HEAD_DEFAULTS: dict[str, Any] = {"head_units": 128, "head_layers": 1, "dropout": 0.3}  # where hp names none
+# The CNN builders' other hyperparameters, where hp names none: ``batch_norm`` (head and scratch blocks),
+# ``augment`` (every CNN), ``filters``, ``depth``, ``pooling`` (the scratch CNNs).
+MODEL_DEFAULTS: dict[str, Any] = {"batch_norm": True, "augment": 0.0, "filters": 16, "depth": 3, "pooling": "avg"}
 
 
 def head(keras, x, num_classes: int, hp: dict[str, Any]):
@@ -50,7 +53,7 @@ def head(keras, x, num_classes: int, hp: dict[str, Any]):
     """
     hp = {**HEAD_DEFAULTS, **hp}
     for _ in range(int(hp["head_layers"])):
-        if hp.get("batch_norm", True):
+        if hp.get("batch_norm", MODEL_DEFAULTS["batch_norm"]):
             x = batch_norm(keras)(x)
         x = keras.layers.Dense(int(hp["head_units"]), activation="relu")(x)
         x = keras.layers.Dropout(float(hp["dropout"]))(x)

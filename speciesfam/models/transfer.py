@@ -15,7 +15,7 @@ from typing import Any
 
 from .._lazy import keras as _keras
 from ..registry import MODELS
-from . import augmentation, head
+from . import MODEL_DEFAULTS, augmentation, head
 
 # name: (keras.applications class name, native input size, preprocessing)
 # preprocessing "tf": x/127.5 - 1; "caffe": RGB->BGR minus the ImageNet BGR means (VGG16);
@@ -63,7 +63,7 @@ def _builder(name: str):
         keras = _keras()
         inputs = keras.Input((image_size, image_size, 3), name="image")
         x = inputs
-        for layer in augmentation(keras, float(hp.get("augment", 0.0))):
+        for layer in augmentation(keras, float(hp.get("augment", MODEL_DEFAULTS["augment"]))):
             x = layer(x)
         if mode == "tf":
             x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)

@@ -18,9 +18,10 @@ from typing import Any, Iterator
 
 from .. import console, layout, lines, storage
 from ..config import TuneConfig
-from ..errors import ConfigError, SearchFailedError, SpeciesfamError
 from ..data.catalog import load_manifest
+from ..errors import ConfigError, SearchFailedError, SpeciesfamError
 from ..registry import SCHEDULERS, SEARCHERS
+from .fixed import check_extra
 
 METRIC, MODE = layout.METRIC, layout.MODE
 # TensorFlow's oneDNN CPU kernels segfault under MultiWorkerMirroredStrategy for strided convolutions
@@ -44,6 +45,7 @@ def load_space(cfg: TuneConfig) -> dict[str, Any]:
     if not isinstance(space, dict):
         raise ConfigError(f"space={module_name!r}: get_search_space() returned a {type(space).__name__}; it must "
                           "return a dict of hyperparameter name -> value or tune.choice/uniform/...")
+    check_extra(cfg.extra, space, module.get_search_space(not cfg.smoke_test) if cfg.extra else {})
     return {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too (it was ignored there)
 
 
