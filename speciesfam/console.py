@@ -59,7 +59,36 @@ def setup(verbose_flag: bool | None = None) -> None:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     logging.captureWarnings(True)  # warnings become log records: kept in RUN/logs/, off the console
+    if not any(isinstance(h, _OutsideStages) for h in logging.getLogger().handlers):
+        logging.getLogger().addHandler(_OutsideStages())
     quiet_loggers()
+
+
+class _OutsideStages(logging.StreamHandler):
+    """The root logger's console handler outside a stage (evaluate, predict, export): WARNING and above, the
+    message only, on stderr, as Python's last-resort handler prints them. Being there, it also keeps a
+    library's bare ``logging.info(...)`` (open_clip's) from calling ``logging.basicConfig()``, whose
+    ``LEVEL:name:message`` console handler then printed every later warning. Inside ``stage_logs`` it is
+    silent: the stage's records go to ``RUN/logs/STAGE.log``."""
+
+    def __init__(self) -> None:
+        super().__init__()  # sys.stderr when each record is written (tests swap it)
+        self.setLevel(logging.WARNING)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not _STAGES:
+            super().emit(record)
+
+
+_STAGES: list[str] = []  # the stages whose logs are being kept (stage_logs), innermost last
 
 
 def quiet_loggers() -> None:
@@ -195,9 +224,11 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
     root_level = logging.getLogger().level
     logging.getLogger().setLevel(min(root_level, logging.INFO))
     started = time.time()
+    _STAGES.append(stage)
     try:
         yield path
     finally:
+        _STAGES.pop()
         if os.path.isdir(os.path.dirname(logs)):  # every stage that ran has its log (not a refused command)
             logging.getLogger("speciesfam").info("%s ended after %.1f s: %s", stage, time.time() - started,
                                                  " ".join(sys.argv))

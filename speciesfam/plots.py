@@ -6,9 +6,11 @@ Each function returns the PNG's bytes (report.html inlines them) and also writes
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from typing import TYPE_CHECKING
+import warnings
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -28,10 +30,28 @@ def _pyplot():
     return plt
 
 
+@contextlib.contextmanager
+def _drawing() -> Iterator[None]:
+    """matplotlib's layout and font warnings held back: with long or exotic family names it says it could not
+    tighten the layout, or that a glyph is missing from its font, and still draws the plot."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def _tick(label) -> str:
+    """A family name as a tick label: control characters escaped (a tab is drawn as ``\\t``), long names cut at
+    40 characters (the CSVs and tables next to the plots keep every name whole)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(label))
+    return text if len(text) <= 40 else text[:39] + "\u2026"
+
+
 def _save(plt, fig, uri: str | None) -> bytes:
-    """``fig`` as PNG bytes, also written to a local path or an object-store URI when given; frees it."""
+    """``fig`` laid out, as PNG bytes, also written to a local path or an object-store URI when given; frees it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    with _drawing():
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     if uri:
         storage.write_bytes(uri, buf.getvalue())
@@ -47,11 +67,10 @@ def class_counts(before: "pd.Series", after: "pd.Series", path: str | None = Non
     ax.bar(pos - 0.2, before.reindex(order).fillna(0), 0.4, label="before cleaning", color="tab:gray")
     ax.bar(pos + 0.2, after.reindex(order).fillna(0), 0.4, label="after cleaning", color="tab:green")
     if len(order) <= 60:
-        ax.set_xticks(pos, order, rotation=90, fontsize=7)
+        ax.set_xticks(pos, [_tick(f) for f in order], rotation=90, fontsize=7)
     ax.set_ylabel("images")
     ax.set_title("Class distribution")
     ax.legend()
-    fig.tight_layout()
     return _save(plt, fig, path)
 
 
@@ -71,7 +90,6 @@ def search_progress(results, path: str | None = None, metric: str = METRIC) -> b
     ax.set_title("Search progress (x: last epoch of each trial)")
     if 0 < len(ax.get_legend_handles_labels()[0]) <= 12:
         ax.legend(fontsize=6)
-    fig.tight_layout()
     return _save(plt, fig, path)
 
 
@@ -81,8 +99,8 @@ def confusion(cm: np.ndarray, labels: list[str], path: str | None = None, title:
     fig, ax = plt.subplots(figsize=(max(5, 0.35 * n), max(4, 0.35 * n)))
     ax.imshow(cm / np.maximum(cm.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
     if n <= 40:  # beyond that tick labels are unreadable; the CSVs carry the detail
-        ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(n), labels, fontsize=7)
+        ax.set_xticks(range(n), [_tick(f) for f in labels], rotation=90, fontsize=7)
+        ax.set_yticks(range(n), [_tick(f) for f in labels], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 15:  # small matrices: the counts themselves
@@ -91,7 +109,6 @@ def confusion(cm: np.ndarray, labels: list[str], path: str | None = None, title:
                 if cm[i, j]:
                     ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7)
     ax.set_title(f"{title} (row-normalised)")
-    fig.tight_layout()
     return _save(plt, fig, path)
 
 
@@ -99,12 +116,12 @@ def per_class_f1(per_class: "pd.DataFrame", path: str | None = None) -> bytes:
     plt = _pyplot()
     order = per_class.sort_values("f1")
     fig, ax = plt.subplots(figsize=(6, max(3, 0.25 * len(order))))
-    ax.barh(order["family"], order["f1"], color="tab:green")
+    ax.barh(np.arange(len(order)), order["f1"], color="tab:green")  # positions: names cut alike stay apart
+    ax.set_yticks(np.arange(len(order)), [_tick(f) for f in order["family"]])
     ax.set_xlim(0, 1)
     ax.set_xlabel("F1")
     ax.set_title("Per-family F1")
     ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
     return _save(plt, fig, path)
 
 
@@ -141,5 +158,4 @@ def search_timeline(histories: dict[str, "pd.DataFrame"], stopped: set[str], met
     ax.set_title("Search progress")
     if len(histories) <= 16:
         ax.legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
     return _save(plt, fig, path)

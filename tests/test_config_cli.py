@@ -222,3 +222,24 @@ def test_extra_takes_what_the_trainers_models_and_space_read(tmp_path, monkeypat
     (tmp_path / "wide_space.py").write_text("def get_search_space(smoke):\n    return {'width': 2} if smoke else {}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert load_space(TuneConfig(space="wide_space", extra={"width": 4}))["width"] == 4
+
+
+def test_a_librarys_bare_logging_call_does_not_turn_every_later_warning_into_console_noise(tmp_path):
+    """open_clip calls ``logging.info()`` at module level, which ran ``logging.basicConfig()``: `evaluate` then
+    printed matplotlib's layout warnings as 'WARNING:py.warnings:...'. Outside a stage a warning still reaches
+    stderr once, as Python prints it; inside one it goes to RUN/logs/STAGE.log only."""
+    script = textwrap.dedent(f"""
+        import logging, warnings
+        from speciesfam import console
+        console.setup(False)
+        logging.info("a library's chatter")
+        warnings.warn("outside a stage")
+        with console.stage_logs({str(tmp_path)!r}, "evaluate"):
+            warnings.warn("inside a stage")
+        print("done")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout == "done\n", out.stderr
+    assert "UserWarning: outside a stage" in out.stderr and out.stderr.count("outside a stage") == 1, out.stderr
+    assert "WARNING:" not in out.stderr and "inside a stage" not in out.stderr and "chatter" not in out.stderr
+    assert "UserWarning: inside a stage" in (tmp_path / "logs" / "evaluate.log").read_text()
