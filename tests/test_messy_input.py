@@ -162,14 +162,20 @@ def test_labels_stay_exactly_as_written(tmp_path):
 
 
 def test_look_alike_labels_stay_apart_and_are_named(tmp_path):
-    labels = ["Felidae", "felidae", "Felidae ", "\uff26elidae", "Ranidae"]  # \uff26: fullwidth F
+    labels = ["Felidae", "felidae", "Felidae ", "\uff26elidae", "Ranidae", "Rani\u200bdae"]  # fullwidth F; zero-width space
     rows = [(png(tmp_path / "img" / f"{i}_{j}.png", 10 * i + j), lab) for i, lab in enumerate(labels)
             for j in range(3)]
+    rows += [(png(tmp_path / "img" / "e.png", 99), ""), (png(tmp_path / "img" / "w.png", 98), "   ")]  # invalid rows
+    rows += [(png(tmp_path / "img" / "new\nline.png", 97), "Ranidae\nx")]  # a family of one image: too small
     write_manifest(tmp_path / "list.csv", rows)
     m = run_catalog(str(tmp_path / "list.csv"), str(tmp_path / "run"), SMALL)
-    assert m.loc[m["status"] == "ok", "label"].nunique() == 5
+    assert m.loc[m["status"] == "ok", "label"].nunique() == 6
     md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
     assert "## Labels that look alike" in md and "- `Felidae`, `Felidae `, `felidae`, `\uff26elidae`\n" in md
+    assert "- `Ranidae`, `Rani\\u200bdae`\n" in md  # the invisible character shown
+    assert "- '', '   '" not in md  # the invalid rows' empty labels are not families
+    # a newline in a path or label stays inside its table row
+    assert any(line.startswith("| ") and "new\\nline.png | Ranidae\\nx |" in line for line in md.splitlines())
 
 
 def test_parquet_numbers_become_their_text(tmp_path):

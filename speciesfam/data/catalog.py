@@ -20,6 +20,7 @@ import numpy as np
 from .. import layout, storage
 from ..config import CatalogConfig
 from ..errors import SourceError
+from ..markdown import cell
 from .images import DecodeError, probe, sniff
 from .sources import read_source
 
@@ -124,7 +125,9 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     verdict = df.loc[conflicted, ["status", "reason"]].copy()
     todo = df.index[df["status"].isna()].union(conflicted)
     with ThreadPoolExecutor(workers) as pool:
-        infos = list(tqdm(pool.map(_inspect, df.loc[todo, "path"]), total=len(todo), desc="catalog", unit="file"))
+        # a bar in a terminal; piped or logged (disable=None: no TTY) the stage's summary line says it all
+        infos = list(tqdm(pool.map(_inspect, df.loc[todo, "path"]), total=len(todo), desc="catalog", unit="file",
+                          disable=None))
     info = pd.DataFrame(infos, index=todo)
     for col in MANIFEST_COLUMNS:
         if col not in df.columns:
@@ -195,21 +198,16 @@ def class_weights(manifest: "pd.DataFrame", split: str = "train") -> dict[str, f
     return {lab: float(counts.sum() / (len(counts) * c)) for lab, c in sorted(counts.items())}
 
 
-def _md(text: object) -> str:
-    """A value as one Markdown table cell: '|' escaped, control characters (newlines...) shown as escapes."""
-    text = "" if text is None or text != text else str(text)  # None/NaN -> empty
-    text = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
-    return text.replace("|", "\\|")
-
-
 def look_alike_labels(labels) -> list[list[str]]:
-    """Groups of two or more labels equal up to case, surrounding whitespace and Unicode compatibility forms
-    (``Felidae``, ``felidae``, ``Felidae `` and ``Ｆelidae``), sorted."""
+    """Groups of two or more labels equal up to case, surrounding whitespace, Unicode compatibility forms and
+    invisible format characters (``Felidae``, ``felidae``, ``Felidae ``, ``Ｆelidae``, ``Feli\u200bdae``),
+    sorted."""
     import unicodedata
 
     groups: dict[str, set[str]] = {}
     for lab in labels:
-        groups.setdefault(unicodedata.normalize("NFKC", lab).strip().casefold(), set()).add(lab)
+        visible = "".join(c for c in unicodedata.normalize("NFKC", lab) if unicodedata.category(c) != "Cf")
+        groups.setdefault(visible.strip().casefold(), set()).add(lab)
     return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 
@@ -225,19 +223,19 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
         seen = f"- files seen: {attrs['files_seen']}, rows written: {len(manifest)} (one per file)"
     else:
         seen = f"- manifest rows read: {attrs.get('rows_read', len(manifest))}, rows written: {len(manifest)}"
-    lines = [f"# Catalog of {_md(source)}", "", seen]
+    lines = [f"# Catalog of {cell(source)}", "", seen]
     if attrs.get("aliases"):
         lines.append(f"- links to folders already listed, or files reached again through them (not listed "
                      f"again): {attrs['aliases']}")
     lines += [*(f"- {k}: {v}" for k, v in sorted(status.items())), f"- families: {ok['label'].nunique()}", "",
               "| family | train | val | test | class weight |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {_md(lab)} | {r['train']} | {r['val']} | {r['test']} | {weights.get(lab, 0):.3f} |"
+    lines += [f"| {cell(lab)} | {r['train']} | {r['val']} | {r['test']} | {weights.get(lab, 0):.3f} |"
               for lab, r in table.iterrows()]
-    alike = look_alike_labels(manifest["label"].dropna().unique())
+    alike = look_alike_labels(manifest.loc[manifest["status"] != layout.INVALID, "label"].dropna().unique())
     if alike:
         lines += ["", "## Labels that look alike", "", "Kept as separate families (labels are used exactly as "
                   "written); fix the source if they are one family:", ""]
-        lines += ["- " + ", ".join(f"`{_md(lab)}`" if lab.strip() else repr(lab) for lab in group)
+        lines += ["- " + ", ".join(f"`{cell(lab)}`" if lab.strip() else repr(lab) for lab in group)
                   for group in alike[:NOT_USED_SHOWN]]
     not_used = manifest[manifest["status"] != layout.OK]  # duplicates too, as the report shows them
     if len(not_used):
@@ -245,7 +243,7 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
                   f"below, all of them in {layout.MANIFEST} (and the unreadable ones in {layout.UNREADABLE}).", ""]
         for st, rows in not_used.groupby("status", sort=True):
             lines += [f"### {st} ({len(rows)})", "", "| path | label | reason |", "|---|---|---|"]
-            lines += [f"| {_md(r.path)} | {_md(r.label)} | {_md(r.reason)} |"
+            lines += [f"| {cell(r.path)} | {cell(r.label)} | {cell(r.reason)} |"
                       for r in rows.head(NOT_USED_SHOWN).itertuples()]
             if len(rows) > NOT_USED_SHOWN:
                 lines.append(f"| ... {len(rows) - NOT_USED_SHOWN} more | | |")
@@ -284,8 +282,6 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
 def _refuse_workdir_inside(source: str, workdir: str) -> None:
     """A run folder in (or equal to) the image folder would be catalogued on the next run: its PNGs as a family,
     its other files as unreadable rows."""
-    from ..errors import SourceError
-
     def key(uri: str) -> str:
         return uri.rstrip("/") if storage.is_remote(uri) else storage.filesystem(uri)[1]
 

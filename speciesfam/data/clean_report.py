@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import layout
 from ..config import CleanConfig
+from ..markdown import cell
 from .embedders import model_id
 from .galleries import LABEL_ISSUES_PNG, NEAR_DUPLICATES_PNG
 
@@ -29,7 +30,7 @@ def _table(df: "pd.DataFrame", cols: list[str], fmt: dict[str, str] | None = Non
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in df.head(MAX_ROWS).itertuples(index=False):
         vals = [format(getattr(r, c), fmt.get(c, "")) if getattr(r, c) == getattr(r, c) else "" for c in cols]
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in vals) + " |")
+        lines.append("| " + " | ".join(cell(v) for v in vals) + " |")
     if len(df) > MAX_ROWS:
         lines.append(f"\n({len(df) - MAX_ROWS} more rows in the CSV)")
     return lines
@@ -54,7 +55,7 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     lines += [f"- **warning**: {len(fams)} families lost every {split} image in cleaning, so they count in no "
               f"{split} score: {', '.join(f'`{f}`' for f in fams)}" for split, fams in summary["split_lost"].items()]
     lines += ["", "| family | before | after |", "|---|---:|---:|"]
-    lines += [f"| {str(fam).replace('|', chr(92) + '|')} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
+    lines += [f"| {cell(fam)} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
     lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]
     lines += _table(removed, ["path", "family", "score", "z", "detector", "reason"], {"score": ".3f", "z": ".1f"})
     lines += ["", "## Label issues", "", f"Suspects beside their suggested family: `gallery/{LABEL_ISSUES_PNG}`; all "

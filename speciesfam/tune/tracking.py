@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .. import console, layout, storage
+from ..markdown import cell
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -244,7 +245,6 @@ def write_trials_md(workdir: str, df: "pd.DataFrame", exported: dict[str, Any] |
                   f"{exported['reason']}", ""]
     lines += ["| " + " | ".join(cols) + " | config |", "|" + "---|" * (len(cols) + 1)]
     for r in df.to_dict("records"):
-        cells = ["" if v is None or v != v else f"{v:.4f}" if isinstance(v, float) else str(v)
-                 for v in (r.get(c) for c in cols)]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + f" | `{r.get('config', '')}` |")
+        cells = [cell(f"{v:.4f}" if isinstance(v, float) and v == v else v) for v in (r.get(c) for c in cols)]
+        lines.append("| " + " | ".join(cells) + f" | `{r.get('config', '')}` |")
     storage.write_text(layout.path(workdir, layout.TRIALS_MD), "\n".join(lines) + "\n")
