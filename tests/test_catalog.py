@@ -136,11 +136,18 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
     files = {"ragged.csv": b"path,label\na.jpg,x\nb.jpg,y,z\n", "empty.csv": b"",
              "shifted.csv": b"path,label\na.jpg,Felidae,extra\nb.jpg,Canidae,more\n",
              "latin1.csv": "path,label\na.jpg,F\u00e9lidae\n".encode("latin-1"), "junk.parquet": b"junk",
-             "folder.csv": None}
-    expected = {"ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
+             "folder.csv": None, "twice.csv": b"path,label,label\na.jpg,Felidae,Canidae\n"}
+    expected = {"twice.csv": "has more than one column named 'label'; keep one","ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
                 "shifted.csv": "not a well-formed CSV .line 2 has 3 fields, the header 2",
                 "latin1.csv": r"not UTF-8 text \(line 2.*save it as UTF-8", "junk.parquet": "cannot be read as Parquet",
                 "folder.csv": "cannot be read as a manifest file"}
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_arrays([pa.array(["a.jpg"])] * 3, names=["path", "label", "label"]), buf)
+    files["twice.parquet"] = buf.getvalue().to_pybytes()
+    expected["twice.parquet"] = expected["twice.csv"]
     for name, data in files.items():
         if data is None:
             (tmp_path / name).mkdir()

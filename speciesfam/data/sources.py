@@ -17,6 +17,7 @@ Labels are strings exactly as written: CSV cells are read as text without NA gue
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import os
@@ -165,19 +166,29 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
         except pd.errors.ParserError as err:
             raise SourceError(f"{source} is not a well-formed CSV ({str(err).strip()}); quote fields that contain commas "
                               "and give every row the header's number of fields") from err
+        _refuse_repeated_columns(source, next(csv.reader(io.StringIO(data.decode("utf-8-sig"))), []))
         return {c: df[c].tolist() for c in df.columns}
     try:
+        _refuse_repeated_columns(source, pq.read_schema(io.BytesIO(data)).names)
         table = pq.read_table(io.BytesIO(data))
+    except SourceError:
+        raise
     except Exception as err:  # ArrowInvalid and friends: not a Parquet file
         raise SourceError(f"{source} cannot be read as Parquet ({type(err).__name__}: {err}); give a .csv or "
                           ".parquet manifest") from err
     return {name: [_text(v) for v in table.column(name).to_pylist()] for name in table.column_names}
 
 
+def _refuse_repeated_columns(source: str, names: list[str]) -> None:
+    """Two columns of one name (pandas would rename the second 'label.1' and use the first, unsaid)."""
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SourceError(f"{source} has more than one column named {' and '.join(map(repr, twice))}; keep one of "
+                          "each (which one is meant cannot be told)")
+
+
 def _long_row(data: bytes) -> str:
     """Where a CSV first has more fields than its header, e.g. 'line 3 has 3 fields, the header 2'."""
-    import csv
-
     rows = csv.reader(io.StringIO(data.decode("utf-8")))
     header = next(rows, [])
     for row in rows:
