@@ -98,7 +98,7 @@ def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.Da
 
     # every entry, broken links and unreadable files included: each gets its row (an error row if it cannot be
     # read); hidden files (.DS_Store, ._IMG.jpg) are skipped with a reason, as catalog skips them. Links to
-    # files already listed are not predicted twice: attrs["aliases"] counts them.
+    # files or folders already listed are not predicted twice: attrs["aliases"] counts them.
     entries, aliases = storage.walk(source)
     entries = sorted(entries, key=lambda e: e.path)
     df = pd.DataFrame({"path": [e.path for e in entries],
@@ -179,7 +179,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     todo = rows[~rows["path"].isin(set(done["path"]))].reset_index(drop=True)
     links = rows.attrs.get("aliases", 0)
     print(f"predict: {len(rows)} rows, {len(rows) - len(todo)} already in {out}, {len(todo)} to predict"
-          + (f" ({links} links to files already listed are not predicted again)" if links else ""))
+          + (f" ({links} links to files or folders already listed: not predicted again)" if links else ""))
     parts = out + ".parts"
     if len(todo):
         init_ray()
