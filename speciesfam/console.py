@@ -122,12 +122,15 @@ def quiet_loggers() -> None:
 
 
 @contextlib.contextmanager
-def quiet_stderr(what: str) -> Iterator[None]:
+def quiet_stderr(what: str, python_too: bool = True) -> Iterator[None]:
     """Hold back what C/C++ code writes to file descriptor 2 while ``what`` runs, unless verbose.
 
     TensorFlow 2.21 writes its start-up lines (oneDNN, CUDA driver probes) through absl before absl's logging
-    is initialised, ignoring ``TF_CPP_MIN_LOG_LEVEL``. The captured lines go to the log (``RUN/logs/``
-    during a stage); if ``what`` fails, they go to the console too, with the error.
+    is initialised, ignoring ``TF_CPP_MIN_LOG_LEVEL``; Ray's core worker writes an ``E`` line for every Ray
+    Data actor pool (its constructor arguments are in the object store and it may restart: ray#53727). The
+    captured lines go to the log (``RUN/logs/`` during a stage); if ``what`` fails, they go to the console too.
+    ``python_too=False``: Python's own ``sys.stderr`` (Ray Data's progress bar in a terminal) still reaches
+    the console, and a failure leaves the captured lines in the log only (the exception says what failed).
     """
     if verbose():
         yield
@@ -136,21 +139,32 @@ def quiet_stderr(what: str) -> Iterator[None]:
 
     sys.stderr.flush()
     saved = os.dup(2)
+    python_stderr = sys.stderr
+    try:
+        real = not python_too and python_stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # a test's capture object: it is not fd 2 anyway
+        real = False
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
+        if real:
+            sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding,
+                                   errors=python_stderr.errors)
         failed = True
         try:
             yield
             failed = False
         finally:
             sys.stderr.flush()
+            if real:
+                sys.stderr.close()
+                sys.stderr = python_stderr
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
             text = tmp.read().decode("utf-8", "replace").strip()
             if text:
                 logging.getLogger(__name__).info("%s wrote to stderr:\n%s", what, text)
-                if failed:
+                if failed and python_too:
                     sys.stderr.write(text + "\n")
 
 

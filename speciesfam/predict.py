@@ -19,7 +19,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from . import storage
+from . import console, storage
 from .errors import SpeciesfamError
 
 if TYPE_CHECKING:
@@ -208,12 +208,13 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
             buffer.clear()
             print(f"predict: {written}/{len(todo)} rows written")
 
-        for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
-            buffer.append(batch)
-            if sum(len(b) for b in buffer) >= part_rows:
+        with console.quiet_stderr("the prediction pipeline", python_too=False):  # Ray's C++ actor pool line
+            for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
+                buffer.append(batch)
+                if sum(len(b) for b in buffer) >= part_rows:
+                    flush()
+            if buffer:
                 flush()
-        if buffer:
-            flush()
     table = read_done(out)
     table = table.drop_duplicates("path", keep="first") if rows["path"].is_unique else table
     storage.write_table(table, out)

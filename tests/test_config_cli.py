@@ -243,3 +243,21 @@ def test_a_librarys_bare_logging_call_does_not_turn_every_later_warning_into_con
     assert "UserWarning: outside a stage" in out.stderr and out.stderr.count("outside a stage") == 1, out.stderr
     assert "WARNING:" not in out.stderr and "inside a stage" not in out.stderr and "chatter" not in out.stderr
     assert "UserWarning: inside a stage" in (tmp_path / "logs" / "evaluate.log").read_text()
+
+
+def test_a_pipelines_cpp_lines_go_to_the_log_and_pythons_own_stderr_stays(tmp_path):
+    """Ray's core worker wrote an 'E ... core_worker.cc' line to the console for every Ray Data actor pool
+    (clean, batch predict); a progress bar written through sys.stderr must still show."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        from speciesfam import console
+        console.setup(False)
+        with console.stage_logs({str(tmp_path)!r}, "clean"):
+            with console.quiet_stderr("the embedding pipeline", python_too=False):
+                os.write(2, b"[E core_worker.cc:2465] Actor ... max_restarts > 0\\n")
+                sys.stderr.write("progress 10/10\\n")
+            os.write(2, b"after\\n")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stderr == "progress 10/10\nafter\n", out.stderr
+    assert "core_worker.cc:2465" in (tmp_path / "logs" / "clean.log").read_text()
