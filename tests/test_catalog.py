@@ -175,3 +175,4 @@ def test_a_workdir_inside_the_image_folder_is_refused_before_anything_is_written
     assert not (root / "run").exists() and not (root / "manifest.parquet").exists()
     # beside it, or a name that only starts the same, is fine
     assert main(["catalog", str(root), "--workdir", str(tmp_path / "images-run")]) == 0
+    assert capsys.readouterr().err == ""  # no progress bar when stderr is not a terminal
