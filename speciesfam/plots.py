@@ -16,6 +16,7 @@ import numpy as np
 
 from . import storage
 from .layout import METRIC
+from .markdown import visible
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,7 +43,7 @@ def _drawing() -> Iterator[None]:
 def _tick(label) -> str:
     """A family name as a tick label: control characters escaped (a tab is drawn as ``\\t``), long names cut at
     40 characters (the CSVs and tables next to the plots keep every name whole)."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(label))
+    text = visible(label)
     return text if len(text) <= 40 else text[:39] + "\u2026"
 
 

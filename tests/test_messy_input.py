@@ -404,27 +404,3 @@ def test_a_path_listed_again_survives_clean_and_keeps_its_status(tmp_path, ray_s
     dup = cleaned[cleaned["status"] == layout.DUPLICATE].iloc[0]
     original = cleaned[(cleaned["path"] == dup["path"]) & (cleaned["status"] != layout.DUPLICATE)].iloc[0]
     assert dup["split"] == original["split"]
-
-
-def test_reports_and_plots_take_any_family_or_file_name(tmp_path):
-    """clean.md's table row broke in two on a newline in a file name; `evaluate` printed matplotlib's warnings
-    for a tab in a family name ('Glyph 9 missing') and for long names ('Tight layout not applied')."""
-    import warnings
-
-    import numpy as np
-    import pandas as pd
-
-    from speciesfam import plots
-    from speciesfam.data.clean_report import _table
-
-    removed = pd.DataFrame({"path": ["/x/new\nline|pipe.jpg"], "family": ["Tab\tX"], "score": [0.5]})
-    rows = _table(removed, ["path", "family", "score"], {"score": ".3f"})
-    assert rows[-1] == "| /x/new\\nline\\|pipe.jpg | Tab\\tX | 0.500 |"
-    labels = ["Tab\tX", "a" * 200, "a" * 199 + "b", "001"]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        plots.confusion(np.eye(4, dtype=int), labels, str(tmp_path / "cm.png"))
-        plots.per_class_f1(pd.DataFrame({"family": labels, "f1": [0.1, 0.2, 0.3, 0.4]}), str(tmp_path / "f1.png"))
-        plots.class_counts(pd.Series([5, 4, 3, 2], index=labels), pd.Series([5, 4, 3, 2], index=labels))
-    assert [str(w.message) for w in caught] == []
-    assert (tmp_path / "cm.png").stat().st_size > 1000 and (tmp_path / "f1.png").stat().st_size > 1000

@@ -1,5 +1,6 @@
 """report.html: rendered from a run folder's data, opened in headless Chromium, never failing on a partial run;
-one console line per finished trial that agrees with it (the other console lines: test_console_lines.py).
+one console line per finished trial that agrees with it (the other console lines: test_console_lines.py);
+clean.md's tables and the plots with any family or file name.
 
 The run folder is built cheaply: a real catalog of the small generated collection, a real (toy) Tune search
 with ASHA, and clean/export/evaluate outputs written with the columns those stages write. The slow test
@@ -259,3 +260,27 @@ def test_the_cleaning_section_shows_the_rule_in_force_in_plain_words(tmp_path):
     section = cleaning(str(tmp_path), {"clean": stages.load(str(tmp_path), "clean")})
     assert section["settings"] == {"removal": "threshold", "outlier_z": 5.0}
     assert section["summary"]["near_duplicates"] == "dropped 0, groups 2" and section["summary"]["split_lost"] == "none"
+
+
+def test_reports_and_plots_take_any_family_or_file_name(tmp_path):
+    """clean.md's table row broke in two on a newline in a file name; `evaluate` printed matplotlib's warnings
+    for a tab in a family name ('Glyph 9 missing') and for long names ('Tight layout not applied')."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from speciesfam import plots
+    from speciesfam.data.clean_report import _table
+
+    removed = pd.DataFrame({"path": ["/x/new\nline|pipe.jpg"], "family": ["Tab\tX"], "score": [0.5]})
+    rows = _table(removed, ["path", "family", "score"], {"score": ".3f"})
+    assert rows[-1] == "| /x/new\\nline\\|pipe.jpg | Tab\\tX | 0.500 |"
+    labels = ["Tab\tX", "a" * 200, "a" * 199 + "b", "001"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plots.confusion(np.eye(4, dtype=int), labels, str(tmp_path / "cm.png"))
+        plots.per_class_f1(pd.DataFrame({"family": labels, "f1": [0.1, 0.2, 0.3, 0.4]}), str(tmp_path / "f1.png"))
+        plots.class_counts(pd.Series([5, 4, 3, 2], index=labels), pd.Series([5, 4, 3, 2], index=labels))
+    assert [str(w.message) for w in caught] == []
+    assert (tmp_path / "cm.png").stat().st_size > 1000 and (tmp_path / "f1.png").stat().st_size > 1000
