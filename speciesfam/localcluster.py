@@ -44,7 +44,12 @@ class LocalCluster:
 
     def _ray(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         ray_bin = str(Path(sys.executable).with_name("ray"))
-        return subprocess.run([ray_bin, *args], env=self.env(), check=check, capture_output=True, text=True)
+        out = subprocess.run([ray_bin, *args], env=self.env(), capture_output=True, text=True)
+        if check and out.returncode:  # Ray says why on its own stderr/stdout: keep it in the error
+            said = "\n".join((out.stderr + out.stdout).strip().splitlines()[-15:])
+            raise RuntimeError(f"`ray {' '.join(args[:2])}` exited {out.returncode} (ports {self.port}, "
+                               f"{self.dashboard_port}, {self.port + 99}-{self.port + 113}):\n{said}")
+        return out
 
     def _own_ports(self, node: int) -> list[str]:
         """Ports that Ray otherwise fixes (dashboard agent 52365, client server 10001): another Ray on this
