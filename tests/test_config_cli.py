@@ -61,7 +61,7 @@ def test_flags_overlay_only_what_was_given():
     # random weights make all images alike: 0.95 put a whole offline run in one near-duplicate group
     assert offline.pretrained is None and offline.near_threshold == 0.999 and CleanConfig().near_threshold == 0.95
     assert CleanConfig(pretrained=None, near_duplicate_threshold=0.9).near_threshold == 0.9
-    from speciesfam.tune.search import load_space
+    from speciesfam.tune.space import load_space
 
     # --extra fixes a key of the space as well (it was silently ignored there: the space won)
     space = load_space(TuneConfig(kind="probe", extra={"batch_size": 32, "patience": 7}))
@@ -213,15 +213,18 @@ def test_extra_refuses_names_nothing_reads_and_values_of_the_wrong_kind_before_a
 
 
 def test_extra_takes_what_the_trainers_models_and_space_read(tmp_path, monkeypatch):
-    from speciesfam.tune.search import load_space
+    from speciesfam.tune.space import load_space
 
     fixed = {"lr": 1, "optimizer": "sgd", "freeze_epochs": None, "filters": 8, "pooling": "flatten", "patience": 3,
              "model": "scratch_functional", "batch_norm": False}
     assert {k: load_space(TuneConfig(kind="scratch", extra=fixed))[k] for k in fixed} == fixed
     # a custom space's own names (its custom model reads them), in its full or smoke variant
-    (tmp_path / "wide_space.py").write_text("def get_search_space(smoke):\n    return {'width': 2} if smoke else {}\n")
+    (tmp_path / "wide_space.py").write_text(
+        "from ray import tune\n\ndef get_search_space(smoke):\n    return {'model': 'my_models:wide', "
+        "'lr': tune.loguniform(1e-4, 1e-2), **({'width': 2} if smoke else {})}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert load_space(TuneConfig(space="wide_space", extra={"width": 4}))["width"] == 4
+    assert load_space(TuneConfig(space="wide_space", extra={"width": 4}, smoke_test=True))["width"] == 4
+    assert load_space(TuneConfig(space="wide_space", extra={"width": 4}))["width"] == 4  # named by the smoke variant
 
 
 def test_a_librarys_bare_logging_call_does_not_turn_every_later_warning_into_console_noise(tmp_path):
@@ -261,3 +264,49 @@ def test_a_pipelines_cpp_lines_go_to_the_log_and_pythons_own_stderr_stays(tmp_pa
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stderr == "progress 10/10\nafter\n", out.stderr
     assert "core_worker.cc:2465" in (tmp_path / "logs" / "clean.log").read_text()
+
+
+@pytest.mark.parametrize("body, message", [
+    ("def get_search_space(smoke)\n    return {}", "space='bad_space': importing it failed: SyntaxError"),
+    ("get_search_space = 5", "has no get_search_space(smoke: bool) function"),
+    ("def get_search_space():\n    return {}", "get_search_space(True) raised TypeError"),
+    ("def get_search_space(smoke):\n    return {'lr': tune.loguniform(0, 1e-2)}", "raised ValueError: LogUniform"),
+    ("def get_search_space(smoke):\n    return {}", "leaves nothing to search"),
+    ("def get_search_space(smoke):\n    return {'lr': 0.01, 'batch_size': 32}", "leaves nothing to search"),
+    ("def get_search_space(smoke):\n    return {'head_units': tune.choice([])}", "head_units is tune.choice([])"),
+    ("def get_search_space(smoke):\n    return {'dropout': tune.uniform(0.5, 0.1)}", "range [0.5, 0.1] is empty"),
+    ("def get_search_space(smoke):\n    return {'dropout': tune.uniform(0.0, 5.0)}", "dropout=5.0 is outside [0, 1)"),
+    ("def get_search_space(smoke):\n    return {'head_units': tune.choice([0, 64])}", "head_units=0 is outside"),
+    ("def get_search_space(smoke):\n    return {'lr': 'fast', 'dropout': tune.uniform(0, 0.3)}",
+     "lr='fast' is text; lr takes number"),
+    ("def get_search_space(smoke):\n    return {'optimizer': tune.choice(['adam', 'nope'])}",
+     "optimizer='nope' is not one the trainers know; choose from adam, adamw, sgd"),
+    ("def get_search_space(smoke):\n    return {'nonsense_key': tune.uniform(0.1, 0.5)}",
+     "'nonsense_key' is not a hyperparameter the trainers or models read"),
+    ("def get_search_space(smoke):\n    return {'droput': tune.uniform(0.1, 0.5)}", "did you mean 'dropout'?"),
+])
+def test_a_bad_search_space_is_refused_in_one_line_before_any_work(body, message, tmp_path, monkeypatch, capsys):
+    """A custom --space used to fail with a traceback from Tune or Optuna, or every trial after Ray started, or
+    to run with a misspelt name ignored."""
+    (tmp_path / "bad_space.py").write_text(f"from ray import tune\n\n{body}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bad_space", raising=False)  # each case's own module
+    assert cli.main(["tune", "probe", "--workdir", str(tmp_path), "--space", "bad_space", "--smoke-test"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "tune").exists()
+
+
+def test_a_cnn_space_must_choose_a_model_and_names_of_a_users_own_model_pass(tmp_path, monkeypatch, capsys):
+    from speciesfam.tune.space import load_space
+
+    (tmp_path / "cnn_space.py").write_text("from ray import tune\n\ndef get_search_space(smoke):\n"
+                                           "    return {'lr': tune.loguniform(1e-4, 1e-2), 'width': 3}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli.main(["tune", "scratch", "--workdir", str(tmp_path), "--space", "cnn_space"]) == 2
+    assert "has no 'model': a scratch space chooses the CNN" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="'width' is not a hyperparameter"):
+        load_space(TuneConfig(space="cnn_space", extra={"model": "scratch_sequential"}))
+    assert load_space(TuneConfig(space="cnn_space", extra={"model": "my_models:build"}))["width"] == 3
+    with pytest.raises(ConfigError, match="lr=-1 is outside"):  # limits hold for a user's own model too
+        load_space(TuneConfig(space="cnn_space", extra={"model": "my_models:build", "lr": -1}))

@@ -40,9 +40,9 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(catalog
     assert cli.main(["tune", "scratch", "--workdir", workdir, "--weights", "imagenet", "--name", "ok", *TINY]) == 0
     trials = pd.read_csv(layout.path(workdir, layout.TRIALS))
     assert (trials["status"] == "ok").all(), trials["error"].tolist()
-    # Every trial fails (an optimizer that does not exist): the command says so and exits 1.
-    code = cli.main(["tune", "scratch", "--workdir", workdir, "--name", "bad", "--extra", '{"optimizer": "nope"}',
-                     "--max-failures", "0", *TINY])
+    # Every trial fails (a learning rate that makes the loss NaN in its first epoch): the command says so, exits 1.
+    code = cli.main(["tune", "scratch", "--workdir", workdir, "--name", "bad", "--extra",
+                     '{"lr": 1e30, "optimizer": "sgd"}', "--max-failures", "0", *TINY])
     assert code == 1
     assert "no trial of 1 finished with a val macro-F1" in capsys.readouterr().err
 

@@ -259,13 +259,17 @@ def test_a_search_with_no_val_images_is_refused_before_any_trial(tmp_path):
 
 
 def test_a_users_own_space_module(tmp_path, monkeypatch):
-    from speciesfam.tune.search import load_space
+    from ray import tune
 
-    (tmp_path / "my_space.py").write_text("def get_search_space(smoke):\n    return {'lr': 0.1 if smoke else 0.2}\n")
+    from speciesfam.tune.space import load_space
+
+    (tmp_path / "my_space.py").write_text("from ray import tune\n\ndef get_search_space(smoke):\n"
+                                          "    return {'lr': 0.1 if smoke else 0.2, 'dropout': tune.uniform(0, 0.5)}\n")
     (tmp_path / "not_a_space.py").write_text("x = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert load_space(TuneConfig(space="my_space", smoke_test=True)) == {"lr": 0.1}
-    assert load_space(TuneConfig(space="my_space", extra={"model": "vgg16"})) == {"model": "vgg16", "lr": 0.2}
+    assert load_space(TuneConfig(space="my_space", kind="probe", smoke_test=True))["lr"] == 0.1
+    space = load_space(TuneConfig(space="my_space", kind="transfer", extra={"model": "vgg16"}))
+    assert space["model"] == "vgg16" and space["lr"] == 0.2 and isinstance(space["dropout"], tune.search.sample.Float)
     with pytest.raises(ConfigError, match="has no get_search_space"):
         load_space(TuneConfig(space="not_a_space"))
     with pytest.raises(ConfigError, match="cannot import it"):

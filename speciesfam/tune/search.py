@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import os
 import time
 from typing import Any, Iterator
@@ -21,32 +20,13 @@ from ..config import TuneConfig
 from ..data.catalog import load_manifest
 from ..errors import ConfigError, SearchFailedError, SpeciesfamError
 from ..registry import SCHEDULERS, SEARCHERS
-from .fixed import check_extra
+from .space import load_space
 
 METRIC, MODE = layout.METRIC, layout.MODE
 # TensorFlow's oneDNN CPU kernels segfault under MultiWorkerMirroredStrategy for strided convolutions
 # (measured: scratch_functional crashed both workers with SIGSEGV in epoch 1; with oneDNN off it trains).
 # Off for training workers only; a user's own setting wins. GPUs do not use oneDNN.
 WORKER_ENV = {"TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0")}
-
-
-def load_space(cfg: TuneConfig) -> dict[str, Any]:
-    """The search space from ``cfg.space`` (a module path) or ``search_spaces.<kind>``."""
-    module_name = cfg.space or f"search_spaces.{cfg.kind}"
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(f"space={module_name!r}: cannot import it ({err}); give an importable module "
-                          "with get_search_space(smoke: bool) (a file in the current folder: PYTHONPATH=. or "
-                          "pip install your package)") from err
-    if not hasattr(module, "get_search_space"):
-        raise ConfigError(f"space={module_name!r} has no get_search_space(smoke: bool) function")
-    space = module.get_search_space(cfg.smoke_test)
-    if not isinstance(space, dict):
-        raise ConfigError(f"space={module_name!r}: get_search_space() returned a {type(space).__name__}; it must "
-                          "return a dict of hyperparameter name -> value or tune.choice/uniform/...")
-    check_extra(cfg.extra, space, module.get_search_space(not cfg.smoke_test) if cfg.extra else {})
-    return {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too (it was ignored there)
 
 
 def training_manifest(workdir: str, kind: str = "scratch") -> str:

@@ -1,0 +1,203 @@
+"""The search space: ``get_search_space(smoke)`` of ``--space`` (default ``search_spaces.KIND``), checked before
+Ray starts, with ``--extra``'s fixed values on top.
+
+A name must be one a trainer or model builder reads (``train.loop.DEFAULT_HP``, ``models.HEAD_DEFAULTS``,
+``models.MODEL_DEFAULTS``, ``model``), or any name when a trial's model is the user's own (``module:attr``,
+which may read names of its own); ``--extra`` may also fix a key of the space. A value or a range must be of the
+kind its default is (number, text, bool), inside the hyperparameter's limits (``LIMITS``, ``CHOICES``), and a
+range must be one that can be sampled. A CNN space chooses a ``model``; something must be left to search. Each
+refusal is one line naming the value and the fix: otherwise a typo ran every trial with the key ignored, and a
+bad range or value failed every trial (or the searcher) after Ray had started, with a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import math
+from numbers import Real
+from typing import Any
+
+from ..errors import ConfigError
+
+# (lowest, highest, lowest allowed, highest allowed) of the numeric hyperparameters: what the trainers accept.
+LIMITS: dict[str, tuple[float, float | None, bool, bool]] = {
+    "lr": (0, None, False, False), "weight_decay": (0, None, True, False), "finetune_lr_factor": (0, None, False, False),
+    "label_smoothing": (0, 1, True, False), "dropout": (0, 1, True, False), "augment": (0, 1, True, True),
+    "lr_factor": (0, 1, False, False), "batch_size": (1, None, True, False), "head_units": (1, None, True, False),
+    "head_layers": (0, None, True, False), "filters": (1, None, True, False), "depth": (1, None, True, False),
+    "patience": (1, None, True, False), "lr_patience": (1, None, True, False), "unfreeze_layers": (0, None, True, False),
+    "freeze_epochs": (0, None, True, False),
+}
+CHOICES: dict[str, tuple[str, ...]] = {"optimizer": ("adam", "adamw", "sgd"), "class_weighting": ("balanced", "none"),
+                                       "pooling": ("avg", "flatten")}
+
+
+def known_names() -> dict[str, Any]:
+    """Every hyperparameter the trainers and model builders read, with its default (``model``: None)."""
+    from ..models import HEAD_DEFAULTS, MODEL_DEFAULTS
+    from ..train.loop import DEFAULT_HP
+
+    return {**DEFAULT_HP, **HEAD_DEFAULTS, **MODEL_DEFAULTS, "model": None}
+
+
+def _module(name: str):
+    try:
+        module = importlib.import_module(name)
+    except ImportError as err:
+        raise ConfigError(f"space={name!r}: cannot import it ({err}); give an importable module with "
+                          "get_search_space(smoke: bool) (a file in the current folder: PYTHONPATH=. or pip install "
+                          "your package)") from err
+    except Exception as err:  # a syntax error or a failing import inside the user's module
+        raise ConfigError(f"space={name!r}: importing it failed: {type(err).__name__}: {err}") from err
+    if not callable(getattr(module, "get_search_space", None)):
+        raise ConfigError(f"space={name!r} has no get_search_space(smoke: bool) function")
+    return module
+
+
+def _call(module, name: str, smoke: bool) -> dict[str, Any]:
+    try:
+        space = module.get_search_space(smoke)
+    except Exception as err:  # e.g. tune.loguniform(0, ...), or a function that takes no argument
+        raise ConfigError(f"space={name!r}: get_search_space({smoke}) raised {type(err).__name__}: {err}") from err
+    if not isinstance(space, dict):
+        raise ConfigError(f"space={name!r}: get_search_space() returned a {type(space).__name__}; it must return a "
+                          "dict of hyperparameter name -> value or tune.choice/uniform/...")
+    return space
+
+
+def load_space(cfg) -> dict[str, Any]:
+    """The checked space of ``cfg`` (a ``TuneConfig``) with ``cfg.extra`` fixed on top."""
+    name = cfg.space or f"search_spaces.{cfg.kind}"
+    module = _module(name)
+    space = _call(module, name, cfg.smoke_test)
+    check_space(space, name, cfg.kind, cfg.extra)
+    check_extra(cfg.extra, space, _call(module, name, not cfg.smoke_test) if cfg.extra else {})
+    merged = {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too
+    if not any(_is_range(v) for v in merged.values()):
+        raise ConfigError(f"space={name!r}{' with --extra' if cfg.extra else ''} leaves nothing to search (every value "
+                          "is fixed): give at least one tune.choice/uniform/loguniform/randint range")
+    return merged
+
+
+def _is_range(value: Any) -> bool:
+    from ray.tune.search.sample import Domain
+
+    return isinstance(value, Domain) or (isinstance(value, dict) and "grid_search" in value)
+
+
+def _own_model(space: dict[str, Any], extra: dict[str, Any]) -> bool:
+    """Whether a trial may build a model of the user's own (``module:attr``), which may read its own names."""
+    from ray.tune.search.sample import Categorical
+
+    model = extra.get("model", space.get("model"))
+    values = model.categories if isinstance(model, Categorical) else [model]
+    return any(isinstance(v, str) and ":" in v for v in values)
+
+
+def check_space(space: dict[str, Any], name: str, kind: str, extra: dict[str, Any]) -> None:
+    """Refuse a name nothing reads, a value or range of the wrong kind or outside its limits, an empty or
+    reversed range, and a CNN space without a ``model``."""
+    from ray.tune.search.sample import Categorical, Domain, Float, Integer
+
+    if kind != "probe" and "model" not in space and "model" not in extra:
+        raise ConfigError(f"space={name!r} has no 'model': a {kind} space chooses the CNN each trial builds, e.g. "
+                          "'model': tune.choice(['scratch_sequential']) (see search_spaces/)")
+    known = known_names()
+    own = _own_model(space, extra)
+    for key, value in space.items():
+        if key not in known and not own:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(f"space={name!r}: {key!r} is not a hyperparameter the trainers or models read"
+                              f"{f'; did you mean {close[0]!r}?' if close else ''} (known: {', '.join(sorted(known))}; "
+                              "names of your own need your own model, 'model': 'module:attr')")
+        where = f"space={name!r}: {key}"
+        if isinstance(value, Categorical):
+            if not value.categories:
+                raise ConfigError(f"{where} is tune.choice([]): give at least one value")
+            values = list(value.categories)
+        elif isinstance(value, (Float, Integer)):
+            if not value.lower < value.upper:
+                raise ConfigError(f"{where}'s range [{value.lower}, {value.upper}] is empty or reversed: "
+                                  "give lower < upper")
+            values = [value.lower, value.upper]
+        elif isinstance(value, Domain) or (isinstance(value, dict) and "grid_search" in value):
+            values = list(value.get("grid_search", [])) if isinstance(value, dict) else []
+        else:
+            values = [value]
+        for v in values:
+            _check_value(where, key, v, known.get(key), own, closed_high=not isinstance(value, Float))
+
+
+def _check_value(where: str, key: str, value: Any, default: Any, own: bool, closed_high: bool = True) -> None:
+    """One value (or a range's bound) of ``key`` against its default's kind and its limits."""
+    if key == "model":
+        if isinstance(value, str) and ":" not in value:
+            from ..registry import MODELS
+
+            MODELS.get(value)  # an unknown name fails here, listing the registered ones
+        return
+    if key not in LIMITS and key not in CHOICES and (own or default is None):
+        return
+    if key == "freeze_epochs" and value is None:
+        return  # None: half of max_epochs
+    allowed = _kinds(default)
+    if allowed and _kind(value) not in allowed:
+        raise ConfigError(f"{where}={value!r} is {_kind(value)}; {key} takes {' or '.join(sorted(allowed))} "
+                          f"(e.g. {key}={_example(default)!r})")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{where}={value!r} is not one the trainers know; choose from {', '.join(CHOICES[key])}")
+    if key in LIMITS and isinstance(value, Real) and not isinstance(value, bool):
+        low, high, low_ok, high_ok = LIMITS[key]
+        top_ok = high_ok or not closed_high  # uniform(0, 1) never draws its upper bound
+        inside = math.isfinite(value) and (value >= low if low_ok else value > low) and (
+            high is None or (value <= high if top_ok else value < high))
+        if not inside:
+            bounds = f"{'[' if low_ok else '('}{low}, {high if high is not None else 'inf'}{']' if high_ok else ')'}"
+            raise ConfigError(f"{where}={value!r} is outside {bounds}, the values {key} can take")
+
+
+def _kinds(example: Any) -> tuple[str, ...]:
+    """What kind of value a default, a constant or a search range stands for: number, bool, text."""
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    if isinstance(example, (Float, Integer)):
+        return ("number",)
+    if isinstance(example, Categorical):
+        return tuple({k for c in example.categories for k in _kinds(c)})
+    if isinstance(example, bool):
+        return ("bool",)
+    if isinstance(example, Real):
+        return ("number",)
+    if isinstance(example, str):
+        return ("text",)
+    return ()  # None, or something of a custom space's own: any value
+
+
+def _kind(value: Any) -> str:
+    return "bool" if isinstance(value, bool) else "number" if isinstance(value, Real) else \
+        "text" if isinstance(value, str) else type(value).__name__
+
+
+def check_extra(extra: dict[str, Any], *spaces: dict[str, Any]) -> None:
+    """Refuse a fixed hyperparameter nothing reads, or a value of the wrong kind or outside its limits."""
+    known = known_names()
+    for space in spaces:
+        known.update({k: v for k, v in space.items() if k not in known or known[k] is None})
+    for name, value in extra.items():
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"extra: {name!r} is not a hyperparameter the trainers, models or search space read; "
+                              f"{hint}known: {', '.join(sorted(known))}")
+        _check_value("extra: " + name, name, value, known[name], own=False)
+
+
+def _example(default: Any) -> Any:
+    from ray.tune.search.sample import Categorical, Domain
+
+    if isinstance(default, Categorical):
+        return default.categories[0]
+    if isinstance(default, Domain):
+        return default.lower
+    return default
