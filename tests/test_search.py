@@ -243,6 +243,28 @@ def test_resume_of_a_search_scored_on_a_split_that_is_gone_is_refused(tmp_path):
     split_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=True)
 
 
+def test_a_search_name_is_not_reused_on_the_same_split_and_a_resume_keeps_its_settings(tmp_path):
+    """Re-running a search under its name dropped its earlier trials from trials.csv; --resume with other flags
+    printed them and ran with the stored ones."""
+    from dataclasses import replace
+
+    from speciesfam.tune.search import split_record
+
+    tune_dir, split = str(tmp_path / "tune"), "clean_manifest.parquet run aaaa: 40 val images"
+    cfg = TuneConfig(kind="probe", num_samples=2, max_epochs=3, extra={"lr": 0.01})
+    split_record(tune_dir, "p1", split, resume=False, cfg=cfg)
+    split_record(tune_dir, "p1", split, resume=False, cfg=cfg)  # refused or crashed before Tune saved a state: free
+    (tmp_path / "tune" / "p1" / "tuner.pkl").write_bytes(b"")  # Tune's own state, as after a real search
+    with pytest.raises(ConfigError, match="--name p1: a search of that name already ran .* Give --resume to continue"):
+        split_record(tune_dir, "p1", split, resume=False, cfg=cfg)
+    split_record(tune_dir, "p1", split, resume=True, cfg=replace(cfg, resume=True, max_concurrent=None))
+    with pytest.raises(ConfigError, match=r"changed: searcher='random' \(it ran with 'optuna'\); num_samples=4 "
+                                          r"\(it ran with 2\); extra=\{'lr': 0.1\} \(it ran with \{'lr': 0.01\}\)"):
+        split_record(tune_dir, "p1", split, resume=True,
+                     cfg=replace(cfg, resume=True, num_samples=4, searcher="random", extra={"lr": 0.1}))
+    split_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=False, cfg=cfg)  # stale
+
+
 def test_a_search_with_no_val_images_is_refused_before_any_trial(tmp_path):
     from speciesfam import layout
     from speciesfam.data.synthetic_embeddings import make_embedding_run

@@ -160,7 +160,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
     trainable = tune.with_resources(trainable, {"CPU": cfg.trial_cpus})
     val_split = val_split_id(workdir)  # the split every trial of this search is scored on
-    split_record(storage_path, name, val_split, resume=cfg.resume)
+    split_record(storage_path, name, val_split, resume=cfg.resume, cfg=cfg)
     points = None
     if cfg.init_from:
         from .warmstart import warm_start_points
@@ -295,28 +295,51 @@ def check_resumable(storage_path: str, name: str) -> None:
 
 
 SPLIT_RECORD = "speciesfam_split.json"  # in the experiment's folder: the val split its trials are scored on
+# What a search is, fixed when it starts: Tune restores its searcher, scheduler, space and trial count from its
+# own state, and trials read the rest, so a resumed search that took other values would mix or ignore them.
+SEARCH_SETTINGS = ("kind", "space", "searcher", "scheduler", "num_samples", "max_epochs", "grace_period",
+                   "reduction_factor", "max_concurrent", "time_budget_s", "seed", "smoke_test", "extra", "image_size",
+                   "weights", "precision", "init_from", "image_cache")
 
 
-def split_record(storage_path: str, name: str, val_split: str, resume: bool) -> None:
-    """A new search records the val split its trials are scored on; a resumed one must find the same split.
+def split_record(storage_path: str, name: str, val_split: str, resume: bool, cfg: TuneConfig | None = None) -> None:
+    """A new search records the val split its trials are scored on and its settings (``SEARCH_SETTINGS``); a
+    resumed one must find the same split and the same settings.
 
     Raises:
         ConfigError: ``resume`` of a search started on another catalog/clean run (its finished trials were
-            trained and scored on splits that no longer exist). Searches recorded before this check resume.
+            trained and scored on splits that no longer exist), or with other settings; a new search under the
+            name of one that already ran on this split (its trials would leave RUN/trials.csv). Searches recorded
+            before these checks resume.
     """
     import json
 
     uri = storage.join(storage_path, name, SPLIT_RECORD)
+    settings = {k: getattr(cfg, k) for k in SEARCH_SETTINGS} if cfg is not None else {}
+    was = json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
     if not resume:
-        storage.write_text(uri, json.dumps({"val_split": val_split}))
+        from ray import tune
+
+        experiment = storage.join(storage_path, name)
+        if was is not None and was.get("val_split") == val_split and tune.Tuner.can_restore(experiment):
+            raise ConfigError(f"--name {name}: a search of that name already ran on this run folder's catalog and "
+                              f"clean ({experiment}); its trials would leave trials.csv. Give "
+                              "--resume to continue it, or another --name to keep both")
+        storage.write_text(uri, json.dumps({"val_split": val_split, "settings": settings}, default=str))
         return
-    if not storage.exists(uri):  # never started here (make_tuner refuses that), or recorded before this check
+    if was is None:  # never started here (make_tuner refuses that), or recorded before this check
         return
-    was = json.loads(storage.read_bytes(uri)).get("val_split")
-    if was != val_split:
-        raise ConfigError(f"--resume --name {name}: that search's trials were scored on another split ({was}); "
-                          f"the run folder's is now {val_split} (catalog or clean ran again since). Start a new "
-                          "search: leave out --resume, or give another --name")
+    if was.get("val_split") != val_split:
+        raise ConfigError(f"--resume --name {name}: that search's trials were scored on another split "
+                          f"({was.get('val_split')}); the run folder's is now {val_split} (catalog or clean ran again "
+                          "since). Start a new search: leave out --resume, or give another --name")
+    before = json.loads(json.dumps(was.get("settings") or {}, default=str))
+    now = json.loads(json.dumps(settings, default=str))
+    changed = [f"{k}={now.get(k)!r} (it ran with {before[k]!r})" for k in before if k in now and before[k] != now[k]]
+    if changed:
+        raise ConfigError(f"--resume --name {name}: a resumed search continues with the settings it started with; "
+                          f"changed: {'; '.join(changed)}. Leave those flags as they were, or start a new search "
+                          "with another --name")
 
 
 def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: str, name: str,

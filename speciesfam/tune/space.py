@@ -5,7 +5,8 @@ A name must be one a trainer or model builder reads (``train.loop.DEFAULT_HP``, 
 ``models.MODEL_DEFAULTS``, ``model``), or any name when a trial's model is the user's own (``module:attr``,
 which may read names of its own); ``--extra`` may also fix a key of the space. A value or a range must be of the
 kind its default is (number, text, bool), inside the hyperparameter's limits (``LIMITS``, ``CHOICES``), and a
-range must be one that can be sampled. A CNN space chooses a ``model``; something must be left to search. Each
+range must be one that can be sampled. A CNN space chooses a ``model``; something must be left to search,
+except by ``random``/``grid`` (one fixed configuration trained ``num_samples`` times). Each
 refusal is one line naming the value and the fix: otherwise a typo ran every trial with the key ignored, and a
 bad range or value failed every trial (or the searcher) after Ray had started, with a traceback.
 """
@@ -74,9 +75,10 @@ def load_space(cfg) -> dict[str, Any]:
     check_space(space, name, cfg.kind, cfg.extra)
     check_extra(cfg.extra, space, _call(module, name, not cfg.smoke_test) if cfg.extra else {})
     merged = {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too
-    if not any(_is_range(v) for v in merged.values()):
-        raise ConfigError(f"space={name!r}{' with --extra' if cfg.extra else ''} leaves nothing to search (every value "
-                          "is fixed): give at least one tune.choice/uniform/loguniform/randint range")
+    if not any(_is_range(v) for v in merged.values()) and cfg.searcher not in ("random", "grid"):
+        raise ConfigError(f"space={name!r}{' with --extra' if cfg.extra else ''} leaves {cfg.searcher} nothing to "
+                          "search (every value is fixed): give at least one tune.choice/uniform/loguniform/randint "
+                          "range, or train the one configuration with --searcher random --num-samples 1")
     return merged
 
 
