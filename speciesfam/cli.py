@@ -209,12 +209,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from . import storage
+    from . import layout, storage
     from .report import write_report
 
     if not storage.exists(args.workdir):
         raise SpeciesfamError(f"--workdir {args.workdir} does not exist; give a run folder made by `speciesfam "
                               "catalog` (or `speciesfam demo`)")
+    if not any(storage.exists(layout.path(args.workdir, f)) for f in (layout.STAGES, layout.MANIFEST)):
+        # an image folder or any other: writing report.html there would add a file the next catalog reads
+        raise SpeciesfamError(f"--workdir {args.workdir} is not a run folder (no {layout.STAGES}/ or "
+                              f"{layout.MANIFEST}); give one made by `speciesfam catalog` (or `speciesfam demo`)")
     path = write_report(args.workdir)
     print(f"report: {path}" if path else f"speciesfam report: could not write {args.workdir}/report.html (see the "
           "warning above)")

@@ -281,14 +281,18 @@ class TuneConfig:
         _require(self.max_failures >= 0, "max_failures", self.max_failures, "an integer >= 0")
         _require(self.seed is None or 0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2**32)")
         _require(self.name is None or (bool(self.name.strip()) and self.name not in (".", "..") and
-                                       not any(c in self.name for c in "/\\")),
-                 "name", self.name, "a folder name without '/' or '\\' (the experiment lives in "
-                 "STORAGE/NAME, inside the run folder)")
+                                       not any(c in self.name for c in "/\\") and len(self.name.encode()) <= 200),
+                 "name", self.name, "a folder name without '/' or '\\', at most 200 bytes (the experiment lives "
+                 "in STORAGE/NAME, inside the run folder)")
         _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", self.time_budget_s,
                  "seconds > 0 or None")
-        _require(self.image_size >= 32, "image_size", self.image_size, "an integer >= 32")
+        _require(32 <= self.image_size <= 1024, "image_size", self.image_size,
+                 "an integer in [32, 1024] (every image is decoded and cached at this size)")
         _require(self.wandb in ("disabled", "offline", "online"), "wandb", self.wandb,
                  "'disabled', 'offline' or 'online'")
+        _require(not any(c in (self.wandb_project or "") for c in "/\\#?%:") and (self.wandb_project or "x").strip(),
+                 "wandb_project", self.wandb_project, "a W&B project name without / \\ # ? % : (W&B drops the "
+                 "runs of such a project without saying so)")
         _require(isinstance(self.extra, dict), "extra", self.extra, "a mapping of fixed hyperparameters")
         _require(self.precision in PRECISIONS, "precision", self.precision, " or ".join(map(repr, PRECISIONS)))
         _require(self.init_from is None or (isinstance(self.init_from, str) and self.init_from.strip() != ""

@@ -100,6 +100,9 @@ def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.Da
     # read); hidden files (.DS_Store, ._IMG.jpg) are skipped with a reason, as catalog skips them. Links to
     # files or folders already listed are not predicted twice: attrs["aliases"] counts them.
     entries, aliases = storage.walk(source)
+    if not entries:
+        raise SpeciesfamError(f"{source}: no files in it, nothing to predict; give a folder of images, a file, "
+                              "or --manifest M")
     entries = sorted(entries, key=lambda e: e.path)
     df = pd.DataFrame({"path": [e.path for e in entries],
                        "error": [f"skipped: {HIDDEN}" if is_hidden(e.rel) else "" for e in entries]})
@@ -111,10 +114,14 @@ def read_done(out: str) -> "pd.DataFrame":
     """Rows already predicted: the output file and the parts of an interrupted run."""
     import pandas as pd
 
-    frames = [storage.read_table(out)] if storage.exists(out) else []
-    parts = out + ".parts"
-    if storage.exists(parts):
-        frames += [storage.read_table(p) for p in storage.list_files(parts) if p.endswith(".parquet")]
+    try:
+        frames = [storage.read_table(out)] if storage.exists(out) else []
+        parts = out + ".parts"
+        if storage.exists(parts):
+            frames += [storage.read_table(p) for p in storage.list_files(parts) if p.endswith(".parquet")]
+    except SpeciesfamError as err:  # a folder, another program's file, a damaged file
+        raise SpeciesfamError(f"{out} exists and is not a speciesfam predictions file ({err}); give another --out "
+                              "(predict would resume into it)") from err
     if any(not {"path", "bundle_id"} <= set(f.columns) for f in frames):
         raise SpeciesfamError(f"{out} exists and is not a speciesfam predictions file (no 'path' and 'bundle_id' "
                               "columns); give another --out (predict would resume into it)")

@@ -129,8 +129,16 @@ def read_table(uri: str, stage_hint: str = "") -> "pd.DataFrame":
 
             raise StageOrderError(f"{uri} does not exist. Run `{stage_hint}` first.")
         raise FileNotFoundError(f"{uri} does not exist.")
-    data = io.BytesIO(read_bytes(uri))
-    return pd.read_csv(data) if uri.endswith(".csv") else pd.read_parquet(data)
+    kind = "CSV" if uri.endswith(".csv") else "Parquet"
+    try:
+        data = io.BytesIO(read_bytes(uri))
+        return pd.read_csv(data) if kind == "CSV" else pd.read_parquet(data)
+    except Exception as err:  # a folder, a damaged or foreign file: one line naming it, not pyarrow's traceback
+        from .errors import SourceError
+
+        said = (str(err).strip().splitlines() or [""])[0][:200]
+        raise SourceError(f"{uri} cannot be read as a {kind} table ({type(err).__name__}: {said}); give the "
+                          f"{kind} file speciesfam wrote, or another path") from err
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,19 @@ METRIC, MODE = layout.METRIC, layout.MODE
 WORKER_ENV = {"TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0")}
 
 
+def _check_plugins(cfg: TuneConfig, space: dict[str, Any]) -> None:
+    """Build the searcher and scheduler once before Ray starts: one that cannot take this space fails here, and a
+    ``module:attr`` that returns something else is refused in one line (Tune failed on it with a traceback)."""
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import SearchAlgorithm, Searcher
+
+    for flag, made, kinds in (("searcher", SEARCHERS.get(cfg.searcher)(space, cfg.seed), (Searcher, SearchAlgorithm)),
+                              ("scheduler", SCHEDULERS.get(cfg.scheduler)(cfg), (TrialScheduler,))):
+        if not isinstance(made, kinds):
+            raise ConfigError(f"--{flag} {getattr(cfg, flag)} returned an object of type {type(made).__name__}, not a Ray Tune "
+                              f"{kinds[0].__name__}; give a function that builds one (see speciesfam/tune/algorithms.py)")
+
+
 def training_manifest(workdir: str, kind: str = "scratch") -> str:
     """RUN/clean_manifest.parquet if the clean stage ran, else RUN/manifest.parquet (not for probe searches:
     they train on the clean stage's embeddings)."""
@@ -115,7 +128,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
 
     cfg.validate()
     space = load_space(cfg)
-    SEARCHERS.get(cfg.searcher)(space, cfg.seed)  # refuse a searcher that cannot take this space before Ray starts
+    _check_plugins(cfg, space)
     manifest_uri = training_manifest(workdir, cfg.kind)
     manifest = load_manifest(manifest_uri)
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import console, layout, storage
 from ..errors import ConfigError
-from .tracking import scored_trials
+from .tracking import scored_trials, val_split_id
 
 # What a probe knows that carries over to a CNN head: not lr or batch size (a CNN's are a different scale).
 WARM_KEYS = ("head_units", "head_layers", "dropout", "weight_decay", "label_smoothing", "class_weighting",
@@ -33,21 +33,29 @@ def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
         ConfigError: when neither holds a successful trial.
     """
     experiment = storage.join(storage_path, source)
-    if storage.exists(storage.join(experiment, "tuner.pkl")):
+    split = val_split_id(workdir)  # trials scored on another split (catalog or clean ran since) are not its best
+    record = storage.join(experiment, "speciesfam_split.json")
+    same_split = not storage.exists(record) or json.loads(storage.read_bytes(record)).get("val_split") == split
+    if same_split and storage.exists(storage.join(experiment, "tuner.pkl")):
         from ray.tune import ExperimentAnalysis
 
-        analysis = ExperimentAnalysis(experiment, default_metric=layout.METRIC, default_mode=layout.MODE)
-        config = analysis.get_best_config(layout.METRIC, layout.MODE, scope="all")
+        try:
+            analysis = ExperimentAnalysis(experiment, default_metric=layout.METRIC, default_mode=layout.MODE)
+            config = analysis.get_best_config(layout.METRIC, layout.MODE, scope="all")
+        except (ValueError, OSError):  # a search that crashed before Tune saved its state
+            config = None
         if config:
             return dict(config)
     trials_uri = layout.path(workdir, layout.TRIALS)
     if storage.exists(trials_uri):
         trials = storage.read_table(trials_uri)
         if "kind" in trials.columns:
+            trials = trials[trials["val_split"] == split] if "val_split" in trials.columns else trials
             rows = scored_trials(trials[trials["kind"] == source])
             if len(rows):
                 return json.loads(rows.iloc[0]["config"])
-    raise ConfigError(f"init_from={source!r}: no finished trial found in {experiment} or {trials_uri}; run "
+    raise ConfigError(f"init_from={source!r}: no finished trial scored on this run's val split found in {experiment} "
+                      f"or {trials_uri}; run "
                       f"`speciesfam tune {source} --workdir {workdir}` first, or drop init_from")
 
 

@@ -1,0 +1,59 @@
+"""Misuse of the search and ship commands found by a hostile new user: each is refused in one line (exit 2)
+before any work, and nothing is written where it should not be."""
+
+from __future__ import annotations
+
+import pytest
+
+from speciesfam import cli
+from speciesfam.config import TuneConfig
+from speciesfam.errors import ConfigError, SourceError, SpeciesfamError
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"name": "x" * 201}, "at most 200 bytes"),
+    ({"image_size": 100_000}, "image_size=100000 is invalid: expected an integer in [32, 1024]"),
+    ({"wandb_project": "bad/proj name"}, "a W&B project name without /"),
+])
+def test_tune_settings_that_failed_after_ray_started_are_refused(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        TuneConfig(**overrides).validate()
+    assert message in str(err.value)
+
+
+def test_a_searcher_or_scheduler_plugin_that_builds_something_else_is_refused(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_algos.py").write_text("def not_one(*args, **kwargs):\n    return 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for flag in ("--searcher", "--scheduler"):
+        assert cli.main(["tune", "probe", "--workdir", str(tmp_path), "--smoke-test", flag, "my_algos:not_one"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "my_algos:not_one returned an object of type int" in err, err
+    assert not (tmp_path / "tune").exists()
+
+
+def test_report_refuses_a_folder_that_is_not_a_run_folder(collection, capsys):
+    root, _ = collection
+    assert cli.main(["report", "--workdir", str(root)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    assert not (root / "report.html").exists()  # the next catalog would have read it as an unusable file
+
+
+def test_predict_refuses_an_empty_folder_and_an_output_that_is_not_its_own(tmp_path):
+    from speciesfam.predict import input_rows, read_done
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SpeciesfamError, match="no files in it, nothing to predict"):
+        input_rows(str(tmp_path / "empty"))
+    for name, body in (("notes.txt", b"hello"), ("broken.parquet", b"PAR1 not really")):
+        (tmp_path / name).write_bytes(body)
+        with pytest.raises(SpeciesfamError, match=f"{name} exists and is not a speciesfam predictions file"):
+            read_done(str(tmp_path / name))
+
+
+def test_a_damaged_table_is_named_in_one_line(tmp_path):
+    from speciesfam import storage
+
+    (tmp_path / "m.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(SourceError) as err:
+        storage.read_table(str(tmp_path / "m.parquet"))
+    assert len(str(err.value).splitlines()) == 1 and "cannot be read as a Parquet table" in str(err.value)
