@@ -57,3 +57,15 @@ def test_a_damaged_table_is_named_in_one_line(tmp_path):
     with pytest.raises(SourceError) as err:
         storage.read_table(str(tmp_path / "m.parquet"))
     assert len(str(err.value).splitlines()) == 1 and "cannot be read as a Parquet table" in str(err.value)
+
+
+def test_imagenet_weights_that_cannot_be_downloaded_or_found_are_refused_in_seconds(tmp_path, monkeypatch):
+    """Offline, every transfer trial failed after minutes with Keras's URL fetch error."""
+    from speciesfam.tune.search import _check_imagenet_reachable
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"--weights imagenet: .* cannot be reached from here .* give --weights none"):
+        _check_imagenet_reachable("weights.invalid")  # .invalid never resolves (RFC 2606)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mobilenet_v3_small_weights.h5").write_bytes(b"cached")
+    _check_imagenet_reachable("weights.invalid")  # downloaded before: Keras reads the cache

@@ -42,6 +42,22 @@ def _check_plugins(cfg: TuneConfig, space: dict[str, Any]) -> None:
                               f"{kinds[0].__name__}; give a function that builds one (see speciesfam/tune/algorithms.py)")
 
 
+def _check_imagenet_reachable(host: str = "storage.googleapis.com") -> None:
+    """Refuse ``--weights imagenet`` in seconds where Keras can neither download the weights nor find any
+    cached (every trial failed after minutes with a URL fetch error)."""
+    import socket
+
+    cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+    if os.path.isdir(cache) and os.listdir(cache):
+        return  # weights downloaded before: Keras reads them from there
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as err:
+        raise ConfigError(f"--weights imagenet: Keras downloads ImageNet weights from {host}, which cannot be "
+                          f"reached from here ({err}), and {cache} holds none; give --weights none (random "
+                          "weights) or --weights PATH.h5 (a local file), or run where they can be downloaded") from err
+
+
 def training_manifest(workdir: str, kind: str = "scratch") -> str:
     """RUN/clean_manifest.parquet if the clean stage ran, else RUN/manifest.parquet (not for probe searches:
     they train on the clean stage's embeddings)."""
@@ -129,6 +145,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     cfg.validate()
     space = load_space(cfg)
     _check_plugins(cfg, space)
+    if cfg.kind == "transfer" and cfg.weights == "imagenet" and address is None and not os.environ.get("RAY_ADDRESS"):
+        _check_imagenet_reachable()  # local runs only: on a cluster the workers download, not this machine
     manifest_uri = training_manifest(workdir, cfg.kind)
     manifest = load_manifest(manifest_uri)
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
@@ -173,7 +191,6 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
     trainable = tune.with_resources(trainable, {"CPU": cfg.trial_cpus})
     val_split = val_split_id(workdir)  # the split every trial of this search is scored on
-    split_record(storage_path, name, val_split, resume=cfg.resume, cfg=cfg)
     points = None
     if cfg.init_from:
         from .warmstart import warm_start_points
@@ -181,6 +198,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
     tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe",
                        slots=slots)
+    split_record(storage_path, name, val_split, resume=cfg.resume, cfg=cfg)  # written once nothing refused it
     console.say(start_line(cfg, name, space, slots))
     results, ending = fit(tuner, space, cfg)
     del tuner  # its callbacks are collected while Ray is up (Ray's W&B callback fails in __del__ at interpreter exit)
@@ -229,7 +247,9 @@ def fit(tuner, space: dict[str, Any], cfg: TuneConfig):
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     start = time.monotonic()
     try:
-        with _no_tensorboard():
+        # Ray's core worker writes an E-line to fd 2 for each actor restartable with arguments in the object
+        # store (Tune's W&B logging actor, ray#53727): to the stage log, not the console
+        with _no_tensorboard(), console.quiet_stderr("tune", python_too=False):
             results = tuner.fit()  # SIGINT/SIGTERM stop it and save its state (console.watch_interrupts)
     finally:
         for sig, handler in handlers.items():
