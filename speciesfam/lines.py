@@ -185,10 +185,20 @@ def summary_line(workdir: str, stage: str) -> str:
         if stage == "clean":
             c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))
             extra = [f"{len(df)} {what}" for name, what in ((layout.LABEL_ISSUES, "label issues"),
-                                                             (layout.NEAR_DUPLICATES, "near-duplicates"))
+                                                             (layout.NEAR_DUPLICATES, "near-duplicate pairs"))
                      if (df := stages.table(workdir, name)) is not None]
+            near = c.get("reason", c["status"]).astype(str).str.startswith("near-duplicate of")  # dedupe="near"
+            dropped = int(((c["status"] == layout.DUPLICATE) & near).sum())
+            kept = c.loc[c["status"] == layout.OK, "label"]
+            before = stages.table(workdir, layout.MANIFEST)
+            lost = sorted(set(before.loc[before["status"] == layout.OK, "label"]) - set(kept)) if before is not None \
+                else []
+            gone = (f"; {len(lost)} families left with no image: {', '.join(map(repr, lost[:3]))}"
+                    f"{', ...' if len(lost) > 3 else ''}") if lost else ""
             return (f"clean: {int((c['status'] == layout.REMOVED_STATUS).sum())} removed, "
-                    f"{int((c['status'] == layout.OK).sum())} images kept" + "".join(f"; {e} flagged" for e in extra))
+                    + (f"{dropped} near-duplicates dropped, " if dropped else "")
+                    + f"{len(kept)} images kept in {kept.nunique()} families{gone}"
+                    + "".join(f"; {e} flagged" for e in extra))
         if stage == "tune":  # this search (RUN/trials.csv also holds earlier searches on the same val split)
             record = stages.load(workdir, "tune") or {}
             done, conf = record.get("summary") or {}, record.get("config") or {}

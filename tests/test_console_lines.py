@@ -178,3 +178,22 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
     results, ending = fit(make_tuner(trainable, space, resumed, str(tmp_path / "tune"), "term"), space, resumed)
     table = write_trial_table(results, str(tmp_path))
     assert not ending["interrupted"] and len(table) == 3 and (table["status"] == "ok").all(), table
+
+
+def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_empty(tmp_path):
+    """`clean --dedupe near` at a low threshold dropped 40 of 42 images and two whole families, and the line said
+    '1 removed, 1 images kept; 563 near-duplicates flagged' (pairs, not images)."""
+    import pandas as pd
+
+    before = pd.DataFrame({"path": list("abcdef"), "label": ["Felidae"] * 2 + ["Ranidae"] * 2 + ["Apidae"] * 2,
+                           "status": "ok", "split": "train"})
+    after = before.assign(status=["ok", "removed", "duplicate", "duplicate", "duplicate", "duplicate"],
+                          reason=["", "outlier", "near-duplicate of a (group 0, cosine up to 0.990)",
+                                  "near-duplicate of a (group 0, cosine up to 0.990)", "exact duplicate of a",
+                                  "near-duplicate of a (group 0, cosine up to 0.990)"])
+    before.to_parquet(tmp_path / layout.MANIFEST)
+    after.to_parquet(tmp_path / layout.CLEAN_MANIFEST)
+    pd.DataFrame({"a": range(5), "b": range(5)}).to_csv(tmp_path / layout.NEAR_DUPLICATES, index=False)
+    assert lines.summary_line(str(tmp_path), "clean") == (
+        "clean: 1 removed, 3 near-duplicates dropped, 1 images kept in 1 families; 2 families left with no image: "
+        "'Apidae', 'Ranidae'; 5 near-duplicate pairs flagged")
