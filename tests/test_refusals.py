@@ -29,6 +29,12 @@ def test_a_searcher_or_scheduler_plugin_that_builds_something_else_is_refused(tm
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "my_algos:not_one returned an object of type int" in err, err
     assert not (tmp_path / "tune").exists()
+    from speciesfam.tune.search import _check_plugins
+    from speciesfam.tune.space import load_space
+
+    for searcher in ("random", "optuna", "grid"):  # random's factory returns None: Tune's own generator
+        cfg = TuneConfig(kind="probe", searcher=searcher, scheduler="fifo", smoke_test=True)
+        _check_plugins(cfg, load_space(cfg))
 
 
 def test_report_refuses_a_folder_that_is_not_a_run_folder(collection, capsys):

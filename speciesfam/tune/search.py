@@ -37,7 +37,7 @@ def _check_plugins(cfg: TuneConfig, space: dict[str, Any]) -> None:
 
     for flag, made, kinds in (("searcher", SEARCHERS.get(cfg.searcher)(space, cfg.seed), (Searcher, SearchAlgorithm)),
                               ("scheduler", SCHEDULERS.get(cfg.scheduler)(cfg), (TrialScheduler,))):
-        if not isinstance(made, kinds):
+        if made is not None and not isinstance(made, kinds):  # None: Tune's default (random: BasicVariantGenerator)
             raise ConfigError(f"--{flag} {getattr(cfg, flag)} returned an object of type {type(made).__name__}, not a Ray Tune "
                               f"{kinds[0].__name__}; give a function that builds one (see speciesfam/tune/algorithms.py)")
 
