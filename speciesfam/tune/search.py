@@ -38,8 +38,9 @@ def _check_plugins(cfg: TuneConfig, space: dict[str, Any]) -> None:
     for flag, made, kinds in (("searcher", SEARCHERS.get(cfg.searcher)(space, cfg.seed), (Searcher, SearchAlgorithm)),
                               ("scheduler", SCHEDULERS.get(cfg.scheduler)(cfg), (TrialScheduler,))):
         if made is not None and not isinstance(made, kinds):  # None: Tune's default (random: BasicVariantGenerator)
-            raise ConfigError(f"--{flag} {getattr(cfg, flag)} returned an object of type {type(made).__name__}, not a Ray Tune "
-                              f"{kinds[0].__name__}; give a function that builds one (see speciesfam/tune/algorithms.py)")
+            raise ConfigError(f"--{flag} {getattr(cfg, flag)} returned an object of type {type(made).__name__}, not "
+                              f"a Ray Tune {kinds[0].__name__}; give a function that builds one (see "
+                              "speciesfam/tune/algorithms.py)")
 
 
 def _check_imagenet_reachable(host: str = "storage.googleapis.com") -> None:
@@ -366,8 +367,8 @@ def split_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
         raise ConfigError(f"--resume --name {name}: that search's trials were scored on another split "
                           f"({was.get('val_split')}); the run folder's is now {val_split} (catalog or clean ran again "
                           "since). Start a new search: leave out --resume, or give another --name")
-    before = json.loads(json.dumps(was.get("settings") or {}, default=str))
-    now = json.loads(json.dumps(settings, default=str))
+    before = was.get("settings") or {}  # as stored: JSON
+    now = json.loads(json.dumps(settings, default=str))  # compared as JSON too
     changed = [f"{k}={now.get(k)!r} (it ran with {before[k]!r})" for k in before if k in now and before[k] != now[k]]
     if changed:
         raise ConfigError(f"--resume --name {name}: a resumed search continues with the settings it started with; "

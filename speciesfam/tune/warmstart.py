@@ -34,7 +34,9 @@ def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
     """
     experiment = storage.join(storage_path, source)
     split = val_split_id(workdir)  # trials scored on another split (catalog or clean ran since) are not its best
-    record = storage.join(experiment, "speciesfam_split.json")
+    from .search import SPLIT_RECORD
+
+    record = storage.join(experiment, SPLIT_RECORD)
     same_split = not storage.exists(record) or json.loads(storage.read_bytes(record)).get("val_split") == split
     if same_split and storage.exists(storage.join(experiment, "tuner.pkl")):
         from ray.tune import ExperimentAnalysis
