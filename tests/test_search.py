@@ -230,7 +230,7 @@ def test_resume_of_a_search_never_started_is_refused_naming_the_ones_there(tmp_p
 
 
 def test_resume_of_a_search_scored_on_a_split_that_is_gone_is_refused(tmp_path):
-    from speciesfam.tune.search import split_record
+    from speciesfam.tune.record import split_record
 
     tune_dir = str(tmp_path / "tune")
     split_record(tune_dir, "p1", "clean_manifest.parquet run aaaa: 40 val images", resume=False)
@@ -248,7 +248,7 @@ def test_a_search_name_is_not_reused_on_the_same_split_and_a_resume_keeps_its_se
     printed them and ran with the stored ones."""
     from dataclasses import replace
 
-    from speciesfam.tune.search import split_record
+    from speciesfam.tune.record import split_record
 
     tune_dir, split = str(tmp_path / "tune"), "clean_manifest.parquet run aaaa: 40 val images"
     cfg = TuneConfig(kind="probe", num_samples=2, max_epochs=3, extra={"lr": 0.01})

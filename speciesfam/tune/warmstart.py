@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import console, layout, storage
 from ..errors import ConfigError
+from .record import read_record
 from .tracking import scored_trials, val_split_id
 
 # What a probe knows that carries over to a CNN head: not lr or batch size (a CNN's are a different scale).
@@ -34,10 +35,8 @@ def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
     """
     experiment = storage.join(storage_path, source)
     split = val_split_id(workdir)  # trials scored on another split (catalog or clean ran since) are not its best
-    from .search import SPLIT_RECORD
-
-    record = storage.join(experiment, SPLIT_RECORD)
-    same_split = not storage.exists(record) or json.loads(storage.read_bytes(record)).get("val_split") == split
+    record = read_record(experiment)
+    same_split = record is None or record.get("val_split") == split
     if same_split and storage.exists(storage.join(experiment, "tuner.pkl")):
         from ray.tune import ExperimentAnalysis
 

@@ -1,0 +1,85 @@
+"""A search's record on storage: what it is (its val split and settings) and whether it may be resumed or its
+name reused. Read by the driver (``search.run_search``) and by warm starts (``warmstart``).
+
+Tune restores a search's searcher, scheduler, space and trial count from its own state and silently ignores new
+arguments; this record is how the tool notices a resume that would mix or ignore them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .. import storage
+from ..config import TuneConfig
+from ..errors import ConfigError
+
+
+SPLIT_RECORD = "speciesfam_split.json"  # in the experiment's folder: the val split its trials are scored on
+# What a search is, fixed when it starts: Tune restores its searcher, scheduler, space and trial count from its
+# own state, and trials read the rest, so a resumed search that took other values would mix or ignore them.
+SEARCH_SETTINGS = ("kind", "space", "searcher", "scheduler", "num_samples", "max_epochs", "grace_period",
+                   "reduction_factor", "max_concurrent", "time_budget_s", "seed", "smoke_test", "extra", "image_size",
+                   "weights", "precision", "init_from", "image_cache")
+
+
+def read_record(experiment: str) -> dict[str, Any] | None:
+    """The record of the search in folder ``experiment`` (``{"val_split": ..., "settings": {...}}``), or None
+    for a search that never recorded one (started before the record existed, or never started)."""
+    uri = storage.join(experiment, SPLIT_RECORD)
+    return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
+
+
+def check_resumable(storage_path: str, name: str) -> None:
+    """Refuse ``--resume`` of a search that was never started here (it would start a new one silently),
+    naming the searches that can be resumed."""
+    from ray import tune
+
+    if tune.Tuner.can_restore(storage.join(storage_path, name)):
+        return
+    import pyarrow.fs as pafs
+
+    fs, path = storage.filesystem(storage_path)
+    found = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+             if i.type == pafs.FileType.Directory and tune.Tuner.can_restore(storage.join(storage_path, i.base_name))]
+    raise ConfigError(f"--resume: there is no search named {name!r} in {storage_path} to continue ("
+                      f"{'searches there: ' + ', '.join(sorted(found)) if found else 'none was started there'}); "
+                      "give --name of one of them, or leave out --resume to start a new search")
+
+
+def split_record(storage_path: str, name: str, val_split: str, resume: bool, cfg: TuneConfig | None = None) -> None:
+    """A new search records the val split its trials are scored on and its settings (``SEARCH_SETTINGS``); a
+    resumed one must find the same split and the same settings.
+
+    Raises:
+        ConfigError: ``resume`` of a search started on another catalog/clean run (its finished trials were
+            trained and scored on splits that no longer exist), or with other settings; a new search under the
+            name of one that already ran on this split (its trials would leave RUN/trials.csv). Searches recorded
+            before these checks resume.
+    """
+    uri = storage.join(storage_path, name, SPLIT_RECORD)
+    settings = {k: getattr(cfg, k) for k in SEARCH_SETTINGS} if cfg is not None else {}
+    was = read_record(storage.join(storage_path, name))
+    if not resume:
+        from ray import tune
+
+        experiment = storage.join(storage_path, name)
+        if was is not None and was.get("val_split") == val_split and tune.Tuner.can_restore(experiment):
+            raise ConfigError(f"--name {name}: a search of that name already ran on this run folder's catalog and "
+                              f"clean ({experiment}); its trials would leave trials.csv. Give "
+                              "--resume to continue it, or another --name to keep both")
+        storage.write_text(uri, json.dumps({"val_split": val_split, "settings": settings}, default=str))
+        return
+    if was is None:  # never started here (make_tuner refuses that), or recorded before this check
+        return
+    if was.get("val_split") != val_split:
+        raise ConfigError(f"--resume --name {name}: that search's trials were scored on another split "
+                          f"({was.get('val_split')}); the run folder's is now {val_split} (catalog or clean ran again "
+                          "since). Start a new search: leave out --resume, or give another --name")
+    before = was.get("settings") or {}  # as stored: JSON
+    now = json.loads(json.dumps(settings, default=str))  # compared as JSON too
+    changed = [f"{k}={now.get(k)!r} (it ran with {before[k]!r})" for k in before if k in now and before[k] != now[k]]
+    if changed:
+        raise ConfigError(f"--resume --name {name}: a resumed search continues with the settings it started with; "
+                          f"changed: {'; '.join(changed)}. Leave those flags as they were, or start a new search "
+                          "with another --name")
