@@ -12,6 +12,7 @@ shows its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -94,7 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
 def tune_config(args: argparse.Namespace) -> TuneConfig:
     """TuneConfig from flags over ``TuneConfig()``, or over ``TuneConfig.smoke()`` with --smoke-test."""
     base = TuneConfig.smoke() if getattr(args, "smoke_test", False) else TuneConfig()
-    return config_from_args(TuneConfig, args, base, kind=args.kind)
+    cfg = config_from_args(TuneConfig, args, base, kind=args.kind)
+    unused = cfg.unused({name for name in vars(args) if name in {f.name for f in dataclasses.fields(TuneConfig)}})
+    if unused:  # accepted (a script may pass the same flags to every kind), but not silently
+        from . import console
+
+        groups = {what: [n for n in unused if unused[n] == what] for what in unused.values()}
+        console.say(f"tune {cfg.kind}: " + "; ".join(
+            f"{', '.join('--' + n.replace('_', '-') for n in names)} {'does' if len(names) == 1 else 'do'} not "
+            f"apply to {what}" for what, names in groups.items()) + "; ignored")
+    return cfg
 
 
 def clean_config(args: argparse.Namespace) -> CleanConfig:

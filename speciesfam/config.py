@@ -23,7 +23,8 @@ T = TypeVar("T")
 
 def opt(default: Any, help: str, **meta: Any) -> Any:
     """A config field with its CLI help. ``meta``: ``flag`` (flag name if not ``--field-name``), ``choices`` (a
-    tuple, or a registry name such as ``"SEARCHERS"`` whose names are listed), ``cli=False`` (not a flag)."""
+    tuple, or a registry name such as ``"SEARCHERS"`` whose names are listed), ``cli=False`` (not a flag), ``kinds``
+    (the search kinds that read it; a flag given for another kind is named as ignored)."""
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
     return field(default=default, metadata={"help": help, **meta})
@@ -195,6 +196,7 @@ class CleanConfig:
 
 
 KINDS = ("scratch", "transfer", "probe")
+CNN_KINDS = ("scratch", "transfer")  # trials that train a CNN on images with Ray Train workers
 PRECISIONS = ("auto", "float32", "bfloat16")
 DEFAULT_GRACE = 3  # epochs before ASHA first judges a trial, unless --grace-period says otherwise
 
@@ -214,9 +216,9 @@ class TuneConfig:
                                          "max_epochs if fewer; 1 judged heads on near-zero epoch-1 macro-F1 and "
                                          "steered the search away from the best ones, benchmarks/RESULTS.md)")
     reduction_factor: int = opt(2, "ASHA/HyperBand keep the top 1/reduction_factor at each rung")
-    workers_per_trial: int = opt(2, "Ray Train workers per CNN trial (MultiWorkerMirroredStrategy)")
-    cpus_per_worker: float = opt(1.0, "CPUs per Ray Train worker")
-    gpus_per_worker: float = opt(0.0, "GPUs per Ray Train worker")
+    workers_per_trial: int = opt(2, "Ray Train workers per CNN trial (MultiWorkerMirroredStrategy)", kinds=CNN_KINDS)
+    cpus_per_worker: float = opt(1.0, "CPUs per Ray Train worker", kinds=CNN_KINDS)
+    gpus_per_worker: float = opt(0.0, "GPUs per Ray Train worker", kinds=CNN_KINDS)
     cpus_per_trial: float | None = opt(None, "CPUs of the trial process itself (default: 1 for probe trials, which "
                                              "train in it; 0.5 for CNN trials, whose process drives Ray Train)")
     max_concurrent: int | None = opt(None, "trials running at once (default: as many as the cluster's CPUs and GPUs "
@@ -224,8 +226,9 @@ class TuneConfig:
     time_budget_s: float | None = opt(None, "seconds for the whole search", flag="--time-budget")
     storage_path: str | None = opt(None, "Tune storage (default RUN/tune; shared storage on clusters)")
     name: str | None = opt(None, "experiment name (default: KIND)")
-    image_size: int = opt(64, "image side in pixels for CNN trials")
-    weights: str | None = opt("imagenet", "transfer backbones only: imagenet, a local weights file, or none (offline)")
+    image_size: int = opt(64, "image side in pixels for CNN trials", kinds=CNN_KINDS)
+    weights: str | None = opt("imagenet", "transfer backbones only: imagenet, a local weights file, or none (offline)",
+                              kinds=("transfer",))
     max_failures: int = opt(1, "retries of a crashed trial or one whose node died (a NaN trial fails again)")
     seed: int = opt(0, "seed of the searcher and of every trial")
     wandb: str = opt("disabled", "log trials to Weights & Biases", choices=("disabled", "offline", "online"))
@@ -237,10 +240,11 @@ class TuneConfig:
                               "(e.g. '{\"batch_size\": 32}'); a name nothing reads, or a value of the wrong kind, "
                               "is refused before any work")
     image_cache: bool = opt(True, "CNN trials read images decoded and resized once into RUN/image_cache/<size>px "
-                                  "(uint8, N x size x size x 3 bytes) instead of decoding every JPEG every epoch")
+                                  "(uint8, N x size x size x 3 bytes) instead of decoding every JPEG every epoch",
+                        kinds=CNN_KINDS)
     precision: str = opt("auto", "probe trials' matrix products: auto (bfloat16 where the CPU has bf16 instructions "
                                  "and TensorFlow uses oneDNN, else float32), float32 or bfloat16; weights, "
-                                 "optimizer and loss stay float32", choices=PRECISIONS)
+                                 "optimizer and loss stay float32", choices=PRECISIONS, kinds=("probe",))
     init_from: str | None = opt(None, "warm start: the earlier experiment in the same storage (e.g. probe) whose "
                                       "best trial's head and regularisation settings the searcher tries first")
 
@@ -254,6 +258,17 @@ class TuneConfig:
         """CPUs of a trial's own process: ``cpus_per_trial``, or 1 for probe trials (they train in it) and 0.5
         for CNN trials (it only drives their Ray Train workers)."""
         return self.cpus_per_trial if self.cpus_per_trial is not None else 1.0 if self.kind == "probe" else 0.5
+
+    def unused(self, given: set[str]) -> dict[str, str]:
+        """The fields among ``given`` (flags a user gave) that this search does not read, each with what it does
+        not apply to: kind-specific ones (``kinds`` in their metadata) for another kind, ASHA's grace period and
+        reduction factor under FIFO."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        out = {n: f"{self.kind} trials" for n in sorted(given)
+               if n in fields and self.kind not in fields[n].metadata.get("kinds", KINDS)}
+        if self.scheduler == "fifo":
+            out.update({n: "a FIFO search" for n in ("grace_period", "reduction_factor") if n in given})
+        return out
 
     @classmethod
     def smoke(cls, **overrides: Any) -> "TuneConfig":

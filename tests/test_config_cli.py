@@ -47,6 +47,25 @@ def test_job_script_has_the_catalog_and_clean_flags():
             assert _flag(f) in out, f.name
 
 
+def test_a_flag_the_search_does_not_read_is_named_as_ignored(capsys):
+    """`tune probe --workers-per-trial 7` and `tune scratch --weights none` were accepted without a word."""
+    def line(*argv):
+        cli.tune_config(cli.build_parser().parse_args(["tune", *argv, "--workdir", "w"]))
+        return capsys.readouterr().out.strip()
+
+    assert line("probe", "--workers-per-trial", "7", "--image-size", "96") == (
+        "tune probe: --image-size, --workers-per-trial do not apply to probe trials; ignored")
+    assert line("scratch", "--weights", "none", "--scheduler", "fifo", "--grace-period", "2") == (
+        "tune scratch: --weights does not apply to scratch trials; --grace-period does not apply to a FIFO search; "
+        "ignored")
+    assert line("transfer", "--precision", "float32") == (
+        "tune transfer: --precision does not apply to transfer trials; ignored")
+    # what a kind reads, and the smoke test's own defaults (weights none for scratch), say nothing
+    assert line("transfer", "--weights", "none", "--image-size", "96", "--workers-per-trial", "1") == ""
+    assert line("scratch", "--smoke-test", "--grace-period", "2") == ""
+    assert line("probe", "--precision", "float32", "--num-samples", "3") == ""
+
+
 def test_flags_overlay_only_what_was_given():
     args = cli.build_parser().parse_args(["tune", "probe", "--workdir", "w", "--seed", "7", "--reduction-factor", "3"])
     assert cli.tune_config(args) == TuneConfig(kind="probe", seed=7, reduction_factor=3)
