@@ -13,7 +13,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def run(command: list[str], ignored: tuple[str, ...] = ()) -> None:
     """Exit with ``speciesfam COMMAND ARGS`` run on this script's arguments (``ignored`` flags dropped)."""
     from speciesfam.cli import main
+    from speciesfam.flags import OneLineParser
 
+    OneLineParser.shown_as = os.path.basename(sys.argv[0])  # its flag errors name this script, not `speciesfam`
     args = [a for a in sys.argv[1:] if a not in ignored]
     if {"-h", "--help"} & set(args):
         print(f"{os.path.basename(sys.argv[0])}: `speciesfam {' '.join(command)}` with the flags below (the command "

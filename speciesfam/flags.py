@@ -64,8 +64,11 @@ def config_fields(cls: type) -> list[dataclasses.Field]:
 class OneLineParser(argparse.ArgumentParser):
     """A bad flag or value is one line on stderr, exit status 2 (argparse printed the whole usage block first)."""
 
+    shown_as: str | None = None  # the name the user typed, where it is not ``speciesfam COMMAND`` (a job script)
+
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        prog = OneLineParser.shown_as or self.prog
+        self.exit(2, f"{prog}: error: {message} (see {prog} --help)\n")
 
 
 def add_config_flags(parser: argparse.ArgumentParser, *classes: type, title: str | None = None) -> None:

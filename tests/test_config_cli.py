@@ -66,6 +66,16 @@ def test_a_flag_the_search_does_not_read_is_named_as_ignored(capsys):
     assert line("probe", "--precision", "float32", "--num-samples", "3") == ""
 
 
+def test_a_job_scripts_flag_error_names_the_script_and_python_m_speciesfam_runs():
+    bad = subprocess.run([sys.executable, str(ROOT / "jobs" / "tune_probe.py"), "--workdir", "w", "--num-samples", "x"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("tune_probe.py: error: argument --num-samples: 'x' is not "
+                                                         "an integer") and "(see tune_probe.py --help)" in bad.stderr
+    same = subprocess.run([sys.executable, "-m", "speciesfam", "tune", "probe", "--workdir", "w", "--num-samples", "x"],
+                          capture_output=True, text=True)
+    assert same.returncode == 2 and same.stderr.startswith("speciesfam tune: error: argument --num-samples")
+
+
 def test_flags_overlay_only_what_was_given():
     args = cli.build_parser().parse_args(["tune", "probe", "--workdir", "w", "--seed", "7", "--reduction-factor", "3"])
     assert cli.tune_config(args) == TuneConfig(kind="probe", seed=7, reduction_factor=3)

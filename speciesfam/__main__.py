@@ -1,0 +1,7 @@
+"""``python -m speciesfam``: the ``speciesfam`` command (for environments whose scripts folder is not on PATH)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
