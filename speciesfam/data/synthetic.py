@@ -129,6 +129,9 @@ def make_collection(out: str | Path, counts: dict[str, int] | None = None, outli
         ``{"outliers": [relative paths], "grayscale": [...], "corrupt": [...], "duplicates": [[a, b]]}``.
     """
     counts = dict(counts or DEMO_COUNTS)
+    unknown = sorted(set(counts) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"make_collection: no drawing for families {unknown}; counts takes these: {sorted(FAMILIES)}")
     rng = np.random.default_rng(seed)
     out = Path(out)
     planted: dict[str, list] = {"outliers": [], "grayscale": [], "corrupt": [], "duplicates": []}
