@@ -1,6 +1,7 @@
 """Probe trials: the graph trains exactly build_probe's model like Keras would, checkpoints follow the export
 contract, trial processes are reused (2nd+ trials start at once), and warm starts reach the searcher."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from conftest import pickle_by_value
 
 from speciesfam.config import TuneConfig
+from speciesfam.errors import ConfigError
 
 
 def _blobs(n, classes=4, dim=12, seed=0):
@@ -191,6 +193,21 @@ def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_pa
         elif value in getattr(space[key], "categories", [value]):
             assert point[key] == value
     assert "lr" in point and "lr" not in WARM_KEYS  # sampled from the CNN space, not the probe's
+
+    # The same name again, or a resume with other settings, is refused from the run folder's files alone: before
+    # Ray starts (or a CNN search's image cache is built), which took 13-17 s on 2 cores.
+    from speciesfam import raycluster
+
+    def no_ray(address=None):
+        raise AssertionError("Ray was started for a search the run folder refuses")
+
+    monkeypatch.setattr(raycluster, "init_ray", no_ray)
+    with pytest.raises(ConfigError, match="--name probe: a search of that name already ran"):
+        search.run_search(str(tmp_path), cfg)
+    with pytest.raises(ConfigError, match=r"changed: num_samples=7 \(it ran with 6\)"):
+        search.run_search(str(tmp_path), dataclasses.replace(cfg, resume=True, num_samples=7))
+    with pytest.raises(AssertionError, match="Ray was started"):  # an unchanged resume gets that far
+        search.run_search(str(tmp_path), dataclasses.replace(cfg, resume=True))
 
 
 def probe_like(config):

@@ -230,17 +230,17 @@ def test_resume_of_a_search_never_started_is_refused_naming_the_ones_there(tmp_p
 
 
 def test_resume_of_a_search_scored_on_a_split_that_is_gone_is_refused(tmp_path):
-    from speciesfam.tune.record import split_record
+    from speciesfam.tune.record import check_record, write_record
 
     tune_dir = str(tmp_path / "tune")
-    split_record(tune_dir, "p1", "clean_manifest.parquet run aaaa: 40 val images", resume=False)
+    write_record(tune_dir, "p1", "clean_manifest.parquet run aaaa: 40 val images")
     (tmp_path / "tune" / "p1" / "tuner.pkl").write_bytes(b"")  # Tune's own state, as after a real search
-    split_record(tune_dir, "p1", "clean_manifest.parquet run aaaa: 40 val images", resume=True)  # same split: fine
+    check_record(tune_dir, "p1", "clean_manifest.parquet run aaaa: 40 val images", resume=True)  # same split: fine
     with pytest.raises(ConfigError, match=r"--resume --name p1: that search's trials were scored on another split "
                                           r"\(clean_manifest.parquet run aaaa.*now clean_manifest.parquet run bbbb"):
-        split_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=True)
+        check_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=True)
     (tmp_path / "tune" / "p1" / "speciesfam_split.json").unlink()  # searches from before the record: resumed
-    split_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=True)
+    check_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=True)
 
 
 def test_a_search_name_is_not_reused_on_the_same_split_and_a_resume_keeps_its_settings(tmp_path):
@@ -248,21 +248,23 @@ def test_a_search_name_is_not_reused_on_the_same_split_and_a_resume_keeps_its_se
     printed them and ran with the stored ones."""
     from dataclasses import replace
 
-    from speciesfam.tune.record import split_record
+    from speciesfam.tune.record import check_record, write_record
 
     tune_dir, split = str(tmp_path / "tune"), "clean_manifest.parquet run aaaa: 40 val images"
     cfg = TuneConfig(kind="probe", num_samples=2, max_epochs=3, extra={"lr": 0.01})
-    split_record(tune_dir, "p1", split, resume=False, cfg=cfg)
-    split_record(tune_dir, "p1", split, resume=False, cfg=cfg)  # refused or crashed before Tune saved a state: free
+    write_record(tune_dir, "p1", split, cfg)
+    check_record(tune_dir, "p1", split, False, cfg)  # refused or crashed before Tune saved a state: free
     (tmp_path / "tune" / "p1" / "tuner.pkl").write_bytes(b"")  # Tune's own state, as after a real search
     with pytest.raises(ConfigError, match="--name p1: a search of that name already ran .* Give --resume to continue"):
-        split_record(tune_dir, "p1", split, resume=False, cfg=cfg)
-    split_record(tune_dir, "p1", split, resume=True, cfg=replace(cfg, resume=True, max_concurrent=None))
+        check_record(tune_dir, "p1", split, False, cfg)
+    check_record(tune_dir, "p1", split, True, replace(cfg, resume=True, max_concurrent=None))
     with pytest.raises(ConfigError, match=r"changed: searcher='random' \(it ran with 'optuna'\); num_samples=4 "
                                           r"\(it ran with 2\); extra=\{'lr': 0.1\} \(it ran with \{'lr': 0.01\}\)"):
-        split_record(tune_dir, "p1", split, resume=True,
-                     cfg=replace(cfg, resume=True, num_samples=4, searcher="random", extra={"lr": 0.1}))
-    split_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=False, cfg=cfg)  # stale
+        check_record(tune_dir, "p1", split, True, replace(cfg, resume=True, num_samples=4, searcher="random",
+                                                          extra={"lr": 0.1}))
+    check_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", False, cfg)  # stale: free
+    with pytest.raises(ConfigError, match="no search named 'p2'"):  # refused before the split is even looked at
+        check_record(tune_dir, "p2", split, True, cfg)
 
 
 def test_a_search_with_no_val_images_is_refused_before_any_trial(tmp_path):

@@ -47,39 +47,47 @@ def check_resumable(storage_path: str, name: str) -> None:
                       "give --name of one of them, or leave out --resume to start a new search")
 
 
-def split_record(storage_path: str, name: str, val_split: str, resume: bool, cfg: TuneConfig | None = None) -> None:
-    """A new search records the val split its trials are scored on and its settings (``SEARCH_SETTINGS``); a
-    resumed one must find the same split and the same settings.
+def _settings(cfg: TuneConfig | None) -> dict[str, Any]:
+    return {k: getattr(cfg, k) for k in SEARCH_SETTINGS} if cfg is not None else {}
+
+
+def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg: TuneConfig | None = None) -> None:
+    """Before any work (Ray, the image cache): may this search start, or be resumed, under ``name``? A resumed
+    search must find the val split and the settings (``SEARCH_SETTINGS``) it started with.
 
     Raises:
-        ConfigError: ``resume`` of a search started on another catalog/clean run (its finished trials were
-            trained and scored on splits that no longer exist), or with other settings; a new search under the
-            name of one that already ran on this split (its trials would leave RUN/trials.csv). Searches recorded
-            before these checks resume.
+        ConfigError: ``resume`` of a search never started there, or started on another catalog/clean run (its
+            finished trials were trained and scored on splits that no longer exist), or with other settings; a
+            new search under the name of one that already ran on this split (its trials would leave
+            RUN/trials.csv). Searches recorded before these checks resume.
     """
-    uri = storage.join(storage_path, name, SPLIT_RECORD)
-    settings = {k: getattr(cfg, k) for k in SEARCH_SETTINGS} if cfg is not None else {}
-    was = read_record(storage.join(storage_path, name))
+    experiment = storage.join(storage_path, name)
+    was = read_record(experiment)
     if not resume:
         from ray import tune
 
-        experiment = storage.join(storage_path, name)
         if was is not None and was.get("val_split") == val_split and tune.Tuner.can_restore(experiment):
             raise ConfigError(f"--name {name}: a search of that name already ran on this run folder's catalog and "
                               f"clean ({experiment}); its trials would leave trials.csv. Give "
                               "--resume to continue it, or another --name to keep both")
-        storage.write_text(uri, json.dumps({"val_split": val_split, "settings": settings}, default=str))
         return
-    if was is None:  # never started here (make_tuner refuses that), or recorded before this check
+    check_resumable(storage_path, name)
+    if was is None:  # recorded before this check
         return
     if was.get("val_split") != val_split:
         raise ConfigError(f"--resume --name {name}: that search's trials were scored on another split "
                           f"({was.get('val_split')}); the run folder's is now {val_split} (catalog or clean ran again "
                           "since). Start a new search: leave out --resume, or give another --name")
     before = was.get("settings") or {}  # as stored: JSON
-    now = json.loads(json.dumps(settings, default=str))  # compared as JSON too
+    now = json.loads(json.dumps(_settings(cfg), default=str))  # compared as JSON too
     changed = [f"{k}={now.get(k)!r} (it ran with {before[k]!r})" for k in before if k in now and before[k] != now[k]]
     if changed:
         raise ConfigError(f"--resume --name {name}: a resumed search continues with the settings it started with; "
                           f"changed: {'; '.join(changed)}. Leave those flags as they were, or start a new search "
                           "with another --name")
+
+
+def write_record(storage_path: str, name: str, val_split: str, cfg: TuneConfig | None = None) -> None:
+    """Record a new search's val split and settings in its experiment folder (once nothing refused it)."""
+    storage.write_text(storage.join(storage_path, name, SPLIT_RECORD),
+                       json.dumps({"val_split": val_split, "settings": _settings(cfg)}, default=str))

@@ -20,7 +20,7 @@ from ..config import TuneConfig
 from ..data.catalog import load_manifest
 from ..errors import ConfigError, SearchFailedError, SpeciesfamError
 from ..registry import SCHEDULERS, SEARCHERS
-from .record import check_resumable, split_record
+from .record import check_record, check_resumable, write_record
 from .space import load_space
 
 METRIC, MODE = layout.METRIC, layout.MODE
@@ -158,13 +158,15 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         raise SpeciesfamError(f"{manifest_uri} has no usable 'val' images, so no trial could be scored (clean's "
                               "near-duplicate grouping can move whole families to train: see clean.md; re-run clean "
                               "with a higher --near-duplicate-threshold, or catalog more images per family)")
-    prepare_wandb(cfg)  # before Ray starts: its processes copy this process's environment
-    init_ray(address)
-    slots = trial_slots(cfg)  # and refuse a trial that can never be placed, before any work
     storage_path = cfg.storage_path or storage.join(workdir, "tune")
     if not storage.is_remote(storage_path):
         storage_path = storage.filesystem(storage_path)[1]
     name = cfg.name or cfg.kind
+    val_split = val_split_id(workdir)  # the split every trial of this search is scored on
+    check_record(storage_path, name, val_split, cfg.resume, cfg)  # name reuse, resume: before Ray or the cache
+    prepare_wandb(cfg)  # before Ray starts: its processes copy this process's environment
+    init_ray(address)
+    slots = trial_slots(cfg)  # and refuse a trial that can never be placed, before any work
     check_shared(storage_path, "storage_path")
     check_shared(manifest_uri, "workdir")
     sample = manifest.loc[manifest["status"] == "ok", "path"].iloc[0]
@@ -192,7 +194,6 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
             fixed["image_cache"] = cache if storage.is_remote(cache) else storage.filesystem(cache)[1]
         trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
     trainable = tune.with_resources(trainable, {"CPU": cfg.trial_cpus})
-    val_split = val_split_id(workdir)  # the split every trial of this search is scored on
     points = None
     if cfg.init_from:
         from .warmstart import warm_start_points
@@ -200,7 +201,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
     tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe",
                        slots=slots)
-    split_record(storage_path, name, val_split, resume=cfg.resume, cfg=cfg)  # written once nothing refused it
+    if not cfg.resume:
+        write_record(storage_path, name, val_split, cfg)  # once nothing refused it
     console.say(start_line(cfg, name, space, slots))
     results, ending = fit(tuner, space, cfg)
     del tuner  # its callbacks are collected while Ray is up (Ray's W&B callback fails in __del__ at interpreter exit)
