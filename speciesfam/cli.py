@@ -248,13 +248,18 @@ def _run_stage(args: argparse.Namespace) -> int:
 
     if not storage.is_remote(args.workdir) and os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
         raise SpeciesfamError(f"--workdir {args.workdir} is a file; give a folder for the run (it is created)")
+    failed = None
     with console.stage_logs(args.workdir, args.command):
         try:
             rc = COMMANDS[args.command](args)
+        except SearchFailedError as err:  # it ran and trained nothing: its summary and report still stand
+            failed = err
         finally:  # renders what exists, also after a failure (not for a refused command: no run folder yet)
             report = write_report(args.workdir) if storage.exists(args.workdir) else None
     console.say(summary_line(args.workdir, args.command))
     console.say(f"report: {report}")
+    if failed is not None:
+        raise failed  # `speciesfam COMMAND: failed: ...`, exit 1
     return rc
 
 

@@ -44,7 +44,10 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(catalog
     code = cli.main(["tune", "scratch", "--workdir", workdir, "--name", "bad", "--extra",
                      '{"lr": 1e30, "optimizer": "sgd"}', "--max-failures", "0", *TINY])
     assert code == 1
-    assert "no trial of 1 finished with a val macro-F1" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "no trial of 1 finished with a val macro-F1" in out.err
+    # the stage's summary and report lines, as after any stage that ran (they were missing after a failure)
+    assert "tune: 1 trial, none finished with a val macro-F1" in out.out and "report: " in out.out, out.out
 
 
 @pytest.mark.slow  # ~20 s (catalog, clean, catalog again); the default run stays near 5 minutes
