@@ -206,11 +206,20 @@ def indented(prefix: str) -> Iterator[None]:
 
 
 class _LazyFileHandler(logging.FileHandler):
-    """A file handler that makes its folder when the first record arrives."""
+    """A file handler that makes its folder when the first record arrives, and writes a record once when it
+    is attached to a logger and to its parent (``ray.tune`` propagates to ``ray``, which does not propagate)."""
+
+    _last: logging.LogRecord | None = None
 
     def _open(self):
         os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
         return super()._open()
+
+    def handle(self, record: logging.LogRecord):  # type: ignore[override]
+        if record is self._last:
+            return False
+        self._last = record
+        return super().handle(record)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import functools
 import time
 from importlib import resources
 
-from . import console, layout, storage
+from . import console, layout, stages, storage
 from .config import CleanConfig, DemoConfig, TuneConfig
 
 
@@ -32,6 +32,14 @@ def run_demo(workdir: str | None = None, **overrides) -> dict:
         return _stages(workdir, num_samples, max_epochs)
 
 
+def stop_if_interrupted(workdir: str) -> None:
+    """After the search: raise KeyboardInterrupt (the CLI exits 130) when SIGINT/SIGTERM ended it. Tune stops
+    on the signal and returns; exporting its cut-short trials would replace an earlier demo's bundle."""
+    if ((stages.load(workdir, "tune") or {}).get("summary") or {}).get("interrupted"):
+        console.say("demo: stopped after the interrupted search, nothing exported; `speciesfam demo` starts over")
+        raise KeyboardInterrupt
+
+
 def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     from .data.catalog import run_catalog
     from .data.clean import run_clean
@@ -48,7 +56,7 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     def done(stage: str) -> None:  # each stage ends with its summary; the report is rebuilt after every stage
         write_report(workdir)
         with nest():
-            console.say(summary_line(workdir, stage))
+            console.say(summary_line(workdir, stage, resume_hint=None))  # the demo re-runs, it does not resume
 
     console.say(f"[1/6] catalog {demo_images()}")
     with nest():
@@ -66,6 +74,7 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     with nest():
         run_search(workdir, tune_cfg)
     done("tune")
+    stop_if_interrupted(workdir)
     console.say("[4/6] export the best checkpoint")
     with nest():
         bundle = export_bundle(workdir)

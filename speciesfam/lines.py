@@ -174,8 +174,9 @@ def scheduler_name(name: str) -> str:
     return {"asha": "ASHA", "hyperband": "async HyperBand", "fifo": "FIFO"}.get(name, name)
 
 
-def summary_line(workdir: str, stage: str) -> str:
-    """What a finished stage did, in one line for the console (from its tables and record)."""
+def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same command with --resume") -> str:
+    """What a finished stage did, in one line for the console (from its tables and record); an interrupted
+    search's line ends with how to continue it (``resume_hint``; None: nothing)."""
     try:
         if stage == "catalog":
             m = storage.read_table(layout.path(workdir, layout.MANIFEST))
@@ -210,8 +211,8 @@ def summary_line(workdir: str, stage: str) -> str:
                 of = planned if planned and n < planned else n
                 count = (f"{n}{f' of {of}' if of != n else ''} trial{'' if of == 1 else 's'} "
                          f"before {ended_by} ended the search")
-            resume = (f"; continue it: the same command with --resume (search {done.get('experiment')!r})"
-                      if done.get("interrupted") else "")
+            resume = (f"; continue it: {resume_hint} (search {done.get('experiment')!r})"
+                      if done.get("interrupted") and resume_hint else "")
             if not done.get("ok"):
                 return f"tune: {count}, none finished with a val macro-F1{resume}"
             return (f"tune: {count} ({done['ok']} ok); best val macro-F1 "

@@ -174,6 +174,11 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
     assert any(ln.endswith("stopped by the interrupt") for ln in trial_lines), trial_lines
     assert "before an interrupt (SIGINT/SIGTERM) ended the search" in summary_line(str(tmp_path), "tune")
     assert "the same command with --resume" in summary_line(str(tmp_path), "tune")
+    assert "--resume" not in summary_line(str(tmp_path), "tune", resume_hint=None)  # the demo's line
+    from speciesfam.demo import stop_if_interrupted
+
+    with pytest.raises(KeyboardInterrupt):  # the demo stops (exit 130) instead of exporting the cut-short trials
+        stop_if_interrupted(str(tmp_path))
     resumed = dataclasses.replace(cfg, resume=True)
     results, ending = fit(make_tuner(trainable, space, resumed, str(tmp_path / "tune"), "term"), space, resumed)
     table = write_trial_table(results, str(tmp_path))
@@ -197,3 +202,17 @@ def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_em
     assert lines.summary_line(str(tmp_path), "clean") == (
         "clean: 1 removed, 3 near-duplicates dropped, 1 images kept in 1 families; 2 families left with no image: "
         "'Apidae', 'Ranidae'; 5 near-duplicate pairs flagged")
+
+
+def test_a_stage_log_holds_each_framework_record_once(tmp_path):
+    """RUN/logs/tune.log had every Tune INFO line twice: the handler sits on `ray` and on `ray.tune`, and
+    Ray's child loggers propagate to `ray` (which does not propagate further)."""
+    import logging
+
+    import ray.tune  # noqa: F401 -- sets up Ray's loggers as in a search
+
+    with console.stage_logs(str(tmp_path), "tune") as path:
+        logging.getLogger("ray.tune.search.optuna").critical("Wrote the latest version of all result files")
+        logging.getLogger("ray.data").critical("a Ray Data warning")
+    text = open(path).read()
+    assert text.count("Wrote the latest version") == 1 and text.count("a Ray Data warning") == 1, text
