@@ -10,7 +10,8 @@ import _common  # noqa: F401  (puts the repo root on sys.path)
 
 from speciesfam import cli
 from speciesfam.config import CatalogConfig, CleanConfig
-from speciesfam.flags import OneLineParser, add_config_flags
+from speciesfam.errors import SpeciesfamError
+from speciesfam.flags import OneLineParser, add_config_flags, config_from_args
 
 argv = cli.take_verbose(sys.argv[1:])
 parser = OneLineParser(description=__doc__.splitlines()[0])
@@ -28,6 +29,12 @@ if not args.data:
 
     args.data = demo_images()
 args.source = args.data
+try:  # both stages' flags, before the catalog pass (a typo in a clean flag would be found after it)
+    config_from_args(CatalogConfig, args)
+    cli.clean_config(args)
+except SpeciesfamError as err:
+    print(f"{parser.prog}: error: {err}", file=sys.stderr)
+    sys.exit(2)
 for args.command in ("catalog", "clean"):  # as `speciesfam catalog` then `speciesfam clean`: logs, summary, report
     status = cli.run(args)
     if status:

@@ -76,6 +76,14 @@ def test_a_job_scripts_flag_error_names_the_script_and_python_m_speciesfam_runs(
     assert same.returncode == 2 and same.stderr.startswith("speciesfam tune: error: argument --num-samples")
 
 
+def test_the_clean_job_refuses_a_bad_clean_flag_before_it_catalogs(tmp_path):
+    """It catalogued the whole collection (12k images on a cluster) before the clean flag was checked."""
+    bad = subprocess.run([sys.executable, str(ROOT / "jobs" / "clean_data.py"), "--smoke-test", "--workdir",
+                          str(tmp_path / "run"), "--outlier-z", "-1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("clean_data.py: error: outlier_z=-1.0 is invalid"), bad.stderr
+    assert not (tmp_path / "run").exists() and "catalog" not in bad.stdout
+
+
 def test_flags_overlay_only_what_was_given():
     args = cli.build_parser().parse_args(["tune", "probe", "--workdir", "w", "--seed", "7", "--reduction-factor", "3"])
     assert cli.tune_config(args) == TuneConfig(kind="probe", seed=7, reduction_factor=3)
