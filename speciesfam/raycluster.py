@@ -26,7 +26,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             env[key] = os.environ[key]
     address = address or os.environ.get("RAY_ADDRESS")
     for attempt in range(1, 4):
-        kwargs = {}
+        kwargs, held = {}, []
         if not address:  # a new local Ray, reachable from this machine only
             _loopback_only()
             # Ray Train's placement-group cleaner finds its cluster through the State API, which auto-detects it
@@ -38,9 +38,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             kwargs = {"num_cpus": num_cpus, "include_dashboard": True, "dashboard_host": "127.0.0.1",
                       "dashboard_port": port, "_node_ip_address": "127.0.0.1"}
         try:
-            with _own_process_group(not address):
+            with _own_process_group(not address), _interrupts_held() as held:
                 ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=console.log_to_driver(),
                          logging_level=logging.INFO if console.verbose() else logging.WARNING, **kwargs)
+            if held:  # Ctrl-C while Ray started: stop it whole now (cut short, its agents outlived it by ~1 min)
+                ray.shutdown()
+                raise KeyboardInterrupt
             break
         except Exception as err:  # noqa: BLE001 -- Ray raises a bare Exception with the dashboard's log
             # The free port was taken between choosing it and the dashboard binding it (by another process,
@@ -51,12 +54,33 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             if address or not taken or attempt == 3:
                 raise
             ray.shutdown()
+            if held:
+                raise KeyboardInterrupt from err
     console.quiet_loggers()
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread():  # replaces Ray's C++ abort-with-stack-dump
         signal.signal(signal.SIGTERM, console.raise_interrupt)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[list[int]]:
+    """SIGINT while Ray starts is held (the list it yields says whether one came) and acted on once it has
+    started: a KeyboardInterrupt inside ``ray.init`` left the dashboard and runtime-env agents that the raylet
+    had started running for a minute after the command exited 130."""
+    import signal
+    import threading
+
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+    before = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 @contextlib.contextmanager

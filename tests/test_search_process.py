@@ -72,3 +72,42 @@ def test_timeout_stops_a_search_as_an_interrupt(tmp_path):
     assert "trials before an interrupt (SIGINT/SIGTERM) ended the search" in out.stdout, out.stdout[-2000:]
     assert "Failed to connect to GCS" not in out.stderr, out.stderr[-2000:]
     assert (tmp_path / "run" / "trials.csv").exists()
+
+
+INIT_THEN_WAIT = """
+import time
+from speciesfam.raycluster import init_ray
+init_ray(num_cpus=1)
+time.sleep(120)
+"""
+
+
+def _processes_in(folder: str) -> list[str]:
+    """Command lines of the processes whose working folder is ``folder`` (a Ray started there, and its agents)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd") == folder:
+                found.append(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()[:120])
+        except OSError:  # gone, or not ours to read
+            pass
+    return found
+
+
+@pytest.mark.slow  # a new Python that starts its own Ray (~15 s)
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_ctrl_c_while_ray_starts_leaves_no_ray_process(tmp_path):
+    """SIGINT inside ray.init left the dashboard and runtime-env agents running for a minute after exit 130."""
+    import signal
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", INIT_THEN_WAIT], cwd=tmp_path, start_new_session=True,
+                             env={**os.environ, "RAY_AUTH_MODE": "disabled"}, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any("raylet" in c for c in _processes_in(str(tmp_path))):
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGINT)  # Ray is starting: its raylet is up, its agents are being started
+    err = child.communicate(timeout=120)[1]
+    assert child.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
+    time.sleep(3)
+    assert _processes_in(str(tmp_path)) == []
