@@ -123,7 +123,9 @@ def test_flags_overlay_only_what_was_given():
     (["clean", "--workdir", "w", "--embedder", "json:no_such_factory"], "has no attribute 'no_such_factory'"),
     (["clean", "--workdir", "w", "--pretrained", "/no/such/weights.bin"], "pretrained='/no/such/weights.bin'"),
     (["clean", "--workdir", "w", "--pretrained", "none"], "manifest.parquet does not exist. Run `speciesfam catalog"),
-    (["tune", "probe", "--workdir", "w"], "clean_manifest.parquet does not exist: a probe search trains on"),
+    # a mistyped run folder: catalog comes first (it said "run clean first", which would fail in turn)
+    (["tune", "probe", "--workdir", "w"], "holds no catalogued run (manifest.parquet not found). Run `speciesfam "
+                                          "catalog SOURCE --workdir"),
     (["export", "--workdir", "w"], "trials.csv does not exist. Run `speciesfam tune"),
     (["report", "--workdir", "w"], "does not exist; give a run folder"),
     (["predict", "b", "a.jpg", "--top-k", "0"], "--top-k 0: give 1 or more"),

@@ -33,6 +33,11 @@ def test_no_successful_trial_is_a_failed_search():
         check_some_trial_trained(table.assign(status=["error", "ok"], best_val_macro_f1=[None, float("nan")]))
 
 
+def test_a_probe_search_on_a_catalogued_run_asks_for_clean(catalogued, capsys):
+    assert cli.main(["tune", "probe", "--workdir", str(catalogued)]) == 2
+    assert "clean_manifest.parquet does not exist: a probe search trains on" in capsys.readouterr().err
+
+
 @pytest.mark.slow  # ~40 s: two Ray Train searches
 def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(catalogued, ray_session, capsys):
     workdir = str(catalogued)
