@@ -233,8 +233,9 @@ class TuneConfig:
     seed: int = opt(0, "seed of the searcher and of every trial")
     wandb: str = opt("disabled", "log trials to Weights & Biases", choices=("disabled", "offline", "online"))
     wandb_project: str = opt("speciesfam", "W&B project")
-    smoke_test: bool = opt(False, "the space's tiny variant, 2 trials x 3 epochs, laptop-sized defaults "
-                                  "(minutes on 2 CPUs)")
+    smoke_test: bool = opt(False, "the space's tiny variant, 2 trials x 3 epochs, laptop-sized defaults: 48 px "
+                                  "images, 0.5-CPU workers, no pretrained weights (offline); flags given still "
+                                  "apply (minutes on 2 CPUs)")
     resume: bool = opt(False, "continue the experiment of the same name in storage_path")
     extra: dict = opt({}, "fixed hyperparameters as JSON; each replaces the space's range for its key "
                               "(e.g. '{\"batch_size\": 32}'); a name nothing reads, or a value of the wrong kind, "

@@ -316,12 +316,13 @@ def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
     conf = dict(rec.get("config", {}))
     klass = {"catalog": cfgmod.CatalogConfig, "clean": cfgmod.CleanConfig, "tune": cfgmod.TuneConfig}.get(stage)
     head = stages.COMMAND.get(stage, f"speciesfam {stage} --workdir RUN")
-    head = head.replace("SOURCE", str(conf.pop("source", "SOURCE"))).replace("KIND", str(conf.pop("kind", "KIND")))
+    kind = conf.pop("kind", None)
+    head = head.replace("SOURCE", str(conf.pop("source", "SOURCE"))).replace("KIND", str(kind or "KIND"))
     head = head.replace("--workdir RUN", f"--workdir {workdir}")
     flags = []
     for f in fields(klass) if klass else []:
-        if f.name not in conf or f.name in ("extra",):
-            continue
+        if f.name not in conf or f.name in ("extra",) or (kind and kind not in f.metadata.get("kinds", (kind,))):
+            continue  # not recorded, or a flag this kind of search does not read
         default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
         value = conf[f.name]
         if value == default:

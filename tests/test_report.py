@@ -284,3 +284,19 @@ def test_reports_and_plots_take_any_family_or_file_name(tmp_path):
         plots.class_counts(pd.Series([5, 4, 3, 2], index=labels), pd.Series([5, 4, 3, 2], index=labels))
     assert [str(w.message) for w in caught] == []
     assert (tmp_path / "cm.png").stat().st_size > 1000 and (tmp_path / "f1.png").stat().st_size > 1000
+
+
+def test_the_reproduce_command_keeps_weights_none_and_leaves_out_flags_the_kind_does_not_read():
+    """stages/tune.json dropped None values, so `--weights none` (what --smoke-test sets) was missing from the
+    command and a re-run would fetch ImageNet weights; flags of other kinds would be named as ignored."""
+    from dataclasses import asdict
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.report import command
+
+    transfer = command("tune", {"config": asdict(TuneConfig.smoke(kind="transfer"))})
+    assert transfer.startswith("speciesfam tune transfer --workdir RUN") and "--weights none" in transfer, transfer
+    scratch = command("tune", {"config": asdict(TuneConfig.smoke(kind="scratch"))})
+    assert "--weights" not in scratch and "--image-size 48" in scratch and "--smoke-test" in scratch, scratch
+    probe = command("tune", {"config": asdict(TuneConfig(kind="probe", image_size=96, precision="float32"))})
+    assert probe == "speciesfam tune probe --workdir RUN --precision float32", probe

@@ -302,7 +302,7 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
                    "best_epoch": int(best["best_epoch"]) if pd.notna(best["best_epoch"]) else None}
                   if best is not None else {})}
     settings = {**asdict(cfg), "grace_period": cfg.grace}  # the grace period in force, default or given
-    stages.finish(workdir, "tune", config={k: v for k, v in settings.items() if v is not None}, summary=summary)
+    stages.finish(workdir, "tune", config=settings, summary=summary)  # None too: --weights none differs from imagenet
 
 
 def check_some_trial_trained(table) -> None:
