@@ -320,9 +320,11 @@ def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
     head = head.replace("SOURCE", str(conf.pop("source", "SOURCE"))).replace("KIND", str(kind or "KIND"))
     head = head.replace("--workdir RUN", f"--workdir {workdir}")
     flags = []
+    unread = cfgmod.TuneConfig(kind=kind, scheduler=conf.get("scheduler", "asha")).unused(set(conf)) \
+        if stage == "tune" and kind else {}  # flags this search does not read (the command would name them)
     for f in fields(klass) if klass else []:
-        if f.name not in conf or f.name in ("extra",) or (kind and kind not in f.metadata.get("kinds", (kind,))):
-            continue  # not recorded, or a flag this kind of search does not read
+        if f.name not in conf or f.name in ("extra",) or f.name in unread:
+            continue
         default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
         value = conf[f.name]
         if value == default:

@@ -300,3 +300,5 @@ def test_the_reproduce_command_keeps_weights_none_and_leaves_out_flags_the_kind_
     assert "--weights" not in scratch and "--image-size 48" in scratch and "--smoke-test" in scratch, scratch
     probe = command("tune", {"config": asdict(TuneConfig(kind="probe", image_size=96, precision="float32"))})
     assert probe == "speciesfam tune probe --workdir RUN --precision float32", probe
+    fifo = command("tune", {"config": {**asdict(TuneConfig(kind="probe", scheduler="fifo")), "grace_period": 3}})
+    assert fifo == "speciesfam tune probe --workdir RUN --scheduler fifo", fifo
