@@ -11,6 +11,8 @@ from typing import Iterator
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start or join Ray once per process, quietly, with speciesfam's environment for every worker."""
     import logging
+    import signal
+    import threading
 
     import ray
 
@@ -45,6 +47,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                 ray.shutdown()
                 raise KeyboardInterrupt
             break
+        except SystemExit as err:  # SIGTERM inside ray.init: Ray's own handler exits (15, silently, leaving daemons)
+            if err.code != signal.SIGTERM:
+                raise
+            _stop_half_started_ray()
+            raise KeyboardInterrupt from None  # as a SIGTERM at any other time: "interrupted", exit 130
         except Exception as err:  # noqa: BLE001 -- Ray raises a bare Exception with the dashboard's log
             # The free port was taken between choosing it and the dashboard binding it (by another process,
             # or by one of Ray's own components, which bind random ports too): seen once in a test run, where
@@ -57,11 +64,40 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             if held:
                 raise KeyboardInterrupt from err
     console.quiet_loggers()
-    import signal
-    import threading
-
     if threading.current_thread() is threading.main_thread():  # replaces Ray's C++ abort-with-stack-dump
         signal.signal(signal.SIGTERM, console.raise_interrupt)
+
+
+def _stop_half_started_ray() -> None:
+    """Kill the Ray processes this process started, and theirs (the raylet's agents, the dashboard's modules),
+    when ``ray.init`` was cut short: ``ray.shutdown`` knows only a node that finished starting. Each is
+    suspended as it is found, so none starts another while the tree is walked."""
+    import ray
+
+    found: dict[int, object] = {}
+    try:
+        import psutil  # Ray's own copy (ray/thirdparty_files, on sys.path once ray is imported)
+
+        def ray_process(p) -> bool:
+            try:
+                return p.pid not in found and "ray" in " ".join(p.cmdline())
+            except psutil.Error:  # gone since it was listed
+                return False
+
+        for _ in range(20):
+            new = [p for p in psutil.Process().children(recursive=True) if ray_process(p)]
+            if not new:
+                break
+            for p in new:
+                with contextlib.suppress(psutil.Error):
+                    p.suspend()
+                found[p.pid] = p
+        for p in found.values():
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+    except (ImportError, OSError):  # no psutil here: shutdown does what it can
+        pass
+    ray.shutdown()
 
 
 @contextlib.contextmanager

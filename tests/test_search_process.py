@@ -96,8 +96,10 @@ def _processes_in(folder: str) -> list[str]:
 
 @pytest.mark.slow  # a new Python that starts its own Ray (~15 s)
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
-def test_ctrl_c_while_ray_starts_leaves_no_ray_process(tmp_path):
-    """SIGINT inside ray.init left the dashboard and runtime-env agents running for a minute after exit 130."""
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_ray_starts_leaves_no_ray_process(tmp_path, signum):
+    """SIGINT inside ray.init left the dashboard and runtime-env agents running for a minute after exit 130;
+    SIGTERM there (Ray's own handler: exit 15, silently) left the half-started daemons."""
     import signal
     import time
 
@@ -106,7 +108,7 @@ def test_ctrl_c_while_ray_starts_leaves_no_ray_process(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not any("raylet" in c for c in _processes_in(str(tmp_path))):
         time.sleep(0.05)
-    os.kill(child.pid, signal.SIGINT)  # Ray is starting: its raylet is up, its agents are being started
+    os.kill(child.pid, getattr(signal, signum))  # Ray is starting: its raylet is up, its agents are being started
     err = child.communicate(timeout=120)[1]
     assert child.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
     time.sleep(3)
