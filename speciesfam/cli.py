@@ -279,16 +279,17 @@ def take_verbose(argv: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """One parsed command, as ``speciesfam COMMAND`` runs it (a stage keeps its logs and ends with its summary
     and the report; errors in one line); returns the exit status. The job scripts run their stages through it."""
+    who = OneLineParser.shown_as or f"speciesfam {args.command}"  # a job script's lines name the script
     try:
         return _run_stage(args) if args.command in STAGES else COMMANDS[args.command](args)
     except SearchFailedError as err:
-        print(f"speciesfam {args.command}: failed: {err}", file=sys.stderr)
+        print(f"{who}: failed: {err}", file=sys.stderr)
         return 1
     except SpeciesfamError as err:
-        print(f"speciesfam {args.command}: error: {err}", file=sys.stderr)
+        print(f"{who}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"speciesfam {args.command}: interrupted", file=sys.stderr)
+        print(f"{who}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -71,6 +71,9 @@ def test_a_job_scripts_flag_error_names_the_script_and_python_m_speciesfam_runs(
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("tune_probe.py: error: argument --num-samples: 'x' is not "
                                                          "an integer") and "(see tune_probe.py --help)" in bad.stderr
+    later = subprocess.run([sys.executable, str(ROOT / "jobs" / "tune_probe.py"), "--workdir", "nowhere"],
+                           capture_output=True, text=True)  # an error found after the flags were read
+    assert later.returncode == 2 and later.stderr.startswith("tune_probe.py: error: nowhere holds no catalogued run")
     same = subprocess.run([sys.executable, "-m", "speciesfam", "tune", "probe", "--workdir", "w", "--num-samples", "x"],
                           capture_output=True, text=True)
     assert same.returncode == 2 and same.stderr.startswith("speciesfam tune: error: argument --num-samples")

@@ -229,12 +229,19 @@ def test_resume_of_a_search_never_started_is_refused_naming_the_ones_there(tmp_p
         make_tuner(toy, {}, replace(RESUME_CFG, resume=True), str(tmp_path / "empty"), "never_ran")
 
 
+def _ran(experiment):
+    """What a search that ran leaves: Tune's state and a trial's results."""
+    (experiment / "tuner.pkl").write_bytes(b"")
+    (experiment / "trial_0").mkdir()
+    (experiment / "trial_0" / "result.json").write_text('{"val_macro_f1": 0.5}\n')
+
+
 def test_resume_of_a_search_scored_on_a_split_that_is_gone_is_refused(tmp_path):
     from speciesfam.tune.record import check_record, write_record
 
     tune_dir = str(tmp_path / "tune")
     write_record(tune_dir, "p1", "clean_manifest.parquet run aaaa: 40 val images")
-    (tmp_path / "tune" / "p1" / "tuner.pkl").write_bytes(b"")  # Tune's own state, as after a real search
+    _ran(tmp_path / "tune" / "p1")
     check_record(tune_dir, "p1", "clean_manifest.parquet run aaaa: 40 val images", resume=True)  # same split: fine
     with pytest.raises(ConfigError, match=r"--resume --name p1: that search's trials were scored on another split "
                                           r"\(clean_manifest.parquet run aaaa.*now clean_manifest.parquet run bbbb"):
@@ -254,7 +261,11 @@ def test_a_search_name_is_not_reused_on_the_same_split_and_a_resume_keeps_its_se
     cfg = TuneConfig(kind="probe", num_samples=2, max_epochs=3, extra={"lr": 0.01})
     write_record(tune_dir, "p1", split, cfg)
     check_record(tune_dir, "p1", split, False, cfg)  # refused or crashed before Tune saved a state: free
-    (tmp_path / "tune" / "p1" / "tuner.pkl").write_bytes(b"")  # Tune's own state, as after a real search
+    (tmp_path / "tune" / "p1" / "tuner.pkl").write_bytes(b"")  # Tune's state, but no trial reported (Ctrl-C at once)
+    check_record(tune_dir, "p1", split, False, cfg)  # free: it was stuck, and its resume crashed in Tune
+    with pytest.raises(ConfigError, match="stopped before any trial reported a result, so there is nothing to "):
+        check_record(tune_dir, "p1", split, True, replace(cfg, resume=True))
+    _ran(tmp_path / "tune" / "p1")
     with pytest.raises(ConfigError, match="--name p1: a search of that name already ran .* Give --resume to continue"):
         check_record(tune_dir, "p1", split, False, cfg)
     check_record(tune_dir, "p1", split, True, replace(cfg, resume=True, max_concurrent=None))
@@ -262,6 +273,9 @@ def test_a_search_name_is_not_reused_on_the_same_split_and_a_resume_keeps_its_se
                                           r"\(it ran with 2\); extra=\{'lr': 0.1\} \(it ran with \{'lr': 0.01\}\)"):
         check_record(tune_dir, "p1", split, True, replace(cfg, resume=True, num_samples=4, searcher="random",
                                                           extra={"lr": 0.1}))
+    # settings the search does not read may differ (the CLI names them as ignored)
+    check_record(tune_dir, "p1", split, True, replace(cfg, resume=True, image_size=96, weights=None,
+                                                      scheduler="asha"))
     check_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", False, cfg)  # stale: free
     with pytest.raises(ConfigError, match="no search named 'p2'"):  # refused before the split is even looked at
         check_record(tune_dir, "p2", split, True, cfg)

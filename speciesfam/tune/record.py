@@ -47,6 +47,19 @@ def check_resumable(storage_path: str, name: str) -> None:
                       "give --name of one of them, or leave out --resume to start a new search")
 
 
+def reported(experiment: str) -> bool:
+    """Whether a trial of the search in folder ``experiment`` reported a result (a non-empty Tune result.json)."""
+    import pyarrow.fs as pafs
+
+    fs, path = storage.filesystem(experiment)
+    for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+        if info.type == pafs.FileType.Directory:
+            result = fs.get_file_info(f"{info.path}/result.json")
+            if result.type == pafs.FileType.File and result.size:
+                return True
+    return False
+
+
 def _settings(cfg: TuneConfig | None) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in SEARCH_SETTINGS} if cfg is not None else {}
 
@@ -66,12 +79,16 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
     if not resume:
         from ray import tune
 
-        if was is not None and was.get("val_split") == val_split and tune.Tuner.can_restore(experiment):
+        if (was is not None and was.get("val_split") == val_split and tune.Tuner.can_restore(experiment)
+                and reported(experiment)):  # stopped or failed before any trial reported: the name is free
             raise ConfigError(f"--name {name}: a search of that name already ran on this run folder's catalog and "
                               f"clean ({experiment}); its trials would leave trials.csv. Give "
                               "--resume to continue it, or another --name to keep both")
         return
     check_resumable(storage_path, name)
+    if not reported(experiment):  # Tune's restore of such a search fails ("no search space has been defined")
+        raise ConfigError(f"--resume --name {name}: that search stopped before any trial reported a result, so "
+                          "there is nothing to continue; start it again without --resume (its name is free)")
     if was is None:  # recorded before this check
         return
     if was.get("val_split") != val_split:
@@ -80,7 +97,9 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
                           "since). Start a new search: leave out --resume, or give another --name")
     before = was.get("settings") or {}  # as stored: JSON
     now = json.loads(json.dumps(_settings(cfg), default=str))  # compared as JSON too
-    changed = [f"{k}={now.get(k)!r} (it ran with {before[k]!r})" for k in before if k in now and before[k] != now[k]]
+    unread = cfg.unused(set(before)) if cfg is not None else {}  # flags this search does not read may differ
+    changed = [f"{k}={now.get(k)!r} (it ran with {before[k]!r})" for k in before
+               if k in now and k not in unread and before[k] != now[k]]
     if changed:
         raise ConfigError(f"--resume --name {name}: a resumed search continues with the settings it started with; "
                           f"changed: {'; '.join(changed)}. Leave those flags as they were, or start a new search "
