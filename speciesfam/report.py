@@ -241,7 +241,8 @@ def search(workdir: str, records: dict) -> dict | None:
         hp = {k: v for k, v in conf.items() if k != "model"}
         hp_keys += [k for k in hp if k not in hp_keys]
         rows.append({"trial_id": t["trial_id"], "model": model, "status": t["status"],
-                     "ended": "error" if t["status"] == "error" else ended.get(str(t["trial_id"]), "finished"),
+                     "ended": "error" if t["status"] == "error" else "not trained" if t["status"] == "not_trained"
+                     else ended.get(str(t["trial_id"]), "finished"),
                      "f1": t.get(layout.BEST_METRIC), "best_epoch": t.get("best_epoch"), "epochs": t.get("epochs_run"),
                      "seconds": t.get("seconds"), "hp": hp, "error": t.get("error") if t["status"] == "error" else ""})
     ok = [r for r in rows if r["f1"] is not None and r["f1"] == r["f1"]]

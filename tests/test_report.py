@@ -302,3 +302,17 @@ def test_the_reproduce_command_keeps_weights_none_and_leaves_out_flags_the_kind_
     assert probe == "speciesfam tune probe --workdir RUN --precision float32", probe
     fifo = command("tune", {"config": {**asdict(TuneConfig(kind="probe", scheduler="fifo")), "grace_period": 3}})
     assert fifo == "speciesfam tune probe --workdir RUN --scheduler fifo", fifo
+
+
+def test_a_trial_that_never_trained_is_not_called_finished(tmp_path):
+    """The report's trial table said 'finished' for a trial the interrupt stopped before its first epoch."""
+    import pandas as pd
+
+    from speciesfam import layout
+    from speciesfam.report import search
+
+    pd.DataFrame({"trial_id": ["a", "b"], "status": ["ok", "not_trained"], "best_val_macro_f1": [0.5, None],
+                  "trial_path": [str(tmp_path / "a"), str(tmp_path / "b")], "config": ["{}", "{}"]}).to_csv(
+        layout.path(str(tmp_path), layout.TRIALS), index=False)
+    assert [(r["trial_id"], r["ended"]) for r in search(str(tmp_path), {})["trials"]] == [
+        ("a", "finished"), ("b", "not trained")]
