@@ -144,7 +144,7 @@ def _tune(args: argparse.Namespace) -> int:
 
     # a search stopped by SIGINT/SIGTERM kept its state: not a success (exit 130, as Ctrl-C); its summary line
     # says how to continue it
-    return 130 if ((stages.load(args.workdir, "tune") or {}).get("summary") or {}).get("interrupted") else 0
+    return 130 if stages.summary(args.workdir, "tune").get("interrupted") else 0
 
 
 def _export(args: argparse.Namespace) -> int:

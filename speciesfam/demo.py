@@ -35,7 +35,7 @@ def run_demo(workdir: str | None = None, **overrides) -> dict:
 def stop_if_interrupted(workdir: str) -> None:
     """After the search: raise KeyboardInterrupt (the CLI exits 130) when SIGINT/SIGTERM ended it. Tune stops
     on the signal and returns; exporting its cut-short trials would replace an earlier demo's bundle."""
-    if ((stages.load(workdir, "tune") or {}).get("summary") or {}).get("interrupted"):
+    if stages.summary(workdir, "tune").get("interrupted"):
         console.say("demo: stopped after the interrupted search, nothing exported; `speciesfam demo` starts over")
         raise KeyboardInterrupt
 

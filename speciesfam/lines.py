@@ -219,7 +219,7 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
                     f"{done[layout.BEST_METRIC]:.3f} (trial {done['best_trial']}, epoch {number(done['best_epoch'])})"
                     f"{resume}")
         if stage == "export":
-            done = (stages.load(workdir, "export") or {}).get("summary") or {}
+            done = stages.summary(workdir, "export")
             return (f"export: {done.get('bundle')} ({done.get('kind')}, {done.get('model')}, trial "
                     f"{done.get('trial_id')}): {done.get('reason')}")
     except Exception as err:  # noqa: BLE001 -- a summary line must never fail a finished stage

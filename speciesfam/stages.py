@@ -35,6 +35,11 @@ def load(workdir: str, stage: str) -> dict[str, Any] | None:
     return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
 
 
+def summary(workdir: str, stage: str) -> dict[str, Any]:
+    """What the stage's last run recorded of its result (``{}`` when it has not run)."""
+    return (load(workdir, stage) or {}).get("summary") or {}
+
+
 def table(workdir: str, name: str):
     """A run folder's table (``layout`` name), or None when no stage has written it."""
     uri = layout.path(workdir, name)
