@@ -12,7 +12,6 @@ shows its traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -96,7 +95,7 @@ def tune_config(args: argparse.Namespace) -> TuneConfig:
     """TuneConfig from flags over ``TuneConfig()``, or over ``TuneConfig.smoke()`` with --smoke-test."""
     base = TuneConfig.smoke() if getattr(args, "smoke_test", False) else TuneConfig()
     cfg = config_from_args(TuneConfig, args, base, kind=args.kind)
-    unused = cfg.unused({name for name in vars(args) if name in {f.name for f in dataclasses.fields(TuneConfig)}})
+    unused = cfg.unused(set(vars(args)))  # the flags given (argparse leaves the others out); not fields: skipped
     if unused:  # accepted (a script may pass the same flags to every kind), but not silently
         from . import console
 

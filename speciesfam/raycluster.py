@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from typing import Iterator
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start or join Ray once per process, quietly, with speciesfam's environment for every worker."""
     import logging
-    import signal
-    import threading
 
     import ray
 
@@ -105,9 +105,6 @@ def _interrupts_held() -> Iterator[list[int]]:
     """SIGINT while Ray starts is held (the list it yields says whether one came) and acted on once it has
     started: a KeyboardInterrupt inside ``ray.init`` left the dashboard and runtime-env agents that the raylet
     had started running for a minute after the command exited 130."""
-    import signal
-    import threading
-
     held: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield held
