@@ -15,9 +15,9 @@ import json
 import logging
 import os
 import platform
+import shlex
 import time
 import traceback
-from dataclasses import MISSING, fields
 from importlib import metadata, resources
 from typing import Any, Callable
 
@@ -311,28 +311,33 @@ def best_model(workdir: str, records: dict) -> dict | None:
 
 
 def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
-    """The command line that re-runs ``stage`` with its recorded config (flags that differ from the defaults)."""
+    """The shell command that re-runs ``stage`` with its recorded config: the flags whose values differ from
+    what the command starts from (``--smoke-test``'s settings when it was given), each value shell-quoted."""
     from . import config as cfgmod
+    from .flags import config_fields
 
     conf = dict(rec.get("config", {}))
     klass = {"catalog": cfgmod.CatalogConfig, "clean": cfgmod.CleanConfig, "tune": cfgmod.TuneConfig}.get(stage)
-    head = stages.COMMAND.get(stage, f"speciesfam {stage} --workdir RUN")
     kind = conf.pop("kind", None)
-    head = head.replace("SOURCE", str(conf.pop("source", "SOURCE"))).replace("KIND", str(kind or "KIND"))
-    head = head.replace("--workdir RUN", f"--workdir {workdir}")
-    flags = []
+    head = stages.COMMAND.get(stage, f"speciesfam {stage} --workdir RUN").replace("KIND", str(kind or "KIND"))
+    head = head.replace("SOURCE", shlex.quote(str(conf.pop("source", "SOURCE"))))
+    head = head.replace("--workdir RUN", f"--workdir {shlex.quote(workdir)}")
+    if klass is None:
+        return head
+    smoke = bool(conf.pop("smoke_test", False)) and klass is cfgmod.TuneConfig
+    base = klass.smoke() if smoke else klass()
     unread = cfgmod.TuneConfig(kind=kind, scheduler=conf.get("scheduler", "asha")).unused(set(conf)) \
         if stage == "tune" and kind else {}  # flags this search does not read (the command would name them)
-    for f in fields(klass) if klass else []:
-        if f.name not in conf or f.name in ("extra",) or f.name in unread:
+    flags = ["--smoke-test"] if smoke else []
+    for f in config_fields(klass):
+        if f.name not in conf or f.name in unread or conf[f.name] == getattr(base, f.name):
             continue
-        default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
-        value = conf[f.name]
-        if value == default:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        flags.append(flag if value is True else f"{flag} {'none' if value is None else value}" if value is not False
-                     else f"--no-{f.name.replace('_', '-')}")
+        value, flag = conf[f.name], f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        else:
+            text = "none" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
+            flags.append(f"{flag} {shlex.quote(text)}")
     return " ".join([head, *flags])
 
 

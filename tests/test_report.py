@@ -294,10 +294,12 @@ def test_the_reproduce_command_keeps_weights_none_and_leaves_out_flags_the_kind_
     from speciesfam.config import TuneConfig
     from speciesfam.report import command
 
-    transfer = command("tune", {"config": asdict(TuneConfig.smoke(kind="transfer"))})
-    assert transfer.startswith("speciesfam tune transfer --workdir RUN") and "--weights none" in transfer, transfer
-    scratch = command("tune", {"config": asdict(TuneConfig.smoke(kind="scratch"))})
-    assert "--weights" not in scratch and "--image-size 48" in scratch and "--smoke-test" in scratch, scratch
+    transfer = command("tune", {"config": asdict(TuneConfig(kind="transfer", weights=None))})
+    assert transfer == "speciesfam tune transfer --workdir RUN --weights none", transfer
+    smoke = command("tune", {"config": asdict(TuneConfig.smoke(kind="transfer"))})
+    assert smoke == "speciesfam tune transfer --workdir RUN --smoke-test", smoke  # --smoke-test sets weights none
+    scratch = command("tune", {"config": asdict(TuneConfig.smoke(kind="scratch", weights="x.h5", image_size=32))})
+    assert scratch == "speciesfam tune scratch --workdir RUN --smoke-test --image-size 32", scratch
     probe = command("tune", {"config": asdict(TuneConfig(kind="probe", image_size=96, precision="float32"))})
     assert probe == "speciesfam tune probe --workdir RUN --precision float32", probe
     fifo = command("tune", {"config": {**asdict(TuneConfig(kind="probe", scheduler="fifo")), "grace_period": 3}})
@@ -316,3 +318,39 @@ def test_a_trial_that_never_trained_is_not_called_finished(tmp_path):
         layout.path(str(tmp_path), layout.TRIALS), index=False)
     assert [(r["trial_id"], r["ended"]) for r in search(str(tmp_path), {})["trials"]] == [
         ("a", "finished"), ("b", "not trained")]
+
+
+def test_the_reproduce_command_parses_back_to_the_same_settings():
+    """The report's command must re-run the stage as it ran: every flag by its real name (``--time-budget``, not
+    the field's name), ``--extra`` included, values with spaces or quotes shell-quoted, and settings that differ
+    from ``--smoke-test``'s (``--weights imagenet`` after it) kept."""
+    import shlex
+    from dataclasses import asdict
+
+    from speciesfam import cli
+    from speciesfam.config import CatalogConfig, CleanConfig, TuneConfig
+    from speciesfam.flags import config_from_args
+    from speciesfam.report import command
+
+    def parsed(line: str):
+        argv = shlex.split(line)
+        assert argv[0] == "speciesfam"
+        return cli.build_parser().parse_args(argv[1:])
+
+    runs = [TuneConfig.smoke(kind="transfer", weights="imagenet", name="my search", time_budget_s=600.0,
+                             extra={"batch_size": 32, "note": "it's \"x\""}, image_cache=False),
+            TuneConfig(kind="probe", scheduler="fifo", storage_path="/mnt/shared runs/tune", seed=7),
+            TuneConfig(kind="scratch", grace_period=2, max_epochs=4, space="search_spaces.scratch")]
+    for cfg in runs:
+        line = command("tune", {"config": asdict(cfg)}, workdir="/tmp/a run")
+        args = parsed(line)
+        assert args.workdir == "/tmp/a run" and args.kind == cfg.kind, line
+        assert cli.tune_config(args) == cfg, line
+
+    clean = CleanConfig.smoke(batch_size=4, outlier_z=3.5)
+    args = parsed(command("clean", {"config": asdict(clean)}))
+    assert cli.clean_config(args) == clean
+    catalog = CatalogConfig(seed=3, group_split=True)
+    line = command("catalog", {"config": {**asdict(catalog), "source": "/data/my images"}})
+    args = parsed(line)
+    assert args.source == "/data/my images" and config_from_args(CatalogConfig, args) == catalog, line
