@@ -18,7 +18,7 @@ import sys
 
 from .config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig, KINDS
 from .errors import SearchFailedError, SpeciesfamError
-from .flags import OneLineParser, add_config_flags, config_from_args
+from .flags import OneLineParser, add_config_flags, config_fields, config_from_args, flag_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,9 +99,11 @@ def tune_config(args: argparse.Namespace) -> TuneConfig:
     if unused:  # accepted (a script may pass the same flags to every kind), but not silently
         from . import console
 
-        groups = {what: [n for n in unused if unused[n] == what] for what in unused.values()}
+        fields = {f.name: f for f in config_fields(TuneConfig)}
+        groups = {what: [flag_of(fields[n], getattr(cfg, n)) for n in unused if unused[n] == what]
+                  for what in unused.values()}
         console.say(f"tune {cfg.kind}: " + "; ".join(
-            f"{', '.join('--' + n.replace('_', '-') for n in names)} {'does' if len(names) == 1 else 'do'} not "
+            f"{', '.join(names)} {'does' if len(names) == 1 else 'do'} not "
             f"apply to {what}" for what, names in groups.items()) + "; ignored")
     return cfg
 

@@ -61,6 +61,12 @@ def config_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
 
 
+def flag_of(f: dataclasses.Field, value: Any = None) -> str:
+    """The flag a user types for field ``f`` (``--no-...`` for a boolean set to False)."""
+    flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+    return "--no-" + flag[2:] if value is False else flag
+
+
 class OneLineParser(argparse.ArgumentParser):
     """A bad flag or value is one line on stderr, exit status 2 (argparse printed the whole usage block first)."""
 
@@ -81,7 +87,7 @@ def add_config_flags(parser: argparse.ArgumentParser, *classes: type, title: str
             if f.name in seen:
                 continue
             seen.add(f.name)
-            flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+            flag = flag_of(f)
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             help_text = f.metadata.get("help", "")
             if "choices" in f.metadata:

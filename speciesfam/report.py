@@ -314,7 +314,7 @@ def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
     """The shell command that re-runs ``stage`` with its recorded config: the flags whose values differ from
     what the command starts from (``--smoke-test``'s settings when it was given), each value shell-quoted."""
     from . import config as cfgmod
-    from .flags import config_fields
+    from .flags import config_fields, flag_of
 
     conf = dict(rec.get("config", {}))
     klass = {"catalog": cfgmod.CatalogConfig, "clean": cfgmod.CleanConfig, "tune": cfgmod.TuneConfig}.get(stage)
@@ -332,9 +332,9 @@ def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
     for f in config_fields(klass):
         if f.name not in conf or f.name in unread or conf[f.name] == getattr(base, f.name):
             continue
-        value, flag = conf[f.name], f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        value, flag = conf[f.name], flag_of(f, conf[f.name])
         if isinstance(value, bool):
-            flags.append(flag if value else "--no-" + flag[2:])
+            flags.append(flag)
         else:
             text = "none" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
             flags.append(f"{flag} {shlex.quote(text)}")

@@ -60,6 +60,8 @@ def test_a_flag_the_search_does_not_read_is_named_as_ignored(capsys):
         "ignored")
     assert line("transfer", "--precision", "float32") == (
         "tune transfer: --precision does not apply to transfer trials; ignored")
+    assert line("probe", "--no-image-cache", "--time-budget", "60") == (  # named as typed
+        "tune probe: --no-image-cache does not apply to probe trials; ignored")
     # what a kind reads, and the smoke test's own defaults (weights none for scratch), say nothing
     assert line("transfer", "--weights", "none", "--image-size", "96", "--workers-per-trial", "1") == ""
     assert line("scratch", "--smoke-test", "--grace-period", "2") == ""
