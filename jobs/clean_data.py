@@ -10,6 +10,7 @@ import _common  # noqa: F401  (puts the repo root on sys.path)
 
 from speciesfam import cli
 from speciesfam.config import CatalogConfig, CleanConfig
+from speciesfam.data.embedders import fetch_pretrained
 from speciesfam.errors import SpeciesfamError
 from speciesfam.flags import OneLineParser, add_config_flags, config_from_args
 
@@ -29,9 +30,9 @@ if not args.data:
 
     args.data = demo_images()
 args.source = args.data
-try:  # both stages' flags, before the catalog pass (a typo in a clean flag would be found after it)
+try:  # both stages' flags and clean's weights, before the catalog pass (else found after it)
     config_from_args(CatalogConfig, args)
-    cli.clean_config(args)
+    fetch_pretrained(cli.clean_config(args))
 except SpeciesfamError as err:
     print(f"{parser.prog}: error: {err}", file=sys.stderr)
     sys.exit(2)

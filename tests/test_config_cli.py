@@ -81,11 +81,15 @@ def test_a_job_scripts_flag_error_names_the_script_and_python_m_speciesfam_runs(
     assert same.returncode == 2 and same.stderr.startswith("speciesfam tune: error: argument --num-samples")
 
 
-def test_the_clean_job_refuses_a_bad_clean_flag_before_it_catalogs(tmp_path):
-    """It catalogued the whole collection (12k images on a cluster) before the clean flag was checked."""
+@pytest.mark.parametrize("flags,error", [
+    (["--outlier-z", "-1"], "outlier_z=-1.0 is invalid"),
+    (["--pretrained", "no-such-tag"], "could not load open_clip model 'ViT-S-32' with pretrained='no-such-tag'")])
+def test_the_clean_job_refuses_a_bad_clean_flag_before_it_catalogs(tmp_path, flags, error):
+    """It catalogued the whole collection (12k images on a cluster) before the clean flag (or the CLIP weights it
+    names) was checked."""
     bad = subprocess.run([sys.executable, str(ROOT / "jobs" / "clean_data.py"), "--smoke-test", "--workdir",
-                          str(tmp_path / "run"), "--outlier-z", "-1"], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.startswith("clean_data.py: error: outlier_z=-1.0 is invalid"), bad.stderr
+                          str(tmp_path / "run"), *flags], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith(f"clean_data.py: error: {error}"), bad.stderr
     assert not (tmp_path / "run").exists() and "catalog" not in bad.stdout
 
 
