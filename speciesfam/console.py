@@ -194,6 +194,26 @@ def say(message: str) -> None:
     print(_INDENT[-1] + message, flush=True)
 
 
+PROGRESS_EVERY_S = 30.0  # seconds between a long stage's progress lines
+
+
+class Progress:
+    """A line every ``PROGRESS_EVERY_S`` while a long stage works (``catalog: 5000/12000 files read``): a
+    progress bar shows only in a terminal, and piped (batch jobs, ``ray job submit``, logs) the console said
+    nothing until the stage ended. ``add(n)`` counts ``n`` more done; the last count says nothing (the
+    stage's own summary line follows)."""
+
+    def __init__(self, what: str, total: int, done_text: str):
+        self.what, self.total, self.done_text, self.done = what, total, done_text, 0
+        self.said = time.monotonic()
+
+    def add(self, n: int = 1) -> None:
+        self.done += n
+        if time.monotonic() - self.said >= PROGRESS_EVERY_S and self.done < self.total:
+            say(f"{self.what}: {self.done}/{self.total} {self.done_text}")
+            self.said = time.monotonic()
+
+
 @contextlib.contextmanager
 def indented(prefix: str) -> Iterator[None]:
     """Lines said inside (a stage's own, its trials') start with ``prefix``: the demo nests each stage's lines

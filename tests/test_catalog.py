@@ -23,6 +23,17 @@ def test_every_row_has_a_status_and_nothing_is_lost(collection, tmp_path):
     assert "### duplicate (" in (tmp_path / "catalog.md").read_text()  # Not used lists every status but ok
 
 
+def test_a_piped_catalog_says_how_far_it_got(collection, monkeypatch, capsys):
+    """Piped (a batch job, `ray job submit`), the bar is off and a 12k-image catalog said nothing until it ended."""
+    from speciesfam import console
+
+    root, _ = collection
+    monkeypatch.setattr(console, "PROGRESS_EVERY_S", 0.0)  # a line after every file but the last
+    m = build_manifest(str(root))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"catalog: {i}/{len(m)} files read" for i in range(1, len(m))]
+
+
 def test_duplicates_never_cross_splits(collection):
     root, planted = collection
     m = build_manifest(str(root))

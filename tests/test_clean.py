@@ -51,14 +51,14 @@ def test_clean_accounts_for_every_row_and_reuses_embeddings(cleaned, tmp_path, c
 @pytest.mark.slow  # ~15 s; the default run goes through the Ray pipeline in the test above
 def test_ray_pipeline_and_plain_loop_give_the_same_embeddings(collection, tmp_path, ray_session, monkeypatch,
                                                                 capsys):
-    from speciesfam.data import clean
+    from speciesfam import console
 
     root, _ = collection
     manifest = run_catalog(str(root), str(tmp_path))
     rows = manifest[manifest["status"] == "ok"].head(12)
     cfg = CleanConfig(model="ViT-S-32", pretrained=None, batch_size=4)
     a = embed_plain(rows, cfg).set_index("path")
-    monkeypatch.setattr(clean, "PROGRESS_EVERY_S", 0.0)  # a progress line after every batch but the last
+    monkeypatch.setattr(console, "PROGRESS_EVERY_S", 0.0)  # a progress line after every batch but the last
     b = embed_with_ray(rows, cfg).set_index("path").loc[a.index]
     progress = [ln for ln in capsys.readouterr().out.splitlines() if ln.endswith("images embedded")]
     assert progress and progress[-1].startswith("clean: ") and all(f"/{len(rows)} " in ln for ln in progress)

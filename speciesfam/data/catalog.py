@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import layout, storage
 from ..config import CatalogConfig
+from ..console import Progress
 from ..errors import SourceError
 from ..markdown import cell
 from .images import DecodeError, probe, sniff
@@ -125,9 +126,15 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     verdict = df.loc[conflicted, ["status", "reason"]].copy()
     todo = df.index[df["status"].isna()].union(conflicted)
     with ThreadPoolExecutor(workers) as pool:
-        # a bar in a terminal; piped or logged (disable=None: no TTY) the stage's summary line says it all
-        infos = list(tqdm(pool.map(_inspect, df.loc[todo, "path"]), total=len(todo), desc="catalog", unit="file",
-                          disable=None))
+        # a bar in a terminal (disable=None: none without a TTY); piped or logged, a line every 30 s
+        bar = tqdm(pool.map(_inspect, df.loc[todo, "path"]), total=len(todo), desc="catalog", unit="file",
+                   disable=None)
+        progress = Progress("catalog", len(todo), "files read") if bar.disable else None
+        infos = []
+        for info in bar:
+            infos.append(info)
+            if progress:
+                progress.add()
     info = pd.DataFrame(infos, index=todo)
     for col in MANIFEST_COLUMNS:
         if col not in df.columns:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import layout, storage
-from ..console import quiet_stderr, say
+from ..console import Progress, quiet_stderr, say
 from ..config import CleanConfig
 from .catalog import follow_originals, load_manifest
 from .embedders import load_embedder, model_id
@@ -102,30 +102,20 @@ def embedding_dataset(rows: "pd.DataFrame", cfg: CleanConfig):
                           compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
 
 
-PROGRESS_EVERY_S = 30.0  # seconds between the embedding's progress lines
-
-
 def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
     """Embed ``rows`` (path, label, sha256) with the Ray Data pipeline; returns one row per input row."""
     from ..errors import SpeciesfamError
     from .embedders import LOAD_FAILED, fetch_pretrained
 
-    import time
-
     import pandas as pd
 
     fetch_pretrained(cfg)  # offline or a bad tag: one line now, not failing actors retried for a minute
     try:
-        # A line every PROGRESS_EVERY_S: Ray Data's bar shows only in a terminal; piped (batch jobs, logs) the
-        # console said nothing for the whole embedding.
-        frames, done, said = [], 0, time.monotonic()
+        frames, progress = [], Progress("clean", len(rows), "images embedded")
         with quiet_stderr("the embedding pipeline", python_too=False):  # Ray's C++ line about the actor pool
             for batch in embedding_dataset(rows, cfg).iter_batches(batch_format="pandas", batch_size=None):
                 frames.append(batch)
-                done += len(batch)
-                if time.monotonic() - said >= PROGRESS_EVERY_S and done < len(rows):
-                    say(f"clean: {done}/{len(rows)} images embedded")
-                    said = time.monotonic()
+                progress.add(len(batch))
         return pd.concat(frames, ignore_index=True)
     except Exception as err:  # the actors could not build the embedder (offline, bad tag): say so in one line
         reason = next((line for line in reversed(str(err).splitlines()) if LOAD_FAILED in line), None)
