@@ -19,7 +19,8 @@ def catalogued(collection, tmp_path_factory):
     return workdir, m
 
 
-def test_cache_holds_each_usable_image_once_decoded_like_training_did_and_is_reused(catalogued, ray_session):
+def test_cache_holds_each_usable_image_once_decoded_like_training_did_and_is_reused(catalogued, ray_session,
+                                                                                     capsys):
     from speciesfam import storage
     from speciesfam.data import image_cache
     from speciesfam.data.images import decode_rgb
@@ -27,6 +28,9 @@ def test_cache_holds_each_usable_image_once_decoded_like_training_did_and_is_reu
     workdir, m = catalogued
     ok = m[m["status"] == "ok"]
     uri = image_cache.build(str(workdir), m, 32)
+    n = ok["sha256"].nunique()  # the build is said (at 224 px on 12k images it takes minutes), the reuse is not
+    assert capsys.readouterr().out.splitlines() == [
+        f"tune: decoding {n} images once into the image cache (32 px), read by every trial"]
     images, rows = image_cache.load(uri)
     assert images.dtype == np.uint8 and images.shape == (ok["sha256"].nunique(), 32, 32, 3)
     for path, sha in zip(ok["path"], ok["sha256"]):
@@ -36,6 +40,7 @@ def test_cache_holds_each_usable_image_once_decoded_like_training_did_and_is_reu
     assert os.stat(os.path.join(uri, image_cache.IMAGES)).st_mtime_ns == stamp
     smaller = image_cache.build(str(workdir), m[m["label"] != "Felidae"], 32)  # a subset is covered too
     assert smaller == uri and os.stat(os.path.join(uri, image_cache.IMAGES)).st_mtime_ns == stamp
+    assert capsys.readouterr().out == ""
     other = image_cache.build(str(workdir), m, 48)  # another size: its own cache
     assert other != uri and image_cache.load(other)[0].shape[1:] == (48, 48, 3)
 

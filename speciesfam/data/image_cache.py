@@ -59,14 +59,19 @@ def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
         have = set(storage.read_table(storage.join(uri, INDEX))["sha256"])
         if set(rows["sha256"]) <= have:
             return uri
+    from ..console import Progress, say
+
     decode = ray.remote(num_cpus=1)(_decode_chunk)
     paths = rows["path"].tolist()
+    say(f"tune: decoding {len(paths)} images once into the image cache ({size} px), read by every trial")
+    progress = Progress("tune", len(paths), "images in the image cache")
     refs = [decode.remote(paths[i:i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, IMAGES)
         images = np.lib.format.open_memmap(local, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
         for i, ref in enumerate(refs):  # in order, so row k is paths[k]
             images[i * CHUNK:(i + 1) * CHUNK] = ray.get(ref)
+            progress.add(min(CHUNK, len(paths) - i * CHUNK))
         images.flush()
         del images
         fs, path = storage.filesystem(storage.join(uri, IMAGES))
