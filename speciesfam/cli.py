@@ -201,13 +201,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     m = evaluate(args.bundle, args.manifest, args.split, args.out)
     print(f"evaluate: {args.split} macro-F1 {m[f'{args.split}_macro_f1']:.3f}, accuracy "
           f"{m[f'{args.split}_accuracy']:.3f} on {m['images']} images ({m['kind']} bundle); reports in {m['out']}")
+    if m["unreadable"]:
+        print(f"evaluate: {m['unreadable']} {args.split} images could not be read and are not scored (their "
+              f"reasons: {os.path.join(m['out'], 'rows.csv')}); re-run `speciesfam catalog` on the images as they "
+              "are now", file=sys.stderr)
 
     run = os.path.dirname(os.path.abspath(args.bundle))  # a bundle inside a run folder: refresh its report
     if args.out is None and os.path.isdir(os.path.join(run, "stages")):
         from .report import write_report
 
         print(f"report: {write_report(run)}")
-    return 0
+    return 1 if m["unreadable"] else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -35,49 +35,84 @@ def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
     return ""
 
 
+def _refuse_out_in_bundle(out: str, bundle: str) -> None:
+    """An --out inside the bundle would overwrite its metrics.json: the bundle's checksums then fail."""
+    real_out, real_bundle = os.path.realpath(out), os.path.realpath(bundle)
+    if os.path.commonpath([real_out, real_bundle]) == real_bundle:
+        raise SpeciesfamError(f"--out {out} is inside the bundle {bundle}: evaluate's reports would change the "
+                              "bundle's files (predict then refuses it as damaged); choose a folder outside it")
+
+
 def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | None = None,
              batch_size: int = 64) -> dict[str, Any]:
     """Predict every usable row of ``split`` and write the reports; returns the summary metrics (those of
-    ``metrics.json``) and ``out``, the reports' folder."""
+    ``metrics.json``) and ``out``, the reports' folder. ``rows.csv`` gives each row of the split one status:
+    ``ok`` (scored, with the predicted family) or ``unreadable`` with the reason; the scores count the ok rows."""
     import pandas as pd
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     from .bundle import load_bundle
     from .data.catalog import load_manifest
-    from .data.images import read_rgb
-    from .data.tfdata import split_arrays
+    from .data.images import DecodeError, read_rgb
     from .train.metrics import classification_metrics
 
+    out = out or os.path.join(os.path.dirname(os.path.abspath(bundle)), f"eval_{split}")
+    if not storage.is_remote(out):
+        _refuse_out_in_bundle(out, bundle)
     manifest = load_manifest(manifest_uri, stage="speciesfam clean --workdir RUN")  # fails here, before the model loads
+    rows = manifest[(manifest["status"] == "ok") & (manifest["split"] == split)]
+    if not len(rows):
+        raise SpeciesfamError(f"{manifest_uri} has no usable rows in split {split!r}; splits: "
+                              f"{sorted(manifest['split'].dropna().unique())}")
     predictor = load_bundle(bundle)  # CNN or probe: raw RGB in, probabilities out
     labels = predictor.labels
-    unknown = sorted(set(manifest.loc[manifest["status"] == "ok", "label"]) - set(labels))
+    unknown = sorted(set(rows["label"]) - set(labels))
     if unknown:
-        raise SpeciesfamError(f"{manifest_uri} has families the bundle does not know: {unknown[:5]}; evaluate with "
-                         "the manifest the model was trained on")
+        raise SpeciesfamError(f"{manifest_uri}'s {split} split has families the bundle does not know: "
+                              f"{unknown[:5]}; evaluate with the manifest the model was trained on")
     warning = split_warning(predictor.config, manifest_uri)
     if warning:
         print(f"evaluate: warning: {warning}", file=sys.stderr)
-    paths, y = split_arrays(manifest, split, labels)
-    if not len(paths):
-        raise SpeciesfamError(f"{manifest_uri} has no usable rows in split {split!r}; splits: "
-                         f"{sorted(manifest['split'].dropna().unique())}")
-    probs = np.concatenate([  # decoded a batch at a time: full-size images are large
-        predictor.predict([read_rgb(p) for p in paths[i:i + batch_size]], batch_size)
-        for i in range(0, len(paths), batch_size)])
+    paths = rows["path"].to_numpy(dtype=str)
+    index = {lab: i for i, lab in enumerate(labels)}
+    probs, failed = [], {}
+    for start in range(0, len(paths), batch_size):  # decoded a batch at a time: full-size images are large
+        images = []
+        for k, path in enumerate(paths[start:start + batch_size], start):
+            try:
+                images.append(read_rgb(path))
+            except DecodeError as err:  # deleted, truncated or replaced since catalog: a row, not a crash
+                failed[k] = str(err)
+        if images:
+            probs.append(predictor.predict(images, batch_size))
+    ok = np.array([k not in failed for k in range(len(paths))], dtype=bool)
+    if not ok.any():
+        raise SpeciesfamError(f"none of the {len(paths)} {split} images of {manifest_uri} could be read (first: "
+                              f"{paths[0]}: {failed[0]}); re-run `speciesfam catalog` on the images as they are now")
+    probs = np.concatenate(probs)
+    y = rows["label"].map(index).to_numpy(dtype=np.int32)[ok]
     pred = probs.argmax(1)
     summary = classification_metrics(probs, y, len(labels))
     summary = {k.replace("val_", f"{split}_"): v for k, v in summary.items()} | {
-        "images": int(len(y)), "kind": predictor.kind, **({"warning": warning} if warning else {})}
+        "images": int(len(y)), "unreadable": len(failed), "kind": predictor.kind,
+        **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)
     per_class = pd.DataFrame({"family": labels, "precision": p, "recall": r, "f1": f, "support": s})
     cm = confusion_matrix(y, pred, labels=idx)
     pairs = [(labels[i], labels[j], int(cm[i, j])) for i in idx for j in idx if i != j and cm[i, j]]
     pairs = pd.DataFrame(sorted(pairs, key=lambda t: -t[2]), columns=["true", "predicted", "count"])
-    out = storage.local_dir(out or os.path.join(os.path.dirname(os.path.abspath(bundle)), f"eval_{split}"))
+    predicted = np.full(len(paths), None, dtype=object)
+    predicted[ok] = [labels[i] for i in pred]
+    probability = np.full(len(paths), np.nan)
+    probability[ok] = probs.max(1)
+    row_status = pd.DataFrame({"path": paths, "label": rows["label"].to_numpy(), "predicted": predicted,
+                               "probability": probability, "status": np.where(ok, "ok", "unreadable"),
+                               "reason": [failed.get(k, "") for k in range(len(paths))]})
+    out = storage.local_dir(out)
     storage.write_table(per_class, os.path.join(out, "per_class.csv"))
     storage.write_table(pairs, os.path.join(out, "confused_pairs.csv"))
+    storage.write_table(row_status, os.path.join(out, "rows.csv"))
     storage.write_text(os.path.join(out, "metrics.json"), json.dumps(summary, indent=1))
     plots.confusion(cm, labels, os.path.join(out, "confusion.png"))
     plots.per_class_f1(per_class, os.path.join(out, "per_class_f1.png"))

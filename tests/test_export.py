@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from speciesfam.errors import SpeciesfamError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -147,6 +149,45 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     again = evaluate(str(probe_bundle), str(rerun / "clean_manifest.parquet"), "test", str(tmp_path / "again"))
     assert "catalog stage ran again after this model was trained" in again["warning"]
     assert "warning" in json.loads((tmp_path / "again" / "metrics.json").read_text())
+
+
+def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_intact(probe_run, probe_bundle,
+                                                                                       tmp_path, capsys):
+    """A test image deleted or damaged after catalog ended `evaluate` with a traceback and no reports;
+    `--out BUNDLE` overwrote the bundle's metrics.json (predict then refused it); a family unknown to the bundle
+    in another split refused the whole evaluation."""
+    from speciesfam import cli
+    from speciesfam.bundle import load_bundle
+    from speciesfam.evaluate import evaluate
+
+    cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
+    test = cleaned[(cleaned["status"] == "ok") & (cleaned["split"] == "test")]
+    gone, broken = tmp_path / "gone.png", tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    messy = cleaned.copy()
+    messy.loc[test.index[0], "path"] = str(gone)
+    messy.loc[test.index[1], "path"] = str(broken)
+    extra = messy.loc[[test.index[2]]].assign(label="Canidae", split="val")  # a family the bundle never saw
+    pd.concat([messy, extra], ignore_index=True).to_parquet(tmp_path / "messy.parquet")
+
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "messy.parquet"),
+                     "--out", str(tmp_path / "eval")]) == 1  # scored, but not every row: like predict
+    err = capsys.readouterr().err
+    assert "evaluate: 2 test images could not be read and are not scored" in err and "Traceback" not in err
+    rows = pd.read_csv(tmp_path / "eval" / "rows.csv", keep_default_na=False)
+    assert len(rows) == len(test) and rows["status"].value_counts().to_dict() == {"ok": len(test) - 2,
+                                                                                  "unreadable": 2}
+    bad = rows[rows["status"] == "unreadable"].set_index("path")["reason"]
+    assert set(bad.index) == {str(gone), str(broken)} and (bad != "").all()
+    assert (rows.loc[rows["status"] == "ok", "predicted"] != "").all()
+    summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert summary["images"] == len(test) - 2 and summary["unreadable"] == 2
+
+    with pytest.raises(SpeciesfamError, match="inside the bundle"):
+        evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(probe_bundle))
+    with pytest.raises(SpeciesfamError, match="inside the bundle"):
+        evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(probe_bundle / "x"))
+    load_bundle(str(probe_bundle))  # unchanged: its checksums still hold
 
 
 def rewrite_checksums(bundle: Path) -> None:
