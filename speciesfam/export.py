@@ -24,6 +24,7 @@ from typing import Any
 from . import bundle as B
 from . import console, layout, stages, storage
 from .errors import SpeciesfamError, StageOrderError
+from .markdown import cell, visible
 from .report import versions
 from .tune.tracking import scored_trials
 
@@ -300,7 +301,8 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
              f"- kind: **{config['kind']}** ("
              + ("a Keras head on embeddings of the embedder below" if config["kind"] == "probe"
                 else "a Keras CNN on raw pixels") + ")",
-             f"- families ({len(labels)}): {', '.join(labels)}", f"- input: {config['input']}",
+             f"- families ({len(labels)}, exactly as written): {json.dumps(labels, ensure_ascii=False)}",
+             f"- input: {config['input']}",
              "- use: `speciesfam.bundle.load_bundle(PATH).predict(list_of_rgb_uint8_arrays)` -> probabilities, "
              "or `speciesfam predict PATH IMAGES...`", ""]
     if config["kind"] == "probe":
@@ -321,13 +323,13 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
     per_class = (metrics.get("checkpoint") or {}).get("per_class_f1") or {}
     if per_class:
         lines += ["", "| family | val F1 |", "|---|---:|"]
-        lines += [f"| {fam} | {f1:.3f} |" for fam, f1 in sorted(per_class.items(), key=lambda kv: kv[1])]
+        lines += [f"| {cell(fam)} | {f1:.3f} |" for fam, f1 in sorted(per_class.items(), key=lambda kv: kv[1])]
     lines.append("")
     catalog, clean = stages.load(workdir, "catalog"), stages.load(workdir, "clean")
     if catalog or clean:
         lines += ["## Data", ""]
         if catalog:
-            lines.append(f"- catalog of `{catalog['config'].get('source')}`: {catalog['summary'].get('rows')} rows, "
+            lines.append(f"- catalog of `{visible(catalog['config'].get('source'))}`: {catalog['summary'].get('rows')} rows, "
                          f"status {catalog['summary'].get('status')}")
         if clean:
             c = clean["config"]
