@@ -189,9 +189,10 @@ def _predict(args: argparse.Namespace) -> int:
             if "error" in r:
                 writer.writerow([r["path"], "", "", "", r["error"]])
     else:
+        from .predict import table_line
+
         for r in results:
-            top = "  ".join(f"{lab} {p:.3f}" for lab, p in r.get("top", []))
-            print(f"{r['path']}\t{top or 'ERROR: ' + r['error']}")
+            print(table_line(r))
     return 1 if any("error" in r for r in results) else 0
 
 

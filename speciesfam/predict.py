@@ -57,6 +57,16 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     return out
 
 
+def table_line(result: dict[str, Any]) -> str:
+    """``predict --format table``'s line for one file: its path, then each family with its probability (or the
+    error), tab-separated, names shown with ``markdown.visible`` (a newline or tab in a family or path kept
+    one file on one line, and the fields apart)."""
+    from .markdown import visible
+
+    fields = [f"{visible(lab)} {p:.3f}" for lab, p in result.get("top", [])] or [f"ERROR: {visible(result['error'])}"]
+    return "\t".join([visible(result["path"]), *fields])
+
+
 def check_top_k(top_k: int) -> None:
     if top_k < 1:
         raise SpeciesfamError(f"--top-k {top_k}: give 1 or more (the number of families listed per image)")
@@ -97,9 +107,10 @@ def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.Da
     from .data.sources import HIDDEN, is_hidden
 
     # every entry, broken links and unreadable files included: each gets its row (an error row if it cannot be
-    # read); hidden files (.DS_Store, ._IMG.jpg) are skipped with a reason, as catalog skips them. Links to
-    # files or folders already listed are not predicted twice: attrs["aliases"] counts them.
-    entries, aliases = storage.walk(source)
+    # read); hidden files (.DS_Store, ._IMG.jpg) are skipped with a reason, as catalog skips them. A link to a
+    # file is a row of its own, as in catalog; links to folders already listed are not walked twice (loops):
+    # attrs["aliases"] counts them.
+    entries, aliases = storage.walk(source, file_links=True)
     if not entries:
         raise SpeciesfamError(f"{source}: no files in it, nothing to predict; give a folder of images, a file, "
                               "or --manifest M")
@@ -126,6 +137,25 @@ def read_done(out: str) -> "pd.DataFrame":
         raise SpeciesfamError(f"{out} exists and is not a speciesfam predictions file (no 'path' and 'bundle_id' "
                               "columns); give another --out (predict would resume into it)")
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
+
+
+def check_resume(done: "pd.DataFrame", rows: "pd.DataFrame", out: str, bid: str) -> None:
+    """``out`` may be resumed only by the same bundle on the same input: another input's rows would stay in it
+    beside this one's (and rows of both with the same path would keep the other's label and split)."""
+    if len(done) and (done["bundle_id"] != bid).any():
+        raise SpeciesfamError(f"{out} holds predictions of another bundle (id {done['bundle_id'].iloc[0]}, this one "
+                              f"{bid}); give another --out or delete it")
+    other = sorted(set(done["path"]) - set(rows["path"]))
+    carried = [c for c in CARRIED if c in rows and c in done]
+    if not other and carried:
+        merged = done.drop_duplicates("path")[["path", *carried]].merge(
+            rows.drop_duplicates("path")[["path", *carried]], on="path", suffixes=("", "_now"))
+        other = [p for c in carried for p in merged.loc[merged[c].fillna("\0") != merged[f"{c}_now"].fillna("\0"),
+                                                           "path"]]
+    if other:
+        raise SpeciesfamError(f"{out} holds predictions of another input ({len(other)} rows, e.g. {other[0]!r}, are "
+                              "not this input's as given now); predict resumes only the same folder or manifest: "
+                              "give another --out or delete it")
 
 
 class PredictActor:
@@ -180,13 +210,11 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     config, bid = read_config(bundle), bundle_id(bundle)
     rows = input_rows(source, manifest)
     done = read_done(out)
-    if len(done) and (done["bundle_id"] != bid).any():
-        raise SpeciesfamError(f"{out} holds predictions of another bundle (id {done['bundle_id'].iloc[0]}, this one "
-                              f"{bid}); give another --out or delete it")
+    check_resume(done, rows, out, bid)
     todo = rows[~rows["path"].isin(set(done["path"]))].reset_index(drop=True)
     links = rows.attrs.get("aliases", 0)
     print(f"predict: {len(rows)} rows, {len(rows) - len(todo)} already in {out}, {len(todo)} to predict"
-          + (f" ({links} links to files or folders already listed: not predicted again)" if links else ""))
+          + (f" ({links} links to folders already listed: not walked again)" if links else ""))
     parts = out + ".parts"
     if len(todo):
         init_ray()

@@ -103,12 +103,17 @@ def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, 
     (folder / "notes.txt").write_text("not an image")
     (folder / "Felidae" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     (folder / "Felidae" / "gone.jpg").symlink_to(folder / "deleted.jpg")  # a broken link
+    first = sorted((folder / "Ranidae").iterdir())[0]
+    (folder / "Ranidae" / "alias.jpg").symlink_to(first.name)  # a link to a file listed: a row of its own
+    (folder / "again").symlink_to("Ranidae")  # a link to a folder listed: not walked twice (counted)
     hidden = folder / "Felidae" / ".thumb.jpg"  # a real image, but hidden: skipped with a reason, as catalog does
     shutil.copyfile(sorted(Path(collection_root, "Felidae").glob("*.jpg"))[0], hidden)
-    files = sorted(str(p) for p in folder.rglob("*") if p.is_file() or p.is_symlink())
+    files = sorted(str(p) for p in folder.rglob("*") if (p.is_file() or p.is_symlink()) and "again" not in p.parts)
     out = tmp_path / "predictions.parquet"
     rc = main(["predict", str(bundle), str(folder), "--out", str(out), "--top-k", "2", "--batch-size", "8"])
-    assert rc == 1 and f"wrote {out}: {len(files)} rows" in capsys.readouterr().out  # 1: some rows failed
+    said = capsys.readouterr().out
+    assert rc == 1 and f"wrote {out}: {len(files)} rows" in said  # 1: some rows failed
+    assert "(1 links to folders already listed: not walked again)" in said
     table = pd.read_parquet(out)
     assert sorted(table["path"]) == files and table["path"].is_unique  # every file, once
     bad = table[table["error"] != ""]

@@ -56,6 +56,35 @@ def test_predict_refuses_an_empty_folder_and_an_output_that_is_not_its_own(tmp_p
             read_done(str(tmp_path / name))
 
 
+def test_predict_resumes_only_the_same_input_into_its_output():
+    """A second `predict --manifest OTHER --out P` "resumed" into P: the first input's rows stayed beside the new
+    ones, and rows of both kept the first manifest's label and split."""
+    import pandas as pd
+
+    from speciesfam.predict import check_resume
+
+    done = pd.DataFrame({"path": ["/a.png", "/b.png"], "label": ["Felidae", "Ranidae"], "bundle_id": "x"})
+    same = pd.DataFrame({"path": ["/a.png", "/b.png", "/c.png"], "label": ["Felidae", "Ranidae", "Felidae"]})
+    check_resume(done, same, "p.parquet", "x")  # a killed run of the same input: resumed
+    check_resume(done.iloc[:0], same, "p.parquet", "x")  # nothing done yet
+    with pytest.raises(SpeciesfamError, match="another bundle"):
+        check_resume(done, same, "p.parquet", "y")
+    with pytest.raises(SpeciesfamError, match=r"another input \(1 rows, e.g. '/b.png'"):
+        check_resume(done, same.iloc[[0, 2]], "p.parquet", "x")
+    with pytest.raises(SpeciesfamError, match=r"another input \(1 rows, e.g. '/b.png'"):
+        check_resume(done, same.assign(label=["Felidae", " Ranidae", "Felidae"]), "p.parquet", "x")
+
+
+def test_predict_table_keeps_a_file_on_one_line_and_its_families_apart():
+    """A family with a newline printed one file on two lines; families were two spaces apart, as were the
+    words of a family such as '  spaced  '."""
+    from speciesfam.predict import table_line
+
+    line = table_line({"path": "/x/a\nb.png", "top": [("line1\nline2", 0.5), ("  spaced  ", 0.25)]})
+    assert line.split("\t") == ["/x/a\\nb.png", "line1\\nline2 0.500", "  spaced   0.250"]
+    assert table_line({"path": "/x/c.png", "error": "cannot read\tfile"}) == "/x/c.png\tERROR: cannot read\\tfile"
+
+
 def test_a_damaged_table_is_named_in_one_line(tmp_path):
     from speciesfam import storage
 
