@@ -322,6 +322,11 @@ def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
     head = stages.COMMAND.get(stage, f"speciesfam {stage} --workdir RUN").replace("KIND", str(kind or "KIND"))
     head = head.replace("SOURCE", shlex.quote(str(conf.pop("source", "SOURCE"))))
     head = head.replace("--workdir RUN", f"--workdir {shlex.quote(workdir)}")
+    if stage == "export":  # the trial it was given, and a bundle folder other than RUN/bundle
+        default_out = os.path.join(workdir, layout.BUNDLE)
+        flags = [f"--trial {shlex.quote(str(conf['trial']))}"] if conf.get("trial") else []
+        flags += [f"--out {shlex.quote(conf['out'])}"] if conf.get("out") not in (None, default_out) else []
+        return " ".join([head, *flags])
     if klass is None:
         return head
     smoke = bool(conf.pop("smoke_test", False)) and klass is cfgmod.TuneConfig
@@ -330,7 +335,10 @@ def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
         if stage == "tune" and kind else {}  # flags this search does not read (the command would name them)
     flags = ["--smoke-test"] if smoke else []
     for f in config_fields(klass):
-        if f.name not in conf or f.name in unread or conf[f.name] == getattr(base, f.name):
+        defaults = [getattr(base, f.name)]
+        if f.name == "grace_period" and defaults == [None]:  # recorded as the grace in force, the default's too
+            defaults.append(cfgmod.TuneConfig(max_epochs=conf.get("max_epochs", base.max_epochs)).grace)
+        if f.name not in conf or f.name in unread or conf[f.name] in defaults:
             continue
         value, flag = conf[f.name], flag_of(f, conf[f.name])
         if isinstance(value, bool):
@@ -355,8 +363,13 @@ def versions() -> list[tuple[str, str]]:
 def reproduce(workdir: str, records: dict) -> dict:
     if not storage.is_remote(workdir):  # commands that work from any folder, whatever `report` was given
         workdir = os.path.abspath(workdir)
+    runs = []
+    for s, rec in records.items():  # the searches before the last on the same catalog and clean runs first
+        runs += [(s, {"config": e["config"], "finished_at": e.get("finished_at")})
+                 for e in list((rec.get("searches") or {}).values())[:-1]]
+        runs.append((s, rec))
     steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"),
               "run_id": r.get("run_id"),
               "config": json.dumps(r.get("config", {}), indent=1, sort_keys=True, default=str)}
-             for s, r in records.items()]
+             for s, r in runs]
     return {"steps": steps, "versions": versions(), "workdir": workdir}

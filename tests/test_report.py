@@ -354,3 +354,38 @@ def test_the_reproduce_command_parses_back_to_the_same_settings():
     line = command("catalog", {"config": {**asdict(catalog), "source": "/data/my images"}})
     args = parsed(line)
     assert args.source == "/data/my images" and config_from_args(CatalogConfig, args) == catalog, line
+
+
+def test_how_to_reproduce_lists_every_search_on_the_run_and_the_export_as_given(tmp_path):
+    """Only the last search was listed (the bundle may come from an earlier one, e.g. the probe search before a
+    CNN search), and the export line dropped --trial and --out."""
+    import pandas as pd
+
+    from speciesfam import stages
+    from speciesfam.config import TuneConfig
+    from speciesfam.report import reproduce
+    from speciesfam.tune.search import record_search
+
+    run = str(tmp_path)
+    stages.finish(run, "catalog", config={"source": "/data/images"})
+    stages.finish(run, "clean", config={})
+    table = pd.DataFrame({"trial_id": ["t1"], "status": ["ok"], "best_val_macro_f1": [0.5], "best_epoch": [1],
+                          "seconds": [1.0]})
+    record_search(run, TuneConfig(kind="probe", num_samples=5), "probe", table)
+    record_search(run, TuneConfig(kind="scratch", num_samples=3, name="cnn"), "cnn", table)
+    record_search(run, TuneConfig(kind="probe", num_samples=7), "probe", table)  # the same name again: once
+    stages.finish(run, "export", config={"trial": "t1", "out": "/srv/bundles/b1"})
+    def commands() -> list[str]:
+        records = {s: stages.load(run, s) for s in ("catalog", "clean", "tune", "export")}
+        return [st["command"] for st in reproduce(run, {s: r for s, r in records.items() if r})["steps"]]
+
+
+    assert commands() == [f"speciesfam catalog /data/images --workdir {run}", f"speciesfam clean --workdir {run}",
+                        f"speciesfam tune scratch --workdir {run} --num-samples 3 --name cnn",
+                        f"speciesfam tune probe --workdir {run} --num-samples 7",
+                        f"speciesfam export --workdir {run} --trial t1 --out /srv/bundles/b1"], commands()
+
+    stages.finish(run, "clean", config={})  # clean ran again: the searches before it are not on this run's splits
+    record_search(run, TuneConfig(kind="probe"), "probe", table)
+    assert [c for c in commands() if " tune " in c] == [
+        f"speciesfam tune probe --workdir {run}"]

@@ -302,7 +302,14 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
                    "best_epoch": int(best["best_epoch"]) if pd.notna(best["best_epoch"]) else None}
                   if best is not None else {})}
     settings = {**asdict(cfg), "grace_period": cfg.grace}  # the grace period in force, default or given
-    stages.finish(workdir, "tune", config=settings, summary=summary)  # None too: --weights none differs from imagenet
+    # Every search on these catalog and clean runs, by name (the report's reproduce commands; the bundle may
+    # come from any of them), the last one also as the record's own config.
+    on_these = stages.upstream_ids(workdir, "tune")
+    earlier = (stages.load(workdir, "tune") or {}).get("searches") or {}
+    searches = {n: s for n, s in earlier.items() if n != name and s.get("built_from") == on_these}
+    searches[name] = {"config": settings, "built_from": on_these, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    stages.finish(workdir, "tune", config=settings, summary=summary,  # None too: --weights none differs
+                  searches=searches)
 
 
 def check_some_trial_trained(table) -> None:
