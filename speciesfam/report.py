@@ -80,7 +80,10 @@ def _section(fn: Callable, workdir: str, records: dict) -> dict[str, Any]:
     try:
         return fn(workdir, records) or {"missing": True}
     except Exception as err:  # noqa: BLE001 -- one broken section must not hide the others
-        logger.warning("report section %s failed:\n%s", fn.__name__, traceback.format_exc())
+        # one line on the console (a damaged file is not the tool's bug); the traceback in the stage's log
+        logger.warning("report: the %s section could not be rendered (%s: %s); the page says so", fn.__name__,
+                       type(err).__name__, err)
+        logger.info("report section %s failed:\n%s", fn.__name__, traceback.format_exc())
         return {"error": f"{type(err).__name__}: {err}"}
 
 
@@ -300,6 +303,13 @@ def best_model(workdir: str, records: dict) -> dict | None:
     bundle = layout.path(workdir, layout.BUNDLE)
     config = _read_json(storage.join(bundle, "config.json"))
     if config is None:
+        trials = layout.path(workdir, layout.TRIALS)
+        if storage.exists(trials):
+            from .tune.tracking import scored_trials
+
+            if _safe(lambda: len(scored_trials(storage.read_table(trials)))) == 0:  # export would refuse: say why
+                return {"missing": True, "why": "Nothing to export yet: no trial of the searches on this run "
+                                                "trained and scored (see the search above)."}
         return None
     metrics = _read_json(storage.join(bundle, "metrics.json")) or {}
     card_uri = storage.join(bundle, "MODEL_CARD.md")

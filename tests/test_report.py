@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from conftest import Tee, pickle_by_value
 
-from speciesfam import console, layout, stages
+from speciesfam import cli, console, layout, stages
 from speciesfam.report import render, write_report
 
 CHROMIUM = "/usr/bin/chromium"
@@ -146,7 +146,7 @@ def test_report_holds_the_main_numbers_inline(run):
     assert "http://" not in html and "https://" not in html
 
 
-def test_report_of_a_partial_or_damaged_run_still_renders(tmp_path, collection):
+def test_report_of_a_partial_or_damaged_run_still_renders(tmp_path, collection, capsys):
     from speciesfam.data.catalog import run_catalog
 
     empty = tmp_path / "empty"
@@ -159,11 +159,23 @@ def test_report_of_a_partial_or_damaged_run_still_renders(tmp_path, collection):
     assert "could not be rendered: ValueError: trials.csv lacks column(s)" in html
     assert "Not run yet: <code>speciesfam clean" in html
     assert f"{len(pd.read_parquet(tmp_path / 'cat' / layout.MANIFEST))} rows" in html
+    # the console gets one line, not a traceback (a damaged file is not a bug of the tool)
+    assert cli.main(["report", "--workdir", str(tmp_path / "cat")]) == 0
+    err = capsys.readouterr().err
+    assert "report: the search section could not be rendered (ValueError: trials.csv lacks" in err
+    assert "Traceback" not in err
+    # a search whose trials all failed: the best-model section says why there is nothing to export (it said
+    # "Not run yet: speciesfam export", which then fails)
+    pd.DataFrame({"trial_id": ["a"], "status": ["failed"], "best_val_macro_f1": [None], "seconds": [0.0],
+                  "kind": ["probe"],
+                  "trial_path": [str(tmp_path)], "config": ["{}"]}).to_csv(tmp_path / "cat" / layout.TRIALS,
+                                                                         index=False)
+    html = render(str(tmp_path / "cat"))
+    assert "Nothing to export yet: no trial of the searches on this run trained and scored" in html
+    assert "Not run yet: <code>speciesfam export" not in html
 
 
 def test_cli_report_and_verbose_anywhere(run, capsys, monkeypatch):
-    from speciesfam import cli
-
     monkeypatch.delenv(console.VERBOSE_ENV, raising=False)
     workdir, _ = run
     assert cli.main(["report", "--workdir", str(workdir), "--verbose"]) == 0
