@@ -19,12 +19,17 @@ def _missing(value: Any) -> bool:
 
 
 def number(value: Any, digits: int = 3) -> str:
-    """A number for people: ints as ints, floats to ``digits`` decimals, missing as an en dash."""
+    """A number for people: ints as ints, floats to ``digits`` decimals (``digits`` significant ones when that
+    would show none, or when the number is huge), missing as an en dash."""
     if _missing(value):
         return "–"
-    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+    if not isinstance(value, float):
+        return str(value)
+    if value.is_integer() and 1 <= abs(value) < 1e15:
         return str(int(value))
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    if value != 0 and not 10 ** (1 - digits) <= abs(value) < 1e15:  # a learning rate 3e-4 read 0.000; 1e30: 31 digits
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}f}"
 
 
 def trial_line(index: int, total: int | None, trial_id: str, model: str, epochs: int | None, f1: float | None,

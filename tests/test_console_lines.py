@@ -216,3 +216,10 @@ def test_a_stage_log_holds_each_framework_record_once(tmp_path):
         logging.getLogger("ray.data").critical("a Ray Data warning")
     text = open(path).read()
     assert text.count("Wrote the latest version") == 1 and text.count("a Ray Data warning") == 1, text
+
+
+def test_numbers_for_people_keep_small_and_huge_values_readable():
+    """The report showed a learning rate of 3e-4 as 0.000 and one of 1e30 as 31 digits."""
+    assert [lines.number(v) for v in (0.0003, 0.0015, 1e-05, 1e30, 0.8, 0.0, 3.0, 12, None, float("nan"))] == [
+        "0.0003", "0.0015", "1e-05", "1e+30", "0.800", "0.000", "3", "12", "–", "–"]
+
