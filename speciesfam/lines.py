@@ -27,7 +27,7 @@ def number(value: Any, digits: int = 3) -> str:
         return str(value)
     if value.is_integer() and 1 <= abs(value) < 1e15:
         return str(int(value))
-    if value != 0 and not 10 ** (1 - digits) <= abs(value) < 1e15:  # a learning rate 3e-4 read 0.000; 1e30: 31 digits
+    if value != 0 and not 10 ** (1 - digits) <= abs(value) < 1e15:  # 3e-4 read 0.000; 1e30, 31 digits
         return f"{value:.{digits}g}"
     return f"{value:.{digits}f}"
 

@@ -12,6 +12,7 @@ statuses ``data/sources.py`` gives before any file is read (``invalid``, ``confl
 from __future__ import annotations
 
 import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -242,8 +243,9 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
     if alike:
         lines += ["", "## Labels that look alike", "", "Kept as separate families (labels are used exactly as "
                   "written); fix the source if they are one family:", ""]
-        lines += ["- " + ", ".join(f"`{cell(lab)}`" if lab.strip() else repr(lab) for lab in group)
-                  for group in alike[:NOT_USED_SHOWN]]
+        # as JSON strings with non-ASCII escaped: what tells them apart shows (surrounding spaces, a composed
+        # 'é' against 'e' + an accent, a real newline against a backslash and an 'n', a backtick)
+        lines += ["- " + ", ".join(f"`` {json.dumps(lab)} ``" for lab in group) for group in alike[:NOT_USED_SHOWN]]
     not_used = manifest[manifest["status"] != layout.OK]  # duplicates too, as the report shows them
     if len(not_used):
         lines += ["", "## Not used", "", f"{len(not_used)} rows; the first {NOT_USED_SHOWN} of each status are "
