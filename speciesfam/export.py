@@ -184,6 +184,9 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
     """
     if out is None and storage.is_remote(workdir):
         raise SpeciesfamError(f"workdir {workdir} is in object storage; a bundle is written to local disk: give --out DIR")
+    if not storage.is_remote(workdir) and not storage.exists(workdir):  # mistyped: say so, not "no trials.csv"
+        raise SpeciesfamError(f"--workdir {workdir} does not exist; give the run folder of `speciesfam catalog`, "
+                              "`clean` and `tune`")
     row, reason = choose_trial(workdir, trial_id)
     out = out or layout.path(workdir, layout.BUNDLE)
     if storage.is_remote(out):

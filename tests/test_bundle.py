@@ -237,6 +237,8 @@ def test_export_never_replaces_a_folder_that_is_not_a_bundle(cnn_bundle, tmp_pat
     (tmp_path / "file").write_text("x")
     with pytest.raises(SpeciesfamError, match="is a file"):
         export_bundle(str(workdir), out=str(tmp_path / "file"))
+    with pytest.raises(SpeciesfamError, match="--workdir .*nowhere does not exist"):  # said "no trials.csv"
+        export_bundle(str(tmp_path / "nowhere"), out=str(tmp_path / "b"))
     (tmp_path / "empty").mkdir()  # an empty folder the user made for it is fine
     assert export_bundle(str(workdir), out=str(tmp_path / "empty")) == str(tmp_path / "empty")
 
