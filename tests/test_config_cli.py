@@ -135,7 +135,7 @@ def test_flags_overlay_only_what_was_given():
     # a mistyped run folder: catalog comes first (it said "run clean first", which would fail in turn)
     (["tune", "probe", "--workdir", "w"], "holds no catalogued run (manifest.parquet not found). Run `speciesfam "
                                           "catalog SOURCE --workdir"),
-    (["export", "--workdir", "w"], "trials.csv does not exist. Run `speciesfam tune"),
+    (["export", "--workdir", "w"], "does not exist; give the run folder of `speciesfam catalog`"),
     (["report", "--workdir", "w"], "does not exist; give a run folder"),
     (["predict", "b", "a.jpg", "--top-k", "0"], "--top-k 0: give 1 or more"),
 ])
