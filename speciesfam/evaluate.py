@@ -19,6 +19,9 @@ from . import plots, storage
 from .errors import SpeciesfamError
 
 
+REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "confusion.png", "per_class_f1.png")
+
+
 def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
     """Why the manifest's splits may not be the ones the bundle was trained on ('' when they are, or when
     unknown: a manifest outside a run folder, a bundle exported before this was recorded)."""
@@ -52,6 +55,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     from .bundle import load_bundle
+    from .predict import bundle_id
     from .data.catalog import load_manifest
     from .data.images import DecodeError, read_rgb
     from .train.metrics import classification_metrics
@@ -86,15 +90,24 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
         if images:
             probs.append(predictor.predict(images, batch_size))
     ok = np.array([k not in failed for k in range(len(paths))], dtype=bool)
-    if not ok.any():
+    rows_csv = pd.DataFrame({"path": paths, "label": rows["label"].to_numpy(), "predicted": None,
+                             "probability": np.nan, "status": np.where(ok, "ok", "unreadable"),
+                             "reason": [failed.get(k, "") for k in range(len(paths))]})
+    out = storage.local_dir(out)
+    if not ok.any():  # the reasons kept; an earlier evaluation's scores there would pass for this one's
+        for name in REPORTS:
+            if os.path.exists(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+        storage.write_table(rows_csv, os.path.join(out, "rows.csv"))
         raise SpeciesfamError(f"none of the {len(paths)} {split} images of {manifest_uri} could be read (first: "
-                              f"{paths[0]}: {failed[0]}); re-run `speciesfam catalog` on the images as they are now")
+                              f"{paths[0]}: {failed[0]}; all in {os.path.join(out, 'rows.csv')}); re-run `speciesfam "
+                              "catalog` on the images as they are now")
     probs = np.concatenate(probs)
     y = rows["label"].map(index).to_numpy(dtype=np.int32)[ok]
     pred = probs.argmax(1)
     summary = classification_metrics(probs, y, len(labels))
     summary = {k.replace("val_", f"{split}_"): v for k, v in summary.items()} | {
-        "images": int(len(y)), "unreadable": len(failed), "kind": predictor.kind,
+        "images": int(len(y)), "unreadable": len(failed), "kind": predictor.kind, "bundle_id": bundle_id(bundle),
         **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)
@@ -102,17 +115,11 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
     cm = confusion_matrix(y, pred, labels=idx)
     pairs = [(labels[i], labels[j], int(cm[i, j])) for i in idx for j in idx if i != j and cm[i, j]]
     pairs = pd.DataFrame(sorted(pairs, key=lambda t: -t[2]), columns=["true", "predicted", "count"])
-    predicted = np.full(len(paths), None, dtype=object)
-    predicted[ok] = [labels[i] for i in pred]
-    probability = np.full(len(paths), np.nan)
-    probability[ok] = probs.max(1)
-    row_status = pd.DataFrame({"path": paths, "label": rows["label"].to_numpy(), "predicted": predicted,
-                               "probability": probability, "status": np.where(ok, "ok", "unreadable"),
-                               "reason": [failed.get(k, "") for k in range(len(paths))]})
-    out = storage.local_dir(out)
+    rows_csv.loc[ok, "predicted"] = [labels[i] for i in pred]
+    rows_csv.loc[ok, "probability"] = probs.max(1)
     storage.write_table(per_class, os.path.join(out, "per_class.csv"))
     storage.write_table(pairs, os.path.join(out, "confused_pairs.csv"))
-    storage.write_table(row_status, os.path.join(out, "rows.csv"))
+    storage.write_table(rows_csv, os.path.join(out, "rows.csv"))
     storage.write_text(os.path.join(out, "metrics.json"), json.dumps(summary, indent=1))
     plots.confusion(cm, labels, os.path.join(out, "confusion.png"))
     plots.per_class_f1(per_class, os.path.join(out, "per_class_f1.png"))

@@ -25,6 +25,7 @@ def number(value: Any, digits: int = 3) -> str:
         return "–"
     if not isinstance(value, float):
         return str(value)
+    value += 0.0  # -0.0 reads 0.000
     if value.is_integer() and 1 <= abs(value) < 1e15:
         return str(int(value))
     if value != 0 and not 10 ** (1 - digits) <= abs(value) < 1e15:  # 3e-4 read 0.000; 1e30, 31 digits

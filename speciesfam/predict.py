@@ -139,22 +139,41 @@ def read_done(out: str) -> "pd.DataFrame":
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
 
 
+def key_columns(rows: "pd.DataFrame") -> list[str]:
+    """What identifies an input row: its path and the manifest columns carried to the output."""
+    return ["path", *(c for c in CARRIED if c in rows.columns)]
+
+
+def row_keys(df: "pd.DataFrame", columns: list[str]) -> "pd.Series":
+    """One key per row: its ``columns`` (path and the carried label/split) and which repeat of them it is, so a
+    manifest that lists a path twice (two labels, or the same one) has two rows to predict and to resume."""
+    import json
+
+    import pandas as pd
+
+    values = [df[c] if c in df.columns else pd.Series(None, index=df.index, dtype=object) for c in columns]
+    base = pd.Series([json.dumps([None if v is None or v != v else str(v) for v in row]) for row in zip(*values)],
+                     index=df.index, dtype=object)
+    return base + "#" + base.groupby(base).cumcount().astype(str)
+
+
+def to_predict(rows: "pd.DataFrame", done: "pd.DataFrame") -> "pd.DataFrame":
+    """The input rows not predicted yet (``done``: what the output and its parts hold), repeats counted."""
+    columns = key_columns(rows)
+    return rows[~row_keys(rows, columns).isin(set(row_keys(done, columns)))].reset_index(drop=True)
+
+
 def check_resume(done: "pd.DataFrame", rows: "pd.DataFrame", out: str, bid: str) -> None:
     """``out`` may be resumed only by the same bundle on the same input: another input's rows would stay in it
     beside this one's (and rows of both with the same path would keep the other's label and split)."""
     if len(done) and (done["bundle_id"] != bid).any():
         raise SpeciesfamError(f"{out} holds predictions of another bundle (id {done['bundle_id'].iloc[0]}, this one "
                               f"{bid}); give another --out or delete it")
-    other = sorted(set(done["path"]) - set(rows["path"]))
-    carried = [c for c in CARRIED if c in rows and c in done]
-    if not other and carried:
-        merged = done.drop_duplicates("path")[["path", *carried]].merge(
-            rows.drop_duplicates("path")[["path", *carried]], on="path", suffixes=("", "_now"))
-        other = [p for c in carried for p in merged.loc[merged[c].fillna("\0") != merged[f"{c}_now"].fillna("\0"),
-                                                           "path"]]
-    if other:
-        raise SpeciesfamError(f"{out} holds predictions of another input ({len(other)} rows, e.g. {other[0]!r}, are "
-                              "not this input's as given now); predict resumes only the same folder or manifest: "
+    columns = key_columns(rows)
+    other = done.loc[~row_keys(done, columns).isin(set(row_keys(rows, columns))), "path"]
+    if len(other):
+        raise SpeciesfamError(f"{out} holds predictions of another input ({len(other)} rows, e.g. {other.iloc[0]!r}, "
+                              "are not this input's as given now); predict resumes only the same folder or manifest: "
                               "give another --out or delete it")
 
 
@@ -211,7 +230,8 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     rows = input_rows(source, manifest)
     done = read_done(out)
     check_resume(done, rows, out, bid)
-    todo = rows[~rows["path"].isin(set(done["path"]))].reset_index(drop=True)
+    columns = key_columns(rows)
+    todo = to_predict(rows, done)
     links = rows.attrs.get("aliases", 0)
     print(f"predict: {len(rows)} rows, {len(rows) - len(todo)} already in {out}, {len(todo)} to predict"
           + (f" ({links} links to folders already listed: not walked again)" if links else ""))
@@ -251,14 +271,15 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
             if buffer:
                 flush()
     table = read_done(out)
-    table = table.drop_duplicates("path", keep="first") if rows["path"].is_unique else table
+    keys, wanted = row_keys(table, columns), row_keys(rows, columns)
+    table = table[keys.isin(set(wanted))]  # a row found twice (in the output and a part a kill left) once
     storage.write_table(table, out)
     if storage.exists(parts):
         fs, path = storage.filesystem(parts)
         fs.delete_dir(path)
-    missing = set(rows["path"]) - set(table["path"])
-    if missing:  # every input row must be accounted for; a gap is a bug, not a result
-        raise RuntimeError(f"predict: {len(missing)} input rows have no output row, e.g. {sorted(missing)[:3]}")
+    missing = rows.loc[~wanted.isin(set(keys)), "path"]
+    if len(missing):  # every input row must be accounted for; a gap is a bug, not a result
+        raise RuntimeError(f"predict: {len(missing)} input rows have no output row, e.g. {missing.tolist()[:3]}")
     errors = int((table["error"] != "").sum())
     print(f"predict: wrote {out}: {len(table)} rows, {errors} with an error (see its 'error' column)")
     return table

@@ -55,6 +55,7 @@ def render(workdir: str) -> str:
 
     env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = number
+    env.filters["sh"] = shlex.quote  # a path in a command the page shows
     template = env.from_string((resources.files("speciesfam") / "templates" / "report.html.j2").read_text("utf-8"))
     records = {s: _safe(lambda s=s: stages.load(workdir, s)) for s in ("catalog", "clean", "tune", "export")}
     records = {s: r for s, r in records.items() if isinstance(r, dict)}
@@ -263,8 +264,9 @@ def _read_json(uri: str) -> Any:
     return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
 
 
-def _evaluation(workdir: str) -> dict | None:
-    """The newest ``eval_*`` folder of the run (``speciesfam evaluate`` writes it beside the bundle)."""
+def _evaluation(workdir: str, bundle_id: str | None) -> dict | None:
+    """The run's ``eval_*`` folder of this bundle (``speciesfam evaluate`` writes it beside the bundle), the test
+    split's first; one of a bundle exported before this one is not shown as this one's."""
     import numpy as np
 
     if storage.is_remote(workdir):
@@ -272,7 +274,8 @@ def _evaluation(workdir: str) -> dict | None:
     found = []
     for split in layout.SPLITS[::-1]:  # test first: the unbiased one
         folder = storage.join(workdir, f"eval_{split}")
-        if storage.exists(storage.join(folder, "per_class.csv")):
+        of = (_read_json(storage.join(folder, "metrics.json")) or {}).get("bundle_id")
+        if storage.exists(storage.join(folder, "per_class.csv")) and of in (None, bundle_id):
             found.append((split, folder))
     if not found:
         return None
@@ -311,11 +314,14 @@ def best_model(workdir: str, records: dict) -> dict | None:
                 return {"missing": True, "why": "Nothing to export yet: no trial of the searches on this run "
                                                 "trained and scored (see the search above)."}
         return None
+    from .predict import bundle_id
+
     metrics = _read_json(storage.join(bundle, "metrics.json")) or {}
     card_uri = storage.join(bundle, "MODEL_CARD.md")
     val_f1 = (metrics.get("checkpoint") or {}).get("per_class_f1") or {}
     return {"config": config, "metrics": {k: v for k, v in metrics.items() if not isinstance(v, dict)},
-            "val_per_class": sorted(val_f1.items(), key=lambda kv: kv[1]), "eval": _evaluation(workdir),
+            "val_per_class": sorted(val_f1.items(), key=lambda kv: kv[1]),
+            "eval": _evaluation(workdir, _safe(lambda: bundle_id(bundle))),
             "card": storage.read_bytes(card_uri).decode("utf-8") if storage.exists(card_uri) else None,
             "path": bundle}
 

@@ -200,6 +200,18 @@ def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_
     assert (rows.loc[rows["status"] == "ok", "predicted"] != "").all()
     summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert summary["images"] == len(test) - 2 and summary["unreadable"] == 2
+    from speciesfam.predict import bundle_id
+
+    assert summary["bundle_id"] == bundle_id(str(probe_bundle))  # the report shows it for this bundle only
+
+    # nothing readable: refused, the reasons kept, and the earlier evaluation's scores there removed (they
+    # would pass for this one's)
+    messy.loc[messy["split"] == "test", "path"] = str(gone)
+    messy.to_parquet(tmp_path / "none.parquet")
+    with pytest.raises(SpeciesfamError, match=f"none of the {len(test)} test images .* could be read"):
+        evaluate(str(probe_bundle), str(tmp_path / "none.parquet"), "test", str(tmp_path / "eval"))
+    assert pd.read_csv(tmp_path / "eval" / "rows.csv")["status"].eq("unreadable").sum() == len(test)
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["rows.csv"]
 
     with pytest.raises(SpeciesfamError, match="inside the bundle"):
         evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(probe_bundle))

@@ -75,6 +75,22 @@ def test_predict_resumes_only_the_same_input_into_its_output():
         check_resume(done, same.assign(label=["Felidae", " Ranidae", "Felidae"]), "p.parquet", "x")
 
 
+def test_predict_resume_counts_a_path_listed_twice_as_two_rows():
+    """A manifest listing each path twice (two labels) resumed after a kill skipped every copy of a path once
+    one copy was done: rows were lost and predict exited 0."""
+    import pandas as pd
+
+    from speciesfam.predict import check_resume, to_predict
+
+    rows = pd.DataFrame({"path": ["/a", "/b", "/a", "/b", "/a"], "label": ["A", "A", "B", "B", "A"]})
+    done = rows.iloc[[0, 3]].assign(bundle_id="x")  # the first /a as A, the /b as B
+    check_resume(done, rows, "p.parquet", "x")
+    assert to_predict(rows, done)[["path", "label"]].values.tolist() == [["/b", "A"], ["/a", "B"], ["/a", "A"]]
+    assert len(to_predict(rows, rows.assign(bundle_id="x"))) == 0
+    with pytest.raises(SpeciesfamError, match="another input"):  # more copies done than the input lists
+        check_resume(pd.concat([rows.iloc[[1, 1]]]).assign(bundle_id="x"), rows, "p.parquet", "x")
+
+
 def test_predict_table_keeps_a_file_on_one_line_and_its_families_apart():
     """A family with a newline printed one file on two lines; families were two spaces apart, as were the
     words of a family such as '  spaced  '."""

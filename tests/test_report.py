@@ -401,3 +401,26 @@ def test_how_to_reproduce_lists_every_search_on_the_run_and_the_export_as_given(
     record_search(run, TuneConfig(kind="probe"), "probe", table)
     assert [c for c in commands() if " tune " in c] == [
         f"speciesfam tune probe --workdir {run}"]
+
+
+def test_an_evaluation_of_an_earlier_bundle_is_not_shown_as_this_ones(tmp_path):
+    """RUN/eval_test/ was shown under whatever bundle RUN/bundle now holds (a new export since, or a failed
+    evaluation leaving the older scores)."""
+    from speciesfam.bundle import checksums
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"kind": "cnn", "model": "m", "labels": ["A", "B"],
+                                                    "image_size": 32}))
+    (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
+    from speciesfam.predict import bundle_id
+
+    evaluation = tmp_path / "eval_test"
+    evaluation.mkdir()
+    pd.DataFrame({"family": ["A", "B"], "precision": [1.0, 0.5], "recall": [0.5, 1.0], "f1": [0.667, 0.667],
+                  "support": [2, 1]}).to_csv(evaluation / "per_class.csv", index=False)
+    pd.DataFrame(columns=["true", "predicted", "count"]).to_csv(evaluation / "confused_pairs.csv", index=False)
+    for of, shown in ((bundle_id(str(bundle)), True), ("0123456789abcdef", False), (None, True)):
+        (evaluation / "metrics.json").write_text(json.dumps({"test_macro_f1": 0.667, "bundle_id": of}))
+        assert ("Evaluation on the test split" in render(str(tmp_path))) is shown, of
+
