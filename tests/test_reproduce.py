@@ -1,0 +1,95 @@
+"""The report's "How to reproduce": each stage's command as it ran (every search on the run, the export as
+given), shell-quoted, parsing back through the CLI to the same settings."""
+
+from __future__ import annotations
+
+
+def test_the_reproduce_command_keeps_weights_none_and_leaves_out_flags_the_kind_does_not_read():
+    """stages/tune.json dropped None values, so `--weights none` (what --smoke-test sets) was missing from the
+    command and a re-run would fetch ImageNet weights; flags of other kinds would be named as ignored."""
+    from dataclasses import asdict
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.report import command
+
+    transfer = command("tune", {"config": asdict(TuneConfig(kind="transfer", weights=None))})
+    assert transfer == "speciesfam tune transfer --workdir RUN --weights none", transfer
+    smoke = command("tune", {"config": asdict(TuneConfig.smoke(kind="transfer"))})
+    assert smoke == "speciesfam tune transfer --workdir RUN --smoke-test", smoke  # --smoke-test sets weights none
+    scratch = command("tune", {"config": asdict(TuneConfig.smoke(kind="scratch", weights="x.h5", image_size=32))})
+    assert scratch == "speciesfam tune scratch --workdir RUN --smoke-test --image-size 32", scratch
+    probe = command("tune", {"config": asdict(TuneConfig(kind="probe", image_size=96, precision="float32"))})
+    assert probe == "speciesfam tune probe --workdir RUN --precision float32", probe
+    fifo = command("tune", {"config": {**asdict(TuneConfig(kind="probe", scheduler="fifo")), "grace_period": 3}})
+    assert fifo == "speciesfam tune probe --workdir RUN --scheduler fifo", fifo
+
+
+def test_the_reproduce_command_parses_back_to_the_same_settings():
+    """The report's command must re-run the stage as it ran: every flag by its real name (``--time-budget``, not
+    the field's name), ``--extra`` included, values with spaces or quotes shell-quoted, and settings that differ
+    from ``--smoke-test``'s (``--weights imagenet`` after it) kept."""
+    import shlex
+    from dataclasses import asdict
+
+    from speciesfam import cli
+    from speciesfam.config import CatalogConfig, CleanConfig, TuneConfig
+    from speciesfam.flags import config_from_args
+    from speciesfam.report import command
+
+    def parsed(line: str):
+        argv = shlex.split(line)
+        assert argv[0] == "speciesfam"
+        return cli.build_parser().parse_args(argv[1:])
+
+    runs = [TuneConfig.smoke(kind="transfer", weights="imagenet", name="my search", time_budget_s=600.0,
+                             extra={"batch_size": 32, "note": "it's \"x\""}, image_cache=False),
+            TuneConfig(kind="probe", scheduler="fifo", storage_path="/mnt/shared runs/tune", seed=7),
+            TuneConfig(kind="scratch", grace_period=2, max_epochs=4, space="search_spaces.scratch")]
+    for cfg in runs:
+        line = command("tune", {"config": asdict(cfg)}, workdir="/tmp/a run")
+        args = parsed(line)
+        assert args.workdir == "/tmp/a run" and args.kind == cfg.kind, line
+        assert cli.tune_config(args) == cfg, line
+
+    clean = CleanConfig.smoke(batch_size=4, outlier_z=3.5)
+    args = parsed(command("clean", {"config": asdict(clean)}))
+    assert cli.clean_config(args) == clean
+    catalog = CatalogConfig(seed=3, group_split=True)
+    line = command("catalog", {"config": {**asdict(catalog), "source": "/data/my images"}})
+    args = parsed(line)
+    assert args.source == "/data/my images" and config_from_args(CatalogConfig, args) == catalog, line
+
+
+def test_how_to_reproduce_lists_every_search_on_the_run_and_the_export_as_given(tmp_path):
+    """Only the last search was listed (the bundle may come from an earlier one, e.g. the probe search before a
+    CNN search), and the export line dropped --trial and --out."""
+    import pandas as pd
+
+    from speciesfam import stages
+    from speciesfam.config import TuneConfig
+    from speciesfam.report import reproduce
+    from speciesfam.tune.search import record_search
+
+    run = str(tmp_path)
+    stages.finish(run, "catalog", config={"source": "/data/images"})
+    stages.finish(run, "clean", config={})
+    table = pd.DataFrame({"trial_id": ["t1"], "status": ["ok"], "best_val_macro_f1": [0.5], "best_epoch": [1],
+                          "seconds": [1.0]})
+    record_search(run, TuneConfig(kind="probe", num_samples=5), "probe", table)
+    record_search(run, TuneConfig(kind="scratch", num_samples=3, name="cnn"), "cnn", table)
+    record_search(run, TuneConfig(kind="probe", num_samples=7), "probe", table)  # the same name again: once
+    stages.finish(run, "export", config={"trial": "t1", "out": "/srv/bundles/b1"})
+    def commands() -> list[str]:
+        records = {s: stages.load(run, s) for s in ("catalog", "clean", "tune", "export")}
+        return [st["command"] for st in reproduce(run, {s: r for s, r in records.items() if r})["steps"]]
+
+
+    assert commands() == [f"speciesfam catalog /data/images --workdir {run}", f"speciesfam clean --workdir {run}",
+                        f"speciesfam tune scratch --workdir {run} --num-samples 3 --name cnn",
+                        f"speciesfam tune probe --workdir {run} --num-samples 7",
+                        f"speciesfam export --workdir {run} --trial t1 --out /srv/bundles/b1"], commands()
+
+    stages.finish(run, "clean", config={})  # clean ran again: the searches before it are not on this run's splits
+    record_search(run, TuneConfig(kind="probe"), "probe", table)
+    assert [c for c in commands() if " tune " in c] == [
+        f"speciesfam tune probe --workdir {run}"]
