@@ -59,6 +59,14 @@ def checksums(folder: str) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def bundle_id(bundle: str) -> str:
+    """A short id of a bundle's exact files (the sha256 of its checksums.json): predictions and evaluations
+    name the bundle they came from. Call it after ``read_config`` has checked the files against that
+    checksums.json (it hashes every file)."""
+    with open(os.path.join(bundle, CHECKSUMS), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
 def read_config(path: str) -> dict[str, Any]:
     """The bundle's config after checking that every file is present and unchanged since export.
 

@@ -54,8 +54,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
     import pandas as pd
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    from .bundle import load_bundle
-    from .predict import bundle_id
+    from .bundle import bundle_id, load_bundle
     from .data.catalog import load_manifest
     from .data.images import DecodeError, read_rgb
     from .train.metrics import classification_metrics

@@ -14,7 +14,6 @@ stopped: rows whose path is already in the output or its parts are skipped.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -70,15 +69,6 @@ def table_line(result: dict[str, Any]) -> str:
 def check_top_k(top_k: int) -> None:
     if top_k < 1:
         raise SpeciesfamError(f"--top-k {top_k}: give 1 or more (the number of families listed per image)")
-
-
-def bundle_id(bundle: str) -> str:
-    """A short id of a bundle's exact files (the sha256 of its checksums.json). Call it after
-    ``bundle.read_config`` has checked the files against that checksums.json (it hashes every file)."""
-    from .bundle import CHECKSUMS
-
-    with open(os.path.join(bundle, CHECKSUMS), "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
 def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.DataFrame":
@@ -220,7 +210,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     import pyarrow as pa
     import ray
 
-    from .bundle import read_config
+    from .bundle import bundle_id, read_config
     from .data.clean import decode_batch
     from .raycluster import actor_pool, check_shared, init_ray
 

@@ -200,7 +200,7 @@ def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_
     assert (rows.loc[rows["status"] == "ok", "predicted"] != "").all()
     summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert summary["images"] == len(test) - 2 and summary["unreadable"] == 2
-    from speciesfam.predict import bundle_id
+    from speciesfam.bundle import bundle_id
 
     assert summary["bundle_id"] == bundle_id(str(probe_bundle))  # the report shows it for this bundle only
 

@@ -322,7 +322,7 @@ def test_an_evaluation_of_an_earlier_bundle_is_not_shown_as_this_ones(tmp_path):
     (bundle / "config.json").write_text(json.dumps({"kind": "cnn", "model": "m", "labels": ["A", "B"],
                                                     "image_size": 32}))
     (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
-    from speciesfam.predict import bundle_id
+    from speciesfam.bundle import bundle_id
 
     evaluation = tmp_path / "eval_test"
     evaluation.mkdir()
