@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 import uuid
 from typing import Any
 
@@ -214,7 +213,7 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                                 "val_split": row.get("val_split"),
                                 # the catalog and clean runs whose splits it trained on (evaluate checks them)
                                 "trained_on": ((stages.load(workdir, "tune") or {}).get("built_from") or {})},
-                      "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": dict(versions())}
+                      "exported_at": stages.timestamp(), "versions": dict(versions())}
             metrics = {k: row.get(k) for k in (layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds")}
             if os.path.exists(os.path.join(ckpt, "metrics.json")):  # the checkpoint's own epoch, per family
                 with open(os.path.join(ckpt, "metrics.json")) as f:

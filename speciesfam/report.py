@@ -274,15 +274,15 @@ def _evaluation(workdir: str, bundle_id: str | None) -> dict | None:
     found = []
     for split in layout.SPLITS[::-1]:  # test first: the unbiased one
         folder = storage.join(workdir, f"eval_{split}")
-        of = (_read_json(storage.join(folder, "metrics.json")) or {}).get("bundle_id")
-        if storage.exists(storage.join(folder, "per_class.csv")) and of in (None, bundle_id):
-            found.append((split, folder))
+        metrics = _read_json(storage.join(folder, "metrics.json")) or {}
+        if storage.exists(storage.join(folder, "per_class.csv")) and metrics.get("bundle_id") in (None, bundle_id):
+            found.append((split, folder, metrics))
     if not found:
         return None
-    split, folder = found[0]
+    split, folder, metrics = found[0]
     per_class = storage.read_table(storage.join(folder, "per_class.csv"))
     pairs = storage.read_table(storage.join(folder, "confused_pairs.csv"))
-    out = {"split": split, "metrics": _read_json(storage.join(folder, "metrics.json")) or {},
+    out = {"split": split, "metrics": metrics,
            "per_class": per_class.sort_values("f1").to_dict("records"), "confusion": None}
     if len(pairs):
         # The most-confused families; the diagonal comes back from recall x support (per_class.csv).
@@ -314,7 +314,7 @@ def best_model(workdir: str, records: dict) -> dict | None:
                 return {"missing": True, "why": "Nothing to export yet: no trial of the searches on this run "
                                                 "trained and scored (see the search above)."}
         return None
-    from .predict import bundle_id
+    from .bundle import bundle_id
 
     metrics = _read_json(storage.join(bundle, "metrics.json")) or {}
     card_uri = storage.join(bundle, "MODEL_CARD.md")

@@ -46,6 +46,11 @@ def table(workdir: str, name: str):
     return storage.read_table(uri) if storage.exists(uri) else None
 
 
+def timestamp() -> str:
+    """When a stage (or a search) finished, as its record says it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 def upstream_ids(workdir: str, stage: str) -> dict[str, str]:
     """The run ids of the records ``stage`` reads now (catalog's and clean's for tune)."""
     recs = {up: load(workdir, up) for up in UPSTREAM.get(stage, ())}
@@ -56,7 +61,7 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
            summary: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """Write ``stage``'s record (a new run id, the upstream run ids it read, config, summary, and ``extra``
     fields); returns it."""
-    rec = {"stage": stage, "run_id": uuid.uuid4().hex, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    rec = {"stage": stage, "run_id": uuid.uuid4().hex, "finished_at": timestamp(),
            "built_from": upstream_ids(workdir, stage), "config": config or {}, "summary": summary or {}, **extra}
     storage.write_text(record_uri(workdir, stage), json.dumps(rec, indent=1, default=str, sort_keys=True))
     return rec

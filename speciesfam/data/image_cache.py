@@ -70,8 +70,9 @@ def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
         local = os.path.join(tmp, IMAGES)
         images = np.lib.format.open_memmap(local, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
         for i, ref in enumerate(refs):  # in order, so row k is paths[k]
-            images[i * CHUNK:(i + 1) * CHUNK] = ray.get(ref)
-            progress.add(min(CHUNK, len(paths) - i * CHUNK))
+            chunk = ray.get(ref)
+            images[i * CHUNK:i * CHUNK + len(chunk)] = chunk
+            progress.add(len(chunk))
         images.flush()
         del images
         fs, path = storage.filesystem(storage.join(uri, IMAGES))

@@ -307,7 +307,7 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
     on_these = stages.upstream_ids(workdir, "tune")
     earlier = (stages.load(workdir, "tune") or {}).get("searches") or {}
     searches = {n: s for n, s in earlier.items() if n != name and s.get("built_from") == on_these}
-    searches[name] = {"config": settings, "built_from": on_these, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    searches[name] = {"config": settings, "built_from": on_these, "finished_at": stages.timestamp()}
     stages.finish(workdir, "tune", config=settings, summary=summary,  # None too: --weights none differs
                   searches=searches)
 
