@@ -53,6 +53,9 @@ def test_searcher_scheduler_wiring_survives_failed_and_nan_trials(searcher, sche
     # the trial's own exception, not Ray's "ray::ImplicitFunc.train() (pid=...)" wrapper
     assert (table.loc[kinds == "raise", "error"] == "RuntimeError: toy trial crashed").all()
     assert (table.loc[kinds != "raise", "status"] == "ok").all()
+    # a trial that failed before reporting took an unknown time, not 0 s (the report shows "—")
+    assert table.loc[kinds == "raise", "seconds"].isna().all()
+    assert (table.loc[kinds != "raise", "seconds"] > 0).all()
     good = table[kinds == "ok"]
     assert good["best_val_macro_f1"].notna().all()
     if scheduler == "asha" and len(good) >= 3:

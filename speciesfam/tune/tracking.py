@@ -121,7 +121,9 @@ def _best_epoch(r) -> dict[str, Any]:
     # the trial's own epoch count: a resumed probe trial restarts its epochs while Tune's iterations go on
     counter = next((c for c in ("epoch", "training_iteration") if c in hist and hist[c].notna().any()), None)
     best["epochs_run"] = int(hist[counter].dropna().iloc[-1]) if counter else 0
-    best["seconds"] = float(hist["time_total_s"].max()) if "time_total_s" in hist else 0.0
+    # None (unknown), not 0.0, for a trial that reported nothing: a failed trial took time too
+    seconds = hist["time_total_s"].max() if "time_total_s" in hist else None
+    best["seconds"] = float(seconds) if seconds is not None and seconds == seconds else None
     return best
 
 
