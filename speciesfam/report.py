@@ -30,6 +30,7 @@ THUMB_PX = 96  # gallery thumbnails: small enough that a few hundred keep the pa
 MAX_GALLERY = 48  # images per gallery; the CSV beside the report has every row
 MAX_ROWS = 200  # rows of a plain table (skipped files, ...)
 MAX_CONFUSED = 10  # families in the confusion matrix: the most-confused ones
+SECTION_OF = {"catalog": "collection", "clean": "cleaning", "tune": "search", "export": "model"}  # stage -> section
 VERSION_PACKAGES = ("speciesfam", "ray", "tensorflow", "keras", "torch", "open_clip_torch", "scikit-learn", "numpy",
                     "pandas", "pyarrow", "optuna", "cleanlab")
 
@@ -57,12 +58,18 @@ def render(workdir: str) -> str:
     env.filters["num"] = number
     env.filters["sh"] = shlex.quote  # a path in a command the page shows
     template = env.from_string((resources.files("speciesfam") / "templates" / "report.html.j2").read_text("utf-8"))
-    records = {s: _safe(lambda s=s: stages.load(workdir, s)) for s in ("catalog", "clean", "tune", "export")}
-    records = {s: r for s, r in records.items() if isinstance(r, dict)}
+    loaded = {s: _safe(lambda s=s: stages.load(workdir, s)) for s in SECTION_OF}
+    records = {s: r for s, r in loaded.items() if isinstance(r, dict)}
     sections = {name: _section(fn, workdir, records) for name, fn in (
         ("collection", collection), ("cleaning", cleaning), ("search", search), ("model", best_model),
         ("reproduce", reproduce))}
-    for name, stage in (("cleaning", "clean"), ("search", "tune"), ("model", "export")):
+    for stage, err in loaded.items():  # a damaged record is said, never shown as "not run yet"
+        if isinstance(err, Exception):
+            logger.warning("report: %s", err)
+            sections[SECTION_OF[stage]] = {"error": str(err)}
+    for stage, name in SECTION_OF.items():
+        if not stages.UPSTREAM[stage] or any(isinstance(loaded[up], Exception) for up in stages.UPSTREAM[stage]):
+            continue  # nothing upstream, or an upstream record damaged (said above): freshness unknown
         stale = _safe(lambda stage=stage: stages.check_fresh(workdir, stage))  # an error: built from an older run
         if isinstance(stale, stages.StageOrderError) and stage in records and not sections[name].get("missing"):
             sections[name]["stale"] = str(stale)  # shown, marked: never mixed silently with the newer stages

@@ -30,9 +30,30 @@ def record_uri(workdir: str, stage: str) -> str:
 
 
 def load(workdir: str, stage: str) -> dict[str, Any] | None:
-    """The stage's record, or None when the stage has not run (or ran before records existed)."""
+    """The stage's record, or None when the stage has not run (or ran before records existed).
+
+    Raises:
+        StageOrderError: the record is damaged (not a JSON record: a disk filled up, a hand edit), naming the
+            file and the command that rewrites it; a damaged record never reads as "not run".
+    """
     uri = record_uri(workdir, stage)
-    return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
+    if not storage.exists(uri):
+        return None
+    try:
+        rec = json.loads(storage.read_bytes(uri))
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError both are
+        rec = err
+    if not isinstance(rec, dict) or not isinstance(rec.get("run_id"), str):
+        why = f"not JSON: {rec}" if isinstance(rec, Exception) else "no run_id"
+        raise StageOrderError(f"{uri} is damaged ({why}); run `{COMMAND[stage].replace('RUN', workdir)}` again "
+                              f"to rewrite it")
+    return rec
+
+
+def check_upstream(workdir: str, stage: str) -> None:
+    """Read the records ``stage`` will be built from now, so a damaged one stops the stage before its work, not
+    when it writes its own record at the end (raises ``load``'s StageOrderError)."""
+    upstream_ids(workdir, stage)
 
 
 def summary(workdir: str, stage: str) -> dict[str, Any]:

@@ -33,6 +33,25 @@ def test_no_successful_trial_is_a_failed_search():
         check_some_trial_trained(table.assign(status=["error", "ok"], best_val_macro_f1=[None, float("nan")]))
 
 
+@pytest.mark.parametrize("damage", [b"{\"stage\": \"catalog\", \"run_", b"\xff\xfe", b"[]"])
+def test_a_damaged_stage_record_is_said_not_read_as_not_run(collection, tmp_path, capsys, damage):
+    """A truncated or overwritten RUN/stages/catalog.json (a full disk, a hand edit) named with the command that
+    rewrites it; it read as "no catalog recorded" and the next stage went on without its freshness check."""
+    from speciesfam.data.catalog import run_catalog
+
+    run_catalog(str(collection[0]), str(tmp_path))
+    (tmp_path / layout.STAGES / "catalog.json").write_bytes(damage)
+    assert cli.main(["clean", "--workdir", str(tmp_path), "--pretrained", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "stages/catalog.json is damaged" in err and f"run `speciesfam catalog SOURCE --workdir {tmp_path}`" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / layout.EMBEDDINGS).exists()  # said before the work, not after it
+    from speciesfam.report import render
+
+    html = render(str(tmp_path))
+    assert "could not be rendered: " in html and "catalog.json is damaged" in html
+
+
 def test_a_probe_search_on_a_catalogued_run_asks_for_clean(catalogued, capsys):
     assert cli.main(["tune", "probe", "--workdir", str(catalogued)]) == 2
     assert "clean_manifest.parquet does not exist: a probe search trains on" in capsys.readouterr().err

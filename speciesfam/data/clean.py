@@ -293,8 +293,11 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
 
     Returns the cleaned manifest: every catalog row; outliers (and label issues with ``drop_label_issues``)
     get status ``removed``, dropped near-duplicates status ``duplicate``, each with a ``reason``."""
+    from .. import stages
+
     cfg = cfg or CleanConfig()
     cfg.validate()
+    stages.check_upstream(workdir, "clean")
     manifest = load_manifest(layout.path(workdir, layout.MANIFEST))
     ok = manifest[manifest["status"] == layout.OK]
     emb = cached_embeddings(workdir, ok, cfg).reset_index(drop=True)
@@ -345,8 +348,6 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
               f"them all; see clean.md (raise --near-duplicate-threshold, or re-run catalog with larger fractions)")
     storage.write_text(layout.path(workdir, layout.CLEAN_MD), clean_report(manifest, cleaned, table, issues, pairs,
                                                                            cfg, summary))
-    from .. import stages
-
     stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg), "near_duplicate_threshold": cfg.near_threshold}, summary=summary)
     return cleaned
 

@@ -15,10 +15,10 @@ import os
 import time
 from typing import Any, Iterator
 
-from .. import console, layout, lines, storage
+from .. import console, layout, lines, stages, storage
 from ..config import TuneConfig
 from ..data.catalog import load_manifest
-from ..errors import ConfigError, SearchFailedError, SpeciesfamError
+from ..errors import ConfigError, SearchFailedError, SpeciesfamError, StageOrderError
 from ..registry import SCHEDULERS, SEARCHERS
 from .record import check_record, check_resumable, write_record
 from .space import load_space
@@ -63,9 +63,6 @@ def _check_imagenet_reachable(host: str = "storage.googleapis.com") -> None:
 def training_manifest(workdir: str, kind: str = "scratch") -> str:
     """RUN/clean_manifest.parquet if the clean stage ran, else RUN/manifest.parquet (not for probe searches:
     they train on the clean stage's embeddings)."""
-    from .. import stages
-    from ..errors import StageOrderError
-
     cleaned = layout.path(workdir, layout.CLEAN_MANIFEST)
     if storage.exists(cleaned):
         stages.check_fresh(workdir, "clean")  # a re-run catalog makes the cleaned manifest stale
@@ -153,6 +150,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     if cfg.kind == "transfer" and cfg.weights == "imagenet" and address is None and not os.environ.get("RAY_ADDRESS"):
         _check_imagenet_reachable()  # local runs only: on a cluster the workers download, not this machine
     manifest_uri = training_manifest(workdir, cfg.kind)
+    stages.check_upstream(workdir, "tune")
     manifest = load_manifest(manifest_uri)
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
     if len(labels) < 2:
@@ -291,7 +289,6 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
 
     import pandas as pd
 
-    from .. import stages
     from .tracking import scored_trials
 
     ok = scored_trials(table)
@@ -305,7 +302,11 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
     # Every search on these catalog and clean runs, by name (the report's reproduce commands; the bundle may
     # come from any of them), the last one also as the record's own config.
     on_these = stages.upstream_ids(workdir, "tune")
-    earlier = (stages.load(workdir, "tune") or {}).get("searches") or {}
+    try:
+        earlier = (stages.load(workdir, "tune") or {}).get("searches") or {}
+    except StageOrderError as err:  # a damaged tune record: rewritten with this search
+        console.say(f"tune: warning: {err}; it now records this search only")
+        earlier = {}
     searches = {n: s for n, s in earlier.items() if n != name and s.get("built_from") == on_these}
     searches[name] = {"config": settings, "built_from": on_these, "finished_at": stages.timestamp()}
     stages.finish(workdir, "tune", config=settings, summary=summary,  # None too: --weights none differs
