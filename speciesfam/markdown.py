@@ -3,14 +3,22 @@ Markdown table cell (catalog.md, clean.md, trials.md)."""
 
 from __future__ import annotations
 
+import re
+
+# What Markdown would read as markup inside a table cell: a backslash (it escapes what follows), the cell's '|',
+# emphasis, code, raw HTML, links, strikethrough, entities; '_' only at a word's edge ('img_001.jpg' stays as it is).
+_MARKUP = re.compile(r"[\\|*`<>\[\]~&]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+
 
 def visible(value: object) -> str:
-    """``value`` as text with its control characters shown as escapes (a newline as ``\\n``, a tab as ``\\t``,
-    a zero-width space as ``\\u200b``), so a name stays on its line and shows what it holds; None/NaN empty."""
+    """``value`` as text with its control characters shown as Python's string escapes (a newline as ``\\n``, a
+    tab as ``\\t``, a zero-width space as ``\\u200b``) and a backslash as ``\\\\``, so a name stays on its line,
+    shows what it holds, and a name holding a backslash and an 'n' never reads as one holding a newline; None/NaN
+    empty."""
     text = "" if value is None or value != value else str(value)
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "".join(c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in text)
 
 
 def cell(value: object) -> str:
-    """``value`` as one Markdown table cell: ``visible`` text with '|' escaped."""
-    return visible(value).replace("|", "\\|")
+    """``value`` as one Markdown table cell that renders as ``visible(value)``: markup characters escaped."""
+    return _MARKUP.sub(lambda m: "\\" + m.group(0), visible(value))

@@ -1,0 +1,36 @@
+"""A name from the data reads the same in a rendered Markdown report as in the console: nothing in it becomes
+markup (emphasis, raw HTML, links, a second cell), and every character it holds is shown."""
+
+import html
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from speciesfam.markdown import cell, visible
+
+MARKUP = "\\|*_`<>[]()~&#!:;-. a1\n\t\u200b"
+
+
+def rendered_cell(text: str) -> str:
+    """The one cell of a one-row GFM table holding ``text``, as a renderer shows it (CommonMark + tables)."""
+    import markdown_it
+
+    out = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(f"| h |\n|---|\n| {text} |\n")
+    cells = re.findall(r"<td>(.*?)</td>", out, re.S)
+    assert len(cells) == 1, out  # one cell, whatever '|' the name holds
+    return html.unescape(cells[0])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=30) | st.text(alphabet=MARKUP, max_size=20))
+def test_a_name_renders_as_its_visible_text(name):
+    assert rendered_cell(cell(name)) == visible(name).strip(" ")  # a table cell drops its edges' spaces
+
+
+def test_look_alike_names_stay_apart():
+    """A newline and a backslash followed by 'n' (or a zero-width space) read differently everywhere."""
+    assert visible("a\nb") == "a\\nb" and visible("a\\nb") == "a\\\\nb" and visible("Rani\u200bdae") == "Rani\\u200bdae"
+    assert len({rendered_cell(cell(n)) for n in ("a\nb", "a\\nb", "a\\\\nb", "anb")}) == 4
+    assert rendered_cell(cell("_Felidae_ <b>x</b> [a](b) a|b")) == "_Felidae_ <b>x</b> [a](b) a|b"
+    assert cell("img_001.jpg") == "img_001.jpg"  # file names stay readable as plain text too
