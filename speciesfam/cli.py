@@ -76,8 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="macro-F1, per-class report and confusion plots of a bundle on a split")
     ev.add_argument("bundle", help="bundle folder (`speciesfam export`)")
-    ev.add_argument("--manifest", required=True, help="e.g. RUN/clean_manifest.parquet")
-    ev.add_argument("--split", default="test", choices=["train", "val", "test"], help="default: test")
+    ev.add_argument("--manifest", required=True, help="RUN/clean_manifest.parquet (or RUN/manifest.parquet), or a "
+                    "new labelled set: CSV or Parquet with path and label columns (and split, to score one)")
+    ev.add_argument("--split", default="test", help="the rows to score (default: test; a labelled set without a "
+                    "split column is scored whole)")
     ev.add_argument("--out", default=None, help="report folder (default: eval_SPLIT beside the bundle)")
 
     d = sub.add_parser("demo", help="every stage on the bundled demo data (offline, 3-8 minutes on 2 CPUs)")
@@ -197,22 +199,23 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from .evaluate import NOT_SCORED, evaluate
 
     m = evaluate(args.bundle, args.manifest, args.split, args.out)
     print(f"evaluate: {args.split} macro-F1 {m[f'{args.split}_macro_f1']:.3f}, accuracy "
           f"{m[f'{args.split}_accuracy']:.3f} on {m['images']} images ({m['kind']} bundle); reports in {m['out']}")
-    if m["unreadable"]:
-        print(f"evaluate: {m['unreadable']} {args.split} images could not be read and are not scored (their "
-              f"reasons: {os.path.join(m['out'], 'rows.csv')}); re-run `speciesfam catalog` on the images as they "
-              "are now", file=sys.stderr)
+    left_out = {status: m[status] for status in NOT_SCORED if m[status]}
+    if left_out:
+        print(f"evaluate: {sum(left_out.values())} {args.split} images are not scored ("
+              f"{', '.join(f'{n} {s}' for s, n in left_out.items())}; each row's reason: "
+              f"{os.path.join(m['out'], 'rows.csv')})", file=sys.stderr)
 
     run = os.path.dirname(os.path.abspath(args.bundle))  # a bundle inside a run folder: refresh its report
     if args.out is None and os.path.isdir(os.path.join(run, "stages")):
         from .report import write_report
 
         print(f"report: {write_report(run)}")
-    return 1 if m["unreadable"] else 0
+    return 1 if left_out else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

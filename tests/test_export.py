@@ -191,7 +191,7 @@ def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "messy.parquet"),
                      "--out", str(tmp_path / "eval")]) == 1  # scored, but not every row: like predict
     err = capsys.readouterr().err
-    assert "evaluate: 2 test images could not be read and are not scored" in err and "Traceback" not in err
+    assert "evaluate: 2 test images are not scored (2 unreadable; each row's reason: " in err and "Traceback" not in err
     rows = pd.read_csv(tmp_path / "eval" / "rows.csv", keep_default_na=False)
     assert len(rows) == len(test) and rows["status"].value_counts().to_dict() == {"ok": len(test) - 2,
                                                                                   "unreadable": 2}
@@ -208,7 +208,8 @@ def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_
     # would pass for this one's)
     messy.loc[messy["split"] == "test", "path"] = str(gone)
     messy.to_parquet(tmp_path / "none.parquet")
-    with pytest.raises(SpeciesfamError, match=f"none of the {len(test)} test images .* could be read"):
+    with pytest.raises(SpeciesfamError, match=f"none of the {len(test)} test images .* could be scored "
+                                              f"\\({len(test)} unreadable; first: {gone}: "):
         evaluate(str(probe_bundle), str(tmp_path / "none.parquet"), "test", str(tmp_path / "eval"))
     assert pd.read_csv(tmp_path / "eval" / "rows.csv")["status"].eq("unreadable").sum() == len(test)
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["rows.csv"]
@@ -218,6 +219,50 @@ def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_
     with pytest.raises(SpeciesfamError, match="inside the bundle"):
         evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(probe_bundle / "x"))
     load_bundle(str(probe_bundle))  # unchanged: its checksums still hold
+
+
+def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run, probe_bundle, tmp_path, capsys):
+    """A labelled CSV of new images (path, label; no catalog run): every row scored or given its status and
+    reason, families the model was not trained on left out and said, the labels compared as written."""
+    from speciesfam import cli
+
+    cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
+    usable = cleaned[cleaned["status"] == "ok"].head(6)
+    (tmp_path / "new").mkdir()
+    for i, p in enumerate(usable["path"]):  # relative paths, against the CSV's folder
+        shutil.copy(p, tmp_path / "new" / f"{i}{Path(p).suffix}")
+    known = [f"new/{i}{Path(p).suffix}" for i, p in enumerate(usable["path"])]
+    (tmp_path / "new" / "bad.jpg").write_bytes(b"not a jpeg")
+    table = pd.DataFrame({"path": [*known, known[0], known[1], "new/bad.jpg", "", "new/missing.png"],
+                          "label": [*usable["label"], "Canidae", f"{usable['label'].iloc[1]} ", "Felidae", "Felidae",
+                                    "Felidae"]})
+    table.loc[len(table)] = [known[2], None]
+    table.to_csv(tmp_path / "labelled.csv", index=False)
+    out = tmp_path / "eval"
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "labelled.csv"),
+                     "--out", str(out)]) == 1  # scored, but not every row
+    err = capsys.readouterr().err
+    assert "evaluate: 6 test images are not scored (3 unreadable, 1 unlabelled, 2 unknown_family; " in err, err
+    rows = pd.read_csv(out / "rows.csv", keep_default_na=False)
+    assert len(rows) == len(table) and (rows["reason"] != "").sum() == 6
+    assert list(rows["status"]) == ["ok"] * 6 + ["unknown_family"] * 2 + ["unreadable"] * 3 + ["unlabelled"]
+    assert rows["reason"].iloc[7] == f"the bundle has no family {usable['label'].iloc[1] + ' '!r}"  # as written
+    assert "path is empty" in rows["reason"].iloc[9] and (rows.loc[:5, "predicted"] != "").all()
+    summary = json.loads((out / "metrics.json").read_text())
+    assert (summary["images"], summary["unreadable"], summary["unlabelled"], summary["unknown_family"]) == (6, 3, 1, 2)
+    assert pd.read_csv(out / "per_class.csv")["support"].sum() == 6
+
+    # with a split column, --split chooses the rows; a split it lacks is refused, naming the splits it has
+    table.assign(split=["holdout"] * 3 + ["other"] * (len(table) - 3)).to_csv(tmp_path / "split.csv", index=False)
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "split.csv"), "--split",
+                     "holdout"]) == 0
+    # beside the bundle, named after the set: never taken for the run's own test split (eval_test)
+    written = list(probe_bundle.parent.glob("eval_split-*"))
+    assert len(written) == 1 and json.loads((written[0] / "metrics.json").read_text())["images"] == 3
+    shutil.rmtree(written[0])
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "split.csv")]) == 2
+    assert not list(probe_bundle.parent.glob("eval_split*"))  # refused before writing anything
+    assert "has no rows in split 'test'; its splits: ['holdout', 'other']" in capsys.readouterr().err
 
 
 def rewrite_checksums(bundle: Path) -> None:
