@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workdir", required=True, help="run folder")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow/Ray/Tune output on the console (it is "
                    "always kept in RUN/logs/); also accepted after the subcommand")
+    from importlib.metadata import version
+
+    p.add_argument("--version", action="version", version=f"speciesfam {version('speciesfam')}")
     return p
 
 

@@ -25,7 +25,14 @@ def test_import_and_help_load_no_framework():
     assert out.stdout.strip() == "[]", out.stdout
 
 
-@pytest.mark.parametrize("command", ["catalog", "clean", "tune", "export", "predict", "demo"])
+def test_version_names_the_installed_package():
+    from importlib.metadata import version
+
+    out = subprocess.run([sys.executable, "-m", "speciesfam", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"speciesfam {version('speciesfam')}", out
+
+
+@pytest.mark.parametrize("command", ["catalog", "clean", "tune", "export", "predict", "evaluate", "demo", "report"])
 def test_subcommand_help(command):
     out = subprocess.run([sys.executable, "-m", "speciesfam.cli", command, "--help"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
