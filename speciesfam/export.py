@@ -23,7 +23,7 @@ from typing import Any
 from . import bundle as B
 from . import console, layout, stages, storage
 from .errors import SpeciesfamError, StageOrderError
-from .markdown import cell, visible
+from .markdown import cell, code, json_line, visible
 from .report import versions
 from .tune.tracking import scored_trials
 
@@ -303,18 +303,18 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
              f"- kind: **{config['kind']}** ("
              + ("a Keras head on embeddings of the embedder below" if config["kind"] == "probe"
                 else "a Keras CNN on raw pixels") + ")",
-             f"- families ({len(labels)}, exactly as written): {json.dumps(labels, ensure_ascii=False)}",
+             f"- families: {len(labels)}, exactly as written (JSON list under \"Families\" below)",
              f"- input: {config['input']}",
              "- use: `speciesfam.bundle.load_bundle(PATH).predict(list_of_rgb_uint8_arrays)` -> probabilities, "
              "or `speciesfam predict PATH IMAGES...`", ""]
     if config["kind"] == "probe":
         e = config["embedder"]
-        lines += ["## Embedder", "", f"- id: `{e['model_id']}` ({e['source']})"]
+        lines += ["## Embedder", "", f"- id: {code(visible(e['model_id']))} ({e['source']})"]
         if e.get("embedder"):
-            lines.append(f"- factory: `{e['embedder']}`" + (f", source sha256 {e['source_sha256']}"
+            lines.append(f"- factory: {code(visible(e['embedder']))}" + (f", source sha256 {e['source_sha256']}"
                                                               if e.get("source_sha256") else ""))
         else:
-            lines.append(f"- open_clip model `{e['model']}`, pretrained `{e.get('pretrained')}`"
+            lines.append(f"- open_clip model {code(visible(e['model']))}, pretrained {code(visible(e.get('pretrained')))}"
                          + (f" (sha256 {e['pretrained_sha256']})" if e.get("pretrained_sha256") else ""))
         lines += [f"- licence of its weights: {e['licence']}", ""]
     lines += ["## Metrics", "", f"- trial `{row['trial_id']}` ({row.get('kind')} search): best {layout.METRIC} "
@@ -331,12 +331,12 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
     if catalog or clean:
         lines += ["## Data", ""]
         if catalog:
-            lines.append(f"- catalog of `{visible(catalog['config'].get('source'))}`: {catalog['summary'].get('rows')} rows, "
+            lines.append(f"- catalog of {code(visible(catalog['config'].get('source')))}: {catalog['summary'].get('rows')} rows, "
                          f"status {catalog['summary'].get('status')}")
         if clean:
             c = clean["config"]
             rule = clean["summary"].get("outlier_rule") or f"detector {c.get('detector')}"  # the rule in force
-            lines.append(f"- clean with `{c.get('model_id')}`, outliers by {rule}: "
+            lines.append(f"- clean with {code(visible(c.get('model_id')))}, outliers by {rule}: "
                          f"{clean['summary'].get('removed')} images removed")
         lines.append("")
     lines += ["## Known limits", "",
@@ -346,5 +346,7 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
               *(["- Predictions are only as good as the embedder: random weights (see its licence line) make a "
                  "demo, not a model."] if config["kind"] == "probe" and not config["embedder"].get("pretrained")
                 and not config["embedder"].get("embedder") and config["embedder"]["source"].startswith("open_clip")
-                else []), ""]
+                else []), "",
+              "## Families", "", "In the model's output order, as JSON (each exactly as written):", "",
+              "```json", json_line(labels), "```", ""]
     return "\n".join(lines)

@@ -43,6 +43,12 @@ STAGES = "stages"                      # stages/<stage>.json: what each stage wa
 TRIAL_COLUMNS = ["trial_id", "kind", "model", "status", "error", BEST_METRIC, "best_epoch", "epochs_run", "seconds",
                  "best_checkpoint", "config", "trial_path", "val_split"]
 
+# Columns of the CSVs speciesfam writes that hold names from the data or ids: read back as text exactly as
+# written (a family "NA" or "null" stays one, "007" is not 7, a trial id "01234567" keeps its zero).
+TEXT_COLUMNS = frozenset({"path", "label", "family", "given_family", "suggested_family", "family_a", "family_b",
+                          "path_a", "path_b", "true", "predicted", "reason", "status", "error", "detector", "trial_id",
+                          "kind", "model", "config", "trial_path", "best_checkpoint", "val_split", "split"})
+
 # Manifest statuses (every row has exactly one; every status but ok has a reason).
 OK, DUPLICATE, UNREADABLE_STATUS, TOO_SMALL, REMOVED_STATUS = "ok", "duplicate", "unreadable", "too_small", "removed"
 INVALID = "invalid"      # manifest row with an empty/whitespace/missing label or path

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layout
+from . import layout, storage
 
 REPO = Path(__file__).resolve().parents[1]
 EXCLUDES = [".git", ".venv", ".venv-*", "runs", "**/__pycache__", "*.egg-info"]
@@ -162,12 +162,10 @@ def check_job(job, returncode: int, stdout: str, stderr: str) -> str:
 
 def check_artifacts(workdir: str) -> dict:
     """What a user expects after the two jobs; raises with the missing piece."""
-    import pandas as pd
-
     for name in (layout.MANIFEST, layout.EMBEDDINGS, layout.CLEAN_MANIFEST, layout.REMOVED, layout.TRIALS):
         if not (Path(workdir) / name).exists():
             raise FileNotFoundError(f"{workdir}/{name} was not written")
-    trials = pd.read_csv(Path(workdir) / layout.TRIALS)
+    trials = storage.read_table(str(Path(workdir) / layout.TRIALS))
     if not (trials["status"] == "ok").any():
         raise RuntimeError(f"no successful trial in {workdir}/trials.csv:\n{trials[['trial_id', 'status', 'error']]}")
     return {"trials": len(trials), "ok": int((trials["status"] == "ok").sum()),

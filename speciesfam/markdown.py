@@ -3,6 +3,7 @@ Markdown table cell (catalog.md, clean.md, trials.md)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 # What Markdown would read as markup inside a table cell: a backslash (it escapes what follows), the cell's '|',
@@ -22,3 +23,20 @@ def visible(value: object) -> str:
 def cell(value: object) -> str:
     """``value`` as one Markdown table cell that renders as ``visible(value)``: markup characters escaped."""
     return _MARKUP.sub(lambda m: "\\" + m.group(0), visible(value))
+
+
+def code(text: str) -> str:
+    """``text`` (one line, shown verbatim: pass ``visible(name)`` for a name from the data) as one Markdown code
+    span, whatever backticks it holds: the fence is one longer than its longest run of backticks, and a space
+    pads text that starts or ends with a backtick or with spaces on both sides (Markdown strips one of each)."""
+    if not text:
+        return ""  # no span holds nothing
+    fence = "`" * (max(map(len, re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" or (text[0] == text[-1] == " " and text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def json_line(value: object) -> str:
+    """``value`` as JSON on one line, non-ASCII kept readable but invisible characters (control, zero-width,
+    format) as ``\\uXXXX`` escapes: still valid JSON, and two names that look alike show their difference."""
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in json.dumps(value, ensure_ascii=False))

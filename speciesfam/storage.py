@@ -29,9 +29,19 @@ def is_remote(uri: str) -> bool:
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """Return (pyarrow filesystem, path inside it) for a local path or URI."""
     if not is_remote(uri):
-        local = uri[len("file://"):] if uri.startswith("file://") else uri
-        return pafs.LocalFileSystem(), str(Path(local).expanduser().resolve())
-    return pafs.FileSystem.from_uri(uri)
+        local = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
+        try:
+            resolved = local.resolve()
+        except RuntimeError:  # a link loop: the link itself (reading it then fails as an OSError)
+            resolved = Path(os.path.abspath(local))
+        return pafs.LocalFileSystem(), str(resolved)
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except ValueError as err:  # pyarrow's ArrowInvalid: a scheme it has no filesystem for (https://, ftp://)
+        from .errors import SourceError
+
+        raise SourceError(f"{uri}: {uri.split('://', 1)[0]}:// is not a storage speciesfam reads (local paths, "
+                          "file://, s3://, gs://)") from err
 
 
 def to_uri(fs: pafs.FileSystem | None, path: str) -> str:
@@ -112,7 +122,7 @@ def write_text(uri: str, text: str) -> None:
 def write_table(df: "pd.DataFrame", uri: str) -> None:
     """Write a DataFrame as Parquet or CSV (by suffix), atomically."""
     buf = io.BytesIO()
-    if uri.endswith(".csv"):
+    if uri.lower().endswith(".csv"):
         df.to_csv(buf, index=False)
     else:
         df.to_parquet(buf, index=False)
@@ -129,10 +139,16 @@ def read_table(uri: str, stage_hint: str = "") -> "pd.DataFrame":
 
             raise StageOrderError(f"{uri} does not exist. Run `{stage_hint}` first.")
         raise FileNotFoundError(f"{uri} does not exist.")
-    kind = "CSV" if uri.endswith(".csv") else "Parquet"
+    kind = "CSV" if uri.lower().endswith(".csv") else "Parquet"
     try:
-        data = io.BytesIO(read_bytes(uri))
-        return pd.read_csv(data) if kind == "CSV" else pd.read_parquet(data)
+        data = read_bytes(uri)
+        if kind == "Parquet":
+            return pd.read_parquet(io.BytesIO(data))
+        from .layout import TEXT_COLUMNS
+
+        # Only an empty cell is missing (no "NA"/"null" guessing); names and ids stay text as written.
+        text = [c for c in pd.read_csv(io.BytesIO(data), nrows=0).columns if c in TEXT_COLUMNS]
+        return pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""], dtype=dict.fromkeys(text, str))
     except Exception as err:  # a folder, a damaged or foreign file: one line naming it, not pyarrow's traceback
         from .errors import SourceError
 

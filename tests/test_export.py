@@ -128,11 +128,12 @@ def test_the_model_card_keeps_each_family_on_one_line_and_in_one_cell(tmp_path):
     metrics = {"best_val_macro_f1": 0.5, "best_epoch": 1, "epochs_run": 2, "seconds": 3.0,
                "checkpoint": {"per_class_f1": {lab: 0.1 * i for i, lab in enumerate(labels)}}}
     card = model_card(str(tmp_path), config, metrics, {"trial_id": "t1", "kind": "scratch"})
-    families = next(line for line in card.splitlines() if line.startswith("- families"))
-    assert json.loads(families.split(": ", 1)[1]) == labels
+    lines = card.splitlines()
+    families = lines[lines.index("```json") + 1]  # a fenced block: no family reads as Markdown markup
+    assert json.loads(families) == labels and lines[lines.index("```json") + 2] == "```"
     rows = [line for line in card.splitlines() if line.startswith("| ") and "val F1" not in line]
     assert len(rows) == len(labels) and all(row.count(" | ") == 1 for row in rows), rows
-    assert "| a\\|b | 0.100 |" in rows and "| line1\\nline2 | 0.200 |" in rows
+    assert "| a\\|b | 0.100 |" in rows and "| line1\\\\nline2 | 0.200 |" in rows
 
 
 def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):

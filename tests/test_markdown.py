@@ -7,18 +7,22 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speciesfam.markdown import cell, visible
+from speciesfam.markdown import cell, code, json_line, visible
 
 MARKUP = "\\|*_`<>[]()~&#!:;-. a1\n\t\u200b"
 
 
-def rendered_cell(text: str) -> str:
-    """The one cell of a one-row GFM table holding ``text``, as a renderer shows it (CommonMark + tables)."""
+def render(markdown: str) -> str:
+    """HTML as a renderer shows it (CommonMark + GFM tables and strikethrough)."""
     import markdown_it
 
-    out = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(f"| h |\n|---|\n| {text} |\n")
-    cells = re.findall(r"<td>(.*?)</td>", out, re.S)
-    assert len(cells) == 1, out  # one cell, whatever '|' the name holds
+    return markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
+
+
+def rendered_cell(text: str) -> str:
+    """The one cell of a one-row GFM table holding ``text``."""
+    cells = re.findall(r"<td>(.*?)</td>", render(f"| h |\n|---|\n| {text} |\n"), re.S)
+    assert len(cells) == 1, cells  # one cell, whatever '|' the name holds
     return html.unescape(cells[0])
 
 
@@ -34,3 +38,21 @@ def test_look_alike_names_stay_apart():
     assert len({rendered_cell(cell(n)) for n in ("a\nb", "a\\nb", "a\\\\nb", "anb")}) == 4
     assert rendered_cell(cell("_Felidae_ <b>x</b> [a](b) a|b")) == "_Felidae_ <b>x</b> [a](b) a|b"
     assert cell("img_001.jpg") == "img_001.jpg"  # file names stay readable as plain text too
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30) | st.text(alphabet=MARKUP + "`", max_size=20))
+def test_a_code_span_shows_any_name_verbatim(name):
+    """catalog.md's look-alike labels, clean.md's warnings and the model card put names in code spans: a name
+    holding backticks ended its span early."""
+    spans = re.findall(r"<code>(.*?)</code>", render(f"- {code(visible(name))}\n"), re.S)
+    assert [html.unescape(s) for s in spans] == ([visible(name)] if name else [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=12), max_size=5))
+def test_the_model_cards_family_list_is_json_and_shows_invisible_characters(labels):
+    import json
+
+    line = json_line(labels)
+    assert json.loads(line) == labels and "\n" not in line and line.isprintable()

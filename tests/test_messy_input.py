@@ -172,8 +172,8 @@ def test_look_alike_labels_stay_apart_and_are_named(tmp_path):
     assert m.loc[m["status"] == "ok", "label"].nunique() == 6
     md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
     assert "## Labels that look alike" in md and \
-        '- `` "Felidae" ``, `` "Felidae " ``, `` "felidae" ``, `` "\\uff26elidae" ``\n' in md
-    assert '- `` "Ranidae" ``, `` "Rani\\u200bdae" ``\n' in md  # the invisible character shown
+        '- `"Felidae"`, `"Felidae "`, `"felidae"`, `"\\uff26elidae"`\n' in md
+    assert '- `"Ranidae"`, `"Rani\\u200bdae"`\n' in md  # the invisible character shown
     assert "- '', '   '" not in md  # the invalid rows' empty labels are not families
     # a newline in a path or label stays inside its table row, shown as \n (Markdown's escaped backslash + n)
     assert any(line.startswith("| ") and "new\\\\nline.png | Ranidae\\\\nx |" in line for line in md.splitlines())

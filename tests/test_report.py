@@ -287,7 +287,7 @@ def test_reports_and_plots_take_any_family_or_file_name(tmp_path):
 
     removed = pd.DataFrame({"path": ["/x/new\nline|pipe.jpg"], "family": ["Tab\tX"], "score": [0.5]})
     rows = _table(removed, ["path", "family", "score"], {"score": ".3f"})
-    assert rows[-1] == "| /x/new\\nline\\|pipe.jpg | Tab\\tX | 0.500 |"
+    assert rows[-1] == "| /x/new\\\\nline\\|pipe.jpg | Tab\\\\tX | 0.500 |"
     labels = ["Tab\tX", "a" * 200, "a" * 199 + "b", "001"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

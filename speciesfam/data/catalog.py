@@ -22,7 +22,7 @@ from .. import layout, storage
 from ..config import CatalogConfig
 from ..console import Progress
 from ..errors import SourceError
-from ..markdown import cell
+from ..markdown import cell, code
 from .images import DecodeError, probe, sniff
 from .sources import read_source
 
@@ -245,7 +245,7 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
                   "written); fix the source if they are one family:", ""]
         # as JSON strings with non-ASCII escaped: what tells them apart shows (surrounding spaces, a composed
         # 'é' against 'e' + an accent, a real newline against a backslash and an 'n', a backtick)
-        lines += ["- " + ", ".join(f"`` {json.dumps(lab)} ``" for lab in group) for group in alike[:NOT_USED_SHOWN]]
+        lines += ["- " + ", ".join(code(json.dumps(lab)) for lab in group) for group in alike[:NOT_USED_SHOWN]]
     not_used = manifest[manifest["status"] != layout.OK]  # duplicates too, as the report shows them
     if len(not_used):
         lines += ["", "## Not used", "", f"{len(not_used)} rows; the first {NOT_USED_SHOWN} of each status are "

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import layout
 from ..config import CleanConfig
-from ..markdown import cell
+from ..markdown import cell, code, visible
 from .embedders import model_id
 from .galleries import LABEL_ISSUES_PNG, NEAR_DUPLICATES_PNG
 
@@ -53,7 +53,7 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
              f"{dups['groups']} groups; {dups['moved_to_group_split']} images moved so no group straddles "
              f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"]
     lines += [f"- **warning**: {len(fams)} families lost every {split} image in cleaning, so they count in no "
-              f"{split} score: {', '.join(f'`{f}`' for f in fams)}" for split, fams in summary["split_lost"].items()]
+              f"{split} score: {', '.join(code(visible(f)) for f in fams)}" for split, fams in summary["split_lost"].items()]
     lines += ["", "| family | before | after |", "|---|---:|---:|"]
     lines += [f"| {cell(fam)} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
     lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]
