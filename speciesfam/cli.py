@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("bundle", help="bundle folder (`speciesfam export`)")
     ev.add_argument("--manifest", required=True, help="RUN/clean_manifest.parquet (or RUN/manifest.parquet), or a "
                     "new labelled set: CSV or Parquet with path and label columns (and split, to score one)")
-    ev.add_argument("--split", default="test", help="the rows to score (default: test; a labelled set without a "
+    ev.add_argument("--split", default=None, help="the rows to score (default: test; a labelled set without a "
                     "split column is scored whole)")
     ev.add_argument("--out", default=None, help="report folder (default: eval_SPLIT beside the bundle)")
 
@@ -205,11 +205,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import NOT_SCORED, evaluate
 
     m = evaluate(args.bundle, args.manifest, args.split, args.out)
-    print(f"evaluate: {args.split} macro-F1 {m[f'{args.split}_macro_f1']:.3f}, accuracy "
-          f"{m[f'{args.split}_accuracy']:.3f} on {m['images']} images ({m['kind']} bundle); reports in {m['out']}")
+    split = m["split"]
+    print(f"evaluate: {split} macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
+          f"{m[f'{split}_accuracy']:.3f} on {m['images']} images ({m['kind']} bundle); reports in {m['out']}")
     left_out = {status: m[status] for status in NOT_SCORED if m[status]}
     if left_out:
-        print(f"evaluate: {sum(left_out.values())} {args.split} images are not scored ("
+        print(f"evaluate: {sum(left_out.values())} {split} images are not scored ("
               f"{', '.join(f'{n} {s}' for s, n in left_out.items())}; each row's reason: "
               f"{os.path.join(m['out'], 'rows.csv')})", file=sys.stderr)
 

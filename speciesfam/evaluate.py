@@ -25,19 +25,26 @@ if TYPE_CHECKING:
 REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "confusion.png", "per_class_f1.png")
 
 
+CATALOG_COLUMNS = {"path", "label", "status", "split", "sha256", "reason"}  # what tells a catalog's manifest
+
+
 def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
-    """Why the manifest's splits may not be the ones the bundle was trained on ('' when they are, or when
+    """Why a catalog manifest's splits may not be the ones the bundle was trained on ('' when they are, or when
     unknown: a manifest outside a run folder, a bundle exported before this was recorded)."""
     from . import stages
+    from .errors import StageOrderError
 
     trained_on = (config.get("trial") or {}).get("trained_on") or {}
     run = storage.parent(manifest_uri)
     for stage, run_id in trained_on.items():
-        current = stages.load(run, stage)
+        try:
+            current = stages.load(run, stage)
+        except StageOrderError as err:
+            return f"the splits cannot be checked against the ones this model was trained on: {err}"
         if current and current["run_id"] != run_id:
-            return (f"{run}'s {stage} stage ran again after this model was trained ({stage} run {current['run_id'][:8]}, "
-                    f"trained on {run_id[:8]}): its splits may have been drawn again, so these images may include "
-                    "the model's training images and the score may be too high")
+            return (f"{run}'s {stage} run ({current['run_id'][:8]}) is not the one this model was trained on "
+                    f"({run_id[:8]}: {stage} ran again since, or this is another run folder): its splits are not "
+                    "the model's, so these images may include its training images and the score may be too high")
     return ""
 
 
@@ -47,43 +54,58 @@ def _refuse_out_in_bundle(out: str, bundle: str) -> None:
     if os.path.commonpath([real_out, real_bundle]) == real_bundle:
         raise SpeciesfamError(f"--out {out} is inside the bundle {bundle}: evaluate's reports would change the "
                               "bundle's files (predict then refuses it as damaged); choose a folder outside it")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise SpeciesfamError(f"--out {out} is a file; give a folder for the reports")
 
 
-NOT_SCORED = ("unreadable", "unlabelled", "unknown_family")  # rows.csv statuses of rows the scores leave out
-
-
-def evaluation_rows(manifest_uri: str, split: str) -> "pd.DataFrame":
+def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     """The rows to score, with columns path, label, status ('ok' so far, or why not) and reason.
 
     A catalog manifest (``RUN/manifest.parquet`` or ``RUN/clean_manifest.parquet``): its usable rows of
-    ``split``. Any other CSV or Parquet with ``path`` and ``label`` columns (a labelled set of new images) is
-    read as catalog reads a manifest (labels as text exactly as written, relative paths against its folder):
-    its rows of ``split`` when it has a ``split`` column, else every row; a row with no label or an unusable path
-    gets its status here. ``attrs["catalog"]``: which of the two it is."""
+    ``split`` (default test). Any other CSV or Parquet with ``path`` and ``label`` columns (a labelled set of new
+    images) is read as catalog reads a manifest (labels as text exactly as written, relative paths against its
+    folder): its rows of ``split`` (default test) when it has a ``split`` column, else every row (``split`` must
+    then be None); a row with no label or an unusable path gets its status here. ``attrs``: ``catalog`` (which
+    of the two it is) and ``split`` (the split scored, named ``test`` for a whole labelled set)."""
     from .data.catalog import load_manifest
+    from .data.sources import read_text_table
+    from .predict import input_rows
 
-    columns = set(storage.read_table(manifest_uri, stage_hint="speciesfam clean --workdir RUN").columns)
-    if {"status", "split"} <= columns or not {"path", "label"} <= columns:  # a catalog's (or a column missing)
+    if split is not None and not split.strip():
+        raise SpeciesfamError("--split is empty: name the split to score (e.g. test), or leave it out")
+    if not storage.exists(manifest_uri):
+        raise SpeciesfamError(f"--manifest {manifest_uri} does not exist: give RUN/clean_manifest.parquet, or a "
+                              "labelled set (CSV or Parquet with path and label columns)")
+    columns = set(read_text_table(manifest_uri))  # a user's file: its errors say what to fix in it
+    if CATALOG_COLUMNS <= columns:
+        split = split or "test"
         manifest = load_manifest(manifest_uri, stage="speciesfam clean --workdir RUN")
         rows = manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == split), ["path", "label"]]
         if not len(rows):
-            raise SpeciesfamError(f"{manifest_uri} has no usable rows in split {split!r}; splits: "
-                                  f"{sorted(manifest['split'].dropna().unique())}")
+            raise SpeciesfamError(f"{manifest_uri} has no usable rows in split {split!r}; splits with usable rows: "
+                                  f"{sorted(manifest.loc[manifest['status'] == 'ok', 'split'].dropna().unique())}")
         rows = rows.assign(status="ok", reason="").reset_index(drop=True)
-        rows.attrs["catalog"] = True
+        rows.attrs.update(catalog=True, split=split)
         return rows
-    from .predict import input_rows
-
+    if not {"path", "label"} <= columns:
+        raise SpeciesfamError(f"{manifest_uri} is neither a catalog manifest nor a labelled set (columns "
+                              f"{sorted(columns)[:10]}; a labelled set needs 'path' and 'label' columns)")
     rows = input_rows(manifest=manifest_uri)
+    if not len(rows):
+        raise SpeciesfamError(f"{manifest_uri} has no rows: nothing to score")
     if "split" in rows:
-        chosen = rows["split"].fillna("").str.strip() == split
-        if not chosen.any():
+        split = split or "test"
+        given = rows["split"].map(lambda v: (v or "").strip())
+        if not (given == split.strip()).any():
             raise SpeciesfamError(f"{manifest_uri} has no rows in split {split!r}; its splits: "
-                                  f"{sorted(rows['split'].dropna().unique())[:10]} (give --split, or drop the "
-                                  "split column to score every row)")
-        rows = rows[chosen]
+                                  f"{sorted(given.unique())[:10]} (give --split, or drop the split column to score "
+                                  "every row)")
+        rows = rows[given == split.strip()]
+    elif split is not None:
+        raise SpeciesfamError(f"{manifest_uri} has no split column, so --split {split} chooses nothing: leave it "
+                              "out to score every row")
     rows = rows.reset_index(drop=True)
-    label = rows["label"].fillna("")
+    label = rows["label"].map(lambda v: v or "")
     rows["status"] = "ok"
     rows["reason"] = ""
     bad = rows["error"] != ""
@@ -91,20 +113,39 @@ def evaluation_rows(manifest_uri: str, split: str) -> "pd.DataFrame":
     rows.loc[bad, "reason"] = rows.loc[bad, "error"]
     no_label = (rows["status"] == "ok") & (label.str.strip() == "")
     rows.loc[no_label, ["status", "reason"]] = "unlabelled", "no label"
-    rows.attrs["catalog"] = False
-    return rows[["path", "label", "status", "reason"]]
+    rows = rows[["path", "label", "status", "reason"]]
+    rows.attrs.update(catalog=False, split=(split or "test").strip())
+    return rows
 
 
-def default_out(bundle: str, manifest_uri: str, split: str, catalog: bool) -> str:
-    """Beside the bundle: ``eval_SPLIT`` for the run's own manifest (the report shows it), ``eval_NAME-HASH``
-    for a labelled set (a safe slug of its file name: not mistaken for the run's own test split)."""
+def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> str:
+    """Beside the bundle: ``eval_SPLIT`` for the bundle's own run folder's manifest (the report shows it), else
+    ``eval_NAME-HASH`` (the file's name as a safe slug; the hash of its full path and the split, so two sets, or
+    two splits of one, never share a folder)."""
+    import hashlib
+
     from .layout import label_slug
 
-    name = split if catalog else label_slug(os.path.splitext(os.path.basename(manifest_uri.rstrip("/")))[0])
-    return os.path.join(os.path.dirname(os.path.abspath(bundle)), f"eval_{name}")
+    where = os.path.dirname(os.path.abspath(bundle))
+    if own_run:
+        return os.path.join(where, f"eval_{split}")
+    stem = label_slug(os.path.splitext(os.path.basename(manifest_uri.rstrip("/")))[0]).rsplit("-", 1)[0]
+    key = f"{manifest_uri if storage.is_remote(manifest_uri) else os.path.realpath(manifest_uri)}|{split}"
+    return os.path.join(where, f"eval_{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}")
 
 
-def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | None = None,
+def own_run(bundle: str, manifest_uri: str, catalog: bool) -> bool:
+    """Whether the manifest is the catalog manifest of the run folder the bundle lies in (RUN/bundle)."""
+    if not catalog:
+        return False
+    folder = storage.parent(manifest_uri)
+    return folder == (storage.parent(bundle) if storage.is_remote(bundle) else os.path.dirname(os.path.realpath(bundle)))
+
+
+NOT_SCORED = ("unreadable", "unlabelled", "unknown_family")  # rows.csv statuses of rows the scores leave out
+
+
+def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str | None = None,
              batch_size: int = 64) -> dict[str, Any]:
     """Predict every usable row of ``split`` (``evaluation_rows``) and write the reports; returns the summary
     metrics (those of ``metrics.json``) and ``out``, the reports' folder. ``rows.csv`` gives each row of the split
@@ -115,26 +156,28 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
     import pandas as pd
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    from .bundle import bundle_id, load_bundle
+    from .bundle import bundle_id, load_bundle, read_config
     from .data.images import DecodeError, read_rgb
     from .train.metrics import classification_metrics
 
     rows = evaluation_rows(manifest_uri, split)  # fails here, before the model loads
-    out = out or default_out(bundle, manifest_uri, split, rows.attrs["catalog"])
+    split, catalog = rows.attrs["split"], rows.attrs["catalog"]
+    this_run = own_run(bundle, manifest_uri, catalog)
+    out = out or default_out(bundle, manifest_uri, split, this_run)
     if not storage.is_remote(out):
         _refuse_out_in_bundle(out, bundle)
+    warning = split_warning(read_config(bundle), manifest_uri) if catalog else ""
+    if warning:
+        print(f"evaluate: warning: {warning}", file=sys.stderr)
     predictor = load_bundle(bundle)  # CNN or probe: raw RGB in, probabilities out
     labels = predictor.labels
     unknown = (rows["status"] == "ok") & ~rows["label"].isin(labels)
-    if unknown.any() and rows.attrs["catalog"]:
+    if unknown.any() and catalog:
         raise SpeciesfamError(f"{manifest_uri}'s {split} split has families the bundle does not know: "
                               f"{sorted(set(rows.loc[unknown, 'label']))[:5]}; evaluate with the manifest the model "
                               "was trained on")
     rows.loc[unknown, "status"] = "unknown_family"  # a new labelled set: scored on the families the model knows
     rows.loc[unknown, "reason"] = "the bundle has no family " + rows.loc[unknown, "label"].map(repr)
-    warning = split_warning(predictor.config, manifest_uri)
-    if warning:
-        print(f"evaluate: warning: {warning}", file=sys.stderr)
     index = {lab: i for i, lab in enumerate(labels)}
     probs = []
     todo = np.flatnonzero(rows["status"].to_numpy() == "ok")
@@ -166,7 +209,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str = "test", out: str | Non
     pred = probs.argmax(1)
     summary = classification_metrics(probs, y, len(labels))
     summary = {k.replace("val_", f"{split}_"): v for k, v in summary.items()} | {
-        "images": int(len(y)), **counts, "kind": predictor.kind, "bundle_id": bundle_id(bundle),
+        "split": split, "images": int(len(y)), **counts, "kind": predictor.kind, "bundle_id": bundle_id(bundle),
+        "manifest": manifest_uri, "run_manifest": this_run,
         **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)

@@ -273,7 +273,8 @@ def _read_json(uri: str) -> Any:
 
 def _evaluation(workdir: str, bundle_id: str | None) -> dict | None:
     """The run's ``eval_*`` folder of this bundle (``speciesfam evaluate`` writes it beside the bundle), the test
-    split's first; one of a bundle exported before this one is not shown as this one's."""
+    split's first; one of a bundle exported before this one, or of another run's manifest, is not shown as this
+    run's."""
     import numpy as np
 
     if storage.is_remote(workdir):
@@ -282,7 +283,8 @@ def _evaluation(workdir: str, bundle_id: str | None) -> dict | None:
     for split in layout.SPLITS[::-1]:  # test first: the unbiased one
         folder = storage.join(workdir, f"eval_{split}")
         metrics = _read_json(storage.join(folder, "metrics.json")) or {}
-        if storage.exists(storage.join(folder, "per_class.csv")) and metrics.get("bundle_id") in (None, bundle_id):
+        if storage.exists(storage.join(folder, "per_class.csv")) and metrics.get("bundle_id") in (None, bundle_id) \
+                and metrics.get("run_manifest") is not False:
             found.append((split, folder, metrics))
     if not found:
         return None

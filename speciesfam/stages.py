@@ -41,10 +41,12 @@ def load(workdir: str, stage: str) -> dict[str, Any] | None:
         return None
     try:
         rec = json.loads(storage.read_bytes(uri))
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError both are
+    except (ValueError, OSError) as err:  # not JSON (JSONDecodeError, UnicodeDecodeError), a folder, unreadable
         rec = err
-    if not isinstance(rec, dict) or not isinstance(rec.get("run_id"), str):
-        why = f"not JSON: {rec}" if isinstance(rec, Exception) else "no run_id"
+    if not isinstance(rec, dict) or not isinstance(rec.get("run_id"), str) or \
+            not isinstance(rec.get("built_from"), dict):
+        why = (f"not JSON: {rec}" if isinstance(rec, ValueError) else f"cannot be read: {rec}"
+               if isinstance(rec, Exception) else "not a stage record: no run_id or built_from")
         raise StageOrderError(f"{uri} is damaged ({why}); run `{COMMAND[stage].replace('RUN', workdir)}` again "
                               f"to rewrite it")
     return rec

@@ -166,7 +166,8 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     shutil.copytree(probe_run / "stages", rerun / "stages")
     stages.finish(str(rerun), "catalog")
     again = evaluate(str(probe_bundle), str(rerun / "clean_manifest.parquet"), "test", str(tmp_path / "again"))
-    assert "catalog stage ran again after this model was trained" in again["warning"]
+    assert f"{rerun}'s catalog run (" in again["warning"] and "is not the one this model was trained on" in \
+        again["warning"] and again["run_manifest"] is False
     assert "warning" in json.loads((tmp_path / "again" / "metrics.json").read_text())
 
 
@@ -262,8 +263,41 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     assert len(written) == 1 and json.loads((written[0] / "metrics.json").read_text())["images"] == 3
     shutil.rmtree(written[0])
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "split.csv")]) == 2
-    assert not list(probe_bundle.parent.glob("eval_split*"))  # refused before writing anything
     assert "has no rows in split 'test'; its splits: ['holdout', 'other']" in capsys.readouterr().err
+    assert not list(probe_bundle.parent.glob("eval_split*"))  # refused before writing anything
+
+    # another run folder's catalog manifest: its own folder beside the bundle (it overwrote the run's eval_test,
+    # whose score the report then showed), said to be another run's splits
+    other = tmp_path / "other_run"
+    other.mkdir()
+    shutil.copy(probe_run / "clean_manifest.parquet", other)
+    shutil.copytree(probe_run / "stages", other / "stages")
+    from speciesfam import stages
+
+    stages.finish(str(other), "catalog")
+    assert not (probe_bundle.parent / "eval_test").exists()
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(other / "clean_manifest.parquet")]) == 0
+    assert "is not the one this model was trained on" in capsys.readouterr().err
+    written = list(probe_bundle.parent.glob("eval_clean_manifest-*"))
+    assert len(written) == 1 and json.loads((written[0] / "metrics.json").read_text())["run_manifest"] is False
+    assert not (probe_bundle.parent / "eval_test").exists()
+    shutil.rmtree(written[0])
+
+    # mistakes a user makes with a labelled set: each one line (exit 2) saying what to fix, before the model loads
+    (tmp_path / "header_only.csv").write_text("path,label\n")
+    (tmp_path / "semi.csv").write_text("path;label\nnew/0.png;Felidae\n")
+    (tmp_path / "afile").write_text("")
+    for argv, said in [
+            (["--manifest", str(tmp_path / "labelled.csv"), "--split", "val"], "has no split column, so --split val"),
+            (["--manifest", str(tmp_path / "split.csv"), "--split", " "], "--split is empty"),
+            (["--manifest", str(tmp_path / "header_only.csv")], "has no rows: nothing to score"),
+            (["--manifest", str(tmp_path / "semi.csv")], "is neither a catalog manifest nor a labelled set (columns "
+                                                         "['path;label']"),
+            (["--manifest", str(tmp_path / "nope.csv")], "--manifest " + str(tmp_path / "nope.csv") + " does not exist"),
+            (["--manifest", str(tmp_path / "labelled.csv"), "--out", str(tmp_path / "afile")], "is a file; give a folder")]:
+        assert cli.main(["evaluate", str(probe_bundle), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, (argv, err)
 
 
 def rewrite_checksums(bundle: Path) -> None:

@@ -33,7 +33,7 @@ def test_no_successful_trial_is_a_failed_search():
         check_some_trial_trained(table.assign(status=["error", "ok"], best_val_macro_f1=[None, float("nan")]))
 
 
-@pytest.mark.parametrize("damage", [b"{\"stage\": \"catalog\", \"run_", b"\xff\xfe", b"[]"])
+@pytest.mark.parametrize("damage", [b"{\"stage\": \"catalog\", \"run_", b"\xff\xfe", b"[]", b"{\"run_id\": \"abc\"}"])
 def test_a_damaged_stage_record_is_said_not_read_as_not_run(collection, tmp_path, capsys, damage):
     """A truncated or overwritten RUN/stages/catalog.json (a full disk, a hand edit) named with the command that
     rewrites it; it read as "no catalog recorded" and the next stage went on without its freshness check."""
