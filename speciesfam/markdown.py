@@ -13,11 +13,14 @@ _MARKUP = re.compile(r"[\\|*`<>\[\]~&]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 
 def visible(value: object) -> str:
     """``value`` as text with its control characters shown as Python's string escapes (a newline as ``\\n``, a
-    tab as ``\\t``, a zero-width space as ``\\u200b``) and a backslash as ``\\\\``, so a name stays on its line,
-    shows what it holds, and a name holding a backslash and an 'n' never reads as one holding a newline; None/NaN
-    empty."""
+    tab as ``\\t``, a zero-width space as ``\\u200b``), a backslash as ``\\\\`` and the spaces at its ends as
+    ``\\x20``, so a name stays on its line, shows what it holds ('Felidae ' is not 'Felidae'), and a name holding
+    a backslash and an 'n' never reads as one holding a newline; None/NaN empty."""
     text = "" if value is None or value != value else str(value)
-    return "".join(c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in text)
+    core = text.strip(" ")
+    lead, trail = (len(text) - len(text.lstrip(" ")), len(text) - len(text.rstrip(" "))) if core else (len(text), 0)
+    shown = "".join(c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in core)
+    return "\\x20" * lead + shown + "\\x20" * trail
 
 
 def cell(value: object) -> str:

@@ -29,13 +29,14 @@ def rendered_cell(text: str) -> str:
 @settings(max_examples=400, deadline=None)
 @given(st.text(max_size=30) | st.text(alphabet=MARKUP, max_size=20))
 def test_a_name_renders_as_its_visible_text(name):
-    assert rendered_cell(cell(name)) == visible(name).strip(" ")  # a table cell drops its edges' spaces
+    assert rendered_cell(cell(name)) == visible(name)  # edge spaces too, shown as \\x20
 
 
 def test_look_alike_names_stay_apart():
     """A newline and a backslash followed by 'n' (or a zero-width space) read differently everywhere."""
     assert visible("a\nb") == "a\\nb" and visible("a\\nb") == "a\\\\nb" and visible("Rani\u200bdae") == "Rani\\u200bdae"
     assert len({rendered_cell(cell(n)) for n in ("a\nb", "a\\nb", "a\\\\nb", "anb")}) == 4
+    assert rendered_cell(cell("Felidae ")) == "Felidae\\x20" != rendered_cell(cell("Felidae"))  # a table trims
     assert rendered_cell(cell("_Felidae_ <b>x</b> [a](b) a|b")) == "_Felidae_ <b>x</b> [a](b) a|b"
     assert cell("img_001.jpg") == "img_001.jpg"  # file names stay readable as plain text too
 

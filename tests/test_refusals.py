@@ -97,7 +97,7 @@ def test_predict_table_keeps_a_file_on_one_line_and_its_families_apart():
     from speciesfam.predict import table_line
 
     line = table_line({"path": "/x/a\nb.png", "top": [("line1\nline2", 0.5), ("  spaced  ", 0.25)]})
-    assert line.split("\t") == ["/x/a\\nb.png", "line1\\nline2 0.500", "  spaced   0.250"]
+    assert line.split("\t") == ["/x/a\\nb.png", "line1\\nline2 0.500", "\\x20\\x20spaced\\x20\\x20 0.250"]
     assert table_line({"path": "/x/c.png", "error": "cannot read\tfile"}) == "/x/c.png\tERROR: cannot read\\tfile"
 
 
