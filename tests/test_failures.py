@@ -52,6 +52,14 @@ def test_a_damaged_stage_record_is_said_not_read_as_not_run(collection, tmp_path
     assert "could not be rendered: " in html and "catalog.json is damaged" in html
 
 
+def test_a_warm_start_with_nothing_to_start_from_is_refused_before_any_work(catalogued, capsys):
+    """It was found after Ray started and the image cache was decoded (44 s on the demo data)."""
+    assert cli.main(["tune", "scratch", "--workdir", str(catalogued), "--init-from", "probe", *TINY]) == 2
+    said = capsys.readouterr()
+    assert "init_from='probe': no finished trial scored on this run's val split" in said.err
+    assert "image cache" not in said.out and "tune: search" not in said.out
+
+
 def test_a_probe_search_on_a_catalogued_run_asks_for_clean(catalogued, capsys):
     assert cli.main(["tune", "probe", "--workdir", str(catalogued)]) == 2
     assert "clean_manifest.parquet does not exist: a probe search trains on" in capsys.readouterr().err

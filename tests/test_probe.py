@@ -240,6 +240,28 @@ def test_warm_start_point_is_the_searchers_first_trial(searcher, tmp_path, ray_s
     assert len(created) == 3  # counted from 0 (random) or 1 (searchers)
     first = created[min(created)]
     assert {k: first.config[k] for k in point} == pytest.approx(point)
+    # what a later --init-from warm reads back from the experiment: its best trial's settings
+    from speciesfam.tune.warmstart import best_config
+
+    best = max(results, key=lambda r: r.metrics["val_macro_f1"])
+    assert best_config(str(tmp_path), str(tmp_path), "warm")["dropout"] == pytest.approx(best.config["dropout"])
+
+
+def test_a_failed_trial_is_never_the_warm_starts_best():
+    """A probe trial whose loss became NaN after a good epoch was taken as the best (Tune's best config counts
+    every trial that reported); a search whose trials all failed now has no best to start from."""
+    from types import SimpleNamespace
+
+    from speciesfam.tune.warmstart import best_of
+
+    def trial(status, best, dropout):
+        return SimpleNamespace(status=status, metric_analysis={"val_macro_f1": {"max": best}} if best is not None
+                               else {}, config={"dropout": dropout})
+
+    trials = [trial("ERROR", 0.9, 0.1), trial("TERMINATED", 0.5, 0.2), trial("TERMINATED", float("nan"), 0.3),
+              trial("TERMINATED", None, 0.4), trial("TERMINATED", 0.6, 0.5)]
+    assert best_of(trials) == {"dropout": 0.5}
+    assert best_of(trials[:1]) is None and best_of([]) is None
 
 
 def test_init_from_is_validated():

@@ -165,6 +165,11 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     name = cfg.name or cfg.kind
     val_split = val_split_id(workdir)  # the split every trial of this search is scored on
     check_record(storage_path, name, val_split, cfg.resume, cfg)  # name reuse, resume: before Ray or the cache
+    points = None
+    if cfg.init_from and not cfg.resume:  # before Ray and the image cache; a resumed search has its trials
+        from .warmstart import warm_start_points
+
+        points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
     prepare_wandb(cfg)  # before Ray starts: its processes copy this process's environment
     init_ray(address)
     slots = trial_slots(cfg)  # and refuse a trial that can never be placed, before any work
@@ -195,11 +200,6 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
             fixed["image_cache"] = cache if storage.is_remote(cache) else storage.filesystem(cache)[1]
         trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
     trainable = tune.with_resources(trainable, {"CPU": cfg.trial_cpus})
-    points = None
-    if cfg.init_from:
-        from .warmstart import warm_start_points
-
-        points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
     tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe",
                        slots=slots)
     if not cfg.resume:

@@ -24,6 +24,14 @@ WARM_KEYS = ("head_units", "head_layers", "dropout", "weight_decay", "label_smoo
              "optimizer")
 
 
+def best_of(trials: list) -> dict[str, Any] | None:
+    """The config of the Tune trial with the highest val macro-F1 among those that did not fail (a trial whose
+    loss became NaN after a good epoch is not "the best probe trial"); None when none scored."""
+    scored = [((t.metric_analysis or {}).get(layout.METRIC, {}).get("max"), t) for t in trials if t.status != "ERROR"]
+    scored = [(value, t) for value, t in scored if isinstance(value, (int, float)) and value == value]
+    return dict(max(scored, key=lambda vt: vt[0])[1].config) if scored else None
+
+
 def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
     """The config of the best successful trial of experiment ``source``.
 
@@ -41,8 +49,7 @@ def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
         from ray.tune import ExperimentAnalysis
 
         try:
-            analysis = ExperimentAnalysis(experiment, default_metric=layout.METRIC, default_mode=layout.MODE)
-            config = analysis.get_best_config(layout.METRIC, layout.MODE, scope="all")
+            config = best_of(ExperimentAnalysis(experiment).trials)
         except (ValueError, OSError):  # a search that crashed before Tune saved its state
             config = None
         if config:
