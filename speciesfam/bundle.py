@@ -48,15 +48,15 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def files_in(folder: str) -> list[str]:
+    """Every file under ``folder`` as a relative POSIX path, sorted."""
+    return sorted(os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+                  for root, _, files in os.walk(folder) for name in files)
+
+
 def checksums(folder: str) -> dict[str, str]:
     """sha256 of every file under ``folder`` (relative POSIX paths), except ``checksums.json`` itself."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            rel = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
-            if rel != CHECKSUMS:
-                out[rel] = sha256_file(os.path.join(root, name))
-    return dict(sorted(out.items()))
+    return {rel: sha256_file(os.path.join(folder, rel)) for rel in files_in(folder) if rel != CHECKSUMS}
 
 
 def bundle_id(bundle: str) -> str:

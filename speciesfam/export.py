@@ -250,6 +250,22 @@ def check_out(out: str, workdir: str) -> None:
                               f"{B.SCHEMA!r}); export replaces the folder whole: give a new or empty folder")
     if os.path.exists(out) and not os.path.isdir(out):
         raise SpeciesfamError(f"--out {out} is a file; give a folder for the bundle")
+    foreign = _foreign_files(out) if os.path.isdir(out) and _is_bundle(out) else []
+    if foreign:  # notes or predictions saved beside the model: replacing the bundle would delete them unsaid
+        raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({', '.join(foreign[:5])}"
+                              f"{', ...' if len(foreign) > 5 else ''}); export replaces the folder whole: move them "
+                              "out, or give another --out")
+
+
+def _foreign_files(bundle: str) -> list[str]:
+    """Files under ``bundle`` that its checksums.json does not list ([] when it cannot be read: a damaged
+    bundle is replaced, as before)."""
+    try:
+        with open(os.path.join(bundle, B.CHECKSUMS)) as f:
+            known = set(json.load(f)) | {B.CHECKSUMS}
+    except (OSError, ValueError, TypeError):
+        return []
+    return sorted(set(B.files_in(bundle)) - known)
 
 
 def _is_bundle(folder: str) -> bool:

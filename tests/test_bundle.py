@@ -241,6 +241,13 @@ def test_export_never_replaces_a_folder_that_is_not_a_bundle(cnn_bundle, tmp_pat
         export_bundle(str(tmp_path / "nowhere"), out=str(tmp_path / "b"))
     (tmp_path / "empty").mkdir()  # an empty folder the user made for it is fine
     assert export_bundle(str(workdir), out=str(tmp_path / "empty")) == str(tmp_path / "empty")
+    assert export_bundle(str(workdir), out=str(tmp_path / "empty")) == str(tmp_path / "empty")  # again: replaced
+    # a bundle the user saved notes or predictions in: replacing it deleted them without a word
+    (tmp_path / "empty" / "sub").mkdir()
+    (tmp_path / "empty" / "sub" / "predictions.parquet").write_text("mine")
+    with pytest.raises(SpeciesfamError, match=r"holds files that are not its bundle's \(sub/predictions.parquet\)"):
+        export_bundle(str(workdir), out=str(tmp_path / "empty"))
+    assert (tmp_path / "empty" / "sub" / "predictions.parquet").read_text() == "mine"
 
 
 def test_export_refuses_trials_of_a_search_built_from_an_older_catalog(tmp_path):
