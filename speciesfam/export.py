@@ -73,6 +73,8 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
         best = ok.iloc[0] if len(ok) else None
         reason = "chosen with --trial" + (f"; the best trial is {best['trial_id']} ({best['kind']}, "
                                           f"{metric} {best[metric]:.4f})" if best is not None else "")
+        if row.get("status") != layout.OK:  # a checkpoint from before it failed: said in the card and metrics
+            reason += f"; this trial then failed ({row['status']}: {row.get('error')}): exported from its checkpoint"
         return row, reason
     if ok.empty:
         raise SpeciesfamError(f"no successful trial with a checkpoint in {workdir}/{layout.TRIALS}: see its "
@@ -215,6 +217,8 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                                 "trained_on": ((stages.load(workdir, "tune") or {}).get("built_from") or {})},
                       "exported_at": stages.timestamp(), "versions": dict(versions())}
             metrics = {k: row.get(k) for k in (layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds")}
+            if row.get("status") != layout.OK:
+                metrics.update(status=row.get("status"), error=row.get("error"))
             if os.path.exists(os.path.join(ckpt, "metrics.json")):  # the checkpoint's own epoch, per family
                 with open(os.path.join(ckpt, "metrics.json")) as f:
                     metrics["checkpoint"] = json.load(f)

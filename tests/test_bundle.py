@@ -87,6 +87,23 @@ def test_export_refuses_unknown_or_failed_trials(cnn_bundle):
         export_bundle(str(workdir), trial_id="nope")
 
 
+def test_a_trial_that_failed_after_its_checkpoint_is_exported_only_as_such(tmp_path):
+    """`--trial ID` of a trial whose loss became NaN after a good epoch shipped it with no word of the failure."""
+    from speciesfam.export import export_bundle
+
+    write_cnn_trial(tmp_path, "good0001", f1=0.5)
+    write_cnn_trial(tmp_path, "nan00002", f1=0.4, seed=1)
+    trials = pd.read_csv(tmp_path / layout.TRIALS, dtype={"trial_id": str, "error": str})
+    trials.loc[trials["trial_id"] == "nan00002", ["status", "error"]] = "error", "FloatingPointError: loss nan"
+    trials.to_csv(tmp_path / layout.TRIALS, index=False)
+    assert json.loads((Path(export_bundle(str(tmp_path), out=str(tmp_path / "best"))) / "metrics.json").read_text()
+                      ).get("status") is None  # the best (ok) trial: nothing to say
+    bundle = Path(export_bundle(str(tmp_path), trial_id="nan00002", out=str(tmp_path / "failed")))
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    assert (metrics["status"], metrics["error"]) == ("error", "FloatingPointError: loss nan")
+    assert "this trial then failed (error: FloatingPointError: loss nan)" in (bundle / "MODEL_CARD.md").read_text()
+
+
 def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, capsys) -> tuple[Path, Path]:
     """``speciesfam predict BUNDLE FOLDER --out P``: one row per file (corrupt and non-image files get an
     error row), the in-process predictor's top-k, then a resumed run predicts only what a killed one left.
