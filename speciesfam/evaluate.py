@@ -1,9 +1,11 @@
 """Evaluate a bundle on a split of a manifest: macro-F1, accuracy, per-class report, confusion plots.
 
     speciesfam evaluate RUN/bundle --manifest RUN/clean_manifest.parquet --split test [--out RUN/eval]
+    speciesfam evaluate RUN/bundle --manifest new_photos.csv        # a labelled set: path, label[, split]
 
 Writes ``metrics.json``, ``per_class.csv`` (precision, recall, F1, support), ``confusion.png``,
-``per_class_f1.png`` and ``confused_pairs.csv`` (the most-confused family pairs) to ``out``.
+``per_class_f1.png``, ``confused_pairs.csv`` (the most-confused family pairs) and ``rows.csv`` (every row of
+the split with its status and reason) to ``out``.
 """
 
 from __future__ import annotations
