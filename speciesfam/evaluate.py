@@ -78,7 +78,8 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     if not storage.exists(manifest_uri):
         raise SpeciesfamError(f"--manifest {manifest_uri} does not exist: give RUN/clean_manifest.parquet, or a "
                               "labelled set (CSV or Parquet with path and label columns)")
-    columns = set(read_text_table(manifest_uri))  # a user's file: its errors say what to fix in it
+    table = read_text_table(manifest_uri)  # a user's file: its errors say what to fix in it
+    columns = set(table)
     if CATALOG_COLUMNS <= columns:
         split = split or "test"
         manifest = load_manifest(manifest_uri, stage="speciesfam clean --workdir RUN")
@@ -92,7 +93,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     if not {"path", "label"} <= columns:
         raise SpeciesfamError(f"{manifest_uri} is neither a catalog manifest nor a labelled set (columns "
                               f"{sorted(columns)[:10]}; a labelled set needs 'path' and 'label' columns)")
-    rows = input_rows(manifest=manifest_uri)
+    rows = input_rows(manifest=manifest_uri, table=table)
     if not len(rows):
         raise SpeciesfamError(f"{manifest_uri} has no rows: nothing to score")
     if "split" in rows:
@@ -128,7 +129,7 @@ def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> st
 
     from .layout import label_slug
 
-    where = os.path.dirname(os.path.abspath(bundle))
+    where = _bundle_folder(bundle)
     if own_run:
         return os.path.join(where, f"eval_{split}")
     stem = label_slug(os.path.splitext(os.path.basename(manifest_uri.rstrip("/")))[0]).rsplit("-", 1)[0]
@@ -136,12 +137,15 @@ def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> st
     return os.path.join(where, f"eval_{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}")
 
 
+def _bundle_folder(bundle: str) -> str:
+    """The folder the bundle lies in (its run folder for RUN/bundle), links resolved."""
+    return os.path.dirname(os.path.realpath(bundle))
+
+
 def own_run(bundle: str, manifest_uri: str, catalog: bool) -> bool:
     """Whether the manifest is the catalog manifest of the run folder the bundle lies in (RUN/bundle)."""
-    if not catalog:
-        return False
-    folder = storage.parent(manifest_uri)
-    return folder == (storage.parent(bundle) if storage.is_remote(bundle) else os.path.dirname(os.path.realpath(bundle)))
+    return catalog and not storage.is_remote(manifest_uri) and \
+        os.path.realpath(storage.parent(manifest_uri)) == _bundle_folder(bundle)
 
 
 NOT_SCORED = ("unreadable", "unlabelled", "unknown_family")  # rows.csv statuses of rows the scores leave out

@@ -39,6 +39,7 @@ def trial_line(index: int, total: int | None, trial_id: str, model: str, epochs:
     ``trial 2/4 3f2a1b0c  scratch_small   8 epochs  best val macro-F1 0.733  stopped by ASHA``; ``f1``: the
     trial's best epoch's, as in RUN/trials.csv and the search's summary."""
     count = f"{index}/{total}" if total else str(index)
+    count = f"{count:<{2 * len(str(total)) + 1 if total else 0}}"  # trial 9/16 and 10/16: ids in one column
     f1_text = "—" if _missing(f1) else f"{f1:.3f}"
     epochs = 0 if epochs is None else int(epochs)  # None: the trial reported nothing
     epochs_text = f"{epochs} epoch{'' if epochs == 1 else 's'}"
@@ -131,7 +132,7 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             last = trial.last_result or {}
             epochs = last.get("epoch", last.get("training_iteration"))
             model_name = str(last.get("model") or (trial.config or {}).get("model") or model or trial.trainable_name)
-            count = total if total and len(trials) <= total else None  # a grid makes num_samples x grid
+            count = total if total and self.finished <= total else None
             best = self.best.get(trial.trial_id)
             if best is None:  # a trial kept from before a --resume: Tune's own record of its values
                 best = (getattr(trial, "metric_analysis", None) or {}).get(metric, {}).get("max")

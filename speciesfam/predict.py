@@ -71,19 +71,21 @@ def check_top_k(top_k: int) -> None:
         raise SpeciesfamError(f"--top-k {top_k}: give 1 or more (the number of families listed per image)")
 
 
-def input_rows(source: str | None = None, manifest: str | None = None) -> "pd.DataFrame":
+def input_rows(source: str | None = None, manifest: str | None = None,
+               table: dict[str, list[str | None]] | None = None) -> "pd.DataFrame":
     """The rows to predict: every file under folder ``source`` (recursively), or every row of ``manifest``
     (CSV or Parquet with a ``path`` column, read as catalog reads it: labels as text exactly as written,
-    relative paths resolved against the manifest's folder). Column ``error``: why a row is not read, set
-    here for hidden files, empty or null paths and URI schemes nothing here reads ("" for the others)."""
+    relative paths resolved against the manifest's folder; ``table``: its columns when the caller has read them
+    already with ``read_text_table``). Column ``error``: why a row is not read, set here for hidden files, empty
+    or null paths and URI schemes nothing here reads ("" for the others)."""
     import pandas as pd
 
     if manifest:
         from .data.sources import read_text_table, resolve_path
 
-        if not storage.exists(manifest):
+        if table is None and not storage.exists(manifest):
             raise SpeciesfamError(f"--manifest {manifest} does not exist")
-        raw = read_text_table(manifest)
+        raw = read_text_table(manifest) if table is None else table
         if "path" not in raw:
             raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(raw)})")
         base = storage.parent(manifest)

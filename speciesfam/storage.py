@@ -300,7 +300,10 @@ def download_dir(uri: str, dest: str) -> str:
 def local_dir(uri: str) -> str:
     """A local folder path for ``uri``; remote URIs are refused with the reason."""
     if is_remote(uri):
-        raise ValueError(f"{uri}: this step needs a local or NFS folder, not an object-store URI")
+        from .errors import ConfigError
+
+        raise ConfigError(f"{uri}: this step writes to a local or NFS folder, not an object-store URI; give a "
+                          "folder path")
     _, path = filesystem(uri)
     os.makedirs(path, exist_ok=True)
     return path

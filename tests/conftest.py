@@ -96,6 +96,38 @@ def cleaned(tmp_path_factory, collection, ray_session):
 
 
 @pytest.fixture(scope="session")
+def probe_run(tmp_path_factory, collection, cleaned):
+    """catalog -> clean (open_clip ViT-S-32, random weights; the embeddings of ``cleaned``, the same images, so no
+    embedding actor starts again) -> probe search of 2 trials x 3 epochs (test_export.py, test_evaluate.py)."""
+    import shutil
+
+    from speciesfam import layout
+    from speciesfam.config import CleanConfig, TuneConfig
+    from speciesfam.data.catalog import run_catalog
+    from speciesfam.data.clean import run_clean
+    from speciesfam.tune.search import run_search
+
+    root, _ = collection
+    workdir = tmp_path_factory.mktemp("probe_run")
+    run_catalog(str(root), str(workdir))
+    shutil.copy(cleaned[0] / layout.EMBEDDINGS, workdir / layout.EMBEDDINGS)
+    run_clean(str(workdir), CleanConfig.smoke(min_per_family=3))
+    run_search(str(workdir), TuneConfig(kind="probe", num_samples=2, max_epochs=3, smoke_test=True,
+                                        cpus_per_trial=1, max_concurrent=2))
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def probe_bundle(probe_run):
+    """The probe run's exported bundle (RUN/bundle)."""
+    from pathlib import Path
+
+    from speciesfam.export import export_bundle
+
+    return Path(export_bundle(str(probe_run)))
+
+
+@pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, ray_session):
     """The demo pipeline end to end with tiny settings (2 trials x 2 epochs); its artifacts feed several tests."""
     from speciesfam.demo import run_demo

@@ -111,6 +111,7 @@ def test_bad_custom_embedder_names_the_problem():
         load_embedder(CleanConfig(embedder="speciesfam.data.embedders:nope"))
 
 
+@pytest.mark.slow  # ~10 s (open_clip loads in a fresh process); keeps the default run under 5 minutes
 def test_pretrained_weights_that_cannot_be_had_fail_in_one_line_before_any_actor(tmp_path, monkeypatch):
     """Offline, the default tag made every embedding actor fail with a traceback on the console while Ray retried
     them for about a minute (hostile tester: 241 lines, 65 s); now the driver checks first, in a child process.

@@ -24,6 +24,9 @@ def test_workers_start_quiet(ray_session):
 def test_trial_line_and_scheduler_stop():
     assert lines.trial_line(2, 4, "ab12", "scratch_small", 1, 0.79999999, "stopped by ASHA") == \
         "  trial 2/4 ab12  scratch_small        1 epoch  best val macro-F1 0.800  stopped by ASHA"
+    # ids, models and epochs stay in their columns from trial 9 to trial 10
+    nine, ten = (lines.trial_line(i, 16, "ab12", "probe", 3, 0.5, "finished") for i in (9, 10))
+    assert len(nine) == len(ten) and nine.index("ab12") == ten.index("ab12")
     assert lines.stopped_by_scheduler(True, 3, 10) and not lines.stopped_by_scheduler(True, 10, 10)
     assert not lines.stopped_by_scheduler(False, 3, 10)  # returned on its own (patience)
 
@@ -172,6 +175,7 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
     record_search(str(tmp_path), cfg, "term", table, **ending)
     trial_lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
     assert any(ln.endswith("stopped by the interrupt") for ln in trial_lines), trial_lines
+    assert all(re.match(rf"\s+trial {i}/3 ", ln) for i, ln in enumerate(trial_lines, 1)), trial_lines
     assert "before an interrupt (SIGINT/SIGTERM) ended the search" in summary_line(str(tmp_path), "tune")
     assert "the same command with --resume" in summary_line(str(tmp_path), "tune")
     assert "--resume" not in summary_line(str(tmp_path), "tune", resume_hint=None)  # the demo's line
@@ -180,9 +184,14 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
     with pytest.raises(KeyboardInterrupt):  # the demo stops (exit 130) instead of exporting the cut-short trials
         stop_if_interrupted(str(tmp_path))
     resumed = dataclasses.replace(cfg, resume=True)
-    results, ending = fit(make_tuner(trainable, space, resumed, str(tmp_path / "tune"), "term"), space, resumed)
+    with Tee() as tee:
+        results, ending = fit(make_tuner(trainable, space, resumed, str(tmp_path / "tune"), "term"), space, resumed)
     table = write_trial_table(results, str(tmp_path))
     assert not ending["interrupted"] and len(table) == 3 and (table["status"] == "ok").all(), table
+    # a grid of 3 trials: the lines count to 3, in the first search and the resumed one ("trial 1/1" was said)
+    trial_lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
+    assert 1 <= len(trial_lines) <= 3 and all(re.match(rf"\s+trial {i}/3 ", ln)
+                                              for i, ln in enumerate(trial_lines, 1)), trial_lines
 
 
 def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_empty(tmp_path):

@@ -1,5 +1,6 @@
-"""Export and prediction without the demo fixture: a tiny probe search on the small collection, and a CNN
-checkpoint written directly by the training code. Probe and CNN bundles behave the same from the outside."""
+"""Export and prediction without the demo fixture: conftest's tiny probe search on the small collection, and a CNN
+checkpoint written directly by the training code. Probe and CNN bundles behave the same from the outside
+(evaluate's tests: test_evaluate.py)."""
 
 from __future__ import annotations
 
@@ -13,36 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from speciesfam.errors import SpeciesfamError
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def probe_run(tmp_path_factory, collection, cleaned):
-    """catalog -> clean (open_clip ViT-S-32, random weights; the embeddings of conftest's clean of the same
-    images, so no embedding actor starts again) -> probe search of 2 trials x 3 epochs."""
-    from speciesfam import layout
-    from speciesfam.config import CleanConfig, TuneConfig
-    from speciesfam.data.catalog import run_catalog
-    from speciesfam.data.clean import run_clean
-    from speciesfam.tune.search import run_search
-
-    root, _ = collection
-    workdir = tmp_path_factory.mktemp("probe_run")
-    run_catalog(str(root), str(workdir))
-    shutil.copy(cleaned[0] / layout.EMBEDDINGS, workdir / layout.EMBEDDINGS)
-    run_clean(str(workdir), CleanConfig.smoke(min_per_family=3))
-    run_search(str(workdir), TuneConfig(kind="probe", num_samples=2, max_epochs=3, smoke_test=True,
-                                        cpus_per_trial=1, max_concurrent=2))
-    return workdir
-
-
-@pytest.fixture(scope="module")
-def probe_bundle(probe_run):
-    from speciesfam.export import export_bundle
-
-    return Path(export_bundle(str(probe_run)))
 
 
 def val_rows(workdir: Path) -> pd.DataFrame:
@@ -57,6 +30,7 @@ def in_fresh_process(code: str, timeout: int = 300) -> str:
     return out.stdout
 
 
+@pytest.mark.slow  # ~25 s (a fresh Python loads TensorFlow, torch, open_clip); test_evaluate.py predicts with it by default
 def test_probe_bundle_round_trip_predicts_the_trials_val_predictions(probe_run, probe_bundle, tmp_path):
     """Export, load in a fresh process, predict raw val images: equals the trial's head on the cached
     embeddings, and scores the trial's val macro-F1."""
@@ -134,170 +108,6 @@ def test_the_model_card_keeps_each_family_on_one_line_and_in_one_cell(tmp_path):
     rows = [line for line in card.splitlines() if line.startswith("| ") and "val F1" not in line]
     assert len(rows) == len(labels) and all(row.count(" | ") == 1 for row in rows), rows
     assert "| a\\|b | 0.100 |" in rows and "| line1\\\\nline2 | 0.200 |" in rows
-
-
-def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
-    from speciesfam import cli
-    from speciesfam.evaluate import evaluate
-
-    # the command says what it measured and where the reports are, in one line (it printed a JSON dump)
-    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(probe_run / "clean_manifest.parquet"),
-                     "--out", str(tmp_path / "cli")]) == 0
-    said = capsys.readouterr().out.strip().splitlines()
-    assert len(said) == 1 and said[0].startswith("evaluate: test macro-F1 ") and \
-        said[0].endswith(f"(probe bundle); reports in {tmp_path / 'cli'}"), said
-
-    summary = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(tmp_path))
-    cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
-    assert summary["kind"] == "probe"
-    assert summary["images"] == ((cleaned["status"] == "ok") & (cleaned["split"] == "test")).sum()
-    assert 0 <= summary["test_macro_f1"] <= 1
-    assert pd.read_csv(tmp_path / "per_class.csv")["support"].sum() == summary["images"]
-    assert "warning" not in summary  # the run the model was trained on
-
-    # The same run after catalog ran again (its splits may be drawn anew): the score is flagged, not trusted.
-    import shutil
-
-    from speciesfam import stages
-
-    rerun = tmp_path / "rerun"
-    rerun.mkdir()
-    shutil.copy(probe_run / "clean_manifest.parquet", rerun)
-    shutil.copytree(probe_run / "stages", rerun / "stages")
-    stages.finish(str(rerun), "catalog")
-    again = evaluate(str(probe_bundle), str(rerun / "clean_manifest.parquet"), "test", str(tmp_path / "again"))
-    assert f"{rerun}'s catalog run (" in again["warning"] and "is not the one this model was trained on" in \
-        again["warning"] and again["run_manifest"] is False
-    assert "warning" in json.loads((tmp_path / "again" / "metrics.json").read_text())
-
-
-def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_intact(probe_run, probe_bundle,
-                                                                                       tmp_path, capsys):
-    """A test image deleted or damaged after catalog ended `evaluate` with a traceback and no reports;
-    `--out BUNDLE` overwrote the bundle's metrics.json (predict then refused it); a family unknown to the bundle
-    in another split refused the whole evaluation."""
-    from speciesfam import cli
-    from speciesfam.bundle import load_bundle
-    from speciesfam.evaluate import evaluate
-
-    cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
-    test = cleaned[(cleaned["status"] == "ok") & (cleaned["split"] == "test")]
-    gone, broken = tmp_path / "gone.png", tmp_path / "broken.png"
-    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
-    messy = cleaned.copy()
-    messy.loc[test.index[0], "path"] = str(gone)
-    messy.loc[test.index[1], "path"] = str(broken)
-    extra = messy.loc[[test.index[2]]].assign(label="Canidae", split="val")  # a family the bundle never saw
-    pd.concat([messy, extra], ignore_index=True).to_parquet(tmp_path / "messy.parquet")
-
-    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "messy.parquet"),
-                     "--out", str(tmp_path / "eval")]) == 1  # scored, but not every row: like predict
-    err = capsys.readouterr().err
-    assert "evaluate: 2 test images are not scored (2 unreadable; each row's reason: " in err and "Traceback" not in err
-    rows = pd.read_csv(tmp_path / "eval" / "rows.csv", keep_default_na=False)
-    assert len(rows) == len(test) and rows["status"].value_counts().to_dict() == {"ok": len(test) - 2,
-                                                                                  "unreadable": 2}
-    bad = rows[rows["status"] == "unreadable"].set_index("path")["reason"]
-    assert set(bad.index) == {str(gone), str(broken)} and (bad != "").all()
-    assert (rows.loc[rows["status"] == "ok", "predicted"] != "").all()
-    summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert summary["images"] == len(test) - 2 and summary["unreadable"] == 2
-    from speciesfam.bundle import bundle_id
-
-    assert summary["bundle_id"] == bundle_id(str(probe_bundle))  # the report shows it for this bundle only
-
-    # nothing readable: refused, the reasons kept, and the earlier evaluation's scores there removed (they
-    # would pass for this one's)
-    messy.loc[messy["split"] == "test", "path"] = str(gone)
-    messy.to_parquet(tmp_path / "none.parquet")
-    with pytest.raises(SpeciesfamError, match=f"none of the {len(test)} test images .* could be scored "
-                                              f"\\({len(test)} unreadable; first: {gone}: "):
-        evaluate(str(probe_bundle), str(tmp_path / "none.parquet"), "test", str(tmp_path / "eval"))
-    assert pd.read_csv(tmp_path / "eval" / "rows.csv")["status"].eq("unreadable").sum() == len(test)
-    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["rows.csv"]
-
-    with pytest.raises(SpeciesfamError, match="inside the bundle"):
-        evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(probe_bundle))
-    with pytest.raises(SpeciesfamError, match="inside the bundle"):
-        evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(probe_bundle / "x"))
-    load_bundle(str(probe_bundle))  # unchanged: its checksums still hold
-
-
-def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run, probe_bundle, tmp_path, capsys):
-    """A labelled CSV of new images (path, label; no catalog run): every row scored or given its status and
-    reason, families the model was not trained on left out and said, the labels compared as written."""
-    from speciesfam import cli
-
-    cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
-    usable = cleaned[cleaned["status"] == "ok"].head(6)
-    (tmp_path / "new").mkdir()
-    for i, p in enumerate(usable["path"]):  # relative paths, against the CSV's folder
-        shutil.copy(p, tmp_path / "new" / f"{i}{Path(p).suffix}")
-    known = [f"new/{i}{Path(p).suffix}" for i, p in enumerate(usable["path"])]
-    (tmp_path / "new" / "bad.jpg").write_bytes(b"not a jpeg")
-    table = pd.DataFrame({"path": [*known, known[0], known[1], "new/bad.jpg", "", "new/missing.png"],
-                          "label": [*usable["label"], "Canidae", f"{usable['label'].iloc[1]} ", "Felidae", "Felidae",
-                                    "Felidae"]})
-    table.loc[len(table)] = [known[2], None]
-    table.to_csv(tmp_path / "labelled.csv", index=False)
-    out = tmp_path / "eval"
-    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "labelled.csv"),
-                     "--out", str(out)]) == 1  # scored, but not every row
-    err = capsys.readouterr().err
-    assert "evaluate: 6 test images are not scored (3 unreadable, 1 unlabelled, 2 unknown_family; " in err, err
-    rows = pd.read_csv(out / "rows.csv", keep_default_na=False)
-    assert len(rows) == len(table) and (rows["reason"] != "").sum() == 6
-    assert list(rows["status"]) == ["ok"] * 6 + ["unknown_family"] * 2 + ["unreadable"] * 3 + ["unlabelled"]
-    assert rows["reason"].iloc[7] == f"the bundle has no family {usable['label'].iloc[1] + ' '!r}"  # as written
-    assert "path is empty" in rows["reason"].iloc[9] and (rows.loc[:5, "predicted"] != "").all()
-    summary = json.loads((out / "metrics.json").read_text())
-    assert (summary["images"], summary["unreadable"], summary["unlabelled"], summary["unknown_family"]) == (6, 3, 1, 2)
-    assert pd.read_csv(out / "per_class.csv")["support"].sum() == 6
-
-    # with a split column, --split chooses the rows; a split it lacks is refused, naming the splits it has
-    table.assign(split=["holdout"] * 3 + ["other"] * (len(table) - 3)).to_csv(tmp_path / "split.csv", index=False)
-    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "split.csv"), "--split",
-                     "holdout"]) == 0
-    # beside the bundle, named after the set: never taken for the run's own test split (eval_test)
-    written = list(probe_bundle.parent.glob("eval_split-*"))
-    assert len(written) == 1 and json.loads((written[0] / "metrics.json").read_text())["images"] == 3
-    shutil.rmtree(written[0])
-    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "split.csv")]) == 2
-    assert "has no rows in split 'test'; its splits: ['holdout', 'other']" in capsys.readouterr().err
-    assert not list(probe_bundle.parent.glob("eval_split*"))  # refused before writing anything
-
-    # another run folder's catalog manifest: its own folder beside the bundle (it overwrote the run's eval_test,
-    # whose score the report then showed), said to be another run's splits
-    other = tmp_path / "other_run"
-    other.mkdir()
-    shutil.copy(probe_run / "clean_manifest.parquet", other)
-    shutil.copytree(probe_run / "stages", other / "stages")
-    from speciesfam import stages
-
-    stages.finish(str(other), "catalog")
-    assert not (probe_bundle.parent / "eval_test").exists()
-    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(other / "clean_manifest.parquet")]) == 0
-    assert "is not the one this model was trained on" in capsys.readouterr().err
-    written = list(probe_bundle.parent.glob("eval_clean_manifest-*"))
-    assert len(written) == 1 and json.loads((written[0] / "metrics.json").read_text())["run_manifest"] is False
-    assert not (probe_bundle.parent / "eval_test").exists()
-    shutil.rmtree(written[0])
-
-    # mistakes a user makes with a labelled set: each one line (exit 2) saying what to fix, before the model loads
-    (tmp_path / "header_only.csv").write_text("path,label\n")
-    (tmp_path / "semi.csv").write_text("path;label\nnew/0.png;Felidae\n")
-    (tmp_path / "afile").write_text("")
-    for argv, said in [
-            (["--manifest", str(tmp_path / "labelled.csv"), "--split", "val"], "has no split column, so --split val"),
-            (["--manifest", str(tmp_path / "split.csv"), "--split", " "], "--split is empty"),
-            (["--manifest", str(tmp_path / "header_only.csv")], "has no rows: nothing to score"),
-            (["--manifest", str(tmp_path / "semi.csv")], "is neither a catalog manifest nor a labelled set (columns "
-                                                         "['path;label']"),
-            (["--manifest", str(tmp_path / "nope.csv")], "--manifest " + str(tmp_path / "nope.csv") + " does not exist"),
-            (["--manifest", str(tmp_path / "labelled.csv"), "--out", str(tmp_path / "afile")], "is a file; give a folder")]:
-        assert cli.main(["evaluate", str(probe_bundle), *argv]) == 2, argv
-        err = capsys.readouterr().err
-        assert said in err and "Traceback" not in err, (argv, err)
 
 
 def rewrite_checksums(bundle: Path) -> None:

@@ -46,6 +46,7 @@ def test_job_help(job):
     assert "--workdir" in out.stdout
 
 
+@pytest.mark.slow  # ~13 s: a fresh Python imports TensorFlow
 def test_torch_after_tensorflow_is_refused_not_a_segfault():
     code = ("import tensorflow\nfrom speciesfam._lazy import torch_modules\n"
             "try:\n    torch_modules()\nexcept RuntimeError as e:\n    print('refused:', e)\n")

@@ -108,9 +108,9 @@ def run(tmp_path_factory, collection, ray_session):
 def test_one_console_line_per_trial_agrees_with_the_trial_table_and_the_report(run):
     workdir, lines = run
     trials = pd.read_csv(workdir / layout.TRIALS)
-    trial_lines = [ln for ln in lines if re.match(r"\s+trial \d+ ", ln)]
+    trial_lines = [ln for ln in lines if re.match(r"\s+trial \d+/6 ", ln)]  # a grid of 6: counted to 6
     assert len(trial_lines) == len(trials) == 6, lines
-    pattern = re.compile(r"trial \d (\S+)\s+toy\s+(\d+) epochs?\s+best val macro-F1 (\d\.\d{3})  "
+    pattern = re.compile(r"trial \d/6 (\S+)\s+toy\s+(\d+) epochs?\s+best val macro-F1 (\d\.\d{3})  "
                          r"(finished|stopped by ASHA)$")
     parsed = {m.group(1): m for m in map(pattern.search, trial_lines) if m}
     assert len(parsed) == 6, trial_lines

@@ -366,7 +366,8 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             num_to_keep=2, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE), callbacks=[
             CSVLoggerCallback(), JsonLoggerCallback(),  # the trial table's source, whatever else is on or off
             *callbacks(cfg, name, experiment),
-            lines.trial_lines_callback(cfg.num_samples, lines.scheduler_name(cfg.scheduler), cfg.max_epochs,
+            lines.trial_lines_callback(planned_trials(space, cfg), lines.scheduler_name(cfg.scheduler),
+                                       cfg.max_epochs,
                                        cut_by=lines.search_cut_by(cfg.time_budget_s),
                                        model="probe" if cfg.kind == "probe" else None)],
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
