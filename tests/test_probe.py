@@ -216,6 +216,48 @@ def probe_like(config):
     tune.report({"val_macro_f1": config["dropout"], "epoch": 1})
 
 
+class InterruptAt:
+    """A Tune callback (in the driver): SIGTERM to the driver, as `kill` would, at a trial's epoch ``epoch``, once
+    (``marker``: a file it leaves; a resumed search gets its callbacks back from the stored experiment)."""
+
+    def __new__(cls, epoch, marker):
+        from ray.tune import Callback
+
+        class _Cb(Callback):
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                import signal
+
+                if not os.path.exists(marker) and result.get("epoch", 0) >= epoch:
+                    open(marker, "w").close()
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+        return _Cb()
+
+
+@pytest.mark.slow  # ~40 s: a probe search interrupted, then resumed
+def test_a_resumed_probe_trial_goes_on_from_its_checkpoint(tmp_path, ray_session, monkeypatch):
+    """A probe trial restored by --resume started again at epoch 1 while Tune counted on from its checkpoint: ASHA
+    (which counts Tune's iterations) cut it before its grace period, and trials.csv said 2 epochs (hostile tester).
+    Now it goes on from its checkpoint's epoch and weights: every result's epoch is Tune's iteration."""
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+    from speciesfam.tune import search, tracking
+
+    make_embedding_run(str(tmp_path), rows=600, dim=32, families=6, noise=1.0)
+    cfg = TuneConfig(kind="probe", searcher="random", scheduler="fifo", num_samples=1, max_epochs=12,
+                     cpus_per_trial=1, max_concurrent=1, name="resumed")
+    monkeypatch.setattr(tracking, "callbacks", lambda *a, **k: [InterruptAt(4, str(tmp_path / "sent"))])
+    search.run_search(str(tmp_path), cfg)
+    progress = pd.concat(pd.read_csv(p) for p in Path(tmp_path, "tune", "resumed").glob("*/progress.csv"))
+    assert progress["epoch"].max() < 12  # the interrupt came first
+    search.run_search(str(tmp_path), dataclasses.replace(cfg, resume=True))
+    progress = pd.concat(pd.read_csv(p) for p in Path(tmp_path, "tune", "resumed").glob("*/progress.csv"))
+    assert (progress["epoch"] == progress["training_iteration"]).all(), progress[["epoch", "training_iteration"]]
+    last = progress.iloc[-1]
+    assert last["final_epoch"] and progress["epoch"].duplicated().sum() <= 4  # at most the epochs since its best
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert trials["epochs_run"].tolist() == [int(last["epoch"])] and trials["status"].tolist() == ["ok"], trials
+
+
 @pytest.mark.parametrize("searcher", ["optuna", pytest.param("random", marks=pytest.mark.slow)])
 def test_warm_start_point_is_the_searchers_first_trial(searcher, tmp_path, ray_session):
     from ray import tune

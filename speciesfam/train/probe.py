@@ -162,10 +162,13 @@ def _epoch_graph(tf, layers: int, optimizer: str, dtype: str):
 
 
 def train_epochs(data: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: int, hp: dict[str, Any],
-                 max_epochs: int, seed: int = 0, precision: str = "float32"
+                 max_epochs: int, seed: int = 0, precision: str = "float32",
+                 resume: tuple[int, list[np.ndarray]] | None = None
                  ) -> Iterator[tuple[int, float, np.ndarray, list]]:
     """Train the head; yields ``(epoch, train_loss, val_probs, weights)`` after every epoch. ``precision``:
-    the matrix products' type, ``"float32"`` or ``"bfloat16"`` (``resolve_precision``).
+    the matrix products' type, ``"float32"`` or ``"bfloat16"`` (``resolve_precision``). ``resume``: (epoch,
+    weights) of a checkpoint: training goes on from the next epoch with those weights (the optimizer's moments
+    start again: checkpoints hold weights only).
 
     ``weights`` are TensorFlow variables in ``build_probe(...).get_weights()`` order, updated in place by the
     next epoch: read them before asking for it. Raises ``FloatingPointError`` when the training loss stops
@@ -181,7 +184,7 @@ def train_epochs(data: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: in
                          "embeddings?")
     layers, units = int(hp["head_layers"]), int(hp["head_units"])
     graph = _epoch_graph(tf, layers, str(hp["optimizer"]), precision)
-    start = init_params(xt.shape[1], num_classes, layers, units, seed)
+    done, start = resume or (0, init_params(xt.shape[1], num_classes, layers, units, seed))
 
     def variables(arrays, trainable=False):  # any shape: one trace serves every trial's head size
         return [tf.Variable(a, shape=tf.TensorShape(None), trainable=trainable) for a in arrays]
@@ -194,7 +197,7 @@ def train_epochs(data: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: in
     xv_t = tf.constant(xv.reshape(len(xv), xt.shape[1]))
     const = [tf.constant(float(hp[k]), tf.float32) for k in ("lr", "weight_decay", "label_smoothing", "dropout")]
     batch = tf.constant(int(hp["batch_size"]), tf.int32)
-    for epoch in range(1, max_epochs + 1):
+    for epoch in range(done + 1, max_epochs + 1):
         loss, probs = graph(params, m, v, step, x, y, cw, xv_t, *const, batch, tf.constant([seed, epoch], tf.int32))
         loss = float(loss)
         if not np.isfinite(loss):
@@ -222,6 +225,18 @@ def write_checkpoint(directory: str, weights: list, hp: dict[str, Any], fixed: d
     for name, data in (("config.json", config), ("metrics.json", metrics)):
         with open(os.path.join(directory, name), "w") as f:
             json.dump(data, f, indent=1, default=str)
+
+
+def read_checkpoint(directory: str, hp: dict[str, Any], num_classes: int, dim: int
+                    ) -> tuple[int, float, list[np.ndarray]]:
+    """A probe checkpoint's (epoch, val macro-F1, weights): where a trial restored by Tune (``--resume``) goes on."""
+    from ..models.probe import build_probe
+
+    with open(os.path.join(directory, "metrics.json")) as f:
+        metrics = json.load(f)
+    model = build_probe(num_classes, dim, hp)
+    model.load_weights(os.path.join(directory, WEIGHTS))
+    return int(metrics["epoch"]), float(metrics[METRIC]), [np.asarray(w) for w in model.get_weights()]
 
 
 def _limit_threads(tf) -> None:
@@ -263,10 +278,16 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
     labels = list(fixed["labels"])
     fixed = {**fixed, "precision": resolve_precision(fixed.get("precision", "auto"))}  # recorded in checkpoints
     yv = data["val"][1]
-    best, since_best, first_epoch_at = -1.0, 0, time.time()
+    best, resume = -1.0, None
+    checkpoint = tune.get_checkpoint()  # a trial restored by --resume: on from its last checkpoint (its best epoch)
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            epoch, best, weights = read_checkpoint(directory, hp, len(labels), data["train"][0].shape[1])
+        resume = (epoch, weights)
+    since_best, first_epoch_at = 0, time.time()
     epoch_start = first_epoch_at
     for epoch, loss, probs, weights in train_epochs(data, len(labels), hp, int(fixed["max_epochs"]),
-                                                   int(fixed.get("seed", 0)), fixed["precision"]):
+                                                   int(fixed.get("seed", 0)), fixed["precision"], resume):
         metrics = classification_metrics(probs, yv, len(labels)) if len(yv) else {
             METRIC: 0.0, "val_accuracy": 0.0, "val_top5": 0.0}
         metrics.update(epoch=epoch, train_loss=loss, epoch_s=time.time() - epoch_start, kind="probe", model="probe",
