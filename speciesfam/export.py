@@ -183,6 +183,9 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
 
     Also writes the export stage record (which trial and why) and marks the exported trial in RUN/trials.md.
     """
+    if trial_id is not None and not trial_id.strip():  # an empty shell variable: not "the best" unsaid
+        raise SpeciesfamError("--trial is empty: give a trial id from RUN/trials.csv, or leave --trial out for the "
+                              "best trial")
     if out is None and storage.is_remote(workdir):
         raise SpeciesfamError(f"workdir {workdir} is in object storage; a bundle is written to local disk: give --out DIR")
     if not storage.is_remote(workdir) and not storage.exists(workdir):  # mistyped: say so, not "no trials.csv"
@@ -249,6 +252,10 @@ def check_out(out: str, workdir: str) -> None:
         where = "is the run folder" if real == run else "holds the run folder"
         raise SpeciesfamError(f"--out {out} {where} ({workdir}); the bundle would replace the run: give a new "
                               f"folder (default: {layout.path(workdir, layout.BUNDLE)})")
+    inside = next((a for a in _ancestors(real) if _is_bundle(a)), None)
+    if inside:  # its files would become the outer bundle's foreign files (a later export there is refused)
+        raise SpeciesfamError(f"--out {out} is inside the bundle {inside}; a bundle's folder holds only its own "
+                              "files: give a folder outside it")
     if os.path.isdir(out) and os.listdir(out) and not _is_bundle(out):
         raise SpeciesfamError(f"--out {out} exists and is not a speciesfam bundle (no {B.CONFIG} naming "
                               f"{B.SCHEMA!r}); export replaces the folder whole: give a new or empty folder")
@@ -259,6 +266,15 @@ def check_out(out: str, workdir: str) -> None:
         raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({', '.join(foreign[:5])}"
                               f"{', ...' if len(foreign) > 5 else ''}); export replaces the folder whole: move them "
                               "out, or give another --out")
+
+
+def _ancestors(path: str) -> list[str]:
+    """The folders above ``path``, nearest first."""
+    found, parent = [], os.path.dirname(path)
+    while parent and parent != path:
+        found.append(parent)
+        path, parent = parent, os.path.dirname(parent)
+    return found
 
 
 def _foreign_files(bundle: str) -> list[str]:

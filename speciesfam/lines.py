@@ -40,7 +40,7 @@ def trial_line(index: int, total: int | None, trial_id: str, model: str, epochs:
     trial's best epoch's, as in RUN/trials.csv and the search's summary."""
     count = f"{index}/{total}" if total else str(index)
     count = f"{count:<{2 * len(str(total)) + 1 if total else 0}}"  # trial 9/16 and 10/16: ids in one column
-    f1_text = "—" if _missing(f1) else f"{f1:.3f}"
+    f1_text = "—    " if _missing(f1) else f"{f1:.3f}"  # as wide as 0.733: the endings stay in one column
     epochs = 0 if epochs is None else int(epochs)  # None: the trial reported nothing
     epochs_text = f"{epochs} epoch{'' if epochs == 1 else 's'}"
     return f"  trial {count} {trial_id}  {model:<18s} {epochs_text:>9s}  best val macro-F1 {f1_text}  {ended}"
@@ -108,9 +108,21 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
 
         def __init__(self) -> None:
             self.finished = 0
+            self.kept_said = False
             self.ended: dict[str, str] = {}
             self.best: dict[str, float] = {}
             self.lined: set[str] = set()
+
+        def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+            if self.kept_said:
+                return
+            self.kept_said = True  # a --resume: the trials that ended before it are kept, listed first as such
+            for trial in trials:
+                if trial.status == "TERMINATED" and self._trained(trial):
+                    last = trial.last_result
+                    self._line(trials, trial, how_ended(bool(last.get("done")), last.get("training_iteration"),
+                                                        max_epochs, scheduler, final_flag(last.get("final_epoch")),
+                                                        cut_by) + " (kept from before --resume)")
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             # Logged with the result (Tune's progress.csv), so the report tells the endings apart too.
@@ -218,8 +230,12 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
                 of = planned if planned and n < planned else n
                 count = (f"{n}{f' of {of}' if of != n else ''} trial{'' if of == 1 else 's'} "
                          f"before {ended_by} ended the search")
-            resume = (f"; continue it: {resume_hint} (search {done.get('experiment')!r})"
-                      if done.get("interrupted") and resume_hint else "")
+            resume = ""
+            if done.get("interrupted") and resume_hint:
+                resume = (f"; continue it: {resume_hint} (search {done.get('experiment')!r})"
+                          if done.get("resumable", True) else  # records written before resumable: as before
+                          "; no trial reported a result, so there is nothing to continue: run the same command "
+                          "again without --resume")
             if not done.get("ok"):
                 return f"tune: {count}, none finished with a val macro-F1{resume}"
             return (f"tune: {count} ({done['ok']} ok); best val macro-F1 "

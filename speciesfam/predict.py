@@ -9,7 +9,8 @@ one ``load_bundle`` predictor (one actor per GPU, fp16 embedders there; CPU acto
 row gets exactly one output row in ``predictions.parquet`` (columns ``PREDICTION_COLUMNS``): its top-k
 families and probabilities, or an ``error`` (unreadable, not an image) with empty predictions. Results are
 written in parts as they arrive (``<out>.parts/``) and merged at the end, so a killed run resumes where it
-stopped: rows whose path is already in the output or its parts are skipped.
+stopped: rows whose path is already in the output or its parts are skipped, unless the file changed since
+(column ``stamp``: a local file's size and modification time; such a row is predicted again and replaced).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from .errors import SpeciesfamError
 if TYPE_CHECKING:
     import pandas as pd
 
-PREDICTION_COLUMNS = ["path", "family", "probability", "top_families", "top_probabilities", "error", "bundle_id"]
+PREDICTION_COLUMNS = ["path", "family", "probability", "top_families", "top_probabilities", "error", "bundle_id",
+                      "stamp"]
 CARRIED = ("label", "split")  # manifest columns copied to the output (e.g. to score predictions later)
 
 
@@ -93,7 +95,8 @@ def input_rows(source: str | None = None, manifest: str | None = None,
         for p in raw["path"]:
             path, problem = resolve_path(p, base) if p is not None and p.strip() else ("", "path is empty")
             paths.append(path), errors.append(problem)
-        return pd.DataFrame({"path": paths, **{c: raw[c] for c in CARRIED if c in raw}, "error": errors})
+        return pd.DataFrame({"path": paths, **{c: raw[c] for c in CARRIED if c in raw}, "error": errors,
+                             "stamp": file_stamps(paths, errors)})
     if not source:
         raise SpeciesfamError("give a folder of images or --manifest M")
     from .data.sources import HIDDEN, is_hidden
@@ -107,10 +110,24 @@ def input_rows(source: str | None = None, manifest: str | None = None,
         raise SpeciesfamError(f"{source}: no files in it, nothing to predict; give a folder of images, a file, "
                               "or --manifest M")
     entries = sorted(entries, key=lambda e: e.path)
-    df = pd.DataFrame({"path": [e.path for e in entries],
-                       "error": [f"skipped: {HIDDEN}" if is_hidden(e.rel) else "" for e in entries]})
+    errors = [f"skipped: {HIDDEN}" if is_hidden(e.rel) else "" for e in entries]
+    df = pd.DataFrame({"path": [e.path for e in entries], "error": errors,
+                       "stamp": file_stamps([e.path for e in entries], errors)})
     df.attrs["aliases"] = aliases
     return df
+
+
+def file_stamps(paths: list[str], errors: list[str]) -> list[str]:
+    """``size:mtime_ns`` of each local file (what tells a resumed predict that a file changed since its row was
+    written); "" for rows already in error, remote paths and files that cannot be stat'ed (read, then, as they are)."""
+    stamps = []
+    for path, error in zip(paths, errors):
+        try:
+            st = os.stat(path) if path and not error and not storage.is_remote(path) else None
+        except (OSError, ValueError):
+            st = None
+        stamps.append(f"{st.st_size}:{st.st_mtime_ns}" if st else "")
+    return stamps
 
 
 def read_done(out: str) -> "pd.DataFrame":
@@ -131,9 +148,10 @@ def read_done(out: str) -> "pd.DataFrame":
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
 
 
-def key_columns(rows: "pd.DataFrame") -> list[str]:
-    """What identifies an input row: its path and the manifest columns carried to the output."""
-    return ["path", *(c for c in CARRIED if c in rows.columns)]
+def key_columns(rows: "pd.DataFrame", stamp: bool = True) -> list[str]:
+    """What identifies an input row: its path and the manifest columns carried to the output, and (``stamp``) the
+    file as it is now: a row of a file changed since is not done."""
+    return ["path", *(c for c in CARRIED if c in rows.columns), *(["stamp"] if stamp else [])]
 
 
 def row_keys(df: "pd.DataFrame", columns: list[str]) -> "pd.Series":
@@ -149,9 +167,10 @@ def row_keys(df: "pd.DataFrame", columns: list[str]) -> "pd.Series":
     return base + "#" + base.groupby(base).cumcount().astype(str)
 
 
-def to_predict(rows: "pd.DataFrame", done: "pd.DataFrame") -> "pd.DataFrame":
-    """The input rows not predicted yet (``done``: what the output and its parts hold), repeats counted."""
-    columns = key_columns(rows)
+def to_predict(rows: "pd.DataFrame", done: "pd.DataFrame", stamp: bool = True) -> "pd.DataFrame":
+    """The input rows not predicted yet (``done``: what the output and its parts hold), repeats counted; with
+    ``stamp``, also the rows of files changed since."""
+    columns = key_columns(rows, stamp)
     return rows[~row_keys(rows, columns).isin(set(row_keys(done, columns)))].reset_index(drop=True)
 
 
@@ -161,7 +180,7 @@ def check_resume(done: "pd.DataFrame", rows: "pd.DataFrame", out: str, bid: str)
     if len(done) and (done["bundle_id"] != bid).any():
         raise SpeciesfamError(f"{out} holds predictions of another bundle (id {done['bundle_id'].iloc[0]}, this one "
                               f"{bid}); give another --out or delete it")
-    columns = key_columns(rows)
+    columns = key_columns(rows, stamp=False)  # a file changed since is this input's still: predicted again
     other = done.loc[~row_keys(done, columns).isin(set(row_keys(rows, columns))), "path"]
     if len(other):
         raise SpeciesfamError(f"{out} holds predictions of another input ({len(other)} rows, e.g. {other.iloc[0]!r}, "
@@ -225,7 +244,9 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     columns = key_columns(rows)
     todo = to_predict(rows, done)
     links = rows.attrs.get("aliases", 0)
+    changed = len(todo) - len(to_predict(rows, done, stamp=False))
     print(f"predict: {len(rows)} rows, {len(rows) - len(todo)} already in {out}, {len(todo)} to predict"
+          + (f" ({changed} of them changed since their row was written)" if changed else "")
           + (f" ({links} links to folders already listed: not walked again)" if links else ""))
     parts = out + ".parts"
     if len(todo):

@@ -85,6 +85,8 @@ def test_export_refuses_unknown_or_failed_trials(cnn_bundle):
     workdir, _, _ = cnn_bundle
     with pytest.raises(SpeciesfamError, match="trial 'nope' is not in"):
         export_bundle(str(workdir), trial_id="nope")
+    with pytest.raises(SpeciesfamError, match="--trial is empty"):  # exported the best trial unsaid
+        export_bundle(str(workdir), trial_id=" ")
 
 
 def test_a_trial_that_failed_after_its_checkpoint_is_exported_only_as_such(tmp_path):
@@ -154,6 +156,15 @@ def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, 
     assert f"{len(files)} rows, 5 already in" in capsys.readouterr().out
     assert sorted(again["path"]) == files and again["path"].is_unique
     assert len(predict_collection(str(bundle), str(out), source=str(folder))) == len(files)  # nothing left
+    # A file changed since its row was written (the corrupt one replaced by a real image): predicted again, its
+    # old row replaced (a resume kept the stale error, and exit 1, hostile tester)
+    shutil.copyfile(sample[0], folder / "Felidae" / "broken.jpg")
+    again = predict_collection(str(bundle), str(out), source=str(folder), top_k=2, batch_size=8)
+    assert f"{len(files)} rows, {len(files) - 1} already in {out}, 1 to predict (1 of them changed" in \
+        capsys.readouterr().out
+    assert sorted(again["path"]) == files and again["path"].is_unique
+    fixed = again.set_index("path").loc[str(folder / "Felidae" / "broken.jpg")]
+    assert fixed["error"] == "" and list(fixed["top_families"]) == list(good.loc[sample[0], "top_families"])
     return folder, out
 
 
@@ -265,6 +276,11 @@ def test_export_never_replaces_a_folder_that_is_not_a_bundle(cnn_bundle, tmp_pat
     with pytest.raises(SpeciesfamError, match=r"holds files that are not its bundle's \(sub/predictions.parquet\)"):
         export_bundle(str(workdir), out=str(tmp_path / "empty"))
     assert (tmp_path / "empty" / "sub" / "predictions.parquet").read_text() == "mine"
+    # a bundle inside a bundle was written, and the next export to the outer one refused its files
+    for inner in (tmp_path / "empty" / "inner", tmp_path / "empty" / "sub" / "deeper"):
+        with pytest.raises(SpeciesfamError, match=f"--out .* is inside the bundle {tmp_path / 'empty'}"):
+            export_bundle(str(workdir), out=str(inner))
+        assert not inner.exists()
 
 
 def test_export_refuses_trials_of_a_search_built_from_an_older_catalog(tmp_path):

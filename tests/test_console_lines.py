@@ -153,6 +153,7 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
     import dataclasses
     import signal
 
+    import pandas as pd
     from ray import tune
 
     from speciesfam.config import TuneConfig
@@ -183,6 +184,7 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
 
     with pytest.raises(KeyboardInterrupt):  # the demo stops (exit 130) instead of exporting the cut-short trials
         stop_if_interrupted(str(tmp_path))
+    finished_before = {ln.split()[2] for ln in trial_lines if not ln.endswith("stopped by the interrupt")}
     resumed = dataclasses.replace(cfg, resume=True)
     with Tee() as tee:
         results, ending = fit(make_tuner(trainable, space, resumed, str(tmp_path / "tune"), "term"), space, resumed)
@@ -190,8 +192,33 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
     assert not ending["interrupted"] and len(table) == 3 and (table["status"] == "ok").all(), table
     # a grid of 3 trials: the lines count to 3, in the first search and the resumed one ("trial 1/1" was said)
     trial_lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
-    assert 1 <= len(trial_lines) <= 3 and all(re.match(rf"\s+trial {i}/3 ", ln)
-                                              for i, ln in enumerate(trial_lines, 1)), trial_lines
+    assert len(trial_lines) == 3 and all(re.match(rf"\s+trial {i}/3 ", ln)
+                                         for i, ln in enumerate(trial_lines, 1)), trial_lines
+    # a trial that had ended before the interrupt is not trained again: its line comes first and says it is kept
+    # (a trial that ran again after the resume has more than its 4 results in progress.csv)
+    rows = {t.trial_id: len(pd.read_csv(os.path.join(t.trial_path, "progress.csv"))) for t in table.itertuples()}
+    kept_ids = {i for i in finished_before if rows[i] == 4}
+    kept = [ln.endswith(" (kept from before --resume)") for ln in trial_lines]
+    assert kept == sorted(kept, reverse=True) and {ln.split()[2] for ln, k in zip(trial_lines, kept) if k} == \
+        kept_ids, trial_lines
+
+
+def test_an_interrupted_search_says_resume_only_when_a_trial_reported(tmp_path):
+    """The summary said 'continue it: the same command with --resume' after an interrupt that came before any
+    trial reported a result, and --resume then refused ('nothing to continue') (hostile tester)."""
+    import pandas as pd
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.lines import summary_line
+    from speciesfam.tune.search import record_search
+
+    cfg = TuneConfig(kind="probe", num_samples=2, name="cut")
+    for epochs, says in (([0, 0], "without --resume"), ([0, 2], "continue it: the same command with --resume")):
+        table = pd.DataFrame({"trial_id": ["a", "b"], "status": "not_trained", "epochs_run": epochs,
+                              layout.BEST_METRIC: float("nan"), "seconds": float("nan"), "best_epoch": float("nan")})
+        record_search(str(tmp_path), cfg, "cut", table, planned=2, interrupted=True)
+        line = summary_line(str(tmp_path), "tune")
+        assert says in line and ("continue it" in line) == (says.startswith("continue")), line
 
 
 def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_empty(tmp_path):

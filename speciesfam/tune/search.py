@@ -295,6 +295,8 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
     best = ok.iloc[0] if len(ok) else None
     summary = {"experiment": name, "kind": cfg.kind, "trials": len(table), "ok": len(ok), "planned": planned,
                "time_budget_hit": time_budget_hit, "interrupted": interrupted,
+               # --resume needs a trial that reported (record.check_record); else the summary says start again
+               "resumable": interrupted and bool((table.get("epochs_run", pd.Series(dtype=float)).fillna(0) > 0).any()),
                **({"best_trial": str(best["trial_id"]), layout.BEST_METRIC: float(best[layout.BEST_METRIC]),
                    "best_epoch": int(best["best_epoch"]) if pd.notna(best["best_epoch"]) else None}
                   if best is not None else {})}
