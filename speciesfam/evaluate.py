@@ -68,7 +68,9 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     images) is read as catalog reads a manifest (labels as text exactly as written, relative paths against its
     folder): its rows of ``split`` (default test) when it has a ``split`` column, else every row (``split`` must
     then be None); a row with no label or an unusable path gets its status here. ``attrs``: ``catalog`` (which
-    of the two it is) and ``split`` (the split scored, named ``test`` for a whole labelled set)."""
+    of the two it is), ``split`` (the split scored, named ``test`` for a whole labelled set) and, for a labelled
+    set with a split column, ``other_splits`` (rows per other split) and ``warning`` (rows whose split reads like
+    the one scored: another case, or empty)."""
     from .data.catalog import load_manifest
     from .data.sources import read_text_table
     from .predict import input_rows
@@ -103,7 +105,16 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
             raise SpeciesfamError(f"{manifest_uri} has no rows in split {split!r}; its splits: "
                                   f"{sorted(given.unique())[:10]} (give --split, or drop the split column to score "
                                   "every row)")
+        others = given[given != split.strip()].value_counts()
+        near = {name: int(n) for name, n in others.items() if name.casefold() == split.strip().casefold() or not name}
         rows = rows[given == split.strip()]
+        rows.attrs["other_splits"] = {name: int(n) for name, n in others.items()}
+        if near:  # "Test" or an empty cell: most likely meant as this split; said, not dropped unsaid
+            rows.attrs["warning"] = (
+                f"{sum(near.values())} rows of {manifest_uri} are not scored though they may be meant as split "
+                f"{split.strip()!r}: " + ", ".join(f"{n} with split {name!r}" if name else f"{n} with no split"
+                                                    for name, n in near.items())
+                + " (splits are compared exactly, spaces at the ends aside; fix the file, or give --split NAME)")
     elif split is not None:
         raise SpeciesfamError(f"{manifest_uri} has no split column, so --split {split} chooses nothing: leave it "
                               "out to score every row")
@@ -116,8 +127,9 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     rows.loc[bad, "reason"] = rows.loc[bad, "error"]
     no_label = (rows["status"] == "ok") & (label.str.strip() == "")
     rows.loc[no_label, ["status", "reason"]] = "unlabelled", "no label"
+    attrs = dict(rows.attrs)
     rows = rows[["path", "label", "status", "reason"]]
-    rows.attrs.update(catalog=False, split=(split or "test").strip())
+    rows.attrs.update(attrs, catalog=False, split=(split or "test").strip())
     return rows
 
 
@@ -172,7 +184,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     out = out or default_out(bundle, manifest_uri, split, this_run)
     if not storage.is_remote(out):
         _refuse_out_in_bundle(out, bundle)
-    warning = split_warning(read_config(bundle), manifest_uri) if catalog else ""
+    warning = split_warning(read_config(bundle), manifest_uri) if catalog else rows.attrs.get("warning", "")
     if warning:
         print(f"evaluate: warning: {warning}", file=sys.stderr)
     predictor = load_bundle(bundle)  # CNN or probe: raw RGB in, probabilities out
@@ -217,6 +229,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     summary = {k.replace("val_", f"{split}_"): v for k, v in summary.items()} | {
         "split": split, "images": int(len(y)), **counts, "kind": predictor.kind, "bundle_id": bundle_id(bundle),
         "manifest": manifest_uri, "run_manifest": this_run,
+        **({"rows_in_other_splits": rows.attrs["other_splits"]} if rows.attrs.get("other_splits") else {}),
         **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)

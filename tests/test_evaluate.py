@@ -140,6 +140,16 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "split.csv")]) == 2
     assert "has no rows in split 'test'; its splits: ['holdout', 'other']" in capsys.readouterr().err
     assert not list(probe_bundle.parent.glob("eval_split*"))  # refused before writing anything
+    # rows whose split reads like the one scored ('Test', an empty cell) were left out without a word
+    near = pd.DataFrame({"path": known[:5], "label": list(usable["label"].iloc[:5]),
+                         "split": ["test", "test ", "Test", None, "train"]})
+    near.to_csv(tmp_path / "near.csv", index=False)
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "near.csv"), "--out",
+                     str(tmp_path / "near")]) == 0
+    err = capsys.readouterr().err
+    assert "2 rows of " in err and "1 with split 'Test', 1 with no split" in err, err
+    summary = json.loads((tmp_path / "near" / "metrics.json").read_text())
+    assert summary["images"] == 2 and summary["rows_in_other_splits"] == {"Test": 1, "": 1, "train": 1}
 
     # another run folder's catalog manifest: its own folder beside the bundle (it overwrote the run's eval_test,
     # whose score the report then showed), said to be another run's splits
