@@ -228,7 +228,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     summary = classification_metrics(probs, y, len(labels))
     summary = {k.replace("val_", f"{split}_"): v for k, v in summary.items()} | {
         "split": split, "images": int(len(y)), **counts, "kind": predictor.kind, "bundle_id": bundle_id(bundle),
-        "manifest": manifest_uri, "run_manifest": this_run,
+        "manifest": manifest_uri if storage.is_remote(manifest_uri) else os.path.abspath(manifest_uri),
+        "run_manifest": this_run,
         **({"rows_in_other_splits": rows.attrs["other_splits"]} if rows.attrs.get("other_splits") else {}),
         **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
