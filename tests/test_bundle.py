@@ -324,7 +324,8 @@ def test_manifest_rows_resolve_relative_paths_against_the_manifest_and_keep_labe
                   "other": [1, 2]}).to_csv(tmp_path / "data" / "m.csv", index=False)
     rows = input_rows(manifest=str(tmp_path / "data" / "m.csv"))
     assert rows["path"].tolist() == [str(tmp_path / "data" / "a" / "x.jpg"), str(tmp_path / "y.jpg")]
-    assert list(rows.columns) == ["path", "label", "split", "error"] and rows["label"].tolist() == ["007", "7"]
+    assert list(rows.columns) == ["path", "label", "split", "error", "stamp"]
+    assert rows["label"].tolist() == ["007", "7"]
     # Parquet labels as catalog reads them (the text of the value, as bundles hold them), an empty path kept
     # empty (an error row when predicted), not resolved to the manifest's folder
     # (null too), file:// URIs percent-decoded, and why a row will not be read in its error
