@@ -195,7 +195,14 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
                               f"{sorted(set(rows.loc[unknown, 'label']))[:5]}; evaluate with the manifest the model "
                               "was trained on")
     rows.loc[unknown, "status"] = "unknown_family"  # a new labelled set: scored on the families the model knows
-    rows.loc[unknown, "reason"] = "the bundle has no family " + rows.loc[unknown, "label"].map(repr)
+    folded = {lab.strip().casefold(): lab for lab in labels}  # 'felidae', 'Felidae ': most likely meant as Felidae
+
+    def no_family(label: str) -> str:
+        alike = folded.get(label.strip().casefold())
+        return f"the bundle has no family {label!r}" + (f" (it has {alike!r}: labels are compared exactly as "
+                                                         "written)" if alike else "")
+
+    rows.loc[unknown, "reason"] = rows.loc[unknown, "label"].map(no_family)
     index = {lab: i for i, lab in enumerate(labels)}
     probs = []
     todo = np.flatnonzero(rows["status"].to_numpy() == "ok")

@@ -123,7 +123,8 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     rows = pd.read_csv(out / "rows.csv", keep_default_na=False)
     assert len(rows) == len(table) and (rows["reason"] != "").sum() == 6
     assert list(rows["status"]) == ["ok"] * 6 + ["unknown_family"] * 2 + ["unreadable"] * 3 + ["unlabelled"]
-    assert rows["reason"].iloc[7] == f"the bundle has no family {usable['label'].iloc[1] + ' '!r}"  # as written
+    assert rows["reason"].iloc[7] == f"the bundle has no family {usable['label'].iloc[1] + ' '!r} (it has " \
+        f"{usable['label'].iloc[1]!r}: labels are compared exactly as written)"  # as written, the look-alike named
     assert "path is empty" in rows["reason"].iloc[9] and (rows.loc[:5, "predicted"] != "").all()
     summary = json.loads((out / "metrics.json").read_text())
     assert (summary["images"], summary["unreadable"], summary["unlabelled"], summary["unknown_family"]) == (6, 3, 1, 2)
