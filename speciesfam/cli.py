@@ -210,7 +210,8 @@ def _evaluate(args: argparse.Namespace) -> int:
           f"{m[f'{split}_accuracy']:.3f} on {m['images']} images ({m['kind']} bundle); reports in {m['out']}")
     left_out = {status: m[status] for status in NOT_SCORED if m[status]}
     if left_out:
-        print(f"evaluate: {sum(left_out.values())} {split} images are not scored ("
+        what = "images of the set" if m.get("whole_set") else f"{split} images"  # a labelled set without splits
+        print(f"evaluate: {sum(left_out.values())} {what} are not scored ("
               f"{', '.join(f'{n} {s}' for s, n in left_out.items())}; each row's reason: "
               f"{os.path.join(m['out'], 'rows.csv')})", file=sys.stderr)
 

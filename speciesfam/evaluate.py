@@ -119,6 +119,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
         raise SpeciesfamError(f"{manifest_uri} has no split column, so --split {split} chooses nothing: leave it "
                               "out to score every row")
     rows = rows.reset_index(drop=True)
+    rows.attrs["whole_set"] = "split" not in rows  # scored whole; its scores are named test_* all the same
     label = rows["label"].map(lambda v: v or "")
     rows["status"] = "ok"
     rows["reason"] = ""
@@ -238,6 +239,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
         "manifest": manifest_uri if storage.is_remote(manifest_uri) else os.path.abspath(manifest_uri),
         "run_manifest": this_run,
         **({"rows_in_other_splits": rows.attrs["other_splits"]} if rows.attrs.get("other_splits") else {}),
+        **({"whole_set": True} if rows.attrs.get("whole_set") else {}),
         **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)

@@ -119,7 +119,7 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "labelled.csv"),
                      "--out", str(out)]) == 1  # scored, but not every row
     err = capsys.readouterr().err
-    assert "evaluate: 6 test images are not scored (3 unreadable, 1 unlabelled, 2 unknown_family; " in err, err
+    assert "evaluate: 6 images of the set are not scored (3 unreadable, 1 unlabelled, 2 unknown_family; " in err, err
     rows = pd.read_csv(out / "rows.csv", keep_default_na=False)
     assert len(rows) == len(table) and (rows["reason"] != "").sum() == 6
     assert list(rows["status"]) == ["ok"] * 6 + ["unknown_family"] * 2 + ["unreadable"] * 3 + ["unlabelled"]
@@ -128,6 +128,7 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     assert "path is empty" in rows["reason"].iloc[9] and (rows.loc[:5, "predicted"] != "").all()
     summary = json.loads((out / "metrics.json").read_text())
     assert (summary["images"], summary["unreadable"], summary["unlabelled"], summary["unknown_family"]) == (6, 3, 1, 2)
+    assert summary["whole_set"] is True and summary["split"] == "test"  # scores named test_* as for a test split
     assert pd.read_csv(out / "per_class.csv")["support"].sum() == 6
 
     # with a split column, --split chooses the rows; a split it lacks is refused, naming the splits it has
