@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from pathlib import Path
 from typing import Any
 
 from . import bundle as B
@@ -252,7 +253,7 @@ def check_out(out: str, workdir: str) -> None:
         where = "is the run folder" if real == run else "holds the run folder"
         raise SpeciesfamError(f"--out {out} {where} ({workdir}); the bundle would replace the run: give a new "
                               f"folder (default: {layout.path(workdir, layout.BUNDLE)})")
-    inside = next((a for a in _ancestors(real) if _is_bundle(a)), None)
+    inside = next((str(a) for a in Path(real).parents if _is_bundle(str(a))), None)
     if inside:  # its files would become the outer bundle's foreign files (a later export there is refused)
         raise SpeciesfamError(f"--out {out} is inside the bundle {inside}; a bundle's folder holds only its own "
                               "files: give a folder outside it")
@@ -266,15 +267,6 @@ def check_out(out: str, workdir: str) -> None:
         raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({', '.join(foreign[:5])}"
                               f"{', ...' if len(foreign) > 5 else ''}); export replaces the folder whole: move them "
                               "out, or give another --out")
-
-
-def _ancestors(path: str) -> list[str]:
-    """The folders above ``path``, nearest first."""
-    found, parent = [], os.path.dirname(path)
-    while parent and parent != path:
-        found.append(parent)
-        path, parent = parent, os.path.dirname(parent)
-    return found
 
 
 def _foreign_files(bundle: str) -> list[str]:

@@ -119,10 +119,7 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             self.kept_said = True  # a --resume: the trials that ended before it are kept, listed first as such
             for trial in trials:
                 if trial.status == "TERMINATED" and self._trained(trial):
-                    last = trial.last_result
-                    self._line(trials, trial, how_ended(bool(last.get("done")), last.get("training_iteration"),
-                                                        max_epochs, scheduler, final_flag(last.get("final_epoch")),
-                                                        cut_by) + " (kept from before --resume)")
+                    self._line(trials, trial, self._ending(trial, cut_by) + " (kept from before --resume)")
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             # Logged with the result (Tune's progress.csv), so the report tells the endings apart too.
@@ -164,15 +161,19 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
             # Trials still training when the search ended (its time budget) get no on_trial_complete from Tune.
-            # Their ending comes from their last result (also for trials kept from before a --resume).
+            # Their ending comes from their last result.
             by = "the interrupt" if interrupted() else cut_by
             for trial in trials:  # every trial of RUN/trials.csv gets its line, trained or not
                 if trial.trial_id in self.lined:
                     continue
-                last = trial.last_result or {}
-                self._line(trials, trial, how_ended(bool(last.get("done")), last.get("training_iteration"), max_epochs,
-                                                    scheduler, final_flag(last.get("final_epoch")), by)
-                           if self._trained(trial) else f"not trained: stopped by {by}")
+                self._line(trials, trial, self._ending(trial, by) if self._trained(trial)
+                           else f"not trained: stopped by {by}")
+
+        def _ending(self, trial: Any, by: str) -> str:
+            """How a trial ended, read from its last result (``by``: what cut it if it was still training)."""
+            last = trial.last_result or {}
+            return how_ended(bool(last.get("done")), last.get("training_iteration"), max_epochs, scheduler,
+                             final_flag(last.get("final_epoch")), by)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             text = ""

@@ -206,18 +206,24 @@ def train_epochs(data: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: in
         yield epoch, loss, probs.numpy(), params
 
 
+def _shaped_model(num_classes: int, dim: int, hp: dict[str, Any]):
+    """build_probe's model of this head's shape, built once per process: weights do not depend on dropout, so one
+    model per shape serves every trial's checkpoints."""
+    from ..models.probe import build_probe
+
+    key = (num_classes, dim, int(hp["head_layers"]), int(hp["head_units"]))
+    if key not in _MODELS:
+        _MODELS[key] = build_probe(num_classes, dim, hp)
+    return _MODELS[key]
+
+
 def write_checkpoint(directory: str, weights: list, hp: dict[str, Any], fixed: dict[str, Any],
                      metrics: dict[str, Any]) -> None:
     """The probe checkpoint folder: probe.weights.h5 (Keras weights of build_probe), config.json, metrics.json.
     ``hp``: the trial's complete settings (``probe_hp``)."""
-    from ..models.probe import build_probe
-
     weights = [np.asarray(w) for w in weights]
     labels, dim = list(fixed["labels"]), int(weights[0].shape[0])
-    key = (len(labels), dim, int(hp["head_layers"]), int(hp["head_units"]))
-    if key not in _MODELS:  # weights do not depend on dropout, so one model per shape serves every trial
-        _MODELS[key] = build_probe(len(labels), dim, hp)
-    model = _MODELS[key]
+    model = _shaped_model(len(labels), dim, hp)
     model.set_weights(weights)
     model.save_weights(os.path.join(directory, WEIGHTS))
     config = {"kind": "probe", "model": "probe", "labels": labels, "hp": hp, "embedding_dim": dim,
@@ -230,11 +236,9 @@ def write_checkpoint(directory: str, weights: list, hp: dict[str, Any], fixed: d
 def read_checkpoint(directory: str, hp: dict[str, Any], num_classes: int, dim: int
                     ) -> tuple[int, float, list[np.ndarray]]:
     """A probe checkpoint's (epoch, val macro-F1, weights): where a trial restored by Tune (``--resume``) goes on."""
-    from ..models.probe import build_probe
-
     with open(os.path.join(directory, "metrics.json")) as f:
         metrics = json.load(f)
-    model = build_probe(num_classes, dim, hp)
+    model = _shaped_model(num_classes, dim, hp)
     model.load_weights(os.path.join(directory, WEIGHTS))
     return int(metrics["epoch"]), float(metrics[METRIC]), [np.asarray(w) for w in model.get_weights()]
 
