@@ -114,12 +114,17 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             self.lined: set[str] = set()
 
         def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+            self._say_kept(trials)
+
+        def _say_kept(self, trials: list) -> None:
+            """A --resume: the trials that ended before it are kept, listed first as such (trained or not)."""
             if self.kept_said:
                 return
-            self.kept_said = True  # a --resume: the trials that ended before it are kept, listed first as such
+            self.kept_said = True
             for trial in trials:
-                if trial.status == "TERMINATED" and self._trained(trial):
-                    self._line(trials, trial, self._ending(trial, cut_by) + " (kept from before --resume)")
+                if trial.status == "TERMINATED":
+                    kept = self._ending(trial, cut_by) if self._trained(trial) else "not trained"
+                    self._line(trials, trial, kept + " (kept from before --resume)")
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             # Logged with the result (Tune's progress.csv), so the report tells the endings apart too.
@@ -160,6 +165,7 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                 self._line(trials, trial, f"not trained: stopped by {cut}" if cut else "not trained")
 
         def on_experiment_end(self, trials: list, **info: Any) -> None:
+            self._say_kept(trials)  # a --resume with nothing left to run has no step (Tune's setup sees no trials)
             # Trials still training when the search ended (its time budget) get no on_trial_complete from Tune.
             # Their ending comes from their last result.
             by = "the interrupt" if interrupted() else cut_by

@@ -3,6 +3,7 @@ own patience), a search that trained nothing failing, the demo's nesting."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
@@ -128,6 +129,16 @@ def test_trials_the_time_budget_stops_before_their_first_epoch_say_not_trained(t
     with pytest.raises(SearchFailedError, match="no trial of 2 finished with a val macro-F1: ended before"):
         check_some_trial_trained(table)
 
+    # --resume: Tune keeps both (ended, not errored) and runs nothing; their lines say so, not that the search's
+    # end stopped them (it said 'not trained: stopped by the search's end', listed last).
+    resumed = dataclasses.replace(cfg, resume=True)
+    with Tee() as tee:
+        fit(make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), space, resumed, str(tmp_path / "tune"), "late"),
+            space, resumed)
+    trial_lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
+    assert len(trial_lines) == 2 and all(ln.endswith("not trained (kept from before --resume)")
+                                         for ln in trial_lines), tee.lines
+
 
 def killer_toy(config):
     """Trains 1 epoch at a time; the trial with ``config['kill']`` sends SIGTERM to the driver at its epoch 2,
@@ -151,7 +162,6 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
     """SIGTERM (kill, timeout, a batch scheduler) made Ray's handler abort the driver: a CNN search could then
     never be resumed, and an interrupted search exited 0 looking complete (hostile tester). Now SIGTERM stops
     it as Ctrl-C does: Tune saves its state, the lines and summary say it was interrupted, --resume finishes."""
-    import dataclasses
     import signal
 
     import pandas as pd
