@@ -71,7 +71,8 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     of the two it is), ``split`` (the split scored, named ``test`` for a whole labelled set) and, for a labelled
     set with a split column, ``other_splits`` (rows per other split) and ``warning`` (rows whose split reads like
     the one scored: another case, or empty)."""
-    from .data.catalog import load_manifest
+    import pandas as pd
+
     from .data.sources import read_text_table
     from .predict import input_rows
 
@@ -84,7 +85,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     columns = set(table)
     if CATALOG_COLUMNS <= columns:
         split = split or "test"
-        manifest = load_manifest(manifest_uri, stage="speciesfam clean --workdir RUN")
+        manifest = pd.DataFrame({column: table[column] for column in ("path", "label", "status", "split")})
         rows = manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == split), ["path", "label"]]
         if not len(rows):
             raise SpeciesfamError(f"{manifest_uri} has no usable rows in split {split!r}; splits with usable rows: "
