@@ -189,8 +189,11 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path, ray_s
     storage = tmp_path / "tune"
     address = ray_session.get_runtime_context().gcs_address
     # A second driver joining speciesfam's loopback-only local Ray must resolve its own address to 127.0.0.1 too.
+    # Tune saves its state (what --resume restores) every 10 s or more; a trial that finished after the last save
+    # runs again on resume, as Tune documents. Saved each second here, so that the kill lands mid-search.
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(storage), str(Path(__file__).parent)],
-                              env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+                              env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                                   "TUNE_GLOBAL_CHECKPOINT_S": "1"})
 
     def finished():
         """Trials whose last reported epoch is the last one (a trial cut off by the kill and restarted on
@@ -202,13 +205,24 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path, ray_s
                 done.append((result.parent.name, lines))
         return dict(done)
 
+    def saved_finished():
+        """The folders of the trials Tune's saved state records as finished (read as --resume reads it)."""
+        for state in sorted((storage / "killed").glob("experiment_state-*.json"), reverse=True):
+            try:
+                trials = [json.loads(t) for t, _ in json.loads(state.read_text())["trial_data"]]
+            except ValueError:  # being written
+                return set()
+            return {t["relative_logdir"] for t in trials if t["status"] == "TERMINATED"}
+        return set()
+
     deadline = time.time() + 180
-    while len(finished()) < 2 and time.time() < deadline and driver.poll() is None:
+    while len(saved_finished()) < 2 and time.time() < deadline and driver.poll() is None:
         time.sleep(0.2)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    before = finished()
-    assert 2 <= len(before) < 6, f"driver should be killed mid-search ({len(before)} trials done)"
+    saved = saved_finished()
+    before = {name: lines for name, lines in finished().items() if name in saved}
+    assert 2 <= len(before) == len(saved) < 6, f"driver should be killed mid-search ({sorted(saved)} done)"
     results = make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), {}, replace(RESUME_CFG, resume=True),
                          str(storage), "killed").fit()
     assert len(results) == 6 and not results.errors
