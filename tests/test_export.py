@@ -83,7 +83,7 @@ def test_probe_bundle_card_and_export_choice_come_from_data(probe_run, probe_bun
     # the rule in force (threshold), as clean recorded it; the quota's contamination is not named
     assert "outliers by threshold: centroid score's robust z-score (median/MAD within the family) > 5 " in card
     assert "contamination" not in card
-    trials = pd.read_csv(probe_run / "trials.csv")
+    trials = pd.read_csv(probe_run / "trials.csv", dtype={"trial_id": str})  # 744907e1 read as a float
     assert set(trials["kind"]) == {"probe"} and set(trials["model"]) == {"probe"}
     assert trials["val_split"].nunique() == 1 and f"{len(val_rows(probe_run))} val images" in trials["val_split"][0]
     record = json.loads((probe_run / "stages" / "export.json").read_text())["summary"]
