@@ -77,13 +77,15 @@ def test_probe_bundle_round_trip_predicts_the_trials_val_predictions(probe_run, 
 
 
 def test_probe_bundle_card_and_export_choice_come_from_data(probe_run, probe_bundle):
+    from speciesfam import storage
+
     card = (probe_bundle / "MODEL_CARD.md").read_text()
     assert "kind: **probe**" in card and "open_clip:ViT-S-32:random-init-seed0" in card
     assert "none: random weights" in card and "Known limits" in card
     # the rule in force (threshold), as clean recorded it; the quota's contamination is not named
     assert "outliers by threshold: centroid score's robust z-score (median/MAD within the family) > 5 " in card
     assert "contamination" not in card
-    trials = pd.read_csv(probe_run / "trials.csv", dtype={"trial_id": str})  # 744907e1 read as a float
+    trials = storage.read_table(str(probe_run / "trials.csv"))  # ids as text: pandas alone reads 744907e1 as a float
     assert set(trials["kind"]) == {"probe"} and set(trials["model"]) == {"probe"}
     assert trials["val_split"].nunique() == 1 and f"{len(val_rows(probe_run))} val images" in trials["val_split"][0]
     record = json.loads((probe_run / "stages" / "export.json").read_text())["summary"]

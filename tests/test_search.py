@@ -207,13 +207,12 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path, ray_s
 
     def saved_finished():
         """The folders of the trials Tune's saved state records as finished (read as --resume reads it)."""
-        for state in sorted((storage / "killed").glob("experiment_state-*.json"), reverse=True):
-            try:
-                trials = [json.loads(t) for t, _ in json.loads(state.read_text())["trial_data"]]
-            except ValueError:  # being written
-                return set()
-            return {t["relative_logdir"] for t in trials if t["status"] == "TERMINATED"}
-        return set()
+        state = max((storage / "killed").glob("experiment_state-*.json"), default=None)  # the newest
+        try:
+            trials = [json.loads(t) for t, _ in json.loads(state.read_text())["trial_data"]] if state else []
+        except ValueError:  # being written
+            return set()
+        return {t["relative_logdir"] for t in trials if t["status"] == "TERMINATED"}
 
     deadline = time.time() + 180
     while len(saved_finished()) < 2 and time.time() < deadline and driver.poll() is None:
