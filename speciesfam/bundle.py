@@ -75,7 +75,8 @@ def read_config(path: str) -> dict[str, Any]:
     """
     fix = "re-export it with `speciesfam export --workdir RUN`"
     if not os.path.isdir(path):
-        raise BundleError(f"{path} is not a bundle folder; {fix}")
+        raise BundleError(f"{path} {'is not a folder' if os.path.exists(path) else 'does not exist'}: give a bundle "
+                          f"folder (RUN/bundle); {fix}")
     missing = [f for f in (CONFIG, LABELS, CHECKSUMS) if not os.path.exists(os.path.join(path, f))]
     if missing:
         raise BundleError(f"{path} is not a complete speciesfam bundle: missing {missing}; {fix}")

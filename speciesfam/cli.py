@@ -166,7 +166,11 @@ def _predict(args: argparse.Namespace) -> int:
     folders = [p for p in args.paths if os.path.isdir(p)]
     if args.manifest or folders or args.out:
         if len(args.paths) > 1 or (args.manifest and args.paths):
-            raise SpeciesfamError("batch prediction takes one folder or --manifest M (files go without --out)")
+            given = f"{len(args.paths)} path{'s' * (len(args.paths) > 1)}" + (" and --manifest" if args.manifest else "") + \
+                (f" ({len(folders)} of them folders)" if folders else "")
+            raise SpeciesfamError(f"predict got {given}: batch prediction (to a file, with Ray Data) takes one "
+                                  "folder or --manifest M; one or more image files, with no folder, no --manifest "
+                                  "and no --out, are predicted here and printed")
         from .predict import predict_collection
         from .raycluster import init_ray
 

@@ -99,9 +99,12 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     rows = input_rows(manifest=manifest_uri, table=table)
     if not len(rows):
         raise SpeciesfamError(f"{manifest_uri} has no rows: nothing to score")
+    for column in ("label", "split"):  # a null cell (Parquet) is an empty one, as in a CSV
+        if column in rows:
+            rows[column] = rows[column].fillna("")
     if "split" in rows:
         split = split or "test"
-        given = rows["split"].map(lambda v: (v or "").strip())
+        given = rows["split"].str.strip()
         if not (given == split.strip()).any():
             raise SpeciesfamError(f"{manifest_uri} has no rows in split {split!r}; its splits: "
                                   f"{sorted(given.unique())[:10]} (give --split, or drop the split column to score "
@@ -121,13 +124,12 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
                               "out to score every row")
     rows = rows.reset_index(drop=True)
     rows.attrs["whole_set"] = "split" not in rows  # scored whole; its scores are named test_* all the same
-    label = rows["label"].map(lambda v: v or "")
     rows["status"] = "ok"
     rows["reason"] = ""
     bad = rows["error"] != ""
     rows.loc[bad, "status"] = "unreadable"
     rows.loc[bad, "reason"] = rows.loc[bad, "error"]
-    no_label = (rows["status"] == "ok") & (label.str.strip() == "")
+    no_label = (rows["status"] == "ok") & (rows["label"].str.strip() == "")
     rows.loc[no_label, ["status", "reason"]] = "unlabelled", "no label"
     attrs = dict(rows.attrs)
     rows = rows[["path", "label", "status", "reason"]]
@@ -162,6 +164,12 @@ def own_run(bundle: str, manifest_uri: str, catalog: bool) -> bool:
         os.path.realpath(storage.parent(manifest_uri)) == _bundle_folder(bundle)
 
 
+def _some(names: set[str], n: int = 5) -> str:
+    """The first ``n`` of ``names`` in order, saying how many there are when that is not all of them."""
+    shown = sorted(names)[:n]
+    return f"{shown}" + (f" (the first {n} of {len(names)})" if len(names) > n else "")
+
+
 NOT_SCORED = ("unreadable", "unlabelled", "unknown_family")  # rows.csv statuses of rows the scores leave out
 
 
@@ -194,7 +202,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     unknown = (rows["status"] == "ok") & ~rows["label"].isin(labels)
     if unknown.any() and catalog:
         raise SpeciesfamError(f"{manifest_uri}'s {split} split has families the bundle does not know: "
-                              f"{sorted(set(rows.loc[unknown, 'label']))[:5]}; evaluate with the manifest the model "
+                              f"{_some(set(rows.loc[unknown, 'label']))}; evaluate with the manifest the model "
                               "was trained on")
     rows.loc[unknown, "status"] = "unknown_family"  # a new labelled set: scored on the families the model knows
     folded = {lab.strip().casefold(): lab for lab in labels}  # 'felidae', 'Felidae ': most likely meant as Felidae
@@ -228,7 +236,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
                 os.remove(os.path.join(out, name))
         storage.write_table(rows_csv, os.path.join(out, "rows.csv"))
         first = rows.iloc[0]
-        raise SpeciesfamError(f"none of the {len(rows)} {split} images of {manifest_uri} could be scored ("
+        which = "" if rows.attrs.get("whole_set") else f"{split} "  # a set with no split column is scored whole
+        raise SpeciesfamError(f"none of the {len(rows)} {which}images of {manifest_uri} could be scored ("
                               f"{', '.join(f'{n} {s}' for s, n in counts.items() if n)}; first: {first['path']}: "
                               f"{first['reason']}; all in {os.path.join(out, 'rows.csv')})")
     probs = np.concatenate(probs)

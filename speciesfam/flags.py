@@ -37,7 +37,7 @@ def _converter(name: str, base: Any, optional: bool):
             if base is dict:
                 value = json.loads(text)
                 if not isinstance(value, dict):
-                    raise ValueError("not a JSON object")
+                    raise ValueError(f"it is a {type(value).__name__}; an object looks like '{{\"dropout\": 0.3}}'")
                 return value
             return base(text)
         except ValueError as err:

@@ -83,7 +83,7 @@ def input_rows(source: str | None = None, manifest: str | None = None,
     import pandas as pd
 
     if manifest:
-        from .data.sources import read_text_table, resolve_path
+        from .data.sources import no_path, read_text_table, resolve_path
 
         if table is None and not storage.exists(manifest):
             raise SpeciesfamError(f"--manifest {manifest} does not exist")
@@ -92,8 +92,9 @@ def input_rows(source: str | None = None, manifest: str | None = None,
             raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(raw)})")
         base = storage.parent(manifest)
         paths, errors = [], []
-        for p in raw["path"]:
-            path, problem = resolve_path(p, base) if p is not None and p.strip() else ("", "path is empty")
+        for i, p in enumerate(raw["path"]):
+            path, problem = resolve_path(p, base) if p is not None and p.strip() else \
+                ("", no_path(p, [raw[c][i] for c in raw if c != "path"]))
             paths.append(path), errors.append(problem)
         return pd.DataFrame({"path": paths, **{c: raw[c] for c in CARRIED if c in raw}, "error": errors,
                              "stamp": file_stamps(paths, errors)})

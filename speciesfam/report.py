@@ -144,8 +144,9 @@ def collection(workdir: str, records: dict) -> dict | None:
     return {"rows": len(manifest), "families": len(before), "source": source,
             "status": manifest["status"].value_counts().to_dict(), "table": families,
             "plot": data_uri(plots.class_counts(before, after if after is not None else before)),
-            "skipped": [{"path": r.path, "family": r.label, "status": r.status, "reason": r.reason or ""}
-                        for r in skipped.head(MAX_ROWS).itertuples()], "skipped_total": len(skipped)}
+            "skipped": [{"path": r.path, "family": r.label, "status": r.status, "reason": r.reason}  # null label: ""
+                        for r in skipped[["path", "label", "status", "reason"]].head(MAX_ROWS).fillna("").itertuples()],
+            "skipped_total": len(skipped)}
 
 
 def _gallery(df, score_col: str | None, caption_cols: list[str], path_cols: list[str]) -> list[dict]:

@@ -129,6 +129,21 @@ def test_clear_errors(tmp_path):
             build_manifest(str(tmp_path / name))
 
 
+def test_blank_and_whitespace_lines_of_a_csv_manifest_get_rows(collection, tmp_path):
+    """Observed (hostile tester): a line of spaces in a CSV manifest had no row and no count (pandas skips blank
+    lines); each line after the header is now a row with a status, a blank line an invalid one that says so."""
+    root, _ = collection
+    files = sorted(root.rglob("*.jpg"))[:6]
+    lines = [f"{p},{p.parent.name}" for p in files]
+    text = "path,label\n" + "\n".join([*lines[:3], "   ", "", ",", "  ,Felidae", *lines[3:]]) + "\n"
+    (tmp_path / "gaps.csv").write_text(text)
+    m = build_manifest(str(tmp_path / "gaps.csv"), CatalogConfig(min_images=3))
+    assert len(m) == m.attrs["rows_read"] == 10 and sorted(m["source_row"]) == list(range(10))
+    invalid = m.sort_values("source_row").loc[m["status"] == "invalid"]
+    assert invalid["source_row"].tolist() == [3, 4, 5, 6]
+    assert invalid["reason"].tolist() == ["blank line: no path and no label"] * 3 + ["path is only whitespace"]
+
+
 def test_an_upper_case_manifest_extension_is_a_manifest(collection, tmp_path):
     root, _ = collection
     files = sorted(root.rglob("*.jpg"))

@@ -152,6 +152,15 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     assert "2 rows of " in err and "1 with split 'Test', 1 with no split" in err, err
     summary = json.loads((tmp_path / "near" / "metrics.json").read_text())
     assert summary["images"] == 2 and summary["rows_in_other_splits"] == {"Test": 1, "": 1, "train": 1}
+    # the same set as Parquet with null cells (pandas reads them as NaN; evaluate failed with a traceback): a null
+    # split is an empty one, a null label an unlabelled row
+    near.loc[len(near)] = [known[5], None, "test"]
+    near.to_parquet(tmp_path / "near.parquet")
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "near.parquet"), "--out",
+                     str(tmp_path / "near_pq")]) == 1  # one row of the split not scored
+    assert "1 with split 'Test', 1 with no split" in capsys.readouterr().err
+    rows = pd.read_csv(tmp_path / "near_pq" / "rows.csv", keep_default_na=False)
+    assert list(rows["status"]) == ["ok", "ok", "unlabelled"] and rows["reason"].iloc[2] == "no label"
 
     # another run folder's catalog manifest: its own folder beside the bundle (it overwrote the run's eval_test,
     # whose score the report then showed), said to be another run's splits

@@ -149,8 +149,10 @@ def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
     weights.unlink()
     with pytest.raises(BundleError, match="not on this machine"):
         load_bundle(str(b))
-    with pytest.raises(BundleError, match="not a bundle folder"):
+    with pytest.raises(BundleError, match="nowhere does not exist: give a bundle folder"):
         load_bundle(str(tmp_path / "nowhere"))
+    with pytest.raises(BundleError, match="config.json is not a folder: give a bundle folder"):
+        load_bundle(str(b / "config.json"))
 
 
 @pytest.mark.slow  # two actor pools that each load torch, open_clip and TensorFlow (~1-2 min on 2 cores)

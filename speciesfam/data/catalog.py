@@ -283,8 +283,8 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
                   summary={"rows": len(manifest), "status": counts, **manifest.attrs})
     if not counts.get(layout.OK):
-        raise SourceError(f"{source}: no usable image among {len(manifest)} rows ({counts}); see "
-                          f"{layout.path(workdir, layout.CATALOG_MD)}")
+        among = f"among {len(manifest)} rows ({counts})" if len(manifest) else "in it: it has no rows"
+        raise SourceError(f"{source}: no usable image {among}; see {layout.path(workdir, layout.CATALOG_MD)}")
     return manifest
 
 

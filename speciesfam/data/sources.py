@@ -109,7 +109,7 @@ def read_manifest(source: str) -> "pd.DataFrame":
     for i, (path, label, group) in enumerate(zip(raw["path"], raw["label"], groups)):
         status, reason = None, ""
         if path is None or not path.strip():
-            status, reason = layout.INVALID, "path is empty"
+            status, reason = layout.INVALID, no_path(path, [raw[c][i] for c in raw if c != "path"])
         elif label is None:
             status, reason = layout.INVALID, "label is missing (null)"
         elif not label.strip():
@@ -142,7 +142,8 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
         raise SourceError(f"{source} cannot be read as a manifest file ({err}); give a .csv/.parquet file with "
                           "'path' and 'label' columns") from err
     if source.lower().endswith(".csv"):
-        # dtype=str and no NA guessing: '007' stays '007', 'NA' and '' stay text (empty is caught as invalid)
+        # dtype=str and no NA guessing: '007' stays '007', 'NA' and '' stay text (empty is caught as invalid);
+        # a blank or whitespace-only line is a row too (pandas would drop it unsaid): it gets a status like any
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -156,7 +157,7 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
                 # silently take the first fields as a row index and shift the rest into 'path' and 'label')
                 warnings.simplefilter("error", pd.errors.ParserWarning)
                 df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False,
-                                 encoding="utf-8", index_col=False)
+                                 encoding="utf-8", index_col=False, skip_blank_lines=False)
         except pd.errors.ParserWarning as err:
             raise SourceError(f"{source} is not a well-formed CSV ({_long_row(data)}); quote fields that contain "
                               "commas and give every row the header's number of fields") from err
@@ -225,6 +226,14 @@ def resolve_path(path: str, base: str) -> tuple[str, str]:
     return os.path.normpath(os.path.join(base, path)), ""
 
 
+def no_path(path: str | None, others: list[str | None]) -> str:
+    """Why a manifest row whose path cell is empty, whitespace or null is not read (catalog's reason, predict's
+    error); ``others``: the row's other cells (all empty too: a blank line)."""
+    if not any(cell and cell.strip() for cell in others):
+        return "blank line: no path and no label"
+    return "path is empty" if not path else "path is only whitespace"
+
+
 def _mark_repeats(df: "pd.DataFrame") -> None:
     """A path listed with different labels: every such row ``conflict``; again with one label: ``duplicate``."""
     rows = df[df["status"].isna()]
@@ -241,5 +250,5 @@ def _mark_repeats(df: "pd.DataFrame") -> None:
     first_row = rows.drop_duplicates("path").set_index("path")["source_row"]
     df.loc[again, "status"] = layout.DUPLICATE
     df.loc[again, "duplicate_of"] = df.loc[again, "path"]
-    df.loc[again, "reason"] = [f"path listed again with the same label (first at data row {first_row[p] + 1})"
+    df.loc[again, "reason"] = [f"path listed again with the same label (the first is source_row {first_row[p]})"
                                for p in df.loc[again, "path"]]
