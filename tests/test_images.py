@@ -22,8 +22,20 @@ def test_modes_become_rgb_uint8(mode, fmt):
         Image.fromarray(np.linspace(0, 60000, 200, dtype=np.uint16).reshape(10, 20))
     arr = decode_rgb(encode(img, fmt))
     assert arr.dtype == np.uint8 and arr.shape == (10, 20, 3)
-    if mode == "I;16":  # 16-bit range is rescaled, not clipped to white
-        assert arr.min() == 0 and arr.max() == 255
+    if mode == "I;16":  # 16-bit values scaled to 8 bits (value / 257), not clipped to white
+        assert arr.min() == 0 and arr.max() == round(60000 / 257)
+
+
+def test_a_16_bit_image_reads_like_its_8_bit_version():
+    """Observed (hostile tester): 16-bit images were stretched to their own range, so a 16-bit copy of a grey
+    picture decoded to other pixels (a near-uniform one to noise) and a bundle predicted another family."""
+    grey = np.random.default_rng(0).integers(40, 60, (12, 16)).astype(np.uint8)
+    eight = decode_rgb(encode(Image.fromarray(grey), "PNG"))
+    for fmt in ("PNG", "TIFF"):
+        sixteen = decode_rgb(encode(Image.fromarray(grey.astype(np.uint16) * 257), fmt))
+        assert np.array_equal(sixteen, eight)
+    floats = decode_rgb(encode(Image.fromarray(np.array([[-1.0, 1.0]], dtype=np.float32)), "TIFF"))
+    assert floats[0, :, 0].tolist() == [0, 255]  # float samples: no fixed scale, their own range
 
 
 def test_rgba_transparent_pixels_become_white():

@@ -73,10 +73,14 @@ def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL image to an EXIF-upright 8-bit RGB image."""
     img = ImageOps.exif_transpose(img) or img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit / 32-bit grayscale: scale the actual range to 0..255 instead of clipping at 255.
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and hi <= 65535):
+            # 16-bit grayscale (PNG, TIFF): the same picture as its 8-bit version, 0..65535 -> 0..255 (a
+            # per-image stretch made a near-uniform image noise and changed what the models saw)
+            arr = arr / 257.0
+        else:  # 32-bit integer or float samples have no fixed scale: their own range to 0..255, not clipped
+            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
         img = Image.fromarray(arr.round().astype(np.uint8), mode="L")
     if img.mode == "P":
         img = img.convert("RGBA")
