@@ -250,6 +250,7 @@ def test_a_bad_flag_is_one_line_not_the_usage_block(argv, message, capsys):
     ('{"optimizer": 3}', "extra: optimizer=3 is number; optimizer takes text"),
     ('{"batch_norm": "yes"}', "extra: batch_norm='yes' is text; batch_norm takes bool"),
     ('{"model": "resnet51"}', "unknown model 'resnet51'"),
+    ('{"batch_size": 1.5}', "extra: batch_size=1.5 is not a whole number; batch_size takes whole numbers"),
 ])
 def test_extra_refuses_names_nothing_reads_and_values_of_the_wrong_kind_before_any_work(extra, message, tmp_path,
                                                                                        capsys):
@@ -257,6 +258,14 @@ def test_extra_refuses_names_nothing_reads_and_values_of_the_wrong_kind_before_a
     assert cli.main(["tune", "transfer", "--workdir", str(tmp_path), "--extra", extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "tune").exists()
+
+
+def test_a_probe_search_refuses_a_cnn_setting_in_extra(tmp_path, capsys):
+    assert cli.main(["tune", "probe", "--workdir", str(tmp_path), "--extra", '{"model": "scratch_sequential"}']) == 2
+    err = capsys.readouterr().err
+    assert "extra: 'model' is read only by CNN trials (tune scratch|transfer); a probe trial trains a head on " \
+        "embeddings and reads batch_size, class_weighting, dropout, head_layers, head_units, " in err, err
     assert not (tmp_path / "tune").exists()
 
 
@@ -332,6 +341,14 @@ def test_a_pipelines_cpp_lines_go_to_the_log_and_pythons_own_stderr_stays(tmp_pa
     ("def get_search_space(smoke):\n    return {'nonsense_key': tune.uniform(0.1, 0.5)}",
      "'nonsense_key' is not a hyperparameter the trainers or models read"),
     ("def get_search_space(smoke):\n    return {'droput': tune.uniform(0.1, 0.5)}", "did you mean 'dropout'?"),
+    # a probe trial reads no CNN setting (trials.csv named the CNN of 'model' for a probe head: hostile tester)
+    ("def get_search_space(smoke):\n    return {'lr': tune.loguniform(1e-4, 1e-2), 'filters': 8}",
+     "'filters' is read only by CNN trials (tune scratch|transfer)"),
+    # whole numbers: a trainer truncated batch_size 2.5 to 2 while the report showed 2.5 (hostile tester)
+    ("def get_search_space(smoke):\n    return {'batch_size': tune.choice([32, 2.5])}",
+     "batch_size=2.5 is not a whole number"),
+    ("def get_search_space(smoke):\n    return {'patience': tune.uniform(1, 3)}",
+     "patience is a range of fractions [1, 3]; patience takes whole numbers: use tune.randint"),
 ])
 def test_a_bad_search_space_is_refused_in_one_line_before_any_work(body, message, tmp_path, monkeypatch, capsys):
     """A custom --space used to fail with a traceback from Tune or Optuna, or every trial after Ray started, or

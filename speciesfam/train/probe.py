@@ -42,6 +42,9 @@ from ..models import HEAD_DEFAULTS
 from .loop import class_weight_vector, hyperparameters
 
 WEIGHTS = "probe.weights.h5"
+# What a probe trial reads (``probe_hp``): its head's and training's settings; a CNN's are refused in a probe space.
+READS = (*HEAD_DEFAULTS, "batch_size", "lr", "optimizer", "weight_decay", "label_smoothing", "class_weighting",
+         "patience")
 # Per process, across the trials Tune runs in it: graphs by (layers, optimizer, precision) and Keras models (used only
 # to write weights files) by shape. A reused process starts its next trial with both already built.
 _GRAPHS: dict[tuple[int, str, str], Any] = {}

@@ -34,12 +34,34 @@ CHOICES: dict[str, tuple[str, ...]] = {"optimizer": ("adam", "adamw", "sgd"), "c
                                        "pooling": ("avg", "flatten")}
 
 
-def known_names() -> dict[str, Any]:
-    """Every hyperparameter the trainers and model builders read, with its default (``model``: None)."""
+# Whole numbers (layers, units, epochs, batch sizes): a trainer truncates 1.5 to 1, while the report showed 1.5.
+INTEGERS = frozenset({"batch_size", "head_units", "head_layers", "filters", "depth", "patience", "lr_patience",
+                      "unfreeze_layers", "freeze_epochs"})
+
+
+def known_names(kind: str | None = None) -> dict[str, Any]:
+    """Every hyperparameter the trainers and model builders read, with its default (``model``: None); for
+    ``kind`` probe, those a probe trial reads (its head on embeddings: no CNN, no ``model``)."""
     from ..models import HEAD_DEFAULTS, MODEL_DEFAULTS
     from ..train.loop import DEFAULT_HP
 
-    return {**DEFAULT_HP, **HEAD_DEFAULTS, **MODEL_DEFAULTS, "model": None}
+    names = {**DEFAULT_HP, **HEAD_DEFAULTS, **MODEL_DEFAULTS, "model": None}
+    if kind == "probe":
+        from ..train.probe import READS
+
+        return {name: names[name] for name in READS}
+    return names
+
+
+def _unknown(where: str, key: str, kind: str | None, known: dict[str, Any], what: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    if kind == "probe" and key in known_names():
+        return ConfigError(f"{where}: {key!r} is read only by CNN trials (tune scratch|transfer); a probe trial trains "
+                           f"a head on embeddings and reads {', '.join(sorted(known))}")
+    return ConfigError(f"{where}: {key!r} is not a hyperparameter {what} read{f'; did you mean {close[0]!r}?' if close else ''}"
+                       f" (known: {', '.join(sorted(known))}" + ("" if kind == "probe" else
+                                                                  "; names of your own need your own model, "
+                                                                  "'model': 'module:attr'") + ")")
 
 
 def _module(name: str):
@@ -73,7 +95,7 @@ def load_space(cfg) -> dict[str, Any]:
     module = _module(name)
     space = _call(module, name, cfg.smoke_test)
     check_space(space, name, cfg.kind, cfg.extra)
-    check_extra(cfg.extra, space, _call(module, name, not cfg.smoke_test) if cfg.extra else {})
+    check_extra(cfg.extra, space, _call(module, name, not cfg.smoke_test) if cfg.extra else {}, kind=cfg.kind)
     merged = {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too
     if not any(_is_range(v) for v in merged.values()) and cfg.searcher not in ("random", "grid"):
         raise ConfigError(f"space={name!r}{' with --extra' if cfg.extra else ''} leaves {cfg.searcher} nothing to "
@@ -105,14 +127,11 @@ def check_space(space: dict[str, Any], name: str, kind: str, extra: dict[str, An
     if kind != "probe" and "model" not in space and "model" not in extra:
         raise ConfigError(f"space={name!r} has no 'model': a {kind} space chooses the CNN each trial builds, e.g. "
                           "'model': tune.choice(['scratch_sequential']) (see search_spaces/)")
-    known = known_names()
-    own = _own_model(space, extra)
+    known = known_names(kind)
+    own = kind != "probe" and _own_model(space, extra)
     for key, value in space.items():
         if key not in known and not own:
-            close = difflib.get_close_matches(key, known, n=1)
-            raise ConfigError(f"space={name!r}: {key!r} is not a hyperparameter the trainers or models read"
-                              f"{f'; did you mean {close[0]!r}?' if close else ''} (known: {', '.join(sorted(known))}; "
-                              "names of your own need your own model, 'model': 'module:attr')")
+            raise _unknown(f"space={name!r}", key, kind, known, "the trainers or models")
         where = f"space={name!r}: {key}"
         if isinstance(value, Categorical):
             if not value.categories:
@@ -122,6 +141,11 @@ def check_space(space: dict[str, Any], name: str, kind: str, extra: dict[str, An
             if not value.lower < value.upper:
                 raise ConfigError(f"{where}'s range [{value.lower}, {value.upper}] is empty or reversed: "
                                   "give lower < upper")
+            q = getattr(value.get_sampler(), "q", None)
+            if key in INTEGERS and isinstance(value, Float) and not (q and float(q).is_integer()
+                                                                     and float(value.lower).is_integer()):
+                raise ConfigError(f"{where} is a range of fractions [{value.lower}, {value.upper}]; {key} takes "
+                                  "whole numbers: use tune.randint or tune.choice")
             values = [value.lower, value.upper]
         elif isinstance(value, Domain) or (isinstance(value, dict) and "grid_search" in value):
             values = list(value.get("grid_search", [])) if isinstance(value, dict) else []
@@ -147,6 +171,10 @@ def _check_value(where: str, key: str, value: Any, default: Any, own: bool, clos
     if allowed and _kind(value) not in allowed:
         raise ConfigError(f"{where}={value!r} is {_kind(value)}; {key} takes {' or '.join(sorted(allowed))} "
                           f"(e.g. {key}={_example(default)!r})")
+    if key in INTEGERS and isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) \
+            and not float(value).is_integer():
+        raise ConfigError(f"{where}={value!r} is not a whole number; {key} takes whole numbers (e.g. "
+                          f"{key}={_example(default)!r})")
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(f"{where}={value!r} is not one the trainers know; choose from {', '.join(CHOICES[key])}")
     if key in LIMITS and isinstance(value, Real) and not isinstance(value, bool):
@@ -181,17 +209,15 @@ def _kind(value: Any) -> str:
         "text" if isinstance(value, str) else type(value).__name__
 
 
-def check_extra(extra: dict[str, Any], *spaces: dict[str, Any]) -> None:
-    """Refuse a fixed hyperparameter nothing reads, or a value of the wrong kind or outside its limits."""
-    known = known_names()
+def check_extra(extra: dict[str, Any], *spaces: dict[str, Any], kind: str | None = None) -> None:
+    """Refuse a fixed hyperparameter nothing reads (for a probe search: nothing a probe trial reads), or a value
+    of the wrong kind or outside its limits."""
+    known = known_names(kind)
     for space in spaces:
         known.update({k: v for k, v in space.items() if k not in known or known[k] is None})
     for name, value in extra.items():
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"extra: {name!r} is not a hyperparameter the trainers, models or search space read; "
-                              f"{hint}known: {', '.join(sorted(known))}")
+            raise _unknown("extra", name, kind, known, "the trainers, models or search space")
         _check_value("extra: " + name, name, value, known[name], own=False)
 
 
