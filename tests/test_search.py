@@ -101,6 +101,9 @@ def test_a_search_starts_with_a_line_saying_what_runs_and_on_what():
     assert start_line(cfg, "cnn", grid, 1) == (
         "tune: search 'cnn': 6 scratch trials x up to 5 epochs, random + fifo, 1 at a time (2 Ray Train workers x "
         "1 CPU + 1 GPU each), time budget 600 s")
+    # --max-concurrent above what fits: the line said '6 at a time' on 2 CPUs (hostile tester)
+    assert ", 2 at a time (1 CPU each)" in start_line(TuneConfig(kind="probe", num_samples=6, max_concurrent=8),
+                                                      "probe", {}, 2)
 
 
 @pytest.mark.slow  # the NaN trial's status is also checked, faster, by the wiring test above
@@ -295,6 +298,32 @@ def test_a_search_name_is_not_reused_on_the_same_split_and_a_resume_keeps_its_se
     check_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", False, cfg)  # stale: free
     with pytest.raises(ConfigError, match="no search named 'p2'"):  # refused before the split is even looked at
         check_record(tune_dir, "p2", split, True, cfg)
+
+
+def test_a_search_its_time_budget_ended_is_not_resumed_into_an_empty_run(tmp_path):
+    """Observed (hostile tester): --resume of a search its time budget ended trained nothing, exited 0 and
+    recorded that the budget had not ended it (Tune's budget spans the search's runs: none was left)."""
+    from dataclasses import replace
+
+    from speciesfam.tune.record import add_seconds, check_record, used_seconds, write_record
+
+    tune_dir, split = str(tmp_path / "tune"), "clean_manifest.parquet run aaaa: 40 val images"
+    cfg = TuneConfig(kind="probe", num_samples=300, max_epochs=20, time_budget_s=15)
+    write_record(tune_dir, "p1", split, cfg)
+    _ran(tmp_path / "tune" / "p1")
+    add_seconds(tune_dir, "p1", 9.5)  # interrupted with 5.5 s left: resumed
+    check_record(tune_dir, "p1", split, True, replace(cfg, resume=True))
+    add_seconds(tune_dir, "p1", 5.6)  # the resumed run used the rest
+    assert used_seconds(tune_dir, "p1") == pytest.approx(15.1)
+    with pytest.raises(ConfigError, match=r"--resume --name p1: its time budget \(15 s\) ended that search.* "
+                                          "Start a new search with another --name"):
+        check_record(tune_dir, "p1", split, True, replace(cfg, resume=True))
+    with pytest.raises(ConfigError, match="Give another --name to keep both"):  # not 'Give --resume'
+        check_record(tune_dir, "p1", split, False, cfg)
+    write_record(tune_dir, "p2", split, replace(cfg, time_budget_s=None))
+    _ran(tmp_path / "tune" / "p2")
+    add_seconds(tune_dir, "p2", 100.0)
+    check_record(tune_dir, "p2", split, True, replace(cfg, resume=True, time_budget_s=None))  # no budget: resumed
 
 
 def test_a_search_with_no_val_images_is_refused_before_any_trial(tmp_path):

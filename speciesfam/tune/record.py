@@ -81,9 +81,10 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
 
         if (was is not None and was.get("val_split") == val_split and tune.Tuner.can_restore(experiment)
                 and reported(experiment)):  # stopped or failed before any trial reported: the name is free
+            how = "" if _budget_spent(was) else "--resume to continue it, or "
             raise ConfigError(f"--name {name}: a search of that name already ran on this run folder's catalog and "
                               f"clean ({experiment}); its trials would leave trials.csv. Give "
-                              "--resume to continue it, or another --name to keep both")
+                              f"{how}another --name to keep both")
         return
     check_resumable(storage_path, name)
     if not reported(experiment):  # Tune's restore of such a search fails ("no search space has been defined")
@@ -91,6 +92,12 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
                           "there is nothing to continue; start it again without --resume (its name is free)")
     if was is None:  # recorded before this check
         return
+    budget = _budget_spent(was)
+    if budget:
+        raise ConfigError(f"--resume --name {name}: its time budget ({budget:g} s) ended that search, and a resumed "
+                          "search has only what is left of it (Tune's time budget spans the whole search), so "
+                          "nothing would train. Start a new search with another --name (--init-from "
+                          f"{name} starts it from this one's best settings)")
     if was.get("val_split") != val_split:
         raise ConfigError(f"--resume --name {name}: that search's trials were scored on another split "
                           f"({was.get('val_split')}); the run folder's is now {val_split} (catalog or clean ran again "
@@ -104,6 +111,25 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
         raise ConfigError(f"--resume --name {name}: a resumed search continues with the settings it started with; "
                           f"changed: {'; '.join(changed)}. Leave those flags as they were, or start a new search "
                           "with another --name")
+
+
+def _budget_spent(record: dict[str, Any] | None) -> float | None:
+    """The time budget of a recorded search whose runs have used it up (None: no budget, or time left)."""
+    budget = ((record or {}).get("settings") or {}).get("time_budget_s")
+    return budget if budget and (record or {}).get("seconds", 0) >= budget else None
+
+
+def used_seconds(storage_path: str, name: str) -> float:
+    """The wall time of the search's earlier runs (a resumed search's time budget is what they left of it)."""
+    return float((read_record(storage.join(storage_path, name)) or {}).get("seconds", 0))
+
+
+def add_seconds(storage_path: str, name: str, seconds: float) -> None:
+    """Add a run of the search's wall time to its record."""
+    experiment = storage.join(storage_path, name)
+    record = read_record(experiment) or {}
+    record["seconds"] = float(record.get("seconds", 0)) + seconds
+    storage.write_text(storage.join(experiment, SPLIT_RECORD), json.dumps(record, default=str))
 
 
 def write_record(storage_path: str, name: str, val_split: str, cfg: TuneConfig | None = None) -> None:

@@ -20,7 +20,7 @@ from ..config import TuneConfig
 from ..data.catalog import load_manifest
 from ..errors import ConfigError, SearchFailedError, SpeciesfamError, StageOrderError
 from ..registry import SCHEDULERS, SEARCHERS
-from .record import check_record, check_resumable, write_record
+from .record import add_seconds, check_record, check_resumable, used_seconds, write_record
 from .space import load_space
 
 METRIC, MODE = layout.METRIC, layout.MODE
@@ -205,7 +205,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     if not cfg.resume:
         write_record(storage_path, name, val_split, cfg)  # once nothing refused it
     console.say(start_line(cfg, name, space, slots))
-    results, ending = fit(tuner, space, cfg)
+    results, ending = fit(tuner, space, cfg, used_seconds(storage_path, name))
+    add_seconds(storage_path, name, ending["seconds"])
     del tuner  # its callbacks are collected while Ray is up (Ray's W&B callback fails in __del__ at interpreter exit)
     gc.collect()
     table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
@@ -226,7 +227,8 @@ def planned_trials(space: dict[str, Any], cfg: TuneConfig) -> int:
 
 def start_line(cfg: TuneConfig, name: str, space: dict[str, Any], slots: int) -> str:
     """The console's line as a search starts: what runs, how, and how many trials at once (``make_tuner``'s
-    concurrency: ``max_concurrent`` or the cluster's ``slots``, at most the trials planned) on what."""
+    concurrency: ``max_concurrent`` or the cluster's ``slots``, at most the trials planned; more than the slots
+    cannot run at once) on what."""
     if cfg.kind == "probe":
         each = f"{cfg.trial_cpus:g} CPU"
     else:
@@ -235,15 +237,16 @@ def start_line(cfg: TuneConfig, name: str, space: dict[str, Any], slots: int) ->
     scheduler = f"{cfg.scheduler} (grace {cfg.grace} epochs)" if cfg.scheduler == "asha" else cfg.scheduler
     budget = f", time budget {cfg.time_budget_s:g} s" if cfg.time_budget_s else ""
     planned = planned_trials(space, cfg)
-    at_once = min(cfg.max_concurrent or slots, planned)
+    at_once = min(cfg.max_concurrent or slots, slots, planned)  # what fits now, whatever --max-concurrent allows
     return (f"tune: search {name!r}: {planned} {cfg.kind} trial{'s' * (planned != 1)} x up to {cfg.max_epochs} epochs, "
             f"{cfg.searcher} + {scheduler}, {at_once} at a time ({each} each){budget}")
 
 
-def fit(tuner, space: dict[str, Any], cfg: TuneConfig):
+def fit(tuner, space: dict[str, Any], cfg: TuneConfig, before: float = 0.0):
     """``tuner.fit()`` without TensorBoard files; returns its ResultGrid and, for the search's record, the trials
-    planned (``num_samples`` x the space's grid points) and whether the time budget ended the search (then
-    Tune stops the trials still training and starts no more)."""
+    planned (``num_samples`` x the space's grid points), whether an interrupt stopped it or the time budget ended
+    it (then Tune stops the trials still training and starts no more; the budget spans the search's runs:
+    ``before``, the seconds of its earlier runs, counts), and the seconds this run took."""
     planned = planned_trials(space, cfg)
     import signal
     import threading
@@ -259,8 +262,10 @@ def fit(tuner, space: dict[str, Any], cfg: TuneConfig):
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    budget_hit = bool(cfg.time_budget_s) and time.monotonic() - start >= cfg.time_budget_s
-    return results, {"planned": planned, "time_budget_hit": budget_hit, "interrupted": console.interrupted()}
+    seconds = time.monotonic() - start
+    budget_hit = bool(cfg.time_budget_s) and before + seconds >= cfg.time_budget_s
+    return results, {"planned": planned, "time_budget_hit": budget_hit, "interrupted": console.interrupted(),
+                     "seconds": seconds}
 
 
 @contextlib.contextmanager
@@ -281,7 +286,7 @@ def _no_tensorboard() -> Iterator[None]:
 
 
 def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int | None = None,
-                  time_budget_hit: bool = False, interrupted: bool = False) -> None:
+                  time_budget_hit: bool = False, interrupted: bool = False, seconds: float | None = None) -> None:
     """The tune stage record: this search's settings and result (export refuses trials of a search built from
     an older clean or catalog run; the console's summary counts this search, not every search in RUN, and says
     when the time budget ended it: ``fit``'s ``planned`` and ``time_budget_hit``)."""
@@ -294,7 +299,7 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
     ok = scored_trials(table)
     best = ok.iloc[0] if len(ok) else None
     summary = {"experiment": name, "kind": cfg.kind, "trials": len(table), "ok": len(ok), "planned": planned,
-               "time_budget_hit": time_budget_hit, "interrupted": interrupted,
+               "time_budget_hit": time_budget_hit, "interrupted": interrupted, "seconds": seconds,
                # --resume needs a trial that reported (record.check_record); else the summary says start again
                "resumable": interrupted and bool((table.get("epochs_run", pd.Series(dtype=float)).fillna(0) > 0).any()),
                **({"best_trial": str(best["trial_id"]), layout.BEST_METRIC: float(best[layout.BEST_METRIC]),
