@@ -333,7 +333,17 @@ def best_model(workdir: str, records: dict) -> dict | None:
             "val_per_class": sorted(val_f1.items(), key=lambda kv: kv[1]),
             "eval": _evaluation(workdir, _safe(lambda: bundle_id(bundle))),
             "card": storage.read_bytes(card_uri).decode("utf-8") if storage.exists(card_uri) else None,
-            "path": bundle}
+            "path": bundle, "last_export": _export_elsewhere(bundle, records)}
+
+
+def _export_elsewhere(bundle: str, records: dict) -> dict | None:
+    """The last export's trial and folder when it wrote another folder than RUN/bundle (`--out`): the section
+    shows RUN/bundle while 'How to reproduce' ends with that export's command."""
+    last = (records.get("export") or {}).get("summary") or {}
+    out = last.get("bundle")
+    same = not out or (out == bundle if storage.is_remote(out) or storage.is_remote(bundle)
+                       else os.path.realpath(out) == os.path.realpath(bundle))
+    return None if same else {"out": out, "trial": last.get("trial_id")}
 
 
 def command(stage: str, rec: dict, workdir: str = "RUN") -> str:

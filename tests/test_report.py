@@ -332,3 +332,22 @@ def test_an_evaluation_of_an_earlier_bundle_is_not_shown_as_this_ones(tmp_path):
     for of, shown in ((bundle_id(str(bundle)), True), ("0123456789abcdef", False), (None, True)):
         (evaluation / "metrics.json").write_text(json.dumps({"test_macro_f1": 0.667, "bundle_id": of}))
         assert ("Evaluation on the test split" in render(str(tmp_path))) is shown, of
+
+
+def test_an_export_to_another_folder_is_named_beside_run_bundle(tmp_path):
+    """After `export --trial T --out B2` the section showed RUN/bundle while 'How to reproduce' ended with the
+    export to B2, unexplained (hostile tester)."""
+    from speciesfam.bundle import checksums
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"kind": "cnn", "model": "m", "labels": ["A", "B"],
+                                                    "image_size": 32}))
+    (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
+    stages.finish(str(tmp_path), "export", config={"trial": None, "out": str(bundle)},
+                  summary={"trial_id": "aaaa1111", "bundle": str(bundle)})
+    assert "The last export" not in render(str(tmp_path))
+    other = tmp_path / "b2"
+    stages.finish(str(tmp_path), "export", config={"trial": "bbbb2222", "out": str(other)},
+                  summary={"trial_id": "bbbb2222", "bundle": str(other)})
+    assert f"The last export (trial bbbb2222) wrote <code>{other}</code>, not this bundle" in render(str(tmp_path))
