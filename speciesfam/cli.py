@@ -166,8 +166,9 @@ def _predict(args: argparse.Namespace) -> int:
     folders = [p for p in args.paths if os.path.isdir(p)]
     if args.manifest or folders or args.out:
         if len(args.paths) > 1 or (args.manifest and args.paths):
-            given = f"{len(args.paths)} path{'s' * (len(args.paths) > 1)}" + (" and --manifest" if args.manifest else "") + \
-                (f" ({len(folders)} of them folders)" if folders else "")
+            given = f"{len(args.paths)} path{'s' * (len(args.paths) > 1)}"
+            given += " and --manifest" if args.manifest else ""
+            given += f" ({len(folders)} of them folders)" if folders else ""
             raise SpeciesfamError(f"predict got {given}: batch prediction (to a file, with Ray Data) takes one "
                                   "folder or --manifest M; one or more image files, with no folder, no --manifest "
                                   "and no --out, are predicted here and printed")

@@ -93,8 +93,7 @@ def input_rows(source: str | None = None, manifest: str | None = None,
         base = storage.parent(manifest)
         paths, errors = [], []
         for i, p in enumerate(raw["path"]):
-            path, problem = resolve_path(p, base) if p is not None and p.strip() else \
-                ("", no_path(p, [raw[c][i] for c in raw if c != "path"]))
+            path, problem = resolve_path(p, base) if p is not None and p.strip() else ("", no_path(raw, i))
             paths.append(path), errors.append(problem)
         return pd.DataFrame({"path": paths, **{c: raw[c] for c in CARRIED if c in raw}, "error": errors,
                              "stamp": file_stamps(paths, errors)})

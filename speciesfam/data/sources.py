@@ -109,7 +109,7 @@ def read_manifest(source: str) -> "pd.DataFrame":
     for i, (path, label, group) in enumerate(zip(raw["path"], raw["label"], groups)):
         status, reason = None, ""
         if path is None or not path.strip():
-            status, reason = layout.INVALID, no_path(path, [raw[c][i] for c in raw if c != "path"])
+            status, reason = layout.INVALID, no_path(raw, i)
         elif label is None:
             status, reason = layout.INVALID, "label is missing (null)"
         elif not label.strip():
@@ -226,12 +226,12 @@ def resolve_path(path: str, base: str) -> tuple[str, str]:
     return os.path.normpath(os.path.join(base, path)), ""
 
 
-def no_path(path: str | None, others: list[str | None]) -> str:
-    """Why a manifest row whose path cell is empty, whitespace or null is not read (catalog's reason, predict's
-    error); ``others``: the row's other cells (all empty too: a blank line)."""
-    if not any(cell and cell.strip() for cell in others):
+def no_path(raw: dict[str, list[str | None]], i: int) -> str:
+    """Why row ``i`` of a manifest (``read_text_table``'s columns), whose path cell is empty, whitespace or null,
+    is not read (catalog's reason, predict's error): a blank line when its other cells are empty too."""
+    if not any(cells[i] and cells[i].strip() for column, cells in raw.items() if column != "path"):
         return "blank line: no path and no label"
-    return "path is empty" if not path else "path is only whitespace"
+    return "path is empty" if not raw["path"][i] else "path is only whitespace"
 
 
 def _mark_repeats(df: "pd.DataFrame") -> None:

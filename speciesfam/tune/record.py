@@ -113,10 +113,10 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
                           "with another --name")
 
 
-def _budget_spent(record: dict[str, Any] | None) -> float | None:
+def _budget_spent(record: dict[str, Any]) -> float | None:
     """The time budget of a recorded search whose runs have used it up (None: no budget, or time left)."""
-    budget = ((record or {}).get("settings") or {}).get("time_budget_s")
-    return budget if budget and (record or {}).get("seconds", 0) >= budget else None
+    budget = (record.get("settings") or {}).get("time_budget_s")
+    return budget if budget and record.get("seconds", 0) >= budget else None
 
 
 def used_seconds(storage_path: str, name: str) -> float:

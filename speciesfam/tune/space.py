@@ -54,14 +54,15 @@ def known_names(kind: str | None = None) -> dict[str, Any]:
 
 
 def _unknown(where: str, key: str, kind: str | None, known: dict[str, Any], what: str) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1)
+    """The refusal of ``key``, a name nothing in this search reads (``known``: what it reads)."""
+    names = ", ".join(sorted(known))
     if kind == "probe" and key in known_names():
         return ConfigError(f"{where}: {key!r} is read only by CNN trials (tune scratch|transfer); a probe trial trains "
-                           f"a head on embeddings and reads {', '.join(sorted(known))}")
-    return ConfigError(f"{where}: {key!r} is not a hyperparameter {what} read{f'; did you mean {close[0]!r}?' if close else ''}"
-                       f" (known: {', '.join(sorted(known))}" + ("" if kind == "probe" else
-                                                                  "; names of your own need your own model, "
-                                                                  "'model': 'module:attr'") + ")")
+                           f"a head on embeddings and reads {names}")
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    own = "" if kind == "probe" else "; names of your own need your own model, 'model': 'module:attr'"
+    return ConfigError(f"{where}: {key!r} is not a hyperparameter {what} read{hint} (known: {names}{own})")
 
 
 def _module(name: str):
