@@ -139,7 +139,7 @@ class CleanConfig:
                                                  "are near-duplicates (kept in one split); default 0.95, or 0.999 "
                                                  "with --pretrained none (random weights make all images alike)")
     dedupe: str = opt("none", "none: report near-duplicates and keep each group in one split; near: also keep one "
-                      "image per group (the others become status 'duplicate')", choices=("none", "near"))
+                      "image per group (the others become status 'duplicate', down to --min-per-family)", choices=("none", "near"))
     gallery_per_family: int = opt(6, "images per family in gallery/*.png")
 
     @property

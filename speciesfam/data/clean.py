@@ -72,12 +72,15 @@ class EmbedActor:
 
 
 def embed_frame(embedder, batch: "pd.DataFrame") -> "pd.DataFrame":
-    """Embed the decoded ``image`` column of a batch (rows with an ``error`` get an empty embedding)."""
+    """Embed the decoded ``image`` column of a batch (rows with an ``error`` get an empty embedding).
+
+    Embeddings are plain lists of floats: every block then has one Arrow type (a list), whereas NumPy vectors
+    beside an empty list made a block Ray Data could not convert back to pandas."""
     good = [i for i, e in enumerate(batch["error"]) if not e]
     vecs: list = [[] for _ in range(len(batch))]
     if good:
         for i, v in zip(good, embedder.embed([batch["image"].iloc[i] for i in good])):
-            vecs[i] = v
+            vecs[i] = v.tolist()
     out = batch.drop(columns=["image"])
     out["embedding"] = vecs
     out["model_id"] = embedder.model_id
@@ -110,6 +113,8 @@ def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
     import pandas as pd
 
     fetch_pretrained(cfg)  # offline or a bad tag: one line now, not failing actors retried for a minute
+    if cfg.embedder:
+        check_embedder(cfg)  # a factory of the wrong shape: one line now, not every actor's traceback
     try:
         frames, progress = [], Progress("clean", len(rows), "images embedded")
         with quiet_stderr("the embedding pipeline", python_too=False):  # Ray's C++ line about the actor pool
@@ -122,6 +127,29 @@ def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
         if reason is None:
             raise
         raise SpeciesfamError(reason[reason.index(LOAD_FAILED):]) from err
+
+
+def _embed_one(cfg: dict) -> tuple:
+    return np.shape(load_embedder(CleanConfig(**cfg)).embed([np.full((32, 32, 3), 128, np.uint8)]))
+
+
+def check_embedder(cfg: CleanConfig) -> None:
+    """Build the user's ``module:factory`` embedder in one Ray task and embed one image with it; a factory that
+    fails, or whose encode does not give one vector per image, stops clean here with one line."""
+    import ray
+
+    from ..errors import SpeciesfamError
+    from ..raycluster import init_ray
+
+    init_ray()
+    try:
+        shape = ray.get(ray.remote(num_cpus=1, max_retries=0)(_embed_one).remote(asdict(cfg)))
+    except ray.exceptions.RayTaskError as err:
+        cause = err.cause if isinstance(err.cause, BaseException) else err
+        raise SpeciesfamError(f"--embedder {cfg.embedder}: {type(cause).__name__}: {cause}") from None
+    if len(shape) != 2 or shape[0] != 1 or shape[1] < 1:
+        raise SpeciesfamError(f"--embedder {cfg.embedder}: encode gave an array of shape {shape} for one image; it "
+                              f"must return one vector per image, shape (N, D)")
 
 
 def iter_plain(rows: "pd.DataFrame", cfg: CleanConfig):
@@ -153,8 +181,10 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
         new = embed_with_ray(todo, cfg)
         failed = new[new["error"] != ""]
         if len(failed):
-            say(f"clean: {len(failed)} images failed to decode: {failed['path'].tolist()[:5]}")
-        new = new[new["error"] == ""][EMBEDDING_COLUMNS]
+            say(f"clean: {len(failed)} image{'s' * (len(failed) != 1)} failed to decode (now unreadable, see "
+                f"clean_manifest.parquet): {failed['path'].tolist()[:5]}")
+        new = new[new["error"] == ""][EMBEDDING_COLUMNS].copy()
+        new["embedding"] = [np.asarray(v, np.float32) for v in new["embedding"]]  # stored as float32 lists
         old = pd.concat([old, new], ignore_index=True)
         storage.write_table(old, uri)
     else:
@@ -162,6 +192,7 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     by_hash = old.set_index("sha256")["embedding"]
     out = rows[rows["sha256"].isin(by_hash.index)].copy()
     out["embedding"] = out["sha256"].map(by_hash)
+    out.attrs["decode_errors"] = dict(zip(failed["path"], failed["error"])) if len(todo) else {}
     return out
 
 
@@ -276,9 +307,11 @@ def near_duplicates(emb: "pd.DataFrame", x: np.ndarray, cleaned: "pd.DataFrame",
         live = np.where(ok, groups, -1)  # choose keepers among rows still usable
         pixels = (cleaned["width"].fillna(0) * cleaned["height"].fillna(0)).to_numpy()[at]
         keep = nd.keepers(live, pixels, paths)
+        left = cleaned.loc[cleaned["status"] == layout.OK, "label"].value_counts().to_dict()
         for r in np.flatnonzero(live >= 0):
             k = keep[live[r]]
-            if r != k:
+            if r != k and left[labels[r]] > cfg.min_per_family:  # never below min_per_family: keep the copy
+                left[labels[r]] -= 1
                 cleaned.iloc[at[r], [cleaned.columns.get_loc(c) for c in ("status", "reason", "duplicate_of")]] = [
                     layout.DUPLICATE, f"near-duplicate of {paths[k]} (group {live[r]}, cosine up to {best[r]:.3f})",
                     paths[k]]
@@ -294,13 +327,24 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     Returns the cleaned manifest: every catalog row; outliers (and label issues with ``drop_label_issues``)
     get status ``removed``, dropped near-duplicates status ``duplicate``, each with a ``reason``."""
     from .. import stages
+    from ..errors import SpeciesfamError
 
     cfg = cfg or CleanConfig()
     cfg.validate()
     stages.check_upstream(workdir, "clean")
     manifest = load_manifest(layout.path(workdir, layout.MANIFEST))
     ok = manifest[manifest["status"] == layout.OK]
-    emb = cached_embeddings(workdir, ok, cfg).reset_index(drop=True)
+    if not len(ok):
+        raise SpeciesfamError(f"{layout.path(workdir, layout.MANIFEST)} has no usable image (status ok; "
+                              f"{len(manifest)} rows): see catalog.md for why, fix the images, then re-run "
+                              f"`speciesfam catalog`")
+    emb = cached_embeddings(workdir, ok, cfg)
+    errors = emb.attrs["decode_errors"]
+    emb = emb.reset_index(drop=True)
+    if not len(emb):
+        raise SpeciesfamError(f"none of the {len(ok)} usable images of {layout.path(workdir, layout.MANIFEST)} "
+                              f"could be decoded now (the first: {next(iter(errors.values()), '?')}): they changed since "
+                              f"catalog; fix them, then re-run `speciesfam catalog`")
     x = np.stack(emb["embedding"].to_numpy()).astype(np.float32)
     emb = flag_outliers(emb, x, cfg)
     issues = label_issue_table(emb, x, cfg)
@@ -315,9 +359,10 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     hit = usable & cleaned["path"].isin(removed["path"])
     cleaned.loc[hit, "status"] = layout.REMOVED_STATUS
     cleaned.loc[hit, "reason"] = cleaned.loc[hit, "path"].map(dict(zip(removed["path"], removed["reason"])))
-    lost = ok["path"][~ok["path"].isin(emb["path"])]  # decode failed at clean time (file changed since catalog)
-    cleaned.loc[usable & cleaned["path"].isin(lost), ["status", "reason"]] = [layout.UNREADABLE_STATUS,
-                                                                             "failed to decode in clean"]
+    lost = usable & ~cleaned["path"].isin(emb["path"])  # decode failed at clean time (file changed since catalog)
+    cleaned.loc[lost, "status"] = layout.UNREADABLE_STATUS
+    cleaned.loc[lost, "reason"] = ["failed to decode in clean" + (f": {errors[p]}" if p in errors else "")
+                                   for p in cleaned.loc[lost, "path"]]
     by_path = emb.set_index("path")
     cleaned["outlier_score"] = cleaned["path"].map(by_path["score"])
     cleaned["outlier_z"] = cleaned["path"].map(by_path["z"])

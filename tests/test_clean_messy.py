@@ -1,0 +1,79 @@
+"""Clean on collections that changed or were never usable, and with user embedders that do not fit: each ends in
+a status per row or in one line, never a traceback (hostile tester, 2026-12-03). The user embedder here is the
+package's colour-histogram one (no weights), through the real Ray Data pipeline."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from speciesfam import layout
+from speciesfam.config import CleanConfig
+from speciesfam.data.catalog import run_catalog
+from speciesfam.data.clean import run_clean
+from speciesfam.errors import SpeciesfamError
+
+HIST = "speciesfam.data.embedders:color_histogram_embedder"
+
+
+def _families(root, counts, seed=0):
+    rng = np.random.default_rng(seed)
+    for family, n in counts.items():
+        (root / family).mkdir(parents=True)
+        for k in range(n):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / family / f"{k}.png")
+
+
+def test_images_that_changed_after_catalog_become_unreadable_rows(tmp_path, ray_session):
+    """A file deleted and one truncated after catalog, in the middle of an embedding batch: clean crashed with
+    an IndexError (NumPy vectors beside an empty list in one Ray block). Now each is `unreadable` with the
+    decode error, and every other row goes on."""
+    _families(tmp_path / "img", {"A": 8, "B": 8, "C": 8})
+    manifest = run_catalog(str(tmp_path / "img"), str(tmp_path / "run"))
+    (tmp_path / "img" / "B" / "3.png").unlink()
+    cut = tmp_path / "img" / "C" / "5.png"
+    cut.write_bytes(cut.read_bytes()[:60])
+    cleaned = run_clean(str(tmp_path / "run"), CleanConfig(embedder=HIST, batch_size=8, min_per_family=1))
+    assert len(cleaned) == len(manifest)
+    bad = cleaned[cleaned["status"] == layout.UNREADABLE_STATUS].set_index("path")["reason"]
+    assert sorted(p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p in bad.index) == ["B/3.png", "C/5.png"]
+    assert bad.str.startswith("failed to decode in clean: ").all(), bad.tolist()
+    assert (cleaned["status"].isin([layout.OK, layout.REMOVED_STATUS])).sum() == len(manifest) - 2
+
+
+def test_clean_of_a_run_with_no_usable_image_says_so_in_one_line(tmp_path):
+    (tmp_path / "img" / "F").mkdir(parents=True)
+    for k in range(7):
+        (tmp_path / "img" / "F" / f"{k}.png").write_text("junk")
+    with pytest.raises(SpeciesfamError):  # catalog refuses, but it has written its manifest
+        run_catalog(str(tmp_path / "img"), str(tmp_path / "run"))
+    with pytest.raises(SpeciesfamError, match="has no usable image .* re-run `speciesfam catalog`"):
+        run_clean(str(tmp_path / "run"), CleanConfig(embedder=HIST))
+
+
+def test_near_dedupe_never_takes_a_family_below_its_minimum(tmp_path, ray_session):
+    """`--dedupe near` left a family of 12 with 1 image although --min-per-family promised 6."""
+    root = tmp_path / "img"
+    _families(root, {"B": 8})
+    (root / "A").mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(12):  # greys a little noise apart (other bytes, the same colours): one near-duplicate group
+        grey = 100 + rng.integers(0, 3, (32, 32, 3))
+        Image.fromarray(grey.astype(np.uint8)).save(root / "A" / f"{k}.png")
+    run_catalog(str(root), str(tmp_path / "run"))
+    cleaned = run_clean(str(tmp_path / "run"), CleanConfig(embedder=HIST, dedupe="near", min_per_family=6,
+                                                           near_duplicate_threshold=0.99, contamination=0.0,
+                                                           removal="quota", label_issues=False))
+    a = cleaned[cleaned["label"] == "A"]
+    assert (a["status"] == layout.OK).sum() == 6 and (a["status"] == layout.DUPLICATE).sum() == 6
+    assert a.loc[a["status"] == layout.DUPLICATE, "reason"].str.startswith("near-duplicate of").all()
+
+
+def test_a_user_embedder_that_does_not_fit_fails_in_one_line(tmp_path, ray_session):
+    """`--embedder os:getcwd` printed every actor's traceback (60 lines) with the reason buried among them."""
+    _families(tmp_path / "img", {"A": 6, "B": 6})
+    run_catalog(str(tmp_path / "img"), str(tmp_path / "run"))
+    with pytest.raises(SpeciesfamError) as err:
+        run_clean(str(tmp_path / "run"), CleanConfig(embedder="os:getcwd"))
+    assert str(err.value).startswith("--embedder os:getcwd: TypeError: embedder factory 'os:getcwd' must return "
+                                     "(preprocess, encode) callables") and "\n" not in str(err.value)
+    assert not (tmp_path / "run" / layout.CLEAN_MANIFEST).exists()
