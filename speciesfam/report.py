@@ -120,7 +120,7 @@ def headline(s: dict[str, dict]) -> list[tuple[str, str]]:
     out = []
     if "rows" in s["collection"]:
         out += [("images catalogued", str(s["collection"]["rows"])), ("families", str(s["collection"]["families"]))]
-    if "removed" in s["cleaning"]:
+    if "removed" in s["cleaning"] and not s["cleaning"].get("stale"):  # a stale count is no headline
         out.append(("removed by cleaning", str(s["cleaning"]["removed"])))
     if "trials" in s["search"]:
         out += [("trials", str(len(s["search"]["trials"]))), ("best val macro-F1", number(s["search"]["best_f1"]))]
@@ -135,13 +135,16 @@ def collection(workdir: str, records: dict) -> dict | None:
     if manifest is None:
         return None
     cleaned = stages.table(workdir, layout.CLEAN_MANIFEST)
+    cleaned_stale = cleaned is not None and isinstance(_safe(lambda: stages.check_fresh(workdir, "clean")), Exception)
+    if cleaned_stale:  # clean ran on an older catalog: its counts are of other rows
+        cleaned = None
     before = manifest[manifest["status"] == layout.OK]["label"].value_counts()
     after = cleaned[cleaned["status"] == layout.OK]["label"].value_counts() if cleaned is not None else None
     families = [{"family": fam, "before": int(n), "after": None if after is None else int(after.get(fam, 0))}
                 for fam, n in before.sort_values(ascending=False).items()]
     skipped = manifest[manifest["status"] != layout.OK]
     source = (records.get("catalog") or {}).get("config", {}).get("source")
-    return {"rows": len(manifest), "families": len(before), "source": source,
+    return {"rows": len(manifest), "families": len(before), "source": source, "cleaned_stale": cleaned_stale,
             "status": manifest["status"].value_counts().to_dict(), "table": families,
             "plot": data_uri(plots.class_counts(before, after if after is not None else before)),
             "skipped": [{"path": r.path, "family": r.label, "status": r.status, "reason": r.reason}  # null label: ""
@@ -174,7 +177,7 @@ def cleaning(workdir: str, records: dict) -> dict | None:
     settings.pop("contamination" if cfg.get("removal", "threshold") != "quota" else "outlier_z", None)  # unused
     galleries = []
     if removed is not None:
-        galleries.append({"title": "Outliers removed", "file": layout.REMOVED, "total": len(removed),
+        galleries.append({"title": "Taken out by cleaning", "file": layout.REMOVED, "total": len(removed),
                           "items": _gallery(removed, "score", ["family", "detector", "reason"], ["path"])})
     for name, title in ((layout.LABEL_ISSUES, "Label issues"), (layout.NEAR_DUPLICATES, "Near-duplicates")):
         df = stages.table(workdir, name)
@@ -187,7 +190,16 @@ def cleaning(workdir: str, records: dict) -> dict | None:
                           "items": _gallery(df, score, captions, paths)})
     thresholds = {k: _plain(v) for k, v in summary.items() if k not in ("status",)}
     return {"removed": len(removed) if removed is not None else summary.get("removed", 0), "settings": settings,
-            "summary": thresholds, "galleries": galleries}
+            "summary": thresholds, "galleries": galleries, "taken_out": taken_out(removed)}
+
+
+def taken_out(removed) -> str:
+    """What removed.csv holds, by kind: '6 outliers, 9 label issues, 24 near-duplicates'."""
+    if removed is None or not len(removed):
+        return ""
+    kind = removed["detector"].map({"cleanlab": "label issues", "near_duplicate": "near-duplicates"})
+    counts = kind.fillna("outliers").value_counts()
+    return ", ".join(f"{counts[k]} {k}" for k in ("outliers", "label issues", "near-duplicates") if k in counts)
 
 
 def _plain(value: Any) -> Any:

@@ -81,6 +81,8 @@ def test_zero_shot_wiring_removes_with_reasons_and_respects_the_minimum(collecti
     assert (after == before.clip(upper=7)).all()
     removed = pd.read_csv(tmp_path / "removed.csv")
     assert (removed["detector"] == "zero_shot").all() and removed["reason"].str.startswith("zero-shot: looks like").all()
+    md = (tmp_path / "clean.md").read_text()  # it named only the centroid rule for removals the zero-shot check made
+    assert f"; {len(removed)} of them by the zero-shot check (CLIP's non-photo probability > 0.01)" in md, md[:600]
 
 
 def test_planted_outliers_score_highest_with_a_custom_embedder(tmp_path, ray_session):

@@ -77,3 +77,15 @@ def test_a_user_embedder_that_does_not_fit_fails_in_one_line(tmp_path, ray_sessi
     assert str(err.value).startswith("--embedder os:getcwd: TypeError: embedder factory 'os:getcwd' must return "
                                      "(preprocess, encode) callables") and "\n" not in str(err.value)
     assert not (tmp_path / "run" / layout.CLEAN_MANIFEST).exists()
+
+
+def test_a_family_that_lost_every_train_image_is_named():
+    """A family ended with train 0, val 1, test 1 and no warning: only val and test were checked."""
+    import pandas as pd
+
+    from speciesfam.data.clean import split_lost
+
+    before = pd.DataFrame({"label": ["Tiny"] * 3 + ["Big"] * 3, "split": ["train", "val", "test"] * 2,
+                           "status": layout.OK})
+    after = before.assign(status=[layout.REMOVED_STATUS] + [layout.OK] * 5)
+    assert split_lost(before, after) == {"train": ["Tiny"]}

@@ -137,7 +137,7 @@ def test_report_holds_the_main_numbers_inline(run):
         assert t in html
     for reason in manifest.loc[manifest["status"] == "unreadable", "reason"]:
         assert str(reason).split(":")[0] in html  # unreadable files with their reasons
-    for section in ("Outliers removed (", "Label issues (1)", "Near-duplicates (1)", "Most-confused families",
+    for section in ("Taken out by cleaning (", "Label issues (1)", "Near-duplicates (1)", "Most-confused families",
                     "Model card", "How to reproduce", "speciesfam tune scratch --workdir"):
         assert section in html, section
     assert "&lt;b&gt;not bold&lt;/b&gt;" in html  # the card is text, escaped
@@ -261,6 +261,25 @@ def test_sections_built_from_an_older_run_are_marked_stale(run, tmp_path):
     assert "Stale:" in search and "built from an older clean run" in search and "speciesfam tune" in search
     cleaning = html[html.index('<section id="cleaning">'):html.index('<section id="search">')]
     assert "Stale:" not in cleaning
+    # catalog ran again (on another source): clean's counts are of other rows. The cleaning section said so, but
+    # the collection's "after cleaning" column (0 everywhere: "every image removed") and the headline did not.
+    assert "removed by cleaning" in html and 'No "after cleaning" counts' not in html
+    stages.finish(str(workdir), "catalog", config={"source": "elsewhere"}, summary={})
+    html = render(str(workdir))
+    collection = html[html.index('<section id="collection">'):html.index('<section id="cleaning">')]
+    assert 'No "after cleaning" counts: clean ran on an older catalog' in collection
+    assert "removed by cleaning" not in html and "built from an older catalog run" in html
+
+
+def test_the_cleaning_section_counts_each_kind_taken_out():
+    """The page said '39 images removed' under 'Outliers removed (39)' for 6 outliers, 9 dropped label issues
+    and 24 dropped near-duplicates (the console: '15 removed, 24 near-duplicates dropped')."""
+    from speciesfam.report import taken_out
+
+    removed = pd.DataFrame({"detector": ["centroid"] * 5 + ["zero_shot"] + ["cleanlab"] * 9 + ["near_duplicate"] * 24})
+    assert taken_out(removed) == "6 outliers, 9 label issues, 24 near-duplicates"
+    assert taken_out(removed[removed["detector"] == "near_duplicate"]) == "24 near-duplicates"
+    assert taken_out(removed.head(0)) == taken_out(None) == ""
 
 
 def test_the_cleaning_section_shows_the_rule_in_force_in_plain_words(tmp_path):

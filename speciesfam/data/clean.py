@@ -398,9 +398,10 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
 
 
 def split_lost(before: "pd.DataFrame", after: "pd.DataFrame") -> dict[str, list[str]]:
-    """Per split (val, test): the families that had usable images in it before cleaning and have none after."""
+    """Per split: the families that had usable images in it before cleaning and have none after (with no train
+    image no model learns the family; with no val or test image it counts in no score of that split)."""
     out = {}
-    for split in ("val", "test"):
+    for split in ("train", "val", "test"):
         had = set(before.loc[(before["status"] == layout.OK) & (before["split"] == split), "label"])
         has = set(after.loc[(after["status"] == layout.OK) & (after["split"] == split), "label"])
         if had - has:

@@ -44,7 +44,9 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     dups = summary["near_duplicates"]
     lines = [f"# Clean: {model_id(cfg)}", "",
              f"- usable before: {int(b.sum())}, after: {int(a.sum())}; taken out: {len(removed)}",
-             f"- outliers: {summary['outliers_removed']} removed; rule {outlier_rule(cfg)}",
+             f"- outliers: {summary['outliers_removed']} removed; rule {outlier_rule(cfg)}" + (
+                 f"; {int((removed['detector'] == 'zero_shot').sum())} of them by the zero-shot check (CLIP's "
+                 f"non-photo probability > {cfg.zero_shot_threshold:g})" if cfg.zero_shot else ""),
              f"- label issues (cleanlab `find_label_issues`, filter_by={cfg.label_issue_filter}, out-of-fold "
              f"probabilities of a {cfg.label_issue_folds}-fold logistic regression): {len(issues)} flagged, "
              f"{summary['label_issues_dropped']} removed"
@@ -52,8 +54,9 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
              f"- near-duplicates (cosine >= {cfg.near_threshold:g}): {dups['pairs']} pairs in "
              f"{dups['groups']} groups; {dups['moved_to_group_split']} images moved so no group straddles "
              f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"]
-    lines += [f"- **warning**: {len(fams)} families lost every {split} image in cleaning, so they count in no "
-              f"{split} score: {', '.join(code(visible(f)) for f in fams)}" for split, fams in summary["split_lost"].items()]
+    lines += [f"- **warning**: {len(fams)} families lost every {split} image in cleaning, so "
+              f"{'no model learns them' if split == 'train' else f'they count in no {split} score'}: "
+              f"{', '.join(code(visible(f)) for f in fams)}" for split, fams in summary["split_lost"].items()]
     lines += ["", "| family | before | after |", "|---|---:|---:|"]
     lines += [f"| {cell(fam)} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
     lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]
