@@ -112,6 +112,38 @@ def test_bad_inputs_name_the_fix(snapshot, tmp_path, capsys):
     assert "rarespecies-catalog.csv is missing" in capsys.readouterr().err
     assert main(["fetch", "rare-species", "--from", str(root), "--out", str(tmp_path), "--label", "tribe"]) == 2
     assert "choose one of" in capsys.readouterr().err
+    # --out an existing file: a FileExistsError traceback before
+    assert main(["fetch", "rare-species", "--from", str(root), "--out", str(root / "metadata" / "licenses.csv")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    # a catalog without the chosen rank's column: a KeyError traceback before
+    import shutil
+
+    copy = tmp_path / "no-order"
+    shutil.copytree(root, copy)
+    cat = pd.read_csv(copy / "metadata" / "rarespecies-catalog.csv").drop(columns=["order"])
+    cat.to_csv(copy / "metadata" / "rarespecies-catalog.csv", index=False)
+    assert main(["fetch", "rare-species", "--from", str(copy), "--out", str(tmp_path / "o"), "--label", "order"]) == 2
+    assert "lacks column(s) ['order'] (--label order)" in capsys.readouterr().err
+
+
+def test_folder_layout_keeps_two_files_of_one_name_and_one_label(snapshot, tmp_path):
+    """Two different images named alike in two folders of dataset/, one family: --layout folders placed the
+    first, skipped the second (the destination existed) and listed the first's path twice."""
+    import shutil
+
+    root, images = snapshot
+    copy = tmp_path / "snap"
+    shutil.copytree(root, copy)
+    first = next(p for p in sorted((copy / "dataset").rglob("*.jpg")) if "felidae" in str(p))
+    (copy / "dataset" / "second").mkdir()
+    Image.new("RGB", (40, 32), (1, 2, 3)).save(copy / "dataset" / "second" / first.name)
+    out = tmp_path / "out"
+    for _ in range(2):  # a re-run gives the same layout
+        assert main(["fetch", "rare-species", "--from", str(copy), "--out", str(out), "--layout", "folders"]) == 0
+        m = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+        assert len(m) == images + 1 and m["path"].is_unique
+        sources = {os.stat(out / p).st_ino for p in m["path"]}
+        assert len(sources) == images + 1  # every image is its own file
 
 
 @pytest.mark.parametrize("env", [{"HF_ENDPOINT": "http://127.0.0.1:9"}, {"HF_HUB_OFFLINE": "1"}],

@@ -11,6 +11,8 @@ whose image is absent) or ``unmatched.csv`` (an image no catalog row names): not
 
 from __future__ import annotations
 
+import filecmp
+import hashlib
 import json
 import os
 import re
@@ -72,8 +74,9 @@ def _ids(values: "pd.Series") -> "pd.Series":
     return values.astype(str).str.strip().str.replace(r"\.0$", "", regex=True)
 
 
-def read_catalog(snapshot: Path) -> "pd.DataFrame":
-    """The taxonomy catalog joined with the licenses file (when present), one row per image."""
+def read_catalog(snapshot: Path, label: str = "family") -> "pd.DataFrame":
+    """The taxonomy catalog joined with the licenses file (when present), one row per image; it must hold the
+    ``label`` rank's column."""
     import pandas as pd
 
     path = snapshot / CATALOG_CSV
@@ -82,9 +85,10 @@ def read_catalog(snapshot: Path) -> "pd.DataFrame":
                          "that holds dataset/ and metadata/)")
     # names as written: no NA guessing (a taxon spelled 'NA' is a name; an empty cell is caught as no label)
     cat = pd.read_csv(path, dtype=str, keep_default_na=False)
-    need = {"eol_content_id", "eol_page_id", "family", "genus", "species"}
+    need = {"eol_content_id", "eol_page_id", "genus", "species"} | ({label} if label != "species" else set())
     if need - set(cat.columns):
-        raise FetchError(f"{path}: lacks column(s) {sorted(need - set(cat.columns))}; found {list(cat.columns)}")
+        raise FetchError(f"{path}: lacks column(s) {sorted(need - set(cat.columns))} (--label {label}); found "
+                         f"{list(cat.columns)}")
     cat["eol_content_id"], cat["eol_page_id"] = _ids(cat["eol_content_id"]), _ids(cat["eol_page_id"])
     if "sciName" not in cat.columns:
         cat["sciName"] = cat["genus"] + " " + cat["species"]
@@ -114,9 +118,12 @@ def scan_images(snapshot: Path) -> "pd.DataFrame":
 
 
 def _place(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (no extra disk), copying where links are impossible."""
+    """Hard-link ``src`` to ``dst`` (no extra disk), copying where links are impossible; a ``dst`` left by an
+    earlier fetch stays when it holds the same bytes and is replaced otherwise."""
     if dst.exists():
-        return
+        if os.path.samefile(src, dst) or filecmp.cmp(src, dst, shallow=False):
+            return
+        dst.unlink()
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst)
@@ -136,7 +143,7 @@ def layout(snapshot: Path, out: Path, label: str = "family", folders: bool = Fal
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
-    cat, files = read_catalog(snapshot), scan_images(snapshot)
+    cat, files = read_catalog(snapshot, label), scan_images(snapshot)
     keys = ["eol_content_id", "eol_page_id"]
     joined = files.merge(cat, on=keys, how="outer", indicator=True)
     found = joined[joined["_merge"] == "both"].drop(columns="_merge").copy()
@@ -153,9 +160,13 @@ def layout(snapshot: Path, out: Path, label: str = "family", folders: bool = Fal
             reason=f"catalog row has no {label}")], ignore_index=True)
         found = found[~no_label]
     if folders:
-        paths = []
+        paths, taken = [], set()
+        found = found.sort_values("source")  # the same names on every run
         for src, lab in zip(found["source"], found["label"]):
             dst = out / label / label_slug(lab) / Path(src).name
+            if dst in taken:  # two files of one name under one label (other folders of dataset/): keep both
+                dst = dst.with_name(f"{dst.stem}-{hashlib.sha256(src.encode()).hexdigest()[:8]}{dst.suffix}")
+            taken.add(dst)
             _place(Path(src), dst)
             paths.append(_rel(dst, out))
         found["path"] = paths
@@ -202,6 +213,8 @@ def fetch_rare_species(out: str, source: str | None = None, label: str = "family
     if label not in RANKS:
         raise FetchError(f"label={label!r} is not a rank of the catalog; choose one of {list(RANKS)}")
     dest = Path(out).resolve()
+    if dest.exists() and not dest.is_dir():
+        raise FetchError(f"--out {out}: is a file, not a folder; give a new or existing folder for the download")
     if source:
         snapshot = Path(source).resolve()
         if not snapshot.is_dir():
