@@ -192,7 +192,22 @@ class CleanConfig:
                                                   weights.endswith((".bin", ".pt", ".pth", ".safetensors")))
             _require(not local_path or os.path.isfile(weights), "pretrained", self.pretrained,
                      "an existing local weights file, an open_clip tag, or 'none'")
-        DETECTORS.get(self.detector)
+        detector = DETECTORS.get(self.detector)
+        if ":" in self.detector:  # a user's module:attr: tried on a tiny family now, not after every embedding
+            _check_detector(self.detector, detector)
+
+
+def _check_detector(name: str, fn: Any) -> None:
+    import numpy as np
+
+    fix = "a callable (x: (n, d) float array, seed: int) -> n outlier scores"
+    try:
+        scores = np.asarray(fn(np.random.default_rng(0).normal(size=(5, 4)), seed=0), dtype=np.float64)
+    except Exception as err:  # noqa: BLE001 -- any failure of a user's function is a bad setting
+        raise ConfigError(f"detector={name!r} failed on a family of 5 embeddings ({type(err).__name__}: {err}); "
+                          f"give {fix}") from None
+    if scores.shape != (5,):
+        raise ConfigError(f"detector={name!r} gave an array of shape {scores.shape} for 5 embeddings; give {fix}")
 
 
 KINDS = ("scratch", "transfer", "probe")

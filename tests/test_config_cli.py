@@ -131,6 +131,9 @@ def test_flags_overlay_only_what_was_given():
     (["clean", "--workdir", "w", "--embedder", "no_such_module_xyz:make"], "cannot import module 'no_such_module_xyz'"),
     (["clean", "--workdir", "w", "--embedder", "json:no_such_factory"], "has no attribute 'no_such_factory'"),
     (["clean", "--workdir", "w", "--pretrained", "/no/such/weights.bin"], "pretrained='/no/such/weights.bin'"),
+    # a traceback from score_families, after every image was embedded (hostile tester, 2026-12-03)
+    (["clean", "--workdir", "w", "--detector", "os:system"], "detector='os:system' failed on a family of 5 "
+                                                              "embeddings (TypeError: system() takes at most 1"),
     (["clean", "--workdir", "w", "--pretrained", "none"], "manifest.parquet does not exist. Run `speciesfam catalog"),
     # a mistyped run folder: catalog comes first (it said "run clean first", which would fail in turn)
     (["tune", "probe", "--workdir", "w"], "holds no catalogued run (manifest.parquet not found). Run `speciesfam "
@@ -169,6 +172,9 @@ PLUGIN = textwrap.dedent('''
     def norm_detector(x, seed=0):
         return np.linalg.norm(x - x.mean(axis=0), axis=1)
 
+    def centred_detector(x, seed=0):  # a score per value, not per row
+        return x - x.mean(axis=0)
+
     def my_searcher(space, seed):
         from ray.tune.search import BasicVariantGenerator
         return BasicVariantGenerator(random_state=seed)
@@ -205,6 +211,8 @@ def test_user_plugins_by_module_attr_need_no_package_edit(plugin):
     assert SEARCHERS.get(cfg.searcher)({}, 0) is not None
     assert type(SCHEDULERS.get(cfg.scheduler)(cfg)).__name__ == "FIFOScheduler"
     CleanConfig(detector=f"{plugin}:norm_detector", embedder=None).validate()
+    with pytest.raises(ConfigError, match=r"centred_detector' gave an array of shape \(5, 4\) for 5 embeddings"):
+        CleanConfig(detector=f"{plugin}:centred_detector").validate()
     with pytest.raises(ConfigError, match="not a callable"):
         MODELS.get(f"{plugin}:NOT_CALLABLE")
     with pytest.raises(ConfigError, match="no attribute 'nope'"):
