@@ -401,7 +401,25 @@ def test_wandb_online_with_a_key_in_the_environment_warns_where_it_goes(tmp_path
     with pytest.warns(UserWarning, match="wandb login"):
         (cb,) = callbacks(TuneConfig(wandb="online"), "exp", str(tmp_path))
     assert cb.kwargs["mode"] == "online"
-    monkeypatch.delenv("WANDB_API_KEY")
+
+
+def test_wandb_online_without_a_key_is_one_line_before_ray_starts(tmp_path, monkeypatch, capsys):
+    """No key on the node: Ray's callback raised a traceback (exit 1) once the search had started."""
+    from speciesfam import cli
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_SETUP_API_KEY_HOOK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    make_embedding_run(str(tmp_path / "run"), rows=60, dim=4, families=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        callbacks(TuneConfig(wandb="online"), "exp", str(tmp_path))
+        assert cli.main(["tune", "probe", "--workdir", str(tmp_path / "run"), "--wandb", "online"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["speciesfam tune: error: wandb='online': no W&B API key on this node; run "
+                                        "`wandb login` once here (or set WANDB_API_KEY), or give --wandb offline and "
+                                        "upload later with `wandb sync`"], err
+    import ray
+
+    assert not ray.is_initialized()

@@ -28,6 +28,23 @@ def test_a_wandb_offline_search_exits_quietly(tmp_path):
     assert "Exception ignored" not in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
+WANDB_INTERRUPTED = WANDB_EXIT.replace('"--num-samples", "1"', '"--num-samples", "400"').replace(
+    '"--max-epochs", "2"', '"--max-epochs", "30"')
+
+
+@pytest.mark.slow  # ~60 s: a CLI search with W&B offline, interrupted
+def test_an_interrupted_wandb_search_ends_in_seconds_with_its_summary(tmp_path):
+    """With --wandb offline, Ctrl-C left the command waiting 30 minutes (Ray's upload_timeout) on the logging
+    actor of the trial the interrupt stopped, which Tune never ends; a second Ctrl-C lost the summary."""
+    env = {**os.environ, "WANDB_DIR": str(tmp_path), "RAY_AUTH_MODE": "disabled"}
+    out = subprocess.run(["timeout", "--preserve-status", "-s", "INT", "35", sys.executable, "-c", WANDB_INTERRUPTED,
+                          str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=400)
+    assert out.returncode == 130, (out.stdout[-2000:], out.stderr[-2000:])
+    assert "trials before an interrupt (SIGINT/SIGTERM) ended the search" in out.stdout, out.stdout[-2000:]
+    assert list(tmp_path.rglob("offline-run-*")), "W&B wrote no offline run"
+    assert "Exception ignored" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+
+
 PROCESS_GROUPS = """
 import os
 import ray

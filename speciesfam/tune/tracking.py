@@ -6,7 +6,10 @@ The W&B API key is read from the environment by wandb itself; speciesfam never p
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +29,55 @@ def prepare_wandb(cfg) -> None:
     if cfg.wandb == "offline":
         os.environ["WANDB_MODE"] = "offline"
         os.environ.pop("WANDB_API_KEY", None)
-    elif cfg.wandb == "online" and os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
-        os.environ["WANDB_MODE"] = "online"
+    elif cfg.wandb == "online":
+        if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
+            os.environ["WANDB_MODE"] = "online"
+        check_wandb_key()
+
+
+def check_wandb_key() -> None:
+    """Online W&B needs an API key on this node: Ray's callback looks for it once the search has started and
+    fails with a traceback; the same lookup (Ray's own) runs here first, so a missing key is one line."""
+    from ray.air.integrations.wandb import _set_api_key
+
+    from ..errors import ConfigError
+
+    missing, said = False, io.StringIO()
+    # wandb's deprecation notice for the API Ray calls goes to the log, not the console
+    with console.quiet_stderr("W&B's credential lookup"), contextlib.redirect_stderr(said):
+        try:
+            _set_api_key()
+        except ValueError:
+            missing = True
+    if said.getvalue().strip():
+        logging.getLogger(__name__).info("W&B's credential lookup said: %s", said.getvalue().strip())
+    if missing:
+        raise ConfigError("wandb='online': no W&B API key on this node; run `wandb login` once here (or set "
+                          "WANDB_API_KEY), or give --wandb offline and upload later with `wandb sync`") from None
+
+
+def _wandb_callback(**kwargs):
+    """Ray's ``WandbLoggerCallback``, ending each trial's logging actor when the search ends.
+
+    A trial still running when the search was interrupted is never ended by Tune, so its logging actor waited
+    on its queue and Ray's callback waited for it for ``upload_timeout`` (30 minutes) before exiting; here every
+    such actor is told to finish its W&B run first. At interpreter exit Ray's ``__del__`` can find Ray's
+    modules half torn down: nothing is left to do then, and nothing is printed."""
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    class EndingWandbCallback(WandbLoggerCallback):
+        def on_experiment_end(self, trials, **info):
+            for trial in list(self._trial_logging_actors):
+                self._signal_logging_actor_stop(trial=trial)
+            super().on_experiment_end(trials, **info)
+
+        def __del__(self):
+            try:
+                super().__del__()
+            except Exception:  # noqa: BLE001 -- see the docstring
+                pass
+
+    return EndingWandbCallback(**kwargs)
 
 
 def callbacks(cfg, name: str, experiment_dir: str) -> list:
@@ -40,8 +90,6 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
     """
     if cfg.wandb == "disabled":
         return []
-    from ray.air.integrations.wandb import WandbLoggerCallback
-
     prepare_wandb(cfg)  # normally done before Ray starts (run_search); harmless to repeat
     if cfg.wandb == "online" and "WANDB_API_KEY" in os.environ:
         import warnings
@@ -54,8 +102,8 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
     wandb_dir = os.environ.get("WANDB_DIR") or local
     if wandb_dir:
         storage.makedirs(wandb_dir)
-    return [WandbLoggerCallback(project=cfg.wandb_project, group=name, tags=[cfg.kind, cfg.searcher, cfg.scheduler],
-                                excludes=["checkpoint_path"], log_config=True, mode=cfg.wandb, dir=wandb_dir)]
+    return [_wandb_callback(project=cfg.wandb_project, group=name, tags=[cfg.kind, cfg.searcher, cfg.scheduler],
+                            excludes=["checkpoint_path"], log_config=True, mode=cfg.wandb, dir=wandb_dir)]
 
 
 def error_text(err: BaseException | None, limit: int = 300) -> str:
