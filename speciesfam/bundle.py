@@ -93,10 +93,15 @@ def read_config(path: str) -> dict[str, Any]:
     if int(config.get("schema_version", 0)) > SCHEMA_VERSION:
         raise BundleError(f"{path} has bundle schema v{config['schema_version']}; this speciesfam reads up to "
                           f"v{SCHEMA_VERSION}: upgrade speciesfam")
+    if not (isinstance(expected, dict) and all(isinstance(v, str) for v in expected.values())):
+        raise BundleError(f"{path}: the bundle is damaged: {CHECKSUMS} is not a map of file -> sha256; {fix}")
     needed = MODEL_FILE[config["kind"]]
     missing = [f for f in [needed, *expected] if not os.path.exists(os.path.join(path, f))]
-    if missing or needed not in expected:
-        raise BundleError(f"{path} is not a complete speciesfam bundle: missing {sorted(set(missing)) or [needed]}; {fix}")
+    if missing:
+        raise BundleError(f"{path} is not a complete speciesfam bundle: missing {sorted(set(missing))}; {fix}")
+    unlisted = [f for f in (CONFIG, LABELS, needed) if f not in expected]
+    if unlisted:  # the file is there, its checksum is not: it cannot be checked
+        raise BundleError(f"{path}: the bundle is damaged: {CHECKSUMS} has no checksum for {unlisted}; {fix}")
     changed = [f for f, digest in expected.items() if sha256_file(os.path.join(path, f)) != digest]
     if changed:
         raise BundleError(f"{path}: the bundle is damaged: {changed} changed since export (sha256 mismatch); {fix}")

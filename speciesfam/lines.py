@@ -189,10 +189,20 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                 text = text or str(trial.get_error() or "")
             except Exception:  # noqa: BLE001 -- a missing error file must not break the search's console
                 pass
-            lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-            self._line(trials, trial, f"failed: {lines[-1].strip()[:120] if lines else 'see RUN/logs/'}")
+            lines = message_lines(text)  # a traceback: its last line is the exception's own
+            self._line(trials, trial, f"failed: {lines[-1][:120] if lines else 'see RUN/logs/'}")
 
     return TrialLines()
+
+
+def message_lines(text: str) -> list[str]:
+    """The non-blank lines of an error's text without terminal colour codes and without Keras's "Arguments
+    received by LAYER.call():" block, which follows the cause and would otherwise end it (``• kwargs=...``)."""
+    import re
+
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines() if ln.strip()]
+    cut = next((i for i, ln in enumerate(lines) if ln.startswith("Arguments received by ")), len(lines))
+    return lines[:cut]
 
 
 def scheduler_name(name: str) -> str:

@@ -128,6 +128,14 @@ def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
     (b / "head.keras").unlink()
     with pytest.raises(BundleError, match=r"missing \['head.keras'\]"):
         load_bundle(str(b))
+    b = copy("unlisted")  # the file is there, its checksum is not: it said "missing ['head.keras']"
+    sums = json.loads((b / "checksums.json").read_text())
+    (b / "checksums.json").write_text(json.dumps({k: v for k, v in sums.items() if k != "head.keras"}))
+    with pytest.raises(BundleError, match=r"checksums.json has no checksum for \['head.keras'\]"):
+        load_bundle(str(b))
+    (b / "checksums.json").write_text("[]")
+    with pytest.raises(BundleError, match="checksums.json is not a map of file -> sha256"):
+        load_bundle(str(b))
     b = copy("edited")
     config = json.loads((b / "config.json").read_text())
     (b / "config.json").write_text(json.dumps({**config, "labels": config["labels"][::-1]}))

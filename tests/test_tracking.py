@@ -62,3 +62,24 @@ def test_a_trial_whose_first_report_never_arrived_is_not_trained_and_says_why(tm
     row = trial_table([r], "probe").iloc[0]
     assert row["status"] == "not_trained" and row["epochs_run"] == 0 and pd.isna(row["best_val_macro_f1"])
     assert "before its first epoch was recorded" in row["error"]
+
+
+def test_a_keras_error_is_named_by_its_cause_not_its_arguments_block():
+    """A trial that failed in a Keras layer showed 'failed: • kwargs=<class 'inspect._empty'>' on the console and
+    'ValueError: Exception encountered when calling MaxPooling2D.call().' in trials.csv; the cause was only in
+    error.txt."""
+    import traceback
+
+    import keras
+
+    from speciesfam.lines import message_lines
+    from speciesfam.tune.tracking import error_text
+
+    try:
+        keras.Sequential([keras.Input((1, 1, 8)), keras.layers.MaxPooling2D(2)])
+    except ValueError as err:
+        text, trace = error_text(err), traceback.format_exc()
+    assert text.startswith("ValueError: Computed output size would be zero or negative. Received: `inputs.shape=") \
+        and text.endswith("(in MaxPooling2D.call())") and "\x1b" not in text, text
+    assert message_lines(trace)[-1].startswith("Computed output size would be zero or negative"), trace[-500:]
+    assert error_text(RuntimeError("plain\nsecond line")) == "RuntimeError: plain"

@@ -113,6 +113,8 @@ def error_text(err: BaseException | None, limit: int = 300) -> str:
     trial's exception); a Ray Train run inside the trial adds ``WorkerGroupError`` (``worker_failures`` by
     rank, each again a ``RayTaskError``) or ``ControllerError`` (``controller_failure``).
     """
+    from ..lines import message_lines
+
     if err is None:
         return ""
     seen: set[int] = set()
@@ -127,7 +129,9 @@ def error_text(err: BaseException | None, limit: int = 300) -> str:
     name = type(err).__name__
     if name.startswith("RayTaskError(") and name.endswith(")"):  # Ray's dual class when the cause was lost
         name = name[len("RayTaskError("):-1]
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    lines = message_lines(str(err))
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling "):  # Keras: the cause follows
+        lines = [f"{lines[1]} (in {lines[0].removeprefix('Exception encountered when calling ').rstrip('.')})"]
     return f"{name}: {lines[0] if lines else ''}"[:limit].rstrip(": ")
 
 

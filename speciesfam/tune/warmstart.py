@@ -26,10 +26,16 @@ WARM_KEYS = ("head_units", "head_layers", "dropout", "weight_decay", "label_smoo
 
 def best_of(trials: list) -> dict[str, Any] | None:
     """The config of the Tune trial with the highest val macro-F1 among those that did not fail (a trial whose
-    loss became NaN after a good epoch is not "the best probe trial"); None when none scored."""
+    loss became NaN after a good epoch is not "the best probe trial"); None when none scored. Ties go to the
+    faster trial, as in ``tracking.rank_trials`` (the search's summary and trials.csv name that one)."""
     scored = [((t.metric_analysis or {}).get(layout.METRIC, {}).get("max"), t) for t in trials if t.status != "ERROR"]
     scored = [(value, t) for value, t in scored if isinstance(value, (int, float)) and value == value]
-    return dict(max(scored, key=lambda vt: vt[0])[1].config) if scored else None
+
+    def seconds(t) -> float:
+        value = (t.last_result or {}).get("time_total_s")
+        return float(value) if isinstance(value, (int, float)) and value == value else float("inf")
+
+    return dict(max(scored, key=lambda vt: (vt[0], -seconds(vt[1])))[1].config) if scored else None
 
 
 def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
@@ -62,9 +68,11 @@ def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
             rows = scored_trials(trials[trials["kind"] == source])
             if len(rows):
                 return json.loads(rows.iloc[0]["config"])
+    from ..config import KINDS
+
+    run_it = f"speciesfam tune {source}" if source in KINDS else f"speciesfam tune probe --name {source}"
     raise ConfigError(f"init_from={source!r}: no finished trial scored on this run's val split found in {experiment} "
-                      f"or {trials_uri}; run "
-                      f"`speciesfam tune {source} --workdir {workdir}` first, or drop init_from")
+                      f"or {trials_uri}; run `{run_it} --workdir {workdir}` first, or drop init_from")
 
 
 def fit_point(config: dict[str, Any], space: dict[str, Any], seed: int = 0,
