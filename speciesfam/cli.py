@@ -283,7 +283,20 @@ def _run_stage(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(take_verbose(list(sys.argv[1:] if argv is None else argv))))
+    return run(parse(take_verbose(list(sys.argv[1:] if argv is None else argv))))
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line's namespace. ``predict BUNDLE`` takes its image paths also after a flag
+    (``predict B --top-k 1 a.jpg b.jpg``): argparse ends a positional list at the first flag and called the
+    paths after it unrecognized."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command == "predict" and not any(a.startswith("-") for a in rest):
+        args.paths = [*args.paths, *rest]
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
 
 
 def take_verbose(argv: list[str]) -> list[str]:

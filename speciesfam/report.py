@@ -365,6 +365,7 @@ def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
     from .flags import config_fields, flag_of
 
     conf = dict(rec.get("config", {}))
+    conf.pop("resume", None)  # a resumed search is reproduced by its own command: nothing to resume in a new run
     klass = {"catalog": cfgmod.CatalogConfig, "clean": cfgmod.CleanConfig, "tune": cfgmod.TuneConfig}.get(stage)
     kind = conf.pop("kind", None)
     head = stages.COMMAND.get(stage, f"speciesfam {stage} --workdir RUN").replace("KIND", str(kind or "KIND"))
@@ -412,9 +413,11 @@ def reproduce(workdir: str, records: dict) -> dict:
     if not storage.is_remote(workdir):  # commands that work from any folder, whatever `report` was given
         workdir = os.path.abspath(workdir)
     runs = []
-    for s, rec in records.items():  # the searches before the last on the same catalog and clean runs first
+    for s, rec in records.items():  # the other searches on the same catalog and clean runs first, oldest first
+        latest = (rec.get("summary") or {}).get("experiment")
+        earlier = [e for n, e in (rec.get("searches") or {}).items() if n != latest]  # the record sorts by name
         runs += [(s, {"config": e["config"], "finished_at": e.get("finished_at")})
-                 for e in list((rec.get("searches") or {}).values())[:-1]]
+                 for e in sorted(earlier, key=lambda e: str(e.get("finished_at") or ""))]
         runs.append((s, rec))
     steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"),
               "run_id": r.get("run_id"),

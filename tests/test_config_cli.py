@@ -383,3 +383,17 @@ def test_a_cnn_space_must_choose_a_model_and_names_of_a_users_own_model_pass(tmp
     assert load_space(TuneConfig(space="cnn_space", extra={"model": "my_models:build"}))["width"] == 3
     with pytest.raises(ConfigError, match="lr=-1 is outside"):  # limits hold for a user's own model too
         load_space(TuneConfig(space="cnn_space", extra={"model": "my_models:build", "lr": -1}))
+
+
+def test_predict_takes_image_paths_after_a_flag(capsys):
+    """`predict B --top-k 1 a.jpg` said 'unrecognized arguments: a.jpg': argparse ends a positional list at the
+    first flag. Other commands still refuse stray words, and an unknown flag is still named."""
+    for argv in (["predict", "B", "--top-k", "1", "a.jpg", "b.jpg"], ["predict", "B", "a.jpg", "--top-k", "1", "b.jpg"],
+                 ["predict", "--top-k", "1", "B", "a.jpg", "b.jpg"]):
+        args = cli.parse(argv)
+        assert (args.bundle, args.paths, args.top_k) == ("B", ["a.jpg", "b.jpg"], 1), argv
+    for argv, stray in ((["predict", "B", "a.jpg", "--nope"], "--nope"),
+                        (["catalog", "src", "--workdir", "w", "more"], "more")):
+        with pytest.raises(SystemExit) as exit_:
+            cli.parse(argv)
+        assert exit_.value.code == 2 and f"unrecognized arguments: {stray}" in capsys.readouterr().err

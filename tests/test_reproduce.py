@@ -93,3 +93,32 @@ def test_how_to_reproduce_lists_every_search_on_the_run_and_the_export_as_given(
     record_search(run, TuneConfig(kind="probe"), "probe", table)
     assert [c for c in commands() if " tune " in c] == [
         f"speciesfam tune probe --workdir {run}"]
+
+
+def test_how_to_reproduce_lists_searches_in_the_order_they_ran_and_without_resume(tmp_path, monkeypatch):
+    """The record keeps searches by name, and the page took all but the last name as 'earlier': a search was
+    left out (an --init-from search, so the page could not rebuild the run) and the latest listed twice; a
+    resumed search was listed with --resume, which a new run folder refuses."""
+    import itertools
+
+    import pandas as pd
+
+    from speciesfam import stages
+    from speciesfam.config import TuneConfig
+    from speciesfam.report import reproduce
+    from speciesfam.tune.search import record_search
+
+    clock = itertools.count()
+    monkeypatch.setattr(stages, "timestamp", lambda: f"2026-12-03T10:00:{next(clock):02d}+0000")
+    run = str(tmp_path)
+    stages.finish(run, "catalog", config={"source": "/data/images"})
+    table = pd.DataFrame({"trial_id": ["t1"], "status": ["ok"], "best_val_macro_f1": [0.5], "best_epoch": [1],
+                          "seconds": [1.0]})
+    record_search(run, TuneConfig(kind="probe", name="zeta"), "zeta", table)
+    record_search(run, TuneConfig(kind="scratch", name="alpha", init_from="zeta"), "alpha", table)
+    record_search(run, TuneConfig(kind="probe", name="mid", resume=True), "mid", table)
+    steps = reproduce(run, {s: stages.load(run, s) for s in ("catalog", "tune")})["steps"]
+    assert [st["command"] for st in steps if st["stage"] == "tune"] == [
+        f"speciesfam tune probe --workdir {run} --name zeta",
+        f"speciesfam tune scratch --workdir {run} --name alpha --init-from zeta",
+        f"speciesfam tune probe --workdir {run} --name mid"]
