@@ -90,7 +90,7 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
             reason += f"; the best {fam} trial, {other['trial_id']} ({other['kind']}), scored {other[metric]:.4f}"
     ties = ok[(ok[metric] == row[metric]) & (ok["trial_id"] != row["trial_id"])]
     if len(ties):
-        reason += f"; tied with {', '.join(ties['trial_id'])}: the faster trial ({row['seconds']:.0f} s) was taken"
+        reason += f"; tied with {', '.join(ties['trial_id'])}: the faster trial ({row['seconds']:.1f} s) was taken"
     return row, reason
 
 

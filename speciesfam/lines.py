@@ -195,6 +195,11 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
     return TrialLines()
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """``1 family``, ``3 families``, ``0 epochs``: a count with its noun for the console."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def message_lines(text: str) -> list[str]:
     """The non-blank lines of an error's text without terminal colour codes and without Keras's "Arguments
     received by LAYER.call():" block, which follows the cause and would otherwise end it (``• kwargs=...``)."""
@@ -218,7 +223,8 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             m = storage.read_table(layout.path(workdir, layout.MANIFEST))
             counts = m["status"].value_counts()
             parts = ", ".join(f"{int(n)} {k}" for k, n in counts.items())
-            return f"catalog: {len(m)} files ({parts}); {m.loc[m['status'] == layout.OK, 'label'].nunique()} families"
+            families = counted(m.loc[m["status"] == layout.OK, "label"].nunique(), "family", "families")
+            return f"catalog: {counted(len(m), 'row')} ({parts}); {families}"
         if stage == "clean":
             c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))
             extra = [f"{len(df)} {what}" for name, what in ((layout.LABEL_ISSUES, "label issues"),
@@ -230,11 +236,11 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             before = stages.table(workdir, layout.MANIFEST)
             lost = sorted(set(before.loc[before["status"] == layout.OK, "label"]) - set(kept)) if before is not None \
                 else []
-            gone = (f"; {len(lost)} families left with no image: {', '.join(map(repr, lost[:3]))}"
+            gone = (f"; {counted(len(lost), 'family', 'families')} left with no image: {', '.join(map(repr, lost[:3]))}"
                     f"{', ...' if len(lost) > 3 else ''}") if lost else ""
             return (f"clean: {int((c['status'] == layout.REMOVED_STATUS).sum())} removed, "
                     + (f"{dropped} near-duplicates dropped, " if dropped else "")
-                    + f"{len(kept)} images kept in {kept.nunique()} families{gone}"
+                    + f"{counted(len(kept), 'image')} kept in {counted(kept.nunique(), 'family', 'families')}{gone}"
                     + "".join(f"; {e} flagged" for e in extra))
         if stage == "tune":  # this search (RUN/trials.csv also holds earlier searches on the same val split)
             record = stages.load(workdir, "tune") or {}

@@ -247,7 +247,7 @@ def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_em
     after.to_parquet(tmp_path / layout.CLEAN_MANIFEST)
     pd.DataFrame({"a": range(5), "b": range(5)}).to_csv(tmp_path / layout.NEAR_DUPLICATES, index=False)
     assert lines.summary_line(str(tmp_path), "clean") == (
-        "clean: 1 removed, 3 near-duplicates dropped, 1 images kept in 1 families; 2 families left with no image: "
+        "clean: 1 removed, 3 near-duplicates dropped, 1 image kept in 1 family; 2 families left with no image: "
         "'Apidae', 'Ranidae'; 5 near-duplicate pairs flagged")
 
 

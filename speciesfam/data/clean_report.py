@@ -64,10 +64,11 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     lines += ["", "## Label issues", "", f"Suspects beside their suggested family: `gallery/{LABEL_ISSUES_PNG}`; all "
               f"in `{layout.LABEL_ISSUES}`." if len(issues) else "None flagged.", ""]
     lines += _table(issues, ["rank", "path", "given_family", "suggested_family", "self_confidence"],
-                    {"self_confidence": ".3f"})
+                    {"self_confidence": ".3f"}) if len(issues) else []
     lines += ["", "## Near-duplicates", "", f"Most similar pairs side by side: `gallery/{NEAR_DUPLICATES_PNG}`; all "
               f"in `{layout.NEAR_DUPLICATES}`." if len(pairs) else "None flagged.", ""]
-    lines += _table(pairs, ["group", "similarity", "path_a", "path_b", "family_a", "family_b"], {"similarity": ".4f"})
+    lines += _table(pairs, ["group", "similarity", "path_a", "path_b", "family_a", "family_b"],
+                    {"similarity": ".4f"}) if len(pairs) else []
     lines += ["", "## Galleries", "", "- per family, most unusual first (removed framed in red): "
               "`gallery/<family>.png` (file names via `layout.label_slug`)"]
     return "\n".join(lines) + "\n"

@@ -234,12 +234,13 @@ def start_line(cfg: TuneConfig, name: str, space: dict[str, Any], slots: int) ->
     else:
         gpus = f" + {cfg.gpus_per_worker:g} GPU" if cfg.gpus_per_worker else ""
         each = f"{cfg.workers_per_trial} Ray Train workers x {cfg.cpus_per_worker:g} CPU{gpus}"
-    scheduler = f"{cfg.scheduler} (grace {cfg.grace} epochs)" if cfg.scheduler == "asha" else cfg.scheduler
+    scheduler = f"{cfg.scheduler} (grace {lines.counted(cfg.grace, 'epoch')})" if cfg.scheduler == "asha" else cfg.scheduler
     budget = f", time budget {cfg.time_budget_s:g} s" if cfg.time_budget_s else ""
     planned = planned_trials(space, cfg)
     at_once = min(cfg.max_concurrent or slots, slots, planned)  # what fits now, whatever --max-concurrent allows
-    return (f"tune: search {name!r}: {planned} {cfg.kind} trial{'s' * (planned != 1)} x up to {cfg.max_epochs} epochs, "
-            f"{cfg.searcher} + {scheduler}, {at_once} at a time ({each} each){budget}")
+    return (f"tune: search {name!r}: {lines.counted(planned, cfg.kind + ' trial')} x up to "
+            f"{lines.counted(cfg.max_epochs, 'epoch')}, {cfg.searcher} + {scheduler}, {at_once} at a time ({each} each)"
+            f"{budget}")
 
 
 def fit(tuner, space: dict[str, Any], cfg: TuneConfig, before: float = 0.0):
