@@ -397,3 +397,18 @@ def test_predict_takes_image_paths_after_a_flag(capsys):
         with pytest.raises(SystemExit) as exit_:
             cli.parse(argv)
         assert exit_.value.code == 2 and f"unrecognized arguments: {stray}" in capsys.readouterr().err
+
+
+def test_a_backbone_that_cannot_take_the_image_size_is_left_out_or_refused_before_any_trial(capsys):
+    """`tune transfer` at the default 64 px searched Xception (71 px at least): each such trial failed, minutes
+    in; with --extra '{"model": "xception"}' every trial failed (2+ minutes to exit 1)."""
+    from speciesfam.tune.space import load_space
+
+    space = load_space(TuneConfig(kind="transfer"))
+    assert "xception" not in space["model"].categories and "resnet50v2" in space["model"].categories
+    assert capsys.readouterr().out == ("tune: xception left out of the models searched (xception needs images of 71 "
+                                       "px or more, and image_size is 64; --image-size 71 keeps it)\n")
+    assert "xception" in load_space(TuneConfig(kind="transfer", image_size=71))["model"].categories
+    with pytest.raises(ConfigError, match="model: xception needs images of 71 px or more, and image_size is 48: "
+                                          "give --image-size 71 or more, or another model"):
+        load_space(TuneConfig(kind="transfer", smoke_test=True, image_size=48, extra={"model": "xception"}))

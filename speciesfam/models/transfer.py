@@ -32,6 +32,8 @@ BACKBONES: dict[str, tuple[str, int, str]] = {
     "mobilenetv3small": ("MobileNetV3Small", 224, "builtin"),
 }
 BACKBONE_PREFIX = "backbone"
+# The smallest input each keras.applications backbone builds at (its ``obtain_input_shape`` min_size).
+MIN_SIZE = {"xception": 71}
 
 
 def native_size(name: str) -> int:

@@ -98,11 +98,36 @@ def load_space(cfg) -> dict[str, Any]:
     check_space(space, name, cfg.kind, cfg.extra)
     check_extra(cfg.extra, space, _call(module, name, not cfg.smoke_test) if cfg.extra else {}, kind=cfg.kind)
     merged = {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too
+    if cfg.kind != "probe" and "model" in merged:
+        merged["model"] = models_that_build(merged["model"], cfg.image_size)
     if not any(_is_range(v) for v in merged.values()) and cfg.searcher not in ("random", "grid"):
         raise ConfigError(f"space={name!r}{' with --extra' if cfg.extra else ''} leaves {cfg.searcher} nothing to "
                           "search (every value is fixed): give at least one tune.choice/uniform/loguniform/randint "
                           "range, or train the one configuration with --searcher random --num-samples 1")
     return merged
+
+
+def models_that_build(model: Any, image_size: int) -> Any:
+    """``model`` (a name or a ``tune.choice``) without the backbones that do not build at ``image_size``
+    (Xception: 71 px): said once, before any trial starts (every such trial failed, minutes later). A fixed
+    model, or a choice left empty, is refused."""
+    from ray import tune
+    from ray.tune.search.sample import Categorical
+
+    from ..console import say
+    from ..models.transfer import MIN_SIZE
+
+    names = list(model.categories) if isinstance(model, Categorical) else [model]
+    small = [n for n in names if isinstance(n, str) and MIN_SIZE.get(n, 0) > image_size]
+    if not small:
+        return model
+    need = "; ".join(f"{n} needs images of {MIN_SIZE[n]} px or more" for n in small)
+    fix = f"--image-size {max(MIN_SIZE[n] for n in small)}"
+    if len(small) == len(names):
+        raise ConfigError(f"model: {need}, and image_size is {image_size}: give {fix} or more, or another model")
+    say(f"tune: {', '.join(small)} left out of the models searched ({need}, and image_size is {image_size}; "
+        f"{fix} keeps it)")
+    return tune.choice([n for n in names if n not in small])
 
 
 def _is_range(value: Any) -> bool:
