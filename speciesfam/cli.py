@@ -292,8 +292,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     paths after it unrecognized."""
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command == "predict" and not any(a.startswith("-") for a in rest):
-        args.paths = [*args.paths, *rest]
+    if rest and args.command == "predict":  # after `--` every word is a path, even one starting with '-'
+        before, after = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest else (rest, [])
+        flags = [a for a in before if a.startswith("-")]
+        if flags:
+            parser.error(f"unrecognized arguments: {' '.join(flags)}")
+        args.paths = [*args.paths, *before, *after]
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args
@@ -319,6 +323,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except SpeciesfamError as err:
         print(f"{who}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the machine's or the storage's answer (a path under a file, no bucket, no access)
+        import logging
+
+        logging.getLogger("speciesfam").info("%s: %s", who, err, exc_info=True)  # the traceback: the log only
+        print(f"{who}: error: {type(err).__name__}: {err} (check the path, its permissions and free space; for "
+              f"s3:// or gs://, the bucket, the credentials and the endpoint)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{who}: interrupted", file=sys.stderr)

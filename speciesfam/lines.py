@@ -227,8 +227,8 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             return f"catalog: {counted(len(m), 'row')} ({parts}); {families}"
         if stage == "clean":
             c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))
-            extra = [f"{len(df)} {what}" for name, what in ((layout.LABEL_ISSUES, "label issues"),
-                                                             (layout.NEAR_DUPLICATES, "near-duplicate pairs"))
+            extra = [counted(len(df), what) for name, what in ((layout.LABEL_ISSUES, "label issue"),
+                                                               (layout.NEAR_DUPLICATES, "near-duplicate pair"))
                      if (df := stages.table(workdir, name)) is not None]
             near = c.get("reason", c["status"]).astype(str).str.startswith("near-duplicate of")  # dedupe="near"
             dropped = int(((c["status"] == layout.DUPLICATE) & near).sum())

@@ -3,6 +3,7 @@ a status per row or in one line, never a traceback (hostile tester, 2026-12-03).
 package's colour-histogram one (no weights), through the real Ray Data pipeline."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -38,6 +39,29 @@ def test_images_that_changed_after_catalog_become_unreadable_rows(tmp_path, ray_
     assert sorted(p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p in bad.index) == ["B/3.png", "C/5.png"]
     assert bad.str.startswith("failed to decode in clean: ").all(), bad.tolist()
     assert (cleaned["status"].isin([layout.OK, layout.REMOVED_STATUS])).sum() == len(manifest) - 2
+    # an image whose embedding is cached goes too: it stayed `ok` and the search crashed on it later
+    (tmp_path / "img" / "A" / "2.png").unlink()
+    again = run_clean(str(tmp_path / "run"), CleanConfig(embedder=HIST, batch_size=8, min_per_family=1))
+    row = again[again["path"].str.endswith("A/2.png")].iloc[0]
+    assert row["status"] == layout.UNREADABLE_STATUS and "no longer exists" in row["reason"], row.to_dict()
+    md = (tmp_path / "run" / "clean.md").read_text()
+    assert "failed to decode now (status unreadable, reason 'failed to decode in clean'): 3" in md, md[:500]
+
+
+def test_an_embedder_that_gives_too_few_vectors_is_an_error_not_a_cached_gap():
+    """An encode that dropped rows: zip() truncated, empty vectors went into embeddings.parquet, and every later
+    clean crashed on them."""
+    from speciesfam.data.clean import embed_frame
+    from speciesfam.data.embedders import Embedder
+
+    batch = pd.DataFrame({"path": ["a", "b"], "label": "A", "sha256": ["1", "2"], "error": "",
+                          "image": [np.zeros((4, 4, 3), np.uint8)] * 2})
+    one_row = Embedder("custom:x", lambda img: np.zeros(3, np.float32), lambda b: np.asarray(b)[:1])
+    with pytest.raises(ValueError, match=r"gave an array of shape \(1, 3\) for 2 images; it must give one finite"):
+        embed_frame(one_row, batch)
+    nan = Embedder("custom:x", lambda img: np.zeros(3, np.float32), lambda b: np.full((len(b), 3), np.nan))
+    with pytest.raises(ValueError, match="gave non-finite values for 2 images"):
+        embed_frame(nan, batch)
 
 
 def test_clean_of_a_run_with_no_usable_image_says_so_in_one_line(tmp_path):

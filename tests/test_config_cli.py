@@ -175,6 +175,14 @@ PLUGIN = textwrap.dedent('''
     def centred_detector(x, seed=0):  # a score per value, not per row
         return x - x.mean(axis=0)
 
+    def five_detector(x, seed=0):  # right on the 5-row probe, wrong on a real family
+        return np.zeros(5)
+
+    def needs_eight_detector(x, seed=0):  # fails on the 5-row probe, right on a real family
+        if min(x.shape) < 8:
+            raise ValueError("needs 8 rows and 8 values")
+        return np.linalg.norm(x - x.mean(axis=0), axis=1)
+
     def my_searcher(space, seed):
         from ray.tune.search import BasicVariantGenerator
         return BasicVariantGenerator(random_state=seed)
@@ -213,6 +221,19 @@ def test_user_plugins_by_module_attr_need_no_package_edit(plugin):
     CleanConfig(detector=f"{plugin}:norm_detector", embedder=None).validate()
     with pytest.raises(ConfigError, match=r"centred_detector' gave an array of shape \(5, 4\) for 5 embeddings"):
         CleanConfig(detector=f"{plugin}:centred_detector").validate()
+    # what depends on the data is checked on the real families, in one line naming the family
+    from speciesfam.errors import SpeciesfamError
+
+    for name in ("five_detector", "needs_eight_detector"):
+        CleanConfig(detector=f"{plugin}:{name}").validate()
+    family = np.random.default_rng(1).normal(size=(8, 16))
+    assert score_families(np.array(["a"] * 8), family, f"{plugin}:needs_eight_detector").shape == (8,)
+    with pytest.raises(SpeciesfamError, match=r"five_detector' on family 'a' \(8 embeddings of 16 values\) gave "
+                                              r"shape \(5,\); a detector gives one finite score per embedding"):
+        score_families(np.array(["a"] * 8), family, f"{plugin}:five_detector")
+    with pytest.raises(SpeciesfamError, match=r"needs_eight_detector' on family 'a' \(6 embeddings of 16 values\) "
+                                              r"failed: ValueError: needs 8 rows"):
+        score_families(np.array(["a"] * 6), family[:6], f"{plugin}:needs_eight_detector")
     with pytest.raises(ConfigError, match="not a callable"):
         MODELS.get(f"{plugin}:NOT_CALLABLE")
     with pytest.raises(ConfigError, match="no attribute 'nope'"):
@@ -409,6 +430,26 @@ def test_a_backbone_that_cannot_take_the_image_size_is_left_out_or_refused_befor
     assert capsys.readouterr().out == ("tune: xception left out of the models searched (xception needs images of 71 "
                                        "px or more, and image_size is 64; --image-size 71 keeps it)\n")
     assert "xception" in load_space(TuneConfig(kind="transfer", image_size=71))["model"].categories
+    from speciesfam.tune.space import models_that_build
+
+    assert models_that_build({"grid_search": ["xception", "resnet50v2"]}, 64) == {"grid_search": ["resnet50v2"]}
     with pytest.raises(ConfigError, match="model: xception needs images of 71 px or more, and image_size is 48: "
                                           "give --image-size 71 or more, or another model"):
         load_space(TuneConfig(kind="transfer", smoke_test=True, image_size=48, extra={"model": "xception"}))
+
+
+def test_a_path_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, capsys):
+    """A run folder or --out under a regular file (or an s3:// bucket that does not exist) ended in an OSError
+    traceback, often after the work was done (hostile tester)."""
+    from PIL import Image
+
+    for k in range(3):
+        (tmp_path / "img" / "A").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (k, 0, 0)).save(tmp_path / "img" / "A" / f"{k}.png")
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["catalog", str(tmp_path / "img"), "--workdir", str(tmp_path / "file" / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("speciesfam catalog: error: NotADirectoryError: ") and \
+        "check the path, its permissions" in err[0], err
+    # predict: paths after a flag and after `--` (a file name starting with '-')
+    assert cli.parse(["predict", "B", "--top-k", "1", "a.jpg", "--", "-x.jpg"]).paths == ["a.jpg", "-x.jpg"]

@@ -74,3 +74,12 @@ def test_decompression_bomb_is_refused(monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 100)
     with pytest.raises(DecodeError, match="decompression bomb"):
         decode_rgb(encode(Image.new("RGB", (20, 20)), "PNG"))
+
+
+def test_the_pixel_limit_is_max_pixels_not_pillows_warning():
+    """Pillow warns from 89.5 Mpx and that warning was an error: a 95 Mpx image was a 'decompression bomb'
+    below the tool's own 100 Mpx limit (hostile tester)."""
+    from speciesfam.data.images import MAX_PIXELS, open_image
+
+    img = open_image(encode(Image.new("L", (10_000, 9_500)), "PNG"))
+    assert img.size == (10_000, 9_500) and 10_000 * 9_500 < MAX_PIXELS

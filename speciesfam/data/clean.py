@@ -11,12 +11,14 @@ images are never moved or deleted.
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import layout, storage
+from .. import layout, lines, storage
 from ..console import Progress, quiet_stderr, say
 from ..config import CleanConfig
 from .catalog import follow_originals, load_manifest
@@ -79,7 +81,11 @@ def embed_frame(embedder, batch: "pd.DataFrame") -> "pd.DataFrame":
     good = [i for i, e in enumerate(batch["error"]) if not e]
     vecs: list = [[] for _ in range(len(batch))]
     if good:
-        for i, v in zip(good, embedder.embed([batch["image"].iloc[i] for i in good])):
+        x = embedder.embed([batch["image"].iloc[i] for i in good])
+        if x.ndim != 2 or len(x) != len(good) or not np.isfinite(x).all():
+            raise ValueError(f"embedder {embedder.model_id!r} gave {'non-finite values' if x.ndim == 2 and len(x) == len(good) else f'an array of shape {x.shape}'} "
+                             f"for {len(good)} images; it must give one finite vector per image, shape (N, D)")
+        for i, v in zip(good, x):
             vecs[i] = v.tolist()
     out = batch.drop(columns=["image"])
     out["embedding"] = vecs
@@ -124,9 +130,14 @@ def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
         return pd.concat(frames, ignore_index=True)
     except Exception as err:  # the actors could not build the embedder (offline, bad tag): say so in one line
         reason = next((line for line in reversed(str(err).splitlines()) if LOAD_FAILED in line), None)
-        if reason is None:
-            raise
-        raise SpeciesfamError(reason[reason.index(LOAD_FAILED):]) from err
+        if reason is not None:
+            raise SpeciesfamError(reason[reason.index(LOAD_FAILED):]) from err
+        if cfg.embedder:  # a user's embedder failed on the images: its error, in one line (the traceback: the log)
+            from ..tune.tracking import error_text
+
+            logging.getLogger(__name__).info("the embedder failed:", exc_info=True)
+            raise SpeciesfamError(f"--embedder {cfg.embedder} failed while embedding: {error_text(err)}") from None
+        raise
 
 
 def _embed_one(cfg: dict) -> tuple:
@@ -144,9 +155,10 @@ def check_embedder(cfg: CleanConfig) -> None:
     init_ray()
     try:
         shape = ray.get(ray.remote(num_cpus=1, max_retries=0)(_embed_one).remote(asdict(cfg)))
-    except ray.exceptions.RayTaskError as err:
-        cause = err.cause if isinstance(err.cause, BaseException) else err
-        raise SpeciesfamError(f"--embedder {cfg.embedder}: {type(cause).__name__}: {cause}") from None
+    except ray.exceptions.RayError as err:  # a task error, or its worker died (the factory exited)
+        from ..tune.tracking import error_text
+
+        raise SpeciesfamError(f"--embedder {cfg.embedder}: {error_text(err)}") from None
     if len(shape) != 2 or shape[0] != 1 or shape[1] < 1:
         raise SpeciesfamError(f"--embedder {cfg.embedder}: encode gave an array of shape {shape} for one image; it "
                               f"must return one vector per image, shape (N, D)")
@@ -175,24 +187,30 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     mid = model_id(cfg)
     old = storage.read_table(uri) if storage.exists(uri) else pd.DataFrame(columns=EMBEDDING_COLUMNS)
     old = old[old["model_id"] == mid].drop_duplicates("sha256")
+    old = old[old["embedding"].map(len).gt(0)]  # never an empty vector (an older clean could cache one)
     todo = rows[~rows["sha256"].isin(old["sha256"])]
+    # a cached image's file must still be there (local files: a stat each), or it trains nothing later
+    gone = {p: "cannot read file: it no longer exists (it did when catalogued)" for p in rows.loc[
+        rows["sha256"].isin(old["sha256"]), "path"] if not storage.is_remote(p) and not os.path.isfile(p)}
+    errors = dict(gone)
     if len(todo):
-        say(f"clean: embedding {len(todo)} images with {mid} ({len(rows) - len(todo)} cached)")
+        say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({len(rows) - len(todo)} cached)")
         new = embed_with_ray(todo, cfg)
         failed = new[new["error"] != ""]
-        if len(failed):
-            say(f"clean: {len(failed)} image{'s' * (len(failed) != 1)} failed to decode (now unreadable, see "
-                f"clean_manifest.parquet): {failed['path'].tolist()[:5]}")
+        errors.update(zip(failed["path"], failed["error"]))
         new = new[new["error"] == ""][EMBEDDING_COLUMNS].copy()
         new["embedding"] = [np.asarray(v, np.float32) for v in new["embedding"]]  # stored as float32 lists
         old = pd.concat([old, new], ignore_index=True)
         storage.write_table(old, uri)
     else:
         say(f"clean: all {len(rows)} embeddings cached in {uri}")
+    if errors:
+        say(f"clean: {lines.counted(len(errors), 'image')} failed to decode (now unreadable, see clean.md): "
+            f"{list(errors)[:5]}")
     by_hash = old.set_index("sha256")["embedding"]
-    out = rows[rows["sha256"].isin(by_hash.index)].copy()
+    out = rows[rows["sha256"].isin(by_hash.index) & ~rows["path"].isin(errors)].copy()
     out["embedding"] = out["sha256"].map(by_hash)
-    out.attrs["decode_errors"] = dict(zip(failed["path"], failed["error"])) if len(todo) else {}
+    out.attrs["decode_errors"] = errors
     return out
 
 
@@ -386,9 +404,10 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
                "outlier_rule": outlier_rule(cfg), "outliers_removed": outliers,
                "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),
                "near_duplicate_threshold": cfg.near_threshold, "near_duplicates": dups,
+               "failed_to_decode_in_clean": int(lost.sum()),
                "split_lost": split_lost(manifest, cleaned)}
     for split, fams in summary["split_lost"].items():
-        say(f"clean: warning: {len(fams)} families have no {split} images left ({', '.join(map(repr, fams[:5]))}"
+        say(f"clean: warning: {lines.counted(len(fams), 'family has', 'families have')} no {split} images left ({', '.join(map(repr, fams[:5]))}"
               f"{', ...' if len(fams) > 5 else ''}): removals or near-duplicate groups moved to one split took "
               f"them all; see clean.md (raise --near-duplicate-threshold, or re-run catalog with larger fractions)")
     storage.write_text(layout.path(workdir, layout.CLEAN_MD), clean_report(manifest, cleaned, table, issues, pairs,

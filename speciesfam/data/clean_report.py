@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import layout
 from ..config import CleanConfig
+from ..lines import counted
 from ..markdown import cell, code, visible
 from .embedders import model_id
 from .galleries import LABEL_ISSUES_PNG, NEAR_DUPLICATES_PNG
@@ -43,7 +44,9 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     a = after[after["status"] == layout.OK]["label"].value_counts()
     dups = summary["near_duplicates"]
     lines = [f"# Clean: {model_id(cfg)}", "",
-             f"- usable before: {int(b.sum())}, after: {int(a.sum())}; taken out: {len(removed)}",
+             f"- usable before: {int(b.sum())}, after: {int(a.sum())}; taken out: {len(removed)}"
+             + (f"; failed to decode now (status unreadable, reason 'failed to decode in clean'): "
+                f"{summary['failed_to_decode_in_clean']}" if summary.get("failed_to_decode_in_clean") else ""),
              f"- outliers: {summary['outliers_removed']} removed; rule {outlier_rule(cfg)}" + (
                  f"; {int((removed['detector'] == 'zero_shot').sum())} of them by the zero-shot check (CLIP's "
                  f"non-photo probability > {cfg.zero_shot_threshold:g})" if cfg.zero_shot else ""),
@@ -51,8 +54,8 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
              f"probabilities of a {cfg.label_issue_folds}-fold logistic regression): {len(issues)} flagged, "
              f"{summary['label_issues_dropped']} removed"
              f"{'' if cfg.drop_label_issues else ' (report only; drop_label_issues=True removes them)'}",
-             f"- near-duplicates (cosine >= {cfg.near_threshold:g}): {dups['pairs']} pairs in "
-             f"{dups['groups']} groups; {dups['moved_to_group_split']} images moved so no group straddles "
+             f"- near-duplicates (cosine >= {cfg.near_threshold:g}): {counted(dups['pairs'], 'pair')} in "
+             f"{counted(dups['groups'], 'group')}; {dups['moved_to_group_split']} images moved so no group straddles "
              f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"]
     lines += [f"- **warning**: {len(fams)} families lost every {split} image in cleaning, so "
               f"{'no model learns them' if split == 'train' else f'they count in no {split} score'}: "

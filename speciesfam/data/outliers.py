@@ -75,8 +75,26 @@ def score_families(labels: np.ndarray, x: np.ndarray, detector: str, seed: int =
     for lab in np.unique(labels):
         idx = np.flatnonzero(labels == lab)
         if len(idx) >= 3:
-            scores[idx] = fn(x[idx], seed=seed)
+            scores[idx] = _family_scores(fn, detector, lab, x[idx], seed)
     return scores
+
+
+def _family_scores(fn, detector: str, family: str, x: np.ndarray, seed: int) -> np.ndarray:
+    """``fn``'s scores of one family, checked: a user's ``module:attr`` that fails or gives other than one
+    finite score per image stops clean in one line naming the family."""
+    from ..errors import SpeciesfamError
+
+    where = f"detector={detector!r} on family {str(family)!r} ({len(x)} embeddings of {x.shape[1]} values)"
+    try:
+        out = np.asarray(fn(x, seed=seed), dtype=np.float64)
+    except Exception as err:
+        if ":" not in detector:
+            raise  # a registered detector failing is a bug: keep its traceback
+        raise SpeciesfamError(f"{where} failed: {type(err).__name__}: {err}") from None
+    if out.shape != (len(x),) or not np.isfinite(out).all():
+        raise SpeciesfamError(f"{where} gave {'non-finite scores' if out.shape == (len(x),) else f'shape {out.shape}'}"
+                              f"; a detector gives one finite score per embedding")
+    return out
 
 
 # Zero-shot prompts: an image is a non-photo when the CLIP softmax over all prompts puts more than the

@@ -117,7 +117,9 @@ def models_that_build(model: Any, image_size: int) -> Any:
     from ..console import say
     from ..models.transfer import MIN_SIZE
 
-    names = list(model.categories) if isinstance(model, Categorical) else [model]
+    grid = isinstance(model, dict) and "grid_search" in model
+    names = list(model.categories) if isinstance(model, Categorical) else list(model["grid_search"]) if grid \
+        else [model]
     small = [n for n in names if isinstance(n, str) and MIN_SIZE.get(n, 0) > image_size]
     if not small:
         return model
@@ -127,7 +129,8 @@ def models_that_build(model: Any, image_size: int) -> Any:
         raise ConfigError(f"model: {need}, and image_size is {image_size}: give {fix} or more, or another model")
     say(f"tune: {', '.join(small)} left out of the models searched ({need}, and image_size is {image_size}; "
         f"{fix} keeps it)")
-    return tune.choice([n for n in names if n not in small])
+    kept = [n for n in names if n not in small]
+    return tune.grid_search(kept) if grid else tune.choice(kept)
 
 
 def _is_range(value: Any) -> bool:
