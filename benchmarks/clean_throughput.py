@@ -41,7 +41,7 @@ def plain_worker(rows_path: str, model: str, batch_size: int) -> None:
     import pandas as pd
 
     from speciesfam.config import CleanConfig
-    from speciesfam.data.clean import iter_plain
+    from speciesfam.data.embedding import iter_plain
 
     rows = pd.read_parquet(rows_path)
     print(json.dumps(timed(iter_plain(rows, CleanConfig(model=model, pretrained=None, batch_size=batch_size)))))
@@ -72,7 +72,7 @@ def main() -> None:
     torch_modules()  # torch first in this process (see speciesfam/_lazy.py)
     from speciesfam.config import CleanConfig
     from speciesfam.data.catalog import build_manifest
-    from speciesfam.data.clean import embedding_dataset, iter_plain
+    from speciesfam.data.embedding import embedding_dataset, iter_plain
     from speciesfam.data.synthetic import FAMILIES, make_collection
     from speciesfam.raycluster import init_ray
 

@@ -232,7 +232,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     import ray
 
     from .bundle import bundle_id, read_config
-    from .data.clean import decode_batch
+    from .data.embedding import decode_batch
     from .raycluster import actor_pool, check_shared, init_ray
 
     check_top_k(top_k)

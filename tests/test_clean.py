@@ -9,7 +9,8 @@ from conftest import CLEAN_CFG
 
 from speciesfam.config import CleanConfig
 from speciesfam.data.catalog import run_catalog
-from speciesfam.data.clean import embed_plain, embed_with_ray, run_clean
+from speciesfam.data.clean import run_clean
+from speciesfam.data.embedding import embed_plain, embed_with_ray
 
 CFG = CleanConfig(**CLEAN_CFG)
 

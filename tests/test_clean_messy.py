@@ -51,7 +51,7 @@ def test_images_that_changed_after_catalog_become_unreadable_rows(tmp_path, ray_
 def test_an_embedder_that_gives_too_few_vectors_is_an_error_not_a_cached_gap():
     """An encode that dropped rows: zip() truncated, empty vectors went into embeddings.parquet, and every later
     clean crashed on them."""
-    from speciesfam.data.clean import embed_frame
+    from speciesfam.data.embedding import embed_frame
     from speciesfam.data.embedders import Embedder
 
     batch = pd.DataFrame({"path": ["a", "b"], "label": "A", "sha256": ["1", "2"], "error": "",

@@ -1,0 +1,202 @@
+"""Embedding images for the clean stage: Ray Data decodes them in parallel tasks and a pool of embedder actors
+(one per GPU, fp16; CPU actors when there is no GPU) encodes them; ``cached_embeddings`` reuses
+``RUN/embeddings.parquet`` for the same model and image bytes. ``iter_plain`` is the same work in one process
+(benchmark baseline, equivalence tests)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import layout, lines, storage
+from ..console import Progress, quiet_stderr, say
+from ..config import CleanConfig
+from .embedders import load_embedder, model_id
+from .images import DecodeError, read_rgb
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+EMBEDDING_COLUMNS = ["path", "label", "sha256", "embedding", "model_id"]
+
+
+def decode_batch(batch: "pd.DataFrame", size: int | None = None) -> "pd.DataFrame":
+    """Ray Data task: read and decode each path (resized to ``size`` x ``size`` if given); failures go to the
+    ``error`` column, never drop a row. Rows that arrive with an ``error`` already (e.g. hidden files in
+    predict) are not read and keep it."""
+    images, errors = [], []
+    given = batch["error"] if "error" in batch else [""] * len(batch)
+    for path, error in zip(batch["path"], given):
+        if error:
+            images.append(np.zeros((1, 1, 3), np.uint8))
+            errors.append(error)
+            continue
+        try:
+            images.append(read_rgb(path, size=size))
+            errors.append("")
+        except DecodeError as err:
+            images.append(np.zeros((1, 1, 3), np.uint8))
+            errors.append(str(err) or type(err).__name__)
+    out = batch.copy()
+    out["image"] = images
+    out["error"] = errors
+    return out
+
+
+class EmbedActor:
+    """Ray Data actor: holds one embedder replica, applies its own transform and encodes a batch."""
+
+    def __init__(self, cfg: dict, threads: int = 0):
+        from ..raycluster import use_actor_threads
+
+        self.embedder = load_embedder(CleanConfig(**cfg))
+        use_actor_threads(threads)
+
+    def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
+        return embed_frame(self.embedder, batch)
+
+
+def embed_frame(embedder, batch: "pd.DataFrame") -> "pd.DataFrame":
+    """Embed the decoded ``image`` column of a batch (rows with an ``error`` get an empty embedding).
+
+    Embeddings are plain lists of floats: every block then has one Arrow type (a list), whereas NumPy vectors
+    beside an empty list made a block Ray Data could not convert back to pandas."""
+    good = [i for i, e in enumerate(batch["error"]) if not e]
+    vecs: list = [[] for _ in range(len(batch))]
+    if good:
+        x = embedder.embed([batch["image"].iloc[i] for i in good])
+        if x.ndim != 2 or len(x) != len(good) or not np.isfinite(x).all():
+            raise ValueError(f"embedder {embedder.model_id!r} gave {'non-finite values' if x.ndim == 2 and len(x) == len(good) else f'an array of shape {x.shape}'} "
+                             f"for {len(good)} images; it must give one finite vector per image, shape (N, D)")
+        for i, v in zip(good, x):
+            vecs[i] = v.tolist()
+    out = batch.drop(columns=["image"])
+    out["embedding"] = vecs
+    out["model_id"] = embedder.model_id
+    return out
+
+
+def embedding_dataset(rows: "pd.DataFrame", cfg: CleanConfig):
+    """The Ray Data pipeline (lazy): blocks of ``batch_size`` rows -> decode -> embedder actor pool."""
+    import ray
+
+    from ..raycluster import actor_pool, check_shared, init_ray
+
+    init_ray()
+    check_shared(rows["path"].iloc[0], "image path")
+    actors, threads, gpus = actor_pool(cfg.num_actors)
+    df = rows[["path", "label", "sha256"]].reset_index(drop=True)
+    # One input block per batch (no repartition: an all-to-all step that only added a barrier).
+    ds = ray.data.from_pandas([df.iloc[i:i + cfg.batch_size] for i in range(0, len(df), cfg.batch_size)])
+    ds = ds.map_batches(decode_batch, batch_format="pandas", batch_size=cfg.batch_size)
+    return ds.map_batches(EmbedActor, fn_constructor_kwargs={"cfg": asdict(cfg), "threads": threads},
+                          batch_format="pandas", batch_size=cfg.batch_size,
+                          compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
+
+
+def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
+    """Embed ``rows`` (path, label, sha256) with the Ray Data pipeline; returns one row per input row."""
+    from ..errors import SpeciesfamError
+    from .embedders import LOAD_FAILED, fetch_pretrained
+
+    import pandas as pd
+
+    fetch_pretrained(cfg)  # offline or a bad tag: one line now, not failing actors retried for a minute
+    if cfg.embedder:
+        check_embedder(cfg)  # a factory of the wrong shape: one line now, not every actor's traceback
+    try:
+        frames, progress = [], Progress("clean", len(rows), "images embedded")
+        with quiet_stderr("the embedding pipeline", python_too=False):  # Ray's C++ line about the actor pool
+            for batch in embedding_dataset(rows, cfg).iter_batches(batch_format="pandas", batch_size=None):
+                frames.append(batch)
+                progress.add(len(batch))
+        return pd.concat(frames, ignore_index=True)
+    except Exception as err:  # the actors could not build the embedder (offline, bad tag): say so in one line
+        reason = next((line for line in reversed(str(err).splitlines()) if LOAD_FAILED in line), None)
+        if reason is not None:
+            raise SpeciesfamError(reason[reason.index(LOAD_FAILED):]) from err
+        if cfg.embedder:  # a user's embedder failed on the images: its error, in one line (the traceback: the log)
+            from ..tune.tracking import error_text
+
+            logging.getLogger(__name__).info("the embedder failed:", exc_info=True)
+            raise SpeciesfamError(f"--embedder {cfg.embedder} failed while embedding: {error_text(err)}") from None
+        raise
+
+
+def _embed_one(cfg: dict) -> tuple:
+    return np.shape(load_embedder(CleanConfig(**cfg)).embed([np.full((32, 32, 3), 128, np.uint8)]))
+
+
+def check_embedder(cfg: CleanConfig) -> None:
+    """Build the user's ``module:factory`` embedder in one Ray task and embed one image with it; a factory that
+    fails, or whose encode does not give one vector per image, stops clean here with one line."""
+    import ray
+
+    from ..errors import SpeciesfamError
+    from ..raycluster import init_ray
+
+    init_ray()
+    try:
+        shape = ray.get(ray.remote(num_cpus=1, max_retries=0)(_embed_one).remote(asdict(cfg)))
+    except ray.exceptions.RayError as err:  # a task error, or its worker died (the factory exited)
+        from ..tune.tracking import error_text
+
+        raise SpeciesfamError(f"--embedder {cfg.embedder}: {error_text(err)}") from None
+    if len(shape) != 2 or shape[0] != 1 or shape[1] < 1:
+        raise SpeciesfamError(f"--embedder {cfg.embedder}: encode gave an array of shape {shape} for one image; it "
+                              f"must return one vector per image, shape (N, D)")
+
+
+def iter_plain(rows: "pd.DataFrame", cfg: CleanConfig):
+    """The same work in one process without Ray, one batch at a time (benchmark baseline, equivalence tests)."""
+    embedder = load_embedder(cfg)
+    for start in range(0, len(rows), cfg.batch_size):
+        chunk = rows[["path", "label", "sha256"]].iloc[start:start + cfg.batch_size]
+        yield embed_frame(embedder, decode_batch(chunk))
+
+
+def embed_plain(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.concat(list(iter_plain(rows, cfg)), ignore_index=True)
+
+
+def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
+    """Embeddings for ``rows``: those already in RUN/embeddings.parquet for this model and these bytes are
+    reused, only the rest are computed; the union is written back."""
+    import pandas as pd
+
+    uri = layout.path(workdir, layout.EMBEDDINGS)
+    mid = model_id(cfg)
+    old = storage.read_table(uri) if storage.exists(uri) else pd.DataFrame(columns=EMBEDDING_COLUMNS)
+    old = old[old["model_id"] == mid].drop_duplicates("sha256")
+    old = old[old["embedding"].map(len).gt(0)]  # never an empty vector (an older clean could cache one)
+    todo = rows[~rows["sha256"].isin(old["sha256"])]
+    # a cached image's file must still be there (local files: a stat each), or it trains nothing later
+    gone = {p: "cannot read file: it no longer exists (it did when catalogued)" for p in rows.loc[
+        rows["sha256"].isin(old["sha256"]), "path"] if not storage.is_remote(p) and not os.path.isfile(p)}
+    errors = dict(gone)
+    if len(todo):
+        say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({len(rows) - len(todo)} cached)")
+        new = embed_with_ray(todo, cfg)
+        failed = new[new["error"] != ""]
+        errors.update(zip(failed["path"], failed["error"]))
+        new = new[new["error"] == ""][EMBEDDING_COLUMNS].copy()
+        new["embedding"] = [np.asarray(v, np.float32) for v in new["embedding"]]  # stored as float32 lists
+        old = pd.concat([old, new], ignore_index=True)
+        storage.write_table(old, uri)
+    else:
+        say(f"clean: all {len(rows)} embeddings cached in {uri}")
+    if errors:
+        say(f"clean: {lines.counted(len(errors), 'image')} failed to decode (now unreadable, see clean.md): "
+            f"{list(errors)[:5]}")
+    by_hash = old.set_index("sha256")["embedding"]
+    out = rows[rows["sha256"].isin(by_hash.index) & ~rows["path"].isin(errors)].copy()
+    out["embedding"] = out["sha256"].map(by_hash)
+    out.attrs["decode_errors"] = errors
+    return out
