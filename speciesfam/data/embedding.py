@@ -69,16 +69,25 @@ def embed_frame(embedder, batch: "pd.DataFrame") -> "pd.DataFrame":
     good = [i for i, e in enumerate(batch["error"]) if not e]
     vecs: list = [[] for _ in range(len(batch))]
     if good:
-        x = embedder.embed([batch["image"].iloc[i] for i in good])
-        if x.ndim != 2 or len(x) != len(good) or not np.isfinite(x).all():
-            raise ValueError(f"embedder {embedder.model_id!r} gave {'non-finite values' if x.ndim == 2 and len(x) == len(good) else f'an array of shape {x.shape}'} "
-                             f"for {len(good)} images; it must give one finite vector per image, shape (N, D)")
+        x = checked_vectors(embedder.embed([batch["image"].iloc[i] for i in good]), len(good), embedder.model_id)
         for i, v in zip(good, x):
             vecs[i] = v.tolist()
     out = batch.drop(columns=["image"])
     out["embedding"] = vecs
     out["model_id"] = embedder.model_id
     return out
+
+
+def checked_vectors(x: np.ndarray, n: int, model_id: str) -> np.ndarray:
+    """``x`` if it is one finite vector per image of ``n``; else a ValueError saying what the embedder gave."""
+    if x.ndim != 2 or len(x) != n or x.shape[1] < 1:
+        what = f"an array of shape {x.shape}"
+    elif not np.isfinite(x).all():
+        what = "non-finite values"
+    else:
+        return x
+    raise ValueError(f"embedder {model_id!r} gave {what} for {lines.counted(n, 'image')}; it must give one finite "
+                     f"vector per image, shape (N, D)")
 
 
 def embedding_dataset(rows: "pd.DataFrame", cfg: CleanConfig):
@@ -128,8 +137,9 @@ def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
         raise
 
 
-def _embed_one(cfg: dict) -> tuple:
-    return np.shape(load_embedder(CleanConfig(**cfg)).embed([np.full((32, 32, 3), 128, np.uint8)]))
+def _embed_one(cfg: dict) -> None:
+    embedder = load_embedder(CleanConfig(**cfg))
+    checked_vectors(embedder.embed([np.full((32, 32, 3), 128, np.uint8)]), 1, embedder.model_id)
 
 
 def check_embedder(cfg: CleanConfig) -> None:
@@ -142,14 +152,11 @@ def check_embedder(cfg: CleanConfig) -> None:
 
     init_ray()
     try:
-        shape = ray.get(ray.remote(num_cpus=1, max_retries=0)(_embed_one).remote(asdict(cfg)))
+        ray.get(ray.remote(num_cpus=1, max_retries=0)(_embed_one).remote(asdict(cfg)))
     except ray.exceptions.RayError as err:  # a task error, or its worker died (the factory exited)
         from ..tune.tracking import error_text
 
         raise SpeciesfamError(f"--embedder {cfg.embedder}: {error_text(err)}") from None
-    if len(shape) != 2 or shape[0] != 1 or shape[1] < 1:
-        raise SpeciesfamError(f"--embedder {cfg.embedder}: encode gave an array of shape {shape} for one image; it "
-                              f"must return one vector per image, shape (N, D)")
 
 
 def iter_plain(rows: "pd.DataFrame", cfg: CleanConfig):
