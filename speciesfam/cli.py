@@ -163,7 +163,9 @@ def _export(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     """``predict``: files -> console (this process); a folder or --manifest -> predictions.parquet (Ray Data).
     Exit status 1 when any input could not be predicted."""
-    folders = [p for p in args.paths if os.path.isdir(p)]
+    from . import storage
+
+    folders = [p for p in args.paths if storage.is_dir(p)]  # s3://bucket/folder too
     if args.manifest or folders or args.out:
         if len(args.paths) > 1 or (args.manifest and args.paths):
             given = f"{len(args.paths)} path{'s' * (len(args.paths) > 1)}"

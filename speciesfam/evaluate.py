@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+HELD_BYTES = 256 * 2**20  # decoded images held before they are predicted (a batch of 64 8000 px photos is 12 GB)
 REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "confusion.png", "per_class_f1.png")
 
 
@@ -214,17 +215,20 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
 
     rows.loc[unknown, "reason"] = rows.loc[unknown, "label"].map(no_family)
     index = {lab: i for i, lab in enumerate(labels)}
-    probs = []
-    todo = np.flatnonzero(rows["status"].to_numpy() == "ok")
-    for start in range(0, len(todo), batch_size):  # decoded a batch at a time: full-size images are large
-        images = []
-        for k in todo[start:start + batch_size]:
-            try:
-                images.append(read_rgb(rows.at[k, "path"]))
-            except DecodeError as err:  # deleted, truncated or replaced since catalog: a row, not a crash
-                rows.loc[k, ["status", "reason"]] = "unreadable", str(err)
-        if images:
+    probs, images, held = [], [], 0
+    size = getattr(predictor, "image_size", None)  # a CNN's input: decoded straight to it, as batch predict does
+    for k in np.flatnonzero(rows["status"].to_numpy() == "ok"):
+        try:
+            images.append(read_rgb(rows.at[k, "path"], size))
+        except DecodeError as err:  # deleted, truncated or replaced since catalog: a row, not a crash
+            rows.loc[k, ["status", "reason"]] = "unreadable", str(err)
+            continue
+        held += images[-1].nbytes
+        if len(images) == batch_size or held >= HELD_BYTES:  # full-size photos for a probe's embedder are large
             probs.append(predictor.predict(images, batch_size))
+            images, held = [], 0
+    if images:
+        probs.append(predictor.predict(images, batch_size))
     ok = (rows["status"] == "ok").to_numpy()
     rows_csv = rows.assign(predicted=None, probability=np.nan)[["path", "label", "predicted", "probability",
                                                                  "status", "reason"]]

@@ -342,7 +342,9 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
             lines.append(f"- factory: {code(visible(e['embedder']))}" + (f", source sha256 {e['source_sha256']}"
                                                               if e.get("source_sha256") else ""))
         else:
-            lines.append(f"- open_clip model {code(visible(e['model']))}, pretrained {code(visible(e.get('pretrained')))}"
+            weights = (f"pretrained {code(visible(e['pretrained']))}" if e.get("pretrained") else
+                       "random weights (no pretrained tag or file)")
+            lines.append(f"- open_clip model {code(visible(e['model']))}, {weights}"
                          + (f" (sha256 {e['pretrained_sha256']})" if e.get("pretrained_sha256") else ""))
         lines += [f"- licence of its weights: {e['licence']}", ""]
     lines += ["## Metrics", "", f"- trial `{row['trial_id']}` ({row.get('kind')} search): best {layout.METRIC} "

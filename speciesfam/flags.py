@@ -76,6 +76,22 @@ class OneLineParser(argparse.ArgumentParser):
         prog = OneLineParser.shown_as or self.prog
         self.exit(2, f"{prog}: error: {message} (see {prog} --help)\n")
 
+    def format_help(self) -> str:
+        if not OneLineParser.shown_as:
+            return super().format_help()
+        # a job script: its own name, and the command words it fixes (``tune``'s kind) left out of the usage
+        fixed = [a for a in self._actions if not a.option_strings]
+        saved = self.prog, [a.help for a in fixed]
+        self.prog = OneLineParser.shown_as
+        for a in fixed:
+            a.help = argparse.SUPPRESS
+        try:
+            return super().format_help()
+        finally:
+            self.prog = saved[0]
+            for a, text in zip(fixed, saved[1]):
+                a.help = text
+
 
 def add_config_flags(parser: argparse.ArgumentParser, *classes: type, title: str | None = None) -> None:
     """Add a flag per field of each config class (a name shared by two classes becomes one flag for both)."""

@@ -69,6 +69,18 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
+def is_dir(uri: str) -> bool:
+    """True for a local folder or a bucket prefix holding objects (``s3://bucket/images``); False for a file,
+    nothing there, or a scheme speciesfam does not read (whoever reads that path says so)."""
+    from .errors import SourceError
+
+    try:
+        fs, path = filesystem(uri)
+    except SourceError:
+        return False
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
 BROKEN_LINK = "broken symbolic link (target missing, or a link loop)"
 
 

@@ -106,6 +106,36 @@ def test_a_trial_that_failed_after_its_checkpoint_is_exported_only_as_such(tmp_p
     assert "this trial then failed (error: FloatingPointError: loss nan)" in (bundle / "MODEL_CARD.md").read_text()
 
 
+def test_evaluating_a_cnn_bundle_decodes_large_photos_straight_to_its_input_size(cnn_bundle, tmp_path):
+    """Three 2,500 px photos (18.75 MB each decoded): evaluate never holds one at full size, and scores them as
+    the predictor does (which resizes whatever it gets)."""
+    import tracemalloc
+
+    from PIL import Image
+
+    from speciesfam.bundle import load_bundle
+    from speciesfam.evaluate import evaluate
+
+    _, _, bundle = cnn_bundle
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(3):
+        small = rng.integers(0, 256, (25, 25, 3), dtype=np.uint8)  # smooth after upscaling: a fast, small JPEG
+        Image.fromarray(small).resize((2500, 2500), Image.Resampling.BILINEAR).save(tmp_path / f"{i}.jpg")
+        paths.append(str(tmp_path / f"{i}.jpg"))
+    pd.DataFrame({"path": paths, "label": LABELS[:3]}).to_csv(tmp_path / "set.csv", index=False)
+    tracemalloc.start()
+    try:
+        m = evaluate(str(bundle), str(tmp_path / "set.csv"), out=str(tmp_path / "eval"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert m["images"] == 3 and peak < 2500 * 2500 * 3, f"{peak / 2**20:.1f} MB traced at the peak"
+    full = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    expected = np.asarray(LABELS)[load_bundle(str(bundle)).predict(full).argmax(1)]
+    assert pd.read_csv(tmp_path / "eval" / "rows.csv", keep_default_na=False)["predicted"].tolist() == list(expected)
+
+
 def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, capsys) -> tuple[Path, Path]:
     """``speciesfam predict BUNDLE FOLDER --out P``: one row per file (corrupt and non-image files get an
     error row), the in-process predictor's top-k, then a resumed run predicts only what a killed one left.

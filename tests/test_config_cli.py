@@ -438,7 +438,7 @@ def test_a_backbone_that_cannot_take_the_image_size_is_left_out_or_refused_befor
         load_space(TuneConfig(kind="transfer", smoke_test=True, image_size=48, extra={"model": "xception"}))
 
 
-def test_a_path_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, capsys):
+def test_a_path_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
     """A run folder or --out under a regular file (or an s3:// bucket that does not exist) ended in an OSError
     traceback, often after the work was done (hostile tester)."""
     from PIL import Image
@@ -447,6 +447,8 @@ def test_a_path_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, capsys
         (tmp_path / "img" / "A").mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (8, 8), (k, 0, 0)).save(tmp_path / "img" / "A" / f"{k}.png")
     (tmp_path / "file").write_text("x")
+    monkeypatch.setattr("speciesfam.data.catalog.build_manifest",  # a large collection took minutes to read first
+                        lambda *a, **k: pytest.fail("catalog read the images before trying its run folder"))
     assert cli.main(["catalog", str(tmp_path / "img"), "--workdir", str(tmp_path / "file" / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("speciesfam catalog: error: NotADirectoryError: ") and \

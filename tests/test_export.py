@@ -82,6 +82,7 @@ def test_probe_bundle_card_and_export_choice_come_from_data(probe_run, probe_bun
     card = (probe_bundle / "MODEL_CARD.md").read_text()
     assert "kind: **probe**" in card and "open_clip:ViT-S-32:random-init-seed0" in card
     assert "none: random weights" in card and "Known limits" in card
+    assert "- open_clip model `ViT-S-32`, random weights (no pretrained tag or file)\n" in card  # not 'pretrained '
     # the rule in force (threshold), as clean recorded it; the quota's contamination is not named
     assert "outliers by threshold: centroid score's robust z-score (median/MAD within the family) > 5 " in card
     assert "contamination" not in card

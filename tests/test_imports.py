@@ -44,6 +44,8 @@ def test_job_help(job):
     out = subprocess.run([sys.executable, str(ROOT / "jobs" / job), "--help"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "--workdir" in out.stdout
+    usage = out.stdout.split("usage: ", 1)[1].split("\n\n", 1)[0]  # its own name; no command words to give
+    assert usage.startswith(f"{job} [-h]") and "speciesfam" not in usage and "{" not in usage, usage
 
 
 @pytest.mark.slow  # ~13 s: a fresh Python imports TensorFlow

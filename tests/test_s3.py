@@ -57,6 +57,9 @@ def test_catalog_of_a_bucket_matches_the_local_catalog(s3, collection, tmp_path)
     back = load_manifest(f"s3://{BUCKET}/catalog-only/manifest.parquet")
     assert back["path"].tolist() == remote["path"].tolist()
     assert storage.read_bytes(f"s3://{BUCKET}/catalog-only/catalog.md").startswith(b"# Catalog of s3://")
+    # what predict asks to choose batch prediction of a folder over predicting files here
+    assert storage.is_dir(f"s3://{BUCKET}/images") and storage.is_dir(f"s3://{BUCKET}/images/")
+    assert not storage.is_dir(remote["path"].iloc[0]) and not storage.is_dir(f"s3://{BUCKET}/no-such-folder")
 
 
 def test_a_whole_run_lives_in_the_bucket(s3, ray_session, tmp_path):

@@ -421,3 +421,6 @@ def test_wandb_online_without_a_key_is_one_line_before_ray_starts(tmp_path, monk
                                         "`wandb login` once here (or set WANDB_API_KEY), or give --wandb offline and "
                                         "upload later with `wandb sync`"], err
     assert not (tmp_path / "run" / "tune").exists() and not (tmp_path / "run" / "trials.csv").exists()
+    monkeypatch.setenv("WANDB_API_KEY", " \n")  # a blank key is no key (Ray passed it on to W&B's login)
+    assert cli.main(["tune", "probe", "--workdir", str(tmp_path / "run"), "--wandb", "online"]) == 2
+    assert "WANDB_API_KEY is set but blank" in capsys.readouterr().err

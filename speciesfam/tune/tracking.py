@@ -42,6 +42,9 @@ def check_wandb_key() -> None:
 
     from ..errors import ConfigError
 
+    if "WANDB_API_KEY" in os.environ and not os.environ["WANDB_API_KEY"].strip():  # Ray takes it as a key
+        raise ConfigError("wandb='online': WANDB_API_KEY is set but blank; set it to your key, unset it to use "
+                          "`wandb login`'s, or give --wandb offline")
     missing, said = False, io.StringIO()
     # wandb's deprecation notice for the API Ray calls goes to the log, not the console
     with console.quiet_stderr("W&B's credential lookup"), contextlib.redirect_stderr(said):
