@@ -25,7 +25,7 @@ from . import bundle as B
 from . import console, layout, stages, storage
 from .errors import SpeciesfamError, StageOrderError
 from .markdown import cell, code, json_line, visible
-from .report import versions
+from .reproduce import versions
 from .tune.tracking import scored_trials
 
 # Licences of open_clip pretrained weights by tag prefix, as far as known (from each release's own page).

@@ -14,15 +14,15 @@ import io
 import json
 import logging
 import os
-import platform
 import shlex
 import time
 import traceback
-from importlib import metadata, resources
+from importlib import resources
 from typing import Any, Callable
 
 from . import layout, plots, stages, storage
 from .lines import final_flag, how_ended, number, scheduler_name, search_cut_by
+from .reproduce import reproduce
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +31,6 @@ MAX_GALLERY = 48  # images per gallery; the CSV beside the report has every row
 MAX_ROWS = 200  # rows of a plain table (skipped files, ...)
 MAX_CONFUSED = 10  # families in the confusion matrix: the most-confused ones
 SECTION_OF = {"catalog": "collection", "clean": "cleaning", "tune": "search", "export": "model"}  # stage -> section
-VERSION_PACKAGES = ("speciesfam", "ray", "tensorflow", "keras", "torch", "open_clip_torch", "scikit-learn", "numpy",
-                    "pandas", "pyarrow", "optuna", "cleanlab")
 
 
 def write_report(workdir: str) -> str | None:
@@ -356,71 +354,3 @@ def _export_elsewhere(bundle: str, records: dict) -> dict | None:
     same = not out or (out == bundle if storage.is_remote(out) or storage.is_remote(bundle)
                        else os.path.realpath(out) == os.path.realpath(bundle))
     return None if same else {"out": out, "trial": last.get("trial_id")}
-
-
-def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
-    """The shell command that re-runs ``stage`` with its recorded config: the flags whose values differ from
-    what the command starts from (``--smoke-test``'s settings when it was given), each value shell-quoted."""
-    from . import config as cfgmod
-    from .flags import config_fields, flag_of
-
-    conf = dict(rec.get("config", {}))
-    conf.pop("resume", None)  # a resumed search is reproduced by its own command: nothing to resume in a new run
-    klass = {"catalog": cfgmod.CatalogConfig, "clean": cfgmod.CleanConfig, "tune": cfgmod.TuneConfig}.get(stage)
-    kind = conf.pop("kind", None)
-    head = stages.COMMAND.get(stage, f"speciesfam {stage} --workdir RUN").replace("KIND", str(kind or "KIND"))
-    head = head.replace("SOURCE", shlex.quote(str(conf.pop("source", "SOURCE"))))
-    head = head.replace("--workdir RUN", f"--workdir {shlex.quote(workdir)}")
-    if stage == "export":  # the trial it was given, and a bundle folder other than RUN/bundle
-        default_out = os.path.join(workdir, layout.BUNDLE)
-        flags = [f"--trial {shlex.quote(str(conf['trial']))}"] if conf.get("trial") else []
-        flags += [f"--out {shlex.quote(conf['out'])}"] if conf.get("out") not in (None, default_out) else []
-        return " ".join([head, *flags])
-    if klass is None:
-        return head
-    smoke = bool(conf.pop("smoke_test", False)) and klass is cfgmod.TuneConfig
-    base = klass.smoke() if smoke else klass()
-    unread = cfgmod.TuneConfig(kind=kind, scheduler=conf.get("scheduler", "asha")).unused(set(conf)) \
-        if stage == "tune" and kind else {}  # flags this search does not read (the command would name them)
-    flags = ["--smoke-test"] if smoke else []
-    for f in config_fields(klass):
-        defaults = [getattr(base, f.name)]
-        if f.name == "grace_period" and defaults == [None]:  # recorded as the grace in force, the default's too
-            defaults.append(cfgmod.TuneConfig(max_epochs=conf.get("max_epochs", base.max_epochs)).grace)
-        if f.name not in conf or f.name in unread or conf[f.name] in defaults:
-            continue
-        value, flag = conf[f.name], flag_of(f, conf[f.name])
-        if isinstance(value, bool):
-            flags.append(flag)
-        else:
-            text = "none" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
-            flags.append(f"{flag} {shlex.quote(text)}")
-    return " ".join([head, *flags])
-
-
-def versions() -> list[tuple[str, str]]:
-    """Python and the installed versions of the stack (from package metadata: nothing heavy is imported)."""
-    out = [("python", platform.python_version()), ("platform", platform.platform())]
-    for name in VERSION_PACKAGES:
-        try:
-            out.append((name, metadata.version(name)))
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def reproduce(workdir: str, records: dict) -> dict:
-    if not storage.is_remote(workdir):  # commands that work from any folder, whatever `report` was given
-        workdir = os.path.abspath(workdir)
-    runs = []
-    for s, rec in records.items():  # the other searches on the same catalog and clean runs first, oldest first
-        latest = (rec.get("summary") or {}).get("experiment")
-        earlier = [e for n, e in (rec.get("searches") or {}).items() if n != latest]  # the record sorts by name
-        runs += [(s, {"config": e["config"], "finished_at": e.get("finished_at")})
-                 for e in sorted(earlier, key=lambda e: str(e.get("finished_at") or ""))]
-        runs.append((s, rec))
-    steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"),
-              "run_id": r.get("run_id"),
-              "config": json.dumps(r.get("config", {}), indent=1, sort_keys=True, default=str)}
-             for s, r in runs]
-    return {"steps": steps, "versions": versions(), "workdir": workdir}

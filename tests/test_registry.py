@@ -1,8 +1,12 @@
-"""Registries and configs fail early with the valid names / the bad field."""
+"""Registries and configs fail early with the valid names / the bad field; plug-ins by ``module:attr`` need no
+package edit."""
+
+import textwrap
 
 import pytest
 
 from speciesfam.config import CleanConfig, ConfigError, TuneConfig, from_dict
+from speciesfam.errors import UnknownNameError
 from speciesfam.registry import DETECTORS, MODELS, SCHEDULERS, SEARCHERS, Registry
 
 
@@ -146,3 +150,97 @@ def test_tpe_is_told_a_trial_the_scheduler_cut_was_pruned_not_finished():
     assert [told[i].state for i in range(3)] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
     assert told[0].value == 0.7 and told[2].value == 0.4  # best epochs, the stopping one included
     assert told[1].intermediate_values == {1: 0.5, 2: 0.9}  # how far it got, for TPE's ranking of pruned trials
+
+
+PLUGIN = textwrap.dedent('''
+    import numpy as np
+
+    def tiny_backbone(num_classes, image_size, hp, weights=None):
+        import keras
+        inputs = keras.Input((image_size, image_size, 3))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+    def norm_detector(x, seed=0):
+        return np.linalg.norm(x - x.mean(axis=0), axis=1)
+
+    def centred_detector(x, seed=0):  # a score per value, not per row
+        return x - x.mean(axis=0)
+
+    def five_detector(x, seed=0):  # right on the 5-row probe, wrong on a real family
+        return np.zeros(5)
+
+    def needs_eight_detector(x, seed=0):  # fails on the 5-row probe, right on a real family
+        if min(x.shape) < 8:
+            raise ValueError("needs 8 rows and 8 values")
+        return np.linalg.norm(x - x.mean(axis=0), axis=1)
+
+    def my_searcher(space, seed):
+        from ray.tune.search import BasicVariantGenerator
+        return BasicVariantGenerator(random_state=seed)
+
+    def my_scheduler(cfg):
+        from ray.tune.schedulers import FIFOScheduler
+        return FIFOScheduler()
+
+    NOT_CALLABLE = 3
+''')
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    (tmp_path / "my_plugins.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_plugins"
+
+
+def test_user_plugins_by_module_attr_need_no_package_edit(plugin):
+    import numpy as np
+
+    from speciesfam.data.outliers import score_families
+    from speciesfam.models import build_model
+
+    model = build_model(f"{plugin}:tiny_backbone", num_classes=3, image_size=32)
+    assert model.output_shape == (None, 3)
+    x = np.random.default_rng(0).normal(size=(8, 4))
+    x[0] += 10
+    scores = score_families(np.array(["a"] * 8), x, f"{plugin}:norm_detector")
+    assert scores.argmax() == 0
+    cfg = TuneConfig(searcher=f"{plugin}:my_searcher", scheduler=f"{plugin}:my_scheduler")
+    cfg.validate()
+    assert SEARCHERS.get(cfg.searcher)({}, 0) is not None
+    assert type(SCHEDULERS.get(cfg.scheduler)(cfg)).__name__ == "FIFOScheduler"
+    CleanConfig(detector=f"{plugin}:norm_detector", embedder=None).validate()
+    with pytest.raises(ConfigError, match=r"centred_detector' gave an array of shape \(5, 4\) for 5 embeddings"):
+        CleanConfig(detector=f"{plugin}:centred_detector").validate()
+    # what depends on the data is checked on the real families, in one line naming the family
+    from speciesfam.errors import SpeciesfamError
+
+    for name in ("five_detector", "needs_eight_detector"):
+        CleanConfig(detector=f"{plugin}:{name}").validate()
+    family = np.random.default_rng(1).normal(size=(8, 16))
+    assert score_families(np.array(["a"] * 8), family, f"{plugin}:needs_eight_detector").shape == (8,)
+    with pytest.raises(SpeciesfamError, match=r"five_detector' on family 'a' \(8 embeddings of 16 values\) gave "
+                                              r"shape \(5,\); a detector gives one finite score per embedding"):
+        score_families(np.array(["a"] * 8), family, f"{plugin}:five_detector")
+    with pytest.raises(SpeciesfamError, match=r"needs_eight_detector' on family 'a' \(6 embeddings of 16 values\) "
+                                              r"failed: ValueError: needs 8 rows"):
+        score_families(np.array(["a"] * 6), family[:6], f"{plugin}:needs_eight_detector")
+    with pytest.raises(ConfigError, match="not a callable"):
+        MODELS.get(f"{plugin}:NOT_CALLABLE")
+    with pytest.raises(ConfigError, match="no attribute 'nope'"):
+        DETECTORS.get(f"{plugin}:nope")
+
+
+def test_unknown_names_list_valid_ones_and_the_plugin_form():
+    with pytest.raises(UnknownNameError, match=r"valid detectors: .*centroid.*module:attr"):
+        DETECTORS.get("nope")
+
+
+def test_a_failed_registry_import_is_not_remembered_as_loaded(tmp_path, monkeypatch):
+    (tmp_path / "flaky_entries.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry("thing", ("flaky_entries",))
+    for _ in range(2):  # the second lookup fails the same way instead of saying "unknown thing"
+        with pytest.raises(ImportError, match="no_such_dependency_xyz"):
+            reg.get("a")

@@ -10,7 +10,7 @@ def test_the_reproduce_command_keeps_weights_none_and_leaves_out_flags_the_kind_
     from dataclasses import asdict
 
     from speciesfam.config import TuneConfig
-    from speciesfam.report import command
+    from speciesfam.reproduce import command
 
     transfer = command("tune", {"config": asdict(TuneConfig(kind="transfer", weights=None))})
     assert transfer == "speciesfam tune transfer --workdir RUN --weights none", transfer
@@ -34,7 +34,7 @@ def test_the_reproduce_command_parses_back_to_the_same_settings():
     from speciesfam import cli
     from speciesfam.config import CatalogConfig, CleanConfig, TuneConfig
     from speciesfam.flags import config_from_args
-    from speciesfam.report import command
+    from speciesfam.reproduce import command
 
     def parsed(line: str):
         argv = shlex.split(line)
@@ -67,7 +67,7 @@ def test_how_to_reproduce_lists_every_search_on_the_run_and_the_export_as_given(
 
     from speciesfam import stages
     from speciesfam.config import TuneConfig
-    from speciesfam.report import reproduce
+    from speciesfam.reproduce import reproduce
     from speciesfam.tune.search import record_search
 
     run = str(tmp_path)
@@ -105,7 +105,7 @@ def test_how_to_reproduce_lists_searches_in_the_order_they_ran_and_without_resum
 
     from speciesfam import stages
     from speciesfam.config import TuneConfig
-    from speciesfam.report import reproduce
+    from speciesfam.reproduce import reproduce
     from speciesfam.tune.search import record_search
 
     clock = itertools.count()

@@ -1,0 +1,84 @@
+"""The report's "How to reproduce" section: each stage's command rebuilt from its record (only the flags whose
+values differ from where the command starts), in the order the stages and searches ran, and the versions of
+the stack that ran them."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+from importlib import metadata
+
+from . import layout, stages, storage
+
+VERSION_PACKAGES = ("speciesfam", "ray", "tensorflow", "keras", "torch", "open_clip_torch", "scikit-learn", "numpy",
+                    "pandas", "pyarrow", "optuna", "cleanlab")
+
+
+def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
+    """The shell command that re-runs ``stage`` with its recorded config: the flags whose values differ from
+    what the command starts from (``--smoke-test``'s settings when it was given), each value shell-quoted."""
+    from . import config as cfgmod
+    from .flags import config_fields, flag_of
+
+    conf = dict(rec.get("config", {}))
+    conf.pop("resume", None)  # a resumed search is reproduced by its own command: nothing to resume in a new run
+    klass = {"catalog": cfgmod.CatalogConfig, "clean": cfgmod.CleanConfig, "tune": cfgmod.TuneConfig}.get(stage)
+    kind = conf.pop("kind", None)
+    head = stages.COMMAND.get(stage, f"speciesfam {stage} --workdir RUN").replace("KIND", str(kind or "KIND"))
+    head = head.replace("SOURCE", shlex.quote(str(conf.pop("source", "SOURCE"))))
+    head = head.replace("--workdir RUN", f"--workdir {shlex.quote(workdir)}")
+    if stage == "export":  # the trial it was given, and a bundle folder other than RUN/bundle
+        default_out = os.path.join(workdir, layout.BUNDLE)
+        flags = [f"--trial {shlex.quote(str(conf['trial']))}"] if conf.get("trial") else []
+        flags += [f"--out {shlex.quote(conf['out'])}"] if conf.get("out") not in (None, default_out) else []
+        return " ".join([head, *flags])
+    if klass is None:
+        return head
+    smoke = bool(conf.pop("smoke_test", False)) and klass is cfgmod.TuneConfig
+    base = klass.smoke() if smoke else klass()
+    unread = cfgmod.TuneConfig(kind=kind, scheduler=conf.get("scheduler", "asha")).unused(set(conf)) \
+        if stage == "tune" and kind else {}  # flags this search does not read (the command would name them)
+    flags = ["--smoke-test"] if smoke else []
+    for f in config_fields(klass):
+        defaults = [getattr(base, f.name)]
+        if f.name == "grace_period" and defaults == [None]:  # recorded as the grace in force, the default's too
+            defaults.append(cfgmod.TuneConfig(max_epochs=conf.get("max_epochs", base.max_epochs)).grace)
+        if f.name not in conf or f.name in unread or conf[f.name] in defaults:
+            continue
+        value, flag = conf[f.name], flag_of(f, conf[f.name])
+        if isinstance(value, bool):
+            flags.append(flag)
+        else:
+            text = "none" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
+            flags.append(f"{flag} {shlex.quote(text)}")
+    return " ".join([head, *flags])
+
+
+def versions() -> list[tuple[str, str]]:
+    """Python and the installed versions of the stack (from package metadata: nothing heavy is imported)."""
+    out = [("python", platform.python_version()), ("platform", platform.platform())]
+    for name in VERSION_PACKAGES:
+        try:
+            out.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def reproduce(workdir: str, records: dict) -> dict:
+    if not storage.is_remote(workdir):  # commands that work from any folder, whatever `report` was given
+        workdir = os.path.abspath(workdir)
+    runs = []
+    for s, rec in records.items():  # the other searches on the same catalog and clean runs first, oldest first
+        latest = (rec.get("summary") or {}).get("experiment")
+        earlier = [e for n, e in (rec.get("searches") or {}).items() if n != latest]  # the record sorts by name
+        runs += [(s, {"config": e["config"], "finished_at": e.get("finished_at")})
+                 for e in sorted(earlier, key=lambda e: str(e.get("finished_at") or ""))]
+        runs.append((s, rec))
+    steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"),
+              "run_id": r.get("run_id"),
+              "config": json.dumps(r.get("config", {}), indent=1, sort_keys=True, default=str)}
+             for s, r in runs]
+    return {"steps": steps, "versions": versions(), "workdir": workdir}
