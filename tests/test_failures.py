@@ -69,7 +69,7 @@ def test_a_probe_search_on_a_catalogued_run_asks_for_clean(catalogued, capsys):
     assert "clean_manifest.parquet does not exist: a probe search trains on" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # ~40 s: two Ray Train searches
+@pytest.mark.slow  # ~40 s: two Ray Train searches (the second's NaN loss: a CNN trial's clear error)
 def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(catalogued, ray_session, capsys):
     workdir = str(catalogued)
     # Default --weights is imagenet: it applies to transfer backbones only, so a scratch search trains.
@@ -82,6 +82,8 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(catalog
     assert code == 1
     out = capsys.readouterr()
     assert "no trial of 1 finished with a val macro-F1" in out.err
+    bad = pd.read_csv(layout.path(workdir, layout.TRIALS)).query("status != 'ok'")  # the trial's own cause
+    assert len(bad) == 1 and "training loss became nan in epoch 1" in bad["error"].iloc[0], bad["error"].tolist()
     # the stage's summary and report lines, as after any stage that ran (they were missing after a failure)
     assert "tune: 1 trial, none finished with a val macro-F1" in out.out and "report: " in out.out, out.out
 

@@ -1,5 +1,6 @@
 """A local search keeps to this machine and keeps secrets: Ray's processes listen on loopback only, and
-`--wandb offline` alone works with the W&B key removed before Ray starts (never in Ray's processes)."""
+`--wandb offline` alone works with the W&B key removed before Ray starts (never in Ray's processes), and the
+search exits quietly."""
 
 import json
 import subprocess
@@ -107,7 +108,9 @@ def test_local_search_listens_on_loopback_only_and_never_holds_the_wandb_key(tmp
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, env=env,
                          timeout=540)
     line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
-    assert line, out.stdout[-3000:] + out.stderr[-3000:]
+    assert line and out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # and it exits quietly: Ray's W&B callback printed an ignored AttributeError from its __del__ at exit
+    assert "Exception ignored" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-3000:]
     result = json.loads(line[len("RESULT "):])
     assert len(result["listeners"]) >= 5, result  # GCS, raylet, workers, dashboard... were seen
     exposed = {addr: cmd for addr, cmd in result["listeners"].items() if not _loopback(addr.rsplit(":", 1)[0])}

@@ -104,27 +104,6 @@ def test_a_search_starts_with_a_line_saying_what_runs_and_on_what():
                                                       "probe", {}, 2)
 
 
-@pytest.mark.slow  # the NaN trial's status is also checked, faster, by the wiring test above
-def test_nan_loss_fails_the_trial_with_a_clear_error(collection, tmp_path, ray_session):
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
-
-    from speciesfam.data.catalog import run_catalog
-    from speciesfam.train.loop import train_loop_per_worker
-
-    root, _ = collection
-    m = run_catalog(str(root), str(tmp_path))
-    labels = sorted(m.loc[m["status"] == "ok", "label"].unique())
-    config = {"manifest": str(tmp_path / "manifest.parquet"), "labels": labels, "model": "scratch_sequential",
-              "image_size": 32, "weights": None, "max_epochs": 2,
-              "hp": {"lr": float("inf"), "optimizer": "sgd", "filters": 4, "depth": 1, "head_units": 8, "batch_norm": False}}
-    trainer = TensorflowTrainer(train_loop_per_worker, train_loop_config=config,
-                                scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5}),
-                                run_config=RunConfig(name="nan", storage_path=str(tmp_path)))
-    with pytest.raises(Exception, match="training loss became nan"):
-        trainer.fit()
-
-
 @pytest.mark.slow  # ~15 s: W&B's service process for every trial; optional, as --wandb is
 def test_wandb_offline_writes_runs_and_never_the_key(tmp_path, ray_session, monkeypatch):
     from ray import tune
