@@ -110,7 +110,8 @@ def input_rows(source: str | None = None, manifest: str | None = None,
         raise SpeciesfamError(f"{source}: no files in it, nothing to predict; give a folder of images, a file, "
                               "or --manifest M")
     entries = sorted(entries, key=lambda e: e.path)
-    errors = [f"skipped: {HIDDEN}" if is_hidden(e.rel) else "" for e in entries]
+    # a hidden file is skipped; a file whose name is not UTF-8 (or a FIFO, ...) keeps the walk's reason
+    errors = [f"skipped: {HIDDEN}" if is_hidden(e.rel) else e.problem for e in entries]
     df = pd.DataFrame({"path": [e.path for e in entries], "error": errors,
                        "stamp": file_stamps([e.path for e in entries], errors)})
     df.attrs["aliases"] = aliases
@@ -128,6 +129,17 @@ def file_stamps(paths: list[str], errors: list[str]) -> list[str]:
             st = None
         stamps.append(f"{st.st_size}:{st.st_mtime_ns}" if st else "")
     return stamps
+
+
+def check_out(out: str) -> None:
+    """Predictions go to one Parquet file: a CSV would not keep the top-k lists or empty errors, and a folder
+    was found only once every row had been predicted."""
+    if out.endswith(("/", os.sep)) or storage.is_dir(out):
+        raise SpeciesfamError(f"--out {out} is a folder; give a file in it, e.g. --out "
+                              f"{storage.join(out, 'predictions.parquet')}")
+    if not out.lower().endswith(".parquet"):
+        raise SpeciesfamError(f"--out {out}: predictions are written as Parquet (each row's top-k families are "
+                              f"lists); give a name ending in .parquet, e.g. --out {os.path.splitext(out)[0]}.parquet")
 
 
 def read_done(out: str) -> "pd.DataFrame":
@@ -236,6 +248,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     from .raycluster import actor_pool, check_shared, init_ray
 
     check_top_k(top_k)
+    check_out(out)
     bundle = os.path.abspath(bundle)
     config, bid = read_config(bundle), bundle_id(bundle)
     rows = input_rows(source, manifest)

@@ -74,6 +74,8 @@ def is_dir(uri: str) -> bool:
     nothing there, or a scheme speciesfam does not read (whoever reads that path says so)."""
     from .errors import SourceError
 
+    if not is_remote(uri):  # os, not pyarrow: a name that is not UTF-8 is still a path here
+        return os.path.isdir(os.path.expanduser(uri[len("file://"):] if uri.startswith("file://") else uri))
     try:
         fs, path = filesystem(uri)
     except SourceError:

@@ -56,6 +56,39 @@ def test_predict_refuses_an_empty_folder_and_an_output_that_is_not_its_own(tmp_p
             read_done(str(tmp_path / name))
 
 
+def test_predict_refuses_an_output_it_could_not_write_whole_before_any_work(tmp_path):
+    """--out DIR/ was refused only after every row was predicted, and --out P.csv lost the top-k lists and read
+    its own empty errors back as errors (hostile tester)."""
+    from speciesfam.predict import check_out
+
+    (tmp_path / "dir").mkdir()
+    for out in (str(tmp_path / "dir"), str(tmp_path / "new") + "/"):
+        with pytest.raises(SpeciesfamError, match=r"is a folder; give a file in it, e\.g\. --out .*predictions.parquet"):
+            check_out(out)
+    with pytest.raises(SpeciesfamError, match=r"written as Parquet .* --out .*p\.parquet"):
+        check_out(str(tmp_path / "p.csv"))
+    check_out(str(tmp_path / "p.parquet")), check_out(str(tmp_path / "P.PARQUET"))
+
+
+def test_predict_rows_of_a_folder_keep_why_a_file_cannot_be_read(tmp_path):
+    """A file whose name is not UTF-8 was given 'No such file or directory'; as a path given alone, it made
+    predict's folder check raise UnicodeEncodeError (hostile tester)."""
+    import os
+
+    from speciesfam import storage
+    from speciesfam.predict import input_rows
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "ok.jpg").write_bytes(b"x")
+    name = os.fsencode(str(folder)) + b"/caf\xe9.jpg"
+    open(name, "wb").close()
+    rows = input_rows(str(folder)).set_index("path")["error"]
+    (odd,) = [p for p in rows.index if "caf" in p]  # shown with the byte escaped, as catalog shows it
+    assert rows[str(folder / "ok.jpg")] == "" and rows[odd] == "file name is not valid UTF-8"
+    assert not storage.is_dir(os.fsdecode(name)) and storage.is_dir(str(folder))
+
+
 def test_predict_resumes_only_the_same_input_into_its_output():
     """A second `predict --manifest OTHER --out P` "resumed" into P: the first input's rows stayed beside the new
     ones, and rows of both kept the first manifest's label and split."""
