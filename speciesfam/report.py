@@ -255,7 +255,6 @@ def search(workdir: str, records: dict) -> dict | None:
     scheduler = named[0] if named else scheduler_name(cfg.get("scheduler", "asha"))
     ended = {tid: ended_as(h, scheduler) for tid, h in histories.items()
              if len(h) and "done" in h and "training_iteration" in h}
-    stopped = {tid for tid, e in ended.items() if e.startswith("stopped")}
     rows, hp_keys = [], []
     for t in trials.to_dict("records"):
         conf = json.loads(t["config"]) if isinstance(t.get("config"), str) else {}
@@ -267,15 +266,35 @@ def search(workdir: str, records: dict) -> dict | None:
                      else ended.get(str(t["trial_id"]), "finished"),
                      "f1": t.get(layout.BEST_METRIC), "best_epoch": t.get("best_epoch"), "epochs": t.get("epochs_run"),
                      "seconds": t.get("seconds"), "hp": hp, "error": t.get("error") if t["status"] == "error" else ""})
-    ok = [r for r in rows if r["f1"] is not None and r["f1"] == r["f1"]]
-    best = max(ok, key=lambda r: r["f1"]) if ok else None
+    stopped = {str(r["trial_id"]) for r in rows if r["ended"].startswith("stopped")}  # a failed trial: "error"
+    # the best of the trials that finished: a failed trial's last score (a NaN loss's epoch 1) is no result
+    ok = [r for r in rows if r["status"] == "ok" and r["f1"] is not None and r["f1"] == r["f1"]]
+    best = min(ok, key=lambda r: (-r["f1"], r["seconds"] if r["seconds"] == r["seconds"] else 0)) if ok else None
+    searches = {**{n: e.get("config", {}) for n, e in ((records.get("tune") or {}).get("searches") or {}).items()}}
+    if best is not None:  # the settings of the search the best trial ran in (the record's own is the latest)
+        path = trials.loc[trials["trial_id"].astype(str) == str(best["trial_id"]), "trial_path"].iloc[0]
+        cfg = searches.get(os.path.basename(os.path.dirname(str(path).rstrip("/"))), cfg)
     plot = data_uri(plots.search_timeline(histories, stopped)) if histories else None
-    wall = max((h["seconds"].max() for h in histories.values() if "seconds" in h and len(h)), default=None)
     return {"trials": rows, "hp_keys": hp_keys, "best": best, "best_f1": best["f1"] if best else None,
-            "plot": plot, "stopped": len(stopped), "scheduler": scheduler, "wall_s": wall,
+            "plot": plot, "stopped": len(stopped), "scheduler": scheduler, "wall_s": searching_s(trials, histories),
             "settings": {k: cfg[k] for k in ("kind", "searcher", "scheduler", "num_samples", "max_epochs",
                                              "grace_period", "workers_per_trial") if k in cfg
                          and not (k == "workers_per_trial" and cfg.get("kind") == "probe")}}  # probes have none
+
+
+def searching_s(trials, histories: dict[str, Any]) -> float | None:
+    """Seconds the searches ran: each search's first trial start to its last result, summed over the searches
+    (the time between two commands on the run is no search's)."""
+    spans: dict[str, list[float]] = {}
+    for t in trials.itertuples():
+        h = histories.get(str(t.trial_id))
+        if h is None or not len(h) or "seconds" not in h:
+            continue
+        name = os.path.dirname(str(t.trial_path).rstrip("/"))
+        start = float(h["seconds"].iloc[0] - h["time_total_s"].iloc[0]) if "time_total_s" in h else 0.0
+        span = spans.setdefault(name, [start, float(h["seconds"].max())])
+        span[0], span[1] = min(span[0], start), max(span[1], float(h["seconds"].max()))
+    return sum(end - start for start, end in spans.values()) if spans else None
 
 
 def _read_json(uri: str) -> Any:

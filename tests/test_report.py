@@ -370,3 +370,35 @@ def test_an_export_to_another_folder_is_named_beside_run_bundle(tmp_path):
     stages.finish(str(tmp_path), "export", config={"trial": "bbbb2222", "out": str(other)},
                   summary={"trial_id": "bbbb2222", "bundle": str(other)})
     assert f"The last export (trial bbbb2222) wrote <code>{other}</code>, not this bundle" in render(str(tmp_path))
+
+
+def test_the_search_section_judges_only_finished_trials_and_names_their_own_search(tmp_path):
+    """After a search whose every trial failed, the report named a failed trial 'Best', counted it as stopped by
+    ASHA, showed the latest search's settings for a best trial of an earlier search, and counted the time
+    between two searches as search wall time (hostile tester)."""
+    import pandas as pd
+
+    from speciesfam import layout
+    from speciesfam.report import search
+
+    def trial(name: str, tid: str, start: float, epochs: int, done: bool) -> str:
+        path = tmp_path / "tune" / name / f"trial_{tid}"
+        path.mkdir(parents=True)
+        pd.DataFrame({"timestamp": [start + 1 + e for e in range(epochs)], "time_total_s": [1 + e for e in range(epochs)],
+                      "training_iteration": list(range(1, epochs + 1)), "done": [False] * (epochs - 1) + [done],
+                      "max_epochs": 4}).to_csv(path / "progress.csv", index=False)
+        return str(path)
+
+    rows = [("good", 0.5, "ok", trial("first", "good", 1000, 4, True)),  # 4 s of search
+            ("nan", 0.9, "error", trial("second", "nan", 5000, 1, False)),  # a NaN loss in epoch 1: 1 s
+            ("fine", 0.3, "ok", trial("second", "fine", 5001, 2, True))]  # ends at 5003: 3 s for that search
+    pd.DataFrame({"trial_id": [r[0] for r in rows], "best_val_macro_f1": [r[1] for r in rows],
+                  "status": [r[2] for r in rows], "trial_path": [r[3] for r in rows], "config": "{}",
+                  "seconds": 1.0}).to_csv(layout.path(str(tmp_path), layout.TRIALS), index=False)
+    records = {"tune": {"config": {"kind": "probe", "num_samples": 2}, "summary": {"experiment": "second"},
+                        "searches": {"first": {"config": {"kind": "probe", "num_samples": 7}},
+                                     "second": {"config": {"kind": "probe", "num_samples": 2}}}}}
+    s = search(str(tmp_path), records)
+    assert s["best"]["trial_id"] == "good" and s["settings"]["num_samples"] == 7  # its own search's settings
+    assert [r["ended"] for r in s["trials"]][1] == "error" and s["stopped"] == 1  # 'fine': cut at 2 of 4
+    assert s["wall_s"] == 4 + 3  # not the 4,003 s from the first search's start to the second's end
