@@ -111,6 +111,27 @@ def read_config(path: str) -> dict[str, Any]:
     return config
 
 
+def is_bundle(folder: str) -> bool:
+    """Whether ``folder`` holds a speciesfam bundle (its config.json names the schema)."""
+    try:
+        with open(os.path.join(folder, CONFIG)) as f:
+            return json.load(f).get("schema") == SCHEMA
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def bundle_around(path: str) -> str | None:
+    """The bundle folder that is ``path`` or holds it (links resolved), if any."""
+    real = os.path.realpath(path)
+    while True:
+        if is_bundle(real):
+            return real
+        up = os.path.dirname(real)
+        if up == real:
+            return None
+        real = up
+
+
 class Predictor:
     """A loaded bundle: ``predict(images)`` takes RGB uint8 arrays of any size, returns family probabilities.
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import plots, storage
+from . import layout, plots, storage
 from .errors import SpeciesfamError
 
 if TYPE_CHECKING:
@@ -52,11 +52,15 @@ def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
 
 
 def _refuse_out_in_bundle(out: str, bundle: str) -> None:
-    """An --out inside the bundle would overwrite its metrics.json: the bundle's checksums then fail."""
+    """An --out in a bundle (this one or any other) would overwrite its metrics.json: its checksums then fail."""
+    from .bundle import bundle_around
+
     real_out, real_bundle = os.path.realpath(out), os.path.realpath(bundle)
-    if os.path.commonpath([real_out, real_bundle]) == real_bundle:
-        raise SpeciesfamError(f"--out {out} is inside the bundle {bundle}: evaluate's reports would change the "
-                              "bundle's files (predict then refuses it as damaged); choose a folder outside it")
+    around = real_bundle if os.path.commonpath([real_out, real_bundle]) == real_bundle else bundle_around(out)
+    if around:
+        which = f"the bundle {bundle}" if around == real_bundle else f"a bundle ({around})"
+        raise SpeciesfamError(f"--out {out} is inside {which}: evaluate's reports would change the bundle's files "
+                              "(predict then refuses it as damaged); choose a folder outside it")
     if os.path.exists(out) and not os.path.isdir(out):
         raise SpeciesfamError(f"--out {out} is a file; give a folder for the reports")
 
@@ -160,9 +164,24 @@ def _bundle_folder(bundle: str) -> str:
 
 
 def own_run(bundle: str, manifest_uri: str, catalog: bool) -> bool:
-    """Whether the manifest is the catalog manifest of the run folder the bundle lies in (RUN/bundle)."""
-    return catalog and not storage.is_remote(manifest_uri) and \
-        os.path.realpath(storage.parent(manifest_uri)) == _bundle_folder(bundle)
+    """Whether the manifest is the one the run folder the bundle lies in (RUN/bundle) trained from: its
+    clean_manifest.parquet, or its manifest.parquet where clean never ran. The run's manifest.parquet after
+    clean still lists the images clean took out: scored into eval_SPLIT, it replaced the run's own score."""
+    if not catalog or storage.is_remote(manifest_uri) or \
+            os.path.realpath(storage.parent(manifest_uri)) != _bundle_folder(bundle):
+        return False
+    return os.path.basename(manifest_uri) == layout.CLEAN_MANIFEST or \
+        not os.path.exists(os.path.join(_bundle_folder(bundle), layout.CLEAN_MANIFEST))
+
+
+def removed_warning(bundle: str, manifest_uri: str, this_run: bool) -> str:
+    """The run's catalog manifest after clean: the score counts the images clean took out ('' otherwise)."""
+    folder = _bundle_folder(bundle)
+    if this_run or storage.is_remote(manifest_uri) or os.path.realpath(manifest_uri) != \
+            os.path.join(folder, layout.MANIFEST) or not os.path.exists(os.path.join(folder, layout.CLEAN_MANIFEST)):
+        return ""
+    return (f"{manifest_uri} still lists the images clean took out of the run; the run's own score (the one the "
+            f"report shows) is with --manifest {os.path.join(os.path.dirname(manifest_uri), layout.CLEAN_MANIFEST)}")
 
 
 def _some(names: set[str], n: int = 5) -> str:
@@ -196,6 +215,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     if not storage.is_remote(out):
         _refuse_out_in_bundle(out, bundle)
     warning = split_warning(read_config(bundle), manifest_uri) if catalog else rows.attrs.get("warning", "")
+    warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run)) if w)
     if warning:
         print(f"evaluate: warning: {warning}", file=sys.stderr)
     predictor = load_bundle(bundle)  # CNN or probe: raw RGB in, probabilities out

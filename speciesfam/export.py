@@ -253,16 +253,16 @@ def check_out(out: str, workdir: str) -> None:
         where = "is the run folder" if real == run else "holds the run folder"
         raise SpeciesfamError(f"--out {out} {where} ({workdir}); the bundle would replace the run: give a new "
                               f"folder (default: {layout.path(workdir, layout.BUNDLE)})")
-    inside = next((str(a) for a in Path(real).parents if _is_bundle(str(a))), None)
+    inside = next((str(a) for a in Path(real).parents if B.is_bundle(str(a))), None)
     if inside:  # its files would become the outer bundle's foreign files (a later export there is refused)
         raise SpeciesfamError(f"--out {out} is inside the bundle {inside}; a bundle's folder holds only its own "
                               "files: give a folder outside it")
-    if os.path.isdir(out) and os.listdir(out) and not _is_bundle(out):
+    if os.path.isdir(out) and os.listdir(out) and not B.is_bundle(out):
         raise SpeciesfamError(f"--out {out} exists and is not a speciesfam bundle (no {B.CONFIG} naming "
                               f"{B.SCHEMA!r}); export replaces the folder whole: give a new or empty folder")
     if os.path.exists(out) and not os.path.isdir(out):
         raise SpeciesfamError(f"--out {out} is a file; give a folder for the bundle")
-    foreign = _foreign_files(out) if os.path.isdir(out) and _is_bundle(out) else []
+    foreign = _foreign_files(out) if os.path.isdir(out) and B.is_bundle(out) else []
     if foreign:  # notes or predictions saved beside the model: replacing the bundle would delete them unsaid
         raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({', '.join(foreign[:5])}"
                               f"{', ...' if len(foreign) > 5 else ''}); export replaces the folder whole: move them "
@@ -278,14 +278,6 @@ def _foreign_files(bundle: str) -> list[str]:
     except (OSError, ValueError, TypeError):
         return []
     return sorted(set(B.files_in(bundle)) - known)
-
-
-def _is_bundle(folder: str) -> bool:
-    try:
-        with open(os.path.join(folder, B.CONFIG)) as f:
-            return json.load(f).get("schema") == B.SCHEMA
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _mark_trials_md(workdir: str, summary: dict[str, Any]) -> None:

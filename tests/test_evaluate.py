@@ -96,6 +96,24 @@ def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_
     with pytest.raises(SpeciesfamError, match="inside the bundle"):
         evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(probe_bundle / "x"))
     load_bundle(str(probe_bundle))  # unchanged: its checksums still hold
+    other = Path(shutil.copytree(probe_bundle, tmp_path / "other_bundle"))  # any bundle, not only this one
+    with pytest.raises(SpeciesfamError, match=f"--out {other / 'x'} is inside a bundle \\({other}\\)"):
+        evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(other / "x"))
+    load_bundle(str(other))
+
+
+def test_the_runs_catalog_manifest_never_replaces_the_runs_own_score(probe_run, probe_bundle):
+    """evaluate --manifest RUN/manifest.parquet (which still lists what clean took out) wrote RUN/eval_test,
+    the run's own score that the report shows, with no warning (hostile tester)."""
+    from speciesfam.evaluate import evaluate
+
+    m = evaluate(str(probe_bundle), str(probe_run / "manifest.parquet"), "test")
+    try:
+        assert Path(m["out"]).name.startswith("eval_manifest-") and m["run_manifest"] is False
+        assert "still lists the images clean took out of the run; the run's own score (the one the report shows) " \
+            f"is with --manifest {probe_run / 'clean_manifest.parquet'}" in m["warning"]
+    finally:
+        shutil.rmtree(m["out"])
 
 
 def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run, probe_bundle, tmp_path, capsys):
