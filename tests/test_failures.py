@@ -103,3 +103,23 @@ def test_a_recatalogued_run_refuses_stale_clean_outputs(collection, tmp_path, ra
         stages.check_fresh(workdir, "clean")
     assert cli.main(["tune", "probe", "--workdir", workdir, *TINY]) == 2
     assert "speciesfam clean --workdir" in capsys.readouterr().err
+
+
+def test_a_search_of_a_name_that_is_running_is_refused(tmp_path, capsys):
+    """Two `tune probe --name same` started together both ran into one Tune folder and one's trials vanished
+    from trials.csv (hostile tester): while a search holds its name, another start of it is refused."""
+    from speciesfam import storage
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+    from speciesfam.tune.record import search_lock
+
+    run = tmp_path / "run"
+    make_embedding_run(str(run), rows=60, dim=4, families=3)
+    held = search_lock(storage.filesystem(str(run / "tune"))[1], "same")  # the first search, running
+    try:
+        assert cli.main(["tune", "probe", "--workdir", str(run), "--name", "same"]) == 2
+        assert "--name same: a search of that name is running on this run folder now (pid " in \
+            capsys.readouterr().err
+    finally:
+        held.close()
+    assert not (run / "tune").exists()  # refused before anything was written
+    search_lock(storage.filesystem(str(run / "tune"))[1], "same").close()  # free again once it ended

@@ -20,7 +20,7 @@ from ..config import TuneConfig
 from ..data.catalog import load_manifest
 from ..errors import ConfigError, SearchFailedError, SpeciesfamError, StageOrderError
 from ..registry import SCHEDULERS, SEARCHERS
-from .record import add_seconds, check_record, check_resumable, used_seconds, write_record
+from .record import add_seconds, check_record, check_resumable, search_lock, used_seconds, write_record
 from .space import load_space
 
 METRIC, MODE = layout.METRIC, layout.MODE
@@ -164,56 +164,60 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         storage_path = storage.filesystem(storage_path)[1]
     name = cfg.name or cfg.kind
     val_split = val_split_id(workdir)  # the split every trial of this search is scored on
-    check_record(storage_path, name, val_split, cfg.resume, cfg)  # name reuse, resume: before Ray or the cache
-    points = None
-    if cfg.init_from and not cfg.resume:  # before Ray and the image cache; a resumed search has its trials
-        from .warmstart import warm_start_points
+    lock = search_lock(storage_path, name)  # one search of a name at a time (two at once lost one's trials)
+    try:
+        check_record(storage_path, name, val_split, cfg.resume, cfg)  # name reuse, resume: before Ray or the cache
+        points = None
+        if cfg.init_from and not cfg.resume:  # before Ray and the image cache; a resumed search has its trials
+            from .warmstart import warm_start_points
 
-        points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
-    prepare_wandb(cfg)  # before Ray starts: its processes copy this process's environment
-    init_ray(address)
-    slots = trial_slots(cfg)  # and refuse a trial that can never be placed, before any work
-    check_shared(storage_path, "storage_path")
-    check_shared(manifest_uri, "workdir")
-    sample = manifest.loc[manifest["status"] == "ok", "path"].iloc[0]
-    if cfg.kind != "probe" and not storage.exists(sample):  # probe trials read embeddings, not images
-        raise SpeciesfamError(f"{manifest_uri} lists images that cannot be read from here, e.g. {sample!r}; is "
-                                "the data path mounted (or the bucket readable) on this machine?")
-    fixed = {"manifest": manifest_uri if storage.is_remote(manifest_uri) else storage.filesystem(manifest_uri)[1],
-             "labels": labels, "image_size": cfg.image_size,
-             # pretrained weights exist for transfer backbones only; scratch CNNs start from random weights
-             "weights": cfg.weights if cfg.kind == "transfer" else None, "max_epochs": cfg.max_epochs,
-             "seed": cfg.seed, "kind": cfg.kind}
-    if cfg.kind == "probe":
-        from ..train.probe import probe_arrays, probe_trial
+            points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
+        prepare_wandb(cfg)  # before Ray starts: its processes copy this process's environment
+        init_ray(address)
+        slots = trial_slots(cfg)  # and refuse a trial that can never be placed, before any work
+        check_shared(storage_path, "storage_path")
+        check_shared(manifest_uri, "workdir")
+        sample = manifest.loc[manifest["status"] == "ok", "path"].iloc[0]
+        if cfg.kind != "probe" and not storage.exists(sample):  # probe trials read embeddings, not images
+            raise SpeciesfamError(f"{manifest_uri} lists images that cannot be read from here, e.g. {sample!r}; is "
+                                    "the data path mounted (or the bucket readable) on this machine?")
+        fixed = {"manifest": manifest_uri if storage.is_remote(manifest_uri) else storage.filesystem(manifest_uri)[1],
+                 "labels": labels, "image_size": cfg.image_size,
+                 # pretrained weights exist for transfer backbones only; scratch CNNs start from random weights
+                 "weights": cfg.weights if cfg.kind == "transfer" else None, "max_epochs": cfg.max_epochs,
+                 "seed": cfg.seed, "kind": cfg.kind}
+        if cfg.kind == "probe":
+            from ..train.probe import probe_arrays, probe_trial
 
-        emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint="speciesfam clean --workdir RUN")
-        fixed["embedding_model"] = str(emb["model_id"].iloc[0]) if len(emb) else None
-        fixed["precision"] = cfg.precision  # "auto" is resolved in each trial process, on its node's CPU
-        # Read once here; trials get zero-copy arrays from the object store instead of a Parquet read each.
-        trainable = tune.with_parameters(probe_trial, fixed=fixed, data=probe_arrays(workdir, labels))
-    else:
-        if cfg.image_cache and "sha256" in manifest.columns:
-            from ..data import image_cache
+            emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint="speciesfam clean --workdir RUN")
+            fixed["embedding_model"] = str(emb["model_id"].iloc[0]) if len(emb) else None
+            fixed["precision"] = cfg.precision  # "auto" is resolved in each trial process, on its node's CPU
+            # Read once here; trials get zero-copy arrays from the object store instead of a Parquet read each.
+            trainable = tune.with_parameters(probe_trial, fixed=fixed, data=probe_arrays(workdir, labels))
+        else:
+            if cfg.image_cache and "sha256" in manifest.columns:
+                from ..data import image_cache
 
-            cache = image_cache.build(workdir, manifest, cfg.image_size)  # decoded once, read by every trial
-            fixed["image_cache"] = cache if storage.is_remote(cache) else storage.filesystem(cache)[1]
-        trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
-    trainable = tune.with_resources(trainable, {"CPU": cfg.trial_cpus})
-    tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe",
-                       slots=slots)
-    if not cfg.resume:
-        write_record(storage_path, name, val_split, cfg)  # once nothing refused it
-    console.say(start_line(cfg, name, space, slots))
-    results, ending = fit(tuner, space, cfg, used_seconds(storage_path, name))
-    add_seconds(storage_path, name, ending["seconds"])
-    del tuner  # its callbacks are collected while Ray is up (Ray's W&B callback fails in __del__ at interpreter exit)
-    gc.collect()
-    table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
-    record_search(workdir, cfg, name, table, **ending)
-    if not ending["interrupted"]:  # stopped before any trial trained: an interrupt (exit 130), not a failed search
-        check_some_trial_trained(table)
-    return results
+                cache = image_cache.build(workdir, manifest, cfg.image_size)  # decoded once, read by every trial
+                fixed["image_cache"] = cache if storage.is_remote(cache) else storage.filesystem(cache)[1]
+            trainable = partial(_trial, fixed=fixed, cfg=cfg, train_storage=storage.join(storage_path, name, "train"))
+        trainable = tune.with_resources(trainable, {"CPU": cfg.trial_cpus})
+        tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe",
+                           slots=slots)
+        if not cfg.resume:
+            write_record(storage_path, name, val_split, cfg)  # once nothing refused it
+        console.say(start_line(cfg, name, space, slots))
+        results, ending = fit(tuner, space, cfg, used_seconds(storage_path, name))
+        add_seconds(storage_path, name, ending["seconds"])
+        del tuner  # its callbacks are collected while Ray is up (Ray's W&B callback fails in __del__ at interpreter exit)
+        gc.collect()
+        table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
+        record_search(workdir, cfg, name, table, **ending)
+        if not ending["interrupted"]:  # stopped before any trial trained: an interrupt (exit 130), not a failed search
+            check_some_trial_trained(table)
+        return results
+    finally:
+        lock.close()
 
 
 def planned_trials(space: dict[str, Any], cfg: TuneConfig) -> int:
