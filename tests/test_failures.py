@@ -86,6 +86,10 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(catalog
     assert len(bad) == 1 and "training loss became nan in epoch 1" in bad["error"].iloc[0], bad["error"].tolist()
     # the stage's summary and report lines, as after any stage that ran (they were missing after a failure)
     assert "tune: 1 trial, none finished with a val macro-F1" in out.out and "report: " in out.out, out.out
+    # a warm start from it names what happened (it said to run that search, whose name is taken)
+    assert cli.main(["tune", "scratch", "--workdir", workdir, "--name", "warm", "--init-from", "bad", *TINY]) == 2
+    assert "init_from='bad': that search ran on this run's val split, but none of its trials finished" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.slow  # ~20 s (catalog, clean, catalog again); the default run stays near 5 minutes

@@ -76,6 +76,8 @@ def test_resources_that_can_never_fit_fail_before_training(ray_session):
         trial_slots(TuneConfig(gpus_per_worker=1))
     with pytest.raises(ConfigError, match="one trial needs 8.5 CPUs"):
         trial_slots(TuneConfig(cpus_per_worker=4))
+    with pytest.raises(ConfigError, match=r"one probe trial needs 8 CPUs \(--cpus-per-trial\) .* lower --cpus-per-t"):
+        trial_slots(TuneConfig(kind="probe", cpus_per_trial=8))  # it named --cpus-per-worker, which probes lack
 
 
 def test_trials_run_as_many_at_once_as_the_cluster_holds_by_default(ray_session):

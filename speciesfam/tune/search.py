@@ -92,6 +92,9 @@ def trial_slots(cfg: TuneConfig) -> int:
         raise ConfigError(f"gpus_per_worker={cfg.gpus_per_worker} x workers_per_trial={cfg.workers_per_trial} "
                           f"needs {need_gpu} GPUs but the cluster has {total.get('GPU', 0)}; use "
                           "--gpus-per-worker 0 or add GPU nodes")
+    if need_cpu > total.get("CPU", 0) and not workers:  # a probe trial trains in its own process
+        raise ConfigError(f"one probe trial needs {need_cpu:g} CPUs (--cpus-per-trial) but the cluster has "
+                          f"{total.get('CPU', 0):g}; lower --cpus-per-trial (default 1)")
     if need_cpu > total.get("CPU", 0):
         raise ConfigError(f"one trial needs {need_cpu} CPUs (cpus_per_trial {cfg.trial_cpus} + "
                           f"{workers} workers x cpus_per_worker {cfg.cpus_per_worker}) but the "
