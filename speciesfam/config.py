@@ -32,7 +32,9 @@ def opt(default: Any, help: str, **meta: Any) -> Any:
 
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
-        raise ConfigError(f"{name}={value!r} is invalid: expected {allowed}")
+        err = ConfigError(f"{name}={value!r} is invalid: expected {allowed}")
+        err.field, err.value, err.allowed = name, value, allowed  # the CLI says it with the flag's name
+        raise err
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:

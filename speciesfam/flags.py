@@ -127,5 +127,12 @@ def config_from_args(cls: type[T], args: argparse.Namespace, base: T | None = No
         cfg = dataclasses.replace(base if base is not None else cls(), **{**given, **fixed})
     except TypeError as err:  # a field that is not in cls
         raise ConfigError(f"{cls.__name__}: {err}") from err
-    cfg.validate()  # type: ignore[attr-defined]
+    try:
+        cfg.validate()  # type: ignore[attr-defined]
+    except ConfigError as err:  # 'time_budget_s=0.0 is invalid' -> '--time-budget 0.0 is invalid': what was typed
+        f = next((f for f in config_fields(cls) if f.name == getattr(err, "field", None)), None)
+        if f is None:
+            raise
+        value = "none" if err.value is None else repr(err.value) if isinstance(err.value, str) else err.value
+        raise ConfigError(f"{flag_of(f, err.value)} {value} is invalid: expected {err.allowed}") from None
     return cfg

@@ -6,6 +6,7 @@ crash never leaves a half-written manifest or report behind.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -111,6 +112,22 @@ def open_input(uri: str):
 def read_bytes(uri: str) -> bytes:
     with open_input(uri) as f:
         return f.read()
+
+
+def check_creatable(uri: str) -> None:
+    """Raise the OSError that making local folder ``uri`` would raise (a path under a file, no write access),
+    without making it: a command refuses an unusable run folder before its work, and a refused one writes none."""
+    if is_remote(uri):
+        return
+    path = filesystem(uri)[1]
+    above = path
+    while not os.path.lexists(above) and os.path.dirname(above) != above:
+        above = os.path.dirname(above)
+    if os.path.isdir(above):
+        if above != path and not os.access(above, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, f"cannot create a folder in {above}", uri)
+        return
+    raise NotADirectoryError(errno.ENOTDIR, f"{above} is not a folder", uri)
 
 
 def makedirs(uri: str) -> None:

@@ -81,7 +81,7 @@ def test_a_job_scripts_flag_error_names_the_script_and_python_m_speciesfam_runs(
 
 
 @pytest.mark.parametrize("flags,error", [
-    (["--outlier-z", "-1"], "outlier_z=-1.0 is invalid"),
+    (["--outlier-z", "-1"], "--outlier-z -1.0 is invalid"),
     (["--pretrained", "no-such-tag"], "could not load open_clip model 'ViT-S-32' with pretrained='no-such-tag'")])
 def test_the_clean_job_refuses_a_bad_clean_flag_before_it_catalogs(tmp_path, flags, error):
     """It catalogued the whole collection (12k images on a cluster) before the clean flag (or the CLIP weights it
@@ -114,22 +114,22 @@ def test_flags_overlay_only_what_was_given():
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["tune", "scratch", "--workdir", "w", "--num-samples", "0"], "num_samples=0"),
-    (["tune", "scratch", "--workdir", "w", "--max-epochs", "0"], "max_epochs=0"),
-    (["tune", "scratch", "--workdir", "w", "--cpus-per-worker", "0"], "cpus_per_worker=0"),
+    (["tune", "scratch", "--workdir", "w", "--num-samples", "0"], "--num-samples 0 is invalid"),
+    (["tune", "scratch", "--workdir", "w", "--max-epochs", "0"], "--max-epochs 0 is invalid"),
+    (["tune", "scratch", "--workdir", "w", "--cpus-per-worker", "0"], "--cpus-per-worker 0.0 is invalid"),
     (["tune", "scratch", "--workdir", "w", "--searcher", "tpe"], "unknown searcher 'tpe'"),
     # a traceback from Optuna's sampler, and an experiment written outside the run folder (hostile tester)
-    (["tune", "probe", "--workdir", "w", "--seed", "-1"], "seed=-1 is invalid: expected an integer in"),
-    (["tune", "probe", "--workdir", "w", "--name", "../../ESCAPED"], "name='../../ESCAPED' is invalid"),
-    (["tune", "probe", "--workdir", "w", "--name", "a/b"], "name='a/b' is invalid"),
-    (["catalog", "imgs", "--workdir", "w", "--seed", "-3"], "seed=-3 is invalid"),
+    (["tune", "probe", "--workdir", "w", "--seed", "-1"], "--seed -1 is invalid: expected an integer in"),
+    (["tune", "probe", "--workdir", "w", "--name", "../../ESCAPED"], "--name '../../ESCAPED' is invalid"),
+    (["tune", "probe", "--workdir", "w", "--name", "a/b"], "--name 'a/b' is invalid"),
+    (["catalog", "imgs", "--workdir", "w", "--seed", "-3"], "--seed -3 is invalid"),
     # every trial started, failed loading it and was retried: 3 minutes to exit 1 (hostile tester round 3)
     (["tune", "transfer", "--workdir", "w", "--weights", "/no/such/backbone.h5"],
-     "weights='/no/such/backbone.h5' is invalid"),
+     "--weights '/no/such/backbone.h5' is invalid"),
     (["clean", "--workdir", "w", "--model", "NoSuchArch"], "model='NoSuchArch' is not an open_clip architecture"),
     (["clean", "--workdir", "w", "--embedder", "no_such_module_xyz:make"], "cannot import module 'no_such_module_xyz'"),
     (["clean", "--workdir", "w", "--embedder", "json:no_such_factory"], "has no attribute 'no_such_factory'"),
-    (["clean", "--workdir", "w", "--pretrained", "/no/such/weights.bin"], "pretrained='/no/such/weights.bin'"),
+    (["clean", "--workdir", "w", "--pretrained", "/no/such/weights.bin"], "--pretrained '/no/such/weights.bin' is invalid"),
     # a traceback from score_families, after every image was embedded (hostile tester, 2026-12-03)
     (["clean", "--workdir", "w", "--detector", "os:system"], "detector='os:system' failed on a family of 5 "
                                                               "embeddings (TypeError: system() takes at most 1"),

@@ -274,7 +274,7 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     if not storage.is_remote(source):  # the record names the source wherever the command ran from
         source = storage.filesystem(source)[1]
     _refuse_workdir_inside(source, workdir)
-    storage.makedirs(workdir)  # a path under a file or a missing bucket fails now, not after reading every image
+    storage.check_creatable(workdir)  # a path under a file fails now, not after reading every image
     manifest = build_manifest(source, cfg)
     storage.write_table(manifest, layout.path(workdir, layout.MANIFEST))
     bad = manifest[manifest["status"] == layout.UNREADABLE_STATUS][["path", "label", "reason"]]
