@@ -90,8 +90,8 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     columns = set(table)
     if CATALOG_COLUMNS <= columns:
         split = split or "test"
-        manifest = pd.DataFrame({column: table[column] for column in ("path", "label", "status", "split")})
-        rows = manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == split), ["path", "label"]]
+        manifest = pd.DataFrame({column: table[column] for column in ("path", "label", "status", "split", "sha256")})
+        rows = manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == split), ["path", "label", "sha256"]]
         if not len(rows):
             raise SpeciesfamError(f"{manifest_uri} has no usable rows in split {split!r}; splits with usable rows: "
                                   f"{sorted(manifest.loc[manifest['status'] == 'ok', 'split'].dropna().unique())}")
@@ -136,6 +136,18 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     rows.loc[bad, "reason"] = rows.loc[bad, "error"]
     no_label = (rows["status"] == "ok") & (rows["label"].str.strip() == "")
     rows.loc[no_label, ["status", "reason"]] = "unlabelled", "no label"
+    # an image listed again is one image: scored once; listed under two labels, none of its rows is scored
+    usable = rows["status"] == "ok"
+    labels = rows[usable].groupby("path")["label"].agg(lambda s: sorted(set(s)))
+    conflict = usable & rows["path"].map(lambda p: len(labels.get(p, ())) > 1)
+    rows.loc[conflict, "status"] = "conflict"
+    rows.loc[conflict, "reason"] = rows.loc[conflict, "path"].map(
+        lambda p: f"listed with labels {', '.join(map(repr, labels[p]))}: fix its label in the file")
+    again = usable & ~conflict & rows.duplicated("path")
+    first = rows[usable & ~conflict].reset_index().groupby("path")["index"].first()
+    rows.loc[again, "status"] = "duplicate"
+    rows.loc[again, "reason"] = rows.loc[again, "path"].map(lambda p: f"the same file as row {first[p] + 1} "
+                                                                      "(scored once)")
     attrs = dict(rows.attrs)
     rows = rows[["path", "label", "status", "reason"]]
     rows.attrs.update(attrs, catalog=False, split=(split or "test").strip())
@@ -190,7 +202,8 @@ def _some(names: set[str], n: int = 5) -> str:
     return f"{shown}" + (f" (the first {n} of {len(names)})" if len(names) > n else "")
 
 
-NOT_SCORED = ("unreadable", "unlabelled", "unknown_family")  # rows.csv statuses of rows the scores leave out
+# rows.csv statuses of rows the scores leave out
+NOT_SCORED = ("unreadable", "changed", "unlabelled", "duplicate", "conflict", "unknown_family")
 
 
 def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str | None = None,
@@ -198,14 +211,16 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     """Predict every usable row of ``split`` (``evaluation_rows``) and write the reports; returns the summary
     metrics (those of ``metrics.json``) and ``out``, the reports' folder. ``rows.csv`` gives each row of the split
     one status: ``ok`` (scored, with the predicted family), or one of ``NOT_SCORED`` with the reason:
-    ``unreadable`` (an unusable path, or the image cannot be decoded), ``unlabelled``, ``unknown_family`` (a
-    labelled set's family the bundle was not trained on; a catalog manifest's is refused); the scores count the
+    ``unreadable`` (an unusable path, or the image cannot be decoded), ``changed`` (a catalog manifest's image
+    whose sha256 is not the one catalog recorded), ``unlabelled``, ``duplicate`` (a labelled set's file listed
+    again: scored once), ``conflict`` (listed under two labels), ``unknown_family`` (a labelled set's family
+    the bundle was not trained on; a catalog manifest's is refused); the scores count the
     ok rows, ``metrics.json`` counts the others by status."""
     import pandas as pd
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     from .bundle import bundle_id, load_bundle, read_config
-    from .data.images import DecodeError, read_rgb
+    from .data.images import ChangedError, DecodeError, read_rgb
     from .train.metrics import classification_metrics
 
     rows = evaluation_rows(manifest_uri, split)  # fails here, before the model loads
@@ -237,11 +252,12 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     index = {lab: i for i, lab in enumerate(labels)}
     probs, images, held = [], [], 0
     size = getattr(predictor, "image_size", None)  # a CNN's input: decoded straight to it, as batch predict does
+    sha = rows["sha256"] if "sha256" in rows else pd.Series(None, index=rows.index)  # a catalog's: checked
     for k in np.flatnonzero(rows["status"].to_numpy() == "ok"):
         try:
-            images.append(read_rgb(rows.at[k, "path"], size))
+            images.append(read_rgb(rows.at[k, "path"], size, sha.at[k] if isinstance(sha.at[k], str) else None))
         except DecodeError as err:  # deleted, truncated or replaced since catalog: a row, not a crash
-            rows.loc[k, ["status", "reason"]] = "unreadable", str(err)
+            rows.loc[k, ["status", "reason"]] = "changed" if isinstance(err, ChangedError) else "unreadable", str(err)
             continue
         held += images[-1].nbytes
         if len(images) == batch_size or held >= HELD_BYTES:  # full-size photos for a probe's embedder are large

@@ -69,6 +69,7 @@ def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_
                      "--out", str(tmp_path / "eval")]) == 1  # scored, but not every row: like predict
     err = capsys.readouterr().err
     assert "evaluate: 2 test images are not scored (2 unreadable; each row's reason: " in err and "Traceback" not in err
+    # (a damaged file is unreadable, not 'changed': it is both, and unreadable says more)
     rows = pd.read_csv(tmp_path / "eval" / "rows.csv", keep_default_na=False)
     assert len(rows) == len(test) and rows["status"].value_counts().to_dict() == {"ok": len(test) - 2,
                                                                                   "unreadable": 2}
@@ -128,7 +129,10 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
         shutil.copy(p, tmp_path / "new" / f"{i}{Path(p).suffix}")
     known = [f"new/{i}{Path(p).suffix}" for i, p in enumerate(usable["path"])]
     (tmp_path / "new" / "bad.jpg").write_bytes(b"not a jpeg")
-    table = pd.DataFrame({"path": [*known, known[0], known[1], "new/bad.jpg", "", "new/missing.png"],
+    for i in (0, 1):  # other files: the same file under another label is a conflict (the next test)
+        shutil.copy(tmp_path / known[i], tmp_path / "new" / f"other{i}{Path(known[i]).suffix}")
+    others = [f"new/other{i}{Path(known[i]).suffix}" for i in (0, 1)]
+    table = pd.DataFrame({"path": [*known, *others, "new/bad.jpg", "", "new/missing.png"],
                           "label": [*usable["label"], "Canidae", f"{usable['label'].iloc[1]} ", "Felidae", "Felidae",
                                     "Felidae"]})
     table.loc[len(table)] = [known[2], None]
@@ -212,3 +216,38 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
         assert cli.main(["evaluate", str(probe_bundle), *argv]) == 2, argv
         err = capsys.readouterr().err
         assert said in err and "Traceback" not in err, (argv, err)
+
+
+def test_a_labelled_set_scores_a_file_listed_twice_once_and_one_listed_under_two_labels_not_at_all(tmp_path):
+    """dup.csv listing an image three times scored it three times, with no word (hostile tester)."""
+    from speciesfam.evaluate import evaluation_rows
+
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    pd.DataFrame({"path": ["a.jpg", "b.jpg", "a.jpg", str(tmp_path / "a.jpg"), "c.jpg", "c.jpg"],
+                  "label": ["Felidae", "Ranidae", "Felidae", "Felidae", "Felidae", "Canidae"]}).to_csv(
+        tmp_path / "set.csv", index=False)
+    rows = evaluation_rows(str(tmp_path / "set.csv"), None)
+    assert rows["status"].tolist() == ["ok", "ok", "duplicate", "duplicate", "conflict", "conflict"]
+    assert rows["reason"].iloc[2] == rows["reason"].iloc[3] == "the same file as row 1 (scored once)"
+    assert rows["reason"].iloc[4] == "listed with labels 'Canidae', 'Felidae': fix its label in the file"
+
+
+def test_an_image_replaced_since_catalog_is_not_scored_as_the_catalogued_one(probe_run, probe_bundle, tmp_path):
+    """A test image overwritten by another valid image was scored as if nothing changed: the manifest's sha256
+    was never compared (hostile tester)."""
+    from PIL import Image
+
+    from speciesfam.evaluate import evaluate
+
+    cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
+    test = cleaned[(cleaned["status"] == "ok") & (cleaned["split"] == "test")]
+    moved = cleaned.copy()
+    copy = tmp_path / "replaced.png"
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(copy)  # a valid image, not the catalogued one
+    moved.loc[test.index[0], "path"] = str(copy)
+    moved.to_parquet(tmp_path / "clean_manifest.parquet")
+    m = evaluate(str(probe_bundle), str(tmp_path / "clean_manifest.parquet"), "test", str(tmp_path / "eval"))
+    assert m["changed"] == 1 and m["images"] == len(test) - 1
+    row = pd.read_csv(tmp_path / "eval" / "rows.csv").set_index("path").loc[str(copy)]
+    assert row["status"] == "changed" and row["reason"].startswith("changed since catalog (its sha256 is not")

@@ -103,9 +103,16 @@ def resize(img: Image.Image, size: int) -> Image.Image:
     return img if img.size == (size, size) else img.resize((size, size), Image.Resampling.BILINEAR)
 
 
-def read_rgb(path: str, size: int | None = None) -> np.ndarray:
+class ChangedError(DecodeError):
+    """The file is not the one catalog read (its sha256 differs)."""
+
+
+def read_rgb(path: str, size: int | None = None, sha256: str | None = None) -> np.ndarray:
     """``decode_rgb`` of a file (local path or URI). Raises ``DecodeError`` for unreadable files too (a missing
-    file, an I/O error, a URI scheme no filesystem here reads: pyarrow's ArrowInvalid is a ValueError)."""
+    file, an I/O error, a URI scheme no filesystem here reads: pyarrow's ArrowInvalid is a ValueError), and
+    ``ChangedError`` when ``sha256`` is given and the file's differs."""
+    import hashlib
+
     from .. import storage
 
     try:
@@ -113,9 +120,12 @@ def read_rgb(path: str, size: int | None = None) -> np.ndarray:
     except (OSError, ValueError) as err:
         raise DecodeError(f"cannot read file: {err or type(err).__name__}") from err
     try:
-        return decode_rgb(data, size=size)
+        image = decode_rgb(data, size=size)
     except OSError as err:  # PIL reports a truncated file while loading its pixels
         raise DecodeError(str(err) or type(err).__name__) from err
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:  # a damaged file is unreadable first
+        raise ChangedError(f"changed since catalog (its sha256 is not the one catalog recorded, {sha256[:12]}...)")
+    return image
 
 
 def probe(data: bytes) -> dict:
