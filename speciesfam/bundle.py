@@ -78,6 +78,8 @@ def read_config(path: str) -> dict[str, Any]:
         raise BundleError(f"{path} {'is not a folder' if os.path.exists(path) else 'does not exist'}: give a bundle "
                           f"folder (RUN/bundle); {fix}")
     missing = [f for f in (CONFIG, LABELS, CHECKSUMS) if not os.path.exists(os.path.join(path, f))]
+    if missing and is_bundle(os.path.join(path, "bundle")):  # a run folder given for its bundle
+        raise BundleError(f"{path} is a run folder, not a bundle: give {os.path.join(path, 'bundle')}")
     if missing:
         raise BundleError(f"{path} is not a complete speciesfam bundle: missing {missing}; {fix}")
     try:

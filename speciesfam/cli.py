@@ -298,7 +298,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         before, after = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest else (rest, [])
         flags = [a for a in before if a.startswith("-")]
         if flags:
-            parser.error(f"unrecognized arguments: {' '.join(flags)}")
+            parser.error(f"unrecognized arguments: {' '.join(flags)} (a file whose name starts with '-' goes after "
+                         f"'--': speciesfam predict BUNDLE -- {flags[0]})")
         args.paths = [*args.paths, *before, *after]
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -353,8 +353,11 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
     if catalog or clean:
         lines += ["## Data", ""]
         if catalog:
-            lines.append(f"- catalog of {code(visible(catalog['config'].get('source')))}: {catalog['summary'].get('rows')} rows, "
-                         f"status {catalog['summary'].get('status')}")
+            status = catalog["summary"].get("status") or {}
+            counts = ", ".join(f"{n} {k}" for k, n in sorted(status.items(), key=lambda kv: -kv[1])) \
+                if isinstance(status, dict) else status  # '128 ok, 1 duplicate' (it printed a Python dict)
+            lines.append(f"- catalog of {code(visible(catalog['config'].get('source')))}: "
+                         f"{catalog['summary'].get('rows')} rows ({counts})")
         if clean:
             c = clean["config"]
             rule = clean["summary"].get("outlier_rule") or f"detector {c.get('detector')}"  # the rule in force

@@ -360,3 +360,6 @@ def test_a_path_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, capsys
         "check the path, its permissions" in err[0], err
     # predict: paths after a flag and after `--` (a file name starting with '-')
     assert cli.parse(["predict", "B", "--top-k", "1", "a.jpg", "--", "-x.jpg"]).paths == ["a.jpg", "-x.jpg"]
+    with pytest.raises(SystemExit):
+        cli.parse(["predict", "B", "-x.jpg"])
+    assert "unrecognized arguments: -x.jpg (a file whose name starts with '-' goes after '--'" in capsys.readouterr().err

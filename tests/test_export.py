@@ -5,6 +5,7 @@ checkpoint written directly by the training code. Probe and CNN bundles behave t
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -83,6 +84,11 @@ def test_probe_bundle_card_and_export_choice_come_from_data(probe_run, probe_bun
     assert "kind: **probe**" in card and "open_clip:ViT-S-32:random-init-seed0" in card
     assert "none: random weights" in card and "Known limits" in card
     assert "- open_clip model `ViT-S-32`, random weights (no pretrained tag or file)\n" in card  # not 'pretrained '
+    assert re.search(r"- catalog of `.*`: \d+ rows \(\d+ ok(, \d+ [a-z_]+)*\)\n", card), card  # not a Python dict
+    from speciesfam.bundle import BundleError, load_bundle
+
+    with pytest.raises(BundleError, match=f"{probe_run} is a run folder, not a bundle: give {probe_bundle}"):
+        load_bundle(str(probe_run))
     # the rule in force (threshold), as clean recorded it; the quota's contamination is not named
     assert "outliers by threshold: centroid score's robust z-score (median/MAD within the family) > 5 " in card
     assert "contamination" not in card
