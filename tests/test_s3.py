@@ -95,10 +95,10 @@ def test_a_whole_run_lives_in_the_bucket(s3, ray_session, tmp_path):
 
     # Searches keep Tune's experiment state and checkpoints in the bucket, and their reports beside them.
     for kind in ("probe", "scratch"):
-        speciesfam("tune", kind, "--workdir", run, "--smoke-test", "--max-epochs", "2")
+        speciesfam("tune", kind, "--workdir", run, "--smoke-test", "--max-epochs", "2", "--num-samples", "1")
         trials = storage.read_table(f"{run}/trials.csv")  # every search on the run: probe and CNN side by side
         trials = trials[trials["kind"] == kind]
-        assert len(trials) == 2 and (trials["status"] == "ok").all(), trials
+        assert len(trials) == 1 and (trials["status"] == "ok").all(), trials  # one trial: CI time (~20 s each)
         assert trials["best_checkpoint"].str.startswith(f"s3://{BUCKET}/run/tune/{kind}/").all()
         assert any(k.startswith(f"run/tune/{kind}/experiment_state") for k in keys())
     assert {"run/trials.md", "run/search_progress.png"} <= keys()
