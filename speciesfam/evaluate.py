@@ -138,16 +138,17 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     rows.loc[no_label, ["status", "reason"]] = "unlabelled", "no label"
     # an image listed again is one image: scored once; listed under two labels, none of its rows is scored
     usable = rows["status"] == "ok"
-    labels = rows[usable].groupby("path")["label"].agg(lambda s: sorted(set(s)))
-    conflict = usable & rows["path"].map(lambda p: len(labels.get(p, ())) > 1)
+    file = rows["path"].map(lambda p: p if storage.is_remote(p) else os.path.realpath(p))  # links: one file
+    labels = rows[usable].groupby(file[usable])["label"].agg(lambda s: sorted(set(s)))
+    conflict = usable & file.map(lambda p: len(labels.get(p, ())) > 1)
     rows.loc[conflict, "status"] = "conflict"
-    rows.loc[conflict, "reason"] = rows.loc[conflict, "path"].map(
+    rows.loc[conflict, "reason"] = file[conflict].map(
         lambda p: f"listed with labels {', '.join(map(repr, labels[p]))}: fix its label in the file")
-    again = usable & ~conflict & rows.duplicated("path")
-    first = rows[usable & ~conflict].reset_index().groupby("path")["index"].first()
+    kept = usable & ~conflict
+    again = kept & file.where(kept).duplicated() & kept  # among the scorable rows only
+    first = pd.Series(rows.index[kept], index=file[kept]).groupby(level=0).first()
     rows.loc[again, "status"] = "duplicate"
-    rows.loc[again, "reason"] = rows.loc[again, "path"].map(lambda p: f"the same file as row {first[p] + 1} "
-                                                                      "(scored once)")
+    rows.loc[again, "reason"] = file[again].map(lambda p: f"the same file as row {first[p] + 1} (scored once)")
     attrs = dict(rows.attrs)
     rows = rows[["path", "label", "status", "reason"]]
     rows.attrs.update(attrs, catalog=False, split=(split or "test").strip())

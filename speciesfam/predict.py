@@ -140,6 +140,13 @@ def check_out(out: str) -> None:
     if not out.lower().endswith(".parquet"):
         raise SpeciesfamError(f"--out {out}: predictions are written as Parquet (each row's top-k families are "
                               f"lists); give a name ending in .parquet, e.g. --out {os.path.splitext(out)[0]}.parquet")
+    if not storage.is_remote(out):
+        from .bundle import bundle_around
+
+        around = bundle_around(os.path.dirname(os.path.abspath(out)))
+        if around:  # its folder holds only its own files: a later export there is refused
+            raise SpeciesfamError(f"--out {out} is inside a bundle ({around}); write the predictions outside it")
+        storage.check_creatable(os.path.dirname(os.path.abspath(out)))  # a path under a file: before the work
 
 
 def read_done(out: str) -> "pd.DataFrame":

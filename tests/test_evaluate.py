@@ -224,11 +224,12 @@ def test_a_labelled_set_scores_a_file_listed_twice_once_and_one_listed_under_two
 
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         (tmp_path / name).write_bytes(b"x")
-    pd.DataFrame({"path": ["a.jpg", "b.jpg", "a.jpg", str(tmp_path / "a.jpg"), "c.jpg", "c.jpg"],
-                  "label": ["Felidae", "Ranidae", "Felidae", "Felidae", "Felidae", "Canidae"]}).to_csv(
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "a.jpg")  # the same file under another name
+    pd.DataFrame({"path": ["a.jpg", "b.jpg", "a.jpg", str(tmp_path / "a.jpg"), "c.jpg", "c.jpg", "link.jpg"],
+                  "label": ["Felidae", "Ranidae", "Felidae", "Felidae", "Felidae", "Canidae", "Felidae"]}).to_csv(
         tmp_path / "set.csv", index=False)
     rows = evaluation_rows(str(tmp_path / "set.csv"), None)
-    assert rows["status"].tolist() == ["ok", "ok", "duplicate", "duplicate", "conflict", "conflict"]
+    assert rows["status"].tolist() == ["ok", "ok", "duplicate", "duplicate", "conflict", "conflict", "duplicate"]
     assert rows["reason"].iloc[2] == rows["reason"].iloc[3] == "the same file as row 1 (scored once)"
     assert rows["reason"].iloc[4] == "listed with labels 'Canidae', 'Felidae': fix its label in the file"
 

@@ -68,6 +68,13 @@ def test_predict_refuses_an_output_it_could_not_write_whole_before_any_work(tmp_
     with pytest.raises(SpeciesfamError, match=r"written as Parquet .* --out .*p\.parquet"):
         check_out(str(tmp_path / "p.csv"))
     check_out(str(tmp_path / "p.parquet")), check_out(str(tmp_path / "P.PARQUET"))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError):  # the CLI's one line; it was found after every row was predicted
+        check_out(str(tmp_path / "afile" / "p.parquet"))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text('{"schema": "speciesfam-bundle"}')
+    with pytest.raises(SpeciesfamError, match="is inside a bundle"):  # a later export there was refused
+        check_out(str(tmp_path / "b" / "p.parquet"))
 
 
 def test_predict_rows_of_a_folder_keep_why_a_file_cannot_be_read(tmp_path):
