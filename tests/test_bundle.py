@@ -214,10 +214,10 @@ def test_batch_prediction_of_a_folder_accounts_for_every_file_and_resumes(cnn_bu
     (other / "checksums.json").write_text(json.dumps(checksums(str(other))))
     with pytest.raises(SpeciesfamError, match="predictions of another bundle"):
         predict_collection(str(other), str(out), source=str(folder))
-    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(SpeciesfamError, match="notes.csv exists and is not a speciesfam predictions file"):
-        predict_collection(str(bundle), str(tmp_path / "notes.csv"), source=str(folder))
-    assert (tmp_path / "notes.csv").read_text() == "a,b\n1,2\n"
+    pd.DataFrame({"a": [1], "b": [2]}).to_parquet(tmp_path / "notes.parquet")  # another program's table
+    with pytest.raises(SpeciesfamError, match="notes.parquet exists and is not a speciesfam predictions file"):
+        predict_collection(str(bundle), str(tmp_path / "notes.parquet"), source=str(folder))
+    assert pd.read_parquet(tmp_path / "notes.parquet").to_dict("list") == {"a": [1], "b": [2]}
     with pytest.raises(SpeciesfamError, match="--top-k 0: give 1 or more"):
         predict_collection(str(bundle), str(tmp_path / "k.parquet"), source=str(folder), top_k=0)
     # a manifest row no filesystem here can read (http) is an error row; the others are predicted
