@@ -145,7 +145,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     rows.loc[conflict, "reason"] = file[conflict].map(
         lambda p: f"listed with labels {', '.join(map(repr, labels[p]))}: fix its label in the file")
     kept = usable & ~conflict
-    again = kept & file.where(kept).duplicated() & kept  # among the scorable rows only
+    again = kept & file.where(kept).duplicated()  # among the scorable rows only
     first = pd.Series(rows.index[kept], index=file[kept]).groupby(level=0).first()
     rows.loc[again, "status"] = "duplicate"
     rows.loc[again, "reason"] = file[again].map(lambda p: f"the same file as row {first[p] + 1} (scored once)")

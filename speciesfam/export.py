@@ -18,7 +18,6 @@ import os
 import shutil
 import tempfile
 import uuid
-from pathlib import Path
 from typing import Any
 
 from . import bundle as B
@@ -253,7 +252,7 @@ def check_out(out: str, workdir: str) -> None:
         where = "is the run folder" if real == run else "holds the run folder"
         raise SpeciesfamError(f"--out {out} {where} ({workdir}); the bundle would replace the run: give a new "
                               f"folder (default: {layout.path(workdir, layout.BUNDLE)})")
-    inside = next((str(a) for a in Path(real).parents if B.is_bundle(str(a))), None)
+    inside = B.bundle_around(os.path.dirname(real))
     if inside:  # its files would become the outer bundle's foreign files (a later export there is refused)
         raise SpeciesfamError(f"--out {out} is inside the bundle {inside}; a bundle's folder holds only its own "
                               "files: give a folder outside it")

@@ -143,10 +143,11 @@ def check_out(out: str) -> None:
     if not storage.is_remote(out):
         from .bundle import bundle_around
 
-        around = bundle_around(os.path.dirname(os.path.abspath(out)))
+        folder = os.path.dirname(os.path.abspath(out))
+        around = bundle_around(folder)
         if around:  # its folder holds only its own files: a later export there is refused
             raise SpeciesfamError(f"--out {out} is inside a bundle ({around}); write the predictions outside it")
-        storage.check_creatable(os.path.dirname(os.path.abspath(out)))  # a path under a file: before the work
+        storage.check_creatable(folder)  # a path under a file: before the work
 
 
 def read_done(out: str) -> "pd.DataFrame":

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from . import layout, plots, stages, storage
 from .lines import final_flag, how_ended, number, scheduler_name, search_cut_by
 from .reproduce import reproduce
+from .tune.tracking import scored_trials
 
 logger = logging.getLogger(__name__)
 
@@ -267,13 +268,13 @@ def search(workdir: str, records: dict) -> dict | None:
                      "f1": t.get(layout.BEST_METRIC), "best_epoch": t.get("best_epoch"), "epochs": t.get("epochs_run"),
                      "seconds": t.get("seconds"), "hp": hp, "error": t.get("error") if t["status"] == "error" else ""})
     stopped = {str(r["trial_id"]) for r in rows if r["ended"].startswith("stopped")}  # a failed trial: "error"
-    # the best of the trials that finished: a failed trial's last score (a NaN loss's epoch 1) is no result
-    ok = [r for r in rows if r["status"] == "ok" and r["f1"] is not None and r["f1"] == r["f1"]]
-    best = min(ok, key=lambda r: (-r["f1"], r["seconds"] if r["seconds"] == r["seconds"] else 0)) if ok else None
-    searches = {**{n: e.get("config", {}) for n, e in ((records.get("tune") or {}).get("searches") or {}).items()}}
+    # the best of the trials that finished (the one ranking, as export's): a failed trial's last score is no result
+    scored = scored_trials(trials)
+    best = next(r for r in rows if str(r["trial_id"]) == str(scored["trial_id"].iloc[0])) if len(scored) else None
+    searches = ((records.get("tune") or {}).get("searches") or {})
     if best is not None:  # the settings of the search the best trial ran in (the record's own is the latest)
-        path = trials.loc[trials["trial_id"].astype(str) == str(best["trial_id"]), "trial_path"].iloc[0]
-        cfg = searches.get(os.path.basename(os.path.dirname(str(path).rstrip("/"))), cfg)
+        search_name = os.path.basename(os.path.dirname(str(scored["trial_path"].iloc[0]).rstrip("/")))
+        cfg = (searches.get(search_name) or {}).get("config", cfg)
     plot = data_uri(plots.search_timeline(histories, stopped)) if histories else None
     return {"trials": rows, "hp_keys": hp_keys, "best": best, "best_f1": best["f1"] if best else None,
             "plot": plot, "stopped": len(stopped), "scheduler": scheduler, "wall_s": searching_s(trials, histories),

@@ -167,8 +167,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         storage_path = storage.filesystem(storage_path)[1]
     name = cfg.name or cfg.kind
     val_split = val_split_id(workdir)  # the split every trial of this search is scored on
-    lock = search_lock(storage_path, name)  # one search of a name at a time (two at once lost one's trials)
-    try:
+    with search_lock(storage_path, name):  # one search of a name at a time (two at once lost one's trials)
         check_record(storage_path, name, val_split, cfg.resume, cfg)  # name reuse, resume: before Ray or the cache
         points = None
         if cfg.init_from and not cfg.resume:  # before Ray and the image cache; a resumed search has its trials
@@ -219,8 +218,6 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         if not ending["interrupted"]:  # stopped before any trial trained: an interrupt (exit 130), not a failed search
             check_some_trial_trained(table)
         return results
-    finally:
-        lock.close()
 
 
 def planned_trials(space: dict[str, Any], cfg: TuneConfig) -> int:

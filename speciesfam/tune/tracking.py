@@ -226,8 +226,8 @@ def _outcome(error: BaseException | None, epochs_run: int) -> tuple[str, str]:
 def rank_trials(df: "pd.DataFrame") -> "pd.DataFrame":
     """Trials best first: highest best val macro-F1, ties to the faster trial, trials without a score last.
     The one ranking of trials: the trial table, export's choice and the warm start all use it."""
-    return df.sort_values([layout.BEST_METRIC, "seconds"], ascending=[False, True],
-                          na_position="last").reset_index(drop=True)
+    by = [layout.BEST_METRIC, *(["seconds"] if "seconds" in df else [])]  # a table without times: the report's
+    return df.sort_values(by, ascending=[False, True][:len(by)], na_position="last").reset_index(drop=True)
 
 
 def scored_trials(df: "pd.DataFrame") -> "pd.DataFrame":
