@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
 
     p.add_argument("--version", action="version", version=f"speciesfam {version('speciesfam')}")
+    p.commands = sub.choices  # type: ignore[attr-defined]  # a stray word is said by its command's parser
     return p
 
 
@@ -267,8 +268,11 @@ def _run_stage(args: argparse.Namespace) -> int:
     from .lines import summary_line
     from .report import write_report
 
-    if not storage.is_remote(args.workdir) and os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
-        raise SpeciesfamError(f"--workdir {args.workdir} is a file; give a folder for the run (it is created)")
+    try:  # a file, or a path under one ('afile/', 'afile/run'): said before its logs folder is named
+        storage.check_creatable(args.workdir)
+    except OSError as err:
+        made = " (it is created)" if args.command == "catalog" else ""
+        raise SpeciesfamError(f"--workdir {args.workdir}: {err.strerror}; give a folder for the run{made}") from None
     failed = None
     with console.stage_logs(args.workdir, args.command):
         try:
@@ -294,15 +298,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     paths after it unrecognized."""
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    command = parser.commands[args.command]  # its errors end 'see speciesfam COMMAND --help'
     if rest and args.command == "predict":  # after `--` every word is a path, even one starting with '-'
         before, after = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest else (rest, [])
         flags = [a for a in before if a.startswith("-")]
         if flags:
-            parser.error(f"unrecognized arguments: {' '.join(flags)} (a file whose name starts with '-' goes after "
-                         f"'--': speciesfam predict BUNDLE -- {flags[0]})")
+            command.error(f"unrecognized arguments: {' '.join(flags)} (a file whose name starts with '-' goes after "
+                          f"'--': speciesfam predict BUNDLE -- {flags[0]})")
         args.paths = [*args.paths, *before, *after]
     elif rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        command.error(f"unrecognized arguments: {' '.join(rest)}")
     return args
 
 

@@ -32,9 +32,14 @@ def opt(default: Any, help: str, **meta: Any) -> Any:
 
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
-        err = ConfigError(f"{name}={value!r} is invalid: expected {allowed}")
-        err.field, err.value, err.allowed = name, value, allowed  # the CLI says it with the flag's name
-        raise err
+        raise invalid(name, value, f"is invalid: expected {allowed}")
+
+
+def invalid(name: str, value: Any, detail: str) -> ConfigError:
+    """``name=value detail``; the CLI says it with the flag's name (``--name value detail``)."""
+    err = ConfigError(f"{name}={value!r} {detail}")
+    err.field, err.value, err.detail = name, value, detail
+    return err
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -86,10 +91,10 @@ def _check_open_clip_model(name: str) -> None:
     known = sorted(p.stem for p in Path(spec.submodule_search_locations[0], "model_configs").glob("*.json"))
     if known and name not in known:
         close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
-        raise ConfigError(f"model={name!r} is not an open_clip architecture; "
-                          f"{'did you mean ' + ', '.join(close) + '? ' if close else ''}"
-                          f"valid: {len(known)} names such as ViT-B-32, ViT-S-32, RN50 (python -c 'import open_clip; "
-                          "print(open_clip.list_models())'), or hf-hub:ORG/NAME, or --embedder module:factory")
+        raise invalid("model", name, "is not an open_clip architecture; "
+                      f"{'did you mean ' + ', '.join(close) + '? ' if close else ''}"
+                      f"valid: {len(known)} names such as ViT-B-32, ViT-S-32, RN50 (python -c 'import open_clip; "
+                      "print(open_clip.list_models())'), or hf-hub:ORG/NAME, or --embedder module:factory")
 
 
 # cleanlab.filter.find_label_issues(filter_by=...) values (cleanlab 2.x).
@@ -164,7 +169,7 @@ class CleanConfig:
     def validate(self) -> None:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _require(self.num_actors is None or self.num_actors >= 1, "num_actors", self.num_actors,
-                 "an integer >= 1 or None")
+                 "an integer >= 1, or none for the default")
         _require(self.removal in ("threshold", "quota"), "removal", self.removal, "'threshold' or 'quota'")
         _require(self.outlier_z > 0, "outlier_z", self.outlier_z, "a robust z-score > 0 (e.g. 5)")
         _require(0.0 <= self.contamination < 0.5, "contamination", self.contamination, "a fraction in [0, 0.5)")
@@ -206,12 +211,12 @@ def _check_detector(name: str, fn: Any) -> None:
     try:  # a wrong signature shows on any family; other failures may depend on the data (checked when scoring)
         scores = np.asarray(fn(np.random.default_rng(0).normal(size=(5, 4)), seed=0), dtype=np.float64)
     except TypeError as err:
-        raise ConfigError(f"detector={name!r} failed on a family of 5 embeddings ({type(err).__name__}: {err}); "
-                          f"give {fix}") from None
+        raise invalid("detector", name, f"failed on a family of 5 embeddings ({type(err).__name__}: {err}); "
+                                        f"give {fix}") from None
     except Exception:  # noqa: BLE001 -- see above
         return
     if scores.shape != (5,):
-        raise ConfigError(f"detector={name!r} gave an array of shape {scores.shape} for 5 embeddings; give {fix}")
+        raise invalid("detector", name, f"gave an array of shape {scores.shape} for 5 embeddings; give {fix}")
 
 
 KINDS = ("scratch", "transfer", "probe")
@@ -303,16 +308,17 @@ class TuneConfig:
         _require(self.num_samples >= 1, "num_samples", self.num_samples, "an integer >= 1")
         _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, "an integer >= 1")
         _require(self.grace_period is None or 1 <= self.grace_period <= self.max_epochs, "grace_period",
-                 self.grace_period, f"None (default) or an integer in [1, max_epochs={self.max_epochs}]")
+                 self.grace_period,
+                 f"an integer from 1 to the epochs per trial ({self.max_epochs}), or none for the default")
         _require(self.reduction_factor >= 2, "reduction_factor", self.reduction_factor, "an integer >= 2")
         _require(self.workers_per_trial >= 1, "workers_per_trial", self.workers_per_trial, "an integer >= 1")
         _require(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker,
                  "a number > 0 (Ray refuses 0 CPUs for a worker)")
         _require(self.gpus_per_worker >= 0, "gpus_per_worker", self.gpus_per_worker, "a number >= 0")
         _require(self.cpus_per_trial is None or self.cpus_per_trial > 0, "cpus_per_trial", self.cpus_per_trial,
-                 "None (default) or a number > 0")
+                 "a number > 0, or none for the default")
         _require(self.max_concurrent is None or self.max_concurrent >= 1, "max_concurrent", self.max_concurrent,
-                 "None (default: as many as fit) or an integer >= 1")
+                 "an integer >= 1, or none for as many as fit")
         _require(self.max_failures >= 0, "max_failures", self.max_failures, "an integer >= 0")
         _require(self.seed is None or 0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2**32)")
         _require(self.name is None or (bool(self.name.strip()) and self.name not in (".", "..") and
@@ -320,7 +326,7 @@ class TuneConfig:
                  "name", self.name, "a folder name without '/' or '\\', at most 200 bytes (the experiment lives "
                  "in STORAGE/NAME, inside the run folder)")
         _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", self.time_budget_s,
-                 "seconds > 0 or None")
+                 "seconds > 0, or none for no budget")
         _require(32 <= self.image_size <= 1024, "image_size", self.image_size,
                  "an integer in [32, 1024] (every image is decoded and cached at this size)")
         _require(self.wandb in ("disabled", "offline", "online"), "wandb", self.wandb,

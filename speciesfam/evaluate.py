@@ -136,23 +136,50 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     rows.loc[bad, "reason"] = rows.loc[bad, "error"]
     no_label = (rows["status"] == "ok") & (rows["label"].str.strip() == "")
     rows.loc[no_label, ["status", "reason"]] = "unlabelled", "no label"
-    # an image listed again is one image: scored once; listed under two labels, none of its rows is scored
+    # one image (by its bytes, as catalog: a file listed again, reached through a link, or copied) is scored once;
+    # listed under two labels, none of its rows is scored
+    image = _content_keys(rows)
     usable = rows["status"] == "ok"
-    file = rows["path"].map(lambda p: p if storage.is_remote(p) else os.path.realpath(p))  # links: one file
-    labels = rows[usable].groupby(file[usable])["label"].agg(lambda s: sorted(set(s)))
-    conflict = usable & file.map(lambda p: len(labels.get(p, ())) > 1)
+    labels = rows[usable].groupby(image[usable])["label"].agg(lambda s: sorted(set(s)))
+    conflict = usable & image.map(lambda d: len(labels.get(d, ())) > 1)
     rows.loc[conflict, "status"] = "conflict"
-    rows.loc[conflict, "reason"] = file[conflict].map(
-        lambda p: f"listed with labels {', '.join(map(repr, labels[p]))}: fix its label in the file")
+    rows.loc[conflict, "reason"] = image[conflict].map(lambda d: "the same image is listed with labels "
+                                                       f"{', '.join(map(repr, labels[d]))}: fix its label in the file")
     kept = usable & ~conflict
-    again = kept & file.where(kept).duplicated()  # among the scorable rows only
-    first = pd.Series(rows.index[kept], index=file[kept]).groupby(level=0).first()
+    again = kept & image.where(kept).duplicated()  # among the scorable rows only
+    first = pd.Series(rows.index[kept], index=image[kept]).groupby(level=0).first()
     rows.loc[again, "status"] = "duplicate"
-    rows.loc[again, "reason"] = file[again].map(lambda p: f"the same file as row {first[p] + 1} (scored once)")
+    rows.loc[again, "reason"] = image[again].map(lambda d: f"the same image as row {first[d] + 1} (scored once)")
     attrs = dict(rows.attrs)
     rows = rows[["path", "label", "status", "reason"]]
     rows.attrs.update(attrs, catalog=False, split=(split or "test").strip())
     return rows
+
+
+def _content_keys(rows: pd.DataFrame) -> pd.Series:
+    """The sha256 of each usable row's file. A file that cannot be read becomes ``unreadable`` here, with the
+    reason scoring would give, and so do all the rows of bytes listed more than once that are no image (empty
+    files, copies of a broken one): they are no image to score once, nor to give two labels."""
+    import hashlib
+
+    import pandas as pd
+
+    from .data.images import DecodeError, read_rgb
+
+    keys = pd.Series("", index=rows.index)
+    for k in rows.index[rows["status"] == "ok"]:
+        try:
+            keys[k] = hashlib.sha256(storage.read_bytes(rows.at[k, "path"])).hexdigest()
+        except (OSError, ValueError) as err:
+            rows.loc[k, ["status", "reason"]] = "unreadable", f"cannot read file: {err or type(err).__name__}"
+    listed = keys[rows["status"] == "ok"]
+    for key, same in listed.groupby(listed).groups.items():
+        if len(same) > 1:  # rare: decoded once more here (a single file is decoded when it is scored)
+            try:
+                read_rgb(rows.at[same[0], "path"])
+            except DecodeError as err:
+                rows.loc[same, ["status", "reason"]] = "unreadable", str(err)
+    return keys
 
 
 def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> str:
@@ -213,10 +240,10 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     metrics (those of ``metrics.json``) and ``out``, the reports' folder. ``rows.csv`` gives each row of the split
     one status: ``ok`` (scored, with the predicted family), or one of ``NOT_SCORED`` with the reason:
     ``unreadable`` (an unusable path, or the image cannot be decoded), ``changed`` (a catalog manifest's image
-    whose sha256 is not the one catalog recorded), ``unlabelled``, ``duplicate`` (a labelled set's file listed
-    again: scored once), ``conflict`` (listed under two labels), ``unknown_family`` (a labelled set's family
-    the bundle was not trained on; a catalog manifest's is refused); the scores count the
-    ok rows, ``metrics.json`` counts the others by status."""
+    whose sha256 is not the one catalog recorded), ``unlabelled``, ``duplicate`` (a labelled set's image listed
+    again, by any path: the same bytes, scored once), ``conflict`` (listed under two labels), ``unknown_family``
+    (a labelled set's family the bundle was not trained on; a catalog manifest's is refused); the scores count
+    the ok rows, ``metrics.json`` counts the others by status."""
     import pandas as pd
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 

@@ -23,6 +23,7 @@ from typing import Any
 from . import bundle as B
 from . import console, layout, stages, storage
 from .errors import SpeciesfamError, StageOrderError
+from .lines import counted
 from .markdown import cell, code, json_line, visible
 from .reproduce import versions
 from .tune.tracking import scored_trials
@@ -261,6 +262,10 @@ def check_out(out: str, workdir: str) -> None:
                               f"{B.SCHEMA!r}); export replaces the folder whole: give a new or empty folder")
     if os.path.exists(out) and not os.path.isdir(out):
         raise SpeciesfamError(f"--out {out} is a file; give a folder for the bundle")
+    try:  # a path under a file: a FileExistsError once the bundle was written
+        storage.check_creatable(out)
+    except OSError as err:
+        raise SpeciesfamError(f"--out {out}: {err.strerror}; give a folder for the bundle") from None
     foreign = _foreign_files(out) if os.path.isdir(out) and B.is_bundle(out) else []
     if foreign:  # notes or predictions saved beside the model: replacing the bundle would delete them unsaid
         raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({', '.join(foreign[:5])}"
@@ -338,9 +343,10 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
             lines.append(f"- open_clip model {code(visible(e['model']))}, {weights}"
                          + (f" (sha256 {e['pretrained_sha256']})" if e.get("pretrained_sha256") else ""))
         lines += [f"- licence of its weights: {e['licence']}", ""]
+    ran = counted(int(metrics["epochs_run"]), "epoch")
     lines += ["## Metrics", "", f"- trial `{row['trial_id']}` ({row.get('kind')} search): best {layout.METRIC} "
-              f"{metrics[metric]:.4f} at epoch {metrics['best_epoch']} ({metrics['epochs_run']} epochs, "
-              f"{metrics['seconds']:.0f} s)", f"- validation split: {row.get('val_split') or 'unrecorded'}",
+              f"{metrics[metric]:.4f} at epoch {metrics['best_epoch']} ({ran}, {metrics['seconds']:.0f} s)",
+              f"- validation split: {row.get('val_split') or 'unrecorded'}",
               f"- why this trial: {config['trial']['reason']}",
               f"- hyperparameters: `{json.dumps(config.get('hp', {}), sort_keys=True, default=str)}`"]
     per_class = (metrics.get("checkpoint") or {}).get("per_class_f1") or {}

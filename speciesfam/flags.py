@@ -134,5 +134,5 @@ def config_from_args(cls: type[T], args: argparse.Namespace, base: T | None = No
         if f is None:
             raise
         value = "none" if err.value is None else repr(err.value) if isinstance(err.value, str) else err.value
-        raise ConfigError(f"{flag_of(f, err.value)} {value} is invalid: expected {err.allowed}") from None
+        raise ConfigError(f"{flag_of(f, err.value)} {value} {err.detail}") from None
     return cfg

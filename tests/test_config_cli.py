@@ -117,6 +117,8 @@ def test_flags_overlay_only_what_was_given():
     (["tune", "scratch", "--workdir", "w", "--num-samples", "0"], "--num-samples 0 is invalid"),
     (["tune", "scratch", "--workdir", "w", "--max-epochs", "0"], "--max-epochs 0 is invalid"),
     (["tune", "scratch", "--workdir", "w", "--cpus-per-worker", "0"], "--cpus-per-worker 0.0 is invalid"),
+    (["tune", "probe", "--workdir", "w", "--max-epochs", "2", "--grace-period", "3"],
+     "--grace-period 3 is invalid: expected an integer from 1 to the epochs per trial (2), or none for the default"),
     (["tune", "scratch", "--workdir", "w", "--searcher", "tpe"], "unknown searcher 'tpe'"),
     # a traceback from Optuna's sampler, and an experiment written outside the run folder (hostile tester)
     (["tune", "probe", "--workdir", "w", "--seed", "-1"], "--seed -1 is invalid: expected an integer in"),
@@ -126,12 +128,12 @@ def test_flags_overlay_only_what_was_given():
     # every trial started, failed loading it and was retried: 3 minutes to exit 1 (hostile tester round 3)
     (["tune", "transfer", "--workdir", "w", "--weights", "/no/such/backbone.h5"],
      "--weights '/no/such/backbone.h5' is invalid"),
-    (["clean", "--workdir", "w", "--model", "NoSuchArch"], "model='NoSuchArch' is not an open_clip architecture"),
+    (["clean", "--workdir", "w", "--model", "NoSuchArch"], "--model 'NoSuchArch' is not an open_clip architecture"),
     (["clean", "--workdir", "w", "--embedder", "no_such_module_xyz:make"], "cannot import module 'no_such_module_xyz'"),
     (["clean", "--workdir", "w", "--embedder", "json:no_such_factory"], "has no attribute 'no_such_factory'"),
     (["clean", "--workdir", "w", "--pretrained", "/no/such/weights.bin"], "--pretrained '/no/such/weights.bin' is invalid"),
     # a traceback from score_families, after every image was embedded (hostile tester, 2026-12-03)
-    (["clean", "--workdir", "w", "--detector", "os:system"], "detector='os:system' failed on a family of 5 "
+    (["clean", "--workdir", "w", "--detector", "os:system"], "--detector 'os:system' failed on a family of 5 "
                                                               "embeddings (TypeError: system() takes at most 1"),
     (["clean", "--workdir", "w", "--pretrained", "none"], "manifest.parquet does not exist. Run `speciesfam catalog"),
     # a mistyped run folder: catalog comes first (it said "run clean first", which would fail in turn)
@@ -258,7 +260,7 @@ def test_a_pipelines_cpp_lines_go_to_the_log_and_pythons_own_stderr_stays(tmp_pa
 
 
 @pytest.mark.parametrize("body, message", [
-    ("def get_search_space(smoke)\n    return {}", "space='bad_space': importing it failed: SyntaxError"),
+    ("def get_search_space(smoke)\n    return {}", "--space 'bad_space': importing it failed: SyntaxError"),
     ("get_search_space = 5", "has no get_search_space(smoke: bool) function"),
     ("def get_search_space():\n    return {}", "get_search_space(True) raised TypeError"),
     ("def get_search_space(smoke):\n    return {'lr': tune.loguniform(0, 1e-2)}", "raised ValueError: LogUniform"),
@@ -322,7 +324,9 @@ def test_predict_takes_image_paths_after_a_flag(capsys):
                         (["catalog", "src", "--workdir", "w", "more"], "more")):
         with pytest.raises(SystemExit) as exit_:
             cli.parse(argv)
-        assert exit_.value.code == 2 and f"unrecognized arguments: {stray}" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and f"unrecognized arguments: {stray}" in err, err
+        assert err.startswith(f"speciesfam {argv[0]}: error: ") and err.endswith(f"(see speciesfam {argv[0]} --help)\n")
 
 
 def test_a_backbone_that_cannot_take_the_image_size_is_left_out_or_refused_before_any_trial(capsys):
@@ -356,8 +360,8 @@ def test_a_path_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, capsys
                         lambda *a, **k: pytest.fail("catalog read the images before trying its run folder"))
     assert cli.main(["catalog", str(tmp_path / "img"), "--workdir", str(tmp_path / "file" / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("speciesfam catalog: error: NotADirectoryError: ") and \
-        "check the path, its permissions" in err[0], err
+    assert err == [f"speciesfam catalog: error: --workdir {tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is not a "
+                   "folder; give a folder for the run (it is created)"]
     # predict: paths after a flag and after `--` (a file name starting with '-')
     assert cli.parse(["predict", "B", "--top-k", "1", "a.jpg", "--", "-x.jpg"]).paths == ["a.jpg", "-x.jpg"]
     with pytest.raises(SystemExit):

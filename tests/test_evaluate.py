@@ -129,9 +129,10 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
         shutil.copy(p, tmp_path / "new" / f"{i}{Path(p).suffix}")
     known = [f"new/{i}{Path(p).suffix}" for i, p in enumerate(usable["path"])]
     (tmp_path / "new" / "bad.jpg").write_bytes(b"not a jpeg")
-    for i in (0, 1):  # other files: the same file under another label is a conflict (the next test)
-        shutil.copy(tmp_path / known[i], tmp_path / "new" / f"other{i}{Path(known[i]).suffix}")
-    others = [f"new/other{i}{Path(known[i]).suffix}" for i in (0, 1)]
+    extra = cleaned.loc[cleaned["status"] == "ok", "path"].iloc[6:8]  # other images (a copy is one image: below)
+    for i, p in enumerate(extra):
+        shutil.copy(p, tmp_path / "new" / f"other{i}{Path(p).suffix}")
+    others = [f"new/other{i}{Path(p).suffix}" for i, p in enumerate(extra)]
     table = pd.DataFrame({"path": [*known, *others, "new/bad.jpg", "", "new/missing.png"],
                           "label": [*usable["label"], "Canidae", f"{usable['label'].iloc[1]} ", "Felidae", "Felidae",
                                     "Felidae"]})
@@ -218,20 +219,40 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
         assert said in err and "Traceback" not in err, (argv, err)
 
 
-def test_a_labelled_set_scores_a_file_listed_twice_once_and_one_listed_under_two_labels_not_at_all(tmp_path):
-    """dup.csv listing an image three times scored it three times, with no word (hostile tester)."""
+def test_a_labelled_set_scores_an_image_listed_twice_once_and_one_listed_under_two_labels_not_at_all(tmp_path):
+    """dup.csv listing an image three times scored it three times, with no word; a copy of it under another name
+    was scored again too (catalog keeps one of such files) (hostile tester)."""
     from speciesfam.evaluate import evaluation_rows
 
-    for name in ("a.jpg", "b.jpg", "c.jpg"):
-        (tmp_path / name).write_bytes(b"x")
+    from PIL import Image
+
+    for name, colour in (("a.jpg", 0), ("b.jpg", 1), ("c.jpg", 2), ("copy_of_a.jpg", 0), ("copy_of_b.jpg", 1)):
+        Image.new("RGB", (4, 4), (colour, 0, 0)).save(tmp_path / name, format="PNG")
     (tmp_path / "link.jpg").symlink_to(tmp_path / "a.jpg")  # the same file under another name
-    pd.DataFrame({"path": ["a.jpg", "b.jpg", "a.jpg", str(tmp_path / "a.jpg"), "c.jpg", "c.jpg", "link.jpg"],
-                  "label": ["Felidae", "Ranidae", "Felidae", "Felidae", "Felidae", "Canidae", "Felidae"]}).to_csv(
-        tmp_path / "set.csv", index=False)
+    pd.DataFrame({"path": ["a.jpg", "b.jpg", "a.jpg", str(tmp_path / "a.jpg"), "c.jpg", "c.jpg", "link.jpg",
+                           "copy_of_a.jpg", "copy_of_b.jpg", "gone.jpg"],
+                  "label": ["Felidae", "Ranidae", "Felidae", "Felidae", "Felidae", "Canidae", "Felidae", "Felidae",
+                            "Canidae", "Felidae"]}).to_csv(tmp_path / "set.csv", index=False)
     rows = evaluation_rows(str(tmp_path / "set.csv"), None)
-    assert rows["status"].tolist() == ["ok", "ok", "duplicate", "duplicate", "conflict", "conflict", "duplicate"]
-    assert rows["reason"].iloc[2] == rows["reason"].iloc[3] == "the same file as row 1 (scored once)"
-    assert rows["reason"].iloc[4] == "listed with labels 'Canidae', 'Felidae': fix its label in the file"
+    assert rows["status"].tolist() == ["ok", "conflict", "duplicate", "duplicate", "conflict", "conflict",
+                                       "duplicate", "duplicate", "conflict", "unreadable"]
+    assert rows["reason"].iloc[2] == rows["reason"].iloc[7] == "the same image as row 1 (scored once)"
+    assert rows["reason"].iloc[4] == "the same image is listed with labels 'Canidae', 'Felidae': fix its label in " \
+                                     "the file"
+    assert rows["reason"].iloc[1] == "the same image is listed with labels 'Canidae', 'Ranidae': fix its label in " \
+                                     "the file"  # b.jpg, and its copy under another label
+    assert rows["reason"].iloc[9].startswith("cannot read file: ")
+    # bytes that are no image are unreadable in every row that lists them: not one image scored once (it was
+    # not scored at all), nor one image under two labels (hostile tester)
+    for name in ("empty1.jpg", "empty2.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    for name in ("text1.jpg", "text2.jpg"):
+        (tmp_path / name).write_bytes(b"garbage")
+    pd.DataFrame({"path": ["empty1.jpg", "empty2.jpg", "text1.jpg", "text2.jpg"],
+                  "label": ["Felidae", "Canidae", "Felidae", "Felidae"]}).to_csv(tmp_path / "bad.csv", index=False)
+    rows = evaluation_rows(str(tmp_path / "bad.csv"), None)
+    assert rows["status"].tolist() == ["unreadable"] * 4, rows
+    assert rows["reason"].iloc[2] == rows["reason"].iloc[3] != "" and "row" not in rows["reason"].iloc[2]
 
 
 def test_an_image_replaced_since_catalog_is_not_scored_as_the_catalogued_one(probe_run, probe_bundle, tmp_path):

@@ -157,6 +157,11 @@ def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_pa
     config = json.load(open(os.path.join(ckpt.path, "config.json")))
     assert config["kind"] == config["model"] == "probe" and config["embedding_dim"] == 64
     assert config["embedding_model"] == "synthetic-gaussian" and len(config["labels"]) == 12
+    from speciesfam.train.probe import READS
+
+    # what the trial used: no CNN defaults (augment, ...) on its card, and weight decay only for AdamW
+    adamw = config["hp"]["optimizer"] == "adamw"
+    assert sorted(config["hp"]) == sorted(k for k in READS if k != "weight_decay" or adamw)
     metrics = json.load(open(os.path.join(ckpt.path, "metrics.json")))
     assert metrics[cfg_metric] == pytest.approx(best.metrics_dataframe[cfg_metric].max())
     assert set(metrics["per_class_f1"]) == set(config["labels"])

@@ -160,3 +160,15 @@ def test_imagenet_weights_that_cannot_be_downloaded_or_found_are_refused_in_seco
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "mobilenet_v3_small_weights.h5").write_bytes(b"cached")
     _check_imagenet_reachable("weights.invalid")  # downloaded before: Keras reads the cache
+
+
+@pytest.mark.parametrize("workdir", ["afile", "afile/"])  # under a file: test_config_cli
+def test_a_stage_refuses_a_run_folder_at_or_under_a_file_naming_it(workdir, tmp_path, capsys):
+    """`--workdir afile/` got past the file check and the error named afile/logs (hostile tester)."""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "imgs").mkdir()
+    assert cli.main(["catalog", str(tmp_path / "imgs"), "--workdir", str(tmp_path / workdir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"--workdir {tmp_path / workdir}: {tmp_path / 'afile'} is not a folder; give a folder for "
+                        "the run (it is created)") and len(err.splitlines()) == 1, err
+    assert (tmp_path / "afile").read_text() == "x"

@@ -31,7 +31,7 @@ def test_wandb_online_without_a_key_is_one_line_before_ray_starts(tmp_path, monk
         warnings.simplefilter("error")
         assert cli.main(["tune", "probe", "--workdir", str(tmp_path / "run"), "--wandb", "online"]) == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines() == ["speciesfam tune: error: wandb='online': no W&B API key on this node; run "
+    assert err.strip().splitlines() == ["speciesfam tune: error: --wandb online: no W&B API key on this node; run "
                                         "`wandb login` once here (or set WANDB_API_KEY), or give --wandb offline and "
                                         "upload later with `wandb sync`"], err
     assert not (tmp_path / "run" / "tune").exists() and not (tmp_path / "run" / "trials.csv").exists()

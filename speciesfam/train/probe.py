@@ -71,8 +71,10 @@ def probe_arrays(workdir: str, labels: list[str]) -> dict[str, tuple[np.ndarray,
 
 
 def probe_hp(config: dict[str, Any]) -> dict[str, Any]:
-    """Every setting of a probe trial: training defaults, build_probe's head defaults, then the trial's values."""
-    return {**HEAD_DEFAULTS, **hyperparameters({"hp": config})}
+    """Every setting a probe trial reads (``READS``): the trial's values over the training and head defaults; the
+    CNNs' defaults (augment, freeze_epochs, ...) are left out: the bundle's card would list them as used."""
+    every = {**HEAD_DEFAULTS, **hyperparameters({"hp": config})}
+    return {k: every[k] for k in READS}
 
 
 def init_params(dim: int, num_classes: int, layers: int, units: int, seed: int) -> list[np.ndarray]:
@@ -223,13 +225,14 @@ def _shaped_model(num_classes: int, dim: int, hp: dict[str, Any]):
 def write_checkpoint(directory: str, weights: list, hp: dict[str, Any], fixed: dict[str, Any],
                      metrics: dict[str, Any]) -> None:
     """The probe checkpoint folder: probe.weights.h5 (Keras weights of build_probe), config.json, metrics.json.
-    ``hp``: the trial's complete settings (``probe_hp``)."""
+    ``hp``: the trial's complete settings (``probe_hp``); config.json keeps those it used."""
     weights = [np.asarray(w) for w in weights]
     labels, dim = list(fixed["labels"]), int(weights[0].shape[0])
     model = _shaped_model(len(labels), dim, hp)
     model.set_weights(weights)
     model.save_weights(os.path.join(directory, WEIGHTS))
-    config = {"kind": "probe", "model": "probe", "labels": labels, "hp": hp, "embedding_dim": dim,
+    used = {k: v for k, v in hp.items() if k != "weight_decay" or hp["optimizer"] == "adamw"}  # AdamW's only
+    config = {"kind": "probe", "model": "probe", "labels": labels, "hp": used, "embedding_dim": dim,
               "embedding_model": fixed.get("embedding_model"), "precision": fixed.get("precision", "float32")}
     for name, data in (("config.json", config), ("metrics.json", metrics)):
         with open(os.path.join(directory, name), "w") as f:

@@ -69,13 +69,13 @@ def _module(name: str):
     try:
         module = importlib.import_module(name)
     except ImportError as err:
-        raise ConfigError(f"space={name!r}: cannot import it ({err}); give an importable module with "
+        raise ConfigError(f"--space {name!r}: cannot import it ({err}); give an importable module with "
                           "get_search_space(smoke: bool) (a file in the current folder: PYTHONPATH=. or pip install "
                           "your package)") from err
     except Exception as err:  # a syntax error or a failing import inside the user's module
-        raise ConfigError(f"space={name!r}: importing it failed: {type(err).__name__}: {err}") from err
+        raise ConfigError(f"--space {name!r}: importing it failed: {type(err).__name__}: {err}") from err
     if not callable(getattr(module, "get_search_space", None)):
-        raise ConfigError(f"space={name!r} has no get_search_space(smoke: bool) function")
+        raise ConfigError(f"--space {name!r} has no get_search_space(smoke: bool) function")
     return module
 
 
@@ -83,9 +83,9 @@ def _call(module, name: str, smoke: bool) -> dict[str, Any]:
     try:
         space = module.get_search_space(smoke)
     except Exception as err:  # e.g. tune.loguniform(0, ...), or a function that takes no argument
-        raise ConfigError(f"space={name!r}: get_search_space({smoke}) raised {type(err).__name__}: {err}") from err
+        raise ConfigError(f"--space {name!r}: get_search_space({smoke}) raised {type(err).__name__}: {err}") from err
     if not isinstance(space, dict):
-        raise ConfigError(f"space={name!r}: get_search_space() returned a {type(space).__name__}; it must return a "
+        raise ConfigError(f"--space {name!r}: get_search_space() returned a {type(space).__name__}; it must return a "
                           "dict of hyperparameter name -> value or tune.choice/uniform/...")
     return space
 
@@ -101,7 +101,7 @@ def load_space(cfg) -> dict[str, Any]:
     if cfg.kind != "probe" and "model" in merged:
         merged["model"] = models_that_build(merged["model"], cfg.image_size)
     if not any(_is_range(v) for v in merged.values()) and cfg.searcher not in ("random", "grid"):
-        raise ConfigError(f"space={name!r}{' with --extra' if cfg.extra else ''} leaves {cfg.searcher} nothing to "
+        raise ConfigError(f"--space {name!r}{' with --extra' if cfg.extra else ''} leaves {cfg.searcher} nothing to "
                           "search (every value is fixed): give at least one tune.choice/uniform/loguniform/randint "
                           "range, or train the one configuration with --searcher random --num-samples 1")
     return merged
@@ -154,14 +154,14 @@ def check_space(space: dict[str, Any], name: str, kind: str, extra: dict[str, An
     from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
     if kind != "probe" and "model" not in space and "model" not in extra:
-        raise ConfigError(f"space={name!r} has no 'model': a {kind} space chooses the CNN each trial builds, e.g. "
+        raise ConfigError(f"--space {name!r} has no 'model': a {kind} space chooses the CNN each trial builds, e.g. "
                           "'model': tune.choice(['scratch_sequential']) (see search_spaces/)")
     known = known_names(kind)
     own = kind != "probe" and _own_model(space, extra)
     for key, value in space.items():
         if key not in known and not own:
-            raise _unknown(f"space={name!r}", key, kind, known, "the trainers or models")
-        where = f"space={name!r}: {key}"
+            raise _unknown(f"--space {name!r}", key, kind, known, "the trainers or models")
+        where = f"--space {name!r}: {key}"
         if isinstance(value, Categorical):
             if not value.categories:
                 raise ConfigError(f"{where} is tune.choice([]): give at least one value")

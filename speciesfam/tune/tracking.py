@@ -43,7 +43,7 @@ def check_wandb_key() -> None:
     from ..errors import ConfigError
 
     if "WANDB_API_KEY" in os.environ and not os.environ["WANDB_API_KEY"].strip():  # Ray takes it as a key
-        raise ConfigError("wandb='online': WANDB_API_KEY is set but blank; set it to your key, unset it to use "
+        raise ConfigError("--wandb online: WANDB_API_KEY is set but blank; set it to your key, unset it to use "
                           "`wandb login`'s, or give --wandb offline")
     missing, said = False, io.StringIO()
     # wandb's deprecation notice for the API Ray calls goes to the log, not the console
@@ -55,7 +55,7 @@ def check_wandb_key() -> None:
     if said.getvalue().strip():
         logging.getLogger(__name__).info("W&B's credential lookup said: %s", said.getvalue().strip())
     if missing:
-        raise ConfigError("wandb='online': no W&B API key on this node; run `wandb login` once here (or set "
+        raise ConfigError("--wandb online: no W&B API key on this node; run `wandb login` once here (or set "
                           "WANDB_API_KEY), or give --wandb offline and upload later with `wandb sync`") from None
 
 

@@ -69,14 +69,14 @@ def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
             if len(rows):
                 return json.loads(rows.iloc[0]["config"])
     if record is not None and same_split:  # it ran here, and no trial finished: running it again is refused
-        raise ConfigError(f"init_from={source!r}: that search ran on this run's val split, but none of its trials "
+        raise ConfigError(f"--init-from {source!r}: that search ran on this run's val split, but none of its trials "
                           f"finished with a val macro-F1 (see {trials_uri}); give --init-from another search, or "
                           "drop it")
     from ..config import KINDS
 
     run_it = f"speciesfam tune {source}" if source in KINDS else f"speciesfam tune probe --name {source}"
-    raise ConfigError(f"init_from={source!r}: no finished trial scored on this run's val split found in {experiment} "
-                      f"or {trials_uri}; run `{run_it} --workdir {workdir}` first, or drop init_from")
+    raise ConfigError(f"--init-from {source!r}: no finished trial scored on this run's val split found in {experiment} "
+                      f"or {trials_uri}; run `{run_it} --workdir {workdir}` first, or drop --init-from")
 
 
 def fit_point(config: dict[str, Any], space: dict[str, Any], seed: int = 0,
