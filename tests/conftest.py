@@ -129,9 +129,10 @@ def probe_bundle(probe_run):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, ray_session):
-    """The demo pipeline end to end with tiny settings (2 trials x 2 epochs); its artifacts feed several tests."""
+    """The demo pipeline end to end with tiny settings (1 trial x 2 epochs: a second trial, ~35 s on 2 cores,
+    checked nothing more); its artifacts feed several tests."""
     from speciesfam.demo import run_demo
 
     workdir = tmp_path_factory.mktemp("demo")
-    out = run_demo(str(workdir), num_samples=2, max_epochs=2)
+    out = run_demo(str(workdir), num_samples=1, max_epochs=2)
     return workdir, out

@@ -42,9 +42,10 @@ def test_two_node_cluster_runs_clean_and_tune_jobs(cluster, workdir):
     assert len(nodes) == 2 and any("head" in n for n in nodes) and any("node2" in n for n in nodes)
     # the clean job runs its stages as the CLI does: stage records, logs and the report (it wrote none of them)
     assert all(os.path.exists(os.path.join(workdir, f)) for f in ("report.html", "logs", "stages/clean.json"))
-    cluster.submit("jobs/tune_transfer.py", "--smoke-test", "--workdir", workdir)
+    # one trial of 2 workers (a second trial ran after it: ~50 s more, and checked nothing more)
+    cluster.submit("jobs/tune_transfer.py", "--smoke-test", "--num-samples", "1", "--workdir", workdir)
     summary = check_artifacts(workdir)
-    assert summary["trials"] == 2 and summary["ok"] >= 1
+    assert summary["trials"] == summary["ok"] == 1
     assert os.path.isdir(os.path.join(workdir, "tune", "transfer"))
 
 

@@ -14,9 +14,8 @@ def test_demo_writes_every_artifact(demo_run):
     for name, path in out["artifacts"].items():
         assert __import__("os").path.exists(path), name
     trials = pd.read_csv(workdir / "trials.csv")
-    assert len(trials) == 2 and (trials["status"] == "ok").all()
+    assert len(trials) == 1 and (trials["status"] == "ok").all()
     assert trials["best_val_macro_f1"].between(0, 1).all()
-    assert trials["best_val_macro_f1"].is_monotonic_decreasing
     cleaned = pd.read_parquet(workdir / "clean_manifest.parquet")
     assert (cleaned["status"] == "removed").sum() == len(pd.read_csv(workdir / "removed.csv"))
     labels = json.loads((workdir / "bundle" / "labels.json").read_text())

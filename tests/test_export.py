@@ -173,8 +173,8 @@ def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
 @pytest.mark.slow  # two actor pools that each load torch, open_clip and TensorFlow (~1-2 min on 2 cores)
 def test_batch_prediction_over_a_folder_accounts_for_every_file_and_resumes(probe_bundle, collection, tmp_path,
                                                                             ray_session, capsys):
-    """The probe bundle in Ray Data actors (torch then TensorFlow in each); test_bundle.py runs the same checks
-    on a CNN bundle in the fast set."""
+    """The probe bundle in Ray Data actors (torch then TensorFlow in each); test_bundle.py runs the same checks,
+    resuming aside, on a CNN bundle."""
     from test_bundle import check_batch_prediction
 
     check_batch_prediction(probe_bundle, collection[0], tmp_path, capsys)
