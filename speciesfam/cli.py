@@ -213,12 +213,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import NOT_SCORED, evaluate
 
     m = evaluate(args.bundle, args.manifest, args.split, args.out)
-    split = m["split"]
-    print(f"evaluate: {split} macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
+    split, whole = m["split"], m.get("whole_set")  # a labelled set without splits: scored whole (named test_*)
+    print(f"evaluate: {'the whole set' if whole else split}: macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
           f"{m[f'{split}_accuracy']:.3f} on {m['images']} images ({m['kind']} bundle); reports in {m['out']}")
     left_out = {status: m[status] for status in NOT_SCORED if m[status]}
-    if left_out:
-        what = "images of the set" if m.get("whole_set") else f"{split} images"  # a labelled set without splits
+    if left_out:  # rows: a duplicate row is an image scored once
+        what = "rows of the set" if whole else f"{split} rows"
         print(f"evaluate: {sum(left_out.values())} {what} are not scored ("
               f"{', '.join(f'{n} {s}' for s, n in left_out.items())}; each row's reason: "
               f"{os.path.join(m['out'], 'rows.csv')})", file=sys.stderr)

@@ -21,7 +21,7 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(probe_run / "clean_manifest.parquet"),
                      "--out", str(tmp_path / "cli")]) == 0
     said = capsys.readouterr().out.strip().splitlines()
-    assert len(said) == 1 and said[0].startswith("evaluate: test macro-F1 ") and \
+    assert len(said) == 1 and said[0].startswith("evaluate: test: macro-F1 ") and \
         said[0].endswith(f"(probe bundle); reports in {tmp_path / 'cli'}"), said
 
     summary = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(tmp_path))
@@ -68,7 +68,7 @@ def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "messy.parquet"),
                      "--out", str(tmp_path / "eval")]) == 1  # scored, but not every row: like predict
     err = capsys.readouterr().err
-    assert "evaluate: 2 test images are not scored (2 unreadable; each row's reason: " in err and "Traceback" not in err
+    assert "evaluate: 2 test rows are not scored (2 unreadable; each row's reason: " in err and "Traceback" not in err
     # (a damaged file is unreadable, not 'changed': it is both, and unreadable says more)
     rows = pd.read_csv(tmp_path / "eval" / "rows.csv", keep_default_na=False)
     assert len(rows) == len(test) and rows["status"].value_counts().to_dict() == {"ok": len(test) - 2,
@@ -141,8 +141,10 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     out = tmp_path / "eval"
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "labelled.csv"),
                      "--out", str(out)]) == 1  # scored, but not every row
-    err = capsys.readouterr().err
-    assert "evaluate: 6 images of the set are not scored (3 unreadable, 1 unlabelled, 2 unknown_family; " in err, err
+    said = capsys.readouterr()
+    err = said.err
+    assert said.out.startswith("evaluate: the whole set: macro-F1 "), said.out  # it said "test macro-F1"
+    assert "evaluate: 6 rows of the set are not scored (3 unreadable, 1 unlabelled, 2 unknown_family; " in err, err
     rows = pd.read_csv(out / "rows.csv", keep_default_na=False)
     assert len(rows) == len(table) and (rows["reason"] != "").sum() == 6
     assert list(rows["status"]) == ["ok"] * 6 + ["unknown_family"] * 2 + ["unreadable"] * 3 + ["unlabelled"]
