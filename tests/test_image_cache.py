@@ -1,11 +1,10 @@
 """The decoded-image cache: built once per size from the one decode path, reused, and read by training with
-the same values (and so the same model) as decoding every JPEG."""
+the same values as decoding every JPEG (and so the same model: test_train.py trains from both)."""
 
 import os
 
 import numpy as np
 import pytest
-from conftest import pickle_by_value
 
 from speciesfam.data.catalog import build_manifest
 
@@ -63,34 +62,3 @@ def test_cached_batches_equal_decoded_batches(catalogued, ray_session):
             assert xb.dtype == np.float32
             np.testing.assert_array_equal(xa, xb)
             np.testing.assert_array_equal(ya, yb)
-
-
-@pytest.mark.slow  # two Ray Train runs (~80 s here); the default suite trains from the cache in the demo's search
-def test_training_from_the_cache_matches_decoding_and_reports_its_start_up(catalogued, tmp_path, ray_session):
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
-
-    from speciesfam.data import image_cache
-    from speciesfam.train.loop import train_loop_per_worker
-    from speciesfam.tune.search import WORKER_ENV
-
-    workdir, m = catalogued
-    labels = sorted(m.loc[m["status"] == "ok", "label"].unique())
-    config = {"manifest": str(workdir / "manifest.parquet"), "labels": labels, "model": "scratch_sequential",
-              "image_size": 32, "weights": None, "max_epochs": 1, "seed": 0, "kind": "scratch",
-              "hp": {"batch_size": 8, "filters": 4, "depth": 1, "head_units": 8, "shuffle": False}}
-    runs = {}
-    for name, extra in (("decoded", {}), ("cached", {"image_cache": image_cache.build(str(workdir), m, 32)})):
-        runs[name] = TensorflowTrainer(
-            train_loop_per_worker, train_loop_config={**config, **extra},
-            scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 0.5}),
-            run_config=RunConfig(name=name, storage_path=str(tmp_path),
-                                 worker_runtime_env={"env_vars": WORKER_ENV})).fit().metrics
-    assert runs["cached"]["train_loss"] == pytest.approx(runs["decoded"]["train_loss"], rel=1e-5)
-    assert runs["cached"]["val_macro_f1"] == pytest.approx(runs["decoded"]["val_macro_f1"], abs=1e-9)
-    assert runs["cached"]["kind"] == "scratch" and runs["cached"]["model"] == "scratch_sequential"
-    for part in ("imports", "strategy", "dataset", "model", "first_step"):
-        assert runs["cached"][f"startup_{part}_s"] >= 0
-
-
-pickle_by_value(__name__)

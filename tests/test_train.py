@@ -1,4 +1,5 @@
-"""Multi-worker training under Ray Train: 2 workers agree with each other and with 1 worker; resume works."""
+"""Multi-worker training under Ray Train: 2 workers agree with each other and with 1 worker; resume works; the
+image cache trains the same model as decoding every JPEG."""
 
 import numpy as np
 import pytest
@@ -61,21 +62,30 @@ def _weights(path):
         return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
 
 
-@pytest.mark.slow  # ~60 s: a 1-worker, a 2-worker and a resumed 2-worker Ray Train run (MultiWorkerMirroredStrategy)
+@pytest.mark.slow  # ~60-100 s: a 1-worker, a 2-worker and a resumed 2-worker Ray Train run (MultiWorkerMirroredStrategy)
 def test_two_workers_match_each_other_and_one_worker_and_resume_from_their_checkpoint(small_manifest, tmp_path,
                                                                                       ray_session):
     import json
+    import os
 
     import keras
+    import pandas as pd
 
+    from speciesfam.data import image_cache
     from speciesfam.train.loop import train_loop_per_worker
 
     manifest, labels = small_manifest
     # per-worker batch 8 x 2 workers = the same global batch of 16 as 1 worker x 16; unshuffled shards
     # (rows 0,2,4.. and 1,3,5..) make the two global batches hold exactly the 1-worker batches' images.
+    # The 1-worker run reads the image cache, the others decode every JPEG: the same model, so training from the
+    # cache is training on the same images (test_image_cache.py checks its batches bit for bit; two more runs
+    # here, cache against decoding, cost ~65 s of CI).
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
-    r1 = _fit(_train_and_dump, _config(manifest, labels, dump=str(one)), 1, tmp_path, "one")
+    cache = image_cache.build(os.path.dirname(manifest), pd.read_parquet(manifest), 32)
+    r1 = _fit(_train_and_dump, _config(manifest, labels, dump=str(one), image_cache=cache), 1, tmp_path, "one")
+    for part in ("imports", "strategy", "dataset", "model", "first_step"):  # its start-up, in epoch 1's report
+        assert r1.metrics_dataframe[f"startup_{part}_s"].iloc[0] >= 0
     r2 = _fit(_train_and_dump, _config(manifest, labels, dump=str(two), hp={"batch_size": 8}), 2, tmp_path, "two")
     w0, w1, single = _weights(two / "rank0.npz"), _weights(two / "rank1.npz"), _weights(one / "rank0.npz")
     for a, b, c in zip(w0, w1, single):
