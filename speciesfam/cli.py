@@ -268,11 +268,9 @@ def _run_stage(args: argparse.Namespace) -> int:
     from .lines import summary_line
     from .report import write_report
 
-    try:  # a file, or a path under one ('afile/', 'afile/run'): said before its logs folder is named
-        storage.check_creatable(args.workdir)
-    except OSError as err:
-        made = " (it is created)" if args.command == "catalog" else ""
-        raise SpeciesfamError(f"--workdir {args.workdir}: {err.strerror}; give a folder for the run{made}") from None
+    # a file, or a path under one ('afile/', 'afile/run'): said before its logs folder is named
+    storage.require_creatable(args.workdir, "--workdir",
+                              "the run (it is created)" if args.command == "catalog" else "the run")
     failed = None
     with console.stage_logs(args.workdir, args.command):
         try:

@@ -262,10 +262,7 @@ def check_out(out: str, workdir: str) -> None:
                               f"{B.SCHEMA!r}); export replaces the folder whole: give a new or empty folder")
     if os.path.exists(out) and not os.path.isdir(out):
         raise SpeciesfamError(f"--out {out} is a file; give a folder for the bundle")
-    try:  # a path under a file: a FileExistsError once the bundle was written
-        storage.check_creatable(out)
-    except OSError as err:
-        raise SpeciesfamError(f"--out {out}: {err.strerror}; give a folder for the bundle") from None
+    storage.require_creatable(out, "--out", "the bundle")  # a path under a file: a FileExistsError once written
     foreign = _foreign_files(out) if os.path.isdir(out) and B.is_bundle(out) else []
     if foreign:  # notes or predictions saved beside the model: replacing the bundle would delete them unsaid
         raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({', '.join(foreign[:5])}"

@@ -130,6 +130,17 @@ def check_creatable(uri: str) -> None:
     raise NotADirectoryError(errno.ENOTDIR, f"{above} is not a folder", uri)
 
 
+def require_creatable(uri: str, flag: str, purpose: str) -> None:
+    """``check_creatable`` as the command's one-line refusal naming its flag
+    (``--out X: /a is not a folder; give a folder for the bundle``)."""
+    from .errors import SpeciesfamError
+
+    try:
+        check_creatable(uri)
+    except OSError as err:
+        raise SpeciesfamError(f"{flag} {uri}: {err.strerror}; give a folder for {purpose}") from None
+
+
 def makedirs(uri: str) -> None:
     fs, path = filesystem(uri)
     fs.create_dir(path, recursive=True)

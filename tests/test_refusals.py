@@ -172,3 +172,14 @@ def test_a_stage_refuses_a_run_folder_at_or_under_a_file_naming_it(workdir, tmp_
     assert err.endswith(f"--workdir {tmp_path / workdir}: {tmp_path / 'afile'} is not a folder; give a folder for "
                         "the run (it is created)") and len(err.splitlines()) == 1, err
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_export_refuses_an_out_folder_under_a_file_before_any_work(tmp_path):
+    """`export --out afile/x` failed with a FileExistsError once the bundle had been written (hostile tester)."""
+    from speciesfam.export import check_out
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SpeciesfamError, match=f"^--out {tmp_path / 'afile' / 'x'}: {tmp_path / 'afile'} is not a "
+                                              "folder; give a folder for the bundle$"):
+        check_out(str(tmp_path / "afile" / "x"), str(tmp_path / "run"))
+    assert (tmp_path / "afile").read_text() == "x"
