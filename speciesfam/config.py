@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, SpeciesfamError
 
 __all__ = ["CatalogConfig", "CleanConfig", "ConfigError", "DemoConfig", "TuneConfig", "from_dict"]
 
@@ -33,6 +33,14 @@ def opt(default: Any, help: str, **meta: Any) -> Any:
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
         raise invalid(name, value, f"is invalid: expected {allowed}")
+
+
+def _registered(registry: Any, name: str, value: str) -> None:
+    """Fail as ``name=value ...`` (``--name value ...`` on the CLI) when ``registry`` has no entry ``value``."""
+    try:
+        registry.get(value)
+    except SpeciesfamError as err:  # an unknown name (the message lists the valid ones) or a plug-in that fails
+        raise invalid(name, value, f"is invalid: {err}") from None
 
 
 def invalid(name: str, value: Any, detail: str) -> ConfigError:
@@ -199,9 +207,9 @@ class CleanConfig:
                                                   weights.endswith((".bin", ".pt", ".pth", ".safetensors")))
             _require(not local_path or os.path.isfile(weights), "pretrained", self.pretrained,
                      "an existing local weights file, an open_clip tag, or 'none'")
-        detector = DETECTORS.get(self.detector)
+        _registered(DETECTORS, "detector", self.detector)
         if ":" in self.detector:  # a user's module:attr: tried on a tiny family now, not after every embedding
-            _check_detector(self.detector, detector)
+            _check_detector(self.detector, DETECTORS.get(self.detector))
 
 
 def _check_detector(name: str, fn: Any) -> None:
@@ -348,8 +356,8 @@ class TuneConfig:
                  "or none")
         from .registry import SCHEDULERS, SEARCHERS
 
-        SEARCHERS.get(self.searcher)
-        SCHEDULERS.get(self.scheduler)
+        _registered(SEARCHERS, "searcher", self.searcher)
+        _registered(SCHEDULERS, "scheduler", self.scheduler)
 
 
 @dataclass

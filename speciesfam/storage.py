@@ -10,6 +10,7 @@ import errno
 import io
 import os
 import stat
+import tempfile
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -124,8 +125,11 @@ def check_creatable(uri: str) -> None:
     while not os.path.lexists(above) and os.path.dirname(above) != above:
         above = os.path.dirname(above)
     if os.path.isdir(above):
-        if above != path and not os.access(above, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, f"cannot create a folder in {above}", uri)
+        if above != path:  # tried, not os.access: root passes that check on read-only mounts and in /proc
+            try:
+                os.rmdir(tempfile.mkdtemp(prefix=".speciesfam-check-", dir=above))
+            except OSError as err:
+                raise type(err)(err.errno, f"cannot create a folder in {above} ({err.strerror})", uri) from None
         return
     raise NotADirectoryError(errno.ENOTDIR, f"{above} is not a folder", uri)
 

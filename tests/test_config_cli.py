@@ -119,7 +119,10 @@ def test_flags_overlay_only_what_was_given():
     (["tune", "scratch", "--workdir", "w", "--cpus-per-worker", "0"], "--cpus-per-worker 0.0 is invalid"),
     (["tune", "probe", "--workdir", "w", "--max-epochs", "2", "--grace-period", "3"],
      "--grace-period 3 is invalid: expected an integer from 1 to the epochs per trial (2), or none for the default"),
-    (["tune", "scratch", "--workdir", "w", "--searcher", "tpe"], "unknown searcher 'tpe'"),
+    (["tune", "scratch", "--workdir", "w", "--searcher", "tpe"], "--searcher 'tpe' is invalid: unknown searcher 'tpe'"),
+    (["tune", "scratch", "--workdir", "w", "--scheduler", "pbt"], "--scheduler 'pbt' is invalid: unknown "
+     "scheduler 'pbt'; valid schedulers: "),
+    (["clean", "--workdir", "w", "--detector", "lof2"], "--detector 'lof2' is invalid: unknown detector 'lof2'"),
     # a traceback from Optuna's sampler, and an experiment written outside the run folder (hostile tester)
     (["tune", "probe", "--workdir", "w", "--seed", "-1"], "--seed -1 is invalid: expected an integer in"),
     (["tune", "probe", "--workdir", "w", "--name", "../../ESCAPED"], "--name '../../ESCAPED' is invalid"),

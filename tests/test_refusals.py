@@ -3,9 +3,11 @@ before any work, and nothing is written where it should not be."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from speciesfam import cli
+from speciesfam import cli, storage
 from speciesfam.config import TuneConfig
 from speciesfam.errors import ConfigError, SourceError, SpeciesfamError
 
@@ -80,9 +82,6 @@ def test_predict_refuses_an_output_it_could_not_write_whole_before_any_work(tmp_
 def test_predict_rows_of_a_folder_keep_why_a_file_cannot_be_read(tmp_path):
     """A file whose name is not UTF-8 was given 'No such file or directory'; as a path given alone, it made
     predict's folder check raise UnicodeEncodeError (hostile tester)."""
-    import os
-
-    from speciesfam import storage
     from speciesfam.predict import input_rows
 
     folder = tmp_path / "imgs"
@@ -142,8 +141,6 @@ def test_predict_table_keeps_a_file_on_one_line_and_its_families_apart():
 
 
 def test_a_damaged_table_is_named_in_one_line(tmp_path):
-    from speciesfam import storage
-
     (tmp_path / "m.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(SourceError) as err:
         storage.read_table(str(tmp_path / "m.parquet"))
@@ -183,3 +180,16 @@ def test_export_refuses_an_out_folder_under_a_file_before_any_work(tmp_path):
                                               "folder; give a folder for the bundle$"):
         check_out(str(tmp_path / "afile" / "x"), str(tmp_path / "run"))
     assert (tmp_path / "afile").read_text() == "x"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_run_folder_where_no_folder_can_be_made_is_refused_naming_the_flag(tmp_path, capsys):
+    """As root, os.access says /proc is writable: catalog ended in pyarrow's error, not naming --workdir
+    (hostile tester). The check now tries to make a folder there, and leaves none."""
+    (tmp_path / "imgs").mkdir()
+    assert cli.main(["catalog", str(tmp_path / "imgs"), "--workdir", "/proc/speciesfam-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("speciesfam catalog: error: --workdir /proc/speciesfam-run: cannot create a folder in "
+                          "/proc (") and len(err.splitlines()) == 1, err
+    storage.check_creatable(str(tmp_path / "new" / "run"))  # a writable place passes, and is left as it was
+    assert os.listdir(tmp_path) == ["imgs"]

@@ -95,7 +95,7 @@ def test_configs_name_the_bad_field():
         from_dict(TuneConfig, {"num_sample": 3})
     with pytest.raises(ConfigError, match="grace_period=9"):
         TuneConfig(grace_period=9, max_epochs=3).validate()
-    with pytest.raises(KeyError, match="unknown searcher 'tpe'"):
+    with pytest.raises(ConfigError, match="searcher='tpe' is invalid: unknown searcher 'tpe'; valid searchers: "):
         TuneConfig(searcher="tpe").validate()
     with pytest.raises(ConfigError, match="precision='fp16' is invalid: expected 'auto' or 'float32' or 'bfloat16'"):
         TuneConfig(precision="fp16").validate()
