@@ -84,7 +84,8 @@ class _OutsideStages(logging.StreamHandler):
         pass
 
     def emit(self, record: logging.LogRecord) -> None:
-        if not _STAGES:
+        # TensorFlow's warnings (e.g. retracing, when one process loads several models) are not the user's to act on
+        if not _STAGES and (record.levelno >= logging.ERROR or record.name.split(".")[0] not in ("tensorflow", "absl")):
             super().emit(record)
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 HELD_BYTES = 256 * 2**20  # decoded images held before they are predicted (a batch of 64 8000 px photos is 12 GB)
 REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "confusion.png", "per_class_f1.png")
+ROWS_COLUMNS = ("path", "label", "predicted", "probability", "status", "reason")  # rows.csv
 
 
 CATALOG_COLUMNS = {"path", "label", "status", "split", "sha256", "reason"}  # what tells a catalog's manifest
@@ -39,7 +40,11 @@ def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
 
     trained_on = (config.get("trial") or {}).get("trained_on") or {}
     run = storage.parent(manifest_uri)
+    # the stage that wrote this manifest: clean's output is unchanged by a catalog run since (until clean re-runs)
+    wrote = {layout.CLEAN_MANIFEST: "clean", layout.MANIFEST: "catalog"}.get(os.path.basename(manifest_uri))
     for stage, run_id in trained_on.items():
+        if wrote and stage != wrote:
+            continue
         try:
             current = stages.load(run, stage)
         except StageOrderError as err:
@@ -63,6 +68,30 @@ def _refuse_out_in_bundle(out: str, bundle: str) -> None:
                               "(predict then refuses it as damaged); choose a folder outside it")
     if os.path.exists(out) and not os.path.isdir(out):
         raise SpeciesfamError(f"--out {out} is a file; give a folder for the reports")
+    foreign = _not_reports(out) if os.path.isdir(out) else []
+    if foreign:  # the user's own files (or images: the next catalog would take the plots for images)
+        raise SpeciesfamError(f"--out {out} holds files that are not an earlier evaluation's reports "
+                              f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); evaluate writes "
+                              f"{', '.join(REPORTS)} there: give a new or empty folder")
+
+
+def _not_reports(folder: str) -> list[str]:
+    """Entries of ``folder`` that evaluate did not write: other names, and a metrics.json or rows.csv that is
+    not one of evaluate's (a file of the user's that shares the name)."""
+    names = sorted(os.listdir(folder))
+    foreign = [n for n in names if n not in REPORTS or not os.path.isfile(os.path.join(folder, n))]
+    try:
+        if "metrics.json" in names:
+            with open(os.path.join(folder, "metrics.json")) as f:
+                if not {"bundle_id", "split"} <= set(json.load(f)):
+                    foreign.append("metrics.json")
+        if "rows.csv" in names:
+            with open(os.path.join(folder, "rows.csv"), encoding="utf-8") as f:
+                if f.readline().strip() != ",".join(ROWS_COLUMNS):
+                    foreign.append("rows.csv")
+    except (OSError, ValueError, TypeError):  # unreadable, not JSON, not a mapping: not evaluate's
+        foreign.append("metrics.json or rows.csv")
+    return sorted(set(foreign))
 
 
 def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
@@ -294,8 +323,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     if images:
         probs.append(predictor.predict(images, batch_size))
     ok = (rows["status"] == "ok").to_numpy()
-    rows_csv = rows.assign(predicted=None, probability=np.nan)[["path", "label", "predicted", "probability",
-                                                                 "status", "reason"]]
+    rows_csv = rows.assign(predicted=None, probability=np.nan)[list(ROWS_COLUMNS)]
     counts = {status: int((rows["status"] == status).sum()) for status in NOT_SCORED}
     out = storage.local_dir(out)
     if not ok.any():  # the reasons kept; an earlier evaluation's scores there would pass for this one's

@@ -226,13 +226,15 @@ def test_extra_takes_what_the_trainers_models_and_space_read(tmp_path, monkeypat
 def test_a_librarys_bare_logging_call_does_not_turn_every_later_warning_into_console_noise(tmp_path):
     """open_clip calls ``logging.info()`` at module level, which ran ``logging.basicConfig()``: `evaluate` then
     printed matplotlib's layout warnings as 'WARNING:py.warnings:...'. Outside a stage a warning still reaches
-    stderr once, as Python prints it; inside one it goes to RUN/logs/STAGE.log only."""
+    stderr once, as Python prints it, but not TensorFlow's (evaluating two bundles in one process printed its
+    retracing advice); inside one it goes to RUN/logs/STAGE.log only."""
     script = textwrap.dedent(f"""
         import logging, warnings
         from speciesfam import console
         console.setup(False)
         logging.info("a library's chatter")
         warnings.warn("outside a stage")
+        logging.getLogger("tensorflow").warning("5 out of the last 5 calls triggered tf.function retracing")
         with console.stage_logs({str(tmp_path)!r}, "evaluate"):
             warnings.warn("inside a stage")
         print("done")
@@ -241,6 +243,7 @@ def test_a_librarys_bare_logging_call_does_not_turn_every_later_warning_into_con
     assert out.returncode == 0 and out.stdout == "done\n", out.stderr
     assert "UserWarning: outside a stage" in out.stderr and out.stderr.count("outside a stage") == 1, out.stderr
     assert "WARNING:" not in out.stderr and "inside a stage" not in out.stderr and "chatter" not in out.stderr
+    assert "retracing" not in out.stderr
     assert "UserWarning: inside a stage" in (tmp_path / "logs" / "evaluate.log").read_text()
 
 

@@ -4,6 +4,7 @@ scored (each row of the set ends in rows.csv with one status and a reason). Uses
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -24,12 +25,12 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     assert len(said) == 1 and said[0].startswith("evaluate: test: macro-F1 ") and \
         said[0].endswith(f"(probe bundle); reports in {tmp_path / 'cli'}"), said
 
-    summary = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(tmp_path))
+    summary = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(tmp_path / "api"))
     cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
     assert summary["kind"] == "probe"
     assert summary["images"] == ((cleaned["status"] == "ok") & (cleaned["split"] == "test")).sum()
     assert 0 <= summary["test_macro_f1"] <= 1
-    assert pd.read_csv(tmp_path / "per_class.csv")["support"].sum() == summary["images"]
+    assert pd.read_csv(tmp_path / "api" / "per_class.csv")["support"].sum() == summary["images"]
     assert "warning" not in summary  # the run the model was trained on
 
     # The same run after catalog ran again (its splits may be drawn anew): the score is flagged, not trusted.
@@ -39,9 +40,12 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     rerun.mkdir()
     shutil.copy(probe_run / "clean_manifest.parquet", rerun)
     shutil.copytree(probe_run / "stages", rerun / "stages")
-    stages.finish(str(rerun), "catalog")
+    stages.finish(str(rerun), "catalog")  # clean has not run since: its manifest is still the one trained on
+    assert "warning" not in evaluate(str(probe_bundle), str(rerun / "clean_manifest.parquet"), "test",
+                                     str(tmp_path / "again"))
+    stages.finish(str(rerun), "clean")
     again = evaluate(str(probe_bundle), str(rerun / "clean_manifest.parquet"), "test", str(tmp_path / "again"))
-    assert f"{rerun}'s catalog run (" in again["warning"] and "is not the one this model was trained on" in \
+    assert f"{rerun}'s clean run (" in again["warning"] and "is not the one this model was trained on" in \
         again["warning"] and again["run_manifest"] is False
     assert "warning" in json.loads((tmp_path / "again" / "metrics.json").read_text())
 
@@ -101,6 +105,28 @@ def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_
     with pytest.raises(SpeciesfamError, match=f"--out {other / 'x'} is inside a bundle \\({other}\\)"):
         evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(other / "x"))
     load_bundle(str(other))
+
+
+def test_evaluate_writes_only_into_a_new_empty_or_earlier_evaluations_folder(probe_run, probe_bundle, tmp_path):
+    """`--out mynotes` replaced the user's own metrics.json and rows.csv; `--out` an image family folder put
+    the plots among the images, which the next catalog took for images (hostile tester)."""
+    from speciesfam.evaluate import evaluate
+
+    manifest = str(probe_run / "clean_manifest.parquet")
+    notes, family = tmp_path / "mynotes", tmp_path / "images" / "Felidae"
+    notes.mkdir()
+    (notes / "metrics.json").write_text('{"my": "precious notes"}')
+    (notes / "rows.csv").write_text("my,table\n")
+    family.mkdir(parents=True)
+    (family / "cat.jpg").write_bytes(b"jpeg")
+    for out, names in ((notes, "metrics.json, rows.csv"), (family, "cat.jpg")):
+        with pytest.raises(SpeciesfamError, match=f"^--out {out} holds files that are not an earlier evaluation's "
+                                                  f"reports \\({names}\\); evaluate writes metrics.json, "):
+            evaluate(str(probe_bundle), manifest, "test", str(out))
+    assert (notes / "metrics.json").read_text() == '{"my": "precious notes"}' and os.listdir(family) == ["cat.jpg"]
+    first = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))  # new, then again: replaced
+    again = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))
+    assert again["test_macro_f1"] == first["test_macro_f1"]
 
 
 def test_the_runs_catalog_manifest_never_replaces_the_runs_own_score(probe_run, probe_bundle):
@@ -195,7 +221,7 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     shutil.copytree(probe_run / "stages", other / "stages")
     from speciesfam import stages
 
-    stages.finish(str(other), "catalog")
+    stages.finish(str(other), "clean")
     assert not (probe_bundle.parent / "eval_test").exists()
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(other / "clean_manifest.parquet")]) == 0
     assert "is not the one this model was trained on" in capsys.readouterr().err
