@@ -193,3 +193,19 @@ def test_a_run_folder_where_no_folder_can_be_made_is_refused_naming_the_flag(tmp
                           "/proc (") and len(err.splitlines()) == 1, err
     storage.check_creatable(str(tmp_path / "new" / "run"))  # a writable place passes, and is left as it was
     assert os.listdir(tmp_path) == ["imgs"]
+
+
+def test_export_refuses_an_out_folder_inside_another_run_folder(tmp_path):
+    """`export --workdir runs/m1 --out runs/f2/bundle` replaced f2's bundle without a word; f2's report then
+    showed m1's model (hostile tester)."""
+    from speciesfam.export import check_out
+
+    for run in ("m1", "f2"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "manifest.parquet").write_bytes(b"catalog's")
+    for out in (tmp_path / "f2" / "bundle", tmp_path / "f2" / "deep" / "x"):
+        with pytest.raises(SpeciesfamError, match=f"^--out {out} is inside another run folder \\({tmp_path / 'f2'}\\); "
+                                                  f".* \\(default: {tmp_path / 'm1' / 'bundle'}\\)$"):
+            check_out(str(out), str(tmp_path / "m1"))
+    check_out(str(tmp_path / "m1" / "bundle"), str(tmp_path / "m1"))  # its own run folder, or none, is fine
+    check_out(str(tmp_path / "elsewhere" / "bundle"), str(tmp_path / "m1"))
