@@ -165,7 +165,9 @@ def _predict(args: argparse.Namespace) -> int:
     """``predict``: files -> console (this process); a folder or --manifest -> predictions.parquet (Ray Data).
     Exit status 1 when any input could not be predicted."""
     from . import storage
+    from .predict import check_counts
 
+    check_counts(args.batch_size, args.num_actors)  # also with image files, which do not use them
     folders = [p for p in args.paths if storage.is_dir(p)]  # s3://bucket/folder too
     if args.manifest or folders or args.out:
         if len(args.paths) > 1 or (args.manifest and args.paths):
@@ -175,7 +177,7 @@ def _predict(args: argparse.Namespace) -> int:
             raise SpeciesfamError(f"predict got {given}: batch prediction (to a file, with Ray Data) takes one "
                                   "folder or --manifest M; one or more image files, with no folder, no --manifest "
                                   "and no --out, are predicted here and printed")
-        from .predict import predict_collection
+        from .predict import failed, predict_collection
         from .raycluster import init_ray
 
         if args.address:
@@ -183,7 +185,7 @@ def _predict(args: argparse.Namespace) -> int:
         table = predict_collection(args.bundle, args.out or "predictions.parquet", source=(folders or [None])[0],
                                    manifest=args.manifest, top_k=args.top_k, batch_size=args.batch_size,
                                    num_actors=args.num_actors, use_gpu=not args.cpu)
-        return 1 if (table["error"] != "").any() else 0
+        return 1 if failed(table).any() else 0
     if not args.paths:
         raise SpeciesfamError("give image files, a folder or --manifest M")
     from .predict import predict_files

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 PREDICTION_COLUMNS = ["path", "family", "probability", "top_families", "top_probabilities", "error", "bundle_id",
                       "stamp"]
 CARRIED = ("label", "split")  # manifest columns copied to the output (e.g. to score predictions later)
+SKIPPED = "skipped: "  # the error of a hidden file in a folder: left out, as catalog leaves it, not a failure
 
 
 def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int = 32) -> list[dict[str, Any]]:
@@ -73,6 +74,21 @@ def check_top_k(top_k: int) -> None:
         raise SpeciesfamError(f"--top-k {top_k}: give 1 or more (the number of families listed per image)")
 
 
+def check_counts(batch_size: int, num_actors: int | None) -> None:
+    """Refuse impossible --batch-size / --num-actors before any work (Ray raised them with a traceback)."""
+    if batch_size < 1:
+        raise SpeciesfamError(f"--batch-size {batch_size} is invalid: expected an integer >= 1 (images per "
+                              "predictor call)")
+    if num_actors is not None and num_actors < 1:
+        raise SpeciesfamError(f"--num-actors {num_actors} is invalid: expected an integer >= 1, or leave it out for "
+                              "one per GPU (else one per node)")
+
+
+def failed(table: "pd.DataFrame") -> "pd.Series":
+    """Rows that could not be predicted: an error that is not a hidden file skipped (.DS_Store is no failure)."""
+    return (table["error"] != "") & ~table["error"].str.startswith(SKIPPED)
+
+
 def input_rows(source: str | None = None, manifest: str | None = None,
                table: dict[str, list[str | None]] | None = None) -> "pd.DataFrame":
     """The rows to predict: every file under folder ``source`` (recursively), or every row of ``manifest``
@@ -111,7 +127,7 @@ def input_rows(source: str | None = None, manifest: str | None = None,
                               "or --manifest M")
     entries = sorted(entries, key=lambda e: e.path)
     # a hidden file is skipped; a file whose name is not UTF-8 (or a FIFO, ...) keeps the walk's reason
-    errors = [f"skipped: {HIDDEN}" if is_hidden(e.rel) else e.problem for e in entries]
+    errors = [f"{SKIPPED}{HIDDEN}" if is_hidden(e.rel) else e.problem for e in entries]
     df = pd.DataFrame({"path": [e.path for e in entries], "error": errors,
                        "stamp": file_stamps([e.path for e in entries], errors)})
     df.attrs["aliases"] = aliases
@@ -256,6 +272,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     from .raycluster import actor_pool, check_shared, init_ray
 
     check_top_k(top_k)
+    check_counts(batch_size, num_actors)
     check_out(out)
     bundle = os.path.abspath(bundle)
     config, bid = read_config(bundle), bundle_id(bundle)
@@ -314,6 +331,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     missing = rows.loc[~wanted.isin(set(keys)), "path"]
     if len(missing):  # every input row must be accounted for; a gap is a bug, not a result
         raise RuntimeError(f"predict: {len(missing)} input rows have no output row, e.g. {missing.tolist()[:3]}")
-    errors = int((table["error"] != "").sum())
-    print(f"predict: wrote {out}: {len(table)} rows, {errors} with an error (see its 'error' column)")
+    errors, skipped = int(failed(table).sum()), int(table["error"].str.startswith(SKIPPED).sum())
+    print(f"predict: wrote {out}: {len(table)} rows, {errors} with an error (see its 'error' column)"
+          + (f", {skipped} hidden files skipped" if skipped else ""))
     return table

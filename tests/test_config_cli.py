@@ -145,6 +145,10 @@ def test_flags_overlay_only_what_was_given():
     (["export", "--workdir", "w"], "does not exist; give the run folder of `speciesfam catalog`"),
     (["report", "--workdir", "w"], "does not exist; give a run folder"),
     (["predict", "b", "a.jpg", "--top-k", "0"], "--top-k 0: give 1 or more"),
+    # a traceback from range() or Ray Data for a folder; silently ignored for files (hostile tester)
+    (["predict", "b", "a.jpg", "--batch-size", "0"], "--batch-size 0 is invalid: expected an integer >= 1"),
+    (["predict", "b", "w", "--batch-size", "-3"], "--batch-size -3 is invalid: expected an integer >= 1"),
+    (["predict", "b", "a.jpg", "--num-actors", "0"], "--num-actors 0 is invalid: expected an integer >= 1"),
 ])
 def test_impossible_values_fail_in_one_line_before_any_work(argv, message, capsys, tmp_path):
     run = tmp_path / "w"

@@ -95,6 +95,22 @@ def test_predict_rows_of_a_folder_keep_why_a_file_cannot_be_read(tmp_path):
     assert not storage.is_dir(os.fsdecode(name)) and storage.is_dir(str(folder))
 
 
+def test_a_hidden_file_in_a_predicted_folder_is_skipped_not_failed(tmp_path):
+    """A folder copied from a Mac (.DS_Store) made every batch predict exit 1 (hostile tester); a file that
+    cannot be read still fails it."""
+    from speciesfam.predict import failed, input_rows
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "ok.jpg").write_bytes(b"x")
+    (folder / ".DS_Store").write_bytes(b"x")
+    rows = input_rows(str(folder)).set_index("path")
+    assert rows.loc[str(folder / ".DS_Store"), "error"].startswith("skipped: hidden") and not failed(rows).any()
+    os.mkfifo(folder / "pipe.jpg")
+    assert failed(input_rows(str(folder)).set_index("path")).to_dict() == {
+        str(folder / p): p == "pipe.jpg" for p in (".DS_Store", "ok.jpg", "pipe.jpg")}
+
+
 def test_predict_resumes_only_the_same_input_into_its_output():
     """A second `predict --manifest OTHER --out P` "resumed" into P: the first input's rows stayed beside the new
     ones, and rows of both kept the first manifest's label and split."""
