@@ -153,6 +153,16 @@ def test_an_upper_case_manifest_extension_is_a_manifest(collection, tmp_path):
     assert len(m) == len(files) and m.attrs["rows_read"] == len(files)
 
 
+def test_a_csv_with_any_line_ends_is_read(tmp_path):
+    """A CSV saved with old Mac line ends (CR only) ended catalog, evaluate and predict with a traceback from
+    the csv module (hostile tester); pandas reads it, and so must the header check."""
+    from speciesfam.data.sources import read_text_table
+
+    for end in (b"\r", b"\r\n", b"\n"):
+        (tmp_path / "m.csv").write_bytes(end.join([b"path,label", b"a.jpg,Felidae", b"b.jpg,007", b""]))
+        assert read_text_table(str(tmp_path / "m.csv")) == {"path": ["a.jpg", "b.jpg"], "label": ["Felidae", "007"]}
+
+
 def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
     import re
 
@@ -162,11 +172,14 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
     files = {"ragged.csv": b"path,label\na.jpg,x\nb.jpg,y,z\n", "empty.csv": b"",
              "shifted.csv": b"path,label\na.jpg,Felidae,extra\nb.jpg,Canidae,more\n",
              "latin1.csv": "path,label\na.jpg,F\u00e9lidae\n".encode("latin-1"), "junk.parquet": b"junk",
-             "folder.csv": None, "twice.csv": b"path,label,label\na.jpg,Felidae,Canidae\n"}
+             "folder.csv": None, "twice.csv": b"path,label,label\na.jpg,Felidae,Canidae\n",
+             "semi.csv": b"path;label\na.jpg;Felidae\n", "crragged.csv": b"path,label\ra.jpg,x\rb.jpg,y,z\r"}
     expected = {"twice.csv": "has more than one column named 'label'; keep one","ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
                 "shifted.csv": "not a well-formed CSV .line 2 has 3 fields, the header 2",
                 "latin1.csv": r"not UTF-8 text \(line 2.*save it as UTF-8", "junk.parquet": "cannot be read as Parquet",
-                "folder.csv": "cannot be read as a manifest file"}
+                "folder.csv": "cannot be read as a manifest file",
+                "semi.csv": r"found \['path;label'\] \(its header is separated by ';': save it comma-separated\)$",
+                "crragged.csv": "not a well-formed CSV .*line 3"}
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -100,8 +100,10 @@ def read_manifest(source: str) -> "pd.DataFrame":
     raw = read_text_table(source)
     missing = {"path", "label"} - set(raw)
     if missing:
+        sep = next((c for c in ";\t|" if len(raw) == 1 and c in next(iter(raw), "")), None)
         raise SourceError(f"{source}: manifest lacks column(s) {sorted(missing)}; it needs 'path' and "
-                          f"'label' (and optionally 'group'); found {list(raw)}")
+                          f"'label' (and optionally 'group'); found {list(raw)}"
+                          + (f" (its header is separated by {sep!r}: save it comma-separated)" if sep else ""))
     n = len(raw["path"])
     base = storage.parent(source)  # relative paths are relative to the manifest's folder
     groups = raw.get("group", [None] * n)
@@ -167,7 +169,7 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
         except pd.errors.ParserError as err:
             raise SourceError(f"{source} is not a well-formed CSV ({str(err).strip()}); quote fields that contain commas "
                               "and give every row the header's number of fields") from err
-        _refuse_repeated_columns(source, next(csv.reader(io.StringIO(data.decode("utf-8-sig"))), []))
+        _refuse_repeated_columns(source, next(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")), []))
         return {c: df[c].tolist() for c in df.columns}
     try:
         _refuse_repeated_columns(source, pq.read_schema(io.BytesIO(data)).names)
@@ -190,7 +192,7 @@ def _refuse_repeated_columns(source: str, names: list[str]) -> None:
 
 def _long_row(data: bytes) -> str:
     """Where a CSV first has more fields than its header, e.g. 'line 3 has 3 fields, the header 2'."""
-    rows = csv.reader(io.StringIO(data.decode("utf-8")))
+    rows = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
     header = next(rows, [])
     for row in rows:
         if len(row) > len(header):
