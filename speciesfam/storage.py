@@ -28,6 +28,9 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+GCS_RETRY_S = 30  # how long a gs:// read retries before its row fails (a `?retry_limit_seconds=N` URI sets its own)
+
+
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """Return (pyarrow filesystem, path inside it) for a local path or URI."""
     if not is_remote(uri):
@@ -37,6 +40,9 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         except RuntimeError:  # a link loop: the link itself (reading it then fails as an OSError)
             resolved = Path(os.path.abspath(local))
         return pafs.LocalFileSystem(), str(resolved)
+    if uri.split("://", 1)[0] in ("gs", "gcs") and "retry_limit_seconds=" not in uri:
+        # GCS's client retries for 15 minutes by default: one unreachable row stalled a whole catalog
+        uri += ("&" if "?" in uri else "?") + f"retry_limit_seconds={GCS_RETRY_S}"
     try:
         return pafs.FileSystem.from_uri(uri)
     except ValueError as err:  # pyarrow's ArrowInvalid: a scheme it has no filesystem for (https://, ftp://)

@@ -138,6 +138,19 @@ def test_a_manifest_that_lists_a_fifo_a_folder_or_a_broken_link_does_not_hang(tm
         read_rgb(str(tmp_path / "pipe.jpg"))  # what predict reads each file with
 
 
+def test_an_unreachable_gs_row_fails_its_row_instead_of_stalling_catalog(tmp_path, monkeypatch):
+    """One gs:// row stalled catalog for 15 minutes and more, silently: GCS's client retries that long by
+    default (hostile tester). Its row now fails after GCS_RETRY_S (here 1 s) of retries, with the reason."""
+    from speciesfam import storage
+
+    monkeypatch.setattr(storage, "GCS_RETRY_S", 1)
+    rows = [(png(tmp_path / "img" / f"{i}.png", i), "Alpha") for i in range(4)]
+    write_manifest(tmp_path / "list.csv", [*rows, ("gs://speciesfam-no-such-bucket/x.png", "Alpha")])
+    m = build_manifest(str(tmp_path / "list.csv"), SMALL).set_index("path")
+    assert m.loc["gs://speciesfam-no-such-bucket/x.png", "status"] == "unreadable"
+    assert m.loc["gs://speciesfam-no-such-bucket/x.png", "reason"] and by_status(m) == {"ok": 4, "unreadable": 1}
+
+
 def write_manifest(path, rows: list[tuple[str, str]]) -> None:
     pd.DataFrame(rows, columns=["path", "label"]).to_csv(path, index=False)
 
@@ -189,6 +202,8 @@ def test_parquet_numbers_become_their_text(tmp_path):
     pq.write_table(pa.table({"path": [*paths[:3], None], "label": [0.1, 0.1, 0.1, 0.1]}), tmp_path / "f.parquet")
     m = build_manifest(str(tmp_path / "f.parquet"), SMALL)
     assert set(m["label"]) == {"0.1"} and by_status(m) == {"ok": 3, "invalid": 1}
+    pq.write_table(pa.table({"path": paths[:3], "label": [1.5e300] * 3}), tmp_path / "big.parquet")
+    assert set(build_manifest(str(tmp_path / "big.parquet"), SMALL)["label"]) == {"1.5e+300"}  # not 301 digits
     pq.write_table(pa.table({"path": paths[:3], "label": [True, True, True], "group": [1, 1, 2]}),
                    tmp_path / "b.parquet")
     m = build_manifest(str(tmp_path / "b.parquet"), SMALL)
@@ -229,12 +244,12 @@ def test_relative_manifest_works_from_any_directory(tmp_path, monkeypatch):
     for i in range(6):
         png(data / "imgs" / f"{i}.png", i)
     write_manifest(data / "list.csv", [(f"imgs/{i}.png", "Alpha") for i in range(3)]
-                   + [(f"./imgs/../imgs/{i}.png", "Beta") for i in range(3, 6)])
+                   + [(f"./imgs/../imgs/{i}.png", "Beta") for i in range(3, 6)] + [("imgs/0.png", " ")])
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     m = run_catalog("../data/list.csv", "../run", SMALL)
-    assert by_status(m) == {"ok": 6}
-    assert m["path"].tolist() == [str(data / "imgs" / f"{i}.png") for i in range(6)]
+    assert by_status(m) == {"ok": 6, "invalid": 1}  # a row without a label names its file absolute too
+    assert m.sort_values("source_row")["path"].tolist() == [str(data / "imgs" / f"{i}.png") for i in (*range(6), 0)]
     monkeypatch.chdir(tmp_path / "data" / "imgs")  # a later stage, run from yet another directory
     back = pd.read_parquet(tmp_path / "run" / layout.MANIFEST)
     assert all(os.path.isfile(p) for p in back["path"])

@@ -112,14 +112,17 @@ def read_manifest(source: str) -> "pd.DataFrame":
         status, reason = None, ""
         if path is None or not path.strip():
             status, reason = layout.INVALID, no_path(raw, i)
+            problem = ""
+        else:  # resolved for every row, so an unusable row's path names its file too, from any folder
+            path, problem = resolve_path(path, base)
+        if status:
+            pass
         elif label is None:
             status, reason = layout.INVALID, "label is missing (null)"
         elif not label.strip():
             status, reason = layout.INVALID, "label is empty" if not label else "label is only whitespace"
-        else:
-            path, problem = resolve_path(path, base)
-            if problem:
-                status, reason = layout.UNREADABLE_STATUS, problem
+        elif problem:
+            status, reason = layout.UNREADABLE_STATUS, problem
         rows.append({"path": path, "label": label, "group": group if group and group.strip() else None,
                      "status": status, "reason": reason, "duplicate_of": None, "source_row": i})
     df = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
@@ -204,8 +207,8 @@ def _text(value: Any) -> str | None:
     """A Parquet cell as the text a person would have typed: 7 -> '7', 7.0 -> '7', 0.1 -> '0.1'."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # a float column of integers (pandas' way to store ints with gaps)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))  # a float column of integers (pandas' way to store ints with gaps); 1.5e300 stays
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
     return str(value)  # str; int; float via repr, the shortest text that reads back as the same number
