@@ -178,7 +178,9 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     again = kept & image.where(kept).duplicated()  # among the scorable rows only
     first = pd.Series(rows.index[kept], index=image[kept]).groupby(level=0).first()
     rows.loc[again, "status"] = "duplicate"
-    rows.loc[again, "reason"] = image[again].map(lambda d: f"the same image as row {first[d] + 1} (scored once)")
+    # named by its path: a row number would count the split's rows, not the file's
+    rows.loc[again, "reason"] = image[again].map(lambda d: f"the same image as {rows.at[first[d], 'path']} (scored "
+                                                           "once)")
     attrs = dict(rows.attrs)
     rows = rows[["path", "label", "status", "reason"]]
     rows.attrs.update(attrs, catalog=False, split=(split or "test").strip())

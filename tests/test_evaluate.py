@@ -264,7 +264,7 @@ def test_a_labelled_set_scores_an_image_listed_twice_once_and_one_listed_under_t
     rows = evaluation_rows(str(tmp_path / "set.csv"), None)
     assert rows["status"].tolist() == ["ok", "conflict", "duplicate", "duplicate", "conflict", "conflict",
                                        "duplicate", "duplicate", "conflict", "unreadable"]
-    assert rows["reason"].iloc[2] == rows["reason"].iloc[7] == "the same image as row 1 (scored once)"
+    assert rows["reason"].iloc[2] == rows["reason"].iloc[7] == f"the same image as {tmp_path / 'a.jpg'} (scored once)"
     assert rows["reason"].iloc[4] == "the same image is listed with labels 'Canidae', 'Felidae': fix its label in " \
                                      "the file"
     assert rows["reason"].iloc[1] == "the same image is listed with labels 'Canidae', 'Ranidae': fix its label in " \
