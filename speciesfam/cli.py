@@ -325,6 +325,9 @@ def run(args: argparse.Namespace) -> int:
     and the report; errors in one line); returns the exit status. The job scripts run their stages through it."""
     who = OneLineParser.shown_as or f"speciesfam {args.command}"  # a job script's lines name the script
     try:
+        for flag in ("workdir", "out", "manifest"):  # '' would be the current folder, or '/manifest.parquet'
+            if isinstance(getattr(args, flag, None), str) and not getattr(args, flag).strip():
+                raise SpeciesfamError(f"--{flag} {getattr(args, flag)!r}: give a path")
         return _run_stage(args) if args.command in STAGES else COMMANDS[args.command](args)
     except SearchFailedError as err:
         print(f"{who}: failed: {err}", file=sys.stderr)

@@ -145,6 +145,9 @@ def test_flags_overlay_only_what_was_given():
     (["export", "--workdir", "w"], "does not exist; give the run folder of `speciesfam catalog`"),
     (["report", "--workdir", "w"], "does not exist; give a run folder"),
     (["predict", "b", "a.jpg", "--top-k", "0"], "--top-k 0: give 1 or more"),
+    # the current folder, or '/manifest.parquet' (hostile tester)
+    (["catalog", "imgs", "--workdir", ""], "--workdir '': give a path"),
+    (["evaluate", "b", "--manifest", " "], "--manifest ' ': give a path"),
     # a traceback from range() or Ray Data for a folder; silently ignored for files (hostile tester)
     (["predict", "b", "a.jpg", "--batch-size", "0"], "--batch-size 0 is invalid: expected an integer >= 1"),
     (["predict", "b", "w", "--batch-size", "-3"], "--batch-size -3 is invalid: expected an integer >= 1"),
