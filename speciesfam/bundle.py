@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import layout
 from .errors import SpeciesfamError
 
 SCHEMA, SCHEMA_VERSION = "speciesfam-bundle", 2
@@ -132,6 +133,16 @@ def bundle_around(path: str) -> str | None:
         if up == real:
             return None
         real = up
+
+
+def run_around(path: str) -> str | None:
+    """The run folder (one with catalog's manifest) that is ``path`` or holds it (links resolved), if any."""
+    real = os.path.realpath(path)
+    while not os.path.isfile(os.path.join(real, layout.MANIFEST)):
+        if os.path.dirname(real) == real:
+            return None
+        real = os.path.dirname(real)
+    return real
 
 
 class Predictor:

@@ -40,25 +40,27 @@ def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
 
     trained_on = (config.get("trial") or {}).get("trained_on") or {}
     run = storage.parent(manifest_uri)
-    # the stage that wrote this manifest: clean's output is unchanged by a catalog run since (until clean re-runs)
+    # Splits are drawn by catalog: the catalog run that drew this file's is catalog's own for manifest.parquet,
+    # and the one clean read for clean_manifest.parquet (unchanged by a catalog run since, or a clean re-run)
     wrote = {layout.CLEAN_MANIFEST: "clean", layout.MANIFEST: "catalog"}.get(os.path.basename(manifest_uri))
-    for stage, run_id in trained_on.items():
-        if wrote and stage != wrote:
-            continue
-        try:
-            current = stages.load(run, stage)
-        except StageOrderError as err:
-            return f"the splits cannot be checked against the ones this model was trained on: {err}"
-        if current and current["run_id"] != run_id:
-            return (f"{run}'s {stage} run ({current['run_id'][:8]}) is not the one this model was trained on "
-                    f"({run_id[:8]}: {stage} ran again since, or this is another run folder): its splits are not "
-                    "the model's, so these images may include its training images and the score may be too high")
+    if wrote is None or "catalog" not in trained_on:
+        return ""
+    try:
+        record = stages.load(run, wrote)
+    except StageOrderError as err:
+        return f"the splits cannot be checked against the ones this model was trained on: {err}"
+    drew = record and (record["run_id"] if wrote == "catalog" else record["built_from"].get("catalog"))
+    if drew and drew != trained_on["catalog"]:
+        return (f"{manifest_uri}'s splits were drawn by catalog run {drew[:8]}, not by the one this model was trained "
+                f"on ({trained_on['catalog'][:8]}: catalog ran again since, or this is another run folder): these "
+                "images may include its training images and the score may be too high")
     return ""
 
 
 def _refuse_out_in_bundle(out: str, bundle: str) -> None:
-    """An --out in a bundle (this one or any other) would overwrite its metrics.json: its checksums then fail."""
-    from .bundle import bundle_around
+    """An --out in a bundle (this one or any other) would overwrite its metrics.json: its checksums then fail.
+    One in another run folder would replace that run's evaluations; one holding other files, those files."""
+    from .bundle import bundle_around, run_around
 
     real_out, real_bundle = os.path.realpath(out), os.path.realpath(bundle)
     around = real_bundle if os.path.commonpath([real_out, real_bundle]) == real_bundle else bundle_around(out)
@@ -68,6 +70,11 @@ def _refuse_out_in_bundle(out: str, bundle: str) -> None:
                               "(predict then refuses it as damaged); choose a folder outside it")
     if os.path.exists(out) and not os.path.isdir(out):
         raise SpeciesfamError(f"--out {out} is a file; give a folder for the reports")
+    storage.require_creatable(out, "--out", "the reports")  # under a file, /proc, a read-only mount
+    other = run_around(out)
+    if other and other != run_around(bundle):
+        raise SpeciesfamError(f"--out {out} is inside another run folder ({other}) than the bundle's: it would "
+                              "replace or pass for that run's own evaluations; give a folder outside it")
     foreign = _not_reports(out) if os.path.isdir(out) else []
     if foreign:  # the user's own files (or images: the next catalog would take the plots for images)
         raise SpeciesfamError(f"--out {out} holds files that are not an earlier evaluation's reports "
@@ -76,22 +83,20 @@ def _refuse_out_in_bundle(out: str, bundle: str) -> None:
 
 
 def _not_reports(folder: str) -> list[str]:
-    """Entries of ``folder`` that evaluate did not write: other names, and a metrics.json or rows.csv that is
-    not one of evaluate's (a file of the user's that shares the name)."""
+    """Entries of ``folder`` that evaluate did not write: other names, and every entry unless the folder holds an
+    earlier evaluation (a user's confusion.png or per_class.csv shares a report's name)."""
     names = sorted(os.listdir(folder))
     foreign = [n for n in names if n not in REPORTS or not os.path.isfile(os.path.join(folder, n))]
-    try:
+    try:  # an earlier evaluation's folder has evaluate's metrics.json, or (nothing scored) only its rows.csv
         if "metrics.json" in names:
             with open(os.path.join(folder, "metrics.json")) as f:
-                if not {"bundle_id", "split"} <= set(json.load(f)):
-                    foreign.append("metrics.json")
-        if "rows.csv" in names:
+                earlier = {"bundle_id", "split"} <= set(json.load(f))
+        else:
             with open(os.path.join(folder, "rows.csv"), encoding="utf-8") as f:
-                if f.readline().strip() != ",".join(ROWS_COLUMNS):
-                    foreign.append("rows.csv")
-    except (OSError, ValueError, TypeError):  # unreadable, not JSON, not a mapping: not evaluate's
-        foreign.append("metrics.json or rows.csv")
-    return sorted(set(foreign))
+                earlier = f.readline().strip() == ",".join(ROWS_COLUMNS)
+    except (OSError, ValueError, TypeError):  # missing, unreadable, not JSON, not a mapping: not evaluate's
+        earlier = False
+    return foreign if earlier or not names else names
 
 
 def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":

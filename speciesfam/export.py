@@ -253,7 +253,7 @@ def check_out(out: str, workdir: str) -> None:
         where = "is the run folder" if real == run else "holds the run folder"
         raise SpeciesfamError(f"--out {out} {where} ({workdir}); the bundle would replace the run: give a new "
                               f"folder (default: {layout.path(workdir, layout.BUNDLE)})")
-    other = _run_around(os.path.dirname(real))
+    other = B.run_around(os.path.dirname(real))
     if other and other != run:  # its report and evaluate read that bundle as the other run's best model
         raise SpeciesfamError(f"--out {out} is inside another run folder ({other}); a bundle there would replace or "
                               f"pass for that run's own: give a folder outside it (default: "
@@ -273,16 +273,6 @@ def check_out(out: str, workdir: str) -> None:
         raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({', '.join(foreign[:5])}"
                               f"{', ...' if len(foreign) > 5 else ''}); export replaces the folder whole: move them "
                               "out, or give another --out")
-
-
-def _run_around(path: str) -> str | None:
-    """The run folder (one with catalog's manifest) that is ``path`` or holds it (links resolved), if any."""
-    real = os.path.realpath(path)
-    while not os.path.isfile(os.path.join(real, layout.MANIFEST)):
-        if os.path.dirname(real) == real:
-            return None
-        real = os.path.dirname(real)
-    return real
 
 
 def _foreign_files(bundle: str) -> list[str]:

@@ -163,7 +163,7 @@ def check_out(out: str) -> None:
         around = bundle_around(folder)
         if around:  # its folder holds only its own files: a later export there is refused
             raise SpeciesfamError(f"--out {out} is inside a bundle ({around}); write the predictions outside it")
-        storage.check_creatable(folder)  # a path under a file: before the work
+        storage.require_creatable(folder, "--out", "the predictions", given=out)  # under a file, /proc: before the work
 
 
 def read_done(out: str) -> "pd.DataFrame":

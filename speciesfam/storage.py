@@ -122,33 +122,33 @@ def read_bytes(uri: str) -> bytes:
 
 
 def check_creatable(uri: str) -> None:
-    """Raise the OSError that making local folder ``uri`` would raise (a path under a file, no write access),
-    without making it: a command refuses an unusable run folder before its work, and a refused one writes none."""
+    """Raise the OSError that making local folder ``uri``, or writing in it, would raise (a path under a file,
+    no write access, a read-only mount, /proc), leaving nothing behind: a command refuses an unusable run folder
+    before its work, and a refused one writes none."""
     if is_remote(uri):
         return
     path = filesystem(uri)[1]
     above = path
     while not os.path.lexists(above) and os.path.dirname(above) != above:
         above = os.path.dirname(above)
-    if os.path.isdir(above):
-        if above != path:  # tried, not os.access: root passes that check on read-only mounts and in /proc
-            try:
-                os.rmdir(tempfile.mkdtemp(prefix=".speciesfam-check-", dir=above))
-            except OSError as err:
-                raise type(err)(err.errno, f"cannot create a folder in {above} ({err.strerror})", uri) from None
+    if os.path.isdir(above):  # the folder itself when it exists: its files are written there
+        try:  # tried, not os.access: root passes that check on read-only mounts and in /proc
+            os.rmdir(tempfile.mkdtemp(prefix=".speciesfam-check-", dir=above))
+        except OSError as err:
+            raise type(err)(err.errno, f"cannot create a folder in {above} ({err.strerror})", uri) from None
         return
     raise NotADirectoryError(errno.ENOTDIR, f"{above} is not a folder", uri)
 
 
-def require_creatable(uri: str, flag: str, purpose: str) -> None:
-    """``check_creatable`` as the command's one-line refusal naming its flag
-    (``--out X: /a is not a folder; give a folder for the bundle``)."""
+def require_creatable(uri: str, flag: str, purpose: str, given: str | None = None) -> None:
+    """``check_creatable`` as the command's one-line refusal naming its flag and the value ``given`` (default
+    ``uri``): ``--out X: /a is not a folder; give a folder for the bundle``."""
     from .errors import SpeciesfamError
 
     try:
         check_creatable(uri)
     except OSError as err:
-        raise SpeciesfamError(f"{flag} {uri}: {err.strerror}; give a folder for {purpose}") from None
+        raise SpeciesfamError(f"{flag} {given or uri}: {err.strerror}; give a folder for {purpose}") from None
 
 
 def makedirs(uri: str) -> None:

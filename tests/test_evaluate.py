@@ -40,13 +40,14 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     rerun.mkdir()
     shutil.copy(probe_run / "clean_manifest.parquet", rerun)
     shutil.copytree(probe_run / "stages", rerun / "stages")
-    stages.finish(str(rerun), "catalog")  # clean has not run since: its manifest is still the one trained on
-    assert "warning" not in evaluate(str(probe_bundle), str(rerun / "clean_manifest.parquet"), "test",
-                                     str(tmp_path / "again"))
-    stages.finish(str(rerun), "clean")
+    for stage in ("clean", "catalog"):  # clean again alone: the same splits; catalog again: clean not yet re-run
+        stages.finish(str(rerun), stage)
+        assert "warning" not in evaluate(str(probe_bundle), str(rerun / "clean_manifest.parquet"), "test",
+                                         str(tmp_path / "again"))
+    stages.finish(str(rerun), "clean")  # now clean read the new catalog run: its splits are not the model's
     again = evaluate(str(probe_bundle), str(rerun / "clean_manifest.parquet"), "test", str(tmp_path / "again"))
-    assert f"{rerun}'s clean run (" in again["warning"] and "is not the one this model was trained on" in \
-        again["warning"] and again["run_manifest"] is False
+    assert "clean_manifest.parquet's splits were drawn by catalog run " in again["warning"] and \
+        "not by the one this model was trained on" in again["warning"] and again["run_manifest"] is False
     assert "warning" in json.loads((tmp_path / "again" / "metrics.json").read_text())
 
 
@@ -119,11 +120,23 @@ def test_evaluate_writes_only_into_a_new_empty_or_earlier_evaluations_folder(pro
     (notes / "rows.csv").write_text("my,table\n")
     family.mkdir(parents=True)
     (family / "cat.jpg").write_bytes(b"jpeg")
-    for out, names in ((notes, "metrics.json, rows.csv"), (family, "cat.jpg")):
+    plots = tmp_path / "myplots"  # a report's names, but no earlier evaluation's metrics.json (hostile tester)
+    plots.mkdir()
+    (plots / "confusion.png").write_bytes(b"mine")
+    (plots / "per_class.csv").write_text("family,my_f1\n")
+    for out, names in ((notes, "metrics.json, rows.csv"), (family, "cat.jpg"), (plots, "confusion.png, per_class.csv")):
         with pytest.raises(SpeciesfamError, match=f"^--out {out} holds files that are not an earlier evaluation's "
                                                   f"reports \\({names}\\); evaluate writes metrics.json, "):
             evaluate(str(probe_bundle), manifest, "test", str(out))
     assert (notes / "metrics.json").read_text() == '{"my": "precious notes"}' and os.listdir(family) == ["cat.jpg"]
+    assert (plots / "confusion.png").read_bytes() == b"mine"
+    other_run = tmp_path / "other_run"  # its own eval_test was replaced, and its report lost it (hostile tester)
+    other_run.mkdir()
+    (other_run / "manifest.parquet").write_bytes(b"catalog's")
+    with pytest.raises(SpeciesfamError, match=f"^--out {other_run / 'eval_test'} is inside another run folder "
+                                              f"\\({other_run}\\) than the bundle's"):
+        evaluate(str(probe_bundle), manifest, "test", str(other_run / "eval_test"))
+    assert not (other_run / "eval_test").exists()
     first = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))  # new, then again: replaced
     again = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))
     assert again["test_macro_f1"] == first["test_macro_f1"]
@@ -221,10 +234,11 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     shutil.copytree(probe_run / "stages", other / "stages")
     from speciesfam import stages
 
+    stages.finish(str(other), "catalog")
     stages.finish(str(other), "clean")
     assert not (probe_bundle.parent / "eval_test").exists()
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(other / "clean_manifest.parquet")]) == 0
-    assert "is not the one this model was trained on" in capsys.readouterr().err
+    assert "not by the one this model was trained on" in capsys.readouterr().err
     written = list(probe_bundle.parent.glob("eval_clean_manifest-*"))
     assert len(written) == 1 and json.loads((written[0] / "metrics.json").read_text())["run_manifest"] is False
     assert not (probe_bundle.parent / "eval_test").exists()
