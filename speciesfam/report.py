@@ -211,14 +211,22 @@ def _plain(value: Any) -> Any:
 
 
 def trial_histories(trials) -> tuple[dict[str, Any], float]:
-    """trial id -> its per-epoch results (``seconds`` since the search started) from Tune's ``progress.csv``."""
+    """trial id -> its per-epoch results (``seconds`` since the search started) from Tune's ``result.json`` (a
+    JSON line per result), or its ``progress.csv`` where that is missing. Not the CSV first: Tune appends a resumed
+    trial's rows under the columns of its first result since the resume, so when that result wrote no checkpoint
+    (a probe trial checkpoints only on a new best) the rows no longer match the file's header."""
     import pandas as pd
 
     raw = {}
     for t in trials.itertuples():
-        uri = storage.join(str(t.trial_path), "progress.csv") if isinstance(t.trial_path, str) else None
-        if uri and storage.exists(uri):
-            raw[str(t.trial_id)] = pd.read_csv(io.BytesIO(storage.read_bytes(uri)))
+        if not isinstance(t.trial_path, str):
+            continue
+        lines, table = storage.join(t.trial_path, "result.json"), storage.join(t.trial_path, "progress.csv")
+        if storage.exists(lines):
+            rows = [json.loads(line) for line in storage.read_bytes(lines).decode().splitlines() if line.strip()]
+            raw[str(t.trial_id)] = pd.DataFrame(rows)
+        elif storage.exists(table):
+            raw[str(t.trial_id)] = pd.read_csv(io.BytesIO(storage.read_bytes(table)))
     starts = [h["timestamp"].iloc[0] - h["time_total_s"].iloc[0] for h in raw.values() if len(h) and "timestamp" in h]
     t0 = min(starts) if starts else 0.0
     for h in raw.values():

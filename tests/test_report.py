@@ -402,3 +402,31 @@ def test_the_search_section_judges_only_finished_trials_and_names_their_own_sear
     assert s["best"]["trial_id"] == "good" and s["settings"]["num_samples"] == 7  # its own search's settings
     assert [r["ended"] for r in s["trials"]][1] == "error" and s["stopped"] == 1  # 'fine': cut at 2 of 4
     assert s["wall_s"] == 4 + 3  # not the 4,003 s from the first search's start to the second's end
+
+
+def test_trial_histories_read_a_resumed_trials_results_whole(tmp_path):
+    """Tune appends a resumed trial's progress.csv rows under the keys of its first result since the resume; a
+    probe result without a checkpoint has two keys fewer, so the report read shifted columns (found by a flaky
+    test). result.json, a JSON line per result, is read instead; progress.csv only where it is missing."""
+    import json
+
+    import pandas as pd
+
+    from speciesfam.report import trial_histories
+
+    results = [{"epoch": e, "timestamp": 100 + e, "time_total_s": e,  # Tune's order: checkpoint keys, then its own
+                **({"checkpoint_dir_name": f"checkpoint_{e:06d}", "should_checkpoint": True} if e < 3 else {}),
+                "training_iteration": e, "trial_id": "t1"} for e in (1, 2, 3, 4)]
+    path = tmp_path / "trial_t1"
+    path.mkdir()
+    (path / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results))
+    with open(path / "progress.csv", "w") as f:  # as Tune leaves it: the header from epoch 1, rows 3-4 shorter
+        f.write(",".join(results[0]) + "\n")
+        f.writelines(",".join(map(str, r.values())) + "\n" for r in results)
+    assert pd.read_csv(path / "progress.csv")["training_iteration"].tolist()[2:] != [3, 4]  # what it used to read
+    table = pd.DataFrame({"trial_id": ["t1", "old"], "trial_path": [str(path), str(tmp_path / "trial_old")]})
+    (tmp_path / "trial_old").mkdir()  # a trial with only progress.csv (written by hand, or by an older Ray)
+    pd.DataFrame({"epoch": [1], "training_iteration": [1]}).to_csv(tmp_path / "trial_old" / "progress.csv", index=False)
+    histories = trial_histories(table)[0]
+    assert histories["t1"]["epoch"].tolist() == [1, 2, 3, 4] == histories["t1"]["training_iteration"].tolist()
+    assert histories["old"]["epoch"].tolist() == [1]
