@@ -168,7 +168,13 @@ def _predict(args: argparse.Namespace) -> int:
     from .predict import check_counts
 
     check_counts(args.batch_size, args.num_actors)  # also with image files, which do not use them
-    folders = [p for p in args.paths if storage.is_dir(p)]  # s3://bucket/folder too
+    def is_folder(path: str) -> bool:  # s3://bucket/folder too; an unreachable bucket is a file that fails its row
+        try:
+            return storage.is_dir(path)
+        except OSError:
+            return False
+
+    folders = [p for p in args.paths if is_folder(p)]
     if args.manifest or folders or args.out:
         if len(args.paths) > 1 or (args.manifest and args.paths):
             given = f"{len(args.paths)} path{'s' * (len(args.paths) > 1)}"
@@ -328,6 +334,11 @@ def run(args: argparse.Namespace) -> int:
         for flag in ("workdir", "out", "manifest"):  # '' would be the current folder, or '/manifest.parquet'
             if isinstance(getattr(args, flag, None), str) and not getattr(args, flag).strip():
                 raise SpeciesfamError(f"--{flag} {getattr(args, flag)!r}: give a path")
+        for name in ("source", "bundle"):
+            if isinstance(getattr(args, name, None), str) and not getattr(args, name).strip():
+                raise SpeciesfamError(f"{name.upper()} {getattr(args, name)!r}: give a path")
+        if any(not p.strip() for p in getattr(args, "paths", None) or []):
+            raise SpeciesfamError("an empty image path was given (''): give a file or folder")
         return _run_stage(args) if args.command in STAGES else COMMANDS[args.command](args)
     except SearchFailedError as err:
         print(f"{who}: failed: {err}", file=sys.stderr)

@@ -41,7 +41,8 @@ def load_attr(spec: str, kind: str) -> Callable:
             raise ConfigError(f"{kind} {spec!r}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ConfigError(f"{kind} {spec!r} is a {type(obj).__name__}, not a callable")
+        name = type(obj).__name__
+        raise ConfigError(f"{kind} {spec!r} is {'an' if name[0] in 'aeiou' else 'a'} {name}, not a callable")
     return obj
 
 

@@ -148,6 +148,8 @@ def test_flags_overlay_only_what_was_given():
     # the current folder, or '/manifest.parquet' (hostile tester)
     (["catalog", "imgs", "--workdir", ""], "--workdir '': give a path"),
     (["evaluate", "b", "--manifest", " "], "--manifest ' ': give a path"),
+    (["catalog", "", "--workdir", "w"], "SOURCE '': give a path"),  # the current folder was catalogued
+    (["predict", "b", "a.jpg", ""], "an empty image path was given"),
     # a traceback from range() or Ray Data for a folder; silently ignored for files (hostile tester)
     (["predict", "b", "a.jpg", "--batch-size", "0"], "--batch-size 0 is invalid: expected an integer >= 1"),
     (["predict", "b", "w", "--batch-size", "-3"], "--batch-size -3 is invalid: expected an integer >= 1"),

@@ -24,12 +24,18 @@ def test_tune_settings_that_failed_after_ray_started_are_refused(overrides, mess
 
 
 def test_a_searcher_or_scheduler_plugin_that_builds_something_else_is_refused(tmp_path, monkeypatch, capsys):
-    (tmp_path / "my_algos.py").write_text("def not_one(*args, **kwargs):\n    return 42\n")
+    (tmp_path / "my_algos.py").write_text("def not_one(*args, **kwargs):\n    return 42\n"
+                                          "def fails(*args, **kwargs):\n    raise KeyError('sched')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     for flag in ("--searcher", "--scheduler"):
         assert cli.main(["tune", "probe", "--workdir", str(tmp_path), "--smoke-test", flag, "my_algos:not_one"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "my_algos:not_one returned an object of type int" in err, err
+        # one that raises when called: a traceback, exit 1 (hostile tester)
+        assert cli.main(["tune", "probe", "--workdir", str(tmp_path), "--smoke-test", flag, "my_algos:fails"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{flag} my_algos:fails failed when built for this search: KeyError: " \
+            "'sched'" in err, err
     assert not (tmp_path / "tune").exists()
     from speciesfam.tune.search import _check_plugins
     from speciesfam.tune.space import load_space

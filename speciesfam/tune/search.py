@@ -36,8 +36,16 @@ def _check_plugins(cfg: TuneConfig, space: dict[str, Any]) -> None:
     from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import SearchAlgorithm, Searcher
 
-    for flag, made, kinds in (("searcher", SEARCHERS.get(cfg.searcher)(space, cfg.seed), (Searcher, SearchAlgorithm)),
-                              ("scheduler", SCHEDULERS.get(cfg.scheduler)(cfg), (TrialScheduler,))):
+    for flag, build, kinds in (("searcher", lambda: SEARCHERS.get(cfg.searcher)(space, cfg.seed),
+                                (Searcher, SearchAlgorithm)),
+                               ("scheduler", lambda: SCHEDULERS.get(cfg.scheduler)(cfg), (TrialScheduler,))):
+        try:
+            made = build()
+        except SpeciesfamError:
+            raise
+        except Exception as err:  # a plug-in's own failure, or a searcher that cannot take this space
+            raise ConfigError(f"--{flag} {getattr(cfg, flag)} failed when built for this search: "
+                              f"{type(err).__name__}: {err}") from err
         if made is not None and not isinstance(made, kinds):  # None: Tune's default (random: BasicVariantGenerator)
             raise ConfigError(f"--{flag} {getattr(cfg, flag)} returned an object of type {type(made).__name__}, not "
                               f"a Ray Tune {kinds[0].__name__}; give a function that builds one (see "
