@@ -18,7 +18,7 @@ import sys
 
 from .config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig, KINDS
 from .errors import SearchFailedError, SpeciesfamError
-from .flags import OneLineParser, add_config_flags, config_fields, config_from_args, flag_of
+from .flags import OneLineParser, add_config_flags, config_fields, config_from_args, converter, flag_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--format", choices=["table", "json", "csv"], default="table", help="console output of image "
                     "files (default: table); a folder or --manifest always writes --out")
     pr.add_argument("--batch-size", type=int, default=32, help="images per predictor call (default: 32)")
-    pr.add_argument("--num-actors", type=int, default=None, help="predictor actors (default: one per GPU, else "
+    pr.add_argument("--num-actors", type=converter("num_actors", int, True), default=None,
+                    help="predictor actors (default, or none: one per GPU, else "
                     "one per node)")
     pr.add_argument("--cpu", action="store_true", help="CPU actors even when the cluster has GPUs")
     pr.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS or a local Ray)")

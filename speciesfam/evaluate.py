@@ -133,8 +133,11 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
         rows.attrs.update(catalog=True, split=split)
         return rows
     if not {"path", "label"} <= columns:
+        from .data.sources import separator_hint
+
         raise SpeciesfamError(f"{manifest_uri} is neither a catalog manifest nor a labelled set (columns "
-                              f"{sorted(columns)[:10]}; a labelled set needs 'path' and 'label' columns)")
+                              f"{sorted(columns)[:10]}; a labelled set needs 'path' and 'label' columns)"
+                              f"{separator_hint(sorted(columns))}")
     rows = input_rows(manifest=manifest_uri, table=table)
     if not len(rows):
         raise SpeciesfamError(f"{manifest_uri} has no rows: nothing to score")

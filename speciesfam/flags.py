@@ -29,7 +29,7 @@ def _unwrap(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _converter(name: str, base: Any, optional: bool):
+def converter(name: str, base: Any, optional: bool):
     def convert(text: str):
         if optional and text.strip().lower() in _NONE:
             return None
@@ -116,7 +116,7 @@ def add_config_flags(parser: argparse.ArgumentParser, *classes: type, title: str
                 group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                    default=argparse.SUPPRESS, help=help_text)
             else:
-                group.add_argument(flag, dest=f.name, type=_converter(f.name, base, optional),
+                group.add_argument(flag, dest=f.name, type=converter(f.name, base, optional),
                                    default=argparse.SUPPRESS, metavar=f.name.upper(), help=help_text)
 
 

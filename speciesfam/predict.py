@@ -80,8 +80,8 @@ def check_counts(batch_size: int, num_actors: int | None) -> None:
         raise SpeciesfamError(f"--batch-size {batch_size} is invalid: expected an integer >= 1 (images per "
                               "predictor call)")
     if num_actors is not None and num_actors < 1:
-        raise SpeciesfamError(f"--num-actors {num_actors} is invalid: expected an integer >= 1, or leave it out for "
-                              "one per GPU (else one per node)")
+        raise SpeciesfamError(f"--num-actors {num_actors} is invalid: expected an integer >= 1, or none for one "
+                              "per GPU (else one per node)")
 
 
 def failed(table: "pd.DataFrame") -> "pd.Series":
@@ -99,13 +99,13 @@ def input_rows(source: str | None = None, manifest: str | None = None,
     import pandas as pd
 
     if manifest:
-        from .data.sources import no_path, read_text_table, resolve_path
+        from .data.sources import no_path, read_text_table, resolve_path, separator_hint
 
         if table is None and not storage.exists(manifest):
             raise SpeciesfamError(f"--manifest {manifest} does not exist")
         raw = read_text_table(manifest) if table is None else table
         if "path" not in raw:
-            raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(raw)})")
+            raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(raw)}){separator_hint(list(raw))}")
         base = storage.parent(manifest)
         paths, errors = [], []
         for i, p in enumerate(raw["path"]):

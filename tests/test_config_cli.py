@@ -149,6 +149,8 @@ def test_flags_overlay_only_what_was_given():
     (["catalog", "imgs", "--workdir", ""], "--workdir '': give a path"),
     (["evaluate", "b", "--manifest", " "], "--manifest ' ': give a path"),
     (["catalog", "", "--workdir", "w"], "SOURCE '': give a path"),  # the current folder was catalogued
+    (["predict", "b", "a.jpg", "--num-actors", "none"], "b does not exist: give a bundle folder"),  # none: parsed
+    (["evaluate", "b", "--manifest", "semi.csv"], "(its header is separated by ';': save it comma-separated)"),
     (["predict", "b", "a.jpg", ""], "an empty image path was given"),
     # a traceback from range() or Ray Data for a folder; silently ignored for files (hostile tester)
     (["predict", "b", "a.jpg", "--batch-size", "0"], "--batch-size 0 is invalid: expected an integer >= 1"),
@@ -157,7 +159,8 @@ def test_flags_overlay_only_what_was_given():
 ])
 def test_impossible_values_fail_in_one_line_before_any_work(argv, message, capsys, tmp_path):
     run = tmp_path / "w"
-    argv = [str(run) if a == "w" else a for a in argv]
+    (tmp_path / "semi.csv").write_text("path;label\na.jpg;Felidae\n")  # a spreadsheet's ';'-separated export
+    argv = [str(run) if a == "w" else str(tmp_path / a) if a == "semi.csv" else a for a in argv]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err

@@ -235,3 +235,13 @@ def test_export_refuses_an_out_folder_inside_another_run_folder(tmp_path):
             check_out(str(out), str(tmp_path / "m1"))
     check_out(str(tmp_path / "m1" / "bundle"), str(tmp_path / "m1"))  # its own run folder, or none, is fine
     check_out(str(tmp_path / "elsewhere" / "bundle"), str(tmp_path / "m1"))
+
+
+def test_predict_names_a_semicolon_separated_manifest(tmp_path):
+    """catalog said 'save it comma-separated'; predict only that the path column was missing (hostile tester)."""
+    from speciesfam.predict import input_rows
+
+    (tmp_path / "semi.csv").write_text("path;label\na.jpg;Felidae\n")
+    with pytest.raises(SpeciesfamError, match=r"has no 'path' column \(columns: \['path;label'\]\) \(its header is "
+                                              "separated by ';': save it comma-separated\\)$"):
+        input_rows(manifest=str(tmp_path / "semi.csv"))

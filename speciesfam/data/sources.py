@@ -100,10 +100,8 @@ def read_manifest(source: str) -> "pd.DataFrame":
     raw = read_text_table(source)
     missing = {"path", "label"} - set(raw)
     if missing:
-        sep = next((c for c in ";\t|" if len(raw) == 1 and c in next(iter(raw), "")), None)
         raise SourceError(f"{source}: manifest lacks column(s) {sorted(missing)}; it needs 'path' and "
-                          f"'label' (and optionally 'group'); found {list(raw)}"
-                          + (f" (its header is separated by {sep!r}: save it comma-separated)" if sep else ""))
+                          f"'label' (and optionally 'group'); found {list(raw)}{separator_hint(list(raw))}")
     n = len(raw["path"])
     base = storage.parent(source)  # relative paths are relative to the manifest's folder
     groups = raw.get("group", [None] * n)
@@ -129,6 +127,13 @@ def read_manifest(source: str) -> "pd.DataFrame":
     _mark_repeats(df)
     df.attrs.update(rows_read=n, aliases=0)
     return df
+
+
+def separator_hint(columns: list[str]) -> str:
+    """' (its header is separated by ';': save it comma-separated)' for a one-column header holding ';', a tab or
+    '|' (a CSV saved by a spreadsheet set to another list separator); '' otherwise."""
+    sep = next((c for c in ";\t|" if len(columns) == 1 and c in str(columns[0])), None)
+    return f" (its header is separated by {sep!r}: save it comma-separated)" if sep else ""
 
 
 def read_text_table(source: str) -> dict[str, list[str | None]]:
