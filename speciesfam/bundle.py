@@ -123,26 +123,24 @@ def is_bundle(folder: str) -> bool:
         return False
 
 
-def bundle_around(path: str) -> str | None:
-    """The bundle folder that is ``path`` or holds it (links resolved), if any."""
+def _around(path: str, found) -> str | None:
+    """The folder that is ``path`` or holds it (links resolved) for which ``found(folder)`` is true, if any."""
     real = os.path.realpath(path)
-    while True:
-        if is_bundle(real):
-            return real
-        up = os.path.dirname(real)
-        if up == real:
-            return None
-        real = up
-
-
-def run_around(path: str) -> str | None:
-    """The run folder (one with catalog's manifest) that is ``path`` or holds it (links resolved), if any."""
-    real = os.path.realpath(path)
-    while not os.path.isfile(os.path.join(real, layout.MANIFEST)):
+    while not found(real):
         if os.path.dirname(real) == real:
             return None
         real = os.path.dirname(real)
     return real
+
+
+def bundle_around(path: str) -> str | None:
+    """The bundle folder that is ``path`` or holds it (links resolved), if any."""
+    return _around(path, is_bundle)
+
+
+def run_around(path: str) -> str | None:
+    """The run folder (one with catalog's manifest) that is ``path`` or holds it (links resolved), if any."""
+    return _around(path, lambda folder: os.path.isfile(os.path.join(folder, layout.MANIFEST)))
 
 
 class Predictor:

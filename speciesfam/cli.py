@@ -169,6 +169,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .predict import check_counts
 
     check_counts(args.batch_size, args.num_actors)  # also with image files, which do not use them
+
     def is_folder(path: str) -> bool:  # s3://bucket/folder too; an unreachable bucket is a file that fails its row
         try:
             return storage.is_dir(path)
@@ -332,12 +333,11 @@ def run(args: argparse.Namespace) -> int:
     and the report; errors in one line); returns the exit status. The job scripts run their stages through it."""
     who = OneLineParser.shown_as or f"speciesfam {args.command}"  # a job script's lines name the script
     try:
-        for flag in ("workdir", "out", "manifest"):  # '' would be the current folder, or '/manifest.parquet'
-            if isinstance(getattr(args, flag, None), str) and not getattr(args, flag).strip():
-                raise SpeciesfamError(f"--{flag} {getattr(args, flag)!r}: give a path")
-        for name in ("source", "bundle"):
+        # '' would be the current folder, or '/manifest.parquet'
+        for name, shown in (("workdir", "--workdir"), ("out", "--out"), ("manifest", "--manifest"),
+                            ("source", "SOURCE"), ("bundle", "BUNDLE")):
             if isinstance(getattr(args, name, None), str) and not getattr(args, name).strip():
-                raise SpeciesfamError(f"{name.upper()} {getattr(args, name)!r}: give a path")
+                raise SpeciesfamError(f"{shown} {getattr(args, name)!r}: give a path")
         if any(not p.strip() for p in getattr(args, "paths", None) or []):
             raise SpeciesfamError("an empty image path was given (''): give a file or folder")
         return _run_stage(args) if args.command in STAGES else COMMANDS[args.command](args)

@@ -110,17 +110,14 @@ def read_manifest(source: str) -> "pd.DataFrame":
         status, reason = None, ""
         if path is None or not path.strip():
             status, reason = layout.INVALID, no_path(raw, i)
-            problem = ""
         else:  # resolved for every row, so an unusable row's path names its file too, from any folder
             path, problem = resolve_path(path, base)
-        if status:
-            pass
-        elif label is None:
-            status, reason = layout.INVALID, "label is missing (null)"
-        elif not label.strip():
-            status, reason = layout.INVALID, "label is empty" if not label else "label is only whitespace"
-        elif problem:
-            status, reason = layout.UNREADABLE_STATUS, problem
+            if label is None:
+                status, reason = layout.INVALID, "label is missing (null)"
+            elif not label.strip():
+                status, reason = layout.INVALID, "label is empty" if not label else "label is only whitespace"
+            elif problem:
+                status, reason = layout.UNREADABLE_STATUS, problem
         rows.append({"path": path, "label": label, "group": group if group and group.strip() else None,
                      "status": status, "reason": reason, "duplicate_of": None, "source_row": i})
     df = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
