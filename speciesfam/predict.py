@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 PREDICTION_COLUMNS = ["path", "family", "probability", "top_families", "top_probabilities", "error", "bundle_id",
                       "stamp"]
 CARRIED = ("label", "split")  # manifest columns copied to the output (e.g. to score predictions later)
-SKIPPED = "skipped: "  # the error of a hidden file in a folder: left out, as catalog leaves it, not a failure
+SKIPPED = "skipped: "  # the error of a hidden or system file in a folder: left out, as catalog leaves it, no failure
 
 
 def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int = 32) -> list[dict[str, Any]]:
@@ -85,7 +85,7 @@ def check_counts(batch_size: int, num_actors: int | None) -> None:
 
 
 def failed(table: "pd.DataFrame") -> "pd.Series":
-    """Rows that could not be predicted: an error that is not a hidden file skipped (.DS_Store is no failure)."""
+    """Rows that could not be predicted: an error that is not a file skipped (.DS_Store, Thumbs.db: no failure)."""
     return (table["error"] != "") & ~table["error"].str.startswith(SKIPPED)
 
 
@@ -115,19 +115,19 @@ def input_rows(source: str | None = None, manifest: str | None = None,
                              "stamp": file_stamps(paths, errors)})
     if not source:
         raise SpeciesfamError("give a folder of images or --manifest M")
-    from .data.sources import HIDDEN, is_hidden
+    from .data.sources import skip_reason
 
     # every entry, broken links and unreadable files included: each gets its row (an error row if it cannot be
-    # read); hidden files (.DS_Store, ._IMG.jpg) are skipped with a reason, as catalog skips them. A link to a
-    # file is a row of its own, as in catalog; links to folders already listed are not walked twice (loops):
-    # attrs["aliases"] counts them.
+    # read); hidden and system files (.DS_Store, ._IMG.jpg, Thumbs.db) are skipped with a reason, as catalog skips
+    # them. A link to a file is a row of its own, as in catalog; links to folders already listed are not walked
+    # twice (loops): attrs["aliases"] counts them.
     entries, aliases = storage.walk(source, file_links=True)
     if not entries:
         raise SpeciesfamError(f"{source}: no files in it, nothing to predict; give a folder of images, a file, "
                               "or --manifest M")
     entries = sorted(entries, key=lambda e: e.path)
-    # a hidden file is skipped; a file whose name is not UTF-8 (or a FIFO, ...) keeps the walk's reason
-    errors = [f"{SKIPPED}{HIDDEN}" if is_hidden(e.rel) else e.problem for e in entries]
+    # a hidden or system file is skipped; a file whose name is not UTF-8 (or a FIFO, ...) keeps the walk's reason
+    errors = [f"{SKIPPED}{why}" if (why := skip_reason(e.rel)) else e.problem for e in entries]
     df = pd.DataFrame({"path": [e.path for e in entries], "error": errors,
                        "stamp": file_stamps([e.path for e in entries], errors)})
     df.attrs["aliases"] = aliases
@@ -333,5 +333,5 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
         raise RuntimeError(f"predict: {len(missing)} input rows have no output row, e.g. {missing.tolist()[:3]}")
     errors, skipped = int(failed(table).sum()), int(table["error"].str.startswith(SKIPPED).sum())
     print(f"predict: wrote {out}: {len(table)} rows, {errors} with an error (see its 'error' column)"
-          + (f", {skipped} hidden files skipped" if skipped else ""))
+          + (f", {skipped} hidden or system files skipped" if skipped else ""))
     return table

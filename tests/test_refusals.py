@@ -104,20 +104,27 @@ def test_predict_rows_of_a_folder_keep_why_a_file_cannot_be_read(tmp_path):
     assert not storage.is_dir(os.fsdecode(name)) and storage.is_dir(str(folder))
 
 
-def test_a_hidden_file_in_a_predicted_folder_is_skipped_not_failed(tmp_path):
-    """A folder copied from a Mac (.DS_Store) made every batch predict exit 1 (hostile tester); a file that
-    cannot be read still fails it."""
+def test_hidden_and_system_files_in_a_predicted_folder_are_skipped_not_failed(tmp_path):
+    """A folder copied from a Mac (.DS_Store) or Windows (Thumbs.db, desktop.ini) made every batch predict exit 1
+    (hostile testers); catalog skips the same files; a file that cannot be read still fails predict."""
+    from speciesfam.data.sources import read_folder
     from speciesfam.predict import failed, input_rows
 
     folder = tmp_path / "imgs"
-    folder.mkdir()
-    (folder / "ok.jpg").write_bytes(b"x")
-    (folder / ".DS_Store").write_bytes(b"x")
+    (folder / "Felidae").mkdir(parents=True)
+    junk = [".DS_Store", "Felidae/Thumbs.db", "Felidae/DESKTOP.INI", "Felidae/ehthumbs.db"]
+    for name in ["Felidae/ok.jpg", "Felidae/thumbs.db.jpg", *junk]:
+        (folder / name).write_bytes(b"x")
     rows = input_rows(str(folder)).set_index("path")
-    assert rows.loc[str(folder / ".DS_Store"), "error"].startswith("skipped: hidden") and not failed(rows).any()
+    assert rows.loc[str(folder / ".DS_Store"), "error"].startswith("skipped: hidden")
+    assert rows.loc[str(folder / "Felidae/Thumbs.db"), "error"] == (
+        "skipped: system file (Windows' thumbnail cache), not an image")
+    assert failed(rows).sum() == 0 and (rows["error"] != "").sum() == len(junk)
+    catalogued = read_folder(str(folder)).set_index("path")
+    assert catalogued["status"].fillna("").to_dict() == {
+        str(folder / p): "skipped" if p in junk else "" for p in ["Felidae/ok.jpg", "Felidae/thumbs.db.jpg", *junk]}
     os.mkfifo(folder / "pipe.jpg")
-    assert failed(input_rows(str(folder)).set_index("path")).to_dict() == {
-        str(folder / p): p == "pipe.jpg" for p in (".DS_Store", "ok.jpg", "pipe.jpg")}
+    assert failed(input_rows(str(folder)).set_index("path")).sum() == 1
 
 
 def test_predict_resumes_only_the_same_input_into_its_output():

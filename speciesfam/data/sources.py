@@ -4,7 +4,8 @@ Nothing is dropped here: every file of a folder and every row of a manifest beco
 Rows that can be used are left with ``status`` None (``catalog`` then reads and decodes them); the others
 already carry their status and a reason:
 
-- ``skipped``: a hidden file, or a file under a hidden folder (``reason`` starts with ``hidden``);
+- ``skipped``: a hidden file, a file under a hidden folder (``reason`` starts with ``hidden``), or a file an
+  operating system leaves in folders (``Thumbs.db``, ``desktop.ini``: ``reason`` starts with ``system file``);
 - ``no_family``: a file at the source's root, in no family folder;
 - ``invalid``: a manifest row with an empty, whitespace-only or missing label or path;
 - ``unreadable``: a broken link, a FIFO, a folder that cannot be listed, a URI scheme we cannot read;
@@ -36,6 +37,10 @@ SOURCE_COLUMNS = ["path", "label", "group", "status", "reason", "duplicate_of", 
 # URI schemes pyarrow reads for us; anything else (http://, ftp://...) is a row `unreadable`, not a crash.
 SCHEMES = ("s3", "gs", "gcs", "hdfs", "file")
 HIDDEN = "hidden (its name or a folder's name starts with '.')"
+# files Windows and macOS write into folders of pictures by themselves: skipped like hidden files, never images
+SYSTEM_FILES = {"thumbs.db": "Windows' thumbnail cache", "ehthumbs.db": "Windows' thumbnail cache",
+                "ehthumbs_vista.db": "Windows' thumbnail cache", "desktop.ini": "Windows' folder settings",
+                "icon\r": "macOS's folder icon"}
 
 
 def read_source(source: str) -> "pd.DataFrame":
@@ -68,8 +73,8 @@ def read_folder(source: str) -> "pd.DataFrame":
     for i, e in enumerate(entries):
         parts = e.rel.split("/")
         label = parts[0] if len(parts) > 1 and not parts[0].startswith(".") else None
-        if is_hidden(e.rel):
-            status, reason = layout.SKIPPED, HIDDEN
+        if why := skip_reason(e.rel):
+            status, reason = layout.SKIPPED, why
         elif e.problem:
             status, reason = layout.UNREADABLE_STATUS, e.problem
         elif len(parts) == 1:
@@ -83,10 +88,15 @@ def read_folder(source: str) -> "pd.DataFrame":
     return df
 
 
-def is_hidden(rel: str) -> bool:
-    """Whether a path relative to a source folder is hidden: its name or a folder's name starts with '.'
-    (catalog skips such files; predict gives them a 'skipped' row)."""
-    return any(part.startswith(".") for part in rel.split("/"))
+def skip_reason(rel: str) -> str:
+    """Why a file of a source folder (``rel``: its path relative to the folder) is skipped, "" if it is not: it
+    is hidden (its name or a folder's name starts with '.'), or a file an operating system writes into folders
+    (Thumbs.db, desktop.ini; any case). Catalog gives such files a 'skipped' row; predict skips them too."""
+    parts = rel.split("/")
+    if any(part.startswith(".") for part in parts):
+        return HIDDEN
+    what = SYSTEM_FILES.get(parts[-1].lower())
+    return f"system file ({what}), not an image" if what else ""
 
 
 def read_manifest(source: str) -> "pd.DataFrame":
