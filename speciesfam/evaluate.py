@@ -82,6 +82,25 @@ def _refuse_out_in_bundle(out: str, bundle: str) -> None:
                               f"{', '.join(REPORTS)} there: give a new or empty folder")
 
 
+def _refuse_out_in_source(out: str, manifest_uri: str) -> None:
+    """An --out inside the image folder a run's catalog read would be taken by the next catalog: the plots as a
+    family's images. (A labelled set's images may lie anywhere; only a catalog record says which folder is one.)"""
+    from . import stages
+
+    try:
+        record = stages.load(storage.parent(manifest_uri), "catalog") or {}
+    except SpeciesfamError:  # a damaged record names no folder
+        return
+    source = (record.get("config") or {}).get("source")
+    if not isinstance(source, str) or not source or storage.is_remote(source) or \
+            source.lower().endswith((".csv", ".parquet")):
+        return
+    real_out, real_source = os.path.realpath(out), os.path.realpath(source)
+    if os.path.commonpath([real_out, real_source]) == real_source:
+        raise SpeciesfamError(f"--out {out} is inside the image folder {source} that catalog read: the next "
+                              "catalog would take the reports for images; choose a folder outside it")
+
+
 def _not_reports(folder: str) -> list[str]:
     """Entries of ``folder`` that evaluate did not write: other names, and every entry unless the folder holds an
     earlier evaluation (a user's confusion.png or per_class.csv shares a report's name)."""
@@ -296,6 +315,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     out = out or default_out(bundle, manifest_uri, split, this_run)
     if not storage.is_remote(out):
         _refuse_out_in_bundle(out, bundle)
+        if catalog and not storage.is_remote(manifest_uri):
+            _refuse_out_in_source(out, manifest_uri)
     warning = split_warning(read_config(bundle), manifest_uri) if catalog else rows.attrs.get("warning", "")
     warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run)) if w)
     if warning:

@@ -137,6 +137,13 @@ def test_evaluate_writes_only_into_a_new_empty_or_earlier_evaluations_folder(pro
                                               f"\\({other_run}\\) than the bundle's"):
         evaluate(str(probe_bundle), manifest, "test", str(other_run / "eval_test"))
     assert not (other_run / "eval_test").exists()
+    # a new folder in the image folder catalog read: the next catalog took the plots for a family's images
+    # (hostile tester)
+    source = Path(json.loads((probe_run / "stages" / "catalog.json").read_text())["config"]["source"])
+    with pytest.raises(SpeciesfamError, match=f"^--out {source / 'eval'} is inside the image folder {source} that "
+                                              "catalog read"):
+        evaluate(str(probe_bundle), manifest, "test", str(source / "eval"))
+    assert not (source / "eval").exists()
     first = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))  # new, then again: replaced
     again = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))
     assert again["test_macro_f1"] == first["test_macro_f1"]
