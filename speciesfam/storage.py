@@ -31,6 +31,18 @@ def is_remote(uri: str) -> bool:
 GCS_RETRY_S = 30  # how long a gs:// read retries before its row fails (a `?retry_limit_seconds=N` URI sets its own)
 
 
+def said(err: BaseException, limit: int = 300) -> str:
+    """An error's message as one short line for a row's reason or a one-line error: its first line (its type's
+    name if empty), without a GCS status's error_info dump, its head and its tail (where clients put the cause)
+    when longer than ``limit``. A gs:// row's reason was 1,000 characters."""
+    import re
+
+    text = (str(err).strip().splitlines() or [""])[0].strip() or type(err).__name__
+    text = re.sub(r"\s*error_info=\{.*\}\s*(\)?)$", r"\1", text)
+    half = (limit - 5) // 2
+    return text if len(text) <= limit else f"{text[:half]} ... {text[-half:]}"
+
+
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """Return (pyarrow filesystem, path inside it) for a local path or URI."""
     if not is_remote(uri):
@@ -204,9 +216,8 @@ def read_table(uri: str, stage_hint: str = "") -> "pd.DataFrame":
     except Exception as err:  # a folder, a damaged or foreign file: one line naming it, not pyarrow's traceback
         from .errors import SourceError
 
-        said = (str(err).strip().splitlines() or [""])[0][:200]
-        raise SourceError(f"{uri} cannot be read as a {kind} table ({type(err).__name__}: {said}); give the "
-                          f"{kind} file speciesfam wrote, or another path") from err
+        raise SourceError(f"{uri} cannot be read as a {kind} table ({type(err).__name__}: {said(err, 200)}); "
+                          f"give the {kind} file speciesfam wrote, or another path") from err
 
 
 @dataclass(frozen=True)

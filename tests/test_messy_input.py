@@ -149,6 +149,10 @@ def test_an_unreachable_gs_row_fails_its_row_instead_of_stalling_catalog(tmp_pat
     m = build_manifest(str(tmp_path / "list.csv"), SMALL).set_index("path")
     assert m.loc["gs://speciesfam-no-such-bucket/x.png", "status"] == "unreadable"
     assert m.loc["gs://speciesfam-no-such-bucket/x.png", "reason"] and by_status(m) == {"ok": 4, "unreadable": 1}
+    # its reason was google-cloud's whole status, 1,000 characters with an error_info dump: one short line now
+    reason = m.loc["gs://speciesfam-no-such-bucket/x.png", "reason"]
+    assert reason.startswith("cannot read file: ") and len(reason) <= 320 and "error_info" not in reason, reason
+    assert "\n" not in storage.said(OSError("first\nsecond")) and storage.said(ValueError()) == "ValueError"
 
 
 def write_manifest(path, rows: list[tuple[str, str]]) -> None:

@@ -63,7 +63,7 @@ def _inspect(path: str) -> dict:
     except PermissionError:
         return {"status": layout.UNREADABLE_STATUS, "reason": "permission denied"}
     except (OSError, ValueError) as err:  # a folder, an I/O error; ArrowInvalid (a ValueError) for a bad URI
-        return {"status": layout.UNREADABLE_STATUS, "reason": f"cannot read file: {err}"}
+        return {"status": layout.UNREADABLE_STATUS, "reason": f"cannot read file: {storage.said(err)}"}
     if data is None:
         return {"status": layout.UNREADABLE_STATUS,
                 "reason": f"not an image file (format not recognised, larger than {MAX_UNKNOWN_BYTES} bytes)"}

@@ -118,7 +118,7 @@ def read_rgb(path: str, size: int | None = None, sha256: str | None = None) -> n
     try:
         data = storage.read_bytes(path)
     except (OSError, ValueError) as err:
-        raise DecodeError(f"cannot read file: {err or type(err).__name__}") from err
+        raise DecodeError(f"cannot read file: {storage.said(err)}") from err
     try:
         image = decode_rgb(data, size=size)
     except OSError as err:  # PIL reports a truncated file while loading its pixels
