@@ -45,7 +45,33 @@ def test_images_that_changed_after_catalog_become_unreadable_rows(tmp_path, ray_
     row = again[again["path"].str.endswith("A/2.png")].iloc[0]
     assert row["status"] == layout.UNREADABLE_STATUS and "no longer exists" in row["reason"], row.to_dict()
     md = (tmp_path / "run" / "clean.md").read_text()
-    assert "failed to decode now (status unreadable, reason 'failed to decode in clean'): 3" in md, md[:500]
+    assert "unreadable now (status unreadable: gone, changed or failing to decode since catalog): 3" in md, md[:500]
+
+
+def test_an_image_replaced_since_catalog_is_not_embedded_as_the_catalogued_one(tmp_path, ray_session):
+    """A file replaced after catalog (another picture, same name) took the cached embedding of the old bytes, or
+    put the new image's embedding in the cache under the old bytes' hash; the model then trained on an image
+    catalog never checked (hostile tester). Now its row is `unreadable`, 'changed since catalog', cached or not,
+    and the cache keeps only the bytes catalog hashed."""
+    _families(tmp_path / "img", {"A": 6, "B": 6})
+    manifest = run_catalog(str(tmp_path / "img"), str(tmp_path / "run"))
+    cfg = CleanConfig(embedder=HIST, batch_size=4, min_per_family=1)
+    first, cached = tmp_path / "img" / "A" / "1.png", tmp_path / "img" / "B" / "2.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(first)  # before the first clean: not cached
+    run_clean(str(tmp_path / "run"), cfg)
+    sha = manifest.set_index("path")["sha256"]
+    before = pd.read_parquet(tmp_path / "run" / layout.EMBEDDINGS)
+    assert set(before["sha256"]) == set(sha) - {sha[str(first)]}
+    same_size = cached.read_bytes()  # the same size, other bytes: found by its modification time, then its hash
+    cached.write_bytes(same_size[:-20] + bytes(20))
+    again = run_clean(str(tmp_path / "run"), cfg).set_index("path")
+    for path in (first, cached):
+        assert again.loc[str(path), "status"] == layout.UNREADABLE_STATUS, again.loc[str(path)].to_dict()
+        assert again.loc[str(path), "reason"].startswith("changed since catalog (its sha256 is not the one "
+                                                         "catalog recorded") and "re-run `speciesfam catalog`" in \
+            again.loc[str(path), "reason"]
+    assert (again["status"] == layout.UNREADABLE_STATUS).sum() == 2
+    assert set(pd.read_parquet(tmp_path / "run" / layout.EMBEDDINGS)["sha256"]) == set(before["sha256"])
 
 
 def test_an_embedder_that_gives_too_few_vectors_is_an_error_not_a_cached_gap():

@@ -198,8 +198,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     cleaned.loc[hit, "reason"] = cleaned.loc[hit, "path"].map(dict(zip(removed["path"], removed["reason"])))
     lost = usable & ~cleaned["path"].isin(emb["path"])  # decode failed at clean time (file changed since catalog)
     cleaned.loc[lost, "status"] = layout.UNREADABLE_STATUS
-    cleaned.loc[lost, "reason"] = ["failed to decode in clean" + (f": {errors[p]}" if p in errors else "")
-                                   for p in cleaned.loc[lost, "path"]]
+    cleaned.loc[lost, "reason"] = [lost_reason(errors.get(p, "")) for p in cleaned.loc[lost, "path"]]
     by_path = emb.set_index("path")
     cleaned["outlier_score"] = cleaned["path"].map(by_path["score"])
     cleaned["outlier_z"] = cleaned["path"].map(by_path["z"])
@@ -233,6 +232,14 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
                                                                            cfg, summary))
     stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg), "near_duplicate_threshold": cfg.near_threshold}, summary=summary)
     return cleaned
+
+
+def lost_reason(error: str) -> str:
+    """The reason of a usable row clean could not embed: its file changed since catalog (re-run catalog to take
+    the new image), is gone, or no longer decodes."""
+    if error.startswith("changed since catalog"):
+        return f"{error}: re-run `speciesfam catalog` to take the new image"
+    return "failed to decode in clean" + (f": {error}" if error else "")
 
 
 def split_lost(before: "pd.DataFrame", after: "pd.DataFrame") -> dict[str, list[str]]:

@@ -45,7 +45,7 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     dups = summary["near_duplicates"]
     lines = [f"# Clean: {model_id(cfg)}", "",
              f"- usable before: {int(b.sum())}, after: {int(a.sum())}; taken out: {len(removed)}"
-             + (f"; failed to decode now (status unreadable, reason 'failed to decode in clean'): "
+             + (f"; unreadable now (status unreadable: gone, changed or failing to decode since catalog): "
                 f"{summary['failed_to_decode_in_clean']}" if summary.get("failed_to_decode_in_clean") else ""),
              f"- outliers: {summary['outliers_removed']} removed; rule {outlier_rule(cfg)}" + (
                  f"; {int((removed['detector'] == 'zero_shot').sum())} of them by the zero-shot check (CLIP's "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,8 @@ from .. import layout, lines, storage
 from ..console import Progress, quiet_stderr, say
 from ..config import CleanConfig
 from .embedders import load_embedder, model_id
-from .images import DecodeError, read_rgb
+from ..errors import SpeciesfamError
+from .images import DecodeError, changed_reason, read_rgb
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,13 +33,14 @@ def decode_batch(batch: "pd.DataFrame", size: int | None = None) -> "pd.DataFram
     predict) are not read and keep it."""
     images, errors = [], []
     given = batch["error"] if "error" in batch else [""] * len(batch)
-    for path, error in zip(batch["path"], given):
+    hashes = batch["sha256"] if "sha256" in batch else [None] * len(batch)  # catalog's: a replaced file is an error
+    for path, error, sha256 in zip(batch["path"], given, hashes):
         if error:
             images.append(np.zeros((1, 1, 3), np.uint8))
             errors.append(error)
             continue
         try:
-            images.append(read_rgb(path, size=size))
+            images.append(read_rgb(path, size=size, sha256=sha256 or None))
             errors.append("")
         except DecodeError as err:
             images.append(np.zeros((1, 1, 3), np.uint8))
@@ -110,7 +113,6 @@ def embedding_dataset(rows: "pd.DataFrame", cfg: CleanConfig):
 
 def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
     """Embed ``rows`` (path, label, sha256) with the Ray Data pipeline; returns one row per input row."""
-    from ..errors import SpeciesfamError
     from .embedders import LOAD_FAILED, fetch_pretrained
 
     import pandas as pd
@@ -147,7 +149,6 @@ def check_embedder(cfg: CleanConfig) -> None:
     fails, or whose encode does not give one vector per image, stops clean here with one line."""
     import ray
 
-    from ..errors import SpeciesfamError
     from ..raycluster import init_ray
 
     init_ray()
@@ -173,6 +174,47 @@ def embed_plain(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
     return pd.concat(list(iter_plain(rows, cfg)), ignore_index=True)
 
 
+def catalogued_at(workdir: str) -> float:
+    """When the run's catalog finished (seconds since the epoch; 0 when it cannot be told: every file is hashed)."""
+    from .. import stages
+
+    try:
+        return time.mktime(time.strptime((stages.load(workdir, "catalog") or {})["finished_at"][:19],
+                                         "%Y-%m-%dT%H:%M:%S"))
+    except (KeyError, TypeError, ValueError, SpeciesfamError):
+        return 0.0
+
+
+def changed_since_catalog(rows: "pd.DataFrame", since: float) -> dict[str, str]:
+    """Local files of ``rows`` (path, sha256, bytes) gone, or no longer holding the bytes catalog hashed: path ->
+    reason. A stat each; a file is hashed again only when its size differs or it was modified after ``since``."""
+    import hashlib
+
+    errors = {}
+    for path, sha256, size in zip(rows["path"], rows["sha256"], rows.get("bytes", [None] * len(rows))):
+        if storage.is_remote(path):
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        if st is None or not os.path.isfile(path):
+            errors[path] = "cannot read file: it no longer exists (it did when catalogued)"
+        elif st.st_size != size or st.st_mtime >= since:
+            try:
+                digest = hashlib.sha256()
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+                same = digest.hexdigest() == sha256
+            except OSError as err:
+                errors[path] = f"cannot read file: {storage.said(err)}"
+                continue
+            if not same:
+                errors[path] = changed_reason(sha256)
+    return errors
+
+
 def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
     """Embeddings for ``rows``: those already in RUN/embeddings.parquet for this model and these bytes are
     reused, only the rest are computed; the union is written back."""
@@ -184,10 +226,9 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     old = old[old["model_id"] == mid].drop_duplicates("sha256")
     old = old[old["embedding"].map(len).gt(0)]  # never an empty vector (an older clean could cache one)
     todo = rows[~rows["sha256"].isin(old["sha256"])]
-    # a cached image's file must still be there (local files: a stat each), or it trains nothing later
-    gone = {p: "cannot read file: it no longer exists (it did when catalogued)" for p in rows.loc[
-        rows["sha256"].isin(old["sha256"]), "path"] if not storage.is_remote(p) and not os.path.isfile(p)}
-    errors = dict(gone)
+    # a cached image's file must still be there and hold the bytes catalog hashed (local files), or the model
+    # would train on another image than the one embedded, or on nothing
+    errors = changed_since_catalog(rows[rows["sha256"].isin(old["sha256"])], catalogued_at(workdir))
     if len(todo):
         say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({len(rows) - len(todo)} cached)")
         new = embed_with_ray(todo, cfg)
@@ -200,7 +241,7 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     else:
         say(f"clean: all {len(rows)} embeddings cached in {uri}")
     if errors:
-        say(f"clean: {lines.counted(len(errors), 'image')} failed to decode (now unreadable, see clean.md): "
+        say(f"clean: {lines.counted(len(errors), 'image')} gone, changed or failing to decode since catalog (now unreadable, see clean.md): "
             f"{list(errors)[:5]}")
     by_hash = old.set_index("sha256")["embedding"]
     out = rows[rows["sha256"].isin(by_hash.index) & ~rows["path"].isin(errors)].copy()

@@ -103,6 +103,11 @@ def resize(img: Image.Image, size: int) -> Image.Image:
     return img if img.size == (size, size) else img.resize((size, size), Image.Resampling.BILINEAR)
 
 
+def changed_reason(sha256: str) -> str:
+    """Why a file is not the image catalog hashed (the row's reason in clean and evaluate)."""
+    return f"changed since catalog (its sha256 is not the one catalog recorded, {sha256[:12]}...)"
+
+
 class ChangedError(DecodeError):
     """The file is not the one catalog read (its sha256 differs)."""
 
@@ -124,7 +129,7 @@ def read_rgb(path: str, size: int | None = None, sha256: str | None = None) -> n
     except OSError as err:  # PIL reports a truncated file while loading its pixels
         raise DecodeError(str(err) or type(err).__name__) from err
     if sha256 and hashlib.sha256(data).hexdigest() != sha256:  # a damaged file is unreadable first
-        raise ChangedError(f"changed since catalog (its sha256 is not the one catalog recorded, {sha256[:12]}...)")
+        raise ChangedError(changed_reason(sha256))
     return image
 
 
