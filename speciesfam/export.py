@@ -267,6 +267,10 @@ def check_out(out: str, workdir: str) -> None:
                               f"{B.SCHEMA!r}); export replaces the folder whole: give a new or empty folder")
     if os.path.exists(out) and not os.path.isdir(out):
         raise SpeciesfamError(f"--out {out} is a file; give a folder for the bundle")
+    if os.path.ismount(out):  # the swap renames the folder: EBUSY after the whole export's work
+        raise SpeciesfamError(f"--out {out} is a mount point, which cannot be renamed, and export swaps the "
+                              f"finished bundle in by renaming folders: give a folder inside it, e.g. "
+                              f"{os.path.join(out, layout.BUNDLE)}")
     storage.require_creatable(out, "--out", "the bundle")  # a path under a file: a FileExistsError once written
     foreign = _foreign_files(out) if os.path.isdir(out) and B.is_bundle(out) else []
     if foreign:  # notes or predictions saved beside the model: replacing the bundle would delete them unsaid

@@ -252,3 +252,17 @@ def test_predict_names_a_semicolon_separated_manifest(tmp_path):
     with pytest.raises(SpeciesfamError, match=r"has no 'path' column \(columns: \['path;label'\]\) \(its header is "
                                               "separated by ';': save it comma-separated\\)$"):
         input_rows(manifest=str(tmp_path / "semi.csv"))
+
+
+def test_export_refuses_a_mount_point_before_any_work(tmp_path, monkeypatch):
+    """`export --out MOUNT` did the whole export, then failed with EBUSY on the rename that swaps the bundle in
+    (hostile tester). A real mount needs privileges a test does not have: os.path.ismount says which it is."""
+    from speciesfam import export
+
+    mount = tmp_path / "usb"
+    mount.mkdir()
+    monkeypatch.setattr(os.path, "ismount", lambda p: os.fspath(p) == str(mount))
+    with pytest.raises(SpeciesfamError, match=f"^--out {mount} is a mount point, which cannot be renamed.* give a "
+                                              f"folder inside it, e.g. {mount / 'bundle'}"):
+        export.check_out(str(mount), str(tmp_path / "run"))
+    export.check_out(str(mount / "bundle"), str(tmp_path / "run"))
