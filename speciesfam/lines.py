@@ -127,10 +127,6 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                     self._line(trials, trial, kept + " (kept from before --resume)")
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            # Logged with the result (Tune's progress.csv), so the report tells the endings apart too.
-            result.setdefault("scheduler", scheduler)
-            if max_epochs is not None:
-                result.setdefault("max_epochs", max_epochs)
             self.ended[trial.trial_id] = how_ended(bool(result.get("done")), result.get("training_iteration"),
                                                    max_epochs, scheduler, final_flag(result.get("final_epoch")),
                                                    cut_by)

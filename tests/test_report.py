@@ -195,7 +195,9 @@ var _err = console.error;
 console.error = function () { window.__errors.push([].join.call(arguments, " ")); _err.apply(console, arguments); };
 window.addEventListener("load", function () {
   var imgs = Array.prototype.slice.call(document.images);
-  var th = document.querySelector("#trials th:nth-child(4)"); if (th) { th.click(); th.click(); }
+  var th = Array.prototype.find.call(document.querySelectorAll("#trials th"),
+                                     function (h) { return h.textContent === "val macro-F1"; });
+  if (th) { th.click(); th.click(); }
   var first = document.querySelector("#trials tbody tr td");
   var out = document.createElement("pre"); out.id = "probe";
   out.textContent = JSON.stringify({images: imgs.length, errors: window.__errors, first: first && first.textContent,
@@ -381,12 +383,13 @@ def test_the_search_section_judges_only_finished_trials_and_names_their_own_sear
     from speciesfam import layout
     from speciesfam.report import search
 
-    def trial(name: str, tid: str, start: float, epochs: int, done: bool) -> str:
+    def trial(name: str, tid: str, start: float, epochs: int, done: bool, final: bool | None = None) -> str:
         path = tmp_path / "tune" / name / f"trial_{tid}"
         path.mkdir(parents=True)
         pd.DataFrame({"timestamp": [start + 1 + e for e in range(epochs)], "time_total_s": [1 + e for e in range(epochs)],
                       "training_iteration": list(range(1, epochs + 1)), "done": [False] * (epochs - 1) + [done],
-                      "max_epochs": 4}).to_csv(path / "progress.csv", index=False)
+                      **({"final_epoch": [False] * (epochs - 1) + [final]} if final is not None else {})}
+                     ).to_csv(path / "progress.csv", index=False)
         return str(path)
 
     rows = [("good", 0.5, "ok", trial("first", "good", 1000, 4, True)),  # 4 s of search
@@ -395,13 +398,33 @@ def test_the_search_section_judges_only_finished_trials_and_names_their_own_sear
     pd.DataFrame({"trial_id": [r[0] for r in rows], "best_val_macro_f1": [r[1] for r in rows],
                   "status": [r[2] for r in rows], "trial_path": [r[3] for r in rows], "config": "{}",
                   "seconds": 1.0}).to_csv(layout.path(str(tmp_path), layout.TRIALS), index=False)
-    records = {"tune": {"config": {"kind": "probe", "num_samples": 2}, "summary": {"experiment": "second"},
-                        "searches": {"first": {"config": {"kind": "probe", "num_samples": 7}},
-                                     "second": {"config": {"kind": "probe", "num_samples": 2}}}}}
+    second = {"kind": "probe", "num_samples": 2, "max_epochs": 4}
+    records = {"tune": {"config": second, "summary": {"experiment": "second"},
+                        "searches": {"first": {"config": {"kind": "probe", "num_samples": 7, "max_epochs": 4}},
+                                     "second": {"config": second}}}}
     s = search(str(tmp_path), records)
     assert s["best"]["trial_id"] == "good" and s["settings"]["num_samples"] == 7  # its own search's settings
     assert [r["ended"] for r in s["trials"]][1] == "error" and s["stopped"] == 1  # 'fine': cut at 2 of 4
     assert s["wall_s"] == 4 + 3  # not the 4,003 s from the first search's start to the second's end
+    assert [r["search"] for r in s["trials"]] == ["first", "second", "second"] and s["unfinished"] == []
+
+    # A later search with more epochs: the earlier trials keep their own search's ending (a 4-of-4 trial read
+    # 'early stopping' against the latest search's 20; tester), and an interrupted search says so, with the
+    # command that continues it (its last trial 'stopped by the search's end', the search looked done).
+    records["tune"]["summary"] = {"experiment": "third", "interrupted": True, "resumable": True, "trials": 1,
+                                  "planned": 30}
+    records["tune"]["config"] = third = {"kind": "probe", "num_samples": 30, "max_epochs": 20, "scheduler": "fifo"}
+    records["tune"]["searches"]["third"] = {"config": third}
+    rows.append(("cut", 0.2, "ok", trial("third", "cut", 9000, 5, False, final=False)))  # as a real one reads
+    pd.DataFrame({"trial_id": [r[0] for r in rows], "best_val_macro_f1": [r[1] for r in rows],
+                  "status": [r[2] for r in rows], "trial_path": [r[3] for r in rows], "config": "{}",
+                  "seconds": 1.0}).to_csv(layout.path(str(tmp_path), layout.TRIALS), index=False)
+    s = search(str(tmp_path), records)
+    assert [r["ended"] for r in s["trials"]] == ["finished", "error", "stopped by ASHA", "stopped by the interrupt"]
+    assert s["stopped"] == 1 and s["unfinished"] == [{
+        "name": "third", "trials": 1, "planned": 30, "resumable": True,
+        "command": f"speciesfam tune probe --workdir {tmp_path} --scheduler fifo --num-samples 30 --max-epochs 20 "
+                   "--resume"}]
 
 
 def test_trial_histories_read_a_resumed_trials_results_whole(tmp_path):
