@@ -2,6 +2,8 @@
 a status per row or in one line, never a traceback (hostile tester, 2026-12-03). The user embedder here is the
 package's colour-histogram one (no weights), through the real Ray Data pipeline."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -139,3 +141,33 @@ def test_a_family_that_lost_every_train_image_is_named():
                            "status": layout.OK})
     after = before.assign(status=[layout.REMOVED_STATUS] + [layout.OK] * 5)
     assert split_lost(before, after) == {"train": ["Tiny"]}
+
+
+def test_a_family_whose_train_images_are_gone_is_blamed_on_the_files_and_the_folds_said_are_those_used(
+        tmp_path, ray_session, capsys):
+    """Tiny's train image deleted after catalog: clean blamed its own removals and near-duplicate groups and
+    advised --near-duplicate-threshold; clean.md said '1 families' and a 1000-fold regression that ran 2-fold
+    (hostile tester)."""
+    from speciesfam.config import CatalogConfig
+
+    _families(tmp_path / "img", {"A": 8, "B": 8, "Tiny": 3})
+    manifest = run_catalog(str(tmp_path / "img"), str(tmp_path / "run"), CatalogConfig(min_images=3))
+    tiny = manifest[(manifest["label"] == "Tiny") & (manifest["split"] == "train")]
+    for path in tiny["path"]:
+        os.unlink(path)
+    capsys.readouterr()
+    run_clean(str(tmp_path / "run"), CleanConfig(embedder=HIST, min_per_family=1, label_issue_folds=1000,
+                                             near_duplicate_threshold=0.9999))
+    said = capsys.readouterr().out
+    assert "clean: warning: 1 family has no train images left ('Tiny'): images gone, changed or undecodable " \
+        "since catalog (re-run catalog) took them all; see clean.md" in said, said
+    assert "near-duplicate" not in said.split("clean: warning:")[1]
+    md = (tmp_path / "run" / "clean.md").read_text()
+    assert "**warning**: 1 family lost every train image" in md
+    assert "a 2-fold logistic regression (1000 folds asked for; capped at the smallest family's 2 images)" in md
+    from speciesfam.tune.search import warn_untaught
+
+    cleaned = pd.read_parquet(tmp_path / "run" / layout.CLEAN_MANIFEST)
+    warn_untaught(cleaned, ["A", "B", "Tiny"])  # what tune says before its search: it trained such a head unsaid
+    assert capsys.readouterr().out == ("tune: warning: 1 family has no usable train image ('Tiny'): no model learns "
+                                       "it; see clean.md, or re-run catalog (and clean) to split its images anew\n")

@@ -94,8 +94,10 @@ def label_issue_table(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "
     fits = centroid_z_against(emb["label"].to_numpy(), x, row, issues["suggested_family"].to_numpy())
     relabel = both & (fits <= cfg.outlier_z)
     emb.loc[emb.index[row[relabel]], ["removed", "reason"]] = [False, ""]
+    folds = issues.attrs.get("folds", 0)
     issues = issues[~both | relabel].reset_index(drop=True)
     issues["rank"] = np.arange(1, len(issues) + 1)
+    issues.attrs["folds"] = folds
     return issues
 
 
@@ -221,13 +223,18 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     summary = {"status": cleaned["status"].value_counts().to_dict(), "removed": int((cleaned["status"] == layout.REMOVED_STATUS).sum()),
                "outlier_rule": outlier_rule(cfg), "outliers_removed": outliers,
                "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),
+               "label_issue_folds": int(issues.attrs.get("folds", 0)),  # the folds used: capped by the smallest family
                "near_duplicate_threshold": cfg.near_threshold, "near_duplicates": dups,
                "failed_to_decode_in_clean": int(lost.sum()),
                "split_lost": split_lost(manifest, cleaned)}
     for split, fams in summary["split_lost"].items():
-        say(f"clean: warning: {lines.counted(len(fams), 'family has', 'families have')} no {split} images left ({', '.join(map(repr, fams[:5]))}"
-              f"{', ...' if len(fams) > 5 else ''}): removals or near-duplicate groups moved to one split took "
-              f"them all; see clean.md (raise --near-duplicate-threshold, or re-run catalog with larger fractions)")
+        gone = set(cleaned.loc[lost & (cleaned["split"] == split), "label"])  # unreadable now, not taken out
+        why = [*(["images gone, changed or undecodable since catalog (re-run catalog)"] if gone & set(fams) else []),
+               *(["removals or near-duplicate groups moved to one split (raise --near-duplicate-threshold, or re-run "
+                  "catalog with larger fractions)"] if set(fams) - gone else [])]
+        say(f"clean: warning: {lines.counted(len(fams), 'family has', 'families have')} no {split} images left "
+            f"({', '.join(map(repr, fams[:5]))}{', ...' if len(fams) > 5 else ''}): {' and '.join(why)} took them "
+            "all; see clean.md")
     storage.write_text(layout.path(workdir, layout.CLEAN_MD), clean_report(manifest, cleaned, table, issues, pairs,
                                                                            cfg, summary))
     stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg), "near_duplicate_threshold": cfg.near_threshold}, summary=summary)

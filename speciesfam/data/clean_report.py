@@ -37,6 +37,16 @@ def _table(df: "pd.DataFrame", cols: list[str], fmt: dict[str, str] | None = Non
     return lines
 
 
+def folds_text(asked: int, used: int | None) -> str:
+    """The logistic regression's folds as run: the ones asked for, or fewer (the smallest family's size)."""
+    if used is None or used == asked:
+        return f"a {asked}-fold logistic regression"
+    if not used:
+        return "no logistic regression (fewer than 2 families of 2+ images: nothing to check)"
+    return (f"a {used}-fold logistic regression ({asked} folds asked for; capped at the smallest family's "
+            f"{used} images)")
+
+
 def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.DataFrame", issues: "pd.DataFrame",
                  pairs: "pd.DataFrame", cfg: CleanConfig, summary: dict[str, Any]) -> str:
     """The Markdown report: rules and counts first, then every removed row, the label issues and the pairs."""
@@ -51,13 +61,14 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
                  f"; {int((removed['detector'] == 'zero_shot').sum())} of them by the zero-shot check (CLIP's "
                  f"non-photo probability > {cfg.zero_shot_threshold:g})" if cfg.zero_shot else ""),
              f"- label issues (cleanlab `find_label_issues`, filter_by={cfg.label_issue_filter}, out-of-fold "
-             f"probabilities of a {cfg.label_issue_folds}-fold logistic regression): {len(issues)} flagged, "
+             f"probabilities of {folds_text(cfg.label_issue_folds, summary.get('label_issue_folds'))}): "
+             f"{len(issues)} flagged, "
              f"{summary['label_issues_dropped']} removed"
              f"{'' if cfg.drop_label_issues else ' (report only; drop_label_issues=True removes them)'}",
              f"- near-duplicates (cosine >= {cfg.near_threshold:g}): {counted(dups['pairs'], 'pair')} in "
              f"{counted(dups['groups'], 'group')}; {dups['moved_to_group_split']} images moved so no group straddles "
              f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"]
-    lines += [f"- **warning**: {len(fams)} families lost every {split} image in cleaning, so "
+    lines += [f"- **warning**: {counted(len(fams), 'family', 'families')} lost every {split} image in cleaning, so "
               f"{'no model learns them' if split == 'train' else f'they count in no {split} score'}: "
               f"{', '.join(code(visible(f)) for f in fams)}" for split, fams in summary["split_lost"].items()]
     lines += ["", "| family | before | after |", "|---|---:|---:|"]

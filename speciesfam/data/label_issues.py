@@ -34,10 +34,15 @@ def out_of_fold_probabilities(labels: np.ndarray, x: np.ndarray, folds: int = 5,
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     classes, y = np.unique(labels, return_inverse=True)
-    k = int(min(folds, np.bincount(y).min()))
+    k = fold_count(labels, folds)
     model = LogisticRegression(C=LOGREG_C if c is None else c, max_iter=2000)
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return classes, cross_val_predict(model, x, y, cv=cv, method="predict_proba")
+
+
+def fold_count(labels: np.ndarray, folds: int) -> int:
+    """The folds used: ``folds``, capped by the smallest family's image count."""
+    return int(min(folds, np.unique(np.asarray(labels), return_counts=True)[1].min()))
 
 
 def find_label_issues(paths: np.ndarray, labels: np.ndarray, x: np.ndarray, folds: int = 5,
@@ -45,7 +50,7 @@ def find_label_issues(paths: np.ndarray, labels: np.ndarray, x: np.ndarray, fold
     """The suspected label issues (``ISSUE_COLUMNS``), most suspicious first (``rank`` 1).
 
     Families of one image are left out (nothing to cross-validate); with fewer than 2 families left the result
-    is empty.
+    is empty. ``attrs["folds"]``: the folds used (0 when nothing was checked).
     """
     import pandas as pd
 
@@ -53,7 +58,9 @@ def find_label_issues(paths: np.ndarray, labels: np.ndarray, x: np.ndarray, fold
     fams, counts = np.unique(labels, return_counts=True)
     keep = np.isin(labels, fams[counts >= 2])  # a family of one image cannot be cross-validated: left out
     if len(fams[counts >= 2]) < 2:
-        return pd.DataFrame(columns=ISSUE_COLUMNS)
+        none = pd.DataFrame(columns=ISSUE_COLUMNS)
+        none.attrs["folds"] = 0
+        return none
     from cleanlab.filter import find_label_issues as cl_find  # only when there is something to check
 
     paths, labels, x = np.asarray(paths)[keep], labels[keep], x[keep]
@@ -66,10 +73,12 @@ def find_label_issues(paths: np.ndarray, labels: np.ndarray, x: np.ndarray, fold
     ranked = np.asarray(ranked, dtype=int)
     other = probs[ranked].copy()
     other[np.arange(len(ranked)), y[ranked]] = -1.0  # suggest the most likely family other than the given one
-    return pd.DataFrame({
+    found = pd.DataFrame({
         "path": np.asarray(paths)[ranked],
         "given_family": labels[ranked],
         "suggested_family": classes[other.argmax(axis=1)] if len(ranked) else [],
         "self_confidence": probs[ranked, y[ranked]],
         "rank": np.arange(1, len(ranked) + 1),
     }, columns=ISSUE_COLUMNS)
+    found.attrs["folds"] = fold_count(labels, folds)
+    return found

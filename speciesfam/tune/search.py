@@ -142,6 +142,17 @@ def _trial(config: dict[str, Any], fixed: dict[str, Any], cfg: TuneConfig, train
     trainer.fit()
 
 
+def warn_untaught(manifest, labels: list[str]) -> None:
+    """Say which families have usable images but none in train: a class of the model no trial can learn, whose
+    val and test images are always scored wrong (clean took them, or the files went since catalog)."""
+    untaught = sorted(set(labels) - set(manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == "train"),
+                                                     "label"]))
+    if untaught:
+        console.say(f"tune: warning: {lines.counted(len(untaught), 'family has', 'families have')} no usable train "
+                    f"image ({', '.join(map(repr, untaught[:5]))}{', ...' if len(untaught) > 5 else ''}): no model "
+                    "learns it; see clean.md, or re-run catalog (and clean) to split its images anew")
+
+
 def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     """Run (or with ``resume`` continue) a search and write RUN/trials.csv and RUN/trials.md.
 
@@ -170,6 +181,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         raise SpeciesfamError(f"{manifest_uri} has no usable 'val' images, so no trial could be scored (clean's "
                               "near-duplicate grouping can move whole families to train: see clean.md; re-run clean "
                               "with a higher --near-duplicate-threshold, or catalog more images per family)")
+    warn_untaught(manifest, labels)
     storage_path = cfg.storage_path or storage.join(workdir, "tune")
     if not storage.is_remote(storage_path):
         storage_path = storage.filesystem(storage_path)[1]
@@ -328,7 +340,8 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
         console.say(f"tune: warning: {err}; it now records this search only")
         earlier = {}
     searches = {n: s for n, s in earlier.items() if n != name and s.get("built_from") == on_these}
-    searches[name] = {"config": settings, "built_from": on_these, "finished_at": stages.timestamp()}
+    searches[name] = {"config": settings, "built_from": on_these, "finished_at": stages.timestamp(),
+                      "summary": summary}  # the report: how each search ended, interrupted ones included
     stages.finish(workdir, "tune", config=settings, summary=summary,  # None too: --weights none differs
                   searches=searches)
 
