@@ -72,7 +72,8 @@ class CatalogConfig:
     val_fraction: float = opt(0.15, "share of each family for validation (chooses the trial)")
     test_fraction: float = opt(0.15, "share of each family held out for `speciesfam evaluate`")
     seed: int = opt(0, "seed of the split (and of everything random downstream)")
-    min_images: int = opt(6, "families with fewer usable images are excluded (reported as too_small)")
+    min_images: int = opt(6, "families with fewer usable images are excluded (reported as too_small); at least 3, "
+                             "one per split")
     group_split: bool = opt(False, "keep each manifest 'group' (e.g. species) inside one split")
 
     def validate(self) -> None:
@@ -137,8 +138,8 @@ class CleanConfig:
                        "family", choices=("threshold", "quota"))
     outlier_z: float = opt(5.0, "robust z-score (median/MAD units within the family) above which an image is an "
                            "outlier (removal=threshold)")
-    contamination: float = opt(0.05, "share of each family removed as outliers with --removal quota (ignored "
-                               "with removal=threshold)")
+    contamination: float = opt(0.05, "share of each family removed as outliers with --removal quota, in [0, 0.5) "
+                               "(ignored with removal=threshold)")
     min_per_family: int = opt(6, "cleaning never leaves a family with fewer images than this")
     zero_shot: bool = opt(False, "also remove images CLIP zero-shot calls a map, drawing, text, label or diagram")
     zero_shot_threshold: float = opt(0.5, "non-photo probability above which --zero-shot removes an image")

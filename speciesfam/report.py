@@ -121,9 +121,9 @@ def headline(s: dict[str, dict]) -> list[tuple[str, str]]:
         out += [("images catalogued", str(s["collection"]["rows"])), ("families", str(s["collection"]["families"]))]
     if "removed" in s["cleaning"] and not s["cleaning"].get("stale"):  # a stale count is no headline
         out.append(("removed by cleaning", str(s["cleaning"]["removed"])))
-    if "trials" in s["search"]:
+    if "trials" in s["search"] and not s["search"].get("stale"):  # an older run's search: its section says so
         out += [("trials", str(len(s["search"]["trials"]))), ("best val macro-F1", number(s["search"]["best_f1"]))]
-    for key, value in (s["model"].get("eval") or {}).get("metrics", {}).items():
+    for key, value in ({} if s["model"].get("stale") else s["model"].get("eval") or {}).get("metrics", {}).items():
         if key.endswith("macro_f1"):
             out.append((key.replace("_", " ").replace("macro f1", "macro-F1"), number(value)))
     return out

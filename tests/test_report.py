@@ -261,6 +261,8 @@ def test_sections_built_from_an_older_run_are_marked_stale(run, tmp_path):
     html = render(str(workdir))
     search = html[html.index('<section id="search">'):html.index('<section id="model">')]
     assert "Stale:" in search and "built from an older clean run" in search and "speciesfam tune" in search
+    headline = html[html.index('id="headline"'):html.index('<section id="collection">')]  # no stale tiles (tester)
+    assert "best val macro-F1" not in headline and "removed by cleaning" in headline
     cleaning = html[html.index('<section id="cleaning">'):html.index('<section id="search">')]
     assert "Stale:" not in cleaning
     # catalog ran again (on another source): clean's counts are of other rows. The cleaning section said so, but

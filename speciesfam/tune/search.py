@@ -176,7 +176,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     manifest = load_manifest(manifest_uri)
     labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
     if len(labels) < 2:
-        raise SpeciesfamError(f"{manifest_uri} has {len(labels)} usable families; classification needs at least 2")
+        raise SpeciesfamError(f"{manifest_uri} has {lines.counted(len(labels), 'usable family', 'usable families')}; "
+                              "classification needs at least 2")
     if not ((manifest["status"] == "ok") & (manifest["split"] == "val")).any():  # every trial would score 0
         raise SpeciesfamError(f"{manifest_uri} has no usable 'val' images, so no trial could be scored (clean's "
                               "near-duplicate grouping can move whole families to train: see clean.md; re-run clean "
