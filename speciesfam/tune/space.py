@@ -22,8 +22,9 @@ from typing import Any
 from ..errors import ConfigError
 
 # (lowest, highest, lowest allowed, highest allowed) of the numeric hyperparameters: what the trainers accept.
+# A learning rate above 10 or a weight decay above 1 trains nothing (losses of 1e11 that still "finished": tester).
 LIMITS: dict[str, tuple[float, float | None, bool, bool]] = {
-    "lr": (0, None, False, False), "weight_decay": (0, None, True, False), "finetune_lr_factor": (0, None, False, False),
+    "lr": (0, 10, False, True), "weight_decay": (0, 1, True, True), "finetune_lr_factor": (0, None, False, False),
     "label_smoothing": (0, 1, True, False), "dropout": (0, 1, True, False), "augment": (0, 1, True, True),
     "lr_factor": (0, 1, False, False), "batch_size": (1, None, True, False), "head_units": (1, None, True, False),
     "head_layers": (0, None, True, False), "filters": (1, None, True, False), "depth": (1, None, True, False),
