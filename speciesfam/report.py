@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Any, Callable
 
 from . import layout, plots, stages, storage
-from .lines import SEARCH_END, final_flag, how_ended, number, scheduler_name, search_cut_by
+from .lines import SEARCH_END, counted, final_flag, how_ended, number, scheduler_name, search_cut_by
 from .reproduce import reproduce
 from .tune.tracking import scored_trials
 
@@ -188,8 +188,13 @@ def cleaning(workdir: str, records: dict) -> dict | None:
         galleries.append({"title": title, "file": name, "total": len(df),
                           "items": _gallery(df, score, captions, paths)})
     thresholds = {k: _plain(v) for k, v in summary.items() if k not in ("status",)}
+    # families left with no image in a split: the console and clean.md warn; the page says it too, in words
+    lost = [f"{counted(len(fams), 'family has', 'families have')} no {split} images left "
+            f"({', '.join(map(str, fams[:10]))}{', ...' if len(fams) > 10 else ''}): "
+            + ("no model learns them" if split == "train" else f"they count in no {split} score")
+            for split, fams in (summary.get("split_lost") or {}).items() if fams]
     return {"removed": len(removed) if removed is not None else summary.get("removed", 0), "settings": settings,
-            "summary": thresholds, "galleries": galleries, "taken_out": taken_out(removed)}
+            "summary": thresholds, "galleries": galleries, "taken_out": taken_out(removed), "lost": lost}
 
 
 def taken_out(removed) -> str:

@@ -295,6 +295,13 @@ def test_the_cleaning_section_shows_the_rule_in_force_in_plain_words(tmp_path):
     section = cleaning(str(tmp_path), {"clean": stages.load(str(tmp_path), "clean")})
     assert section["settings"] == {"removal": "threshold", "outlier_z": 5.0}
     assert section["summary"]["near_duplicates"] == "dropped 0, groups 2" and section["summary"]["split_lost"] == "none"
+    assert section["lost"] == []
+    # a family left with no train image showed only as 'split_lost train Tiny' in the table (hostile tester)
+    stages.finish(str(tmp_path), "clean", config={}, summary={"removed": 1, "split_lost": {"train": ["Tiny"],
+                                                                                         "val": ["A", "B"]}})
+    section = cleaning(str(tmp_path), {"clean": stages.load(str(tmp_path), "clean")})
+    assert section["lost"] == ["1 family has no train images left (Tiny): no model learns them",
+                               "2 families have no val images left (A, B): they count in no val score"]
 
 
 def test_reports_and_plots_take_any_family_or_file_name(tmp_path):
