@@ -219,8 +219,9 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             m = storage.read_table(layout.path(workdir, layout.MANIFEST))
             counts = m["status"].value_counts()
             parts = ", ".join(f"{int(n)} {k}" for k, n in counts.items())
-            families = counted(m.loc[m["status"] == layout.OK, "label"].nunique(), "family", "families")
-            return f"catalog: {counted(len(m), 'row')} ({parts}); {families}"
+            n = m.loc[m["status"] == layout.OK, "label"].nunique()
+            alone = " (a classifier needs at least 2: tune will refuse this collection)" if n == 1 else ""
+            return f"catalog: {counted(len(m), 'row')} ({parts}); {counted(n, 'family', 'families')}{alone}"
         if stage == "clean":
             c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))
             extra = [counted(len(df), what) for name, what in ((layout.LABEL_ISSUES, "label issue"),

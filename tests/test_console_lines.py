@@ -249,6 +249,11 @@ def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_em
     assert lines.summary_line(str(tmp_path), "clean") == (
         "clean: 1 removed, 3 near-duplicates dropped, 1 image kept in 1 family; 2 families left with no image: "
         "'Apidae', 'Ranidae'; 5 near-duplicate pairs flagged")
+    # a collection of one family: catalog said nothing and only tune refused it (hostile tester)
+    after.to_parquet(tmp_path / layout.MANIFEST)
+    assert lines.summary_line(str(tmp_path), "catalog") == (
+        "catalog: 6 rows (4 duplicate, 1 ok, 1 removed); 1 family (a classifier needs at least 2: tune will refuse "
+        "this collection)")
 
 
 def test_a_stage_log_holds_each_framework_record_once(tmp_path):
