@@ -121,7 +121,8 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             if self.kept_said:
                 return
             self.kept_said = True
-            for trial in trials:
+            # in the order they ended (Tune restores its trials in another order on each --resume: tester)
+            for trial in sorted(trials, key=lambda t: float((t.last_result or {}).get("timestamp") or 0)):
                 if trial.status == "TERMINATED":
                     kept = self._ending(trial, cut_by) if self._trained(trial) else "not trained"
                     self._line(trials, trial, kept + " (kept from before --resume)")
