@@ -28,7 +28,9 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
-GCS_RETRY_S = 30  # how long a gs:// read retries before its row fails (a `?retry_limit_seconds=N` URI sets its own)
+# How long each request of a gs:// read retries (a `?retry_limit_seconds=N` URI sets its own). An unreachable
+# object's read makes two requests, each retried this long: its row fails after about twice this.
+GCS_RETRY_S = 15
 
 
 def said(err: BaseException, limit: int = 300) -> str:
