@@ -62,3 +62,26 @@ def test_cached_batches_equal_decoded_batches(catalogued, ray_session):
             assert xb.dtype == np.float32
             np.testing.assert_array_equal(xa, xb)
             np.testing.assert_array_equal(ya, yb)
+
+
+def test_an_image_replaced_since_catalog_never_enters_the_cache(tmp_path, ray_session):
+    """The cache is keyed by catalog's sha256 but decoded from the path: a file replaced since catalog went in
+    under the old bytes' hash, and every CNN trial trained on an image catalog and clean never saw."""
+    from PIL import Image
+
+    from speciesfam.config import CatalogConfig
+    from speciesfam.data import image_cache
+    from speciesfam.errors import SpeciesfamError
+
+    rng = np.random.default_rng(0)
+    for family in ("A", "B"):
+        (tmp_path / "img" / family).mkdir(parents=True)
+        for k in range(3):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "img" / family / f"{k}.png")
+    m = build_manifest(str(tmp_path / "img"), CatalogConfig(min_images=3))
+    assert (m["status"] == "ok").sum() == 6
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "img" / "B" / "1.png")
+    with pytest.raises(SpeciesfamError, match=r"^the image cache: .*B/1\.png: changed since catalog \(its sha256 is "
+                                              r"not the one catalog recorded.*re-run `speciesfam catalog`$"):
+        image_cache.build(str(tmp_path), m, 16)
+    assert not (tmp_path / "image_cache").exists() or not any((tmp_path / "image_cache").rglob("index.parquet"))

@@ -32,16 +32,32 @@ def cache_uri(workdir: str, size: int) -> str:
     return layout.path(workdir, layout.IMAGE_CACHE, f"{size}px")
 
 
-def _decode_chunk(paths: list[str], size: int) -> np.ndarray:
+def _decode_chunk(paths: list[str], hashes: list[str], size: int) -> np.ndarray:
     from .images import DecodeError, read_rgb
 
     out = np.empty((len(paths), size, size, 3), np.uint8)
-    for i, path in enumerate(paths):
-        try:
-            out[i] = read_rgb(path, size=size)
+    for i, (path, sha256) in enumerate(zip(paths, hashes)):
+        try:  # the cache is keyed by catalog's sha256: a file replaced since must not pass for the catalogued one
+            out[i] = read_rgb(path, size=size, sha256=sha256)
         except DecodeError as err:
             raise DecodeError(f"{path}: {err}; it was readable when catalogued: re-run `speciesfam catalog`") from err
     return out
+
+
+def _get(ref) -> np.ndarray:
+    """A decode task's images; its file's error in one line (a file gone or replaced since catalog), not Ray's
+    traceback."""
+    import ray
+
+    from ..errors import SpeciesfamError
+    from .images import DecodeError
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, DecodeError):
+            raise SpeciesfamError(f"the image cache: {err.cause}") from None
+        raise
 
 
 def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
@@ -62,15 +78,15 @@ def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
     from ..console import Progress, say
 
     decode = ray.remote(num_cpus=1)(_decode_chunk)
-    paths = rows["path"].tolist()
+    paths, hashes = rows["path"].tolist(), rows["sha256"].tolist()
     say(f"tune: decoding {len(paths)} images once into the image cache ({size} px), read by every trial")
     progress = Progress("tune", len(paths), "images in the image cache")
-    refs = [decode.remote(paths[i:i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
+    refs = [decode.remote(paths[i:i + CHUNK], hashes[i:i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, IMAGES)
         images = np.lib.format.open_memmap(local, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
         for i, ref in enumerate(refs):  # in order, so row k is paths[k]
-            chunk = ray.get(ref)
+            chunk = _get(ref)
             images[i * CHUNK:i * CHUNK + len(chunk)] = chunk
             progress.add(len(chunk))
         images.flush()
