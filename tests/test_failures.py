@@ -1,5 +1,7 @@
 """Failures are failures: a search that trained nothing exits non-zero, defaults train, stale outputs are refused."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -69,19 +71,29 @@ def test_a_probe_search_on_a_catalogued_run_asks_for_clean(catalogued, capsys):
     assert "clean_manifest.parquet does not exist: a probe search trains on" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # ~30 s: a Ray Train search whose trial's loss becomes NaN (a CNN trial's clear error)
-def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(catalogued, ray_session, capsys):
-    workdir = str(catalogued)
-    # Every trial fails (a learning rate that makes the loss NaN in its first epoch): the command says so, exits 1.
-    # The default --weights, imagenet, applies to transfer backbones only: the scratch CNN builds and trains an
-    # epoch (it failed building, "weights='imagenet' does not apply", before the trial ever trained).
-    code = cli.main(["tune", "scratch", "--workdir", workdir, "--weights", "imagenet", "--name", "bad", "--extra",
-                     '{"lr": 1e30, "optimizer": "sgd"}', "--max-failures", "0", *TINY])
+@pytest.mark.slow  # ~40 s: a Ray Train search whose one trial fails reading an image deleted after catalog
+def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(collection, tmp_path, ray_session, capsys):
+    import shutil
+
+    from speciesfam.data.catalog import load_manifest, run_catalog
+
+    root, workdir = tmp_path / "images", str(tmp_path / "run")
+    shutil.copytree(collection[0], root)
+    run_catalog(str(root), workdir)
+    manifest = load_manifest(layout.path(workdir, layout.MANIFEST))
+    gone = manifest.query("status == 'ok' and split == 'train'")["path"].iloc[-1]
+    Path(gone).unlink()  # a training image deleted mid-run: a trial that decodes its JPEGs fails on it
+    # Every trial fails: the command says so, exits 1. The default --weights, imagenet, applies to transfer
+    # backbones only: the scratch CNN builds and starts training (it failed building, "weights='imagenet' does
+    # not apply", before the trial ever trained).
+    code = cli.main(["tune", "scratch", "--workdir", workdir, "--weights", "imagenet", "--name", "bad",
+                     "--no-image-cache", "--max-failures", "0", *TINY])
     assert code == 1
     out = capsys.readouterr()
     assert "no trial of 1 finished with a val macro-F1" in out.err
     bad = pd.read_csv(layout.path(workdir, layout.TRIALS)).query("status != 'ok'")  # the trial's own cause
-    assert len(bad) == 1 and "training loss became nan in epoch 1" in bad["error"].iloc[0], bad["error"].tolist()
+    assert len(bad) == 1 and f"DecodeError: cannot read file: [Errno 2] No such file or directory: '{gone}'" in \
+        bad["error"].iloc[0], bad["error"].tolist()
     # the stage's summary and report lines, as after any stage that ran (they were missing after a failure)
     assert "tune: 1 trial, none finished with a val macro-F1" in out.out and "report: " in out.out, out.out
     # a warm start from it names what happened (it said to run that search, whose name is taken)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pyarrow.fs as pafs
+import pytest
 from ray.tune import Checkpoint, Result
 
 from speciesfam.tune.tracking import trial_table
@@ -83,3 +84,27 @@ def test_a_keras_error_is_named_by_its_cause_not_its_arguments_block():
         and text.endswith("(in MaxPooling2D.call())") and "\x1b" not in text, text
     assert message_lines(trace)[-1].startswith("Computed output size would be zero or negative"), trace[-500:]
     assert error_text(RuntimeError("plain\nsecond line")) == "RuntimeError: plain"
+
+
+def test_an_image_unreadable_inside_a_training_step_is_named_by_the_trial_error(tmp_path):
+    """A CNN trial whose input pipeline met an image deleted after catalog failed with 'InvalidArgumentError:
+    Graph execution error' in trials.csv and on the console: the file and the cause were only in error.txt."""
+    import numpy as np
+    import tensorflow as tf
+
+    from speciesfam.data.tfdata import dataset
+    from speciesfam.tune.tracking import error_text
+
+    gone = str(tmp_path / "Felidae" / "gone.jpg")
+    batches = iter(dataset(np.array([gone]), np.array([0]), 8, 1, repeat=True))
+
+    @tf.function
+    def step(it):  # the way the training loop reads its batches
+        return tf.reduce_sum(next(it)[0])
+
+    for read in (lambda: step(batches), lambda: next(iter(dataset(np.array([gone]), np.array([0]), 8, 1)))):
+        with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+            read()
+        text = error_text(caught.value)
+        assert text.startswith("DecodeError: cannot read file: ") and gone in text, text
+        assert text.endswith("re-run `speciesfam catalog` if the collection changed"), text

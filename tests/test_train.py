@@ -108,3 +108,18 @@ def test_two_workers_match_each_other_and_one_worker_and_resume_from_their_check
 
 
 pickle_by_value(__name__)  # Ray workers cannot import test modules: ship this module's functions by value
+
+
+@pytest.mark.slow  # ~20 s: one Ray Train run whose loss becomes NaN in its first epoch
+def test_a_loss_that_becomes_nan_fails_the_run_saying_so(small_manifest, tmp_path, ray_session):
+    """A learning rate no search space may hold (spaces refuse lr above 10) reaches the loop only from a caller
+    of its own; the loop's guard still fails the run at the epoch the loss stopped being a number, naming it."""
+    from ray.train import WorkerGroupError
+
+    from speciesfam.train.loop import train_loop_per_worker
+
+    manifest, labels = small_manifest
+    config = _config(manifest, labels, max_epochs=1, hp={"lr": float("inf"), "optimizer": "sgd"})
+    with pytest.raises(WorkerGroupError) as caught:
+        _fit(train_loop_per_worker, config, 1, tmp_path, "nan")
+    assert "training loss became nan in epoch 1 (lr=inf); the trial is marked failed" in str(caught.value)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .images import read_rgb
+from .images import DecodeError, read_rgb
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,9 +30,14 @@ def split_arrays(manifest: "pd.DataFrame", split: str, labels: list[str],
 
 
 def load_image(path: bytes | str, size: int) -> np.ndarray:
-    """float32 (size, size, 3) in 0..255 for one path (bytes when called from tf.numpy_function)."""
+    """float32 (size, size, 3) in 0..255 for one path (bytes when called from tf.numpy_function). A file that
+    cannot be read fails the trial naming it (TensorFlow's error carries this message, not the path)."""
     path = path.decode() if isinstance(path, bytes) else path
-    return read_rgb(path, size=size).astype(np.float32)
+    try:
+        return read_rgb(path, size=size).astype(np.float32)
+    except DecodeError as err:
+        said = str(err) if path in str(err) else f"{path}: {err}"
+        raise DecodeError(f"{said}; re-run `speciesfam catalog` if the collection changed") from err
 
 
 def dataset(paths: np.ndarray, labels: np.ndarray, image_size: int, batch_size: int, *, shuffle: bool = False,

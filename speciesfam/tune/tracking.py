@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 from .. import console, layout, storage
@@ -109,6 +110,9 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
                             excludes=["checkpoint_path"], log_config=True, mode=cfg.wandb, dir=wandb_dir)]
 
 
+_PY_ERROR = re.compile(r"^(?:\{\{[^}]*\}\} )?([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
+
+
 def error_text(err: BaseException | None, limit: int = 300) -> str:
     """``Type: message`` of the exception that failed a trial, dug out of Ray's wrappers.
 
@@ -133,6 +137,12 @@ def error_text(err: BaseException | None, limit: int = 300) -> str:
     if name.startswith("RayTaskError(") and name.endswith(")"):  # Ray's dual class when the cause was lost
         name = name[len("RayTaskError("):-1]
     lines = message_lines(str(err))
+    if lines and (lines[0] == "Graph execution error:" or lines[0].startswith("{{function_node ")):
+        # TensorFlow's error from inside a tf.data or py_function: the Python exception that caused it says what
+        # went wrong ("InvalidArgumentError: Graph execution error" said nothing of an unreadable image).
+        inner = next((m for ln in lines if (m := _PY_ERROR.match(ln))), None)
+        if inner:
+            name, lines = inner[1].rsplit(".", 1)[-1], [inner[2]]
     if len(lines) > 1 and lines[0].startswith("Exception encountered when calling "):  # Keras: the cause follows
         lines = [f"{lines[1]} (in {lines[0].removeprefix('Exception encountered when calling ').rstrip('.')})"]
     return f"{name}: {lines[0] if lines else ''}"[:limit].rstrip(": ")
