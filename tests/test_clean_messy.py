@@ -171,3 +171,31 @@ def test_a_family_whose_train_images_are_gone_is_blamed_on_the_files_and_the_fol
     warn_untaught(cleaned, ["A", "B", "Tiny"])  # what tune says before its search: it trained such a head unsaid
     assert capsys.readouterr().out == ("tune: warning: 1 family has no usable train image ('Tiny'): no model learns "
                                        "it; see clean.md, or re-run catalog (and clean) to split its images anew\n")
+
+
+def test_the_catalog_time_the_cache_check_uses_is_read_in_its_own_time_zone(tmp_path, monkeypatch):
+    """The record's UTC offset was dropped and the time read as local: in a time zone west of the catalog's the
+    cutoff fell hours after it, and a file replaced (same size) in between kept its old embedding (hostile tester).
+    The cutoff is when catalog started reading, not when it finished (a file changed mid-catalog is hashed)."""
+    import json
+    import time
+    from datetime import datetime, timezone
+
+    from speciesfam import stages
+    from speciesfam.data.embedding import catalogued_at
+
+    _families(tmp_path / "img", {"A": 6, "B": 6})
+    before = time.time()
+    run_catalog(str(tmp_path / "img"), str(tmp_path / "run"))
+    assert int(before) <= catalogued_at(str(tmp_path / "run")) <= time.time()
+    record = stages.record_uri(str(tmp_path / "run"), "catalog")
+    rec = json.loads(open(record).read())
+    rec["started_at"] = "2026-12-04T05:00:00+0100"
+    open(record, "w").write(json.dumps(rec))
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        assert catalogued_at(str(tmp_path / "run")) == datetime(2026, 12, 4, 4, tzinfo=timezone.utc).timestamp()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -275,6 +275,7 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
         source = storage.filesystem(source)[1]
     _refuse_workdir_inside(source, workdir)
     storage.check_creatable(workdir)  # a path under a file fails now, not after reading every image
+    started_at = stages.timestamp()  # files modified after it may not hold the bytes hashed (clean's cache check)
     manifest = build_manifest(source, cfg)
     storage.write_table(manifest, layout.path(workdir, layout.MANIFEST))
     bad = manifest[manifest["status"] == layout.UNREADABLE_STATUS][["path", "label", "reason"]]
@@ -282,7 +283,7 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     storage.write_text(layout.path(workdir, layout.CATALOG_MD), report(manifest, source))
     counts = manifest["status"].value_counts().to_dict()
     stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
-                  summary={"rows": len(manifest), "status": counts, **manifest.attrs})
+                  summary={"rows": len(manifest), "status": counts, **manifest.attrs}, started_at=started_at)
     if not counts.get(layout.OK):
         among = f"among {len(manifest)} rows ({counts})" if len(manifest) else "in it: it has no rows"
         raise SourceError(f"{source}: no usable image {among}; see {layout.path(workdir, layout.CATALOG_MD)}")

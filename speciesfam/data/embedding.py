@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -175,12 +174,16 @@ def embed_plain(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
 
 
 def catalogued_at(workdir: str) -> float:
-    """When the run's catalog finished (seconds since the epoch; 0 when it cannot be told: every file is hashed)."""
+    """When the run's catalog started reading files (seconds since the epoch; its end for records older than
+    ``started_at``; 0 when it cannot be told: every file is hashed). The record's UTC offset is read: a run
+    catalogued in another time zone took a cutoff hours off (same-size replacements went unhashed)."""
+    from datetime import datetime
+
     from .. import stages
 
     try:
-        return time.mktime(time.strptime((stages.load(workdir, "catalog") or {})["finished_at"][:19],
-                                         "%Y-%m-%dT%H:%M:%S"))
+        rec = stages.load(workdir, "catalog") or {}
+        return datetime.strptime(rec.get("started_at") or rec["finished_at"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
     except (KeyError, TypeError, ValueError, SpeciesfamError):
         return 0.0
 
