@@ -62,24 +62,30 @@ def _refuse_out_in_bundle(out: str, bundle: str) -> None:
     One in another run folder would replace that run's evaluations; one holding other files, those files."""
     from .bundle import bundle_around, run_around
 
+    said, out, bundle = out, _local(out), _local(bundle)  # file:// URIs are these folders too (tester)
     real_out, real_bundle = os.path.realpath(out), os.path.realpath(bundle)
     around = real_bundle if os.path.commonpath([real_out, real_bundle]) == real_bundle else bundle_around(out)
     if around:
         which = f"the bundle {bundle}" if around == real_bundle else f"a bundle ({around})"
-        raise SpeciesfamError(f"--out {out} is inside {which}: evaluate's reports would change the bundle's files "
+        raise SpeciesfamError(f"--out {said} is inside {which}: evaluate's reports would change the bundle's files "
                               "(predict then refuses it as damaged); choose a folder outside it")
     if os.path.exists(out) and not os.path.isdir(out):
-        raise SpeciesfamError(f"--out {out} is a file; give a folder for the reports")
-    storage.require_creatable(out, "--out", "the reports")  # under a file, /proc, a read-only mount
+        raise SpeciesfamError(f"--out {said} is a file; give a folder for the reports")
+    storage.require_creatable(said, "--out", "the reports")  # under a file, /proc, a read-only mount
     other = run_around(out)
     if other and other != run_around(bundle):
-        raise SpeciesfamError(f"--out {out} is inside another run folder ({other}) than the bundle's: it would "
+        raise SpeciesfamError(f"--out {said} is inside another run folder ({other}) than the bundle's: it would "
                               "replace or pass for that run's own evaluations; give a folder outside it")
     foreign = _not_reports(out) if os.path.isdir(out) else []
     if foreign:  # the user's own files (or images: the next catalog would take the plots for images)
-        raise SpeciesfamError(f"--out {out} holds files that are not an earlier evaluation's reports "
+        raise SpeciesfamError(f"--out {said} holds files that are not an earlier evaluation's reports "
                               f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); evaluate writes "
                               f"{', '.join(REPORTS)} there: give a new or empty folder")
+
+
+def _local(path: str) -> str:
+    """A local path or file:// URI as a path."""
+    return storage.filesystem(path)[1]
 
 
 def _refuse_out_in_source(out: str, manifest_uri: str) -> None:
@@ -95,7 +101,7 @@ def _refuse_out_in_source(out: str, manifest_uri: str) -> None:
     if not isinstance(source, str) or not source or storage.is_remote(source) or \
             source.lower().endswith((".csv", ".parquet")):
         return
-    real_out, real_source = os.path.realpath(out), os.path.realpath(source)
+    real_out, real_source = os.path.realpath(_local(out)), os.path.realpath(source)
     if os.path.commonpath([real_out, real_source]) == real_source:
         raise SpeciesfamError(f"--out {out} is inside the image folder {source} that catalog read: the next "
                               "catalog would take the reports for images; choose a folder outside it")

@@ -105,6 +105,8 @@ def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_
     other = Path(shutil.copytree(probe_bundle, tmp_path / "other_bundle"))  # any bundle, not only this one
     with pytest.raises(SpeciesfamError, match=f"--out {other / 'x'} is inside a bundle \\({other}\\)"):
         evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(other / "x"))
+    with pytest.raises(SpeciesfamError, match=f"--out file://{other / 'x'} is inside a bundle"):  # a file:// URI too
+        evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", f"file://{other / 'x'}")
     load_bundle(str(other))
 
 
@@ -143,6 +145,8 @@ def test_evaluate_writes_only_into_a_new_empty_or_earlier_evaluations_folder(pro
     with pytest.raises(SpeciesfamError, match=f"^--out {source / 'eval'} is inside the image folder {source} that "
                                               "catalog read"):
         evaluate(str(probe_bundle), manifest, "test", str(source / "eval"))
+    with pytest.raises(SpeciesfamError, match="is inside the image folder"):  # it wrote there (hostile tester)
+        evaluate(str(probe_bundle), manifest, "test", f"file://{source / 'eval'}")
     assert not (source / "eval").exists()
     first = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))  # new, then again: replaced
     again = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))
