@@ -159,7 +159,7 @@ def check_out(out: str) -> None:
     if not storage.is_remote(out):
         from .bundle import bundle_around
 
-        folder = os.path.dirname(os.path.abspath(out))
+        folder = os.path.dirname(storage.filesystem(out)[1])  # absolute; a file:// URI's path
         around = bundle_around(folder)
         if around:  # its folder holds only its own files: a later export there is refused
             raise SpeciesfamError(f"--out {out} is inside a bundle ({around}); write the predictions outside it")

@@ -86,6 +86,8 @@ def test_predict_refuses_an_output_it_could_not_write_whole_before_any_work(tmp_
     (tmp_path / "b" / "config.json").write_text('{"schema": "speciesfam-bundle"}')
     with pytest.raises(SpeciesfamError, match="is inside a bundle"):  # a later export there was refused
         check_out(str(tmp_path / "b" / "p.parquet"))
+    with pytest.raises(SpeciesfamError, match="is inside a bundle"):  # a file:// URI is that folder too
+        check_out(f"file://{tmp_path / 'b' / 'p.parquet'}")
 
 
 def test_predict_rows_of_a_folder_keep_why_a_file_cannot_be_read(tmp_path):
