@@ -72,6 +72,7 @@ def render(workdir: str) -> str:
         stale = _safe(lambda stage=stage: stages.check_fresh(workdir, stage))  # an error: built from an older run
         if isinstance(stale, stages.StageOrderError) and stage in records and not sections[name].get("missing"):
             sections[name]["stale"] = str(stale)  # shown, marked: never mixed silently with the newer stages
+            sections[name].pop("unfinished", None)  # tune refuses to resume a search of an older run: not offered
     return template.render(workdir=workdir, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), s=sections,
                            headline=headline(sections))
 

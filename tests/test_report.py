@@ -256,11 +256,18 @@ def test_sections_built_from_an_older_run_are_marked_stale(run, tmp_path):
 
     workdir = tmp_path / "run"
     shutil.copytree(run[0], workdir)
-    assert "Stale:" not in render(str(workdir))
+    record = workdir / layout.STAGES / "tune.json"  # its search was interrupted: the report offers to resume it
+    tune = json.loads(record.read_text())
+    summary = {"experiment": "toy", "interrupted": True, "resumable": True, "trials": 6, "planned": 12}
+    record.write_text(json.dumps({**tune, "summary": summary, "searches": {"toy": {"config": tune["config"],
+                                                                                    "summary": summary}}}))
+    html = render(str(workdir))
+    assert "Stale:" not in html and "Search <b>toy</b> was interrupted" in html and "--resume</code>" in html
     stages.finish(str(workdir), "clean", config={"model_id": "x"}, summary={"removed": 0})  # clean ran again
     html = render(str(workdir))
     search = html[html.index('<section id="search">'):html.index('<section id="model">')]
     assert "Stale:" in search and "built from an older clean run" in search and "speciesfam tune" in search
+    assert "--resume" not in html  # a search of an older clean cannot be resumed (tune refuses it): not offered
     headline = html[html.index('id="headline"'):html.index('<section id="collection">')]  # no stale tiles (tester)
     assert "best val macro-F1" not in headline and "removed by cleaning" in headline
     cleaning = html[html.index('<section id="cleaning">'):html.index('<section id="search">')]
