@@ -188,12 +188,11 @@ def cleaning(workdir: str, records: dict) -> dict | None:
         captions = [c for c in df.columns if c not in paths and c != score]
         galleries.append({"title": title, "file": name, "total": len(df),
                           "items": _gallery(df, score, captions, paths)})
-    thresholds = {k: _plain(v) for k, v in summary.items() if k not in ("status",)}
+    thresholds = {k: _plain(v) for k, v in summary.items() if k not in ("status", "split_lost_cause")}
     # families left with no image in a split: the console and clean.md warn; the page says it too, in words
-    lost = [f"{counted(len(fams), 'family has', 'families have')} no {split} images left "
-            f"({', '.join(map(str, fams[:10]))}{', ...' if len(fams) > 10 else ''}): "
-            + ("no model learns them" if split == "train" else f"they count in no {split} score")
-            for split, fams in (summary.get("split_lost") or {}).items() if fams]
+    from .data.clean_report import lost_lines
+
+    lost = lost_lines(summary, str)
     return {"removed": len(removed) if removed is not None else summary.get("removed", 0), "settings": settings,
             "summary": thresholds, "galleries": galleries, "taken_out": taken_out(removed), "lost": lost}
 

@@ -160,11 +160,13 @@ def test_a_family_whose_train_images_are_gone_is_blamed_on_the_files_and_the_fol
                                              near_duplicate_threshold=0.9999))
     said = capsys.readouterr().out
     assert "clean: warning: 1 family has no train images left ('Tiny'): images gone, changed or undecodable " \
-        "since catalog (re-run catalog) took them all; see clean.md" in said, said
+        "since catalog (re-run catalog) took them all, so no model learns them; see clean.md" in said, said
     assert "near-duplicate" not in said.split("clean: warning:")[1]
     md = (tmp_path / "run" / "clean.md").read_text()
-    assert "**warning**: 1 family lost every train image" in md
-    assert "a 2-fold logistic regression (1000 folds asked for; capped at the smallest family's 2 images)" in md
+    assert "**warning**: 1 family has no train images left (`Tiny`): images gone, changed or undecodable since " \
+        "catalog (re-run catalog) took them all, so no model learns them" in md  # it said 'lost in cleaning'
+    assert "a 2-fold logistic regression (1000 folds asked for; capped at the smallest checked family's 2 images)" \
+        in md
     from speciesfam.tune.search import warn_untaught
 
     cleaned = pd.read_parquet(tmp_path / "run" / layout.CLEAN_MANIFEST)

@@ -40,3 +40,11 @@ def test_a_family_of_one_image_does_not_switch_the_others_off():
     labels[0] = "b"  # a swap
     issues = find_label_issues(np.array([f"img{i}" for i in range(21)]), labels, x)
     assert "img0" in set(issues["path"]) and "img20" not in set(issues["path"])
+    # clean.md says which folds ran and that a family was left out (it read 'capped at the smallest family's 9
+    # images' beside a family of one; hostile tester)
+    from speciesfam.data.clean_report import folds_text
+
+    assert (issues.attrs["folds"], issues.attrs["left_out"]) == (5, 1)
+    assert folds_text(1000, 9, 1) == ("a 9-fold logistic regression (1000 folds asked for; capped at the smallest "
+                                      "checked family's 9 images); 1 family of one image left out (nothing to "
+                                      "cross-validate)")

@@ -305,10 +305,13 @@ def test_the_cleaning_section_shows_the_rule_in_force_in_plain_words(tmp_path):
     assert section["lost"] == []
     # a family left with no train image showed only as 'split_lost train Tiny' in the table (hostile tester)
     stages.finish(str(tmp_path), "clean", config={}, summary={"removed": 1, "split_lost": {"train": ["Tiny"],
-                                                                                         "val": ["A", "B"]}})
+                                                                                         "val": ["A", "B"]},
+                                                             "split_lost_cause": {"train": "its removals"}})
     section = cleaning(str(tmp_path), {"clean": stages.load(str(tmp_path), "clean")})
-    assert section["lost"] == ["1 family has no train images left (Tiny): no model learns them",
-                               "2 families have no val images left (A, B): they count in no val score"]
+    assert section["lost"] == ["1 family has no train images left (Tiny): its removals took them all, so no model "
+                               "learns them", "2 families have no val images left (A, B), so they count in no val "
+                               "score"]  # (a record from before clean named the cause)
+    assert "split_lost_cause" not in section["summary"]  # said in the lines above, not again in the table
 
 
 def test_reports_and_plots_take_any_family_or_file_name(tmp_path):

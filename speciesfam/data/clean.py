@@ -23,7 +23,7 @@ from .catalog import follow_originals, load_manifest
 from .embedders import load_embedder, model_id
 from .embedding import cached_embeddings
 from . import near_duplicates as nd
-from .clean_report import clean_report, outlier_rule
+from .clean_report import clean_report, lost_lines, outlier_rule
 from .galleries import label_issue_gallery, near_duplicate_gallery, outlier_galleries
 from .label_issues import find_label_issues
 from .outliers import (OTHER_PROMPTS, PHOTO_PROMPTS, centroid_z_against, plan_removals, score_families,
@@ -94,10 +94,10 @@ def label_issue_table(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "
     fits = centroid_z_against(emb["label"].to_numpy(), x, row, issues["suggested_family"].to_numpy())
     relabel = both & (fits <= cfg.outlier_z)
     emb.loc[emb.index[row[relabel]], ["removed", "reason"]] = [False, ""]
-    folds = issues.attrs.get("folds", 0)
+    attrs = dict(issues.attrs)
     issues = issues[~both | relabel].reset_index(drop=True)
     issues["rank"] = np.arange(1, len(issues) + 1)
-    issues.attrs["folds"] = folds
+    issues.attrs.update(attrs)
     return issues
 
 
@@ -224,17 +224,15 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
                "outlier_rule": outlier_rule(cfg), "outliers_removed": outliers,
                "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),
                "label_issue_folds": int(issues.attrs.get("folds", 0)),  # the folds used: capped by the smallest family
+               "label_issue_left_out": int(issues.attrs.get("left_out", 0)),  # one-image families: not checked
                "near_duplicate_threshold": cfg.near_threshold, "near_duplicates": dups,
                "failed_to_decode_in_clean": int(lost.sum()),
                "split_lost": split_lost(manifest, cleaned)}
-    for split, fams in summary["split_lost"].items():
-        gone = set(cleaned.loc[lost & (cleaned["split"] == split), "label"])  # unreadable now, not taken out
-        why = [*(["images gone, changed or undecodable since catalog (re-run catalog)"] if gone & set(fams) else []),
-               *(["removals or near-duplicate groups moved to one split (raise --near-duplicate-threshold, or re-run "
-                  "catalog with larger fractions)"] if set(fams) - gone else [])]
-        say(f"clean: warning: {lines.counted(len(fams), 'family has', 'families have')} no {split} images left "
-            f"({', '.join(map(repr, fams[:5]))}{', ...' if len(fams) > 5 else ''}): {' and '.join(why)} took them "
-            "all; see clean.md")
+    summary["split_lost_cause"] = {split: lost_cause(set(fams), set(cleaned.loc[lost & (cleaned["split"] == split),
+                                                                              "label"]))
+                                   for split, fams in summary["split_lost"].items()}
+    for line in lost_lines(summary):
+        say(f"clean: warning: {line}; see clean.md")
     storage.write_text(layout.path(workdir, layout.CLEAN_MD), clean_report(manifest, cleaned, table, issues, pairs,
                                                                            cfg, summary))
     stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg), "near_duplicate_threshold": cfg.near_threshold}, summary=summary)
@@ -247,6 +245,15 @@ def lost_reason(error: str) -> str:
     if error.startswith("changed since catalog"):
         return f"{error}: re-run `speciesfam catalog` to take the new image"
     return "failed to decode in clean" + (f": {error}" if error else "")
+
+
+def lost_cause(families: set[str], unreadable: set[str]) -> str:
+    """What took every image of a split from ``families``: files unreadable now (``unreadable``: their
+    families), clean's removals and near-duplicate groups, or both."""
+    return " and ".join([*(["images gone, changed or undecodable since catalog (re-run catalog)"]
+                           if families & unreadable else []),
+                         *(["removals or near-duplicate groups moved to one split (raise --near-duplicate-threshold, "
+                            "or re-run catalog with larger fractions)"] if families - unreadable else [])])
 
 
 def split_lost(before: "pd.DataFrame", after: "pd.DataFrame") -> dict[str, list[str]]:

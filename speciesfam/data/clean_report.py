@@ -26,6 +26,21 @@ def outlier_rule(cfg: CleanConfig) -> str:
             f"(min {cfg.min_per_family} kept per family)")
 
 
+def lost_lines(summary: dict[str, Any], name=repr) -> list[str]:
+    """A line per split that families lost every image of in clean (``split_lost``), with the cause clean found
+    (``split_lost_cause``: files gone or changed since catalog, or its own removals): the console's, clean.md's
+    and the report's words. ``name``: how a family is written (quoted, Markdown code, plain)."""
+    causes = summary.get("split_lost_cause") or {}
+    out = []
+    for split, fams in (summary.get("split_lost") or {}).items():
+        if fams:
+            out.append(f"{counted(len(fams), 'family has', 'families have')} no {split} images left "
+                       f"({', '.join(map(name, fams[:10]))}{', ...' if len(fams) > 10 else ''})"
+                       + (f": {causes[split]} took them all" if causes.get(split) else "")
+                       + (", so no model learns them" if split == "train" else f", so they count in no {split} score"))
+    return out
+
+
 def _table(df: "pd.DataFrame", cols: list[str], fmt: dict[str, str] | None = None) -> list[str]:
     fmt = fmt or {}
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -37,14 +52,18 @@ def _table(df: "pd.DataFrame", cols: list[str], fmt: dict[str, str] | None = Non
     return lines
 
 
-def folds_text(asked: int, used: int | None) -> str:
-    """The logistic regression's folds as run: the ones asked for, or fewer (the smallest family's size)."""
+def folds_text(asked: int, used: int | None, left_out: int = 0) -> str:
+    """The logistic regression's folds as run: the ones asked for, or fewer (the smallest checked family's size),
+    and the one-image families it left out (nothing to cross-validate)."""
     if used is None or used == asked:
-        return f"a {asked}-fold logistic regression"
-    if not used:
+        text = f"a {asked}-fold logistic regression"
+    elif not used:
         return "no logistic regression (fewer than 2 families of 2+ images: nothing to check)"
-    return (f"a {used}-fold logistic regression ({asked} folds asked for; capped at the smallest family's "
-            f"{used} images)")
+    else:
+        text = (f"a {used}-fold logistic regression ({asked} folds asked for; capped at the smallest checked "
+                f"family's {used} images)")
+    return text + (f"; {counted(left_out, 'family', 'families')} of one image left out (nothing to cross-validate)"
+                   if left_out else "")
 
 
 def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.DataFrame", issues: "pd.DataFrame",
@@ -53,6 +72,7 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     b = before[before["status"] == layout.OK]["label"].value_counts()
     a = after[after["status"] == layout.OK]["label"].value_counts()
     dups = summary["near_duplicates"]
+    folds = folds_text(cfg.label_issue_folds, summary.get("label_issue_folds"), summary.get("label_issue_left_out", 0))
     lines = [f"# Clean: {model_id(cfg)}", "",
              f"- usable before: {int(b.sum())}, after: {int(a.sum())}; taken out: {len(removed)}"
              + (f"; unreadable now (status unreadable: gone, changed or failing to decode since catalog): "
@@ -61,16 +81,14 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
                  f"; {int((removed['detector'] == 'zero_shot').sum())} of them by the zero-shot check (CLIP's "
                  f"non-photo probability > {cfg.zero_shot_threshold:g})" if cfg.zero_shot else ""),
              f"- label issues (cleanlab `find_label_issues`, filter_by={cfg.label_issue_filter}, out-of-fold "
-             f"probabilities of {folds_text(cfg.label_issue_folds, summary.get('label_issue_folds'))}): "
+             f"probabilities of {folds}): "
              f"{len(issues)} flagged, "
              f"{summary['label_issues_dropped']} removed"
              f"{'' if cfg.drop_label_issues else ' (report only; drop_label_issues=True removes them)'}",
              f"- near-duplicates (cosine >= {cfg.near_threshold:g}): {counted(dups['pairs'], 'pair')} in "
              f"{counted(dups['groups'], 'group')}; {dups['moved_to_group_split']} images moved so no group straddles "
              f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"]
-    lines += [f"- **warning**: {counted(len(fams), 'family', 'families')} lost every {split} image in cleaning, so "
-              f"{'no model learns them' if split == 'train' else f'they count in no {split} score'}: "
-              f"{', '.join(code(visible(f)) for f in fams)}" for split, fams in summary["split_lost"].items()]
+    lines += [f"- **warning**: {line}" for line in lost_lines(summary, lambda f: code(visible(f)))]
     lines += ["", "| family | before | after |", "|---|---:|---:|"]
     lines += [f"| {cell(fam)} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
     lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]

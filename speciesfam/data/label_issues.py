@@ -50,7 +50,8 @@ def find_label_issues(paths: np.ndarray, labels: np.ndarray, x: np.ndarray, fold
     """The suspected label issues (``ISSUE_COLUMNS``), most suspicious first (``rank`` 1).
 
     Families of one image are left out (nothing to cross-validate); with fewer than 2 families left the result
-    is empty. ``attrs["folds"]``: the folds used (0 when nothing was checked).
+    is empty. ``attrs["folds"]``: the folds used (0 when nothing was checked); ``attrs["left_out"]``: the
+    one-image families left out.
     """
     import pandas as pd
 
@@ -80,5 +81,5 @@ def find_label_issues(paths: np.ndarray, labels: np.ndarray, x: np.ndarray, fold
         "self_confidence": probs[ranked, y[ranked]],
         "rank": np.arange(1, len(ranked) + 1),
     }, columns=ISSUE_COLUMNS)
-    found.attrs["folds"] = fold_count(labels, folds)
+    found.attrs.update(folds=fold_count(labels, folds), left_out=int((counts < 2).sum()))
     return found
