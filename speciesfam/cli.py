@@ -350,8 +350,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:  # the machine's or the storage's answer (a path under a file, no bucket, no access)
         import logging
 
+        from . import storage
+
         logging.getLogger("speciesfam").info("%s: %s", who, err, exc_info=True)  # the traceback: the log only
-        print(f"{who}: error: {type(err).__name__}: {err} (check the path, its permissions and free space; for "
+        print(f"{who}: error: {type(err).__name__}: {storage.said(err)} (check the path, its permissions and free space; for "
               f"s3:// or gs://, the bucket, the credentials and the endpoint)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import console, storage
 from .errors import SpeciesfamError
+from .lines import counted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -333,5 +334,5 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
         raise RuntimeError(f"predict: {len(missing)} input rows have no output row, e.g. {missing.tolist()[:3]}")
     errors, skipped = int(failed(table).sum()), int(table["error"].str.startswith(SKIPPED).sum())
     print(f"predict: wrote {out}: {len(table)} rows, {errors} with an error (see its 'error' column)"
-          + (f", {skipped} hidden or system files skipped" if skipped else ""))
+          + (f", {counted(skipped, 'hidden or system file')} skipped" if skipped else ""))
     return table

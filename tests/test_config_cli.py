@@ -383,6 +383,21 @@ def test_a_path_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"speciesfam catalog: error: --workdir {tmp_path / 'file' / 'run'}: {tmp_path / 'file'} is not a "
                    "folder; give a folder for the run (it is created)"]
+    # the storage's own answer, as google-cloud gives it for an unreachable gs:// source (1,000+ characters on one
+    # line, an error_info dump at its end): a short line, the cause kept (hostile tester)
+    gcs = ("google::cloud::Status(UNAVAILABLE: Retry policy exhausted, with a last message of Could not create a "
+           "OAuth2 access token" + " (details)" * 60 + " Could not resolve hostname error_info={reason=, domain=, "
+           "metadata={gcloud-cpp.retry.function=GetObjectMetadata}})")
+
+    def unreachable(*a, **k):
+        raise OSError(gcs)
+
+    monkeypatch.setattr("speciesfam.data.catalog.build_manifest", unreachable)
+    assert cli.main(["catalog", str(tmp_path / "img"), "--workdir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and len(err[0]) < 500 and "error_info" not in err[0], err
+    assert err[0].startswith("speciesfam catalog: error: OSError: google::cloud::Status(UNAVAILABLE: Retry policy ")
+    assert "Could not resolve hostname" in err[0] and "for s3:// or gs://, the bucket, the credentials" in err[0]
     # predict: paths after a flag and after `--` (a file name starting with '-')
     assert cli.parse(["predict", "B", "--top-k", "1", "a.jpg", "--", "-x.jpg"]).paths == ["a.jpg", "-x.jpg"]
     with pytest.raises(SystemExit):
