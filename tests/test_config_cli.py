@@ -277,6 +277,18 @@ def test_a_pipelines_cpp_lines_go_to_the_log_and_pythons_own_stderr_stays(tmp_pa
     assert "core_worker.cc:2465" in (tmp_path / "logs" / "clean.log").read_text()
 
 
+def test_an_integer_ranges_upper_bound_is_checked_as_tune_draws_it():
+    """tune.randint(0, 2) draws 0 or 1, yet weight_decay's limit [0, 1] refused it (hostile tester); qrandint
+    draws its upper bound."""
+    from ray import tune
+
+    from speciesfam.tune.space import check_space
+
+    check_space({"weight_decay": tune.randint(0, 2), "head_units": tune.lograndint(1, 64)}, "s", "probe", {})
+    with pytest.raises(ConfigError, match=r"weight_decay=2 is outside \[0, 1\]"):
+        check_space({"weight_decay": tune.qrandint(0, 2, 1)}, "s", "probe", {})
+
+
 @pytest.mark.parametrize("body, message", [
     ("def get_search_space(smoke)\n    return {}", "--space 'bad_space': importing it failed: SyntaxError"),
     ("get_search_space = 5", "has no get_search_space(smoke: bool) function"),
@@ -291,6 +303,8 @@ def test_a_pipelines_cpp_lines_go_to_the_log_and_pythons_own_stderr_stays(tmp_pa
     ("def get_search_space(smoke):\n    return {'lr': tune.loguniform(1e3, 1e6)}", "lr=1000.0 is outside (0, 10]"),
     ("def get_search_space(smoke):\n    return {'weight_decay': tune.uniform(0, 1e9)}",
      "weight_decay=1000000000.0 is outside [0, 1]"),
+    ("def get_search_space(smoke):\n    return {'weight_decay': tune.randint(0, 3)}",  # draws 0, 1 or 2
+     "weight_decay=2 is outside [0, 1]"),
     ("def get_search_space(smoke):\n    return {'lr': 'fast', 'dropout': tune.uniform(0, 0.3)}",
      "lr='fast' is text; lr takes number"),
     ("def get_search_space(smoke):\n    return {'optimizer': tune.choice(['adam', 'nope'])}",

@@ -176,7 +176,8 @@ def check_space(space: dict[str, Any], name: str, kind: str, extra: dict[str, An
                                                                      and float(value.lower).is_integer()):
                 raise ConfigError(f"{where} is a range of fractions [{value.lower}, {value.upper}]; {key} takes "
                                   "whole numbers: use tune.randint or tune.choice")
-            values = [value.lower, value.upper]
+            # tune.randint/lograndint(0, 2) draw 0 or 1 (their upper bound is left out); qrandint's is drawn
+            values = [value.lower, value.upper - 1 if isinstance(value, Integer) and not q else value.upper]
         elif isinstance(value, Domain) or (isinstance(value, dict) and "grid_search" in value):
             values = list(value.get("grid_search", [])) if isinstance(value, dict) else []
         else:
