@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Any, Callable
 
 from . import layout, plots, stages, storage
-from .lines import SEARCH_END, counted, final_flag, how_ended, number, scheduler_name, search_cut_by
+from .lines import SEARCH_END, final_flag, how_ended, number, scheduler_name, search_cut_by
 from .reproduce import reproduce
 from .tune.tracking import scored_trials
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import layout, lines, storage
+from .. import layout, storage
 from ..console import say
 from ..config import CleanConfig
 from .catalog import follow_originals, load_manifest
