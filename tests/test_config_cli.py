@@ -289,6 +289,20 @@ def test_an_integer_ranges_upper_bound_is_checked_as_tune_draws_it():
         check_space({"weight_decay": tune.qrandint(0, 2, 1)}, "s", "probe", {})
 
 
+def test_a_value_a_function_draws_is_checked_when_the_trial_starts():
+    """tune.sample_from(lambda spec: 1000.0) passed every check before the search (its values exist only once
+    drawn) and trained to losses of 1e11 (hostile tester): the trial fails first, naming the value, a probe trial
+    before any epoch and a CNN trial before its Ray Train workers start."""
+    from speciesfam.config import TuneConfig
+    from speciesfam.train.probe import probe_trial
+    from speciesfam.tune.search import _trial
+
+    with pytest.raises(ConfigError, match=r"^this trial's lr=1000.0 is outside \(0, 10\], the values lr can take"):
+        probe_trial({"lr": 1000.0, "head_units": 8}, fixed={}, data={})
+    with pytest.raises(ConfigError, match=r"^this trial's optimizer='nope' is not one the trainers know"):
+        _trial({"model": "scratch_sequential", "optimizer": "nope", "freeze_epochs": None}, {}, TuneConfig(), "x")
+
+
 @pytest.mark.parametrize("body, message", [
     ("def get_search_space(smoke)\n    return {}", "--space 'bad_space': importing it failed: SyntaxError"),
     ("get_search_space = 5", "has no get_search_space(smoke: bool) function"),

@@ -280,9 +280,11 @@ def probe_trial(config: dict[str, Any], fixed: dict[str, Any], data: dict[str, t
     from ray import tune
 
     from .._lazy import tensorflow
+    from ..tune.space import check_drawn
     from .metrics import classification_metrics, per_class_f1
 
     started_at = time.time()
+    check_drawn(config)
     _limit_threads(tensorflow())
     hp = probe_hp(config)  # every setting, recorded in the checkpoint
     labels = list(fixed["labels"])

@@ -122,8 +122,10 @@ def _trial(config: dict[str, Any], fixed: dict[str, Any], cfg: TuneConfig, train
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from ..train.loop import train_loop_per_worker
+    from .space import check_drawn
 
     started_at = time.time()  # the trial's start, for the start-up breakdown (train/loop.py run_training)
+    check_drawn(config)  # before its workers start
     hp = dict(config)
     model = hp.pop("model")
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.gpus_per_worker else {})}

@@ -186,6 +186,15 @@ def check_space(space: dict[str, Any], name: str, kind: str, extra: dict[str, An
             _check_value(where, key, v, known.get(key), own, closed_high=not isinstance(value, Float))
 
 
+def check_drawn(config: dict[str, Any]) -> None:
+    """A trial's values as the searcher drew them, against the limits: a ``tune.sample_from`` function's values
+    (or a custom searcher's) are known only once drawn, so ``check_space`` cannot see them (an lr of 1000 from one
+    trained to losses of 1e11 that counted as finished; hostile tester). The trial fails, naming the value."""
+    for key, value in config.items():
+        if key in LIMITS or key in CHOICES:
+            _check_value(f"this trial's {key}", key, value, None, own=False)
+
+
 def _check_value(where: str, key: str, value: Any, default: Any, own: bool, closed_high: bool = True) -> None:
     """One value (or a range's bound) of ``key`` against its default's kind and its limits."""
     if key == "model":
