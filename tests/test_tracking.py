@@ -108,3 +108,14 @@ def test_an_image_unreadable_inside_a_training_step_is_named_by_the_trial_error(
         text = error_text(caught.value)
         assert text.startswith("DecodeError: cannot read file: ") and gone in text, text
         assert text.endswith("re-run `speciesfam catalog` if the collection changed"), text
+    # --no-image-cache: a file replaced since catalog (its sha256 differs) fails the same way, naming it; it was
+    # trained on (the image cache checks the hash; the per-epoch decode did not)
+    from PIL import Image
+
+    replaced = tmp_path / "Felidae" / "replaced.png"
+    replaced.parent.mkdir()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(replaced)
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        next(iter(dataset(np.array([str(replaced)]), np.array([0]), 8, 1, hashes={str(replaced): "0" * 64})))
+    text = error_text(caught.value)
+    assert text.startswith(f"ChangedError: {replaced}: changed since catalog (its sha256 is not the one "), text

@@ -29,22 +29,26 @@ def split_arrays(manifest: "pd.DataFrame", split: str, labels: list[str],
     return first, rows["label"].map(index).to_numpy(dtype=np.int32)
 
 
-def load_image(path: bytes | str, size: int) -> np.ndarray:
-    """float32 (size, size, 3) in 0..255 for one path (bytes when called from tf.numpy_function). A file that
-    cannot be read fails the trial naming it (TensorFlow's error carries this message, not the path)."""
+def load_image(path: bytes | str, size: int, sha256: str | None = None) -> np.ndarray:
+    """float32 (size, size, 3) in 0..255 for one path (bytes when called from tf.numpy_function); with
+    ``sha256``, only the bytes catalog hashed. A file that cannot be read, or changed, fails the trial naming it
+    (TensorFlow's error carries this message, not the path)."""
     path = path.decode() if isinstance(path, bytes) else path
     try:
-        return read_rgb(path, size=size).astype(np.float32)
+        return read_rgb(path, size=size, sha256=sha256).astype(np.float32)
     except DecodeError as err:
         said = str(err) if path in str(err) else f"{path}: {err}"
-        raise DecodeError(f"{said}; re-run `speciesfam catalog` if the collection changed") from err
+        raise type(err)(f"{said}; re-run `speciesfam catalog` if the collection changed") from err
 
 
 def dataset(paths: np.ndarray, labels: np.ndarray, image_size: int, batch_size: int, *, shuffle: bool = False,
-            seed: int = 0, repeat: bool = False, shard: tuple[int, int] | None = None):
+            seed: int = 0, repeat: bool = False, shard: tuple[int, int] | None = None,
+            hashes: dict[str, str] | None = None):
     """A batched tf.data.Dataset of (images, labels).
 
     Args:
+        hashes: path -> the sha256 catalog recorded: a file replaced since is an error, not trained on (the
+            image cache checks the same when it decodes).
         shard: (num_shards, index): this worker's share, taken before shuffling so shards are disjoint.
         repeat: repeat forever (training counts steps per epoch itself, so every worker runs the same
             number of steps and collectives never wait on a worker that ran out of data).
@@ -55,7 +59,8 @@ def dataset(paths: np.ndarray, labels: np.ndarray, image_size: int, batch_size: 
     ds = _ordered(tf, paths, labels, shuffle=shuffle, seed=seed, repeat=repeat, shard=shard)
 
     def decode(path, label):
-        img = tf.numpy_function(lambda p: load_image(p, image_size), [path], tf.float32)
+        img = tf.numpy_function(lambda p: load_image(p, image_size, (hashes or {}).get(p.decode())), [path],
+                                tf.float32)
         img.set_shape((image_size, image_size, 3))
         return img, label
 

@@ -145,10 +145,13 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
     steps_per_epoch = max(1, math.ceil(len(train_keys) / global_batch))
     cw = tf.constant(class_weight_vector(train_y, num_classes, hp["class_weighting"]))
 
+    hashes = None if images is not None else {  # --no-image-cache: each file checked against catalog's hash
+        p: h for p, h in zip(manifest["path"], manifest["sha256"]) if isinstance(h, str) and h}
+
     def make_dataset(keys, y, batch, **kwargs):
         if images is not None:
             return cached_dataset(images, keys, y, batch, **kwargs)
-        return dataset(keys, y, size, batch, **kwargs)
+        return dataset(keys, y, size, batch, hashes=hashes, **kwargs)
 
     def train_input(ctx_in):
         return make_dataset(train_keys, train_y, ctx_in.get_per_replica_batch_size(global_batch),
