@@ -308,8 +308,11 @@ def test_a_value_a_function_draws_is_checked_when_the_trial_starts():
     ("get_search_space = 5", "has no get_search_space(smoke: bool) function"),
     ("def get_search_space():\n    return {}", "get_search_space(True) raised TypeError"),
     ("def get_search_space(smoke):\n    return {'lr': tune.loguniform(0, 1e-2)}", "raised ValueError: LogUniform"),
-    ("def get_search_space(smoke):\n    return {}", "nothing to search (every value is fixed)"),
-    ("def get_search_space(smoke):\n    return {'lr': 0.01, 'batch_size': 32}", "nothing to search (every value is fixed)"),
+    ("def get_search_space(smoke):\n    return {}", "nothing to search (every value is fixed or"),
+    ("def get_search_space(smoke):\n    return {'lr': 0.01, 'batch_size': 32}", "nothing to search (every value is fixed or"),
+    # a space of constants and a sample_from function crashed Tune's searcher with a traceback (hostile tester)
+    ("def get_search_space(smoke):\n    return {'lr': tune.sample_from(lambda spec: 0.01)}",
+     "nothing to search (every value is fixed or a tune.sample_from function"),
     ("def get_search_space(smoke):\n    return {'head_units': tune.choice([])}", "head_units is tune.choice([])"),
     ("def get_search_space(smoke):\n    return {'dropout': tune.uniform(0.5, 0.1)}", "range [0.5, 0.1] is empty"),
     ("def get_search_space(smoke):\n    return {'dropout': tune.uniform(0.0, 5.0)}", "dropout=5.0 is outside [0, 1)"),

@@ -101,9 +101,10 @@ def load_space(cfg) -> dict[str, Any]:
     merged = {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too
     if cfg.kind != "probe" and "model" in merged:
         merged["model"] = models_that_build(merged["model"], cfg.image_size)
-    if not any(_is_range(v) for v in merged.values()) and cfg.searcher not in ("random", "grid"):
+    if not any(_searchable(v) for v in merged.values()) and cfg.searcher not in ("random", "grid"):
+        # (tune.sample_from is drawn by Tune, not searched: a space of it alone crashed Tune with a traceback)
         raise ConfigError(f"--space {name!r}{' with --extra' if cfg.extra else ''} leaves {cfg.searcher} nothing to "
-                          "search (every value is fixed): give at least one tune.choice/uniform/loguniform/randint "
+                          "search (every value is fixed or a tune.sample_from function, which no searcher models): give at least one tune.choice/uniform/loguniform/randint "
                           "range, or train the one configuration with --searcher random --num-samples 1")
     return merged
 
@@ -134,10 +135,12 @@ def models_that_build(model: Any, image_size: int) -> Any:
     return tune.grid_search(kept) if grid else tune.choice(kept)
 
 
-def _is_range(value: Any) -> bool:
-    from ray.tune.search.sample import Domain
+def _searchable(value: Any) -> bool:
+    """A range a searcher searches: a Tune domain but a ``tune.sample_from`` function (Tune draws those)."""
+    from ray.tune.search.sample import Domain, Function
 
-    return isinstance(value, Domain) or (isinstance(value, dict) and "grid_search" in value)
+    return (isinstance(value, Domain) and not isinstance(value, Function)) or \
+        (isinstance(value, dict) and "grid_search" in value)
 
 
 def _own_model(space: dict[str, Any], extra: dict[str, Any]) -> bool:
