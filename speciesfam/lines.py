@@ -186,8 +186,9 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                 text = text or str(trial.get_error() or "")
             except Exception:  # noqa: BLE001 -- a missing error file must not break the search's console
                 pass
-            lines = message_lines(text)  # a traceback: its last line is the exception's own
-            self._line(trials, trial, f"failed: {lines[-1][:120] if lines else 'see RUN/logs/'}")
+            lines = message_lines(text)  # a traceback: its last line is the exception's own (or TensorFlow's)
+            said = tf_cause(lines) or (lines[-1] if lines else "see RUN/logs/")
+            self._line(trials, trial, f"failed: {said[:160]}")
 
     return TrialLines()
 
@@ -195,6 +196,23 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
 def counted(n: int, one: str, many: str | None = None) -> str:
     """``1 family``, ``3 families``, ``0 epochs``: a count with its noun for the console."""
     return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+# A Python exception's own line inside TensorFlow's error text, after its "{{function_node ...}} " prefix if any
+_PY_ERROR = r"^(?:.*\}\} )?([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$"
+
+
+def tf_cause(lines: list[str]) -> str | None:
+    """``Type: message`` of the Python exception inside a TensorFlow op's error (``lines``: ``message_lines`` of
+    the error or of a traceback ending in it): a tf.data or py_function failure reads "InvalidArgumentError: Graph
+    execution error" or ends in "[[IteratorGetNext]] [Op:...]", and says nothing of its cause. None otherwise."""
+    import re
+
+    start = next((i for i, ln in enumerate(lines) if ln.endswith("Graph execution error:")
+                  or "{{function_node " in ln), None)
+    found = None if start is None else next((m for ln in lines[start:] if not ln.endswith("Graph execution error:")
+                                             and (m := re.match(_PY_ERROR, ln))), None)
+    return f"{found[1].rsplit('.', 1)[-1]}: {found[2]}" if found else None
 
 
 def message_lines(text: str) -> list[str]:

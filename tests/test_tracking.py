@@ -92,7 +92,10 @@ def test_an_image_unreadable_inside_a_training_step_is_named_by_the_trial_error(
     import numpy as np
     import tensorflow as tf
 
+    import traceback
+
     from speciesfam.data.tfdata import dataset
+    from speciesfam.lines import message_lines, tf_cause
     from speciesfam.tune.tracking import error_text
 
     gone = str(tmp_path / "Felidae" / "gone.jpg")
@@ -108,6 +111,10 @@ def test_an_image_unreadable_inside_a_training_step_is_named_by_the_trial_error(
         text = error_text(caught.value)
         assert text.startswith("DecodeError: cannot read file: ") and gone in text, text
         assert text.endswith("re-run `speciesfam catalog` if the collection changed"), text
+        # the trial's console line reads its error file, a traceback ending in "[[IteratorGetNext]] [Op:...]"
+        # (that was the line: 'failed: [[IteratorGetNext]] [Op:__inference_step_5401]'; hostile tester)
+        trace = "".join(traceback.format_exception(caught.value))
+        assert message_lines(trace)[-1].startswith("[[") and tf_cause(message_lines(trace)) == text, trace[-800:]
     # --no-image-cache: a file replaced since catalog (its sha256 differs) fails the same way, naming it; it was
     # trained on (the image cache checks the hash; the per-epoch decode did not)
     from PIL import Image

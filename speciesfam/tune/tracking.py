@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import os
-import re
 from typing import TYPE_CHECKING, Any
 
 from .. import console, layout, storage
@@ -110,9 +109,6 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
                             excludes=["checkpoint_path"], log_config=True, mode=cfg.wandb, dir=wandb_dir)]
 
 
-_PY_ERROR = re.compile(r"^(?:\{\{[^}]*\}\} )?([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
-
-
 def error_text(err: BaseException | None, limit: int = 300) -> str:
     """``Type: message`` of the exception that failed a trial, dug out of Ray's wrappers.
 
@@ -120,7 +116,7 @@ def error_text(err: BaseException | None, limit: int = 300) -> str:
     trial's exception); a Ray Train run inside the trial adds ``WorkerGroupError`` (``worker_failures`` by
     rank, each again a ``RayTaskError``) or ``ControllerError`` (``controller_failure``).
     """
-    from ..lines import message_lines
+    from ..lines import message_lines, tf_cause
 
     if err is None:
         return ""
@@ -137,12 +133,9 @@ def error_text(err: BaseException | None, limit: int = 300) -> str:
     if name.startswith("RayTaskError(") and name.endswith(")"):  # Ray's dual class when the cause was lost
         name = name[len("RayTaskError("):-1]
     lines = message_lines(str(err))
-    if lines and (lines[0] == "Graph execution error:" or lines[0].startswith("{{function_node ")):
-        # TensorFlow's error from inside a tf.data or py_function: the Python exception that caused it says what
-        # went wrong ("InvalidArgumentError: Graph execution error" said nothing of an unreadable image).
-        inner = next((m for ln in lines if (m := _PY_ERROR.match(ln))), None)
-        if inner:
-            name, lines = inner[1].rsplit(".", 1)[-1], [inner[2]]
+    cause = tf_cause(lines)
+    if cause:  # TensorFlow's error from a tf.data or py_function: the Python exception inside it says what failed
+        name, lines = cause.split(": ", 1)[0], [cause.split(": ", 1)[1]]
     if len(lines) > 1 and lines[0].startswith("Exception encountered when calling "):  # Keras: the cause follows
         lines = [f"{lines[1]} (in {lines[0].removeprefix('Exception encountered when calling ').rstrip('.')})"]
     return f"{name}: {lines[0] if lines else ''}"[:limit].rstrip(": ")
