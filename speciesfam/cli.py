@@ -353,8 +353,8 @@ def run(args: argparse.Namespace) -> int:
         from . import storage
 
         logging.getLogger("speciesfam").info("%s: %s", who, err, exc_info=True)  # the traceback: the log only
-        print(f"{who}: error: {type(err).__name__}: {storage.said(err)} (check the path, its permissions and free space; for "
-              f"s3:// or gs://, the bucket, the credentials and the endpoint)", file=sys.stderr)
+        print(f"{who}: error: {type(err).__name__}: {storage.said(err)} (check the path, its permissions and free "
+              f"space; for s3:// or gs://, the bucket, the credentials and the endpoint)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{who}: interrupted", file=sys.stderr)

@@ -187,7 +187,8 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             except Exception:  # noqa: BLE001 -- a missing error file must not break the search's console
                 pass
             lines = message_lines(text)  # a traceback: its last line is the exception's own (or TensorFlow's)
-            said = tf_cause(lines) or (lines[-1] if lines else "see RUN/logs/")
+            cause = tf_cause(lines)
+            said = ": ".join(cause) if cause else lines[-1] if lines else "see RUN/logs/"
             self._line(trials, trial, f"failed: {said[:160]}")
 
     return TrialLines()
@@ -202,8 +203,8 @@ def counted(n: int, one: str, many: str | None = None) -> str:
 _PY_ERROR = r"^(?:.*\}\} )?([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$"
 
 
-def tf_cause(lines: list[str]) -> str | None:
-    """``Type: message`` of the Python exception inside a TensorFlow op's error (``lines``: ``message_lines`` of
+def tf_cause(lines: list[str]) -> tuple[str, str] | None:
+    """(type, message) of the Python exception inside a TensorFlow op's error (``lines``: ``message_lines`` of
     the error or of a traceback ending in it): a tf.data or py_function failure reads "InvalidArgumentError: Graph
     execution error" or ends in "[[IteratorGetNext]] [Op:...]", and says nothing of its cause. None otherwise."""
     import re
@@ -212,7 +213,7 @@ def tf_cause(lines: list[str]) -> str | None:
                   or "{{function_node " in ln), None)
     found = None if start is None else next((m for ln in lines[start:] if not ln.endswith("Graph execution error:")
                                              and (m := re.match(_PY_ERROR, ln))), None)
-    return f"{found[1].rsplit('.', 1)[-1]}: {found[2]}" if found else None
+    return (found[1].rsplit(".", 1)[-1], found[2]) if found else None
 
 
 def message_lines(text: str) -> list[str]:

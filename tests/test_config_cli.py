@@ -309,7 +309,8 @@ def test_a_value_a_function_draws_is_checked_when_the_trial_starts():
     ("def get_search_space():\n    return {}", "get_search_space(True) raised TypeError"),
     ("def get_search_space(smoke):\n    return {'lr': tune.loguniform(0, 1e-2)}", "raised ValueError: LogUniform"),
     ("def get_search_space(smoke):\n    return {}", "nothing to search (every value is fixed or"),
-    ("def get_search_space(smoke):\n    return {'lr': 0.01, 'batch_size': 32}", "nothing to search (every value is fixed or"),
+    ("def get_search_space(smoke):\n    return {'lr': 0.01, 'batch_size': 32}",
+     "nothing to search (every value is fixed or"),
     # a space of constants and a sample_from function crashed Tune's searcher with a traceback (hostile tester)
     ("def get_search_space(smoke):\n    return {'lr': tune.sample_from(lambda spec: 0.01)}",
      "nothing to search (every value is fixed or a tune.sample_from function"),

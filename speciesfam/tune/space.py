@@ -104,8 +104,9 @@ def load_space(cfg) -> dict[str, Any]:
     if not any(_searchable(v) for v in merged.values()) and cfg.searcher not in ("random", "grid"):
         # (tune.sample_from is drawn by Tune, not searched: a space of it alone crashed Tune with a traceback)
         raise ConfigError(f"--space {name!r}{' with --extra' if cfg.extra else ''} leaves {cfg.searcher} nothing to "
-                          "search (every value is fixed or a tune.sample_from function, which no searcher models): give at least one tune.choice/uniform/loguniform/randint "
-                          "range, or train the one configuration with --searcher random --num-samples 1")
+                          "search (every value is fixed or a tune.sample_from function, which no searcher models): "
+                          "give at least one tune.choice/uniform/loguniform/randint range, or train the one "
+                          "configuration with --searcher random --num-samples 1")
     return merged
 
 

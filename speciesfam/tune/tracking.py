@@ -135,7 +135,7 @@ def error_text(err: BaseException | None, limit: int = 300) -> str:
     lines = message_lines(str(err))
     cause = tf_cause(lines)
     if cause:  # TensorFlow's error from a tf.data or py_function: the Python exception inside it says what failed
-        name, lines = cause.split(": ", 1)[0], [cause.split(": ", 1)[1]]
+        name, lines = cause[0], [cause[1]]
     if len(lines) > 1 and lines[0].startswith("Exception encountered when calling "):  # Keras: the cause follows
         lines = [f"{lines[1]} (in {lines[0].removeprefix('Exception encountered when calling ').rstrip('.')})"]
     return f"{name}: {lines[0] if lines else ''}"[:limit].rstrip(": ")
