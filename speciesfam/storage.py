@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import stat
 import tempfile
 import uuid
@@ -23,9 +24,40 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+# A file URI of this machine (RFC 8089, any case): file:///x, file://localhost/x and file:/x; its path follows.
+_FILE_URI = re.compile(r"file:(?://(?:localhost)?(?=/)|(?=/(?!/)))", re.IGNORECASE)
+
+
 def is_remote(uri: str) -> bool:
-    """True for ``scheme://`` URIs other than ``file://``."""
-    return "://" in uri and not uri.startswith("file://")
+    """True for ``scheme://`` URIs other than this machine's ``file:`` URIs."""
+    return "://" in uri and not _FILE_URI.match(uri)
+
+
+def file_uri_path(uri: str) -> str | None:
+    """The path of a file URI of this machine, its %-escapes decoded (``Path.as_uri()`` writes a space as %20);
+    None for anything else."""
+    from urllib.parse import unquote
+
+    head = _FILE_URI.match(uri)
+    return unquote(uri[head.end():]) if head else None
+
+
+def local_path(uri: str) -> str:
+    """The path of a local path (as written, '%' and all; ``~`` expanded) or file URI."""
+    path = file_uri_path(uri)
+    return path if path is not None else os.path.expanduser(uri)
+
+
+def within(uri: str, folder: str) -> bool:
+    """True when ``uri`` is ``folder`` or inside it: local paths (and file URIs) once links are resolved,
+    remote URIs by their text."""
+    if is_remote(uri) != is_remote(folder):
+        return False
+    if is_remote(uri):
+        a, b = uri.rstrip("/"), folder.rstrip("/")
+        return a == b or a.startswith(b + "/")
+    a, b = os.path.realpath(local_path(uri)), os.path.realpath(local_path(folder))
+    return os.path.commonpath([a, b]) == b
 
 
 # How long each request of a gs:// read retries (a `?retry_limit_seconds=N` URI sets its own). An unreachable
@@ -48,7 +80,7 @@ def said(err: BaseException, limit: int = 300) -> str:
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """Return (pyarrow filesystem, path inside it) for a local path or URI."""
     if not is_remote(uri):
-        local = Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
+        local = Path(local_path(uri))
         try:
             resolved = local.resolve()
         except RuntimeError:  # a link loop: the link itself (reading it then fails as an OSError)
@@ -97,7 +129,7 @@ def is_dir(uri: str) -> bool:
     from .errors import SourceError
 
     if not is_remote(uri):  # os, not pyarrow: a name that is not UTF-8 is still a path here
-        return os.path.isdir(os.path.expanduser(uri[len("file://"):] if uri.startswith("file://") else uri))
+        return os.path.isdir(local_path(uri))
     try:
         fs, path = filesystem(uri)
     except SourceError:
@@ -121,8 +153,7 @@ def open_input(uri: str):
         try:
             mode = os.stat(path).st_mode
         except FileNotFoundError:
-            local = uri[len("file://"):] if uri.startswith("file://") else uri
-            if os.path.islink(os.path.expanduser(local)):
+            if os.path.islink(local_path(uri)):
                 raise FileNotFoundError(BROKEN_LINK) from None
             raise
         if not stat.S_ISREG(mode):

@@ -35,3 +35,33 @@ def test_a_scheme_nothing_reads_is_one_clear_error():
         storage.exists("https://example.com/x.csv")
     with pytest.raises(DecodeError, match="https:// is not a storage"):
         read_rgb("https://example.com/x.jpg")
+
+
+def test_every_spelling_of_a_local_file_uri_is_that_file(tmp_path):
+    """file:/x, file://localhost/x, FILE:///x and a %20 in a file URI were taken for remote storage or for a
+    relative path ('file:' became a folder in the working directory); a plain path keeps its '%' as written."""
+    from speciesfam.data.sources import resolve_path
+
+    folder = tmp_path / "my images"
+    folder.mkdir()
+    (folder / "a%20b.jpg").write_bytes(b"x")
+    quoted = str(folder).replace(" ", "%20")
+    for uri in (f"file://{quoted}", f"file://localhost{quoted}", f"FILE://{quoted}", f"file:{quoted}"):
+        assert not storage.is_remote(uri) and storage.local_path(uri) == str(folder), uri
+        assert storage.is_dir(uri) and storage.filesystem(uri)[1] == str(folder), uri
+        assert resolve_path(f"{uri}/x.jpg", "/elsewhere") == (str(folder / "x.jpg"), ""), uri
+        assert storage.within(f"{uri}/sub", str(folder)) and storage.within(str(folder), uri), uri
+    assert storage.exists(str(folder / "a%20b.jpg")) and not storage.exists(str(folder / "a b.jpg"))
+    path, problem = resolve_path("file://nas/share/x.jpg", "/elsewhere")
+    assert storage.is_remote(path) and problem.startswith("a file:// URI of another machine (file://HOST/...)")
+
+
+def test_within_compares_folders_not_text_prefixes(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "imgs")
+    assert storage.within(str(tmp_path / "link" / "x"), str(tmp_path / "imgs"))
+    assert storage.within(str(tmp_path / "imgs"), str(tmp_path / "imgs") + "/")
+    assert not storage.within(str(tmp_path / "imgs2"), str(tmp_path / "imgs"))
+    assert storage.within("s3://b/imgs/x.parquet", "s3://b/imgs/") and storage.within("s3://b/imgs", "s3://b/imgs")
+    assert not storage.within("s3://b/imgs2/x", "s3://b/imgs") and not storage.within("gs://b/imgs/x", "s3://b/imgs")
+    assert not storage.within(str(tmp_path / "imgs"), "s3://b" + str(tmp_path / "imgs"))

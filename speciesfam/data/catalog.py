@@ -293,15 +293,11 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
 def _refuse_workdir_inside(source: str, workdir: str) -> None:
     """A run folder in (or equal to) the image folder would be catalogued on the next run: its PNGs as a family,
     its other files as unreadable rows."""
-    def key(uri: str) -> str:
-        return uri.rstrip("/") if storage.is_remote(uri) else storage.filesystem(uri)[1]
-
-    src, run = key(source), key(workdir)
-    same_kind = storage.is_remote(source) == storage.is_remote(workdir)
-    if same_kind and (run == src or run.startswith(src.rstrip("/") + "/")):
+    if storage.within(workdir, source):
+        src = source.rstrip("/") if storage.is_remote(source) else storage.filesystem(source)[1]
         raise SourceError(f"--workdir {workdir} is inside the image folder {source}: the next catalog would take "
                           "the run's own files (galleries, plots, logs) for images. Choose a workdir outside it, "
-                          f"e.g. --workdir {src.rstrip('/')}-run")
+                          f"e.g. --workdir {src}-run")
 
 
 def load_manifest(uri: str, stage: str = "speciesfam catalog SOURCE --workdir RUN") -> "pd.DataFrame":

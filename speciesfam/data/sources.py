@@ -228,13 +228,18 @@ def _text(value: Any) -> str | None:
 
 def resolve_path(path: str, base: str) -> tuple[str, str]:
     """(absolute path or URI, problem) for a manifest path; relative paths are relative to ``base``."""
+    local = storage.file_uri_path(path)  # file:///x, file://localhost/x, file:/x, any case; %-escapes decoded
+    if local is not None:
+        return os.path.normpath(local), ""
     if "://" in path:
         scheme = path.split("://", 1)[0].lower()
+        if scheme == "file":
+            return path, ("a file:// URI of another machine (file://HOST/...); give the path as this machine "
+                          "sees it (e.g. where that share is mounted)")
         if scheme not in SCHEMES:
             return path, (f"unsupported URI scheme '{scheme}://' (use a local path, file://, s3:// or gs://; "
                           "download web images first)")
-        # file:// URIs are percent-encoded (RFC 8089: Path.as_uri() writes a space as %20)
-        return (unquote(path[len("file://"):]) if scheme == "file" else path), ""
+        return path, ""
     if path.startswith("/"):
         return os.path.normpath(path), ""
     if storage.is_remote(base):
