@@ -19,6 +19,7 @@ import numpy as np
 
 from . import layout, plots, storage
 from .errors import SpeciesfamError
+from .lines import some
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,11 +63,12 @@ def _refuse_out_in_bundle(out: str, bundle: str) -> None:
     One in another run folder would replace that run's evaluations; one holding other files, those files."""
     from .bundle import bundle_around, run_around
 
-    said, out, bundle = out, _local(out), _local(bundle)  # file:// URIs are these folders too (tester)
-    real_out, real_bundle = os.path.realpath(out), os.path.realpath(bundle)
-    around = real_bundle if os.path.commonpath([real_out, real_bundle]) == real_bundle else bundle_around(out)
+    # file: URIs are these folders too (tester)
+    said, out, bundle = out, storage.filesystem(out)[1], storage.filesystem(bundle)[1]
+    inside = storage.within(out, bundle)
+    around = bundle if inside else bundle_around(out)
     if around:
-        which = f"the bundle {bundle}" if around == real_bundle else f"a bundle ({around})"
+        which = f"the bundle {bundle}" if inside else f"a bundle ({around})"
         raise SpeciesfamError(f"--out {said} is inside {which}: evaluate's reports would change the bundle's files "
                               "(predict then refuses it as damaged); choose a folder outside it")
     if os.path.exists(out) and not os.path.isdir(out):
@@ -79,13 +81,8 @@ def _refuse_out_in_bundle(out: str, bundle: str) -> None:
     foreign = _not_reports(out) if os.path.isdir(out) else []
     if foreign:  # the user's own files (or images: the next catalog would take the plots for images)
         raise SpeciesfamError(f"--out {said} holds files that are not an earlier evaluation's reports "
-                              f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); evaluate writes "
+                              f"({some(foreign)}); evaluate writes "
                               f"{', '.join(REPORTS)} there: give a new or empty folder")
-
-
-def _local(path: str) -> str:
-    """A local path or file:// URI as a path."""
-    return storage.filesystem(path)[1]
 
 
 def _refuse_out_in_source(out: str, manifest_uri: str) -> None:
@@ -101,10 +98,19 @@ def _refuse_out_in_source(out: str, manifest_uri: str) -> None:
     if not isinstance(source, str) or not source or storage.is_remote(source) or \
             source.lower().endswith((".csv", ".parquet")):
         return
-    real_out, real_source = os.path.realpath(_local(out)), os.path.realpath(source)
-    if os.path.commonpath([real_out, real_source]) == real_source:
+    if storage.within(out, source):
         raise SpeciesfamError(f"--out {out} is inside the image folder {source} that catalog read: the next "
                               "catalog would take the reports for images; choose a folder outside it")
+
+
+def _refuse_out_among_images(out: str, paths: "pd.Series") -> None:
+    """A labelled set's images may lie anywhere: an --out in a folder holding some of them would put the plots
+    beside them, and a later catalog of that folder would take the plots for images."""
+    folders = {os.path.dirname(p) for p in paths if isinstance(p, str) and p and not storage.is_remote(p)}
+    inside = sorted(f for f in folders if storage.within(out, f))
+    if inside:
+        raise SpeciesfamError(f"--out {out} is inside {inside[0]}, a folder of the images evaluated: a later "
+                              "catalog of it would take the reports for images; choose a folder outside it")
 
 
 def _not_reports(folder: str) -> list[str]:
@@ -288,12 +294,6 @@ def removed_warning(bundle: str, manifest_uri: str, this_run: bool) -> str:
             f"report shows) is with --manifest {os.path.join(os.path.dirname(manifest_uri), layout.CLEAN_MANIFEST)}")
 
 
-def _some(names: set[str], n: int = 5) -> str:
-    """The first ``n`` of ``names`` in order, saying how many there are when that is not all of them."""
-    shown = sorted(names)[:n]
-    return f"{shown}" + (f" (the first {n} of {len(names)})" if len(names) > n else "")
-
-
 # rows.csv statuses of rows the scores leave out
 NOT_SCORED = ("unreadable", "changed", "unlabelled", "duplicate", "conflict", "unknown_family")
 
@@ -323,6 +323,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
         _refuse_out_in_bundle(out, bundle)
         if catalog and not storage.is_remote(manifest_uri):
             _refuse_out_in_source(out, manifest_uri)
+        elif not catalog:
+            _refuse_out_among_images(out, rows["path"])
     warning = split_warning(read_config(bundle), manifest_uri) if catalog else rows.attrs.get("warning", "")
     warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run)) if w)
     if warning:
@@ -332,8 +334,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     unknown = (rows["status"] == "ok") & ~rows["label"].isin(labels)
     if unknown.any() and catalog:
         raise SpeciesfamError(f"{manifest_uri}'s {split} split has families the bundle does not know: "
-                              f"{_some(set(rows.loc[unknown, 'label']))}; evaluate with the manifest the model "
-                              "was trained on")
+                              f"{some(sorted(set(rows.loc[unknown, 'label'])), quote=True)}; evaluate with the "
+                              "manifest the model was trained on")
     rows.loc[unknown, "status"] = "unknown_family"  # a new labelled set: scored on the families the model knows
     folded = {lab.strip().casefold(): lab for lab in labels}  # 'felidae', 'Felidae ': most likely meant as Felidae
 

@@ -23,7 +23,7 @@ from typing import Any
 from . import bundle as B
 from . import console, layout, stages, storage
 from .errors import SpeciesfamError, StageOrderError
-from .lines import counted
+from .lines import counted, some
 from .markdown import cell, code, json_line, visible
 from .reproduce import versions
 from .tune.tracking import scored_trials
@@ -274,8 +274,7 @@ def check_out(out: str, workdir: str) -> None:
     storage.require_creatable(out, "--out", "the bundle")  # a path under a file: a FileExistsError once written
     foreign = _foreign_files(out) if os.path.isdir(out) and B.is_bundle(out) else []
     if foreign:  # notes or predictions saved beside the model: replacing the bundle would delete them unsaid
-        raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({', '.join(foreign[:5])}"
-                              f"{', ...' if len(foreign) > 5 else ''}); export replaces the folder whole: move them "
+        raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({some(foreign)}); export replaces the folder whole: move them "
                               "out, or give another --out")
 
 

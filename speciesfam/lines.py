@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from . import layout, stages, storage
@@ -197,6 +198,14 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
 def counted(n: int, one: str, many: str | None = None) -> str:
     """``1 family``, ``3 families``, ``0 epochs``: a count with its noun for the console."""
     return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def some(names: Iterable[str], n: int = 5, quote: bool = False) -> str:
+    """The first ``n`` of ``names`` (in their order) joined by commas, ``and K more`` when that is not all:
+    a console line names a few of many and says how many it left out."""
+    names = list(names)
+    shown = [repr(x) if quote else str(x) for x in names[:n]]
+    return ", ".join(shown) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 # A Python exception's own line inside TensorFlow's error text, after its "{{function_node ...}} " prefix if any

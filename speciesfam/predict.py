@@ -148,15 +148,21 @@ def file_stamps(paths: list[str], errors: list[str]) -> list[str]:
     return stamps
 
 
-def check_out(out: str) -> None:
+def check_out(out: str, source: str | None = None) -> None:
     """Predictions go to one Parquet file: a CSV would not keep the top-k lists or empty errors, and a folder
-    was found only once every row had been predicted."""
+    was found only once every row had been predicted. Not inside ``source``, the folder predicted: the next
+    predict of it would list the predictions and their parts as files to predict."""
     if out.endswith(("/", os.sep)) or storage.is_dir(out):
         raise SpeciesfamError(f"--out {out} is a folder; give a file in it, e.g. --out "
                               f"{storage.join(out, 'predictions.parquet')}")
     if not out.lower().endswith(".parquet"):
         raise SpeciesfamError(f"--out {out}: predictions are written as Parquet (each row's top-k families are "
                               f"lists); give a name ending in .parquet, e.g. --out {os.path.splitext(out)[0]}.parquet")
+    if source and storage.within(out, source):
+        outside = storage.join(storage.parent(source.rstrip("/")), "predictions.parquet")
+        raise SpeciesfamError(f"--out {out} is inside the folder being predicted ({source}): predicting that folder "
+                              f"again would take the predictions for images; write them outside it, e.g. "
+                              f"--out {outside}")
     if not storage.is_remote(out):
         from .bundle import bundle_around
 
@@ -213,16 +219,31 @@ def to_predict(rows: "pd.DataFrame", done: "pd.DataFrame", stamp: bool = True) -
 
 def check_resume(done: "pd.DataFrame", rows: "pd.DataFrame", out: str, bid: str) -> None:
     """``out`` may be resumed only by the same bundle on the same input: another input's rows would stay in it
-    beside this one's (and rows of both with the same path would keep the other's label and split)."""
+    beside this one's (and rows of both with the same path would keep the other's label and split). Rows of
+    files deleted since they were predicted are this input's as it was: left out of the output, and said."""
     if len(done) and (done["bundle_id"] != bid).any():
         raise SpeciesfamError(f"{out} holds predictions of another bundle (id {done['bundle_id'].iloc[0]}, this one "
                               f"{bid}); give another --out or delete it")
     columns = key_columns(rows, stamp=False)  # a file changed since is this input's still: predicted again
     other = done.loc[~row_keys(done, columns).isin(set(row_keys(rows, columns))), "path"]
-    if len(other):
-        raise SpeciesfamError(f"{out} holds predictions of another input ({len(other)} rows, e.g. {other.iloc[0]!r}, "
-                              "are not this input's as given now); predict resumes only the same folder or manifest: "
-                              "give another --out or delete it")
+    gone = other.isin({p for p in other.unique() if not _still_there(p)})
+    if (~gone).any():
+        raise SpeciesfamError(f"{out} holds predictions of another input ({int((~gone).sum())} rows, e.g. "
+                              f"{other[~gone].iloc[0]!r}, are not this input's as given now); predict resumes only "
+                              "the same folder or manifest: give another --out or delete it")
+    if gone.any():
+        print(f"predict: {counted(int(gone.sum()), 'row')} in {out} of files deleted since (e.g. {other.iloc[0]!r}): "
+              "left out of it")
+
+
+def _still_there(path: str) -> bool:
+    """Whether an earlier row's file is still there (a broken link is: it is listed, as an error row)."""
+    if not path:
+        return True  # a manifest's empty path: not a file that could have gone
+    try:
+        return os.path.lexists(path) if not storage.is_remote(path) else storage.exists(path)
+    except (OSError, ValueError, SpeciesfamError):  # cannot tell: not taken for gone
+        return True
 
 
 class PredictActor:
@@ -274,7 +295,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
 
     check_top_k(top_k)
     check_counts(batch_size, num_actors)
-    check_out(out)
+    check_out(out, source)
     bundle = os.path.abspath(bundle)
     config, bid = read_config(bundle), bundle_id(bundle)
     rows = input_rows(source, manifest)

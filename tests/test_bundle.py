@@ -200,6 +200,12 @@ def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, 
     assert sorted(again["path"]) == files and again["path"].is_unique
     fixed = again.set_index("path").loc[str(folder / "Felidae" / "broken.jpg")]
     assert fixed["error"] == "" and list(fixed["top_families"]) == list(good.loc[sample[0], "top_families"])
+    # A file deleted since: its row is left out and said (every resume was refused as "another input")
+    Path(sample[1]).unlink()
+    again = predict_collection(str(bundle), str(out), source=str(folder), top_k=2, batch_size=8)
+    assert f"predict: 1 row in {out} of files deleted since (e.g. '{sample[1]}'): left out of it\n" in \
+        capsys.readouterr().out
+    assert sorted(again["path"]) == [f for f in files if f != sample[1]] and again["path"].is_unique
     return folder, out
 
 

@@ -275,3 +275,12 @@ def test_numbers_for_people_keep_small_and_huge_values_readable():
     assert [lines.number(v) for v in (0.0003, 0.0015, 1e-05, 1e30, 0.8, 0.0, 3.0, 12, None, float("nan"))] == [
         "0.0003", "0.0015", "1e-05", "1e+30", "0.800", "0.000", "3", "12", "–", "–"]
 
+
+
+def test_a_line_naming_a_few_of_many_says_how_many_it_left_out():
+    """clean's line of images gone since catalog showed a Python list of the first 5 and no word of the rest;
+    export's and evaluate's lists of foreign files ended in '...'."""
+    assert lines.some([f"/img/{i}.jpg" for i in range(8)]) == \
+        "/img/0.jpg, /img/1.jpg, /img/2.jpg, /img/3.jpg, /img/4.jpg and 3 more"
+    assert lines.some(["Felidae", "O'Hara"], quote=True) == "'Felidae', \"O'Hara\""
+    assert lines.some({"a": 1}.keys(), n=1) == "a" and lines.some([]) == ""

@@ -4,6 +4,7 @@ before any work, and nothing is written where it should not be."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -88,6 +89,16 @@ def test_predict_refuses_an_output_it_could_not_write_whole_before_any_work(tmp_
         check_out(str(tmp_path / "b" / "p.parquet"))
     with pytest.raises(SpeciesfamError, match="is inside a bundle"):  # a file:// URI is that folder too
         check_out(f"file://{tmp_path / 'b' / 'p.parquet'}")
+    # inside the folder predicted: its next predict listed the predictions and their parts as files to predict
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "in").symlink_to(tmp_path / "imgs")
+    for out, source in ((tmp_path / "imgs" / "p.parquet", tmp_path / "imgs"),
+                        (tmp_path / "in" / "sub" / "p.parquet", tmp_path / "imgs"),  # through a link
+                        (tmp_path / "imgs" / "p.parquet", f"file://{tmp_path / 'in'}/")):
+        with pytest.raises(SpeciesfamError, match=rf"^--out {out} is inside the folder being predicted \(.*\): .* "
+                                                  rf"e\.g\. --out {tmp_path}/predictions\.parquet$"):
+            check_out(str(out), str(source))
+    check_out(str(tmp_path / "imgs.parquet"), str(tmp_path / "imgs"))  # beside it, a name starting alike
 
 
 def test_predict_rows_of_a_folder_keep_why_a_file_cannot_be_read(tmp_path):
@@ -129,36 +140,48 @@ def test_hidden_and_system_files_in_a_predicted_folder_are_skipped_not_failed(tm
     assert failed(input_rows(str(folder)).set_index("path")).sum() == 1
 
 
-def test_predict_resumes_only_the_same_input_into_its_output():
+def test_predict_resumes_only_the_same_input_into_its_output(tmp_path, capsys):
     """A second `predict --manifest OTHER --out P` "resumed" into P: the first input's rows stayed beside the new
-    ones, and rows of both kept the first manifest's label and split."""
+    ones, and rows of both kept the first manifest's label and split. A file deleted since its row was written
+    is not another input: its row is left out (that blocked every resume until the output was deleted)."""
     import pandas as pd
 
     from speciesfam.predict import check_resume
 
-    done = pd.DataFrame({"path": ["/a.png", "/b.png"], "label": ["Felidae", "Ranidae"], "bundle_id": "x"})
-    same = pd.DataFrame({"path": ["/a.png", "/b.png", "/c.png"], "label": ["Felidae", "Ranidae", "Felidae"]})
+    a, b, c = (str(tmp_path / n) for n in ("a.png", "b.png", "c.png"))
+    for path in (a, b, c):
+        Path(path).write_bytes(b"x")
+    done = pd.DataFrame({"path": [a, b], "label": ["Felidae", "Ranidae"], "bundle_id": "x"})
+    same = pd.DataFrame({"path": [a, b, c], "label": ["Felidae", "Ranidae", "Felidae"]})
     check_resume(done, same, "p.parquet", "x")  # a killed run of the same input: resumed
     check_resume(done.iloc[:0], same, "p.parquet", "x")  # nothing done yet
+    assert capsys.readouterr().out == ""
     with pytest.raises(SpeciesfamError, match="another bundle"):
         check_resume(done, same, "p.parquet", "y")
-    with pytest.raises(SpeciesfamError, match=r"another input \(1 rows, e.g. '/b.png'"):
+    with pytest.raises(SpeciesfamError, match=rf"another input \(1 rows, e.g. '{b}'"):
         check_resume(done, same.iloc[[0, 2]], "p.parquet", "x")
-    with pytest.raises(SpeciesfamError, match=r"another input \(1 rows, e.g. '/b.png'"):
+    with pytest.raises(SpeciesfamError, match=rf"another input \(1 rows, e.g. '{b}'"):
         check_resume(done, same.assign(label=["Felidae", " Ranidae", "Felidae"]), "p.parquet", "x")
+    Path(b).unlink()
+    check_resume(done, same.iloc[[0, 2]], "p.parquet", "x")
+    assert capsys.readouterr().out == f"predict: 1 row in p.parquet of files deleted since (e.g. '{b}'): left out of it\n"
+    with pytest.raises(SpeciesfamError, match=rf"another input \(1 rows, e.g. '{a}'"):  # a is there: another input
+        check_resume(done, same.iloc[[2]], "p.parquet", "x")
 
 
-def test_predict_resume_counts_a_path_listed_twice_as_two_rows():
+def test_predict_resume_counts_a_path_listed_twice_as_two_rows(tmp_path):
     """A manifest listing each path twice (two labels) resumed after a kill skipped every copy of a path once
     one copy was done: rows were lost and predict exited 0."""
     import pandas as pd
 
     from speciesfam.predict import check_resume, to_predict
 
-    rows = pd.DataFrame({"path": ["/a", "/b", "/a", "/b", "/a"], "label": ["A", "A", "B", "B", "A"]})
-    done = rows.iloc[[0, 3]].assign(bundle_id="x")  # the first /a as A, the /b as B
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    Path(a).write_bytes(b"x"), Path(b).write_bytes(b"x")
+    rows = pd.DataFrame({"path": [a, b, a, b, a], "label": ["A", "A", "B", "B", "A"]})
+    done = rows.iloc[[0, 3]].assign(bundle_id="x")  # the first a as A, the b as B
     check_resume(done, rows, "p.parquet", "x")
-    assert to_predict(rows, done)[["path", "label"]].values.tolist() == [["/b", "A"], ["/a", "B"], ["/a", "A"]]
+    assert to_predict(rows, done)[["path", "label"]].values.tolist() == [[b, "A"], [a, "B"], [a, "A"]]
     assert len(to_predict(rows, rows.assign(bundle_id="x"))) == 0
     with pytest.raises(SpeciesfamError, match="another input"):  # more copies done than the input lists
         check_resume(pd.concat([rows.iloc[[1, 1]]]).assign(bundle_id="x"), rows, "p.parquet", "x")
