@@ -103,16 +103,6 @@ def _refuse_out_in_source(out: str, manifest_uri: str) -> None:
                               "catalog would take the reports for images; choose a folder outside it")
 
 
-def _refuse_out_among_images(out: str, paths: "pd.Series") -> None:
-    """A labelled set's images may lie anywhere: an --out in a folder holding some of them would put the plots
-    beside them, and a later catalog of that folder would take the plots for images."""
-    folders = {os.path.dirname(p) for p in paths if isinstance(p, str) and p and not storage.is_remote(p)}
-    inside = sorted(f for f in folders if storage.within(out, f))
-    if inside:
-        raise SpeciesfamError(f"--out {out} is inside {inside[0]}, a folder of the images evaluated: a later "
-                              "catalog of it would take the reports for images; choose a folder outside it")
-
-
 def _not_reports(folder: str) -> list[str]:
     """Entries of ``folder`` that evaluate did not write: other names, and every entry unless the folder holds an
     earlier evaluation (a user's confusion.png or per_class.csv shares a report's name)."""
@@ -323,8 +313,6 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
         _refuse_out_in_bundle(out, bundle)
         if catalog and not storage.is_remote(manifest_uri):
             _refuse_out_in_source(out, manifest_uri)
-        elif not catalog:
-            _refuse_out_among_images(out, rows["path"])
     warning = split_warning(read_config(bundle), manifest_uri) if catalog else rows.attrs.get("warning", "")
     warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run)) if w)
     if warning:

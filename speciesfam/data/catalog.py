@@ -21,7 +21,7 @@ import numpy as np
 from .. import layout, storage
 from ..config import CatalogConfig
 from ..console import Progress
-from ..errors import SourceError
+from ..errors import SourceError, SpeciesfamError
 from ..markdown import cell, code
 from .images import DecodeError, probe, sniff
 from .sources import read_source
@@ -307,3 +307,19 @@ def load_manifest(uri: str, stage: str = "speciesfam catalog SOURCE --workdir RU
     if missing:
         raise SourceError(f"{uri}: missing column(s) {missing}; was it written by `speciesfam catalog`?")
     return df
+
+
+def check_images_readable(manifest: "pd.DataFrame", manifest_uri: str, n: int = 5) -> None:
+    """Before any work: ``n`` images spread over the manifest. None there: the data is not mounted here (or the
+    bucket not readable); some: files deleted since catalog (the first one alone read as "not mounted")."""
+    ok = manifest.loc[manifest["status"] == "ok", "path"]
+    picks = list(dict.fromkeys(ok.iloc[np.linspace(0, len(ok) - 1, min(n, len(ok))).astype(int)]))
+    missing = [p for p in picks if not storage.exists(p)]
+    if missing and len(missing) == len(picks):
+        raise SpeciesfamError(f"{manifest_uri} lists images that cannot be read from here (none of the "
+                              f"{len(picks)} checked), e.g. {missing[0]!r}; is the data path mounted (or the bucket "
+                              "readable) on this machine?")
+    if missing:
+        raise SpeciesfamError(f"{manifest_uri} lists images deleted since catalog ({len(missing)} of the "
+                              f"{len(picks)} checked), e.g. {missing[0]!r}; re-run `speciesfam catalog` and "
+                              "`speciesfam clean` on this workdir, then tune")

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from .. import console, layout, lines, stages, storage
 from ..config import TuneConfig
-from ..data.catalog import load_manifest
+from ..data.catalog import check_images_readable, load_manifest
 from ..errors import ConfigError, SearchFailedError, SpeciesfamError, StageOrderError
 from ..registry import SCHEDULERS, SEARCHERS
 from .record import add_seconds, check_record, check_resumable, search_lock, used_seconds, write_record
@@ -202,10 +202,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         slots = trial_slots(cfg)  # and refuse a trial that can never be placed, before any work
         check_shared(storage_path, "storage_path")
         check_shared(manifest_uri, "workdir")
-        sample = manifest.loc[manifest["status"] == "ok", "path"].iloc[0]
-        if cfg.kind != "probe" and not storage.exists(sample):  # probe trials read embeddings, not images
-            raise SpeciesfamError(f"{manifest_uri} lists images that cannot be read from here, e.g. {sample!r}; is "
-                                    "the data path mounted (or the bucket readable) on this machine?")
+        if cfg.kind != "probe":  # probe trials read embeddings, not images
+            check_images_readable(manifest, manifest_uri)
         fixed = {"manifest": manifest_uri if storage.is_remote(manifest_uri) else storage.filesystem(manifest_uri)[1],
                  "labels": labels, "image_size": cfg.image_size,
                  # pretrained weights exist for transfer backbones only; scratch CNNs start from random weights
