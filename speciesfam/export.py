@@ -274,8 +274,8 @@ def check_out(out: str, workdir: str) -> None:
     storage.require_creatable(out, "--out", "the bundle")  # a path under a file: a FileExistsError once written
     foreign = _foreign_files(out) if os.path.isdir(out) and B.is_bundle(out) else []
     if foreign:  # notes or predictions saved beside the model: replacing the bundle would delete them unsaid
-        raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({some(foreign)}); export replaces the folder whole: move them "
-                              "out, or give another --out")
+        raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({some(foreign)}); export "
+                              "replaces the folder whole: move them out, or give another --out")
 
 
 def _foreign_files(bundle: str) -> list[str]:

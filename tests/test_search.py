@@ -365,7 +365,8 @@ def test_unreachable_data_fails_before_any_trial(tmp_path, ray_session):
     manifest.to_parquet(tmp_path / "clean_manifest.parquet")
     from speciesfam.errors import SpeciesfamError
 
-    with pytest.raises(SpeciesfamError, match=r"cannot be read from here \(none of the 2 checked\), e.g. '/nowhere/a.jpg'"):
+    with pytest.raises(SpeciesfamError,
+                       match=r"cannot be read from here \(none of the 2 checked\), e.g. '/nowhere/a.jpg'"):
         run_search(str(tmp_path), TuneConfig(cpus_per_worker=0.5, smoke_test=True))
     assert not (tmp_path / "tune").exists()
     # one image deleted since catalog, the first: that read as "is the data path mounted?"

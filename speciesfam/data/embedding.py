@@ -244,8 +244,8 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     else:
         say(f"clean: all {len(rows)} embeddings cached in {uri}")
     if errors:
-        say(f"clean: {lines.counted(len(errors), 'image')} gone, changed or failing to decode since catalog (now unreadable, see clean.md): "
-            f"{lines.some(errors)}")
+        say(f"clean: {lines.counted(len(errors), 'image')} gone, changed or failing to decode since catalog (now "
+            f"unreadable, see clean.md): {lines.some(errors)}")
     by_hash = old.set_index("sha256")["embedding"]
     out = rows[rows["sha256"].isin(by_hash.index) & ~rows["path"].isin(errors)].copy()
     out["embedding"] = out["sha256"].map(by_hash)
