@@ -24,7 +24,6 @@ import math
 import os
 import posixpath
 import warnings
-from urllib.parse import unquote
 from typing import TYPE_CHECKING, Any
 
 from .. import layout, storage
