@@ -226,13 +226,13 @@ def check_resume(done: "pd.DataFrame", rows: "pd.DataFrame", out: str, bid: str)
                               f"{bid}); give another --out or delete it")
     columns = key_columns(rows, stamp=False)  # a file changed since is this input's still: predicted again
     other = done.loc[~row_keys(done, columns).isin(set(row_keys(rows, columns))), "path"]
-    gone = other.isin({p for p in other.unique() if not _still_there(p)})
-    if (~gone).any():
-        raise SpeciesfamError(f"{out} holds predictions of another input ({int((~gone).sum())} rows, e.g. "
-                              f"{other[~gone].iloc[0]!r}, are not this input's as given now); predict resumes only "
-                              "the same folder or manifest: give another --out or delete it")
-    if gone.any():
-        print(f"predict: {counted(int(gone.sum()), 'row')} in {out} of files deleted since (e.g. {other.iloc[0]!r}): "
+    there = next((p for p in other.unique() if _still_there(p)), None)  # one request for another bucket's input
+    if there is not None:
+        raise SpeciesfamError(f"{out} holds predictions of another input ({len(other)} rows, e.g. {there!r}, are not "
+                              "this input's as given now); predict resumes only the same folder or manifest: give "
+                              "another --out or delete it")
+    if len(other):
+        print(f"predict: {counted(len(other), 'row')} in {out} of files deleted since (e.g. {other.iloc[0]!r}): "
               "left out of it")
 
 

@@ -166,7 +166,7 @@ def test_predict_resumes_only_the_same_input_into_its_output(tmp_path, capsys):
     check_resume(done, same.iloc[[0, 2]], "p.parquet", "x")
     assert capsys.readouterr().out == \
         f"predict: 1 row in p.parquet of files deleted since (e.g. '{b}'): left out of it\n"
-    with pytest.raises(SpeciesfamError, match=rf"another input \(1 rows, e.g. '{a}'"):  # a is there: another input
+    with pytest.raises(SpeciesfamError, match=rf"another input \(2 rows, e.g. '{a}'"):  # a is there: another input
         check_resume(done, same.iloc[[2]], "p.parquet", "x")
 
 
