@@ -340,6 +340,10 @@ def run(args: argparse.Namespace) -> int:
                 raise SpeciesfamError(f"{shown} {getattr(args, name)!r}: give a path")
         if any(not p.strip() for p in getattr(args, "paths", None) or []):
             raise SpeciesfamError("an empty image path was given (''): give a file or folder")
+        if isinstance(getattr(args, "bundle", None), str):  # a bundle is a local folder: a file URI is its path
+            from . import storage
+
+            args.bundle = args.bundle if storage.is_remote(args.bundle) else storage.local_path(args.bundle)
         return _run_stage(args) if args.command in STAGES else COMMANDS[args.command](args)
     except SearchFailedError as err:
         print(f"{who}: failed: {err}", file=sys.stderr)

@@ -157,7 +157,8 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
         from .data.sources import separator_hint
 
         raise SpeciesfamError(f"{manifest_uri} is neither a catalog manifest nor a labelled set (columns "
-                              f"{sorted(columns)[:10]}; a labelled set needs 'path' and 'label' columns)"
+                              f"{some(sorted(columns), 10, quote=True)}; a labelled set needs 'path' and 'label' "
+                              "columns)"
                               f"{separator_hint(sorted(columns))}")
     rows = input_rows(manifest=manifest_uri, table=table)
     if not len(rows):
@@ -170,7 +171,8 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
         given = rows["split"].str.strip()
         if not (given == split.strip()).any():
             raise SpeciesfamError(f"{manifest_uri} has no rows in split {split!r}; its splits: "
-                                  f"{sorted(given.unique())[:10]} (give --split, or drop the split column to score "
+                                  f"{some(sorted(given.unique()), 10, quote=True)} (give --split, or drop the split "
+                                  "column to score "
                                   "every row)")
         others = given[given != split.strip()].value_counts()
         near = {name: int(n) for name, n in others.items() if name.casefold() == split.strip().casefold() or not name}

@@ -67,7 +67,7 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
         if rows.empty:
             ids = trials["trial_id"].astype(str).tolist()
             raise SpeciesfamError(f"trial {trial_id!r} is not in {workdir}/{layout.TRIALS}; its {len(ids)} trials: "
-                                  f"{', '.join(ids[:10])}{', ...' if len(ids) > 10 else ''}")
+                                  f"{some(ids, 10)}")
         row = rows.iloc[0].to_dict()
         if not isinstance(row.get("best_checkpoint"), str):
             raise SpeciesfamError(f"trial {trial_id} has no checkpoint (status {row['status']}: {row.get('error')})")

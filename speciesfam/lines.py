@@ -262,8 +262,8 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             before = stages.table(workdir, layout.MANIFEST)
             lost = sorted(set(before.loc[before["status"] == layout.OK, "label"]) - set(kept)) if before is not None \
                 else []
-            gone = (f"; {counted(len(lost), 'family', 'families')} left with no image: {', '.join(map(repr, lost[:3]))}"
-                    f"{', ...' if len(lost) > 3 else ''}") if lost else ""
+            gone = (f"; {counted(len(lost), 'family', 'families')} left with no image: "
+                    f"{some(lost, 3, quote=True)}") if lost else ""
             return (f"clean: {int((c['status'] == layout.REMOVED_STATUS).sum())} removed, "
                     + (f"{dropped} near-duplicates dropped, " if dropped else "")
                     + f"{counted(len(kept), 'image')} kept in {counted(kept.nunique(), 'family', 'families')}{gone}"

@@ -227,13 +227,31 @@ def check_resume(done: "pd.DataFrame", rows: "pd.DataFrame", out: str, bid: str)
     columns = key_columns(rows, stamp=False)  # a file changed since is this input's still: predicted again
     other = done.loc[~row_keys(done, columns).isin(set(row_keys(rows, columns))), "path"]
     there = next((p for p in other.unique() if _still_there(p)), None)  # one request for another bucket's input
-    if there is not None:
-        raise SpeciesfamError(f"{out} holds predictions of another input ({len(other)} rows, e.g. {there!r}, are not "
-                              "this input's as given now); predict resumes only the same folder or manifest: give "
-                              "another --out or delete it")
+    if there is not None or (len(other) and len(other) == len(done)):  # none of it this input's: an unmounted disk
+        raise SpeciesfamError(f"{out} holds predictions of another input ({counted(len(other), 'row')} not this "
+                              f"input's as given now, e.g. {there or other.iloc[0]!r}"
+                              + ("" if there is not None else "; none of its rows is this input's, and their files "
+                                 "are gone from here, or not mounted")
+                              + "); predict resumes only the same folder or manifest: give another --out or delete it")
     if len(other):
         print(f"predict: {counted(len(other), 'row')} in {out} of files deleted since (e.g. {other.iloc[0]!r}): "
               "left out of it")
+
+
+def _without_own_output(rows: "pd.DataFrame", out: str) -> "pd.DataFrame":
+    """A folder's rows less ``out`` and its parts, when a link in the folder reaches them (check_out refuses an
+    --out inside the folder; through a link, the next predict listed its own output as a file that failed)."""
+    if storage.is_remote(out):
+        return rows
+    real_out = os.path.realpath(storage.local_path(out))
+    real = rows["path"].map(lambda p: os.path.realpath(p) if p and not storage.is_remote(p) else "")
+    own = (real == real_out) | real.str.startswith(real_out + ".parts" + os.sep)
+    if own.any():
+        print(f"predict: {counted(int(own.sum()), 'file')} of the folder {'is' if own.sum() == 1 else 'are'} its "
+              f"own output {out}, reached through a link: not predicted")
+    kept = rows[~own].reset_index(drop=True)
+    kept.attrs = dict(rows.attrs)
+    return kept
 
 
 def _still_there(path: str) -> bool:
@@ -299,6 +317,8 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     bundle = os.path.abspath(bundle)
     config, bid = read_config(bundle), bundle_id(bundle)
     rows = input_rows(source, manifest)
+    if source:
+        rows = _without_own_output(rows, out)
     done = read_done(out)
     check_resume(done, rows, out, bid)
     columns = key_columns(rows)

@@ -215,7 +215,7 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     assert len(written) == 1 and json.loads((written[0] / "metrics.json").read_text())["images"] == 3
     shutil.rmtree(written[0])
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "split.csv")]) == 2
-    assert "has no rows in split 'test'; its splits: ['holdout', 'other']" in capsys.readouterr().err
+    assert "has no rows in split 'test'; its splits: 'holdout', 'other' (give --split" in capsys.readouterr().err
     assert not list(probe_bundle.parent.glob("eval_split*"))  # refused before writing anything
     # rows whose split reads like the one scored ('Test', an empty cell) were left out without a word
     near = pd.DataFrame({"path": known[:5], "label": list(usable["label"].iloc[:5]),
@@ -264,7 +264,7 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
             (["--manifest", str(tmp_path / "split.csv"), "--split", " "], "--split is empty"),
             (["--manifest", str(tmp_path / "header_only.csv")], "has no rows: nothing to score"),
             (["--manifest", str(tmp_path / "semi.csv")], "is neither a catalog manifest nor a labelled set (columns "
-                                                         "['path;label']"),
+                                                         "'path;label'; "),
             (["--manifest", str(tmp_path / "nope.csv")], "--manifest " + str(tmp_path / "nope.csv") + " does not exist"),
             (["--manifest", str(tmp_path / "labelled.csv"), "--out", str(tmp_path / "afile")], "is a file; give a folder")]:
         assert cli.main(["evaluate", str(probe_bundle), *argv]) == 2, argv

@@ -82,6 +82,7 @@ def test_an_image_replaced_since_catalog_never_enters_the_cache(tmp_path, ray_se
     assert (m["status"] == "ok").sum() == 6
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "img" / "B" / "1.png")
     with pytest.raises(SpeciesfamError, match=r"^the image cache: .*B/1\.png: changed since catalog \(its sha256 is "
-                                              r"not the one catalog recorded.*re-run `speciesfam catalog`$"):
+                                              r"not the one catalog recorded.*re-run `speciesfam catalog` and "
+                                              r"`speciesfam clean`$"):
         image_cache.build(str(tmp_path), m, 16)
     assert not (tmp_path / "image_cache").exists() or not any((tmp_path / "image_cache").rglob("index.parquet"))

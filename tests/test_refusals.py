@@ -158,16 +158,54 @@ def test_predict_resumes_only_the_same_input_into_its_output(tmp_path, capsys):
     assert capsys.readouterr().out == ""
     with pytest.raises(SpeciesfamError, match="another bundle"):
         check_resume(done, same, "p.parquet", "y")
-    with pytest.raises(SpeciesfamError, match=rf"another input \(1 rows, e.g. '{b}'"):
+    with pytest.raises(SpeciesfamError, match=rf"another input \(1 row not this input's as given now, e.g. '{b}'"):
         check_resume(done, same.iloc[[0, 2]], "p.parquet", "x")
-    with pytest.raises(SpeciesfamError, match=rf"another input \(1 rows, e.g. '{b}'"):
+    with pytest.raises(SpeciesfamError, match=rf"another input \(1 row not this input's as given now, e.g. '{b}'"):
         check_resume(done, same.assign(label=["Felidae", " Ranidae", "Felidae"]), "p.parquet", "x")
     Path(b).unlink()
     check_resume(done, same.iloc[[0, 2]], "p.parquet", "x")
     assert capsys.readouterr().out == \
         f"predict: 1 row in p.parquet of files deleted since (e.g. '{b}'): left out of it\n"
-    with pytest.raises(SpeciesfamError, match=rf"another input \(2 rows, e.g. '{a}'"):  # a is there: another input
+    # a is there: another input
+    with pytest.raises(SpeciesfamError, match=rf"another input \(2 rows not this input's as given now, e.g. '{a}'\)"):
         check_resume(done, same.iloc[[2]], "p.parquet", "x")
+    Path(a).unlink()  # every earlier file gone and none of them in this input: a disk not mounted, not deletions
+    with pytest.raises(SpeciesfamError, match=rf"another input \(2 rows not this input's as given now, e.g. '{a}'; "
+                                              r"none of its rows is this input's, and their files are gone from here"):
+        check_resume(done, same.iloc[[2]], "p.parquet", "x")
+
+
+def test_predict_never_lists_its_own_output_reached_through_a_link(tmp_path, capsys):
+    """--out outside the folder, but a link in the folder to --out's folder: the second predict listed the
+    predictions file as an input that failed ('not an image'), exit 1 (hostile tester)."""
+    from speciesfam.predict import _without_own_output, input_rows
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "ext" / "E.parquet.parts").mkdir(parents=True)
+    (tmp_path / "ext" / "E.parquet").write_bytes(b"x")
+    (tmp_path / "ext" / "E.parquet.parts" / "part-1.parquet").write_bytes(b"x")
+    (tmp_path / "ext" / "mine.jpg").write_bytes(b"x")
+    (tmp_path / "imgs" / "ext").symlink_to(tmp_path / "ext")
+    rows = input_rows(str(tmp_path / "imgs"))
+    assert len(rows) == 4
+    kept = _without_own_output(rows, str(tmp_path / "ext" / "E.parquet"))
+    assert sorted(Path(p).name for p in kept["path"]) == ["a.jpg", "mine.jpg"]
+    assert capsys.readouterr().out == (f"predict: 2 files of the folder are its own output {tmp_path / 'ext'}/"
+                                       "E.parquet, reached through a link: not predicted\n")
+    assert len(_without_own_output(rows, str(tmp_path / "other.parquet"))) == 4 and not capsys.readouterr().out
+
+
+def test_a_bundle_given_as_a_file_uri_is_that_folder(tmp_path, capsys):
+    """predict and evaluate looked for a bundle given as file:///x at CWD/file:/x (hostile tester)."""
+    from speciesfam import cli
+
+    (tmp_path / "m.csv").write_text("path,label\nx.jpg,Felidae\n")
+    for argv in (["predict", f"file://localhost{tmp_path}/nob", str(tmp_path)],
+                 ["evaluate", f"FILE://{tmp_path}/nob", "--manifest", str(tmp_path / "m.csv")]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert f" {tmp_path}/nob does not exist" in err and "file:" not in err.lower(), err
 
 
 def test_predict_resume_counts_a_path_listed_twice_as_two_rows(tmp_path):

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import layout
 from ..config import CleanConfig
-from ..lines import counted
+from ..lines import counted, some
 from ..markdown import cell, code, visible
 from .embedders import model_id
 from .galleries import LABEL_ISSUES_PNG, NEAR_DUPLICATES_PNG
@@ -35,7 +35,7 @@ def lost_lines(summary: dict[str, Any], name=repr) -> list[str]:
     for split, fams in (summary.get("split_lost") or {}).items():
         if fams:
             out.append(f"{counted(len(fams), 'family has', 'families have')} no {split} images left "
-                       f"({', '.join(map(name, fams[:10]))}{', ...' if len(fams) > 10 else ''})"
+                       f"({some(map(name, fams), 10)})"
                        + (f": {causes[split]} took them all" if causes.get(split) else "")
                        + (", so no model learns them" if split == "train" else f", so they count in no {split} score"))
     return out

@@ -40,7 +40,8 @@ def _decode_chunk(paths: list[str], hashes: list[str], size: int) -> np.ndarray:
         try:  # the cache is keyed by catalog's sha256: a file replaced since must not pass for the catalogued one
             out[i] = read_rgb(path, size=size, sha256=sha256)
         except DecodeError as err:
-            raise DecodeError(f"{path}: {err}; it was readable when catalogued: re-run `speciesfam catalog`") from err
+            raise DecodeError(f"{path}: {err}; it was readable when catalogued: re-run `speciesfam "
+                              "catalog` and `speciesfam clean`") from err
     return out
 
 

@@ -151,7 +151,7 @@ def warn_untaught(manifest, labels: list[str]) -> None:
                                                      "label"]))
     if untaught:
         console.say(f"tune: warning: {lines.counted(len(untaught), 'family has', 'families have')} no usable train "
-                    f"image ({', '.join(map(repr, untaught[:5]))}{', ...' if len(untaught) > 5 else ''}): no model "
+                    f"image ({lines.some(untaught, quote=True)}): no model "
                     "learns it; see clean.md, or re-run catalog (and clean) to split its images anew")
 
 
