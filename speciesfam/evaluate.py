@@ -158,8 +158,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
 
         raise SpeciesfamError(f"{manifest_uri} is neither a catalog manifest nor a labelled set (columns "
                               f"{some(sorted(columns), 10, quote=True)}; a labelled set needs 'path' and 'label' "
-                              "columns)"
-                              f"{separator_hint(sorted(columns))}")
+                              f"columns){separator_hint(sorted(columns))}")
     rows = input_rows(manifest=manifest_uri, table=table)
     if not len(rows):
         raise SpeciesfamError(f"{manifest_uri} has no rows: nothing to score")
@@ -172,8 +171,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
         if not (given == split.strip()).any():
             raise SpeciesfamError(f"{manifest_uri} has no rows in split {split!r}; its splits: "
                                   f"{some(sorted(given.unique()), 10, quote=True)} (give --split, or drop the split "
-                                  "column to score "
-                                  "every row)")
+                                  "column to score every row)")
         others = given[given != split.strip()].value_counts()
         near = {name: int(n) for name, n in others.items() if name.casefold() == split.strip().casefold() or not name}
         rows = rows[given == split.strip()]

@@ -249,7 +249,7 @@ def check_out(out: str, workdir: str) -> None:
     or any folder above it."""
     run = os.path.realpath(storage.filesystem(workdir)[1]) if not storage.is_remote(workdir) else None
     real = os.path.realpath(out)
-    if run and (real == run or run.startswith(real.rstrip(os.sep) + os.sep)):
+    if run and storage.within(run, real):
         where = "is the run folder" if real == run else "holds the run folder"
         raise SpeciesfamError(f"--out {out} {where} ({workdir}); the bundle would replace the run: give a new "
                               f"folder (default: {layout.path(workdir, layout.BUNDLE)})")

@@ -229,7 +229,7 @@ def check_resume(done: "pd.DataFrame", rows: "pd.DataFrame", out: str, bid: str)
     there = next((p for p in other.unique() if _still_there(p)), None)  # one request for another bucket's input
     if there is not None or (len(other) and len(other) == len(done)):  # none of it this input's: an unmounted disk
         raise SpeciesfamError(f"{out} holds predictions of another input ({counted(len(other), 'row')} not this "
-                              f"input's as given now, e.g. {there or other.iloc[0]!r}"
+                              f"input's as given now, e.g. {other.iloc[0] if there is None else there!r}"
                               + ("" if there is not None else "; none of its rows is this input's, and their files "
                                  "are gone from here, or not mounted")
                               + "); predict resumes only the same folder or manifest: give another --out or delete it")
