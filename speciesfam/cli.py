@@ -190,7 +190,7 @@ def _predict(args: argparse.Namespace) -> int:
 
         if args.address:
             init_ray(args.address)
-        table = predict_collection(args.bundle, args.out or "predictions.parquet", source=(folders or [None])[0],
+        table = predict_collection(args.bundle, args.out, source=(folders or [None])[0],
                                    manifest=args.manifest, top_k=args.top_k, batch_size=args.batch_size,
                                    num_actors=args.num_actors, use_gpu=not args.cpu)
         return 1 if failed(table).any() else 0

@@ -26,6 +26,7 @@ from .lines import counted
 if TYPE_CHECKING:
     import pandas as pd
 
+DEFAULT_OUT = "predictions.parquet"
 PREDICTION_COLUMNS = ["path", "family", "probability", "top_families", "top_probabilities", "error", "bundle_id",
                       "stamp"]
 CARRIED = ("label", "split")  # manifest columns copied to the output (e.g. to score predictions later)
@@ -148,10 +149,11 @@ def file_stamps(paths: list[str], errors: list[str]) -> list[str]:
     return stamps
 
 
-def check_out(out: str, source: str | None = None) -> None:
+def check_out(out: str, source: str | None = None, given: bool = True) -> None:
     """Predictions go to one Parquet file: a CSV would not keep the top-k lists or empty errors, and a folder
     was found only once every row had been predicted. Not inside ``source``, the folder predicted: the next
-    predict of it would list the predictions and their parts as files to predict."""
+    predict of it would list the predictions and their parts as files to predict. ``given``: False for the
+    default --out, which the messages name as such (the user typed no --out)."""
     if out.endswith(("/", os.sep)) or storage.is_dir(out):
         raise SpeciesfamError(f"--out {out} is a folder; give a file in it, e.g. --out "
                               f"{storage.join(out, 'predictions.parquet')}")
@@ -160,7 +162,8 @@ def check_out(out: str, source: str | None = None) -> None:
                               f"lists); give a name ending in .parquet, e.g. --out {os.path.splitext(out)[0]}.parquet")
     if source and storage.within(out, source):
         outside = storage.join(storage.parent(source.rstrip("/")), "predictions.parquet")
-        raise SpeciesfamError(f"--out {out} is inside the folder being predicted ({source}): predicting that folder "
+        raise SpeciesfamError(f"{'' if given else 'the default '}--out {out} is inside the folder being predicted "
+                              f"({source}): predicting that folder "
                               f"again would take the predictions for images; write them outside it, e.g. "
                               f"--out {outside}")
     if not storage.is_remote(out):
@@ -217,6 +220,19 @@ def to_predict(rows: "pd.DataFrame", done: "pd.DataFrame", stamp: bool = True) -
     return rows[~row_keys(rows, columns).isin(set(row_keys(done, columns)))].reset_index(drop=True)
 
 
+def merged(done: "pd.DataFrame", rows: "pd.DataFrame", columns: list[str]) -> "pd.DataFrame":
+    """The output: one row of ``done`` (the output and its parts) per input row, in the input's order (a resume
+    appended its rows after the earlier ones), rows no longer in the input left out. A row found twice (in the
+    output and in a part a kill left) is kept once: its repeat's key is not the input's."""
+    keys, wanted = row_keys(done, columns), row_keys(rows, columns)
+    missing = rows.loc[~wanted.isin(set(keys)), "path"]
+    if len(missing):  # every input row must be accounted for; a gap is a bug, not a result
+        raise RuntimeError(f"predict: {counted(len(missing), 'input row')} without an output row, e.g. "
+                           f"{missing.tolist()[:3]}")
+    where = dict(zip(keys, range(len(keys))))
+    return done.iloc[[where[k] for k in wanted]].reset_index(drop=True)
+
+
 def check_resume(done: "pd.DataFrame", rows: "pd.DataFrame", out: str, bid: str) -> None:
     """``out`` may be resumed only by the same bundle on the same input: another input's rows would stay in it
     beside this one's (and rows of both with the same path would keep the other's label and split). Rows of
@@ -252,6 +268,23 @@ def _without_own_output(rows: "pd.DataFrame", out: str) -> "pd.DataFrame":
     kept = rows[~own].reset_index(drop=True)
     kept.attrs = dict(rows.attrs)
     return kept
+
+
+def todo_line(rows: "pd.DataFrame", done: "pd.DataFrame", todo: "pd.DataFrame", out: str) -> str:
+    """predict's line before the work: rows in the input, already in ``out``, to predict (of which changed
+    since their row was written, and of those, files gone: a manifest's row of a file deleted since)."""
+    fresh = to_predict(rows, done, stamp=False)  # not in the output at all; the others in todo changed since
+    changed, gone = len(todo) - len(fresh), _unstamped(todo) - _unstamped(fresh)
+    links = rows.attrs.get("aliases", 0)
+    return (f"predict: {counted(len(rows), 'row')}, {len(rows) - len(todo)} already in {out}, {len(todo)} to predict"
+            + (f" ({changed} of them changed since their row was written"
+               + (f", {counted(gone, 'file')} of these gone)" if gone else ")") if changed else "")
+            + (f" ({links} links to folders already listed: not walked again)" if links else ""))
+
+
+def _unstamped(rows: "pd.DataFrame") -> int:
+    """Rows with no error whose file could not be stat'ed (gone; or remote, which has no stamp either way)."""
+    return int(((rows["stamp"] == "") & (rows["error"] == "")).sum())
 
 
 def _still_there(path: str) -> bool:
@@ -291,12 +324,13 @@ class PredictActor:
         return out
 
 
-def predict_collection(bundle: str, out: str, source: str | None = None, manifest: str | None = None,
+def predict_collection(bundle: str, out: str | None = None, source: str | None = None, manifest: str | None = None,
                        top_k: int = 3, batch_size: int = 32, num_actors: int | None = None,
                        use_gpu: bool = True, part_rows: int = 1024) -> "pd.DataFrame":
     """Predict every file under ``source`` (or row of ``manifest``) with Ray Data into Parquet ``out``.
 
     Args:
+        out: the predictions file (None: ``DEFAULT_OUT`` in the working directory).
         part_rows: rows per part file written while running (what a killed run keeps).
         use_gpu: one actor per GPU when the cluster has GPUs (False: CPU actors).
 
@@ -313,7 +347,8 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
 
     check_top_k(top_k)
     check_counts(batch_size, num_actors)
-    check_out(out, source)
+    given, out = bool(out), out or DEFAULT_OUT
+    check_out(out, source, given)
     bundle = os.path.abspath(bundle)
     config, bid = read_config(bundle), bundle_id(bundle)
     rows = input_rows(source, manifest)
@@ -323,11 +358,7 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
     check_resume(done, rows, out, bid)
     columns = key_columns(rows)
     todo = to_predict(rows, done)
-    links = rows.attrs.get("aliases", 0)
-    changed = len(todo) - len(to_predict(rows, done, stamp=False))
-    print(f"predict: {len(rows)} rows, {len(rows) - len(todo)} already in {out}, {len(todo)} to predict"
-          + (f" ({changed} of them changed since their row was written)" if changed else "")
-          + (f" ({links} links to folders already listed: not walked again)" if links else ""))
+    print(todo_line(rows, done, todo, out))
     parts = out + ".parts"
     if len(todo):
         init_ray()
@@ -363,16 +394,11 @@ def predict_collection(bundle: str, out: str, source: str | None = None, manifes
                     flush()
             if buffer:
                 flush()
-    table = read_done(out)
-    keys, wanted = row_keys(table, columns), row_keys(rows, columns)
-    table = table[keys.isin(set(wanted))]  # a row found twice (in the output and a part a kill left) once
+    table = merged(read_done(out), rows, columns)
     storage.write_table(table, out)
     if storage.exists(parts):
         fs, path = storage.filesystem(parts)
         fs.delete_dir(path)
-    missing = rows.loc[~wanted.isin(set(keys)), "path"]
-    if len(missing):  # every input row must be accounted for; a gap is a bug, not a result
-        raise RuntimeError(f"predict: {len(missing)} input rows have no output row, e.g. {missing.tolist()[:3]}")
     errors, skipped = int(failed(table).sum()), int(table["error"].str.startswith(SKIPPED).sum())
     print(f"predict: wrote {out}: {len(table)} rows, {errors} with an error (see its 'error' column)"
           + (f", {counted(skipped, 'hidden or system file')} skipped" if skipped else ""))

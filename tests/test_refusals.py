@@ -140,62 +140,6 @@ def test_hidden_and_system_files_in_a_predicted_folder_are_skipped_not_failed(tm
     assert failed(input_rows(str(folder)).set_index("path")).sum() == 1
 
 
-def test_predict_resumes_only_the_same_input_into_its_output(tmp_path, capsys):
-    """A second `predict --manifest OTHER --out P` "resumed" into P: the first input's rows stayed beside the new
-    ones, and rows of both kept the first manifest's label and split. A file deleted since its row was written
-    is not another input: its row is left out (that blocked every resume until the output was deleted)."""
-    import pandas as pd
-
-    from speciesfam.predict import check_resume
-
-    a, b, c = (str(tmp_path / n) for n in ("a.png", "b.png", "c.png"))
-    for path in (a, b, c):
-        Path(path).write_bytes(b"x")
-    done = pd.DataFrame({"path": [a, b], "label": ["Felidae", "Ranidae"], "bundle_id": "x"})
-    same = pd.DataFrame({"path": [a, b, c], "label": ["Felidae", "Ranidae", "Felidae"]})
-    check_resume(done, same, "p.parquet", "x")  # a killed run of the same input: resumed
-    check_resume(done.iloc[:0], same, "p.parquet", "x")  # nothing done yet
-    assert capsys.readouterr().out == ""
-    with pytest.raises(SpeciesfamError, match="another bundle"):
-        check_resume(done, same, "p.parquet", "y")
-    with pytest.raises(SpeciesfamError, match=rf"another input \(1 row not this input's as given now, e.g. '{b}'"):
-        check_resume(done, same.iloc[[0, 2]], "p.parquet", "x")
-    with pytest.raises(SpeciesfamError, match=rf"another input \(1 row not this input's as given now, e.g. '{b}'"):
-        check_resume(done, same.assign(label=["Felidae", " Ranidae", "Felidae"]), "p.parquet", "x")
-    Path(b).unlink()
-    check_resume(done, same.iloc[[0, 2]], "p.parquet", "x")
-    assert capsys.readouterr().out == \
-        f"predict: 1 row in p.parquet of files deleted since (e.g. '{b}'): left out of it\n"
-    # a is there: another input
-    with pytest.raises(SpeciesfamError, match=rf"another input \(2 rows not this input's as given now, e.g. '{a}'\)"):
-        check_resume(done, same.iloc[[2]], "p.parquet", "x")
-    Path(a).unlink()  # every earlier file gone and none of them in this input: a disk not mounted, not deletions
-    with pytest.raises(SpeciesfamError, match=rf"another input \(2 rows not this input's as given now, e.g. '{a}'; "
-                                              r"none of its rows is this input's, and their files are gone from here"):
-        check_resume(done, same.iloc[[2]], "p.parquet", "x")
-
-
-def test_predict_never_lists_its_own_output_reached_through_a_link(tmp_path, capsys):
-    """--out outside the folder, but a link in the folder to --out's folder: the second predict listed the
-    predictions file as an input that failed ('not an image'), exit 1 (hostile tester)."""
-    from speciesfam.predict import _without_own_output, input_rows
-
-    (tmp_path / "imgs").mkdir()
-    (tmp_path / "imgs" / "a.jpg").write_bytes(b"x")
-    (tmp_path / "ext" / "E.parquet.parts").mkdir(parents=True)
-    (tmp_path / "ext" / "E.parquet").write_bytes(b"x")
-    (tmp_path / "ext" / "E.parquet.parts" / "part-1.parquet").write_bytes(b"x")
-    (tmp_path / "ext" / "mine.jpg").write_bytes(b"x")
-    (tmp_path / "imgs" / "ext").symlink_to(tmp_path / "ext")
-    rows = input_rows(str(tmp_path / "imgs"))
-    assert len(rows) == 4
-    kept = _without_own_output(rows, str(tmp_path / "ext" / "E.parquet"))
-    assert sorted(Path(p).name for p in kept["path"]) == ["a.jpg", "mine.jpg"]
-    assert capsys.readouterr().out == (f"predict: 2 files of the folder are its own output {tmp_path / 'ext'}/"
-                                       "E.parquet, reached through a link: not predicted\n")
-    assert len(_without_own_output(rows, str(tmp_path / "other.parquet"))) == 4 and not capsys.readouterr().out
-
-
 def test_a_bundle_given_as_a_file_uri_is_that_folder(tmp_path, capsys):
     """predict and evaluate looked for a bundle given as file:///x at CWD/file:/x (hostile tester)."""
     from speciesfam import cli
@@ -206,24 +150,6 @@ def test_a_bundle_given_as_a_file_uri_is_that_folder(tmp_path, capsys):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
         assert f" {tmp_path}/nob does not exist" in err and "file:" not in err.lower(), err
-
-
-def test_predict_resume_counts_a_path_listed_twice_as_two_rows(tmp_path):
-    """A manifest listing each path twice (two labels) resumed after a kill skipped every copy of a path once
-    one copy was done: rows were lost and predict exited 0."""
-    import pandas as pd
-
-    from speciesfam.predict import check_resume, to_predict
-
-    a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    Path(a).write_bytes(b"x"), Path(b).write_bytes(b"x")
-    rows = pd.DataFrame({"path": [a, b, a, b, a], "label": ["A", "A", "B", "B", "A"]})
-    done = rows.iloc[[0, 3]].assign(bundle_id="x")  # the first a as A, the b as B
-    check_resume(done, rows, "p.parquet", "x")
-    assert to_predict(rows, done)[["path", "label"]].values.tolist() == [[b, "A"], [a, "B"], [a, "A"]]
-    assert len(to_predict(rows, rows.assign(bundle_id="x"))) == 0
-    with pytest.raises(SpeciesfamError, match="another input"):  # more copies done than the input lists
-        check_resume(pd.concat([rows.iloc[[1, 1]]]).assign(bundle_id="x"), rows, "p.parquet", "x")
 
 
 def test_predict_table_keeps_a_file_on_one_line_and_its_families_apart():
