@@ -4,7 +4,6 @@ before any work, and nothing is written where it should not be."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
