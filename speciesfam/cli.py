@@ -257,7 +257,7 @@ def _report(args: argparse.Namespace) -> int:
     if not storage.exists(args.workdir):
         raise SpeciesfamError(f"--workdir {args.workdir} does not exist; give a run folder made by `speciesfam "
                               "catalog` (or `speciesfam demo`)")
-    if not any(storage.exists(layout.path(args.workdir, f)) for f in (layout.STAGES, layout.MANIFEST)):
+    if not layout.is_run_folder(args.workdir):
         # an image folder or any other: writing report.html there would add a file the next catalog reads
         raise SpeciesfamError(f"--workdir {args.workdir} is not a run folder (no {layout.STAGES}/ or "
                               f"{layout.MANIFEST}); give one made by `speciesfam catalog` (or `speciesfam demo`)")
@@ -274,7 +274,7 @@ STAGES = ("catalog", "clean", "tune", "export")  # keep full logs in RUN/logs/, 
 
 def _run_stage(args: argparse.Namespace) -> int:
     """A stage with its logs kept under RUN/logs/; it ends with a one-line summary and the report's path."""
-    from . import console, storage
+    from . import console, layout, storage
     from .lines import summary_line
     from .report import write_report
 
@@ -287,8 +287,9 @@ def _run_stage(args: argparse.Namespace) -> int:
             rc = COMMANDS[args.command](args)
         except SearchFailedError as err:  # it ran and trained nothing: its summary and report still stand
             failed = err
-        finally:  # renders what exists, also after a failure (not for a refused command: no run folder yet)
-            report = write_report(args.workdir) if storage.exists(args.workdir) else None
+        finally:  # renders what exists, also after a failure; not in a folder that is no run folder (refused:
+            # an image folder given as --workdir, a stage before catalog) nor in one not made yet
+            report = write_report(args.workdir) if layout.is_run_folder(args.workdir) else None
     console.say(summary_line(args.workdir, args.command))
     console.say(f"report: {report}")
     if failed is not None:

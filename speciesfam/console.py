@@ -257,6 +257,7 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
         yield None
         return
     logs = storage.filesystem(layout.path(workdir, layout.LOGS))[1]
+    made = [p for p in (os.path.dirname(logs), logs) if not os.path.lexists(p)]  # what a refused command undoes
     path = os.path.join(logs, f"{stage}.log")
     handler = _LazyFileHandler(path, mode="a", encoding="utf-8", delay=True)  # no folder for a refused command
     handler.setLevel(logging.INFO)
@@ -273,15 +274,28 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
         yield path
     finally:
         _STAGES.pop()
-        if os.path.isdir(os.path.dirname(logs)):  # every stage that ran has its log (not a refused command)
+        ran = layout.is_run_folder(workdir)  # a refused command leaves no log in a folder that is no run folder
+        if ran:  # every stage that ran has its log
             logging.getLogger("speciesfam").info("%s ended after %.1f s: %s", stage, time.time() - started,
                                                  " ".join(sys.argv))
         for lg in targets:
             lg.removeHandler(handler)
         logging.getLogger().setLevel(root_level)
         handler.close()
-        if os.path.isdir(os.path.dirname(logs)):  # a command refused before any work made no run folder
+        if ran:
             _copy_ray_logs(os.path.join(logs, "ray"), since=started - 1)
+        else:  # its records, if any, went to a folder this command made: gone with it
+            if logs in made:
+                shutil.rmtree(logs, ignore_errors=True)
+            if len(made) == 2:  # the run folder too: left if the command wrote anything else there
+                _rmdir_if_empty(made[0])
+
+
+def _rmdir_if_empty(folder: str) -> None:
+    try:
+        os.rmdir(folder)
+    except OSError:  # not empty (the command wrote there after all), or gone
+        pass
 
 
 def _copy_ray_logs(dest: str, since: float) -> None:

@@ -63,6 +63,12 @@ def path(workdir: str, name: str, *more: str) -> str:
     return storage.join(workdir, name, *more)
 
 
+def is_run_folder(workdir: str) -> bool:
+    """A folder catalog made (its stage records or manifest): the only kind a stage's report and logs go into
+    (an image folder, or any other, would gain files the next catalog reads)."""
+    return any(storage.exists(path(workdir, name)) for name in (STAGES, MANIFEST))
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -206,12 +206,20 @@ def test_a_workdir_inside_the_image_folder_is_refused_before_anything_is_written
 
     root = tmp_path / "images"
     shutil.copytree(collection[0], root)
-    for workdir in (root / "run", root, root / "Felidae" / "run"):
+    (root / "Ranidae" / "run").mkdir()
+    files = sorted(root.rglob("*"))
+    for workdir in (root / "run", root, root / "Felidae" / "run", root / "Ranidae" / "run"):
         assert main(["catalog", str(root), "--workdir", str(workdir)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"--workdir {workdir} is inside the image folder {root}" in err, err
         assert f"--workdir {root}-run" in err  # the fix, spelled out
-    assert not (root / "run").exists() and not (root / "manifest.parquet").exists()
+    # nothing written: a refused command wrote report.html and logs/catalog.log there, which the next catalog
+    # listed as a file in no family and an unreadable image (hostile tester); likewise a later stage run on a
+    # family's folder, and a catalog of a manifest that does not exist into an existing folder
+    assert main(["clean", "--workdir", str(root / "Felidae")]) == 2
+    assert main(["catalog", str(tmp_path / "nope.csv"), "--workdir", str(root / "Ranidae" / "run")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert sorted(root.rglob("*")) == files
     # beside it, or a name that only starts the same, is fine
     assert main(["catalog", str(root), "--workdir", str(tmp_path / "images-run")]) == 0
     assert capsys.readouterr().err == ""  # no progress bar when stderr is not a terminal

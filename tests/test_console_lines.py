@@ -263,6 +263,7 @@ def test_a_stage_log_holds_each_framework_record_once(tmp_path):
 
     __import__("ray.tune")  # sets up Ray's loggers as in a search
 
+    (tmp_path / "stages").mkdir()  # a run folder: a stage's log goes into no other
     with console.stage_logs(str(tmp_path), "tune") as path:
         logging.getLogger("ray.tune.search.optuna").critical("Wrote the latest version of all result files")
         logging.getLogger("ray.data").critical("a Ray Data warning")
