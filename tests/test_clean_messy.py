@@ -167,10 +167,10 @@ def test_a_family_whose_train_images_are_gone_is_blamed_on_the_files_and_the_fol
         "catalog (re-run catalog) took them all, so no model learns them" in md  # it said 'lost in cleaning'
     assert "a 2-fold logistic regression (1000 folds asked for; capped at the smallest checked family's 2 images)" \
         in md
-    from speciesfam.tune.search import warn_untaught
+    from speciesfam.tune.checks import check_learnable
 
     cleaned = pd.read_parquet(tmp_path / "run" / layout.CLEAN_MANIFEST)
-    warn_untaught(cleaned, ["A", "B", "Tiny"])  # what tune says before its search: it trained such a head unsaid
+    assert check_learnable(cleaned, "m") == ["A", "B", "Tiny"]  # what tune says before its search: it trained such a head unsaid
     assert capsys.readouterr().out == ("tune: warning: 1 family has no usable train image ('Tiny'): no model learns "
                                        "it; see clean.md, or re-run catalog (and clean) to split its images anew\n")
 

@@ -37,12 +37,12 @@ def test_a_searcher_or_scheduler_plugin_that_builds_something_else_is_refused(tm
         assert len(err.splitlines()) == 1 and f"{flag} my_algos:fails failed when built for this search: KeyError: " \
             "'sched'" in err, err
     assert not (tmp_path / "tune").exists()
-    from speciesfam.tune.search import _check_plugins
+    from speciesfam.tune.checks import check_plugins
     from speciesfam.tune.space import load_space
 
     for searcher in ("random", "optuna", "grid"):  # random's factory returns None: Tune's own generator
         cfg = TuneConfig(kind="probe", searcher=searcher, scheduler="fifo", smoke_test=True)
-        _check_plugins(cfg, load_space(cfg))
+        check_plugins(cfg, load_space(cfg))
 
 
 def test_report_refuses_a_folder_that_is_not_a_run_folder(collection, capsys):
@@ -170,14 +170,14 @@ def test_a_damaged_table_is_named_in_one_line(tmp_path):
 
 def test_imagenet_weights_that_cannot_be_downloaded_or_found_are_refused_in_seconds(tmp_path, monkeypatch):
     """Offline, every transfer trial failed after minutes with Keras's URL fetch error."""
-    from speciesfam.tune.search import _check_imagenet_reachable
+    from speciesfam.tune.checks import check_imagenet_reachable
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(ConfigError, match=r"--weights imagenet: .* cannot be reached from here .* give --weights none"):
-        _check_imagenet_reachable("weights.invalid")  # .invalid never resolves (RFC 2606)
+        check_imagenet_reachable("weights.invalid")  # .invalid never resolves (RFC 2606)
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "mobilenet_v3_small_weights.h5").write_bytes(b"cached")
-    _check_imagenet_reachable("weights.invalid")  # downloaded before: Keras reads the cache
+    check_imagenet_reachable("weights.invalid")  # downloaded before: Keras reads the cache
 
 
 @pytest.mark.parametrize("workdir", ["afile", "afile/"])  # under a file: test_config_cli

@@ -320,6 +320,27 @@ def test_a_search_with_no_val_images_is_refused_before_any_trial(tmp_path):
     assert not (tmp_path / "tune").exists()
 
 
+def test_a_split_on_which_no_trial_could_score_is_refused_naming_the_families():
+    """Only one family kept val images, and it had none in train: every trial scored 0, the 'best' one was
+    picked at random, and tune exited 0 (hostile tester)."""
+    from speciesfam.errors import SpeciesfamError
+    from speciesfam.tune.checks import check_learnable
+
+    rows = [(f, s) for f in ("A", "B", "C") for s in ("train", "train", "val")]
+    m = pd.DataFrame({"label": [f for f, _ in rows], "split": [s for _, s in rows], "status": "ok"})
+    assert check_learnable(m, "m") == ["A", "B", "C"]
+    with pytest.raises(SpeciesfamError, match=r"^m: every val image is of a family with no usable train image "
+                                              r"\('C'\), so no trial could score above 0 on val; see clean.md"):
+        check_learnable(m[(m["split"] == "train") | (m["label"] == "C")].assign(
+            split=lambda d: d["split"].where(d["label"] != "C", "val")), "m")
+    with pytest.raises(SpeciesfamError, match=r"^m: 1 family has usable train images, and classification needs at "
+                                              r"least 2 \(none in train: 'B', 'C'\)"):
+        check_learnable(m.assign(split=m["split"].where(m["label"] == "A", "val")), "m")
+    removed = m.assign(status=m["status"].where(m["label"] == "A", "removed"))
+    with pytest.raises(SpeciesfamError, match=r"^m has 1 usable family; classification needs at least 2"):
+        check_learnable(removed, "m")
+
+
 def test_a_users_own_space_module(tmp_path, monkeypatch):
     from ray import tune
 

@@ -18,8 +18,9 @@ from typing import Any, Iterator
 from .. import console, layout, lines, stages, storage
 from ..config import TuneConfig
 from ..data.catalog import check_images_readable, load_manifest
-from ..errors import ConfigError, SearchFailedError, SpeciesfamError, StageOrderError
+from ..errors import ConfigError, SearchFailedError, StageOrderError
 from ..registry import SCHEDULERS, SEARCHERS
+from .checks import check_imagenet_reachable, check_learnable, check_plugins
 from .record import add_seconds, check_record, check_resumable, search_lock, used_seconds, write_record
 from .space import load_space
 
@@ -28,44 +29,6 @@ METRIC, MODE = layout.METRIC, layout.MODE
 # (measured: scratch_functional crashed both workers with SIGSEGV in epoch 1; with oneDNN off it trains).
 # Off for training workers only; a user's own setting wins. GPUs do not use oneDNN.
 WORKER_ENV = {"TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0")}
-
-
-def _check_plugins(cfg: TuneConfig, space: dict[str, Any]) -> None:
-    """Build the searcher and scheduler once before Ray starts: one that cannot take this space fails here, and a
-    ``module:attr`` that returns something else is refused in one line (Tune failed on it with a traceback)."""
-    from ray.tune.schedulers import TrialScheduler
-    from ray.tune.search import SearchAlgorithm, Searcher
-
-    for flag, build, kinds in (("searcher", lambda: SEARCHERS.get(cfg.searcher)(space, cfg.seed),
-                                (Searcher, SearchAlgorithm)),
-                               ("scheduler", lambda: SCHEDULERS.get(cfg.scheduler)(cfg), (TrialScheduler,))):
-        try:
-            made = build()
-        except SpeciesfamError:
-            raise
-        except Exception as err:  # a plug-in's own failure, or a searcher that cannot take this space
-            raise ConfigError(f"--{flag} {getattr(cfg, flag)} failed when built for this search: "
-                              f"{type(err).__name__}: {err}") from err
-        if made is not None and not isinstance(made, kinds):  # None: Tune's default (random: BasicVariantGenerator)
-            raise ConfigError(f"--{flag} {getattr(cfg, flag)} returned an object of type {type(made).__name__}, not "
-                              f"a Ray Tune {kinds[0].__name__}; give a function that builds one (see "
-                              "speciesfam/tune/algorithms.py)")
-
-
-def _check_imagenet_reachable(host: str = "storage.googleapis.com") -> None:
-    """Refuse ``--weights imagenet`` in seconds where Keras can neither download the weights nor find any
-    cached (every trial failed after minutes with a URL fetch error)."""
-    import socket
-
-    cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
-    if os.path.isdir(cache) and os.listdir(cache):
-        return  # weights downloaded before: Keras reads them from there
-    try:
-        socket.create_connection((host, 443), timeout=5).close()
-    except OSError as err:
-        raise ConfigError(f"--weights imagenet: Keras downloads ImageNet weights from {host}, which cannot be "
-                          f"reached from here ({err}), and {cache} holds none; give --weights none (random "
-                          "weights) or --weights PATH.h5 (a local file), or run where they can be downloaded") from err
 
 
 def training_manifest(workdir: str, kind: str = "scratch") -> str:
@@ -144,17 +107,6 @@ def _trial(config: dict[str, Any], fixed: dict[str, Any], cfg: TuneConfig, train
     trainer.fit()
 
 
-def warn_untaught(manifest, labels: list[str]) -> None:
-    """Say which families have usable images but none in train: a class of the model no trial can learn, whose
-    val and test images are always scored wrong (clean took them, or the files went since catalog)."""
-    untaught = sorted(set(labels) - set(manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == "train"),
-                                                     "label"]))
-    if untaught:
-        console.say(f"tune: warning: {lines.counted(len(untaught), 'family has', 'families have')} no usable train "
-                    f"image ({lines.some(untaught, quote=True)}): no model "
-                    "learns it; see clean.md, or re-run catalog (and clean) to split its images anew")
-
-
 def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     """Run (or with ``resume`` continue) a search and write RUN/trials.csv and RUN/trials.md.
 
@@ -170,21 +122,13 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
 
     cfg.validate()
     space = load_space(cfg)
-    _check_plugins(cfg, space)
+    check_plugins(cfg, space)
     if cfg.kind == "transfer" and cfg.weights == "imagenet" and address is None and not os.environ.get("RAY_ADDRESS"):
-        _check_imagenet_reachable()  # local runs only: on a cluster the workers download, not this machine
+        check_imagenet_reachable()  # local runs only: on a cluster the workers download, not this machine
     manifest_uri = training_manifest(workdir, cfg.kind)
     stages.check_upstream(workdir, "tune")
     manifest = load_manifest(manifest_uri)
-    labels = sorted(manifest.loc[manifest["status"] == "ok", "label"].unique())
-    if len(labels) < 2:
-        raise SpeciesfamError(f"{manifest_uri} has {lines.counted(len(labels), 'usable family', 'usable families')}; "
-                              "classification needs at least 2")
-    if not ((manifest["status"] == "ok") & (manifest["split"] == "val")).any():  # every trial would score 0
-        raise SpeciesfamError(f"{manifest_uri} has no usable 'val' images, so no trial could be scored (clean's "
-                              "near-duplicate grouping can move whole families to train: see clean.md; re-run clean "
-                              "with a higher --near-duplicate-threshold, or catalog more images per family)")
-    warn_untaught(manifest, labels)
+    labels = check_learnable(manifest, manifest_uri)
     storage_path = cfg.storage_path or storage.join(workdir, "tune")
     if not storage.is_remote(storage_path):
         storage_path = storage.filesystem(storage_path)[1]

@@ -1,0 +1,87 @@
+"""What a search is refused for before Ray starts: plug-ins that cannot build, ImageNet weights that cannot be
+fetched, and a split on which no trial could score above 0."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .. import lines
+from ..config import TuneConfig
+from ..console import say
+from ..errors import ConfigError, SpeciesfamError
+from ..registry import SCHEDULERS, SEARCHERS
+
+
+def check_plugins(cfg: TuneConfig, space: dict[str, Any]) -> None:
+    """Build the searcher and scheduler once before Ray starts: one that cannot take this space fails here, and a
+    ``module:attr`` that returns something else is refused in one line (Tune failed on it with a traceback)."""
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import SearchAlgorithm, Searcher
+
+    for flag, build, kinds in (("searcher", lambda: SEARCHERS.get(cfg.searcher)(space, cfg.seed),
+                                (Searcher, SearchAlgorithm)),
+                               ("scheduler", lambda: SCHEDULERS.get(cfg.scheduler)(cfg), (TrialScheduler,))):
+        try:
+            made = build()
+        except SpeciesfamError:
+            raise
+        except Exception as err:  # a plug-in's own failure, or a searcher that cannot take this space
+            raise ConfigError(f"--{flag} {getattr(cfg, flag)} failed when built for this search: "
+                              f"{type(err).__name__}: {err}") from err
+        if made is not None and not isinstance(made, kinds):  # None: Tune's default (random: BasicVariantGenerator)
+            raise ConfigError(f"--{flag} {getattr(cfg, flag)} returned an object of type {type(made).__name__}, not "
+                              f"a Ray Tune {kinds[0].__name__}; give a function that builds one (see "
+                              "speciesfam/tune/algorithms.py)")
+
+
+def check_imagenet_reachable(host: str = "storage.googleapis.com") -> None:
+    """Refuse ``--weights imagenet`` in seconds where Keras can neither download the weights nor find any
+    cached (every trial failed after minutes with a URL fetch error)."""
+    import socket
+
+    cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+    if os.path.isdir(cache) and os.listdir(cache):
+        return  # weights downloaded before: Keras reads them from there
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as err:
+        raise ConfigError(f"--weights imagenet: Keras downloads ImageNet weights from {host}, which cannot be "
+                          f"reached from here ({err}), and {cache} holds none; give --weights none (random "
+                          "weights) or --weights PATH.h5 (a local file), or run where they can be downloaded") from err
+
+
+def check_learnable(manifest, manifest_uri: str) -> list[str]:
+    """The families (usable images), refused before any work when no trial could score above 0: fewer than 2
+    families, or than 2 with train images, no val image, or val images only of families no model learns. Says
+    which families have usable images but none in train (their val and test images are always scored wrong:
+    clean took them, or the files went since catalog).
+
+    Returns:
+        The families, sorted: the model's classes.
+    """
+    ok = manifest[manifest["status"] == "ok"]
+    labels, taught = sorted(ok["label"].unique()), set(ok.loc[ok["split"] == "train", "label"])
+    scored = set(ok.loc[ok["split"] == "val", "label"])
+    again = "re-run catalog (and clean) to split its images anew, or catalog more images per family"
+    if len(labels) < 2:
+        raise SpeciesfamError(f"{manifest_uri} has {lines.counted(len(labels), 'usable family', 'usable families')}; "
+                              "classification needs at least 2")
+    if not scored:  # every trial would score 0
+        raise SpeciesfamError(f"{manifest_uri} has no usable 'val' images, so no trial could be scored (clean's "
+                              "near-duplicate grouping can move whole families to train: see clean.md; re-run clean "
+                              "with a higher --near-duplicate-threshold, or catalog more images per family)")
+    untaught = sorted(set(labels) - taught)
+    if len(taught) < 2:  # a model of one class, or none: its val macro-F1 says nothing
+        raise SpeciesfamError(f"{manifest_uri}: {lines.counted(len(taught), 'family has', 'families have')} usable "
+                              f"train images, and classification needs at least 2 (none in train: "
+                              f"{lines.some(untaught, quote=True)}); see clean.md, or {again}")
+    if not scored & taught:
+        raise SpeciesfamError(f"{manifest_uri}: every val image is of a family with no usable train image "
+                              f"({lines.some(sorted(scored), quote=True)}), so no trial could score above 0 on val; "
+                              f"see clean.md, or {again}")
+    if untaught:
+        say(f"tune: warning: {lines.counted(len(untaught), 'family has', 'families have')} no usable train image "
+            f"({lines.some(untaught, quote=True)}): no model learns it; see clean.md, or re-run catalog (and clean) to "
+            "split its images anew")
+    return labels
