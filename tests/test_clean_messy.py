@@ -88,8 +88,17 @@ def test_an_embedder_that_gives_too_few_vectors_is_an_error_not_a_cached_gap():
     with pytest.raises(ValueError, match=r"gave an array of shape \(1, 3\) for 2 images; it must give one finite"):
         embed_frame(one_row, batch)
     nan = Embedder("custom:x", lambda img: np.zeros(3, np.float32), lambda b: np.full((len(b), 3), np.nan))
-    with pytest.raises(ValueError, match="gave non-finite values for 2 images"):
+    with pytest.raises(ValueError, match=r"gave non-finite values for 2 of 2 images \(e\.g\. a\)"):
         embed_frame(nan, batch)
+    # the count is of the images given non-finite values, not of the batch (hostile tester: '1 image', no file)
+    some = Embedder("custom:x", lambda img: np.zeros(3, np.float32),
+                    lambda b: np.array([[0.0, 1.0, 2.0], [np.inf, 0.0, 0.0]])[:len(b)])
+    with pytest.raises(ValueError, match=r"gave non-finite values for 1 of 2 images \(e\.g\. b\); it must"):
+        embed_frame(some, batch)
+    from speciesfam.data.embedding import checked_vectors
+
+    with pytest.raises(ValueError, match=r"gave non-finite values for a plain grey test image; it must"):  # clean's
+        checked_vectors(np.full((1, 3), np.nan), 1, "custom:x")  # first check, in one task: no file of the user's
 
 
 def test_clean_of_a_run_with_no_usable_image_says_so_in_one_line(tmp_path):

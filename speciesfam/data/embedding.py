@@ -71,7 +71,8 @@ def embed_frame(embedder, batch: "pd.DataFrame") -> "pd.DataFrame":
     good = [i for i, e in enumerate(batch["error"]) if not e]
     vecs: list = [[] for _ in range(len(batch))]
     if good:
-        x = checked_vectors(embedder.embed([batch["image"].iloc[i] for i in good]), len(good), embedder.model_id)
+        x = checked_vectors(embedder.embed([batch["image"].iloc[i] for i in good]), len(good), embedder.model_id,
+                            [batch["path"].iloc[i] for i in good])
         for i, v in zip(good, x):
             vecs[i] = v.tolist()
     out = batch.drop(columns=["image"])
@@ -80,16 +81,20 @@ def embed_frame(embedder, batch: "pd.DataFrame") -> "pd.DataFrame":
     return out
 
 
-def checked_vectors(x: np.ndarray, n: int, model_id: str) -> np.ndarray:
-    """``x`` if it is one finite vector per image of ``n``; else a ValueError saying what the embedder gave."""
+def checked_vectors(x: np.ndarray, n: int, model_id: str, paths: list[str] | None = None) -> np.ndarray:
+    """``x`` if it is one finite vector per image of ``n``; else a ValueError saying what the embedder gave,
+    for how many of the images and the first such file (``paths``: the images' files; None: a test image)."""
+    of = lines.counted(n, "image") if paths is not None else "a plain grey test image"
     if x.ndim != 2 or len(x) != n or x.shape[1] < 1:
-        what = f"an array of shape {x.shape}"
+        what = f"an array of shape {x.shape} for {of}"
     elif not np.isfinite(x).all():
-        what = "non-finite values"
+        what = f"non-finite values for {of}"
+        if paths is not None:
+            bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+            what = f"non-finite values for {len(bad)} of {of} (e.g. {paths[bad[0]]})"
     else:
         return x
-    raise ValueError(f"embedder {model_id!r} gave {what} for {lines.counted(n, 'image')}; it must give one finite "
-                     f"vector per image, shape (N, D)")
+    raise ValueError(f"embedder {model_id!r} gave {what}; it must give one finite vector per image, shape (N, D)")
 
 
 def embedding_dataset(rows: "pd.DataFrame", cfg: CleanConfig):
