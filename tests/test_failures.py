@@ -94,6 +94,7 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(collect
     assert code == 1
     out = capsys.readouterr()
     assert "no trial of 1 finished with a val macro-F1" in out.err
+    assert out.err.rstrip().endswith(f"; see {workdir}/trials.csv"), out.err  # it said 'see RUN/trials.csv'
     bad = pd.read_csv(layout.path(workdir, layout.TRIALS)).query("status != 'ok'")  # the trial's own cause
     assert len(bad) == 1 and f"DecodeError: cannot read file: [Errno 2] No such file or directory: '{gone}'" in \
         bad["error"].iloc[0], bad["error"].tolist()

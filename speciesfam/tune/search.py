@@ -181,7 +181,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
         record_search(workdir, cfg, name, table, **ending)
         if not ending["interrupted"]:  # stopped before any trial trained: an interrupt (exit 130), not a failed search
-            check_some_trial_trained(table)
+            check_some_trial_trained(table, layout.path(workdir, layout.TRIALS))
         return results
 
 
@@ -291,16 +291,16 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
                   searches=searches)
 
 
-def check_some_trial_trained(table) -> None:
+def check_some_trial_trained(table, trials_csv: str = "RUN/trials.csv") -> None:
     """A search none of whose trials trained and scored (failed, NaN, or stopped before an epoch) trained
-    nothing: raise (the CLI exits 1) with the first errors."""
+    nothing: raise (the CLI exits 1) with the first errors and where every trial's row is."""
     from .tracking import scored_trials
 
     if len(scored_trials(table)):
         return
     errors = [e for e in table["error"].dropna().astype(str).unique().tolist() if e][:3] if "error" in table else []
     raise SearchFailedError(f"no trial of {len(table)} finished with a val macro-F1"
-                            f"{': ' + ' | '.join(errors) if errors else ''}; see RUN/trials.csv")
+                            f"{': ' + ' | '.join(errors) if errors else ''}; see {trials_csv}")
 
 
 def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: str, name: str,
