@@ -154,11 +154,11 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
         rows.attrs.update(catalog=True, split=split)
         return rows
     if not {"path", "label"} <= columns:
-        from .data.sources import separator_hint
+        from .data.sources import header_hint
 
         raise SpeciesfamError(f"{manifest_uri} is neither a catalog manifest nor a labelled set (columns "
                               f"{some(sorted(columns), 10, quote=True)}; a labelled set needs 'path' and 'label' "
-                              f"columns){separator_hint(sorted(columns))}")
+                              f"columns){header_hint(sorted(columns))}")
     rows = input_rows(manifest=manifest_uri, table=table)
     if not len(rows):
         raise SpeciesfamError(f"{manifest_uri} has no rows: nothing to score")

@@ -101,13 +101,13 @@ def input_rows(source: str | None = None, manifest: str | None = None,
     import pandas as pd
 
     if manifest:
-        from .data.sources import no_path, read_text_table, resolve_path, separator_hint
+        from .data.sources import no_path, read_text_table, resolve_path, header_hint
 
         if table is None and not storage.exists(manifest):
             raise SpeciesfamError(f"--manifest {manifest} does not exist")
         raw = read_text_table(manifest) if table is None else table
         if "path" not in raw:
-            raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(raw)}){separator_hint(list(raw))}")
+            raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(raw)}){header_hint(list(raw))}")
         base = storage.parent(manifest)
         paths, errors = [], []
         for i, p in enumerate(raw["path"]):

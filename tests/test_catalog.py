@@ -173,13 +173,16 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
              "shifted.csv": b"path,label\na.jpg,Felidae,extra\nb.jpg,Canidae,more\n",
              "latin1.csv": "path,label\na.jpg,F\u00e9lidae\n".encode("latin-1"), "junk.parquet": b"junk",
              "folder.csv": None, "twice.csv": b"path,label,label\na.jpg,Felidae,Canidae\n",
-             "semi.csv": b"path;label\na.jpg;Felidae\n", "crragged.csv": b"path,label\ra.jpg,x\rb.jpg,y,z\r"}
-    expected = {"twice.csv": "has more than one column named 'label'; keep one","ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
+             "semi.csv": b"path;label\na.jpg;Felidae\n", "crragged.csv": b"path,label\ra.jpg,x\rb.jpg,y,z\r",
+             "case.csv": b"Path, label \na.jpg,Felidae\n"}  # a spreadsheet's capitals and a stray space
+    expected = {"twice.csv": "has more than one column named 'label'; keep one", "ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
                 "shifted.csv": "not a well-formed CSV .line 2 has 3 fields, the header 2",
                 "latin1.csv": r"not UTF-8 text \(line 2.*save it as UTF-8", "junk.parquet": "cannot be read as Parquet",
                 "folder.csv": "cannot be read as a manifest file",
                 "semi.csv": r"found \['path;label'\] \(its header is separated by ';': save it comma-separated\)$",
-                "crragged.csv": "not a well-formed CSV .*line 3"}
+                "crragged.csv": "not a well-formed CSV .*line 3",
+                "case.csv": r"found \['Path', ' label '\] \(column names are exact: rename 'Path' to 'path', ' label ' "
+                            r"to 'label'\)$"}
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -110,7 +110,7 @@ def read_manifest(source: str) -> "pd.DataFrame":
     missing = {"path", "label"} - set(raw)
     if missing:
         raise SourceError(f"{source}: manifest lacks column(s) {sorted(missing)}; it needs 'path' and "
-                          f"'label' (and optionally 'group'); found {list(raw)}{separator_hint(list(raw))}")
+                          f"'label' (and optionally 'group'); found {list(raw)}{header_hint(list(raw))}")
     n = len(raw["path"])
     base = storage.parent(source)  # relative paths are relative to the manifest's folder
     groups = raw.get("group", [None] * n)
@@ -135,11 +135,18 @@ def read_manifest(source: str) -> "pd.DataFrame":
     return df
 
 
-def separator_hint(columns: list[str]) -> str:
-    """' (its header is separated by ';': save it comma-separated)' for a one-column header holding ';', a tab or
-    '|' (a CSV saved by a spreadsheet set to another list separator); '' otherwise."""
+def header_hint(columns: list[str]) -> str:
+    """Why a header lacks 'path' or 'label', when it can be told: ' (its header is separated by ';': save it
+    comma-separated)' for a one-column header holding ';', a tab or '|' (a spreadsheet set to another list
+    separator); ' (column names are exact: rename 'Path' to 'path')' for a name that differs only in case or
+    surrounding spaces; '' otherwise."""
     sep = next((c for c in ";\t|" if len(columns) == 1 and c in str(columns[0])), None)
-    return f" (its header is separated by {sep!r}: save it comma-separated)" if sep else ""
+    if sep:
+        return f" (its header is separated by {sep!r}: save it comma-separated)"
+    near = [(c, want) for want in ("path", "label") if want not in columns
+            for c in columns if str(c).strip().lower() == want]
+    return (" (column names are exact: rename " + ", ".join(f"{c!r} to {want!r}" for c, want in near) + ")"
+            if near else "")
 
 
 def read_text_table(source: str) -> dict[str, list[str | None]]:
