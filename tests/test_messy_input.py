@@ -222,7 +222,8 @@ def test_repeated_paths_unsupported_schemes_and_missing_files(tmp_path):
     rows += [(alpha[0], "Beta"),  # conflict: both rows of alpha[0] are kept, neither is used
              (beta[1], "Beta"),  # the same path and label again: duplicate
              ("http://example.org/x.jpg", "Beta"), ("ftp://example.org/y.jpg", "Beta"),
-             (str(tmp_path / "missing.jpg"), "Beta")]
+             (str(tmp_path / "missing.jpg"), "Beta"),
+             ("b\\0.png", "Beta"), ("~/cat.jpg", "Beta")]  # b/0.png as Windows writes it; a '~'
     write_manifest(tmp_path / "list.csv", rows)
     m = run_catalog(str(tmp_path / "list.csv"), str(tmp_path / "run"), SMALL)
     assert len(m) == len(rows) and sorted(m["source_row"]) == list(range(len(rows)))
@@ -234,12 +235,16 @@ def test_repeated_paths_unsupported_schemes_and_missing_files(tmp_path):
     assert dup["split"] == m[(m["path"] == beta[1]) & (m["status"] == "ok")]["split"].iloc[0]
     bad = dict(zip(m.loc[m["status"] == "unreadable", "path"], m.loc[m["status"] == "unreadable", "reason"]))
     assert bad[str(tmp_path / "missing.jpg")] == "file not found"
+    assert bad[str(tmp_path / "b\\0.png")] == \
+        "file not found (the path holds '\\': write it with '/' between folders, as this machine sees it)"
+    assert bad[str(tmp_path / "~" / "cat.jpg")] == \
+        "file not found (a '~' in a manifest is not your home folder: give the full path)"
     assert "unsupported URI scheme 'http://'" in bad["http://example.org/x.jpg"]
     assert "unsupported URI scheme 'ftp://'" in bad["ftp://example.org/y.jpg"]
     assert by_status(m)["ok"] == 7
     md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
     assert "### conflict (2)" in md and "'Alpha', 'Beta'" in md
-    assert len(pd.read_csv(tmp_path / "run" / layout.UNREADABLE)) == 3
+    assert len(pd.read_csv(tmp_path / "run" / layout.UNREADABLE)) == 5
 
 
 def test_relative_manifest_works_from_any_directory(tmp_path, monkeypatch):

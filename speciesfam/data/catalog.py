@@ -51,13 +51,23 @@ def _read(path: str) -> bytes | None:
         return head + f.read()
 
 
+def not_found(path: str) -> str:
+    """'file not found', with the likely cause when a manifest's path shows one: Windows' '\\' between folders
+    (a file name here), or a '~' no shell expanded."""
+    if "\\" in path:
+        return "file not found (the path holds '\\': write it with '/' between folders, as this machine sees it)"
+    if "~" in path.split("/"):
+        return "file not found (a '~' in a manifest is not your home folder: give the full path)"
+    return "file not found"
+
+
 def _inspect(path: str) -> dict:
     """Read, hash and decode one file: status ``ok`` with its size and mode, or ``unreadable`` and why."""
     try:
         data = _read(path)
     except FileNotFoundError as err:
         return {"status": layout.UNREADABLE_STATUS,
-                "reason": storage.BROKEN_LINK if str(err) == storage.BROKEN_LINK else "file not found"}
+                "reason": storage.BROKEN_LINK if str(err) == storage.BROKEN_LINK else not_found(path)}
     except storage.NotRegularFileError as err:  # a FIFO, socket, device or folder: as a folder's walk says
         return {"status": layout.UNREADABLE_STATUS, "reason": str(err)}
     except PermissionError:
