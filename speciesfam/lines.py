@@ -292,8 +292,9 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
                     f"{resume}")
         if stage == "export":
             done = stages.summary(workdir, "export")
-            return (f"export: {done.get('bundle')} ({done.get('kind')}, {done.get('model')}, trial "
-                    f"{done.get('trial_id')}): {done.get('reason')}")
+            what = list(dict.fromkeys([done.get("kind"), done.get("model")]))  # a probe's model is 'probe' too
+            return (f"export: {done.get('bundle')} ({', '.join(map(str, what))}, trial {done.get('trial_id')}): "
+                    f"{done.get('reason')}")
     except Exception as err:  # noqa: BLE001 -- a summary line must never fail a finished stage
         return f"{stage}: done ({type(err).__name__} while summarising: {err})"
     return f"{stage}: done"

@@ -179,7 +179,8 @@ def test_a_family_whose_train_images_are_gone_is_blamed_on_the_files_and_the_fol
     from speciesfam.tune.checks import check_learnable
 
     cleaned = pd.read_parquet(tmp_path / "run" / layout.CLEAN_MANIFEST)
-    assert check_learnable(cleaned, "m") == ["A", "B", "Tiny"]  # what tune says before its search: it trained such a head unsaid
+    # what tune says before its search: it trained such a head unsaid
+    assert check_learnable(cleaned, "m") == ["A", "B", "Tiny"]
     assert capsys.readouterr().out == ("tune: warning: 1 family has no usable train image ('Tiny'): no model learns "
                                        "it; see clean.md, or re-run catalog (and clean) to split its images anew\n")
 

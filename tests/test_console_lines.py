@@ -249,6 +249,13 @@ def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_em
     assert lines.summary_line(str(tmp_path), "clean") == (
         "clean: 1 removed, 3 near-duplicates dropped, 1 image kept in 1 family; 2 families left with no image: "
         "'Apidae', 'Ranidae'; 5 near-duplicate pairs flagged")
+    from speciesfam import stages
+
+    for kind, model, said in (("probe", "probe", "probe"),  # it said '(probe, probe, trial t1)'
+                              ("scratch", "scratch_functional", "scratch, scratch_functional")):
+        stages.finish(str(tmp_path), "export", summary={"bundle": "B", "kind": kind, "model": model, "trial_id": "t1",
+                                                          "reason": "the best"})
+        assert lines.summary_line(str(tmp_path), "export") == f"export: B ({said}, trial t1): the best"
     # a collection of one family: catalog said nothing and only tune refused it (hostile tester)
     after.to_parquet(tmp_path / layout.MANIFEST)
     assert lines.summary_line(str(tmp_path), "catalog") == (

@@ -138,8 +138,9 @@ def test_the_default_out_refused_inside_the_folder_predicted_is_named_as_the_def
     monkeypatch.chdir(tmp_path / "imgs")
     assert cli.main(["predict", str(tmp_path / "b"), "."]) == 2
     assert capsys.readouterr().err.startswith(
-        "speciesfam predict: error: the default --out predictions.parquet is inside the folder being predicted (.): predicting that "
-        f"folder again would take the predictions for images; write them outside it, e.g. --out {tmp_path}/"
+        "speciesfam predict: error: the default --out predictions.parquet is inside the folder being predicted (.): "
+        f"predicting that folder again would take the predictions for images; write them outside it, e.g. --out {tmp_path}/"
         "predictions.parquet")
     assert cli.main(["predict", str(tmp_path / "b"), ".", "--out", "p.parquet"]) == 2
-    assert capsys.readouterr().err.startswith("speciesfam predict: error: --out p.parquet is inside the folder being predicted")
+    assert capsys.readouterr().err.startswith("speciesfam predict: error: --out p.parquet is inside the folder "
+                                              "being predicted")
