@@ -253,9 +253,14 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             return f"catalog: {counted(len(m), 'row')} ({parts}); {counted(n, 'family', 'families')}{alone}"
         if stage == "clean":
             c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))
-            extra = [counted(len(df), what) for name, what in ((layout.LABEL_ISSUES, "label issue"),
-                                                               (layout.NEAR_DUPLICATES, "near-duplicate pair"))
-                     if (df := stages.table(workdir, name)) is not None]
+            issues, pairs = stages.table(workdir, layout.LABEL_ISSUES), stages.table(workdir, layout.NEAR_DUPLICATES)
+            extra = []
+            if issues is not None:  # outliers of the rule that cleanlab flagged too and that fit another family
+                kept = stages.summary(workdir, "clean").get("outliers_kept_as_label_issues")
+                extra.append(f"{counted(len(issues), 'label issue')} flagged"
+                             + (f" ({kept} of them outliers kept: each fits its suggested family)" if kept else ""))
+            if pairs is not None:
+                extra.append(f"{counted(len(pairs), 'near-duplicate pair')} flagged")
             near = c.get("reason", c["status"]).astype(str).str.startswith("near-duplicate of")  # dedupe="near"
             dropped = int(((c["status"] == layout.DUPLICATE) & near).sum())
             kept = c.loc[c["status"] == layout.OK, "label"]
@@ -267,7 +272,7 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             return (f"clean: {int((c['status'] == layout.REMOVED_STATUS).sum())} removed, "
                     + (f"{dropped} near-duplicates dropped, " if dropped else "")
                     + f"{counted(len(kept), 'image')} kept in {counted(kept.nunique(), 'family', 'families')}{gone}"
-                    + "".join(f"; {e} flagged" for e in extra))
+                    + "".join(f"; {e}" for e in extra))
         if stage == "tune":  # this search (RUN/trials.csv also holds earlier searches on the same val split)
             record = stages.load(workdir, "tune") or {}
             done, conf = record.get("summary") or {}, record.get("config") or {}

@@ -48,3 +48,43 @@ def test_a_family_of_one_image_does_not_switch_the_others_off():
     assert folds_text(1000, 9, 1) == ("a 9-fold logistic regression (1000 folds asked for; capped at the smallest "
                                       "checked family's 9 images); 1 family of one image left out (nothing to "
                                       "cross-validate)")
+
+
+def test_outliers_the_rule_took_but_kept_as_label_issues_are_counted_and_said(tmp_path):
+    """With --removal quota, clean.md said 'the top 49% scores of every family' while half the families kept all
+    their images: the outliers cleanlab also flagged, and which fit their suggested family, were put back unsaid
+    (hostile tester)."""
+    import pandas as pd
+
+    from speciesfam import lines, stages
+    from speciesfam.config import CleanConfig
+    from speciesfam.data.clean import label_issue_table
+
+    rng = np.random.default_rng(0)
+    labels = np.array(["a"] * 20 + ["b"] * 20)
+    x = np.concatenate([rng.normal(size=(20, 8)) + 4 * np.eye(8)[0], rng.normal(size=(20, 8)) - 4 * np.eye(8)[0]])
+    labels[[0, 1]] = "b"  # two a-images filed under b: the outlier rule takes them out of b
+    emb = pd.DataFrame({"path": [f"img{i}" for i in range(40)], "label": labels, "detector": "centroid",
+                        "removed": [i in (0, 1, 39) for i in range(40)], "reason": ""})
+    issues = label_issue_table(emb, x, CleanConfig(removal="quota"))
+    assert {"img0", "img1"} <= set(issues["path"]) and issues.attrs["outliers_kept"] == 2
+    assert not emb.loc[[0, 1], "removed"].any() and emb.loc[39, "removed"]  # kept; b's own outlier still out
+    # said in the summary line and in clean.md (run_clean records attrs["outliers_kept"] in its summary)
+    (tmp_path / "img").mkdir()
+    pd.DataFrame({"path": emb["path"], "label": labels, "status": "ok"}).to_parquet(tmp_path / "clean_manifest.parquet")
+    issues.to_csv(tmp_path / "label_issues.csv", index=False)
+    stages.finish(str(tmp_path), "clean", summary={"outliers_kept_as_label_issues": 2})
+    assert lines.summary_line(str(tmp_path), "clean").endswith(
+        f"; {len(issues)} label issues flagged (2 of them outliers kept: each fits its suggested family)")
+    from speciesfam.data.clean_report import clean_report
+
+    manifest = pd.DataFrame({"path": emb["path"], "label": labels, "status": "ok"})
+    removed = pd.DataFrame(columns=["path", "family", "score", "z", "detector", "reason"])
+    pairs = pd.DataFrame(columns=["path_a", "path_b", "similarity"])
+    summary = {"outliers_removed": 1, "outliers_kept_as_label_issues": 2, "label_issues_dropped": 0,
+               "near_duplicates": {"pairs": 0, "groups": 0, "moved_to_group_split": 0, "dropped": 0}}
+    md = clean_report(manifest, manifest, removed, issues, pairs, CleanConfig(removal="quota", zero_shot=False),
+                      summary)
+    assert "- outliers: 1 removed; rule quota: the top 5% centroid scores of every family (min 6 kept per family); " \
+           "2 more that the rule took are kept as label issues (cleanlab flagged them too, and each sits inside " \
+           "its suggested family: see Label issues)\n" in md, md[:800]

@@ -97,7 +97,7 @@ def label_issue_table(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "
     attrs = dict(issues.attrs)
     issues = issues[~both | relabel].reset_index(drop=True)
     issues["rank"] = np.arange(1, len(issues) + 1)
-    issues.attrs.update(attrs)
+    issues.attrs.update(attrs, outliers_kept=int(relabel.sum()))  # the outlier rule's, kept: said in clean.md
     return issues
 
 
@@ -222,6 +222,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     class_counts(families(manifest), families(cleaned), layout.path(workdir, layout.CLASS_COUNTS))
     summary = {"status": cleaned["status"].value_counts().to_dict(), "removed": int((cleaned["status"] == layout.REMOVED_STATUS).sum()),
                "outlier_rule": outlier_rule(cfg), "outliers_removed": outliers,
+               "outliers_kept_as_label_issues": int(issues.attrs.get("outliers_kept", 0)),
                "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),
                "label_issue_folds": int(issues.attrs.get("folds", 0)),  # the folds used: capped by the smallest family
                "label_issue_left_out": int(issues.attrs.get("left_out", 0)),  # one-image families: not checked

@@ -79,7 +79,10 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
                 f"{summary['failed_to_decode_in_clean']}" if summary.get("failed_to_decode_in_clean") else ""),
              f"- outliers: {summary['outliers_removed']} removed; rule {outlier_rule(cfg)}" + (
                  f"; {int((removed['detector'] == 'zero_shot').sum())} of them by the zero-shot check (CLIP's "
-                 f"non-photo probability > {cfg.zero_shot_threshold:g})" if cfg.zero_shot else ""),
+                 f"non-photo probability > {cfg.zero_shot_threshold:g})" if cfg.zero_shot else "") + (
+                 f"; {kept} more that the rule took are kept as label issues (cleanlab flagged them too, and each "
+                 "sits inside its suggested family: see Label issues)" if (kept := summary.get(
+                     "outliers_kept_as_label_issues")) else ""),
              f"- label issues (cleanlab `find_label_issues`, filter_by={cfg.label_issue_filter}, out-of-fold "
              f"probabilities of {folds}): "
              f"{len(issues)} flagged, "
