@@ -381,19 +381,21 @@ def test_bayesopt_searches_a_continuous_space(tmp_path, ray_session):
 def test_unreachable_data_fails_before_any_trial(tmp_path, ray_session):
     from speciesfam.tune.search import run_search
 
-    manifest = pd.DataFrame({"path": ["/nowhere/a.jpg", "/nowhere/b.jpg"], "label": ["A", "B"],
-                             "status": ["ok", "ok"], "split": ["train", "val"]})
+    manifest = pd.DataFrame({"path": [f"/nowhere/{n}.jpg" for n in "abcd"], "label": ["A", "B", "A", "B"],
+                             "status": "ok", "split": ["train", "train", "val", "val"]})
     manifest.to_parquet(tmp_path / "clean_manifest.parquet")
     from speciesfam.errors import SpeciesfamError
 
     with pytest.raises(SpeciesfamError,
-                       match=r"cannot be read from here \(none of the 2 checked\), e.g. '/nowhere/a.jpg'"):
+                       match=r"cannot be read from here \(none of the 4 checked\), e.g. '/nowhere/a.jpg'"):
         run_search(str(tmp_path), TuneConfig(cpus_per_worker=0.5, smoke_test=True))
     assert not (tmp_path / "tune").exists()
     # one image deleted since catalog, the first: that read as "is the data path mounted?"
-    (tmp_path / "b.jpg").write_bytes(b"x")
-    manifest.assign(path=["/nowhere/a.jpg", str(tmp_path / "b.jpg")]).to_parquet(tmp_path / "clean_manifest.parquet")
-    with pytest.raises(SpeciesfamError, match=r"lists images deleted since catalog \(1 of the 2 checked\), e.g. "
+    for n in "bcd":
+        (tmp_path / f"{n}.jpg").write_bytes(b"x")
+    manifest.assign(path=["/nowhere/a.jpg", *(str(tmp_path / f"{n}.jpg") for n in "bcd")]).to_parquet(
+        tmp_path / "clean_manifest.parquet")
+    with pytest.raises(SpeciesfamError, match=r"lists images deleted since catalog \(1 of the 4 checked\), e.g. "
                                               r"'/nowhere/a.jpg'; re-run `speciesfam catalog`"):
         run_search(str(tmp_path), TuneConfig(cpus_per_worker=0.5, smoke_test=True))
     assert not (tmp_path / "tune").exists()
