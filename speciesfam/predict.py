@@ -101,7 +101,7 @@ def input_rows(source: str | None = None, manifest: str | None = None,
     import pandas as pd
 
     if manifest:
-        from .data.sources import no_path, read_text_table, resolve_path, header_hint
+        from .data.sources import header_hint, no_path, read_text_table, resolve_path
 
         if table is None and not storage.exists(manifest):
             raise SpeciesfamError(f"--manifest {manifest} does not exist")
@@ -156,12 +156,12 @@ def check_out(out: str, source: str | None = None, given: bool = True) -> None:
     default --out, which the messages name as such (the user typed no --out)."""
     if out.endswith(("/", os.sep)) or storage.is_dir(out):
         raise SpeciesfamError(f"--out {out} is a folder; give a file in it, e.g. --out "
-                              f"{storage.join(out, 'predictions.parquet')}")
+                              f"{storage.join(out, DEFAULT_OUT)}")
     if not out.lower().endswith(".parquet"):
         raise SpeciesfamError(f"--out {out}: predictions are written as Parquet (each row's top-k families are "
                               f"lists); give a name ending in .parquet, e.g. --out {os.path.splitext(out)[0]}.parquet")
     if source and storage.within(out, source):
-        outside = storage.join(storage.parent(source.rstrip("/")), "predictions.parquet")
+        outside = storage.join(storage.parent(source.rstrip("/")), DEFAULT_OUT)
         raise SpeciesfamError(f"{'' if given else 'the default '}--out {out} is inside the folder being predicted "
                               f"({source}): predicting that folder "
                               f"again would take the predictions for images; write them outside it, e.g. "
