@@ -259,8 +259,8 @@ def _report(args: argparse.Namespace) -> int:
                               "catalog` (or `speciesfam demo`)")
     if not layout.is_run_folder(args.workdir):
         # an image folder or any other: writing report.html there would add a file the next catalog reads
-        raise SpeciesfamError(f"--workdir {args.workdir} is not a run folder (no {layout.STAGES}/ or "
-                              f"{layout.MANIFEST}); give one made by `speciesfam catalog` (or `speciesfam demo`)")
+        raise SpeciesfamError(f"--workdir {args.workdir} is not a run folder (no {layout.STAGES}/catalog.json); give "
+                              "one made by `speciesfam catalog` (or `speciesfam demo`)")
     path = write_report(args.workdir)
     print(f"report: {path}" if path else f"speciesfam report: could not write {args.workdir}/report.html (see the "
           "warning above)")

@@ -90,15 +90,8 @@ def _refuse_out_in_source(out: str, manifest_uri: str) -> None:
     family's images. (A labelled set's images may lie anywhere; only a catalog record says which folder is one.)"""
     from . import stages
 
-    try:
-        record = stages.load(storage.parent(manifest_uri), "catalog") or {}
-    except SpeciesfamError:  # a damaged record names no folder
-        return
-    source = (record.get("config") or {}).get("source")
-    if not isinstance(source, str) or not source or storage.is_remote(source) or \
-            source.lower().endswith((".csv", ".parquet")):
-        return
-    if storage.within(out, source):
+    source = stages.image_folder(storage.parent(manifest_uri))
+    if source and storage.within(out, source):
         raise SpeciesfamError(f"--out {out} is inside the image folder {source} that catalog read: the next "
                               "catalog would take the reports for images; choose a folder outside it")
 

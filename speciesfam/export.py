@@ -258,6 +258,11 @@ def check_out(out: str, workdir: str) -> None:
         raise SpeciesfamError(f"--out {out} is inside another run folder ({other}); a bundle there would replace or "
                               f"pass for that run's own: give a folder outside it (default: "
                               f"{layout.path(workdir, layout.BUNDLE)})")
+    images = stages.image_folder(workdir)
+    if images and storage.within(out, images):  # the next catalog took the bundle's files for images
+        raise SpeciesfamError(f"--out {out} is inside the image folder {images} that catalog read: the next catalog "
+                              f"would take the bundle's files for images; give a folder outside it (default: "
+                              f"{layout.path(workdir, layout.BUNDLE)})")
     inside = B.bundle_around(os.path.dirname(real))
     if inside:  # its files would become the outer bundle's foreign files (a later export there is refused)
         raise SpeciesfamError(f"--out {out} is inside the bundle {inside}; a bundle's folder holds only its own "

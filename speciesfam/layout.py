@@ -37,6 +37,10 @@ BUNDLE = "bundle"                      # export
 REPORT = "report.html"                 # report
 LOGS = "logs"
 STAGES = "stages"                      # stages/<stage>.json: what each stage was built from and its summary
+# what the stages write at a run folder's top: a user's file of one of these names there would be replaced
+RUN_ENTRIES = (MANIFEST, UNREADABLE, CATALOG_MD, EMBEDDINGS, CLEAN_MANIFEST, REMOVED, LABEL_ISSUES, NEAR_DUPLICATES,
+               GALLERY, CLASS_COUNTS, CLEAN_MD, TUNE_DIR, IMAGE_CACHE, TRIALS, TRIALS_MD, SEARCH_PROGRESS, BUNDLE,
+               REPORT, LOGS, STAGES)
 
 # trials.csv columns (written by tune.tracking, read by export and the report). ``val_split`` names the split
 # every trial was scored on, so trials of different searches (CNN and probe) are compared only on the same one.
@@ -64,9 +68,10 @@ def path(workdir: str, name: str, *more: str) -> str:
 
 
 def is_run_folder(workdir: str) -> bool:
-    """A folder catalog made (its stage records or manifest): the only kind a stage's report and logs go into
-    (an image folder, or any other, would gain files the next catalog reads)."""
-    return any(storage.exists(path(workdir, name)) for name in (STAGES, MANIFEST))
+    """A folder catalog made (its record, ``stages/catalog.json``): the only kind a stage's report and logs go
+    into (an image folder, or any other, would gain files the next catalog reads; a family named 'stages', or a
+    user's own manifest.parquet, made one pass for a run folder)."""
+    return storage.exists(path(workdir, STAGES, "catalog.json"))
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from . import layout, storage
-from .errors import StageOrderError
+from .errors import SpeciesfamError, StageOrderError
 
 # stage -> the stages whose outputs it reads (in the order they run)
 UPSTREAM: dict[str, tuple[str, ...]] = {"catalog": (), "clean": ("catalog",), "tune": ("catalog", "clean"),
@@ -27,6 +27,19 @@ COMMAND = {"catalog": "speciesfam catalog SOURCE --workdir RUN", "clean": "speci
 
 def record_uri(workdir: str, stage: str) -> str:
     return layout.path(workdir, layout.STAGES, f"{stage}.json")
+
+
+def image_folder(workdir: str) -> str | None:
+    """The local image folder the run's catalog read (None for a manifest, a bucket or no readable record): a
+    place nothing of the run may be written into, as the next catalog would take it for images."""
+    try:
+        source = ((load(workdir, "catalog") or {}).get("config") or {}).get("source")
+    except SpeciesfamError:  # a damaged record names no folder
+        return None
+    if not isinstance(source, str) or not source or storage.is_remote(source) or \
+            source.lower().endswith((".csv", ".parquet")):
+        return None
+    return source
 
 
 def load(workdir: str, stage: str) -> dict[str, Any] | None:

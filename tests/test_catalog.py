@@ -1,5 +1,7 @@
 """Catalog: nothing lost, duplicates never cross splits, stratified splits, small-family policy, errors."""
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -210,6 +212,8 @@ def test_a_workdir_inside_the_image_folder_is_refused_before_anything_is_written
     root = tmp_path / "images"
     shutil.copytree(collection[0], root)
     (root / "Ranidae" / "run").mkdir()
+    (root / "stages").mkdir()  # a family of that name made the image folder pass for a run folder
+    shutil.copyfile(next((root / "Felidae").glob("*.jpg")), root / "stages" / "a.jpg")
     files = sorted(root.rglob("*"))
     for workdir in (root / "run", root, root / "Felidae" / "run", root / "Ranidae" / "run"):
         assert main(["catalog", str(root), "--workdir", str(workdir)]) == 2
@@ -220,9 +224,22 @@ def test_a_workdir_inside_the_image_folder_is_refused_before_anything_is_written
     # listed as a file in no family and an unreadable image (hostile tester); likewise a later stage run on a
     # family's folder, and a catalog of a manifest that does not exist into an existing folder
     assert main(["clean", "--workdir", str(root / "Felidae")]) == 2
+    assert main(["clean", "--workdir", str(root)]) == 2 and main(["export", "--workdir", str(root)]) == 2
     assert main(["catalog", str(tmp_path / "nope.csv"), "--workdir", str(root / "Ranidae" / "run")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert sorted(root.rglob("*")) == files
+    # a user's own manifest named as catalog's, in --workdir: catalog replaced it; clean named it a manifest not
+    # written by catalog, yet left its report and logs beside it (hostile tester)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    pd.DataFrame({"path": [str(p) for p in sorted((root / "Felidae").glob("*.jpg"))], "label": "Felidae"}).to_parquet(
+        mine / "manifest.parquet")
+    before = (mine / "manifest.parquet").read_bytes()
+    assert main(["clean", "--workdir", str(mine)]) == 2 and main(["tune", "probe", "--workdir", str(mine)]) == 2
+    assert main(["catalog", str(mine / "manifest.parquet"), "--workdir", str(mine)]) == 2
+    assert f"{mine / 'manifest.parquet'} is a file the run writes in --workdir {mine} (its manifest.parquet): " \
+           "catalog would replace it" in capsys.readouterr().err
+    assert os.listdir(mine) == ["manifest.parquet"] and (mine / "manifest.parquet").read_bytes() == before
     # beside it, or a name that only starts the same, is fine
     assert main(["catalog", str(root), "--workdir", str(tmp_path / "images-run")]) == 0
     assert capsys.readouterr().err == ""  # no progress bar when stderr is not a terminal

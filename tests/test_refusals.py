@@ -233,6 +233,22 @@ def test_export_refuses_an_out_folder_inside_another_run_folder(tmp_path):
     check_out(str(tmp_path / "elsewhere" / "bundle"), str(tmp_path / "m1"))
 
 
+def test_export_refuses_an_out_folder_inside_the_image_folder_catalog_read(tmp_path):
+    """The next catalog took the bundle's files for images: MODEL_CARD.md, head.keras, ... as unreadable rows of
+    a family, and a new family for the bundle's folder; evaluate refused the same place (hostile tester)."""
+    from speciesfam import stages
+    from speciesfam.export import check_out
+
+    (tmp_path / "imgs" / "Felidae").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "imgs")
+    stages.finish(str(tmp_path / "run"), "catalog", config={"source": str(tmp_path / "imgs")})
+    for out in (tmp_path / "imgs" / "Felidae" / "bundle", tmp_path / "link" / "b", f"file://{tmp_path}/imgs/b2"):
+        with pytest.raises(SpeciesfamError, match=f"^--out {out} is inside the image folder {tmp_path / 'imgs'} "
+                                                  "that catalog read: the next catalog would take the bundle's files"):
+            check_out(str(out), str(tmp_path / "run"))
+    check_out(str(tmp_path / "imgs-bundle"), str(tmp_path / "run"))  # beside it: fine
+
+
 def test_predict_names_a_semicolon_separated_manifest(tmp_path):
     """catalog said 'save it comma-separated'; predict only that the path column was missing (hostile tester)."""
     from speciesfam.predict import input_rows

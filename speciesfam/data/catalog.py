@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -284,6 +285,7 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     if not storage.is_remote(source):  # the record names the source wherever the command ran from
         source = storage.filesystem(source)[1]
     _refuse_workdir_inside(source, workdir)
+    _refuse_source_replaced(source, workdir)
     storage.check_creatable(workdir)  # a path under a file fails now, not after reading every image
     started_at = stages.timestamp()  # files modified after it may not hold the bytes hashed (clean's cache check)
     manifest = build_manifest(source, cfg)
@@ -298,6 +300,17 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
         among = f"among {len(manifest)} rows ({counts})" if len(manifest) else "in it: it has no rows"
         raise SourceError(f"{source}: no usable image {among}; see {layout.path(workdir, layout.CATALOG_MD)}")
     return manifest
+
+
+def _refuse_source_replaced(source: str, workdir: str) -> None:
+    """A manifest the run would write over: ``--workdir DIR`` for ``DIR/manifest.parquet`` replaced the user's
+    own manifest with catalog's (hostile tester), and clean or tune would replace one of their names."""
+    if storage.is_remote(source) or storage.is_remote(workdir):
+        return
+    folder, name = os.path.split(os.path.realpath(source))
+    if name in layout.RUN_ENTRIES and folder == os.path.realpath(storage.filesystem(workdir)[1]):
+        raise SourceError(f"{source} is a file the run writes in --workdir {workdir} (its {name}): catalog would "
+                          f"replace it; rename the manifest, or give another --workdir")
 
 
 def _refuse_workdir_inside(source: str, workdir: str) -> None:
