@@ -27,6 +27,7 @@ def run_demo(workdir: str | None = None, **overrides) -> dict:
     cfg = dataclasses.replace(DemoConfig(), **({"workdir": workdir} if workdir else {}), **overrides)
     cfg.validate()
     num_samples, max_epochs = cfg.num_samples, cfg.max_epochs
+    storage.require_creatable(cfg.workdir, "--workdir", "the run (it is created)")  # a file: as the stages say it
     workdir = storage.local_dir(cfg.workdir)
     with console.stage_logs(workdir, "demo"):
         return _stages(workdir, num_samples, max_epochs)

@@ -121,8 +121,8 @@ def test_predict_says_which_rows_changed_since_and_which_files_are_gone(tmp_path
     todo = to_predict(rows, done)
     assert sorted(Path(p).name for p in todo["path"]) == ["a.jpg", "b.jpg", "d.jpg"]
     assert todo_line(rows, done, todo, "p.parquet") == \
-        "predict: 4 rows, 1 already in p.parquet, 3 to predict (2 of them changed since their row was written, 1 " \
-        "file of these gone)"
+        "predict: 4 rows, 1 already in p.parquet, 3 to predict (2 of them changed since their row was written, 1 of " \
+        "these as their file is gone)"
     assert todo_line(rows, pd.DataFrame(columns=done.columns), rows, "p.parquet") == \
         "predict: 4 rows, 0 already in p.parquet, 4 to predict"
 
@@ -144,3 +144,19 @@ def test_the_default_out_refused_inside_the_folder_predicted_is_named_as_the_def
     assert cli.main(["predict", str(tmp_path / "b"), ".", "--out", "p.parquet"]) == 2
     assert capsys.readouterr().err.startswith("speciesfam predict: error: --out p.parquet is inside the folder "
                                               "being predicted")
+
+
+def test_a_resume_with_another_top_k_is_refused(tmp_path):
+    """--top-k 1, then a resume with --top-k 5: rows of two shapes in one output, unsaid (hostile tester)."""
+    import pandas as pd
+
+    from speciesfam.predict import check_resume
+
+    done = pd.DataFrame({"path": ["a", "b"], "bundle_id": "x", "error": ["", "not an image"],
+                         "top_families": [["F"], []]})
+    rows = pd.DataFrame({"path": ["a", "b", "c"]})
+    check_resume(done, rows, "p.parquet", "x", 1)
+    with pytest.raises(SpeciesfamError, match=r"^p.parquet holds predictions with --top-k 1 \(this run: 5\); give "
+                                              r"--top-k 1 to resume it, or another --out$"):
+        check_resume(done, rows, "p.parquet", "x", 5)
+    check_resume(done.iloc[[1]], rows, "p.parquet", "x", 5)  # only error rows: nothing to compare

@@ -185,11 +185,13 @@ def test_a_stage_refuses_a_run_folder_at_or_under_a_file_naming_it(workdir, tmp_
     """`--workdir afile/` got past the file check and the error named afile/logs (hostile tester)."""
     (tmp_path / "afile").write_text("x")
     (tmp_path / "imgs").mkdir()
-    assert cli.main(["catalog", str(tmp_path / "imgs"), "--workdir", str(tmp_path / workdir)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.endswith(f"--workdir {tmp_path / workdir}: {tmp_path / 'afile'} is not a folder; give a folder for "
-                        "the run (it is created)") and len(err.splitlines()) == 1, err
-    assert (tmp_path / "afile").read_text() == "x"
+    # the demo too: it said "FileExistsError: [Errno 17] File exists" (hostile tester)
+    for argv in (["catalog", str(tmp_path / "imgs")], ["demo"]):
+        assert cli.main([*argv, "--workdir", str(tmp_path / workdir)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(f"--workdir {tmp_path / workdir}: {tmp_path / 'afile'} is not a folder; give a folder for "
+                            "the run (it is created)") and len(err.splitlines()) == 1, err
+        assert (tmp_path / "afile").read_text() == "x"
 
 
 def test_export_refuses_an_out_folder_under_a_file_before_any_work(tmp_path):

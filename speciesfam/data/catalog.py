@@ -54,11 +54,14 @@ def _read(path: str) -> bytes | None:
 
 def not_found(path: str) -> str:
     """'file not found', with the likely cause when a manifest's path shows one: Windows' '\\' between folders
-    (a file name here), or a '~' no shell expanded."""
+    (a file name here), a '~' no shell expanded, or spaces around the file's name."""
     if "\\" in path:
         return "file not found (the path holds '\\': write it with '/' between folders, as this machine sees it)"
     if "~" in path.split("/"):
         return "file not found (a '~' in a manifest is not your home folder: give the full path)"
+    name = os.path.basename(path)
+    if name != name.strip():  # a spreadsheet's stray space; a file name may hold one, so it is not taken away
+        return "file not found (its name starts or ends with a space: is that in the file's name?)"
     return "file not found"
 
 
