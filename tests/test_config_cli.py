@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from speciesfam import cli
+from speciesfam import cli, stages
 from speciesfam.config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig
 from speciesfam.errors import ConfigError
 from speciesfam.flags import config_fields
@@ -240,7 +240,7 @@ def test_a_librarys_bare_logging_call_does_not_turn_every_later_warning_into_con
     printed matplotlib's layout warnings as 'WARNING:py.warnings:...'. Outside a stage a warning still reaches
     stderr once, as Python prints it, but not TensorFlow's (evaluating two bundles in one process printed its
     retracing advice); inside one it goes to RUN/logs/STAGE.log only."""
-    (tmp_path / "stages").mkdir()  # a run folder: a stage's log goes into no other
+    stages.finish(str(tmp_path), "catalog")  # a run folder: a stage's log goes into no other
     script = textwrap.dedent(f"""
         import logging, warnings
         from speciesfam import console
@@ -263,7 +263,7 @@ def test_a_librarys_bare_logging_call_does_not_turn_every_later_warning_into_con
 def test_a_pipelines_cpp_lines_go_to_the_log_and_pythons_own_stderr_stays(tmp_path):
     """Ray's core worker wrote an 'E ... core_worker.cc' line to the console for every Ray Data actor pool
     (clean, batch predict); a progress bar written through sys.stderr must still show."""
-    (tmp_path / "stages").mkdir()  # a run folder: a stage's log goes into no other
+    stages.finish(str(tmp_path), "catalog")  # a run folder: a stage's log goes into no other
     script = textwrap.dedent(f"""
         import os, sys
         from speciesfam import console

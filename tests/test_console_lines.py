@@ -10,7 +10,7 @@ import re
 import pytest
 from conftest import Tee, pickle_by_value
 
-from speciesfam import console, layout, lines
+from speciesfam import console, layout, lines, stages
 
 
 def test_workers_start_quiet(ray_session):
@@ -249,7 +249,6 @@ def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_em
     assert lines.summary_line(str(tmp_path), "clean") == (
         "clean: 1 removed, 3 near-duplicates dropped, 1 image kept in 1 family; 2 families left with no image: "
         "'Apidae', 'Ranidae'; 5 near-duplicate pairs flagged")
-    from speciesfam import stages
 
     for kind, model, said in (("probe", "probe", "probe"),  # it said '(probe, probe, trial t1)'
                               ("scratch", "scratch_functional", "scratch, scratch_functional")):
@@ -270,7 +269,7 @@ def test_a_stage_log_holds_each_framework_record_once(tmp_path):
 
     __import__("ray.tune")  # sets up Ray's loggers as in a search
 
-    (tmp_path / "stages").mkdir()  # a run folder: a stage's log goes into no other
+    stages.finish(str(tmp_path), "catalog")  # a run folder: a stage's log goes into no other
     with console.stage_logs(str(tmp_path), "tune") as path:
         logging.getLogger("ray.tune.search.optuna").critical("Wrote the latest version of all result files")
         logging.getLogger("ray.data").critical("a Ray Data warning")
