@@ -251,16 +251,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from . import layout, storage
+    from . import layout, stages, storage
     from .report import write_report
 
     if not storage.exists(args.workdir):
         raise SpeciesfamError(f"--workdir {args.workdir} does not exist; give a run folder made by `speciesfam "
                               "catalog` (or `speciesfam demo`)")
-    if not layout.is_run_folder(args.workdir):
+    if not stages.is_run_folder(args.workdir):
         # an image folder or any other: writing report.html there would add a file the next catalog reads
-        raise SpeciesfamError(f"--workdir {args.workdir} is not a run folder (no {layout.STAGES}/catalog.json); give "
-                              "one made by `speciesfam catalog` (or `speciesfam demo`)")
+        raise SpeciesfamError(f"--workdir {args.workdir} is not a run folder (no {layout.STAGES}/catalog.json, nor "
+                              f"catalog's {layout.MANIFEST}); give one made by `speciesfam catalog` (or `speciesfam "
+                              "demo`)")
     path = write_report(args.workdir)
     print(f"report: {path}" if path else f"speciesfam report: could not write {args.workdir}/report.html (see the "
           "warning above)")
@@ -274,7 +275,7 @@ STAGES = ("catalog", "clean", "tune", "export")  # keep full logs in RUN/logs/, 
 
 def _run_stage(args: argparse.Namespace) -> int:
     """A stage with its logs kept under RUN/logs/; it ends with a one-line summary and the report's path."""
-    from . import console, layout, storage
+    from . import console, stages, storage
     from .lines import summary_line
     from .report import write_report
 
@@ -289,7 +290,7 @@ def _run_stage(args: argparse.Namespace) -> int:
             failed = err
         finally:  # renders what exists, also after a failure; not in a folder that is no run folder (refused:
             # an image folder given as --workdir, a stage before catalog) nor in one not made yet
-            report = write_report(args.workdir) if layout.is_run_folder(args.workdir) else None
+            report = write_report(args.workdir) if stages.is_run_folder(args.workdir) else None
     console.say(summary_line(args.workdir, args.command))
     console.say(f"report: {report}")
     if failed is not None:

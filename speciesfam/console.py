@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any, Iterator
 
-from . import layout, storage
+from . import layout, stages, storage
 
 VERBOSE_ENV = "SPECIESFAM_VERBOSE"
 
@@ -274,7 +274,7 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
         yield path
     finally:
         _STAGES.pop()
-        ran = layout.is_run_folder(workdir)  # a refused command leaves no log in a folder that is no run folder
+        ran = stages.is_run_folder(workdir)  # a refused command leaves no log in a folder that is no run folder
         if ran:  # every stage that ran has its log
             logging.getLogger("speciesfam").info("%s ended after %.1f s: %s", stage, time.time() - started,
                                                  " ".join(sys.argv))

@@ -67,13 +67,6 @@ def path(workdir: str, name: str, *more: str) -> str:
     return storage.join(workdir, name, *more)
 
 
-def is_run_folder(workdir: str) -> bool:
-    """A folder catalog made (its record, ``stages/catalog.json``): the only kind a stage's report and logs go
-    into (an image folder, or any other, would gain files the next catalog reads; a family named 'stages', or a
-    user's own manifest.parquet, made one pass for a run folder)."""
-    return storage.exists(path(workdir, STAGES, "catalog.json"))
-
-
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -29,6 +29,25 @@ def record_uri(workdir: str, stage: str) -> str:
     return layout.path(workdir, layout.STAGES, f"{stage}.json")
 
 
+def is_run_folder(workdir: str) -> bool:
+    """A folder catalog made (its record, ``stages/catalog.json``, or its manifest: one with a ``status`` and a
+    ``split`` column, as a generated run has): the only kind a stage's report and logs go into (an image folder,
+    or any other, would gain files the next catalog reads; a family named 'stages', or a user's own
+    manifest.parquet of paths and labels, made one pass for a run folder)."""
+    if storage.exists(record_uri(workdir, "catalog")):
+        return True
+    manifest = layout.path(workdir, layout.MANIFEST)
+    if not storage.exists(manifest):
+        return False
+    import pyarrow.parquet as pq
+
+    try:
+        fs, where = storage.filesystem(manifest)
+        return {"status", "split"} <= set(pq.read_schema(where, filesystem=fs).names)
+    except Exception:  # noqa: BLE001 -- not Parquet, damaged, a folder: not catalog's
+        return False
+
+
 def image_folder(workdir: str) -> str | None:
     """The local image folder the run's catalog read (None for a manifest, a bucket or no readable record): a
     place nothing of the run may be written into, as the next catalog would take it for images."""
