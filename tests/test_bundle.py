@@ -190,7 +190,9 @@ def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, 
     again = predict_collection(str(bundle), str(out), source=str(folder), top_k=2, batch_size=8)
     assert f"{len(files)} rows, 5 already in" in capsys.readouterr().out
     assert again["path"].tolist() == files  # in the input's order, each once (the resumed rows were appended)
-    assert len(predict_collection(str(bundle), str(out), source=str(folder))) == len(files)  # nothing left
+    assert len(predict_collection(str(bundle), str(out), source=str(folder), top_k=2)) == len(files)  # nothing left
+    with pytest.raises(SpeciesfamError, match="holds predictions with --top-k 2 \\(this run: 3\\)"):  # 2 shapes
+        predict_collection(str(bundle), str(out), source=str(folder), top_k=3)
     # A file changed since its row was written (the corrupt one replaced by a real image): predicted again, its
     # old row replaced (a resume kept the stale error, and exit 1, hostile tester)
     shutil.copyfile(sample[0], folder / "Felidae" / "broken.jpg")
