@@ -16,7 +16,7 @@ def test_predict_resumes_only_the_same_input_into_its_output(tmp_path, capsys):
     is not another input: its row is left out (that blocked every resume until the output was deleted)."""
     import pandas as pd
 
-    from speciesfam.predict import check_resume
+    from speciesfam.predict_resume import check_resume
 
     a, b, c = (str(tmp_path / n) for n in ("a.png", "b.png", "c.png"))
     for path in (a, b, c):
@@ -48,7 +48,8 @@ def test_predict_resumes_only_the_same_input_into_its_output(tmp_path, capsys):
 def test_predict_never_lists_its_own_output_reached_through_a_link(tmp_path, capsys):
     """--out outside the folder, but a link in the folder to --out's folder: the second predict listed the
     predictions file as an input that failed ('not an image'), exit 1 (hostile tester)."""
-    from speciesfam.predict import _without_own_output, input_rows
+    from speciesfam.predict import input_rows
+    from speciesfam.predict_resume import without_own_output
 
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "a.jpg").write_bytes(b"x")
@@ -59,11 +60,11 @@ def test_predict_never_lists_its_own_output_reached_through_a_link(tmp_path, cap
     (tmp_path / "imgs" / "ext").symlink_to(tmp_path / "ext")
     rows = input_rows(str(tmp_path / "imgs"))
     assert len(rows) == 4
-    kept = _without_own_output(rows, str(tmp_path / "ext" / "E.parquet"))
+    kept = without_own_output(rows, str(tmp_path / "ext" / "E.parquet"))
     assert sorted(Path(p).name for p in kept["path"]) == ["a.jpg", "mine.jpg"]
     assert capsys.readouterr().out == (f"predict: 2 files of the folder are its own output {tmp_path / 'ext'}/"
                                        "E.parquet, reached through a link: not predicted\n")
-    assert len(_without_own_output(rows, str(tmp_path / "other.parquet"))) == 4 and not capsys.readouterr().out
+    assert len(without_own_output(rows, str(tmp_path / "other.parquet"))) == 4 and not capsys.readouterr().out
 
 
 def test_predict_resume_counts_a_path_listed_twice_as_two_rows(tmp_path):
@@ -71,7 +72,7 @@ def test_predict_resume_counts_a_path_listed_twice_as_two_rows(tmp_path):
     one copy was done: rows were lost and predict exited 0."""
     import pandas as pd
 
-    from speciesfam.predict import check_resume, to_predict
+    from speciesfam.predict_resume import check_resume, to_predict
 
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     Path(a).write_bytes(b"x"), Path(b).write_bytes(b"x")
@@ -89,7 +90,7 @@ def test_the_output_of_a_resume_is_one_row_per_input_row_in_the_inputs_order(tmp
     in both the output and a part a kill left is kept once; a row of a file changed since, the new one."""
     import pandas as pd
 
-    from speciesfam.predict import key_columns, merged
+    from speciesfam.predict_resume import key_columns, merged
 
     rows = pd.DataFrame({"path": ["a", "b", "c", "a"], "label": ["A", "B", "C", "B"], "error": "",
                          "stamp": ["1:1", "1:1", "2:2", "1:1"]})
@@ -107,7 +108,8 @@ def test_predict_says_which_rows_changed_since_and_which_files_are_gone(tmp_path
     """A manifest's row of a file deleted since its row was written was counted as 'changed since'."""
     import pandas as pd
 
-    from speciesfam.predict import check_resume, input_rows, read_done, to_predict, todo_line
+    from speciesfam.predict import input_rows
+    from speciesfam.predict_resume import check_resume, read_done, to_predict, todo_line
 
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         (tmp_path / name).write_bytes(b"x")
@@ -150,7 +152,7 @@ def test_a_resume_with_another_top_k_is_refused(tmp_path):
     """--top-k 1, then a resume with --top-k 5: rows of two shapes in one output, unsaid (hostile tester)."""
     import pandas as pd
 
-    from speciesfam.predict import check_resume
+    from speciesfam.predict_resume import check_resume
 
     done = pd.DataFrame({"path": ["a", "b"], "bundle_id": "x", "error": ["", "not an image"],
                          "top_families": [["F"], []]})

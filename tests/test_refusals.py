@@ -53,7 +53,8 @@ def test_report_refuses_a_folder_that_is_not_a_run_folder(collection, capsys):
 
 
 def test_predict_refuses_an_empty_folder_and_an_output_that_is_not_its_own(tmp_path):
-    from speciesfam.predict import input_rows, read_done
+    from speciesfam.predict import input_rows
+    from speciesfam.predict_resume import read_done
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(SpeciesfamError, match="no files in it, nothing to predict"):
