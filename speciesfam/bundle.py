@@ -27,7 +27,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import layout
 from .errors import SpeciesfamError
 
 SCHEMA, SCHEMA_VERSION = "speciesfam-bundle", 2
@@ -139,8 +138,11 @@ def bundle_around(path: str) -> str | None:
 
 
 def run_around(path: str) -> str | None:
-    """The run folder (one with catalog's manifest) that is ``path`` or holds it (links resolved), if any."""
-    return _around(path, lambda folder: os.path.isfile(os.path.join(folder, layout.MANIFEST)))
+    """The run folder (``stages.is_run_folder``: catalog's record or manifest) that is ``path`` or holds it (links
+    resolved), if any. A folder with the user's own manifest.parquet of paths and labels is none."""
+    from .stages import is_run_folder
+
+    return _around(path, is_run_folder)
 
 
 class Predictor:

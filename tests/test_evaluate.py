@@ -133,8 +133,9 @@ def test_evaluate_writes_only_into_a_new_empty_or_earlier_evaluations_folder(pro
     assert (notes / "metrics.json").read_text() == '{"my": "precious notes"}' and os.listdir(family) == ["cat.jpg"]
     assert (plots / "confusion.png").read_bytes() == b"mine"
     other_run = tmp_path / "other_run"  # its own eval_test was replaced, and its report lost it (hostile tester)
-    other_run.mkdir()
-    (other_run / "manifest.parquet").write_bytes(b"catalog's")
+    from speciesfam import stages
+
+    stages.finish(str(other_run), "catalog")  # catalog's record: a run folder
     with pytest.raises(SpeciesfamError, match=f"^--out {other_run / 'eval_test'} is inside another run folder "
                                               f"\\({other_run}\\) than the bundle's"):
         evaluate(str(probe_bundle), manifest, "test", str(other_run / "eval_test"))

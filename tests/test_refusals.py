@@ -223,17 +223,24 @@ def test_a_run_folder_where_no_folder_can_be_made_is_refused_naming_the_flag(tmp
 def test_export_refuses_an_out_folder_inside_another_run_folder(tmp_path):
     """`export --workdir runs/m1 --out runs/f2/bundle` replaced f2's bundle without a word; f2's report then
     showed m1's model (hostile tester)."""
+    import pandas as pd
+
+    from speciesfam import stages
     from speciesfam.export import check_out
 
     for run in ("m1", "f2"):
-        (tmp_path / run).mkdir()
-        (tmp_path / run / "manifest.parquet").write_bytes(b"catalog's")
+        stages.finish(str(tmp_path / run), "catalog")  # catalog's record: what makes a run folder
     for out in (tmp_path / "f2" / "bundle", tmp_path / "f2" / "deep" / "x"):
         with pytest.raises(SpeciesfamError, match=f"^--out {out} is inside another run folder \\({tmp_path / 'f2'}\\); "
                                                   f".* \\(default: {tmp_path / 'm1' / 'bundle'}\\)$"):
             check_out(str(out), str(tmp_path / "m1"))
     check_out(str(tmp_path / "m1" / "bundle"), str(tmp_path / "m1"))  # its own run folder, or none, is fine
     check_out(str(tmp_path / "elsewhere" / "bundle"), str(tmp_path / "m1"))
+    # a folder with the user's own manifest.parquet (paths and labels) is no run folder: a bundle may go there
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    pd.DataFrame({"path": ["a.jpg"], "label": ["Felidae"]}).to_parquet(mine / "manifest.parquet")
+    check_out(str(mine / "bundle"), str(tmp_path / "m1"))
 
 
 def test_export_refuses_an_out_folder_inside_the_image_folder_catalog_read(tmp_path):
