@@ -1,6 +1,6 @@
 """What accounting for every file costs the catalog, side by side in one run (best of --repeats, alternating).
 
-1. Listing: ``storage.walk`` (os.scandir, real-path tracking, links followed once) against pyarrow's recursive
+1. Listing: ``listing.walk`` (os.scandir, real-path tracking, links followed once) against pyarrow's recursive
    ``FileSelector`` (the listing the catalog used before; it follows a link loop until the OS refuses).
 2. Reading: the catalog's ``_read`` (16 header bytes, then the rest, so a large non-image is never read
    whole) against one ``storage.read_bytes`` per file.
@@ -37,7 +37,7 @@ def main() -> None:
     import pyarrow.fs as pafs
     from PIL import Image
 
-    from speciesfam import storage
+    from speciesfam import listing, storage
     from speciesfam.data.catalog import _read
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,14 +49,14 @@ def main() -> None:
         fs = pafs.LocalFileSystem()
         old = lambda: [i.path for i in fs.get_file_info(pafs.FileSelector(tree, recursive=True))  # noqa: E731
                        if i.type == pafs.FileType.File]
-        new = lambda: storage.walk(tree)  # noqa: E731
+        new = lambda: listing.walk(tree)  # noqa: E731
         assert len(old()) == len(new()[0]) == args.files
         best(old, 1), best(new, 1)  # warm the OS caches, then measure alternately
         t_old, t_new = [], []
         for _ in range(args.repeats):
             t_old.append(best(old, 1))
             t_new.append(best(new, 1))
-        print(f"listing {args.files} files: pyarrow FileSelector {min(t_old):.3f} s, storage.walk {min(t_new):.3f} s,"
+        print(f"listing {args.files} files: pyarrow FileSelector {min(t_old):.3f} s, listing.walk {min(t_new):.3f} s,"
               f" ratio walk/pyarrow {min(t_new) / min(t_old):.2f}")
 
         buf = io.BytesIO()

@@ -117,12 +117,13 @@ def input_rows(source: str | None = None, manifest: str | None = None,
     if not source:
         raise SpeciesfamError("give a folder of images or --manifest M")
     from .data.sources import skip_reason
+    from .listing import walk
 
     # every entry, broken links and unreadable files included: each gets its row (an error row if it cannot be
     # read); hidden and system files (.DS_Store, ._IMG.jpg, Thumbs.db) are skipped with a reason, as catalog skips
     # them. A link to a file is a row of its own, as in catalog; links to folders already listed are not walked
     # twice (loops): attrs["aliases"] counts them.
-    entries, aliases = storage.walk(source, file_links=True)
+    entries, aliases = walk(source, file_links=True)
     if not entries:
         raise SpeciesfamError(f"{source}: no files in it, nothing to predict; give a folder of images, a file, "
                               "or --manifest M")

@@ -13,8 +13,6 @@ import re
 import stat
 import tempfile
 import uuid
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -157,7 +155,7 @@ def open_input(uri: str):
                 raise FileNotFoundError(BROKEN_LINK) from None
             raise
         if not stat.S_ISREG(mode):
-            raise NotRegularFileError(_not_regular(mode))
+            raise NotRegularFileError(not_regular(mode))
     return fs.open_input_stream(path)
 
 
@@ -253,125 +251,8 @@ def read_table(uri: str, stage_hint: str = "") -> "pd.DataFrame":
                           f"give the {kind} file speciesfam wrote, or another path") from err
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One file found by ``walk``.
-
-    Attributes:
-        path: local absolute path or URI (through the links it was reached by, as the user sees it).
-        rel: the path relative to the walked folder, '/'-separated.
-        problem: empty for a regular file; otherwise why it cannot be read as one (broken link, a FIFO, a
-            folder that cannot be listed, a name that is not UTF-8).
-    """
-
-    path: str
-    rel: str
-    problem: str = ""
-
-
-def walk(uri: str, file_links: bool = False) -> tuple[list[Entry], int]:
-    """Every file under folder ``uri``, each real file once; returns (entries, aliases).
-
-    Local folders: symlinked folders are followed, but only after every real folder was walked and only
-    once per real folder, so a loop (``Beta/loop -> ..``) or a second link to the same place lists nothing
-    twice and a file is named by its real location when it has one inside the tree. ``aliases`` counts the
-    links to files or folders already listed. ``file_links``: list every link to a file as well, under its
-    own name, after the real files (catalog does: a link in another family's folder gives an image a second
-    label, which must show as a conflict, as a copy of its bytes would). Object stores have no links.
-
-    Raises:
-        NotADirectoryError: ``uri`` is not a folder.
-    """
-    fs, path = filesystem(uri)
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
-        raise NotADirectoryError(f"{uri} is not a folder")
-    if is_remote(uri):
-        scheme = uri.split("://", 1)[0]
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-        files = sorted(i.path for i in infos if i.type == pafs.FileType.File)
-        return [Entry(f"{scheme}://{f}", f[len(path):].lstrip("/")) for f in files], 0
-    return _walk_local(path, file_links)
-
-
-def _walk_local(root: str, list_file_links: bool) -> tuple[list[Entry], int]:
-    entries: list[Entry] = []
-    seen_dirs: set[str] = set()
-    seen_files: set[str] = set()
-    aliases = 0
-    folders: deque[tuple[str, str]] = deque([(root, "")])  # (path, rel): real folders, breadth first
-    dir_links: deque[tuple[str, str]] = deque()  # followed once no real folder is left
-    file_links: list[tuple[str, str]] = []  # placed last: the real file, when in the tree, names itself
-
-    def add(path: str, rel: str, real: str | None, problem: str = "") -> None:
-        nonlocal aliases
-        if real is not None:
-            if real in seen_files:
-                aliases += 1
-                return
-            seen_files.add(real)
-        if not _utf8(path):  # a name Parquet cannot store: keep a readable form, say why it is unusable
-            path = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            rel = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            problem = problem or "file name is not valid UTF-8"
-        entries.append(Entry(path, rel, problem))
-
-    while folders or dir_links:
-        if not folders:
-            link, rel = dir_links.popleft()
-            if os.path.realpath(link) in seen_dirs:
-                aliases += 1
-            else:
-                folders.append((link, rel))
-            continue
-        folder, rel = folders.popleft()
-        real_folder = os.path.realpath(folder)
-        if real_folder in seen_dirs:
-            aliases += 1
-            continue
-        seen_dirs.add(real_folder)
-        try:
-            with os.scandir(folder) as it:
-                children = sorted(it, key=lambda e: e.name)
-        except OSError as err:
-            add(folder, rel, None, f"cannot list folder: {err.strerror or err}")
-            continue
-        for e in children:
-            child_rel = f"{rel}/{e.name}" if rel else e.name
-            try:
-                if e.is_symlink():
-                    try:
-                        mode = os.stat(e.path).st_mode
-                    except OSError:
-                        add(e.path, child_rel, None, BROKEN_LINK)
-                        continue
-                    if stat.S_ISDIR(mode):
-                        dir_links.append((e.path, child_rel))
-                    elif stat.S_ISREG(mode):
-                        file_links.append((e.path, child_rel))
-                    else:
-                        add(e.path, child_rel, os.path.realpath(e.path), _not_regular(mode))
-                elif e.is_dir(follow_symlinks=False):
-                    folders.append((e.path, child_rel))
-                elif e.is_file(follow_symlinks=False):
-                    add(e.path, child_rel, os.path.join(real_folder, e.name))
-                else:
-                    add(e.path, child_rel, os.path.join(real_folder, e.name), _not_regular(e.stat().st_mode))
-            except OSError as err:  # vanished or unreadable while walking
-                add(e.path, child_rel, None, f"cannot stat: {err.strerror or err}")
-    for link, rel in file_links:
-        add(link, rel, None if list_file_links else os.path.realpath(link))
-    return entries, aliases
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _not_regular(mode: int) -> str:
+def not_regular(mode: int) -> str:
+    """What a file's mode says it is, when it is not a regular file (a FIFO, socket, device or folder)."""
     kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
             "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a folder" if stat.S_ISDIR(mode) else
             "not a file")
@@ -379,7 +260,9 @@ def _not_regular(mode: int) -> str:
 
 
 def list_files(uri: str) -> list[str]:
-    """All regular files under a folder URI, recursively, each real file once (see ``walk``), sorted."""
+    """All regular files under a folder URI, recursively, each real file once (see ``listing.walk``), sorted."""
+    from .listing import walk
+
     return sorted(e.path for e in walk(uri)[0] if not e.problem)
 
 

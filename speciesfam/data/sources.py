@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import layout, storage
 from ..errors import SourceError
+from ..listing import walk
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,7 +66,7 @@ def read_folder(source: str) -> "pd.DataFrame":
     """Every file under folder ``source``: the first folder level names the family."""
     import pandas as pd
 
-    entries, aliases = storage.walk(source, file_links=True)
+    entries, aliases = walk(source, file_links=True)
     if not entries:
         raise SourceError(f"{source}: the folder holds no files (expected FAMILY/IMAGE, one folder per family)")
     rows = []
