@@ -6,6 +6,7 @@ Each function returns the PNG's bytes (report.html inlines them) and also writes
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import os
@@ -20,6 +21,11 @@ from .markdown import visible
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+def data_uri(png_or_jpeg: bytes, mime: str = "image/png") -> str:
+    """The image as a ``data:`` URI, for a page that opens offline from anywhere (report.html)."""
+    return f"data:{mime};base64,{base64.b64encode(png_or_jpeg).decode('ascii')}"
 
 
 def _pyplot():

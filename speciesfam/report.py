@@ -9,7 +9,6 @@ data URIs, so the page opens offline from anywhere (mail it, copy it off the clu
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
@@ -21,9 +20,9 @@ from importlib import resources
 from typing import Any, Callable
 
 from . import layout, plots, stages, storage
-from .lines import SEARCH_END, final_flag, how_ended, number, scheduler_name, search_cut_by
+from .lines import number
+from .report_search import search
 from .reproduce import reproduce
-from .tune.tracking import scored_trials
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +94,6 @@ def _section(fn: Callable, workdir: str, records: dict) -> dict[str, Any]:
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def data_uri(png_or_jpeg: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(png_or_jpeg).decode('ascii')}"
-
-
 def thumbnail(path: str, px: int = THUMB_PX) -> str | None:
     """A JPEG data URI of image ``path`` at most ``px`` square, through the one decode path; None if unreadable."""
     from PIL import Image
@@ -112,7 +107,7 @@ def thumbnail(path: str, px: int = THUMB_PX) -> str | None:
     img.thumbnail((px, px))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=80)
-    return data_uri(buf.getvalue(), "image/jpeg")
+    return plots.data_uri(buf.getvalue(), "image/jpeg")
 
 
 def headline(s: dict[str, dict]) -> list[tuple[str, str]]:
@@ -146,7 +141,7 @@ def collection(workdir: str, records: dict) -> dict | None:
     source = (records.get("catalog") or {}).get("config", {}).get("source")
     return {"rows": len(manifest), "families": len(before), "source": source, "cleaned_stale": cleaned_stale,
             "status": manifest["status"].value_counts().to_dict(), "table": families,
-            "plot": data_uri(plots.class_counts(before, after if after is not None else before)),
+            "plot": plots.data_uri(plots.class_counts(before, after if after is not None else before)),
             "skipped": [{"path": r.path, "family": r.label, "status": r.status, "reason": r.reason}  # null label: ""
                         for r in skipped[["path", "label", "status", "reason"]].head(MAX_ROWS).fillna("").itertuples()],
             "skipped_total": len(skipped)}
@@ -215,138 +210,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def trial_histories(trials) -> tuple[dict[str, Any], float]:
-    """trial id -> its per-epoch results (``seconds`` since the search started) from Tune's ``result.json`` (a
-    JSON line per result), or its ``progress.csv`` where that is missing. Not the CSV first: Tune appends a resumed
-    trial's rows under the columns of its first result since the resume, so when that result wrote no checkpoint
-    (a probe trial checkpoints only on a new best) the rows no longer match the file's header."""
-    import pandas as pd
-
-    raw = {}
-    for t in trials.itertuples():
-        if not isinstance(t.trial_path, str):
-            continue
-        lines, table = storage.join(t.trial_path, "result.json"), storage.join(t.trial_path, "progress.csv")
-        if storage.exists(lines):
-            rows = [json.loads(line) for line in storage.read_bytes(lines).decode().splitlines() if line.strip()]
-            raw[str(t.trial_id)] = pd.DataFrame(rows)
-        elif storage.exists(table):
-            raw[str(t.trial_id)] = pd.read_csv(io.BytesIO(storage.read_bytes(table)))
-    starts = [h["timestamp"].iloc[0] - h["time_total_s"].iloc[0] for h in raw.values() if len(h) and "timestamp" in h]
-    t0 = min(starts) if starts else 0.0
-    for h in raw.values():
-        if "timestamp" in h:
-            h["seconds"] = h["timestamp"] - t0
-    return raw, t0
-
-
-def search(workdir: str, records: dict) -> dict | None:
-    trials = stages.table(workdir, layout.TRIALS)
-    if trials is None:
-        return None
-    missing = [c for c in ("trial_id", "status", layout.BEST_METRIC, "trial_path") if c not in trials.columns]
-    if missing:
-        raise ValueError(f"{layout.TRIALS} lacks column(s) {missing}; was it written by `speciesfam tune`?")
-    record = records.get("tune") or {}
-    cfg = record.get("config", {})
-    searches = dict(record.get("searches") or {})
-    latest = (record.get("summary") or {}).get("experiment")
-    if latest:  # records written before each search kept its own summary: the record's is the latest's
-        searches[latest] = {"config": cfg, **searches.get(latest, {}), "summary": record.get("summary") or {}}
-    histories, _ = trial_histories(trials)
-    search_of = {str(t.trial_id): _search_name(t.trial_path) for t in trials.itertuples()}
-
-    longest: dict[str | None, int] = {}  # each search's most epochs a trial ran
-    for tid, h in histories.items():
-        if "training_iteration" in h and len(h):
-            name = search_of.get(tid)
-            longest[name] = max(longest.get(name, 0), int(h["training_iteration"].max()))
-
-    def settings_of(tid: str) -> dict:  # the settings of the search the trial ran in; the latest's if unknown
-        return (searches.get(search_of.get(tid)) or {}).get("config") or cfg
-
-    def ended_as(tid: str, h) -> str:
-        conf, summary = settings_of(tid), (searches.get(search_of.get(tid)) or {}).get("summary") or {}
-        known = conf.get("max_epochs")  # unknown: the longest trial's epochs tell a scheduler's stop at max_t apart
-        observed = longest.get(search_of.get(tid)) or None
-        final = final_flag(h["final_epoch"].iloc[-1]) if "final_epoch" in h else None  # older runs lack it
-        cut_by = "the interrupt" if summary.get("interrupted") else search_cut_by(conf.get("time_budget_s"))
-        text = how_ended(str(h["done"].iloc[-1]) == "True", h["training_iteration"].iloc[-1], known or observed,
-                         scheduler_name(conf.get("scheduler", "asha")), final, cut_by)
-        return "finished" if known is None and final is None and text == "early stopping" else text
-
-    scheduler = scheduler_name(cfg.get("scheduler", "asha"))
-    ended = {tid: ended_as(tid, h) for tid, h in histories.items()
-             if len(h) and "done" in h and "training_iteration" in h}
-    rows, hp_keys = [], []
-    for t in trials.to_dict("records"):
-        conf = json.loads(t["config"]) if isinstance(t.get("config"), str) else {}
-        model = t.get("model") if isinstance(t.get("model"), str) else conf.get("model", "")
-        hp = {k: v for k, v in conf.items() if k != "model"}
-        hp_keys += [k for k in hp if k not in hp_keys]
-        rows.append({"trial_id": t["trial_id"], "search": search_of.get(str(t["trial_id"])) or "", "model": model,
-                     "status": t["status"],
-                     "ended": "error" if t["status"] == "error" else "not trained" if t["status"] == "not_trained"
-                     else ended.get(str(t["trial_id"]), "finished"),
-                     "f1": t.get(layout.BEST_METRIC), "best_epoch": t.get("best_epoch"), "epochs": t.get("epochs_run"),
-                     "seconds": t.get("seconds"), "hp": hp, "error": t.get("error") if t["status"] == "error" else ""})
-    # stopped by a scheduler (a failed trial: "error"); not those an interrupt, time budget or the search's end cut
-    stopped = {str(r["trial_id"]) for r in rows if r["ended"].startswith("stopped by ")
-               and not r["ended"].startswith(("stopped by the interrupt", f"stopped by {SEARCH_END}",
-                                              "stopped by the time budget"))}
-    # the best of the trials that finished (the one ranking, as export's): a failed trial's last score is no result
-    scored = scored_trials(trials)
-    best = next(r for r in rows if str(r["trial_id"]) == str(scored["trial_id"].iloc[0])) if len(scored) else None
-    if best is not None:  # the settings of the search the best trial ran in (the record's own is the latest)
-        cfg = settings_of(str(best["trial_id"]))
-        scheduler = scheduler_name(cfg.get("scheduler", "asha"))
-    plot = data_uri(plots.search_timeline(histories, stopped)) if histories else None
-    return {"trials": rows, "hp_keys": hp_keys, "best": best, "best_f1": best["f1"] if best else None,
-            "plot": plot, "stopped": len(stopped), "scheduler": scheduler, "wall_s": searching_s(trials, histories),
-            "unfinished": unfinished(searches, set(search_of.values()), workdir),
-            "settings": {k: cfg[k] for k in ("kind", "searcher", "scheduler", "num_samples", "max_epochs",
-                                             "grace_period", "workers_per_trial") if k in cfg
-                         and not (k == "workers_per_trial" and cfg.get("kind") == "probe")}}  # probes have none
-
-
-def _search_name(trial_path: Any) -> str | None:
-    """The search (Tune experiment) a trial ran in: the name of its trial folder's parent."""
-    return os.path.basename(os.path.dirname(trial_path.rstrip("/"))) if isinstance(trial_path, str) else None
-
-
-def unfinished(searches: dict, shown: set, workdir: str) -> list[dict]:
-    """The searches of the shown trials that an interrupt stopped: name, trials run of those planned, and the
-    command that continues it (with --resume), or says to start it again (no trial reported)."""
-    from .reproduce import command
-
-    out = []
-    for name, entry in sorted(searches.items()):
-        summary = entry.get("summary") or {}
-        if name not in shown or not summary.get("interrupted"):
-            continue
-        again = command("tune", {"config": entry.get("config") or {}},
-                        workdir if storage.is_remote(workdir) else os.path.abspath(workdir))
-        out.append({"name": name, "trials": summary.get("trials"), "planned": summary.get("planned"),
-                    "command": f"{again} --resume" if summary.get("resumable") else again,
-                    "resumable": bool(summary.get("resumable"))})
-    return out
-
-
-def searching_s(trials, histories: dict[str, Any]) -> float | None:
-    """Seconds the searches ran: each search's first trial start to its last result, summed over the searches
-    (the time between two commands on the run is no search's)."""
-    spans: dict[str, list[float]] = {}
-    for t in trials.itertuples():
-        h = histories.get(str(t.trial_id))
-        if h is None or not len(h) or "seconds" not in h:
-            continue
-        name = os.path.dirname(str(t.trial_path).rstrip("/"))
-        start = float(h["seconds"].iloc[0] - h["time_total_s"].iloc[0]) if "time_total_s" in h else 0.0
-        span = spans.setdefault(name, [start, float(h["seconds"].max())])
-        span[0], span[1] = min(span[0], start), max(span[1], float(h["seconds"].max()))
-    return sum(end - start for start, end in spans.values()) if spans else None
-
-
 def _read_json(uri: str) -> Any:
     return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
 
@@ -386,7 +249,7 @@ def _evaluation(workdir: str, bundle_id: str | None) -> dict | None:
         for r in pairs.itertuples():
             if r.true in idx and r.predicted in idx:
                 cm[idx[r.true], idx[r.predicted]] = int(r.count)
-        out["confusion"] = data_uri(plots.confusion(cm, fams, title=f"Most-confused families ({split})"))
+        out["confusion"] = plots.data_uri(plots.confusion(cm, fams, title=f"Most-confused families ({split})"))
         out["pairs"] = pairs.head(10).to_dict("records")
     return out
 

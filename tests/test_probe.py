@@ -245,7 +245,7 @@ def test_a_resumed_probe_trial_goes_on_from_its_checkpoint(tmp_path, ray_session
     """A probe trial restored by --resume started again at epoch 1 while Tune counted on from its checkpoint: ASHA
     (which counts Tune's iterations) cut it before its grace period, and trials.csv said 2 epochs (hostile tester).
     Now it goes on from its checkpoint's epoch and weights: every result's epoch is Tune's iteration."""
-    from speciesfam import report
+    from speciesfam import report_search
     from speciesfam.data.synthetic_embeddings import make_embedding_run
     from speciesfam.tune import search, tracking
 
@@ -255,12 +255,12 @@ def test_a_resumed_probe_trial_goes_on_from_its_checkpoint(tmp_path, ray_session
     monkeypatch.setattr(tracking, "callbacks", lambda *a, **k: [InterruptAt(4, str(tmp_path / "sent"))])
     search.run_search(str(tmp_path), cfg)
     trials = pd.read_csv(tmp_path / "trials.csv")
-    assert report.trial_histories(trials)[0][trials["trial_id"][0]]["epoch"].max() < 12  # the interrupt came first
+    assert report_search.trial_histories(trials)[0][trials["trial_id"][0]]["epoch"].max() < 12  # the interrupt came first
     search.run_search(str(tmp_path), dataclasses.replace(cfg, resume=True))
     trials = pd.read_csv(tmp_path / "trials.csv")
     # read as the report reads them (result.json: Tune's progress.csv misaligns its columns after a resume when
     # the first result since wrote no checkpoint, which made this test flaky)
-    progress = report.trial_histories(trials)[0][trials["trial_id"][0]]
+    progress = report_search.trial_histories(trials)[0][trials["trial_id"][0]]
     assert (progress["epoch"] == progress["training_iteration"]).all(), progress[["epoch", "training_iteration"]]
     last = progress.iloc[-1]
     assert last["final_epoch"] and progress["epoch"].duplicated().sum() <= 4  # at most the epochs since its best

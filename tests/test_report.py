@@ -343,7 +343,7 @@ def test_a_trial_that_never_trained_is_not_called_finished(tmp_path):
     import pandas as pd
 
     from speciesfam import layout
-    from speciesfam.report import search
+    from speciesfam.report_search import search
 
     pd.DataFrame({"trial_id": ["a", "b"], "status": ["ok", "not_trained"], "best_val_macro_f1": [0.5, None],
                   "trial_path": [str(tmp_path / "a"), str(tmp_path / "b")], "config": ["{}", "{}"]}).to_csv(
@@ -400,7 +400,7 @@ def test_the_search_section_judges_only_finished_trials_and_names_their_own_sear
     import pandas as pd
 
     from speciesfam import layout
-    from speciesfam.report import search
+    from speciesfam.report_search import search
 
     def trial(name: str, tid: str, start: float, epochs: int, done: bool, final: bool | None = None) -> str:
         path = tmp_path / "tune" / name / f"trial_{tid}"
@@ -454,7 +454,7 @@ def test_trial_histories_read_a_resumed_trials_results_whole(tmp_path):
 
     import pandas as pd
 
-    from speciesfam.report import trial_histories
+    from speciesfam.report_search import trial_histories
 
     results = [{"epoch": e, "timestamp": 100 + e, "time_total_s": e,  # Tune's order: checkpoint keys, then its own
                 **({"checkpoint_dir_name": f"checkpoint_{e:06d}", "should_checkpoint": True} if e < 3 else {}),
