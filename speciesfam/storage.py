@@ -92,8 +92,20 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     except ValueError as err:  # pyarrow's ArrowInvalid: a scheme it has no filesystem for (https://, ftp://)
         from .errors import SourceError
 
-        raise SourceError(f"{uri}: {uri.split('://', 1)[0]}:// is not a storage speciesfam reads (local paths, "
-                          "file://, s3://, gs://)") from err
+        scheme = uri.split("://", 1)[0]
+        raise SourceError(f"{uri}: " + (foreign_file_uri(uri) if scheme.lower() == "file" else
+                                        f"{scheme}:// is not a storage speciesfam reads (local paths, file://, "
+                                        "s3://, gs://)")) from err
+
+
+def foreign_file_uri(uri: str) -> str:
+    """Why a file:// URI with a host (not this machine's file:///x) is not read: another machine's, or a '~'."""
+    if uri.split("://", 1)[1].startswith("~"):  # file://~/x: '~' read as the host
+        home = os.path.expanduser("~")
+        return (f"a file:// URI with '~' as its host: '~' in a URI is not your home folder; give the full path "
+                f"({home}/... or file://{home}/...)")
+    return ("a file:// URI of another machine (file://HOST/...); give the path as this machine sees it (e.g. where "
+            "that share is mounted)")
 
 
 def to_uri(fs: pafs.FileSystem | None, path: str) -> str:

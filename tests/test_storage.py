@@ -54,6 +54,13 @@ def test_every_spelling_of_a_local_file_uri_is_that_file(tmp_path):
     assert storage.exists(str(folder / "a%20b.jpg")) and not storage.exists(str(folder / "a b.jpg"))
     path, problem = resolve_path("file://nas/share/x.jpg", "/elsewhere")
     assert storage.is_remote(path) and problem.startswith("a file:// URI of another machine (file://HOST/...)")
+    home = os.path.expanduser("~")  # file://~/x.jpg: '~' is the URI's host, not the home folder (hostile tester)
+    assert resolve_path("file://~/x.jpg", "/elsewhere")[1] == \
+        f"a file:// URI with '~' as its host: '~' in a URI is not your home folder; give the full path ({home}/... " \
+        f"or file://{home}/...)"
+    for uri, why in (("file://~/imgs", "with '~' as its host"), ("file://nas/imgs", "of another machine")):
+        with pytest.raises(SourceError, match=f"^{uri}: a file:// URI {why}"):  # said "file:// is not a storage
+            storage.filesystem(uri)                                              # speciesfam reads (..., file://, ...)"
 
 
 def test_within_compares_folders_not_text_prefixes(tmp_path):

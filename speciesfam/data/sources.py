@@ -241,8 +241,7 @@ def resolve_path(path: str, base: str) -> tuple[str, str]:
     if "://" in path:
         scheme = path.split("://", 1)[0].lower()
         if scheme == "file":
-            return path, ("a file:// URI of another machine (file://HOST/...); give the path as this machine "
-                          "sees it (e.g. where that share is mounted)")
+            return path, storage.foreign_file_uri(path)
         if scheme not in SCHEMES:
             return path, (f"unsupported URI scheme '{scheme}://' (use a local path, file://, s3:// or gs://; "
                           "download web images first)")
