@@ -23,24 +23,10 @@ from typing import Any
 from . import bundle as B
 from . import console, layout, stages, storage
 from .errors import SpeciesfamError, StageOrderError
-from .lines import counted, some
-from .markdown import cell, code, json_line, visible
+from .lines import some
+from .model_card import licence, model_card
 from .reproduce import versions
 from .tune.tracking import scored_trials
-
-# Licences of open_clip pretrained weights by tag prefix, as far as known (from each release's own page).
-# Anything else is reported as unknown: the user must check the source before shipping.
-UNKNOWN_LICENCE = "unknown, check the source"
-TAG_LICENCES = (
-    ("openai", "MIT (OpenAI CLIP; its model card puts deployed use out of scope)"),
-    ("laion", "MIT (LAION / open_clip release)"),
-    ("datacomp", "MIT (DataComp release)"),
-    ("commonpool", "MIT (DataComp CommonPool release)"),
-    ("metaclip", "CC-BY-NC-4.0 (Meta MetaCLIP): non-commercial use only"),
-    ("webli", "Apache-2.0 (Google SigLIP)"),
-)
-HUB_LICENCES = {"hf-hub:imageomics/bioclip": "MIT (imageomics/bioclip)"}
-
 
 def family(kind: str) -> str:
     """``probe`` or ``cnn`` for a search kind (scratch and transfer trials are CNNs)."""
@@ -92,18 +78,6 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
     if len(ties):
         reason += f"; tied with {', '.join(ties['trial_id'])}: the faster trial ({row['seconds']:.1f} s) was taken"
     return row, reason
-
-
-def licence(spec: dict[str, Any]) -> str:
-    """The embedder weights' licence as far as known (open_clip tags, known hub models), else unknown."""
-    if spec.get("embedder") or spec.get("pretrained_sha256"):
-        return UNKNOWN_LICENCE
-    model, tag = spec.get("model") or "", spec.get("pretrained")
-    if model.startswith(("hf-hub:", "local-dir:")):
-        return HUB_LICENCES.get(model, UNKNOWN_LICENCE)
-    if not tag:
-        return "none: random weights (not a trained embedder; demos and tests only)"
-    return next((text for prefix, text in TAG_LICENCES if tag.startswith(prefix)), UNKNOWN_LICENCE)
 
 
 def _clean_config(workdir: str, model_id: str | None) -> dict[str, Any]:
@@ -233,12 +207,14 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                 f.write(model_card(workdir, config, metrics, row))
             with open(os.path.join(tmp, B.CHECKSUMS), "w") as f:  # last: its presence marks a finished bundle
                 json.dump(B.checksums(tmp), f, indent=1)
+            replaced = _replaced(out, config["trial"])
             swap_into_place(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     summary = {"trial_id": row["trial_id"], "kind": config["kind"], "model": config["model"],
-               layout.BEST_METRIC: row[layout.BEST_METRIC], "reason": reason, "bundle": out}
+               layout.BEST_METRIC: row[layout.BEST_METRIC], "reason": reason, "bundle": out,
+               **({"replaced": replaced} if replaced else {})}
     stages.finish(workdir, "export", config={"trial": trial_id, "out": out}, summary=summary)
     _mark_trials_md(workdir, summary)
     return out
@@ -281,6 +257,25 @@ def check_out(out: str, workdir: str) -> None:
     if foreign:  # notes or predictions saved beside the model: replacing the bundle would delete them unsaid
         raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({some(foreign)}); export "
                               "replaces the folder whole: move them out, or give another --out")
+
+
+def _replaced(out: str, trial: dict[str, Any]) -> str:
+    """The bundle ``out`` holds, when the new one (of ``trial``) replaces another trial's or another run's: what
+    export's line says (an --out shared by two runs lost the first one's model unsaid). "" otherwise."""
+    if not B.is_bundle(out):
+        return ""
+    try:
+        with open(os.path.join(out, B.CONFIG)) as f:
+            old = json.load(f).get("trial") or {}
+    except (OSError, ValueError):
+        return ""
+    catalog = (old.get("trained_on") or {}).get("catalog")
+    other_run = catalog != (trial.get("trained_on") or {}).get("catalog")
+    if not other_run and str(old.get("trial_id")) == str(trial["trial_id"]):
+        return ""
+    return (f"trial {old.get('trial_id')}"
+            + (f" of another run (catalog {str(catalog)[:8]})" if other_run and catalog else
+               " of another run" if other_run else ""))
 
 
 def _foreign_files(bundle: str) -> list[str]:
@@ -328,65 +323,3 @@ def swap_into_place(new: str, out: str) -> None:
     os.replace(new, out)
     if old:
         shutil.rmtree(old)
-
-
-def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], row: dict[str, Any]) -> str:
-    """MODEL_CARD.md from data: the bundle config, the trial's row and the stage records."""
-    labels, metric = config["labels"], layout.BEST_METRIC
-    lines = [f"# speciesfam model: {config['kind']} ({config['model']})", "",
-             f"- kind: **{config['kind']}** ("
-             + ("a Keras head on embeddings of the embedder below" if config["kind"] == "probe"
-                else "a Keras CNN on raw pixels") + ")",
-             f"- families: {len(labels)}, exactly as written (JSON list under \"Families\" below)",
-             f"- input: {config['input']}",
-             "- use: `speciesfam.bundle.load_bundle(PATH).predict(list_of_rgb_uint8_arrays)` -> probabilities, "
-             "or `speciesfam predict PATH IMAGES...`", ""]
-    if config["kind"] == "probe":
-        e = config["embedder"]
-        lines += ["## Embedder", "", f"- id: {code(visible(e['model_id']))} ({e['source']})"]
-        if e.get("embedder"):
-            lines.append(f"- factory: {code(visible(e['embedder']))}" + (f", source sha256 {e['source_sha256']}"
-                                                              if e.get("source_sha256") else ""))
-        else:
-            weights = (f"pretrained {code(visible(e['pretrained']))}" if e.get("pretrained") else
-                       "random weights (no pretrained tag or file)")
-            lines.append(f"- open_clip model {code(visible(e['model']))}, {weights}"
-                         + (f" (sha256 {e['pretrained_sha256']})" if e.get("pretrained_sha256") else ""))
-        lines += [f"- licence of its weights: {e['licence']}", ""]
-    ran = counted(int(metrics["epochs_run"]), "epoch")
-    lines += ["## Metrics", "", f"- trial `{row['trial_id']}` ({row.get('kind')} search): best {layout.METRIC} "
-              f"{metrics[metric]:.4f} at epoch {metrics['best_epoch']} ({ran}, {metrics['seconds']:.0f} s)",
-              f"- validation split: {row.get('val_split') or 'unrecorded'}",
-              f"- why this trial: {config['trial']['reason']}",
-              f"- hyperparameters: `{json.dumps(config.get('hp', {}), sort_keys=True, default=str)}`"]
-    per_class = (metrics.get("checkpoint") or {}).get("per_class_f1") or {}
-    if per_class:
-        lines += ["", "| family | val F1 |", "|---|---:|"]
-        lines += [f"| {cell(fam)} | {f1:.3f} |" for fam, f1 in sorted(per_class.items(), key=lambda kv: kv[1])]
-    lines.append("")
-    catalog, clean = stages.load(workdir, "catalog"), stages.load(workdir, "clean")
-    if catalog or clean:
-        lines += ["## Data", ""]
-        if catalog:
-            status = catalog["summary"].get("status") or {}
-            counts = ", ".join(f"{n} {k}" for k, n in sorted(status.items(), key=lambda kv: -kv[1])) \
-                if isinstance(status, dict) else status  # '128 ok, 1 duplicate' (it printed a Python dict)
-            lines.append(f"- catalog of {code(visible(catalog['config'].get('source')))}: "
-                         f"{catalog['summary'].get('rows')} rows ({counts})")
-        if clean:
-            c = clean["config"]
-            rule = clean["summary"].get("outlier_rule") or f"detector {c.get('detector')}"  # the rule in force
-            lines.append(f"- clean with {code(visible(c.get('model_id')))}, outliers by {rule}: "
-                         f"{clean['summary'].get('removed')} images removed")
-        lines.append("")
-    lines += ["## Known limits", "",
-              f"- {layout.METRIC} comes from the split used to choose the trial: it is optimistic; run "
-              "`speciesfam evaluate` on the test split for an unbiased figure.",
-              "- The model only knows the families above; any image gets one of them.",
-              *(["- Predictions are only as good as the embedder: random weights (see its licence line) make a "
-                 "demo, not a model."] if config["kind"] == "probe" and not config["embedder"].get("pretrained")
-                and not config["embedder"].get("embedder") and config["embedder"]["source"].startswith("open_clip")
-                else []), "",
-              "## Families", "", "In the model's output order, as JSON (each exactly as written):", "",
-              "```json", json_line(labels), "```", ""]
-    return "\n".join(lines)

@@ -299,7 +299,8 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             done = stages.summary(workdir, "export")
             what = list(dict.fromkeys([done.get("kind"), done.get("model")]))  # a probe's model is 'probe' too
             return (f"export: {done.get('bundle')} ({', '.join(map(str, what))}, trial {done.get('trial_id')}): "
-                    f"{done.get('reason')}")
+                    f"{done.get('reason')}" + (f"; it replaced the bundle of {done['replaced']}" if done.get("replaced")
+                                               else ""))
     except Exception as err:  # noqa: BLE001 -- a summary line must never fail a finished stage
         return f"{stage}: done ({type(err).__name__} while summarising: {err})"
     return f"{stage}: done"

@@ -103,7 +103,7 @@ def test_probe_bundle_card_and_export_choice_come_from_data(probe_run, probe_bun
 def test_the_model_card_keeps_each_family_on_one_line_and_in_one_cell(tmp_path):
     """MODEL_CARD.md joined the families with ', ' (`Felidae, big cats` read as two), a newline in a family split
     its bullet and its table row, and '|' added a column."""
-    from speciesfam.export import model_card
+    from speciesfam.model_card import model_card
 
     labels = ["Felidae, big cats", "a|b", "line1\nline2", "Ranidae"]
     config = {"kind": "cnn", "model": "scratch_small", "labels": labels, "input": "RGB", "hp": {},
@@ -234,3 +234,28 @@ def test_export_compares_cnn_and_probe_trials_and_says_which_it_took(probe_run, 
     assert "(cnn, scratch_sequential, trial cnnhigh): highest val_macro_f1" in said and "the best probe trial" in said
     assert json.loads((run / "bundle" / "config.json").read_text())["kind"] == "cnn"
     assert "**Exported**: trial `cnnhigh` (cnn" in (run / "trials.md").read_text()
+
+
+def test_export_says_whose_bundle_it_replaced(probe_run, tmp_path, capsys):
+    """Two runs exported to one --out: the second replaced the first run's model without a word (hostile tester).
+    Export still replaces it (an --out is often meant to be updated), and its line says what it replaced."""
+    from speciesfam.cli import main
+
+    def export_line() -> str:
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("export: "))
+
+    run, shared = Path(shutil.copytree(probe_run, tmp_path / "run")), tmp_path / "models" / "best"
+    trials = pd.read_csv(run / "trials.csv")
+    first, other = str(trials["trial_id"].iloc[0]), str(trials["trial_id"].iloc[1])
+    assert main(["export", "--workdir", str(run), "--out", str(shared)]) == 0
+    assert "replaced" not in export_line()  # nothing was there
+    assert main(["export", "--workdir", str(run), "--out", str(shared)]) == 0
+    assert "replaced" not in export_line()  # the same trial again: an update, nothing to say
+    assert main(["export", "--workdir", str(run), "--out", str(shared), "--trial", other]) == 0
+    assert export_line().endswith(f"; it replaced the bundle of trial {first}")
+    config = json.loads((shared / "config.json").read_text())  # as another run's export would have written it
+    config["trial"]["trained_on"]["catalog"] = "0123456789abcdef"
+    (shared / "config.json").write_text(json.dumps(config))
+    assert main(["export", "--workdir", str(run), "--out", str(shared)]) == 0
+    assert export_line().endswith(f"; it replaced the bundle of trial {other} of another run (catalog 01234567)")
+    assert json.loads((shared / "config.json").read_text())["trial"]["trial_id"] == first
