@@ -176,13 +176,19 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
              "latin1.csv": "path,label\na.jpg,F\u00e9lidae\n".encode("latin-1"), "junk.parquet": b"junk",
              "folder.csv": None, "twice.csv": b"path,label,label\na.jpg,Felidae,Canidae\n",
              "semi.csv": b"path;label\na.jpg;Felidae\n", "crragged.csv": b"path,label\ra.jpg,x\rb.jpg,y,z\r",
-             "case.csv": b"Path, label \na.jpg,Felidae\n"}  # a spreadsheet's capitals and a stray space
+             "case.csv": b"Path, label \na.jpg,Felidae\n",  # a spreadsheet's capitals and a stray space
+             # after a quoted cell holding a newline, pandas' record numbers are not the file's lines (it said
+             # "line 4" for line 5)
+             "newline.csv": b'path,label\n"a\nb.jpg",Felidae\nc.jpg,Canidae\nd.jpg,Ursidae,extra,more\n',
+             "unclosed.csv": b'path,label\n"a\nb.jpg",Felidae\n"c.jpg,Canidae\nd.jpg,Ursidae\n'}
     expected = {"twice.csv": "has more than one column named 'label'; keep one", "ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
                 "shifted.csv": "not a well-formed CSV .line 2 has 3 fields, the header 2",
                 "latin1.csv": r"not UTF-8 text \(line 2.*save it as UTF-8", "junk.parquet": "cannot be read as Parquet",
                 "folder.csv": "cannot be read as a manifest file",
                 "semi.csv": r"found \['path;label'\] \(its header is separated by ';': save it comma-separated\)$",
                 "crragged.csv": "not a well-formed CSV .*line 3",
+                "newline.csv": r"not a well-formed CSV \(line 5 has 4 fields, the header 2\)",
+                "unclosed.csv": r"not a well-formed CSV \(a quote opened on line 4 is never closed\); close it",
                 "case.csv": r"found \['Path', ' label '\] \(column names are exact: rename 'Path' to 'path', ' label ' "
                             r"to 'label'\)$"}
     import pyarrow as pa

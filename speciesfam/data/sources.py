@@ -183,14 +183,16 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
                 df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False,
                                  encoding="utf-8", index_col=False, skip_blank_lines=False)
         except pd.errors.ParserWarning as err:
-            raise SourceError(f"{source} is not a well-formed CSV ({_long_row(data)}); quote fields that contain "
+            raise SourceError(f"{source} is not a well-formed CSV ({_csv_problem(data)}); quote fields that contain "
                               "commas and give every row the header's number of fields") from err
         except pd.errors.EmptyDataError as err:
             raise SourceError(f"{source} is empty: a manifest needs a header line with 'path' and 'label' "
                               "columns") from err
         except pd.errors.ParserError as err:
-            raise SourceError(f"{source} is not a well-formed CSV ({str(err).strip()}); quote fields that contain commas "
-                              "and give every row the header's number of fields") from err
+            problem = _csv_problem(data, str(err).strip())
+            raise SourceError(f"{source} is not a well-formed CSV ({problem}); " + (
+                'close it (a quote inside a quoted field is written twice: "")' if "never closed" in problem else
+                "quote fields that contain commas and give every row the header's number of fields")) from err
         _refuse_repeated_columns(source, next(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")), []))
         return {c: df[c].tolist() for c in df.columns}
     try:
@@ -212,14 +214,20 @@ def _refuse_repeated_columns(source: str, names: list[str]) -> None:
                           "each (which one is meant cannot be told)")
 
 
-def _long_row(data: bytes) -> str:
-    """Where a CSV first has more fields than its header, e.g. 'line 3 has 3 fields, the header 2'."""
+def _csv_problem(data: bytes, said: str = "") -> str:
+    """Where a CSV goes wrong, by the file's own lines: 'line 5 has 4 fields, the header 2', or 'a quote opened on
+    line 5 is never closed'; else pandas' words (``said``). pandas counts records, so after a quoted cell holding
+    a newline its 'line 4' was the file's line 5."""
     rows = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
     header = next(rows, [])
+    start, last = rows.line_num + 1, 1  # the line the next row starts on; the one the last row read started on
     for row in rows:
         if len(row) > len(header):
-            return f"line {rows.line_num} has {len(row)} fields, the header {len(header)}"
-    return "a row has more fields than the header"
+            return f"line {start} has {len(row)} fields, the header {len(header)}"
+        start, last = rows.line_num + 1, start
+    if "EOF inside string" in said:  # the last row read swallowed the rest of the file
+        return f"a quote opened on line {last} is never closed"
+    return said or "a row has more fields than the header"
 
 
 def _text(value: Any) -> str | None:
