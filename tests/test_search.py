@@ -399,6 +399,19 @@ def test_unreachable_data_fails_before_any_trial(tmp_path, ray_session):
                                               r"'/nowhere/a.jpg'; re-run `speciesfam catalog`"):
         run_search(str(tmp_path), TuneConfig(cpus_per_worker=0.5, smoke_test=True))
     assert not (tmp_path / "tune").exists()
+    # one deleted (the 4th) that 5 images spread over the 9 rows missed: the image cache failed the search ~30 s
+    # in. A test image gone (the 6th) is no trial's concern (evaluate says so)
+    paths = [str(tmp_path / f"{i}.jpg") for i in range(9)]
+    for p in paths[:3] + paths[4:5] + paths[6:]:
+        with open(p, "wb") as f:
+            f.write(b"x")
+    pd.DataFrame({"path": paths, "label": ["A", "A", "B", "B", "A", "A", "A", "B", "B"], "status": "ok",
+                  "split": ["train", "val", "train", "val", "train", "test", "val", "train", "val"]}).to_parquet(
+        tmp_path / "clean_manifest.parquet")
+    with pytest.raises(SpeciesfamError, match=r"lists images deleted since catalog \(1 of the 8 checked\), e.g. "
+                                              f"'{paths[3]}'"):
+        run_search(str(tmp_path), TuneConfig(cpus_per_worker=0.5, smoke_test=True))
+    assert not (tmp_path / "tune").exists()
 
 
 pickle_by_value(__name__)  # Ray workers cannot import test modules: ship this module's functions by value
