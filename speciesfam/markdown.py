@@ -28,6 +28,26 @@ def cell(value: object) -> str:
     return _MARKUP.sub(lambda m: "\\" + m.group(0), visible(value))
 
 
+def twins(labels) -> frozenset[str]:
+    """The labels that render as another one does: the same text in two Unicode forms (a composed 'é' against
+    'e' + a combining accent, as a folder copied from an old Mac names it). ``family_cell`` shows them as JSON."""
+    import unicodedata
+
+    forms: dict[str, set[str]] = {}
+    for lab in labels:
+        if isinstance(lab, str):
+            forms.setdefault(unicodedata.normalize("NFC", lab), set()).add(lab)
+    return frozenset(lab for group in forms.values() if len(group) > 1 for lab in group)
+
+
+def family_cell(label: object, alike: frozenset[str] = frozenset()) -> str:
+    """``cell(label)``, but a label of ``alike`` (``twins``) as its JSON string with non-ASCII escaped
+    ('"Caf\\u00e9"', '"Cafe\\u0301"'): two families that look one in a table show their difference."""
+    if label in alike:
+        return _MARKUP.sub(lambda m: "\\" + m.group(0), json.dumps(label))
+    return cell(label)
+
+
 def code(text: str) -> str:
     """``text`` (one line, shown verbatim: pass ``visible(name)`` for a name from the data) as one Markdown code
     span, whatever backticks it holds: the fence is one longer than its longest run of backticks, and a space

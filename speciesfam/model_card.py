@@ -9,7 +9,7 @@ from typing import Any
 
 from . import layout, stages
 from .lines import counted
-from .markdown import cell, code, json_line, visible
+from .markdown import code, family_cell, json_line, twins, visible
 
 # Licences of open_clip pretrained weights by tag prefix, as far as known (from each release's own page).
 # Anything else is reported as unknown: the user must check the source before shipping.
@@ -69,7 +69,9 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
     per_class = (metrics.get("checkpoint") or {}).get("per_class_f1") or {}
     if per_class:
         lines += ["", "| family | val F1 |", "|---|---:|"]
-        lines += [f"| {cell(fam)} | {f1:.3f} |" for fam, f1 in sorted(per_class.items(), key=lambda kv: kv[1])]
+        alike = twins(per_class)
+        lines += [f"| {family_cell(fam, alike)} | {f1:.3f} |"
+                  for fam, f1 in sorted(per_class.items(), key=lambda kv: kv[1])]
     lines.append("")
     catalog, clean = stages.load(workdir, "catalog"), stages.load(workdir, "clean")
     if catalog or clean:

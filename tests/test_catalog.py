@@ -249,3 +249,34 @@ def test_a_workdir_inside_the_image_folder_is_refused_before_anything_is_written
     # beside it, or a name that only starts the same, is fine
     assert main(["catalog", str(root), "--workdir", str(tmp_path / "images-run")]) == 0
     assert capsys.readouterr().err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_a_family_name_in_two_unicode_forms_shows_as_two_names_in_the_reports(tmp_path):
+    """'Café' composed and 'Café' decomposed (a folder copied from an old Mac) are two families, kept apart; their
+    rows in catalog.md's and clean.md's tables read the same, so the reports showed one name twice."""
+    import json
+
+    from PIL import Image
+
+    from speciesfam.config import CleanConfig
+    from speciesfam.data.clean_report import clean_report
+
+    nfc, nfd = "Caf\u00e9", "Cafe\u0301"
+    rows = []
+    for i, label in enumerate([nfc] * 3 + [nfd] * 3 + ["Felidae"] * 3):
+        Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(tmp_path / f"{i}.png")
+        rows.append({"path": f"{i}.png", "label": label})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    m = run_catalog(str(tmp_path / "m.csv"), str(tmp_path / "run"), CatalogConfig(min_images=3))
+    shown = {nfc: '"Caf\\\\u00e9"', nfd: '"Cafe\\\\u0301"'}  # the JSON string, its backslash Markdown-escaped
+    assert json.dumps(nfc) == '"Caf\\u00e9"'
+    md = (tmp_path / "run" / "catalog.md").read_text()
+    assert all(f"| {shown[lab]} | " in md for lab in (nfc, nfd)) and "| Felidae | " in md
+    summary = {"outliers_removed": 0, "label_issues_dropped": 0,
+               "near_duplicates": {"pairs": 0, "groups": 0, "moved_to_group_split": 0, "dropped": 0}}
+    issues = pd.DataFrame({"rank": [1], "path": [m["path"].iloc[0]], "given_family": [nfc],
+                           "suggested_family": [nfd], "self_confidence": [0.1]})
+    md = clean_report(m, m, pd.DataFrame(columns=["path", "family", "score", "z", "detector", "reason"]), issues,
+                      pd.DataFrame(columns=["path_a", "path_b", "similarity"]), CleanConfig(zero_shot=False), summary)
+    assert all(f"| {shown[lab]} | 3 | 3 |" in md for lab in (nfc, nfd)) and "| Felidae | 3 | 3 |" in md
+    assert f"| {shown[nfc]} | {shown[nfd]} | 0.100 |" in md  # the label issue: given one, suggested the other

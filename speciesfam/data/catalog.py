@@ -23,7 +23,7 @@ from .. import layout, storage
 from ..config import CatalogConfig
 from ..console import Progress
 from ..errors import SourceError, SpeciesfamError
-from ..markdown import cell, code
+from ..markdown import cell, code, family_cell, twins
 from .images import DecodeError, probe, sniff
 from .sources import read_source
 
@@ -251,7 +251,8 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
                      f"again): {attrs['aliases']}")
     lines += [*(f"- {k}: {v}" for k, v in sorted(status.items())), f"- families: {ok['label'].nunique()}", "",
               "| family | train | val | test | class weight |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {cell(lab)} | {r['train']} | {r['val']} | {r['test']} | {weights.get(lab, 0):.3f} |"
+    alike = twins(table.index)  # the same name in two Unicode forms: as JSON, which tells them apart
+    lines += [f"| {family_cell(lab, alike)} | {r['train']} | {r['val']} | {r['test']} | {weights.get(lab, 0):.3f} |"
               for lab, r in table.iterrows()]
     alike = look_alike_labels(manifest.loc[manifest["status"] != layout.INVALID, "label"].dropna().unique())
     if alike:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from .. import layout
 from ..config import CleanConfig
 from ..lines import counted, some
-from ..markdown import cell, code, visible
+from ..markdown import cell, code, family_cell, twins, visible
 from .embedders import model_id
 from .galleries import LABEL_ISSUES_PNG, NEAR_DUPLICATES_PNG
 
@@ -41,12 +41,15 @@ def lost_lines(summary: dict[str, Any], name=repr) -> list[str]:
     return out
 
 
-def _table(df: "pd.DataFrame", cols: list[str], fmt: dict[str, str] | None = None) -> list[str]:
+def _table(df: "pd.DataFrame", cols: list[str], fmt: dict[str, str] | None = None,
+           alike: frozenset[str] = frozenset()) -> list[str]:
+    """Up to MAX_ROWS rows of ``cols``; a family column's names of ``alike`` as JSON (``family_cell``)."""
     fmt = fmt or {}
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in df.head(MAX_ROWS).itertuples(index=False):
         vals = [format(getattr(r, c), fmt.get(c, "")) if getattr(r, c) == getattr(r, c) else "" for c in cols]
-        lines.append("| " + " | ".join(cell(v) for v in vals) + " |")
+        lines.append("| " + " | ".join(family_cell(v, alike) if "family" in c else cell(v)
+                                       for c, v in zip(cols, vals)) + " |")
     if len(df) > MAX_ROWS:
         lines.append(f"\n({len(df) - MAX_ROWS} more rows in the CSV)")
     return lines
@@ -93,17 +96,18 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
              f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"]
     lines += [f"- **warning**: {line}" for line in lost_lines(summary, lambda f: code(visible(f)))]
     lines += ["", "| family | before | after |", "|---|---:|---:|"]
-    lines += [f"| {cell(fam)} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
+    alike = twins(b.index)  # 'Café' twice, in two Unicode forms: shown as JSON, which tells them apart
+    lines += [f"| {family_cell(fam, alike)} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
     lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]
-    lines += _table(removed, ["path", "family", "score", "z", "detector", "reason"], {"score": ".3f", "z": ".1f"})
+    lines += _table(removed, ["path", "family", "score", "z", "detector", "reason"], {"score": ".3f", "z": ".1f"}, alike)
     lines += ["", "## Label issues", "", f"Suspects beside their suggested family: `gallery/{LABEL_ISSUES_PNG}`; all "
               f"in `{layout.LABEL_ISSUES}`." if len(issues) else "None flagged.", ""]
     lines += _table(issues, ["rank", "path", "given_family", "suggested_family", "self_confidence"],
-                    {"self_confidence": ".3f"}) if len(issues) else []
+                    {"self_confidence": ".3f"}, alike) if len(issues) else []
     lines += ["", "## Near-duplicates", "", f"Most similar pairs side by side: `gallery/{NEAR_DUPLICATES_PNG}`; all "
               f"in `{layout.NEAR_DUPLICATES}`." if len(pairs) else "None flagged.", ""]
     lines += _table(pairs, ["group", "similarity", "path_a", "path_b", "family_a", "family_b"],
-                    {"similarity": ".4f"}) if len(pairs) else []
+                    {"similarity": ".4f"}, alike) if len(pairs) else []
     lines += ["", "## Galleries", "", "- per family, most unusual first (removed framed in red): "
               "`gallery/<family>.png` (file names via `layout.label_slug`)"]
     return "\n".join(lines) + "\n"
