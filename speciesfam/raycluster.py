@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator
+from typing import Any, Iterator
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -40,7 +40,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             kwargs = {"num_cpus": num_cpus, "include_dashboard": True, "dashboard_host": "127.0.0.1",
                       "dashboard_port": port, "_node_ip_address": "127.0.0.1"}
         try:
-            with _own_process_group(not address), _interrupts_held() as held:
+            with _daemons_in_own_groups(not address), _interrupts_held() as held:
                 ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=console.log_to_driver(),
                          logging_level=logging.INFO if console.verbose() else logging.WARNING, **kwargs)
             if held:  # Ctrl-C while Ray started: stop it whole now (cut short, its agents outlived it by ~1 min)
@@ -117,32 +117,37 @@ def _interrupts_held() -> Iterator[list[int]]:
 
 
 @contextlib.contextmanager
-def _own_process_group(starting: bool) -> Iterator[None]:
-    """While a local Ray starts: its daemons (GCS, raylet, dashboard) go into a process group of their own.
+def _daemons_in_own_groups(starting: bool) -> Iterator[None]:
+    """While a local Ray starts: each of its daemons (GCS, raylet, dashboard; the raylet's workers and agents follow
+    theirs) leads a process group of its own, not this process's.
 
-    They inherit this process's group. ``timeout`` and other supervisors signal their whole process group, so
-    a SIGTERM meant to stop the search killed the GCS too, and the driver, which stops a search on SIGTERM and
-    saves its state, waited 60 s for the GCS and exited 1 with nothing saved. This process leads a new group
-    while Ray starts its daemons, then goes back to its own, so a terminal's Ctrl-C and the supervisor's signal
-    still reach it, and Ray stops with it (``ray.shutdown`` at exit). Nothing to do when this process already
-    leads its group (a shell's job): its daemons are its group's, as before.
+    They inherited this process's group. ``timeout`` and a shell's ``kill %1`` signal a whole process group, so a
+    SIGTERM meant to stop the search killed the GCS too, and the driver, which stops a search on SIGTERM and saves
+    its state, exited 1 with nothing said or saved. A terminal's Ctrl-C and a supervisor's signal still reach this
+    process, and Ray stops with it (``ray.shutdown`` at exit; Ray's own parent-death signal besides). Ray starts
+    every daemon through one ``Popen`` subclass (``ray._private.services.ConsolePopen``, checked in
+    tests/test_search_process.py): this gives it ``process_group=0`` while ``ray.init`` runs. (Before, this process
+    led a new group while Ray started, which a process that already leads its group, a shell's job, cannot.)
     """
-    own = os.getpgrp()
-    if not starting or sys.platform == "win32" or own == os.getpid():
-        yield
-        return
     try:
-        os.setpgid(0, 0)
-    except OSError:  # a session leader cannot change group: leave it
+        from ray._private import services
+    except ImportError:  # Ray moved it: the daemons stay in this process's group, as before
+        services = None
+    base = getattr(services, "ConsolePopen", None)
+    if not starting or sys.platform == "win32" or base is None:
         yield
         return
+
+    class OwnGroupPopen(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any):
+            kwargs.setdefault("process_group", 0)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = OwnGroupPopen
     try:
         yield
     finally:
-        try:
-            os.setpgid(0, own)
-        except OSError:  # the old group is gone (its leader exited): stay in the new one
-            pass
+        services.ConsolePopen = base
 
 
 def actor_pool(num_actors: int | None = None, use_gpu: bool = True) -> tuple[int, int, int]:

@@ -52,6 +52,31 @@ def test_timeout_stops_a_search_as_an_interrupt(tmp_path):
     assert (tmp_path / "run" / "trials.csv").exists()
 
 
+@pytest.mark.slow  # ~40 s: a CLI search that leads its process group, as a shell's job does
+def test_a_sigterm_to_the_searchs_process_group_stops_it_as_an_interrupt(tmp_path):
+    """`kill %1` (a shell signals its job's whole group) exited 1 without a word: the search led its group, Ray's
+    daemons were in it, and the GCS died with the signal (hostile tester). They now lead groups of their own."""
+    import signal
+
+    from ray._private.services import ConsolePopen  # what raycluster gives process_group=0; moved: fail here
+
+    assert ConsolePopen
+    child = subprocess.Popen([sys.executable, "-c", TIMEOUT_SEARCH, str(tmp_path / "run")], start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    seen = []
+    for line in child.stdout:  # the first trial's line: Ray is up and the search is running
+        seen.append(line)
+        if line.lstrip().startswith("trial "):
+            break
+    os.killpg(child.pid, signal.SIGTERM)
+    out, err = child.communicate(timeout=300)
+    out = "".join(seen) + out
+    assert child.returncode == 130, (out[-2000:], err[-2000:])
+    assert "trials before an interrupt (SIGINT/SIGTERM) ended the search" in out, out[-2000:]
+    assert (tmp_path / "run" / "trials.csv").exists()
+
+
 INIT_THEN_WAIT = """
 import time
 from speciesfam.raycluster import init_ray
