@@ -77,6 +77,42 @@ def test_a_sigterm_to_the_searchs_process_group_stops_it_as_an_interrupt(tmp_pat
     assert (tmp_path / "run" / "trials.csv").exists()
 
 
+KILLED_SEARCH = """
+import sys
+from speciesfam import cli
+from speciesfam.data.synthetic_embeddings import make_embedding_run
+if "--resume" not in sys.argv:
+    make_embedding_run(sys.argv[1], rows=400, dim=16, families=6)
+sys.exit(cli.main(["tune", "probe", "--workdir", sys.argv[1], "--num-samples", "4", "--max-epochs", "30",
+                   "--max-concurrent", "1", "--scheduler", "fifo", "--name", "k", *sys.argv[2:]]))
+"""
+
+
+@pytest.mark.slow  # ~60 s: a CLI search killed with SIGKILL, then resumed
+def test_a_trial_finished_just_before_a_sigkill_is_kept_by_resume(tmp_path):
+    """Tune saves a search's state every 10 s or more: a driver killed without warning just after a trial
+    finished lost that, and --resume trained the finished trial again from its best epoch's checkpoint, with
+    another score (hostile tester: 0.667 after 11 epochs became 0.822). speciesfam's schedulers have the state
+    saved as soon as a trial has finished."""
+    import signal
+    import time
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SEARCH, str(tmp_path / "run")], start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    first = next((line for line in child.stdout if line.lstrip().startswith("trial 1/4")), None)
+    time.sleep(0.2)  # the next step of Tune's loop: trial 2 is chosen (here the old save came 10 s later)
+    os.killpg(child.pid, signal.SIGKILL)  # the driver and its Ray (its daemons die with it)
+    child.wait()
+    assert first, "the search never finished a trial"
+    time.sleep(2)
+    out = subprocess.run([sys.executable, "-c", KILLED_SEARCH, str(tmp_path / "run"), "--resume"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-2000:])
+    again = next(line for line in out.stdout.splitlines() if line.lstrip().startswith("trial 1/4"))
+    assert again == first.rstrip("\n") + " (kept from before --resume)", (first, out.stdout)
+
+
 INIT_THEN_WAIT = """
 import time
 from speciesfam.raycluster import init_ray

@@ -111,6 +111,6 @@ def hyperband(cfg):
 @SCHEDULERS.register("fifo")
 def fifo(cfg):
     """No early stopping: every trial runs to max_epochs (or its own early stopping)."""
-    from ray.tune.schedulers import FIFOScheduler
+    from .asha import SavedFIFO
 
-    return FIFOScheduler()
+    return SavedFIFO()

@@ -14,14 +14,59 @@ Ray's ASHA: the same rungs (``grace_period * reduction_factor**k`` below ``max_t
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+logger = logging.getLogger(__name__)
 
-class RecheckedASHA(FIFOScheduler):
+
+class SavedFIFO(FIFOScheduler):
+    """Ray's FIFO scheduler that has Tune save the search's state as soon as a trial has finished.
+
+    Tune saves it (trial statuses, the searcher) every 10 s or more, and when a trial has checkpointed twice
+    since. A driver killed without warning (SIGKILL, a lost node) in between lost the trials that finished
+    there: ``--resume`` took them for running and trained them again from their last checkpoint (a probe
+    trial's best epoch), so a finished trial's score changed (hostile tester: 0.667 after 11 epochs became
+    0.822). A trial's completion reaches the scheduler with the controller itself, before Tune marks it
+    finished; the save is made at the next step, when the scheduler is next asked which trial to run. A
+    scheduler of your own (``--scheduler module:attr``) keeps Tune's own saves.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._controller: Any = None
+        self._save_due = False
+
+    def on_trial_complete(self, tune_controller, trial, result: dict[str, Any]) -> None:
+        super().on_trial_complete(tune_controller, trial, result)
+        self._after_trial_end(tune_controller)
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        super().on_trial_error(tune_controller, trial)
+        self._after_trial_end(tune_controller)
+
+    def _after_trial_end(self, tune_controller) -> None:
+        if callable(getattr(tune_controller, "checkpoint", None)):  # the controller, not the wrapper later calls get
+            self._controller, self._save_due = tune_controller, True
+
+    def choose_trial_to_run(self, tune_controller):
+        if self._save_due:
+            self._save_due = False
+            try:
+                self._controller.checkpoint(force=True)
+            except Exception as err:  # noqa: BLE001 -- Tune's next periodic save tries again
+                logger.warning("tune: saving the search's state after a trial ended failed: %s", err)
+        return super().choose_trial_to_run(tune_controller)
+
+    def __getstate__(self) -> dict[str, Any]:  # never the controller (the Tuner pickles its scheduler)
+        return {**self.__dict__, "_controller": None, "_save_due": False}
+
+
+class RecheckedASHA(SavedFIFO):
     """ASHA (``brackets=1``) or asynchronous HyperBand (``brackets>1``) over ``time_attr``; see the module text."""
 
     def __init__(self, max_t: int, grace_period: int, reduction_factor: float, brackets: int = 1,
@@ -114,6 +159,7 @@ class RecheckedASHA(FIFOScheduler):
         if result and self._time_attr in result and self._metric in result and trial.trial_id in self._bracket_of:
             self._record(trial.trial_id, result[self._time_attr], self._sign * float(result[self._metric]))
         self.on_trial_remove(tune_controller, trial)
+        super().on_trial_complete(tune_controller, trial, result)  # the state saved
 
     def on_trial_remove(self, tune_controller, trial) -> None:
         self._bracket_of.pop(trial.trial_id, None)
@@ -121,6 +167,7 @@ class RecheckedASHA(FIFOScheduler):
 
     def on_trial_error(self, tune_controller, trial) -> None:
         self.on_trial_remove(tune_controller, trial)
+        super().on_trial_error(tune_controller, trial)
 
     def debug_string(self) -> str:
         return f"Using ASHA with re-checked first promotions: {self.num_stopped} trials stopped"
