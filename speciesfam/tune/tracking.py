@@ -33,6 +33,26 @@ def prepare_wandb(cfg) -> None:
         if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
             os.environ["WANDB_MODE"] = "online"
         check_wandb_key()
+        check_wandb_reachable()
+
+
+def check_wandb_reachable(timeout_s: float = 5.0) -> None:
+    """Online W&B must reach its server from here (the logging actors run on this node): unreachable, a search
+    ran to its end "ok" while W&B retried in the background, uploaded nothing, and held the exit for minutes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from ..errors import ConfigError
+
+    url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    try:
+        socket.create_connection((parts.hostname or "", parts.port or (80 if parts.scheme == "http" else 443)),
+                                 timeout=timeout_s).close()
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--wandb online: W&B's server {url} cannot be reached from here ({err}); give --wandb "
+                          "offline and upload later with `wandb sync`, or set WANDB_BASE_URL to a server this node "
+                          "reaches") from err
 
 
 def check_wandb_key() -> None:
@@ -94,13 +114,11 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
     if cfg.wandb == "disabled":
         return []
     prepare_wandb(cfg)  # normally done before Ray starts (run_search); harmless to repeat
-    if cfg.wandb == "online" and "WANDB_API_KEY" in os.environ:
-        import warnings
-
-        warnings.warn("W&B online with WANDB_API_KEY set: Ray's WandbLoggerCallback forwards the key in its "
-                      "logging actors' runtime environment, which Ray writes to /tmp/ray/session_*/logs on this "
-                      "node. Prefer `wandb login` once on this node (the logging actors run here) and unset "
-                      "WANDB_API_KEY.", stacklevel=2)
+    if cfg.wandb == "online" and "WANDB_API_KEY" in os.environ:  # on the console: a warning went to the log only
+        console.say("tune: warning: W&B online with WANDB_API_KEY set: Ray's WandbLoggerCallback forwards the key in "
+                    "its logging actors' runtime environment, which Ray writes to /tmp/ray/session_*/logs on this "
+                    "node; prefer `wandb login` once on this node (the logging actors run here) and unset "
+                    "WANDB_API_KEY")
     local = None if storage.is_remote(experiment_dir) else experiment_dir
     wandb_dir = os.environ.get("WANDB_DIR") or local
     if wandb_dir:
