@@ -3,7 +3,6 @@ Ray starts (W&B offline runs: test_search.py and test_search_process.py)."""
 
 import warnings
 
-
 from speciesfam.config import TuneConfig
 
 
