@@ -328,3 +328,34 @@ def test_init_from_is_validated():
 
 
 pickle_by_value(__name__)
+
+
+def test_a_warm_start_value_is_one_the_space_can_draw(tmp_path, capsys, monkeypatch):
+    """qrandint's upper bound was taken as exclusive and its step ignored: head_units=128 became 63 in
+    qrandint(8, 64, 8), label_smoothing 0.0142 stayed 0.0142 in quniform(0, 0.2, 0.1) (hostile tester)."""
+    import numpy as np
+    from ray import tune
+
+    from speciesfam.tune import warmstart
+
+    space = {"head_units": tune.qrandint(8, 64, 8), "head_layers": tune.qrandint(1, 3, 2),
+             "label_smoothing": tune.quniform(0.0, 0.2, 0.1), "dropout": tune.randint(1, 5),
+             "optimizer": tune.choice(["adam", "adamw"]), "lr": tune.loguniform(1e-3, 1e-2)}
+    best = {"head_units": 128, "head_layers": 2, "label_smoothing": 0.0142, "dropout": 9, "optimizer": "sgd"}
+    point = warmstart.fit_point(best, space)
+    assert {k: point[k] for k in ("head_units", "head_layers", "label_smoothing", "dropout")} == \
+        {"head_units": 64, "head_layers": 2, "label_smoothing": 0.0, "dropout": 4}
+    for key in ("head_units", "head_layers", "label_smoothing", "dropout"):  # each one the domain draws
+        drawn = set(np.round(space[key].sample(size=300, random_state=np.random.RandomState(0)), 9))
+        assert point[key] in drawn, (key, point[key], sorted(drawn))
+    assert warmstart.fit_number(63, space["head_units"]) == 64 and warmstart.fit_number(0.29, space["label_smoothing"]) == 0.2
+    monkeypatch.setattr(warmstart, "best_config", lambda *a: best)
+    warmstart.warm_start_points(str(tmp_path), str(tmp_path), "probe", space)
+    assert capsys.readouterr().out.strip() == (
+        "tune: warm start from 'probe': dropout=4 (from 9, fitted to this space), head_layers=2, head_units=64 (from "
+        "128, fitted to this space), label_smoothing=0.0 (from 0.0142, fitted to this space); not among this "
+        "space's choices, so drawn: optimizer='sgd'")  # it said "no shared keys" when only such a key was shared
+    monkeypatch.setattr(warmstart, "best_config", lambda *a: {"optimizer": "sgd", "lr": 0.1})
+    warmstart.warm_start_points(str(tmp_path), str(tmp_path), "probe", space)
+    assert capsys.readouterr().out.strip() == ("tune: warm start from 'probe': none of its settings taken; not among "
+                                               "this space's choices, so drawn: optimizer='sgd'")

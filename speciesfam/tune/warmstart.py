@@ -3,7 +3,7 @@
 ``TuneConfig.init_from = "probe"`` names an earlier experiment in the same Tune storage (a probe search is
 named ``probe`` unless ``name`` says otherwise). Its best trial's head and regularisation settings become the
 first configuration the searcher evaluates; only keys that the new space searches over are taken, a value
-outside the new domain is clipped into it (or dropped for a choice that lacks it), and the space's other
+outside the new domain is clipped into it and onto its steps when quantized (or dropped for a choice that lacks it), and the space's other
 parameters are sampled from their domains so the point is complete (Ray's searchers require that).
 """
 
@@ -93,10 +93,25 @@ def fit_point(config: dict[str, Any], space: dict[str, Any], seed: int = 0,
         if value is not None and isinstance(dom, Categorical):
             value = value if value in dom.categories else None
         elif value is not None and isinstance(dom, (Float, Integer)):
-            upper = dom.upper - 1 if isinstance(dom, Integer) else dom.upper  # randint's upper is exclusive
-            value = (int if isinstance(dom, Integer) else float)(min(max(value, dom.lower), upper))
+            value = fit_number(value, dom)
         point[name] = value if value is not None else dom.sample(random_state=rng)
     return point
+
+
+def fit_number(value: float, dom: Any) -> int | float:
+    """``value`` clipped into a numeric domain, and on its steps when quantized (``tune.qrandint(8, 64, 8)``
+    draws multiples of 8 up to 64 inclusive, ``quniform(0, 0.2, 0.1)`` 0, 0.1, 0.2): a value the space can
+    draw, which TPE takes as its first point (128 became 63, an exclusive bound and no step: hostile tester)."""
+    from ray.tune.search.sample import Integer
+
+    q = getattr(dom.get_sampler(), "q", None)
+    upper = dom.upper - 1 if isinstance(dom, Integer) and not q else dom.upper  # randint's upper is exclusive
+    value = min(max(value, dom.lower), upper)
+    if q:  # Ray rounds a draw to a multiple of q: the multiple nearest the value that lies in [lower, upper]
+        steps = [k * q for k in range(int(np.ceil(dom.lower / q - 1e-9)), int(np.floor(upper / q + 1e-9)) + 1)]
+        value = min(steps, key=lambda v: abs(v - value)) if steps else value
+        value = round(value, 12)  # 3 * 0.1 is 0.30000000000000004
+    return int(round(value)) if isinstance(dom, Integer) else float(value)
 
 
 def warm_start_points(workdir: str, storage_path: str, source: str, space: dict[str, Any],
@@ -107,8 +122,13 @@ def warm_start_points(workdir: str, storage_path: str, source: str, space: dict[
     # a key both spaces search, taken from the best trial: as it was, or clipped into this space's range
     from ray.tune.search.sample import Float, Integer
 
-    taken = sorted(k for k in WARM_KEYS if k in point and best.get(k) is not None and (
-        point[k] == best[k] or isinstance(space.get(k), (Float, Integer))))  # a category not in this space: sampled
-    said = [f"{k}={point[k]!r}" + ("" if point[k] == best[k] else f" (clipped from {best[k]!r})") for k in taken]
-    console.say(f"tune: warm start from {source!r}: {', '.join(said) or 'no shared keys'}")
+    shared = sorted(k for k in WARM_KEYS if k in point and best.get(k) is not None)
+    taken = [k for k in shared if point[k] == best[k] or isinstance(space.get(k), (Float, Integer))]
+    said = [f"{k}={point[k]!r}" + ("" if point[k] == best[k] else f" (from {best[k]!r}, fitted to this space)")
+            for k in taken]
+    # a category not in this space is drawn instead: said as such (it read "no shared keys": hostile tester)
+    not_taken = [f"{k}={best[k]!r}" for k in shared if k not in taken]
+    console.say(f"tune: warm start from {source!r}: " + (", ".join(said) or "none of its settings taken") + (
+        f"; not among this space's choices, so drawn: {', '.join(not_taken)}" if not_taken else "")
+        if shared else f"tune: warm start from {source!r}: it searched none of this space's head settings")
     return [point]
