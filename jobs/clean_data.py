@@ -15,6 +15,7 @@ from speciesfam.errors import SpeciesfamError
 from speciesfam.flags import OneLineParser, add_config_flags, config_from_args
 
 argv = cli.take_verbose(sys.argv[1:])
+OneLineParser.shown_as = "clean_data.py"  # its lines name this script, not `speciesfam catalog` (hostile tester)
 parser = OneLineParser(description=__doc__.splitlines()[0])
 parser.add_argument("--data", help="folder per family or a CSV/Parquet manifest (default with --smoke-test: demo data)")
 parser.add_argument("--workdir", required=True, help="run folder (local path, NFS, s3:// or gs://)")

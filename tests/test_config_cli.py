@@ -82,7 +82,9 @@ def test_a_job_scripts_flag_error_names_the_script_and_python_m_speciesfam_runs(
 
 @pytest.mark.parametrize("flags,error", [
     (["--outlier-z", "-1"], "--outlier-z -1.0 is invalid"),
-    (["--pretrained", "no-such-tag"], "could not load open_clip model 'ViT-S-32' with pretrained='no-such-tag'")])
+    (["--pretrained", "no-such-tag"], "could not load open_clip model 'ViT-S-32' with pretrained='no-such-tag'"),
+    # a stage's own refusal named `speciesfam catalog`, which the user never typed (hostile tester)
+    (["--data", "/nonexistent/speciesfam-images"], "/nonexistent/speciesfam-images does not exist")])
 def test_the_clean_job_refuses_a_bad_clean_flag_before_it_catalogs(tmp_path, flags, error):
     """It catalogued the whole collection (12k images on a cluster) before the clean flag (or the CLIP weights it
     names) was checked."""
