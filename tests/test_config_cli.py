@@ -199,6 +199,8 @@ def test_a_bad_flag_is_one_line_not_the_usage_block(argv, message, capsys):
 @pytest.mark.parametrize("extra,message", [
     ('{"lrr": 0.1}', "extra: 'lrr' is not a hyperparameter the trainers, models or search space read; "
                      "did you mean 'lr'?"),
+    ('{"Lr": 0.1}', "extra: 'Lr' is not a hyperparameter the trainers, models or search space read; "
+                    "did you mean 'lr'?"),  # no hint before: difflib found 'Lr' too far from 'lr' (hostile tester)
     ('{"lr": "fast"}', "extra: lr='fast' is text; lr takes number (e.g. lr=0.001)"),
     ('{"optimizer": 3}', "extra: optimizer=3 is number; optimizer takes text"),
     ('{"batch_norm": "yes"}', "extra: batch_norm='yes' is text; batch_norm takes bool"),

@@ -60,7 +60,8 @@ def _unknown(where: str, key: str, kind: str | None, known: dict[str, Any], what
     if kind == "probe" and key in known_names():
         return ConfigError(f"{where}: {key!r} is read only by CNN trials (tune scratch|transfer); a probe trial trains "
                            f"a head on embeddings and reads {names}")
-    close = difflib.get_close_matches(key, known, n=1)
+    # case first: 'Lr' is closer to 'lr' than difflib's ratio says (it found nothing)
+    close = [k for k in known if k.casefold() == key.casefold()] or difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     own = "" if kind == "probe" else "; names of your own need your own model, 'model': 'module:attr'"
     return ConfigError(f"{where}: {key!r} is not a hyperparameter {what} read{hint} (known: {names}{own})")
