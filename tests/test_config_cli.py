@@ -336,6 +336,8 @@ def test_a_value_a_function_draws_is_checked_when_the_trial_starts():
     ("def get_search_space(smoke):\n    return {'nonsense_key': tune.uniform(0.1, 0.5)}",
      "'nonsense_key' is not a hyperparameter the trainers or models read"),
     ("def get_search_space(smoke):\n    return {'droput': tune.uniform(0.1, 0.5)}", "did you mean 'dropout'?"),
+    ("def get_search_space(smoke):\n    return {'dropout': tune.randn(0.2, 0.1)}",  # it said "dropout=-inf"
+     "dropout is unbounded (tune.randn can draw any number), and dropout has limits"),
     # a probe trial reads no CNN setting (trials.csv named the CNN of 'model' for a probe head: hostile tester)
     ("def get_search_space(smoke):\n    return {'lr': tune.loguniform(1e-4, 1e-2), 'filters': 8}",
      "'filters' is read only by CNN trials (tune scratch|transfer)"),

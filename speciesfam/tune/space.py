@@ -173,6 +173,9 @@ def check_space(space: dict[str, Any], name: str, kind: str, extra: dict[str, An
                 raise ConfigError(f"{where} is tune.choice([]): give at least one value")
             values = list(value.categories)
         elif isinstance(value, (Float, Integer)):
+            if key in LIMITS and not (math.isfinite(value.lower) and math.isfinite(value.upper)):
+                raise ConfigError(f"{where} is unbounded (tune.randn can draw any number), and {key} has limits: "
+                                  "give tune.uniform(low, high) or tune.choice within them")  # said "dropout=-inf"
             if not value.lower < value.upper:
                 raise ConfigError(f"{where}'s range [{value.lower}, {value.upper}] is empty or reversed: "
                                   "give lower < upper")
