@@ -9,6 +9,8 @@ import sys
 import threading
 from typing import Any, Iterator
 
+from .errors import SpeciesfamError
+
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start or join Ray once per process, quietly, with speciesfam's environment for every worker."""
@@ -58,11 +60,25 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             # it failed every test after it. Ray says "already occupied" when its own check finds it taken,
             # "address already in use" when the dashboard then fails to bind. Choose another port.
             taken = any(s in str(err) for s in ("address already in use", "already occupied"))
-            if address or not taken or attempt == 3:
+            # Ray waits 30 s (fixed) for its raylet to register: on a loaded machine it raised a bare Exception
+            # (a traceback; hostile tester at load 23). Stop what started and try again; then say it in one line.
+            slow = "timed out during startup" in str(err)
+            if address or not (taken or slow):
                 raise
-            ray.shutdown()
+            if slow:
+                _stop_half_started_ray()
+            else:
+                ray.shutdown()
             if held:
                 raise KeyboardInterrupt from err
+            if attempt == 3 and slow:
+                load = f"load average {os.getloadavg()[0]:.0f} on {os.cpu_count()} cores; " if hasattr(
+                    os, "getloadavg") else ""
+                raise SpeciesfamError(f"a local Ray did not start: its raylet did not register within Ray's 30 s, 3 "
+                                      f"times ({load}the machine is too busy); run it again when it is less "
+                                      "busy") from err
+            if attempt == 3:
+                raise
     console.quiet_loggers()
     if threading.current_thread() is threading.main_thread():  # replaces Ray's C++ abort-with-stack-dump
         signal.signal(signal.SIGTERM, console.raise_interrupt)
