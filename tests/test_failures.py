@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -72,7 +71,7 @@ def test_a_probe_search_on_a_catalogued_run_asks_for_clean(catalogued, capsys):
     assert "clean_manifest.parquet does not exist: a probe search trains on" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # ~40 s: a Ray Train search whose one trial fails reading an image deleted after catalog
+@pytest.mark.slow  # ~40 s: a Ray Train search whose one trial fails reading an image changed after catalog
 def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(collection, tmp_path, ray_session, capsys):
     import shutil
 
@@ -83,9 +82,10 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(collect
     run_catalog(str(root), workdir)
     manifest = load_manifest(layout.path(workdir, layout.MANIFEST))
     ok = manifest.query("status == 'ok'").reset_index(drop=True)
-    checked = set(np.linspace(0, len(ok) - 1, 5).astype(int))  # what tune reads before any work: refused there
-    gone = ok.loc[[i not in checked and s == "train" for i, s in enumerate(ok["split"])], "path"].iloc[-1]
-    Path(gone).unlink()  # a training image deleted mid-run: a trial that decodes its JPEGs fails on it
+    # a training image overwritten with other bytes after catalog (a deleted one is refused before any trial: tune
+    # checks every train/val file is there): a trial that decodes its JPEGs fails on it
+    gone = ok.loc[ok["split"] == "train", "path"].iloc[-1]
+    Path(gone).write_bytes(b"not an image any more")
     # Every trial fails: the command says so, exits 1. The default --weights, imagenet, applies to transfer
     # backbones only: the scratch CNN builds and starts training (it failed building, "weights='imagenet' does
     # not apply", before the trial ever trained).
@@ -96,8 +96,8 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(collect
     assert "no trial of 1 finished with a val macro-F1" in out.err
     assert out.err.rstrip().endswith(f"; see {workdir}/trials.csv"), out.err  # it said 'see RUN/trials.csv'
     bad = pd.read_csv(layout.path(workdir, layout.TRIALS)).query("status != 'ok'")  # the trial's own cause
-    assert len(bad) == 1 and f"DecodeError: cannot read file: [Errno 2] No such file or directory: '{gone}'" in \
-        bad["error"].iloc[0], bad["error"].tolist()
+    assert len(bad) == 1 and f"DecodeError: {gone}: not an image file (format not recognised); re-run `speciesfam " \
+        "catalog`" in bad["error"].iloc[0], bad["error"].tolist()
     # the stage's summary and report lines, as after any stage that ran (they were missing after a failure)
     assert "tune: 1 trial, none finished with a val macro-F1" in out.out and "report: " in out.out, out.out
     # a warm start from it names what happened (it said to run that search, whose name is taken)
