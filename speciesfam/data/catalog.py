@@ -344,11 +344,11 @@ def check_images_readable(manifest: "pd.DataFrame", manifest_uri: str, n: int = 
     rows = manifest[manifest["status"] == "ok"]
     if "split" in rows:
         rows = rows[rows["split"].isin(["train", "val"])]
-    ok = rows["path"]
-    remote = ok.map(storage.is_remote)
-    picks = list(dict.fromkeys([*ok[~remote], *(ok[remote].iloc[np.linspace(0, remote.sum() - 1, min(n, remote.sum()))
-                                                                 .astype(int)] if remote.any() else [])]))
-    missing = [p for p in picks if not (os.path.exists(p) if not storage.is_remote(p) else storage.exists(p))]
+    remote = rows["path"].map(storage.is_remote)
+    local, bucket = list(dict.fromkeys(rows.loc[~remote, "path"])), list(dict.fromkeys(rows.loc[remote, "path"]))
+    bucket = [bucket[i] for i in sorted(set(np.linspace(0, len(bucket) - 1, min(n, len(bucket))).astype(int)))]
+    picks = local + bucket
+    missing = [p for p in local if not os.path.exists(p)] + [p for p in bucket if not storage.exists(p)]
     if missing and len(missing) == len(picks):
         raise SpeciesfamError(f"{manifest_uri} lists images that cannot be read from here (none of the "
                               f"{len(picks)} checked), e.g. {missing[0]!r}; is the data path mounted (or the bucket "

@@ -1,5 +1,5 @@
 """What a search is refused for before Ray starts: plug-ins that cannot build, ImageNet weights that cannot be
-fetched, and a split on which no trial could score above 0."""
+fetched, a W&B server that cannot be reached, and a split on which no trial could score above 0."""
 
 from __future__ import annotations
 
@@ -49,6 +49,23 @@ def check_imagenet_reachable(host: str = "storage.googleapis.com") -> None:
         raise ConfigError(f"--weights imagenet: Keras downloads ImageNet weights from {host}, which cannot be "
                           f"reached from here ({err}), and {cache} holds none; give --weights none (random "
                           "weights) or --weights PATH.h5 (a local file), or run where they can be downloaded") from err
+
+
+def check_wandb_reachable(timeout_s: float = 5.0) -> None:
+    """Online W&B must reach its server from here (the logging actors run on this node): unreachable, a search
+    ran to its end "ok" while W&B retried in the background, uploaded nothing, and held the exit for minutes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    try:
+        socket.create_connection((parts.hostname or "", parts.port or (80 if parts.scheme == "http" else 443)),
+                                 timeout=timeout_s).close()
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--wandb online: W&B's server {url} cannot be reached from here ({err}); give --wandb "
+                          "offline and upload later with `wandb sync`, or set WANDB_BASE_URL to a server this node "
+                          "reaches") from err
 
 
 def check_learnable(manifest, manifest_uri: str) -> list[str]:

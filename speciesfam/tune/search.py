@@ -20,7 +20,7 @@ from ..config import TuneConfig
 from ..data.catalog import check_images_readable, load_manifest
 from ..errors import ConfigError, SearchFailedError, StageOrderError
 from ..registry import SCHEDULERS, SEARCHERS
-from .checks import check_imagenet_reachable, check_learnable, check_plugins
+from .checks import check_imagenet_reachable, check_learnable, check_plugins, check_wandb_reachable
 from .record import add_seconds, check_record, check_resumable, search_lock, used_seconds, write_record
 from .space import load_space
 
@@ -142,6 +142,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
 
             points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
         prepare_wandb(cfg)  # before Ray starts: its processes copy this process's environment
+        if cfg.wandb == "online":
+            check_wandb_reachable()  # the logging actors run on this node
         init_ray(address)
         slots = trial_slots(cfg)  # and refuse a trial that can never be placed, before any work
         check_shared(storage_path, "storage_path")

@@ -33,26 +33,6 @@ def prepare_wandb(cfg) -> None:
         if os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
             os.environ["WANDB_MODE"] = "online"
         check_wandb_key()
-        check_wandb_reachable()
-
-
-def check_wandb_reachable(timeout_s: float = 5.0) -> None:
-    """Online W&B must reach its server from here (the logging actors run on this node): unreachable, a search
-    ran to its end "ok" while W&B retried in the background, uploaded nothing, and held the exit for minutes."""
-    import socket
-    from urllib.parse import urlsplit
-
-    from ..errors import ConfigError
-
-    url = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
-    parts = urlsplit(url if "://" in url else f"https://{url}")
-    try:
-        socket.create_connection((parts.hostname or "", parts.port or (80 if parts.scheme == "http" else 443)),
-                                 timeout=timeout_s).close()
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"--wandb online: W&B's server {url} cannot be reached from here ({err}); give --wandb "
-                          "offline and upload later with `wandb sync`, or set WANDB_BASE_URL to a server this node "
-                          "reaches") from err
 
 
 def check_wandb_key() -> None:
