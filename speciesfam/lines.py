@@ -95,6 +95,15 @@ def final_flag(value: Any) -> bool | None:
     return bool(value)
 
 
+def _ended_at(trial: Any) -> float:
+    """When a trial last reported: Tune's saved time of it (the result's own timestamp is in whole seconds, and
+    trials that ended within one second were listed in Tune's restore order)."""
+    at = getattr(getattr(trial, "run_metadata", None), "last_result_time", None)
+    if isinstance(at, (int, float)) and math.isfinite(at):
+        return float(at)
+    return float((trial.last_result or {}).get("timestamp") or 0)
+
+
 def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | None = None,
                          metric: str = layout.METRIC, cut_by: str = SEARCH_END, model: str | None = None):
     """A Tune callback printing one line per trial that ended (built here so Ray is imported lazily):
@@ -123,7 +132,7 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                 return
             self.kept_said = True
             # in the order they ended (Tune restores its trials in another order on each --resume: tester)
-            for trial in sorted(trials, key=lambda t: float((t.last_result or {}).get("timestamp") or 0)):
+            for trial in sorted(trials, key=_ended_at):
                 if trial.status == "TERMINATED":
                     kept = self._ending(trial, cut_by) if self._trained(trial) else "not trained"
                     self._line(trials, trial, kept + " (kept from before --resume)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,15 @@ def demo_run(tmp_path_factory, ray_session):
     workdir = tmp_path_factory.mktemp("demo")
     out = run_demo(str(workdir), num_samples=1, max_epochs=2)
     return workdir, out
+
+
+def saved_as_finished(folder) -> set[str]:
+    """The folders of the trials that a search's newest saved state records as finished (what --resume keeps)."""
+    import json
+
+    state = max(Path(folder).glob("experiment_state-*.json"), default=None)
+    try:
+        trials = [json.loads(t) for t, _ in json.loads(state.read_text())["trial_data"]] if state else []
+    except (OSError, ValueError):  # being written
+        return set()
+    return {t["relative_logdir"] for t in trials if t["status"] == "TERMINATED"}

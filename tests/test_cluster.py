@@ -4,8 +4,10 @@ second node."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pandas as pd
@@ -17,12 +19,16 @@ from speciesfam.localcluster import LocalCluster, check_artifacts, check_job
 pytestmark = pytest.mark.slow  # see README: the default run skips these, .ci/run runs them
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = LocalCluster(port=6391, dashboard_port=8267, temp_dir=str(tmp_path_factory.mktemp("raytmp")))
+def cluster():
+    # Short: Ray's socket paths (TEMP/session_<date>_<pid>/sockets/plasma_store) must fit in 107 bytes, and
+    # pytest's temporary folders (under pytest-xdist: /tmp/pytest-of-USER/pytest-N/popen-gw0/...) do not leave room.
+    temp = tempfile.mkdtemp(prefix="sf-ray-")
+    c = LocalCluster(port=6391, dashboard_port=8267, temp_dir=temp)
     c.start()
     yield c
     c.stop()
     assert not c.pids(), "cluster processes left behind"
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -214,6 +214,27 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
         kept_ids, trial_lines
 
 
+def test_trials_kept_by_a_resume_are_listed_in_the_order_they_ended():
+    """Kept trials were numbered in Tune's restore order when they had ended within one second (Tune's result
+    timestamp is in whole seconds): a resumed search's lines read 'trial 1/3' for the first run's trial 2."""
+    from ray.tune.experiment import Trial
+
+    console.setup()
+    trials = []
+    for name, score, ended_at in (("c", 0.7, 0.9), ("a", 0.5, 0.2), ("b", 0.6, 0.5)):  # Tune's restore order
+        trial = Trial("probe", trial_id=name, stub=True)
+        trial.update_last_result({"timestamp": 1000, "epoch": 4, "training_iteration": 4, "done": True,
+                                  layout.METRIC: score})
+        trial.run_metadata.last_result_time = 1000 + ended_at
+        trial.set_status(Trial.TERMINATED)
+        trials.append(trial)
+    with Tee() as tee:
+        lines.trial_lines_callback(3, "fifo", max_epochs=4).on_step_begin(0, trials=trials)
+    said = [ln.split() for ln in tee.lines if ln.lstrip().startswith("trial ")]
+    assert [(words[1], words[2], words[9]) for words in said] == [("1/3", "a", "0.500"), ("2/3", "b", "0.600"),
+                                                                  ("3/3", "c", "0.700")], tee.lines
+
+
 def test_an_interrupted_search_says_resume_only_when_a_trial_reported(tmp_path):
     """The summary said 'continue it: the same command with --resume' after an interrupt that came before any
     trial reported a result, and --resume then refused ('nothing to continue') (hostile tester)."""

@@ -63,8 +63,9 @@ def test_catalog_of_a_bucket_matches_the_local_catalog(s3, collection, tmp_path)
 
 
 def test_a_whole_run_lives_in_the_bucket(s3, ray_session, tmp_path):
-    """catalog -> clean -> probe search -> CNN search -> export, each a CLI process with its own local Ray while
-    this test session's Ray also runs (two Ray instances on one machine: Ray Train used to hang on that)."""
+    """catalog -> clean -> probe search -> CNN search -> export. Clean and the searches are CLI processes, each
+    with its own local Ray while this test session's Ray also runs (two Ray instances on one machine: Ray Train
+    used to hang on that); catalog and export run here (neither starts Ray)."""
     env, client = s3
     run = f"s3://{BUCKET}/run"
 
@@ -79,7 +80,9 @@ def test_a_whole_run_lives_in_the_bucket(s3, ray_session, tmp_path):
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="run/")
         return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
-    speciesfam("catalog", f"s3://{BUCKET}/images", "--workdir", run)
+    from speciesfam.cli import main
+
+    assert main(["catalog", f"s3://{BUCKET}/images", "--workdir", run]) == 0
     speciesfam("clean", "--workdir", run, "--model", "ViT-S-32", "--pretrained", "none", "--batch-size", "16",
                "--removal", "quota", "--contamination", "0.2",
                "--near-duplicate-threshold", "0.999")  # random weights: everything looks alike
@@ -104,7 +107,7 @@ def test_a_whole_run_lives_in_the_bucket(s3, ray_session, tmp_path):
     assert {"run/trials.md", "run/search_progress.png"} <= keys()
     assert not any(".tmp-" in k for k in keys())  # atomic writes left no temporary objects behind
 
-    speciesfam("export", "--workdir", run, "--out", str(tmp_path / "bundle"))
+    assert main(["export", "--workdir", run, "--out", str(tmp_path / "bundle")]) == 0
     from speciesfam.bundle import read_config
 
     config = read_config(str(tmp_path / "bundle"))

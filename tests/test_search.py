@@ -2,7 +2,7 @@
 
 import pandas as pd
 import pytest
-from conftest import pickle_by_value
+from conftest import pickle_by_value, saved_as_finished
 
 from speciesfam.config import ConfigError, TuneConfig
 from speciesfam.tune.search import make_tuner, start_line, trial_slots
@@ -187,21 +187,12 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path, ray_s
                 done.append((result.parent.name, lines))
         return dict(done)
 
-    def saved_finished():
-        """The folders of the trials Tune's saved state records as finished (read as --resume reads it)."""
-        state = max((storage / "killed").glob("experiment_state-*.json"), default=None)  # the newest
-        try:
-            trials = [json.loads(t) for t, _ in json.loads(state.read_text())["trial_data"]] if state else []
-        except ValueError:  # being written
-            return set()
-        return {t["relative_logdir"] for t in trials if t["status"] == "TERMINATED"}
-
     deadline = time.time() + 180
-    while len(saved_finished()) < 2 and time.time() < deadline and driver.poll() is None:
+    while len(saved_as_finished(storage / "killed")) < 2 and time.time() < deadline and driver.poll() is None:
         time.sleep(0.2)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
-    saved = saved_finished()
+    saved = saved_as_finished(storage / "killed")
     before = {name: lines for name, lines in finished().items() if name in saved}
     assert 2 <= len(before) == len(saved) < 6, f"driver should be killed mid-search ({sorted(saved)} done)"
     results = make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), {}, replace(RESUME_CFG, resume=True),

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import saved_as_finished
 
 WANDB_SEARCH = """
 import sys
@@ -101,7 +102,9 @@ def test_a_trial_finished_just_before_a_sigkill_is_kept_by_resume(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", KILLED_SEARCH, str(tmp_path / "run")], start_new_session=True,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     first = next((line for line in child.stdout if line.lstrip().startswith("trial 1/4")), None)
-    time.sleep(0.2)  # the next step of Tune's loop: trial 2 is chosen (here the old save came 10 s later)
+    deadline = time.time() + 3  # the save comes at Tune's next step (Tune's own came 10 s or more later)
+    while time.time() < deadline and not saved_as_finished(tmp_path / "run" / "tune" / "k"):
+        time.sleep(0.05)
     os.killpg(child.pid, signal.SIGKILL)  # the driver and its Ray (its daemons die with it)
     child.wait()
     assert first, "the search never finished a trial"
