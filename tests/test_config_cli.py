@@ -12,7 +12,6 @@ import pytest
 
 from speciesfam import cli, stages
 from speciesfam.config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig
-from speciesfam.errors import ConfigError
 from speciesfam.flags import config_fields
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,97 +282,6 @@ def test_a_pipelines_cpp_lines_go_to_the_log_and_pythons_own_stderr_stays(tmp_pa
     assert "core_worker.cc:2465" in (tmp_path / "logs" / "clean.log").read_text()
 
 
-def test_an_integer_ranges_upper_bound_is_checked_as_tune_draws_it():
-    """tune.randint(0, 2) draws 0 or 1, yet weight_decay's limit [0, 1] refused it (hostile tester); qrandint
-    draws its upper bound."""
-    from ray import tune
-
-    from speciesfam.tune.space import check_space
-
-    check_space({"weight_decay": tune.randint(0, 2), "head_units": tune.lograndint(1, 64)}, "s", "probe", {})
-    with pytest.raises(ConfigError, match=r"weight_decay=2 is outside \[0, 1\]"):
-        check_space({"weight_decay": tune.qrandint(0, 2, 1)}, "s", "probe", {})
-
-
-def test_a_value_a_function_draws_is_checked_when_the_trial_starts():
-    """tune.sample_from(lambda spec: 1000.0) passed every check before the search (its values exist only once
-    drawn) and trained to losses of 1e11 (hostile tester): the trial fails first, naming the value, a probe trial
-    before any epoch and a CNN trial before its Ray Train workers start."""
-    from speciesfam.config import TuneConfig
-    from speciesfam.train.probe import probe_trial
-    from speciesfam.tune.search import _trial
-
-    with pytest.raises(ConfigError, match=r"^this trial's lr=1000.0 is outside \(0, 10\], the values lr can take"):
-        probe_trial({"lr": 1000.0, "head_units": 8}, fixed={}, data={})
-    with pytest.raises(ConfigError, match=r"^this trial's optimizer='nope' is not one the trainers know"):
-        _trial({"model": "scratch_sequential", "optimizer": "nope", "freeze_epochs": None}, {}, TuneConfig(), "x")
-
-
-@pytest.mark.parametrize("body, message", [
-    ("def get_search_space(smoke)\n    return {}", "--space 'bad_space': importing it failed: SyntaxError"),
-    ("get_search_space = 5", "has no get_search_space(smoke: bool) function"),
-    ("def get_search_space():\n    return {}", "get_search_space(True) raised TypeError"),
-    ("def get_search_space(smoke):\n    return {'lr': tune.loguniform(0, 1e-2)}", "raised ValueError: LogUniform"),
-    ("def get_search_space(smoke):\n    return {}", "nothing to search (every value is fixed or"),
-    ("def get_search_space(smoke):\n    return {'lr': 0.01, 'batch_size': 32}",
-     "nothing to search (every value is fixed or"),
-    # a space of constants and a sample_from function crashed Tune's searcher with a traceback (hostile tester)
-    ("def get_search_space(smoke):\n    return {'lr': tune.sample_from(lambda spec: 0.01)}",
-     "nothing to search (every value is fixed or a tune.sample_from function"),
-    ("def get_search_space(smoke):\n    return {'head_units': tune.choice([])}", "head_units is tune.choice([])"),
-    ("def get_search_space(smoke):\n    return {'dropout': tune.uniform(0.5, 0.1)}", "range [0.5, 0.1] is empty"),
-    ("def get_search_space(smoke):\n    return {'dropout': tune.uniform(0.0, 5.0)}", "dropout=5.0 is outside [0, 1)"),
-    ("def get_search_space(smoke):\n    return {'head_units': tune.choice([0, 64])}", "head_units=0 is outside"),
-    ("def get_search_space(smoke):\n    return {'lr': tune.loguniform(1e3, 1e6)}", "lr=1000.0 is outside (0, 10]"),
-    ("def get_search_space(smoke):\n    return {'weight_decay': tune.uniform(0, 1e9)}",
-     "weight_decay=1000000000.0 is outside [0, 1]"),
-    ("def get_search_space(smoke):\n    return {'weight_decay': tune.randint(0, 3)}",  # draws 0, 1 or 2
-     "weight_decay=2 is outside [0, 1]"),
-    ("def get_search_space(smoke):\n    return {'lr': 'fast', 'dropout': tune.uniform(0, 0.3)}",
-     "lr='fast' is text; lr takes number"),
-    ("def get_search_space(smoke):\n    return {'optimizer': tune.choice(['adam', 'nope'])}",
-     "optimizer='nope' is not one the trainers know; choose from adam, adamw, sgd"),
-    ("def get_search_space(smoke):\n    return {'nonsense_key': tune.uniform(0.1, 0.5)}",
-     "'nonsense_key' is not a hyperparameter the trainers or models read"),
-    ("def get_search_space(smoke):\n    return {'droput': tune.uniform(0.1, 0.5)}", "did you mean 'dropout'?"),
-    ("def get_search_space(smoke):\n    return {'dropout': tune.randn(0.2, 0.1)}",  # it said "dropout=-inf"
-     "dropout is unbounded (tune.randn can draw any number), and dropout has limits"),
-    # a probe trial reads no CNN setting (trials.csv named the CNN of 'model' for a probe head: hostile tester)
-    ("def get_search_space(smoke):\n    return {'lr': tune.loguniform(1e-4, 1e-2), 'filters': 8}",
-     "'filters' is read only by CNN trials (tune scratch|transfer)"),
-    # whole numbers: a trainer truncated batch_size 2.5 to 2 while the report showed 2.5 (hostile tester)
-    ("def get_search_space(smoke):\n    return {'batch_size': tune.choice([32, 2.5])}",
-     "batch_size=2.5 is not a whole number"),
-    ("def get_search_space(smoke):\n    return {'patience': tune.uniform(1, 3)}",
-     "patience is a range of fractions [1, 3]; patience takes whole numbers: use tune.randint"),
-])
-def test_a_bad_search_space_is_refused_in_one_line_before_any_work(body, message, tmp_path, monkeypatch, capsys):
-    """A custom --space used to fail with a traceback from Tune or Optuna, or every trial after Ray started, or
-    to run with a misspelt name ignored."""
-    (tmp_path / "bad_space.py").write_text(f"from ray import tune\n\n{body}\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "bad_space", raising=False)  # each case's own module
-    assert cli.main(["tune", "probe", "--workdir", str(tmp_path), "--space", "bad_space", "--smoke-test"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err, err
-    assert not (tmp_path / "tune").exists()
-
-
-def test_a_cnn_space_must_choose_a_model_and_names_of_a_users_own_model_pass(tmp_path, monkeypatch, capsys):
-    from speciesfam.tune.space import load_space
-
-    (tmp_path / "cnn_space.py").write_text("from ray import tune\n\ndef get_search_space(smoke):\n"
-                                           "    return {'lr': tune.loguniform(1e-4, 1e-2), 'width': 3}\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    assert cli.main(["tune", "scratch", "--workdir", str(tmp_path), "--space", "cnn_space"]) == 2
-    assert "has no 'model': a scratch space chooses the CNN" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="'width' is not a hyperparameter"):
-        load_space(TuneConfig(space="cnn_space", extra={"model": "scratch_sequential"}))
-    assert load_space(TuneConfig(space="cnn_space", extra={"model": "my_models:build"}))["width"] == 3
-    with pytest.raises(ConfigError, match="lr=-1 is outside"):  # limits hold for a user's own model too
-        load_space(TuneConfig(space="cnn_space", extra={"model": "my_models:build", "lr": -1}))
-
-
 def test_predict_takes_image_paths_after_a_flag(capsys):
     """`predict B --top-k 1 a.jpg` said 'unrecognized arguments: a.jpg': argparse ends a positional list at the
     first flag. Other commands still refuse stray words, and an unknown flag is still named."""
@@ -388,24 +296,6 @@ def test_predict_takes_image_paths_after_a_flag(capsys):
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and f"unrecognized arguments: {stray}" in err, err
         assert err.startswith(f"speciesfam {argv[0]}: error: ") and err.endswith(f"(see speciesfam {argv[0]} --help)\n")
-
-
-def test_a_backbone_that_cannot_take_the_image_size_is_left_out_or_refused_before_any_trial(capsys):
-    """`tune transfer` at the default 64 px searched Xception (71 px at least): each such trial failed, minutes
-    in; with --extra '{"model": "xception"}' every trial failed (2+ minutes to exit 1)."""
-    from speciesfam.tune.space import load_space
-
-    space = load_space(TuneConfig(kind="transfer"))
-    assert "xception" not in space["model"].categories and "resnet50v2" in space["model"].categories
-    assert capsys.readouterr().out == ("tune: xception left out of the models searched (xception needs images of 71 "
-                                       "px or more, and image_size is 64; --image-size 71 keeps it)\n")
-    assert "xception" in load_space(TuneConfig(kind="transfer", image_size=71))["model"].categories
-    from speciesfam.tune.space import models_that_build
-
-    assert models_that_build({"grid_search": ["xception", "resnet50v2"]}, 64) == {"grid_search": ["resnet50v2"]}
-    with pytest.raises(ConfigError, match="model: xception needs images of 71 px or more, and image_size is 48: "
-                                          "give --image-size 71 or more, or another model"):
-        load_space(TuneConfig(kind="transfer", smoke_test=True, image_size=48, extra={"model": "xception"}))
 
 
 def test_a_path_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):

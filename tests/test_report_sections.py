@@ -1,0 +1,205 @@
+"""report.html's sections and plots, each built from the files its stage writes (tables made here): the cleaning
+section's counts and rule, names of any family or file, trials that never trained, evaluations and exports of
+other bundles, the search section's judgement and resumed trials' histories. The whole report, from a real run
+and in a browser: test_report.py."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from speciesfam import stages
+from speciesfam.report import render
+
+
+def test_the_cleaning_section_counts_each_kind_taken_out():
+    """The page said '39 images removed' under 'Outliers removed (39)' for 6 outliers, 9 dropped label issues
+    and 24 dropped near-duplicates (the console: '15 removed, 24 near-duplicates dropped')."""
+    from speciesfam.report import taken_out
+
+    removed = pd.DataFrame({"detector": ["centroid"] * 5 + ["zero_shot"] + ["cleanlab"] * 9 + ["near_duplicate"] * 24})
+    assert taken_out(removed) == "6 outliers, 9 label issues, 24 near-duplicates"
+    assert taken_out(removed[removed["detector"] == "near_duplicate"]) == "24 near-duplicates"
+    assert taken_out(removed.head(0)) == taken_out(None) == ""
+
+
+def test_the_cleaning_section_shows_the_rule_in_force_in_plain_words(tmp_path):
+    """It listed the quota's contamination beside the threshold rule in force, and Python reprs of dicts."""
+    from speciesfam.report import cleaning
+
+    stages.finish(str(tmp_path), "clean", config={"removal": "threshold", "outlier_z": 5.0, "contamination": 0.05},
+                  summary={"removed": 0, "near_duplicates": {"dropped": 0, "groups": 2}, "split_lost": {}})
+    section = cleaning(str(tmp_path), {"clean": stages.load(str(tmp_path), "clean")})
+    assert section["settings"] == {"removal": "threshold", "outlier_z": 5.0}
+    assert section["summary"]["near_duplicates"] == "dropped 0, groups 2" and section["summary"]["split_lost"] == "none"
+    assert section["lost"] == []
+    # a family left with no train image showed only as 'split_lost train Tiny' in the table (hostile tester)
+    stages.finish(str(tmp_path), "clean", config={}, summary={"removed": 1, "split_lost": {"train": ["Tiny"],
+                                                                                         "val": ["A", "B"]},
+                                                             "split_lost_cause": {"train": "its removals"}})
+    section = cleaning(str(tmp_path), {"clean": stages.load(str(tmp_path), "clean")})
+    assert section["lost"] == ["1 family has no train images left (Tiny): its removals took them all, so no model "
+                               "learns them", "2 families have no val images left (A, B), so they count in no val "
+                               "score"]  # (a record from before clean named the cause)
+    assert "split_lost_cause" not in section["summary"]  # said in the lines above, not again in the table
+
+
+def test_reports_and_plots_take_any_family_or_file_name(tmp_path):
+    """clean.md's table row broke in two on a newline in a file name; `evaluate` printed matplotlib's warnings
+    for a tab in a family name ('Glyph 9 missing') and for long names ('Tight layout not applied')."""
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+
+    from speciesfam import plots
+    from speciesfam.data.clean_report import _table
+
+    removed = pd.DataFrame({"path": ["/x/new\nline|pipe.jpg"], "family": ["Tab\tX"], "score": [0.5]})
+    rows = _table(removed, ["path", "family", "score"], {"score": ".3f"})
+    assert rows[-1] == "| /x/new\\\\nline\\|pipe.jpg | Tab\\\\tX | 0.500 |"
+    labels = ["Tab\tX", "a" * 200, "a" * 199 + "b", "001"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plots.confusion(np.eye(4, dtype=int), labels, str(tmp_path / "cm.png"))
+        plots.per_class_f1(pd.DataFrame({"family": labels, "f1": [0.1, 0.2, 0.3, 0.4]}), str(tmp_path / "f1.png"))
+        plots.class_counts(pd.Series([5, 4, 3, 2], index=labels), pd.Series([5, 4, 3, 2], index=labels))
+    assert [str(w.message) for w in caught] == []
+    assert (tmp_path / "cm.png").stat().st_size > 1000 and (tmp_path / "f1.png").stat().st_size > 1000
+
+
+def test_a_trial_that_never_trained_is_not_called_finished(tmp_path):
+    """The report's trial table said 'finished' for a trial the interrupt stopped before its first epoch."""
+    import pandas as pd
+
+    from speciesfam import layout
+    from speciesfam.report_search import search
+
+    pd.DataFrame({"trial_id": ["a", "b"], "status": ["ok", "not_trained"], "best_val_macro_f1": [0.5, None],
+                  "trial_path": [str(tmp_path / "a"), str(tmp_path / "b")], "config": ["{}", "{}"]}).to_csv(
+        layout.path(str(tmp_path), layout.TRIALS), index=False)
+    assert [(r["trial_id"], r["ended"]) for r in search(str(tmp_path), {})["trials"]] == [
+        ("a", "finished"), ("b", "not trained")]
+
+
+def test_an_evaluation_of_an_earlier_bundle_is_not_shown_as_this_ones(tmp_path):
+    """RUN/eval_test/ was shown under whatever bundle RUN/bundle now holds (a new export since, or a failed
+    evaluation leaving the older scores)."""
+    from speciesfam.bundle import checksums
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"kind": "cnn", "model": "m", "labels": ["A", "B"],
+                                                    "image_size": 32}))
+    (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
+    from speciesfam.bundle import bundle_id
+
+    evaluation = tmp_path / "eval_test"
+    evaluation.mkdir()
+    pd.DataFrame({"family": ["A", "B"], "precision": [1.0, 0.5], "recall": [0.5, 1.0], "f1": [0.667, 0.667],
+                  "support": [2, 1]}).to_csv(evaluation / "per_class.csv", index=False)
+    pd.DataFrame(columns=["true", "predicted", "count"]).to_csv(evaluation / "confused_pairs.csv", index=False)
+    for of, shown in ((bundle_id(str(bundle)), True), ("0123456789abcdef", False), (None, True)):
+        (evaluation / "metrics.json").write_text(json.dumps({"test_macro_f1": 0.667, "bundle_id": of}))
+        assert ("Evaluation on the test split" in render(str(tmp_path))) is shown, of
+
+
+def test_an_export_to_another_folder_is_named_beside_run_bundle(tmp_path):
+    """After `export --trial T --out B2` the section showed RUN/bundle while 'How to reproduce' ended with the
+    export to B2, unexplained (hostile tester)."""
+    from speciesfam.bundle import checksums
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"kind": "cnn", "model": "m", "labels": ["A", "B"],
+                                                    "image_size": 32}))
+    (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
+    stages.finish(str(tmp_path), "export", config={"trial": None, "out": str(bundle)},
+                  summary={"trial_id": "aaaa1111", "bundle": str(bundle)})
+    assert "The last export" not in render(str(tmp_path))
+    other = tmp_path / "b2"
+    stages.finish(str(tmp_path), "export", config={"trial": "bbbb2222", "out": str(other)},
+                  summary={"trial_id": "bbbb2222", "bundle": str(other)})
+    assert f"The last export (trial bbbb2222) wrote <code>{other}</code>, not this bundle" in render(str(tmp_path))
+
+
+def test_the_search_section_judges_only_finished_trials_and_names_their_own_search(tmp_path):
+    """After a search whose every trial failed, the report named a failed trial 'Best', counted it as stopped by
+    ASHA, showed the latest search's settings for a best trial of an earlier search, and counted the time
+    between two searches as search wall time (hostile tester)."""
+    import pandas as pd
+
+    from speciesfam import layout
+    from speciesfam.report_search import search
+
+    def trial(name: str, tid: str, start: float, epochs: int, done: bool, final: bool | None = None) -> str:
+        path = tmp_path / "tune" / name / f"trial_{tid}"
+        path.mkdir(parents=True)
+        pd.DataFrame({"timestamp": [start + 1 + e for e in range(epochs)], "time_total_s": [1 + e for e in range(epochs)],
+                      "training_iteration": list(range(1, epochs + 1)), "done": [False] * (epochs - 1) + [done],
+                      **({"final_epoch": [False] * (epochs - 1) + [final]} if final is not None else {})}
+                     ).to_csv(path / "progress.csv", index=False)
+        return str(path)
+
+    rows = [("good", 0.5, "ok", trial("first", "good", 1000, 4, True)),  # 4 s of search
+            ("nan", 0.9, "error", trial("second", "nan", 5000, 1, False)),  # a NaN loss in epoch 1: 1 s
+            ("fine", 0.3, "ok", trial("second", "fine", 5001, 2, True))]  # ends at 5003: 3 s for that search
+    pd.DataFrame({"trial_id": [r[0] for r in rows], "best_val_macro_f1": [r[1] for r in rows],
+                  "status": [r[2] for r in rows], "trial_path": [r[3] for r in rows], "config": "{}",
+                  "seconds": 1.0}).to_csv(layout.path(str(tmp_path), layout.TRIALS), index=False)
+    second = {"kind": "probe", "num_samples": 2, "max_epochs": 4}
+    records = {"tune": {"config": second, "summary": {"experiment": "second"},
+                        "searches": {"first": {"config": {"kind": "probe", "num_samples": 7, "max_epochs": 4}},
+                                     "second": {"config": second}}}}
+    s = search(str(tmp_path), records)
+    assert s["best"]["trial_id"] == "good" and s["settings"]["num_samples"] == 7  # its own search's settings
+    assert [r["ended"] for r in s["trials"]][1] == "error" and s["stopped"] == 1  # 'fine': cut at 2 of 4
+    assert s["wall_s"] == 4 + 3  # not the 4,003 s from the first search's start to the second's end
+    assert [r["search"] for r in s["trials"]] == ["first", "second", "second"] and s["unfinished"] == []
+
+    # A later search with more epochs: the earlier trials keep their own search's ending (a 4-of-4 trial read
+    # 'early stopping' against the latest search's 20; tester), and an interrupted search says so, with the
+    # command that continues it (its last trial 'stopped by the search's end', the search looked done).
+    records["tune"]["summary"] = {"experiment": "third", "interrupted": True, "resumable": True, "trials": 1,
+                                  "planned": 30}
+    records["tune"]["config"] = third = {"kind": "probe", "num_samples": 30, "max_epochs": 20, "scheduler": "fifo"}
+    records["tune"]["searches"]["third"] = {"config": third}
+    rows.append(("cut", 0.2, "ok", trial("third", "cut", 9000, 5, False, final=False)))  # as a real one reads
+    pd.DataFrame({"trial_id": [r[0] for r in rows], "best_val_macro_f1": [r[1] for r in rows],
+                  "status": [r[2] for r in rows], "trial_path": [r[3] for r in rows], "config": "{}",
+                  "seconds": 1.0}).to_csv(layout.path(str(tmp_path), layout.TRIALS), index=False)
+    s = search(str(tmp_path), records)
+    assert [r["ended"] for r in s["trials"]] == ["finished", "error", "stopped by ASHA", "stopped by the interrupt"]
+    assert s["stopped"] == 1 and s["unfinished"] == [{
+        "name": "third", "trials": 1, "planned": 30, "resumable": True,
+        "command": f"speciesfam tune probe --workdir {tmp_path} --scheduler fifo --num-samples 30 --max-epochs 20 "
+                   "--resume"}]
+
+
+def test_trial_histories_read_a_resumed_trials_results_whole(tmp_path):
+    """Tune appends a resumed trial's progress.csv rows under the keys of its first result since the resume; a
+    probe result without a checkpoint has two keys fewer, so the report read shifted columns (found by a flaky
+    test). result.json, a JSON line per result, is read instead; progress.csv only where it is missing."""
+    import json
+
+    import pandas as pd
+
+    from speciesfam.report_search import trial_histories
+
+    results = [{"epoch": e, "timestamp": 100 + e, "time_total_s": e,  # Tune's order: checkpoint keys, then its own
+                **({"checkpoint_dir_name": f"checkpoint_{e:06d}", "should_checkpoint": True} if e < 3 else {}),
+                "training_iteration": e, "trial_id": "t1"} for e in (1, 2, 3, 4)]
+    path = tmp_path / "trial_t1"
+    path.mkdir()
+    (path / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results))
+    with open(path / "progress.csv", "w") as f:  # as Tune leaves it: the header from epoch 1, rows 3-4 shorter
+        f.write(",".join(results[0]) + "\n")
+        f.writelines(",".join(map(str, r.values())) + "\n" for r in results)
+    assert pd.read_csv(path / "progress.csv")["training_iteration"].tolist()[2:] != [3, 4]  # what it used to read
+    table = pd.DataFrame({"trial_id": ["t1", "old"], "trial_path": [str(path), str(tmp_path / "trial_old")]})
+    (tmp_path / "trial_old").mkdir()  # a trial with only progress.csv (written by hand, or by an older Ray)
+    pd.DataFrame({"epoch": [1], "training_iteration": [1]}).to_csv(tmp_path / "trial_old" / "progress.csv", index=False)
+    histories = trial_histories(table)[0]
+    assert histories["t1"]["epoch"].tolist() == [1, 2, 3, 4] == histories["t1"]["training_iteration"].tolist()
+    assert histories["old"]["epoch"].tolist() == [1]
