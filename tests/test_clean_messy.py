@@ -129,6 +129,34 @@ def test_near_dedupe_never_takes_a_family_below_its_minimum(tmp_path, ray_sessio
     assert a.loc[a["status"] == layout.DUPLICATE, "reason"].str.startswith("near-duplicate of").all()
 
 
+def test_near_dedupe_keeps_an_image_and_its_copy_under_another_family(tmp_path, ray_session):
+    """`--dedupe near` dropped a correctly labelled original as a near-duplicate of its re-encoded copy filed under
+    another family (the copy had as many pixels and the first path), so the mislabelled copy was trained on."""
+    root = tmp_path / "img"
+    rng = np.random.default_rng(2)
+    for family in ("A", "B"):
+        (root / family).mkdir(parents=True)
+        for k in range(8):  # a colour each (histograms far apart), a little noise
+            base = rng.integers(20, 235, 3)
+            pixels = base + rng.integers(-3, 4, (32, 32, 3))
+            Image.fromarray(pixels.astype(np.uint8)).save(root / family / f"{k}.png")
+    copy = np.asarray(Image.open(root / "A" / "5.png")).copy()
+    copy[0, 0] = 0  # other bytes, the same image to the eye and to the embedder
+    Image.fromarray(copy).save(root / "B" / "0-copy.png")
+    run_catalog(str(root), str(tmp_path / "run"))
+    cleaned = run_clean(str(tmp_path / "run"), CleanConfig(embedder=HIST, dedupe="near", min_per_family=2,
+                                                           near_duplicate_threshold=0.99, contamination=0.0,
+                                                           removal="quota", label_issues=False))
+    status = cleaned.set_index(cleaned["path"].map(lambda p: os.path.relpath(p, root)))["status"]
+    assert status["A/5.png"] == status["B/0-copy.png"] == layout.OK
+    pairs = pd.read_csv(tmp_path / "run" / layout.NEAR_DUPLICATES)
+    across = pairs[pairs["family_a"] != pairs["family_b"]]
+    assert {"A/5.png", "B/0-copy.png"} <= set(across["path_a"].map(lambda p: os.path.relpath(p, root))) | set(
+        across["path_b"].map(lambda p: os.path.relpath(p, root)))
+    assert f"{len(across)} pair{'s' * (len(across) > 1)} of two families (never dropped" in \
+        (tmp_path / "run" / "clean.md").read_text()
+
+
 def test_a_user_embedder_that_does_not_fit_fails_in_one_line(tmp_path, ray_session):
     """`--embedder os:getcwd` printed every actor's traceback (60 lines) with the reason buried among them."""
     _families(tmp_path / "img", {"A": 6, "B": 6})

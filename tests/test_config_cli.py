@@ -177,6 +177,22 @@ def test_a_programming_error_keeps_its_traceback(monkeypatch, tmp_path):
         cli.main(["export", "--workdir", str(tmp_path / "w")])
 
 
+def test_an_error_raised_while_a_ctrl_c_unwinds_is_an_interrupt(monkeypatch, tmp_path, capsys):
+    """Ctrl-C in clean once printed a 60-line traceback ending 'RuntimeError: release unlocked lock': the
+    KeyboardInterrupt reached a lock inside Ray Data's iterator, which failed while it unwound (hostile tester)."""
+    import threading
+
+    def interrupted_in_a_lock(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            threading.Lock().release()  # what the unwinding iterator did
+
+    monkeypatch.setitem(cli.COMMANDS, "export", interrupted_in_a_lock)
+    assert cli.main(["export", "--workdir", str(tmp_path / "w")]) == 130
+    assert capsys.readouterr().err == "speciesfam export: interrupted\n"
+
+
 def test_every_stage_that_ran_keeps_its_log(tmp_path, capsys):
     """RUN/logs/STAGE.log: a stage that logged nothing left no file, though the README promised each stage's."""
     from speciesfam.demo import demo_images

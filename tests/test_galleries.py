@@ -36,3 +36,10 @@ def test_hostile_labels_stay_inside_the_gallery_folder(tmp_path):
     assert others == {tmp_path / f"img{i}.png" for i in range(8)}
     assert not any(p.name.startswith("x") for p in (tmp_path.parent.glob("*.png")))
     assert label_issue_gallery(issues.iloc[:0], rows, str(out)) is None
+
+
+def test_no_per_family_gallery_when_none_is_asked_for(tmp_path):
+    """`--gallery-per-family 0` wrote a blank 296-byte PNG per family, which clean.md then pointed to."""
+    rows = pd.DataFrame({"path": ["a.png"], "label": ["Felidae"], "score": [1.0], "z": [1.0], "removed": [False]})
+    assert outlier_galleries(rows, str(tmp_path / "gallery"), per_family=0) == []
+    assert not (tmp_path / "gallery").exists()

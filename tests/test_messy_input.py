@@ -50,19 +50,21 @@ def test_symlink_loop_and_linked_folders_list_each_real_file_once(tmp_path):
     (src / "Beta" / "loop").symlink_to("..")
     (src / "Beta" / "again").symlink_to("../Alpha")  # a second way to Alpha's files
     (src / "Alpha" / "self.png").symlink_to("img0.png")  # a link to a file already listed
+    (src / "Alpha" / "0-link.png").symlink_to("img1.png")  # ... listed before it: still the link is the copy
     outside = family(tmp_path / "elsewhere", "delta", 4, 300)
     (src / "Delta").symlink_to(tmp_path / "elsewhere" / "delta")  # a family that lives outside the tree
     m = run_catalog(str(src), str(tmp_path / "run"), SMALL)
-    assert len(m) == 29 + 4 + 1 and by_status(m) == {"ok": 33, "duplicate": 1}
+    assert len(m) == 29 + 4 + 2 and by_status(m) == {"ok": 33, "duplicate": 2}
     ok = m[m["status"] == "ok"]
     for fam, paths in files.items():
         assert sorted(ok.loc[ok["label"] == fam, "path"]) == sorted(paths)
     assert sorted(m.loc[m["label"] == "Delta", "path"].str.rsplit("/", n=1).str[-1]) == sorted(
         os.path.basename(p) for p in outside)
-    link = m[m["status"] == "duplicate"].iloc[0]  # a file link gets a row of its own, under its own name
-    assert link["path"] == str(src / "Alpha" / "self.png") and link["duplicate_of"] == files["Alpha"][0]
+    links = m[m["status"] == "duplicate"].set_index("path")  # a file link gets a row of its own, its own name
+    assert links["duplicate_of"].to_dict() == {str(src / "Alpha" / "self.png"): files["Alpha"][0],
+                                               str(src / "Alpha" / "0-link.png"): files["Alpha"][1]}
     md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
-    assert "files seen: 34, rows written: 34" in md
+    assert "files seen: 35, rows written: 35" in md
     assert "not listed again): 2" in md  # loop, again
 
 

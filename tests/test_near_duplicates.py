@@ -35,6 +35,18 @@ def test_each_group_gets_its_majority_split_ties_to_train():
     assert nd.group_split(np.array([0, 0]), np.array(["test", "train"])) == {0: "train"}
 
 
-def test_keeper_is_the_largest_image():
-    groups = np.array([0, 0, 0, -1])
-    assert nd.keepers(groups, np.array([100, 400, 400, 900]), np.array(["c", "b", "a", "d"])) == {0: 2}
+def test_dedupe_keeps_the_largest_and_drops_only_direct_copies_of_its_own_family():
+    """A chain x ~ y ~ z with x and z apart dropped z as a copy of x ('cosine up to' gave y's); an original and
+    its re-encoded copy under another family's label kept the copy and dropped the original (hostile tester)."""
+    paths = np.array(["c", "b", "a", "x", "y", "z", "o", "m", "solo"])
+    pixels = np.array([100, 400, 400, 900, 400, 100, 900, 400, 999])
+    labels = np.array(["F", "F", "F", "F", "F", "F", "G", "F", "F"])
+    groups = np.array([0, 0, 0, 1, 1, 1, 2, 2, -1])
+    i, j = np.array([0, 0, 1, 3, 4, 6]), np.array([1, 2, 2, 4, 5, 7])
+    sim = np.array([0.97, 0.96, 0.99, 0.98, 0.97, 0.995])
+    got = nd.copies(groups, i, j, sim, pixels, paths, labels)
+    # group 0: the most pixels, then the path: "a" stays; group 1: "z" is no copy of "x"; group 2: two families
+    assert [(paths[r], paths[k], s) for r, k, s in got] == [("b", "a", 0.99), ("c", "a", 0.96), ("y", "x", 0.98)]
+    # a row taken out of use before (groups -1 there) is neither kept nor dropped: "b" is chosen among the rest
+    assert [(paths[r], paths[k]) for r, k, _ in nd.copies(np.where(paths == "a", -1, groups), i, j, sim, pixels,
+                                                         paths, labels)] == [("c", "b"), ("y", "x")]

@@ -162,7 +162,9 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
         df[col] = pd.to_numeric(df[col])
     _mark_label_clashes(df)
     ok = df["status"] == layout.OK
-    first = df[ok].groupby("sha256")["path"].transform("first")
+    # the copy that stays: a real file before a link to it (a link is judged like a copy), then the first listed
+    links = df.loc[ok, "path"].map(lambda p: not storage.is_remote(p) and os.path.islink(storage.local_path(p)))
+    first = df[ok].loc[links.sort_values(kind="stable").index].groupby("sha256")["path"].transform("first")
     dup = ok & (df["path"] != first.reindex(df.index))
     df.loc[dup, "duplicate_of"] = first[dup]
     df.loc[dup, "status"] = layout.DUPLICATE

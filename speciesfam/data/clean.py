@@ -139,24 +139,19 @@ def near_duplicates(emb: "pd.DataFrame", x: np.ndarray, cleaned: "pd.DataFrame",
     follow_originals(cleaned, embedded)
     dropped = 0
     if cfg.dedupe == "near" and len(pairs):
-        best = {}
-        for a, b, s in zip(i, j, sim):
-            best[a], best[b] = max(best.get(a, 0.0), s), max(best.get(b, 0.0), s)
         ok = (cleaned["status"].to_numpy()[at] == layout.OK)
-        live = np.where(ok, groups, -1)  # choose keepers among rows still usable
+        live = np.where(ok, groups, -1)  # choose among rows still usable
         pixels = (cleaned["width"].fillna(0) * cleaned["height"].fillna(0)).to_numpy()[at]
-        keep = nd.keepers(live, pixels, paths)
         left = cleaned.loc[cleaned["status"] == layout.OK, "label"].value_counts().to_dict()
-        for r in np.flatnonzero(live >= 0):
-            k = keep[live[r]]
-            if r != k and left[labels[r]] > cfg.min_per_family:  # never below min_per_family: keep the copy
+        for r, k, s in nd.copies(live, i, j, sim, pixels, paths, labels):
+            if left[labels[r]] > cfg.min_per_family:  # never below min_per_family: keep the copy
                 left[labels[r]] -= 1
                 cleaned.iloc[at[r], [cleaned.columns.get_loc(c) for c in ("status", "reason", "duplicate_of")]] = [
-                    layout.DUPLICATE, f"near-duplicate of {paths[k]} (group {live[r]}, cosine up to {best[r]:.3f})",
-                    paths[k]]
+                    layout.DUPLICATE, f"near-duplicate of {paths[k]} (group {live[r]}, cosine {s:.3f})", paths[k]]
                 dropped += 1
     counts = {"pairs": len(pairs), "groups": int(groups.max() + 1) if len(pairs) else 0,
-              "moved_to_group_split": moved, "dropped": dropped}
+              "moved_to_group_split": moved, "dropped": dropped,
+              "across_families": int((pairs["family_a"] != pairs["family_b"]).sum()) if len(pairs) else 0}
     return pairs, counts
 
 

@@ -93,7 +93,9 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
              f"{'' if cfg.drop_label_issues else ' (report only; drop_label_issues=True removes them)'}",
              f"- near-duplicates (cosine >= {cfg.near_threshold:g}): {counted(dups['pairs'], 'pair')} in "
              f"{counted(dups['groups'], 'group')}; {dups['moved_to_group_split']} images moved so no group straddles "
-             f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"]
+             f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"
+             + (f"; {counted(across, 'pair')} of two families (never dropped: which label is right is a label "
+                "issue's question)" if (across := dups.get("across_families")) else "")]
     lines += [f"- **warning**: {line}" for line in lost_lines(summary, lambda f: code(visible(f)))]
     lines += ["", "| family | before | after |", "|---|---:|---:|"]
     alike = twins(b.index)  # 'Café' twice, in two Unicode forms: shown as JSON, which tells them apart
@@ -109,5 +111,6 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     lines += _table(pairs, ["group", "similarity", "path_a", "path_b", "family_a", "family_b"],
                     {"similarity": ".4f"}, alike) if len(pairs) else []
     lines += ["", "## Galleries", "", "- per family, most unusual first (removed framed in red): "
-              "`gallery/<family>.png` (file names via `layout.label_slug`)"]
+              "`gallery/<family>.png` (file names via `layout.label_slug`)" if cfg.gallery_per_family else
+              "- per family: none (gallery_per_family=0)"]
     return "\n".join(lines) + "\n"

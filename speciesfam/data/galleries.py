@@ -48,8 +48,11 @@ def _sheet(rows: list[list[tuple[str, str, tuple[int, int, int] | None]]], thumb
 
 
 def outlier_galleries(rows: "pd.DataFrame", out_dir: str, per_family: int, thumb: int = 96) -> list[str]:
-    """One PNG per family: its ``per_family`` highest-scoring images (columns label, path, score, z, removed)."""
+    """One PNG per family: its ``per_family`` highest-scoring images (columns label, path, score, z, removed);
+    none with ``per_family`` 0 (it wrote blank ones: hostile tester)."""
     written = []
+    if per_family <= 0:
+        return written
     for fam, grp in rows.sort_values("score", ascending=False).groupby("label", sort=True):
         cells = [(r.path, f"z={r.z:.1f}{' OUT' if r.removed else ''}", (220, 0, 0) if r.removed else None)
                  for r in grp.head(per_family).itertuples()]

@@ -85,10 +85,31 @@ def group_split(groups: np.ndarray, splits: np.ndarray) -> dict[int, str]:
     return out
 
 
-def keepers(groups: np.ndarray, pixels: np.ndarray, paths: np.ndarray) -> dict[int, int]:
-    """The row kept for each group with ``dedupe="near"``: the most pixels (the least re-encoded, resized or
-    cropped copy), then the first path."""
-    return {int(g): int(min(rows, key=lambda r: (-pixels[r], paths[r]))) for g, rows in _members(groups)}
+def copies(groups: np.ndarray, i: np.ndarray, j: np.ndarray, sim: np.ndarray, pixels: np.ndarray,
+           paths: np.ndarray, labels: np.ndarray) -> list[tuple[int, int, float]]:
+    """What ``dedupe="near"`` drops: ``(row, the kept row it copies, their cosine)``, in the order chosen.
+
+    In each group (rows < 0 take no part), rows are taken by preference: the most pixels (the least re-encoded,
+    resized or cropped copy), then the path. A row is a copy when a row already kept is of its own family and
+    forms a pair with it (cosine >= the threshold); it names the most similar one. So a group joined by a chain
+    of pairs (a ~ b ~ c with a, c apart) keeps what is not a copy of a kept image, and an image and its copy
+    under two families are both kept: which label is right is a label issue's question, not a duplicate's
+    (hostile tester: the mislabelled copy was kept and the correctly labelled original dropped)."""
+    near: dict[int, dict[int, float]] = {}
+    for a, b, s in zip(i.tolist(), j.tolist(), sim.tolist()):
+        if groups[a] >= 0 and groups[b] >= 0:
+            near.setdefault(a, {})[b] = near.setdefault(b, {})[a] = s
+    out = []
+    for _, rows in _members(groups):
+        kept: list[int] = []
+        for r in sorted(rows.tolist(), key=lambda r: (-pixels[r], paths[r])):
+            pairs = [(near[r][k], k) for k in kept if k in near.get(r, {}) and labels[k] == labels[r]]
+            if pairs:
+                s, k = max(pairs)
+                out.append((r, k, s))
+            else:
+                kept.append(r)
+    return out
 
 
 def pair_table(paths: np.ndarray, labels: np.ndarray, i: np.ndarray, j: np.ndarray, sim: np.ndarray,
