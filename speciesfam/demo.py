@@ -102,7 +102,7 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     report = write_report(workdir)
     artifacts["report"] = report
     removed = int((cleaned["status"] == "removed").sum())
-    console.say(f"\nDone in {time.time() - t0:.0f} s: {len(manifest)} images catalogued, {removed} outliers removed, "
+    console.say(f"\nDone in {time.time() - t0:.0f} s: {len(manifest)} files catalogued, {removed} outliers removed, "
                 f"bundle in {bundle}, full logs in {storage.join(workdir, 'logs')}.")
     console.say(f"report: {report}")
     return {"artifacts": artifacts, "predictions": preds}

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from . import layout, plots, stages, storage
 from .lines import number
+from .markdown import twins
 from .report_search import search
 from .reproduce import reproduce
 
@@ -114,7 +115,10 @@ def headline(s: dict[str, dict]) -> list[tuple[str, str]]:
     """The main numbers at the top of the page."""
     out = []
     if "rows" in s["collection"]:
-        out += [("images catalogued", str(s["collection"]["rows"])), ("families", str(s["collection"]["families"]))]
+        # every file or manifest row catalog listed (non-images, copies and broken links too), then the usable
+        out += [("files or rows catalogued", str(s["collection"]["rows"])),
+                ("usable images", str(s["collection"]["status"].get(layout.OK, 0))),
+                ("families", str(s["collection"]["families"]))]
     if "removed" in s["cleaning"] and not s["cleaning"].get("stale"):  # a stale count is no headline
         out.append(("removed by cleaning", str(s["cleaning"]["removed"])))
     if "trials" in s["search"] and not s["search"].get("stale"):  # an older run's search: its section says so
@@ -135,7 +139,9 @@ def collection(workdir: str, records: dict) -> dict | None:
         cleaned = None
     before = manifest[manifest["status"] == layout.OK]["label"].value_counts()
     after = cleaned[cleaned["status"] == layout.OK]["label"].value_counts() if cleaned is not None else None
-    families = [{"family": fam, "before": int(n), "after": None if after is None else int(after.get(fam, 0))}
+    alike = twins(before.index)  # 'Café' in two Unicode forms: two rows that read alike, told apart as JSON
+    families = [{"family": json.dumps(fam) if fam in alike else fam, "before": int(n),
+                 "after": None if after is None else int(after.get(fam, 0))}
                 for fam, n in before.sort_values(ascending=False).items()]
     skipped = manifest[manifest["status"] != layout.OK]
     source = (records.get("catalog") or {}).get("config", {}).get("source")

@@ -280,3 +280,15 @@ def test_a_family_name_in_two_unicode_forms_shows_as_two_names_in_the_reports(tm
                       pd.DataFrame(columns=["path_a", "path_b", "similarity"]), CleanConfig(zero_shot=False), summary)
     assert all(f"| {shown[lab]} | 3 | 3 |" in md for lab in (nfc, nfd)) and "| Felidae | 3 | 3 |" in md
     assert f"| {shown[nfc]} | {shown[nfd]} | 0.100 |" in md  # the label issue: given one, suggested the other
+    # ... and in the warnings (console, clean.md, report) and report.html's family table: "('Café', 'Café')"
+    from speciesfam.data.clean_report import lost_lines
+    from speciesfam.report import collection
+
+    lost = {**summary, "split_lost": {"test": [nfd, "Felidae"]}, "split_lost_cause": {}}
+    assert f"({json.dumps(nfd)}, 'Felidae')" in lost_lines(lost, alike=frozenset({nfc, nfd}))[0]
+    assert f"({json.dumps(nfc)}, {json.dumps(nfd)})" in lost_lines({**lost, "split_lost": {"val": [nfc, nfd]}})[0]
+    md = clean_report(m, m, pd.DataFrame(columns=["path", "family", "score", "z", "detector", "reason"]), issues,
+                      pd.DataFrame(columns=["path_a", "path_b", "similarity"]), CleanConfig(zero_shot=False), lost)
+    assert f"no test images left ({json.dumps(nfd)}, `Felidae`)" in md
+    assert sorted(r["family"] for r in collection(str(tmp_path / "run"), {})["table"]) == sorted(
+        [json.dumps(nfc), json.dumps(nfd), "Felidae"])

@@ -26,7 +26,7 @@ def _families(root, counts, seed=0):
             Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / family / f"{k}.png")
 
 
-def test_images_that_changed_after_catalog_become_unreadable_rows(tmp_path, ray_session):
+def test_images_that_changed_after_catalog_become_unreadable_rows(tmp_path, ray_session, capsys):
     """A file deleted and one truncated after catalog, in the middle of an embedding batch: clean crashed with
     an IndexError (NumPy vectors beside an empty list in one Ray block). Now each is `unreadable` with the
     decode error, and every other row goes on."""
@@ -43,7 +43,11 @@ def test_images_that_changed_after_catalog_become_unreadable_rows(tmp_path, ray_
     assert (cleaned["status"].isin([layout.OK, layout.REMOVED_STATUS])).sum() == len(manifest) - 2
     # an image whose embedding is cached goes too: it stayed `ok` and the search crashed on it later
     (tmp_path / "img" / "A" / "2.png").unlink()
+    capsys.readouterr()
     again = run_clean(str(tmp_path / "run"), CleanConfig(embedder=HIST, batch_size=8, min_per_family=1))
+    # 24 images: the 2 that failed are tried again, the gone one's cached embedding is not counted as usable
+    said = capsys.readouterr().out
+    assert "clean: embedding 2 images with " in said and "(21 cached)" in said, said
     row = again[again["path"].str.endswith("A/2.png")].iloc[0]
     assert row["status"] == layout.UNREADABLE_STATUS and "no longer exists" in row["reason"], row.to_dict()
     md = (tmp_path / "run" / "clean.md").read_text()

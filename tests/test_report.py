@@ -133,6 +133,10 @@ def test_report_holds_the_main_numbers_inline(run):
     best = trials.iloc[0]
     assert f'<b id="best-f1">{best[layout.BEST_METRIC]:.3f}</b>' in html
     assert f"{len(manifest)} rows" in html and "0.738" in html  # catalog rows, test macro-F1
+    # the headline's first count is every catalogued file (it read "images catalogued"), then the usable images
+    usable = (manifest["status"] == "ok").sum()
+    assert usable < len(manifest) and f'<div class="v">{len(manifest)}</div><div class="k">files or rows catalogued' \
+        f'</div></div>\n  <div class="card"><div class="v">{usable}</div><div class="k">usable images</div>' in html
     for t in trials["trial_id"]:
         assert t in html
     for reason in manifest.loc[manifest["status"] == "unreadable", "reason"]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import layout, storage
 from ..console import say
+from ..markdown import twins
 from ..config import CleanConfig
 from .catalog import follow_originals, load_manifest
 from .embedders import load_embedder, model_id
@@ -227,7 +228,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     summary["split_lost_cause"] = {split: lost_cause(set(fams), set(cleaned.loc[lost & (cleaned["split"] == split),
                                                                               "label"]))
                                    for split, fams in summary["split_lost"].items()}
-    for line in lost_lines(summary):
+    for line in lost_lines(summary, alike=twins(manifest.loc[manifest["status"] == layout.OK, "label"])):
         say(f"clean: warning: {line}; see clean.md")
     storage.write_text(layout.path(workdir, layout.CLEAN_MD), clean_report(manifest, cleaned, table, issues, pairs,
                                                                            cfg, summary))

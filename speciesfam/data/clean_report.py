@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from .. import layout
@@ -26,16 +27,21 @@ def outlier_rule(cfg: CleanConfig) -> str:
             f"(min {cfg.min_per_family} kept per family)")
 
 
-def lost_lines(summary: dict[str, Any], name=repr) -> list[str]:
+def lost_lines(summary: dict[str, Any], name=repr, alike: frozenset[str] = frozenset()) -> list[str]:
     """A line per split that families lost every image of in clean (``split_lost``), with the cause clean found
     (``split_lost_cause``: files gone or changed since catalog, or its own removals): the console's, clean.md's
-    and the report's words. ``name``: how a family is written (quoted, Markdown code, plain)."""
+    and the report's words. ``name``: how a family is written (quoted, Markdown code, plain); a family that
+    renders as another does (``alike``, and any two named here: ``twins``) as its JSON string, which tells them
+    apart (two NFC/NFD 'Café's read "('Café', 'Café')": hostile tester)."""
     causes = summary.get("split_lost_cause") or {}
+    lost = summary.get("split_lost") or {}
+    alike = alike | twins(f for fams in lost.values() for f in fams)
+    shown = (lambda f: json.dumps(f) if f in alike else name(f))
     out = []
-    for split, fams in (summary.get("split_lost") or {}).items():
+    for split, fams in lost.items():
         if fams:
             out.append(f"{counted(len(fams), 'family has', 'families have')} no {split} images left "
-                       f"({some(map(name, fams), 10)})"
+                       f"({some(map(shown, fams), 10)})"
                        + (f": {causes[split]} took them all" if causes.get(split) else "")
                        + (", so no model learns them" if split == "train" else f", so they count in no {split} score"))
     return out
@@ -96,9 +102,9 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
              f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"
              + (f"; {counted(across, 'pair')} of two families (never dropped: which label is right is a label "
                 "issue's question)" if (across := dups.get("across_families")) else "")]
-    lines += [f"- **warning**: {line}" for line in lost_lines(summary, lambda f: code(visible(f)))]
-    lines += ["", "| family | before | after |", "|---|---:|---:|"]
     alike = twins(b.index)  # 'Café' twice, in two Unicode forms: shown as JSON, which tells them apart
+    lines += [f"- **warning**: {line}" for line in lost_lines(summary, lambda f: code(visible(f)), alike)]
+    lines += ["", "| family | before | after |", "|---|---:|---:|"]
     lines += [f"| {family_cell(fam, alike)} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
     lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]
     lines += _table(removed, ["path", "family", "score", "z", "detector", "reason"], {"score": ".3f", "z": ".1f"}, alike)

@@ -237,8 +237,9 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     # a cached image's file must still be there and hold the bytes catalog hashed (local files), or the model
     # would train on another image than the one embedded, or on nothing
     errors = changed_since_catalog(rows[rows["sha256"].isin(old["sha256"])], catalogued_at(workdir))
+    cached = len(rows) - len(todo) - len(errors)  # usable cached ones (a file changed since is not)
     if len(todo):
-        say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({len(rows) - len(todo)} cached)")
+        say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({cached} cached)")
         new = embed_with_ray(todo, cfg)
         failed = new[new["error"] != ""]
         errors.update(zip(failed["path"], failed["error"]))
@@ -246,8 +247,10 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
         new["embedding"] = [np.asarray(v, np.float32) for v in new["embedding"]]  # stored as float32 lists
         old = pd.concat([old, new], ignore_index=True)
         storage.write_table(old, uri)
-    else:
+    elif not errors:
         say(f"clean: all {len(rows)} embeddings cached in {uri}")
+    else:
+        say(f"clean: {cached} of {len(rows)} embeddings cached in {uri}")
     if errors:
         say(f"clean: {lines.counted(len(errors), 'image')} gone, changed or failing to decode since catalog (now "
             f"unreadable, see clean.md): {lines.some(errors)}")
