@@ -99,16 +99,15 @@ def copies(groups: np.ndarray, i: np.ndarray, j: np.ndarray, sim: np.ndarray, pi
     for a, b, s in zip(i.tolist(), j.tolist(), sim.tolist()):
         if groups[a] >= 0 and groups[b] >= 0:
             near.setdefault(a, {})[b] = near.setdefault(b, {})[a] = s
-    out = []
+    out, kept = [], set()
     for _, rows in _members(groups):
-        kept: list[int] = []
         for r in sorted(rows.tolist(), key=lambda r: (-pixels[r], paths[r])):
-            pairs = [(near[r][k], k) for k in kept if k in near.get(r, {}) and labels[k] == labels[r]]
+            pairs = [(s, k) for k, s in near.get(r, {}).items() if k in kept and labels[k] == labels[r]]
             if pairs:
                 s, k = max(pairs)
                 out.append((r, k, s))
             else:
-                kept.append(r)
+                kept.add(r)
     return out
 
 
