@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "new labelled set: CSV or Parquet with path and label columns (and split, to score one)")
     ev.add_argument("--split", default=None, help="the rows to score (default: test; a labelled set without a "
                     "split column is scored whole)")
-    ev.add_argument("--out", default=None, help="report folder (default: eval_SPLIT beside the bundle)")
+    ev.add_argument("--out", default=None, help="report folder (default: beside the bundle, eval_SPLIT for its own run's manifest, else "
+                    "eval_NAME-HASH, one per labelled set, split and bundle)")
 
     d = sub.add_parser("demo", help="every stage on the bundled demo data (offline, 3-8 minutes on 2 CPUs)")
     add_config_flags(d, DemoConfig)
@@ -225,7 +226,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     m = evaluate(args.bundle, args.manifest, args.split, args.out)
     split, whole = m["split"], m.get("whole_set")  # a labelled set without splits: scored whole (named test_*)
     print(f"evaluate: {'the whole set' if whole else split}: macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
-          f"{m[f'{split}_accuracy']:.3f} on {m['images']} images ({m['kind']} bundle); reports in {m['out']}")
+          f"{m[f'{split}_accuracy']:.3f} on {m['images']} images ({m['kind']} bundle); reports in {m['out']}"
+          + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
     left_out = {status: m[status] for status in NOT_SCORED if m[status]}
     if left_out:  # rows: a duplicate row is an image scored once
         what = "rows of the set" if whole else f"{split} rows"

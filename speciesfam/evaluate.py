@@ -237,17 +237,20 @@ def _content_keys(rows: pd.DataFrame) -> pd.Series:
 
 def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> str:
     """Beside the bundle: ``eval_SPLIT`` for the bundle's own run folder's manifest (the report shows it), else
-    ``eval_NAME-HASH`` (the file's name as a safe slug; the hash of its full path and the split, so two sets, or
-    two splits of one, never share a folder)."""
+    ``eval_NAME-HASH`` (the file's name as a safe slug; the hash of its full path, the split and the bundle's
+    id, so two sets, two splits of one, or two bundles in one folder never share a folder: the second bundle's
+    reports replaced the first's, unsaid; hostile tester)."""
     import hashlib
 
+    from .bundle import bundle_id
     from .layout import label_slug
 
     where = _bundle_folder(bundle)
     if own_run:
         return os.path.join(where, f"eval_{split}")
     stem = label_slug(os.path.splitext(os.path.basename(manifest_uri.rstrip("/")))[0]).rsplit("-", 1)[0]
-    key = f"{manifest_uri if storage.is_remote(manifest_uri) else os.path.realpath(manifest_uri)}|{split}"
+    key = (f"{manifest_uri if storage.is_remote(manifest_uri) else os.path.realpath(manifest_uri)}|{split}|"
+           f"{bundle_id(bundle)}")
     return os.path.join(where, f"eval_{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}")
 
 
@@ -346,6 +349,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     rows_csv = rows.assign(predicted=None, probability=np.nan)[list(ROWS_COLUMNS)]
     counts = {status: int((rows["status"] == status).sum()) for status in NOT_SCORED}
     out = storage.local_dir(out)
+    earlier = _earlier_bundle(out)  # an --out (or RUN/eval_SPLIT) holding another bundle's reports: said
     if not ok.any():  # the reasons kept; an earlier evaluation's scores there would pass for this one's
         for name in REPORTS:
             if os.path.exists(os.path.join(out, name)):
@@ -381,4 +385,13 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     storage.write_text(os.path.join(out, "metrics.json"), json.dumps(summary, indent=1))
     plots.confusion(cm, labels, os.path.join(out, "confusion.png"))
     plots.per_class_f1(per_class, os.path.join(out, "per_class_f1.png"))
-    return {**summary, "out": out}
+    return {**summary, "out": out, "replaced": earlier if earlier and earlier != summary["bundle_id"] else None}
+
+
+def _earlier_bundle(out: str) -> str | None:
+    """The bundle id of the evaluation ``out`` holds from before, if any."""
+    try:
+        with open(os.path.join(out, "metrics.json")) as f:
+            return str(json.load(f).get("bundle_id") or "") or None
+    except (OSError, ValueError, AttributeError):
+        return None

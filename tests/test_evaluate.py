@@ -327,3 +327,28 @@ def test_an_image_replaced_since_catalog_is_not_scored_as_the_catalogued_one(pro
     assert m["changed"] == 1 and m["images"] == len(test) - 1
     row = pd.read_csv(tmp_path / "eval" / "rows.csv").set_index("path").loc[str(copy)]
     assert row["status"] == "changed" and row["reason"].startswith("changed since catalog (its sha256 is not")
+
+
+def test_two_bundles_keep_their_own_reports_and_a_replacement_is_said(probe_run, probe_bundle, tmp_path, capsys):
+    """Two bundles in one folder, evaluated on the same labelled set, both wrote eval_NAME-HASH: the second
+    replaced the first's reports without a word (hostile tester)."""
+    from speciesfam import cli
+    from speciesfam.bundle import bundle_id, checksums
+
+    first = Path(shutil.copytree(probe_bundle, tmp_path / "b_first"))
+    second = Path(shutil.copytree(probe_bundle, tmp_path / "b_second"))
+    (second / "MODEL_CARD.md").write_text("another bundle")
+    (second / "checksums.json").write_text(json.dumps(checksums(str(second))))
+    assert bundle_id(str(first)) != bundle_id(str(second))
+    manifest = str(probe_run / "clean_manifest.parquet")
+    outs = []
+    for bundle in (first, second):
+        assert cli.main(["evaluate", str(bundle), "--manifest", manifest, "--split", "val"]) == 0
+        said = capsys.readouterr().out
+        assert "replaced" not in said, said
+        outs.append(said.split("reports in ")[1].split()[0].rstrip(";"))
+    assert outs[0] != outs[1] and all(json.loads((Path(o) / "metrics.json").read_text())["bundle_id"] == bundle_id(
+        str(b)) for o, b in zip(outs, (first, second)))
+    # an --out holding the first bundle's reports: replaced, and the line says whose
+    assert cli.main(["evaluate", str(second), "--manifest", manifest, "--split", "val", "--out", outs[0]]) == 0
+    assert f"they replaced the reports of another bundle (id {bundle_id(str(first))})" in capsys.readouterr().out

@@ -52,6 +52,19 @@ def test_exif_rotation_is_applied():
     assert probe(data)["width"] == 10
 
 
+def test_a_damaged_exif_block_decodes_without_a_warning():
+    """Pillow's warning on a damaged EXIF block ('Corrupt EXIF data', 'Truncated File Read') reached predict's
+    console without --verbose (hostile tester); the image itself decodes."""
+    import warnings
+
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "camera maker"
+    data = encode(Image.new("RGB", (30, 20), (200, 10, 10)), "JPEG", exif=exif.tobytes()[:-14])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        assert decode_rgb(data).shape == (20, 30, 3) and probe(data)["width"] == 30
+
+
 def test_resize():
     assert decode_rgb(encode(Image.new("RGB", (50, 20)), "PNG"), size=16).shape == (16, 16, 3)
 

@@ -51,6 +51,7 @@ def open_image(data: bytes) -> Image.Image:
         with warnings.catch_warnings():
             # MAX_PIXELS is the limit: Pillow's own warning comes at 89.5 Mpx (and its error at twice that)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)  # 'Corrupt EXIF data': read as far as it goes (upright)
             img = Image.open(io.BytesIO(data))
             if img.width * img.height > MAX_PIXELS:
                 raise DecodeError(f"decompression bomb: {img.width}x{img.height} px > {MAX_PIXELS} px")
@@ -72,7 +73,7 @@ def open_image(data: bytes) -> Image.Image:
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL image to an EXIF-upright 8-bit RGB image."""
-    img = ImageOps.exif_transpose(img) or img
+    img = upright(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
@@ -112,6 +113,14 @@ class ChangedError(DecodeError):
     """The file is not the one catalog read (its sha256 differs)."""
 
 
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation says. A damaged EXIF block is read as far as it goes, without
+    Pillow's 'Corrupt EXIF data' UserWarning (it reached predict's console: hostile tester)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return ImageOps.exif_transpose(img) or img
+
+
 def read_rgb(path: str, size: int | None = None, sha256: str | None = None) -> np.ndarray:
     """``decode_rgb`` of a file (local path or URI). Raises ``DecodeError`` for unreadable files too (a missing
     file, an I/O error, a URI scheme no filesystem here reads: pyarrow's ArrowInvalid is a ValueError), and
@@ -136,5 +145,5 @@ def read_rgb(path: str, size: int | None = None, sha256: str | None = None) -> n
 def probe(data: bytes) -> dict:
     """Return width, height and the original mode of an image, decoding it fully to prove it is readable."""
     img = open_image(data)
-    upright = ImageOps.exif_transpose(img) or img
-    return {"width": upright.width, "height": upright.height, "mode": img.mode}
+    turned = upright(img)
+    return {"width": turned.width, "height": turned.height, "mode": img.mode}
