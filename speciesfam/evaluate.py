@@ -249,8 +249,11 @@ def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> st
     if own_run:
         return os.path.join(where, f"eval_{split}")
     stem = label_slug(os.path.splitext(os.path.basename(manifest_uri.rstrip("/")))[0]).rsplit("-", 1)[0]
-    key = (f"{manifest_uri if storage.is_remote(manifest_uri) else os.path.realpath(manifest_uri)}|{split}|"
-           f"{bundle_id(bundle)}")
+    try:
+        bid = bundle_id(bundle)
+    except (OSError, ValueError):  # no bundle there: loading it says so, in its own words
+        bid = ""
+    key = f"{manifest_uri if storage.is_remote(manifest_uri) else os.path.realpath(manifest_uri)}|{split}|{bid}"
     return os.path.join(where, f"eval_{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}")
 
 
