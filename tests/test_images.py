@@ -65,6 +65,23 @@ def test_a_damaged_exif_block_decodes_without_a_warning():
         assert decode_rgb(data).shape == (20, 30, 3) and probe(data)["width"] == 30
 
 
+def test_odd_sample_formats_and_key_colour_transparency():
+    """A float TIFF with one NaN pixel decoded all black; a 32-bit integer TIFF of values 0..255 was scaled as
+    16-bit (max 1); a PNG's tRNS key colour (L or RGB) was not put on white as other transparency is (tester)."""
+    ramp = np.tile(np.arange(0, 256, 16, dtype=np.float32), (4, 1))  # 0..240 across, 4 rows
+    with_nan = ramp.copy()
+    with_nan[0, 0] = np.nan
+    got = decode_rgb(encode(Image.fromarray(with_nan, mode="F"), "TIFF"))[..., 0]
+    assert got[0, 0] == 0 and got[1, 0] == 0 and got[1, -1] == 255 and got[1, 8] == 136  # its range, NaN as 0
+    wide = decode_rgb(encode(Image.fromarray(ramp.astype(np.int32), mode="I"), "TIFF"))[..., 0]
+    assert wide.min() == 0 and wide.max() == 255  # 32-bit samples: their own range
+    assert decode_rgb(encode(Image.new("L", (6, 6), 100), "PNG", transparency=100)).min() == 255
+    key = Image.new("RGB", (6, 6), (1, 2, 3))
+    key.putpixel((0, 0), (9, 9, 9))
+    out = decode_rgb(encode(key, "PNG", transparency=(1, 2, 3)))
+    assert out[0, 0].tolist() == [9, 9, 9] and out[1, 1].tolist() == [255, 255, 255]
+
+
 def test_resize():
     assert decode_rgb(encode(Image.new("RGB", (50, 20)), "PNG"), size=16).shape == (16, 16, 3)
 

@@ -73,17 +73,22 @@ def open_image(data: bytes) -> Image.Image:
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL image to an EXIF-upright 8-bit RGB image."""
+    bits = (getattr(img, "tag_v2", None) or {}).get(258)  # a TIFF's BitsPerSample (gone from the turned copy)
     img = upright(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and hi <= 65535):
+        finite = np.isfinite(arr)  # a float image's NaN/inf pixels made its range NaN: the whole image black
+        lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
+        wide = img.mode == "I" and (bits == 32 or bits == (32,))  # 32-bit TIFF samples: not 16-bit ones
+        if img.mode.startswith("I;16") or (img.mode == "I" and not wide and lo >= 0 and hi <= 65535):
             # 16-bit grayscale (PNG, TIFF): the same picture as its 8-bit version, 0..65535 -> 0..255 (a
             # per-image stretch made a near-uniform image noise and changed what the models saw)
             arr = arr / 257.0
         else:  # 32-bit integer or float samples have no fixed scale: their own range to 0..255, not clipped
             arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.round().astype(np.uint8), mode="L")
+        img = Image.fromarray(np.where(finite, arr, 0.0).round().astype(np.uint8), mode="L")
+    if img.mode in ("L", "RGB") and "transparency" in img.info:  # a PNG's tRNS key colour: transparent too
+        img = img.convert("RGBA")
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
