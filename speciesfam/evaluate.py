@@ -101,16 +101,27 @@ def _not_reports(folder: str) -> list[str]:
     earlier evaluation (a user's confusion.png or per_class.csv shares a report's name)."""
     names = sorted(os.listdir(folder))
     foreign = [n for n in names if n not in REPORTS or not os.path.isfile(os.path.join(folder, n))]
-    try:  # an earlier evaluation's folder has evaluate's metrics.json, or (nothing scored) only its rows.csv
-        if "metrics.json" in names:
-            with open(os.path.join(folder, "metrics.json")) as f:
-                earlier = {"bundle_id", "split"} <= set(json.load(f))
-        else:
+    # an earlier evaluation's folder has evaluate's metrics.json, or (nothing scored) only its rows.csv
+    if "metrics.json" in names:
+        earlier = _earlier_metrics(folder) is not None
+    else:
+        try:
             with open(os.path.join(folder, "rows.csv"), encoding="utf-8") as f:
                 earlier = f.readline().strip() == ",".join(ROWS_COLUMNS)
-    except (OSError, ValueError, TypeError):  # missing, unreadable, not JSON, not a mapping: not evaluate's
-        earlier = False
+        except (OSError, ValueError):  # missing, unreadable: not evaluate's
+            earlier = False
     return foreign if earlier or not names else names
+
+
+def _earlier_metrics(folder: str) -> dict | None:
+    """The metrics.json of an evaluation ``folder`` holds from before (it names its bundle and split), or None:
+    none there, unreadable, not JSON, or not evaluate's."""
+    try:
+        with open(os.path.join(folder, "metrics.json")) as f:
+            metrics = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and {"bundle_id", "split"} <= set(metrics) else None
 
 
 def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
@@ -352,7 +363,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     rows_csv = rows.assign(predicted=None, probability=np.nan)[list(ROWS_COLUMNS)]
     counts = {status: int((rows["status"] == status).sum()) for status in NOT_SCORED}
     out = storage.local_dir(out)
-    earlier = _earlier_bundle(out)  # an --out (or RUN/eval_SPLIT) holding another bundle's reports: said
+    earlier = (_earlier_metrics(out) or {}).get("bundle_id")  # an --out (or eval_SPLIT) of another bundle: said
     if not ok.any():  # the reasons kept; an earlier evaluation's scores there would pass for this one's
         for name in REPORTS:
             if os.path.exists(os.path.join(out, name)):
@@ -389,12 +400,3 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     plots.confusion(cm, labels, os.path.join(out, "confusion.png"))
     plots.per_class_f1(per_class, os.path.join(out, "per_class_f1.png"))
     return {**summary, "out": out, "replaced": earlier if earlier and earlier != summary["bundle_id"] else None}
-
-
-def _earlier_bundle(out: str) -> str | None:
-    """The bundle id of the evaluation ``out`` holds from before, if any."""
-    try:
-        with open(os.path.join(out, "metrics.json")) as f:
-            return str(json.load(f).get("bundle_id") or "") or None
-    except (OSError, ValueError, AttributeError):
-        return None

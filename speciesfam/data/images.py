@@ -87,9 +87,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
         else:  # 32-bit integer or float samples have no fixed scale: their own range to 0..255, not clipped
             arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
         img = Image.fromarray(np.where(finite, arr, 0.0).round().astype(np.uint8), mode="L")
-    if img.mode in ("L", "RGB") and "transparency" in img.info:  # a PNG's tRNS key colour: transparent too
-        img = img.convert("RGBA")
-    if img.mode == "P":
+    if img.mode == "P" or (img.mode in ("L", "RGB") and "transparency" in img.info):  # a PNG's tRNS key colour too
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
         background = Image.new("RGB", img.size, (255, 255, 255))
