@@ -80,6 +80,37 @@ def test_an_image_replaced_since_catalog_is_not_embedded_as_the_catalogued_one(t
     assert set(pd.read_parquet(tmp_path / "run" / layout.EMBEDDINGS)["sha256"]) == set(before["sha256"])
 
 
+def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, ray_session, capsys):
+    """Cached embeddings had no version of the decode path: after it changed, images whose pixels it now gives
+    otherwise kept the embeddings of the old pixels. Rows cached by another version, or by a clean that stamped
+    none, are embedded again and stamped; the others stay cached."""
+    from speciesfam.data.images import DECODER
+
+    _families(tmp_path / "img", {"A": 6, "B": 6})
+    run_catalog(str(tmp_path / "img"), str(tmp_path / "run"))
+    cfg = CleanConfig(embedder=HIST, batch_size=4, min_per_family=1)
+    run_clean(str(tmp_path / "run"), cfg)
+    path = tmp_path / "run" / layout.EMBEDDINGS
+    emb = pd.read_parquet(path)
+    assert len(emb) == 12 and set(emb["decoder"]) == {DECODER}
+    right = {sha: list(v) for sha, v in zip(emb["sha256"], emb["embedding"])}
+    emb.loc[:2, "embedding"] = pd.Series([np.zeros(len(right[emb["sha256"][0]]), np.float32)] * 3)
+    emb.loc[:2, "decoder"] = DECODER - 1  # what the old pixels gave, under the old version
+    emb.to_parquet(path)
+    capsys.readouterr()
+    run_clean(str(tmp_path / "run"), cfg)
+    out = capsys.readouterr().out
+    assert "clean: embedding 3 images with " in out and "(9 cached, 3 more cached by an older decode path: " \
+        "embedded again)" in out, out
+    again = pd.read_parquet(path)
+    assert len(again) == 12 and set(again["decoder"]) == {DECODER}
+    assert {sha: list(v) for sha, v in zip(again["sha256"], again["embedding"])} == right
+    again.drop(columns="decoder").to_parquet(path)  # a clean before versions: every row unstamped
+    run_clean(str(tmp_path / "run"), cfg)
+    assert "(0 cached, 12 more cached by an older decode path: embedded again)" in capsys.readouterr().out
+    assert set(pd.read_parquet(path)["decoder"]) == {DECODER}
+
+
 def test_an_embedder_that_gives_too_few_vectors_is_an_error_not_a_cached_gap():
     """An encode that dropped rows: zip() truncated, empty vectors went into embeddings.parquet, and every later
     clean crashed on them."""

@@ -44,6 +44,32 @@ def test_cache_holds_each_usable_image_once_decoded_like_training_did_and_is_reu
     assert other != uri and image_cache.load(other)[0].shape[1:] == (48, 48, 3)
 
 
+def test_a_cache_made_by_an_older_decode_path_is_decoded_again(catalogued, ray_session, capsys):
+    """The cache had no version of the decode path: after the decoder changed (a float TIFF's NaN, 32-bit samples,
+    key-colour PNGs) every trial still read the old pixels until the user found and deleted RUN/image_cache."""
+    import pandas as pd
+
+    from speciesfam import storage
+    from speciesfam.data import image_cache
+    from speciesfam.data.images import DECODER, decode_rgb
+
+    workdir, m = catalogued
+    ok = m[m["status"] == "ok"].drop_duplicates("sha256")
+    uri = image_cache.cache_uri(str(workdir), 24)
+    for index in (pd.DataFrame({"sha256": ok["sha256"]}), pd.DataFrame({"sha256": ok["sha256"], "decoder": 1})):
+        os.makedirs(uri, exist_ok=True)  # what an older version left: other pixels for the same files
+        np.save(os.path.join(uri, image_cache.IMAGES), np.zeros((len(ok), 24, 24, 3), np.uint8))
+        index.to_parquet(os.path.join(uri, image_cache.INDEX))
+        capsys.readouterr()
+        assert image_cache.build(str(workdir), m, 24) == uri
+        assert capsys.readouterr().out.splitlines()[0] == (
+            "tune: the image cache (24 px) was made by an older decode path; decoding it again")
+        images, rows = image_cache.load(uri)
+        assert set(pd.read_parquet(os.path.join(uri, image_cache.INDEX))["decoder"]) == {DECODER}
+        for path, sha in zip(ok["path"], ok["sha256"]):
+            np.testing.assert_array_equal(images[rows[sha]], decode_rgb(storage.read_bytes(path), size=24))
+
+
 def test_cached_batches_equal_decoded_batches(catalogued, ray_session):
     from speciesfam.data import image_cache
     from speciesfam.data.tfdata import cached_dataset, dataset, split_arrays

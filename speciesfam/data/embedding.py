@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-EMBEDDING_COLUMNS = ["path", "label", "sha256", "embedding", "model_id"]
+EMBEDDING_COLUMNS = ["path", "label", "sha256", "embedding", "model_id", "decoder"]  # decoder: images.DECODER
 
 
 def decode_batch(batch: "pd.DataFrame", size: int | None = None) -> "pd.DataFrame":
@@ -224,26 +224,32 @@ def changed_since_catalog(rows: "pd.DataFrame", since: float) -> dict[str, str]:
 
 
 def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
-    """Embeddings for ``rows``: those already in RUN/embeddings.parquet for this model and these bytes are
-    reused, only the rest are computed; the union is written back."""
+    """Embeddings for ``rows``: those already in RUN/embeddings.parquet for this model, these bytes and this
+    decode path are reused, only the rest are computed; the union is written back."""
     import pandas as pd
+
+    from .images import DECODER
 
     uri = layout.path(workdir, layout.EMBEDDINGS)
     mid = model_id(cfg)
     old = storage.read_table(uri) if storage.exists(uri) else pd.DataFrame(columns=EMBEDDING_COLUMNS)
     old = old[old["model_id"] == mid].drop_duplicates("sha256")
     old = old[old["embedding"].map(len).gt(0)]  # never an empty vector (an older clean could cache one)
+    decoded = old["decoder"] if "decoder" in old else pd.Series(1, old.index)  # unstamped: the first decode path
+    older = int(rows["sha256"].isin(old.loc[decoded.ne(DECODER), "sha256"]).sum())
+    old = old[decoded.eq(DECODER)]
     todo = rows[~rows["sha256"].isin(old["sha256"])]
     # a cached image's file must still be there and hold the bytes catalog hashed (local files), or the model
     # would train on another image than the one embedded, or on nothing
     errors = changed_since_catalog(rows[rows["sha256"].isin(old["sha256"])], catalogued_at(workdir))
     cached = len(rows) - len(todo) - len(errors)  # usable cached ones (a file changed since is not)
     if len(todo):
-        say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({cached} cached)")
+        again = f", {older} more cached by an older decode path: embedded again" if older else ""
+        say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({cached} cached{again})")
         new = embed_with_ray(todo, cfg)
         failed = new[new["error"] != ""]
         errors.update(zip(failed["path"], failed["error"]))
-        new = new[new["error"] == ""][EMBEDDING_COLUMNS].copy()
+        new = new[new["error"] == ""].assign(decoder=DECODER)[EMBEDDING_COLUMNS].copy()
         new["embedding"] = [np.asarray(v, np.float32) for v in new["embedding"]]  # stored as float32 lists
         old = pd.concat([old, new], ignore_index=True)
         storage.write_table(old, uri)

@@ -3,7 +3,8 @@
 Without it each CNN trial decodes and resizes every JPEG again in every epoch. The cache of a run lives in
 RUN/image_cache/<size>px/ (shared storage on a cluster, like the run folder): ``images.npy``, a uint8 array
 of shape (N, size, size, 3) made by the one decode path (``data.images.decode_rgb``), and ``index.parquet``,
-the sha256 of each row (written last: a cache without its index is incomplete and is rebuilt). Images are
+the sha256 of each row and the decode path's version (written last: a cache without its index, or made by
+another version of the decode path, is rebuilt). Images are
 keyed by content, so duplicates share a row and a re-run catalog reuses what is still there. The tune driver
 builds it before the first trial, decoding in Ray tasks spread over the cluster; trials open it read-only
 (memory-mapped on local disk and NFS; object-store caches are read whole into memory).
@@ -70,13 +71,17 @@ def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
     import pandas as pd
     import ray
 
+    from ..console import Progress, say
+    from .images import DECODER
+
     uri = cache_uri(workdir, size)
     rows = manifest[manifest["status"] == layout.OK].drop_duplicates("sha256")
     if storage.exists(storage.join(uri, INDEX)):
-        have = set(storage.read_table(storage.join(uri, INDEX))["sha256"])
-        if set(rows["sha256"]) <= have:
+        index = storage.read_table(storage.join(uri, INDEX))
+        if len(index) and ("decoder" not in index or not index["decoder"].eq(DECODER).all()):
+            say(f"tune: the image cache ({size} px) was made by an older decode path; decoding it again")
+        elif set(rows["sha256"]) <= set(index["sha256"]):
             return uri
-    from ..console import Progress, say
 
     decode = ray.remote(num_cpus=1)(_decode_chunk)
     paths, hashes = rows["path"].tolist(), rows["sha256"].tolist()
@@ -100,7 +105,8 @@ def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
         else:
             with open(local, "rb") as src, fs.open_output_stream(path) as dst:
                 shutil.copyfileobj(src, dst, 16 << 20)
-    storage.write_table(pd.DataFrame({"sha256": rows["sha256"].to_numpy()}), storage.join(uri, INDEX))
+    storage.write_table(pd.DataFrame({"sha256": rows["sha256"].to_numpy(), "decoder": DECODER}),
+                        storage.join(uri, INDEX))
     return uri
 
 

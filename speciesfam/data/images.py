@@ -17,6 +17,11 @@ from PIL import Image, ImageOps
 # photograph in the collections we target (EOL images are < 20 Mpx) and small enough to refuse bombs.
 MAX_PIXELS = 100_000_000
 
+# The decode path's version, recorded beside what is computed from its pixels (the image cache, embeddings):
+# raise it when the pixels it gives for some file change, so that those are computed again. 1: up to
+# 2026-12-04; 2: a float image's NaN pixels, 32-bit integer samples and a PNG's key-colour transparency.
+DECODER = 2
+
 
 class DecodeError(ValueError):
     """An image could not be decoded; ``str(err)`` is the reason recorded in reports."""
