@@ -111,6 +111,21 @@ def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, 
     assert set(pd.read_parquet(path)["decoder"]) == {DECODER}
 
 
+def test_a_re_run_leaves_only_its_own_gallery_sheets(tmp_path, ray_session):
+    """A re-run of clean left the sheets of an earlier one in RUN/gallery/: a family's PNG after
+    `--gallery-per-family 0`, or after the family was gone, beside the new ones."""
+    _families(tmp_path / "img", {"A": 6, "B": 6})
+    run_catalog(str(tmp_path / "img"), str(tmp_path / "run"))
+    run_clean(str(tmp_path / "run"), CleanConfig(embedder=HIST, batch_size=4, min_per_family=1))
+    gallery = tmp_path / "run" / layout.GALLERY
+    sheets = {f"{layout.label_slug(family)}.png" for family in ("A", "B")}
+    assert sheets <= {p.name for p in gallery.iterdir()}
+    run_clean(str(tmp_path / "run"), CleanConfig(embedder=HIST, batch_size=4, min_per_family=1,
+                                                 gallery_per_family=0))
+    assert not {p.name for p in gallery.iterdir()} & sheets
+    assert "per family: none" in (tmp_path / "run" / "clean.md").read_text()
+
+
 def test_an_embedder_that_gives_too_few_vectors_is_an_error_not_a_cached_gap():
     """An encode that dropped rows: zip() truncated, empty vectors went into embeddings.parquet, and every later
     clean crashed on them."""

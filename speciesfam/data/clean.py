@@ -25,7 +25,7 @@ from .embedders import load_embedder, model_id
 from .embedding import cached_embeddings
 from . import near_duplicates as nd
 from .clean_report import clean_report, lost_lines, outlier_rule
-from .galleries import label_issue_gallery, near_duplicate_gallery, outlier_galleries
+from .galleries import clear, label_issue_gallery, near_duplicate_gallery, outlier_galleries
 from .label_issues import find_label_issues
 from .outliers import (OTHER_PROMPTS, PHOTO_PROMPTS, centroid_z_against, plan_removals, score_families,
                        zero_shot_other)
@@ -209,6 +209,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     storage.write_table(issues, layout.path(workdir, layout.LABEL_ISSUES))
     storage.write_table(pairs, layout.path(workdir, layout.NEAR_DUPLICATES))
     gallery_dir = layout.path(workdir, layout.GALLERY)
+    clear(gallery_dir)
     outlier_galleries(emb, gallery_dir, cfg.gallery_per_family)
     label_issue_gallery(issues, emb, gallery_dir)
     near_duplicate_gallery(pairs, gallery_dir)

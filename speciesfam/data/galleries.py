@@ -47,6 +47,19 @@ def _sheet(rows: list[list[tuple[str, str, tuple[int, int, int] | None]]], thumb
     return buf.getvalue()
 
 
+def clear(out_dir: str) -> None:
+    """Delete the sheets an earlier clean wrote (the PNGs directly in ``out_dir``), so that a re-run leaves only
+    its own: a family gone since, or a sheet not asked for now (`--gallery-per-family 0`), kept the old one."""
+    from pyarrow import fs as pafs
+
+    if not storage.is_dir(out_dir):
+        return
+    fs, path = storage.filesystem(out_dir)
+    for info in fs.get_file_info(pafs.FileSelector(path)):
+        if info.type == pafs.FileType.File and info.base_name.endswith(".png"):
+            fs.delete_file(info.path)
+
+
 def outlier_galleries(rows: "pd.DataFrame", out_dir: str, per_family: int, thumb: int = 96) -> list[str]:
     """One PNG per family: its ``per_family`` highest-scoring images (columns label, path, score, z, removed);
     none with ``per_family`` 0 (it wrote blank ones: hostile tester)."""
