@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def run(command: list[str], ignored: tuple[str, ...] = ()) -> None:
     """Exit with ``speciesfam COMMAND ARGS`` run on this script's arguments (``ignored`` flags dropped)."""
-    from speciesfam.cli import main
+    from speciesfam.cli import entry
     from speciesfam.flags import OneLineParser
 
     OneLineParser.shown_as = os.path.basename(sys.argv[0])  # its flag errors name this script, not `speciesfam`
@@ -20,4 +20,4 @@ def run(command: list[str], ignored: tuple[str, ...] = ()) -> None:
     if {"-h", "--help"} & set(args):
         print(f"{os.path.basename(sys.argv[0])}: `speciesfam {' '.join(command)}` with the flags below (the command "
               f"is fixed: leave it out){'; accepted and ignored: ' + ', '.join(ignored) if ignored else ''}\n")
-    sys.exit(main([*command, *args]))
+    sys.exit(entry([*command, *args]))

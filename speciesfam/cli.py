@@ -304,6 +304,21 @@ def main(argv: list[str] | None = None) -> int:
     return run(parse(take_verbose(list(sys.argv[1:] if argv is None else argv))))
 
 
+def entry(argv: list[str] | None = None) -> int:
+    """The ``speciesfam`` command and the job scripts: ``main``, then the Ray it started shut down with Ctrl-C
+    ignored. The work is done and written by then; a Ctrl-C in Ray's own shutdown at exit printed 'Exception
+    ignored in atexit callback ... KeyboardInterrupt' after the summary. (``main`` leaves Ray running: a caller
+    in Python, a notebook or the tests, shares it.)"""
+    import signal
+
+    code = main(argv)
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ray.shutdown()
+    return code
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     """The command line's namespace. ``predict BUNDLE`` takes its image paths also after a flag
     (``predict B --top-k 1 a.jpg b.jpg``): argparse ends a positional list at the first flag and called the
@@ -391,4 +406,4 @@ def _raised_by_an_interrupt(err: BaseException) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

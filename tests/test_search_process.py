@@ -183,3 +183,30 @@ def test_a_ray_too_slow_to_start_is_tried_again_then_one_line(tmp_path):
     assert out.returncode == 0 and out.stdout.startswith("3 a local Ray did not start: its raylet did not register "
                                                          "within Ray's 30 s, 3 times (load average "), out
     assert out.stdout.rstrip().endswith("the machine is too busy); run it again when it is less busy"), out.stdout
+
+
+def test_a_ctrl_c_while_ray_shuts_down_at_exit_is_not_a_traceback(tmp_path, monkeypatch):
+    """A Ctrl-C after a stage had finished, while Ray shut down at exit, printed 'Exception ignored in atexit
+    callback ... KeyboardInterrupt' under the summary. The command (``cli.entry``) now shuts Ray down itself
+    with Ctrl-C ignored. Ray stands in here for what happens at that moment: a SIGINT arriving in its shutdown."""
+    import signal
+
+    import ray
+
+    from speciesfam import cli
+
+    shut = []
+
+    def shutdown():
+        shut.append(True)
+        os.kill(os.getpid(), signal.SIGINT)  # delivered at once: it raised KeyboardInterrupt here before
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "shutdown", shutdown)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        assert cli.entry(["report", "--workdir", str(tmp_path / "none")]) == cli.main(
+            ["report", "--workdir", str(tmp_path / "none")])
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert shut == [True]
