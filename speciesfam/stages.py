@@ -84,10 +84,11 @@ def load(workdir: str, stage: str) -> dict[str, Any] | None:
     return rec
 
 
-def check_upstream(workdir: str, stage: str) -> None:
+def check_upstream(workdir: str, stage: str) -> dict[str, str]:
     """Read the records ``stage`` will be built from now, so a damaged one stops the stage before its work, not
-    when it writes its own record at the end (raises ``load``'s StageOrderError)."""
-    upstream_ids(workdir, stage)
+    when it writes its own record at the end (raises ``load``'s StageOrderError); returns their run ids, for
+    ``finish``: a catalog or clean re-run while the stage worked is not what it read."""
+    return upstream_ids(workdir, stage)
 
 
 def summary(workdir: str, stage: str) -> dict[str, Any]:
@@ -113,12 +114,26 @@ def upstream_ids(workdir: str, stage: str) -> dict[str, str]:
 
 
 def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
-           summary: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """Write ``stage``'s record (a new run id, the upstream run ids it read, config, summary, and ``extra``
-    fields); returns it."""
+           summary: dict[str, Any] | None = None, built_from: dict[str, str] | None = None,
+           **extra: Any) -> dict[str, Any]:
+    """Write ``stage``'s record (a new run id, the upstream run ids it read: ``built_from``, from
+    ``check_upstream`` at its start, else those of now; config, summary, and ``extra`` fields); returns it.
+
+    An upstream stage that ran again while this one worked (a catalog re-run during a search) is said: the
+    record names the run this stage read, so later stages refuse its outputs (it named the new run, and export
+    took a search's trials for the new catalog's splits: a 'test' set of training images)."""
+    read = upstream_ids(workdir, stage) if built_from is None else built_from
     rec = {"stage": stage, "run_id": uuid.uuid4().hex, "finished_at": timestamp(),
-           "built_from": upstream_ids(workdir, stage), "config": config or {}, "summary": summary or {}, **extra}
+           "built_from": read, "config": config or {}, "summary": summary or {}, **extra}
     storage.write_text(record_uri(workdir, stage), json.dumps(rec, indent=1, default=str, sort_keys=True))
+    again = [up for up, run_id in upstream_ids(workdir, stage).items() if read.get(up) != run_id]
+    if again:
+        from .console import say
+
+        ran = " and ".join(again)
+        say(f"{stage}: warning: {ran} ran again on {workdir} while this {stage} worked; its outputs are built from "
+            f"the {ran} run{'s' if len(again) > 1 else ''} it read, so later stages refuse them: run "
+            f"`{COMMAND[stage].replace('RUN', workdir)}` again")
     return rec
 
 

@@ -141,3 +141,50 @@ def test_a_search_of_a_name_that_is_running_is_refused(tmp_path, capsys):
         held.close()
     assert not (run / "tune").exists()  # refused before anything was written
     search_lock(storage.filesystem(str(run / "tune"))[1], "same").close()  # free again once it ended
+
+
+def test_a_catalog_re_run_during_a_search_leaves_that_searchs_trials_stale(tmp_path, monkeypatch, capsys):
+    """A catalog that ended while a search ran became the search's recorded source: export took its trials for
+    the new catalog's splits, and evaluate scored a 'test' set that was mostly training images (hostile tester).
+    The search's record now names the runs it read at its start, and the console says what happened."""
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+    from speciesfam.tune import search
+
+    run = str(tmp_path / "run")
+    make_embedding_run(run, rows=60, dim=4, families=3)
+    real_fit = search.fit
+
+    def fit_while_catalog_runs_again(*args, **kwargs):
+        ended = real_fit(*args, **kwargs)
+        stages.finish(run, "catalog", config={"source": "the same images, other splits"})  # ends meanwhile
+        return ended
+
+    monkeypatch.setattr(search, "fit", fit_while_catalog_runs_again)
+    assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "1", "--max-epochs", "1"]) == 0
+    assert f"tune: warning: catalog ran again on {run} while this tune worked; its outputs are built from the " \
+           f"catalog run it read, so later stages refuse them: run `speciesfam tune KIND --workdir {run}` again" in \
+        capsys.readouterr().out
+    assert cli.main(["export", "--workdir", run]) == 2
+    assert "the tune stage's outputs were built from an older catalog run" in capsys.readouterr().err
+
+
+def test_a_catalog_re_run_during_clean_leaves_cleans_outputs_stale(collection, tmp_path, monkeypatch, capsys,
+                                                                   ray_session):
+    from speciesfam.data import clean
+    from speciesfam.data.catalog import run_catalog
+
+    root, _ = collection
+    workdir = str(tmp_path)
+    run_catalog(str(root), workdir)
+    real = clean.cached_embeddings
+
+    def embed_while_catalog_runs_again(*args, **kwargs):
+        emb = real(*args, **kwargs)
+        run_catalog(str(root), workdir)  # a second catalog, with its own splits, ends while clean works
+        return emb
+
+    monkeypatch.setattr(clean, "cached_embeddings", embed_while_catalog_runs_again)
+    clean.run_clean(workdir, CleanConfig(embedder="speciesfam.data.embedders:color_histogram_embedder"))
+    assert "clean: warning: catalog ran again on" in capsys.readouterr().out
+    with pytest.raises(StageOrderError, match="run `speciesfam clean --workdir"):
+        stages.check_fresh(workdir, "clean")

@@ -166,7 +166,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
 
     cfg = cfg or CleanConfig()
     cfg.validate()
-    stages.check_upstream(workdir, "clean")
+    read = stages.check_upstream(workdir, "clean")
     manifest = load_manifest(layout.path(workdir, layout.MANIFEST))
     ok = manifest[manifest["status"] == layout.OK]
     if not len(ok):
@@ -233,7 +233,8 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
         say(f"clean: warning: {line}; see clean.md")
     storage.write_text(layout.path(workdir, layout.CLEAN_MD), clean_report(manifest, cleaned, table, issues, pairs,
                                                                            cfg, summary))
-    stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg), "near_duplicate_threshold": cfg.near_threshold}, summary=summary)
+    stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg), "near_duplicate_threshold": cfg.near_threshold}, summary=summary,
+                  built_from=read)
     return cleaned
 
 

@@ -126,7 +126,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     if cfg.kind == "transfer" and cfg.weights == "imagenet" and address is None and not os.environ.get("RAY_ADDRESS"):
         check_imagenet_reachable()  # local runs only: on a cluster the workers download, not this machine
     manifest_uri = training_manifest(workdir, cfg.kind)
-    stages.check_upstream(workdir, "tune")
+    read = stages.check_upstream(workdir, "tune")  # the runs this search is built from, whatever runs meanwhile
     manifest = load_manifest(manifest_uri)
     labels = check_learnable(manifest, manifest_uri)
     storage_path = cfg.storage_path or storage.join(workdir, "tune")
@@ -181,7 +181,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         del tuner  # its callbacks are collected while Ray is up (Ray's W&B callback fails in __del__ at interpreter exit)
         gc.collect()
         table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
-        record_search(workdir, cfg, name, table, **ending)
+        record_search(workdir, cfg, name, table, built_from=read, **ending)
         if not ending["interrupted"]:  # stopped before any trial trained: an interrupt (exit 130), not a failed search
             check_some_trial_trained(table, layout.path(workdir, layout.TRIALS))
         return results
@@ -258,7 +258,8 @@ def _no_tensorboard() -> Iterator[None]:
 
 
 def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int | None = None,
-                  time_budget_hit: bool = False, interrupted: bool = False, seconds: float | None = None) -> None:
+                  time_budget_hit: bool = False, interrupted: bool = False, seconds: float | None = None,
+                  built_from: dict[str, str] | None = None) -> None:
     """The tune stage record: this search's settings and result (export refuses trials of a search built from
     an older clean or catalog run; the console's summary counts this search, not every search in RUN, and says
     when the time budget ended it: ``fit``'s ``planned`` and ``time_budget_hit``)."""
@@ -280,7 +281,7 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
     settings = {**asdict(cfg), "grace_period": cfg.grace}  # the grace period in force, default or given
     # Every search on these catalog and clean runs, by name (the report's reproduce commands; the bundle may
     # come from any of them), the last one also as the record's own config.
-    on_these = stages.upstream_ids(workdir, "tune")
+    on_these = stages.upstream_ids(workdir, "tune") if built_from is None else built_from
     try:
         earlier = (stages.load(workdir, "tune") or {}).get("searches") or {}
     except StageOrderError as err:  # a damaged tune record: rewritten with this search
@@ -290,7 +291,7 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
     searches[name] = {"config": settings, "built_from": on_these, "finished_at": stages.timestamp(),
                       "summary": summary}  # the report: how each search ended, interrupted ones included
     stages.finish(workdir, "tune", config=settings, summary=summary,  # None too: --weights none differs
-                  searches=searches)
+                  built_from=on_these, searches=searches)
 
 
 def check_some_trial_trained(table, trials_csv: str = "RUN/trials.csv") -> None:
