@@ -40,6 +40,13 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
     Raises:
         SpeciesfamError: the trial is unknown, failed, or no trial has a checkpoint.
     """
+    if not storage.exists(layout.path(workdir, layout.TRIALS)):
+        from .locks import running_searches
+
+        running = running_searches(workdir)
+        if running:  # not "run tune first": it runs
+            raise SpeciesfamError(f"--workdir {workdir}: no search has ended there yet, and {', '.join(running)} "
+                                  "runs now; export when it has ended")
     trials = storage.read_table(layout.path(workdir, layout.TRIALS), stage_hint="speciesfam tune KIND --workdir RUN")
     if stages.load(workdir, "tune"):  # run folders tuned before tune recorded itself have no record to check
         stages.check_fresh(workdir, "tune")  # a catalog or clean re-run since: the trials' splits are gone

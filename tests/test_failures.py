@@ -128,7 +128,7 @@ def test_a_search_of_a_name_that_is_running_is_refused(tmp_path, capsys):
     from trials.csv (hostile tester): while a search holds its name, another start of it is refused."""
     from speciesfam import storage
     from speciesfam.data.synthetic_embeddings import make_embedding_run
-    from speciesfam.tune.record import search_lock
+    from speciesfam.locks import search_lock
 
     run = tmp_path / "run"
     make_embedding_run(str(run), rows=60, dim=4, families=3)
@@ -188,3 +188,33 @@ def test_a_catalog_re_run_during_clean_leaves_cleans_outputs_stale(collection, t
     assert "clean: warning: catalog ran again on" in capsys.readouterr().out
     with pytest.raises(StageOrderError, match="run `speciesfam clean --workdir"):
         stages.check_fresh(workdir, "clean")
+
+
+def test_catalog_says_a_search_running_on_its_run_folder_and_export_waits_for_one(collection, tmp_path, capsys):
+    """catalog or clean re-run while a search ran on the folder said nothing (the search's trials were then of
+    an older catalog), and export during a first search said to run tune first (hostile tester)."""
+    import os
+
+    from speciesfam import storage
+    from speciesfam.data.catalog import run_catalog
+    from speciesfam.locks import running_searches, search_lock
+
+    root, _ = collection
+    run, other = str(tmp_path / "run"), str(tmp_path / "other")
+    run_catalog(str(root), run)
+    assert "warning" not in capsys.readouterr().out
+    held = search_lock(storage.filesystem(os.path.join(run, "tune"))[1], "conc", run)  # a search running on run
+    elsewhere = search_lock(storage.filesystem(os.path.join(other, "tune"))[1], "conc", other)
+    try:
+        assert running_searches(run) == [f"'conc' (pid {os.getpid()})"]
+        assert cli.main(["export", "--workdir", run]) == 2
+        assert f"--workdir {run}: no search has ended there yet, and 'conc' (pid {os.getpid()}) runs now; export " \
+               "when it has ended" in capsys.readouterr().err
+        run_catalog(str(root), run)
+        assert f"catalog: warning: a search is running on {run} now ('conc' (pid {os.getpid()})); it goes on " \
+               "with the runs it read at its start, and export will refuse its trials once this catalog ends" in \
+            capsys.readouterr().out
+    finally:
+        held.close()
+        elsewhere.close()
+    assert running_searches(run) == []

@@ -287,12 +287,14 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
 
     from .. import stages
     from ..errors import SourceError
+    from ..locks import say_running
 
     if not storage.is_remote(source):  # the record names the source wherever the command ran from
         source = storage.filesystem(source)[1]
     _refuse_workdir_inside(source, workdir)
     _refuse_source_replaced(source, workdir)
     storage.check_creatable(workdir)  # a path under a file fails now, not after reading every image
+    say_running(workdir, "catalog")
     started_at = stages.timestamp()  # files modified after it may not hold the bytes hashed (clean's cache check)
     manifest = build_manifest(source, cfg)
     storage.write_table(manifest, layout.path(workdir, layout.MANIFEST))

@@ -20,6 +20,7 @@ from .. import layout, storage
 from ..console import say
 from ..markdown import twins
 from ..config import CleanConfig
+from ..locks import say_running
 from .catalog import follow_originals, load_manifest
 from .embedders import load_embedder, model_id
 from .embedding import cached_embeddings
@@ -167,6 +168,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     cfg = cfg or CleanConfig()
     cfg.validate()
     read = stages.check_upstream(workdir, "clean")
+    say_running(workdir, "clean")
     manifest = load_manifest(layout.path(workdir, layout.MANIFEST))
     ok = manifest[manifest["status"] == layout.OK]
     if not len(ok):

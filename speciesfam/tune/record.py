@@ -30,34 +30,6 @@ def read_record(experiment: str) -> dict[str, Any] | None:
     return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
 
 
-def search_lock(storage_path: str, name: str):
-    """Hold the lock of search ``name`` on this machine (closing the returned file releases it) or refuse: a
-    second search of the same name started while the first ran passed every check, both wrote the same Tune
-    folder and one's trials vanished from trials.csv. The lock file lies in the temp folder, keyed by the
-    search's folder, so a refused or failed start leaves nothing in the run folder."""
-    import fcntl
-    import hashlib
-    import os
-    import tempfile
-
-    experiment = storage.join(storage_path, name)
-    folder = os.path.join(tempfile.gettempdir(), "speciesfam-locks")
-    os.makedirs(folder, exist_ok=True)
-    lock = open(os.path.join(folder, hashlib.sha256(experiment.encode()).hexdigest()[:20] + ".lock"), "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "another process"
-        lock.close()
-        raise ConfigError(f"--name {name}: a search of that name is running on this run folder now ({holder}); "
-                          "wait for it to end, or give another --name") from None
-    lock.truncate(0)
-    lock.write(f"pid {os.getpid()}, {experiment}")
-    lock.flush()
-    return lock
-
-
 def check_resumable(storage_path: str, name: str) -> None:
     """Refuse ``--resume`` of a search that was never started here (it would start a new one silently),
     naming the searches that can be resumed."""

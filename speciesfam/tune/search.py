@@ -21,7 +21,8 @@ from ..data.catalog import check_images_readable, load_manifest
 from ..errors import ConfigError, SearchFailedError, StageOrderError
 from ..registry import SCHEDULERS, SEARCHERS
 from .checks import check_imagenet_reachable, check_learnable, check_plugins, check_wandb_reachable
-from .record import add_seconds, check_record, check_resumable, search_lock, used_seconds, write_record
+from ..locks import search_lock
+from .record import add_seconds, check_record, check_resumable, used_seconds, write_record
 from .space import load_space
 
 METRIC, MODE = layout.METRIC, layout.MODE
@@ -134,7 +135,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         storage_path = storage.filesystem(storage_path)[1]
     name = cfg.name or cfg.kind
     val_split = val_split_id(workdir)  # the split every trial of this search is scored on
-    with search_lock(storage_path, name):  # one search of a name at a time (two at once lost one's trials)
+    with search_lock(storage_path, name, workdir):  # one search of a name at a time (two at once lost one's trials)
         check_record(storage_path, name, val_split, cfg.resume, cfg)  # name reuse, resume: before Ray or the cache
         points = None
         if cfg.init_from and not cfg.resume:  # before Ray and the image cache; a resumed search has its trials
