@@ -112,3 +112,27 @@ def test_an_image_replaced_since_catalog_never_enters_the_cache(tmp_path, ray_se
                                               r"`speciesfam clean`$"):
         image_cache.build(str(tmp_path), m, 16)
     assert not (tmp_path / "image_cache").exists() or not any((tmp_path / "image_cache").rglob("index.parquet"))
+
+
+def test_a_built_cache_is_not_reused_for_an_image_replaced_since_catalog(tmp_path, ray_session):
+    """A cache already built read no file when reused: an image replaced since catalog trained as its old pixels
+    without a word, where a cache being built refuses it (hostile tester)."""
+    from PIL import Image
+
+    from speciesfam.data import image_cache
+    from speciesfam.data.catalog import run_catalog
+    from speciesfam.errors import SpeciesfamError
+
+    rng = np.random.default_rng(1)
+    for family in ("A", "B"):
+        (tmp_path / "img" / family).mkdir(parents=True)
+        for k in range(6):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "img" / family / f"{k}.png")
+    m = run_catalog(str(tmp_path / "img"), str(tmp_path / "run"))
+    uri = image_cache.build(str(tmp_path / "run"), m, 16)
+    assert image_cache.build(str(tmp_path / "run"), m, 16) == uri  # reused while nothing changed
+    (tmp_path / "img" / "B" / "1.png").write_bytes((tmp_path / "img" / "A" / "1.png").read_bytes())  # `cp`
+    with pytest.raises(SpeciesfamError, match=r"^the image cache: .*B/1\.png: changed since catalog \(its sha256 is "
+                                              r"not the one catalog recorded.*re-run `speciesfam catalog` and "
+                                              r"`speciesfam clean`$"):
+        image_cache.build(str(tmp_path / "run"), m, 16)

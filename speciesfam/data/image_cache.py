@@ -62,6 +62,21 @@ def _get(ref) -> np.ndarray:
         raise
 
 
+def _check_unchanged(workdir: str, rows: "pd.DataFrame") -> None:
+    """Before a built cache is reused: no local file was replaced since catalog (a stat each; hashed when its
+    size or modification time moved). A cache read no file, so a replaced image trained as its old pixels,
+    where a cache being built refuses it (hostile tester)."""
+    from ..errors import SpeciesfamError
+    from .embedding import catalogued_at, changed_since_catalog
+
+    changed = changed_since_catalog(rows, catalogued_at(workdir))
+    if changed:
+        path, why = next(iter(changed.items()))
+        more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+        raise SpeciesfamError(f"the image cache: {path}{more}: {why}; it was readable when catalogued: re-run "
+                              "`speciesfam catalog` and `speciesfam clean`")
+
+
 def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
     """Make sure the cache of ``size`` holds every usable image of ``manifest``; returns the cache's URI.
 
@@ -81,6 +96,7 @@ def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
         if len(index) and ("decoder" not in index or not index["decoder"].eq(DECODER).all()):
             say(f"tune: the image cache ({size} px) was made by an older decode path; decoding it again")
         elif set(rows["sha256"]) <= set(index["sha256"]):
+            _check_unchanged(workdir, rows)
             return uri
 
     decode = ray.remote(num_cpus=1)(_decode_chunk)
