@@ -264,6 +264,7 @@ def _report(args: argparse.Namespace) -> int:
         raise SpeciesfamError(f"--workdir {args.workdir} is not a run folder (no {layout.STAGES}/catalog.json, nor "
                               f"catalog's {layout.MANIFEST}); give one made by `speciesfam catalog` (or `speciesfam "
                               "demo`)")
+    storage.require_creatable(args.workdir, "--workdir", "the report (report.html)")
     path = write_report(args.workdir)
     print(f"report: {path}" if path else f"speciesfam report: could not write {args.workdir}/report.html (see the "
           "warning above)")

@@ -40,10 +40,14 @@ def write_report(workdir: str) -> str | None:
     Never raises (a report must not fail the stage that refreshes it): a section that cannot render shows
     its error in the page; if the page itself cannot be written, the reason is logged and None returned.
     """
+    uri = layout.path(workdir, layout.REPORT)
     try:
-        uri = layout.path(workdir, layout.REPORT)
         storage.write_text(uri, render(workdir))
         return uri if storage.is_remote(uri) else storage.filesystem(uri)[1]
+    except OSError as err:  # the storage's answer (a full disk, a read-only folder): one line, the rest logged
+        logger.info("could not write %s", uri, exc_info=True)
+        logger.warning("could not write %s: %s", uri, storage.said(err))
+        return None
     except Exception:  # noqa: BLE001 -- see the docstring
         logger.warning("could not write the report of %s:\n%s", workdir, traceback.format_exc())
         return None

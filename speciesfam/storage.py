@@ -212,14 +212,22 @@ def makedirs(uri: str) -> None:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    """Write ``data`` to ``uri`` atomically (temp name + rename; object stores write whole objects)."""
+    """Write ``data`` to ``uri`` atomically (temp name + rename; object stores write whole objects). A write
+    that fails (a full disk) leaves ``uri`` as it was and no temp file (they stayed in the run folder)."""
     fs, path = filesystem(uri)
     parent = path.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with fs.open_output_stream(tmp) as f:
-        f.write(data)
-    fs.move(tmp, path)
+    try:
+        with fs.open_output_stream(tmp) as f:
+            f.write(data)
+        fs.move(tmp, path)
+    except BaseException:
+        try:
+            fs.delete_file(tmp)
+        except (OSError, ValueError):  # never made (a read-only folder), or gone
+            pass
+        raise
 
 
 def write_text(uri: str, text: str) -> None:

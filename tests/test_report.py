@@ -177,6 +177,14 @@ def test_report_of_a_partial_or_damaged_run_still_renders(tmp_path, collection, 
     html = render(str(tmp_path / "cat"))
     assert "Nothing to export yet: no trial of the searches on this run trained and scored" in html
     assert "Not run yet: <code>speciesfam export" not in html
+    # a page that cannot be written (a full disk, a read-only folder; here a folder in its place): one line
+    (tmp_path / "cat" / layout.REPORT).unlink()
+    (tmp_path / "cat" / layout.REPORT).mkdir()
+    (tmp_path / "cat" / layout.REPORT / "x").write_text("x")
+    assert cli.main(["report", "--workdir", str(tmp_path / "cat")]) == 1
+    err = capsys.readouterr().err
+    assert f"could not write {tmp_path / 'cat' / layout.REPORT}: " in err and "Traceback" not in err, err
+    assert sorted(p.name for p in (tmp_path / "cat").iterdir() if ".tmp-" in p.name) == []
 
 
 def test_cli_report_and_verbose_anywhere(run, capsys, monkeypatch):

@@ -72,3 +72,16 @@ def test_within_compares_folders_not_text_prefixes(tmp_path):
     assert storage.within("s3://b/imgs/x.parquet", "s3://b/imgs/") and storage.within("s3://b/imgs", "s3://b/imgs")
     assert not storage.within("s3://b/imgs2/x", "s3://b/imgs") and not storage.within("gs://b/imgs/x", "s3://b/imgs")
     assert not storage.within(str(tmp_path / "imgs"), "s3://b" + str(tmp_path / "imgs"))
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
+    """A write that failed (a full disk) left its `*.tmp-XXXXXXXX` file in the run folder for good."""
+    storage.write_text(str(tmp_path / "a.txt"), "old")
+    with pytest.raises(OSError):  # the move onto a folder fails after the temp file was written
+        storage.write_text(str(tmp_path / "a.txt" / "under-a-file"), "new")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "kept").write_text("x")
+    with pytest.raises(OSError):
+        storage.write_text(str(tmp_path / "folder"), "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "folder"]
+    assert (tmp_path / "a.txt").read_text() == "old" and os.listdir(tmp_path / "folder") == ["kept"]
