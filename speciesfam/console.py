@@ -231,16 +231,39 @@ class _LazyFileHandler(logging.FileHandler):
     is attached to a logger and to its parent (``ray.tune`` propagates to ``ray``, which does not propagate)."""
 
     _last: logging.LogRecord | None = None
+    stage = "speciesfam"
+    broken = False  # a write failed: the records after it are dropped, said once
 
     def _open(self):
         os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
         return super()._open()
 
     def handle(self, record: logging.LogRecord):  # type: ignore[override]
-        if record is self._last:
+        if record is self._last or self.broken:
             return False
         self._last = record
         return super().handle(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:  # FileHandler opens its file outside its own try: a failed open reached the caller of the log call
+            super().emit(record)
+        except Exception:  # noqa: BLE001 -- logging never fails the work it records
+            self.handleError(record)
+
+    def close(self) -> None:
+        try:  # its last buffered records may not fit either: on a full disk the stage failed here, at its end
+            super().close()
+        except OSError:
+            if not self.broken:
+                self.handleError(None)
+
+    def handleError(self, record: logging.LogRecord | None) -> None:
+        """The log file cannot be written (a full disk): one console line, not logging's 20-line '--- Logging
+        error ---' for every record after it (600 lines under one search: hostile tester)."""
+        self.broken = True
+        err = sys.exc_info()[1]
+        say(f"{self.stage}: warning: cannot write its log {self.baseFilename} ({type(err).__name__}: {err}); "
+            "its log records are dropped from here on")
 
 
 @contextlib.contextmanager
@@ -260,6 +283,7 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
     made = [p for p in (os.path.dirname(logs), logs) if not os.path.lexists(p)]  # what a refused command undoes
     path = os.path.join(logs, f"{stage}.log")
     handler = _LazyFileHandler(path, mode="a", encoding="utf-8", delay=True)  # no folder for a refused command
+    handler.stage = stage
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # Ray's loggers do not propagate to the root logger: attach to them too.

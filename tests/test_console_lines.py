@@ -298,6 +298,27 @@ def test_a_stage_log_holds_each_framework_record_once(tmp_path):
     assert text.count("Wrote the latest version") == 1 and text.count("a Ray Data warning") == 1, text
 
 
+def test_a_log_that_cannot_be_written_is_one_line_not_a_traceback_per_record(tmp_path, capsys):
+    """On a full disk every record of a search printed logging's '--- Logging error ---' and a traceback (600
+    lines, the trials' own lines lost among them: hostile tester). Here the log is /dev/full (every write: no
+    space left), then a folder (it cannot be opened: that reached the code that logged)."""
+    import logging
+    import os
+
+    stages.finish(str(tmp_path), "catalog")
+    (tmp_path / "logs").mkdir()
+    os.symlink("/dev/full", tmp_path / "logs" / "tune.log")
+    (tmp_path / "logs" / "clean.log").mkdir()
+    for stage, error in (("tune", "OSError: [Errno 28] No space left on device"), ("clean", "IsADirectoryError: ")):
+        with console.stage_logs(str(tmp_path), stage) as path:
+            for k in range(5):
+                logging.getLogger("ray.tune").warning("Saving experiment state failed (%d)", k)
+        out, err = capsys.readouterr()
+        assert "Logging error" not in err and "Traceback" not in err, err
+        assert out.count(f"{stage}: warning: cannot write its log {path} ({error}") == 1, out
+        assert out.count("\n") == 1, out
+
+
 def test_numbers_for_people_keep_small_and_huge_values_readable():
     """The report showed a learning rate of 3e-4 as 0.000 and one of 1e30 as 31 digits."""
     assert [lines.number(v) for v in (0.0003, 0.0015, 1e-05, 1e30, 0.8, 0.0, 3.0, 12, None, float("nan"))] == [
