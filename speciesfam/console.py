@@ -339,7 +339,7 @@ def _copy_ray_logs(dest: str, since: float) -> None:
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     shutil.copyfile(full, target)
     except OSError as err:  # logs are a convenience: never fail a finished stage over them
-        logging.getLogger(__name__).warning("could not copy Ray's logs from the session folder: %s", err)
+        logging.getLogger(__name__).warning("could not copy Ray's logs to %s: %s", dest, err.strerror or err)
 
 
 INTERRUPTED = threading.Event()  # set when SIGINT or SIGTERM stopped the running search (``watch_interrupts``)

@@ -10,6 +10,7 @@ import errno
 import io
 import os
 import re
+import shutil
 import stat
 import tempfile
 import uuid
@@ -204,6 +205,23 @@ def require_creatable(uri: str, flag: str, purpose: str, given: str | None = Non
         check_creatable(uri)
     except OSError as err:
         raise SpeciesfamError(f"{flag} {given or uri}: {err.strerror}; give a folder for {purpose}") from None
+
+
+def raise_if_full(uri: str, err: BaseException) -> None:
+    """Raise ``OSError(ENOSPC)`` naming ``uri`` when its local disk is (nearly) full: a library that failed
+    on a full disk may say something else (Tune's results read an empty pickled error: 'EOFError: Ran out
+    of input', a traceback); else return, for the caller to re-raise ``err``."""
+    if is_remote(uri):
+        return
+    path = filesystem(uri)[1]
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return
+    if free < 1 << 20:
+        raise OSError(errno.ENOSPC, f"no space left on the disk of {uri} ({free // 1024} KB free)") from err
 
 
 def makedirs(uri: str) -> None:

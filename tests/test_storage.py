@@ -85,3 +85,22 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
         storage.write_text(str(tmp_path / "folder"), "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "folder"]
     assert (tmp_path / "a.txt").read_text() == "old" and os.listdir(tmp_path / "folder") == ["kept"]
+
+
+def test_a_failure_on_a_full_disk_is_said_as_a_full_disk(tmp_path, monkeypatch):
+    """On a full disk Tune's results failed reading an empty pickled error ('EOFError: Ran out of input', a
+    traceback). A search's failure is said as the disk's when the disk of its storage has (nearly) no space
+    left (the disk here reports 4 KB free; a real full one is a mount this test cannot make)."""
+    import collections
+    import errno
+
+    usage = collections.namedtuple("usage", "total used free")
+    err = EOFError("Ran out of input")
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda path: usage(1 << 30, (1 << 30) - 4096, 4096))
+    with pytest.raises(OSError) as full:
+        storage.raise_if_full(str(tmp_path / "run" / "tune"), err)
+    assert full.value.errno == errno.ENOSPC and full.value.__cause__ is err
+    assert str(full.value) == f"[Errno 28] no space left on the disk of {tmp_path / 'run' / 'tune'} (4 KB free)"
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda path: usage(1 << 30, 0, 1 << 30))
+    assert storage.raise_if_full(str(tmp_path / "run" / "tune"), err) is None  # not the disk: err stands
+    assert storage.raise_if_full("s3://bucket/run", err) is None

@@ -177,7 +177,11 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         if not cfg.resume:
             write_record(storage_path, name, val_split, cfg)  # once nothing refused it
         console.say(start_line(cfg, name, space, slots))
-        results, ending = fit(tuner, space, cfg, used_seconds(storage_path, name))
+        try:
+            results, ending = fit(tuner, space, cfg, used_seconds(storage_path, name))
+        except Exception as err:
+            storage.raise_if_full(storage_path, err)
+            raise
         add_seconds(storage_path, name, ending["seconds"])
         del tuner  # its callbacks are collected while Ray is up (Ray's W&B callback fails in __del__ at interpreter exit)
         gc.collect()
