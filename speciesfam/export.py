@@ -26,7 +26,7 @@ from .errors import SpeciesfamError, StageOrderError
 from .lines import some
 from .model_card import licence, model_card
 from .reproduce import versions
-from .tune.tracking import scored_trials
+from .tune.tracking import read_trials, scored_trials
 
 def family(kind: str) -> str:
     """``probe`` or ``cnn`` for a search kind (scratch and transfer trials are CNNs)."""
@@ -47,7 +47,7 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
         if running:  # not "run tune first": it runs
             raise SpeciesfamError(f"--workdir {workdir}: no search has ended there yet, and {', '.join(running)} "
                                   "runs now; export when it has ended")
-    trials = storage.read_table(layout.path(workdir, layout.TRIALS), stage_hint="speciesfam tune KIND --workdir RUN")
+    trials = read_trials(workdir, stage_hint="speciesfam tune KIND --workdir RUN")
     if stages.load(workdir, "tune"):  # run folders tuned before tune recorded itself have no record to check
         stages.check_fresh(workdir, "tune")  # a catalog or clean re-run since: the trials' splits are gone
     trials["trial_id"] = trials["trial_id"].astype(str)
@@ -185,6 +185,9 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
     with tempfile.TemporaryDirectory() as scratch:
         uri = row["best_checkpoint"]
         ckpt = storage.download_dir(uri, os.path.join(scratch, "ckpt")) if storage.is_remote(uri) else uri
+        if not os.path.exists(ckpt):
+            raise SpeciesfamError(f"checkpoint {uri} of trial {row['trial_id']} is not there (deleted, or the search's "
+                                  "--storage-path moved); export another --trial, or run the search again")
         if not os.path.exists(os.path.join(ckpt, "config.json")):
             raise SpeciesfamError(f"checkpoint {uri} has no config.json; was it written by speciesfam?")
         with open(os.path.join(ckpt, "config.json")) as f:
@@ -299,8 +302,7 @@ def _foreign_files(bundle: str) -> list[str]:
 def _mark_trials_md(workdir: str, summary: dict[str, Any]) -> None:
     from .tune.tracking import write_trials_md
 
-    trials = storage.read_table(layout.path(workdir, layout.TRIALS))
-    write_trials_md(workdir, trials, exported=summary)
+    write_trials_md(workdir, read_trials(workdir), exported=summary)
 
 
 def recover(out: str) -> None:

@@ -259,3 +259,27 @@ def test_export_says_whose_bundle_it_replaced(probe_run, tmp_path, capsys):
     assert main(["export", "--workdir", str(run), "--out", str(shared)]) == 0
     assert export_line().endswith(f"; it replaced the bundle of trial {other} of another run (catalog 01234567)")
     assert json.loads((shared / "config.json").read_text())["trial"]["trial_id"] == first
+
+
+def test_a_moved_or_copied_run_folder_exports_its_own_checkpoints(probe_run, tmp_path, capsys):
+    """trials.csv records absolute paths: a moved run folder's export failed ('checkpoint ... has no config.json;
+    was it written by speciesfam?'), and a copy's exported the original folder's checkpoints (hostile tester)."""
+    from speciesfam.cli import main
+
+    copy = Path(shutil.copytree(probe_run, tmp_path / "copy"))
+    marked = list((copy / "tune").rglob("checkpoint_*/metrics.json"))
+    for path in marked:  # this copy's own checkpoints
+        path.write_text(json.dumps({**json.loads(path.read_text()), "copy": True}))
+    assert marked
+    assert main(["export", "--workdir", str(copy)]) == 0
+    assert json.loads((copy / "bundle" / "metrics.json").read_text())["checkpoint"].get("copy") is True
+    trials = (copy / "trials.csv").read_text()  # moved: its searches ran in a folder that is no longer there
+    (copy / "trials.csv").write_text(trials.replace(str(probe_run), str(tmp_path / "gone")))
+    moved = shutil.move(copy, tmp_path / "moved here")
+    assert main(["export", "--workdir", str(moved)]) == 0, capsys.readouterr().err
+    assert json.loads((Path(moved) / "bundle" / "metrics.json").read_text())["checkpoint"].get("copy") is True
+    trials = (Path(moved) / "trials.csv").read_text()  # a search kept elsewhere (--storage-path), gone since
+    (Path(moved) / "trials.csv").write_text(trials.replace(str(tmp_path / "gone" / "tune"), "/gone/storage"))
+    assert main(["export", "--workdir", str(moved)]) == 2
+    assert "is not there (deleted, or the search's --storage-path moved); export another --trial" in \
+        capsys.readouterr().err

@@ -251,6 +251,35 @@ def val_split_id(workdir: str) -> str:
     return f"{name} run {rec['run_id'][:8] if rec else 'unrecorded'}: {val} val images"
 
 
+def read_trials(workdir: str, stage_hint: str = "") -> "pd.DataFrame":
+    """RUN/trials.csv, its trial and checkpoint paths taken to this run folder when it was moved or copied
+    since its searches (``moved_here``)."""
+    return moved_here(storage.read_table(layout.path(workdir, layout.TRIALS), stage_hint=stage_hint), workdir)
+
+
+def moved_here(trials: "pd.DataFrame", workdir: str) -> "pd.DataFrame":
+    """Trials recorded under another run folder's ``tune/`` (RUN/tune/NAME/TRIAL: this folder moved or copied
+    since) with their paths under this one's, where they are there. The paths are absolute: a moved folder's
+    export failed ('has no config.json; was it written by speciesfam?'), a copy's exported the original's
+    checkpoints (hostile tester). Searches kept elsewhere (``--storage-path``) keep their paths."""
+    if storage.is_remote(workdir) or not len(trials) or "trial_path" not in trials:
+        return trials
+    here = os.path.realpath(storage.filesystem(workdir)[1])
+    trials = trials.copy()
+    for i, path in trials["trial_path"].items():
+        if not isinstance(path, str) or storage.is_remote(path):
+            continue
+        run = os.path.dirname(os.path.dirname(os.path.dirname(path.rstrip("/"))))
+        if os.path.basename(os.path.dirname(os.path.dirname(path.rstrip("/")))) != "tune" or \
+                os.path.realpath(run) == here or not os.path.isdir(here + path[len(run):]):
+            continue
+        trials.at[i, "trial_path"] = here + path[len(run):]
+        ckpt = trials.at[i, "best_checkpoint"] if "best_checkpoint" in trials else None
+        if isinstance(ckpt, str) and ckpt.startswith(run + "/"):
+            trials.at[i, "best_checkpoint"] = here + ckpt[len(run):]
+    return trials
+
+
 def merge_trials(old: "pd.DataFrame", new: "pd.DataFrame") -> tuple["pd.DataFrame", int]:
     """The trial table of every search on this run folder: ``new`` replaces the rows of its own experiment(s)
     (a re-run or resumed search) and keeps other searches' rows scored on the same val split.
@@ -279,7 +308,7 @@ def write_trial_table(results, workdir: str, kind: str | None = None, val_split:
     new = df = trial_table(results, kind, val_split_id(workdir) if val_split is None else val_split)
     uri = layout.path(workdir, layout.TRIALS)
     if storage.exists(uri):
-        df, stale = merge_trials(storage.read_table(uri), new)
+        df, stale = merge_trials(read_trials(workdir), new)
         if stale:
             console.say(f"tune: dropped {stale} trials of {uri} scored on another val split (catalog or clean re-run)")
     storage.write_table(df, uri)
