@@ -136,6 +136,8 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                 if trial.status == "TERMINATED":
                     kept = self._ending(trial, cut_by) if self._trained(trial) else "not trained"
                     self._line(trials, trial, kept + " (kept from before --resume)")
+                elif trial.status == "ERROR":  # not run again: said as kept, not as failing now (tester)
+                    self._line(trials, trial, f"{self._failure(trial)} (kept from before --resume)")
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             self.ended[trial.trial_id] = how_ended(bool(result.get("done")), result.get("training_iteration"),
@@ -189,6 +191,9 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                              final_flag(last.get("final_epoch")), by)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._line(trials, trial, self._failure(trial))
+
+        def _failure(self, trial: Any) -> str:
             text = ""
             try:  # the exception's own last line ("RuntimeError: ..."), not Ray's wrapper
                 if trial.error_file and os.path.exists(trial.error_file):  # the driver's copy, synced later
@@ -199,7 +204,7 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             lines = message_lines(text)  # a traceback: its last line is the exception's own (or TensorFlow's)
             cause = tf_cause(lines)
             said = ": ".join(cause) if cause else lines[-1] if lines else "see RUN/logs/"
-            self._line(trials, trial, f"failed: {said[:160]}")
+            return f"failed: {said[:160]}"
 
     return TrialLines()
 

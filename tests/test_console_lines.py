@@ -228,11 +228,18 @@ def test_trials_kept_by_a_resume_are_listed_in_the_order_they_ended():
         trial.run_metadata.last_result_time = 1000 + ended_at
         trial.set_status(Trial.TERMINATED)
         trials.append(trial)
+    failed = Trial("probe", trial_id="f", stub=True)  # a trial that failed before the --resume is not run again
+    failed.run_metadata.last_result_time = 1000.6
+    failed.set_status(Trial.ERROR)
+    callback = lines.trial_lines_callback(4, "fifo", max_epochs=4)
     with Tee() as tee:
-        lines.trial_lines_callback(3, "fifo", max_epochs=4).on_step_begin(0, trials=trials)
+        callback.on_step_begin(0, trials=[*trials, failed])
+        callback.on_trial_error(0, trials=[*trials, failed], trial=failed)  # at most once
     said = [ln.split() for ln in tee.lines if ln.lstrip().startswith("trial ")]
-    assert [(words[1], words[2], words[9]) for words in said] == [("1/3", "a", "0.500"), ("2/3", "b", "0.600"),
-                                                                  ("3/3", "c", "0.700")], tee.lines
+    assert [(words[1], words[2], words[9]) for words in said[:3]] == [("1/4", "a", "0.500"), ("2/4", "b", "0.600"),
+                                                                      ("3/4", "f", "—")], tee.lines
+    assert tee.lines[-2].rstrip().endswith("failed: see RUN/logs/ (kept from before --resume)"), tee.lines
+    assert tee.lines[-1].split()[1:3] == ["4/4", "c"] and len(said) == 4, tee.lines
 
 
 def test_an_interrupted_search_says_resume_only_when_a_trial_reported(tmp_path):

@@ -49,15 +49,25 @@ def check_resumable(storage_path: str, name: str) -> None:
 
 def reported(experiment: str) -> bool:
     """Whether a trial of the search in folder ``experiment`` reported a result (a non-empty Tune result.json)."""
+    return any(_trial_files(experiment, "result.json"))
+
+
+def failed(experiment: str) -> int:
+    """How many trials of the search in folder ``experiment`` failed (Tune's error.txt in their folder)."""
+    return sum(_trial_files(experiment, "error.txt"))
+
+
+def _trial_files(experiment: str, name: str) -> list[bool]:
+    """For each trial folder of ``experiment``: whether it holds a non-empty file ``name``."""
     import pyarrow.fs as pafs
 
     fs, path = storage.filesystem(experiment)
+    found = []
     for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
         if info.type == pafs.FileType.Directory:
-            result = fs.get_file_info(f"{info.path}/result.json")
-            if result.type == pafs.FileType.File and result.size:
-                return True
-    return False
+            file = fs.get_file_info(f"{info.path}/{name}")
+            found.append(file.type == pafs.FileType.File and bool(file.size))
+    return found
 
 
 def _settings(cfg: TuneConfig | None) -> dict[str, Any]:
@@ -88,8 +98,12 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
         return
     check_resumable(storage_path, name)
     if not reported(experiment):  # Tune's restore of such a search fails ("no search space has been defined")
-        raise ConfigError(f"--resume --name {name}: that search stopped before any trial reported a result, so "
-                          "there is nothing to continue; start it again without --resume (its name is free)")
+        errors = failed(experiment)
+        why = (f"every trial of that search failed ({errors}: see their errors in trials.csv), and a resumed "
+               "search does not run them again" if errors else "that search stopped before any trial reported a "
+               "result")
+        raise ConfigError(f"--resume --name {name}: {why}, so there is nothing to continue; start it again without "
+                          "--resume (its name is free; its failed trials' rows in trials.csv are replaced)")
     if was is None:  # recorded before this check
         return
     budget = _budget_spent(was)
