@@ -30,6 +30,19 @@ def opt(default: Any, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"help": help, **meta})
 
 
+def _hdf5(path: str) -> bool:
+    """Whether ``path`` is an HDF5 file (its signature at byte 0, 512, 1024 or 2048: the spec's places)."""
+    try:
+        with open(path, "rb") as f:
+            for at in (0, 512, 1024, 2048):
+                f.seek(at)
+                if f.read(8) == b"\x89HDF\r\n\x1a\n":
+                    return True
+    except OSError:
+        pass
+    return False
+
+
 def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
         raise invalid(name, value, f"is invalid: expected {allowed}")
@@ -355,6 +368,9 @@ class TuneConfig:
                  or os.path.isfile(self.weights), "weights", self.weights,
                  "'imagenet', an existing local weights file (.h5 / .weights.h5, on shared storage on a cluster) "
                  "or none")
+        _require(self.kind != "transfer" or not os.path.isfile(self.weights or "") or _hdf5(self.weights),
+                 "weights", self.weights, "a Keras weights file (HDF5: .h5 / .weights.h5); this file is not HDF5 (each "
+                 "trial failed loading it: 'file signature not found')")
         from .registry import SCHEDULERS, SEARCHERS
 
         _registered(SEARCHERS, "searcher", self.searcher)

@@ -349,3 +349,19 @@ def test_a_path_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, capsys
     with pytest.raises(SystemExit):
         cli.parse(["predict", "B", "-x.jpg"])
     assert "unrecognized arguments: -x.jpg (a file whose name starts with '-' goes after '--'" in capsys.readouterr().err
+
+
+def test_a_weights_file_that_is_not_hdf5_is_refused_before_any_work(tmp_path, capsys):
+    """`--weights bad.weights.h5` (not HDF5) started Ray and every trial, each failing with 'Unable to synchronously
+    open file (file signature not found)', which named no file (hostile tester); a missing file was refused."""
+    import h5py
+
+    bad, good = tmp_path / "bad.weights.h5", tmp_path / "backbone.h5"
+    bad.write_bytes(b"garbage")
+    with h5py.File(good, "w") as f:
+        f["w"] = [1.0]
+    assert cli.main(["tune", "transfer", "--workdir", str(tmp_path / "run"), "--weights", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"--weights '{bad}' is invalid: expected a Keras weights file (HDF5: .h5 / .weights.h5); this file is " \
+           "not HDF5" in err and len(err.strip().splitlines()) == 1, err
+    TuneConfig(kind="transfer", weights=str(good)).validate()
