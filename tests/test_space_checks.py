@@ -118,3 +118,25 @@ def test_a_backbone_that_cannot_take_the_image_size_is_left_out_or_refused_befor
     with pytest.raises(ConfigError, match="model: xception needs images of 71 px or more, and image_size is 48: "
                                           "give --image-size 71 or more, or another model"):
         load_space(TuneConfig(kind="transfer", smoke_test=True, image_size=48, extra={"model": "xception"}))
+
+
+def test_a_scratch_cnn_too_deep_for_the_image_size_is_left_out_or_refused_before_any_trial(capsys):
+    """`--extra '{"depth": 8, "model": "scratch_sequential"}'` at 32 px: every trial failed in Keras ('Computed
+    output size would be zero or negative ... MaxPooling2D') after 1.5 minutes, naming no setting (hostile tester).
+    scratch_sequential halves the image in each block; scratch_functional's strided blocks build at any depth."""
+    from speciesfam.tune.space import load_space
+
+    with pytest.raises(ConfigError, match=r"^model: scratch_sequential needs images of 256 px or more at depth 8, "
+                                          r"and image_size is 32: give --image-size 256 or more, or another model "
+                                          r"\(or a smaller depth\)$"):
+        load_space(TuneConfig(kind="scratch", smoke_test=True, image_size=32,
+                              extra={"depth": 8, "model": "scratch_sequential"}))
+    space = load_space(TuneConfig(kind="scratch", smoke_test=True, image_size=32, extra={"depth": 8}))
+    assert space["model"].categories == ["scratch_functional"]
+    assert "tune: scratch_sequential left out of the models searched" in capsys.readouterr().out
+    space = load_space(TuneConfig(kind="scratch", image_size=16))  # the scratch space's depth: randint(3, 6)
+    assert "scratch_sequential" in space["model"].categories  # depths 3 and 4 build at 16 px, 5 does not
+    assert capsys.readouterr().out == ("tune: scratch_sequential trials of depth above 4 will fail at image_size 16 "
+                                       "(each block halves the image); --image-size 32 builds every depth searched\n")
+    load_space(TuneConfig(kind="scratch", image_size=32))
+    assert capsys.readouterr().out == ""

@@ -101,7 +101,7 @@ def load_space(cfg) -> dict[str, Any]:
     check_extra(cfg.extra, space, _call(module, name, not cfg.smoke_test) if cfg.extra else {}, kind=cfg.kind)
     merged = {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too
     if cfg.kind != "probe" and "model" in merged:
-        merged["model"] = models_that_build(merged["model"], cfg.image_size)
+        merged["model"] = models_that_build(merged["model"], cfg.image_size, merged.get("depth"))
     if not any(_searchable(v) for v in merged.values()) and cfg.searcher not in ("random", "grid"):
         # (tune.sample_from is drawn by Tune, not searched: a space of it alone crashed Tune with a traceback)
         raise ConfigError(f"--space {name!r}{' with --extra' if cfg.extra else ''} leaves {cfg.searcher} nothing to "
@@ -111,30 +111,62 @@ def load_space(cfg) -> dict[str, Any]:
     return merged
 
 
-def models_that_build(model: Any, image_size: int) -> Any:
-    """``model`` (a name or a ``tune.choice``) without the backbones that do not build at ``image_size``
-    (Xception: 71 px): said once, before any trial starts (every such trial failed, minutes later). A fixed
-    model, or a choice left empty, is refused."""
+def models_that_build(model: Any, image_size: int, depth: Any = None) -> Any:
+    """``model`` (a name or a ``tune.choice``) without the models that do not build at ``image_size``
+    (Xception: 71 px; scratch_sequential: 2 ** its smallest ``depth``, as each block halves the image): said
+    once, before any trial starts (every such trial failed, minutes later). A fixed model, or a choice left
+    empty, is refused. scratch_sequential kept with depths too deep for some trials is said too."""
     from ray import tune
     from ray.tune.search.sample import Categorical
 
     from ..console import say
-    from ..models.transfer import MIN_SIZE
 
     grid = isinstance(model, dict) and "grid_search" in model
     names = list(model.categories) if isinstance(model, Categorical) else list(model["grid_search"]) if grid \
         else [model]
-    small = [n for n in names if isinstance(n, str) and MIN_SIZE.get(n, 0) > image_size]
+    low, high = _int_bounds(depth)
+    need = _min_sizes(low)
+    small = [n for n in names if isinstance(n, str) and need.get(n, 0) > image_size]
+    if "scratch_sequential" in names and "scratch_sequential" not in small and 2 ** high > image_size:
+        say(f"tune: scratch_sequential trials of depth above {int(math.log2(image_size))} will fail at image_size "
+            f"{image_size} (each block halves the image); --image-size {2 ** high} builds every depth searched")
     if not small:
         return model
-    need = "; ".join(f"{n} needs images of {MIN_SIZE[n]} px or more" for n in small)
-    fix = f"--image-size {max(MIN_SIZE[n] for n in small)}"
+    why = "; ".join(f"{n} needs images of {need[n]} px or more" + (f" at depth {low}" if n == "scratch_sequential"
+                                                                    else "") for n in small)
+    fix = f"--image-size {max(need[n] for n in small)}"
     if len(small) == len(names):
-        raise ConfigError(f"model: {need}, and image_size is {image_size}: give {fix} or more, or another model")
-    say(f"tune: {', '.join(small)} left out of the models searched ({need}, and image_size is {image_size}; "
+        raise ConfigError(f"model: {why}, and image_size is {image_size}: give {fix} or more, or another model"
+                          + (" (or a smaller depth)" if "scratch_sequential" in small else ""))
+    say(f"tune: {', '.join(small)} left out of the models searched ({why}, and image_size is {image_size}; "
         f"{fix} keeps it)")
     kept = [n for n in names if n not in small]
     return tune.grid_search(kept) if grid else tune.choice(kept)
+
+
+def _min_sizes(depth: int) -> dict[str, int]:
+    """The smallest image each model builds at: keras backbones' own minimum, scratch_sequential's 2 ** depth
+    (max pooling halves the image in each of its blocks; scratch_functional's strided blocks never reach 0)."""
+    from ..models.transfer import MIN_SIZE
+
+    return {**MIN_SIZE, "scratch_sequential": 2 ** depth}
+
+
+def _int_bounds(value: Any) -> tuple[int, int]:
+    """The smallest and largest ``depth`` a value or range of the space gives (the model's default if none)."""
+    from ray.tune.search.sample import Categorical, Integer
+
+    from ..models import MODEL_DEFAULTS
+    from .warmstart import fit_number
+
+    if value is None:
+        value = MODEL_DEFAULTS["depth"]
+    if isinstance(value, Integer):
+        return fit_number(-1e9, value), fit_number(1e9, value)
+    values = value.categories if isinstance(value, Categorical) else value.get("grid_search") \
+        if isinstance(value, dict) else [value]
+    ints = [int(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return (min(ints), max(ints)) if ints else (0, 0)
 
 
 def _searchable(value: Any) -> bool:
