@@ -182,6 +182,35 @@ def log_to_driver() -> bool:
     return verbose()
 
 
+# Ray's notes to the driver about its own worker pool: Ray's tuning, nothing a user acts on ('(raylet) WARNING: 8
+# PYTHON worker processes have been started on node ... 4x the maximum expected startup concurrency', on every CNN
+# search with Ray Train workers here: hostile tester)
+RAYLET_NOTES = ("worker processes have been started on node",)
+
+
+def quiet_raylet_notes() -> None:
+    """Unless verbose: the raylet's ``RAYLET_NOTES`` go to the stage log instead of the console; every other
+    message of Ray's to the driver (a worker killed for memory, a node gone) still reaches it. Ray prints them
+    from a thread of the driver through ``ray._private.worker.print_to_stdstream``, which this wraps."""
+    if verbose():
+        return
+    from ray._private import worker
+
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "speciesfam", False):
+        return
+
+    def print_to_stdstream(data: dict, ignore_prefix: bool) -> None:
+        lines = data.get("lines") or []
+        if data.get("pid") == "raylet" and lines and all(any(n in ln for n in RAYLET_NOTES) for ln in lines):
+            logging.getLogger("ray").warning("(raylet) %s", " ".join(lines))
+            return
+        original(data, ignore_prefix)
+
+    print_to_stdstream.speciesfam = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = print_to_stdstream
+
+
 def tune_verbosity() -> int:
     """Tune's own status tables: off (``lines.trial_lines_callback`` speaks instead) unless verbose."""
     return 2 if verbose() else 0

@@ -48,6 +48,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             if held:  # Ctrl-C while Ray started: stop it whole now (cut short, its agents outlived it by ~1 min)
                 ray.shutdown()
                 raise KeyboardInterrupt
+            console.quiet_raylet_notes()
             break
         except SystemExit as err:  # SIGTERM inside ray.init: Ray's own handler exits (15, silently, leaving daemons)
             if err.code != signal.SIGTERM:

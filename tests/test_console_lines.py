@@ -340,3 +340,24 @@ def test_a_line_naming_a_few_of_many_says_how_many_it_left_out():
         "/img/0.jpg, /img/1.jpg, /img/2.jpg, /img/3.jpg, /img/4.jpg and 3 more"
     assert lines.some(["Felidae", "O'Hara"], quote=True) == "'Felidae', \"O'Hara\""
     assert lines.some({"a": 1}.keys(), n=1) == "a" and lines.some([]) == ""
+
+
+def test_the_raylets_worker_pool_note_goes_to_the_log_and_its_errors_to_the_console(tmp_path, capsys):
+    """'(raylet) WARNING: 8 PYTHON worker processes have been started on node ...' reached the console on every
+    CNN search (hostile tester): Ray's note on its own worker pool goes to the stage log; a message of Ray's that
+    a user needs (a worker killed for memory) is still printed, through Ray's own printing."""
+    from ray._private import worker
+
+    note = ("WARNING: 8 PYTHON worker processes have been started on node: abc with address: 127.0.0.1. This "
+            "could be a result of using a large number of actors, or due to tasks blocked in ray.get() calls")
+    killed = "Task was killed due to the node running low on memory."
+    console.setup()
+    console.quiet_raylet_notes()
+    console.quiet_raylet_notes()  # once, however often Ray is started
+    stages.finish(str(tmp_path), "catalog")
+    with console.stage_logs(str(tmp_path), "tune") as log:
+        worker.print_to_stdstream({"lines": [note], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+        worker.print_to_stdstream({"lines": [killed], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    out = capsys.readouterr().out
+    assert "worker processes have been started" not in out and killed in out, out
+    assert "(raylet) WARNING: 8 PYTHON worker processes" in open(log).read()
