@@ -136,8 +136,6 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                 if trial.status == "TERMINATED":
                     kept = self._ending(trial, cut_by) if self._trained(trial) else "not trained"
                     self._line(trials, trial, kept + " (kept from before --resume)")
-                elif trial.status == "ERROR":  # not run again: said as kept, not as failing now (tester)
-                    self._line(trials, trial, f"{self._failure(trial)} (kept from before --resume)")
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             self.ended[trial.trial_id] = how_ended(bool(result.get("done")), result.get("training_iteration"),

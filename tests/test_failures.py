@@ -103,8 +103,8 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(collect
     # --resume of it says that its trials failed (it said the search 'stopped before any trial reported')
     assert cli.main(["tune", "scratch", "--workdir", workdir, "--weights", "imagenet", "--name", "bad",
                      "--no-image-cache", "--max-failures", "0", "--resume", *TINY]) == 2
-    assert "--resume --name bad: every trial of that search failed (1: see their errors in trials.csv), and a " \
-           "resumed search does not run them again, so there is nothing to continue" in capsys.readouterr().err
+    assert "--resume --name bad: every trial of that search failed before reporting a result (1: see their " \
+           "errors in trials.csv), so there is nothing to continue" in capsys.readouterr().err
     # a warm start from it names what happened (it said to run that search, whose name is taken)
     assert cli.main(["tune", "scratch", "--workdir", workdir, "--name", "warm", "--init-from", "bad", *TINY]) == 2
     assert "--init-from 'bad': that search ran on this run's val split, but none of its trials finished" in \

@@ -99,9 +99,8 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
     check_resumable(storage_path, name)
     if not reported(experiment):  # Tune's restore of such a search fails ("no search space has been defined")
         errors = failed(experiment)
-        why = (f"every trial of that search failed ({errors}: see their errors in trials.csv), and a resumed "
-               "search does not run them again" if errors else "that search stopped before any trial reported a "
-               "result")
+        why = (f"every trial of that search failed before reporting a result ({errors}: see their errors in "
+               "trials.csv)" if errors else "that search stopped before any trial reported a result")
         raise ConfigError(f"--resume --name {name}: {why}, so there is nothing to continue; start it again without "
                           "--resume (its name is free; its failed trials' rows in trials.csv are replaced)")
     if was is None:  # recorded before this check

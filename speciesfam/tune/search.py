@@ -336,7 +336,10 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     if cfg.resume:
         check_resumable(storage_path, name)
         console.say(f"tune: resuming {experiment}")
-        return tune.Tuner.restore(experiment, trainable, resume_errored=True)
+        # the space again: Tune keeps a tune.sample_from function as a placeholder it resolves from the space it
+        # is given, and a trial drawn after the resume got the placeholder itself ("float() argument must be ...
+        # not 'tuple'": tester). Failed trials run again (resume_errored), from their last checkpoint if any.
+        return tune.Tuner.restore(experiment, trainable, resume_errored=True, param_space=space)
     return tune.Tuner(
         trainable,
         param_space=space,
