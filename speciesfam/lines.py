@@ -192,6 +192,19 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             self._line(trials, trial, self._failure(trial))
 
         def _failure(self, trial: Any) -> str:
+            """As trials.csv says it (``error_text`` of the trial's exception), else from Tune's error file: a
+            Ray Train trial's traceback text ended in TensorFlow's op name ('[[IteratorGetNext]]'; tester)."""
+            try:  # the driver's pickle of it (Tune's get_pickled_error reads storage, synced after this call)
+                path = trial.pickled_error_file
+                if path and os.path.exists(path):
+                    import cloudpickle
+
+                    with open(path, "rb") as f:
+                        err = cloudpickle.load(f)
+                    if isinstance(err, BaseException):
+                        return f"failed: {error_text(err, 160)}"
+            except Exception:  # noqa: BLE001 -- an error that does not unpickle here: its text below
+                pass
             text = ""
             try:  # the exception's own last line ("RuntimeError: ..."), not Ray's wrapper
                 if trial.error_file and os.path.exists(trial.error_file):  # the driver's copy, synced later
@@ -222,6 +235,36 @@ def some(names: Iterable[str], n: int = 5, quote: bool = False) -> str:
 
 # A Python exception's own line inside TensorFlow's error text, after its "{{function_node ...}} " prefix if any
 _PY_ERROR = r"^(?:.*\}\} )?([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$"
+
+
+def error_text(err: BaseException | None, limit: int = 300) -> str:
+    """``Type: message`` of the exception that failed a trial, dug out of Ray's wrappers.
+
+    Tune reports ``ray::ImplicitFunc.train() (pid=..., ip=...)`` (a ``RayTaskError`` whose ``cause`` is the
+    trial's exception); a Ray Train run inside the trial adds ``WorkerGroupError`` (``worker_failures`` by
+    rank, each again a ``RayTaskError``) or ``ControllerError`` (``controller_failure``).
+    """
+    if err is None:
+        return ""
+    seen: set[int] = set()
+    while id(err) not in seen:
+        seen.add(id(err))
+        failures = getattr(err, "worker_failures", None)
+        inner = (getattr(err, "cause", None) or (failures[min(failures)] if failures else None)
+                 or getattr(err, "controller_failure", None) or err.__cause__)
+        if not isinstance(inner, BaseException):
+            break
+        err = inner
+    name = type(err).__name__
+    if name.startswith("RayTaskError(") and name.endswith(")"):  # Ray's dual class when the cause was lost
+        name = name[len("RayTaskError("):-1]
+    lines = message_lines(str(err))
+    cause = tf_cause(lines)
+    if cause:  # TensorFlow's error from a tf.data or py_function: the Python exception inside it says what failed
+        name, lines = cause[0], [cause[1]]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling "):  # Keras: the cause follows
+        lines = [f"{lines[1]} (in {lines[0].removeprefix('Exception encountered when calling ').rstrip('.')})"]
+    return f"{name}: {lines[0] if lines else ''}"[:limit].rstrip(": ")
 
 
 def tf_cause(lines: list[str]) -> tuple[str, str] | None:

@@ -98,6 +98,8 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(collect
     bad = pd.read_csv(layout.path(workdir, layout.TRIALS)).query("status != 'ok'")  # the trial's own cause
     assert len(bad) == 1 and f"DecodeError: {gone}: not an image file (format not recognised); re-run `speciesfam " \
         "catalog`" in bad["error"].iloc[0], bad["error"].tolist()
+    # the trial's console line says the same cause (it read '[[IteratorGetNext]] [Op:__inference_step_4440]')
+    assert "failed: DecodeError: " in out.out, out.out
     # the stage's summary and report lines, as after any stage that ran (they were missing after a failure)
     assert "tune: 1 trial, none finished with a val macro-F1" in out.out and "report: " in out.out, out.out
     # --resume of it says that its trials failed (it said the search 'stopped before any trial reported')

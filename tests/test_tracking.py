@@ -73,8 +73,7 @@ def test_a_keras_error_is_named_by_its_cause_not_its_arguments_block():
 
     import keras
 
-    from speciesfam.lines import message_lines
-    from speciesfam.tune.tracking import error_text
+    from speciesfam.lines import error_text, message_lines
 
     try:
         keras.Sequential([keras.Input((1, 1, 8)), keras.layers.MaxPooling2D(2)])
@@ -95,8 +94,7 @@ def test_an_image_unreadable_inside_a_training_step_is_named_by_the_trial_error(
     import traceback
 
     from speciesfam.data.tfdata import dataset
-    from speciesfam.lines import message_lines, tf_cause
-    from speciesfam.tune.tracking import error_text
+    from speciesfam.lines import error_text, message_lines, tf_cause
 
     gone = str(tmp_path / "Felidae" / "gone.jpg")
     batches = iter(dataset(np.array([gone]), np.array([0]), 8, 1, repeat=True))

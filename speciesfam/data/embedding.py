@@ -136,7 +136,7 @@ def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
         if reason is not None:
             raise SpeciesfamError(reason[reason.index(LOAD_FAILED):]) from err
         if cfg.embedder:  # a user's embedder failed on the images: its error, in one line (the traceback: the log)
-            from ..tune.tracking import error_text
+            from ..lines import error_text
 
             logging.getLogger(__name__).info("the embedder failed:", exc_info=True)
             raise SpeciesfamError(f"--embedder {cfg.embedder} failed while embedding: {error_text(err)}") from None
@@ -159,7 +159,7 @@ def check_embedder(cfg: CleanConfig) -> None:
     try:
         ray.get(ray.remote(num_cpus=1, max_retries=0)(_embed_one).remote(asdict(cfg)))
     except ray.exceptions.RayError as err:  # a task error, or its worker died (the factory exited)
-        from ..tune.tracking import error_text
+        from ..lines import error_text
 
         raise SpeciesfamError(f"--embedder {cfg.embedder}: {error_text(err)}") from None
 

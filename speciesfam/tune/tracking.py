@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .. import console, layout, storage
+from ..lines import error_text
 from ..markdown import cell
 
 if TYPE_CHECKING:
@@ -105,38 +106,6 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
         storage.makedirs(wandb_dir)
     return [_wandb_callback(project=cfg.wandb_project, group=name, tags=[cfg.kind, cfg.searcher, cfg.scheduler],
                             excludes=["checkpoint_path"], log_config=True, mode=cfg.wandb, dir=wandb_dir)]
-
-
-def error_text(err: BaseException | None, limit: int = 300) -> str:
-    """``Type: message`` of the exception that failed a trial, dug out of Ray's wrappers.
-
-    Tune reports ``ray::ImplicitFunc.train() (pid=..., ip=...)`` (a ``RayTaskError`` whose ``cause`` is the
-    trial's exception); a Ray Train run inside the trial adds ``WorkerGroupError`` (``worker_failures`` by
-    rank, each again a ``RayTaskError``) or ``ControllerError`` (``controller_failure``).
-    """
-    from ..lines import message_lines, tf_cause
-
-    if err is None:
-        return ""
-    seen: set[int] = set()
-    while id(err) not in seen:
-        seen.add(id(err))
-        failures = getattr(err, "worker_failures", None)
-        inner = (getattr(err, "cause", None) or (failures[min(failures)] if failures else None)
-                 or getattr(err, "controller_failure", None) or err.__cause__)
-        if not isinstance(inner, BaseException):
-            break
-        err = inner
-    name = type(err).__name__
-    if name.startswith("RayTaskError(") and name.endswith(")"):  # Ray's dual class when the cause was lost
-        name = name[len("RayTaskError("):-1]
-    lines = message_lines(str(err))
-    cause = tf_cause(lines)
-    if cause:  # TensorFlow's error from a tf.data or py_function: the Python exception inside it says what failed
-        name, lines = cause[0], [cause[1]]
-    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling "):  # Keras: the cause follows
-        lines = [f"{lines[1]} (in {lines[0].removeprefix('Exception encountered when calling ').rstrip('.')})"]
-    return f"{name}: {lines[0] if lines else ''}"[:limit].rstrip(": ")
 
 
 def _best_epoch(r) -> dict[str, Any]:
