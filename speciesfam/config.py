@@ -369,8 +369,8 @@ class TuneConfig:
                  "'imagenet', an existing local weights file (.h5 / .weights.h5, on shared storage on a cluster) "
                  "or none")
         _require(self.kind != "transfer" or not os.path.isfile(self.weights or "") or _hdf5(self.weights),
-                 "weights", self.weights, "a Keras weights file (HDF5: .h5 / .weights.h5); this file is not HDF5 (each "
-                 "trial failed loading it: 'file signature not found')")
+                 "weights", self.weights, "a Keras weights file (HDF5: .h5 / .weights.h5); this file is not HDF5, so no "
+                 "trial could load it")
         from .registry import SCHEDULERS, SEARCHERS
 
         _registered(SEARCHERS, "searcher", self.searcher)

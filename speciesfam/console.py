@@ -336,7 +336,7 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
         logging.getLogger().setLevel(root_level)
         handler.close()
         if ran:
-            _copy_ray_logs(os.path.join(logs, "ray"), since=started - 1)
+            _copy_ray_logs(os.path.join(logs, "ray"), since=started - 1, stage=stage)
         else:  # its records, if any, went to a folder this command made: gone with it
             if logs in made:
                 shutil.rmtree(logs, ignore_errors=True)
@@ -351,8 +351,9 @@ def _rmdir_if_empty(folder: str) -> None:
         pass
 
 
-def _copy_ray_logs(dest: str, since: float) -> None:
-    """Copy this Ray session's worker logs (``worker-*``, ``*.out``, ``*.err``) modified after ``since``."""
+def _copy_ray_logs(dest: str, since: float, stage: str) -> None:
+    """Copy this Ray session's worker logs (``worker-*``, ``*.out``, ``*.err``) modified after ``since``; a failure
+    is one console line of ``stage``'s (the stage's log is closed by then)."""
     ray = sys.modules.get("ray")
     node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None) if ray else None
     if node is None:
@@ -368,7 +369,7 @@ def _copy_ray_logs(dest: str, since: float) -> None:
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     shutil.copyfile(full, target)
     except OSError as err:  # logs are a convenience: never fail a finished stage over them
-        logging.getLogger(__name__).warning("could not copy Ray's logs to %s: %s", dest, err.strerror or err)
+        say(f"{stage}: could not copy Ray's logs to {dest}: {err.strerror or err}")
 
 
 INTERRUPTED = threading.Event()  # set when SIGINT or SIGTERM stopped the running search (``watch_interrupts``)

@@ -47,7 +47,7 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
         if running:  # not "run tune first": it runs
             raise SpeciesfamError(f"--workdir {workdir}: no search has ended there yet, and {', '.join(running)} "
                                   "runs now; export when it has ended")
-    trials = read_trials(workdir, stage_hint="speciesfam tune KIND --workdir RUN")
+    trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
     if stages.load(workdir, "tune"):  # run folders tuned before tune recorded itself have no record to check
         stages.check_fresh(workdir, "tune")  # a catalog or clean re-run since: the trials' splits are gone
     trials["trial_id"] = trials["trial_id"].astype(str)

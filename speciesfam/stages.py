@@ -137,21 +137,39 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
     return rec
 
 
+def command(stage: str, workdir: str, kind: str | None = None) -> str:
+    """The command that runs ``stage`` on ``workdir`` (shell-quoted), for a line that tells the user what to run."""
+    import shlex
+
+    return COMMAND[stage].replace("KIND", kind or "KIND").replace("--workdir RUN", f"--workdir {shlex.quote(workdir)}")
+
+
+def _stale(workdir: str, stage: str) -> bool:
+    """``stage`` has no record, or one built from an upstream run other than the upstream's latest."""
+    rec = load(workdir, stage)
+    ups = [(up, load(workdir, up)) for up in UPSTREAM.get(stage, ())]
+    return any(cur is not None and (rec is None or rec["built_from"].get(up) != cur["run_id"]) for up, cur in ups)
+
+
 def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
     """Refuse ``stage``'s outputs when an upstream stage ran again after them; returns ``stage``'s record.
 
     Raises:
-        StageOrderError: naming the stale stage and the command that rebuilds it.
+        StageOrderError: naming the stale stage and the commands that rebuild it (a stale stage between the one
+            that re-ran and ``stage`` first: after a new catalog, clean, then tune).
     """
     rec = load(workdir, stage)
-    for up in UPSTREAM.get(stage, ()):
+    ups = UPSTREAM.get(stage, ())
+    for i, up in enumerate(ups):
         current = load(workdir, up)
         if current is None:
             continue
         if rec is None or rec["built_from"].get(up) != current["run_id"]:
+            kind = (rec or {}).get("config", {}).get("kind")
+            todo = [mid for mid in ups[i + 1:] if load(workdir, mid) is not None and _stale(workdir, mid)] + [stage]
             raise StageOrderError(
                 f"{workdir}: the {stage} stage's outputs were built from an older {up} run (or before it); "
-                f"run `{COMMAND[stage].replace('RUN', workdir)}` again")
+                "run " + ", then ".join(f"`{command(s, workdir, kind)}`" for s in todo) + " again")
     return rec
 
 

@@ -338,8 +338,15 @@ def test_export_refuses_trials_of_a_search_built_from_an_older_catalog(tmp_path)
     trained_on = json.loads((Path(bundle) / "config.json").read_text())["trial"]["trained_on"]
     assert trained_on == {s: stages.load(str(tmp_path), s)["run_id"] for s in ("catalog", "clean")}
     stages.finish(str(tmp_path), "catalog")  # catalog again: new splits, the trials were scored on the old ones
-    with pytest.raises(StageOrderError, match="tune stage's outputs were built from an older catalog run"):
+    with pytest.raises(StageOrderError, match="tune stage's outputs were built from an older catalog run") as err:
         export_bundle(str(tmp_path))
+    # what to run, in order, on this folder: clean is stale too (it said 'run `speciesfam tune KIND --workdir RUN`')
+    assert str(err.value).endswith(f"run `speciesfam clean --workdir {tmp_path}`, then "
+                                   f"`speciesfam tune KIND --workdir {tmp_path}` again"), err.value
+    stages.finish(str(tmp_path), "clean")
+    with pytest.raises(StageOrderError, match="older catalog run") as err:
+        export_bundle(str(tmp_path))
+    assert str(err.value).endswith(f"run `speciesfam tune KIND --workdir {tmp_path}` again"), err.value
 
 
 def test_export_replaces_a_bundle_and_cleans_what_a_killed_export_left(cnn_bundle):

@@ -139,7 +139,8 @@ def test_flags_overlay_only_what_was_given():
     # a traceback from score_families, after every image was embedded (hostile tester, 2026-12-03)
     (["clean", "--workdir", "w", "--detector", "os:system"], "--detector 'os:system' failed on a family of 5 "
                                                               "embeddings (TypeError: system() takes at most 1"),
-    (["clean", "--workdir", "w", "--pretrained", "none"], "manifest.parquet does not exist. Run `speciesfam catalog"),
+    (["clean", "--workdir", "w", "--pretrained", "none"], "manifest.parquet does not exist. Run `speciesfam catalog SOURCE "
+                                                                "--workdir {run}` first"),  # it said 'RUN'
     # a mistyped run folder: catalog comes first (it said "run clean first", which would fail in turn)
     (["tune", "probe", "--workdir", "w"], "holds no catalogued run (manifest.parquet not found). Run `speciesfam "
                                           "catalog SOURCE --workdir"),
@@ -164,7 +165,7 @@ def test_impossible_values_fail_in_one_line_before_any_work(argv, message, capsy
     argv = [str(run) if a == "w" else str(tmp_path / a) if a == "semi.csv" else a for a in argv]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert message.replace("{run}", str(run)) in err and len(err.strip().splitlines()) == 1, err
     assert not run.exists(), "a refused command must not create the run folder (logs, report)"
 
 

@@ -331,9 +331,14 @@ def _refuse_workdir_inside(source: str, workdir: str) -> None:
                           f"e.g. --workdir {src}-run")
 
 
-def load_manifest(uri: str, stage: str = "speciesfam catalog SOURCE --workdir RUN") -> "pd.DataFrame":
-    """Read a manifest and check its columns; a missing file says which stage writes it."""
-    df = storage.read_table(uri, stage_hint=stage)
+def load_manifest(uri: str, stage: str | None = None) -> "pd.DataFrame":
+    """Read a manifest and check its columns; a missing file says which stage (``stage``: its command; catalog's
+    on the manifest's folder by default) writes it."""
+    import posixpath
+
+    from .. import stages
+
+    df = storage.read_table(uri, stage_hint=stage or stages.command("catalog", posixpath.dirname(uri)))
     missing = [c for c in ("path", "label", "status", "split") if c not in df.columns]
     if missing:
         raise SourceError(f"{uri}: missing column(s) {missing}; was it written by `speciesfam catalog`?")

@@ -36,7 +36,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .. import storage
+from .. import stages, storage
 from ..layout import METRIC
 from ..models import HEAD_DEFAULTS
 from .loop import class_weight_vector, hyperparameters
@@ -57,8 +57,8 @@ def probe_arrays(workdir: str, labels: list[str]) -> dict[str, tuple[np.ndarray,
     from .. import layout
     from ..data.catalog import load_manifest
 
-    emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint="speciesfam clean --workdir RUN")
-    manifest = load_manifest(layout.path(workdir, layout.CLEAN_MANIFEST), stage="speciesfam clean --workdir RUN")
+    emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint=stages.command("clean", workdir))
+    manifest = load_manifest(layout.path(workdir, layout.CLEAN_MANIFEST), stage=stages.command("clean", workdir))
     rows = manifest[manifest["status"] == layout.OK].merge(emb[["sha256", "embedding"]].drop_duplicates("sha256"),
                                                            on="sha256")
     index = {lab: i for i, lab in enumerate(labels)}

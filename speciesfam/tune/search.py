@@ -159,7 +159,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         if cfg.kind == "probe":
             from ..train.probe import probe_arrays, probe_trial
 
-            emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint="speciesfam clean --workdir RUN")
+            emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint=stages.command("clean", workdir))
             fixed["embedding_model"] = str(emb["model_id"].iloc[0]) if len(emb) else None
             fixed["precision"] = cfg.precision  # "auto" is resolved in each trial process, on its node's CPU
             # Read once here; trials get zero-copy arrays from the object store instead of a Parquet read each.
