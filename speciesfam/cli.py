@@ -12,7 +12,6 @@ shows its traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -197,26 +196,10 @@ def _predict(args: argparse.Namespace) -> int:
         return 1 if failed(table).any() else 0
     if not args.paths:
         raise SpeciesfamError("give image files, a folder or --manifest M")
-    from .predict import predict_files
+    from .predict import predict_files, print_results
 
     results = predict_files(args.bundle, args.paths, top_k=args.top_k)
-    if args.format == "json":
-        print(json.dumps(results, indent=1))
-    elif args.format == "csv":
-        import csv
-
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["path", "rank", "family", "probability", "error"])
-        for r in results:
-            for rank, (lab, p) in enumerate(r.get("top", []), 1):
-                writer.writerow([r["path"], rank, lab, f"{p:.6f}", ""])
-            if "error" in r:
-                writer.writerow([r["path"], "", "", "", r["error"]])
-    else:
-        from .predict import table_line
-
-        for r in results:
-            print(table_line(r))
+    print_results(results, args.format)
     return 1 if any("error" in r for r in results) else 0
 
 
@@ -278,7 +261,7 @@ STAGES = ("catalog", "clean", "tune", "export")  # keep full logs in RUN/logs/, 
 
 def _run_stage(args: argparse.Namespace) -> int:
     """A stage with its logs kept under RUN/logs/; it ends with a one-line summary and the report's path."""
-    from . import console, stages, storage
+    from . import console, stage_log, stages, storage
     from .lines import summary_line
     from .report import write_report
 
@@ -286,7 +269,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     storage.require_creatable(args.workdir, "--workdir",
                               "the run (it is created)" if args.command == "catalog" else "the run")
     failed = None
-    with console.stage_logs(args.workdir, args.command):
+    with stage_log.stage_logs(args.workdir, args.command):
         try:
             rc = COMMANDS[args.command](args)
         except SearchFailedError as err:  # it ran and trained nothing: its summary and report still stand

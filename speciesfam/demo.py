@@ -11,7 +11,7 @@ import functools
 import time
 from importlib import resources
 
-from . import console, layout, stages, storage
+from . import console, layout, stage_log, stages, storage
 from .config import CleanConfig, DemoConfig, TuneConfig
 
 
@@ -29,7 +29,7 @@ def run_demo(workdir: str | None = None, **overrides) -> dict:
     num_samples, max_epochs = cfg.num_samples, cfg.max_epochs
     storage.require_creatable(cfg.workdir, "--workdir", "the run (it is created)")  # a file: as the stages say it
     workdir = storage.local_dir(cfg.workdir)
-    with console.stage_logs(workdir, "demo"):
+    with stage_log.stage_logs(workdir, "demo"):
         return _stages(workdir, num_samples, max_epochs)
 
 

@@ -70,6 +70,30 @@ def table_line(result: dict[str, Any]) -> str:
     return "\t".join([visible(result["path"]), *fields])
 
 
+def print_results(results: list[dict[str, Any]], fmt: str) -> None:
+    """``predict FILES``' results on stdout as ``fmt``: json, csv (a row per family ranked, or the file's error)
+    or table (``table_line``)."""
+    import sys
+
+    if fmt == "json":
+        import json
+
+        print(json.dumps(results, indent=1))
+    elif fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "rank", "family", "probability", "error"])
+        for r in results:
+            for rank, (lab, p) in enumerate(r.get("top", []), 1):
+                writer.writerow([r["path"], rank, lab, f"{p:.6f}", ""])
+            if "error" in r:
+                writer.writerow([r["path"], "", "", "", r["error"]])
+    else:
+        for r in results:
+            print(table_line(r))
+
+
 def check_top_k(top_k: int) -> None:
     if top_k < 1:
         raise SpeciesfamError(f"--top-k {top_k}: give 1 or more (the number of families listed per image)")

@@ -263,12 +263,12 @@ def test_a_librarys_bare_logging_call_does_not_turn_every_later_warning_into_con
     stages.finish(str(tmp_path), "catalog")  # a run folder: a stage's log goes into no other
     script = textwrap.dedent(f"""
         import logging, warnings
-        from speciesfam import console
+        from speciesfam import console, stage_log
         console.setup(False)
         logging.info("a library's chatter")
         warnings.warn("outside a stage")
         logging.getLogger("tensorflow").warning("5 out of the last 5 calls triggered tf.function retracing")
-        with console.stage_logs({str(tmp_path)!r}, "evaluate"):
+        with stage_log.stage_logs({str(tmp_path)!r}, "evaluate"):
             warnings.warn("inside a stage")
         print("done")
     """)
@@ -286,9 +286,9 @@ def test_a_pipelines_cpp_lines_go_to_the_log_and_pythons_own_stderr_stays(tmp_pa
     stages.finish(str(tmp_path), "catalog")  # a run folder: a stage's log goes into no other
     script = textwrap.dedent(f"""
         import os, sys
-        from speciesfam import console
+        from speciesfam import console, stage_log
         console.setup(False)
-        with console.stage_logs({str(tmp_path)!r}, "clean"):
+        with stage_log.stage_logs({str(tmp_path)!r}, "clean"):
             with console.quiet_stderr("the embedding pipeline", python_too=False):
                 os.write(2, b"[E core_worker.cc:2465] Actor ... max_restarts > 0\\n")
                 sys.stderr.write("progress 10/10\\n")

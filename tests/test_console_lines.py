@@ -10,7 +10,7 @@ import re
 import pytest
 from conftest import Tee, pickle_by_value
 
-from speciesfam import console, layout, lines, stages
+from speciesfam import console, layout, lines, stage_log, stages
 
 
 def test_workers_start_quiet(ray_session):
@@ -294,7 +294,7 @@ def test_a_stage_log_holds_each_framework_record_once(tmp_path):
     __import__("ray.tune")  # sets up Ray's loggers as in a search
 
     stages.finish(str(tmp_path), "catalog")  # a run folder: a stage's log goes into no other
-    with console.stage_logs(str(tmp_path), "tune") as path:
+    with stage_log.stage_logs(str(tmp_path), "tune") as path:
         logging.getLogger("ray.tune.search.optuna").critical("Wrote the latest version of all result files")
         logging.getLogger("ray.data").critical("a Ray Data warning")
     text = open(path).read()
@@ -313,7 +313,7 @@ def test_a_log_that_cannot_be_written_is_one_line_not_a_traceback_per_record(tmp
     os.symlink("/dev/full", tmp_path / "logs" / "tune.log")
     (tmp_path / "logs" / "clean.log").mkdir()
     for stage, error in (("tune", "OSError: [Errno 28] No space left on device"), ("clean", "IsADirectoryError: ")):
-        with console.stage_logs(str(tmp_path), stage) as path:
+        with stage_log.stage_logs(str(tmp_path), stage) as path:
             for k in range(5):
                 logging.getLogger("ray.tune").warning("Saving experiment state failed (%d)", k)
         out, err = capsys.readouterr()
@@ -351,7 +351,7 @@ def test_the_raylets_worker_pool_note_goes_to_the_log_and_its_errors_to_the_cons
     console.quiet_raylet_notes()
     console.quiet_raylet_notes()  # once, however often Ray is started
     stages.finish(str(tmp_path), "catalog")
-    with console.stage_logs(str(tmp_path), "tune") as log:
+    with stage_log.stage_logs(str(tmp_path), "tune") as log:
         worker.print_to_stdstream({"lines": [note], "pid": "raylet", "is_err": False}, ignore_prefix=False)
         worker.print_to_stdstream({"lines": [killed], "pid": "raylet", "is_err": False}, ignore_prefix=False)
     out = capsys.readouterr().out
