@@ -66,3 +66,18 @@ def test_every_backbone_is_registered():
 def test_imagenet_weights_offline_fail_with_a_clear_message_for_scratch():
     with pytest.raises(ValueError, match="weights='imagenet' does not apply"):
         build_model("scratch_sequential", 3, 32, {}, weights="imagenet")
+
+
+def test_a_weights_file_of_another_model_fails_in_one_line_naming_the_backbone(tmp_path):
+    """Another model's weights failed a trial with Keras' pages-long message (every layer, then a variable's
+    values), and the trial's console line showed 160 characters of its middle (hostile tester round 27)."""
+    import keras
+
+    other = tmp_path / "tiny.weights.h5"
+    keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)]).save_weights(str(other))
+    with pytest.raises(ValueError) as err:
+        build_model("mobilenetv3small", 3, 32, {"head_units": 8}, weights=str(other))
+    text = str(err.value)
+    assert text.startswith("--weights tiny.weights.h5 is not MobileNetV3Small's (include_top=False): "), text
+    assert "layers do not match it (e.g. Layer '" in text and text.endswith("give that backbone's notop weights file")
+    assert "\n" not in text and len(text) < 400, text

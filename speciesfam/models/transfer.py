@@ -11,6 +11,8 @@ the top layers are unfrozen for fine-tuning (keras-io transfer-learning guide).
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from .._lazy import keras as _keras
@@ -58,6 +60,19 @@ def caffe_preprocessing(keras):
     return layer
 
 
+def _mismatch(message: str) -> str:
+    """Keras' failed ``load_weights`` in a line: 'A total of 104 objects could not be loaded. Example error message
+    for object <Conv2D name=Conv1, built=True>:' then the example's own message (a shape, then the values)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return "it does not load"
+    total = re.match(r"A total of (\d+) objects could not be loaded", lines[0])
+    if total and len(lines) > 1:
+        example = lines[1].split(" Target variable:")[0]
+        return f"{total.group(1)} layers do not match it (e.g. {example[:150]})"
+    return lines[0][:200]
+
+
 def _builder(name: str):
     cls_name, _, mode = BACKBONES[name]
 
@@ -75,7 +90,11 @@ def _builder(name: str):
         base = getattr(keras.applications, cls_name)(
             include_top=False, weights=None if local_file else weights, input_shape=(image_size, image_size, 3))
         if local_file:
-            base.load_weights(weights, skip_mismatch=False)
+            try:
+                base.load_weights(weights, skip_mismatch=False)
+            except ValueError as err:  # Keras' message is pages long (every layer, a variable's values)
+                raise ValueError(f"--weights {os.path.basename(weights)} is not {cls_name}'s (include_top=False): "
+                                 f"{_mismatch(str(err))}; give that backbone's notop weights file") from None
         base.name = BACKBONE_PREFIX
         base.trainable = False
         x = base(x, training=False)
