@@ -85,15 +85,28 @@ def _refuse_out_in_bundle(out: str, bundle: str) -> None:
                               f"{', '.join(REPORTS)} there: give a new or empty folder")
 
 
-def _refuse_out_in_source(out: str, manifest_uri: str) -> None:
-    """An --out inside the image folder a run's catalog read would be taken by the next catalog: the plots as a
-    family's images. (A labelled set's images may lie anywhere; only a catalog record says which folder is one.)"""
+def _refuse_out_in_source(out: str, manifest_uri: str | None, bundle: str) -> None:
+    """An --out inside an image folder a catalog read (the manifest's run's, the bundle's run's: recorded at export,
+    or the run folder holding the bundle) would be taken by the next catalog: the plots as a family's images. (A
+    labelled set's images may lie anywhere; only a catalog record says which folder is one.)"""
     from . import stages
 
-    source = stages.image_folder(storage.parent(manifest_uri))
-    if source and storage.within(out, source):
-        raise SpeciesfamError(f"--out {out} is inside the image folder {source} that catalog read: the next "
-                              "catalog would take the reports for images; choose a folder outside it")
+    config = _safe_config(bundle)
+    folders = [stages.image_folder(storage.parent(manifest_uri)) if manifest_uri else None,
+               (config.get("trial") or {}).get("image_folder"), stages.image_folder(_bundle_folder(bundle))]
+    for source in folders:
+        if isinstance(source, str) and source and storage.within(out, source):
+            raise SpeciesfamError(f"--out {out} is inside the image folder {source} that catalog read: the next "
+                                  "catalog would take the reports for images; choose a folder outside it")
+
+
+def _safe_config(bundle: str) -> dict[str, Any]:
+    from .bundle import read_config
+
+    try:
+        return read_config(bundle)
+    except SpeciesfamError:  # a damaged bundle: said when it loads
+        return {}
 
 
 def _not_reports(folder: str) -> list[str]:
@@ -321,8 +334,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     out = out or default_out(bundle, manifest_uri, split, this_run)
     if not storage.is_remote(out):
         _refuse_out_in_bundle(out, bundle)
-        if catalog and not storage.is_remote(manifest_uri):
-            _refuse_out_in_source(out, manifest_uri)
+        _refuse_out_in_source(out, manifest_uri if catalog and not storage.is_remote(manifest_uri) else None, bundle)
     warning = split_warning(read_config(bundle), manifest_uri) if catalog else rows.attrs.get("warning", "")
     warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run)) if w)
     if warning:

@@ -202,7 +202,9 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                       "trial": {"trial_id": row["trial_id"], "search_kind": row.get("kind"), "reason": reason,
                                 "val_split": row.get("val_split"),
                                 # the catalog and clean runs whose splits it trained on (evaluate checks them)
-                                "trained_on": ((stages.load(workdir, "tune") or {}).get("built_from") or {})},
+                                "trained_on": ((stages.load(workdir, "tune") or {}).get("built_from") or {}),
+                                # the image folder its catalog read: evaluate writes nothing there, whatever it scores
+                                "image_folder": stages.image_folder(workdir)},
                       "exported_at": stages.timestamp(), "versions": dict(versions())}
             metrics = {k: row.get(k) for k in (layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds")}
             if row.get("status") != layout.OK:

@@ -149,6 +149,17 @@ def test_evaluate_writes_only_into_a_new_empty_or_earlier_evaluations_folder(pro
     with pytest.raises(SpeciesfamError, match="is inside the image folder"):  # it wrote there (hostile tester)
         evaluate(str(probe_bundle), manifest, "test", f"file://{source / 'eval'}")
     assert not (source / "eval").exists()
+    # a labelled CSV of the user's (no catalog's manifest), and the bundle copied out of its run folder: the bundle's
+    # run's image folder is still refused (the next catalog took 6 reports for images of a family 'ev'; round 28)
+    one = next(p for p in sorted(source.rglob("*")) if p.is_file())
+    labelled = tmp_path / "labelled.csv"
+    labelled.write_text(f"path,label\n{one},{one.parent.name}\n")
+    copied = tmp_path / "copied_bundle"
+    shutil.copytree(probe_bundle, copied)
+    for bundle in (probe_bundle, copied):
+        with pytest.raises(SpeciesfamError, match=f"^--out {source / 'ev'} is inside the image folder {source} "):
+            evaluate(str(bundle), str(labelled), None, str(source / "ev"))
+    assert not (source / "ev").exists()
     first = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))  # new, then again: replaced
     again = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))
     assert again["test_macro_f1"] == first["test_macro_f1"]
