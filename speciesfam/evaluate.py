@@ -30,7 +30,6 @@ REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "c
 ROWS_COLUMNS = ("path", "label", "predicted", "probability", "status", "reason")  # rows.csv
 
 
-CATALOG_COLUMNS = {"path", "label", "status", "split", "sha256", "reason"}  # what tells a catalog's manifest
 
 
 def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
@@ -160,7 +159,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
                               "labelled set (CSV or Parquet with path and label columns)")
     table = read_text_table(manifest_uri)  # a user's file: its errors say what to fix in it
     columns = set(table)
-    if CATALOG_COLUMNS <= columns:
+    if layout.RUN_MANIFEST_COLUMNS <= columns:
         split = split or "test"
         manifest = pd.DataFrame({column: table[column] for column in ("path", "label", "status", "split", "sha256")})
         rows = manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == split), ["path", "label", "sha256"]]

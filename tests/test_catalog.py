@@ -292,3 +292,28 @@ def test_a_family_name_in_two_unicode_forms_shows_as_two_names_in_the_reports(tm
     assert f"no test images left ({json.dumps(nfd)}, `Felidae`)" in md
     assert sorted(r["family"] for r in collection(str(tmp_path / "run"), {})["table"]) == sorted(
         [json.dumps(nfc), json.dumps(nfd), "Felidae"])
+
+
+def test_a_speciesfam_run_manifest_keeps_out_what_its_run_left_out(collection, tmp_path, capsys):
+    """Catalogued again, a clean_manifest.parquet brought back as ok every outlier clean removed and every file
+    catalog skipped (its status column was not read; hostile tester round 28)."""
+    root, _ = collection
+    first = run_catalog(str(root), str(tmp_path / "run"))
+    cleaned = first.copy()
+    removed = cleaned.index[cleaned["status"] == "ok"][:3]
+    cleaned.loc[removed, ["status", "reason"]] = ["removed", "outlier: a map, not a photo"]
+    cleaned.to_parquet(tmp_path / "clean_manifest.parquet")
+    capsys.readouterr()
+    again = build_manifest(str(tmp_path / "clean_manifest.parquet"))
+    assert len(again) == len(cleaned)  # every row of it, each with one status
+    by_path = again.set_index("path")
+    for path in cleaned.loc[removed, "path"]:
+        assert by_path.loc[path, "status"] == "skipped", by_path.loc[path].to_dict()
+        assert by_path.loc[path, "reason"] == ("'removed' in the run manifest it comes from: outlier: a map, "
+                                               "not a photo")
+    before = cleaned.set_index("path")["status"]
+    out_before = set(before.index[before != "ok"])
+    assert set(again.loc[again["status"] == "skipped", "path"]) == out_before
+    assert set(again.loc[again["status"] == "ok", "path"]) == set(before.index[before == "ok"])
+    n = len(out_before)
+    assert f"manifest: its {n} rows not 'ok' there (removed, skipped, ...) stay out" in capsys.readouterr().out

@@ -115,10 +115,13 @@ def read_manifest(source: str) -> "pd.DataFrame":
     n = len(raw["path"])
     base = storage.parent(source)  # relative paths are relative to the manifest's folder
     groups = raw.get("group", [None] * n)
+    earlier = _run_statuses(source, raw)
     rows = []
     for i, (path, label, group) in enumerate(zip(raw["path"], raw["label"], groups)):
         status, reason = None, ""
-        if path is None or not path.strip():
+        if earlier[i]:  # a speciesfam run's manifest: what its catalog or clean left out stays out
+            status, reason = layout.SKIPPED, earlier[i]
+        elif path is None or not path.strip():
             status, reason = layout.INVALID, no_path(raw, i)
         else:  # resolved for every row, so an unusable row's path names its file too, from any folder
             path, problem = resolve_path(path, base)
@@ -134,6 +137,26 @@ def read_manifest(source: str) -> "pd.DataFrame":
     _mark_repeats(df)
     df.attrs.update(rows_read=n, aliases=0)
     return df
+
+
+def _run_statuses(source: str, raw: dict[str, list]) -> list[str]:
+    """Per row, why it stays out when ``source`` is a speciesfam run's manifest (a catalog's or clean's: status,
+    split, sha256 columns) and the row's status there is not ok, else ''. Its removed outliers and skipped files
+    came back as images (hostile tester); the statuses of its ok rows are checked again like any row's."""
+    n = len(raw["path"])
+    if not layout.RUN_MANIFEST_COLUMNS <= set(raw):
+        return [""] * n
+    reasons = raw.get("reason") or [""] * n
+    said = [f"'{st}' in the run manifest it comes from" + (f": {why}" if isinstance(why, str) and why else "")
+            if isinstance(st, str) and st and st != layout.OK else "" for st, why in zip(raw["status"], reasons)]
+    left = sum(bool(s) for s in said)
+    if left:
+        from ..console import say
+        from ..lines import counted
+
+        say(f"catalog: {source} is a speciesfam run's manifest: its {counted(left, 'row')} not 'ok' there (removed, "
+            "skipped, ...) stay out, as status skipped; its ok rows are checked again")
+    return said
 
 
 def header_hint(columns: list[str]) -> str:
