@@ -277,10 +277,10 @@ def _run_stage(args: argparse.Namespace) -> int:
         finally:  # renders what exists, also after a failure; not in a folder that is no run folder (refused:
             # an image folder given as --workdir, a stage before catalog) nor in one not made yet
             report = write_report(args.workdir) if stages.is_run_folder(args.workdir) else None
-    console.say(summary_line(args.workdir, args.command))
-    console.say(f"report: {report}")
-    if failed is not None:
-        raise failed  # `speciesfam COMMAND: failed: ...`, exit 1
+        console.say(summary_line(args.workdir, args.command))  # in the stage's log too
+        console.say(f"report: {report}")
+        if failed is not None:
+            raise failed  # `speciesfam COMMAND: failed: ...`, exit 1
     return rc
 
 

@@ -217,8 +217,12 @@ _INDENT = [""]  # what ``indented`` puts before each line a stage says (the demo
 
 
 def say(message: str) -> None:
-    """One line for the person at the console (stdout, flushed, so it interleaves with progress bars)."""
+    """One line for the person at the console (stdout, flushed, so it interleaves with progress bars); inside a
+    stage also a record of its log, so ``RUN/logs/STAGE.log`` holds what the console said (a batch job's log
+    held none of its lines)."""
     print(_INDENT[-1] + message, flush=True)
+    if LOGGED_STAGES:
+        logging.getLogger("speciesfam.console").info("%s", message)
 
 
 PROGRESS_EVERY_S = 30.0  # seconds between a long stage's progress lines

@@ -83,14 +83,18 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
     logging.getLogger().setLevel(min(root_level, logging.INFO))
     started = time.time()
     LOGGED_STAGES.append(stage)
+    outcome = "ok"
     try:
         yield path
+    except BaseException as err:  # how it ended, in the log too (the console's error line is printed after)
+        outcome = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+        raise
     finally:
         LOGGED_STAGES.pop()
         ran = stages.is_run_folder(workdir)  # a refused command leaves no log in a folder that is no run folder
         if ran:  # every stage that ran has its log
-            logging.getLogger("speciesfam").info("%s ended after %.1f s: %s", stage, time.time() - started,
-                                                 " ".join(sys.argv))
+            logging.getLogger("speciesfam").info("%s ended after %.1f s (%s): %s", stage, time.time() - started,
+                                                 outcome, " ".join(sys.argv))
         for lg in targets:
             lg.removeHandler(handler)
         logging.getLogger().setLevel(root_level)

@@ -200,7 +200,16 @@ def test_every_stage_that_ran_keeps_its_log(tmp_path, capsys):
 
     assert cli.main(["catalog", demo_images(), "--workdir", str(tmp_path / "run")]) == 0
     log = (tmp_path / "run" / "logs" / "catalog.log").read_text()
-    assert re.search(r"INFO speciesfam: catalog ended after [\d.]+ s: ", log), log
+    assert re.search(r"INFO speciesfam: catalog ended after [\d.]+ s \(ok\): ", log), log
+    # what the console said, in the log too (a batch job's log held none of its lines: hostile tester round 28)
+    said = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert said and said[-1].startswith("report: ")
+    for line in said:
+        assert f"INFO speciesfam.console: {line}\n" in log, (line, log)
+    # a stage that failed says how in its log (it read 'ended after 2.8 s' alike for a success and a refusal)
+    assert cli.main(["export", "--workdir", str(tmp_path / "run")]) == 2
+    log = (tmp_path / "run" / "logs" / "export.log").read_text()
+    assert re.search(r"export ended after [\d.]+ s \(StageOrderError: .*speciesfam tune KIND", log), log
 
 
 @pytest.mark.parametrize("argv,message", [(["tune", "probe", "--workdir", "w", "--extra", "{bad"], "--extra"),
