@@ -97,7 +97,14 @@ def test_a_cnn_space_must_choose_a_model_and_names_of_a_users_own_model_pass(tmp
     assert "has no 'model': a scratch space chooses the CNN" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="'width' is not a hyperparameter"):
         load_space(TuneConfig(space="cnn_space", extra={"model": "scratch_sequential"}))
+    (tmp_path / "my_models.py").write_text("def build(num_classes, image_size, hp, weights=None):\n    pass\n")
     assert load_space(TuneConfig(space="cnn_space", extra={"model": "my_models:build"}))["width"] == 3
+    # one that does not import, or no callable: refused before Ray starts (each trial failed on it, 90 s to exit 1;
+    # hostile tester round 28)
+    with pytest.raises(ConfigError, match="model 'nomod_xyz:build': cannot import module 'nomod_xyz'"):
+        load_space(TuneConfig(space="cnn_space", extra={"model": "nomod_xyz:build"}))
+    with pytest.raises(ConfigError, match="model 'os:path' is a module, not a callable"):
+        load_space(TuneConfig(space="cnn_space", extra={"model": "os:path"}))
     with pytest.raises(ConfigError, match="lr=-1 is outside"):  # limits hold for a user's own model too
         load_space(TuneConfig(space="cnn_space", extra={"model": "my_models:build", "lr": -1}))
 
