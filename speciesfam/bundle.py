@@ -67,16 +67,29 @@ def bundle_id(bundle: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
+def _reexport(path: str) -> str:
+    """'re-export it with `speciesfam export --workdir RUN --out PATH`': the run folder when the bundle lies in
+    one (RUN/bundle: no --out), shell-quoted, as a damaged bundle's refusal says it."""
+    import shlex
+
+    from . import stages
+
+    parent, name = os.path.split(os.path.abspath(path))
+    run = shlex.quote(parent) if stages.is_run_folder(parent) else "RUN"
+    out = "" if name == "bundle" and run != "RUN" else f" --out {shlex.quote(path)}"
+    return f"re-export it with `speciesfam export --workdir {run}{out}`"
+
+
 def read_config(path: str) -> dict[str, Any]:
     """The bundle's config after checking that every file is present and unchanged since export.
 
     Raises:
         BundleError: no bundle there, a file missing or changed, an unknown schema or kind.
     """
-    fix = "re-export it with `speciesfam export --workdir RUN`"
-    if not os.path.isdir(path):
+    fix = _reexport(path)
+    if not os.path.isdir(path):  # a file: an image given first, say (the bundle comes first; round 28)
         raise BundleError(f"{path} {'is not a folder' if os.path.exists(path) else 'does not exist'}: give a bundle "
-                          f"folder (RUN/bundle); {fix}")
+                          "folder (RUN/bundle, made by `speciesfam export`) as the first argument")
     missing = [f for f in (CONFIG, LABELS, CHECKSUMS) if not os.path.exists(os.path.join(path, f))]
     if missing and is_bundle(os.path.join(path, "bundle")):  # a run folder given for its bundle
         raise BundleError(f"{path} is a run folder, not a bundle: give {os.path.join(path, 'bundle')}")

@@ -138,10 +138,24 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
 
 
 def command(stage: str, workdir: str, kind: str | None = None) -> str:
-    """The command that runs ``stage`` on ``workdir`` (shell-quoted), for a line that tells the user what to run."""
+    """The command that runs ``stage`` on ``workdir`` (shell-quoted), for a line that tells the user what to run;
+    catalog's with the source its record names, if any."""
     import shlex
 
-    return COMMAND[stage].replace("KIND", kind or "KIND").replace("--workdir RUN", f"--workdir {shlex.quote(workdir)}")
+    text = COMMAND[stage].replace("KIND", kind or "KIND").replace("--workdir RUN", f"--workdir {shlex.quote(workdir)}")
+    if stage == "catalog":
+        try:
+            source = ((load(workdir, "catalog") or {}).get("config") or {}).get("source")
+        except SpeciesfamError:  # a damaged record: the placeholder
+            source = None
+        if isinstance(source, str) and source:
+            text = text.replace("SOURCE", shlex.quote(source))
+    return text
+
+
+def rerun(workdir: str, *names: str) -> str:
+    """'re-run `speciesfam catalog IMGS --workdir W`, then `speciesfam clean --workdir W`': the commands, in order."""
+    return "re-run " + ", then ".join(f"`{command(name, workdir)}`" for name in names)
 
 
 def _stale(workdir: str, stage: str) -> bool:

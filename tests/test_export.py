@@ -146,8 +146,17 @@ def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
     b = copy("edited")
     config = json.loads((b / "config.json").read_text())
     (b / "config.json").write_text(json.dumps({**config, "labels": config["labels"][::-1]}))
-    with pytest.raises(BundleError, match=r"\['config.json'\] changed since export"):
+    with pytest.raises(BundleError, match=r"\['config.json'\] changed since export") as err:
         load_bundle(str(b))
+    # the command that replaces this bundle (it said `speciesfam export --workdir RUN`, which writes RUN/bundle)
+    assert str(err.value).endswith(f"re-export it with `speciesfam export --workdir RUN --out {b}`"), err.value
+    from speciesfam import stages
+
+    stages.finish(str(tmp_path / "run"), "catalog")  # a run folder's own bundle: its folder, no --out
+    own = Path(shutil.copytree(b, tmp_path / "run" / "bundle"))
+    fix = f"re-export it with `speciesfam export --workdir {tmp_path / 'run'}`"
+    with pytest.raises(BundleError, match=re.escape(fix)):
+        load_bundle(str(own))
     b = copy("corrupt")
     (b / "head.keras").write_bytes(b"not a zip")
     rewrite_checksums(b)
@@ -166,7 +175,8 @@ def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
         load_bundle(str(b))
     with pytest.raises(BundleError, match="nowhere does not exist: give a bundle folder"):
         load_bundle(str(tmp_path / "nowhere"))
-    with pytest.raises(BundleError, match="config.json is not a folder: give a bundle folder"):
+    with pytest.raises(BundleError, match="config.json is not a folder: give a bundle folder \\(RUN/bundle, made by "
+                                          "`speciesfam export`\\) as the first argument$"):  # an image given first
         load_bundle(str(b / "config.json"))
 
 

@@ -2,6 +2,7 @@
 the same values as decoding every JPEG (and so the same model: test_train.py trains from both)."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -107,9 +108,11 @@ def test_an_image_replaced_since_catalog_never_enters_the_cache(tmp_path, ray_se
     m = build_manifest(str(tmp_path / "img"), CatalogConfig(min_images=3))
     assert (m["status"] == "ok").sum() == 6
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "img" / "B" / "1.png")
+    fix = re.escape(f"re-run `speciesfam catalog SOURCE --workdir {tmp_path}`, then `speciesfam clean --workdir "
+                    f"{tmp_path}`")  # no catalog record here: its source is not known
     with pytest.raises(SpeciesfamError, match=r"^the image cache: .*B/1\.png: changed since catalog \(its sha256 is "
-                                              r"not the one catalog recorded.*re-run `speciesfam catalog` and "
-                                              r"`speciesfam clean`$"):
+                                              r"not the one catalog recorded.*it was readable when catalogued: " + fix
+                                              + "$"):
         image_cache.build(str(tmp_path), m, 16)
     assert not (tmp_path / "image_cache").exists() or not any((tmp_path / "image_cache").rglob("index.parquet"))
 
@@ -132,7 +135,9 @@ def test_a_built_cache_is_not_reused_for_an_image_replaced_since_catalog(tmp_pat
     uri = image_cache.build(str(tmp_path / "run"), m, 16)
     assert image_cache.build(str(tmp_path / "run"), m, 16) == uri  # reused while nothing changed
     (tmp_path / "img" / "B" / "1.png").write_bytes((tmp_path / "img" / "A" / "1.png").read_bytes())  # `cp`
+    run = tmp_path / "run"  # the commands to copy, with the source and the run folder (they named neither; round 28)
+    fix = re.escape(f"re-run `speciesfam catalog {tmp_path / 'img'} --workdir {run}`, then `speciesfam clean "
+                    f"--workdir {run}`")
     with pytest.raises(SpeciesfamError, match=r"^the image cache: .*B/1\.png: changed since catalog \(its sha256 is "
-                                              r"not the one catalog recorded.*re-run `speciesfam catalog` and "
-                                              r"`speciesfam clean`$"):
-        image_cache.build(str(tmp_path / "run"), m, 16)
+                                              r"not the one catalog recorded.*" + fix + "$"):
+        image_cache.build(str(run), m, 16)

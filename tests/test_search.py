@@ -1,5 +1,7 @@
 """Search wiring with fast toy trainables: searchers, ASHA, failed and NaN trials, the trial table."""
 
+import re
+
 import pandas as pd
 import pytest
 from conftest import pickle_by_value, saved_as_finished
@@ -387,7 +389,9 @@ def test_unreachable_data_fails_before_any_trial(tmp_path, ray_session):
     manifest.assign(path=["/nowhere/a.jpg", *(str(tmp_path / f"{n}.jpg") for n in "bcd")]).to_parquet(
         tmp_path / "clean_manifest.parquet")
     with pytest.raises(SpeciesfamError, match=r"lists images deleted since catalog \(1 of the 4 checked\), e.g. "
-                                              r"'/nowhere/a.jpg'; re-run `speciesfam catalog`"):
+                                              r"'/nowhere/a.jpg'; re-run `speciesfam catalog SOURCE --workdir "
+                                              + re.escape(f"{tmp_path}`, then `speciesfam clean --workdir {tmp_path}`, "
+                                                          "then tune")):
         run_search(str(tmp_path), TuneConfig(cpus_per_worker=0.5, smoke_test=True))
     assert not (tmp_path / "tune").exists()
     # one deleted (the 4th) that 5 images spread over the 9 rows missed: the image cache failed the search ~30 s

@@ -363,6 +363,8 @@ def check_images_readable(manifest: "pd.DataFrame", manifest_uri: str, n: int = 
                               f"{len(picks)} checked), e.g. {missing[0]!r}; is the data path mounted (or the bucket "
                               "readable) on this machine?")
     if missing:
+        from .. import stages
+
         raise SpeciesfamError(f"{manifest_uri} lists images deleted since catalog ({len(missing)} of the "
-                              f"{len(picks)} checked), e.g. {missing[0]!r}; re-run `speciesfam catalog` and "
-                              "`speciesfam clean` on this workdir, then tune")
+                              f"{len(picks)} checked), e.g. {missing[0]!r}; "
+                              f"{stages.rerun(storage.parent(manifest_uri), 'catalog', 'clean')}, then tune")

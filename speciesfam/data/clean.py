@@ -181,7 +181,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     if not len(emb):
         raise SpeciesfamError(f"none of the {len(ok)} usable images of {layout.path(workdir, layout.MANIFEST)} "
                               f"could be decoded now (the first: {next(iter(errors.values()), '?')}): they changed since "
-                              f"catalog; fix them, then re-run `speciesfam catalog`")
+                              f"catalog; fix them, then {stages.rerun(workdir, 'catalog')}")
     x = np.stack(emb["embedding"].to_numpy()).astype(np.float32)
     emb = flag_outliers(emb, x, cfg)
     issues = label_issue_table(emb, x, cfg)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import layout, storage
+from .. import layout, stages, storage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,14 +41,13 @@ def _decode_chunk(paths: list[str], hashes: list[str], size: int) -> np.ndarray:
         try:  # the cache is keyed by catalog's sha256: a file replaced since must not pass for the catalogued one
             out[i] = read_rgb(path, size=size, sha256=sha256)
         except DecodeError as err:
-            raise DecodeError(f"{path}: {err}; it was readable when catalogued: re-run `speciesfam "
-                              "catalog` and `speciesfam clean`") from err
+            raise DecodeError(f"{path}: {err}; it was readable when catalogued") from err
     return out
 
 
-def _get(ref) -> np.ndarray:
-    """A decode task's images; its file's error in one line (a file gone or replaced since catalog), not Ray's
-    traceback."""
+def _get(ref, workdir: str) -> np.ndarray:
+    """A decode task's images; its file's error in one line (a file gone or replaced since catalog) with the
+    commands that take the collection as it is now, not Ray's traceback."""
     import ray
 
     from ..errors import SpeciesfamError
@@ -58,7 +57,8 @@ def _get(ref) -> np.ndarray:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as err:
         if isinstance(err.cause, DecodeError):
-            raise SpeciesfamError(f"the image cache: {err.cause}") from None
+            raise SpeciesfamError(f"the image cache: {err.cause}: {stages.rerun(workdir, 'catalog', 'clean')}") \
+                from None
         raise
 
 
@@ -73,8 +73,8 @@ def _check_unchanged(workdir: str, rows: "pd.DataFrame") -> None:
     if changed:
         path, why = next(iter(changed.items()))
         more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-        raise SpeciesfamError(f"the image cache: {path}{more}: {why}; it was readable when catalogued: re-run "
-                              "`speciesfam catalog` and `speciesfam clean`")
+        raise SpeciesfamError(f"the image cache: {path}{more}: {why}; it was readable when catalogued: "
+                              f"{stages.rerun(workdir, 'catalog', 'clean')}")
 
 
 def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
@@ -108,7 +108,7 @@ def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
         local = os.path.join(tmp, IMAGES)
         images = np.lib.format.open_memmap(local, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
         for i, ref in enumerate(refs):  # in order, so row k is paths[k]
-            chunk = _get(ref)
+            chunk = _get(ref, workdir)
             images[i * CHUNK:i * CHUNK + len(chunk)] = chunk
             progress.add(len(chunk))
         images.flush()
