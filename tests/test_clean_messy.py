@@ -52,6 +52,10 @@ def test_images_that_changed_after_catalog_become_unreadable_rows(tmp_path, ray_
     assert row["status"] == layout.UNREADABLE_STATUS and "no longer exists" in row["reason"], row.to_dict()
     md = (tmp_path / "run" / "clean.md").read_text()
     assert "unreadable now (status unreadable: gone, changed or failing to decode since catalog): 3" in md, md[:500]
+    # each of them with its reason, where the console line points (clean.md only counted them; round 28)
+    table = md.split("## Unreadable now", 1)[1]
+    for path, reason in again.loc[again["status"] == layout.UNREADABLE_STATUS, ["path", "reason"]].itertuples(False):
+        assert path in table and reason.split(":")[0] in table, (path, table)
 
 
 def test_an_image_replaced_since_catalog_is_not_embedded_as_the_catalogued_one(tmp_path, ray_session):
