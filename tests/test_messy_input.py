@@ -225,7 +225,7 @@ def test_repeated_paths_unsupported_schemes_and_missing_files(tmp_path):
              (beta[1], "Beta"),  # the same path and label again: duplicate
              ("http://example.org/x.jpg", "Beta"), ("ftp://example.org/y.jpg", "Beta"),
              (str(tmp_path / "missing.jpg"), "Beta"),
-             ("b\\0.png", "Beta"), ("~/cat.jpg", "Beta"), ("b/0.png ", "Beta")]  # b/0.png as Windows writes it; a '~'
+             ("b\\0.png", "Beta"), ("~/cat.jpg", "Beta"), ("b/0.png ", "Beta"), (" b/1.png", "Beta")]  # b/0.png as Windows writes it; a '~'
     write_manifest(tmp_path / "list.csv", rows)
     m = run_catalog(str(tmp_path / "list.csv"), str(tmp_path / "run"), SMALL)
     assert len(m) == len(rows) and sorted(m["source_row"]) == list(range(len(rows)))
@@ -243,12 +243,15 @@ def test_repeated_paths_unsupported_schemes_and_missing_files(tmp_path):
         "file not found (a '~' in a manifest is not your home folder: give the full path)"
     assert bad[str(tmp_path / "b" / "0.png ")].endswith("(its name starts or ends with a space: is that in the "
                                                         "file's name?)")
+    # a stray space before a relative path: it had no hint (round 28)
+    assert bad[str(tmp_path / " b" / "1.png")] == ("file not found (the folder name ' b' in its path starts or ends "
+                                                   "with a space: is that in the folder's name?)")
     assert "unsupported URI scheme 'http://'" in bad["http://example.org/x.jpg"]
     assert "unsupported URI scheme 'ftp://'" in bad["ftp://example.org/y.jpg"]
     assert by_status(m)["ok"] == 7
     md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
     assert "### conflict (2)" in md and "'Alpha', 'Beta'" in md
-    assert len(pd.read_csv(tmp_path / "run" / layout.UNREADABLE)) == 6
+    assert len(pd.read_csv(tmp_path / "run" / layout.UNREADABLE)) == 7
 
 
 def test_relative_manifest_works_from_any_directory(tmp_path, monkeypatch):

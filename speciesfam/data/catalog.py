@@ -62,6 +62,10 @@ def not_found(path: str) -> str:
     name = os.path.basename(path)
     if name != name.strip():  # a spreadsheet's stray space; a file name may hold one, so it is not taken away
         return "file not found (its name starts or ends with a space: is that in the file's name?)"
+    spaced = next((part for part in path.split("/")[:-1] if part != part.strip()), None)
+    if spaced is not None:  # ' imgs/A/x.png': a stray space before a relative path lands on its first folder
+        return f"file not found (the folder name {spaced!r} in its path starts or ends with a space: is that in the " \
+               "folder's name?)"
     return "file not found"
 
 
