@@ -60,13 +60,19 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     return out
 
 
-def table_line(result: dict[str, Any]) -> str:
+def table_line(result: dict[str, Any], alike: frozenset[str] = frozenset()) -> str:
     """``predict --format table``'s line for one file: its path, then each family with its probability (or the
     error), tab-separated, names shown with ``markdown.visible`` (a newline or tab in a family or path kept
-    one file on one line, and the fields apart)."""
+    one file on one line, and the fields apart); a family of ``alike`` (``markdown.twins``: 'Café' in two Unicode
+    forms) as its JSON string, as the reports show it."""
+    import json
+
     from .markdown import visible
 
-    fields = [f"{visible(lab)} {p:.3f}" for lab, p in result.get("top", [])] or [f"ERROR: {visible(result['error'])}"]
+    def name(label: str) -> str:
+        return json.dumps(label) if label in alike else visible(label)
+
+    fields = [f"{name(lab)} {p:.3f}" for lab, p in result.get("top", [])] or [f"ERROR: {visible(result['error'])}"]
     return "\t".join([visible(result["path"]), *fields])
 
 
@@ -90,8 +96,11 @@ def print_results(results: list[dict[str, Any]], fmt: str) -> None:
             if "error" in r:
                 writer.writerow([r["path"], "", "", "", r["error"]])
     else:
+        from .markdown import twins
+
+        alike = twins({lab for r in results for lab, _ in r.get("top", [])})
         for r in results:
-            print(table_line(r))
+            print(table_line(r, alike))
 
 
 def check_top_k(top_k: int) -> None:

@@ -162,6 +162,19 @@ def test_predict_table_keeps_a_file_on_one_line_and_its_families_apart():
     assert table_line({"path": "/x/c.png", "error": "cannot read\tfile"}) == "/x/c.png\tERROR: cannot read\\tfile"
 
 
+def test_predict_table_tells_apart_two_families_that_render_alike(capsys):
+    """'Café' in its two Unicode forms printed as the same name twice (hostile tester round 28); the reports
+    showed them as JSON strings already. CSV and JSON keep the names exactly as written."""
+    from speciesfam.predict import print_results
+
+    nfc, nfd = "Caf\u00e9", "Cafe\u0301"
+    results = [{"path": "a.png", "top": [(nfc, 0.5), (nfd, 0.3), ("Felidae", 0.2)]}]
+    print_results(results, "table")
+    assert capsys.readouterr().out == 'a.png\t"Caf\\u00e9" 0.500\t"Cafe\\u0301" 0.300\tFelidae 0.200\n'
+    print_results(results, "csv")
+    assert f"a.png,1,{nfc},0.500000," in capsys.readouterr().out
+
+
 def test_a_damaged_table_is_named_in_one_line(tmp_path):
     (tmp_path / "m.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(SourceError) as err:
