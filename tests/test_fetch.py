@@ -108,8 +108,9 @@ def test_folder_layout_hard_links_one_folder_per_label(snapshot, tmp_path):
 
 def test_bad_inputs_name_the_fix(snapshot, tmp_path, capsys):
     root, _ = snapshot
-    assert main(["fetch", "rare-species", "--from", str(root / "dataset"), "--out", str(tmp_path)]) == 2
+    assert main(["fetch", "rare-species", "--from", str(root / "dataset"), "--out", str(tmp_path / "new")]) == 2
     assert "rarespecies-catalog.csv is missing" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # a refused fetch writes nothing (it left an empty --out; round 28)
     assert main(["fetch", "rare-species", "--from", str(root), "--out", str(tmp_path), "--label", "tribe"]) == 2
     assert "choose one of" in capsys.readouterr().err
     # --out an existing file: a FileExistsError traceback before

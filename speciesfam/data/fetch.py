@@ -142,8 +142,8 @@ def layout(snapshot: Path, out: Path, label: str = "family", folders: bool = Fal
     import numpy as np
     import pandas as pd
 
-    out.mkdir(parents=True, exist_ok=True)
-    cat, files = read_catalog(snapshot, label), scan_images(snapshot)
+    cat, files = read_catalog(snapshot, label), scan_images(snapshot)  # a folder that is no copy: refused first
+    out.mkdir(parents=True, exist_ok=True)  # (it left an empty --out: hostile tester round 28)
     keys = ["eol_content_id", "eol_page_id"]
     joined = files.merge(cat, on=keys, how="outer", indicator=True)
     found = joined[joined["_merge"] == "both"].drop(columns="_merge").copy()
