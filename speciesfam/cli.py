@@ -334,7 +334,10 @@ def take_verbose(argv: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """One parsed command, as ``speciesfam COMMAND`` runs it (a stage keeps its logs and ends with its summary
     and the report; errors in one line); returns the exit status. The job scripts run their stages through it."""
+    from . import console
+
     who = OneLineParser.shown_as or f"speciesfam {args.command}"  # a job script's lines name the script
+    console.stop_on_ctrl_c()
     try:
         # '' would be the current folder, or '/manifest.parquet'
         for name, shown in (("workdir", "--workdir"), ("out", "--out"), ("manifest", "--manifest"),
@@ -364,6 +367,7 @@ def run(args: argparse.Namespace) -> int:
               f"space; for s3:// or gs://, the bucket, the credentials and the endpoint)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        console.STOPPING.set()  # Ray's notes while it shuts down stay off the console too
         print(f"{who}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
@@ -372,6 +376,7 @@ def run(args: argparse.Namespace) -> int:
         import logging
 
         logging.getLogger("speciesfam").info("%s: interrupted", who, exc_info=True)  # the traceback: the log only
+        console.STOPPING.set()
         print(f"{who}: interrupted", file=sys.stderr)
         return 130
 

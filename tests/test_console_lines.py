@@ -354,6 +354,19 @@ def test_the_raylets_worker_pool_note_goes_to_the_log_and_its_errors_to_the_cons
     with stage_log.stage_logs(str(tmp_path), "tune") as log:
         worker.print_to_stdstream({"lines": [note], "pid": "raylet", "is_err": False}, ignore_prefix=False)
         worker.print_to_stdstream({"lines": [killed], "pid": "raylet", "is_err": False}, ignore_prefix=False)
-    out = capsys.readouterr().out
+    said = capsys.readouterr()
+    out = said.out
     assert "worker processes have been started" not in out and killed in out, out
+    assert "worker processes have been started" not in said.err, said.err  # nor by the 'ray' logger's handler
     assert "(raylet) WARNING: 8 PYTHON worker processes" in open(log).read()
+    # while a Ctrl-C ends the command, Ray's notes on the work it cuts short go to the log (an interrupted batch
+    # predict printed '(raylet) Task MapWorker(...).submit failed ... killed by ray.kill'; round 28)
+    cut = "Task MapWorker(MapBatches(decode_batch)).submit failed. There are infinite retries remaining"
+    console.STOPPING.set()
+    try:
+        with stage_log.stage_logs(str(tmp_path), "predict") as log:
+            worker.print_to_stdstream({"lines": [cut], "pid": "raylet", "is_err": True}, ignore_prefix=False)
+    finally:
+        console.STOPPING.clear()
+    said = capsys.readouterr()
+    assert cut not in said.out + said.err and f"(raylet) {cut}" in open(log).read(), said
