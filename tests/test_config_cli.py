@@ -257,9 +257,9 @@ def test_extra_takes_what_the_trainers_models_and_space_read(tmp_path, monkeypat
     assert {k: load_space(TuneConfig(kind="scratch", extra=fixed))[k] for k in fixed} == fixed
     # a custom space's own names (its custom model reads them), in its full or smoke variant
     (tmp_path / "wide_space.py").write_text(
-        "from ray import tune\n\ndef get_search_space(smoke):\n    return {'model': 'my_models:wide', "
+        "from ray import tune\n\ndef get_search_space(smoke):\n    return {'model': 'my_wide_models:wide', "
         "'lr': tune.loguniform(1e-4, 1e-2), **({'width': 2} if smoke else {})}\n")
-    (tmp_path / "my_models.py").write_text("def wide(num_classes, image_size, hp, weights=None):\n    pass\n")
+    (tmp_path / "my_wide_models.py").write_text("def wide(num_classes, image_size, hp, weights=None):\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert load_space(TuneConfig(space="wide_space", extra={"width": 4}, smoke_test=True))["width"] == 4
     assert load_space(TuneConfig(space="wide_space", extra={"width": 4}))["width"] == 4  # named by the smoke variant

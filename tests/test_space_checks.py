@@ -97,8 +97,8 @@ def test_a_cnn_space_must_choose_a_model_and_names_of_a_users_own_model_pass(tmp
     assert "has no 'model': a scratch space chooses the CNN" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="'width' is not a hyperparameter"):
         load_space(TuneConfig(space="cnn_space", extra={"model": "scratch_sequential"}))
-    (tmp_path / "my_models.py").write_text("def build(num_classes, image_size, hp, weights=None):\n    pass\n")
-    assert load_space(TuneConfig(space="cnn_space", extra={"model": "my_models:build"}))["width"] == 3
+    (tmp_path / "my_cnn_models.py").write_text("def build(num_classes, image_size, hp, weights=None):\n    pass\n")
+    assert load_space(TuneConfig(space="cnn_space", extra={"model": "my_cnn_models:build"}))["width"] == 3
     # one that does not import, or no callable: refused before Ray starts (each trial failed on it, 90 s to exit 1;
     # hostile tester round 28)
     with pytest.raises(ConfigError, match="model 'nomod_xyz:build': cannot import module 'nomod_xyz'"):
@@ -106,7 +106,7 @@ def test_a_cnn_space_must_choose_a_model_and_names_of_a_users_own_model_pass(tmp
     with pytest.raises(ConfigError, match="model 'os:path' is a module, not a callable"):
         load_space(TuneConfig(space="cnn_space", extra={"model": "os:path"}))
     with pytest.raises(ConfigError, match="lr=-1 is outside"):  # limits hold for a user's own model too
-        load_space(TuneConfig(space="cnn_space", extra={"model": "my_models:build", "lr": -1}))
+        load_space(TuneConfig(space="cnn_space", extra={"model": "my_cnn_models:build", "lr": -1}))
 
 
 def test_a_backbone_that_cannot_take_the_image_size_is_left_out_or_refused_before_any_trial(capsys):
