@@ -205,11 +205,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import NOT_SCORED, evaluate
+    from .lines import counted
 
     m = evaluate(args.bundle, args.manifest, args.split, args.out)
     split, whole = m["split"], m.get("whole_set")  # a labelled set without splits: scored whole (named test_*)
     print(f"evaluate: {'the whole set' if whole else split}: macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
-          f"{m[f'{split}_accuracy']:.3f} on {m['images']} images ({m['kind']} bundle); reports in {m['out']}"
+          f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle); reports in {m['out']}"
           + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
     left_out = {status: m[status] for status in NOT_SCORED if m[status]}
     if left_out:  # rows: a duplicate row is an image scored once

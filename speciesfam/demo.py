@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 from importlib import resources
 
@@ -37,7 +38,11 @@ def stop_if_interrupted(workdir: str) -> None:
     """After the search: raise KeyboardInterrupt (the CLI exits 130) when SIGINT/SIGTERM ended it. Tune stops
     on the signal and returns; exporting its cut-short trials would replace an earlier demo's bundle."""
     if stages.summary(workdir, "tune").get("interrupted"):
-        console.say("demo: stopped after the interrupted search, nothing exported; `speciesfam demo` starts over")
+        import shlex
+
+        again = "speciesfam demo" + ("" if workdir.rstrip("/") == os.path.abspath(DemoConfig().workdir).rstrip("/")
+                                     else f" --workdir {shlex.quote(workdir)}")
+        console.say(f"demo: stopped after the interrupted search, nothing exported; `{again}` starts over")
         raise KeyboardInterrupt
 
 

@@ -180,10 +180,12 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
              # after a quoted cell holding a newline, pandas' record numbers are not the file's lines (it said
              # "line 4" for line 5)
              "newline.csv": b'path,label\n"a\nb.jpg",Felidae\nc.jpg,Canidae\nd.jpg,Ursidae,extra,more\n',
-             "unclosed.csv": b'path,label\n"a\nb.jpg",Felidae\n"c.jpg,Canidae\nd.jpg,Ursidae\n'}
+             "unclosed.csv": b'path,label\n"a\nb.jpg",Felidae\n"c.jpg,Canidae\nd.jpg,Ursidae\n',
+             "utf16.csv": "path,label\na.jpg,Felidae\n".encode("utf-16")}  # a spreadsheet's 'Unicode text'
     expected = {"twice.csv": "has more than one column named 'label'; keep one", "ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
                 "shifted.csv": "not a well-formed CSV .line 2 has 3 fields, the header 2",
                 "latin1.csv": r"not UTF-8 text \(line 2.*save it as UTF-8", "junk.parquet": "cannot be read as Parquet",
+                "utf16.csv": r"is UTF-16 text \(it starts with UTF-16's byte-order mark\); save it as UTF-8",
                 "folder.csv": "cannot be read as a manifest file",
                 "semi.csv": r"found \['path;label'\] \(its header is separated by ';': save it comma-separated\)$",
                 "crragged.csv": "not a well-formed CSV .*line 3",

@@ -370,3 +370,14 @@ def test_the_raylets_worker_pool_note_goes_to_the_log_and_its_errors_to_the_cons
         console.STOPPING.clear()
     said = capsys.readouterr()
     assert cut not in said.out + said.err and f"(raylet) {cut}" in open(log).read(), said
+
+
+def test_an_interrupted_demo_says_the_command_that_starts_it_over(tmp_path, capsys):
+    """In a folder of the user's, the demo's 'starts over' hint left out its --workdir (hostile tester round 28)."""
+    from speciesfam.demo import stop_if_interrupted
+
+    stages.finish(str(tmp_path), "tune", summary={"interrupted": True})
+    with pytest.raises(KeyboardInterrupt):
+        stop_if_interrupted(str(tmp_path))
+    assert capsys.readouterr().out == (f"demo: stopped after the interrupted search, nothing exported; `speciesfam "
+                                       f"demo --workdir {tmp_path}` starts over\n")

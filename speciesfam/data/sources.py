@@ -191,6 +191,9 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
     if source.lower().endswith(".csv"):
         # dtype=str and no NA guessing: '007' stays '007', 'NA' and '' stay text (empty is caught as invalid);
         # a blank or whitespace-only line is a row too (pandas would drop it unsaid): it gets a status like any
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # a spreadsheet's 'Unicode text' export
+            raise SourceError(f"{source} is UTF-16 text (it starts with UTF-16's byte-order mark); save it as UTF-8 "
+                              "(labels are kept exactly as written, so the encoding must be known)")
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as err:
