@@ -30,8 +30,6 @@ REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "c
 ROWS_COLUMNS = ("path", "label", "predicted", "probability", "status", "reason")  # rows.csv
 
 
-
-
 def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
     """Why a catalog manifest's splits may not be the ones the bundle was trained on ('' when they are, or when
     unknown: a manifest outside a run folder, a bundle exported before this was recorded)."""
