@@ -65,8 +65,7 @@ def slow_toy(config):
     time.sleep(config.get("delay", 0))  # before its first epoch
     for epoch in range(1, config["epochs"] + 1):
         time.sleep(config["sleep"])
-        tune.report({layout.METRIC: float(config["scale"]) * (0.5 + epoch / 1000), "epoch": epoch,
-                     "final_epoch": epoch == config["epochs"]})
+        tune.report({layout.METRIC: 0.5 + epoch / 1000, "epoch": epoch, "final_epoch": epoch == config["epochs"]})
 
 
 @pytest.mark.slow  # a 30 s budget; the default run checks the budget's other end (the test below)

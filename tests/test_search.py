@@ -149,12 +149,18 @@ import ray
 from ray import tune
 ray.init(address=sys.argv[1])
 sys.path.insert(0, sys.argv[3])
-from test_search import slow_toy, RESUME_CFG
+from test_search import slow_toy, RESUME_CFG, resume_space
 from speciesfam.tune.search import make_tuner
-make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), {"q": tune.grid_search([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])},
-           RESUME_CFG, sys.argv[2], "killed").fit()
+make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), resume_space(), RESUME_CFG, sys.argv[2], "killed").fit()
 """
 RESUME_CFG = TuneConfig(searcher="random", scheduler="fifo", num_samples=1, max_epochs=3, max_concurrent=1)
+
+
+def resume_space() -> dict:
+    """The killed search's space; --resume gives Tune the same one."""
+    from ray import tune
+
+    return {"q": tune.grid_search([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])}
 
 
 @pytest.mark.slow
@@ -197,8 +203,12 @@ def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path, ray_s
     saved = saved_as_finished(storage / "killed")
     before = {name: lines for name, lines in finished().items() if name in saved}
     assert 2 <= len(before) == len(saved) < 6, f"driver should be killed mid-search ({sorted(saved)} done)"
-    results = make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), {}, replace(RESUME_CFG, resume=True),
-                         str(storage), "killed").fit()
+    with pytest.raises(ConfigError, match="--resume --name killed: the search space is not the one that search "
+                                          "started with"):  # a space edited since: Tune's ValueError, a traceback
+        make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), {}, replace(RESUME_CFG, resume=True), str(storage),
+                   "killed")
+    results = make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), resume_space(),
+                         replace(RESUME_CFG, resume=True), str(storage), "killed").fit()
     assert len(results) == 6 and not results.errors
     after = finished()
     assert len(after) == 6

@@ -339,7 +339,15 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
         # the space again: Tune keeps a tune.sample_from function as a placeholder it resolves from the space it
         # is given, and a trial drawn after the resume got the placeholder itself ("float() argument must be ...
         # not 'tuple'": tester). Failed trials run again (resume_errored), from their last checkpoint if any.
-        return tune.Tuner.restore(experiment, trainable, resume_errored=True, param_space=space)
+        try:
+            return tune.Tuner.restore(experiment, trainable, resume_errored=True, param_space=space)
+        except ValueError as err:  # Tune's check of the space's searched keys (a space file edited since)
+            if "param_space" not in str(err):
+                raise
+            said = "; ".join(ln.strip() for ln in str(err).splitlines() if ln.strip().startswith(("Got:", "Expected:")))
+            raise ConfigError(f"--resume --name {name}: the search space is not the one that search started with "
+                              f"(its searched keys: {said or 'they differ'}); resume it with the same --space and "
+                              "--extra, or start a new search without --resume") from None
     return tune.Tuner(
         trainable,
         param_space=space,
