@@ -75,9 +75,20 @@ def _reexport(path: str) -> str:
     from . import stages
 
     parent, name = os.path.split(os.path.abspath(path))
-    run = shlex.quote(parent) if stages.is_run_folder(parent) else "RUN"
-    out = "" if name == "bundle" and run != "RUN" else f" --out {shlex.quote(path)}"
-    return f"re-export it with `speciesfam export --workdir {run}{out}`"
+    recorded = None
+    try:  # the run folder export recorded (a bundle exported with --out elsewhere)
+        with open(os.path.join(path, CONFIG)) as f:
+            recorded = ((json.load(f).get("trial") or {}).get("run_folder"))
+    except (OSError, ValueError, AttributeError):
+        pass
+    if stages.is_run_folder(parent):
+        run = parent
+    elif isinstance(recorded, str) and os.path.isdir(recorded) and stages.is_run_folder(recorded):
+        run = recorded
+    else:
+        run = None
+    out = "" if run == parent and name == "bundle" else f" --out {shlex.quote(path)}"
+    return f"re-export it with `speciesfam export --workdir {shlex.quote(run) if run else 'RUN'}{out}`"
 
 
 def read_config(path: str) -> dict[str, Any]:
@@ -93,6 +104,9 @@ def read_config(path: str) -> dict[str, Any]:
     missing = [f for f in (CONFIG, LABELS, CHECKSUMS) if not os.path.exists(os.path.join(path, f))]
     if missing and is_bundle(os.path.join(path, "bundle")):  # a run folder given for its bundle
         raise BundleError(f"{path} is a run folder, not a bundle: give {os.path.join(path, 'bundle')}")
+    if len(missing) == 3:  # no bundle's file at all: an image folder given first, say (it advised exporting there)
+        raise BundleError(f"{path} is not a bundle (none of {CONFIG}, {LABELS}, {CHECKSUMS}): give a bundle folder "
+                          "(RUN/bundle, made by `speciesfam export`) as the first argument")
     if missing:
         raise BundleError(f"{path} is not a complete speciesfam bundle: missing {missing}; {fix}")
     try:

@@ -214,8 +214,10 @@ def _evaluate(args: argparse.Namespace) -> int:
           + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
     left_out = {status: m[status] for status in NOT_SCORED if m[status]}
     if left_out:  # rows: a duplicate row is an image scored once
-        what = "rows of the set" if whole else f"{split} rows"
-        print(f"evaluate: {sum(left_out.values())} {what} are not scored ("
+        total = sum(left_out.values())
+        what = ("row of the set is" if whole else f"{split} row is") if total == 1 else \
+            ("rows of the set are" if whole else f"{split} rows are")
+        print(f"evaluate: {total} {what} not scored ("
               f"{', '.join(f'{n} {s}' for s, n in left_out.items())}; each row's reason: "
               f"{os.path.join(m['out'], 'rows.csv')})", file=sys.stderr)
 

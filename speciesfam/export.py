@@ -204,7 +204,8 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                                 # the catalog and clean runs whose splits it trained on (evaluate checks them)
                                 "trained_on": ((stages.load(workdir, "tune") or {}).get("built_from") or {}),
                                 # the image folder its catalog read: evaluate writes nothing there, whatever it scores
-                                "image_folder": stages.image_folder(workdir)},
+                                "image_folder": stages.image_folder(workdir),
+                                "run_folder": os.path.abspath(workdir)},  # a damaged bundle names its export
                       "exported_at": stages.timestamp(), "versions": dict(versions())}
             metrics = {k: row.get(k) for k in (layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds")}
             if row.get("status") != layout.OK:

@@ -12,7 +12,7 @@ import time
 from typing import Iterator
 
 from . import layout, stages, storage
-from .console import LOGGED_STAGES, say
+from .console import LOGGED_STAGES, STOPPING, say
 
 
 class _LazyFileHandler(logging.FileHandler):
@@ -90,6 +90,8 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
         outcome = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
         raise
     finally:
+        if outcome == "ok" and STOPPING.is_set():  # a search a signal stopped returns; the command exits 130
+            outcome = "interrupted"
         LOGGED_STAGES.pop()
         ran = stages.is_run_folder(workdir)  # a refused command leaves no log in a folder that is no run folder
         if ran:  # every stage that ran has its log

@@ -78,8 +78,8 @@ def test_an_image_replaced_since_catalog_is_not_embedded_as_the_catalogued_one(t
     for path in (first, cached):
         assert again.loc[str(path), "status"] == layout.UNREADABLE_STATUS, again.loc[str(path)].to_dict()
         assert again.loc[str(path), "reason"].startswith("changed since catalog (its sha256 is not the one "
-                                                         "catalog recorded") and "re-run `speciesfam catalog`" in \
-            again.loc[str(path), "reason"]
+                                                         "catalog recorded") and again.loc[str(path), "reason"].endswith(
+            f"re-run `speciesfam catalog {tmp_path / 'img'} --workdir {tmp_path / 'run'}` to take the new image")
     assert (again["status"] == layout.UNREADABLE_STATUS).sum() == 2
     assert set(pd.read_parquet(tmp_path / "run" / layout.EMBEDDINGS)["sha256"]) == set(before["sha256"])
 

@@ -380,3 +380,16 @@ def test_an_interrupted_demo_says_the_command_that_starts_it_over(tmp_path, caps
         stop_if_interrupted(str(tmp_path))
     assert capsys.readouterr().out == (f"demo: stopped after the interrupted search, nothing exported; `speciesfam "
                                        f"demo --workdir {tmp_path}` starts over\n")
+
+
+def test_a_stage_a_signal_stopped_ends_its_log_as_interrupted(tmp_path):
+    """A search that SIGINT stopped returns (Tune stops and saves it) and the command exits 130: its log ended
+    '(ok)' (hostile tester round 29)."""
+    stages.finish(str(tmp_path), "catalog")
+    console.STOPPING.clear()
+    try:
+        with stage_log.stage_logs(str(tmp_path), "tune") as log:
+            console.STOPPING.set()  # what the search's signal handler does
+    finally:
+        console.STOPPING.clear()
+    assert re.search(r"tune ended after [\d.]+ s \(interrupted\): ", open(log).read())

@@ -125,7 +125,7 @@ def rewrite_checksums(bundle: Path) -> None:
     (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
 
 
-def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
+def test_a_damaged_probe_bundle_is_refused(probe_run, probe_bundle, tmp_path):
     from speciesfam.bundle import BundleError, load_bundle
 
     def copy(name: str) -> Path:
@@ -148,8 +148,9 @@ def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
     (b / "config.json").write_text(json.dumps({**config, "labels": config["labels"][::-1]}))
     with pytest.raises(BundleError, match=r"\['config.json'\] changed since export") as err:
         load_bundle(str(b))
-    # the command that replaces this bundle (it said `speciesfam export --workdir RUN`, which writes RUN/bundle)
-    assert str(err.value).endswith(f"re-export it with `speciesfam export --workdir RUN --out {b}`"), err.value
+    # the command that replaces this bundle (it said `speciesfam export --workdir RUN`, which writes RUN/bundle): the
+    # run folder export recorded, and this folder as --out
+    assert str(err.value).endswith(f"re-export it with `speciesfam export --workdir {probe_run} --out {b}`"), err.value
     from speciesfam import stages
 
     stages.finish(str(tmp_path / "run"), "catalog")  # a run folder's own bundle: its folder, no --out
@@ -173,6 +174,9 @@ def test_a_damaged_probe_bundle_is_refused(probe_bundle, tmp_path):
     weights.unlink()
     with pytest.raises(BundleError, match="not on this machine"):
         load_bundle(str(b))
+    with pytest.raises(BundleError, match=f"^{tmp_path} is not a bundle \\(none of config.json, labels.json, "
+                                          "checksums.json\\): give a bundle folder"):  # an image folder given first
+        load_bundle(str(tmp_path))
     with pytest.raises(BundleError, match="nowhere does not exist: give a bundle folder"):
         load_bundle(str(tmp_path / "nowhere"))
     with pytest.raises(BundleError, match="config.json is not a folder: give a bundle folder \\(RUN/bundle, made by "

@@ -111,6 +111,11 @@ def test_bad_inputs_name_the_fix(snapshot, tmp_path, capsys):
     assert main(["fetch", "rare-species", "--from", str(root / "dataset"), "--out", str(tmp_path / "new")]) == 2
     assert "rarespecies-catalog.csv is missing" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()  # a refused fetch writes nothing (it left an empty --out; round 28)
+    partial = tmp_path / "partial" / "metadata"  # a copy cut short: an empty catalog file (a traceback; round 29)
+    partial.mkdir(parents=True)
+    (partial / "rarespecies-catalog.csv").write_bytes(b"")
+    assert main(["fetch", "rare-species", "--from", str(partial.parent), "--out", str(tmp_path / "new")]) == 2
+    assert "rarespecies-catalog.csv: not a readable catalog (EmptyDataError: " in capsys.readouterr().err
     assert main(["fetch", "rare-species", "--from", str(root), "--out", str(tmp_path), "--label", "tribe"]) == 2
     assert "choose one of" in capsys.readouterr().err
     # --out an existing file: a FileExistsError traceback before

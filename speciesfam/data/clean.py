@@ -198,7 +198,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     cleaned.loc[hit, "reason"] = cleaned.loc[hit, "path"].map(dict(zip(removed["path"], removed["reason"])))
     lost = usable & ~cleaned["path"].isin(emb["path"])  # decode failed at clean time (file changed since catalog)
     cleaned.loc[lost, "status"] = layout.UNREADABLE_STATUS
-    cleaned.loc[lost, "reason"] = [lost_reason(errors.get(p, "")) for p in cleaned.loc[lost, "path"]]
+    cleaned.loc[lost, "reason"] = [lost_reason(errors.get(p, ""), workdir) for p in cleaned.loc[lost, "path"]]
     by_path = emb.set_index("path")
     cleaned["outlier_score"] = cleaned["path"].map(by_path["score"])
     cleaned["outlier_z"] = cleaned["path"].map(by_path["z"])
@@ -240,11 +240,13 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     return cleaned
 
 
-def lost_reason(error: str) -> str:
-    """The reason of a usable row clean could not embed: its file changed since catalog (re-run catalog to take
-    the new image), is gone, or no longer decodes."""
+def lost_reason(error: str, workdir: str) -> str:
+    """The reason of a usable row clean could not embed: its file changed since catalog (re-run catalog on
+    ``workdir`` to take the new image: the command named), is gone, or no longer decodes."""
+    from .. import stages
+
     if error.startswith("changed since catalog"):
-        return f"{error}: re-run `speciesfam catalog` to take the new image"
+        return f"{error}: {stages.rerun(workdir, 'catalog')} to take the new image"
     return "failed to decode in clean" + (f": {error}" if error else "")
 
 

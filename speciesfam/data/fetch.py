@@ -84,7 +84,11 @@ def read_catalog(snapshot: Path, label: str = "family") -> "pd.DataFrame":
         raise FetchError(f"{snapshot} is not a copy of {REPO_ID}: {CATALOG_CSV} is missing (give the folder "
                          "that holds dataset/ and metadata/)")
     # names as written: no NA guessing (a taxon spelled 'NA' is a name; an empty cell is caught as no label)
-    cat = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        cat = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:  # a partial copy
+        raise FetchError(f"{path}: not a readable catalog ({type(err).__name__}: {err}); copy the dataset again "
+                         "(a download cut short?)") from None
     need = {"eol_content_id", "eol_page_id", "genus", "species"} | ({label} if label != "species" else set())
     if need - set(cat.columns):
         raise FetchError(f"{path}: lacks column(s) {sorted(need - set(cat.columns))} (--label {label}); found "
