@@ -19,6 +19,7 @@ import numpy as np
 
 from . import layout, plots, storage
 from .errors import SpeciesfamError
+from .evaluate_out import REPORTS, ROWS_COLUMNS, bundle_folder, earlier_metrics, refuse_out
 from .lines import some
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
 
 HELD_BYTES = 256 * 2**20  # decoded images held before they are predicted (a batch of 64 8000 px photos is 12 GB)
-REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "confusion.png", "per_class_f1.png")
-ROWS_COLUMNS = ("path", "label", "predicted", "probability", "status", "reason")  # rows.csv
 
 
 def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
@@ -53,85 +52,6 @@ def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
                 f"on ({trained_on['catalog'][:8]}: catalog ran again since, or this is another run folder): these "
                 "images may include its training images and the score may be too high")
     return ""
-
-
-def _refuse_out_in_bundle(out: str, bundle: str) -> None:
-    """An --out in a bundle (this one or any other) would overwrite its metrics.json: its checksums then fail.
-    One in another run folder would replace that run's evaluations; one holding other files, those files."""
-    from .bundle import bundle_around, run_around
-
-    # file: URIs are these folders too (tester)
-    said, out, bundle = out, storage.filesystem(out)[1], storage.filesystem(bundle)[1]
-    inside = storage.within(out, bundle)
-    around = bundle if inside else bundle_around(out)
-    if around:
-        which = f"the bundle {bundle}" if inside else f"a bundle ({around})"
-        raise SpeciesfamError(f"--out {said} is inside {which}: evaluate's reports would change the bundle's files "
-                              "(predict then refuses it as damaged); choose a folder outside it")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise SpeciesfamError(f"--out {said} is a file; give a folder for the reports")
-    storage.require_creatable(said, "--out", "the reports")  # under a file, /proc, a read-only mount
-    other = run_around(out)
-    if other and other != run_around(bundle):
-        raise SpeciesfamError(f"--out {said} is inside another run folder ({other}) than the bundle's: it would "
-                              "replace or pass for that run's own evaluations; give a folder outside it")
-    foreign = _not_reports(out) if os.path.isdir(out) else []
-    if foreign:  # the user's own files (or images: the next catalog would take the plots for images)
-        raise SpeciesfamError(f"--out {said} holds files that are not an earlier evaluation's reports "
-                              f"({some(foreign)}); evaluate writes "
-                              f"{', '.join(REPORTS)} there: give a new or empty folder")
-
-
-def _refuse_out_in_source(out: str, manifest_uri: str | None, bundle: str) -> None:
-    """An --out inside an image folder a catalog read (the manifest's run's, the bundle's run's: recorded at export,
-    or the run folder holding the bundle) would be taken by the next catalog: the plots as a family's images. (A
-    labelled set's images may lie anywhere; only a catalog record says which folder is one.)"""
-    from . import stages
-
-    config = _safe_config(bundle)
-    folders = [stages.image_folder(storage.parent(manifest_uri)) if manifest_uri else None,
-               (config.get("trial") or {}).get("image_folder"), stages.image_folder(_bundle_folder(bundle))]
-    for source in folders:
-        if isinstance(source, str) and source and storage.within(out, source):
-            raise SpeciesfamError(f"--out {out} is inside the image folder {source} that catalog read: the next "
-                                  "catalog would take the reports for images; choose a folder outside it")
-
-
-def _safe_config(bundle: str) -> dict[str, Any]:
-    from .bundle import read_config
-
-    try:
-        return read_config(bundle)
-    except SpeciesfamError:  # a damaged bundle: said when it loads
-        return {}
-
-
-def _not_reports(folder: str) -> list[str]:
-    """Entries of ``folder`` that evaluate did not write: other names, and every entry unless the folder holds an
-    earlier evaluation (a user's confusion.png or per_class.csv shares a report's name)."""
-    names = sorted(os.listdir(folder))
-    foreign = [n for n in names if n not in REPORTS or not os.path.isfile(os.path.join(folder, n))]
-    # an earlier evaluation's folder has evaluate's metrics.json, or (nothing scored) only its rows.csv
-    if "metrics.json" in names:
-        earlier = _earlier_metrics(folder) is not None
-    else:
-        try:
-            with open(os.path.join(folder, "rows.csv"), encoding="utf-8") as f:
-                earlier = f.readline().strip() == ",".join(ROWS_COLUMNS)
-        except (OSError, ValueError):  # missing, unreadable: not evaluate's
-            earlier = False
-    return foreign if earlier or not names else names
-
-
-def _earlier_metrics(folder: str) -> dict | None:
-    """The metrics.json of an evaluation ``folder`` holds from before (it names its bundle and split), or None:
-    none there, unreadable, not JSON, or not evaluate's."""
-    try:
-        with open(os.path.join(folder, "metrics.json")) as f:
-            metrics = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return metrics if isinstance(metrics, dict) and {"bundle_id", "split"} <= set(metrics) else None
 
 
 def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
@@ -266,7 +186,7 @@ def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> st
     from .bundle import bundle_id
     from .layout import label_slug
 
-    where = _bundle_folder(bundle)
+    where = bundle_folder(bundle)
     if own_run:
         return os.path.join(where, f"eval_{split}")
     stem = label_slug(os.path.splitext(os.path.basename(manifest_uri.rstrip("/")))[0]).rsplit("-", 1)[0]
@@ -278,25 +198,20 @@ def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> st
     return os.path.join(where, f"eval_{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}")
 
 
-def _bundle_folder(bundle: str) -> str:
-    """The folder the bundle lies in (its run folder for RUN/bundle), links resolved."""
-    return os.path.dirname(os.path.realpath(bundle))
-
-
 def own_run(bundle: str, manifest_uri: str, catalog: bool) -> bool:
     """Whether the manifest is the one the run folder the bundle lies in (RUN/bundle) trained from: its
     clean_manifest.parquet, or its manifest.parquet where clean never ran. The run's manifest.parquet after
     clean still lists the images clean took out: scored into eval_SPLIT, it replaced the run's own score."""
     if not catalog or storage.is_remote(manifest_uri) or \
-            os.path.realpath(storage.parent(manifest_uri)) != _bundle_folder(bundle):
+            os.path.realpath(storage.parent(manifest_uri)) != bundle_folder(bundle):
         return False
     return os.path.basename(manifest_uri) == layout.CLEAN_MANIFEST or \
-        not os.path.exists(os.path.join(_bundle_folder(bundle), layout.CLEAN_MANIFEST))
+        not os.path.exists(os.path.join(bundle_folder(bundle), layout.CLEAN_MANIFEST))
 
 
 def removed_warning(bundle: str, manifest_uri: str, this_run: bool) -> str:
     """The run's catalog manifest after clean: the score counts the images clean took out ('' otherwise)."""
-    folder = _bundle_folder(bundle)
+    folder = bundle_folder(bundle)
     if this_run or storage.is_remote(manifest_uri) or os.path.realpath(manifest_uri) != \
             os.path.join(folder, layout.MANIFEST) or not os.path.exists(os.path.join(folder, layout.CLEAN_MANIFEST)):
         return ""
@@ -330,8 +245,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     this_run = own_run(bundle, manifest_uri, catalog)
     out = out or default_out(bundle, manifest_uri, split, this_run)
     if not storage.is_remote(out):
-        _refuse_out_in_bundle(out, bundle)
-        _refuse_out_in_source(out, manifest_uri if catalog and not storage.is_remote(manifest_uri) else None, bundle)
+        refuse_out(out, bundle, manifest_uri if catalog and not storage.is_remote(manifest_uri) else None)
     warning = split_warning(read_config(bundle), manifest_uri) if catalog else rows.attrs.get("warning", "")
     warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run)) if w)
     if warning:
@@ -372,7 +286,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     rows_csv = rows.assign(predicted=None, probability=np.nan)[list(ROWS_COLUMNS)]
     counts = {status: int((rows["status"] == status).sum()) for status in NOT_SCORED}
     out = storage.local_dir(out)
-    earlier = (_earlier_metrics(out) or {}).get("bundle_id")  # an --out (or eval_SPLIT) of another bundle: said
+    earlier = (earlier_metrics(out) or {}).get("bundle_id")  # an --out (or eval_SPLIT) of another bundle: said
     if not ok.any():  # the reasons kept; an earlier evaluation's scores there would pass for this one's
         for name in REPORTS:
             if os.path.exists(os.path.join(out, name)):

@@ -156,10 +156,12 @@ def test_evaluate_writes_only_into_a_new_empty_or_earlier_evaluations_folder(pro
     labelled.write_text(f"path,label\n{one},{one.parent.name}\n")
     copied = tmp_path / "copied_bundle"
     shutil.copytree(probe_bundle, copied)
+    touched = source.stat().st_mtime_ns
     for bundle in (probe_bundle, copied):
         with pytest.raises(SpeciesfamError, match=f"^--out {source / 'ev'} is inside the image folder {source} "):
             evaluate(str(bundle), str(labelled), None, str(source / "ev"))
     assert not (source / "ev").exists()
+    assert source.stat().st_mtime_ns == touched  # not even made and removed there to check it can be (round 29)
     first = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))  # new, then again: replaced
     again = evaluate(str(probe_bundle), manifest, "test", str(tmp_path / "eval"))
     assert again["test_macro_f1"] == first["test_macro_f1"]
