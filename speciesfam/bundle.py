@@ -67,6 +67,17 @@ def bundle_id(bundle: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()[:16]
 
 
+def recorded_trial(path: str) -> dict[str, Any]:
+    """The ``trial`` block of the bundle's config.json as written, unchecked ({} when it cannot be read): where it
+    came from (run and image folders), for advice and refusals that must not hash the whole bundle."""
+    try:
+        with open(os.path.join(path, CONFIG)) as f:
+            trial = json.load(f).get("trial")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return trial if isinstance(trial, dict) else {}
+
+
 def _reexport(path: str) -> str:
     """'re-export it with `speciesfam export --workdir RUN --out PATH`': the run folder when the bundle lies in
     one (RUN/bundle: no --out), shell-quoted, as a damaged bundle's refusal says it."""
@@ -75,12 +86,7 @@ def _reexport(path: str) -> str:
     from . import stages
 
     parent, name = os.path.split(os.path.abspath(path))
-    recorded = None
-    try:  # the run folder export recorded (a bundle exported with --out elsewhere)
-        with open(os.path.join(path, CONFIG)) as f:
-            recorded = ((json.load(f).get("trial") or {}).get("run_folder"))
-    except (OSError, ValueError, AttributeError):
-        pass
+    recorded = recorded_trial(path).get("run_folder")  # a bundle exported with --out elsewhere
     if stages.is_run_folder(parent):
         run = parent
     elif isinstance(recorded, str) and os.path.isdir(recorded) and stages.is_run_folder(recorded):
@@ -97,7 +103,6 @@ def read_config(path: str) -> dict[str, Any]:
     Raises:
         BundleError: no bundle there, a file missing or changed, an unknown schema or kind.
     """
-    fix = _reexport(path)
     if not os.path.isdir(path):  # a file: an image given first, say (the bundle comes first; round 28)
         raise BundleError(f"{path} {'is not a folder' if os.path.exists(path) else 'does not exist'}: give a bundle "
                           "folder (RUN/bundle, made by `speciesfam export`) as the first argument")
@@ -108,35 +113,35 @@ def read_config(path: str) -> dict[str, Any]:
         raise BundleError(f"{path} is not a bundle (none of {CONFIG}, {LABELS}, {CHECKSUMS}): give a bundle folder "
                           "(RUN/bundle, made by `speciesfam export`) as the first argument")
     if missing:
-        raise BundleError(f"{path} is not a complete speciesfam bundle: missing {missing}; {fix}")
+        raise BundleError(f"{path} is not a complete speciesfam bundle: missing {missing}; {_reexport(path)}")
     try:
         with open(os.path.join(path, CHECKSUMS)) as f:
             expected = json.load(f)
         with open(os.path.join(path, CONFIG)) as f:
             config = json.load(f)
     except (OSError, ValueError) as err:
-        raise BundleError(f"{path}: the bundle is damaged ({type(err).__name__}: {err}); {fix}") from err
+        raise BundleError(f"{path}: the bundle is damaged ({type(err).__name__}: {err}); {_reexport(path)}") from err
     if config.get("schema") != SCHEMA or config.get("kind") not in KINDS:
         raise BundleError(f"{path}/{CONFIG} is not a {SCHEMA} v{SCHEMA_VERSION} config (schema "
-                          f"{config.get('schema')!r}, kind {config.get('kind')!r}); {fix}")
+                          f"{config.get('schema')!r}, kind {config.get('kind')!r}); {_reexport(path)}")
     if int(config.get("schema_version", 0)) > SCHEMA_VERSION:
         raise BundleError(f"{path} has bundle schema v{config['schema_version']}; this speciesfam reads up to "
                           f"v{SCHEMA_VERSION}: upgrade speciesfam")
     if not (isinstance(expected, dict) and all(isinstance(v, str) for v in expected.values())):
-        raise BundleError(f"{path}: the bundle is damaged: {CHECKSUMS} is not a map of file -> sha256; {fix}")
+        raise BundleError(f"{path}: the bundle is damaged: {CHECKSUMS} is not a map of file -> sha256; {_reexport(path)}")
     needed = MODEL_FILE[config["kind"]]
     missing = [f for f in [needed, *expected] if not os.path.exists(os.path.join(path, f))]
     if missing:
-        raise BundleError(f"{path} is not a complete speciesfam bundle: missing {sorted(set(missing))}; {fix}")
+        raise BundleError(f"{path} is not a complete speciesfam bundle: missing {sorted(set(missing))}; {_reexport(path)}")
     unlisted = [f for f in (CONFIG, LABELS, needed) if f not in expected]
     if unlisted:  # the file is there, its checksum is not: it cannot be checked
-        raise BundleError(f"{path}: the bundle is damaged: {CHECKSUMS} has no checksum for {unlisted}; {fix}")
+        raise BundleError(f"{path}: the bundle is damaged: {CHECKSUMS} has no checksum for {unlisted}; {_reexport(path)}")
     changed = [f for f, digest in expected.items() if sha256_file(os.path.join(path, f)) != digest]
     if changed:
-        raise BundleError(f"{path}: the bundle is damaged: {changed} changed since export (sha256 mismatch); {fix}")
+        raise BundleError(f"{path}: the bundle is damaged: {changed} changed since export (sha256 mismatch); {_reexport(path)}")
     with open(os.path.join(path, LABELS)) as f:
         if json.load(f) != config["labels"]:
-            raise BundleError(f"{path}: {LABELS} and {CONFIG} disagree on the families; {fix}")
+            raise BundleError(f"{path}: {LABELS} and {CONFIG} disagree on the families; {_reexport(path)}")
     return config
 
 

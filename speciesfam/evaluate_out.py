@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from . import storage
 from .errors import SpeciesfamError
@@ -55,22 +54,14 @@ def _refuse_out_in_source(out: str, manifest_uri: str | None, bundle: str) -> No
     labelled set's images may lie anywhere; only a catalog record says which folder is one.)"""
     from . import stages
 
-    config = _safe_config(bundle)
+    from .bundle import recorded_trial
+
     folders = [stages.image_folder(storage.parent(manifest_uri)) if manifest_uri else None,
-               (config.get("trial") or {}).get("image_folder"), stages.image_folder(bundle_folder(bundle))]
+               recorded_trial(bundle).get("image_folder"), stages.image_folder(bundle_folder(bundle))]
     for source in folders:
         if isinstance(source, str) and source and storage.within(out, source):
             raise SpeciesfamError(f"--out {out} is inside the image folder {source} that catalog read: the next "
                                   "catalog would take the reports for images; choose a folder outside it")
-
-
-def _safe_config(bundle: str) -> dict[str, Any]:
-    from .bundle import read_config
-
-    try:
-        return read_config(bundle)
-    except SpeciesfamError:  # a damaged bundle: said when it loads
-        return {}
 
 
 def _not_reports(folder: str) -> list[str]:

@@ -51,14 +51,19 @@ def is_run_folder(workdir: str) -> bool:
 def image_folder(workdir: str) -> str | None:
     """The local image folder the run's catalog read (None for a manifest, a bucket or no readable record): a
     place nothing of the run may be written into, as the next catalog would take it for images."""
-    try:
-        source = ((load(workdir, "catalog") or {}).get("config") or {}).get("source")
-    except SpeciesfamError:  # a damaged record names no folder
-        return None
-    if not isinstance(source, str) or not source or storage.is_remote(source) or \
-            source.lower().endswith((".csv", ".parquet")):
+    source = catalog_source(workdir)
+    if not source or storage.is_remote(source) or source.lower().endswith((".csv", ".parquet")):
         return None
     return source
+
+
+def catalog_source(workdir: str) -> str | None:
+    """The SOURCE the run's catalog read, as its record names it (None: no record, or a damaged one)."""
+    try:
+        source = ((load(workdir, "catalog") or {}).get("config") or {}).get("source")
+    except SpeciesfamError:
+        return None
+    return source if isinstance(source, str) and source else None
 
 
 def load(workdir: str, stage: str) -> dict[str, Any] | None:
@@ -143,13 +148,9 @@ def command(stage: str, workdir: str, kind: str | None = None) -> str:
     import shlex
 
     text = COMMAND[stage].replace("KIND", kind or "KIND").replace("--workdir RUN", f"--workdir {shlex.quote(workdir)}")
-    if stage == "catalog":
-        try:
-            source = ((load(workdir, "catalog") or {}).get("config") or {}).get("source")
-        except SpeciesfamError:  # a damaged record: the placeholder
-            source = None
-        if isinstance(source, str) and source:
-            text = text.replace("SOURCE", shlex.quote(source))
+    source = catalog_source(workdir) if stage == "catalog" else None
+    if source:  # else the placeholder
+        text = text.replace("SOURCE", shlex.quote(source))
     return text
 
 
