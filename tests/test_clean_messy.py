@@ -211,8 +211,9 @@ def test_near_dedupe_keeps_an_image_and_its_copy_under_another_family(tmp_path, 
         (tmp_path / "run" / "clean.md").read_text()
 
 
-def test_a_user_embedder_that_does_not_fit_fails_in_one_line(tmp_path, ray_session):
-    """`--embedder os:getcwd` printed every actor's traceback (60 lines) with the reason buried among them."""
+def test_a_user_embedder_that_does_not_fit_fails_in_one_line(tmp_path, ray_session, capsys):
+    """`--embedder os:getcwd` printed every actor's traceback (60 lines) with the reason buried among them; and
+    'clean: embedding 12 images with ...' came before the line saying the embedder cannot be built."""
     _families(tmp_path / "img", {"A": 6, "B": 6})
     run_catalog(str(tmp_path / "img"), str(tmp_path / "run"))
     with pytest.raises(SpeciesfamError) as err:
@@ -220,6 +221,7 @@ def test_a_user_embedder_that_does_not_fit_fails_in_one_line(tmp_path, ray_sessi
     assert str(err.value).startswith("--embedder os:getcwd: TypeError: embedder factory 'os:getcwd' must return "
                                      "(preprocess, encode) callables") and "\n" not in str(err.value)
     assert not (tmp_path / "run" / layout.CLEAN_MANIFEST).exists()
+    assert "clean: embedding" not in capsys.readouterr().out
 
 
 def test_a_family_that_lost_every_train_image_is_named():

@@ -115,15 +115,24 @@ def embedding_dataset(rows: "pd.DataFrame", cfg: CleanConfig):
                           compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
 
 
+def embedder_ready(cfg: CleanConfig) -> None:
+    """Before any embedding actor starts (and before clean says it embeds): the open_clip weights are in the
+    local cache, or a user's factory builds and embeds one image. Offline, a bad tag or a factory of the wrong
+    shape: one line here, not failing actors retried for a minute, each with its traceback."""
+    from .embedders import fetch_pretrained
+
+    fetch_pretrained(cfg)
+    if cfg.embedder:
+        check_embedder(cfg)
+
+
 def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
-    """Embed ``rows`` (path, label, sha256) with the Ray Data pipeline; returns one row per input row."""
-    from .embedders import LOAD_FAILED, fetch_pretrained
+    """Embed ``rows`` (path, label, sha256) with the Ray Data pipeline; returns one row per input row.
+    Call ``embedder_ready`` first."""
+    from .embedders import LOAD_FAILED
 
     import pandas as pd
 
-    fetch_pretrained(cfg)  # offline or a bad tag: one line now, not failing actors retried for a minute
-    if cfg.embedder:
-        check_embedder(cfg)  # a factory of the wrong shape: one line now, not every actor's traceback
     try:
         frames, progress = [], Progress("clean", len(rows), "images embedded")
         with quiet_stderr("the embedding pipeline", python_too=False):  # Ray's C++ line about the actor pool
@@ -245,6 +254,7 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     cached = len(rows) - len(todo) - len(errors)  # usable cached ones (a file changed since is not)
     if len(todo):
         again = f", {older} more cached by an older decode path: embedded again" if older else ""
+        embedder_ready(cfg)  # its failure is the first line: not after 'embedding N images'
         say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({cached} cached{again})")
         new = embed_with_ray(todo, cfg)
         failed = new[new["error"] != ""]
