@@ -165,7 +165,7 @@ def _content_keys(rows: pd.DataFrame) -> pd.Series:
         try:
             keys[k] = hashlib.sha256(storage.read_bytes(rows.at[k, "path"])).hexdigest()
         except (OSError, ValueError) as err:
-            rows.loc[k, ["status", "reason"]] = "unreadable", f"cannot read file: {storage.said(err)}"
+            rows.loc[k, ["status", "reason"]] = "unreadable", storage.read_error(err, rows.at[k, "path"])
     listed = keys[rows["status"] == "ok"]
     for key, same in listed.groupby(listed).groups.items():
         if len(same) > 1:  # rare: decoded once more here (a single file is decoded when it is scored)

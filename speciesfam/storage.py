@@ -64,6 +64,27 @@ def within(uri: str, folder: str) -> bool:
 GCS_RETRY_S = 15
 
 
+def path_hint(path: str) -> str:
+    """The likely cause of a listed path that names no file, in parentheses, or '': Windows' '\\' between
+    folders (a file name here), a '~' no shell expanded, or spaces around the file's or a folder's name."""
+    if "\\" in path:
+        return " (the path holds '\\': write it with '/' between folders, as this machine sees it)"
+    if "~" in path.split("/")[1:]:  # a leading one is expanded (storage.local_path)
+        return " (a '~' in a manifest is not your home folder: give the full path)"
+    name = os.path.basename(path)
+    if name != name.strip():  # a spreadsheet's stray space; a file name may hold one, so it is not taken away
+        return " (its name starts or ends with a space: is that in the file's name?)"
+    spaced = next((part for part in path.split("/")[:-1] if part != part.strip()), None)
+    if spaced is not None:  # ' imgs/A/x.png': a stray space before a relative path lands on its first folder
+        return f" (the folder name {spaced!r} in its path starts or ends with a space: is that in the folder's name?)"
+    return ""
+
+
+def read_error(err: BaseException, path: str) -> str:
+    """A row's reason for a file that could not be read: the error, and for a missing file ``path_hint``."""
+    return f"cannot read file: {said(err)}{path_hint(path) if isinstance(err, FileNotFoundError) else ''}"
+
+
 def said(err: BaseException, limit: int = 300) -> str:
     """An error's message as one short line for a row's reason or a one-line error: its first line (its type's
     name if empty), without a GCS status's error_info dump, its head and its tail (where clients put the cause)

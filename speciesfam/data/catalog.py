@@ -53,20 +53,8 @@ def _read(path: str) -> bytes | None:
 
 
 def not_found(path: str) -> str:
-    """'file not found', with the likely cause when a manifest's path shows one: Windows' '\\' between folders
-    (a file name here), a '~' no shell expanded, or spaces around the file's name."""
-    if "\\" in path:
-        return "file not found (the path holds '\\': write it with '/' between folders, as this machine sees it)"
-    if "~" in path.split("/"):
-        return "file not found (a '~' in a manifest is not your home folder: give the full path)"
-    name = os.path.basename(path)
-    if name != name.strip():  # a spreadsheet's stray space; a file name may hold one, so it is not taken away
-        return "file not found (its name starts or ends with a space: is that in the file's name?)"
-    spaced = next((part for part in path.split("/")[:-1] if part != part.strip()), None)
-    if spaced is not None:  # ' imgs/A/x.png': a stray space before a relative path lands on its first folder
-        return f"file not found (the folder name {spaced!r} in its path starts or ends with a space: is that in the " \
-               "folder's name?)"
-    return "file not found"
+    """'file not found', with the likely cause when a manifest's path shows one (``storage.path_hint``)."""
+    return f"file not found{storage.path_hint(path)}"
 
 
 def _inspect(path: str) -> dict:
@@ -81,7 +69,7 @@ def _inspect(path: str) -> dict:
     except PermissionError:
         return {"status": layout.UNREADABLE_STATUS, "reason": "permission denied"}
     except (OSError, ValueError) as err:  # a folder, an I/O error; ArrowInvalid (a ValueError) for a bad URI
-        return {"status": layout.UNREADABLE_STATUS, "reason": f"cannot read file: {storage.said(err)}"}
+        return {"status": layout.UNREADABLE_STATUS, "reason": storage.read_error(err, path)}
     if data is None:
         return {"status": layout.UNREADABLE_STATUS,
                 "reason": f"not an image file (format not recognised, larger than {MAX_UNKNOWN_BYTES} bytes)"}

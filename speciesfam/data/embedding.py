@@ -225,7 +225,7 @@ def changed_since_catalog(rows: "pd.DataFrame", since: float) -> dict[str, str]:
                         digest.update(block)
                 same = digest.hexdigest() == sha256
             except OSError as err:
-                errors[path] = f"cannot read file: {storage.said(err)}"
+                errors[path] = storage.read_error(err, path)
                 continue
             if not same:
                 errors[path] = changed_reason(sha256)

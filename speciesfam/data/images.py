@@ -140,7 +140,7 @@ def read_rgb(path: str, size: int | None = None, sha256: str | None = None) -> n
     try:
         data = storage.read_bytes(path)
     except (OSError, ValueError) as err:
-        raise DecodeError(f"cannot read file: {storage.said(err)}") from err
+        raise DecodeError(storage.read_error(err, path)) from err
     try:
         image = decode_rgb(data, size=size)
     except OSError as err:  # PIL reports a truncated file while loading its pixels
