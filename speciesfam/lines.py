@@ -305,6 +305,9 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             parts = ", ".join(f"{int(n)} {k}" for k, n in counts.items())
             n = m.loc[m["status"] == layout.OK, "label"].nunique()
             alone = " (a classifier needs at least 2: tune will refuse this collection)" if n == 1 else ""
+            empty = stages.summary(workdir, "catalog").get("empty_folders") or []
+            if empty:
+                alone += f"; {counted(len(empty), 'family folder')} holding no file (see catalog.md): {some(empty, quote=True)}"
             return f"catalog: {counted(len(m), 'row')} ({parts}); {counted(n, 'family', 'families')}{alone}"
         if stage == "clean":
             c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))

@@ -55,6 +55,20 @@ def walk(uri: str, file_links: bool = False) -> tuple[list[Entry], int]:
     return _walk_local(path, file_links)
 
 
+def top_folders(uri: str) -> list[str]:
+    """The names of the folders directly in folder ``uri`` (not links to folders), sorted; an object store's
+    first-level prefixes. Unlistable: none (the walk says why)."""
+    fs, path = filesystem(uri)
+    try:
+        if is_remote(uri):
+            infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+            return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+        with os.scandir(path) as it:
+            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+
+
 def _walk_local(root: str, list_file_links: bool) -> tuple[list[Entry], int]:
     entries: list[Entry] = []
     seen_dirs: set[str] = set()

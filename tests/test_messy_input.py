@@ -120,6 +120,25 @@ def test_every_file_of_a_folder_gets_a_row_and_a_reason(tmp_path):
     assert (m.loc[m["status"] != "ok", "reason"].str.len() > 0).all()
 
 
+def test_a_family_folder_holding_no_file_is_named(tmp_path):
+    """An empty family folder (or one holding only empty folders) is no file, so no row: it left no trace in
+    catalog.md or on the console, and the family was simply missing."""
+    from speciesfam.lines import summary_line
+
+    src = tmp_path / "src"
+    family(src, "Alpha", 4, 0)
+    family(src, "Beta", 4, 10)
+    (src / "Gamma").mkdir()
+    (src / "Delta" / "2024").mkdir(parents=True)
+    (src / ".trash").mkdir()  # hidden: no family either way
+    (src / "Alias").symlink_to(src / "Alpha", target_is_directory=True)  # a link to a folder listed: an alias
+    run_catalog(str(src), str(tmp_path / "run"), SMALL)
+    md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    assert '- family folders holding no file (no rows, no family): `"Delta"`, `"Gamma"`' in md
+    assert summary_line(str(tmp_path / "run"), "catalog").endswith(
+        "; 2 family folders holding no file (see catalog.md): 'Delta', 'Gamma'")
+
+
 def test_a_manifest_that_lists_a_fifo_a_folder_or_a_broken_link_does_not_hang(tmp_path):
     """Observed (hostile tester): a manifest row naming a FIFO blocked catalog in open() forever, and so did
     predict of such a file; a folder walk already refused it. Reading now refuses what is not a regular file."""

@@ -243,6 +243,9 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
     if attrs.get("aliases"):
         lines.append(f"- links to folders already listed, or files reached again through them (not listed "
                      f"again): {attrs['aliases']}")
+    if attrs.get("empty_folders"):
+        lines.append(f"- family folders holding no file (no rows, no family): "
+                     f"{', '.join(code(json.dumps(name)) for name in attrs['empty_folders'])}")
     lines += [*(f"- {k}: {v}" for k, v in sorted(status.items())), f"- families: {ok['label'].nunique()}", "",
               "| family | train | val | test | class weight |", "|---|---:|---:|---:|---:|"]
     alike = twins(table.index)  # the same name in two Unicode forms: as JSON, which tells them apart

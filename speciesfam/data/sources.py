@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import layout, storage
 from ..errors import SourceError
-from ..listing import walk
+from ..listing import top_folders, walk
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,7 +84,10 @@ def read_folder(source: str) -> "pd.DataFrame":
         rows.append({"path": e.path, "label": label, "group": None, "status": status, "reason": reason,
                      "duplicate_of": None, "source_row": i})
     df = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
-    df.attrs.update(files_seen=len(entries), aliases=aliases)
+    listed = {e.rel.split("/")[0] for e in entries}
+    # a family folder holding no file is no row; catalog.md and the console name it (an emptied or mis-copied one)
+    empty = [name for name in top_folders(source) if name not in listed and not name.startswith(".")]
+    df.attrs.update(files_seen=len(entries), aliases=aliases, empty_folders=empty)
     return df
 
 
