@@ -181,12 +181,20 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
              # "line 4" for line 5)
              "newline.csv": b'path,label\n"a\nb.jpg",Felidae\nc.jpg,Canidae\nd.jpg,Ursidae,extra,more\n',
              "unclosed.csv": b'path,label\n"a\nb.jpg",Felidae\n"c.jpg,Canidae\nd.jpg,Ursidae\n',
-             "utf16.csv": "path,label\na.jpg,Felidae\n".encode("utf-16")}  # a spreadsheet's 'Unicode text'
+             "utf16.csv": "path,label\na.jpg,Felidae\n".encode("utf-16"),  # a spreadsheet's 'Unicode text'
+             # without its mark: valid UTF-8 (NUL is), so it was read and refused for its header 'p\x00a\x00...'
+             "utf16le.csv": "path,label\na.jpg,Felidae\n".encode("utf-16-le"),
+             "utf16be.csv": "path,label\na.jpg,Felidae\n".encode("utf-16-be"),
+             "nul.csv": b"path,label\na.jpg,Fel\x00idae\n"}
     expected = {"twice.csv": "has more than one column named 'label'; keep one", "ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
                 "shifted.csv": "not a well-formed CSV .line 2 has 3 fields, the header 2",
                 "latin1.csv": r"not UTF-8 text \(line 2.*save it as UTF-8", "junk.parquet": "cannot be read as Parquet",
                 "utf16.csv": r"is UTF-16 text \(it starts with UTF-16's byte-order mark\); save it as UTF-8",
                 "folder.csv": "cannot be read as a manifest file",
+                "utf16le.csv": r"looks like UTF-16 text without a byte-order mark \(little-endian: every other byte is "
+                               r"0\); save it as UTF-8",
+                "utf16be.csv": r"without a byte-order mark \(big-endian",
+                "nul.csv": r"holds NUL bytes \(the first at byte 20\): it is not a text file; save it as UTF-8",
                 "semi.csv": r"found \['path;label'\] \(its header is separated by ';': save it comma-separated\)$",
                 "crragged.csv": "not a well-formed CSV .*line 3",
                 "newline.csv": r"not a well-formed CSV \(line 5 has 4 fields, the header 2\)",

@@ -197,6 +197,9 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # a spreadsheet's 'Unicode text' export
             raise SourceError(f"{source} is UTF-16 text (it starts with UTF-16's byte-order mark); save it as UTF-8 "
                               "(labels are kept exactly as written, so the encoding must be known)")
+        if b"\x00" in data:  # valid UTF-8, yet no CSV: UTF-16 without its mark read as a header of 'p\x00a\x00...'
+            raise SourceError(f"{source} {_nul_problem(data)}; save it as UTF-8 (labels are kept exactly as written, "
+                              "so the encoding must be known)")
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -233,6 +236,17 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
         raise SourceError(f"{source} cannot be read as Parquet ({type(err).__name__}: {err}); give a .csv or "
                           ".parquet manifest") from err
     return {name: [_text(v) for v in table.column(name).to_pylist()] for name in table.column_names}
+
+
+def _nul_problem(data: bytes) -> str:
+    """What a CSV holding NUL bytes most likely is: UTF-16 without a byte-order mark (ASCII text then has a 0
+    in every other byte), or no text at all."""
+    head = data[:4096]
+    odd, even = head[1::2].count(0), head[0::2].count(0)
+    if max(odd, even) >= len(head) // 4 and min(odd, even) <= max(odd, even) // 10:
+        return f"looks like UTF-16 text without a byte-order mark ({'little' if odd > even else 'big'}-endian: every " \
+               "other byte is 0)"
+    return f"holds NUL bytes (the first at byte {data.index(0)}): it is not a text file"
 
 
 def _refuse_repeated_columns(source: str, names: list[str]) -> None:
