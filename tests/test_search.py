@@ -420,3 +420,24 @@ def test_unreachable_data_fails_before_any_trial(tmp_path, ray_session):
 
 
 pickle_by_value(__name__)  # Ray workers cannot import test modules: ship this module's functions by value
+
+
+def echo(config):
+    from ray import tune
+
+    tune.report({"val_macro_f1": config["quality"], "epoch": 1})
+
+
+@pytest.mark.parametrize("searcher", ["random", pytest.param("grid", marks=pytest.mark.slow)])
+def test_random_draws_follow_the_seed(searcher, tmp_path, ray_session):
+    """`--searcher random --seed 7` drew other configurations on each run (Tune's generator was not seeded)."""
+    from ray import tune
+
+    def drawn(seed: int, name: str) -> list[float]:
+        cfg = TuneConfig(searcher=searcher, scheduler="fifo", num_samples=3, max_epochs=1, seed=seed)
+        results = make_tuner(tune.with_resources(echo, {"CPU": 0.5}), {"quality": tune.uniform(0, 1)}, cfg,
+                             str(tmp_path / "tune"), name, reuse_actors=True).fit()
+        return sorted(r.config["quality"] for r in results)
+
+    first = drawn(7, "a")
+    assert drawn(7, "b") == first and drawn(8, "c") != first

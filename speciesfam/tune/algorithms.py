@@ -1,7 +1,6 @@
 """Searchers and schedulers by name (``speciesfam.registry.SEARCHERS`` / ``SCHEDULERS``).
 
-A searcher builder is ``(space, seed, points=None) -> Searcher | None`` (None: Tune's own random/grid variant
-generation); ``points`` are complete configurations to evaluate first (a warm start, ``TuneConfig.init_from``;
+A searcher builder is ``(space, seed, points=None) -> Searcher``; ``points`` are complete configurations to evaluate first (a warm start, ``TuneConfig.init_from``;
 grid search ignores them); a scheduler builder is ``(cfg: TuneConfig) -> TrialScheduler``. Metric and mode are
 given once, to ``tune.TuneConfig``.
 Epochs are Tune iterations: one ``ray.train.report`` per epoch.
@@ -67,18 +66,20 @@ def bayesopt(space: dict[str, Any], seed: int, points: list[dict] | None = None)
 
 @SEARCHERS.register("random")
 def random_search(space: dict[str, Any], seed: int, points: list[dict] | None = None):
-    """Tune's own random sampling of the space (None = BasicVariantGenerator)."""
-    if not points:
-        return None
+    """Tune's own random sampling of the space, seeded (Tune's default generator was not: the same command
+    drew other configurations each time)."""
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(points_to_evaluate=points)
+    return BasicVariantGenerator(points_to_evaluate=points or None, random_state=seed)
 
 
 @SEARCHERS.register("grid")
 def grid_search(space: dict[str, Any], seed: int, points: list[dict] | None = None):
-    """Every combination of ``tune.grid_search`` values (num_samples repeats the grid)."""
-    return None
+    """Every combination of ``tune.grid_search`` values (num_samples repeats the grid); other keys of the space
+    drawn at random, seeded."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=seed)
 
 
 @SCHEDULERS.register("asha")
