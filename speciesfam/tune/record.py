@@ -20,7 +20,8 @@ SPLIT_RECORD = "speciesfam_split.json"  # in the experiment's folder: the val sp
 # own state, and trials read the rest, so a resumed search that took other values would mix or ignore them.
 SEARCH_SETTINGS = ("kind", "space", "searcher", "scheduler", "num_samples", "max_epochs", "grace_period",
                    "reduction_factor", "max_concurrent", "time_budget_s", "seed", "smoke_test", "extra", "image_size",
-                   "weights", "precision", "init_from", "image_cache")
+                   "weights", "precision", "init_from", "image_cache", "wandb", "max_failures")
+# Tune restores its callbacks (W&B) and failure settings too: a resume with another --wandb logged nothing new
 
 
 def read_record(experiment: str) -> dict[str, Any] | None:
@@ -115,15 +116,45 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
         raise ConfigError(f"--resume --name {name}: that search's trials were scored on another split "
                           f"({was.get('val_split')}); the run folder's is now {val_split} (catalog or clean ran again "
                           "since). Start a new search: leave out --resume, or give another --name")
-    before = was.get("settings") or {}  # as stored: JSON
-    now = json.loads(json.dumps(_settings(cfg), default=str))  # compared as JSON too
-    unread = cfg.unused(set(before)) if cfg is not None else {}  # flags this search does not read may differ
-    changed = [f"{k}={now.get(k)!r} (it ran with {before[k]!r})" for k in before
-               if k in now and k not in unread and before[k] != now[k]]
+    changed = _changed(was.get("settings") or {}, cfg) if cfg is not None else []
     if changed:
         raise ConfigError(f"--resume --name {name}: a resumed search continues with the settings it started with; "
-                          f"changed: {'; '.join(changed)}. Leave those flags as they were, or start a new search "
+                          f"changed: {'; '.join(changed)}. Give the flags it started with, or start a new search "
                           "with another --name")
+
+
+def _changed(before: dict[str, Any], cfg: TuneConfig) -> list[str]:
+    """The recorded settings ``cfg`` changes, each as the flag a user types ('no --smoke-test (it started with
+    --smoke-test)', '--num-samples 8 (it started with 2)'), --smoke-test first (it sets the others). Not a change: a flag this search does not
+    read, the default grace period given by its value, a resume without --init-from (no warm start is drawn
+    again)."""
+    import dataclasses
+
+    from ..flags import flag_of
+
+    now = json.loads(json.dumps(_settings(cfg), default=str))  # compared as stored: JSON
+    unread = cfg.unused(set(before))
+    fields = {f.name: f for f in dataclasses.fields(TuneConfig)}
+    out = []
+    for k in sorted(before, key=lambda k: k != "smoke_test"):
+        if k not in now or k in unread or before[k] == now[k] or (k == "init_from" and now[k] is None):
+            continue
+        if k == "grace_period" and dataclasses.replace(cfg, grace_period=before[k]).grace == cfg.grace:
+            continue
+        if k == "kind":
+            out.append(f"the kind {now[k]} (it started as {before[k]})")
+        elif isinstance(before[k], bool):  # '--no-image-cache', or 'no --smoke-test' for an on/off flag
+            said = [flag_of(fields[k], v) if v or fields[k].default else f"no {flag_of(fields[k])}"
+                    for v in (now[k], before[k])]
+            out.append(f"{said[0]} (it started with {said[1]})")
+        else:
+            out.append(f"{flag_of(fields[k])} {_shown(now[k])} (it started with {_shown(before[k])})")
+    return out
+
+
+def _shown(value: Any) -> str:
+    """A setting as typed on the command line: none, a JSON object, a bare word."""
+    return "none" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
 
 
 def _budget_spent(record: dict[str, Any]) -> float | None:
