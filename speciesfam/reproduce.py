@@ -67,16 +67,33 @@ def versions() -> list[tuple[str, str]]:
     return out
 
 
+def _sources_first(searches: list[tuple[str | None, dict]]) -> list[dict]:
+    """Records of searches (name, record) in the order they ended, except that a search warm-started from
+    another (``--init-from NAME``) comes after it: a finished search resumed later ends last, yet the searches
+    started from it need it first (run in the listed order, they were refused)."""
+    names = {n for n, _ in searches}
+    pending = sorted(searches, key=lambda nr: str(nr[1].get("finished_at") or ""))
+    out: list[dict] = []
+    placed: set = set()
+    while pending:
+        ready = [i for i, (n, r) in enumerate(pending)
+                 if (r.get("config") or {}).get("init_from") in placed | {n} or
+                 (r.get("config") or {}).get("init_from") not in names]
+        name, rec = pending.pop(ready[0] if ready else 0)  # none ready: a loop no run can have; time order
+        out.append(rec)
+        placed.add(name)
+    return out
+
+
 def reproduce(workdir: str, records: dict) -> dict:
     if not storage.is_remote(workdir):  # commands that work from any folder, whatever `report` was given
         workdir = os.path.abspath(workdir)
     runs = []
-    for s, rec in records.items():  # the other searches on the same catalog and clean runs first, oldest first
+    for s, rec in records.items():  # every search on the same catalog and clean runs, in the order they ended
         latest = (rec.get("summary") or {}).get("experiment")
-        earlier = [e for n, e in (rec.get("searches") or {}).items() if n != latest]  # the record sorts by name
-        runs += [(s, {"config": e["config"], "finished_at": e.get("finished_at")})
-                 for e in sorted(earlier, key=lambda e: str(e.get("finished_at") or ""))]
-        runs.append((s, rec))
+        earlier = [(n, {"config": e["config"], "finished_at": e.get("finished_at")})
+                   for n, e in (rec.get("searches") or {}).items() if n != latest]  # the record sorts by name
+        runs += [(s, r) for r in _sources_first([*earlier, (latest, rec)])]
     steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"),
               "run_id": r.get("run_id"),
               "config": json.dumps(r.get("config", {}), indent=1, sort_keys=True, default=str)}

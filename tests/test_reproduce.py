@@ -122,3 +122,13 @@ def test_how_to_reproduce_lists_searches_in_the_order_they_ran_and_without_resum
         f"speciesfam tune probe --workdir {run} --name zeta",
         f"speciesfam tune scratch --workdir {run} --name alpha --init-from zeta",
         f"speciesfam tune probe --workdir {run} --name mid"]
+    # zeta resumed after it finished ends last, but alpha started from it: zeta comes before alpha (it was
+    # listed last, and run in that order alpha's --init-from zeta was refused: hostile tester round 30)
+    record_search(run, TuneConfig(kind="probe", name="zeta", resume=True), "zeta", table)
+    record_search(run, TuneConfig(kind="transfer", name="beta", init_from="alpha"), "beta", table)
+    steps = reproduce(run, {s: stages.load(run, s) for s in ("catalog", "tune")})["steps"]
+    assert [st["command"] for st in steps if st["stage"] == "tune"] == [
+        f"speciesfam tune probe --workdir {run} --name mid",
+        f"speciesfam tune probe --workdir {run} --name zeta",
+        f"speciesfam tune scratch --workdir {run} --name alpha --init-from zeta",
+        f"speciesfam tune transfer --workdir {run} --name beta --init-from alpha"]
