@@ -21,6 +21,15 @@ def test_an_integer_ranges_upper_bound_is_checked_as_tune_draws_it():
     check_space({"weight_decay": tune.randint(0, 2), "head_units": tune.lograndint(1, 64)}, "s", "probe", {})
     with pytest.raises(ConfigError, match=r"weight_decay=2 is outside \[0, 1\]"):
         check_space({"weight_decay": tune.qrandint(0, 2, 1)}, "s", "probe", {})
+    # a quantized float draws its upper bound (dropout=1.0 passed here, then failed trials: hostile tester round 30)
+    assert 1.0 in tune.quniform(0.0, 1.0, 0.5).sample(size=200)
+    with pytest.raises(ConfigError, match=r"dropout=1.0 is outside \[0, 1\)"):
+        check_space({"dropout": tune.quniform(0.0, 1.0, 0.5)}, "s", "probe", {})
+    check_space({"dropout": tune.quniform(0.0, 0.9, 0.3), "lr": tune.uniform(0.001, 10)}, "s", "probe", {})
+    # Optuna drops a q-log range's quantization: head_units=36.9 failed every trial; Tune's random search keeps it
+    with pytest.raises(ConfigError, match=r"head_units is a quantized log range \(q=16\), which Optuna cannot "):
+        check_space({"head_units": tune.qloguniform(16, 64, 16)}, "s", "probe", {}, "optuna")
+    check_space({"head_units": tune.qloguniform(16, 64, 16)}, "s", "probe", {}, "random")
 
 
 def test_a_value_a_function_draws_is_checked_when_the_trial_starts():
@@ -33,6 +42,11 @@ def test_a_value_a_function_draws_is_checked_when_the_trial_starts():
 
     with pytest.raises(ConfigError, match=r"^this trial's lr=1000.0 is outside \(0, 10\], the values lr can take"):
         probe_trial({"lr": 1000.0, "head_units": 8}, fixed={}, data={})
+    from speciesfam.tune.space import check_drawn
+
+    with pytest.raises(ConfigError, match=r"head_units=36.9 is not a whole number; head_units takes whole numbers "
+                                          r"\(e.g. head_units=\d+\)"):  # it said 'e.g. head_units=None'
+        check_drawn({"head_units": 36.9})
     with pytest.raises(ConfigError, match=r"^this trial's optimizer='nope' is not one the trainers know"):
         _trial({"model": "scratch_sequential", "optimizer": "nope", "freeze_epochs": None}, {}, TuneConfig(), "x")
 

@@ -97,7 +97,7 @@ def load_space(cfg) -> dict[str, Any]:
     name = cfg.space or f"search_spaces.{cfg.kind}"
     module = _module(name)
     space = _call(module, name, cfg.smoke_test)
-    check_space(space, name, cfg.kind, cfg.extra)
+    check_space(space, name, cfg.kind, cfg.extra, cfg.searcher)
     check_extra(cfg.extra, space, _call(module, name, not cfg.smoke_test) if cfg.extra else {}, kind=cfg.kind)
     merged = {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too
     if cfg.kind != "probe" and "model" in merged:
@@ -186,10 +186,11 @@ def _own_model(space: dict[str, Any], extra: dict[str, Any]) -> bool:
     return any(isinstance(v, str) and ":" in v for v in values)
 
 
-def check_space(space: dict[str, Any], name: str, kind: str, extra: dict[str, Any]) -> None:
-    """Refuse a name nothing reads, a value or range of the wrong kind or outside its limits, an empty or
-    reversed range, and a CNN space without a ``model``."""
-    from ray.tune.search.sample import Categorical, Domain, Float, Integer
+def check_space(space: dict[str, Any], name: str, kind: str, extra: dict[str, Any],
+                searcher: str | None = None) -> None:
+    """Refuse a name nothing reads, a value or range of the wrong kind or outside its limits (as the
+    searcher draws it), an empty or reversed range, and a CNN space without a ``model``."""
+    from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform
 
     if kind != "probe" and "model" not in space and "model" not in extra:
         raise ConfigError(f"--space {name!r} has no 'model': a {kind} space chooses the CNN each trial builds, e.g. "
@@ -212,27 +213,36 @@ def check_space(space: dict[str, Any], name: str, kind: str, extra: dict[str, An
                 raise ConfigError(f"{where}'s range [{value.lower}, {value.upper}] is empty or reversed: "
                                   "give lower < upper")
             q = getattr(value.get_sampler(), "q", None)
+            if q and searcher == "optuna" and isinstance(getattr(value.get_sampler(), "sampler", None), LogUniform):
+                # Ray's OptunaSearch drops a q-log range's quantization (head_units=36.9: every trial failed)
+                raise ConfigError(f"{where} is a quantized log range (q={q:g}), which Optuna cannot sample (Ray drops "
+                                  "the quantization): use tune.lograndint/loguniform without q, tune.qrandint, "
+                                  "or tune.choice")
             if key in INTEGERS and isinstance(value, Float) and not (q and float(q).is_integer()
                                                                      and float(value.lower).is_integer()):
                 raise ConfigError(f"{where} is a range of fractions [{value.lower}, {value.upper}]; {key} takes "
                                   "whole numbers: use tune.randint or tune.choice")
-            # tune.randint/lograndint(0, 2) draw 0 or 1 (their upper bound is left out); qrandint's is drawn
+            # tune.randint/lograndint(0, 2) draw 0 or 1 (their upper bound is left out); a quantized range draws
+            # multiples of q, its bounds rounded to one (quniform(0, 1, 0.5) draws 1.0)
             values = [value.lower, value.upper - 1 if isinstance(value, Integer) and not q else value.upper]
+            if q:
+                values = [type(v)(round(v / q) * q) for v in values]
         elif isinstance(value, Domain) or (isinstance(value, dict) and "grid_search" in value):
             values = list(value.get("grid_search", [])) if isinstance(value, dict) else []
         else:
             values = [value]
         for v in values:
-            _check_value(where, key, v, known.get(key), own, closed_high=not isinstance(value, Float))
+            _check_value(where, key, v, known.get(key), own, closed_high=not isinstance(value, Float) or bool(q))
 
 
 def check_drawn(config: dict[str, Any]) -> None:
     """A trial's values as the searcher drew them, against the limits: a ``tune.sample_from`` function's values
     (or a custom searcher's) are known only once drawn, so ``check_space`` cannot see them (an lr of 1000 from one
     trained to losses of 1e11 that counted as finished; hostile tester). The trial fails, naming the value."""
+    known = known_names()
     for key, value in config.items():
-        if key in LIMITS or key in CHOICES:
-            _check_value(f"this trial's {key}", key, value, None, own=False)
+        if key in LIMITS or key in CHOICES:  # the default: a fix's example ('e.g. head_units=None' was no fix)
+            _check_value(f"this trial's {key}", key, value, known.get(key), own=False)
 
 
 def _check_value(where: str, key: str, value: Any, default: Any, own: bool, closed_high: bool = True) -> None:
