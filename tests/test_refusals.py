@@ -186,12 +186,22 @@ def test_imagenet_weights_that_cannot_be_downloaded_or_found_are_refused_in_seco
     """Offline, every transfer trial failed after minutes with Keras's URL fetch error."""
     from speciesfam.tune.checks import check_imagenet_reachable
 
+    from ray import tune
+
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    with pytest.raises(ConfigError, match=r"--weights imagenet: .* cannot be reached from here .* give --weights none"):
-        check_imagenet_reachable("weights.invalid")  # .invalid never resolves (RFC 2606)
+    space = {"model": tune.choice(["mobilenetv3small", "efficientnetv2s"])}
+    with pytest.raises(ConfigError, match=r"--weights imagenet: .* cannot be reached from here .* holds none for "
+                                          r"efficientnetv2s, mobilenetv3small; give --weights none"):
+        check_imagenet_reachable(space, "weights.invalid")  # .invalid never resolves (RFC 2606)
+    # any file in the cache passed (hostile tester round 30: a README there, then every trial failed offline)
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "mobilenet_v3_small_weights.h5").write_bytes(b"cached")
-    check_imagenet_reachable("weights.invalid")  # downloaded before: Keras reads the cache
+    (tmp_path / "models" / "README.txt").write_text("hi")
+    (tmp_path / "models" / "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5").write_bytes(b"cached")
+    with pytest.raises(ConfigError, match=r"holds none for efficientnetv2s; "):
+        check_imagenet_reachable(space, "weights.invalid")
+    (tmp_path / "models" / "efficientnetv2-s_notop.h5").write_bytes(b"cached")  # Keras' own file names
+    check_imagenet_reachable(space, "weights.invalid")  # downloaded before: Keras reads the cache
+    check_imagenet_reachable({"model": "scratch_sequential"}, "weights.invalid")  # no backbone: nothing to fetch
 
 
 @pytest.mark.parametrize("workdir", ["afile", "afile/"])  # under a file: test_config_cli

@@ -35,20 +35,34 @@ def check_plugins(cfg: TuneConfig, space: dict[str, Any]) -> None:
                               "speciesfam/tune/algorithms.py)")
 
 
-def check_imagenet_reachable(host: str = "storage.googleapis.com") -> None:
-    """Refuse ``--weights imagenet`` in seconds where Keras can neither download the weights nor find any
-    cached (every trial failed after minutes with a URL fetch error)."""
+def check_imagenet_reachable(space: dict[str, Any], host: str = "storage.googleapis.com") -> None:
+    """Refuse ``--weights imagenet`` in seconds where Keras can neither download the weights of the space's
+    backbones nor find them cached (every trial failed after minutes with a URL fetch error). A backbone's file
+    in Keras' cache is the one whose name holds the backbone's ('weights_mobilenet_v3_large_224_1.0_float_no_top
+    _v2.h5', 'efficientnetv2-s_notop.h5'): any file there passed before, a README too."""
     import socket
 
+    from ..models.transfer import BACKBONES
+
+    model = space.get("model")
+    models = getattr(model, "categories", None) or [model]
+    wanted = sorted({m for m in models if isinstance(m, str) and m in BACKBONES})
     cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
-    if os.path.isdir(cache) and os.listdir(cache):
+    try:
+        cached = [f.lower().replace("_", "").replace("-", "") for f in os.listdir(cache) if f.endswith(".h5")
+                  and os.path.getsize(os.path.join(cache, f))]
+    except OSError:
+        cached = []
+    missing = [m for m in wanted if not any(m in f for f in cached)]
+    if not missing:
         return  # weights downloaded before: Keras reads them from there
     try:
         socket.create_connection((host, 443), timeout=5).close()
     except OSError as err:
         raise ConfigError(f"--weights imagenet: Keras downloads ImageNet weights from {host}, which cannot be "
-                          f"reached from here ({err}), and {cache} holds none; give --weights none (random "
-                          "weights) or --weights PATH.h5 (a local file), or run where they can be downloaded") from err
+                          f"reached from here ({err}), and {cache} holds none for {', '.join(missing)}; give "
+                          "--weights none (random weights) or --weights PATH.h5 (a local file), or run where they "
+                          "can be downloaded") from err
 
 
 def check_wandb_reachable(timeout_s: float = 5.0) -> None:

@@ -124,9 +124,9 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     cfg.validate()
     space = load_space(cfg)
     check_plugins(cfg, space)
+    manifest_uri = training_manifest(workdir, cfg.kind)  # no run folder: said before the weights' refusal
     if cfg.kind == "transfer" and cfg.weights == "imagenet" and address is None and not os.environ.get("RAY_ADDRESS"):
-        check_imagenet_reachable()  # local runs only: on a cluster the workers download, not this machine
-    manifest_uri = training_manifest(workdir, cfg.kind)
+        check_imagenet_reachable(space)  # local runs only: on a cluster the workers download, not this machine
     read = stages.check_upstream(workdir, "tune")  # the runs this search is built from, whatever runs meanwhile
     manifest = load_manifest(manifest_uri)
     labels = check_learnable(manifest, manifest_uri)
