@@ -231,6 +231,11 @@ def test_a_bad_flag_is_one_line_not_the_usage_block(argv, message, capsys):
     ('{"batch_norm": "yes"}', "extra: batch_norm='yes' is text; batch_norm takes bool"),
     ('{"model": "resnet51"}', "unknown model 'resnet51'"),
     ('{"batch_size": 1.5}', "extra: batch_size=1.5 is not a whole number; batch_size takes whole numbers"),
+    # settings that are flags were told 'did you mean batch_size?' (hostile tester round 30)
+    ('{"image_size": 32}', "extra: 'image_size' is a setting of the search, not a hyperparameter: give --image-size "
+                           "instead"),
+    ('{"epochs": 5}', "give --max-epochs instead"),
+    ('{"learning_rate": 0.001}', "did you mean 'lr'?"),  # Keras' name
 ])
 def test_extra_refuses_names_nothing_reads_and_values_of_the_wrong_kind_before_any_work(extra, message, tmp_path,
                                                                                        capsys):

@@ -54,14 +54,35 @@ def known_names(kind: str | None = None) -> dict[str, Any]:
     return names
 
 
+# other libraries' names for what the trainers read (Keras' learning_rate)
+ALIASES = {"learning_rate": "lr", "learningrate": "lr", "batch": "batch_size", "units": "head_units"}
+
+
+def _setting_flag(key: str) -> str | None:
+    """The flag of a search setting (a ``TuneConfig`` field) that ``key`` names, e.g. '--image-size 32'."""
+    import dataclasses
+
+    from ..config import TuneConfig
+    from ..flags import flag_of
+
+    fields = {f.name: f for f in dataclasses.fields(TuneConfig) if f.metadata.get("cli", True)}
+    name = {"epochs": "max_epochs", "trials": "num_samples"}.get(key, key.replace("-", "_"))
+    return flag_of(fields[name]) if name in fields else None
+
+
 def _unknown(where: str, key: str, kind: str | None, known: dict[str, Any], what: str) -> ConfigError:
     """The refusal of ``key``, a name nothing in this search reads (``known``: what it reads)."""
     names = ", ".join(sorted(known))
     if kind == "probe" and key in known_names():
         return ConfigError(f"{where}: {key!r} is read only by CNN trials (tune scratch|transfer); a probe trial trains "
                            f"a head on embeddings and reads {names}")
+    setting = _setting_flag(key)
+    if setting:  # '--extra {"image_size": 32}' was told 'did you mean batch_size?'
+        return ConfigError(f"{where}: {key!r} is a setting of the search, not a hyperparameter: give {setting} "
+                           "instead")
     # case first: 'Lr' is closer to 'lr' than difflib's ratio says (it found nothing)
-    close = [k for k in known if k.casefold() == key.casefold()] or difflib.get_close_matches(key, known, n=1)
+    close = [k for k in known if k.casefold() == key.casefold()] or difflib.get_close_matches(
+        ALIASES.get(key.casefold(), key), known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     own = "" if kind == "probe" else "; names of your own need your own model, 'model': 'module:attr'"
     return ConfigError(f"{where}: {key!r} is not a hyperparameter {what} read{hint} (known: {names}{own})")
