@@ -161,3 +161,19 @@ def test_a_scratch_cnn_too_deep_for_the_image_size_is_left_out_or_refused_before
                                        "(each block halves the image); --image-size 32 builds every depth searched\n")
     load_space(TuneConfig(kind="scratch", image_size=32))
     assert capsys.readouterr().out == ""
+
+
+def test_a_space_of_the_other_cnn_kind_is_refused():
+    """`tune transfer --space search_spaces.scratch` ran scratch CNNs recorded as transfer learning (hostile tester
+    round 30); a mix, or a model of your own, is taken as given."""
+    from ray import tune
+
+    from speciesfam.tune.space import load_space
+
+    with pytest.raises(ConfigError, match=r"chooses no ImageNet backbone \(scratch_sequential, scratch_functional\)"
+                                          r", so a transfer search would train them without pretrained weights"):
+        load_space(TuneConfig(kind="transfer", space="search_spaces.scratch"))
+    with pytest.raises(ConfigError, match=r"chooses only ImageNet backbones .* run `speciesfam tune transfer`"):
+        load_space(TuneConfig(kind="scratch", space="search_spaces.transfer"))
+    mixed = {"model": tune.choice(["scratch_sequential", "mobilenetv3small"])}
+    assert load_space(TuneConfig(kind="transfer", extra=mixed))["model"].categories == mixed["model"].categories

@@ -122,6 +122,7 @@ def load_space(cfg) -> dict[str, Any]:
     check_extra(cfg.extra, space, _call(module, name, not cfg.smoke_test) if cfg.extra else {}, kind=cfg.kind)
     merged = {**space, **cfg.extra}  # --extra fixes what it names, a key of the space too
     if cfg.kind != "probe" and "model" in merged:
+        _check_models_fit_kind(merged["model"], cfg.kind, name)
         merged["model"] = models_that_build(merged["model"], cfg.image_size, merged.get("depth"))
     if not any(_searchable(v) for v in merged.values()) and cfg.searcher not in ("random", "grid"):
         # (tune.sample_from is drawn by Tune, not searched: a space of it alone crashed Tune with a traceback)
@@ -130,6 +131,27 @@ def load_space(cfg) -> dict[str, Any]:
                           "give at least one tune.choice/uniform/loguniform/randint range, or train the one "
                           "configuration with --searcher random --num-samples 1")
     return merged
+
+
+def _check_models_fit_kind(model: Any, kind: str, name: str) -> None:
+    """Refuse a space whose models are all of the other CNN kind: a transfer search of scratch CNNs (recorded and
+    reported as transfer learning, with no pretrained weights), or a scratch search of ImageNet backbones (their
+    weights random, never said). A mix, or a model of your own (module:attr), is taken as given."""
+    from ..models.transfer import BACKBONES
+
+    grid = isinstance(model, dict) and "grid_search" in model
+    names = model["grid_search"] if grid else getattr(model, "categories", None) or [model]
+    if not all(isinstance(n, str) and ":" not in n for n in names):
+        return
+    backbones = [n for n in names if n in BACKBONES]
+    if kind == "transfer" and not backbones:
+        raise ConfigError(f"--space {name!r} chooses no ImageNet backbone ({', '.join(map(str, names))}), so a transfer "
+                          f"search would train them without pretrained weights: run `speciesfam tune scratch` with "
+                          f"it, or give a transfer space (backbones: {', '.join(BACKBONES)})")
+    if kind == "scratch" and len(backbones) == len(names):
+        raise ConfigError(f"--space {name!r} chooses only ImageNet backbones ({', '.join(backbones)}), which a scratch "
+                          "search trains from random weights: run `speciesfam tune transfer` with it (--weights "
+                          "imagenet, or none to train them from scratch there), or give a scratch space")
 
 
 def models_that_build(model: Any, image_size: int, depth: Any = None) -> Any:
