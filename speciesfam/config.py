@@ -138,7 +138,8 @@ class CleanConfig:
     groups are always kept inside one split (``dedupe="near"`` also keeps one image per group).
     """
 
-    model: str = opt("ViT-B-32", "open_clip architecture or hf-hub:ORG/NAME (e.g. hf-hub:imageomics/bioclip)")
+    model: str = opt("ViT-B-32", "open_clip architecture, hf-hub:ORG/NAME (e.g. hf-hub:imageomics/bioclip), or "
+                                 "local-dir:PATH (a copy of a hub model's files)")
     pretrained: str | None = opt("laion2b_s34b_b79k",
                                  "open_clip pretrained tag, a local weights file, or 'none' (random weights: offline)")
     embedder: str | None = opt(None, "your own embedder as module:factory (a callable returning (preprocess, encode))")
