@@ -361,7 +361,7 @@ class TuneConfig:
         _require(self.precision in PRECISIONS, "precision", self.precision, " or ".join(map(repr, PRECISIONS)))
         _require(self.init_from is None or (isinstance(self.init_from, str) and self.init_from.strip() != ""
                                             and "/" not in self.init_from), "init_from", self.init_from,
-                 "None or the name of an earlier experiment in the same storage, e.g. 'probe'")
+                 "the --name of an earlier search in this run folder, e.g. probe (a name, not a path), or none")
         _require(self.init_from is None or self.searcher != "grid", "init_from", self.init_from,
                  "None with searcher='grid' (a grid has no first points)")
         # a weights file must exist before any trial starts (each would fail loading it, then be retried)

@@ -98,7 +98,7 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
         for p in preds:
             fam, prob = p["top"][0]
             console.say(f"{p['path'].rsplit('/', 2)[-2]}/{p['path'].rsplit('/', 1)[-1]}: {fam} ({prob:.2f})"
-                        f"{'  correct' if fam == truth[p['path']] else ''}")
+                        f"  {'correct' if fam == truth[p['path']] else 'wrong'}")
     artifacts = {name: storage.join(workdir, name) for name in (
         layout.MANIFEST, layout.CATALOG_MD, layout.UNREADABLE, layout.EMBEDDINGS, layout.CLEAN_MANIFEST,
         layout.REMOVED, layout.LABEL_ISSUES, layout.NEAR_DUPLICATES, layout.GALLERY, layout.CLEAN_MD,

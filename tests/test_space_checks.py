@@ -177,3 +177,17 @@ def test_a_space_of_the_other_cnn_kind_is_refused():
         load_space(TuneConfig(kind="scratch", space="search_spaces.transfer"))
     mixed = {"model": tune.choice(["scratch_sequential", "mobilenetv3small"])}
     assert load_space(TuneConfig(kind="transfer", extra=mixed))["model"].categories == mixed["model"].categories
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--space", "my_space.py"], "--space 'my_space.py' is a path; give the module's name, without .py or ./ "
+                                 "(--space my_space, with PYTHONPATH=. for a file in the current folder)"),
+    (["--space", "./spaces/my_space"], "(--space spaces.my_space, with PYTHONPATH=."),
+    (["--init-from", "probe/"], "--init-from 'probe/' is invalid: expected the --name of an earlier search in this "
+                                "run folder, e.g. probe (a name, not a path), or none")])
+def test_a_path_where_a_name_goes_says_what_to_give(flags, message, tmp_path, capsys):
+    """'--space my_space.py' said "No module named 'my_space.py'; 'my_space' is not a package", './my_space' Python's
+    "the 'package' argument is required", and '--init-from probe/' asked for 'None' (hostile tester round 30)."""
+    assert cli.main(["tune", "scratch", "--workdir", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err

@@ -209,7 +209,7 @@ def start_line(cfg: TuneConfig, name: str, space: dict[str, Any], slots: int) ->
         each = f"{cfg.trial_cpus:g} CPU"
     else:
         gpus = f" + {cfg.gpus_per_worker:g} GPU" if cfg.gpus_per_worker else ""
-        each = f"{cfg.workers_per_trial} Ray Train workers x {cfg.cpus_per_worker:g} CPU{gpus}"
+        each = f"{lines.counted(cfg.workers_per_trial, 'Ray Train worker')} x {cfg.cpus_per_worker:g} CPU{gpus}"
     scheduler = f"{cfg.scheduler} (grace {lines.counted(cfg.grace, 'epoch')})" if cfg.scheduler == "asha" else cfg.scheduler
     budget = f", time budget {cfg.time_budget_s:g} s" if cfg.time_budget_s else ""
     planned = planned_trials(space, cfg)

@@ -88,13 +88,24 @@ def _unknown(where: str, key: str, kind: str | None, known: dict[str, Any], what
     return ConfigError(f"{where}: {key!r} is not a hyperparameter {what} read{hint} (known: {names}{own})")
 
 
+def _module_hint(name: str) -> str:
+    """How to name a space file as a module ('my_space', not 'my_space.py' or './my_space')."""
+    module = name.removesuffix(".py").lstrip("./").replace("/", ".")
+    return (f"give the module's name, without .py or ./ (--space {module}, with PYTHONPATH=. for a file in the "
+            "current folder)")
+
+
 def _module(name: str):
+    if name.endswith(".py") or name.startswith(("./", "/", "../")) or "/" in name:
+        raise ConfigError(f"--space {name!r} is a path; {_module_hint(name)}")
     try:
         module = importlib.import_module(name)
     except ImportError as err:
         raise ConfigError(f"--space {name!r}: cannot import it ({err}); give an importable module with "
                           "get_search_space(smoke: bool) (a file in the current folder: PYTHONPATH=. or pip install "
                           "your package)") from err
+    except TypeError as err:  # './my_space': "the 'package' argument is required to perform a relative import"
+        raise ConfigError(f"--space {name!r}: {err}; {_module_hint(name)}") from err
     except Exception as err:  # a syntax error or a failing import inside the user's module
         raise ConfigError(f"--space {name!r}: importing it failed: {type(err).__name__}: {err}") from err
     if not callable(getattr(module, "get_search_space", None)):
