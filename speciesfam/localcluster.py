@@ -160,6 +160,19 @@ def check_job(job, returncode: int, stdout: str, stderr: str) -> str:
     return stdout
 
 
+def job_lines(stdout: str) -> list[str]:
+    """The job's own lines in ``ray job submit``'s output: after 'Tailing logs until the job exits', before the
+    closing '----' / "Job '...' succeeded" block, without Ray's colour codes."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).rstrip() for ln in stdout.splitlines()]
+    start = next((i + 1 for i, ln in enumerate(lines) if ln.startswith("Tailing logs until the job exits")), 0)
+    end = next((i for i in range(len(lines) - 1, start - 1, -1)
+                if re.fullmatch(r"-+", lines[i]) and i + 1 < len(lines) and re.match(r"Job '.*' (succeeded|failed)",
+                                                                                  lines[i + 1])), len(lines))
+    return [ln for ln in lines[start:end] if ln.strip()]
+
+
 def check_artifacts(workdir: str) -> dict:
     """What a user expects after the two jobs; raises with the missing piece."""
     for name in (layout.MANIFEST, layout.EMBEDDINGS, layout.CLEAN_MANIFEST, layout.REMOVED, layout.TRIALS):
@@ -180,8 +193,10 @@ def main() -> None:
     cluster = LocalCluster()
     cluster.start()
     try:
-        print("clean job:", cluster.submit("jobs/clean_data.py", "--smoke-test", "--workdir", workdir)[-300:])
-        print("tune job:", cluster.submit("jobs/tune_transfer.py", "--smoke-test", "--workdir", workdir)[-300:])
+        for name, job in (("clean", "jobs/clean_data.py"), ("tune", "jobs/tune_transfer.py")):
+            print(f"{name} job (ray job submit -- python {job} --smoke-test --workdir {workdir}):", flush=True)
+            for line in job_lines(cluster.submit(job, "--smoke-test", "--workdir", workdir)):
+                print(f"  {line}", flush=True)
         print(json.dumps(check_artifacts(workdir)))
     finally:
         cluster.stop()

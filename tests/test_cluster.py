@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 
-from speciesfam.localcluster import LocalCluster, check_artifacts, check_job
+from speciesfam.localcluster import LocalCluster, check_artifacts, check_job, job_lines
 
 
 pytestmark = pytest.mark.slow  # see README: the default run skips these, .ci/run runs them
@@ -49,7 +49,11 @@ def test_two_node_cluster_runs_clean_and_tune_jobs(cluster, workdir):
     # the clean job runs its stages as the CLI does: stage records, logs and the report (it wrote none of them)
     assert all(os.path.exists(os.path.join(workdir, f)) for f in ("report.html", "logs", "stages/clean.json"))
     # one trial of 2 workers (a second trial ran after it: ~50 s more, and checked nothing more)
-    cluster.submit("jobs/tune_transfer.py", "--smoke-test", "--num-samples", "1", "--workdir", workdir)
+    out = job_lines(cluster.submit("jobs/tune_transfer.py", "--smoke-test", "--num-samples", "1", "--workdir", workdir))
+    # what `python -m speciesfam.localcluster` prints of a job: its own lines (it printed the last 300 characters,
+    # cut mid-path, then Ray's coloured 'succeeded' block: hostile tester round 30)
+    assert any(ln.startswith("tune: search 'transfer'") for ln in out) and any("trial 1/1" in ln for ln in out), out
+    assert not any("succeeded" in ln or "\x1b" in ln or "Tailing logs" in ln for ln in out), out
     summary = check_artifacts(workdir)
     assert summary["trials"] == summary["ok"] == 1
     assert os.path.isdir(os.path.join(workdir, "tune", "transfer"))
