@@ -166,10 +166,12 @@ def job_lines(stdout: str) -> list[str]:
     import re
 
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).rstrip() for ln in stdout.splitlines()]
-    start = next((i + 1 for i, ln in enumerate(lines) if ln.startswith("Tailing logs until the job exits")), 0)
-    end = next((i for i in range(len(lines) - 1, start - 1, -1)
-                if re.fullmatch(r"-+", lines[i]) and i + 1 < len(lines) and re.match(r"Job '.*' (succeeded|failed)",
-                                                                                  lines[i + 1])), len(lines))
+    # Ray's own lines, with or without its log prefix ('2026-12-05 04:47:03,533\tINFO cli.py:42 -- ')
+    said = [re.sub(r"^\d{4}-\d\d-\d\d [\d:,]+\s+[A-Z]+ \S+ -- ", "", ln) for ln in lines]
+    start = next((i + 1 for i, ln in enumerate(said) if ln.startswith("Tailing logs until the job exits")), 0)
+    end = next((i for i in range(len(said) - 2, start - 1, -1)
+                if re.fullmatch(r"-+", said[i]) and re.match(r"Job '.*' (succeeded|failed)", said[i + 1])),
+               len(lines))
     return [ln for ln in lines[start:end] if ln.strip()]
 
 
