@@ -210,7 +210,7 @@ def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_pa
     monkeypatch.setattr(raycluster, "init_ray", no_ray)
     with pytest.raises(ConfigError, match="--name probe: a search of that name already ran"):
         search.run_search(str(tmp_path), cfg)
-    with pytest.raises(ConfigError, match=r"changed: --num-samples 7 \(it started with 6\)"):
+    with pytest.raises(ConfigError, match=r"resume it with --num-samples 6 \(now 7\)"):
         search.run_search(str(tmp_path), dataclasses.replace(cfg, resume=True, num_samples=7))
     with pytest.raises(AssertionError, match="Ray was started"):  # an unchanged resume gets that far
         search.run_search(str(tmp_path), dataclasses.replace(cfg, resume=True))

@@ -31,6 +31,17 @@ def read_record(experiment: str) -> dict[str, Any] | None:
     return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None
 
 
+def as_started(storage_path: str, name: str, cfg: TuneConfig) -> TuneConfig:
+    """``cfg`` of a resume with what it may leave out taken from the search's record: its ``--init-from`` (the
+    tune record and the report's reproduce command lost it, and listed the search before its source)."""
+    import dataclasses
+
+    if not cfg.resume or cfg.init_from is not None:
+        return cfg
+    started = ((read_record(storage.join(storage_path, name)) or {}).get("settings") or {}).get("init_from")
+    return dataclasses.replace(cfg, init_from=started)
+
+
 def check_resumable(storage_path: str, name: str) -> None:
     """Refuse ``--resume`` of a search that was never started here (it would start a new one silently),
     naming the searches that can be resumed."""
@@ -118,14 +129,14 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
                           "since). Start a new search: leave out --resume, or give another --name")
     changed = _changed(was.get("settings") or {}, cfg) if cfg is not None else []
     if changed:
-        raise ConfigError(f"--resume --name {name}: a resumed search continues with the settings it started with; "
-                          f"changed: {'; '.join(changed)}. Give the flags it started with, or start a new search "
-                          "with another --name")
+        raise ConfigError(f"--resume --name {name}: a resumed search continues with the settings it started with, "
+                          f"and these differ; resume it with {'; '.join(changed)}, or start a new search with "
+                          "another --name")
 
 
 def _changed(before: dict[str, Any], cfg: TuneConfig) -> list[str]:
-    """The recorded settings ``cfg`` changes, each as the flag a user types ('no --smoke-test (it started with
-    --smoke-test)', '--num-samples 8 (it started with 2)'), --smoke-test first (it sets the others). Not a change: a flag this search does not
+    """The recorded settings ``cfg`` changes, each as the flag that resumes it and the value now ('--smoke-test
+    (now no --smoke-test)', '--num-samples 2 (now 8)'), --smoke-test first (it sets the others). Not a change: a flag this search does not
     read, the default grace period given by its value, a resume without --init-from (no warm start is drawn
     again)."""
     import dataclasses
@@ -142,13 +153,13 @@ def _changed(before: dict[str, Any], cfg: TuneConfig) -> list[str]:
         if k == "grace_period" and dataclasses.replace(cfg, grace_period=before[k]).grace == cfg.grace:
             continue
         if k == "kind":
-            out.append(f"the kind {now[k]} (it started as {before[k]})")
+            out.append(f"`tune {before[k]}` (now {now[k]})")
         elif isinstance(before[k], bool):  # '--no-image-cache', or 'no --smoke-test' for an on/off flag
             said = [flag_of(fields[k], v) if v or fields[k].default else f"no {flag_of(fields[k])}"
-                    for v in (now[k], before[k])]
-            out.append(f"{said[0]} (it started with {said[1]})")
-        else:
-            out.append(f"{flag_of(fields[k])} {_shown(now[k])} (it started with {_shown(before[k])})")
+                    for v in (before[k], now[k])]
+            out.append(f"{said[0]} (now {said[1]})")
+        else:  # the value now may be a default the user never typed: shown as a value, not as a flag
+            out.append(f"{flag_of(fields[k])} {_shown(before[k])} (now {_shown(now[k])})")
     return out
 
 

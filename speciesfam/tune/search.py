@@ -22,7 +22,7 @@ from ..errors import ConfigError, SearchFailedError, StageOrderError
 from ..registry import SCHEDULERS, SEARCHERS
 from .checks import check_imagenet_reachable, check_learnable, check_plugins, check_wandb_reachable
 from ..locks import search_lock
-from .record import add_seconds, check_record, check_resumable, used_seconds, write_record
+from .record import add_seconds, as_started, check_record, check_resumable, used_seconds, write_record
 from .space import load_space
 
 METRIC, MODE = layout.METRIC, layout.MODE
@@ -137,6 +137,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     val_split = val_split_id(workdir)  # the split every trial of this search is scored on
     with search_lock(storage_path, name, workdir):  # one search of a name at a time (two at once lost one's trials)
         check_record(storage_path, name, val_split, cfg.resume, cfg)  # name reuse, resume: before Ray or the cache
+        cfg = as_started(storage_path, name, cfg)  # what a resume may leave out, for the records
         points = None
         if cfg.init_from and not cfg.resume:  # before Ray and the image cache; a resumed search has its trials
             from .warmstart import warm_start_points
