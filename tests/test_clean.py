@@ -145,3 +145,19 @@ def test_pretrained_weights_that_cannot_be_had_fail_in_one_line_before_any_actor
         "pretrained=" not in text and "--model local-dir:PATH" in text and "\n" not in text, text
     for nothing_to_fetch in (CleanConfig(pretrained=None), CleanConfig(pretrained=str(tmp_path))):
         fetch_pretrained(nothing_to_fetch)  # random weights, a local file: no child process, no error
+    # a local-dir: copy that open_clip cannot load: every actor failed (136 lines of Ray's retries), and one without
+    # weights would have embedded with random ones, unsaid (hostile tester round 31)
+    local = tmp_path / "bioclip"
+    for made, problem in ((None, f"{local} is not a folder"), ("dir", f"{local} holds no open_clip_config.json"),
+                          ("{}", "open_clip_config.json has no 'model_cfg'"), ("{oops", "cannot be read as JSON"),
+                          ('{"model_cfg": {}}', f"{local} holds no weights file (*.safetensors, *.bin or *.pth)")):
+        if made == "dir":
+            local.mkdir()
+        elif made:
+            (local / "open_clip_config.json").write_text(made)
+        with pytest.raises(SpeciesfamError) as err:
+            fetch_pretrained(CleanConfig(model=f"local-dir:{local}"))
+        assert str(err.value).startswith(f"{LOAD_FAILED} 'local-dir:{local}': ") and problem in str(err.value) and \
+            "Copy a hub model's files there" in str(err.value), str(err.value)
+    (local / "open_clip_model.safetensors").write_bytes(b"weights")
+    fetch_pretrained(CleanConfig(model=f"local-dir:{local}"))

@@ -85,8 +85,36 @@ download_pretrained(get_pretrained_cfg(model, tag))
 """
 
 
+def local_dir_problem(folder: str) -> str:
+    """Why ``--model local-dir:FOLDER`` cannot load, as open_clip reads such a folder ('' if it can): the folder,
+    its ``open_clip_config.json`` with a 'model_cfg', and a weights file (without one open_clip builds random
+    weights and only logs a warning)."""
+    import glob
+    import json
+
+    if not os.path.isdir(folder):
+        return f"{folder} is not a folder"
+    config = os.path.join(folder, "open_clip_config.json")
+    try:
+        with open(config, encoding="utf-8") as f:
+            ok = "model_cfg" in json.load(f)
+    except FileNotFoundError:
+        return f"{folder} holds no open_clip_config.json"
+    except (OSError, ValueError) as err:
+        return f"{config} cannot be read as JSON ({err})"
+    if not ok:
+        return f"{config} has no 'model_cfg'"
+    if not any(glob.glob(os.path.join(glob.escape(folder), f"*.{ext}")) for ext in ("safetensors", "bin", "pth")):
+        return f"{folder} holds no weights file (*.safetensors, *.bin or *.pth)"
+    return ""
+
+
 def offline_options(cfg: CleanConfig) -> str:
     """What an offline machine can use instead of weights it cannot download."""
+    if cfg.model.startswith("local-dir:"):
+        return ("Copy a hub model's files there (open_clip_config.json and open_clip_model.safetensors, e.g. from "
+                "huggingface-cli download ORG/NAME --local-dir FOLDER), or give an open_clip architecture with "
+                "--pretrained none (random weights).")
     if cfg.model.startswith("hf-hub:"):
         return ("Offline machines need the model in the Hugging Face cache (HF_HOME), a copy of its files given as "
                 "--model local-dir:PATH, or an open_clip architecture with --pretrained none (random weights).")
@@ -116,8 +144,12 @@ def fetch_pretrained(cfg: CleanConfig) -> None:
     from ..errors import SpeciesfamError
 
     hub = cfg.model.startswith("hf-hub:")
-    if cfg.embedder or cfg.model.startswith("local-dir:") or \
-            (not hub and (not cfg.pretrained or os.path.exists(cfg.pretrained))):
+    if not cfg.embedder and cfg.model.startswith("local-dir:"):
+        problem = local_dir_problem(cfg.model[len("local-dir:"):])
+        if problem:
+            raise SpeciesfamError(f"{LOAD_FAILED} {what_was_loaded(cfg)}: {problem}. {offline_options(cfg)}")
+        return
+    if cfg.embedder or (not hub and (not cfg.pretrained or os.path.exists(cfg.pretrained))):
         return
     host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
     run = subprocess.run([sys.executable, "-c", _FETCH, cfg.model, str(cfg.pretrained), host or "huggingface.co"],
