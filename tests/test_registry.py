@@ -108,6 +108,12 @@ def test_bayesopt_refuses_categorical_space():
 
     with pytest.raises(ValueError, match="'model' is Categorical.*--searcher optuna"):
         SEARCHERS.get("bayesopt")({"lr": tune.loguniform(1e-4, 1e-2), "model": tune.choice(["a", "b"])}, 0)
+    # an integer range failed in Tune with a traceback; a quantized one's q was ignored, so every trial failed on
+    # head_units=42.3 (hostile tester round 31)
+    with pytest.raises(ValueError, match="'head_units' is Integer.*--searcher optuna"):
+        SEARCHERS.get("bayesopt")({"head_units": tune.randint(16, 64)}, 0)
+    with pytest.raises(ValueError, match="'head_units' is a quantized range"):
+        SEARCHERS.get("bayesopt")({"head_units": tune.qloguniform(16, 64, 16)}, 0)
 
 
 def test_tpe_learns_each_trials_best_epoch_not_its_last():

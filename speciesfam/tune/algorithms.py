@@ -46,13 +46,18 @@ def hebo(space: dict[str, Any], seed: int, points: list[dict] | None = None):
 
 @SEARCHERS.register("bayesopt")
 def bayesopt(space: dict[str, Any], seed: int, points: list[dict] | None = None):
-    """Gaussian-process BayesOpt: continuous parameters only, so categorical ones are refused up front."""
-    from ray.tune.search.sample import Categorical, Domain
+    """Gaussian-process BayesOpt: continuous parameters only (tune.uniform/loguniform, or numbers), so choices,
+    integer ranges and quantized ranges are refused up front (Ray's BayesOptSearch failed on an Integer with a
+    traceback, and ignores q: head_units=42.3 failed every trial)."""
+    from ray.tune.search.sample import Domain, Float
 
     for name, dom in space.items():
-        if isinstance(dom, Categorical) or (not isinstance(dom, Domain) and not isinstance(dom, (int, float))):
-            raise ConfigError(f"searcher 'bayesopt' handles only continuous parameters, but {name!r} is "
-                             f"{type(dom).__name__}: fix it in the space or use --searcher optuna (TPE)")
+        quantized = isinstance(dom, Domain) and getattr(dom.get_sampler(), "q", None)
+        if (isinstance(dom, Domain) and not isinstance(dom, Float)) or quantized or \
+                (not isinstance(dom, Domain) and not isinstance(dom, (int, float))):
+            what = "a quantized range" if quantized else type(dom).__name__
+            raise ConfigError(f"searcher 'bayesopt' handles only continuous parameters (tune.uniform/loguniform), but "
+                              f"{name!r} is {what}: fix it in the space or use --searcher optuna (TPE)")
     try:
         import bayes_opt
         from ray.tune.search.bayesopt import BayesOptSearch
