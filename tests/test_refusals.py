@@ -25,7 +25,8 @@ def test_tune_settings_that_failed_after_ray_started_are_refused(overrides, mess
 
 def test_a_searcher_or_scheduler_plugin_that_builds_something_else_is_refused(tmp_path, monkeypatch, capsys):
     (tmp_path / "my_algos.py").write_text("def not_one(*args, **kwargs):\n    return 42\n"
-                                          "def fails(*args, **kwargs):\n    raise KeyError('sched')\n")
+                                          "def fails(*args, **kwargs):\n    raise KeyError('sched')\n"
+                                          "def two_args(space, seed):\n    return None\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     for flag in ("--searcher", "--scheduler"):
         assert cli.main(["tune", "probe", "--workdir", str(tmp_path), "--smoke-test", flag, "my_algos:not_one"]) == 2
@@ -36,11 +37,16 @@ def test_a_searcher_or_scheduler_plugin_that_builds_something_else_is_refused(tm
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"{flag} my_algos:fails failed when built for this search: KeyError: " \
             "'sched'" in err, err
+    # a searcher written as (space, seed): it passed here, then failed in the Tuner with a traceback (round 31)
+    assert cli.main(["tune", "probe", "--workdir", str(tmp_path), "--smoke-test", "--searcher", "my_algos:two_args"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unexpected keyword argument 'points' (a searcher function is called as " \
+        "(space, seed, points=None)" in err, err
     assert not (tmp_path / "tune").exists()
     from speciesfam.tune.checks import check_plugins
     from speciesfam.tune.space import load_space
 
-    for searcher in ("random", "optuna", "grid"):  # random's factory returns None: Tune's own generator
+    for searcher in ("random", "optuna", "grid"):
         cfg = TuneConfig(kind="probe", searcher=searcher, scheduler="fifo", smoke_test=True)
         check_plugins(cfg, load_space(cfg))
 

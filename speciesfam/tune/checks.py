@@ -19,13 +19,20 @@ def check_plugins(cfg: TuneConfig, space: dict[str, Any]) -> None:
     from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import SearchAlgorithm, Searcher
 
-    for flag, build, kinds in (("searcher", lambda: SEARCHERS.get(cfg.searcher)(space, cfg.seed),
-                                (Searcher, SearchAlgorithm)),
-                               ("scheduler", lambda: SCHEDULERS.get(cfg.scheduler)(cfg), (TrialScheduler,))):
+    # called as the search calls them (a searcher written as (space, seed) passed here, then failed in the Tuner
+    # with a traceback: hostile tester round 31)
+    for flag, build, kinds, signature in (
+            ("searcher", lambda: SEARCHERS.get(cfg.searcher)(space, cfg.seed, points=None), (Searcher, SearchAlgorithm),
+             "(space, seed, points=None)"),
+            ("scheduler", lambda: SCHEDULERS.get(cfg.scheduler)(cfg), (TrialScheduler,), "(cfg)")):
         try:
             made = build()
         except SpeciesfamError:
             raise
+        except TypeError as err:  # the wrong signature, most likely
+            raise ConfigError(f"--{flag} {getattr(cfg, flag)} failed when built for this search: TypeError: {err} "
+                              f"(a {flag} function is called as {signature}: see speciesfam/tune/algorithms.py)"
+                              ) from err
         except Exception as err:  # a plug-in's own failure, or a searcher that cannot take this space
             raise ConfigError(f"--{flag} {getattr(cfg, flag)} failed when built for this search: "
                               f"{type(err).__name__}: {err}") from err
