@@ -202,10 +202,17 @@ def test_imagenet_weights_that_cannot_be_downloaded_or_found_are_refused_in_seco
     # any file in the cache passed (hostile tester round 30: a README there, then every trial failed offline)
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "README.txt").write_text("hi")
-    (tmp_path / "models" / "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5").write_bytes(b"cached")
+    def weights(name: str, size: int = 4 << 20) -> None:
+        with open(tmp_path / "models" / name, "wb") as f:
+            f.truncate(size)
+
+    weights("weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5")
+    # a stub of bytes, or the backbone with its classifier (not what is built), passed too (round 31)
+    weights("efficientnetv2-s_notop.h5", 6)
+    weights("efficientnetv2-s.h5")
     with pytest.raises(ConfigError, match=r"holds none for efficientnetv2s; "):
         check_imagenet_reachable(space, "weights.invalid")
-    (tmp_path / "models" / "efficientnetv2-s_notop.h5").write_bytes(b"cached")  # Keras' own file names
+    weights("efficientnetv2-s_notop.h5")  # Keras' own file names
     check_imagenet_reachable(space, "weights.invalid")  # downloaded before: Keras reads the cache
     check_imagenet_reachable({"model": "scratch_sequential"}, "weights.invalid")  # no backbone: nothing to fetch
 
