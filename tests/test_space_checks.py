@@ -183,6 +183,8 @@ def test_a_space_of_the_other_cnn_kind_is_refused():
     (["--space", "my_space.py"], "--space 'my_space.py' is a path; give the module's name, without .py or ./ "
                                  "(--space my_space, with PYTHONPATH=. for a file in the current folder)"),
     (["--space", "./spaces/my_space"], "(--space spaces.my_space, with PYTHONPATH=."),
+    (["--space", "/srv/spaces/my_space.py"], "without .py or its folder (--space my_space, with "
+                                             "PYTHONPATH=/srv/spaces)"),  # it said 'srv.spaces.my_space' (round 31)
     (["--init-from", "probe/"], "--init-from 'probe/' is invalid: expected the --name of an earlier search in this "
                                 "run folder, e.g. probe (a name, not a path), or none")])
 def test_a_path_where_a_name_goes_says_what_to_give(flags, message, tmp_path, capsys):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import os
 from numbers import Real
 from typing import Any
 
@@ -89,8 +90,13 @@ def _unknown(where: str, key: str, kind: str | None, known: dict[str, Any], what
 
 
 def _module_hint(name: str) -> str:
-    """How to name a space file as a module ('my_space', not 'my_space.py' or './my_space')."""
-    module = name.removesuffix(".py").lstrip("./").replace("/", ".")
+    """How to name a space file as a module ('my_space', not 'my_space.py' or './my_space'); a file outside the
+    current folder by its name, with its folder on PYTHONPATH."""
+    path = name.removesuffix(".py")
+    if os.path.isabs(path) or path.startswith("../"):
+        folder, module = os.path.split(os.path.normpath(path))
+        return f"give the module's name, without .py or its folder (--space {module}, with PYTHONPATH={folder})"
+    module = path.lstrip("./").replace("/", ".")
     return (f"give the module's name, without .py or ./ (--space {module}, with PYTHONPATH=. for a file in the "
             "current folder)")
 
