@@ -29,13 +29,21 @@ def _unwrap(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(map(repr, twice))} given more than once; keep one")
+    return dict(pairs)
+
+
 def converter(name: str, base: Any, optional: bool):
     def convert(text: str):
         if optional and text.strip().lower() in _NONE:
             return None
         try:
-            if base is dict:
-                value = json.loads(text)
+            if base is dict:  # a key given twice: refused (json keeps the last, unsaid)
+                value = json.loads(text, object_pairs_hook=_no_repeated_keys)
                 if not isinstance(value, dict):
                     raise ValueError(f"it is a {type(value).__name__}; an object looks like '{{\"dropout\": 0.3}}'")
                 return value

@@ -106,6 +106,9 @@ def test_a_search_starts_with_a_line_saying_what_runs_and_on_what():
     # --max-concurrent above what fits: the line said '6 at a time' on 2 CPUs (hostile tester)
     assert ", 2 at a time (1 CPU each)" in start_line(TuneConfig(kind="probe", num_samples=6, max_concurrent=8),
                                                       "probe", {}, 2)
+    # HyperBand's first bracket's grace, as ASHA's (it said none: round 31); one worker is 'worker'
+    assert "optuna + hyperband (grace 3 epochs, the first bracket), 1 at a time (1 Ray Train worker x 1 CPU each)" \
+        in start_line(TuneConfig(kind="scratch", scheduler="hyperband", workers_per_trial=1), "cnn", {}, 1)
 
 
 @pytest.mark.slow  # ~15 s: W&B's service process for every trial; optional, as --wandb is

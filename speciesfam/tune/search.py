@@ -211,7 +211,8 @@ def start_line(cfg: TuneConfig, name: str, space: dict[str, Any], slots: int) ->
     else:
         gpus = f" + {cfg.gpus_per_worker:g} GPU" if cfg.gpus_per_worker else ""
         each = f"{lines.counted(cfg.workers_per_trial, 'Ray Train worker')} x {cfg.cpus_per_worker:g} CPU{gpus}"
-    scheduler = f"{cfg.scheduler} (grace {lines.counted(cfg.grace, 'epoch')})" if cfg.scheduler == "asha" else cfg.scheduler
+    scheduler = f"{cfg.scheduler} (grace {lines.counted(cfg.grace, 'epoch')}{', the first bracket' * (cfg.scheduler == 'hyperband')})" \
+        if cfg.scheduler in ("asha", "hyperband") else cfg.scheduler
     budget = f", time budget {cfg.time_budget_s:g} s" if cfg.time_budget_s else ""
     planned = planned_trials(space, cfg)
     at_once = min(cfg.max_concurrent or slots, slots, planned)  # what fits now, whatever --max-concurrent allows
