@@ -117,7 +117,8 @@ def tune_config(args: argparse.Namespace) -> TuneConfig:
 
 def clean_config(args: argparse.Namespace) -> CleanConfig:
     """CleanConfig from flags over ``CleanConfig()``, or over ``CleanConfig.smoke()`` with --smoke-test."""
-    return config_from_args(CleanConfig, args, CleanConfig.smoke() if getattr(args, "smoke_test", False) else None)
+    return config_from_args(CleanConfig, args, CleanConfig.smoke() if getattr(args, "smoke_test", False) else None
+                            ).absolute()
 
 
 def _fetch(args: argparse.Namespace) -> int:

@@ -189,6 +189,17 @@ class CleanConfig:
         count as near-duplicates."""
         return cls(**{"model": "ViT-S-32", "pretrained": None, **overrides})
 
+    def absolute(self) -> "CleanConfig":
+        """This config with a relative ``local-dir:`` model or local ``pretrained`` file made absolute: the run's
+        records and its bundles name the model, and predict runs from any folder (a relative one loaded whatever
+        folder of that name the current one held: other weights, wrong predictions, exit 0)."""
+        model, pretrained = self.model, self.pretrained
+        if model.startswith("local-dir:") and not os.path.isabs(model[len("local-dir:"):]):
+            model = "local-dir:" + os.path.abspath(model[len("local-dir:"):])
+        if pretrained and os.path.isfile(pretrained) and not os.path.isabs(pretrained):
+            pretrained = os.path.abspath(pretrained)
+        return dataclasses.replace(self, model=model, pretrained=pretrained)
+
     def validate(self) -> None:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _require(self.num_actors is None or self.num_actors >= 1, "num_actors", self.num_actors,

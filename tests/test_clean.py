@@ -159,5 +159,22 @@ def test_pretrained_weights_that_cannot_be_had_fail_in_one_line_before_any_actor
             fetch_pretrained(CleanConfig(model=f"local-dir:{local}"))
         assert str(err.value).startswith(f"{LOAD_FAILED} 'local-dir:{local}': ") and problem in str(err.value) and \
             "Copy a hub model's files there" in str(err.value), str(err.value)
-    (local / "open_clip_model.safetensors").write_bytes(b"weights")
-    fetch_pretrained(CleanConfig(model=f"local-dir:{local}"))
+    # damaged weights, a Git LFS pointer (a clone without LFS): every actor failed with a page of errors (round 32)
+    for name, data, problem in (("open_clip_model.safetensors", b"version https://git-lfs.github.com/spec/v1\n",
+                                 "is a Git LFS pointer, not the weights: run `git lfs pull`"),
+                                ("open_clip_model.safetensors", b"garbage", "is no safetensors file"),
+                                ("open_clip_pytorch_model.bin", b"garbage", "is no PyTorch weights file")):
+        for old in local.glob("*.safetensors"):
+            old.unlink()
+        (local / name).write_bytes(data)
+        with pytest.raises(SpeciesfamError, match=f"{local / name} {problem}"):
+            fetch_pretrained(CleanConfig(model=f"local-dir:{local}"))
+    import torch
+
+    torch.save({"w": torch.zeros(1)}, local / "open_clip_pytorch_model.bin")
+    fetch_pretrained(CleanConfig(model=f"local-dir:{local}"))  # looks like weights: open_clip says the rest
+    # loading it where the bundle's predictor does: one line, not a 46-line traceback (round 32)
+    from speciesfam.data.embedders import open_clip_embedder
+
+    with pytest.raises(SpeciesfamError, match=f"{LOAD_FAILED} 'local-dir:{local}'"):
+        open_clip_embedder(CleanConfig(model=f"local-dir:{local}"))

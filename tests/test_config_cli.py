@@ -93,6 +93,18 @@ def test_the_clean_job_refuses_a_bad_clean_flag_before_it_catalogs(tmp_path, fla
     assert not (tmp_path / "run").exists() and "catalog" not in bad.stdout
 
 
+def test_a_relative_model_folder_or_weights_file_is_recorded_absolute(tmp_path, monkeypatch):
+    """'--model local-dir:models/real' was recorded as written: predict from another folder loaded whatever
+    'models/real' held there (other weights: wrong predictions, exit 0; hostile tester round 32)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.bin").write_bytes(b"PK\x03\x04")
+    args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--model", "local-dir:models/real"])
+    assert cli.clean_config(args).model == f"local-dir:{tmp_path / 'models' / 'real'}"
+    args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", "w.bin"])
+    assert cli.clean_config(args).pretrained == str(tmp_path / "w.bin")
+    assert cli.clean_config(cli.build_parser().parse_args(["clean", "--workdir", "w"])) == CleanConfig()  # tags
+
+
 def test_flags_overlay_only_what_was_given():
     args = cli.build_parser().parse_args(["tune", "probe", "--workdir", "w", "--seed", "7", "--reduction-factor", "3"])
     assert cli.tune_config(args) == TuneConfig(kind="probe", seed=7, reduction_factor=3)

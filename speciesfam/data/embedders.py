@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..config import CleanConfig
+from ..errors import SpeciesfamError
 
 RANDOM_INIT_SEED = 0
 LOAD_FAILED = "could not load open_clip model"  # the driver finds this line in an actor's error
@@ -104,8 +105,35 @@ def local_dir_problem(folder: str) -> str:
         return f"{config} cannot be read as JSON ({err})"
     if not ok:
         return f"{config} has no 'model_cfg'"
-    if not any(glob.glob(os.path.join(glob.escape(folder), f"*.{ext}")) for ext in ("safetensors", "bin", "pth")):
+    files = sorted(glob.glob(os.path.join(glob.escape(folder), "*.safetensors"))) + sorted(
+        glob.glob(os.path.join(glob.escape(folder), "*.bin")) + glob.glob(os.path.join(glob.escape(folder), "*.pth")))
+    if not files:
         return f"{folder} holds no weights file (*.safetensors, *.bin or *.pth)"
+    named = [f for f in files if os.path.basename(f) in PREFERRED_WEIGHTS]  # the one open_clip takes
+    return weights_problem(min(named, key=lambda f: PREFERRED_WEIGHTS.index(os.path.basename(f))) if named else files[0])
+
+
+# open_clip's order of preference among a local-dir folder's weights files (factory._find_checkpoint_in_dir)
+PREFERRED_WEIGHTS = ["open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "open_clip_pytorch_model.bin",
+                     "open_clip_pytorch_model.pth", "model.safetensors", "pytorch_model.bin", "pytorch_model.pth",
+                     "model.pth"]
+
+
+def weights_problem(path: str) -> str:
+    """Why weights file ``path`` is no weights ('' if it looks like some), from its first bytes: a Git LFS pointer
+    (a clone without LFS), a safetensors file whose header is damaged, a .bin/.pth that is no PyTorch file. Each
+    failed in every actor with a page of errors ('header too large', torch's weights_only advice)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    size = os.path.getsize(path)
+    if head.startswith(b"version https://git-lfs"):
+        return f"{path} is a Git LFS pointer, not the weights: run `git lfs pull` where it was cloned"
+    if path.endswith(".safetensors"):
+        n = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
+        if not (0 < n <= size - 8 and head[8:9] == b"{"):
+            return f"{path} is no safetensors file (its header is damaged or missing)"
+    elif not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save: a zip archive, or an old pickle
+        return f"{path} is no PyTorch weights file (torch.save writes a zip archive)"
     return ""
 
 
@@ -212,7 +240,8 @@ def open_clip_embedder(cfg: CleanConfig, device: str | None = None) -> Embedder:
                     precision="fp16" if device == "cuda" else "fp32")
     except Exception as err:  # hub/network failures come in many types; name what was being fetched
         if pretrained or schema:
-            raise RuntimeError(f"{LOAD_FAILED} {what_was_loaded(cfg)}: {err}. {offline_options(cfg)}") from err
+            # a SpeciesfamError: predict/evaluate loading a probe bundle's model say it in one line (a traceback)
+            raise SpeciesfamError(f"{LOAD_FAILED} {what_was_loaded(cfg)}: {err}. {offline_options(cfg)}") from err
         raise
     model.eval()
     dtype = next(model.parameters()).dtype
