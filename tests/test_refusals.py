@@ -214,7 +214,36 @@ def test_imagenet_weights_that_cannot_be_downloaded_or_found_are_refused_in_seco
         check_imagenet_reachable(space, "weights.invalid")
     weights("efficientnetv2-s_notop.h5")  # Keras' own file names
     check_imagenet_reachable(space, "weights.invalid")  # downloaded before: Keras reads the cache
+    # another model's file whose name holds the backbone's passed (round 32)
+    weights("weights_mobilenet_v3_small_minimalistic_224_1.0_float_no_top_v2.h5")
+    (tmp_path / "models" / "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5").unlink()
+    with pytest.raises(ConfigError, match=r"holds none for mobilenetv3small; "):
+        check_imagenet_reachable(space, "weights.invalid")
     check_imagenet_reachable({"model": "scratch_sequential"}, "weights.invalid")  # no backbone: nothing to fetch
+
+
+@pytest.mark.slow  # builds every backbone (~1 min)
+def test_the_imagenet_file_names_checked_are_the_ones_keras_loads(monkeypatch):
+    """check_imagenet_reachable looks for exactly transfer.IMAGENET_FILES: each is the name keras.applications asks
+    its cache for when the backbone is built as speciesfam builds it (include_top=False)."""
+    import keras
+    from keras.src.utils import file_utils
+
+    from speciesfam.models.transfer import BACKBONES, IMAGENET_FILES
+
+    asked = []
+
+    def get_file(fname=None, origin=None, *args, **kwargs):
+        asked.append(fname)
+        raise LookupError(fname)
+
+    monkeypatch.setattr(file_utils, "get_file", get_file)
+    assert set(IMAGENET_FILES) == set(BACKBONES)
+    for name, (cls_name, _, _) in BACKBONES.items():
+        with pytest.raises(LookupError):
+            getattr(keras.applications, cls_name)(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
+        assert asked[-1] == IMAGENET_FILES[name], (name, asked[-1])
+        keras.backend.clear_session()
 
 
 @pytest.mark.parametrize("workdir", ["afile", "afile/"])  # under a file: test_config_cli

@@ -33,6 +33,19 @@ BACKBONES: dict[str, tuple[str, int, str]] = {
     "mobilenetv3large": ("MobileNetV3Large", 224, "builtin"),
     "mobilenetv3small": ("MobileNetV3Small", 224, "builtin"),
 }
+# The file each backbone's ImageNet weights (without the classifier: include_top=False) have in Keras' cache,
+# ~/.keras/models (keras.applications' own names: the offline check looks for exactly these).
+IMAGENET_FILES = {
+    "xception": "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet50v2": "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "efficientnetb0": "efficientnetb0_notop.h5",
+    "efficientnetb3": "efficientnetb3_notop.h5",
+    "efficientnetv2s": "efficientnetv2-s_notop.h5",
+    "convnexttiny": "convnext_tiny_notop.h5",
+    "mobilenetv3large": "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+    "mobilenetv3small": "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+}
 BACKBONE_PREFIX = "backbone"
 # The smallest input each keras.applications backbone builds at (its ``obtain_input_shape`` min_size).
 MIN_SIZE = {"xception": 71}

@@ -48,24 +48,23 @@ MIN_WEIGHTS_BYTES = 1 << 20  # the smallest backbone's notop weights (MobileNetV
 def check_imagenet_reachable(space: dict[str, Any], host: str = "storage.googleapis.com") -> None:
     """Refuse ``--weights imagenet`` in seconds where Keras can neither download the weights of the space's
     backbones nor find them cached (every trial failed after minutes with a URL fetch error). A backbone's file
-    in Keras' cache is a 'notop' .h5 of at least ``MIN_WEIGHTS_BYTES`` whose name holds the backbone's
-    ('weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5', 'efficientnetv2-s_notop.h5'): any file there passed
-    before, a README too. (Keras checks its hash when it loads it.)"""
+    in Keras' cache is the one keras.applications names (``transfer.IMAGENET_FILES``), of at least
+    ``MIN_WEIGHTS_BYTES``: any file there passed before, a README too, then any name holding the backbone's
+    ('..._small_minimalistic_...'). (Keras checks its hash when it loads it.)"""
     import socket
 
-    from ..models.transfer import BACKBONES
+    from ..models.transfer import IMAGENET_FILES
 
     model = space.get("model")
     models = getattr(model, "categories", None) or [model]
-    wanted = sorted({m for m in models if isinstance(m, str) and m in BACKBONES})
+    wanted = sorted({m for m in models if isinstance(m, str) and m in IMAGENET_FILES})
     cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
-    try:  # backbones are built without their classifier: the 'notop' file, MBs (a stub of bytes failed Keras' hash)
-        cached = [f.lower().replace("_", "").replace("-", "") for f in os.listdir(cache) if f.endswith(".h5")
-                  and os.path.getsize(os.path.join(cache, f)) >= MIN_WEIGHTS_BYTES]
-    except OSError:
-        cached = []
-    cached = [f for f in cached if "notop" in f]
-    missing = [m for m in wanted if not any(m in f for f in cached)]
+
+    def cached(name: str) -> bool:  # a stub of bytes failed Keras' hash check, and every trial on the download
+        path = os.path.join(cache, IMAGENET_FILES[name])
+        return os.path.isfile(path) and os.path.getsize(path) >= MIN_WEIGHTS_BYTES
+
+    missing = [m for m in wanted if not cached(m)]
     if not missing:
         return  # weights downloaded before: Keras reads them from there
     try:
