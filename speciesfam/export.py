@@ -228,7 +228,10 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
     summary = {"trial_id": row["trial_id"], "kind": config["kind"], "model": config["model"],
                layout.BEST_METRIC: row[layout.BEST_METRIC], "reason": reason, "bundle": out,
                **({"replaced": replaced} if replaced else {})}
-    stages.finish(workdir, "export", config={"trial": trial_id, "out": out}, summary=summary)
+    # the default folder recorded as None: a copy of the run folder reproduces its own export (its report said
+    # --out ORIGINAL/bundle, replacing the other run's bundle: hostile tester round 32)
+    default = out == storage.filesystem(layout.path(workdir, layout.BUNDLE))[1]
+    stages.finish(workdir, "export", config={"trial": trial_id, "out": None if default else out}, summary=summary)
     _mark_trials_md(workdir, summary)
     return out
 

@@ -85,6 +85,13 @@ def test_probe_bundle_card_and_export_choice_come_from_data(probe_run, probe_bun
     assert "none: random weights" in card and "Known limits" in card
     assert "- open_clip model `ViT-S-32`, random weights (no pretrained tag or file)\n" in card  # not 'pretrained '
     assert re.search(r"- catalog of `.*`: \d+ rows \(\d+ ok(, \d+ [a-z_]+)*\)\n", card), card  # not a Python dict
+    # RUN/bundle is recorded as the default, not as a path: a copy of the run folder reproduced its export with
+    # --out ORIGINAL/bundle, into the other run's bundle (hostile tester round 32)
+    from speciesfam import stages
+    from speciesfam.reproduce import command
+
+    assert stages.load(str(probe_run), "export")["config"]["out"] is None
+    assert "--out" not in command("export", stages.load(str(probe_run), "export"), "/elsewhere/copy")
     from speciesfam.bundle import BundleError, load_bundle
 
     with pytest.raises(BundleError, match=f"{probe_run} is a run folder, not a bundle: give {probe_bundle}"):
