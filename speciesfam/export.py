@@ -92,12 +92,12 @@ def _clean_config(workdir: str, model_id: str | None) -> dict[str, Any]:
     rec = stages.load(workdir, "clean")
     if rec is None:
         raise StageOrderError(f"{workdir} has no record of how the clean stage embedded ({layout.STAGES}/clean.json); "
-                              f"run `speciesfam clean --workdir {workdir}` again (it reuses the cached embeddings)")
+                              f"run `{stages.command('clean', workdir)}` again (it reuses the cached embeddings)")
     cfg = rec["config"]
     if model_id and cfg.get("model_id") != model_id:
         raise StageOrderError(f"the probe was trained on embeddings of {model_id!r}, but the last clean stage embedded "
-                              f"with {cfg.get('model_id')!r}; run the probe search again (`speciesfam tune probe "
-                              f"--workdir {workdir}`)")
+                              f"with {cfg.get('model_id')!r}; run the probe search again "
+                              f"(`{stages.command('tune', workdir, 'probe')}`)")
     return cfg
 
 

@@ -93,6 +93,15 @@ def test_the_clean_job_refuses_a_bad_clean_flag_before_it_catalogs(tmp_path, fla
     assert not (tmp_path / "run").exists() and "catalog" not in bad.stdout
 
 
+def test_advice_quotes_a_run_folder_with_spaces(tmp_path, capsys):
+    """'Run `speciesfam clean --workdir ../runs/my run é` first' could not be pasted into a shell (round 32)."""
+    import shlex
+
+    run = tmp_path / "my run é"
+    assert cli.main(["tune", "probe", "--workdir", str(run)]) == 2
+    assert f"`speciesfam clean --workdir {shlex.quote(str(run))}` first" in capsys.readouterr().err
+
+
 def test_a_relative_model_folder_or_weights_file_is_recorded_absolute(tmp_path, monkeypatch):
     """'--model local-dir:models/real' was recorded as written: predict from another folder loaded whatever
     'models/real' held there (other weights: wrong predictions, exit 0; hostile tester round 32)."""

@@ -165,6 +165,8 @@ def _changed(before: dict[str, Any], cfg: TuneConfig) -> list[str]:
 
 def _shown(value: Any) -> str:
     """A setting as typed on the command line: none, a JSON object, a bare word."""
+    if isinstance(value, float):
+        return f"{value:g}"  # 100, as typed (100.0)
     return "none" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
 
 

@@ -40,11 +40,11 @@ def training_manifest(workdir: str, kind: str = "scratch") -> str:
         stages.check_fresh(workdir, "clean")  # a re-run catalog makes the cleaned manifest stale
         return cleaned
     if not storage.exists(layout.path(workdir, layout.MANIFEST)):  # nothing catalogued there (a mistyped --workdir?)
-        raise StageOrderError(f"{workdir} holds no catalogued run ({layout.MANIFEST} not found). Run `speciesfam "
-                              f"catalog SOURCE --workdir {workdir}` and `speciesfam clean --workdir {workdir}` first.")
+        raise StageOrderError(f"{workdir} holds no catalogued run ({layout.MANIFEST} not found). Run "
+                              f"`{stages.command('catalog', workdir)}` and `{stages.command('clean', workdir)}` first.")
     if kind == "probe":
         raise StageOrderError(f"{cleaned} does not exist: a probe search trains on the clean stage's embeddings. "
-                              f"Run `speciesfam clean --workdir {workdir}` first.")
+                              f"Run `{stages.command('clean', workdir)}` first.")
     console.say(f"tune: {cleaned} not found, training on the uncleaned catalog (run `speciesfam clean` first to "
                 "remove outliers)")
     return layout.path(workdir, layout.MANIFEST)

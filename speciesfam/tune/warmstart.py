@@ -10,6 +10,7 @@ parameters are sampled from their domains so the point is complete (Ray's search
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 import numpy as np
@@ -76,7 +77,7 @@ def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
 
     run_it = f"speciesfam tune {source}" if source in KINDS else f"speciesfam tune probe --name {source}"
     raise ConfigError(f"--init-from {source!r}: no finished trial scored on this run's val split found in {experiment} "
-                      f"or {trials_uri}; run `{run_it} --workdir {workdir}` first, or drop --init-from")
+                      f"or {trials_uri}; run `{run_it} --workdir {shlex.quote(workdir)}` first, or drop --init-from")
 
 
 def fit_point(config: dict[str, Any], space: dict[str, Any], seed: int = 0,
