@@ -304,3 +304,18 @@ def test_a_moved_or_copied_run_folder_exports_its_own_checkpoints(probe_run, tmp
     assert main(["export", "--workdir", str(moved)]) == 2
     assert "is not there (deleted, or the search's --storage-path moved); export another --trial" in \
         capsys.readouterr().err
+
+
+def test_a_deleted_trial_table_names_the_resume_that_writes_it(probe_run, tmp_path):
+    """With trials.csv deleted, export said to run tune, which then refused the search's name (round 32)."""
+    import shutil
+
+    from speciesfam.errors import StageOrderError
+    from speciesfam.export import export_bundle
+
+    run = tmp_path / "copy"
+    shutil.copytree(probe_run, run)
+    (run / "trials.csv").unlink()
+    with pytest.raises(StageOrderError, match=r"trials.csv does not exist, though searches ran here \(probe\); "
+                                              r"`speciesfam tune probe --workdir .* --resume --name probe` writes it"):
+        export_bundle(str(run))
