@@ -350,14 +350,18 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             raise ConfigError(f"--resume --name {name}: the search space is not the one that search started with "
                               f"(its searched keys: {said or 'they differ'}); resume it with the same --space and "
                               "--extra, or start a new search without --resume") from None
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    search_alg, limit = SEARCHERS.get(cfg.searcher)(space, cfg.seed, points=points), cfg.max_concurrent or slots
+    if isinstance(search_alg, BasicVariantGenerator):  # Tune ignores max_concurrent_trials for one it is given
+        search_alg.max_concurrent, limit = limit or 0, None  # (random/grid, seeded: every trial started at once)
     return tune.Tuner(
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode=MODE, num_samples=cfg.num_samples,
-            search_alg=SEARCHERS.get(cfg.searcher)(space, cfg.seed, points=points),
+            metric=METRIC, mode=MODE, num_samples=cfg.num_samples, search_alg=search_alg,
             scheduler=SCHEDULERS.get(cfg.scheduler)(cfg), reuse_actors=reuse_actors,
-            max_concurrent_trials=cfg.max_concurrent or slots, time_budget_s=cfg.time_budget_s),
+            max_concurrent_trials=limit, time_budget_s=cfg.time_budget_s),
         run_config=tune.RunConfig(name=name, storage_path=storage_path, checkpoint_config=tune.CheckpointConfig(
             # checkpoints reported to Tune itself (probe trials: one per new best): each trial's 2 best, not
             # all of them (100 probe trials x ~9 improvements x ~1.5 MB of weights would stay on disk).
