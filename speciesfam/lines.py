@@ -307,7 +307,8 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             alone = " (a classifier needs at least 2: tune will refuse this collection)" if n == 1 else ""
             empty = stages.summary(workdir, "catalog").get("empty_folders") or []
             if empty:
-                alone += f"; {counted(len(empty), 'family folder')} holding no file (see catalog.md): {some(empty, quote=True)}"
+                alone += (f"; {counted(len(empty), 'family folder')} holding no file (see catalog.md): "
+                          f"{some(empty, quote=True)}")
             return f"catalog: {counted(len(m), 'row')} ({parts}); {counted(n, 'family', 'families')}{alone}"
         if stage == "clean":
             c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))

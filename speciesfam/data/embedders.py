@@ -105,8 +105,8 @@ def local_dir_problem(folder: str) -> str:
         return f"{config} cannot be read as JSON ({err})"
     if not ok:
         return f"{config} has no 'model_cfg'"
-    files = sorted(glob.glob(os.path.join(glob.escape(folder), "*.safetensors"))) + sorted(
-        glob.glob(os.path.join(glob.escape(folder), "*.bin")) + glob.glob(os.path.join(glob.escape(folder), "*.pth")))
+    found = {ext: glob.glob(os.path.join(glob.escape(folder), f"*.{ext}")) for ext in ("safetensors", "bin", "pth")}
+    files = sorted(found["safetensors"]) + sorted(found["bin"] + found["pth"])  # open_clip's order
     if not files:
         return f"{folder} holds no weights file (*.safetensors, *.bin or *.pth)"
     named = [f for f in files if os.path.basename(f) in PREFERRED_WEIGHTS]  # the one open_clip takes
@@ -168,8 +168,6 @@ def fetch_pretrained(cfg: CleanConfig) -> None:
     import subprocess
     import sys
     import urllib.parse
-
-    from ..errors import SpeciesfamError
 
     hub = cfg.model.startswith("hf-hub:")
     if not cfg.embedder and cfg.model.startswith("local-dir:"):

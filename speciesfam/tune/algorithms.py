@@ -1,7 +1,7 @@
 """Searchers and schedulers by name (``speciesfam.registry.SEARCHERS`` / ``SCHEDULERS``).
 
-A searcher builder is ``(space, seed, points=None) -> Searcher``; ``points`` are complete configurations to evaluate first (a warm start, ``TuneConfig.init_from``;
-grid search ignores them); a scheduler builder is ``(cfg: TuneConfig) -> TrialScheduler``. Metric and mode are
+A searcher builder is ``(space, seed, points=None) -> Searcher``; ``points`` are complete configurations to
+evaluate first (a warm start, ``TuneConfig.init_from``; grid search ignores them); a scheduler builder is ``(cfg: TuneConfig) -> TrialScheduler``. Metric and mode are
 given once, to ``tune.TuneConfig``.
 Epochs are Tune iterations: one ``ray.train.report`` per epoch.
 """

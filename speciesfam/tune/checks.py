@@ -36,7 +36,7 @@ def check_plugins(cfg: TuneConfig, space: dict[str, Any]) -> None:
         except Exception as err:  # a plug-in's own failure, or a searcher that cannot take this space
             raise ConfigError(f"--{flag} {getattr(cfg, flag)} failed when built for this search: "
                               f"{type(err).__name__}: {err}") from err
-        if made is not None and not isinstance(made, kinds):  # None: Tune's default (random: BasicVariantGenerator)
+        if made is not None and not isinstance(made, kinds):  # None: Tune's own generator (a plug-in may say so)
             raise ConfigError(f"--{flag} {getattr(cfg, flag)} returned an object of type {type(made).__name__}, not "
                               f"a Ray Tune {kinds[0].__name__}; give a function that builds one (see "
                               "speciesfam/tune/algorithms.py)")
@@ -54,10 +54,9 @@ def check_imagenet_reachable(space: dict[str, Any], host: str = "storage.googlea
     import socket
 
     from ..models.transfer import IMAGENET_FILES
+    from .space import model_names
 
-    model = space.get("model")
-    models = getattr(model, "categories", None) or [model]
-    wanted = sorted({m for m in models if isinstance(m, str) and m in IMAGENET_FILES})
+    wanted = sorted({m for m in model_names(space.get("model")) if isinstance(m, str) and m in IMAGENET_FILES})
     cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
 
     def cached(name: str) -> bool:  # a stub of bytes failed Keras' hash check, and every trial on the download

@@ -136,16 +136,16 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
 
 def _changed(before: dict[str, Any], cfg: TuneConfig) -> list[str]:
     """The recorded settings ``cfg`` changes, each as the flag that resumes it and the value now ('--smoke-test
-    (now no --smoke-test)', '--num-samples 2 (now 8)'), --smoke-test first (it sets the others). Not a change: a flag this search does not
-    read, the default grace period given by its value, a resume without --init-from (no warm start is drawn
-    again)."""
+    (now no --smoke-test)', '--num-samples 2 (now 8)'), --smoke-test first (it sets the others). Not a change: a
+    flag this search does not read, the default grace period given by its value, a resume without --init-from
+    (no warm start is drawn again)."""
     import dataclasses
 
-    from ..flags import flag_of
+    from ..flags import config_fields, flag_of
 
     now = json.loads(json.dumps(_settings(cfg), default=str))  # compared as stored: JSON
     unread = cfg.unused(set(before))
-    fields = {f.name: f for f in dataclasses.fields(TuneConfig)}
+    fields = {f.name: f for f in config_fields(TuneConfig)}
     out = []
     for k in sorted(before, key=lambda k: k != "smoke_test"):
         if k not in now or k in unread or before[k] == now[k] or (k == "init_from" and now[k] is None):

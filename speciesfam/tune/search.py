@@ -211,8 +211,10 @@ def start_line(cfg: TuneConfig, name: str, space: dict[str, Any], slots: int) ->
     else:
         gpus = f" + {cfg.gpus_per_worker:g} GPU" if cfg.gpus_per_worker else ""
         each = f"{lines.counted(cfg.workers_per_trial, 'Ray Train worker')} x {cfg.cpus_per_worker:g} CPU{gpus}"
-    scheduler = f"{cfg.scheduler} (grace {lines.counted(cfg.grace, 'epoch')}{', the first bracket' * (cfg.scheduler == 'hyperband')})" \
-        if cfg.scheduler in ("asha", "hyperband") else cfg.scheduler
+    scheduler = cfg.scheduler
+    if cfg.scheduler in ("asha", "hyperband"):  # HyperBand's later brackets judge later
+        bracket = ", the first bracket" if cfg.scheduler == "hyperband" else ""
+        scheduler += f" (grace {lines.counted(cfg.grace, 'epoch')}{bracket})"
     budget = f", time budget {cfg.time_budget_s:g} s" if cfg.time_budget_s else ""
     planned = planned_trials(space, cfg)
     at_once = min(cfg.max_concurrent or slots, slots, planned)  # what fits now, whatever --max-concurrent allows

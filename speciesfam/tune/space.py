@@ -61,12 +61,10 @@ ALIASES = {"learning_rate": "lr", "learningrate": "lr", "batch": "batch_size", "
 
 def _setting_flag(key: str) -> str | None:
     """The flag of a search setting (a ``TuneConfig`` field) that ``key`` names, e.g. '--image-size 32'."""
-    import dataclasses
-
     from ..config import TuneConfig
-    from ..flags import flag_of
+    from ..flags import config_fields, flag_of
 
-    fields = {f.name: f for f in dataclasses.fields(TuneConfig) if f.metadata.get("cli", True)}
+    fields = {f.name: f for f in config_fields(TuneConfig)}
     name = {"epochs": "max_epochs", "trials": "num_samples"}.get(key, key.replace("-", "_"))
     return flag_of(fields[name]) if name in fields else None
 
@@ -102,7 +100,7 @@ def _module_hint(name: str) -> str:
 
 
 def _module(name: str):
-    if name.endswith(".py") or name.startswith(("./", "/", "../")) or "/" in name:
+    if name.endswith(".py") or "/" in name:
         raise ConfigError(f"--space {name!r} is a path; {_module_hint(name)}")
     try:
         module = importlib.import_module(name)
@@ -150,14 +148,21 @@ def load_space(cfg) -> dict[str, Any]:
     return merged
 
 
+def model_names(model: Any) -> list:
+    """The models a space's ``model`` value names: a ``tune.choice``'s categories, a grid's values, or the one."""
+    if isinstance(model, dict) and "grid_search" in model:
+        return list(model["grid_search"])
+    categories = getattr(model, "categories", None)
+    return list(categories) if categories is not None else [model]
+
+
 def _check_models_fit_kind(model: Any, kind: str, name: str) -> None:
     """Refuse a space whose models are all of the other CNN kind: a transfer search of scratch CNNs (recorded and
     reported as transfer learning, with no pretrained weights), or a scratch search of ImageNet backbones (their
     weights random, never said). A mix, or a model of your own (module:attr), is taken as given."""
     from ..models.transfer import BACKBONES
 
-    grid = isinstance(model, dict) and "grid_search" in model
-    names = model["grid_search"] if grid else getattr(model, "categories", None) or [model]
+    names = model_names(model)
     if not all(isinstance(n, str) and ":" not in n for n in names):
         return
     backbones = [n for n in names if n in BACKBONES]
@@ -177,13 +182,11 @@ def models_that_build(model: Any, image_size: int, depth: Any = None) -> Any:
     once, before any trial starts (every such trial failed, minutes later). A fixed model, or a choice left
     empty, is refused. scratch_sequential kept with depths too deep for some trials is said too."""
     from ray import tune
-    from ray.tune.search.sample import Categorical
 
     from ..console import say
 
     grid = isinstance(model, dict) and "grid_search" in model
-    names = list(model.categories) if isinstance(model, Categorical) else list(model["grid_search"]) if grid \
-        else [model]
+    names = model_names(model)
     low, high = _int_bounds(depth)
     need = _min_sizes(low)
     small = [n for n in names if isinstance(n, str) and need.get(n, 0) > image_size]
