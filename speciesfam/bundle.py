@@ -10,7 +10,7 @@ A bundle is a folder; two kinds share one schema (``config.json``: ``schema``, `
   ``saved_model/`` (TF SavedModel for serving).
 - ``kind: "probe"``: ``head.keras`` (a Keras head on L2-normalised embeddings) and ``config.json["embedder"]``,
   which records how to embed: an open_clip architecture with its pretrained tag, a local weights file (path
-  and sha256), or a user's ``module:factory``. The embedder's own preprocessing is rebuilt from that record
+  and sha256), a ``local-dir:`` folder (the sha256 of its config and weights), or a user's ``module:factory``. The embedder's own preprocessing is rebuilt from that record
   (``speciesfam.data.embedders.load_embedder``), so images go in raw, as for a CNN.
 
 Every bundle also has ``labels.json``, ``metrics.json``, ``MODEL_CARD.md`` and ``checksums.json`` (sha256 of
@@ -249,13 +249,16 @@ def embedder_config(spec: dict[str, Any]):
     from .config import CleanConfig
 
     pretrained = spec.get("pretrained")
+    files = dict(spec.get("files_sha256") or {})  # a local-dir: model's config and weights
     if spec.get("pretrained_sha256"):
-        if not os.path.exists(pretrained):
-            raise BundleError(f"this bundle embeds with the local weights file {pretrained} (sha256 "
-                              f"{spec['pretrained_sha256']}), which is not on this machine; copy it there")
-        if sha256_file(pretrained) != spec["pretrained_sha256"]:
-            raise BundleError(f"{pretrained} is not the weights file this bundle was trained on (sha256 differs "
-                              f"from {spec['pretrained_sha256']}); restore the original file")
+        files[pretrained] = spec["pretrained_sha256"]
+    for file, digest in files.items():
+        if not os.path.isfile(file):
+            raise BundleError(f"this bundle embeds with the local file {file} (sha256 {digest}), which is not on "
+                              "this machine; copy it there")
+        if sha256_file(file) != digest:
+            raise BundleError(f"{file} is not the file this bundle's head was trained on (sha256 differs from "
+                              f"{digest}); restore the original file, or export again from a run cleaned with it")
     return CleanConfig(model=spec.get("model") or CleanConfig.model, pretrained=pretrained,
                        embedder=spec.get("embedder"))
 

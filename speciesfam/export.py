@@ -120,6 +120,8 @@ def embedder_record(clean_cfg: dict[str, Any]) -> dict[str, Any]:
         pretrained = spec["pretrained"]
         if spec["model"].startswith(("hf-hub:", "local-dir:")):
             spec.update(source=spec["model"].split(":", 1)[0], pretrained=None)
+            if spec["model"].startswith("local-dir:"):  # the folder's files, so that one replaced in place is told
+                spec["files_sha256"] = _local_dir_files(spec["model"][len("local-dir:"):])
         elif pretrained and os.path.exists(pretrained):
             spec.update(source="local weights file", pretrained=os.path.abspath(pretrained),
                         pretrained_sha256=B.sha256_file(pretrained))
@@ -127,6 +129,14 @@ def embedder_record(clean_cfg: dict[str, Any]) -> dict[str, Any]:
             spec["source"] = "open_clip pretrained tag" if pretrained else "open_clip random weights"
     spec["licence"] = licence(spec)
     return spec
+
+
+def _local_dir_files(folder: str) -> dict[str, str]:
+    """sha256 of the files open_clip reads from a ``local-dir:`` folder: its config and the weights it loads."""
+    from .data.embedders import local_dir_weights
+
+    files = [os.path.join(folder, "open_clip_config.json"), local_dir_weights(folder)]
+    return {os.path.abspath(f): B.sha256_file(f) for f in files if f and os.path.isfile(f)}
 
 
 def _is_probe(ckpt_cfg: dict[str, Any]) -> bool:

@@ -59,6 +59,7 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
                        "random weights (no pretrained tag or file)")
             lines.append(f"- open_clip model {code(visible(e['model']))}, {weights}"
                          + (f" (sha256 {e['pretrained_sha256']})" if e.get("pretrained_sha256") else ""))
+            lines += [f"- file {code(visible(f))}: sha256 {digest}" for f, digest in (e.get("files_sha256") or {}).items()]
         lines += [f"- licence of its weights: {e['licence']}", ""]
     ran = counted(int(metrics["epochs_run"]), "epoch")
     lines += ["## Metrics", "", f"- trial `{row['trial_id']}` ({row.get('kind')} search): best {layout.METRIC} "

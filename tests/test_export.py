@@ -176,7 +176,7 @@ def test_a_damaged_probe_bundle_is_refused(probe_run, probe_bundle, tmp_path):
     config["embedder"].update(pretrained=str(weights), pretrained_sha256="0" * 64)
     (b / "config.json").write_text(json.dumps(config))
     rewrite_checksums(b)
-    with pytest.raises(BundleError, match="not the weights file this bundle was trained on"):
+    with pytest.raises(BundleError, match="not the file this bundle's head was trained on"):
         load_bundle(str(b))
     weights.unlink()
     with pytest.raises(BundleError, match="not on this machine"):
@@ -189,6 +189,35 @@ def test_a_damaged_probe_bundle_is_refused(probe_run, probe_bundle, tmp_path):
     with pytest.raises(BundleError, match="config.json is not a folder: give a bundle folder \\(RUN/bundle, made by "
                                           "`speciesfam export`\\) as the first argument$"):  # an image given first
         load_bundle(str(b / "config.json"))
+
+
+def test_a_local_dir_model_replaced_in_place_is_told(probe_bundle, tmp_path):
+    """A probe bundle of a --model local-dir:FOLDER run recorded the folder only: its weights replaced in place
+    (another model saved there) were loaded and gave other predictions, exit 0 (left open in round 32)."""
+    from speciesfam.bundle import BundleError, load_bundle
+    from speciesfam.export import embedder_record
+
+    local = tmp_path / "bioclip"
+    local.mkdir()
+    (local / "open_clip_config.json").write_text('{"model_cfg": {}}')
+    (local / "pytorch_model.bin").write_bytes(b"PK\x03\x04 other weights")
+    (local / "open_clip_pytorch_model.bin").write_bytes(b"PK\x03\x04 the weights")  # the one open_clip loads
+    spec = embedder_record({"model_id": "open_clip:local-dir", "model": f"local-dir:{local}", "pretrained": None})
+    assert sorted(spec["files_sha256"]) == [str(local / "open_clip_config.json"),
+                                            str(local / "open_clip_pytorch_model.bin")]
+    b = Path(shutil.copytree(probe_bundle, tmp_path / "bundle"))
+    config = json.loads((b / "config.json").read_text())
+    config["embedder"] = spec
+    (b / "config.json").write_text(json.dumps(config))
+    rewrite_checksums(b)
+    (local / "pytorch_model.bin").write_bytes(b"PK\x03\x04 changed, but not loaded")  # no refusal for it
+    (local / "open_clip_pytorch_model.bin").write_bytes(b"PK\x03\x04 new weights")
+    with pytest.raises(BundleError, match=f"^{re.escape(str(local / 'open_clip_pytorch_model.bin'))} is not the file "
+                                          "this bundle's head was trained on"):
+        load_bundle(str(b))
+    (local / "open_clip_config.json").unlink()
+    with pytest.raises(BundleError, match="open_clip_config.json .* which is not on this machine; copy it there"):
+        load_bundle(str(b))
 
 
 @pytest.mark.slow  # two actor pools that each load torch, open_clip and TensorFlow (~1-2 min on 2 cores)

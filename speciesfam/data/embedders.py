@@ -90,7 +90,6 @@ def local_dir_problem(folder: str) -> str:
     """Why ``--model local-dir:FOLDER`` cannot load, as open_clip reads such a folder ('' if it can): the folder,
     its ``open_clip_config.json`` with a 'model_cfg', and a weights file (without one open_clip builds random
     weights and only logs a warning)."""
-    import glob
     import json
 
     if not os.path.isdir(folder):
@@ -105,12 +104,20 @@ def local_dir_problem(folder: str) -> str:
         return f"{config} cannot be read as JSON ({err})"
     if not ok:
         return f"{config} has no 'model_cfg'"
+    weights = local_dir_weights(folder)
+    return weights_problem(weights) if weights else f"{folder} holds no weights file (*.safetensors, *.bin or *.pth)"
+
+
+def local_dir_weights(folder: str) -> str:
+    """The weights file open_clip loads from a ``local-dir:`` folder ('' if it holds none)."""
+    import glob
+
     found = {ext: glob.glob(os.path.join(glob.escape(folder), f"*.{ext}")) for ext in ("safetensors", "bin", "pth")}
     files = sorted(found["safetensors"]) + sorted(found["bin"] + found["pth"])  # open_clip's order
-    if not files:
-        return f"{folder} holds no weights file (*.safetensors, *.bin or *.pth)"
     named = [f for f in files if os.path.basename(f) in PREFERRED_WEIGHTS]  # the one open_clip takes
-    return weights_problem(min(named, key=lambda f: PREFERRED_WEIGHTS.index(os.path.basename(f))) if named else files[0])
+    if named:
+        return min(named, key=lambda f: PREFERRED_WEIGHTS.index(os.path.basename(f)))
+    return files[0] if files else ""
 
 
 # open_clip's order of preference among a local-dir folder's weights files (factory._find_checkpoint_in_dir)
