@@ -1,0 +1,207 @@
+"""Resuming a search: a killed driver's finished trials kept, and the refusals of a resume that cannot
+continue (never started, another split, other settings, its time budget spent)."""
+
+import pytest
+from conftest import pickle_by_value, saved_as_finished
+from test_search import toy
+
+from speciesfam.config import ConfigError, TuneConfig
+from speciesfam.tune.search import make_tuner
+
+
+def slow_toy(config):
+    import time
+
+    from ray import tune
+
+    for epoch in range(1, 4):
+        time.sleep(0.3)
+        tune.report({"val_macro_f1": config["q"] * epoch / 3, "epoch": epoch})
+
+
+DRIVER = """
+import sys
+import ray
+from ray import tune
+ray.init(address=sys.argv[1])
+sys.path.insert(0, sys.argv[3])
+from test_resume import slow_toy, RESUME_CFG, resume_space
+from speciesfam.tune.search import make_tuner
+make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), resume_space(), RESUME_CFG, sys.argv[2], "killed").fit()
+"""
+pickle_by_value(__name__)  # Ray workers cannot import test modules: ship this module's functions by value
+RESUME_CFG = TuneConfig(searcher="random", scheduler="fifo", num_samples=1, max_epochs=3, max_concurrent=1)
+
+
+def resume_space() -> dict:
+    """The killed search's space; --resume gives Tune the same one."""
+    from ray import tune
+
+    return {"q": tune.grid_search([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])}
+
+
+@pytest.mark.slow
+def test_resume_after_the_driver_is_killed_keeps_finished_trials(tmp_path, ray_session):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from dataclasses import replace
+    from pathlib import Path
+
+    from ray import tune
+
+    storage = tmp_path / "tune"
+    address = ray_session.get_runtime_context().gcs_address
+    # A second driver joining speciesfam's loopback-only local Ray must resolve its own address to 127.0.0.1 too.
+    # Tune saves its state (what --resume restores) every 10 s or more; a trial that finished after the last save
+    # runs again on resume, as Tune documents. Saved each second here, so that the kill lands mid-search.
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, address, str(storage), str(Path(__file__).parent)],
+                              env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                                   "TUNE_GLOBAL_CHECKPOINT_S": "1"})
+
+    def finished():
+        """Trials whose last reported epoch is the last one (a trial cut off by the kill and restarted on
+        resume appends a fresh run to its partial one, so line counts differ)."""
+        done = []
+        for result in (storage / "killed").glob("*/result.json"):
+            lines = result.read_text().splitlines()
+            if lines and json.loads(lines[-1])["epoch"] == 3:
+                done.append((result.parent.name, lines))
+        return dict(done)
+
+    deadline = time.time() + 180
+    while len(saved_as_finished(storage / "killed")) < 2 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    saved = saved_as_finished(storage / "killed")
+    before = {name: lines for name, lines in finished().items() if name in saved}
+    assert 2 <= len(before) == len(saved) < 6, f"driver should be killed mid-search ({sorted(saved)} done)"
+    with pytest.raises(ConfigError, match="--resume --name killed: the search space is not the one that search "
+                                          "started with"):  # a space edited since: Tune's ValueError, a traceback
+        make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), {}, replace(RESUME_CFG, resume=True), str(storage),
+                   "killed")
+    results = make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), resume_space(),
+                         replace(RESUME_CFG, resume=True), str(storage), "killed").fit()
+    assert len(results) == 6 and not results.errors
+    after = finished()
+    assert len(after) == 6
+    for name, lines in before.items():  # finished trials were kept, not run again
+        assert after[name] == lines
+    assert sorted(round(r.config["q"], 1) for r in results) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    assert max(json.loads(after[n][-1])["val_macro_f1"] for n in after) == pytest.approx(0.6)
+
+
+def test_resume_of_a_search_never_started_is_refused_naming_the_ones_there(tmp_path):
+    from dataclasses import replace
+
+    (tmp_path / "tune" / "earlier").mkdir(parents=True)
+    (tmp_path / "tune" / "earlier" / "tuner.pkl").write_bytes(b"")  # what Tune keeps to restore a search
+    (tmp_path / "tune" / "train").mkdir()  # a folder that is not a search
+    with pytest.raises(ConfigError, match=r"no search named 'never_ran' in .*searches there: earlier\);"):
+        make_tuner(toy, {}, replace(RESUME_CFG, resume=True), str(tmp_path / "tune"), "never_ran")
+    with pytest.raises(ConfigError, match="none was started there"):
+        make_tuner(toy, {}, replace(RESUME_CFG, resume=True), str(tmp_path / "empty"), "never_ran")
+
+
+def _ran(experiment):
+    """What a search that ran leaves: Tune's state and a trial's results."""
+    (experiment / "tuner.pkl").write_bytes(b"")
+    (experiment / "trial_0").mkdir()
+    (experiment / "trial_0" / "result.json").write_text('{"val_macro_f1": 0.5}\n')
+
+
+def test_resume_of_a_search_scored_on_a_split_that_is_gone_is_refused(tmp_path):
+    from speciesfam.tune.record import check_record, write_record
+
+    tune_dir = str(tmp_path / "tune")
+    write_record(tune_dir, "p1", "clean_manifest.parquet run aaaa: 40 val images")
+    _ran(tmp_path / "tune" / "p1")
+    check_record(tune_dir, "p1", "clean_manifest.parquet run aaaa: 40 val images", resume=True)  # same split: fine
+    with pytest.raises(ConfigError, match=r"--resume --name p1: that search's trials were scored on another split "
+                                          r"\(clean_manifest.parquet run aaaa.*now clean_manifest.parquet run bbbb"):
+        check_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=True)
+    (tmp_path / "tune" / "p1" / "speciesfam_split.json").unlink()  # searches from before the record: resumed
+    check_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", resume=True)
+
+
+def test_a_search_name_is_not_reused_on_the_same_split_and_a_resume_keeps_its_settings(tmp_path):
+    """Re-running a search under its name dropped its earlier trials from trials.csv; --resume with other flags
+    printed them and ran with the stored ones."""
+    from dataclasses import replace
+
+    from speciesfam.tune.record import check_record, write_record
+
+    tune_dir, split = str(tmp_path / "tune"), "clean_manifest.parquet run aaaa: 40 val images"
+    cfg = TuneConfig(kind="probe", num_samples=2, max_epochs=3, extra={"lr": 0.01})
+    write_record(tune_dir, "p1", split, cfg)
+    check_record(tune_dir, "p1", split, False, cfg)  # refused or crashed before Tune saved a state: free
+    (tmp_path / "tune" / "p1" / "tuner.pkl").write_bytes(b"")  # Tune's state, but no trial reported (Ctrl-C at once)
+    check_record(tune_dir, "p1", split, False, cfg)  # free: it was stuck, and its resume crashed in Tune
+    with pytest.raises(ConfigError, match="stopped before any trial reported a result, so there is nothing to "):
+        check_record(tune_dir, "p1", split, True, replace(cfg, resume=True))
+    _ran(tmp_path / "tune" / "p1")
+    with pytest.raises(ConfigError, match="--name p1: a search of that name already ran .* Give --resume to continue"):
+        check_record(tune_dir, "p1", split, False, cfg)
+    check_record(tune_dir, "p1", split, True, replace(cfg, resume=True, max_concurrent=None))
+    with pytest.raises(ConfigError, match=r"these differ; resume it with --searcher optuna \(now random\); "
+                                          r"--num-samples 2 \(now 4\); --extra \{\"lr\": 0.01\} \(now "
+                                          r"\{\"lr\": 0.1\}\), or start a new search with another --name$"):
+        check_record(tune_dir, "p1", split, True, replace(cfg, resume=True, num_samples=4, searcher="random",
+                                                          extra={"lr": 0.1}))
+    # named as the flags a user types, --smoke-test first; W&B is restored with the search, so it is a change too
+    # (a resume with --wandb offline logged nothing, unsaid: hostile tester round 30)
+    with pytest.raises(ConfigError, match=r"resume it with no --smoke-test \(now --smoke-test\); `tune probe` "
+                                          r"\(now scratch\); --image-cache \(now --no-image-cache\); --wandb "
+                                          r"disabled \(now offline\), "):
+        check_record(tune_dir, "p1", split, True, replace(cfg, resume=True, wandb="offline", smoke_test=True,
+                                                          image_cache=False, kind="scratch", extra={"lr": 0.01}))
+    # not changes: the default grace period given by its value, a resume without the --init-from it started with
+    check_record(tune_dir, "p1", split, True, replace(cfg, resume=True, grace_period=3))
+    scratch = replace(cfg, kind="scratch")
+    write_record(tune_dir, "s2", split, replace(scratch, init_from="probe"))
+    _ran(tmp_path / "tune" / "s2")
+    check_record(tune_dir, "s2", split, True, replace(scratch, resume=True))
+    with pytest.raises(ConfigError, match=r"resume it with --init-from probe \(now other\)"):
+        check_record(tune_dir, "s2", split, True, replace(scratch, resume=True, init_from="other"))
+    # ... and its records keep it: the tune record had init_from None, so the report's reproduce command lost
+    # --init-from and listed the search before its source (hostile tester round 31)
+    from speciesfam.tune.record import as_started
+
+    assert as_started(tune_dir, "s2", replace(scratch, resume=True)).init_from == "probe"
+    assert as_started(tune_dir, "s2", scratch).init_from is None  # a new search: as given
+    # settings the search does not read may differ (the CLI names them as ignored)
+    check_record(tune_dir, "p1", split, True, replace(cfg, resume=True, image_size=96, weights=None,
+                                                      scheduler="asha"))
+    check_record(tune_dir, "p1", "clean_manifest.parquet run bbbb: 41 val images", False, cfg)  # stale: free
+    with pytest.raises(ConfigError, match="no search named 'p2'"):  # refused before the split is even looked at
+        check_record(tune_dir, "p2", split, True, cfg)
+
+
+def test_a_search_its_time_budget_ended_is_not_resumed_into_an_empty_run(tmp_path):
+    """Observed (hostile tester): --resume of a search its time budget ended trained nothing, exited 0 and
+    recorded that the budget had not ended it (Tune's budget spans the search's runs: none was left)."""
+    from dataclasses import replace
+
+    from speciesfam.tune.record import add_seconds, check_record, used_seconds, write_record
+
+    tune_dir, split = str(tmp_path / "tune"), "clean_manifest.parquet run aaaa: 40 val images"
+    cfg = TuneConfig(kind="probe", num_samples=300, max_epochs=20, time_budget_s=15)
+    write_record(tune_dir, "p1", split, cfg)
+    _ran(tmp_path / "tune" / "p1")
+    add_seconds(tune_dir, "p1", 9.5)  # interrupted with 5.5 s left: resumed
+    check_record(tune_dir, "p1", split, True, replace(cfg, resume=True))
+    add_seconds(tune_dir, "p1", 5.6)  # the resumed run used the rest
+    assert used_seconds(tune_dir, "p1") == pytest.approx(15.1)
+    with pytest.raises(ConfigError, match=r"--resume --name p1: its time budget \(15 s\) ended that search.* "
+                                          "Start a new search with another --name"):
+        check_record(tune_dir, "p1", split, True, replace(cfg, resume=True))
+    with pytest.raises(ConfigError, match="Give another --name to keep both"):  # not 'Give --resume'
+        check_record(tune_dir, "p1", split, False, cfg)
+    write_record(tune_dir, "p2", split, replace(cfg, time_budget_s=None))
+    _ran(tmp_path / "tune" / "p2")
+    add_seconds(tune_dir, "p2", 100.0)
+    check_record(tune_dir, "p2", split, True, replace(cfg, resume=True, time_budget_s=None))  # no budget: resumed
