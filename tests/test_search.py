@@ -1,4 +1,5 @@
-"""Search wiring with fast toy trainables: searchers, ASHA, failed and NaN trials, the trial table (resuming: test_resume.py)."""
+"""Search wiring with fast toy trainables: searchers, ASHA, failed and NaN trials, the trial table
+(resuming a search: test_resume.py)."""
 
 import re
 
