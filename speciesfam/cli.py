@@ -273,7 +273,8 @@ def _run_stage(args: argparse.Namespace) -> int:
     storage.require_creatable(args.workdir, "--workdir",
                               "the run (it is created)" if args.command == "catalog" else "the run")
     failed = None
-    with stage_log.stage_logs(args.workdir, args.command):
+    typed = [OneLineParser.shown_as or "speciesfam", *getattr(args, "argv", sys.argv[1:])]
+    with stage_log.stage_logs(args.workdir, args.command, typed):
         try:
             rc = COMMANDS[args.command](args)
         except SearchFailedError as err:  # it ran and trained nothing: its summary and report still stand
@@ -289,7 +290,10 @@ def _run_stage(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(parse(take_verbose(list(sys.argv[1:] if argv is None else argv))))
+    argv = take_verbose(list(sys.argv[1:] if argv is None else argv))
+    args = parse(argv)
+    args.argv = argv  # the stage's log records the command as typed
+    return run(args)
 
 
 def entry(argv: list[str] | None = None) -> int:

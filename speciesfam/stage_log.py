@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -56,8 +57,9 @@ class _LazyFileHandler(logging.FileHandler):
 
 
 @contextlib.contextmanager
-def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
+def stage_logs(workdir: str, stage: str, command: list[str] | None = None) -> Iterator[str | None]:
     """Keep the full logs of one stage under ``RUN/logs/``; yields the log file's path (None if remote).
+    Its last line says how the stage ended and the ``command`` run (default: this process's), quoted as typed.
 
     Writes ``RUN/logs/<stage>.log`` (this process's log records: speciesfam's at INFO, the frameworks' at
     WARNING unless verbose, Python warnings) and, on exit, copies the Ray logs that changed during the stage
@@ -96,7 +98,7 @@ def stage_logs(workdir: str, stage: str) -> Iterator[str | None]:
         ran = stages.is_run_folder(workdir)  # a refused command leaves no log in a folder that is no run folder
         if ran:  # every stage that ran has its log
             logging.getLogger("speciesfam").info("%s ended after %.1f s (%s): %s", stage, time.time() - started,
-                                                 outcome, " ".join(sys.argv))
+                                                 outcome, shlex.join(command or sys.argv))
         for lg in targets:
             lg.removeHandler(handler)
         logging.getLogger().setLevel(root_level)

@@ -231,6 +231,10 @@ def test_every_stage_that_ran_keeps_its_log(tmp_path, capsys):
     assert cli.main(["export", "--workdir", str(tmp_path / "run")]) == 2
     log = (tmp_path / "run" / "logs" / "export.log").read_text()
     assert re.search(r"export ended after [\d.]+ s \(StageOrderError: .*speciesfam tune KIND", log), log
+    # the command as it can be pasted again (it was sys.argv joined with spaces, unquoted)
+    assert cli.main(["catalog", demo_images(), "--workdir", str(tmp_path / "my run")]) == 0
+    typed = f"speciesfam catalog {demo_images()} --workdir '{tmp_path / 'my run'}'"
+    assert (tmp_path / "my run" / "logs" / "catalog.log").read_text().endswith(f" s (ok): {typed}\n")
 
 
 @pytest.mark.parametrize("argv,message", [(["tune", "probe", "--workdir", "w", "--extra", "{bad"], "--extra"),
