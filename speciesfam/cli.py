@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default=None, help="predictions Parquet for a folder or manifest (default "
                     "./predictions.parquet); an existing one is resumed: rows already in it are skipped")
     pr.add_argument("--top-k", type=int, default=3, help="families per image (default: 3)")
-    pr.add_argument("--format", choices=["table", "json", "csv"], default="table", help="console output of image "
-                    "files (default: table); a folder or --manifest always writes --out")
+    pr.add_argument("--format", choices=["table", "json", "csv"], default=None, help="console output of image "
+                    "files (default: table); a folder or --manifest writes Parquet (--out)")
     pr.add_argument("--batch-size", type=int, default=32, help="images per predictor call (default: 32)")
     pr.add_argument("--num-actors", type=converter("num_actors", int, True), default=None,
                     help="predictor actors (default, or none: one per GPU, else "
@@ -186,6 +186,10 @@ def _predict(args: argparse.Namespace) -> int:
             raise SpeciesfamError(f"predict got {given}: batch prediction (to a file, with Ray Data) takes one "
                                   "folder or --manifest M; one or more image files, with no folder, no --manifest "
                                   "and no --out, are predicted here and printed")
+        if args.format:  # it would be ignored: the user expects that format
+            raise SpeciesfamError(f"--format {args.format} is how image files are printed here; a folder or --manifest "
+                                  "is written to a Parquet file (--out, default ./predictions.parquet): leave "
+                                  "--format out, and read the file with pandas.read_parquet")
         from .predict import failed, predict_collection
         from .raycluster import init_ray
 
@@ -200,28 +204,14 @@ def _predict(args: argparse.Namespace) -> int:
     from .predict import predict_files, print_results
 
     results = predict_files(args.bundle, args.paths, top_k=args.top_k)
-    print_results(results, args.format)
+    print_results(results, args.format or "table")
     return 1 if any("error" in r for r in results) else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import NOT_SCORED, evaluate
-    from .lines import counted
+    from .evaluate import evaluate, say_result
 
-    m = evaluate(args.bundle, args.manifest, args.split, args.out)
-    split, whole = m["split"], m.get("whole_set")  # a labelled set without splits: scored whole (named test_*)
-    print(f"evaluate: {'the whole set' if whole else split}: macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
-          f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle); reports in {m['out']}"
-          + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
-    left_out = {status: m[status] for status in NOT_SCORED if m[status]}
-    if left_out:  # rows: a duplicate row is an image scored once
-        total = sum(left_out.values())
-        what = ("row of the set is" if whole else f"{split} row is") if total == 1 else \
-            ("rows of the set are" if whole else f"{split} rows are")
-        print(f"evaluate: {total} {what} not scored ("
-              f"{', '.join(f'{n} {s}' for s, n in left_out.items())}; each row's reason: "
-              f"{os.path.join(m['out'], 'rows.csv')})", file=sys.stderr)
-
+    left_out = say_result(evaluate(args.bundle, args.manifest, args.split, args.out))
     run = os.path.dirname(os.path.abspath(args.bundle))  # a bundle inside a run folder: refresh its report
     if args.out is None and os.path.isdir(os.path.join(run, "stages")):
         from .report import write_report

@@ -323,3 +323,22 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     plots.confusion(cm, labels, os.path.join(out, "confusion.png"))
     plots.per_class_f1(per_class, os.path.join(out, "per_class_f1.png"))
     return {**summary, "out": out, "replaced": earlier if earlier and earlier != summary["bundle_id"] else None}
+
+
+def say_result(m: dict[str, Any]) -> bool:
+    """The console's lines for an evaluation's metrics ``m``: its scores, and on stderr the rows it left out
+    (a duplicate row is an image scored once). True when some were."""
+    from .lines import counted
+
+    split, whole = m["split"], m.get("whole_set")  # a labelled set without splits: scored whole (named test_*)
+    print(f"evaluate: {'the whole set' if whole else split}: macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
+          f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle); reports in {m['out']}"
+          + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
+    left_out = {status: m[status] for status in NOT_SCORED if m[status]}
+    if left_out:
+        total = sum(left_out.values())
+        what = ("row of the set is" if whole else f"{split} row is") if total == 1 else \
+            ("rows of the set are" if whole else f"{split} rows are")
+        print(f"evaluate: {total} {what} not scored ({', '.join(f'{n} {s}' for s, n in left_out.items())}; "
+              f"each row's reason: {os.path.join(m['out'], 'rows.csv')})", file=sys.stderr)
+    return bool(left_out)

@@ -71,6 +71,16 @@ def test_predict_refuses_an_empty_folder_and_an_output_that_is_not_its_own(tmp_p
             read_done(str(tmp_path / name))
 
 
+def test_predict_of_a_folder_refuses_a_format_it_would_ignore(tmp_path, capsys):
+    """'predict BUNDLE photos/ --format csv' wrote predictions.parquet and said nothing of the CSV asked for."""
+    (tmp_path / "photos").mkdir()
+    assert cli.main(["predict", str(tmp_path / "bundle"), str(tmp_path / "photos"), "--format", "csv"]) == 2
+    err = capsys.readouterr().err
+    assert "--format csv is how image files are printed here; a folder or --manifest is written to a Parquet file" \
+        in err and "leave --format out" in err, err
+    assert not (tmp_path / "predictions.parquet").exists()
+
+
 def test_predict_refuses_an_output_it_could_not_write_whole_before_any_work(tmp_path):
     """--out DIR/ was refused only after every row was predicted, and --out P.csv lost the top-k lists and read
     its own empty errors back as errors (hostile tester)."""
