@@ -274,6 +274,20 @@ def test_extra_refuses_names_nothing_reads_and_values_of_the_wrong_kind_before_a
     assert not (tmp_path / "tune").exists()
 
 
+@pytest.mark.parametrize("kind,extra,message", [
+    ("probe", '{"image_size": 32}', "extra: 'image_size' is a setting of `tune scratch|transfer` searches, which a "
+                                    "probe search does not read; leave it out (a probe trial reads "),
+    ("scratch", '{"weights": "imagenet"}', "'weights' is a setting of `tune transfer` searches, which a scratch"),
+    ("probe", '{"epochs": 5}', "give --max-epochs instead"),  # read by every kind
+])
+def test_extra_naming_a_setting_another_kind_reads_says_to_leave_it_out(kind, extra, message, tmp_path, capsys):
+    """A probe search told '--extra {"image_size": 32}' said 'give --image-size instead', a flag it then ignores
+    (hostile tester round 30's leftover)."""
+    assert cli.main(["tune", kind, "--workdir", str(tmp_path), "--extra", extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
 def test_a_probe_search_refuses_a_cnn_setting_in_extra(tmp_path, capsys):
     assert cli.main(["tune", "probe", "--workdir", str(tmp_path), "--extra", '{"model": "scratch_sequential"}']) == 2
     err = capsys.readouterr().err

@@ -59,14 +59,17 @@ def known_names(kind: str | None = None) -> dict[str, Any]:
 ALIASES = {"learning_rate": "lr", "learningrate": "lr", "batch": "batch_size", "units": "head_units"}
 
 
-def _setting_flag(key: str) -> str | None:
-    """The flag of a search setting (a ``TuneConfig`` field) that ``key`` names, e.g. '--image-size 32'."""
-    from ..config import TuneConfig
+def _setting_flag(key: str) -> tuple[str, tuple[str, ...]] | None:
+    """The flag of a search setting (a ``TuneConfig`` field) that ``key`` names, e.g. '--image-size 32', and
+    the kinds of search that read it (``--image-size``: scratch and transfer)."""
+    from ..config import KINDS, TuneConfig
     from ..flags import config_fields, flag_of
 
     fields = {f.name: f for f in config_fields(TuneConfig)}
     name = {"epochs": "max_epochs", "trials": "num_samples"}.get(key, key.replace("-", "_"))
-    return flag_of(fields[name]) if name in fields else None
+    if name not in fields:
+        return None
+    return flag_of(fields[name]), tuple(fields[name].metadata.get("kinds", KINDS))
 
 
 def _unknown(where: str, key: str, kind: str | None, known: dict[str, Any], what: str) -> ConfigError:
@@ -76,8 +79,11 @@ def _unknown(where: str, key: str, kind: str | None, known: dict[str, Any], what
         return ConfigError(f"{where}: {key!r} is read only by CNN trials (tune scratch|transfer); a probe trial trains "
                            f"a head on embeddings and reads {names}")
     setting = _setting_flag(key)
+    if setting and kind and kind not in setting[1]:  # it said 'give --image-size instead': a probe ignores that
+        return ConfigError(f"{where}: {key!r} is a setting of `tune {'|'.join(setting[1])}` searches, which a {kind} "
+                           f"search does not read; leave it out (a {kind} trial reads {names})")
     if setting:  # '--extra {"image_size": 32}' was told 'did you mean batch_size?'
-        return ConfigError(f"{where}: {key!r} is a setting of the search, not a hyperparameter: give {setting} "
+        return ConfigError(f"{where}: {key!r} is a setting of the search, not a hyperparameter: give {setting[0]} "
                            "instead")
     # case first: 'Lr' is closer to 'lr' than difflib's ratio says (it found nothing)
     close = [k for k in known if k.casefold() == key.casefold()] or difflib.get_close_matches(
