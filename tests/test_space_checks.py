@@ -1,6 +1,6 @@
 """Search spaces are checked before any work: a space file's hyperparameters against their limits (as Tune
-draws them), values a function draws when its trial starts, a CNN space's model choice, and backbones that
-cannot take the image size."""
+draws them), values a function draws when its trial starts, a CNN space's model choice, backbones that
+cannot take the image size, and what --extra fixes in a space."""
 
 import sys
 
@@ -193,3 +193,66 @@ def test_a_path_where_a_name_goes_says_what_to_give(flags, message, tmp_path, ca
     assert cli.main(["tune", "scratch", "--workdir", str(tmp_path), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("extra,message", [
+    ('{"lrr": 0.1}', "extra: 'lrr' is not a hyperparameter the trainers, models or search space read; "
+                     "did you mean 'lr'?"),
+    ('{"Lr": 0.1}', "extra: 'Lr' is not a hyperparameter the trainers, models or search space read; "
+                    "did you mean 'lr'?"),  # no hint before: difflib found 'Lr' too far from 'lr' (hostile tester)
+    ('{"lr": "fast"}', "extra: lr='fast' is text; lr takes number (e.g. lr=0.001)"),
+    ('{"optimizer": 3}', "extra: optimizer=3 is number; optimizer takes text"),
+    ('{"batch_norm": "yes"}', "extra: batch_norm='yes' is text; batch_norm takes bool"),
+    ('{"model": "resnet51"}', "unknown model 'resnet51'"),
+    ('{"batch_size": 1.5}', "extra: batch_size=1.5 is not a whole number; batch_size takes whole numbers"),
+    # settings that are flags were told 'did you mean batch_size?' (hostile tester round 30)
+    ('{"image_size": 32}', "extra: 'image_size' is a setting of the search, not a hyperparameter: give --image-size "
+                           "instead"),
+    ('{"epochs": 5}', "give --max-epochs instead"),
+    ('{"learning_rate": 0.001}', "did you mean 'lr'?"),  # Keras' name
+])
+def test_extra_refuses_names_nothing_reads_and_values_of_the_wrong_kind_before_any_work(extra, message, tmp_path,
+                                                                                       capsys):
+    """A typo in --extra used to run every trial with the key ignored (exit 0)."""
+    assert cli.main(["tune", "transfer", "--workdir", str(tmp_path), "--extra", extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "tune").exists()
+
+
+@pytest.mark.parametrize("kind,extra,message", [
+    ("probe", '{"image_size": 32}', "extra: 'image_size' is a setting of `tune scratch|transfer` searches, which a "
+                                    "probe search does not read; leave it out (a probe trial reads "),
+    ("scratch", '{"weights": "imagenet"}', "'weights' is a setting of `tune transfer` searches, which a scratch"),
+    ("probe", '{"epochs": 5}', "give --max-epochs instead"),  # read by every kind
+])
+def test_extra_naming_a_setting_another_kind_reads_says_to_leave_it_out(kind, extra, message, tmp_path, capsys):
+    """A probe search told '--extra {"image_size": 32}' said 'give --image-size instead', a flag it then ignores
+    (hostile tester round 30's leftover)."""
+    assert cli.main(["tune", kind, "--workdir", str(tmp_path), "--extra", extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_a_probe_search_refuses_a_cnn_setting_in_extra(tmp_path, capsys):
+    assert cli.main(["tune", "probe", "--workdir", str(tmp_path), "--extra", '{"model": "scratch_sequential"}']) == 2
+    err = capsys.readouterr().err
+    assert "extra: 'model' is read only by CNN trials (tune scratch|transfer); a probe trial trains a head on " \
+        "embeddings and reads batch_size, class_weighting, dropout, head_layers, head_units, " in err, err
+    assert not (tmp_path / "tune").exists()
+
+
+def test_extra_takes_what_the_trainers_models_and_space_read(tmp_path, monkeypatch):
+    from speciesfam.tune.space import load_space
+
+    fixed = {"lr": 1, "optimizer": "sgd", "freeze_epochs": None, "filters": 8, "pooling": "flatten", "patience": 3,
+             "model": "scratch_functional", "batch_norm": False}
+    assert {k: load_space(TuneConfig(kind="scratch", extra=fixed))[k] for k in fixed} == fixed
+    # a custom space's own names (its custom model reads them), in its full or smoke variant
+    (tmp_path / "wide_space.py").write_text(
+        "from ray import tune\n\ndef get_search_space(smoke):\n    return {'model': 'my_wide_models:wide', "
+        "'lr': tune.loguniform(1e-4, 1e-2), **({'width': 2} if smoke else {})}\n")
+    (tmp_path / "my_wide_models.py").write_text("def wide(num_classes, image_size, hp, weights=None):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_space(TuneConfig(space="wide_space", extra={"width": 4}, smoke_test=True))["width"] == 4
+    assert load_space(TuneConfig(space="wide_space", extra={"width": 4}))["width"] == 4  # named by the smoke variant
