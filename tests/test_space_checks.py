@@ -185,6 +185,10 @@ def test_a_space_of_the_other_cnn_kind_is_refused():
     (["--space", "./spaces/my_space"], "(--space spaces.my_space, with PYTHONPATH=."),
     (["--space", "/srv/spaces/my_space.py"], "without .py or its folder (--space my_space, with "
                                              "PYTHONPATH=/srv/spaces)"),  # it said 'srv.spaces.my_space' (round 31)
+    # a file name no import can name: it advised '--space my-space', which then failed to import
+    (["--space", "/srv/spaces/my-space.py"], "(--space my-space, with PYTHONPATH=/srv/spaces); 'my-space' is no "
+                                             "Python module name: rename it (e.g. my_space.py)"),
+    (["--space", "spaces/2nd.py"], "'2nd' is no Python module name: rename it (e.g. _2nd.py)"),
     (["--init-from", "probe/"], "--init-from 'probe/' is invalid: expected the --name of an earlier search in this "
                                 "run folder, e.g. probe (a name, not a path), or none")])
 def test_a_path_where_a_name_goes_says_what_to_give(flags, message, tmp_path, capsys):

@@ -17,6 +17,7 @@ import difflib
 import importlib
 import math
 import os
+import re
 from numbers import Real
 from typing import Any
 
@@ -99,10 +100,16 @@ def _module_hint(name: str) -> str:
     path = name.removesuffix(".py")
     if os.path.isabs(path) or path.startswith("../"):
         folder, module = os.path.split(os.path.normpath(path))
-        return f"give the module's name, without .py or its folder (--space {module}, with PYTHONPATH={folder})"
-    module = path.lstrip("./").replace("/", ".")
-    return (f"give the module's name, without .py or ./ (--space {module}, with PYTHONPATH=. for a file in the "
-            "current folder)")
+        hint = f"give the module's name, without .py or its folder (--space {module}, with PYTHONPATH={folder})"
+    else:
+        module = path.lstrip("./").replace("/", ".")
+        hint = (f"give the module's name, without .py or ./ (--space {module}, with PYTHONPATH=. for a file in the "
+                "current folder)")
+    bad = [part for part in module.split(".") if not part.isidentifier()]  # 'my-space' imports as no module
+    if bad:
+        fixed = re.sub(r"\W", "_", bad[0])
+        hint += f"; {bad[0]!r} is no Python module name: rename it (e.g. {'_' * fixed[:1].isdigit()}{fixed}.py)"
+    return hint
 
 
 def _module(name: str):
