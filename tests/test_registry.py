@@ -106,14 +106,17 @@ def test_configs_name_the_bad_field():
 def test_bayesopt_refuses_categorical_space():
     from ray import tune
 
-    with pytest.raises(ValueError, match="'model' is Categorical.*--searcher optuna"):
+    with pytest.raises(ValueError, match=r"'model' is a choice \(tune.choice\): .*--searcher optuna"):
         SEARCHERS.get("bayesopt")({"lr": tune.loguniform(1e-4, 1e-2), "model": tune.choice(["a", "b"])}, 0)
     # an integer range failed in Tune with a traceback; a quantized one's q was ignored, so every trial failed on
     # head_units=42.3 (hostile tester round 31)
-    with pytest.raises(ValueError, match="'head_units' is Integer.*--searcher optuna"):
+    with pytest.raises(ValueError, match=r"'head_units' is an integer range \(tune.randint\).*--searcher optuna"):
         SEARCHERS.get("bayesopt")({"head_units": tune.randint(16, 64)}, 0)
     with pytest.raises(ValueError, match="'head_units' is a quantized range"):
         SEARCHERS.get("bayesopt")({"head_units": tune.qloguniform(16, 64, 16)}, 0)
+    with pytest.raises(ValueError, match="'lr' is a grid_search: "):  # it said "'lr' is dict"
+        SEARCHERS.get("bayesopt")({"lr": tune.grid_search([0.1, 0.01])}, 0)
+    SEARCHERS.get("bayesopt")({"lr": tune.uniform(0, 1), "optimizer": "adam"}, 0)  # a fixed value: refused before
 
 
 def test_tpe_learns_each_trials_best_epoch_not_its_last():

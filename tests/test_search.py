@@ -196,6 +196,7 @@ def parabola(config):
     from ray import tune
 
     for epoch in range(1, 4):
+        assert config["optimizer"] == "adam"  # a fixed value reaches the trial
         tune.report({"val_macro_f1": 1 - (config["x"] - 0.3) ** 2, "epoch": epoch})
 
 
@@ -204,7 +205,7 @@ def test_bayesopt_searches_a_continuous_space(tmp_path, ray_session):
     from ray import tune
 
     cfg = TuneConfig(searcher="bayesopt", scheduler="fifo", num_samples=6, max_epochs=3, max_concurrent=2)
-    results = make_tuner(tune.with_resources(parabola, {"CPU": 0.5}), {"x": tune.uniform(0.0, 1.0)}, cfg,
+    results = make_tuner(tune.with_resources(parabola, {"CPU": 0.5}), {"x": tune.uniform(0.0, 1.0), "optimizer": "adam"}, cfg,
                          str(tmp_path), "bo").fit()
     assert len(results) == 6 and not results.errors
     assert len({round(r.config["x"], 6) for r in results}) == 6  # it proposed distinct points

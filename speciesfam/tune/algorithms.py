@@ -46,18 +46,21 @@ def hebo(space: dict[str, Any], seed: int, points: list[dict] | None = None):
 
 @SEARCHERS.register("bayesopt")
 def bayesopt(space: dict[str, Any], seed: int, points: list[dict] | None = None):
-    """Gaussian-process BayesOpt: continuous parameters only (tune.uniform/loguniform, or numbers), so choices,
-    integer ranges and quantized ranges are refused up front (Ray's BayesOptSearch failed on an Integer with a
+    """Gaussian-process BayesOpt: continuous parameters only (tune.uniform/loguniform) beside fixed values, so
+    choices, integer ranges, quantized ranges and grid searches are refused up front (Ray's BayesOptSearch failed on an Integer with a
     traceback, and ignores q: head_units=42.3 failed every trial)."""
-    from ray.tune.search.sample import Domain, Float
+    from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
     for name, dom in space.items():
         quantized = isinstance(dom, Domain) and getattr(dom.get_sampler(), "q", None)
-        if (isinstance(dom, Domain) and not isinstance(dom, Float)) or quantized or \
-                (not isinstance(dom, Domain) and not isinstance(dom, (int, float))):
-            what = "a quantized range" if quantized else type(dom).__name__
-            raise ConfigError(f"searcher 'bayesopt' handles only continuous parameters (tune.uniform/loguniform), but "
-                              f"{name!r} is {what}: fix it in the space or use --searcher optuna (TPE)")
+        grid = isinstance(dom, dict) and "grid_search" in dom
+        if (isinstance(dom, Domain) and not isinstance(dom, Float)) or quantized or grid:
+            what = ("a quantized range" if quantized else "a grid_search" if grid else "a choice (tune.choice)"
+                    if isinstance(dom, Categorical) else "an integer range (tune.randint)"
+                    if isinstance(dom, Integer) else f"a {type(dom).__name__}")
+            raise ConfigError(f"searcher 'bayesopt' handles only continuous parameters (tune.uniform/loguniform) "
+                              f"beside fixed values, but {name!r} is {what}: fix it in the space or use --searcher "
+                              "optuna (TPE)")
     try:
         import bayes_opt
         from ray.tune.search.bayesopt import BayesOptSearch
