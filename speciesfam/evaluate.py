@@ -247,7 +247,11 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     if not storage.is_remote(out):
         refuse_out(out, bundle, manifest_uri if catalog and not storage.is_remote(manifest_uri) else None)
     warning = split_warning(read_config(bundle), manifest_uri) if catalog else rows.attrs.get("warning", "")
-    warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run)) if w)
+    fitted = {"train": "the train split is what this model was trained on: its score measures fit, not how it "
+                       "does on new images (--split test does)",
+              "val": "the val split chose this model (its best epoch and trial): its score is optimistic "
+                     "(--split test is not)"}.get(split, "") if this_run else ""
+    warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run), fitted) if w)
     if warning:
         print(f"evaluate: warning: {warning}", file=sys.stderr)
     predictor = load_bundle(bundle)  # CNN or probe: raw RGB in, probabilities out

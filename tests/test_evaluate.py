@@ -365,3 +365,18 @@ def test_two_bundles_keep_their_own_reports_and_a_replacement_is_said(probe_run,
     # an --out holding the first bundle's reports: replaced, and the line says whose
     assert cli.main(["evaluate", str(second), "--manifest", manifest, "--split", "val", "--out", outs[0]]) == 0
     assert f"they replaced the reports of another bundle (id {bundle_id(str(first))})" in capsys.readouterr().out
+
+
+def test_scores_on_the_splits_that_trained_and_chose_the_model_are_said_to_be_optimistic(probe_run, probe_bundle,
+                                                                                          tmp_path, capsys):
+    """'evaluate RUN/bundle --split train' printed a near-perfect score with no word that the model was trained
+    on those images."""
+    from speciesfam.evaluate import evaluate
+
+    manifest = str(probe_run / "clean_manifest.parquet")
+    for split, note in (("train", "the train split is what this model was trained on: its score measures fit"),
+                        ("val", "the val split chose this model (its best epoch and trial): its score is optimistic"),
+                        ("test", None)):
+        evaluate(str(probe_bundle), manifest, split, str(tmp_path / split))
+        err = capsys.readouterr().err
+        assert (note in err) if note else "optimistic" not in err and "measures fit" not in err, (split, err)
