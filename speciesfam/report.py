@@ -265,8 +265,15 @@ def _evaluation(workdir: str, bundle_id: str | None) -> dict | None:
 
 
 def best_model(workdir: str, records: dict) -> dict | None:
+    from .bundle import read_config
+
     bundle = layout.path(workdir, layout.BUNDLE)
-    config = _read_json(storage.join(bundle, "config.json"))
+    # what predict and evaluate would say of it (a file missing, changed, unreadable), shown with it
+    damaged = None if storage.is_remote(bundle) or not os.path.isdir(bundle) else _safe(lambda: read_config(bundle))
+    damaged = str(damaged) if isinstance(damaged, Exception) else None
+    config = _safe(lambda: _read_json(storage.join(bundle, "config.json")))
+    if isinstance(config, Exception) or (config is None and damaged):  # nothing to show but why
+        return {"error": damaged or f"{bundle}/config.json cannot be read ({config})"}
     if config is None:
         trials = layout.path(workdir, layout.TRIALS)
         if storage.exists(trials):
@@ -285,7 +292,7 @@ def best_model(workdir: str, records: dict) -> dict | None:
             "val_per_class": sorted(val_f1.items(), key=lambda kv: kv[1]),
             "eval": _evaluation(workdir, _safe(lambda: bundle_id(bundle))),
             "card": storage.read_bytes(card_uri).decode("utf-8") if storage.exists(card_uri) else None,
-            "path": bundle, "last_export": _export_elsewhere(bundle, records)}
+            "path": bundle, "last_export": _export_elsewhere(bundle, records), "damaged": damaged}
 
 
 def _export_elsewhere(bundle: str, records: dict) -> dict | None:

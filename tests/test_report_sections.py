@@ -203,3 +203,22 @@ def test_trial_histories_read_a_resumed_trials_results_whole(tmp_path):
     histories = trial_histories(table)[0]
     assert histories["t1"]["epoch"].tolist() == [1, 2, 3, 4] == histories["t1"]["training_iteration"].tolist()
     assert histories["old"]["epoch"].tolist() == [1]
+
+
+def test_a_damaged_bundle_is_shown_with_why_it_does_not_load(probe_run, probe_bundle, tmp_path):
+    """RUN/bundle with labels.json deleted was shown as a whole bundle; a config.json that is no JSON made the
+    section say 'JSONDecodeError: Expecting value: line 1 column 1', naming no file (left open in round 32)."""
+    import shutil
+
+    run = shutil.copytree(probe_run, tmp_path / "run", symlinks=True)
+    bundle = run / "bundle"
+    assert "This bundle does not load" not in render(str(run))
+    (bundle / "labels.json").unlink()
+    page = render(str(run))
+    assert "This bundle does not load: " in page and "missing [&#39;labels.json&#39;]" in page, page
+    assert f"Bundle <code>{bundle}</code>" in page  # still shown: what it was
+    shutil.copy(probe_bundle / "labels.json", bundle / "labels.json")
+    (bundle / "config.json").write_text("{oops")
+    page = render(str(run))
+    assert f"This section could not be rendered: {bundle}: the bundle is damaged (JSONDecodeError" in page, page
+    assert f"re-export it with `speciesfam export --workdir {run}`" in page
