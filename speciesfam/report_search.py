@@ -12,7 +12,7 @@ from typing import Any
 
 from . import layout, plots, stages, storage
 from .lines import SEARCH_END, final_flag, how_ended, scheduler_name, search_cut_by
-from .tune.tracking import scored_trials
+from .tune.tracking import scored_trials, trials_deleted
 
 
 def trial_histories(trials) -> tuple[dict[str, Any], float]:
@@ -42,8 +42,9 @@ def trial_histories(trials) -> tuple[dict[str, Any], float]:
 
 def search(workdir: str, records: dict) -> dict | None:
     trials = stages.table(workdir, layout.TRIALS)
-    if trials is None:
-        return None
+    if trials is None:  # deleted after searches ran: not 'Not run yet'
+        gone = trials_deleted(workdir)
+        return {"missing": True, "why": gone} if gone else None
     missing = [c for c in ("trial_id", "status", layout.BEST_METRIC, "trial_path") if c not in trials.columns]
     if missing:
         raise ValueError(f"{layout.TRIALS} lacks column(s) {missing}; was it written by `speciesfam tune`?")

@@ -348,3 +348,9 @@ def test_a_deleted_trial_table_names_the_resume_that_writes_it(probe_run, tmp_pa
     with pytest.raises(StageOrderError, match=r"trials.csv does not exist, though searches ran here \(probe\); "
                                               r"`speciesfam tune probe --workdir .* --resume --name probe` writes it"):
         export_bundle(str(run))
+    # the report said 'Not run yet: speciesfam tune ...' of the searches, as if none had run
+    from speciesfam.report import render
+
+    page = render(str(run))
+    assert "Not run yet: <code>speciesfam tune" not in page
+    assert "trials.csv does not exist, though searches ran here (probe); `speciesfam tune probe --workdir" in page

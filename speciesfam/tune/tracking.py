@@ -224,20 +224,30 @@ def read_trials(workdir: str, stage_hint: str = "") -> "pd.DataFrame":
     """RUN/trials.csv, its trial and checkpoint paths taken to this run folder when it was moved or copied
     since its searches (``moved_here``). Missing, though the tune record names searches (deleted): refused
     naming the --resume that writes it again (it said to run tune, which then refused the search's name)."""
-    import shlex
-
-    from .. import stages
     from ..errors import StageOrderError
 
     uri = layout.path(workdir, layout.TRIALS)
-    if stage_hint and not storage.exists(uri):
-        searches = (stages.load(workdir, "tune") or {}).get("searches") or {}
-        if searches:
-            name, last = max(searches.items(), key=lambda kv: str(kv[1].get("finished_at") or ""))
-            again = f"{stages.command('tune', workdir, last['config'].get('kind'))} --resume --name {shlex.quote(name)}"
-            raise StageOrderError(f"{uri} does not exist, though searches ran here ({', '.join(sorted(searches))}); "
-                                  f"`{again}` writes it again (each search's --resume adds its trials)")
+    gone = stage_hint and trials_deleted(workdir)
+    if gone:
+        raise StageOrderError(gone)
     return moved_here(storage.read_table(uri, stage_hint=stage_hint), workdir)
+
+
+def trials_deleted(workdir: str) -> str:
+    """Why RUN/trials.csv is missing though the tune record names searches, with the --resume that writes it
+    again ('' when it is there, or no search ran)."""
+    import shlex
+
+    from .. import stages
+
+    uri = layout.path(workdir, layout.TRIALS)
+    searches = {} if storage.exists(uri) else (stages.load(workdir, "tune") or {}).get("searches") or {}
+    if not searches:
+        return ""
+    name, last = max(searches.items(), key=lambda kv: str(kv[1].get("finished_at") or ""))
+    again = f"{stages.command('tune', workdir, last['config'].get('kind'))} --resume --name {shlex.quote(name)}"
+    return (f"{uri} does not exist, though searches ran here ({', '.join(sorted(searches))}); `{again}` writes it "
+            "again (each search's --resume adds its trials)")
 
 
 def moved_here(trials: "pd.DataFrame", workdir: str) -> "pd.DataFrame":
