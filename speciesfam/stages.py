@@ -84,8 +84,10 @@ def load(workdir: str, stage: str) -> dict[str, Any] | None:
             not isinstance(rec.get("built_from"), dict):
         why = (f"not JSON: {rec}" if isinstance(rec, ValueError) else f"cannot be read: {rec}"
                if isinstance(rec, Exception) else "not a stage record: no run_id or built_from")
-        raise StageOrderError(f"{uri} is damaged ({why}); run `{COMMAND[stage].replace('RUN', workdir)}` again "
+        err = StageOrderError(f"{uri} is damaged ({why}); run `{COMMAND[stage].replace('RUN', workdir)}` again "
                               f"to rewrite it")
+        err.damaged = f"{uri} was damaged ({why})"  # what the stage that rewrites it says
+        raise err
     return rec
 
 

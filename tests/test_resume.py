@@ -205,3 +205,20 @@ def test_a_search_its_time_budget_ended_is_not_resumed_into_an_empty_run(tmp_pat
     _ran(tmp_path / "tune" / "p2")
     add_seconds(tune_dir, "p2", 100.0)
     check_record(tune_dir, "p2", split, True, replace(cfg, resume=True, time_budget_s=None))  # no budget: resumed
+
+
+def test_a_search_over_a_damaged_tune_record_says_it_rewrote_it(tmp_path, ray_session, capsys):
+    """A damaged RUN/stages/tune.json: the search that rewrote it told the user to run tune again to rewrite it."""
+    import json
+
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+    from speciesfam.tune.search import run_search
+
+    make_embedding_run(str(tmp_path), rows=120, dim=8, families=3)
+    (tmp_path / "stages").mkdir(exist_ok=True)
+    (tmp_path / "stages" / "tune.json").write_text("{oops")
+    run_search(str(tmp_path), TuneConfig(kind="probe", num_samples=1, max_epochs=1, name="again"))
+    out = capsys.readouterr().out
+    assert f"tune: warning: {tmp_path / 'stages' / 'tune.json'} was damaged (not JSON: " in out and \
+        "; rewritten, it now records this search only" in out and "again to rewrite it" not in out, out
+    assert list(json.loads((tmp_path / "stages" / "tune.json").read_text())["searches"]) == ["again"]

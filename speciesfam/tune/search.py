@@ -294,7 +294,9 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
     try:
         earlier = (stages.load(workdir, "tune") or {}).get("searches") or {}
     except StageOrderError as err:  # a damaged tune record: rewritten with this search
-        console.say(f"tune: warning: {err}; it now records this search only")
+        # not "run tune again to rewrite it": this is that run
+        console.say(f"tune: warning: {getattr(err, 'damaged', err)}; rewritten, it now records this search only "
+                    "(the trials of the others stay in trials.csv)")
         earlier = {}
     searches = {n: s for n, s in earlier.items() if n != name and s.get("built_from") == on_these}
     searches[name] = {"config": settings, "built_from": on_these, "finished_at": stages.timestamp(),
