@@ -18,11 +18,16 @@ VERSION_PACKAGES = ("speciesfam", "ray", "tensorflow", "keras", "torch", "open_c
 
 def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
     """The shell command that re-runs ``stage`` with its recorded config: the flags whose values differ from
-    what the command starts from (``--smoke-test``'s settings when it was given), each value shell-quoted."""
+    what the command starts from (``--smoke-test``'s settings when it was given), each value shell-quoted, after
+    the PYTHONPATH that finds the user's own modules it names."""
+    conf = dict(rec.get("config", {}))
+    return _pythonpath(_own_modules(conf)) + _command(stage, conf, workdir)
+
+
+def _command(stage: str, conf: dict, workdir: str) -> str:
     from . import config as cfgmod
     from .flags import config_fields, flag_of
 
-    conf = dict(rec.get("config", {}))
     conf.pop("resume", None)  # a resumed search is reproduced by its own command: nothing to resume in a new run
     klass = {"catalog": cfgmod.CatalogConfig, "clean": cfgmod.CleanConfig, "tune": cfgmod.TuneConfig}.get(stage)
     kind = conf.pop("kind", None)
@@ -54,6 +59,40 @@ def command(stage: str, rec: dict, workdir: str = "RUN") -> str:
             text = "none" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
             flags.append(f"{flag} {shlex.quote(text)}")
     return " ".join([head, *flags])
+
+
+def _own_modules(conf: dict) -> list[str]:
+    """The user's modules a stage's settings name (--space, a module:attr searcher, scheduler or embedder, a
+    'model': 'module:attr' in --extra): the command needs them importable."""
+    named = [conf.get("space")] + [v.partition(":")[0] for v in (conf.get("searcher"), conf.get("scheduler"),
+                                                                 conf.get("embedder"),
+                                                                 (conf.get("extra") or {}).get("model"))
+                                   if isinstance(v, str) and ":" in v]
+    return [m for m in named if isinstance(m, str) and m and m.split(".")[0] not in ("search_spaces", "speciesfam")]
+
+
+def _pythonpath(modules: list[str]) -> str:
+    """'PYTHONPATH=FOLDERS ' for modules outside the installed packages, found where this process finds them (a
+    module it cannot find: its name, as a reminder); '' when there is none."""
+    import importlib.util
+    import sysconfig
+
+    site = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")}
+    folders = []
+    for module in modules:
+        try:
+            origin = importlib.util.find_spec(module).origin
+        except (ImportError, AttributeError, ValueError):
+            origin = None
+        if not origin or not os.path.isfile(origin):
+            folders.append(f"FOLDER_OF_{module.split('.')[0]}")
+            continue
+        root = os.path.dirname(origin)  # up one folder per dotted part (a package's __init__.py: one more)
+        for _ in range(module.count(".") + (os.path.basename(origin) == "__init__.py")):
+            root = os.path.dirname(root)
+        if os.path.realpath(root) not in site and root not in folders:
+            folders.append(root)
+    return f"PYTHONPATH={shlex.quote(os.pathsep.join(folders))} " if folders else ""
 
 
 def versions() -> list[tuple[str, str]]:

@@ -132,3 +132,25 @@ def test_how_to_reproduce_lists_searches_in_the_order_they_ran_and_without_resum
         f"speciesfam tune probe --workdir {run} --name zeta",
         f"speciesfam tune scratch --workdir {run} --name alpha --init-from zeta",
         f"speciesfam tune transfer --workdir {run} --name beta --init-from alpha"]
+
+
+def test_a_command_naming_the_users_own_modules_starts_with_the_pythonpath_that_finds_them(tmp_path, monkeypatch):
+    """A search run with '--space my_space' (PYTHONPATH=~/spaces) was reproduced as 'speciesfam tune ... --space
+    my_space': run from elsewhere, it was refused (cannot import it)."""
+    from dataclasses import asdict
+
+    from speciesfam.config import CleanConfig, TuneConfig
+    from speciesfam.reproduce import command
+
+    (tmp_path / "spaces" / "pkg").mkdir(parents=True)
+    (tmp_path / "spaces" / "my_space.py").write_text("")
+    (tmp_path / "spaces" / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "spaces" / "pkg" / "algo.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "spaces"))
+    line = command("tune", {"config": asdict(TuneConfig(kind="probe", space="my_space", searcher="pkg.algo:make"))})
+    assert line.startswith(f"PYTHONPATH={tmp_path / 'spaces'} speciesfam tune probe --workdir RUN "), line
+    assert "--space my_space --searcher pkg.algo:make" in line, line
+    gone = command("clean", {"config": asdict(CleanConfig(embedder="gone_module:factory"))})
+    assert gone.startswith("PYTHONPATH=FOLDER_OF_gone_module speciesfam clean --workdir RUN"), gone
+    for own in ({"space": "search_spaces.probe"}, {"searcher": "optuna"}):  # the project's: no PYTHONPATH
+        assert command("tune", {"config": asdict(TuneConfig(kind="probe", **own))}).startswith("speciesfam tune")
