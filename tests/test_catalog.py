@@ -256,6 +256,21 @@ def test_a_workdir_inside_the_image_folder_is_refused_before_anything_is_written
     assert f"{mine / 'manifest.parquet'} is a file the run writes in --workdir {mine} (its manifest.parquet): " \
            "catalog would replace it" in capsys.readouterr().err
     assert os.listdir(mine) == ["manifest.parquet"] and (mine / "manifest.parquet").read_bytes() == before
+    # another source into that folder: its manifest.parquet (and a report.html of the user's) were replaced, exit 0
+    (mine / "report.html").write_text("my own page")
+    assert main(["catalog", str(root), "--workdir", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert f"--workdir {mine} is no speciesfam run folder, yet holds 'manifest.parquet', 'report.html': a run writes " \
+           f"files of those names, so catalog would replace them. Give a new or empty folder, e.g. --workdir " \
+           f"{mine / 'run'}" in err, err
+    assert sorted(os.listdir(mine)) == ["manifest.parquet", "report.html"]
+    assert (mine / "manifest.parquet").read_bytes() == before and (mine / "report.html").read_text() == "my own page"
+    (mine / "logs").mkdir()  # a folder of such a name is only written into: no refusal for it
+    (mine / "manifest.parquet").unlink()
+    (mine / "report.html").unlink()
+    assert main(["catalog", str(root), "--workdir", str(mine)]) == 0
+    assert main(["catalog", str(root), "--workdir", str(mine)]) == 0  # its own run folder: catalog again
+    capsys.readouterr()
     # beside it, or a name that only starts the same, is fine
     assert main(["catalog", str(root), "--workdir", str(tmp_path / "images-run")]) == 0
     assert capsys.readouterr().err == ""  # no progress bar when stderr is not a terminal

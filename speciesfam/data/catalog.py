@@ -288,6 +288,7 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
         source = storage.filesystem(source)[1]
     _refuse_workdir_inside(source, workdir)
     _refuse_source_replaced(source, workdir)
+    _refuse_files_of_yours(workdir)
     storage.check_creatable(workdir)  # a path under a file fails now, not after reading every image
     say_running(workdir, "catalog")
     started_at = stages.timestamp()  # files modified after it may not hold the bytes hashed (clean's cache check)
@@ -314,6 +315,25 @@ def _refuse_source_replaced(source: str, workdir: str) -> None:
     if name in layout.RUN_ENTRIES and folder == os.path.realpath(storage.filesystem(workdir)[1]):
         raise SourceError(f"{source} is a file the run writes in --workdir {workdir} (its {name}): catalog would "
                           f"replace it; rename the manifest, or give another --workdir")
+
+
+def _refuse_files_of_yours(workdir: str) -> None:
+    """A folder that is no run folder, holding files of the names a run writes (a project folder's own
+    manifest.parquet or report.html): catalog replaced them, exit 0 (hostile tester round 33). A run folder's
+    are its own to rewrite."""
+    from .. import stages
+    from ..lines import some
+
+    if stages.is_run_folder(workdir):
+        return
+    theirs = [name for name in layout.RUN_ENTRIES  # files; a folder of that name (logs/) is only written into
+              if storage.exists(layout.path(workdir, name)) and not storage.is_dir(layout.path(workdir, name))]
+    if theirs:
+        one = len(theirs) == 1
+        raise SourceError(f"--workdir {workdir} is no speciesfam run folder, yet holds {some(theirs, quote=True)}: "
+                          f"a run writes {'a file of that name' if one else 'files of those names'}, so catalog "
+                          f"would replace {'it' if one else 'them'}. Give a new or empty folder, e.g. --workdir "
+                          f"{storage.join(workdir.rstrip('/'), 'run')}")
 
 
 def _refuse_workdir_inside(source: str, workdir: str) -> None:
