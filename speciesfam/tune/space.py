@@ -353,6 +353,11 @@ def _check_value(where: str, key: str, value: Any, default: Any, own: bool, clos
         if not inside:
             bounds = f"{'[' if low_ok else '('}{low}, {high if high is not None else 'inf'}{']' if high_ok else ')'}"
             raise ConfigError(f"{where}={value!r} is outside {bounds}, the values {key} can take")
+        import numpy as np
+
+        if not low_ok and low == 0 and float(np.float32(value)) == 0:  # lr=1e-320: 8 trials "ok" that learnt nothing
+            raise ConfigError(f"{where}={value!r} is 0 in float32, the precision trials train in, and {key} must be "
+                              f"above 0: give at least {float(np.finfo(np.float32).tiny):.1e}")
 
 
 def _kinds(example: Any) -> tuple[str, ...]:
