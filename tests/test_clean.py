@@ -50,6 +50,21 @@ def test_clean_accounts_for_every_row_and_reuses_embeddings(cleaned, tmp_path, c
         "groups moved to one split (raise --near-duplicate-threshold, or re-run catalog with larger fractions) " \
         "took them all, so they count in no val score" in md
 
+    # the rule met, the floor kept them: status ok with an empty reason, in no report (hostile tester round 33)
+    floored = run_clean(str(tmp_path), replace(CFG, removal="threshold", outlier_z=1.0, min_per_family=1000))
+    spared = floored[(floored["status"] == "ok") & (floored["outlier_z"] > 1.0)]
+    assert len(spared) and (floored["status"] != "removed").all()
+    assert spared["reason"].str.fullmatch(r"kept, though centroid outlier: robust z-score [\d.]+ > 1 within its "
+                                          r"family: --min-per-family 1000 keeps that many of its family").all(), \
+        spared["reason"].tolist()
+    assert (floored.loc[(floored["status"] == "ok") & (floored["outlier_z"] <= 1.0), "reason"].fillna("") == "").all()
+    md = (tmp_path / "clean.md").read_text()
+    assert f"; {len(spared)} more met the rule but are kept, so that each family keeps --min-per-family 1000 " in md
+    assert "## Outliers kept" in md and all(p in md for p in spared["path"])
+    from speciesfam.lines import summary_line
+
+    assert f"; {len(spared)} outliers kept by --min-per-family (see clean.md)" in summary_line(str(tmp_path), "clean")
+
 
 @pytest.mark.slow  # ~15 s; the default run goes through the Ray pipeline in the test above
 def test_ray_pipeline_and_plain_loop_give_the_same_embeddings(collection, tmp_path, ray_session, monkeypatch,
@@ -86,6 +101,10 @@ def test_zero_shot_wiring_removes_with_reasons_and_respects_the_minimum(collecti
     assert (removed["detector"] == "zero_shot").all() and removed["reason"].str.startswith("zero-shot: looks like").all()
     md = (tmp_path / "clean.md").read_text()  # it named only the centroid rule for removals the zero-shot check made
     assert f"; {len(removed)} of them by the zero-shot check (CLIP's non-photo probability > 0.01)" in md, md[:600]
+    kept = cleaned[cleaned["status"] == "ok"]  # "non-photos" too, kept by the floor: said with the zero-shot reason
+    said = kept["reason"].fillna("")
+    assert said.str.startswith("kept, though zero-shot: looks like").sum() > 0, said.tolist()
+    assert (said.str.startswith("kept, though zero-shot: looks like") | (said == "")).all(), said.tolist()
 
 
 def test_planted_outliers_score_highest_with_a_custom_embedder(tmp_path, ray_session):

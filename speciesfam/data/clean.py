@@ -28,7 +28,7 @@ from . import near_duplicates as nd
 from .clean_report import clean_report, lost_lines, outlier_rule
 from .galleries import clear, label_issue_gallery, near_duplicate_gallery, outlier_galleries
 from .label_issues import find_label_issues
-from .outliers import (OTHER_PROMPTS, PHOTO_PROMPTS, centroid_z_against, plan_removals, score_families,
+from .outliers import (OTHER_PROMPTS, PHOTO_PROMPTS, centroid_z_against, flag, plan_removals, score_families,
                        zero_shot_other)
 
 if TYPE_CHECKING:
@@ -64,6 +64,16 @@ def flag_outliers(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "pd.D
         labels, emb["score"].to_numpy(), removal=cfg.removal, outlier_z=cfg.outlier_z,
         contamination=cfg.contamination, min_keep=cfg.min_per_family, zs_prob=zs_prob,
         zs_threshold=cfg.zero_shot_threshold)
+    # met the rule, yet kept so that the family keeps min_per_family rows: said, never silently "ok"
+    met = emb["z"].to_numpy() > cfg.outlier_z
+    if cfg.removal == "quota":  # the top share of each family's scores
+        met = np.zeros(len(emb), dtype=bool)
+        for lab in np.unique(labels):
+            idx = np.flatnonzero(labels == lab)
+            met[idx[flag(emb["score"].to_numpy()[idx], cfg.contamination, 0)]] = True
+    if zs_prob is not None:
+        met |= zs_prob > cfg.zero_shot_threshold
+    emb["spared"] = met & ~emb["removed"].to_numpy()
     emb["detector"] = cfg.detector
     if cfg.removal == "quota":
         emb["reason"] = [f"{cfg.detector} outlier: in the top {cfg.contamination:.0%} scores of its family "
@@ -72,7 +82,7 @@ def flag_outliers(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "pd.D
         emb["reason"] = [f"{cfg.detector} outlier: robust z-score {z:.1f} > {cfg.outlier_z:g} within its family"
                          for z in emb["z"]]
     if zs_prob is not None:
-        nonphoto = emb["removed"].to_numpy() & (zs_prob > cfg.zero_shot_threshold)
+        nonphoto = (emb["removed"].to_numpy() | emb["spared"].to_numpy()) & (zs_prob > cfg.zero_shot_threshold)
         emb.loc[nonphoto, "detector"] = "zero_shot"
         emb.loc[nonphoto, "reason"] = [f"zero-shot: looks like {OTHER_PROMPTS[i]!r} (p={p:.2f})"
                                        for i, p in zip(zs_idx[nonphoto], zs_prob[nonphoto])]
@@ -196,6 +206,10 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     hit = usable & cleaned["path"].isin(removed["path"])
     cleaned.loc[hit, "status"] = layout.REMOVED_STATUS
     cleaned.loc[hit, "reason"] = cleaned.loc[hit, "path"].map(dict(zip(removed["path"], removed["reason"])))
+    spared = emb[emb["spared"] & ~emb["removed"]]  # (label issues dropped since are removed)
+    kept = usable & cleaned["path"].isin(spared["path"])
+    cleaned.loc[kept, "reason"] = cleaned.loc[kept, "path"].map(dict(zip(spared["path"], spared["reason"]))).map(
+        lambda why: f"kept, though {why}: --min-per-family {cfg.min_per_family} keeps that many of its family")
     lost = usable & ~cleaned["path"].isin(emb["path"])  # decode failed at clean time (file changed since catalog)
     cleaned.loc[lost, "status"] = layout.UNREADABLE_STATUS
     cleaned.loc[lost, "reason"] = [lost_reason(errors.get(p, ""), workdir) for p in cleaned.loc[lost, "path"]]
@@ -222,6 +236,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     summary = {"status": cleaned["status"].value_counts().to_dict(), "removed": int((cleaned["status"] == layout.REMOVED_STATUS).sum()),
                "outlier_rule": outlier_rule(cfg), "outliers_removed": outliers,
                "outliers_kept_as_label_issues": int(issues.attrs.get("outliers_kept", 0)),
+               "outliers_kept_by_floor": int(kept.sum()),
                "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),
                "label_issue_folds": int(issues.attrs.get("folds", 0)),  # the folds used: capped by the smallest family
                "label_issue_left_out": int(issues.attrs.get("left_out", 0)),  # one-image families: not checked

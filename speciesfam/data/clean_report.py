@@ -91,7 +91,10 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
                  f"non-photo probability > {cfg.zero_shot_threshold:g})" if cfg.zero_shot else "") + (
                  f"; {kept} more that the rule took are kept as label issues (cleanlab flagged them too, and each "
                  "sits inside its suggested family: see Label issues)" if (kept := summary.get(
-                     "outliers_kept_as_label_issues")) else ""),
+                     "outliers_kept_as_label_issues")) else "") + (
+                 f"; {floor} more met the rule but are kept, so that each family keeps --min-per-family "
+                 f"{cfg.min_per_family} images (status ok, the reason says so: see Outliers kept)"
+                 if (floor := summary.get("outliers_kept_by_floor")) else ""),
              f"- label issues (cleanlab `find_label_issues`, filter_by={cfg.label_issue_filter}, out-of-fold "
              f"probabilities of {folds}): "
              f"{len(issues)} flagged, "
@@ -109,6 +112,13 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]
     lines += _table(removed, ["path", "family", "score", "z", "detector", "reason"], {"score": ".3f", "z": ".1f"}, alike)
     usable = before.loc[before["status"] == layout.OK, "path"]
+    spared = after[(after["status"] == layout.OK) & after["reason"].fillna("").str.startswith("kept, though")]
+    if len(spared):  # the rule took them; the floor kept them (the family read as clean: hostile tester round 33)
+        lines += ["", "## Outliers kept", "", f"They met the outlier rule, but removing them would leave their family "
+                  f"fewer than --min-per-family {cfg.min_per_family} images: status `ok`, this reason in "
+                  f"`{layout.CLEAN_MANIFEST}`.", ""]
+        lines += _table(spared.rename(columns={"label": "family", "outlier_z": "z"}), ["path", "family", "z", "reason"],
+                        {"z": ".1f"}, alike)
     lost = after[(after["status"] == layout.UNREADABLE_STATUS) & after["path"].isin(usable)]
     if len(lost):  # the console points here for them (clean.md only counted them: hostile tester round 28)
         lines += ["", "## Unreadable now", "", "Usable when catalogued, not readable by clean: status `unreadable` in "
