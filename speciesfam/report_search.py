@@ -12,6 +12,7 @@ from typing import Any
 
 from . import layout, plots, stages, storage
 from .lines import SEARCH_END, final_flag, how_ended, scheduler_name, search_cut_by
+from .tune.history import merged_lines
 from .tune.tracking import scored_trials, trials_deleted
 
 
@@ -27,9 +28,8 @@ def trial_histories(trials) -> tuple[dict[str, Any], float]:
         if not isinstance(t.trial_path, str):
             continue
         lines, table = storage.join(t.trial_path, "result.json"), storage.join(t.trial_path, "progress.csv")
-        if storage.exists(lines):
-            rows = [json.loads(line) for line in storage.read_bytes(lines).decode().splitlines() if line.strip()]
-            raw[str(t.trial_id)] = pd.DataFrame(rows)
+        if storage.exists(lines):  # with the lines kept before a resume (tune.history)
+            raw[str(t.trial_id)] = pd.DataFrame([json.loads(line) for line in merged_lines(t.trial_path)])
         elif storage.exists(table):
             raw[str(t.trial_id)] = pd.read_csv(io.BytesIO(storage.read_bytes(table)))
     starts = [h["timestamp"].iloc[0] - h["time_total_s"].iloc[0] for h in raw.values() if len(h) and "timestamp" in h]

@@ -222,3 +222,44 @@ def test_a_search_over_a_damaged_tune_record_says_it_rewrote_it(tmp_path, ray_se
     assert f"tune: warning: {tmp_path / 'stages' / 'tune.json'} was damaged (not JSON: " in out and \
         "; rewritten, it now records this search only" in out and "again to rewrite it" not in out, out
     assert list(json.loads((tmp_path / "stages" / "tune.json").read_text())["searches"]) == ["again"]
+
+
+def test_a_trials_results_before_a_resume_are_kept_when_tune_writes_its_result_json_anew(tmp_path):
+    """Measured with a scratch search interrupted and resumed (hostile tester round 33, checked again here): Tune
+    wrote the resumed CNN trial's result.json anew (epochs 8-23, training_iteration from 1), so epochs 1-6 and
+    their best were gone from trials.csv and the report; an interrupt soon after the resume left it empty (the
+    trial read 'not_trained', its checkpoints orphaned, the search 'nothing to continue')."""
+    import json
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from speciesfam.report_search import trial_histories
+    from speciesfam.tune.history import keep_before_resume, merged_lines
+    from speciesfam.tune.record import reported
+    from speciesfam.tune.tracking import _best_epoch
+
+    experiment = tmp_path / "tune" / "s"
+    trial = experiment / "_trial_aaaa_1"
+    trial.mkdir(parents=True)
+    (experiment / "_trial_bbbb_2").mkdir()  # a trial that never reported: nothing kept for it
+
+    def lines(epochs, f1):
+        return "".join(json.dumps({"epoch": e, "training_iteration": i, "val_macro_f1": f, "time_total_s": e,
+                                   "timestamp": 100 + e}) + "\n" for i, (e, f) in enumerate(zip(epochs, f1), 1))
+
+    (trial / "result.json").write_text(lines([1, 2, 3], [0.2, 0.9, 0.5]))
+    keep_before_resume(str(experiment))
+    (trial / "result.json").write_text("")  # the resume, interrupted before its first result
+    assert reported(str(experiment))  # it said: nothing to continue, run again without --resume
+    assert [json.loads(x)["epoch"] for x in merged_lines(str(trial))] == [1, 2, 3]
+    keep_before_resume(str(experiment))  # resumed again: nothing lost, nothing doubled
+    (trial / "result.json").write_text(lines([4, 5], [0.6, 0.7]))
+    assert [json.loads(x)["epoch"] for x in merged_lines(str(trial))] == [1, 2, 3, 4, 5]
+    assert not (experiment / "_trial_bbbb_2" / "speciesfam_history.jsonl").exists()
+    result = SimpleNamespace(path=str(trial), filesystem=None, metrics_dataframe=pd.read_json(
+        trial / "result.json", lines=True), best_checkpoints=[])
+    best = _best_epoch(result)  # what trials.csv is made of
+    assert best["val_macro_f1"] == 0.9 and best["epoch"] == 2 and best["epochs_run"] == 5
+    histories, _ = trial_histories(pd.DataFrame({"trial_id": ["aaaa"], "trial_path": [str(trial)]}))
+    assert list(histories["aaaa"]["epoch"]) == [1, 2, 3, 4, 5]  # the report's timeline

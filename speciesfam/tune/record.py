@@ -60,8 +60,11 @@ def check_resumable(storage_path: str, name: str) -> None:
 
 
 def reported(experiment: str) -> bool:
-    """Whether a trial of the search in folder ``experiment`` reported a result (a non-empty Tune result.json)."""
-    return any(_trial_files(experiment, "result.json"))
+    """Whether a trial of the search in folder ``experiment`` reported a result (a non-empty Tune result.json, or
+    results kept before a resume: tune.history)."""
+    from .history import HISTORY
+
+    return any(_trial_files(experiment, "result.json")) or any(_trial_files(experiment, HISTORY))
 
 
 def failed(experiment: str) -> int:

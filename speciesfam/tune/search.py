@@ -342,6 +342,9 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     if cfg.resume:
         check_resumable(storage_path, name)
         console.say(f"tune: resuming {experiment}")
+        from .history import keep_before_resume
+
+        keep_before_resume(experiment)  # Tune may write a resumed trial's result.json anew
         # the space again: Tune keeps a tune.sample_from function as a placeholder it resolves from the space it
         # is given, and a trial drawn after the resume got the placeholder itself ("float() argument must be ...
         # not 'tuple'": tester). Failed trials run again (resume_errored), from their last checkpoint if any.

@@ -119,9 +119,13 @@ def _best_epoch(r) -> dict[str, Any]:
     """
     import pandas as pd
 
+    from .history import history
+
     metric = layout.METRIC
-    hist = r.metrics_dataframe.copy() if r.metrics_dataframe is not None else pd.DataFrame()
     fs = getattr(r, "filesystem", None)
+    hist = history(storage.to_uri(fs, r.path))  # the results before a resume too
+    if hist is None:
+        hist = r.metrics_dataframe.copy() if r.metrics_dataframe is not None else pd.DataFrame()
     if "checkpoint_path" in hist.columns:  # Ray reports object-store paths without their scheme
         hist["checkpoint_path"] = [storage.to_uri(fs, p) if isinstance(p, str) else p for p in hist["checkpoint_path"]]
     elif "checkpoint_dir_name" in hist.columns:
