@@ -152,7 +152,7 @@ def test_a_search_with_no_val_images_is_refused_before_any_trial(tmp_path):
     assert not (tmp_path / "tune").exists()
 
 
-def test_a_split_on_which_no_trial_could_score_is_refused_naming_the_families():
+def test_a_split_on_which_no_trial_could_score_is_refused_naming_the_families(capsys):
     """Only one family kept val images, and it had none in train: every trial scored 0, the 'best' one was
     picked at random, and tune exited 0 (hostile tester)."""
     from speciesfam.errors import SpeciesfamError
@@ -161,6 +161,12 @@ def test_a_split_on_which_no_trial_could_score_is_refused_naming_the_families():
     rows = [(f, s) for f in ("A", "B", "C") for s in ("train", "train", "val")]
     m = pd.DataFrame({"label": [f for f, _ in rows], "split": [s for _, s in rows], "status": "ok"})
     assert check_learnable(m, "m") == ["A", "B", "C"]
+    # 1 val image of 1 family of 3: its score said 1.000, on nothing else (hostile tester round 33)
+    thin = m[(m["split"] == "train") | (m["label"] == "A")]
+    assert check_learnable(thin, "m") == ["A", "B", "C"]
+    assert capsys.readouterr().out == ("tune: warning: 2 families have no usable val image ('B', 'C'): val macro-F1 "
+                                       "scores the other 1 only, on 1 image; see clean.md, or re-run catalog (and "
+                                       "clean) to split its images anew, or catalog more images per family\n")
     with pytest.raises(SpeciesfamError, match=r"^m: every val image is of a family with no usable train image "
                                               r"\('C'\), so no trial could score above 0 on val; see clean.md"):
         check_learnable(m[(m["split"] == "train") | (m["label"] == "C")].assign(
