@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -183,6 +184,7 @@ def log_to_driver() -> bool:
 # PYTHON worker processes have been started on node ... 4x the maximum expected startup concurrency', on every CNN
 # search with Ray Train workers here: hostile tester)
 RAYLET_NOTES = ("worker processes have been started on node",)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def quiet_raylet_notes() -> None:
@@ -203,6 +205,13 @@ def quiet_raylet_notes() -> None:
         if note or (STOPPING.is_set() and lines):  # after a Ctrl-C: 'Task MapWorker(...) ... killed by ray.kill'
             # the stage's log only (the "ray" logger's own handler printed it to stderr)
             logging.getLogger("speciesfam.ray").info("(%s) %s", data.get("pid"), " ".join(lines))
+            return
+        if data.get("pid") == "raylet" and lines:  # 'A worker died or was killed ...': a paragraph of Ray's advice
+            # with colour codes, on stdout even when piped; its first sentence on stderr, the whole in the log
+            text = ANSI.sub("", " ".join(lines)).strip().removeprefix("(raylet) ")
+            logging.getLogger("speciesfam.ray").info("(raylet) %s", text)
+            first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
+            print(f"ray: {first} (--verbose shows Ray's whole message; the run's logs/ keep it)", file=sys.stderr)
             return
         original(data, ignore_prefix)
 

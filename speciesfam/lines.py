@@ -264,7 +264,18 @@ def error_text(err: BaseException | None, limit: int = 300) -> str:
         name, lines = cause[0], [cause[1]]
     if len(lines) > 1 and lines[0].startswith("Exception encountered when calling "):  # Keras: the cause follows
         lines = [f"{lines[1]} (in {lines[0].removeprefix('Exception encountered when calling ').rstrip('.')})"]
-    return f"{name}: {lines[0] if lines else ''}"[:limit].rstrip(": ")
+    text = f"{name}: {lines[0] if lines else ''}".rstrip(": ")
+    failure = getattr(err, "health_check_failure", None)  # Ray Train's: 'A worker health check failed.', then why
+    if isinstance(failure, BaseException):
+        text += f" ({type(failure).__name__}: {(message_lines(str(failure)) or [''])[0]})"
+    if name in PROCESS_DIED:  # the process is gone: say what usually takes one
+        text += "; a worker process died (killed by a signal, or for memory: see logs/ray/ in the run folder)"
+    return text[:limit]
+
+
+# Ray's errors when a trial's process or one of its Ray Train workers died (SIGKILL, the OOM killer)
+PROCESS_DIED = frozenset({"WorkerHealthCheckFailedError", "ActorDiedError", "WorkerCrashedError", "RayActorError",
+                          "ActorUnavailableError"})
 
 
 def tf_cause(lines: list[str]) -> tuple[str, str] | None:

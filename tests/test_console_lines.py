@@ -340,12 +340,14 @@ def test_a_line_naming_a_few_of_many_says_how_many_it_left_out():
 def test_the_raylets_worker_pool_note_goes_to_the_log_and_its_errors_to_the_console(tmp_path, capsys):
     """'(raylet) WARNING: 8 PYTHON worker processes have been started on node ...' reached the console on every
     CNN search (hostile tester): Ray's note on its own worker pool goes to the stage log; a message of Ray's that
-    a user needs (a worker killed for memory) is still printed, through Ray's own printing."""
+    a user needs (a worker killed for memory) still reaches the console, as one line."""
     from ray._private import worker
 
     note = ("WARNING: 8 PYTHON worker processes have been started on node: abc with address: 127.0.0.1. This "
             "could be a result of using a large number of actors, or due to tasks blocked in ray.get() calls")
     killed = "Task was killed due to the node running low on memory."
+    died = ("\x1b[33m(raylet)\x1b[0m A worker died or was killed while executing a task by an unexpected system "
+            "error. To troubleshoot the problem, check the logs for the dead worker. Worker exit type: SYSTEM_ERROR")
     console.setup()
     console.quiet_raylet_notes()
     console.quiet_raylet_notes()  # once, however often Ray is started
@@ -353,9 +355,16 @@ def test_the_raylets_worker_pool_note_goes_to_the_log_and_its_errors_to_the_cons
     with stage_log.stage_logs(str(tmp_path), "tune") as log:
         worker.print_to_stdstream({"lines": [note], "pid": "raylet", "is_err": False}, ignore_prefix=False)
         worker.print_to_stdstream({"lines": [killed], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+        worker.print_to_stdstream({"lines": [died], "pid": "raylet", "is_err": False}, ignore_prefix=False)
     said = capsys.readouterr()
     out = said.out
-    assert "worker processes have been started" not in out and killed in out, out
+    assert "worker processes have been started" not in out and out == "", out
+    # Ray's messages in one line each, its first sentence, on stderr without colour codes (a paragraph of Ray's
+    # advice with ANSI codes reached a piped stdout: hostile tester round 33); the whole in the log
+    assert said.err == (f"ray: {killed} (--verbose shows Ray's whole message; the run's logs/ keep it)\n"
+                        "ray: A worker died or was killed while executing a task by an unexpected system "
+                        "error. (--verbose shows Ray's whole message; the run's logs/ keep it)\n"), said.err
+    assert "Worker exit type: SYSTEM_ERROR" in open(log).read()
     assert "worker processes have been started" not in said.err, said.err  # nor by the 'ray' logger's handler
     assert "(raylet) WARNING: 8 PYTHON worker processes" in open(log).read()
     # while a Ctrl-C ends the command, Ray's notes on the work it cuts short go to the log (an interrupted batch

@@ -83,6 +83,14 @@ def test_a_keras_error_is_named_by_its_cause_not_its_arguments_block():
         and text.endswith("(in MaxPooling2D.call())") and "\x1b" not in text, text
     assert message_lines(trace)[-1].startswith("Computed output size would be zero or negative"), trace[-500:]
     assert error_text(RuntimeError("plain\nsecond line")) == "RuntimeError: plain"
+    # a Ray Train worker killed (SIGKILL, the OOM killer): 'A worker health check failed.' named no cause (round 33)
+    from ray.exceptions import ActorDiedError
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+
+    died = WorkerHealthCheckFailedError("A worker health check failed.", ActorDiedError())
+    assert error_text(died) == ("WorkerHealthCheckFailedError: A worker health check failed. (ActorDiedError: The "
+                                "actor died unexpectedly before finishing this task.); a worker process died (killed "
+                                "by a signal, or for memory: see logs/ray/ in the run folder)"), error_text(died)
 
 
 def test_an_image_unreadable_inside_a_training_step_is_named_by_the_trial_error(tmp_path):

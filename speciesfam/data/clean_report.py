@@ -112,7 +112,8 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]
     lines += _table(removed, ["path", "family", "score", "z", "detector", "reason"], {"score": ".3f", "z": ".1f"}, alike)
     usable = before.loc[before["status"] == layout.OK, "path"]
-    spared = after[(after["status"] == layout.OK) & after["reason"].fillna("").str.startswith("kept, though")]
+    reasons = after["reason"].fillna("") if "reason" in after else after["status"].map(lambda _: "")
+    spared = after[(after["status"] == layout.OK) & reasons.str.startswith("kept, though")]
     if len(spared):  # the rule took them; the floor kept them (the family read as clean: hostile tester round 33)
         lines += ["", "## Outliers kept", "", f"They met the outlier rule, but removing them would leave their family "
                   f"fewer than --min-per-family {cfg.min_per_family} images: status `ok`, this reason in "
