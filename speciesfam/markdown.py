@@ -28,6 +28,15 @@ def cell(value: object) -> str:
     return _MARKUP.sub(lambda m: "\\" + m.group(0), visible(value))
 
 
+def prose(value: object) -> str:
+    """A cell of the tool's own text (a reason), whose names are already quoted as Python writes them
+    ('multi\\nline'): control characters shown, markup escaped, but a backslash not shown doubled (``cell``'s
+    escaping, on top of the quoting, rendered a name's newline as two backslashes and an n)."""
+    text = "" if value is None or value != value else str(value)
+    return _MARKUP.sub(lambda m: "\\" + m.group(0),
+                       "".join(c if c.isprintable() or c == "\\" else repr(c)[1:-1] for c in text))
+
+
 def twins(labels) -> frozenset[str]:
     """The labels that render as another one does: the same text in two Unicode forms (a composed 'é' against
     'e' + a combining accent, as a folder copied from an old Mac names it). ``family_cell`` shows them as JSON."""

@@ -74,3 +74,15 @@ def test_a_family_that_renders_as_another_shows_as_its_json_string(name):
     assert shown == (json.dumps(name) if name in alike else visible(name))
     if other != name:
         assert shown != rendered_cell(family_cell(other, alike)) and json.loads(shown) == name
+
+
+def test_a_reason_quoting_a_name_renders_as_the_names_own_cell_does():
+    """catalog.md's conflict reason showed 'multi\\\\nline' beside the label cell's multi\\nline: the name, quoted
+    as Python writes it, was escaped again (hostile tester round 33)."""
+    from speciesfam.markdown import cell, prose
+
+    label = "multi\nline"
+    reason = f"conflict: the same bytes are also listed under {label!r}"
+    assert prose(reason) == "conflict: the same bytes are also listed under 'multi\\\\nline'"
+    assert cell(label) == "multi\\\\nline"  # both render as multi\nline
+    assert prose("tab\there | pipe") == "tab\\\\there \\| pipe" and prose(None) == ""

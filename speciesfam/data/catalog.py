@@ -23,7 +23,7 @@ from .. import layout, storage
 from ..config import CatalogConfig
 from ..console import Progress
 from ..errors import SourceError, SpeciesfamError
-from ..markdown import cell, code, family_cell, twins
+from ..markdown import cell, code, family_cell, prose, twins
 from .images import DecodeError, probe, sniff
 from .sources import read_source
 
@@ -264,7 +264,7 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
                   f"below, all of them in {layout.MANIFEST} (and the unreadable ones in {layout.UNREADABLE}).", ""]
         for st, rows in not_used.groupby("status", sort=True):
             lines += [f"### {st} ({len(rows)})", "", "| path | label | reason |", "|---|---|---|"]
-            lines += [f"| {cell(r.path)} | {cell(r.label)} | {cell(r.reason)} |"
+            lines += [f"| {cell(r.path)} | {cell(r.label)} | {prose(r.reason)} |"
                       for r in rows.head(NOT_USED_SHOWN).itertuples()]
             if len(rows) > NOT_USED_SHOWN:
                 lines.append(f"| ... {len(rows) - NOT_USED_SHOWN} more | | |")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .. import layout
 from ..config import CleanConfig
 from ..lines import counted, some
-from ..markdown import cell, code, family_cell, twins, visible
+from ..markdown import cell, code, family_cell, prose, twins, visible
 from .embedders import model_id
 from .galleries import LABEL_ISSUES_PNG, NEAR_DUPLICATES_PNG
 
@@ -54,8 +54,8 @@ def _table(df: "pd.DataFrame", cols: list[str], fmt: dict[str, str] | None = Non
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in df.head(MAX_ROWS).itertuples(index=False):
         vals = [format(getattr(r, c), fmt.get(c, "")) if getattr(r, c) == getattr(r, c) else "" for c in cols]
-        lines.append("| " + " | ".join(family_cell(v, alike) if "family" in c else cell(v)
-                                       for c, v in zip(cols, vals)) + " |")
+        lines.append("| " + " | ".join(family_cell(v, alike) if "family" in c else prose(v) if c == "reason" else
+                                       cell(v) for c, v in zip(cols, vals)) + " |")
     if len(df) > MAX_ROWS:
         lines.append(f"\n({len(df) - MAX_ROWS} more rows in the CSV)")
     return lines
