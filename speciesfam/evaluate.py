@@ -78,7 +78,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     table = read_text_table(manifest_uri)  # a user's file: its errors say what to fix in it
     columns = set(table)
     if layout.RUN_MANIFEST_COLUMNS <= columns:
-        split = split or "test"
+        split = (split or "test").strip()  # spaces at the ends aside, as for a labelled set (catalog's are bare)
         manifest = pd.DataFrame({column: table[column] for column in ("path", "label", "status", "split", "sha256")})
         rows = manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == split), ["path", "label", "sha256"]]
         if not len(rows):

@@ -380,3 +380,13 @@ def test_scores_on_the_splits_that_trained_and_chose_the_model_are_said_to_be_op
         evaluate(str(probe_bundle), manifest, split, str(tmp_path / split))
         err = capsys.readouterr().err
         assert (note in err) if note else "optimistic" not in err and "measures fit" not in err, (split, err)
+
+
+def test_a_split_named_with_spaces_at_its_ends_is_the_split_for_a_run_manifest_too(tmp_path):
+    """'--split " test "' scored a labelled set's test rows, but a run manifest's was refused (round 33)."""
+    from speciesfam.evaluate import evaluation_rows
+
+    pd.DataFrame({"path": ["a.jpg", "b.jpg"], "label": ["A", "B"], "status": "ok", "split": ["test", "train"],
+                  "sha256": "0" * 64, "reason": ""}).to_parquet(tmp_path / "clean_manifest.parquet")
+    rows = evaluation_rows(str(tmp_path / "clean_manifest.parquet"), " test ")
+    assert list(rows["path"]) == ["a.jpg"] and rows.attrs["split"] == "test"
