@@ -124,16 +124,25 @@ def _sources_first(searches: list[tuple[str | None, dict]]) -> list[dict]:
     return out
 
 
+def ended(rec: dict) -> str:
+    """How a stage's run ended, as the section says it: a search stopped early or that trained nothing is not
+    'finished' (a search whose every trial failed read as one that did)."""
+    summary = rec.get("summary") or {}
+    if summary.get("interrupted"):
+        return "interrupted"
+    return "trained nothing, ended" if summary.get("ok") == 0 and "trials" in summary else "finished"
+
+
 def reproduce(workdir: str, records: dict) -> dict:
     if not storage.is_remote(workdir):  # commands that work from any folder, whatever `report` was given
         workdir = os.path.abspath(workdir)
     runs = []
     for s, rec in records.items():  # every search on the same catalog and clean runs, in the order they ended
         latest = (rec.get("summary") or {}).get("experiment")
-        earlier = [(n, {"config": e["config"], "finished_at": e.get("finished_at")})
+        earlier = [(n, {"config": e["config"], "finished_at": e.get("finished_at"), "summary": e.get("summary")})
                    for n, e in (rec.get("searches") or {}).items() if n != latest]  # the record sorts by name
         runs += [(s, r) for r in _sources_first([*earlier, (latest, rec)])]
-    steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"),
+    steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"), "ended": ended(r),
               "run_id": r.get("run_id"),
               "config": json.dumps(r.get("config", {}), indent=1, sort_keys=True, default=str)}
              for s, r in runs]

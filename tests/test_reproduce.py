@@ -132,6 +132,11 @@ def test_how_to_reproduce_lists_searches_in_the_order_they_ran_and_without_resum
         f"speciesfam tune probe --workdir {run} --name zeta",
         f"speciesfam tune scratch --workdir {run} --name alpha --init-from zeta",
         f"speciesfam tune transfer --workdir {run} --name beta --init-from alpha"]
+    # a search whose every trial failed read 'tune: finished ...' (hostile tester round 33)
+    failed = table.assign(status="error", best_val_macro_f1=float("nan"))
+    record_search(run, TuneConfig(kind="probe", name="broken"), "broken", failed)
+    steps = reproduce(run, {s: stages.load(run, s) for s in ("catalog", "tune")})["steps"]
+    assert [st["ended"] for st in steps] == ["finished"] * 5 + ["trained nothing, ended"]
 
 
 def test_a_command_naming_the_users_own_modules_starts_with_the_pythonpath_that_finds_them(tmp_path, monkeypatch):
