@@ -44,14 +44,14 @@ RUN_ENTRIES = (MANIFEST, UNREADABLE, CATALOG_MD, EMBEDDINGS, CLEAN_MANIFEST, REM
 
 # trials.csv columns (written by tune.tracking, read by export and the report). ``val_split`` names the split
 # every trial was scored on, so trials of different searches (CNN and probe) are compared only on the same one.
-TRIAL_COLUMNS = ["trial_id", "kind", "model", "status", "error", BEST_METRIC, "best_epoch", "epochs_run", "seconds",
+TRIAL_COLUMNS = ["trial_id", "search", "kind", "model", "status", "error", BEST_METRIC, "best_epoch", "epochs_run", "seconds",
                  "best_checkpoint", "config", "trial_path", "val_split"]
 
 # Columns of the CSVs speciesfam writes that hold names from the data or ids: read back as text exactly as
 # written (a family "NA" or "null" stays one, "007" is not 7, a trial id "01234567" keeps its zero).
 TEXT_COLUMNS = frozenset({"path", "label", "family", "given_family", "suggested_family", "family_a", "family_b",
                           "path_a", "path_b", "true", "predicted", "reason", "status", "error", "detector", "trial_id",
-                          "kind", "model", "config", "trial_path", "best_checkpoint", "val_split", "split"})
+                          "search", "kind", "model", "config", "trial_path", "best_checkpoint", "val_split", "split"})
 
 # Manifest statuses (every row has exactly one; every status but ok has a reason).
 OK, DUPLICATE, UNREADABLE_STATUS, TOO_SMALL, REMOVED_STATUS = "ok", "duplicate", "unreadable", "too_small", "removed"

@@ -13,7 +13,7 @@ from typing import Any
 from . import layout, plots, stages, storage
 from .lines import SEARCH_END, final_flag, how_ended, scheduler_name, search_cut_by
 from .tune.history import merged_lines
-from .tune.tracking import scored_trials, trials_deleted
+from .tune.tracking import scored_trials, search_name, trials_deleted
 
 
 def trial_histories(trials) -> tuple[dict[str, Any], float]:
@@ -55,7 +55,7 @@ def search(workdir: str, records: dict) -> dict | None:
     if latest:  # records written before each search kept its own summary: the record's is the latest's
         searches[latest] = {"config": cfg, **searches.get(latest, {}), "summary": record.get("summary") or {}}
     histories, _ = trial_histories(trials)
-    search_of = {str(t.trial_id): _search_name(t.trial_path) for t in trials.itertuples()}
+    search_of = {str(t.trial_id): (search_name(t.trial_path) or None) for t in trials.itertuples()}
 
     longest: dict[str | None, int] = {}  # each search's most epochs a trial ran
     for tid, h in histories.items():
@@ -108,11 +108,6 @@ def search(workdir: str, records: dict) -> dict | None:
             "settings": {k: cfg[k] for k in ("kind", "searcher", "scheduler", "num_samples", "max_epochs",
                                              "grace_period", "workers_per_trial") if k in cfg
                          and not (k == "workers_per_trial" and cfg.get("kind") == "probe")}}  # probes have none
-
-
-def _search_name(trial_path: Any) -> str | None:
-    """The search (Tune experiment) a trial ran in: the name of its trial folder's parent."""
-    return os.path.basename(os.path.dirname(trial_path.rstrip("/"))) if isinstance(trial_path, str) else None
 
 
 def unfinished(searches: dict, shown: set, workdir: str) -> list[dict]:

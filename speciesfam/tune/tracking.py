@@ -14,7 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .. import console, layout, storage
-from ..lines import error_text
+from ..lines import counted, error_text
 from ..markdown import cell
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ def trial_table(results, kind: str | None = None, val_split: str = "") -> "pd.Da
         trial_kind = kind or ("cnn" if "model" in config else "probe")
         trial_id = (r.metrics or {}).get("trial_id") or os.path.basename(r.path).split("_")[1]
         rows.append({
-            "trial_id": trial_id, "kind": trial_kind,
+            "trial_id": trial_id, "search": search_name(r.path), "kind": trial_kind,
             "model": config.get("model") or ("probe" if trial_kind == "probe" else ""),
             "status": status, "error": error,
             layout.BEST_METRIC: best.get(layout.METRIC), "best_epoch": best.get("epoch"),
@@ -185,6 +185,11 @@ def trial_table(results, kind: str | None = None, val_split: str = "") -> "pd.Da
             "trial_path": storage.to_uri(getattr(r, "filesystem", None), r.path), "val_split": val_split,
         })
     return rank_trials(pd.DataFrame(rows, columns=layout.TRIAL_COLUMNS))
+
+
+def search_name(trial_path: object) -> str:
+    """The search (its --name) a trial ran in: its folder's parent, RUN/tune/NAME/TRIAL ('' if unknown)."""
+    return os.path.basename(os.path.dirname(trial_path.rstrip("/"))) if isinstance(trial_path, str) else ""
 
 
 def _outcome(error: BaseException | None, epochs_run: int) -> tuple[str, str]:
@@ -221,7 +226,7 @@ def val_split_id(workdir: str) -> str:
     rec = stages.load(workdir, "clean" if name == layout.CLEAN_MANIFEST else "catalog")
     df = storage.read_table(layout.path(workdir, name))
     val = int(((df["status"] == layout.OK) & (df["split"] == "val")).sum())
-    return f"{name} run {rec['run_id'][:8] if rec else 'unrecorded'}: {val} val images"
+    return f"{name} run {rec['run_id'][:8] if rec else 'unrecorded'}: {counted(val, 'val image')}"
 
 
 def read_trials(workdir: str, stage_hint: str = "") -> "pd.DataFrame":
@@ -288,6 +293,8 @@ def merge_trials(old: "pd.DataFrame", new: "pd.DataFrame") -> tuple["pd.DataFram
 
     experiment = lambda paths: {str(p).rstrip("/").rsplit("/", 1)[0] for p in paths}  # noqa: E731
     for col in layout.TRIAL_COLUMNS:  # tables written before a column existed
+        if col == "search" and col not in old.columns:
+            old[col] = old["trial_path"].map(search_name)
         if col not in old.columns:
             old[col] = "" if col in ("kind", "model", "val_split", "error") else None
     old = old[~old["trial_id"].astype(str).isin(new["trial_id"].astype(str))
@@ -318,7 +325,7 @@ def write_trial_table(results, workdir: str, kind: str | None = None, val_split:
 
 def write_trials_md(workdir: str, df: "pd.DataFrame", exported: dict[str, Any] | None = None) -> None:
     """RUN/trials.md: every trial of every search, CNN and probe side by side, and which one export took."""
-    cols = ["trial_id", "kind", "model", "status", layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds",
+    cols = ["trial_id", "search", "kind", "model", "status", layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds",
             "error"]
     splits = sorted(set(df["val_split"].dropna().astype(str))) if "val_split" in df else []
     lines = ["# Trials", "",
