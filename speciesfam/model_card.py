@@ -73,6 +73,10 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
         alike = twins(per_class)
         lines += [f"| {family_cell(fam, alike)} | {f1:.3f} |"
                   for fam, f1 in sorted(per_class.items(), key=lambda kv: kv[1])]
+        unscored = [fam for fam in labels if fam not in per_class]
+        if unscored:  # no val image, never predicted: outside the macro-F1, not F1 0
+            lines += ["", f"Not scored ({counted(len(unscored), 'family', 'families')} with no val image, never "
+                      f"predicted; {layout.METRIC} leaves them out): {json_line(unscored)}"]
     lines.append("")
     catalog, clean = stages.load(workdir, "catalog"), stages.load(workdir, "clean")
     if catalog or clean:

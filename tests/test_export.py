@@ -354,3 +354,22 @@ def test_a_deleted_trial_table_names_the_resume_that_writes_it(probe_run, tmp_pa
     page = render(str(run))
     assert "Not run yet: <code>speciesfam tune" not in page
     assert "trials.csv does not exist, though searches ran here (probe); `speciesfam tune probe --workdir" in page
+
+
+def test_the_model_card_leaves_out_families_with_no_val_image_instead_of_scoring_them_0(tmp_path):
+    """1 val image of 1 family of 6: the card showed 'Felidae | 1.000' and F1 0.000 for the 5 families with no val
+    image, beside a macro-F1 of 1.000 that left them out (hostile tester round 33)."""
+    from speciesfam.model_card import model_card
+    from speciesfam.train.metrics import per_class_f1
+
+    labels = ["Canidae", "Felidae", "Ranidae"]
+    per_class = per_class_f1(np.array([[0.1, 0.8, 0.1]]), np.array([1]), labels)
+    assert per_class == {"Felidae": 1.0}
+    config = {"kind": "cnn", "model": "m", "labels": labels, "input": "RGB", "trial": {"reason": "best"}, "hp": {}}
+    metrics = {"epochs_run": 2, "best_val_macro_f1": 1.0, "best_epoch": 1, "seconds": 3.0,
+               "checkpoint": {"per_class_f1": per_class}}
+    card = model_card(str(tmp_path), config, metrics, {"trial_id": "t1", "kind": "scratch",
+                                                       "val_split": "clean_manifest.parquet run ab: 1 val image"})
+    assert "| Felidae | 1.000 |" in card and "| Canidae |" not in card
+    assert 'Not scored (2 families with no val image, never predicted; val_macro_f1 leaves them out): ["Canidae", ' \
+           '"Ranidae"]' in card, card

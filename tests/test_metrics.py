@@ -31,8 +31,10 @@ def test_metrics_match_scikit_learn(case):
     top5 = top_k_accuracy_score(y, probs, k=min(5, classes), labels=np.arange(classes)) if classes > 5 else 1.0
     assert abs(got["val_top5"] - top5) < 1e-12
     labels = [f"family {i}" for i in range(classes)]
-    expected = f1_score(y, pred, labels=np.arange(classes), average=None, zero_division=0)
-    assert np.allclose(list(per_class_f1(probs, y, labels).values()), expected)
+    expected = f1_score(y, pred, labels=present, average=None, zero_division=0)
+    got = per_class_f1(probs, y, labels)
+    assert list(got) == [labels[i] for i in present] and np.allclose(list(got.values()), expected)
+    assert abs(np.mean(list(got.values())) - classification_metrics(probs, y, classes)["val_macro_f1"]) < 1e-12
 
 
 def test_a_class_neither_seen_nor_predicted_does_not_lower_macro_f1():
