@@ -90,6 +90,7 @@ def test_trials_the_time_budget_cut_get_a_line_and_the_summary_says_so(tmp_path,
                            "budget")
         results, ending = fit(tuner, space, cfg)
     table = write_trial_table(results, str(tmp_path))
+    assert set(table["search"]) == {"budget"}  # each trial's search, by name (trials.csv)
     record_search(str(tmp_path), cfg, "budget", table, **ending)
     trial_lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln) and "not trained" not in ln]
     ran = table[table["epochs_run"] > 0]
@@ -124,7 +125,10 @@ def test_trials_the_time_budget_stops_before_their_first_epoch_say_not_trained(t
                                          for ln in trial_lines), \
         tee.lines
     table = write_trial_table(results, str(tmp_path))
-    assert table["status"].tolist() == ["not_trained"] * 2
+    assert table["status"].tolist() == ["not_trained"] * 2 and set(table["search"]) == {"late"}
+    import pandas as pd
+
+    assert set(pd.read_csv(tmp_path / "trials.csv")["search"]) == {"late"}  # trials.csv names each trial's search
     assert table["error"].str.contains("before its first epoch").all()
     with pytest.raises(SearchFailedError, match="no trial of 2 finished with a val macro-F1: ended before"):
         check_some_trial_trained(table)
