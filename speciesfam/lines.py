@@ -273,9 +273,9 @@ def error_text(err: BaseException | None, limit: int = 300) -> str:
     return text[:limit]
 
 
-# Ray's errors when a trial's process or one of its Ray Train workers died (SIGKILL, the OOM killer)
-PROCESS_DIED = frozenset({"WorkerHealthCheckFailedError", "ActorDiedError", "WorkerCrashedError", "RayActorError",
-                          "ActorUnavailableError"})
+# Ray's errors when a worker process died under a trial (SIGKILL, the OOM killer); not ActorDiedError, which is
+# also an actor's own constructor failing (its message says so)
+PROCESS_DIED = frozenset({"WorkerHealthCheckFailedError", "WorkerCrashedError"})
 
 
 def tf_cause(lines: list[str]) -> tuple[str, str] | None:
