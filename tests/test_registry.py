@@ -78,6 +78,17 @@ def test_asha_stops_a_poor_first_trial_once_another_trial_reaches_its_rung():
     # a first trial alone at its rung is not stopped; every trial stops at max_epochs
     assert _feed([(first, 1, 0.5), (second, 1, 0.6), (second, 2, 0.6), (second, 3, 0.6), (second, 4, 0.7)],
                  max_epochs=4) == ["CONTINUE"] * 4 + ["STOP"]
+    # a CNN trial resumed at epoch 8: Tune restarts its iterations at 1, its epochs go on; judged by its epochs
+    # (at iteration 1 it would have been recorded at rung 1 against epoch-1 values, and passed)
+    resumed = SCHEDULERS.get("asha")(TuneConfig(grace_period=1, max_epochs=30))
+    resumed.set_search_properties("val_macro_f1", "max")
+    for trial in (first, second):
+        resumed.on_trial_add(None, trial)
+    for e in range(1, 9):  # 0.56 at epoch 1 .. 0.98 at epoch 8
+        assert resumed.on_trial_result(None, first, {"epoch": e, "training_iteration": e,
+                                                     "val_macro_f1": 0.5 + 0.06 * e}) == "CONTINUE"
+    assert resumed.on_trial_result(None, second, {"epoch": 8, "training_iteration": 1, "val_macro_f1": 0.9}) == \
+        "STOP"  # 0.9 at epoch 8, against first's 0.98 there; as "iteration 1" it beat first's 0.56 and went on
     # mode "min" (a loss) ranks the other way
     assert _feed([(first, 1, 0.10), (second, 1, 0.50), (first, 2, 0.09)], mode="min", max_epochs=30) == [
         "CONTINUE", "STOP", "CONTINUE"]

@@ -70,7 +70,7 @@ class RecheckedASHA(SavedFIFO):
     """ASHA (``brackets=1``) or asynchronous HyperBand (``brackets>1``) over ``time_attr``; see the module text."""
 
     def __init__(self, max_t: int, grace_period: int, reduction_factor: float, brackets: int = 1,
-                 time_attr: str = "training_iteration", seed: int | None = None):
+                 time_attr: str = "epoch", seed: int | None = None):
         if not (0 < grace_period <= max_t and reduction_factor > 1 and brackets > 0):
             raise ValueError(f"ASHA needs 0 < grace_period <= max_t, reduction_factor > 1 and brackets > 0; got "
                              f"grace_period={grace_period}, max_t={max_t}, reduction_factor={reduction_factor}, "
@@ -147,17 +147,22 @@ class RecheckedASHA(SavedFIFO):
                 return True
         return False
 
+    def _time(self, result: dict[str, Any]) -> Any:
+        """The trial's epoch (``time_attr``), else Tune's iteration count: Tune restarts the latter at 1 for a
+        resumed CNN trial, whose epochs go on from its checkpoint (its rungs were judged on restarted counts)."""
+        return result.get(self._time_attr, result.get("training_iteration"))
+
     def on_trial_result(self, tune_controller, trial, result: dict[str, Any]) -> str:
-        if self._time_attr not in result or self._metric not in result:
+        if self._time(result) is None or self._metric not in result:
             return TrialScheduler.CONTINUE
-        t, value = result[self._time_attr], self._sign * float(result[self._metric])
+        t, value = self._time(result), self._sign * float(result[self._metric])
         stop = t >= self._max_t or self._record(trial.trial_id, t, value) or self._fails_recheck(trial.trial_id)
         self.num_stopped += stop
         return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller, trial, result: dict[str, Any]) -> None:
-        if result and self._time_attr in result and self._metric in result and trial.trial_id in self._bracket_of:
-            self._record(trial.trial_id, result[self._time_attr], self._sign * float(result[self._metric]))
+        if result and self._time(result) is not None and self._metric in result and trial.trial_id in self._bracket_of:
+            self._record(trial.trial_id, self._time(result), self._sign * float(result[self._metric]))
         self.on_trial_remove(tune_controller, trial)
         super().on_trial_complete(tune_controller, trial, result)  # the state saved
 
