@@ -86,6 +86,12 @@ def how_ended(done: bool, iterations: int | None, max_epochs: int | None, schedu
     return "finished"
 
 
+def epoch_of(result: dict) -> Any:
+    """A result's epoch (the trainers report it), else Tune's iteration count, which Tune restarts at 1 for a
+    resumed CNN trial: one that ran all its epochs read as 'early stopping'."""
+    return result.get("epoch", result.get("training_iteration"))
+
+
 def final_flag(value: Any) -> bool | None:
     """A result's ``final_epoch`` as True/False, from a result dict or a progress.csv cell (None: absent)."""
     if isinstance(value, str):
@@ -138,9 +144,8 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
                     self._line(trials, trial, kept + " (kept from before --resume)")
 
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-            self.ended[trial.trial_id] = how_ended(bool(result.get("done")), result.get("training_iteration"),
-                                                   max_epochs, scheduler, final_flag(result.get("final_epoch")),
-                                                   cut_by)
+            self.ended[trial.trial_id] = how_ended(bool(result.get("done")), epoch_of(result), max_epochs, scheduler,
+                                                   final_flag(result.get("final_epoch")), cut_by)
             value = result.get(metric)
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self.best[trial.trial_id] = max(value, self.best.get(trial.trial_id, -math.inf))
@@ -185,7 +190,7 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
         def _ending(self, trial: Any, by: str) -> str:
             """How a trial ended, read from its last result (``by``: what cut it if it was still training)."""
             last = trial.last_result or {}
-            return how_ended(bool(last.get("done")), last.get("training_iteration"), max_epochs, scheduler,
+            return how_ended(bool(last.get("done")), epoch_of(last), max_epochs, scheduler,
                              final_flag(last.get("final_epoch")), by)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -57,11 +57,14 @@ def search(workdir: str, records: dict) -> dict | None:
     histories, _ = trial_histories(trials)
     search_of = {str(t.trial_id): (search_name(t.trial_path) or None) for t in trials.itertuples()}
 
+    def epochs(h):  # a trial's epochs (Tune's iteration count restarts on a resume; older results lack epoch)
+        return h["epoch"] if "epoch" in h and h["epoch"].notna().all() else h["training_iteration"]
+
     longest: dict[str | None, int] = {}  # each search's most epochs a trial ran
     for tid, h in histories.items():
         if "training_iteration" in h and len(h):
             name = search_of.get(tid)
-            longest[name] = max(longest.get(name, 0), int(h["training_iteration"].max()))
+            longest[name] = max(longest.get(name, 0), int(epochs(h).max()))
 
     def settings_of(tid: str) -> dict:  # the settings of the search the trial ran in; the latest's if unknown
         return (searches.get(search_of.get(tid)) or {}).get("config") or cfg
@@ -72,7 +75,7 @@ def search(workdir: str, records: dict) -> dict | None:
         observed = longest.get(search_of.get(tid)) or None
         final = final_flag(h["final_epoch"].iloc[-1]) if "final_epoch" in h else None  # older runs lack it
         cut_by = "the interrupt" if summary.get("interrupted") else search_cut_by(conf.get("time_budget_s"))
-        text = how_ended(str(h["done"].iloc[-1]) == "True", h["training_iteration"].iloc[-1], known or observed,
+        text = how_ended(str(h["done"].iloc[-1]) == "True", epochs(h).iloc[-1], known or observed,
                          scheduler_name(conf.get("scheduler", "asha")), final, cut_by)
         return "finished" if known is None and final is None and text == "early stopping" else text
 

@@ -54,6 +54,10 @@ def test_how_a_trial_ended_reads_its_own_final_epoch_first():
     assert lines.how_ended(True, 3, 10, "ASHA") == "stopped by ASHA"  # older runs: inferred from done + epochs
     assert [lines.final_flag(v) for v in ("True", "false", True, float("nan"), None)] == [True, False, True,
                                                                                             None, None]
+    # a CNN trial resumed at epoch 8 ran to its 40th epoch as Tune's 33rd iteration: it read "early stopping"
+    resumed = {"epoch": 40, "training_iteration": 33, "done": False, "final_epoch": True}
+    assert lines.how_ended(resumed["done"], lines.epoch_of(resumed), 40, "ASHA", final=True) == "finished"
+    assert lines.epoch_of({"training_iteration": 3}) == 3  # results without an epoch (a user's trainable)
 
 
 def slow_toy(config):
