@@ -271,6 +271,17 @@ def test_a_workdir_inside_the_image_folder_is_refused_before_anything_is_written
     assert main(["catalog", str(root), "--workdir", str(mine)]) == 0
     assert main(["catalog", str(root), "--workdir", str(mine)]) == 0  # its own run folder: catalog again
     capsys.readouterr()
+    # a folder of links to another run's files passed for a run folder, and catalog wrote through them into that
+    # run (hostile tester round 34)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "manifest.parquet").symlink_to(mine / "manifest.parquet")
+    before = (mine / "manifest.parquet").read_bytes()
+    assert main(["catalog", str(tmp_path / "images-run"), "--workdir", str(linked)]) == 2
+    err = capsys.readouterr().err
+    assert f"--workdir {linked}: 'manifest.parquet' is a link (manifest.parquet -> {mine / 'manifest.parquet'}); a " \
+           "run writes its own files" in err, err
+    assert (mine / "manifest.parquet").read_bytes() == before
     # beside it, or a name that only starts the same, is fine
     assert main(["catalog", str(root), "--workdir", str(tmp_path / "images-run")]) == 0
     assert capsys.readouterr().err == ""  # no progress bar when stderr is not a terminal
