@@ -250,6 +250,15 @@ def embedder_config(spec: dict[str, Any]):
 
     pretrained = spec.get("pretrained")
     files = dict(spec.get("files_sha256") or {})  # a local-dir: model's config and weights
+    model = spec.get("model") or ""
+    if files and model.startswith("local-dir:"):  # another weights file added there, one open_clip prefers
+        from .data.embedders import local_dir_weights
+
+        loads = local_dir_weights(model[len("local-dir:"):])
+        if loads and os.path.abspath(loads) not in files:
+            trained = [f for f in sorted(files) if os.path.basename(f) != "open_clip_config.json"]
+            raise BundleError(f"open_clip would now load {loads}, not the weights this bundle's head was trained on "
+                              f"({', '.join(trained)}): remove it, or export again from a run cleaned with it")
     if spec.get("pretrained_sha256"):
         files[pretrained] = spec["pretrained_sha256"]
     for file, digest in files.items():

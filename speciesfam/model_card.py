@@ -56,7 +56,9 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
                                                               if e.get("source_sha256") else ""))
         else:
             weights = (f"pretrained {code(visible(e['pretrained']))}" if e.get("pretrained") else
-                       "random weights (no pretrained tag or file)")
+                       "the folder's weights (below)" if e["model"].startswith("local-dir:") else
+                       "the hub model's weights" if e["model"].startswith("hf-hub:") else
+                       "random weights (no pretrained tag or file)")  # it said random weights for a local-dir model
             lines.append(f"- open_clip model {code(visible(e['model']))}, {weights}"
                          + (f" (sha256 {e['pretrained_sha256']})" if e.get("pretrained_sha256") else ""))
             lines += [f"- file {code(visible(f))}: sha256 {digest}" for f, digest in (e.get("files_sha256") or {}).items()]

@@ -205,6 +205,14 @@ def test_a_local_dir_model_replaced_in_place_is_told(probe_bundle, tmp_path):
     spec = embedder_record({"model_id": "open_clip:local-dir", "model": f"local-dir:{local}", "pretrained": None})
     assert sorted(spec["files_sha256"]) == [str(local / "open_clip_config.json"),
                                             str(local / "open_clip_pytorch_model.bin")]
+    from speciesfam.model_card import model_card
+
+    card = model_card(str(tmp_path), {"kind": "probe", "model": "probe", "labels": ["A"], "input": "RGB", "hp": {},
+                                      "trial": {"reason": "best"}, "embedder": spec},
+                      {"epochs_run": 1, "best_val_macro_f1": 0.5, "best_epoch": 1, "seconds": 1.0},
+                      {"trial_id": "t1"})
+    assert f"open_clip model `local-dir:{local}`, the folder's weights (below)" in card, card  # not 'random weights'
+    assert f"- file `{local / 'open_clip_pytorch_model.bin'}`: sha256 " in card
     b = Path(shutil.copytree(probe_bundle, tmp_path / "bundle"))
     config = json.loads((b / "config.json").read_text())
     config["embedder"] = spec
@@ -215,6 +223,13 @@ def test_a_local_dir_model_replaced_in_place_is_told(probe_bundle, tmp_path):
     with pytest.raises(BundleError, match=f"^{re.escape(str(local / 'open_clip_pytorch_model.bin'))} is not the file "
                                           "this bundle's head was trained on"):
         load_bundle(str(b))
+    (local / "open_clip_pytorch_model.bin").write_bytes(b"PK\x03\x04 the weights")  # as trained
+    # weights open_clip prefers, added beside the recorded ones: loaded instead, unsaid (hostile tester round 34)
+    (local / "open_clip_model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    with pytest.raises(BundleError, match=f"^open_clip would now load {re.escape(str(local))}/open_clip_model."
+                                          "safetensors, not the weights this bundle's head was trained on"):
+        load_bundle(str(b))
+    (local / "open_clip_model.safetensors").unlink()
     (local / "open_clip_config.json").unlink()
     with pytest.raises(BundleError, match="open_clip_config.json .* which is not on this machine; copy it there"):
         load_bundle(str(b))
