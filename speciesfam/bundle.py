@@ -121,6 +121,8 @@ def read_config(path: str) -> dict[str, Any]:
             config = json.load(f)
     except (OSError, ValueError) as err:
         raise BundleError(f"{path}: the bundle is damaged ({type(err).__name__}: {err}); {_reexport(path)}") from err
+    if not isinstance(config, dict):  # '[1, 2, 3]': "'list' object has no attribute 'get'" (round 34)
+        raise BundleError(f"{path}: the bundle is damaged: {CONFIG} is not a JSON object; {_reexport(path)}")
     if config.get("schema") != SCHEMA or config.get("kind") not in KINDS:
         raise BundleError(f"{path}/{CONFIG} is not a {SCHEMA} v{SCHEMA_VERSION} config (schema "
                           f"{config.get('schema')!r}, kind {config.get('kind')!r}); {_reexport(path)}")

@@ -68,8 +68,10 @@ def test_a_value_a_function_draws_is_checked_when_the_trial_starts():
     ("def get_search_space(smoke):\n    return {'head_units': tune.choice([0, 64])}", "head_units=0 is outside"),
     ("def get_search_space(smoke):\n    return {'lr': tune.loguniform(1e3, 1e6)}", "lr=1000.0 is outside (0, 10]"),
     # 0 in float32: 8 trials 'ok' at the same val macro-F1 every epoch, having learnt nothing (hostile tester round 33)
-    ("def get_search_space(smoke):\n    return {'lr': tune.choice([1e-320, 1e-3])}", "lr=1e-320 is 0 in float32, "
-     "the precision trials train in, and lr must be above 0: give at least 1.2e-38"),
+    ("def get_search_space(smoke):\n    return {'lr': tune.choice([1e-320, 1e-3])}", "lr=1e-320 is below 1.2e-38 in "
+     "float32, the precision trials train in (0 or a subnormal: it trains nothing), and lr must be above 0: give at "
+     "least 1.2e-38"),
+    ("def get_search_space(smoke):\n    return {'lr': tune.choice([1.5e-45, 1e-3])}", "lr=1.5e-45 is below 1.2e-38"),
     ("def get_search_space(smoke):\n    return {'weight_decay': tune.uniform(0, 1e9)}",
      "weight_decay=1000000000.0 is outside [0, 1]"),
     ("def get_search_space(smoke):\n    return {'weight_decay': tune.randint(0, 3)}",  # draws 0, 1 or 2

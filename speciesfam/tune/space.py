@@ -355,9 +355,10 @@ def _check_value(where: str, key: str, value: Any, default: Any, own: bool, clos
             raise ConfigError(f"{where}={value!r} is outside {bounds}, the values {key} can take")
         import numpy as np
 
-        if not low_ok and low == 0 and float(np.float32(value)) == 0:  # lr=1e-320: 8 trials "ok" that learnt nothing
-            raise ConfigError(f"{where}={value!r} is 0 in float32, the precision trials train in, and {key} must be "
-                              f"above 0: give at least {float(np.finfo(np.float32).tiny):.1e}")
+        tiny = float(np.finfo(np.float32).tiny)  # float32's smallest normal number; below it, 0 or a subnormal
+        if not low_ok and low == 0 and abs(float(np.float32(value))) < tiny:  # lr=1e-320: 8 "ok" trials, untrained
+            raise ConfigError(f"{where}={value!r} is below {tiny:.1e} in float32, the precision trials train in (0 or "
+                              f"a subnormal: it trains nothing), and {key} must be above 0: give at least {tiny:.1e}")
 
 
 def _kinds(example: Any) -> tuple[str, ...]:
