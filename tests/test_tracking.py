@@ -133,3 +133,20 @@ def test_an_image_unreadable_inside_a_training_step_is_named_by_the_trial_error(
         next(iter(dataset(np.array([str(replaced)]), np.array([0]), 8, 1, hashes={str(replaced): "0" * 64})))
     text = error_text(caught.value)
     assert text.startswith(f"ChangedError: {replaced}: changed since catalog (its sha256 is not the one "), text
+
+
+def test_trials_csv_keeps_epochs_whole_when_a_trial_has_none(tmp_path):
+    """A trial with no epoch (not trained) made best_epoch a float column: 1.0 / 6.0 in trials.csv, 1.0000 in
+    trials.md, for every trial of every search (hostile tester round 34)."""
+    import pandas as pd
+
+    from speciesfam.tune.tracking import whole_epochs, write_trials_md
+
+    df = pd.DataFrame({"trial_id": ["a", "b"], "best_epoch": [6.0, float("nan")], "epochs_run": [8.0, 0.0],
+                       "best_val_macro_f1": [0.5, float("nan")], "config": ["{}", "{}"]})
+    whole_epochs(df).to_csv(tmp_path / "trials.csv", index=False)
+    text = (tmp_path / "trials.csv").read_text()
+    assert "a,6,8," in text and "b,,0," in text, text
+    write_trials_md(str(tmp_path), df)
+    md = (tmp_path / "trials.md").read_text()
+    assert "| a |  |  |  |  | 0.5000 | 6 | 8 |" in md and "| b |  |  |  |  |  |  | 0 |" in md, md

@@ -315,12 +315,23 @@ def write_trial_table(results, workdir: str, kind: str | None = None, val_split:
         df, stale = merge_trials(read_trials(workdir), new)
         if stale:
             console.say(f"tune: dropped {stale} trials of {uri} scored on another val split (catalog or clean re-run)")
-    storage.write_table(df, uri)
+    storage.write_table(whole_epochs(df), uri)
     write_trials_md(workdir, df)
     from ..plots import search_progress
 
     search_progress(results, layout.path(workdir, layout.SEARCH_PROGRESS), layout.METRIC)
     return new
+
+
+EPOCH_COLUMNS = ("best_epoch", "epochs_run")  # whole numbers; a trial without one made them floats (1.0, 6.0)
+
+
+def whole_epochs(df: "pd.DataFrame") -> "pd.DataFrame":
+    """The trial table with its epoch columns as whole numbers (empty where unknown), as trials.csv holds them."""
+    import pandas as pd
+
+    return df.assign(**{c: pd.to_numeric(df[c], errors="coerce").round().astype("Int64")
+                        for c in EPOCH_COLUMNS if c in df})
 
 
 def write_trials_md(workdir: str, df: "pd.DataFrame", exported: dict[str, Any] | None = None) -> None:
@@ -336,6 +347,7 @@ def write_trials_md(workdir: str, df: "pd.DataFrame", exported: dict[str, Any] |
                   f"{exported['reason']}", ""]
     lines += ["| " + " | ".join(cols) + " | config |", "|" + "---|" * (len(cols) + 1)]
     for r in df.to_dict("records"):
-        cells = [cell(f"{v:.4f}" if isinstance(v, float) and v == v else v) for v in (r.get(c) for c in cols)]
+        cells = [cell(f"{v:.0f}" if c in EPOCH_COLUMNS and isinstance(v, float) and v == v else
+                      f"{v:.4f}" if isinstance(v, float) and v == v else v) for c, v in ((c, r.get(c)) for c in cols)]
         lines.append("| " + " | ".join(cells) + f" | `{r.get('config', '')}` |")
     storage.write_text(layout.path(workdir, layout.TRIALS_MD), "\n".join(lines) + "\n")
