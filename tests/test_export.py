@@ -361,8 +361,16 @@ def test_a_deleted_trial_table_names_the_resume_that_writes_it(probe_run, tmp_pa
     shutil.copytree(probe_run, run)
     (run / "trials.csv").unlink()
     with pytest.raises(StageOrderError, match=r"trials.csv does not exist, though searches ran here \(probe\); "
-                                              r"`speciesfam tune probe --workdir .* --resume --name probe` writes it"):
+                                              r"`speciesfam tune probe --workdir .* --name probe --resume` writes it"
+                       ) as refused:
         export_bundle(str(run))
+    # the command named works as given (a bare --resume was refused for the flags it left out: round 34)
+    import shlex
+
+    from speciesfam import cli
+
+    assert cli.main(shlex.split(str(refused.value).split("`")[1])[1:]) == 0 and (run / "trials.csv").exists()
+    (run / "trials.csv").unlink()
     # the report said 'Not run yet: speciesfam tune ...' of the searches, as if none had run
     from speciesfam.report import render
 

@@ -137,6 +137,17 @@ def test_how_to_reproduce_lists_searches_in_the_order_they_ran_and_without_resum
     record_search(run, TuneConfig(kind="probe", name="broken"), "broken", failed)
     steps = reproduce(run, {s: stages.load(run, s) for s in ("catalog", "tune")})["steps"]
     assert [st["ended"] for st in steps] == ["finished"] * 5 + ["trained nothing, ended"]
+    # trials.csv deleted: the --resume named is a search that trained (broken's is refused: round 34)
+    from speciesfam.tune.tracking import trials_deleted
+
+    said = trials_deleted(run)
+    assert said.endswith(f"`speciesfam tune transfer --workdir {run} --name beta --init-from alpha --resume` writes "
+                         "it again (each search's --resume adds its trials)"), said
+    other = str(tmp_path / "other")
+    stages.finish(other, "catalog", config={"source": "/data/images"})
+    record_search(other, TuneConfig(kind="probe", name="broken"), "broken", failed)
+    assert trials_deleted(other).endswith("(broken), none of which trained a trial: start a new search (another "
+                                          "--name)"), trials_deleted(other)
 
 
 def test_a_command_naming_the_users_own_modules_starts_with_the_pythonpath_that_finds_them(tmp_path, monkeypatch):

@@ -245,18 +245,22 @@ def read_trials(workdir: str, stage_hint: str = "") -> "pd.DataFrame":
 def trials_deleted(workdir: str) -> str:
     """Why RUN/trials.csv is missing though the tune record names searches, with the --resume that writes it
     again ('' when it is there, or no search ran)."""
-    import shlex
-
     from .. import stages
+    from ..reproduce import command
 
     uri = layout.path(workdir, layout.TRIALS)
     searches = {} if storage.exists(uri) else (stages.load(workdir, "tune") or {}).get("searches") or {}
     if not searches:
         return ""
-    name, last = max(searches.items(), key=lambda kv: str(kv[1].get("finished_at") or ""))
-    again = f"{stages.command('tune', workdir, last['config'].get('kind'))} --resume --name {shlex.quote(name)}"
-    return (f"{uri} does not exist, though searches ran here ({', '.join(sorted(searches))}); `{again}` writes it "
-            "again (each search's --resume adds its trials)")
+    # the latest search that trained a trial: --resume of one whose every trial failed, or none reported, is
+    # refused; its command with the flags it ran with (a bare --resume was refused for the settings it left out)
+    trained = {n: s for n, s in searches.items() if ((s.get("summary") or {}).get("ok") or 0) > 0}
+    said = f"{uri} does not exist, though searches ran here ({', '.join(sorted(searches))})"
+    if not trained:
+        return f"{said}, none of which trained a trial: start a new search (another --name)"
+    name, last = max(trained.items(), key=lambda kv: str(kv[1].get("finished_at") or ""))
+    again = f"{command('tune', {'config': {**last['config'], 'name': name}}, workdir)} --resume"
+    return f"{said}; `{again}` writes it again (each search's --resume adds its trials)"
 
 
 def moved_here(trials: "pd.DataFrame", workdir: str) -> "pd.DataFrame":
