@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from types import SimpleNamespace
 
 import pytest
 from conftest import Tee, pickle_by_value
@@ -243,6 +244,32 @@ def test_trials_kept_by_a_resume_are_listed_in_the_order_they_ended():
     said = [ln.split() for ln in tee.lines if ln.lstrip().startswith("trial ")]
     assert [(words[1], words[2], words[9]) for words in said] == [("1/3", "a", "0.500"), ("2/3", "b", "0.600"),
                                                                   ("3/3", "c", "0.700")], tee.lines
+
+
+def test_a_resumed_trials_line_gives_its_best_before_the_resume_too(tmp_path, monkeypatch):
+    """A trial's line after a --resume said the best of its epochs since the resume (0.500) while trials.csv said
+    1.000 from before it (hostile tester round 34)."""
+    import json
+
+    from speciesfam.tune.history import HISTORY
+
+    console.setup()
+    folder = tmp_path / "tune" / "s" / "_trial_t1"
+    folder.mkdir(parents=True)
+    (folder / HISTORY).write_text(json.dumps({"epoch": 2, layout.METRIC: 1.0}) + "\n")
+    (folder / "result.json").write_text(json.dumps({"epoch": 5, layout.METRIC: 0.5}) + "\n")
+    trial = SimpleNamespace(trial_id="t1", path=str(folder), config={}, trainable_name="probe",
+                            last_result={"epoch": 5, "done": False, "final_epoch": True, layout.METRIC: 0.5})
+    callback = lines.trial_lines_callback(1, "fifo", max_epochs=5)
+    callback.best["t1"] = 0.5  # what this run saw
+    with Tee() as tee:
+        callback._line([trial], trial, "finished")
+    assert "best val macro-F1 1.000" in tee.lines[-1], tee.lines
+    trial.path = str(tmp_path / "elsewhere")  # no history kept: the line says what the run saw
+    callback.lined.clear()
+    with Tee() as tee:
+        callback._line([trial], trial, "finished")
+    assert "best val macro-F1 0.500" in tee.lines[-1], tee.lines
 
 
 def test_an_interrupted_search_says_resume_only_when_a_trial_reported(tmp_path):
