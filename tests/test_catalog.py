@@ -282,6 +282,13 @@ def test_a_workdir_inside_the_image_folder_is_refused_before_anything_is_written
     assert f"--workdir {linked}: 'manifest.parquet' is a link (manifest.parquet -> {mine / 'manifest.parquet'}); a " \
            "run writes its own files" in err, err
     assert (mine / "manifest.parquet").read_bytes() == before
+    (linked / "manifest.parquet").unlink()  # one level down: a link to another run's record (round 35)
+    (linked / "stages").mkdir()
+    (linked / "stages" / "catalog.json").symlink_to(mine / "stages" / "catalog.json")
+    record = (mine / "stages" / "catalog.json").read_bytes()
+    assert main(["catalog", str(root), "--workdir", str(linked)]) == 2
+    assert "'stages/catalog.json' is a link (stages/catalog.json -> " in capsys.readouterr().err
+    assert (mine / "stages" / "catalog.json").read_bytes() == record
     # beside it, or a name that only starts the same, is fine
     assert main(["catalog", str(root), "--workdir", str(tmp_path / "images-run")]) == 0
     assert capsys.readouterr().err == ""  # no progress bar when stderr is not a terminal

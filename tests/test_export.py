@@ -230,6 +230,14 @@ def test_a_local_dir_model_replaced_in_place_is_told(probe_bundle, tmp_path):
                                           "safetensors, not the weights this bundle's head was trained on"):
         load_bundle(str(b))
     (local / "open_clip_model.safetensors").unlink()
+    # a hidden one (a macOS '._' file): open_clip's Path.glob finds it, glob.glob did not (round 35)
+    (local / "._x.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    (local / "pytorch_model.bin").unlink()
+    (local / "open_clip_pytorch_model.bin").rename(local / "weights.bin")  # a name open_clip does not prefer
+    with pytest.raises(BundleError, match="open_clip would now load .*/\\._x.safetensors, not the weights"):
+        load_bundle(str(b))
+    (local / "._x.safetensors").unlink()
+    (local / "weights.bin").rename(local / "open_clip_pytorch_model.bin")
     (local / "open_clip_config.json").unlink()
     with pytest.raises(BundleError, match="open_clip_config.json .* which is not on this machine; copy it there"):
         load_bundle(str(b))

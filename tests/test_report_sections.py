@@ -222,6 +222,9 @@ def test_a_damaged_bundle_is_shown_with_why_it_does_not_load(probe_run, probe_bu
     page = render(str(run))
     assert f"This section could not be rendered: {bundle}: the bundle is damaged (JSONDecodeError" in page, page
     assert f"re-export it with `speciesfam export --workdir {run}`" in page
+    for broken in ('{"kind": "probe", "labels": 7}', '{"kind": "probe", "labels": ["A"]}', "{}"):  # round 35
+        (bundle / "config.json").write_text(broken)  # the page failed to render (TypeError, UndefinedError)
+        assert f"This section could not be rendered: {bundle}" in render(str(run)), broken
     (bundle / "config.json").write_text("[1, 2, 3]")  # JSON, but no object: a Python error on the page (round 34)
     page = render(str(run))
     assert f"This section could not be rendered: {bundle}: the bundle is damaged: config.json is not a JSON " \

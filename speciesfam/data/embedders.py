@@ -109,10 +109,11 @@ def local_dir_problem(folder: str) -> str:
 
 
 def local_dir_weights(folder: str) -> str:
-    """The weights file open_clip loads from a ``local-dir:`` folder ('' if it holds none)."""
-    import glob
-
-    found = {ext: glob.glob(os.path.join(glob.escape(folder), f"*.{ext}")) for ext in ("safetensors", "bin", "pth")}
+    """The weights file open_clip loads from a ``local-dir:`` folder ('' if it holds none). Hidden files count:
+    open_clip's ``Path.glob`` finds '.x.safetensors' (a macOS '._' file too), ``glob.glob`` did not."""
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    found = {ext: [os.path.join(folder, n) for n in names if n.endswith(f".{ext}")]
+             for ext in ("safetensors", "bin", "pth")}
     files = sorted(found["safetensors"]) + sorted(found["bin"] + found["pth"])  # open_clip's order
     named = [f for f in files if os.path.basename(f) in PREFERRED_WEIGHTS]  # the one open_clip takes
     if named:
