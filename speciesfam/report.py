@@ -272,8 +272,8 @@ def best_model(workdir: str, records: dict) -> dict | None:
     damaged = None if storage.is_remote(bundle) or not os.path.isdir(bundle) else _safe(lambda: read_config(bundle))
     damaged = str(damaged) if isinstance(damaged, Exception) else None
     config = _safe(lambda: _read_json(storage.join(bundle, "config.json")))
-    shown = isinstance(config, dict) and isinstance(config.get("labels"), list) and config.get("kind") in (
-        "cnn", "probe") and (config["kind"] == "cnn" or isinstance(config.get("embedder"), dict))
+    shown = isinstance(config, dict) and isinstance(config.get("labels"), list) and (
+        config.get("kind") != "probe" or isinstance(config.get("embedder"), dict))  # what the section reads
     if isinstance(config, Exception) or (damaged and not shown):  # nothing to show but why ('"labels": 7' crashed)
         return {"error": damaged or f"{bundle}/config.json cannot be read ({config})"}
     if config is None:
