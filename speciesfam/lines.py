@@ -110,20 +110,6 @@ def _ended_at(trial: Any) -> float:
     return float((trial.last_result or {}).get("timestamp") or 0)
 
 
-def _best_before_resume(trial: Any, metric: str) -> float | None:
-    """A resumed trial's best value in the results kept before its resumes (tune.history; None without any)."""
-    from .tune.history import history
-
-    path = getattr(trial, "path", None)
-    try:
-        hist = history(path) if isinstance(path, str) else None
-    except (OSError, ValueError):  # a damaged kept file: the line shows what this run saw
-        return None
-    if hist is None or metric not in hist or not hist[metric].notna().any():
-        return None
-    return float(hist[metric].max())
-
-
 def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | None = None,
                          metric: str = layout.METRIC, cut_by: str = SEARCH_END, model: str | None = None):
     """A Tune callback printing one line per trial that ended (built here so Ray is imported lazily):
@@ -176,7 +162,9 @@ def trial_lines_callback(total: int | None, scheduler: str, max_epochs: int | No
             best = self.best.get(trial.trial_id)
             if best is None:  # a trial kept from before a --resume: Tune's own record of its values
                 best = (getattr(trial, "metric_analysis", None) or {}).get(metric, {}).get("max")
-            before = _best_before_resume(trial, metric)  # a resumed trial's line said its best since the resume
+            from .tune.history import best_kept
+
+            before = best_kept(getattr(trial, "path", None), metric)  # its line said its best since the resume
             if before is not None and (best is None or before > best):
                 best = before
             say(trial_line(self.finished, count, trial.trial_id, model_name, epochs, best, ended))

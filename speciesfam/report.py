@@ -269,9 +269,9 @@ def best_model(workdir: str, records: dict) -> dict | None:
 
     bundle = layout.path(workdir, layout.BUNDLE)
     # what predict and evaluate would say of it (a file missing, changed, unreadable), shown with it
-    damaged = None if storage.is_remote(bundle) or not os.path.isdir(bundle) else _safe(lambda: read_config(bundle))
-    damaged = str(damaged) if isinstance(damaged, Exception) else None
-    config = _safe(lambda: _read_json(storage.join(bundle, "config.json")))
+    checked = None if storage.is_remote(bundle) or not os.path.isdir(bundle) else _safe(lambda: read_config(bundle))
+    damaged = str(checked) if isinstance(checked, Exception) else None
+    config = checked if isinstance(checked, dict) else _safe(lambda: _read_json(storage.join(bundle, "config.json")))
     shown = isinstance(config, dict) and isinstance(config.get("labels"), list) and (
         config.get("kind") != "probe" or isinstance(config.get("embedder"), dict))  # what the section reads
     if isinstance(config, Exception) or (damaged and not shown):  # nothing to show but why ('"labels": 7' crashed)

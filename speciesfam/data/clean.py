@@ -28,8 +28,8 @@ from . import near_duplicates as nd
 from .clean_report import clean_report, lost_lines, outlier_rule
 from .galleries import clear, label_issue_gallery, near_duplicate_gallery, outlier_galleries
 from .label_issues import find_label_issues
-from .outliers import (OTHER_PROMPTS, PHOTO_PROMPTS, centroid_z_against, flag, plan_removals, score_families,
-                       zero_shot_other)
+from .outliers import (OTHER_PROMPTS, PHOTO_PROMPTS, centroid_z_against, plan_removals, rule_hits,
+                       score_families, zero_shot_other)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,12 +65,8 @@ def flag_outliers(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "pd.D
         contamination=cfg.contamination, min_keep=cfg.min_per_family, zs_prob=zs_prob,
         zs_threshold=cfg.zero_shot_threshold)
     # met the rule, yet kept so that the family keeps min_per_family rows: said, never silently "ok"
-    met = emb["z"].to_numpy() > cfg.outlier_z
-    if cfg.removal == "quota":  # the top share of each family's scores
-        met = np.zeros(len(emb), dtype=bool)
-        for lab in np.unique(labels):
-            idx = np.flatnonzero(labels == lab)
-            met[idx[flag(emb["score"].to_numpy()[idx], cfg.contamination, 0)]] = True
+    met = rule_hits(labels, emb["score"].to_numpy(), emb["z"].to_numpy(), removal=cfg.removal,
+                    outlier_z=cfg.outlier_z, contamination=cfg.contamination)
     if zs_prob is not None:
         met |= zs_prob > cfg.zero_shot_threshold
     emb["spared"] = met & ~emb["removed"].to_numpy()

@@ -143,10 +143,10 @@ def plan_removals(labels: np.ndarray, scores: np.ndarray, *, removal: str = "thr
     for lab in np.unique(labels):
         idx = np.flatnonzero(labels == lab)
         z[idx] = robust_z(scores[idx])
-        if removal == "quota":
-            outliers = idx[flag(scores[idx], contamination, 0)]
-        else:
-            outliers = idx[z[idx] > outlier_z]
+    hit = rule_hits(labels, scores, z, removal=removal, outlier_z=outlier_z, contamination=contamination)
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        outliers = idx[hit[idx]]
         order = list(outliers[np.argsort(-scores[outliers], kind="stable")])
         if zs_prob is not None:
             nonphoto = idx[zs_prob[idx] > zs_threshold]
@@ -154,3 +154,17 @@ def plan_removals(labels: np.ndarray, scores: np.ndarray, *, removal: str = "thr
             order = nonphoto + [i for i in order if i not in set(nonphoto)]
         remove[order[: max(0, len(idx) - min_keep)]] = True
     return remove, z
+
+
+def rule_hits(labels: np.ndarray, scores: np.ndarray, z: np.ndarray, *, removal: str = "threshold",
+              outlier_z: float = 5.0, contamination: float = 0.05) -> np.ndarray:
+    """The rows the outlier rule takes before any floor: robust z-score > ``outlier_z`` (``threshold``), or the
+    top ``contamination`` share of each family's scores (``quota``). ``plan_removals`` cuts them to keep
+    ``min_keep`` per family; clean says which of them that floor kept."""
+    if removal != "quota":
+        return z > outlier_z
+    hit = np.zeros(len(labels), dtype=bool)
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        hit[idx[flag(scores[idx], contamination, 0)]] = True
+    return hit

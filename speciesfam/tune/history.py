@@ -51,3 +51,15 @@ def history(trial_path: str) -> "Any | None":
     if not storage.exists(storage.join(trial_path, HISTORY)):
         return None
     return pd.DataFrame([json.loads(line) for line in merged_lines(trial_path)])
+
+
+def best_kept(trial_path: object, metric: str) -> float | None:
+    """A resumed trial's best ``metric`` over all its results, kept ones included (None when none were kept, or
+    the kept file cannot be read: its console line then says what this run saw)."""
+    try:
+        hist = history(trial_path) if isinstance(trial_path, str) else None
+    except (OSError, ValueError):
+        return None
+    if hist is None or metric not in hist or not hist[metric].notna().any():
+        return None
+    return float(hist[metric].max())
