@@ -281,7 +281,7 @@ class ProbePredictor(Predictor):
 
     def __init__(self, path: str, config: dict[str, Any]):
         super().__init__(path, config)
-        from .data.embedders import load_embedder
+        from .data.embedders import load_embedder, split_id
 
         spec = config["embedder"]
         if spec.get("source_sha256") and spec.get("source_file") and os.path.exists(spec["source_file"]) \
@@ -295,7 +295,10 @@ class ProbePredictor(Predictor):
             torch_modules()
         # The embedder first (a user factory may import torch too), then Keras for the head.
         self.embedder = load_embedder(embedder_config(spec))
-        if self.embedder.model_id != spec["model_id"]:
+        rebuilt = self.embedder.model_id
+        if not split_id(spec["model_id"])[1]:  # exported before ids carried the weights' digest (checked above)
+            rebuilt = split_id(rebuilt)[0]
+        if rebuilt != spec["model_id"]:
             raise BundleError(f"{path}: the rebuilt embedder is {self.embedder.model_id!r}, the head was trained on "
                               f"{spec['model_id']!r}; re-export from the run that trained it")
         self.head = _load_keras(os.path.join(path, PROBE_HEAD))

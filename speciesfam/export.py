@@ -98,7 +98,30 @@ def _clean_config(workdir: str, model_id: str | None) -> dict[str, Any]:
         raise StageOrderError(f"the probe was trained on embeddings of {model_id!r}, but the last clean stage embedded "
                               f"with {cfg.get('model_id')!r}; run the probe search again "
                               f"(`{stages.command('tune', workdir, 'probe')}`)")
+    _check_weights_unchanged(workdir, rec)
     return cfg
+
+
+def _check_weights_unchanged(workdir: str, rec: dict[str, Any]) -> None:
+    """The local weights files clean embedded with (their digest is in its model id) still hold those bytes:
+    a bundle of weights replaced since would embed differently from the embeddings the head trained on."""
+    from .config import CleanConfig
+    from .data.embedders import model_id, split_id, weights_files
+    from .reproduce import command
+
+    cfg = rec["config"]
+    _, digest = split_id(cfg.get("model_id") or "")
+    if not digest:  # a tag, hub model or factory (or a clean from before weights were recorded)
+        return
+    now = CleanConfig(model=cfg.get("model") or CleanConfig.model, pretrained=cfg.get("pretrained"),
+                      embedder=cfg.get("embedder"))
+    if model_id(now) != cfg["model_id"]:
+        files = " and ".join(weights_files(now))
+        now_said = f"{files} now hold other weights (digest {split_id(model_id(now))[1]})" if files else \
+            "those weights files are gone"
+        raise StageOrderError(f"clean embedded with {cfg['model_id']!r}, but {now_said}: restore them, or run "
+                              f"`{command('clean', rec, workdir)}` and the probe search again "
+                              f"(`{stages.command('tune', workdir, 'probe')}`)")
 
 
 def embedder_record(clean_cfg: dict[str, Any]) -> dict[str, Any]:

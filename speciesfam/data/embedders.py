@@ -11,9 +11,11 @@ These functions import torch: they run inside Ray actors (or a benchmark process
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -43,12 +45,55 @@ class Embedder:
 
 
 def model_id(cfg: CleanConfig) -> str:
-    """The identity of the embeddings ``cfg`` produces (cache key)."""
+    """The identity of the embeddings ``cfg`` produces (cache key). A model read from local files (a
+    ``local-dir:`` folder, a ``--pretrained`` weights file) carries a digest of their sha256s: weights replaced in place
+    are another model (the cache embeds again; export refuses a probe trained on the old ones)."""
     if cfg.embedder:
         return f"custom:{cfg.embedder}"
     if cfg.model.startswith(("hf-hub:", "local-dir:")):
-        return cfg.model
-    return f"open_clip:{cfg.model}:{cfg.pretrained or f'random-init-seed{RANDOM_INIT_SEED}'}"
+        base = cfg.model
+    else:
+        base = f"open_clip:{cfg.model}:{cfg.pretrained or f'random-init-seed{RANDOM_INIT_SEED}'}"
+    files = weights_files(cfg)
+    if not files:
+        return base
+    digest = hashlib.sha256("".join(file_sha256(f) for f in files).encode()).hexdigest()
+    return f"{base} (weights digest {digest[:12]})"
+
+
+def split_id(mid: str) -> tuple[str, str]:
+    """A model id -> (the model as named, the digest of its local weights files, '' for none)."""
+    found = re.fullmatch(r"(.*) \(weights digest ([0-9a-f]{12})\)", mid or "")
+    return (found[1], found[2]) if found else (mid, "")
+
+
+def weights_files(cfg: CleanConfig) -> list[str]:
+    """The local files that hold ``cfg``'s weights (absolute paths): a ``local-dir:`` folder's config and the
+    weights file open_clip loads, or a ``--pretrained`` file; none for a tag, a hub model or a factory."""
+    if cfg.embedder or cfg.model.startswith("hf-hub:"):
+        return []
+    if cfg.model.startswith("local-dir:"):
+        folder = cfg.model[len("local-dir:"):]
+        files = [os.path.join(folder, "open_clip_config.json"), local_dir_weights(folder)]
+    else:
+        files = [cfg.pretrained] if cfg.pretrained else []
+    return [os.path.abspath(f) for f in files if f and os.path.isfile(f)]
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file, read once per process for a given size and modification time (weights are GBs)."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 # Python that imports open_clip.pretrained's functions without the package's __init__, which imports timm and

@@ -15,7 +15,7 @@ import numpy as np
 from .. import layout, lines, storage
 from ..console import Progress, quiet_stderr, say
 from ..config import CleanConfig
-from .embedders import load_embedder, model_id
+from .embedders import load_embedder, model_id, split_id, weights_files
 from ..errors import SpeciesfamError
 from .images import DecodeError, changed_reason, read_rgb
 
@@ -242,6 +242,8 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     uri = layout.path(workdir, layout.EMBEDDINGS)
     mid = model_id(cfg)
     old = storage.read_table(uri) if storage.exists(uri) else pd.DataFrame(columns=EMBEDDING_COLUMNS)
+    base, _ = split_id(mid)
+    reweighted = int(old["model_id"].map(lambda m: split_id(m)[0] == base and m != mid).sum())
     old = old[old["model_id"] == mid].drop_duplicates("sha256")
     old = old[old["embedding"].map(len).gt(0)]  # never an empty vector (an older clean could cache one)
     decoded = old["decoder"] if "decoder" in old else pd.Series(1, old.index)  # unstamped: the first decode path
@@ -254,6 +256,9 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     cached = len(rows) - len(todo) - len(errors)  # usable cached ones (a file changed since is not)
     if len(todo):
         again = f", {older} more cached by an older decode path: embedded again" if older else ""
+        if reweighted:  # the same model named, its local weights files since replaced
+            where = cfg.model[len("local-dir:"):] if cfg.model.startswith("local-dir:") else cfg.pretrained
+            again += f", {reweighted} cached with other weights than {where} now holds: embedded again"
         embedder_ready(cfg)  # its failure is the first line: not after 'embedding N images'
         say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({cached} cached{again})")
         new = embed_with_ray(todo, cfg)

@@ -1,0 +1,102 @@
+"""Embedders read from local files (a ``--model local-dir:FOLDER`` copy of an open_clip model, a ``--pretrained``
+weights file): the weights' sha256 is part of the embeddings' identity, so weights replaced in place are never
+mistaken for the ones clean embedded with (the cache embeds again, export refuses a head trained on the old)."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from speciesfam.config import CleanConfig
+from speciesfam.data.embedders import model_id, split_id, weights_files
+
+TINY = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+def tiny_open_clip(folder: Path, seed: int) -> Path:
+    """A real open_clip model folder (config + safetensors, ~7 MB) as `huggingface-cli download` leaves one."""
+    import torch
+    from safetensors.torch import save_file
+
+    import open_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    save_file(open_clip.CLIP(**TINY).state_dict(), str(folder / "open_clip_model.safetensors"))
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY}))
+    return folder
+
+
+def test_a_local_models_id_carries_its_weights_digest(tmp_path):
+    local = tmp_path / "model"
+    local.mkdir()
+    (local / "open_clip_config.json").write_text('{"model_cfg": {}}')
+    (local / "open_clip_model.safetensors").write_bytes(b"first weights")
+    cfg = CleanConfig(model=f"local-dir:{local}")
+    first = model_id(cfg)
+    assert split_id(first)[0] == f"local-dir:{local}" and len(split_id(first)[1]) == 12, first
+    assert weights_files(cfg) == [str(local / "open_clip_config.json"), str(local / "open_clip_model.safetensors")]
+    assert model_id(cfg) == first  # the same bytes: the same id
+    (local / "open_clip_model.safetensors").write_bytes(b"other weights")
+    second = model_id(cfg)
+    assert second != first and split_id(second)[0] == split_id(first)[0]
+    (local / "open_clip_pytorch_model.bin").write_bytes(b"PK\x03\x04")  # open_clip still loads the safetensors
+    assert model_id(cfg) == second
+    (local / "open_clip_model.safetensors").unlink()  # now it loads the .bin
+    assert model_id(cfg) not in (first, second)
+    weights = tmp_path / "vit.pt"
+    weights.write_bytes(b"a weights file")
+    by_file = model_id(CleanConfig(model="ViT-B-32", pretrained=str(weights)))
+    assert split_id(by_file)[0] == f"open_clip:ViT-B-32:{weights}" and split_id(by_file)[1]
+    # a tag or random weights: no local file, the id as before (existing caches stay valid)
+    assert model_id(CleanConfig(model="ViT-S-32", pretrained=None)) == "open_clip:ViT-S-32:random-init-seed0"
+    assert split_id("open_clip:ViT-S-32:random-init-seed0") == ("open_clip:ViT-S-32:random-init-seed0", "")
+
+
+@pytest.mark.slow
+def test_weights_replaced_in_place_are_embedded_again_and_refused_by_export(collection, ray_session, tmp_path,
+                                                                            capsys):
+    """The folder's weights replaced after clean: export made a bundle of the new weights for a head trained on
+    embeddings of the old (other predictions, exit 0), and clean again reused the old embeddings."""
+    from speciesfam.config import TuneConfig
+    from speciesfam.data.catalog import run_catalog
+    from speciesfam.data.clean import run_clean
+    from speciesfam.errors import StageOrderError
+    from speciesfam.export import export_bundle
+    from speciesfam.tune.search import run_search
+
+    root, _ = collection
+    local = tiny_open_clip(tmp_path / "model", seed=0)
+    workdir = str(tmp_path / "run")
+    run_catalog(str(root), workdir)
+    cfg = CleanConfig(model=f"local-dir:{local}", pretrained=None, batch_size=8, removal="quota", contamination=0.1,
+                      min_per_family=6, near_duplicate_threshold=1.0)  # random weights: every image alike
+    tune = TuneConfig(kind="probe", num_samples=1, max_epochs=2, smoke_test=True, cpus_per_trial=1)
+    run_clean(workdir, cfg)
+    run_search(workdir, tune)
+    bundle = json.loads(Path(export_bundle(workdir, out=str(tmp_path / "b1")), "config.json").read_text())
+    trained_on = bundle["embedder"]["model_id"]
+    assert split_id(trained_on)[1], trained_on
+
+    shutil.copy(tiny_open_clip(tmp_path / "other", seed=1) / "open_clip_model.safetensors", local)
+    with pytest.raises(StageOrderError) as err:
+        export_bundle(workdir, out=str(tmp_path / "b2"))
+    said = str(err.value)
+    assert f"{local / 'open_clip_model.safetensors'} now hold other weights" in said and \
+        f"speciesfam clean --workdir {workdir} --model local-dir:{local}" in said, said
+    assert not (tmp_path / "b2").exists()
+
+    capsys.readouterr()
+    run_clean(workdir, cfg)
+    out = capsys.readouterr().out
+    assert re.search(rf"\(0 cached, [1-9]\d* cached with other weights than {re.escape(str(local))} now holds: "
+                     "embedded again", out), out
+    with pytest.raises(StageOrderError, match="built from an older clean run"):  # the head still has the old ones
+        export_bundle(workdir, out=str(tmp_path / "b2"))
+    run_search(workdir, tune)
+    again = json.loads(Path(export_bundle(workdir, out=str(tmp_path / "b2")), "config.json").read_text())
+    assert again["embedder"]["model_id"] != trained_on
+    assert split_id(again["embedder"]["model_id"])[0] == split_id(trained_on)[0]
