@@ -249,13 +249,12 @@ class CNNPredictor(Predictor):
 def embedder_config(spec: dict[str, Any]):
     """The ``CleanConfig`` that rebuilds the bundle's embedder, after checking a local weights file's sha256."""
     from .config import CleanConfig
+    from .data.embedders import file_sha256, local_dir_weights
 
     pretrained = spec.get("pretrained")
     files = dict(spec.get("files_sha256") or {})  # a local-dir: model's config and weights
     model = spec.get("model") or ""
     if files and model.startswith("local-dir:"):  # another weights file added there, one open_clip prefers
-        from .data.embedders import local_dir_weights
-
         loads = local_dir_weights(model[len("local-dir:"):])
         if loads and os.path.abspath(loads) not in files:
             trained = [f for f in sorted(files) if os.path.basename(f) != "open_clip_config.json"]
@@ -267,7 +266,7 @@ def embedder_config(spec: dict[str, Any]):
         if not os.path.isfile(file):
             raise BundleError(f"this bundle embeds with the local file {file} (sha256 {digest}), which is not on "
                               "this machine; copy it there")
-        if sha256_file(file) != digest:
+        if file_sha256(file) != digest:  # read once: the embedder's id below hashes it too
             raise BundleError(f"{file} is not the file this bundle's head was trained on (sha256 differs from "
                               f"{digest}); restore the original file, or export again from a run cleaned with it")
     return CleanConfig(model=spec.get("model") or CleanConfig.model, pretrained=pretrained,

@@ -40,7 +40,7 @@ def test_a_local_models_id_carries_its_weights_digest(tmp_path):
     assert split_id(first)[0] == f"local-dir:{local}" and len(split_id(first)[1]) == 12, first
     assert weights_files(cfg) == [str(local / "open_clip_config.json"), str(local / "open_clip_model.safetensors")]
     assert model_id(cfg) == first  # the same bytes: the same id
-    (local / "open_clip_model.safetensors").write_bytes(b"other weights")
+    (local / "open_clip_model.safetensors").write_bytes(b"the other weights")  # another size: the same tick of the clock
     second = model_id(cfg)
     assert second != first and split_id(second)[0] == split_id(first)[0]
     (local / "open_clip_pytorch_model.bin").write_bytes(b"PK\x03\x04")  # open_clip still loads the safetensors

@@ -80,13 +80,13 @@ def weights_files(cfg: CleanConfig) -> list[str]:
     return [os.path.abspath(f) for f in files if f and os.path.isfile(f)]
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS: dict[tuple, str] = {}
 
 
 def file_sha256(path: str) -> str:
     """sha256 of a file, read once per process for a given size and modification time (weights are GBs)."""
     st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _DIGESTS:
         h = hashlib.sha256()
         with open(path, "rb") as f:
