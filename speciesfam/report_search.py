@@ -11,9 +11,10 @@ import os
 from typing import Any
 
 from . import layout, plots, stages, storage
+from .errors import StageOrderError
 from .lines import SEARCH_END, final_flag, how_ended, scheduler_name, search_cut_by
 from .tune.history import merged_lines
-from .tune.tracking import scored_trials, search_name, trials_deleted
+from .tune.tracking import read_trials, scored_trials, search_name, trials_deleted
 
 
 def trial_histories(trials) -> tuple[dict[str, Any], float]:
@@ -41,10 +42,13 @@ def trial_histories(trials) -> tuple[dict[str, Any], float]:
 
 
 def search(workdir: str, records: dict) -> dict | None:
-    trials = stages.table(workdir, layout.TRIALS)
-    if trials is None:  # deleted after searches ran: not 'Not run yet'
+    if not storage.exists(layout.path(workdir, layout.TRIALS)):  # deleted after searches ran: not 'Not run yet'
         gone = trials_deleted(workdir)
         return {"missing": True, "why": gone} if gone else None
+    try:  # emptied or damaged: the --resume that writes it again, as export says
+        trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
+    except StageOrderError as err:
+        return {"missing": True, "why": str(err)}
     missing = [c for c in ("trial_id", "status", layout.BEST_METRIC, "trial_path") if c not in trials.columns]
     if missing:
         raise ValueError(f"{layout.TRIALS} lacks column(s) {missing}; was it written by `speciesfam tune`?")

@@ -235,27 +235,49 @@ def read_trials(workdir: str, stage_hint: str = "") -> "pd.DataFrame":
     naming the --resume that writes it again (it said to run tune, which then refused the search's name)."""
     from ..errors import StageOrderError
 
+    from ..errors import SourceError
+
     uri = layout.path(workdir, layout.TRIALS)
     gone = stage_hint and trials_deleted(workdir)
     if gone:
         raise StageOrderError(gone)
-    return moved_here(storage.read_table(uri, stage_hint=stage_hint), workdir)
+    try:
+        trials = storage.read_table(uri, stage_hint=stage_hint)
+    except SourceError as err:  # emptied or damaged: the --resume that writes it again, if a search ran
+        cause = err.__cause__ or err
+        try:
+            empty = not storage.read_bytes(uri).strip()
+        except OSError:  # a folder of that name
+            empty = False
+        damage = "is empty" if empty else \
+            f"cannot be read as a CSV table ({type(cause).__name__}: {storage.said(cause, 200)})"
+        again = stage_hint and rewrite_advice(workdir, f"{uri} {damage}")
+        if again:
+            raise StageOrderError(again) from err
+        raise
+    return moved_here(trials, workdir)
 
 
 def trials_deleted(workdir: str) -> str:
     """Why RUN/trials.csv is missing though the tune record names searches, with the --resume that writes it
     again ('' when it is there, or no search ran)."""
+    uri = layout.path(workdir, layout.TRIALS)
+    return "" if storage.exists(uri) else rewrite_advice(workdir, f"{uri} does not exist")
+
+
+def rewrite_advice(workdir: str, said: str) -> str:
+    """``said`` (what is wrong with RUN/trials.csv), that searches ran here and the --resume that writes it
+    again; '' when the tune record names no search."""
     from .. import stages
     from ..reproduce import command
 
-    uri = layout.path(workdir, layout.TRIALS)
-    searches = {} if storage.exists(uri) else (stages.load(workdir, "tune") or {}).get("searches") or {}
+    searches = (stages.load(workdir, "tune") or {}).get("searches") or {}
     if not searches:
         return ""
     # the latest search that trained a trial: --resume of one whose every trial failed, or none reported, is
     # refused; its command with the flags it ran with (a bare --resume was refused for the settings it left out)
     trained = {n: s for n, s in searches.items() if ((s.get("summary") or {}).get("ok") or 0) > 0}
-    said = f"{uri} does not exist, though searches ran here ({', '.join(sorted(searches))})"
+    said = f"{said}, though searches ran here ({', '.join(sorted(searches))})"
     if not trained:
         return f"{said}, none of which trained a trial: start a new search (another --name)"
     name, last = max(trained.items(), key=lambda kv: str(kv[1].get("finished_at") or ""))

@@ -1,0 +1,128 @@
+"""Which trial export takes, from which folder, and its refusals: CNN against probe trials, a shared --out, a
+moved or copied run folder, a deleted or damaged trials.csv (conftest's tiny probe search)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+def test_export_compares_cnn_and_probe_trials_and_says_which_it_took(probe_run, tmp_path, capsys):
+    from test_bundle import write_cnn_trial
+
+    from speciesfam.cli import main
+    from speciesfam.export import choose_trial
+
+    run = Path(shutil.copytree(probe_run, tmp_path / "run"))
+    best_probe = pd.read_csv(run / "trials.csv")["best_val_macro_f1"].max()
+    write_cnn_trial(run, "cnnlow", f1=best_probe / 2)
+    row, reason = choose_trial(str(run))
+    assert row["kind"] == "probe" and "the best cnn trial, cnnlow (scratch), scored" in reason
+    write_cnn_trial(run, "cnnhigh", f1=1.0, seed=1)  # ties with a perfect probe go to the faster trial
+    assert main(["export", "--workdir", str(run)]) == 0
+    said = capsys.readouterr().out
+    assert "(cnn, scratch_sequential, trial cnnhigh): highest val_macro_f1" in said and "the best probe trial" in said
+    assert json.loads((run / "bundle" / "config.json").read_text())["kind"] == "cnn"
+    assert "**Exported**: trial `cnnhigh` (cnn" in (run / "trials.md").read_text()
+
+
+def test_export_says_whose_bundle_it_replaced(probe_run, tmp_path, capsys):
+    """Two runs exported to one --out: the second replaced the first run's model without a word (hostile tester).
+    Export still replaces it (an --out is often meant to be updated), and its line says what it replaced."""
+    from speciesfam.cli import main
+
+    def export_line() -> str:
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("export: "))
+
+    run, shared = Path(shutil.copytree(probe_run, tmp_path / "run")), tmp_path / "models" / "best"
+    trials = pd.read_csv(run / "trials.csv")
+    first, other = str(trials["trial_id"].iloc[0]), str(trials["trial_id"].iloc[1])
+    assert main(["export", "--workdir", str(run), "--out", str(shared)]) == 0
+    assert "replaced" not in export_line()  # nothing was there
+    assert main(["export", "--workdir", str(run), "--out", str(shared)]) == 0
+    assert "replaced" not in export_line()  # the same trial again: an update, nothing to say
+    assert main(["export", "--workdir", str(run), "--out", str(shared), "--trial", other]) == 0
+    assert export_line().endswith(f"; it replaced the bundle of trial {first}")
+    config = json.loads((shared / "config.json").read_text())  # as another run's export would have written it
+    config["trial"]["trained_on"]["catalog"] = "0123456789abcdef"
+    (shared / "config.json").write_text(json.dumps(config))
+    assert main(["export", "--workdir", str(run), "--out", str(shared)]) == 0
+    assert export_line().endswith(f"; it replaced the bundle of trial {other} of another run (catalog 01234567)")
+    assert json.loads((shared / "config.json").read_text())["trial"]["trial_id"] == first
+
+
+def test_a_moved_or_copied_run_folder_exports_its_own_checkpoints(probe_run, tmp_path, capsys):
+    """trials.csv records absolute paths: a moved run folder's export failed ('checkpoint ... has no config.json;
+    was it written by speciesfam?'), and a copy's exported the original folder's checkpoints (hostile tester)."""
+    from speciesfam.cli import main
+
+    copy = Path(shutil.copytree(probe_run, tmp_path / "copy"))
+    marked = list((copy / "tune").rglob("checkpoint_*/metrics.json"))
+    for path in marked:  # this copy's own checkpoints
+        path.write_text(json.dumps({**json.loads(path.read_text()), "copy": True}))
+    assert marked
+    assert main(["export", "--workdir", str(copy)]) == 0
+    assert json.loads((copy / "bundle" / "metrics.json").read_text())["checkpoint"].get("copy") is True
+    trials = (copy / "trials.csv").read_text()  # moved: its searches ran in a folder that is no longer there
+    (copy / "trials.csv").write_text(trials.replace(str(probe_run), str(tmp_path / "gone")))
+    moved = shutil.move(copy, tmp_path / "moved here")
+    assert main(["export", "--workdir", str(moved)]) == 0, capsys.readouterr().err
+    assert json.loads((Path(moved) / "bundle" / "metrics.json").read_text())["checkpoint"].get("copy") is True
+    trials = (Path(moved) / "trials.csv").read_text()  # a search kept elsewhere (--storage-path), gone since
+    (Path(moved) / "trials.csv").write_text(trials.replace(str(tmp_path / "gone" / "tune"), "/gone/storage"))
+    assert main(["export", "--workdir", str(moved)]) == 2
+    assert "is not there (deleted, or the search's --storage-path moved); export another --trial" in \
+        capsys.readouterr().err
+
+
+def test_a_deleted_trial_table_names_the_resume_that_writes_it(probe_run, tmp_path):
+    """With trials.csv deleted, export said to run tune, which then refused the search's name (round 32)."""
+    import shutil
+
+    from speciesfam.errors import StageOrderError
+    from speciesfam.export import export_bundle
+
+    run = tmp_path / "copy"
+    shutil.copytree(probe_run, run)
+    (run / "trials.csv").unlink()
+    with pytest.raises(StageOrderError, match=r"trials.csv does not exist, though searches ran here \(probe\); "
+                                              r"`speciesfam tune probe --workdir .* --name probe --resume` writes it"
+                       ) as refused:
+        export_bundle(str(run))
+    # the command named works as given (a bare --resume was refused for the flags it left out: round 34)
+    import shlex
+
+    from speciesfam import cli
+
+    assert cli.main(shlex.split(str(refused.value).split("`")[1])[1:]) == 0 and (run / "trials.csv").exists()
+    (run / "trials.csv").unlink()
+    # the report said 'Not run yet: speciesfam tune ...' of the searches, as if none had run
+    from speciesfam.report import render
+
+    page = render(str(run))
+    assert "Not run yet: <code>speciesfam tune" not in page
+    assert "trials.csv does not exist, though searches ran here (probe); `speciesfam tune probe --workdir" in page
+
+
+def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe_run, tmp_path):
+    """An empty trials.csv made export say 'No columns to parse from file' and to give 'the CSV file speciesfam
+    wrote, or another path' (export takes no such path)."""
+    from speciesfam.errors import StageOrderError
+    from speciesfam.export import export_bundle
+    from speciesfam.report import render
+
+    run = Path(shutil.copytree(probe_run, tmp_path / "copy"))
+    for content, damage in ((b"", "is empty"), (b"\n\n", "is empty"),
+                            (b'trial_id,"unclosed\n1,2\n', "cannot be read as a CSV table (ParserError: ")):
+        (run / "trials.csv").write_bytes(content)
+        with pytest.raises(StageOrderError) as refused:
+            export_bundle(str(run))
+        said = str(refused.value)
+        assert said.startswith(f"{run / 'trials.csv'} {damage}") and "though searches ran here (probe); " \
+            "`speciesfam tune probe --workdir" in said and said.endswith("(each search's --resume adds its trials)"), said
+        assert "give the CSV file" not in said
+        assert f"trials.csv {damage}" in render(str(run))  # the report says it too, and renders
