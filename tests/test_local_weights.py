@@ -100,3 +100,22 @@ def test_weights_replaced_in_place_are_embedded_again_and_refused_by_export(coll
     again = json.loads(Path(export_bundle(workdir, out=str(tmp_path / "b2")), "config.json").read_text())
     assert again["embedder"]["model_id"] != trained_on
     assert split_id(again["embedder"]["model_id"])[0] == split_id(trained_on)[0]
+
+
+def test_a_folder_of_several_weights_files_is_said_once_in_the_tools_words(tmp_path, caplog):
+    """open_clip logged 'Multiple checkpoints found in ...' in every actor (of a single non-preferred file too);
+    clean says once which file it loads."""
+    import logging
+
+    from speciesfam.data.embedders import local_dir_choice, open_clip_embedder
+
+    local = tiny_open_clip(tmp_path / "model", seed=0)
+    (local / "open_clip_model.safetensors").rename(local / "b.safetensors")
+    assert local_dir_choice(str(local)) == ""  # one file: nothing to choose
+    shutil.copy(local / "b.safetensors", local / "a.safetensors")
+    (local / "c.bin").write_bytes(b"PK\x03\x04")
+    assert local_dir_choice(str(local)) == (f"{local} holds 3 weights files; open_clip loads 'a.safetensors' (not "
+                                            "'b.safetensors', 'c.bin'): remove the others if that is not the one meant")
+    with caplog.at_level(logging.INFO):
+        open_clip_embedder(CleanConfig(model=f"local-dir:{local}"))
+    assert "Multiple checkpoints" not in caplog.text and "a.safetensors" in caplog.text  # its own info line stays

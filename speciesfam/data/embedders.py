@@ -249,20 +249,34 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _random_init_is_intended(intended: bool) -> Iterator[None]:
-    """Drop open_clip's root-logger warning "No pretrained weights loaded ... initialized randomly" when random
-    weights were asked for (``--pretrained none``; a probe bundle, which loads its own weights next): on the
-    console it reads as a failure that did not happen."""
-    def drop(record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("No pretrained weights loaded")
+def _quiet_open_clip(random_intended: bool) -> Iterator[None]:
+    """Drop two of open_clip's root-logger warnings: "No pretrained weights loaded ... initialized randomly" when
+    random weights were asked for (``--pretrained none``; a probe bundle, which loads its own weights next): on
+    the console it reads as a failure that did not happen; and "Multiple checkpoints found" of a ``local-dir:``
+    folder, which clean says once in its own words (``local_dir_choice``; each actor said it, even of one file)."""
+    def keep(record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.startswith("Multiple checkpoints found")
+                    or (random_intended and msg.startswith("No pretrained weights loaded")))
 
     root = logging.getLogger()
-    if intended:
-        root.addFilter(drop)
+    root.addFilter(keep)
     try:
         yield
     finally:
-        root.removeFilter(drop)
+        root.removeFilter(keep)
+
+
+def local_dir_choice(folder: str) -> str:
+    """Which weights file open_clip loads from a ``local-dir:`` folder holding several ('' for one)."""
+    loads = local_dir_weights(folder)
+    others = sorted(n for n in os.listdir(folder) if n.endswith((".safetensors", ".bin", ".pth"))
+                    and n != os.path.basename(loads)) if loads else []
+    if not others:
+        return ""
+    return (f"{folder} holds {len(others) + 1} weights files; open_clip loads {os.path.basename(loads)!r} (not "
+            + ", ".join(repr(n) for n in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+            + "): remove the others if that is not the one meant")
 
 
 def open_clip_embedder(cfg: CleanConfig, device: str | None = None) -> Embedder:
@@ -285,7 +299,7 @@ def open_clip_embedder(cfg: CleanConfig, device: str | None = None) -> Embedder:
             # Random weights (pretrained=None) are seeded, so every actor and every re-run builds the same
             # model: embeddings stay comparable across processes and the cache stays valid.
             torch.manual_seed(RANDOM_INIT_SEED)
-            with _random_init_is_intended(pretrained is None):
+            with _quiet_open_clip(pretrained is None):
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     cfg.model, pretrained=pretrained, device=device,
                     precision="fp16" if device == "cuda" else "fp32")

@@ -119,11 +119,13 @@ def embedder_ready(cfg: CleanConfig) -> None:
     """Before any embedding actor starts (and before clean says it embeds): the open_clip weights are in the
     local cache, or a user's factory builds and embeds one image. Offline, a bad tag or a factory of the wrong
     shape: one line here, not failing actors retried for a minute, each with its traceback."""
-    from .embedders import fetch_pretrained
+    from .embedders import fetch_pretrained, local_dir_choice
 
     fetch_pretrained(cfg)
     if cfg.embedder:
         check_embedder(cfg)
+    elif cfg.model.startswith("local-dir:") and local_dir_choice(cfg.model[len("local-dir:"):]):
+        say(f"clean: {local_dir_choice(cfg.model[len('local-dir:'):])}")
 
 
 def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
