@@ -237,10 +237,19 @@ def counted(n: int, one: str, many: str | None = None) -> str:
 
 def some(names: Iterable[str], n: int = 5, quote: bool = False) -> str:
     """The first ``n`` of ``names`` (in their order) joined by commas, ``and K more`` when that is not all:
-    a console line names a few of many and says how many it left out."""
+    a console line names a few of many and says how many it left out. ``quote``: each as ``quoted``."""
     names = list(names)
-    shown = [repr(x) if quote else str(x) for x in names[:n]]
+    shown = [quoted(x) if quote else str(x) for x in names[:n]]
     return ", ".join(shown) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def quoted(name: Any, limit: int = 80) -> str:
+    """A name from the data (a family, a column) quoted for a console line; one longer than ``limit`` characters
+    as its head and tail and its length (a 250-character family filled a screen); files keep it whole."""
+    text = str(name)
+    if len(text) <= limit:
+        return repr(name)
+    return f"{text[:limit // 2] + '…' + text[-(limit // 4):]!r} ({len(text)} characters)"
 
 
 # A Python exception's own line inside TensorFlow's error text, after its "{{function_node ...}} " prefix if any

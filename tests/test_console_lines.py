@@ -228,6 +228,14 @@ def test_a_line_naming_a_few_of_many_says_how_many_it_left_out():
         "/img/0.jpg, /img/1.jpg, /img/2.jpg, /img/3.jpg, /img/4.jpg and 3 more"
     assert lines.some(["Felidae", "O'Hara"], quote=True) == "'Felidae', \"O'Hara\""
     assert lines.some({"a": 1}.keys(), n=1) == "a" and lines.some([]) == ""
+    # a 250-character family filled the screen in clean's and tune's warnings: its head, tail and length
+    long = "Family" + "x" * 240 + "idae"
+    assert lines.some([long, "Felidae"], quote=True) == \
+        f"'{long[:40]}…{long[-20:]}' (250 characters), 'Felidae'"
+    from speciesfam.data.clean_report import lost_lines
+
+    said = lost_lines({"split_lost": {"val": [long]}})[0]
+    assert "(250 characters)" in said and len(said) < 200, said
 
 
 def test_the_raylets_worker_pool_note_goes_to_the_log_and_its_errors_to_the_console(tmp_path, capsys):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import layout
 from ..config import CleanConfig
-from ..lines import counted, some
+from ..lines import counted, quoted, some
 from ..markdown import cell, code, family_cell, prose, twins, visible
 from .embedders import model_id
 from .galleries import LABEL_ISSUES_PNG, NEAR_DUPLICATES_PNG
@@ -27,7 +27,7 @@ def outlier_rule(cfg: CleanConfig) -> str:
             f"(min {cfg.min_per_family} kept per family)")
 
 
-def lost_lines(summary: dict[str, Any], name=repr, alike: frozenset[str] = frozenset()) -> list[str]:
+def lost_lines(summary: dict[str, Any], name=quoted, alike: frozenset[str] = frozenset()) -> list[str]:
     """A line per split that families lost every image of in clean (``split_lost``), with the cause clean found
     (``split_lost_cause``: files gone or changed since catalog, or its own removals): the console's, clean.md's
     and the report's words. ``name``: how a family is written (quoted, Markdown code, plain); a family that
