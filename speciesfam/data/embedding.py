@@ -15,7 +15,7 @@ import numpy as np
 from .. import layout, lines, storage
 from ..console import Progress, quiet_stderr, say
 from ..config import CleanConfig
-from .embedders import load_embedder, model_id, split_id, weights_files
+from .embedders import load_embedder, model_id, split_id
 from ..errors import SpeciesfamError
 from .images import DecodeError, changed_reason, read_rgb
 
