@@ -277,10 +277,22 @@ def write_table(df: "pd.DataFrame", uri: str) -> None:
     """Write a DataFrame as Parquet or CSV (by suffix), atomically."""
     buf = io.BytesIO()
     if uri.lower().endswith(".csv"):
-        df.to_csv(buf, index=False)
+        import csv
+
+        # a lone '\r' in a text cell (a family written 'Felidae\r') is no line end to the csv module, so it was
+        # left unquoted and every reader split the row in two: quote every text cell of such a table
+        cr = any(df[c].map(lambda v: isinstance(v, str) and "\r" in v).any() for c in df.columns
+                 if not pd_numeric(df[c]))
+        df.to_csv(buf, index=False, quoting=csv.QUOTE_NONNUMERIC if cr else csv.QUOTE_MINIMAL)
     else:
         df.to_parquet(buf, index=False)
     write_bytes(uri, buf.getvalue())
+
+
+def pd_numeric(column: "pd.Series") -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)
 
 
 def read_table(uri: str, stage_hint: str = "") -> "pd.DataFrame":
