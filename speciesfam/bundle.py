@@ -247,9 +247,10 @@ class CNNPredictor(Predictor):
 
 
 def embedder_config(spec: dict[str, Any]):
-    """The ``CleanConfig`` that rebuilds the bundle's embedder, after checking a local weights file's sha256."""
+    """The ``CleanConfig`` that rebuilds the bundle's embedder, after checking its local weights files' sha256 and
+    that it is the embedder the head was trained on (no torch: predict checks it before any actor starts)."""
     from .config import CleanConfig
-    from .data.embedders import file_sha256, local_dir_weights
+    from .data.embedders import file_sha256, local_dir_weights, model_id, split_id
 
     pretrained = spec.get("pretrained")
     files = dict(spec.get("files_sha256") or {})  # a local-dir: model's config and weights
@@ -269,8 +270,15 @@ def embedder_config(spec: dict[str, Any]):
         if file_sha256(file) != digest:  # read once: the embedder's id below hashes it too
             raise BundleError(f"{file} is not the file this bundle's head was trained on (sha256 differs from "
                               f"{digest}); restore the original file, or export again from a run cleaned with it")
-    return CleanConfig(model=spec.get("model") or CleanConfig.model, pretrained=pretrained,
-                       embedder=spec.get("embedder"))
+    cfg = CleanConfig(model=spec.get("model") or CleanConfig.model, pretrained=pretrained,
+                      embedder=spec.get("embedder"))
+    rebuilt = model_id(cfg)
+    if not split_id(spec["model_id"])[1]:  # exported before ids carried the weights' digest (checked above)
+        rebuilt = split_id(rebuilt)[0]
+    if rebuilt != spec["model_id"]:
+        raise BundleError(f"the rebuilt embedder is {rebuilt!r}, the head was trained on {spec['model_id']!r}; "
+                          "re-export from the run that trained it")
+    return cfg
 
 
 class ProbePredictor(Predictor):
@@ -280,7 +288,7 @@ class ProbePredictor(Predictor):
 
     def __init__(self, path: str, config: dict[str, Any]):
         super().__init__(path, config)
-        from .data.embedders import load_embedder, split_id
+        from .data.embedders import load_embedder
 
         spec = config["embedder"]
         if spec.get("source_sha256") and spec.get("source_file") and os.path.exists(spec["source_file"]) \
@@ -294,12 +302,6 @@ class ProbePredictor(Predictor):
             torch_modules()
         # The embedder first (a user factory may import torch too), then Keras for the head.
         self.embedder = load_embedder(embedder_config(spec))
-        rebuilt = self.embedder.model_id
-        if not split_id(spec["model_id"])[1]:  # exported before ids carried the weights' digest (checked above)
-            rebuilt = split_id(rebuilt)[0]
-        if rebuilt != spec["model_id"]:
-            raise BundleError(f"{path}: the rebuilt embedder is {self.embedder.model_id!r}, the head was trained on "
-                              f"{spec['model_id']!r}; re-export from the run that trained it")
         self.head = _load_keras(os.path.join(path, PROBE_HEAD))
 
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:

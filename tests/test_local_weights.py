@@ -88,6 +88,14 @@ def test_weights_replaced_in_place_are_embedded_again_and_refused_by_export(coll
     assert f"{local / 'open_clip_model.safetensors'} now hold other weights" in said and \
         f"speciesfam clean --workdir {workdir} --model local-dir:{local}" in said, said
     assert not (tmp_path / "b2").exists()
+    # the bundle made before refuses the new weights: a folder's prediction too, before any actor starts (each
+    # actor failed with a traceback of 60 lines)
+    from speciesfam.bundle import BundleError
+    from speciesfam.predict import predict_collection
+
+    with pytest.raises(BundleError, match="open_clip_model.safetensors is not the file this bundle's head was "
+                                          "trained on"):
+        predict_collection(str(tmp_path / "b1"), out=str(tmp_path / "p.parquet"), source=str(root))
 
     capsys.readouterr()
     run_clean(workdir, cfg)
