@@ -127,3 +127,23 @@ def test_a_folder_of_several_weights_files_is_said_once_in_the_tools_words(tmp_p
     with caplog.at_level(logging.INFO):
         open_clip_embedder(CleanConfig(model=f"local-dir:{local}"))
     assert "Multiple checkpoints" not in caplog.text and "a.safetensors" in caplog.text  # its own info line stays
+
+
+def test_weights_replaced_while_clean_runs_stop_it_before_it_records_them(tmp_path):
+    """clean recorded the digest of the weights there when it ended, not of those it embedded with: export then
+    told the user to re-run the probe search, which changed nothing (hostile tester round 36)."""
+    from speciesfam.data.embedding import weights_changed
+    from speciesfam.errors import SpeciesfamError
+
+    local = tmp_path / "model"
+    local.mkdir()
+    (local / "open_clip_config.json").write_text('{"model_cfg": {}}')
+    (local / "open_clip_model.safetensors").write_bytes(b"first weights")
+    cfg = CleanConfig(model=f"local-dir:{local}")
+    read = model_id(cfg)
+    weights_changed(read, model_id(cfg))  # the same: nothing to say
+    (local / "open_clip_model.safetensors").write_bytes(b"the other weights")
+    with pytest.raises(SpeciesfamError) as err:
+        weights_changed(read, model_id(cfg))
+    assert str(err.value) == (f"the weights of local-dir:{local} changed while clean ran (digest {split_id(read)[1]} "
+                              f"-> {split_id(model_id(cfg))[1]}): run clean again once they stay put")

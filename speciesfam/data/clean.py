@@ -23,7 +23,7 @@ from ..config import CleanConfig
 from ..locks import say_running
 from .catalog import follow_originals, load_manifest
 from .embedders import load_embedder, model_id
-from .embedding import cached_embeddings
+from .embedding import cached_embeddings, weights_changed
 from . import near_duplicates as nd
 from .clean_report import clean_report, lost_lines, outlier_rule
 from .galleries import clear, label_issue_gallery, near_duplicate_gallery, outlier_galleries
@@ -182,7 +182,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
                               f"{len(manifest)} rows): see catalog.md for why, fix the images, then re-run "
                               f"`speciesfam catalog`")
     emb = cached_embeddings(workdir, ok, cfg)
-    errors = emb.attrs["decode_errors"]
+    errors, mid = emb.attrs["decode_errors"], emb.attrs["model_id"]
     emb = emb.reset_index(drop=True)
     if not len(emb):
         raise SpeciesfamError(f"none of the {len(ok)} usable images of {layout.path(workdir, layout.MANIFEST)} "
@@ -215,6 +215,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     cleaned["label_issue"] = cleaned["path"].isin(issues["path"])
     cleaned["suggested_family"] = cleaned["path"].map(dict(zip(issues["path"], issues["suggested_family"])))
     pairs, dups = near_duplicates(emb, x, cleaned, usable, cfg)
+    weights_changed(mid, model_id(cfg))  # replaced while clean ran: its outputs would name other weights
     storage.write_table(cleaned, layout.path(workdir, layout.CLEAN_MANIFEST))
     table = removed_table(emb, cleaned)
     storage.write_table(table, layout.path(workdir, layout.REMOVED))
@@ -246,7 +247,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
         say(f"clean: warning: {line}; see clean.md")
     storage.write_text(layout.path(workdir, layout.CLEAN_MD), clean_report(manifest, cleaned, table, issues, pairs,
                                                                            cfg, summary))
-    stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": model_id(cfg), "near_duplicate_threshold": cfg.near_threshold}, summary=summary,
+    stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": mid, "near_duplicate_threshold": cfg.near_threshold}, summary=summary,
                   built_from=read)
     return cleaned
 

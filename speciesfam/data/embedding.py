@@ -267,6 +267,8 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
         failed = new[new["error"] != ""]
         errors.update(zip(failed["path"], failed["error"]))
         new = new[new["error"] == ""].assign(decoder=DECODER)[EMBEDDING_COLUMNS].copy()
+        for other in sorted(set(new["model_id"]) - {mid}):  # an actor read the files after they were replaced
+            weights_changed(mid, other)
         new["embedding"] = [np.asarray(v, np.float32) for v in new["embedding"]]  # stored as float32 lists
         old = pd.concat([old, new], ignore_index=True)
         storage.write_table(old, uri)
@@ -281,4 +283,12 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     out = rows[rows["sha256"].isin(by_hash.index) & ~rows["path"].isin(errors)].copy()
     out["embedding"] = out["sha256"].map(by_hash)
     out.attrs["decode_errors"] = errors
+    out.attrs["model_id"] = mid  # what clean records: the weights these embeddings came from
     return out
+
+
+def weights_changed(mid: str, now: str) -> None:
+    """Raise when the local weights files of model ``mid`` now hold others (``now``): replaced while clean ran."""
+    if now != mid:
+        raise SpeciesfamError(f"the weights of {split_id(mid)[0]} changed while clean ran (digest {split_id(mid)[1]} "
+                              f"-> {split_id(now)[1] or 'none'}): run clean again once they stay put")
