@@ -325,7 +325,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     storage.write_table(rows_csv, os.path.join(out, "rows.csv"))
     storage.write_text(os.path.join(out, "metrics.json"), json.dumps(summary, indent=1))
     plots.confusion(cm, labels, os.path.join(out, "confusion.png"))
-    plots.per_class_f1(per_class, os.path.join(out, "per_class_f1.png"))
+    plots.per_class_f1(per_class[per_class["support"] > 0], os.path.join(out, "per_class_f1.png"))  # scored ones
     return {**summary, "out": out, "replaced": earlier if earlier and earlier != summary["bundle_id"] else None}
 
 

@@ -229,3 +229,35 @@ def test_a_damaged_bundle_is_shown_with_why_it_does_not_load(probe_run, probe_bu
     page = render(str(run))
     assert f"This section could not be rendered: {bundle}: the bundle is damaged: config.json is not a JSON " \
            "object; re-export" in page, page
+
+
+def test_per_family_tables_tell_alike_families_apart_and_leave_out_unscored_ones(tmp_path):
+    """The page's per-family F1 table showed two identical 'Café' rows (NFC and NFD), 'Felidae ' as 'Felidae',
+    and a family with no test image among the worst at F1 0.000 (hostile tester round 36)."""
+    import unicodedata
+
+    from speciesfam.bundle import bundle_id, checksums
+
+    nfc, nfd = unicodedata.normalize("NFC", "Café"), unicodedata.normalize("NFD", "Café")
+    families = [nfc, nfd, "Felidae", "Felidae ", "New\nline"]
+    pd.DataFrame({"path": [f"/x/{i}.jpg" for i in range(5)], "label": families, "status": "ok",
+                  "split": "test"}).to_parquet(tmp_path / "manifest.parquet")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"kind": "cnn", "model": "m", "labels": families,
+                                                    "image_size": 32}))
+    (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
+    evaluation = tmp_path / "eval_test"
+    evaluation.mkdir()
+    pd.DataFrame({"family": families, "precision": [1.0, 0.5, 1.0, 0.0, 1.0], "recall": [0.5, 1.0, 1.0, 0.0, 1.0],
+                  "f1": [0.667, 0.667, 1.0, 0.0, 1.0], "support": [2, 1, 3, 0, 1]}).to_csv(
+        evaluation / "per_class.csv", index=False)
+    pd.DataFrame({"true": [nfc], "predicted": ["Felidae "], "count": [1]}).to_csv(evaluation / "confused_pairs.csv",
+                                                                                 index=False)
+    (evaluation / "metrics.json").write_text(json.dumps({"test_macro_f1": 0.833, "bundle_id": bundle_id(str(bundle))}))
+    page = render(str(tmp_path))
+    table = page.split("Per-family F1 (test, worst first)")[1].split("</table>")[0]
+    assert "<td>&#34;Caf\\u00e9&#34;</td>" in table and "<td>&#34;Cafe\\u0301&#34;</td>" in table, table
+    assert "<td>New\\nline</td>" in table and "<td>Felidae</td>" in table
+    assert "Felidae\\x20" not in table and table.count("<tr>") == 5  # the header and the 4 scored families
+    assert "Not scored (1 family with no test image; the macro-F1 leaves them out): Felidae\\x20</p>" in page
