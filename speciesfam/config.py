@@ -193,11 +193,13 @@ class CleanConfig:
         """This config with a relative ``local-dir:`` model or local ``pretrained`` file made absolute: the run's
         records and its bundles name the model, and predict runs from any folder (a relative one loaded whatever
         folder of that name the current one held: other weights, wrong predictions, exit 0)."""
+        from .storage import local_path  # a file:// URI or '~/x' as every other path flag takes them
+
         model, pretrained = self.model, self.pretrained
-        if model.startswith("local-dir:") and not os.path.isabs(model[len("local-dir:"):]):
-            model = "local-dir:" + os.path.abspath(model[len("local-dir:"):])
-        if pretrained and os.path.isfile(pretrained) and not os.path.isabs(pretrained):
-            pretrained = os.path.abspath(pretrained)
+        if model.startswith("local-dir:"):
+            model = "local-dir:" + os.path.abspath(local_path(model[len("local-dir:"):]))
+        if pretrained and os.path.isfile(local_path(pretrained)):
+            pretrained = os.path.abspath(local_path(pretrained))
         return dataclasses.replace(self, model=model, pretrained=pretrained)
 
     def validate(self) -> None:

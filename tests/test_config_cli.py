@@ -112,6 +112,13 @@ def test_a_relative_model_folder_or_weights_file_is_recorded_absolute(tmp_path, 
     args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", "w.bin"])
     assert cli.clean_config(args).pretrained == str(tmp_path / "w.bin")
     assert cli.clean_config(cli.build_parser().parse_args(["clean", "--workdir", "w"])) == CleanConfig()  # tags
+    # file URIs, as every other path flag takes them ('local-dir:file:///x' became '<cwd>/file:/x')
+    (tmp_path / "my models").mkdir()
+    uri = (tmp_path / "my models").as_uri()  # '%20' for the space
+    args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--model", f"local-dir:{uri}"])
+    assert cli.clean_config(args).model == f"local-dir:{tmp_path / 'my models'}"
+    args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", (tmp_path / "w.bin").as_uri()])
+    assert cli.clean_config(args).pretrained == str(tmp_path / "w.bin")
 
 
 def test_flags_overlay_only_what_was_given():
