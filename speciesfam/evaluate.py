@@ -20,7 +20,7 @@ import numpy as np
 from . import layout, plots, storage
 from .errors import SpeciesfamError
 from .evaluate_out import REPORTS, ROWS_COLUMNS, bundle_folder, earlier_metrics, refuse_out
-from .lines import some
+from .lines import counted, some
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,7 +112,8 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
         rows.attrs["other_splits"] = {name: int(n) for name, n in others.items()}
         if near:  # "Test" or an empty cell: most likely meant as this split; said, not dropped unsaid
             rows.attrs["warning"] = (
-                f"{sum(near.values())} rows of {manifest_uri} are not scored though they may be meant as split "
+                f"{counted(sum(near.values()), 'row')} of {manifest_uri} "
+                f"{'is' if sum(near.values()) == 1 else 'are'} not scored though they may be meant as split "
                 f"{split.strip()!r}: " + ", ".join(f"{n} with split {name!r}" if name else f"{n} with no split"
                                                     for name, n in near.items())
                 + " (splits are compared exactly, spaces at the ends aside; fix the file, or give --split NAME)")
@@ -332,8 +333,6 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
 def say_result(m: dict[str, Any]) -> bool:
     """The console's lines for an evaluation's metrics ``m``: its scores, and on stderr the rows it left out
     (a duplicate row is an image scored once). True when some were."""
-    from .lines import counted
-
     split, whole = m["split"], m.get("whole_set")  # a labelled set without splits: scored whole (named test_*)
     print(f"evaluate: {'the whole set' if whole else split}: macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
           f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle); reports in {m['out']}"

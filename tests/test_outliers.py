@@ -88,3 +88,11 @@ def test_zero_shot_probability_and_removal_order():
     removed, _ = plan_removals(labels, scores, removal="quota", contamination=0.1, min_keep=7, zs_prob=zs)
     assert np.flatnonzero(removed).tolist() == [2, 5, 9]  # non-photos first, then the top outlier
     assert plan_removals(labels, scores, removal="quota", contamination=0.1, min_keep=9, zs_prob=zs)[0].sum() == 1
+
+
+def test_an_outliers_reason_never_reads_its_z_at_the_threshold():
+    """'robust z-score 5.0 > 5' was written of an image at z 5.04 (hostile tester round 36)."""
+    from speciesfam.data.clean import above
+
+    assert [above(z, 5) for z in (5.04, 5.0000001, 7.26, 4.2, float("inf"))] == \
+        ["5.04", "5.0000001", "7.3", "4.2", "inf"]

@@ -75,8 +75,8 @@ def flag_outliers(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "pd.D
         emb["reason"] = [f"{cfg.detector} outlier: in the top {cfg.contamination:.0%} scores of its family "
                          f"(robust z {z:.1f})" for z in emb["z"]]
     else:
-        emb["reason"] = [f"{cfg.detector} outlier: robust z-score {z:.1f} > {cfg.outlier_z:g} within its family"
-                         for z in emb["z"]]
+        emb["reason"] = [f"{cfg.detector} outlier: robust z-score {above(z, cfg.outlier_z)} > {cfg.outlier_z:g} "
+                         "within its family" for z in emb["z"]]
     if zs_prob is not None:
         nonphoto = (emb["removed"].to_numpy() | emb["spared"].to_numpy()) & (zs_prob > cfg.zero_shot_threshold)
         emb.loc[nonphoto, "detector"] = "zero_shot"
@@ -161,6 +161,15 @@ def near_duplicates(emb: "pd.DataFrame", x: np.ndarray, cleaned: "pd.DataFrame",
               "moved_to_group_split": moved, "dropped": dropped,
               "across_families": int((pairs["family_a"] != pairs["family_b"]).sum()) if len(pairs) else 0}
     return pairs, counts
+
+
+def above(z: float, limit: float) -> str:
+    """``z`` with the fewest decimals (one at least) that still show it above ``limit`` (5.04 read '5.0 > 5')."""
+    for digits in range(1, 7):
+        text = f"{z:.{digits}f}"
+        if not z > limit or float(text) > limit:
+            return text
+    return repr(float(z))
 
 
 def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
