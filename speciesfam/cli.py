@@ -255,8 +255,12 @@ STAGES = ("catalog", "clean", "tune", "export")  # keep full logs in RUN/logs/, 
 
 def _run_stage(args: argparse.Namespace) -> int:
     """A stage with its logs kept under RUN/logs/; it ends with a one-line summary and the report's path."""
+    import contextlib
+    import io
+
     from . import console, stage_log, stages, storage
     from .lines import summary_line
+    from .locks import stage_lock
     from .report import write_report
 
     # a file, or a path under one ('afile/', 'afile/run'): said before its logs folder is named
@@ -264,7 +268,8 @@ def _run_stage(args: argparse.Namespace) -> int:
                               "the run (it is created)" if args.command == "catalog" else "the run")
     failed = None
     typed = [OneLineParser.shown_as or "speciesfam", *getattr(args, "argv", sys.argv[1:])]
-    with stage_log.stage_logs(args.workdir, args.command, typed):
+    held = stage_lock(args.workdir, args.command) if args.command in ("catalog", "clean") else None
+    with stage_log.stage_logs(args.workdir, args.command, typed), contextlib.closing(held or io.StringIO()):
         try:
             rc = COMMANDS[args.command](args)
         except SearchFailedError as err:  # it ran and trained nothing: its summary and report still stand

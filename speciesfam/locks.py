@@ -21,25 +21,45 @@ def search_lock(storage_path: str, name: str, workdir: str | None = None):
     folder and one's trials vanished from trials.csv. The lock file lies in the temp folder, keyed by the
     search's folder, so a refused or failed start leaves nothing in the run folder; it names the holder and
     the run folder (``running_searches``)."""
+    import os
+
+    experiment = storage.join(storage_path, name)
+    return _hold(experiment, f"pid {os.getpid()}, {experiment}\n{json.dumps({'name': name, 'workdir': _key(workdir)})}",
+                 lambda holder: ConfigError(f"--name {name}: a search of that name is running on this run folder now "
+                                            f"({holder}); wait for it to end, or give another --name"))
+
+
+def stage_lock(workdir: str, stage: str):
+    """Hold the run folder's lock for catalog or clean (closing the returned file releases it) or refuse: two
+    cleans started at once on one folder both wrote its manifest, embeddings and records (the last writer won;
+    hostile tester round 36). One lock for both stages: clean reads what catalog rewrites."""
+    import os
+
+    return _hold(f"stages:{_key(workdir)}", f"{stage} (pid {os.getpid()})",
+                 lambda holder: ConfigError(f"--workdir {workdir}: {holder} is running there now; wait for it to "
+                                            f"end (both would write the run's files)"))
+
+
+def _hold(key: str, text: str, refuse):
+    """Lock file ``key`` in the temp folder, held by this process with ``text`` in it, or ``refuse(holder)``
+    raised with the holder's first line."""
     import fcntl
     import hashlib
     import os
     import tempfile
 
-    experiment = storage.join(storage_path, name)
     folder = os.path.join(tempfile.gettempdir(), LOCKS)
     os.makedirs(folder, exist_ok=True)
-    lock = open(os.path.join(folder, hashlib.sha256(experiment.encode()).hexdigest()[:20] + ".lock"), "a+")
+    lock = open(os.path.join(folder, hashlib.sha256(key.encode()).hexdigest()[:20] + ".lock"), "a+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.seek(0)
         holder = lock.read().strip().split("\n")[0] or "another process"
         lock.close()
-        raise ConfigError(f"--name {name}: a search of that name is running on this run folder now ({holder}); "
-                          "wait for it to end, or give another --name") from None
+        raise refuse(holder) from None
     lock.truncate(0)
-    lock.write(f"pid {os.getpid()}, {experiment}\n{json.dumps({'name': name, 'workdir': _key(workdir)})}\n")
+    lock.write(text + "\n")
     lock.flush()
     return lock
 

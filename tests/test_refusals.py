@@ -356,3 +356,23 @@ def test_export_refuses_a_mount_point_before_any_work(tmp_path, monkeypatch):
                                               f"folder inside it, e.g. {mount / 'bundle'}"):
         export.check_out(str(mount), str(tmp_path / "run"))
     export.check_out(str(mount / "bundle"), str(tmp_path / "run"))
+
+
+def test_a_second_catalog_or_clean_on_a_run_folder_waits_for_the_first(tmp_path, capsys):
+    """Two cleans started at once on one folder both wrote its manifest, embeddings and records; nothing stopped
+    either (hostile tester round 36)."""
+    from speciesfam.data.synthetic import make_collection
+    from speciesfam.locks import stage_lock
+
+    make_collection(tmp_path / "images", counts={"Felidae": 4, "Ranidae": 4}, size=32, seed=0)
+    run = tmp_path / "run"
+    held = stage_lock(str(run), "clean")  # as a clean running in another process holds it
+    try:
+        for command in (["catalog", str(tmp_path / "images")], ["clean"]):
+            assert cli.main([*command, "--workdir", str(run)]) == 2
+            assert f"--workdir {run}: clean (pid {os.getpid()}) is running there now; wait for it to end" in \
+                capsys.readouterr().err
+        assert not run.exists()  # refused before its logs folder was made
+    finally:
+        held.close()
+    assert cli.main(["catalog", str(tmp_path / "images"), "--workdir", str(run)]) == 0
