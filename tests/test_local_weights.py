@@ -30,12 +30,17 @@ def tiny_open_clip(folder: Path, seed: int) -> Path:
     return folder
 
 
-def test_a_local_models_id_carries_its_weights_digest(tmp_path):
+def files_only(tmp_path: Path) -> tuple[Path, CleanConfig]:
+    """A local-dir folder of files that only look like a model (ids and digests read no weights)."""
     local = tmp_path / "model"
     local.mkdir()
     (local / "open_clip_config.json").write_text('{"model_cfg": {}}')
     (local / "open_clip_model.safetensors").write_bytes(b"first weights")
-    cfg = CleanConfig(model=f"local-dir:{local}")
+    return local, CleanConfig(model=f"local-dir:{local}")
+
+
+def test_a_local_models_id_carries_its_weights_digest(tmp_path):
+    local, cfg = files_only(tmp_path)
     first = model_id(cfg)
     assert split_id(first)[0] == f"local-dir:{local}" and len(split_id(first)[1]) == 12, first
     assert weights_files(cfg) == [str(local / "open_clip_config.json"), str(local / "open_clip_model.safetensors")]
@@ -135,11 +140,7 @@ def test_weights_replaced_while_clean_runs_stop_it_before_it_records_them(tmp_pa
     from speciesfam.data.embedding import weights_changed
     from speciesfam.errors import SpeciesfamError
 
-    local = tmp_path / "model"
-    local.mkdir()
-    (local / "open_clip_config.json").write_text('{"model_cfg": {}}')
-    (local / "open_clip_model.safetensors").write_bytes(b"first weights")
-    cfg = CleanConfig(model=f"local-dir:{local}")
+    local, cfg = files_only(tmp_path)
     read = model_id(cfg)
     weights_changed(read, model_id(cfg))  # the same: nothing to say
     (local / "open_clip_model.safetensors").write_bytes(b"the other weights")
