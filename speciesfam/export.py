@@ -26,7 +26,7 @@ from .errors import SpeciesfamError, StageOrderError
 from .lines import some
 from .model_card import licence, model_card
 from .reproduce import versions
-from .tune.tracking import read_trials, scored_trials
+from .tune.tracking import read_trials, scored_trials, trials_lost
 
 def family(kind: str) -> str:
     """``probe`` or ``cnn`` for a search kind (scratch and transfer trials are CNNs)."""
@@ -71,6 +71,9 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
             reason += f"; this trial then failed ({row['status']}: {row.get('error')}): exported from its checkpoint"
         return row, reason
     if ok.empty:
+        lost = trials_lost(workdir, trials)  # a table cut short, though searches trained: the --resume that fixes it
+        if lost:
+            raise StageOrderError(lost)
         raise SpeciesfamError(f"no successful trial with a checkpoint in {workdir}/{layout.TRIALS}: see its "
                               "'error' column")
     row = ok.iloc[0].to_dict()

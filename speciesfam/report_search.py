@@ -14,7 +14,7 @@ from . import layout, plots, stages, storage
 from .errors import StageOrderError
 from .lines import SEARCH_END, final_flag, how_ended, scheduler_name, search_cut_by
 from .tune.history import merged_lines
-from .tune.tracking import read_trials, scored_trials, search_name, trials_deleted
+from .tune.tracking import read_trials, scored_trials, search_name, trials_deleted, trials_lost
 
 
 def trial_histories(trials) -> tuple[dict[str, Any], float]:
@@ -49,6 +49,9 @@ def search(workdir: str, records: dict) -> dict | None:
         trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
     except StageOrderError as err:
         return {"missing": True, "why": str(err)}
+    lost = trials_lost(workdir, trials)  # cut short, though searches trained: not '0 trials'
+    if lost:
+        return {"missing": True, "why": lost}
     missing = [c for c in ("trial_id", "status", layout.BEST_METRIC, "trial_path") if c not in trials.columns]
     if missing:
         raise ValueError(f"{layout.TRIALS} lacks column(s) {missing}; was it written by `speciesfam tune`?")

@@ -126,3 +126,17 @@ def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe
             "`speciesfam tune probe --workdir" in said and said.endswith("(each search's --resume adds its trials)"), said
         assert "give the CSV file" not in said
         assert f"trials.csv {damage}" in render(str(run))  # the report says it too, and renders
+    header = (probe_run / "trials.csv").read_text().splitlines()[0]
+    (run / "trials.csv").write_text(header + "\n")  # only its header left: 'see its error column' of no row
+    with pytest.raises(StageOrderError, match=r"trials.csv lists no trial that trained \(0 rows: cut short\?\), "
+                                              r"though searches ran here \(probe\); `speciesfam tune probe") as refused:
+        export_bundle(str(run))
+    assert "lists no trial that trained" in render(str(run))
+    # the command named rewrites the table, whatever it held (an empty one failed it: round 37)
+    import shlex
+
+    from speciesfam import cli
+
+    (run / "trials.csv").write_bytes(b"")
+    assert cli.main(shlex.split(str(refused.value).split("`")[1])[1:]) == 0
+    assert len(pd.read_csv(run / "trials.csv")) == 2 and export_bundle(str(run))

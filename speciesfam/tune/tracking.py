@@ -265,6 +265,20 @@ def trials_deleted(workdir: str) -> str:
     return "" if storage.exists(uri) else rewrite_advice(workdir, f"{uri} does not exist")
 
 
+def trials_lost(workdir: str, trials: "pd.DataFrame") -> str:
+    """Why RUN/trials.csv lists no trained trial though the tune record says searches trained some (a file cut
+    short, or only its header left), with the --resume that writes it again; '' when it lists one, or none
+    trained."""
+    from .. import stages
+
+    searches = (stages.load(workdir, "tune") or {}).get("searches") or {}
+    trained = any(((s.get("summary") or {}).get("ok") or 0) > 0 for s in searches.values())
+    if not trained or ("best_checkpoint" in trials and trials["best_checkpoint"].notna().any()):
+        return ""
+    return rewrite_advice(workdir, f"{layout.path(workdir, layout.TRIALS)} lists no trial that trained "
+                                   f"({counted(len(trials), 'row')}: cut short?)")
+
+
 def rewrite_advice(workdir: str, said: str) -> str:
     """``said`` (what is wrong with RUN/trials.csv), that searches ran here and the --resume that writes it
     again; '' when the tune record names no search."""
@@ -335,10 +349,18 @@ def write_trial_table(results, workdir: str, kind: str | None = None, val_split:
     """Write RUN/trials.csv (this search's trials merged with earlier searches on the same val split),
     RUN/trials.md and this search's RUN/search_progress.png; returns this search's trials.
     ``val_split``: the trials' ``val_split_id`` when the caller has it (read from ``workdir`` otherwise)."""
+    from ..errors import SourceError
+
     new = df = trial_table(results, kind, val_split_id(workdir) if val_split is None else val_split)
     uri = layout.path(workdir, layout.TRIALS)
-    if storage.exists(uri):
-        df, stale = merge_trials(read_trials(workdir), new)
+    try:
+        old = read_trials(workdir) if storage.exists(uri) else None
+    except SourceError as err:  # emptied or damaged: this search's --resume is what writes it again
+        console.say(f"tune: {storage.said(err)}; written anew with this search's trials (each other search's "
+                    "--resume adds its own)")
+        old = None
+    if old is not None:
+        df, stale = merge_trials(old, new)
         if stale:
             console.say(f"tune: dropped {stale} trials of {uri} scored on another val split (catalog or clean re-run)")
     storage.write_table(whole_epochs(df), uri)
