@@ -208,7 +208,8 @@ def cleaning(workdir: str, records: dict) -> dict | None:
     # families left with no image in a split: the console and clean.md warn; the page says it too, in words
     from .data.clean_report import lost_lines
 
-    lost = lost_lines(summary, str)
+    manifest = stages.table(workdir, layout.MANIFEST)  # a family that renders as another of the collection: JSON
+    lost = lost_lines(summary, visible, twins(manifest["label"]) if manifest is not None else frozenset())
     return {"removed": len(removed) if removed is not None else summary.get("removed", 0), "settings": settings,
             "summary": thresholds, "galleries": galleries, "taken_out": taken_out(removed), "lost": lost}
 

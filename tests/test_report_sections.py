@@ -43,6 +43,15 @@ def test_the_cleaning_section_shows_the_rule_in_force_in_plain_words(tmp_path):
                                "learns them", "2 families have no val images left (A, B), so they count in no val "
                                "score"]  # (a record from before clean named the cause)
     assert "split_lost_cause" not in section["summary"]  # said in the lines above, not again in the table
+    # written raw: a carriage return in the page, the decomposed 'Café' beside the collection's composed one
+    import unicodedata
+
+    nfc, nfd = unicodedata.normalize("NFC", "Café"), unicodedata.normalize("NFD", "Café")
+    pd.DataFrame({"path": ["/a", "/b", "/c"], "label": [nfc, nfd, "Felidae\r"]}).to_parquet(tmp_path / "manifest.parquet")
+    stages.finish(str(tmp_path), "clean", config={}, summary={"removed": 1, "split_lost": {"val": [nfd, "Felidae\r"]}})
+    section = cleaning(str(tmp_path), {"clean": stages.load(str(tmp_path), "clean")})
+    assert section["lost"] == ['2 families have no val images left ("Cafe\\u0301", Felidae\\r), so they count in no '
+                               'val score']
 
 
 def test_reports_and_plots_take_any_family_or_file_name(tmp_path):
