@@ -12,6 +12,7 @@ shows its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -203,8 +204,9 @@ def _predict(args: argparse.Namespace) -> int:
         raise SpeciesfamError("give image files, a folder or --manifest M")
     from .predict import predict_files, print_results
 
-    results = predict_files(args.bundle, args.paths, top_k=args.top_k)
-    print_results(results, args.format or "table")
+    results = predict_files(args.bundle, args.paths, top_k=args.top_k)  # it checked the bundle: labels as loaded
+    with open(os.path.join(args.bundle, "config.json"), encoding="utf-8") as f:
+        print_results(results, args.format or "table", json.load(f)["labels"])
     return 1 if any("error" in r for r in results) else 0
 
 

@@ -76,9 +76,10 @@ def table_line(result: dict[str, Any], alike: frozenset[str] = frozenset()) -> s
     return "\t".join([visible(result["path"]), *fields])
 
 
-def print_results(results: list[dict[str, Any]], fmt: str) -> None:
+def print_results(results: list[dict[str, Any]], fmt: str, labels: list[str] | None = None) -> None:
     """``predict FILES``' results on stdout as ``fmt``: json, csv (a row per family ranked, or the file's error)
-    or table (``table_line``)."""
+    or table (``table_line``; a family that renders as another of the bundle's ``labels`` as JSON, whether the
+    other is among the top ones or not)."""
     import sys
 
     if fmt == "json":
@@ -98,7 +99,7 @@ def print_results(results: list[dict[str, Any]], fmt: str) -> None:
     else:
         from .markdown import twins
 
-        alike = twins({lab for r in results for lab, _ in r.get("top", [])})
+        alike = twins(set(labels or []) | {lab for r in results for lab, _ in r.get("top", [])})
         for r in results:
             print(table_line(r, alike))
 

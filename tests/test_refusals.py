@@ -189,6 +189,9 @@ def test_predict_table_tells_apart_two_families_that_render_alike(capsys):
     assert capsys.readouterr().out == 'a.png\t"Caf\\u00e9" 0.500\t"Cafe\\u0301" 0.300\tFelidae 0.200\n'
     print_results(results, "csv")
     assert f"a.png,1,{nfc},0.500000," in capsys.readouterr().out
+    # only one of the two among the top ones: it read 'Café' (round 37); the bundle's labels tell
+    print_results([{"path": "a.png", "top": [(nfd, 0.5)]}], "table", labels=[nfc, nfd, "Felidae"])
+    assert capsys.readouterr().out == 'a.png\t"Cafe\\u0301" 0.500\n'
 
 
 def test_a_damaged_table_is_named_in_one_line(tmp_path):
