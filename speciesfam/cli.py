@@ -17,7 +17,7 @@ import os
 import sys
 
 from .config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig, KINDS
-from .errors import SearchFailedError, SpeciesfamError
+from .errors import ConfigError, SearchFailedError, SpeciesfamError
 from .flags import OneLineParser, add_config_flags, config_fields, config_from_args, converter, flag_of
 
 
@@ -118,8 +118,11 @@ def tune_config(args: argparse.Namespace) -> TuneConfig:
 
 def clean_config(args: argparse.Namespace) -> CleanConfig:
     """CleanConfig from flags over ``CleanConfig()``, or over ``CleanConfig.smoke()`` with --smoke-test."""
-    return config_from_args(CleanConfig, args, CleanConfig.smoke() if getattr(args, "smoke_test", False) else None
-                            ).absolute()
+    cfg = config_from_args(CleanConfig, args, CleanConfig.smoke() if getattr(args, "smoke_test", False) else None)
+    if hasattr(args, "pretrained") and cfg.model.startswith(("local-dir:", "hf-hub:")):  # given, and not read
+        raise ConfigError(f"--pretrained {args.pretrained or 'none'} is not read with --model {cfg.model} (open_clip "
+                          "loads that model's own weights); leave --pretrained out")
+    return cfg.absolute()
 
 
 def _fetch(args: argparse.Namespace) -> int:

@@ -52,6 +52,8 @@ def _command(stage: str, conf: dict, workdir: str) -> str:
             defaults.append(cfgmod.TuneConfig(max_epochs=conf.get("max_epochs", base.max_epochs)).grace)
         if f.name not in conf or f.name in unread or conf[f.name] in defaults:
             continue
+        if f.name == "pretrained" and str(conf.get("model")).startswith(("local-dir:", "hf-hub:")):
+            continue  # not read with such a model (the command refuses it)
         value, flag = conf[f.name], flag_of(f, conf[f.name])
         if isinstance(value, bool):
             flags.append(flag)

@@ -12,6 +12,7 @@ import pytest
 
 from speciesfam import cli, stages
 from speciesfam.config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig
+from speciesfam.errors import ConfigError
 from speciesfam.flags import config_fields
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +120,15 @@ def test_a_relative_model_folder_or_weights_file_is_recorded_absolute(tmp_path, 
     assert cli.clean_config(args).model == f"local-dir:{tmp_path / 'my models'}"
     args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", (tmp_path / "w.bin").as_uri()])
     assert cli.clean_config(args).pretrained == str(tmp_path / "w.bin")
+    # --pretrained beside a model of its own weights was recorded and reproduced, and read by nothing (round 37)
+    for given in ("none", "w.bin"):
+        args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--model", "local-dir:models/real",
+                                              "--pretrained", given])
+        with pytest.raises(ConfigError, match=f"--pretrained {given} is not read with --model local-dir:"):
+            cli.clean_config(args)
+    from speciesfam.reproduce import command
+
+    assert "--pretrained" not in command("clean", {"config": {"model": "local-dir:/m", "pretrained": None}})
 
 
 def test_flags_overlay_only_what_was_given():
