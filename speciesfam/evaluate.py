@@ -199,6 +199,24 @@ def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> st
     return os.path.join(where, f"eval_{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}")
 
 
+def trained_from(config: dict[str, Any], manifest_uri: str) -> bool:
+    """Whether the manifest is the one the bundle's search trained from, wherever the bundle lies (an export
+    to --out elsewhere): the clean_manifest.parquet of the clean run its search read, or the manifest.parquet
+    of its catalog run when it read no clean run."""
+    from . import stages
+    from .errors import StageOrderError
+
+    trained_on = (config.get("trial") or {}).get("trained_on") or {}
+    wrote = {layout.CLEAN_MANIFEST: "clean", layout.MANIFEST: "catalog"}.get(os.path.basename(manifest_uri))
+    if wrote is None or wrote not in trained_on or (wrote == "catalog" and "clean" in trained_on):
+        return False
+    try:
+        record = stages.load(storage.parent(manifest_uri), wrote)
+    except StageOrderError:  # damaged: said by split_warning
+        return False
+    return bool(record) and record.get("run_id") == trained_on[wrote]
+
+
 def own_run(bundle: str, manifest_uri: str, catalog: bool) -> bool:
     """Whether the manifest is the one the run folder the bundle lies in (RUN/bundle) trained from: its
     clean_manifest.parquet, or its manifest.parquet where clean never ran. The run's manifest.parquet after
@@ -247,11 +265,12 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     out = out or default_out(bundle, manifest_uri, split, this_run)
     if not storage.is_remote(out):
         refuse_out(out, bundle, manifest_uri if catalog and not storage.is_remote(manifest_uri) else None)
-    warning = split_warning(read_config(bundle), manifest_uri) if catalog else rows.attrs.get("warning", "")
+    config = read_config(bundle)
+    warning = split_warning(config, manifest_uri) if catalog else rows.attrs.get("warning", "")
     fitted = {"train": "the train split is what this model was trained on: its score measures fit, not how it "
                        "does on new images (--split test does)",
               "val": "the val split chose this model (its best epoch and trial): its score is optimistic "
-                     "(--split test is not)"}.get(split, "") if this_run else ""
+                     "(--split test is not)"}.get(split, "") if this_run or trained_from(config, manifest_uri) else ""
     warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run), fitted) if w)
     if warning:
         print(f"evaluate: warning: {warning}", file=sys.stderr)

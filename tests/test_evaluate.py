@@ -374,12 +374,14 @@ def test_scores_on_the_splits_that_trained_and_chose_the_model_are_said_to_be_op
     from speciesfam.evaluate import evaluate
 
     manifest = str(probe_run / "clean_manifest.parquet")
+    elsewhere = shutil.copytree(probe_bundle, tmp_path / "models" / "best")
     for split, note in (("train", "the train split is what this model was trained on: its score measures fit"),
                         ("val", "the val split chose this model (its best epoch and trial): its score is optimistic"),
                         ("test", None)):
-        evaluate(str(probe_bundle), manifest, split, str(tmp_path / split))
-        err = capsys.readouterr().err
-        assert (note in err) if note else "optimistic" not in err and "measures fit" not in err, (split, err)
+        for bundle in (probe_bundle, elsewhere):  # an export to --out elsewhere too (round 37)
+            evaluate(str(bundle), manifest, split, str(tmp_path / split))
+            err = capsys.readouterr().err
+            assert (note in err) if note else "optimistic" not in err and "measures fit" not in err, (split, err)
 
 
 def test_a_split_named_with_spaces_at_its_ends_is_the_split_for_a_run_manifest_too(tmp_path):
