@@ -234,6 +234,20 @@ def test_a_family_that_lost_every_train_image_is_named():
                            "status": layout.OK})
     after = before.assign(status=[layout.REMOVED_STATUS] + [layout.OK] * 5)
     assert split_lost(before, after) == {"train": ["Tiny"]}
+    # its cause, from what became of its rows there: removals were blamed on near-duplicates (round 37)
+    from speciesfam.data.clean import lost_cause
+
+    nothing = pd.Series(False, index=before.index)
+    assert lost_cause("train", {"Tiny"}, before, after, nothing) == \
+        "outlier or label-issue removals (raise --outlier-z, or --min-per-family)"
+    dropped = before.assign(status=[layout.DUPLICATE] + [layout.OK] * 5)
+    assert lost_cause("train", {"Tiny"}, before, dropped, nothing).startswith("near-duplicate drops (raise ")
+    moved = before.assign(split=["val", "val", "test", "train", "val", "test"])
+    assert lost_cause("train", {"Tiny"}, before, moved, nothing).startswith("near-duplicate groups moved to another")
+    gone = nothing.copy()
+    gone.iloc[0] = True
+    assert lost_cause("train", {"Tiny"}, before, before.assign(status=["unreadable"] + [layout.OK] * 5), gone) == \
+        "images gone, changed or undecodable since catalog (re-run catalog)"
 
 
 def test_a_family_whose_train_images_are_gone_is_blamed_on_the_files_and_the_folds_said_are_those_used(

@@ -249,8 +249,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
                "near_duplicate_threshold": cfg.near_threshold, "near_duplicates": dups,
                "failed_to_decode_in_clean": int(lost.sum()),
                "split_lost": split_lost(manifest, cleaned)}
-    summary["split_lost_cause"] = {split: lost_cause(set(fams), set(cleaned.loc[lost & (cleaned["split"] == split),
-                                                                              "label"]))
+    summary["split_lost_cause"] = {split: lost_cause(split, set(fams), manifest, cleaned, lost)
                                    for split, fams in summary["split_lost"].items()}
     for line in lost_lines(summary, alike=twins(manifest.loc[manifest["status"] == layout.OK, "label"])):
         say(f"clean: warning: {line}; see clean.md")
@@ -271,13 +270,21 @@ def lost_reason(error: str, workdir: str) -> str:
     return "failed to decode in clean" + (f": {error}" if error else "")
 
 
-def lost_cause(families: set[str], unreadable: set[str]) -> str:
-    """What took every image of a split from ``families``: files unreadable now (``unreadable``: their
-    families), clean's removals and near-duplicate groups, or both."""
-    return " and ".join([*(["images gone, changed or undecodable since catalog (re-run catalog)"]
-                           if families & unreadable else []),
-                         *(["removals or near-duplicate groups moved to one split (raise --near-duplicate-threshold, "
-                            "or re-run catalog with larger fractions)"] if families - unreadable else [])])
+def lost_cause(split: str, families: set[str], before: "pd.DataFrame", after: "pd.DataFrame",
+               unreadable: "pd.Series") -> str:
+    """What took every image of ``split`` from ``families``, from what became of their usable rows there (rows
+    aligned in ``before``/``after``; ``unreadable``: rows clean could not decode): files unreadable now, outlier
+    or label-issue removals, near-duplicate drops, near-duplicate groups moved to another split; each with the
+    setting that keeps them. It named near-duplicates of families that lost their images to outlier removals."""
+    rows = (before["status"] == layout.OK) & (before["split"] == split) & before["label"].isin(families)
+    causes = {"images gone, changed or undecodable since catalog (re-run catalog)": rows & unreadable,
+              "outlier or label-issue removals (raise --outlier-z, or --min-per-family)":
+                  rows & (after["status"] == layout.REMOVED_STATUS),
+              "near-duplicate drops (raise --near-duplicate-threshold, or --dedupe none)":
+                  rows & (after["status"] == layout.DUPLICATE),
+              "near-duplicate groups moved to another split (raise --near-duplicate-threshold, or re-run catalog "
+              "with larger fractions)": rows & (after["status"] == layout.OK) & (after["split"] != split)}
+    return " and ".join(cause for cause, hit in causes.items() if hit.any())
 
 
 def split_lost(before: "pd.DataFrame", after: "pd.DataFrame") -> dict[str, list[str]]:
