@@ -334,7 +334,9 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
         **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)
-    per_class = pd.DataFrame({"family": labels, "precision": p, "recall": r, "f1": f, "support": s})
+    # scored: the family has a scored image (the macro-F1 counts it); an unscored one's 0s are no F1 of 0
+    per_class = pd.DataFrame({"family": labels, "precision": p, "recall": r, "f1": f, "support": s,
+                              "scored": s > 0})
     cm = confusion_matrix(y, pred, labels=idx)
     pairs = [(labels[i], labels[j], int(cm[i, j])) for i in idx for j in idx if i != j and cm[i, j]]
     pairs = pd.DataFrame(sorted(pairs, key=lambda t: -t[2]), columns=["true", "predicted", "count"])

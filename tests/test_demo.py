@@ -112,8 +112,8 @@ def test_evaluate_writes_reports_for_the_test_split(demo_run, tmp_path):
     assert summary["images"] == ((cleaned["status"] == "ok") & (cleaned["split"] == "test")).sum()
     assert 0 <= summary["test_macro_f1"] <= 1 and 0 <= summary["test_accuracy"] <= 1
     per_class = pd.read_csv(tmp_path / "per_class.csv")
-    assert list(per_class.columns) == ["family", "precision", "recall", "f1", "support"]
-    assert per_class["support"].sum() == summary["images"]
+    assert list(per_class.columns) == ["family", "precision", "recall", "f1", "support", "scored"]
+    assert per_class["support"].sum() == summary["images"] and per_class["scored"].eq(per_class["support"] > 0).all()
     for name in ("confusion.png", "per_class_f1.png", "confused_pairs.csv", "metrics.json"):
         assert (tmp_path / name).exists(), name
     with pytest.raises(SpeciesfamError, match="no usable rows in split 'nope'"):
