@@ -270,3 +270,17 @@ def test_per_family_tables_tell_alike_families_apart_and_leave_out_unscored_ones
     assert "<td>New\\nline</td>" in table and "<td>Felidae</td>" in table
     assert "Felidae\\x20" not in table and table.count("<tr>") == 5  # the header and the 4 scored families
     assert "Not scored (1 family with no scored test image; the macro-F1 leaves them out): Felidae\\x20</p>" in page
+
+
+def test_a_deleted_clean_manifest_is_said_not_shown_as_empty_counts(tmp_path):
+    """clean_manifest.parquet deleted after clean: the 'after cleaning' column was all dashes, unsaid, and the page
+    still advised evaluate --manifest RUN/clean_manifest.parquet (round 37)."""
+    pd.DataFrame({"path": ["/a", "/b"], "label": ["A", "B"], "status": "ok", "split": "train",
+                  "reason": ""}).to_parquet(tmp_path / "manifest.parquet")
+    stages.finish(str(tmp_path), "clean", config={}, summary={"removed": 0})
+    page = render(str(tmp_path))
+    assert f"clean ran, but <code>{tmp_path}/clean_manifest.parquet</code> is gone; run <code>speciesfam clean " \
+           f"--workdir {tmp_path}</code> again" in page
+    pd.DataFrame({"path": ["/a", "/b"], "label": ["A", "B"], "status": "ok", "split": "train",
+                  "reason": ""}).to_parquet(tmp_path / "clean_manifest.parquet")
+    assert "is gone; run" not in render(str(tmp_path))
