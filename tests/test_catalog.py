@@ -261,13 +261,23 @@ def test_a_workdir_inside_the_image_folder_is_refused_before_anything_is_written
     assert main(["catalog", str(root), "--workdir", str(mine)]) == 2
     err = capsys.readouterr().err
     assert f"--workdir {mine} is no speciesfam run folder, yet holds 'manifest.parquet', 'report.html': a run writes " \
-           f"files of those names, so catalog would replace them. Give a new or empty folder, e.g. --workdir " \
+           f"files of those names (or clears the folder they are in), so it would replace them. Give a new or empty " \
+           f"folder, e.g. --workdir " \
            f"{mine / 'run'}" in err, err
     assert sorted(os.listdir(mine)) == ["manifest.parquet", "report.html"]
     assert (mine / "manifest.parquet").read_bytes() == before and (mine / "report.html").read_text() == "my own page"
     (mine / "logs").mkdir()  # a folder of such a name is only written into: no refusal for it
     (mine / "manifest.parquet").unlink()
     (mine / "report.html").unlink()
+    # ... but clean deletes the PNGs in gallery/, export replaces bundle/, each stage rewrites stages/*.json
+    for made in ("gallery/my plot.png", "bundle/notes.txt", "stages/clean.json"):
+        (mine / made).parent.mkdir()
+        (mine / made).write_text("mine")
+        assert main(["catalog", str(root), "--workdir", str(mine)]) == 2
+        assert f"is no speciesfam run folder, yet holds {made!r}: a run writes a file of that name" in \
+            capsys.readouterr().err
+        (mine / made).unlink()
+        (mine / made).parent.rmdir()
     assert main(["catalog", str(root), "--workdir", str(mine)]) == 0
     assert main(["catalog", str(root), "--workdir", str(mine)]) == 0  # its own run folder: catalog again
     capsys.readouterr()

@@ -341,12 +341,29 @@ def _refuse_files_of_yours(workdir: str) -> None:
         return
     theirs = [name for name in layout.RUN_ENTRIES  # files; a folder of that name (logs/) is only written into
               if storage.exists(layout.path(workdir, name)) and not storage.is_dir(layout.path(workdir, name))]
+    # ... unless the run replaces or clears what it holds: export replaces bundle/, clean deletes the PNGs in
+    # gallery/, each stage rewrites its record in stages/
+    theirs += [f"{name}/{found}" for name, ends in ((layout.BUNDLE, ""), (layout.GALLERY, ".png"),
+                                                    (layout.STAGES, ".json"))
+               for found in _held(layout.path(workdir, name), ends)[:1]]
     if theirs:
         one = len(theirs) == 1
         raise SourceError(f"--workdir {workdir} is no speciesfam run folder, yet holds {some(theirs, quote=True)}: "
-                          f"a run writes {'a file of that name' if one else 'files of those names'}, so catalog "
-                          f"would replace {'it' if one else 'them'}. Give a new or empty folder, e.g. --workdir "
+                          f"a run writes {'a file of that name' if one else 'files of those names'} (or clears "
+                          f"the folder {'it is' if one else 'they are'} in), so it would replace "
+                          f"{'it' if one else 'them'}. Give a new or empty folder, e.g. --workdir "
                           f"{storage.join(workdir.rstrip('/'), 'run')}")
+
+
+def _held(folder: str, ends: str) -> list[str]:
+    """The names of the files directly in ``folder`` ending in ``ends`` (none when it is no folder)."""
+    import pyarrow.fs as pafs
+
+    if not storage.is_dir(folder):
+        return []
+    fs, path = storage.filesystem(folder)
+    return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(path))
+                  if i.type == pafs.FileType.File and i.base_name.endswith(ends))
 
 
 def _refuse_workdir_inside(source: str, workdir: str) -> None:
