@@ -50,6 +50,9 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
     trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
     if stages.load(workdir, "tune"):  # run folders tuned before tune recorded itself have no record to check
         stages.check_fresh(workdir, "tune")  # a catalog or clean re-run since: the trials' splits are gone
+    lost = trials_lost(workdir, trials)  # a search's trials missing (a table cut short or rewritten by one
+    if lost:                             # search's --resume): not another search's worse trial, unsaid
+        raise StageOrderError(lost)
     trials["trial_id"] = trials["trial_id"].astype(str)
     if "kind" not in trials:  # tables written before the column existed
         trials["kind"] = "unknown"
@@ -71,9 +74,6 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
             reason += f"; this trial then failed ({row['status']}: {row.get('error')}): exported from its checkpoint"
         return row, reason
     if ok.empty:
-        lost = trials_lost(workdir, trials)  # a table cut short, though searches trained: the --resume that fixes it
-        if lost:
-            raise StageOrderError(lost)
         raise SpeciesfamError(f"no successful trial with a checkpoint in {workdir}/{layout.TRIALS}: see its "
                               "'error' column")
     row = ok.iloc[0].to_dict()

@@ -266,37 +266,57 @@ def trials_deleted(workdir: str) -> str:
 
 
 def trials_lost(workdir: str, trials: "pd.DataFrame") -> str:
-    """Why RUN/trials.csv lists no trained trial though the tune record says searches trained some (a file cut
-    short, or only its header left), with the --resume that writes it again; '' when it lists one, or none
-    trained."""
+    """Why RUN/trials.csv lacks the trials of searches that trained on this run's catalog and clean runs (a
+    table cut short, or rewritten by one search's --resume after it was damaged: export then took another
+    search's worse trial, unsaid; round 38), with the --resume of each; '' when none is missing."""
+    missing = [name for name in _current_trained(workdir) if name not in set(trial_searches(trials))]
+    if not missing:
+        return ""
+    return rewrite_advice(workdir, f"{layout.path(workdir, layout.TRIALS)} lists no trial of "
+                                   f"{'search' if len(missing) == 1 else 'searches'} {', '.join(missing)}",
+                          only=missing)
+
+
+def trial_searches(trials: "pd.DataFrame") -> list[str]:
+    """The search of each row (older tables: from its trial path)."""
+    if "search" in trials:
+        return [str(s) for s in trials["search"]]
+    return [search_name(p) for p in trials["trial_path"]] if "trial_path" in trials else []
+
+
+def _current_trained(workdir: str) -> dict[str, dict]:
+    """The searches that trained a trial on the catalog and clean runs the folder holds now, oldest first (a
+    search of older runs had its trials dropped from trials.csv, rightly)."""
     from .. import stages
 
     searches = (stages.load(workdir, "tune") or {}).get("searches") or {}
-    trained = any(((s.get("summary") or {}).get("ok") or 0) > 0 for s in searches.values())
-    if not trained or ("best_checkpoint" in trials and trials["best_checkpoint"].notna().any()):
-        return ""
-    return rewrite_advice(workdir, f"{layout.path(workdir, layout.TRIALS)} lists no trial that trained "
-                                   f"({counted(len(trials), 'row')}: cut short?)")
+    now = stages.upstream_ids(workdir, "tune")
+    found = {n: s for n, s in searches.items() if ((s.get("summary") or {}).get("ok") or 0) > 0
+             and (s.get("built_from") or now) == now}
+    return dict(sorted(found.items(), key=lambda kv: str(kv[1].get("finished_at") or "")))
 
 
-def rewrite_advice(workdir: str, said: str) -> str:
-    """``said`` (what is wrong with RUN/trials.csv), that searches ran here and the --resume that writes it
-    again; '' when the tune record names no search."""
+def rewrite_advice(workdir: str, said: str, only: list[str] | None = None) -> str:
+    """``said`` (what is wrong with RUN/trials.csv), that searches ran here and the --resume of each search
+    whose trials belong there (``only`` those) that writes them again; '' when the tune record names no
+    search."""
     from .. import stages
     from ..reproduce import command
 
     searches = (stages.load(workdir, "tune") or {}).get("searches") or {}
     if not searches:
         return ""
-    # the latest search that trained a trial: --resume of one whose every trial failed, or none reported, is
-    # refused; its command with the flags it ran with (a bare --resume was refused for the settings it left out)
-    trained = {n: s for n, s in searches.items() if ((s.get("summary") or {}).get("ok") or 0) > 0}
     said = f"{said}, though searches ran here ({', '.join(sorted(searches))})"
+    current = _current_trained(workdir)
+    # --resume of a search whose every trial failed, or none reported, is refused; each command with the flags
+    # its search ran with (a bare --resume was refused for the settings it left out)
+    trained = {n: s for n, s in current.items() if only is None or n in only}
     if not trained:
-        return f"{said}, none of which trained a trial: start a new search (another --name)"
-    name, last = max(trained.items(), key=lambda kv: str(kv[1].get("finished_at") or ""))
-    again = f"{command('tune', {'config': {**last['config'], 'name': name}}, workdir)} --resume"
-    return f"{said}; `{again}` writes it again (each search's --resume adds its trials)"
+        return f"{said}, none of which trained a trial on this run: start a new search (another --name)"
+    again = [f"`{command('tune', {'config': {**s['config'], 'name': n}}, workdir)} --resume`"
+             for n, s in trained.items()]
+    return f"{said}; {', then '.join(again)} {'writes' if len(again) == 1 else 'write'} " \
+           f"{'them' if only else 'it'} again (each search's --resume adds its trials)"
 
 
 def moved_here(trials: "pd.DataFrame", workdir: str) -> "pd.DataFrame":
@@ -356,8 +376,9 @@ def write_trial_table(results, workdir: str, kind: str | None = None, val_split:
     try:
         old = read_trials(workdir) if storage.exists(uri) else None
     except SourceError as err:  # emptied or damaged: this search's --resume is what writes it again
-        console.say(f"tune: {storage.said(err)}; written anew with this search's trials (each other search's "
-                    "--resume adds its own)")
+        cause = err.__cause__ or err
+        console.say(f"tune: {uri} could not be read ({type(cause).__name__}: {storage.said(cause, 200)}); written "
+                    "anew with this search's trials (each other search's --resume adds its own)")
         old = None
     if old is not None:
         df, stale = merge_trials(old, new)
