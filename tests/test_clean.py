@@ -47,8 +47,10 @@ def test_clean_accounts_for_every_row_and_reuses_embeddings(cleaned, tmp_path, c
     assert "clean: warning: 3 families have no val images left" in out and "no test images left" in out
     md = (tmp_path / "clean.md").read_text()
     assert "**warning**: 3 families have no val images left (`Felidae`, " in md and "near-duplicate groups moved " \
-        "to another split (raise --near-duplicate-threshold, or re-run catalog with larger fractions) took them all, " \
-        "so they count in no val score" in md
+        "to another split (raise --near-duplicate-threshold, or re-run catalog with larger fractions) took them from " \
+        "`Felidae`, `Ranidae`, `Salmonidae`, so they count in no val score" in md
+    assert "no test images left (`Felidae`, `Ranidae`, `Salmonidae`): near-duplicate groups moved to another split " \
+        "(raise --near-duplicate-threshold, or re-run catalog with larger fractions) took them all" in md
 
     # the rule met, the floor kept them: status ok with an empty reason, in no report (hostile tester round 33)
     floored = run_clean(str(tmp_path), replace(CFG, removal="threshold", outlier_z=1.0, min_per_family=1000))

@@ -239,15 +239,27 @@ def test_a_family_that_lost_every_train_image_is_named():
 
     nothing = pd.Series(False, index=before.index)
     assert lost_cause("train", {"Tiny"}, before, after, nothing) == \
-        "outlier or label-issue removals (raise --outlier-z, or --min-per-family)"
+        {"outlier or label-issue removals (raise --outlier-z, or --min-per-family)": ["Tiny"]}
     dropped = before.assign(status=[layout.DUPLICATE] + [layout.OK] * 5)
-    assert lost_cause("train", {"Tiny"}, before, dropped, nothing).startswith("near-duplicate drops (raise ")
+    assert list(lost_cause("train", {"Tiny"}, before, dropped, nothing))[0].startswith("near-duplicate drops (raise ")
     moved = before.assign(split=["val", "val", "test", "train", "val", "test"])
-    assert lost_cause("train", {"Tiny"}, before, moved, nothing).startswith("near-duplicate groups moved to another")
+    assert list(lost_cause("train", {"Tiny"}, before, moved, nothing))[0].startswith("near-duplicate groups moved")
+    # moved with its group, then dropped: moved is what took it (--dedupe none would not have kept it)
+    both = moved.assign(status=[layout.DUPLICATE] + [layout.OK] * 5)
+    assert list(lost_cause("train", {"Tiny"}, before, both, nothing))[0].startswith("near-duplicate groups moved")
+    # two families, two causes: each named with its own, not both with both (round 38)
     gone = nothing.copy()
-    gone.iloc[0] = True
-    assert lost_cause("train", {"Tiny"}, before, before.assign(status=["unreadable"] + [layout.OK] * 5), gone) == \
-        "images gone, changed or undecodable since catalog (re-run catalog)"
+    gone.iloc[3] = True
+    two = after.assign(status=[layout.REMOVED_STATUS, "ok", "ok", "unreadable", "ok", "ok"])
+    causes = lost_cause("train", {"Tiny", "Big"}, before, two, gone)
+    assert causes == {"images gone, changed or undecodable since catalog (re-run catalog)": ["Big"],
+                      "outlier or label-issue removals (raise --outlier-z, or --min-per-family)": ["Tiny"]}
+    from speciesfam.data.clean_report import lost_lines
+
+    assert lost_lines({"split_lost": {"train": ["Big", "Tiny"]}, "split_lost_cause": {"train": causes}}) == [
+        "2 families have no train images left ('Big', 'Tiny'): images gone, changed or undecodable since catalog "
+        "(re-run catalog) took them from 'Big'; outlier or label-issue removals (raise --outlier-z, or "
+        "--min-per-family) took them from 'Tiny', so no model learns them"]
 
 
 def test_a_family_whose_train_images_are_gone_is_blamed_on_the_files_and_the_folds_said_are_those_used(

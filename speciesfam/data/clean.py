@@ -271,20 +271,27 @@ def lost_reason(error: str, workdir: str) -> str:
 
 
 def lost_cause(split: str, families: set[str], before: "pd.DataFrame", after: "pd.DataFrame",
-               unreadable: "pd.Series") -> str:
-    """What took every image of ``split`` from ``families``, from what became of their usable rows there (rows
-    aligned in ``before``/``after``; ``unreadable``: rows clean could not decode): files unreadable now, outlier
-    or label-issue removals, near-duplicate drops, near-duplicate groups moved to another split; each with the
-    setting that keeps them. It named near-duplicates of families that lost their images to outlier removals."""
-    rows = (before["status"] == layout.OK) & (before["split"] == split) & before["label"].isin(families)
+               unreadable: "pd.Series") -> dict[str, list[str]]:
+    """What took every image of ``split`` from ``families``: cause -> the families it took them from, from what
+    became of each family's usable rows there (rows aligned in ``before``/``after``; ``unreadable``: rows clean
+    could not decode), each cause with the setting that keeps them. A family's val rows moved with their
+    near-duplicate group to train and then dropped count as moved. It named all causes for all families
+    (raise --outlier-z for a family whose files were deleted; round 38)."""
+    rows = (before["status"] == layout.OK) & (before["split"] == split)
+    moved = rows & (after["split"] != split)
     causes = {"images gone, changed or undecodable since catalog (re-run catalog)": rows & unreadable,
               "outlier or label-issue removals (raise --outlier-z, or --min-per-family)":
                   rows & (after["status"] == layout.REMOVED_STATUS),
-              "near-duplicate drops (raise --near-duplicate-threshold, or --dedupe none)":
-                  rows & (after["status"] == layout.DUPLICATE),
               "near-duplicate groups moved to another split (raise --near-duplicate-threshold, or re-run catalog "
-              "with larger fractions)": rows & (after["status"] == layout.OK) & (after["split"] != split)}
-    return " and ".join(cause for cause, hit in causes.items() if hit.any())
+              "with larger fractions)": moved,
+              "near-duplicate drops (raise --near-duplicate-threshold, or --dedupe none)":
+                  rows & ~moved & (after["status"] == layout.DUPLICATE)}
+    out: dict[str, list[str]] = {}
+    for cause, hit in causes.items():
+        took = sorted(families & set(before.loc[hit, "label"]))
+        if took:
+            out[cause] = took
+    return out
 
 
 def split_lost(before: "pd.DataFrame", after: "pd.DataFrame") -> dict[str, list[str]]:

@@ -40,9 +40,15 @@ def lost_lines(summary: dict[str, Any], name=quoted, alike: frozenset[str] = fro
     out = []
     for split, fams in lost.items():
         if fams:
+            cause = causes.get(split)
+            if isinstance(cause, dict) and len(cause) > 1:  # each cause with the families it took them from
+                cause = "; ".join(f"{why} took them from {some(map(shown, took), 10)}" for why, took in cause.items())
+                said = ""
+            else:  # one cause for all (a record from before causes were per family: its text)
+                said = f": {next(iter(cause)) if isinstance(cause, dict) else cause} took them all" if cause else ""
+                cause = ""
             out.append(f"{counted(len(fams), 'family has', 'families have')} no {split} images left "
-                       f"({some(map(shown, fams), 10)})"
-                       + (f": {causes[split]} took them all" if causes.get(split) else "")
+                       f"({some(map(shown, fams), 10)}){said}" + (f": {cause}" if cause else "")
                        + (", so no model learns them" if split == "train" else f", so they count in no {split} score"))
     return out
 
