@@ -146,9 +146,18 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
 
 def command(stage: str, workdir: str, kind: str | None = None) -> str:
     """The command that runs ``stage`` on ``workdir`` (shell-quoted), for a line that tells the user what to run;
-    catalog's with the source its record names, if any."""
+    catalog's with the source its record names, clean's with the settings it last ran with, if any."""
     import shlex
 
+    if stage == "clean":  # as it last ran: its model and settings (a bare command re-cleaned with the defaults)
+        try:
+            rec = load(workdir, "clean")
+        except SpeciesfamError:  # damaged: said where it is read
+            rec = None
+        if rec and rec.get("config"):
+            from .reproduce import command as reproduced
+
+            return reproduced("clean", rec, workdir)
     text = COMMAND[stage].replace("KIND", kind or "KIND").replace("--workdir RUN", f"--workdir {shlex.quote(workdir)}")
     source = catalog_source(workdir) if stage == "catalog" else None
     if source:  # else the placeholder

@@ -137,17 +137,19 @@ def test_how_to_reproduce_lists_searches_in_the_order_they_ran_and_without_resum
     record_search(run, TuneConfig(kind="probe", name="broken"), "broken", failed)
     steps = reproduce(run, {s: stages.load(run, s) for s in ("catalog", "tune")})["steps"]
     assert [st["ended"] for st in steps] == ["finished"] * 5 + ["trained nothing, ended"]
-    # trials.csv deleted: the --resume named is a search that trained (broken's is refused: round 34)
+    # trials.csv deleted: the --resume named are those of each search that trained (broken's is refused: round 34;
+    # naming one alone lost the others' trials: round 38)
     from speciesfam.tune.tracking import trials_deleted
 
     said = trials_deleted(run)
-    assert said.endswith(f"`speciesfam tune transfer --workdir {run} --name beta --init-from alpha --resume` writes "
+    assert said.endswith(f"`speciesfam tune transfer --workdir {run} --name beta --init-from alpha --resume` write "
                          "it again (each search's --resume adds its trials)"), said
+    assert [c.split("--name ")[1].split()[0] for c in said.split("`")[1::2]] == ["alpha", "mid", "zeta", "beta"]
     other = str(tmp_path / "other")
     stages.finish(other, "catalog", config={"source": "/data/images"})
     record_search(other, TuneConfig(kind="probe", name="broken"), "broken", failed)
-    assert trials_deleted(other).endswith("(broken), none of which trained a trial: start a new search (another "
-                                          "--name)"), trials_deleted(other)
+    assert trials_deleted(other).endswith("(broken), none of which trained a trial on this run: start a new search "
+                                          "(another --name)"), trials_deleted(other)
 
 
 def test_a_command_naming_the_users_own_modules_starts_with_the_pythonpath_that_finds_them(tmp_path, monkeypatch):
@@ -170,3 +172,19 @@ def test_a_command_naming_the_users_own_modules_starts_with_the_pythonpath_that_
     assert gone.startswith("PYTHONPATH=FOLDER_OF_gone_module speciesfam clean --workdir RUN"), gone
     for own in ({"space": "search_spaces.probe"}, {"searcher": "optuna"}):  # the project's: no PYTHONPATH
         assert command("tune", {"config": asdict(TuneConfig(kind="probe", **own))}).startswith("speciesfam tune")
+
+
+def test_a_stale_stages_advice_names_clean_with_the_settings_it_ran_with(tmp_path):
+    """'run `speciesfam clean --workdir r1` again' after a re-catalog: that command re-cleaned with the default
+    model and thresholds (offline: failed to load ViT-B-32), not the run's (hostile tester round 38)."""
+    from dataclasses import asdict
+
+    from speciesfam import stages
+    from speciesfam.config import CleanConfig
+
+    run = str(tmp_path)
+    assert stages.command("clean", run) == f"speciesfam clean --workdir {run}"  # not run yet: the bare command
+    stages.finish(run, "clean", config=asdict(CleanConfig(model="local-dir:/m", near_duplicate_threshold=1.0)))
+    assert stages.command("clean", run) == \
+        f"speciesfam clean --workdir {run} --model local-dir:/m --near-duplicate-threshold 1.0"
+    assert stages.rerun(run, "clean").endswith("--near-duplicate-threshold 1.0`")
