@@ -246,10 +246,15 @@ def some(names: Iterable[str], n: int = 5, quote: bool = False) -> str:
 def quoted(name: Any, limit: int = 80) -> str:
     """A name from the data (a family, a column) quoted for a console line; one longer than ``limit`` characters
     as its head and tail and its length (a 250-character family filled a screen); files keep it whole."""
+    import json
+    import unicodedata
+
     text = str(name)
+    # a decomposed 'Café' read as the composed one: as JSON, its accent escaped ("Cafe\u0301")
+    show = json.dumps if any(unicodedata.combining(c) for c in text) else repr
     if len(text) <= limit:
-        return repr(name)
-    return f"{text[:limit // 2] + '…' + text[-(limit // 4):]!r} ({len(text)} characters)"
+        return show(text)
+    return f"{show(text[:limit // 2] + '…' + text[-(limit // 4):])} ({len(text)} characters)"
 
 
 # A Python exception's own line inside TensorFlow's error text, after its "{{function_node ...}} " prefix if any

@@ -70,5 +70,9 @@ def code(text: str) -> str:
 
 def json_line(value: object) -> str:
     """``value`` as JSON on one line, non-ASCII kept readable but invisible characters (control, zero-width,
-    format) as ``\\uXXXX`` escapes: still valid JSON, and two names that look alike show their difference."""
-    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in json.dumps(value, ensure_ascii=False))
+    format) and combining marks (the accent of a decomposed 'é') as ``\\uXXXX`` escapes: still valid JSON, and
+    two names that look alike show their difference."""
+    import unicodedata
+
+    return "".join(c if c.isprintable() and not unicodedata.combining(c) else json.dumps(c)[1:-1]
+                   for c in json.dumps(value, ensure_ascii=False))

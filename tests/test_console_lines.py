@@ -236,6 +236,11 @@ def test_a_line_naming_a_few_of_many_says_how_many_it_left_out():
 
     said = lost_lines({"split_lost": {"val": [long]}})[0]
     assert "(250 characters)" in said and len(said) < 200, said
+    # a decomposed 'Café' read as the composed one in tune's warnings (round 38)
+    assert lines.some(["Caf\u00e9", "Cafe\u0301"], quote=True) == "'Café', \"Cafe\\u0301\""
+    from speciesfam.markdown import json_line
+
+    assert json_line(["Caf\u00e9", "Cafe\u0301"]) == '["Café", "Cafe\\u0301"]'  # the model card's 'Not scored'
 
 
 def test_the_raylets_worker_pool_note_goes_to_the_log_and_its_errors_to_the_console(tmp_path, capsys):
