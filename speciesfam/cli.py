@@ -120,7 +120,7 @@ def clean_config(args: argparse.Namespace) -> CleanConfig:
     """CleanConfig from flags over ``CleanConfig()``, or over ``CleanConfig.smoke()`` with --smoke-test."""
     cfg = config_from_args(CleanConfig, args, CleanConfig.smoke() if getattr(args, "smoke_test", False) else None)
     if hasattr(args, "pretrained") and cfg.model.startswith(("local-dir:", "hf-hub:")):  # given, and not read
-        raise ConfigError(f"--pretrained {args.pretrained or 'none'} is not read with --model {cfg.model} (open_clip "
+        raise ConfigError(f"--pretrained {'none' if args.pretrained is None else args.pretrained or repr('')} is not read with --model {cfg.model} (open_clip "
                           "loads that model's own weights); leave --pretrained out")
     return cfg.absolute()
 

@@ -208,8 +208,8 @@ def trained_from(config: dict[str, Any], manifest_uri: str) -> bool:
 
     trained_on = (config.get("trial") or {}).get("trained_on") or {}
     wrote = {layout.CLEAN_MANIFEST: "clean", layout.MANIFEST: "catalog"}.get(os.path.basename(manifest_uri))
-    if wrote is None or wrote not in trained_on or (wrote == "catalog" and "clean" in trained_on):
-        return False
+    if wrote is None or wrote not in trained_on:  # the catalog manifest of a cleaned run too: the same splits,
+        return False                              # and the images clean moved (moved_warning)
     try:
         record = stages.load(storage.parent(manifest_uri), wrote)
     except StageOrderError:  # damaged: said by split_warning
@@ -236,6 +236,24 @@ def removed_warning(bundle: str, manifest_uri: str, this_run: bool) -> str:
         return ""
     return (f"{manifest_uri} still lists the images clean took out of the run; the run's own score (the one the "
             f"report shows) is with --manifest {os.path.join(os.path.dirname(manifest_uri), layout.CLEAN_MANIFEST)}")
+
+
+def moved_warning(manifest_uri: str, rows: "pd.DataFrame", split: str) -> str:
+    """A run's manifest.parquet lists each image in the split catalog drew; clean moves near-duplicate groups
+    into one split, often train: those images trained the model, yet were scored as val or test ('' if none)."""
+    cleaned = storage.join(storage.parent(manifest_uri), layout.CLEAN_MANIFEST)
+    if os.path.basename(manifest_uri) != layout.MANIFEST or not storage.exists(cleaned):
+        return ""
+    now = storage.read_table(cleaned)[["path", "split"]].drop_duplicates("path").set_index("path")["split"]
+    moved = rows["path"].map(now).dropna()
+    moved = moved[moved != split]
+    if not len(moved):
+        return ""
+    trained = int((moved == "train").sum())
+    return (f"{counted(len(moved), 'image')} of these {split} rows {'is' if len(moved) == 1 else 'are'} in "
+            f"another split of {cleaned} (clean moved near-duplicate groups into one split"
+            + (f"; {trained} into train: the model trained on {'it' if trained == 1 else 'them'}" if trained else "")
+            + f"): score --manifest {cleaned} instead")
 
 
 # rows.csv statuses of rows the scores leave out
@@ -271,7 +289,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
                        "does on new images (--split test does)",
               "val": "the val split chose this model (its best epoch and trial): its score is optimistic "
                      "(--split test is not)"}.get(split, "") if this_run or trained_from(config, manifest_uri) else ""
-    warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run), fitted) if w)
+    warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run), fitted,
+                                    moved_warning(manifest_uri, rows, split) if catalog else "") if w)
     if warning:
         print(f"evaluate: warning: {warning}", file=sys.stderr)
     predictor = load_bundle(bundle)  # CNN or probe: raw RGB in, probabilities out

@@ -379,9 +379,10 @@ def test_scores_on_the_splits_that_trained_and_chose_the_model_are_said_to_be_op
                         ("val", "the val split chose this model (its best epoch and trial): its score is optimistic"),
                         ("test", None)):
         for bundle in (probe_bundle, elsewhere):  # an export to --out elsewhere too (round 37)
-            evaluate(str(bundle), manifest, split, str(tmp_path / split))
-            err = capsys.readouterr().err
-            assert (note in err) if note else "optimistic" not in err and "measures fit" not in err, (split, err)
+            for scored in (manifest, str(probe_run / "manifest.parquet")):  # the catalog's too (round 38)
+                evaluate(str(bundle), scored, split, str(tmp_path / split))
+                err = capsys.readouterr().err
+                assert (note in err) if note else "optimistic" not in err and "measures fit" not in err, (split, err)
 
 
 def test_a_split_named_with_spaces_at_its_ends_is_the_split_for_a_run_manifest_too(tmp_path):
@@ -392,3 +393,21 @@ def test_a_split_named_with_spaces_at_its_ends_is_the_split_for_a_run_manifest_t
                   "sha256": "0" * 64, "reason": ""}).to_parquet(tmp_path / "clean_manifest.parquet")
     rows = evaluation_rows(str(tmp_path / "clean_manifest.parquet"), " test ")
     assert list(rows["path"]) == ["a.jpg"] and rows.attrs["split"] == "test"
+
+
+def test_a_runs_catalog_manifest_says_which_of_its_rows_clean_moved_into_train(tmp_path):
+    """evaluate --manifest RUN/manifest.parquet --split val scored 4 images clean had moved with their
+    near-duplicate groups into train: 'macro-F1 1.000', no word (hostile tester round 38)."""
+    from speciesfam.evaluate import moved_warning
+
+    paths = [f"/x/{i}.jpg" for i in range(4)]
+    pd.DataFrame({"path": paths, "split": ["val", "val", "val", "test"]}).to_parquet(tmp_path / "manifest.parquet")
+    pd.DataFrame({"path": paths, "split": ["train", "val", "test", "test"]}).to_parquet(
+        tmp_path / "clean_manifest.parquet")
+    rows = pd.DataFrame({"path": paths[:3]})
+    assert moved_warning(str(tmp_path / "manifest.parquet"), rows, "val") == (
+        f"2 images of these val rows are in another split of {tmp_path / 'clean_manifest.parquet'} (clean moved "
+        f"near-duplicate groups into one split; 1 into train: the model trained on it): score --manifest "
+        f"{tmp_path / 'clean_manifest.parquet'} instead")
+    assert moved_warning(str(tmp_path / "clean_manifest.parquet"), rows, "val") == ""  # its own splits
+    assert moved_warning(str(tmp_path / "manifest.parquet"), pd.DataFrame({"path": paths[3:]}), "test") == ""
