@@ -82,12 +82,18 @@ def render(workdir: str) -> str:
         if isinstance(err, Exception):
             logger.warning("report: %s", err)
             sections[SECTION_OF[stage]] = {"error": str(err)}
+    stale_why: dict[str, str] = {}
     for stage, name in SECTION_OF.items():
         if not stages.UPSTREAM[stage] or any(isinstance(loaded[up], Exception) for up in stages.UPSTREAM[stage]):
             continue  # nothing upstream, or an upstream record damaged (said above): freshness unknown
         stale = _safe(lambda stage=stage: stages.check_fresh(workdir, stage))  # an error: built from an older run
-        if isinstance(stale, stages.StageOrderError) and stage in records and not sections[name].get("missing"):
-            sections[name]["stale"] = str(stale)  # shown, marked: never mixed silently with the newer stages
+        why = str(stale) if isinstance(stale, stages.StageOrderError) else ""
+        behind = [up for up in stages.UPSTREAM[stage] if stale_why.get(up)]
+        if not why and behind:  # a bundle of trials a re-catalog made stale: fresh against them, yet of the old run
+            why = f"built from the {behind[0]} stage, itself stale: {stale_why[behind[0]]}"
+        stale_why[stage] = why if stage in records else ""
+        if why and stage in records and not sections[name].get("missing"):
+            sections[name]["stale"] = why  # shown, marked: never mixed silently with the newer stages
             sections[name].pop("unfinished", None)  # tune refuses to resume a search of an older run: not offered
     return template.render(workdir=workdir, family_columns=FAMILY_COLUMNS, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), s=sections,
                            headline=headline(sections))

@@ -284,3 +284,23 @@ def test_a_deleted_clean_manifest_is_said_not_shown_as_empty_counts(tmp_path):
     pd.DataFrame({"path": ["/a", "/b"], "label": ["A", "B"], "status": "ok", "split": "train",
                   "reason": ""}).to_parquet(tmp_path / "clean_manifest.parquet")
     assert "is gone; run" not in render(str(tmp_path))
+
+
+def test_a_bundle_of_trials_a_recatalog_made_stale_is_marked_stale_too(tmp_path):
+    """After catalog ran again, the search section was marked stale but 'The best model' showed its bundle as
+    current (its record is fresh against the tune record, which is itself of the older catalog; round 38)."""
+    from speciesfam.bundle import checksums
+
+    run = str(tmp_path)
+    for stage in ("catalog", "clean", "tune", "export"):
+        stages.finish(run, stage, config={}, summary={})
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"kind": "cnn", "model": "m", "labels": ["A", "B"],
+                                                    "image_size": 32}))
+    (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
+    model = lambda html: html[html.index('<section id="model">'):html.index('<section id="reproduce">')]  # noqa: E731
+    assert "Stale:" not in model(render(run))
+    stages.finish(run, "catalog", config={}, summary={})  # catalog again: clean, tune and the bundle are of the old
+    section = model(render(run))
+    assert "Stale:" in section and "built from the tune stage, itself stale: " in section, section
