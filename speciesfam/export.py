@@ -62,8 +62,13 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
         rows = trials[trials["trial_id"] == str(trial_id)]
         if rows.empty:
             ids = trials["trial_id"].astype(str).tolist()
+            now = stages.upstream_ids(workdir, "tune")
+            older = sorted(n for n, s in ((stages.load(workdir, "tune") or {}).get("searches") or {}).items()
+                           if (s.get("built_from") or now) != now)  # their trials were dropped from the table
             raise SpeciesfamError(f"trial {trial_id!r} is not in {workdir}/{layout.TRIALS}; its {len(ids)} trials: "
-                                  f"{some(ids, 10)}")
+                                  f"{some(ids, 10)}" + (f" (the trials of {some(older, quote=True)}, searches of an "
+                                                        "older catalog or clean run, were dropped from it: their "
+                                                        "splits are gone)" if older else ""))
         row = rows.iloc[0].to_dict()
         if not isinstance(row.get("best_checkpoint"), str):
             raise SpeciesfamError(f"trial {trial_id} has no checkpoint (status {row['status']}: {row.get('error')})")

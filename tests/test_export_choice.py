@@ -167,3 +167,22 @@ def test_a_damaged_table_of_two_searches_is_written_again_by_each_ones_resume(pr
         export_bundle(str(run))
     assert cli.main(shlex.split(commands[1])[1:]) == 0
     assert sorted(set(pd.read_csv(run / "trials.csv")["search"])) == ["probe", "second"] and export_bundle(str(run))
+
+
+def test_a_trial_dropped_with_an_older_split_is_said_so(probe_run, tmp_path):
+    """export --trial of a trial dropped from trials.csv because its search ran on an older clean said only 'not
+    in trials.csv' (hostile tester round 38)."""
+    from speciesfam.errors import SpeciesfamError
+    from speciesfam.export import export_bundle
+
+    run = Path(shutil.copytree(probe_run, tmp_path / "copy"))
+    with pytest.raises(SpeciesfamError) as refused:
+        export_bundle(str(run), trial_id="gone1234")
+    assert "trial 'gone1234' is not in" in str(refused.value) and "were dropped" not in str(refused.value)
+    record = run / "stages" / "tune.json"  # a search of an older clean run, as the record keeps it
+    tune = json.loads(record.read_text())
+    tune["searches"]["older"] = {**tune["searches"]["probe"], "built_from": {"catalog": "0" * 32, "clean": "1" * 32}}
+    record.write_text(json.dumps(tune))
+    with pytest.raises(SpeciesfamError, match=r"\(the trials of 'older', searches of an older catalog or clean run, "
+                                              r"were dropped from it: their splits are gone\)"):
+        export_bundle(str(run), trial_id="gone1234")
