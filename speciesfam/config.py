@@ -107,6 +107,10 @@ def _check_open_clip_model(name: str) -> None:
 
     if name.startswith(("hf-hub:", "local-dir:")):
         return
+    schema = name.strip().split(":", 1)[0].lower() + ":"
+    if schema in ("hf-hub:", "local-dir:"):  # 'LOCAL-DIR:x', ' local-dir:x'
+        raise invalid("model", name, f"is not read as a {schema[:-1]} model: the prefix is lower case, at the start; give "
+                                     f"{schema}{name.strip().split(':', 1)[1]}")
     spec = importlib.util.find_spec("open_clip")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("model: open_clip is not installed (pip install open_clip_torch), or give --embedder")
@@ -116,7 +120,8 @@ def _check_open_clip_model(name: str) -> None:
         raise invalid("model", name, "is not an open_clip architecture; "
                       f"{'did you mean ' + ', '.join(close) + '? ' if close else ''}"
                       f"valid: {len(known)} names such as ViT-B-32, ViT-S-32, RN50 (python -c 'import open_clip; "
-                      "print(open_clip.list_models())'), or hf-hub:ORG/NAME, or --embedder module:factory")
+                      "print(open_clip.list_models())'), or hf-hub:ORG/NAME, local-dir:PATH, or --embedder "
+                      "module:factory")
 
 
 # cleanlab.filter.find_label_issues(filter_by=...) values (cleanlab 2.x).

@@ -129,6 +129,10 @@ def test_a_relative_model_folder_or_weights_file_is_recorded_absolute(tmp_path, 
     from speciesfam.reproduce import command
 
     assert "--pretrained" not in command("clean", {"config": {"model": "local-dir:/m", "pretrained": None}})
+    # 'LOCAL-DIR:/m' was called no open_clip architecture, with a list of forms that left out local-dir: (round 38)
+    with pytest.raises(ConfigError, match="model='LOCAL-DIR:/m' is not read as a local-dir model: the prefix is lower "
+                                          "case, at the start; give local-dir:/m"):
+        CleanConfig(model="LOCAL-DIR:/m").validate()
 
 
 def test_flags_overlay_only_what_was_given():
