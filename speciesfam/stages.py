@@ -146,18 +146,24 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
 
 def command(stage: str, workdir: str, kind: str | None = None) -> str:
     """The command that runs ``stage`` on ``workdir`` (shell-quoted), for a line that tells the user what to run;
-    catalog's with the source its record names, clean's with the settings it last ran with, if any."""
+    catalog's with the source its record names, clean's with the settings it last ran with, tune's as its latest
+    search of ``kind`` ran (the same --name replaces it), if any."""
     import shlex
 
-    if stage == "clean":  # as it last ran: its model and settings (a bare command re-cleaned with the defaults)
-        try:
-            rec = load(workdir, "clean")
+    if stage in ("clean", "tune"):  # as it last ran, with its settings (a bare clean re-cleaned with the
+        try:                          # default model and thresholds); tune's latest search of ``kind``
+            rec = load(workdir, stage)
         except SpeciesfamError:  # damaged: said where it is read
             rec = None
+        if rec and stage == "tune":
+            runs = [(str(s.get("finished_at") or ""), n, s.get("config") or {})
+                    for n, s in (rec.get("searches") or {}).items()]
+            runs = sorted(r for r in runs if r[2].get("kind") == kind and kind)
+            rec = {"config": {**runs[-1][2], "name": runs[-1][1]}} if runs else None
         if rec and rec.get("config"):
             from .reproduce import command as reproduced
 
-            return reproduced("clean", rec, workdir)
+            return reproduced(stage, rec, workdir)
     text = COMMAND[stage].replace("KIND", kind or "KIND").replace("--workdir RUN", f"--workdir {shlex.quote(workdir)}")
     source = catalog_source(workdir) if stage == "catalog" else None
     if source:  # else the placeholder

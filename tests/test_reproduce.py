@@ -188,3 +188,15 @@ def test_a_stale_stages_advice_names_clean_with_the_settings_it_ran_with(tmp_pat
     assert stages.command("clean", run) == \
         f"speciesfam clean --workdir {run} --model local-dir:/m --near-duplicate-threshold 1.0"
     assert stages.rerun(run, "clean").endswith("--near-duplicate-threshold 1.0`")
+    # a stale search: its latest of that kind as it ran, under its --name (which replaces it); bare when none ran
+    import pandas as pd
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.tune.search import record_search
+
+    table = pd.DataFrame({"trial_id": ["t1"], "status": ["ok"], "best_val_macro_f1": [0.5], "best_epoch": [1],
+                          "seconds": [1.0]})
+    assert stages.command("tune", run, "scratch") == f"speciesfam tune scratch --workdir {run}"
+    record_search(run, TuneConfig(kind="scratch", num_samples=3, name="cnn"), "cnn", table)
+    record_search(run, TuneConfig(kind="probe", num_samples=5), "probe", table)
+    assert stages.command("tune", run, "scratch") == f"speciesfam tune scratch --workdir {run} --num-samples 3 --name cnn"
