@@ -124,8 +124,10 @@ def embedder_ready(cfg: CleanConfig) -> None:
     fetch_pretrained(cfg)
     if cfg.embedder:
         check_embedder(cfg)
-    elif cfg.model.startswith("local-dir:") and local_dir_choice(cfg.model[len("local-dir:"):]):
-        say(f"clean: {local_dir_choice(cfg.model[len('local-dir:'):])}")
+    elif cfg.model.startswith("local-dir:"):
+        choice = local_dir_choice(cfg.model[len("local-dir:"):])
+        if choice:
+            say(f"clean: {choice}")
 
 
 def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":

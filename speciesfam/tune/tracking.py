@@ -233,9 +233,7 @@ def read_trials(workdir: str, stage_hint: str = "") -> "pd.DataFrame":
     """RUN/trials.csv, its trial and checkpoint paths taken to this run folder when it was moved or copied
     since its searches (``moved_here``). Missing, though the tune record names searches (deleted): refused
     naming the --resume that writes it again (it said to run tune, which then refused the search's name)."""
-    from ..errors import StageOrderError
-
-    from ..errors import SourceError
+    from ..errors import SourceError, StageOrderError
 
     uri = layout.path(workdir, layout.TRIALS)
     gone = stage_hint and trials_deleted(workdir)
@@ -244,18 +242,23 @@ def read_trials(workdir: str, stage_hint: str = "") -> "pd.DataFrame":
     try:
         trials = storage.read_table(uri, stage_hint=stage_hint)
     except SourceError as err:  # emptied or damaged: the --resume that writes it again, if a search ran
-        cause = err.__cause__ or err
-        try:
-            empty = not storage.read_bytes(uri).strip()
-        except OSError:  # a folder of that name
-            empty = False
-        damage = "is empty" if empty else \
-            f"cannot be read as a CSV table ({type(cause).__name__}: {storage.said(cause, 200)})"
-        again = stage_hint and rewrite_advice(workdir, f"{uri} {damage}")
+        again = stage_hint and rewrite_advice(workdir, unreadable(uri, err))
         if again:
             raise StageOrderError(again) from err
         raise
     return moved_here(trials, workdir)
+
+
+def unreadable(uri: str, err: BaseException) -> str:
+    """'RUN/trials.csv is empty', or cannot be read and why (the cause ``storage.read_table``'s error carries,
+    without its advice to give another path: the table is the run's own)."""
+    cause = err.__cause__ or err
+    try:
+        empty = not storage.read_bytes(uri).strip()
+    except OSError:  # a folder of that name
+        empty = False
+    return f"{uri} is empty" if empty else \
+        f"{uri} cannot be read as a CSV table ({type(cause).__name__}: {storage.said(cause, 200)})"
 
 
 def trials_deleted(workdir: str) -> str:
@@ -376,9 +379,8 @@ def write_trial_table(results, workdir: str, kind: str | None = None, val_split:
     try:
         old = read_trials(workdir) if storage.exists(uri) else None
     except SourceError as err:  # emptied or damaged: this search's --resume is what writes it again
-        cause = err.__cause__ or err
-        console.say(f"tune: {uri} could not be read ({type(cause).__name__}: {storage.said(cause, 200)}); written "
-                    "anew with this search's trials (each other search's --resume adds its own)")
+        console.say(f"tune: {unreadable(uri, err)}; written anew with this search's trials (each other search's "
+                    "--resume adds its own)")
         old = None
     if old is not None:
         df, stale = merge_trials(old, new)
