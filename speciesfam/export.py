@@ -26,7 +26,8 @@ from .errors import SpeciesfamError, StageOrderError
 from .lines import some
 from .model_card import licence, model_card
 from .reproduce import versions
-from .tune.tracking import read_trials, scored_trials, trials_lost
+from .tune.tracking import scored_trials
+from .tune.trials_file import read_trials, trials_lost
 
 def family(kind: str) -> str:
     """``probe`` or ``cnn`` for a search kind (scratch and transfer trials are CNNs)."""

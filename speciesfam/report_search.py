@@ -14,7 +14,8 @@ from . import layout, plots, stages, storage
 from .errors import StageOrderError
 from .lines import SEARCH_END, final_flag, how_ended, scheduler_name, search_cut_by
 from .tune.history import merged_lines
-from .tune.tracking import read_trials, scored_trials, search_name, trials_deleted, trials_lost
+from .tune.tracking import scored_trials
+from .tune.trials_file import read_trials, search_name, trials_deleted, trials_lost
 
 
 def trial_histories(trials) -> tuple[dict[str, Any], float]:

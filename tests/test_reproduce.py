@@ -139,7 +139,7 @@ def test_how_to_reproduce_lists_searches_in_the_order_they_ran_and_without_resum
     assert [st["ended"] for st in steps] == ["finished"] * 5 + ["trained nothing, ended"]
     # trials.csv deleted: the --resume named are those of each search that trained (broken's is refused: round 34;
     # naming one alone lost the others' trials: round 38)
-    from speciesfam.tune.tracking import trials_deleted
+    from speciesfam.tune.trials_file import trials_deleted
 
     said = trials_deleted(run)
     assert said.endswith(f"`speciesfam tune transfer --workdir {run} --name beta --init-from alpha --resume` write "

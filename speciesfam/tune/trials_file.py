@@ -1,0 +1,134 @@
+"""RUN/trials.csv read back: its trial paths taken to a run folder moved or copied since its searches, and, when it
+is missing, emptied, damaged or lacks a search's trials, why, with the --resume of each search that writes them
+again (export and the report refuse or say so; a search's own --resume rewrites a damaged table)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from .. import layout, storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def search_name(trial_path: object) -> str:
+    """The search (its --name) a trial ran in: its folder's parent, RUN/tune/NAME/TRIAL ('' if unknown)."""
+    return os.path.basename(os.path.dirname(trial_path.rstrip("/"))) if isinstance(trial_path, str) else ""
+
+
+def read_trials(workdir: str, stage_hint: str = "") -> "pd.DataFrame":
+    """RUN/trials.csv, its trial and checkpoint paths taken to this run folder when it was moved or copied
+    since its searches (``moved_here``). Missing, though the tune record names searches (deleted): refused
+    naming the --resume that writes it again (it said to run tune, which then refused the search's name)."""
+    from ..errors import SourceError, StageOrderError
+
+    uri = layout.path(workdir, layout.TRIALS)
+    gone = stage_hint and trials_deleted(workdir)
+    if gone:
+        raise StageOrderError(gone)
+    try:
+        trials = storage.read_table(uri, stage_hint=stage_hint)
+    except SourceError as err:  # emptied or damaged: the --resume that writes it again, if a search ran
+        again = stage_hint and rewrite_advice(workdir, unreadable(uri, err))
+        if again:
+            raise StageOrderError(again) from err
+        raise
+    return moved_here(trials, workdir)
+
+
+def unreadable(uri: str, err: BaseException) -> str:
+    """'RUN/trials.csv is empty', or cannot be read and why (the cause ``storage.read_table``'s error carries,
+    without its advice to give another path: the table is the run's own)."""
+    cause = err.__cause__ or err
+    try:
+        empty = not storage.read_bytes(uri).strip()
+    except OSError:  # a folder of that name
+        empty = False
+    return f"{uri} is empty" if empty else \
+        f"{uri} cannot be read as a CSV table ({type(cause).__name__}: {storage.said(cause, 200)})"
+
+
+def trials_deleted(workdir: str) -> str:
+    """Why RUN/trials.csv is missing though the tune record names searches, with the --resume that writes it
+    again ('' when it is there, or no search ran)."""
+    uri = layout.path(workdir, layout.TRIALS)
+    return "" if storage.exists(uri) else rewrite_advice(workdir, f"{uri} does not exist")
+
+
+def trials_lost(workdir: str, trials: "pd.DataFrame") -> str:
+    """Why RUN/trials.csv lacks the trials of searches that trained on this run's catalog and clean runs (a
+    table cut short, or rewritten by one search's --resume after it was damaged: export then took another
+    search's worse trial, unsaid; round 38), with the --resume of each; '' when none is missing."""
+    missing = [name for name in _current_trained(workdir) if name not in set(trial_searches(trials))]
+    if not missing:
+        return ""
+    return rewrite_advice(workdir, f"{layout.path(workdir, layout.TRIALS)} lists no trial of "
+                                   f"{'search' if len(missing) == 1 else 'searches'} {', '.join(missing)}",
+                          only=missing)
+
+
+def trial_searches(trials: "pd.DataFrame") -> list[str]:
+    """The search of each row (older tables: from its trial path)."""
+    if "search" in trials:
+        return [str(s) for s in trials["search"]]
+    return [search_name(p) for p in trials["trial_path"]] if "trial_path" in trials else []
+
+
+def _current_trained(workdir: str) -> dict[str, dict]:
+    """The searches that trained a trial on the catalog and clean runs the folder holds now, oldest first (a
+    search of older runs had its trials dropped from trials.csv, rightly)."""
+    from .. import stages
+
+    searches = (stages.load(workdir, "tune") or {}).get("searches") or {}
+    now = stages.upstream_ids(workdir, "tune")
+    found = {n: s for n, s in searches.items() if ((s.get("summary") or {}).get("ok") or 0) > 0
+             and (s.get("built_from") or now) == now}
+    return dict(sorted(found.items(), key=lambda kv: str(kv[1].get("finished_at") or "")))
+
+
+def rewrite_advice(workdir: str, said: str, only: list[str] | None = None) -> str:
+    """``said`` (what is wrong with RUN/trials.csv), that searches ran here and the --resume of each search
+    whose trials belong there (``only`` those) that writes them again; '' when the tune record names no
+    search."""
+    from .. import stages
+    from ..reproduce import command
+
+    searches = (stages.load(workdir, "tune") or {}).get("searches") or {}
+    if not searches:
+        return ""
+    said = f"{said}, though searches ran here ({', '.join(sorted(searches))})"
+    current = _current_trained(workdir)
+    # --resume of a search whose every trial failed, or none reported, is refused; each command with the flags
+    # its search ran with (a bare --resume was refused for the settings it left out)
+    trained = {n: s for n, s in current.items() if only is None or n in only}
+    if not trained:
+        return f"{said}, none of which trained a trial on this run: start a new search (another --name)"
+    again = [f"`{command('tune', {'config': {**s['config'], 'name': n}}, workdir)} --resume`"
+             for n, s in trained.items()]
+    return f"{said}; {', then '.join(again)} {'writes' if len(again) == 1 else 'write'} " \
+           f"{'them' if only else 'it'} again (each search's --resume adds its trials)"
+
+
+def moved_here(trials: "pd.DataFrame", workdir: str) -> "pd.DataFrame":
+    """Trials recorded under another run folder's ``tune/`` (RUN/tune/NAME/TRIAL: this folder moved or copied
+    since) with their paths under this one's, where they are there. The paths are absolute: a moved folder's
+    export failed ('has no config.json; was it written by speciesfam?'), a copy's exported the original's
+    checkpoints (hostile tester). Searches kept elsewhere (``--storage-path``) keep their paths."""
+    if storage.is_remote(workdir) or not len(trials) or "trial_path" not in trials:
+        return trials
+    here = os.path.realpath(storage.filesystem(workdir)[1])
+    trials = trials.copy()
+    for i, path in trials["trial_path"].items():
+        if not isinstance(path, str) or storage.is_remote(path):
+            continue
+        run = os.path.dirname(os.path.dirname(os.path.dirname(path.rstrip("/"))))
+        if os.path.basename(os.path.dirname(os.path.dirname(path.rstrip("/")))) != "tune" or \
+                os.path.realpath(run) == here or not os.path.isdir(here + path[len(run):]):
+            continue
+        trials.at[i, "trial_path"] = here + path[len(run):]
+        ckpt = trials.at[i, "best_checkpoint"] if "best_checkpoint" in trials else None
+        if isinstance(ckpt, str) and ckpt.startswith(run + "/"):
+            trials.at[i, "best_checkpoint"] = here + ckpt[len(run):]
+    return trials
