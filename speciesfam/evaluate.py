@@ -29,23 +29,33 @@ if TYPE_CHECKING:
 HELD_BYTES = 256 * 2**20  # decoded images held before they are predicted (a batch of 64 8000 px photos is 12 GB)
 
 
-def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
-    """Why a catalog manifest's splits may not be the ones the bundle was trained on ('' when they are, or when
-    unknown: a manifest outside a run folder, a bundle exported before this was recorded)."""
+def _manifest_record(config: dict[str, Any], manifest_uri: str) -> tuple[dict, str | None, Any]:
+    """What split_warning and trained_from compare: the bundle's ``trained_on`` run ids, which stage wrote the
+    manifest (catalog for manifest.parquet, clean for clean_manifest.parquet, None for any other file) and that
+    stage's record in the manifest's run folder (None if none; the StageOrderError when it is damaged)."""
     from . import stages
     from .errors import StageOrderError
 
     trained_on = (config.get("trial") or {}).get("trained_on") or {}
-    run = storage.parent(manifest_uri)
+    wrote = {layout.CLEAN_MANIFEST: "clean", layout.MANIFEST: "catalog"}.get(os.path.basename(manifest_uri))
+    if wrote is None:
+        return trained_on, None, None
+    try:
+        return trained_on, wrote, stages.load(storage.parent(manifest_uri), wrote)
+    except StageOrderError as err:
+        return trained_on, wrote, err
+
+
+def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
+    """Why a catalog manifest's splits may not be the ones the bundle was trained on ('' when they are, or when
+    unknown: a manifest outside a run folder, a bundle exported before this was recorded)."""
     # Splits are drawn by catalog: the catalog run that drew this file's is catalog's own for manifest.parquet,
     # and the one clean read for clean_manifest.parquet (unchanged by a catalog run since, or a clean re-run)
-    wrote = {layout.CLEAN_MANIFEST: "clean", layout.MANIFEST: "catalog"}.get(os.path.basename(manifest_uri))
+    trained_on, wrote, record = _manifest_record(config, manifest_uri)
     if wrote is None or "catalog" not in trained_on:
         return ""
-    try:
-        record = stages.load(run, wrote)
-    except StageOrderError as err:
-        return f"the splits cannot be checked against the ones this model was trained on: {err}"
+    if isinstance(record, Exception):
+        return f"the splits cannot be checked against the ones this model was trained on: {record}"
     drew = record and (record["run_id"] if wrote == "catalog" else record["built_from"].get("catalog"))
     if drew and drew != trained_on["catalog"]:
         return (f"{manifest_uri}'s splits were drawn by catalog run {drew[:8]}, not by the one this model was trained "
@@ -202,19 +212,10 @@ def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> st
 def trained_from(config: dict[str, Any], manifest_uri: str) -> bool:
     """Whether the manifest is the one the bundle's search trained from, wherever the bundle lies (an export
     to --out elsewhere): the clean_manifest.parquet of the clean run its search read, or the manifest.parquet
-    of its catalog run when it read no clean run."""
-    from . import stages
-    from .errors import StageOrderError
-
-    trained_on = (config.get("trial") or {}).get("trained_on") or {}
-    wrote = {layout.CLEAN_MANIFEST: "clean", layout.MANIFEST: "catalog"}.get(os.path.basename(manifest_uri))
-    if wrote is None or wrote not in trained_on:  # the catalog manifest of a cleaned run too: the same splits,
-        return False                              # and the images clean moved (moved_warning)
-    try:
-        record = stages.load(storage.parent(manifest_uri), wrote)
-    except StageOrderError:  # damaged: said by split_warning
-        return False
-    return bool(record) and record.get("run_id") == trained_on[wrote]
+    of its catalog run when it read no clean run. The catalog manifest of a cleaned run is not (the same
+    splits, and the images clean moved: moved_warning); a damaged record is not (said by split_warning)."""
+    trained_on, wrote, record = _manifest_record(config, manifest_uri)
+    return wrote in trained_on and isinstance(record, dict) and record.get("run_id") == trained_on[wrote]
 
 
 def own_run(bundle: str, manifest_uri: str, catalog: bool) -> bool:
