@@ -124,11 +124,11 @@ def _check_weights_unchanged(workdir: str, rec: dict[str, Any]) -> None:
         return
     now = CleanConfig(model=cfg.get("model") or CleanConfig.model, pretrained=cfg.get("pretrained"),
                       embedder=cfg.get("embedder"))
-    if model_id(now) != cfg["model_id"]:
-        files = " and ".join(weights_files(now))
-        hold = "holds" if len(weights_files(now)) == 1 else "hold"
-        now_said = f"{files} now {hold} other weights (digest {split_id(model_id(now))[1]})" if files else \
-            "those weights files are gone"
+    now_id = model_id(now)
+    if now_id != cfg["model_id"]:
+        files = weights_files(now)
+        now_said = f"{' and '.join(files)} now {'holds' if len(files) == 1 else 'hold'} other weights (digest " \
+                   f"{split_id(now_id)[1]})" if files else "those weights files are gone"
         raise StageOrderError(f"clean embedded with {cfg['model_id']!r}, but {now_said}: restore them, or run "
                               f"`{command('clean', rec, workdir)}` and the probe search again "
                               f"(`{stages.command('tune', workdir, 'probe')}`)")

@@ -183,6 +183,14 @@ def _stale(workdir: str, stage: str) -> bool:
     return any(cur is not None and (rec is None or rec["built_from"].get(up) != cur["run_id"]) for up, cur in ups)
 
 
+def _trained_now(workdir: str) -> bool:
+    """Whether a search trained a trial on the catalog and clean runs the folder holds now (after a re-clean
+    and a search that trained nothing, the report's 'run export again' was refused by export)."""
+    from .tune.trials_file import trained_searches
+
+    return bool(trained_searches(workdir))
+
+
 def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
     """Refuse ``stage``'s outputs when an upstream stage ran again after them; returns ``stage``'s record.
 
@@ -197,8 +205,10 @@ def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
         if current is None:
             continue
         if rec is None or rec["built_from"].get(up) != current["run_id"]:
-            kind = (rec or {}).get("config", {}).get("kind")
+            kind = (rec or {}).get("config", {}).get("kind") or ((rec or {}).get("summary") or {}).get("kind")
             todo = [mid for mid in ups[i + 1:] if load(workdir, mid) is not None and _stale(workdir, mid)] + [stage]
+            if stage == "export" and todo == ["export"] and not _trained_now(workdir):
+                todo = ["tune", "export"]  # export alone would refuse: no search trained on this run since
             raise StageOrderError(
                 f"{workdir}: the {stage} stage's outputs were built from an older {up} run (or before it); "
                 "run " + ", then ".join(f"`{command(s, workdir, kind)}`" for s in todo) + " again")

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pandas as pd
+
 import pytest
 
 from speciesfam import cli, layout, stages
@@ -225,3 +226,23 @@ def test_catalog_says_a_search_running_on_its_run_folder_and_export_waits_for_on
         held.close()
         elsewhere.close()
     assert running_searches(run) == []
+
+
+def test_a_bundle_made_stale_by_a_search_that_trained_nothing_advises_the_search_first(tmp_path, capsys):
+    """After a re-clean, a search that trained nothing (stopped by its time budget): the report and evaluate
+    said to run export again, which export then refused (no trial trained on this run)."""
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+
+    run = str(tmp_path / "run")
+    make_embedding_run(run, rows=60, dim=4, families=3)
+    assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "1", "--max-epochs", "1"]) == 0
+    stages.finish(run, "export", summary={"kind": "probe"})  # its bundle exported
+    stages.finish(run, "clean", config={"model": "another clean"})  # a re-clean: the search's trials are stale
+    assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "1", "--name", "empty",
+                     "--time-budget", "0.001"]) != 0
+    capsys.readouterr()
+    with pytest.raises(StageOrderError) as stale:
+        stages.check_fresh(run, "export")
+    advice = f"run `speciesfam tune probe --workdir {run} --num-samples 1 --time-budget 0.001 --name empty`, then " \
+             f"`speciesfam export --workdir {run}` again"
+    assert advice in str(stale.value), stale.value  # the report's and evaluate's staleness line

@@ -61,7 +61,7 @@ def trials_lost(workdir: str, trials: "pd.DataFrame") -> str:
     """Why RUN/trials.csv lacks the trials of searches that trained on this run's catalog and clean runs (a
     table cut short, or rewritten by one search's --resume after it was damaged: export then took another
     search's worse trial, unsaid; round 38), with the --resume of each; '' when none is missing."""
-    missing = [name for name in _current_trained(workdir) if name not in set(trial_searches(trials))]
+    missing = [name for name in trained_searches(workdir) if name not in set(trial_searches(trials))]
     if not missing:
         return ""
     return rewrite_advice(workdir, f"{layout.path(workdir, layout.TRIALS)} lists no trial of "
@@ -76,7 +76,7 @@ def trial_searches(trials: "pd.DataFrame") -> list[str]:
     return [search_name(p) for p in trials["trial_path"]] if "trial_path" in trials else []
 
 
-def _current_trained(workdir: str) -> dict[str, dict]:
+def trained_searches(workdir: str) -> dict[str, dict]:
     """The searches that trained a trial on the catalog and clean runs the folder holds now, oldest first (a
     search of older runs had its trials dropped from trials.csv, rightly)."""
     from .. import stages
@@ -99,7 +99,7 @@ def rewrite_advice(workdir: str, said: str, only: list[str] | None = None) -> st
     if not searches:
         return ""
     said = f"{said}, though searches ran here ({', '.join(sorted(searches))})"
-    current = _current_trained(workdir)
+    current = trained_searches(workdir)
     # --resume of a search whose every trial failed, or none reported, is refused; each command with the flags
     # its search ran with (a bare --resume was refused for the settings it left out)
     trained = {n: s for n, s in current.items() if only is None or n in only}
