@@ -195,12 +195,15 @@ class CleanConfig:
         return cls(**{"model": "ViT-S-32", "pretrained": None, **overrides})
 
     def absolute(self) -> "CleanConfig":
-        """This config with a relative ``local-dir:`` model or local ``pretrained`` file made absolute: the run's
+        """This config with a relative ``local-dir:`` model or local ``pretrained`` file made absolute (and no
+        ``pretrained`` tag for a ``local-dir:`` or ``hf-hub:`` model, which reads none): the run's
         records and its bundles name the model, and predict runs from any folder (a relative one loaded whatever
         folder of that name the current one held: other weights, wrong predictions, exit 0)."""
         from .storage import local_path  # a file:// URI or '~/x' as every other path flag takes them
 
         model, pretrained = self.model, self.pretrained
+        if model.startswith(("local-dir:", "hf-hub:")):  # open_clip loads the model's own weights: no tag is read
+            pretrained = None                              # (the record said laion2b_s34b_b79k, the default)
         if model.startswith("local-dir:"):
             model = "local-dir:" + os.path.abspath(local_path(model[len("local-dir:"):]))
         if pretrained and os.path.isfile(local_path(pretrained)):

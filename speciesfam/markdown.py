@@ -76,3 +76,12 @@ def json_line(value: object) -> str:
 
     return "".join(c if c.isprintable() and not unicodedata.combining(c) else json.dumps(c)[1:-1]
                    for c in json.dumps(value, ensure_ascii=False))
+
+
+def to_html(text: str) -> str:
+    """Markdown (a bundle's MODEL_CARD.md) as HTML for report.html, through markdown-it (CommonMark and tables).
+    Raw HTML in it is escaped, never passed through (a family name of the data is in the card); the page showed
+    the card as raw Markdown in a <pre>."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)

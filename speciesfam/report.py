@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from . import layout, plots, stages, storage
 from .lines import number
-from .markdown import twins, visible
+from .markdown import to_html, twins, visible
 from .report_search import search
 from .reproduce import reproduce
 
@@ -314,7 +314,8 @@ def best_model(workdir: str, records: dict) -> dict | None:
     return {"config": config, "metrics": {k: v for k, v in metrics.items() if not isinstance(v, dict)},
             "val_per_class": sorted(val_f1.items(), key=lambda kv: kv[1]),
             "eval": _evaluation(workdir, _safe(lambda: bundle_id(bundle))),
-            "card": storage.read_bytes(card_uri).decode("utf-8") if storage.exists(card_uri) else None,
+            "card": _safe(lambda: to_html(storage.read_bytes(card_uri).decode("utf-8"))) if storage.exists(card_uri)
+            else None,
             "path": bundle, "last_export": _export_elsewhere(bundle, records), "damaged": damaged}
 
 

@@ -110,6 +110,8 @@ def test_a_relative_model_folder_or_weights_file_is_recorded_absolute(tmp_path, 
     (tmp_path / "w.bin").write_bytes(b"PK\x03\x04")
     args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--model", "local-dir:models/real"])
     assert cli.clean_config(args).model == f"local-dir:{tmp_path / 'models' / 'real'}"
+    # and recorded with no pretrained tag, which it does not read (the record said laion2b_s34b_b79k)
+    assert cli.clean_config(args).pretrained is None
     args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", "w.bin"])
     assert cli.clean_config(args).pretrained == str(tmp_path / "w.bin")
     assert cli.clean_config(cli.build_parser().parse_args(["clean", "--workdir", "w"])) == CleanConfig()  # tags

@@ -93,7 +93,8 @@ def run(tmp_path_factory, collection, ray_session):
     per_family = dict(zip(labels, [0.5, 0.9, 1.0]))
     (bundle / "metrics.json").write_text(json.dumps({"best_val_macro_f1": 0.8, "best_epoch": 5, "epochs_run": 6,
                                                      "checkpoint": {"per_class_f1": per_family}}))
-    (bundle / "MODEL_CARD.md").write_text("# speciesfam model: scratch_small\n\n- <b>not bold</b>\n")
+    (bundle / "MODEL_CARD.md").write_text("# speciesfam model: scratch_small\n\n- <b>not bold</b>\n\n"
+                                          "| family | val F1 |\n|---|---:|\n| Felidae | 0.500 |\n")
     ev = workdir / "eval_test"
     ev.mkdir()
     pd.DataFrame({"family": labels, "precision": [0.5, 1.0, 0.75], "recall": [0.5, 0.75, 1.0],
@@ -144,7 +145,9 @@ def test_report_holds_the_main_numbers_inline(run):
     for section in ("Taken out by cleaning (", "Label issues (1)", "Near-duplicates (1)", "Most-confused families",
                     "Model card", "How to reproduce", "speciesfam tune scratch --workdir"):
         assert section in html, section
-    assert "&lt;b&gt;not bold&lt;/b&gt;" in html  # the card is text, escaped
+    # the card is rendered Markdown (it was raw text in a <pre>); HTML in it stays text, escaped
+    assert "<h1>speciesfam model: scratch_small</h1>" in html and "<td>Felidae</td>" in html
+    assert "<li>&lt;b&gt;not bold&lt;/b&gt;</li>" in html
     srcs = re.findall(r'<img[^>]* src="([^"]+)"', html)
     assert srcs and all(s.startswith("data:image/") for s in srcs)  # opens offline, from anywhere
     assert "http://" not in html and "https://" not in html
