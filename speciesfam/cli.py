@@ -258,6 +258,11 @@ COMMANDS = {"fetch": _fetch, "catalog": _catalog, "clean": _clean, "tune": _tune
 STAGES = ("catalog", "clean", "tune", "export")  # keep full logs in RUN/logs/, end with a summary and the report
 
 
+def _typed(args: argparse.Namespace) -> list[str]:
+    """The command as typed, for the last line of its log."""
+    return [OneLineParser.shown_as or "speciesfam", *getattr(args, "argv", sys.argv[1:])]
+
+
 def _run_stage(args: argparse.Namespace) -> int:
     """A stage with its logs kept under RUN/logs/; it ends with a one-line summary and the report's path."""
     import contextlib
@@ -272,7 +277,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     storage.require_creatable(args.workdir, "--workdir",
                               "the run (it is created)" if args.command == "catalog" else "the run")
     failed = None
-    typed = [OneLineParser.shown_as or "speciesfam", *getattr(args, "argv", sys.argv[1:])]
+    typed = _typed(args)
     held = stage_lock(args.workdir, args.command) if args.command in ("catalog", "clean") else None
     with stage_log.stage_logs(args.workdir, args.command, typed), contextlib.closing(held or io.StringIO()):
         try:
@@ -358,7 +363,13 @@ def run(args: argparse.Namespace) -> int:
             from . import storage
 
             args.bundle = args.bundle if storage.is_remote(args.bundle) else storage.local_path(args.bundle)
-        return _run_stage(args) if args.command in STAGES else COMMANDS[args.command](args)
+        if args.command in STAGES:
+            return _run_stage(args)
+        from .stage_log import bundle_logs
+
+        with bundle_logs(getattr(args, "bundle", None) if args.command in ("predict", "evaluate") else None,
+                         args.command, _typed(args)):
+            return COMMANDS[args.command](args)
     except SearchFailedError as err:
         print(f"{who}: failed: {err}", file=sys.stderr)
         return 1

@@ -138,3 +138,13 @@ def _copy_ray_logs(dest: str, since: float, stage: str) -> None:
                     shutil.copyfile(full, target)
     except OSError as err:  # logs are a convenience: never fail a finished stage over them
         say(f"{stage}: could not copy Ray's logs to {dest}: {err.strerror or err}")
+
+
+def bundle_logs(bundle: str | None, command: str, typed: list[str]) -> contextlib.AbstractContextManager:
+    """predict and evaluate of a run folder's bundle (RUN/bundle) keep their logs in RUN/logs/ as the stages do
+    (COMMAND.log; the Ray logs of a batch prediction); a bundle elsewhere keeps none (its folder is the user's).
+    Their framework records were dropped."""
+    if not isinstance(bundle, str) or storage.is_remote(bundle) or not os.path.isdir(bundle):
+        return contextlib.nullcontext()
+    run = os.path.dirname(os.path.abspath(bundle))
+    return stage_logs(run, command, typed) if stages.is_run_folder(run) else contextlib.nullcontext()

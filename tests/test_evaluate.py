@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,9 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     said = capsys.readouterr().out.strip().splitlines()
     assert len(said) == 1 and said[0].startswith("evaluate: test: macro-F1 ") and \
         said[0].endswith(f"(probe bundle); reports in {tmp_path / 'cli'}"), said
+    # its log is kept with the run's (the run's own bundle), as every stage's: the frameworks' records were dropped
+    log = (probe_run / "logs" / "evaluate.log").read_text()
+    assert re.search(r"evaluate ended after [\d.]+ s \(ok\): speciesfam evaluate ", log.splitlines()[-1]), log
 
     summary = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(tmp_path / "api"))
     cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
