@@ -113,7 +113,13 @@ def search(workdir: str, records: dict) -> dict | None:
         cfg = settings_of(str(best["trial_id"]))
         scheduler = scheduler_name(cfg.get("scheduler", "asha"))
     plot = plots.data_uri(plots.search_timeline(histories, stopped)) if histories else None
+    why_none = {}  # no trial scored: why each ended, as trials.csv says (the page read '2 trials; 0 stopped early')
+    for t in trials.to_dict("records") if best is None else []:
+        why = f"{str(t['status']).replace('_', ' ')}: {t.get('error')}" if isinstance(t.get("error"), str) and \
+            t.get("error") else str(t["status"]).replace("_", " ")
+        why_none[why] = why_none.get(why, 0) + 1
     return {"trials": rows, "hp_keys": hp_keys, "best": best, "best_f1": best["f1"] if best else None,
+            "why_none": [f"{n} {why}" for why, n in sorted(why_none.items(), key=lambda kv: -kv[1])],
             "plot": plot, "stopped": len(stopped), "scheduler": scheduler, "wall_s": searching_s(trials, histories),
             "unfinished": unfinished(searches, set(search_of.values()), workdir),
             "settings": {k: cfg[k] for k in ("kind", "searcher", "scheduler", "num_samples", "max_epochs",

@@ -1,5 +1,6 @@
 """Failures are failures: a search that trained nothing exits non-zero, defaults train, stale outputs are refused."""
 
+import html
 from pathlib import Path
 
 import pandas as pd
@@ -246,3 +247,8 @@ def test_a_bundle_made_stale_by_a_search_that_trained_nothing_advises_the_search
     advice = f"run `speciesfam tune probe --workdir {run} --num-samples 1 --time-budget 0.001 --name empty`, then " \
              f"`speciesfam export --workdir {run}` again"
     assert advice in str(stale.value), stale.value  # the report's and evaluate's staleness line
+    from speciesfam.report import render
+
+    # the page's search section says why nothing trained (it read '1 trials; 0 stopped early by ASHA.')
+    assert "No trial trained and scored a val macro-F1, so there is nothing to export: 1 not trained: ended before " \
+           "its first epoch was recorded" in html.unescape(render(run))
