@@ -265,7 +265,8 @@ def write_trial_table(results, workdir: str, kind: str | None = None, val_split:
     if old is not None:
         df, stale = merge_trials(old, new)
         if stale:
-            console.say(f"tune: dropped {stale} trials of {uri} scored on another val split (catalog or clean re-run)")
+            console.say(f"tune: dropped {counted(stale, 'trial')} of {uri} scored on another val split (catalog or "
+                        "clean re-run)")
     storage.write_table(whole_epochs(df), uri)
     write_trials_md(workdir, df)
     from ..plots import search_progress

@@ -1,7 +1,9 @@
 """Warm start: the best trial of an earlier search (usually the cheap probe search) as the searcher's first point.
 
 ``TuneConfig.init_from = "probe"`` names an earlier experiment in the same Tune storage (a probe search is
-named ``probe`` unless ``name`` says otherwise). Its best trial's head and regularisation settings become the
+named ``probe`` unless ``name`` says otherwise); a kind's name with no such search scored on this run's val split
+takes that kind's best trial of any search on it, and the console names the trial and search taken. Only trials
+scored on this run's val split count. Its best trial's head and regularisation settings become the
 first configuration the searcher evaluates; only keys that the new space searches over are taken, a value
 outside the new domain is clipped into it and onto its steps when quantized (or dropped for a choice that lacks it), and the space's other
 parameters are sampled from their domains so the point is complete (Ray's searchers require that).
@@ -25,10 +27,10 @@ WARM_KEYS = ("head_units", "head_layers", "dropout", "weight_decay", "label_smoo
              "optimizer")
 
 
-def best_of(trials: list) -> dict[str, Any] | None:
-    """The config of the Tune trial with the highest val macro-F1 among those that did not fail (a trial whose
-    loss became NaN after a good epoch is not "the best probe trial"); None when none scored. Ties go to the
-    faster trial, as in ``tracking.rank_trials`` (the search's summary and trials.csv name that one)."""
+def _best_tune_trial(trials: list) -> Any:
+    """The Tune trial with the highest val macro-F1 among those that did not fail (a trial whose loss became
+    NaN after a good epoch is not "the best probe trial"); None when none scored. Ties go to the faster trial,
+    as in ``tracking.rank_trials`` (the search's summary and trials.csv name that one)."""
     scored = [((t.metric_analysis or {}).get(layout.METRIC, {}).get("max"), t) for t in trials if t.status != "ERROR"]
     scored = [(value, t) for value, t in scored if isinstance(value, (int, float)) and value == value]
 
@@ -36,18 +38,35 @@ def best_of(trials: list) -> dict[str, Any] | None:
         value = (t.last_result or {}).get("time_total_s")
         return float(value) if isinstance(value, (int, float)) and value == value else float("inf")
 
-    return dict(max(scored, key=lambda vt: (vt[0], -seconds(vt[1])))[1].config) if scored else None
+    return max(scored, key=lambda vt: (vt[0], -seconds(vt[1])))[1] if scored else None
+
+
+def best_of(trials: list) -> dict[str, Any] | None:
+    """The config of ``_best_tune_trial`` (None when no trial scored)."""
+    best = _best_tune_trial(trials)
+    return dict(best.config) if best is not None else None
 
 
 def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
-    """The config of the best successful trial of experiment ``source``.
+    """The config of ``best_trial``."""
+    return best_trial(workdir, storage_path, source)[0]
 
-    Read from the experiment in ``storage_path``; when that is gone, from RUN/trials.csv if its rows are of
-    kind ``source``.
+
+def best_trial(workdir: str, storage_path: str, source: str) -> tuple[dict[str, Any], str]:
+    """The config of the best successful trial of search ``source`` scored on this run's val split, and which
+    trial that is ('trial ID of search NAME').
+
+    Read from the search's experiment in ``storage_path``; when that is gone, from RUN/trials.csv's rows of that
+    search. ``source`` naming a kind (``probe``) with no such trial of a search of that name: the best trial of
+    that kind on this val split, of whichever search, said as such (any search of the kind answered for the
+    name, unsaid: the warm start named 'probe' and took another search's settings; hostile tester round 39).
 
     Raises:
         ConfigError: when neither holds a successful trial.
     """
+    from ..config import KINDS
+    from .trials_file import trial_searches
+
     experiment = storage.join(storage_path, source)
     split = val_split_id(workdir)  # trials scored on another split (catalog or clean ran since) are not its best
     record = read_record(experiment)
@@ -56,25 +75,29 @@ def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
         from ray.tune import ExperimentAnalysis
 
         try:
-            config = best_of(ExperimentAnalysis(experiment).trials)
+            best = _best_tune_trial(ExperimentAnalysis(experiment).trials)
         except (ValueError, OSError):  # a search that crashed before Tune saved its state
-            config = None
-        if config:
-            return dict(config)
+            best = None
+        if best is not None:
+            return dict(best.config), f"trial {best.trial_id} of search {source!r}"
     trials_uri = layout.path(workdir, layout.TRIALS)
-    if storage.exists(trials_uri):
-        trials = storage.read_table(trials_uri)
-        if "kind" in trials.columns:
-            trials = trials[trials["val_split"] == split] if "val_split" in trials.columns else trials
-            rows = scored_trials(trials[trials["kind"] == source])
-            if len(rows):
-                return json.loads(rows.iloc[0]["config"])
+    trials = storage.read_table(trials_uri) if storage.exists(trials_uri) else None
+    if trials is not None and "kind" in trials.columns:
+        trials = trials[trials["val_split"] == split] if "val_split" in trials.columns else trials
+        rows = scored_trials(trials[np.array([name == source for name in trial_searches(trials)], dtype=bool)])
+        if len(rows):
+            return json.loads(rows.iloc[0]["config"]), f"trial {rows.iloc[0]['trial_id']} of search {source!r}"
+        rows = scored_trials(trials[trials["kind"] == source]) if source in KINDS else rows
+        if len(rows):
+            top = rows.iloc[0]
+            why = "" if record is None else "; search {!r} {}".format(
+                source, "trained nothing" if same_split else "ran on an older val split (catalog or clean ran since)")
+            return json.loads(top["config"]), (f"trial {top['trial_id']} of search {trial_searches(rows)[0]!r}, the "
+                                               f"best {source} trial on this run's val split{why}")
     if record is not None and same_split:  # it ran here, and no trial finished: running it again is refused
         raise ConfigError(f"--init-from {source!r}: that search ran on this run's val split, but none of its trials "
                           f"finished with a val macro-F1 (see {trials_uri}); give --init-from another search, or "
                           "drop it")
-    from ..config import KINDS
-
     run_it = f"speciesfam tune {source}" if source in KINDS else f"speciesfam tune probe --name {source}"
     raise ConfigError(f"--init-from {source!r}: no finished trial scored on this run's val split found in {experiment} "
                       f"or {trials_uri}; run `{run_it} --workdir {shlex.quote(workdir)}` first, or drop --init-from")
@@ -118,7 +141,7 @@ def fit_number(value: float, dom: Any) -> int | float:
 def warm_start_points(workdir: str, storage_path: str, source: str, space: dict[str, Any],
                       seed: int = 0) -> list[dict[str, Any]]:
     """``[point]``: the best trial of ``source`` fitted to ``space`` (see the module docstring)."""
-    best = best_config(workdir, storage_path, source)
+    best, which = best_trial(workdir, storage_path, source)
     point = fit_point(best, space, seed)
     # a key both spaces search, taken from the best trial: as it was, or clipped into this space's range
     from ray.tune.search.sample import Float, Integer
@@ -129,7 +152,7 @@ def warm_start_points(workdir: str, storage_path: str, source: str, space: dict[
             for k in taken]
     # a category not in this space is drawn instead: said as such (it read "no shared keys": hostile tester)
     not_taken = [f"{k}={best[k]!r}" for k in shared if k not in taken]
-    console.say(f"tune: warm start from {source!r}: " + (", ".join(said) or "none of its settings taken") + (
+    console.say(f"tune: warm start from {source!r} ({which}): " + (", ".join(said) or "none of its settings taken") + (
         f"; not among this space's choices, so drawn: {', '.join(not_taken)}" if not_taken else "")
-        if shared else f"tune: warm start from {source!r}: it searched none of this space's head settings")
+        if shared else f"tune: warm start from {source!r} ({which}): it searched none of this space's head settings")
     return [point]
