@@ -268,7 +268,8 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    summary = {"trial_id": row["trial_id"], "kind": config["kind"], "model": config["model"],
+    summary = {"trial_id": row["trial_id"], "search": row.get("search") if isinstance(row.get("search"), str) else None,
+               "kind": config["kind"], "model": config["model"],
                layout.BEST_METRIC: row[layout.BEST_METRIC], "reason": reason, "bundle": out,
                **({"replaced": replaced} if replaced else {})}
     # the default folder recorded as None: a copy of the run folder reproduces its own export (its report said

@@ -144,10 +144,11 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
     return rec
 
 
-def command(stage: str, workdir: str, kind: str | None = None) -> str:
+def command(stage: str, workdir: str, kind: str | None = None, search: str | None = None) -> str:
     """The command that runs ``stage`` on ``workdir`` (shell-quoted), for a line that tells the user what to run;
-    catalog's with the source its record names, clean's with the settings it last ran with, tune's as its latest
-    search of ``kind`` ran (the same --name replaces it), if any."""
+    catalog's with the source its record names, clean's with the settings it last ran with, tune's as search
+    ``search`` ran if the record has it, else as its latest search of ``kind`` ran (the same --name replaces
+    it), if any."""
     import shlex
 
     if stage in ("clean", "tune"):  # as it last ran, with its settings (a bare clean re-cleaned with the
@@ -158,7 +159,8 @@ def command(stage: str, workdir: str, kind: str | None = None) -> str:
         if rec and stage == "tune":
             runs = [(str(s.get("finished_at") or ""), n, s.get("config") or {})
                     for n, s in (rec.get("searches") or {}).items()]
-            runs = sorted(r for r in runs if r[2].get("kind") == kind and kind)
+            mine = [r for r in runs if r[1] == search]
+            runs = mine or sorted(r for r in runs if r[2].get("kind") == kind and kind)
             rec = {"config": {**runs[-1][2], "name": runs[-1][1]}} if runs else None
         if rec and rec.get("config"):
             from .reproduce import command as reproduced
@@ -191,6 +193,20 @@ def _trained_now(workdir: str) -> bool:
     return bool(trained_searches(workdir))
 
 
+def _stale_chain(workdir: str, stage: str) -> list[str]:
+    """The stages to run again before ``stage``, in order: each upstream stage that ran and is stale, or built
+    from a stale one (after a re-catalog, a bundle needs clean and tune first: the report said to run export
+    again, which export refused; hostile tester round 39)."""
+    chain: list[str] = []
+    for up in UPSTREAM.get(stage, ()):
+        if load(workdir, up) is None:
+            continue
+        before = _stale_chain(workdir, up)
+        if before or _stale(workdir, up):
+            chain += [s for s in [*before, up] if s not in chain]
+    return chain
+
+
 def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
     """Refuse ``stage``'s outputs when an upstream stage ran again after them; returns ``stage``'s record.
 
@@ -200,18 +216,21 @@ def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
     """
     rec = load(workdir, stage)
     ups = UPSTREAM.get(stage, ())
-    for i, up in enumerate(ups):
+    for up in ups:
         current = load(workdir, up)
         if current is None:
             continue
         if rec is None or rec["built_from"].get(up) != current["run_id"]:
-            kind = (rec or {}).get("config", {}).get("kind") or ((rec or {}).get("summary") or {}).get("kind")
-            todo = [mid for mid in ups[i + 1:] if load(workdir, mid) is not None and _stale(workdir, mid)] + [stage]
-            if stage == "export" and todo == ["export"] and not _trained_now(workdir):
+            summary = (rec or {}).get("summary") or {}
+            kind = (rec or {}).get("config", {}).get("kind") or summary.get("kind")
+            todo = _stale_chain(workdir, stage) + [stage]
+            if stage == "export" and "tune" not in todo and not _trained_now(workdir):
                 todo = ["tune", "export"]  # export alone would refuse: no search trained on this run since
+            # a bundle's own search, not the latest of its kind (another --name)
+            search = summary.get("search") if stage == "export" else None
             raise StageOrderError(
                 f"{workdir}: the {stage} stage's outputs were built from an older {up} run (or before it); "
-                "run " + ", then ".join(f"`{command(s, workdir, kind)}`" for s in todo) + " again")
+                "run " + ", then ".join(f"`{command(s, workdir, kind, search)}`" for s in todo) + " again")
     return rec
 
 

@@ -254,3 +254,24 @@ def test_a_bundle_made_stale_by_a_search_that_trained_nothing_advises_the_search
     assert "<p>1 trial;" in page or "<p>1 trial in" in page, "'1 trials'"
     assert "No trial trained and scored a val macro-F1, so there is nothing to export: 1 not trained: ended before " \
            "its first epoch was recorded" in page
+
+
+def test_a_bundle_made_stale_by_a_re_catalog_advises_every_stage_to_re_run_and_its_own_search(tmp_path):
+    """After another search and a re-catalog, the report said to run export again (export then refused: tune
+    was stale too) and named the latest search, not the bundle's (hostile tester round 39)."""
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+
+    run = str(tmp_path / "run")
+    make_embedding_run(run, rows=60, dim=4, families=3)
+    stages.finish(run, "catalog")
+    stages.finish(run, "clean")
+    tune = ["tune", "probe", "--workdir", run, "--num-samples", "1", "--max-epochs", "1"]
+    assert cli.main(tune) == 0
+    stages.finish(run, "export", summary={"kind": "probe", "search": "probe"})  # the bundle of search 'probe'
+    assert cli.main([*tune, "--name", "later"]) == 0
+    stages.finish(run, "catalog")  # a re-catalog
+    with pytest.raises(StageOrderError) as stale:
+        stages.check_fresh(run, "export")
+    assert f"run `speciesfam clean --workdir {run}`, then `speciesfam tune probe --workdir {run} --num-samples 1 " \
+           f"--max-epochs 1 --name probe`, then `speciesfam export --workdir {run}` again" in str(stale.value), \
+        stale.value
