@@ -355,9 +355,11 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
                              + (f" ({kept} of them outliers kept: each fits its suggested family)" if kept else ""))
             if pairs is not None:
                 extra.append(f"{counted(len(pairs), 'near-duplicate pair')} flagged")
-            floor = stages.summary(workdir, "clean").get("outliers_kept_by_floor")
-            if floor:  # met the rule; --min-per-family kept them
-                extra.append(f"{counted(floor, 'outlier')} kept by --min-per-family (see clean.md)")
+            done = stages.summary(workdir, "clean")
+            floor = [counted(n, what) for what, n in (("outlier", done.get("outliers_kept_by_floor")),
+                                                      ("label issue", done.get("label_issues_kept_by_floor"))) if n]
+            if floor:  # met a rule; --min-per-family kept them
+                extra.append(f"{' and '.join(floor)} kept by --min-per-family (see clean.md)")
             near = c.get("reason", c["status"]).astype(str).str.startswith("near-duplicate of")  # dedupe="near"
             dropped = int(((c["status"] == layout.DUPLICATE) & near).sum())
             kept = c.loc[c["status"] == layout.OK, "label"]

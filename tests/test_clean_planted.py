@@ -104,3 +104,14 @@ def test_drop_label_issues_and_the_family_minimum(dirty):
     before = manifest[manifest["status"] == "ok"].groupby("label").size()
     after = cleaned[cleaned["status"] == "ok"].groupby("label").size()
     assert (after >= before.clip(upper=14)).all(), (before, after)
+    # each label issue the floor kept is said (status ok with an empty reason: round 39), counted and listed
+    issues = pd.read_csv(run / layout.LABEL_ISSUES)
+    flagged = cleaned[cleaned["path"].isin(issues["path"]) & (cleaned["status"] == "ok")]
+    assert len(flagged), "the floor kept no label issue: the test shows nothing"
+    assert flagged["reason"].str.contains(r"label issue: given .+, looks like .+: --min-per-family 14 keeps that "
+                                          r"many of its family$").all(), flagged["reason"].tolist()
+    summary = json.loads((run / layout.STAGES / "clean.json").read_text())["summary"]
+    assert summary["label_issues_kept_by_floor"] == len(flagged)
+    md = (run / layout.CLEAN_MD).read_text()
+    assert f"; {len(flagged)} more are kept, so that each family keeps --min-per-family 14 images" in md
+    assert "## Kept by --min-per-family" in md and all(p in md for p in flagged["path"])

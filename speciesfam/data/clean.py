@@ -110,16 +110,19 @@ def label_issue_table(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "
 
 
 def drop_label_issues(emb: "pd.DataFrame", issues: "pd.DataFrame", min_keep: int) -> None:
-    """Mark label issues removed (most suspicious first), never taking a family below ``min_keep``."""
+    """Mark label issues removed (most suspicious first), never taking a family below ``min_keep``: those the
+    floor keeps get the reason in ``issue_kept`` (they were status ok with no reason, unsaid: round 39)."""
     kept = emb[~emb["removed"]].groupby("label").size().to_dict()
     row_of = {p: i for i, p in zip(emb.index, emb["path"])}
+    emb["issue_kept"] = ""
     for r in issues.itertuples():
+        why = (f"label issue: given {r.given_family}, looks like {r.suggested_family} (self-confidence "
+               f"{r.self_confidence:.2f}, rank {r.rank})")
         if kept[r.given_family] <= min_keep:
+            emb.loc[row_of[r.path], "issue_kept"] = why
             continue
         kept[r.given_family] -= 1
-        emb.loc[row_of[r.path], ["removed", "detector", "reason"]] = [
-            True, "cleanlab", f"label issue: given {r.given_family}, looks like {r.suggested_family} "
-                              f"(self-confidence {r.self_confidence:.2f}, rank {r.rank})"]
+        emb.loc[row_of[r.path], ["removed", "detector", "reason"]] = [True, "cleanlab", why]
 
 
 def near_duplicates(emb: "pd.DataFrame", x: np.ndarray, cleaned: "pd.DataFrame", embedded: "pd.Series",
@@ -201,6 +204,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     emb = flag_outliers(emb, x, cfg)
     issues = label_issue_table(emb, x, cfg)
     outliers = int(emb["removed"].sum())
+    emb["issue_kept"] = ""
     if cfg.drop_label_issues:
         drop_label_issues(emb, issues, cfg.min_per_family)
     cleaned = manifest.copy()
@@ -213,7 +217,13 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     cleaned.loc[hit, "reason"] = cleaned.loc[hit, "path"].map(dict(zip(removed["path"], removed["reason"])))
     spared = emb[emb["spared"] & ~emb["removed"]]  # (label issues dropped since are removed)
     kept = usable & cleaned["path"].isin(spared["path"])
-    cleaned.loc[kept, "reason"] = cleaned.loc[kept, "path"].map(dict(zip(spared["path"], spared["reason"]))).map(
+    # what the rules took and the floor kept: an outlier, a label issue --drop-label-issues would remove, or both
+    whys = dict(zip(spared["path"], spared["reason"]))
+    issue_kept = emb[emb["issue_kept"] != ""]
+    for path, why in zip(issue_kept["path"], issue_kept["issue_kept"]):
+        whys[path] = f"{whys[path]}; {why}" if path in whys else why
+    floor_kept = usable & cleaned["path"].isin(list(whys))
+    cleaned.loc[floor_kept, "reason"] = cleaned.loc[floor_kept, "path"].map(whys).map(
         lambda why: f"kept, though {why}: --min-per-family {cfg.min_per_family} keeps that many of its family")
     lost = usable & ~cleaned["path"].isin(emb["path"])  # decode failed at clean time (file changed since catalog)
     cleaned.loc[lost, "status"] = layout.UNREADABLE_STATUS
@@ -242,7 +252,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     summary = {"status": cleaned["status"].value_counts().to_dict(), "removed": int((cleaned["status"] == layout.REMOVED_STATUS).sum()),
                "outlier_rule": outlier_rule(cfg), "outliers_removed": outliers,
                "outliers_kept_as_label_issues": int(issues.attrs.get("outliers_kept", 0)),
-               "outliers_kept_by_floor": int(kept.sum()),
+               "outliers_kept_by_floor": int(kept.sum()), "label_issues_kept_by_floor": len(issue_kept),
                "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),
                "label_issue_folds": int(issues.attrs.get("folds", 0)),  # the folds used: capped by the smallest family
                "label_issue_left_out": int(issues.attrs.get("left_out", 0)),  # one-image families: not checked

@@ -99,13 +99,16 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
                  "sits inside its suggested family: see Label issues)" if (kept := summary.get(
                      "outliers_kept_as_label_issues")) else "") + (
                  f"; {floor} more met the rule but are kept, so that each family keeps --min-per-family "
-                 f"{cfg.min_per_family} images (status ok, the reason says so: see Outliers kept)"
+                 f"{cfg.min_per_family} images (status ok, the reason says so: see Kept by --min-per-family)"
                  if (floor := summary.get("outliers_kept_by_floor")) else ""),
              f"- label issues (cleanlab `find_label_issues`, filter_by={cfg.label_issue_filter}, out-of-fold "
              f"probabilities of {folds}): "
              f"{len(issues)} flagged, "
              f"{summary['label_issues_dropped']} removed"
-             f"{'' if cfg.drop_label_issues else ' (report only; drop_label_issues=True removes them)'}",
+             f"{'' if cfg.drop_label_issues else ' (report only; drop_label_issues=True removes them)'}"
+             + (f"; {floor} more are kept, so that each family keeps --min-per-family {cfg.min_per_family} images "
+                "(status ok, the reason says so: see Kept by --min-per-family)"
+                if (floor := summary.get("label_issues_kept_by_floor")) else ""),
              f"- near-duplicates (cosine >= {cfg.near_threshold:g}): {counted(dups['pairs'], 'pair')} in "
              f"{counted(dups['groups'], 'group')}; {dups['moved_to_group_split']} images moved so no group straddles "
              f"train/val/test; {dups['dropped']} dropped (dedupe={cfg.dedupe})"
@@ -121,8 +124,9 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
     reasons = after["reason"].fillna("") if "reason" in after else after["status"].map(lambda _: "")
     spared = after[(after["status"] == layout.OK) & reasons.str.startswith("kept, though")]
     if len(spared):  # the rule took them; the floor kept them (the family read as clean: hostile tester round 33)
-        lines += ["", "## Outliers kept", "", f"They met the outlier rule, but removing them would leave their family "
-                  f"fewer than --min-per-family {cfg.min_per_family} images: status `ok`, this reason in "
+        lines += ["", "## Kept by --min-per-family", "", "They met the outlier rule, or are label issues "
+                  "--drop-label-issues removes, but removing them would leave their family fewer than "
+                  f"--min-per-family {cfg.min_per_family} images: status `ok`, this reason in "
                   f"`{layout.CLEAN_MANIFEST}`.", ""]
         lines += _table(spared.rename(columns={"label": "family", "outlier_z": "z"}), ["path", "family", "z", "reason"],
                         {"z": ".1f"}, alike)
