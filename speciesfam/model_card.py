@@ -91,9 +91,15 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
                          f"{catalog['summary'].get('rows')} rows ({counts})")
         if clean:
             c = clean["config"]
-            rule = clean["summary"].get("outlier_rule") or f"detector {c.get('detector')}"  # the rule in force
-            lines.append(f"- clean with {code(visible(c.get('model_id')))}, outliers by {rule}: "
-                         f"{clean['summary'].get('removed')} images removed")
+            done = clean["summary"]
+            rule = done.get("outlier_rule") or f"detector {c.get('detector')}"  # the rule in force
+            # each cause counted: it said every image taken out was an outlier (hostile tester round 39)
+            causes = [f"{done['outliers_removed']} outliers (by {rule})"] if "outliers_removed" in done else []
+            causes += [f"{n} label issues (cleanlab)" for n in [done.get("label_issues_dropped")] if n]
+            causes += [f"{n} near-duplicates" for n in [(done.get("near_duplicates") or {}).get("dropped")] if n]
+            lines.append(f"- clean with {code(visible(c.get('model_id')))}, " + (
+                f"outliers by {rule}: {done.get('removed')} images removed" if not causes else
+                f"taking out {', '.join(causes[:-1])}{' and ' if len(causes) > 1 else ''}{causes[-1]}"))
         lines.append("")
     lines += ["## Known limits", "",
               f"- {layout.METRIC} comes from the split used to choose the trial: it is optimistic; run "

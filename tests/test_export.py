@@ -97,7 +97,7 @@ def test_probe_bundle_card_and_export_choice_come_from_data(probe_run, probe_bun
     with pytest.raises(BundleError, match=f"{probe_run} is a run folder, not a bundle: give {probe_bundle}"):
         load_bundle(str(probe_run))
     # the rule in force (threshold), as clean recorded it; the quota's contamination is not named
-    assert "outliers by threshold: centroid score's robust z-score (median/MAD within the family) > 5 " in card
+    assert "outliers (by threshold: centroid score's robust z-score (median/MAD within the family) > 5 " in card
     assert "contamination" not in card
     trials = storage.read_table(str(probe_run / "trials.csv"))  # ids as text: pandas alone reads 744907e1 as a float
     assert set(trials["kind"]) == {"probe"} and set(trials["model"]) == {"probe"}
@@ -307,3 +307,19 @@ def test_the_model_card_leaves_out_families_with_no_val_image_instead_of_scoring
     assert "| Felidae | 1.000 |" in card and "| Canidae |" not in card
     assert 'Not scored (2 families with no val image, never predicted; val_macro_f1 leaves them out): ["Canidae", ' \
            '"Ranidae"]' in card, card
+
+
+def test_the_model_card_counts_what_clean_took_out_by_cause(tmp_path):
+    """The card said '26 images removed' under the outlier rule for 4 outliers and 22 dropped label issues
+    (hostile tester round 39)."""
+    from speciesfam import stages
+    from speciesfam.model_card import model_card
+
+    stages.finish(str(tmp_path), "clean", config={"model_id": "m"}, summary={
+        "removed": 26, "outliers_removed": 4, "label_issues_dropped": 22, "outlier_rule": "quota: the top 10%",
+        "near_duplicates": {"dropped": 2}})
+    card = model_card(str(tmp_path), {"kind": "scratch", "model": "scratch_small", "labels": ["A"], "input": "RGB",
+                                      "hp": {}, "trial": {"reason": "best"}},
+                      {"epochs_run": 1, "best_val_macro_f1": 0.5, "best_epoch": 1, "seconds": 1.0}, {"trial_id": "t1"})
+    assert "- clean with `m`, taking out 4 outliers (by quota: the top 10%), 22 label issues (cleanlab) and 2 " \
+           "near-duplicates\n" in card, card
