@@ -242,8 +242,15 @@ def removed_warning(bundle: str, manifest_uri: str, this_run: bool) -> str:
 def moved_warning(manifest_uri: str, rows: "pd.DataFrame", split: str) -> str:
     """A run's manifest.parquet lists each image in the split catalog drew; clean moves near-duplicate groups
     into one split, often train: those images trained the model, yet were scored as val or test ('' if none)."""
+    from . import stages
+
     cleaned = storage.join(storage.parent(manifest_uri), layout.CLEAN_MANIFEST)
     if os.path.basename(manifest_uri) != layout.MANIFEST or not storage.exists(cleaned):
+        return ""
+    try:  # a clean of an older catalog run: its splits are another draw, not clean's moves (split_warning says so)
+        if stages.is_stale(storage.parent(manifest_uri), "clean"):
+            return ""
+    except SpeciesfamError:  # a damaged record: said by split_warning
         return ""
     now = storage.read_table(cleaned)[["path", "split"]].drop_duplicates("path").set_index("path")["split"]
     moved = rows["path"].map(now).dropna()

@@ -178,7 +178,7 @@ def rerun(workdir: str, *names: str) -> str:
     return "re-run " + ", then ".join(f"`{command(name, workdir)}`" for name in names)
 
 
-def _stale(workdir: str, stage: str) -> bool:
+def is_stale(workdir: str, stage: str) -> bool:
     """``stage`` has no record, or one built from an upstream run other than the upstream's latest."""
     rec = load(workdir, stage)
     ups = [(up, load(workdir, up)) for up in UPSTREAM.get(stage, ())]
@@ -202,7 +202,7 @@ def _stale_chain(workdir: str, stage: str) -> list[str]:
         if load(workdir, up) is None:
             continue
         before = _stale_chain(workdir, up)
-        if before or _stale(workdir, up):
+        if before or is_stale(workdir, up):
             chain += [s for s in [*before, up] if s not in chain]
     return chain
 

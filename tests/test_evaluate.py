@@ -171,20 +171,6 @@ def test_evaluate_writes_only_into_a_new_empty_or_earlier_evaluations_folder(pro
     assert again["test_macro_f1"] == first["test_macro_f1"]
 
 
-def test_the_runs_catalog_manifest_never_replaces_the_runs_own_score(probe_run, probe_bundle):
-    """evaluate --manifest RUN/manifest.parquet (which still lists what clean took out) wrote RUN/eval_test,
-    the run's own score that the report shows, with no warning (hostile tester)."""
-    from speciesfam.evaluate import evaluate
-
-    m = evaluate(str(probe_bundle), str(probe_run / "manifest.parquet"), "test")
-    try:
-        assert Path(m["out"]).name.startswith("eval_manifest-") and m["run_manifest"] is False
-        assert "still lists the images clean took out of the run; the run's own score (the one the report shows) " \
-            f"is with --manifest {probe_run / 'clean_manifest.parquet'}" in m["warning"]
-    finally:
-        shutil.rmtree(m["out"])
-
-
 def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run, probe_bundle, tmp_path, capsys):
     """A labelled CSV of new images (path, label; no catalog run): every row scored or given its status and
     reason, families the model was not trained on left out and said, the labels compared as written."""
@@ -371,24 +357,6 @@ def test_two_bundles_keep_their_own_reports_and_a_replacement_is_said(probe_run,
     assert f"they replaced the reports of another bundle (id {bundle_id(str(first))})" in capsys.readouterr().out
 
 
-def test_scores_on_the_splits_that_trained_and_chose_the_model_are_said_to_be_optimistic(probe_run, probe_bundle,
-                                                                                          tmp_path, capsys):
-    """'evaluate RUN/bundle --split train' printed a near-perfect score with no word that the model was trained
-    on those images."""
-    from speciesfam.evaluate import evaluate
-
-    manifest = str(probe_run / "clean_manifest.parquet")
-    elsewhere = shutil.copytree(probe_bundle, tmp_path / "models" / "best")
-    for split, note in (("train", "the train split is what this model was trained on: its score measures fit"),
-                        ("val", "the val split chose this model (its best epoch and trial): its score is optimistic"),
-                        ("test", None)):
-        for bundle in (probe_bundle, elsewhere):  # an export to --out elsewhere too (round 37)
-            for scored in (manifest, str(probe_run / "manifest.parquet")):  # the catalog's too (round 38)
-                evaluate(str(bundle), scored, split, str(tmp_path / split))
-                err = capsys.readouterr().err
-                assert (note in err) if note else "optimistic" not in err and "measures fit" not in err, (split, err)
-
-
 def test_a_split_named_with_spaces_at_its_ends_is_the_split_for_a_run_manifest_too(tmp_path):
     """'--split " test "' scored a labelled set's test rows, but a run manifest's was refused (round 33)."""
     from speciesfam.evaluate import evaluation_rows
@@ -397,21 +365,3 @@ def test_a_split_named_with_spaces_at_its_ends_is_the_split_for_a_run_manifest_t
                   "sha256": "0" * 64, "reason": ""}).to_parquet(tmp_path / "clean_manifest.parquet")
     rows = evaluation_rows(str(tmp_path / "clean_manifest.parquet"), " test ")
     assert list(rows["path"]) == ["a.jpg"] and rows.attrs["split"] == "test"
-
-
-def test_a_runs_catalog_manifest_says_which_of_its_rows_clean_moved_into_train(tmp_path):
-    """evaluate --manifest RUN/manifest.parquet --split val scored 4 images clean had moved with their
-    near-duplicate groups into train: 'macro-F1 1.000', no word (hostile tester round 38)."""
-    from speciesfam.evaluate import moved_warning
-
-    paths = [f"/x/{i}.jpg" for i in range(4)]
-    pd.DataFrame({"path": paths, "split": ["val", "val", "val", "test"]}).to_parquet(tmp_path / "manifest.parquet")
-    pd.DataFrame({"path": paths, "split": ["train", "val", "test", "test"]}).to_parquet(
-        tmp_path / "clean_manifest.parquet")
-    rows = pd.DataFrame({"path": paths[:3]})
-    assert moved_warning(str(tmp_path / "manifest.parquet"), rows, "val") == (
-        f"2 images of these val rows are in another split of {tmp_path / 'clean_manifest.parquet'} (clean moved "
-        f"near-duplicate groups into one split; 1 into train: the model trained on it): score --manifest "
-        f"{tmp_path / 'clean_manifest.parquet'} instead")
-    assert moved_warning(str(tmp_path / "clean_manifest.parquet"), rows, "val") == ""  # its own splits
-    assert moved_warning(str(tmp_path / "manifest.parquet"), pd.DataFrame({"path": paths[3:]}), "test") == ""
