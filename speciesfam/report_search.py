@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections import Counter
 from typing import Any
 
 from . import layout, plots, stages, storage
@@ -121,10 +122,14 @@ def search(workdir: str, records: dict) -> dict | None:
     return {"trials": rows, "hp_keys": hp_keys, "best": best, "best_f1": best["f1"] if best else None,
             "why_none": [f"{n} {why}" for why, n in sorted(why_none.items(), key=lambda kv: -kv[1])],
             "plot": plot, "stopped": len(stopped), "scheduler": scheduler, "wall_s": searching_s(trials, histories),
+            # each scheduler's stops, as each trial's own search ran (a FIFO best trial labelled ASHA's cuts FIFO's)
+            "stopped_by": sorted(Counter(r["ended"][len("stopped by "):] for r in rows
+                                         if str(r["trial_id"]) in stopped).items()),
             "unfinished": unfinished(searches, set(search_of.values()), workdir),
             "settings": {k: cfg[k] for k in ("kind", "searcher", "scheduler", "num_samples", "max_epochs",
                                              "grace_period", "workers_per_trial") if k in cfg
-                         and not (k == "workers_per_trial" and cfg.get("kind") == "probe")}}  # probes have none
+                         and not (k == "workers_per_trial" and cfg.get("kind") == "probe")  # probes have none
+                         and not (k == "grace_period" and cfg.get("scheduler") == "fifo")}}  # FIFO ignores it
 
 
 def unfinished(searches: dict, shown: set, workdir: str) -> list[dict]:

@@ -159,11 +159,15 @@ def test_the_search_section_judges_only_finished_trials_and_names_their_own_sear
                   "seconds": 1.0}).to_csv(layout.path(str(tmp_path), layout.TRIALS), index=False)
     second = {"kind": "probe", "num_samples": 2, "max_epochs": 4}
     records = {"tune": {"config": second, "summary": {"experiment": "second"},
-                        "searches": {"first": {"config": {"kind": "probe", "num_samples": 7, "max_epochs": 4}},
+                        "searches": {"first": {"config": {"kind": "probe", "num_samples": 7, "max_epochs": 4,
+                                                          "scheduler": "fifo", "grace_period": 2}},
                                      "second": {"config": second}}}}
     s = search(str(tmp_path), records)
     assert s["best"]["trial_id"] == "good" and s["settings"]["num_samples"] == 7  # its own search's settings
     assert [r["ended"] for r in s["trials"]][1] == "error" and s["stopped"] == 1  # 'fine': cut at 2 of 4
+    # by its own search's scheduler, not the best trial's (FIFO: the page said '1 stopped early by FIFO'; round 39),
+    # and FIFO's settings without the grace period it ignores
+    assert s["stopped_by"] == [("ASHA", 1)] and "grace_period" not in s["settings"]
     assert s["wall_s"] == 4 + 3  # not the 4,003 s from the first search's start to the second's end
     assert [r["search"] for r in s["trials"]] == ["first", "second", "second"] and s["unfinished"] == []
 
