@@ -12,6 +12,7 @@ one; the next export restores or deletes what a killed one left.
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import json
 import os
@@ -66,10 +67,13 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
             now = stages.upstream_ids(workdir, "tune")
             older = sorted(n for n, s in ((stages.load(workdir, "tune") or {}).get("searches") or {}).items()
                            if (s.get("built_from") or now) != now)  # their trials were dropped from the table
+            ran = _trial_folder(workdir, str(trial_id))  # a search of that name since re-run on newer splits
             raise SpeciesfamError(f"trial {trial_id!r} is not in {workdir}/{layout.TRIALS}; its {len(ids)} trials: "
                                   f"{some(ids, 10)}" + (f" (the trials of {some(older, quote=True)}, searches of an "
                                                         "older catalog or clean run, were dropped from it: their "
-                                                        "splits are gone)" if older else ""))
+                                                        "splits are gone)" if older else "") + (
+                f"; trial {trial_id} ran in {ran}, on an older catalog or clean run: its trials were dropped from "
+                "the table (their splits are gone)" if ran and not older else ""))
         row = rows.iloc[0].to_dict()
         if not isinstance(row.get("best_checkpoint"), str):
             raise SpeciesfamError(f"trial {trial_id} has no checkpoint (status {row['status']}: {row.get('error')})")
@@ -319,6 +323,14 @@ def check_out(out: str, workdir: str) -> None:
                               "replaces the folder whole: move them out, or give another --out")
 
 
+def _trial_folder(workdir: str, trial_id: str) -> str:
+    """The folder under RUN/tune/ of trial ``trial_id`` (Tune names it TRAINABLE_ID_N_...), '' if none."""
+    if storage.is_remote(workdir) or not trial_id.isalnum():
+        return ""
+    found = glob.glob(os.path.join(glob.escape(layout.path(workdir, "tune")), "*", f"*_{trial_id}_*"))
+    return next((p for p in sorted(found) if os.path.isdir(p)), "")
+
+
 def _replaced(out: str, trial: dict[str, Any]) -> str:
     """The bundle ``out`` holds, when the new one (of ``trial``) replaces another trial's or another run's: what
     export's line says (an --out shared by two runs lost the first one's model unsaid). "" otherwise."""
@@ -334,8 +346,8 @@ def _replaced(out: str, trial: dict[str, Any]) -> str:
     if not other_run and str(old.get("trial_id")) == str(trial["trial_id"]):
         return ""
     return (f"trial {old.get('trial_id')}"
-            + (f" of another run (catalog {str(catalog)[:8]})" if other_run and catalog else
-               " of another run" if other_run else ""))
+            + (f" trained on catalog run {str(catalog)[:8]} (another run folder's, or this one's before catalog ran "
+               "again)" if other_run and catalog else " of another run" if other_run else ""))
 
 
 def _foreign_files(bundle: str) -> list[str]:

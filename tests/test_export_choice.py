@@ -4,6 +4,7 @@ moved or copied run folder, a deleted or damaged trials.csv (conftest's tiny pro
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def test_export_says_whose_bundle_it_replaced(probe_run, tmp_path, capsys):
     config["trial"]["trained_on"]["catalog"] = "0123456789abcdef"
     (shared / "config.json").write_text(json.dumps(config))
     assert main(["export", "--workdir", str(run), "--out", str(shared)]) == 0
-    assert export_line().endswith(f"; it replaced the bundle of trial {other} of another run (catalog 01234567)")
+    assert export_line().endswith(f"; it replaced the bundle of trial {other} trained on catalog run 01234567 (another "
+                                  "run folder's, or this one's before catalog ran again)")
     assert json.loads((shared / "config.json").read_text())["trial"]["trial_id"] == first
 
 
@@ -185,4 +187,14 @@ def test_a_trial_dropped_with_an_older_split_is_said_so(probe_run, tmp_path):
     record.write_text(json.dumps(tune))
     with pytest.raises(SpeciesfamError, match=r"\(the trials of 'older', searches of an older catalog or clean run, "
                                               r"were dropped from it: their splits are gone\)"):
+        export_bundle(str(run), trial_id="gone1234")
+    # the search re-run under the same name on newer splits: the record names it as current, its folder holds the
+    # dropped trial (it said only 'not in trials.csv'; round 39)
+    tune["searches"].pop("older")
+    record.write_text(json.dumps(tune))
+    old = run / "tune" / "probe" / "probe_trial_gone1234_1_lr=0.1_2026-12-05_10-00-00"
+    old.mkdir()
+    with pytest.raises(SpeciesfamError, match=f"; trial gone1234 ran in {re.escape(str(old))}, on an older catalog or "
+                                              r"clean run: its trials were dropped from the table \(their splits are "
+                                              r"gone\)$"):
         export_bundle(str(run), trial_id="gone1234")
