@@ -52,7 +52,7 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
     from .evaluate import evaluate
     from .export import export_bundle
     from .predict import predict_files
-    from .lines import summary_line
+    from .summaries import summary_line
     from .report import write_report
     from .tune.search import run_search
 

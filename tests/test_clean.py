@@ -63,7 +63,7 @@ def test_clean_accounts_for_every_row_and_reuses_embeddings(cleaned, tmp_path, c
     md = (tmp_path / "clean.md").read_text()
     assert f"; {len(spared)} more met the rule but are kept, so that each family keeps --min-per-family 1000 " in md
     assert "## Kept by --min-per-family" in md and all(p in md for p in spared["path"])
-    from speciesfam.lines import summary_line
+    from speciesfam.summaries import summary_line
 
     assert f"; {len(spared)} outliers kept by --min-per-family (see clean.md)" in summary_line(str(tmp_path), "clean")
 

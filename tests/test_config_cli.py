@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from speciesfam import cli, stages
+from speciesfam.cli_args import build_parser
 from speciesfam.config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig
 from speciesfam.errors import ConfigError
 from speciesfam.flags import config_fields
@@ -25,7 +26,7 @@ def _flag(f):
 @pytest.mark.parametrize("command,classes", [("catalog", [CatalogConfig]), ("clean", [CleanConfig]),
                                              ("tune", [TuneConfig]), ("demo", [DemoConfig])])
 def test_every_config_field_is_a_flag_with_its_default(command, classes):
-    sub = next(a for a in cli.build_parser()._actions if hasattr(a, "choices") and a.choices)
+    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices)
     parser = sub.choices[command]
     by_dest = {a.dest: a for a in parser._actions}
     for cls in classes:
@@ -49,7 +50,7 @@ def test_job_script_has_the_catalog_and_clean_flags():
 def test_a_flag_the_search_does_not_read_is_named_as_ignored(capsys):
     """`tune probe --workers-per-trial 7` and `tune scratch --weights none` were accepted without a word."""
     def line(*argv):
-        cli.tune_config(cli.build_parser().parse_args(["tune", *argv, "--workdir", "w"]))
+        cli.tune_config(build_parser().parse_args(["tune", *argv, "--workdir", "w"]))
         return capsys.readouterr().out.strip()
 
     assert line("probe", "--workers-per-trial", "7", "--image-size", "96") == (
@@ -108,23 +109,23 @@ def test_a_relative_model_folder_or_weights_file_is_recorded_absolute(tmp_path, 
     'models/real' held there (other weights: wrong predictions, exit 0; hostile tester round 32)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "w.bin").write_bytes(b"PK\x03\x04")
-    args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--model", "local-dir:models/real"])
+    args = build_parser().parse_args(["clean", "--workdir", "w", "--model", "local-dir:models/real"])
     assert cli.clean_config(args).model == f"local-dir:{tmp_path / 'models' / 'real'}"
     # and recorded with no pretrained tag, which it does not read (the record said laion2b_s34b_b79k)
     assert cli.clean_config(args).pretrained is None
-    args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", "w.bin"])
+    args = build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", "w.bin"])
     assert cli.clean_config(args).pretrained == str(tmp_path / "w.bin")
-    assert cli.clean_config(cli.build_parser().parse_args(["clean", "--workdir", "w"])) == CleanConfig()  # tags
+    assert cli.clean_config(build_parser().parse_args(["clean", "--workdir", "w"])) == CleanConfig()  # tags
     # file URIs, as every other path flag takes them ('local-dir:file:///x' became '<cwd>/file:/x')
     (tmp_path / "my models").mkdir()
     uri = (tmp_path / "my models").as_uri()  # '%20' for the space
-    args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--model", f"local-dir:{uri}"])
+    args = build_parser().parse_args(["clean", "--workdir", "w", "--model", f"local-dir:{uri}"])
     assert cli.clean_config(args).model == f"local-dir:{tmp_path / 'my models'}"
-    args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", (tmp_path / "w.bin").as_uri()])
+    args = build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", (tmp_path / "w.bin").as_uri()])
     assert cli.clean_config(args).pretrained == str(tmp_path / "w.bin")
     # --pretrained beside a model of its own weights was recorded and reproduced, and read by nothing (round 37)
     for given in ("none", "w.bin"):
-        args = cli.build_parser().parse_args(["clean", "--workdir", "w", "--model", "local-dir:models/real",
+        args = build_parser().parse_args(["clean", "--workdir", "w", "--model", "local-dir:models/real",
                                               "--pretrained", given])
         with pytest.raises(ConfigError, match=f"--pretrained {given} is not read with --model local-dir:"):
             cli.clean_config(args)
@@ -138,16 +139,16 @@ def test_a_relative_model_folder_or_weights_file_is_recorded_absolute(tmp_path, 
 
 
 def test_flags_overlay_only_what_was_given():
-    args = cli.build_parser().parse_args(["tune", "probe", "--workdir", "w", "--seed", "7", "--reduction-factor", "3"])
+    args = build_parser().parse_args(["tune", "probe", "--workdir", "w", "--seed", "7", "--reduction-factor", "3"])
     assert cli.tune_config(args) == TuneConfig(kind="probe", seed=7, reduction_factor=3)
-    smoke = cli.build_parser().parse_args(["tune", "scratch", "--workdir", "w", "--smoke-test", "--max-epochs", "4"])
+    smoke = build_parser().parse_args(["tune", "scratch", "--workdir", "w", "--smoke-test", "--max-epochs", "4"])
     assert cli.tune_config(smoke) == TuneConfig.smoke(kind="scratch", max_epochs=4)
-    none = cli.build_parser().parse_args(["tune", "transfer", "--workdir", "w", "--weights", "none",
+    none = build_parser().parse_args(["tune", "transfer", "--workdir", "w", "--weights", "none",
                                           "--extra", '{"batch_size": 8}'])
     assert cli.tune_config(none).weights is None and cli.tune_config(none).extra == {"batch_size": 8}
-    clean = cli.build_parser().parse_args(["clean", "--workdir", "w", "--smoke-test", "--batch-size", "8"])
+    clean = build_parser().parse_args(["clean", "--workdir", "w", "--smoke-test", "--batch-size", "8"])
     assert cli.clean_config(clean) == CleanConfig.smoke(batch_size=8)  # README: --smoke-test everywhere
-    offline = cli.clean_config(cli.build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", "none"]))
+    offline = cli.clean_config(build_parser().parse_args(["clean", "--workdir", "w", "--pretrained", "none"]))
     # random weights make all images alike: 0.95 put a whole offline run in one near-duplicate group
     assert offline.pretrained is None and offline.near_threshold == 0.999 and CleanConfig().near_threshold == 0.95
     assert CleanConfig(pretrained=None, near_duplicate_threshold=0.9).near_threshold == 0.9

@@ -10,7 +10,7 @@ import re
 import pytest
 from conftest import Tee, pickle_by_value
 
-from speciesfam import console, layout, lines, stage_log, stages
+from speciesfam import console, layout, lines, stage_log, stages, summaries
 
 
 def test_workers_start_quiet(ray_session):
@@ -79,7 +79,7 @@ def test_trials_the_time_budget_cut_get_a_line_and_the_summary_says_so(tmp_path,
     from ray import tune
 
     from speciesfam.config import TuneConfig
-    from speciesfam.lines import summary_line
+    from speciesfam.summaries import summary_line
     from speciesfam.tune.search import fit, make_tuner, record_search
     from speciesfam.tune.tracking import write_trial_table
 
@@ -162,7 +162,7 @@ def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_em
     before.to_parquet(tmp_path / layout.MANIFEST)
     after.to_parquet(tmp_path / layout.CLEAN_MANIFEST)
     pd.DataFrame({"a": range(5), "b": range(5)}).to_csv(tmp_path / layout.NEAR_DUPLICATES, index=False)
-    assert lines.summary_line(str(tmp_path), "clean") == (
+    assert summaries.summary_line(str(tmp_path), "clean") == (
         "clean: 1 removed, 3 near-duplicates dropped, 1 image kept in 1 family; 2 families left with no image: "
         "'Apidae', 'Ranidae'; 5 near-duplicate pairs flagged")
 
@@ -170,10 +170,10 @@ def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_em
                               ("scratch", "scratch_functional", "scratch, scratch_functional")):
         stages.finish(str(tmp_path), "export", summary={"bundle": "B", "kind": kind, "model": model, "trial_id": "t1",
                                                           "reason": "the best"})
-        assert lines.summary_line(str(tmp_path), "export") == f"export: B ({said}, trial t1): the best"
+        assert summaries.summary_line(str(tmp_path), "export") == f"export: B ({said}, trial t1): the best"
     # a collection of one family: catalog said nothing and only tune refused it (hostile tester)
     after.to_parquet(tmp_path / layout.MANIFEST)
-    assert lines.summary_line(str(tmp_path), "catalog") == (
+    assert summaries.summary_line(str(tmp_path), "catalog") == (
         "catalog: 6 rows (4 duplicate, 1 ok, 1 removed); 1 family (a classifier needs at least 2: tune will refuse "
         "this collection)")
 

@@ -43,7 +43,7 @@ def test_sigterm_stops_a_search_so_that_it_resumes_and_says_so(tmp_path, ray_ses
     from ray import tune
 
     from speciesfam.config import TuneConfig
-    from speciesfam.lines import summary_line
+    from speciesfam.summaries import summary_line
     from speciesfam.tune.search import fit, make_tuner, record_search
     from speciesfam.tune.tracking import write_trial_table
 
@@ -143,7 +143,7 @@ def test_an_interrupted_search_says_resume_only_when_a_trial_reported(tmp_path):
     import pandas as pd
 
     from speciesfam.config import TuneConfig
-    from speciesfam.lines import summary_line
+    from speciesfam.summaries import summary_line
     from speciesfam.tune.search import record_search
 
     cfg = TuneConfig(kind="probe", num_samples=2, name="cut")

@@ -56,7 +56,7 @@ def test_outliers_the_rule_took_but_kept_as_label_issues_are_counted_and_said(tm
     (hostile tester)."""
     import pandas as pd
 
-    from speciesfam import lines, stages
+    from speciesfam import stages, summaries
     from speciesfam.config import CleanConfig
     from speciesfam.data.clean import label_issue_table
 
@@ -74,7 +74,7 @@ def test_outliers_the_rule_took_but_kept_as_label_issues_are_counted_and_said(tm
     pd.DataFrame({"path": emb["path"], "label": labels, "status": "ok"}).to_parquet(tmp_path / "clean_manifest.parquet")
     issues.to_csv(tmp_path / "label_issues.csv", index=False)
     stages.finish(str(tmp_path), "clean", summary={"outliers_kept_as_label_issues": 2})
-    assert lines.summary_line(str(tmp_path), "clean").endswith(
+    assert summaries.summary_line(str(tmp_path), "clean").endswith(
         f"; {len(issues)} label issues flagged (2 of them outliers kept: each fits its suggested family)")
     from speciesfam.data.clean_report import clean_report
 

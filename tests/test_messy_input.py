@@ -117,7 +117,7 @@ def test_every_file_of_a_folder_gets_a_row_and_a_reason(tmp_path):
 def test_a_family_folder_holding_no_file_is_named(tmp_path):
     """An empty family folder (or one holding only empty folders) is no file, so no row: it left no trace in
     catalog.md or on the console, and the family was simply missing."""
-    from speciesfam.lines import summary_line
+    from speciesfam.summaries import summary_line
 
     src = tmp_path / "src"
     family(src, "Alpha", 4, 0)

@@ -32,6 +32,7 @@ def test_the_reproduce_command_parses_back_to_the_same_settings():
     from dataclasses import asdict
 
     from speciesfam import cli
+    from speciesfam.cli_args import build_parser
     from speciesfam.config import CatalogConfig, CleanConfig, TuneConfig
     from speciesfam.flags import config_from_args
     from speciesfam.reproduce import command
@@ -39,7 +40,7 @@ def test_the_reproduce_command_parses_back_to_the_same_settings():
     def parsed(line: str):
         argv = shlex.split(line)
         assert argv[0] == "speciesfam"
-        return cli.build_parser().parse_args(argv[1:])
+        return build_parser().parse_args(argv[1:])
 
     runs = [TuneConfig.smoke(kind="transfer", weights="imagenet", name="my search", time_budget_s=600.0,
                              extra={"batch_size": 32, "note": "it's \"x\""}, image_cache=False),
