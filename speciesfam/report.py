@@ -264,7 +264,8 @@ def _evaluation(workdir: str, bundle_id: str | None) -> dict | None:
     split, folder, metrics = found[0]
     per_class = storage.read_table(storage.join(folder, "per_class.csv"))
     pairs = storage.read_table(storage.join(folder, "confused_pairs.csv"))
-    scored = per_class["support"] > 0  # a family with no image of the split: left out of the macro-F1 too
+    # the families the macro-F1 counts (evaluate's column; older tables: those with an image of the split)
+    scored = per_class["scored"].astype(str) == "True" if "scored" in per_class else per_class["support"] > 0
     out = {"split": split, "metrics": metrics, "per_class": per_class[scored].sort_values("f1").to_dict("records"),
            "unscored": per_class.loc[~scored, "family"].tolist(), "confusion": None}
     if len(pairs):

@@ -208,6 +208,10 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     summary = json.loads((out / "metrics.json").read_text())
     assert (summary["images"], summary["unreadable"], summary["unlabelled"], summary["unknown_family"]) == (6, 3, 1, 2)
     assert summary["whole_set"] is True and summary["split"] == "test"  # scores named test_* as for a test split
+    # the families per_class.csv marks scored are those the macro-F1 averages: a family of none of the set's images
+    # that the model predicted counts as F1 0 (it was 'scored: False' yet averaged in; round 40)
+    per_class = pd.read_csv(out / "per_class.csv")
+    assert per_class.loc[per_class["scored"], "f1"].mean() == pytest.approx(summary["test_macro_f1"])
     assert pd.read_csv(out / "per_class.csv")["support"].sum() == 6
 
     # with a split column, --split chooses the rows; a split it lacks is refused, naming the splits it has
