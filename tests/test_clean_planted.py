@@ -115,3 +115,9 @@ def test_drop_label_issues_and_the_family_minimum(dirty):
     md = (run / layout.CLEAN_MD).read_text()
     assert f"; {len(flagged)} more are kept, so that each family keeps --min-per-family 14 images" in md
     assert "## Kept by --min-per-family" in md and all(p in md for p in flagged["path"])
+    # every image the floor kept counted once (an outlier that is also a kept label issue was counted twice), and
+    # no outlier 'kept as a label issue' that --drop-label-issues then removed (round 40)
+    floor_kept = (cleaned["status"] == "ok") & cleaned["reason"].fillna("").str.startswith("kept, though")
+    assert summary["outliers_kept_by_floor"] + summary["label_issues_kept_by_floor"] == floor_kept.sum()
+    still = (cleaned["status"] == "ok") & cleaned["label_issue"].astype(bool)
+    assert summary["outliers_kept_as_label_issues"] <= still.sum()

@@ -105,7 +105,8 @@ def label_issue_table(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "
     attrs = dict(issues.attrs)
     issues = issues[~both | relabel].reset_index(drop=True)
     issues["rank"] = np.arange(1, len(issues) + 1)
-    issues.attrs.update(attrs, outliers_kept=int(relabel.sum()))  # the outlier rule's, kept: said in clean.md
+    # the outlier rule's, kept as label issues: said in clean.md (unless --drop-label-issues then removes them)
+    issues.attrs.update(attrs, outliers_kept=emb["path"].to_numpy()[row[relabel]].tolist())
     return issues
 
 
@@ -251,8 +252,12 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     class_counts(families(manifest), families(cleaned), layout.path(workdir, layout.CLASS_COUNTS))
     summary = {"status": cleaned["status"].value_counts().to_dict(), "removed": int((cleaned["status"] == layout.REMOVED_STATUS).sum()),
                "outlier_rule": outlier_rule(cfg), "outliers_removed": outliers,
-               "outliers_kept_as_label_issues": int(issues.attrs.get("outliers_kept", 0)),
-               "outliers_kept_by_floor": int(kept.sum()), "label_issues_kept_by_floor": len(issue_kept),
+               # kept: not removed since by --drop-label-issues (they were said kept, though in removed.csv)
+               "outliers_kept_as_label_issues": int((emb["path"].isin(issues.attrs.get("outliers_kept", []))
+                                                     & ~emb["removed"]).sum()),
+               # each image once: an outlier that is also a label issue the floor keeps counts as the latter
+               "outliers_kept_by_floor": int((kept & ~cleaned["path"].isin(issue_kept["path"])).sum()),
+               "label_issues_kept_by_floor": len(issue_kept),
                "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),
                "label_issue_folds": int(issues.attrs.get("folds", 0)),  # the folds used: capped by the smallest family
                "label_issue_left_out": int(issues.attrs.get("left_out", 0)),  # one-image families: not checked
