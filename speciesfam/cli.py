@@ -269,11 +269,15 @@ def run(args: argparse.Namespace) -> int:
             args.bundle = args.bundle if storage.is_remote(args.bundle) else storage.local_path(args.bundle)
         if args.command in STAGES:
             return _run_stage(args)
-        from .stage_log import bundle_logs
+        from .stage_log import bundle_logs, ended_with
 
         with bundle_logs(getattr(args, "bundle", None) if args.command in ("predict", "evaluate") else None,
                          args.command, _typed(args)):
-            return COMMANDS[args.command](args)
+            rc = COMMANDS[args.command](args)
+            if rc == 1 and args.command in ("predict", "evaluate"):  # the log's last line: not 'ok'
+                ended_with(args.command, "exit 1: " + ("some inputs could not be predicted" if args.command ==
+                                                      "predict" else "some rows were not scored"))
+            return rc
     except SearchFailedError as err:
         print(f"{who}: failed: {err}", file=sys.stderr)
         return 1

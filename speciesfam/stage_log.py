@@ -94,6 +94,7 @@ def stage_logs(workdir: str, stage: str, command: list[str] | None = None) -> It
     finally:
         if outcome == "ok" and STOPPING.is_set():  # a search a signal stopped returns; the command exits 130
             outcome = "interrupted"
+        outcome = _ENDED_WITH.pop(stage, outcome) if outcome == "ok" else outcome
         LOGGED_STAGES.pop()
         ran = stages.is_run_folder(workdir)  # a refused command leaves no log in a folder that is no run folder
         if ran:  # every stage that ran has its log
@@ -110,6 +111,15 @@ def stage_logs(workdir: str, stage: str, command: list[str] | None = None) -> It
                 shutil.rmtree(logs, ignore_errors=True)
             if len(made) == 2:  # the run folder too: left if the command wrote anything else there
                 _rmdir_if_empty(made[0])
+
+
+_ENDED_WITH: dict[str, str] = {}  # how a command that returned (no exception) ended, when not 'ok'
+
+
+def ended_with(stage: str, outcome: str) -> None:
+    """Say how ``stage``, returning normally, ended (its log's last line said 'ok' for a predict that exited 1)."""
+    if stage in LOGGED_STAGES:  # no log kept (a bundle outside a run folder): nothing to say it in
+        _ENDED_WITH[stage] = outcome
 
 
 def _rmdir_if_empty(folder: str) -> None:

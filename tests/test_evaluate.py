@@ -195,6 +195,8 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     out = tmp_path / "eval"
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "labelled.csv"),
                      "--out", str(out)]) == 1  # scored, but not every row
+    last = (probe_bundle.parent / "logs" / "evaluate.log").read_text().splitlines()[-1]
+    assert " (exit 1: some rows were not scored): speciesfam evaluate " in last, last  # it said '(ok)'
     said = capsys.readouterr()
     err = said.err
     assert said.out.startswith("evaluate: the whole set: macro-F1 "), said.out  # it said "test macro-F1"
