@@ -16,6 +16,7 @@ import glob
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -325,7 +326,7 @@ def check_out(out: str, workdir: str) -> None:
 
 def _trial_folder(workdir: str, trial_id: str) -> str:
     """The folder under RUN/tune/ of trial ``trial_id`` (Tune names it TRAINABLE_ID_N_...), '' if none."""
-    if storage.is_remote(workdir) or not trial_id.isalnum():
+    if storage.is_remote(workdir) or not re.fullmatch(r"\w+", trial_id):  # 29dc3_00000 of the random searcher
         return ""
     found = glob.glob(os.path.join(glob.escape(layout.path(workdir, "tune")), "*", f"*_{trial_id}_*"))
     return next((p for p in sorted(found) if os.path.isdir(p)), "")

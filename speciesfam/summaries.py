@@ -17,6 +17,12 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             parts = ", ".join(f"{int(n)} {k}" for k, n in counts.items())
             n = m.loc[m["status"] == layout.OK, "label"].nunique()
             alone = " (a classifier needs at least 2: tune will refuse this collection)" if n == 1 else ""
+            # families whose every row is unusable (unreadable, too small): gone from the count, unsaid (round 40)
+            labelled = m.loc[m["label"].notna() & (m["label"].astype(str) != ""), "label"]
+            none_left = sorted(set(labelled) - set(m.loc[m["status"] == layout.OK, "label"]), key=str)
+            if none_left:
+                alone += (f"; {counted(len(none_left), 'family', 'families')} with no usable file (see catalog.md): "
+                          f"{some(none_left, quote=True)}")
             empty = stages.summary(workdir, "catalog").get("empty_folders") or []
             if empty:
                 alone += (f"; {counted(len(empty), 'family folder')} holding no file (see catalog.md): "

@@ -175,7 +175,13 @@ def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_em
     after.to_parquet(tmp_path / layout.MANIFEST)
     assert summaries.summary_line(str(tmp_path), "catalog") == (
         "catalog: 6 rows (4 duplicate, 1 ok, 1 removed); 1 family (a classifier needs at least 2: tune will refuse "
-        "this collection)")
+        "this collection); 2 families with no usable file (see catalog.md): 'Apidae', 'Ranidae'")
+    # families whose every file is unreadable or too small are named (they dropped out unsaid; round 40)
+    pd.DataFrame({"path": list("abcde"), "label": ["Felidae", "Ranidae", "Broken", "Broken", "Tiny"],
+                  "status": ["ok", "ok", "unreadable", "unreadable", "too_small"]}).to_parquet(tmp_path / layout.MANIFEST)
+    assert summaries.summary_line(str(tmp_path), "catalog") == (
+        "catalog: 5 rows (2 ok, 2 unreadable, 1 too_small); 2 families; 2 families with no usable file (see "
+        "catalog.md): 'Broken', 'Tiny'")
 
 
 def test_a_stage_log_holds_each_framework_record_once(tmp_path):

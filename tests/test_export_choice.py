@@ -198,3 +198,8 @@ def test_a_trial_dropped_with_an_older_split_is_said_so(probe_run, tmp_path):
                                               r"clean run: its trials were dropped from the table \(their splits are "
                                               r"gone\)$"):
         export_bundle(str(run), trial_id="gone1234")
+    # the random and grid searchers' ids hold '_' (29dc3_00000): no explanation was given for them
+    old = run / "tune" / "probe" / "probe_trial_29dc3_00000_0_lr=0.1_2026-12-05_10-00-00"
+    old.mkdir()
+    with pytest.raises(SpeciesfamError, match=f"; trial 29dc3_00000 ran in {re.escape(str(old))}, on an older"):
+        export_bundle(str(run), trial_id="29dc3_00000")

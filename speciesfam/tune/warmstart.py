@@ -151,8 +151,8 @@ def warm_start_points(workdir: str, storage_path: str, source: str, space: dict[
     said = [f"{k}={point[k]!r}" + ("" if point[k] == best[k] else f" (from {best[k]!r}, fitted to this space)")
             for k in taken]
     # a category not in this space is drawn instead: said as such (it read "no shared keys": hostile tester)
-    not_taken = [f"{k}={best[k]!r}" for k in shared if k not in taken]
+    not_taken = [f"{k}={best[k]!r} (drawn instead: {point[k]!r})" for k in shared if k not in taken]
     console.say(f"tune: warm start from {source!r} ({which}): " + (", ".join(said) or "none of its settings taken") + (
-        f"; not among this space's choices, so drawn: {', '.join(not_taken)}" if not_taken else "")
+        f"; not among this space's choices: {', '.join(not_taken)}" if not_taken else "")
         if shared else f"tune: warm start from {source!r} ({which}): it searched none of this space's head settings")
     return [point]
