@@ -54,6 +54,20 @@ class Tee:
         self.lines = self.buf.getvalue().splitlines()
 
 
+@pytest.fixture(autouse=True)
+def _ray_console_handler_on_a_live_stream():
+    """Ray's console handler keeps the stderr of the test that first imported Ray: pytest's capture, closed since.
+    A later record through it printed logging's 'Logging error' into another test's stderr (which tests that the
+    tool's own output is quiet fail on, in some test orders)."""
+    import logging
+    import sys
+
+    for handler in logging.getLogger("ray").handlers:
+        if getattr(getattr(handler, "stream", None), "closed", False):
+            handler.stream = sys.stderr  # (setStream flushes the closed one first)
+    yield
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole session (starting Ray costs ~5 s)."""
