@@ -114,13 +114,19 @@ def search(workdir: str, records: dict) -> dict | None:
         cfg = settings_of(str(best["trial_id"]))
         scheduler = scheduler_name(cfg.get("scheduler", "asha"))
     plot = plots.data_uri(plots.search_timeline(histories, stopped)) if histories else None
-    why_none = {}  # no trial scored: why each ended, as trials.csv says (the page read '2 trials; 0 stopped early')
-    for t in trials.to_dict("records") if best is None else []:
-        why = f"{str(t['status']).replace('_', ' ')}: {t.get('error')}" if isinstance(t.get("error"), str) and \
-            t.get("error") else str(t["status"]).replace("_", " ")
-        why_none[why] = why_none.get(why, 0) + 1
+    # a search none of whose trials scored: why each ended, as trials.csv says (the page read '2 trials; 0 stopped
+    # early'; a search that trained nothing beside one that did showed only its 'not trained' rows)
+    scored_in = {search_of.get(str(t)) for t in scored["trial_id"]}
+    why_none: dict[str, Counter] = {}
+    for t in trials.to_dict("records"):
+        name = search_of.get(str(t["trial_id"])) or ""
+        if name not in scored_in:
+            error = t.get("error") if isinstance(t.get("error"), str) and t.get("error") else ""
+            status = str(t["status"]).replace("_", " ")
+            why_none.setdefault(name, Counter())[f"{status}: {error}" if error else status] += 1
     return {"trials": rows, "hp_keys": hp_keys, "best": best, "best_f1": best["f1"] if best else None,
-            "why_none": [f"{n} {why}" for why, n in sorted(why_none.items(), key=lambda kv: -kv[1])],
+            "why_none": [{"search": name, "why": "; ".join(f"{n} {why}" for why, n in ends.most_common())}
+                         for name, ends in sorted(why_none.items())],
             "plot": plot, "stopped": len(stopped), "scheduler": scheduler, "wall_s": searching_s(trials, histories),
             # each scheduler's stops, as each trial's own search ran (a FIFO best trial labelled ASHA's cuts FIFO's)
             "stopped_by": sorted(Counter(r["ended"][len("stopped by "):] for r in rows

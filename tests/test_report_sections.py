@@ -188,6 +188,16 @@ def test_the_search_section_judges_only_finished_trials_and_names_their_own_sear
         "name": "third", "trials": 1, "planned": 30, "resumable": True,
         "command": f"speciesfam tune probe --workdir {tmp_path} --scheduler fifo --num-samples 30 --max-epochs 20 "
                    "--resume"}]
+    assert s["why_none"] == []  # every search scored a trial
+    # a search that trained nothing beside ones that did: said, with why (only its rows said 'not trained')
+    records["tune"]["searches"]["fourth"] = {"config": second}
+    rows.append(("none", None, "not_trained", trial("fourth", "none", 9500, 1, False)))
+    pd.DataFrame({"trial_id": [r[0] for r in rows], "best_val_macro_f1": [r[1] for r in rows],
+                  "status": [r[2] for r in rows], "trial_path": [r[3] for r in rows], "config": "{}",
+                  "error": [None] * 4 + ["ended before its first epoch was recorded"], "seconds": 1.0}
+                 ).to_csv(layout.path(str(tmp_path), layout.TRIALS), index=False)
+    assert search(str(tmp_path), records)["why_none"] == [
+        {"search": "fourth", "why": "1 not trained: ended before its first epoch was recorded"}]
 
 
 def test_trial_histories_read_a_resumed_trials_results_whole(tmp_path):
