@@ -292,10 +292,10 @@ def test_warm_start_point_is_the_searchers_first_trial(searcher, tmp_path, ray_s
     first = created[min(created)]
     assert {k: first.config[k] for k in point} == pytest.approx(point)
     # what a later --init-from warm reads back from the experiment: its best trial's settings
-    from speciesfam.tune.warmstart import best_config
+    from speciesfam.tune.warmstart import best_trial
 
     best = max(results, key=lambda r: r.metrics["val_macro_f1"])
-    assert best_config(str(tmp_path), str(tmp_path), "warm")["dropout"] == pytest.approx(best.config["dropout"])
+    assert best_trial(str(tmp_path), str(tmp_path), "warm")[0]["dropout"] == pytest.approx(best.config["dropout"])
 
 
 pickle_by_value(__name__)

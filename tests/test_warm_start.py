@@ -42,7 +42,7 @@ def test_a_failed_trial_is_never_the_warm_starts_best():
     every trial that reported); a search whose trials all failed now has no best to start from."""
     from types import SimpleNamespace
 
-    from speciesfam.tune.warmstart import best_of
+    from speciesfam.tune.warmstart import best_tune_trial
 
     def trial(status, best, dropout, seconds=1.0):
         return SimpleNamespace(status=status, metric_analysis={"val_macro_f1": {"max": best}} if best is not None
@@ -50,11 +50,11 @@ def test_a_failed_trial_is_never_the_warm_starts_best():
 
     trials = [trial("ERROR", 0.9, 0.1), trial("TERMINATED", 0.5, 0.2), trial("TERMINATED", float("nan"), 0.3),
               trial("TERMINATED", None, 0.4), trial("TERMINATED", 0.6, 0.5)]
-    assert best_of(trials) == {"dropout": 0.5}
-    assert best_of(trials[:1]) is None and best_of([]) is None
+    assert best_tune_trial(trials).config == {"dropout": 0.5}
+    assert best_tune_trial(trials[:1]) is None and best_tune_trial([]) is None
     # a tie goes to the faster trial, the one the search's summary and trials.csv name (it took the first listed)
     tied = [trial("TERMINATED", 0.6, 0.7, seconds=9.0), *trials[1:], trial("TERMINATED", 0.6, 0.8, seconds=0.5)]
-    assert best_of(tied) == {"dropout": 0.8}
+    assert best_tune_trial(tied).config == {"dropout": 0.8}
 
 
 def test_init_from_is_validated():

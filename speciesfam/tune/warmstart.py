@@ -27,7 +27,7 @@ WARM_KEYS = ("head_units", "head_layers", "dropout", "weight_decay", "label_smoo
              "optimizer")
 
 
-def _best_tune_trial(trials: list) -> Any:
+def best_tune_trial(trials: list) -> Any:
     """The Tune trial with the highest val macro-F1 among those that did not fail (a trial whose loss became
     NaN after a good epoch is not "the best probe trial"); None when none scored. Ties go to the faster trial,
     as in ``tracking.rank_trials`` (the search's summary and trials.csv name that one)."""
@@ -39,17 +39,6 @@ def _best_tune_trial(trials: list) -> Any:
         return float(value) if isinstance(value, (int, float)) and value == value else float("inf")
 
     return max(scored, key=lambda vt: (vt[0], -seconds(vt[1])))[1] if scored else None
-
-
-def best_of(trials: list) -> dict[str, Any] | None:
-    """The config of ``_best_tune_trial`` (None when no trial scored)."""
-    best = _best_tune_trial(trials)
-    return dict(best.config) if best is not None else None
-
-
-def best_config(workdir: str, storage_path: str, source: str) -> dict[str, Any]:
-    """The config of ``best_trial``."""
-    return best_trial(workdir, storage_path, source)[0]
 
 
 def best_trial(workdir: str, storage_path: str, source: str) -> tuple[dict[str, Any], str]:
@@ -75,7 +64,7 @@ def best_trial(workdir: str, storage_path: str, source: str) -> tuple[dict[str, 
         from ray.tune import ExperimentAnalysis
 
         try:
-            best = _best_tune_trial(ExperimentAnalysis(experiment).trials)
+            best = best_tune_trial(ExperimentAnalysis(experiment).trials)
         except (ValueError, OSError):  # a search that crashed before Tune saved its state
             best = None
         if best is not None:
