@@ -283,7 +283,7 @@ def test_per_family_tables_tell_alike_families_apart_and_leave_out_unscored_ones
     assert "<td>&#34;Caf\\u00e9&#34;</td>" in table and "<td>&#34;Cafe\\u0301&#34;</td>" in table, table
     assert "<td>New\\nline</td>" in table and "<td>Felidae</td>" in table
     assert "Felidae\\x20" not in table and table.count("<tr>") == 5  # the header and the 4 scored families
-    assert "Not scored (1 family with no scored test image; the macro-F1 leaves them out): Felidae\\x20</p>" in page
+    assert "Not scored (1 family with no scored test image, never predicted; the macro-F1 leaves them out): Felidae\\x20</p>" in page
 
 
 def test_a_deleted_clean_manifest_is_said_not_shown_as_empty_counts(tmp_path):
