@@ -142,9 +142,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     left_out = say_result(evaluate(args.bundle, args.manifest, args.split, args.out))
     run = os.path.dirname(os.path.abspath(args.bundle))  # a bundle inside a run folder: refresh its report
     if args.out is None and os.path.isdir(os.path.join(run, "stages")):
+        from .console import say
         from .report import write_report
 
-        print(f"report: {write_report(run)}")
+        say(f"report: {write_report(run)}")
     return 1 if left_out else 0
 
 

@@ -257,6 +257,13 @@ def say(message: str) -> None:
         logging.getLogger("speciesfam.console").info("%s", message)
 
 
+def say_err(message: str) -> None:
+    """``say`` on stderr: a warning, or what a command left out (also a record of the stage's log)."""
+    print(_INDENT[-1] + message, file=sys.stderr, flush=True)
+    if LOGGED_STAGES:
+        logging.getLogger("speciesfam.console").info("%s", message)
+
+
 PROGRESS_EVERY_S = 30.0  # seconds between a long stage's progress lines
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import layout, plots, storage
+from .console import say, say_err
 from .errors import SpeciesfamError
 from .evaluate_out import REPORTS, ROWS_COLUMNS, bundle_folder, earlier_metrics, refuse_out
 from .lines import counted, some
@@ -300,7 +300,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run), fitted,
                                     moved_warning(manifest_uri, rows, split) if catalog else "") if w)
     if warning:
-        print(f"evaluate: warning: {warning}", file=sys.stderr)
+        say_err(f"evaluate: warning: {warning}")
     predictor = load_bundle(bundle)  # CNN or probe: raw RGB in, probabilities out
     labels = predictor.labels
     unknown = (rows["status"] == "ok") & ~rows["label"].isin(labels)
@@ -385,14 +385,14 @@ def say_result(m: dict[str, Any]) -> bool:
     """The console's lines for an evaluation's metrics ``m``: its scores, and on stderr the rows it left out
     (a duplicate row is an image scored once). True when some were."""
     split, whole = m["split"], m.get("whole_set")  # a labelled set without splits: scored whole (named test_*)
-    print(f"evaluate: {'the whole set' if whole else split}: macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
-          f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle); reports in {m['out']}"
-          + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
+    say(f"evaluate: {'the whole set' if whole else split}: macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
+        f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle); reports in {m['out']}"
+        + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
     left_out = {status: m[status] for status in NOT_SCORED if m[status]}
     if left_out:
         total = sum(left_out.values())
         what = ("row of the set is" if whole else f"{split} row is") if total == 1 else \
             ("rows of the set are" if whole else f"{split} rows are")
-        print(f"evaluate: {total} {what} not scored ({', '.join(f'{n} {s}' for s, n in left_out.items())}; "
-              f"each row's reason: {os.path.join(m['out'], 'rows.csv')})", file=sys.stderr)
+        say_err(f"evaluate: {total} {what} not scored ({', '.join(f'{n} {s}' for s, n in left_out.items())}; "
+                f"each row's reason: {os.path.join(m['out'], 'rows.csv')})")
     return bool(left_out)

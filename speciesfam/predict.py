@@ -260,7 +260,7 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
     check_resume(done, rows, out, bid, min(top_k, len(config["labels"])))
     columns = key_columns(rows)
     todo = to_predict(rows, done)
-    print(todo_line(rows, done, todo, out))
+    console.say(todo_line(rows, done, todo, out))
     parts = out + ".parts"
     if len(todo):
         init_ray()
@@ -287,7 +287,7 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
             storage.write_table(part, storage.join(parts, f"part-{uuid.uuid4().hex[:12]}.parquet"))
             written += len(part)
             buffer.clear()
-            print(f"predict: {written}/{len(todo)} rows written")
+            console.say(f"predict: {written}/{len(todo)} rows written")
 
         with console.quiet_stderr("the prediction pipeline", python_too=False):  # Ray's C++ actor pool line
             for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
@@ -302,6 +302,6 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
         fs, path = storage.filesystem(parts)
         fs.delete_dir(path)
     errors, skipped = int(failed(table).sum()), int(table["error"].str.startswith(SKIPPED).sum())
-    print(f"predict: wrote {out}: {len(table)} rows, {errors} with an error (see its 'error' column)"
-          + (f", {counted(skipped, 'hidden or system file')} skipped" if skipped else ""))
+    console.say(f"predict: wrote {out}: {len(table)} rows, {errors} with an error (see its 'error' column)"
+                + (f", {counted(skipped, 'hidden or system file')} skipped" if skipped else ""))
     return table

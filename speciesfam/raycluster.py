@@ -43,7 +43,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                       "dashboard_port": port, "_node_ip_address": "127.0.0.1"}
         try:
             with _daemons_in_own_groups(not address), _interrupts_held() as held:
-                ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=console.log_to_driver(),
+                # 'local': a new Ray even where `ray start` left /tmp/ray/ray_current_cluster (ray.init(None) joined
+                # that cluster, refusing num_cpus, or waited on a dead one's address for 35 s: round 41)
+                ray.init(address=address or "local", runtime_env={"env_vars": env},
+                         log_to_driver=console.log_to_driver(),
                          logging_level=logging.INFO if console.verbose() else logging.WARNING, **kwargs)
             if held:  # Ctrl-C while Ray started: stop it whole now (cut short, its agents outlived it by ~1 min)
                 ray.shutdown()

@@ -18,8 +18,9 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             n = m.loc[m["status"] == layout.OK, "label"].nunique()
             alone = " (a classifier needs at least 2: tune will refuse this collection)" if n == 1 else ""
             # families whose every row is unusable (unreadable, too small): gone from the count, unsaid (round 40)
-            labelled = m.loc[m["label"].notna() & (m["label"].astype(str) != ""), "label"]
-            none_left = sorted(set(labelled) - set(m.loc[m["status"] == layout.OK, "label"]), key=str)
+            from .data.catalog_report import no_usable_families
+
+            none_left = no_usable_families(m)
             if none_left:
                 alone += (f"; {counted(len(none_left), 'family', 'families')} with no usable file (see catalog.md): "
                           f"{some(none_left, quote=True)}")

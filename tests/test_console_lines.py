@@ -182,6 +182,10 @@ def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_em
     assert summaries.summary_line(str(tmp_path), "catalog") == (
         "catalog: 5 rows (2 ok, 2 unreadable, 1 too_small); 2 families; 2 families with no usable file (see "
         "catalog.md): 'Broken', 'Tiny'")
+    from speciesfam.data.catalog_report import report
+
+    assert '- families with no usable file (their rows are under Not used): `"Broken"`, `"Tiny"`' in \
+        report(pd.read_parquet(tmp_path / layout.MANIFEST).assign(split="train", reason=""), "src")  # as the line says
 
 
 def test_a_stage_log_holds_each_framework_record_once(tmp_path):

@@ -28,6 +28,7 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     # its log is kept with the run's (the run's own bundle), as every stage's: the frameworks' records were dropped
     log = (probe_run / "logs" / "evaluate.log").read_text()
     assert re.search(r"evaluate ended after [\d.]+ s \(ok\): speciesfam evaluate ", log.splitlines()[-1]), log
+    assert f"speciesfam.console: {said[0]}" in log  # what it said, as every stage's log holds (round 41)
 
     summary = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(tmp_path / "api"))
     cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")

@@ -1,0 +1,89 @@
+"""``RUN/catalog.md``: what catalog found (inputs seen, counts per status, families and their splits, labels that
+look alike, families with no usable file, the rows not used and why), and the balanced class weights it lists."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from .. import layout
+from ..markdown import cell, code, family_cell, prose, twins
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NOT_USED_SHOWN = 20  # catalog.md lists this many rows per status; the full list is in manifest.parquet
+
+
+def class_weights(manifest: "pd.DataFrame", split: str = "train") -> dict[str, float]:
+    """Balanced class weights n / (k * n_c) over the usable rows of ``split``."""
+    counts = manifest[(manifest["status"] == layout.OK) & (manifest["split"] == split)]["label"].value_counts()
+    return {lab: float(counts.sum() / (len(counts) * c)) for lab, c in sorted(counts.items())}
+
+
+def look_alike_labels(labels) -> list[list[str]]:
+    """Groups of two or more labels equal up to case, surrounding whitespace, Unicode compatibility forms and
+    invisible format characters (``Felidae``, ``felidae``, ``Felidae ``, ``Ｆelidae``, ``Feli\u200bdae``),
+    sorted."""
+    import unicodedata
+
+    groups: dict[str, set[str]] = {}
+    for lab in labels:
+        visible = "".join(c for c in unicodedata.normalize("NFKC", lab) if unicodedata.category(c) != "Cf")
+        groups.setdefault(visible.strip().casefold(), set()).add(lab)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def no_usable_families(manifest: "pd.DataFrame") -> list[str]:
+    """The families (labels as written) whose every row is unusable: unreadable, too small, duplicates. Gone from
+    the family count, they were named nowhere (hostile tester round 40)."""
+    labelled = manifest.loc[manifest["label"].notna() & (manifest["label"].astype(str) != ""), "label"]
+    return sorted(set(labelled) - set(manifest.loc[manifest["status"] == layout.OK, "label"]), key=str)
+
+
+def report(manifest: "pd.DataFrame", source: str) -> str:
+    """A short Markdown report: inputs seen = rows written, counts per status, families, what was not used."""
+    status = manifest["status"].value_counts()
+    ok = manifest[manifest["status"] == layout.OK]
+    table = ok.pivot_table(index="label", columns="split", values="path", aggfunc="count", fill_value=0)
+    table = table.reindex(columns=list(layout.SPLITS), fill_value=0)
+    weights = class_weights(manifest)
+    attrs = manifest.attrs
+    if "files_seen" in attrs:
+        seen = f"- files seen: {attrs['files_seen']}, rows written: {len(manifest)} (one per file)"
+    else:
+        seen = f"- manifest rows read: {attrs.get('rows_read', len(manifest))}, rows written: {len(manifest)}"
+    lines = [f"# Catalog of {cell(source)}", "", seen]
+    if attrs.get("aliases"):
+        lines.append(f"- links to folders already listed, or files reached again through them (not listed "
+                     f"again): {attrs['aliases']}")
+    if attrs.get("empty_folders"):
+        lines.append(f"- family folders holding no file (no rows, no family): "
+                     f"{', '.join(code(json.dumps(name)) for name in attrs['empty_folders'])}")
+    if no_usable_families(manifest):
+        lines.append(f"- families with no usable file (their rows are under Not used): "
+                     f"{', '.join(code(json.dumps(name)) for name in no_usable_families(manifest))}")
+    lines += [*(f"- {k}: {v}" for k, v in sorted(status.items())), f"- families: {ok['label'].nunique()}", "",
+              "| family | train | val | test | class weight |", "|---|---:|---:|---:|---:|"]
+    alike = twins(table.index)  # the same name in two Unicode forms: as JSON, which tells them apart
+    lines += [f"| {family_cell(lab, alike)} | {r['train']} | {r['val']} | {r['test']} | {weights.get(lab, 0):.3f} |"
+              for lab, r in table.iterrows()]
+    alike = look_alike_labels(manifest.loc[manifest["status"] != layout.INVALID, "label"].dropna().unique())
+    if alike:
+        lines += ["", "## Labels that look alike", "", "Kept as separate families (labels are used exactly as "
+                  "written); fix the source if they are one family:", ""]
+        # as JSON strings with non-ASCII escaped: what tells them apart shows (surrounding spaces, a composed
+        # 'é' against 'e' + an accent, a real newline against a backslash and an 'n', a backtick)
+        lines += ["- " + ", ".join(code(json.dumps(lab)) for lab in group) for group in alike[:NOT_USED_SHOWN]]
+    not_used = manifest[manifest["status"] != layout.OK]  # duplicates too, as the report shows them
+    if len(not_used):
+        lines += ["", "## Not used", "", f"{len(not_used)} rows; the first {NOT_USED_SHOWN} of each status are "
+                  f"below, all of them in {layout.MANIFEST} (and the unreadable ones in {layout.UNREADABLE}).", ""]
+        for st, rows in not_used.groupby("status", sort=True):
+            lines += [f"### {st} ({len(rows)})", "", "| path | label | reason |", "|---|---|---|"]
+            lines += [f"| {cell(r.path)} | {cell(r.label)} | {prose(r.reason)} |"
+                      for r in rows.head(NOT_USED_SHOWN).itertuples()]
+            if len(rows) > NOT_USED_SHOWN:
+                lines.append(f"| ... {len(rows) - NOT_USED_SHOWN} more | | |")
+            lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
