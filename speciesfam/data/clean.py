@@ -110,20 +110,21 @@ def label_issue_table(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "
     return issues
 
 
-def drop_label_issues(emb: "pd.DataFrame", issues: "pd.DataFrame", min_keep: int) -> None:
-    """Mark label issues removed (most suspicious first), never taking a family below ``min_keep``: those the
-    floor keeps get the reason in ``issue_kept`` (they were status ok with no reason, unsaid: round 39)."""
+def drop_label_issues(emb: "pd.DataFrame", issues: "pd.DataFrame", min_keep: int) -> dict[str, str]:
+    """Mark label issues removed (most suspicious first), never taking a family below ``min_keep``; returns
+    path -> reason of those the floor keeps (they were status ok with no reason, unsaid: round 39)."""
     kept = emb[~emb["removed"]].groupby("label").size().to_dict()
     row_of = {p: i for i, p in zip(emb.index, emb["path"])}
-    emb["issue_kept"] = ""
+    floor_kept: dict[str, str] = {}
     for r in issues.itertuples():
         why = (f"label issue: given {r.given_family}, looks like {r.suggested_family} (self-confidence "
                f"{r.self_confidence:.2f}, rank {r.rank})")
         if kept[r.given_family] <= min_keep:
-            emb.loc[row_of[r.path], "issue_kept"] = why
+            floor_kept[r.path] = why
             continue
         kept[r.given_family] -= 1
         emb.loc[row_of[r.path], ["removed", "detector", "reason"]] = [True, "cleanlab", why]
+    return floor_kept
 
 
 def near_duplicates(emb: "pd.DataFrame", x: np.ndarray, cleaned: "pd.DataFrame", embedded: "pd.Series",
@@ -205,9 +206,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     emb = flag_outliers(emb, x, cfg)
     issues = label_issue_table(emb, x, cfg)
     outliers = int(emb["removed"].sum())
-    emb["issue_kept"] = ""
-    if cfg.drop_label_issues:
-        drop_label_issues(emb, issues, cfg.min_per_family)
+    issue_kept = drop_label_issues(emb, issues, cfg.min_per_family) if cfg.drop_label_issues else {}
     cleaned = manifest.copy()
     removed = emb[emb["removed"]]
     # Only the usable rows were embedded: a manifest may list the same path again as a duplicate or conflict row,
@@ -220,8 +219,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     kept = usable & cleaned["path"].isin(spared["path"])
     # what the rules took and the floor kept: an outlier, a label issue --drop-label-issues would remove, or both
     whys = dict(zip(spared["path"], spared["reason"]))
-    issue_kept = emb[emb["issue_kept"] != ""]
-    for path, why in zip(issue_kept["path"], issue_kept["issue_kept"]):
+    for path, why in issue_kept.items():
         whys[path] = f"{whys[path]}; {why}" if path in whys else why
     floor_kept = usable & cleaned["path"].isin(list(whys))
     cleaned.loc[floor_kept, "reason"] = cleaned.loc[floor_kept, "path"].map(whys).map(
@@ -256,7 +254,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
                "outliers_kept_as_label_issues": int((emb["path"].isin(issues.attrs.get("outliers_kept", []))
                                                      & ~emb["removed"]).sum()),
                # each image once: an outlier that is also a label issue the floor keeps counts as the latter
-               "outliers_kept_by_floor": int((kept & ~cleaned["path"].isin(issue_kept["path"])).sum()),
+               "outliers_kept_by_floor": int((kept & ~cleaned["path"].isin(list(issue_kept))).sum()),
                "label_issues_kept_by_floor": len(issue_kept),
                "label_issues": len(issues), "label_issues_dropped": int((emb["detector"] == "cleanlab").sum()),
                "label_issue_folds": int(issues.attrs.get("folds", 0)),  # the folds used: capped by the smallest family
