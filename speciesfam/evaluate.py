@@ -283,7 +283,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
 
     from .bundle import bundle_id, load_bundle, read_config
     from .data.images import ChangedError, DecodeError, read_rgb
-    from .train.metrics import classification_metrics
+    from .train.metrics import classification_metrics, f1_per_class
 
     rows = evaluation_rows(manifest_uri, split)  # fails here, before the model loads
     split, catalog = rows.attrs["split"], rows.attrs["catalog"]
@@ -361,12 +361,12 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
         **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)
-    # scored: the macro-F1 counts it (classification_metrics): it has a scored image, or the model predicted it
-    # for an image of another family (F1 0); one neither holds is left out, its 0s no F1 of 0 (round 40: a family
-    # predicted once, support 0, was 'scored: False' yet averaged in)
-    predicted = np.bincount(pred, minlength=len(labels))[:len(labels)] > 0
+    # scored: the macro-F1 counts it (the mask classification_metrics averages over): it has a scored image, or the
+    # model predicted it for an image of another family (F1 0); one neither holds is left out, its 0s no F1 of 0
+    # (round 40: a family predicted once, support 0, was 'scored: False' yet averaged in)
+    _, scored = f1_per_class(pred, y.astype(np.int64), len(labels))
     per_class = pd.DataFrame({"family": labels, "precision": p, "recall": r, "f1": f, "support": s,
-                              "scored": (s > 0) | predicted})
+                              "scored": scored})
     cm = confusion_matrix(y, pred, labels=idx)
     pairs = [(labels[i], labels[j], int(cm[i, j])) for i in idx for j in idx if i != j and cm[i, j]]
     pairs = pd.DataFrame(sorted(pairs, key=lambda t: -t[2]), columns=["true", "predicted", "count"])

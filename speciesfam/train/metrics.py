@@ -12,7 +12,7 @@ import numpy as np
 from ..layout import METRIC
 
 
-def _f1_per_class(pred: np.ndarray, y: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def f1_per_class(pred: np.ndarray, y: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """(F1 per class id, mask of classes present in ``y`` or ``pred``); F1 is 0 where nothing was right."""
     true = np.bincount(y, minlength=num_classes)
     guessed = np.bincount(pred, minlength=num_classes)
@@ -28,7 +28,7 @@ def classification_metrics(probs: np.ndarray, y: np.ndarray, num_classes: int) -
     average="macro", zero_division=0)``."""
     y = np.asarray(y, dtype=np.int64)
     pred = probs.argmax(axis=1)
-    f1, present = _f1_per_class(pred, y, max(num_classes, probs.shape[1]))
+    f1, present = f1_per_class(pred, y, max(num_classes, probs.shape[1]))
     k = min(5, probs.shape[1])
     # top-k membership without sorting: the true class's probability beats all but fewer than k others
     true_p = np.take_along_axis(probs, y[:, None], axis=1)
@@ -43,5 +43,5 @@ def classification_metrics(probs: np.ndarray, y: np.ndarray, num_classes: int) -
 def per_class_f1(probs: np.ndarray, y: np.ndarray, labels: list[str]) -> dict[str, float]:
     """F1 of every label the macro-F1 counts: in ``y`` or predicted. A label with no val image that was never
     predicted has none (it read as F1 0.000 in the model card beside a macro-F1 of 1.000 that left it out)."""
-    f1, present = _f1_per_class(probs.argmax(axis=1), np.asarray(y, dtype=np.int64), len(labels))
+    f1, present = f1_per_class(probs.argmax(axis=1), np.asarray(y, dtype=np.int64), len(labels))
     return {lab: float(s) for lab, s, p in zip(labels, f1, present) if p}
