@@ -29,7 +29,7 @@ from .lines import some
 from .model_card import licence, model_card
 from .reproduce import versions
 from .tune.tracking import scored_trials
-from .tune.trials_file import read_trials, trials_lost
+from .tune.trials_file import older_searches, read_trials, trials_lost
 
 def family(kind: str) -> str:
     """``probe`` or ``cnn`` for a search kind (scratch and transfer trials are CNNs)."""
@@ -65,9 +65,7 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
         rows = trials[trials["trial_id"] == str(trial_id)]
         if rows.empty:
             ids = trials["trial_id"].astype(str).tolist()
-            now = stages.upstream_ids(workdir, "tune")
-            older = sorted(n for n, s in ((stages.load(workdir, "tune") or {}).get("searches") or {}).items()
-                           if (s.get("built_from") or now) != now)  # their trials were dropped from the table
+            older = older_searches(workdir)  # their trials were dropped from the table
             ran = _trial_folder(workdir, str(trial_id))  # a search of that name since re-run on newer splits
             raise SpeciesfamError(f"trial {trial_id!r} is not in {workdir}/{layout.TRIALS}; its {len(ids)} trials: "
                                   f"{some(ids, 10)}" + (f" (the trials of {some(older, quote=True)}, searches of an "

@@ -76,15 +76,24 @@ def trial_searches(trials: "pd.DataFrame") -> list[str]:
     return [search_name(p) for p in trials["trial_path"]] if "trial_path" in trials else []
 
 
-def trained_searches(workdir: str) -> dict[str, dict]:
-    """The searches that trained a trial on the catalog and clean runs the folder holds now, oldest first (a
-    search of older runs had its trials dropped from trials.csv, rightly)."""
+def _searches(workdir: str, current: bool) -> dict[str, dict]:
+    """The tune record's searches built from the catalog and clean runs the folder holds now (``current``), or
+    from older ones (their trials were dropped from trials.csv, rightly)."""
     from .. import stages
 
     searches = (stages.load(workdir, "tune") or {}).get("searches") or {}
     now = stages.upstream_ids(workdir, "tune")
-    found = {n: s for n, s in searches.items() if ((s.get("summary") or {}).get("ok") or 0) > 0
-             and (s.get("built_from") or now) == now}
+    return {n: s for n, s in searches.items() if ((s.get("built_from") or now) == now) == current}
+
+
+def older_searches(workdir: str) -> list[str]:
+    """The names of the searches of an older catalog or clean run, sorted."""
+    return sorted(_searches(workdir, current=False))
+
+
+def trained_searches(workdir: str) -> dict[str, dict]:
+    """The searches that trained a trial on the catalog and clean runs the folder holds now, oldest first."""
+    found = {n: s for n, s in _searches(workdir, current=True).items() if ((s.get("summary") or {}).get("ok") or 0) > 0}
     return dict(sorted(found.items(), key=lambda kv: str(kv[1].get("finished_at") or "")))
 
 
