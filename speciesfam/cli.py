@@ -43,8 +43,9 @@ def clean_config(args: argparse.Namespace) -> CleanConfig:
     """CleanConfig from flags over ``CleanConfig()``, or over ``CleanConfig.smoke()`` with --smoke-test."""
     cfg = config_from_args(CleanConfig, args, CleanConfig.smoke() if getattr(args, "smoke_test", False) else None)
     if hasattr(args, "pretrained") and cfg.model.startswith(("local-dir:", "hf-hub:")):  # given, and not read
-        raise ConfigError(f"--pretrained {'none' if args.pretrained is None else args.pretrained or repr('')} is not read with --model {cfg.model} (open_clip "
-                          "loads that model's own weights); leave --pretrained out")
+        given = "none" if args.pretrained is None else args.pretrained or repr("")
+        raise ConfigError(f"--pretrained {given} is not read with --model {cfg.model} (open_clip loads that model's "
+                          "own weights); leave --pretrained out")
     return cfg.absolute()
 
 
@@ -180,6 +181,8 @@ def _report(args: argparse.Namespace) -> int:
 COMMANDS = {"fetch": _fetch, "catalog": _catalog, "clean": _clean, "tune": _tune, "export": _export,
             "predict": _predict, "evaluate": _evaluate, "demo": _demo, "report": _report}
 STAGES = ("catalog", "clean", "tune", "export")  # keep full logs in RUN/logs/, end with a summary and the report
+# commands that keep their logs in RUN/logs/ when given the run's own bundle, and what their exit status 1 means
+LEFT_OUT = {"predict": "some inputs could not be predicted", "evaluate": "some rows were not scored"}
 
 
 def _typed(args: argparse.Namespace) -> list[str]:
@@ -272,12 +275,10 @@ def run(args: argparse.Namespace) -> int:
             return _run_stage(args)
         from .stage_log import bundle_logs, ended_with
 
-        with bundle_logs(getattr(args, "bundle", None) if args.command in ("predict", "evaluate") else None,
-                         args.command, _typed(args)):
+        with bundle_logs(args.bundle if args.command in LEFT_OUT else None, args.command, _typed(args)):
             rc = COMMANDS[args.command](args)
-            if rc == 1 and args.command in ("predict", "evaluate"):  # the log's last line: not 'ok'
-                ended_with(args.command, "exit 1: " + ("some inputs could not be predicted" if args.command ==
-                                                      "predict" else "some rows were not scored"))
+            if rc == 1 and args.command in LEFT_OUT:  # the log's last line: not 'ok'
+                ended_with(args.command, f"exit 1: {LEFT_OUT[args.command]}")
             return rc
     except SearchFailedError as err:
         print(f"{who}: failed: {err}", file=sys.stderr)
