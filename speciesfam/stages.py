@@ -157,11 +157,12 @@ def command(stage: str, workdir: str, kind: str | None = None, search: str | Non
         except SpeciesfamError:  # damaged: said where it is read
             rec = None
         if rec and stage == "tune":
-            runs = [(str(s.get("finished_at") or ""), n, s.get("config") or {})
+            runs = [(str(s.get("finished_at") or ""), n, s.get("config") or {}, s.get("summary") or {})
                     for n, s in (rec.get("searches") or {}).items()]
             mine = [r for r in runs if r[1] == search]
-            runs = mine or sorted(r for r in runs if r[2].get("kind") == kind and kind)
-            rec = {"config": {**runs[-1][2], "name": runs[-1][1]}} if runs else None
+            runs = mine or sorted((r for r in runs if r[2].get("kind") == kind and kind), key=lambda r: r[:2])
+            rec = {"config": {**runs[-1][2], "name": runs[-1][1], **_budget_that_trains(runs[-1][3])}} \
+                if runs else None
         if rec and rec.get("config"):
             from .reproduce import command as reproduced
 
@@ -171,6 +172,12 @@ def command(stage: str, workdir: str, kind: str | None = None, search: str | Non
     if source:  # else the placeholder
         text = text.replace("SOURCE", shlex.quote(source))
     return text
+
+
+def _budget_that_trains(summary: dict) -> dict:
+    """A search whose time budget ended it before any trial trained is advised without that budget (the same
+    --time-budget would train nothing again): {'time_budget_s': None}; else {}."""
+    return {"time_budget_s": None} if summary.get("time_budget_hit") and not summary.get("ok") else {}
 
 
 def rerun(workdir: str, *names: str) -> str:

@@ -241,10 +241,12 @@ def test_a_bundle_made_stale_by_a_search_that_trained_nothing_advises_the_search
     stages.finish(run, "clean", config={"model": "another clean"})  # a re-clean: the search's trials are stale
     assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "1", "--name", "empty",
                      "--time-budget", "0.001"]) != 0
-    capsys.readouterr()
+    assert "its time budget (0.001 s) ended it first: give --time-budget more seconds, or leave it out" \
+        in capsys.readouterr().err
     with pytest.raises(StageOrderError) as stale:
         stages.check_fresh(run, "export")
-    advice = f"run `speciesfam tune probe --workdir {run} --num-samples 1 --time-budget 0.001 --name empty`, then " \
+    # without the budget that ended it before any trial trained (the same --time-budget trained nothing again)
+    advice = f"run `speciesfam tune probe --workdir {run} --num-samples 1 --name empty`, then " \
              f"`speciesfam export --workdir {run}` again"
     assert advice in str(stale.value), stale.value  # the report's and evaluate's staleness line
     from speciesfam.report import render

@@ -189,7 +189,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
         record_search(workdir, cfg, name, table, built_from=read, **ending)
         if not ending["interrupted"]:  # stopped before any trial trained: an interrupt (exit 130), not a failed search
-            check_some_trial_trained(table, layout.path(workdir, layout.TRIALS))
+            check_some_trial_trained(table, layout.path(workdir, layout.TRIALS),
+                                     cfg.time_budget_s if ending["time_budget_hit"] else None)
         return results
 
 
@@ -305,16 +306,19 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
                   built_from=on_these, searches=searches)
 
 
-def check_some_trial_trained(table, trials_csv: str = "RUN/trials.csv") -> None:
+def check_some_trial_trained(table, trials_csv: str = "RUN/trials.csv", budget_hit: float | None = None) -> None:
     """A search none of whose trials trained and scored (failed, NaN, or stopped before an epoch) trained
-    nothing: raise (the CLI exits 1) with the first errors and where every trial's row is."""
+    nothing: raise (the CLI exits 1) with the first errors and where every trial's row is; ``budget_hit``:
+    the time budget (s) that ended the search, said with its fix."""
     from .tracking import scored_trials
 
     if len(scored_trials(table)):
         return
     errors = [e for e in table["error"].dropna().astype(str).unique().tolist() if e][:3] if "error" in table else []
+    budget = (f"; its time budget ({budget_hit:g} s) ended it first: give --time-budget more seconds, or leave it "
+              "out") if budget_hit else ""
     raise SearchFailedError(f"no trial of {len(table)} finished with a val macro-F1"
-                            f"{': ' + ' | '.join(errors) if errors else ''}; see {trials_csv}")
+                            f"{': ' + ' | '.join(errors) if errors else ''}{budget}; see {trials_csv}")
 
 
 def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: str, name: str,
