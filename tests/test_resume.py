@@ -263,3 +263,31 @@ def test_a_trials_results_before_a_resume_are_kept_when_tune_writes_its_result_j
     assert best["val_macro_f1"] == 0.9 and best["epoch"] == 2 and best["epochs_run"] == 5
     histories, _ = trial_histories(pd.DataFrame({"trial_id": ["aaaa"], "trial_path": [str(trial)]}))
     assert list(histories["aaaa"]["epoch"]) == [1, 2, 3, 4, 5]  # the report's timeline
+
+
+def test_a_resumed_trial_that_goes_on_from_its_best_epoch_counts_the_furthest_epoch_it_reached(tmp_path):
+    """A probe trial goes on from its checkpoint, its best epoch: epochs 1-4 (best 2), interrupted, then resumed
+    from epoch 2 and cut at epoch 3. trials.csv said 3 epochs run (its last report), fewer than before the resume."""
+    import json
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from speciesfam.tune.history import keep_before_resume
+    from speciesfam.tune.tracking import _best_epoch
+
+    trial = tmp_path / "tune" / "s" / "_trial_aaaa_1"
+    trial.mkdir(parents=True)
+
+    def lines(epochs, f1, start):
+        return "".join(json.dumps({"epoch": e, "training_iteration": i, "val_macro_f1": f, "time_total_s": i,
+                                   "timestamp": start + i}) + "\n" for i, (e, f) in enumerate(zip(epochs, f1), 1))
+
+    (trial / "result.json").write_text(lines([1, 2, 3, 4], [0.2, 0.9, 0.5, 0.4], 100))
+    keep_before_resume(str(trial.parent))
+    (trial / "result.json").write_text(lines([3], [0.6], 200))  # on from epoch 2's checkpoint
+    from speciesfam.tune.history import merged_lines
+
+    frame = pd.DataFrame([json.loads(x) for x in merged_lines(str(trial))])
+    best = _best_epoch(SimpleNamespace(path=str(trial), filesystem=None, metrics_dataframe=frame, best_checkpoints=[]))
+    assert (best["val_macro_f1"], best["epoch"], best["epochs_run"]) == (0.9, 2, 4)

@@ -148,9 +148,10 @@ def _best_epoch(r) -> dict[str, Any]:
         ckpt, m = max(r.best_checkpoints, key=lambda cm: cm[1].get(metric, float("-inf")))
         best = {**best, **{k: m[k] for k in (metric, "epoch") if k in m},
                 "checkpoint_path": storage.to_uri(ckpt.filesystem, ckpt.path)}
-    # the trial's own epoch count: a resumed probe trial restarts its epochs while Tune's iterations go on
+    # the furthest epoch the trial reached: a resumed trial goes on from its checkpoint (its best epoch), so its
+    # epochs after it are reported again and its last report may be an earlier epoch than one reported before
     counter = next((c for c in ("epoch", "training_iteration") if c in hist and hist[c].notna().any()), None)
-    best["epochs_run"] = int(hist[counter].dropna().iloc[-1]) if counter else 0
+    best["epochs_run"] = int(hist[counter].max()) if counter else 0
     # None (unknown), not 0.0, for a trial that reported nothing: a failed trial took time too
     seconds = hist["time_total_s"].max() if "time_total_s" in hist else None
     best["seconds"] = float(seconds) if seconds is not None and seconds == seconds else None
