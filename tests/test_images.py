@@ -65,6 +65,20 @@ def test_a_damaged_exif_block_decodes_without_a_warning():
         assert decode_rgb(data).shape == (20, 30, 3) and probe(data)["width"] == 30
 
 
+@pytest.mark.parametrize("tag,kind,value", [(0x011A, 2, b"72\x00\x00"), (0x0128, 2, b"in\x00\x00"),
+                                            (0x0213, 2, b"1\x00\x00\x00")])
+def test_an_exif_tag_of_the_wrong_type_still_turns_the_image_upright(tag, kind, value):
+    """A JPEG whose EXIF stores a numeric tag as text (XResolution "72", ResolutionUnit, YCbCrPositioning)
+    beside an orientation crashed catalog, predict and evaluate with a traceback: Pillow's exif_transpose
+    writes the block back and raised TypeError (hostile tester round 42). Pillow opens it."""
+    import struct
+
+    ifd = (b"MM\x00*" + struct.pack(">IH", 8, 2) + struct.pack(">HHIH2x", 0x0112, 3, 1, 6)
+           + struct.pack(">HHI4s", tag, kind, len(value.rstrip(b"\x00")) + 1, value) + b"\x00" * 4)
+    data = encode(Image.new("RGB", (48, 32), (10, 200, 10)), "JPEG", exif=b"Exif\x00\x00" + ifd)
+    assert decode_rgb(data).shape == (48, 32, 3) and probe(data)["width"] == 32  # orientation 6: turned
+
+
 def test_odd_sample_formats_and_key_colour_transparency():
     """A float TIFF with one NaN pixel decoded all black; a 32-bit integer TIFF of values 0..255 was scaled as
     16-bit (max 1); a PNG's tRNS key colour (L or RGB) was not put on white as other transparency is (tester)."""

@@ -11,7 +11,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 # Pillow's own bomb limit is ~89 Mpx (warning) / 179 Mpx (error). 100 Mpx is larger than any real
 # photograph in the collections we target (EOL images are < 20 Mpx) and small enough to refuse bombs.
@@ -121,12 +121,26 @@ class ChangedError(DecodeError):
     """The file is not the one catalog read (its sha256 differs)."""
 
 
+# EXIF orientation -> the turn that makes the image upright (the TIFF/EXIF standard's, as Pillow's exif_transpose)
+_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+          5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_90}
+
+
 def upright(img: Image.Image) -> Image.Image:
     """``img`` turned as its EXIF orientation says. A damaged EXIF block is read as far as it goes, without
-    Pillow's 'Corrupt EXIF data' UserWarning (it reached predict's console: hostile tester)."""
+    Pillow's 'Corrupt EXIF data' UserWarning (it reached predict's console: hostile tester); one Pillow cannot
+    read at all leaves the image as stored. Only the orientation is read: Pillow's ``exif_transpose`` also
+    writes the EXIF block back without it, and a tag of the wrong type (XResolution as text) made that raise
+    TypeError in every stage (hostile tester round 42)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return ImageOps.exif_transpose(img) or img
+        try:
+            orientation = img.getexif().get(0x0112)  # ExifTags.Base.Orientation
+        except Exception:  # noqa: BLE001 -- EXIF is a hint: any block Pillow cannot parse reads as none
+            orientation = None
+    turn = _TURNS.get(orientation) if isinstance(orientation, int) else None
+    return img.transpose(turn) if turn is not None else img
 
 
 def read_rgb(path: str, size: int | None = None, sha256: str | None = None) -> np.ndarray:
