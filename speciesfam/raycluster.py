@@ -20,6 +20,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     from . import console
 
+    named = "--address" if address else "RAY_ADDRESS"
+    if address or os.environ.get("RAY_ADDRESS"):  # a wrong one is refused whether or not Ray runs here already
+        check_reachable(address or os.environ["RAY_ADDRESS"], named)
     if ray.is_initialized():
         return
     # Quiet workers unless --verbose (console.py); a TF_CPP_MIN_LOG_LEVEL the user set wins.
@@ -42,7 +45,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             kwargs = {"num_cpus": num_cpus, "include_dashboard": True, "dashboard_host": "127.0.0.1",
                       "dashboard_port": port, "_node_ip_address": "127.0.0.1"}
         try:
-            with _daemons_in_own_groups(not address), _interrupts_held() as held:
+            # SIGINT is held only while a local Ray starts (its daemons); joining a cluster leaves none behind
+            with _daemons_in_own_groups(not address), _interrupts_held(not address) as held:
                 # 'local': a new Ray even where `ray start` left /tmp/ray/ray_current_cluster (ray.init(None) joined
                 # that cluster, refusing num_cpus, or waited on a dead one's address for 35 s: round 41)
                 ray.init(address=address or "local", runtime_env={"env_vars": env},
@@ -120,13 +124,35 @@ def _stop_half_started_ray() -> None:
     ray.shutdown()
 
 
+def check_reachable(address: str, named: str = "--address", timeout_s: float = 5.0) -> None:
+    """Refuse a cluster address (``host:port``, ``ray://host:port``) where nothing accepts a connection within
+    ``timeout_s``: ``ray.init`` waited on it without end, printing Ray's C++ 'Failed to connect to GCS' warnings
+    every ~40 s (hostile tester round 42). 'auto' and other forms are left to Ray."""
+    import socket
+
+    from .errors import ConfigError
+
+    target = address.split("://", 1)[1] if address.startswith("ray://") else address
+    host, _, port = target.rstrip("/").rpartition(":")
+    if "://" in target or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        why = (f"no answer within {timeout_s:g} s" if isinstance(err, TimeoutError)
+               else (err.strerror or type(err).__name__).lower())
+        leave = "leave --address out" if named == "--address" else "unset RAY_ADDRESS"
+        raise ConfigError(f"{named} {address}: no Ray cluster answers there ({why}); check the head node's address "
+                          f"and port (`ray status` on the head prints it), or {leave} to run on a local Ray") from None
+
+
 @contextlib.contextmanager
-def _interrupts_held() -> Iterator[list[int]]:
+def _interrupts_held(hold: bool = True) -> Iterator[list[int]]:
     """SIGINT while Ray starts is held (the list it yields says whether one came) and acted on once it has
     started: a KeyboardInterrupt inside ``ray.init`` left the dashboard and runtime-env agents that the raylet
     had started running for a minute after the command exited 130."""
     held: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
+    if not hold or threading.current_thread() is not threading.main_thread():
         yield held
         return
     before = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))

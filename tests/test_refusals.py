@@ -379,3 +379,27 @@ def test_a_second_catalog_or_clean_on_a_run_folder_waits_for_the_first(tmp_path,
     finally:
         held.close()
     assert cli.main(["catalog", str(tmp_path / "images"), "--workdir", str(run)]) == 0
+
+
+def test_a_cluster_address_where_no_ray_answers_is_refused_at_once(tmp_path, monkeypatch, capsys):
+    """`--address 127.0.0.1:6399` with no cluster there waited without end, Ray's C++ 'Failed to connect to GCS'
+    warnings every ~40 s, Ctrl-C ignored (hostile tester round 42): one line naming it, exit 2."""
+    import socket
+    import time
+
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = str(tmp_path / "run")
+    make_embedding_run(run, rows=30, dim=4, families=3)
+    start = time.monotonic()
+    assert cli.main(["tune", "probe", "--workdir", run, "--smoke-test", "--address", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers there (connection refused)" in err, err
+    assert len(err.splitlines()) == 1 and time.monotonic() - start < 60
+    monkeypatch.setenv("RAY_ADDRESS", f"ray://localhost:{port}")
+    assert cli.main(["tune", "probe", "--workdir", run, "--smoke-test"]) == 2
+    err = capsys.readouterr().err
+    assert f"RAY_ADDRESS ray://localhost:{port}: no Ray cluster answers there" in err and "unset RAY_ADDRESS" in err, err
