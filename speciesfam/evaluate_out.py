@@ -9,6 +9,7 @@ import os
 from . import storage
 from .errors import SpeciesfamError
 from .lines import some
+from .listing import within_source
 
 REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "confusion.png", "per_class_f1.png")
 ROWS_COLUMNS = ("path", "label", "predicted", "probability", "status", "reason")  # rows.csv
@@ -59,7 +60,7 @@ def _refuse_out_in_source(out: str, manifest_uri: str | None, bundle: str) -> No
     folders = [stages.image_folder(storage.parent(manifest_uri)) if manifest_uri else None,
                recorded_trial(bundle).get("image_folder"), stages.image_folder(bundle_folder(bundle))]
     for source in folders:
-        if isinstance(source, str) and source and storage.within(out, source):
+        if isinstance(source, str) and source and within_source(out, source):
             raise SpeciesfamError(f"--out {out} is inside the image folder {source} that catalog read: the next "
                                   "catalog would take the reports for images; choose a folder outside it")
 

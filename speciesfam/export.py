@@ -26,6 +26,7 @@ from . import bundle as B
 from . import console, layout, stages, storage
 from .errors import SpeciesfamError, StageOrderError
 from .lines import some
+from .listing import within_source
 from .model_card import licence, model_card
 from .reproduce import versions
 from .tune.tracking import scored_trials
@@ -298,7 +299,7 @@ def check_out(out: str, workdir: str) -> None:
                               f"pass for that run's own: give a folder outside it (default: "
                               f"{layout.path(workdir, layout.BUNDLE)})")
     images = stages.image_folder(workdir)
-    if images and storage.within(out, images):  # the next catalog took the bundle's files for images
+    if images and within_source(out, images):  # the next catalog took the bundle's files for images
         raise SpeciesfamError(f"--out {out} is inside the image folder {images} that catalog read: the next catalog "
                               f"would take the bundle's files for images; give a folder outside it (default: "
                               f"{layout.path(workdir, layout.BUNDLE)})")

@@ -145,3 +145,31 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def within_source(uri: str, source: str) -> bool:
+    """True when ``uri`` is in image folder ``source`` as catalog reads it: in the folder itself, or in a folder
+    outside it that the walk reaches through a link (``imgs/Gamma -> /data/ext/Gamma``: an --out or --workdir
+    there passed the checks, and the next catalog took the run's plots for images: hostile tester round 42)."""
+    from .storage import local_path, within
+
+    if within(uri, source):
+        return True
+    if is_remote(source) or is_remote(uri):
+        return False
+    root = os.path.realpath(local_path(source))
+    todo, seen, linked = deque([root]), {root}, []
+    while todo:  # folders only, each real one once (a loop is cut as the walk cuts it)
+        try:
+            with os.scandir(todo.popleft()) as it:
+                dirs = [e for e in it if e.is_dir(follow_symlinks=True)]
+        except OSError:
+            continue
+        for e in dirs:
+            real = os.path.realpath(e.path)
+            if real not in seen:
+                seen.add(real)
+                todo.append(real)
+                if e.is_symlink() and os.path.commonpath([real, root]) != root:
+                    linked.append(real)
+    return any(within(uri, folder) for folder in linked)

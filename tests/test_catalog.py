@@ -230,8 +230,10 @@ def test_a_workdir_inside_the_image_folder_is_refused_before_anything_is_written
     (root / "Ranidae" / "run").mkdir()
     (root / "stages").mkdir()  # a family of that name made the image folder pass for a run folder
     shutil.copyfile(next((root / "Felidae").glob("*.jpg")), root / "stages" / "a.jpg")
+    shutil.move(str(root / "Ranidae"), str(tmp_path / "ext"))  # a family folder linked from elsewhere
+    (root / "Ranidae").symlink_to(tmp_path / "ext")
     files = sorted(root.rglob("*"))
-    for workdir in (root / "run", root, root / "Felidae" / "run", root / "Ranidae" / "run"):
+    for workdir in (root / "run", root, root / "Felidae" / "run", root / "Ranidae" / "run", tmp_path / "ext" / "r"):
         assert main(["catalog", str(root), "--workdir", str(workdir)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"--workdir {workdir} is inside the image folder {root}" in err, err

@@ -329,12 +329,16 @@ def test_export_refuses_an_out_folder_inside_the_image_folder_catalog_read(tmp_p
 
     (tmp_path / "imgs" / "Felidae").mkdir(parents=True)
     (tmp_path / "link").symlink_to(tmp_path / "imgs")
+    (tmp_path / "ext" / "Canidae").mkdir(parents=True)  # a family folder linked from elsewhere: catalog reads it
+    (tmp_path / "imgs" / "Canidae").symlink_to(tmp_path / "ext" / "Canidae")
     stages.finish(str(tmp_path / "run"), "catalog", config={"source": str(tmp_path / "imgs")})
-    for out in (tmp_path / "imgs" / "Felidae" / "bundle", tmp_path / "link" / "b", f"file://{tmp_path}/imgs/b2"):
+    for out in (tmp_path / "imgs" / "Felidae" / "bundle", tmp_path / "link" / "b", f"file://{tmp_path}/imgs/b2",
+                tmp_path / "imgs" / "Canidae" / "b3", tmp_path / "ext" / "Canidae" / "sub" / "b4"):
         with pytest.raises(SpeciesfamError, match=f"^--out {out} is inside the image folder {tmp_path / 'imgs'} "
                                                   "that catalog read: the next catalog would take the bundle's files"):
             check_out(str(out), str(tmp_path / "run"))
     check_out(str(tmp_path / "imgs-bundle"), str(tmp_path / "run"))  # beside it: fine
+    check_out(str(tmp_path / "ext" / "b5"), str(tmp_path / "run"))  # beside the linked family: fine
 
 
 def test_predict_names_a_semicolon_separated_manifest(tmp_path):

@@ -22,6 +22,7 @@ from .. import layout, storage
 from ..config import CatalogConfig
 from ..console import Progress
 from ..errors import SourceError, SpeciesfamError
+from ..listing import within_source
 from .catalog_report import class_weights, report
 from .images import DecodeError, probe, sniff
 from .sources import read_source
@@ -302,7 +303,7 @@ def _held(folder: str, ends: str) -> list[str]:
 def _refuse_workdir_inside(source: str, workdir: str) -> None:
     """A run folder in (or equal to) the image folder would be catalogued on the next run: its PNGs as a family,
     its other files as unreadable rows."""
-    if storage.within(workdir, source):
+    if within_source(workdir, source):
         src = source.rstrip("/") if storage.is_remote(source) else storage.filesystem(source)[1]
         raise SourceError(f"--workdir {workdir} is inside the image folder {source}: the next catalog would take "
                           "the run's own files (galleries, plots, logs) for images. Choose a workdir outside it, "
