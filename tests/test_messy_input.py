@@ -157,6 +157,13 @@ def test_heic_bytes_get_a_reason_that_names_the_format():
     buf = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buf, format="WEBP")
     assert sniff(buf.getvalue()[:16]) == "WEBP"
+    # a damaged file of a format Pillow reads is no missing plugin (a cut GIF read 'this Pillow cannot decode
+    # GIF (a plugin such as pillow-heif adds HEIC/AVIF)': hostile tester round 42)
+    for fmt, keep in (("GIF", 20), ("PNG", 30), ("TIFF", 100)):
+        buf = io.BytesIO()
+        Image.new("RGB", (40, 40), (9, 9, 9)).save(buf, format=fmt)
+        with pytest.raises(DecodeError, match=f"^corrupt or truncated {fmt} image, or a {fmt} variant Pillow"):
+            open_image(buf.getvalue()[:keep])
 
 
 def test_a_messy_bucket_is_accounted_like_a_folder(tmp_path, monkeypatch):

@@ -67,7 +67,11 @@ def open_image(data: bytes) -> Image.Image:
         raise DecodeError(f"decompression bomb: {err}") from err
     except Image.UnidentifiedImageError as err:
         fmt = sniff(data[:16])
-        if fmt:  # an image, in a format this Pillow cannot decode (HEIC/AVIF need a plugin)
+        Image.init()
+        if fmt and fmt.replace(" ", "") in Image.OPEN:  # a format it reads: this file's data is the trouble
+            raise DecodeError(f"corrupt or truncated {fmt} image, or a {fmt} variant Pillow cannot read (its "
+                              f"header is {fmt}'s, but Pillow could not read on)") from err
+        if fmt:  # an image, in a format this Pillow cannot decode (HEIC needs a plugin)
             raise DecodeError(f"{fmt} image, but this Pillow cannot decode {fmt} (a plugin such as "
                               "pillow-heif adds HEIC/AVIF)") from err
         raise DecodeError("not an image file (format not recognised)") from err
