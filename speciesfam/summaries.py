@@ -24,10 +24,15 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             if none_left:
                 alone += (f"; {counted(len(none_left), 'family', 'families')} with no usable file (see catalog.md): "
                           f"{some(none_left, quote=True)}")
-            empty = stages.summary(workdir, "catalog").get("empty_folders") or []
+            done = stages.summary(workdir, "catalog")
+            empty = done.get("empty_folders") or []
             if empty:
                 alone += (f"; {counted(len(empty), 'family folder')} holding no file (see catalog.md): "
                           f"{some(empty, quote=True)}")
+            if done.get("nested"):  # a taxonomy tree as folders: its deeper levels are no families
+                nest = done["nested"]
+                alone += (f"; {counted(nest['files'], 'file')} in subfolders of a family folder take its name "
+                          f"(e.g. {nest['example']!r} as {nest['family']!r}; see catalog.md)")
             return f"catalog: {counted(len(m), 'row')} ({parts}); {counted(n, 'family', 'families')}{alone}"
         if stage == "clean":
             c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))

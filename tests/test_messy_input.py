@@ -133,6 +133,32 @@ def test_a_family_folder_holding_no_file_is_named(tmp_path):
         "; 2 family folders holding no file (see catalog.md): 'Delta', 'Gamma'")
 
 
+def test_files_in_a_family_folders_subfolders_are_said_to_take_its_name(tmp_path):
+    """A taxonomy tree as folders (Order/Family/image): every image took its order's name as family, and neither
+    the console nor catalog.md said so (hostile tester round 42)."""
+    from speciesfam.summaries import summary_line
+
+    src = tmp_path / "tax"
+    family(src / "Carnivora", "Felidae", 3, 0)
+    family(src / "Carnivora", "Canidae", 3, 10)
+    family(src, "Rodentia", 3, 20)  # directly in its folder: no subfolder
+    (src / "Rodentia" / ".cache").mkdir()
+    png(src / "Rodentia" / ".cache" / "thumb.png", 30)  # hidden: skipped, not counted as labelled
+    m = run_catalog(str(src), str(tmp_path / "run"), SMALL)
+    assert sorted(m.loc[m["status"] == layout.OK, "label"].unique()) == ["Carnivora", "Rodentia"]
+    md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    assert ('- files in subfolders of a family folder, labelled by the family folder (the first folder level names '
+            'the family): 6, e.g. `"Carnivora/Canidae/img0.png"` as `"Carnivora"`') in md, md
+    assert summary_line(str(tmp_path / "run"), "catalog").endswith(
+        "; 6 files in subfolders of a family folder take its name (e.g. 'Carnivora/Canidae/img0.png' as "
+        "'Carnivora'; see catalog.md)")
+    family(tmp_path / "flat", "Alpha", 3, 40)
+    family(tmp_path / "flat", "Beta", 3, 50)
+    run_catalog(str(tmp_path / "flat"), str(tmp_path / "run2"), SMALL)
+    assert "subfolders" not in summary_line(str(tmp_path / "run2"), "catalog")
+    assert "subfolders" not in (tmp_path / "run2" / layout.CATALOG_MD).read_text()
+
+
 def test_non_image_larger_than_the_limit_is_not_read_whole(tmp_path, monkeypatch):
     from speciesfam.data import catalog
 

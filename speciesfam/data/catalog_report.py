@@ -60,6 +60,12 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
     if attrs.get("empty_folders"):
         lines.append(f"- family folders holding no file (no rows, no family): "
                      f"{', '.join(code(json.dumps(name)) for name in attrs['empty_folders'])}")
+    if attrs.get("nested"):
+        n = attrs["nested"]
+        lines.append(f"- files in subfolders of a family folder, labelled by the family folder (the first folder level "
+                     f"names the family): {n['files']}, e.g. {code(json.dumps(n['example']))} as "
+                     f"{code(json.dumps(n['family']))}; to label by a deeper level, give a manifest with a `label` "
+                     "column")
     if no_usable_families(manifest):
         lines.append(f"- families with no usable file (their rows are under Not used): "
                      f"{', '.join(code(json.dumps(name)) for name in no_usable_families(manifest))}")

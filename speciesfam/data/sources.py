@@ -87,7 +87,11 @@ def read_folder(source: str) -> "pd.DataFrame":
     listed = {e.rel.split("/")[0] for e in entries}
     # a family folder holding no file is no row; catalog.md and the console name it (an emptied or mis-copied one)
     empty = [name for name in top_folders(source) if name not in listed and not name.startswith(".")]
-    df.attrs.update(files_seen=len(entries), aliases=aliases, empty_folders=empty)
+    # files below a family folder's subfolders take its name ('Carnivora/Felidae/x.jpg' -> 'Carnivora'): said, so
+    # a taxonomy tree kept as folders does not lose its families unseen (hostile tester round 42)
+    deeper = [e.rel for e in entries if e.rel.count("/") >= 2 and not skip_reason(e.rel)]
+    nested = {"files": len(deeper), "example": deeper[0], "family": deeper[0].split("/")[0]} if deeper else None
+    df.attrs.update(files_seen=len(entries), aliases=aliases, empty_folders=empty, nested=nested)
     return df
 
 
