@@ -199,3 +199,29 @@ def test_pretrained_weights_that_cannot_be_had_fail_in_one_line_before_any_actor
 
     with pytest.raises(SpeciesfamError, match=f"{LOAD_FAILED} 'local-dir:{local}'"):
         open_clip_embedder(CleanConfig(model=f"local-dir:{local}"))
+
+
+def test_a_very_thin_image_is_embedded_from_its_middle_with_the_same_pixels():
+    """A 10,000 x 1 image took 3.5 GB in open_clip's preprocessing (its short side resized to 224 first); the
+    model's centre crop keeps the middle square, so the middle 10:1 gives the same input, up to where the crop
+    falls within a pixel of the resized image (round 42)."""
+    import open_clip
+    from PIL import Image
+
+    from speciesfam.data.embedders import MAX_ASPECT, Embedder
+
+    transform, seen = open_clip.image_transform(224, is_train=False), []
+
+    def preprocess(img):
+        seen.append(img.size)
+        return transform(img).numpy()
+
+    embedder = Embedder("t", preprocess, lambda batch: batch.reshape(len(batch), -1))
+    for shape in ((3, 500, 3), (701, 5, 3), (40, 60, 3)):
+        y, x = np.mgrid[:shape[0], :shape[1]]  # a picture, not noise: smooth along the long side
+        image = np.stack([(127 + 120 * np.sin(x / 7 + y / 9 + c)).astype(np.uint8) for c in range(3)], -1)
+        whole = transform(Image.fromarray(image)).numpy().reshape(-1)
+        diff = np.abs(embedder.embed([image])[0] - whole)
+        assert diff.max() < 0.05 and diff.mean() < 0.005, (shape, diff.max(), diff.mean())
+        assert max(seen[-1]) <= MAX_ASPECT * min(seen[-1]) + 1  # + 1: as much cut from each end
+    assert seen == [(30, 3), (5, 51), (60, 40)]

@@ -40,8 +40,29 @@ class Embedder:
         stage and for probe bundles alike (a head must see its training embeddings' preprocessing)."""
         from PIL import Image
 
-        x = np.stack([self.preprocess(Image.fromarray(np.asarray(im, np.uint8))) for im in images])
+        x = np.stack([self.preprocess(Image.fromarray(centre_crop_aspect(np.asarray(im, np.uint8))))
+                      for im in images])
         return np.asarray(self.encode(x), np.float32)
+
+
+# The longest side an image keeps, in multiples of its shortest, before the model's preprocessing. open_clip's
+# resizes the shortest side to 224 first: a 10,000 x 1 image became a 2,240,000 x 224 float image (3.5 GB; one of
+# 100,000 x 1, a few hundred bytes on disk, ~20 GB: hostile tester round 42). Its centre crop keeps only the middle
+# square, so keeping the middle 10:1 gives it the same input, up to where the crop falls within a pixel of the
+# resized image (checked in tests/test_clean.py).
+MAX_ASPECT = 10
+
+
+def centre_crop_aspect(image: np.ndarray, limit: int = MAX_ASPECT) -> np.ndarray:
+    """The middle of an (H, W, 3) image whose long side is over ``limit`` times its short side, cut to that."""
+    h, w = image.shape[:2]
+    keep = limit * max(1, min(h, w))
+    if max(h, w) <= keep:
+        return image
+    keep += (max(h, w) - keep) % 2  # as much cut from each end: the middle stays the middle
+    if w > h:
+        return image[:, (w - keep) // 2:(w - keep) // 2 + keep]
+    return image[(h - keep) // 2:(h - keep) // 2 + keep]
 
 
 def model_id(cfg: CleanConfig) -> str:
