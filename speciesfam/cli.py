@@ -257,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
     and the report; errors in one line); returns the exit status. The job scripts run their stages through it."""
     from . import console
 
+    from . import storage
+
     who = OneLineParser.shown_as or f"speciesfam {args.command}"  # a job script's lines name the script
     console.stop_on_ctrl_c()
     try:
@@ -265,11 +267,14 @@ def run(args: argparse.Namespace) -> int:
                             ("source", "SOURCE"), ("bundle", "BUNDLE")):
             if isinstance(getattr(args, name, None), str) and not getattr(args, name).strip():
                 raise SpeciesfamError(f"{shown} {getattr(args, name)!r}: give a path")
+            if isinstance(getattr(args, name, None), str):
+                storage.check_utf8(getattr(args, name), shown)
         if any(not p.strip() for p in getattr(args, "paths", None) or []):
             raise SpeciesfamError("an empty image path was given (''): give a file or folder")
+        for path in getattr(args, "paths", None) or []:  # a file of such a name is a row that says so
+            if os.path.isdir(path):
+                storage.check_utf8(path, "the folder")
         if isinstance(getattr(args, "bundle", None), str):  # a bundle is a local folder: a file URI is its path
-            from . import storage
-
             args.bundle = args.bundle if storage.is_remote(args.bundle) else storage.local_path(args.bundle)
         if args.command in STAGES:
             return _run_stage(args)

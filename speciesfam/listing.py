@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from .storage import BROKEN_LINK, filesystem, is_remote, not_regular
+from .storage import BROKEN_LINK, NOT_UTF8, filesystem, is_remote, not_regular
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,7 @@ def _walk_local(root: str, list_file_links: bool) -> tuple[list[Entry], int]:
                 return
             seen_files.add(real)
         if not _utf8(path):  # a name Parquet cannot store: keep a readable form, say why it is unusable
-            path = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            rel = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            problem = problem or "file name is not valid UTF-8"
+            path, rel, problem = shown(path), shown(rel), problem or NOT_UTF8
         entries.append(Entry(path, rel, problem))
 
     while folders or dir_links:
@@ -137,6 +135,11 @@ def _walk_local(root: str, list_file_links: bool) -> tuple[list[Entry], int]:
     for link, rel in file_links:
         add(link, rel, None if list_file_links else os.path.realpath(link))
     return entries, aliases
+
+
+def shown(name: str) -> str:
+    """A name as rows and reports keep it: a byte that is not UTF-8 written as ``\\xe9``."""
+    return name if _utf8(name) else name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _utf8(text: str) -> bool:

@@ -73,7 +73,9 @@ def stage_logs(workdir: str, stage: str, command: list[str] | None = None) -> It
     logs = storage.filesystem(layout.path(workdir, layout.LOGS))[1]
     made = [p for p in (os.path.dirname(logs), logs) if not os.path.lexists(p)]  # what a refused command undoes
     path = os.path.join(logs, f"{stage}.log")
-    handler = _LazyFileHandler(path, mode="a", encoding="utf-8", delay=True)  # no folder for a refused command
+    # delay: no folder for a refused command; a file name that is not UTF-8 is written with its byte escaped (the
+    # log was dropped from that record on: hostile tester round 42)
+    handler = _LazyFileHandler(path, mode="a", encoding="utf-8", errors="backslashreplace", delay=True)
     handler.stage = stage
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -80,8 +80,27 @@ def path_hint(path: str) -> str:
     return ""
 
 
+NOT_UTF8 = ("file name is not valid UTF-8 (a byte of another encoding): rename it to UTF-8, e.g. "
+            "`convmv -f latin1 -t utf8 --notest FILE`")
+
+
+def check_utf8(path: str, shown: str) -> None:
+    """Refuse a path given on the command line that holds a byte no UTF-8 name has (Python keeps it as a lone
+    surrogate): every file and log of the run would fail on it, with a traceback (hostile tester round 42)."""
+    from .errors import ConfigError
+
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{shown} {path.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')} "
+                          "is not valid UTF-8 (a byte of another encoding in its name): rename it to UTF-8, e.g. "
+                          "`convmv -f latin1 -t utf8 --notest -r PATH`, or give another path") from None
+
+
 def read_error(err: BaseException, path: str) -> str:
     """A row's reason for a file that could not be read: the error, and for a missing file ``path_hint``."""
+    if isinstance(err, UnicodeEncodeError):  # a name with a byte of another encoding (as catalog's walk says it)
+        return NOT_UTF8
     return f"cannot read file: {said(err)}{path_hint(path) if isinstance(err, FileNotFoundError) else ''}"
 
 

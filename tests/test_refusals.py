@@ -129,8 +129,39 @@ def test_predict_rows_of_a_folder_keep_why_a_file_cannot_be_read(tmp_path):
     open(name, "wb").close()
     rows = input_rows(str(folder)).set_index("path")["error"]
     (odd,) = [p for p in rows.index if "caf" in p]  # shown with the byte escaped, as catalog shows it
-    assert rows[str(folder / "ok.jpg")] == "" and rows[odd] == "file name is not valid UTF-8"
+    assert rows[str(folder / "ok.jpg")] == "" and rows[odd].startswith("file name is not valid UTF-8 (a byte of "
+                                                                       "another encoding): rename it to UTF-8")
     assert not storage.is_dir(os.fsdecode(name)) and storage.is_dir(str(folder))
+
+
+def test_a_path_that_is_not_utf8_is_refused_in_one_line_and_a_file_says_why(tmp_path, capsys):
+    """A source folder or --workdir with a Latin-1 byte in its name: a traceback (UnicodeEncodeError in pyarrow,
+    the lock file); an image file of such a name given to predict: 'cannot read file: 'utf-8' codec can't encode
+    character ...' (hostile tester round 42)."""
+    from speciesfam.data.images import DecodeError, read_rgb
+
+    odd = os.fsdecode(os.fsencode(str(tmp_path)) + b"/src\xe9")
+    os.makedirs(os.path.join(odd, "Alpha"))
+    for argv, shown in ((["catalog", odd, "--workdir", str(tmp_path / "run")], "SOURCE"),
+                        (["catalog", str(tmp_path), "--workdir", odd + "-run"], "--workdir")):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{shown} {tmp_path}/src\\xe9" in err and "is not valid UTF-8" in err, err
+    assert not os.path.exists(odd + "-run")
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(os.path.join(odd, "Alpha", "x.png"))
+    with pytest.raises(DecodeError, match="^file name is not valid UTF-8"):
+        read_rgb(os.path.join(odd, "Alpha", "x.png"))
+    # a family folder of such a name holds files: catalog said it held none (its files' rows say why)
+    src = tmp_path / "src2"
+    for fam in ("Alpha", "Beta", os.fsdecode(b"Gam\xe9")):
+        for i in range(3):
+            os.makedirs(src / fam, exist_ok=True)
+            Image.new("RGB", (8, 8), (i, len(fam), 9)).save(src / fam / f"{i}.png")
+    assert cli.main(["catalog", str(src), "--workdir", str(tmp_path / "run2"), "--min-images", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "holding no file" not in out and "6 ok, 3 unreadable" in out.replace("3 unreadable, 6 ok", "6 ok, 3 unreadable"), out
 
 
 def test_hidden_and_system_files_in_a_predicted_folder_are_skipped_not_failed(tmp_path):
