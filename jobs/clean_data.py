@@ -4,6 +4,7 @@
     python jobs/clean_data.py --smoke-test --workdir runs/smoke     # bundled demo data, random CLIP weights
 """
 
+import os
 import sys
 
 import _common  # noqa: F401  (puts the repo root on sys.path)
@@ -31,9 +32,13 @@ if not args.data:
 
     args.data = demo_images()
 args.source = args.data
-try:  # both stages' flags and clean's weights, before the catalog pass (else found after it)
+try:  # both stages' flags, clean's weights and the cluster, before the catalog pass (else found after it)
     config_from_args(CatalogConfig, args)
     fetch_pretrained(cli.clean_config(args))
+    if os.environ.get("RAY_ADDRESS"):
+        from speciesfam.raycluster import check_reachable
+
+        check_reachable(os.environ["RAY_ADDRESS"], "RAY_ADDRESS")
 except SpeciesfamError as err:
     print(f"{parser.prog}: error: {err}", file=sys.stderr)
     sys.exit(2)

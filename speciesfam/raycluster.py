@@ -125,25 +125,40 @@ def _stop_half_started_ray() -> None:
 
 
 def check_reachable(address: str, named: str = "--address", timeout_s: float = 5.0) -> None:
-    """Refuse a cluster address (``host:port``, ``ray://host:port``) where nothing accepts a connection within
-    ``timeout_s``: ``ray.init`` waited on it without end, printing Ray's C++ 'Failed to connect to GCS' warnings
-    every ~40 s (hostile tester round 42). 'auto' and other forms are left to Ray."""
+    """Refuse a cluster address that is no Ray cluster's, in one line, before ``ray.init``: a malformed one (Ray
+    raised ValueError: a traceback), one where nothing accepts a connection within ``timeout_s`` or where the
+    program listening does not speak gRPC (HTTP/2) as Ray's GCS and client server do (a web server, the
+    dashboard's port): ``ray.init`` waited on those without end, printing Ray's C++ 'Failed to connect to GCS'
+    warnings every ~40 s (hostile tester rounds 42, 43). 'auto' and 'local' are left to Ray."""
     import socket
 
     from .errors import ConfigError
 
+    leave = "leave --address out" if named == "--address" else "unset RAY_ADDRESS"
+    if address in ("auto", "local"):
+        return
     target = address.split("://", 1)[1] if address.startswith("ray://") else address
     host, _, port = target.rstrip("/").rpartition(":")
-    if "://" in target or not host or not port.isdigit():
-        return
+    if "://" in target or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        dashboard = (" (an http:// address is the dashboard's, for `ray job submit --address`)"
+                     if "://" in target else "")
+        raise ConfigError(f"{named} {address}: expected HOST:PORT of a Ray cluster's head, as `ray start --head` "
+                          f"prints it (e.g. 10.0.0.5:6379), or ray://HOST:10001 for Ray Client{dashboard}; or "
+                          f"{leave} to run on a local Ray")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as conn:
+            conn.settimeout(timeout_s)  # HTTP/2's client preface and an empty SETTINGS frame; gRPC answers SETTINGS
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            answer = conn.recv(9)
     except OSError as err:
         why = (f"no answer within {timeout_s:g} s" if isinstance(err, TimeoutError)
                else (err.strerror or type(err).__name__).lower())
-        leave = "leave --address out" if named == "--address" else "unset RAY_ADDRESS"
         raise ConfigError(f"{named} {address}: no Ray cluster answers there ({why}); check the head node's address "
                           f"and port (`ray status` on the head prints it), or {leave} to run on a local Ray") from None
+    if len(answer) < 4 or answer[3] != 4:
+        raise ConfigError(f"{named} {address}: a program answers there, but not a Ray cluster (Ray's head takes "
+                          "connections on its GCS port, 6379 unless `ray start --head --port` set another; 8265 is "
+                          f"the dashboard's, for `ray job submit`); check the port, or {leave} to run on a local Ray")
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 user errors are one line (exit 2), programming errors keep their traceback."""
 
 import dataclasses
+import os
 import re
 import subprocess
 import sys
@@ -85,12 +86,15 @@ def test_a_job_scripts_flag_error_names_the_script_and_python_m_speciesfam_runs(
     (["--outlier-z", "-1"], "--outlier-z -1.0 is invalid"),
     (["--pretrained", "no-such-tag"], "could not load open_clip model 'ViT-S-32' with pretrained='no-such-tag'"),
     # a stage's own refusal named `speciesfam catalog`, which the user never typed (hostile tester)
-    (["--data", "/nonexistent/speciesfam-images"], "/nonexistent/speciesfam-images does not exist")])
+    (["--data", "/nonexistent/speciesfam-images"], "/nonexistent/speciesfam-images does not exist"),
+    (["RAY_ADDRESS=127.0.0.1:1"], "RAY_ADDRESS 127.0.0.1:1: no Ray cluster answers there")])  # round 43
 def test_the_clean_job_refuses_a_bad_clean_flag_before_it_catalogs(tmp_path, flags, error):
     """It catalogued the whole collection (12k images on a cluster) before the clean flag (or the CLIP weights it
-    names) was checked."""
+    names, or the cluster's address) was checked."""
+    env = {**os.environ, **dict(f.split("=", 1) for f in flags if "=" in f)}
     bad = subprocess.run([sys.executable, str(ROOT / "jobs" / "clean_data.py"), "--smoke-test", "--workdir",
-                          str(tmp_path / "run"), *flags], capture_output=True, text=True)
+                          str(tmp_path / "run"), *[f for f in flags if "=" not in f]], capture_output=True, text=True,
+                         env=env)
     assert bad.returncode == 2 and bad.stderr.startswith(f"clean_data.py: error: {error}"), bad.stderr
     assert not (tmp_path / "run").exists() and "catalog" not in bad.stdout
 

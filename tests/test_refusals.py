@@ -438,3 +438,23 @@ def test_a_cluster_address_where_no_ray_answers_is_refused_at_once(tmp_path, mon
     assert cli.main(["tune", "probe", "--workdir", run, "--smoke-test"]) == 2
     err = capsys.readouterr().err
     assert f"RAY_ADDRESS ray://localhost:{port}: no Ray cluster answers there" in err and "unset RAY_ADDRESS" in err, err
+    monkeypatch.delenv("RAY_ADDRESS")
+    # a web server there (the dashboard's port, say) hung as well; a malformed address was a traceback (round 43)
+    import http.server
+    import threading
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):  # its request log would share stderr with the line tested
+            pass
+
+    web = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        for address, said in ((f"127.0.0.1:{web.server_port}", "a program answers there, but not a Ray cluster"),
+                              ("http://127.0.0.1:8265", "an http:// address is the dashboard's"),
+                              ("127.0.0.1", "expected HOST:PORT"), ("127.0.0.1:99999", "expected HOST:PORT")):
+            assert cli.main(["tune", "probe", "--workdir", run, "--smoke-test", "--address", address]) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and f"--address {address}: " in err and said in err, err
+    finally:
+        web.shutdown()
