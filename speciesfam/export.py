@@ -255,6 +255,9 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                                 "run_folder": os.path.abspath(workdir)},  # a damaged bundle names its export
                       "exported_at": stages.timestamp(), "versions": dict(versions())}
             metrics = {k: row.get(k) for k in (layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds")}
+            for k in ("best_epoch", "epochs_run"):  # 1, not 1.0: a trial with none (not_trained) made them floats
+                if isinstance(metrics[k], float) and metrics[k] == metrics[k]:
+                    metrics[k] = int(round(metrics[k]))
             if row.get("status") != layout.OK:
                 metrics.update(status=row.get("status"), error=row.get("error"))
             if os.path.exists(os.path.join(ckpt, "metrics.json")):  # the checkpoint's own epoch, per family

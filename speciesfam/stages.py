@@ -122,15 +122,16 @@ def upstream_ids(workdir: str, stage: str) -> dict[str, str]:
 
 def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
            summary: dict[str, Any] | None = None, built_from: dict[str, str] | None = None,
-           **extra: Any) -> dict[str, Any]:
-    """Write ``stage``'s record (a new run id, the upstream run ids it read: ``built_from``, from
-    ``check_upstream`` at its start, else those of now; config, summary, and ``extra`` fields); returns it.
+           run_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Write ``stage``'s record (a new run id unless ``run_id``: the outputs later stages read are those of that
+    run still; the upstream run ids it read: ``built_from``, from ``check_upstream`` at its start, else those of
+    now; config, summary, and ``extra`` fields); returns it.
 
     An upstream stage that ran again while this one worked (a catalog re-run during a search) is said: the
     record names the run this stage read, so later stages refuse its outputs (it named the new run, and export
     took a search's trials for the new catalog's splits: a 'test' set of training images)."""
     read = upstream_ids(workdir, stage) if built_from is None else built_from
-    rec = {"stage": stage, "run_id": uuid.uuid4().hex, "finished_at": timestamp(),
+    rec = {"stage": stage, "run_id": run_id or uuid.uuid4().hex, "finished_at": timestamp(),
            "built_from": read, "config": config or {}, "summary": summary or {}, **extra}
     storage.write_text(record_uri(workdir, stage), json.dumps(rec, indent=1, default=str, sort_keys=True))
     again = [up for up, run_id in upstream_ids(workdir, stage).items() if read.get(up) != run_id]

@@ -258,6 +258,32 @@ def test_a_bundle_made_stale_by_a_search_that_trained_nothing_advises_the_search
            "its first epoch was recorded" in page
 
 
+def test_a_search_that_trained_nothing_leaves_the_bundle_fresh_and_its_epochs_whole(probe_run, tmp_path, capsys):
+    """A search stopped by its time budget before any trial trained made the bundle stale: the report said to
+    export again, which made the same bundle anew and dropped its evaluation; exported after it, the epochs read
+    1.0 (the not_trained row made the column floats) (hostile tester round 43)."""
+    import json
+    import shutil
+
+    run = str(tmp_path / "run")
+    shutil.copytree(probe_run, run)
+    assert cli.main(["export", "--workdir", run]) == 0
+    assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "1", "--name", "empty",
+                     "--time-budget", "0.001"]) != 0
+    stages.check_fresh(run, "export")  # not stale: raises StageOrderError if it is
+    assert "Stale" not in (tmp_path / "run" / "report.html").read_text()
+    assert cli.main(["export", "--workdir", run]) == 0
+    metrics = json.loads((tmp_path / "run" / "bundle" / "metrics.json").read_text())
+    assert isinstance(metrics["best_epoch"], int) and isinstance(metrics["epochs_run"], int), metrics
+    assert f"at epoch {metrics['best_epoch']} (" in (tmp_path / "run" / "bundle" / "MODEL_CARD.md").read_text()
+    # the same name again, now training: the run changes (its trials are export's to choose from)
+    assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "1", "--max-epochs", "1",
+                     "--name", "empty"]) == 0
+    with pytest.raises(StageOrderError):
+        stages.check_fresh(run, "export")
+    capsys.readouterr()
+
+
 def test_a_bundle_made_stale_by_a_re_catalog_advises_every_stage_to_re_run_and_its_own_search(tmp_path):
     """After another search and a re-catalog, the report said to run export again (export then refused: tune
     was stale too) and named the latest search, not the bundle's (hostile tester round 39)."""

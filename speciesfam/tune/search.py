@@ -293,17 +293,23 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
     # come from any of them), the last one also as the record's own config.
     on_these = stages.upstream_ids(workdir, "tune") if built_from is None else built_from
     try:
-        earlier = (stages.load(workdir, "tune") or {}).get("searches") or {}
+        before = stages.load(workdir, "tune") or {}
+        earlier = before.get("searches") or {}
     except StageOrderError as err:  # a damaged tune record: rewritten with this search
         # not "run tune again to rewrite it": this is that run
         console.say(f"tune: warning: {getattr(err, 'damaged', err)}; rewritten, it now records this search only "
                     "(the trials of the others stay in trials.csv)")
-        earlier = {}
+        before, earlier = {}, {}
     searches = {n: s for n, s in earlier.items() if n != name and s.get("built_from") == on_these}
+    # A search that trained nothing, on the runs the last one read and replacing no search that trained, leaves
+    # export's choice as it was: the run id stays, so the bundle is not stale (the report said to export again,
+    # which made an identical bundle and dropped its evaluation: hostile tester round 43)
+    same = (not len(ok) and before.get("built_from") == on_these
+            and not ((earlier.get(name) or {}).get("summary") or {}).get("ok"))
     searches[name] = {"config": settings, "built_from": on_these, "finished_at": stages.timestamp(),
                       "summary": summary}  # the report: how each search ended, interrupted ones included
     stages.finish(workdir, "tune", config=settings, summary=summary,  # None too: --weights none differs
-                  built_from=on_these, searches=searches)
+                  built_from=on_these, searches=searches, run_id=before.get("run_id") if same else None)
 
 
 def check_some_trial_trained(table, trials_csv: str = "RUN/trials.csv", budget_hit: float | None = None) -> None:
