@@ -144,8 +144,20 @@ def reproduce(workdir: str, records: dict) -> dict:
         earlier = [(n, {"config": e["config"], "finished_at": e.get("finished_at"), "summary": e.get("summary")})
                    for n, e in (rec.get("searches") or {}).items() if n != latest]  # the record sorts by name
         runs += [(s, r) for r in _sources_first([*earlier, (latest, rec)])]
-    steps = [{"stage": s, "command": command(s, r, workdir), "finished_at": r.get("finished_at"), "ended": ended(r),
-              "run_id": r.get("run_id"),
+    # a search that trained nothing made nothing later stages read: its command would only fail again (its too
+    # small --time-budget, say: hostile tester round 43); the section names it instead
+    idle = [(s, r) for s, r in runs if s == "tune" and (r.get("summary") or {}).get("ok") == 0]
+    steps = [{"stage": s, "command": command(s, r, workdir) + _trial_note(s, r), "finished_at": r.get("finished_at"),
+              "ended": ended(r), "run_id": r.get("run_id"),
               "config": json.dumps(r.get("config", {}), indent=1, sort_keys=True, default=str)}
-             for s, r in runs]
-    return {"steps": steps, "versions": versions(), "workdir": workdir}
+             for s, r in runs if (s, r) not in idle]
+    left_out = [f"search {(r.get('config') or {}).get('name') or (r.get('summary') or {}).get('experiment')!r} "
+                f"({ended(r)})" for _, r in idle]
+    return {"steps": steps, "left_out": left_out, "versions": versions(), "workdir": workdir}
+
+
+def _trial_note(stage: str, rec: dict) -> str:
+    """A shell comment after an export of a chosen trial: a search run again draws other trial ids."""
+    trial = (rec.get("config") or {}).get("trial") if stage == "export" else None
+    return (f"   # {trial}: this run's trial id; a search run again draws new ids: give its trial of the same "
+            "settings (RUN/trials.csv)") if trial else ""

@@ -88,7 +88,17 @@ def test_how_to_reproduce_lists_every_search_on_the_run_and_the_export_as_given(
     assert commands() == [f"speciesfam catalog /data/images --workdir {run}", f"speciesfam clean --workdir {run}",
                         f"speciesfam tune scratch --workdir {run} --num-samples 3 --name cnn",
                         f"speciesfam tune probe --workdir {run} --num-samples 7",
-                        f"speciesfam export --workdir {run} --trial t1 --out /srv/bundles/b1"], commands()
+                        f"speciesfam export --workdir {run} --trial t1 --out /srv/bundles/b1   # t1: this run's "
+                        "trial id; a search run again draws new ids: give its trial of the same settings "
+                        "(RUN/trials.csv)"], commands()
+    # a search that trained nothing (its --time-budget too small) is named, not listed: run as printed, it failed
+    idle = table.assign(status="not_trained", best_val_macro_f1=float("nan"))
+    record_search(run, TuneConfig(kind="probe", num_samples=1, time_budget_s=1.0, name="tb"), "tb", idle,
+                  time_budget_hit=True)
+    records = {s: stages.load(run, s) for s in ("catalog", "clean", "tune", "export")}
+    section = reproduce(run, records)
+    assert not any("--name tb" in st["command"] for st in section["steps"]) and len(section["steps"]) == 5
+    assert section["left_out"] == ["search 'tb' (trained nothing, ended)"]
 
     stages.finish(run, "clean", config={})  # clean ran again: the searches before it are not on this run's splits
     record_search(run, TuneConfig(kind="probe"), "probe", table)
@@ -136,8 +146,9 @@ def test_how_to_reproduce_lists_searches_in_the_order_they_ran_and_without_resum
     # a search whose every trial failed read 'tune: finished ...' (hostile tester round 33)
     failed = table.assign(status="error", best_val_macro_f1=float("nan"))
     record_search(run, TuneConfig(kind="probe", name="broken"), "broken", failed)
-    steps = reproduce(run, {s: stages.load(run, s) for s in ("catalog", "tune")})["steps"]
-    assert [st["ended"] for st in steps] == ["finished"] * 5 + ["trained nothing, ended"]
+    section = reproduce(run, {s: stages.load(run, s) for s in ("catalog", "tune")})  # it is named, not listed
+    assert [st["ended"] for st in section["steps"]] == ["finished"] * 5
+    assert section["left_out"] == ["search 'broken' (trained nothing, ended)"]
     # trials.csv deleted: the --resume named are those of each search that trained (broken's is refused: round 34;
     # naming one alone lost the others' trials: round 38)
     from speciesfam.tune.trials_file import trials_deleted
