@@ -129,11 +129,20 @@ def _predict(args: argparse.Namespace) -> int:
         return 1 if failed(table).any() else 0
     if not args.paths:
         raise SpeciesfamError("give image files, a folder or --manifest M")
+    import logging
+
+    from .console import say_err
     from .predict import predict_files, print_results
 
+    if args.address:  # read by a batch prediction only (hostile tester round 43: silently ignored)
+        say_err(f"predict: note: --address {args.address} is not read for image files, which are predicted here; "
+                "a folder or --manifest is predicted on the cluster")
     results = predict_files(args.bundle, args.paths, top_k=args.top_k)  # it checked the bundle: labels as loaded
     with open(os.path.join(args.bundle, "config.json"), encoding="utf-8") as f:
         print_results(results, args.format or "table", json.load(f)["labels"])
+    for r in results:  # the printed table is data; the log keeps which inputs failed and why
+        if "error" in r:
+            logging.getLogger("speciesfam.predict").info("not predicted: %s: %s", r.get("path"), r["error"])
     return 1 if any("error" in r for r in results) else 0
 
 

@@ -323,3 +323,18 @@ def test_the_model_card_counts_what_clean_took_out_by_cause(tmp_path):
                       {"epochs_run": 1, "best_val_macro_f1": 0.5, "best_epoch": 1, "seconds": 1.0}, {"trial_id": "t1"})
     assert "- clean with `m`, taking out 4 outliers (by quota: the top 10%), 22 label issues (cleanlab) and 2 " \
            "near-duplicates\n" in card, card
+
+
+def test_predict_of_files_says_address_is_not_read_and_logs_which_inputs_failed(probe_run, probe_bundle, tmp_path,
+                                                                                capsys):
+    """predict of image files took --address silently (only a batch prediction reads it), and predict.log's last
+    line said 'exit 1: some inputs could not be predicted' without which (hostile tester round 43)."""
+    from speciesfam import cli
+
+    good = val_rows(probe_run)["path"].iloc[0]
+    (tmp_path / "bad.jpg").write_bytes(b"x")
+    assert cli.main(["predict", str(probe_bundle), good, str(tmp_path / "bad.jpg"), "--address", "127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err
+    assert "predict: note: --address 127.0.0.1:1 is not read for image files, which are predicted here" in err, err
+    log = (probe_run / "logs" / "predict.log").read_text()
+    assert f"not predicted: {tmp_path / 'bad.jpg'}: " in log, log[-2000:]
