@@ -306,8 +306,12 @@ def run(args: argparse.Namespace) -> int:
         from . import storage
 
         logging.getLogger("speciesfam").info("%s: %s", who, err, exc_info=True)  # the traceback: the log only
-        print(f"{who}: error: {type(err).__name__}: {storage.said(err)} (check the path, its permissions and free "
-              f"space; for s3:// or gs://, the bucket, the credentials and the endpoint)", file=sys.stderr)
+        # Ray's own connection errors ('Could not find any running Ray instance', 'ray client connection timeout')
+        # are about the cluster's address, not storage (round 44)
+        hint = ("check the cluster's address (--address or RAY_ADDRESS) and that its head is up" if isinstance(
+            err, ConnectionError) and "ray" in str(err).lower() else "check the path, its permissions and free "
+                "space; for s3:// or gs://, the bucket, the credentials and the endpoint")
+        print(f"{who}: error: {type(err).__name__}: {storage.said(err)} ({hint})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         console.STOPPING.set()  # Ray's notes while it shuts down stay off the console too

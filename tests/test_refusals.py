@@ -452,9 +452,49 @@ def test_a_cluster_address_where_no_ray_answers_is_refused_at_once(tmp_path, mon
     try:
         for address, said in ((f"127.0.0.1:{web.server_port}", "a program answers there, but not a Ray cluster"),
                               ("http://127.0.0.1:8265", "an http:// address is the dashboard's"),
-                              ("127.0.0.1", "expected HOST:PORT"), ("127.0.0.1:99999", "expected HOST:PORT")):
+                              ("127.0.0.1", "expected HOST:PORT"), ("127.0.0.1:99999", "expected HOST:PORT"),
+                              (f"127.0.0.1:{web.server_port}/", "expected HOST:PORT")):  # Ray's ValueError: round 44
             assert cli.main(["tune", "probe", "--workdir", run, "--smoke-test", "--address", address]) == 2
             err = capsys.readouterr().err.strip()
             assert len(err.splitlines()) == 1 and f"--address {address}: " in err and said in err, err
     finally:
         web.shutdown()
+
+
+def test_a_grpc_server_that_is_not_rays_gcs_is_refused_and_rays_is_taken(ray_session, capsys):
+    """Any gRPC server passed the HTTP/2 check, Ray Client's port 10001 given without ray:// among them, and
+    ray.init waited on it without end (hostile tester round 44). Ray's own GCS must pass."""
+    from concurrent import futures
+
+    import grpc
+    import ray
+
+    from speciesfam.raycluster import check_reachable
+
+    server = grpc.server(futures.ThreadPoolExecutor(1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with pytest.raises(ConfigError, match=f"^--address 127.0.0.1:{port}: a program answers there, but not a "
+                                              "Ray cluster's head"):
+            check_reachable(f"127.0.0.1:{port}")
+    finally:
+        server.stop(None)
+    check_reachable(ray.get_runtime_context().gcs_address)  # this session's Ray: no error
+
+
+def test_rays_connection_errors_point_at_the_address_not_at_storage(tmp_path, monkeypatch, capsys):
+    """'ConnectionError: Could not find any running Ray instance ... (check the path, its permissions and free
+    space; for s3:// ...)' (hostile tester round 44): Ray's errors name the cluster's address; storage's keep theirs."""
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+
+    run = str(tmp_path / "run")
+    make_embedding_run(run, rows=30, dim=4, families=3)
+    for err, hint in ((ConnectionError("Could not find any running Ray instance."), "check the cluster's address"),
+                      (ConnectionError("Connection refused by endpoint s3.local"), "check the path, its permissions")):
+        def fail(args, err=err):
+            raise err
+
+        monkeypatch.setitem(cli.COMMANDS, "report", fail)
+        assert cli.main(["report", "--workdir", run]) == 2
+        assert f"({hint}" in capsys.readouterr().err
