@@ -264,9 +264,7 @@ def take_verbose(argv: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """One parsed command, as ``speciesfam COMMAND`` runs it (a stage keeps its logs and ends with its summary
     and the report; errors in one line); returns the exit status. The job scripts run their stages through it."""
-    from . import console
-
-    from . import storage
+    from . import console, storage
 
     who = OneLineParser.shown_as or f"speciesfam {args.command}"  # a job script's lines name the script
     console.stop_on_ctrl_c()
@@ -302,8 +300,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except OSError as err:  # the machine's or the storage's answer (a path under a file, no bucket, no access)
         import logging
-
-        from . import storage
 
         logging.getLogger("speciesfam").info("%s: %s", who, err, exc_info=True)  # the traceback: the log only
         # Ray's own connection errors ('Could not find any running Ray instance', 'ray client connection timeout')

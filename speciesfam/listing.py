@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from .storage import BROKEN_LINK, NOT_UTF8, filesystem, is_remote, not_regular
+from .storage import BROKEN_LINK, NOT_UTF8, filesystem, is_remote, is_utf8, not_regular, shown
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def _walk_local(root: str, list_file_links: bool) -> tuple[list[Entry], int]:
                 aliases += 1
                 return
             seen_files.add(real)
-        if not _utf8(path):  # a name Parquet cannot store: keep a readable form, say why it is unusable
+        if not is_utf8(path):  # a name Parquet cannot store: keep a readable form, say why it is unusable
             path, rel, problem = shown(path), shown(rel), problem or NOT_UTF8
         entries.append(Entry(path, rel, problem))
 
@@ -135,19 +135,6 @@ def _walk_local(root: str, list_file_links: bool) -> tuple[list[Entry], int]:
     for link, rel in file_links:
         add(link, rel, None if list_file_links else os.path.realpath(link))
     return entries, aliases
-
-
-def shown(name: str) -> str:
-    """A name as rows and reports keep it: a byte that is not UTF-8 written as ``\\xe9``."""
-    return name if _utf8(name) else name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def within_source(uri: str, source: str) -> bool:

@@ -128,8 +128,9 @@ def check_reachable(address: str, named: str = "--address", timeout_s: float = 5
     """Refuse a cluster address that is no Ray cluster's, in one line, before ``ray.init``: a malformed one (Ray
     raised ValueError: a traceback), one where nothing accepts a connection within ``timeout_s`` or where the
     program listening does not speak gRPC (HTTP/2) as Ray's GCS and client server do (a web server, the
-    dashboard's port): ``ray.init`` waited on those without end, printing Ray's C++ 'Failed to connect to GCS'
-    warnings every ~40 s (hostile tester rounds 42, 43). 'auto' and 'local' are left to Ray."""
+    dashboard's port), or, for HOST:PORT, is not Ray's GCS (``_is_gcs``): ``ray.init`` waited on those without
+    end, printing Ray's C++ 'Failed to connect to GCS' warnings every ~40 s (hostile tester rounds 42-44).
+    'auto' and 'local' are left to Ray."""
     import socket
 
     from .errors import ConfigError

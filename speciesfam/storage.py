@@ -84,17 +84,28 @@ NOT_UTF8 = ("file name is not valid UTF-8 (a byte of another encoding): rename i
             "`convmv -f latin1 -t utf8 --notest FILE`")
 
 
-def check_utf8(path: str, shown: str) -> None:
-    """Refuse a path given on the command line that holds a byte no UTF-8 name has (Python keeps it as a lone
-    surrogate): every file and log of the run would fail on it, with a traceback (hostile tester round 42)."""
+def is_utf8(text: str) -> bool:
+    """Whether a name is valid UTF-8 (Python keeps a byte of another encoding as a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(name: str) -> str:
+    """A name as rows, reports and errors show it: a byte that is not UTF-8 written as ``\\xe9``."""
+    return name if is_utf8(name) else name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_utf8(path: str, flag: str) -> None:
+    """Refuse a path given on the command line (as ``flag``) that is not valid UTF-8: every file and log of the
+    run would fail on it, with a traceback (hostile tester round 42)."""
     from .errors import ConfigError
 
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(f"{shown} {path.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')} "
-                          "is not valid UTF-8 (a byte of another encoding in its name): rename it to UTF-8, e.g. "
-                          "`convmv -f latin1 -t utf8 --notest -r PATH`, or give another path") from None
+    if not is_utf8(path):
+        raise ConfigError(f"{flag} {shown(path)} is not valid UTF-8 (a byte of another encoding in its name): rename "
+                          "it to UTF-8, e.g. `convmv -f latin1 -t utf8 --notest -r PATH`, or give another path")
 
 
 def read_error(err: BaseException, path: str) -> str:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import layout, storage
 from ..errors import SourceError
-from ..listing import shown, top_folders, walk
+from ..listing import top_folders, walk
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,7 +86,8 @@ def read_folder(source: str) -> "pd.DataFrame":
     df = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
     listed = {e.rel.split("/")[0] for e in entries}
     # a family folder holding no file is no row; catalog.md and the console name it (an emptied or mis-copied one)
-    empty = [name for name in map(shown, top_folders(source)) if name not in listed and not name.startswith(".")]
+    empty = [name for name in map(storage.shown, top_folders(source))
+             if name not in listed and not name.startswith(".")]
     # files below a family folder's subfolders take its name ('Carnivora/Felidae/x.jpg' -> 'Carnivora'): said, so
     # a taxonomy tree kept as folders does not lose its families unseen (hostile tester round 42)
     deeper = [e.rel for e in entries if e.rel.count("/") >= 2 and not skip_reason(e.rel)]
