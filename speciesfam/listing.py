@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from .storage import BROKEN_LINK, NOT_UTF8, filesystem, is_remote, is_utf8, not_regular, shown
+from .storage import BROKEN_LINK, filesystem, is_remote, is_utf8, not_regular, not_utf8, shown
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def _walk_local(root: str, list_file_links: bool) -> tuple[list[Entry], int]:
                 return
             seen_files.add(real)
         if not is_utf8(path):  # a name Parquet cannot store: keep a readable form, say why it is unusable
-            path, rel, problem = shown(path), shown(rel), problem or NOT_UTF8
+            path, rel, problem = shown(path), shown(rel), problem or not_utf8(path)
         entries.append(Entry(path, rel, problem))
 
     while folders or dir_links:

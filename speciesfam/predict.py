@@ -44,16 +44,17 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     predictor = load_bundle(bundle)
     out, images, where = [], [], []
     for f in paths:
+        name = storage.shown(f)  # a byte that is not UTF-8 as '\xff', as catalog's and a folder's rows show it
         problem = resolve_path(f, os.getcwd())[1]  # an http:// URL: the words catalog uses
         if problem:
-            out.append({"path": f, "error": problem})
+            out.append({"path": name, "error": problem})
             continue
         try:
             images.append(read_rgb(f))
             where.append(len(out))
-            out.append({"path": f})
+            out.append({"path": name})
         except DecodeError as err:
-            out.append({"path": f, "error": str(err) or type(err).__name__})
+            out.append({"path": name, "error": str(err) or type(err).__name__})
     probs = predictor.predict(images, batch_size=batch_size)
     for i, top in zip(where, predictor.top_k(probs, top_k)):
         out[i]["top"] = top

@@ -130,21 +130,28 @@ def check_reachable(address: str, named: str = "--address", timeout_s: float = 5
     program listening does not speak gRPC (HTTP/2) as Ray's GCS and client server do (a web server, the
     dashboard's port), or, for HOST:PORT, is not Ray's GCS (``_is_gcs``): ``ray.init`` waited on those without
     end, printing Ray's C++ 'Failed to connect to GCS' warnings every ~40 s (hostile tester rounds 42-44).
-    'auto' and 'local' are left to Ray."""
+    'auto' is the address Ray would choose for it (RAY_ADDRESS, /tmp/ray/ray_current_cluster, a GCS running
+    here), checked the same way; 'local' starts a new Ray."""
     import socket
 
     from .errors import ConfigError
 
-    leave = "leave --address out" if named == "--address" else "unset RAY_ADDRESS"
-    if address in ("auto", "local"):
+    leave = "leave --address out" if named.startswith("--address") else "unset RAY_ADDRESS"
+    if address == "local":
+        return
+    if address == "auto":  # Ray's choice, checked: a cluster `ray start` left recorded but dead waited without end
+        found = _auto_address(named, leave)
+        if found:
+            check_reachable(found, f"{named} auto ({found}, the Ray cluster found on this machine; `ray stop` "
+                                   "forgets a dead one):", timeout_s)
         return
     target = address.split("://", 1)[1] if address.startswith("ray://") else address
     host, _, port = target.rpartition(":")  # 'HOST:PORT/' too is refused: Ray's own parse raised ValueError
     if "://" in target or not host or not port.isdigit() or not 0 < int(port) < 65536:
         dashboard = (" (an http:// address is the dashboard's, for `ray job submit --address`)"
                      if "://" in target else "")
-        raise ConfigError(f"{named} {address}: expected HOST:PORT of a Ray cluster's head, as `ray start --head` "
-                          f"prints it (e.g. 10.0.0.5:6379), or ray://HOST:10001 for Ray Client{dashboard}; or "
+        raise ConfigError(f"{_said(named, address)} expected HOST:PORT of a Ray cluster's head, as `ray start "
+                          f"--head` prints it (e.g. 10.0.0.5:6379), or ray://HOST:10001 for Ray Client{dashboard}; or "
                           f"{leave} to run on a local Ray")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as conn:
@@ -154,13 +161,33 @@ def check_reachable(address: str, named: str = "--address", timeout_s: float = 5
     except OSError as err:
         why = (f"no answer within {timeout_s:g} s" if isinstance(err, TimeoutError)
                else (err.strerror or type(err).__name__).lower())
-        raise ConfigError(f"{named} {address}: no Ray cluster answers there ({why}); check the head node's address "
-                          f"and port (`ray status` on the head prints it), or {leave} to run on a local Ray") from None
+        raise ConfigError(f"{_said(named, address)} no Ray cluster answers there ({why}); check the head node's "
+                          f"address and port (`ray status` on the head prints it), or {leave} to run on a local Ray") from None
     if len(answer) < 4 or answer[3] != 4 or (target == address and not _is_gcs(target, timeout_s)):
-        raise ConfigError(f"{named} {address}: a program answers there, but not a Ray cluster's head (it takes "
+        raise ConfigError(f"{_said(named, address)} a program answers there, but not a Ray cluster's head (it takes "
                           "connections on its GCS port, 6379 unless `ray start --head --port` set another; 8265 is "
                           "the dashboard's, for `ray job submit`; Ray Client's port, 10001, is given as ray://HOST:10001); "
                           f"check the port, or {leave} to run on a local Ray")
+
+
+def _said(named: str, address: str) -> str:
+    """How a refusal names the address: '--address HOST:PORT:', or for 'auto' the text naming what Ray found."""
+    return named if named.endswith(":") else f"{named} {address}:"
+
+
+def _auto_address(named: str, leave: str) -> str | None:
+    """The address ``ray.init(address='auto')`` would join (Ray's own lookup), or None where Ray moved it."""
+    from .errors import ConfigError
+
+    try:
+        from ray._private.services import get_ray_address_from_environment
+    except ImportError:
+        return None
+    try:
+        return get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise ConfigError(f"{named} auto: no Ray cluster runs on this machine (`ray start --head` starts one); "
+                          f"give the head's HOST:PORT, or {leave} to run on a local Ray") from None
 
 
 def _is_gcs(address: str, timeout_s: float) -> bool:

@@ -84,6 +84,17 @@ NOT_UTF8 = ("file name is not valid UTF-8 (a byte of another encoding): rename i
             "`convmv -f latin1 -t utf8 --notest FILE`")
 
 
+def not_utf8(path: str) -> str:
+    """A row's reason for a file whose path is not valid UTF-8: ``NOT_UTF8`` where its own name is at fault, else
+    the folder that is named (a file in such a family folder was told to rename itself: round 44)."""
+    parts = path.split("/")
+    bad = next((i for i, part in enumerate(parts[:-1]) if not is_utf8(part)), None)
+    if bad is None:
+        return NOT_UTF8
+    return (f"folder name {shown(parts[bad])} is not valid UTF-8 (a byte of another encoding): rename the folder "
+            f"to UTF-8, e.g. `convmv -f latin1 -t utf8 --notest -r FOLDER`")
+
+
 def is_utf8(text: str) -> bool:
     """Whether a name is valid UTF-8 (Python keeps a byte of another encoding as a lone surrogate)."""
     try:
@@ -111,7 +122,7 @@ def check_utf8(path: str, flag: str) -> None:
 def read_error(err: BaseException, path: str) -> str:
     """A row's reason for a file that could not be read: the error, and for a missing file ``path_hint``."""
     if isinstance(err, UnicodeEncodeError):  # a name with a byte of another encoding (as catalog's walk says it)
-        return NOT_UTF8
+        return not_utf8(path)
     return f"cannot read file: {said(err)}{path_hint(path) if isinstance(err, FileNotFoundError) else ''}"
 
 

@@ -94,12 +94,17 @@ def test_predict_cli_reports_a_bad_file_and_goes_on(demo_run, tmp_path, capsys):
     import os
 
     os.mkfifo(tmp_path / "pipe.jpg")  # opened, it would block predict forever
+    odd = os.fsdecode(os.fsencode(str(tmp_path)) + b"/d\xff/a.jpg")  # in a folder whose name is not UTF-8
+    os.makedirs(os.path.dirname(odd))
+    __import__("shutil").copy(good[0], odd)
     rc = main(["predict", str(workdir / "bundle"), str(good[0]), str(bad), str(good[1]), str(tmp_path / "pipe.jpg"),
-               "http://example.org/a.jpg", "--format", "json"])
+               "http://example.org/a.jpg", odd, "--format", "json"])
     rows = json.loads(capsys.readouterr().out)
-    assert rc == 1 and [("error" in r) for r in rows] == [False, True, False, True, True]
+    assert rc == 1 and [("error" in r) for r in rows] == [False, True, False, True, True, True]
     assert "top" in rows[2] and rows[3]["error"] == "cannot read file: not a regular file (a FIFO)"
     assert rows[4]["error"].startswith("unsupported URI scheme 'http://'")
+    # shown as catalog shows it (it read '\udcff'), the folder named as the one to rename (round 44)
+    assert rows[5]["path"] == f"{tmp_path}/d\\xff/a.jpg" and rows[5]["error"].startswith("folder name d\\xff is not")
 
 
 def test_evaluate_writes_reports_for_the_test_split(demo_run, tmp_path):
