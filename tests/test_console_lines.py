@@ -4,6 +4,7 @@ own patience), a search that trained nothing failing, the demo's nesting."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 
@@ -122,7 +123,8 @@ def test_trials_the_time_budget_stops_before_their_first_epoch_say_not_trained(t
                      max_concurrent=2, time_budget_s=3, seed=1)
     space = {"epochs": 3, "sleep": 0.1, "delay": 120}
     with Tee() as tee:
-        results, _ = fit(make_tuner(tune.with_resources(slow_toy, {"CPU": 0.5}), space, cfg, str(tmp_path / "tune"),
+        # 2 CPUs each: one trial starts, the other waits for its CPUs until the budget ends (never started)
+        results, _ = fit(make_tuner(tune.with_resources(slow_toy, {"CPU": 2}), space, cfg, str(tmp_path / "tune"),
                                     "late"), space, cfg)
     trial_lines = [ln for ln in tee.lines if re.match(r"\s+trial \d+", ln)]
     assert len(trial_lines) == 2 and all(ln.endswith("not trained: stopped by the time budget (3 s)")
@@ -134,6 +136,7 @@ def test_trials_the_time_budget_stops_before_their_first_epoch_say_not_trained(t
 
     assert set(pd.read_csv(tmp_path / "trials.csv")["search"]) == {"late"}  # trials.csv names each trial's search
     assert table["error"].str.contains("before its first epoch").all()
+    assert all(json.loads(c)["delay"] == 120 for c in table["config"])  # its settings, though it reported nothing
     with pytest.raises(SearchFailedError, match="no trial of 2 finished with a val macro-F1: ended before"):
         check_some_trial_trained(table)
 

@@ -170,12 +170,13 @@ def trial_table(results, kind: str | None = None, val_split: str = "") -> "pd.Da
     import pandas as pd
 
     rows = []
+    drawn = _drawn_configs(results)
     for r in results:
         best = _best_epoch(r)
         status, error = _outcome(r.error, best["epochs_run"])
-        config = dict(r.config or {})
-        trial_kind = kind or ("cnn" if "model" in config else "probe")
         trial_id = (r.metrics or {}).get("trial_id") or os.path.basename(r.path).split("_")[1]
+        config = dict(r.config or drawn.get(trial_id) or {})
+        trial_kind = kind or ("cnn" if "model" in config else "probe")
         rows.append({
             "trial_id": trial_id, "search": search_name(r.path), "kind": trial_kind,
             "model": config.get("model") or ("probe" if trial_kind == "probe" else ""),
@@ -187,6 +188,20 @@ def trial_table(results, kind: str | None = None, val_split: str = "") -> "pd.Da
             "trial_path": storage.to_uri(getattr(r, "filesystem", None), r.path), "val_split": val_split,
         })
     return rank_trials(pd.DataFrame(rows, columns=layout.TRIAL_COLUMNS))
+
+
+def _drawn_configs(results) -> dict[str, dict]:
+    """Each trial's settings as drawn, by trial id, for trials that reported nothing: a ``Result`` takes its
+    config from the trial's last report, so a trial the time budget stopped before its first had ``{}`` in
+    trials.csv. Tune's experiment state keeps it (read only where some trial needs it)."""
+    if all(r.config for r in results) or not hasattr(results, "experiment_path"):
+        return {}
+    from ray.tune import ExperimentAnalysis
+
+    try:
+        return ExperimentAnalysis(results.experiment_path, storage_filesystem=results.filesystem).get_all_configs()
+    except Exception:  # noqa: BLE001 -- a state Tune cannot read back: such rows keep {}
+        return {}
 
 
 def _outcome(error: BaseException | None, epochs_run: int) -> tuple[str, str]:
