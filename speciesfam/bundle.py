@@ -126,11 +126,19 @@ def read_config(path: str) -> dict[str, Any]:
     if config.get("schema") != SCHEMA or config.get("kind") not in KINDS:
         raise BundleError(f"{path}/{CONFIG} is not a {SCHEMA} v{SCHEMA_VERSION} config (schema "
                           f"{config.get('schema')!r}, kind {config.get('kind')!r}); {_reexport(path)}")
-    if int(config.get("schema_version", 0)) > SCHEMA_VERSION:
-        raise BundleError(f"{path} has bundle schema v{config['schema_version']}; this speciesfam reads up to "
-                          f"v{SCHEMA_VERSION}: upgrade speciesfam")
+    version = config.get("schema_version", 0)
+    if type(version) is not int:  # '2a', null, [2]: int() raised a traceback (hostile tester round 45)
+        raise BundleError(f"{path}: the bundle is damaged: {CONFIG}'s schema_version is {version!r}, not a whole "
+                          f"number; {_reexport(path)}")
+    if version > SCHEMA_VERSION:
+        raise BundleError(f"{path} has bundle schema v{version}; this speciesfam reads up to v{SCHEMA_VERSION}: "
+                          "upgrade speciesfam")
     if not (isinstance(expected, dict) and all(isinstance(v, str) for v in expected.values())):
         raise BundleError(f"{path}: the bundle is damaged: {CHECKSUMS} is not a map of file -> sha256; {_reexport(path)}")
+    outside = [f for f in expected if not _inside(path, f)]
+    if outside:  # '/dev/zero' was hashed without end, '/etc/hostname' read (round 45): a bundle is passed around
+        raise BundleError(f"{path}: the bundle is damaged: {CHECKSUMS} names {outside}, not files of the bundle "
+                          f"folder; {_reexport(path)}")
     needed = MODEL_FILE[config["kind"]]
     missing = [f for f in [needed, *expected] if not os.path.exists(os.path.join(path, f))]
     if missing:
@@ -138,13 +146,50 @@ def read_config(path: str) -> dict[str, Any]:
     unlisted = [f for f in (CONFIG, LABELS, needed) if f not in expected]
     if unlisted:  # the file is there, its checksum is not: it cannot be checked
         raise BundleError(f"{path}: the bundle is damaged: {CHECKSUMS} has no checksum for {unlisted}; {_reexport(path)}")
+    odd = [f for f in expected if not os.path.isfile(os.path.join(path, f))]
+    if odd:  # a folder: IsADirectoryError, with storage's advice
+        raise BundleError(f"{path}: the bundle is damaged: {odd} {'is' if len(odd) == 1 else 'are'} not a file; "
+                          f"{_reexport(path)}")
     changed = [f for f, digest in expected.items() if sha256_file(os.path.join(path, f)) != digest]
     if changed:
         raise BundleError(f"{path}: the bundle is damaged: {changed} changed since export (sha256 mismatch); {_reexport(path)}")
-    with open(os.path.join(path, LABELS)) as f:
-        if json.load(f) != config["labels"]:
-            raise BundleError(f"{path}: {LABELS} and {CONFIG} disagree on the families; {_reexport(path)}")
+    try:
+        with open(os.path.join(path, LABELS)) as f:
+            labels = json.load(f)
+    except ValueError as err:
+        raise BundleError(f"{path}: the bundle is damaged ({LABELS}: {err}); {_reexport(path)}") from err
+    if labels != config.get("labels"):
+        raise BundleError(f"{path}: {LABELS} and {CONFIG} disagree on the families; {_reexport(path)}")
+    problem = _config_problem(config)
+    if problem:  # a config edited and its checksums written anew: KeyError, IndexError, wrong families (round 45)
+        raise BundleError(f"{path}: the bundle is damaged: {CONFIG} {problem}; {_reexport(path)}")
     return config
+
+
+def _inside(bundle: str, rel: str) -> bool:
+    """Whether ``rel``, a checksums.json key, names a file within the bundle folder (relative, no '..')."""
+    parts = rel.split("/")
+    return bool(rel) and not os.path.isabs(rel) and ".." not in parts and "" not in parts and "\\" not in rel
+
+
+def _config_problem(config: dict[str, Any]) -> str:
+    """What makes a config.json unusable (its fields' types), '' if nothing: the families a non-empty list of
+    distinct strings; a CNN's image size a whole number > 0; a probe's embedder a record with its model id."""
+    labels = config.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        return f"has labels {str(labels)[:80]!r}, not a list of family names"
+    if len(set(labels)) != len(labels):
+        twice = sorted({x for x in labels if labels.count(x) > 1})
+        return f"names the families {twice} twice"
+    if config["kind"] == "cnn":
+        size = config.get("image_size")
+        if type(size) is not int or size < 1:
+            return f"has image_size {size!r}, not a whole number of pixels"
+    else:
+        spec = config.get("embedder")
+        if not isinstance(spec, dict) or not isinstance(spec.get("model_id"), str):
+            return f"has embedder {str(spec)[:80]!r}, not a record of the model that embeds its images"
+    return ""
 
 
 def is_bundle(folder: str) -> bool:
@@ -229,8 +274,22 @@ def _load_keras(file: str):
     try:
         return keras().saving.load_model(file, safe_mode=True)
     except Exception as err:  # zip, h5 and JSON errors all mean the same thing to a user
+        import zipfile
+
+        # Keras says 'File not found' of a file that is there but cut short (hostile tester round 45)
+        why = ("not a whole .keras archive: cut short, or not a Keras file" if not zipfile.is_zipfile(file)
+               else f"{type(err).__name__}: {err}")
         raise BundleError(f"{os.path.dirname(file)}: the bundle is damaged: {os.path.basename(file)} does not load "
-                          f"({type(err).__name__}: {err}); re-export it") from err
+                          f"({why}); re-export it") from err
+
+
+def _check_outputs(model, labels: list[str], file: str) -> None:
+    """The model gives one probability per family: 6 labels on a 4-way head printed wrong families, fewer an
+    IndexError (hostile tester round 45)."""
+    width = (getattr(model, "output_shape", None) or (None,))[-1]
+    if isinstance(width, int) and width != len(labels):
+        raise BundleError(f"{os.path.dirname(file)}: the bundle is damaged: {os.path.basename(file)} gives {width} "
+                          f"probabilities, {CONFIG} names {len(labels)} families; re-export it")
 
 
 class CNNPredictor(Predictor):
@@ -240,6 +299,7 @@ class CNNPredictor(Predictor):
         super().__init__(path, config)
         self.image_size = int(config["image_size"])
         self.model = _load_keras(os.path.join(path, CNN_MODEL))
+        _check_outputs(self.model, self.labels, os.path.join(path, CNN_MODEL))
 
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:
         x = np.stack([_resize(im, self.image_size) for im in images]).astype(np.float32)
@@ -303,6 +363,7 @@ class ProbePredictor(Predictor):
         # The embedder first (a user factory may import torch too), then Keras for the head.
         self.embedder = load_embedder(embedder_config(spec))
         self.head = _load_keras(os.path.join(path, PROBE_HEAD))
+        _check_outputs(self.head, self.labels, os.path.join(path, PROBE_HEAD))
 
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:
         return np.asarray(self.head.predict_on_batch(self.embedder.embed(images)))

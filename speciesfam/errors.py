@@ -36,3 +36,34 @@ class MissingPackageError(SpeciesfamError, ImportError):
 
 class SearchFailedError(SpeciesfamError, RuntimeError):
     """A search ended with no successful trial (the CLI exits non-zero)."""
+
+
+def inner_error(err: BaseException) -> SpeciesfamError | None:
+    """The ``SpeciesfamError`` an actor or task raised, found inside Ray's wrapping of it (Ray Data's
+    SystemException, RayTaskError's cause; an ActorDiedError keeps only the text of the actor's traceback, whose
+    last line names it: ``speciesfam.bundle.BundleError: ...``), or None. The driver says it in one line."""
+    import re
+
+    names: set[str] = set()
+    classes: list[type] = [SpeciesfamError]
+    while classes:
+        c = classes.pop()
+        names.add(c.__name__)
+        classes += c.__subclasses__()
+    said = re.compile(r"^speciesfam(?:\.\w+)*\.(\w+): (.+)$")
+    seen: set[int] = set()
+    todo: list[object] = [err]
+    text = None
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, SpeciesfamError):
+            return e
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+        for line in str(e).splitlines():
+            m = said.match(line.strip())
+            if m and m.group(1) in names:
+                text = m.group(2)
+    return SpeciesfamError(text) if text else None

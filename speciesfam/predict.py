@@ -15,12 +15,13 @@ stopped: rows whose path is already in the output or its parts are skipped, unle
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import console, storage
-from .errors import SpeciesfamError
+from .errors import SpeciesfamError, inner_error
 from .lines import counted
 from .predict_resume import (CARRIED, check_resume, file_stamps, key_columns, merged, read_done, to_predict,
                              todo_line, without_own_output)
@@ -30,6 +31,19 @@ if TYPE_CHECKING:
 
 DEFAULT_OUT = "predictions.parquet"
 SKIPPED = "skipped: "  # the error of a hidden or system file in a folder: left out, as catalog leaves it, no failure
+
+
+@contextlib.contextmanager
+def _actors_said() -> Iterator[None]:
+    """An actor's own refusal (a bundle whose model does not load there, say) as that one line, not Ray's
+    traceback (hostile tester round 45); the rows already written stay for a re-run to continue."""
+    try:
+        yield
+    except Exception as err:
+        inner = inner_error(err)
+        if inner is None:
+            raise
+        raise SpeciesfamError(str(inner)) from err
 
 
 def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int = 32) -> list[dict[str, Any]]:
@@ -290,7 +304,7 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
             buffer.clear()
             console.say(f"predict: {written}/{len(todo)} rows written")
 
-        with console.quiet_stderr("the prediction pipeline", python_too=False):  # Ray's C++ actor pool line
+        with console.quiet_stderr("the prediction pipeline", python_too=False), _actors_said():
             for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
                 buffer.append(batch)
                 if sum(len(b) for b in buffer) >= part_rows:

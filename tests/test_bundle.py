@@ -390,3 +390,98 @@ def test_manifest_rows_resolve_relative_paths_against_the_manifest_and_keep_labe
     (tmp_path / "ragged.csv").write_text("path,label\na.jpg,Felidae\nb.jpg,Canidae,extra\n")
     with pytest.raises(SpeciesfamError, match="not a well-formed CSV"):
         input_rows(manifest=str(tmp_path / "ragged.csv"))
+
+
+def test_a_bundle_edited_with_its_checksums_written_anew_is_refused_in_one_line(cnn_bundle, tmp_path, capsys):
+    """A bundle is passed around: config.json edited and checksums.json written anew (or edited alone) gave
+    tracebacks (KeyError, IndexError, int() of '2a'), wrong families (6 labels on a 4-way model, exit 0), and a
+    checksums.json naming /dev/zero hashed without end (hostile tester round 45). Each: one line, exit 2."""
+    import shutil
+
+    from speciesfam.bundle import checksums
+    from speciesfam.cli import main
+
+    _, _, bundle = cnn_bundle
+    image = tmp_path / "x.png"
+    __import__("PIL.Image").Image.new("RGB", (20, 20)).save(image)
+    config = json.loads((bundle / "config.json").read_text())
+    labels = config["labels"]
+
+    def tampered(name: str, config_edit: dict | None = None, sums_edit: dict | None = None, resum: bool = True,
+                 drop: str = "") -> Path:
+        b = Path(shutil.copytree(bundle, tmp_path / name))
+        conf = {k: v for k, v in {**config, **(config_edit or {})}.items() if k != drop}
+        (b / "config.json").write_text(json.dumps(conf))
+        (b / "labels.json").write_text(json.dumps(conf.get("labels")))
+        sums = checksums(str(b)) if resum else json.loads((bundle / "checksums.json").read_text())
+        (b / "checksums.json").write_text(json.dumps({**sums, **(sums_edit or {})}))
+        return b
+
+    cases = [
+        (tampered("version", {"schema_version": "2a"}, resum=False), "schema_version is '2a', not a whole number"),
+        (tampered("version_null", {"schema_version": None}), "schema_version is None, not a whole number"),
+        (tampered("more_labels", {"labels": labels + ["Extra1", "Extra2"]}),
+         f"model.keras gives {len(labels)} probabilities, config.json names {len(labels) + 2} families"),
+        (tampered("fewer_labels", {"labels": labels[:2]}),
+         f"model.keras gives {len(labels)} probabilities, config.json names 2 families"),
+        (tampered("twice", {"labels": [labels[0]] * len(labels)}), f"names the families {[labels[0]]!r} twice"),
+        (tampered("not_names", {"labels": [5] * len(labels)}), "not a list of family names"),
+        (tampered("no_labels", drop="labels"), "has labels 'None', not a list of family names"),
+        (tampered("size", {"image_size": "32"}), "has image_size '32', not a whole number of pixels"),
+        (tampered("no_size", drop="image_size"), "has image_size None"),
+        (tampered("devzero", sums_edit={"/dev/zero": "0" * 64}), "checksums.json names ['/dev/zero'], not files of"),
+        (tampered("up", sums_edit={"../x": "0" * 64}), "checksums.json names ['../x'], not files of"),
+    ]
+    sub = tampered("folder")
+    (sub / "sub").mkdir()
+    (sub / "checksums.json").write_text(json.dumps({**checksums(str(sub)), "sub": "0" * 64}))
+    cases.append((sub, "['sub'] is not a file"))
+    for b, said in cases:
+        assert main(["predict", str(b), str(image)]) == 2, b.name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{b}: the bundle is damaged: " in err and said in err, (b.name, err)
+    labelled = tmp_path / "set.csv"
+    labelled.write_text(f"path,label\n{image},{labels[0]}\n")
+    assert main(["evaluate", str(cases[2][0]), "--manifest", str(labelled), "--out", str(tmp_path / "ev")]) == 2
+    assert "gives" in capsys.readouterr().err  # evaluate indexed past the model's outputs
+
+
+def test_an_actors_refusal_is_found_in_rays_wrapping_of_it():
+    """An ActorDiedError keeps only the text of the actor's traceback: batch predict of a bundle whose model gives
+    4 probabilities for 6 families printed that traceback (hostile tester round 45); clean cut a refusal spanning
+    lines after its first. The refusal is found whole, as one line."""
+    from speciesfam.errors import SpeciesfamError, inner_error
+
+    raised = ("The actor died because of an error raised in its creation task, ray::MapWorker(...).__init__()\n"
+              "Traceback (most recent call last):\n  File \"bundle.py\", line 286, in _check_outputs\n"
+              "speciesfam.bundle.BundleError: /b: the bundle is damaged: model.keras gives 4 probabilities")
+    wrapped = RuntimeError("Task failed")
+    wrapped.__cause__ = Exception(raised)
+    assert str(inner_error(wrapped)) == "/b: the bundle is damaged: model.keras gives 4 probabilities"
+    own = SpeciesfamError("a refusal\nover two lines")
+    outer = RuntimeError("wrapper")
+    outer.__cause__ = own
+    assert inner_error(outer) is own
+    assert inner_error(ValueError("speciesfam.fake.NotOurs: x")) is None and inner_error(KeyError("k")) is None
+
+
+@pytest.mark.slow  # Ray Data actors (~20 s)
+def test_batch_prediction_with_a_model_that_disagrees_with_its_families_says_so(cnn_bundle, tmp_path, ray_session,
+                                                                                  capsys):
+    import shutil
+
+    from speciesfam.bundle import checksums
+    from speciesfam.cli import main
+
+    _, _, bundle = cnn_bundle
+    b = Path(shutil.copytree(bundle, tmp_path / "b"))
+    config = json.loads((b / "config.json").read_text())
+    config["labels"] += ["Extra"]
+    (b / "config.json").write_text(json.dumps(config))
+    (b / "labels.json").write_text(json.dumps(config["labels"]))
+    (b / "checksums.json").write_text(json.dumps(checksums(str(b))))
+    (tmp_path / "imgs").mkdir()
+    __import__("PIL.Image").Image.new("RGB", (20, 20)).save(tmp_path / "imgs" / "x.png")
+    assert main(["predict", str(b), str(tmp_path / "imgs"), "--out", str(tmp_path / "p.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().endswith("names 5 families; re-export it"), err

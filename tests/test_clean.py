@@ -1,5 +1,6 @@
 """Clean stage through the real Ray Data pipeline with real open_clip (random weights: offline)."""
 
+import json
 import shutil
 
 import numpy as np
@@ -199,6 +200,15 @@ def test_pretrained_weights_that_cannot_be_had_fail_in_one_line_before_any_actor
 
     with pytest.raises(SpeciesfamError, match=f"{LOAD_FAILED} 'local-dir:{local}'"):
         open_clip_embedder(CleanConfig(model=f"local-dir:{local}"))
+    # weights of another size than its config says: torch's detail spans lines, and clean's driver kept the first
+    # ('... state_dict for CLIP:'; round 45)
+    from test_local_weights import TINY, tiny_open_clip
+
+    other = tiny_open_clip(tmp_path / "other", 0)
+    (other / "open_clip_config.json").write_text(json.dumps({"model_cfg": {**TINY, "embed_dim": 32}}))
+    with pytest.raises(SpeciesfamError, match=f"{LOAD_FAILED} 'local-dir:{other}'") as err:
+        open_clip_embedder(CleanConfig(model=f"local-dir:{other}"))
+    assert "\n" not in str(err.value) and "state_dict for CLIP: size mismatch for " in str(err.value), str(err.value)
 
 
 def test_a_very_thin_image_is_embedded_from_its_middle_with_the_same_pixels():

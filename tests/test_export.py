@@ -168,7 +168,7 @@ def test_a_damaged_probe_bundle_is_refused(probe_run, probe_bundle, tmp_path):
     b = copy("corrupt")
     (b / "head.keras").write_bytes(b"not a zip")
     rewrite_checksums(b)
-    with pytest.raises(BundleError, match="head.keras does not load"):
+    with pytest.raises(BundleError, match=r"head.keras does not load \(not a whole .keras archive: cut short"):
         load_bundle(str(b))
     b = copy("weights")  # an embedder from a local weights file that is no longer the one trained on
     weights = tmp_path / "clip.bin"

@@ -327,7 +327,8 @@ def open_clip_embedder(cfg: CleanConfig, device: str | None = None) -> Embedder:
     except Exception as err:  # hub/network failures come in many types; name what was being fetched
         if pretrained or schema:
             # a SpeciesfamError: predict/evaluate loading a probe bundle's model say it in one line (a traceback)
-            raise SpeciesfamError(f"{LOAD_FAILED} {what_was_loaded(cfg)}: {err}. {offline_options(cfg)}") from err
+            detail = " ".join(str(err).split()).rstrip(".")  # torch's state_dict mismatch spans lines: one line
+            raise SpeciesfamError(f"{LOAD_FAILED} {what_was_loaded(cfg)}: {detail}. {offline_options(cfg)}") from err
         raise
     model.eval()
     dtype = next(model.parameters()).dtype

@@ -16,7 +16,7 @@ from .. import layout, lines, storage
 from ..console import Progress, quiet_stderr, say
 from ..config import CleanConfig
 from .embedders import load_embedder, model_id, split_id
-from ..errors import SpeciesfamError
+from ..errors import SpeciesfamError, inner_error
 from .images import DecodeError, changed_reason, read_rgb
 
 if TYPE_CHECKING:
@@ -145,6 +145,9 @@ def embed_with_ray(rows: "pd.DataFrame", cfg: CleanConfig) -> "pd.DataFrame":
                 progress.add(len(batch))
         return pd.concat(frames, ignore_index=True)
     except Exception as err:  # the actors could not build the embedder (offline, bad tag): say so in one line
+        inner = inner_error(err)
+        if inner is not None:  # whole (a line's cut lost a state_dict mismatch's detail: round 45)
+            raise SpeciesfamError(str(inner)) from err
         reason = next((line for line in reversed(str(err).splitlines()) if LOAD_FAILED in line), None)
         if reason is not None:
             raise SpeciesfamError(reason[reason.index(LOAD_FAILED):]) from err
