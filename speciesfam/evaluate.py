@@ -20,7 +20,8 @@ from . import layout, plots, storage
 from .console import say, say_err
 from .errors import SpeciesfamError
 from .evaluate_out import REPORTS, ROWS_COLUMNS, bundle_folder, earlier_metrics, refuse_out
-from .lines import counted, some
+from .data.catalog_report import look_alike_key
+from .lines import counted, quoted, some
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -268,6 +269,15 @@ def moved_warning(manifest_uri: str, rows: "pd.DataFrame", split: str) -> str:
 NOT_SCORED = ("unreadable", "changed", "unlabelled", "duplicate", "conflict", "unknown_family")
 
 
+def no_family(label: str, folded: dict[str, str]) -> str:
+    """The reason of a row whose family the bundle lacks, naming the bundle's family it looks like (``folded``:
+    ``look_alike_key`` -> family): 'felidae', 'Felidae ', a decomposed 'é', most likely meant as that one. Both as
+    ``quoted``: a decomposed 'é' as JSON, so two names that render alike read apart (round 45)."""
+    alike = folded.get(look_alike_key(label))
+    return f"the bundle has no family {quoted(label, None)}" + (
+        f" (it has {quoted(alike, None)}: labels are compared exactly as written)" if alike else "")
+
+
 def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str | None = None,
              batch_size: int = 64) -> dict[str, Any]:
     """Predict every usable row of ``split`` (``evaluation_rows``) and write the reports; returns the summary
@@ -309,14 +319,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
                               f"{some(sorted(set(rows.loc[unknown, 'label'])), quote=True)}; evaluate with the "
                               "manifest the model was trained on")
     rows.loc[unknown, "status"] = "unknown_family"  # a new labelled set: scored on the families the model knows
-    folded = {lab.strip().casefold(): lab for lab in labels}  # 'felidae', 'Felidae ': most likely meant as Felidae
-
-    def no_family(label: str) -> str:
-        alike = folded.get(label.strip().casefold())
-        return f"the bundle has no family {label!r}" + (f" (it has {alike!r}: labels are compared exactly as "
-                                                         "written)" if alike else "")
-
-    rows.loc[unknown, "reason"] = rows.loc[unknown, "label"].map(no_family)
+    folded = {look_alike_key(lab): lab for lab in labels}
+    rows.loc[unknown, "reason"] = rows.loc[unknown, "label"].map(lambda label: no_family(label, folded))
     index = {lab: i for i, lab in enumerate(labels)}
     probs, images, held = [], [], 0
     size = getattr(predictor, "image_size", None)  # a CNN's input: decoded straight to it, as batch predict does

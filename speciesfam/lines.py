@@ -243,16 +243,16 @@ def some(names: Iterable[str], n: int = 5, quote: bool = False) -> str:
     return ", ".join(shown) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def quoted(name: Any, limit: int = 80) -> str:
+def quoted(name: Any, limit: int | None = 80) -> str:
     """A name from the data (a family, a column) quoted for a console line; one longer than ``limit`` characters
-    as its head and tail and its length (a 250-character family filled a screen); files keep it whole."""
+    as its head and tail and its length (a 250-character family filled a screen); files keep it whole (None)."""
     import json
     import unicodedata
 
     text = str(name)
     # a decomposed 'Café' read as the composed one: as JSON, its accent escaped ("Cafe\u0301")
     show = json.dumps if any(unicodedata.combining(c) for c in text) else repr
-    if len(text) <= limit:
+    if limit is None or len(text) <= limit:
         return show(text)
     return f"{show(text[:limit // 2] + '…' + text[-(limit // 4):])} ({len(text)} characters)"
 

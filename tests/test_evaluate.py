@@ -372,3 +372,18 @@ def test_a_split_named_with_spaces_at_its_ends_is_the_split_for_a_run_manifest_t
                   "sha256": "0" * 64, "reason": ""}).to_parquet(tmp_path / "clean_manifest.parquet")
     rows = evaluation_rows(str(tmp_path / "clean_manifest.parquet"), " test ")
     assert list(rows["path"]) == ["a.jpg"] and rows.attrs["split"] == "test"
+
+
+def test_a_family_the_bundle_lacks_names_the_one_it_looks_like_apart_from_it():
+    """'Ursidé' composed in the bundle, decomposed in the labelled set: no hint (only case and spaces were folded),
+    and the two names rendered alike (hostile tester round 45). Catalog's look-alike rule, names as JSON where an
+    accent is a character of its own."""
+    from speciesfam.data.catalog_report import look_alike_key
+    from speciesfam.evaluate import no_family
+
+    folded = {look_alike_key(lab): lab for lab in ("Ursid\u00e9", "Felidae")}
+    assert no_family("Urside\u0301", folded) == ('the bundle has no family "Urside\\u0301" (it has \'Ursid\u00e9\': '
+                                                 "labels are compared exactly as written)")
+    for near in ("felidae", "Felidae ", "\uff26elidae", "Feli\u200bdae"):  # case, a space, full-width, invisible
+        assert no_family(near, folded).endswith("(it has 'Felidae': labels are compared exactly as written)"), near
+    assert no_family("Canidae", folded) == "the bundle has no family 'Canidae'"

@@ -125,13 +125,22 @@ def test_repeated_paths_unsupported_schemes_and_missing_files(tmp_path):
              (beta[1], "Beta"),  # the same path and label again: duplicate
              ("http://example.org/x.jpg", "Beta"), ("ftp://example.org/y.jpg", "Beta"),
              (str(tmp_path / "missing.jpg"), "Beta"),
-             ("b\\0.png", "Beta"), ("~/cat.jpg", "Beta"), ("b/0.png ", "Beta"), (" b/1.png", "Beta")]  # b/0.png as Windows writes it; a '~'
+             ("b\\0.png", "Beta"), ("~/cat.jpg", "Beta"), ("b/0.png ", "Beta"), (" b/1.png", "Beta"),
+             (beta[2], "Urside\u0301"), (beta[2], "Ursid\u00e9"),  # two that render alike: they read alike (round 45)
+             (beta[3], "   ")]  # a label of spaces is no family (it was named among the families with no usable file)  # b/0.png as Windows writes it; a '~'
     write_manifest(tmp_path / "list.csv", rows)
     m = run_catalog(str(tmp_path / "list.csv"), str(tmp_path / "run"), SMALL)
     assert len(m) == len(rows) and sorted(m["source_row"]) == list(range(len(rows)))
     conflict = m[m["status"] == "conflict"]
-    assert sorted(conflict["label"]) == ["Alpha", "Beta"] and set(conflict["path"]) == {alpha[0]}
-    assert (conflict["reason"] == "path listed 2 times with 2 different labels: 'Alpha', 'Beta'").all()
+    assert sorted(conflict.loc[conflict["path"] == alpha[0], "label"]) == ["Alpha", "Beta"]
+    assert set(conflict["path"]) == {alpha[0], beta[2]}
+    assert (conflict.loc[conflict["path"] == alpha[0], "reason"] ==
+            "path listed 2 times with 2 different labels: 'Alpha', 'Beta'").all()
+    assert set(conflict.loc[conflict["path"] == beta[2], "reason"]) == {
+        'path listed 3 times with 3 different labels: \'Beta\', "Urside\\u0301", \'Ursid\u00e9\''}
+    from speciesfam.data.catalog_report import no_usable_families
+
+    assert "   " not in no_usable_families(m)
     dup = m[m["status"] == "duplicate"].iloc[0]
     assert dup["path"] == beta[1] and dup["reason"].startswith("path listed again with the same label")
     assert dup["split"] == m[(m["path"] == beta[1]) & (m["status"] == "ok")]["split"].iloc[0]
@@ -158,9 +167,9 @@ def test_repeated_paths_unsupported_schemes_and_missing_files(tmp_path):
                 read_rgb(path)
             assert str(err.value).startswith("cannot read file: ") and \
                 str(err.value).endswith(reason[len("file not found"):]), (path, str(err.value))
-    assert by_status(m)["ok"] == 7
+    assert by_status(m)["ok"] == 6  # beta[2] is a conflict now
     md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
-    assert "### conflict (2)" in md and "'Alpha', 'Beta'" in md
+    assert "### conflict (5)" in md and "'Alpha', 'Beta'" in md
     assert len(pd.read_csv(tmp_path / "run" / layout.UNREADABLE)) == 7
 
 

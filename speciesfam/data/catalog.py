@@ -21,6 +21,7 @@ import numpy as np
 from .. import layout, storage
 from ..config import CatalogConfig
 from ..console import Progress
+from ..lines import quoted
 from ..errors import SourceError, SpeciesfamError
 from ..listing import within_source
 from .catalog_report import class_weights, report
@@ -191,7 +192,8 @@ def _mark_label_clashes(df: "pd.DataFrame") -> None:
         return
     hit = (df["status"] == layout.OK) & df["sha256"].isin(clash.index)
     reason = dict(zip(df.loc[hit, "path"], [f"the same image (bytes) is under {len(clash[h])} different labels: "
-                                            + ", ".join(repr(lab) for lab in clash[h]) for h in df.loc[hit, "sha256"]]))
+                                            + ", ".join(quoted(lab, None) for lab in clash[h])
+                                            for h in df.loc[hit, "sha256"]]))
     hit |= (df["status"] == layout.DUPLICATE) & df["duplicate_of"].isin(reason)  # the same path listed again
     df.loc[hit, "status"] = layout.CONFLICT
     df.loc[hit, "reason"] = df.loc[hit, "path"].map(reason)

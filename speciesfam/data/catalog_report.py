@@ -25,19 +25,25 @@ def look_alike_labels(labels) -> list[list[str]]:
     """Groups of two or more labels equal up to case, surrounding whitespace, Unicode compatibility forms and
     invisible format characters (``Felidae``, ``felidae``, ``Felidae ``, ``Ｆelidae``, ``Feli\u200bdae``),
     sorted."""
-    import unicodedata
-
     groups: dict[str, set[str]] = {}
     for lab in labels:
-        visible = "".join(c for c in unicodedata.normalize("NFKC", lab) if unicodedata.category(c) != "Cf")
-        groups.setdefault(visible.strip().casefold(), set()).add(lab)
+        groups.setdefault(look_alike_key(lab), set()).add(lab)
     return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def look_alike_key(label: str) -> str:
+    """What two labels that look alike share (``look_alike_labels``' rule; evaluate's hint for a family the bundle
+    lacks uses it too)."""
+    import unicodedata
+
+    visible = "".join(c for c in unicodedata.normalize("NFKC", label) if unicodedata.category(c) != "Cf")
+    return visible.strip().casefold()
 
 
 def no_usable_families(manifest: "pd.DataFrame") -> list[str]:
     """The families (labels as written) whose every row is unusable: unreadable, too small, duplicates. Gone from
     the family count, they were named nowhere (hostile tester round 40)."""
-    labelled = manifest.loc[manifest["label"].notna() & (manifest["label"].astype(str) != ""), "label"]
+    labelled = manifest.loc[manifest["label"].notna() & (manifest["label"].astype(str).str.strip() != ""), "label"]
     return sorted(set(labelled) - set(manifest.loc[manifest["status"] == layout.OK, "label"]), key=str)
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import layout, storage
 from ..errors import SourceError
+from ..lines import quoted
 from ..listing import top_folders, walk
 
 if TYPE_CHECKING:
@@ -328,7 +329,7 @@ def _mark_repeats(df: "pd.DataFrame") -> None:
     hit = df["status"].isna() & df["path"].isin(labels.index)
     df.loc[hit, "status"] = layout.CONFLICT
     df.loc[hit, "reason"] = [f"path listed {times[p]} times with {len(labels[p])} different labels: "
-                             + ", ".join(repr(lab) for lab in labels[p]) for p in df.loc[hit, "path"]]
+                             + ", ".join(quoted(lab, None) for lab in labels[p]) for p in df.loc[hit, "path"]]
     rows = df[df["status"].isna()]
     again = rows.index[rows.duplicated("path", keep="first")]
     first_row = rows.drop_duplicates("path").set_index("path")["source_row"]
