@@ -306,12 +306,15 @@ class CNNPredictor(Predictor):
         return np.asarray(self.model.predict_on_batch(x))
 
 
-def embedder_config(spec: dict[str, Any]):
+def embedder_config(spec: dict[str, Any], weights_dir: str | None = None):
     """The ``CleanConfig`` that rebuilds the bundle's embedder, after checking its local weights files' sha256 and
-    that it is the embedder the head was trained on (no torch: predict checks it before any actor starts)."""
+    that it is the embedder the head was trained on (no torch: predict checks it before any actor starts).
+    ``weights_dir``: where those files are read instead of their recorded paths (the bundle moved to another
+    machine): the same names, the same sha256."""
     from .config import CleanConfig
     from .data.embedders import file_sha256, local_dir_weights, model_id, split_id
 
+    spec = _moved(spec, weights_dir) if weights_dir else spec
     pretrained = spec.get("pretrained")
     files = dict(spec.get("files_sha256") or {})  # a local-dir: model's config and weights
     model = spec.get("model") or ""
@@ -325,8 +328,9 @@ def embedder_config(spec: dict[str, Any]):
         files[pretrained] = spec["pretrained_sha256"]
     for file, digest in files.items():
         if not os.path.isfile(file):
-            raise BundleError(f"this bundle embeds with the local file {file} (sha256 {digest}), which is not on "
-                              "this machine; copy it there")
+            where = (f"not in --weights-dir {weights_dir}" if weights_dir else "not on this machine; copy it there, "
+                     "or give --weights-dir FOLDER where a copy of it is")
+            raise BundleError(f"this bundle embeds with the local file {file} (sha256 {digest}), which is {where}")
         if file_sha256(file) != digest:  # read once: the embedder's id below hashes it too
             raise BundleError(f"{file} is not the file this bundle's head was trained on (sha256 differs from "
                               f"{digest}); restore the original file, or export again from a run cleaned with it")
@@ -335,10 +339,29 @@ def embedder_config(spec: dict[str, Any]):
     rebuilt = model_id(cfg)
     if not split_id(spec["model_id"])[1]:  # exported before ids carried the weights' digest (checked above)
         rebuilt = split_id(rebuilt)[0]
+    if weights_dir and split_id(spec["model_id"])[1]:  # read elsewhere: the same weights are the same model
+        rebuilt, spec = split_id(rebuilt)[1], {**spec, "model_id": split_id(spec["model_id"])[1]}
     if rebuilt != spec["model_id"]:
         raise BundleError(f"the rebuilt embedder is {rebuilt!r}, the head was trained on {spec['model_id']!r}; "
                           "re-export from the run that trained it")
     return cfg
+
+
+def _moved(spec: dict[str, Any], weights_dir: str) -> dict[str, Any]:
+    """The embedder record with its local files read from ``weights_dir`` (same names): a ``local-dir:`` model is
+    that folder, a ``--pretrained`` file the file of its name there. A tag, hub model or factory: unchanged."""
+    folder = os.path.abspath(weights_dir)
+    if not os.path.isdir(folder):
+        raise BundleError(f"--weights-dir {weights_dir} is not a folder: give the folder that holds the "
+                          "embedder's files")
+    spec = dict(spec)
+    if str(spec.get("model") or "").startswith("local-dir:"):
+        spec["model"] = f"local-dir:{folder}"
+        spec["files_sha256"] = {os.path.join(folder, os.path.basename(f)): d
+                                for f, d in (spec.get("files_sha256") or {}).items()}
+    elif spec.get("pretrained_sha256") and spec.get("pretrained"):
+        spec["pretrained"] = os.path.join(folder, os.path.basename(spec["pretrained"]))
+    return spec
 
 
 class ProbePredictor(Predictor):
@@ -346,7 +369,7 @@ class ProbePredictor(Predictor):
 
     kind = "probe"
 
-    def __init__(self, path: str, config: dict[str, Any]):
+    def __init__(self, path: str, config: dict[str, Any], weights_dir: str | None = None):
         super().__init__(path, config)
         from .data.embedders import load_embedder
 
@@ -361,7 +384,7 @@ class ProbePredictor(Predictor):
 
             torch_modules()
         # The embedder first (a user factory may import torch too), then Keras for the head.
-        self.embedder = load_embedder(embedder_config(spec))
+        self.embedder = load_embedder(embedder_config(spec, weights_dir))
         self.head = _load_keras(os.path.join(path, PROBE_HEAD))
         _check_outputs(self.head, self.labels, os.path.join(path, PROBE_HEAD))
 
@@ -369,8 +392,9 @@ class ProbePredictor(Predictor):
         return np.asarray(self.head.predict_on_batch(self.embedder.embed(images)))
 
 
-def load_bundle(path: str) -> Predictor:
-    """Load a bundle folder as a ``Predictor`` (CNN or probe: the same interface).
+def load_bundle(path: str, weights_dir: str | None = None) -> Predictor:
+    """Load a bundle folder as a ``Predictor`` (CNN or probe: the same interface). ``weights_dir``: a probe
+    bundle's embedder files are read there, not at the paths recorded on export (``embedder_config``).
 
     Raises:
         BundleError: the bundle is missing, incomplete, damaged (a file changed or does not load) or its
@@ -378,4 +402,6 @@ def load_bundle(path: str) -> Predictor:
     """
     path = os.path.abspath(path)
     config = read_config(path)
-    return (CNNPredictor if config["kind"] == "cnn" else ProbePredictor)(path, config)
+    if config["kind"] == "cnn":
+        return CNNPredictor(path, config)
+    return ProbePredictor(path, config, weights_dir)

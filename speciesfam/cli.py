@@ -91,12 +91,30 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unread_weights_dir(args: argparse.Namespace) -> None:
+    """A note that --weights-dir is not read: a CNN bundle carries its whole model."""
+    from .bundle import CONFIG
+
+    if args.weights_dir:
+        try:
+            with open(os.path.join(args.bundle, CONFIG), encoding="utf-8") as f:
+                kind = json.load(f).get("kind")
+        except (OSError, ValueError, AttributeError):
+            return  # the bundle's own check says what is wrong with it
+        if kind == "cnn":
+            from .console import say_err
+
+            say_err(f"{args.command}: note: --weights-dir {args.weights_dir} is not read: this bundle is a CNN's, "
+                    "whose model.keras holds all its weights")
+
+
 def _predict(args: argparse.Namespace) -> int:
     """``predict``: files -> console (this process); a folder or --manifest -> predictions.parquet (Ray Data).
     Exit status 1 when any input could not be predicted."""
     from . import storage
     from .predict import check_counts
 
+    _unread_weights_dir(args)
     check_counts(args.batch_size, args.num_actors)  # also with image files, which do not use them
 
     def is_folder(path: str) -> bool:  # s3://bucket/folder too; an unreachable bucket is a file that fails its row
@@ -125,7 +143,7 @@ def _predict(args: argparse.Namespace) -> int:
             init_ray(args.address)
         table = predict_collection(args.bundle, args.out, source=(folders or [None])[0],
                                    manifest=args.manifest, top_k=args.top_k, batch_size=args.batch_size,
-                                   num_actors=args.num_actors, use_gpu=not args.cpu)
+                                   num_actors=args.num_actors, use_gpu=not args.cpu, weights_dir=args.weights_dir)
         return 1 if failed(table).any() else 0
     if not args.paths:
         raise SpeciesfamError("give image files, a folder or --manifest M")
@@ -137,7 +155,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.address:  # read by a batch prediction only (hostile tester round 43: silently ignored)
         say_err(f"predict: note: --address {args.address} is not read for image files, which are predicted here; "
                 "a folder or --manifest is predicted on the cluster")
-    results = predict_files(args.bundle, args.paths, top_k=args.top_k)  # it checked the bundle: labels as loaded
+    results = predict_files(args.bundle, args.paths, top_k=args.top_k, weights_dir=args.weights_dir)  # it checked the bundle: labels as loaded
     with open(os.path.join(args.bundle, "config.json"), encoding="utf-8") as f:
         print_results(results, args.format or "table", json.load(f)["labels"])
     for r in results:  # the printed table is data; the log keeps which inputs failed and why
@@ -149,7 +167,8 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, say_result
 
-    left_out = say_result(evaluate(args.bundle, args.manifest, args.split, args.out))
+    _unread_weights_dir(args)
+    left_out = say_result(evaluate(args.bundle, args.manifest, args.split, args.out, weights_dir=args.weights_dir))
     run = os.path.dirname(os.path.abspath(args.bundle))  # a bundle inside a run folder: refresh its report
     if args.out is None and os.path.isdir(os.path.join(run, "stages")):
         from .console import say
@@ -271,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # '' would be the current folder, or '/manifest.parquet'
         for name, shown in (("workdir", "--workdir"), ("out", "--out"), ("manifest", "--manifest"),
-                            ("source", "SOURCE"), ("bundle", "BUNDLE")):
+                            ("source", "SOURCE"), ("bundle", "BUNDLE"), ("weights_dir", "--weights-dir")):
             if isinstance(getattr(args, name, None), str) and not getattr(args, name).strip():
                 raise SpeciesfamError(f"{shown} {getattr(args, name)!r}: give a path")
             if isinstance(getattr(args, name, None), str):

@@ -10,6 +10,11 @@ from .config import KINDS, CatalogConfig, CleanConfig, DemoConfig, TuneConfig
 from .flags import OneLineParser, add_config_flags, converter
 
 
+# predict's and evaluate's: the bundle shipped to a machine where clean's local weights files are elsewhere
+WEIGHTS_DIR = ("a probe bundle's embedder weights are read from this folder (a copy of the `local-dir:` model "
+               "folder, or of the folder holding the --pretrained file; each checked against its sha256), not "
+               "from where clean read them")
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="speciesfam", description="Clean an image collection of living things "
                                 "and find its best classifier with a distributed Ray Tune search.")
@@ -63,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "one per node)")
     pr.add_argument("--cpu", action="store_true", help="CPU actors even when the cluster has GPUs")
     pr.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS or a local Ray)")
+    pr.add_argument("--weights-dir", default=None, help=WEIGHTS_DIR)
 
     ev = sub.add_parser("evaluate", help="macro-F1, per-class report and confusion plots of a bundle on a split")
     ev.add_argument("bundle", help="bundle folder (`speciesfam export`)")
@@ -70,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "new labelled set: CSV or Parquet with path and label columns (and split, to score one)")
     ev.add_argument("--split", default=None, help="the rows to score (default: test; a labelled set without a "
                     "split column is scored whole)")
+    ev.add_argument("--weights-dir", default=None, help=WEIGHTS_DIR)
     ev.add_argument("--out", default=None, help="report folder (default: beside the bundle, eval_SPLIT for its own run's manifest, else "
                     "eval_NAME-HASH, one per labelled set, split and bundle)")
 

@@ -279,7 +279,7 @@ def no_family(label: str, folded: dict[str, str]) -> str:
 
 
 def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str | None = None,
-             batch_size: int = 64) -> dict[str, Any]:
+             batch_size: int = 64, weights_dir: str | None = None) -> dict[str, Any]:
     """Predict every usable row of ``split`` (``evaluation_rows``) and write the reports; returns the summary
     metrics (those of ``metrics.json``) and ``out``, the reports' folder. ``rows.csv`` gives each row of the split
     one status: ``ok`` (scored, with the predicted family), or one of ``NOT_SCORED`` with the reason:
@@ -311,7 +311,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
                                     moved_warning(manifest_uri, rows, split) if catalog else "") if w)
     if warning:
         say_err(f"evaluate: warning: {warning}")
-    predictor = load_bundle(bundle)  # CNN or probe: raw RGB in, probabilities out
+    predictor = load_bundle(bundle, weights_dir)  # CNN or probe: raw RGB in, probabilities out
     labels = predictor.labels
     unknown = (rows["status"] == "ok") & ~rows["label"].isin(labels)
     if unknown.any() and catalog:

@@ -46,7 +46,8 @@ def _actors_said() -> Iterator[None]:
         raise SpeciesfamError(str(inner)) from err
 
 
-def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int = 32) -> list[dict[str, Any]]:
+def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int = 32,
+                  weights_dir: str | None = None) -> list[dict[str, Any]]:
     """Top-k families per file, in this process (a handful of files). A file that cannot be read gets an
     ``error`` entry and the others go on."""
     from .bundle import load_bundle
@@ -55,7 +56,7 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
 
     check_top_k(top_k)
 
-    predictor = load_bundle(bundle)
+    predictor = load_bundle(bundle, weights_dir)
     out, images, where = [], [], []
     for f in paths:
         name = storage.shown(f)  # a byte that is not UTF-8 as '\xff', as catalog's and a folder's rows show it
@@ -217,11 +218,11 @@ def check_out(out: str, source: str | None = None, given: bool = True) -> None:
 class PredictActor:
     """Ray Data actor: one predictor per actor; top-k families for the decoded rows of a batch."""
 
-    def __init__(self, bundle: str, top_k: int, bundle_id: str, threads: int = 0):
+    def __init__(self, bundle: str, top_k: int, bundle_id: str, threads: int = 0, weights_dir: str | None = None):
         from .bundle import load_bundle
         from .raycluster import use_actor_threads
 
-        self.predictor = load_bundle(bundle)
+        self.predictor = load_bundle(bundle, weights_dir)
         use_actor_threads(threads)
         self.top_k, self.bundle_id = top_k, bundle_id
 
@@ -243,7 +244,7 @@ class PredictActor:
 
 def predict_collection(bundle: str, out: str | None = None, source: str | None = None, manifest: str | None = None,
                        top_k: int = 3, batch_size: int = 32, num_actors: int | None = None,
-                       use_gpu: bool = True, part_rows: int = 1024) -> "pd.DataFrame":
+                       use_gpu: bool = True, part_rows: int = 1024, weights_dir: str | None = None) -> "pd.DataFrame":
     """Predict every file under ``source`` (or row of ``manifest``) with Ray Data into Parquet ``out``.
 
     Args:
@@ -269,7 +270,7 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
     bundle = os.path.abspath(bundle)
     config, bid = read_config(bundle), bundle_id(bundle)
     if config["kind"] == "probe":  # its weights files gone or replaced: one line here, not an actor's traceback
-        embedder_config(config["embedder"])
+        embedder_config(config["embedder"], weights_dir)
     rows = input_rows(source, manifest)
     if source:
         rows = without_own_output(rows, out)
@@ -289,7 +290,7 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
         # CNN bundles: decoded straight to the model's size (its predictor would resize anyway; less to move).
         ds = ds.map_batches(decode_batch, fn_kwargs={"size": size}, batch_format="pandas", batch_size=batch_size)
         ds = ds.map_batches(PredictActor, fn_constructor_kwargs={"bundle": bundle, "top_k": top_k, "bundle_id": bid,
-                                                                  "threads": threads},
+                                                                  "threads": threads, "weights_dir": weights_dir},
                             batch_format="pandas", batch_size=batch_size,
                             compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0)
         buffer: list[pd.DataFrame] = []

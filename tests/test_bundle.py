@@ -440,6 +440,9 @@ def test_a_bundle_edited_with_its_checksums_written_anew_is_refused_in_one_line(
         assert main(["predict", str(b), str(image)]) == 2, b.name
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"{b}: the bundle is damaged: " in err and said in err, (b.name, err)
+    assert main(["predict", str(bundle), str(image), "--weights-dir", str(tmp_path)]) == 0  # read by probe bundles
+    assert capsys.readouterr().err.strip() == (f"predict: note: --weights-dir {tmp_path} is not read: this bundle is "
+                                               "a CNN's, whose model.keras holds all its weights")
     labelled = tmp_path / "set.csv"
     labelled.write_text(f"path,label\n{image},{labels[0]}\n")
     assert main(["evaluate", str(cases[2][0]), "--manifest", str(labelled), "--out", str(tmp_path / "ev")]) == 2

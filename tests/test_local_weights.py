@@ -148,3 +148,45 @@ def test_weights_replaced_while_clean_runs_stop_it_before_it_records_them(tmp_pa
         weights_changed(read, model_id(cfg))
     assert str(err.value) == (f"the weights of local-dir:{local} changed while clean ran (digest {split_id(read)[1]} "
                               f"-> {split_id(model_id(cfg))[1]}): run clean again once they stay put")
+
+
+def test_a_probe_bundle_shipped_to_another_machine_reads_its_weights_from_weights_dir(tmp_path):
+    """A probe bundle records where clean read its local weights (local-dir:/abs/folder): shipped elsewhere it was
+    refused ('copy it there') with no way to say where the copy is (hostile tester round 45). --weights-dir: the
+    same files by name, each checked against its sha256; the same model embeds the same."""
+    import numpy as np
+
+    from speciesfam.bundle import BundleError, embedder_config
+    from speciesfam.data.embedders import load_embedder
+    from speciesfam.export import embedder_record
+
+    local = tiny_open_clip(tmp_path / "clip", 0)
+    cfg = CleanConfig(model=f"local-dir:{local}", pretrained=None)
+    spec = embedder_record({"model_id": model_id(cfg), "model": cfg.model, "pretrained": None})
+    image = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    before = load_embedder(embedder_config(spec)).embed([image])
+    shipped = tmp_path / "elsewhere" / "models"
+    shutil.copytree(local, shipped)
+    shutil.rmtree(local)  # the machine it was exported on
+    with pytest.raises(BundleError, match="which is not on this machine; copy it there, or give --weights-dir FOLDER"):
+        embedder_config(spec)
+    moved = embedder_config(spec, str(shipped))
+    assert moved.model == f"local-dir:{shipped}"
+    assert np.allclose(load_embedder(moved).embed([image]), before, atol=1e-6)
+    (shipped / "open_clip_model.safetensors").write_bytes(b"other weights")  # not the copy it was trained on
+    with pytest.raises(BundleError, match="is not the file this bundle's head was trained on"):
+        embedder_config(spec, str(shipped))
+    with pytest.raises(BundleError, match=f"which is not in --weights-dir {tmp_path}"):
+        embedder_config(spec, str(tmp_path))
+    with pytest.raises(BundleError, match="--weights-dir .*nowhere is not a folder"):
+        embedder_config(spec, str(tmp_path / "nowhere"))
+    # a --pretrained weights file: the file of its name in that folder
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"trained weights")
+    from speciesfam.bundle import sha256_file
+
+    file_spec = {"model_id": model_id(CleanConfig(model="ViT-S-32", pretrained=str(weights))), "model": "ViT-S-32",
+                 "pretrained": str(weights), "pretrained_sha256": sha256_file(str(weights))}
+    (tmp_path / "copy").mkdir()
+    shutil.move(weights, tmp_path / "copy" / "w.bin")
+    assert embedder_config(file_spec, str(tmp_path / "copy")).pretrained == str(tmp_path / "copy" / "w.bin")
