@@ -62,6 +62,9 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
             lines.append(f"- open_clip model {code(visible(e['model']))}, {weights}"
                          + (f" (sha256 {e['pretrained_sha256']})" if e.get("pretrained_sha256") else ""))
             lines += [f"- file {code(visible(f))}: sha256 {digest}" for f, digest in (e.get("files_sha256") or {}).items()]
+            if e.get("files_sha256") or e.get("pretrained_sha256"):
+                lines.append("- on another machine: copy these files there and give `predict`/`evaluate` "
+                             "`--weights-dir FOLDER` (their sha256 is checked)")
         lines += [f"- licence of its weights: {e['licence']}", ""]
     ran = counted(int(metrics["epochs_run"]), "epoch")
     lines += ["## Metrics", "", f"- trial `{row['trial_id']}` ({row.get('kind')} search): best {layout.METRIC} "

@@ -213,6 +213,7 @@ def test_a_local_dir_model_replaced_in_place_is_told(probe_bundle, tmp_path):
                       {"trial_id": "t1"})
     assert f"open_clip model `local-dir:{local}`, the folder's weights (below)" in card, card  # not 'random weights'
     assert f"- file `{local / 'open_clip_pytorch_model.bin'}`: sha256 " in card
+    assert "copy these files there and give `predict`/`evaluate` `--weights-dir FOLDER`" in card  # shipped elsewhere
     b = Path(shutil.copytree(probe_bundle, tmp_path / "bundle"))
     config = json.loads((b / "config.json").read_text())
     config["embedder"] = spec
