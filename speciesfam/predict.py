@@ -157,8 +157,6 @@ def input_rows(source: str | None = None, manifest: str | None = None,
         raw = read_text_table(manifest) if table is None else table
         if "path" not in raw:
             raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(raw)}){header_hint(list(raw))}")
-        if not len(raw["path"]):  # wrote 0 rows and exited 0 (catalog and evaluate refuse it: round 45)
-            raise SpeciesfamError(f"{manifest} has no rows, nothing to predict; give a manifest with a row per image")
         base = storage.parent(manifest)
         paths, errors = [], []
         for i, p in enumerate(raw["path"]):
@@ -272,6 +270,8 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
     if config["kind"] == "probe":  # its weights files gone or replaced: one line here, not an actor's traceback
         embedder_config(config["embedder"], weights_dir)
     rows = input_rows(source, manifest)
+    if manifest and not len(rows):  # wrote 0 rows and exited 0 (catalog and evaluate refuse it: round 45)
+        raise SpeciesfamError(f"{manifest} has no rows, nothing to predict; give a manifest with a row per image")
     if source:
         rows = without_own_output(rows, out)
     done = read_done(out)

@@ -443,6 +443,12 @@ def test_a_bundle_edited_with_its_checksums_written_anew_is_refused_in_one_line(
     assert main(["predict", str(bundle), str(image), "--weights-dir", str(tmp_path)]) == 0  # read by probe bundles
     assert capsys.readouterr().err.strip() == (f"predict: note: --weights-dir {tmp_path} is not read: this bundle is "
                                                "a CNN's, whose model.keras holds all its weights")
+    (tmp_path / "header.csv").write_text("path,label\n")  # predict wrote 0 rows and exited 0 (round 45)
+    pd.DataFrame({"path": pd.Series([], dtype=str)}).to_parquet(tmp_path / "empty.parquet")
+    for name in ("header.csv", "empty.parquet"):
+        assert main(["predict", str(bundle), "--manifest", str(tmp_path / name), "--out", str(tmp_path / "p.parquet")]) == 2
+        assert f"{name} has no rows, nothing to predict" in capsys.readouterr().err
+    assert not (tmp_path / "p.parquet").exists()
     labelled = tmp_path / "set.csv"
     labelled.write_text(f"path,label\n{image},{labels[0]}\n")
     assert main(["evaluate", str(cases[2][0]), "--manifest", str(labelled), "--out", str(tmp_path / "ev")]) == 2
