@@ -270,12 +270,15 @@ def error_text(err: BaseException | None, limit: int = 300) -> str:
     """
     if err is None:
         return ""
+    if isinstance(err, str):  # Tune's Result.error for a trial whose workers Ray killed for memory: its error file's text
+        said = [ln for ln in message_lines(err) if not ln.startswith("Failure # ")]
+        return (said[0] if said else "failed")[:limit]
     seen: set[int] = set()
     while id(err) not in seen:
         seen.add(id(err))
         failures = getattr(err, "worker_failures", None)
         inner = (getattr(err, "cause", None) or (failures[min(failures)] if failures else None)
-                 or getattr(err, "controller_failure", None) or err.__cause__)
+                 or getattr(err, "controller_failure", None) or getattr(err, "__cause__", None))
         if not isinstance(inner, BaseException):
             break
         err = inner

@@ -91,6 +91,12 @@ def test_a_keras_error_is_named_by_its_cause_not_its_arguments_block():
     assert error_text(died) == ("WorkerHealthCheckFailedError: A worker health check failed. (ActorDiedError: The "
                                 "actor died unexpectedly before finishing this task.); a worker process died (killed "
                                 "by a signal, or for memory: see logs/ray/ in the run folder)"), error_text(died)
+    # Ray killed a trial's workers for memory: Tune's Result.error is the error file's text, a str, and writing
+    # trials.csv raised AttributeError ('str' object has no attribute '__cause__'; seen in a slow test run)
+    oom = ("Failure # 1 (occurred at 2026-12-05_20-33-44)\n4 worker(s) were killed due to the node running low on "
+           "memory. Memory on the node was 7.5GB.\n")
+    assert error_text(oom) == "4 worker(s) were killed due to the node running low on memory. Memory on the node " \
+                              "was 7.5GB."
 
 
 def test_an_image_unreadable_inside_a_training_step_is_named_by_the_trial_error(tmp_path):
