@@ -33,6 +33,7 @@ SCHEMA, SCHEMA_VERSION = "speciesfam-bundle", 2
 CONFIG, LABELS, METRICS, CARD, CHECKSUMS = "config.json", "labels.json", "metrics.json", "MODEL_CARD.md", "checksums.json"
 CNN_MODEL, SAVED_MODEL, PROBE_HEAD = "model.keras", "saved_model", "head.keras"
 KINDS = ("cnn", "probe")
+MAX_IMAGE_SIZE = 4096  # a CNN bundle's input side, checked on load (the search trains 32 to 1024)
 MODEL_FILE = {"cnn": CNN_MODEL, "probe": PROBE_HEAD}
 
 
@@ -176,15 +177,15 @@ def _config_problem(config: dict[str, Any]) -> str:
     """What makes a config.json unusable (its fields' types), '' if nothing: the families a non-empty list of
     distinct strings; a CNN's image size a whole number > 0; a probe's embedder a record with its model id."""
     labels = config.get("labels")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        return f"has labels {str(labels)[:80]!r}, not a list of family names"
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+        return f"has labels {str(labels)[:80]!r}, not a list of family names"  # '' is none: catalog refuses it
     if len(set(labels)) != len(labels):
         twice = sorted({x for x in labels if labels.count(x) > 1})
         return f"names the families {twice} twice"
     if config["kind"] == "cnn":
         size = config.get("image_size")
-        if type(size) is not int or size < 1:
-            return f"has image_size {size!r}, not a whole number of pixels"
+        if type(size) is not int or not 1 <= size <= MAX_IMAGE_SIZE:  # 100000: predict decoded to it without end
+            return f"has image_size {size!r}, not a whole number of pixels from 1 to {MAX_IMAGE_SIZE}"
     else:
         spec = config.get("embedder")
         if not isinstance(spec, dict) or not isinstance(spec.get("model_id"), str):
@@ -300,6 +301,10 @@ class CNNPredictor(Predictor):
         self.image_size = int(config["image_size"])
         self.model = _load_keras(os.path.join(path, CNN_MODEL))
         _check_outputs(self.model, self.labels, os.path.join(path, CNN_MODEL))
+        side = tuple((getattr(self.model, "input_shape", None) or (None, None, None))[1:3])
+        if all(isinstance(n, int) for n in side) and side != (self.image_size, self.image_size):
+            raise BundleError(f"{path}: the bundle is damaged: {CNN_MODEL} takes {side[0]} x {side[1]} images, "
+                              f"{CONFIG} says {self.image_size}; re-export it")  # a traceback in Keras (round 46)
 
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:
         x = np.stack([_resize(im, self.image_size) for im in images]).astype(np.float32)

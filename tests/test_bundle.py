@@ -428,6 +428,9 @@ def test_a_bundle_edited_with_its_checksums_written_anew_is_refused_in_one_line(
         (tampered("not_names", {"labels": [5] * len(labels)}), "not a list of family names"),
         (tampered("no_labels", drop="labels"), "has labels 'None', not a list of family names"),
         (tampered("size", {"image_size": "32"}), "has image_size '32', not a whole number of pixels"),
+        (tampered("huge", {"image_size": 100000}), "from 1 to 4096"),  # decoded to it without end (round 46)
+        (tampered("other_size", {"image_size": 64}), "model.keras takes 32 x 32 images, config.json says 64"),
+        (tampered("blank", {"labels": [""] + labels[1:]}), "not a list of family names"),
         (tampered("no_size", drop="image_size"), "has image_size None"),
         (tampered("devzero", sums_edit={"/dev/zero": "0" * 64}), "checksums.json names ['/dev/zero'], not files of"),
         (tampered("up", sums_edit={"../x": "0" * 64}), "checksums.json names ['../x'], not files of"),

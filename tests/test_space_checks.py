@@ -30,6 +30,16 @@ def test_an_integer_ranges_upper_bound_is_checked_as_tune_draws_it():
     with pytest.raises(ConfigError, match=r"head_units is a quantized log range \(q=16\), which Optuna cannot "):
         check_space({"head_units": tune.qloguniform(16, 64, 16)}, "s", "probe", {}, "optuna")
     check_space({"head_units": tune.qloguniform(16, 64, 16)}, "s", "probe", {}, "random")
+    # a grid: Optuna raised ValueError once Ray had started; an empty one and a string (read letter by letter)
+    # reached Tune (IndexError) or the trainers (optimizer='a'): refused in the space's words (round 46)
+    with pytest.raises(ConfigError, match=r"head_units is a tune.grid_search, which searcher 'optuna' cannot sample: "
+                                          r"use tune.choice\(\[...\]\)"):
+        check_space({"head_units": tune.grid_search([16, 32])}, "s", "probe", {}, "optuna")
+    for searcher in ("random", "grid"):
+        check_space({"head_units": tune.grid_search([16, 32])}, "s", "probe", {}, searcher)
+    for grid in ([], "adam"):
+        with pytest.raises(ConfigError, match=r"optimizer is a grid_search of .*: give tune.grid_search\(\[value"):
+            check_space({"optimizer": {"grid_search": grid}}, "s", "probe", {}, "random")
 
 
 def test_a_value_a_function_draws_is_checked_when_the_trial_starts():

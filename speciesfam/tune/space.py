@@ -303,8 +303,19 @@ def check_space(space: dict[str, Any], name: str, kind: str, extra: dict[str, An
             values = [value.lower, value.upper - 1 if isinstance(value, Integer) and not q else value.upper]
             if q:
                 values = [type(v)(round(v / q) * q) for v in values]
-        elif isinstance(value, Domain) or (isinstance(value, dict) and "grid_search" in value):
-            values = list(value.get("grid_search", [])) if isinstance(value, dict) else []
+        elif isinstance(value, dict) and "grid_search" in value:
+            values = value["grid_search"]
+            if not isinstance(values, (list, tuple)) or not values:  # 'adam' was read letter by letter (round 46)
+                raise ConfigError(f"{where} is a grid_search of {values!r}: give tune.grid_search([value, ...]) "
+                                  "with at least one value")
+            if searcher not in (None, "random", "grid") and ":" not in str(searcher):
+                # Ray's OptunaSearch raised ValueError after Ray started (a traceback; round 46)
+                raise ConfigError(f"{where} is a tune.grid_search, which searcher {searcher!r} cannot sample: use "
+                                  "tune.choice([...]) for it to choose among the values, or --searcher grid (or "
+                                  "random) to run every one")
+            values = list(values)
+        elif isinstance(value, Domain):
+            values = []
         else:
             values = [value]
         for v in values:
