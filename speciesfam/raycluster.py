@@ -183,11 +183,23 @@ def _auto_address(named: str, leave: str) -> str | None:
         from ray._private.services import get_ray_address_from_environment
     except ImportError:
         return None
+    import logging
+
+    quiet = logging.getLogger("ray._private.services")  # its 'Found multiple active Ray instances' reached the console
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
-        return get_ray_address_from_environment("auto", None)
+        found = get_ray_address_from_environment("auto", None)
     except ConnectionError:
         raise ConfigError(f"{named} auto: no Ray cluster runs on this machine (`ray start --head` starts one); "
                           f"give the head's HOST:PORT, or {leave} to run on a local Ray") from None
+    finally:
+        quiet.setLevel(level)
+    if found is not None and not found.strip():  # a ray_current_cluster emptied (a full disk): Ray's ValueError
+        raise ConfigError(f"{named} auto: Ray's record of the cluster `ray start` last started here (ray_current_cluster "
+                          f"in Ray's temp folder) is empty: `ray stop` removes it; or give the head's HOST:PORT, or "
+                          f"{leave} to run on a local Ray")
+    return found
 
 
 def _is_gcs(address: str, timeout_s: float) -> bool:

@@ -125,5 +125,9 @@ def test_address_auto_is_the_cluster_ray_would_join_checked_the_same_way(tmp_pat
     with pytest.raises(ConfigError, match="^RAY_ADDRESS auto .*unset RAY_ADDRESS to run on a local Ray$"):
         check_reachable("auto", "RAY_ADDRESS")
     monkeypatch.delenv("RAY_ADDRESS")
+    (tmp_path / "ray" / "ray_current_cluster").write_text("")  # emptied (a full disk): Ray's ValueError (round 46)
+    with pytest.raises(ConfigError, match="^--address auto: Ray's record of the cluster `ray start` last started here "
+                                          r"\(ray_current_cluster in Ray's temp folder\) is empty: `ray stop` removes it"):
+        check_reachable("auto")
     (tmp_path / "ray" / "ray_current_cluster").write_text(ray.get_runtime_context().gcs_address)
     check_reachable("auto")  # a live cluster: no error
