@@ -25,6 +25,8 @@ from .flags import OneLineParser, config_fields, config_from_args, flag_of
 def tune_config(args: argparse.Namespace) -> TuneConfig:
     """TuneConfig from flags over ``TuneConfig()``, or over ``TuneConfig.smoke()`` with --smoke-test."""
     base = TuneConfig.smoke() if getattr(args, "smoke_test", False) else TuneConfig()
+    if getattr(args, "resume", False):
+        base = _as_recorded(args, base)
     cfg = config_from_args(TuneConfig, args, base, kind=args.kind)
     unused = cfg.unused(set(vars(args)))  # the flags given (argparse leaves the others out); not fields: skipped
     if unused:  # accepted (a script may pass the same flags to every kind), but not silently
@@ -37,6 +39,25 @@ def tune_config(args: argparse.Namespace) -> TuneConfig:
             f"{', '.join(names)} {'does' if len(names) == 1 else 'do'} not "
             f"apply to {what}" for what, names in groups.items()) + "; ignored")
     return cfg
+
+
+def _as_recorded(args: argparse.Namespace, base: TuneConfig) -> TuneConfig:
+    """A resume's settings: each flag left out takes the value the search started with (a plain `--resume` was
+    refused until every one was typed again: hostile tester round 46); a flag given is checked against it."""
+    import dataclasses
+
+    from . import storage
+    from .tune.record import SEARCH_SETTINGS, read_record
+
+    storage_path = getattr(args, "storage_path", None) or storage.join(args.workdir, "tune")
+    if not storage.is_remote(storage_path):
+        storage_path = storage.filesystem(storage_path)[1]
+    settings = ((read_record(storage.join(storage_path, getattr(args, "name", None) or args.kind)) or {})
+                .get("settings") or {})
+    if settings.get("smoke_test") and not hasattr(args, "smoke_test"):
+        base = TuneConfig.smoke()
+    kept = {k: v for k, v in settings.items() if k in SEARCH_SETTINGS and k != "kind" and not hasattr(args, k)}
+    return dataclasses.replace(base, **kept) if kept else base
 
 
 def clean_config(args: argparse.Namespace) -> CleanConfig:

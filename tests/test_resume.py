@@ -291,3 +291,25 @@ def test_a_resumed_trial_that_goes_on_from_its_best_epoch_counts_the_furthest_ep
     frame = pd.DataFrame([json.loads(x) for x in merged_lines(str(trial))])
     best = _best_epoch(SimpleNamespace(path=str(trial), filesystem=None, metrics_dataframe=frame, best_checkpoints=[]))
     assert (best["val_macro_f1"], best["epoch"], best["epochs_run"]) == (0.9, 2, 4)
+
+
+def test_a_plain_resume_takes_the_settings_the_search_started_with(tmp_path):
+    """`tune probe --workdir RUN --resume` was refused ('resume it with --num-samples 3 (now 8); --max-epochs 3
+    (now 10)') until every flag was typed again (hostile tester round 46): a flag left out takes the value the
+    search started with; one given with another value is still refused."""
+    from speciesfam import cli
+    from speciesfam.tune.record import write_record
+
+    tune_dir = str(tmp_path / "run" / "tune")
+    started = TuneConfig(kind="probe", num_samples=3, max_epochs=4, searcher="random", extra={"lr": 0.01},
+                         smoke_test=True, name="p1")
+    write_record(tune_dir, "p1", "split", started)
+    cfg = cli.tune_config(cli.parse(["tune", "probe", "--workdir", str(tmp_path / "run"), "--name", "p1",
+                                     "--resume"]))
+    assert (cfg.num_samples, cfg.max_epochs, cfg.searcher, cfg.extra, cfg.smoke_test, cfg.resume) == \
+        (3, 4, "random", {"lr": 0.01}, True, True)
+    given = cli.tune_config(cli.parse(["tune", "probe", "--workdir", str(tmp_path / "run"), "--name", "p1",
+                                       "--resume", "--num-samples", "5"]))
+    assert given.num_samples == 5 and given.max_epochs == 4  # given: as typed (check_record refuses it)
+    fresh = cli.tune_config(cli.parse(["tune", "probe", "--workdir", str(tmp_path / "run"), "--name", "p2"]))
+    assert fresh.num_samples == TuneConfig().num_samples  # not a resume: the defaults
