@@ -338,6 +338,9 @@ def run(args: argparse.Namespace) -> int:
     except SpeciesfamError as err:
         print(f"{who}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # what reads the console closed it (`| head`) as a result was printed: as Unix tools
+        console.discard(sys.stdout)
+        return 141  # 128 + SIGPIPE; it said 'error: BrokenPipeError ... check the path' (round 46)
     except OSError as err:  # the machine's or the storage's answer (a path under a file, no bucket, no access)
         import logging
 

@@ -252,16 +252,36 @@ def say(message: str) -> None:
     """One line for the person at the console (stdout, flushed, so it interleaves with progress bars); inside a
     stage also a record of its log, so ``RUN/logs/STAGE.log`` holds what the console said (a batch job's log
     held none of its lines)."""
-    print(_INDENT[-1] + message, flush=True)
+    _write(_INDENT[-1] + message, sys.stdout)
     if LOGGED_STAGES:
         logging.getLogger("speciesfam.console").info("%s", message)
 
 
 def say_err(message: str) -> None:
     """``say`` on stderr: a warning, or what a command left out (also a record of the stage's log)."""
-    print(_INDENT[-1] + message, file=sys.stderr, flush=True)
+    _write(_INDENT[-1] + message, sys.stderr)
     if LOGGED_STAGES:
         logging.getLogger("speciesfam.console").info("%s", message)
+
+
+def _write(line: str, stream: Any) -> None:
+    """A console line; where its reader has gone (`| head -1`), the work goes on and the log keeps the lines:
+    a BrokenPipeError ended a search 17 s in with nothing recorded (hostile tester round 46)."""
+    try:
+        print(line, file=stream, flush=True)
+    except BrokenPipeError:
+        discard(stream)
+
+
+def discard(stream: Any) -> None:
+    """Send what is still written to ``stream`` (a pipe its reader closed) to /dev/null: Python's flush of it at
+    exit raised BrokenPipeError again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stream with no descriptor: nothing to redirect
+        pass
 
 
 PROGRESS_EVERY_S = 30.0  # seconds between a long stage's progress lines

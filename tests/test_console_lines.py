@@ -297,3 +297,33 @@ def test_the_raylets_worker_pool_note_goes_to_the_log_and_its_errors_to_the_cons
         console.STOPPING.clear()
     said = capsys.readouterr()
     assert cut not in said.out + said.err and f"(raylet) {cut}" in open(log).read(), said
+
+
+def test_a_console_whose_reader_went_away_does_not_stop_the_work(tmp_path):
+    """`speciesfam tune ... | head -1`: the next console line raised BrokenPipeError, which ended the search with
+    nothing recorded, then said 'check the path, its permissions and free space' (hostile tester round 46). The
+    stage goes on, its log keeps the lines; a result printed into a closed pipe exits 141, as Unix tools do."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    for fam in ("Alpha", "Beta"):
+        for i in range(3):
+            (tmp_path / "src" / fam).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (40, 40), (i * 40, len(fam) * 20, 90)).save(tmp_path / "src" / fam / f"{i}.png")
+    run = tmp_path / "run"
+    shell = (f"set -o pipefail; {sys.executable} -m speciesfam.cli catalog {tmp_path / 'src'} --workdir {run} "
+             "--min-images 3 | true")
+    done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "BrokenPipe" not in done.stderr, done.stderr
+    assert (run / layout.MANIFEST).exists() and "catalog: 6 rows" in (run / "logs" / "catalog.log").read_text()
+    from speciesfam.console import _write
+
+    read, write = __import__("os").pipe()
+    __import__("os").close(read)
+    stream = open(write, "w")
+    _write("a line", stream)  # no error
+    stream.write("more\n")
+    stream.flush()  # sent to /dev/null: no error at exit either
+    stream.close()
