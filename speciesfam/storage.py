@@ -123,7 +123,11 @@ def read_error(err: BaseException, path: str) -> str:
     """A row's reason for a file that could not be read: the error, and for a missing file ``path_hint``."""
     if isinstance(err, UnicodeEncodeError):  # a name with a byte of another encoding (as catalog's walk says it)
         return not_utf8(path)
-    return f"cannot read file: {said(err)}{path_hint(path) if isinstance(err, FileNotFoundError) else ''}"
+    text = said(err)
+    name = getattr(err, "filename", None)
+    if isinstance(name, str) and not is_utf8(name):  # its repr printed the byte as '\udce9' (round 46)
+        text = f"[Errno {err.errno}] {err.strerror}: '{shown(name)}'"  # type: ignore[attr-defined]
+    return f"cannot read file: {text}{path_hint(path) if isinstance(err, FileNotFoundError) else ''}"
 
 
 def said(err: BaseException, limit: int = 300) -> str:
