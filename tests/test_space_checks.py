@@ -275,3 +275,21 @@ def test_extra_takes_what_the_trainers_models_and_space_read(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(tmp_path))
     assert load_space(TuneConfig(space="wide_space", extra={"width": 4}, smoke_test=True))["width"] == 4
     assert load_space(TuneConfig(space="wide_space", extra={"width": 4}))["width"] == 4  # named by the smoke variant
+
+
+def test_numpy_values_in_a_space_are_plain_numbers(tmp_path, monkeypatch):
+    """np.int64 choices and an np.float32 constant were written as text ("32") in trials.csv and the bundle's hp,
+    and the warm-start line said head_units=np.int64(32) (hostile tester round 46)."""
+    import json
+
+    from speciesfam.tune.space import load_space
+
+    (tmp_path / "np_space.py").write_text(
+        "import numpy as np\nfrom ray import tune\n\ndef get_search_space(smoke):\n"
+        "    return {'head_units': tune.choice([np.int64(16), np.int64(32)]), 'dropout': np.float32(0.25),\n"
+        "            'lr': tune.grid_search([np.float64(0.01)])}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    space = load_space(TuneConfig(kind="probe", space="np_space", searcher="random"))
+    drawn = {"head_units": space["head_units"].sample(), "dropout": space["dropout"],
+             "lr": space["lr"]["grid_search"][0]}
+    assert json.loads(json.dumps(drawn, default=str)) == drawn and type(drawn["head_units"]) is int, drawn

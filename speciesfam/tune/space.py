@@ -138,7 +138,22 @@ def _call(module, name: str, smoke: bool) -> dict[str, Any]:
     if not isinstance(space, dict):
         raise ConfigError(f"--space {name!r}: get_search_space() returned a {type(space).__name__}; it must return a "
                           "dict of hyperparameter name -> value or tune.choice/uniform/...")
-    return space
+    return {k: _plain(v) for k, v in space.items()}
+
+
+def _plain(value: Any) -> Any:
+    """A space's value with numpy scalars as Python ones (np.int64(32) was written as the text "32" in trials.csv
+    and the bundle's hp, and said 'head_units=np.int64(32)': hostile tester round 46): a fixed value, a
+    tune.choice's values (in place), a grid's."""
+    from ray.tune.search.sample import Categorical
+
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        return value.item()
+    if isinstance(value, Categorical):
+        value.categories = [_plain(v) for v in value.categories]
+    elif isinstance(value, dict) and isinstance(value.get("grid_search"), (list, tuple)):
+        return {**value, "grid_search": [_plain(v) for v in value["grid_search"]]}
+    return value
 
 
 def load_space(cfg) -> dict[str, Any]:
