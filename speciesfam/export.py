@@ -72,8 +72,9 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
                                   f"{some(ids, 10)}" + (f" (the trials of {some(older, quote=True)}, searches of an "
                                                         "older catalog or clean run, were dropped from it: their "
                                                         "splits are gone)" if older else "") + (
-                f"; trial {trial_id} ran in {ran}, on an older catalog or clean run: its trials were dropped from "
-                "the table (their splits are gone)" if ran and not older else ""))
+                f"; trial {trial_id} ran in {ran}, and the table no longer holds it: a search on an older catalog "
+                "or clean run, or one started again under the same --name, leaves its trials out" if ran and not older
+                else ""))  # it said 'on an older catalog or clean run' of a name reused (round 46)
         row = rows.iloc[0].to_dict()
         if not isinstance(row.get("best_checkpoint"), str):
             raise SpeciesfamError(f"trial {trial_id} has no checkpoint (status {row['status']}: {row.get('error')})")

@@ -194,12 +194,13 @@ def test_a_trial_dropped_with_an_older_split_is_said_so(probe_run, tmp_path):
     record.write_text(json.dumps(tune))
     old = run / "tune" / "probe" / "probe_trial_gone1234_1_lr=0.1_2026-12-05_10-00-00"
     old.mkdir()
-    with pytest.raises(SpeciesfamError, match=f"; trial gone1234 ran in {re.escape(str(old))}, on an older catalog or "
-                                              r"clean run: its trials were dropped from the table \(their splits are "
-                                              r"gone\)$"):
+    # (or under the same --name on the same splits: it said 'on an older catalog or clean run'; round 46)
+    with pytest.raises(SpeciesfamError, match=f"; trial gone1234 ran in {re.escape(str(old))}, and the table no longer "
+                                              "holds it: a search on an older catalog or clean run, or one started "
+                                              "again under the same --name, leaves its trials out$"):
         export_bundle(str(run), trial_id="gone1234")
     # the random and grid searchers' ids hold '_' (29dc3_00000): no explanation was given for them
     old = run / "tune" / "probe" / "probe_trial_29dc3_00000_0_lr=0.1_2026-12-05_10-00-00"
     old.mkdir()
-    with pytest.raises(SpeciesfamError, match=f"; trial 29dc3_00000 ran in {re.escape(str(old))}, on an older"):
+    with pytest.raises(SpeciesfamError, match=f"; trial 29dc3_00000 ran in {re.escape(str(old))}, and the table"):
         export_bundle(str(run), trial_id="29dc3_00000")
