@@ -211,7 +211,8 @@ def quiet_raylet_notes() -> None:
             text = ANSI.sub("", " ".join(lines)).strip().removeprefix("(raylet) ")
             logging.getLogger("speciesfam.ray").info("(raylet) %s", text)
             first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
-            print(f"ray: {first} (--verbose shows Ray's whole message; the run's logs/ keep it)", file=sys.stderr)
+            kept = "; the run's logs/ keep it" if LOGGED_STAGES else ""  # a bundle outside a run folder: no logs
+            print(f"ray: {first} (--verbose shows Ray's whole message{kept})", file=sys.stderr)
             return
         original(data, ignore_prefix)
 

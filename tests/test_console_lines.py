@@ -284,6 +284,9 @@ def test_the_raylets_worker_pool_note_goes_to_the_log_and_its_errors_to_the_cons
                         "ray: A worker died or was killed while executing a task by an unexpected system "
                         "error. (--verbose shows Ray's whole message; the run's logs/ keep it)\n"), said.err
     assert "Worker exit type: SYSTEM_ERROR" in open(log).read()
+    # no run folder (predict of a bundle kept elsewhere): no logs/ to point at (round 46)
+    worker.print_to_stdstream({"lines": [killed], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    assert capsys.readouterr().err == f"ray: {killed} (--verbose shows Ray's whole message)\n"
     assert "worker processes have been started" not in said.err, said.err  # nor by the 'ray' logger's handler
     assert "(raylet) WARNING: 8 PYTHON worker processes" in open(log).read()
     # while a Ctrl-C ends the command, Ray's notes on the work it cuts short go to the log (an interrupted batch
