@@ -341,6 +341,7 @@ def embedder_config(spec: dict[str, Any], weights_dir: str | None = None):
                               f"{digest}); restore the original file, or export again from a run cleaned with it")
     cfg = CleanConfig(model=spec.get("model") or CleanConfig.model, pretrained=pretrained,
                       embedder=spec.get("embedder"))
+    _fetched(cfg)
     rebuilt = model_id(cfg)
     if not split_id(spec["model_id"])[1]:  # exported before ids carried the weights' digest (checked above)
         rebuilt = split_id(rebuilt)[0]
@@ -352,9 +353,29 @@ def embedder_config(spec: dict[str, Any], weights_dir: str | None = None):
     return cfg
 
 
+def _fetched(cfg) -> None:
+    """An open_clip tag or hub model: its weights found in the local cache (or downloaded) before anything loads
+    it, as clean does, and said in one line: offline, predict retried the hub for 50 s, 46 lines of it, then
+    advised clean's flags (hostile tester round 47); a tag open_clip does not know was a traceback."""
+    from .data.embedders import fetch_pretrained
+
+    if cfg.embedder or not (cfg.model.startswith("hf-hub:") or (cfg.pretrained and not os.path.isabs(cfg.pretrained))):
+        return
+    try:
+        fetch_pretrained(cfg)
+    except SpeciesfamError as err:
+        cause = str(err).split(" Offline machines need")[0]
+        raise BundleError(f"{cause} The bundle's embedder needs those weights: on an offline machine, copy the "
+                          "Hugging Face cache (HF_HOME, ~/.cache/huggingface) there from one that has them, or "
+                          "export from a run cleaned with a local weights file (--pretrained PATH or --model "
+                          "local-dir:FOLDER; its files travel with --weights-dir)") from None
+
+
 def _moved(spec: dict[str, Any], weights_dir: str) -> dict[str, Any]:
     """The embedder record with its local files read from ``weights_dir`` (same names): a ``local-dir:`` model is
     that folder, a ``--pretrained`` file the file of its name there. A tag, hub model or factory: unchanged."""
+    if not (spec.get("files_sha256") or spec.get("pretrained_sha256")):
+        return spec  # nothing read from local files: a tag, a hub model, random weights, a factory (cli notes it)
     folder = os.path.abspath(weights_dir)
     if not os.path.isdir(folder):
         raise BundleError(f"--weights-dir {weights_dir} is not a folder: give the folder that holds the "

@@ -113,20 +113,24 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _unread_weights_dir(args: argparse.Namespace) -> None:
-    """A note that --weights-dir is not read: a CNN bundle carries its whole model."""
+    """A note that --weights-dir is not read: a CNN bundle carries its whole model, and a probe bundle whose
+    embedder reads no local file (a tag, a hub model, random weights, a factory) has nothing to read there."""
     from .bundle import CONFIG
 
     if args.weights_dir:
         try:
             with open(os.path.join(args.bundle, CONFIG), encoding="utf-8") as f:
-                kind = json.load(f).get("kind")
+                config = json.load(f)
+            spec = config.get("embedder") or {}
+            local = bool(spec.get("files_sha256") or spec.get("pretrained_sha256"))
         except (OSError, ValueError, AttributeError):
             return  # the bundle's own check says what is wrong with it
-        if kind == "cnn":
+        why = ("this bundle is a CNN's, whose model.keras holds all its weights" if config.get("kind") == "cnn" else
+               "this bundle's embedder reads no local weights file" if not local else "")
+        if why:
             from .console import say_err
 
-            say_err(f"{args.command}: note: --weights-dir {args.weights_dir} is not read: this bundle is a CNN's, "
-                    "whose model.keras holds all its weights")
+            say_err(f"{args.command}: note: --weights-dir {args.weights_dir} is not read: {why}")
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -339,3 +339,15 @@ def test_predict_of_files_says_address_is_not_read_and_logs_which_inputs_failed(
     assert "predict: note: --address 127.0.0.1:1 is not read for image files, which are predicted here" in err, err
     log = (probe_run / "logs" / "predict.log").read_text()
     assert f"not predicted: {tmp_path / 'bad.jpg'}: " in log, log[-2000:]
+
+
+def test_weights_dir_for_a_probe_bundle_that_reads_no_local_file_is_noted_not_refused(probe_run, probe_bundle,
+                                                                                      tmp_path, capsys):
+    """A random-init (or tag) embedder reads no local file: --weights-dir was ignored silently, and a folder that
+    does not exist was refused as if it were needed (hostile tester round 47)."""
+    from speciesfam.cli import main
+
+    image = val_rows(probe_run)["path"].iloc[0]
+    assert main(["predict", str(probe_bundle), image, "--weights-dir", str(tmp_path / "nowhere")]) == 0
+    assert capsys.readouterr().err.strip() == (f"predict: note: --weights-dir {tmp_path / 'nowhere'} is not read: "
+                                               "this bundle's embedder reads no local weights file")

@@ -190,3 +190,19 @@ def test_a_probe_bundle_shipped_to_another_machine_reads_its_weights_from_weight
     (tmp_path / "copy").mkdir()
     shutil.move(weights, tmp_path / "copy" / "w.bin")
     assert embedder_config(file_spec, str(tmp_path / "copy")).pretrained == str(tmp_path / "copy" / "w.bin")
+
+
+def test_a_probe_bundle_of_a_pretrained_tag_offline_is_refused_in_one_line_with_a_fix_for_predict(tmp_path):
+    """A bundle of clean's default (an open_clip tag): offline, predict retried the hub for 50 s, printing 46
+    lines, then advised clean's --pretrained; a tag open_clip does not know was a traceback (hostile tester round
+    47). The weights are looked for as clean looks for them, and the advice is predict's."""
+    from speciesfam.bundle import BundleError, embedder_config
+
+    for tag in ("laion2b_s34b_b79k", "no_such_tag"):
+        spec = {"model_id": f"open_clip:ViT-S-32:{tag}", "model": "ViT-S-32", "pretrained": tag,
+                "source": "open_clip pretrained tag"}
+        with pytest.raises(BundleError, match=r"^could not load open_clip model 'ViT-S-32' with pretrained=.* The "
+                                              r"bundle's embedder needs those weights: on an offline machine, copy the "
+                                              r"Hugging Face cache") as err:
+            embedder_config(spec, str(tmp_path))  # --weights-dir has nothing to read for it
+        assert "\n" not in str(err.value) and "--pretrained none" not in str(err.value), str(err.value)
