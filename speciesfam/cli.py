@@ -190,12 +190,15 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from . import storage
     from .evaluate import evaluate, say_result
 
     _unread_weights_dir(args)
     left_out = say_result(evaluate(args.bundle, args.manifest, args.split, args.out, weights_dir=args.weights_dir))
-    run = os.path.dirname(os.path.abspath(args.bundle))  # a bundle inside a run folder: refresh its report
-    if args.out is None and os.path.isdir(os.path.join(run, "stages")):
+    run = os.path.dirname(os.path.abspath(args.bundle))  # a bundle inside a run folder: refresh its report, for
+    # --out in that folder too (RUN/eval_test given by name left the report saying to run evaluate: round 47)
+    inside = args.out is None or (not storage.is_remote(args.out) and storage.within(os.path.abspath(args.out), run))
+    if inside and os.path.isdir(os.path.join(run, "stages")):
         from .console import say
         from .report import write_report
 

@@ -18,9 +18,9 @@ import numpy as np
 
 from . import layout, plots, storage
 from .console import say, say_err
+from .data.catalog_report import look_alike_key
 from .errors import SpeciesfamError
 from .evaluate_out import REPORTS, ROWS_COLUMNS, bundle_folder, earlier_metrics, refuse_out
-from .data.catalog_report import look_alike_key
 from .lines import counted, quoted, some
 
 if TYPE_CHECKING:
@@ -298,7 +298,15 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     rows = evaluation_rows(manifest_uri, split)  # fails here, before the model loads
     split, catalog = rows.attrs["split"], rows.attrs["catalog"]
     this_run = own_run(bundle, manifest_uri, catalog)
-    out = out or default_out(bundle, manifest_uri, split, this_run)
+    given, out = out, out or default_out(bundle, manifest_uri, split, this_run)
+    from .stages import is_run_folder
+
+    if given and not this_run and is_run_folder(bundle_folder(bundle)):
+        own = {os.path.realpath(os.path.join(bundle_folder(bundle), f"eval_{s}")) for s in layout.SPLITS}
+        if not storage.is_remote(given) and os.path.realpath(given) in own:  # replaced the run's own score (round 47)
+            raise SpeciesfamError(f"--out {given} is where the run's own {os.path.basename(given)[5:]} split's "
+                                  "evaluation goes (the report shows it): a labelled set of yours would replace it; "
+                                  "leave --out out (its own folder beside the bundle) or give another")
     if not storage.is_remote(out):
         refuse_out(out, bundle, manifest_uri if catalog and not storage.is_remote(manifest_uri) else None)
     config = read_config(bundle)

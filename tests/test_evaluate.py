@@ -387,3 +387,24 @@ def test_a_family_the_bundle_lacks_names_the_one_it_looks_like_apart_from_it():
     for near in ("felidae", "Felidae ", "\uff26elidae", "Feli\u200bdae"):  # case, a space, full-width, invisible
         assert no_family(near, folded).endswith("(it has 'Felidae': labels are compared exactly as written)"), near
     assert no_family("Canidae", folded) == "the bundle has no family 'Canidae'"
+
+
+def test_the_runs_own_evaluation_folder_is_kept_for_it_and_the_report_follows(probe_run, probe_bundle, tmp_path,
+                                                                               capsys):
+    """`evaluate RUN/bundle --manifest mine.csv --out RUN/eval_test` replaced the run's own test evaluation, which
+    the report showed; `--out RUN/eval_test` of the run's own manifest left the report saying to run evaluate
+    (hostile tester round 47)."""
+    from speciesfam import cli
+
+    run = tmp_path / "run"
+    shutil.copytree(probe_run, run, ignore=shutil.ignore_patterns("tune", "eval_*"))
+    usable = pd.read_parquet(run / "clean_manifest.parquet").query("status == 'ok'").head(3)
+    usable[["path", "label"]].to_csv(tmp_path / "mine.csv", index=False)
+    assert cli.main(["evaluate", str(run / "bundle"), "--manifest", str(tmp_path / "mine.csv"), "--out",
+                     str(run / "eval_test")]) == 2
+    assert "is where the run's own test split's evaluation goes" in capsys.readouterr().err
+    assert not (run / "eval_test").exists()
+    assert cli.main(["evaluate", str(run / "bundle"), "--manifest", str(run / "clean_manifest.parquet"), "--out",
+                     str(run / "eval_test")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"report: {run / 'report.html'}"
+    assert "Evaluation on the test split" in (run / "report.html").read_text()
