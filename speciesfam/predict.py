@@ -257,7 +257,8 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
     import pyarrow as pa
     import ray
 
-    from .bundle import bundle_id, embedder_config, read_config
+    from .bundle import bundle_id, read_config
+    from .bundle_embedder import embedder_config
     from .data.embedding import decode_batch
     from .raycluster import actor_pool, check_shared, init_ray
 

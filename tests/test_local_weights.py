@@ -156,7 +156,8 @@ def test_a_probe_bundle_shipped_to_another_machine_reads_its_weights_from_weight
     same files by name, each checked against its sha256; the same model embeds the same."""
     import numpy as np
 
-    from speciesfam.bundle import BundleError, embedder_config
+    from speciesfam.bundle import BundleError
+    from speciesfam.bundle_embedder import embedder_config
     from speciesfam.data.embedders import load_embedder
     from speciesfam.export import embedder_record
 
@@ -196,7 +197,8 @@ def test_a_probe_bundle_of_a_pretrained_tag_offline_is_refused_in_one_line_with_
     """A bundle of clean's default (an open_clip tag): offline, predict retried the hub for 50 s, printing 46
     lines, then advised clean's --pretrained; a tag open_clip does not know was a traceback (hostile tester round
     47). The weights are looked for as clean looks for them, and the advice is predict's."""
-    from speciesfam.bundle import BundleError, embedder_config
+    from speciesfam.bundle import BundleError
+    from speciesfam.bundle_embedder import embedder_config
 
     for tag in ("laion2b_s34b_b79k", "no_such_tag"):
         spec = {"model_id": f"open_clip:ViT-S-32:{tag}", "model": "ViT-S-32", "pretrained": tag,
