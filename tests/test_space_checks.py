@@ -286,10 +286,11 @@ def test_numpy_values_in_a_space_are_plain_numbers(tmp_path, monkeypatch):
 
     (tmp_path / "np_space.py").write_text(
         "import numpy as np\nfrom ray import tune\n\ndef get_search_space(smoke):\n"
-        "    return {'head_units': tune.choice([np.int64(16), np.int64(32)]), 'dropout': np.float32(0.25),\n"
+        "    return {'head_units': tune.choice([np.int64(16), np.int64(32)]), 'dropout': np.float32(0.1),\n"
         "            'lr': tune.grid_search([np.float64(0.01)])}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     space = load_space(TuneConfig(kind="probe", space="np_space", searcher="random"))
     drawn = {"head_units": space["head_units"].sample(), "dropout": space["dropout"],
              "lr": space["lr"]["grid_search"][0]}
     assert json.loads(json.dumps(drawn, default=str)) == drawn and type(drawn["head_units"]) is int, drawn
+    assert drawn["dropout"] == 0.1  # as written, not 0.10000000149011612 (round 47)

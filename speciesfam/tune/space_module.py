@@ -65,7 +65,8 @@ def _plain(value: Any) -> Any:
     from ray.tune.search.sample import Categorical
 
     if hasattr(value, "item") and type(value).__module__ == "numpy":
-        return value.item()
+        # a float32 as written (0.1), not as widened (0.10000000149011612): its shortest text round-trips
+        return float(str(value)) if isinstance(value.item(), float) else value.item()
     if isinstance(value, Categorical):
         value.categories = [_plain(v) for v in value.categories]
     elif isinstance(value, dict) and isinstance(value.get("grid_search"), (list, tuple)):
