@@ -326,5 +326,14 @@ def _export_elsewhere(bundle: str, records: dict) -> dict | None:
     last = (records.get("export") or {}).get("summary") or {}
     out = last.get("bundle")
     same = not out or (out == bundle if storage.is_remote(out) or storage.is_remote(bundle)
-                       else os.path.realpath(out) == os.path.realpath(bundle))
+                       else os.path.realpath(out) == os.path.realpath(bundle) or _moved_with_run(out, bundle))
     return None if same else {"out": out, "trial": last.get("trial_id")}
+
+
+def _moved_with_run(out: str, bundle: str) -> bool:
+    """Whether ``out``, where the last export wrote RUN/bundle, is ``bundle`` before its run folder moved (its
+    config names that run folder): a moved run's report said its own bundle was another (hostile tester round 47)."""
+    from .bundle import recorded_trial
+
+    return os.path.basename(out) == os.path.basename(bundle) and \
+        recorded_trial(bundle).get("run_folder") == os.path.dirname(out)

@@ -131,6 +131,13 @@ def test_an_export_to_another_folder_is_named_beside_run_bundle(tmp_path):
     stages.finish(str(tmp_path), "export", config={"trial": "bbbb2222", "out": str(other)},
                   summary={"trial_id": "bbbb2222", "bundle": str(other)})
     assert f"The last export (trial bbbb2222) wrote <code>{other}</code>, not this bundle" in render(str(tmp_path))
+    # the run folder moved after its export (supported): its own bundle, recorded under the old path (round 47)
+    old = tmp_path / "before-the-move"
+    (bundle / "config.json").write_text(json.dumps({"kind": "cnn", "model": "m", "labels": ["A", "B"],
+                                                    "image_size": 32, "trial": {"run_folder": str(old)}}))
+    stages.finish(str(tmp_path), "export", config={"trial": None, "out": str(old / "bundle")},
+                  summary={"trial_id": "aaaa1111", "bundle": str(old / "bundle")})
+    assert "The last export" not in render(str(tmp_path))
 
 
 def test_the_search_section_judges_only_finished_trials_and_names_their_own_search(tmp_path):
