@@ -71,10 +71,16 @@ def _fetched(cfg) -> None:
                           "local-dir:FOLDER; its files travel with --weights-dir)") from None
 
 
+def reads_local_files(spec: dict[str, Any]) -> bool:
+    """Whether the embedder record names local weights files (a ``local-dir:`` folder's, a ``--pretrained`` file):
+    only those are read from ``--weights-dir``."""
+    return bool(spec.get("files_sha256") or spec.get("pretrained_sha256"))
+
+
 def _moved(spec: dict[str, Any], weights_dir: str) -> dict[str, Any]:
     """The embedder record with its local files read from ``weights_dir`` (same names): a ``local-dir:`` model is
     that folder, a ``--pretrained`` file the file of its name there. A tag, hub model or factory: unchanged."""
-    if not (spec.get("files_sha256") or spec.get("pretrained_sha256")):
+    if not reads_local_files(spec):
         return spec  # nothing read from local files: a tag, a hub model, random weights, a factory (cli notes it)
     folder = os.path.abspath(weights_dir)
     if not os.path.isdir(folder):

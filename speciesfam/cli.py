@@ -116,13 +116,13 @@ def _unread_weights_dir(args: argparse.Namespace) -> None:
     """A note that --weights-dir is not read: a CNN bundle carries its whole model, and a probe bundle whose
     embedder reads no local file (a tag, a hub model, random weights, a factory) has nothing to read there."""
     from .bundle import CONFIG
+    from .bundle_embedder import reads_local_files
 
     if args.weights_dir:
         try:
             with open(os.path.join(args.bundle, CONFIG), encoding="utf-8") as f:
                 config = json.load(f)
-            spec = config.get("embedder") or {}
-            local = bool(spec.get("files_sha256") or spec.get("pretrained_sha256"))
+            local = reads_local_files(config.get("embedder") or {})
         except (OSError, ValueError, AttributeError):
             return  # the bundle's own check says what is wrong with it
         why = ("this bundle is a CNN's, whose model.keras holds all its weights" if config.get("kind") == "cnn" else

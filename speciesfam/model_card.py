@@ -49,6 +49,8 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
              "- use: `speciesfam.bundle.load_bundle(PATH).predict(list_of_rgb_uint8_arrays)` -> probabilities, "
              "or `speciesfam predict PATH IMAGES...`", ""]
     if config["kind"] == "probe":
+        from .bundle_embedder import reads_local_files
+
         e = config["embedder"]
         lines += ["## Embedder", "", f"- id: {code(visible(e['model_id']))} ({e['source']})"]
         if e.get("embedder"):
@@ -62,7 +64,7 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
             lines.append(f"- open_clip model {code(visible(e['model']))}, {weights}"
                          + (f" (sha256 {e['pretrained_sha256']})" if e.get("pretrained_sha256") else ""))
             lines += [f"- file {code(visible(f))}: sha256 {digest}" for f, digest in (e.get("files_sha256") or {}).items()]
-            if e.get("files_sha256") or e.get("pretrained_sha256"):
+            if reads_local_files(e):
                 lines.append("- on another machine: copy these files there and give `predict`/`evaluate` "
                              "`--weights-dir FOLDER` (their sha256 is checked)")
         lines += [f"- licence of its weights: {e['licence']}", ""]
