@@ -27,26 +27,40 @@ def run_demo(workdir: str | None = None, **overrides) -> dict:
     (``overrides``: its fields, e.g. ``num_samples``, ``max_epochs``)."""
     cfg = dataclasses.replace(DemoConfig(), **({"workdir": workdir} if workdir else {}), **overrides)
     cfg.validate()
-    num_samples, max_epochs = cfg.num_samples, cfg.max_epochs
     storage.require_creatable(cfg.workdir, "--workdir", "the run (it is created)")  # a file: as the stages say it
     workdir = storage.local_dir(cfg.workdir)
     with stage_log.stage_logs(workdir, "demo"):
-        return _stages(workdir, num_samples, max_epochs)
+        return _stages(workdir, cfg)
 
 
-def stop_if_interrupted(workdir: str) -> None:
+def stop_if_interrupted(workdir: str, cfg: DemoConfig | None = None) -> None:
     """After the search: raise KeyboardInterrupt (the CLI exits 130) when SIGINT/SIGTERM ended it. Tune stops
-    on the signal and returns; exporting its cut-short trials would replace an earlier demo's bundle."""
+    on the signal and returns; exporting its cut-short trials would replace an earlier demo's bundle. The hint
+    names the flags the demo was given (``cfg``), so the run it starts over is the same one."""
     if stages.summary(workdir, "tune").get("interrupted"):
-        import shlex
-
-        again = "speciesfam demo" + ("" if workdir.rstrip("/") == os.path.abspath(DemoConfig().workdir).rstrip("/")
-                                     else f" --workdir {shlex.quote(workdir)}")
-        console.say(f"demo: stopped after the interrupted search, nothing exported; `{again}` starts over")
+        console.say(f"demo: stopped after the interrupted search, nothing exported; `{_again(workdir, cfg)}` starts "
+                    "over")
         raise KeyboardInterrupt
 
 
-def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
+def _again(workdir: str, cfg: DemoConfig | None) -> str:
+    """The ``speciesfam demo`` command of this run: its --workdir unless the default, and each flag whose value
+    is not the default."""
+    import shlex
+
+    from .flags import config_fields, flag_of
+
+    default, words = DemoConfig(), ["speciesfam", "demo"]
+    if workdir.rstrip("/") != os.path.abspath(default.workdir).rstrip("/"):
+        words += ["--workdir", shlex.quote(workdir)]
+    for f in config_fields(DemoConfig):
+        value = getattr(cfg or default, f.name)
+        if f.name != "workdir" and value != getattr(default, f.name):
+            words += [flag_of(f, value), shlex.quote(str(value))]
+    return " ".join(words)
+
+
+def _stages(workdir: str, cfg: DemoConfig) -> dict:
     from .data.catalog import run_catalog
     from .data.clean import run_clean
     from .evaluate import evaluate
@@ -74,13 +88,14 @@ def _stages(workdir: str, num_samples: int, max_epochs: int) -> dict:
         cleaned = run_clean(workdir, CleanConfig.smoke())
     done("clean")
     console.say("[3/6] tune: scratch CNNs, each trial on Ray Train workers (MultiWorkerMirroredStrategy)")
-    tune_cfg = TuneConfig.smoke(kind="scratch", num_samples=num_samples, max_epochs=max_epochs, workers_per_trial=2,
+    tune_cfg = TuneConfig.smoke(kind="scratch", num_samples=cfg.num_samples, max_epochs=cfg.max_epochs,
+                                workers_per_trial=2,
                                 # BN statistics need a few epochs before val F1 means much
-                                grace_period=min(5, max_epochs), name="demo")
+                                grace_period=min(5, cfg.max_epochs), name="demo")
     with nest():
         run_search(workdir, tune_cfg)
     done("tune")
-    stop_if_interrupted(workdir)
+    stop_if_interrupted(workdir, cfg)
     console.say("[4/6] export the best checkpoint")
     with nest():
         bundle = export_bundle(workdir)

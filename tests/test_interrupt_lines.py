@@ -164,6 +164,11 @@ def test_an_interrupted_demo_says_the_command_that_starts_it_over(tmp_path, caps
         stop_if_interrupted(str(tmp_path))
     assert capsys.readouterr().out == (f"demo: stopped after the interrupted search, nothing exported; `speciesfam "
                                        f"demo --workdir {tmp_path}` starts over\n")
+    from speciesfam.config import DemoConfig
+
+    with pytest.raises(KeyboardInterrupt):  # the flags it was given too (round 47: --max-epochs was dropped)
+        stop_if_interrupted(str(tmp_path), DemoConfig(workdir=str(tmp_path), max_epochs=3))
+    assert capsys.readouterr().out.endswith(f"`speciesfam demo --workdir {tmp_path} --max-epochs 3` starts over\n")
 
 
 def test_a_stage_a_signal_stopped_ends_its_log_as_interrupted(tmp_path):
