@@ -95,6 +95,8 @@ def render(workdir: str) -> str:
         if why and stage in records and not sections[name].get("missing"):
             sections[name]["stale"] = why  # shown, marked: never mixed silently with the newer stages
             sections[name].pop("unfinished", None)  # tune refuses to resume a search of an older run: not offered
+    for step in sections["reproduce"].get("steps", []):  # its command ran on older runs of the stages above it
+        step["stale"] = bool(stale_why.get(step["stage"]))
     return template.render(workdir=workdir, family_columns=FAMILY_COLUMNS, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), s=sections,
                            headline=headline(sections))
 

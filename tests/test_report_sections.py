@@ -325,3 +325,7 @@ def test_a_bundle_of_trials_a_recatalog_made_stale_is_marked_stale_too(tmp_path)
     stages.finish(run, "catalog", config={}, summary={})  # catalog again: clean, tune and the bundle are of the old
     section = model(render(run))
     assert "Stale:" in section and "built from the tune stage, itself stale: " in section, section
+    # How to reproduce lists the re-catalog beside the older commands: those say they are stale (round 47)
+    steps = render(run).split("<h2>How to reproduce</h2>")[1].split("<pre>", 1)[1].split("</pre>")[0].splitlines()
+    marked = {line.split()[1]: "# stale here" in line for line in steps if line.startswith("speciesfam ")}
+    assert marked == {"catalog": False, "clean": True, "tune": True, "export": True}, steps
