@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import os
 import warnings
 from typing import TYPE_CHECKING, Iterator
 
@@ -81,25 +80,6 @@ def class_counts(before: "pd.Series", after: "pd.Series", path: str | None = Non
     return _save(plt, fig, path)
 
 
-def search_progress(results, path: str | None = None, metric: str = METRIC) -> bytes:
-    """Metric against seconds since each trial started, one line per trial; a trial that ASHA stopped at a
-    rung ends early, marked with an x."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r in results:
-        hist = r.metrics_dataframe
-        if hist is not None and metric in hist.columns:
-            line, = ax.plot(hist["time_total_s"], hist[metric], marker="o", ms=3,
-                            label=os.path.basename(r.path).lstrip("_")[:28])
-            ax.plot(hist["time_total_s"].iloc[-1], hist[metric].iloc[-1], "x", color=line.get_color(), ms=8)
-    ax.set_xlabel("seconds since trial start")
-    ax.set_ylabel(metric)
-    ax.set_title("Search progress (x: last epoch of each trial)")
-    if 0 < len(ax.get_legend_handles_labels()[0]) <= 12:
-        ax.legend(fontsize=6)
-    return _save(plt, fig, path)
-
-
 def confusion(cm: np.ndarray, labels: list[str], path: str | None = None, title: str = "Confusion matrix") -> bytes:
     plt = _pyplot()
     n = len(labels)
@@ -133,13 +113,14 @@ def per_class_f1(per_class: "pd.DataFrame", path: str | None = None) -> bytes:
 
 
 def search_timeline(histories: dict[str, "pd.DataFrame"], stopped: set[str], metric: str = METRIC,
-                    path: str | None = None) -> bytes:
-    """The metric of every trial against seconds since the search started (wall time, so concurrency and
-    queueing show); a trial the scheduler stopped early ends in a red x, one that finished in a dot.
+                    path: str | None = None, cuts: list[float] = ()) -> bytes:
+    """The metric of every trial against seconds of search (wall time, so concurrency and queueing show); a
+    trial the scheduler stopped early ends in a red x, one that finished in a dot.
 
     Args:
-        histories: trial id -> its reported results with ``seconds`` (since search start) and ``metric``.
+        histories: trial id -> its reported results with ``seconds`` (of search) and ``metric``.
         stopped: ids of the trials the scheduler (ASHA) stopped.
+        cuts: where idle time (no trial running) was left out of ``seconds``: a dotted line each.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -160,7 +141,9 @@ def search_timeline(histories: dict[str, "pd.DataFrame"], stopped: set[str], met
         ax.step(np.asarray(best_x)[order], np.maximum.accumulate(np.nan_to_num(np.asarray(best_y)[order], nan=0)),
                 where="post", color="black", lw=1.5, alpha=0.6, label="best so far")
     ax.plot([], [], "x", color="tab:red", ms=9, mew=2, label="stopped by scheduler")
-    ax.set_xlabel("seconds since the search started")
+    for x in cuts:
+        ax.axvline(x, color="gray", ls=":", lw=1)
+    ax.set_xlabel("seconds of search" + (" (dotted: idle time between searches left out)" if cuts else ""))
     ax.set_ylabel(metric)
     ax.set_title("Search progress")
     if len(histories) <= 16:

@@ -42,7 +42,10 @@ def write_report(workdir: str) -> str | None:
     """
     uri = layout.path(workdir, layout.REPORT)
     try:
-        storage.write_text(uri, render(workdir))
+        html, sections = _render(workdir)
+        if (sections.get("search") or {}).get("png"):  # the search's timeline as the page shows it (all searches)
+            storage.write_bytes(layout.path(workdir, layout.SEARCH_PROGRESS), sections["search"]["png"])
+        storage.write_text(uri, html)
         return uri if storage.is_remote(uri) else storage.filesystem(uri)[1]
     except OSError as err:  # the storage's answer (a full disk, a read-only folder): one line, the rest logged
         logger.info("could not write %s", uri, exc_info=True)
@@ -66,6 +69,11 @@ def family_shown(manifest: Any) -> Callable[[Any], str]:
 
 def render(workdir: str) -> str:
     """The report's HTML for ``workdir`` (sections that fail carry their error)."""
+    return _render(workdir)[0]
+
+
+def _render(workdir: str) -> tuple[str, dict]:
+    """The report's HTML and the sections it was made of."""
     import jinja2
 
     env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -98,7 +106,7 @@ def render(workdir: str) -> str:
     for step in sections["reproduce"].get("steps", []):  # its command ran on older runs of the stages above it
         step["stale"] = bool(stale_why.get(step["stage"]))
     return template.render(workdir=workdir, family_columns=FAMILY_COLUMNS, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), s=sections,
-                           headline=headline(sections))
+                           headline=headline(sections)), sections
 
 
 def _safe(fn: Callable[[], Any]) -> Any:

@@ -19,11 +19,18 @@ from .tune.tracking import scored_trials
 from .tune.trials_file import read_trials, search_name, trials_deleted, trials_lost
 
 
-def trial_histories(trials) -> tuple[dict[str, Any], float]:
-    """trial id -> its per-epoch results (``seconds`` since the search started) from Tune's ``result.json`` (a
-    JSON line per result), or its ``progress.csv`` where that is missing. Not the CSV first: Tune appends a resumed
-    trial's rows under the columns of its first result since the resume, so when that result wrote no checkpoint
-    (a probe trial checkpoints only on a new best) the rows no longer match the file's header."""
+IDLE_GAP_S = 60.0  # no trial running for longer than this: the time between two commands, not the search's
+
+
+def trial_histories(trials) -> tuple[dict[str, Any], list[float]]:
+    """trial id -> its per-epoch results from Tune's ``result.json`` (a JSON line per result), or its
+    ``progress.csv`` where that is missing, and where the timeline leaves out idle time. Not the CSV first: Tune
+    appends a resumed trial's rows under the columns of its first result since the resume, so when that result
+    wrote no checkpoint (a probe trial checkpoints only on a new best) the rows no longer match the file's header.
+
+    ``seconds`` counts search time: from the first trial's start, less every stretch over ``IDLE_GAP_S`` in which
+    no trial ran (between two searches on the run, before a --resume); the second value is where those cuts are
+    on that axis (a plot spanned ~570 s for 57 s of search: round 47)."""
     import pandas as pd
 
     raw = {}
@@ -35,12 +42,32 @@ def trial_histories(trials) -> tuple[dict[str, Any], float]:
             raw[str(t.trial_id)] = pd.DataFrame([json.loads(line) for line in merged_lines(t.trial_path)])
         elif storage.exists(table):
             raw[str(t.trial_id)] = pd.read_csv(io.BytesIO(storage.read_bytes(table)))
-    starts = [h["timestamp"].iloc[0] - h["time_total_s"].iloc[0] for h in raw.values() if len(h) and "timestamp" in h]
-    t0 = min(starts) if starts else 0.0
+    busy = sorted(span for h in raw.values() if len(h) and "timestamp" in h for span in _running(h))
+    idle: list[tuple[float, float]] = []  # (when it ended, how long it was), in time order
+    end = busy[0][1] if busy else 0.0
+    for start, stop in busy[1:]:
+        if start - end > IDLE_GAP_S:
+            idle.append((start, start - end))
+        end = max(end, stop)
+    t0 = busy[0][0] if busy else 0.0
     for h in raw.values():
         if "timestamp" in h:
-            h["seconds"] = h["timestamp"] - t0
-    return raw, t0
+            h["seconds"] = [t - t0 - sum(gap for until, gap in idle if until <= t) for t in h["timestamp"]]
+    return raw, [until - t0 - sum(gap for u, gap in idle if u <= until) for until, _ in idle]
+
+
+def _running(h) -> list[tuple[float, float]]:
+    """When a trial was running: each result's interval (Tune's ``time_this_iter_s`` before its ``timestamp``;
+    the time since the trial's previous result, or its start, where a result lacks it)."""
+    stamps = [float(x) for x in h["timestamp"]]
+    took = [float(x) for x in h["time_this_iter_s"]] if "time_this_iter_s" in h else [float("nan")] * len(stamps)
+    first = stamps[0] - float(h["time_total_s"].iloc[0]) if "time_total_s" in h else stamps[0]
+    spans = []
+    for i, (stamp, t) in enumerate(zip(stamps, took)):
+        start = stamp - t if t == t else (stamps[i - 1] if i else first)
+        if start == start and stamp == stamp:  # NaN in a damaged result: no interval
+            spans.append((start, stamp))
+    return spans
 
 
 def search(workdir: str, records: dict) -> dict | None:
@@ -63,7 +90,7 @@ def search(workdir: str, records: dict) -> dict | None:
     latest = (record.get("summary") or {}).get("experiment")
     if latest:  # records written before each search kept its own summary: the record's is the latest's
         searches[latest] = {"config": cfg, **searches.get(latest, {}), "summary": record.get("summary") or {}}
-    histories, _ = trial_histories(trials)
+    histories, cuts = trial_histories(trials)
     search_of = {str(t.trial_id): (search_name(t.trial_path) or None) for t in trials.itertuples()}
 
     def epochs(h):  # a trial's epochs (Tune's iteration count restarts on a resume; older results lack epoch)
@@ -113,7 +140,7 @@ def search(workdir: str, records: dict) -> dict | None:
     if best is not None:  # the settings of the search the best trial ran in (the record's own is the latest)
         cfg = settings_of(str(best["trial_id"]))
         scheduler = scheduler_name(cfg.get("scheduler", "asha"))
-    plot = plots.data_uri(plots.search_timeline(histories, stopped)) if histories else None
+    png = plots.search_timeline(histories, stopped, cuts=cuts) if histories else None  # RUN/search_progress.png
     # a search none of whose trials scored: why each ended, as trials.csv says (the page read '2 trials; 0 stopped
     # early'; a search that trained nothing beside one that did showed only its 'not trained' rows)
     scored_in = {search_of.get(str(t)) for t in scored["trial_id"]}
@@ -127,7 +154,7 @@ def search(workdir: str, records: dict) -> dict | None:
     return {"trials": rows, "hp_keys": hp_keys, "best": best, "best_f1": best["f1"] if best else None,
             "why_none": [{"search": name, "why": "; ".join(f"{n} {why}" for why, n in ends.most_common())}
                          for name, ends in sorted(why_none.items())],
-            "plot": plot, "stopped": len(stopped), "scheduler": scheduler, "wall_s": searching_s(trials, histories),
+            "plot": plots.data_uri(png) if png else None, "png": png, "stopped": len(stopped), "scheduler": scheduler, "wall_s": searching_s(trials, histories),
             # each scheduler's stops, as each trial's own search ran (a FIFO best trial labelled ASHA's cuts FIFO's)
             "stopped_by": sorted(Counter(r["ended"][len("stopped by "):] for r in rows
                                          if str(r["trial_id"]) in stopped).items()),

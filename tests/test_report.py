@@ -150,6 +150,12 @@ def test_report_holds_the_main_numbers_inline(run):
     assert "<li>&lt;b&gt;not bold&lt;/b&gt;</li>" in html
     srcs = re.findall(r'<img[^>]* src="([^"]+)"', html)
     assert srcs and all(s.startswith("data:image/") for s in srcs)  # opens offline, from anywhere
+    # RUN/search_progress.png is the page's timeline of every search (it was the last search's own plot: round 47)
+    import base64
+
+    timeline = re.search(r'alt="val macro-F1 of every trial against search wall time" src="data:image/png;base64,'
+                         r'([^"]+)"', html).group(1)
+    assert (workdir / layout.SEARCH_PROGRESS).read_bytes() == base64.b64decode(timeline)
     assert "http://" not in html and "https://" not in html
 
 

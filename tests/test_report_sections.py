@@ -235,6 +235,29 @@ def test_trial_histories_read_a_resumed_trials_results_whole(tmp_path):
     assert histories["old"]["epoch"].tolist() == [1]
 
 
+def test_the_timeline_leaves_out_the_idle_time_between_two_searches(tmp_path):
+    """Two searches an hour apart were drawn on an axis of an hour with 7 s of search on it (round 47): the
+    time in which no trial ran is left out (a cut where it was), a gap under a minute is kept."""
+    import pandas as pd
+
+    from speciesfam.report_search import trial_histories
+
+    def trial(tid: str, stamps: list[float], took: float) -> str:
+        path = tmp_path / f"trial_{tid}"
+        path.mkdir()
+        pd.DataFrame({"timestamp": stamps, "time_this_iter_s": took, "time_total_s": took,
+                      "training_iteration": range(1, len(stamps) + 1)}).to_csv(path / "progress.csv", index=False)
+        return str(path)
+
+    # search one: 1000-1004; a trial 30 s later (kept); search two an hour later: 4035-4038
+    table = pd.DataFrame({"trial_id": ["a", "b", "c"], "trial_path": [
+        trial("a", [1001, 1002, 1003, 1004], 1.0), trial("b", [1035, 1036], 1.0), trial("c", [4036, 4037, 4038], 1.0)]})
+    histories, cuts = trial_histories(table)
+    assert list(histories["a"]["seconds"]) == [1, 2, 3, 4] and list(histories["b"]["seconds"]) == [35, 36]
+    assert cuts == [36] and list(histories["c"]["seconds"]) == [37, 38, 39]  # 2,999 s of nothing left out
+    assert trial_histories(table.iloc[:2])[1] == []  # no idle stretch over a minute: nothing cut
+
+
 def test_a_damaged_bundle_is_shown_with_why_it_does_not_load(probe_run, probe_bundle, tmp_path):
     """RUN/bundle with labels.json deleted was shown as a whole bundle; a config.json that is no JSON made the
     section say 'JSONDecodeError: Expecting value: line 1 column 1', naming no file (left open in round 32)."""

@@ -67,7 +67,6 @@ def test_searcher_scheduler_wiring_survives_failed_and_nan_trials(searcher, sche
     on_disk = pd.read_csv(tmp_path / "trials.csv", dtype={"trial_id": str})  # ids like 744907e1
     assert list(on_disk["trial_id"]) == list(table["trial_id"])
     assert "| trial_id | search | kind | model |" in (tmp_path / "trials.md").read_text()
-    assert (tmp_path / "search_progress.png").stat().st_size > 1000
     # Tune's CSV/JSON result logs (the table's source) are written
     logged = [d for d in (tmp_path / "tune" / "toy").iterdir() if (d / "progress.csv").exists()
               and (d / "result.json").exists()]

@@ -1,5 +1,5 @@
 """Tracking: W&B through Ray's ``WandbLoggerCallback`` (off unless asked), and always a local trial table
-(RUN/trials.csv, RUN/trials.md) plus a plot of the metric against time per trial (RUN/search_progress.png).
+(RUN/trials.csv, RUN/trials.md); the report draws every search's trials on one timeline (RUN/search_progress.png).
 
 The W&B API key is read from the environment by wandb itself; speciesfam never prints or writes it.
 """
@@ -266,7 +266,7 @@ def merge_trials(old: "pd.DataFrame", new: "pd.DataFrame") -> tuple["pd.DataFram
 
 def write_trial_table(results, workdir: str, kind: str | None = None, val_split: str | None = None) -> "pd.DataFrame":
     """Write RUN/trials.csv (this search's trials merged with earlier searches on the same val split),
-    RUN/trials.md and this search's RUN/search_progress.png; returns this search's trials.
+    and RUN/trials.md; returns this search's trials.
     ``val_split``: the trials' ``val_split_id`` when the caller has it (read from ``workdir`` otherwise)."""
     from ..errors import SourceError
 
@@ -284,10 +284,7 @@ def write_trial_table(results, workdir: str, kind: str | None = None, val_split:
             console.say(f"tune: dropped {counted(stale, 'trial')} of {uri} scored on another val split (catalog or "
                         "clean re-run)")
     storage.write_table(whole_epochs(df), uri)
-    write_trials_md(workdir, df)
-    from ..plots import search_progress
-
-    search_progress(results, layout.path(workdir, layout.SEARCH_PROGRESS), layout.METRIC)
+    write_trials_md(workdir, df)  # RUN/search_progress.png: the report's timeline of every search, written with it
     return new
 
 
