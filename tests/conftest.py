@@ -163,3 +163,16 @@ def saved_as_finished(folder) -> set[str]:
     except (OSError, ValueError):  # being written
         return set()
     return {t["relative_logdir"] for t in trials if t["status"] == "TERMINATED"}
+
+
+@pytest.fixture(scope="module")
+def cnn_bundle(tmp_path_factory):
+    """A run folder with one scratch CNN trial, its checkpoint, and the bundle exported from it (per module: a
+    module's tests may add trials)."""
+    from speciesfam.export import export_bundle
+
+    from cnn_trial import write_cnn_trial
+
+    workdir = tmp_path_factory.mktemp("cnn_run")
+    ckpt = write_cnn_trial(workdir)
+    return workdir, ckpt, Path(export_bundle(str(workdir)))

@@ -13,7 +13,7 @@ import pytest
 
 
 def test_export_compares_cnn_and_probe_trials_and_says_which_it_took(probe_run, tmp_path, capsys):
-    from test_bundle import write_cnn_trial
+    from cnn_trial import write_cnn_trial
 
     from speciesfam.cli import main
     from speciesfam.export import choose_trial
