@@ -30,12 +30,27 @@ def read_trials(workdir: str, stage_hint: str = "") -> "pd.DataFrame":
         raise StageOrderError(gone)
     try:
         trials = storage.read_table(uri, stage_hint=stage_hint)
+        cut = cut_short(uri, trials)
+        if cut:  # pandas reads a last row cut mid-way with its missing fields empty: a trial of no search
+            raise SourceError(cut)
     except SourceError as err:  # emptied or damaged: the --resume that writes it again, if a search ran
         again = stage_hint and rewrite_advice(workdir, unreadable(uri, err))
         if again:
             raise StageOrderError(again) from err
         raise
     return moved_here(trials, workdir)
+
+
+def cut_short(uri: str, trials: "pd.DataFrame") -> str:
+    """Why RUN/trials.csv was cut short (a copy or disk that stopped mid-write), '' when it is whole: every row
+    has the fields a trial always has, and the file ends its last line (as pandas writes it)."""
+    needed = [c for c in ("trial_id", "status", "config") if c in trials.columns]
+    short = trials[trials[needed].isna().any(axis=1)] if needed else trials.iloc[:0]
+    if len(short):
+        return f"{uri} is cut short: its line {short.index[0] + 2} lacks {', '.join(needed)}"
+    if uri.endswith(".csv") and not storage.read_bytes(uri).endswith(b"\n"):
+        return f"{uri} is cut short: its last line ends mid-row"
+    return ""
 
 
 def unreadable(uri: str, err: BaseException) -> str:
@@ -46,6 +61,8 @@ def unreadable(uri: str, err: BaseException) -> str:
         empty = not storage.read_bytes(uri).strip()
     except OSError:  # a folder of that name
         empty = False
+    if str(err).startswith(f"{uri} is cut short"):
+        return str(err)
     return f"{uri} is empty" if empty else \
         f"{uri} cannot be read as a CSV table ({type(cause).__name__}: {storage.said(cause, 200)})"
 
