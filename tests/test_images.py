@@ -116,8 +116,25 @@ def test_decompression_bomb_is_refused(monkeypatch):
     import speciesfam.data.images as images
 
     monkeypatch.setattr(images, "MAX_PIXELS", 100)
-    with pytest.raises(DecodeError, match="decompression bomb"):
+    with pytest.raises(DecodeError, match=r"^decompression bomb: 20x20 px > 100 px$"):
         decode_rgb(encode(Image.new("RGB", (20, 20)), "PNG"))
+
+
+def test_an_image_over_pillows_own_bomb_limit_is_refused_in_the_tools_words():
+    """Over ~179 Mpx Pillow refuses the image itself, and its message named its limit, not MAX_PIXELS (round 48).
+    A PNG header of 20000 x 20000 pixels (what Pillow checks before decoding), with no pixel data."""
+    import struct
+    import zlib
+
+    from speciesfam.data.images import MAX_PIXELS
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)) + \
+        chunk(b"IEND", b"")
+    with pytest.raises(DecodeError, match=rf"^decompression bomb: 400000000 px > {MAX_PIXELS} px$"):
+        decode_rgb(png)
 
 
 def test_the_pixel_limit_is_max_pixels_not_pillows_warning():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -97,6 +98,11 @@ def test_every_file_of_a_folder_gets_a_row_and_a_reason(tmp_path):
     (src / "README").write_text("about this collection")
     (src / "Beta" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     os.mkfifo(src / "Beta" / "pipe")  # reading it would block forever: never opened
+    # a NAS's thumbnails (JPEG copies of the photos) and a Windows download's mark copied through WSL (round 48)
+    png(src / "Alpha" / "@eaDir" / "img0.png" / "SYNOPHOTO_THUMB_S.jpg", 80, fmt="JPEG")
+    png(src / "@eaDir" / "Alpha" / "SYNOPHOTO_THUMB_M.jpg", 81, fmt="JPEG")
+    png(src / "Beta" / "$RECYCLE.BIN" / "deleted.png", 82)
+    (src / "Beta" / "img10.png:Zone.Identifier").write_text("[ZoneTransfer]\nZoneId=3\n")
     m = build_manifest(str(src), SMALL)
     files = [p for p in src.rglob("*") if not p.is_dir()]
     assert len(m) == len(files) == m.attrs["files_seen"]
@@ -110,7 +116,12 @@ def test_every_file_of_a_folder_gets_a_row_and_a_reason(tmp_path):
     assert got["root.png"][0] == got["README"][0] == "no_family"
     assert got["gone.jpg"][0] == "unreadable" and "broken symbolic link" in got["gone.jpg"][1]
     assert got["pipe"] == ("unreadable", "not a regular file (a FIFO)")
+    assert got["SYNOPHOTO_THUMB_S.jpg"] == got["SYNOPHOTO_THUMB_M.jpg"] == (
+        "skipped", "in a system folder (Synology's thumbnails), not an image of the collection")
+    assert got["deleted.png"] == ("skipped", "in a system folder (Windows' recycle bin), not an image of the collection")
+    assert got["img10.png:Zone.Identifier"] == ("skipped", "system file (Windows' download mark), not an image")
     assert set(m.loc[m["status"] == "ok", "label"]) == {"Alpha", "Beta"}  # .cache and .thumbs are no family
+    assert set(m["label"].dropna()) == {"Alpha", "Beta"}  # nor is a NAS's @eaDir beside the family folders
     assert (m.loc[m["status"] != "ok", "reason"].str.len() > 0).all()
 
 
@@ -173,12 +184,26 @@ def test_non_image_larger_than_the_limit_is_not_read_whole(tmp_path, monkeypatch
     assert "larger than 1000 bytes" in got["video.jpg"] and got["big.png"] == ""
 
 
-def test_heic_bytes_get_a_reason_that_names_the_format():
-    from speciesfam.data.images import DecodeError, open_image, sniff
+def test_heic_photos_decode_and_damaged_ones_get_a_reason_that_names_the_format(monkeypatch):
+    """Phones' HEIC photos were all 'unreadable', with advice (install pillow-heif) that changed nothing: Pillow
+    reads HEIC once pillow-heif registers its opener, which speciesfam does (round 48)."""
+    from speciesfam.data.images import DecodeError, decode_rgb, open_image, sniff
 
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 60)).save(buf, format="HEIF")
+    assert sniff(buf.getvalue()[:16]) == "HEIC"
+    pixels = decode_rgb(buf.getvalue())
+    assert pixels.shape == (30, 40, 3) and np.abs(pixels[5, 5].astype(int) - (200, 30, 60)).max() <= 3
     heic = b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64
     assert sniff(heic[:16]) == "HEIC"
-    with pytest.raises(DecodeError, match="HEIC image, but this Pillow cannot decode"):
+    with pytest.raises(DecodeError, match="^corrupt or truncated HEIC image"):
+        open_image(heic)
+    from speciesfam.data import images
+
+    monkeypatch.setattr(images, "_heif", lambda: False)  # installed without its dependencies: no HEIF opener
+    monkeypatch.delitem(Image.OPEN, "HEIF")
+    monkeypatch.setattr(Image, "ID", [name for name in Image.ID if name != "HEIF"])
+    with pytest.raises(DecodeError, match=r"HEIC image, but pillow-heif is not installed \(`pip install pillow-heif`"):
         open_image(heic)
     buf = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buf, format="WEBP")

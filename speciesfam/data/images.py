@@ -7,7 +7,9 @@ a short reason, so a caller can record it and go on.
 
 from __future__ import annotations
 
+import functools
 import io
+import re
 import warnings
 
 import numpy as np
@@ -48,10 +50,22 @@ def sniff(head: bytes) -> str | None:
     return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
 
 
+@functools.cache
+def _heif() -> bool:
+    """Pillow opens HEIC/HEIF (phones' photos) once pillow-heif registers its opener; False if not installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
 def open_image(data: bytes) -> Image.Image:
     """Open and fully load image bytes; raise ``DecodeError`` with the reason on any failure."""
     if not data:
         raise DecodeError("empty file (0 bytes)")
+    _heif()
     try:
         with warnings.catch_warnings():
             # MAX_PIXELS is the limit: Pillow's own warning comes at 89.5 Mpx (and its error at twice that)
@@ -63,17 +77,22 @@ def open_image(data: bytes) -> Image.Image:
             img.load()  # force the full decode so truncated files fail here, not later
     except DecodeError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise DecodeError(f"decompression bomb: {err}") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:  # Pillow's own: over 179 Mpx
+        size = re.search(r"\((\d+) pixels\)", str(err))  # said in our limit's words (it gave Pillow's limit)
+        raise DecodeError(f"decompression bomb: {size.group(1) + ' px' if size else 'its size'} > {MAX_PIXELS} px"
+                          ) from err
     except Image.UnidentifiedImageError as err:
         fmt = sniff(data[:16])
         Image.init()
-        if fmt and fmt.replace(" ", "") in Image.OPEN:  # a format it reads: this file's data is the trouble
+        known = {"HEIC": "HEIF"}.get(fmt, fmt.replace(" ", "")) if fmt else None  # the name Pillow gives it
+        if known in Image.OPEN:  # a format it reads: this file's data is the trouble
             raise DecodeError(f"corrupt or truncated {fmt} image, or a {fmt} variant Pillow cannot read (its "
                               f"header is {fmt}'s, but Pillow could not read on)") from err
-        if fmt:  # an image, in a format this Pillow cannot decode (HEIC needs a plugin)
-            raise DecodeError(f"{fmt} image, but this Pillow cannot decode {fmt} (a plugin such as "
-                              "pillow-heif adds HEIC/AVIF)") from err
+        if fmt in ("HEIC", "HEIF") and not _heif():  # a dependency installed without its own dependencies
+            raise DecodeError(f"{fmt} image, but pillow-heif is not installed (`pip install pillow-heif`: speciesfam "
+                              "reads HEIC/HEIF with it)") from err
+        if fmt:  # an image in a format Pillow cannot decode (an AVIF without Pillow's libavif, say)
+            raise DecodeError(f"{fmt} image, but this Pillow cannot decode {fmt}") from err
         raise DecodeError("not an image file (format not recognised)") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise DecodeError(f"corrupt or truncated image: {err}") from err

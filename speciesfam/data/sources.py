@@ -42,6 +42,13 @@ HIDDEN = "hidden (its name or a folder's name starts with '.')"
 SYSTEM_FILES = {"thumbs.db": "Windows' thumbnail cache", "ehthumbs.db": "Windows' thumbnail cache",
                 "ehthumbs_vista.db": "Windows' thumbnail cache", "desktop.ini": "Windows' folder settings",
                 "icon\r": "macOS's folder icon"}
+# folders a NAS or an operating system keeps beside pictures (thumbnails as JPEGs, deleted files): nothing in them
+# is an image of the collection (a Synology copy's @eaDir thumbnails were catalogued as photos: round 48)
+SYSTEM_FOLDERS = {"@eadir": "Synology's thumbnails", "#recycle": "Synology's recycle bin",
+                  "#snapshot": "Synology's snapshots", "@recycle": "QNAP's recycle bin",
+                  "@recently-snapshot": "QNAP's snapshots", "$recycle.bin": "Windows' recycle bin",
+                  "system volume information": "Windows' system folder", "__macosx": "macOS's zip metadata"}
+ZONE_IDENTIFIER = ":zone.identifier"  # a Windows download's mark, a file of its own once copied through WSL
 
 
 def read_source(source: str) -> "pd.DataFrame":
@@ -73,7 +80,8 @@ def read_folder(source: str) -> "pd.DataFrame":
     rows = []
     for i, e in enumerate(entries):
         parts = e.rel.split("/")
-        label = parts[0] if len(parts) > 1 and not parts[0].startswith(".") else None
+        family = len(parts) > 1 and not parts[0].startswith(".") and parts[0].lower() not in SYSTEM_FOLDERS
+        label = parts[0] if family else None
         if why := skip_reason(e.rel):
             status, reason = layout.SKIPPED, why
         elif e.problem:
@@ -100,11 +108,16 @@ def read_folder(source: str) -> "pd.DataFrame":
 def skip_reason(rel: str) -> str:
     """Why a file of a source folder (``rel``: its path relative to the folder) is skipped, "" if it is not: it
     is hidden (its name or a folder's name starts with '.'), or a file an operating system writes into folders
-    (Thumbs.db, desktop.ini; any case). Catalog gives such files a 'skipped' row; predict skips them too."""
+    (Thumbs.db, desktop.ini, x.jpg:Zone.Identifier; any case) or into folders of their own (a NAS's @eaDir,
+    $RECYCLE.BIN). Catalog gives such files a 'skipped' row; predict skips them too."""
     parts = rel.split("/")
     if any(part.startswith(".") for part in parts):
         return HIDDEN
-    what = SYSTEM_FILES.get(parts[-1].lower())
+    folder = next((SYSTEM_FOLDERS[p.lower()] for p in parts[:-1] if p.lower() in SYSTEM_FOLDERS), None)
+    if folder:
+        return f"in a system folder ({folder}), not an image of the collection"
+    name = parts[-1].lower()
+    what = SYSTEM_FILES.get(name) or ("Windows' download mark" if name.endswith(ZONE_IDENTIFIER) else None)
     return f"system file ({what}), not an image" if what else ""
 
 
