@@ -4,7 +4,7 @@ back from the run folder's files and the stage's record."""
 from __future__ import annotations
 
 from . import layout, stages, storage
-from .lines import counted, number, some
+from .lines import counted, number, quoted, some
 
 
 def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same command with --resume") -> str:
@@ -22,8 +22,8 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
 
             none_left = no_usable_families(m)
             if none_left:
-                alone += (f"; {counted(len(none_left), 'family', 'families')} with no usable file (see catalog.md): "
-                          f"{some(none_left, quote=True)}")
+                alone += (f"; {counted(len(none_left), 'family', 'families')} with no usable image (see catalog.md): "
+                          f"{some(f'{quoted(name)} ({why})' for name, why in none_left.items())}")
             done = stages.summary(workdir, "catalog")
             empty = done.get("empty_folders") or []
             if empty:
@@ -31,7 +31,8 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
                           f"{some(empty, quote=True)}")
             if done.get("nested"):  # a taxonomy tree as folders: its deeper levels are no families
                 nest = done["nested"]
-                alone += (f"; {counted(nest['files'], 'file')} in subfolders of a family folder take its name "
+                alone += (f"; {counted(nest['files'], 'file')} in subfolders of a family folder "
+                          f"{'takes' if nest['files'] == 1 else 'take'} its name "
                           f"(e.g. {nest['example']!r} as {nest['family']!r}; see catalog.md)")
             return f"catalog: {counted(len(m), 'row')} ({parts}); {counted(n, 'family', 'families')}{alone}"
         if stage == "clean":

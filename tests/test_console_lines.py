@@ -178,16 +178,18 @@ def test_clean_summary_counts_near_duplicates_dropped_and_names_families_left_em
     after.to_parquet(tmp_path / layout.MANIFEST)
     assert summaries.summary_line(str(tmp_path), "catalog") == (
         "catalog: 6 rows (4 duplicate, 1 ok, 1 removed); 1 family (a classifier needs at least 2: tune will refuse "
-        "this collection); 2 families with no usable file (see catalog.md): 'Apidae', 'Ranidae'")
+        "this collection); 2 families with no usable image (see catalog.md): 'Apidae' (2 duplicate), "
+        "'Ranidae' (2 duplicate)")
     # families whose every file is unreadable or too small are named (they dropped out unsaid; round 40)
     pd.DataFrame({"path": list("abcde"), "label": ["Felidae", "Ranidae", "Broken", "Broken", "Tiny"],
                   "status": ["ok", "ok", "unreadable", "unreadable", "too_small"]}).to_parquet(tmp_path / layout.MANIFEST)
     assert summaries.summary_line(str(tmp_path), "catalog") == (
-        "catalog: 5 rows (2 ok, 2 unreadable, 1 too_small); 2 families; 2 families with no usable file (see "
-        "catalog.md): 'Broken', 'Tiny'")
+        "catalog: 5 rows (2 ok, 2 unreadable, 1 too_small); 2 families; 2 families with no usable image (see "
+        "catalog.md): 'Broken' (2 unreadable), 'Tiny' (1 too_small)")  # a readable image, too few: said (round 48)
     from speciesfam.data.catalog_report import report
 
-    assert '- families with no usable file (their rows are under Not used): `"Broken"`, `"Tiny"`' in \
+    assert '- families with no usable image (their rows are under Not used): `"Broken"` (2 unreadable), `"Tiny"` ' \
+        '(1 too_small)' in \
         report(pd.read_parquet(tmp_path / layout.MANIFEST).assign(split="train", reason=""), "src")  # as the line says
 
 

@@ -193,14 +193,41 @@ def test_relative_manifest_works_from_any_directory(tmp_path, monkeypatch):
     assert stages.load(str(tmp_path / "run"), "catalog")["config"]["source"] == str(data / "list.csv")
 
 
-def test_nothing_usable_fails_after_writing_the_reports(tmp_path):
+def test_paths_written_from_the_current_folder_are_said_to_be_read_from_the_manifests(tmp_path, monkeypatch):
+    """A manifest in proj/data/ with paths written from proj/ ('data/A/0.png'): every row 'file not found', with
+    no hint, though each file is there from the folder the user ran in (round 48)."""
+    for i in range(3):
+        png(tmp_path / "proj" / "data" / "A" / f"{i}.png", i)
+    write_manifest(tmp_path / "proj" / "data" / "list.csv", [(f"data/A/{i}.png", "A") for i in range(3)]
+                   + [("data/A/9.png", "A")])  # from neither folder: no such hint
+    monkeypatch.chdir(tmp_path / "proj")
+    m = build_manifest("data/list.csv", SMALL).sort_values("source_row")
+    base = tmp_path / "proj" / "data"
+    assert m["reason"].tolist() == [f"file not found (relative paths are read from the manifest's folder, {base}; "
+                                    f"data/A/{i}.png is a file from the current folder: write the paths relative to "
+                                    "the manifest's folder, or absolute)" for i in range(3)] + ["file not found"]
+    assert m["path"].tolist() == [str(base / "data" / "A" / f"{i}.png") for i in (0, 1, 2, 9)]
+
+
+def test_nothing_usable_fails_after_writing_the_reports_and_says_what_to_change(tmp_path):
     (tmp_path / "src" / "Alpha").mkdir(parents=True)
     (tmp_path / "src" / "Alpha" / "a.txt").write_text("x")
     from speciesfam.errors import SourceError
 
-    with pytest.raises(SourceError, match="no usable image"):
+    with pytest.raises(SourceError, match=r"no usable image among 1 row \(1 unreadable\); see "):
         run_catalog(str(tmp_path / "src"), str(tmp_path / "run"))
     assert "unreadable: 1" in (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    # it showed the counts as a dict and no fix (round 48): every family too small, a family folder given
+    for i in range(4):
+        png(tmp_path / "src" / "Alpha" / f"{i}.png", i)
+        png(tmp_path / "src" / "Beta" / f"{i}.png", 10 + i)
+    with pytest.raises(SourceError, match=r"among 9 rows \(8 too_small, 1 unreadable\): families with fewer than "
+                                          r"--min-images 6 usable images cannot be split three ways; give a lower "
+                                          r"--min-images, or more images; see "):
+        run_catalog(str(tmp_path / "src"), str(tmp_path / "run"))
+    with pytest.raises(SourceError, match=r"every file is at the folder's root: give the folder that holds one "
+                                          r"folder per family \(is this one a family folder itself\?\)"):
+        run_catalog(str(tmp_path / "src" / "Beta"), str(tmp_path / "run2"))
 
 
 @pytest.mark.parametrize("label", ["..", "../../../../tmp/x", "/etc/passwd", ".hidden", "a/b", "C:\\x", "", " ",

@@ -21,7 +21,7 @@ import numpy as np
 from .. import layout, storage
 from ..config import CatalogConfig
 from ..console import Progress
-from ..lines import quoted
+from ..lines import counted, quoted
 from ..errors import SourceError, SpeciesfamError
 from ..listing import within_source
 from .catalog_report import class_weights, report
@@ -237,9 +237,23 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
                   summary={"rows": len(manifest), "status": counts, **manifest.attrs}, started_at=started_at)
     if not counts.get(layout.OK):
-        among = f"among {len(manifest)} rows ({counts})" if len(manifest) else "in it: it has no rows"
-        raise SourceError(f"{source}: no usable image {among}; see {layout.path(workdir, layout.CATALOG_MD)}")
+        among = f"among {counted(len(manifest), 'row')} ({', '.join(f'{n} {k}' for k, n in counts.items())})" \
+            if len(manifest) else "in it: it has no rows"
+        raise SourceError(f"{source}: no usable image {among}{_none_usable_fix(counts, cfg or CatalogConfig())}; "
+                          f"see {layout.path(workdir, layout.CATALOG_MD)}")
     return manifest
+
+
+def _none_usable_fix(counts: dict[str, int], cfg: CatalogConfig) -> str:
+    """What to change when no row is usable, where the counts tell it (it showed a dict and no fix: round 48)."""
+    if counts.get(layout.TOO_SMALL):
+        groups = " or fewer than 3 groups (--group-split)" if cfg.group_split else ""
+        return (f": families with fewer than --min-images {cfg.min_images} usable images{groups} cannot be split "
+                "three ways; give a lower --min-images, or more images")
+    if set(counts) <= {layout.NO_FAMILY, layout.SKIPPED}:
+        return (": every file is at the folder's root: give the folder that holds one folder per family (is this one"
+                " a family folder itself?)")
+    return ""
 
 
 def _refuse_source_replaced(source: str, workdir: str) -> None:

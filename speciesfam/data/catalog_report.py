@@ -40,11 +40,15 @@ def look_alike_key(label: str) -> str:
     return visible.strip().casefold()
 
 
-def no_usable_families(manifest: "pd.DataFrame") -> list[str]:
-    """The families (labels as written) whose every row is unusable: unreadable, too small, duplicates. Gone from
-    the family count, they were named nowhere (hostile tester round 40)."""
-    labelled = manifest.loc[manifest["label"].notna() & (manifest["label"].astype(str).str.strip() != ""), "label"]
-    return sorted(set(labelled) - set(manifest.loc[manifest["status"] == layout.OK, "label"]), key=str)
+def no_usable_families(manifest: "pd.DataFrame") -> dict[str, str]:
+    """The families (labels as written) whose every row is unusable, each with its rows' statuses counted
+    ('1 too_small', '3 unreadable'). Gone from the family count, they were named nowhere (hostile tester round
+    40); a family of one readable image read as one with 'no usable file' (round 48)."""
+    labelled = manifest[manifest["label"].notna() & (manifest["label"].astype(str).str.strip() != "")]
+    gone = sorted(set(labelled["label"]) - set(manifest.loc[manifest["status"] == layout.OK, "label"]), key=str)
+    rows = labelled[labelled["label"].isin(gone)].groupby("label", sort=False)["status"]
+    why = {name: ", ".join(f"{n} {status}" for status, n in counts.value_counts().items()) for name, counts in rows}
+    return {name: why[name] for name in gone}
 
 
 def report(manifest: "pd.DataFrame", source: str) -> str:
@@ -72,9 +76,10 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
                      f"names the family): {n['files']}, e.g. {code(json.dumps(n['example']))} as "
                      f"{code(json.dumps(n['family']))}; to label by a deeper level, give a manifest with a `label` "
                      "column")
-    if no_usable_families(manifest):
-        lines.append(f"- families with no usable file (their rows are under Not used): "
-                     f"{', '.join(code(json.dumps(name)) for name in no_usable_families(manifest))}")
+    gone = no_usable_families(manifest)
+    if gone:
+        lines.append("- families with no usable image (their rows are under Not used): "
+                     + ", ".join(f"{code(json.dumps(name))} ({why})" for name, why in gone.items()))
     lines += [*(f"- {k}: {v}" for k, v in sorted(status.items())), f"- families: {ok['label'].nunique()}", "",
               "| family | train | val | test | class weight |", "|---|---:|---:|---:|---:|"]
     alike = twins(table.index)  # the same name in two Unicode forms: as JSON, which tells them apart
