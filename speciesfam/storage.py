@@ -363,8 +363,10 @@ def read_table(uri: str, stage_hint: str = "") -> "pd.DataFrame":
     except Exception as err:  # a folder, a damaged or foreign file: one line naming it, not pyarrow's traceback
         from .errors import SourceError
 
+        fix = f"run `{stage_hint}` again to write it anew" if stage_hint else \
+            f"give the {kind} file speciesfam wrote, or another path"  # a run's own file takes no other path
         raise SourceError(f"{uri} cannot be read as a {kind} table ({type(err).__name__}: {said(err, 200)}); "
-                          f"give the {kind} file speciesfam wrote, or another path") from err
+                          f"{fix}") from err
 
 
 def not_regular(mode: int) -> str:

@@ -113,6 +113,18 @@ def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, 
     run_clean(str(tmp_path / "run"), cfg)
     assert "(0 cached, 12 more cached by an older decode path: embedded again)" in capsys.readouterr().out
     assert set(pd.read_parquet(path)["decoder"]) == {DECODER}
+    # a damaged cache (a disk that filled): clean said to 'give the Parquet file speciesfam wrote, or another path',
+    # which no flag takes (round 48); it is a cache: everything embedded again, the file written anew
+    path.write_bytes(path.read_bytes()[:500])
+    run_clean(str(tmp_path / "run"), cfg)
+    out = capsys.readouterr().out
+    assert f"clean: {path} cannot be read (ArrowInvalid); it is a cache: every image is embedded again" in out, out
+    assert "clean: embedding 12 images with " in out and len(pd.read_parquet(path)) == 12
+    manifest = tmp_path / "run" / layout.MANIFEST  # catalog's own table damaged: run catalog again, as its record says
+    manifest.write_bytes(manifest.read_bytes()[:500])
+    with pytest.raises(SpeciesfamError, match=rf"{manifest} cannot be read as a Parquet table \(ArrowInvalid: .*\); "
+                                              r"run `speciesfam catalog .* --workdir .*` again to write it anew$"):
+        run_clean(str(tmp_path / "run"), cfg)
 
 
 def test_a_re_run_leaves_only_its_own_gallery_sheets(tmp_path, ray_session):

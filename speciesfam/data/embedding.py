@@ -248,7 +248,12 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
 
     uri = layout.path(workdir, layout.EMBEDDINGS)
     mid = model_id(cfg)
-    old = storage.read_table(uri) if storage.exists(uri) else pd.DataFrame(columns=EMBEDDING_COLUMNS)
+    old = pd.DataFrame(columns=EMBEDDING_COLUMNS)
+    try:
+        old = storage.read_table(uri) if storage.exists(uri) else old
+    except SpeciesfamError as err:  # damaged (a disk that filled, a copy cut short): a cache, so embedded anew
+        say(f"clean: {uri} cannot be read ({type(err.__cause__ or err).__name__}); it is a cache: every image is "
+            "embedded again and it is written anew")
     base, _ = split_id(mid)
     reweighted = int(old["model_id"].map(lambda m: split_id(m)[0] == base and m != mid).sum())
     old = old[old["model_id"] == mid].drop_duplicates("sha256")
