@@ -29,8 +29,26 @@ def run_demo(workdir: str | None = None, **overrides) -> dict:
     cfg.validate()
     storage.require_creatable(cfg.workdir, "--workdir", "the run (it is created)")  # a file: as the stages say it
     workdir = storage.local_dir(cfg.workdir)
+    refuse_other_run(workdir)
     with stage_log.stage_logs(workdir, "demo"):
         return _stages(workdir, cfg)
+
+
+def refuse_other_run(workdir: str) -> None:
+    """Before its first line: a folder the demo may not write into. A run folder of another collection (the demo
+    re-catalogued the bundled images into it, replacing the user's catalog, cleaning and galleries unsaid: round
+    48), and a folder holding files of the names a run writes (refused by catalog after '[1/6] catalog')."""
+    from .data.catalog import refuse_files_of_yours
+    from .errors import SpeciesfamError
+
+    if stages.is_run_folder(workdir):
+        source = ((stages.load(workdir, "catalog") or {}).get("config") or {}).get("source")
+        if not source or os.path.realpath(source) != os.path.realpath(demo_images()):
+            raise SpeciesfamError(f"--workdir {workdir} is the run folder of another collection "
+                                  f"({source or 'its catalog record is gone'}): the demo would replace its catalog, "
+                                  f"cleaning and searches; give another --workdir (the default is "
+                                  f"{DemoConfig().workdir})")
+    refuse_files_of_yours(workdir)
 
 
 def stop_if_interrupted(workdir: str, cfg: DemoConfig | None = None) -> None:

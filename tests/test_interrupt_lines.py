@@ -171,6 +171,30 @@ def test_an_interrupted_demo_says_the_command_that_starts_it_over(tmp_path, caps
     assert capsys.readouterr().out.endswith(f"`speciesfam demo --workdir {tmp_path} --max-epochs 3` starts over\n")
 
 
+def test_the_demo_refuses_a_run_folder_of_another_collection_before_its_first_line(tmp_path, capsys):
+    """`demo --workdir RUN` re-catalogued the demo images into a run of the user's own collection, replacing its
+    catalog, cleaning and galleries unsaid; a folder of the user's files was refused after '[1/6] catalog ...'
+    (round 48)."""
+    from speciesfam import cli
+    from speciesfam.demo import demo_images, refuse_other_run
+
+    mine = tmp_path / "mine"
+    stages.finish(str(mine), "catalog", config={"source": str(tmp_path / "photos")})
+    assert cli.main(["demo", "--workdir", str(mine)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"--workdir {mine} is the run folder of another collection ({tmp_path / 'photos'}): the " \
+        "demo would replace its catalog, cleaning and searches; give another --workdir (the default is runs/demo)" \
+        in err, err
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "report.html").write_text("my own report")
+    assert cli.main(["demo", "--workdir", str(tmp_path / "project")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "report.html" in err and (tmp_path / "project" / "report.html").read_text() == "my own report"
+    demo = tmp_path / "demo"  # the demo's own run folder: run again, as it always is
+    stages.finish(str(demo), "catalog", config={"source": demo_images()})
+    refuse_other_run(str(demo))
+
+
 def test_a_stage_a_signal_stopped_ends_its_log_as_interrupted(tmp_path):
     """A search that SIGINT stopped returns (Tune stops and saves it) and the command exits 130: its log ended
     '(ok)' (hostile tester round 29)."""

@@ -224,7 +224,7 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
         source = storage.filesystem(source)[1]
     _refuse_workdir_inside(source, workdir)
     _refuse_source_replaced(source, workdir)
-    _refuse_files_of_yours(workdir)
+    refuse_files_of_yours(workdir)
     storage.check_creatable(workdir)  # a path under a file fails now, not after reading every image
     say_running(workdir, "catalog")
     started_at = stages.timestamp()  # files modified after it may not hold the bytes hashed (clean's cache check)
@@ -267,7 +267,7 @@ def _refuse_source_replaced(source: str, workdir: str) -> None:
                           f"replace it; rename the manifest, or give another --workdir")
 
 
-def _refuse_files_of_yours(workdir: str) -> None:
+def refuse_files_of_yours(workdir: str) -> None:
     """A folder that is no run folder, holding files of the names a run writes (a project folder's own
     manifest.parquet or report.html): catalog replaced them, exit 0 (hostile tester round 33). A run folder's
     are its own to rewrite."""
