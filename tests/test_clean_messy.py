@@ -243,15 +243,19 @@ def test_a_family_that_lost_every_train_image_is_named():
     from speciesfam.data.clean import split_lost
 
     before = pd.DataFrame({"label": ["Tiny"] * 3 + ["Big"] * 3, "split": ["train", "val", "test"] * 2,
-                           "status": layout.OK})
-    after = before.assign(status=[layout.REMOVED_STATUS] + [layout.OK] * 5)
+                           "status": layout.OK, "reason": ""})
+    after = before.assign(status=[layout.REMOVED_STATUS] + [layout.OK] * 5, reason=["outlier: z 9.1"] + [""] * 5)
     assert split_lost(before, after) == {"train": ["Tiny"]}
     # its cause, from what became of its rows there: removals were blamed on near-duplicates (round 37)
     from speciesfam.data.clean import lost_cause
 
     nothing = pd.Series(False, index=before.index)
     assert lost_cause("train", {"Tiny"}, before, after, nothing) == \
-        {"outlier or label-issue removals (raise --outlier-z, or --min-per-family)": ["Tiny"]}
+        {"outlier removals (raise --outlier-z, or --min-per-family)": ["Tiny"]}
+    # a label issue's removal: the outliers' setting did not apply to it (round 48)
+    issue = after.assign(reason=["label issue: given Tiny, looks like Big"] + [""] * 5)
+    assert lost_cause("train", {"Tiny"}, before, issue, nothing) == \
+        {"label-issue removals (leave out --drop-label-issues, or raise --min-per-family)": ["Tiny"]}
     dropped = before.assign(status=[layout.DUPLICATE] + [layout.OK] * 5)
     assert list(lost_cause("train", {"Tiny"}, before, dropped, nothing))[0].startswith("near-duplicate drops (raise ")
     moved = before.assign(split=["val", "val", "test", "train", "val", "test"])
@@ -265,12 +269,12 @@ def test_a_family_that_lost_every_train_image_is_named():
     two = after.assign(status=[layout.REMOVED_STATUS, "ok", "ok", "unreadable", "ok", "ok"])
     causes = lost_cause("train", {"Tiny", "Big"}, before, two, gone)
     assert causes == {"images gone, changed or undecodable since catalog (re-run catalog)": ["Big"],
-                      "outlier or label-issue removals (raise --outlier-z, or --min-per-family)": ["Tiny"]}
+                      "outlier removals (raise --outlier-z, or --min-per-family)": ["Tiny"]}
     from speciesfam.data.clean_report import lost_lines
 
     assert lost_lines({"split_lost": {"train": ["Big", "Tiny"]}, "split_lost_cause": {"train": causes}}) == [
         "2 families have no train images left ('Big', 'Tiny'): images gone, changed or undecodable since catalog "
-        "(re-run catalog) took them from 'Big'; outlier or label-issue removals (raise --outlier-z, or "
+        "(re-run catalog) took them from 'Big'; outlier removals (raise --outlier-z, or "
         "--min-per-family) took them from 'Tiny', so no model learns them"]
 
 

@@ -120,6 +120,16 @@ def test_decompression_bomb_is_refused(monkeypatch):
         decode_rgb(encode(Image.new("RGB", (20, 20)), "PNG"))
 
 
+def test_an_eps_file_without_ghostscript_is_said_to_need_it_not_to_be_corrupt(monkeypatch):
+    """Pillow reads EPS through Ghostscript: without it, an EPS file was 'corrupt or truncated' (round 48)."""
+    from PIL import EpsImagePlugin
+
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", False)  # Pillow's own 'not found', as on a machine without it
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n%%EOF\n"
+    with pytest.raises(DecodeError, match=r"^EPS image, but Pillow reads EPS with Ghostscript, which is not installed"):
+        decode_rgb(eps)
+
+
 def test_an_image_over_pillows_own_bomb_limit_is_refused_in_the_tools_words():
     """Over ~179 Mpx Pillow refuses the image itself, and its message named its limit, not MAX_PIXELS (round 48).
     A PNG header of 20000 x 20000 pixels (what Pillow checks before decoding), with no pixel data."""

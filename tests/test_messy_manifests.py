@@ -114,6 +114,13 @@ def test_parquet_numbers_become_their_text(tmp_path):
                    tmp_path / "b.parquet")
     m = build_manifest(str(tmp_path / "b.parquet"), SMALL)
     assert set(m["label"]) == {"True"} and sorted(m["group"]) == ["1", "1", "2"]
+    # a list column: every label was the text "['x']" (round 48)
+    from speciesfam.errors import SourceError
+
+    pq.write_table(pa.table({"path": paths[:3], "label": [["x"]] * 3}), tmp_path / "lists.parquet")
+    with pytest.raises(SourceError, match=r"column 'label' holds list<element: string>, not one value per row; give it "
+                                          r"as a column of text \(one label per row\)"):
+        build_manifest(str(tmp_path / "lists.parquet"), SMALL)
 
 
 def test_repeated_paths_unsupported_schemes_and_missing_files(tmp_path):

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+LABEL_ISSUE = "label issue: "  # how the reason of a row removed as a label issue starts
+
 def _encode_prompts(cfg: dict, prompts: tuple[str, ...]) -> np.ndarray:
     embedder = load_embedder(CleanConfig(**cfg))
     if embedder.encode_text is None:
@@ -117,7 +119,7 @@ def drop_label_issues(emb: "pd.DataFrame", issues: "pd.DataFrame", min_keep: int
     row_of = {p: i for i, p in zip(emb.index, emb["path"])}
     floor_kept: dict[str, str] = {}
     for r in issues.itertuples():
-        why = (f"label issue: given {r.given_family}, looks like {r.suggested_family} (self-confidence "
+        why = (f"{LABEL_ISSUE}given {r.given_family}, looks like {r.suggested_family} (self-confidence "
                f"{r.self_confidence:.2f}, rank {r.rank})")
         if kept[r.given_family] <= min_keep:
             floor_kept[r.path] = why
@@ -292,9 +294,11 @@ def lost_cause(split: str, families: set[str], before: "pd.DataFrame", after: "p
     (raise --outlier-z for a family whose files were deleted; round 38)."""
     rows = (before["status"] == layout.OK) & (before["split"] == split)
     moved = rows & (after["split"] != split)
+    removed = rows & (after["status"] == layout.REMOVED_STATUS)
+    as_issue = after["reason"].astype(str).str.startswith(LABEL_ISSUE)  # apart: each has its own setting (round 48)
     causes = {"images gone, changed or undecodable since catalog (re-run catalog)": rows & unreadable,
-              "outlier or label-issue removals (raise --outlier-z, or --min-per-family)":
-                  rows & (after["status"] == layout.REMOVED_STATUS),
+              "outlier removals (raise --outlier-z, or --min-per-family)": removed & ~as_issue,
+              "label-issue removals (leave out --drop-label-issues, or raise --min-per-family)": removed & as_issue,
               "near-duplicate groups moved to another split (raise --near-duplicate-threshold, or re-run catalog "
               "with larger fractions)": moved,
               "near-duplicate drops (raise --near-duplicate-threshold, or --dedupe none)":

@@ -95,6 +95,9 @@ def open_image(data: bytes) -> Image.Image:
             raise DecodeError(f"{fmt} image, but this Pillow cannot decode {fmt}") from err
         raise DecodeError("not an image file (format not recognised)") from err
     except (OSError, SyntaxError, ValueError) as err:
+        if "Ghostscript" in str(err):  # not corrupt: a program Pillow needs is missing (round 48)
+            raise DecodeError("EPS image, but Pillow reads EPS with Ghostscript, which is not installed (`apt "
+                              "install ghostscript`), or convert it to PNG") from err
         raise DecodeError(f"corrupt or truncated image: {err}") from err
     return img
 

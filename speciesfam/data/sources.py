@@ -255,6 +255,12 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
     except Exception as err:  # ArrowInvalid and friends: not a Parquet file
         raise SourceError(f"{source} cannot be read as Parquet ({type(err).__name__}: {err}); give a .csv or "
                           ".parquet manifest") from err
+    import pyarrow as pa
+
+    nested = [f for f in table.schema if f.name in ("path", "label", "group") and pa.types.is_nested(f.type)]
+    if nested:  # a list of ['x'] read as the family "['x']" (round 48)
+        raise SourceError(f"{source}: column {nested[0].name!r} holds {nested[0].type}, not one value per row; "
+                          f"give it as a column of text (one {nested[0].name} per row)")
     return {name: [_text(v) for v in table.column(name).to_pylist()] for name in table.column_names}
 
 
