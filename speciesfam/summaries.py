@@ -25,6 +25,10 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
                 alone += (f"; {counted(len(none_left), 'family', 'families')} with no usable image (see catalog.md): "
                           f"{some(f'{quoted(name)} ({why})' for name, why in none_left.items())}")
             done = stages.summary(workdir, "catalog")
+            skipped = done.get("skipped_folders") or {}
+            if skipped:  # a family folder named '...' is hidden: its files skipped, the family gone (round 48)
+                alone += (f"; {counted(len(skipped), 'folder')} at the top skipped as hidden or system (see "
+                          "catalog.md): " + some(f"{quoted(name)} ({counted(n, 'file')})" for name, n in skipped.items()))
             empty = done.get("empty_folders") or []
             if empty:
                 alone += (f"; {counted(len(empty), 'family folder')} holding no file (see catalog.md): "

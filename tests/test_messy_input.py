@@ -142,6 +142,14 @@ def test_a_family_folder_holding_no_file_is_named(tmp_path):
     assert '- family folders holding no file (no rows, no family): `"Delta"`, `"Gamma"`' in md
     assert summary_line(str(tmp_path / "run"), "catalog").endswith(
         "; 2 family folders holding no file (see catalog.md): 'Delta', 'Gamma'")
+    # a family folder named '...' is hidden: its files skipped, said only as '2 skipped' (round 48)
+    family(src, "...", 2, 20)
+    png(src / "@eaDir" / "Alpha" / "SYNOPHOTO_THUMB_S.jpg", 30, fmt="JPEG")
+    run_catalog(str(src), str(tmp_path / "run"), SMALL)
+    assert "; 2 folders at the top skipped as hidden or system (see catalog.md): '...' (2 files), '@eaDir' (1 " \
+        "file)" in summary_line(str(tmp_path / "run"), "catalog")
+    assert "(hidden: the name starts with '.'; or a system folder): `\"...\"` (2), `\"@eaDir\"` (1)" in \
+        (tmp_path / "run" / layout.CATALOG_MD).read_text()
 
 
 def test_files_in_a_family_folders_subfolders_are_said_to_take_its_name(tmp_path):

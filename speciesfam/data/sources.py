@@ -101,7 +101,13 @@ def read_folder(source: str) -> "pd.DataFrame":
     # a taxonomy tree kept as folders does not lose its families unseen (hostile tester round 42)
     deeper = [e.rel for e in entries if e.rel.count("/") >= 2 and not skip_reason(e.rel)]
     nested = {"files": len(deeper), "example": deeper[0], "family": deeper[0].split("/")[0]} if deeper else None
-    df.attrs.update(files_seen=len(entries), aliases=aliases, empty_folders=empty, nested=nested)
+    # a top folder skipped as hidden or a system folder, with its files: a family named '...' vanished, said only
+    # as 'N skipped' (round 48)
+    tops = [e.rel.split("/")[0] for e in entries if "/" in e.rel]
+    left_out = {name: tops.count(name) for name in dict.fromkeys(tops)
+                if name.startswith(".") or name.lower() in SYSTEM_FOLDERS}
+    df.attrs.update(files_seen=len(entries), aliases=aliases, empty_folders=empty, nested=nested,
+                    skipped_folders=left_out)
     return df
 
 
