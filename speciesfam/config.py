@@ -298,7 +298,8 @@ class TuneConfig:
     weights: str | None = opt("imagenet", "transfer backbones only: imagenet, a local weights file, or none (offline)",
                               kinds=("transfer",))
     max_failures: int = opt(1, "retries of a crashed trial or one whose node died (a NaN trial fails again)")
-    seed: int = opt(0, "seed of the searcher and of every trial")
+    seed: int | None = opt(None, "seed of the searcher and of every trial (default: one of the search's --name, so "
+                                 "a search of another name draws other trials and one run again the same)")
     wandb: str = opt("disabled", "log trials to Weights & Biases", choices=("disabled", "offline", "online"))
     wandb_project: str = opt("speciesfam", "W&B project")
     smoke_test: bool = opt(False, "the space's tiny variant, 2 trials x 3 epochs, laptop-sized defaults: 48 px "
@@ -410,3 +411,10 @@ class DemoConfig:
     def validate(self) -> None:
         _require(self.num_samples >= 1, "num_samples", self.num_samples, "an integer >= 1")
         _require(self.max_epochs >= 1, "max_epochs", self.max_epochs, "an integer >= 1")
+
+
+def name_seed(name: str) -> int:
+    """The seed of a search given no --seed: its name's CRC-32, the same on every machine and Python."""
+    import zlib
+
+    return zlib.crc32(name.encode("utf-8"))

@@ -50,6 +50,8 @@ def _command(stage: str, conf: dict, workdir: str) -> str:
         defaults = [getattr(base, f.name)]
         if f.name == "grace_period" and defaults == [None]:  # recorded as the grace in force, the default's too
             defaults.append(cfgmod.TuneConfig(max_epochs=conf.get("max_epochs", base.max_epochs)).grace)
+        if f.name == "seed" and stage == "tune" and defaults == [None]:  # recorded as the name's, taken again
+            defaults.append(cfgmod.name_seed(conf.get("name") or str(kind)))
         if f.name not in conf or f.name in unread or conf[f.name] in defaults:
             continue
         if f.name == "pretrained" and str(conf.get("model")).startswith(("local-dir:", "hf-hub:")):

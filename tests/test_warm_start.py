@@ -99,3 +99,27 @@ def test_a_warm_start_value_is_one_the_space_can_draw(tmp_path, capsys, monkeypa
     assert re.fullmatch(r"tune: warm start from 'probe' \(trial t1 of search 'probe'\): none of its settings taken; "
                         r"not among this space's choices: optimizer='sgd' \(drawn instead: '(adam|adamw)'\)",
                         capsys.readouterr().out.strip())
+
+
+def test_a_search_of_another_name_draws_other_trials(tmp_path):
+    """A second search under a new --name drew the first one's trials again, setting for setting (every search
+    was seeded 0 unless --seed was given; round 49): a search given no --seed takes its name's."""
+    import json
+
+    import pandas as pd
+
+    from speciesfam import layout
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+    from speciesfam.config import name_seed
+
+    run = str(tmp_path / "run")
+    make_embedding_run(run, rows=60, dim=4, families=3)
+    for name in ("first", "second"):
+        assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "2", "--max-epochs", "1",
+                         "--name", name]) == 0
+    trials = pd.read_csv(f"{run}/{layout.TRIALS}")
+    drawn = {name: sorted(trials.loc[trials["search"] == name, "config"]) for name in ("first", "second")}
+    assert len(drawn["first"]) == len(drawn["second"]) == 2 and not set(drawn["first"]) & set(drawn["second"]), drawn
+    searches = stages.load(run, "tune")["searches"]
+    assert [searches[n]["config"]["seed"] for n in ("first", "second")] == [name_seed("first"), name_seed("second")]
+    assert json.loads(drawn["first"][0])  # the settings themselves are recorded

@@ -10,13 +10,14 @@ processes from trial to trial (``reuse_actors``), and the embeddings reach them 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import time
 from typing import Any, Iterator
 
 from .. import console, layout, lines, stages, storage
-from ..config import TuneConfig
+from ..config import TuneConfig, name_seed
 from ..data.catalog import check_images_readable, load_manifest
 from ..errors import ConfigError, SearchFailedError, StageOrderError
 from ..registry import SCHEDULERS, SEARCHERS
@@ -134,6 +135,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     if not storage.is_remote(storage_path):
         storage_path = storage.filesystem(storage_path)[1]
     name = cfg.name or cfg.kind
+    if cfg.seed is None:  # a second search of another name drew the first one's trials again (seed 0: round 49)
+        cfg = dataclasses.replace(cfg, seed=name_seed(name))
     val_split = val_split_id(workdir)  # the split every trial of this search is scored on
     with search_lock(storage_path, name, workdir):  # one search of a name at a time (two at once lost one's trials)
         check_record(storage_path, name, val_split, cfg.resume, cfg)  # name reuse, resume: before Ray or the cache
