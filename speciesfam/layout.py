@@ -42,6 +42,12 @@ RUN_ENTRIES = (MANIFEST, UNREADABLE, CATALOG_MD, EMBEDDINGS, CLEAN_MANIFEST, REM
                GALLERY, CLASS_COUNTS, CLEAN_MD, TUNE_DIR, IMAGE_CACHE, TRIALS, TRIALS_MD, SEARCH_PROGRESS, BUNDLE,
                REPORT, LOGS, STAGES)
 
+# the files each stage writes at a run folder's top, and the stage that writes each (a damaged one is written
+# anew by running it again; a folder in its place is refused before the stage's work)
+OUTPUTS = {"catalog": (MANIFEST, UNREADABLE, CATALOG_MD), "tune": (TRIALS, TRIALS_MD),
+           "clean": (EMBEDDINGS, CLEAN_MANIFEST, REMOVED, LABEL_ISSUES, NEAR_DUPLICATES, CLASS_COUNTS, CLEAN_MD)}
+WRITTEN_BY = {name: stage for stage, names in OUTPUTS.items() for name in names}
+
 # trials.csv columns (written by tune.tracking, read by export and the report). ``val_split`` names the split
 # every trial was scored on, so trials of different searches (CNN and probe) are compared only on the same one.
 TRIAL_COLUMNS = ["trial_id", "search", "kind", "model", "status", "error", BEST_METRIC, "best_epoch", "epochs_run", "seconds",

@@ -104,9 +104,27 @@ def summary(workdir: str, stage: str) -> dict[str, Any]:
 
 
 def table(workdir: str, name: str):
-    """A run folder's table (``layout`` name), or None when no stage has written it."""
+    """A run folder's table (``layout`` name), or None when no stage has written it; damaged: the stage that
+    writes it named."""
     uri = layout.path(workdir, name)
-    return storage.read_table(uri) if storage.exists(uri) else None
+    return storage.read_table(uri, stage_hint=writer(uri)) if storage.exists(uri) else None
+
+
+def refuse_folders_in_place(workdir: str, stage: str) -> None:
+    """Before ``stage``'s work: a folder where it writes a file (RUN/embeddings.parquet made a folder) failed
+    its last write, after all its work, with 'Failed renaming ...' (round 49)."""
+    for name in layout.OUTPUTS[stage]:
+        if not storage.is_remote(workdir) and storage.is_dir(layout.path(workdir, name)):
+            raise SpeciesfamError(f"{layout.path(workdir, name)} is a folder, where {stage} writes its {name}: move "
+                                  f"it away (or remove it), then run {stage} again")
+
+
+def writer(uri: str) -> str:
+    """The command that writes table ``uri`` anew when it is one of a run folder's own (``layout.WRITTEN_BY``),
+    else '' (a user's file: their path to fix)."""
+    folder, name = storage.parent(uri), uri.rstrip("/").rsplit("/", 1)[-1]
+    stage = layout.WRITTEN_BY.get(name)
+    return command(stage, folder) if stage and is_run_folder(folder) else ""
 
 
 def timestamp() -> str:

@@ -120,6 +120,31 @@ def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, 
     out = capsys.readouterr().out
     assert f"clean: {path} cannot be read (ArrowInvalid); it is a cache: every image is embedded again" in out, out
     assert "clean: embedding 12 images with " in out and len(pd.read_parquet(path)) == 12
+    pd.DataFrame({"a": [1, 2]}).to_parquet(path)  # another table of that name: a KeyError traceback (round 49)
+    run_clean(str(tmp_path / "run"), cfg)
+    assert f"clean: {path} lacks column(s) ['embedding', 'label', 'model_id', 'path', 'sha256']; it is a cache: " \
+        "every image is embedded again" in capsys.readouterr().out and len(pd.read_parquet(path)) == 12
+    aside = path.with_name("aside.parquet")
+    path.rename(aside)
+    path.mkdir()  # a folder in its place: 'written anew' was promised, then the write failed after the work
+    with pytest.raises(SpeciesfamError, match=rf"^{path} is a folder, where clean writes its embeddings.parquet: "
+                                              r"move it away \(or remove it\), then run clean again$"):
+        run_clean(str(tmp_path / "run"), cfg)
+    assert "embedding" not in capsys.readouterr().out
+    path.rmdir()
+    aside.rename(path)
+    # clean's own table damaged: tune and evaluate said to run catalog, or to give another manifest (round 49)
+    from speciesfam.config import TuneConfig
+    from speciesfam.data.sources import read_text_table
+    from speciesfam.tune.search import run_search
+
+    cleaned = tmp_path / "run" / layout.CLEAN_MANIFEST
+    cleaned.write_bytes(cleaned.read_bytes()[:300])
+    again = rf"run `speciesfam clean --workdir {tmp_path / 'run'} .*` again to write it anew$"
+    with pytest.raises(SpeciesfamError, match=rf"{cleaned} cannot be read as a Parquet table .*; {again}"):
+        run_search(str(tmp_path / "run"), TuneConfig(kind="probe"))
+    with pytest.raises(SpeciesfamError, match=rf"{cleaned} cannot be read as Parquet .*; {again}"):
+        read_text_table(str(cleaned))  # evaluate --manifest RUN/clean_manifest.parquet reads it so
     manifest = tmp_path / "run" / layout.MANIFEST  # catalog's own table damaged: run catalog again, as its record says
     manifest.write_bytes(manifest.read_bytes()[:500])
     with pytest.raises(SpeciesfamError, match=rf"{manifest} cannot be read as a Parquet table \(ArrowInvalid: .*\); "

@@ -226,6 +226,7 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     _refuse_source_replaced(source, workdir)
     refuse_files_of_yours(workdir)
     storage.check_creatable(workdir)  # a path under a file fails now, not after reading every image
+    stages.refuse_folders_in_place(workdir, "catalog")
     say_running(workdir, "catalog")
     started_at = stages.timestamp()  # files modified after it may not hold the bytes hashed (clean's cache check)
     manifest = build_manifest(source, cfg)
@@ -333,7 +334,8 @@ def load_manifest(uri: str, stage: str | None = None) -> "pd.DataFrame":
 
     from .. import stages
 
-    df = storage.read_table(uri, stage_hint=stage or stages.command("catalog", posixpath.dirname(uri)))
+    df = storage.read_table(uri, stage_hint=stage or stages.writer(uri) or stages.command("catalog",
+                                                                                         posixpath.dirname(uri)))
     missing = [c for c in ("path", "label", "status", "split") if c not in df.columns]
     if missing:
         raise SourceError(f"{uri}: missing column(s) {missing}; was it written by `speciesfam catalog`?")

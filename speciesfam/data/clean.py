@@ -190,6 +190,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     cfg = cfg or CleanConfig()
     cfg.validate()
     read = stages.check_upstream(workdir, "clean")
+    stages.refuse_folders_in_place(workdir, "clean")
     say_running(workdir, "clean")
     manifest = load_manifest(layout.path(workdir, layout.MANIFEST))
     ok = manifest[manifest["status"] == layout.OK]

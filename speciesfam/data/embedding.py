@@ -248,12 +248,16 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
 
     uri = layout.path(workdir, layout.EMBEDDINGS)
     mid = model_id(cfg)
-    old = pd.DataFrame(columns=EMBEDDING_COLUMNS)
+    empty = pd.DataFrame(columns=EMBEDDING_COLUMNS)
     try:
-        old = storage.read_table(uri) if storage.exists(uri) else old
+        old = storage.read_table(uri) if storage.exists(uri) else empty
+        lacking = sorted(set(EMBEDDING_COLUMNS) - {"decoder"} - set(old.columns))  # decoder: older cleans wrote none
+        why = f"lacks column(s) {lacking}" if lacking else ""
     except SpeciesfamError as err:  # damaged (a disk that filled, a copy cut short): a cache, so embedded anew
-        say(f"clean: {uri} cannot be read ({type(err.__cause__ or err).__name__}); it is a cache: every image is "
-            "embedded again and it is written anew")
+        why = f"cannot be read ({type(err.__cause__ or err).__name__})"
+    if why:  # another file of that name too (a traceback: round 49)
+        say(f"clean: {uri} {why}; it is a cache: every image is embedded again and it is written anew")
+        old = empty
     base, _ = split_id(mid)
     reweighted = int(old["model_id"].map(lambda m: split_id(m)[0] == base and m != mid).sum())
     old = old[old["model_id"] == mid].drop_duplicates("sha256")

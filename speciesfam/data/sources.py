@@ -259,8 +259,11 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
     except SourceError:
         raise
     except Exception as err:  # ArrowInvalid and friends: not a Parquet file
-        raise SourceError(f"{source} cannot be read as Parquet ({type(err).__name__}: {err}); give a .csv or "
-                          ".parquet manifest") from err
+        from .. import stages
+
+        again = stages.writer(source)  # a run's own table (RUN/clean_manifest.parquet): its stage writes it anew
+        raise SourceError(f"{source} cannot be read as Parquet ({type(err).__name__}: {err}); " + (
+            f"run `{again}` again to write it anew" if again else "give a .csv or .parquet manifest")) from err
     import pyarrow as pa
 
     nested = [f for f in table.schema if f.name in ("path", "label", "group") and pa.types.is_nested(f.type)]
