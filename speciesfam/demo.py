@@ -48,6 +48,14 @@ def refuse_other_run(workdir: str) -> None:
                                   f"({source or 'its catalog record is gone'}): the demo would replace its catalog, "
                                   f"cleaning and searches; give another --workdir (the default is "
                                   f"{DemoConfig().workdir})")
+    elif os.path.isdir(workdir):  # a folder of the user's (their images: the next catalog took logs/ as a family)
+        theirs = sorted(set(os.listdir(workdir)) - set(layout.RUN_ENTRIES))
+        if theirs:
+            from .lines import some
+
+            raise SpeciesfamError(f"--workdir {workdir} holds files that are not a run's ({some(theirs, quote=True)})"
+                                  f": the demo writes its run folder there; give a new or empty folder (the default "
+                                  f"is {DemoConfig().workdir})")
     refuse_files_of_yours(workdir)
 
 

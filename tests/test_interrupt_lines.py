@@ -190,6 +190,13 @@ def test_the_demo_refuses_a_run_folder_of_another_collection_before_its_first_li
     assert cli.main(["demo", "--workdir", str(tmp_path / "project")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "report.html" in err and (tmp_path / "project" / "report.html").read_text() == "my own report"
+    (tmp_path / "photos" / "Felidae").mkdir(parents=True)  # images of the user's: the demo filled them with a run's
+    assert cli.main(["demo", "--workdir", str(tmp_path / "photos")]) == 2  # files, the next catalog took logs/ as a
+    out, err = capsys.readouterr()  # family (round 49)
+    assert out == "" and f"--workdir {tmp_path / 'photos'} holds files that are not a run's ('Felidae'): the demo " \
+        "writes its run folder there" in err, err
+    (tmp_path / "stopped" / "logs").mkdir(parents=True)  # a demo stopped before catalog wrote anything: run again
+    refuse_other_run(str(tmp_path / "stopped"))
     demo = tmp_path / "demo"  # the demo's own run folder: run again, as it always is
     stages.finish(str(demo), "catalog", config={"source": demo_images()})
     refuse_other_run(str(demo))

@@ -125,6 +125,18 @@ def test_every_file_of_a_folder_gets_a_row_and_a_reason(tmp_path):
     assert (m.loc[m["status"] != "ok", "reason"].str.len() > 0).all()
 
 
+def test_a_run_folder_given_as_the_image_folder_is_refused(tmp_path):
+    """A run folder catalogued as images: its logs/ and stages/ became families (round 49)."""
+    from speciesfam.errors import SourceError
+
+    family(tmp_path / "src", "Alpha", 3, 0)
+    family(tmp_path / "src", "Beta", 3, 10)
+    run_catalog(str(tmp_path / "src"), str(tmp_path / "run"), SMALL)
+    with pytest.raises(SourceError, match=rf"^{tmp_path / 'run'} is a speciesfam run folder, not a folder of images"):
+        run_catalog(str(tmp_path / "run"), str(tmp_path / "run2"), SMALL)
+    assert len(run_catalog(str(tmp_path / "run" / layout.MANIFEST), str(tmp_path / "run2"), SMALL)) == 6  # a manifest
+
+
 def test_a_family_folder_holding_no_file_is_named(tmp_path):
     """An empty family folder (or one holding only empty folders) is no file, so no row: it left no trace in
     catalog.md or on the console, and the family was simply missing."""

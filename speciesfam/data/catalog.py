@@ -223,6 +223,10 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     if not storage.is_remote(source):  # the record names the source wherever the command ran from
         source = storage.filesystem(source)[1]
     _refuse_workdir_inside(source, workdir)
+    if not source.lower().endswith((".csv", ".parquet")) and stages.is_run_folder(source):  # its logs/ and stages/
+        raise SourceError(f"{source} is a speciesfam run folder, not a folder of images (its logs/ and stages/ "
+                          "would be catalogued as families): give the folder that holds one folder per family, or "
+                          f"its {layout.CLEAN_MANIFEST} as a manifest")
     _refuse_source_replaced(source, workdir)
     refuse_files_of_yours(workdir)
     storage.check_creatable(workdir)  # a path under a file fails now, not after reading every image
