@@ -103,7 +103,7 @@ def test_resize():
 @pytest.mark.parametrize("data,reason", [
     (b"", "empty file"),
     (b"hello, this is a text file", "not an image"),
-    (None, "corrupt or truncated"),
+    (None, "^corrupt or truncated JPEG image: "),
 ])
 def test_bad_files_raise_with_reason(data, reason):
     if data is None:

@@ -220,6 +220,9 @@ def test_heic_photos_decode_and_damaged_ones_get_a_reason_that_names_the_format(
     assert sniff(heic[:16]) == "HEIC"
     with pytest.raises(DecodeError, match="^corrupt or truncated HEIC image"):
         open_image(heic)
+    with pytest.raises(DecodeError, match="^corrupt or truncated HEIC image: ") as cut:  # the decoder's own words,
+        open_image(buf.getvalue()[:-20])  # which ended in a newline (round 49)
+    assert "\n" not in str(cut.value), cut.value
     from speciesfam.data import images
 
     monkeypatch.setattr(images, "_heif", lambda: False)  # installed without its dependencies: no HEIF opener

@@ -214,6 +214,10 @@ def test_paths_written_from_the_current_folder_are_said_to_be_read_from_the_mani
                                     f"data/A/{i}.png is a file from the current folder: write the paths relative to "
                                     "the manifest's folder, or absolute)" for i in range(3)] + ["file not found"]
     assert m["path"].tolist() == [str(base / "data" / "A" / f"{i}.png") for i in (0, 1, 2, 9)]
+    from speciesfam.predict import input_rows  # predict --manifest and evaluate's labelled sets read it so
+
+    rows = input_rows(manifest="data/list.csv")
+    assert rows["error"].tolist()[:3] == m["reason"].tolist()[:3] and rows["error"].tolist()[3] == "", rows
 
 
 def test_nothing_usable_fails_after_writing_the_reports_and_says_what_to_change(tmp_path):
@@ -221,7 +225,8 @@ def test_nothing_usable_fails_after_writing_the_reports_and_says_what_to_change(
     (tmp_path / "src" / "Alpha" / "a.txt").write_text("x")
     from speciesfam.errors import SourceError
 
-    with pytest.raises(SourceError, match=r"no usable image among 1 row \(1 unreadable\); see "):
+    with pytest.raises(SourceError, match=r"no usable image among 1 row \(1 unreadable\): the commonest reason is "
+                                          r"not an image file \(format not recognised\); see "):
         run_catalog(str(tmp_path / "src"), str(tmp_path / "run"))
     assert "unreadable: 1" in (tmp_path / "run" / layout.CATALOG_MD).read_text()
     # it showed the counts as a dict and no fix (round 48): every family too small, a family folder given
@@ -235,6 +240,10 @@ def test_nothing_usable_fails_after_writing_the_reports_and_says_what_to_change(
     with pytest.raises(SourceError, match=r"every file is at the folder's root: give the folder that holds one "
                                           r"folder per family \(is this one a family folder itself\?\)"):
         run_catalog(str(tmp_path / "src" / "Beta"), str(tmp_path / "run2"))
+    (tmp_path / "sys" / "Alpha").mkdir(parents=True)  # only system files, in family folders: not 'at the root'
+    (tmp_path / "sys" / "Alpha" / "Thumbs.db").write_bytes(b"x")
+    with pytest.raises(SourceError, match=r"\(1 skipped\): every file was skipped \(hidden or system files\); see"):
+        run_catalog(str(tmp_path / "sys"), str(tmp_path / "run3"))
 
 
 @pytest.mark.parametrize("label", ["..", "../../../../tmp/x", "/etc/passwd", ".hidden", "a/b", "C:\\x", "", " ",

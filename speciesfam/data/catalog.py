@@ -244,20 +244,25 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     if not counts.get(layout.OK):
         among = f"among {counted(len(manifest), 'row')} ({', '.join(f'{n} {k}' for k, n in counts.items())})" \
             if len(manifest) else "in it: it has no rows"
-        raise SourceError(f"{source}: no usable image {among}{_none_usable_fix(counts, cfg or CatalogConfig())}; "
-                          f"see {layout.path(workdir, layout.CATALOG_MD)}")
+        raise SourceError(f"{source}: no usable image {among}{_none_usable_fix(manifest, cfg or CatalogConfig())}"
+                          f"; see {layout.path(workdir, layout.CATALOG_MD)}")
     return manifest
 
 
-def _none_usable_fix(counts: dict[str, int], cfg: CatalogConfig) -> str:
-    """What to change when no row is usable, where the counts tell it (it showed a dict and no fix: round 48)."""
+def _none_usable_fix(manifest: "pd.DataFrame", cfg: CatalogConfig) -> str:
+    """What to change when no row is usable, where the rows tell it (it showed a dict and no fix: round 48)."""
+    counts = manifest["status"].value_counts()
     if counts.get(layout.TOO_SMALL):
         groups = " or fewer than 3 groups (--group-split)" if cfg.group_split else ""
         return (f": families with fewer than --min-images {cfg.min_images} usable images{groups} cannot be split "
                 "three ways; give a lower --min-images, or more images")
-    if set(counts) <= {layout.NO_FAMILY, layout.SKIPPED}:
+    if counts.get(layout.NO_FAMILY) and set(counts.index) <= {layout.NO_FAMILY, layout.SKIPPED}:
         return (": every file is at the folder's root: give the folder that holds one folder per family (is this one"
                 " a family folder itself?)")
+    if set(counts.index) == {layout.SKIPPED}:  # it said 'at the folder's root' of system files in families (round 49)
+        return ": every file was skipped (hidden or system files)"
+    if set(counts.index) == {layout.UNREADABLE_STATUS}:  # the fix is in the reason: say the commonest one
+        return f": the commonest reason is {manifest['reason'].value_counts().index[0]}"
     return ""
 
 

@@ -98,7 +98,9 @@ def open_image(data: bytes) -> Image.Image:
         if "Ghostscript" in str(err):  # not corrupt: a program Pillow needs is missing (round 48)
             raise DecodeError("EPS image, but Pillow reads EPS with Ghostscript, which is not installed (`apt "
                               "install ghostscript`), or convert it to PNG") from err
-        raise DecodeError(f"corrupt or truncated image: {err}") from err
+        fmt = sniff(data[:16])  # the format, and the decoder's words on one line (a HEIC's ended in a newline that
+        raise DecodeError(f"corrupt or truncated {fmt + ' ' if fmt else ''}image: {' '.join(str(err).split())}"
+                          ) from err  # split CSV rows: round 49)
     return img
 
 

@@ -152,8 +152,7 @@ def read_manifest(source: str) -> "pd.DataFrame":
         elif path is None or not path.strip():
             status, reason = layout.INVALID, no_path(raw, i)
         else:  # resolved for every row, so an unusable row's path names its file too, from any folder
-            path, problem = resolve_path(written := path, base)
-            problem = problem or _from_here(written, path, base)
+            path, problem = resolve_path(path, base)
             if label is None:
                 status, reason = layout.INVALID, "label is missing (null)"
             elif not label.strip():
@@ -337,14 +336,15 @@ def resolve_path(path: str, base: str) -> tuple[str, str]:
     if storage.is_remote(base):
         scheme, rest = base.split("://", 1)
         return f"{scheme}://{posixpath.normpath(posixpath.join(rest, path))}", ""
-    return os.path.normpath(os.path.join(base, path)), ""
+    resolved = os.path.normpath(os.path.join(base, path))
+    return resolved, _from_here(path, resolved, base)
 
 
 def _from_here(written: str, path: str, base: str) -> str:
     """'file not found' with why, for a relative path that names no file from the manifest's folder but one from
-    the current folder (paths written from a project's root: every row 'file not found', unexplained; round 48)."""
-    if storage.is_remote(base) or os.path.isabs(written) or "://" in written or os.path.lexists(path) \
-            or not os.path.exists(written):
+    the current folder (paths written from a project's root: every row 'file not found', unexplained; round 48;
+    predict's and evaluate's manifests too: round 49)."""
+    if os.path.lexists(path) or not os.path.exists(written):
         return ""
     return (f"file not found (relative paths are read from the manifest's folder, {base}; {written} is a file "
             "from the current folder: write the paths relative to the manifest's folder, or absolute)")
