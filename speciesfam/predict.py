@@ -52,7 +52,7 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     ``error`` entry and the others go on."""
     from .bundle import load_bundle
     from .data.images import DecodeError, read_rgb
-    from .data.sources import resolve_path
+    from .data.sources import resolve_path, skip_reason
 
     check_top_k(top_k)
 
@@ -61,8 +61,9 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     for f in paths:
         name = storage.shown(f)  # a byte that is not UTF-8 as '\xff', as catalog's and a folder's rows show it
         problem = resolve_path(f, os.getcwd())[1]  # an http:// URL: the words catalog uses
-        if problem:
-            out.append({"path": name, "error": problem})
+        skipped = skip_reason(f, listed=True)  # Thumbs.db from a glob: as in a folder, no failure (round 49)
+        if skipped or problem:
+            out.append({"path": name, "error": f"{SKIPPED}{skipped}" if skipped else problem})
             continue
         try:
             images.append(read_rgb(f))
@@ -149,6 +150,8 @@ def input_rows(source: str | None = None, manifest: str | None = None,
     or null paths and URI schemes nothing here reads ("" for the others)."""
     import pandas as pd
 
+    from .data.sources import skip_reason
+
     if manifest:
         from .data.sources import header_hint, no_path, read_text_table, resolve_path
 
@@ -161,12 +164,12 @@ def input_rows(source: str | None = None, manifest: str | None = None,
         paths, errors = [], []
         for i, p in enumerate(raw["path"]):
             path, problem = resolve_path(p, base) if p is not None and p.strip() else ("", no_path(raw, i))
-            paths.append(path), errors.append(problem)
+            skipped = skip_reason(path, listed=True) if path else ""
+            paths.append(path), errors.append(f"{SKIPPED}{skipped}" if skipped else problem)
         return pd.DataFrame({"path": paths, **{c: raw[c] for c in CARRIED if c in raw}, "error": errors,
                              "stamp": file_stamps(paths, errors)})
     if not source:
         raise SpeciesfamError("give a folder of images or --manifest M")
-    from .data.sources import skip_reason
     from .listing import walk
 
     # every entry, broken links and unreadable files included: each gets its row (an error row if it cannot be

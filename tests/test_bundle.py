@@ -43,6 +43,23 @@ def test_cnn_bundle_predicts_like_its_checkpoint_from_raw_images(cnn_bundle):
     assert "kind: **cnn**" in card and "| 7 | 0.250 |" in card
 
 
+
+def test_predicting_files_skips_system_files_a_glob_named(cnn_bundle, tmp_path, capsys):
+    """`predict BUNDLE dir/*` named Thumbs.db and x.png:Zone.Identifier: error lines and exit 1, though a folder
+    skips them (round 49)."""
+    from PIL import Image
+
+    from speciesfam import cli
+
+    Image.new("RGB", (20, 20), (1, 2, 3)).save(tmp_path / "x.png")
+    (tmp_path / "Thumbs.db").write_bytes(b"cache")
+    (tmp_path / "x.png:Zone.Identifier").write_text("[ZoneTransfer]\n")
+    files = [str(tmp_path / n) for n in ("x.png", "Thumbs.db", "x.png:Zone.Identifier")]
+    assert cli.main(["predict", str(cnn_bundle[2]), *files, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert "top" in rows[0] and [r.get("error", "")[:9] for r in rows] == ["", "skipped: ", "skipped: "], rows
+
+
 def test_export_refuses_unknown_or_failed_trials(cnn_bundle):
     from speciesfam.errors import SpeciesfamError
     from speciesfam.export import export_bundle

@@ -196,6 +196,18 @@ def test_hidden_and_system_files_in_a_predicted_folder_are_skipped_not_failed(tm
         str(folder / p): "skipped" if p in junk else "" for p in ["Felidae/ok.jpg", "Felidae/thumbs.db.jpg", *junk]}
     os.mkfifo(folder / "pipe.jpg")
     assert failed(input_rows(str(folder)).set_index("path")).sum() == 1
+    # named one by one: a find-made manifest's NAS thumbnails were images, a glob's Thumbs.db a failure (round 49)
+    from speciesfam.data.sources import read_manifest
+
+    (folder / "Felidae" / "@eaDir" / "ok.jpg").mkdir(parents=True)
+    (folder / "Felidae" / "@eaDir" / "ok.jpg" / "SYNOPHOTO_THUMB_M.jpg").write_bytes(b"x")
+    listed = ["Felidae/ok.jpg", "Felidae/Thumbs.db", "Felidae/@eaDir/ok.jpg/SYNOPHOTO_THUMB_M.jpg", ".DS_Store"]
+    (folder / "find.csv").write_text("path,label\n" + "".join(f"{p},Felidae\n" for p in listed))
+    rows = read_manifest(str(folder / "find.csv"))
+    assert rows["status"].fillna("").tolist() == ["", "skipped", "skipped", "skipped"], rows
+    assert rows["reason"].tolist()[2] == "in a system folder (Synology's thumbnails), not an image of the collection"
+    assert input_rows(manifest=str(folder / "find.csv"))["error"].str.startswith("skipped: ").tolist() == \
+        [False, True, True, True]
 
 
 def test_a_bundle_given_as_a_file_uri_is_that_folder(tmp_path, capsys):

@@ -111,13 +111,15 @@ def read_folder(source: str) -> "pd.DataFrame":
     return df
 
 
-def skip_reason(rel: str) -> str:
+def skip_reason(rel: str, listed: bool = False) -> str:
     """Why a file of a source folder (``rel``: its path relative to the folder) is skipped, "" if it is not: it
     is hidden (its name or a folder's name starts with '.'), or a file an operating system writes into folders
     (Thumbs.db, desktop.ini, x.jpg:Zone.Identifier; any case) or into folders of their own (a NAS's @eaDir,
-    $RECYCLE.BIN). Catalog gives such files a 'skipped' row; predict skips them too."""
+    $RECYCLE.BIN). Catalog gives such files a 'skipped' row; predict skips them too. ``listed``: a path named
+    one by one (a manifest's row, predict's argument; round 49: a find-made manifest's @eaDir thumbnails were
+    images), whose folders' names are not judged hidden (an absolute path may pass through ~/.cache)."""
     parts = rel.split("/")
-    if any(part.startswith(".") for part in parts):
+    if any(part.startswith(".") for part in (parts[-1:] if listed else parts)):
         return HIDDEN
     folder = next((SYSTEM_FOLDERS[p.lower()] for p in parts[:-1] if p.lower() in SYSTEM_FOLDERS), None)
     if folder:
@@ -153,7 +155,10 @@ def read_manifest(source: str) -> "pd.DataFrame":
             status, reason = layout.INVALID, no_path(raw, i)
         else:  # resolved for every row, so an unusable row's path names its file too, from any folder
             path, problem = resolve_path(path, base)
-            if label is None:
+            skipped = skip_reason(path, listed=True)
+            if skipped:
+                status, reason = layout.SKIPPED, skipped
+            elif label is None:
                 status, reason = layout.INVALID, "label is missing (null)"
             elif not label.strip():
                 status, reason = layout.INVALID, "label is empty" if not label else "label is only whitespace"
