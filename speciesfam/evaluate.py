@@ -124,7 +124,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
         if near:  # "Test" or an empty cell: most likely meant as this split; said, not dropped unsaid
             rows.attrs["warning"] = (
                 f"{counted(sum(near.values()), 'row')} of {manifest_uri} "
-                f"{'is' if sum(near.values()) == 1 else 'are'} not scored though they may be meant as split "
+                f"{'is' if sum(near.values()) == 1 else 'are'} not scored though {'it' if sum(near.values()) == 1 else 'they'} may be meant as split "
                 f"{split.strip()!r}: " + ", ".join(f"{n} with split {name!r}" if name else f"{n} with no split"
                                                     for name, n in near.items())
                 + " (splits are compared exactly, spaces at the ends aside; fix the file, or give --split NAME)")
@@ -379,6 +379,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     _, scored = f1_per_class(pred, y.astype(np.int64), len(labels))
     per_class = pd.DataFrame({"family": labels, "precision": p, "recall": r, "f1": f, "support": s,
                               "scored": scored})
+    summary.update(families=len(labels), families_scored=int(scored.sum()))  # said beside the macro-F1 (round 49)
     cm = confusion_matrix(y, pred, labels=idx)
     pairs = [(labels[i], labels[j], int(cm[i, j])) for i in idx for j in idx if i != j and cm[i, j]]
     pairs = pd.DataFrame(sorted(pairs, key=lambda t: -t[2]), columns=["true", "predicted", "count"])
@@ -398,7 +399,9 @@ def say_result(m: dict[str, Any]) -> bool:
     (a duplicate row is an image scored once). True when some were."""
     split, whole = m["split"], m.get("whole_set")  # a labelled set without splits: scored whole (named test_*)
     say(f"evaluate: {'the whole set' if whole else split}: macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
-        f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle); reports in {m['out']}"
+        f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle"
+        + (f"; {m['families_scored']} of its {m['families']} families scored, the rest had no image here"
+           if m.get("families_scored", 0) < m.get("families", 0) else "") + f"); reports in {m['out']}"
         + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
     left_out = {status: m[status] for status in NOT_SCORED if m[status]}
     if left_out:

@@ -37,6 +37,15 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     assert 0 <= summary["test_macro_f1"] <= 1
     assert pd.read_csv(tmp_path / "api" / "per_class.csv")["support"].sum() == summary["images"]
     assert "warning" not in summary  # the run the model was trained on
+    # a set of one family's images: the macro-F1 averages only that family, which the line said nowhere (round 49)
+    one = cleaned[(cleaned["status"] == "ok") & (cleaned["label"] == cleaned["label"].iloc[0])].head(2)
+    one[["path", "label"]].to_csv(tmp_path / "one.csv", index=False)
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "one.csv"),
+                     "--out", str(tmp_path / "one")]) == 0
+    families = len(json.loads((probe_bundle / "labels.json").read_text()))
+    scored = int(pd.read_csv(tmp_path / "one" / "per_class.csv")["scored"].sum())  # its own, or predicted (F1 0)
+    assert scored < families and f"(probe bundle; {scored} of its {families} families scored, the rest had no " \
+        "image here); reports in " in capsys.readouterr().out
 
     # The same run after catalog ran again (its splits may be drawn anew): the score is flagged, not trusted.
     from speciesfam import stages

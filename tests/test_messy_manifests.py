@@ -121,6 +121,9 @@ def test_parquet_numbers_become_their_text(tmp_path):
     with pytest.raises(SourceError, match=r"column 'label' holds list<element: string>, not one value per row; give it "
                                           r"as a column of text \(one label per row\)"):
         build_manifest(str(tmp_path / "lists.parquet"), SMALL)
+    pq.write_table(pa.table({"path": paths[:3], "label": ["x"] * 3, "split": [["test"]] * 3}), tmp_path / "s.parquet")
+    with pytest.raises(SourceError, match=r"column 'split' holds list<element: string>"):  # evaluate read "['test']"
+        build_manifest(str(tmp_path / "s.parquet"), SMALL)
 
 
 def test_repeated_paths_unsupported_schemes_and_missing_files(tmp_path):

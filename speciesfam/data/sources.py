@@ -270,7 +270,7 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
             f"run `{again}` again to write it anew" if again else "give a .csv or .parquet manifest")) from err
     import pyarrow as pa
 
-    nested = [f for f in table.schema if f.name in ("path", "label", "group") and pa.types.is_nested(f.type)]
+    nested = [f for f in table.schema if f.name in ("path", "label", "group", "split") and pa.types.is_nested(f.type)]
     if nested:  # a list of ['x'] read as the family "['x']" (round 48)
         raise SourceError(f"{source}: column {nested[0].name!r} holds {nested[0].type}, not one value per row; "
                           f"give it as a column of text (one {nested[0].name} per row)")

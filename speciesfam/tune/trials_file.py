@@ -46,8 +46,9 @@ def cut_short(uri: str, trials: "pd.DataFrame") -> str:
     has the fields a trial always has, and the file ends its last line (as pandas writes it)."""
     needed = [c for c in ("trial_id", "status", "config") if c in trials.columns]
     short = trials[trials[needed].isna().any(axis=1)] if needed else trials.iloc[:0]
-    if len(short):
-        return f"{uri} is cut short: its line {short.index[0] + 2} lacks {', '.join(needed)}"
+    if len(short):  # the fields that row lacks (it named all three beside a trial id and status: round 49)
+        lacking = [c for c in needed if short[c].isna().iloc[0]]
+        return f"{uri} is cut short: its line {short.index[0] + 2} lacks {', '.join(lacking)}"
     if uri.endswith(".csv") and not storage.read_bytes(uri).endswith(b"\n"):
         return f"{uri} is cut short: its last line ends mid-row"
     return ""
