@@ -116,7 +116,7 @@ def test_decompression_bomb_is_refused(monkeypatch):
     import speciesfam.data.images as images
 
     monkeypatch.setattr(images, "MAX_PIXELS", 100)
-    with pytest.raises(DecodeError, match=r"^decompression bomb: 20x20 px > 100 px$"):
+    with pytest.raises(DecodeError, match=r"^decompression bomb: 400 px \(20x20\) > 100 px$"):
         decode_rgb(encode(Image.new("RGB", (20, 20)), "PNG"))
 
 

@@ -73,7 +73,8 @@ def open_image(data: bytes) -> Image.Image:
             warnings.simplefilter("ignore", UserWarning)  # 'Corrupt EXIF data': read as far as it goes (upright)
             img = Image.open(io.BytesIO(data))
             if img.width * img.height > MAX_PIXELS:
-                raise DecodeError(f"decompression bomb: {img.width}x{img.height} px > {MAX_PIXELS} px")
+                raise DecodeError(f"decompression bomb: {img.width * img.height} px ({img.width}x{img.height}) > "
+                                  f"{MAX_PIXELS} px")  # as Pillow's own refusal is said, with the size it lacks
             img.load()  # force the full decode so truncated files fail here, not later
     except DecodeError:
         raise
