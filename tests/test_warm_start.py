@@ -22,11 +22,18 @@ def test_init_from_a_kind_names_the_search_it_took_and_never_a_stale_one(tmp_pat
     make_embedding_run(run, rows=60, dim=4, families=3)
     tune = ["tune", "probe", "--workdir", run, "--num-samples", "1", "--max-epochs", "1"]
     assert cli.main(tune) == 0  # the search named probe
+    seeded = stages.load(run, "tune")["searches"]["probe"]["config"]["seed"]
     _, which = best_trial(run, f"{run}/tune", "probe")
     assert which.startswith("trial ") and which.endswith(" of search 'probe'"), which
     stages.finish(run, "clean", config={"model": "another clean"})  # a re-clean: another val split
     assert cli.main([*tune, "--name", "p2"]) == 0
     capsys.readouterr()
+    # a second search under a new --name drew the first one's trials again (every search was seeded 0 unless
+    # --seed was given; round 49): a search given no --seed takes its name's
+    from speciesfam.config import name_seed
+
+    assert stages.load(run, "tune")["searches"]["p2"]["config"]["seed"] == name_seed("p2") != name_seed("probe")
+    assert seeded == name_seed("probe")
     _, which = best_trial(run, f"{run}/tune", "probe")
     assert which.endswith(" of search 'p2', the best probe trial on this run's val split; search 'probe' ran on "
                           "an older val split (catalog or clean ran since)"), which
@@ -100,26 +107,3 @@ def test_a_warm_start_value_is_one_the_space_can_draw(tmp_path, capsys, monkeypa
                         r"not among this space's choices: optimizer='sgd' \(drawn instead: '(adam|adamw)'\)",
                         capsys.readouterr().out.strip())
 
-
-def test_a_search_of_another_name_draws_other_trials(tmp_path):
-    """A second search under a new --name drew the first one's trials again, setting for setting (every search
-    was seeded 0 unless --seed was given; round 49): a search given no --seed takes its name's."""
-    import json
-
-    import pandas as pd
-
-    from speciesfam import layout
-    from speciesfam.data.synthetic_embeddings import make_embedding_run
-    from speciesfam.config import name_seed
-
-    run = str(tmp_path / "run")
-    make_embedding_run(run, rows=60, dim=4, families=3)
-    for name in ("first", "second"):
-        assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "2", "--max-epochs", "1",
-                         "--name", name]) == 0
-    trials = pd.read_csv(f"{run}/{layout.TRIALS}")
-    drawn = {name: sorted(trials.loc[trials["search"] == name, "config"]) for name in ("first", "second")}
-    assert len(drawn["first"]) == len(drawn["second"]) == 2 and not set(drawn["first"]) & set(drawn["second"]), drawn
-    searches = stages.load(run, "tune")["searches"]
-    assert [searches[n]["config"]["seed"] for n in ("first", "second")] == [name_seed("first"), name_seed("second")]
-    assert json.loads(drawn["first"][0])  # the settings themselves are recorded
