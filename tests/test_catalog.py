@@ -335,6 +335,11 @@ def test_a_family_name_in_two_unicode_forms_shows_as_two_names_in_the_reports(tm
                       pd.DataFrame(columns=["path_a", "path_b", "similarity"]), CleanConfig(zero_shot=False), summary)
     assert all(f"| {shown[lab]} | 3 | 3 |" in md for lab in (nfc, nfd)) and "| Felidae | 3 | 3 |" in md
     assert f"| {shown[nfc]} | {shown[nfd]} | 0.100 |" in md  # the label issue: given one, suggested the other
+    from speciesfam.data.clean import drop_label_issues  # its removal reason too (it named 'Café' twice: round 48)
+
+    emb = m.loc[m["status"] == "ok", ["path", "label"]].assign(removed=False, detector="", reason="")
+    drop_label_issues(emb, issues, min_keep=1)
+    assert emb["reason"].iloc[0].startswith(f"label issue: given {json.dumps(nfc)}, looks like {json.dumps(nfd)} ")
     # ... and in the warnings (console, clean.md, report) and report.html's family table: "('Café', 'Café')"
     from speciesfam.data.clean_report import lost_lines
     from speciesfam.report import render

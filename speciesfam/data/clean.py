@@ -11,6 +11,7 @@ images are never moved or deleted.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -118,8 +119,10 @@ def drop_label_issues(emb: "pd.DataFrame", issues: "pd.DataFrame", min_keep: int
     kept = emb[~emb["removed"]].groupby("label").size().to_dict()
     row_of = {p: i for i, p in zip(emb.index, emb["path"])}
     floor_kept: dict[str, str] = {}
+    alike = twins(emb["label"])  # 'Café' composed and decomposed: as JSON strings, or the reason names one twice
+    fam = lambda name: json.dumps(name) if name in alike else name  # noqa: E731 (round 48)
     for r in issues.itertuples():
-        why = (f"{LABEL_ISSUE}given {r.given_family}, looks like {r.suggested_family} (self-confidence "
+        why = (f"{LABEL_ISSUE}given {fam(r.given_family)}, looks like {fam(r.suggested_family)} (self-confidence "
                f"{r.self_confidence:.2f}, rank {r.rank})")
         if kept[r.given_family] <= min_keep:
             floor_kept[r.path] = why
