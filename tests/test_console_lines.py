@@ -251,6 +251,13 @@ def test_a_line_naming_a_few_of_many_says_how_many_it_left_out():
 
     said = lost_lines({"split_lost": {"val": [long]}})[0]
     assert "(250 characters)" in said and len(said) < 200, said
+    # a family whose files were all gone since catalog: a warning per split, each the same (round 48): one line
+    gone = "images gone, changed or undecodable since catalog (re-run catalog)"
+    assert lost_lines({"split_lost": {s: ["Tiny"] for s in ("train", "val", "test")},
+                       "split_lost_cause": {s: {gone: ["Tiny"]} for s in ("train", "val", "test")}}) == [
+        f"1 family has no train, val or test images left ('Tiny'): {gone} took them all, so no model learns them"]
+    assert lost_lines({"split_lost": {"val": ["A", "B"], "test": ["A", "B"]}}) == [
+        "2 families have no val or test images left ('A', 'B'), so they count in no val or test score"]
     # a decomposed 'Café' read as the composed one in tune's warnings (round 38)
     assert lines.some(["Caf\u00e9", "Cafe\u0301"], quote=True) == "'Café', \"Cafe\\u0301\""
     from speciesfam.markdown import json_line

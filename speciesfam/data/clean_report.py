@@ -37,19 +37,23 @@ def lost_lines(summary: dict[str, Any], name=quoted, alike: frozenset[str] = fro
     lost = summary.get("split_lost") or {}
     alike = alike | twins(f for fams in lost.values() for f in fams)
     shown = (lambda f: json.dumps(f) if f in alike else name(f))
-    out = []
-    for split, fams in lost.items():
+    together: dict[tuple, list[str]] = {}  # splits the same families lost to the same cause: one line (round 48:
+    for split, fams in lost.items():       # a family whose files were all gone had a warning per split)
         if fams:
-            cause = causes.get(split)
-            if isinstance(cause, dict) and len(cause) > 1:  # each cause with the families it took them from
-                cause = "; ".join(f"{why} took them from {some(map(shown, took), 10)}" for why, took in cause.items())
-                said = ""
-            else:  # one cause for all (a record from before causes were per family: its text)
-                said = f": {next(iter(cause)) if isinstance(cause, dict) else cause} took them all" if cause else ""
-                cause = ""
-            out.append(f"{counted(len(fams), 'family has', 'families have')} no {split} images left "
-                       f"({some(map(shown, fams), 10)}){said}" + (f": {cause}" if cause else "")
-                       + (", so no model learns them" if split == "train" else f", so they count in no {split} score"))
+            together.setdefault((tuple(fams), json.dumps(causes.get(split), sort_keys=True)), []).append(split)
+    out = []
+    for (fams, _), splits in together.items():
+        split = " or ".join([", ".join(splits[:-1]), splits[-1]] if len(splits) > 1 else splits)
+        cause = causes.get(splits[0])
+        if isinstance(cause, dict) and len(cause) > 1:  # each cause with the families it took them from
+            cause = "; ".join(f"{why} took them from {some(map(shown, took), 10)}" for why, took in cause.items())
+            said = ""
+        else:  # one cause for all (a record from before causes were per family: its text)
+            said = f": {next(iter(cause)) if isinstance(cause, dict) else cause} took them all" if cause else ""
+            cause = ""
+        out.append(f"{counted(len(fams), 'family has', 'families have')} no {split} images left "
+                   f"({some(map(shown, fams), 10)}){said}" + (f": {cause}" if cause else "")
+                   + (", so no model learns them" if "train" in splits else f", so they count in no {split} score"))
     return out
 
 
