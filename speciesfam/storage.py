@@ -120,14 +120,17 @@ def check_utf8(path: str, flag: str) -> None:
 
 
 def read_error(err: BaseException, path: str) -> str:
-    """A row's reason for a file that could not be read: the error, and for a missing file ``path_hint``."""
+    """A row's reason for a file that could not be read, in catalog's words for a missing file (with
+    ``path_hint``) or a broken link; the error otherwise."""
     if isinstance(err, UnicodeEncodeError):  # a name with a byte of another encoding (as catalog's walk says it)
         return not_utf8(path)
+    if isinstance(err, FileNotFoundError):  # catalog's words ('cannot read file: [Errno 2] ...': round 49)
+        return BROKEN_LINK if not is_remote(path) and os.path.islink(path) else f"file not found{path_hint(path)}"
     text = said(err)
     name = getattr(err, "filename", None)
     if isinstance(name, str) and not is_utf8(name):  # its repr printed the byte as '\udce9' (round 46)
         text = f"[Errno {err.errno}] {err.strerror}: '{shown(name)}'"  # type: ignore[attr-defined]
-    return f"cannot read file: {text}{path_hint(path) if isinstance(err, FileNotFoundError) else ''}"
+    return f"cannot read file: {text}"
 
 
 def said(err: BaseException, limit: int = 300) -> str:
