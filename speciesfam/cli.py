@@ -175,6 +175,7 @@ def _predict(args: argparse.Namespace) -> int:
     import logging
 
     from .console import say_err
+    from .lines import counted
     from .predict import SKIPPED, predict_files, print_results
 
     if args.address:  # read by a batch prediction only (hostile tester round 43: silently ignored)
@@ -186,12 +187,16 @@ def _predict(args: argparse.Namespace) -> int:
     for r in results:  # the printed table is data; the log keeps which inputs failed and why
         if "error" in r:
             logging.getLogger("speciesfam.predict").info("not predicted: %s: %s", r.get("path"), r["error"])
+    skipped = sum(r.get("error", "").startswith(SKIPPED) for r in results)
+    if skipped:  # as a folder's batch prediction says it (README: the count is said)
+        say_err(f"predict: {counted(skipped, 'hidden or system file')} skipped")
     return 1 if any("error" in r and not r["error"].startswith(SKIPPED) for r in results) else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from . import storage
-    from .evaluate import evaluate, say_result
+    from .evaluate import evaluate
+    from .evaluate_out import say_result
 
     _unread_weights_dir(args)
     left_out = say_result(evaluate(args.bundle, args.manifest, args.split, args.out, weights_dir=args.weights_dir))
@@ -271,7 +276,8 @@ def _run_stage(args: argparse.Namespace) -> int:
             # an image folder given as --workdir, a stage before catalog) nor in one not made yet
             report = write_report(args.workdir) if stages.is_run_folder(args.workdir) else None
         console.say(summary_line(args.workdir, args.command))  # in the stage's log too
-        console.say(f"report: {report}")
+        console.say(f"report: {report}" if report else  # 'report: None' (report.html made a folder: round 50)
+                    f"report: not written (why: {storage.join(args.workdir, 'logs', args.command + '.log')})")
         if failed is not None:
             raise failed  # `speciesfam COMMAND: failed: ...`, exit 1
     return rc

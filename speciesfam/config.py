@@ -298,8 +298,8 @@ class TuneConfig:
     weights: str | None = opt("imagenet", "transfer backbones only: imagenet, a local weights file, or none (offline)",
                               kinds=("transfer",))
     max_failures: int = opt(1, "retries of a crashed trial or one whose node died (a NaN trial fails again)")
-    seed: int | None = opt(None, "seed of the searcher and of every trial (default: one of the search's --name, so "
-                                 "a search of another name draws other trials and one run again the same)")
+    seed: int | None = opt(None, "seed of the searcher and of every trial (default: drawn from --name, so that "
+                                 "searches of other names draw other trials and a search run again the same ones)")
     wandb: str = opt("disabled", "log trials to Weights & Biases", choices=("disabled", "offline", "online"))
     wandb_project: str = opt("speciesfam", "W&B project")
     smoke_test: bool = opt(False, "the space's tiny variant, 2 trials x 3 epochs, laptop-sized defaults: 48 px "

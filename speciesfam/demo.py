@@ -49,8 +49,10 @@ def refuse_other_run(workdir: str) -> None:
                                   f"cleaning and searches; give another --workdir (the default is "
                                   f"{DemoConfig().workdir})")
     elif os.path.isdir(workdir):  # a folder of the user's (their images: the next catalog took logs/ as a family)
-        theirs = sorted(set(os.listdir(workdir)) - set(layout.RUN_ENTRIES))
-        if theirs:
+        from .data.sources import skip_reason
+
+        theirs = sorted(n for n in set(os.listdir(workdir)) - set(layout.RUN_ENTRIES) if not skip_reason(n))
+        if theirs:  # a .DS_Store or Thumbs.db is nobody's data (round 50)
             from .lines import some
 
             raise SpeciesfamError(f"--workdir {workdir} holds files that are not a run's ({some(theirs, quote=True)})"

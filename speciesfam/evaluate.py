@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import layout, plots, storage
-from .console import say, say_err
+from .console import say_err
 from .data.catalog_report import look_alike_key
 from .errors import SpeciesfamError
-from .evaluate_out import REPORTS, ROWS_COLUMNS, bundle_folder, earlier_metrics, refuse_out
+from .evaluate_out import NOT_SCORED, REPORTS, ROWS_COLUMNS, bundle_folder, earlier_metrics, refuse_out
 from .lines import counted, quoted, some
 
 if TYPE_CHECKING:
@@ -124,9 +124,9 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
         if near:  # "Test" or an empty cell: most likely meant as this split; said, not dropped unsaid
             rows.attrs["warning"] = (
                 f"{counted(sum(near.values()), 'row')} of {manifest_uri} "
-                f"{'is' if sum(near.values()) == 1 else 'are'} not scored though {'it' if sum(near.values()) == 1 else 'they'} may be meant as split "
-                f"{split.strip()!r}: " + ", ".join(f"{n} with split {name!r}" if name else f"{n} with no split"
-                                                    for name, n in near.items())
+                + ("is not scored though it" if sum(near.values()) == 1 else "are not scored though they")
+                + f" may be meant as split {split.strip()!r}: "
+                + ", ".join(f"{n} with split {name!r}" if name else f"{n} with no split" for name, n in near.items())
                 + " (splits are compared exactly, spaces at the ends aside; fix the file, or give --split NAME)")
     elif split is not None:
         raise SpeciesfamError(f"{manifest_uri} has no split column, so --split {split} chooses nothing: leave it "
@@ -266,7 +266,6 @@ def moved_warning(manifest_uri: str, rows: "pd.DataFrame", split: str) -> str:
 
 
 # rows.csv statuses of rows the scores leave out
-NOT_SCORED = ("unreadable", "changed", "unlabelled", "duplicate", "conflict", "unknown_family")
 
 
 def no_family(label: str, folded: dict[str, str]) -> str:
@@ -379,7 +378,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     _, scored = f1_per_class(pred, y.astype(np.int64), len(labels))
     per_class = pd.DataFrame({"family": labels, "precision": p, "recall": r, "f1": f, "support": s,
                               "scored": scored})
-    summary.update(families=len(labels), families_scored=int(scored.sum()))  # said beside the macro-F1 (round 49)
+    summary.update(families=len(labels), families_with_images=int((s > 0).sum()),  # beside the macro-F1 (round 49)
+                   families_predicted_absent=int((scored & (s == 0)).sum()))  # F1 0 in it (round 50)
     cm = confusion_matrix(y, pred, labels=idx)
     pairs = [(labels[i], labels[j], int(cm[i, j])) for i in idx for j in idx if i != j and cm[i, j]]
     pairs = pd.DataFrame(sorted(pairs, key=lambda t: -t[2]), columns=["true", "predicted", "count"])
@@ -392,22 +392,3 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     plots.confusion(cm, labels, os.path.join(out, "confusion.png"))
     plots.per_class_f1(per_class[per_class["support"] > 0], os.path.join(out, "per_class_f1.png"))  # scored ones
     return {**summary, "out": out, "replaced": earlier if earlier and earlier != summary["bundle_id"] else None}
-
-
-def say_result(m: dict[str, Any]) -> bool:
-    """The console's lines for an evaluation's metrics ``m``: its scores, and on stderr the rows it left out
-    (a duplicate row is an image scored once). True when some were."""
-    split, whole = m["split"], m.get("whole_set")  # a labelled set without splits: scored whole (named test_*)
-    say(f"evaluate: {'the whole set' if whole else split}: macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
-        f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle"
-        + (f"; {m['families_scored']} of its {m['families']} families scored, the rest had no image here"
-           if m.get("families_scored", 0) < m.get("families", 0) else "") + f"); reports in {m['out']}"
-        + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
-    left_out = {status: m[status] for status in NOT_SCORED if m[status]}
-    if left_out:
-        total = sum(left_out.values())
-        what = ("row of the set is" if whole else f"{split} row is") if total == 1 else \
-            ("rows of the set are" if whole else f"{split} rows are")
-        say_err(f"evaluate: {total} {what} not scored ({', '.join(f'{n} {s}' for s, n in left_out.items())}; "
-                f"each row's reason: {os.path.join(m['out'], 'rows.csv')})")
-    return bool(left_out)

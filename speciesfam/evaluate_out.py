@@ -1,18 +1,21 @@
 """Where evaluate may write its reports (``--out``): never inside a bundle, another run folder, an image folder a
-catalog read, or a folder holding anything but an earlier evaluation's reports."""
+catalog read, or a folder holding anything but an earlier evaluation's reports; and what its console lines say."""
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from . import storage
+from .console import say, say_err
 from .errors import SpeciesfamError
-from .lines import some
+from .lines import counted, some
 from .listing import within_source
 
 REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "confusion.png", "per_class_f1.png")
 ROWS_COLUMNS = ("path", "label", "predicted", "probability", "status", "reason")  # rows.csv
+NOT_SCORED = ("unreadable", "changed", "unlabelled", "duplicate", "conflict", "unknown_family")  # rows.csv, unscored
 
 
 def refuse_out(out: str, bundle: str, manifest_uri: str | None) -> None:
@@ -96,3 +99,32 @@ def earlier_metrics(folder: str) -> dict | None:
 def bundle_folder(bundle: str) -> str:
     """The folder the bundle lies in (its run folder for RUN/bundle), links resolved."""
     return os.path.dirname(os.path.realpath(bundle))
+
+
+def _families_line(m: dict[str, Any]) -> str:
+    """What the macro-F1 averages when not every family of the bundle had an image in the set: the families with
+    images, and those predicted though absent (each an F1 of 0 in it)."""
+    have, families = m.get("families_with_images", 0), m.get("families", 0)
+    absent = m.get("families_predicted_absent", 0)
+    if have >= families:
+        return ""
+    return (f"; {have} of its {families} families had images here" + (
+        f", {absent} more predicted though absent count as F1 0" if absent else ""))
+
+
+def say_result(m: dict[str, Any]) -> bool:
+    """The console's lines for an evaluation's metrics ``m``: its scores, and on stderr the rows it left out
+    (a duplicate row is an image scored once). True when some were."""
+    split, whole = m["split"], m.get("whole_set")  # a labelled set without splits: scored whole (named test_*)
+    say(f"evaluate: {'the whole set' if whole else split}: macro-F1 {m[f'{split}_macro_f1']:.3f}, accuracy "
+        f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle"
+        + _families_line(m) + f"); reports in {m['out']}"
+        + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
+    left_out = {status: m[status] for status in NOT_SCORED if m[status]}
+    if left_out:
+        total = sum(left_out.values())
+        what = ("row of the set is" if whole else f"{split} row is") if total == 1 else \
+            ("rows of the set are" if whole else f"{split} rows are")
+        say_err(f"evaluate: {total} {what} not scored ({', '.join(f'{n} {s}' for s, n in left_out.items())}; "
+                f"each row's reason: {os.path.join(m['out'], 'rows.csv')})")
+    return bool(left_out)

@@ -47,6 +47,7 @@ RUN_ENTRIES = (MANIFEST, UNREADABLE, CATALOG_MD, EMBEDDINGS, CLEAN_MANIFEST, REM
 OUTPUTS = {"catalog": (MANIFEST, UNREADABLE, CATALOG_MD), "tune": (TRIALS, TRIALS_MD),
            "clean": (EMBEDDINGS, CLEAN_MANIFEST, REMOVED, LABEL_ISSUES, NEAR_DUPLICATES, CLASS_COUNTS, CLEAN_MD)}
 WRITTEN_BY = {name: stage for stage, names in OUTPUTS.items() for name in names}
+FOLDER_OUTPUTS = {"clean": (GALLERY,)}  # a file there is refused too
 
 # trials.csv columns (written by tune.tracking, read by export and the report). ``val_split`` names the split
 # every trial was scored on, so trials of different searches (CNN and probe) are compared only on the same one.

@@ -89,7 +89,9 @@ def table_line(result: dict[str, Any], alike: frozenset[str] = frozenset()) -> s
     def name(label: str) -> str:
         return json.dumps(label) if label in alike else visible(label)
 
-    fields = [f"{name(lab)} {p:.3f}" for lab, p in result.get("top", [])] or [f"ERROR: {visible(result['error'])}"]
+    error = result.get("error", "")  # a file skipped (Thumbs.db) is no failure: not labelled one (round 50)
+    fields = [f"{name(lab)} {p:.3f}" for lab, p in result.get("top", [])] or [
+        f"SKIPPED: {visible(error[len(SKIPPED):])}" if error.startswith(SKIPPED) else f"ERROR: {visible(error)}"]
     return "\t".join([visible(result["path"]), *fields])
 
 
@@ -309,7 +311,7 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
             storage.write_table(part, storage.join(parts, f"part-{uuid.uuid4().hex[:12]}.parquet"))
             written += len(part)
             buffer.clear()
-            console.say(f"predict: {written}/{len(todo)} rows written")
+            console.say(f"predict: {written} of {counted(len(todo), 'row')} written")
 
         with console.quiet_stderr("the prediction pipeline", python_too=False), _actors_said():
             for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
@@ -324,6 +326,7 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
         fs, path = storage.filesystem(parts)
         fs.delete_dir(path)
     errors, skipped = int(failed(table).sum()), int(table["error"].str.startswith(SKIPPED).sum())
-    console.say(f"predict: wrote {out}: {len(table)} rows, {errors} with an error (see its 'error' column)"
+    console.say(f"predict: wrote {out}: {counted(len(table), 'row')}, "  # '1 rows, 0 with an error' (round 50)
+                + (f"{errors} with an error (see its 'error' column)" if errors else "none with an error")
                 + (f", {counted(skipped, 'hidden or system file')} skipped" if skipped else ""))
     return table

@@ -11,6 +11,7 @@ output was built (``catalog`` again after ``clean``), it refuses with the comman
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from typing import Any
@@ -113,10 +114,16 @@ def table(workdir: str, name: str):
 def refuse_folders_in_place(workdir: str, stage: str) -> None:
     """Before ``stage``'s work: a folder where it writes a file (RUN/embeddings.parquet made a folder) failed
     its last write, after all its work, with 'Failed renaming ...' (round 49)."""
-    for name in layout.OUTPUTS[stage]:
-        if not storage.is_remote(workdir) and storage.is_dir(layout.path(workdir, name)):
+    if storage.is_remote(workdir):
+        return
+    for name in layout.OUTPUTS.get(stage, ()):
+        if storage.is_dir(layout.path(workdir, name)):
             raise SpeciesfamError(f"{layout.path(workdir, name)} is a folder, where {stage} writes its {name}: move "
                                   f"it away (or remove it), then run {stage} again")
+    for name in layout.FOLDER_OUTPUTS.get(stage, ()):  # a file where it makes a folder (gallery: round 50)
+        if os.path.lexists(layout.path(workdir, name)) and not storage.is_dir(layout.path(workdir, name)):
+            raise SpeciesfamError(f"{layout.path(workdir, name)} is a file, where {stage} makes its {name}/ folder: "
+                                  f"move it away (or remove it), then run {stage} again")
 
 
 def writer(uri: str) -> str:

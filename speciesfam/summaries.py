@@ -27,8 +27,9 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             done = stages.summary(workdir, "catalog")
             skipped = done.get("skipped_folders") or {}
             if skipped:  # a family folder named '...' is hidden: its files skipped, the family gone (round 48)
-                alone += (f"; {counted(len(skipped), 'folder')} at the top skipped as hidden or system (see "
-                          "catalog.md): " + some(f"{quoted(name)} ({counted(n, 'file')})" for name, n in skipped.items()))
+                alone += (f"; {counted(len(skipped), 'folder')} at the top skipped as hidden, system or run folders "
+                          "(see catalog.md): " + some(f"{quoted(name)} ({counted(n, 'file')})"
+                                                     for name, n in skipped.items()))
             empty = done.get("empty_folders") or []
             if empty:
                 alone += (f"; {counted(len(empty), 'family folder')} holding no file (see catalog.md): "

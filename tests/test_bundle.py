@@ -56,8 +56,13 @@ def test_predicting_files_skips_system_files_a_glob_named(cnn_bundle, tmp_path, 
     (tmp_path / "x.png:Zone.Identifier").write_text("[ZoneTransfer]\n")
     files = [str(tmp_path / n) for n in ("x.png", "Thumbs.db", "x.png:Zone.Identifier")]
     assert cli.main(["predict", str(cnn_bundle[2]), *files, "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    rows = json.loads(out)
     assert "top" in rows[0] and [r.get("error", "")[:9] for r in rows] == ["", "skipped: ", "skipped: "], rows
+    assert err == "predict: 2 hidden or system files skipped\n"  # said, as a folder's batch prediction says it
+    assert cli.main(["predict", str(cnn_bundle[2]), *files[:2]]) == 0  # the table: not labelled an ERROR
+    assert capsys.readouterr().out.splitlines()[1] == f"{files[1]}\tSKIPPED: system file (Windows' thumbnail " \
+        "cache), not an image"
 
 
 def test_export_refuses_unknown_or_failed_trials(cnn_bundle):

@@ -3,6 +3,7 @@ a status per row or in one line, never a traceback (hostile tester, 2026-12-03).
 package's colour-histogram one (no weights), through the real Ray Data pipeline."""
 
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -124,6 +125,10 @@ def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, 
     run_clean(str(tmp_path / "run"), cfg)
     assert f"clean: {path} lacks column(s) ['embedding', 'label', 'model_id', 'path', 'sha256']; it is a cache: " \
         "every image is embedded again" in capsys.readouterr().out and len(pd.read_parquet(path)) == 12
+    nulls = pd.read_parquet(path).assign(embedding=None)  # every column, no vector: a traceback (round 50)
+    nulls.to_parquet(path)
+    run_clean(str(tmp_path / "run"), cfg)
+    assert "clean: embedding 12 images with " in capsys.readouterr().out
     aside = path.with_name("aside.parquet")
     path.rename(aside)
     path.mkdir()  # a folder in its place: 'written anew' was promised, then the write failed after the work
@@ -133,6 +138,19 @@ def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, 
     assert "embedding" not in capsys.readouterr().out
     path.rmdir()
     aside.rename(path)
+    gallery = tmp_path / "run" / layout.GALLERY  # a file where clean makes a folder: it failed after its writes
+    shutil.rmtree(gallery)
+    gallery.write_text("mine")
+    with pytest.raises(SpeciesfamError, match=rf"^{gallery} is a file, where clean makes its gallery/ folder"):
+        run_clean(str(tmp_path / "run"), cfg)
+    gallery.unlink()
+    from speciesfam.config import TuneConfig
+    from speciesfam.tune.search import run_search
+
+    (tmp_path / "run" / layout.TRIALS).mkdir()  # tune failed on it after the whole search (round 50)
+    with pytest.raises(SpeciesfamError, match=r"trials.csv is a folder, where tune writes its trials.csv"):
+        run_search(str(tmp_path / "run"), TuneConfig(kind="probe"))
+    (tmp_path / "run" / layout.TRIALS).rmdir()
     # clean's own table damaged: tune and evaluate said to run catalog, or to give another manifest (round 49)
     from speciesfam.config import TuneConfig
     from speciesfam.data.sources import read_text_table

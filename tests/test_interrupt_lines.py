@@ -196,6 +196,7 @@ def test_the_demo_refuses_a_run_folder_of_another_collection_before_its_first_li
     assert out == "" and f"--workdir {tmp_path / 'photos'} holds files that are not a run's ('Felidae'): the demo " \
         "writes its run folder there" in err, err
     (tmp_path / "stopped" / "logs").mkdir(parents=True)  # a demo stopped before catalog wrote anything: run again
+    (tmp_path / "stopped" / ".DS_Store").write_bytes(b"")  # and a file a Mac leaves: nobody's data (round 50)
     refuse_other_run(str(tmp_path / "stopped"))
     demo = tmp_path / "demo"  # the demo's own run folder: run again, as it always is
     stages.finish(str(demo), "catalog", config={"source": demo_images()})

@@ -132,7 +132,8 @@ def test_a_run_folder_given_as_the_image_folder_is_refused(tmp_path):
     family(tmp_path / "src", "Alpha", 3, 0)
     family(tmp_path / "src", "Beta", 3, 10)
     run_catalog(str(tmp_path / "src"), str(tmp_path / "run"), SMALL)
-    with pytest.raises(SourceError, match=rf"^{tmp_path / 'run'} is a speciesfam run folder, not a folder of images"):
+    with pytest.raises(SourceError, match=rf"^{tmp_path / 'run'} is a speciesfam run folder, not a folder of images"
+                                          r".*, or its manifest.parquet as a manifest$"):  # the one it holds
         run_catalog(str(tmp_path / "run"), str(tmp_path / "run2"), SMALL)
     assert len(run_catalog(str(tmp_path / "run" / layout.MANIFEST), str(tmp_path / "run2"), SMALL)) == 6  # a manifest
 
@@ -158,10 +159,17 @@ def test_a_family_folder_holding_no_file_is_named(tmp_path):
     family(src, "...", 2, 20)
     png(src / "@eaDir" / "Alpha" / "SYNOPHOTO_THUMB_S.jpg", 30, fmt="JPEG")
     run_catalog(str(src), str(tmp_path / "run"), SMALL)
-    assert "; 2 folders at the top skipped as hidden or system (see catalog.md): '...' (2 files), '@eaDir' (1 " \
-        "file)" in summary_line(str(tmp_path / "run"), "catalog")
-    assert "(hidden: the name starts with '.'; or a system folder): `\"...\"` (2), `\"@eaDir\"` (1)" in \
-        (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    # and an old run folder kept beside the families: it was a family of its PNGs (round 50)
+    family(tmp_path / "other", "A", 3, 40)
+    family(tmp_path / "other", "B", 3, 50)
+    run_catalog(str(tmp_path / "other"), str(src / "oldrun"), SMALL)
+    m = run_catalog(str(src), str(tmp_path / "run"), SMALL)
+    assert set(m.loc[m["path"].str.contains("/oldrun/"), "status"]) == {"skipped"}
+    line, md = summary_line(str(tmp_path / "run"), "catalog"), (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    assert "; 3 folders at the top skipped as hidden, system or run folders (see catalog.md): " in line, line
+    assert all(said in line for said in ("'...' (2 files)", "'@eaDir' (1 file)", "'oldrun' (4 files)")), line
+    assert "(hidden: the name starts with '.'; a system folder; or a speciesfam run folder): " in md
+    assert all(said in md for said in ('`"..."` (2)', '`"@eaDir"` (1)', '`"oldrun"` (4)')), md
 
 
 def test_files_in_a_family_folders_subfolders_are_said_to_take_its_name(tmp_path):

@@ -242,6 +242,11 @@ def test_nothing_usable_fails_after_writing_the_reports_and_says_what_to_change(
     with pytest.raises(SourceError, match=r"every file is at the folder's root: give the folder that holds one "
                                           r"folder per family \(is this one a family folder itself\?\)"):
         run_catalog(str(tmp_path / "src" / "Beta"), str(tmp_path / "run2"))
+    (tmp_path / "mixed" / "Alpha").mkdir(parents=True)  # unreadable beside skipped: the reason too (round 50)
+    (tmp_path / "mixed" / "Alpha" / "a.jpg").write_text("not an image")
+    (tmp_path / "mixed" / "Alpha" / "Thumbs.db").write_bytes(b"x")
+    with pytest.raises(SourceError, match=r"\(1 skipped, 1 unreadable\): the commonest reason is not an image file"):
+        run_catalog(str(tmp_path / "mixed"), str(tmp_path / "run4"))
     (tmp_path / "sys" / "Alpha").mkdir(parents=True)  # only system files, in family folders: not 'at the root'
     (tmp_path / "sys" / "Alpha" / "Thumbs.db").write_bytes(b"x")
     with pytest.raises(SourceError, match=r"\(1 skipped\): every file was skipped \(hidden or system files\); see"):

@@ -21,7 +21,7 @@ import numpy as np
 from .. import layout, storage
 from ..config import CatalogConfig
 from ..console import Progress
-from ..lines import counted, quoted
+from ..lines import counted, quoted, some
 from ..errors import SourceError, SpeciesfamError
 from ..listing import within_source
 from .catalog_report import class_weights, report
@@ -224,9 +224,11 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
         source = storage.filesystem(source)[1]
     _refuse_workdir_inside(source, workdir)
     if not source.lower().endswith((".csv", ".parquet")) and stages.is_run_folder(source):  # its logs/ and stages/
+        table = next((n for n in (layout.CLEAN_MANIFEST, layout.MANIFEST) if storage.exists(layout.path(source, n))),
+                     None)  # the one it holds (it named clean's of a run clean never ran in: round 50)
         raise SourceError(f"{source} is a speciesfam run folder, not a folder of images (its logs/ and stages/ "
-                          "would be catalogued as families): give the folder that holds one folder per family, or "
-                          f"its {layout.CLEAN_MANIFEST} as a manifest")
+                          "would be catalogued as families): give the folder that holds one folder per family"
+                          + (f", or its {table} as a manifest" if table else ""))
     _refuse_source_replaced(source, workdir)
     refuse_files_of_yours(workdir)
     storage.check_creatable(workdir)  # a path under a file fails now, not after reading every image
@@ -260,9 +262,12 @@ def _none_usable_fix(manifest: "pd.DataFrame", cfg: CatalogConfig) -> str:
         return (": every file is at the folder's root: give the folder that holds one folder per family (is this one"
                 " a family folder itself?)")
     if set(counts.index) == {layout.SKIPPED}:  # it said 'at the folder's root' of system files in families (round 49)
-        return ": every file was skipped (hidden or system files)"
-    if set(counts.index) == {layout.UNREADABLE_STATUS}:  # the fix is in the reason: say the commonest one
-        return f": the commonest reason is {manifest['reason'].value_counts().index[0]}"
+        folders = manifest.attrs.get("skipped_folders") or {}
+        return ": every file was skipped (hidden or system files" + (
+            f"; folders {some(folders, quote=True)}" if folders else "") + ")"
+    if counts.get(layout.UNREADABLE_STATUS) and set(counts.index) <= {layout.UNREADABLE_STATUS, layout.SKIPPED}:
+        unreadable = manifest.loc[manifest["status"] == layout.UNREADABLE_STATUS, "reason"]
+        return f": the commonest reason is {unreadable.value_counts().index[0]}"  # the fix is in it
     return ""
 
 

@@ -68,8 +68,8 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
         lines.append(f"- links to folders already listed, or files reached again through them (not listed "
                      f"again): {attrs['aliases']}")
     if attrs.get("skipped_folders"):
-        lines.append("- folders at the top skipped, with their files (hidden: the name starts with '.'; or a system "
-                     "folder): " + ", ".join(f"{code(json.dumps(name))} ({n})" for name, n in
+        lines.append("- folders at the top skipped, with their files (hidden: the name starts with '.'; a system "
+                     "folder; or a speciesfam run folder): " + ", ".join(f"{code(json.dumps(name))} ({n})" for name, n in
                                             attrs["skipped_folders"].items()))
     if attrs.get("empty_folders"):
         lines.append(f"- family folders holding no file (no rows, no family): "

@@ -88,7 +88,7 @@ def open_image(data: bytes) -> Image.Image:
         known = {"HEIC": "HEIF"}.get(fmt, fmt.replace(" ", "")) if fmt else None  # the name Pillow gives it
         if known in Image.OPEN:  # a format it reads: this file's data is the trouble
             raise DecodeError(f"corrupt or truncated {fmt} image, or a {fmt} variant Pillow cannot read (its "
-                              f"header is {fmt}'s, but Pillow could not read on)") from err
+                              f"header is {fmt}'s, but Pillow could not read the rest)") from err
         if fmt in ("HEIC", "HEIF") and not _heif():  # a dependency installed without its own dependencies
             raise DecodeError(f"{fmt} image, but pillow-heif is not installed (`pip install pillow-heif`: speciesfam "
                               "reads HEIC/HEIF with it)") from err

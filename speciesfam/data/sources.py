@@ -78,12 +78,15 @@ def read_folder(source: str) -> "pd.DataFrame":
     if not entries:
         raise SourceError(f"{source}: the folder holds no files (expected FAMILY/IMAGE, one folder per family)")
     rows = []
+    runs = _run_folders(source, {e.rel.split("/")[0] for e in entries if "/" in e.rel})
     for i, e in enumerate(entries):
         parts = e.rel.split("/")
         family = len(parts) > 1 and not parts[0].startswith(".") and parts[0].lower() not in SYSTEM_FOLDERS
-        label = parts[0] if family else None
+        label = parts[0] if family and parts[0] not in runs else None
         if why := skip_reason(e.rel):
             status, reason = layout.SKIPPED, why
+        elif len(parts) > 1 and parts[0] in runs:
+            status, reason = layout.SKIPPED, "in a speciesfam run folder (its galleries and plots), not an image"
         elif e.problem:
             status, reason = layout.UNREADABLE_STATUS, e.problem
         elif len(parts) == 1:
@@ -105,10 +108,20 @@ def read_folder(source: str) -> "pd.DataFrame":
     # as 'N skipped' (round 48)
     tops = [e.rel.split("/")[0] for e in entries if "/" in e.rel]
     left_out = {name: tops.count(name) for name in dict.fromkeys(tops)
-                if name.startswith(".") or name.lower() in SYSTEM_FOLDERS}
+                if name.startswith(".") or name.lower() in SYSTEM_FOLDERS or name in runs}
     df.attrs.update(files_seen=len(entries), aliases=aliases, empty_folders=empty, nested=nested,
                     skipped_folders=left_out)
     return df
+
+
+def _run_folders(source: str, tops: set[str]) -> set[str]:
+    """The folders at the top of a local ``source`` that are speciesfam run folders: an old run kept beside the
+    family folders was catalogued as a family of its PNGs (round 50)."""
+    from .. import stages
+
+    if storage.is_remote(source):  # a request per family folder: not for a bucket
+        return set()
+    return {top for top in tops if not top.startswith(".") and stages.is_run_folder(os.path.join(source, top))}
 
 
 def skip_reason(rel: str, listed: bool = False) -> str:

@@ -129,6 +129,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     if cfg.kind == "transfer" and cfg.weights == "imagenet" and address is None and not os.environ.get("RAY_ADDRESS"):
         check_imagenet_reachable(space)  # local runs only: on a cluster the workers download, not this machine
     read = stages.check_upstream(workdir, "tune")  # the runs this search is built from, whatever runs meanwhile
+    stages.refuse_folders_in_place(workdir, "tune")  # trials.csv made a folder failed after the search (round 50)
     manifest = load_manifest(manifest_uri)
     labels = check_learnable(manifest, manifest_uri)
     storage_path = cfg.storage_path or storage.join(workdir, "tune")
