@@ -109,7 +109,7 @@ def _families_line(m: dict[str, Any]) -> str:
     if have >= families:
         return ""
     return (f"; {have} of its {families} families had images here" + (
-        f", {absent} more predicted though absent count as F1 0" if absent else ""))
+        f", {absent} more predicted though absent count{'s' if absent == 1 else ''} as F1 0" if absent else ""))
 
 
 def say_result(m: dict[str, Any]) -> bool:

@@ -222,6 +222,7 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
         raise SpeciesfamError(f"--workdir {workdir} does not exist; give the run folder of `speciesfam catalog`, "
                               "`clean` and `tune`")
     row, reason = choose_trial(workdir, trial_id)
+    stages.refuse_folders_in_place(workdir, "export")  # trials.md made a folder: it failed after the bundle (round 51)
     out = out or layout.path(workdir, layout.BUNDLE)
     if storage.is_remote(out):
         raise SpeciesfamError(f"--out {out}: a bundle is written to a local or NFS folder, not an object store")

@@ -44,9 +44,9 @@ RUN_ENTRIES = (MANIFEST, UNREADABLE, CATALOG_MD, EMBEDDINGS, CLEAN_MANIFEST, REM
 
 # the files each stage writes at a run folder's top, and the stage that writes each (a damaged one is written
 # anew by running it again; a folder in its place is refused before the stage's work)
-OUTPUTS = {"catalog": (MANIFEST, UNREADABLE, CATALOG_MD), "tune": (TRIALS, TRIALS_MD),
+OUTPUTS = {"export": (TRIALS_MD,), "catalog": (MANIFEST, UNREADABLE, CATALOG_MD), "tune": (TRIALS, TRIALS_MD),
            "clean": (EMBEDDINGS, CLEAN_MANIFEST, REMOVED, LABEL_ISSUES, NEAR_DUPLICATES, CLASS_COUNTS, CLEAN_MD)}
-WRITTEN_BY = {name: stage for stage, names in OUTPUTS.items() for name in names}
+WRITTEN_BY = {name: stage for stage, names in OUTPUTS.items() for name in names}  # trials.md: tune's
 FOLDER_OUTPUTS = {"clean": (GALLERY,)}  # a file there is refused too
 
 # trials.csv columns (written by tune.tracking, read by export and the report). ``val_split`` names the split

@@ -125,10 +125,10 @@ def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, 
     run_clean(str(tmp_path / "run"), cfg)
     assert f"clean: {path} lacks column(s) ['embedding', 'label', 'model_id', 'path', 'sha256']; it is a cache: " \
         "every image is embedded again" in capsys.readouterr().out and len(pd.read_parquet(path)) == 12
-    nulls = pd.read_parquet(path).assign(embedding=None)  # every column, no vector: a traceback (round 50)
-    nulls.to_parquet(path)
-    run_clean(str(tmp_path / "run"), cfg)
-    assert "clean: embedding 12 images with " in capsys.readouterr().out
+    for null in (None, float("nan")):  # every column, no vector: a traceback (round 50; a float column's NaN: 51)
+        pd.read_parquet(path).assign(embedding=null).to_parquet(path)
+        run_clean(str(tmp_path / "run"), cfg)
+        assert "clean: embedding 12 images with " in capsys.readouterr().out
     aside = path.with_name("aside.parquet")
     path.rename(aside)
     path.mkdir()  # a folder in its place: 'written anew' was promised, then the write failed after the work

@@ -46,7 +46,8 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     per_class = pd.read_csv(tmp_path / "one" / "per_class.csv")
     absent = int((per_class["scored"] & (per_class["support"] == 0)).sum())  # predicted, with no image: F1 0
     assert f"(probe bundle; 1 of its {families} families had images here" + (
-        f", {absent} more predicted though absent count as F1 0" if absent else "") + "); reports in " in \
+        f", {absent} more predicted though absent count{'s' if absent == 1 else ''} as F1 0" if absent else "") + \
+        "); reports in " in \
         capsys.readouterr().out
 
     # The same run after catalog ran again (its splits may be drawn anew): the score is flagged, not trusted.

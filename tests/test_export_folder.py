@@ -129,6 +129,13 @@ def test_export_replaces_a_bundle_and_cleans_what_a_killed_export_left(cnn_bundl
     from speciesfam.export import export_bundle
 
     workdir, _, bundle = cnn_bundle
+    from speciesfam.errors import SpeciesfamError
+
+    (workdir / layout.TRIALS_MD).unlink()
+    (workdir / layout.TRIALS_MD).mkdir()  # it failed on it after writing the bundle (round 51): refused first
+    with pytest.raises(SpeciesfamError, match=r"trials.md is a folder, where export writes its trials.md"):
+        export_bundle(str(workdir))
+    (workdir / layout.TRIALS_MD).rmdir()
     (workdir / ".bundle-new-1234").mkdir()  # a killed export's half-written bundle
     (workdir / ".bundle-new-1234" / "model.keras").write_bytes(b"half")
     first = json.loads((bundle / "config.json").read_text())["exported_at"]

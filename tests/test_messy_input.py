@@ -167,6 +167,7 @@ def test_a_family_folder_holding_no_file_is_named(tmp_path):
     assert set(m.loc[m["path"].str.contains("/oldrun/"), "status"]) == {"skipped"}
     line, md = summary_line(str(tmp_path / "run"), "catalog"), (tmp_path / "run" / layout.CATALOG_MD).read_text()
     assert "; 3 folders at the top skipped as hidden, system or run folders (see catalog.md): " in line, line
+    assert "subfolders" not in line  # its files took no family's name (it said they did: round 51)
     assert all(said in line for said in ("'...' (2 files)", "'@eaDir' (1 file)", "'oldrun' (4 files)")), line
     assert "(hidden: the name starts with '.'; a system folder; or a speciesfam run folder): " in md
     assert all(said in md for said in ('`"..."` (2)', '`"@eaDir"` (1)', '`"oldrun"` (4)')), md

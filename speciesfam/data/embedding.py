@@ -262,7 +262,7 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     reweighted = int(old["model_id"].map(lambda m: split_id(m)[0] == base and m != mid).sum())
     old = old[old["model_id"] == mid].drop_duplicates("sha256")
     # never an empty or null vector (an older clean could cache an empty one; a null one was a traceback: round 50)
-    old = old[old["embedding"].map(lambda v: v is not None and len(v) > 0).astype(bool)]  # bool: an empty cache too
+    old = old[old["embedding"].map(lambda v: isinstance(v, (list, tuple, np.ndarray)) and len(v) > 0).astype(bool)]
     decoded = old["decoder"] if "decoder" in old else pd.Series(1, old.index)  # unstamped: the first decode path
     older = int(rows["sha256"].isin(old.loc[decoded.ne(DECODER), "sha256"]).sum())
     old = old[decoded.eq(DECODER)]
