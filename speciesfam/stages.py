@@ -106,9 +106,9 @@ def summary(workdir: str, stage: str) -> dict[str, Any]:
 
 def table(workdir: str, name: str):
     """A run folder's table (``layout`` name), or None when no stage has written it; damaged: the stage that
-    writes it named."""
+    writes it named (``storage.read_table``)."""
     uri = layout.path(workdir, name)
-    return storage.read_table(uri, stage_hint=writer(uri)) if storage.exists(uri) else None
+    return storage.read_table(uri) if storage.exists(uri) else None
 
 
 def refuse_folders_in_place(workdir: str, stage: str) -> None:
@@ -128,7 +128,7 @@ def refuse_folders_in_place(workdir: str, stage: str) -> None:
 
 def writer(uri: str) -> str:
     """The command that writes table ``uri`` anew when it is one of a run folder's own (``layout.WRITTEN_BY``),
-    else '' (a user's file: their path to fix)."""
+    else '' (a user's file: their path to fix). Asked only once a read failed: it looks at the folder."""
     folder, name = storage.parent(uri), uri.rstrip("/").rsplit("/", 1)[-1]
     stage = layout.WRITTEN_BY.get(name)
     return command(stage, folder) if stage and is_run_folder(folder) else ""

@@ -365,8 +365,10 @@ def read_table(uri: str, stage_hint: str = "") -> "pd.DataFrame":
         return pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""], dtype=dict.fromkeys(text, str))
     except Exception as err:  # a folder, a damaged or foreign file: one line naming it, not pyarrow's traceback
         from .errors import SourceError
+        from .stages import writer
 
-        fix = f"run `{stage_hint}` again to write it anew" if stage_hint else \
+        again = writer(uri) or stage_hint  # a run's own table: the stage that writes it (clean's: not catalog)
+        fix = f"run `{again}` again to write it anew" if again else \
             f"give the {kind} file speciesfam wrote, or another path"  # a run's own file takes no other path
         raise SourceError(f"{uri} cannot be read as a {kind} table ({type(err).__name__}: {said(err, 200)}); "
                           f"{fix}") from err

@@ -348,8 +348,7 @@ def load_manifest(uri: str, stage: str | None = None) -> "pd.DataFrame":
 
     from .. import stages
 
-    df = storage.read_table(uri, stage_hint=stage or stages.writer(uri) or stages.command("catalog",
-                                                                                         posixpath.dirname(uri)))
+    df = storage.read_table(uri, stage_hint=stage or stages.command("catalog", posixpath.dirname(uri)))
     missing = [c for c in ("path", "label", "status", "split") if c not in df.columns]
     if missing:
         raise SourceError(f"{uri}: missing column(s) {missing}; was it written by `speciesfam catalog`?")

@@ -79,10 +79,13 @@ def read_folder(source: str) -> "pd.DataFrame":
         raise SourceError(f"{source}: the folder holds no files (expected FAMILY/IMAGE, one folder per family)")
     rows = []
     runs = _run_folders(source, {e.rel.split("/")[0] for e in entries if "/" in e.rel})
+
+    def no_family(top: str) -> bool:  # a top folder skipped whole: hidden, a system folder, an old run folder
+        return top.startswith(".") or top.lower() in SYSTEM_FOLDERS or top in runs
+
     for i, e in enumerate(entries):
         parts = e.rel.split("/")
-        family = len(parts) > 1 and not parts[0].startswith(".") and parts[0].lower() not in SYSTEM_FOLDERS
-        label = parts[0] if family and parts[0] not in runs else None
+        label = parts[0] if len(parts) > 1 and not no_family(parts[0]) else None
         if why := skip_reason(e.rel):
             status, reason = layout.SKIPPED, why
         elif len(parts) > 1 and parts[0] in runs:
@@ -108,8 +111,7 @@ def read_folder(source: str) -> "pd.DataFrame":
     # a top folder skipped as hidden or a system folder, with its files: a family named '...' vanished, said only
     # as 'N skipped' (round 48)
     tops = [e.rel.split("/")[0] for e in entries if "/" in e.rel]
-    left_out = {name: tops.count(name) for name in dict.fromkeys(tops)
-                if name.startswith(".") or name.lower() in SYSTEM_FOLDERS or name in runs}
+    left_out = {name: tops.count(name) for name in dict.fromkeys(tops) if no_family(name)}
     df.attrs.update(files_seen=len(entries), aliases=aliases, empty_folders=empty, nested=nested,
                     skipped_folders=left_out)
     return df
