@@ -288,11 +288,11 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     (a labelled set's family the bundle was not trained on; a catalog manifest's is refused); the scores count
     the ok rows, ``metrics.json`` counts the others by status."""
     import pandas as pd
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import confusion_matrix
 
     from .bundle import bundle_id, load_bundle, read_config
     from .data.images import ChangedError, DecodeError, read_rgb
-    from .train.metrics import classification_metrics, f1_per_class
+    from .train.metrics import classification_metrics
 
     rows = evaluation_rows(manifest_uri, split)  # fails here, before the model loads
     split, catalog = rows.attrs["split"], rows.attrs["catalog"]
@@ -371,13 +371,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
         **({"whole_set": True} if rows.attrs.get("whole_set") else {}),
         **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
-    p, r, f, s = precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)
-    # scored: the macro-F1 counts it (the mask classification_metrics averages over): it has a scored image, or the
-    # model predicted it for an image of another family (F1 0); one neither holds is left out, its 0s no F1 of 0
-    # (round 40: a family predicted once, support 0, was 'scored: False' yet averaged in)
-    _, scored = f1_per_class(pred, y.astype(np.int64), len(labels))
-    per_class = pd.DataFrame({"family": labels, "precision": p, "recall": r, "f1": f, "support": s,
-                              "scored": scored})
+    per_class = per_class_table(labels, y, pred)
+    s, scored = per_class["support"], per_class["scored"]
     summary.update(families=len(labels), families_with_images=int((s > 0).sum()),  # beside the macro-F1 (round 49)
                    families_predicted_absent=int((scored & (s == 0)).sum()))  # F1 0 in it (round 50)
     cm = confusion_matrix(y, pred, labels=idx)
@@ -392,3 +387,19 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     plots.confusion(cm, labels, os.path.join(out, "confusion.png"))
     plots.per_class_f1(per_class[per_class["support"] > 0], os.path.join(out, "per_class_f1.png"))  # scored ones
     return {**summary, "out": out, "replaced": earlier if earlier and earlier != summary["bundle_id"] else None}
+
+
+def per_class_table(labels: list[str], y: np.ndarray, pred: np.ndarray) -> "pd.DataFrame":
+    """per_class.csv: each family's precision, recall, F1 and support (an int: sklearn gives floats when no
+    prediction is right), and ``scored``: the macro-F1 counts it (the mask classification_metrics averages over):
+    it has a scored image, or the model predicted it for an image of another family (F1 0); one neither holds is
+    left out, its 0s no F1 of 0 (round 40: a family predicted once, support 0, was 'scored: False' yet averaged in)."""
+    import pandas as pd
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from .train.metrics import f1_per_class
+
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=list(range(len(labels))), zero_division=0)
+    _, scored = f1_per_class(pred, y.astype(np.int64), len(labels))
+    return pd.DataFrame({"family": labels, "precision": p, "recall": r, "f1": f, "support": s.astype(np.int64),
+                         "scored": scored})

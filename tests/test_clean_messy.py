@@ -129,6 +129,21 @@ def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, 
         pd.read_parquet(path).assign(embedding=null).to_parquet(path)
         run_clean(str(tmp_path / "run"), cfg)
         assert "clean: embedding 12 images with " in capsys.readouterr().out
+    # vectors of another length than the model's were reused silently (round 51): a mix is a damaged cache; one
+    # other length (another model's file under this name) shows when the rest are embedded, and is done again
+    emb = pd.read_parquet(path)
+    width = len(emb["embedding"][0])
+    emb.loc[:5, "embedding"] = pd.Series([np.ones(2, np.float32)] * 6)
+    emb.to_parquet(path)
+    run_clean(str(tmp_path / "run"), cfg)
+    assert f"clean: {path} holds vectors of 2 lengths for " in capsys.readouterr().out
+    emb = pd.read_parquet(path)
+    emb["embedding"] = [np.ones(2, np.float32)] * 12
+    emb.iloc[:10].to_parquet(path)
+    run_clean(str(tmp_path / "run"), cfg)
+    assert f"clean: {path} holds vectors of 2 numbers, {emb['model_id'][0]} gives {width}; it is a cache: its " \
+        "10 images are embedded again" in capsys.readouterr().out
+    assert set(pd.read_parquet(path)["embedding"].map(len)) == {width}
     aside = path.with_name("aside.parquet")
     path.rename(aside)
     path.mkdir()  # a folder in its place: 'written anew' was promised, then the write failed after the work

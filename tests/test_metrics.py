@@ -41,3 +41,13 @@ def test_a_class_neither_seen_nor_predicted_does_not_lower_macro_f1():
     probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]])
     assert classification_metrics(probs, np.array([0, 1]), 3)["val_macro_f1"] == 1.0
     assert classification_metrics(probs, np.array([0, 2]), 3)["val_macro_f1"] == 1 / 3  # 2 missed, 1 wrong
+
+
+def test_per_class_support_is_a_count_even_when_no_prediction_is_right(tmp_path):
+    """per_class.csv wrote support as 3.0 when the model got nothing right (sklearn's floats; round 51)."""
+    from speciesfam.evaluate import per_class_table
+
+    table = per_class_table(["a", "b", "c"], np.array([0, 0, 0, 1]), np.array([1, 1, 2, 0]))
+    table.to_csv(tmp_path / "per_class.csv", index=False)
+    assert (tmp_path / "per_class.csv").read_text().splitlines()[1:] == [
+        "a,0.0,0.0,0.0,3,True", "b,0.0,0.0,0.0,1,True", "c,0.0,0.0,0.0,0,True"]

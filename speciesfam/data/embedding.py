@@ -263,6 +263,10 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     old = old[old["model_id"] == mid].drop_duplicates("sha256")
     # never an empty or null vector (an older clean could cache an empty one; a null one was a traceback: round 50)
     old = old[old["embedding"].map(lambda v: isinstance(v, (list, tuple, np.ndarray)) and len(v) > 0).astype(bool)]
+    if old["embedding"].map(len).nunique() > 1:  # one model gives one length: a mix is a damaged or edited file
+        say(f"clean: {uri} holds vectors of {old['embedding'].map(len).nunique()} lengths for {mid}; it is a cache: "
+            "every image is embedded again and it is written anew")
+        old = old.iloc[:0]
     decoded = old["decoder"] if "decoder" in old else pd.Series(1, old.index)  # unstamped: the first decode path
     older = int(rows["sha256"].isin(old.loc[decoded.ne(DECODER), "sha256"]).sum())
     old = old[decoded.eq(DECODER)]
@@ -285,6 +289,7 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
         for other in sorted(set(new["model_id"]) - {mid}):  # an actor read the files after they were replaced
             weights_changed(mid, other)
         new["embedding"] = [np.asarray(v, np.float32) for v in new["embedding"]]  # stored as float32 lists
+        old = _same_length(old, new, rows, cfg, uri, errors)
         old = pd.concat([old, new], ignore_index=True)
         storage.write_table(old, uri)
     elif not errors:
@@ -300,6 +305,23 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     out.attrs["decode_errors"] = errors
     out.attrs["model_id"] = mid  # what clean records: the weights these embeddings came from
     return out
+
+
+def _same_length(old: "pd.DataFrame", new: "pd.DataFrame", rows: "pd.DataFrame", cfg: CleanConfig, uri: str,
+                 errors: dict[str, str]) -> "pd.DataFrame":
+    """The cached rows ``old``, or, when the model now gives vectors of another length than they hold (a cache
+    written by hand or by another model under this name), those rows embedded again (a failure into
+    ``errors``)."""
+    if old.empty or new.empty or len(old["embedding"].iloc[0]) == len(new["embedding"].iloc[0]):
+        return old
+    say(f"clean: {uri} holds vectors of {len(old['embedding'].iloc[0])} numbers, {model_id(cfg)} gives "
+        f"{len(new['embedding'].iloc[0])}; it is a cache: its {lines.counted(len(old), 'image')} are embedded again")
+    again = embed_with_ray(rows[rows["sha256"].isin(old["sha256"]) & ~rows["path"].isin(errors)], cfg)
+    failed = again[again["error"] != ""]
+    errors.update(zip(failed["path"], failed["error"]))
+    again = again[again["error"] == ""].copy()
+    again["embedding"] = [np.asarray(v, np.float32) for v in again["embedding"]]
+    return again.assign(decoder=new["decoder"].iloc[0])[EMBEDDING_COLUMNS]
 
 
 def weights_changed(mid: str, now: str) -> None:
