@@ -49,16 +49,27 @@ def refuse_other_run(workdir: str) -> None:
                                   f"cleaning and searches; give another --workdir (the default is "
                                   f"{DemoConfig().workdir})")
     elif os.path.isdir(workdir):  # a folder of the user's (their images: the next catalog took logs/ as a family)
-        from .data.sources import skip_reason
-
-        theirs = sorted(n for n in set(os.listdir(workdir)) - set(layout.RUN_ENTRIES) if not skip_reason(n))
-        if theirs:  # a .DS_Store or Thumbs.db is nobody's data (round 50)
+        theirs = sorted(n for n in set(os.listdir(workdir)) - set(layout.RUN_ENTRIES) if not _nobodys(n))
+        if theirs:  # a .DS_Store or Thumbs.db is nobody's data (round 50); a .git or .env is somebody's (round 51)
             from .lines import some
 
             raise SpeciesfamError(f"--workdir {workdir} holds files that are not a run's ({some(theirs, quote=True)})"
                                   f": the demo writes its run folder there; give a new or empty folder (the default "
                                   f"is {DemoConfig().workdir})")
     refuse_files_of_yours(workdir)
+
+
+# what an operating system leaves in any folder it shows (macOS's, beside sources.SYSTEM_FILES' Windows ones)
+OS_DROPPINGS = {".ds_store", ".localized", ".spotlight-v100", ".trashes", ".fseventsd", ".temporaryitems"}
+
+
+def _nobodys(name: str) -> bool:
+    """Whether entry ``name`` of a folder is no one's data: a file an operating system writes there (.DS_Store,
+    a ._x AppleDouble, Thumbs.db), not a hidden one of the user's (.git, .env)."""
+    from .data.sources import HIDDEN, skip_reason
+
+    why = skip_reason(name)
+    return bool(why) and why != HIDDEN or name.lower() in OS_DROPPINGS or name.startswith("._")
 
 
 def stop_if_interrupted(workdir: str, cfg: DemoConfig | None = None) -> None:

@@ -121,8 +121,10 @@ def refuse_folders_in_place(workdir: str, stage: str) -> None:
             raise SpeciesfamError(f"{layout.path(workdir, name)} is a folder, where {stage} writes its {name}: move "
                                   f"it away (or remove it), then run {stage} again")
     for name in layout.FOLDER_OUTPUTS.get(stage, ()):  # a file where it makes a folder (gallery: round 50)
-        if os.path.lexists(layout.path(workdir, name)) and not storage.is_dir(layout.path(workdir, name)):
-            raise SpeciesfamError(f"{layout.path(workdir, name)} is a file, where {stage} makes its {name}/ folder: "
+        where = layout.path(workdir, name)
+        if os.path.lexists(where) and not storage.is_dir(where):  # a broken link is none (round 51: 'a file')
+            what = "a broken link" if os.path.islink(where) and not os.path.exists(where) else "a file"
+            raise SpeciesfamError(f"{where} is {what}, where {stage} makes its {name}/ folder: "
                                   f"move it away (or remove it), then run {stage} again")
 
 

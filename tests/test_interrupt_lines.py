@@ -12,6 +12,7 @@ import pytest
 from conftest import Tee, pickle_by_value
 
 from speciesfam import console, layout, lines, stage_log, stages
+from speciesfam.errors import SpeciesfamError
 
 
 def killer_toy(config):
@@ -198,6 +199,9 @@ def test_the_demo_refuses_a_run_folder_of_another_collection_before_its_first_li
     (tmp_path / "stopped" / "logs").mkdir(parents=True)  # a demo stopped before catalog wrote anything: run again
     (tmp_path / "stopped" / ".DS_Store").write_bytes(b"")  # and a file a Mac leaves: nobody's data (round 50)
     refuse_other_run(str(tmp_path / "stopped"))
+    (tmp_path / "stopped" / ".git").mkdir()  # a hidden entry of the user's is somebody's (round 51: accepted)
+    with pytest.raises(SpeciesfamError, match=r"holds files that are not a run's \('.git'\)"):
+        refuse_other_run(str(tmp_path / "stopped"))
     demo = tmp_path / "demo"  # the demo's own run folder: run again, as it always is
     stages.finish(str(demo), "catalog", config={"source": demo_images()})
     refuse_other_run(str(demo))
