@@ -7,6 +7,7 @@ through clean. Folders and files: test_messy_input.py.
 from __future__ import annotations
 
 import os
+import shutil
 
 import pandas as pd
 import pyarrow as pa
@@ -249,8 +250,13 @@ def test_nothing_usable_fails_after_writing_the_reports_and_says_what_to_change(
         run_catalog(str(tmp_path / "mixed"), str(tmp_path / "run4"))
     (tmp_path / "sys" / "Alpha").mkdir(parents=True)  # only system files, in family folders: not 'at the root'
     (tmp_path / "sys" / "Alpha" / "Thumbs.db").write_bytes(b"x")
-    with pytest.raises(SourceError, match=r"\(1 skipped\): every file was skipped \(hidden or system files\); see"):
+    with pytest.raises(SourceError, match=r"\(1 skipped\): every file was skipped \(1 system file \(Windows' "
+                                          r"thumbnail cache\), not an image\); see"):
         run_catalog(str(tmp_path / "sys"), str(tmp_path / "run3"))
+    shutil.copytree(tmp_path / "run3", tmp_path / "old" / "run3")  # only an old run folder: its files are no
+    with pytest.raises(SourceError, match=r"every file was skipped \(\d+ in a speciesfam run folder \(its "
+                                          r"galleries and plots\), not an image; folders 'run3'\)"):
+        run_catalog(str(tmp_path / "old"), str(tmp_path / "run5"))  # 'hidden or system files' (round 51)
 
 
 @pytest.mark.parametrize("label", ["..", "../../../../tmp/x", "/etc/passwd", ".hidden", "a/b", "C:\\x", "", " ",

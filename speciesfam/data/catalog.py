@@ -262,8 +262,9 @@ def _none_usable_fix(manifest: "pd.DataFrame", cfg: CatalogConfig) -> str:
         return (": every file is at the folder's root: give the folder that holds one folder per family (is this one"
                 " a family folder itself?)")
     if set(counts.index) == {layout.SKIPPED}:  # it said 'at the folder's root' of system files in families (round 49)
-        folders = manifest.attrs.get("skipped_folders") or {}
-        return ": every file was skipped (hidden or system files" + (
+        folders = manifest.attrs.get("skipped_folders") or {}  # why, from the rows (an old run folder's files
+        why = manifest["reason"].value_counts()  # were said to be 'hidden or system files': round 51)
+        return f": every file was skipped ({'; '.join(f'{n} {reason}' for reason, n in why.head(3).items())}" + (
             f"; folders {some(folders, quote=True)}" if folders else "") + ")"
     if counts.get(layout.UNREADABLE_STATUS) and set(counts.index) <= {layout.UNREADABLE_STATUS, layout.SKIPPED}:
         unreadable = manifest.loc[manifest["status"] == layout.UNREADABLE_STATUS, "reason"]
