@@ -263,10 +263,20 @@ def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
                 todo = ["tune", "export"]  # export alone would refuse: no search trained on this run since
             # a bundle's own search, not the latest of its kind (another --name)
             search = summary.get("search") if stage == "export" else None
+            commands = [c for s in todo for c in (_each_search(workdir) if s == "tune" and stage != "export" else [])
+                        or [command(s, workdir, kind, search)]]
             raise StageOrderError(
                 f"{workdir}: the {stage} stage's outputs were built from an older {up} run (or before it); "
-                "run " + ", then ".join(f"`{command(s, workdir, kind, search)}`" for s in todo) + " again")
+                "run " + ", then ".join(f"`{c}`" for c in commands) + " again")
     return rec
+
+
+def _each_search(workdir: str) -> list[str]:
+    """The command of each search the tune record holds, in the order they finished: a stale tune stage is every
+    search run again (its latest alone was named: round 50); [] when it holds none."""
+    searches = (load(workdir, "tune") or {}).get("searches") or {}
+    order = sorted(searches, key=lambda n: (str(searches[n].get("finished_at") or ""), n))
+    return [command("tune", workdir, search=name) for name in order]
 
 
 def invalidate(workdir: str, stage: str) -> None:

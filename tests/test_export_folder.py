@@ -122,6 +122,14 @@ def test_export_refuses_trials_of_a_search_built_from_an_older_catalog(tmp_path)
     with pytest.raises(StageOrderError, match="older catalog run") as err:
         export_bundle(str(tmp_path))
     assert str(err.value).endswith(f"run `speciesfam tune KIND --workdir {tmp_path}` again"), err.value
+    searches = {"wide": {"config": {"kind": "scratch"}, "finished_at": "2026-12-02"},
+                "first": {"config": {"kind": "probe", "num_samples": 4}, "finished_at": "2026-12-01"}}
+    stages.finish(str(tmp_path), "tune", searches=searches)
+    stages.finish(str(tmp_path), "clean")
+    with pytest.raises(StageOrderError, match="older clean run") as err:  # every search again, not the latest alone
+        export_bundle(str(tmp_path))
+    assert str(err.value).endswith(f"run `speciesfam tune probe --workdir {tmp_path} --num-samples 4 --name first`, "
+                                   f"then `speciesfam tune scratch --workdir {tmp_path} --name wide` again"), err.value
 
 
 def test_export_replaces_a_bundle_and_cleans_what_a_killed_export_left(cnn_bundle):
