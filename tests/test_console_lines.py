@@ -130,6 +130,19 @@ def test_trials_the_time_budget_stops_before_their_first_epoch_say_not_trained(t
     assert len(trial_lines) == 2 and all(ln.endswith("not trained: stopped by the time budget (3 s)")
                                          for ln in trial_lines), \
         tee.lines
+    import dataclasses
+
+    from speciesfam.tune.tracking import trial_table
+
+    # an interrupt just after a reused trial process's previous trial left that trial's report as the next one's
+    # last: it was written under the other's id and settings, its own row gone (round 52); Tune's trial names it
+    trials = results._experiment_analysis.trials
+    i = next(i for i, r in enumerate(results) if (r.metrics or {}).get("trial_id"))
+    j = 1 - i
+    results._results[j] = dataclasses.replace(results[j], metrics=results[i].metrics)
+    mixed = trial_table(results).set_index("trial_id")
+    assert mixed.index.is_unique and len(mixed) == len(trials), mixed.index
+    assert json.loads(mixed.loc[trials[j].trial_id, "config"]) == trials[j].config
     table = write_trial_table(results, str(tmp_path))
     assert table["status"].tolist() == ["not_trained"] * 2 and set(table["search"]) == {"late"}
     import pandas as pd

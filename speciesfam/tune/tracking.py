@@ -170,12 +170,16 @@ def trial_table(results, kind: str | None = None, val_split: str = "") -> "pd.Da
     import pandas as pd
 
     rows = []
-    drawn = _drawn_configs(results)
+    own = _tune_trials(results)
     for r in results:
         best = _best_epoch(r)
         status, error = _outcome(r.error, best["epochs_run"])
-        trial_id = (r.metrics or {}).get("trial_id") or os.path.basename(r.path).split("_")[1]
-        config = dict(r.config or drawn.get(trial_id) or {})
+        # who the trial is and what it drew, from Tune's own trial: a Result takes both from the trial's last
+        # report, which an interrupt just after a reused process's previous trial left as that trial's (a trial
+        # written under another's id and settings, its own gone: round 52), and a trial the time budget stopped
+        # before its first report had none ({} in trials.csv)
+        trial_id, config = own.get(r.path) or ((r.metrics or {}).get("trial_id") or os.path.basename(r.path), r.config)
+        config = dict(config or {})
         trial_kind = kind or ("cnn" if "model" in config else "probe")
         rows.append({
             "trial_id": trial_id, "search": search_name(r.path), "kind": trial_kind,
@@ -190,18 +194,18 @@ def trial_table(results, kind: str | None = None, val_split: str = "") -> "pd.Da
     return rank_trials(pd.DataFrame(rows, columns=layout.TRIAL_COLUMNS))
 
 
-def _drawn_configs(results) -> dict[str, dict]:
-    """Each trial's settings as drawn, by trial id, for trials that reported nothing: a ``Result`` takes its
-    config from the trial's last report, so a trial the time budget stopped before its first had ``{}`` in
-    trials.csv. Tune's experiment state keeps it (read only where some trial needs it)."""
-    if all(r.config for r in results) or not hasattr(results, "experiment_path"):
-        return {}
-    from ray.tune import ExperimentAnalysis
+def _tune_trials(results) -> dict[str, tuple[str, dict]]:
+    """Each trial's id and settings as drawn, by its path: the trials of the ``ResultGrid``'s experiment state
+    (the one it was built from, else read back from storage); {} for a list of ``Result``s."""
+    trials = getattr(getattr(results, "_experiment_analysis", None), "trials", None)
+    if trials is None and hasattr(results, "experiment_path"):
+        from ray.tune import ExperimentAnalysis
 
-    try:
-        return ExperimentAnalysis(results.experiment_path, storage_filesystem=results.filesystem).get_all_configs()
-    except Exception:  # noqa: BLE001 -- a state Tune cannot read back: such rows keep {}
-        return {}
+        try:
+            trials = ExperimentAnalysis(results.experiment_path, storage_filesystem=results.filesystem).trials
+        except Exception:  # noqa: BLE001 -- a state Tune cannot read back: each trial's last report names it
+            trials = None
+    return {t.path: (t.trial_id, t.config) for t in trials or ()}
 
 
 def _outcome(error: BaseException | None, epochs_run: int) -> tuple[str, str]:
