@@ -47,16 +47,27 @@ def _as_recorded(args: argparse.Namespace, base: TuneConfig) -> TuneConfig:
     import dataclasses
 
     from . import storage
-    from .tune.record import SEARCH_SETTINGS, read_record
+    from . import lines
+    from .tune.record import RESOURCE_SETTINGS, SEARCH_SETTINGS, read_record
 
     storage_path = getattr(args, "storage_path", None) or storage.join(args.workdir, "tune")
     if not storage.is_remote(storage_path):
         storage_path = storage.filesystem(storage_path)[1]
-    settings = ((read_record(storage.join(storage_path, getattr(args, "name", None) or args.kind)) or {})
-                .get("settings") or {})
+    name = getattr(args, "name", None) or args.kind
+    record = read_record(storage.join(storage_path, name)) or {}
+    settings, resources = record.get("settings") or {}, record.get("resources") or {}
     if settings.get("smoke_test") and not hasattr(args, "smoke_test"):
         base = TuneConfig.smoke()
     kept = {k: v for k, v in settings.items() if k in SEARCH_SETTINGS and k != "kind" and not hasattr(args, k)}
+    kept |= {k: v for k, v in resources.items() if k in RESOURCE_SETTINGS and not hasattr(args, k)}
+    fields = {f.name: f for f in config_fields(TuneConfig)}
+    other = [f"{flag_of(fields[k])} {getattr(args, k)} (it started with {'the default' if v is None else v})"
+             for k, v in resources.items() if k in RESOURCE_SETTINGS and hasattr(args, k) and getattr(args, k) != v]
+    if other:
+        from . import console
+
+        console.say(f"tune: resuming {lines.quoted(name)} with {'; '.join(other)}: its new trials get these, the "
+                    "trials it restores keep what they started with")
     return dataclasses.replace(base, **kept) if kept else base
 
 

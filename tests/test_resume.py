@@ -313,3 +313,22 @@ def test_a_plain_resume_takes_the_settings_the_search_started_with(tmp_path):
     assert given.num_samples == 5 and given.max_epochs == 4  # given: as typed (check_record refuses it)
     fresh = cli.tune_config(cli.parse(["tune", "probe", "--workdir", str(tmp_path / "run"), "--name", "p2"]))
     assert fresh.num_samples == TuneConfig().num_samples  # not a resume: the defaults
+
+
+def test_a_plain_resume_gives_trials_the_resources_the_search_started_with(tmp_path, capsys):
+    """A CNN search started with --workers-per-trial 1 --cpus-per-worker 0.5, resumed with a bare --resume, was
+    refused: 'one trial needs 2.5 CPUs (... 2 workers x cpus_per_worker 1.0)' (hostile tester round 52). Left
+    out, they are the record's; given otherwise (another cluster), said."""
+    from speciesfam import cli
+    from speciesfam.tune.record import write_record
+
+    write_record(str(tmp_path / "run" / "tune"), "c1", "split",
+                 TuneConfig(kind="scratch", workers_per_trial=1, cpus_per_worker=0.5, name="c1"))
+    argv = ["tune", "scratch", "--workdir", str(tmp_path / "run"), "--name", "c1", "--resume"]
+    cfg = cli.tune_config(cli.parse(argv))
+    assert (cfg.workers_per_trial, cfg.cpus_per_worker, cfg.cpus_per_trial) == (1, 0.5, None)
+    assert capsys.readouterr().out == ""
+    cfg = cli.tune_config(cli.parse(argv + ["--cpus-per-worker", "0.25"]))
+    assert (cfg.workers_per_trial, cfg.cpus_per_worker) == (1, 0.25)
+    assert "tune: resuming 'c1' with --cpus-per-worker 0.25 (it started with 0.5): its new trials get these, the " \
+        "trials it restores keep what they started with" in capsys.readouterr().out

@@ -22,6 +22,10 @@ SEARCH_SETTINGS = ("kind", "space", "searcher", "scheduler", "num_samples", "max
                    "reduction_factor", "max_concurrent", "time_budget_s", "seed", "smoke_test", "extra", "image_size",
                    "weights", "precision", "init_from", "image_cache", "wandb", "max_failures")
 # Tune restores its callbacks (W&B) and failure settings too: a resume with another --wandb logged nothing new
+# What a trial is given: a resume that leaves them out takes them from the record (a bare --resume of a search
+# started with --cpus-per-worker 0.5 was refused as not fitting the cluster: round 52); one that gives others
+# may (another cluster), said: the trials it restores keep theirs
+RESOURCE_SETTINGS = ("workers_per_trial", "cpus_per_worker", "gpus_per_worker", "cpus_per_trial", "wandb_project")
 
 
 def read_record(experiment: str) -> dict[str, Any] | None:
@@ -85,8 +89,8 @@ def _trial_files(experiment: str, name: str) -> list[bool]:
     return found
 
 
-def _settings(cfg: TuneConfig | None) -> dict[str, Any]:
-    return {k: getattr(cfg, k) for k in SEARCH_SETTINGS} if cfg is not None else {}
+def _settings(cfg: TuneConfig | None, names: tuple[str, ...] = SEARCH_SETTINGS) -> dict[str, Any]:
+    return {k: getattr(cfg, k) for k in names} if cfg is not None else {}
 
 
 def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg: TuneConfig | None = None) -> None:
@@ -195,4 +199,5 @@ def add_seconds(storage_path: str, name: str, seconds: float) -> None:
 def write_record(storage_path: str, name: str, val_split: str, cfg: TuneConfig | None = None) -> None:
     """Record a new search's val split and settings in its experiment folder (once nothing refused it)."""
     storage.write_text(storage.join(storage_path, name, SPLIT_RECORD),
-                       json.dumps({"val_split": val_split, "settings": _settings(cfg)}, default=str))
+                       json.dumps({"val_split": val_split, "settings": _settings(cfg),
+                                   "resources": _settings(cfg, RESOURCE_SETTINGS)}, default=str))
