@@ -378,6 +378,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         console.STOPPING.set()  # Ray's notes while it shuts down stay off the console too
+        import logging
+
+        logging.getLogger("speciesfam").info("%s: interrupted", who, exc_info=True)  # where: the log only
         print(f"{who}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:

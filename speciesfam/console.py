@@ -331,11 +331,14 @@ def raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+SAME_SIGNAL_S = 1.0  # a second SIGINT/SIGTERM this soon after the first is the same interrupt delivered twice
+
+
 def watch_interrupts() -> None:
     """At a search's start, after Tune installed its stop handler (SIGINT, SIGUSR1): note an interrupt in
     ``INTERRUPTED`` before Tune's handler runs, and let SIGTERM stop the search the same way (Tune saves its
-    state, ``--resume`` continues it; a SIGTERMed CNN search could not be resumed). A second signal ends the
-    process at once."""
+    state, ``--resume`` continues it; a SIGTERMed CNN search could not be resumed). A second signal, a second
+    or more after the first (``SAME_SIGNAL_S``: sooner, it is the first delivered twice), ends it at once."""
     INTERRUPTED.clear()
     STOPPING.clear()
     tune_stop = signal.getsignal(getattr(signal, "SIGUSR1", signal.SIGINT))
@@ -345,8 +348,24 @@ def watch_interrupts() -> None:
     def on_signal(signum: int, frame: Any) -> None:
         INTERRUPTED.set()
         STOPPING.set()
-        signal.signal(signal.SIGTERM, raise_interrupt)
+        first = time.monotonic()
         tune_stop(signum, frame)  # puts SIGINT back to what it was before the search
+        after = {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: raise_interrupt}
+
+        def again(signum: int, frame: Any) -> None:
+            # `timeout` signals the command and then its process group, the command again: one interrupt came
+            # twice, and the second ended the search before its trials were written (round 52)
+            if time.monotonic() - first < SAME_SIGNAL_S:
+                return
+            for sig, handler in after.items():
+                signal.signal(sig, handler)
+            handler = after[signal.Signals(signum)]
+            if callable(handler):
+                handler(signum, frame)
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, again)
+        signal.signal(signal.SIGTERM, again)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)

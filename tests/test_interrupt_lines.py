@@ -218,3 +218,37 @@ def test_a_stage_a_signal_stopped_ends_its_log_as_interrupted(tmp_path):
     finally:
         console.STOPPING.clear()
     assert re.search(r"tune ended after [\d.]+ s \(interrupted\): ", open(log).read())
+
+
+def test_one_interrupt_delivered_twice_stops_the_search_once(monkeypatch):
+    """`timeout -s INT 20 speciesfam tune ...` signals the command, then its process group: the command twice.
+    The second ended the search at once, with no summary and no trial in trials.csv (hostile tester round 52).
+    A second signal a moment later is the same interrupt; one later still ends the process."""
+    import signal
+    import time
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    stops = []
+
+    def tune_stop(signum, frame):  # what Tune's handler does: note it, put SIGINT's handler back
+        stops.append(signum)
+        signal.signal(signal.SIGINT, handlers[signal.SIGINT])
+
+    try:
+        signal.signal(signal.SIGINT, tune_stop)
+        signal.signal(signal.SIGUSR1, tune_stop)
+        console.watch_interrupts()
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        assert stops == [signal.SIGINT] and console.interrupted()
+        monkeypatch.setattr(console, "SAME_SIGNAL_S", 0.0)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+        assert signal.getsignal(signal.SIGINT) is handlers[signal.SIGINT]
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        console.STOPPING.clear()
+        console.INTERRUPTED.clear()
