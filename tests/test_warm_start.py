@@ -107,3 +107,18 @@ def test_a_warm_start_value_is_one_the_space_can_draw(tmp_path, capsys, monkeypa
                         r"not among this space's choices: optimizer='sgd' \(drawn instead: '(adam|adamw)'\)",
                         capsys.readouterr().out.strip())
 
+
+
+def test_init_from_probe_before_clean_says_to_clean_first(tmp_path):
+    """`tune scratch --init-from probe` on a run with no clean stage said to run `speciesfam tune probe` first,
+    which failed for want of clean's embeddings (hostile tester round 52)."""
+    from speciesfam.errors import ConfigError
+    from speciesfam.tune.warmstart import best_trial
+
+    stages.finish(str(tmp_path), "catalog", config={"source": "/data/imgs"})
+    with pytest.raises(ConfigError, match=rf"run `speciesfam clean --workdir {tmp_path}`, then `speciesfam tune "
+                                          rf"probe --workdir {tmp_path}` first, or drop --init-from$"):
+        best_trial(str(tmp_path), f"{tmp_path}/tune", "probe")
+    stages.finish(str(tmp_path), "clean")
+    with pytest.raises(ConfigError, match=rf"run `speciesfam tune probe --workdir {tmp_path}` first"):
+        best_trial(str(tmp_path), f"{tmp_path}/tune", "probe")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import console, layout, storage
+from .. import console, layout, stages, storage
 from ..errors import ConfigError
 from .record import read_record
 from .tracking import scored_trials, val_split_id
@@ -88,8 +88,11 @@ def best_trial(workdir: str, storage_path: str, source: str) -> tuple[dict[str, 
                           f"finished with a val macro-F1 (see {trials_uri}); give --init-from another search, or "
                           "drop it")
     run_it = f"speciesfam tune {source}" if source in KINDS else f"speciesfam tune probe --name {source}"
+    run_it = f"`{run_it} --workdir {shlex.quote(workdir)}`"
+    if (source == "probe" or source not in KINDS) and stages.load(workdir, "clean") is None:  # a probe reads its
+        run_it = f"`{stages.command('clean', workdir)}`, then {run_it}"  # embeddings: it failed alone (round 52)
     raise ConfigError(f"--init-from {source!r}: no finished trial scored on this run's val split found in {experiment} "
-                      f"or {trials_uri}; run `{run_it} --workdir {shlex.quote(workdir)}` first, or drop --init-from")
+                      f"or {trials_uri}; run {run_it} first, or drop --init-from")
 
 
 def fit_point(config: dict[str, Any], space: dict[str, Any], seed: int = 0,
