@@ -10,6 +10,7 @@ any work (or cluster time) starts.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -367,11 +368,12 @@ class TuneConfig:
         _require(self.max_failures >= 0, "max_failures", self.max_failures, "an integer >= 0")
         _require(self.seed is None or 0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2**32)")
         _require(self.name is None or (bool(self.name.strip()) and self.name not in (".", "..") and
-                                       not any(c in self.name for c in "/\\") and len(self.name.encode()) <= 200),
-                 "name", self.name, "a folder name without '/' or '\\', at most 200 bytes (the experiment lives "
-                 "in STORAGE/NAME, inside the run folder)")
-        _require(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", self.time_budget_s,
-                 "seconds > 0, or none for no budget")
+                                       not any(c in self.name for c in "/\\") and len(self.name.encode()) <= 200
+                                       and self.name.isprintable()),  # a newline made a folder of it (round 52)
+                 "name", self.name, "a folder name without '/', '\\' or control characters, at most 200 bytes (the "
+                 "experiment lives in STORAGE/NAME, inside the run folder)")
+        _require(self.time_budget_s is None or 0 < self.time_budget_s < math.inf, "time_budget_s",  # inf: JSON's
+                 self.time_budget_s, "seconds > 0, or none for no budget")  # Infinity in the records (round 52)
         _require(32 <= self.image_size <= 1024, "image_size", self.image_size,
                  "an integer in [32, 1024] (every image is decoded and cached at this size)")
         _require(self.wandb in ("disabled", "offline", "online"), "wandb", self.wandb,

@@ -8,6 +8,7 @@ it read at its start, whatever ends meanwhile).
 from __future__ import annotations
 
 import json
+import shlex
 
 from . import storage
 from .errors import ConfigError
@@ -25,7 +26,7 @@ def search_lock(storage_path: str, name: str, workdir: str | None = None):
 
     experiment = storage.join(storage_path, name)
     return _hold(experiment, f"pid {os.getpid()}, {experiment}\n{json.dumps({'name': name, 'workdir': _key(workdir)})}",
-                 lambda holder: ConfigError(f"--name {name}: a search of that name is running on this run folder now "
+                 lambda holder: ConfigError(f"--name {shlex.quote(name)}: a search of that name is running on this run folder now "
                                             f"({holder}); wait for it to end, or give another --name"))
 
 

@@ -130,8 +130,6 @@ def test_trials_the_time_budget_stops_before_their_first_epoch_say_not_trained(t
     assert len(trial_lines) == 2 and all(ln.endswith("not trained: stopped by the time budget (3 s)")
                                          for ln in trial_lines), \
         tee.lines
-    import dataclasses
-
     from speciesfam.tune.tracking import trial_table
 
     # an interrupt just after a reused trial process's previous trial left that trial's report as the next one's

@@ -15,6 +15,8 @@ from speciesfam.errors import ConfigError, SourceError, SpeciesfamError
 
 @pytest.mark.parametrize("overrides, message", [
     ({"name": "x" * 201}, "at most 200 bytes"),
+    ({"name": "a\nb"}, "without '/', '\\' or control characters"),  # a folder named so (round 52)
+    ({"time_budget_s": float("inf")}, "time_budget_s=inf is invalid: expected seconds > 0"),  # JSON's Infinity
     ({"image_size": 100_000}, "image_size=100000 is invalid: expected an integer in [32, 1024]"),
     ({"wandb_project": "bad/proj name"}, "a W&B project name without /"),
 ])

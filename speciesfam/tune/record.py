@@ -8,6 +8,7 @@ arguments; this record is how the tool notices a resume that would mix or ignore
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 from .. import storage
@@ -111,7 +112,7 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
         if (was is not None and was.get("val_split") == val_split and tune.Tuner.can_restore(experiment)
                 and reported(experiment)):  # stopped or failed before any trial reported: the name is free
             how = "" if _budget_spent(was) else "--resume to continue it, or "
-            raise ConfigError(f"--name {name}: a search of that name already ran on this run folder's catalog and "
+            raise ConfigError(f"--name {shlex.quote(name)}: a search of that name already ran on this run folder's catalog and "
                               f"clean ({experiment}); its trials would leave trials.csv. Give "
                               f"{how}another --name to keep both")
         return
@@ -120,23 +121,23 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
         errors = failed(experiment)
         why = (f"every trial of that search failed before reporting a result ({errors}: see their errors in "
                "trials.csv)" if errors else "that search stopped before any trial reported a result")
-        raise ConfigError(f"--resume --name {name}: {why}, so there is nothing to continue; start it again without "
+        raise ConfigError(f"--resume --name {shlex.quote(name)}: {why}, so there is nothing to continue; start it again without "
                           "--resume (its name is free; its failed trials' rows in trials.csv are replaced)")
     if was is None:  # recorded before this check
         return
     budget = _budget_spent(was)
     if budget:
-        raise ConfigError(f"--resume --name {name}: its time budget ({budget:g} s) ended that search, and a resumed "
+        raise ConfigError(f"--resume --name {shlex.quote(name)}: its time budget ({budget:g} s) ended that search, and a resumed "
                           "search has only what is left of it (Tune's time budget spans the whole search), so "
                           "nothing would train. Start a new search with another --name (--init-from "
                           f"{name} starts it from this one's best settings)")
     if was.get("val_split") != val_split:
-        raise ConfigError(f"--resume --name {name}: that search's trials were scored on another split "
+        raise ConfigError(f"--resume --name {shlex.quote(name)}: that search's trials were scored on another split "
                           f"({was.get('val_split')}); the run folder's is now {val_split} (catalog or clean ran again "
                           "since). Start a new search: leave out --resume, or give another --name")
     changed = _changed(was.get("settings") or {}, cfg) if cfg is not None else []
     if changed:
-        raise ConfigError(f"--resume --name {name}: a resumed search continues with the settings it started with, "
+        raise ConfigError(f"--resume --name {shlex.quote(name)}: a resumed search continues with the settings it started with, "
                           f"and these differ; resume it with {'; '.join(changed)}, or start a new search with "
                           "another --name")
 

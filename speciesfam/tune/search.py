@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import gc
 import os
+import shlex
 import time
 from typing import Any, Iterator
 
@@ -368,7 +369,7 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
             if "param_space" not in str(err):
                 raise
             said = "; ".join(ln.strip() for ln in str(err).splitlines() if ln.strip().startswith(("Got:", "Expected:")))
-            raise ConfigError(f"--resume --name {name}: the search space is not the one that search started with "
+            raise ConfigError(f"--resume --name {shlex.quote(name)}: the search space is not the one that search started with "
                               f"(its searched keys: {said or 'they differ'}); resume it with the same --space and "
                               "--extra, or start a new search without --resume") from None
     from ray.tune.search.basic_variant import BasicVariantGenerator

@@ -87,7 +87,7 @@ def best_trial(workdir: str, storage_path: str, source: str) -> tuple[dict[str, 
         raise ConfigError(f"--init-from {source!r}: that search ran on this run's val split, but none of its trials "
                           f"finished with a val macro-F1 (see {trials_uri}); give --init-from another search, or "
                           "drop it")
-    run_it = f"speciesfam tune {source}" if source in KINDS else f"speciesfam tune probe --name {source}"
+    run_it = f"speciesfam tune {source}" if source in KINDS else f"speciesfam tune probe --name {shlex.quote(source)}"
     run_it = f"`{run_it} --workdir {shlex.quote(workdir)}`"
     if (source == "probe" or source not in KINDS) and stages.load(workdir, "clean") is None:  # a probe reads its
         run_it = f"`{stages.command('clean', workdir)}`, then {run_it}"  # embeddings: it failed alone (round 52)
