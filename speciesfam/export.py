@@ -97,7 +97,7 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
             reason += f"; the best {fam} trial, {other['trial_id']} ({other['kind']}), scored {other[metric]:.4f}"
     ties = ok[(ok[metric] == row[metric]) & (ok["trial_id"] != row["trial_id"])]
     if len(ties):
-        reason += f"; tied with {', '.join(ties['trial_id'])}: the faster trial ({row['seconds']:.1f} s) was taken"
+        reason += f"; tied with {some(ties['trial_id'])}: the faster trial ({row['seconds']:.1f} s) was taken"
     return row, reason
 
 
@@ -222,6 +222,16 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
         raise SpeciesfamError(f"--workdir {workdir} does not exist; give the run folder of `speciesfam catalog`, "
                               "`clean` and `tune`")
     row, reason = choose_trial(workdir, trial_id)
+    from .locks import running_searches
+
+    running = [] if trial_id or storage.is_remote(workdir) else running_searches(workdir)
+    if running:  # it chose among the trials of the searches that ended, unsaid (round 52)
+        from . import console
+
+        one = len(running) == 1
+        console.say(f"export: {some(running)} {'runs' if one else 'run'} on this run folder now: "
+                    f"{'its' if one else 'their'} trials are not in trials.csv yet; export again once "
+                    f"{'it has' if one else 'they have'} ended to count them")
     stages.refuse_folders_in_place(workdir, "export")  # trials.md made a folder: it failed after the bundle (round 51)
     out = out or layout.path(workdir, layout.BUNDLE)
     if storage.is_remote(out):

@@ -26,8 +26,8 @@ def search_lock(storage_path: str, name: str, workdir: str | None = None):
 
     experiment = storage.join(storage_path, name)
     return _hold(experiment, f"pid {os.getpid()}, {experiment}\n{json.dumps({'name': name, 'workdir': _key(workdir)})}",
-                 lambda holder: ConfigError(f"--name {shlex.quote(name)}: a search of that name is running on this run folder now "
-                                            f"({holder}); wait for it to end, or give another --name"))
+                 lambda holder: ConfigError(f"--name {shlex.quote(name)}: a search of that name is running on this "
+                                            f"run folder now ({holder}); wait for it to end, or give another --name"))
 
 
 def stage_lock(workdir: str, stage: str):

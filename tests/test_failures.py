@@ -61,10 +61,10 @@ def test_a_warm_start_with_nothing_to_start_from_is_refused_before_any_work(cata
     assert cli.main(["tune", "scratch", "--workdir", str(catalogued), "--init-from", "probe", *TINY]) == 2
     said = capsys.readouterr()
     assert "--init-from 'probe': no finished trial scored on this run's val split" in said.err
-    assert "run `speciesfam tune probe --workdir" in said.err
+    assert f"run `speciesfam clean --workdir {catalogued}`, then `speciesfam tune probe --workdir" in said.err  # catalog only
     # a search name that is no kind: the command to make it (it said `speciesfam tune nosuch`, no command)
     assert cli.main(["tune", "scratch", "--workdir", str(catalogued), "--init-from", "nosuch", *TINY]) == 2
-    assert "run `speciesfam tune probe --name nosuch --workdir" in capsys.readouterr().err
+    assert "then `speciesfam tune probe --name nosuch --workdir" in capsys.readouterr().err
     assert "image cache" not in said.out and "tune: search" not in said.out
 
 
