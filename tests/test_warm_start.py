@@ -62,6 +62,11 @@ def test_a_failed_trial_is_never_the_warm_starts_best():
     # a tie goes to the faster trial, the one the search's summary and trials.csv name (it took the first listed)
     tied = [trial("TERMINATED", 0.6, 0.7, seconds=9.0), *trials[1:], trial("TERMINATED", 0.6, 0.8, seconds=0.5)]
     assert best_tune_trial(tied).config == {"dropout": 0.8}
+    # a trial that took another's last report (an interrupt as a reused process changed trials: round 52) took
+    # that one's scores too: not the best on them
+    took = trial("TERMINATED", 0.99, 0.9)
+    took.trial_id, took.last_result["trial_id"] = "b", "a"
+    assert best_tune_trial([*trials, took]).config == {"dropout": 0.5}
 
 
 def test_init_from_is_validated():

@@ -31,7 +31,10 @@ def best_tune_trial(trials: list) -> Any:
     """The Tune trial with the highest val macro-F1 among those that did not fail (a trial whose loss became
     NaN after a good epoch is not "the best probe trial"); None when none scored. Ties go to the faster trial,
     as in ``tracking.rank_trials`` (the search's summary and trials.csv name that one)."""
-    scored = [((t.metric_analysis or {}).get(layout.METRIC, {}).get("max"), t) for t in trials if t.status != "ERROR"]
+    # a trial whose last result names another trial took that one's report (an interrupt just after a reused
+    # process's previous trial: round 52), and its scores with it
+    scored = [((t.metric_analysis or {}).get(layout.METRIC, {}).get("max"), t) for t in trials if t.status != "ERROR"
+              and (t.last_result or {}).get("trial_id", getattr(t, "trial_id", None)) == getattr(t, "trial_id", None)]
     scored = [(value, t) for value, t in scored if isinstance(value, (int, float)) and value == value]
 
     def seconds(t) -> float:
