@@ -140,9 +140,16 @@ def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, 
     emb = pd.read_parquet(path)
     emb["embedding"] = [np.ones(2, np.float32)] * 12
     emb.iloc[:10].to_parquet(path)
+    (tmp_path / "run" / layout.STAGES / "clean.json").unlink()  # no record of the width the model gave
     run_clean(str(tmp_path / "run"), cfg)
     assert f"clean: {path} holds vectors of 2 numbers, {emb['model_id'][0]} gives {width}; it is a cache: its " \
         "10 images are embedded again" in capsys.readouterr().out
+    assert set(pd.read_parquet(path)["embedding"].map(len)) == {width}
+    emb = pd.read_parquet(path)  # every image cached, with 2 numbers: reused, and predict failed (round 53)
+    emb.assign(embedding=[np.ones(2, np.float32)] * 12).to_parquet(path)
+    run_clean(str(tmp_path / "run"), cfg)
+    assert f"clean: {path} holds vectors of 2 numbers, {emb['model_id'][0]} gave {width} when clean last ran; " \
+        "it is a cache: every image is embedded again" in capsys.readouterr().out
     assert set(pd.read_parquet(path)["embedding"].map(len)) == {width}
     aside = path.with_name("aside.parquet")
     path.rename(aside)

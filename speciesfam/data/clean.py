@@ -267,6 +267,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
                "label_issue_left_out": int(issues.attrs.get("left_out", 0)),  # one-image families: not checked
                "near_duplicate_threshold": cfg.near_threshold, "near_duplicates": dups,
                "failed_to_decode_in_clean": int(lost.sum()),
+               "embedding_width": int(len(emb["embedding"].iloc[0])),  # the cache's check (data.embedding)
                "split_lost": split_lost(manifest, cleaned)}
     summary["split_lost_cause"] = {split: lost_cause(split, set(fams), manifest, cleaned, lost)
                                    for split, fams in summary["split_lost"].items()}

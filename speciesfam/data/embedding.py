@@ -267,6 +267,11 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
         say(f"clean: {uri} holds vectors of {old['embedding'].map(len).nunique()} lengths for {mid}; it is a cache: "
             "every image is embedded again and it is written anew")
         old = old.iloc[:0]
+    width = _recorded_width(workdir, mid)
+    if width and len(old) and len(old["embedding"].iloc[0]) != width:  # every image cached: nothing embeds to show
+        say(f"clean: {uri} holds vectors of {len(old['embedding'].iloc[0])} numbers, {mid} gave {width} when clean "
+            "last ran; it is a cache: every image is embedded again and it is written anew")  # (round 53)
+        old = old.iloc[:0]
     decoded = old["decoder"] if "decoder" in old else pd.Series(1, old.index)  # unstamped: the first decode path
     older = int(rows["sha256"].isin(old.loc[decoded.ne(DECODER), "sha256"]).sum())
     old = old[decoded.eq(DECODER)]
@@ -305,6 +310,18 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     out.attrs["decode_errors"] = errors
     out.attrs["model_id"] = mid  # what clean records: the weights these embeddings came from
     return out
+
+
+def _recorded_width(workdir: str, mid: str) -> int | None:
+    """How many numbers model ``mid`` gave per image when clean last ran with it (its record), else None."""
+    from .. import stages
+
+    try:
+        rec = stages.load(workdir, "clean") or {}
+    except SpeciesfamError:  # damaged: said where clean's record is read
+        return None
+    width = (rec.get("summary") or {}).get("embedding_width")
+    return width if (rec.get("config") or {}).get("model_id") == mid and isinstance(width, int) else None
 
 
 def _same_length(old: "pd.DataFrame", new: "pd.DataFrame", rows: "pd.DataFrame", cfg: CleanConfig, uri: str,
