@@ -3,6 +3,7 @@ moved or copied run folder, a deleted or damaged trials.csv (conftest's tiny pro
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -140,7 +141,10 @@ def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe
     for content, damage in ((b"", "is empty"), (b"\n\n", "is empty"),
                             (b'trial_id,"unclosed\n1,2\n', "cannot be read as a CSV table (ParserError: "),
                             (whole[:second + 12], "is cut short: its line 3 lacks status, config"),  # its trial id is there
-                            (whole[:-3], "is cut short: its last line ends mid-row")):
+                            (whole[:-3], "is cut short: its last line ends mid-row"),
+                            (pd.read_csv(probe_run / "trials.csv").assign(best_val_macro_f1="abc").to_csv(
+                                index=False).encode(),  # a traceback in export, 'abc' in the report (round 53)
+                             "is damaged: its column best_val_macro_f1 holds 'abc' on line 2, not a number")):
         (run / "trials.csv").write_bytes(content)
         with pytest.raises(StageOrderError) as refused:
             export_bundle(str(run))
@@ -148,7 +152,7 @@ def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe
         assert said.startswith(f"{run / 'trials.csv'} {damage}") and "though searches ran here (probe); " \
             "`speciesfam tune probe --workdir" in said and said.endswith("(each search's --resume adds its trials)"), said
         assert "give the CSV file" not in said
-        assert f"trials.csv {damage}" in render(str(run))  # the report says it too, and renders
+        assert f"trials.csv {damage}" in html.unescape(render(str(run)))  # the report says it too, and renders
     header = (probe_run / "trials.csv").read_text().splitlines()[0]
     (run / "trials.csv").write_text(header + "\n")  # only its header left: 'see its error column' of no row
     with pytest.raises(StageOrderError, match=r"trials.csv lists no trial of search probe, though searches ran here "

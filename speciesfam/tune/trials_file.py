@@ -30,7 +30,7 @@ def read_trials(workdir: str, stage_hint: str = "") -> "pd.DataFrame":
         raise StageOrderError(gone)
     try:
         trials = storage.read_table(uri, stage_hint=stage_hint)
-        cut = cut_short(uri, trials)
+        cut = cut_short(uri, trials) or not_numbers(uri, trials)
         if cut:  # pandas reads a last row cut mid-way with its missing fields empty: a trial of no search
             raise SourceError(cut)
     except SourceError as err:  # emptied or damaged: the --resume that writes it again, if a search ran
@@ -54,6 +54,23 @@ def cut_short(uri: str, trials: "pd.DataFrame") -> str:
     return ""
 
 
+NUMBERS = (layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds")  # what export ranks and the report shows
+
+
+def not_numbers(uri: str, trials: "pd.DataFrame") -> str:
+    """Why RUN/trials.csv is damaged when a column of numbers holds something else (an edit: 'abc' was a
+    traceback in export and 'val macro-F1: abc' in the report; round 53), '' when it does not."""
+    import pandas as pd
+
+    for column in (c for c in NUMBERS if c in trials.columns):
+        values = pd.to_numeric(trials[column], errors="coerce")
+        bad = trials[column].notna() & values.isna()
+        if bad.any():
+            return (f"{uri} is damaged: its column {column} holds {trials.loc[bad, column].iloc[0]!r} on line "
+                    f"{bad.idxmax() + 2}, not a number")
+    return ""
+
+
 def unreadable(uri: str, err: BaseException) -> str:
     """'RUN/trials.csv is empty', or cannot be read and why (the cause ``storage.read_table``'s error carries,
     without its advice to give another path: the table is the run's own)."""
@@ -62,7 +79,7 @@ def unreadable(uri: str, err: BaseException) -> str:
         empty = not storage.read_bytes(uri).strip()
     except OSError:  # a folder of that name
         empty = False
-    if str(err).startswith(f"{uri} is cut short"):
+    if str(err).startswith((f"{uri} is cut short", f"{uri} is damaged")):  # cut_short's and not_numbers' own
         return str(err)
     return f"{uri} is empty" if empty else \
         f"{uri} cannot be read as a CSV table ({type(cause).__name__}: {storage.said(cause, 200)})"
