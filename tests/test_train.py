@@ -123,3 +123,32 @@ def test_a_loss_that_becomes_nan_fails_the_run_saying_so(small_manifest, tmp_pat
     with pytest.raises(WorkerGroupError) as caught:
         _fit(train_loop_per_worker, config, 1, tmp_path, "nan")
     assert "training loss became nan in epoch 1 (lr=inf); the trial is marked failed" in str(caught.value)
+
+
+def test_a_trial_resumed_from_its_last_epochs_checkpoint_reports_that_epoch_again(small_manifest, tmp_path):
+    """An interrupt after a CNN trial saved its last epoch and before Tune took that epoch's result: the resume
+    restored the checkpoint, trained nothing and reported nothing, and the trial ended 'finished' on the epoch
+    before (hostile tester round 53: 3 epochs of 4, its better last epoch lost). The resume reports it again,
+    with its checkpoint, and trains no further."""
+    import shutil
+    from types import SimpleNamespace
+
+    from speciesfam.train.loop import run_training
+
+    manifest, labels = small_manifest
+    reports = []
+
+    def report(metrics, checkpoint=None):  # what Ray Train's report keeps: the metrics and the checkpoint's files
+        kept = shutil.copytree(checkpoint.path, tmp_path / f"ckpt{len(reports)}") if checkpoint else None
+        reports.append((metrics, kept))
+
+    ctx = SimpleNamespace(get_world_rank=lambda: 0, get_world_size=lambda: 1)
+    run_training(_config(manifest, labels), ctx, report, None)
+    assert [m["epoch"] for m, _ in reports] == [1, 2] and reports[-1][0]["final_epoch"]
+    import ray.train
+
+    last, checkpoint = reports[-1]
+    run_training(_config(manifest, labels), ctx, report, ray.train.Checkpoint.from_directory(str(checkpoint)))
+    assert len(reports) == 3 and reports[2][1] is not None
+    again = reports[2][0]
+    assert (again["epoch"], again["final_epoch"], again["val_macro_f1"]) == (2, True, last["val_macro_f1"])

@@ -208,6 +208,13 @@ def run_training(config: dict[str, Any], ctx, report, checkpoint):
                 unfreeze_top(model, int(hp["unfreeze_layers"]))
             saved = keras.saving.load_model(os.path.join(d, "model.keras"), safe_mode=True)
             model.set_weights(saved.get_weights())
+            if state["epoch"] >= max_epochs or state["since_best"] >= int(hp["patience"]):
+                # the trial's last epoch, saved, then an interrupt before Tune took its result: a resume trained
+                # nothing and the trial ended on the epoch before, 'finished' (round 53); its result again
+                with open(os.path.join(d, "metrics.json")) as f:
+                    last = {k: v for k, v in json.load(f).items() if k != "per_class_f1"}
+                report(last, checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
+                return model
 
     optimizer = new_optimizer(state["lr"])
     step = make_step(optimizer)
