@@ -316,6 +316,14 @@ def best_model(workdir: str, records: dict) -> dict | None:
             if _safe(lambda: len(scored_trials(storage.read_table(trials)))) == 0:  # export would refuse: say why
                 return {"missing": True, "why": "Nothing to export yet: no trial of the searches on this run "
                                                 "trained and scored (see the search above)."}
+        last = (records.get("export") or {}).get("summary") or {}
+        if last.get("bundle") and not storage.exists(last["bundle"]):  # removed since: not 'Not run yet' (round 53)
+            return {"missing": True, "why": f"The bundle export wrote ({last['bundle']}, trial "
+                                            f"{last.get('trial_id')}) is gone: run `{stages.command('export', workdir)}`"
+                                            " again to write it."}
+        if last.get("bundle"):  # written with --out, none here
+            return {"missing": True, "why": f"The last export (trial {last.get('trial_id')}) wrote its bundle to "
+                                            f"{last['bundle']}; none is at {bundle}."}
         return None
     from .bundle import bundle_id
 

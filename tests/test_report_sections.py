@@ -138,6 +138,19 @@ def test_an_export_to_another_folder_is_named_beside_run_bundle(tmp_path):
     stages.finish(str(tmp_path), "export", config={"trial": None, "out": str(old / "bundle")},
                   summary={"trial_id": "aaaa1111", "bundle": str(old / "bundle")})
     assert "The last export" not in render(str(tmp_path))
+    # no bundle here: 'Not run yet: speciesfam export' of an export that ran (round 53)
+    import shutil
+
+    shutil.rmtree(bundle)
+    stages.finish(str(tmp_path), "export", config={"trial": None, "out": None},
+                  summary={"trial_id": "aaaa1111", "bundle": str(bundle)})
+    page = render(str(tmp_path))
+    assert f"The bundle export wrote ({bundle}, trial aaaa1111) is gone: run `speciesfam export --workdir " \
+        f"{tmp_path}` again to write it." in page and "Not run yet: <code>speciesfam export" not in page
+    other.mkdir()
+    stages.finish(str(tmp_path), "export", config={"trial": "bbbb2222", "out": str(other)},
+                  summary={"trial_id": "bbbb2222", "bundle": str(other)})
+    assert f"The last export (trial bbbb2222) wrote its bundle to {other}; none is at {bundle}." in render(str(tmp_path))
 
 
 def test_the_search_section_judges_only_finished_trials_and_names_their_own_search(tmp_path):
