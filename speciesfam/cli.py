@@ -244,7 +244,12 @@ def _report(args: argparse.Namespace) -> int:
                               f"catalog's {layout.MANIFEST}); give one made by `speciesfam catalog` (or `speciesfam "
                               "demo`)")
     storage.require_creatable(args.workdir, "--workdir", "the report (report.html)")
+    from .report_search import running_now
+
     path = write_report(args.workdir)
+    running = running_now(args.workdir)
+    if running:  # (round 53: said nowhere)
+        print(f"report: {running[0].lower()}{running[1:]}")
     print(f"report: {path}" if path else f"speciesfam report: could not write {args.workdir}/report.html (see the "
           "warning above)")
     return 0 if path else 1

@@ -70,9 +70,23 @@ def _running(h) -> list[tuple[float, float]]:
     return spans
 
 
+def running_now(workdir: str) -> str:
+    """'search 'x' (pid N) runs on this run folder now: ...' while searches started on this machine run there
+    (the page showed an older search as the state of things, unsaid: round 53), else ''."""
+    from .lines import some
+    from .locks import running_searches
+
+    running = [] if storage.is_remote(workdir) else running_searches(workdir)
+    one = len(running) == 1
+    return (f"{'Search' if one else 'Searches'} {some(running)} {'runs' if one else 'run'} on this run folder now: "
+            f"{'its' if one else 'their'} trials are not in this report yet (it is written again as "
+            f"{'it ends' if one else 'each ends'})") if running else ""
+
+
 def search(workdir: str, records: dict) -> dict | None:
+    running = running_now(workdir)
     if not storage.exists(layout.path(workdir, layout.TRIALS)):  # deleted after searches ran: not 'Not run yet'
-        gone = trials_deleted(workdir)
+        gone = trials_deleted(workdir) or running and running + "."
         return {"missing": True, "why": gone} if gone else None
     try:  # emptied or damaged: the --resume that writes it again, as export says
         trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
@@ -152,6 +166,7 @@ def search(workdir: str, records: dict) -> dict | None:
             status = str(t["status"]).replace("_", " ")
             why_none.setdefault(name, Counter())[f"{status}: {error}" if error else status] += 1
     return {"trials": rows, "hp_keys": hp_keys, "best": best, "best_f1": best["f1"] if best else None,
+            "running": running,
             "why_none": [{"search": name, "why": "; ".join(f"{n} {why}" for why, n in ends.most_common())}
                          for name, ends in sorted(why_none.items())],
             "plot": plots.data_uri(png) if png else None, "png": png, "stopped": len(stopped), "scheduler": scheduler, "wall_s": searching_s(trials, histories),

@@ -365,3 +365,21 @@ def test_a_bundle_of_trials_a_recatalog_made_stale_is_marked_stale_too(tmp_path)
     steps = render(run).split("<h2>How to reproduce</h2>")[1].split("<pre>", 1)[1].split("</pre>")[0].splitlines()
     marked = {line.split()[1]: "# stale here" in line for line in steps if line.startswith("speciesfam ")}
     assert marked == {"catalog": False, "clean": True, "tune": True, "export": True}, steps
+
+
+def test_a_search_running_on_the_folder_is_said_on_the_page_and_the_console(tmp_path, capsys):
+    """`speciesfam report` while a search ran showed an older search as the state of things, unsaid (hostile
+    tester round 53)."""
+    import os
+
+    from speciesfam import cli, storage
+    from speciesfam.locks import search_lock
+
+    stages.finish(str(tmp_path), "catalog", config={"source": "/data/imgs"})
+    with search_lock(storage.filesystem(str(tmp_path / "tune"))[1], "run2", str(tmp_path)):
+        page = render(str(tmp_path))  # no trials.csv yet: not 'Not run yet: speciesfam tune'
+        assert cli.main(["report", "--workdir", str(tmp_path)]) == 0
+    said = f"Search 'run2' (pid {os.getpid()}) runs on this run folder now: its trials are not in this report yet"
+    assert said in page.replace("&#39;", "'") and "Not run yet: <code>speciesfam tune" not in page
+    assert capsys.readouterr().out.startswith(f"report: search 'run2' (pid {os.getpid()}) runs on this run folder ")
+    assert said not in render(str(tmp_path)).replace("&#39;", "'")  # ended
