@@ -99,8 +99,10 @@ def test_resume_of_a_search_never_started_is_refused_naming_the_ones_there(tmp_p
     from dataclasses import replace
 
     (tmp_path / "tune" / "earlier").mkdir(parents=True)
-    (tmp_path / "tune" / "earlier" / "tuner.pkl").write_bytes(b"")  # what Tune keeps to restore a search
+    _ran(tmp_path / "tune" / "earlier")
     (tmp_path / "tune" / "train").mkdir()  # a folder that is not a search
+    (tmp_path / "tune" / "stopped").mkdir()  # stopped before any result: its --resume is refused (round 53: named)
+    (tmp_path / "tune" / "stopped" / "tuner.pkl").write_bytes(b"")  # what Tune keeps to restore a search
     with pytest.raises(ConfigError, match=r"no search named 'never_ran' in .*searches there: earlier\);"):
         make_tuner(toy, {}, replace(RESUME_CFG, resume=True), str(tmp_path / "tune"), "never_ran")
     with pytest.raises(ConfigError, match="none was started there"):

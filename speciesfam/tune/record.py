@@ -58,7 +58,8 @@ def check_resumable(storage_path: str, name: str) -> None:
 
     fs, path = storage.filesystem(storage_path)
     found = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-             if i.type == pafs.FileType.Directory and tune.Tuner.can_restore(storage.join(storage_path, i.base_name))]
+             if i.type == pafs.FileType.Directory and tune.Tuner.can_restore(storage.join(storage_path, i.base_name))
+             and reported(storage.join(storage_path, i.base_name))]  # one stopped before any result: refused too
     raise ConfigError(f"--resume: there is no search named {name!r} in {storage_path} to continue ("
                       f"{'searches there: ' + ', '.join(sorted(found)) if found else 'none was started there'}); "
                       "give --name of one of them, or leave out --resume to start a new search")
