@@ -286,7 +286,8 @@ class TuneConfig:
                                          "steered the search away from the best ones, benchmarks/RESULTS.md)")
     reduction_factor: int = opt(2, "ASHA/HyperBand keep the top 1/reduction_factor at each rung")
     workers_per_trial: int = opt(2, "Ray Train workers per CNN trial (MultiWorkerMirroredStrategy)", kinds=CNN_KINDS)
-    cpus_per_worker: float = opt(1.0, "CPUs per Ray Train worker", kinds=CNN_KINDS)
+    cpus_per_worker: float | None = opt(None, "CPUs per Ray Train worker (default: 1, or on a cluster too small for "
+                                              "that an equal share of what one trial can have)", kinds=CNN_KINDS)
     gpus_per_worker: float = opt(0.0, "GPUs per Ray Train worker", kinds=CNN_KINDS)
     cpus_per_trial: float | None = opt(None, "CPUs of the trial process itself (default: 1 for probe trials, which "
                                              "train in it; 0.5 for CNN trials, whose process drives Ray Train)")
@@ -358,8 +359,8 @@ class TuneConfig:
                  f"an integer from 1 to the epochs per trial ({self.max_epochs}), or none for the default")
         _require(self.reduction_factor >= 2, "reduction_factor", self.reduction_factor, "an integer >= 2")
         _require(self.workers_per_trial >= 1, "workers_per_trial", self.workers_per_trial, "an integer >= 1")
-        _require(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker,
-                 "a number > 0 (Ray refuses 0 CPUs for a worker)")
+        _require(self.cpus_per_worker is None or self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker,
+                 "a number > 0 (Ray refuses 0 CPUs for a worker), or none for the default")
         _require(self.gpus_per_worker >= 0, "gpus_per_worker", self.gpus_per_worker, "a number >= 0")
         _require(self.cpus_per_trial is None or self.cpus_per_trial > 0, "cpus_per_trial", self.cpus_per_trial,
                  "a number > 0, or none for the default")

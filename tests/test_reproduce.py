@@ -3,6 +3,8 @@ given), shell-quoted, parsing back through the CLI to the same settings."""
 
 from __future__ import annotations
 
+import sys
+
 
 def test_the_reproduce_command_keeps_weights_none_and_leaves_out_flags_the_kind_does_not_read():
     """stages/tune.json dropped None values, so `--weights none` (what --smoke-test sets) was missing from the
@@ -177,6 +179,7 @@ def test_a_command_naming_the_users_own_modules_starts_with_the_pythonpath_that_
     (tmp_path / "spaces" / "pkg" / "__init__.py").write_text("")
     (tmp_path / "spaces" / "pkg" / "algo.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path / "spaces"))
+    monkeypatch.delitem(sys.modules, "my_space", raising=False)  # another test's module of that name
     line = command("tune", {"config": asdict(TuneConfig(kind="probe", space="my_space", searcher="pkg.algo:make"))})
     assert line.startswith(f"PYTHONPATH={tmp_path / 'spaces'} speciesfam tune probe --workdir RUN "), line
     assert "--space my_space --searcher pkg.algo:make" in line, line

@@ -90,6 +90,15 @@ def test_trials_run_as_many_at_once_as_the_cluster_holds_by_default(ray_session)
     assert trial_slots(TuneConfig(cpus_per_worker=0.5)) == 1  # 0.5 + 2 x 0.5 = 1.5 CPUs per CNN trial
     assert trial_slots(TuneConfig(cpus_per_worker=0.25, cpus_per_trial=0.5, workers_per_trial=1)) == 2
     assert TuneConfig(kind="probe").trial_cpus == 1.0 and TuneConfig(kind="scratch").trial_cpus == 0.5
+    # a plain `tune scratch` on a 2-core laptop was refused (0.5 + 2 x 1 CPU; round 53): workers get a share
+    from speciesfam.tune.search import fit_worker_cpus
+
+    fitted = fit_worker_cpus(TuneConfig(kind="scratch"))
+    assert fitted.cpus_per_worker == 0.75 and trial_slots(fitted) == 1  # 0.5 + 2 x 0.75 = the session's 2 CPUs
+    assert fit_worker_cpus(TuneConfig(kind="scratch", workers_per_trial=1)).cpus_per_worker == 1.0  # 1 fits
+    assert fit_worker_cpus(TuneConfig(kind="scratch", cpus_per_worker=2)).cpus_per_worker == 2  # given: as typed
+    with pytest.raises(ConfigError, match="one trial needs"):  # too small even for a quarter each: refused
+        trial_slots(fit_worker_cpus(TuneConfig(kind="scratch", workers_per_trial=8)))
 
 
 def test_a_search_starts_with_a_line_saying_what_runs_and_on_what():
@@ -98,7 +107,7 @@ def test_a_search_starts_with_a_line_saying_what_runs_and_on_what():
         "tune: search 'probe': 100 probe trials x up to 30 epochs, optuna + asha (grace 3 epochs), 2 at a time "
         "(1 CPU each)")
     cfg = TuneConfig(kind="scratch", searcher="random", scheduler="fifo", num_samples=2, max_epochs=5,
-                     gpus_per_worker=1, time_budget_s=600)
+                     gpus_per_worker=1, time_budget_s=600, cpus_per_worker=1)  # as run_search resolves it
     grid = {"lr": {"grid_search": [0.1, 0.01, 0.001]}, "batch_size": 32}
     assert start_line(cfg, "cnn", grid, 1) == (
         "tune: search 'cnn': 6 scratch trials x up to 5 epochs, random + fifo, 1 at a time (2 Ray Train workers x "
@@ -108,7 +117,8 @@ def test_a_search_starts_with_a_line_saying_what_runs_and_on_what():
                                                       "probe", {}, 2)
     # HyperBand's first bracket's grace, as ASHA's (it said none: round 31); one worker is 'worker'
     assert "optuna + hyperband (grace 3 epochs, the first bracket), 1 at a time (1 Ray Train worker x 1 CPU each)" \
-        in start_line(TuneConfig(kind="scratch", scheduler="hyperband", workers_per_trial=1), "cnn", {}, 1)
+        in start_line(TuneConfig(kind="scratch", scheduler="hyperband", workers_per_trial=1, cpus_per_worker=1), "cnn",
+                      {}, 1)
 
 
 @pytest.mark.slow  # ~15 s: W&B's service process for every trial; optional, as --wandb is

@@ -52,15 +52,29 @@ def training_manifest(workdir: str, kind: str = "scratch") -> str:
     return layout.path(workdir, layout.MANIFEST)
 
 
+def fit_worker_cpus(cfg: TuneConfig) -> TuneConfig:
+    """``cfg`` with ``cpus_per_worker`` set where it was left out (CNN trials): 1, or on a cluster with fewer
+    CPUs than one trial then needs, an equal share of what is left beside the trial's own process, in quarters
+    of a CPU (2 CPUs: 2 workers x 0.75; a plain `tune scratch` was refused on a 2-core laptop: round 53)."""
+    if cfg.cpus_per_worker is not None or cfg.kind == "probe":  # a probe trial trains in its own process
+        return cfg
+    import ray
+
+    share = (ray.cluster_resources().get("CPU", 0) - cfg.trial_cpus) / cfg.workers_per_trial
+    each = 1.0 if share >= 1 or share < 0.25 else int(share * 4) / 4  # under a quarter: trial_slots refuses it
+    return dataclasses.replace(cfg, cpus_per_worker=each)
+
+
 def trial_slots(cfg: TuneConfig) -> int:
     """How many trials the cluster holds at once (each trial's process and its Ray Train workers, CPUs and GPUs
     counted; the default for ``max_concurrent``, which also keeps trial processes from taking the CPUs their
     workers wait for). Fails before any training when one trial can never be placed."""
     import ray
 
+    cfg = fit_worker_cpus(cfg)
     total = ray.cluster_resources()
     workers = 0 if cfg.kind == "probe" else cfg.workers_per_trial  # probe trials train in the trial process
-    need_cpu = cfg.trial_cpus + workers * cfg.cpus_per_worker
+    need_cpu = cfg.trial_cpus + (workers * cfg.cpus_per_worker if workers else 0)  # probes: cpus_per_worker None
     need_gpu = workers * cfg.gpus_per_worker
     if need_gpu > total.get("GPU", 0):
         raise ConfigError(f"gpus_per_worker={cfg.gpus_per_worker} x workers_per_trial={cfg.workers_per_trial} "
@@ -152,6 +166,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         if cfg.wandb == "online":
             check_wandb_reachable()  # the logging actors run on this node
         init_ray(address)
+        cfg = fit_worker_cpus(cfg)
         slots = trial_slots(cfg)  # and refuse a trial that can never be placed, before any work
         check_shared(storage_path, "storage_path")
         check_shared(manifest_uri, "workdir")
