@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry(argv: list[str] | None = None) -> int:
     """The ``speciesfam`` command and the job scripts: ``main``, then the Ray it started shut down with Ctrl-C
-    ignored. The work is done and written by then; a Ctrl-C in Ray's own shutdown at exit printed 'Exception
+    and SIGTERM ignored. The work is done and written by then; a Ctrl-C in Ray's own shutdown at exit printed 'Exception
     ignored in atexit callback ... KeyboardInterrupt' after the summary. (``main`` leaves Ray running: a caller
     in Python, a notebook or the tests, shares it.)"""
     import signal
@@ -316,7 +316,8 @@ def entry(argv: list[str] | None = None) -> int:
     code = main(argv)
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a SIGTERM too: in the 2 s after a search's summary it exited
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # 1 or 143 and left Ray's daemons running (round 53)
         ray.shutdown()
     return code
 

@@ -200,13 +200,19 @@ def test_a_ctrl_c_while_ray_shuts_down_at_exit_is_not_a_traceback(tmp_path, monk
     def shutdown():
         shut.append(True)
         os.kill(os.getpid(), signal.SIGINT)  # delivered at once: it raised KeyboardInterrupt here before
+        os.kill(os.getpid(), signal.SIGTERM)  # what the speciesfam command makes of it (round 53: exit 1 or 143)
 
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "shutdown", shutdown)
-    before = signal.getsignal(signal.SIGINT)
+    from speciesfam import console
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, console.raise_interrupt)  # as a stage that started Ray leaves it (raycluster)
     try:
         assert cli.entry(["report", "--workdir", str(tmp_path / "none")]) == cli.main(
             ["report", "--workdir", str(tmp_path / "none")])
     finally:
-        signal.signal(signal.SIGINT, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        console.STOPPING.clear()
     assert shut == [True]
