@@ -10,13 +10,20 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run(command: list[str], ignored: tuple[str, ...] = ()) -> None:
-    """Exit with ``speciesfam COMMAND ARGS`` run on this script's arguments (``ignored`` flags dropped)."""
+def run(command: list[str], ignored: tuple[str, ...] = (), ignored_values: tuple[str, ...] = ()) -> None:
+    """Exit with ``speciesfam COMMAND ARGS`` run on this script's arguments (``ignored`` flags dropped, and
+    ``ignored_values`` flags with their values: ``--address X`` or ``--address=X``)."""
     from speciesfam.cli import entry
     from speciesfam.flags import OneLineParser
 
     OneLineParser.shown_as = os.path.basename(sys.argv[0])  # its flag errors name this script, not `speciesfam`
-    args = [a for a in sys.argv[1:] if a not in ignored]
+    args, rest = [], iter(sys.argv[1:])
+    for a in rest:
+        if a in ignored_values:
+            next(rest, None)
+        elif a not in ignored and a.split("=", 1)[0] not in ignored_values:
+            args.append(a)
+    ignored = (*ignored, *(f"{flag} X" for flag in ignored_values))
     if {"-h", "--help"} & set(args):
         print(f"{os.path.basename(sys.argv[0])}: `speciesfam {' '.join(command)}` with the flags below (the command "
               f"is fixed: leave it out){'; accepted and ignored: ' + ', '.join(ignored) if ignored else ''}\n")

@@ -22,6 +22,7 @@ parser.add_argument("--data", help="folder per family or a CSV/Parquet manifest 
 parser.add_argument("--workdir", required=True, help="run folder (local path, NFS, s3:// or gs://)")
 parser.add_argument("--smoke-test", action="store_true", help="demo data, CleanConfig.smoke() (small CLIP, random weights)")
 parser.add_argument("--verbose", action="store_true", help="the frameworks' own output on the console")
+parser.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS or a local Ray)")
 add_config_flags(parser, CatalogConfig, title="catalog")
 add_config_flags(parser, CleanConfig, title="clean")
 args = parser.parse_args(argv)
@@ -35,7 +36,8 @@ args.source = args.data
 try:  # both stages' flags, clean's weights and the cluster, before the catalog pass (else found after it)
     config_from_args(CatalogConfig, args)
     fetch_pretrained(cli.clean_config(args))
-    if os.environ.get("RAY_ADDRESS"):
+    cli.use_address(args.address)
+    if os.environ.get("RAY_ADDRESS") and not args.address:
         from speciesfam.raycluster import check_reachable
 
         check_reachable(os.environ["RAY_ADDRESS"], "RAY_ADDRESS")

@@ -100,8 +100,19 @@ def _catalog(args: argparse.Namespace) -> int:
 def _clean(args: argparse.Namespace) -> int:
     from .data.clean import run_clean
 
+    use_address(getattr(args, "address", None))
     run_clean(args.workdir, clean_config(args))
     return 0
+
+
+def use_address(address: str | None) -> None:
+    """Clean's --address (its Ray starts only when something is embedded): checked now, then the RAY_ADDRESS
+    that stage joins (the tune jobs took --address, clean only RAY_ADDRESS: round 53)."""
+    if address:
+        from .raycluster import check_reachable
+
+        check_reachable(address, "--address")
+        os.environ["RAY_ADDRESS"] = address
 
 
 def _tune(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--workdir", required=True, help="run folder written by `speciesfam catalog`")
     cl.add_argument("--smoke-test", action="store_true", help="CleanConfig.smoke(): a small CLIP (ViT-S-32) with "
                     "random weights, nothing downloaded (offline machines, laptops); other flags still apply")
+    cl.add_argument("--address", default=None, help="Ray cluster address (default RAY_ADDRESS or a local Ray)")
     add_config_flags(cl, CleanConfig)
 
     t = sub.add_parser("tune", help="Ray Tune search; each trial trains on N Ray Train workers")

@@ -80,6 +80,12 @@ def test_a_job_scripts_flag_error_names_the_script_and_python_m_speciesfam_runs(
     same = subprocess.run([sys.executable, "-m", "speciesfam", "tune", "probe", "--workdir", "w", "--num-samples", "x"],
                           capture_output=True, text=True)
     assert same.returncode == 2 and same.stderr.startswith("speciesfam tune: error: argument --num-samples")
+    # the tune jobs took --address; export_best.py refused it, `speciesfam clean` lacked it (round 53)
+    export = subprocess.run([sys.executable, str(ROOT / "jobs" / "export_best.py"), "--workdir", "nowhere",
+                             "--address", "127.0.0.1:1"], capture_output=True, text=True)
+    assert export.returncode == 2 and export.stderr.startswith("export_best.py: error: --workdir nowhere does not "
+                                                               "exist"), export.stderr
+    assert cli.main(["clean", "--workdir", "nowhere", "--address", "127.0.0.1:1"]) == 2
 
 
 @pytest.mark.parametrize("flags,error", [
@@ -87,11 +93,13 @@ def test_a_job_scripts_flag_error_names_the_script_and_python_m_speciesfam_runs(
     (["--pretrained", "no-such-tag"], "could not load open_clip model 'ViT-S-32' with pretrained='no-such-tag'"),
     # a stage's own refusal named `speciesfam catalog`, which the user never typed (hostile tester)
     (["--data", "/nonexistent/speciesfam-images"], "/nonexistent/speciesfam-images does not exist"),
-    (["RAY_ADDRESS=127.0.0.1:1"], "RAY_ADDRESS 127.0.0.1:1: no Ray cluster answers there")])  # round 43
+    (["RAY_ADDRESS=127.0.0.1:1"], "RAY_ADDRESS 127.0.0.1:1: no Ray cluster answers there"),  # round 43
+    (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there")])  # only RAY_ADDRESS (53)
 def test_the_clean_job_refuses_a_bad_clean_flag_before_it_catalogs(tmp_path, flags, error):
     """It catalogued the whole collection (12k images on a cluster) before the clean flag (or the CLIP weights it
     names, or the cluster's address) was checked."""
-    env = {**os.environ, **dict(f.split("=", 1) for f in flags if "=" in f)}
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **dict(f.split("=", 1) for f in flags
+                                                                             if "=" in f)}
     bad = subprocess.run([sys.executable, str(ROOT / "jobs" / "clean_data.py"), "--smoke-test", "--workdir",
                           str(tmp_path / "run"), *[f for f in flags if "=" not in f]], capture_output=True, text=True,
                          env=env)
