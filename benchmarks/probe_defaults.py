@@ -27,7 +27,7 @@ def main() -> None:
     from speciesfam.config import TuneConfig
     from speciesfam.data.synthetic_embeddings import make_embedding_run
     from speciesfam.raycluster import init_ray
-    from speciesfam.tune.search import trial_slots
+    from speciesfam.tune.checks import trial_slots
 
     init_ray(num_cpus=2)
     settings = {"old defaults (1 trial of 0.5 CPU at a time)": {"cpus_per_trial": 0.5, "max_concurrent": 1},

@@ -16,69 +16,10 @@ import json
 import os
 import sys
 
-from .config import CatalogConfig, CleanConfig, DemoConfig, TuneConfig
-from .errors import ConfigError, SearchFailedError, SpeciesfamError
-from .cli_args import parse
-from .flags import OneLineParser, config_fields, config_from_args, flag_of
-
-
-def tune_config(args: argparse.Namespace) -> TuneConfig:
-    """TuneConfig from flags over ``TuneConfig()``, or over ``TuneConfig.smoke()`` with --smoke-test."""
-    base = TuneConfig.smoke() if getattr(args, "smoke_test", False) else TuneConfig()
-    if getattr(args, "resume", False):
-        base = _as_recorded(args, base)
-    cfg = config_from_args(TuneConfig, args, base, kind=args.kind)
-    unused = cfg.unused(set(vars(args)))  # the flags given (argparse leaves the others out); not fields: skipped
-    if unused:  # accepted (a script may pass the same flags to every kind), but not silently
-        from . import console
-
-        fields = {f.name: f for f in config_fields(TuneConfig)}
-        groups = {what: [flag_of(fields[n], getattr(cfg, n)) for n in unused if unused[n] == what]
-                  for what in unused.values()}
-        console.say(f"tune {cfg.kind}: " + "; ".join(
-            f"{', '.join(names)} {'does' if len(names) == 1 else 'do'} not "
-            f"apply to {what}" for what, names in groups.items()) + "; ignored")
-    return cfg
-
-
-def _as_recorded(args: argparse.Namespace, base: TuneConfig) -> TuneConfig:
-    """A resume's settings: each flag left out takes the value the search started with (a plain `--resume` was
-    refused until every one was typed again: hostile tester round 46); a flag given is checked against it."""
-    import dataclasses
-
-    from . import storage
-    from . import lines
-    from .tune.record import RESOURCE_SETTINGS, SEARCH_SETTINGS, read_record
-
-    storage_path = getattr(args, "storage_path", None) or storage.join(args.workdir, "tune")
-    if not storage.is_remote(storage_path):
-        storage_path = storage.filesystem(storage_path)[1]
-    name = getattr(args, "name", None) or args.kind
-    record = read_record(storage.join(storage_path, name)) or {}
-    settings, resources = record.get("settings") or {}, record.get("resources") or {}
-    if settings.get("smoke_test") and not hasattr(args, "smoke_test"):
-        base = TuneConfig.smoke()
-    kept = {k: v for k, v in settings.items() if k in SEARCH_SETTINGS and k != "kind" and not hasattr(args, k)}
-    kept |= {k: v for k, v in resources.items() if k in RESOURCE_SETTINGS and not hasattr(args, k)}
-    fields = {f.name: f for f in config_fields(TuneConfig)}
-    other = [f"{flag_of(fields[k])} {getattr(args, k)} (it started with {'the default' if v is None else v})"
-             for k, v in resources.items() if k in RESOURCE_SETTINGS and hasattr(args, k) and getattr(args, k) != v]
-    if other:
-        from . import console
-
-        console.say(f"tune: resuming {lines.quoted(name)} with {'; '.join(other)}: its new trials get these, the "
-                    "trials it restores keep what they started with")
-    return dataclasses.replace(base, **kept) if kept else base
-
-
-def clean_config(args: argparse.Namespace) -> CleanConfig:
-    """CleanConfig from flags over ``CleanConfig()``, or over ``CleanConfig.smoke()`` with --smoke-test."""
-    cfg = config_from_args(CleanConfig, args, CleanConfig.smoke() if getattr(args, "smoke_test", False) else None)
-    if hasattr(args, "pretrained") and cfg.model.startswith(("local-dir:", "hf-hub:")):  # given, and not read
-        given = "none" if args.pretrained is None else args.pretrained or repr("")
-        raise ConfigError(f"--pretrained {given} is not read with --model {cfg.model} (open_clip loads that model's "
-                          "own weights); leave --pretrained out")
-    return cfg.absolute()
+from .config import CatalogConfig, DemoConfig
+from .errors import SearchFailedError, SpeciesfamError
+from .cli_args import clean_config, parse, tune_config, use_address
+from .flags import OneLineParser, config_from_args
 
 
 def _fetch(args: argparse.Namespace) -> int:
@@ -103,16 +44,6 @@ def _clean(args: argparse.Namespace) -> int:
     use_address(getattr(args, "address", None))
     run_clean(args.workdir, clean_config(args))
     return 0
-
-
-def use_address(address: str | None) -> None:
-    """Clean's --address (its Ray starts only when something is embedded): checked now, then the RAY_ADDRESS
-    that stage joins (the tune jobs took --address, clean only RAY_ADDRESS: round 53)."""
-    if address:
-        from .raycluster import check_reachable
-
-        check_reachable(address, "--address")
-        os.environ["RAY_ADDRESS"] = address
 
 
 def _tune(args: argparse.Namespace) -> int:

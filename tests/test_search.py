@@ -8,7 +8,8 @@ import pytest
 from conftest import pickle_by_value
 
 from speciesfam.config import ConfigError, TuneConfig
-from speciesfam.tune.search import make_tuner, start_line, trial_slots
+from speciesfam.tune.checks import trial_slots
+from speciesfam.tune.search import make_tuner, start_line
 from speciesfam.tune.tracking import write_trial_table
 
 
@@ -91,7 +92,7 @@ def test_trials_run_as_many_at_once_as_the_cluster_holds_by_default(ray_session)
     assert trial_slots(TuneConfig(cpus_per_worker=0.25, cpus_per_trial=0.5, workers_per_trial=1)) == 2
     assert TuneConfig(kind="probe").trial_cpus == 1.0 and TuneConfig(kind="scratch").trial_cpus == 0.5
     # a plain `tune scratch` on a 2-core laptop was refused (0.5 + 2 x 1 CPU; round 53): workers get a share
-    from speciesfam.tune.search import fit_worker_cpus
+    from speciesfam.tune.checks import fit_worker_cpus
 
     fitted = fit_worker_cpus(TuneConfig(kind="scratch"))
     assert fitted.cpus_per_worker == 0.75 and trial_slots(fitted) == 1  # 0.5 + 2 x 0.75 = the session's 2 CPUs

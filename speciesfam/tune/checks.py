@@ -1,8 +1,10 @@
-"""What a search is refused for before Ray starts: plug-ins that cannot build, ImageNet weights that cannot be
-fetched, a W&B server that cannot be reached, and a split on which no trial could score above 0."""
+"""What a search is refused for before it trains: plug-ins that cannot build, ImageNet weights that cannot be
+fetched, a W&B server that cannot be reached, a split on which no trial could score above 0, and a trial the
+cluster cannot hold (``trial_slots``, with the workers' CPUs fitted to it: ``fit_worker_cpus``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -131,3 +133,45 @@ def check_learnable(manifest, manifest_uri: str) -> list[str]:
             f"({lines.some(unscored, quote=True)}): val macro-F1 scores the other {len(scored & taught)} only, on "
             f"{lines.counted(int((ok['split'] == 'val').sum()), 'image')}; see clean.md, or {again}")
     return labels
+
+
+def fit_worker_cpus(cfg: TuneConfig) -> TuneConfig:
+    """``cfg`` with ``cpus_per_worker`` set where it was left out (CNN trials): 1, or on a cluster with fewer
+    CPUs than one trial then needs, an equal share of what is left beside the trial's own process, in quarters
+    of a CPU (2 CPUs: 2 workers x 0.75; a plain `tune scratch` was refused on a 2-core laptop: round 53)."""
+    if cfg.cpus_per_worker is not None or cfg.kind == "probe":  # a probe trial trains in its own process
+        return cfg
+    import ray
+
+    share = (ray.cluster_resources().get("CPU", 0) - cfg.trial_cpus) / cfg.workers_per_trial
+    each = 1.0 if share >= 1 or share < 0.25 else int(share * 4) / 4  # under a quarter: trial_slots refuses it
+    return dataclasses.replace(cfg, cpus_per_worker=each)
+
+
+def trial_slots(cfg: TuneConfig) -> int:
+    """How many trials the cluster holds at once (each trial's process and its Ray Train workers, CPUs and GPUs
+    counted; the default for ``max_concurrent``, which also keeps trial processes from taking the CPUs their
+    workers wait for). Fails before any training when one trial can never be placed."""
+    import ray
+
+    cfg = fit_worker_cpus(cfg)
+    total = ray.cluster_resources()
+    workers = 0 if cfg.kind == "probe" else cfg.workers_per_trial  # probe trials train in the trial process
+    need_cpu = cfg.trial_cpus + (workers * cfg.cpus_per_worker if workers else 0)  # probes: cpus_per_worker None
+    need_gpu = workers * cfg.gpus_per_worker
+    if need_gpu > total.get("GPU", 0):
+        raise ConfigError(f"gpus_per_worker={cfg.gpus_per_worker} x workers_per_trial={cfg.workers_per_trial} "
+                          f"needs {need_gpu} GPUs but the cluster has {total.get('GPU', 0)}; use "
+                          "--gpus-per-worker 0 or add GPU nodes")
+    if need_cpu > total.get("CPU", 0) and not workers:  # a probe trial trains in its own process
+        raise ConfigError(f"one probe trial needs {need_cpu:g} CPUs (--cpus-per-trial) but the cluster has "
+                          f"{total.get('CPU', 0):g}; lower --cpus-per-trial (default 1)")
+    if need_cpu > total.get("CPU", 0):
+        raise ConfigError(f"one trial needs {need_cpu} CPUs (cpus_per_trial {cfg.trial_cpus} + "
+                          f"{workers} workers x cpus_per_worker {cfg.cpus_per_worker}) but the "
+                          f"cluster has {total.get('CPU', 0)}; lower --cpus-per-worker (e.g. 0.5 on a 2-CPU laptop) or "
+                          "--workers-per-trial, or use --smoke-test")
+    fits = total.get("CPU", 0) / need_cpu
+    if need_gpu:
+        fits = min(fits, total.get("GPU", 0) / need_gpu)
+    return max(1, int(fits + 1e-9))
