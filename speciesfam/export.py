@@ -5,6 +5,7 @@ trial's checkpoint, its row of ``trials.csv`` and the stage records (``RUN/stage
 embedded, what ``catalog`` saw), never from another stage's Markdown. A checkpoint's own ``config.json`` is
 an input here, not the schema.
 
+Where the bundle goes (``--out`` checks, the swap, a killed export's leftovers) is ``bundle_placement``.
 The bundle is built in ``.<name>-new-*`` beside its destination and swapped in with renames (the old one
 goes to ``.<name>-old-*`` first and is deleted last), so a kill at any point leaves the old bundle or the new
 one; the next export restores or deletes what a killed one left.
@@ -23,10 +24,10 @@ import uuid
 from typing import Any
 
 from . import bundle as B
+from . import bundle_placement as placement
 from . import console, layout, stages, storage
 from .errors import SpeciesfamError, StageOrderError
 from .lines import some
-from .listing import within_source
 from .model_card import licence, model_card
 from .reproduce import versions
 from .tune.tracking import scored_trials
@@ -226,8 +227,6 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
 
     running = [] if trial_id or storage.is_remote(workdir) else running_searches(workdir)
     if running:  # it chose among the trials of the searches that ended, unsaid (round 52)
-        from . import console
-
         one = len(running) == 1
         console.say(f"export: {some(running)} {'runs' if one else 'run'} on this run folder now: "
                     f"{'its' if one else 'their'} trials are not in trials.csv yet; export again once "
@@ -237,10 +236,10 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
     if storage.is_remote(out):
         raise SpeciesfamError(f"--out {out}: a bundle is written to a local or NFS folder, not an object store")
     out = storage.filesystem(out)[1]  # absolute; not created (recover must see whether it exists)
-    check_out(out, workdir)
+    placement.check_out(out, workdir)
     parent, name = os.path.split(out)
     os.makedirs(parent, exist_ok=True)
-    recover(out)
+    placement.recover(out)
     with tempfile.TemporaryDirectory() as scratch:
         uri = row["best_checkpoint"]
         ckpt = storage.download_dir(uri, os.path.join(scratch, "ckpt")) if storage.is_remote(uri) else uri
@@ -282,8 +281,8 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                 f.write(model_card(workdir, config, metrics, row))
             with open(os.path.join(tmp, B.CHECKSUMS), "w") as f:  # last: its presence marks a finished bundle
                 json.dump(B.checksums(tmp), f, indent=1)
-            replaced = _replaced(out, config["trial"])
-            swap_into_place(tmp, out)
+            replaced = placement.replaced_bundle(out, config["trial"])
+            placement.swap_into_place(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -299,44 +298,6 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
     return out
 
 
-def check_out(out: str, workdir: str) -> None:
-    """Export replaces ``out`` whole: refuse a folder that holds anything but a bundle, and the run folder itself
-    or any folder above it."""
-    run = os.path.realpath(storage.filesystem(workdir)[1]) if not storage.is_remote(workdir) else None
-    real = os.path.realpath(out)
-    if run and storage.within(run, real):
-        where = "is the run folder" if real == run else "holds the run folder"
-        raise SpeciesfamError(f"--out {out} {where} ({workdir}); the bundle would replace the run: give a new "
-                              f"folder (default: {layout.path(workdir, layout.BUNDLE)})")
-    other = B.run_around(os.path.dirname(real))
-    if other and other != run:  # its report and evaluate read that bundle as the other run's best model
-        raise SpeciesfamError(f"--out {out} is inside another run folder ({other}); a bundle there would replace or "
-                              f"pass for that run's own: give a folder outside it (default: "
-                              f"{layout.path(workdir, layout.BUNDLE)})")
-    images = stages.image_folder(workdir)
-    if images and within_source(out, images):  # the next catalog took the bundle's files for images
-        raise SpeciesfamError(f"--out {out} is inside the image folder {images} that catalog read: the next catalog "
-                              f"would take the bundle's files for images; give a folder outside it (default: "
-                              f"{layout.path(workdir, layout.BUNDLE)})")
-    inside = B.bundle_around(os.path.dirname(real))
-    if inside:  # its files would become the outer bundle's foreign files (a later export there is refused)
-        raise SpeciesfamError(f"--out {out} is inside the bundle {inside}; a bundle's folder holds only its own "
-                              "files: give a folder outside it")
-    if os.path.isdir(out) and os.listdir(out) and not B.is_bundle(out):
-        raise SpeciesfamError(f"--out {out} exists and is not a speciesfam bundle (no {B.CONFIG} naming "
-                              f"{B.SCHEMA!r}); export replaces the folder whole: give a new or empty folder")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise SpeciesfamError(f"--out {out} is a file; give a folder for the bundle")
-    if os.path.ismount(out):  # the swap renames the folder: EBUSY after the whole export's work
-        raise SpeciesfamError(f"--out {out} is a mount point, which cannot be renamed, and export swaps the "
-                              f"finished bundle in by renaming folders: give a folder inside it, e.g. "
-                              f"{os.path.join(out, layout.BUNDLE)}")
-    storage.require_creatable(out, "--out", "the bundle")  # a path under a file: a FileExistsError once written
-    foreign = _foreign_files(out) if os.path.isdir(out) and B.is_bundle(out) else []
-    if foreign:  # notes or predictions saved beside the model: replacing the bundle would delete them unsaid
-        raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({some(foreign)}); export "
-                              "replaces the folder whole: move them out, or give another --out")
-
 
 def _trial_folder(workdir: str, trial_id: str) -> str:
     """The folder under RUN/tune/ of trial ``trial_id`` (Tune names it TRAINABLE_ID_N_...), '' if none."""
@@ -346,66 +307,9 @@ def _trial_folder(workdir: str, trial_id: str) -> str:
     return next((p for p in sorted(found) if os.path.isdir(p)), "")
 
 
-def _replaced(out: str, trial: dict[str, Any]) -> str:
-    """The bundle ``out`` holds, when the new one (of ``trial``) replaces another trial's or another run's: what
-    export's line says (an --out shared by two runs lost the first one's model unsaid). "" otherwise."""
-    if not B.is_bundle(out):
-        return ""
-    try:
-        with open(os.path.join(out, B.CONFIG)) as f:
-            old = json.load(f).get("trial") or {}
-    except (OSError, ValueError):
-        return ""
-    catalog = (old.get("trained_on") or {}).get("catalog")
-    other_run = catalog != (trial.get("trained_on") or {}).get("catalog")
-    if not other_run and str(old.get("trial_id")) == str(trial["trial_id"]):
-        return ""
-    return (f"trial {old.get('trial_id')}"
-            + (f" trained on catalog run {str(catalog)[:8]} (another run folder's, or this one's before catalog ran "
-               "again)" if other_run and catalog else " of another run" if other_run else ""))
-
-
-def _foreign_files(bundle: str) -> list[str]:
-    """Files under ``bundle`` that its checksums.json does not list ([] when it cannot be read: a damaged
-    bundle is replaced, as before)."""
-    try:
-        with open(os.path.join(bundle, B.CHECKSUMS)) as f:
-            known = set(json.load(f)) | {B.CHECKSUMS}
-    except (OSError, ValueError, TypeError):
-        return []
-    return sorted(set(B.files_in(bundle)) - known)
 
 
 def _mark_trials_md(workdir: str, summary: dict[str, Any]) -> None:
     from .tune.tracking import write_trials_md
 
     write_trials_md(workdir, read_trials(workdir), exported=summary)
-
-
-def recover(out: str) -> None:
-    """Finish or undo what a killed export left beside ``out``: put the old bundle back when only it exists
-    (killed between the two renames), then delete every ``.<name>-*`` temp folder."""
-    parent, name = os.path.split(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        return
-    leftovers = sorted(os.path.join(parent, n) for n in os.listdir(parent) if n.startswith(f".{name}-"))
-    olds = [p for p in leftovers if os.path.basename(p).startswith(f".{name}-old-")]
-    if olds and not os.path.exists(out):
-        os.replace(olds[0], out)
-        leftovers.remove(olds[0])
-        console.say(f"export: restored {out} from an interrupted export")
-    for p in leftovers:
-        shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.remove(p)
-
-
-def swap_into_place(new: str, out: str) -> None:
-    """Replace folder ``out`` by finished folder ``new`` (same parent) with two renames; the old one is
-    deleted only once the new one is in place."""
-    parent, name = os.path.split(os.path.abspath(out))
-    old = None
-    if os.path.exists(out):
-        old = os.path.join(parent, f".{name}-old-{uuid.uuid4().hex[:8]}")
-        os.replace(out, old)
-    os.replace(new, out)
-    if old:
-        shutil.rmtree(old)

@@ -33,7 +33,7 @@ def state_of(folder: Path) -> str:
 
 SWAP_KILLED = """
 import os, shutil, sys
-from speciesfam import export
+from speciesfam import bundle_placement
 calls, kill_at = [0], int(sys.argv[3])
 def counted(fn):
     def wrapped(*a, **k):
@@ -43,13 +43,13 @@ def counted(fn):
         return fn(*a, **k)
     return wrapped
 os.replace, shutil.rmtree, os.unlink = counted(os.replace), counted(shutil.rmtree), counted(os.unlink)
-export.swap_into_place(sys.argv[1], sys.argv[2])
+bundle_placement.swap_into_place(sys.argv[1], sys.argv[2])
 """
 
 
 @pytest.mark.parametrize("kill_at", range(6))  # before/after each rename, inside the delete, never
 def test_a_killed_swap_leaves_the_old_or_the_new_bundle_and_recover_cleans_up(tmp_path, kill_at):
-    from speciesfam.export import recover
+    from speciesfam.bundle_placement import recover
 
     out, new = tmp_path / "bundle", tmp_path / ".bundle-new-abc"
     make_bundle(out, "old")

@@ -333,7 +333,7 @@ def test_a_stage_refuses_a_run_folder_at_or_under_a_file_naming_it(workdir, tmp_
 
 def test_export_refuses_an_out_folder_under_a_file_before_any_work(tmp_path):
     """`export --out afile/x` failed with a FileExistsError once the bundle had been written (hostile tester)."""
-    from speciesfam.export import check_out
+    from speciesfam.bundle_placement import check_out
 
     (tmp_path / "afile").write_text("x")
     with pytest.raises(SpeciesfamError, match=f"^--out {tmp_path / 'afile' / 'x'}: {tmp_path / 'afile'} is not a "
@@ -362,7 +362,7 @@ def test_export_refuses_an_out_folder_inside_another_run_folder(tmp_path):
     import pandas as pd
 
     from speciesfam import stages
-    from speciesfam.export import check_out
+    from speciesfam.bundle_placement import check_out
 
     for run in ("m1", "f2"):
         stages.finish(str(tmp_path / run), "catalog")  # catalog's record: what makes a run folder
@@ -383,7 +383,7 @@ def test_export_refuses_an_out_folder_inside_the_image_folder_catalog_read(tmp_p
     """The next catalog took the bundle's files for images: MODEL_CARD.md, head.keras, ... as unreadable rows of
     a family, and a new family for the bundle's folder; evaluate refused the same place (hostile tester)."""
     from speciesfam import stages
-    from speciesfam.export import check_out
+    from speciesfam.bundle_placement import check_out
 
     (tmp_path / "imgs" / "Felidae").mkdir(parents=True)
     (tmp_path / "link").symlink_to(tmp_path / "imgs")
@@ -412,15 +412,15 @@ def test_predict_names_a_semicolon_separated_manifest(tmp_path):
 def test_export_refuses_a_mount_point_before_any_work(tmp_path, monkeypatch):
     """`export --out MOUNT` did the whole export, then failed with EBUSY on the rename that swaps the bundle in
     (hostile tester). A real mount needs privileges a test does not have: os.path.ismount says which it is."""
-    from speciesfam import export
+    from speciesfam import bundle_placement
 
     mount = tmp_path / "usb"
     mount.mkdir()
     monkeypatch.setattr(os.path, "ismount", lambda p: os.fspath(p) == str(mount))
     with pytest.raises(SpeciesfamError, match=f"^--out {mount} is a mount point, which cannot be renamed.* give a "
                                               f"folder inside it, e.g. {mount / 'bundle'}"):
-        export.check_out(str(mount), str(tmp_path / "run"))
-    export.check_out(str(mount / "bundle"), str(tmp_path / "run"))
+        bundle_placement.check_out(str(mount), str(tmp_path / "run"))
+    bundle_placement.check_out(str(mount / "bundle"), str(tmp_path / "run"))
 
 
 def test_a_second_catalog_or_clean_on_a_run_folder_waits_for_the_first(tmp_path, capsys):
