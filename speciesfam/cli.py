@@ -253,15 +253,37 @@ def entry(argv: list[str] | None = None) -> int:
     and SIGTERM ignored. The work is done and written by then; a Ctrl-C in Ray's own shutdown at exit printed 'Exception
     ignored in atexit callback ... KeyboardInterrupt' after the summary. (``main`` leaves Ray running: a caller
     in Python, a notebook or the tests, shares it.)"""
-    import signal
-
     code = main(argv)
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a SIGTERM too: in the 2 s after a search's summary it exited
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # 1 or 143 and left Ray's daemons running (round 53)
-        ray.shutdown()
+        _shutdown_ignoring_signals(ray)
     return code
+
+
+def _shutdown_ignoring_signals(ray) -> None:
+    """``ray.shutdown()`` with Ctrl-C and SIGTERM ignored (in the 2 s after a search's summary they ended the
+    command with 1 or 143 and left Ray's daemons running: round 53). Ray's core worker puts SIGTERM's default
+    action back as it shuts down, before the ~1 s of stopping its daemons, so they are ignored again right after
+    it (a SIGTERM there still exited 143: round 54)."""
+    import signal
+
+    def ignore() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    ignore()
+    state = getattr(getattr(getattr(ray, "_private", None), "state", None), "state", None)
+    disconnect = getattr(state, "disconnect", None)  # called between the core worker's shutdown and the daemons'
+    if callable(disconnect):
+        def ignore_then_disconnect(*args, **kwargs):
+            ignore()
+            return disconnect(*args, **kwargs)
+        state.disconnect = ignore_then_disconnect
+    try:
+        ray.shutdown()
+    finally:
+        if callable(disconnect):
+            del state.disconnect  # the class's own method again
 
 
 def take_verbose(argv: list[str]) -> list[str]:

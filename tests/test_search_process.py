@@ -216,3 +216,33 @@ def test_a_ctrl_c_while_ray_shuts_down_at_exit_is_not_a_traceback(tmp_path, monk
             signal.signal(sig, handler)
         console.STOPPING.clear()
     assert shut == [True]
+
+
+_TERM_IN_RAY_SHUTDOWN = r"""
+import os, signal, sys
+import ray
+from speciesfam import cli
+
+ray.init(num_cpus=1, include_dashboard=False)
+node = ray._private.worker._global_node
+stop_daemons = node.kill_all_processes
+
+
+def term_then_stop(*args, **kwargs):  # the ~1 s Ray spends stopping its daemons: a SIGTERM arrives there
+    os.kill(os.getpid(), signal.SIGTERM)
+    return stop_daemons(*args, **kwargs)
+
+
+node.kill_all_processes = term_then_stop
+sys.exit(cli.entry(["report", "--workdir", sys.argv[1]]))
+"""
+
+
+def test_a_sigterm_while_ray_stops_its_daemons_at_exit_keeps_the_exit_status(tmp_path):
+    """Real Ray: its core worker puts SIGTERM's default action back as it shuts down, so a SIGTERM while it then
+    stopped its daemons (about 1 s after a search's summary) ended the command with 143 (round 54)."""
+    from speciesfam import cli
+
+    out = subprocess.run([sys.executable, "-c", _TERM_IN_RAY_SHUTDOWN, str(tmp_path / "none")], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert out.returncode == cli.main(["report", "--workdir", str(tmp_path / "none")]), out.stderr[-2000:]
