@@ -151,6 +151,17 @@ def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, 
     assert f"clean: {path} holds vectors of 2 numbers, {emb['model_id'][0]} gave {width} when clean last ran; " \
         "it is a cache: every image is embedded again" in capsys.readouterr().out
     assert set(pd.read_parquet(path)["embedding"].map(len)) == {width}
+    emb.assign(embedding=[np.ones(2, np.float32)] * 12).to_parquet(path)  # the same, and clean's record gone:
+    (tmp_path / "run" / layout.STAGES / "clean.json").unlink()  # 'all 12 embeddings cached' (round 54)
+    run_clean(str(tmp_path / "run"), cfg)
+    out = capsys.readouterr().out
+    assert f"clean: embedding 1 image with {emb['model_id'][0]} (11 cached; no record of the vectors' length " in out
+    assert f"clean: {path} holds vectors of 2 numbers, {emb['model_id'][0]} gives {width}; it is a cache: its " \
+        "11 images are embedded again" in out, out
+    assert set(pd.read_parquet(path)["embedding"].map(len)) == {width} and len(pd.read_parquet(path)) == 12
+    (tmp_path / "run" / layout.STAGES / "clean.json").unlink()  # a right cache: one image embedded, the rest kept
+    run_clean(str(tmp_path / "run"), cfg)
+    assert "clean: embedding 1 image with " in capsys.readouterr().out
     aside = path.with_name("aside.parquet")
     path.rename(aside)
     path.mkdir()  # a folder in its place: 'written anew' was promised, then the write failed after the work
