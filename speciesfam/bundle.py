@@ -337,7 +337,13 @@ class ProbePredictor(Predictor):
         _check_outputs(self.head, self.labels, os.path.join(path, PROBE_HEAD))
 
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:
-        return np.asarray(self.head.predict_on_batch(self.embedder.embed(images)))
+        vectors = np.asarray(self.embedder.embed(images))
+        takes = (getattr(self.head, "input_shape", None) or (None,))[-1]
+        if isinstance(takes, int) and vectors.ndim == 2 and vectors.shape[1] != takes:  # a Keras traceback (round 54)
+            raise BundleError(f"{self.path}: {PROBE_HEAD} takes vectors of {takes} numbers, its embedder gives "
+                              f"{vectors.shape[1]}: the probe was trained on other embeddings than this embedder's "
+                              "(a cache that did not match): run clean, the probe search and export again")
+        return np.asarray(self.head.predict_on_batch(vectors))
 
 
 def load_bundle(path: str, weights_dir: str | None = None) -> Predictor:

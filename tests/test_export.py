@@ -351,3 +351,26 @@ def test_weights_dir_for_a_probe_bundle_that_reads_no_local_file_is_noted_not_re
     assert main(["predict", str(probe_bundle), image, "--weights-dir", str(tmp_path / "nowhere")]) == 0
     assert capsys.readouterr().err.strip() == (f"predict: note: --weights-dir {tmp_path / 'nowhere'} is not read: "
                                                "this bundle's embedder reads no local weights file")
+
+
+def test_a_probe_bundle_whose_head_takes_other_vectors_than_its_embedder_gives_is_refused(probe_bundle, tmp_path,
+                                                                                           capsys):
+    """A probe trained on a cache of vectors of another length than its embedder gives (a cache that did not
+    match) was exported, and predict failed with Keras's traceback (round 54): one line, exit 2, the fix."""
+    import keras
+
+    from speciesfam.bundle import CHECKSUMS, PROBE_HEAD, checksums
+    from speciesfam.cli import main
+
+    bundle = Path(shutil.copytree(probe_bundle, tmp_path / "bundle"))
+    labels = json.loads((bundle / "labels.json").read_text())
+    head = keras.Sequential([keras.Input((2,), name="embedding"), keras.layers.Dense(len(labels),
+                                                                                     activation="softmax")])
+    head.save(bundle / PROBE_HEAD)
+    (bundle / CHECKSUMS).write_text(json.dumps(checksums(str(bundle))))
+    image = tmp_path / "x.png"
+    __import__("PIL.Image").Image.new("RGB", (20, 20)).save(image)
+    assert main(["predict", str(bundle), str(image)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{bundle}: {PROBE_HEAD} takes vectors of 2 numbers, its embedder gives " \
+        in err and err.endswith("run clean, the probe search and export again"), err
