@@ -144,7 +144,16 @@ def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe
                             (whole[:-3], "is cut short: its last line ends mid-row"),
                             (pd.read_csv(probe_run / "trials.csv").assign(best_val_macro_f1="abc").to_csv(
                                 index=False).encode(),  # a traceback in export, 'abc' in the report (round 53)
-                             "is damaged: its column best_val_macro_f1 holds 'abc' on line 2, not a number")):
+                             "is damaged: its column best_val_macro_f1 holds 'abc' on line 2, not a macro-F1 from 0 "
+                             "to 1"),
+                            *((pd.read_csv(probe_run / "trials.csv").assign(**{column: value}).to_csv(index=False)
+                               .encode(), f"is damaged: its column {column} holds {value!r} on line 2, not {said}")
+                              for column, value, said in (  # exported as the best trial, 'inf' shown (round 54)
+                                  ("best_val_macro_f1", float("inf"), "a macro-F1 from 0 to 1"),
+                                  ("best_val_macro_f1", 1.5, "a macro-F1 from 0 to 1"),
+                                  ("best_val_macro_f1", -0.5, "a macro-F1 from 0 to 1"),
+                                  ("epochs_run", 2.5, "a whole number of epochs >= 0"),
+                                  ("seconds", -1.0, "a finite number of seconds >= 0")))):
         (run / "trials.csv").write_bytes(content)
         with pytest.raises(StageOrderError) as refused:
             export_bundle(str(run))

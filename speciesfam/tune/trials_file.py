@@ -55,19 +55,31 @@ def cut_short(uri: str, trials: "pd.DataFrame") -> str:
 
 
 NUMBERS = (layout.BEST_METRIC, "best_epoch", "epochs_run", "seconds")  # what export ranks and the report shows
+# what each may hold: (lowest, highest, whole numbers only, said)
+RANGES = {layout.BEST_METRIC: (0.0, 1.0, False, "a macro-F1 from 0 to 1"),
+          "best_epoch": (0.0, float("inf"), True, "a whole number of epochs >= 0"),
+          "epochs_run": (0.0, float("inf"), True, "a whole number of epochs >= 0"),
+          "seconds": (0.0, float("inf"), False, "a finite number of seconds >= 0")}
 
 
 def not_numbers(uri: str, trials: "pd.DataFrame") -> str:
-    """Why RUN/trials.csv is damaged when a column of numbers holds something else (an edit: 'abc' was a
-    traceback in export and 'val macro-F1: abc' in the report; round 53), '' when it does not."""
+    """Why RUN/trials.csv is damaged when a column of numbers holds something else or a number it cannot (an edit:
+    'abc' was a traceback in export and 'val macro-F1: abc' in the report, round 53; a macro-F1 of inf or 1.5 was
+    exported as the best trial, round 54), '' when it does not."""
+    import numpy as np
     import pandas as pd
 
     for column in (c for c in NUMBERS if c in trials.columns):
         values = pd.to_numeric(trials[column], errors="coerce")
-        bad = trials[column].notna() & values.isna()
+        low, high, whole, said = RANGES[column]
+        finite = np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+        bad = trials[column].notna() & (values.isna() | ~finite | (values < low) | (values > high)
+                                        | (whole & (values.fillna(0) % 1 != 0)))
         if bad.any():
-            return (f"{uri} is damaged: its column {column} holds {trials.loc[bad, column].iloc[0]!r} on line "
-                    f"{bad.idxmax() + 2}, not a number")
+            held = trials.loc[bad, column].iloc[0]
+            held = repr(held if isinstance(held, str) else float(held))  # 'abc', inf: not np.float64(inf)
+            return (f"{uri} is damaged: its column {column} holds {held} on line "
+                    f"{bad.idxmax() + 2}, not {said}")
     return ""
 
 
