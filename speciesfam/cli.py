@@ -186,12 +186,14 @@ def _report(args: argparse.Namespace) -> int:
                               f"catalog's {layout.MANIFEST}); give one made by `speciesfam catalog` (or `speciesfam "
                               "demo`)")
     storage.require_creatable(args.workdir, "--workdir", "the report (report.html)")
-    from .report_search import running_now
+    from .report_search import running_now, trials_damage
 
     path = write_report(args.workdir)
-    running = running_now(args.workdir)
-    if running:  # (round 53: said nowhere)
+    running, damage = running_now(args.workdir), trials_damage(args.workdir)  # said in the page alone (rounds 53, 54)
+    if running:
         print(f"report: {running[0].lower()}{running[1:]}")
+    if damage:
+        print(f"report: {damage}")
     print(f"report: {path}" if path else f"speciesfam report: could not write {args.workdir}/report.html (see the "
           "warning above)")
     return 0 if path else 1

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from . import layout, plots, stages, storage
-from .errors import StageOrderError
+from .errors import SourceError, StageOrderError
 from .lines import SEARCH_END, final_flag, how_ended, scheduler_name, search_cut_by
 from .tune.history import merged_lines
 from .tune.tracking import scored_trials
@@ -83,18 +83,25 @@ def running_now(workdir: str) -> str:
             f"{'it ends' if one else 'each ends'})") if running else ""
 
 
+def trials_damage(workdir: str) -> str:
+    """What is wrong with RUN/trials.csv, as export says it (deleted, emptied, damaged or cut short though searches
+    ran, with the --resume that writes it again), '' when nothing is."""
+    if not storage.exists(layout.path(workdir, layout.TRIALS)):  # deleted after searches ran: not 'Not run yet'
+        return trials_deleted(workdir)
+    try:
+        trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
+    except (StageOrderError, SourceError) as err:  # SourceError: no search recorded, said without a --resume
+        return str(err)
+    return trials_lost(workdir, trials)  # cut short, though searches trained: not '0 trials'
+
+
 def search(workdir: str, records: dict) -> dict | None:
     running = running_now(workdir)
-    if not storage.exists(layout.path(workdir, layout.TRIALS)):  # deleted after searches ran: not 'Not run yet'
-        gone = trials_deleted(workdir) or running and running + "."
-        return {"missing": True, "why": gone} if gone else None
-    try:  # emptied or damaged: the --resume that writes it again, as export says
-        trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
-    except StageOrderError as err:
-        return {"missing": True, "why": str(err)}
-    lost = trials_lost(workdir, trials)  # cut short, though searches trained: not '0 trials'
-    if lost:
-        return {"missing": True, "why": lost}
+    damage = trials_damage(workdir)
+    if damage or not storage.exists(layout.path(workdir, layout.TRIALS)):
+        why = damage or running and running + "."
+        return {"missing": True, "why": why} if why else None
+    trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
     missing = [c for c in ("trial_id", "status", layout.BEST_METRIC, "trial_path") if c not in trials.columns]
     if missing:
         raise ValueError(f"{layout.TRIALS} lacks column(s) {missing}; was it written by `speciesfam tune`?")

@@ -126,7 +126,7 @@ def test_a_deleted_trial_table_names_the_resume_that_writes_it(probe_run, tmp_pa
     assert "trials.csv does not exist, though searches ran here (probe); `speciesfam tune probe --workdir" in page
 
 
-def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe_run, tmp_path):
+def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe_run, tmp_path, capsys):
     """An empty trials.csv made export say 'No columns to parse from file' and to give 'the CSV file speciesfam
     wrote, or another path' (export takes no such path)."""
     from speciesfam.errors import StageOrderError
@@ -162,6 +162,11 @@ def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe
             "`speciesfam tune probe --workdir" in said and said.endswith("(each search's --resume adds its trials)"), said
         assert "give the CSV file" not in said
         assert f"trials.csv {damage}" in html.unescape(render(str(run)))  # the report says it too, and renders
+    from speciesfam.cli import main
+
+    capsys.readouterr()
+    assert main(["report", "--workdir", str(run)]) == 0  # and on the console (only in the page: round 54)
+    assert f"report: {run / 'trials.csv'} {damage}" in capsys.readouterr().out
     header = (probe_run / "trials.csv").read_text().splitlines()[0]
     (run / "trials.csv").write_text(header + "\n")  # only its header left: 'see its error column' of no row
     with pytest.raises(StageOrderError, match=r"trials.csv lists no trial of search probe, though searches ran here "
