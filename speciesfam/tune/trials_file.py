@@ -45,6 +45,10 @@ def cut_short(uri: str, trials: "pd.DataFrame") -> str:
     """Why RUN/trials.csv was cut short (a copy or disk that stopped mid-write), '' when it is whole: every row
     has the fields a trial always has, and the file ends its last line (as pandas writes it)."""
     needed = [c for c in ("trial_id", "status", "config") if c in trials.columns]
+    if not needed:  # binary data or another table: it was called 'cut short: its last line ends mid-row' (round 54)
+        binary = b"\x00" in storage.read_bytes(uri)[:65536]
+        return (f"{uri} is damaged: {'it holds binary data, not' if binary else 'it is not'} a table of trials (no "
+                "column trial_id, status or config)")
     short = trials[trials[needed].isna().any(axis=1)] if needed else trials.iloc[:0]
     if len(short):  # the fields that row lacks (it named all three beside a trial id and status: round 49)
         lacking = [c for c in needed if short[c].isna().iloc[0]]
