@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 
 def test_the_reproduce_command_keeps_weights_none_and_leaves_out_flags_the_kind_does_not_read():
     """stages/tune.json dropped None values, so `--weights none` (what --smoke-test sets) was missing from the
@@ -215,3 +217,21 @@ def test_a_stale_stages_advice_names_clean_with_the_settings_it_ran_with(tmp_pat
     record_search(run, TuneConfig(kind="scratch", num_samples=3, name="cnn"), "cnn", table)
     record_search(run, TuneConfig(kind="probe", num_samples=5), "probe", table)
     assert stages.command("tune", run, "scratch") == f"speciesfam tune scratch --workdir {run} --num-samples 3 --name cnn"
+
+
+@pytest.mark.slow  # a real CNN search (~30 s on 2 cores)
+def test_a_cnn_search_given_no_worker_cpus_is_reproduced_without_the_share_fitted_to_this_machine(
+        collection, tmp_path, ray_session):
+    """The workers' CPUs left out are fitted to the cluster (2 x 0.75 on 2 cores); the report's reproduce command
+    gave the share this machine got, pinning it on a larger one (round 54)."""
+    from speciesfam import stages
+    from speciesfam.config import TuneConfig
+    from speciesfam.data.catalog import run_catalog
+    from speciesfam.tune.search import run_search
+
+    root, _ = collection
+    run_catalog(str(root), str(tmp_path))
+    run_search(str(tmp_path), TuneConfig(kind="scratch", num_samples=1, max_epochs=1, workers_per_trial=1,
+                                         image_size=32, name="cnn"))  # not --smoke-test: it gives 0.5 CPUs
+    said = stages.command("tune", str(tmp_path), "scratch")
+    assert said.startswith("speciesfam tune scratch ") and "--name cnn" in said and "--cpus-per-worker" not in said

@@ -125,6 +125,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         if cfg.wandb == "online":
             check_wandb_reachable()  # the logging actors run on this node
         init_ray(address)
+        given = cfg  # what reproduces it: the workers' CPUs left out are fitted to the cluster it runs on (round 54)
         cfg = fit_worker_cpus(cfg)
         slots = trial_slots(cfg)  # and refuse a trial that can never be placed, before any work
         check_shared(storage_path, "storage_path")
@@ -166,7 +167,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         del tuner  # its callbacks are collected while Ray is up (Ray's W&B callback fails in __del__ at interpreter exit)
         gc.collect()
         table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
-        record_search(workdir, cfg, name, table, built_from=read, **ending)
+        record_search(workdir, dataclasses.replace(cfg, cpus_per_worker=given.cpus_per_worker), name, table,
+                      built_from=read, **ending)
         if not ending["interrupted"]:  # stopped before any trial trained: an interrupt (exit 130), not a failed search
             check_some_trial_trained(table, layout.path(workdir, layout.TRIALS),
                                      cfg.time_budget_s if ending["time_budget_hit"] else None)
