@@ -57,9 +57,27 @@ def setup(verbose_flag: bool | None = None) -> None:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     logging.captureWarnings(True)  # warnings become log records: kept in RUN/logs/, off the console
+    if not getattr(sys.unraisablehook, "speciesfam", False):
+        sys.unraisablehook = _interrupt_in_cleanup_logged(sys.unraisablehook)
     if not any(isinstance(h, _OutsideStages) for h in logging.getLogger().handlers):
         logging.getLogger().addHandler(_OutsideStages())
     quiet_loggers()
+
+
+def _interrupt_in_cleanup_logged(hook: Any) -> Any:
+    """``sys.unraisablehook`` that logs an interrupt raised where Python cannot raise it (a weakref or ``__del__``
+    callback that ran as a SIGTERM came: 'Exception ignored in: <function WeakKeyDictionary...> ... KeyboardInterrupt'
+    on the console just before a search's summary, round 54); the search stops the same way, through
+    ``STOPPING``. Everything else goes to ``hook`` as before."""
+    def logged(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            logging.getLogger(__name__).info("an interrupt came in a cleanup callback (%r); ignored there",
+                                             unraisable.object)
+            return
+        hook(unraisable)
+
+    logged.speciesfam = True
+    return logged
 
 
 class _OutsideStages(logging.StreamHandler):

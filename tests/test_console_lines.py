@@ -350,3 +350,18 @@ def test_a_console_whose_reader_went_away_does_not_stop_the_work(tmp_path):
     stream.write("more\n")
     stream.flush()  # sent to /dev/null: no error at exit either
     stream.close()
+
+
+def test_an_interrupt_in_a_cleanup_callback_is_logged_not_printed():
+    """A SIGTERM whose KeyboardInterrupt was raised in a weakref callback printed 'Exception ignored in: <function
+    WeakKeyDictionary...> Traceback ... KeyboardInterrupt' just before a search's summary (round 54)."""
+    import subprocess
+    import sys
+
+    script = ("import logging, sys\nfrom speciesfam import console\nconsole.setup(False)\n"
+              "class Cleanup:\n    def __del__(self):\n        raise KeyboardInterrupt\n"
+              "class Broken:\n    def __del__(self):\n        raise ValueError('still said')\n"
+              "Cleanup()\nBroken()\nprint('went on')\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "went on\n", out
+    assert "KeyboardInterrupt" not in out.stderr and "ValueError: still said" in out.stderr, out.stderr
