@@ -168,6 +168,9 @@ def test_report_of_a_partial_or_damaged_run_still_renders(tmp_path, collection, 
     assert (empty / layout.REPORT).read_text().count("Not run yet") == 4
     run_catalog(str(collection[0]), str(tmp_path / "cat"))
     (tmp_path / "cat" / layout.TRIALS).write_text("not,a\ntrial,table\n")  # damaged: the search section says so
+    assert "trials.csv is damaged: it is not a table of trials (no column trial_id, status or config)" in \
+        render(str(tmp_path / "cat"))
+    (tmp_path / "cat" / layout.TRIALS).write_text('trial_id,status,config\nx,ok,"{}"\n')  # a section's error
     html = render(str(tmp_path / "cat"))
     assert "could not be rendered: ValueError: trials.csv lacks column(s)" in html
     assert "Not run yet: <code>speciesfam clean" in html
