@@ -238,6 +238,7 @@ sys.exit(cli.entry(["report", "--workdir", sys.argv[1]]))
 """
 
 
+@pytest.mark.slow  # ~10 s: a Python that starts Ray; the default run stays near 5 minutes
 def test_a_sigterm_while_ray_stops_its_daemons_at_exit_keeps_the_exit_status(tmp_path):
     """Real Ray: its core worker puts SIGTERM's default action back as it shuts down, so a SIGTERM while it then
     stopped its daemons (about 1 s after a search's summary) ended the command with 143 (round 54)."""
