@@ -235,3 +235,9 @@ def test_a_cnn_search_given_no_worker_cpus_is_reproduced_without_the_share_fitte
                                          image_size=32, name="cnn"))  # not --smoke-test: it gives 0.5 CPUs
     said = stages.command("tune", str(tmp_path), "scratch")
     assert said.startswith("speciesfam tune scratch ") and "--name cnn" in said and "--cpus-per-worker" not in said
+    # nor does a bare --resume take it from the search's own record (it then recorded 0.75 again: round 55)
+    from speciesfam.cli_args import build_parser, tune_config
+
+    resumed = tune_config(build_parser().parse_args(["tune", "scratch", "--workdir", str(tmp_path), "--name", "cnn",
+                                                     "--resume"]))
+    assert resumed.cpus_per_worker is None and resumed.image_size == 32  # what it started with, but not fitted

@@ -125,8 +125,10 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         if cfg.wandb == "online":
             check_wandb_reachable()  # the logging actors run on this node
         init_ray(address)
-        given = cfg  # what reproduces it: the workers' CPUs left out are fitted to the cluster it runs on (round 54)
-        cfg = fit_worker_cpus(cfg)
+        fitted = fit_worker_cpus(cfg)
+        # the records keep the workers' CPUs as given: left out, they are fitted again to the cluster a reproduction
+        # or a --resume runs on (the report's command pinned this machine's 0.75: round 54)
+        recorded, cfg = dataclasses.replace(fitted, cpus_per_worker=cfg.cpus_per_worker), fitted
         slots = trial_slots(cfg)  # and refuse a trial that can never be placed, before any work
         check_shared(storage_path, "storage_path")
         check_shared(manifest_uri, "workdir")
@@ -156,7 +158,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         tuner = make_tuner(trainable, space, cfg, storage_path, name, points=points, reuse_actors=cfg.kind == "probe",
                            slots=slots)
         if not cfg.resume:
-            write_record(storage_path, name, val_split, cfg)  # once nothing refused it
+            write_record(storage_path, name, val_split, recorded)  # once nothing refused it
         console.say(start_line(cfg, name, space, slots))
         try:
             results, ending = fit(tuner, space, cfg, used_seconds(storage_path, name))
@@ -167,8 +169,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         del tuner  # its callbacks are collected while Ray is up (Ray's W&B callback fails in __del__ at interpreter exit)
         gc.collect()
         table = write_trial_table(results, workdir, kind=cfg.kind, val_split=val_split)  # this search's trials
-        record_search(workdir, dataclasses.replace(cfg, cpus_per_worker=given.cpus_per_worker), name, table,
-                      built_from=read, **ending)
+        record_search(workdir, recorded, name, table, built_from=read, **ending)
         if not ending["interrupted"]:  # stopped before any trial trained: an interrupt (exit 130), not a failed search
             check_some_trial_trained(table, layout.path(workdir, layout.TRIALS),
                                      cfg.time_budget_s if ending["time_budget_hit"] else None)
