@@ -145,6 +145,7 @@ def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe
                             (b"\x00\x01garbage", "is damaged: it holds binary data, not a table of trials (no column "
                                                  "trial_id, status or config)"),  # 'cut short' (round 54)
                             (b"a,b\n1,2\n", "is damaged: it is not a table of trials"),
+                            (b"\x89PNG\r\n\x1a\n", "is damaged: it holds binary data, not a table of trials"),
                             (pd.read_csv(probe_run / "trials.csv").assign(best_val_macro_f1="abc").to_csv(
                                 index=False).encode(),  # a traceback in export, 'abc' in the report (round 53)
                              "is damaged: its column best_val_macro_f1 holds 'abc' on line 2, not a macro-F1 from 0 "

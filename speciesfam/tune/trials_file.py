@@ -41,14 +41,17 @@ def read_trials(workdir: str, stage_hint: str = "") -> "pd.DataFrame":
     return moved_here(trials, workdir)
 
 
+NOT_TRIALS = "a table of trials (no column trial_id, status or config)"
+BINARY = f"it holds binary data, not {NOT_TRIALS}"
+
+
 def cut_short(uri: str, trials: "pd.DataFrame") -> str:
     """Why RUN/trials.csv was cut short (a copy or disk that stopped mid-write), '' when it is whole: every row
     has the fields a trial always has, and the file ends its last line (as pandas writes it)."""
     needed = [c for c in ("trial_id", "status", "config") if c in trials.columns]
     if not needed:  # binary data or another table: it was called 'cut short: its last line ends mid-row' (round 54)
         binary = b"\x00" in storage.read_bytes(uri)[:65536]
-        return (f"{uri} is damaged: {'it holds binary data, not' if binary else 'it is not'} a table of trials (no "
-                "column trial_id, status or config)")
+        return f"{uri} is damaged: {BINARY if binary else 'it is not ' + NOT_TRIALS}"
     short = trials[trials[needed].isna().any(axis=1)] if needed else trials.iloc[:0]
     if len(short):  # the fields that row lacks (it named all three beside a trial id and status: round 49)
         lacking = [c for c in needed if short[c].isna().iloc[0]]
@@ -97,6 +100,8 @@ def unreadable(uri: str, err: BaseException) -> str:
         empty = False
     if str(err).startswith((f"{uri} is cut short", f"{uri} is damaged")):  # cut_short's and not_numbers' own
         return str(err)
+    if isinstance(cause, UnicodeDecodeError):  # an image, Parquet or gzip file of that name (round 55)
+        return f"{uri} is damaged: {BINARY}"
     return f"{uri} is empty" if empty else \
         f"{uri} cannot be read as a CSV table ({type(cause).__name__}: {storage.said(cause, 200)})"
 
