@@ -227,7 +227,8 @@ def _run_stage(args: argparse.Namespace) -> int:
     failed = None
     typed = _typed(args)
     held = stage_lock(args.workdir, args.command) if args.command in ("catalog", "clean") else None
-    with stage_log.stage_logs(args.workdir, args.command, typed), contextlib.closing(held or io.StringIO()):
+    with stage_log.stage_logs(args.workdir, args.command, typed), contextlib.closing(held or io.StringIO()), \
+            console.interrupts_holdable():
         try:
             rc = COMMANDS[args.command](args)
         except SearchFailedError as err:  # it ran and trained nothing: its summary and report still stand

@@ -259,6 +259,36 @@ def stop_on_ctrl_c() -> None:
         signal.signal(signal.SIGINT, on_ctrl_c)
 
 
+_HOLDS: list[dict] = []  # per stage the command runs: the handlers ``hold_interrupts`` replaced, once it has
+
+
+@contextlib.contextmanager
+def interrupts_holdable() -> Iterator[None]:
+    """A stage the command runs, to its summary and report lines: ``hold_interrupts`` inside it holds a Ctrl-C or
+    SIGTERM until then, and the handlers it replaced are put back here."""
+    _HOLDS.append({})
+    try:
+        yield
+    finally:
+        for sig, handler in _HOLDS.pop().items():
+            signal.signal(sig, handler)
+
+
+def hold_interrupts() -> None:
+    """From the end of a search's trials to its summary and report lines: a Ctrl-C or SIGTERM is noted in the
+    log, not raised (one just after the last trial line dropped both, and the command exited 130 with every trial
+    finished: round 55); the command ends a second or two later, with them. Only inside ``interrupts_holdable``
+    (a Python caller of ``run_search`` keeps its Ctrl-C) and in the main thread."""
+    if not _HOLDS or _HOLDS[-1] or threading.current_thread() is not threading.main_thread():
+        return
+
+    def noted(signum: int, frame: Any) -> None:
+        logging.getLogger(__name__).info("signal %d after the search's trials ended: its summary and report are "
+                                         "written first", signum)
+
+    _HOLDS[-1].update({sig: signal.signal(sig, noted) for sig in (signal.SIGINT, signal.SIGTERM)})
+
+
 def tune_verbosity() -> int:
     """Tune's own status tables: off (``lines.trial_lines_callback`` speaks instead) unless verbose."""
     return 2 if verbose() else 0

@@ -365,3 +365,21 @@ def test_an_interrupt_in_a_cleanup_callback_is_logged_not_printed():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout == "went on\n", out
     assert "KeyboardInterrupt" not in out.stderr and "ValueError: still said" in out.stderr, out.stderr
+
+
+def test_interrupts_held_after_a_searchs_trials_only_to_its_stage_end():
+    """The command's stage holds a Ctrl-C from the end of the trials to its summary; a Python caller of
+    run_search (no stage scope) keeps its Ctrl-C, and the stage puts the handlers back."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    console.hold_interrupts()  # outside a stage: nothing held
+    assert signal.getsignal(signal.SIGINT) is before
+    with console.interrupts_holdable():
+        console.hold_interrupts()
+        os.kill(os.getpid(), signal.SIGINT)  # noted in the log, not raised
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        import time
+        time.sleep(1)

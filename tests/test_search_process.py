@@ -247,3 +247,34 @@ def test_a_sigterm_while_ray_stops_its_daemons_at_exit_keeps_the_exit_status(tmp
     out = subprocess.run([sys.executable, "-c", _TERM_IN_RAY_SHUTDOWN, str(tmp_path / "none")], capture_output=True,
                          text=True, timeout=120, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
     assert out.returncode == cli.main(["report", "--workdir", str(tmp_path / "none")]), out.stderr[-2000:]
+
+
+_TERM_AFTER_THE_TRIALS = r"""
+import os, signal, sys
+from speciesfam import cli
+from speciesfam.data.synthetic_embeddings import make_embedding_run
+from speciesfam.tune import tracking
+
+make_embedding_run(sys.argv[1], rows=120, dim=8, families=3)
+table = tracking.write_trial_table
+
+
+def term_then_table(*args, **kwargs):  # the trials have ended; the search writes its table, record, summary
+    os.kill(os.getpid(), signal.SIGTERM)
+    return table(*args, **kwargs)
+
+
+tracking.write_trial_table = term_then_table
+sys.exit(cli.entry(["tune", "probe", "--workdir", sys.argv[1], "--num-samples", "2", "--max-epochs", "2"]))
+"""
+
+
+@pytest.mark.slow  # ~20 s: a CLI search
+def test_a_sigterm_after_the_last_trial_ended_still_gives_the_summary_and_report(tmp_path):
+    """A SIGTERM just after the last trial's line (every trial finished) ended the command with 130 and no
+    summary nor report line (round 55): the search's bookkeeping finishes first, and it exits 0."""
+    out = subprocess.run([sys.executable, "-c", _TERM_AFTER_THE_TRIALS, str(tmp_path / "run")], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-2000:])
+    assert "tune: 2 trials" in out.stdout and "report: " in out.stdout, out.stdout[-2000:]
+    assert "interrupted" not in out.stderr, out.stderr[-2000:]

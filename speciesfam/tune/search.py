@@ -226,6 +226,7 @@ def fit(tuner, space: dict[str, Any], cfg: TuneConfig, before: float = 0.0):
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+        console.hold_interrupts()  # the trials have ended: the search's summary and report come first
     seconds = time.monotonic() - start
     budget_hit = bool(cfg.time_budget_s) and before + seconds >= cfg.time_budget_s
     return results, {"planned": planned, "time_budget_hit": budget_hit, "interrupted": console.interrupted(),
