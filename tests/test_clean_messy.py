@@ -85,6 +85,7 @@ def test_an_image_replaced_since_catalog_is_not_embedded_as_the_catalogued_one(t
     assert set(pd.read_parquet(tmp_path / "run" / layout.EMBEDDINGS)["sha256"]) == set(before["sha256"])
 
 
+@pytest.mark.slow  # ~35 s: eleven clean runs over one cache; the default run stays near 5 minutes
 def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, ray_session, capsys):
     """Cached embeddings had no version of the decode path: after it changed, images whose pixels it now gives
     otherwise kept the embeddings of the old pixels. Rows cached by another version, or by a clean that stamped
