@@ -60,6 +60,7 @@ def check_out(out: str, workdir: str) -> None:
         raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({some(foreign)}); export "
                               "replaces the folder whole: move them out, or give another --out")
 
+
 def replaced_bundle(out: str, trial: dict[str, Any]) -> str:
     """The bundle ``out`` holds, when the new one (of ``trial``) replaces another trial's or another run's: what
     export's line says (an --out shared by two runs lost the first one's model unsaid). "" otherwise."""
@@ -78,6 +79,7 @@ def replaced_bundle(out: str, trial: dict[str, Any]) -> str:
             + (f" trained on catalog run {str(catalog)[:8]} (another run folder's, or this one's before catalog ran "
                "again)" if other_run and catalog else " of another run" if other_run else ""))
 
+
 def foreign_files(bundle: str) -> list[str]:
     """Files under ``bundle`` that its checksums.json does not list ([] when it cannot be read: a damaged
     bundle is replaced, as before)."""
@@ -87,6 +89,7 @@ def foreign_files(bundle: str) -> list[str]:
     except (OSError, ValueError, TypeError):
         return []
     return sorted(set(B.files_in(bundle)) - known)
+
 
 def recover(out: str) -> None:
     """Finish or undo what a killed export left beside ``out``: put the old bundle back when only it exists
@@ -102,6 +105,7 @@ def recover(out: str) -> None:
         console.say(f"export: restored {out} from an interrupted export")
     for p in leftovers:
         shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else os.remove(p)
+
 
 def swap_into_place(new: str, out: str) -> None:
     """Replace folder ``out`` by finished folder ``new`` (same parent) with two renames; the old one is

@@ -5,10 +5,9 @@ trial's checkpoint, its row of ``trials.csv`` and the stage records (``RUN/stage
 embedded, what ``catalog`` saw), never from another stage's Markdown. A checkpoint's own ``config.json`` is
 an input here, not the schema.
 
-Where the bundle goes (``--out`` checks, the swap, a killed export's leftovers) is ``bundle_placement``.
-The bundle is built in ``.<name>-new-*`` beside its destination and swapped in with renames (the old one
-goes to ``.<name>-old-*`` first and is deleted last), so a kill at any point leaves the old bundle or the new
-one; the next export restores or deletes what a killed one left.
+The bundle is built in ``.<name>-new-*`` beside its destination and swapped in by ``bundle_placement`` (which
+also checks ``--out`` and clears what a killed export left), so a kill at any point leaves the old bundle or
+the new one.
 """
 
 from __future__ import annotations

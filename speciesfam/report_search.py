@@ -9,7 +9,7 @@ import io
 import json
 import os
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import layout, plots, stages, storage
 from .errors import SourceError, StageOrderError
@@ -17,6 +17,9 @@ from .lines import SEARCH_END, final_flag, how_ended, scheduler_name, search_cut
 from .tune.history import merged_lines
 from .tune.tracking import scored_trials
 from .tune.trials_file import read_trials, search_name, trials_deleted, trials_lost
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 IDLE_GAP_S = 60.0  # no trial running for longer than this: the time between two commands, not the search's
@@ -83,25 +86,29 @@ def running_now(workdir: str) -> str:
             f"{'it ends' if one else 'each ends'})") if running else ""
 
 
-def trials_damage(workdir: str) -> str:
-    """What is wrong with RUN/trials.csv, as export says it (deleted, emptied, damaged or cut short though searches
-    ran, with the --resume that writes it again), '' when nothing is."""
+def checked_trials(workdir: str) -> tuple["pd.DataFrame | None", str]:
+    """RUN/trials.csv (None when it cannot be read) and what is wrong with it, as export says it (deleted, emptied,
+    damaged or cut short though searches ran, with the --resume that writes it again; '' when nothing is)."""
     if not storage.exists(layout.path(workdir, layout.TRIALS)):  # deleted after searches ran: not 'Not run yet'
-        return trials_deleted(workdir)
+        return None, trials_deleted(workdir)
     try:
         trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
     except (StageOrderError, SourceError) as err:  # SourceError: no search recorded, said without a --resume
-        return str(err)
-    return trials_lost(workdir, trials)  # cut short, though searches trained: not '0 trials'
+        return None, str(err)
+    return trials, trials_lost(workdir, trials)  # cut short, though searches trained: not '0 trials'
+
+
+def trials_damage(workdir: str) -> str:
+    """What is wrong with RUN/trials.csv (``checked_trials``), '' when nothing is."""
+    return checked_trials(workdir)[1]
 
 
 def search(workdir: str, records: dict) -> dict | None:
     running = running_now(workdir)
-    damage = trials_damage(workdir)
-    if damage or not storage.exists(layout.path(workdir, layout.TRIALS)):
+    trials, damage = checked_trials(workdir)
+    if damage or trials is None:
         why = damage or running and running + "."
         return {"missing": True, "why": why} if why else None
-    trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
     missing = [c for c in ("trial_id", "status", layout.BEST_METRIC, "trial_path") if c not in trials.columns]
     if missing:
         raise ValueError(f"{layout.TRIALS} lacks column(s) {missing}; was it written by `speciesfam tune`?")

@@ -52,7 +52,7 @@ def cut_short(uri: str, trials: "pd.DataFrame") -> str:
     if not needed:  # binary data or another table: it was called 'cut short: its last line ends mid-row' (round 54)
         binary = b"\x00" in storage.read_bytes(uri)[:65536]
         return f"{uri} is damaged: {BINARY if binary else 'it is not ' + NOT_TRIALS}"
-    short = trials[trials[needed].isna().any(axis=1)] if needed else trials.iloc[:0]
+    short = trials[trials[needed].isna().any(axis=1)]
     if len(short):  # the fields that row lacks (it named all three beside a trial id and status: round 49)
         lacking = [c for c in needed if short[c].isna().iloc[0]]
         return f"{uri} is cut short: its line {short.index[0] + 2} lacks {', '.join(lacking)}"
@@ -80,7 +80,7 @@ def not_numbers(uri: str, trials: "pd.DataFrame") -> str:
         values = pd.to_numeric(trials[column], errors="coerce")
         low, high, whole, said = RANGES[column]
         finite = np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
-        bad = trials[column].notna() & (values.isna() | ~finite | (values < low) | (values > high)
+        bad = trials[column].notna() & (~finite | (values < low) | (values > high)  # ~finite: 'abc' (NaN) too
                                         | (whole & (values.fillna(0) % 1 != 0)))
         if bad.any():
             held = trials.loc[bad, column].iloc[0]
