@@ -216,7 +216,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     import contextlib
     import io
 
-    from . import console, stage_log, stages, storage
+    from . import console, interrupts, stage_log, stages, storage
     from .summaries import summary_line
     from .locks import stage_lock
     from .report import write_report
@@ -228,7 +228,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     typed = _typed(args)
     held = stage_lock(args.workdir, args.command) if args.command in ("catalog", "clean") else None
     with stage_log.stage_logs(args.workdir, args.command, typed), contextlib.closing(held or io.StringIO()), \
-            console.interrupts_holdable():
+            interrupts.interrupts_holdable():
         try:
             rc = COMMANDS[args.command](args)
         except SearchFailedError as err:  # it ran and trained nothing: its summary and report still stand
@@ -301,10 +301,10 @@ def take_verbose(argv: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """One parsed command, as ``speciesfam COMMAND`` runs it (a stage keeps its logs and ends with its summary
     and the report; errors in one line); returns the exit status. The job scripts run their stages through it."""
-    from . import console, storage
+    from . import console, interrupts, storage
 
     who = OneLineParser.shown_as or f"speciesfam {args.command}"  # a job script's lines name the script
-    console.stop_on_ctrl_c()
+    interrupts.stop_on_ctrl_c()
     try:
         # '' would be the current folder, or '/manifest.parquet'
         for name, shown in (("workdir", "--workdir"), ("out", "--out"), ("manifest", "--manifest"),
@@ -350,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{who}: error: {type(err).__name__}: {storage.said(err)} ({hint})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        console.STOPPING.set()  # Ray's notes while it shuts down stay off the console too
+        interrupts.STOPPING.set()  # Ray's notes while it shuts down stay off the console too
         import logging
 
         logging.getLogger("speciesfam").info("%s: interrupted", who, exc_info=True)  # where: the log only
@@ -362,7 +362,7 @@ def run(args: argparse.Namespace) -> int:
         import logging
 
         logging.getLogger("speciesfam").info("%s: interrupted", who, exc_info=True)  # the traceback: the log only
-        console.STOPPING.set()
+        interrupts.STOPPING.set()
         print(f"{who}: interrupted", file=sys.stderr)
         return 130
 

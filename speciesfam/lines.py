@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import layout
-from .console import interrupted, say, watch_interrupts
+from .console import say
+from .interrupts import interrupted, watch_interrupts
 
 
 def _missing(value: Any) -> bool:

@@ -18,7 +18,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     import ray
 
-    from . import console
+    from . import console, interrupts
 
     named = "--address" if address else "RAY_ADDRESS"
     if address or os.environ.get("RAY_ADDRESS"):  # a wrong one is refused whether or not Ray runs here already
@@ -89,7 +89,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                 raise
     console.quiet_loggers()
     if threading.current_thread() is threading.main_thread():  # replaces Ray's C++ abort-with-stack-dump
-        signal.signal(signal.SIGTERM, console.raise_interrupt)
+        signal.signal(signal.SIGTERM, interrupts.raise_interrupt)
 
 
 def _stop_half_started_ray() -> None:

@@ -13,7 +13,8 @@ import time
 from typing import Iterator
 
 from . import layout, stages, storage
-from .console import LOGGED_STAGES, STOPPING, say
+from .console import LOGGED_STAGES, say
+from .interrupts import STOPPING
 
 
 class _LazyFileHandler(logging.FileHandler):

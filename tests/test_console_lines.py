@@ -11,7 +11,7 @@ import re
 import pytest
 from conftest import Tee, pickle_by_value
 
-from speciesfam import console, layout, lines, stage_log, stages, summaries
+from speciesfam import console, interrupts, layout, lines, stage_log, stages, summaries
 
 
 def test_workers_start_quiet(ray_session):
@@ -312,12 +312,12 @@ def test_the_raylets_worker_pool_note_goes_to_the_log_and_its_errors_to_the_cons
     # while a Ctrl-C ends the command, Ray's notes on the work it cuts short go to the log (an interrupted batch
     # predict printed '(raylet) Task MapWorker(...).submit failed ... killed by ray.kill'; round 28)
     cut = "Task MapWorker(MapBatches(decode_batch)).submit failed. There are infinite retries remaining"
-    console.STOPPING.set()
+    interrupts.STOPPING.set()
     try:
         with stage_log.stage_logs(str(tmp_path), "predict") as log:
             worker.print_to_stdstream({"lines": [cut], "pid": "raylet", "is_err": True}, ignore_prefix=False)
     finally:
-        console.STOPPING.clear()
+        interrupts.STOPPING.clear()
     said = capsys.readouterr()
     assert cut not in said.out + said.err and f"(raylet) {cut}" in open(log).read(), said
 
@@ -373,9 +373,9 @@ def test_interrupts_held_after_a_searchs_trials_only_to_its_stage_end():
     import signal
 
     before = signal.getsignal(signal.SIGINT)
-    console.hold_interrupts()  # outside a stage: nothing held
+    interrupts.hold_interrupts()  # outside a stage: nothing held
     assert signal.getsignal(signal.SIGINT) is before
-    with console.interrupts_holdable():
-        console.hold_interrupts()
+    with interrupts.interrupts_holdable():
+        interrupts.hold_interrupts()
         os.kill(os.getpid(), signal.SIGINT)  # noted in the log, not raised
     assert signal.getsignal(signal.SIGINT) is before

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import Tee, pickle_by_value
 
-from speciesfam import console, layout, lines, stage_log, stages
+from speciesfam import console, interrupts, layout, lines, stage_log, stages
 from speciesfam.errors import SpeciesfamError
 
 
@@ -211,12 +211,12 @@ def test_a_stage_a_signal_stopped_ends_its_log_as_interrupted(tmp_path):
     """A search that SIGINT stopped returns (Tune stops and saves it) and the command exits 130: its log ended
     '(ok)' (hostile tester round 29)."""
     stages.finish(str(tmp_path), "catalog")
-    console.STOPPING.clear()
+    interrupts.STOPPING.clear()
     try:
         with stage_log.stage_logs(str(tmp_path), "tune") as log:
-            console.STOPPING.set()  # what the search's signal handler does
+            interrupts.STOPPING.set()  # what the search's signal handler does
     finally:
-        console.STOPPING.clear()
+        interrupts.STOPPING.clear()
     assert re.search(r"tune ended after [\d.]+ s \(interrupted\): ", open(log).read())
 
 
@@ -237,12 +237,12 @@ def test_one_interrupt_delivered_twice_stops_the_search_once(monkeypatch):
     try:
         signal.signal(signal.SIGINT, tune_stop)
         signal.signal(signal.SIGUSR1, tune_stop)
-        console.watch_interrupts()
+        interrupts.watch_interrupts()
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)
-        assert stops == [signal.SIGINT] and console.interrupted()
-        monkeypatch.setattr(console, "SAME_SIGNAL_S", 0.0)
+        assert stops == [signal.SIGINT] and interrupts.interrupted()
+        monkeypatch.setattr(interrupts, "SAME_SIGNAL_S", 0.0)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.1)
@@ -250,5 +250,5 @@ def test_one_interrupt_delivered_twice_stops_the_search_once(monkeypatch):
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        console.STOPPING.clear()
-        console.INTERRUPTED.clear()
+        interrupts.STOPPING.clear()
+        interrupts.INTERRUPTED.clear()

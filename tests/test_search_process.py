@@ -204,17 +204,17 @@ def test_a_ctrl_c_while_ray_shuts_down_at_exit_is_not_a_traceback(tmp_path, monk
 
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "shutdown", shutdown)
-    from speciesfam import console
+    from speciesfam import interrupts
 
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, console.raise_interrupt)  # as a stage that started Ray leaves it (raycluster)
+    signal.signal(signal.SIGTERM, interrupts.raise_interrupt)  # as a stage that started Ray leaves it (raycluster)
     try:
         assert cli.entry(["report", "--workdir", str(tmp_path / "none")]) == cli.main(
             ["report", "--workdir", str(tmp_path / "none")])
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
-        console.STOPPING.clear()
+        interrupts.STOPPING.clear()
     assert shut == [True]
 
 

@@ -17,7 +17,7 @@ import shlex
 import time
 from typing import Any, Iterator
 
-from .. import console, layout, lines, stages, storage
+from .. import console, interrupts, layout, lines, stages, storage
 from ..config import TuneConfig, name_seed
 from ..data.catalog import check_images_readable, load_manifest
 from ..errors import ConfigError, SearchFailedError, StageOrderError
@@ -222,14 +222,14 @@ def fit(tuner, space: dict[str, Any], cfg: TuneConfig, before: float = 0.0):
         # Ray's core worker writes an E-line to fd 2 for each actor restartable with arguments in the object
         # store (Tune's W&B logging actor, ray#53727): to the stage log, not the console
         with _no_tensorboard(), console.quiet_stderr("tune", python_too=False):
-            results = tuner.fit()  # SIGINT/SIGTERM stop it and save its state (console.watch_interrupts)
+            results = tuner.fit()  # SIGINT/SIGTERM stop it and save its state (interrupts.watch_interrupts)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        console.hold_interrupts()  # the trials have ended: the search's summary and report come first
+        interrupts.hold_interrupts()  # the trials have ended: the search's summary and report come first
     seconds = time.monotonic() - start
     budget_hit = bool(cfg.time_budget_s) and before + seconds >= cfg.time_budget_s
-    return results, {"planned": planned, "time_budget_hit": budget_hit, "interrupted": console.interrupted(),
+    return results, {"planned": planned, "time_budget_hit": budget_hit, "interrupted": interrupts.interrupted(),
                      "seconds": seconds}
 
 
