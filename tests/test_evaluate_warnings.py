@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 
 def test_the_runs_catalog_manifest_never_replaces_the_runs_own_score(probe_run, probe_bundle):
@@ -23,6 +24,7 @@ def test_the_runs_catalog_manifest_never_replaces_the_runs_own_score(probe_run, 
         shutil.rmtree(m["out"])
 
 
+@pytest.mark.slow  # three evaluations of a probe bundle (~23 s): the default run stays near 5 minutes
 def test_scores_on_the_splits_that_trained_and_chose_the_model_are_said_to_be_optimistic(probe_run, probe_bundle,
                                                                                           tmp_path, capsys):
     """'evaluate RUN/bundle --split train' printed a near-perfect score with no word that the model was trained

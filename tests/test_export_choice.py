@@ -151,7 +151,7 @@ def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe
                              "is damaged: its column best_val_macro_f1 holds 'abc' on line 2, not a macro-F1 from 0 "
                              "to 1"),
                             *((pd.read_csv(probe_run / "trials.csv").assign(**{column: value}).to_csv(index=False)
-                               .encode(), f"is damaged: its column {column} holds {value!r} on line 2, not {said}")
+                               .encode(), f"is damaged: its column {column} holds '{value}' on line 2, not {said}")
                               for column, value, said in (  # exported as the best trial, 'inf' shown (round 54)
                                   ("best_val_macro_f1", float("inf"), "a macro-F1 from 0 to 1"),
                                   ("best_val_macro_f1", 1.5, "a macro-F1 from 0 to 1"),

@@ -284,6 +284,7 @@ def test_a_search_that_trained_nothing_leaves_the_bundle_fresh_and_its_epochs_wh
     capsys.readouterr()
 
 
+@pytest.mark.slow  # two catalogs, a search and an export (~20 s); the default run keeps the stale-bundle tests beside it
 def test_a_bundle_made_stale_by_a_re_catalog_advises_every_stage_to_re_run_and_its_own_search(tmp_path):
     """After another search and a re-catalog, the report said to run export again (export then refused: tune
     was stale too) and named the latest search, not the bundle's (hostile tester round 39)."""

@@ -10,6 +10,7 @@ from speciesfam import cli, stages
 from speciesfam.config import TuneConfig
 
 
+@pytest.mark.slow  # three searches (~17 s); the default run keeps test_probe's warm-start point test
 def test_init_from_a_kind_names_the_search_it_took_and_never_a_stale_one(tmp_path, capsys):
     """`--init-from probe` after the search named probe ran on an older val split took another probe search's
     best trial, saying 'warm start from 'probe'' (hostile tester round 39): the line names the trial and search

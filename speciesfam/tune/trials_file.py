@@ -84,7 +84,7 @@ def not_numbers(uri: str, trials: "pd.DataFrame") -> str:
                                         | (whole & (values.fillna(0) % 1 != 0)))
         if bad.any():
             held = trials.loc[bad, column].iloc[0]
-            held = repr(held if isinstance(held, str) else float(held))  # 'abc', inf: not np.float64(inf)
+            held = repr(held if isinstance(held, str) else str(float(held)))  # 'abc', 'inf': as text, alike
             return (f"{uri} is damaged: its column {column} holds {held} on line "
                     f"{bad.idxmax() + 2}, not {said}")
     return ""
