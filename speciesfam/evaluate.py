@@ -79,7 +79,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     import pandas as pd
 
     from .data.sources import read_text_table
-    from .predict import input_rows
+    from .predict import SKIPPED, input_rows
 
     if split is not None and not split.strip():
         raise SpeciesfamError("--split is empty: name the split to score (e.g. test), or leave it out")
@@ -138,6 +138,9 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     bad = rows["error"] != ""
     rows.loc[bad, "status"] = "unreadable"
     rows.loc[bad, "reason"] = rows.loc[bad, "error"]
+    skipped = rows["error"].str.startswith(SKIPPED)  # a hidden or system file listed: as predict and catalog skip it
+    rows.loc[skipped, "status"] = "skipped"
+    rows.loc[skipped, "reason"] = rows.loc[skipped, "error"].str.slice(len(SKIPPED))
     no_label = (rows["status"] == "ok") & (rows["label"].str.strip() == "")
     rows.loc[no_label, ["status", "reason"]] = "unlabelled", "no label"
     # one image (by its bytes, as catalog: a file listed again, reached through a link, or copied) is scored once;

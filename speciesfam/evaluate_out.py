@@ -15,7 +15,8 @@ from .listing import within_source
 
 REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "confusion.png", "per_class_f1.png")
 ROWS_COLUMNS = ("path", "label", "predicted", "probability", "status", "reason")  # rows.csv
-NOT_SCORED = ("unreadable", "changed", "unlabelled", "duplicate", "conflict", "unknown_family")  # rows.csv, unscored
+NOT_SCORED = ("unreadable", "changed", "unlabelled", "duplicate", "conflict", "unknown_family",  # rows.csv, unscored
+              "skipped")  # a hidden or system file listed (.DS_Store, Thumbs.db): left out as catalog leaves it, no failure
 
 
 def refuse_out(out: str, bundle: str, manifest_uri: str | None) -> None:
@@ -120,7 +121,10 @@ def say_result(m: dict[str, Any]) -> bool:
         f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle"
         + _families_line(m) + f"); reports in {m['out']}"
         + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
-    left_out = {status: m[status] for status in NOT_SCORED if m[status]}
+    left_out = {status: m[status] for status in NOT_SCORED if m.get(status) and status != "skipped"}
+    if m.get("skipped"):  # as predict says it: no failure (they were 'unreadable', exit 1: round 56)
+        say_err(f"evaluate: {counted(m['skipped'], 'hidden or system file')} skipped (each row's reason: "
+                f"{os.path.join(m['out'], 'rows.csv')})")
     if left_out:
         total = sum(left_out.values())
         what = ("row of the set is" if whole else f"{split} row is") if total == 1 else \

@@ -240,6 +240,19 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "split.csv")]) == 2
     assert "has no rows in split 'test'; its splits: 'holdout', 'other' (give --split" in capsys.readouterr().err
     assert not list(probe_bundle.parent.glob("eval_split*"))  # refused before writing anything
+    # a hidden or system file listed is skipped with its reason, as predict and catalog skip it: no failure (it was
+    # 'unreadable' with the reason 'skipped: hidden ...', and exit 1: round 56)
+    (tmp_path / "new" / ".hidden.png").write_bytes(b"x")
+    (tmp_path / "new" / "Thumbs.db").write_bytes(b"x")
+    pd.DataFrame({"path": [*known[:2], "new/.hidden.png", "new/Thumbs.db"], "label": [*usable["label"].iloc[:2], "Felidae",
+                  "Felidae"]}).to_csv(tmp_path / "os.csv", index=False)
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "os.csv"), "--out",
+                     str(tmp_path / "os")]) == 0
+    assert "evaluate: 2 hidden or system files skipped (each row's reason: " in capsys.readouterr().err
+    rows = pd.read_csv(tmp_path / "os" / "rows.csv", keep_default_na=False)
+    assert list(rows["status"]) == ["ok", "ok", "skipped", "skipped"] and rows["reason"].iloc[2].startswith("hidden")
+    assert rows["reason"].iloc[3].startswith("system file") and json.loads(
+        (tmp_path / "os" / "metrics.json").read_text())["skipped"] == 2
     # rows whose split reads like the one scored ('Test', an empty cell) were left out without a word
     near = pd.DataFrame({"path": known[:5], "label": list(usable["label"].iloc[:5]),
                          "split": ["test", "test ", "Test", None, "train"]})
