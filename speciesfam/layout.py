@@ -62,7 +62,7 @@ TEXT_COLUMNS = frozenset({"path", "label", "family", "given_family", "suggested_
 
 # Manifest statuses (every row has exactly one; every status but ok has a reason).
 OK, DUPLICATE, UNREADABLE_STATUS, TOO_SMALL, REMOVED_STATUS = "ok", "duplicate", "unreadable", "too_small", "removed"
-INVALID = "invalid"      # manifest row with an empty/whitespace/missing label or path
+INVALID = "invalid"      # manifest row with an empty/whitespace/missing label or path; a whitespace-named family folder
 CONFLICT = "conflict"    # a manifest path, or the same bytes, under two or more different labels (every such row)
 SKIPPED = "skipped"      # hidden file, a file under a hidden folder, or a system file (Thumbs.db, desktop.ini)
 NO_FAMILY = "no_family"  # file at a folder source's root, in no family folder

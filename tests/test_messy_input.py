@@ -125,6 +125,22 @@ def test_every_file_of_a_folder_gets_a_row_and_a_reason(tmp_path):
     assert (m.loc[m["status"] != "ok", "reason"].str.len() > 0).all()
 
 
+def test_a_family_folder_named_only_whitespace_is_invalid_like_such_a_manifest_label(tmp_path):
+    """A folder '   ' or '\r' was a family trained as any other, while the same label in a manifest is invalid
+    (round 56): the same collection gave two sets of families by its layout."""
+    src = tmp_path / "src"
+    family(src, "Alpha", 4, 0)
+    blank = family(src, "   ", 3, 10) + family(src, "\r", 3, 20)
+    m = build_manifest(str(src), SMALL)
+    rows = m.set_index("path")
+    assert (rows.loc[blank, "status"] == "invalid").all() and set(rows.loc[blank, "label"]) == {"   ", "\r"}
+    assert (rows.loc[blank, "reason"] == "family folder name is only whitespace: rename it to the family's name").all()
+    assert set(m.loc[m["status"] == "ok", "label"]) == {"Alpha"}
+    listed = pd.DataFrame({"path": blank, "label": ["   "] * 3 + ["\r"] * 3})  # as a manifest: invalid too
+    listed.to_csv(tmp_path / "m.csv", index=False)
+    assert set(build_manifest(str(tmp_path / "m.csv"), SMALL)["status"]) == {"invalid"}
+
+
 def test_a_run_folder_given_as_the_image_folder_is_refused(tmp_path):
     """A run folder catalogued as images: its logs/ and stages/ became families (round 49)."""
     from speciesfam.errors import SourceError

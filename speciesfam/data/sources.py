@@ -7,7 +7,8 @@ already carry their status and a reason:
 - ``skipped``: a hidden file, a file under a hidden folder (``reason`` starts with ``hidden``), or a file an
   operating system leaves in folders (``Thumbs.db``, ``desktop.ini``: ``reason`` starts with ``system file``);
 - ``no_family``: a file at the source's root, in no family folder;
-- ``invalid``: a manifest row with an empty, whitespace-only or missing label or path;
+- ``invalid``: a manifest row with an empty, whitespace-only or missing label or path, or a file in a family folder
+  whose name is only whitespace;
 - ``unreadable``: a broken link, a FIFO, a folder that cannot be listed, a URI scheme we cannot read;
 - ``conflict``: a manifest path listed with two or more different labels (every such row keeps this status);
 - ``duplicate``: a manifest path listed again with the same label (``duplicate_of`` names the path).
@@ -94,6 +95,8 @@ def read_folder(source: str) -> "pd.DataFrame":
             status, reason = layout.UNREADABLE_STATUS, e.problem
         elif len(parts) == 1:
             status, reason = layout.NO_FAMILY, "file at the source's root, in no family folder"
+        elif label is not None and not label.strip():  # '   ' or '\r': a manifest's such label is invalid; a folder's was a family (round 56)
+            status, reason = layout.INVALID, "family folder name is only whitespace: rename it to the family's name"
         else:
             status, reason = None, ""
         rows.append({"path": e.path, "label": label, "group": None, "status": status, "reason": reason,
