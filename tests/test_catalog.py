@@ -185,7 +185,10 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
              # without its mark: valid UTF-8 (NUL is), so it was read and refused for its header 'p\x00a\x00...'
              "utf16le.csv": "path,label\na.jpg,Felidae\n".encode("utf-16-le"),
              "utf16be.csv": "path,label\na.jpg,Felidae\n".encode("utf-16-be"),
-             "nul.csv": b"path,label\na.jpg,Fel\x00idae\n"}
+             "nul.csv": b"path,label\na.jpg,Fel\x00idae\n",
+             # ';'-separated, a path holding a comma: it was told to quote fields, not that its separator is ';' (round 56)
+             "semicomma.csv": b"path;label\n/a/b,c.jpg;Felidae\n",
+             "sepragged.csv": b"sep=,\r\npath,label\r\na.jpg,Felidae,extra\r\n"}  # a spreadsheet's separator line
     expected = {"twice.csv": "has more than one column named 'label'; keep one", "ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
                 "shifted.csv": "not a well-formed CSV .line 2 has 3 fields, the header 2",
                 "latin1.csv": r"not UTF-8 text \(line 2.*save it as UTF-8", "junk.parquet": "cannot be read as Parquet",
@@ -199,6 +202,10 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
                 "crragged.csv": "not a well-formed CSV .*line 3",
                 "newline.csv": r"not a well-formed CSV \(line 5 has 4 fields, the header 2\)",
                 "unclosed.csv": r"not a well-formed CSV \(a quote opened on line 4 is never closed\); close it",
+                "semicomma.csv": r"not a well-formed CSV \(line 2 has 2 fields, the header 1\); its header is separated "
+                                 r"by ';': save it comma-separated$",
+                "sepragged.csv": r"not a well-formed CSV \(line 3 has 3 fields, the header 2\); quote fields that "
+                                 "contain commas",  # the file's own line 3
                 "case.csv": r"found \['Path', ' label '\] \(column names are exact: rename 'Path' to 'path', ' label ' "
                             r"to 'label'\)$"}
     import pyarrow as pa

@@ -81,6 +81,19 @@ def test_labels_stay_exactly_as_written(tmp_path):
     assert "| a\\|b |" in (tmp_path / "run" / layout.CATALOG_MD).read_text()  # a table cell, not a new column
 
 
+def test_a_spreadsheets_separator_line_names_the_separator(tmp_path):
+    """Excel's first line 'sep=;' was taken for the header ('lacks column(s) ... found ['sep=', 'Unnamed: 1']':
+    round 56): the separator it names is used, the labels stay as written, rows count from the header's next."""
+    paths = [png(tmp_path / "img" / f"{i}.png", i) for i in range(4)]
+    for name, sep, end in (("semi.csv", ";", "\r\n"), ("comma.csv", ",", "\n"), ("tab.csv", "\t", "\n")):
+        body = "".join(f"{p}{sep}{lab}{end}" for p, lab in zip(paths, ["007", "a,b", " 7", "Felidae"]))
+        (tmp_path / name).write_text(f"sep={sep}{end}path{sep}label{end}" + body.replace("a,b", '"a,b"' if sep == ","
+                                                                                          else "a,b"), newline="")
+        m = build_manifest(str(tmp_path / name), SMALL)
+        assert m["label"].tolist() == ["007", "a,b", " 7", "Felidae"] and m["path"].tolist() == paths, name
+        assert m["source_row"].tolist() == [0, 1, 2, 3]
+
+
 def test_look_alike_labels_stay_apart_and_are_named(tmp_path):
     labels = ["Felidae", "felidae", "Felidae ", "\uff26elidae", "Ranidae", "Rani\u200bdae"]  # fullwidth F; zero-width space
     rows = [(png(tmp_path / "img" / f"{i}_{j}.png", 10 * i + j), lab) for i, lab in enumerate(labels)

@@ -24,6 +24,7 @@ import io
 import math
 import os
 import posixpath
+import re
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -256,25 +257,29 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
             raise SourceError(f"{source} is not UTF-8 text (line {line}, byte {err.start}: "
                               f"{data[err.start:err.start + 1]!r}); save it as UTF-8 (labels are kept exactly as "
                               "written, so the encoding must be known)") from err
+        # a spreadsheet's first line 'sep=;' names the separator (Excel reads and writes it): taken as said; it was
+        # the header, 'lacks column(s) ... found ['sep=', 'Unnamed: 1']' (round 56)
+        declared = re.match(r'"?sep=([^\r\n"])"?\r?\n', data.decode("utf-8-sig"))
+        sep, skip = (declared.group(1), 1) if declared else (",", 0)
+        header = _header(data, sep, skip)
         try:
             with warnings.catch_warnings():
                 # index_col=False: a row with more fields than the header is an error (pandas would otherwise
                 # silently take the first fields as a row index and shift the rest into 'path' and 'label')
                 warnings.simplefilter("error", pd.errors.ParserWarning)
-                df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False,
-                                 encoding="utf-8", index_col=False, skip_blank_lines=False)
-        except pd.errors.ParserWarning as err:
-            raise SourceError(f"{source} is not a well-formed CSV ({_csv_problem(data)}); quote fields that contain "
-                              "commas and give every row the header's number of fields") from err
+                df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False, sep=sep,
+                                 skiprows=skip, encoding="utf-8", index_col=False, skip_blank_lines=False)
         except pd.errors.EmptyDataError as err:
             raise SourceError(f"{source} is empty: a manifest needs a header line with 'path' and 'label' "
                               "columns") from err
-        except pd.errors.ParserError as err:
-            problem = _csv_problem(data, str(err).strip())
+        except (pd.errors.ParserWarning, pd.errors.ParserError) as err:
+            problem = _csv_problem(data, str(err).strip(), sep, skip)
+            # a ';'-separated file whose paths hold commas: said to quote them, not that its separator is ';'
             raise SourceError(f"{source} is not a well-formed CSV ({problem}); " + (
                 'close it (a quote inside a quoted field is written twice: "")' if "never closed" in problem else
-                "quote fields that contain commas and give every row the header's number of fields")) from err
-        _refuse_repeated_columns(source, next(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")), []))
+                _separated(header) or f"quote fields that contain {_named(sep)} and give every row "
+                "the header's number of fields")) from err
+        _refuse_repeated_columns(source, header)
         return {c: df[c].tolist() for c in df.columns}
     try:
         _refuse_repeated_columns(source, pq.read_schema(io.BytesIO(data)).names)
@@ -315,11 +320,31 @@ def _refuse_repeated_columns(source: str, names: list[str]) -> None:
                           "each (which one is meant cannot be told)")
 
 
-def _csv_problem(data: bytes, said: str = "") -> str:
+def _header(data: bytes, sep: str, skip: int) -> list[str]:
+    """The fields of a CSV's header: its first line after ``skip`` lines (a spreadsheet's 'sep=;')."""
+    rows = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=sep)
+    for _ in range(skip):
+        next(rows, None)
+    return next(rows, [])
+
+
+def _separated(header: list[str]) -> str:
+    """'its header is separated by ';': save it comma-separated' (``header_hint``'s), '' for a comma-separated one."""
+    hint = header_hint(header)
+    return hint.strip(" ()") if "separated by" in hint else ""
+
+
+def _named(sep: str) -> str:
+    return {",": "commas", ";": "semicolons", "\t": "tabs"}.get(sep, repr(sep))
+
+
+def _csv_problem(data: bytes, said: str = "", sep: str = ",", skip: int = 0) -> str:
     """Where a CSV goes wrong, by the file's own lines: 'line 5 has 4 fields, the header 2', or 'a quote opened on
     line 5 is never closed'; else pandas' words (``said``). pandas counts records, so after a quoted cell holding
     a newline its 'line 4' was the file's line 5."""
-    rows = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+    rows = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=sep)
+    for _ in range(skip):
+        next(rows, None)
     header = next(rows, [])
     start, last = rows.line_num + 1, 1  # the line the next row starts on; the one the last row read started on
     for row in rows:
