@@ -164,7 +164,7 @@ def test_every_file_of_a_generated_tree_is_accounted(files):
             hidden = kind == "hidden" or (fam is not None and (fam.startswith(".") or under_hidden))
             label = fam if fam is not None and not fam.startswith(".") else None
             status = ({"skipped"} if hidden else {"no_family"} if fam is None else
-                      {"unreadable"} if kind == "text" else FROM_IMAGE)
+                      {"invalid"} if not fam.strip() else {"unreadable"} if kind == "text" else FROM_IMAGE)
             expect[str(path)] = (label, status)
         run = tmp / "run"
         run.mkdir()  # made here, so that a write anywhere else under tmp changes tmp's own mtime
