@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from . import bundle as B
 from . import bundle_placement as placement
@@ -182,8 +182,21 @@ def _is_probe(ckpt_cfg: dict[str, Any]) -> bool:
     return ckpt_cfg.get("kind") == "probe" or ckpt_cfg.get("model") == "probe"
 
 
-def _write_model(ckpt: str, ckpt_cfg: dict[str, Any], tmp: str) -> dict[str, Any]:
-    """The model file(s) of the bundle from the checkpoint; returns the kind-specific part of config.json."""
+def _loaded(path: str, trial: str, load: Callable[[], Any]) -> Any:
+    """``load()`` of a checkpoint's model file; one that cannot be loaded (cut short, not a .keras zip or HDF5 file,
+    gone) is one line naming the trial and the file: Keras's traceback named export's own temporary copy, 'File not
+    found' of a file that was there (round 57)."""
+    try:
+        return load()
+    except Exception as err:  # noqa: BLE001 -- Keras and h5py raise ValueError, OSError, KeyError... for such a file
+        said = (str(err).strip().splitlines() or [""])[0][:200]
+        raise SpeciesfamError(f"trial {trial}'s checkpoint file {path} cannot be loaded ({type(err).__name__}: {said}): "
+                              "it is damaged or gone; export another --trial, or run the search again") from err
+
+
+def _write_model(ckpt: str, ckpt_cfg: dict[str, Any], tmp: str, trial: str) -> dict[str, Any]:
+    """The model file(s) of the bundle from the checkpoint of ``trial``; returns the kind-specific part of
+    config.json."""
     from ._lazy import keras as _keras
 
     keras = _keras()
@@ -194,14 +207,16 @@ def _write_model(ckpt: str, ckpt_cfg: dict[str, Any], tmp: str) -> dict[str, Any
             from .models.probe import build_probe
 
             head = build_probe(len(labels), int(ckpt_cfg["embedding_dim"]), ckpt_cfg.get("hp", {}))
-            head.load_weights(weights)
+            _loaded(weights, trial, lambda: head.load_weights(weights))
         else:  # older probe checkpoints: a whole model.keras
-            head = keras.saving.load_model(os.path.join(ckpt, B.CNN_MODEL), safe_mode=True)
+            path = os.path.join(ckpt, B.CNN_MODEL)
+            head = _loaded(path, trial, lambda: keras.saving.load_model(path, safe_mode=True))
         head.save(os.path.join(tmp, B.PROBE_HEAD))
         return {"kind": "probe", "model": "probe", "embedding_dim": int(head.inputs[0].shape[-1]),
                 "input": "RGB uint8 images of any size; the embedder's own preprocessing resizes them"}
-    shutil.copy(os.path.join(ckpt, B.CNN_MODEL), os.path.join(tmp, B.CNN_MODEL))
-    model = keras.saving.load_model(os.path.join(tmp, B.CNN_MODEL), safe_mode=True)
+    path = os.path.join(ckpt, B.CNN_MODEL)
+    model = _loaded(path, trial, lambda: keras.saving.load_model(path, safe_mode=True))
+    shutil.copy(path, os.path.join(tmp, B.CNN_MODEL))
     model.export(os.path.join(tmp, B.SAVED_MODEL), format="tf_saved_model", verbose=False)
     size = int(ckpt_cfg["image_size"])
     return {"kind": "cnn", "model": ckpt_cfg["model"], "image_size": size, "weights": ckpt_cfg.get("weights"),
@@ -253,7 +268,7 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
         tmp = os.path.join(parent, f".{name}-new-{uuid.uuid4().hex[:8]}")
         os.makedirs(tmp)
         try:
-            config = {"schema": B.SCHEMA, "schema_version": B.SCHEMA_VERSION, **_write_model(ckpt, ckpt_cfg, tmp),
+            config = {"schema": B.SCHEMA, "schema_version": B.SCHEMA_VERSION, **_write_model(ckpt, ckpt_cfg, tmp, row["trial_id"]),
                       "labels": list(ckpt_cfg["labels"]), "hp": ckpt_cfg.get("hp", {}),
                       **({"embedder": embedder} if embedder else {}),
                       "trial": {"trial_id": row["trial_id"], "search_kind": row.get("kind"), "reason": reason,

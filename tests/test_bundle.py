@@ -93,6 +93,21 @@ def test_a_trial_that_failed_after_its_checkpoint_is_exported_only_as_such(tmp_p
     assert "this trial then failed (error: FloatingPointError: loss nan)" in (bundle / "MODEL_CARD.md").read_text()
 
 
+def test_a_damaged_checkpoint_is_one_line_naming_its_trial_and_file(tmp_path, capsys):
+    """A CNN trial's model.keras cut short: export printed Keras's traceback, 'File not found' of its own temporary
+    copy (round 57); a probe's cut weights file said to check the path's permissions and free space."""
+    from speciesfam.cli import main
+
+    ckpt = write_cnn_trial(tmp_path, "cut00001")
+    model = Path(ckpt) / "model.keras"
+    model.write_bytes(model.read_bytes()[:500])
+    assert main(["export", "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"trial cut00001's checkpoint file {model} cannot be loaded (" in err, err
+    assert err.endswith("it is damaged or gone; export another --trial, or run the search again"), err
+    assert not (tmp_path / "bundle").exists() and not list(tmp_path.glob(".bundle-new-*"))
+
+
 def test_evaluating_a_cnn_bundle_decodes_large_photos_straight_to_its_input_size(cnn_bundle, tmp_path):
     """Three 2,500 px photos (18.75 MB each decoded): evaluate never holds one at full size, and scores them as
     the predictor does (which resizes whatever it gets)."""
