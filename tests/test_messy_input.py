@@ -131,12 +131,14 @@ def test_a_family_folder_named_only_whitespace_is_invalid_like_such_a_manifest_l
     src = tmp_path / "src"
     family(src, "Alpha", 4, 0)
     blank = family(src, "   ", 3, 10) + family(src, "\r", 3, 20)
+    blank.append(png(src / "   " / "sub" / "nested.png", 30))  # not said to take the name '   ' (round 57)
     m = build_manifest(str(src), SMALL)
+    assert m.attrs["nested"] is None
     rows = m.set_index("path")
     assert (rows.loc[blank, "status"] == "invalid").all() and set(rows.loc[blank, "label"]) == {"   ", "\r"}
     assert (rows.loc[blank, "reason"] == "family folder name is only whitespace: rename it to the family's name").all()
     assert set(m.loc[m["status"] == "ok", "label"]) == {"Alpha"}
-    listed = pd.DataFrame({"path": blank, "label": ["   "] * 3 + ["\r"] * 3})  # as a manifest: invalid too
+    listed = pd.DataFrame({"path": blank, "label": ["   "] * 3 + ["\r"] * 3 + ["   "]})  # as a manifest: invalid too
     listed.to_csv(tmp_path / "m.csv", index=False)
     assert set(build_manifest(str(tmp_path / "m.csv"), SMALL)["status"]) == {"invalid"}
 

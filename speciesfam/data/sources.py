@@ -109,8 +109,8 @@ def read_folder(source: str) -> "pd.DataFrame":
              if name not in listed and not name.startswith(".")]
     # files below a family folder's subfolders take its name ('Carnivora/Felidae/x.jpg' -> 'Carnivora'): said, so
     # a taxonomy tree kept as folders does not lose its families unseen (hostile tester round 42)
-    deeper = [e.rel for e in entries if e.rel.count("/") >= 2 and not skip_reason(e.rel)
-              and e.rel.split("/")[0] not in runs]  # a skipped run folder's files take no name (round 51)
+    deeper = [e.rel for e in entries if e.rel.count("/") >= 2 and not skip_reason(e.rel)  # a skipped run folder's
+              and e.rel.split("/")[0] not in runs and e.rel.split("/")[0].strip()]  # or a blank one's: no name (51, 57)
     nested = {"files": len(deeper), "example": deeper[0], "family": deeper[0].split("/")[0]} if deeper else None
     # a top folder skipped as hidden or a system folder, with its files: a family named '...' vanished, said only
     # as 'N skipped' (round 48)
