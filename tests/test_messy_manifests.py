@@ -85,9 +85,11 @@ def test_a_spreadsheets_separator_line_names_the_separator(tmp_path):
     """Excel's first line 'sep=;' was taken for the header ('lacks column(s) ... found ['sep=', 'Unnamed: 1']':
     round 56): the separator it names is used, the labels stay as written, rows count from the header's next."""
     paths = [png(tmp_path / "img" / f"{i}.png", i) for i in range(4)]
-    for name, sep, end in (("semi.csv", ";", "\r\n"), ("comma.csv", ",", "\n"), ("tab.csv", "\t", "\n")):
+    for name, sep, end in (("semi.csv", ";", "\r\n"), ("comma.csv", ",", "\n"), ("tab.csv", "\t", "\n"),
+                           ("upper.csv", ";", "\n")):  # 'SEP=;  ' was the header (round 57)
         body = "".join(f"{p}{sep}{lab}{end}" for p, lab in zip(paths, ["007", "a,b", " 7", "Felidae"]))
-        (tmp_path / name).write_text(f"sep={sep}{end}path{sep}label{end}" + body.replace("a,b", '"a,b"' if sep == ","
+        first = f"SEP={sep}  " if name == "upper.csv" else f"sep={sep}"
+        (tmp_path / name).write_text(f"{first}{end}path{sep}label{end}" + body.replace("a,b", '"a,b"' if sep == ","
                                                                                           else "a,b"), newline="")
         m = build_manifest(str(tmp_path / name), SMALL)
         assert m["label"].tolist() == ["007", "a,b", " 7", "Felidae"] and m["path"].tolist() == paths, name

@@ -259,7 +259,7 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
                               "written, so the encoding must be known)") from err
         # a spreadsheet's first line 'sep=;' names the separator (Excel reads and writes it): taken as said; it was
         # the header, 'lacks column(s) ... found ['sep=', 'Unnamed: 1']' (round 56)
-        declared = re.match(r'"?sep=([^\r\n"])"?\r?\n', data.decode("utf-8-sig"))
+        declared = re.match(r'"?sep=([^\r\n"])"?[ \t]*(\r?\n|$)', data.decode("utf-8-sig"), re.IGNORECASE)
         sep, skip = (declared.group(1), 1) if declared else (",", 0)
         header = _header(data, sep, skip)
         try:
