@@ -152,6 +152,7 @@ def test_a_search_of_a_name_that_is_running_is_refused(tmp_path, capsys):
     search_lock(storage.filesystem(str(run / "tune"))[1], "same").close()  # free again once it ended
 
 
+@pytest.mark.slow  # a search while catalog runs again (~10 s); the default run keeps the same for clean (below)
 def test_a_catalog_re_run_during_a_search_leaves_that_searchs_trials_stale(tmp_path, monkeypatch, capsys):
     """A catalog that ended while a search ran became the search's recorded source: export took its trials for
     the new catalog's splits, and evaluate scored a 'test' set that was mostly training images (hostile tester).
@@ -258,6 +259,7 @@ def test_a_bundle_made_stale_by_a_search_that_trained_nothing_advises_the_search
            "its first epoch was recorded" in page
 
 
+@pytest.mark.slow  # two searches and two exports (~12 s); the default run keeps the test above
 def test_a_search_that_trained_nothing_leaves_the_bundle_fresh_and_its_epochs_whole(probe_run, tmp_path, capsys):
     """A search stopped by its time budget before any trial trained made the bundle stale: the report said to
     export again, which made the same bundle anew and dropped its evaluation; exported after it, the epochs read
