@@ -16,7 +16,7 @@ from .listing import within_source
 REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "confusion.png", "per_class_f1.png")
 ROWS_COLUMNS = ("path", "label", "predicted", "probability", "status", "reason")  # rows.csv
 NOT_SCORED = ("unreadable", "changed", "unlabelled", "duplicate", "conflict", "unknown_family",  # rows.csv, unscored
-              "skipped")  # a hidden or system file listed (.DS_Store, Thumbs.db): left out as catalog leaves it, no failure
+              "skipped")  # a hidden or system file listed (.DS_Store, Thumbs.db): left out as catalog does, no failure
 
 
 def refuse_out(out: str, bundle: str, manifest_uri: str | None) -> None:

@@ -190,8 +190,8 @@ def _loaded(path: str, trial: str, load: Callable[[], Any]) -> Any:
         return load()
     except Exception as err:  # noqa: BLE001 -- Keras and h5py raise ValueError, OSError, KeyError... for such a file
         said = (str(err).strip().splitlines() or [""])[0][:200]
-        raise SpeciesfamError(f"trial {trial}'s checkpoint file {path} cannot be loaded ({type(err).__name__}: {said}): "
-                              "it is damaged or gone; export another --trial, or run the search again") from err
+        raise SpeciesfamError(f"trial {trial}'s checkpoint file {path} cannot be loaded ({type(err).__name__}: "
+                              f"{said}): it is damaged or gone; export another --trial, or run the search again") from err
 
 
 def _write_model(ckpt: str, ckpt_cfg: dict[str, Any], tmp: str, trial: str) -> dict[str, Any]:

@@ -244,8 +244,8 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     # 'unreadable' with the reason 'skipped: hidden ...', and exit 1: round 56)
     (tmp_path / "new" / ".hidden.png").write_bytes(b"x")
     (tmp_path / "new" / "Thumbs.db").write_bytes(b"x")
-    pd.DataFrame({"path": [*known[:2], "new/.hidden.png", "new/Thumbs.db"], "label": [*usable["label"].iloc[:2], "Felidae",
-                  "Felidae"]}).to_csv(tmp_path / "os.csv", index=False)
+    pd.DataFrame({"path": [*known[:2], "new/.hidden.png", "new/Thumbs.db"],
+                  "label": [*usable["label"].iloc[:2], "Felidae", "Felidae"]}).to_csv(tmp_path / "os.csv", index=False)
     assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "os.csv"), "--out",
                      str(tmp_path / "os")]) == 0
     assert "evaluate: 2 hidden or system files skipped (each row's reason: " in capsys.readouterr().err

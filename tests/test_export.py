@@ -201,7 +201,7 @@ def test_a_probe_trials_damaged_weights_file_is_one_line_naming_it(probe_run, tm
     trials = pd.read_csv(run / "trials.csv", dtype={"trial_id": str})
     best = trials.sort_values("best_val_macro_f1", ascending=False).iloc[0]
     ckpt = tmp_path / "ckpt"
-    shutil.copytree(best["best_checkpoint"], ckpt)  # the copy's rows name the fixture's checkpoints: this one is its own
+    shutil.copytree(best["best_checkpoint"], ckpt)  # the copy's rows name the fixture's checkpoints: this its own
     (ckpt / "probe.weights.h5").write_bytes((ckpt / "probe.weights.h5").read_bytes()[:300])
     trials.loc[trials["trial_id"] == best["trial_id"], "best_checkpoint"] = str(ckpt)
     trials.to_csv(run / "trials.csv", index=False)

@@ -96,7 +96,7 @@ def read_folder(source: str) -> "pd.DataFrame":
             status, reason = layout.UNREADABLE_STATUS, e.problem
         elif len(parts) == 1:
             status, reason = layout.NO_FAMILY, "file at the source's root, in no family folder"
-        elif label is not None and not label.strip():  # '   ' or '\r': a manifest's such label is invalid; a folder's was a family (round 56)
+        elif label is not None and not label.strip():  # '   ', '\r': invalid as such a manifest label (round 56)
             status, reason = layout.INVALID, "family folder name is only whitespace: rename it to the family's name"
         else:
             status, reason = None, ""
@@ -261,7 +261,7 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
         # the header, 'lacks column(s) ... found ['sep=', 'Unnamed: 1']' (round 56)
         declared = re.match(r'"?sep=([^\r\n"])"?[ \t]*(\r?\n|$)', data.decode("utf-8-sig"), re.IGNORECASE)
         sep, skip = (declared.group(1), 1) if declared else (",", 0)
-        header = _header(data, sep, skip)
+        header = next(_rows(data, sep, skip), [])
         try:
             with warnings.catch_warnings():
                 # index_col=False: a row with more fields than the header is an error (pandas would otherwise
@@ -320,12 +320,12 @@ def _refuse_repeated_columns(source: str, names: list[str]) -> None:
                           "each (which one is meant cannot be told)")
 
 
-def _header(data: bytes, sep: str, skip: int) -> list[str]:
-    """The fields of a CSV's header: its first line after ``skip`` lines (a spreadsheet's 'sep=;')."""
+def _rows(data: bytes, sep: str, skip: int) -> Any:
+    """A CSV reader of ``data`` at its header: after ``skip`` lines (a spreadsheet's 'sep=;')."""
     rows = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=sep)
     for _ in range(skip):
         next(rows, None)
-    return next(rows, [])
+    return rows
 
 
 def _separated(header: list[str]) -> str:
@@ -342,9 +342,7 @@ def _csv_problem(data: bytes, said: str = "", sep: str = ",", skip: int = 0) -> 
     """Where a CSV goes wrong, by the file's own lines: 'line 5 has 4 fields, the header 2', or 'a quote opened on
     line 5 is never closed'; else pandas' words (``said``). pandas counts records, so after a quoted cell holding
     a newline its 'line 4' was the file's line 5."""
-    rows = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=sep)
-    for _ in range(skip):
-        next(rows, None)
+    rows = _rows(data, sep, skip)
     header = next(rows, [])
     start, last = rows.line_num + 1, 1  # the line the next row starts on; the one the last row read started on
     for row in rows:
