@@ -275,22 +275,43 @@ def _load_keras(file: str):
     try:
         return keras().saving.load_model(file, safe_mode=True)
     except Exception as err:  # zip, h5 and JSON errors all mean the same thing to a user
-        import zipfile
-
-        # Keras says 'File not found' of a file that is there but cut short (hostile tester round 45)
-        why = ("not a whole .keras archive: cut short, or not a Keras file" if not zipfile.is_zipfile(file)
-               else f"{type(err).__name__}: {err}")
         raise BundleError(f"{os.path.dirname(file)}: the bundle is damaged: {os.path.basename(file)} does not load "
-                          f"({why}); re-export it") from err
+                          f"({why_not_loaded(file, err)}); re-export it") from err
 
 
-def _check_outputs(model, labels: list[str], file: str) -> None:
-    """The model gives one probability per family: 6 labels on a 4-way head printed wrong families, fewer an
-    IndexError (hostile tester round 45)."""
+def why_not_loaded(file: str, err: BaseException) -> str:
+    """Why a model file did not load, in a few words: Keras says 'File not found' of a .keras file that is there but
+    cut short (hostile tester rounds 45, 58); else the error's first line."""
+    import zipfile
+
+    if file.endswith(".keras") and os.path.isfile(file) and not zipfile.is_zipfile(file):
+        return "not a whole .keras archive: cut short, or not a Keras file"
+    return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:200]}"
+
+
+def model_mismatch(model: Any, labels: list[str], image_size: int | None = None) -> str:
+    """What a loaded model does not fit in its config ('gives 4 probabilities, config.json names 6 families'; for a
+    CNN, 'takes 64 x 64 images, config.json says 48', or inputs that are not images at all), '' when it fits. Too
+    few outputs printed wrong families or an IndexError (round 45); a probe head in a CNN's place crashed the check
+    of its image size (round 58)."""
     width = (getattr(model, "output_shape", None) or (None,))[-1]
     if isinstance(width, int) and width != len(labels):
-        raise BundleError(f"{os.path.dirname(file)}: the bundle is damaged: {os.path.basename(file)} gives {width} "
-                          f"probabilities, {CONFIG} names {len(labels)} families; re-export it")
+        return f"gives {width} probabilities, {CONFIG} names {len(labels)} families"
+    if image_size is None:
+        return ""
+    shape = getattr(model, "input_shape", None)
+    if not (isinstance(shape, tuple) and len(shape) == 4 and shape[-1] in (3, None)):
+        return f"takes inputs of shape {shape}, not the RGB images of {CONFIG} ({image_size} x {image_size})"
+    side = shape[1:3]
+    if all(isinstance(n, int) for n in side) and side != (image_size, image_size):
+        return f"takes {side[0]} x {side[1]} images, {CONFIG} says {image_size}"
+    return ""
+
+
+def _check_model(model: Any, labels: list[str], file: str, image_size: int | None = None) -> None:
+    if problem := model_mismatch(model, labels, image_size):
+        raise BundleError(f"{os.path.dirname(file)}: the bundle is damaged: {os.path.basename(file)} {problem}; "
+                          "re-export it")
 
 
 class CNNPredictor(Predictor):
@@ -300,11 +321,8 @@ class CNNPredictor(Predictor):
         super().__init__(path, config)
         self.image_size = int(config["image_size"])
         self.model = _load_keras(os.path.join(path, CNN_MODEL))
-        _check_outputs(self.model, self.labels, os.path.join(path, CNN_MODEL))
-        side = tuple((getattr(self.model, "input_shape", None) or (None, None, None))[1:3])
-        if all(isinstance(n, int) for n in side) and side != (self.image_size, self.image_size):
-            raise BundleError(f"{path}: the bundle is damaged: {CNN_MODEL} takes {side[0]} x {side[1]} images, "
-                              f"{CONFIG} says {self.image_size}; re-export it")  # a traceback in Keras (round 46)
+        # another size: a traceback in Keras (round 46)
+        _check_model(self.model, self.labels, os.path.join(path, CNN_MODEL), self.image_size)
 
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:
         x = np.stack([_resize(im, self.image_size) for im in images]).astype(np.float32)
@@ -334,7 +352,7 @@ class ProbePredictor(Predictor):
         # The embedder first (a user factory may import torch too), then Keras for the head.
         self.embedder = load_embedder(embedder_config(spec, weights_dir))
         self.head = _load_keras(os.path.join(path, PROBE_HEAD))
-        _check_outputs(self.head, self.labels, os.path.join(path, PROBE_HEAD))
+        _check_model(self.head, self.labels, os.path.join(path, PROBE_HEAD))
 
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:
         vectors = np.asarray(self.embedder.embed(images))

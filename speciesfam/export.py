@@ -185,13 +185,43 @@ def _is_probe(ckpt_cfg: dict[str, Any]) -> bool:
 def _loaded(path: str, trial: str, load: Callable[[], Any]) -> Any:
     """``load()`` of a checkpoint's model file; one that cannot be loaded (cut short, not a .keras zip or HDF5 file,
     gone) is one line naming the trial and the file: Keras's traceback named export's own temporary copy, 'File not
-    found' of a file that was there (round 57)."""
+    found' of a file that was there (rounds 57, 58)."""
     try:
         return load()
     except Exception as err:  # noqa: BLE001 -- Keras and h5py raise ValueError, OSError, KeyError... for such a file
-        said = (str(err).strip().splitlines() or [""])[0][:200]
-        raise SpeciesfamError(f"trial {trial}'s checkpoint file {path} cannot be loaded ({type(err).__name__}: "
-                              f"{said}): it is damaged or gone; export another --trial, or run the search again") from err
+        raise _damaged(trial, path, f"cannot be loaded ({B.why_not_loaded(path, err)})") from err
+
+
+def _damaged(trial: str, path: str, problem: str) -> SpeciesfamError:
+    return SpeciesfamError(f"trial {trial}'s checkpoint file {path} {problem}: it is damaged or not this trial's; "
+                           "export another --trial, or run the search again")
+
+
+def _checkpoint_json(ckpt: str, name: str, trial: str, needed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A checkpoint's config.json or metrics.json: a JSON object with ``needed`` keys, else one line naming the
+    trial and the file (a cut-short or emptied one was a traceback: round 58)."""
+    path = os.path.join(ckpt, name)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise _damaged(trial, path, f"cannot be read as JSON ({type(err).__name__}: {err})") from err
+    missing = [k for k in needed if k not in data] if isinstance(data, dict) else None
+    if missing is None or missing:
+        raise _damaged(trial, path, "is not a JSON object" if missing is None else f"lacks {', '.join(missing)}")
+    return data
+
+
+def _check_config(cfg: dict[str, Any], path: str, trial: str) -> None:
+    """What ``_write_model`` reads of a checkpoint's config.json is there and of its type (round 58: a KeyError)."""
+    needed = {"labels": list, **({"embedding_dim": int} if _is_probe(cfg) else {"model": str, "image_size": int})}
+    if _is_probe(cfg) and not os.path.exists(os.path.join(os.path.dirname(path), "probe.weights.h5")) and \
+            os.path.exists(os.path.join(os.path.dirname(path), B.CNN_MODEL)):
+        needed.pop("embedding_dim")  # an older probe checkpoint: its model.keras says it
+    wrong = [k for k, kind in needed.items() if not isinstance(cfg.get(k), kind) or isinstance(cfg.get(k), bool)]
+    if wrong:
+        raise _damaged(trial, path, f"lacks {' and '.join(wrong)}, or holds {'it' if len(wrong) == 1 else 'them'} "
+                                    "of another type")
 
 
 def _write_model(ckpt: str, ckpt_cfg: dict[str, Any], tmp: str, trial: str) -> dict[str, Any]:
@@ -202,23 +232,26 @@ def _write_model(ckpt: str, ckpt_cfg: dict[str, Any], tmp: str, trial: str) -> d
     keras = _keras()
     labels = list(ckpt_cfg["labels"])
     if _is_probe(ckpt_cfg):
-        weights = os.path.join(ckpt, "probe.weights.h5")
-        if os.path.exists(weights):  # the probe trial's checkpoint: weights of build_probe(classes, dim, hp)
-            from .models.probe import build_probe
+        weights, path = os.path.join(ckpt, "probe.weights.h5"), os.path.join(ckpt, B.CNN_MODEL)
+        if os.path.exists(weights) or not os.path.exists(path):  # the probe trial's checkpoint: weights of
+            from .models.probe import build_probe  # build_probe(classes, dim, hp); deleted: named (round 58)
 
             head = build_probe(len(labels), int(ckpt_cfg["embedding_dim"]), ckpt_cfg.get("hp", {}))
             _loaded(weights, trial, lambda: head.load_weights(weights))
         else:  # older probe checkpoints: a whole model.keras
-            path = os.path.join(ckpt, B.CNN_MODEL)
             head = _loaded(path, trial, lambda: keras.saving.load_model(path, safe_mode=True))
+            if problem := B.model_mismatch(head, labels):
+                raise _damaged(trial, path, problem)
         head.save(os.path.join(tmp, B.PROBE_HEAD))
         return {"kind": "probe", "model": "probe", "embedding_dim": int(head.inputs[0].shape[-1]),
                 "input": "RGB uint8 images of any size; the embedder's own preprocessing resizes them"}
     path = os.path.join(ckpt, B.CNN_MODEL)
     model = _loaded(path, trial, lambda: keras.saving.load_model(path, safe_mode=True))
+    size = int(ckpt_cfg["image_size"])
+    if problem := B.model_mismatch(model, labels, size):  # a probe head in its place made a bundle that crashed
+        raise _damaged(trial, path, problem)  # predict (round 58)
     shutil.copy(path, os.path.join(tmp, B.CNN_MODEL))
     model.export(os.path.join(tmp, B.SAVED_MODEL), format="tf_saved_model", verbose=False)
-    size = int(ckpt_cfg["image_size"])
     return {"kind": "cnn", "model": ckpt_cfg["model"], "image_size": size, "weights": ckpt_cfg.get("weights"),
             "input": f"RGB uint8 images of any size, resized bilinearly to {size}x{size}; the model rescales 0..255"}
 
@@ -262,8 +295,8 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                                   "--storage-path moved); export another --trial, or run the search again")
         if not os.path.exists(os.path.join(ckpt, "config.json")):
             raise SpeciesfamError(f"checkpoint {uri} has no config.json; was it written by speciesfam?")
-        with open(os.path.join(ckpt, "config.json")) as f:
-            ckpt_cfg = json.load(f)
+        ckpt_cfg = _checkpoint_json(ckpt, "config.json", row["trial_id"], ("labels",))
+        _check_config(ckpt_cfg, os.path.join(ckpt, "config.json"), row["trial_id"])
         embedder = embedder_record(_clean_config(workdir, ckpt_cfg.get("embedding_model"))) if _is_probe(ckpt_cfg) else None
         tmp = os.path.join(parent, f".{name}-new-{uuid.uuid4().hex[:8]}")
         os.makedirs(tmp)
@@ -286,8 +319,7 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
             if row.get("status") != layout.OK:
                 metrics.update(status=row.get("status"), error=row.get("error"))
             if os.path.exists(os.path.join(ckpt, "metrics.json")):  # the checkpoint's own epoch, per family
-                with open(os.path.join(ckpt, "metrics.json")) as f:
-                    metrics["checkpoint"] = json.load(f)
+                metrics["checkpoint"] = _checkpoint_json(ckpt, "metrics.json", row["trial_id"])
             for file, data in ((B.CONFIG, config), (B.LABELS, config["labels"]), (B.METRICS, metrics)):
                 with open(os.path.join(tmp, file), "w") as f:
                     json.dump(data, f, indent=1, default=str)

@@ -95,17 +95,34 @@ def test_a_trial_that_failed_after_its_checkpoint_is_exported_only_as_such(tmp_p
 
 def test_a_damaged_checkpoint_is_one_line_naming_its_trial_and_file(tmp_path, capsys):
     """A CNN trial's model.keras cut short: export printed Keras's traceback, 'File not found' of its own temporary
-    copy (round 57); a probe's cut weights file said to check the path's permissions and free space."""
+    copy (round 57); a config.json or metrics.json cut short or emptied was a traceback, and another model's file in
+    its place made a bundle that predict could not use (round 58)."""
+    import keras
+
     from speciesfam.cli import main
 
-    ckpt = write_cnn_trial(tmp_path, "cut00001")
-    model = Path(ckpt) / "model.keras"
-    model.write_bytes(model.read_bytes()[:500])
-    assert main(["export", "--workdir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"trial cut00001's checkpoint file {model} cannot be loaded (" in err, err
-    assert err.endswith("it is damaged or gone; export another --trial, or run the search again"), err
-    assert not (tmp_path / "bundle").exists() and not list(tmp_path.glob(".bundle-new-*"))
+    other = keras.Sequential([keras.Input((512,)), keras.layers.Dense(4, activation="softmax")])  # a probe's head
+    other.save(tmp_path / "other.keras")
+    cut = lambda f: f.write_bytes(f.read_bytes()[:500])  # noqa: E731
+    for damage, file, said in (
+            (cut, "model.keras", "cannot be loaded (not a whole .keras archive: cut short, or not a Keras file)"),
+            (lambda f: f.write_bytes((tmp_path / "other.keras").read_bytes()), "model.keras",
+             "takes inputs of shape (None, 512), not the RGB images of config.json (32 x 32)"),
+            (lambda f: f.write_text("{}"), "config.json", "lacks labels"),
+            (lambda f: f.write_text('{"labels": ["a"], "model": "x"}'), "config.json",
+             "lacks image_size, or holds it of another type"),
+            (lambda f: f.write_text("[1, 2]"), "config.json", "is not a JSON object"),
+            (cut, "metrics.json", "cannot be read as JSON (JSONDecodeError: ")):
+        run = tmp_path / f"{file}-{said[:8]}"
+        file = Path(write_cnn_trial(run, "cut00001")) / file
+        if file.name == "metrics.json":
+            file.write_text(json.dumps({"epoch": 1, "val_macro_f1": 0.5, "pad": "x" * 600}))
+        damage(file)
+        assert main(["export", "--workdir", str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"trial cut00001's checkpoint file {file} {said}" in err, err
+        assert err.endswith("it is damaged or not this trial's; export another --trial, or run the search again"), err
+        assert not (run / "bundle").exists() and not list(run.glob(".bundle-new-*"))
 
 
 def test_evaluating_a_cnn_bundle_decodes_large_photos_straight_to_its_input_size(cnn_bundle, tmp_path):
@@ -312,6 +329,13 @@ def test_a_bundle_edited_with_its_checksums_written_anew_is_refused_in_one_line(
         (tampered("devzero", sums_edit={"/dev/zero": "0" * 64}), "checksums.json names ['/dev/zero'], not files of"),
         (tampered("up", sums_edit={"../x": "0" * 64}), "checksums.json names ['../x'], not files of"),
     ]
+    import keras
+
+    head = tampered("head")  # a probe's head in a CNN bundle: an IndexError building this very message (round 58)
+    keras.Sequential([keras.Input((512,)), keras.layers.Dense(len(labels), activation="softmax")]).save(
+        head / "model.keras")
+    (head / "checksums.json").write_text(json.dumps(checksums(str(head))))
+    cases.append((head, "model.keras takes inputs of shape (None, 512), not the RGB images of config.json (32 x 32)"))
     sub = tampered("folder")
     (sub / "sub").mkdir()
     (sub / "checksums.json").write_text(json.dumps({**checksums(str(sub)), "sub": "0" * 64}))
