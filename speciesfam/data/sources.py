@@ -268,7 +268,9 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
                 # silently take the first fields as a row index and shift the rest into 'path' and 'label')
                 warnings.simplefilter("error", pd.errors.ParserWarning)
                 df = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False, sep=sep,
-                                 skiprows=skip, encoding="utf-8", index_col=False, skip_blank_lines=False)
+                                 skiprows=skip, encoding="utf-8", index_col=False, skip_blank_lines=False,
+                                 # a separator of more than one byte in UTF-8 ('sep=；'): pandas' Python parser,
+                                 engine="python" if len(sep.encode()) > 1 else "c")  # not its warning (round 58)
         except pd.errors.EmptyDataError as err:
             raise SourceError(f"{source} is empty: a manifest needs a header line with 'path' and 'label' "
                               "columns") from err
