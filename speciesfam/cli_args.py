@@ -28,9 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", required=True, help="local folder for the download and its manifest.csv")
     f.add_argument("--from", dest="source", default=None,
                    help="a local copy of the hub repo (air-gapped machines): skip the download")
-    f.add_argument("--label", default="family", help="rank used as the label: phylum class order family genus species")
+    f.add_argument("--label", default="family", help="rank used as the label: phylum class order family genus species "
+                   "(default: family)")
     f.add_argument("--layout", choices=["manifest", "folders"], default="manifest",
-                   help="manifest.csv pointing at the download, or also hard-linked OUT/LABEL/<VALUE>/ folders")
+                   help="manifest.csv pointing at the download, or also hard-linked OUT/LABEL/<SLUG>/ folders (the "
+                        "label's safe name: letters, digits and a hash)")
     f.add_argument("--revision", default=None, help="hub revision (default: newest)")
 
     c = sub.add_parser("catalog", help="scan images into RUN/manifest.parquet (validate, dedupe, split)")
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
 
     p.add_argument("--version", action="version", version=f"speciesfam {version('speciesfam')}")
+    for command in sub.choices.values():  # `speciesfam tune probe --help` and the job scripts' help did not say it
+        command.epilog = "--verbose (before or after the command): show TensorFlow/Ray/Tune output on the console"
     p.commands = sub.choices  # type: ignore[attr-defined]  # a stray word is said by its command's parser
     return p
 

@@ -85,7 +85,7 @@ class CatalogConfig:
 
     val_fraction: float = opt(0.15, "share of each family for validation (chooses the trial)")
     test_fraction: float = opt(0.15, "share of each family held out for `speciesfam evaluate`")
-    seed: int = opt(0, "seed of the split (and of everything random downstream)")
+    seed: int = opt(0, "seed of the train/val/test split (clean and each search have seeds of their own)")
     min_images: int = opt(6, "families with fewer usable images are excluded (reported as too_small); at least 3, "
                              "one per split")
     group_split: bool = opt(False, "keep each manifest 'group' (e.g. species) inside one split")
@@ -141,7 +141,7 @@ class CleanConfig:
     Outlier removal is calibrated per family by default (``removal="threshold"``: robust z-score of the
     detector's score above ``outlier_z``); ``removal="quota"`` removes the top ``contamination`` share of
     every family instead. Label issues are reported (``drop_label_issues`` removes them); near-duplicate
-    groups are always kept inside one split (``dedupe="near"`` also keeps one image per group).
+    groups are always kept inside one split (``dedupe="near"`` also drops an image's near copies in its family).
     """
 
     model: str = opt("ViT-B-32", "open_clip architecture, hf-hub:ORG/NAME (e.g. hf-hub:imageomics/bioclip), or "
@@ -174,8 +174,9 @@ class CleanConfig:
     near_duplicate_threshold: float | None = opt(None, "embedding cosine similarity at or above which two images "
                                                  "are near-duplicates (kept in one split); default 0.95, or 0.999 "
                                                  "with --pretrained none (random weights make all images alike)")
-    dedupe: str = opt("none", "none: report near-duplicates and keep each group in one split; near: also keep one "
-                      "image per group (the others become status 'duplicate', down to --min-per-family)", choices=("none", "near"))
+    dedupe: str = opt("none", "none: report near-duplicates and keep each group in one split; near: also mark as "
+                      "'duplicate' each image that is a near copy of one kept of its own family (the one of most pixels "
+                      "is kept; never below --min-per-family; a pair under two families is kept)", choices=("none", "near"))
     gallery_per_family: int = opt(6, "images per family in gallery/*.png")
 
     @property
