@@ -161,7 +161,7 @@ def read_config(path: str) -> dict[str, Any]:
         raise BundleError(f"{path}: the bundle is damaged ({LABELS}: {err}); {_reexport(path)}") from err
     if labels != config.get("labels"):
         raise BundleError(f"{path}: {LABELS} and {CONFIG} disagree on the families; {_reexport(path)}")
-    problem = _config_problem(config)
+    problem = config_problem(config)
     if problem:  # a config edited and its checksums written anew: KeyError, IndexError, wrong families (round 45)
         raise BundleError(f"{path}: the bundle is damaged: {CONFIG} {problem}; {_reexport(path)}")
     return config
@@ -173,7 +173,7 @@ def _inside(bundle: str, rel: str) -> bool:
     return bool(rel) and not os.path.isabs(rel) and ".." not in parts and "" not in parts and "\\" not in rel
 
 
-def _config_problem(config: dict[str, Any]) -> str:
+def config_problem(config: dict[str, Any]) -> str:
     """What makes a config.json unusable (its fields' types), '' if nothing: the families a non-empty list of
     distinct strings; a CNN's image size a whole number > 0; a probe's embedder a record with its model id."""
     labels = config.get("labels")
@@ -294,9 +294,11 @@ def model_mismatch(model: Any, labels: list[str], image_size: int | None = None)
     CNN, 'takes 64 x 64 images, config.json says 48', or inputs that are not images at all), '' when it fits. Too
     few outputs printed wrong families or an IndexError (round 45); a probe head in a CNN's place crashed the check
     of its image size (round 58)."""
-    width = (getattr(model, "output_shape", None) or (None,))[-1]
-    if isinstance(width, int) and width != len(labels):
-        return f"gives {width} probabilities, {CONFIG} names {len(labels)} families"
+    out = getattr(model, "output_shape", None)
+    if not (isinstance(out, tuple) and len(out) == 2 and all(n is None or isinstance(n, int) for n in out)):
+        return f"gives outputs of shape {out}, not one probability per family"  # two heads, a map: round 59
+    if isinstance(out[-1], int) and out[-1] != len(labels):
+        return f"gives {out[-1]} probabilities, {CONFIG} names {len(labels)} families"
     if image_size is None:
         return ""
     shape = getattr(model, "input_shape", None)

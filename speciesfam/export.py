@@ -204,24 +204,48 @@ def _checkpoint_json(ckpt: str, name: str, trial: str, needed: tuple[str, ...] =
     try:
         with open(path) as f:
             data = json.load(f)
-    except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError
-        raise _damaged(trial, path, f"cannot be read as JSON ({type(err).__name__}: {err})") from err
+    except (OSError, ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError; '[' * 100000
+        raise _damaged(trial, path, f"cannot be read as JSON ({type(err).__name__}: {str(err)[:200]})") from err
     missing = [k for k in needed if k not in data] if isinstance(data, dict) else None
     if missing is None or missing:
         raise _damaged(trial, path, "is not a JSON object" if missing is None else f"lacks {', '.join(missing)}")
     return data
 
 
+def _older_probe(cfg: dict[str, Any]) -> bool:
+    """A probe checkpoint of before probe.weights.h5 (a whole model.keras; its config says 'probe' only in "model").
+    A checkpoint whose config says kind 'probe' has weights: with them gone it is damage, whatever lies beside
+    them (a CNN's model.keras was exported as a probe head: round 59)."""
+    return _is_probe(cfg) and cfg.get("kind") != "probe"
+
+
 def _check_config(cfg: dict[str, Any], path: str, trial: str) -> None:
-    """What ``_write_model`` reads of a checkpoint's config.json is there and of its type (round 58: a KeyError)."""
-    needed = {"labels": list, **({"embedding_dim": int} if _is_probe(cfg) else {"model": str, "image_size": int})}
-    if _is_probe(cfg) and not os.path.exists(os.path.join(os.path.dirname(path), "probe.weights.h5")) and \
-            os.path.exists(os.path.join(os.path.dirname(path), B.CNN_MODEL)):
-        needed.pop("embedding_dim")  # an older probe checkpoint: its model.keras says it
+    """What ``_write_model`` and the model card read of a checkpoint's config.json is there and of its type, as
+    predict checks a bundle's (round 58: a KeyError; round 59: hp "x", embedding_dim -1, labels [1, 2], ...)."""
+    probe = _is_probe(cfg)
+    needed = {"labels": list, **({} if _older_probe(cfg) else {"embedding_dim": int} if probe else
+                                 {"model": str, "image_size": int})}
     wrong = [k for k, kind in needed.items() if not isinstance(cfg.get(k), kind) or isinstance(cfg.get(k), bool)]
+    if not isinstance(cfg.get("hp", {}), dict):
+        wrong.append("hp")
     if wrong:
         raise _damaged(trial, path, f"lacks {' and '.join(wrong)}, or holds {'it' if len(wrong) == 1 else 'them'} "
                                     "of another type")
+    if probe and not _older_probe(cfg) and cfg["embedding_dim"] < 1:
+        raise _damaged(trial, path, f"has embedding_dim {cfg['embedding_dim']}, not a length of vectors")
+    problem = B.config_problem({"kind": "probe" if probe else "cnn", "labels": cfg["labels"],
+                                "image_size": cfg.get("image_size"), "embedder": {"model_id": ""}})
+    if problem:
+        raise _damaged(trial, path, problem)
+
+
+def _check_metrics(metrics: dict[str, Any], path: str, trial: str) -> dict[str, Any]:
+    """A checkpoint's metrics.json as the model card reads it: per family a val F1 (round 59: a traceback)."""
+    per_class = metrics.get("per_class_f1", {})
+    if not isinstance(per_class, dict) or not all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in per_class.values()):
+        raise _damaged(trial, path, f"has per_class_f1 {str(per_class)[:80]!r}, not a val F1 per family")
+    return metrics
 
 
 def _write_model(ckpt: str, ckpt_cfg: dict[str, Any], tmp: str, trial: str) -> dict[str, Any]:
@@ -233,10 +257,11 @@ def _write_model(ckpt: str, ckpt_cfg: dict[str, Any], tmp: str, trial: str) -> d
     labels = list(ckpt_cfg["labels"])
     if _is_probe(ckpt_cfg):
         weights, path = os.path.join(ckpt, "probe.weights.h5"), os.path.join(ckpt, B.CNN_MODEL)
-        if os.path.exists(weights) or not os.path.exists(path):  # the probe trial's checkpoint: weights of
-            from .models.probe import build_probe  # build_probe(classes, dim, hp); deleted: named (round 58)
+        if not _older_probe(ckpt_cfg):  # the probe trial's checkpoint: weights of build_probe(classes, dim, hp);
+            from .models.probe import build_probe  # deleted: named (round 58)
 
-            head = build_probe(len(labels), int(ckpt_cfg["embedding_dim"]), ckpt_cfg.get("hp", {}))
+            head = _loaded(os.path.join(ckpt, "config.json"), trial, lambda: build_probe(  # hp {"head_units": "abc"}
+                len(labels), int(ckpt_cfg["embedding_dim"]), ckpt_cfg.get("hp", {})))
             _loaded(weights, trial, lambda: head.load_weights(weights))
         else:  # older probe checkpoints: a whole model.keras
             head = _loaded(path, trial, lambda: keras.saving.load_model(path, safe_mode=True))
@@ -319,7 +344,8 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
             if row.get("status") != layout.OK:
                 metrics.update(status=row.get("status"), error=row.get("error"))
             if os.path.exists(os.path.join(ckpt, "metrics.json")):  # the checkpoint's own epoch, per family
-                metrics["checkpoint"] = _checkpoint_json(ckpt, "metrics.json", row["trial_id"])
+                metrics["checkpoint"] = _check_metrics(_checkpoint_json(ckpt, "metrics.json", row["trial_id"]),
+                                                       os.path.join(ckpt, "metrics.json"), row["trial_id"])
             for file, data in ((B.CONFIG, config), (B.LABELS, config["labels"]), (B.METRICS, metrics)):
                 with open(os.path.join(tmp, file), "w") as f:
                     json.dump(data, f, indent=1, default=str)

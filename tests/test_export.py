@@ -211,6 +211,14 @@ def test_a_probe_trials_damaged_weights_file_is_one_line_naming_it(probe_run, tm
         assert f"trial {best['trial_id']}'s checkpoint file {ckpt / 'probe.weights.h5'} cannot be loaded (" in err, err
         assert len(err.splitlines()) == 1 and "permissions" not in err and not (tmp_path / "b").exists()
         (ckpt / "probe.weights.h5").unlink(missing_ok=True)
+        (ckpt / "model.keras").write_bytes(b"x")  # a model.keras beside it was exported as the probe's head (round 59)
+    config = json.loads((ckpt / "config.json").read_text())
+    for edit, said in (({"embedding_dim": -1}, "has embedding_dim -1, not a length of vectors"),
+                       ({"hp": {**config["hp"], "head_units": "abc"}}, "cannot be loaded (ValueError: ")):
+        (ckpt / "config.json").write_text(json.dumps({**config, **edit}))  # tracebacks (round 59)
+        assert main(["export", "--workdir", str(run), "--trial", best["trial_id"], "--out", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"trial {best['trial_id']}'s checkpoint file {ckpt / 'config.json'} {said}" in err, err
 
 
 def test_a_local_dir_model_replaced_in_place_is_told(probe_bundle, tmp_path):

@@ -95,6 +95,11 @@ def test_a_spreadsheets_separator_line_names_the_separator(tmp_path):
         m = build_manifest(str(tmp_path / name), SMALL)
         assert m["label"].tolist() == ["007", "a,b", " 7", "Felidae"] and m["path"].tolist() == paths, name
         assert m["source_row"].tolist() == [0, 1, 2, 3]
+    with open(tmp_path / "wide.csv", "a") as f:  # a blank line: an AttributeError under the Python parser (round 59)
+        f.write("\n" + f"{paths[0]}\uff1b007\n")
+    m = build_manifest(str(tmp_path / "wide.csv"), SMALL)
+    m = m.sort_values("source_row")
+    assert m["status"].tolist()[4:] == ["invalid", "duplicate"] and m["source_row"].tolist() == [0, 1, 2, 3, 4, 5]
 
 
 def test_look_alike_labels_stay_apart_and_are_named(tmp_path):

@@ -282,6 +282,7 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
                 _separated(header) or f"quote fields that contain {_named(sep)} and give every row "
                 "the header's number of fields")) from err
         _refuse_repeated_columns(source, header)
+        df = df.fillna("")  # the Python parser's blank line is NaN, the C parser's '' (round 59: a traceback)
         return {c: df[c].tolist() for c in df.columns}
     try:
         _refuse_repeated_columns(source, pq.read_schema(io.BytesIO(data)).names)
