@@ -160,7 +160,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         from .console import say
         from .report import write_report
 
-        say(f"report: {write_report(run)}")
+        report = write_report(run)  # 'report: None' when it could not be written (round 60)
+        say(f"report: {report}" if report else f"report: not written (why: {os.path.join(run, 'logs', 'evaluate.log')})")
     return 1 if left_out else 0
 
 

@@ -107,7 +107,13 @@ def _clean_config(workdir: str, model_id: str | None) -> dict[str, Any]:
     if rec is None:
         raise StageOrderError(f"{workdir} has no record of how the clean stage embedded ({layout.STAGES}/clean.json); "
                               f"run `{stages.command('clean', workdir)}` again (it reuses the cached embeddings)")
-    cfg = rec["config"]
+    cfg = rec.get("config") or {}
+    wrong = [k for k, kinds in (("model", str), ("pretrained", (str, type(None))), ("embedder", (str, type(None))))
+             if not isinstance(cfg.get(k), kinds)]
+    if wrong:  # config.model 5 or gone: a traceback (round 60)
+        raise StageOrderError(f"{stages.record_uri(workdir, 'clean')} is damaged (its config's {' and '.join(wrong)} "
+                              f"{'is' if len(wrong) == 1 else 'are'} not what clean writes); run "
+                              f"`{stages.command('clean', workdir)}` again (it reuses the cached embeddings)")
     if model_id and cfg.get("model_id") != model_id:
         raise StageOrderError(f"the probe was trained on embeddings of {model_id!r}, but the last clean stage embedded "
                               f"with {cfg.get('model_id')!r}; run the probe search again "
@@ -243,7 +249,8 @@ def _check_metrics(metrics: dict[str, Any], path: str, trial: str) -> dict[str, 
     """A checkpoint's metrics.json as the model card reads it: per family a val F1 (round 59: a traceback)."""
     per_class = metrics.get("per_class_f1", {})
     if not isinstance(per_class, dict) or not all(
-            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in per_class.values()):
+            isinstance(v, (int, float)) and not isinstance(v, bool) and (v != v or 0 <= v <= 1)  # NaN; not None,
+            for v in per_class.values()):  # 10**400 (round 60: tracebacks in the model card)
         raise _damaged(trial, path, f"has per_class_f1 {str(per_class)[:80]!r}, not a val F1 per family")
     return metrics
 

@@ -259,6 +259,7 @@ def _evaluation(workdir: str, bundle_id: str | None) -> dict | None:
     split's first; one of a bundle exported before this one, or of another run's manifest, is not shown as this
     run's."""
     import numpy as np
+    import pandas as pd
 
     if storage.is_remote(workdir):
         return None
@@ -273,6 +274,9 @@ def _evaluation(workdir: str, bundle_id: str | None) -> dict | None:
         return None
     split, folder, metrics = found[0]
     per_class = storage.read_table(storage.join(folder, "per_class.csv"))
+    for column in ("f1", "precision", "recall", "support"):  # an edited 'x' lost the whole page (round 60): blank
+        if column in per_class:
+            per_class[column] = pd.to_numeric(per_class[column], errors="coerce")
     pairs = storage.read_table(storage.join(folder, "confused_pairs.csv"))
     # the families the macro-F1 counts (evaluate's column; older tables: those with an image of the split)
     scored = per_class["scored"].astype(str) == "True" if "scored" in per_class else per_class["support"] > 0

@@ -89,9 +89,9 @@ def running_now(workdir: str) -> str:
 def checked_trials(workdir: str) -> tuple["pd.DataFrame | None", str]:
     """RUN/trials.csv (None when it cannot be read) and what is wrong with it, as export says it (deleted, emptied,
     damaged or cut short though searches ran, with the --resume that writes it again; '' when nothing is)."""
-    if not storage.exists(layout.path(workdir, layout.TRIALS)):  # deleted after searches ran: not 'Not run yet'
-        return None, trials_deleted(workdir)
     try:
+        if not storage.exists(layout.path(workdir, layout.TRIALS)):  # deleted after searches ran: not 'Not run yet'
+            return None, trials_deleted(workdir)  # (a damaged tune record: said, round 60)
         trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
     except (StageOrderError, SourceError) as err:  # SourceError: no search recorded, said without a --resume
         return None, str(err)

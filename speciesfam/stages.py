@@ -82,14 +82,28 @@ def load(workdir: str, stage: str) -> dict[str, Any] | None:
     except (ValueError, OSError) as err:  # not JSON (JSONDecodeError, UnicodeDecodeError), a folder, unreadable
         rec = err
     if not isinstance(rec, dict) or not isinstance(rec.get("run_id"), str) or \
-            not isinstance(rec.get("built_from"), dict):
+            not isinstance(rec.get("built_from"), dict) or _wrong_fields(rec):
         why = (f"not JSON: {rec}" if isinstance(rec, ValueError) else f"cannot be read: {rec}"
-               if isinstance(rec, Exception) else "not a stage record: no run_id or built_from")
+               if isinstance(rec, Exception) else f"its {_wrong_fields(rec)} is not a record of fields"
+               if isinstance(rec, dict) and _wrong_fields(rec) else "not a stage record: no run_id or built_from")
         err = StageOrderError(f"{uri} is damaged ({why}); run `{COMMAND[stage].replace('RUN', workdir)}` again "
                               f"to rewrite it")
         err.damaged = f"{uri} was damaged ({why})"  # what the stage that rewrites it says
         raise err
     return rec
+
+
+def _wrong_fields(rec: dict[str, Any]) -> str:
+    """The first of a record's parts that is not a JSON object though every reader takes it for one (config,
+    summary, each search of tune's ``searches``), '' when none is: ``searches: [1]`` was a traceback in export and
+    report (round 60)."""
+    for key in ("config", "summary", "searches"):
+        if key in rec and rec[key] is not None and not isinstance(rec[key], dict):
+            return key
+    for name, search in (rec.get("searches") or {}).items():
+        if not isinstance(search, dict):
+            return f"searches[{name!r}]"
+    return ""
 
 
 def check_upstream(workdir: str, stage: str) -> dict[str, str]:

@@ -125,6 +125,8 @@ def test_a_damaged_checkpoint_is_one_line_naming_its_trial_and_file(tmp_path, ca
              "cannot be read as JSON (RecursionError"),
             (lambda f: f.write_text(json.dumps({"per_class_f1": {"7": "x"}})), "metrics.json",
              "has per_class_f1 \"{'7': 'x'}\", not a val F1 per family"),
+            (lambda f: f.write_text(json.dumps({"per_class_f1": {"7": None}})), "metrics.json",  # round 60
+             "has per_class_f1 \"{'7': None}\", not a val F1 per family"),
             (lambda f: f.write_bytes((tmp_path / "two.keras").read_bytes()), "model.keras",
              "gives outputs of shape [(None, 4), (None, 4)], not one probability per family")):
         run = tmp_path / f"{file}-{len(list(tmp_path.iterdir()))}"

@@ -1,6 +1,8 @@
 """Failures are failures: a search that trained nothing exits non-zero, defaults train, stale outputs are refused."""
 
 import html
+import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -54,6 +56,22 @@ def test_a_damaged_stage_record_is_said_not_read_as_not_run(collection, tmp_path
 
     html = render(str(tmp_path))
     assert "could not be rendered: " in html and "catalog.json is damaged" in html
+
+
+@pytest.mark.parametrize("field", [{"searches": [1]}, {"searches": {"probe": [1]}}, {"summary": "x"}, {"config": [1]}])
+def test_a_stage_record_whose_parts_are_not_records_is_damaged(tmp_path, capsys, field):
+    """A tune.json whose searches were [1] (or a record's summary or config not an object) was a traceback in export
+    and report (round 60): damage, named with the command that rewrites it; the report still writes its page."""
+    (tmp_path / layout.STAGES).mkdir()
+    for stage in ("catalog", "tune"):
+        (tmp_path / layout.STAGES / f"{stage}.json").write_text(json.dumps(
+            {"stage": stage, "run_id": stage, "built_from": {}, **(field if stage == "tune" else {})}))
+    with pytest.raises(StageOrderError, match=f"tune.json is damaged \\(its {re.escape(next(iter(field)))}"):
+        stages.load(str(tmp_path), "tune")
+    assert cli.main(["export", "--workdir", str(tmp_path)]) == 2 and "Traceback" not in capsys.readouterr().err
+    assert cli.main(["report", "--workdir", str(tmp_path)]) == 0
+    said = capsys.readouterr()
+    assert "Traceback" not in said.err and "tune.json is damaged" in said.out and (tmp_path / "report.html").exists()
 
 
 def test_a_warm_start_with_nothing_to_start_from_is_refused_before_any_work(catalogued, capsys):

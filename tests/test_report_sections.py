@@ -327,6 +327,11 @@ def test_per_family_tables_tell_alike_families_apart_and_leave_out_unscored_ones
     assert "<td>New\\nline</td>" in table and "<td>Felidae</td>" in table
     assert "Felidae\\x20" not in table and table.count("<tr>") == 5  # the header and the 4 scored families
     assert "Not scored (1 family with no scored test image, never predicted; the macro-F1 leaves them out): Felidae\\x20</p>" in page
+    per_class = pd.read_csv(evaluation / "per_class.csv", keep_default_na=False)
+    per_class.assign(f1=["x"] + list(per_class["f1"].iloc[1:])).to_csv(evaluation / "per_class.csv", index=False)
+    page = render(str(tmp_path))  # an 'x' in a column of numbers lost the whole page (round 60)
+    table = page.split("Per-family F1 (test, worst first)")[1].split("</table>")[0]
+    assert table.count("<tr>") == 5
 
 
 def test_a_deleted_clean_manifest_is_said_not_shown_as_empty_counts(tmp_path):

@@ -352,7 +352,8 @@ def _csv_problem(data: bytes, said: str = "", sep: str = ",", skip: int = 0) -> 
         if len(row) > len(header):
             return f"line {start} has {len(row)} fields, the header {len(header)}"
         start, last = rows.line_num + 1, start
-    if "EOF inside string" in said:  # the last row read swallowed the rest of the file
+    if "EOF inside string" in said or "unexpected end of data" in said:  # the last row swallowed the rest (the
+        # C parser's words, the Python parser's: round 60)
         return f"a quote opened on line {last} is never closed"
     return said or "a row has more fields than the header"
 
