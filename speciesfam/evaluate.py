@@ -78,7 +78,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     the one scored: another case, or empty)."""
     import pandas as pd
 
-    from .data.sources import read_text_table
+    from .data.text_table import read_text_table
     from .predict import SKIPPED, input_rows
 
     if split is not None and not split.strip():
@@ -99,7 +99,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
         rows.attrs.update(catalog=True, split=split)
         return rows
     if not {"path", "label"} <= columns:
-        from .data.sources import header_hint
+        from .data.text_table import header_hint
 
         raise SpeciesfamError(f"{manifest_uri} is neither a catalog manifest nor a labelled set (columns "
                               f"{some(sorted(columns), 10, quote=True)}; a labelled set needs 'path' and 'label' "

@@ -155,7 +155,8 @@ def input_rows(source: str | None = None, manifest: str | None = None,
     from .data.sources import skip_reason
 
     if manifest:
-        from .data.sources import header_hint, no_path, read_text_table, resolve_path
+        from .data.sources import no_path, resolve_path
+        from .data.text_table import header_hint, read_text_table
 
         if table is None and not storage.exists(manifest):
             raise SpeciesfamError(f"--manifest {manifest} does not exist")

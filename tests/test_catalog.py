@@ -158,7 +158,7 @@ def test_an_upper_case_manifest_extension_is_a_manifest(collection, tmp_path):
 def test_a_csv_with_any_line_ends_is_read(tmp_path):
     """A CSV saved with old Mac line ends (CR only) ended catalog, evaluate and predict with a traceback from
     the csv module (hostile tester); pandas reads it, and so must the header check."""
-    from speciesfam.data.sources import read_text_table
+    from speciesfam.data.text_table import read_text_table
 
     for end in (b"\r", b"\r\n", b"\n"):
         (tmp_path / "m.csv").write_bytes(end.join([b"path,label", b"a.jpg,Felidae", b"b.jpg,007", b""]))

@@ -191,7 +191,7 @@ def test_embeddings_cached_by_an_older_decode_path_are_computed_again(tmp_path, 
     (tmp_path / "run" / layout.TRIALS).rmdir()
     # clean's own table damaged: tune and evaluate said to run catalog, or to give another manifest (round 49)
     from speciesfam.config import TuneConfig
-    from speciesfam.data.sources import read_text_table
+    from speciesfam.data.text_table import read_text_table
     from speciesfam.tune.search import run_search
 
     cleaned = tmp_path / "run" / layout.CLEAN_MANIFEST
