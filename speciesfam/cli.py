@@ -160,9 +160,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         from .console import say
         from .report import write_report
 
-        report = write_report(run)  # 'report: None' when it could not be written (round 60)
-        say(f"report: {report}" if report else f"report: not written (why: {os.path.join(run, 'logs', 'evaluate.log')})")
+        say(_report_line(write_report(run), run, "evaluate"))  # it said 'report: None' (round 60)
     return 1 if left_out else 0
+
+
+def _report_line(report: str | None, workdir: str, command: str) -> str:
+    """'report: PATH', or where the log of ``command`` says why the page was not written ('report: None' when
+    report.html was made a folder: round 50)."""
+    from . import storage
+
+    return f"report: {report}" if report else \
+        f"report: not written (why: {storage.join(workdir, 'logs', command + '.log')})"
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -238,8 +246,7 @@ def _run_stage(args: argparse.Namespace) -> int:
             # an image folder given as --workdir, a stage before catalog) nor in one not made yet
             report = write_report(args.workdir) if stages.is_run_folder(args.workdir) else None
         console.say(summary_line(args.workdir, args.command))  # in the stage's log too
-        console.say(f"report: {report}" if report else  # 'report: None' (report.html made a folder: round 50)
-                    f"report: not written (why: {storage.join(args.workdir, 'logs', args.command + '.log')})")
+        console.say(_report_line(report, args.workdir, args.command))
         if failed is not None:
             raise failed  # `speciesfam COMMAND: failed: ...`, exit 1
     return rc

@@ -203,18 +203,17 @@ def _damaged(trial: str, path: str, problem: str) -> SpeciesfamError:
                            "export another --trial, or run the search again")
 
 
-def _checkpoint_json(ckpt: str, name: str, trial: str, needed: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A checkpoint's config.json or metrics.json: a JSON object with ``needed`` keys, else one line naming the
-    trial and the file (a cut-short or emptied one was a traceback: round 58)."""
+def _checkpoint_json(ckpt: str, name: str, trial: str) -> dict[str, Any]:
+    """A checkpoint's config.json or metrics.json: a JSON object, else one line naming the trial and the file (a
+    cut-short or emptied one was a traceback: round 58)."""
     path = os.path.join(ckpt, name)
     try:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError; '[' * 100000
         raise _damaged(trial, path, f"cannot be read as JSON ({type(err).__name__}: {str(err)[:200]})") from err
-    missing = [k for k in needed if k not in data] if isinstance(data, dict) else None
-    if missing is None or missing:
-        raise _damaged(trial, path, "is not a JSON object" if missing is None else f"lacks {', '.join(missing)}")
+    if not isinstance(data, dict):
+        raise _damaged(trial, path, "is not a JSON object")
     return data
 
 
@@ -327,8 +326,8 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                                   "--storage-path moved); export another --trial, or run the search again")
         if not os.path.exists(os.path.join(ckpt, "config.json")):
             raise SpeciesfamError(f"checkpoint {uri} has no config.json; was it written by speciesfam?")
-        ckpt_cfg = _checkpoint_json(ckpt, "config.json", row["trial_id"], ("labels",))
-        _check_config(ckpt_cfg, os.path.join(ckpt, "config.json"), row["trial_id"])
+        ckpt_cfg = _checkpoint_json(ckpt, "config.json", row["trial_id"])
+        _check_config(ckpt_cfg, os.path.join(ckpt, "config.json"), row["trial_id"])  # 'lacks labels, or ...' too
         embedder = embedder_record(_clean_config(workdir, ckpt_cfg.get("embedding_model"))) if _is_probe(ckpt_cfg) else None
         tmp = os.path.join(parent, f".{name}-new-{uuid.uuid4().hex[:8]}")
         os.makedirs(tmp)

@@ -81,11 +81,12 @@ def load(workdir: str, stage: str) -> dict[str, Any] | None:
         rec = json.loads(storage.read_bytes(uri))
     except (ValueError, OSError) as err:  # not JSON (JSONDecodeError, UnicodeDecodeError), a folder, unreadable
         rec = err
+    wrong = _wrong_fields(rec) if isinstance(rec, dict) else ""
     if not isinstance(rec, dict) or not isinstance(rec.get("run_id"), str) or \
-            not isinstance(rec.get("built_from"), dict) or _wrong_fields(rec):
+            not isinstance(rec.get("built_from"), dict) or wrong:
         why = (f"not JSON: {rec}" if isinstance(rec, ValueError) else f"cannot be read: {rec}"
-               if isinstance(rec, Exception) else f"its {_wrong_fields(rec)} is not a record of fields"
-               if isinstance(rec, dict) and _wrong_fields(rec) else "not a stage record: no run_id or built_from")
+               if isinstance(rec, Exception) else f"its {wrong} is not a record of fields"
+               if wrong else "not a stage record: no run_id or built_from")
         err = StageOrderError(f"{uri} is damaged ({why}); run `{COMMAND[stage].replace('RUN', workdir)}` again "
                               f"to rewrite it")
         err.damaged = f"{uri} was damaged ({why})"  # what the stage that rewrites it says

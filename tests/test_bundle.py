@@ -93,54 +93,6 @@ def test_a_trial_that_failed_after_its_checkpoint_is_exported_only_as_such(tmp_p
     assert "this trial then failed (error: FloatingPointError: loss nan)" in (bundle / "MODEL_CARD.md").read_text()
 
 
-def test_a_damaged_checkpoint_is_one_line_naming_its_trial_and_file(tmp_path, capsys):
-    """A CNN trial's model.keras cut short: export printed Keras's traceback, 'File not found' of its own temporary
-    copy (round 57); a config.json or metrics.json cut short or emptied was a traceback, and another model's file in
-    its place made a bundle that predict could not use (round 58)."""
-    import keras
-
-    from speciesfam.cli import main
-
-    other = keras.Sequential([keras.Input((512,)), keras.layers.Dense(4, activation="softmax")])  # a probe's head
-    other.save(tmp_path / "other.keras")
-    image = keras.Input((32, 32, 3))  # two heads on the CNN's input: exported, then predict crashed (round 59)
-    flat = keras.layers.Flatten()(image)
-    keras.Model(image, [keras.layers.Dense(4)(flat), keras.layers.Dense(4)(flat)]).save(tmp_path / "two.keras")
-    cut = lambda f: f.write_bytes(f.read_bytes()[:500])  # noqa: E731
-    for damage, file, said in (
-            (cut, "model.keras", "cannot be loaded (not a whole .keras archive: cut short, or not a Keras file)"),
-            (lambda f: f.write_bytes((tmp_path / "other.keras").read_bytes()), "model.keras",
-             "takes inputs of shape (None, 512), not the RGB images of config.json (32 x 32)"),
-            (lambda f: f.write_text("{}"), "config.json", "lacks labels"),
-            (lambda f: f.write_text('{"labels": ["a"], "model": "x"}'), "config.json",
-             "lacks image_size, or holds it of another type"),
-            (lambda f: f.write_text("[1, 2]"), "config.json", "is not a JSON object"),
-            (cut, "metrics.json", "cannot be read as JSON (JSONDecodeError: "),
-            # round 59: exported, then predict called the bundle damaged; tracebacks in the model card
-            (lambda f: f.write_text(json.dumps({**json.loads(f.read_text()), "labels": [1, 2]})), "config.json",
-             "has labels '[1, 2]', not a list of family names"),
-            (lambda f: f.write_text(json.dumps({**json.loads(f.read_text()), "hp": "x"})), "config.json",
-             "lacks hp, or holds it of another type"),
-            (lambda f: f.write_text("[" * 100000 + "]" * 100000), "config.json",
-             "cannot be read as JSON (RecursionError"),
-            (lambda f: f.write_text(json.dumps({"per_class_f1": {"7": "x"}})), "metrics.json",
-             "has per_class_f1 \"{'7': 'x'}\", not a val F1 per family"),
-            (lambda f: f.write_text(json.dumps({"per_class_f1": {"7": None}})), "metrics.json",  # round 60
-             "has per_class_f1 \"{'7': None}\", not a val F1 per family"),
-            (lambda f: f.write_bytes((tmp_path / "two.keras").read_bytes()), "model.keras",
-             "gives outputs of shape [(None, 4), (None, 4)], not one probability per family")):
-        run = tmp_path / f"{file}-{len(list(tmp_path.iterdir()))}"
-        file = Path(write_cnn_trial(run, "cut00001")) / file
-        if file.name == "metrics.json":
-            file.write_text(json.dumps({"epoch": 1, "val_macro_f1": 0.5, "pad": "x" * 600}))
-        damage(file)
-        assert main(["export", "--workdir", str(run)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and f"trial cut00001's checkpoint file {file} {said}" in err, err
-        assert err.endswith("it is damaged or not this trial's; export another --trial, or run the search again"), err
-        assert not (run / "bundle").exists() and not list(run.glob(".bundle-new-*"))
-
-
 def test_evaluating_a_cnn_bundle_decodes_large_photos_straight_to_its_input_size(cnn_bundle, tmp_path):
     """Three 2,500 px photos (18.75 MB each decoded): evaluate never holds one at full size, and scores them as
     the predictor does (which resizes whatever it gets)."""
