@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import warnings
 from typing import Any, Sequence
 
@@ -286,6 +287,10 @@ def why_not_loaded(file: str, err: BaseException) -> str:
 
     if file.endswith(".keras") and os.path.isfile(file) and not zipfile.is_zipfile(file):
         return "not a whole .keras archive: cut short, or not a Keras file"
+    shapes = re.search(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))", str(err))
+    if shapes:  # Keras's first line ends 'Example error message for object <Dense ...>:' (round 58, left)
+        return (f"holds weights of shape {shapes[2]} where the model {CONFIG} describes has {shapes[1]}: another "
+                "model's weights")
     return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:200]}"
 
 

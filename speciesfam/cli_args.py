@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--version", action="version", version=f"speciesfam {version('speciesfam')}")
     for command in sub.choices.values():  # `speciesfam tune probe --help` and the job scripts' help did not say it
-        command.epilog = "--verbose (before or after the command): show TensorFlow/Ray/Tune output on the console"
+        command.epilog = "--verbose: show TensorFlow/Ray/Tune output on the console (it is always kept in RUN/logs/)"
     p.commands = sub.choices  # type: ignore[attr-defined]  # a stray word is said by its command's parser
     return p
 

@@ -90,8 +90,8 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
         lines += ["## Data", ""]
         if catalog:
             status = catalog["summary"].get("status") or {}
-            counts = ", ".join(f"{n} {k}" for k, n in sorted(status.items(), key=lambda kv: -kv[1])) \
-                if isinstance(status, dict) else status  # '128 ok, 1 duplicate' (it printed a Python dict)
+            # '128 ok, 1 duplicate' (it printed a Python dict); the counts' types are the record's (records.py)
+            counts = ", ".join(f"{n} {k}" for k, n in sorted(status.items(), key=lambda kv: -kv[1]))
             lines.append(f"- catalog of {code(visible(catalog['config'].get('source')))}: "
                          f"{catalog['summary'].get('rows')} rows ({counts})")
         if clean:

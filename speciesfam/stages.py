@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import Any
 
-from . import layout, storage
+from . import layout, records, storage
 from .errors import SpeciesfamError, StageOrderError
 
 # stage -> the stages whose outputs it reads (in the order they run)
@@ -81,30 +81,17 @@ def load(workdir: str, stage: str) -> dict[str, Any] | None:
         rec = json.loads(storage.read_bytes(uri))
     except (ValueError, OSError) as err:  # not JSON (JSONDecodeError, UnicodeDecodeError), a folder, unreadable
         rec = err
-    wrong = _wrong_fields(rec) if isinstance(rec, dict) else ""
+    wrong = records.wrong_field(stage, rec) if isinstance(rec, dict) else ""
     if not isinstance(rec, dict) or not isinstance(rec.get("run_id"), str) or \
             not isinstance(rec.get("built_from"), dict) or wrong:
         why = (f"not JSON: {rec}" if isinstance(rec, ValueError) else f"cannot be read: {rec}"
-               if isinstance(rec, Exception) else f"its {wrong} is not a record of fields"
+               if isinstance(rec, Exception) else f"its {wrong}"
                if wrong else "not a stage record: no run_id or built_from")
         err = StageOrderError(f"{uri} is damaged ({why}); run `{COMMAND[stage].replace('RUN', workdir)}` again "
                               f"to rewrite it")
         err.damaged = f"{uri} was damaged ({why})"  # what the stage that rewrites it says
         raise err
     return rec
-
-
-def _wrong_fields(rec: dict[str, Any]) -> str:
-    """The first of a record's parts that is not a JSON object though every reader takes it for one (config,
-    summary, each search of tune's ``searches``), '' when none is: ``searches: [1]`` was a traceback in export and
-    report (round 60)."""
-    for key in ("config", "summary", "searches"):
-        if key in rec and rec[key] is not None and not isinstance(rec[key], dict):
-            return key
-    for name, search in (rec.get("searches") or {}).items():
-        if not isinstance(search, dict):
-            return f"searches[{name!r}]"
-    return ""
 
 
 def check_upstream(workdir: str, stage: str) -> dict[str, str]:

@@ -88,3 +88,37 @@ def test_a_probe_trials_damaged_weights_file_is_one_line_naming_it(probe_run, tm
         assert main(["export", "--workdir", str(run), "--trial", best["trial_id"], "--out", str(tmp_path / "b")]) == 2
         err = capsys.readouterr().err.strip()
         assert f"trial {best['trial_id']}'s checkpoint file {ckpt / 'config.json'} {said}" in err, err
+    # another head's weights (here: config.json's embedding width edited): Keras's first line, cut off at
+    # 'Example error message for object <Dense ...>:' (round 58, left); now the shapes
+    shutil.copy(Path(best["best_checkpoint"]) / "probe.weights.h5", ckpt / "probe.weights.h5")
+    (ckpt / "model.keras").unlink()
+    width = config["embedding_dim"]
+    (ckpt / "config.json").write_text(json.dumps({**config, "embedding_dim": width + 1}))
+    assert main(["export", "--workdir", str(run), "--trial", best["trial_id"], "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{ckpt / 'probe.weights.h5'} cannot be loaded (holds weights of shape ({width}, " in err and f"config.json describes " \
+        f"has ({width + 1}, " in err and "another model's weights" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_stage_record_field_of_another_type_is_damage_not_a_traceback(tmp_path, capsys):
+    """Catalog's status counts as text, clean's near_duplicates a list (hand edits) reached export's model card as
+    tracebacks (round 60, left): a record's fields are checked against its stage's types (speciesfam.records) when
+    it is read, and named with the command that rewrites it; nothing is written."""
+    from speciesfam.cli import main
+
+    for stage, part, field, value, said in (
+            ("catalog", "summary", "status", {"ok": "x"}, "summary.status['ok'] is 'x', not a whole number"),
+            ("clean", "summary", "near_duplicates", [1, 2], "summary.near_duplicates is [1, 2], not a record of fields"),
+            ("catalog", "summary", "nested", "deep", "summary.nested is 'deep', not a record of fields or null"),
+            ("clean", "config", "model", 5, "config.model is 5, not text")):
+        run = tmp_path / f"{stage}-{field}"
+        write_cnn_trial(run, "rec00001")
+        (run / "stages").mkdir()
+        record = {"stage": stage, "run_id": "r1", "built_from": {}, "config": {"source": "/images"}, "summary": {"rows": 4}}
+        record[part][field] = value
+        (run / "stages" / f"{stage}.json").write_text(json.dumps(record))
+        assert main(["export", "--workdir", str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"stages/{stage}.json is damaged (its {said}); run `speciesfam " \
+            f"{stage}" in err, err
+        assert not (run / "bundle").exists() and not list(run.glob(".bundle-new-*"))

@@ -46,6 +46,8 @@ def test_job_help(job):
     assert "--workdir" in out.stdout
     usage = out.stdout.split("usage: ", 1)[1].split("\n\n", 1)[0]  # its own name; no command words to give
     assert usage.startswith(f"{job} [-h]") and "speciesfam" not in usage and "{" not in usage, usage
+    # --verbose is said, and not as "before or after the command", which a job script has none of
+    assert "--verbose" in out.stdout.split("usage: ", 1)[1].split("\n\n", 1)[1] and "the command)" not in out.stdout
 
 
 @pytest.mark.slow  # ~13 s: a fresh Python imports TensorFlow
