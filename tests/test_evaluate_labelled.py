@@ -1,0 +1,197 @@
+"""evaluate on a labelled set of new images (a CSV or Parquet of paths and families): every row of the set ends in
+rows.csv with one status and a reason; an image listed twice is scored once, one listed under two labels not at all.
+Uses conftest's probe run and bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run, probe_bundle, tmp_path, capsys):
+    """A labelled CSV of new images (path, label; no catalog run): every row scored or given its status and
+    reason, families the model was not trained on left out and said, the labels compared as written."""
+    from speciesfam import cli
+
+    cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
+    usable = cleaned[cleaned["status"] == "ok"].head(6)
+    (tmp_path / "new").mkdir()
+    for i, p in enumerate(usable["path"]):  # relative paths, against the CSV's folder
+        shutil.copy(p, tmp_path / "new" / f"{i}{Path(p).suffix}")
+    known = [f"new/{i}{Path(p).suffix}" for i, p in enumerate(usable["path"])]
+    (tmp_path / "new" / "bad.jpg").write_bytes(b"not a jpeg")
+    extra = cleaned.loc[cleaned["status"] == "ok", "path"].iloc[6:8]  # other images (a copy is one image: below)
+    for i, p in enumerate(extra):
+        shutil.copy(p, tmp_path / "new" / f"other{i}{Path(p).suffix}")
+    others = [f"new/other{i}{Path(p).suffix}" for i, p in enumerate(extra)]
+    table = pd.DataFrame({"path": [*known, *others, "new/bad.jpg", "", "new/missing.png"],
+                          "label": [*usable["label"], "Canidae", f"{usable['label'].iloc[1]} ", "Felidae", "Felidae",
+                                    "Felidae"]})
+    table.loc[len(table)] = [known[2], None]
+    table.to_csv(tmp_path / "labelled.csv", index=False)
+    out = tmp_path / "eval"
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "labelled.csv"),
+                     "--out", str(out)]) == 1  # scored, but not every row
+    last = (probe_bundle.parent / "logs" / "evaluate.log").read_text().splitlines()[-1]
+    assert " (exit 1: some rows were not scored): speciesfam evaluate " in last, last  # it said '(ok)'
+    said = capsys.readouterr()
+    err = said.err
+    assert said.out.startswith("evaluate: the whole set: macro-F1 "), said.out  # it said "test macro-F1"
+    assert "evaluate: 6 rows of the set are not scored (3 unreadable, 1 unlabelled, 2 unknown_family; " in err, err
+    rows = pd.read_csv(out / "rows.csv", keep_default_na=False)
+    assert len(rows) == len(table) and (rows["reason"] != "").sum() == 6
+    assert list(rows["status"]) == ["ok"] * 6 + ["unknown_family"] * 2 + ["unreadable"] * 3 + ["unlabelled"]
+    assert rows["reason"].iloc[7] == f"the bundle has no family {usable['label'].iloc[1] + ' '!r} (it has " \
+        f"{usable['label'].iloc[1]!r}: labels are compared exactly as written)"  # as written, the look-alike named
+    assert "path is empty" in rows["reason"].iloc[9] and (rows.loc[:5, "predicted"] != "").all()
+    summary = json.loads((out / "metrics.json").read_text())
+    assert (summary["images"], summary["unreadable"], summary["unlabelled"], summary["unknown_family"]) == (6, 3, 1, 2)
+    assert summary["whole_set"] is True and summary["split"] == "test"  # scores named test_* as for a test split
+    # the families per_class.csv marks scored are those the macro-F1 averages: a family of none of the set's images
+    # that the model predicted counts as F1 0 (it was 'scored: False' yet averaged in; round 40)
+    per_class = pd.read_csv(out / "per_class.csv")
+    assert per_class.loc[per_class["scored"], "f1"].mean() == pytest.approx(summary["test_macro_f1"])
+    assert pd.read_csv(out / "per_class.csv")["support"].sum() == 6
+
+    # with a split column, --split chooses the rows; a split it lacks is refused, naming the splits it has
+    table.assign(split=["holdout"] * 3 + ["other"] * (len(table) - 3)).to_csv(tmp_path / "split.csv", index=False)
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "split.csv"), "--split",
+                     "holdout"]) == 0
+    # beside the bundle, named after the set: never taken for the run's own test split (eval_test)
+    written = list(probe_bundle.parent.glob("eval_split-*"))
+    assert len(written) == 1 and json.loads((written[0] / "metrics.json").read_text())["images"] == 3
+    shutil.rmtree(written[0])
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "split.csv")]) == 2
+    assert "has no rows in split 'test'; its splits: 'holdout', 'other' (give --split" in capsys.readouterr().err
+    assert not list(probe_bundle.parent.glob("eval_split*"))  # refused before writing anything
+    # a hidden or system file listed is skipped with its reason, as predict and catalog skip it: no failure (it was
+    # 'unreadable' with the reason 'skipped: hidden ...', and exit 1: round 56)
+    (tmp_path / "new" / ".hidden.png").write_bytes(b"x")
+    (tmp_path / "new" / "Thumbs.db").write_bytes(b"x")
+    pd.DataFrame({"path": [*known[:2], "new/.hidden.png", "new/Thumbs.db"],
+                  "label": [*usable["label"].iloc[:2], "Felidae", "Felidae"]}).to_csv(tmp_path / "os.csv", index=False)
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "os.csv"), "--out",
+                     str(tmp_path / "os")]) == 0
+    assert "evaluate: 2 hidden or system files skipped (each row's reason: " in capsys.readouterr().err
+    rows = pd.read_csv(tmp_path / "os" / "rows.csv", keep_default_na=False)
+    assert list(rows["status"]) == ["ok", "ok", "skipped", "skipped"] and rows["reason"].iloc[2].startswith("hidden")
+    assert rows["reason"].iloc[3].startswith("system file") and json.loads(
+        (tmp_path / "os" / "metrics.json").read_text())["skipped"] == 2
+    # rows whose split reads like the one scored ('Test', an empty cell) were left out without a word
+    near = pd.DataFrame({"path": known[:5], "label": list(usable["label"].iloc[:5]),
+                         "split": ["test", "test ", "Test", None, "train"]})
+    near.to_csv(tmp_path / "near.csv", index=False)
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "near.csv"), "--out",
+                     str(tmp_path / "near")]) == 0
+    err = capsys.readouterr().err
+    assert "2 rows of " in err and "1 with split 'Test', 1 with no split" in err, err
+    summary = json.loads((tmp_path / "near" / "metrics.json").read_text())
+    assert summary["images"] == 2 and summary["rows_in_other_splits"] == {"Test": 1, "": 1, "train": 1}
+    # the same set as Parquet with null cells (pandas reads them as NaN; evaluate failed with a traceback): a null
+    # split is an empty one, a null label an unlabelled row
+    near.loc[len(near)] = [known[5], None, "test"]
+    near.to_parquet(tmp_path / "near.parquet")
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "near.parquet"), "--out",
+                     str(tmp_path / "near_pq")]) == 1  # one row of the split not scored
+    assert "1 with split 'Test', 1 with no split" in capsys.readouterr().err
+    rows = pd.read_csv(tmp_path / "near_pq" / "rows.csv", keep_default_na=False)
+    assert list(rows["status"]) == ["ok", "ok", "unlabelled"] and rows["reason"].iloc[2] == "no label"
+
+    # another run folder's catalog manifest: its own folder beside the bundle (it overwrote the run's eval_test,
+    # whose score the report then showed), said to be another run's splits
+    other = tmp_path / "other_run"
+    other.mkdir()
+    shutil.copy(probe_run / "clean_manifest.parquet", other)
+    shutil.copytree(probe_run / "stages", other / "stages")
+    from speciesfam import stages
+
+    stages.finish(str(other), "catalog")
+    stages.finish(str(other), "clean")
+    assert not (probe_bundle.parent / "eval_test").exists()
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(other / "clean_manifest.parquet")]) == 0
+    assert "not by the one this model was trained on" in capsys.readouterr().err
+    written = list(probe_bundle.parent.glob("eval_clean_manifest-*"))
+    assert len(written) == 1 and json.loads((written[0] / "metrics.json").read_text())["run_manifest"] is False
+    assert not (probe_bundle.parent / "eval_test").exists()
+    shutil.rmtree(written[0])
+
+    # mistakes a user makes with a labelled set: each one line (exit 2) saying what to fix, before the model loads
+    (tmp_path / "header_only.csv").write_text("path,label\n")
+    (tmp_path / "semi.csv").write_text("path;label\nnew/0.png;Felidae\n")
+    (tmp_path / "afile").write_text("")
+    for argv, said in [
+            (["--manifest", str(tmp_path / "labelled.csv"), "--split", "val"], "has no split column, so --split val"),
+            (["--manifest", str(tmp_path / "split.csv"), "--split", " "], "--split is empty"),
+            (["--manifest", str(tmp_path / "header_only.csv")], "has no rows: nothing to score"),
+            (["--manifest", str(tmp_path / "semi.csv")], "is neither a catalog manifest nor a labelled set (columns "
+                                                         "'path;label'; "),
+            (["--manifest", str(tmp_path / "nope.csv")], "--manifest " + str(tmp_path / "nope.csv") + " does not exist"),
+            (["--manifest", str(tmp_path / "labelled.csv"), "--out", str(tmp_path / "afile")], "is a file; give a folder")]:
+        assert cli.main(["evaluate", str(probe_bundle), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err, (argv, err)
+
+
+def test_a_labelled_set_scores_an_image_listed_twice_once_and_one_listed_under_two_labels_not_at_all(tmp_path):
+    """dup.csv listing an image three times scored it three times, with no word; a copy of it under another name
+    was scored again too (catalog keeps one of such files) (hostile tester)."""
+    from speciesfam.evaluate import evaluation_rows
+
+    from PIL import Image
+
+    for name, colour in (("a.jpg", 0), ("b.jpg", 1), ("c.jpg", 2), ("copy_of_a.jpg", 0), ("copy_of_b.jpg", 1)):
+        Image.new("RGB", (4, 4), (colour, 0, 0)).save(tmp_path / name, format="PNG")
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "a.jpg")  # the same file under another name
+    pd.DataFrame({"path": ["a.jpg", "b.jpg", "a.jpg", str(tmp_path / "a.jpg"), "c.jpg", "c.jpg", "link.jpg",
+                           "copy_of_a.jpg", "copy_of_b.jpg", "gone.jpg"],
+                  "label": ["Felidae", "Ranidae", "Felidae", "Felidae", "Felidae", "Canidae", "Felidae", "Felidae",
+                            "Canidae", "Felidae"]}).to_csv(tmp_path / "set.csv", index=False)
+    rows = evaluation_rows(str(tmp_path / "set.csv"), None)
+    assert rows["status"].tolist() == ["ok", "conflict", "duplicate", "duplicate", "conflict", "conflict",
+                                       "duplicate", "duplicate", "conflict", "unreadable"]
+    assert rows["reason"].iloc[2] == rows["reason"].iloc[7] == f"the same image as {tmp_path / 'a.jpg'} (scored once)"
+    assert rows["reason"].iloc[4] == "the same image is listed with labels 'Canidae', 'Felidae': fix its label in " \
+                                     "the file"
+    assert rows["reason"].iloc[1] == "the same image is listed with labels 'Canidae', 'Ranidae': fix its label in " \
+                                     "the file"  # b.jpg, and its copy under another label
+    assert rows["reason"].iloc[9] == "file not found"  # as catalog says it (it was "cannot read file: [Errno 2] ...")
+    # bytes that are no image are unreadable in every row that lists them: not one image scored once (it was
+    # not scored at all), nor one image under two labels (hostile tester)
+    for name in ("empty1.jpg", "empty2.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    for name in ("text1.jpg", "text2.jpg"):
+        (tmp_path / name).write_bytes(b"garbage")
+    pd.DataFrame({"path": ["empty1.jpg", "empty2.jpg", "text1.jpg", "text2.jpg"],
+                  "label": ["Felidae", "Canidae", "Felidae", "Felidae"]}).to_csv(tmp_path / "bad.csv", index=False)
+    rows = evaluation_rows(str(tmp_path / "bad.csv"), None)
+    assert rows["status"].tolist() == ["unreadable"] * 4, rows
+    assert rows["reason"].iloc[2] == rows["reason"].iloc[3] != "" and "row" not in rows["reason"].iloc[2]
+
+
+def test_a_split_named_with_spaces_at_its_ends_is_the_split_for_a_run_manifest_too(tmp_path):
+    """'--split " test "' scored a labelled set's test rows, but a run manifest's was refused (round 33)."""
+    from speciesfam.evaluate import evaluation_rows
+
+    pd.DataFrame({"path": ["a.jpg", "b.jpg"], "label": ["A", "B"], "status": "ok", "split": ["test", "train"],
+                  "sha256": "0" * 64, "reason": ""}).to_parquet(tmp_path / "clean_manifest.parquet")
+    rows = evaluation_rows(str(tmp_path / "clean_manifest.parquet"), " test ")
+    assert list(rows["path"]) == ["a.jpg"] and rows.attrs["split"] == "test"
+
+
+def test_a_family_the_bundle_lacks_names_the_one_it_looks_like_apart_from_it():
+    """'Ursidé' composed in the bundle, decomposed in the labelled set: no hint (only case and spaces were folded),
+    and the two names rendered alike (hostile tester round 45). Catalog's look-alike rule, names as JSON where an
+    accent is a character of its own."""
+    from speciesfam.data.catalog_report import look_alike_key
+    from speciesfam.evaluate import no_family
+
+    folded = {look_alike_key(lab): lab for lab in ("Ursid\u00e9", "Felidae")}
+    assert no_family("Urside\u0301", folded) == ('the bundle has no family "Urside\\u0301" (it has \'Ursid\u00e9\': '
+                                                 "labels are compared exactly as written)")
+    for near in ("felidae", "Felidae ", "\uff26elidae", "Feli\u200bdae"):  # case, a space, full-width, invisible
+        assert no_family(near, folded).endswith("(it has 'Felidae': labels are compared exactly as written)"), near
+    assert no_family("Canidae", folded) == "the bundle has no family 'Canidae'"
