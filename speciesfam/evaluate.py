@@ -21,6 +21,7 @@ from .console import say_err
 from .data.catalog_report import look_alike_key
 from .errors import SpeciesfamError
 from .evaluate_out import NOT_SCORED, REPORTS, ROWS_COLUMNS, bundle_folder, earlier_metrics, refuse_out
+from .evaluate_warnings import moved_warning, own_run, removed_warning, split_warning, trained_from
 from .lines import counted, quoted, some
 
 if TYPE_CHECKING:
@@ -28,41 +29,6 @@ if TYPE_CHECKING:
 
 
 HELD_BYTES = 256 * 2**20  # decoded images held before they are predicted (a batch of 64 8000 px photos is 12 GB)
-
-
-def _manifest_record(config: dict[str, Any], manifest_uri: str) -> tuple[dict, str | None, Any]:
-    """What split_warning and trained_from compare: the bundle's ``trained_on`` run ids, which stage wrote the
-    manifest (catalog for manifest.parquet, clean for clean_manifest.parquet, None for any other file) and that
-    stage's record in the manifest's run folder (None if none; the StageOrderError when it is damaged)."""
-    from . import stages
-    from .errors import StageOrderError
-
-    trained_on = (config.get("trial") or {}).get("trained_on") or {}
-    wrote = {layout.CLEAN_MANIFEST: "clean", layout.MANIFEST: "catalog"}.get(os.path.basename(manifest_uri))
-    if wrote is None:
-        return trained_on, None, None
-    try:
-        return trained_on, wrote, stages.load(storage.parent(manifest_uri), wrote)
-    except StageOrderError as err:
-        return trained_on, wrote, err
-
-
-def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
-    """Why a catalog manifest's splits may not be the ones the bundle was trained on ('' when they are, or when
-    unknown: a manifest outside a run folder, a bundle exported before this was recorded)."""
-    # Splits are drawn by catalog: the catalog run that drew this file's is catalog's own for manifest.parquet,
-    # and the one clean read for clean_manifest.parquet (unchanged by a catalog run since, or a clean re-run)
-    trained_on, wrote, record = _manifest_record(config, manifest_uri)
-    if wrote is None or "catalog" not in trained_on:
-        return ""
-    if isinstance(record, Exception):
-        return f"the splits cannot be checked against the ones this model was trained on: {record}"
-    drew = record and (record["run_id"] if wrote == "catalog" else record["built_from"].get("catalog"))
-    if drew and drew != trained_on["catalog"]:
-        return (f"{manifest_uri}'s splits were drawn by catalog run {drew[:8]}, not by the one this model was trained "
-                f"on ({trained_on['catalog'][:8]}: catalog ran again since, or this is another run folder): these "
-                "images may include its training images and the score may be too high")
-    return ""
 
 
 def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
@@ -211,61 +177,6 @@ def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> st
         bid = ""
     key = f"{manifest_uri if storage.is_remote(manifest_uri) else os.path.realpath(manifest_uri)}|{split}|{bid}"
     return os.path.join(where, f"eval_{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}")
-
-
-def trained_from(config: dict[str, Any], manifest_uri: str) -> bool:
-    """Whether the manifest is the one the bundle's search trained from, wherever the bundle lies (an export
-    to --out elsewhere): the clean_manifest.parquet of the clean run its search read, or the manifest.parquet
-    of its catalog run when it read no clean run. The catalog manifest of a cleaned run is not (the same
-    splits, and the images clean moved: moved_warning); a damaged record is not (said by split_warning)."""
-    trained_on, wrote, record = _manifest_record(config, manifest_uri)
-    return wrote in trained_on and isinstance(record, dict) and record.get("run_id") == trained_on[wrote]
-
-
-def own_run(bundle: str, manifest_uri: str, catalog: bool) -> bool:
-    """Whether the manifest is the one the run folder the bundle lies in (RUN/bundle) trained from: its
-    clean_manifest.parquet, or its manifest.parquet where clean never ran. The run's manifest.parquet after
-    clean still lists the images clean took out: scored into eval_SPLIT, it replaced the run's own score."""
-    if not catalog or storage.is_remote(manifest_uri) or \
-            os.path.realpath(storage.parent(manifest_uri)) != bundle_folder(bundle):
-        return False
-    return os.path.basename(manifest_uri) == layout.CLEAN_MANIFEST or \
-        not os.path.exists(os.path.join(bundle_folder(bundle), layout.CLEAN_MANIFEST))
-
-
-def removed_warning(bundle: str, manifest_uri: str, this_run: bool) -> str:
-    """The run's catalog manifest after clean: the score counts the images clean took out ('' otherwise)."""
-    folder = bundle_folder(bundle)
-    if this_run or storage.is_remote(manifest_uri) or os.path.realpath(manifest_uri) != \
-            os.path.join(folder, layout.MANIFEST) or not os.path.exists(os.path.join(folder, layout.CLEAN_MANIFEST)):
-        return ""
-    return (f"{manifest_uri} still lists the images clean took out of the run; the run's own score (the one the "
-            f"report shows) is with --manifest {os.path.join(os.path.dirname(manifest_uri), layout.CLEAN_MANIFEST)}")
-
-
-def moved_warning(manifest_uri: str, rows: "pd.DataFrame", split: str) -> str:
-    """A run's manifest.parquet lists each image in the split catalog drew; clean moves near-duplicate groups
-    into one split, often train: those images trained the model, yet were scored as val or test ('' if none)."""
-    from . import stages
-
-    cleaned = storage.join(storage.parent(manifest_uri), layout.CLEAN_MANIFEST)
-    if os.path.basename(manifest_uri) != layout.MANIFEST or not storage.exists(cleaned):
-        return ""
-    try:  # a clean of an older catalog run: its splits are another draw, not clean's moves (split_warning says so)
-        if stages.is_stale(storage.parent(manifest_uri), "clean"):
-            return ""
-    except SpeciesfamError:  # a damaged record: said by split_warning
-        return ""
-    now = storage.read_table(cleaned)[["path", "split"]].drop_duplicates("path").set_index("path")["split"]
-    moved = rows["path"].map(now).dropna()
-    moved = moved[moved != split]
-    if not len(moved):
-        return ""
-    trained = int((moved == "train").sum())
-    return (f"{counted(len(moved), 'image')} of these {split} rows {'is' if len(moved) == 1 else 'are'} in "
-            f"another split of {cleaned} (clean moved near-duplicate groups into one split"
-            + (f"; {trained} into train: the model trained on {'it' if trained == 1 else 'them'}" if trained else "")
-            + f"): score --manifest {cleaned} instead")
 
 
 # rows.csv statuses of rows the scores leave out

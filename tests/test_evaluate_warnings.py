@@ -46,7 +46,7 @@ def test_scores_on_the_splits_that_trained_and_chose_the_model_are_said_to_be_op
 def test_a_runs_catalog_manifest_says_which_of_its_rows_clean_moved_into_train(tmp_path):
     """evaluate --manifest RUN/manifest.parquet --split val scored 4 images clean had moved with their
     near-duplicate groups into train: 'macro-F1 1.000', no word (hostile tester round 38)."""
-    from speciesfam.evaluate import moved_warning
+    from speciesfam.evaluate_warnings import moved_warning
 
     paths = [f"/x/{i}.jpg" for i in range(4)]
     pd.DataFrame({"path": paths, "split": ["val", "val", "val", "test"]}).to_parquet(tmp_path / "manifest.parquet")
