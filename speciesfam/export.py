@@ -97,7 +97,8 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
             reason += f"; the best {fam} trial, {other['trial_id']} ({other['kind']}), scored {other[metric]:.4f}"
     ties = ok[(ok[metric] == row[metric]) & (ok["trial_id"] != row["trial_id"])]
     if len(ties):
-        reason += f"; tied with {some(ties['trial_id'])}: the faster trial ({row['seconds']:.1f} s) was taken"
+        took = f"{row['seconds']:.{1 if row['seconds'] >= 0.1 else 3}f}"  # 0.048 s read '0.0 s' (round 61)
+        reason += f"; tied with {some(ties['trial_id'])}: the faster trial ({took} s) was taken"
     return row, reason
 
 
@@ -108,9 +109,11 @@ def _clean_config(workdir: str, model_id: str | None) -> dict[str, Any]:
         raise StageOrderError(f"{workdir} has no record of how the clean stage embedded ({layout.STAGES}/clean.json); "
                               f"run `{stages.command('clean', workdir)}` again (it reuses the cached embeddings)")
     cfg = rec.get("config") or {}
-    if "model" not in cfg:  # gone: a traceback (round 60); a field of another type is damage in stages.load
-        raise StageOrderError(f"{stages.record_uri(workdir, 'clean')} is damaged (its config has no model); run "
-                              f"`{stages.command('clean', workdir)}` again (it reuses the cached embeddings)")
+    gone = [k for k in ("model", "model_id") if k not in cfg]  # a traceback (round 60), 'embedded with None' (61)
+    if gone:  # (a field of another type is damage in stages.load)
+        raise StageOrderError(f"{stages.record_uri(workdir, 'clean')} is damaged (its config has no "
+                              f"{' and no '.join(gone)}); run `{stages.command('clean', workdir)}` again (with the "
+                              "--model the embeddings were made with, it reuses them)")
     if model_id and cfg.get("model_id") != model_id:
         raise StageOrderError(f"the probe was trained on embeddings of {model_id!r}, but the last clean stage embedded "
                               f"with {cfg.get('model_id')!r}; run the probe search again "

@@ -92,8 +92,10 @@ def model_card(workdir: str, config: dict[str, Any], metrics: dict[str, Any], ro
             status = catalog["summary"].get("status") or {}
             # '128 ok, 1 duplicate' (it printed a Python dict); the counts' types are the record's (records.py)
             counts = ", ".join(f"{n} {k}" for k, n in sorted(status.items(), key=lambda kv: -kv[1]))
-            lines.append(f"- catalog of {code(visible(catalog['config'].get('source')))}: "
-                         f"{catalog['summary'].get('rows')} rows ({counts})")
+            # none recorded (a config or summary edited away, round 61): nothing to say of it
+            rows, source = catalog["summary"].get("rows"), catalog["config"].get("source")
+            lines.append(f"- catalog of {code(visible(source)) if source else 'a source not recorded'}"
+                         + (f": {rows} rows ({counts})" if rows is not None else ""))
         if clean:
             c = clean["config"]
             done = clean["summary"]

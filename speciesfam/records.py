@@ -37,7 +37,7 @@ class CatalogSummary(TypedDict, total=False):
 class NearDuplicates(TypedDict, total=False):
     pairs: int
     groups: int
-    moved_to_train: int
+    moved_to_group_split: int
     dropped: int
     across_families: int
 

@@ -95,7 +95,10 @@ def checked_trials(workdir: str) -> tuple["pd.DataFrame | None", str]:
         trials = read_trials(workdir, stage_hint=stages.command("tune", workdir))
     except (StageOrderError, SourceError) as err:  # SourceError: no search recorded, said without a --resume
         return None, str(err)
-    return trials, trials_lost(workdir, trials)  # cut short, though searches trained: not '0 trials'
+    try:
+        return trials, trials_lost(workdir, trials)  # cut short, though searches trained: not '0 trials'
+    except StageOrderError:  # a damaged catalog or clean record: said by its own section, not as the trials'
+        return trials, ""  # (it was the search section's error, and `speciesfam report` exited 2: round 61)
 
 
 def trials_damage(workdir: str) -> str:

@@ -87,10 +87,32 @@ def load(workdir: str, stage: str) -> dict[str, Any] | None:
         why = (f"not JSON: {rec}" if isinstance(rec, ValueError) else f"cannot be read: {rec}"
                if isinstance(rec, Exception) else f"its {wrong}"
                if wrong else "not a stage record: no run_id or built_from")
-        err = StageOrderError(f"{uri} is damaged ({why}); run `{COMMAND[stage].replace('RUN', workdir)}` again "
-                              f"to rewrite it")
+        err = StageOrderError(f"{uri} is damaged ({why}); " + _rewrite(workdir, stage, rec, wrong))
         err.damaged = f"{uri} was damaged ({why})"  # what the stage that rewrites it says
         raise err
+    for part in (rec, *(rec.get("searches") or {}).values()):  # a config or summary deleted or null: none recorded
+        for key in ("config", "summary"):  # (round 61: tracebacks in export's model card and in the report)
+            if part.get(key) is None:
+                part[key] = {}
+    return rec
+
+
+def _rewrite(workdir: str, stage: str, rec: Any, wrong: str) -> str:
+    """How to mend a damaged record: its field edited back, or the stage run again with its recorded settings
+    where they are whole (the bare command re-cleaned with the default model, and offline could not load it;
+    round 61), with the stages after it, which it makes stale."""
+    from .reproduce import command as reproduced
+
+    whole = isinstance(rec, dict) and isinstance(rec.get("config"), dict) and not wrong.startswith(("config", "searches"))
+    again = reproduced(stage, rec, workdir) if whole else COMMAND[stage].replace("RUN", workdir)
+    later: list[str] = []
+    for s in COMMAND:  # in the order they run: each stage built from this one, or from one built from it
+        if stage in UPSTREAM[s] or set(later) & set(UPSTREAM[s]):
+            later.append(s)
+    then = f" (then {', '.join(later[:-1])}{' and ' if len(later) > 1 else ''}{later[-1]} again)" if later else ""
+    field = wrong.split(" is ", 1)[0]
+    return (f"edit {field} back to what {stage} wrote, or run `{again}` again to rewrite it{then}" if wrong else
+            f"run `{again}` again to rewrite it{then}")
     return rec
 
 
@@ -162,7 +184,7 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
     read = upstream_ids(workdir, stage) if built_from is None else built_from
     rec = {"stage": stage, "run_id": run_id or uuid.uuid4().hex, "finished_at": timestamp(),
            "built_from": read, "config": config or {}, "summary": summary or {}, **extra}
-    storage.write_text(record_uri(workdir, stage), json.dumps(rec, indent=1, default=str, sort_keys=True))
+    storage.write_text(record_uri(workdir, stage), json.dumps(rec, indent=1, default=_plain, sort_keys=True))
     again = [up for up, run_id in upstream_ids(workdir, stage).items() if read.get(up) != run_id]
     if again:
         from .console import say
@@ -172,6 +194,12 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
             f"the {ran} run{'s' if len(again) > 1 else ''} it read, so later stages refuse them: run "
             f"`{COMMAND[stage].replace('RUN', workdir)}` again")
     return rec
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON has no type for, as the record keeps it: a NumPy number as the number (``str`` wrote '3', which
+    the record's check then called damage: a config given through the Python API; round 61), else its text."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def command(stage: str, workdir: str, kind: str | None = None, search: str | None = None) -> str:

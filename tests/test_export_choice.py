@@ -37,6 +37,11 @@ def test_export_compares_cnn_and_probe_trials_and_says_which_it_took(probe_run, 
     pd.concat([trials, ties]).to_csv(run / "trials.csv", index=False)
     assert choose_trial(str(run))[1].endswith("tied with tie0, tie1, tie2, tie3, tie4 and 3 more: the faster trial "
                                               "(3.0 s) was taken")
+    trials.loc[trials["trial_id"] == "cnnhigh", "seconds"] = 0.048  # it read '(0.0 s)' (round 61)
+    pd.concat([trials, ties]).to_csv(run / "trials.csv", index=False)
+    assert choose_trial(str(run))[1].endswith("the faster trial (0.048 s) was taken")
+    pd.concat([trials.assign(seconds=trials["seconds"].where(trials["trial_id"] != "cnnhigh", 3.0)), ties]).to_csv(
+        run / "trials.csv", index=False)
     from speciesfam import storage
     from speciesfam.locks import search_lock
 

@@ -119,6 +119,6 @@ def test_a_stage_record_field_of_another_type_is_damage_not_a_traceback(tmp_path
         (run / "stages" / f"{stage}.json").write_text(json.dumps(record))
         assert main(["export", "--workdir", str(run)]) == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and f"stages/{stage}.json is damaged (its {said}); run `speciesfam " \
-            f"{stage}" in err, err
+        assert len(err.splitlines()) == 1 and f"stages/{stage}.json is damaged (its {said}); edit " \
+            f"{said.split(' is ')[0]} back to what {stage} wrote, or run `speciesfam {stage}" in err, err
         assert not (run / "bundle").exists() and not list(run.glob(".bundle-new-*"))

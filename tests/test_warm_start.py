@@ -90,7 +90,9 @@ def test_a_warm_start_value_is_one_the_space_can_draw(tmp_path, capsys, monkeypa
     space = {"head_units": tune.qrandint(8, 64, 8), "head_layers": tune.qrandint(1, 3, 2),
              "label_smoothing": tune.quniform(0.0, 0.2, 0.1), "dropout": tune.randint(1, 5),
              "optimizer": tune.choice(["adam", "adamw"]), "lr": tune.loguniform(1e-3, 1e-2)}
-    best = {"head_units": 128, "head_layers": 2, "label_smoothing": 0.0142, "dropout": 9, "optimizer": "sgd"}
+    best = {"head_units": 128, "head_layers": 2, "label_smoothing": 0.0142, "dropout": 9, "optimizer": "sgd",
+            "weight_decay": 0.00044647108408387876}  # said as 0.0004465, not 17 digits (round 61)
+    space["weight_decay"] = tune.loguniform(1e-5, 1e-2)
     point = warmstart.fit_point(best, space)
     assert {k: point[k] for k in ("head_units", "head_layers", "label_smoothing", "dropout")} == \
         {"head_units": 64, "head_layers": 2, "label_smoothing": 0.0, "dropout": 4}
@@ -104,7 +106,8 @@ def test_a_warm_start_value_is_one_the_space_can_draw(tmp_path, capsys, monkeypa
     assert said == (  # it said "no shared keys" when only such a key was shared
         "tune: warm start from 'probe' (trial t1 of search 'probe'): dropout=4 (from 9, fitted to this space), "
         "head_layers=2, head_units=64 (from 128, fitted to this space), label_smoothing=0.0 (from 0.0142, fitted to "
-        f"this space); not among this space's choices: optimizer='sgd' (drawn instead: {point['optimizer']!r})")
+        f"this space), weight_decay=0.0004465; not among this space's choices: optimizer='sgd' (drawn instead: "
+        f"{point['optimizer']!r})")
     monkeypatch.setattr(warmstart, "best_trial",
                         lambda *a: ({"optimizer": "sgd", "lr": 0.1}, "trial t1 of search 'probe'"))
     warmstart.warm_start_points(str(tmp_path), str(tmp_path), "probe", space)

@@ -143,10 +143,11 @@ def warm_start_points(workdir: str, storage_path: str, source: str, space: dict[
 
     shared = sorted(k for k in WARM_KEYS if k in point and best.get(k) is not None)
     taken = [k for k in shared if point[k] == best[k] or isinstance(space.get(k), (Float, Integer))]
-    said = [f"{k}={point[k]!r}" + ("" if point[k] == best[k] else f" (from {best[k]!r}, fitted to this space)")
-            for k in taken]
+    shown = lambda v: repr(float(f"{v:.4g}") if isinstance(v, float) else v)  # noqa: E731  # 0.4465, not 17 digits
+    said = [f"{k}={shown(point[k])}" + ("" if point[k] == best[k] else f" (from {shown(best[k])}, fitted to this "
+                                                                        "space)") for k in taken]
     # a category not in this space is drawn instead: said as such (it read "no shared keys": hostile tester)
-    not_taken = [f"{k}={best[k]!r} (drawn instead: {point[k]!r})" for k in shared if k not in taken]
+    not_taken = [f"{k}={shown(best[k])} (drawn instead: {shown(point[k])})" for k in shared if k not in taken]
     console.say(f"tune: warm start from {source!r} ({which}): " + (", ".join(said) or "none of its settings taken") + (
         f"; not among this space's choices: {', '.join(not_taken)}" if not_taken else "")
         if shared else f"tune: warm start from {source!r} ({which}): it searched none of this space's head settings")

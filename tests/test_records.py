@@ -1,0 +1,76 @@
+"""Stage records as the tool writes and reads them (speciesfam.records, stages.load): what it writes it reads
+back, a config or summary edited away reads as none recorded, and a damaged record names the way to mend it
+with the settings it recorded (hostile tester round 61)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from speciesfam import cli, layout, stages
+from speciesfam.errors import StageOrderError
+
+
+def test_a_record_given_numpy_numbers_is_read_back_as_numbers(tmp_path):
+    """Through the Python API (CatalogConfig(seed=np.int64(3))) the record held '3' and the tool then refused
+    its own record as damaged."""
+    stages.finish(str(tmp_path), "catalog", config={"seed": np.int64(3), "val_fraction": np.float32(0.25)},
+                  summary={"rows": np.int64(4), "status": {"ok": np.int64(4)}})
+    rec = stages.load(str(tmp_path), "catalog")
+    assert rec["config"] == {"seed": 3, "val_fraction": 0.25} and rec["summary"]["status"] == {"ok": 4}
+
+
+@pytest.mark.parametrize("edit", [{"summary": None}, {"config": None}, {}])
+def test_a_config_or_summary_edited_away_reads_as_none_recorded(tmp_path, capsys, edit):
+    """Deleted or null, a record's summary or config (or a search's) was a KeyError or AttributeError in export's
+    model card and the report's sections."""
+    (tmp_path / layout.STAGES).mkdir()
+    for stage in ("catalog", "tune"):
+        rec = {"stage": stage, "run_id": stage, "built_from": {}, **edit}
+        if stage == "tune":
+            rec["searches"] = {"probe": {"built_from": {}, **edit}}
+        (tmp_path / layout.STAGES / f"{stage}.json").write_text(json.dumps(rec))
+    rec = stages.load(str(tmp_path), "tune")
+    assert rec["config"] == rec["summary"] == rec["searches"]["probe"]["config"] == {}
+    assert cli.main(["report", "--workdir", str(tmp_path)]) == 0
+    said = capsys.readouterr()
+    assert "could not be rendered" not in said.out + said.err and "Traceback" not in said.err
+
+
+def test_a_damaged_record_names_the_command_with_its_recorded_settings_and_what_follows(tmp_path):
+    """A bare `speciesfam clean` re-embedded with the default model (offline: could not load it) though the record
+    named ViT-S-32 and random weights; catalog's said SOURCE for the folder it recorded; neither said that the
+    later stages then run again."""
+    stages.finish(str(tmp_path), "catalog", config={"source": "/data/my images"}, summary={"rows": 3})
+    stages.finish(str(tmp_path), "clean", config={"model": "ViT-S-32", "pretrained": None, "removal": "quota"},
+                  summary={"removed": 1})
+    for stage, field, value in (("catalog", "rows", "3"), ("clean", "removed", [1])):
+        uri = tmp_path / layout.STAGES / f"{stage}.json"
+        rec = json.loads(uri.read_text())
+        rec["summary"][field] = value
+        uri.write_text(json.dumps(rec))
+    with pytest.raises(StageOrderError) as err:
+        stages.load(str(tmp_path), "catalog")
+    assert str(err.value).endswith(
+        f"(its summary.rows is '3', not a whole number); edit summary.rows back to what catalog wrote, or run "
+        f"`speciesfam catalog '/data/my images' --workdir {tmp_path}` again to rewrite it (then clean, tune and "
+        "export again)")
+    with pytest.raises(StageOrderError) as err:
+        stages.load(str(tmp_path), "clean")
+    assert "or run `speciesfam clean --workdir" in str(err.value) and "--model ViT-S-32 --pretrained none" in \
+        str(err.value) and "--removal quota" in str(err.value) and str(err.value).endswith("(then tune and export again)")
+
+
+def test_report_over_a_damaged_catalog_record_writes_its_page_and_exits_0(tmp_path, capsys):
+    """With a search's trials beside it, the search section failed on the catalog record, the damage was said
+    three times and `speciesfam report` exited 2 after writing the page, without its 'report: PATH' line."""
+    from cnn_trial import write_cnn_trial
+
+    write_cnn_trial(tmp_path)
+    stages.finish(str(tmp_path), "catalog", config={"source": "/images"}, summary={"status": {"ok": "128"}})
+    assert cli.main(["report", "--workdir", str(tmp_path)]) == 0
+    said = capsys.readouterr()
+    assert said.out.strip() == f"report: {tmp_path / 'report.html'}" and "search section" not in said.err
+    assert said.err.count("catalog.json is damaged") == 1
