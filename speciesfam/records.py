@@ -136,9 +136,11 @@ def _wrong(where: str, value: Any, hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
         options = typing.get_args(hint)
-        if any(not _wrong(where, value, option) for option in options):
+        found = [_wrong(where, value, option) for option in options]
+        if not all(found):
             return ""
-        return _said(where, value, *options)
+        alike = [f for option, f in zip(options, found) if isinstance(value, _container(option))]
+        return alike[0] if len(alike) == 1 else _said(where, value, *options)  # the field inside it that is not
     if origin in (list, dict):
         if not isinstance(value, origin):
             return _said(where, value, origin)
@@ -154,6 +156,12 @@ def _wrong(where: str, value: Any, hint: Any) -> str:
           else isinstance(value, int) and not isinstance(value, bool) if hint is int
           else hint is Any or isinstance(value, hint))
     return "" if ok else _said(where, value, hint)
+
+
+def _container(hint: Any) -> type | tuple:
+    """The Python type of a hint's values, for a record of fields or a list (() for a plain value's)."""
+    kind = dict if typing.is_typeddict(hint) else typing.get_origin(hint) or hint
+    return kind if kind in (dict, list) else ()
 
 
 def _said(where: str, value: Any, *hints: Any) -> str:

@@ -74,3 +74,16 @@ def test_report_over_a_damaged_catalog_record_writes_its_page_and_exits_0(tmp_pa
     said = capsys.readouterr()
     assert said.out.strip() == f"report: {tmp_path / 'report.html'}" and "search section" not in said.err
     assert said.err.count("catalog.json is damaged") == 1
+
+
+@pytest.mark.parametrize("summary, said", [
+    ({"nested": {"files": "3", "example": "a/b/c.jpg"}}, "summary.nested.files is '3', not a whole number"),
+    ({"nested": 5}, "summary.nested is 5, not a record of fields or null"),
+    ({"status": {"ok": True}}, "summary.status['ok'] is True, not a whole number"),
+    ({"rows": 4, "nested": None, "status": {"ok": 4}}, "")])
+def test_a_wrong_field_is_named_where_it_is_inside_its_record(summary, said):
+    """A record of fields that may also be null, with one field wrong inside: that field named (round 61: the whole
+    record was shown, cut at 40 characters)."""
+    from speciesfam.records import wrong_field
+
+    assert wrong_field("catalog", {"summary": summary}) == said
