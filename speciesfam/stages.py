@@ -113,7 +113,6 @@ def _rewrite(workdir: str, stage: str, rec: Any, wrong: str) -> str:
     field = wrong.split(" is ", 1)[0]
     return (f"edit {field} back to what {stage} wrote, or run `{again}` again to rewrite it{then}" if wrong else
             f"run `{again}` again to rewrite it{then}")
-    return rec
 
 
 def check_upstream(workdir: str, stage: str) -> dict[str, str]:
