@@ -30,8 +30,10 @@ def number(value: Any, digits: int = 3) -> str:
     value += 0.0  # -0.0 reads 0.000
     if value.is_integer() and 1 <= abs(value) < 1e15:
         return str(int(value))
-    if value != 0 and not 10 ** (1 - digits) <= abs(value) < 1e15:  # 3e-4 read 0.000; 1e30, 31 digits
-        return f"{value:.{digits}g}"
+    # two significant digits under 0.01 at 3 decimals, none lost at fewer (9.5 s to 0 decimals read '1e+01'; 62)
+    low = 10.0 ** (1 - digits) if digits > 1 else 10.0 ** -digits
+    if value != 0 and not low <= abs(value) < 1e15:  # 3e-4 read 0.000; 1e30, 31 digits
+        return f"{value:.{max(digits, 1)}g}"
     return f"{value:.{digits}f}"
 
 

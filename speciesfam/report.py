@@ -192,8 +192,8 @@ def _gallery(df, score_col: str | None, caption_cols: list[str], path_cols: list
         df = df.sort_values(score_col, ascending=False)
     for row in df.head(MAX_GALLERY).to_dict("records"):
         images = [(str(row[c]), thumbnail(str(row[c]))) for c in path_cols if isinstance(row.get(c), str)]
-        items.append({"images": images,
-                      "score": row.get(score_col) if score_col else None,
+        items.append({"images": images,  # similarities all read 1.000 (0.999 to 0.99993): as near_duplicates.csv
+                      "score": row.get(score_col) if score_col else None, "digits": 5 if score_col == "similarity" else 3,
                       "caption": [(c, row[c]) for c in caption_cols if c in row and row[c] == row[c]]})
     return items
 

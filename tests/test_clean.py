@@ -1,6 +1,7 @@
 """Clean stage through the real Ray Data pipeline with real open_clip (random weights: offline)."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -46,12 +47,17 @@ def test_clean_accounts_for_every_row_and_reuses_embeddings(cleaned, tmp_path, c
     assert set(ok["split"]) == {"train"}
     out = capsys.readouterr().out
     assert "clean: warning: 3 families have no val images left" in out and "no test images left" in out
+    # random weights (pretrained None) make unlike images alike: said, with what to give (round 62)
+    assert re.search(r"clean: warning: \d+ images moved split with \d+ near-duplicate groups?, found with random "
+                     r"weights \(--pretrained none\), under which unlike images look alike: give the model's "
+                     r"pretrained weights, or a --near-duplicate-threshold nearer 1 than 0.5\n", out), out
     md = (tmp_path / "clean.md").read_text()
     assert "**warning**: 3 families have no val images left (`Felidae`, " in md and "near-duplicate groups moved " \
-        "to another split (raise --near-duplicate-threshold, or re-run catalog with larger fractions) took them from " \
+        "to another split (raise --near-duplicate-threshold: each group goes whole to the split most of it was in) " \
+        "took them from " \
         "`Felidae`, `Ranidae`, `Salmonidae`, so they count in no val score" in md
     assert "no test images left (`Felidae`, `Ranidae`, `Salmonidae`): near-duplicate groups moved to another split " \
-        "(raise --near-duplicate-threshold, or re-run catalog with larger fractions) took them all" in md
+        "(raise --near-duplicate-threshold: each group goes whole to the split most of it was in) took them all" in md
 
     # the rule met, the floor kept them: status ok with an empty reason, in no report (hostile tester round 33)
     floored = run_clean(str(tmp_path), replace(CFG, removal="threshold", outlier_z=1.0, min_per_family=1000))

@@ -244,6 +244,9 @@ def test_numbers_for_people_keep_small_and_huge_values_readable():
     """The report showed a learning rate of 3e-4 as 0.000 and one of 1e30 as 31 digits."""
     assert [lines.number(v) for v in (0.0003, 0.0015, 1e-05, 1e30, 0.8, 0.0, 3.0, 12, None, float("nan"))] == [
         "0.0003", "0.0015", "1e-05", "1e+30", "0.800", "0.000", "3", "12", "–", "–"]
+    # the search's wall time to 0 decimals read '1e+01 s', a trial's 0.97 s to 1 decimal '1' (round 62)
+    assert [lines.number(9.5, 0), lines.number(0.96, 1), lines.number(0.3, 0), lines.number(0.04, 1)] == \
+        ["10", "1.0", "0.3", "0.04"]
 
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -66,7 +67,7 @@ def run(tmp_path_factory, collection, ray_session):
                  ).to_csv(workdir / layout.REMOVED, index=False)
     pd.DataFrame({"path": [ok["path"].iloc[5]], "label": [ok["label"].iloc[5]], "suggested": ["Ranidae"],
                   "label_quality": [0.04]}).to_csv(workdir / layout.LABEL_ISSUES, index=False)
-    pd.DataFrame({"path": [ok["path"].iloc[6]], "duplicate_of": [ok["path"].iloc[7]], "similarity": [0.991]}
+    pd.DataFrame({"path": [ok["path"].iloc[6]], "duplicate_of": [ok["path"].iloc[7]], "similarity": [0.99953]}
                  ).to_csv(workdir / layout.NEAR_DUPLICATES, index=False)
     stages.finish(str(workdir), "clean", config={"model_id": "open_clip:ViT-S-32:none", "detector": "isolation_forest",
                                                  "contamination": 0.05}, summary={"removed": len(removed),
@@ -142,6 +143,10 @@ def test_report_holds_the_main_numbers_inline(run):
         assert t in html
     for reason in manifest.loc[manifest["status"] == "unreadable", "reason"]:
         assert str(reason).split(":")[0] in html  # unreadable files with their reasons
+    # a near-duplicate pair's similarity as in its CSV (0.999 to 0.99993 all read 1.000), both its files named
+    pair = pd.read_csv(workdir / layout.NEAR_DUPLICATES).iloc[0]
+    assert re.search(r"score 0\.99953</span>.*?" + re.escape(f"{Path(pair['path']).name} · "
+                                                             f"{Path(pair['duplicate_of']).name}"), html, re.S)
     for section in ("Taken out by cleaning (", "Label issues (1)", "Near-duplicates (1)", "Most-confused families",
                     "Model card", "How to reproduce", "speciesfam tune scratch --workdir"):
         assert section in html, section

@@ -95,7 +95,7 @@ def near_duplicate_gallery(pairs: "pd.DataFrame", out_dir: str, max_rows: int = 
     """The ``max_rows`` most similar pairs, side by side."""
     if pairs.empty:
         return None
-    rows = [[(r.path_a, f"{r.similarity:.3f}", (0, 90, 220)), (r.path_b, f"group {r.group}", (0, 90, 220))]
+    rows = [[(r.path_a, f"{r.similarity:.5f}", (0, 90, 220)), (r.path_b, f"group {r.group}", (0, 90, 220))]
             for r in pairs.head(max_rows).itertuples()]
     uri = storage.join(out_dir, NEAR_DUPLICATES_PNG)
     storage.write_bytes(uri, _sheet(rows, thumb))
