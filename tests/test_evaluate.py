@@ -30,7 +30,14 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     assert re.search(r"evaluate ended after [\d.]+ s \(ok\): speciesfam evaluate ", log.splitlines()[-1]), log
     assert f"speciesfam.console: {said[0]}" in log  # what it said, as every stage's log holds (round 41)
 
-    summary = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(tmp_path / "api"))
+    from speciesfam import console
+
+    with pytest.MonkeyPatch.context() as mp:  # a line every 30 s while it predicts (80 s of silence: round 62)
+        mp.setattr(console, "PROGRESS_EVERY_S", 0.0)
+        summary = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test",
+                           str(tmp_path / "api"), batch_size=2)
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("evaluate: ")]
+    assert progress and all(re.fullmatch(rf"evaluate: \d+/{summary['images']} images predicted", p) for p in progress)
     cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
     assert summary["kind"] == "probe"
     assert summary["images"] == ((cleaned["status"] == "ok") & (cleaned["split"] == "test")).sum()
@@ -40,11 +47,18 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     # a set of one family's images: the macro-F1 averages only that family, which the line said nowhere (round 49)
     one = cleaned[(cleaned["status"] == "ok") & (cleaned["label"] == cleaned["label"].iloc[0])].head(2)
     one[["path", "label"]].to_csv(tmp_path / "one.csv", index=False)
-    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "one.csv"),
-                     "--out", str(tmp_path / "one")]) == 0
+    from speciesfam import plots
+
+    plotted = []
+    with pytest.MonkeyPatch.context() as mp:  # the families the per-family plot draws
+        mp.setattr(plots, "per_class_f1", lambda table, path: plotted.extend(table["family"]))
+        assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "one.csv"),
+                         "--out", str(tmp_path / "one")]) == 0
     families = len(json.loads((probe_bundle / "labels.json").read_text()))
     per_class = pd.read_csv(tmp_path / "one" / "per_class.csv")
     absent = int((per_class["scored"] & (per_class["support"] == 0)).sum())  # predicted, with no image: F1 0
+    # every family the macro-F1 averages, those at F1 0 for want of an image too (it left them out: round 62)
+    assert absent and sorted(plotted) == sorted(per_class.loc[per_class["scored"], "family"])
     assert f"(probe bundle; 1 of its {families} families had images here" + (
         f", {absent} more predicted though absent count{'s' if absent == 1 else ''} as F1 0" if absent else "") + \
         "); reports in " in \

@@ -178,7 +178,7 @@ def test_a_split_on_which_no_trial_could_score_is_refused_naming_the_families(ca
     thin = m[(m["split"] == "train") | (m["label"] == "A")]
     assert check_learnable(thin, "m") == ["A", "B", "C"]
     assert capsys.readouterr().out == ("tune: warning: 2 families have no usable val image ('B', 'C'): val macro-F1 "
-                                       "scores the other 1 only, on 1 image; see clean.md, or re-run catalog (and "
+                                       "scores the other 1 (and any of these a model predicts, at F1 0) on 1 image; see clean.md, or re-run catalog (and "
                                        "clean) to split its images anew, or catalog more images per family\n")
     with pytest.raises(SpeciesfamError, match=r"^m: every val image is of a family with no usable train image "
                                               r"\('C'\), so no trial could score above 0 on val; see clean.md"):

@@ -130,7 +130,8 @@ def check_learnable(manifest, manifest_uri: str) -> list[str]:
     unscored = sorted(taught - scored)
     if unscored:  # 1 val image of 1 family of 6 gave "best val macro-F1 1.000", unsaid (hostile tester round 33)
         say(f"tune: warning: {lines.counted(len(unscored), 'family has', 'families have')} no usable val image "
-            f"({lines.some(unscored, quote=True)}): val macro-F1 scores the other {len(scored & taught)} only, on "
+            f"({lines.some(unscored, quote=True)}): val macro-F1 scores the other {len(scored & taught)} (and any of "
+            f"these a model predicts, at F1 0) on "
             f"{lines.counted(int((ok['split'] == 'val').sum()), 'image')}; see clean.md, or {again}")
     return labels
 
