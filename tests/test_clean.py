@@ -52,6 +52,11 @@ def test_clean_accounts_for_every_row_and_reuses_embeddings(cleaned, tmp_path, c
                      r"weights \(--pretrained none\), under which unlike images look alike: give the model's "
                      r"pretrained weights, or a --near-duplicate-threshold nearer 1 than 0.5\n", out), out
     md = (tmp_path / "clean.md").read_text()
+    # how far the scoring splits shrank, and each family's val and test images left (round 62: neither said)
+    assert re.search(r"- usable images per split, before -> after: train \d+ -> \d+, val [1-9]\d* -> 0, test "
+                     r"[1-9]\d* -> 0\n", md), md
+    assert "| family | before | after | val after | test after |" in md and re.search(r"\| `?Felidae`? \| \d+ \| \d+ "
+                                                                                  r"\| 0 \| 0 \|", md)
     assert "**warning**: 3 families have no val images left (`Felidae`, " in md and "near-duplicate groups moved " \
         "to another split (raise --near-duplicate-threshold: each group goes whole to the split most of it was in) " \
         "took them from " \

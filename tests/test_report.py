@@ -309,3 +309,14 @@ def test_sections_built_from_an_older_run_are_marked_stale(run, tmp_path):
     collection = html[html.index('<section id="collection">'):html.index('<section id="cleaning">')]
     assert 'No "after cleaning" counts: clean ran on an older catalog' in collection
     assert "removed by cleaning" not in html and "built from an older catalog run" in html
+
+
+def test_the_headline_test_score_says_over_how_many_families_when_not_all():
+    """At the reference size the tile read '0.882 test macro-F1' though 109 of 202 families counted (round 62)."""
+    from speciesfam.report import headline
+
+    metrics = {"test_macro_f1": 0.882, "families": 202, "families_with_images": 108, "families_predicted_absent": 1}
+    s = {"collection": {}, "cleaning": {}, "search": {}, "model": {"eval": {"metrics": metrics}}}
+    assert headline(s) == [("test macro-F1 (over 109 of 202 families)", "0.882")]
+    metrics.update(families_with_images=202, families_predicted_absent=0)
+    assert headline(s) == [("test macro-F1", "0.882")]

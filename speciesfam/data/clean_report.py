@@ -119,9 +119,17 @@ def clean_report(before: "pd.DataFrame", after: "pd.DataFrame", removed: "pd.Dat
              + (f"; {counted(across, 'pair')} of two families (never dropped: which label is right is a label "
                 "issue's question)" if (across := dups.get("across_families")) else "")]
     alike = twins(b.index)  # 'Café' twice, in two Unicode forms: shown as JSON, which tells them apart
+    # each split's usable images, before and after, and each family's val and test images left: how much the
+    # splits that score the models shrank, and which families they leave out, in full (round 62: neither said)
+    ok_before, ok_after = before[before["status"] == layout.OK], after[after["status"] == layout.OK]
+    lines.append("- usable images per split, before -> after: " + ", ".join(
+        f"{split} {int((ok_before['split'] == split).sum())} -> {int((ok_after['split'] == split).sum())}"
+        for split in layout.SPLITS))
     lines += [f"- **warning**: {line}" for line in lost_lines(summary, lambda f: code(visible(f)), alike)]
-    lines += ["", "| family | before | after |", "|---|---:|---:|"]
-    lines += [f"| {family_cell(fam, alike)} | {b[fam]} | {a.get(fam, 0)} |" for fam in sorted(b.index)]
+    left = {split: ok_after[ok_after["split"] == split]["label"].value_counts() for split in ("val", "test")}
+    lines += ["", "| family | before | after | val after | test after |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {family_cell(fam, alike)} | {b[fam]} | {a.get(fam, 0)} | {left['val'].get(fam, 0)} | "
+              f"{left['test'].get(fam, 0)} |" for fam in sorted(b.index)]
     lines += ["", "## Taken out", "", "Every row here is also in `removed.csv` with the same reason.", ""]
     lines += _table(removed, ["path", "family", "score", "z", "detector", "reason"], {"score": ".3f", "z": ".1f"}, alike)
     usable = before.loc[before["status"] == layout.OK, "path"]
