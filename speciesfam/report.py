@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any, Callable
 
 from . import layout, plots, stages, storage
-from .lines import number
+from .lines import counted, number
 from .markdown import to_html, twins, visible
 from .report_search import search
 from .reproduce import reproduce
@@ -226,7 +226,11 @@ def cleaning(workdir: str, records: dict) -> dict | None:
         captions = [c for c in df.columns if c not in paths and c != score]
         galleries.append({"title": title, "file": name, "total": len(df),
                           "items": _gallery(df, score, captions, paths)})
-    thresholds = {k: _plain(v) for k, v in summary.items() if k not in ("status", "split_lost_cause")}
+    thresholds = {k: _plain(v) for k, v in summary.items() if k not in ("status", "split_lost_cause")
+                  and not (k in settings and summary[k] == settings[k])}  # the threshold was there twice (62)
+    if isinstance(summary.get("split_lost"), dict) and summary["split_lost"]:  # named in the lines above: counted
+        thresholds["split_lost"] = ", ".join(f"{split}: {counted(len(fams), 'family', 'families')}"  # (185 names
+                                             for split, fams in summary["split_lost"].items())  # in one cell: 62)
     # families left with no image in a split: the console and clean.md warn; the page says it too, in words
     from .data.clean_report import lost_lines
 
