@@ -83,20 +83,27 @@ def class_counts(before: "pd.Series", after: "pd.Series", path: str | None = Non
     return _save(plt, fig, path)
 
 
-def confusion(cm: np.ndarray, labels: list[str], path: str | None = None, title: str = "Confusion matrix") -> bytes:
+def confusion(cm: np.ndarray, labels: list[str], path: str | None = None, title: str = "Confusion matrix",
+              other: np.ndarray | None = None) -> bytes:
+    """Rows: true families, columns: predicted, each row normalised. ``other``: per row, the images predicted as
+    families outside ``labels`` (a subset's matrix), drawn as a last column so each row still sums to its
+    images (a family whose errors all went outside the subset showed a blank row: round 62)."""
     plt = _pyplot()
     n = len(labels)
+    columns = list(labels)
+    if other is not None:
+        cm, columns = np.column_stack([cm, other]), [*columns, "(other families)"]
     side = 0.35 * min(n, 40)  # past 40 families no tick labels: 202 drew a 7070 px square in 5 s, 14 inches do
     fig, ax = plt.subplots(figsize=(max(5, side), max(4, side)))
     ax.imshow(cm / np.maximum(cm.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
     if n <= 40:  # beyond that tick labels are unreadable; the CSVs carry the detail
-        ax.set_xticks(range(n), [_tick(f) for f in labels], rotation=90, fontsize=7)
+        ax.set_xticks(range(len(columns)), [_tick(f) for f in columns], rotation=90, fontsize=7)
         ax.set_yticks(range(n), [_tick(f) for f in labels], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if n <= 15:  # small matrices: the counts themselves
         for i in range(n):
-            for j in range(n):
+            for j in range(len(columns)):
                 if cm[i, j]:
                     ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7)
     ax.set_title(f"{title} (row-normalised)")

@@ -300,10 +300,14 @@ def _evaluation(workdir: str, bundle_id: str | None) -> dict | None:
         for f in fams:
             if f in by_family.index:
                 cm[idx[f], idx[f]] = int(round(by_family.loc[f, "recall"] * by_family.loc[f, "support"]))
+        other = np.zeros(len(fams), dtype=int)  # each row's images predicted as a family not shown (round 62)
         for r in pairs.itertuples():
             if r.true in idx and r.predicted in idx:
                 cm[idx[r.true], idx[r.predicted]] = int(r.count)
-        out["confusion"] = plots.data_uri(plots.confusion(cm, fams, title=f"Most-confused families ({split})"))
+            elif r.true in idx:
+                other[idx[r.true]] += int(r.count)
+        out["confusion"] = plots.data_uri(plots.confusion(cm, fams, title=f"Most-confused families ({split})",
+                                                          other=other))
         out["pairs"] = pairs.head(10).to_dict("records")
     return out
 

@@ -23,3 +23,27 @@ def test_a_confusion_matrix_of_the_reference_size_stays_a_page_sized_image():
     counts = pd.Series(np.arange(n) + 29, index=[f"Family{i:03d}" for i in range(n)])
     width, height = Image.open(io.BytesIO(plots.class_counts(counts, counts - 1))).size
     assert width <= 1800 and width / height <= 5
+
+
+def test_the_most_confused_matrix_keeps_each_rows_errors_outside_it(tmp_path, monkeypatch):
+    """Of 12 families, the 10 most confused are drawn: a family whose errors went to a family not drawn showed a
+    blank row, its share of errors unseen (round 62); they are a last column, and the pairs are listed."""
+    from speciesfam import plots
+    from speciesfam.report import _evaluation
+
+    fams = [f"F{i:02d}" for i in range(12)]
+    evaluation = tmp_path / "eval_test"
+    evaluation.mkdir()
+    pd.DataFrame({"family": fams, "precision": 0.5, "recall": 0.0, "f1": 0.0, "support": 5}).to_csv(
+        evaluation / "per_class.csv", index=False)
+    pairs = [(f"F{i:02d}", f"F{i + 1:02d}", 5) for i in range(0, 10, 2)] + [("F00", "F11", 2)]
+    pd.DataFrame(pairs, columns=["true", "predicted", "count"]).to_csv(evaluation / "confused_pairs.csv", index=False)
+    (evaluation / "metrics.json").write_text('{"test_macro_f1": 0.0}')
+    drawn = {}
+    real = plots.confusion
+    monkeypatch.setattr(plots, "confusion", lambda cm, labels, **kw: drawn.update(cm=cm, labels=labels, **kw) or
+                        real(cm, labels, **kw))
+    section = _evaluation(str(tmp_path), None)
+    assert "F11" not in drawn["labels"] and len(drawn["labels"]) == 10
+    assert drawn["other"][drawn["labels"].index("F00")] == 2 and drawn["other"].sum() == 2
+    assert section["pairs"][0] == {"true": "F00", "predicted": "F01", "count": 5} and len(section["pairs"]) == 6

@@ -147,6 +147,7 @@ def test_report_holds_the_main_numbers_inline(run):
     pair = pd.read_csv(workdir / layout.NEAR_DUPLICATES).iloc[0]
     assert re.search(r"score 0\.99953</span>.*?" + re.escape(f"{Path(pair['path']).name} · "
                                                              f"{Path(pair['duplicate_of']).name}"), html, re.S)
+    assert "<th>predicted as</th>" in html  # the most-confused pairs, listed under their matrix (round 62)
     for section in ("Taken out by cleaning (", "Label issues (1)", "Near-duplicates (1)", "Most-confused families",
                     "Model card", "How to reproduce", "speciesfam tune scratch --workdir"):
         assert section in html, section
