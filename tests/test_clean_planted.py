@@ -90,6 +90,12 @@ def test_default_clean_finds_each_kind_with_reasons(dirty):
     summary = json.loads((run / layout.STAGES / "clean.json").read_text())["summary"]
     assert summary["outlier_rule"].startswith("threshold") and summary["near_duplicates"]["dropped"] == 2
     assert summary["label_issues"] == len(issues)
+    # an outlier kept as a label issue says so, with its z-score and what removes it (ok, no reason: round 62)
+    relabeled = cleaned["reason"].fillna("").str.match(r"kept as a label issue: an outlier of its family \(robust "
+                                                       r"z-score [\d.]+\) that fits '.+': fix its label, or "
+                                                       r"--drop-label-issues removes it$")
+    assert relabeled.sum() == summary["outliers_kept_as_label_issues"] > 0
+    assert (cleaned.loc[relabeled, "status"] == "ok").all() and cleaned.loc[relabeled, "label_issue"].all()
 
 
 def test_drop_label_issues_and_the_family_minimum(dirty):

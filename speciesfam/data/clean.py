@@ -238,6 +238,14 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     cleaned["outlier_z"] = cleaned["path"].map(by_path["z"])
     cleaned["label_issue"] = cleaned["path"].isin(issues["path"])
     cleaned["suggested_family"] = cleaned["path"].map(dict(zip(issues["path"], issues["suggested_family"])))
+    # an outlier of its family kept as a label issue (it fits its suggested one): ok with no reason, as any good
+    # image, though its z-score reached 4243 (round 62): its reason says so, and what removes it
+    relabel = (cleaned["status"] == layout.OK) & cleaned["path"].isin(issues.attrs.get("outliers_kept", [])) & \
+        (cleaned["reason"].fillna("") == "")
+    cleaned.loc[relabel, "reason"] = [
+        f"kept as a label issue: an outlier of its family (robust z-score {z:.1f}) that fits "
+        f"{lines.quoted(s, None)}: fix its label, or --drop-label-issues removes it"
+        for z, s in zip(cleaned.loc[relabel, "outlier_z"], cleaned.loc[relabel, "suggested_family"])]
     pairs, dups = near_duplicates(emb, x, cleaned, usable, cfg)
     weights_changed(mid, model_id(cfg))  # replaced while clean ran: its outputs would name other weights
     storage.write_table(cleaned, layout.path(workdir, layout.CLEAN_MANIFEST))
