@@ -43,3 +43,18 @@ def test_no_per_family_gallery_when_none_is_asked_for(tmp_path):
     rows = pd.DataFrame({"path": ["a.png"], "label": ["Felidae"], "score": [1.0], "z": [1.0], "removed": [False]})
     assert outlier_galleries(rows, str(tmp_path / "gallery"), per_family=0) == []
     assert not (tmp_path / "gallery").exists()
+
+
+def test_an_outlier_kept_as_a_label_issue_is_marked_in_its_familys_sheet(tmp_path):
+    """It showed as any kept image, though its z-score reached 4243 (round 62): framed orange, as label issues are;
+    a removed one red; a kept one unframed."""
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"img{i}.png"))
+        Image.new("RGB", (20, 20), (255, 255, 255)).save(paths[-1])
+    rows = pd.DataFrame({"path": paths, "label": "Felidae", "score": [3.0, 2.0, 1.0], "z": [90.0, 60.0, 0.5],
+                         "removed": [True, False, False]})
+    sheet = outlier_galleries(rows, str(tmp_path / "g"), per_family=3, thumb=40, label_issues=frozenset(paths[1:2]))
+    img = np.asarray(Image.open(sheet[0]).convert("RGB"))
+    top = img.shape[0] - 40  # the thumbnails' row, under the captions
+    assert [tuple(img[top + 20, x * 40 + 1]) for x in range(3)] == [(220, 0, 0), (255, 140, 0), (255, 255, 255)]

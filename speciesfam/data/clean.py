@@ -255,7 +255,8 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     storage.write_table(pairs, layout.path(workdir, layout.NEAR_DUPLICATES))
     gallery_dir = layout.path(workdir, layout.GALLERY)
     clear(gallery_dir)
-    outlier_galleries(emb, gallery_dir, cfg.gallery_per_family)
+    outlier_galleries(emb, gallery_dir, cfg.gallery_per_family,
+                      label_issues=frozenset(cleaned.loc[relabel, "path"]))
     label_issue_gallery(issues, emb, gallery_dir)
     near_duplicate_gallery(pairs, gallery_dir)
     from ..plots import class_counts

@@ -60,14 +60,17 @@ def clear(out_dir: str) -> None:
             fs.delete_file(info.path)
 
 
-def outlier_galleries(rows: "pd.DataFrame", out_dir: str, per_family: int, thumb: int = 96) -> list[str]:
-    """One PNG per family: its ``per_family`` highest-scoring images (columns label, path, score, z, removed);
-    none with ``per_family`` 0 (it wrote blank ones: hostile tester)."""
+def outlier_galleries(rows: "pd.DataFrame", out_dir: str, per_family: int, thumb: int = 96,
+                      label_issues: frozenset[str] = frozenset()) -> list[str]:
+    """One PNG per family: its ``per_family`` highest-scoring images (columns label, path, score, z, removed): those
+    removed framed red (OUT), the outliers kept as label issues (``label_issues``, their paths) orange (ISSUE: they
+    showed as any kept image, round 62); none with ``per_family`` 0 (it wrote blank ones: hostile tester)."""
     written = []
     if per_family <= 0:
         return written
     for fam, grp in rows.sort_values("score", ascending=False).groupby("label", sort=True):
-        cells = [(r.path, f"z={r.z:.1f}{' OUT' if r.removed else ''}", (220, 0, 0) if r.removed else None)
+        cells = [(r.path, f"z={r.z:.1f}{' OUT' if r.removed else ' ISSUE' if r.path in label_issues else ''}",
+                  (220, 0, 0) if r.removed else (255, 140, 0) if r.path in label_issues else None)
                  for r in grp.head(per_family).itertuples()]
         written.append(storage.join(out_dir, f"{layout.label_slug(fam)}.png"))
         storage.write_bytes(written[-1], _sheet([cells], thumb))
