@@ -78,7 +78,7 @@ def test_outliers_the_rule_took_but_kept_as_label_issues_are_counted_and_said(tm
         f"; {len(issues)} label issues flagged (2 of them outliers kept: each fits its suggested family)")
     from speciesfam.data.clean_report import clean_report
 
-    manifest = pd.DataFrame({"path": emb["path"], "label": labels, "status": "ok"})
+    manifest = pd.DataFrame({"path": emb["path"], "label": labels, "status": "ok", "split": "train"})
     removed = pd.DataFrame(columns=["path", "family", "score", "z", "detector", "reason"])
     pairs = pd.DataFrame(columns=["path_a", "path_b", "similarity"])
     summary = {"outliers_removed": 1, "outliers_kept_as_label_issues": 2, "label_issues_dropped": 0,
