@@ -180,14 +180,19 @@ class CleanConfig:
     gallery_per_family: int = opt(6, "images per family in gallery/*.png")
 
     @property
+    def random_weights(self) -> bool:
+        """An open_clip architecture with no pretrained weights (``--pretrained none``): under it unlike images look
+        alike (the near-duplicate threshold, clean's warning of groups found with it)."""
+        return not self.embedder and not self.pretrained and not self.model.startswith(("hf-hub:", "local-dir:"))
+
+    @property
     def near_threshold(self) -> float:
         """The near-duplicate threshold in force: ``near_duplicate_threshold``, or 0.95, or 0.999 for open_clip's
         random weights (with 0.95 they put all of an offline run's images in one group, which took every family's
         val and test images)."""
         if self.near_duplicate_threshold is not None:
             return self.near_duplicate_threshold
-        random = not self.embedder and not self.pretrained and not self.model.startswith(("hf-hub:", "local-dir:"))
-        return 0.999 if random else 0.95
+        return 0.999 if self.random_weights else 0.95
 
     @classmethod
     def smoke(cls, **overrides: Any) -> "CleanConfig":

@@ -108,7 +108,7 @@ def _clean_config(workdir: str, model_id: str | None) -> dict[str, Any]:
     if rec is None:
         raise StageOrderError(f"{workdir} has no record of how the clean stage embedded ({layout.STAGES}/clean.json); "
                               f"run `{stages.command('clean', workdir)}` again (it reuses the cached embeddings)")
-    cfg = rec.get("config") or {}
+    cfg = rec["config"]  # a dict: stages.load reads a config edited away as {}
     gone = [k for k in ("model", "model_id") if k not in cfg]  # a traceback (round 60), 'embedded with None' (61)
     if gone:  # (a field of another type is damage in stages.load)
         raise StageOrderError(f"{stages.record_uri(workdir, 'clean')} is damaged (its config has no "

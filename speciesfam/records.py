@@ -10,6 +10,7 @@ reader knows are not checked.
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from typing import Any, Optional, TypedDict, Union
@@ -85,13 +86,20 @@ class ExportConfig(TypedDict, total=False):
     out: Optional[str]
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """``cls``'s field types, resolved once (they were resolved again on every record read: most of its time)."""
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
 def _config(stage: str) -> dict[str, Any]:
     """The field types of ``stage``'s recorded config: its typed config's, and the fields the stage adds."""
     from .config import CatalogConfig, CleanConfig, TuneConfig
 
     typed = {"catalog": (CatalogConfig, CatalogAdds), "clean": (CleanConfig, CleanAdds), "tune": (TuneConfig,),
              "export": (ExportConfig,)}[stage]
-    return {k: v for cls in typed for k, v in typing.get_type_hints(cls).items()}
+    return {k: v for cls in typed for k, v in _hints(cls).items()}
 
 
 SUMMARY = {"catalog": CatalogSummary, "clean": CleanSummary, "tune": TuneSummary, "export": ExportSummary}
@@ -128,7 +136,7 @@ def _wrong(where: str, value: Any, hint: Any) -> str:
     """'' when ``value`` is of type ``hint`` (a class, X | None, list[X], dict[str, X], a TypedDict or a dict of
     field types), else where it is not, first."""
     if isinstance(hint, dict) or typing.is_typeddict(hint):
-        fields = hint if isinstance(hint, dict) else typing.get_type_hints(hint)
+        fields = hint if isinstance(hint, dict) else _hints(hint)
         if not isinstance(value, dict):
             return _said(where, value, dict)
         return next((found for key, sub in fields.items() if key in value

@@ -282,7 +282,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
                                    for split, fams in summary["split_lost"].items()}
     for line in lost_lines(summary, alike=twins(manifest.loc[manifest["status"] == layout.OK, "label"])):
         say(f"clean: warning: {line}; see clean.md")
-    if dups["moved_to_group_split"] and "random-init" in mid:  # 91 families lost their val images (round 62)
+    if dups["moved_to_group_split"] and cfg.random_weights:  # 91 families lost their val images (round 62)
         say(f"clean: warning: {lines.counted(dups['moved_to_group_split'], 'image')} moved split with "
             f"{lines.counted(dups['groups'], 'near-duplicate group')}, found with random weights (--pretrained none),"
             f" under which unlike images look alike: give the model's pretrained weights, or a "
