@@ -102,6 +102,9 @@ def _predict(args: argparse.Namespace) -> int:
             return False
 
     folders = [p for p in args.paths if is_folder(p)]
+    if args.path_column != "path" and not args.manifest:  # it would be ignored: a folder's rows are its files
+        raise SpeciesfamError(f"--path-column {args.path_column} names a column of --manifest, and none is given: "
+                              "give --manifest M, or leave --path-column out")
     if args.manifest or folders or args.out:
         if len(args.paths) > 1 or (args.manifest and args.paths):
             given = f"{len(args.paths)} path{'s' * (len(args.paths) > 1)}"
@@ -121,7 +124,8 @@ def _predict(args: argparse.Namespace) -> int:
             init_ray(args.address)
         table = predict_collection(args.bundle, args.out, source=(folders or [None])[0],
                                    manifest=args.manifest, top_k=args.top_k, batch_size=args.batch_size,
-                                   num_actors=args.num_actors, use_gpu=not args.cpu, weights_dir=args.weights_dir)
+                                   num_actors=args.num_actors, use_gpu=not args.cpu, weights_dir=args.weights_dir,
+                                   path_column=args.path_column)
         return 1 if failed(table).any() else 0
     if not args.paths:
         raise SpeciesfamError("give image files, a folder or --manifest M")
@@ -152,7 +156,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate_out import say_result
 
     _unread_weights_dir(args)
-    left_out = say_result(evaluate(args.bundle, args.manifest, args.split, args.out, weights_dir=args.weights_dir))
+    left_out = say_result(evaluate(args.bundle, args.manifest, args.split, args.out, weights_dir=args.weights_dir,
+                                   columns={"path": args.path_column, "label": args.label_column}))
     run = os.path.dirname(os.path.abspath(args.bundle))  # a bundle inside a run folder: refresh its report, for
     # --out in that folder too (RUN/eval_test given by name left the report saying to run evaluate: round 47)
     inside = args.out is None or (not storage.is_remote(args.out) and storage.within(os.path.abspath(args.out), run))

@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("bundle", help="bundle folder (`speciesfam export`)")
     pr.add_argument("paths", nargs="*", help="image files (printed), or one folder (-> predictions.parquet)")
     pr.add_argument("--manifest", default=None, help="CSV/Parquet with a 'path' column (-> predictions.parquet)")
+    pr.add_argument("--path-column", default="path", help="the --manifest's column of image paths (default: path)")
     pr.add_argument("--out", default=None, help="predictions Parquet for a folder or manifest (default "
                     "./predictions.parquet); an existing one is resumed: rows already in it are skipped")
     pr.add_argument("--top-k", type=int, default=3, help="families per image (default: 3)")
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("bundle", help="bundle folder (`speciesfam export`)")
     ev.add_argument("--manifest", required=True, help="RUN/clean_manifest.parquet (or RUN/manifest.parquet), or a "
                     "new labelled set: CSV or Parquet with path and label columns (and split, to score one)")
+    ev.add_argument("--path-column", default="path", help="a labelled set's column of image paths (default: path)")
+    ev.add_argument("--label-column", default="label", help="a labelled set's column of families, read as written "
+                    "(default: label)")
     ev.add_argument("--split", default=None, help="the rows to score (default: test; a labelled set without a "
                     "split column is scored whole)")
     ev.add_argument("--weights-dir", default=None, help=WEIGHTS_DIR)

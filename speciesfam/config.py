@@ -89,9 +89,19 @@ class CatalogConfig:
     min_images: int = opt(6, "families with fewer usable images are excluded (reported as too_small); at least 3, "
                              "one per split")
     group_split: bool = opt(False, "keep each manifest 'group' (e.g. species) inside one split")
+    path_column: str = opt("path", "a manifest's column of image paths")
+    label_column: str = opt("label", "a manifest's column of labels, read as written (e.g. family)")
+    group_column: str = opt("group", "a manifest's column of groups for --group-split (e.g. species)")
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """The manifest's columns read as path, label and group."""
+        return {"path": self.path_column, "label": self.label_column, "group": self.group_column}
 
     def validate(self) -> None:
         _require(0 <= self.seed < 2**32, "seed", self.seed, "an integer in [0, 2**32)")
+        for name, column in self.columns.items():
+            _require(bool(column), f"{name}_column", column, "a column name (not empty)")
         for name in ("val_fraction", "test_fraction"):
             v = getattr(self, name)
             _require(0.0 < v < 0.5, name, v, "a fraction in (0, 0.5)")

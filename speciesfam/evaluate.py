@@ -22,6 +22,7 @@ from .data.catalog_report import look_alike_key
 from .errors import SpeciesfamError
 from .evaluate_out import NOT_SCORED, REPORTS, ROWS_COLUMNS, bundle_folder, earlier_metrics, refuse_out
 from .evaluate_warnings import moved_warning, own_run, removed_warning, split_warning, trained_from
+from .data.text_table import named_columns
 from .lines import counted, quoted, some
 
 if TYPE_CHECKING:
@@ -31,13 +32,13 @@ if TYPE_CHECKING:
 HELD_BYTES = 256 * 2**20  # decoded images held before they are predicted (a batch of 64 8000 px photos is 12 GB)
 
 
-def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
+def evaluation_rows(manifest_uri: str, split: str | None, columns: dict[str, str] | None = None) -> "pd.DataFrame":
     """The rows to score, with columns path, label, status ('ok' so far, or why not) and reason.
 
     A catalog manifest (``RUN/manifest.parquet`` or ``RUN/clean_manifest.parquet``): its usable rows of
     ``split`` (default test). Any other CSV or Parquet with ``path`` and ``label`` columns (a labelled set of new
     images) is read as catalog reads a manifest (labels as text exactly as written, relative paths against its
-    folder): its rows of ``split`` (default test) when it has a ``split`` column, else every row (``split`` must
+    folder; ``columns``: its columns read as path and label, e.g. ``{"label": "family"}``): its rows of ``split`` (default test) when it has a ``split`` column, else every row (``split`` must
     then be None); a row with no label or an unusable path gets its status here. ``attrs``: ``catalog`` (which
     of the two it is), ``split`` (the split scored, named ``test`` for a whole labelled set) and, for a labelled
     set with a split column, ``other_splits`` (rows per other split) and ``warning`` (rows whose split reads like
@@ -52,7 +53,7 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
     if not storage.exists(manifest_uri):
         raise SpeciesfamError(f"--manifest {manifest_uri} does not exist: give RUN/clean_manifest.parquet, or a "
                               "labelled set (CSV or Parquet with path and label columns)")
-    table = read_text_table(manifest_uri)  # a user's file: its errors say what to fix in it
+    table = read_text_table(manifest_uri, columns)  # a user's file: its errors say what to fix in it
     columns = set(table)
     if layout.RUN_MANIFEST_COLUMNS <= columns:
         split = (split or "test").strip()  # spaces at the ends aside, as for a labelled set (catalog's are bare)
@@ -69,7 +70,8 @@ def evaluation_rows(manifest_uri: str, split: str | None) -> "pd.DataFrame":
 
         raise SpeciesfamError(f"{manifest_uri} is neither a catalog manifest nor a labelled set (columns "
                               f"{some(sorted(columns), 10, quote=True)}; a labelled set needs 'path' and 'label' "
-                              f"columns){header_hint(sorted(columns))}")
+                              f"columns, or --path-column/--label-column naming the ones that hold them)"
+                              f"{header_hint(sorted(columns))}")
     rows = input_rows(manifest=manifest_uri, table=table)
     if not len(rows):
         raise SpeciesfamError(f"{manifest_uri} has no rows: nothing to score")
@@ -157,11 +159,13 @@ def _content_keys(rows: pd.DataFrame) -> pd.Series:
     return keys
 
 
-def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> str:
+def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool,
+                columns: dict[str, str] | None = None) -> str:
     """Beside the bundle: ``eval_SPLIT`` for the bundle's own run folder's manifest (the report shows it), else
     ``eval_NAME-HASH`` (the file's name as a safe slug; the hash of its full path, the split and the bundle's
     id, so two sets, two splits of one, or two bundles in one folder never share a folder: the second bundle's
-    reports replaced the first's, unsaid; hostile tester)."""
+    reports replaced the first's, unsaid; hostile tester; and the columns read as path and label when not the
+    default ones: labels from another column are another scoring)."""
     import hashlib
 
     from .bundle import bundle_id
@@ -176,6 +180,7 @@ def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool) -> st
     except (OSError, ValueError):  # no bundle there: loading it says so, in its own words
         bid = ""
     key = f"{manifest_uri if storage.is_remote(manifest_uri) else os.path.realpath(manifest_uri)}|{split}|{bid}"
+    key += "".join(f"|{name}={column}" for name, column in named_columns(columns).items())  # labels from another
     return os.path.join(where, f"eval_{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}")
 
 
@@ -192,7 +197,8 @@ def no_family(label: str, folded: dict[str, str]) -> str:
 
 
 def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str | None = None,
-             batch_size: int = 64, weights_dir: str | None = None) -> dict[str, Any]:
+             batch_size: int = 64, weights_dir: str | None = None,
+             columns: dict[str, str] | None = None) -> dict[str, Any]:
     """Predict every usable row of ``split`` (``evaluation_rows``) and write the reports; returns the summary
     metrics (those of ``metrics.json``) and ``out``, the reports' folder. ``rows.csv`` gives each row of the split
     one status: ``ok`` (scored, with the predicted family), or one of ``NOT_SCORED`` with the reason:
@@ -208,10 +214,10 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     from .data.images import ChangedError, DecodeError, read_rgb
     from .train.metrics import classification_metrics
 
-    rows = evaluation_rows(manifest_uri, split)  # fails here, before the model loads
+    rows = evaluation_rows(manifest_uri, split, columns)  # fails here, before the model loads
     split, catalog = rows.attrs["split"], rows.attrs["catalog"]
     this_run = own_run(bundle, manifest_uri, catalog)
-    given, out = out, out or default_out(bundle, manifest_uri, split, this_run)
+    given, out = out, out or default_out(bundle, manifest_uri, split, this_run, columns)
     from .stages import is_run_folder
 
     if given and not this_run and is_run_folder(bundle_folder(bundle)):
@@ -286,6 +292,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
         "run_manifest": this_run,
         **({"rows_in_other_splits": rows.attrs["other_splits"]} if rows.attrs.get("other_splits") else {}),
         **({"whole_set": True} if rows.attrs.get("whole_set") else {}),
+        **({"columns": named_columns(columns)} if named_columns(columns) else {}),
         **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
     per_class = per_class_table(labels, y, pred)

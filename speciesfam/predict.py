@@ -144,11 +144,13 @@ def failed(table: "pd.DataFrame") -> "pd.Series":
 
 
 def input_rows(source: str | None = None, manifest: str | None = None,
-               table: dict[str, list[str | None]] | None = None) -> "pd.DataFrame":
+               table: dict[str, list[str | None]] | None = None,
+               columns: dict[str, str] | None = None) -> "pd.DataFrame":
     """The rows to predict: every file under folder ``source`` (recursively), or every row of ``manifest``
     (CSV or Parquet with a ``path`` column, read as catalog reads it: labels as text exactly as written,
     relative paths resolved against the manifest's folder; ``table``: its columns when the caller has read them
-    already with ``read_text_table``). Column ``error``: why a row is not read, set here for hidden files, empty
+    already with ``read_text_table``; ``columns``: the manifest's columns read as path and label, e.g.
+    ``{"path": "file_path"}``). Column ``error``: why a row is not read, set here for hidden files, empty
     or null paths and URI schemes nothing here reads ("" for the others)."""
     import pandas as pd
 
@@ -160,9 +162,10 @@ def input_rows(source: str | None = None, manifest: str | None = None,
 
         if table is None and not storage.exists(manifest):
             raise SpeciesfamError(f"--manifest {manifest} does not exist")
-        raw = read_text_table(manifest) if table is None else table
+        raw = read_text_table(manifest, columns) if table is None else table
         if "path" not in raw:
-            raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(raw)}){header_hint(list(raw))}")
+            hint = header_hint(list(raw)) or " (--path-column names the one that holds the image paths)"
+            raise SpeciesfamError(f"{manifest} has no 'path' column (columns: {list(raw)}){hint}")
         base = storage.parent(manifest)
         paths, errors = [], []
         for i, p in enumerate(raw["path"]):
@@ -248,13 +251,15 @@ class PredictActor:
 
 def predict_collection(bundle: str, out: str | None = None, source: str | None = None, manifest: str | None = None,
                        top_k: int = 3, batch_size: int = 32, num_actors: int | None = None,
-                       use_gpu: bool = True, part_rows: int = 1024, weights_dir: str | None = None) -> "pd.DataFrame":
+                       use_gpu: bool = True, part_rows: int = 1024, weights_dir: str | None = None,
+                       path_column: str = "path") -> "pd.DataFrame":
     """Predict every file under ``source`` (or row of ``manifest``) with Ray Data into Parquet ``out``.
 
     Args:
         out: the predictions file (None: ``DEFAULT_OUT`` in the working directory).
         part_rows: rows per part file written while running (what a killed run keeps).
         use_gpu: one actor per GPU when the cluster has GPUs (False: CPU actors).
+        path_column: the manifest's column of image paths.
 
     Returns:
         The whole output table (earlier rows included), one row per input row.
@@ -276,7 +281,7 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
     config, bid = read_config(bundle), bundle_id(bundle)
     if config["kind"] == "probe":  # its weights files gone or replaced: one line here, not an actor's traceback
         embedder_config(config["embedder"], weights_dir)
-    rows = input_rows(source, manifest)
+    rows = input_rows(source, manifest, columns={"path": path_column})
     if manifest and not len(rows):  # wrote 0 rows and exited 0 (catalog and evaluate refuse it: round 45)
         raise SpeciesfamError(f"{manifest} has no rows, nothing to predict; give a manifest with a row per image")
     if source:

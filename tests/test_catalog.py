@@ -209,8 +209,8 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
                 "sepragged.csv": r"not a well-formed CSV \(line 3 has 3 fields, the header 2\); quote fields that "
                                  "contain commas",  # the file's own line 3
                 "wideunclosed.csv": r"\(a quote opened on line 4 is never closed\); close it",
-                "case.csv": r"found \['Path', ' label '\] \(column names are exact: rename 'Path' to 'path', ' label ' "
-                            r"to 'label'\)$"}
+                "case.csv": r"found \['Path', ' label '\] \(column names are exact: give --path-column Path, "
+                            r"--label-column ' label '\)$"}
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -122,8 +122,8 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
 
     cfg = cfg or CatalogConfig()
     cfg.validate()
-    src = read_source(source)
-    attrs = dict(src.attrs)
+    src = read_source(source, cfg.columns)
+    attrs = dict(src.attrs, columns=cfg.columns)
     # stable sort: repeated manifest paths keep their input order (the first one is the one used)
     df = src.sort_values("path", kind="mergesort", na_position="last").reset_index(drop=True)
     # Rows a manifest lists under two labels (``conflict``) are read too, for their bytes only: a copy of
@@ -242,7 +242,9 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     storage.write_text(layout.path(workdir, layout.CATALOG_MD), report(manifest, source))
     counts = manifest["status"].value_counts().to_dict()
     stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
-                  summary={"rows": len(manifest), "status": counts, **manifest.attrs}, started_at=started_at)
+                  summary={"rows": len(manifest), "status": counts,
+                           **{k: v for k, v in manifest.attrs.items() if k != "columns"}},  # in config already
+                  started_at=started_at)
     if not counts.get(layout.OK):
         among = f"among {counted(len(manifest), 'row')} ({', '.join(f'{n} {k}' for k, n in counts.items())})" \
             if len(manifest) else "in it: it has no rows"

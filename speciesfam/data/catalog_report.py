@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from .. import layout
 from ..markdown import cell, code, family_cell, prose, twins
+from .text_table import named_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,6 +64,9 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
         seen = f"- files seen: {attrs['files_seen']}, rows written: {len(manifest)} (one per file)"
     else:
         seen = f"- manifest rows read: {attrs.get('rows_read', len(manifest))}, rows written: {len(manifest)}"
+        named = named_columns(attrs.get("columns"))
+        if named:  # --label-column family: which of the file's columns the families are
+            seen += "; " + ", ".join(f"{name}s from its column {code(column)}" for name, column in named.items())
     lines = [f"# Catalog of {cell(source)}", "", seen]
     if attrs.get("aliases"):
         lines.append(f"- links to folders already listed, or files reached again through them (not listed "

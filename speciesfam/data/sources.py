@@ -27,7 +27,7 @@ from .. import layout, storage
 from ..errors import SourceError
 from ..lines import quoted
 from ..listing import top_folders, walk
-from .text_table import header_hint, read_text_table
+from .text_table import header_hint, named_columns, read_text_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,14 +49,21 @@ SYSTEM_FOLDERS = {"@eadir": "Synology's thumbnails", "#recycle": "Synology's rec
 ZONE_IDENTIFIER = ":zone.identifier"  # a Windows download's mark, a file of its own once copied through WSL
 
 
-def read_source(source: str) -> "pd.DataFrame":
-    """One row per file (folder source) or per row (manifest source), columns ``SOURCE_COLUMNS``.
+def read_source(source: str, columns: dict[str, str] | None = None) -> "pd.DataFrame":
+    """One row per file (folder source) or per row (manifest source), columns ``SOURCE_COLUMNS``. ``columns``:
+    the manifest's columns read as path, label and group (``CatalogConfig.columns``).
 
     Raises:
         SourceError: the source does not exist, is empty, or a manifest lacks its ``path``/``label`` columns.
     """
     if source.lower().endswith((".csv", ".parquet")):  # MANIFEST.CSV from a Windows export too
-        return read_manifest(source)
+        return read_manifest(source, columns)
+    named = named_columns(columns)
+    if named:  # a folder's labels are its subfolders' names: the flag would be ignored, unsaid
+        name, column = next(iter(named.items()))
+        raise SourceError(f"--{name}-column {column} names a column of a manifest, and {source} is not one (a "
+                          ".csv/.parquet file): a folder's families are its subfolders' names; leave the flag out, "
+                          "or give the manifest")
     if not storage.exists(source):
         raise SourceError(f"{source} does not exist: give a folder with one subfolder per family, "
                           "or a .csv/.parquet manifest with 'path' and 'label' columns")
@@ -145,19 +152,21 @@ def skip_reason(rel: str, listed: bool = False) -> str:
     return f"system file ({what}), not an image" if what else ""
 
 
-def read_manifest(source: str) -> "pd.DataFrame":
-    """Rows of a CSV/Parquet manifest with ``path``, ``label`` and optional ``group`` columns.
+def read_manifest(source: str, columns: dict[str, str] | None = None) -> "pd.DataFrame":
+    """Rows of a CSV/Parquet manifest with ``path``, ``label`` and optional ``group`` columns (or the columns
+    ``columns`` names for them: ``{"label": "family"}``).
 
     Relative paths resolve against the manifest's own folder and are stored absolute (or as URIs), so later
     stages work from any current directory.
     """
     import pandas as pd
 
-    raw = read_text_table(source)
+    raw = read_text_table(source, columns)
     missing = {"path", "label"} - set(raw)
     if missing:
         raise SourceError(f"{source}: manifest lacks column(s) {sorted(missing)}; it needs 'path' and "
-                          f"'label' (and optionally 'group'); found {list(raw)}{header_hint(list(raw))}")
+                          f"'label' (and optionally 'group'), or --path-column/--label-column naming the columns "
+                          f"that hold them; found {list(raw)}{header_hint(list(raw))}")
     n = len(raw["path"])
     base = storage.parent(source)  # relative paths are relative to the manifest's folder
     groups = raw.get("group", [None] * n)

@@ -5,6 +5,7 @@ Catalog, predict and evaluate read manifests with ``read_text_table``."""
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import math
 import re
@@ -18,21 +19,56 @@ from ..errors import SourceError
 def header_hint(columns: list[str]) -> str:
     """Why a header lacks 'path' or 'label', when it can be told: ' (its header is separated by ';': save it
     comma-separated)' for a one-column header holding ';', a tab or '|' (a spreadsheet set to another list
-    separator); ' (column names are exact: rename 'Path' to 'path')' for a name that differs only in case or
+    separator); ' (column names are exact: give --path-column 'Path')' for a name that differs only in case or
     surrounding spaces; '' otherwise."""
     sep = next((c for c in ";\t|" if len(columns) == 1 and c in str(columns[0])), None)
     if sep:
         return f" (its header is separated by {sep!r}: save it comma-separated)"
     near = [(c, want) for want in ("path", "label") if want not in columns
             for c in columns if str(c).strip().lower() == want]
-    return (" (column names are exact: rename " + ", ".join(f"{c!r} to {want!r}" for c, want in near) + ")"
+    return (" (column names are exact: give " + ", ".join(f"--{want}-column {_shell(c)}" for c, want in near) + ")"
             if near else "")
 
 
-def read_text_table(source: str) -> dict[str, list[str | None]]:
+def _shell(name: str) -> str:
+    import shlex
+
+    return shlex.quote(str(name))
+
+
+def named_columns(columns: dict[str, str | None] | None) -> dict[str, str]:
+    """The tool's column names that ``columns`` reads from a column of another name (``{"label": "family"}``)."""
+    return {name: column for name, column in (columns or {}).items() if column is not None and column != name}
+
+
+def choose_columns(source: str, names: list[str], columns: dict[str, str | None] | None) -> dict[str, str]:
+    """Which of the file's columns each column read is: every column under its own name, except that a name of
+    the tool's given in ``columns`` is read from the column the user named (``{"label": "family"}``: the flag
+    ``--label-column family``; a file's own 'label' column is then not read as the labels). ``SourceError`` for a
+    named column the file lacks (naming the ones it has) and for one column named for two of the tool's."""
+    chosen = named_columns(columns)
+    for name, column in chosen.items():
+        if column not in names:
+            near = [c for c in names if str(c).strip().lower() == column.strip().lower()]
+            close = near or difflib.get_close_matches(column, [str(c) for c in names], 1)
+            raise SourceError(f"{source} has no column {column!r} (--{name}-column {_shell(column)}); its columns: "
+                              f"{', '.join(map(repr, names[:20]))}{' ...' if len(names) > 20 else ''}"
+                              + (f" (column names are exact: did you mean {close[0]!r}?)" if close else ""))
+    read = {name: name for name in names if name not in chosen} | chosen
+    wanted = {name: read[name] for name in columns or {} if name in read}
+    twice = sorted({c for c in wanted.values() if list(wanted.values()).count(c) > 1})
+    if twice:
+        both = [n for n, c in wanted.items() if c == twice[0]]
+        raise SourceError(f"{source}: column {twice[0]!r} is named as both {' and '.join(both)} (" + ", ".join(
+            f"--{n}-column" for n in both) + "): give each its own column")
+    return read
+
+
+def read_text_table(source: str, columns: dict[str, str | None] | None = None) -> dict[str, list[str | None]]:
     """Columns of a manifest as lists of exact strings (None where a Parquet cell is null); ``SourceError``,
     one line naming the fix, for a missing, empty, ragged or non-UTF-8 CSV and a file that is not Parquet.
-    (Catalog and predict read manifests with it.)"""
+    ``columns``: the tool's column names read from columns of other names (``choose_columns``).
+    (Catalog, predict and evaluate read manifests with it.)"""
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -86,7 +122,7 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
                 "the header's number of fields")) from err
         _refuse_repeated_columns(source, header)
         df = df.fillna("")  # the Python parser's blank line is NaN, the C parser's '' (round 59: a traceback)
-        return {c: df[c].tolist() for c in df.columns}
+        return {name: df[c].tolist() for name, c in choose_columns(source, list(df.columns), columns).items()}
     try:
         _refuse_repeated_columns(source, pq.read_schema(io.BytesIO(data)).names)
         table = pq.read_table(io.BytesIO(data))
@@ -100,11 +136,14 @@ def read_text_table(source: str) -> dict[str, list[str | None]]:
             f"run `{again}` again to write it anew" if again else "give a .csv or .parquet manifest")) from err
     import pyarrow as pa
 
-    nested = [f for f in table.schema if f.name in ("path", "label", "group", "split") and pa.types.is_nested(f.type)]
+    read = choose_columns(source, table.column_names, columns)
+    nested = [(name, table.schema.field(c)) for name, c in read.items()
+              if name in ("path", "label", "group", "split") and pa.types.is_nested(table.schema.field(c).type)]
     if nested:  # a list of ['x'] read as the family "['x']" (round 48)
-        raise SourceError(f"{source}: column {nested[0].name!r} holds {nested[0].type}, not one value per row; "
-                          f"give it as a column of text (one {nested[0].name} per row)")
-    return {name: [_text(v) for v in table.column(name).to_pylist()] for name in table.column_names}
+        name, field = nested[0]
+        raise SourceError(f"{source}: column {field.name!r} holds {field.type}, not one value per row; "
+                          f"give it as a column of text (one {name} per row)")
+    return {name: [_text(v) for v in table.column(c).to_pylist()] for name, c in read.items()}
 
 
 def _nul_problem(data: bytes) -> str:
