@@ -314,7 +314,7 @@ def take_verbose(argv: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """One parsed command, as ``speciesfam COMMAND`` runs it (a stage keeps its logs and ends with its summary
     and the report; errors in one line); returns the exit status. The job scripts run their stages through it."""
-    from . import console, interrupts, storage
+    from . import console, interrupts, pathtext, storage
 
     who = OneLineParser.shown_as or f"speciesfam {args.command}"  # a job script's lines name the script
     interrupts.stop_on_ctrl_c()
@@ -325,12 +325,12 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(getattr(args, name, None), str) and not getattr(args, name).strip():
                 raise SpeciesfamError(f"{shown} {getattr(args, name)!r}: give a path")
             if isinstance(getattr(args, name, None), str):
-                storage.check_utf8(getattr(args, name), shown)
+                pathtext.check_utf8(getattr(args, name), shown)
         if any(not p.strip() for p in getattr(args, "paths", None) or []):
             raise SpeciesfamError("an empty image path was given (''): give a file or folder")
         for path in getattr(args, "paths", None) or []:  # a file of such a name is a row that says so
             if os.path.isdir(path):
-                storage.check_utf8(path, "the folder")
+                pathtext.check_utf8(path, "the folder")
         if isinstance(getattr(args, "bundle", None), str):  # a bundle is a local folder: a file URI is its path
             args.bundle = args.bundle if storage.is_remote(args.bundle) else storage.local_path(args.bundle)
         if args.command in STAGES:
@@ -360,7 +360,7 @@ def run(args: argparse.Namespace) -> int:
         hint = ("check the cluster's address (--address or RAY_ADDRESS) and that its head is up" if isinstance(
             err, ConnectionError) and "ray" in str(err).lower() else "check the path, its permissions and free "
                 "space; for s3:// or gs://, the bucket, the credentials and the endpoint")
-        print(f"{who}: error: {type(err).__name__}: {storage.said(err)} ({hint})", file=sys.stderr)
+        print(f"{who}: error: {type(err).__name__}: {pathtext.said(err)} ({hint})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         interrupts.STOPPING.set()  # Ray's notes while it shuts down stay off the console too

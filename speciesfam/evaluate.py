@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import layout, plots, storage
+from . import layout, pathtext, plots, storage
 from .console import Progress, say_err
 from .data.catalog_report import look_alike_key
 from .errors import SpeciesfamError
@@ -148,7 +148,7 @@ def _content_keys(rows: pd.DataFrame) -> pd.Series:
         try:
             keys[k] = hashlib.sha256(storage.read_bytes(rows.at[k, "path"])).hexdigest()
         except (OSError, ValueError) as err:
-            rows.loc[k, ["status", "reason"]] = "unreadable", storage.read_error(err, rows.at[k, "path"])
+            rows.loc[k, ["status", "reason"]] = "unreadable", pathtext.read_error(err, rows.at[k, "path"])
     listed = keys[rows["status"] == "ok"]
     for key, same in listed.groupby(listed).groups.items():
         if len(same) > 1:  # rare: decoded once more here (a single file is decoded when it is scored)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from .storage import BROKEN_LINK, filesystem, is_remote, is_utf8, not_regular, not_utf8, shown
+from .pathtext import BROKEN_LINK, is_utf8, not_utf8, shown
+from .storage import filesystem, is_remote, not_regular
 
 
 @dataclass(frozen=True)

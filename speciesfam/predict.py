@@ -20,7 +20,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any, Iterator
 
-from . import console, storage
+from . import console, pathtext, storage
 from .errors import SpeciesfamError, inner_error
 from .lines import counted
 from .predict_resume import (CARRIED, check_resume, file_stamps, key_columns, merged, read_done, to_predict,
@@ -59,7 +59,7 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     predictor = load_bundle(bundle, weights_dir)
     out, images, where = [], [], []
     for f in paths:
-        name = storage.shown(f)  # a byte that is not UTF-8 as '\xff', as catalog's and a folder's rows show it
+        name = pathtext.shown(f)  # a byte that is not UTF-8 as '\xff', as catalog's and a folder's rows show it
         problem = resolve_path(f, os.getcwd())[1]  # an http:// URL: the words catalog uses
         skipped = skip_reason(f, listed=True)  # Thumbs.db from a glob: as in a folder, no failure (round 49)
         if skipped or problem:

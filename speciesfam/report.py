@@ -19,7 +19,7 @@ import traceback
 from importlib import resources
 from typing import Any, Callable
 
-from . import layout, plots, stages, storage
+from . import layout, pathtext, plots, stages, storage
 from .lines import counted, number
 from .markdown import to_html, twins, visible
 from .report_search import search
@@ -49,7 +49,7 @@ def write_report(workdir: str) -> str | None:
         return uri if storage.is_remote(uri) else storage.filesystem(uri)[1]
     except OSError as err:  # the storage's answer (a full disk, a read-only folder): one line, the rest logged
         logger.info("could not write %s", uri, exc_info=True)
-        logger.warning("could not write %s: %s", uri, storage.said(err))
+        logger.warning("could not write %s: %s", uri, pathtext.said(err))
         return None
     except Exception:  # noqa: BLE001 -- see the docstring
         logger.warning("could not write the report of %s:\n%s", workdir, traceback.format_exc())

@@ -44,7 +44,7 @@ def test_a_manifest_that_lists_a_fifo_a_folder_or_a_broken_link_does_not_hang(tm
 def test_an_unreachable_gs_row_fails_its_row_instead_of_stalling_catalog(tmp_path, monkeypatch):
     """One gs:// row stalled catalog for 15 minutes and more, silently: GCS's client retries that long by
     default (hostile tester). Its row now fails after GCS_RETRY_S (here 1 s) of retries, with the reason."""
-    from speciesfam import storage
+    from speciesfam import pathtext, storage
 
     monkeypatch.setattr(storage, "GCS_RETRY_S", 1)
     rows = [(png(tmp_path / "img" / f"{i}.png", i), "Alpha") for i in range(4)]
@@ -55,7 +55,7 @@ def test_an_unreachable_gs_row_fails_its_row_instead_of_stalling_catalog(tmp_pat
     # its reason was google-cloud's whole status, 1,000 characters with an error_info dump: one short line now
     reason = m.loc["gs://speciesfam-no-such-bucket/x.png", "reason"]
     assert reason.startswith("cannot read file: ") and len(reason) <= 320 and "error_info" not in reason, reason
-    assert "\n" not in storage.said(OSError("first\nsecond")) and storage.said(ValueError()) == "ValueError"
+    assert "\n" not in pathtext.said(OSError("first\nsecond")) and pathtext.said(ValueError()) == "ValueError"
 
 
 def write_manifest(path, rows: list[tuple[str, str]]) -> None:

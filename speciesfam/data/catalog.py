@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import layout, storage
+from .. import layout, pathtext, storage
 from ..config import CatalogConfig
 from ..console import Progress
 from ..lines import counted, quoted, some
@@ -52,8 +52,8 @@ def _read(path: str) -> bytes | None:
 
 
 def not_found(path: str) -> str:
-    """'file not found', with the likely cause when a manifest's path shows one (``storage.path_hint``)."""
-    return f"file not found{storage.path_hint(path)}"
+    """'file not found', with the likely cause when a manifest's path shows one (``pathtext.path_hint``)."""
+    return f"file not found{pathtext.path_hint(path)}"
 
 
 def _inspect(path: str) -> dict:
@@ -62,13 +62,13 @@ def _inspect(path: str) -> dict:
         data = _read(path)
     except FileNotFoundError as err:
         return {"status": layout.UNREADABLE_STATUS,
-                "reason": storage.BROKEN_LINK if str(err) == storage.BROKEN_LINK else not_found(path)}
+                "reason": pathtext.BROKEN_LINK if str(err) == pathtext.BROKEN_LINK else not_found(path)}
     except storage.NotRegularFileError as err:  # a FIFO, socket, device or folder: as a folder's walk says
         return {"status": layout.UNREADABLE_STATUS, "reason": str(err)}
     except PermissionError:
         return {"status": layout.UNREADABLE_STATUS, "reason": "permission denied"}
     except (OSError, ValueError) as err:  # a folder, an I/O error; ArrowInvalid (a ValueError) for a bad URI
-        return {"status": layout.UNREADABLE_STATUS, "reason": storage.read_error(err, path)}
+        return {"status": layout.UNREADABLE_STATUS, "reason": pathtext.read_error(err, path)}
     if data is None:
         return {"status": layout.UNREADABLE_STATUS,
                 "reason": f"not an image file (format not recognised, larger than {MAX_UNKNOWN_BYTES} bytes)"}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import layout, lines, storage
+from .. import layout, lines, pathtext, storage
 from ..console import Progress, quiet_stderr, say
 from ..config import CleanConfig
 from .embedders import load_embedder, model_id, split_id
@@ -232,7 +232,7 @@ def changed_since_catalog(rows: "pd.DataFrame", since: float) -> dict[str, str]:
                         digest.update(block)
                 same = digest.hexdigest() == sha256
             except OSError as err:
-                errors[path] = storage.read_error(err, path)
+                errors[path] = pathtext.read_error(err, path)
                 continue
             if not same:
                 errors[path] = changed_reason(sha256)

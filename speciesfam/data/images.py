@@ -178,12 +178,12 @@ def read_rgb(path: str, size: int | None = None, sha256: str | None = None) -> n
     ``ChangedError`` when ``sha256`` is given and the file's differs."""
     import hashlib
 
-    from .. import storage
+    from .. import pathtext, storage
 
     try:
         data = storage.read_bytes(path)
     except (OSError, ValueError) as err:
-        raise DecodeError(storage.read_error(err, path)) from err
+        raise DecodeError(pathtext.read_error(err, path)) from err
     try:
         image = decode_rgb(data, size=size)
     except OSError as err:  # PIL reports a truncated file while loading its pixels

@@ -23,7 +23,7 @@ import os
 import posixpath
 from typing import TYPE_CHECKING
 
-from .. import layout, storage
+from .. import layout, pathtext, storage
 from ..errors import SourceError
 from ..lines import quoted
 from ..listing import top_folders, walk
@@ -108,7 +108,7 @@ def read_folder(source: str) -> "pd.DataFrame":
     df = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
     listed = {e.rel.split("/")[0] for e in entries}
     # a family folder holding no file is no row; catalog.md and the console name it (an emptied or mis-copied one)
-    empty = [name for name in map(storage.shown, top_folders(source))
+    empty = [name for name in map(pathtext.shown, top_folders(source))
              if name not in listed and not name.startswith(".")]
     # files below a family folder's subfolders take its name ('Carnivora/Felidae/x.jpg' -> 'Carnivora'): said, so
     # a taxonomy tree kept as folders does not lose its families unseen (hostile tester round 42)

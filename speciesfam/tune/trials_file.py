@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .. import layout, storage
+from .. import layout, pathtext, storage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,7 +103,7 @@ def unreadable(uri: str, err: BaseException) -> str:
     if isinstance(cause, UnicodeDecodeError):  # an image, Parquet or gzip file of that name (round 55)
         return f"{uri} is damaged: {BINARY}"
     return f"{uri} is empty" if empty else \
-        f"{uri} cannot be read as a CSV table ({type(cause).__name__}: {storage.said(cause, 200)})"
+        f"{uri} cannot be read as a CSV table ({type(cause).__name__}: {pathtext.said(cause, 200)})"
 
 
 def trials_deleted(workdir: str) -> str:
