@@ -13,8 +13,10 @@ A bundle is a folder; two kinds share one schema (``config.json``: ``schema``, `
   and sha256), a ``local-dir:`` folder (the sha256 of its config and weights), or a user's ``module:factory``. The embedder's own preprocessing is rebuilt from that record
   (``speciesfam.data.embedders.load_embedder``), so images go in raw, as for a CNN.
 
-Every bundle also has ``labels.json``, ``metrics.json``, ``MODEL_CARD.md`` and ``checksums.json`` (sha256 of
-every other file, written last): a bundle with a missing, truncated or edited file is refused on load.
+Every bundle also has ``labels.json``, ``metrics.json``, ``MODEL_CARD.md``, ``seen.parquet`` (the sha256 of the
+images it was trained on and chosen by, ``speciesfam.seen``; bundles exported before it have none) and
+``checksums.json`` (sha256 of every other file, written last): a bundle with a missing, truncated or edited file
+is refused on load.
 """
 
 from __future__ import annotations

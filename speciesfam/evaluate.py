@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import layout, pathtext, plots, storage
+from . import layout, pathtext, plots, seen, storage
 from .console import Progress, say_err
 from .data.catalog_report import look_alike_key
 from .errors import SpeciesfamError
@@ -128,7 +128,7 @@ def evaluation_rows(manifest_uri: str, split: str | None, columns: dict[str, str
     rows.loc[again, "reason"] = image[again].map(lambda d: f"the same image as {rows.at[first[d], 'path']} (scored "
                                                            "once)")
     attrs = dict(rows.attrs)
-    rows = rows[["path", "label", "status", "reason"]]
+    rows = rows[["path", "label", "status", "reason"]].assign(sha256=image)  # which images the bundle has seen
     rows.attrs.update(attrs, catalog=False, split=(split or "test").strip())
     return rows
 
@@ -205,7 +205,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     ``unreadable`` (an unusable path, or the image cannot be decoded), ``changed`` (a catalog manifest's image
     whose sha256 is not the one catalog recorded), ``unlabelled``, ``duplicate`` (a labelled set's image listed
     again, by any path: the same bytes, scored once), ``conflict`` (listed under two labels), ``unknown_family``
-    (a labelled set's family the bundle was not trained on; a catalog manifest's is refused); the scores count
+    (a labelled set's family the bundle was not trained on; a catalog manifest's is refused), ``seen`` (in a set
+    other than the bundle's own run's splits, an image it was trained on or chosen by: ``seen.py``); the scores count
     the ok rows, ``metrics.json`` counts the others by status."""
     import pandas as pd
     from sklearn.metrics import confusion_matrix
@@ -229,13 +230,16 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     if not storage.is_remote(out):
         refuse_out(out, bundle, manifest_uri if catalog and not storage.is_remote(manifest_uri) else None)
     config = read_config(bundle)
+    trained = this_run or trained_from(config, manifest_uri)  # its splits are the model's: split and warnings say
+    if not trained:  # any other set of images: those the model saw are left out of its score
+        seen.mark(rows, rows["sha256"], bundle)
     warning = split_warning(config, manifest_uri) if catalog else rows.attrs.get("warning", "")
     fitted = {"train": "the train split is what this model was trained on: its score measures fit, not how it "
                        "does on new images (--split test does)",
               "val": "the val split chose this model (its best epoch and trial): its score is optimistic "
-                     "(--split test is not)"}.get(split, "") if this_run or trained_from(config, manifest_uri) else ""
+                     "(--split test is not)"}.get(split, "") if trained else ""
     warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run), fitted,
-                                    moved_warning(manifest_uri, rows, split) if catalog else "") if w)
+                                    moved_warning(manifest_uri, rows[rows["status"] == "ok"], split) if catalog else "") if w)
     if warning:
         say_err(f"evaluate: warning: {warning}")
     predictor = load_bundle(bundle, weights_dir)  # CNN or probe: raw RGB in, probabilities out
@@ -251,12 +255,13 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     index = {lab: i for i, lab in enumerate(labels)}
     probs, images, held = [], [], 0
     size = getattr(predictor, "image_size", None)  # a CNN's input: decoded straight to it, as batch predict does
-    sha = rows["sha256"] if "sha256" in rows else pd.Series(None, index=rows.index)  # a catalog's: checked
+    sha = rows["sha256"]  # each file's bytes when catalog (or evaluation_rows) read it: checked as it is decoded
     todo = np.flatnonzero(rows["status"].to_numpy() == "ok")
     progress = Progress("evaluate", len(todo), "images predicted")  # 80 s of silence on 640 images (round 62)
     for k in todo:
         try:
-            images.append(read_rgb(rows.at[k, "path"], size, sha.at[k] if isinstance(sha.at[k], str) else None))
+            images.append(read_rgb(rows.at[k, "path"], size, sha.at[k] if isinstance(sha.at[k], str) and sha.at[k]
+                                   else None))
         except DecodeError as err:  # deleted, truncated or replaced since catalog: a row, not a crash
             rows.loc[k, ["status", "reason"]] = "changed" if isinstance(err, ChangedError) else "unreadable", str(err)
             continue

@@ -16,7 +16,9 @@ from .listing import within_source
 REPORTS = ("metrics.json", "per_class.csv", "confused_pairs.csv", "rows.csv", "confusion.png", "per_class_f1.png")
 ROWS_COLUMNS = ("path", "label", "predicted", "probability", "status", "reason")  # rows.csv
 NOT_SCORED = ("unreadable", "changed", "unlabelled", "duplicate", "conflict", "unknown_family",  # rows.csv, unscored
-              "skipped")  # a hidden or system file listed (.DS_Store, Thumbs.db): left out as catalog does, no failure
+              "skipped",  # a hidden or system file listed (.DS_Store, Thumbs.db): left out as catalog does, no failure
+              "seen")  # an image the model was trained on or chosen by (seen.py): left out of a score, no failure
+QUIET = ("skipped", "seen")  # left out by design, said on a line of their own; not a failed row (exit 0)
 
 
 def refuse_out(out: str, bundle: str, manifest_uri: str | None) -> None:
@@ -121,10 +123,14 @@ def say_result(m: dict[str, Any]) -> bool:
         f"{m[f'{split}_accuracy']:.3f} on {counted(m['images'], 'image')} ({m['kind']} bundle"
         + _families_line(m) + f"); reports in {m['out']}"
         + (f"; they replaced the reports of another bundle (id {m['replaced']})" if m.get("replaced") else ""))
-    left_out = {status: m[status] for status in NOT_SCORED if m.get(status) and status != "skipped"}
+    left_out = {status: m[status] for status in NOT_SCORED if m.get(status) and status not in QUIET}
     if m.get("skipped"):  # as predict says it: no failure (they were 'unreadable', exit 1: round 56)
         say_err(f"evaluate: {counted(m['skipped'], 'hidden or system file')} skipped (each row's reason: "
                 f"{os.path.join(m['out'], 'rows.csv')})")
+    if m.get("seen"):  # a "new" set holding training images scored them as new, unsaid
+        say_err(f"evaluate: {counted(m['seen'], 'image')} of the set {'is' if m['seen'] == 1 else 'are'} not scored: "
+                "the model was trained on them or they chose it (its run's train or val split, by content), so "
+                f"the score is of images it has not seen (each row's reason: {os.path.join(m['out'], 'rows.csv')})")
     if left_out:
         total = sum(left_out.values())
         what = ("row of the set is" if whole else f"{split} row is") if total == 1 else \

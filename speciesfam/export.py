@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from . import bundle as B
 from . import bundle_placement as placement
-from . import console, layout, stages, storage
+from . import console, layout, seen, stages, storage
 from .errors import SpeciesfamError, StageOrderError
 from .lines import some
 from .model_card import licence, model_card
@@ -357,6 +357,10 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                     json.dump(data, f, indent=1, default=str)
             with open(os.path.join(tmp, B.CARD), "w") as f:
                 f.write(model_card(workdir, config, metrics, row))
+            unseen = seen.write(workdir, tmp)  # the images it was trained on and chosen by: evaluate leaves them out
+            if unseen:
+                console.say(f"export: note: {unseen}: evaluate cannot leave the images this model was trained on "
+                            "out of another set's score")
             with open(os.path.join(tmp, B.CHECKSUMS), "w") as f:  # last: its presence marks a finished bundle
                 json.dump(B.checksums(tmp), f, indent=1)
             replaced = placement.replaced_bundle(out, config["trial"])

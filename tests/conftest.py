@@ -154,6 +154,17 @@ def demo_run(tmp_path_factory, ray_session):
     return workdir, out
 
 
+def new_image_like(src, dst) -> None:
+    """Image ``src`` saved again as PNG at ``dst``, with other bytes (a text chunk): to speciesfam a new image. A byte
+    copy of a training image is one the model has seen, which evaluate leaves out of a labelled set's score."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("speciesfam-test", f"a new image like {os.path.basename(str(src))}")
+    with Image.open(src) as img:
+        img.save(dst, format="PNG", pnginfo=info)
+
+
 def saved_as_finished(folder) -> set[str]:
     """The folders of the trials that a search's newest saved state records as finished (what --resume keeps)."""
     import json

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import new_image_like
 
 
 def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run, probe_bundle, tmp_path, capsys):
@@ -21,13 +22,13 @@ def test_evaluate_scores_a_new_labelled_set_and_accounts_for_every_row(probe_run
     usable = cleaned[cleaned["status"] == "ok"].head(6)
     (tmp_path / "new").mkdir()
     for i, p in enumerate(usable["path"]):  # relative paths, against the CSV's folder
-        shutil.copy(p, tmp_path / "new" / f"{i}{Path(p).suffix}")
-    known = [f"new/{i}{Path(p).suffix}" for i, p in enumerate(usable["path"])]
+        new_image_like(p, tmp_path / "new" / f"{i}.png")  # other bytes: a byte copy is an image the model has seen
+    known = [f"new/{i}.png" for i in range(len(usable))]
     (tmp_path / "new" / "bad.jpg").write_bytes(b"not a jpeg")
     extra = cleaned.loc[cleaned["status"] == "ok", "path"].iloc[6:8]  # other images (a copy is one image: below)
     for i, p in enumerate(extra):
-        shutil.copy(p, tmp_path / "new" / f"other{i}{Path(p).suffix}")
-    others = [f"new/other{i}{Path(p).suffix}" for i, p in enumerate(extra)]
+        new_image_like(p, tmp_path / "new" / f"other{i}.png")
+    others = [f"new/other{i}.png" for i in range(len(extra))]
     table = pd.DataFrame({"path": [*known, *others, "new/bad.jpg", "", "new/missing.png"],
                           "label": [*usable["label"], "Canidae", f"{usable['label'].iloc[1]} ", "Felidae", "Felidae",
                                     "Felidae"]})
@@ -195,3 +196,41 @@ def test_a_family_the_bundle_lacks_names_the_one_it_looks_like_apart_from_it():
     for near in ("felidae", "Felidae ", "\uff26elidae", "Feli\u200bdae"):  # case, a space, full-width, invisible
         assert no_family(near, folded).endswith("(it has 'Felidae': labels are compared exactly as written)"), near
     assert no_family("Canidae", folded) == "the bundle has no family 'Canidae'"
+
+
+def test_images_the_model_saw_are_left_out_of_a_new_sets_score(probe_run, probe_bundle, tmp_path, capsys):
+    """A "new" labelled set that holds the run's own images (the metadata file catalog read, say): byte copies of
+    a train and a val image are `seen`, each with its split's reason, and not scored (exit 0, said on a line of
+    their own), so the score is the test images' alone. The bundle lists them by sha256 only, no path. The run's
+    own manifest still scores its train split (the user asked for the fit)."""
+    from speciesfam import cli
+    from speciesfam.evaluate import evaluate
+
+    cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
+    ok = cleaned[cleaned["status"] == "ok"]
+    (tmp_path / "copies").mkdir()
+    picked = [ok[ok["split"] == s].iloc[0] for s in ("train", "val")]
+    for row in picked:
+        shutil.copy(row["path"], tmp_path / "copies" / f"{row['split']}{Path(row['path']).suffix}")
+    test = ok[ok["split"] == "test"]
+    paths = [str(tmp_path / "copies" / f"{r['split']}{Path(r['path']).suffix}") for r in picked] + list(test["path"])
+    labels = [r["label"] for r in picked] + list(test["label"])
+    pd.DataFrame({"path": paths, "label": labels}).to_csv(tmp_path / "mixed.csv", index=False)
+    assert cli.main(["evaluate", str(probe_bundle), "--manifest", str(tmp_path / "mixed.csv"), "--out",
+                     str(tmp_path / "mixed")]) == 0
+    assert "evaluate: 2 images of the set are not scored: the model was trained on them or they chose it" in \
+        capsys.readouterr().err
+    rows = pd.read_csv(tmp_path / "mixed" / "rows.csv", keep_default_na=False)
+    assert list(rows["status"]) == ["seen", "seen"] + ["ok"] * len(test)
+    assert rows["reason"].iloc[0].startswith("the model was trained on this image (the same bytes are in its run's "
+                                             "train split)")
+    assert rows["reason"].iloc[1].startswith("this image chose the model (the same bytes are in its run's val split")
+    mixed = json.loads((tmp_path / "mixed" / "metrics.json").read_text())
+    alone = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "test", str(tmp_path / "test"))
+    assert (mixed["seen"], mixed["images"]) == (2, len(test))
+    assert mixed["test_macro_f1"] == alone["test_macro_f1"] and "seen" not in alone or alone["seen"] == 0
+    seen = pd.read_parquet(probe_bundle / "seen.parquet")
+    assert list(seen.columns) == ["sha256", "split"]  # no path of the user's in a shipped bundle
+    assert set(seen["sha256"]) == set(ok.loc[ok["split"].isin(["train", "val"]), "sha256"])
+    fit = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "train", str(tmp_path / "train"))
+    assert fit["images"] == (ok["split"] == "train").sum() and not fit.get("seen")
