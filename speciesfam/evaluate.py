@@ -19,10 +19,10 @@ import numpy as np
 from . import layout, pathtext, plots, seen, storage
 from .console import Progress, say_err
 from .data.catalog_report import look_alike_key
+from .data.text_table import named_columns
 from .errors import SpeciesfamError
 from .evaluate_out import NOT_SCORED, REPORTS, ROWS_COLUMNS, bundle_folder, earlier_metrics, refuse_out
 from .evaluate_warnings import moved_warning, own_run, removed_warning, split_warning, trained_from
-from .data.text_table import named_columns
 from .lines import counted, quoted, some
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ def evaluation_rows(manifest_uri: str, split: str | None, columns: dict[str, str
     A catalog manifest (``RUN/manifest.parquet`` or ``RUN/clean_manifest.parquet``): its usable rows of
     ``split`` (default test). Any other CSV or Parquet with ``path`` and ``label`` columns (a labelled set of new
     images) is read as catalog reads a manifest (labels as text exactly as written, relative paths against its
-    folder; ``columns``: its columns read as path and label, e.g. ``{"label": "family"}``): its rows of ``split`` (default test) when it has a ``split`` column, else every row (``split`` must
-    then be None); a row with no label or an unusable path gets its status here. ``attrs``: ``catalog`` (which
+    folder; ``columns``: its columns read as path and label, e.g. ``{"label": "family"}``): its rows of ``split``
+    (default test) when it has a ``split`` column, else every row (``split`` must then be None); a row with no label or an unusable path gets its status here. ``attrs``: ``catalog`` (which
     of the two it is), ``split`` (the split scored, named ``test`` for a whole labelled set) and, for a labelled
     set with a split column, ``other_splits`` (rows per other split) and ``warning`` (rows whose split reads like
     the one scored: another case, or empty)."""
@@ -231,15 +231,15 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
         refuse_out(out, bundle, manifest_uri if catalog and not storage.is_remote(manifest_uri) else None)
     config = read_config(bundle)
     trained = this_run or trained_from(config, manifest_uri)  # its splits are the model's: split and warnings say
-    if not trained:  # any other set of images: those the model saw are left out of its score
-        seen.mark(rows, rows["sha256"], bundle)
-    warning = split_warning(config, manifest_uri) if catalog else rows.attrs.get("warning", "")
+    # any other set of images: those the model saw are left out of its score (None: the bundle cannot tell)
+    marked = None if trained else seen.mark(rows, rows["sha256"], bundle)
+    warning = split_warning(config, manifest_uri, marked) if catalog else rows.attrs.get("warning", "")
     fitted = {"train": "the train split is what this model was trained on: its score measures fit, not how it "
                        "does on new images (--split test does)",
               "val": "the val split chose this model (its best epoch and trial): its score is optimistic "
                      "(--split test is not)"}.get(split, "") if trained else ""
-    warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run), fitted,
-                                    moved_warning(manifest_uri, rows[rows["status"] == "ok"], split) if catalog else "") if w)
+    moved = moved_warning(manifest_uri, rows[rows["status"] == "ok"], split) if catalog else ""  # not seen ones
+    warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run), fitted, moved) if w)
     if warning:
         say_err(f"evaluate: warning: {warning}")
     predictor = load_bundle(bundle, weights_dir)  # CNN or probe: raw RGB in, probabilities out

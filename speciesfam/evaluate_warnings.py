@@ -32,9 +32,10 @@ def _manifest_record(config: dict[str, Any], manifest_uri: str) -> tuple[dict, s
         return trained_on, wrote, err
 
 
-def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
+def split_warning(config: dict[str, Any], manifest_uri: str, seen: int | None = None) -> str:
     """Why a catalog manifest's splits may not be the ones the bundle was trained on ('' when they are, or when
-    unknown: a manifest outside a run folder, a bundle exported before this was recorded)."""
+    unknown: a manifest outside a run folder, a bundle exported before this was recorded). ``seen``: how many of
+    its rows the bundle's seen.parquet left out (None: it has none, so they may be scored)."""
     # Splits are drawn by catalog: the catalog run that drew this file's is catalog's own for manifest.parquet,
     # and the one clean read for clean_manifest.parquet (unchanged by a catalog run since, or a clean re-run)
     trained_on, wrote, record = _manifest_record(config, manifest_uri)
@@ -45,8 +46,11 @@ def split_warning(config: dict[str, Any], manifest_uri: str) -> str:
     drew = record and (record["run_id"] if wrote == "catalog" else record["built_from"].get("catalog"))
     if drew and drew != trained_on["catalog"]:
         return (f"{manifest_uri}'s splits were drawn by catalog run {drew[:8]}, not by the one this model was trained "
-                f"on ({trained_on['catalog'][:8]}: catalog ran again since, or this is another run folder): these "
-                "images may include its training images and the score may be too high")
+                f"on ({trained_on['catalog'][:8]}: catalog ran again since, or this is another run folder): " + (
+                    "these images may include its training images and the score may be too high" if seen is None else
+                    "none of these images is one the model was trained on or chosen by (checked by content)" if not seen
+                    else f"{counted(seen, 'image')} of them the model was trained on or chosen by, left out of the "
+                    "score (status seen in rows.csv)"))
     return ""
 
 

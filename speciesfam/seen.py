@@ -42,14 +42,15 @@ def write(workdir: str, folder: str) -> str:
     return ""
 
 
-def mark(rows: "pd.DataFrame", content: "pd.Series", bundle: str) -> int:
+def mark(rows: "pd.DataFrame", content: "pd.Series", bundle: str) -> int | None:
     """Give the usable rows whose image (``content``: sha256 per row, '' where unknown) the bundle has seen the
-    status ``seen`` and the reason; returns how many. A bundle exported before seen.parquet existed: none."""
+    status ``seen`` and the reason; returns how many, or None for a bundle without seen.parquet (exported before
+    it existed, or from a run whose manifest could not be read): it cannot tell."""
     import pandas as pd
 
     path = os.path.join(bundle, SEEN)
     if not os.path.exists(path):
-        return 0
+        return None
     split = pd.read_parquet(path).set_index("sha256")["split"]
     hit = (rows["status"] == "ok") & content.isin(split.index)
     rows.loc[hit, "status"] = STATUS

@@ -84,6 +84,11 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
     assert "clean_manifest.parquet's splits were drawn by catalog run " in again["warning"] and \
         "not by the one this model was trained on" in again["warning"] and again["run_manifest"] is False
     assert "warning" in json.loads((tmp_path / "again" / "metrics.json").read_text())
+    # whatever another catalog run drew, the images the model saw are told by their bytes (seen.parquet)
+    assert "none of these images is one the model was trained on or chosen by (checked by content)" in again["warning"]
+    with pytest.raises(SpeciesfamError, match=r"none of the \d+ train images of .* could be scored \(\d+ seen; first: "
+                                              r".*: the model was trained on this image"):
+        evaluate(str(probe_bundle), str(rerun / "clean_manifest.parquet"), "train", str(tmp_path / "fit"))
 
 
 def test_evaluate_accounts_for_an_image_gone_since_catalog_and_keeps_the_bundle_intact(probe_run, probe_bundle,
