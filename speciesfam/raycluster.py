@@ -25,6 +25,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         check_reachable(address or os.environ["RAY_ADDRESS"], named)
     if ray.is_initialized():
         return
+    if (address or os.environ.get("RAY_ADDRESS")) and _loopback_cluster(address or os.environ["RAY_ADDRESS"]):
+        _loopback_only()  # joined on 127.0.0.1, as it listens: Ray went to the external address and waited forever
     # Quiet workers unless --verbose (console.py); a TF_CPP_MIN_LOG_LEVEL the user set wins.
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "KERAS_BACKEND": "tensorflow",
            **console.worker_env()}
@@ -310,6 +312,31 @@ def _loopback_only() -> None:
 
     if hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
         ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _loopback_cluster(address: str) -> bool:
+    """Whether ``address`` (or the cluster 'auto' finds) is a Ray on this machine that listens on 127.0.0.1 only
+    (a local Ray of another speciesfam command, or of a notebook): Ray 2.60 joins 127.0.0.1:PORT at the machine's
+    external address (``_loopback_only``), where nothing answers, and waited on it without end, printing 'Failed
+    to connect to GCS' (docs auditor: ``--address auto`` beside a running search). A cluster of ``ray start``
+    answers there too: joined as Ray joins it."""
+    import socket
+
+    from ray._private import services
+
+    if address == "auto":
+        address = _auto_address("--address", "leave --address out") or ""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not port.isdigit() or not services.is_localhost(host.strip("[]")):
+        return False
+    external = services.get_node_ip_address()  # where ray.init would join it
+    if services.is_localhost(external):
+        return False
+    try:
+        socket.create_connection((external, int(port)), timeout=2).close()
+    except OSError:
+        return True
+    return False
 
 
 def _free_port() -> int:

@@ -131,3 +131,29 @@ def test_address_auto_is_the_cluster_ray_would_join_checked_the_same_way(tmp_pat
         check_reachable("auto")
     (tmp_path / "ray" / "ray_current_cluster").write_text(ray.get_runtime_context().gcs_address)
     check_reachable("auto")  # a live cluster: no error
+
+
+JOIN = """
+import sys, ray
+from speciesfam.raycluster import init_ray
+init_ray(sys.argv[1])
+print("joined", int(ray.cluster_resources()["CPU"]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", ["gcs", "localhost"])
+def test_a_second_command_joins_a_local_ray_that_listens_on_loopback_only(ray_session, given):
+    """A speciesfam command given the address of another one's local Ray (127.0.0.1 only), as `--address auto`
+    finds it: Ray joined it at the machine's external address, where nothing answers, and waited without end
+    printing 'Failed to connect to GCS' (docs auditor). Run in a fresh process: this one's Ray is on loopback."""
+    import os
+    import subprocess
+    import sys
+
+    address = ray_session.get_runtime_context().gcs_address
+    if given == "localhost":
+        address = "localhost:" + address.rpartition(":")[2]
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    done = subprocess.run([sys.executable, "-c", JOIN, address], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "joined 2" in done.stdout, done.stderr[-2000:]

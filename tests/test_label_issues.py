@@ -88,3 +88,22 @@ def test_outliers_the_rule_took_but_kept_as_label_issues_are_counted_and_said(tm
     assert "- outliers: 1 removed; rule quota: the top 5% centroid scores of every family (min 6 kept per family); " \
            "2 more that the rule took are kept as label issues (cleanlab flagged them too, and each sits inside " \
            "its suggested family: see Label issues)\n" in md, md[:800]
+
+
+def test_a_label_issue_removed_already_by_zero_shot_keeps_its_removal_reason():
+    """--zero-shot --drop-label-issues: an image zero-shot took out that cleanlab also flagged, in a family at the
+    --min-per-family floor, was given the reason 'kept, though label issue ...' while removed (docs auditor)."""
+    import pandas as pd
+
+    from speciesfam.data.clean import drop_label_issues
+
+    emb = pd.DataFrame({"path": ["a", "b", "c", "d"], "label": ["X", "X", "X", "Y"],
+                        "removed": [True, False, False, False], "detector": ["zero_shot", "", "", ""],
+                        "reason": ["zero-shot: looks like 'a map' (p=0.91)", "", "", ""]})
+    issues = pd.DataFrame({"rank": [1, 2], "path": ["a", "b"], "given_family": ["X", "X"],
+                           "suggested_family": ["Y", "Y"], "self_confidence": [0.1, 0.2]})
+    kept = drop_label_issues(emb, issues, min_keep=2)  # X keeps 2 of its 3: b stays, said; a was out already
+    assert kept == {"b": "label issue: given X, looks like Y (self-confidence 0.20, rank 2)"}
+    assert emb.loc[0, ["removed", "detector", "reason"]].tolist() == [True, "zero_shot",
+                                                                       "zero-shot: looks like 'a map' (p=0.91)"]
+    assert not emb.loc[1, "removed"]

@@ -115,13 +115,16 @@ def label_issue_table(emb: "pd.DataFrame", x: np.ndarray, cfg: CleanConfig) -> "
 
 def drop_label_issues(emb: "pd.DataFrame", issues: "pd.DataFrame", min_keep: int) -> dict[str, str]:
     """Mark label issues removed (most suspicious first), never taking a family below ``min_keep``; returns
-    path -> reason of those the floor keeps (they were status ok with no reason, unsaid: round 39)."""
+    path -> reason of those the floor keeps (they were status ok with no reason, unsaid: round 39). One removed
+    already (a zero-shot non-photo) is left as it is: it was said 'kept, though label issue' in removed.csv."""
     kept = emb[~emb["removed"]].groupby("label").size().to_dict()
     row_of = {p: i for i, p in zip(emb.index, emb["path"])}
     floor_kept: dict[str, str] = {}
     alike = twins(emb["label"])  # 'Café' composed and decomposed: as JSON strings, or the reason names one twice
     fam = lambda name: json.dumps(name) if name in alike else name  # noqa: E731 (round 48)
     for r in issues.itertuples():
+        if emb.at[row_of[r.path], "removed"]:  # taken out already (zero-shot: not a photo): its reason stands
+            continue
         why = (f"{LABEL_ISSUE}given {fam(r.given_family)}, looks like {fam(r.suggested_family)} (self-confidence "
                f"{r.self_confidence:.2f}, rank {r.rank})")
         if kept[r.given_family] <= min_keep:
@@ -227,7 +230,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     whys = dict(zip(spared["path"], spared["reason"]))
     for path, why in issue_kept.items():
         whys[path] = f"{whys[path]}; {why}" if path in whys else why
-    floor_kept = usable & cleaned["path"].isin(list(whys))
+    floor_kept = usable & ~hit & cleaned["path"].isin(list(whys))  # a removed row keeps its removal's reason
     cleaned.loc[floor_kept, "reason"] = cleaned.loc[floor_kept, "path"].map(whys).map(
         lambda why: f"kept, though {why}: --min-per-family {cfg.min_per_family} keeps that many of its family")
     lost = usable & ~cleaned["path"].isin(emb["path"])  # decode failed at clean time (file changed since catalog)
