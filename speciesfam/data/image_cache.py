@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 IMAGES, INDEX = "images.npy", "index.parquet"
 CHUNK = 64  # images per decode task: large enough to amortise a task, small enough to spread over workers
+TRAINED = ("train", "val")  # the splits trials read (train_epochs, best epoch): cached; test is evaluate's, from files
 
 
 def cache_uri(workdir: str, size: int) -> str:
@@ -78,7 +79,9 @@ def _check_unchanged(workdir: str, rows: "pd.DataFrame") -> None:
 
 
 def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
-    """Make sure the cache of ``size`` holds every usable image of ``manifest``; returns the cache's URI.
+    """Make sure the cache of ``size`` holds every usable train and val image of ``manifest`` (what trials read;
+    a test image, scored by evaluate from its file, was decoded for nothing, and its change since catalog stopped
+    the search: docs auditor); returns the cache's URI.
 
     Reuses a complete cache that already covers them (no decoding at all); otherwise decodes them all in Ray
     tasks and writes the cache atomically (array first, index last).
@@ -90,7 +93,7 @@ def build(workdir: str, manifest: "pd.DataFrame", size: int) -> str:
     from .images import DECODER
 
     uri = cache_uri(workdir, size)
-    rows = manifest[manifest["status"] == layout.OK].drop_duplicates("sha256")
+    rows = manifest[(manifest["status"] == layout.OK) & manifest["split"].isin(TRAINED)].drop_duplicates("sha256")
     if storage.exists(storage.join(uri, INDEX)):
         index = storage.read_table(storage.join(uri, INDEX))
         if len(index) and ("decoder" not in index or not index["decoder"].eq(DECODER).all()):
