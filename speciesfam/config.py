@@ -110,31 +110,6 @@ class CatalogConfig:
         _require(self.min_images >= 3, "min_images", self.min_images, "an integer >= 3 (one per split)")
 
 
-def _check_open_clip_model(name: str) -> None:
-    """Refuse an unknown open_clip architecture at once, without importing torch (reads open_clip's config files)."""
-    import difflib
-    import importlib.util
-    from pathlib import Path
-
-    if name.startswith(("hf-hub:", "local-dir:")):
-        return
-    schema = name.strip().split(":", 1)[0].lower() + ":"
-    if schema in ("hf-hub:", "local-dir:"):  # 'LOCAL-DIR:x', ' local-dir:x'
-        raise invalid("model", name, f"is not read as a {schema[:-1]} model: the prefix is lower case, at the start; give "
-                                     f"{schema}{name.strip().split(':', 1)[1]}")
-    spec = importlib.util.find_spec("open_clip")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("model: open_clip is not installed (pip install open_clip_torch), or give --embedder")
-    known = sorted(p.stem for p in Path(spec.submodule_search_locations[0], "model_configs").glob("*.json"))
-    if known and name not in known:
-        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
-        raise invalid("model", name, "is not an open_clip architecture; "
-                      f"{'did you mean ' + ', '.join(close) + '? ' if close else ''}"
-                      f"valid: {len(known)} names such as ViT-B-32, ViT-S-32, RN50 (python -c 'import open_clip; "
-                      "print(open_clip.list_models())'), or hf-hub:ORG/NAME, local-dir:PATH, or --embedder "
-                      "module:factory")
-
-
 # cleanlab.filter.find_label_issues(filter_by=...) values (cleanlab 2.x).
 LABEL_ISSUE_FILTERS = ("predicted_neq_given", "prune_by_noise_rate", "prune_by_class", "both", "confident_learning",
                        "low_normalized_margin", "low_self_confidence")
@@ -253,7 +228,9 @@ class CleanConfig:
                      "'module:factory' (a callable returning (preprocess, encode))")
             load_attr(self.embedder, "embedder")
         else:
-            _check_open_clip_model(self.model)
+            from .config_checks import check_open_clip_model
+
+            check_open_clip_model(self.model)
             # a local path (not a tag such as laion2b_s34b_b79k) must exist here, before actors try to load it
             weights = self.pretrained or ""
             local_path = "://" not in weights and ("/" in weights or
@@ -262,22 +239,9 @@ class CleanConfig:
                      "an existing local weights file, an open_clip tag, or 'none'")
         _registered(DETECTORS, "detector", self.detector)
         if ":" in self.detector:  # a user's module:attr: tried on a tiny family now, not after every embedding
-            _check_detector(self.detector, DETECTORS.get(self.detector))
+            from .config_checks import check_detector
 
-
-def _check_detector(name: str, fn: Any) -> None:
-    import numpy as np
-
-    fix = "a callable (x: (n, d) float array, seed: int) -> n outlier scores"
-    try:  # a wrong signature shows on any family; other failures may depend on the data (checked when scoring)
-        scores = np.asarray(fn(np.random.default_rng(0).normal(size=(5, 4)), seed=0), dtype=np.float64)
-    except TypeError as err:
-        raise invalid("detector", name, f"failed on a family of 5 embeddings ({type(err).__name__}: {err}); "
-                                        f"give {fix}") from None
-    except Exception:  # noqa: BLE001 -- see above
-        return
-    if scores.shape != (5,):
-        raise invalid("detector", name, f"gave an array of shape {scores.shape} for 5 embeddings; give {fix}")
+            check_detector(self.detector, DETECTORS.get(self.detector))
 
 
 KINDS = ("scratch", "transfer", "probe")
