@@ -230,10 +230,15 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     if not storage.is_remote(out):
         refuse_out(out, bundle, manifest_uri if catalog and not storage.is_remote(manifest_uri) else None)
     config = read_config(bundle)
-    trained = this_run or trained_from(config, manifest_uri)  # its splits are the model's: split and warnings say
-    # any other set of images: those the model saw are left out of its score (None: the bundle cannot tell)
-    marked = None if trained else seen.mark(rows, rows["sha256"], bundle)
+    # the manifest the search trained from (its run ids; a bundle that predates them: the run's own manifest): its
+    # splits are the model's, --split says what is scored; any other set: the images the model saw are left out
+    trained = trained_from(config, manifest_uri) or this_run and not (config.get("trial") or {}).get("trained_on")
+    marked = None if trained else seen.mark(rows, rows["sha256"], bundle)  # None: the bundle cannot tell
     warning = split_warning(config, manifest_uri, marked) if catalog else rows.attrs.get("warning", "")
+    if marked is None and not trained and not (catalog and warning):  # (that one says it may hold training images)
+        warning = "; ".join(w for w in (warning, "this bundle cannot tell which images it was trained on (no "
+                                        f"{seen.SEEN}: exported before it existed, or from a run whose manifest "
+                                        "was gone): any of them here is scored as a new image") if w)
     fitted = {"train": "the train split is what this model was trained on: its score measures fit, not how it "
                        "does on new images (--split test does)",
               "val": "the val split chose this model (its best epoch and trial): its score is optimistic "
@@ -274,7 +279,9 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
         probs.append(predictor.predict(images, batch_size))
     ok = (rows["status"] == "ok").to_numpy()
     rows_csv = rows.assign(predicted=None, probability=np.nan)[list(ROWS_COLUMNS)]
-    counts = {status: int((rows["status"] == status).sum()) for status in NOT_SCORED}
+    counts: dict[str, int | None] = {status: int((rows["status"] == status).sum()) for status in NOT_SCORED}
+    if marked is None and not trained:
+        counts["seen"] = None  # not known: metrics.json says null, not 0
     out = storage.local_dir(out)
     earlier = (earlier_metrics(out) or {}).get("bundle_id")  # an --out (or eval_SPLIT) of another bundle: said
     if not ok.any():  # the reasons kept; an earlier evaluation's scores there would pass for this one's

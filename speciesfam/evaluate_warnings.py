@@ -58,9 +58,12 @@ def trained_from(config: dict[str, Any], manifest_uri: str) -> bool:
     """Whether the manifest is the one the bundle's search trained from, wherever the bundle lies (an export
     to --out elsewhere): the clean_manifest.parquet of the clean run its search read, or the manifest.parquet
     of its catalog run when it read no clean run. The catalog manifest of a cleaned run is not (the same
-    splits, and the images clean moved: moved_warning); a damaged record is not (said by split_warning)."""
+    splits, but the images clean moved or took out: moved_warning); a damaged record is not (said by
+    split_warning)."""
     trained_on, wrote, record = _manifest_record(config, manifest_uri)
-    return wrote in trained_on and isinstance(record, dict) and record.get("run_id") == trained_on[wrote]
+    last = "clean" if "clean" in trained_on else "catalog"
+    return wrote == last and last in trained_on and isinstance(record, dict) and \
+        record.get("run_id") == trained_on[last]
 
 
 def own_run(bundle: str, manifest_uri: str, catalog: bool) -> bool:

@@ -357,7 +357,7 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
                     json.dump(data, f, indent=1, default=str)
             with open(os.path.join(tmp, B.CARD), "w") as f:
                 f.write(model_card(workdir, config, metrics, row))
-            unseen = seen.write(workdir, tmp)  # the images it was trained on and chosen by: evaluate leaves them out
+            unseen = seen.write(workdir, tmp, config["trial"]["trained_on"])  # evaluate leaves them out of a score
             if unseen:
                 console.say(f"export: note: {unseen}: evaluate cannot leave the images this model was trained on "
                             "out of another set's score")

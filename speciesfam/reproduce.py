@@ -61,7 +61,8 @@ def _command(stage: str, conf: dict, workdir: str) -> str:
             flags.append(flag)
         else:
             text = "none" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
-            flags.append(f"{flag} {shlex.quote(text)}")
+            # a value starting with '-' (a column '-family') is taken by argparse for a flag unless joined by '='
+            flags.append(f"{flag}={shlex.quote(text)}" if text.startswith("-") else f"{flag} {shlex.quote(text)}")
     return " ".join([head, *flags])
 
 

@@ -1,12 +1,13 @@
 """The images a bundle has seen: those it was trained on (the train split) and those that chose it (the val split:
-its best epoch and trial), by content. ``export`` writes their sha256 into the bundle (``seen.parquet``: sha256,
-split; no paths, so a shipped bundle names none of the user's files); ``evaluate`` leaves such an image out of the
-score of any other set of images, so that a score on "new" images is one on images the model has not seen."""
+its best epoch and trial), by content, and the near-duplicate copies of them that clean dropped. ``export`` writes
+their sha256 into the bundle (``seen.parquet``: sha256, split, copy; no paths, so a shipped bundle names none of
+the user's files); ``evaluate`` leaves such an image out of the score of any other set of images, so that a score
+on "new" images is one on images the model has not seen."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import layout, storage
 
@@ -18,41 +19,54 @@ STATUS = "seen"
 WHY = {"train": "the model was trained on this image (the same bytes are in its run's train split)",
        "val": "this image chose the model (the same bytes are in its run's val split, which picked its best epoch "
               "and trial)"}
+COPY = {"train": "a near-duplicate of an image the model was trained on (clean dropped this copy of it from its "
+                 "run's train split)",
+        "val": "a near-duplicate of an image that chose the model (clean dropped this copy of it from its run's val "
+               "split)"}
 
 
-def write(workdir: str, folder: str) -> str:
-    """Write ``folder/seen.parquet`` from the run's cleaned manifest (its catalog manifest when clean never ran):
-    the usable rows of train and val, one row per image. Returns '', or why it could not (no manifest, or one
-    that cannot be read): the bundle is then made without it, and evaluate cannot tell."""
+def write(workdir: str, folder: str, trained_on: dict[str, Any]) -> str:
+    """Write ``folder/seen.parquet`` from the manifest the search trained on (``trained_on``: the tune record's
+    catalog and clean runs): clean's when it read one, else catalog's; its usable train and val rows and the
+    near-duplicate copies clean dropped from them, one row per image. Returns '', or why it could not (the
+    manifest gone, or unreadable): the bundle is then made without it, and evaluate says it cannot tell."""
     import pandas as pd
 
     from .errors import SpeciesfamError
 
-    cleaned = layout.path(workdir, layout.CLEAN_MANIFEST)
-    uri = cleaned if storage.exists(cleaned) else layout.path(workdir, layout.MANIFEST)
+    name = layout.CLEAN_MANIFEST if "clean" in trained_on or not trained_on and \
+        storage.exists(layout.path(workdir, layout.CLEAN_MANIFEST)) else layout.MANIFEST
+    uri = layout.path(workdir, name)
     try:
         manifest = storage.read_table(uri)
-        used = manifest[(manifest["status"] == layout.OK) & manifest["split"].isin(list(WHY))]
-        used["sha256"]
+        kept = manifest["split"].isin(list(WHY))
+        used = manifest[kept & (manifest["status"] == layout.OK)]
+        group = manifest["near_duplicate_group"] if "near_duplicate_group" in manifest else pd.Series(-1, manifest.index)
+        copies = manifest[kept & (manifest["status"] == layout.DUPLICATE) & group.ge(0)]
+        table = pd.concat([pd.DataFrame({"sha256": rows["sha256"].astype(str), "split": rows["split"].astype(str),
+                                         "copy": copy}) for rows, copy in ((used, False), (copies, True))])
     except (OSError, SpeciesfamError, KeyError) as err:
         return f"{uri} cannot be read ({type(err).__name__}: {err})"
-    table = pd.DataFrame({"sha256": used["sha256"].astype(str), "split": used["split"].astype(str)})
-    table = table.sort_values(["split", "sha256"]).drop_duplicates("sha256").reset_index(drop=True)  # train first
+    # an image's own row first (over a copy's), and train over val
+    table = table.sort_values(["copy", "split", "sha256"]).drop_duplicates("sha256").reset_index(drop=True)
     table.to_parquet(os.path.join(folder, SEEN), index=False)
     return ""
 
 
 def mark(rows: "pd.DataFrame", content: "pd.Series", bundle: str) -> int | None:
-    """Give the usable rows whose image (``content``: sha256 per row, '' where unknown) the bundle has seen the
-    status ``seen`` and the reason; returns how many, or None for a bundle without seen.parquet (exported before
-    it existed, or from a run whose manifest could not be read): it cannot tell."""
+    """Give the rows to score (``ok``, and ``duplicate`` rows of one image: none of them is scored then) whose
+    image (``content``: sha256 per row, '' where unknown) the bundle has seen the status ``seen`` and the reason;
+    returns how many, or None for a bundle without seen.parquet (exported before it existed, or from a run whose
+    manifest could not be read): it cannot tell."""
     import pandas as pd
 
     path = os.path.join(bundle, SEEN)
     if not os.path.exists(path):
         return None
-    split = pd.read_parquet(path).set_index("sha256")["split"]
-    hit = (rows["status"] == "ok") & content.isin(split.index)
+    table = pd.read_parquet(path).set_index("sha256")
+    hit = rows["status"].isin(["ok", "duplicate"]) & content.isin(table.index)
+    why = {(split, copy): (COPY if copy else WHY)[split] for split in WHY for copy in (False, True)}
     rows.loc[hit, "status"] = STATUS
-    rows.loc[hit, "reason"] = content[hit].map(split).map(WHY)
+    rows.loc[hit, "reason"] = [why[(table.at[c, "split"], bool(table.at[c, "copy"]) if "copy" in table else False)]
+                               for c in content[hit]]
     return int(hit.sum())

@@ -230,7 +230,74 @@ def test_images_the_model_saw_are_left_out_of_a_new_sets_score(probe_run, probe_
     assert (mixed["seen"], mixed["images"]) == (2, len(test))
     assert mixed["test_macro_f1"] == alone["test_macro_f1"] and "seen" not in alone or alone["seen"] == 0
     seen = pd.read_parquet(probe_bundle / "seen.parquet")
-    assert list(seen.columns) == ["sha256", "split"]  # no path of the user's in a shipped bundle
+    assert list(seen.columns) == ["sha256", "split", "copy"]  # no path of the user's in a shipped bundle
     assert set(seen["sha256"]) == set(ok.loc[ok["split"].isin(["train", "val"]), "sha256"])
     fit = evaluate(str(probe_bundle), str(probe_run / "clean_manifest.parquet"), "train", str(tmp_path / "train"))
     assert fit["images"] == (ok["split"] == "train").sum() and not fit.get("seen")
+
+
+def test_seen_is_checked_wherever_the_splits_are_not_the_models(probe_run, tmp_path, capsys):
+    """The run's own clean_manifest.parquet after catalog and clean ran again scored training images as new (it was
+    taken as the model's splits by its place); a bundle without seen.parquet said nothing and counted seen 0
+    (hostile tester round 63)."""
+    from speciesfam import bundle as B
+    from speciesfam import stages
+    from speciesfam.bundle import read_config
+    from speciesfam.evaluate import evaluate
+    from speciesfam.evaluate_warnings import trained_from
+
+    run = Path(shutil.copytree(probe_run, tmp_path / "run", ignore=shutil.ignore_patterns("eval_*")))
+    config = read_config(str(run / "bundle"))
+    assert trained_from(config, str(run / "clean_manifest.parquet"))
+    assert not trained_from(config, str(run / "manifest.parquet"))  # not what it trained from: clean moved, took out
+    cleaned = pd.read_parquet(run / "clean_manifest.parquet")
+    moved = cleaned.index[(cleaned["status"] == "ok") & (cleaned["split"] == "train")][0]
+    cleaned.loc[moved, "split"] = "test"  # as a new draw of the splits may put it
+    cleaned.to_parquet(run / "clean_manifest.parquet")
+    stages.finish(str(run), "catalog")
+    stages.finish(str(run), "clean")
+    summary = evaluate(str(run / "bundle"), str(run / "clean_manifest.parquet"), "test", str(tmp_path / "again"))
+    assert summary["seen"] == 1 and "1 image of them the model was trained on or chosen by, left out of the score" \
+        in summary["warning"]
+    rows = pd.read_csv(tmp_path / "again" / "rows.csv", keep_default_na=False).set_index("path")
+    assert rows.at[cleaned.at[moved, "path"], "status"] == "seen"
+
+    # a bundle that cannot tell (exported before seen.parquet): said, and seen is null, not 0
+    old = Path(shutil.copytree(run / "bundle", tmp_path / "old"))
+    (old / "seen.parquet").unlink()
+    (old / B.CHECKSUMS).write_text(json.dumps(B.checksums(str(old))))
+    ok = cleaned[cleaned["status"] == "ok"]
+    ok[["path", "label"]].to_csv(tmp_path / "all.csv", index=False)
+    summary = evaluate(str(old), str(tmp_path / "all.csv"), out=str(tmp_path / "old_eval"))
+    assert "this bundle cannot tell which images it was trained on (no seen.parquet" in summary["warning"]
+    assert json.loads((tmp_path / "old_eval" / "metrics.json").read_text())["seen"] is None
+    assert summary["images"] == len(ok)
+
+
+def test_near_copies_clean_dropped_and_repeated_rows_of_a_seen_image_are_seen(tmp_path):
+    """A near-duplicate copy clean dropped from train (status duplicate) is a copy of a training image: scored as
+    new, it raised the score; a row listing a seen image again said '(scored once)' though none was scored."""
+    from speciesfam import seen
+
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"path": ["a", "b", "c", "d", "e"], "sha256": ["A", "B", "C", "D", "E"],
+                  "status": ["ok", "duplicate", "ok", "removed", "ok"], "split": ["train", "train", "val", "train",
+                                                                                   "test"],
+                  "near_duplicate_group": [0, 0, -1, -1, -1]}).to_parquet(run / "clean_manifest.parquet")
+    (tmp_path / "bundle").mkdir()
+    assert seen.write(str(run), str(tmp_path / "bundle"), {"catalog": "x", "clean": "y"}) == ""
+    table = pd.read_parquet(tmp_path / "bundle" / "seen.parquet")
+    assert table.values.tolist() == [["A", "train", False], ["C", "val", False], ["B", "train", True]]
+    rows = pd.DataFrame({"path": list("pqrstu"), "status": ["ok", "duplicate", "ok", "ok", "ok", "unreadable"],
+                         "reason": ["", "the same image as p (scored once)", "", "", "", "gone"]})
+    assert seen.mark(rows, pd.Series(["B", "B", "C", "D", "E", "A"]), str(tmp_path / "bundle")) == 3
+    assert list(rows["status"]) == ["seen", "seen", "seen", "ok", "ok", "unreadable"]  # removed: never trained on
+    assert rows["reason"][0].startswith("a near-duplicate of an image the model was trained on (clean dropped")
+    assert rows["reason"][2].startswith("this image chose the model")
+    # the manifest the search trained on: clean's when it read one, even when it is gone (catalog's is not it)
+    (run / "clean_manifest.parquet").unlink()
+    pd.DataFrame({"path": ["a"], "sha256": ["A"], "status": ["ok"], "split": ["train"]}).to_parquet(
+        run / "manifest.parquet")
+    assert seen.write(str(run), str(tmp_path / "b2"), {"catalog": "x", "clean": "y"}).startswith(
+        f"{run / 'clean_manifest.parquet'} cannot be read")

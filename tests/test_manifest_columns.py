@@ -118,7 +118,8 @@ def test_a_parquet_manifests_named_column_is_read_and_a_nested_one_refused_by_it
     pq.write_table(pa.table({"file": ["a.jpg", "b.jpg"], "family": ["X", None], "path": ["p", "q"]}),
                    tmp_path / "m.parquet")
     read = read_text_table(str(tmp_path / "m.parquet"), {"path": "file", "label": "family"})
-    assert (read["path"], read["label"], read["family"]) == (["a.jpg", "b.jpg"], ["X", None], ["X", None])
+    assert (read["path"], read["label"]) == (["a.jpg", "b.jpg"], ["X", None])
+    assert "family" not in read and "file" not in read  # a column named for a role is read as that role only
     pq.write_table(pa.table({"file": ["a.jpg"], "taxa": [["X"]]}), tmp_path / "n.parquet")
     with pytest.raises(SourceError, match=r"column 'taxa' holds list<\w+: string>, not one value per row; give it "
                                           r"as a column of text \(one label per row\)"):
@@ -155,3 +156,37 @@ def test_evaluate_and_predict_read_a_labelled_set_by_its_named_columns(probe_run
                      str(tmp_path / "p.parquet")]) == 2
     assert "has no 'path' column (columns: ['file_path', 'family', 'label']) (--path-column names the one that " \
            "holds the image paths)" in capsys.readouterr().err
+
+
+def test_a_column_named_for_a_role_is_that_role_only_and_spreadsheet_headers_are_read(tmp_path):
+    """Evaluate took a file's 'split' column given as the paths for the split to score too; a spreadsheet's
+    trailing empty header cells ('path,label,,') and a repeated column no one reads were refused; a column
+    typed with composed accents where the file's are decomposed was 'did you mean' the same-looking name."""
+    from speciesfam.data.text_table import read_text_table
+
+    (tmp_path / "s.csv").write_text("split,family\na.jpg,X\n")
+    assert read_text_table(str(tmp_path / "s.csv"), {"path": "split", "label": "family"}) == \
+        {"path": ["a.jpg"], "label": ["X"]}
+    (tmp_path / "trailing.csv").write_text("path,label,notes,notes,,\na.jpg,X,1,2,,\n")
+    assert read_text_table(str(tmp_path / "trailing.csv"))["label"] == ["X"]
+    (tmp_path / "twice.csv").write_text("path,label,label\na.jpg,X,Y\n")
+    with pytest.raises(SourceError, match="more than one column named 'label'"):
+        read_text_table(str(tmp_path / "twice.csv"))
+    (tmp_path / "nfd.csv").write_text("path,Famille\u0301\na.jpg,X\n")
+    with pytest.raises(SourceError, match=r'did you mean "Famille\\u0301" \(its accents are written as separate '):
+        read_text_table(str(tmp_path / "nfd.csv"), {"label": "Famill\u00e9"})
+
+
+def test_group_split_without_any_group_is_refused(metadata, collection, tmp_path):
+    """--group-split over a manifest with no group column (or no group named), or a folder, split image by image
+    as if not given, unsaid (hostile tester round 63)."""
+    from speciesfam.config import CatalogConfig
+    from speciesfam.data.catalog import build_manifest
+
+    root, _ = metadata
+    cfg = CatalogConfig(path_column="file_path", label_column="family", group_split=True)
+    with pytest.raises(SourceError, match=r"--group-split: no row of .*metadata.csv has a group \(it has no column "
+                                          r"'group', or every cell of it is empty\); give --group-column"):
+        build_manifest(str(root / "metadata.csv"), cfg)
+    with pytest.raises(SourceError, match=r"\(a folder's files have none\); give a manifest with a column of groups"):
+        build_manifest(str(collection[0]), CatalogConfig(group_split=True))

@@ -59,7 +59,8 @@ def test_the_reproduce_command_parses_back_to_the_same_settings():
     clean = CleanConfig.smoke(batch_size=4, outlier_z=3.5)
     args = parsed(command("clean", {"config": asdict(clean)}))
     assert cli.clean_config(args) == clean
-    catalog = CatalogConfig(seed=3, group_split=True)
+    catalog = CatalogConfig(seed=3, group_split=True, path_column="file path", label_column="-family")  # '-': '='
+
     line = command("catalog", {"config": {**asdict(catalog), "source": "/data/my images"}})
     args = parsed(line)
     assert args.source == "/data/my images" and config_from_args(CatalogConfig, args) == catalog, line

@@ -123,7 +123,13 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     cfg = cfg or CatalogConfig()
     cfg.validate()
     src = read_source(source, cfg.columns)
-    attrs = dict(src.attrs, columns=cfg.columns)
+    if cfg.group_split and not src["group"].notna().any():  # each image its own group: no grouping at all, unsaid
+        raise SourceError(f"--group-split: no row of {source} has a group " + (
+            f"(it has no column {cfg.group_column!r}, or every cell of it is empty); give --group-column naming its "
+            "column of groups (e.g. species)" if source.lower().endswith((".csv", ".parquet")) else
+            "(a folder's files have none); give a manifest with a column of groups (e.g. species)")
+            + ", or leave --group-split out")
+    attrs = dict(src.attrs, columns=cfg.columns, group_split=cfg.group_split)
     # stable sort: repeated manifest paths keep their input order (the first one is the one used)
     df = src.sort_values("path", kind="mergesort", na_position="last").reset_index(drop=True)
     # Rows a manifest lists under two labels (``conflict``) are read too, for their bytes only: a copy of
@@ -243,7 +249,7 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     counts = manifest["status"].value_counts().to_dict()
     stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
                   summary={"rows": len(manifest), "status": counts,
-                           **{k: v for k, v in manifest.attrs.items() if k != "columns"}},  # in config already
+                           **{k: v for k, v in manifest.attrs.items() if k not in ("columns", "group_split")}},  # config
                   started_at=started_at)
     if not counts.get(layout.OK):
         among = f"among {counted(len(manifest), 'row')} ({', '.join(f'{n} {k}' for k, n in counts.items())})" \

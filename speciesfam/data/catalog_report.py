@@ -67,6 +67,8 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
         named = named_columns(attrs.get("columns"))
         if named:  # --label-column family: which of the file's columns the families are
             seen += "; " + ", ".join(f"{name}s from its column {code(column)}" for name, column in named.items())
+            if "group" in named and not attrs.get("group_split"):
+                seen += " (recorded, not used to split: --group-split keeps each group inside one split)"
     lines = [f"# Catalog of {cell(source)}", "", seen]
     if attrs.get("aliases"):
         lines.append(f"- links to folders already listed, or files reached again through them (not listed "

@@ -7,8 +7,10 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import json
 import math
 import re
+import unicodedata
 import warnings
 from typing import Any
 
@@ -49,12 +51,18 @@ def choose_columns(source: str, names: list[str], columns: dict[str, str | None]
     chosen = named_columns(columns)
     for name, column in chosen.items():
         if column not in names:
-            near = [c for c in names if str(c).strip().lower() == column.strip().lower()]
+            folded = {c: unicodedata.normalize("NFC", str(c)).strip().lower() for c in names}
+            near = [c for c, f in folded.items() if f == unicodedata.normalize("NFC", column).strip().lower()]
             close = near or difflib.get_close_matches(column, [str(c) for c in names], 1)
+            alike = close and unicodedata.normalize("NFC", close[0]) == unicodedata.normalize("NFC", column)
+            shown = json.dumps(close[0]) + " (its accents are written as separate characters: copy the name from " \
+                "the file)" if alike else repr(close[0]) if close else ""  # 'é' and 'e'+'\u0301' look alike
             raise SourceError(f"{source} has no column {column!r} (--{name}-column {_shell(column)}); its columns: "
                               f"{', '.join(map(repr, names[:20]))}{' ...' if len(names) > 20 else ''}"
-                              + (f" (column names are exact: did you mean {close[0]!r}?)" if close else ""))
-    read = {name: name for name in names if name not in chosen} | chosen
+                              + (f" (column names are exact: did you mean {shown}?)" if close else ""))
+    # a column named for one of the tool's names is that one only: a file's 'split' column given as the paths was
+    # also taken as the split to score (hostile tester round 63)
+    read = {name: name for name in names if name not in chosen and name not in chosen.values()} | chosen
     wanted = {name: read[name] for name in columns or {} if name in read}
     twice = sorted({c for c in wanted.values() if list(wanted.values()).count(c) > 1})
     if twice:
@@ -120,7 +128,9 @@ def read_text_table(source: str, columns: dict[str, str | None] | None = None) -
                 'close it (a quote inside a quoted field is written twice: "")' if "never closed" in problem else
                 _separated(header) or f"quote fields that contain {_named(sep)} and give every row "
                 "the header's number of fields")) from err
-        _refuse_repeated_columns(source, header)
+        # a spreadsheet's trailing empty header cells ('path,label,,') or a repeated column no one reads: pandas
+        # names them apart ('Unnamed: 2', 'notes.1'), and they are not read; one that is read is refused
+        _refuse_repeated_columns(source, header, {*READ, *named_columns(columns).values()})
         df = df.fillna("")  # the Python parser's blank line is NaN, the C parser's '' (round 59: a traceback)
         return {name: df[c].tolist() for name, c in choose_columns(source, list(df.columns), columns).items()}
     try:
@@ -157,9 +167,13 @@ def _nul_problem(data: bytes) -> str:
     return f"holds NUL bytes (the first at byte {data.index(0)}): it is not a text file"
 
 
-def _refuse_repeated_columns(source: str, names: list[str]) -> None:
-    """Two columns of one name (pandas would rename the second 'label.1' and use the first, unsaid)."""
-    twice = sorted({n for n in names if names.count(n) > 1})
+READ = ("path", "label", "group", "split", "status", "sha256")  # the columns any reader of a manifest reads
+
+
+def _refuse_repeated_columns(source: str, names: list[str], read: set[str] | None = None) -> None:
+    """Two columns of one name (pandas would rename the second 'label.1' and use the first, unsaid); ``read``:
+    only those of these names (the others are not read)."""
+    twice = sorted({n for n in names if names.count(n) > 1 and (read is None or n in read)})
     if twice:
         raise SourceError(f"{source} has more than one column named {' and '.join(map(repr, twice))}; keep one of "
                           "each (which one is meant cannot be told)")
