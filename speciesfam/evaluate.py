@@ -230,9 +230,11 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     if not storage.is_remote(out):
         refuse_out(out, bundle, manifest_uri if catalog and not storage.is_remote(manifest_uri) else None)
     config = read_config(bundle)
-    # the manifest the search trained from (its run ids; a bundle that predates them: the run's own manifest): its
-    # splits are the model's, --split says what is scored; any other set: the images the model saw are left out
-    trained = trained_from(config, manifest_uri) or this_run and not (config.get("trial") or {}).get("trained_on")
+    # the model's splits (its run ids; a bundle that predates them: the run's own manifest): its train or val split
+    # is scored as asked, with the warning below; any other rows (even the test split of the cleaned run's catalog
+    # manifest, where clean moved copies into train): the images the model saw are left out of the score
+    older = this_run and not (config.get("trial") or {}).get("trained_on")
+    trained = older or trained_from(config, manifest_uri, exact=split not in ("train", "val"))
     marked = None if trained else seen.mark(rows, rows["sha256"], bundle)  # None: the bundle cannot tell
     warning = split_warning(config, manifest_uri, marked) if catalog else rows.attrs.get("warning", "")
     if marked is None and not trained and not (catalog and warning):  # (that one says it may hold training images)

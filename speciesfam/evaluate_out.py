@@ -128,9 +128,11 @@ def say_result(m: dict[str, Any]) -> bool:
         say_err(f"evaluate: {counted(m['skipped'], 'hidden or system file')} skipped (each row's reason: "
                 f"{os.path.join(m['out'], 'rows.csv')})")
     if m.get("seen"):  # a "new" set holding training images scored them as new, unsaid
-        say_err(f"evaluate: {counted(m['seen'], 'image')} of the set {'is' if m['seen'] == 1 else 'are'} not scored: "
-                "the model was trained on them or they chose it (its run's train or val split, by content), so "
-                f"the score is of images it has not seen (each row's reason: {os.path.join(m['out'], 'rows.csv')})")
+        one = m["seen"] == 1
+        say_err(f"evaluate: {counted(m['seen'], 'image')} of the set {'is' if one else 'are'} not scored: the model "
+                f"was trained on {'it or it' if one else 'them or they'} chose it (its run's train or val split, by "
+                f"content), so the score is of images it has not seen (each row's reason: "
+                f"{os.path.join(m['out'], 'rows.csv')})")
     if left_out:
         total = sum(left_out.values())
         what = ("row of the set is" if whole else f"{split} row is") if total == 1 else \

@@ -54,16 +54,16 @@ def split_warning(config: dict[str, Any], manifest_uri: str, seen: int | None = 
     return ""
 
 
-def trained_from(config: dict[str, Any], manifest_uri: str) -> bool:
+def trained_from(config: dict[str, Any], manifest_uri: str, exact: bool = True) -> bool:
     """Whether the manifest is the one the bundle's search trained from, wherever the bundle lies (an export
     to --out elsewhere): the clean_manifest.parquet of the clean run its search read, or the manifest.parquet
-    of its catalog run when it read no clean run. The catalog manifest of a cleaned run is not (the same
-    splits, but the images clean moved or took out: moved_warning); a damaged record is not (said by
-    split_warning)."""
+    of its catalog run when it read no clean run. ``exact=False``: or the catalog manifest of that cleaned run
+    (the model's splits, but clean moved or took out some images: moved_warning). A damaged record is neither
+    (said by split_warning)."""
     trained_on, wrote, record = _manifest_record(config, manifest_uri)
     last = "clean" if "clean" in trained_on else "catalog"
-    return wrote == last and last in trained_on and isinstance(record, dict) and \
-        record.get("run_id") == trained_on[last]
+    return (wrote == last or not exact) and wrote in trained_on and isinstance(record, dict) and \
+        record.get("run_id") == trained_on[wrote]
 
 
 def own_run(bundle: str, manifest_uri: str, catalog: bool) -> bool:
