@@ -39,7 +39,8 @@ def evaluation_rows(manifest_uri: str, split: str | None, columns: dict[str, str
     ``split`` (default test). Any other CSV or Parquet with ``path`` and ``label`` columns (a labelled set of new
     images) is read as catalog reads a manifest (labels as text exactly as written, relative paths against its
     folder; ``columns``: its columns read as path and label, e.g. ``{"label": "family"}``): its rows of ``split``
-    (default test) when it has a ``split`` column, else every row (``split`` must then be None); a row with no label or an unusable path gets its status here. ``attrs``: ``catalog`` (which
+    (default test) when it has a ``split`` column, else every row (``split`` must then be None); a row with no
+    label or an unusable path gets its status here. ``attrs``: ``catalog`` (which
     of the two it is), ``split`` (the split scored, named ``test`` for a whole labelled set) and, for a labelled
     set with a split column, ``other_splits`` (rows per other split) and ``warning`` (rows whose split reads like
     the one scored: another case, or empty)."""
@@ -235,9 +236,10 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     # manifest, where clean moved copies into train): the images the model saw are left out of the score
     older = this_run and not (config.get("trial") or {}).get("trained_on")
     trained = older or trained_from(config, manifest_uri, exact=split not in ("train", "val"))
-    marked = None if trained else seen.mark(rows, rows["sha256"], bundle)  # None: the bundle cannot tell
+    marked = None if trained else seen.mark(rows, rows["sha256"], bundle)
+    cannot_tell = marked is None and not trained  # which images the bundle saw
     warning = split_warning(config, manifest_uri, marked) if catalog else rows.attrs.get("warning", "")
-    if marked is None and not trained and not (catalog and warning):  # (that one says it may hold training images)
+    if cannot_tell and not (catalog and warning):  # (that one says it may hold training images)
         warning = "; ".join(w for w in (warning, "this bundle cannot tell which images it was trained on (no "
                                         f"{seen.SEEN}: exported before it existed, or from a run whose manifest "
                                         "was gone): any of them here is scored as a new image") if w)
@@ -282,8 +284,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     ok = (rows["status"] == "ok").to_numpy()
     rows_csv = rows.assign(predicted=None, probability=np.nan)[list(ROWS_COLUMNS)]
     counts: dict[str, int | None] = {status: int((rows["status"] == status).sum()) for status in NOT_SCORED}
-    if marked is None and not trained:
-        counts["seen"] = None  # not known: metrics.json says null, not 0
+    if cannot_tell:
+        counts["seen"] = None  # metrics.json says null, not 0
     out = storage.local_dir(out)
     earlier = (earlier_metrics(out) or {}).get("bundle_id")  # an --out (or eval_SPLIT) of another bundle: said
     if not ok.any():  # the reasons kept; an earlier evaluation's scores there would pass for this one's
@@ -306,7 +308,7 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
         "run_manifest": this_run,
         **({"rows_in_other_splits": rows.attrs["other_splits"]} if rows.attrs.get("other_splits") else {}),
         **({"whole_set": True} if rows.attrs.get("whole_set") else {}),
-        **({"columns": named_columns(columns)} if named_columns(columns) else {}),
+        **({"columns": named} if (named := named_columns(columns)) else {}),
         **({"warning": warning} if warning else {})}
     idx = list(range(len(labels)))
     per_class = per_class_table(labels, y, pred)

@@ -21,11 +21,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     from . import console, interrupts
 
     named = "--address" if address else "RAY_ADDRESS"
-    if address or os.environ.get("RAY_ADDRESS"):  # a wrong one is refused whether or not Ray runs here already
-        check_reachable(address or os.environ["RAY_ADDRESS"], named)
+    address = address or os.environ.get("RAY_ADDRESS")
+    found = check_reachable(address, named) if address else None  # refused whether or not Ray runs here already
     if ray.is_initialized():
         return
-    if (address or os.environ.get("RAY_ADDRESS")) and _loopback_cluster(address or os.environ["RAY_ADDRESS"]):
+    if found and _loopback_cluster(found):
         _loopback_only()  # joined on 127.0.0.1, as it listens: Ray went to the external address and waited forever
     # Quiet workers unless --verbose (console.py); a TF_CPP_MIN_LOG_LEVEL the user set wins.
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "KERAS_BACKEND": "tensorflow",
@@ -33,7 +33,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     for key in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_DIR"):  # never the API key
         if key in os.environ:
             env[key] = os.environ[key]
-    address = address or os.environ.get("RAY_ADDRESS")
     for attempt in range(1, 4):
         kwargs, held = {}, []
         if not address:  # a new local Ray, reachable from this machine only
@@ -126,27 +125,28 @@ def _stop_half_started_ray() -> None:
     ray.shutdown()
 
 
-def check_reachable(address: str, named: str = "--address", timeout_s: float = 5.0) -> None:
+def check_reachable(address: str, named: str = "--address", timeout_s: float = 5.0) -> str | None:
     """Refuse a cluster address that is no Ray cluster's, in one line, before ``ray.init``: a malformed one (Ray
     raised ValueError: a traceback), one where nothing accepts a connection within ``timeout_s`` or where the
     program listening does not speak gRPC (HTTP/2) as Ray's GCS and client server do (a web server, the
     dashboard's port), or, for HOST:PORT, is not Ray's GCS (``_is_gcs``): ``ray.init`` waited on those without
     end, printing Ray's C++ 'Failed to connect to GCS' warnings every ~40 s (hostile tester rounds 42-44).
     'auto' is the address Ray would choose for it (RAY_ADDRESS, /tmp/ray/ray_current_cluster, a GCS running
-    here), checked the same way; 'local' starts a new Ray."""
+    here), checked the same way; 'local' starts a new Ray. Returns the address checked (for 'auto', the one
+    found; None for 'local', or where Ray's lookup moved)."""
     import socket
 
     from .errors import ConfigError
 
     leave = "leave --address out" if named.startswith("--address") else "unset RAY_ADDRESS"
     if address == "local":
-        return
+        return None
     if address == "auto":  # Ray's choice, checked: a cluster `ray start` left recorded but dead waited without end
         found = _auto_address(named, leave)
         if found:
             check_reachable(found, f"{named} auto ({found}, the Ray cluster found on this machine; `ray stop` "
                                    "forgets a dead one):", timeout_s)
-        return
+        return found
     target = address.split("://", 1)[1] if address.startswith("ray://") else address
     host, _, port = target.rpartition(":")  # 'HOST:PORT/' too is refused: Ray's own parse raised ValueError
     if "://" in target or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -170,6 +170,7 @@ def check_reachable(address: str, named: str = "--address", timeout_s: float = 5
                           "connections on its GCS port, 6379 unless `ray start --head --port` set another; 8265 is "
                           "the dashboard's, for `ray job submit`; Ray Client's port, 10001, is given as ray://HOST:10001); "
                           f"check the port, or {leave} to run on a local Ray")
+    return address
 
 
 def _said(named: str, address: str) -> str:
@@ -315,8 +316,8 @@ def _loopback_only() -> None:
 
 
 def _loopback_cluster(address: str) -> bool:
-    """Whether ``address`` (or the cluster 'auto' finds) is a Ray on this machine that listens on 127.0.0.1 only
-    (a local Ray of another speciesfam command, or of a notebook): Ray 2.60 joins 127.0.0.1:PORT at the machine's
+    """Whether ``address`` (as ``check_reachable`` returns it: 'auto' resolved) is a Ray on this machine that
+    listens on 127.0.0.1 only (a local Ray of another speciesfam command, or of a notebook): Ray 2.60 joins 127.0.0.1:PORT at the machine's
     external address (``_loopback_only``), where nothing answers, and waited on it without end, printing 'Failed
     to connect to GCS' (docs auditor: ``--address auto`` beside a running search). A cluster of ``ray start``
     answers there too: joined as Ray joins it."""
@@ -324,8 +325,6 @@ def _loopback_cluster(address: str) -> bool:
 
     from ray._private import services
 
-    if address == "auto":
-        address = _auto_address("--address", "leave --address out") or ""
     host, _, port = address.rpartition(":")
     if "://" in address or not port.isdigit() or not services.is_localhost(host.strip("[]")):
         return False

@@ -129,7 +129,7 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
             "column of groups (e.g. species)" if source.lower().endswith((".csv", ".parquet")) else
             "(a folder's files have none); give a manifest with a column of groups (e.g. species)")
             + ", or leave --group-split out")
-    attrs = dict(src.attrs, columns=cfg.columns, group_split=cfg.group_split)
+    attrs = dict(src.attrs)
     # stable sort: repeated manifest paths keep their input order (the first one is the one used)
     df = src.sort_values("path", kind="mergesort", na_position="last").reset_index(drop=True)
     # Rows a manifest lists under two labels (``conflict``) are read too, for their bytes only: a copy of
@@ -245,12 +245,10 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     storage.write_table(manifest, layout.path(workdir, layout.MANIFEST))
     bad = manifest[manifest["status"] == layout.UNREADABLE_STATUS][["path", "label", "reason"]]
     storage.write_table(bad, layout.path(workdir, layout.UNREADABLE))
-    storage.write_text(layout.path(workdir, layout.CATALOG_MD), report(manifest, source))
+    storage.write_text(layout.path(workdir, layout.CATALOG_MD), report(manifest, source, cfg or CatalogConfig()))
     counts = manifest["status"].value_counts().to_dict()
     stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
-                  summary={"rows": len(manifest), "status": counts,
-                           **{k: v for k, v in manifest.attrs.items() if k not in ("columns", "group_split")}},  # config
-                  started_at=started_at)
+                  summary={"rows": len(manifest), "status": counts, **manifest.attrs}, started_at=started_at)
     if not counts.get(layout.OK):
         among = f"among {counted(len(manifest), 'row')} ({', '.join(f'{n} {k}' for k, n in counts.items())})" \
             if len(manifest) else "in it: it has no rows"

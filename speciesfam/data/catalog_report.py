@@ -13,6 +13,8 @@ from .text_table import named_columns
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..config import CatalogConfig
+
 NOT_USED_SHOWN = 20  # catalog.md lists this many rows per status; the full list is in manifest.parquet
 
 
@@ -52,8 +54,9 @@ def no_usable_families(manifest: "pd.DataFrame") -> dict[str, str]:
     return {name: why[name] for name in gone}
 
 
-def report(manifest: "pd.DataFrame", source: str) -> str:
-    """A short Markdown report: inputs seen = rows written, counts per status, families, what was not used."""
+def report(manifest: "pd.DataFrame", source: str, cfg: "CatalogConfig | None" = None) -> str:
+    """A short Markdown report: inputs seen = rows written, counts per status, families, what was not used;
+    ``cfg``: the manifest's columns read (when not the default ones)."""
     status = manifest["status"].value_counts()
     ok = manifest[manifest["status"] == layout.OK]
     table = ok.pivot_table(index="label", columns="split", values="path", aggfunc="count", fill_value=0)
@@ -64,10 +67,10 @@ def report(manifest: "pd.DataFrame", source: str) -> str:
         seen = f"- files seen: {attrs['files_seen']}, rows written: {len(manifest)} (one per file)"
     else:
         seen = f"- manifest rows read: {attrs.get('rows_read', len(manifest))}, rows written: {len(manifest)}"
-        named = named_columns(attrs.get("columns"))
+        named = named_columns(cfg.columns if cfg else None)
         if named:  # --label-column family: which of the file's columns the families are
             seen += "; " + ", ".join(f"{name}s from its column {code(column)}" for name, column in named.items())
-            if "group" in named and not attrs.get("group_split"):
+            if "group" in named and not cfg.group_split:
                 seen += " (recorded, not used to split: --group-split keeps each group inside one split)"
     lines = [f"# Catalog of {cell(source)}", "", seen]
     if attrs.get("aliases"):

@@ -230,7 +230,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     whys = dict(zip(spared["path"], spared["reason"]))
     for path, why in issue_kept.items():
         whys[path] = f"{whys[path]}; {why}" if path in whys else why
-    floor_kept = usable & ~hit & cleaned["path"].isin(list(whys))  # a removed row keeps its removal's reason
+    floor_kept = usable & cleaned["path"].isin(list(whys))
     cleaned.loc[floor_kept, "reason"] = cleaned.loc[floor_kept, "path"].map(whys).map(
         lambda why: f"kept, though {why}: --min-per-family {cfg.min_per_family} keeps that many of its family")
     lost = usable & ~cleaned["path"].isin(emb["path"])  # decode failed at clean time (file changed since catalog)
