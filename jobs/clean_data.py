@@ -9,7 +9,7 @@ import sys
 
 import _common  # noqa: F401  (puts the repo root on sys.path)
 
-from speciesfam import cli
+from speciesfam import cli, cluster_watch
 from speciesfam.config import CatalogConfig, CleanConfig
 from speciesfam.data.embedders import fetch_pretrained
 from speciesfam.errors import SpeciesfamError
@@ -45,6 +45,7 @@ except SpeciesfamError as err:
     print(f"{parser.prog}: error: {err}", file=sys.stderr)
     sys.exit(2)
 for args.command in ("catalog", "clean"):  # as `speciesfam catalog` then `speciesfam clean`: logs, summary, report
+    cluster_watch.ARMED.set()  # a gone cluster: said, and the job ends (as `speciesfam` commands)
     status = cli.run(args)
     if status:
         sys.exit(status)

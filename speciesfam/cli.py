@@ -269,7 +269,17 @@ def entry(argv: list[str] | None = None) -> int:
     and SIGTERM ignored. The work is done and written by then; a Ctrl-C in Ray's own shutdown at exit printed 'Exception
     ignored in atexit callback ... KeyboardInterrupt' after the summary. (``main`` leaves Ray running: a caller
     in Python, a notebook or the tests, shares it.)"""
+    from . import cluster_watch
+
+    cluster_watch.ARMED.set()  # this process is the command's: a gone cluster ends it, said (cluster_watch.py)
     code = main(argv)
+    if cluster_watch.GONE.is_set():  # ray.shutdown would wait on the gone cluster, then Ray ends the process
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 1)
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         _shutdown_ignoring_signals(ray)
@@ -314,9 +324,10 @@ def take_verbose(argv: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """One parsed command, as ``speciesfam COMMAND`` runs it (a stage keeps its logs and ends with its summary
     and the report; errors in one line); returns the exit status. The job scripts run their stages through it."""
-    from . import console, interrupts, pathtext, storage
+    from . import cluster_watch, console, interrupts, pathtext, storage
 
     who = OneLineParser.shown_as or f"speciesfam {args.command}"  # a job script's lines name the script
+    cluster_watch.WHO[0] = who
     interrupts.stop_on_ctrl_c()
     try:
         # '' would be the current folder, or '/manifest.parquet'
@@ -343,7 +354,8 @@ def run(args: argparse.Namespace) -> int:
                 ended_with(args.command, f"exit 1: {LEFT_OUT[args.command]}")
             return rc
     except SearchFailedError as err:
-        print(f"{who}: failed: {err}", file=sys.stderr)
+        if not cluster_watch.GONE.is_set():  # its trials failed as the cluster went away: that line said it
+            print(f"{who}: failed: {err}", file=sys.stderr)
         return 1
     except SpeciesfamError as err:
         print(f"{who}: error: {err}", file=sys.stderr)
@@ -367,9 +379,16 @@ def run(args: argparse.Namespace) -> int:
         import logging
 
         logging.getLogger("speciesfam").info("%s: interrupted", who, exc_info=True)  # where: the log only
+        if cluster_watch.GONE.is_set():  # the cluster went away (its line said so), no Ctrl-C
+            return 1
         print(f"{who}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
+        if cluster_watch.GONE.is_set():  # Ray's errors about the gone cluster: the log's; its line said it
+            import logging
+
+            logging.getLogger("speciesfam").info("%s: after the cluster went away", who, exc_info=True)
+            return 1
         if not _raised_by_an_interrupt(err):
             raise  # a bug: its traceback
         import logging

@@ -18,7 +18,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     import ray
 
-    from . import console, interrupts
+    from . import cluster_watch, console, interrupts
 
     named = "--address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS")
@@ -89,6 +89,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             if attempt == 3:
                 raise
     console.quiet_loggers()
+    if not (address or "").startswith("ray://"):  # a gone head: said, not silent
+        cluster_watch.watch(ray.get_runtime_context().gcs_address, (found or address) if address else None)
     if threading.current_thread() is threading.main_thread():  # replaces Ray's C++ abort-with-stack-dump
         signal.signal(signal.SIGTERM, interrupts.raise_interrupt)
 

@@ -54,10 +54,11 @@ def write(workdir: str, folder: str, trained_on: dict[str, Any]) -> str:
 
 
 def mark(rows: "pd.DataFrame", content: "pd.Series", bundle: str) -> int | None:
-    """Give the rows to score (``ok``, and ``duplicate`` rows of one image: none of them is scored then) whose
-    image (``content``: sha256 per row, '' where unknown) the bundle has seen the status ``seen`` and the reason;
-    returns how many, or None for a bundle without seen.parquet (exported before it existed, or from a run whose
-    manifest could not be read): it cannot tell."""
+    """Give the first row to score of each image the bundle has seen (``content``: sha256 per row, '' where
+    unknown; ``ok``, or ``duplicate`` where the set lists the image only as a repeat) the status ``seen`` and the
+    reason; a later row listing it again stays ``duplicate``, its reason naming the seen row, as a repeat of a new
+    image does (one image, one row of status). Returns how many are seen, or None for a bundle without
+    seen.parquet (exported before it existed, or from a run whose manifest could not be read): it cannot tell."""
     import pandas as pd
 
     path = os.path.join(bundle, SEEN)
@@ -65,8 +66,13 @@ def mark(rows: "pd.DataFrame", content: "pd.Series", bundle: str) -> int | None:
         return None
     table = pd.read_parquet(path).set_index("sha256")
     hit = rows["status"].isin(["ok", "duplicate"]) & content.isin(table.index)
+    first = hit & ~content.where(hit).duplicated()
+    again = hit & ~first
     why = {(split, copy): (COPY if copy else WHY)[split] for split in WHY for copy in (False, True)}
-    rows.loc[hit, "status"] = STATUS
-    rows.loc[hit, "reason"] = [why[(table.at[c, "split"], bool(table.at[c, "copy"]) if "copy" in table else False)]
-                               for c in content[hit]]
-    return int(hit.sum())
+    rows.loc[first, "status"] = STATUS
+    rows.loc[first, "reason"] = [why[(table.at[c, "split"], bool(table.at[c, "copy"]) if "copy" in table else False)]
+                                 for c in content[first]]
+    path_of = pd.Series(rows.loc[first, "path"].to_numpy(), index=content[first].to_numpy())
+    rows.loc[again, "status"] = "duplicate"
+    rows.loc[again, "reason"] = [f"the same image as {path_of[c]} (seen: not scored)" for c in content[again]]
+    return int(first.sum())

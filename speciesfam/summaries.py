@@ -3,7 +3,7 @@ back from the run folder's files and the stage's record."""
 
 from __future__ import annotations
 
-from . import layout, stages, storage
+from . import cluster_watch, layout, stages, storage
 from .lines import counted, number, quoted, some
 
 
@@ -72,7 +72,8 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
             done, conf = record.get("summary") or {}, record.get("config") or {}
             n, planned = done.get("trials", 0), done.get("planned")
             count = f"{n} trial{'' if n == 1 else 's'}"
-            ended_by = ("an interrupt (SIGINT/SIGTERM)" if done.get("interrupted") else
+            ended_by = ("the cluster going away" if done.get("interrupted") and cluster_watch.GONE.is_set() else
+                        "an interrupt (SIGINT/SIGTERM)" if done.get("interrupted") else
                         f"the time budget ({conf.get('time_budget_s', 0):g} s)" if done.get("time_budget_hit") else "")
             if ended_by:  # Tune stopped the trials still training and started no more
                 of = planned if planned and n < planned else n

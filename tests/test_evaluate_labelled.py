@@ -276,7 +276,8 @@ def test_seen_is_checked_wherever_the_splits_are_not_the_models(probe_run, tmp_p
 
 def test_near_copies_clean_dropped_and_repeated_rows_of_a_seen_image_are_seen(tmp_path):
     """A near-duplicate copy clean dropped from train (status duplicate) is a copy of a training image: scored as
-    new, it raised the score; a row listing a seen image again said '(scored once)' though none was scored."""
+    new, it raised the score; a row listing a seen image again said '(scored once)' though none was scored, then
+    counted as a second seen image (a new image listed twice is one ok and one duplicate row)."""
     from speciesfam import seen
 
     run = tmp_path / "run"
@@ -291,8 +292,10 @@ def test_near_copies_clean_dropped_and_repeated_rows_of_a_seen_image_are_seen(tm
     assert table.values.tolist() == [["A", "train", False], ["C", "val", False], ["B", "train", True]]
     rows = pd.DataFrame({"path": list("pqrstu"), "status": ["ok", "duplicate", "ok", "ok", "ok", "unreadable"],
                          "reason": ["", "the same image as p (scored once)", "", "", "", "gone"]})
-    assert seen.mark(rows, pd.Series(["B", "B", "C", "D", "E", "A"]), str(tmp_path / "bundle")) == 3
-    assert list(rows["status"]) == ["seen", "seen", "seen", "ok", "ok", "unreadable"]  # removed: never trained on
+    assert seen.mark(rows, pd.Series(["B", "B", "C", "D", "E", "A"]), str(tmp_path / "bundle")) == 2
+    # one image, one seen row: its repeat stays a duplicate (as a new image's repeat), named as seen
+    assert list(rows["status"]) == ["seen", "duplicate", "seen", "ok", "ok", "unreadable"]  # removed: never trained
+    assert rows["reason"][1] == "the same image as p (seen: not scored)"
     assert rows["reason"][0].startswith("a near-duplicate of an image the model was trained on (clean dropped")
     assert rows["reason"][2].startswith("this image chose the model")
     # the manifest the search trained on: clean's when it read one, even when it is gone (catalog's is not it)
