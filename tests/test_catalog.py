@@ -190,7 +190,10 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
              "semicomma.csv": b"path;label\n/a/b,c.jpg;Felidae\n",
              "sepragged.csv": b"sep=,\r\npath,label\r\na.jpg,Felidae,extra\r\n",  # a spreadsheet's separator line
              # under pandas' Python parser (a separator of two bytes or more): 'unexpected end of data' (round 60)
-             "wideunclosed.csv": "sep=\uff1b\npath\uff1blabel\na.jpg\uff1bA\n\"b.jpg\uff1bB\nc.jpg\uff1bC\n".encode()}
+             "wideunclosed.csv": "sep=\uff1b\npath\uff1blabel\na.jpg\uff1bA\n\"b.jpg\uff1bB\nc.jpg\uff1bC\n".encode(),
+             # a stray quote in a file over 128 KiB: Python's csv (finding the line) raised 'field larger than field
+             # limit (131072)', a traceback (round 64)
+             "bigunclosed.csv": ("path,label\n" + "a.jpg,A\n" * 4 + '"b.jpg,B\n' + "c.jpg,Felidae\n" * 12000).encode()}
     expected = {"twice.csv": "has more than one column named 'label'; keep one", "ragged.csv": "not a well-formed CSV .*line 3", "empty.csv": "is empty: a manifest needs a header",
                 "shifted.csv": "not a well-formed CSV .line 2 has 3 fields, the header 2",
                 "latin1.csv": r"not UTF-8 text \(line 2.*save it as UTF-8", "junk.parquet": "cannot be read as Parquet",
@@ -200,15 +203,16 @@ def test_unreadable_manifest_files_are_one_line_errors(tmp_path, capsys):
                                r"0\); save it as UTF-8",
                 "utf16be.csv": r"without a byte-order mark \(big-endian",
                 "nul.csv": r"holds NUL bytes \(the first at byte 20\): it is not a text file; save it as UTF-8",
-                "semi.csv": r"found \['path;label'\] \(its header is separated by ';': save it comma-separated\)$",
+                "semi.csv": r"found \['path;label'\] \(its header is separated by ';': save it comma-separated, or make its first line sep=;\)$",
                 "crragged.csv": "not a well-formed CSV .*line 3",
                 "newline.csv": r"not a well-formed CSV \(line 5 has 4 fields, the header 2\)",
                 "unclosed.csv": r"not a well-formed CSV \(a quote opened on line 4 is never closed\); close it",
                 "semicomma.csv": r"not a well-formed CSV \(line 2 has 2 fields, the header 1\); its header is separated "
-                                 r"by ';': save it comma-separated$",
+                                 r"by ';': save it comma-separated, or make its first line sep=;$",
                 "sepragged.csv": r"not a well-formed CSV \(line 3 has 3 fields, the header 2\); quote fields that "
                                  "contain commas",  # the file's own line 3
                 "wideunclosed.csv": r"\(a quote opened on line 4 is never closed\); close it",
+                "bigunclosed.csv": r"\(a quote opened on line 6 is never closed\); close it",
                 "case.csv": r"found \['Path', ' label '\] \(column names are exact: give --path-column Path, "
                             r"--label-column ' label '\)$"}
     import pyarrow as pa

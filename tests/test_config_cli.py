@@ -209,7 +209,7 @@ def test_flags_overlay_only_what_was_given():
     (["evaluate", "b", "--manifest", " "], "--manifest ' ': give a path"),
     (["catalog", "", "--workdir", "w"], "SOURCE '': give a path"),  # the current folder was catalogued
     (["predict", "b", "a.jpg", "--num-actors", "none"], "b does not exist: give a bundle folder"),  # none: parsed
-    (["evaluate", "b", "--manifest", "semi.csv"], "(its header is separated by ';': save it comma-separated)"),
+    (["evaluate", "b", "--manifest", "semi.csv"], "(its header is separated by ';': save it comma-separated, or make its first line sep=;)"),
     (["predict", "b", "a.jpg", ""], "an empty image path was given"),
     # a traceback from range() or Ray Data for a folder; silently ignored for files (hostile tester)
     (["predict", "b", "a.jpg", "--batch-size", "0"], "--batch-size 0 is invalid: expected an integer >= 1"),

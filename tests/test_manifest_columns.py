@@ -104,6 +104,10 @@ def test_column_flags_that_would_be_ignored_or_are_empty_are_refused(collection,
     pd.DataFrame({"Path": ["a.jpg"], "label ": ["x"]}).to_csv(tmp_path / "case.csv", index=False)
     with pytest.raises(SourceError, match=r"column names are exact: give --path-column Path, --label-column 'label '"):
         read_manifest(str(tmp_path / "case.csv"))
+    # after that flag, the columns found are the file's own names ('Path' was shown as 'path': round 64)
+    pd.DataFrame({"Path": ["a.jpg"], "FAMILY": ["x"]}).to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(SourceError, match=r"lacks column\(s\) \['label'\];.* found \['Path', 'FAMILY'\]$"):
+        read_manifest(str(tmp_path / "other.csv"), {"path": "Path"})
     # predict reads --path-column only from --manifest
     assert cli.main(["predict", str(tmp_path / "bundle"), str(collection[0]), "--path-column", "file"]) == 2
     assert "--path-column file names a column of --manifest, and none is given" in capsys.readouterr().err
@@ -190,3 +194,20 @@ def test_group_split_without_any_group_is_refused(metadata, collection, tmp_path
         build_manifest(str(root / "metadata.csv"), cfg)
     with pytest.raises(SourceError, match=r"\(a folder's files have none\); give a manifest with a column of groups"):
         build_manifest(str(collection[0]), CatalogConfig(group_split=True))
+
+
+def test_a_files_own_split_column_is_said_to_be_unused(metadata, tmp_path, capsys):
+    """Catalog draws its own splits; a metadata file's 'Split' column was replaced with no word (round 64)."""
+    from speciesfam import cli
+
+    root, table = metadata
+    table.assign(Split="test").to_csv(root / "with_split.csv", index=False)
+    assert cli.main(["catalog", str(root / "with_split.csv"), "--workdir", str(tmp_path / "run"), "--path-column",
+                     "file_path", "--label-column", "family"]) == 0
+    err = capsys.readouterr().err
+    assert f"catalog: note: {root / 'with_split.csv'}'s column 'Split' is not used: catalog draws its own " \
+           "train/val/test split per family" in err, err
+    assert "its column `Split` is not used" in (tmp_path / "run" / "catalog.md").read_text()
+    assert cli.main(["catalog", str(root / "metadata.csv"), "--workdir", str(tmp_path / "run2"), "--path-column",
+                     "file_path", "--label-column", "family"]) == 0
+    assert "not used" not in capsys.readouterr().err + (tmp_path / "run2" / "catalog.md").read_text()

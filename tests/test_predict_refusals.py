@@ -209,5 +209,30 @@ def test_predict_names_a_semicolon_separated_manifest(tmp_path):
 
     (tmp_path / "semi.csv").write_text("path;label\na.jpg;Felidae\n")
     with pytest.raises(SpeciesfamError, match=r"has no 'path' column \(columns: \['path;label'\]\) \(its header is "
-                                              "separated by ';': save it comma-separated\\)$"):
+                                              "separated by ';': save it comma-separated, or make its first line sep=;\\)$"):
         input_rows(manifest=str(tmp_path / "semi.csv"))
+
+
+def test_predict_and_evaluate_name_a_manifest_that_is_neither_csv_nor_parquet(tmp_path):
+    """A .tsv or an .xlsx given to predict or evaluate was read as Parquet: 'Parquet magic bytes not found in
+    footer' (hostile tester round 64); an .xlsx renamed .csv 'holds NUL bytes'. Catalog's words, the same reader."""
+    import zipfile
+
+    from speciesfam.predict import input_rows
+
+    (tmp_path / "list.tsv").write_text("path\tlabel\na.jpg\tFelidae\n")
+    with zipfile.ZipFile(tmp_path / "book.xlsx", "w") as book:
+        book.writestr("xl/workbook.xml", "<workbook/>")
+    (tmp_path / "book.csv").write_bytes((tmp_path / "book.xlsx").read_bytes())
+    with pytest.raises(SpeciesfamError, match=r"list.tsv is neither a CSV \(named \*.csv\) nor a Parquet file: give "
+                                              r"a .csv or .parquet manifest .*save a .tsv or .xlsx as CSV"):
+        input_rows(manifest=str(tmp_path / "list.tsv"))
+    for name in ("book.xlsx", "book.csv"):
+        with pytest.raises(SpeciesfamError, match=rf"{name} is a zip file \(an Excel .xlsx workbook\?\), not a "
+                                                  "manifest: save it as CSV"):
+            input_rows(manifest=str(tmp_path / name))
+    # a Parquet file of another name is read as before
+    import pandas as pd
+
+    pd.DataFrame({"path": [str(tmp_path / "a.jpg")]}).to_parquet(tmp_path / "list.pq")
+    assert list(input_rows(manifest=str(tmp_path / "list.pq"))["path"]) == [str(tmp_path / "a.jpg")]

@@ -72,6 +72,9 @@ def report(manifest: "pd.DataFrame", source: str, cfg: "CatalogConfig | None" = 
             seen += "; " + ", ".join(f"{name}s from its column {code(column)}" for name, column in named.items())
             if "group" in named and not cfg.group_split:
                 seen += " (recorded, not used to split: --group-split keeps each group inside one split)"
+        if "own_split" in attrs:
+            seen += (f"; its column {code(attrs['own_split'])} is not used: catalog draws its own split per family "
+                     "(`--val-fraction`, `--test-fraction`, `--group-split`)")
     lines = [f"# Catalog of {cell(source)}", "", seen]
     if attrs.get("aliases"):
         lines.append(f"- links to folders already listed, or files reached again through them (not listed "

@@ -142,6 +142,8 @@ def skip_reason(rel: str, listed: bool = False) -> str:
     one by one (a manifest's row, predict's argument; round 49: a find-made manifest's @eaDir thumbnails were
     images), whose folders' names are not judged hidden (an absolute path may pass through ~/.cache)."""
     parts = rel.split("/")
+    if listed and "\\" in parts[-1]:  # a Windows path ('.\imgs\x.jpg' was skipped as hidden, not 'not found'):
+        parts[-1:] = parts[-1].split("\\")  # its file name is what follows the last backslash
     if any(part.startswith(".") for part in (parts[-1:] if listed else parts)):
         return HIDDEN
     folder = next((SYSTEM_FOLDERS[p.lower()] for p in parts[:-1] if p.lower() in SYSTEM_FOLDERS), None)
@@ -163,10 +165,11 @@ def read_manifest(source: str, columns: dict[str, str] | None = None) -> "pd.Dat
 
     raw = read_text_table(source, columns)
     missing = {"path", "label"} - set(raw)
-    if missing:
+    if missing:  # the file's own names (a column read as 'path' is shown as the file has it: round 64)
+        own = named_columns(columns)
         raise SourceError(f"{source}: manifest lacks column(s) {sorted(missing)}; it needs 'path' and "
                           f"'label' (and optionally 'group'), or --path-column/--label-column naming the columns "
-                          f"that hold them; found {list(raw)}{header_hint(list(raw))}")
+                          f"that hold them; found {[own.get(c, c) for c in raw]}{header_hint(list(raw))}")
     n = len(raw["path"])
     base = storage.parent(source)  # relative paths are relative to the manifest's folder
     groups = raw.get("group", [None] * n)
@@ -193,7 +196,16 @@ def read_manifest(source: str, columns: dict[str, str] | None = None) -> "pd.Dat
                      "status": status, "reason": reason, "duplicate_of": None, "source_row": i})
     df = pd.DataFrame(rows, columns=SOURCE_COLUMNS)
     _mark_repeats(df)
-    df.attrs.update(rows_read=n, aliases=0)
+    # a file's own split column is not the run's (catalog draws per family, --val-fraction/--test-fraction): said,
+    # as it was silently replaced (round 64); a run manifest's splits are catalog's own, drawn again
+    own_split = next((c for c in raw if str(c).strip().lower() == "split"), None) \
+        if not layout.RUN_MANIFEST_COLUMNS <= set(raw) else None
+    df.attrs.update(rows_read=n, aliases=0, **({"own_split": own_split} if own_split is not None else {}))
+    if own_split is not None:
+        from ..console import say_err
+
+        say_err(f"catalog: note: {source}'s column {own_split!r} is not used: catalog draws its own train/val/test "
+                "split per family (--val-fraction, --test-fraction, --group-split)")
     return df
 
 

@@ -25,7 +25,8 @@ def header_hint(columns: list[str]) -> str:
     surrounding spaces; '' otherwise."""
     sep = next((c for c in ";\t|" if len(columns) == 1 and c in str(columns[0])), None)
     if sep:
-        return f" (its header is separated by {sep!r}: save it comma-separated)"
+        return f" (its header is separated by {sep!r}: save it comma-separated" + (
+            f", or make its first line sep={sep}" if sep != "\t" else "") + ")"  # a spreadsheet's own line
     near = [(c, want) for want in ("path", "label") if want not in columns
             for c in columns if str(c).strip().lower() == want]
     return (" (column names are exact: give " + ", ".join(f"--{want}-column {_shell(c)}" for c, want in near) + ")"
@@ -62,14 +63,13 @@ def choose_columns(source: str, names: list[str], columns: dict[str, str | None]
                               + (f" (column names are exact: did you mean {shown}?)" if close else ""))
     # a column named for one of the tool's names is that one only: a file's 'split' column given as the paths was
     # also taken as the split to score (hostile tester round 63)
-    read = {name: name for name in names if name not in chosen and name not in chosen.values()} | chosen
-    wanted = {name: read[name] for name in columns or {} if name in read}
-    twice = sorted({c for c in wanted.values() if list(wanted.values()).count(c) > 1})
+    twice = sorted({c for c in chosen.values() if list(chosen.values()).count(c) > 1})
     if twice:
-        both = [n for n, c in wanted.items() if c == twice[0]]
+        both = [n for n, c in chosen.items() if c == twice[0]]
         raise SourceError(f"{source}: column {twice[0]!r} is named as both {' and '.join(both)} (" + ", ".join(
             f"--{n}-column" for n in both) + "): give each its own column")
-    return read
+    tool = {column: name for name, column in chosen.items()}
+    return {tool.get(name, name): name for name in names if name in tool or name not in chosen}  # the file's order
 
 
 def read_text_table(source: str, columns: dict[str, str | None] | None = None) -> dict[str, list[str | None]]:
@@ -88,6 +88,12 @@ def read_text_table(source: str, columns: dict[str, str | None] | None = None) -
     except OSError as err:  # a folder named like a manifest, a file we may not read
         raise SourceError(f"{source} cannot be read as a manifest file ({err}); give a .csv/.parquet file with "
                           "'path' and 'label' columns") from err
+    if data.startswith(b"PK\x03\x04"):  # an .xlsx renamed .csv was 'holds NUL bytes'; given to predict, Arrow's words
+        raise SourceError(f"{source} is a zip file (an Excel .xlsx workbook?), not a manifest: save it as CSV (UTF-8) "
+                          "with 'path' and 'label' columns")
+    if not source.lower().endswith((".csv", ".parquet")) and not data.startswith(b"PAR1"):
+        raise SourceError(f"{source} is neither a CSV (named *.csv) nor a Parquet file: give a .csv or .parquet "
+                          "manifest with 'path' and 'label' columns (save a .tsv or .xlsx as CSV; name a CSV *.csv)")
     if source.lower().endswith(".csv"):
         # dtype=str and no NA guessing: '007' stays '007', 'NA' and '' stay text (empty is caught as invalid);
         # a blank or whitespace-only line is a row too (pandas would drop it unsaid): it gets a status like any
@@ -180,7 +186,9 @@ def _refuse_repeated_columns(source: str, names: list[str], read: set[str] | Non
 
 
 def _rows(data: bytes, sep: str, skip: int) -> Any:
-    """A CSV reader of ``data`` at its header: after ``skip`` lines (a spreadsheet's 'sep=;')."""
+    """A CSV reader of ``data`` at its header: after ``skip`` lines (a spreadsheet's 'sep=;'). A field may be the
+    whole file (a stray quote swallows the rest: Python's csv stopped at 128 KiB with a traceback, round 64)."""
+    csv.field_size_limit(max(csv.field_size_limit(), len(data) + 1))
     rows = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=sep)
     for _ in range(skip):
         next(rows, None)
