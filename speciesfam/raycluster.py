@@ -27,6 +27,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     if found and _loopback_cluster(found):
         _loopback_only()  # joined on 127.0.0.1, as it listens: Ray went to the external address and waited forever
+        # its owner's end stops it, and Ray's core worker then ends this process at once (exit 1; the plasma
+        # store's connection lost): nothing of ours can say it then (hostile tester), so it is said now
+        console.say_err(f"{cluster_watch.WHO[0]}: note: {found} is another program's local Ray (a speciesfam "
+                        "command's or a notebook's: it listens on 127.0.0.1 only); when that program ends, its Ray "
+                        "stops and this command with it (exit 1, no more lines): for a Ray that outlives them, "
+                        "`ray start --head`")
     # Quiet workers unless --verbose (console.py); a TF_CPP_MIN_LOG_LEVEL the user set wins.
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "KERAS_BACKEND": "tensorflow",
            **console.worker_env()}

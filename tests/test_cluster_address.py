@@ -157,3 +157,6 @@ def test_a_second_command_joins_a_local_ray_that_listens_on_loopback_only(ray_se
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
     done = subprocess.run([sys.executable, "-c", JOIN, address], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "joined 2" in done.stdout, done.stderr[-2000:]
+    # said at the start: when the Ray's owner ends, Ray's core worker ends this process at once, with no line of ours
+    assert "is another program's local Ray" in done.stderr and "this command with it (exit 1" in done.stderr, \
+        done.stderr[-2000:]
