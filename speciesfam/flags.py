@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
 from typing import Any, TypeVar
@@ -47,7 +48,10 @@ def converter(name: str, base: Any, optional: bool):
                 if not isinstance(value, dict):
                     raise ValueError(f"it is a {type(value).__name__}; an object looks like '{{\"dropout\": 0.3}}'")
                 return value
-            return base(text)
+            value = base(text)
+            if base is float and not math.isfinite(value) and not any(w in text.lower() for w in ("inf", "nan")):
+                raise ValueError("too large: it reads as infinity")  # '1e400' was said as 'inf' in the refusal
+            return value
         except ValueError as err:
             what = {int: "an integer", float: "a number", dict: "a JSON object"}.get(base, base.__name__)
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}{' or none' if optional else ''} ({err})")

@@ -211,6 +211,7 @@ def test_flags_overlay_only_what_was_given():
     (["predict", "b", "a.jpg", "--num-actors", "none"], "b does not exist: give a bundle folder"),  # none: parsed
     (["evaluate", "b", "--manifest", "semi.csv"], "(its header is separated by ';': save it comma-separated, or make its first line sep=;)"),
     (["predict", "b", "a.jpg", ""], "an empty image path was given"),
+    (["catalog", "imgs", "--workdir", "w", "--val-fraction", "inf"], "--val-fraction inf is invalid"),
     # a traceback from range() or Ray Data for a folder; silently ignored for files (hostile tester)
     (["predict", "b", "a.jpg", "--batch-size", "0"], "--batch-size 0 is invalid: expected an integer >= 1"),
     (["predict", "b", "w", "--batch-size", "-3"], "--batch-size -3 is invalid: expected an integer >= 1"),
@@ -224,6 +225,15 @@ def test_impossible_values_fail_in_one_line_before_any_work(argv, message, capsy
     err = capsys.readouterr().err
     assert message.replace("{run}", str(run)) in err and len(err.strip().splitlines()) == 1, err
     assert not run.exists(), "a refused command must not create the run folder (logs, report)"
+
+
+def test_a_number_too_large_for_a_float_is_refused_as_typed(capsys, tmp_path):
+    """'--val-fraction 1e400' was refused as '--val-fraction inf is invalid': not what was typed (hostile tester)."""
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["catalog", "imgs", "--workdir", str(tmp_path / "w"), "--val-fraction", "1e400"])
+    assert ended.value.code == 2
+    assert "argument --val-fraction: '1e400' is not a number (too large: it reads as infinity)" in \
+        capsys.readouterr().err
 
 
 def test_a_programming_error_keeps_its_traceback(monkeypatch, tmp_path):
