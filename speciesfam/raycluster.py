@@ -236,7 +236,10 @@ def _interrupts_held(hold: bool = True) -> Iterator[list[int]]:
     started: a KeyboardInterrupt inside ``ray.init`` left the dashboard and runtime-env agents that the raylet
     had started running for a minute after the command exited 130."""
     held: list[int] = []
-    if not hold or threading.current_thread() is not threading.main_thread():
+    # a command started with SIGINT ignored (`cmd &` in a script, nohup) ignores it throughout, as Python does:
+    # held here, a SIGINT during ray.init alone stopped it (hostile tester round 65, kill -INT of such a clean)
+    if not hold or threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield held
         return
     before = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))

@@ -160,3 +160,25 @@ def test_a_second_command_joins_a_local_ray_that_listens_on_loopback_only(ray_se
     # said at the start: when the Ray's owner ends, Ray's core worker ends this process at once, with no line of ours
     assert "is another program's local Ray" in done.stderr and "this command with it (exit 1" in done.stderr, \
         done.stderr[-2000:]
+
+
+def test_a_command_started_with_sigint_ignored_ignores_it_while_ray_starts_too():
+    """`speciesfam clean ... &` in a script starts with SIGINT ignored (POSIX shells do that), and Python keeps it
+    ignored: only a SIGINT while the local Ray started stopped such a clean; one a second later was ignored
+    (hostile tester round 65). While Ray starts it is held only where it would be acted on."""
+    import os
+    import signal
+
+    from speciesfam.raycluster import _interrupts_held
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _interrupts_held() as held:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert held == [] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with _interrupts_held() as held:  # a terminal's Ctrl-C: held, acted on once Ray has started
+            os.kill(os.getpid(), signal.SIGINT)
+        assert held == [signal.SIGINT] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
