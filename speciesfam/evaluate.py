@@ -22,7 +22,8 @@ from .data.catalog_report import look_alike_key
 from .data.text_table import named_columns
 from .errors import SpeciesfamError
 from .evaluate_out import NOT_SCORED, REPORTS, ROWS_COLUMNS, bundle_folder, earlier_metrics, refuse_out
-from .evaluate_warnings import moved_warning, own_run, removed_warning, split_warning, trained_from
+from .evaluate_warnings import (moved_warning, own_run, recleaned_warning, removed_warning, split_warning,
+                                 trained_from)
 from .lines import counted, quoted, some
 
 if TYPE_CHECKING:
@@ -248,7 +249,9 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
               "val": "the val split chose this model (its best epoch and trial): its score is optimistic "
                      "(--split test is not)"}.get(split, "") if trained else ""
     moved = moved_warning(manifest_uri, rows[rows["status"] == "ok"], split) if catalog else ""  # not seen ones
-    warning = "; ".join(w for w in (warning, removed_warning(bundle, manifest_uri, this_run), fitted, moved) if w)
+    recleaned = recleaned_warning(config, manifest_uri, bundle) if catalog else ""
+    warning = "; ".join(w for w in (warning, recleaned, removed_warning(bundle, manifest_uri, this_run), fitted, moved)
+                        if w)
     if warning:
         say_err(f"evaluate: warning: {warning}")
     predictor = load_bundle(bundle, weights_dir)  # CNN or probe: raw RGB in, probabilities out

@@ -54,6 +54,34 @@ def split_warning(config: dict[str, Any], manifest_uri: str, seen: int | None = 
     return ""
 
 
+def recleaned_warning(config: dict[str, Any], manifest_uri: str, bundle: str) -> str:
+    """A clean_manifest.parquet of the model's catalog run written by another clean run whose usable train and val
+    images are not the model's (its settings changed): it may have taken out other test images too, and the score
+    is not comparable ('' otherwise; a clean run again with the same settings makes the same choices). A stricter
+    re-clean dropped a hard test image and the score rose, with no word (hostile tester round 65)."""
+    from .seen import SEEN
+
+    trained_on, wrote, record = _manifest_record(config, manifest_uri)
+    seen_uri = os.path.join(bundle, SEEN)
+    if wrote != "clean" or not trained_on.get("clean") or not isinstance(record, dict) or \
+            record.get("run_id") == trained_on["clean"] or not os.path.exists(seen_uri) or \
+            (record.get("built_from") or {}).get("catalog") != trained_on.get("catalog"):  # split_warning's case
+        return ""
+    import pandas as pd
+
+    table = pd.read_parquet(seen_uri)
+    model = set(table.loc[~table["copy"].astype(bool), "sha256"]) if "copy" in table else set(table["sha256"])
+    rows = storage.read_table(manifest_uri)
+    now = set(rows.loc[(rows["status"] == layout.OK) & rows["split"].isin(["train", "val"]), "sha256"])
+    if now == model:
+        return ""
+    kept = counted(len(now - model), "train or val image")
+    return (f"{manifest_uri} was written by clean run {record['run_id'][:8]}, not by the one this model was trained "
+            f"from ({trained_on['clean'][:8]}), and chose otherwise: it keeps {kept} that run took out and took out "
+            f"{len(model - now)} that it kept, so it may have taken out other test images too: this score is not "
+            "comparable with the model's own (tune and export again on this clean for a model of it)")
+
+
 def trained_from(config: dict[str, Any], manifest_uri: str, exact: bool = True) -> bool:
     """Whether the manifest is the one the bundle's search trained from, wherever the bundle lies (an export
     to --out elsewhere): the clean_manifest.parquet of the clean run its search read, or the manifest.parquet

@@ -103,6 +103,9 @@ def _render(workdir: str) -> tuple[str, dict]:
         if why and stage in records and not sections[name].get("missing"):
             sections[name]["stale"] = why  # shown, marked: never mixed silently with the newer stages
             sections[name].pop("unfinished", None)  # tune refuses to resume a search of an older run: not offered
+    model = sections["model"]
+    if model.get("last_export") and not model.get("stale"):  # RUN/bundle, an older export: its own runs tell
+        model["stale"] = _trained_on_older(model.get("config") or {}, records)  # (round 65: shown as current)
     for step in sections["reproduce"].get("steps", []):  # its command ran on older runs of the stages above it
         step["stale"] = bool(stale_why.get(step["stage"]))
     return template.render(workdir=workdir, family_columns=FAMILY_COLUMNS, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), s=sections,
@@ -362,6 +365,19 @@ def _export_elsewhere(bundle: str, records: dict) -> dict | None:
     same = not out or (out == bundle if storage.is_remote(out) or storage.is_remote(bundle)
                        else os.path.realpath(out) == os.path.realpath(bundle) or _moved_with_run(out, bundle))
     return None if same else {"out": out, "trial": last.get("trial_id")}
+
+
+def _trained_on_older(config: dict, records: dict) -> str:
+    """Why a bundle that is not the last export's was trained on older runs of catalog or clean than the run's
+    now ('' when not, or unknown: a bundle exported before its runs were recorded)."""
+    trained_on = (config.get("trial") or {}).get("trained_on") or {}
+    for stage in ("catalog", "clean") if trained_on else ():
+        now = (records.get(stage) or {}).get("run_id")
+        if now and trained_on.get(stage) != now:
+            was = f"{stage} run {trained_on[stage][:8]}" if trained_on.get(stage) else f"no {stage} run"
+            return (f"this bundle was trained on {was}; the run's {stage} is now run {now[:8]}: run "
+                    "speciesfam export again for a bundle of it")
+    return ""
 
 
 def _moved_with_run(out: str, bundle: str) -> bool:

@@ -68,3 +68,34 @@ def test_a_runs_catalog_manifest_says_which_of_its_rows_clean_moved_into_train(t
     assert moved_warning(str(tmp_path / "manifest.parquet"), rows, "val").startswith("2 images of these val rows")
     stages.finish(str(tmp_path), "catalog")  # catalog ran again: new splits
     assert moved_warning(str(tmp_path / "manifest.parquet"), rows, "val") == ""
+
+
+def test_a_clean_manifest_of_another_clean_run_that_chose_otherwise_is_said_not_comparable(tmp_path):
+    """Clean ran again (a stricter --outlier-z) after the export: its clean_manifest.parquet's test split lost a
+    hard image and the score rose, with no word (hostile tester round 65). Same catalog, so no split warning; a
+    clean run again with the same settings (the same train and val images) is no warning either."""
+    from speciesfam import stages
+    from speciesfam.evaluate_warnings import recleaned_warning
+
+    stages.finish(str(tmp_path), "catalog")
+    stages.finish(str(tmp_path), "clean")
+    trained_on = {s: stages.load(str(tmp_path), s)["run_id"] for s in ("catalog", "clean")}
+    config = {"trial": {"trained_on": trained_on}}
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    pd.DataFrame({"sha256": ["A", "B", "C"], "split": ["train", "train", "val"], "copy": [False, False, True]}
+                 ).to_parquet(bundle / "seen.parquet")
+    manifest = tmp_path / "clean_manifest.parquet"
+    rows = pd.DataFrame({"sha256": ["A", "B", "C", "D"], "split": ["train", "train", "val", "test"],
+                         "status": ["ok", "ok", "duplicate", "ok"]})
+    rows.to_parquet(manifest)
+    assert recleaned_warning(config, str(manifest), str(bundle)) == ""  # the clean run the model was trained from
+    stages.finish(str(tmp_path), "clean")  # clean again, on the same catalog run, the same choices
+    assert recleaned_warning(config, str(manifest), str(bundle)) == ""
+    rows.assign(status=["ok", "removed", "duplicate", "removed"]).to_parquet(manifest)  # stricter: chose otherwise
+    again = stages.load(str(tmp_path), "clean")["run_id"]
+    assert recleaned_warning(config, str(manifest), str(bundle)) == (
+        f"{manifest} was written by clean run {again[:8]}, not by the one this model was trained from "
+        f"({trained_on['clean'][:8]}), and chose otherwise: it keeps 0 train or val images that run took out and "
+        "took out 1 that it kept, so it may have taken out other test images too: this score is not comparable "
+        "with the model's own (tune and export again on this clean for a model of it)")

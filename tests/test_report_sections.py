@@ -157,6 +157,30 @@ def test_an_export_to_another_folder_is_named_beside_run_bundle(tmp_path):
     assert f"The last export (trial bbbb2222) wrote its bundle to {other}; none is at {bundle}." in render(str(tmp_path))
 
 
+def test_run_bundle_of_an_older_clean_is_stale_when_a_later_export_went_elsewhere(tmp_path):
+    """Clean ran again, then tune and export --out B2: the section showed RUN/bundle, trained on the old clean,
+    and its evaluation as current (the export record, fresh, was B2's; hostile tester round 65)."""
+    from speciesfam.bundle import checksums
+
+    catalog = stages.finish(str(tmp_path), "catalog")["run_id"]
+    cleaned = stages.finish(str(tmp_path), "clean")["run_id"]
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"kind": "cnn", "model": "m", "labels": ["A", "B"],
+                                                    "image_size": 32, "trial": {"trained_on": {
+                                                        "catalog": catalog, "clean": cleaned}}}))
+    (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
+    stages.finish(str(tmp_path), "tune")
+    stages.finish(str(tmp_path), "export", summary={"trial_id": "aaaa1111", "bundle": str(bundle)})
+    assert "Stale" not in render(str(tmp_path))
+    again = stages.finish(str(tmp_path), "clean")["run_id"]
+    stages.finish(str(tmp_path), "tune")
+    stages.finish(str(tmp_path), "export", summary={"trial_id": "bbbb2222", "bundle": str(tmp_path / "b2")})
+    page = render(str(tmp_path))
+    assert f"this bundle was trained on clean run {cleaned[:8]}; the run&#39;s clean is now run {again[:8]}" in page
+    assert "Stale: what follows was built from an older run" in page
+
+
 def test_the_search_section_judges_only_finished_trials_and_names_their_own_search(tmp_path):
     """After a search whose every trial failed, the report named a failed trial 'Best', counted it as stopped by
     ASHA, showed the latest search's settings for a best trial of an earlier search, and counted the time
