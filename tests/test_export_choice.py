@@ -90,6 +90,13 @@ def test_a_moved_or_copied_run_folder_exports_its_own_checkpoints(probe_run, tmp
     assert marked
     assert main(["export", "--workdir", str(copy)]) == 0
     assert json.loads((copy / "bundle" / "metrics.json").read_text())["checkpoint"].get("copy") is True
+    # a copy whose search folder was deleted: its trials are missing here, not the original's (round 65)
+    bare = Path(shutil.copytree(copy, tmp_path / "bare"))
+    shutil.rmtree(next(p for p in (bare / "tune").iterdir() if p.is_dir()))
+    assert main(["export", "--workdir", str(bare), "--out", str(tmp_path / "bare-bundle")]) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {bare}/tune/" in err and "is not there (deleted, or the search's --storage-path moved)" \
+        in err, err
     trials = (copy / "trials.csv").read_text()  # moved: its searches ran in a folder that is no longer there
     (copy / "trials.csv").write_text(trials.replace(str(probe_run), str(tmp_path / "gone")))
     moved = shutil.move(copy, tmp_path / "moved here")

@@ -178,7 +178,8 @@ def rewrite_advice(workdir: str, said: str, only: list[str] | None = None) -> st
 
 def moved_here(trials: "pd.DataFrame", workdir: str) -> "pd.DataFrame":
     """Trials recorded under another run folder's ``tune/`` (RUN/tune/NAME/TRIAL: this folder moved or copied
-    since) with their paths under this one's, where they are there. The paths are absolute: a moved folder's
+    since) with their paths under this one's, where they are there or the other is a run folder (a copy's deleted
+    search is missing here). The paths are absolute: a moved folder's
     export failed ('has no config.json; was it written by speciesfam?'), a copy's exported the original's
     checkpoints (hostile tester). Searches kept elsewhere (``--storage-path``) keep their paths."""
     if storage.is_remote(workdir) or not len(trials) or "trial_path" not in trials:
@@ -189,8 +190,11 @@ def moved_here(trials: "pd.DataFrame", workdir: str) -> "pd.DataFrame":
         if not isinstance(path, str) or storage.is_remote(path):
             continue
         run = os.path.dirname(os.path.dirname(os.path.dirname(path.rstrip("/"))))
+        # a copy whose search folder was deleted: its trials are missing here, not the original's (they were
+        # exported from the other run, unsaid: round 65); another run folder is one with stages/
         if os.path.basename(os.path.dirname(os.path.dirname(path.rstrip("/")))) != "tune" or \
-                os.path.realpath(run) == here or not os.path.isdir(here + path[len(run):]):
+                os.path.realpath(run) == here or not (os.path.isdir(here + path[len(run):]) or
+                                                      os.path.isdir(os.path.join(run, "stages"))):
             continue
         trials.at[i, "trial_path"] = here + path[len(run):]
         ckpt = trials.at[i, "best_checkpoint"] if "best_checkpoint" in trials else None
