@@ -83,8 +83,8 @@ def recorded_trial(path: str) -> dict[str, Any]:
 
 
 def _reexport(path: str) -> str:
-    """'re-export it with `speciesfam export --workdir RUN --out PATH`': the run folder when the bundle lies in
-    one (RUN/bundle: no --out), shell-quoted, as a damaged bundle's refusal says it."""
+    """'re-export it with `speciesfam export --workdir RUN --trial T --out PATH`': the run folder when the bundle
+    lies in one (RUN/bundle: no --out), its own trial, shell-quoted, as a damaged bundle's refusal says it."""
     import shlex
 
     from . import stages
@@ -98,7 +98,10 @@ def _reexport(path: str) -> str:
     else:
         run = None
     out = "" if run == parent and name == "bundle" else f" --out {shlex.quote(path)}"
-    return f"re-export it with `speciesfam export --workdir {shlex.quote(run) if run else 'RUN'}{out}`"
+    trial = recorded_trial(path).get("trial_id")  # the same model (without it: the best trial, another one if
+    # later searches did better, or the one --trial chose was not: round 65)
+    which = f" --trial {shlex.quote(trial)}" if isinstance(trial, str) and trial else ""
+    return f"re-export it with `speciesfam export --workdir {shlex.quote(run) if run else 'RUN'}{which}{out}`"
 
 
 def read_config(path: str) -> dict[str, Any]:

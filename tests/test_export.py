@@ -157,12 +157,15 @@ def test_a_damaged_probe_bundle_is_refused(probe_run, probe_bundle, tmp_path):
         load_bundle(str(b))
     # the command that replaces this bundle (it said `speciesfam export --workdir RUN`, which writes RUN/bundle): the
     # run folder export recorded, and this folder as --out
-    assert str(err.value).endswith(f"re-export it with `speciesfam export --workdir {probe_run} --out {b}`"), err.value
+    # and its own trial: without it, the best trial (another one after a better search, or than --trial chose)
+    trial = config["trial"]["trial_id"]
+    assert str(err.value).endswith(f"re-export it with `speciesfam export --workdir {probe_run} --trial {trial} "
+                                   f"--out {b}`"), err.value
     from speciesfam import stages
 
     stages.finish(str(tmp_path / "run"), "catalog")  # a run folder's own bundle: its folder, no --out
     own = Path(shutil.copytree(b, tmp_path / "run" / "bundle"))
-    fix = f"re-export it with `speciesfam export --workdir {tmp_path / 'run'}`"
+    fix = f"re-export it with `speciesfam export --workdir {tmp_path / 'run'} --trial {trial}`"
     with pytest.raises(BundleError, match=re.escape(fix)):
         load_bundle(str(own))
     b = copy("corrupt")
