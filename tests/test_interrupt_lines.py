@@ -252,3 +252,25 @@ def test_one_interrupt_delivered_twice_stops_the_search_once(monkeypatch):
             signal.signal(sig, handler)
         interrupts.STOPPING.clear()
         interrupts.INTERRUPTED.clear()
+
+
+def test_a_resume_of_a_finished_search_keeps_the_bundle_fresh(tmp_path):
+    """`--resume` of a search that had finished trained nothing (every trial kept), yet the report then said the
+    bundle was built from an older tune run: export again (hostile tester round 65). A search that found more
+    does make it stale."""
+    import pandas as pd
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.tune.search import record_search
+
+    stages.finish(str(tmp_path), "catalog")
+    cfg = TuneConfig(kind="probe", num_samples=2, name="done")
+    table = pd.DataFrame({"trial_id": ["a", "b"], "status": "ok", "epochs_run": [3, 5],
+                          layout.BEST_METRIC: [0.5, 0.7], "seconds": [1.0, 2.0], "best_epoch": [2, 4]})
+    record_search(str(tmp_path), cfg, "done", table, planned=2)
+    first = stages.load(str(tmp_path), "tune")["run_id"]
+    record_search(str(tmp_path), cfg, "done", table, planned=2)  # the resume: the same trials, all kept
+    assert stages.load(str(tmp_path), "tune")["run_id"] == first
+    better = table.assign(**{layout.BEST_METRIC: [0.5, 0.8]})
+    record_search(str(tmp_path), cfg, "done", better, planned=2)
+    assert stages.load(str(tmp_path), "tune")["run_id"] != first

@@ -289,6 +289,12 @@ def record_search(workdir: str, cfg: TuneConfig, name: str, table, planned: int 
     # which made an identical bundle and dropped its evaluation: hostile tester round 43)
     same = (not len(ok) and before.get("built_from") == on_these
             and not ((earlier.get(name) or {}).get("summary") or {}).get("ok"))
+    # nor does a --resume of a finished search (every trial kept: its trials, best trial and score as recorded):
+    # the bundle was marked stale (hostile tester round 65)
+    was = earlier.get(name) or {}
+    same = same or (len(ok) and before.get("built_from") == on_these == was.get("built_from") and all(
+        (was.get("summary") or {}).get(k) == summary.get(k) for k in ("trials", "ok", "best_trial", layout.BEST_METRIC,
+                                                                        "best_epoch")))
     searches[name] = {"config": settings, "built_from": on_these, "finished_at": stages.timestamp(),
                       "summary": summary}  # the report: how each search ended, interrupted ones included
     stages.finish(workdir, "tune", config=settings, summary=summary,  # None too: --weights none differs
