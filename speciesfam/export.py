@@ -79,8 +79,10 @@ def choose_trial(workdir: str, trial_id: str | None = None) -> tuple[dict[str, A
         if not isinstance(row.get("best_checkpoint"), str):
             raise SpeciesfamError(f"trial {trial_id} has no checkpoint (status {row['status']}: {row.get('error')})")
         best = ok.iloc[0] if len(ok) else None
-        reason = "chosen with --trial" + (f"; the best trial is {best['trial_id']} ({best['kind']}, "
-                                          f"{metric} {best[metric]:.4f})" if best is not None else "")
+        reason = "chosen with --trial" + (
+            f"; it is the best trial ({best['kind']}, {metric} {best[metric]:.4f})" if best is not None and
+            str(best["trial_id"]) == str(trial_id) else f"; the best trial is {best['trial_id']} ({best['kind']}, "
+            f"{metric} {best[metric]:.4f})" if best is not None else "")
         if row.get("status") != layout.OK:  # a checkpoint from before it failed: said in the card and metrics
             reason += f"; this trial then failed ({row['status']}: {row.get('error')}): exported from its checkpoint"
         return row, reason

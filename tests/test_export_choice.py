@@ -76,6 +76,10 @@ def test_export_says_whose_bundle_it_replaced(probe_run, tmp_path, capsys):
     assert export_line().endswith(f"; it replaced the bundle of trial {other} trained on catalog run 01234567 (another "
                                   "run folder's, or this one's before catalog ran again)")
     assert json.loads((shared / "config.json").read_text())["trial"]["trial_id"] == first
+    # --trial naming the best trial: said so, not 'the best trial is' itself (round 65)
+    assert main(["export", "--workdir", str(run), "--out", str(shared), "--trial", first]) == 0
+    reason = json.loads((shared / "config.json").read_text())["trial"]["reason"]
+    assert reason.startswith("chosen with --trial; it is the best trial (probe, ") and first not in reason, reason
 
 
 def test_a_moved_or_copied_run_folder_exports_its_own_checkpoints(probe_run, tmp_path, capsys):
