@@ -117,7 +117,10 @@ def test_a_trial_finished_just_before_a_sigkill_is_kept_by_resume(tmp_path):
 
 
 INIT_THEN_WAIT = """
-import time
+import signal, time
+# Ctrl-C as a terminal's process gets it: pytest-xdist's workers start their children with SIGINT ignored, and a
+# command that inherits it ignored keeps ignoring it (raycluster._interrupts_held)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from speciesfam.raycluster import init_ray
 init_ray(num_cpus=1)
 time.sleep(120)
