@@ -274,12 +274,7 @@ def entry(argv: list[str] | None = None) -> int:
     cluster_watch.ARMED.set()  # this process is the command's: a gone cluster ends it, said (cluster_watch.py)
     code = main(argv)
     if cluster_watch.GONE.is_set():  # ray.shutdown would wait on the gone cluster, then Ray ends the process
-        import logging
-
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code or 1)
+        cluster_watch.end(code or 1)
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         _shutdown_ignoring_signals(ray)

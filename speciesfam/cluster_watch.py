@@ -66,7 +66,7 @@ def _watch(address: str, shown: str | None) -> None:
             down_since = None
             continue
         down_since = down_since or time.monotonic()
-        if time.monotonic() - down_since >= GONE_S and _WATCHED == [address] and ray.is_initialized():
+        if time.monotonic() - down_since >= GONE_S:  # each round above checked it is still this Ray's
             _gone(shown or address, shown is None)
             return
 
@@ -90,6 +90,13 @@ def _gone(address: str, local: bool) -> None:
     stacks = "\n".join(f"thread {t}:\n{''.join(traceback.format_stack(f))}" for t, f in sys._current_frames().items())
     logging.getLogger(__name__).warning("the command did not end within %.0f s of the cluster going away: ended "
                                         "here; its threads were at:\n%s", EXIT_S, stacks)
+    end(1)
+
+
+def end(code: int) -> None:
+    """End the process now with ``code``, its logs and console flushed: ``ray.shutdown`` (and Ray's own at exit)
+    would wait on the gone cluster, then Ray's core worker ends it with 1."""
     logging.shutdown()
     sys.stdout.flush()
-    os._exit(1)
+    sys.stderr.flush()
+    os._exit(code)

@@ -59,7 +59,7 @@ def recleaned_warning(config: dict[str, Any], manifest_uri: str, bundle: str) ->
     images are not the model's (its settings changed): it may have taken out other test images too, and the score
     is not comparable ('' otherwise; a clean run again with the same settings makes the same choices). A stricter
     re-clean dropped a hard test image and the score rose, with no word (hostile tester round 65)."""
-    from .seen import SEEN
+    from .seen import SEEN, used_rows
 
     trained_on, wrote, record = _manifest_record(config, manifest_uri)
     seen_uri = os.path.join(bundle, SEEN)
@@ -72,7 +72,7 @@ def recleaned_warning(config: dict[str, Any], manifest_uri: str, bundle: str) ->
     table = pd.read_parquet(seen_uri)
     model = set(table.loc[~table["copy"].astype(bool), "sha256"]) if "copy" in table else set(table["sha256"])
     rows = storage.read_table(manifest_uri)
-    now = set(rows.loc[(rows["status"] == layout.OK) & rows["split"].isin(["train", "val"]), "sha256"])
+    now = set(rows.loc[used_rows(rows), "sha256"])
     if now == model:
         return ""
     kept = counted(len(now - model), "train or val image")

@@ -332,21 +332,15 @@ def _loopback_cluster(address: str) -> bool:
     external address (``_loopback_only``), where nothing answers, and waited on it without end, printing 'Failed
     to connect to GCS' (docs auditor: ``--address auto`` beside a running search). A cluster of ``ray start``
     answers there too: joined as Ray joins it."""
-    import socket
-
     from ray._private import services
+
+    from .cluster_watch import answers
 
     host, _, port = address.rpartition(":")
     if "://" in address or not port.isdigit() or not services.is_localhost(host.strip("[]")):
         return False
     external = services.get_node_ip_address()  # where ray.init would join it
-    if services.is_localhost(external):
-        return False
-    try:
-        socket.create_connection((external, int(port)), timeout=2).close()
-    except OSError:
-        return True
-    return False
+    return not services.is_localhost(external) and not answers(f"{external}:{port}")
 
 
 def _free_port() -> int:

@@ -25,6 +25,11 @@ COPY = {"train": "a near-duplicate of an image the model was trained on (clean d
                "split)"}
 
 
+def used_rows(manifest: "pd.DataFrame") -> "pd.Series":
+    """The rows of a run's manifest whose images a model of it is trained on or chosen by: usable train and val."""
+    return manifest["split"].isin(list(WHY)) & (manifest["status"] == layout.OK)
+
+
 def write(workdir: str, folder: str, trained_on: dict[str, Any]) -> str:
     """Write ``folder/seen.parquet`` from the manifest the search trained on (``trained_on``: the tune record's
     catalog and clean runs): clean's when it read one, else catalog's; its usable train and val rows and the
@@ -40,7 +45,7 @@ def write(workdir: str, folder: str, trained_on: dict[str, Any]) -> str:
     try:
         manifest = storage.read_table(uri)
         kept = manifest["split"].isin(list(WHY))
-        used = manifest[kept & (manifest["status"] == layout.OK)]
+        used = manifest[used_rows(manifest)]
         group = manifest["near_duplicate_group"] if "near_duplicate_group" in manifest else pd.Series(-1, manifest.index)
         copies = manifest[kept & (manifest["status"] == layout.DUPLICATE) & group.ge(0)]
         table = pd.concat([pd.DataFrame({"sha256": rows["sha256"].astype(str), "split": rows["split"].astype(str),
