@@ -80,6 +80,28 @@ def replaced_bundle(out: str, trial: dict[str, Any]) -> str:
                "again)" if other_run and catalog else " of another run" if other_run else ""))
 
 
+def kept_export(workdir: str, out: str, trial_id: str) -> dict[str, Any] | None:
+    """The export record when ``out`` already holds the bundle of ``trial_id`` that this run's last export wrote,
+    from the search the run holds now and unchanged since (every file checked): writing it again would only change
+    its id (config.json's export time), and the evaluations and predictions made with it would stop counting as
+    its own (hostile tester round 65). None otherwise: export writes the bundle."""
+    try:
+        rec = stages.load(workdir, "export")
+        if rec is None or stages.is_stale(workdir, "export"):
+            return None
+        done = rec["summary"]
+        if done.get("bundle") != out or str(done.get("trial_id")) != str(trial_id):
+            return None
+        config = B.read_config(out)
+        tune = stages.load(workdir, "tune") or {}
+    except SpeciesfamError:  # a damaged record or bundle: export writes them anew
+        return None
+    trial = config.get("trial") if isinstance(config.get("trial"), dict) else {}
+    same = (config.get("schema_version") == B.SCHEMA_VERSION and str(trial.get("trial_id")) == str(trial_id)
+            and trial.get("trained_on") == (tune.get("built_from") or {}))
+    return rec if same else None
+
+
 def foreign_files(bundle: str) -> list[str]:
     """Files under ``bundle`` that its checksums.json does not list ([] when it cannot be read: a damaged
     bundle is replaced, as before)."""

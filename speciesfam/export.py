@@ -320,6 +320,12 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
     parent, name = os.path.split(out)
     os.makedirs(parent, exist_ok=True)
     placement.recover(out)
+    kept = placement.kept_export(workdir, out, row["trial_id"])
+    if kept:  # the same model: its id, and so its evaluations and predictions, stay
+        summary = {k: v for k, v in kept["summary"].items() if k != "replaced"}
+        stages.finish(workdir, "export", config=kept["config"], summary={**summary, "kept": True},
+                      built_from=kept["built_from"], run_id=kept["run_id"])
+        return out
     with tempfile.TemporaryDirectory() as scratch:
         uri = row["best_checkpoint"]
         ckpt = storage.download_dir(uri, os.path.join(scratch, "ckpt")) if storage.is_remote(uri) else uri

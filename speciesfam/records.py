@@ -70,7 +70,7 @@ TuneSummary = TypedDict("TuneSummary", {
 
 ExportSummary = TypedDict("ExportSummary", {
     "trial_id": str, "search": Optional[str], "kind": str, "model": str, layout.BEST_METRIC: float, "reason": str,
-    "bundle": str, "replaced": str}, total=False)
+    "bundle": str, "replaced": str, "kept": bool}, total=False)
 
 
 class CatalogAdds(TypedDict, total=False):

@@ -93,6 +93,10 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
         if stage == "export":
             done = stages.summary(workdir, "export")
             what = list(dict.fromkeys([done.get("kind"), done.get("model")]))  # a probe's model is 'probe' too
+            if done.get("kept"):
+                return (f"export: {done.get('bundle')} already holds trial {done.get('trial_id')}'s bundle "
+                        f"({', '.join(map(str, what))}) from this search, unchanged since: kept as it is (its "
+                        "evaluations and predictions stay its own)")
             return (f"export: {done.get('bundle')} ({', '.join(map(str, what))}, trial {done.get('trial_id')}): "
                     f"{done.get('reason')}" + (f"; it replaced the bundle of {done['replaced']}" if done.get("replaced")
                                                else ""))

@@ -77,9 +77,44 @@ def test_export_says_whose_bundle_it_replaced(probe_run, tmp_path, capsys):
                                   "run folder's, or this one's before catalog ran again)")
     assert json.loads((shared / "config.json").read_text())["trial"]["trial_id"] == first
     # --trial naming the best trial: said so, not 'the best trial is' itself (round 65)
-    assert main(["export", "--workdir", str(run), "--out", str(shared), "--trial", first]) == 0
-    reason = json.loads((shared / "config.json").read_text())["trial"]["reason"]
+    assert main(["export", "--workdir", str(run), "--out", str(tmp_path / "named"), "--trial", first]) == 0
+    reason = json.loads((tmp_path / "named" / "config.json").read_text())["trial"]["reason"]
     assert reason.startswith("chosen with --trial; it is the best trial (probe, ") and first not in reason, reason
+
+
+def test_exporting_the_same_trial_again_keeps_the_bundle_and_its_id(probe_run, tmp_path, capsys):
+    """Export again of the trial the bundle holds, from the same search: it wrote the bundle anew, whose id (of its
+    files, config.json's export time among them) was then another's, so the report dropped its evaluation and
+    predict refused its earlier predictions as another bundle's (hostile tester round 65)."""
+    from speciesfam import stages
+    from speciesfam.bundle import bundle_id
+    from speciesfam.cli import main
+
+    def export_line() -> str:
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("export: "))
+
+    run = Path(shutil.copytree(probe_run, tmp_path / "run"))
+    bundle, trials = run / "bundle", pd.read_csv(run / "trials.csv")
+    best, other = str(trials["trial_id"].iloc[0]), str(trials["trial_id"].iloc[1])
+    assert main(["export", "--workdir", str(run)]) == 0
+    first_id, record = bundle_id(str(bundle)), stages.load(str(run), "export")
+    capsys.readouterr()
+    assert main(["export", "--workdir", str(run), "--trial", best]) == 0
+    assert export_line() == (f"export: {bundle} already holds trial {best}'s bundle (probe) from this search, "
+                             "unchanged since: kept as it is (its evaluations and predictions stay its own)")
+    assert bundle_id(str(bundle)) == first_id and stages.load(str(run), "export")["run_id"] == record["run_id"]
+    (bundle / "labels.json").write_text("[]")  # changed since: written anew
+    assert main(["export", "--workdir", str(run)]) == 0
+    assert "kept" not in export_line() and bundle_id(str(bundle)) != first_id
+    again = bundle_id(str(bundle))
+    assert main(["export", "--workdir", str(run), "--trial", other]) == 0  # another trial: another model
+    assert export_line().endswith(f"; it replaced the bundle of trial {best}")
+    assert main(["export", "--workdir", str(run), "--trial", best]) == 0
+    assert "kept" not in export_line() and bundle_id(str(bundle)) not in (first_id, again)
+    tune = stages.load(str(run), "tune")  # a search that ran again (a new tune run): its trial's model is new
+    stages.finish(str(run), "tune", config=tune["config"], summary=tune["summary"], built_from=tune["built_from"])
+    assert main(["export", "--workdir", str(run)]) == 0
+    assert "kept" not in export_line()
 
 
 def test_a_moved_or_copied_run_folder_exports_its_own_checkpoints(probe_run, tmp_path, capsys):
@@ -108,7 +143,8 @@ def test_a_moved_or_copied_run_folder_exports_its_own_checkpoints(probe_run, tmp
     assert json.loads((Path(moved) / "bundle" / "metrics.json").read_text())["checkpoint"].get("copy") is True
     trials = (Path(moved) / "trials.csv").read_text()  # a search kept elsewhere (--storage-path), gone since
     (Path(moved) / "trials.csv").write_text(trials.replace(str(tmp_path / "gone" / "tune"), "/gone/storage"))
-    assert main(["export", "--workdir", str(moved)]) == 2
+    # (another --out: in RUN/bundle, that trial's intact bundle of this search is kept as it is)
+    assert main(["export", "--workdir", str(moved), "--out", str(tmp_path / "elsewhere")]) == 2
     assert "is not there (deleted, or the search's --storage-path moved); export another --trial" in \
         capsys.readouterr().err
 
