@@ -134,6 +134,7 @@ def _predict(args: argparse.Namespace) -> int:
     from .console import say_err
     from .lines import counted
     from .predict import SKIPPED, predict_files, print_results
+    from .seen import files_note
 
     if args.address:  # read by a batch prediction only (hostile tester round 43: silently ignored)
         say_err(f"predict: note: --address {args.address} is not read for image files, which are predicted here; "
@@ -147,6 +148,8 @@ def _predict(args: argparse.Namespace) -> int:
     skipped = sum(r.get("error", "").startswith(SKIPPED) for r in results)
     if skipped:  # as a folder's batch prediction says it (README: the count is said)
         say_err(f"predict: {counted(skipped, 'hidden or system file')} skipped")
+    if note := files_note(results):  # the model's own images: on stderr, as the table is data
+        say_err(note)
     return 1 if any("error" in r and not r["error"].startswith(SKIPPED) for r in results) else 0
 
 

@@ -20,7 +20,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any, Iterator
 
-from . import console, pathtext, storage
+from . import console, pathtext, seen, storage
 from .errors import SpeciesfamError, inner_error
 from .lines import counted
 from .predict_resume import (CARRIED, check_resume, file_stamps, key_columns, merged, read_done, to_predict,
@@ -51,12 +51,12 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     """Top-k families per file, in this process (a handful of files). A file that cannot be read gets an
     ``error`` entry and the others go on."""
     from .bundle import load_bundle
-    from .data.images import DecodeError, read_rgb
+    from .data.images import DecodeError, read_rgb_sha256
     from .data.sources import resolve_path, skip_reason
 
     check_top_k(top_k)
 
-    predictor = load_bundle(bundle, weights_dir)
+    predictor, splits = load_bundle(bundle, weights_dir), seen.splits(bundle)
     out, images, where = [], [], []
     for f in paths:
         name = pathtext.shown(f)  # a byte that is not UTF-8 as '\xff', as catalog's and a folder's rows show it
@@ -66,9 +66,10 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
             out.append({"path": name, "error": f"{SKIPPED}{skipped}" if skipped else problem})
             continue
         try:
-            images.append(read_rgb(f))
+            image, content = read_rgb_sha256(f)
+            images.append(image)
             where.append(len(out))
-            out.append({"path": name})
+            out.append({"path": name, **({"seen": splits[content]} if content in splits else {})})
         except DecodeError as err:
             out.append({"path": name, "error": str(err) or type(err).__name__})
     probs = predictor.predict(images, batch_size=batch_size)
@@ -231,7 +232,7 @@ class PredictActor:
 
         self.predictor = load_bundle(bundle, weights_dir)
         use_actor_threads(threads)
-        self.top_k, self.bundle_id = top_k, bundle_id
+        self.top_k, self.bundle_id, self.seen = top_k, bundle_id, seen.splits(bundle)
 
     def __call__(self, batch: "pd.DataFrame") -> "pd.DataFrame":
         good = [i for i, e in enumerate(batch["error"]) if not e]
@@ -240,7 +241,8 @@ class PredictActor:
             probs = self.predictor.predict([batch["image"].iloc[i] for i in good])
             for i, top in zip(good, self.predictor.top_k(probs, self.top_k)):
                 tops[i] = top
-        out = batch.drop(columns=["image"])
+        out = batch.drop(columns=["image", "content"])
+        out["seen"] = [self.seen.get(c, "") for c in batch["content"]]  # '' for an error row, as for a new image
         out["family"] = [t[0][0] if t else None for t in tops]
         out["probability"] = [t[0][1] if t else None for t in tops]
         out["top_families"] = [[f for f, _ in t] for t in tops]
@@ -300,7 +302,8 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
         size = int(config["image_size"]) if config["kind"] == "cnn" else None
         ds = ray.data.from_pandas([todo.iloc[i:i + batch_size] for i in range(0, len(todo), batch_size)])
         # CNN bundles: decoded straight to the model's size (its predictor would resize anyway; less to move).
-        ds = ds.map_batches(decode_batch, fn_kwargs={"size": size}, batch_format="pandas", batch_size=batch_size)
+        ds = ds.map_batches(decode_batch, fn_kwargs={"size": size, "digest": True}, batch_format="pandas",
+                            batch_size=batch_size)
         ds = ds.map_batches(PredictActor, fn_constructor_kwargs={"bundle": bundle, "top_k": top_k, "bundle_id": bid,
                                                                   "threads": threads, "weights_dir": weights_dir},
                             batch_format="pandas", batch_size=batch_size,
@@ -335,4 +338,6 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
     console.say(f"predict: wrote {out}: {counted(len(table), 'row')}, "  # '1 rows, 0 with an error' (round 50)
                 + (f"{errors} with an error (see its 'error' column)" if errors else "none with an error")
                 + (f", {counted(skipped, 'hidden or system file')} skipped" if skipped else ""))
+    if "seen" in table and (note := seen.predict_note(table["seen"][table["seen"].fillna("") != ""])):
+        console.say(note)
     return table

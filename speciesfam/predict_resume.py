@@ -20,7 +20,7 @@ from .lines import counted
 if TYPE_CHECKING:
     import pandas as pd
 
-PREDICTION_COLUMNS = ["path", "family", "probability", "top_families", "top_probabilities", "error", "bundle_id",
+PREDICTION_COLUMNS = ["path", "family", "probability", "top_families", "top_probabilities", "error", "seen", "bundle_id",
                       "stamp"]
 CARRIED = ("label", "split")  # manifest columns copied to the output (e.g. to score predictions later)
 

@@ -58,6 +58,42 @@ def write(workdir: str, folder: str, trained_on: dict[str, Any]) -> str:
     return ""
 
 
+def splits(bundle: str) -> dict[str, str]:
+    """sha256 -> the split ('train' or 'val') of each image the bundle has seen, near-duplicate copies clean dropped
+    included; {} for a bundle without seen.parquet (it cannot tell)."""
+    import pandas as pd
+
+    path = os.path.join(bundle, SEEN)
+    if not os.path.exists(path):
+        return {}
+    table = pd.read_parquet(path, columns=["sha256", "split"])
+    return dict(zip(table["sha256"].astype(str), table["split"].astype(str)))
+
+
+def predict_note(splits_seen: "pd.Series", where: str = "column 'seen'") -> str:
+    """predict's line on the images of its input that the model has seen ('' when none): ``splits_seen`` holds
+    each such row's split, from ``splits``; ``where`` says which they are."""
+    if not len(splits_seen):
+        return ""
+    from .lines import counted
+
+    each = ", ".join(f"{n} {split}" for split, n in splits_seen.value_counts().sort_index(
+        key=lambda s: s.map({"train": 0, "val": 1})).items())
+    return (f"predict: note: {counted(len(splits_seen), 'image')} the model was trained on or chosen by ({each}; "
+            f"{where}): their predictions say nothing of how it does on images it has not seen")
+
+
+def files_note(results: list[dict[str, Any]]) -> str:
+    """``predict_note`` of image files predicted in this process (``predict_files``' results), naming a few."""
+    import pandas as pd
+
+    from .lines import some
+
+    hits = [r for r in results if r.get("seen")]
+    return predict_note(pd.Series([r["seen"] for r in hits], dtype=object), some(r["path"] for r in hits)) if hits \
+        else ""
+
+
 def mark(rows: "pd.DataFrame", content: "pd.Series", bundle: str) -> int | None:
     """Give the first row to score of each image the bundle has seen (``content``: sha256 per row, '' where
     unknown; ``ok``, or ``duplicate`` where the set lists the image only as a repeat) the status ``seen`` and the

@@ -4,6 +4,7 @@ handling: tests/test_export_folder.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -165,6 +166,14 @@ def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, 
     for r in predict_files(str(bundle), sample, top_k=2):  # the same as the in-process predictor
         assert list(good.loc[r["path"], "top_families"]) == [f for f, _ in r["top"]]
         np.testing.assert_allclose(good.loc[r["path"], "top_probabilities"], [q for _, q in r["top"]], atol=1e-4)
+        assert r.get("seen", "") == good.loc[r["path"], "seen"]
+    # the images the model was trained on or chosen by (predictions of them say little of new images): by content
+    splits = (pd.read_parquet(bundle / "seen.parquet").set_index("sha256")["split"]
+              if (bundle / "seen.parquet").exists() else pd.Series(dtype=object))
+    content = good.index.map(lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest())
+    assert good["seen"].tolist() == [splits.get(c, "") for c in content] and (bad["seen"] == "").all()
+    hits = good["seen"][good["seen"] != ""]
+    assert (f"predict: note: {len(hits)} images the model was trained on or chosen by (" in said) == bool(len(hits))
     assert not Path(f"{out}.parts").exists()
     if not resume:
         return folder, out

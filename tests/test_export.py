@@ -257,6 +257,23 @@ def test_batch_prediction_over_a_folder_accounts_for_every_file_and_resumes(prob
     check_batch_prediction(probe_bundle, collection[0], tmp_path, capsys)
 
 
+def test_predict_says_which_images_the_model_was_trained_on_or_chosen_by(probe_run, probe_bundle, capsys):
+    """Predicting the training images scores the model on what it has seen (evaluate leaves them out; predict said
+    nothing: hostile tester). Each such image is named, by content, on stderr beside the printed table (and in a
+    batch prediction's column 'seen': test_bundle.check_batch_prediction)."""
+    from speciesfam.cli import main
+
+    cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
+    usable = cleaned[cleaned["status"] == "ok"]
+    val, train, test = (usable[usable["split"] == s]["path"].iloc[0] for s in ("val", "train", "test"))
+    assert main(["predict", str(probe_bundle), test, val, train, "--format", "json"]) == 0
+    said = capsys.readouterr()
+    assert [r.get("seen") for r in json.loads(said.out)] == [None, "val", "train"]
+    assert said.err == (f"predict: note: 2 images the model was trained on or chosen by (1 train, 1 val; {val}, "
+                        f"{train}): their predictions say nothing of how it does on images it has not seen\n")
+    assert main(["predict", str(probe_bundle), test]) == 0 and capsys.readouterr().err == ""
+
+
 @pytest.mark.slow
 def test_custom_module_factory_embedder_is_recorded_and_reloaded(probe_run, tmp_path):
     """A user's ``module:factory`` embedder: the bundle records it (with its source's sha256) and a fresh
@@ -352,8 +369,9 @@ def test_weights_dir_for_a_probe_bundle_that_reads_no_local_file_is_noted_not_re
 
     image = val_rows(probe_run)["path"].iloc[0]
     assert main(["predict", str(probe_bundle), image, "--weights-dir", str(tmp_path / "nowhere")]) == 0
-    assert capsys.readouterr().err.strip() == (f"predict: note: --weights-dir {tmp_path / 'nowhere'} is not read: "
-                                               "this bundle's embedder reads no local weights file")
+    assert capsys.readouterr().err.splitlines()[0] == (  # (then that it is a val image: seen)
+        f"predict: note: --weights-dir {tmp_path / 'nowhere'} is not read: this bundle's embedder reads no local "
+        "weights file")
 
 
 def test_a_probe_bundle_whose_head_takes_other_vectors_than_its_embedder_gives_is_refused(probe_bundle, tmp_path,

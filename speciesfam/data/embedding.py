@@ -17,7 +17,7 @@ from ..console import Progress, quiet_stderr, say
 from ..config import CleanConfig
 from .embedders import load_embedder, model_id, split_id
 from ..errors import SpeciesfamError, inner_error
-from .images import DecodeError, changed_reason, read_rgb
+from .images import ChangedError, DecodeError, changed_reason, read_rgb, read_rgb_sha256
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,27 +26,34 @@ if TYPE_CHECKING:
 EMBEDDING_COLUMNS = ["path", "label", "sha256", "embedding", "model_id", "decoder"]  # decoder: images.DECODER
 
 
-def decode_batch(batch: "pd.DataFrame", size: int | None = None) -> "pd.DataFrame":
+def decode_batch(batch: "pd.DataFrame", size: int | None = None, digest: bool = False) -> "pd.DataFrame":
     """Ray Data task: read and decode each path (resized to ``size`` x ``size`` if given); failures go to the
     ``error`` column, never drop a row. Rows that arrive with an ``error`` already (e.g. hidden files in
-    predict) are not read and keep it."""
-    images, errors = [], []
+    predict) are not read and keep it. ``digest``: also the sha256 of each file read, column ``content`` ('' for
+    a row in error)."""
+    images, errors, digests = [], [], []
     given = batch["error"] if "error" in batch else [""] * len(batch)
     hashes = batch["sha256"] if "sha256" in batch else [None] * len(batch)  # catalog's: a replaced file is an error
     for path, error, sha256 in zip(batch["path"], given, hashes):
-        if error:
-            images.append(np.zeros((1, 1, 3), np.uint8))
-            errors.append(error)
-            continue
-        try:
-            images.append(read_rgb(path, size=size, sha256=sha256 or None))
-            errors.append("")
-        except DecodeError as err:
-            images.append(np.zeros((1, 1, 3), np.uint8))
-            errors.append(str(err) or type(err).__name__)
+        content = ""
+        if not error:
+            try:
+                if digest:
+                    image, content = read_rgb_sha256(path, size=size)
+                    if sha256 and content != sha256:
+                        raise ChangedError(changed_reason(sha256))
+                else:
+                    image = read_rgb(path, size=size, sha256=sha256 or None)
+            except DecodeError as err:
+                error, content = str(err) or type(err).__name__, ""
+        images.append(image if not error else np.zeros((1, 1, 3), np.uint8))
+        errors.append(error)
+        digests.append(content)
     out = batch.copy()
     out["image"] = images
     out["error"] = errors
+    if digest:
+        out["content"] = digests
     return out
 
 

@@ -176,8 +176,25 @@ def read_rgb(path: str, size: int | None = None, sha256: str | None = None) -> n
     """``decode_rgb`` of a file (local path or URI). Raises ``DecodeError`` for unreadable files too (a missing
     file, an I/O error, a URI scheme no filesystem here reads: pyarrow's ArrowInvalid is a ValueError), and
     ``ChangedError`` when ``sha256`` is given and the file's differs."""
+    image, data = _read_decoded(path, size)
+    if sha256 and _sha256(data) != sha256:  # a damaged file is unreadable first
+        raise ChangedError(changed_reason(sha256))
+    return image
+
+
+def read_rgb_sha256(path: str, size: int | None = None) -> tuple[np.ndarray, str]:
+    """``read_rgb`` and the sha256 of the bytes it decoded (what tells predict an image the model has seen)."""
+    image, data = _read_decoded(path, size)
+    return image, _sha256(data)
+
+
+def _sha256(data: bytes) -> str:
     import hashlib
 
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_decoded(path: str, size: int | None) -> tuple[np.ndarray, bytes]:
     from .. import pathtext, storage
 
     try:
@@ -185,12 +202,9 @@ def read_rgb(path: str, size: int | None = None, sha256: str | None = None) -> n
     except (OSError, ValueError) as err:
         raise DecodeError(pathtext.read_error(err, path)) from err
     try:
-        image = decode_rgb(data, size=size)
+        return decode_rgb(data, size=size), data
     except OSError as err:  # PIL reports a truncated file while loading its pixels
         raise DecodeError(str(err) or type(err).__name__) from err
-    if sha256 and hashlib.sha256(data).hexdigest() != sha256:  # a damaged file is unreadable first
-        raise ChangedError(changed_reason(sha256))
-    return image
 
 
 def probe(data: bytes) -> dict:
