@@ -129,12 +129,8 @@ def _predict(args: argparse.Namespace) -> int:
         return 1 if failed(table).any() else 0
     if not args.paths:
         raise SpeciesfamError("give image files, a folder or --manifest M")
-    import logging
-
     from .console import say_err
-    from .lines import counted
-    from .predict import SKIPPED, predict_files, print_results
-    from .seen import files_note
+    from .predict import files_outcome, predict_files, print_results
 
     if args.address:  # read by a batch prediction only (hostile tester round 43: silently ignored)
         say_err(f"predict: note: --address {args.address} is not read for image files, which are predicted here; "
@@ -142,15 +138,7 @@ def _predict(args: argparse.Namespace) -> int:
     results = predict_files(args.bundle, args.paths, top_k=args.top_k, weights_dir=args.weights_dir)  # it checked the bundle: labels as loaded
     with open(os.path.join(args.bundle, "config.json"), encoding="utf-8") as f:
         print_results(results, args.format or "table", json.load(f)["labels"])
-    for r in results:  # the printed table is data; the log keeps which inputs failed and why
-        if "error" in r:
-            logging.getLogger("speciesfam.predict").info("not predicted: %s: %s", r.get("path"), r["error"])
-    skipped = sum(r.get("error", "").startswith(SKIPPED) for r in results)
-    if skipped:  # as a folder's batch prediction says it (README: the count is said)
-        say_err(f"predict: {counted(skipped, 'hidden or system file')} skipped")
-    if note := files_note(results):  # the model's own images: on stderr, as the table is data
-        say_err(note)
-    return 1 if any("error" in r and not r["error"].startswith(SKIPPED) for r in results) else 0
+    return files_outcome(results)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ line), a read error in catalog's words, an exception as one short line. Every st
 
 from __future__ import annotations
 
+import errno
 import os
 
 BROKEN_LINK = "broken symbolic link (target missing, or a link loop)"
@@ -73,6 +74,8 @@ def read_error(err: BaseException, path: str) -> str:
 
     if isinstance(err, FileNotFoundError):  # catalog's words ('cannot read file: [Errno 2] ...': round 49)
         return BROKEN_LINK if not is_remote(path) and os.path.islink(path) else f"file not found{path_hint(path)}"
+    if getattr(err, "errno", None) == errno.ELOOP and not is_remote(path):  # a link loop: catalog's words (round 66)
+        return BROKEN_LINK
     text = said(err)
     name = getattr(err, "filename", None)
     if isinstance(name, str) and not is_utf8(name):  # its repr printed the byte as '\udce9' (round 46)

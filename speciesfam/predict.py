@@ -78,6 +78,29 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     return out
 
 
+def files_outcome(results: list[dict[str, Any]]) -> int:
+    """After ``predict FILES`` printed its results (data, on stdout): the log keeps which inputs failed and why,
+    stderr counts the files skipped and those that failed (exit 1 with no word where stdout went to a file:
+    hostile tester round 66) and names those the model has seen. Returns the exit status: 1 when a file failed."""
+    import logging
+
+    from .lines import some
+
+    for r in results:
+        if "error" in r:
+            logging.getLogger("speciesfam.predict").info("not predicted: %s: %s", r.get("path"), r["error"])
+    skipped = sum(r.get("error", "").startswith(SKIPPED) for r in results)
+    if skipped:  # as a folder's batch prediction says it (README: the count is said)
+        console.say_err(f"predict: {counted(skipped, 'hidden or system file')} skipped")
+    failed = [r["path"] for r in results if "error" in r and not r["error"].startswith(SKIPPED)]
+    if failed:
+        console.say_err(f"predict: {len(failed)} of {counted(len(results), 'file')} could not be predicted "
+                        f"({some(failed)}): the output says why")
+    if note := seen.files_note(results):
+        console.say_err(note)
+    return 1 if failed else 0
+
+
 def table_line(result: dict[str, Any], alike: frozenset[str] = frozenset()) -> str:
     """``predict --format table``'s line for one file: its path, then each family with its probability (or the
     error), tab-separated, names shown with ``markdown.visible`` (a newline or tab in a family or path kept

@@ -64,6 +64,11 @@ def test_predicting_files_skips_system_files_a_glob_named(cnn_bundle, tmp_path, 
     assert cli.main(["predict", str(cnn_bundle[2]), *files[:2]]) == 0  # the table: not labelled an ERROR
     assert capsys.readouterr().out.splitlines()[1] == f"{files[1]}\tSKIPPED: system file (Windows' thumbnail " \
         "cache), not an image"
+    (tmp_path / "notes.jpg").write_text("not an image")  # a failure is counted on stderr: exit 1 with no word
+    assert cli.main(["predict", str(cnn_bundle[2]), *files, str(tmp_path / "notes.jpg")]) == 1  # where stdout
+    assert capsys.readouterr().err == ("predict: 2 hidden or system files skipped\n"  # went to a file (round 66)
+                                       f"predict: 1 of 4 files could not be predicted ({tmp_path / 'notes.jpg'}): "
+                                       "the output says why\n")
 
 
 def test_export_refuses_unknown_or_failed_trials(cnn_bundle):

@@ -112,6 +112,9 @@ def test_a_path_that_is_not_utf8_is_refused_in_one_line_and_a_file_says_why(tmp_
     os.symlink(os.path.join(odd, "nowhere"), os.path.join(odd, "Alpha", "link.png"))
     with pytest.raises(DecodeError, match=r"^broken symbolic link"):
         read_rgb(os.path.join(odd, "Alpha", "link.png"))
+    os.symlink("loop.png", os.path.join(odd, "Alpha", "loop.png"))  # '[Errno 40] Too many levels ...' (round 66)
+    with pytest.raises(DecodeError, match=r"^broken symbolic link \(target missing, or a link loop\)$"):
+        read_rgb(os.path.join(odd, "Alpha", "loop.png"))
     Image.new("RGB", (8, 8)).save(os.fsdecode(os.fsencode(str(tmp_path)) + b"/x\xe9.png"))
     with pytest.raises(DecodeError, match="^file name is not valid UTF-8"):
         read_rgb(os.fsdecode(os.fsencode(str(tmp_path)) + b"/x\xe9.png"))
