@@ -43,7 +43,8 @@ def test_symlink_loop_and_linked_folders_list_each_real_file_once(tmp_path):
     files = {"Alpha": family(src, "Alpha", 10, 0), "Beta": family(src, "Beta", 9, 100),
              "Gamma": family(src, "Gamma", 10, 200)}
     (src / "Beta" / "loop").symlink_to("..")
-    (src / "Beta" / "again").symlink_to("../Alpha")  # a second way to Alpha's files
+    (src / "Alpha" / "again").symlink_to("../Alpha")  # a second way to Alpha's files (from another family's
+    # folder, a link labels them twice: test_a_folder_linked_into_another_family_...)
     (src / "Alpha" / "self.png").symlink_to("img0.png")  # a link to a file already listed
     (src / "Alpha" / "0-link.png").symlink_to("img1.png")  # ... listed before it: still the link is the copy
     outside = family(tmp_path / "elsewhere", "delta", 4, 300)
@@ -80,6 +81,34 @@ def test_a_file_linked_into_another_family_is_a_label_conflict_like_a_copy(tmp_p
                  str(src / "Beta" / "shared.png")):
         assert got[path][0] == "conflict" and "'Alpha', 'Beta'" in got[path][1], (path, got[path])
     assert by_status(m) == {"ok": 7, "conflict": 4}
+
+
+def test_a_folder_linked_into_another_family_is_a_label_conflict_like_a_copy(tmp_path):
+    """A family folder that links to another (Lynx -> Felidae), two family folders that link to one folder outside,
+    a family's subfolder that links to another family: the second family's name vanished with only a count in
+    catalog.md ('links to folders already listed'), its images labelled by the first (hostile tester round 66).
+    As for a file linked into another family, or a copy of its bytes, each such image is a conflict of both."""
+    src = tmp_path / "src"
+    felidae = family(src, "Felidae", 4, 0)
+    family(src, "Canidae", 4, 10)
+    family(src, "Ranidae", 4, 20)
+    outside = family(tmp_path / "ext", "Outside", 4, 30)
+    (src / "Lynx").symlink_to("Felidae")
+    (src / "Bears").symlink_to(tmp_path / "ext" / "Outside")
+    (src / "Ursidae").symlink_to(tmp_path / "ext" / "Outside")
+    (src / "Ranidae" / "frogs").symlink_to("../Canidae")
+    (src / "Ranidae" / "loop").symlink_to("..")  # the folder of all families: a loop, still not listed again
+    (src / "Canidae" / "itself").symlink_to(".")  # the family's own folder: its own label, not listed again
+    m = build_manifest(str(src), SMALL)
+    assert len(m) == m.attrs["files_seen"] == 28 and m.attrs["aliases"] == 2
+    got = m.set_index("path")[["status", "reason"]]
+    for path, labels in [*((p, "'Felidae', 'Lynx'") for p in felidae),
+                         *((str(src / "Lynx" / os.path.basename(p)), "'Felidae', 'Lynx'") for p in felidae),
+                         *((str(src / f / os.path.basename(p)), "'Bears', 'Ursidae'") for p in outside
+                           for f in ("Bears", "Ursidae")),
+                         *((str(src / "Ranidae" / "frogs" / f"img{i}.png"), "'Canidae', 'Ranidae'") for i in range(4))]:
+        assert got.at[path, "status"] == "conflict" and labels in got.at[path, "reason"], (path, got.loc[path])
+    assert by_status(m) == {"conflict": 24, "ok": 4}  # Ranidae's own images
 
 
 def test_every_file_of_a_folder_gets_a_row_and_a_reason(tmp_path):

@@ -79,7 +79,7 @@ def read_folder(source: str) -> "pd.DataFrame":
     """Every file under folder ``source``: the first folder level names the family."""
     import pandas as pd
 
-    entries, aliases = walk(source, file_links=True)
+    entries, aliases = walk(source, file_links=True, families=True)
     if not entries:
         raise SourceError(f"{source}: the folder holds no files (expected FAMILY/IMAGE, one folder per family)")
     rows = []
