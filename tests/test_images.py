@@ -90,6 +90,10 @@ def test_odd_sample_formats_and_key_colour_transparency():
     wide = decode_rgb(encode(Image.fromarray(ramp.astype(np.int32), mode="I"), "TIFF"))[..., 0]
     assert wide.min() == 0 and wide.max() == 255  # 32-bit samples: their own range
     assert decode_rgb(encode(Image.new("L", (6, 6), 100), "PNG", transparency=100)).min() == 255
+    deep = np.full((4, 4), 0x8080, np.uint16)  # at 16 bits: it decoded grey 128 (hostile tester round 66)
+    deep[0, 0] = 0x1000
+    got = decode_rgb(encode(Image.fromarray(deep), "PNG", transparency=0x8080))
+    assert got[0, 0].tolist() == [16, 16, 16] and got[1, 1].tolist() == [255, 255, 255]
     key = Image.new("RGB", (6, 6), (1, 2, 3))
     key.putpixel((0, 0), (9, 9, 9))
     out = decode_rgb(encode(key, "PNG", transparency=(1, 2, 3)))

@@ -110,6 +110,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
     bits = (getattr(img, "tag_v2", None) or {}).get(258)  # a TIFF's BitsPerSample (gone from the turned copy)
     img = upright(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        key = img.info.get("transparency")  # a 16-bit PNG's tRNS key grey: on white, as at 8 bits (round 66)
+        keyed = np.asarray(img) == key if isinstance(key, int) and not isinstance(key, bool) else None
         arr = np.asarray(img, dtype=np.float64)
         finite = np.isfinite(arr)  # a float image's NaN/inf pixels made its range NaN: the whole image black
         lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
@@ -121,6 +123,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
         else:  # 32-bit integer or float samples have no fixed scale: their own range to 0..255, not clipped
             arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
         img = Image.fromarray(np.where(finite, arr, 0.0).round().astype(np.uint8), mode="L")
+        if keyed is not None and keyed.any():
+            img = img.convert("LA")
+            img.putalpha(Image.fromarray(np.where(keyed, 0, 255).astype(np.uint8), mode="L"))
     if img.mode == "P" or (img.mode in ("L", "RGB") and "transparency" in img.info):  # a PNG's tRNS key colour too
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
