@@ -253,8 +253,13 @@ def quoted(name: Any, limit: int | None = 80) -> str:
     import unicodedata
 
     text = str(name)
-    # a decomposed 'Café' read as the composed one: as JSON, its accent escaped ("Cafe\u0301")
-    show = json.dumps if any(unicodedata.combining(c) for c in text) else repr
+
+    def marked(text: str) -> str:  # as JSON, but only its combining marks (and what repr escapes) escaped: the
+        return '"' + "".join(json.dumps(c)[1:-1] if unicodedata.combining(c) or not c.isprintable() or c in '"\\'
+                             else c for c in text) + '"'  # rest of "Café Öl 熊" was \u-escaped too (round 66)
+
+    # a decomposed 'Café' read as the composed one: its accent escaped ("Cafe\u0301")
+    show = marked if any(unicodedata.combining(c) for c in text) else repr
     if limit is None or len(text) <= limit:
         return show(text)
     return f"{show(text[:limit // 2] + '…' + text[-(limit // 4):])} ({len(text)} characters)"

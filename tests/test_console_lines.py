@@ -274,6 +274,8 @@ def test_a_line_naming_a_few_of_many_says_how_many_it_left_out():
         "2 families have no val or test images left ('A', 'B'), so they count in no val or test score"]
     # a decomposed 'Café' read as the composed one in tune's warnings (round 38)
     assert lines.some(["Caf\u00e9", "Cafe\u0301"], quote=True) == "'Café', \"Cafe\\u0301\""
+    # only the marks escaped: the rest of such a name was \u-escaped too, unreadable (round 66)
+    assert lines.quoted("Cafe\u0301 \u00d6l \u718a\t\"") == '"Cafe\\u0301 \u00d6l \u718a\\t\\""'
     from speciesfam.markdown import json_line
 
     assert json_line(["Caf\u00e9", "Cafe\u0301"]) == '["Café", "Cafe\\u0301"]'  # the model card's 'Not scored'
