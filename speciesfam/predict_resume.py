@@ -146,7 +146,7 @@ def todo_line(rows: "pd.DataFrame", done: "pd.DataFrame", todo: "pd.DataFrame", 
     return (f"predict: {counted(len(rows), 'row')}, {len(rows) - len(todo)} already in {out}, {len(todo)} to predict"
             + (f" ({changed} of them changed since their row was written"
                + (f", {gone} of these as their file is gone)" if gone else ")") if changed else "")
-            + (f" ({links} links to folders already listed: not walked again)" if links else ""))
+            + (f" ({counted(links, 'link')} to folders already listed: not walked again)" if links else ""))
 
 
 def _unstamped(rows: "pd.DataFrame") -> int:

@@ -158,7 +158,7 @@ def check_batch_prediction(bundle: Path, collection_root: Path, tmp_path: Path, 
     said = capsys.readouterr().out
     assert rc == 1 and f"wrote {out}: {len(files)} rows" in said  # 1: some rows failed (not the hidden one)
     assert "with an error (see its 'error' column), 1 hidden or system file skipped" in said, said
-    assert "(1 links to folders already listed: not walked again)" in said
+    assert "(1 link to folders already listed: not walked again)" in said
     table = pd.read_parquet(out)
     assert sorted(table["path"]) == files and table["path"].is_unique  # every file, once
     bad = table[table["error"] != ""]

@@ -108,6 +108,11 @@ def test_resize():
     (b"", "empty file"),
     (b"hello, this is a text file", "not an image"),
     (None, "^corrupt or truncated JPEG image: "),
+    # formats said as such, not 'format not recognised' (round 66)
+    (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>',
+     r"^SVG drawing \(vector graphics\), not a raster image: convert it to PNG"),
+    (b"\xff\x0a\xfa\x7f\x01\x90\x08", "^JPEG XL image, but this Pillow cannot decode JPEG XL$"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n\x00\x00\x00\x14ftypjxl ", "^JPEG XL image, but this Pillow"),
 ])
 def test_bad_files_raise_with_reason(data, reason):
     if data is None:

@@ -32,7 +32,8 @@ class DecodeError(ValueError):
 # Leading bytes of common image formats: files are recognised by content, never by their extension.
 _MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
           (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
-          (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"))
+          (b"\x00\x00\x01\x00", "ICO"), (b"8BPS", "PSD"), (b"\xff\x0a", "JPEG XL"),
+          (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"))
 _FTYP = {b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"mif1": "HEIF",
          b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF"}
 
@@ -94,6 +95,9 @@ def open_image(data: bytes) -> Image.Image:
                               "reads HEIC/HEIF with it)") from err
         if fmt:  # an image in a format Pillow cannot decode (an AVIF without Pillow's libavif, say)
             raise DecodeError(f"{fmt} image, but this Pillow cannot decode {fmt}") from err
+        if b"<svg" in data[:4096].lower():  # a drawing in text: said as one (round 66)
+            raise DecodeError("SVG drawing (vector graphics), not a raster image: convert it to PNG to use it "
+                              "(e.g. `rsvg-convert -o x.png x.svg`)") from err
         raise DecodeError("not an image file (format not recognised)") from err
     except (OSError, SyntaxError, ValueError) as err:
         if "Ghostscript" in str(err):  # not corrupt: a program Pillow needs is missing (round 48)
