@@ -138,7 +138,7 @@ def _predict(args: argparse.Namespace) -> int:
     results = predict_files(args.bundle, args.paths, top_k=args.top_k, weights_dir=args.weights_dir)  # it checked the bundle: labels as loaded
     with open(os.path.join(args.bundle, "config.json"), encoding="utf-8") as f:
         print_results(results, args.format or "table", json.load(f)["labels"])
-    return files_outcome(results)
+    return files_outcome(results, args.bundle)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -241,9 +241,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     cannot_tell = marked is None and not trained  # which images the bundle saw
     warning = split_warning(config, manifest_uri, marked) if catalog else rows.attrs.get("warning", "")
     if cannot_tell and not (catalog and warning):  # (that one says it may hold training images)
-        warning = "; ".join(w for w in (warning, "this bundle cannot tell which images it was trained on (no "
-                                        f"{seen.SEEN}: exported before it existed, or from a run whose manifest "
-                                        "was gone): any of them here is scored as a new image") if w)
+        warning = "; ".join(w for w in (warning, f"{seen.CANNOT_TELL}: any of them here is scored as a new image")
+                            if w)
     fitted = {"train": "the train split is what this model was trained on: its score measures fit, not how it "
                        "does on new images (--split test does)",
               "val": "the val split chose this model (its best epoch and trial): its score is optimistic "

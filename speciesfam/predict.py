@@ -69,7 +69,7 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
             image, content = read_rgb_sha256(f)
             images.append(image)
             where.append(len(out))
-            out.append({"path": name, **({"seen": splits[content]} if content in splits else {})})
+            out.append({"path": name, **({"seen": splits[content]} if splits and content in splits else {})})
         except DecodeError as err:
             out.append({"path": name, "error": str(err) or type(err).__name__})
     probs = predictor.predict(images, batch_size=batch_size)
@@ -78,7 +78,7 @@ def predict_files(bundle: str, paths: list[str], top_k: int = 3, batch_size: int
     return out
 
 
-def files_outcome(results: list[dict[str, Any]]) -> int:
+def files_outcome(results: list[dict[str, Any]], bundle: str = "") -> int:
     """After ``predict FILES`` printed its results (data, on stdout): the log keeps which inputs failed and why,
     stderr counts the files skipped and those that failed (exit 1 with no word where stdout went to a file:
     hostile tester round 66) and names those the model has seen. Returns the exit status: 1 when a file failed."""
@@ -98,6 +98,8 @@ def files_outcome(results: list[dict[str, Any]]) -> int:
                         f"({some(failed)}): the output says why")
     if note := seen.files_note(results):
         console.say_err(note)
+    elif bundle and not os.path.exists(os.path.join(bundle, seen.SEEN)) and len(results) > len(failed):
+        console.say_err(f"predict: note: {seen.CANNOT_TELL}")
     return 1 if failed else 0
 
 
@@ -265,7 +267,8 @@ class PredictActor:
             for i, top in zip(good, self.predictor.top_k(probs, self.top_k)):
                 tops[i] = top
         out = batch.drop(columns=["image", "content"])
-        out["seen"] = [self.seen.get(c, "") for c in batch["content"]]  # '' for an error row, as for a new image
+        out["seen"] = [None if self.seen is None else self.seen.get(c, "") for c in batch["content"]]  # (''
+        # for an error row, as for a new image; None: the bundle cannot tell)
         out["family"] = [t[0][0] if t else None for t in tops]
         out["probability"] = [t[0][1] if t else None for t in tops]
         out["top_families"] = [[f for f, _ in t] for t in tops]
@@ -353,6 +356,11 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
             if buffer:
                 flush()
     table = merged(read_done(out), rows, columns)
+    if "seen" not in table:
+        table["seen"] = None
+    older = table["seen"].isna()
+    if older.any() and os.path.exists(os.path.join(bundle, seen.SEEN)):  # rows an older predict wrote: a resume
+        table.loc[older, "seen"] = seen.of_rows(table[older], bundle)  # said nothing of their training images
     storage.write_table(table, out)
     if storage.exists(parts):
         fs, path = storage.filesystem(parts)
@@ -361,6 +369,8 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
     console.say(f"predict: wrote {out}: {counted(len(table), 'row')}, "  # '1 rows, 0 with an error' (round 50)
                 + (f"{errors} with an error (see its 'error' column)" if errors else "none with an error")
                 + (f", {counted(skipped, 'hidden or system file')} skipped" if skipped else ""))
-    if "seen" in table and (note := seen.predict_note(table["seen"][table["seen"].fillna("") != ""])):
+    if not os.path.exists(os.path.join(bundle, seen.SEEN)):
+        console.say(f"predict: note: {seen.CANNOT_TELL}: column 'seen' is empty")
+    elif note := seen.predict_note(table["seen"][table["seen"].fillna("") != ""]):
         console.say(note)
     return table

@@ -58,14 +58,18 @@ def write(workdir: str, folder: str, trained_on: dict[str, Any]) -> str:
     return ""
 
 
-def splits(bundle: str) -> dict[str, str]:
+CANNOT_TELL = (f"this bundle cannot tell which images it was trained on (no {SEEN}: exported before it existed, or "
+               "from a run whose manifest was gone)")
+
+
+def splits(bundle: str) -> dict[str, str] | None:
     """sha256 -> the split ('train' or 'val') of each image the bundle has seen, near-duplicate copies clean dropped
-    included; {} for a bundle without seen.parquet (it cannot tell)."""
+    included; None for a bundle without seen.parquet (it cannot tell)."""
     import pandas as pd
 
     path = os.path.join(bundle, SEEN)
     if not os.path.exists(path):
-        return {}
+        return None
     table = pd.read_parquet(path, columns=["sha256", "split"])
     return dict(zip(table["sha256"].astype(str), table["split"].astype(str)))
 
@@ -81,6 +85,28 @@ def predict_note(splits_seen: "pd.Series", where: str = "column 'seen'") -> str:
         key=lambda s: s.map({"train": 0, "val": 1})).items())
     return (f"predict: note: {counted(len(splits_seen), 'image')} the model was trained on or chosen by ({each}; "
             f"{where}): their predictions say nothing of how it does on images it has not seen")
+
+
+def of_rows(rows: "pd.DataFrame", bundle: str) -> "pd.Series":
+    """Column ``seen`` for predictions that lack it (rows of an output written before it existed, which a resume
+    keeps): each readable row's file hashed again ('' for a row in error; None where the bundle cannot tell)."""
+    import hashlib
+
+    import pandas as pd
+
+    known = splits(bundle)
+
+    def one(path: str, error: str) -> str | None:
+        if known is None:
+            return None
+        if error:
+            return ""
+        try:
+            return known.get(hashlib.sha256(storage.read_bytes(path)).hexdigest(), "")
+        except (OSError, ValueError):  # gone since: its row stays as it was written
+            return None
+    return pd.Series([one(p, e) for p, e in zip(rows["path"], rows["error"].fillna(""))], index=rows.index,
+                     dtype=object)
 
 
 def files_note(results: list[dict[str, Any]]) -> str:

@@ -361,6 +361,45 @@ def test_predict_of_files_says_address_is_not_read_and_logs_which_inputs_failed(
     assert f"not predicted: {tmp_path / 'bad.jpg'}: " in log, log[-2000:]
 
 
+def test_seen_is_worked_out_for_rows_a_resume_keeps_and_a_bundle_without_seen_parquet_says_it_cannot_tell(
+        probe_run, probe_bundle, tmp_path, capsys):
+    """Rows of an output written before column 'seen' existed, kept by a resume, said nothing of the training
+    images among them; a bundle without seen.parquet marked every image unseen, unsaid (hostile tester round 67)."""
+    from speciesfam.bundle import CHECKSUMS, bundle_id, checksums
+    from speciesfam.cli import main
+    from speciesfam.predict import predict_collection
+    from speciesfam.predict_resume import file_stamps
+
+    cleaned = pd.read_parquet(probe_run / "clean_manifest.parquet")
+    usable = cleaned[cleaned["status"] == "ok"]
+    paths = [usable[usable["split"] == s]["path"].iloc[0] for s in ("train", "val", "test")]
+    pd.DataFrame({"path": paths}).to_csv(tmp_path / "m.csv", index=False)
+
+    def older_output(bundle: Path, out: Path) -> None:  # every row done, no 'seen' column: a resume predicts none
+        pd.DataFrame({"path": paths, "family": "x", "probability": 0.5, "top_families": [["x"]] * 3,
+                      "top_probabilities": [[0.5]] * 3, "error": "", "bundle_id": bundle_id(str(bundle)),
+                      "stamp": file_stamps(paths, [""] * 3)}).to_parquet(out)
+
+    older_output(probe_bundle, tmp_path / "p.parquet")
+    table = predict_collection(str(probe_bundle), str(tmp_path / "p.parquet"), manifest=str(tmp_path / "m.csv"),
+                               top_k=1)
+    assert table["seen"].tolist() == ["train", "val", ""]
+    assert "predict: note: 2 images the model was trained on or chosen by (1 train, 1 val; column 'seen')" in \
+        capsys.readouterr().out
+    assert pd.read_parquet(tmp_path / "p.parquet")["seen"].tolist() == ["train", "val", ""]
+    blind = Path(shutil.copytree(probe_bundle, tmp_path / "blind"))  # exported before seen.parquet existed
+    (blind / "seen.parquet").unlink()
+    (blind / CHECKSUMS).write_text(json.dumps(checksums(str(blind))))
+    older_output(blind, tmp_path / "b.parquet")
+    table = predict_collection(str(blind), str(tmp_path / "b.parquet"), manifest=str(tmp_path / "m.csv"), top_k=1)
+    assert table["seen"].isna().all()
+    assert "predict: note: this bundle cannot tell which images it was trained on (no seen.parquet: exported " \
+           "before it existed, or from a run whose manifest was gone): column 'seen' is empty" in capsys.readouterr().out
+    assert main(["predict", str(blind), paths[0], "--format", "json"]) == 0
+    said = capsys.readouterr()
+    assert "seen" not in json.loads(said.out)[0] and said.err.startswith("predict: note: this bundle cannot tell ")
+
+
 def test_weights_dir_for_a_probe_bundle_that_reads_no_local_file_is_noted_not_refused(probe_run, probe_bundle,
                                                                                       tmp_path, capsys):
     """A random-init (or tag) embedder reads no local file: --weights-dir was ignored silently, and a folder that
