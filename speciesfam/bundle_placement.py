@@ -22,9 +22,10 @@ from .lines import some
 from .listing import within_source
 
 
-def check_out(out: str, workdir: str) -> None:
+def check_out(out: str, workdir: str, replacing: bool = True) -> None:
     """Export replaces ``out`` whole: refuse a folder that holds anything but a bundle, and the run folder itself
-    or any folder above it."""
+    or any folder above it. ``replacing``: False when the bundle there is kept, whose folder may hold other files
+    (a Finder's .DS_Store refused a kept bundle; round 67)."""
     run = os.path.realpath(storage.filesystem(workdir)[1]) if not storage.is_remote(workdir) else None
     real = os.path.realpath(out)
     if run and storage.within(run, real):
@@ -55,7 +56,7 @@ def check_out(out: str, workdir: str) -> None:
                               f"finished bundle in by renaming folders: give a folder inside it, e.g. "
                               f"{os.path.join(out, layout.BUNDLE)}")
     storage.require_creatable(out, "--out", "the bundle")  # a path under a file: a FileExistsError once written
-    foreign = foreign_files(out) if os.path.isdir(out) and B.is_bundle(out) else []
+    foreign = foreign_files(out) if replacing and os.path.isdir(out) and B.is_bundle(out) else []
     if foreign:  # notes or predictions saved beside the model: replacing the bundle would delete them unsaid
         raise SpeciesfamError(f"--out {out} holds files that are not its bundle's ({some(foreign)}); export "
                               "replaces the folder whole: move them out, or give another --out")
@@ -74,32 +75,55 @@ def replaced_bundle(out: str, trial: dict[str, Any]) -> str:
     catalog = (old.get("trained_on") or {}).get("catalog")
     other_run = catalog != (trial.get("trained_on") or {}).get("catalog")
     if not other_run and str(old.get("trial_id")) == str(trial["trial_id"]):
-        return ""
+        edited = changed_files(out)  # a card edited by hand was overwritten unsaid (round 67)
+        return f"trial {old.get('trial_id')}, edited since its export ({edited})" if edited else ""
     return (f"trial {old.get('trial_id')}"
             + (f" trained on catalog run {str(catalog)[:8]} (another run folder's, or this one's before catalog ran "
                "again)" if other_run and catalog else " of another run" if other_run else ""))
 
 
-def kept_export(workdir: str, out: str, trial_id: str) -> dict[str, Any] | None:
-    """The export record when ``out`` already holds the bundle of ``trial_id`` that this run's last export wrote,
-    from the search the run holds now and unchanged since (every file checked): writing it again would only change
-    its id (config.json's export time), and the evaluations and predictions made with it would stop counting as
-    its own (hostile tester round 65). None otherwise: export writes the bundle."""
+def held_model(workdir: str, out: str, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The config of the bundle ``out`` holds when it is already the model export would write: trial ``row`` of this
+    run folder, trained on the catalog and clean runs its search read, at the same best epoch and score (a resumed
+    trial that did better has another checkpoint), unchanged since (every file checked), of this schema. None
+    otherwise: export writes the bundle. Writing it again would only change its id (config.json's export time),
+    and the evaluations and predictions made with it would stop counting as its own (hostile testers, rounds 65
+    and 67: also after an export to another --out, or a search that did not beat it)."""
+    import math
+
+    if not B.is_bundle(out):
+        return None
     try:
-        rec = stages.load(workdir, "export")
-        if rec is None or stages.is_stale(workdir, "export"):
-            return None
-        done = rec["summary"]
-        if done.get("bundle") != out or str(done.get("trial_id")) != str(trial_id):
-            return None
         config = B.read_config(out)
         tune = stages.load(workdir, "tune") or {}
-    except SpeciesfamError:  # a damaged record or bundle: export writes them anew
+        with open(os.path.join(out, B.METRICS)) as f:
+            metrics = json.load(f)
+    except (SpeciesfamError, OSError, ValueError):  # a damaged record or bundle: export writes it anew
         return None
     trial = config.get("trial") if isinstance(config.get("trial"), dict) else {}
-    same = (config.get("schema_version") == B.SCHEMA_VERSION and str(trial.get("trial_id")) == str(trial_id)
-            and trial.get("trained_on") == (tune.get("built_from") or {}))
-    return rec if same else None
+    score, epoch = row.get(layout.BEST_METRIC), row.get("best_epoch")
+    same = (config.get("schema_version") == B.SCHEMA_VERSION and str(trial.get("trial_id")) == str(row["trial_id"])
+            and trial.get("trained_on") == (tune.get("built_from") or {})
+            and trial.get("run_folder") == os.path.abspath(workdir) and isinstance(metrics, dict)
+            and isinstance(score, (int, float)) and isinstance(metrics.get(layout.BEST_METRIC), (int, float))
+            and math.isclose(metrics[layout.BEST_METRIC], score, rel_tol=1e-9)
+            and isinstance(epoch, (int, float)) and epoch == epoch and metrics.get("best_epoch") == int(round(epoch)))
+    return config if same else None
+
+
+def changed_files(out: str) -> str:
+    """The files of bundle ``out`` that differ from its checksums.json, or are gone ('' when none, or when it cannot
+    be read): what a replacement of an edited bundle of the same trial says (it was silent; round 67)."""
+    try:
+        with open(os.path.join(out, B.CHECKSUMS)) as f:
+            expected = json.load(f)
+        actual = B.checksums(out)
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(expected, dict):
+        return ""
+    changed = [name for name, digest in expected.items() if actual.get(name) != digest]
+    return some(changed) + (" changed or gone" if changed else "")
 
 
 def foreign_files(bundle: str) -> list[str]:

@@ -316,16 +316,29 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
     if storage.is_remote(out):
         raise SpeciesfamError(f"--out {out}: a bundle is written to a local or NFS folder, not an object store")
     out = storage.filesystem(out)[1]  # absolute; not created (recover must see whether it exists)
-    placement.check_out(out, workdir)
-    parent, name = os.path.split(out)
-    os.makedirs(parent, exist_ok=True)
+    held = placement.held_model(workdir, out, row)  # the same model: kept, so its id, evaluations and predictions stay
+    placement.check_out(out, workdir, replacing=held is None)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
     placement.recover(out)
-    kept = placement.kept_export(workdir, out, row["trial_id"])
-    if kept:  # the same model: its id, and so its evaluations and predictions, stay
-        summary = {k: v for k, v in kept["summary"].items() if k != "replaced"}
-        stages.finish(workdir, "export", config=kept["config"], summary={**summary, "kept": True},
-                      built_from=kept["built_from"], run_id=kept["run_id"])
-        return out
+    config, replaced = (held, "") if held else _write_bundle(workdir, row, reason, out)
+    summary = {"trial_id": row["trial_id"], "search": row.get("search") if isinstance(row.get("search"), str) else None,
+               "kind": config["kind"], "model": config["model"],
+               layout.BEST_METRIC: row[layout.BEST_METRIC], "reason": reason, "bundle": out,
+               **({"replaced": replaced} if replaced else {}), **({"kept": True} if held else {})}
+    # the default folder recorded as None: a copy of the run folder reproduces its own export (its report said
+    # --out ORIGINAL/bundle, replacing the other run's bundle: hostile tester round 32)
+    default = out == storage.filesystem(layout.path(workdir, layout.BUNDLE))[1]
+    stages.finish(workdir, "export", config={"trial": trial_id, "out": None if default else out}, summary=summary)
+    _mark_trials_md(workdir, summary)
+    if held and (extra := placement.foreign_files(out)):
+        console.say(f"export: note: {out} also holds files that are not its bundle's ({some(extra)}): left as they are")
+    return out
+
+
+def _write_bundle(workdir: str, row: dict[str, Any], reason: str, out: str) -> tuple[dict[str, Any], str]:
+    """Build the bundle of trial ``row`` beside ``out`` and swap it into place; returns its config and what it
+    replaced ('' when nothing, or the same trial's bundle unchanged)."""
+    parent, name = os.path.split(out)
     with tempfile.TemporaryDirectory() as scratch:
         uri = row["best_checkpoint"]
         ckpt = storage.download_dir(uri, os.path.join(scratch, "ckpt")) if storage.is_remote(uri) else uri
@@ -376,16 +389,7 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    summary = {"trial_id": row["trial_id"], "search": row.get("search") if isinstance(row.get("search"), str) else None,
-               "kind": config["kind"], "model": config["model"],
-               layout.BEST_METRIC: row[layout.BEST_METRIC], "reason": reason, "bundle": out,
-               **({"replaced": replaced} if replaced else {})}
-    # the default folder recorded as None: a copy of the run folder reproduces its own export (its report said
-    # --out ORIGINAL/bundle, replacing the other run's bundle: hostile tester round 32)
-    default = out == storage.filesystem(layout.path(workdir, layout.BUNDLE))[1]
-    stages.finish(workdir, "export", config={"trial": trial_id, "out": None if default else out}, summary=summary)
-    _mark_trials_md(workdir, summary)
-    return out
+    return config, replaced
 
 
 

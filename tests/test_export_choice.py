@@ -85,7 +85,8 @@ def test_export_says_whose_bundle_it_replaced(probe_run, tmp_path, capsys):
 def test_exporting_the_same_trial_again_keeps_the_bundle_and_its_id(probe_run, tmp_path, capsys):
     """Export again of the trial the bundle holds, from the same search: it wrote the bundle anew, whose id (of its
     files, config.json's export time among them) was then another's, so the report dropped its evaluation and
-    predict refused its earlier predictions as another bundle's (hostile tester round 65)."""
+    predict refused its earlier predictions as another bundle's (hostile testers, rounds 65 and 67: also after an
+    export to another --out, and with a Finder's .DS_Store beside it; an edited bundle was replaced unsaid)."""
     from speciesfam import stages
     from speciesfam.bundle import bundle_id
     from speciesfam.cli import main
@@ -97,24 +98,38 @@ def test_exporting_the_same_trial_again_keeps_the_bundle_and_its_id(probe_run, t
     bundle, trials = run / "bundle", pd.read_csv(run / "trials.csv")
     best, other = str(trials["trial_id"].iloc[0]), str(trials["trial_id"].iloc[1])
     assert main(["export", "--workdir", str(run)]) == 0
-    first_id, record = bundle_id(str(bundle)), stages.load(str(run), "export")
+    first_id = bundle_id(str(bundle))
     capsys.readouterr()
+    kept = (f"export: {bundle} already holds trial {best}'s bundle (probe) from this search, unchanged since: kept "
+            "as it is (its evaluations and predictions stay its own)")
     assert main(["export", "--workdir", str(run), "--trial", best]) == 0
-    assert export_line() == (f"export: {bundle} already holds trial {best}'s bundle (probe) from this search, "
-                             "unchanged since: kept as it is (its evaluations and predictions stay its own)")
-    assert bundle_id(str(bundle)) == first_id and stages.load(str(run), "export")["run_id"] == record["run_id"]
-    (bundle / "labels.json").write_text("[]")  # changed since: written anew
+    assert export_line() == kept and bundle_id(str(bundle)) == first_id
+    assert main(["export", "--workdir", str(run), "--out", str(tmp_path / "else")]) == 0  # the last export elsewhere
+    (bundle / ".DS_Store").write_bytes(b"finder")  # beside a kept bundle: left, said (export replaces nothing)
     assert main(["export", "--workdir", str(run)]) == 0
-    assert "kept" not in export_line() and bundle_id(str(bundle)) != first_id
+    said = capsys.readouterr().out
+    assert kept in said and f"export: note: {bundle} also holds files that are not its bundle's (.DS_Store): left " \
+        "as they are" in said and bundle_id(str(bundle)) == first_id
+    assert stages.load(str(run), "export")["summary"]["bundle"] == str(bundle)
+    (bundle / ".DS_Store").unlink()
+    (bundle / "MODEL_CARD.md").write_text("edited")  # changed since: written anew, and said
+    assert main(["export", "--workdir", str(run)]) == 0
+    assert export_line().endswith(f"; it replaced the bundle of trial {best}, edited since its export "
+                                  "(MODEL_CARD.md changed or gone)") and bundle_id(str(bundle)) != first_id
     again = bundle_id(str(bundle))
     assert main(["export", "--workdir", str(run), "--trial", other]) == 0  # another trial: another model
     assert export_line().endswith(f"; it replaced the bundle of trial {best}")
     assert main(["export", "--workdir", str(run), "--trial", best]) == 0
     assert "kept" not in export_line() and bundle_id(str(bundle)) not in (first_id, again)
-    tune = stages.load(str(run), "tune")  # a search that ran again (a new tune run): its trial's model is new
-    stages.finish(str(run), "tune", config=tune["config"], summary=tune["summary"], built_from=tune["built_from"])
-    assert main(["export", "--workdir", str(run)]) == 0
-    assert "kept" not in export_line()
+    from speciesfam.bundle_placement import held_model
+
+    row = {"trial_id": best, **pd.read_csv(run / "trials.csv").set_index("trial_id").loc[best].to_dict()}
+    assert held_model(str(run), str(bundle), row) is not None
+    assert held_model(str(run), str(bundle), {**row, "best_epoch": row["best_epoch"] + 1}) is None  # resumed: better
+    tune = stages.load(str(run), "tune")  # a search that ran again on another clean: its trial's model is new
+    stages.finish(str(run), "tune", config=tune["config"], summary=tune["summary"],
+                  built_from={**tune["built_from"], "clean": "0123456789abcdef"})
+    assert held_model(str(run), str(bundle), row) is None
 
 
 def test_a_moved_or_copied_run_folder_exports_its_own_checkpoints(probe_run, tmp_path, capsys):

@@ -91,6 +91,9 @@ def test_export_never_replaces_a_folder_that_is_not_a_bundle(cnn_bundle, tmp_pat
     # a bundle the user saved notes or predictions in: replacing it deleted them without a word
     (tmp_path / "empty" / "sub").mkdir()
     (tmp_path / "empty" / "sub" / "predictions.parquet").write_text("mine")
+    export_bundle(str(workdir), out=str(tmp_path / "empty"))  # the same model, unchanged: kept, and they are left
+    assert (tmp_path / "empty" / "sub" / "predictions.parquet").read_text() == "mine"
+    (tmp_path / "empty" / "MODEL_CARD.md").write_text("edited")  # to be replaced: refused while they are there
     with pytest.raises(SpeciesfamError, match=r"holds files that are not its bundle's \(sub/predictions.parquet\)"):
         export_bundle(str(workdir), out=str(tmp_path / "empty"))
     assert (tmp_path / "empty" / "sub" / "predictions.parquet").read_text() == "mine"
