@@ -97,7 +97,7 @@ def test_search_completes_after_the_second_node_dies(cluster, workdir):
     assert cluster.kill_node2() > 0
     stdout, stderr = proc.communicate(timeout=600)
     check_job("tune_probe", proc.returncode, stdout, stderr)
-    trials = pd.read_csv(os.path.join(workdir, "trials.csv"))  # every search of the run folder
+    trials = pd.read_csv(os.path.join(workdir, "trials.csv"), dtype={"trial_id": str})  # every search of the run folder
     trials = trials[trials["trial_path"].str.contains(f"{os.sep}fault{os.sep}")]
     assert len(trials) == 6 and (trials["status"] == "ok").all()
     assert set(done_before) <= set(finished())

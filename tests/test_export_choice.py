@@ -14,6 +14,11 @@ import pandas as pd
 import pytest
 
 
+def trials_of(run) -> pd.DataFrame:
+    """RUN/trials.csv with its trial ids as text (an id of digits, or '5e123456', read as a number failed export)."""
+    return pd.read_csv(Path(run) / "trials.csv", dtype={"trial_id": str})
+
+
 def test_export_compares_cnn_and_probe_trials_and_says_which_it_took(probe_run, tmp_path, capsys):
     from cnn_trial import write_cnn_trial
 
@@ -21,7 +26,7 @@ def test_export_compares_cnn_and_probe_trials_and_says_which_it_took(probe_run, 
     from speciesfam.export import choose_trial
 
     run = Path(shutil.copytree(probe_run, tmp_path / "run"))
-    best_probe = pd.read_csv(run / "trials.csv")["best_val_macro_f1"].max()
+    best_probe = trials_of(run)["best_val_macro_f1"].max()
     write_cnn_trial(run, "cnnlow", f1=best_probe / 2)
     row, reason = choose_trial(str(run))
     assert row["kind"] == "probe" and "the best cnn trial, cnnlow (scratch), scored" in reason
@@ -31,7 +36,7 @@ def test_export_compares_cnn_and_probe_trials_and_says_which_it_took(probe_run, 
     assert "(cnn, scratch_sequential, trial cnnhigh): highest val_macro_f1" in said and "the best probe trial" in said
     assert json.loads((run / "bundle" / "config.json").read_text())["kind"] == "cnn"
     assert "**Exported**: trial `cnnhigh` (cnn" in (run / "trials.md").read_text()
-    trials = pd.read_csv(run / "trials.csv")  # 66 ties were all named on one line (round 52): a few, and how many
+    trials = trials_of(run)  # 66 ties were all named on one line (round 52): a few, and how many
     high = trials[trials["trial_id"] == "cnnhigh"]
     ties = pd.concat([high.assign(trial_id=f"tie{i}", seconds=9.0) for i in range(8)])
     pd.concat([trials, ties]).to_csv(run / "trials.csv", index=False)
@@ -61,7 +66,7 @@ def test_export_says_whose_bundle_it_replaced(probe_run, tmp_path, capsys):
         return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("export: "))
 
     run, shared = Path(shutil.copytree(probe_run, tmp_path / "run")), tmp_path / "models" / "best"
-    trials = pd.read_csv(run / "trials.csv")
+    trials = trials_of(run)
     first, other = str(trials["trial_id"].iloc[0]), str(trials["trial_id"].iloc[1])
     assert main(["export", "--workdir", str(run), "--out", str(shared)]) == 0
     assert "replaced" not in export_line()  # nothing was there
@@ -95,7 +100,7 @@ def test_exporting_the_same_trial_again_keeps_the_bundle_and_its_id(probe_run, t
         return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("export: "))
 
     run = Path(shutil.copytree(probe_run, tmp_path / "run"))
-    bundle, trials = run / "bundle", pd.read_csv(run / "trials.csv")
+    bundle, trials = run / "bundle", trials_of(run)
     best, other = str(trials["trial_id"].iloc[0]), str(trials["trial_id"].iloc[1])
     assert main(["export", "--workdir", str(run)]) == 0
     first_id = bundle_id(str(bundle))
@@ -123,7 +128,7 @@ def test_exporting_the_same_trial_again_keeps_the_bundle_and_its_id(probe_run, t
     assert "kept" not in export_line() and bundle_id(str(bundle)) not in (first_id, again)
     from speciesfam.bundle_placement import held_model
 
-    row = {"trial_id": best, **pd.read_csv(run / "trials.csv").set_index("trial_id").loc[best].to_dict()}
+    row = {"trial_id": best, **trials_of(run).set_index("trial_id").loc[best].to_dict()}
     assert held_model(str(run), str(bundle), row) is not None
     assert held_model(str(run), str(bundle), {**row, "best_epoch": row["best_epoch"] + 1}) is None  # resumed: better
     tune = stages.load(str(run), "tune")  # a search that ran again on another clean: its trial's model is new
@@ -213,11 +218,11 @@ def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe
                                                  "trial_id, status or config)"),  # 'cut short' (round 54)
                             (b"a,b\n1,2\n", "is damaged: it is not a table of trials"),
                             (b"\x89PNG\r\n\x1a\n", "is damaged: it holds binary data, not a table of trials"),
-                            (pd.read_csv(probe_run / "trials.csv").assign(best_val_macro_f1="abc").to_csv(
+                            (trials_of(probe_run).assign(best_val_macro_f1="abc").to_csv(
                                 index=False).encode(),  # a traceback in export, 'abc' in the report (round 53)
                              "is damaged: its column best_val_macro_f1 holds 'abc' on line 2, not a macro-F1 from 0 "
                              "to 1"),
-                            *((pd.read_csv(probe_run / "trials.csv").assign(**{column: value}).to_csv(index=False)
+                            *((trials_of(probe_run).assign(**{column: value}).to_csv(index=False)
                                .encode(), f"is damaged: its column {column} holds '{value}' on line 2, not {said}")
                               for column, value, said in (  # exported as the best trial, 'inf' shown (round 54)
                                   ("best_val_macro_f1", float("inf"), "a macro-F1 from 0 to 1"),
@@ -251,7 +256,7 @@ def test_an_emptied_or_damaged_trial_table_names_the_resume_that_writes_it(probe
 
     (run / "trials.csv").write_bytes(b"")
     assert cli.main(shlex.split(str(refused.value).split("`")[1])[1:]) == 0
-    assert len(pd.read_csv(run / "trials.csv")) == 2 and export_bundle(str(run))
+    assert len(trials_of(run)) == 2 and export_bundle(str(run))
 
 
 @pytest.mark.slow  # two more searches, two resumes (~1 min)
@@ -278,7 +283,7 @@ def test_a_damaged_table_of_two_searches_is_written_again_by_each_ones_resume(pr
                                               r"writes them again"):
         export_bundle(str(run))
     assert cli.main(shlex.split(commands[1])[1:]) == 0
-    assert sorted(set(pd.read_csv(run / "trials.csv")["search"])) == ["probe", "second"] and export_bundle(str(run))
+    assert sorted(set(trials_of(run)["search"])) == ["probe", "second"] and export_bundle(str(run))
 
 
 def test_a_trial_dropped_with_an_older_split_is_said_so(probe_run, tmp_path):

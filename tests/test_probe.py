@@ -255,10 +255,10 @@ def test_a_resumed_probe_trial_goes_on_from_its_checkpoint(tmp_path, ray_session
                      cpus_per_trial=1, max_concurrent=1, name="resumed")
     monkeypatch.setattr(tracking, "callbacks", lambda *a, **k: [InterruptAt(4, str(tmp_path / "sent"))])
     search.run_search(str(tmp_path), cfg)
-    trials = pd.read_csv(tmp_path / "trials.csv")
+    trials = pd.read_csv(tmp_path / "trials.csv", dtype={"trial_id": str})
     assert report_search.trial_histories(trials)[0][trials["trial_id"][0]]["epoch"].max() < 12  # the interrupt came first
     search.run_search(str(tmp_path), dataclasses.replace(cfg, resume=True))
-    trials = pd.read_csv(tmp_path / "trials.csv")
+    trials = pd.read_csv(tmp_path / "trials.csv", dtype={"trial_id": str})
     # read as the report reads them (result.json: Tune's progress.csv misaligns its columns after a resume when
     # the first result since wrote no checkpoint, which made this test flaky)
     progress = report_search.trial_histories(trials)[0][trials["trial_id"][0]]
