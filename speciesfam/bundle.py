@@ -63,6 +63,13 @@ def checksums(folder: str) -> dict[str, str]:
     return {rel: sha256_file(os.path.join(folder, rel)) for rel in files_in(folder) if rel != CHECKSUMS}
 
 
+def changed_files(bundle: str, expected: dict[str, str]) -> list[str]:
+    """The files of ``expected`` (checksums.json: file -> sha256) that are gone from ``bundle`` or differ; a name
+    outside the bundle folder is never read (counted as gone)."""
+    return [f for f, digest in expected.items() if not _inside(bundle, f) or not os.path.isfile(os.path.join(bundle, f))
+            or sha256_file(os.path.join(bundle, f)) != digest]
+
+
 def bundle_id(bundle: str) -> str:
     """A short id of a bundle's exact files (the sha256 of its checksums.json): predictions and evaluations
     name the bundle they came from. Call it after ``read_config`` has checked the files against that
@@ -157,7 +164,7 @@ def read_config(path: str) -> dict[str, Any]:
     if odd:  # a folder: IsADirectoryError, with storage's advice
         raise BundleError(f"{path}: the bundle is damaged: {odd} {'is' if len(odd) == 1 else 'are'} not a file; "
                           f"{_reexport(path)}")
-    changed = [f for f, digest in expected.items() if sha256_file(os.path.join(path, f)) != digest]
+    changed = changed_files(path, expected)
     if changed:
         raise BundleError(f"{path}: the bundle is damaged: {changed} changed since export (sha256 mismatch); {_reexport(path)}")
     try:

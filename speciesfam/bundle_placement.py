@@ -75,8 +75,8 @@ def replaced_bundle(out: str, trial: dict[str, Any]) -> str:
     catalog = (old.get("trained_on") or {}).get("catalog")
     other_run = catalog != (trial.get("trained_on") or {}).get("catalog")
     if not other_run and str(old.get("trial_id")) == str(trial["trial_id"]):
-        edited = changed_files(out)  # a card edited by hand was overwritten unsaid (round 67)
-        return f"trial {old.get('trial_id')}, edited since its export ({edited})" if edited else ""
+        changed = edited(out)  # a card edited by hand was overwritten unsaid (round 67)
+        return f"trial {old.get('trial_id')}, edited since its export ({changed})" if changed else ""
     return (f"trial {old.get('trial_id')}"
             + (f" trained on catalog run {str(catalog)[:8]} (another run folder's, or this one's before catalog ran "
                "again)" if other_run and catalog else " of another run" if other_run else ""))
@@ -111,18 +111,15 @@ def held_model(workdir: str, out: str, row: dict[str, Any]) -> dict[str, Any] | 
     return config if same else None
 
 
-def changed_files(out: str) -> str:
+def edited(out: str) -> str:
     """The files of bundle ``out`` that differ from its checksums.json, or are gone ('' when none, or when it cannot
     be read): what a replacement of an edited bundle of the same trial says (it was silent; round 67)."""
     try:
         with open(os.path.join(out, B.CHECKSUMS)) as f:
             expected = json.load(f)
-        actual = B.checksums(out)
-    except (OSError, ValueError):
+        changed = B.changed_files(out, expected) if isinstance(expected, dict) else []
+    except (OSError, ValueError, TypeError):  # not a map of file -> sha256, a name outside the folder
         return ""
-    if not isinstance(expected, dict):
-        return ""
-    changed = [name for name, digest in expected.items() if actual.get(name) != digest]
     return some(changed) + (" changed or gone" if changed else "")
 
 

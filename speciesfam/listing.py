@@ -106,7 +106,7 @@ def _walk_local(root: str, list_file_links: bool, families: bool) -> tuple[list[
                 folders.append((link, rel))
             elif families and _family(listed) and _family(listed) != _family(rel):
                 entries += [Entry(link + e.rel[len(listed):], rel + e.rel[len(listed):])
-                            for e in list(entries) if e.rel.startswith(listed + "/") and not e.problem]
+                            for e in entries if e.rel.startswith(listed + "/") and not e.problem]
             else:
                 aliases += 1
             continue

@@ -358,8 +358,8 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
     table = merged(read_done(out), rows, columns)
     if "seen" not in table:
         table["seen"] = None
-    older = table["seen"].isna()
-    if older.any() and os.path.exists(os.path.join(bundle, seen.SEEN)):  # rows an older predict wrote: a resume
+    older, knows = table["seen"].isna(), os.path.exists(os.path.join(bundle, seen.SEEN))
+    if older.any() and knows:  # rows an older predict wrote: a resume
         table.loc[older, "seen"] = seen.of_rows(table[older], bundle)  # said nothing of their training images
     storage.write_table(table, out)
     if storage.exists(parts):
@@ -369,7 +369,7 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
     console.say(f"predict: wrote {out}: {counted(len(table), 'row')}, "  # '1 rows, 0 with an error' (round 50)
                 + (f"{errors} with an error (see its 'error' column)" if errors else "none with an error")
                 + (f", {counted(skipped, 'hidden or system file')} skipped" if skipped else ""))
-    if not os.path.exists(os.path.join(bundle, seen.SEEN)):
+    if not knows:
         console.say(f"predict: note: {seen.CANNOT_TELL}: column 'seen' is empty")
     elif note := seen.predict_note(table["seen"][table["seen"].fillna("") != ""]):
         console.say(note)

@@ -17,7 +17,7 @@ from ..console import Progress, quiet_stderr, say
 from ..config import CleanConfig
 from .embedders import load_embedder, model_id, split_id
 from ..errors import SpeciesfamError, inner_error
-from .images import ChangedError, DecodeError, changed_reason, read_rgb, read_rgb_sha256
+from .images import DecodeError, changed_reason, read_rgb, read_rgb_sha256
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,12 +38,8 @@ def decode_batch(batch: "pd.DataFrame", size: int | None = None, digest: bool = 
         content = ""
         if not error:
             try:
-                if digest:
-                    image, content = read_rgb_sha256(path, size=size)
-                    if sha256 and content != sha256:
-                        raise ChangedError(changed_reason(sha256))
-                else:
-                    image = read_rgb(path, size=size, sha256=sha256 or None)
+                image, content = read_rgb_sha256(path, size=size, sha256=sha256 or None) if digest else \
+                    (read_rgb(path, size=size, sha256=sha256 or None), "")
             except DecodeError as err:
                 error, content = str(err) or type(err).__name__, ""
         images.append(image if not error else np.zeros((1, 1, 3), np.uint8))

@@ -185,25 +185,18 @@ def read_rgb(path: str, size: int | None = None, sha256: str | None = None) -> n
     """``decode_rgb`` of a file (local path or URI). Raises ``DecodeError`` for unreadable files too (a missing
     file, an I/O error, a URI scheme no filesystem here reads: pyarrow's ArrowInvalid is a ValueError), and
     ``ChangedError`` when ``sha256`` is given and the file's differs."""
-    image, data = _read_decoded(path, size)
-    if sha256 and _sha256(data) != sha256:  # a damaged file is unreadable first
-        raise ChangedError(changed_reason(sha256))
-    return image
+    return _read(path, size, sha256, digest=False)[0]
 
 
-def read_rgb_sha256(path: str, size: int | None = None) -> tuple[np.ndarray, str]:
+def read_rgb_sha256(path: str, size: int | None = None, sha256: str | None = None) -> tuple[np.ndarray, str]:
     """``read_rgb`` and the sha256 of the bytes it decoded (what tells predict an image the model has seen)."""
-    image, data = _read_decoded(path, size)
-    return image, _sha256(data)
+    return _read(path, size, sha256, digest=True)
 
 
-def _sha256(data: bytes) -> str:
+def _read(path: str, size: int | None, sha256: str | None, digest: bool) -> tuple[np.ndarray, str]:
+    """The decoded image and, when ``sha256`` or ``digest`` asks for it, the sha256 of its bytes ('' otherwise)."""
     import hashlib
 
-    return hashlib.sha256(data).hexdigest()
-
-
-def _read_decoded(path: str, size: int | None) -> tuple[np.ndarray, bytes]:
     from .. import pathtext, storage
 
     try:
@@ -211,9 +204,13 @@ def _read_decoded(path: str, size: int | None) -> tuple[np.ndarray, bytes]:
     except (OSError, ValueError) as err:
         raise DecodeError(pathtext.read_error(err, path)) from err
     try:
-        return decode_rgb(data, size=size), data
+        image = decode_rgb(data, size=size)
     except OSError as err:  # PIL reports a truncated file while loading its pixels
         raise DecodeError(str(err) or type(err).__name__) from err
+    actual = hashlib.sha256(data).hexdigest() if sha256 or digest else ""
+    if sha256 and actual != sha256:  # a damaged file is unreadable first
+        raise ChangedError(changed_reason(sha256))
+    return image, actual
 
 
 def probe(data: bytes) -> dict:
