@@ -282,6 +282,33 @@ def test_nothing_usable_fails_after_writing_the_reports_and_says_what_to_change(
         run_catalog(str(tmp_path / "old"), str(tmp_path / "run5"))  # 'hidden or system files' (round 51)
 
 
+def test_a_recatalog_that_finds_nothing_usable_keeps_the_run_catalog(tmp_path):
+    """A re-catalog of a wrong or emptied folder replaced a run's catalog with rows of nothing usable, and every
+    later stage refused the run; its reports go to logs/ now, said, and a good catalog later clears them."""
+    from speciesfam import stages
+    from speciesfam.data.catalog import FAILED_CATALOG
+    from speciesfam.errors import SourceError
+
+    run = tmp_path / "run"
+    for fam in ("Alpha", "Beta"):
+        for i in range(4):
+            png(tmp_path / "src" / fam / f"{i}.png", 20 * len(fam) + i)
+    run_catalog(str(tmp_path / "src"), str(run), SMALL)
+    manifest, record = (run / layout.MANIFEST).read_bytes(), stages.load(str(run), "catalog")
+    (tmp_path / "wrong" / "Gamma").mkdir(parents=True)
+    (tmp_path / "wrong" / "Gamma" / "notes.txt").write_text("x")
+    failed = run / layout.LOGS / FAILED_CATALOG
+    with pytest.raises(SourceError, match=rf"no usable image among 1 row \(1 unreadable\).*; see {failed}/catalog.md; "
+                                          rf"{run} keeps its catalog of {tmp_path / 'src'} as it was \(this "
+                                          rf"attempt's manifest and report are in {failed}\)"):
+        run_catalog(str(tmp_path / "wrong"), str(run), SMALL)
+    assert (run / layout.MANIFEST).read_bytes() == manifest and stages.load(str(run), "catalog") == record
+    assert pd.read_parquet(failed / layout.MANIFEST)["path"].tolist() == [str(tmp_path / "wrong/Gamma/notes.txt")]
+    assert "unreadable: 1" in (failed / layout.CATALOG_MD).read_text()
+    run_catalog(str(tmp_path / "src"), str(run), SMALL)  # a catalog that succeeds replaces the run's, and
+    assert not failed.exists()                             # the failed attempt's reports go
+
+
 @pytest.mark.parametrize("label", ["..", "../../../../tmp/x", "/etc/passwd", ".hidden", "a/b", "C:\\x", "", " ",
                                    "NUL", "x" * 300, "猫科", "\n"])
 def test_label_slug_is_one_safe_file_name(label):

@@ -31,6 +31,8 @@ from .sources import read_source
 if TYPE_CHECKING:
     import pandas as pd
 
+FAILED_CATALOG = "catalog-nothing-usable"  # under logs/: a re-catalog that found no usable image
+
 __all__ = ["run_catalog", "build_manifest", "read_source", "load_manifest", "class_weights", "report"]
 
 MANIFEST_COLUMNS = ["path", "label", "group", "sha256", "width", "height", "mode", "bytes", "status",
@@ -242,19 +244,35 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     say_running(workdir, "catalog")
     started_at = stages.timestamp()  # files modified after it may not hold the bytes hashed (clean's cache check)
     manifest = build_manifest(source, cfg)
-    storage.write_table(manifest, layout.path(workdir, layout.MANIFEST))
-    bad = manifest[manifest["status"] == layout.UNREADABLE_STATUS][["path", "label", "reason"]]
-    storage.write_table(bad, layout.path(workdir, layout.UNREADABLE))
-    storage.write_text(layout.path(workdir, layout.CATALOG_MD), report(manifest, source, cfg or CatalogConfig()))
     counts = manifest["status"].value_counts().to_dict()
-    stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
-                  summary={"rows": len(manifest), "status": counts, **manifest.attrs}, started_at=started_at)
+    earlier = None if counts.get(layout.OK) or not storage.exists(layout.path(workdir, layout.MANIFEST)) else \
+        stages.load(workdir, "catalog")
+    # a re-catalog that found nothing usable (a wrong or emptied folder) replaced a run's catalog with it, and
+    # every later stage then refused the run: its reports go to logs/, the run's catalog stays (round 68)
+    out = layout.path(workdir, layout.LOGS, FAILED_CATALOG) if earlier else workdir
+    _write_reports(manifest, source, cfg or CatalogConfig(), out)
+    if not earlier:
+        failed = layout.path(workdir, layout.LOGS, FAILED_CATALOG)
+        if storage.is_dir(failed):  # an earlier attempt's, of a catalog that is replaced now
+            storage.filesystem(failed)[0].delete_dir(storage.filesystem(failed)[1])
+        stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
+                      summary={"rows": len(manifest), "status": counts, **manifest.attrs}, started_at=started_at)
     if not counts.get(layout.OK):
         among = f"among {counted(len(manifest), 'row')} ({', '.join(f'{n} {k}' for k, n in counts.items())})" \
             if len(manifest) else "in it: it has no rows"
+        kept = (f"; {workdir} keeps its catalog of {earlier['config'].get('source', 'its earlier source')} as it "
+                f"was (this attempt's manifest and report are in {out})") if earlier else ""
         raise SourceError(f"{source}: no usable image {among}{_none_usable_fix(manifest, cfg or CatalogConfig())}"
-                          f"; see {layout.path(workdir, layout.CATALOG_MD)}")
+                          f"; see {layout.path(out, layout.CATALOG_MD)}{kept}")
     return manifest
+
+
+def _write_reports(manifest: "pd.DataFrame", source: str, cfg: CatalogConfig, folder: str) -> None:
+    """The manifest, unreadable.csv and catalog.md of ``manifest`` in ``folder``."""
+    storage.write_table(manifest, layout.path(folder, layout.MANIFEST))
+    bad = manifest[manifest["status"] == layout.UNREADABLE_STATUS][["path", "label", "reason"]]
+    storage.write_table(bad, layout.path(folder, layout.UNREADABLE))
+    storage.write_text(layout.path(folder, layout.CATALOG_MD), report(manifest, source, cfg))
 
 
 def _none_usable_fix(manifest: "pd.DataFrame", cfg: CatalogConfig) -> str:
