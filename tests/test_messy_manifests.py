@@ -303,7 +303,11 @@ def test_a_recatalog_that_finds_nothing_usable_keeps_the_run_catalog(tmp_path):
                                           rf"attempt's manifest and report are in {failed}\)"):
         run_catalog(str(tmp_path / "wrong"), str(run), SMALL)
     assert (run / layout.MANIFEST).read_bytes() == manifest and stages.load(str(run), "catalog") == record
-    assert pd.read_parquet(failed / layout.MANIFEST)["path"].tolist() == [str(tmp_path / "wrong/Gamma/notes.txt")]
+    bad = pd.read_parquet(failed / layout.MANIFEST)
+    assert bad["path"].tolist() == [str(tmp_path / "wrong/Gamma/notes.txt")] and bad["bytes"].tolist() == [1]
+    assert bad["width"].isna().all()  # sizes are whole numbers, empty where unread (they were floats, NaN)
+    schema = pq.read_schema(failed / layout.MANIFEST)
+    assert [schema.field(c).type for c in ("width", "height", "bytes")] == [pa.int64()] * 3
     assert "unreadable: 1" in (failed / layout.CATALOG_MD).read_text()
     run_catalog(str(tmp_path / "src"), str(run), SMALL)  # a catalog that succeeds replaces the run's, and
     assert not failed.exists()                             # the failed attempt's reports go

@@ -158,7 +158,7 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
         df.loc[todo, col] = info[col]
     df.loc[conflicted, ["status", "reason"]] = verdict
     for col in ("width", "height", "bytes"):
-        df[col] = pd.to_numeric(df[col])
+        df[col] = pd.to_numeric(df[col]).astype("Int64")  # whole numbers, empty where unread (floats, NaN: round 67)
     _mark_label_clashes(df)
     ok = df["status"] == layout.OK
     # the copy that stays: a real file before a link to it (a link is judged like a copy), then the first listed
