@@ -163,3 +163,23 @@ def test_the_pixel_limit_is_max_pixels_not_pillows_warning():
 
     img = open_image(encode(Image.new("L", (10_000, 9_500)), "PNG"))
     assert img.size == (10_000, 9_500) and 10_000 * 9_500 < MAX_PIXELS
+
+
+@pytest.mark.parametrize("chunks", [[("zTXt", 1)], [("zTXt", 70)], [("iTXt", 1)], [("tEXt", 1), ("zTXt", 1)]])
+def test_a_png_with_huge_text_metadata_reads_its_pixels(chunks):
+    """A text chunk over Pillow's bomb limit (a 3 MB comment; 70 MB of them) made the image unreadable with
+    Pillow's words ('Decompressed data too large for PngImagePlugin.MAX_TEXT_CHUNK'): metadata, not pixels."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for kind, n in chunks:
+        for i in range(n):
+            text = "x" * (3 * 1024 * 1024 if n == 1 else 1_000_000)
+            info.add_itxt(f"c{i}", text, zip=True) if kind == "iTXt" else info.add_text(f"c{i}", text,
+                                                                                         zip=kind == "zTXt")
+    img = Image.new("RGB", (12, 8), (10, 200, 30))
+    img.putpixel((3, 2), (250, 0, 0))
+    arr = decode_rgb(encode(img, "PNG", pnginfo=info))
+    assert (arr == np.asarray(img)).all() and probe(encode(img, "PNG", pnginfo=info))["width"] == 12
+    with pytest.raises(DecodeError, match="corrupt or truncated PNG image"):  # damaged pixels are still said
+        decode_rgb(encode(img, "PNG", pnginfo=info)[:-40])

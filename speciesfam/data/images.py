@@ -100,6 +100,9 @@ def open_image(data: bytes) -> Image.Image:
                               "(e.g. `rsvg-convert -o x.png x.svg`)") from err
         raise DecodeError("not an image file (format not recognised)") from err
     except (OSError, SyntaxError, ValueError) as err:
+        plain = _without_png_text(data) if "MAX_TEXT" in str(err) else None
+        if plain is not None:  # a text chunk over Pillow's bomb limit (a huge comment): the pixels are fine, and
+            return open_image(plain)  # the file was unreadable with Pillow's words (round 67)
         if "Ghostscript" in str(err):  # not corrupt: a program Pillow needs is missing (round 48)
             raise DecodeError("EPS image, but Pillow reads EPS with Ghostscript, which is not installed (`apt "
                               "install ghostscript`), or convert it to PNG") from err
@@ -107,6 +110,24 @@ def open_image(data: bytes) -> Image.Image:
         raise DecodeError(f"corrupt or truncated {fmt + ' ' if fmt else ''}image: {' '.join(str(err).split())}"
                           ) from err  # split CSV rows: round 49)
     return img
+
+
+def _without_png_text(data: bytes) -> bytes | None:
+    """A PNG's bytes without its text chunks (tEXt, zTXt, iTXt: metadata, never pixels), or None when ``data`` is
+    no PNG or has no such chunk."""
+    import struct
+
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    kept, at = [data[:8]], 8
+    while at + 12 <= len(data):
+        end = at + 12 + struct.unpack(">I", data[at:at + 4])[0]
+        if data[at + 4:at + 8] not in (b"tEXt", b"zTXt", b"iTXt"):
+            kept.append(data[at:end])
+        at = end
+    kept.append(data[at:])  # a truncated tail stays: Pillow says what is wrong with it
+    plain = b"".join(kept)
+    return plain if len(plain) < len(data) else None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
