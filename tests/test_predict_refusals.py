@@ -159,13 +159,18 @@ def test_hidden_and_system_files_in_a_predicted_folder_are_skipped_not_failed(tm
 
     (folder / "Felidae" / "@eaDir" / "ok.jpg").mkdir(parents=True)
     (folder / "Felidae" / "@eaDir" / "ok.jpg" / "SYNOPHOTO_THUMB_M.jpg").write_bytes(b"x")
-    listed = ["Felidae/ok.jpg", "Felidae/Thumbs.db", "Felidae/@eaDir/ok.jpg/SYNOPHOTO_THUMB_M.jpg", ".DS_Store"]
+    listed = ["Felidae/ok.jpg", "Felidae/Thumbs.db", "Felidae/@eaDir/ok.jpg/SYNOPHOTO_THUMB_M.jpg", ".DS_Store",
+              "Felidae/.gone.jpg"]  # a name that is not there: not found, not a hidden file skipped (round 67)
     (folder / "find.csv").write_text("path,label\n" + "".join(f"{p},Felidae\n" for p in listed))
     rows = read_manifest(str(folder / "find.csv"))
-    assert rows["status"].fillna("").tolist() == ["", "skipped", "skipped", "skipped"], rows
+    assert rows["status"].fillna("").tolist() == ["", "skipped", "skipped", "skipped", ""], rows
     assert rows["reason"].tolist()[2] == "in a system folder (Synology's thumbnails), not an image of the collection"
     assert input_rows(manifest=str(folder / "find.csv"))["error"].str.startswith("skipped: ").tolist() == \
-        [False, True, True, True]
+        [False, True, True, True, False]
+    from speciesfam.data.catalog import build_manifest
+
+    m = build_manifest(str(folder / "find.csv")).set_index("path")
+    assert m.loc[str(folder / "Felidae/.gone.jpg"), ["status", "reason"]].tolist() == ["unreadable", "file not found"]
 
 
 def test_a_bundle_given_as_a_file_uri_is_that_folder(tmp_path, capsys):

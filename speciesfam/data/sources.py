@@ -141,6 +141,13 @@ def skip_reason(rel: str, listed: bool = False) -> str:
     $RECYCLE.BIN). Catalog gives such files a 'skipped' row; predict skips them too. ``listed``: a path named
     one by one (a manifest's row, predict's argument; round 49: a find-made manifest's @eaDir thumbnails were
     images), whose folders' names are not judged hidden (an absolute path may pass through ~/.cache)."""
+    why = _skip_reason(rel, listed)
+    if why and listed and not storage.is_remote(rel) and not os.path.lexists(storage.local_path(rel)):
+        return ""  # a listed name that is not there is 'file not found', not a hidden file skipped
+    return why
+
+
+def _skip_reason(rel: str, listed: bool) -> str:
     parts = rel.split("/")
     if listed and "\\" in parts[-1]:  # a Windows path ('.\imgs\x.jpg' was skipped as hidden, not 'not found'):
         parts[-1:] = parts[-1].split("\\")  # its file name is what follows the last backslash
