@@ -122,7 +122,8 @@ def table_line(result: dict[str, Any], alike: frozenset[str] = frozenset()) -> s
 
 
 def print_results(results: list[dict[str, Any]], fmt: str, labels: list[str] | None = None) -> None:
-    """``predict FILES``' results on stdout as ``fmt``: json, csv (a row per family ranked, or the file's error)
+    """``predict FILES``' results on stdout as ``fmt``: json, csv (a row per family ranked, or the file's error;
+    column ``seen``: train or val for an image the model was trained on or chosen by)
     or table (``table_line``; a family that renders as another of the bundle's ``labels`` as JSON, whether the
     other is among the top ones or not)."""
     import sys
@@ -135,12 +136,12 @@ def print_results(results: list[dict[str, Any]], fmt: str, labels: list[str] | N
         import csv
 
         writer = csv.writer(sys.stdout)
-        writer.writerow(["path", "rank", "family", "probability", "error"])
+        writer.writerow(["path", "rank", "family", "probability", "error", "seen"])  # seen: as json's (round 67)
         for r in results:
             for rank, (lab, p) in enumerate(r.get("top", []), 1):
-                writer.writerow([r["path"], rank, lab, f"{p:.6f}", ""])
+                writer.writerow([r["path"], rank, lab, f"{p:.6f}", "", r.get("seen", "")])
             if "error" in r:
-                writer.writerow([r["path"], "", "", "", r["error"]])
+                writer.writerow([r["path"], "", "", "", r["error"], ""])
     else:
         from .markdown import twins
 

@@ -134,4 +134,4 @@ def test_predict_csv_format(demo_run, capsys):
     img = sorted((__import__("pathlib").Path(demo_images()) / "Ranidae").glob("ranidae_00*.jpg"))[0]
     assert main(["predict", str(workdir / "bundle"), str(img), "--format", "csv", "--top-k", "2"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
-    assert rows[0] == "path,rank,family,probability,error" and len(rows) == 3
+    assert rows[0] == "path,rank,family,probability,error,seen" and len(rows) == 3

@@ -4,6 +4,8 @@ checkpoint written directly by the training code. Probe and CNN bundles behave t
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import shutil
@@ -272,6 +274,9 @@ def test_predict_says_which_images_the_model_was_trained_on_or_chosen_by(probe_r
     assert said.err == (f"predict: note: 2 images the model was trained on or chosen by (1 train, 1 val; {val}, "
                         f"{train}): their predictions say nothing of how it does on images it has not seen\n")
     assert main(["predict", str(probe_bundle), test]) == 0 and capsys.readouterr().err == ""
+    assert main(["predict", str(probe_bundle), test, val, train, "--format", "csv", "--top-k", "1"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))  # csv had no column for it (round 67)
+    assert [r[0] for r in rows] == ["path", test, val, train] and [r[-1] for r in rows] == ["seen", "", "val", "train"]
 
 
 @pytest.mark.slow
