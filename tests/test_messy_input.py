@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -152,6 +153,22 @@ def test_every_file_of_a_folder_gets_a_row_and_a_reason(tmp_path):
     assert set(m.loc[m["status"] == "ok", "label"]) == {"Alpha", "Beta"}  # .cache and .thumbs are no family
     assert set(m["label"].dropna()) == {"Alpha", "Beta"}  # nor is a NAS's @eaDir beside the family folders
     assert (m.loc[m["status"] != "ok", "reason"].str.len() > 0).all()
+
+
+def test_a_file_name_that_is_not_utf8_is_unreadable_and_catalog_md_shows_it_as_the_manifest_does(tmp_path):
+    """catalog.md showed 'caf\\\\xe9.png' (rendered with two backslashes) for the manifest's 'caf\\xe9.png'."""
+    from speciesfam.data.catalog import report
+
+    src = tmp_path / "src"
+    family(src, "Alpha", 4, 0)
+    family(src, "Beta", 4, 10)
+    png(Path(os.fsdecode(os.fsencode(str(src / "Beta")) + b"/caf\xe9.png")), 20)
+    m = build_manifest(str(src), SMALL)
+    bad = m[m["status"] == "unreadable"]
+    assert bad["path"].tolist() == [f"{src}/Beta/caf\\xe9.png"] and bad["reason"].iloc[0].startswith(
+        "file name is not valid UTF-8 (a byte of another encoding): rename it to UTF-8")
+    row = next(line for line in report(m, str(src), SMALL).splitlines() if "caf" in line)
+    assert row.startswith(f"| {src}/Beta/caf\\\\xe9.png | Beta | file name is not valid UTF-8"), row  # renders 'caf\\xe9'
 
 
 def test_a_family_folder_named_only_whitespace_is_invalid_like_such_a_manifest_label(tmp_path):

@@ -114,7 +114,8 @@ def report(manifest: "pd.DataFrame", source: str, cfg: "CatalogConfig | None" = 
                   f"below, all of them in {layout.MANIFEST} (and the unreadable ones in {layout.UNREADABLE}).", ""]
         for st, rows in not_used.groupby("status", sort=True):
             lines += [f"### {st} ({len(rows)})", "", "| path | label | reason |", "|---|---|---|"]
-            lines += [f"| {cell(r.path)} | {cell(r.label)} | {prose(r.reason)} |"
+            lines += [f"| {prose(r.path) if 'not valid UTF-8' in str(r.reason) else cell(r.path)} | {cell(r.label)} | "
+                      f"{prose(r.reason)} |"  # a name not UTF-8 is already shown with escapes ('a\\xff.jpg')
                       for r in rows.head(NOT_USED_SHOWN).itertuples()]
             if len(rows) > NOT_USED_SHOWN:
                 lines.append(f"| ... {len(rows) - NOT_USED_SHOWN} more | | |")
