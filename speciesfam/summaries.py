@@ -39,6 +39,10 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
                 alone += (f"; {counted(nest['files'], 'file')} in subfolders of a family folder "
                           f"{'takes' if nest['files'] == 1 else 'take'} its name "
                           f"(e.g. {nest['example']!r} as {nest['family']!r}; see catalog.md)")
+            if done.get("several_frames"):
+                frames = done["several_frames"]["files"]
+                alone += (f"; {counted(frames, 'image')} of several frames (animated GIF, multi-page TIFF): "
+                          f"{'its first frame is' if frames == 1 else 'their first frames are'} used (see catalog.md)")
             return f"catalog: {counted(len(m), 'row')} ({parts}); {counted(n, 'family', 'families')}{alone}"
         if stage == "clean":
             c = storage.read_table(layout.path(workdir, layout.CLEAN_MANIFEST))

@@ -171,6 +171,29 @@ def test_a_file_name_that_is_not_utf8_is_unreadable_and_catalog_md_shows_it_as_t
     assert row.startswith(f"| {src}/Beta/caf\\\\xe9.png | Beta | file name is not valid UTF-8"), row  # renders 'caf\\xe9'
 
 
+def test_images_of_several_frames_are_used_by_their_first_and_said(tmp_path):
+    """An animated GIF or a multi-page TIFF was read from its first frame, unsaid (round 67)."""
+    from speciesfam.data.images import read_rgb
+    from speciesfam.summaries import summary_line
+
+    src = tmp_path / "src"
+    family(src, "Alpha", 4, 0)
+    family(src, "Beta", 4, 10)
+    frames = [Image.new("RGB", (8, 8), (40 * i, 0, 255 - 40 * i)) for i in range(3)]
+    frames[0].save(src / "Alpha" / "moving.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(src / "Beta" / "pages.tif", save_all=True, append_images=frames[1:2])
+    run_catalog(str(src), str(tmp_path / "run"), SMALL)
+    assert (read_rgb(str(src / "Beta" / "pages.tif")) == np.asarray(frames[0])).all()
+    assert "- images of several frames (an animated GIF, a multi-page TIFF), each used as its first frame: 2, e.g. " \
+           f"`{src}/Alpha/moving.gif` (3 frames)" in (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    assert summary_line(str(tmp_path / "run"), "catalog").endswith(
+        "; 2 images of several frames (animated GIF, multi-page TIFF): their first frames are used (see catalog.md)")
+    (src / "Beta" / "pages.tif").unlink()
+    (src / "Alpha" / "moving.gif").unlink()
+    run_catalog(str(src), str(tmp_path / "run"), SMALL)
+    assert "frames" not in summary_line(str(tmp_path / "run"), "catalog")
+
+
 def test_a_family_folder_named_only_whitespace_is_invalid_like_such_a_manifest_label(tmp_path):
     """A folder '   ' or '\r' was a family trained as any other, while the same label in a manifest is invalid
     (round 56): the same collection gave two sets of families by its layout."""

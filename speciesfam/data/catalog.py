@@ -150,7 +150,7 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
             if progress:
                 progress.add()
     info = pd.DataFrame(infos, index=todo)
-    for col in MANIFEST_COLUMNS:
+    for col in [*MANIFEST_COLUMNS, "frames"]:
         if col not in df.columns:
             df[col] = None
     for col in info.columns:
@@ -184,6 +184,10 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     df["split"] = None
     df.loc[ok, "split"] = _assign_splits(df[ok], cfg)
     follow_originals(df, ok)
+    # an animated GIF, a multi-page TIFF: its first frame is the image, said (round 67)
+    several = df[(df["status"] == layout.OK) & pd.to_numeric(df["frames"]).gt(1)]
+    attrs["several_frames"] = {"files": len(several), "example": several["path"].iloc[0],
+                               "frames": int(several["frames"].iloc[0])} if len(several) else None
     df = df[MANIFEST_COLUMNS]
     df.attrs.update(attrs)
     return df

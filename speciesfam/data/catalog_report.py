@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 from .. import layout
-from ..markdown import cell, code, family_cell, prose, twins
+from ..markdown import cell, code, family_cell, prose, twins, visible
 from .text_table import named_columns
 
 if TYPE_CHECKING:
@@ -92,6 +92,10 @@ def report(manifest: "pd.DataFrame", source: str, cfg: "CatalogConfig | None" = 
                      f"names the family): {n['files']}, e.g. {code(json.dumps(n['example']))} as "
                      f"{code(json.dumps(n['family']))}; to label by a deeper level, give a manifest with a `label` "
                      "column")
+    if attrs.get("several_frames"):
+        n = attrs["several_frames"]
+        lines.append(f"- images of several frames (an animated GIF, a multi-page TIFF), each used as its first frame: "
+                     f"{n['files']}, e.g. {code(visible(n['example']))} ({n['frames']} frames)")
     gone = no_usable_families(manifest)
     if gone:
         lines.append("- families with no usable image (their rows are under Not used): "

@@ -235,7 +235,8 @@ def _read(path: str, size: int | None, sha256: str | None, digest: bool) -> tupl
 
 
 def probe(data: bytes) -> dict:
-    """Return width, height and the original mode of an image, decoding it fully to prove it is readable."""
+    """Return width, height, the original mode and the frames of an image (an animated GIF, a multi-page TIFF:
+    every stage reads its first), decoding it fully to prove it is readable."""
     img = open_image(data)
     turned = upright(img)
-    return {"width": turned.width, "height": turned.height, "mode": img.mode}
+    return {"width": turned.width, "height": turned.height, "mode": img.mode, "frames": getattr(img, "n_frames", 1)}
