@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import io
 import warnings
 from typing import TYPE_CHECKING, Iterator
@@ -46,10 +47,22 @@ def _drawing() -> Iterator[None]:
 
 
 def _tick(label) -> str:
-    """A family name as a tick label: control characters escaped (a tab is drawn as ``\\t``), long names cut at
-    40 characters (the CSVs and tables next to the plots keep every name whole)."""
-    text = visible(label)
+    """A family name as a tick label: control characters escaped (a tab is drawn as ``\\t``), and characters the
+    plot's font has no glyph for (CJK in DejaVu Sans: drawn as empty boxes, two such families alike) as
+    ``\\u718a``; long names cut at 40 characters (the CSVs and tables next to the plots keep every name whole)."""
+    drawn = _glyphs()
+    text = "".join(c if ord(c) in drawn or c == " " else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else
+                   f"\\U{ord(c):08x}" for c in visible(label))  # visible: only printable characters left
     return text if len(text) <= 40 else text[:39] + "\u2026"
+
+
+@functools.cache
+def _glyphs() -> frozenset[int]:
+    """The code points the plots' font (matplotlib's default family) draws."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    return frozenset(FT2Font(font_manager.findfont(font_manager.FontProperties())).get_charmap())
 
 
 def _save(plt, fig, uri: str | None) -> bytes:

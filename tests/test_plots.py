@@ -47,3 +47,14 @@ def test_the_most_confused_matrix_keeps_each_rows_errors_outside_it(tmp_path, mo
     assert "F11" not in drawn["labels"] and len(drawn["labels"]) == 10
     assert drawn["other"][drawn["labels"].index("F00")] == 2 and drawn["other"].sum() == 2
     assert section["pairs"][0] == {"true": "F00", "predicted": "F01", "count": 5} and len(section["pairs"]) == 6
+
+
+def test_a_family_name_the_plot_font_cannot_draw_is_escaped_not_boxes():
+    """CJK family names were drawn as empty boxes (DejaVu Sans has no CJK glyphs): two such families looked the
+    same on the plots (round 67). Characters the font lacks are drawn as their escapes; others as they are."""
+    from speciesfam import plots
+
+    assert plots._tick("\u718a\u79d1") == "\\u718a\\u79d1" != plots._tick("\u732b\u79d1")
+    latin_greek_cyrillic = "Ursid\u00e9 \u0395\u03bb \u043a\u043e\u0442"
+    assert plots._tick(latin_greek_cyrillic + " a\tb") == latin_greek_cyrillic + " a\\tb"
+    assert plots._tick("\U0001f43b bears") == "\\U0001f43b bears"
