@@ -114,7 +114,7 @@ def cleaned(tmp_path_factory, collection, ray_session):
 def probe_run(tmp_path_factory, collection, cleaned):
     """catalog -> clean (open_clip ViT-S-32, random weights; the embeddings of ``cleaned``, the same images, so one
     image is embedded again, to check the length of the cache's vectors, which this run has no record of) -> probe
-    search of 2 trials x 3 epochs (test_export.py, test_evaluate.py)."""
+    search of 2 trials x 3 epochs (test_export.py, test_predict_bundle.py, test_evaluate.py)."""
     import shutil
 
     from speciesfam import layout

@@ -225,7 +225,7 @@ def test_batch_prediction_of_a_folder_accounts_for_every_file(cnn_bundle, collec
     from speciesfam.predict import predict_collection
 
     _, _, bundle = cnn_bundle
-    # resuming is the same for every bundle: test_export.py's probe bundle checks it (~20 s more each)
+    # resuming is the same for every bundle: test_predict_bundle.py's probe bundle checks it (~20 s more each)
     folder, out = check_batch_prediction(bundle, collection[0], tmp_path, capsys, resume=False)
     other = Path(shutil.copytree(bundle, tmp_path / "other"))
     (other / "MODEL_CARD.md").write_text("edited")
