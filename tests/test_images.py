@@ -181,5 +181,21 @@ def test_a_png_with_huge_text_metadata_reads_its_pixels(chunks):
     img.putpixel((3, 2), (250, 0, 0))
     arr = decode_rgb(encode(img, "PNG", pnginfo=info))
     assert (arr == np.asarray(img)).all() and probe(encode(img, "PNG", pnginfo=info))["width"] == 12
+    profiled = encode(img, "PNG", icc_profile=bytes(50_000_000))  # a colour profile too (round 68)
+    assert (decode_rgb(profiled) == np.asarray(img)).all()
     with pytest.raises(DecodeError, match="corrupt or truncated PNG image"):  # damaged pixels are still said
         decode_rgb(encode(img, "PNG", pnginfo=info)[:-40])
+
+
+def test_frames_are_counted_where_they_can_be_and_a_camera_mpo_is_one_image():
+    """A multi-page TIFF whose page list is damaged crashed catalog (Pillow raised TypeError counting its pages:
+    round 68): its first page is the image, its count unknown. A camera's MPO JPEG (photo and preview) is one."""
+    pages = [Image.new("RGB", (16, 16), (80 * i, 30, 200)) for i in range(3)]
+    whole = encode(pages[0], "TIFF", save_all=True, append_images=pages[1:], compression="tiff_deflate")
+    assert probe(whole)["frames"] == 3
+    cut = whole[:len(whole) * 2 // 3]
+    assert probe(cut)["frames"] is None and (decode_rgb(cut) == np.asarray(pages[0])).all()
+    mpo = encode(pages[0], "MPO", save_all=True, append_images=pages[1:2])
+    assert Image.open(io.BytesIO(mpo)).n_frames == 2 and probe(mpo)["frames"] == 1
+    gif = encode(pages[0], "GIF", save_all=True, append_images=pages[1:])
+    assert probe(gif)["frames"] == 3

@@ -184,8 +184,10 @@ def test_images_of_several_frames_are_used_by_their_first_and_said(tmp_path):
     frames[0].save(src / "Beta" / "pages.tif", save_all=True, append_images=frames[1:2])
     run_catalog(str(src), str(tmp_path / "run"), SMALL)
     assert (read_rgb(str(src / "Beta" / "pages.tif")) == np.asarray(frames[0])).all()
-    assert "- images of several frames (an animated GIF, a multi-page TIFF), each used as its first frame: 2, e.g. " \
-           f"`{src}/Alpha/moving.gif` (3 frames)" in (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
+    assert "- images of several frames (an animated GIF, a multi-page TIFF), each used as its first frame: 2 " \
+           "(listed under Images of several frames)" in md
+    assert f"| {src}/Alpha/moving.gif | 3 |\n| {src}/Beta/pages.tif | 2 |\n" in md  # each, to find them (round 68)
     assert summary_line(str(tmp_path / "run"), "catalog").endswith(
         "; 2 images of several frames (animated GIF, multi-page TIFF): their first frames are used (see catalog.md)")
     (src / "Beta" / "pages.tif").unlink()

@@ -31,6 +31,7 @@ from .sources import read_source
 if TYPE_CHECKING:
     import pandas as pd
 
+SHOWN_FRAMES = 20  # images of several frames catalog.md names (all are counted)
 FAILED_CATALOG = "catalog-nothing-usable"  # under logs/: a re-catalog that found no usable image
 
 __all__ = ["run_catalog", "build_manifest", "read_source", "load_manifest", "class_weights", "report"]
@@ -186,8 +187,8 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     follow_originals(df, ok)
     # an animated GIF, a multi-page TIFF: its first frame is the image, said (round 67)
     several = df[(df["status"] == layout.OK) & pd.to_numeric(df["frames"]).gt(1)]
-    attrs["several_frames"] = {"files": len(several), "example": several["path"].iloc[0],
-                               "frames": int(several["frames"].iloc[0])} if len(several) else None
+    attrs["several_frames"] = {"files": len(several), "shown": [[p, int(n)] for p, n in zip(
+        several["path"][:SHOWN_FRAMES], several["frames"][:SHOWN_FRAMES])]} if len(several) else None
     df = df[MANIFEST_COLUMNS]
     df.attrs.update(attrs)
     return df

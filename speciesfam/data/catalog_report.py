@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 from .. import layout
-from ..markdown import cell, code, family_cell, prose, twins, visible
+from ..markdown import cell, code, family_cell, prose, twins
 from .text_table import named_columns
 
 if TYPE_CHECKING:
@@ -93,9 +93,8 @@ def report(manifest: "pd.DataFrame", source: str, cfg: "CatalogConfig | None" = 
                      f"{code(json.dumps(n['family']))}; to label by a deeper level, give a manifest with a `label` "
                      "column")
     if attrs.get("several_frames"):
-        n = attrs["several_frames"]
         lines.append(f"- images of several frames (an animated GIF, a multi-page TIFF), each used as its first frame: "
-                     f"{n['files']}, e.g. {code(visible(n['example']))} ({n['frames']} frames)")
+                     f"{attrs['several_frames']['files']} (listed under Images of several frames)")
     gone = no_usable_families(manifest)
     if gone:
         lines.append("- families with no usable image (their rows are under Not used): "
@@ -112,6 +111,14 @@ def report(manifest: "pd.DataFrame", source: str, cfg: "CatalogConfig | None" = 
         # as JSON strings with non-ASCII escaped: what tells them apart shows (surrounding spaces, a composed
         # 'é' against 'e' + an accent, a real newline against a backslash and an 'n', a backtick)
         lines += ["- " + ", ".join(code(json.dumps(lab)) for lab in group) for group in alike[:NOT_USED_SHOWN]]
+    if attrs.get("several_frames"):
+        frames = attrs["several_frames"]
+        lines += ["", "## Images of several frames", "", "Every stage reads the first frame of these (an animated "
+                  "GIF's first picture, a multi-page TIFF's first page); convert them to use another.", "",
+                  "| path | frames |", "|---|---:|"]
+        lines += [f"| {cell(path)} | {n} |" for path, n in frames["shown"]]
+        if frames["files"] > len(frames["shown"]):
+            lines.append(f"| ... {frames['files'] - len(frames['shown'])} more | |")
     not_used = manifest[manifest["status"] != layout.OK]  # duplicates too, as the report shows them
     if len(not_used):
         lines += ["", "## Not used", "", f"{len(not_used)} rows; the first {NOT_USED_SHOWN} of each status are "

@@ -101,8 +101,8 @@ def open_image(data: bytes) -> Image.Image:
         raise DecodeError("not an image file (format not recognised)") from err
     except (OSError, SyntaxError, ValueError) as err:
         plain = _without_png_text(data) if "MAX_TEXT" in str(err) else None
-        if plain is not None:  # a text chunk over Pillow's bomb limit (a huge comment): the pixels are fine, and
-            return open_image(plain)  # the file was unreadable with Pillow's words (round 67)
+        if plain is not None:  # a text chunk or profile over Pillow's bomb limit (a huge comment): the pixels are fine
+            return open_image(plain)  # and the file was unreadable with Pillow's words (rounds 67, 68)
         if "Ghostscript" in str(err):  # not corrupt: a program Pillow needs is missing (round 48)
             raise DecodeError("EPS image, but Pillow reads EPS with Ghostscript, which is not installed (`apt "
                               "install ghostscript`), or convert it to PNG") from err
@@ -113,8 +113,8 @@ def open_image(data: bytes) -> Image.Image:
 
 
 def _without_png_text(data: bytes) -> bytes | None:
-    """A PNG's bytes without its text chunks (tEXt, zTXt, iTXt: metadata, never pixels), or None when ``data`` is
-    no PNG or has no such chunk."""
+    """A PNG's bytes without its text chunks (tEXt, zTXt, iTXt) and colour profile (iCCP, which ``to_rgb`` does
+    not apply): metadata, never pixels; or None when ``data`` is no PNG or has no such chunk."""
     import struct
 
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -122,7 +122,7 @@ def _without_png_text(data: bytes) -> bytes | None:
     kept, at = [data[:8]], 8
     while at + 12 <= len(data):
         end = at + 12 + struct.unpack(">I", data[at:at + 4])[0]
-        if data[at + 4:at + 8] not in (b"tEXt", b"zTXt", b"iTXt"):
+        if data[at + 4:at + 8] not in (b"tEXt", b"zTXt", b"iTXt", b"iCCP"):
             kept.append(data[at:end])
         at = end
     kept.append(data[at:])  # a truncated tail stays: Pillow says what is wrong with it
@@ -239,4 +239,18 @@ def probe(data: bytes) -> dict:
     every stage reads its first), decoding it fully to prove it is readable."""
     img = open_image(data)
     turned = upright(img)
-    return {"width": turned.width, "height": turned.height, "mode": img.mode, "frames": getattr(img, "n_frames", 1)}
+    return {"width": turned.width, "height": turned.height, "mode": img.mode, "frames": _frames(img)}
+
+
+def _frames(img: Image.Image) -> int | None:
+    """How many frames an image holds (an animated GIF, a multi-page TIFF), or None when its later frames cannot
+    be counted (a TIFF whose page list is damaged made Pillow raise TypeError: catalog crashed, round 68). A
+    camera's MPO JPEG (the photo and its preview) is one image."""
+    if img.format == "MPO":
+        return 1
+    try:
+        with warnings.catch_warnings():  # 'Corrupt EXIF data' of a damaged page: the count is unknown, said so
+            warnings.simplefilter("ignore", UserWarning)
+            return int(getattr(img, "n_frames", 1))
+    except Exception:  # noqa: BLE001 -- only a count for the report: the first frame is read already
+        return None
