@@ -309,8 +309,33 @@ def test_a_recatalog_that_finds_nothing_usable_keeps_the_run_catalog(tmp_path):
     schema = pq.read_schema(failed / layout.MANIFEST)
     assert [schema.field(c).type for c in ("width", "height", "bytes")] == [pa.int64()] * 3
     assert "unreadable: 1" in (failed / layout.CATALOG_MD).read_text()
+    outside = tmp_path / "outside.parquet"  # a link left in the failed attempt's folder: removed, not written
+    outside.write_bytes(b"theirs")           # through (round 68)
+    (failed / layout.MANIFEST).unlink()
+    (failed / layout.MANIFEST).symlink_to(outside)
+    with pytest.raises(SourceError, match="keeps its catalog"):
+        run_catalog(str(tmp_path / "wrong"), str(run), SMALL)
+    assert outside.read_bytes() == b"theirs" and not (failed / layout.MANIFEST).is_symlink()
     run_catalog(str(tmp_path / "src"), str(run), SMALL)  # a catalog that succeeds replaces the run's, and
     assert not failed.exists()                             # the failed attempt's reports go
+    shutil.rmtree(run / layout.LOGS)  # logs/ a file: the error still says the source has nothing usable
+    (run / layout.LOGS).write_text("x")
+    with pytest.raises(SourceError, match=rf"no usable image among 1 row .*; {run} keeps its catalog of .* as it was "
+                                          rf"\(this attempt's manifest and report are in {failed} \(they could not be "
+                                          r"written there: "):
+        run_catalog(str(tmp_path / "wrong"), str(run), SMALL)
+    assert (run / layout.MANIFEST).read_bytes() != b""
+    (run / layout.LOGS).unlink()
+    (run / "stages" / "catalog.json").unlink()  # a run folder known by its manifest alone: kept as well (round 68)
+    with pytest.raises(SourceError, match=r"keeps its catalog \(no record names its source\) as it was"):
+        run_catalog(str(tmp_path / "wrong"), str(run), SMALL)
+    nothing = tmp_path / "nothing"  # a run whose catalog has nothing usable: the next attempt replaces it
+    for source in ("wrong", "wrong2"):
+        (tmp_path / source / "Gamma").mkdir(parents=True, exist_ok=True)
+        (tmp_path / source / "Gamma" / "notes.txt").write_text("x")
+        with pytest.raises(SourceError, match=rf"; see {nothing}/catalog.md$"):
+            run_catalog(str(tmp_path / source), str(nothing), SMALL)
+    assert stages.load(str(nothing), "catalog")["config"]["source"] == str(tmp_path / "wrong2")
 
 
 @pytest.mark.parametrize("label", ["..", "../../../../tmp/x", "/etc/passwd", ".hidden", "a/b", "C:\\x", "", " ",

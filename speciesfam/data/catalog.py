@@ -250,26 +250,52 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
     started_at = stages.timestamp()  # files modified after it may not hold the bytes hashed (clean's cache check)
     manifest = build_manifest(source, cfg)
     counts = manifest["status"].value_counts().to_dict()
-    earlier = None if counts.get(layout.OK) or not storage.exists(layout.path(workdir, layout.MANIFEST)) else \
-        stages.load(workdir, "catalog")
     # a re-catalog that found nothing usable (a wrong or emptied folder) replaced a run's catalog with it, and
-    # every later stage then refused the run: its reports go to logs/, the run's catalog stays (round 68)
-    out = layout.path(workdir, layout.LOGS, FAILED_CATALOG) if earlier else workdir
-    _write_reports(manifest, source, cfg or CatalogConfig(), out)
-    if not earlier:
-        failed = layout.path(workdir, layout.LOGS, FAILED_CATALOG)
-        if storage.is_dir(failed):  # an earlier attempt's, of a catalog that is replaced now
-            storage.filesystem(failed)[0].delete_dir(storage.filesystem(failed)[1])
+    # every later stage then refused the run: its reports go to logs/, a catalog with usable rows stays (round 68)
+    keep = not counts.get(layout.OK) and _usable_catalog(workdir)
+    failed = layout.path(workdir, layout.LOGS, FAILED_CATALOG)
+    if storage.is_dir(failed):  # an earlier attempt's: replaced (links in it removed, never written through)
+        storage.filesystem(failed)[0].delete_dir(storage.filesystem(failed)[1])
+    unwritten = ""
+    try:
+        _write_reports(manifest, source, cfg or CatalogConfig(), failed if keep else workdir)
+    except OSError as err:  # logs/ a file: the error said that, not that the source has no usable image
+        if not keep:
+            raise
+        unwritten = f" (they could not be written there: {err})"
+    if not keep:
         stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
                       summary={"rows": len(manifest), "status": counts, **manifest.attrs}, started_at=started_at)
     if not counts.get(layout.OK):
         among = f"among {counted(len(manifest), 'row')} ({', '.join(f'{n} {k}' for k, n in counts.items())})" \
             if len(manifest) else "in it: it has no rows"
-        kept = (f"; {workdir} keeps its catalog of {earlier['config'].get('source', 'its earlier source')} as it "
-                f"was (this attempt's manifest and report are in {out})") if earlier else ""
+        kept = f"; {workdir} keeps its catalog{keep} as it was (this attempt's manifest and report are in {failed}" \
+            f"{unwritten})" if keep else ""
         raise SourceError(f"{source}: no usable image {among}{_none_usable_fix(manifest, cfg or CatalogConfig())}"
-                          f"; see {layout.path(out, layout.CATALOG_MD)}{kept}")
+                          + ("" if unwritten else f"; see {layout.path(failed if keep else workdir, layout.CATALOG_MD)}")
+                          + kept)
     return manifest
+
+
+def _usable_catalog(workdir: str) -> str:
+    """' of SOURCE' (or why not), when run folder ``workdir`` holds a catalog with usable rows that a catalog
+    finding none must not replace; '' when it holds none (a new folder, or a catalog itself with nothing usable:
+    the new attempt replaces it), or a manifest that cannot be read."""
+    from .. import stages
+    from ..errors import StageOrderError
+
+    try:
+        if not storage.exists(layout.path(workdir, layout.MANIFEST)) or not (
+                storage.read_table(layout.path(workdir, layout.MANIFEST))["status"] == layout.OK).any():
+            return ""
+    except (OSError, ValueError, KeyError, SpeciesfamError):
+        return ""
+    try:
+        rec = stages.load(workdir, "catalog")
+    except StageOrderError:
+        rec = None
+    return f" of {rec['config']['source']}" if rec and rec.get("config", {}).get("source") else " (no record names " \
+        "its source)"
 
 
 def _write_reports(manifest: "pd.DataFrame", source: str, cfg: CatalogConfig, folder: str) -> None:
