@@ -47,6 +47,7 @@ def evaluation_rows(manifest_uri: str, split: str | None, columns: dict[str, str
     the one scored: another case, or empty)."""
     import pandas as pd
 
+    from .data.sources import is_run_manifest
     from .data.text_table import read_text_table
     from .predict import SKIPPED, input_rows
 
@@ -57,7 +58,7 @@ def evaluation_rows(manifest_uri: str, split: str | None, columns: dict[str, str
                               "labelled set (CSV or Parquet with path and label columns)")
     table = read_text_table(manifest_uri, columns)  # a user's file: its errors say what to fix in it
     columns = set(table)
-    if layout.RUN_MANIFEST_COLUMNS <= columns:
+    if is_run_manifest(table):  # statuses of speciesfam's (a user's 'status' of its own: a labelled set, round 68)
         split = (split or "test").strip()  # spaces at the ends aside, as for a labelled set (catalog's are bare)
         manifest = pd.DataFrame({column: table[column] for column in ("path", "label", "status", "split", "sha256")})
         rows = manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == split), ["path", "label", "sha256"]]

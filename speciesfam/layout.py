@@ -66,6 +66,8 @@ INVALID = "invalid"      # manifest row with an empty/whitespace/missing label o
 CONFLICT = "conflict"    # a manifest path, or the same bytes, under two or more different labels (every such row)
 SKIPPED = "skipped"      # hidden file, a file under a hidden folder, or a system file (Thumbs.db, desktop.ini)
 NO_FAMILY = "no_family"  # file at a folder source's root, in no family folder
+STATUSES = frozenset({OK, DUPLICATE, UNREADABLE_STATUS, TOO_SMALL, REMOVED_STATUS, INVALID, CONFLICT, SKIPPED,
+                      NO_FAMILY})  # every status a catalog's or clean's manifest gives a row
 RUN_MANIFEST_COLUMNS = frozenset({"path", "label", "status", "split", "sha256", "reason"})  # a catalog's or clean's manifest
 SPLITS = ("train", "val", "test")
 

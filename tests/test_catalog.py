@@ -392,3 +392,16 @@ def test_a_speciesfam_run_manifest_keeps_out_what_its_run_left_out(collection, t
     assert set(again.loc[again["status"] == "ok", "path"]) == set(before.index[before == "ok"])
     n = len(out_before)
     assert f"manifest: its {n} rows not 'ok' there (removed, skipped, ...) stay out" in capsys.readouterr().out
+    # a user's own table with those columns, but statuses of its own: a manifest of theirs (all rows were
+    # 'skipped' as left out by a run: round 68); evaluate reads it as a labelled set
+    mine = first[["path", "label", "split", "sha256", "reason"]].assign(status="trusted")
+    mine.loc[mine.index[:2], "status"] = "unreviewed"
+    mine.to_csv(tmp_path / "eolmeta.csv", index=False)
+    theirs = build_manifest(str(tmp_path / "eolmeta.csv"))
+    assert set(theirs["status"]) == set(first["status"]) and "skipped" not in set(theirs["status"])
+    assert ("catalog: note: " + str(tmp_path / "eolmeta.csv") + " has the columns of a speciesfam run's manifest, but "
+            "statuses of its own ('trusted', 'unreviewed'): read as a manifest of yours, its column 'status' not "
+            "used") in capsys.readouterr().err
+    from speciesfam.evaluate import evaluation_rows
+
+    assert not evaluation_rows(str(tmp_path / "eolmeta.csv"), None).attrs.get("catalog")

@@ -206,7 +206,7 @@ def read_manifest(source: str, columns: dict[str, str] | None = None) -> "pd.Dat
     # a file's own split column is not the run's (catalog draws per family, --val-fraction/--test-fraction): said,
     # as it was silently replaced (round 64); a run manifest's splits are catalog's own, drawn again
     own_split = next((c for c in raw if str(c).strip().lower() == "split"), None) \
-        if not layout.RUN_MANIFEST_COLUMNS <= set(raw) else None
+        if not is_run_manifest(raw) else None
     df.attrs.update(rows_read=n, aliases=0, **({"own_split": own_split} if own_split is not None else {}))
     if own_split is not None:
         from ..console import say_err
@@ -216,12 +216,26 @@ def read_manifest(source: str, columns: dict[str, str] | None = None) -> "pd.Dat
     return df
 
 
+def is_run_manifest(raw: dict[str, list]) -> bool:
+    """Whether a manifest's columns ``raw`` are a speciesfam run's (a catalog's or clean's): its columns, and only
+    statuses speciesfam gives (a user's table with a 'status' of 'trusted' was read as one: round 68)."""
+    return layout.RUN_MANIFEST_COLUMNS <= set(raw) and all(
+        st in layout.STATUSES for st in raw["status"] if isinstance(st, str) and st)
+
+
 def _run_statuses(source: str, raw: dict[str, list]) -> list[str]:
     """Per row, why it stays out when ``source`` is a speciesfam run's manifest (a catalog's or clean's: status,
     split, sha256 columns) and the row's status there is not ok, else ''. Its removed outliers and skipped files
     came back as images (hostile tester); the statuses of its ok rows are checked again like any row's."""
     n = len(raw["path"])
-    if not layout.RUN_MANIFEST_COLUMNS <= set(raw):
+    if not is_run_manifest(raw):
+        if layout.RUN_MANIFEST_COLUMNS <= set(raw):
+            from ..console import say_err
+            from ..lines import some
+
+            foreign = sorted({st for st in raw["status"] if isinstance(st, str) and st and st not in layout.STATUSES})
+            say_err(f"catalog: note: {source} has the columns of a speciesfam run's manifest, but statuses of its "
+                    f"own ({some(foreign, quote=True)}): read as a manifest of yours, its column 'status' not used")
         return [""] * n
     reasons = raw.get("reason") or [""] * n
     said = [f"'{st}' in the run manifest it comes from" + (f": {why}" if isinstance(why, str) and why else "")
