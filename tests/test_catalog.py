@@ -48,6 +48,23 @@ def test_duplicates_never_cross_splits(collection):
     assert not m[m["status"] == "ok"]["sha256"].duplicated().any()
 
 
+def test_a_manifest_keeps_the_earliest_row_of_an_image_and_marks_the_later_copies(collection, tmp_path):
+    """Of two rows holding the same bytes, the later one by path was kept: 'zz_original.jpg' listed first became
+    the duplicate of 'aa_copy.jpg' listed after it (round 68); the README says 'an earlier row'."""
+    import shutil
+
+    root, _ = collection
+    images = sorted((root / "Felidae").glob("*.jpg"))[:6]
+    shutil.copyfile(images[0], tmp_path / "zz_original.jpg")
+    shutil.copyfile(images[0], tmp_path / "aa_copy.jpg")
+    rows = [tmp_path / "zz_original.jpg", tmp_path / "aa_copy.jpg", *images[1:]]
+    pd.DataFrame({"path": [str(p) for p in rows], "label": "Felidae"}).to_csv(tmp_path / "m.csv", index=False)
+    m = build_manifest(str(tmp_path / "m.csv"), CatalogConfig(min_images=3)).set_index("path")
+    assert m.loc[str(tmp_path / "zz_original.jpg"), "status"] == "ok"
+    assert m.loc[str(tmp_path / "aa_copy.jpg"), ["status", "reason"]].tolist() == [
+        "duplicate", f"same bytes as {tmp_path / 'zz_original.jpg'}"]
+
+
 def test_the_same_image_under_two_families_is_a_conflict_not_a_duplicate(collection, tmp_path):
     import shutil
 

@@ -162,9 +162,12 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
         df[col] = pd.to_numeric(df[col]).astype("Int64")  # whole numbers, empty where unread (floats, NaN: round 67)
     _mark_label_clashes(df)
     ok = df["status"] == layout.OK
-    # the copy that stays: a real file before a link to it (a link is judged like a copy), then the first listed
+    # the copy that stays: a real file before a link to it (a link is judged like a copy), then the first listed:
+    # a manifest's earliest row (path order made a later row the one kept: round 68), a folder's first by path
     links = df.loc[ok, "path"].map(lambda p: not storage.is_remote(p) and os.path.islink(storage.local_path(p)))
-    first = df[ok].loc[links.sort_values(kind="stable").index].groupby("sha256")["path"].transform("first")
+    order = pd.DataFrame({"link": links, "row": df.loc[ok, "source_row"] if "rows_read" in attrs else 0})
+    first = df[ok].loc[order.sort_values(["link", "row"], kind="stable").index].groupby("sha256")["path"].transform(
+        "first")
     dup = ok & (df["path"] != first.reindex(df.index))
     df.loc[dup, "duplicate_of"] = first[dup]
     df.loc[dup, "status"] = layout.DUPLICATE
