@@ -41,6 +41,12 @@ def not_utf8(path: str) -> str:
             f"to UTF-8, e.g. `convmv -f latin1 -t utf8 --notest -r FOLDER`")
 
 
+def shown_escaped(reason: object) -> bool:
+    """Whether a row's path is ``shown`` already, its bytes that are not UTF-8 as escapes ('caf\\xe9.jpg'), by its
+    reason (``not_utf8``'s): a table shows it as it is (escaping it again doubled the backslash: rounds 67, 68)."""
+    return isinstance(reason, str) and "is not valid UTF-8 (a byte of another encoding)" in reason
+
+
 def is_utf8(text: str) -> bool:
     """Whether a name is valid UTF-8 (Python keeps a byte of another encoding as a lone surrogate)."""
     try:

@@ -111,6 +111,7 @@ def table_line(result: dict[str, Any], alike: frozenset[str] = frozenset()) -> s
     import json
 
     from .markdown import visible
+    from .pathtext import shown_escaped
 
     def name(label: str) -> str:
         return json.dumps(label) if label in alike else visible(label)
@@ -118,7 +119,7 @@ def table_line(result: dict[str, Any], alike: frozenset[str] = frozenset()) -> s
     error = result.get("error", "")  # a file skipped (Thumbs.db) is no failure: not labelled one (round 50)
     fields = [f"{name(lab)} {p:.3f}" for lab, p in result.get("top", [])] or [
         f"SKIPPED: {visible(error[len(SKIPPED):])}" if error.startswith(SKIPPED) else f"ERROR: {visible(error)}"]
-    return "\t".join([visible(result["path"]), *fields])
+    return "\t".join([result["path"] if shown_escaped(error) else visible(result["path"]), *fields])
 
 
 def print_results(results: list[dict[str, Any]], fmt: str, labels: list[str] | None = None) -> None:

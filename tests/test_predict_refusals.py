@@ -86,6 +86,9 @@ def test_predict_rows_of_a_folder_keep_why_a_file_cannot_be_read(tmp_path):
     assert rows[str(folder / "ok.jpg")] == "" and rows[odd].startswith("file name is not valid UTF-8 (a byte of "
                                                                        "another encoding): rename it to UTF-8")
     assert not storage.is_dir(os.fsdecode(name)) and storage.is_dir(str(folder))
+    from speciesfam.predict import table_line  # its table line shows it so too (it doubled the '\\': round 68)
+
+    assert table_line({"path": odd, "error": rows[odd]}).startswith(f"{folder}/caf\\xe9.jpg\tERROR: file name is ")
 
 
 def test_a_path_that_is_not_utf8_is_refused_in_one_line_and_a_file_says_why(tmp_path, capsys):

@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 from .. import layout
+from ..pathtext import shown_escaped
 from ..markdown import cell, code, family_cell, prose, twins
 from .text_table import named_columns
 
@@ -125,8 +126,8 @@ def report(manifest: "pd.DataFrame", source: str, cfg: "CatalogConfig | None" = 
                   f"below, all of them in {layout.MANIFEST} (and the unreadable ones in {layout.UNREADABLE}).", ""]
         for st, rows in not_used.groupby("status", sort=True):
             lines += [f"### {st} ({len(rows)})", "", "| path | label | reason |", "|---|---|---|"]
-            lines += [f"| {prose(r.path) if 'not valid UTF-8' in str(r.reason) else cell(r.path)} | {cell(r.label)} | "
-                      f"{prose(r.reason)} |"  # a name not UTF-8 is already shown with escapes ('a\\xff.jpg')
+            lines += [f"| {prose(r.path) if shown_escaped(r.reason) else cell(r.path)} | {cell(r.label)} | "
+                      f"{prose(r.reason)} |"
                       for r in rows.head(NOT_USED_SHOWN).itertuples()]
             if len(rows) > NOT_USED_SHOWN:
                 lines.append(f"| ... {len(rows) - NOT_USED_SHOWN} more | | |")
