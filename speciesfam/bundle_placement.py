@@ -74,10 +74,13 @@ def replaced_bundle(out: str, trial: dict[str, Any]) -> str:
         return ""
     catalog = (old.get("trained_on") or {}).get("catalog")
     other_run = catalog != (trial.get("trained_on") or {}).get("catalog")
+    folder = old.get("run_folder")  # a copied run folder's export replaced the original's bundle unsaid (round 68)
+    elsewhere = f" of run folder {folder}" if folder and folder != trial.get("run_folder") else ""
     if not other_run and str(old.get("trial_id")) == str(trial["trial_id"]):
         changed = edited(out)  # a card edited by hand was overwritten unsaid (round 67)
-        return f"trial {old.get('trial_id')}, edited since its export ({changed})" if changed else ""
-    return (f"trial {old.get('trial_id')}"
+        return (f"trial {old.get('trial_id')}{elsewhere}" + (f", edited since its export ({changed})" if changed else
+                                                            "")) if changed or elsewhere else ""
+    return (f"trial {old.get('trial_id')}{elsewhere}"
             + (f" trained on catalog run {str(catalog)[:8]} (another run folder's, or this one's before catalog ran "
                "again)" if other_run and catalog else " of another run" if other_run else ""))
 

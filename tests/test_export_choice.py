@@ -81,6 +81,9 @@ def test_export_says_whose_bundle_it_replaced(probe_run, tmp_path, capsys):
     assert export_line().endswith(f"; it replaced the bundle of trial {other} trained on catalog run 01234567 (another "
                                   "run folder's, or this one's before catalog ran again)")
     assert json.loads((shared / "config.json").read_text())["trial"]["trial_id"] == first
+    copy = Path(shutil.copytree(run, tmp_path / "copy"))  # a copied run folder's export, the same trial: it
+    assert main(["export", "--workdir", str(copy), "--out", str(shared)]) == 0  # replaced the original's unsaid
+    assert export_line().endswith(f"; it replaced the bundle of trial {first} of run folder {run}")  # (round 68)
     # --trial naming the best trial: said so, not 'the best trial is' itself (round 65)
     assert main(["export", "--workdir", str(run), "--out", str(tmp_path / "named"), "--trial", first]) == 0
     reason = json.loads((tmp_path / "named" / "config.json").read_text())["trial"]["reason"]
