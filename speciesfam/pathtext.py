@@ -5,6 +5,7 @@ line), a read error in catalog's words, an exception as one short line. Every st
 from __future__ import annotations
 
 import errno
+import functools
 import os
 
 BROKEN_LINK = "broken symbolic link (target missing, or a link loop)"
@@ -23,7 +24,39 @@ def path_hint(path: str) -> str:
     spaced = next((part for part in path.split("/")[:-1] if part != part.strip()), None)
     if spaced is not None:  # ' imgs/A/x.png': a stray space before a relative path lands on its first folder
         return f" (the folder name {spaced!r} in its path starts or ends with a space: is that in the folder's name?)"
-    return ""
+    return _near_name(path)
+
+
+def _near_name(path: str) -> str:
+    """A file beside ``path`` whose name differs from its name only in Unicode form (a folder copied from an old
+    Mac names 'café' with a combining accent) or in case ('IMG_1.JPG'): said, or '' (it was a plain 'file not
+    found': round 68)."""
+    import unicodedata
+
+    from .storage import is_remote
+
+    if is_remote(path) or not path:
+        return ""
+    folder, name = os.path.split(path)
+    key = unicodedata.normalize("NFC", name)
+    near = [n for n in _entries(folder or ".")
+            if n != name and unicodedata.normalize("NFC", n).casefold() == key.casefold()]
+    if not near:
+        return ""
+    from .lines import quoted
+
+    form = unicodedata.normalize("NFC", near[0]) == key
+    return (f" (the folder holds {quoted(near[0], None)}, " + ("the same name in another Unicode form: write it as the file "
+                                                    "system has it" if form else "a name that differs in case")
+            + ")")
+
+
+@functools.lru_cache(maxsize=64)  # a manifest's missing rows are many in few folders: each folder listed once
+def _entries(folder: str) -> tuple[str, ...]:
+    try:
+        return tuple(os.listdir(folder))
+    except OSError:
+        return ()
 
 
 NOT_UTF8 = ("file name is not valid UTF-8 (a byte of another encoding): rename it to UTF-8, e.g. "

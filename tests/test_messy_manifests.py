@@ -282,6 +282,20 @@ def test_nothing_usable_fails_after_writing_the_reports_and_says_what_to_change(
         run_catalog(str(tmp_path / "old"), str(tmp_path / "run5"))  # 'hidden or system files' (round 51)
 
 
+def test_a_missing_path_whose_name_is_there_in_another_unicode_form_or_case_says_so(tmp_path):
+    """A manifest's 'café' (composed) against a file a Mac named 'cafe' + a combining accent, or 'IMG_1.JPG'
+    listed as 'img_1.jpg': a plain 'file not found' (round 68)."""
+    png(tmp_path / "A" / "Lynx cafe\u0301.png", 1)
+    png(tmp_path / "A" / "IMG_1.PNG", 2)
+    rows = ["A/Lynx caf\u00e9.png", "A/img_1.png", "A/none.png"]
+    (tmp_path / "m.csv").write_text("path,label\n" + "".join(f"{p},Alpha\n" for p in rows), encoding="utf-8")
+    m = build_manifest(str(tmp_path / "m.csv"), SMALL).set_index("path")["reason"]
+    assert m[str(tmp_path / rows[0])] == ('file not found (the folder holds "Lynx cafe\\u0301.png", the same name in '
+                                          'another Unicode form: write it as the file system has it)')
+    assert m[str(tmp_path / rows[1])] == "file not found (the folder holds 'IMG_1.PNG', a name that differs in case)"
+    assert m[str(tmp_path / rows[2])] == "file not found"
+
+
 def test_a_recatalog_that_finds_nothing_usable_keeps_the_run_catalog(tmp_path):
     """A re-catalog of a wrong or emptied folder replaced a run's catalog with rows of nothing usable, and every
     later stage refused the run; its reports go to logs/ now, said, and a good catalog later clears them."""
