@@ -184,8 +184,11 @@ def collection(workdir: str, records: dict) -> dict | None:
     skipped = manifest[manifest["status"] != layout.OK]
     source = (records.get("catalog") or {}).get("config", {}).get("source")
     cleaned_missing = cleaned is None and not cleaned_stale and bool(records.get("clean"))  # deleted since
+    from .data.catalog import FAILED_CATALOG
+
+    failed = layout.path(workdir, layout.LOGS, FAILED_CATALOG, layout.CATALOG_MD)  # a later catalog that found
     return {"rows": len(manifest), "families": len(before), "source": source, "cleaned_stale": cleaned_stale,
-            "cleaned_missing": cleaned_missing,
+            "cleaned_missing": cleaned_missing, "failed_catalog": failed if storage.exists(failed) else None,
             "status": manifest["status"].value_counts().to_dict(), "table": families,
             "plot": plots.data_uri(plots.class_counts(before, after if after is not None else before)),
             "skipped": [{"path": r.path, "family": r.label, "status": r.status, "reason": r.reason}  # null label: ""

@@ -323,6 +323,10 @@ def test_a_recatalog_that_finds_nothing_usable_keeps_the_run_catalog(tmp_path):
     schema = pq.read_schema(failed / layout.MANIFEST)
     assert [schema.field(c).type for c in ("width", "height", "bytes")] == [pa.int64()] * 3
     assert "unreadable: 1" in (failed / layout.CATALOG_MD).read_text()
+    from speciesfam.report import render  # the report of the kept catalog says so (it said nothing: round 68)
+
+    assert f"A later catalog of this run folder found no usable image, so this catalog was kept: see <code>{failed}/" \
+           "catalog.md</code>" in render(str(run))
     outside = tmp_path / "outside.parquet"  # a link left in the failed attempt's folder: removed, not written
     outside.write_bytes(b"theirs")           # through (round 68)
     (failed / layout.MANIFEST).unlink()
@@ -331,7 +335,7 @@ def test_a_recatalog_that_finds_nothing_usable_keeps_the_run_catalog(tmp_path):
         run_catalog(str(tmp_path / "wrong"), str(run), SMALL)
     assert outside.read_bytes() == b"theirs" and not (failed / layout.MANIFEST).is_symlink()
     run_catalog(str(tmp_path / "src"), str(run), SMALL)  # a catalog that succeeds replaces the run's, and
-    assert not failed.exists()                             # the failed attempt's reports go
+    assert not failed.exists() and "A later catalog" not in render(str(run))  # the failed attempt's reports go
     shutil.rmtree(run / layout.LOGS)  # logs/ a file: the error still says the source has nothing usable
     (run / layout.LOGS).write_text("x")
     with pytest.raises(SourceError, match=rf"no usable image among 1 row .*; {run} keeps its catalog of .* as it was "
