@@ -422,3 +422,12 @@ def test_a_speciesfam_run_manifest_keeps_out_what_its_run_left_out(collection, t
     from speciesfam.evaluate import evaluation_rows
 
     assert not evaluation_rows(str(tmp_path / "eolmeta.csv"), None).attrs.get("catalog")
+    # 'ok' rows without catalog's sha256, or no status at all: a user's table too (evaluate scored the first as a
+    # run's test split, its model's training images among them: round 69)
+    for status, why in (("ok", "'ok' rows without the sha256 catalog gives each"), ("", "no status in its column "
+                                                                                     "'status'")):
+        mine.assign(status=status, sha256="").to_csv(tmp_path / "eolmeta.csv", index=False)
+        build_manifest(str(tmp_path / "eolmeta.csv"))
+        assert f"has the columns of a speciesfam run's manifest, but {why}: read as a manifest of yours" in \
+            capsys.readouterr().err
+        assert not evaluation_rows(str(tmp_path / "eolmeta.csv"), None).attrs.get("catalog")

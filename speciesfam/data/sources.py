@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from typing import TYPE_CHECKING
 
 from .. import layout, pathtext, storage
@@ -217,10 +218,25 @@ def read_manifest(source: str, columns: dict[str, str] | None = None) -> "pd.Dat
 
 
 def is_run_manifest(raw: dict[str, list]) -> bool:
-    """Whether a manifest's columns ``raw`` are a speciesfam run's (a catalog's or clean's): its columns, and only
-    statuses speciesfam gives (a user's table with a 'status' of 'trusted' was read as one: round 68)."""
-    return layout.RUN_MANIFEST_COLUMNS <= set(raw) and all(
-        st in layout.STATUSES for st in raw["status"] if isinstance(st, str) and st)
+    """Whether a manifest's columns ``raw`` are a speciesfam run's (a catalog's or clean's)."""
+    return layout.RUN_MANIFEST_COLUMNS <= set(raw) and not _not_a_run_manifest(raw)
+
+
+def _not_a_run_manifest(raw: dict[str, list]) -> str:
+    """Why a table with a run manifest's columns is not one ('' when it is): statuses of its own (a user's 'status'
+    of 'trusted' was read as one: round 68), none, or ok rows without the sha256 catalog gives each (a table of
+    'ok' rows without it was scored as a run's test split, its model's training images among them: round 69)."""
+    given = [(st, sha) for st, sha in zip(raw["status"], raw["sha256"]) if isinstance(st, str) and st]
+    foreign = sorted({st for st, _ in given if st not in layout.STATUSES})
+    if foreign:
+        from ..lines import some
+
+        return f"statuses of its own ({some(foreign, quote=True)})"
+    if not given:
+        return "no status in its column 'status'"
+    if any(st == layout.OK and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)) for st, sha in given):
+        return "'ok' rows without the sha256 catalog gives each"
+    return ""
 
 
 def _run_statuses(source: str, raw: dict[str, list]) -> list[str]:
@@ -231,11 +247,9 @@ def _run_statuses(source: str, raw: dict[str, list]) -> list[str]:
     if not is_run_manifest(raw):
         if layout.RUN_MANIFEST_COLUMNS <= set(raw):
             from ..console import say_err
-            from ..lines import some
 
-            foreign = sorted({st for st in raw["status"] if isinstance(st, str) and st and st not in layout.STATUSES})
-            say_err(f"catalog: note: {source} has the columns of a speciesfam run's manifest, but statuses of its "
-                    f"own ({some(foreign, quote=True)}): read as a manifest of yours, its column 'status' not used")
+            say_err(f"catalog: note: {source} has the columns of a speciesfam run's manifest, but "
+                    f"{_not_a_run_manifest(raw)}: read as a manifest of yours, its column 'status' not used")
         return [""] * n
     reasons = raw.get("reason") or [""] * n
     said = [f"'{st}' in the run manifest it comes from" + (f": {why}" if isinstance(why, str) and why else "")
