@@ -218,8 +218,13 @@ def makedirs(uri: str) -> None:
 
 def write_bytes(uri: str, data: bytes) -> None:
     """Write ``data`` to ``uri`` atomically (temp name + rename; object stores write whole objects). A write
-    that fails (a full disk) leaves ``uri`` as it was and no temp file (they stayed in the run folder)."""
+    that fails (a full disk) leaves ``uri`` as it was and no temp file (they stayed in the run folder). A local
+    ``uri`` that is a link is replaced by the file, as ``mv`` does, never written through (a run folder's
+    report.html or trials.md linked elsewhere overwrote the link's target: hostile tester round 69)."""
     fs, path = filesystem(uri)
+    if not is_remote(uri):  # its folder resolved (a run folder may be a link), its own name as given
+        named = os.path.abspath(local_path(uri))
+        path = os.path.join(filesystem(os.path.dirname(named))[1], os.path.basename(named))
     parent = path.rsplit("/", 1)[0]
     fs.create_dir(parent, recursive=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"

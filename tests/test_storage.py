@@ -102,6 +102,20 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     assert (tmp_path / "a.txt").read_text() == "old" and os.listdir(tmp_path / "folder") == ["kept"]
 
 
+def test_a_file_that_is_a_link_is_replaced_never_written_through(tmp_path):
+    """A run folder's report.html or trials.md linked to a file elsewhere: every write overwrote the link's target
+    (hostile tester round 69). The write replaces the link, as mv does; a run folder that is a link is written in."""
+    (tmp_path / "elsewhere.html").write_text("theirs")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "report.html").symlink_to(tmp_path / "elsewhere.html")
+    (tmp_path / "alias").symlink_to(tmp_path / "run")
+    storage.write_text(str(tmp_path / "alias" / "report.html"), "ours")
+    storage.write_table(pd.DataFrame({"a": [1]}), (tmp_path / "alias" / "t.csv").as_uri())
+    assert (tmp_path / "elsewhere.html").read_text() == "theirs"
+    assert not (tmp_path / "run" / "report.html").is_symlink() and (tmp_path / "run" / "report.html").read_text() == \
+        "ours" and (tmp_path / "run" / "t.csv").read_text() == "a\n1\n"
+
+
 def test_a_failure_on_a_full_disk_is_said_as_a_full_disk(tmp_path, monkeypatch):
     """On a full disk Tune's results failed reading an empty pickled error ('EOFError: Ran out of input', a
     traceback). A search's failure is said as the disk's when the disk of its storage has (nearly) no space
