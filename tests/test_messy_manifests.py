@@ -287,13 +287,19 @@ def test_a_missing_path_whose_name_is_there_in_another_unicode_form_or_case_says
     listed as 'img_1.jpg': a plain 'file not found' (round 68)."""
     png(tmp_path / "A" / "Lynx cafe\u0301.png", 1)
     png(tmp_path / "A" / "IMG_1.PNG", 2)
-    rows = ["A/Lynx caf\u00e9.png", "A/img_1.png", "A/none.png"]
+    png(tmp_path / "Cafe\u0301" / "x.png", 3)  # a family folder from a Mac, and one in another case (round 69)
+    png(tmp_path / "Felidae" / "z.png", 4)
+    rows = ["A/Lynx caf\u00e9.png", "A/img_1.png", "A/none.png", "Caf\u00e9/x.png", "felidae/z.png"]
     (tmp_path / "m.csv").write_text("path,label\n" + "".join(f"{p},Alpha\n" for p in rows), encoding="utf-8")
     m = build_manifest(str(tmp_path / "m.csv"), SMALL).set_index("path")["reason"]
     assert m[str(tmp_path / rows[0])] == ('file not found (the folder holds "Lynx cafe\\u0301.png", the same name in '
                                           'another Unicode form: write it as the file system has it)')
     assert m[str(tmp_path / rows[1])] == "file not found (the folder holds 'IMG_1.PNG', a name that differs in case)"
     assert m[str(tmp_path / rows[2])] == "file not found"
+    assert m[str(tmp_path / rows[3])] == ("file not found (its folder 'Caf\u00e9' is not there; \"Cafe\\u0301\" is, the "
+                                          "same name in another Unicode form: write it as the file system has it)")
+    assert m[str(tmp_path / rows[4])] == ("file not found (its folder 'felidae' is not there; 'Felidae' is, a name "
+                                          "that differs in case)")
 
 
 def test_a_recatalog_that_finds_nothing_usable_keeps_the_run_catalog(tmp_path):
