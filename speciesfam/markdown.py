@@ -30,11 +30,16 @@ def cell(value: object) -> str:
 
 def prose(value: object) -> str:
     """A cell of the tool's own text (a reason), whose names are already quoted as Python writes them
-    ('multi\\nline'): control characters shown, markup escaped, but a backslash not shown doubled (``cell``'s
-    escaping, on top of the quoting, rendered a name's newline as two backslashes and an n)."""
+    ('multi\\nline'): ``own_text``, markup escaped (``cell``'s escaping, on top of the quoting, rendered a name's
+    newline as two backslashes and an n)."""
+    return _MARKUP.sub(lambda m: "\\" + m.group(0), own_text(value))
+
+
+def own_text(value: object) -> str:
+    """The tool's own text (a reason, whose names are quoted already: 'Cafe\\u0301') on one line: control
+    characters shown as escapes, a backslash not doubled (predict's table showed '\\\\u0301': round 69)."""
     text = "" if value is None or value != value else str(value)
-    return _MARKUP.sub(lambda m: "\\" + m.group(0),
-                       "".join(c if c.isprintable() or c == "\\" else repr(c)[1:-1] for c in text))
+    return "".join(c if c.isprintable() or c == "\\" else repr(c)[1:-1] for c in text)
 
 
 def twins(labels) -> frozenset[str]:

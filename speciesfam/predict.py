@@ -110,7 +110,7 @@ def table_line(result: dict[str, Any], alike: frozenset[str] = frozenset()) -> s
     forms) as its JSON string, as the reports show it."""
     import json
 
-    from .markdown import visible
+    from .markdown import own_text, visible
     from .pathtext import shown_escaped
 
     def name(label: str) -> str:
@@ -118,7 +118,7 @@ def table_line(result: dict[str, Any], alike: frozenset[str] = frozenset()) -> s
 
     error = result.get("error", "")  # a file skipped (Thumbs.db) is no failure: not labelled one (round 50)
     fields = [f"{name(lab)} {p:.3f}" for lab, p in result.get("top", [])] or [
-        f"SKIPPED: {visible(error[len(SKIPPED):])}" if error.startswith(SKIPPED) else f"ERROR: {visible(error)}"]
+        f"SKIPPED: {own_text(error[len(SKIPPED):])}" if error.startswith(SKIPPED) else f"ERROR: {own_text(error)}"]
     return "\t".join([result["path"] if shown_escaped(error) else visible(result["path"]), *fields])
 
 

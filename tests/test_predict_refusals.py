@@ -196,6 +196,8 @@ def test_predict_table_keeps_a_file_on_one_line_and_its_families_apart():
     line = table_line({"path": "/x/a\nb.png", "top": [("line1\nline2", 0.5), ("  spaced  ", 0.25)]})
     assert line.split("\t") == ["/x/a\\nb.png", "line1\\nline2 0.500", "\\x20\\x20spaced\\x20\\x20 0.250"]
     assert table_line({"path": "/x/c.png", "error": "cannot read\tfile"}) == "/x/c.png\tERROR: cannot read\\tfile"
+    hint = 'file not found (the folder holds "Cafe\\u0301.png", the same name in another Unicode form)'
+    assert table_line({"path": "/x/d.png", "error": hint}) == f"/x/d.png\tERROR: {hint}"  # as written (round 69)
 
 
 def test_predict_table_tells_apart_two_families_that_render_alike(capsys):
