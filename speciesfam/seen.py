@@ -115,9 +115,11 @@ def files_note(results: list[dict[str, Any]]) -> str:
 
     from .lines import some
 
-    hits = [r for r in results if r.get("seen")]
-    return predict_note(pd.Series([r["seen"] for r in hits], dtype=object), some(r["path"] for r in hits)) if hits \
-        else ""
+    from .markdown import visible
+
+    hits = [r for r in results if r.get("seen")]  # names on one line: a newline in one broke it (round 69)
+    return predict_note(pd.Series([r["seen"] for r in hits], dtype=object), some(visible(r["path"]) for r in hits)) \
+        if hits else ""
 
 
 def mark(rows: "pd.DataFrame", content: "pd.Series", bundle: str) -> int | None:

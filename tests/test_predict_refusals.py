@@ -198,6 +198,10 @@ def test_predict_table_keeps_a_file_on_one_line_and_its_families_apart():
     assert table_line({"path": "/x/c.png", "error": "cannot read\tfile"}) == "/x/c.png\tERROR: cannot read\\tfile"
     hint = 'file not found (the folder holds "Cafe\\u0301.png", the same name in another Unicode form)'
     assert table_line({"path": "/x/d.png", "error": hint}) == f"/x/d.png\tERROR: {hint}"  # as written (round 69)
+    from speciesfam.seen import files_note  # the seen note's names too: a newline broke its line (round 69)
+
+    note = files_note([{"path": "/x/new\nline.jpg", "seen": "train"}, {"path": "/x/t\tab.jpg", "seen": "val"}])
+    assert "\n" not in note and "(1 train, 1 val; /x/new\\nline.jpg, /x/t\\tab.jpg)" in note, note
 
 
 def test_predict_table_tells_apart_two_families_that_render_alike(capsys):
