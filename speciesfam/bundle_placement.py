@@ -81,8 +81,9 @@ def replaced_bundle(out: str, trial: dict[str, Any]) -> str:
         return (f"trial {old.get('trial_id')}{elsewhere}" + (f", edited since its export ({changed})" if changed else
                                                             "")) if changed or elsewhere else ""
     return (f"trial {old.get('trial_id')}{elsewhere}"
-            + (f" trained on catalog run {str(catalog)[:8]} (another run folder's, or this one's before catalog ran "
-               "again)" if other_run and catalog else " of another run" if other_run else ""))
+            + (f" trained on catalog run {str(catalog)[:8]}" + ("" if elsewhere else " (another run folder's, or this "
+               "one's before catalog ran again)") if other_run and catalog else " of another run" if other_run and
+               not elsewhere else ""))
 
 
 def held_model(workdir: str, out: str, row: dict[str, Any]) -> dict[str, Any] | None:

@@ -84,7 +84,8 @@ def predict_note(splits_seen: "pd.Series", where: str = "column 'seen'") -> str:
     each = ", ".join(f"{n} {split}" for split, n in splits_seen.value_counts().sort_index(
         key=lambda s: s.map({"train": 0, "val": 1})).items())
     return (f"predict: note: {counted(len(splits_seen), 'image')} the model was trained on or chosen by ({each}; "
-            f"{where}): their predictions say nothing of how it does on images it has not seen")
+            f"{where}): {'its prediction says' if len(splits_seen) == 1 else 'their predictions say'} nothing of how it "
+            "does on images it has not seen")
 
 
 def of_rows(rows: "pd.DataFrame", bundle: str) -> "pd.Series":

@@ -41,7 +41,7 @@ def summary_line(workdir: str, stage: str, resume_hint: str | None = "the same c
                           f"(e.g. {nest['example']!r} as {nest['family']!r}; see catalog.md)")
             if done.get("several_frames"):
                 frames = done["several_frames"]["files"]
-                alone += (f"; {counted(frames, 'image')} of several frames (animated GIF, multi-page TIFF): "
+                alone += (f"; {counted(frames, 'image')} of several frames (animations, multi-page TIFFs): "
                           f"{'its first frame is' if frames == 1 else 'their first frames are'} used (see catalog.md)")
             return f"catalog: {counted(len(m), 'row')} ({parts}); {counted(n, 'family', 'families')}{alone}"
         if stage == "clean":

@@ -194,7 +194,7 @@ def test_frames_are_counted_where_they_can_be_and_a_camera_mpo_is_one_image():
     whole = encode(pages[0], "TIFF", save_all=True, append_images=pages[1:], compression="tiff_deflate")
     assert probe(whole)["frames"] == 3
     cut = whole[:len(whole) * 2 // 3]
-    assert probe(cut)["frames"] is None and (decode_rgb(cut) == np.asarray(pages[0])).all()
+    assert probe(cut)["frames"] == 0 and (decode_rgb(cut) == np.asarray(pages[0])).all()
     mpo = encode(pages[0], "MPO", save_all=True, append_images=pages[1:2])
     assert Image.open(io.BytesIO(mpo)).n_frames == 2 and probe(mpo)["frames"] == 1
     gif = encode(pages[0], "GIF", save_all=True, append_images=pages[1:])

@@ -182,15 +182,20 @@ def test_images_of_several_frames_are_used_by_their_first_and_said(tmp_path):
     frames = [Image.new("RGB", (8, 8), (40 * i, 0, 255 - 40 * i)) for i in range(3)]
     frames[0].save(src / "Alpha" / "moving.gif", save_all=True, append_images=frames[1:])
     frames[0].save(src / "Beta" / "pages.tif", save_all=True, append_images=frames[1:2])
+    whole = io.BytesIO()  # a TIFF whose later pages are cut off: its count unknown, said (round 69)
+    frames[0].save(whole, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_deflate")
+    (src / "Beta" / "torn.tif").write_bytes(whole.getvalue()[:len(whole.getvalue()) * 2 // 3])
     run_catalog(str(src), str(tmp_path / "run"), SMALL)
     assert (read_rgb(str(src / "Beta" / "pages.tif")) == np.asarray(frames[0])).all()
     md = (tmp_path / "run" / layout.CATALOG_MD).read_text()
-    assert "- images of several frames (an animated GIF, a multi-page TIFF), each used as its first frame: 2 " \
+    assert "- images of several frames (animations, multi-page TIFFs), each used as its first frame: 3 " \
            "(listed under Images of several frames)" in md
-    assert f"| {src}/Alpha/moving.gif | 3 |\n| {src}/Beta/pages.tif | 2 |\n" in md  # each, to find them (round 68)
+    assert f"| {src}/Alpha/moving.gif | 3 |\n| {src}/Beta/pages.tif | 2 |\n| {src}/Beta/torn.tif | several (its page " \
+           "list is damaged) |\n" in md  # each, to find them (round 68)
     assert summary_line(str(tmp_path / "run"), "catalog").endswith(
-        "; 2 images of several frames (animated GIF, multi-page TIFF): their first frames are used (see catalog.md)")
+        "; 3 images of several frames (animations, multi-page TIFFs): their first frames are used (see catalog.md)")
     (src / "Beta" / "pages.tif").unlink()
+    (src / "Beta" / "torn.tif").unlink()
     (src / "Alpha" / "moving.gif").unlink()
     run_catalog(str(src), str(tmp_path / "run"), SMALL)
     assert "frames" not in summary_line(str(tmp_path / "run"), "catalog")

@@ -189,7 +189,8 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     df.loc[ok, "split"] = _assign_splits(df[ok], cfg)
     follow_originals(df, ok)
     # an animated GIF, a multi-page TIFF: its first frame is the image, said (round 67)
-    several = df[(df["status"] == layout.OK) & pd.to_numeric(df["frames"]).gt(1)]
+    frames = pd.to_numeric(df["frames"])  # 0: several, their count unknown (a damaged page list)
+    several = df[(df["status"] == layout.OK) & (frames.gt(1) | frames.eq(0))]
     attrs["several_frames"] = {"files": len(several), "shown": [[p, int(n)] for p, n in zip(
         several["path"][:SHOWN_FRAMES], several["frames"][:SHOWN_FRAMES])]} if len(several) else None
     df = df[MANIFEST_COLUMNS]

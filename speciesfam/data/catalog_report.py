@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from .. import layout
 from ..pathtext import shown_escaped
+from ..lines import counted
 from ..markdown import cell, code, family_cell, prose, twins
 from .text_table import named_columns
 
@@ -94,7 +95,7 @@ def report(manifest: "pd.DataFrame", source: str, cfg: "CatalogConfig | None" = 
                      f"{code(json.dumps(n['family']))}; to label by a deeper level, give a manifest with a `label` "
                      "column")
     if attrs.get("several_frames"):
-        lines.append(f"- images of several frames (an animated GIF, a multi-page TIFF), each used as its first frame: "
+        lines.append(f"- images of several frames (animations, multi-page TIFFs), each used as its first frame: "
                      f"{attrs['several_frames']['files']} (listed under Images of several frames)")
     gone = no_usable_families(manifest)
     if gone:
@@ -114,16 +115,16 @@ def report(manifest: "pd.DataFrame", source: str, cfg: "CatalogConfig | None" = 
         lines += ["- " + ", ".join(code(json.dumps(lab)) for lab in group) for group in alike[:NOT_USED_SHOWN]]
     if attrs.get("several_frames"):
         frames = attrs["several_frames"]
-        lines += ["", "## Images of several frames", "", "Every stage reads the first frame of these (an animated "
-                  "GIF's first picture, a multi-page TIFF's first page); convert them to use another.", "",
+        lines += ["", "## Images of several frames", "", "Every stage reads the first frame of these (an animation's "
+                  "first picture: GIF, PNG or WebP; a multi-page TIFF's first page); convert them to use another.", "",
                   "| path | frames |", "|---|---:|"]
-        lines += [f"| {cell(path)} | {n} |" for path, n in frames["shown"]]
+        lines += [f"| {cell(path)} | {n or 'several (its page list is damaged)'} |" for path, n in frames["shown"]]
         if frames["files"] > len(frames["shown"]):
             lines.append(f"| ... {frames['files'] - len(frames['shown'])} more | |")
     not_used = manifest[manifest["status"] != layout.OK]  # duplicates too, as the report shows them
     if len(not_used):
-        lines += ["", "## Not used", "", f"{len(not_used)} rows; the first {NOT_USED_SHOWN} of each status are "
-                  f"below, all of them in {layout.MANIFEST} (and the unreadable ones in {layout.UNREADABLE}).", ""]
+        lines += ["", "## Not used", "", f"{counted(len(not_used), 'row')}; the first {NOT_USED_SHOWN} of each status "
+                  f"are below, all of them in {layout.MANIFEST} (and the unreadable ones in {layout.UNREADABLE}).", ""]
         for st, rows in not_used.groupby("status", sort=True):
             lines += [f"### {st} ({len(rows)})", "", "| path | label | reason |", "|---|---|---|"]
             lines += [f"| {prose(r.path) if shown_escaped(r.reason) else cell(r.path)} | {cell(r.label)} | "

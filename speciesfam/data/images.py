@@ -242,10 +242,10 @@ def probe(data: bytes) -> dict:
     return {"width": turned.width, "height": turned.height, "mode": img.mode, "frames": _frames(img)}
 
 
-def _frames(img: Image.Image) -> int | None:
-    """How many frames an image holds (an animated GIF, a multi-page TIFF), or None when its later frames cannot
-    be counted (a TIFF whose page list is damaged made Pillow raise TypeError: catalog crashed, round 68). A
-    camera's MPO JPEG (the photo and its preview) is one image."""
+def _frames(img: Image.Image) -> int:
+    """How many frames an image holds (an animated GIF, a multi-page TIFF), or 0 when it has more than one but they
+    cannot be counted (a TIFF whose page list is damaged made Pillow raise TypeError: catalog crashed, round 68).
+    A camera's MPO JPEG (the photo and its preview) is one image."""
     if img.format == "MPO":
         return 1
     try:
@@ -253,4 +253,4 @@ def _frames(img: Image.Image) -> int | None:
             warnings.simplefilter("ignore", UserWarning)
             return int(getattr(img, "n_frames", 1))
     except Exception:  # noqa: BLE001 -- only a count for the report: the first frame is read already
-        return None
+        return 0
