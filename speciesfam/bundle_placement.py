@@ -78,12 +78,14 @@ def replaced_bundle(out: str, trial: dict[str, Any]) -> str:
     elsewhere = f" of run folder {folder}" if folder and folder != trial.get("run_folder") else ""
     if not other_run and str(old.get("trial_id")) == str(trial["trial_id"]):
         changed = edited(out)  # a card edited by hand was overwritten unsaid (round 67)
-        return (f"trial {old.get('trial_id')}{elsewhere}" + (f", edited since its export ({changed})" if changed else
-                                                            "")) if changed or elsewhere else ""
-    return (f"trial {old.get('trial_id')}{elsewhere}"
-            + (f" trained on catalog run {str(catalog)[:8]}" + ("" if elsewhere else " (another run folder's, or this "
-               "one's before catalog ran again)") if other_run and catalog else " of another run" if other_run and
-               not elsewhere else ""))
+        said = elsewhere + (f", edited since its export ({changed})" if changed else "")
+        return f"trial {old.get('trial_id')}{said}" if said else ""
+    if other_run and catalog:
+        origin = f" trained on catalog run {str(catalog)[:8]}" + (
+            "" if elsewhere else " (another run folder's, or this one's before catalog ran again)")
+    else:
+        origin = " of another run" if other_run and not elsewhere else ""
+    return f"trial {old.get('trial_id')}{elsewhere}{origin}"
 
 
 def held_model(workdir: str, out: str, row: dict[str, Any]) -> dict[str, Any] | None:

@@ -186,7 +186,7 @@ def collection(workdir: str, records: dict) -> dict | None:
     cleaned_missing = cleaned is None and not cleaned_stale and bool(records.get("clean"))  # deleted since
     from .data.catalog import FAILED_CATALOG
 
-    failed = layout.path(workdir, layout.LOGS, FAILED_CATALOG, layout.CATALOG_MD)  # a later catalog that found
+    failed = layout.path(workdir, layout.LOGS, FAILED_CATALOG, layout.CATALOG_MD)  # a later catalog found nothing
     return {"rows": len(manifest), "families": len(before), "source": source, "cleaned_stale": cleaned_stale,
             "cleaned_missing": cleaned_missing, "failed_catalog": failed if storage.exists(failed) else None,
             "status": manifest["status"].value_counts().to_dict(), "table": families,

@@ -115,7 +115,6 @@ def files_note(results: list[dict[str, Any]]) -> str:
     import pandas as pd
 
     from .lines import some
-
     from .markdown import visible
 
     hits = [r for r in results if r.get("seen")]  # names on one line: a newline in one broke it (round 69)

@@ -192,7 +192,7 @@ def build_manifest(source: str, cfg: CatalogConfig | None = None, workers: int =
     frames = pd.to_numeric(df["frames"])  # 0: several, their count unknown (a damaged page list)
     several = df[(df["status"] == layout.OK) & (frames.gt(1) | frames.eq(0))]
     attrs["several_frames"] = {"files": len(several), "shown": [[p, int(n)] for p, n in zip(
-        several["path"][:SHOWN_FRAMES], several["frames"][:SHOWN_FRAMES])]} if len(several) else None
+        several["path"].iloc[:SHOWN_FRAMES], several["frames"].iloc[:SHOWN_FRAMES])]} if len(several) else None
     df = df[MANIFEST_COLUMNS]
     df.attrs.update(attrs)
     return df

@@ -7,9 +7,9 @@ import json
 from typing import TYPE_CHECKING
 
 from .. import layout
-from ..pathtext import shown_escaped
 from ..lines import counted
 from ..markdown import cell, code, family_cell, prose, twins
+from ..pathtext import shown_escaped
 from .text_table import named_columns
 
 if TYPE_CHECKING:
