@@ -75,7 +75,8 @@ def replaced_bundle(out: str, trial: dict[str, Any]) -> str:
     catalog = (old.get("trained_on") or {}).get("catalog")
     other_run = catalog != (trial.get("trained_on") or {}).get("catalog")
     folder = old.get("run_folder")  # a copied run folder's export replaced the original's bundle unsaid (round 68)
-    elsewhere = f" of run folder {folder}" if folder and folder != trial.get("run_folder") else ""
+    elsewhere = f" of run folder {folder}" if folder and folder != trial.get("run_folder") and not storage.within(
+        out, trial.get("run_folder") or "/nowhere") else ""  # not a bundle moved with its run folder
     if not other_run and str(old.get("trial_id")) == str(trial["trial_id"]):
         changed = edited(out)  # a card edited by hand was overwritten unsaid (round 67)
         said = elsewhere + (f", edited since its export ({changed})" if changed else "")
@@ -110,7 +111,8 @@ def held_model(workdir: str, out: str, row: dict[str, Any]) -> dict[str, Any] | 
     score, epoch = row.get(layout.BEST_METRIC), row.get("best_epoch")
     same = (config.get("schema_version") == B.SCHEMA_VERSION and str(trial.get("trial_id")) == str(row["trial_id"])
             and trial.get("trained_on") == (tune.get("built_from") or {})
-            and trial.get("run_folder") == os.path.abspath(workdir) and isinstance(metrics, dict)
+            and (trial.get("run_folder") == os.path.abspath(workdir) or storage.within(out, workdir))  # moved with
+            and isinstance(metrics, dict)  # its run folder (a plain mv made export write it anew: round 70)
             and isinstance(score, (int, float)) and isinstance(metrics.get(layout.BEST_METRIC), (int, float))
             and math.isclose(metrics[layout.BEST_METRIC], score, rel_tol=1e-9)
             and isinstance(epoch, (int, float)) and epoch == epoch and metrics.get("best_epoch") == int(round(epoch)))

@@ -191,6 +191,7 @@ def _report(args: argparse.Namespace) -> int:
                               f"catalog's {layout.MANIFEST}); give one made by `speciesfam catalog` (or `speciesfam "
                               "demo`)")
     storage.require_creatable(args.workdir, "--workdir", "the report (report.html)")
+    stages.refuse_links(args.workdir)
     from .report_search import running_now, trials_damage
 
     path = write_report(args.workdir)

@@ -223,6 +223,14 @@ def input_rows(source: str | None = None, manifest: str | None = None,
     return df
 
 
+def linked_out(out: str) -> str:
+    """The file a --out that is a link names (the user's link to their predictions: it was read through for a
+    resume, then replaced by a file: round 70); ``out`` otherwise."""
+    if not storage.is_remote(out) and os.path.islink(storage.local_path(out)):
+        return os.path.realpath(storage.local_path(out))
+    return out
+
+
 def check_out(out: str, source: str | None = None, given: bool = True) -> None:
     """Predictions go to one Parquet file: a CSV would not keep the top-k lists or empty errors, and a folder
     was found only once every row had been predicted. Not inside ``source``, the folder predicted: the next
@@ -242,6 +250,11 @@ def check_out(out: str, source: str | None = None, given: bool = True) -> None:
                               f"--out {outside}")
     if not storage.is_remote(out):
         from .bundle import bundle_around
+
+        parts = storage.local_path(out) + ".parts"
+        if os.path.islink(parts):  # its folder is deleted at the end: the link's target was (round 70)
+            raise SpeciesfamError(f"--out {out}: {parts} is a link (-> {os.path.realpath(parts)}); predict writes the "
+                                  "predictions' parts in that folder and deletes it at the end: remove the link")
 
         folder = os.path.dirname(storage.filesystem(out)[1])  # absolute; a file:// URI's path
         around = bundle_around(folder)
@@ -305,7 +318,7 @@ def predict_collection(bundle: str, out: str | None = None, source: str | None =
 
     check_top_k(top_k)
     check_counts(batch_size, num_actors)
-    given, out = bool(out), out or DEFAULT_OUT
+    given, out = bool(out), linked_out(out or DEFAULT_OUT)
     check_out(out, source, given)
     bundle = os.path.abspath(bundle)
     config, bid = read_config(bundle), bundle_id(bundle)

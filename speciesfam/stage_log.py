@@ -74,16 +74,7 @@ def stage_logs(workdir: str, stage: str, command: list[str] | None = None) -> It
     logs = storage.filesystem(layout.path(workdir, layout.LOGS))[1]
     made = [p for p in (os.path.dirname(logs), logs) if not os.path.lexists(p)]  # what a refused command undoes
     path = os.path.join(logs, f"{stage}.log")
-    own = os.path.abspath(storage.local_path(layout.path(workdir, layout.LOGS)))  # as named: ``logs`` is resolved
-    linked = next((p for p in (own, os.path.join(own, f"{stage}.log"), os.path.join(own, "ray")) if os.path.islink(p)),
-                  None)
-    if linked:  # a run writes in its own folder only: its log went through the link, into another (round 68)
-        from .console import say
-
-        say(f"{stage}: warning: {linked} is a link (-> {os.path.realpath(linked)}); a run writes its logs in its "
-            f"own folder only, so this {stage} keeps none: remove the link")
-        yield None
-        return
+    stages.refuse_links(workdir)  # a log (or a stage's files) written through a link into another folder: round 68
     # delay: no folder for a refused command; a file name that is not UTF-8 is written with its byte escaped (the
     # log was dropped from that record on: hostile tester round 42)
     handler = _LazyFileHandler(path, mode="a", encoding="utf-8", errors="backslashreplace", delay=True)

@@ -134,11 +134,38 @@ def table(workdir: str, name: str):
     return storage.read_table(uri) if storage.exists(uri) else None
 
 
+def refuse_links(workdir: str) -> None:
+    """Refuse a run folder whose entries (a file or folder a stage writes, an evaluation's eval_* folder, a record
+    in stages/, a log in logs/ or logs/ray/) are links: a stage wrote through them into another folder, and clean
+    and evaluate deleted files there (catalog refused them: round 35; the other stages did not: round 70)."""
+    from .errors import SourceError
+    from .lines import some
+
+    if storage.is_remote(workdir) or not os.path.isdir(storage.local_path(workdir)):
+        return
+    top = storage.local_path(workdir)
+    links = [n for n in sorted(os.listdir(top)) if (n in layout.RUN_ENTRIES or n.startswith("eval_"))
+             and os.path.islink(os.path.join(top, n))]
+    links += [f"{d}/{n}" for d in (layout.STAGES, layout.LOGS, f"{layout.LOGS}/ray")
+              if os.path.isdir(os.path.join(top, d)) and not os.path.islink(os.path.join(top, d))
+              and not os.path.islink(os.path.dirname(os.path.join(top, d)))
+              for n in sorted(os.listdir(os.path.join(top, d))) if os.path.islink(os.path.join(top, d, n))]
+    if links:
+        first = os.path.join(top, links[0])
+        raise SourceError(f"--workdir {workdir}: {some(links, quote=True)} "
+                          f"{'is a link' if len(links) == 1 else 'are links'} ({links[0]} -> "
+                          f"{os.path.realpath(first)}); a run writes its own files, and would write through "
+                          f"{'it' if len(links) == 1 else 'them'} into another folder. Give a folder without "
+                          "them, e.g. a new --workdir")
+
+
 def refuse_folders_in_place(workdir: str, stage: str) -> None:
     """Before ``stage``'s work: a folder where it writes a file (RUN/embeddings.parquet made a folder) failed
-    its last write, after all its work, with 'Failed renaming ...' (round 49)."""
+    its last write, after all its work, with 'Failed renaming ...' (round 49); and the run's links
+    (``refuse_links``)."""
     if storage.is_remote(workdir):
         return
+    refuse_links(workdir)
     for name in layout.OUTPUTS.get(stage, ()):
         if storage.is_dir(layout.path(workdir, name)):
             raise SpeciesfamError(f"{layout.path(workdir, name)} is a folder, where {stage} writes its {name}: move "

@@ -223,30 +223,35 @@ def test_a_log_that_cannot_be_written_is_one_line_not_a_traceback_per_record(tmp
     """On a full disk every record of a search printed logging's '--- Logging error ---' and a traceback (600
     lines, the trials' own lines lost among them: hostile tester). Here the log is a folder (it cannot be opened:
     that reached the code that logged). A log that is a link (to /dev/full, or into another run folder: written
-    through, round 68) is not written: said once."""
+    through, round 68) is refused before the stage's work, as catalog refuses any link among a run's files."""
     import logging
     import os
 
+    from speciesfam.errors import SourceError
+
     stages.finish(str(tmp_path), "catalog")
     (tmp_path / "logs").mkdir()
-    os.symlink("/dev/full", tmp_path / "logs" / "tune.log")
     (tmp_path / "logs" / "clean.log").mkdir()
-    for stage, said in (("tune", f"tune: warning: {tmp_path}/logs/tune.log is a link (-> /dev/full); a run writes "
-                                 "its logs in its own folder only, so this tune keeps none: remove the link"),
-                        ("clean", f"clean: warning: cannot write its log {tmp_path}/logs/clean.log (IsADirectoryError: ")):
-        with stage_log.stage_logs(str(tmp_path), stage):
-            for k in range(5):
-                logging.getLogger("ray.tune").warning("Saving experiment state failed (%d)", k)
-        out, err = capsys.readouterr()
-        assert "Logging error" not in err and "Traceback" not in err, err
-        assert out.count(said) == 1 and out.count("\n") == 1, out
+    with stage_log.stage_logs(str(tmp_path), "clean"):
+        for k in range(5):
+            logging.getLogger("ray.tune").warning("Saving experiment state failed (%d)", k)
+    out, err = capsys.readouterr()
+    assert "Logging error" not in err and "Traceback" not in err, err
+    said = f"clean: warning: cannot write its log {tmp_path}/logs/clean.log (IsADirectoryError: "
+    assert out.count(said) == 1 and out.count("\n") == 1, out
+    os.symlink("/dev/full", tmp_path / "logs" / "tune.log")
+    with pytest.raises(SourceError, match=r"'logs/tune.log' is a link \(logs/tune.log -> /dev/full\); a run writes "
+                                          "its own files"):
+        with stage_log.stage_logs(str(tmp_path), "tune"):
+            pass
     other = tmp_path / "other_run_logs"  # logs/ itself a link: export and report wrote through it (round 68)
     other.mkdir()
     (tmp_path / "logs").rename(tmp_path / "old_logs")
     (tmp_path / "logs").symlink_to(other)
-    with stage_log.stage_logs(str(tmp_path), "export"):
-        logging.getLogger("speciesfam").warning("exported")
-    assert list(other.iterdir()) == [] and "export: warning: " in capsys.readouterr().out
+    with pytest.raises(SourceError, match="'logs' is a link"):
+        with stage_log.stage_logs(str(tmp_path), "export"):
+            pass
+    assert list(other.iterdir()) == []
 
 
 def test_numbers_for_people_keep_small_and_huge_values_readable():

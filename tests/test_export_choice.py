@@ -133,6 +133,9 @@ def test_exporting_the_same_trial_again_keeps_the_bundle_and_its_id(probe_run, t
 
     row = {"trial_id": best, **trials_of(run).set_index("trial_id").loc[best].to_dict()}
     assert held_model(str(run), str(bundle), row) is not None
+    moved = run.rename(tmp_path / "moved")  # moved with its run folder: still its model (it was written anew:
+    assert held_model(str(moved), str(moved / "bundle"), row) is not None  # round 70)
+    run = moved.rename(run)
     assert held_model(str(run), str(bundle), {**row, "best_epoch": row["best_epoch"] + 1}) is None  # resumed: better
     tune = stages.load(str(run), "tune")  # a search that ran again on another clean: its trial's model is new
     stages.finish(str(run), "tune", config=tune["config"], summary=tune["summary"],

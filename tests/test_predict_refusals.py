@@ -47,6 +47,15 @@ def test_predict_refuses_an_output_it_could_not_write_whole_before_any_work(tmp_
     with pytest.raises(SpeciesfamError, match=r"written as Parquet .* --out .*p\.parquet"):
         check_out(str(tmp_path / "p.csv"))
     check_out(str(tmp_path / "p.parquet")), check_out(str(tmp_path / "P.PARQUET"))
+    from speciesfam.predict import linked_out
+
+    (tmp_path / "latest.parquet").symlink_to(tmp_path / "runs" / "a.parquet")  # a user's link: its target is written
+    assert linked_out(str(tmp_path / "latest.parquet")) == str(tmp_path / "runs" / "a.parquet")  # (round 70)
+    assert linked_out(str(tmp_path / "p.parquet")) == str(tmp_path / "p.parquet")
+    (tmp_path / "theirs").mkdir()  # its parts folder a link: the folder linked to was deleted (round 70)
+    (tmp_path / "p.parquet.parts").symlink_to(tmp_path / "theirs")
+    with pytest.raises(SpeciesfamError, match=r"p\.parquet\.parts is a link .*deletes it at the end: remove the link"):
+        check_out(str(tmp_path / "p.parquet"))
     (tmp_path / "afile").write_text("x")
     with pytest.raises(SpeciesfamError, match=f"^--out {tmp_path / 'afile' / 'p.parquet'}: {tmp_path / 'afile'} is not a folder; "
                                               "give a folder for the predictions$"):  # found after every row

@@ -241,3 +241,22 @@ def test_a_second_catalog_or_clean_on_a_run_folder_waits_for_the_first(tmp_path,
     finally:
         held.close()
     assert cli.main(["catalog", str(tmp_path / "images"), "--workdir", str(run)]) == 0
+
+
+@pytest.mark.parametrize("entry", ["gallery", "eval_test", "stages/export.json", "logs/ray/ray-data", "bundle"])
+def test_every_stage_refuses_a_run_folder_whose_entries_are_links(tmp_path, capsys, entry):
+    """Only catalog refused them: clean deleted and wrote gallery PNGs, evaluate deleted reports, export rewrote a
+    record and replaced a bundle in the folders the links named (hostile tester round 70)."""
+    from speciesfam import stages
+
+    run, victim = tmp_path / "run", tmp_path / "victim"
+    stages.finish(str(run), "catalog")
+    victim.mkdir()
+    (victim / "mine.png").write_bytes(b"theirs")
+    (run / entry).parent.mkdir(parents=True, exist_ok=True)
+    (run / entry).symlink_to(victim)
+    for argv in (["report", "--workdir", str(run)], ["export", "--workdir", str(run)],
+                 ["clean", "--workdir", str(run), "--smoke-test"]):
+        assert cli.main(argv) == 2
+        assert f"'{entry}' is a link ({entry} -> {victim}); a run writes its own files" in capsys.readouterr().err
+    assert [p.name for p in victim.iterdir()] == ["mine.png"] and (victim / "mine.png").read_bytes() == b"theirs"

@@ -349,19 +349,7 @@ def refuse_files_of_yours(workdir: str) -> None:
     from .. import stages
     from ..lines import some
 
-    if not storage.is_remote(workdir):  # a link there: catalog wrote through it, into another run folder
-        top = storage.local_path(workdir)
-        links = [n for n in layout.RUN_ENTRIES if os.path.islink(os.path.join(top, n))]
-        links += [f"{d}/{n}" for d in (layout.STAGES, layout.LOGS) if os.path.isdir(os.path.join(top, d))
-                  and not os.path.islink(os.path.join(top, d)) for n in sorted(os.listdir(os.path.join(top, d)))
-                  if os.path.islink(os.path.join(top, d, n))]  # its record or log (round 35)
-        if links:
-            first = os.path.join(top, links[0])
-            raise SourceError(f"--workdir {workdir}: {some(links, quote=True)} "
-                              f"{'is a link' if len(links) == 1 else 'are links'} ({links[0]} -> "
-                              f"{os.path.realpath(first)}); a run writes its own files, and would write through "
-                              f"{'it' if len(links) == 1 else 'them'} into another folder. Give a folder without "
-                              "them, e.g. a new --workdir")
+    stages.refuse_links(workdir)
     if stages.is_run_folder(workdir):
         return
     theirs = [name for name in layout.RUN_ENTRIES  # files; a folder of that name (logs/) is only written into
