@@ -172,9 +172,8 @@ def refuse_folders_in_place(workdir: str, stage: str) -> None:
                                   f"it away (or remove it), then run {stage} again")
     for name in layout.FOLDER_OUTPUTS.get(stage, ()):  # a file where it makes a folder (gallery: round 50)
         where = layout.path(workdir, name)
-        if os.path.lexists(where) and not storage.is_dir(where):  # a broken link is none (round 51: 'a file')
-            what = "a broken link" if os.path.islink(where) and not os.path.exists(where) else "a file"
-            raise SpeciesfamError(f"{where} is {what}, where {stage} makes its {name}/ folder: "
+        if os.path.lexists(where) and not storage.is_dir(where):  # a link (broken or not) is refused above
+            raise SpeciesfamError(f"{where} is a file, where {stage} makes its {name}/ folder: "
                                   f"move it away (or remove it), then run {stage} again")
 
 
