@@ -38,7 +38,7 @@ def refuse_other_run(workdir: str) -> None:
     """Before its first line: a folder the demo may not write into. A run folder of another collection (the demo
     re-catalogued the bundled images into it, replacing the user's catalog, cleaning and galleries unsaid: round
     48), and a folder holding files of the names a run writes (refused by catalog after '[1/6] catalog')."""
-    from .data.catalog import refuse_files_of_yours
+    from .data.catalog_checks import refuse_files_of_yours
     from .errors import SpeciesfamError
 
     if stages.is_run_folder(workdir):

@@ -23,7 +23,7 @@ from ..config import CatalogConfig
 from ..console import Progress
 from ..lines import counted, quoted, some
 from ..errors import SourceError, SpeciesfamError
-from ..listing import within_source
+from .catalog_checks import refuse_files_of_yours, refuse_source_replaced, refuse_workdir_inside
 from .catalog_report import class_weights, report
 from .images import DecodeError, probe, sniff
 from .sources import read_source
@@ -239,14 +239,14 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
 
     if not storage.is_remote(source):  # the record names the source wherever the command ran from
         source = storage.filesystem(source)[1]
-    _refuse_workdir_inside(source, workdir)
+    refuse_workdir_inside(source, workdir)
     if not source.lower().endswith((".csv", ".parquet")) and stages.is_run_folder(source):  # its logs/ and stages/
         table = next((n for n in (layout.CLEAN_MANIFEST, layout.MANIFEST) if storage.exists(layout.path(source, n))),
                      None)  # the one it holds (it named clean's of a run clean never ran in: round 50)
         raise SourceError(f"{source} is a speciesfam run folder, not a folder of images (its logs/ and stages/ "
                           "would be catalogued as families): give the folder that holds one folder per family"
                           + (f", or its {table} as a manifest" if table else ""))
-    _refuse_source_replaced(source, workdir)
+    refuse_source_replaced(source, workdir)
     refuse_files_of_yours(workdir)
     storage.check_creatable(workdir)  # a path under a file fails now, not after reading every image
     stages.refuse_folders_in_place(workdir, "catalog")
@@ -329,64 +329,6 @@ def _none_usable_fix(manifest: "pd.DataFrame", cfg: CatalogConfig) -> str:
         unreadable = manifest.loc[manifest["status"] == layout.UNREADABLE_STATUS, "reason"]
         return f": the commonest reason is {unreadable.value_counts().index[0]}"  # the fix is in it
     return ""
-
-
-def _refuse_source_replaced(source: str, workdir: str) -> None:
-    """A manifest the run would write over: ``--workdir DIR`` for ``DIR/manifest.parquet`` replaced the user's
-    own manifest with catalog's (hostile tester), and clean or tune would replace one of their names."""
-    if storage.is_remote(source) or storage.is_remote(workdir):
-        return
-    folder, name = os.path.split(os.path.realpath(source))
-    if name in layout.RUN_ENTRIES and folder == os.path.realpath(storage.filesystem(workdir)[1]):
-        raise SourceError(f"{source} is a file the run writes in --workdir {workdir} (its {name}): catalog would "
-                          f"replace it; rename the manifest, or give another --workdir")
-
-
-def refuse_files_of_yours(workdir: str) -> None:
-    """A folder that is no run folder, holding files of the names a run writes (a project folder's own
-    manifest.parquet or report.html): catalog replaced them, exit 0 (hostile tester round 33). A run folder's
-    are its own to rewrite."""
-    from .. import stages
-    from ..lines import some
-
-    stages.refuse_links(workdir)
-    if stages.is_run_folder(workdir):
-        return
-    theirs = [name for name in layout.RUN_ENTRIES  # files; a folder of that name (logs/) is only written into
-              if storage.exists(layout.path(workdir, name)) and not storage.is_dir(layout.path(workdir, name))]
-    # ... unless the run replaces or clears what it holds: export replaces bundle/, clean deletes the PNGs in
-    # gallery/, each stage rewrites its record in stages/
-    theirs += [f"{name}/{found}" for name, ends in ((layout.BUNDLE, ""), (layout.GALLERY, ".png"),
-                                                    (layout.STAGES, ".json"))
-               for found in _held(layout.path(workdir, name), ends)[:1]]
-    if theirs:
-        one = len(theirs) == 1
-        raise SourceError(f"--workdir {workdir} is no speciesfam run folder, yet holds {some(theirs, quote=True)}: "
-                          f"a run writes {'a file of that name' if one else 'files of those names'} (or clears "
-                          f"the folder {'it is' if one else 'they are'} in), so it would replace "
-                          f"{'it' if one else 'them'}. Give a new or empty folder, e.g. --workdir "
-                          f"{storage.join(workdir.rstrip('/'), 'run')}")
-
-
-def _held(folder: str, ends: str) -> list[str]:
-    """The names of the files directly in ``folder`` ending in ``ends`` (none when it is no folder)."""
-    import pyarrow.fs as pafs
-
-    if not storage.is_dir(folder):
-        return []
-    fs, path = storage.filesystem(folder)
-    return sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(path))
-                  if i.type == pafs.FileType.File and i.base_name.endswith(ends))
-
-
-def _refuse_workdir_inside(source: str, workdir: str) -> None:
-    """A run folder in (or equal to) the image folder would be catalogued on the next run: its PNGs as a family,
-    its other files as unreadable rows."""
-    if within_source(workdir, source):
-        src = source.rstrip("/") if storage.is_remote(source) else storage.filesystem(source)[1]
-        raise SourceError(f"--workdir {workdir} is inside the image folder {source}: the next catalog would take "
-                          "the run's own files (galleries, plots, logs) for images. Choose a workdir outside it, "
-                          f"e.g. --workdir {src}-run")
 
 
 def load_manifest(uri: str, stage: str | None = None) -> "pd.DataFrame":
