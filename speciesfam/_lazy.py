@@ -33,11 +33,50 @@ def tensorflow() -> ModuleType:
     from .console import quiet_stderr
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get(OWN_TEMP) and "tensorflow" not in sys.modules:
+        own_temp_folder()
     with quiet_stderr("TensorFlow start-up"):  # its absl lines ignore TF_CPP_MIN_LOG_LEVEL (console.py)
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # the CUDA probe, here rather than at the first op
     return tf
+
+
+OWN_TEMP = "SPECIESFAM_OWN_TEMP"  # set in Ray's processes (raycluster.init_ray): see own_temp_folder
+
+
+def own_temp_folder() -> str:
+    """Make this process's temporary files go to a folder of its own, ``TMP/speciesfam-UID/PID``, and remove
+    each such folder of a process no longer running. TensorFlow's autograph writes a file per traced function
+    there and removes it at exit, but Ray ends its worker processes without exit handlers: every trial left its
+    files (``/tmp`` held 1,900 ``__autograph_generated_file*.py`` after a day of tests)."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    base = os.path.join(tempfile.gettempdir(), f"speciesfam-{getattr(os, 'getuid', lambda: 'user')()}")
+    os.makedirs(base, exist_ok=True)
+    for name in os.listdir(base):
+        if name.isdigit() and int(name) != os.getpid() and not _running(int(name)):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+    own = os.path.join(base, str(os.getpid()))
+    os.makedirs(own, exist_ok=True)
+    tempfile.tempdir = own
+    atexit.register(shutil.rmtree, own, True)
+    return own
+
+
+def _running(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: running
+        return True
+    return True
 
 
 def keras() -> ModuleType:

@@ -9,6 +9,7 @@ import sys
 import threading
 from typing import Any, Iterator
 
+from ._lazy import OWN_TEMP
 from .errors import SpeciesfamError
 
 
@@ -35,7 +36,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                         "`ray start --head`")
     # Quiet workers unless --verbose (console.py); a TF_CPP_MIN_LOG_LEVEL the user set wins.
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "KERAS_BACKEND": "tensorflow",
-           **console.worker_env()}
+           OWN_TEMP: "1", **console.worker_env()}  # TensorFlow's files per traced function: see own_temp_folder
     for key in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_DIR"):  # never the API key
         if key in os.environ:
             env[key] = os.environ[key]

@@ -39,7 +39,8 @@ def test_images_that_changed_after_catalog_become_unreadable_rows(tmp_path, ray_
     again = run_clean(str(tmp_path / "run"), CleanConfig(embedder=HIST, batch_size=8, min_per_family=1))
     # 24 images: the 2 that failed are tried again, the gone one's cached embedding is not counted as usable
     said = capsys.readouterr().out
-    assert "clean: embedding 2 images with " in said and "(21 cached)" in said, said
+    assert "clean: embedding 2 images with " in said and "(22 cached, 1 of them gone or changed since catalog)" \
+        in said, said
     row = again[again["path"].str.endswith("A/2.png")].iloc[0]
     assert row["status"] == layout.UNREADABLE_STATUS and "no longer exists" in row["reason"], row.to_dict()
     md = (tmp_path / "run" / "clean.md").read_text()
@@ -48,6 +49,14 @@ def test_images_that_changed_after_catalog_become_unreadable_rows(tmp_path, ray_
     table = md.split("## Unreadable now", 1)[1]
     for path, reason in again.loc[again["status"] == layout.UNREADABLE_STATUS, ["path", "reason"]].itertuples(False):
         assert path in table and reason.split(":")[0] in table, (path, table)
+    # every image gone: clean fails, its line counts the cache as it is and points at no clean.md (the last
+    # clean's, not this one's: round 70)
+    shutil.rmtree(tmp_path / "img")
+    capsys.readouterr()
+    with pytest.raises(SpeciesfamError, match="none of the 24 usable images .* could be decoded now"):
+        run_clean(str(tmp_path / "run"), CleanConfig(embedder=HIST, batch_size=8, min_per_family=1))
+    said = capsys.readouterr().out
+    assert "(22 cached, 22 of them gone or changed since catalog)" in said and "clean.md" not in said, said
 
 
 def test_an_image_replaced_since_catalog_is_not_embedded_as_the_catalogued_one(tmp_path, ray_session):

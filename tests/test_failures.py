@@ -257,7 +257,8 @@ def test_a_bundle_made_stale_by_a_search_that_trained_nothing_advises_the_search
     make_embedding_run(run, rows=60, dim=4, families=3)
     assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "1", "--max-epochs", "1"]) == 0
     stages.finish(run, "export", summary={"kind": "probe"})  # its bundle exported
-    stages.finish(run, "clean", config={"model": "another clean"})  # a re-clean: the search's trials are stale
+    stages.finish(run, "clean", config={"model": "another clean", "model_id": "open_clip:another"})  # a re-clean:
+    # the search's trials are stale (another embedding model)
     assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "1", "--name", "empty",
                      "--time-budget", "0.001"]) != 0
     assert "its time budget (0.001 s) ended it first: give --time-budget more seconds, or leave it out" \

@@ -57,3 +57,34 @@ def test_torch_after_tensorflow_is_refused_not_a_segfault():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "refused: TensorFlow is already imported" in out.stdout
+
+
+@pytest.mark.slow  # two fresh Pythons import TensorFlow (~15 s)
+def test_a_ray_process_keeps_tensorflows_generated_files_in_its_own_temp_folder_removed_after_it(tmp_path):
+    """TensorFlow's autograph writes a file per traced function into the temp folder and removes it at exit; Ray
+    ends its processes without exit handlers, so every trial left its files in /tmp (1,900 after a day of tests).
+    A Ray process (SPECIESFAM_OWN_TEMP, set by raycluster) writes them into a folder of its own, which the next
+    such process removes once the first has ended."""
+    import os
+
+    code = ("import os, tempfile\n"
+            "from speciesfam._lazy import tensorflow\n"
+            "tf = tensorflow()\n"
+            "@tf.function\n"
+            "def f(x):\n"
+            "    return x + 1 if x > 0 else x - 1\n"
+            "f(tf.constant(1.0))\n"
+            "print(tempfile.gettempdir(), flush=True)\n"
+            "os._exit(0)\n")  # as Ray ends a worker: no exit handlers
+    script = tmp_path / "script" / "trace.py"  # autograph reads the function's source from its file
+    script.parent.mkdir()
+    script.write_text(code)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "SPECIESFAM_OWN_TEMP": "1"}
+    folders = [Path(subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                                   check=True).stdout.split()[-1]) for _ in range(2)]
+    assert folders[0].parent == folders[1].parent and folders[0].parent.parent == temp, folders
+    assert not folders[0].exists() and any(p.name.startswith("__autograph_generated_file")
+                                           for p in folders[1].iterdir()), list(folders[1].iterdir())
+    assert [p.name for p in temp.iterdir()] == [folders[0].parent.name]  # nothing else in the temp folder

@@ -334,3 +334,46 @@ def test_a_plain_resume_gives_trials_the_resources_the_search_started_with(tmp_p
     assert (cfg.workers_per_trial, cfg.cpus_per_worker) == (1, 0.25)
     assert "tune: resuming 'c1' with --cpus-per-worker 0.25 (it started with 0.5): its new trials get these, the " \
         "trials it restores keep what they started with" in capsys.readouterr().out
+
+
+def test_an_identical_clean_keeps_earlier_searches_and_an_older_versions_split_id_is_the_same_split(
+        probe_run, tmp_path, capsys):
+    """The split id held the clean stage's run id: a clean run again with the same outcome dropped every earlier
+    trial from trials.csv ("scored on another val split") and refused their searches' --resume."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from speciesfam import layout
+    from speciesfam.config import CleanConfig
+    from speciesfam.data.clean import run_clean
+    from speciesfam.tune.record import SPLIT_RECORD
+    from speciesfam.tune.search import run_search
+    from speciesfam.tune.tracking import older_split_id, val_split_id
+
+    run = shutil.copytree(probe_run, tmp_path / "run")
+    shutil.rmtree(run / "bundle", ignore_errors=True)
+    split = val_split_id(str(run))
+    run_clean(str(run), CleanConfig.smoke(min_per_family=3))  # as the run's own clean ran
+    assert val_split_id(str(run)) == split
+    older = older_split_id(str(run), split)  # what the last version wrote for this split: this clean's run id
+    assert older != split and older.startswith("clean_manifest.parquet run ")
+    trials = pd.read_csv(run / layout.TRIALS)
+    trials.assign(val_split=older).to_csv(run / layout.TRIALS, index=False)
+    record = run / "tune" / "probe" / SPLIT_RECORD
+    record.write_text(json.dumps({**json.loads(record.read_text()), "val_split": older}))
+    capsys.readouterr()
+    run_search(str(run), TuneConfig(kind="probe", name="probe", num_samples=2, max_epochs=3, smoke_test=True,
+                                    cpus_per_trial=1, max_concurrent=2, resume=True))  # not another split
+    run_search(str(run), TuneConfig(kind="probe", name="again", num_samples=1, max_epochs=1, smoke_test=True,
+                                    cpus_per_trial=1))
+    after = pd.read_csv(run / layout.TRIALS)
+    assert set(after["search"]) == {"probe", "again"} and set(after["val_split"]) == {split}
+    assert "another val split" not in "".join(capsys.readouterr())
+    # a val image's family changed is another split
+    manifest = pd.read_parquet(run / layout.CLEAN_MANIFEST)
+    i = manifest.index[(manifest["split"] == "val") & (manifest["status"] == layout.OK)][0]
+    manifest.loc[i, "label"] = next(x for x in manifest["label"] if x != manifest.loc[i, "label"])
+    manifest.to_parquet(run / layout.CLEAN_MANIFEST)
+    assert val_split_id(str(run)) != split

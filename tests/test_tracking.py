@@ -156,3 +156,44 @@ def test_trials_csv_keeps_epochs_whole_when_a_trial_has_none(tmp_path):
     write_trials_md(str(tmp_path), df)
     md = (tmp_path / "trials.md").read_text()
     assert "| a |  |  |  |  | 0.5000 | 6 | 8 |" in md and "| b |  |  |  |  |  |  | 0 |" in md, md
+
+
+def test_a_cnn_trial_resumed_in_a_copied_run_folder_names_the_copys_checkpoint(tmp_path):
+    """Ray Train reports a CNN trial's checkpoints as absolute paths: a run folder copied and resumed named the
+    original's checkpoints (exported from it), or none once the original was gone (round 70, helper's report)."""
+    old, copy = tmp_path / "run" / "tune" / "cnn", tmp_path / "copy" / "tune" / "cnn"
+    for experiment in (old, copy):
+        (experiment / "train" / "t1" / "checkpoint_2026").mkdir(parents=True)
+    hist = pd.DataFrame([{"val_macro_f1": 0.4, "epoch": 1, "training_iteration": 1, "time_total_s": 1.0,
+                          "checkpoint_path": str(old / "train" / "t1" / "checkpoint_2026")}])
+    r = Result(metrics=hist.iloc[-1].to_dict(), checkpoint=None, error=None, path=str(copy / "_trial_t1"),
+               metrics_dataframe=hist, _storage_filesystem=pafs.LocalFileSystem())
+    assert trial_table([r], "scratch").iloc[0]["best_checkpoint"] == str(copy / "train" / "t1" / "checkpoint_2026")
+    import shutil
+
+    shutil.rmtree(tmp_path / "run")
+    assert trial_table([r], "scratch").iloc[0]["best_checkpoint"] == str(copy / "train" / "t1" / "checkpoint_2026")
+
+
+def test_a_search_copied_elsewhere_resumes_with_its_searcher_creating_trials_in_the_copy(tmp_path, ray_session):
+    """Tune rewrites the restored trials' storage to the folder resumed, not the one its searcher's saved state
+    holds: trials drawn after the resume of a copied run folder wrote into the original (read as not trained)."""
+    import shutil
+
+    from ray import cloudpickle, tune
+
+    from speciesfam.config import TuneConfig
+    from speciesfam.tune.history import _storage_contexts, rehome_search_state
+    from speciesfam.tune.search import make_tuner
+
+    def toy(config):
+        tune.report({"val_macro_f1": config["q"], "epoch": 1})
+
+    for searcher in ("optuna", "random"):
+        cfg = TuneConfig(searcher=searcher, scheduler="fifo", num_samples=1, max_epochs=1, max_concurrent=1)
+        make_tuner(toy, {"q": tune.uniform(0, 1)}, cfg, str(tmp_path / searcher / "tune"), "s").fit()
+        copy = shutil.copytree(tmp_path / searcher, tmp_path / f"{searcher}-copy") / "tune" / "s"
+        rehome_search_state(str(copy))
+        saved = [p for p in copy.iterdir() if p.name.startswith(("search_gen_state-", "basic-variant-state-"))]
+        contexts = _storage_contexts(cloudpickle.loads(max(saved).read_bytes()), set())
+        assert contexts and {c.experiment_fs_path for c in contexts} == {str(copy)}, searcher

@@ -26,7 +26,8 @@ def test_init_from_a_kind_names_the_search_it_took_and_never_a_stale_one(tmp_pat
     seeded = stages.load(run, "tune")["searches"]["probe"]["config"]["seed"]
     _, which = best_trial(run, f"{run}/tune", "probe")
     assert which.startswith("trial ") and which.endswith(" of search 'probe'"), which
-    stages.finish(run, "clean", config={"model": "another clean"})  # a re-clean: another val split
+    stages.finish(run, "clean", config={"model": "another clean", "model_id": "open_clip:another"})  # a re-clean:
+    # another val split (another embedding model)
     assert cli.main([*tune, "--name", "p2"]) == 0
     capsys.readouterr()
     # a second search under a new --name drew the first one's trials again (every search was seeded 0 unless
@@ -40,7 +41,7 @@ def test_init_from_a_kind_names_the_search_it_took_and_never_a_stale_one(tmp_pat
                           "an older val split (catalog or clean ran since)"), which
     with pytest.raises(ConfigError, match="no finished trial scored on this run's val split"):
         best_trial(run, f"{run}/tune", "p3")  # no kind: only its own trials
-    stages.finish(run, "clean", config={"model": "a third clean"})
+    stages.finish(run, "clean", config={"model": "a third clean", "model_id": "open_clip:third"})
     with pytest.raises(ConfigError, match="no finished trial scored on this run's val split"):
         best_trial(run, f"{run}/tune", "probe")  # none on this split, of any search
 

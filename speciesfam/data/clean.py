@@ -211,6 +211,9 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
         raise SpeciesfamError(f"none of the {len(ok)} usable images of {layout.path(workdir, layout.MANIFEST)} "
                               f"could be decoded now (the first: {next(iter(errors.values()), '?')}): they changed since "
                               f"catalog; fix them, then {stages.rerun(workdir, 'catalog')}")
+    if errors:  # clean.md lists them once clean is done (a failed clean leaves the last one's: round 70)
+        say(f"clean: {lines.counted(len(errors), 'image')} gone, changed or failing to decode since catalog (now "
+            f"unreadable, see clean.md): {lines.some(errors)}")
     x = np.stack(emb["embedding"].to_numpy()).astype(np.float32)
     emb = flag_outliers(emb, x, cfg)
     issues = label_issue_table(emb, x, cfg)

@@ -287,14 +287,15 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     # a cached image's file must still be there and hold the bytes catalog hashed (local files), or the model
     # would train on another image than the one embedded, or on nothing
     errors = changed_since_catalog(rows[rows["sha256"].isin(old["sha256"])], catalogued_at(workdir))
-    cached = len(rows) - len(todo) - len(errors)  # usable cached ones (a file changed since is not)
+    cached = f"{len(rows) - len(todo)} cached" + (f", {len(errors)} of them gone or changed since catalog" if errors
+                                                  else "")  # a cached vector whose file changed is not usable
     if len(todo):
         again = f", {older} more cached by an older decode path: embedded again" if older else ""
         if reweighted:  # the same model named, its local weights files since replaced
             where = cfg.model[len("local-dir:"):] if cfg.model.startswith("local-dir:") else cfg.pretrained
             again += f", {reweighted} cached with other weights than {where} now holds: embedded again"
         embedder_ready(cfg)  # its failure is the first line: not after 'embedding N images'
-        say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({cached} cached{again}{check})")
+        say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({cached}{again}{check})")
         new = embed_with_ray(todo, cfg)
         failed = new[new["error"] != ""]
         errors.update(zip(failed["path"], failed["error"]))
@@ -305,13 +306,8 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
         old = _same_length(old, new, rows, cfg, uri, errors)
         old = pd.concat([old, new], ignore_index=True)
         storage.write_table(old, uri)
-    elif not errors:
+    else:  # the cache holds every one (an image gone or changed since catalog is said by clean, with what follows)
         say(f"clean: all {len(rows)} embeddings cached in {uri}")
-    else:
-        say(f"clean: {cached} of {len(rows)} embeddings cached in {uri}")
-    if errors:
-        say(f"clean: {lines.counted(len(errors), 'image')} gone, changed or failing to decode since catalog (now "
-            f"unreadable, see clean.md): {lines.some(errors)}")
     by_hash = old.set_index("sha256")["embedding"]
     out = rows[rows["sha256"].isin(by_hash.index) & ~rows["path"].isin(errors)].copy()
     out["embedding"] = out["sha256"].map(by_hash)

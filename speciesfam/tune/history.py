@@ -8,6 +8,7 @@ history is those lines, then the ones of ``result.json`` not among them."""
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from .. import storage
@@ -63,3 +64,48 @@ def best_kept(trial_path: object, metric: str) -> float | None:
     if hist is None or metric not in hist or not hist[metric].notna().any():
         return None
     return float(hist[metric].max())
+
+
+def rehome_search_state(experiment: str) -> None:
+    """Before ``--resume``: Tune gives every trial it creates after a resume the storage its search algorithm's
+    saved state holds (``search_gen_state-*.json``: Optuna and the other searchers; ``basic-variant-state-*.json``:
+    random, grid), and rewrites only the restored trials' storage to the folder restored from. In a run folder
+    copied or moved since, the new trials then wrote their results (and probe trials their checkpoints) into the
+    old folder, and trials.csv read them as never trained (Ray 2.60). Each saved state is taken to ``experiment``."""
+    import pyarrow.fs as pafs
+    from ray import cloudpickle
+
+    fs, path = storage.filesystem(experiment)
+    path = path.rstrip("/")
+    names = [i.base_name for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))]
+    for prefix in ("search_gen_state-", "basic-variant-state-"):
+        saved = sorted(n for n in names if n.startswith(prefix) and n.endswith(".json"))
+        if not saved:
+            continue
+        uri = storage.join(experiment, saved[-1])  # the one Tune restores: the last by name
+        state = cloudpickle.loads(storage.read_bytes(uri))
+        moved = [c for c in _storage_contexts(state, set()) if c.experiment_fs_path.rstrip("/") != path]
+        for ctx in moved:
+            ctx.storage_filesystem, ctx.storage_fs_path = fs, os.path.dirname(path)
+            ctx.experiment_dir_name = os.path.basename(path)
+        if moved:
+            storage.write_bytes(uri, cloudpickle.dumps(state))
+
+
+def _storage_contexts(obj: Any, seen: set[int]) -> list:
+    """The Ray ``StorageContext`` objects within a search algorithm's saved state (through dicts, lists and Ray's
+    own objects: a searcher's library objects, an Optuna study, are not walked)."""
+    if id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    if type(obj).__name__ == "StorageContext" and hasattr(obj, "experiment_fs_path"):
+        return [obj]
+    if isinstance(obj, dict):
+        items = list(obj.values())
+    elif isinstance(obj, (list, tuple)):
+        items = list(obj)
+    elif type(obj).__module__.startswith("ray.") and hasattr(obj, "__dict__"):
+        items = list(vars(obj).values())
+    else:
+        return []
+    return [ctx for item in items for ctx in _storage_contexts(item, seen)]

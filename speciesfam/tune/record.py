@@ -14,6 +14,7 @@ from typing import Any
 from .. import storage
 from ..config import TuneConfig
 from ..errors import ConfigError
+from .tracking import same_val_split
 
 
 SPLIT_RECORD = "speciesfam_split.json"  # in the experiment's folder: the val split its trials are scored on
@@ -95,7 +96,8 @@ def _settings(cfg: TuneConfig | None, names: tuple[str, ...] = SEARCH_SETTINGS) 
     return {k: getattr(cfg, k) for k in names} if cfg is not None else {}
 
 
-def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg: TuneConfig | None = None) -> None:
+def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg: TuneConfig | None = None,
+                 older_split: str = "") -> None:
     """Before any work (Ray, the image cache): may this search start, or be resumed, under ``name``? A resumed
     search must find the val split and the settings (``SEARCH_SETTINGS``) it started with.
 
@@ -110,7 +112,8 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
     if not resume:
         from ray import tune
 
-        if (was is not None and was.get("val_split") == val_split and tune.Tuner.can_restore(experiment)
+        if (was is not None and same_val_split(was.get("val_split"), val_split, older_split)
+                and tune.Tuner.can_restore(experiment)
                 and reported(experiment)):  # stopped or failed before any trial reported: the name is free
             how = "" if _budget_spent(was) else "--resume to continue it, or "
             raise ConfigError(f"--name {shlex.quote(name)}: a search of that name already ran on this run folder's catalog and "
@@ -132,7 +135,7 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
                           "search has only what is left of it (Tune's time budget spans the whole search), so "
                           "nothing would train. Start a new search with another --name (--init-from "
                           f"{name} starts it from this one's best settings)")
-    if was.get("val_split") != val_split:
+    if not same_val_split(was.get("val_split"), val_split, older_split):
         raise ConfigError(f"--resume --name {shlex.quote(name)}: that search's trials were scored on another split "
                           f"({was.get('val_split')}); the run folder's is now {val_split} (catalog or clean ran again "
                           "since). Start a new search: leave out --resume, or give another --name")

@@ -94,7 +94,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
     from ray import tune
 
     from ..raycluster import check_shared, init_ray
-    from .tracking import prepare_wandb, val_split_id, write_trial_table
+    from .tracking import older_split_id, prepare_wandb, val_split_id, write_trial_table
 
     cfg.validate()
     space = load_space(cfg)
@@ -114,7 +114,8 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         cfg = dataclasses.replace(cfg, seed=name_seed(name))
     val_split = val_split_id(workdir)  # the split every trial of this search is scored on
     with search_lock(storage_path, name, workdir):  # one search of a name at a time (two at once lost one's trials)
-        check_record(storage_path, name, val_split, cfg.resume, cfg)  # name reuse, resume: before Ray or the cache
+        # name reuse, resume: before Ray or the cache
+        check_record(storage_path, name, val_split, cfg.resume, cfg, older_split_id(workdir, val_split))
         cfg = as_started(storage_path, name, cfg)  # what a resume may leave out, for the records
         points = None
         if cfg.init_from and not cfg.resume:  # before Ray and the image cache; a resumed search has its trials
@@ -341,9 +342,10 @@ def make_tuner(trainable, space: dict[str, Any], cfg: TuneConfig, storage_path: 
     if cfg.resume:
         check_resumable(storage_path, name)
         console.say(f"tune: resuming {experiment}")
-        from .history import keep_before_resume
+        from .history import keep_before_resume, rehome_search_state
 
         keep_before_resume(experiment)  # Tune may write a resumed trial's result.json anew
+        rehome_search_state(experiment)  # trials drawn after the resume: in this folder, not the one copied from
         # the space again: Tune keeps a tune.sample_from function as a placeholder it resolves from the space it
         # is given, and a trial drawn after the resume got the placeholder itself ("float() argument must be ...
         # not 'tuple'": tester). Failed trials run again (resume_errored), from their last checkpoint if any.

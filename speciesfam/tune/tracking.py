@@ -109,6 +109,15 @@ def callbacks(cfg, name: str, experiment_dir: str) -> list:
                             excludes=["checkpoint_path"], log_config=True, mode=cfg.wandb, dir=wandb_dir)]
 
 
+def _train_checkpoint_here(path: str, experiment: str) -> str:
+    """Ray Train's checkpoint ``OLD/<name>/train/<trial id>/<checkpoint>`` of a CNN trial as the same checkpoint
+    under ``experiment`` (``.../<name>``, the experiment this trial's results are in now); others as they are."""
+    parts = path.rstrip("/").rsplit("/", 4)
+    if len(parts) < 5 or parts[2] != "train" or parts[1] != experiment.rstrip("/").rsplit("/", 1)[-1]:
+        return path
+    return storage.join(experiment, *parts[2:])
+
+
 def _best_epoch(r) -> dict[str, Any]:
     """The row of the trial's history with its best metric whose checkpoint exists on storage.
 
@@ -128,7 +137,11 @@ def _best_epoch(r) -> dict[str, Any]:
     if hist is None:
         hist = r.metrics_dataframe.copy() if r.metrics_dataframe is not None else pd.DataFrame()
     if "checkpoint_path" in hist.columns:  # Ray reports object-store paths without their scheme
-        hist["checkpoint_path"] = [storage.to_uri(fs, p) if isinstance(p, str) else p for p in hist["checkpoint_path"]]
+        # Ray Train's absolute <experiment>/train/<trial id>/<checkpoint>, reported when the search ran: a run folder
+        # copied or moved since and resumed holds them under the old experiment folder; taken to this one
+        experiment = storage.to_uri(fs, os.path.dirname(r.path.rstrip("/")))
+        hist["checkpoint_path"] = [_train_checkpoint_here(storage.to_uri(fs, p), experiment) if isinstance(p, str)
+                                   else p for p in hist["checkpoint_path"]]
     elif "checkpoint_dir_name" in hist.columns:
         trial_uri = storage.to_uri(fs, r.path)
         hist["checkpoint_path"] = [storage.join(trial_uri, d) if isinstance(d, str) and d else None
@@ -232,17 +245,44 @@ def scored_trials(df: "pd.DataFrame") -> "pd.DataFrame":
 
 
 def val_split_id(workdir: str) -> str:
-    """Which validation split the trials are scored on: the manifest trained on, the run id of the stage that
-    wrote it, and its val image count (trials of other searches count as comparable only when it matches)."""
+    """Which split the trials are trained and scored on: the manifest, its val image count and a digest of what a
+    trial depends on (each usable image with its family and split, and for the cleaned manifest the embedding
+    model): trials of other searches count as comparable only when it matches. A clean or catalog run again with
+    the same outcome keeps it (its run id did not: an identical clean dropped every earlier trial as "scored on
+    another val split")."""
+    import hashlib
+
     from .. import stages
 
     name = layout.CLEAN_MANIFEST if storage.exists(layout.path(workdir, layout.CLEAN_MANIFEST)) else layout.MANIFEST
     if not storage.exists(layout.path(workdir, name)):  # a search on data of its own (toy trainables in tests)
         return ""
-    rec = stages.load(workdir, "clean" if name == layout.CLEAN_MANIFEST else "catalog")
     df = storage.read_table(layout.path(workdir, name))
-    val = int(((df["status"] == layout.OK) & (df["split"] == "val")).sum())
-    return f"{name} run {rec['run_id'][:8] if rec else 'unrecorded'}: {counted(val, 'val image')}"
+    ok = df[df["status"] == layout.OK]
+    val = ok[ok["split"] == "val"]
+    ids = ok["sha256"].where(ok["sha256"].notna(), ok["path"]) if "sha256" in ok else ok["path"]
+    rec = stages.load(workdir, "clean") if name == layout.CLEAN_MANIFEST else None
+    parts = [str(((rec or {}).get("config") or {}).get("model_id", "")),
+             *sorted("\t".join(row) for row in zip(ids.astype(str), ok["label"].astype(str), ok["split"].astype(str)))]
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:8]
+    return f"{name} {digest}: {counted(len(val), 'val image')}"
+
+
+def older_split_id(workdir: str, current: str) -> str:
+    """The run folder's val split ``current`` (``val_split_id``) in the form older versions recorded (the
+    manifest's stage run id for the digest), so an upgrade keeps their searches and trials ("" for no split)."""
+    if not current:
+        return ""
+    from .. import stages
+
+    name, count = current.split(" ", 1)[0], current.split(": ", 1)[-1]
+    rec = stages.load(workdir, "clean" if name == layout.CLEAN_MANIFEST else "catalog")
+    return f"{name} run {rec['run_id'][:8] if rec else 'unrecorded'}: {count}"
+
+
+def same_val_split(recorded: object, current: str, older: str = "") -> bool:
+    """Whether a search's or a trial's recorded split is the run folder's ``current`` one (or its ``older`` id)."""
+    return recorded == current or (bool(older) and recorded == older)
 
 
 def merge_trials(old: "pd.DataFrame", new: "pd.DataFrame") -> tuple["pd.DataFrame", int]:
@@ -274,7 +314,8 @@ def write_trial_table(results, workdir: str, kind: str | None = None, val_split:
     ``val_split``: the trials' ``val_split_id`` when the caller has it (read from ``workdir`` otherwise)."""
     from ..errors import SourceError
 
-    new = df = trial_table(results, kind, val_split_id(workdir) if val_split is None else val_split)
+    split = val_split_id(workdir) if val_split is None else val_split
+    new = df = trial_table(results, kind, split)
     uri = layout.path(workdir, layout.TRIALS)
     try:
         old = read_trials(workdir) if storage.exists(uri) else None
@@ -283,6 +324,9 @@ def write_trial_table(results, workdir: str, kind: str | None = None, val_split:
                     "--resume adds its own)")
         old = None
     if old is not None:
+        older = older_split_id(workdir, split)  # rows an older version scored on this split, under the id it wrote
+        if older and "val_split" in old:
+            old["val_split"] = old["val_split"].replace({older: split})
         df, stale = merge_trials(old, new)
         if stale:
             console.say(f"tune: dropped {counted(stale, 'trial')} of {uri} scored on another val split (catalog or "

@@ -20,7 +20,7 @@ import numpy as np
 from .. import console, layout, stages, storage
 from ..errors import ConfigError
 from .record import read_record
-from .tracking import scored_trials, val_split_id
+from .tracking import older_split_id, same_val_split, scored_trials, val_split_id
 
 # What a probe knows that carries over to a CNN head: not lr or batch size (a CNN's are a different scale).
 WARM_KEYS = ("head_units", "head_layers", "dropout", "weight_decay", "label_smoothing", "class_weighting",
@@ -61,8 +61,9 @@ def best_trial(workdir: str, storage_path: str, source: str) -> tuple[dict[str, 
 
     experiment = storage.join(storage_path, source)
     split = val_split_id(workdir)  # trials scored on another split (catalog or clean ran since) are not its best
+    older = older_split_id(workdir, split)
     record = read_record(experiment)
-    same_split = record is None or record.get("val_split") == split
+    same_split = record is None or same_val_split(record.get("val_split"), split, older)
     if same_split and storage.exists(storage.join(experiment, "tuner.pkl")):
         from ray.tune import ExperimentAnalysis
 
@@ -75,7 +76,8 @@ def best_trial(workdir: str, storage_path: str, source: str) -> tuple[dict[str, 
     trials_uri = layout.path(workdir, layout.TRIALS)
     trials = storage.read_table(trials_uri) if storage.exists(trials_uri) else None
     if trials is not None and "kind" in trials.columns:
-        trials = trials[trials["val_split"] == split] if "val_split" in trials.columns else trials
+        trials = trials[[same_val_split(v, split, older) for v in trials["val_split"]]] \
+            if "val_split" in trials.columns else trials
         rows = scored_trials(trials[np.array([name == source for name in trial_searches(trials)], dtype=bool)])
         if len(rows):
             return json.loads(rows.iloc[0]["config"]), f"trial {rows.iloc[0]['trial_id']} of search {source!r}"
