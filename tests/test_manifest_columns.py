@@ -1,6 +1,7 @@
 """A manifest whose columns have names of its own (the reference data's catalog: file_path, family, sciName):
 catalog, evaluate and predict read them with --path-column, --label-column and --group-column, record which, and
-refuse a column the file lacks, one named twice, or a flag that would be ignored."""
+refuse a column the file lacks, one named twice, or a flag that would be ignored; and a speciesfam run's own
+manifest catalogued again, told from a user's table that has its columns."""
 
 from __future__ import annotations
 
@@ -211,3 +212,52 @@ def test_a_files_own_split_column_is_said_to_be_unused(metadata, tmp_path, capsy
     assert cli.main(["catalog", str(root / "metadata.csv"), "--workdir", str(tmp_path / "run2"), "--path-column",
                      "file_path", "--label-column", "family"]) == 0
     assert "not used" not in capsys.readouterr().err + (tmp_path / "run2" / "catalog.md").read_text()
+
+
+def test_a_speciesfam_run_manifest_keeps_out_what_its_run_left_out(collection, tmp_path, capsys):
+    """Catalogued again, a clean_manifest.parquet brought back as ok every outlier clean removed and every file
+    catalog skipped (its status column was not read; hostile tester round 28)."""
+    from speciesfam.data.catalog import build_manifest, run_catalog
+
+    root, _ = collection
+    first = run_catalog(str(root), str(tmp_path / "run"))
+    cleaned = first.copy()
+    removed = cleaned.index[cleaned["status"] == "ok"][:3]
+    cleaned.loc[removed, ["status", "reason"]] = ["removed", "outlier: a map, not a photo"]
+    cleaned.to_parquet(tmp_path / "clean_manifest.parquet")
+    capsys.readouterr()
+    again = build_manifest(str(tmp_path / "clean_manifest.parquet"))
+    assert len(again) == len(cleaned)  # every row of it, each with one status
+    by_path = again.set_index("path")
+    for path in cleaned.loc[removed, "path"]:
+        assert by_path.loc[path, "status"] == "skipped", by_path.loc[path].to_dict()
+        assert by_path.loc[path, "reason"] == ("'removed' in the run manifest it comes from: outlier: a map, "
+                                               "not a photo")
+    before = cleaned.set_index("path")["status"]
+    out_before = set(before.index[before != "ok"])
+    assert set(again.loc[again["status"] == "skipped", "path"]) == out_before
+    assert set(again.loc[again["status"] == "ok", "path"]) == set(before.index[before == "ok"])
+    n = len(out_before)
+    assert f"manifest: its {n} rows not 'ok' there (removed, skipped, ...) stay out" in capsys.readouterr().out
+    # a user's own table with those columns, but statuses of its own: a manifest of theirs (all rows were
+    # 'skipped' as left out by a run: round 68); evaluate reads it as a labelled set
+    mine = first[["path", "label", "split", "sha256", "reason"]].assign(status="trusted")
+    mine.loc[mine.index[:2], "status"] = "unreviewed"
+    mine.to_csv(tmp_path / "eolmeta.csv", index=False)
+    theirs = build_manifest(str(tmp_path / "eolmeta.csv"))
+    assert set(theirs["status"]) == set(first["status"]) and "skipped" not in set(theirs["status"])
+    assert ("catalog: note: " + str(tmp_path / "eolmeta.csv") + " has the columns of a speciesfam run's manifest, but "
+            "statuses of its own ('trusted', 'unreviewed'): read as a manifest of yours, its column 'status' not "
+            "used") in capsys.readouterr().err
+    from speciesfam.evaluate import evaluation_rows
+
+    assert not evaluation_rows(str(tmp_path / "eolmeta.csv"), None).attrs.get("catalog")
+    # 'ok' rows without catalog's sha256, or no status at all: a user's table too (evaluate scored the first as a
+    # run's test split, its model's training images among them: round 69)
+    for status, why in (("ok", "'ok' rows without the sha256 catalog gives each"), ("", "no status in its column "
+                                                                                     "'status'")):
+        mine.assign(status=status, sha256="").to_csv(tmp_path / "eolmeta.csv", index=False)
+        build_manifest(str(tmp_path / "eolmeta.csv"))
+        assert f"has the columns of a speciesfam run's manifest, but {why}: read as a manifest of yours" in \
+            capsys.readouterr().err
+        assert not evaluation_rows(str(tmp_path / "eolmeta.csv"), None).attrs.get("catalog")
