@@ -33,7 +33,7 @@ def tensorflow() -> ModuleType:
     from .console import quiet_stderr
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ.get(OWN_TEMP) and "tensorflow" not in sys.modules:
+    if os.environ.get(OWN_TEMP) and not _OWN_TEMP_SET:  # (Ray Train's workers have imported TensorFlow already)
         own_temp_folder()
     with quiet_stderr("TensorFlow start-up"):  # its absl lines ignore TF_CPP_MIN_LOG_LEVEL (console.py)
         import tensorflow as tf
@@ -43,6 +43,7 @@ def tensorflow() -> ModuleType:
 
 
 OWN_TEMP = "SPECIESFAM_OWN_TEMP"  # set in Ray's processes (raycluster.init_ray): see own_temp_folder
+_OWN_TEMP_SET: list[str] = []  # this process's folder, once made
 
 
 def own_temp_folder() -> str:
@@ -64,6 +65,7 @@ def own_temp_folder() -> str:
     os.makedirs(own, exist_ok=True)
     tempfile.tempdir = own
     atexit.register(shutil.rmtree, own, True)
+    _OWN_TEMP_SET.append(own)
     return own
 
 

@@ -165,7 +165,7 @@ def _content_keys(rows: pd.DataFrame) -> pd.Series:
 def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool,
                 columns: dict[str, str] | None = None) -> str:
     """Beside the bundle: ``eval_SPLIT`` for the bundle's own run folder's manifest (the report shows it; another
-    bundle of that run than its last export's: ``eval_SPLIT-BUNDLE``, as two of them shared one, unsaid), else
+    bundle of that run than RUN/bundle: ``eval_SPLIT-BUNDLE``, as two of them shared one, unsaid), else
     ``eval_NAME-HASH`` (the file's name as a safe slug; the hash of its full path, the split and the bundle's
     id, so two sets, two splits of one, or two bundles in one folder never share a folder: the second bundle's
     reports replaced the first's, unsaid; hostile tester; and the columns read as path and label when not the
@@ -176,10 +176,9 @@ def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool,
     from .layout import label_slug
 
     where = bundle_folder(bundle)
-    if own_run:  # the report's is the run's exported bundle's; another bundle of the run keeps its own (it shared it)
+    if own_run:  # RUN/bundle's, which the report shows; another bundle of the run keeps its own (they shared it)
         name = os.path.basename(os.path.realpath(bundle))
-        return os.path.join(where, f"eval_{split}" if os.path.realpath(bundle) == _exported(where) else
-                            f"eval_{split}-{label_slug(name)}")
+        return os.path.join(where, f"eval_{split}" if name == layout.BUNDLE else f"eval_{split}-{label_slug(name)}")
     stem = label_slug(os.path.splitext(os.path.basename(manifest_uri.rstrip("/")))[0]).rsplit("-", 1)[0]
     try:
         bid = bundle_id(bundle)
@@ -188,17 +187,6 @@ def default_out(bundle: str, manifest_uri: str, split: str, own_run: bool,
     key = f"{manifest_uri if storage.is_remote(manifest_uri) else os.path.realpath(manifest_uri)}|{split}|{bid}"
     key += "".join(f"|{name}={column}" for name, column in named_columns(columns).items())  # labels from another
     return os.path.join(where, f"eval_{stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}")
-
-
-def _exported(workdir: str) -> str:
-    """Where the run's last export put its bundle (RUN/bundle unless its --out said), links resolved."""
-    from . import stages
-
-    try:
-        out = ((stages.load(workdir, "export") or {}).get("config") or {}).get("out")
-    except SpeciesfamError:  # a damaged record: its own stage says so
-        out = None
-    return os.path.realpath(out if isinstance(out, str) and out else os.path.join(workdir, layout.BUNDLE))
 
 
 # rows.csv statuses of rows the scores leave out

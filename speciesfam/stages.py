@@ -198,15 +198,22 @@ def upstream_ids(workdir: str, stage: str) -> dict[str, str]:
 
 def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
            summary: dict[str, Any] | None = None, built_from: dict[str, str] | None = None,
-           run_id: str | None = None, **extra: Any) -> dict[str, Any]:
+           run_id: str | None = None, outputs: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
     """Write ``stage``'s record (a new run id unless ``run_id``: the outputs later stages read are those of that
     run still; the upstream run ids it read: ``built_from``, from ``check_upstream`` at its start, else those of
     now; config, summary, and ``extra`` fields); returns it.
+
+    ``outputs``: the files later stages read (RUN/manifest.parquet). A run with the last one's config and
+    upstream runs whose outputs are the same bytes keeps its run id: later stages' outputs stay current (an
+    identical clean made the search stale, and export refused it, naming a search that refused its name: round 71).
 
     An upstream stage that ran again while this one worked (a catalog re-run during a search) is said: the
     record names the run this stage read, so later stages refuse its outputs (it named the new run, and export
     took a search's trials for the new catalog's splits: a 'test' set of training images)."""
     read = upstream_ids(workdir, stage) if built_from is None else built_from
+    if outputs:
+        extra["outputs_sha256"] = _digest(workdir, outputs)
+        run_id = run_id or _same_run(workdir, stage, config or {}, read, extra["outputs_sha256"])
     rec = {"stage": stage, "run_id": run_id or uuid.uuid4().hex, "finished_at": timestamp(),
            "built_from": read, "config": config or {}, "summary": summary or {}, **extra}
     storage.write_text(record_uri(workdir, stage), json.dumps(rec, indent=1, default=_plain, sort_keys=True))
@@ -219,6 +226,27 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
             f"the {ran} run{'s' if len(again) > 1 else ''} it read, so later stages refuse them: run "
             f"`{COMMAND[stage].replace('RUN', workdir)}` again")
     return rec
+
+
+def _digest(workdir: str, names: tuple[str, ...]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in names:
+        uri = layout.path(workdir, name)
+        digest.update(name.encode() + b"\0" + (storage.read_bytes(uri) if storage.exists(uri) else b"-") + b"\0")
+    return digest.hexdigest()
+
+
+def _same_run(workdir: str, stage: str, config: dict[str, Any], read: dict[str, str], outputs: str) -> str | None:
+    """The last run's id when this one has its config, upstream runs and outputs (None otherwise)."""
+    try:
+        before = load(workdir, stage)
+    except SpeciesfamError:  # damaged: a new run
+        return None
+    same = before is not None and before.get("outputs_sha256") == outputs and before.get("built_from") == read \
+        and before.get("config") == json.loads(json.dumps(config, default=_plain, sort_keys=True))
+    return before["run_id"] if same else None
 
 
 def _plain(value: Any) -> Any:

@@ -283,8 +283,8 @@ def test_the_runs_own_evaluation_folder_is_kept_for_it_and_the_report_follows(pr
 
 def test_two_bundles_of_one_run_keep_their_own_evaluations(probe_run, probe_bundle, tmp_path, capsys):
     """`export --out RUN/other` and RUN/bundle, each evaluated on the run's test split: both wrote RUN/eval_test,
-    the second replacing the first's reports (noted in round 66). The run's exported bundle keeps eval_test, which
-    the report shows; the other bundle's goes beside it under its own name."""
+    the second replacing the first's reports (noted in round 66). RUN/bundle keeps eval_test, which the report
+    shows, whichever was exported last (round 71); the other bundle's goes beside it under its own name."""
     from speciesfam import cli
 
     run = tmp_path / "run"
@@ -294,5 +294,8 @@ def test_two_bundles_of_one_run_keep_their_own_evaluations(probe_run, probe_bund
     for bundle in (run / "other", run / "bundle"):
         assert cli.main(["evaluate", str(bundle), "--manifest", str(run / "clean_manifest.parquet")]) == 0
         outs.append(capsys.readouterr().out.split("reports in ")[1].split()[0].rstrip(";"))
-    assert outs[0] == str(run / "eval_test") and Path(outs[1]).name.startswith("eval_test-bundle"), outs
+    assert outs[1] == str(run / "eval_test") and Path(outs[0]).name.startswith("eval_test-other-"), outs
     assert all((Path(o) / "metrics.json").exists() for o in outs)
+    assert cli.main(["export", "--workdir", str(run)]) == 0  # RUN/bundle exported last: the same folders
+    assert cli.main(["evaluate", str(run / "other"), "--manifest", str(run / "clean_manifest.parquet")]) == 0
+    assert f"reports in {outs[0]}" in capsys.readouterr().out

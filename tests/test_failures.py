@@ -198,6 +198,7 @@ def test_a_catalog_re_run_during_a_search_leaves_that_searchs_trials_stale(tmp_p
 
 def test_a_catalog_re_run_during_clean_leaves_cleans_outputs_stale(collection, tmp_path, monkeypatch, capsys,
                                                                    ray_session):
+    from speciesfam.config import CatalogConfig
     from speciesfam.data import clean
     from speciesfam.data.catalog import run_catalog
 
@@ -208,7 +209,8 @@ def test_a_catalog_re_run_during_clean_leaves_cleans_outputs_stale(collection, t
 
     def embed_while_catalog_runs_again(*args, **kwargs):
         emb = real(*args, **kwargs)
-        run_catalog(str(root), workdir)  # a second catalog, with its own splits, ends while clean works
+        run_catalog(str(root), workdir, CatalogConfig(seed=1))  # a second catalog, with its own splits, ends while
+        # clean works (one with the same outcome keeps its run id: nothing is stale)
         return emb
 
     monkeypatch.setattr(clean, "cached_embeddings", embed_while_catalog_runs_again)

@@ -345,7 +345,7 @@ def test_an_identical_clean_keeps_earlier_searches_and_an_older_versions_split_i
 
     import pandas as pd
 
-    from speciesfam import layout
+    from speciesfam import layout, stages
     from speciesfam.config import CleanConfig
     from speciesfam.data.clean import run_clean
     from speciesfam.tune.record import SPLIT_RECORD
@@ -354,9 +354,12 @@ def test_an_identical_clean_keeps_earlier_searches_and_an_older_versions_split_i
 
     run = shutil.copytree(probe_run, tmp_path / "run")
     shutil.rmtree(run / "bundle", ignore_errors=True)
-    split = val_split_id(str(run))
+    split, cleaned = val_split_id(str(run)), stages.load(str(run), "clean")["run_id"]
     run_clean(str(run), CleanConfig.smoke(min_per_family=3))  # as the run's own clean ran
     assert val_split_id(str(run)) == split
+    # the same outcome keeps clean's run id: the search is not stale (export refused it, naming a search whose
+    # name was then refused: round 71)
+    assert stages.load(str(run), "clean")["run_id"] == cleaned and stages.check_fresh(str(run), "tune")
     older = older_split_id(str(run), split)  # what the last version wrote for this split: this clean's run id
     assert older != split and older.startswith("clean_manifest.parquet run ")
     trials = pd.read_csv(run / layout.TRIALS)
@@ -366,6 +369,7 @@ def test_an_identical_clean_keeps_earlier_searches_and_an_older_versions_split_i
     capsys.readouterr()
     run_search(str(run), TuneConfig(kind="probe", name="probe", num_samples=2, max_epochs=3, smoke_test=True,
                                     cpus_per_trial=1, max_concurrent=2, resume=True))  # not another split
+    assert json.loads(record.read_text())["val_split"] == split  # in the current form (round 71)
     run_search(str(run), TuneConfig(kind="probe", name="again", num_samples=1, max_epochs=1, smoke_test=True,
                                     cpus_per_trial=1))
     after = pd.read_csv(run / layout.TRIALS)

@@ -307,7 +307,8 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
         old = pd.concat([old, new], ignore_index=True)
         storage.write_table(old, uri)
     else:  # the cache holds every one (an image gone or changed since catalog is said by clean, with what follows)
-        say(f"clean: all {len(rows)} embeddings cached in {uri}")
+        gone = f", {len(errors)} of them gone or changed since catalog" if errors else ""
+        say(f"clean: all {len(rows)} embeddings cached in {uri}{gone}")
     by_hash = old.set_index("sha256")["embedding"]
     out = rows[rows["sha256"].isin(by_hash.index) & ~rows["path"].isin(errors)].copy()
     out["embedding"] = out["sha256"].map(by_hash)

@@ -135,7 +135,10 @@ def check_record(storage_path: str, name: str, val_split: str, resume: bool, cfg
                           "search has only what is left of it (Tune's time budget spans the whole search), so "
                           "nothing would train. Start a new search with another --name (--init-from "
                           f"{name} starts it from this one's best settings)")
-    if not same_val_split(was.get("val_split"), val_split, older_split):
+    if was.get("val_split") != val_split and same_val_split(was.get("val_split"), val_split, older_split):
+        # recorded by an older version: in the current form, so it stays the same split after this clean's run id
+        storage.write_text(storage.join(experiment, SPLIT_RECORD), json.dumps({**was, "val_split": val_split}))
+    elif not same_val_split(was.get("val_split"), val_split, older_split):
         raise ConfigError(f"--resume --name {shlex.quote(name)}: that search's trials were scored on another split "
                           f"({was.get('val_split')}); the run folder's is now {val_split} (catalog or clean ran again "
                           "since). Start a new search: leave out --resume, or give another --name")
