@@ -224,17 +224,22 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
         ran = " and ".join(again)
         say(f"{stage}: warning: {ran} ran again on {workdir} while this {stage} worked; its outputs are built from "
             f"the {ran} run{'s' if len(again) > 1 else ''} it read, so later stages refuse them: run "
-            f"`{COMMAND[stage].replace('RUN', workdir)}` again")
+            f"`{command(stage, workdir, (config or {}).get('kind'))}` again")
     return rec
 
 
 def _digest(workdir: str, names: tuple[str, ...]) -> str:
+    """A digest of the tables ``names`` as later stages act on them: every column but the floats (clean's outlier
+    scores moved in the 7th digit when its embeddings were computed again, and made an unchanged clean a new
+    run: round 72)."""
     import hashlib
 
     digest = hashlib.sha256()
     for name in names:
         uri = layout.path(workdir, name)
-        digest.update(name.encode() + b"\0" + (storage.read_bytes(uri) if storage.exists(uri) else b"-") + b"\0")
+        df = storage.read_table(uri) if storage.exists(uri) else None
+        kept = df[[c for c in df.columns if df[c].dtype.kind != "f"]] if df is not None else None
+        digest.update(name.encode() + b"\0" + (kept.to_csv(index=False).encode() if kept is not None else b"-"))
     return digest.hexdigest()
 
 
@@ -246,7 +251,7 @@ def _same_run(workdir: str, stage: str, config: dict[str, Any], read: dict[str, 
         return None
     same = before is not None and before.get("outputs_sha256") == outputs and before.get("built_from") == read \
         and before.get("config") == json.loads(json.dumps(config, default=_plain, sort_keys=True))
-    return before["run_id"] if same else None
+    return before.get("run_id") if same else None
 
 
 def _plain(value: Any) -> Any:

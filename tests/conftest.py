@@ -188,3 +188,14 @@ def cnn_bundle(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cnn_run")
     ckpt = write_cnn_trial(workdir)
     return workdir, ckpt, Path(export_bundle(str(workdir)))
+
+
+def recleaned(run: str, model_id: str, **record) -> None:
+    """What a clean with another embedding model leaves on a run: its embeddings and its record."""
+    import pandas as pd
+
+    from speciesfam import layout, stages
+
+    emb = pd.read_parquet(f"{run}/{layout.EMBEDDINGS}")
+    emb.assign(model_id=model_id).to_parquet(f"{run}/{layout.EMBEDDINGS}")
+    stages.finish(run, "clean", **record)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 import pytest
+from conftest import recleaned
 
 from speciesfam import cli, layout, stages
 from speciesfam.config import CleanConfig
@@ -135,6 +136,7 @@ def test_tune_scratch_with_default_weights_trains_and_all_failed_exits_1(collect
 
 @pytest.mark.slow  # ~20 s (catalog, clean, catalog again); the default run stays near 5 minutes
 def test_a_recatalogued_run_refuses_stale_clean_outputs(collection, tmp_path, ray_session, capsys):
+    from speciesfam.config import CatalogConfig
     from speciesfam.data.catalog import run_catalog
     from speciesfam.data.clean import run_clean
 
@@ -143,7 +145,9 @@ def test_a_recatalogued_run_refuses_stale_clean_outputs(collection, tmp_path, ra
     run_catalog(str(root), workdir)
     run_clean(workdir, CleanConfig(embedder="speciesfam.data.embedders:color_histogram_embedder", detector="centroid"))
     assert stages.check_fresh(workdir, "clean")["built_from"]["catalog"] == stages.load(workdir, "catalog")["run_id"]
-    run_catalog(str(root), workdir)  # the collection may have changed: clean's outputs are now stale
+    run_catalog(str(root), workdir)  # the same outcome: its run id kept, clean's outputs current
+    assert stages.check_fresh(workdir, "clean")
+    run_catalog(str(root), workdir, CatalogConfig(seed=1))  # other splits: clean's outputs are now stale
     with pytest.raises(StageOrderError, match="run `speciesfam clean --workdir"):
         stages.check_fresh(workdir, "clean")
     assert cli.main(["tune", "probe", "--workdir", workdir, *TINY]) == 2
@@ -189,9 +193,10 @@ def test_a_catalog_re_run_during_a_search_leaves_that_searchs_trials_stale(tmp_p
 
     monkeypatch.setattr(search, "fit", fit_while_catalog_runs_again)
     assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "1", "--max-epochs", "1"]) == 0
+    said = capsys.readouterr().out
     assert f"tune: warning: catalog ran again on {run} while this tune worked; its outputs are built from the " \
-           f"catalog run it read, so later stages refuse them: run `speciesfam tune KIND --workdir {run}` again" in \
-        capsys.readouterr().out
+           f"catalog run it read, so later stages refuse them: run `speciesfam tune probe --workdir {run}" in said, said
+    assert "KIND" not in said  # the command as it runs (round 72)
     assert cli.main(["export", "--workdir", run]) == 2
     assert "the tune stage's outputs were built from an older catalog run" in capsys.readouterr().err
 
@@ -259,7 +264,7 @@ def test_a_bundle_made_stale_by_a_search_that_trained_nothing_advises_the_search
     make_embedding_run(run, rows=60, dim=4, families=3)
     assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "1", "--max-epochs", "1"]) == 0
     stages.finish(run, "export", summary={"kind": "probe"})  # its bundle exported
-    stages.finish(run, "clean", config={"model": "another clean", "model_id": "open_clip:another"})  # a re-clean:
+    recleaned(run, "open_clip:another", config={"model": "another clean", "model_id": "open_clip:another"})  # a re-clean:
     # the search's trials are stale (another embedding model)
     assert cli.main(["tune", "probe", "--workdir", run, "--num-samples", "1", "--name", "empty",
                      "--time-budget", "0.001"]) != 0

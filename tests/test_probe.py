@@ -4,6 +4,7 @@ contract, trial processes are reused (2nd+ trials start at once), and warm start
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +301,33 @@ def test_warm_start_point_is_the_searchers_first_trial(searcher, tmp_path, ray_s
 
 
 pickle_by_value(__name__)
+
+
+def test_embeddings_that_are_not_the_last_cleans_are_refused_before_a_search(tmp_path):
+    """A clean with another model, interrupted after it wrote embeddings.parquet (its cache keeps one model's rows),
+    left the run's record naming the first model: a probe search trained on the other model's vectors, scored as
+    the same split, and only export noticed, naming a search that tune then refused (round 72)."""
+    from speciesfam import layout, stages
+    from speciesfam.config import TuneConfig
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+    from speciesfam.errors import StageOrderError
+    from speciesfam.tune.search import run_search
+
+    run = str(tmp_path / "run")
+    make_embedding_run(run, rows=60, dim=4, families=3)
+    stages.finish(run, "clean", config={"model_id": "open_clip:ViT-S-32:random-init-seed0"})
+    emb = pd.read_parquet(tmp_path / "run" / layout.EMBEDDINGS)
+    emb.assign(model_id="open_clip:ViT-S-32:random-init-seed0").to_parquet(tmp_path / "run" / layout.EMBEDDINGS)
+    labels = sorted(set(pd.read_parquet(tmp_path / "run" / layout.CLEAN_MANIFEST)["label"]))
+    from speciesfam.train.probe import probe_arrays
+
+    assert len(probe_arrays(run, labels)["train"][0])  # the clean's own: read
+    for changed, said in ((emb.assign(model_id="open_clip:ViT-B-32:random-init-seed0"),
+                           "holds embeddings of open_clip:ViT-B-32:random-init-seed0, but the last clean used "
+                           "open_clip:ViT-S-32:random-init-seed0"),
+                          (emb.assign(model_id="open_clip:ViT-S-32:random-init-seed0").iloc[3:],
+                           "lacks the embeddings of 3 usable images the last clean kept")):
+        changed.to_parquet(tmp_path / "run" / layout.EMBEDDINGS)
+        with pytest.raises(StageOrderError, match=re.escape(said) + r" \(a clean interrupted after it wrote them\?\): "
+                                                  r"run `speciesfam clean --workdir "):
+            run_search(run, TuneConfig(kind="probe", num_samples=1, max_epochs=1))  # before Ray starts

@@ -87,3 +87,26 @@ def test_a_wrong_field_is_named_where_it_is_inside_its_record(summary, said):
     from speciesfam.records import wrong_field
 
     assert wrong_field("catalog", {"summary": summary}) == said
+
+
+def test_a_stage_run_again_with_the_same_outcome_keeps_its_run_id(tmp_path):
+    """An identical clean got a new run id: the search built on it went stale and export refused it (round 71).
+    Outlier scores that moved in the 7th digit (embeddings computed again) are the same outcome (round 72); a
+    changed status, another config or another upstream run is not."""
+    import pandas as pd
+
+    run, uri = str(tmp_path), tmp_path / layout.CLEAN_MANIFEST
+    table = pd.DataFrame({"path": ["a.jpg", "b.jpg"], "status": ["ok", "ok"], "outlier_z": [0.1234567, 2.5]})
+
+    def clean(df, config=None, catalog="c1"):
+        df.to_parquet(uri)
+        return stages.finish(run, "clean", config=config or {"model": "m"}, built_from={"catalog": catalog},
+                             outputs=(layout.CLEAN_MANIFEST,))["run_id"]
+
+    first = clean(table)
+    assert clean(table.assign(outlier_z=[0.1234568, 2.5])) == first
+    assert clean(table.assign(status=["ok", "removed"])) != first
+    first = clean(table)
+    assert clean(table, config={"model": "other"}) != first
+    first = clean(table)
+    assert clean(table, catalog="c2") != first

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from conftest import recleaned
+
 from speciesfam import cli, stages
 from speciesfam.config import TuneConfig
 
@@ -26,7 +28,7 @@ def test_init_from_a_kind_names_the_search_it_took_and_never_a_stale_one(tmp_pat
     seeded = stages.load(run, "tune")["searches"]["probe"]["config"]["seed"]
     _, which = best_trial(run, f"{run}/tune", "probe")
     assert which.startswith("trial ") and which.endswith(" of search 'probe'"), which
-    stages.finish(run, "clean", config={"model": "another clean", "model_id": "open_clip:another"})  # a re-clean:
+    recleaned(run, "open_clip:another", config={"model": "another clean", "model_id": "open_clip:another"})  # a re-clean:
     # another val split (another embedding model)
     assert cli.main([*tune, "--name", "p2"]) == 0
     capsys.readouterr()
@@ -41,7 +43,7 @@ def test_init_from_a_kind_names_the_search_it_took_and_never_a_stale_one(tmp_pat
                           "an older val split (catalog or clean ran since)"), which
     with pytest.raises(ConfigError, match="no finished trial scored on this run's val split"):
         best_trial(run, f"{run}/tune", "p3")  # no kind: only its own trials
-    stages.finish(run, "clean", config={"model": "a third clean", "model_id": "open_clip:third"})
+    recleaned(run, "open_clip:third", config={"model": "a third clean", "model_id": "open_clip:third"})
     with pytest.raises(ConfigError, match="no finished trial scored on this run's val split"):
         best_trial(run, f"{run}/tune", "probe")  # none on this split, of any search
 

@@ -53,14 +53,29 @@ _THREADS_SET = False
 
 
 def probe_arrays(workdir: str, labels: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(float32 embeddings, int32 label ids) per split, from RUN/embeddings.parquet and the cleaned manifest."""
+    """(float32 embeddings, int32 label ids) per split, from RUN/embeddings.parquet and the cleaned manifest.
+
+    Raises:
+        StageOrderError: the embeddings are not all of the model the last clean used, or lack a usable image (a
+            clean with another model interrupted after it wrote them: the probe trained on that model's vectors,
+            scored as the clean's, and only export noticed; round 72), naming the clean that writes them again.
+    """
     from .. import layout
     from ..data.catalog import load_manifest
+    from ..errors import StageOrderError
+    from ..lines import counted, some
 
-    emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint=stages.command("clean", workdir))
-    manifest = load_manifest(layout.path(workdir, layout.CLEAN_MANIFEST), stage=stages.command("clean", workdir))
-    rows = manifest[manifest["status"] == layout.OK].merge(emb[["sha256", "embedding"]].drop_duplicates("sha256"),
-                                                           on="sha256")
+    uri, again = layout.path(workdir, layout.EMBEDDINGS), stages.command("clean", workdir)
+    emb = storage.read_table(uri, stage_hint=again)
+    manifest = load_manifest(layout.path(workdir, layout.CLEAN_MANIFEST), stage=again)
+    usable = manifest[manifest["status"] == layout.OK]
+    model = ((stages.load(workdir, "clean") or {}).get("config") or {}).get("model_id")
+    others = sorted(set(emb["model_id"].astype(str)) - {model}) if model and "model_id" in emb else []
+    rows = usable.merge(emb[["sha256", "embedding"]].drop_duplicates("sha256"), on="sha256")
+    if others or len(rows) < len(usable):
+        why = f"holds embeddings of {some(others)}, but the last clean used {model}" if others else \
+            f"lacks the embeddings of {counted(len(usable) - len(rows), 'usable image')} the last clean kept"
+        raise StageOrderError(f"{uri} {why} (a clean interrupted after it wrote them?): run `{again}` again")
     index = {lab: i for i, lab in enumerate(labels)}
     out = {}
     for split in ("train", "val"):

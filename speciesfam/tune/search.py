@@ -122,6 +122,10 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
             from .warmstart import warm_start_points
 
             points = warm_start_points(workdir, storage_path, cfg.init_from, space, cfg.seed)
+        if cfg.kind == "probe":  # read once, before Ray: trials get zero-copy arrays from the object store
+            from ..train.probe import probe_arrays
+
+            data = probe_arrays(workdir, labels)  # refuses embeddings that are not the last clean's
         prepare_wandb(cfg)  # before Ray starts: its processes copy this process's environment
         if cfg.wandb == "online":
             check_wandb_reachable()  # the logging actors run on this node
@@ -141,13 +145,12 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
                  "weights": cfg.weights if cfg.kind == "transfer" else None, "max_epochs": cfg.max_epochs,
                  "seed": cfg.seed, "kind": cfg.kind}
         if cfg.kind == "probe":
-            from ..train.probe import probe_arrays, probe_trial
+            from ..train.probe import probe_trial
 
             emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint=stages.command("clean", workdir))
             fixed["embedding_model"] = str(emb["model_id"].iloc[0]) if len(emb) else None
             fixed["precision"] = cfg.precision  # "auto" is resolved in each trial process, on its node's CPU
-            # Read once here; trials get zero-copy arrays from the object store instead of a Parquet read each.
-            trainable = tune.with_parameters(probe_trial, fixed=fixed, data=probe_arrays(workdir, labels))
+            trainable = tune.with_parameters(probe_trial, fixed=fixed, data=data)
         else:
             if cfg.image_cache and "sha256" in manifest.columns:
                 from ..data import image_cache
