@@ -99,6 +99,17 @@ def _again(workdir: str, cfg: DemoConfig | None) -> str:
     return " ".join(words)
 
 
+def _start_over(search: str) -> None:
+    """Remove the demo's last search: the demo runs again, it does not resume, and a catalog and clean with the
+    same outcome keep their run ids, so its search name was refused on the same split (round 73)."""
+    import shutil
+
+    if os.path.islink(search) or os.path.isfile(search):
+        os.unlink(search)
+    elif os.path.isdir(search):
+        shutil.rmtree(search)
+
+
 def _stages(workdir: str, cfg: DemoConfig) -> dict:
     from .data.catalog import run_catalog
     from .data.clean import run_clean
@@ -132,6 +143,7 @@ def _stages(workdir: str, cfg: DemoConfig) -> dict:
                                 # BN statistics need a few epochs before val F1 means much
                                 grace_period=min(5, cfg.max_epochs), name="demo")
     with nest():
+        _start_over(storage.join(workdir, layout.TUNE_DIR, tune_cfg.name))
         run_search(workdir, tune_cfg)
     done("tune")
     stop_if_interrupted(workdir, cfg)

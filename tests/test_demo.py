@@ -135,3 +135,19 @@ def test_predict_csv_format(demo_run, capsys):
     assert main(["predict", str(workdir / "bundle"), str(img), "--format", "csv", "--top-k", "2"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0] == "path,rank,family,probability,error,seen" and len(rows) == 3
+
+
+def test_the_demo_runs_again_in_its_own_folder(demo_run, tmp_path):
+    """A second `speciesfam demo` in the same folder was refused at its search ('--name demo: a search of that
+    name already ran on this run folder's catalog and clean'): catalog and clean, the same again, keep their run
+    ids (round 73). The demo starts its search over."""
+    import shutil
+
+    import pandas as pd
+
+    from speciesfam.demo import run_demo
+
+    workdir = shutil.copytree(demo_run[0], tmp_path / "demo")
+    run_demo(str(workdir), num_samples=1, max_epochs=2)
+    trials = pd.read_csv(workdir / "trials.csv")
+    assert len(trials) == 1 and trials["trial_path"].str.startswith(str(workdir)).all(), trials
