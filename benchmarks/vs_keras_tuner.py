@@ -45,7 +45,7 @@ from speciesfam.train.probe import probe_arrays
 keras = _keras()
 workdir, labels, trials, epochs, out = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 seed = int(sys.argv[6])
-data = probe_arrays(workdir, labels)
+data, _ = probe_arrays(workdir, labels)
 (xt, yt), (xv, yv) = data["train"], data["val"]
 C = len(labels)
 onehot = np.eye(C, dtype=np.float32)

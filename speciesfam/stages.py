@@ -22,6 +22,8 @@ from .errors import SpeciesfamError, StageOrderError
 # stage -> the stages whose outputs it reads (in the order they run)
 UPSTREAM: dict[str, tuple[str, ...]] = {"catalog": (), "clean": ("catalog",), "tune": ("catalog", "clean"),
                                         "export": ("tune",)}
+# stage -> the tables later stages read, digested into its record (``outputs_sha256``) and checked when read
+OUTPUTS: dict[str, tuple[str, ...]] = {"catalog": (layout.MANIFEST,), "clean": (layout.CLEAN_MANIFEST,)}
 COMMAND = {"catalog": "speciesfam catalog SOURCE --workdir RUN", "clean": "speciesfam clean --workdir RUN",
            "tune": "speciesfam tune KIND --workdir RUN", "export": "speciesfam export --workdir RUN"}
 
@@ -117,9 +119,29 @@ def _rewrite(workdir: str, stage: str, rec: Any, wrong: str) -> str:
 
 def check_upstream(workdir: str, stage: str) -> dict[str, str]:
     """Read the records ``stage`` will be built from now, so a damaged one stops the stage before its work, not
-    when it writes its own record at the end (raises ``load``'s StageOrderError); returns their run ids, for
-    ``finish``: a catalog or clean re-run while the stage worked is not what it read."""
-    return upstream_ids(workdir, stage)
+    when it writes its own record at the end (raises ``load``'s StageOrderError), and check that their tables
+    are the ones they wrote (``check_outputs``); returns their run ids, for ``finish``: a catalog or clean re-run
+    while the stage worked is not what it read."""
+    ids = upstream_ids(workdir, stage)
+    for up in ids:
+        check_outputs(workdir, up)
+    return ids
+
+
+def check_outputs(workdir: str, stage: str, rec: dict[str, Any] | None = None) -> None:
+    """Refuse ``stage``'s tables (``OUTPUTS``) when they are not what the run its record names wrote: a stage
+    stopped (Ctrl-C, killed) after writing them and before its record, or an edit since. Later stages took such
+    a clean_manifest.parquet as the last finished clean's: a search trained on it and its bundle's card named
+    the other clean (rounds 72, 73). A record from before ``outputs_sha256`` is not checked."""
+    rec = load(workdir, stage) if rec is None else rec
+    want = (rec or {}).get("outputs_sha256")
+    if want and outputs_digest(workdir, stage) != want:
+        tables = [layout.path(workdir, name) for name in OUTPUTS[stage]]
+        gone = [uri for uri in tables if not storage.exists(uri)]
+        why = (f"{' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} gone" if gone else
+               f"{' and '.join(tables)} is not what the last finished {stage} wrote (a {stage} stopped before it "
+               "finished, or an edit since)")
+        raise StageOrderError(f"{why}: run `{command(stage, workdir)}` again")
 
 
 def summary(workdir: str, stage: str) -> dict[str, Any]:
@@ -198,21 +220,22 @@ def upstream_ids(workdir: str, stage: str) -> dict[str, str]:
 
 def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
            summary: dict[str, Any] | None = None, built_from: dict[str, str] | None = None,
-           run_id: str | None = None, outputs: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+           run_id: str | None = None, **extra: Any) -> dict[str, Any]:
     """Write ``stage``'s record (a new run id unless ``run_id``: the outputs later stages read are those of that
     run still; the upstream run ids it read: ``built_from``, from ``check_upstream`` at its start, else those of
     now; config, summary, and ``extra`` fields); returns it.
 
-    ``outputs``: the files later stages read (RUN/manifest.parquet). A run with the last one's config and
-    upstream runs whose outputs are the same bytes keeps its run id: later stages' outputs stay current (an
-    identical clean made the search stale, and export refused it, naming a search that refused its name: round 71).
+    A run with the last one's config and upstream runs whose ``OUTPUTS`` (the tables later stages read, written
+    before this call) are the same keeps its run id: later stages' outputs stay current (an identical clean made
+    the search stale, and export refused it, naming a search that refused its name: round 71). Their digest is
+    recorded, for ``check_outputs``.
 
     An upstream stage that ran again while this one worked (a catalog re-run during a search) is said: the
     record names the run this stage read, so later stages refuse its outputs (it named the new run, and export
     took a search's trials for the new catalog's splits: a 'test' set of training images)."""
     read = upstream_ids(workdir, stage) if built_from is None else built_from
-    if outputs:
-        extra["outputs_sha256"] = _digest(workdir, outputs)
+    if OUTPUTS.get(stage) and all(storage.exists(layout.path(workdir, name)) for name in OUTPUTS[stage]):
+        extra["outputs_sha256"] = outputs_digest(workdir, stage)
         run_id = run_id or _same_run(workdir, stage, config or {}, read, extra["outputs_sha256"])
     rec = {"stage": stage, "run_id": run_id or uuid.uuid4().hex, "finished_at": timestamp(),
            "built_from": read, "config": config or {}, "summary": summary or {}, **extra}
@@ -228,14 +251,14 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
     return rec
 
 
-def _digest(workdir: str, names: tuple[str, ...]) -> str:
-    """A digest of the tables ``names`` as later stages act on them: every column but the floats (clean's outlier
-    scores moved in the 7th digit when its embeddings were computed again, and made an unchanged clean a new
-    run: round 72)."""
+def outputs_digest(workdir: str, stage: str) -> str:
+    """A digest of ``stage``'s tables (``OUTPUTS``) as later stages act on them: every column but the floats
+    (clean's outlier scores moved in the 7th digit when its embeddings were computed again, and made an unchanged
+    clean a new run: round 72)."""
     import hashlib
 
     digest = hashlib.sha256()
-    for name in names:
+    for name in OUTPUTS.get(stage, ()):
         uri = layout.path(workdir, name)
         df = storage.read_table(uri) if storage.exists(uri) else None
         kept = df[[c for c in df.columns if df[c].dtype.kind != "f"]] if df is not None else None
@@ -331,7 +354,8 @@ def _stale_chain(workdir: str, stage: str) -> list[str]:
 
 
 def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
-    """Refuse ``stage``'s outputs when an upstream stage ran again after them; returns ``stage``'s record.
+    """Refuse ``stage``'s outputs when an upstream stage ran again after them, or when its tables or its upstream
+    stages' are not what their runs wrote (``check_outputs``); returns ``stage``'s record.
 
     Raises:
         StageOrderError: naming the stale stage and the commands that rebuild it (a stale stage between the one
@@ -339,6 +363,8 @@ def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
     """
     rec = load(workdir, stage)
     ups = UPSTREAM.get(stage, ())
+    for part in (stage, *ups):  # its tables and those it was built from are what their runs wrote
+        check_outputs(workdir, part, rec if part == stage else None)
     for up in ups:
         current = load(workdir, up)
         if current is None:

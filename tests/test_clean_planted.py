@@ -44,6 +44,10 @@ def dirty(tmp_path_factory, ray_session):
         s = manifest.loc[manifest["path"].str.endswith(src), "split"].iloc[0]
         manifest.loc[manifest["path"].str.endswith(dst), "split"] = "test" if s != "test" else "train"
     manifest.to_parquet(run / layout.MANIFEST)
+    from speciesfam import stages  # recorded as catalog's output: an edited table is refused (a stopped catalog)
+
+    stages.finish(str(run), "catalog", **{k: v for k, v in stages.load(str(run), "catalog").items()
+                                          if k in ("config", "summary", "run_id")})
     return run, manifest, planted
 
 

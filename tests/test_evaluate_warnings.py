@@ -66,6 +66,7 @@ def test_a_runs_catalog_manifest_says_which_of_its_rows_clean_moved_into_train(t
     stages.finish(str(tmp_path), "catalog")
     stages.finish(str(tmp_path), "clean")
     assert moved_warning(str(tmp_path / "manifest.parquet"), rows, "val").startswith("2 images of these val rows")
+    pd.DataFrame({"path": paths, "split": ["train", "train", "val", "test"]}).to_parquet(tmp_path / "manifest.parquet")
     stages.finish(str(tmp_path), "catalog")  # catalog ran again: new splits
     assert moved_warning(str(tmp_path / "manifest.parquet"), rows, "val") == ""
 

@@ -171,7 +171,7 @@ def test_probe_search_reuses_processes_and_writes_the_checkpoint_contract(tmp_pa
 
     model = build_probe(len(config["labels"]), 64, config["hp"])
     model.load_weights(os.path.join(ckpt.path, "probe.weights.h5"))
-    xv, yv = probe_arrays(str(tmp_path), config["labels"])["val"]
+    xv, yv = probe_arrays(str(tmp_path), config["labels"])[0]["val"]
     from speciesfam.train.metrics import classification_metrics
 
     assert classification_metrics(model.predict(xv, verbose=0), yv, 12)[cfg_metric] == pytest.approx(
@@ -321,7 +321,7 @@ def test_embeddings_that_are_not_the_last_cleans_are_refused_before_a_search(tmp
     labels = sorted(set(pd.read_parquet(tmp_path / "run" / layout.CLEAN_MANIFEST)["label"]))
     from speciesfam.train.probe import probe_arrays
 
-    assert len(probe_arrays(run, labels)["train"][0])  # the clean's own: read
+    assert len(probe_arrays(run, labels)[0]["train"][0])  # the clean's own: read
     for changed, said in ((emb.assign(model_id="open_clip:ViT-B-32:random-init-seed0"),
                            "holds embeddings of open_clip:ViT-B-32:random-init-seed0, but the last clean used "
                            "open_clip:ViT-S-32:random-init-seed0"),

@@ -100,8 +100,7 @@ def test_a_stage_run_again_with_the_same_outcome_keeps_its_run_id(tmp_path):
 
     def clean(df, config=None, catalog="c1"):
         df.to_parquet(uri)
-        return stages.finish(run, "clean", config=config or {"model": "m"}, built_from={"catalog": catalog},
-                             outputs=(layout.CLEAN_MANIFEST,))["run_id"]
+        return stages.finish(run, "clean", config=config or {"model": "m"}, built_from={"catalog": catalog})["run_id"]
 
     first = clean(table)
     assert clean(table.assign(outlier_z=[0.1234568, 2.5])) == first
@@ -110,3 +109,44 @@ def test_a_stage_run_again_with_the_same_outcome_keeps_its_run_id(tmp_path):
     assert clean(table, config={"model": "other"}) != first
     first = clean(table)
     assert clean(table, catalog="c2") != first
+
+
+def test_a_table_whose_stage_did_not_finish_is_refused_where_it_is_read(cleaned, tmp_path, capsys):
+    """A clean stopped (Ctrl-C, killed) after it wrote clean_manifest.parquet and before its record left that
+    table under the last finished clean's run id: a probe search trained on it as that clean's, and its bundle's
+    card named the other clean (rounds 72, 73). Tune refuses it before any work, naming clean's command, and the
+    report marks clean's section; a catalog stopped so is refused by clean. Clean run again mends it, keeping
+    its run id when it writes what the last one wrote."""
+    import shutil
+
+    import pandas as pd
+
+    from conftest import CLEAN_CFG
+    from speciesfam.config import CleanConfig
+    from speciesfam.data.clean import run_clean
+
+    run = tmp_path / "run"
+    shutil.copytree(cleaned[0], run)
+    before = stages.load(str(run), "clean")["run_id"]
+    for name, argv, stage in ((layout.CLEAN_MANIFEST, ["tune", "probe"], "clean"),
+                              (layout.MANIFEST, ["clean"], "catalog")):
+        shutil.copy(run / name, tmp_path / name)
+        df = pd.read_parquet(run / name)
+        df.loc[df.index[df["status"] == "ok"][0], "status"] = "removed"  # what a stopped run had written
+        df.to_parquet(run / name)
+        assert cli.main([*argv, "--workdir", str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.endswith(
+            f"error: {run / name} is not what the last finished {stage} wrote (a {stage} stopped before it "
+            f"finished, or an edit since): run `{stages.command(stage, str(run))}` again"), err
+        if stage == "clean":
+            assert not (run / "tune").exists()
+            assert cli.main(["report", "--workdir", str(run)]) == 0
+            assert "is not what the last finished clean wrote" in (run / layout.REPORT).read_text()
+        shutil.copy(tmp_path / name, run / name)  # what the stage writes again
+    df = pd.read_parquet(run / layout.CLEAN_MANIFEST)
+    df.loc[df.index[df["status"] == "ok"][0], "status"] = "removed"
+    df.to_parquet(run / layout.CLEAN_MANIFEST)
+    run_clean(str(run), CleanConfig(**CLEAN_CFG))  # the same clean again: the same outcome, the same run
+    assert stages.load(str(run), "clean")["run_id"] == before
+    stages.check_fresh(str(run), "clean")

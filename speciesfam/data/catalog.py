@@ -269,8 +269,8 @@ def run_catalog(source: str, workdir: str, cfg: CatalogConfig | None = None) -> 
         unwritten = f" (they could not be written there: {err})"
     if not keep:
         stages.finish(workdir, "catalog", config={"source": source, **asdict(cfg or CatalogConfig())},
-                      summary={"rows": len(manifest), "status": counts, **manifest.attrs}, started_at=started_at,
-                      outputs=(layout.MANIFEST,))  # the same again: clean and the searches stay current
+                      summary={"rows": len(manifest), "status": counts, **manifest.attrs},
+                      started_at=started_at)  # the same again (its manifest too): clean and the searches stay current
     if not counts.get(layout.OK):
         among = f"among {counted(len(manifest), 'row')} ({', '.join(f'{n} {k}' for k, n in counts.items())})" \
             if len(manifest) else "in it: it has no rows"

@@ -296,7 +296,7 @@ def run_clean(workdir: str, cfg: CleanConfig | None = None) -> "pd.DataFrame":
     storage.write_text(layout.path(workdir, layout.CLEAN_MD), clean_report(manifest, cleaned, table, issues, pairs,
                                                                            cfg, summary))
     stages.finish(workdir, "clean", config={**asdict(cfg), "model_id": mid, "near_duplicate_threshold": cfg.near_threshold}, summary=summary,
-                  built_from=read, outputs=(layout.CLEAN_MANIFEST,))  # the same again: the search stays current
+                  built_from=read)  # the same again (its manifest too): the search stays current
     return cleaned
 
 

@@ -52,8 +52,9 @@ _MODELS: dict[tuple[int, int, int, int], Any] = {}
 _THREADS_SET = False
 
 
-def probe_arrays(workdir: str, labels: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(float32 embeddings, int32 label ids) per split, from RUN/embeddings.parquet and the cleaned manifest.
+def probe_arrays(workdir: str, labels: list[str]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str | None]:
+    """(float32 embeddings, int32 label ids) per split, from RUN/embeddings.parquet and the cleaned manifest, and
+    the embedding model they are of (the bundle's card names it; None: no model recorded).
 
     Raises:
         StageOrderError: the embeddings are not all of the model the last clean used, or lack a usable image (a
@@ -82,7 +83,9 @@ def probe_arrays(workdir: str, labels: list[str]) -> dict[str, tuple[np.ndarray,
         part = rows[rows["split"] == split]
         x = np.stack(part["embedding"].to_numpy()).astype(np.float32) if len(part) else np.zeros((0, 1), np.float32)
         out[split] = (x, part["label"].map(index).to_numpy(np.int32))
-    return out
+    if not model and "model_id" in emb and len(emb):  # a clean record without its model: the file's
+        model = str(emb["model_id"].iloc[0])
+    return out, model
 
 
 def probe_hp(config: dict[str, Any]) -> dict[str, Any]:

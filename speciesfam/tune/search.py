@@ -125,7 +125,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         if cfg.kind == "probe":  # read once, before Ray: trials get zero-copy arrays from the object store
             from ..train.probe import probe_arrays
 
-            data = probe_arrays(workdir, labels)  # refuses embeddings that are not the last clean's
+            data, embedding_model = probe_arrays(workdir, labels)  # refuses embeddings not the last clean's
         prepare_wandb(cfg)  # before Ray starts: its processes copy this process's environment
         if cfg.wandb == "online":
             check_wandb_reachable()  # the logging actors run on this node
@@ -147,8 +147,7 @@ def run_search(workdir: str, cfg: TuneConfig, address: str | None = None):
         if cfg.kind == "probe":
             from ..train.probe import probe_trial
 
-            emb = storage.read_table(layout.path(workdir, layout.EMBEDDINGS), stage_hint=stages.command("clean", workdir))
-            fixed["embedding_model"] = str(emb["model_id"].iloc[0]) if len(emb) else None
+            fixed["embedding_model"] = embedding_model
             fixed["precision"] = cfg.precision  # "auto" is resolved in each trial process, on its node's CPU
             trainable = tune.with_parameters(probe_trial, fixed=fixed, data=data)
         else:
