@@ -35,8 +35,13 @@ def test_clean_accounts_for_every_row_and_reuses_embeddings(cleaned, tmp_path, c
     emb = pd.read_parquet(tmp_path / "embeddings.parquet")
     assert len(emb) == (manifest["status"] == "ok").sum() and len(emb["embedding"].iloc[0]) == 384
     capsys.readouterr()
+    # vectors of another model beside this one's (made by hand: a probe search refuses them, and a clean that
+    # found everything cached left them, so the refusal repeated: round 73) are dropped from the cache
+    pd.concat([emb, emb.assign(model_id="open_clip:ViT-B-32:random-init-seed0")]).to_parquet(
+        tmp_path / "embeddings.parquet")
     run_clean(str(tmp_path), CFG)  # same inputs, same model: nothing is embedded again
     assert "embeddings cached" in capsys.readouterr().out
+    assert pd.read_parquet(tmp_path / "embeddings.parquet").equals(emb)
 
     # A threshold so low that every family is one near-duplicate group: each group goes to one split, so no
     # family keeps val or test images. Said on the console and in clean.md, not left to be found.

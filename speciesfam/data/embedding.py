@@ -261,6 +261,7 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     if why:  # another file of that name too (a traceback: round 49)
         say(f"clean: {uri} {why}; it is a cache: every image is embedded again and it is written anew")
         old = empty
+    held = len(old)
     base, _ = split_id(mid)
     reweighted = int(old["model_id"].map(lambda m: split_id(m)[0] == base and m != mid).sum())
     old = old[old["model_id"] == mid].drop_duplicates("sha256")
@@ -309,6 +310,8 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
     else:  # the cache holds every one (an image gone or changed since catalog is said by clean, with what follows)
         gone = f", {len(errors)} of them gone or changed since catalog" if errors else ""
         say(f"clean: all {len(rows)} embeddings cached in {uri}{gone}")
+        if len(old) < held:  # it held vectors of another model too: a probe search refuses those (round 73)
+            storage.write_table(old, uri)
     by_hash = old.set_index("sha256")["embedding"]
     out = rows[rows["sha256"].isin(by_hash.index) & ~rows["path"].isin(errors)].copy()
     out["embedding"] = out["sha256"].map(by_hash)
