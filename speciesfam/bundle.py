@@ -356,11 +356,12 @@ class ProbePredictor(Predictor):
     def __init__(self, path: str, config: dict[str, Any], weights_dir: str | None = None):
         super().__init__(path, config)
         from .bundle_embedder import embedder_config
-        from .data.embedders import load_embedder
+        from .data.embedders import load_embedder, split_id
 
         spec = config["embedder"]
         if spec.get("source_sha256") and spec.get("source_file") and os.path.exists(spec["source_file"]) \
-                and sha256_file(spec["source_file"]) != spec["source_sha256"]:
+                and sha256_file(spec["source_file"]) != spec["source_sha256"] and not split_id(spec["model_id"])[1]:
+            # exported before model ids had a code digest (with one: refused by embedder_config, saying why)
             warnings.warn(f"embedder module {spec['source_file']} changed since export (sha256 differs): its "
                           "embeddings may no longer match the head", stacklevel=2)
         if not spec.get("embedder"):

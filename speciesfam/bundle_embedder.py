@@ -17,7 +17,7 @@ def embedder_config(spec: dict[str, Any], weights_dir: str | None = None):
     ``weights_dir``: where those files are read instead of their recorded paths (the bundle moved to another
     machine): the same names, the same sha256."""
     from .config import CleanConfig
-    from .data.embedders import file_sha256, local_dir_weights, model_id, split_id
+    from .data.embedders import embedder_source, file_sha256, local_dir_weights, model_id, split_id
 
     spec = _moved(spec, weights_dir) if weights_dir else spec
     pretrained = spec.get("pretrained")
@@ -47,6 +47,10 @@ def embedder_config(spec: dict[str, Any], weights_dir: str | None = None):
         rebuilt = split_id(rebuilt)[0]
     if weights_dir and split_id(spec["model_id"])[1]:  # read elsewhere: the same weights are the same model
         rebuilt, spec = split_id(rebuilt)[1], {**spec, "model_id": split_id(spec["model_id"])[1]}
+    if spec.get("embedder") and rebuilt != spec["model_id"] and split_id(rebuilt)[0] == split_id(spec["model_id"])[0]:
+        raise BundleError(f"embedder module {embedder_source(spec['embedder'])} changed since this bundle's head was "
+                          f"trained on its vectors (code digest {split_id(spec['model_id'])[1]} -> "
+                          f"{split_id(rebuilt)[1]}): restore it, or run clean, the probe search and export again")
     if rebuilt != spec["model_id"]:
         raise BundleError(f"the rebuilt embedder is {rebuilt!r}, the head was trained on {spec['model_id']!r}; "
                           "re-export from the run that trained it")

@@ -13,7 +13,6 @@ the new one.
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
 import re
@@ -139,9 +138,9 @@ def _check_weights_unchanged(workdir: str, rec: dict[str, Any]) -> None:
                       embedder=cfg.get("embedder"))
     now_id = model_id(now)
     if now_id != cfg["model_id"]:
-        files = weights_files(now)
-        now_said = f"{' and '.join(files)} now {'holds' if len(files) == 1 else 'hold'} other weights (digest " \
-                   f"{split_id(now_id)[1]})" if files else "those weights files are gone"
+        files, what = weights_files(now), "code" if now.embedder else "weights"
+        now_said = f"{' and '.join(files)} now {'holds' if len(files) == 1 else 'hold'} other {what} (digest " \
+                   f"{split_id(now_id)[1]})" if files else f"those {what} files are gone"
         raise StageOrderError(f"clean embedded with {cfg['model_id']!r}, but {now_said}: restore them, or run "
                               f"`{command('clean', rec, workdir)}` and the probe search again "
                               f"(`{stages.command('tune', workdir, 'probe')}`)")
@@ -153,14 +152,13 @@ def embedder_record(clean_cfg: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {"model_id": clean_cfg["model_id"], "embedder": clean_cfg.get("embedder")}
     if spec["embedder"]:
         spec["source"] = "module:factory"
-        module = spec["embedder"].partition(":")[0]
-        try:  # find the module's file without importing it (it may import torch, and TensorFlow is loaded)
-            origin = importlib.util.find_spec(module).origin
-        except (ImportError, AttributeError, ValueError) as err:
-            raise SpeciesfamError(f"embedder {spec['embedder']!r}: cannot find module {module!r} ({err}); "
-                                  "export where it is importable") from err
-        if origin and os.path.isfile(origin):
-            spec.update(source_file=origin, source_sha256=B.sha256_file(origin))
+        from .data.embedders import embedder_source
+
+        origin = embedder_source(spec["embedder"])
+        if origin is None:
+            raise SpeciesfamError(f"embedder {spec['embedder']!r}: cannot find module "
+                                  f"{spec['embedder'].partition(':')[0]!r}; export where it is importable")
+        spec.update(source_file=origin, source_sha256=B.sha256_file(origin))
     else:
         spec.update(model=clean_cfg["model"], pretrained=clean_cfg.get("pretrained"))
         pretrained = spec["pretrained"]

@@ -140,7 +140,8 @@ def test_planted_outliers_score_highest_with_a_custom_embedder(tmp_path, ray_ses
                       removal="quota", contamination=0.0, batch_size=8)
     cleaned = run_clean(str(tmp_path), cfg)
     emb = pd.read_parquet(tmp_path / "embeddings.parquet")
-    assert (emb["model_id"] == "custom:speciesfam.data.embedders:color_histogram_embedder").all()
+    assert emb["model_id"].str.fullmatch(r"custom:speciesfam\.data\.embedders:color_histogram_embedder \(code digest "
+                                         r"[0-9a-f]{12}\)").all(), emb["model_id"].unique()
     ok = cleaned[cleaned["outlier_score"].notna()]
     top = ok.loc[ok.groupby("label")["outlier_score"].idxmax(), "path"]
     found = {p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p in top}

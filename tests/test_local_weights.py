@@ -1,5 +1,5 @@
 """Embedders read from local files (a ``--model local-dir:FOLDER`` copy of an open_clip model, a ``--pretrained``
-weights file): the weights' sha256 is part of the embeddings' identity, so weights replaced in place are never
+weights file, a ``module:factory``'s source): the weights' (or code's) sha256 is part of the embeddings' identity, so weights replaced in place are never
 mistaken for the ones clean embedded with (the cache embeds again, export refuses a head trained on the old)."""
 
 import json
@@ -59,6 +59,30 @@ def test_a_local_models_id_carries_its_weights_digest(tmp_path):
     # a tag or random weights: no local file, the id as before (existing caches stay valid)
     assert model_id(CleanConfig(model="ViT-S-32", pretrained=None)) == "open_clip:ViT-S-32:random-init-seed0"
     assert split_id("open_clip:ViT-S-32:random-init-seed0") == ("open_clip:ViT-S-32:random-init-seed0", "")
+
+
+def test_a_factory_embedders_id_carries_its_modules_code_digest(tmp_path, monkeypatch):
+    """A ``module:factory`` embedder whose code changed kept its id: clean reused the vectors of the old code, and
+    export made a bundle of the new code for a head trained on them (round 72)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "my_embedder.py").write_text("def make():\n    return lambda images: images\n")
+    cfg = CleanConfig(embedder="my_embedder:make")
+    first = model_id(cfg)
+    assert re.fullmatch(r"custom:my_embedder:make \(code digest [0-9a-f]{12}\)", first), first
+    assert split_id(first)[0] == "custom:my_embedder:make" and weights_files(cfg) == [str(tmp_path / "my_embedder.py")]
+    (tmp_path / "my_embedder.py").write_text("def make():\n    return lambda images: images * 2\n")
+    assert model_id(cfg) != first and split_id(model_id(cfg))[0] == split_id(first)[0]
+    assert model_id(CleanConfig(embedder="no_such_module:make")) == "custom:no_such_module:make"  # said when loaded
+    # a bundle of the head trained on the first code's vectors is refused on load, saying why
+    from speciesfam.bundle import BundleError
+    from speciesfam.bundle_embedder import embedder_config
+
+    with pytest.raises(BundleError, match=re.escape(
+            f"embedder module {tmp_path / 'my_embedder.py'} changed since this bundle's head was trained on its "
+            f"vectors (code digest {split_id(first)[1]} -> {split_id(model_id(cfg))[1]}): restore it, or run clean, "
+            "the probe search and export again")):
+        embedder_config({"embedder": "my_embedder:make", "model_id": first})
+    assert embedder_config({"embedder": "my_embedder:make", "model_id": model_id(cfg)}).embedder == "my_embedder:make"
 
 
 @pytest.mark.slow

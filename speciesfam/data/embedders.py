@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import logging
 import os
 import re
@@ -68,10 +69,12 @@ def centre_crop_aspect(image: np.ndarray, limit: int = MAX_ASPECT) -> np.ndarray
 def model_id(cfg: CleanConfig) -> str:
     """The identity of the embeddings ``cfg`` produces (cache key). A model read from local files (a
     ``local-dir:`` folder, a ``--pretrained`` weights file) carries a digest of their sha256s: weights replaced in place
-    are another model (the cache embeds again; export refuses a probe trained on the old ones)."""
+    are another model (the cache embeds again; export refuses a probe trained on the old ones). So does a
+    ``module:factory`` embedder, of its module's source file: its code changed, its vectors cached before were
+    reused (round 72)."""
     if cfg.embedder:
-        return f"custom:{cfg.embedder}"
-    if cfg.model.startswith(("hf-hub:", "local-dir:")):
+        base = f"custom:{cfg.embedder}"
+    elif cfg.model.startswith(("hf-hub:", "local-dir:")):
         base = cfg.model
     else:
         base = f"open_clip:{cfg.model}:{cfg.pretrained or f'random-init-seed{RANDOM_INIT_SEED}'}"
@@ -79,21 +82,34 @@ def model_id(cfg: CleanConfig) -> str:
     if not files:
         return base
     digest = hashlib.sha256("".join(file_sha256(f) for f in files).encode()).hexdigest()
-    return f"{base} (weights digest {digest[:12]})"
+    return f"{base} ({'code' if cfg.embedder else 'weights'} digest {digest[:12]})"
 
 
 def split_id(mid: str) -> tuple[str, str]:
-    """A model id -> (the model as named, the digest of its local weights files, '' for none)."""
-    found = re.fullmatch(r"(.*) \(weights digest ([0-9a-f]{12})\)", mid or "")
+    """A model id -> (the model as named, the digest of its local weights files or code, '' for none)."""
+    found = re.fullmatch(r"(.*) \((?:weights|code) digest ([0-9a-f]{12})\)", mid or "")
     return (found[1], found[2]) if found else (mid, "")
+
+
+def embedder_source(embedder: str) -> str | None:
+    """The source file of a ``module:factory`` embedder's module, found without importing it (it may import
+    torch, and TensorFlow may be loaded); None when it is not found or is no file."""
+    try:
+        origin = importlib.util.find_spec(embedder.partition(":")[0]).origin
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return origin if origin and os.path.isfile(origin) else None
 
 
 def weights_files(cfg: CleanConfig) -> list[str]:
     """The local files that hold ``cfg``'s weights (absolute paths): a ``local-dir:`` folder's config and the
-    weights file open_clip loads, or a ``--pretrained`` file; none for a tag, a hub model or a factory."""
-    if cfg.embedder or cfg.model.startswith("hf-hub:"):
+    weights file open_clip loads, or a ``--pretrained`` file; a factory's module source; none for a tag or a hub
+    model."""
+    if cfg.embedder:
+        files = [embedder_source(cfg.embedder)]
+    elif cfg.model.startswith("hf-hub:"):
         return []
-    if cfg.model.startswith("local-dir:"):
+    elif cfg.model.startswith("local-dir:"):
         folder = cfg.model[len("local-dir:"):]
         files = [os.path.join(folder, "open_clip_config.json"), local_dir_weights(folder)]
     else:

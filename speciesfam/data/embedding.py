@@ -15,7 +15,7 @@ import numpy as np
 from .. import layout, lines, pathtext, storage
 from ..console import Progress, quiet_stderr, say
 from ..config import CleanConfig
-from .embedders import load_embedder, model_id, split_id
+from .embedders import embedder_source, load_embedder, model_id, split_id
 from ..errors import SpeciesfamError, inner_error
 from .images import DecodeError, changed_reason, read_rgb, read_rgb_sha256
 
@@ -292,9 +292,11 @@ def cached_embeddings(workdir: str, rows: "pd.DataFrame", cfg: CleanConfig) -> "
                                                   else "")  # a cached vector whose file changed is not usable
     if len(todo):
         again = f", {older} more cached by an older decode path: embedded again" if older else ""
-        if reweighted:  # the same model named, its local weights files since replaced
-            where = cfg.model[len("local-dir:"):] if cfg.model.startswith("local-dir:") else cfg.pretrained
-            again += f", {reweighted} cached with other weights than {where} now holds: embedded again"
+        if reweighted:  # the same model named, its local weights files (a factory's module) since replaced
+            where = cfg.model[len("local-dir:"):] if cfg.model.startswith("local-dir:") else \
+                embedder_source(cfg.embedder) if cfg.embedder else cfg.pretrained
+            again += f", {reweighted} cached with other {'code' if cfg.embedder else 'weights'} than {where} now " \
+                     "holds: embedded again"
         embedder_ready(cfg)  # its failure is the first line: not after 'embedding N images'
         say(f"clean: embedding {lines.counted(len(todo), 'image')} with {mid} ({cached}{again}{check})")
         new = embed_with_ray(todo, cfg)
@@ -352,5 +354,6 @@ def _same_length(old: "pd.DataFrame", new: "pd.DataFrame", rows: "pd.DataFrame",
 def weights_changed(mid: str, now: str) -> None:
     """Raise when the local weights files of model ``mid`` now hold others (``now``): replaced while clean ran."""
     if now != mid:
-        raise SpeciesfamError(f"the weights of {split_id(mid)[0]} changed while clean ran (digest {split_id(mid)[1]} "
+        raise SpeciesfamError(f"the {'code' if mid.startswith('custom:') else 'weights'} of {split_id(mid)[0]} "
+                              f"changed while clean ran (digest {split_id(mid)[1]} "
                               f"-> {split_id(now)[1] or 'none'}): run clean again once they stay put")
