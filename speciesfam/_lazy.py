@@ -33,7 +33,7 @@ def tensorflow() -> ModuleType:
     from .console import quiet_stderr
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ.get(OWN_TEMP) and not _OWN_TEMP_SET:  # (Ray Train's workers have imported TensorFlow already)
+    if os.environ.get(OWN_TEMP):  # (Ray Train's workers have imported TensorFlow already: made there once)
         own_temp_folder()
     with quiet_stderr("TensorFlow start-up"):  # its absl lines ignore TF_CPP_MIN_LOG_LEVEL (console.py)
         import tensorflow as tf
@@ -43,19 +43,21 @@ def tensorflow() -> ModuleType:
 
 
 OWN_TEMP = "SPECIESFAM_OWN_TEMP"  # set in Ray's processes (raycluster.init_ray): see own_temp_folder
-_OWN_TEMP_SET: list[str] = []  # this process's folder, once made
+_own_temp: dict[int, str] = {}  # process id -> its folder, once made
 
 
 def own_temp_folder() -> str:
     """Make this process's temporary files go to a folder of its own, ``TMP/speciesfam-UID/PID``, and remove
     each such folder of a process no longer running. TensorFlow's autograph writes a file per traced function
     there and removes it at exit, but Ray ends its worker processes without exit handlers: every trial left its
-    files (``/tmp`` held 1,900 ``__autograph_generated_file*.py`` after a day of tests)."""
+    files (``/tmp`` held 1,900 ``__autograph_generated_file*.py`` after a day of tests). Made once per process."""
     import atexit
     import os
     import shutil
     import tempfile
 
+    if os.getpid() in _own_temp:
+        return _own_temp[os.getpid()]
     base = os.path.join(tempfile.gettempdir(), f"speciesfam-{getattr(os, 'getuid', lambda: 'user')()}")
     os.makedirs(base, exist_ok=True)
     for name in os.listdir(base):
@@ -65,7 +67,7 @@ def own_temp_folder() -> str:
     os.makedirs(own, exist_ok=True)
     tempfile.tempdir = own
     atexit.register(shutil.rmtree, own, True)
-    _OWN_TEMP_SET.append(own)
+    _own_temp[os.getpid()] = own
     return own
 
 
