@@ -59,6 +59,9 @@ def evaluation_rows(manifest_uri: str, split: str | None, columns: dict[str, str
     table = read_text_table(manifest_uri, columns)  # a user's file: its errors say what to fix in it
     columns = set(table)
     if is_run_manifest(table):  # statuses of speciesfam's (a user's 'status' of its own: a labelled set, round 68)
+        from .stage_outputs import check_table
+
+        check_table(manifest_uri)  # a run folder's: what its stage's last finished run wrote
         split = (split or "test").strip()  # spaces at the ends aside, as for a labelled set (catalog's are bare)
         manifest = pd.DataFrame({column: table[column] for column in ("path", "label", "status", "split", "sha256")})
         rows = manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == split), ["path", "label", "sha256"]]

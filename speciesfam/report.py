@@ -92,10 +92,11 @@ def _render(workdir: str) -> tuple[str, dict]:
             sections[SECTION_OF[stage]] = {"error": str(err)}
     stale_why: dict[str, str] = {}
     for stage, name in SECTION_OF.items():
-        if not stages.UPSTREAM[stage] or any(isinstance(loaded[up], Exception) for up in stages.UPSTREAM[stage]):
-            continue  # nothing upstream, or an upstream record damaged (said above): freshness unknown
-        stale = _safe(lambda stage=stage: stages.check_fresh(workdir, stage))  # an error: built from an older run
-        why = str(stale) if isinstance(stale, stages.StageOrderError) else ""
+        if any(isinstance(loaded[up], Exception) for up in stages.UPSTREAM[stage]):
+            continue  # an upstream record damaged (said above): freshness unknown
+        stale = _safe(lambda stage=stage: stages.check_fresh(workdir, stage))  # an error: built from an older run,
+        why = str(stale) if isinstance(stale, stages.StageOrderError) else ""  # or a table its stage did not write
+        sections[name]["stale_table"] = getattr(stale, "not_written", False)
         behind = [up for up in stages.UPSTREAM[stage] if stale_why.get(up)]
         if not why and behind:  # a bundle of trials a re-catalog made stale: fresh against them, yet of the old run
             why = f"built from the {behind[0]} stage, itself stale: {stale_why[behind[0]]}"
@@ -108,6 +109,7 @@ def _render(workdir: str) -> tuple[str, dict]:
         model["stale"] = _trained_on_older(model.get("config") or {}, records)  # (round 65: shown as current)
     for step in sections["reproduce"].get("steps", []):  # its command ran on older runs of the stages above it
         step["stale"] = bool(stale_why.get(step["stage"]))
+        step["stale_table"] = sections[SECTION_OF[step["stage"]]].get("stale_table") if step["stale"] else False
     return template.render(workdir=workdir, family_columns=FAMILY_COLUMNS, generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), s=sections,
                            headline=headline(sections)), sections
 
@@ -149,7 +151,7 @@ def thumbnail(path: str, px: int = THUMB_PX) -> str | None:
 def headline(s: dict[str, dict]) -> list[tuple[str, str]]:
     """The main numbers at the top of the page."""
     out = []
-    if "rows" in s["collection"]:
+    if "rows" in s["collection"] and not s["collection"].get("stale"):  # a table catalog did not write: no headline
         # every file or manifest row catalog listed (non-images, copies and broken links too), then the usable
         out += [("files or rows catalogued", str(s["collection"]["rows"])),
                 ("usable images", str(s["collection"]["status"].get(layout.OK, 0))),
@@ -170,11 +172,16 @@ def headline(s: dict[str, dict]) -> list[tuple[str, str]]:
 
 def collection(workdir: str, records: dict) -> dict | None:
     manifest = stages.table(workdir, layout.MANIFEST)
-    if manifest is None:
-        return None
+    if manifest is None:  # catalog ran and its table is gone: said with its command, not 'Not run yet' (round 74)
+        gone = _safe(lambda: stages.check_outputs(workdir, "catalog")) if records.get("catalog") else None
+        return {"missing": True, "why": str(gone)} if isinstance(gone, Exception) else None
     cleaned = stages.table(workdir, layout.CLEAN_MANIFEST)
-    cleaned_stale = cleaned is not None and isinstance(_safe(lambda: stages.check_fresh(workdir, "clean")), Exception)
-    if cleaned_stale:  # clean ran on an older catalog: its counts are of other rows
+    problem = _safe(lambda: stages.check_fresh(workdir, "clean")) if cleaned is not None or records.get("clean") \
+        else None  # clean ran on an older catalog, or its table is gone or not what it wrote: no counts, and why
+    cleaned_note = str(problem) if isinstance(problem, Exception) else \
+        f"{layout.path(workdir, layout.CLEAN_MANIFEST)} is gone: run `{stages.command('clean', workdir)}` again" \
+        if cleaned is None and records.get("clean") else ""  # a record from before it held its table's digest
+    if cleaned_note:
         cleaned = None
     before = manifest[manifest["status"] == layout.OK]["label"].value_counts()
     after = cleaned[cleaned["status"] == layout.OK]["label"].value_counts() if cleaned is not None else None
@@ -183,12 +190,11 @@ def collection(workdir: str, records: dict) -> dict | None:
                 for fam, n in before.sort_values(ascending=False).items()]
     skipped = manifest[manifest["status"] != layout.OK]
     source = (records.get("catalog") or {}).get("config", {}).get("source")
-    cleaned_missing = cleaned is None and not cleaned_stale and bool(records.get("clean"))  # deleted since
     from .data.catalog import FAILED_CATALOG
 
     failed = layout.path(workdir, layout.LOGS, FAILED_CATALOG, layout.CATALOG_MD)  # a later catalog found nothing
-    return {"rows": len(manifest), "families": len(before), "source": source, "cleaned_stale": cleaned_stale,
-            "cleaned_missing": cleaned_missing, "failed_catalog": failed if storage.exists(failed) else None,
+    return {"rows": len(manifest), "families": len(before), "source": source, "cleaned_note": cleaned_note,
+            "failed_catalog": failed if storage.exists(failed) else None,
             "status": manifest["status"].value_counts().to_dict(), "table": families,
             "plot": plots.data_uri(plots.class_counts(before, after if after is not None else before)),
             "skipped": [{"path": r.path, "family": r.label, "status": r.status, "reason": r.reason}  # null label: ""

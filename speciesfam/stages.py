@@ -18,12 +18,11 @@ from typing import Any
 
 from . import layout, records, storage
 from .errors import SpeciesfamError, StageOrderError
+from .stage_outputs import OUTPUTS, check_outputs, outputs_digest, same_run
 
 # stage -> the stages whose outputs it reads (in the order they run)
 UPSTREAM: dict[str, tuple[str, ...]] = {"catalog": (), "clean": ("catalog",), "tune": ("catalog", "clean"),
                                         "export": ("tune",)}
-# stage -> the tables later stages read, digested into its record (``outputs_sha256``) and checked when read
-OUTPUTS: dict[str, tuple[str, ...]] = {"catalog": (layout.MANIFEST,), "clean": (layout.CLEAN_MANIFEST,)}
 COMMAND = {"catalog": "speciesfam catalog SOURCE --workdir RUN", "clean": "speciesfam clean --workdir RUN",
            "tune": "speciesfam tune KIND --workdir RUN", "export": "speciesfam export --workdir RUN"}
 
@@ -128,22 +127,6 @@ def check_upstream(workdir: str, stage: str) -> dict[str, str]:
     return ids
 
 
-def check_outputs(workdir: str, stage: str, rec: dict[str, Any] | None = None) -> None:
-    """Refuse ``stage``'s tables (``OUTPUTS``) when they are not what the run its record names wrote: a stage
-    stopped (Ctrl-C, killed) after writing them and before its record, or an edit since. Later stages took such
-    a clean_manifest.parquet as the last finished clean's: a search trained on it and its bundle's card named
-    the other clean (rounds 72, 73). A record from before ``outputs_sha256`` is not checked."""
-    rec = load(workdir, stage) if rec is None else rec
-    want = (rec or {}).get("outputs_sha256")
-    if want and outputs_digest(workdir, stage) != want:
-        tables = [layout.path(workdir, name) for name in OUTPUTS[stage]]
-        gone = [uri for uri in tables if not storage.exists(uri)]
-        why = (f"{' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} gone" if gone else
-               f"{' and '.join(tables)} is not what the last finished {stage} wrote (a {stage} stopped before it "
-               "finished, or an edit since)")
-        raise StageOrderError(f"{why}: run `{command(stage, workdir)}` again")
-
-
 def summary(workdir: str, stage: str) -> dict[str, Any]:
     """What the stage's last run recorded of its result (``{}`` when it has not run)."""
     return (load(workdir, stage) or {}).get("summary") or {}
@@ -236,7 +219,7 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
     read = upstream_ids(workdir, stage) if built_from is None else built_from
     if OUTPUTS.get(stage) and all(storage.exists(layout.path(workdir, name)) for name in OUTPUTS[stage]):
         extra["outputs_sha256"] = outputs_digest(workdir, stage)
-        run_id = run_id or _same_run(workdir, stage, config or {}, read, extra["outputs_sha256"])
+        run_id = run_id or same_run(workdir, stage, config or {}, read, extra["outputs_sha256"])
     rec = {"stage": stage, "run_id": run_id or uuid.uuid4().hex, "finished_at": timestamp(),
            "built_from": read, "config": config or {}, "summary": summary or {}, **extra}
     storage.write_text(record_uri(workdir, stage), json.dumps(rec, indent=1, default=_plain, sort_keys=True))
@@ -251,32 +234,6 @@ def finish(workdir: str, stage: str, config: dict[str, Any] | None = None,
     return rec
 
 
-def outputs_digest(workdir: str, stage: str) -> str:
-    """A digest of ``stage``'s tables (``OUTPUTS``) as later stages act on them: every column but the floats
-    (clean's outlier scores moved in the 7th digit when its embeddings were computed again, and made an unchanged
-    clean a new run: round 72)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name in OUTPUTS.get(stage, ()):
-        uri = layout.path(workdir, name)
-        df = storage.read_table(uri) if storage.exists(uri) else None
-        kept = df[[c for c in df.columns if df[c].dtype.kind != "f"]] if df is not None else None
-        digest.update(name.encode() + b"\0" + (kept.to_csv(index=False).encode() if kept is not None else b"-"))
-    return digest.hexdigest()
-
-
-def _same_run(workdir: str, stage: str, config: dict[str, Any], read: dict[str, str], outputs: str) -> str | None:
-    """The last run's id when this one has its config, upstream runs and outputs (None otherwise)."""
-    try:
-        before = load(workdir, stage)
-    except SpeciesfamError:  # damaged: a new run
-        return None
-    same = before is not None and before.get("outputs_sha256") == outputs and before.get("built_from") == read \
-        and before.get("config") == json.loads(json.dumps(config, default=_plain, sort_keys=True))
-    return before.get("run_id") if same else None
-
-
 def _plain(value: Any) -> Any:
     """A value JSON has no type for, as the record keeps it: a NumPy number as the number (``str`` wrote '3', which
     the record's check then called damage: a config given through the Python API; round 61), else its text."""
@@ -285,13 +242,14 @@ def _plain(value: Any) -> Any:
 
 def command(stage: str, workdir: str, kind: str | None = None, search: str | None = None) -> str:
     """The command that runs ``stage`` on ``workdir`` (shell-quoted), for a line that tells the user what to run;
-    catalog's with the source its record names, clean's with the settings it last ran with, tune's as search
+    catalog's and clean's with the source and settings they last ran with (a bare catalog split again with seed 0
+    and made a new run: round 74), tune's as search
     ``search`` ran if the record has it, else as its latest search of ``kind`` ran (the same --name replaces
     it), if any."""
     import shlex
 
-    if stage in ("clean", "tune"):  # as it last ran, with its settings (a bare clean re-cleaned with the
-        try:                          # default model and thresholds); tune's latest search of ``kind``
+    if stage in ("catalog", "clean", "tune"):  # as it last ran, with its settings (a bare clean re-cleaned with
+        try:                                    # the default model and thresholds); tune's latest search of ``kind``
             rec = load(workdir, stage)
         except SpeciesfamError:  # damaged: said where it is read
             rec = None
@@ -391,11 +349,3 @@ def _each_search(workdir: str) -> list[str]:
     searches = (load(workdir, "tune") or {}).get("searches") or {}
     order = sorted(searches, key=lambda n: (str(searches[n].get("finished_at") or ""), n))
     return [command("tune", workdir, search=name) for name in order]
-
-
-def invalidate(workdir: str, stage: str) -> None:
-    """Drop ``stage``'s record (its outputs then count as stale for every later stage until it runs again)."""
-    uri = record_uri(workdir, stage)
-    if storage.exists(uri):
-        fs, p = storage.filesystem(uri)
-        fs.delete_file(p)

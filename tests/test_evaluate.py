@@ -84,9 +84,11 @@ def test_evaluate_a_probe_bundle(probe_run, probe_bundle, tmp_path, capsys):
             cleaned.loc[cleaned.index[(cleaned["status"] == "ok") & (cleaned["split"] == "train")][0], "status"] = \
                 "removed"
             cleaned.to_parquet(rerun / "clean_manifest.parquet")
+            stages.finish(str(rerun), "clean")  # what that clean wrote (a table it did not write is refused)
             assert "and chose otherwise: it keeps 0 train or val images that run took out and took out 1" in evaluate(
                 str(probe_bundle), str(rerun / "clean_manifest.parquet"), "test", str(tmp_path / "again"))["warning"]
             shutil.copy(probe_run / "clean_manifest.parquet", rerun)
+            stages.finish(str(rerun), "clean")
     stages.finish(str(rerun), "clean")  # now clean read the new catalog run: its splits are not the model's
     again = evaluate(str(probe_bundle), str(rerun / "clean_manifest.parquet"), "test", str(tmp_path / "again"))
     assert "clean_manifest.parquet's splits were drawn by catalog run " in again["warning"] and \

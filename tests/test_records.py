@@ -5,6 +5,7 @@ with the settings it recorded (hostile tester round 61)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -114,9 +115,11 @@ def test_a_stage_run_again_with_the_same_outcome_keeps_its_run_id(tmp_path):
 def test_a_table_whose_stage_did_not_finish_is_refused_where_it_is_read(cleaned, tmp_path, capsys):
     """A clean stopped (Ctrl-C, killed) after it wrote clean_manifest.parquet and before its record left that
     table under the last finished clean's run id: a probe search trained on it as that clean's, and its bundle's
-    card named the other clean (rounds 72, 73). Tune refuses it before any work, naming clean's command, and the
-    report marks clean's section; a catalog stopped so is refused by clean. Clean run again mends it, keeping
-    its run id when it writes what the last one wrote."""
+    card named the other clean (rounds 72, 73). Tune and evaluate refuse it before any work, naming clean's
+    command as it last ran (a bare catalog split again with seed 0: round 74), and the report marks it (it showed
+    an interrupted catalog's counts as the collection's: round 74); a catalog stopped so is refused by clean. A
+    table gone is said so, alone. Clean run again mends it, keeping its run id when it writes what the last wrote,
+    with another --batch-size too (round 74)."""
     import shutil
 
     import pandas as pd
@@ -124,29 +127,44 @@ def test_a_table_whose_stage_did_not_finish_is_refused_where_it_is_read(cleaned,
     from conftest import CLEAN_CFG
     from speciesfam.config import CleanConfig
     from speciesfam.data.clean import run_clean
+    from speciesfam.evaluate import evaluation_rows
 
     run = tmp_path / "run"
     shutil.copytree(cleaned[0], run)
     before = stages.load(str(run), "clean")["run_id"]
-    for name, argv, stage in ((layout.CLEAN_MANIFEST, ["tune", "probe"], "clean"),
-                              (layout.MANIFEST, ["clean"], "catalog")):
+    recorded = json.loads((run / "stages" / "catalog.json").read_text())
+    recorded["config"].update(seed=5, min_images=3)  # as if catalog had run with these flags
+    (run / "stages" / "catalog.json").write_text(json.dumps(recorded))
+    assert stages.command("catalog", str(run)).endswith(f"--workdir {run} --seed 5 --min-images 3")
+    for name, argv, stage, section in ((layout.CLEAN_MANIFEST, ["tune", "probe"], "clean", "cleaning"),
+                                       (layout.MANIFEST, ["clean"], "catalog", "collection")):
         shutil.copy(run / name, tmp_path / name)
         df = pd.read_parquet(run / name)
         df.loc[df.index[df["status"] == "ok"][0], "status"] = "removed"  # what a stopped run had written
         df.to_parquet(run / name)
+        said = f"{run / name} is not what the last finished {stage} wrote (a {stage} stopped before it finished, " \
+               f"or an edit since): run `{stages.command(stage, str(run))}` again"
         assert cli.main([*argv, "--workdir", str(run)]) == 2
         err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.endswith(f"error: {said}"), err
+        assert not (run / "tune").exists()
+        with pytest.raises(StageOrderError, match=re.escape(said)):
+            evaluation_rows(str(run / name), "test")
+        assert cli.main(["report", "--workdir", str(run)]) == 0
+        page = (run / layout.REPORT).read_text()
+        marked = page[page.index(f'<section id="{section}">'):]
+        assert marked[:marked.index("</section>")].count(f"Not current: {said.replace(chr(39), '&#39;')}") == 1
+        if stage == "catalog":  # its counts are no headline
+            assert "usable images" not in page[page.index('id="headline"'):page.index('<section id="collection">')]
+        (run / name).unlink()
+        assert cli.main(["tune", "scratch", "--workdir", str(run), "--smoke-test"]) == 2
+        err = capsys.readouterr().err.strip()  # not 'training on the uncleaned catalog' first, nor 'no catalogued run'
         assert len(err.splitlines()) == 1 and err.endswith(
-            f"error: {run / name} is not what the last finished {stage} wrote (a {stage} stopped before it "
-            f"finished, or an edit since): run `{stages.command(stage, str(run))}` again"), err
-        if stage == "clean":
-            assert not (run / "tune").exists()
-            assert cli.main(["report", "--workdir", str(run)]) == 0
-            assert "is not what the last finished clean wrote" in (run / layout.REPORT).read_text()
+            f"error: {run / name} is gone: run `{stages.command(stage, str(run))}` again"), err
         shutil.copy(tmp_path / name, run / name)  # what the stage writes again
     df = pd.read_parquet(run / layout.CLEAN_MANIFEST)
     df.loc[df.index[df["status"] == "ok"][0], "status"] = "removed"
     df.to_parquet(run / layout.CLEAN_MANIFEST)
-    run_clean(str(run), CleanConfig(**CLEAN_CFG))  # the same clean again: the same outcome, the same run
+    run_clean(str(run), CleanConfig(**{**CLEAN_CFG, "batch_size": 5}))  # the same clean again: the same run
     assert stages.load(str(run), "clean")["run_id"] == before
     stages.check_fresh(str(run), "clean")

@@ -308,7 +308,8 @@ def test_sections_built_from_an_older_run_are_marked_stale(run, tmp_path):
     stages.finish(str(workdir), "catalog", config={"source": "elsewhere"}, summary={})
     html = render(str(workdir))
     collection = html[html.index('<section id="collection">'):html.index('<section id="cleaning">')]
-    assert 'No "after cleaning" counts: clean ran on an older catalog' in collection
+    assert f'No "after cleaning" counts: {workdir}: the clean stage&#39;s outputs were built from an older catalog ' \
+        "run" in collection
     assert "removed by cleaning" not in html and "built from an older catalog run" in html
 
 

@@ -369,11 +369,11 @@ def test_a_deleted_clean_manifest_is_said_not_shown_as_empty_counts(tmp_path):
                   "reason": ""}).to_parquet(tmp_path / "manifest.parquet")
     stages.finish(str(tmp_path), "clean", config={}, summary={"removed": 0})
     page = render(str(tmp_path))
-    assert f"clean ran, but <code>{tmp_path}/clean_manifest.parquet</code> is gone; run <code>speciesfam clean " \
-           f"--workdir {tmp_path}</code> again" in page
+    assert f'No "after cleaning" counts: {tmp_path}/clean_manifest.parquet is gone: run `speciesfam clean ' \
+           f'--workdir {tmp_path}` again' in page
     pd.DataFrame({"path": ["/a", "/b"], "label": ["A", "B"], "status": "ok", "split": "train",
                   "reason": ""}).to_parquet(tmp_path / "clean_manifest.parquet")
-    assert "is gone; run" not in render(str(tmp_path))
+    assert "is gone: run" not in render(str(tmp_path))
 
 
 def test_a_bundle_of_trials_a_recatalog_made_stale_is_marked_stale_too(tmp_path):

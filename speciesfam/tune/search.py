@@ -42,14 +42,16 @@ def training_manifest(workdir: str, kind: str = "scratch") -> str:
     if storage.exists(cleaned):
         stages.check_fresh(workdir, "clean")  # a re-run catalog makes the cleaned manifest stale
         return cleaned
+    for stage in ("catalog", "clean"):  # ran, their table gone: said (not 'no catalogued run', nor trained on the
+        stages.check_outputs(workdir, stage)  # uncleaned catalog after a line that said so: round 74)
     if not storage.exists(layout.path(workdir, layout.MANIFEST)):  # nothing catalogued there (a mistyped --workdir?)
         raise StageOrderError(f"{workdir} holds no catalogued run ({layout.MANIFEST} not found). Run "
                               f"`{stages.command('catalog', workdir)}` and `{stages.command('clean', workdir)}` first.")
     if kind == "probe":
         raise StageOrderError(f"{cleaned} does not exist: a probe search trains on the clean stage's embeddings. "
                               f"Run `{stages.command('clean', workdir)}` first.")
-    console.say(f"tune: {cleaned} not found, training on the uncleaned catalog (run `speciesfam clean` first to "
-                "remove outliers)")
+    console.say(f"tune: {cleaned} not found, training on the uncleaned catalog (run "
+                f"`{stages.command('clean', workdir)}` first to remove outliers)")
     return layout.path(workdir, layout.MANIFEST)
 
 
