@@ -337,9 +337,11 @@ def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
             search = summary.get("search") if stage == "export" else None
             commands = [c for s in todo for c in (_each_search(workdir) if s == "tune" and stage != "export" else [])
                         or [command(s, workdir, kind, search)]]
-            raise StageOrderError(
-                f"{workdir}: the {stage} stage's outputs were built from an older {up} run (or before it); "
-                "run " + ", then ".join(f"`{c}`" for c in commands) + " again")
+            tables = [layout.path(workdir, n) for n in OUTPUTS.get(stage, ()) if storage.exists(layout.path(workdir, n))]
+            why = f"{' and '.join(tables)} has no record of the {stage} that wrote it (a first {stage} stopped before " \
+                "it finished?)" if rec is None and tables else \
+                f"{workdir}: the {stage} stage's outputs were built from an older {up} run (or before it)"
+            raise StageOrderError(f"{why}; run " + ", then ".join(f"`{c}`" for c in commands) + " again")
     return rec
 
 

@@ -168,3 +168,8 @@ def test_a_table_whose_stage_did_not_finish_is_refused_where_it_is_read(cleaned,
     run_clean(str(run), CleanConfig(**{**CLEAN_CFG, "batch_size": 5}))  # the same clean again: the same run
     assert stages.load(str(run), "clean")["run_id"] == before
     stages.check_fresh(str(run), "clean")
+    (run / "stages" / "clean.json").unlink()  # a first clean, stopped after it wrote its table
+    assert cli.main(["tune", "probe", "--workdir", str(run)]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: {run / layout.CLEAN_MANIFEST} has no record of the clean that wrote it (a first clean stopped "
+        f"before it finished?); run `speciesfam clean --workdir {run}` again")
