@@ -1,13 +1,14 @@
 """How a probe bundle's embedder is rebuilt on load: from its record (``config.json["embedder"]``), its local
 weights files checked against their sha256 (read from ``--weights-dir`` when the bundle moved to another
-machine), an open_clip tag's weights found as clean finds them, and the model id the head was trained on."""
+machine), an open_clip tag's weights found as clean finds them, and the model id the head was trained on; and
+what export records of it (``embedder_record``)."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from .bundle import BundleError
+from .bundle import BundleError, sha256_file
 from .errors import SpeciesfamError
 
 
@@ -98,3 +99,41 @@ def _moved(spec: dict[str, Any], weights_dir: str) -> dict[str, Any]:
     elif spec.get("pretrained_sha256") and spec.get("pretrained"):
         spec["pretrained"] = os.path.join(folder, os.path.basename(spec["pretrained"]))
     return spec
+
+
+def embedder_record(clean_cfg: dict[str, Any]) -> dict[str, Any]:
+    """What a probe bundle records to rebuild its embedder (``embedder_config`` reads it): open_clip model + tag, a
+    local weights file with its sha256, or a user's ``module:factory`` (with its source file's sha256)."""
+    from .data.embedders import embedder_source
+    from .model_card import licence
+
+    spec: dict[str, Any] = {"model_id": clean_cfg["model_id"], "embedder": clean_cfg.get("embedder")}
+    if spec["embedder"]:
+        spec["source"] = "module:factory"
+        origin = embedder_source(spec["embedder"])
+        if origin is None:
+            raise SpeciesfamError(f"embedder {spec['embedder']!r}: cannot find module "
+                                  f"{spec['embedder'].partition(':')[0]!r}; export where it is importable")
+        spec.update(source_file=origin, source_sha256=sha256_file(origin))
+    else:
+        spec.update(model=clean_cfg["model"], pretrained=clean_cfg.get("pretrained"))
+        pretrained = spec["pretrained"]
+        if spec["model"].startswith(("hf-hub:", "local-dir:")):
+            spec.update(source=spec["model"].split(":", 1)[0], pretrained=None)
+            if spec["model"].startswith("local-dir:"):  # the folder's files, so that one replaced in place is told
+                spec["files_sha256"] = _local_dir_files(spec["model"][len("local-dir:"):])
+        elif pretrained and os.path.exists(pretrained):
+            spec.update(source="local weights file", pretrained=os.path.abspath(pretrained),
+                        pretrained_sha256=sha256_file(pretrained))
+        else:
+            spec["source"] = "open_clip pretrained tag" if pretrained else "open_clip random weights"
+    spec["licence"] = licence(spec)
+    return spec
+
+
+def _local_dir_files(folder: str) -> dict[str, str]:
+    """sha256 of the files open_clip reads from a ``local-dir:`` folder: its config and the weights it loads."""
+    from .data.embedders import local_dir_weights
+
+    files = [os.path.join(folder, "open_clip_config.json"), local_dir_weights(folder)]
+    return {os.path.abspath(f): sha256_file(f) for f in files if f and os.path.isfile(f)}

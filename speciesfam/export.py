@@ -26,7 +26,8 @@ from . import bundle_placement as placement
 from . import console, layout, seen, stages, storage
 from .errors import SpeciesfamError, StageOrderError
 from .lines import some
-from .model_card import licence, model_card
+from .bundle_embedder import embedder_record
+from .model_card import model_card
 from .reproduce import versions
 from .tune.tracking import scored_trials
 from .tune.trials_file import older_searches, read_trials, trials_lost
@@ -144,43 +145,6 @@ def _check_weights_unchanged(workdir: str, rec: dict[str, Any]) -> None:
         raise StageOrderError(f"clean embedded with {cfg['model_id']!r}, but {now_said}: restore them, or run "
                               f"`{command('clean', rec, workdir)}` and the probe search again "
                               f"(`{stages.command('tune', workdir, 'probe')}`)")
-
-
-def embedder_record(clean_cfg: dict[str, Any]) -> dict[str, Any]:
-    """What a probe bundle records to rebuild its embedder: open_clip model + tag, a local weights file with
-    its sha256, or a user's ``module:factory`` (with its source file's sha256, to warn when it changes)."""
-    spec: dict[str, Any] = {"model_id": clean_cfg["model_id"], "embedder": clean_cfg.get("embedder")}
-    if spec["embedder"]:
-        spec["source"] = "module:factory"
-        from .data.embedders import embedder_source
-
-        origin = embedder_source(spec["embedder"])
-        if origin is None:
-            raise SpeciesfamError(f"embedder {spec['embedder']!r}: cannot find module "
-                                  f"{spec['embedder'].partition(':')[0]!r}; export where it is importable")
-        spec.update(source_file=origin, source_sha256=B.sha256_file(origin))
-    else:
-        spec.update(model=clean_cfg["model"], pretrained=clean_cfg.get("pretrained"))
-        pretrained = spec["pretrained"]
-        if spec["model"].startswith(("hf-hub:", "local-dir:")):
-            spec.update(source=spec["model"].split(":", 1)[0], pretrained=None)
-            if spec["model"].startswith("local-dir:"):  # the folder's files, so that one replaced in place is told
-                spec["files_sha256"] = _local_dir_files(spec["model"][len("local-dir:"):])
-        elif pretrained and os.path.exists(pretrained):
-            spec.update(source="local weights file", pretrained=os.path.abspath(pretrained),
-                        pretrained_sha256=B.sha256_file(pretrained))
-        else:
-            spec["source"] = "open_clip pretrained tag" if pretrained else "open_clip random weights"
-    spec["licence"] = licence(spec)
-    return spec
-
-
-def _local_dir_files(folder: str) -> dict[str, str]:
-    """sha256 of the files open_clip reads from a ``local-dir:`` folder: its config and the weights it loads."""
-    from .data.embedders import local_dir_weights
-
-    files = [os.path.join(folder, "open_clip_config.json"), local_dir_weights(folder)]
-    return {os.path.abspath(f): B.sha256_file(f) for f in files if f and os.path.isfile(f)}
 
 
 def _is_probe(ckpt_cfg: dict[str, Any]) -> bool:

@@ -198,7 +198,7 @@ def test_a_local_dir_model_replaced_in_place_is_told(probe_bundle, tmp_path):
     """A probe bundle of a --model local-dir:FOLDER run recorded the folder only: its weights replaced in place
     (another model saved there) were loaded and gave other predictions, exit 0 (left open in round 32)."""
     from speciesfam.bundle import BundleError, load_bundle
-    from speciesfam.export import embedder_record
+    from speciesfam.bundle_embedder import embedder_record
 
     local = tmp_path / "bioclip"
     local.mkdir()

@@ -183,7 +183,7 @@ def test_a_probe_bundle_shipped_to_another_machine_reads_its_weights_from_weight
     from speciesfam.bundle import BundleError
     from speciesfam.bundle_embedder import embedder_config
     from speciesfam.data.embedders import load_embedder
-    from speciesfam.export import embedder_record
+    from speciesfam.bundle_embedder import embedder_record
 
     local = tiny_open_clip(tmp_path / "clip", 0)
     cfg = CleanConfig(model=f"local-dir:{local}", pretrained=None)

@@ -157,30 +157,6 @@ def test_an_export_to_another_folder_is_named_beside_run_bundle(tmp_path):
     assert f"The last export (trial bbbb2222) wrote its bundle to {other}; none is at {bundle}." in render(str(tmp_path))
 
 
-def test_run_bundle_of_an_older_clean_is_stale_when_a_later_export_went_elsewhere(tmp_path):
-    """Clean ran again, then tune and export --out B2: the section showed RUN/bundle, trained on the old clean,
-    and its evaluation as current (the export record, fresh, was B2's; hostile tester round 65)."""
-    from speciesfam.bundle import checksums
-
-    catalog = stages.finish(str(tmp_path), "catalog")["run_id"]
-    cleaned = stages.finish(str(tmp_path), "clean")["run_id"]
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    (bundle / "config.json").write_text(json.dumps({"kind": "cnn", "model": "m", "labels": ["A", "B"],
-                                                    "image_size": 32, "trial": {"trained_on": {
-                                                        "catalog": catalog, "clean": cleaned}}}))
-    (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
-    stages.finish(str(tmp_path), "tune")
-    stages.finish(str(tmp_path), "export", summary={"trial_id": "aaaa1111", "bundle": str(bundle)})
-    assert "Stale" not in render(str(tmp_path))
-    again = stages.finish(str(tmp_path), "clean")["run_id"]
-    stages.finish(str(tmp_path), "tune")
-    stages.finish(str(tmp_path), "export", summary={"trial_id": "bbbb2222", "bundle": str(tmp_path / "b2")})
-    page = render(str(tmp_path))
-    assert f"this bundle was trained on clean run {cleaned[:8]}; the run&#39;s clean is now run {again[:8]}" in page
-    assert "Stale: what follows was built from an older run" in page
-
-
 def test_the_search_section_judges_only_finished_trials_and_names_their_own_search(tmp_path):
     """After a search whose every trial failed, the report named a failed trial 'Best', counted it as stopped by
     ASHA, showed the latest search's settings for a best trial of an earlier search, and counted the time
@@ -360,44 +336,6 @@ def test_per_family_tables_tell_alike_families_apart_and_leave_out_unscored_ones
     page = render(str(tmp_path))  # an 'x' in a column of numbers lost the whole page (round 60)
     table = page.split("Per-family F1 (test, worst first)")[1].split("</table>")[0]
     assert table.count("<tr>") == 5
-
-
-def test_a_deleted_clean_manifest_is_said_not_shown_as_empty_counts(tmp_path):
-    """clean_manifest.parquet deleted after clean: the 'after cleaning' column was all dashes, unsaid, and the page
-    still advised evaluate --manifest RUN/clean_manifest.parquet (round 37)."""
-    pd.DataFrame({"path": ["/a", "/b"], "label": ["A", "B"], "status": "ok", "split": "train",
-                  "reason": ""}).to_parquet(tmp_path / "manifest.parquet")
-    stages.finish(str(tmp_path), "clean", config={}, summary={"removed": 0})
-    page = render(str(tmp_path))
-    assert f'No "after cleaning" counts: {tmp_path}/clean_manifest.parquet is gone: run `speciesfam clean ' \
-           f'--workdir {tmp_path}` again' in page
-    pd.DataFrame({"path": ["/a", "/b"], "label": ["A", "B"], "status": "ok", "split": "train",
-                  "reason": ""}).to_parquet(tmp_path / "clean_manifest.parquet")
-    assert "is gone: run" not in render(str(tmp_path))
-
-
-def test_a_bundle_of_trials_a_recatalog_made_stale_is_marked_stale_too(tmp_path):
-    """After catalog ran again, the search section was marked stale but 'The best model' showed its bundle as
-    current (its record is fresh against the tune record, which is itself of the older catalog; round 38)."""
-    from speciesfam.bundle import checksums
-
-    run = str(tmp_path)
-    for stage in ("catalog", "clean", "tune", "export"):
-        stages.finish(run, stage, config={}, summary={})
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    (bundle / "config.json").write_text(json.dumps({"kind": "cnn", "model": "m", "labels": ["A", "B"],
-                                                    "image_size": 32}))
-    (bundle / "checksums.json").write_text(json.dumps(checksums(str(bundle))))
-    model = lambda html: html[html.index('<section id="model">'):html.index('<section id="reproduce">')]  # noqa: E731
-    assert "Stale:" not in model(render(run))
-    stages.finish(run, "catalog", config={}, summary={})  # catalog again: clean, tune and the bundle are of the old
-    section = model(render(run))
-    assert "Stale:" in section and "built from the tune stage, itself stale: " in section, section
-    # How to reproduce lists the re-catalog beside the older commands: those say they are stale (round 47)
-    steps = render(run).split("<h2>How to reproduce</h2>")[1].split("<pre>", 1)[1].split("</pre>")[0].splitlines()
-    marked = {line.split()[1]: "# stale here" in line for line in steps if line.startswith("speciesfam ")}
-    assert marked == {"catalog": False, "clean": True, "tune": True, "export": True}, steps
 
 
 def test_a_search_running_on_the_folder_is_said_on_the_page_and_the_console(tmp_path, capsys):
