@@ -48,8 +48,14 @@ def embedder_config(spec: dict[str, Any], weights_dir: str | None = None):
         rebuilt = split_id(rebuilt)[0]
     if weights_dir and split_id(spec["model_id"])[1]:  # read elsewhere: the same weights are the same model
         rebuilt, spec = split_id(rebuilt)[1], {**spec, "model_id": split_id(spec["model_id"])[1]}
+    source = embedder_source(spec["embedder"]) if spec.get("embedder") else None
+    if spec.get("embedder") and source is None:  # not importable here: not 'changed' (round 75)
+        raise BundleError(f"this bundle embeds with {spec['embedder']}, whose module "
+                          f"{spec['embedder'].partition(':')[0]!r} cannot be found here: put the folder that holds it "
+                          "on PYTHONPATH" + (f" (it was {spec['source_file']} at export)" if spec.get("source_file")
+                                             else ""))
     if spec.get("embedder") and rebuilt != spec["model_id"] and split_id(rebuilt)[0] == split_id(spec["model_id"])[0]:
-        raise BundleError(f"embedder module {embedder_source(spec['embedder'])} changed since this bundle's head was "
+        raise BundleError(f"embedder module {source} changed since this bundle's head was "
                           f"trained on its vectors (code digest {split_id(spec['model_id'])[1]} -> "
                           f"{split_id(rebuilt)[1]}): restore it, or run clean, the probe search and export again")
     if rebuilt != spec["model_id"]:

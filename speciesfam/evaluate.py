@@ -223,6 +223,8 @@ def evaluate(bundle: str, manifest_uri: str, split: str | None = None, out: str 
     from .data.images import ChangedError, DecodeError, read_rgb
     from .train.metrics import classification_metrics
 
+    if not storage.is_remote(manifest_uri):  # a file URI as its path ('clean%5Fmanifest.parquet' was read as a
+        manifest_uri = storage.local_path(manifest_uri)  # labelled set of its own, scored unchecked: round 75)
     rows = evaluation_rows(manifest_uri, split, columns)  # fails here, before the model loads
     split, catalog = rows.attrs["split"], rows.attrs["catalog"]
     this_run = own_run(bundle, manifest_uri, catalog)

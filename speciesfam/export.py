@@ -28,6 +28,7 @@ from .errors import SpeciesfamError, StageOrderError
 from .lines import some
 from .bundle_embedder import embedder_record
 from .model_card import model_card
+from .stage_outputs import check_embedder_unchanged
 from .reproduce import versions
 from .tune.tracking import scored_trials
 from .tune.trials_file import older_searches, read_trials, trials_lost
@@ -120,31 +121,8 @@ def _clean_config(workdir: str, model_id: str | None) -> dict[str, Any]:
         raise StageOrderError(f"the probe was trained on embeddings of {model_id!r}, but the last clean stage embedded "
                               f"with {cfg.get('model_id')!r}; run the probe search again "
                               f"(`{stages.command('tune', workdir, 'probe')}`)")
-    _check_weights_unchanged(workdir, rec)
+    check_embedder_unchanged(workdir, rec)
     return cfg
-
-
-def _check_weights_unchanged(workdir: str, rec: dict[str, Any]) -> None:
-    """The local weights files clean embedded with (their digest is in its model id) still hold those bytes:
-    a bundle of weights replaced since would embed differently from the embeddings the head trained on."""
-    from .config import CleanConfig
-    from .data.embedders import model_id, split_id, weights_files
-    from .reproduce import command
-
-    cfg = rec["config"]
-    _, digest = split_id(cfg.get("model_id") or "")
-    if not digest:  # a tag, hub model or factory (or a clean from before weights were recorded)
-        return
-    now = CleanConfig(model=cfg.get("model") or CleanConfig.model, pretrained=cfg.get("pretrained"),
-                      embedder=cfg.get("embedder"))
-    now_id = model_id(now)
-    if now_id != cfg["model_id"]:
-        files, what = weights_files(now), "code" if now.embedder else "weights"
-        now_said = f"{' and '.join(files)} now {'holds' if len(files) == 1 else 'hold'} other {what} (digest " \
-                   f"{split_id(now_id)[1]})" if files else f"those {what} files are gone"
-        raise StageOrderError(f"clean embedded with {cfg['model_id']!r}, but {now_said}: restore them, or run "
-                              f"`{command('clean', rec, workdir)}` and the probe search again "
-                              f"(`{stages.command('tune', workdir, 'probe')}`)")
 
 
 def _is_probe(ckpt_cfg: dict[str, Any]) -> bool:
@@ -282,6 +260,8 @@ def export_bundle(workdir: str, trial_id: str | None = None, out: str | None = N
     placement.check_out(out, workdir, replacing=held is None)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     placement.recover(out)
+    if held and held.get("kind") == "probe":  # kept: its embedder must still be the one its head trained on
+        check_embedder_unchanged(workdir)  # (its module's code changed: it was kept, and no longer loaded; round 75)
     config, replaced = (held, "") if held else _write_bundle(workdir, row, reason, out)
     summary = {"trial_id": row["trial_id"], "search": row.get("search") if isinstance(row.get("search"), str) else None,
                "kind": config["kind"], "model": config["model"],

@@ -94,10 +94,11 @@ def _render(workdir: str) -> tuple[str, dict]:
     for stage, name in SECTION_OF.items():
         if any(isinstance(loaded[up], Exception) for up in stages.UPSTREAM[stage]):
             continue  # an upstream record damaged (said above): freshness unknown
-        stale = _safe(lambda stage=stage: stages.check_fresh(workdir, stage))  # an error: built from an older run,
-        why = str(stale) if isinstance(stale, stages.StageOrderError) else ""  # or a table its stage did not write
-        sections[name]["stale_table"] = getattr(stale, "not_written", False)
-        behind = [up for up in stages.UPSTREAM[stage] if stale_why.get(up)]
+        stale = _safe(lambda stage=stage: stages.check_fresh(workdir, stage, upstream_tables=False))  # an error:
+        why = str(stale) if isinstance(stale, stages.StageOrderError) else ""  # built from an older run, or its
+        sections[name]["stale_table"] = getattr(stale, "not_written", False)  # own table not what it wrote
+        behind = [up for up in stages.UPSTREAM[stage]  # (a stage on a table run again as it was is not stale)
+                  if stale_why.get(up) and not sections[SECTION_OF[up]].get("stale_table")]
         if not why and behind:  # a bundle of trials a re-catalog made stale: fresh against them, yet of the old run
             why = f"built from the {behind[0]} stage, itself stale: {stale_why[behind[0]]}"
         stale_why[stage] = why if stage in records else ""

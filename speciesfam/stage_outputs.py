@@ -104,3 +104,31 @@ def same_run(workdir: str, stage: str, config: dict[str, Any], read: dict[str, s
     same = before is not None and before.get("outputs_sha256") == outputs and before.get("built_from") == read \
         and what(before.get("config") or {}) == what(json.loads(json.dumps(config, default=_plain, sort_keys=True)))
     return before.get("run_id") if same else None
+
+
+def check_embedder_unchanged(workdir: str, rec: dict[str, Any] | None = None) -> None:
+    """The local weights files (or a ``module:factory``'s source) clean embedded with, whose digest is in its model
+    id, still hold those bytes: a probe trained on the embeddings of the old ones, bundled with the new, would
+    embed otherwise (a search trained on them, and export kept such a bundle: round 75). ``rec``: clean's record."""
+    from .config import CleanConfig
+    from .data.embedders import model_id, split_id, weights_files
+    from .reproduce import command as reproduced
+    from .stages import command, load
+
+    rec = load(workdir, "clean") if rec is None else rec
+    cfg = (rec or {}).get("config") or {}
+    if not split_id(cfg.get("model_id") or "")[1]:  # a tag, a hub model (or a clean from before digests)
+        return
+    now = CleanConfig(model=cfg.get("model") or CleanConfig.model, pretrained=cfg.get("pretrained"),
+                      embedder=cfg.get("embedder"))
+    now_id = model_id(now)
+    if now_id != cfg["model_id"]:
+        files, what = weights_files(now), "code" if now.embedder else "weights"
+        module = (now.embedder or "").partition(":")[0]
+        now_said = f"{' and '.join(files)} now {'holds' if len(files) == 1 else 'hold'} other {what} (digest " \
+                   f"{split_id(now_id)[1]})" if files else f"its module {module!r} cannot be found here (put the " \
+            "folder that holds it on PYTHONPATH)" if module else "those weights files are gone"
+        raise StageOrderError(f"clean embedded with {cfg['model_id']!r}, but {now_said}: restore "
+                              f"{'it' if module else 'them'}, or run "
+                              f"`{reproduced('clean', rec, workdir)}` and the probe search again "
+                              f"(`{command('tune', workdir, 'probe')}`)")

@@ -240,12 +240,14 @@ def _plain(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
-def command(stage: str, workdir: str, kind: str | None = None, search: str | None = None) -> str:
+def command(stage: str, workdir: str, kind: str | None = None, search: str | None = None,
+            resume: bool = False) -> str:
     """The command that runs ``stage`` on ``workdir`` (shell-quoted), for a line that tells the user what to run;
     catalog's and clean's with the source and settings they last ran with (a bare catalog split again with seed 0
     and made a new run: round 74), tune's as search
     ``search`` ran if the record has it, else as its latest search of ``kind`` ran (the same --name replaces
-    it), if any."""
+    it), if any; with ``resume``, a search that has trials on the split the folder holds now is resumed (started
+    again under its name it is refused: export named such a command after a clean run again as it was; round 75)."""
     import shlex
 
     if stage in ("catalog", "clean", "tune"):  # as it last ran, with its settings (a bare clean re-cleaned with
@@ -262,8 +264,10 @@ def command(stage: str, workdir: str, kind: str | None = None, search: str | Non
                 if runs else None
         if rec and rec.get("config"):
             from .reproduce import command as reproduced
+            from .tune.record import ran_on_this_split
 
-            return reproduced(stage, rec, workdir)
+            again = resume and stage == "tune" and ran_on_this_split(workdir, rec["config"])
+            return reproduced(stage, rec, workdir) + (" --resume" if again else "")
     text = COMMAND[stage].replace("KIND", kind or "KIND").replace("--workdir RUN", f"--workdir {shlex.quote(workdir)}")
     source = catalog_source(workdir) if stage == "catalog" else None
     if source:  # else the placeholder
@@ -311,9 +315,10 @@ def _stale_chain(workdir: str, stage: str) -> list[str]:
     return chain
 
 
-def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
-    """Refuse ``stage``'s outputs when an upstream stage ran again after them, or when its tables or its upstream
-    stages' are not what their runs wrote (``check_outputs``); returns ``stage``'s record.
+def check_fresh(workdir: str, stage: str, upstream_tables: bool = True) -> dict[str, Any] | None:
+    """Refuse ``stage``'s outputs when an upstream stage ran again after them, or when its tables or (with
+    ``upstream_tables``) its upstream stages' are not what their runs wrote (``check_outputs``); returns
+    ``stage``'s record. The report marks each stage by its own tables only (it marked every later stage: round 75).
 
     Raises:
         StageOrderError: naming the stale stage and the commands that rebuild it (a stale stage between the one
@@ -321,8 +326,8 @@ def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
     """
     rec = load(workdir, stage)
     ups = UPSTREAM.get(stage, ())
-    for part in (stage, *ups):  # its tables and those it was built from are what their runs wrote
-        check_outputs(workdir, part, rec if part == stage else None)
+    for part in (stage, *(ups if upstream_tables else ())):  # its tables and those it was built from are what
+        check_outputs(workdir, part, rec if part == stage else None)  # their runs wrote
     for up in ups:
         current = load(workdir, up)
         if current is None:
@@ -335,19 +340,21 @@ def check_fresh(workdir: str, stage: str) -> dict[str, Any] | None:
                 todo = ["tune", "export"]  # export alone would refuse: no search trained on this run since
             # a bundle's own search, not the latest of its kind (another --name)
             search = summary.get("search") if stage == "export" else None
-            commands = [c for s in todo for c in (_each_search(workdir) if s == "tune" and stage != "export" else [])
-                        or [command(s, workdir, kind, search)]]
+            commands = [c for s in todo for c in (_each_search(workdir, s == todo[0]) if s == "tune" and
+                                                  stage != "export" else [])
+                        or [command(s, workdir, kind, search, resume=s == todo[0])]]  # later: after the first
             tables = [layout.path(workdir, n) for n in OUTPUTS.get(stage, ()) if storage.exists(layout.path(workdir, n))]
             why = f"{' and '.join(tables)} has no record of the {stage} that wrote it (a first {stage} stopped before " \
                 "it finished?)" if rec is None and tables else \
                 f"{workdir}: the {stage} stage's outputs were built from an older {up} run (or before it)"
-            raise StageOrderError(f"{why}; run " + ", then ".join(f"`{c}`" for c in commands) + " again")
+            flags = f" (with the flags that {stage} was given: they are not recorded)" if rec is None and tables else ""
+            raise StageOrderError(f"{why}; run " + ", then ".join(f"`{c}`" for c in commands) + f" again{flags}")
     return rec
 
 
-def _each_search(workdir: str) -> list[str]:
+def _each_search(workdir: str, resume: bool = False) -> list[str]:
     """The command of each search the tune record holds, in the order they finished: a stale tune stage is every
     search run again (its latest alone was named: round 50); [] when it holds none."""
     searches = (load(workdir, "tune") or {}).get("searches") or {}
     order = sorted(searches, key=lambda n: (str(searches[n].get("finished_at") or ""), n))
-    return [command("tune", workdir, search=name) for name in order]
+    return [command("tune", workdir, search=name, resume=resume) for name in order]

@@ -133,6 +133,17 @@ def test_export_refuses_trials_of_a_search_built_from_an_older_catalog(tmp_path)
         export_bundle(str(tmp_path))
     assert str(err.value).endswith(f"run `speciesfam tune probe --workdir {tmp_path} --num-samples 4 --name first`, "
                                    f"then `speciesfam tune scratch --workdir {tmp_path} --name wide` again"), err.value
+    # a search with trials on the split the folder holds now (a clean run again as it was, after another): started
+    # again under its name it is refused, so it is resumed (round 75)
+    from speciesfam.tune.tracking import val_split_id
+
+    (tmp_path / "tune" / "first" / "t1").mkdir(parents=True)
+    (tmp_path / "tune" / "first" / "t1" / "result.json").write_text('{"val_macro_f1": 0.5}\n')
+    (tmp_path / "tune" / "first" / "speciesfam_split.json").write_text(json.dumps({"val_split": val_split_id(
+        str(tmp_path))}))
+    with pytest.raises(StageOrderError, match="older clean run") as err:
+        export_bundle(str(tmp_path))
+    assert f"`speciesfam tune probe --workdir {tmp_path} --num-samples 4 --name first --resume`, then" in str(err.value)
 
 
 def test_export_replaces_a_bundle_and_cleans_what_a_killed_export_left(cnn_bundle):

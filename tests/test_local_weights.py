@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from speciesfam.config import CleanConfig
@@ -83,6 +84,29 @@ def test_a_factory_embedders_id_carries_its_modules_code_digest(tmp_path, monkey
             "the probe search and export again")):
         embedder_config({"embedder": "my_embedder:make", "model_id": first})
     assert embedder_config({"embedder": "my_embedder:make", "model_id": model_id(cfg)}).embedder == "my_embedder:make"
+    with pytest.raises(BundleError, match=re.escape(  # not importable here: not 'changed' (round 75)
+            "this bundle embeds with gone_embedder:make, whose module 'gone_embedder' cannot be found here: put the "
+            "folder that holds it on PYTHONPATH")):
+        embedder_config({"embedder": "gone_embedder:make", "model_id": "custom:gone_embedder:make (code digest "
+                                                                      "0123456789ab)"})
+    # a probe search on the embeddings of the first code is refused before Ray starts (it trained on them: round 75)
+    from speciesfam import layout, stages
+    from speciesfam.data.synthetic_embeddings import make_embedding_run
+    from speciesfam.errors import StageOrderError
+    from speciesfam.train.probe import probe_arrays
+
+    run = str(tmp_path / "run")
+    make_embedding_run(run, rows=30, dim=4, families=3)
+    emb = pd.read_parquet(tmp_path / "run" / layout.EMBEDDINGS)
+    emb.assign(model_id=first).to_parquet(tmp_path / "run" / layout.EMBEDDINGS)
+    stages.finish(run, "clean", config={"model": "ViT-B-32", "embedder": "my_embedder:make", "model_id": first})
+    labels = sorted(set(emb["label"]))
+    with pytest.raises(StageOrderError, match=re.escape(
+            f"clean embedded with {first!r}, but {tmp_path / 'my_embedder.py'} now holds other code (digest "
+            f"{split_id(model_id(cfg))[1]}): restore it, or run `PYTHONPATH=")):
+        probe_arrays(run, labels)
+    (tmp_path / "my_embedder.py").write_text("def make():\n    return lambda images: images\n")  # restored
+    assert len(probe_arrays(run, labels)[0]["train"][0])
 
 
 @pytest.mark.slow

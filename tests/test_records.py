@@ -127,7 +127,7 @@ def test_a_table_whose_stage_did_not_finish_is_refused_where_it_is_read(cleaned,
     from conftest import CLEAN_CFG
     from speciesfam.config import CleanConfig
     from speciesfam.data.clean import run_clean
-    from speciesfam.evaluate import evaluation_rows
+    from speciesfam.evaluate import evaluate, evaluation_rows
 
     run = tmp_path / "run"
     shutil.copytree(cleaned[0], run)
@@ -150,6 +150,8 @@ def test_a_table_whose_stage_did_not_finish_is_refused_where_it_is_read(cleaned,
         assert not (run / "tune").exists()
         with pytest.raises(StageOrderError, match=re.escape(said)):
             evaluation_rows(str(run / name), "test")
+        with pytest.raises(StageOrderError, match=re.escape(said)):  # as a file URI, escaped (round 75)
+            evaluate(str(run / "bundle"), "file://localhost" + str(run / name).replace("_", "%5F"), "test")
         assert cli.main(["report", "--workdir", str(run)]) == 0
         page = (run / layout.REPORT).read_text()
         marked = page[page.index(f'<section id="{section}">'):]
@@ -172,4 +174,5 @@ def test_a_table_whose_stage_did_not_finish_is_refused_where_it_is_read(cleaned,
     assert cli.main(["tune", "probe", "--workdir", str(run)]) == 2
     assert capsys.readouterr().err.strip().endswith(
         f"error: {run / layout.CLEAN_MANIFEST} has no record of the clean that wrote it (a first clean stopped "
-        f"before it finished?); run `speciesfam clean --workdir {run}` again")
+        f"before it finished?); run `speciesfam clean --workdir {run}` again (with the flags that clean was given: "
+        "they are not recorded)")

@@ -71,3 +71,27 @@ def test_a_bundle_of_trials_a_recatalog_made_stale_is_marked_stale_too(tmp_path)
     steps = render(run).split("<h2>How to reproduce</h2>")[1].split("<pre>", 1)[1].split("</pre>")[0].splitlines()
     marked = {line.split()[1]: "# stale here" in line for line in steps if line.startswith("speciesfam ")}
     assert marked == {"catalog": False, "clean": True, "tune": True, "export": True}, steps
+
+
+def test_only_the_stage_whose_table_is_not_what_it_wrote_is_marked(tmp_path):
+    """An interrupted catalog or clean left a table its record does not describe: the page marked that stage and
+    every stage after it ('built from the tune stage, itself stale', 'run again here' on tune, which has no
+    table), though running that one stage again as it was brought them all up to date (round 75)."""
+    run = str(tmp_path)
+    table = pd.DataFrame({"path": ["/a", "/b"], "label": ["A", "B"], "status": "ok", "split": "train", "reason": ""})
+    table.to_parquet(tmp_path / "manifest.parquet")
+    table.to_parquet(tmp_path / "clean_manifest.parquet")
+    for stage in ("catalog", "clean", "tune", "export"):
+        stages.finish(run, stage, config={"source": "/data"} if stage == "catalog" else {}, summary={})
+    table.assign(status=["ok", "removed"]).to_parquet(tmp_path / "clean_manifest.parquet")
+    page = render(run)
+
+    def section(name: str) -> str:
+        part = page[page.index(f'<section id="{name}">'):]
+        return part[:part.index("</section>")]
+
+    assert f"Not current: {tmp_path}/clean_manifest.parquet is not what the last finished clean wrote" in \
+        section("cleaning")
+    for name in ("collection", "search", "model"):
+        assert "Stale:" not in section(name) and "Not current:" not in section(name), section(name)
+    assert page.count("# run again here: its table is not what it wrote") == 1 and "# stale here" not in page

@@ -185,6 +185,22 @@ def _shown(value: Any) -> str:
     return "none" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
 
 
+def ran_on_this_split(workdir: str, config: dict[str, Any]) -> bool:
+    """Whether the search of recorded ``config`` (its ``name``) has trials on the run folder's split now: started
+    again under its name it is refused, so the command that brings it up to date resumes it (export named the
+    command without --resume after a clean run again as it was: round 75)."""
+    from ..errors import SpeciesfamError
+    from .tracking import older_split_id, val_split_id
+
+    experiment = storage.join(config.get("storage_path") or storage.join(workdir, "tune"), str(config.get("name")))
+    try:
+        was, split = read_record(experiment), val_split_id(workdir)
+    except (SpeciesfamError, OSError, ValueError, KeyError):  # no split now, a damaged record: a plain command
+        return False
+    return bool(was) and same_val_split(was.get("val_split"), split, older_split_id(workdir, split)) \
+        and reported(experiment) and not _budget_spent(was)
+
+
 def _budget_spent(record: dict[str, Any]) -> float | None:
     """The time budget of a recorded search whose runs have used it up (None: no budget, or time left)."""
     budget = (record.get("settings") or {}).get("time_budget_s")
