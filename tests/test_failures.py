@@ -326,7 +326,9 @@ def test_a_bundle_made_stale_by_a_re_catalog_advises_every_stage_to_re_run_and_i
     assert cli.main(tune) == 0
     stages.finish(run, "export", summary={"kind": "probe", "search": "probe"})  # the bundle of search 'probe'
     assert cli.main([*tune, "--name", "later"]) == 0
-    stages.finish(run, "catalog")  # a re-catalog
+    drawn = pd.read_parquet(f"{run}/manifest.parquet")
+    drawn.assign(split=drawn["split"].iloc[::-1].to_numpy()).to_parquet(f"{run}/manifest.parquet")
+    stages.finish(run, "catalog")  # a re-catalog that drew other splits (the same again keeps its run id)
     with pytest.raises(StageOrderError) as stale:
         stages.check_fresh(run, "export")
     assert f"run `speciesfam clean --workdir {run}`, then `speciesfam tune probe --workdir {run} --num-samples 1 " \
