@@ -79,7 +79,10 @@ def replaced_bundle(out: str, trial: dict[str, Any]) -> str:
         out, trial.get("run_folder") or "/nowhere") else ""  # not a bundle moved with its run folder
     if not other_run and str(old.get("trial_id")) == str(trial["trial_id"]):
         changed = edited(out)  # a card edited by hand was overwritten unsaid (round 67)
-        said = elsewhere + (f", edited since its export ({changed})" if changed else "")
+        clean = (old.get("trained_on") or {}).get("clean")  # its search resumed on a clean run again (round 76)
+        said = elsewhere + (f", trained on clean run {str(clean)[:8]}" if clean and clean != (
+            trial.get("trained_on") or {}).get("clean") else "") + (f", edited since its export ({changed})" if changed
+                                                                     else "")
         return f"trial {old.get('trial_id')}{said}" if said else ""
     if other_run and catalog:
         origin = f" trained on catalog run {str(catalog)[:8]}" + (

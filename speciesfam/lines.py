@@ -20,6 +20,11 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def score(value: Any) -> str:
+    """A macro-F1 or accuracy as the console writes it, 3 decimals (1.0 read '1' beside '0.943': round 76)."""
+    return f"{value:.3f}" if isinstance(value, float) and math.isfinite(value) else number(value)
+
+
 def number(value: Any, digits: int = 3) -> str:
     """A number for people: ints as ints, floats to ``digits`` decimals (``digits`` significant ones when that
     would show none, or when the number is huge), missing as an en dash."""

@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any, Callable
 
 from . import layout, pathtext, plots, stages, storage
-from .lines import counted, number
+from .lines import counted, number, score
 from .markdown import to_html, twins, visible
 from .report_search import search
 from .reproduce import reproduce
@@ -160,14 +160,14 @@ def headline(s: dict[str, dict]) -> list[tuple[str, str]]:
     if "removed" in s["cleaning"] and not s["cleaning"].get("stale"):  # a stale count is no headline
         out.append(("removed by cleaning", str(s["cleaning"]["removed"])))
     if "trials" in s["search"] and not s["search"].get("stale"):  # an older run's search: its section says so
-        out += [("trials", str(len(s["search"]["trials"]))), ("best val macro-F1", number(s["search"]["best_f1"]))]
+        out += [("trials", str(len(s["search"]["trials"]))), ("best val macro-F1", score(s["search"]["best_f1"]))]
     metrics = ({} if s["model"].get("stale") else s["model"].get("eval") or {}).get("metrics", {})
     for key, value in metrics.items():
         if key.endswith("macro_f1"):  # over how many families, when it is not all (109 of 202 read as all: 62)
             scored = (metrics.get("families_with_images") or 0) + (metrics.get("families_predicted_absent") or 0)
             over = f" (over {scored} of {metrics['families']} families)" if 0 < scored < (metrics.get("families")
                                                                                           or 0) else ""
-            out.append((key.replace("_", " ").replace("macro f1", "macro-F1") + over, number(value)))
+            out.append((key.replace("_", " ").replace("macro f1", "macro-F1") + over, score(value)))
     return out
 
 

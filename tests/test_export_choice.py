@@ -81,6 +81,16 @@ def test_export_says_whose_bundle_it_replaced(probe_run, tmp_path, capsys):
     assert export_line().endswith(f"; it replaced the bundle of trial {other} trained on catalog run 01234567 (another "
                                   "run folder's, or this one's before catalog ran again)")
     assert json.loads((shared / "config.json").read_text())["trial"]["trial_id"] == first
+    # the same trial, trained on an earlier clean run (its search resumed on a clean run again): its evaluations
+    # stop counting as the new bundle's, and that went unsaid (round 76)
+    from speciesfam.bundle import CHECKSUMS, checksums
+
+    config = json.loads((shared / "config.json").read_text())
+    config["trial"]["trained_on"]["clean"] = "fedcba9876543210"
+    (shared / "config.json").write_text(json.dumps(config))
+    (shared / CHECKSUMS).write_text(json.dumps(checksums(str(shared))))
+    assert main(["export", "--workdir", str(run), "--out", str(shared)]) == 0
+    assert export_line().endswith(f"; it replaced the bundle of trial {first}, trained on clean run fedcba98")
     copy = Path(shutil.copytree(run, tmp_path / "copy"))  # a copied run folder's export, the same trial: it
     assert main(["export", "--workdir", str(copy), "--out", str(shared)]) == 0  # replaced the original's unsaid
     assert export_line().endswith(f"; it replaced the bundle of trial {first} of run folder {run}")  # (round 68)

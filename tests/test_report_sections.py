@@ -354,3 +354,12 @@ def test_a_search_running_on_the_folder_is_said_on_the_page_and_the_console(tmp_
     assert said in page.replace("&#39;", "'") and "Not run yet: <code>speciesfam tune" not in page
     assert capsys.readouterr().out.startswith(f"report: search 'run2' (pid {os.getpid()}) runs on this run folder ")
     assert said not in render(str(tmp_path)).replace("&#39;", "'")  # ended
+
+
+def test_the_headline_writes_scores_with_three_decimals():
+    """A best val macro-F1 of 1.0 read '1' beside a test macro-F1 of '0.943' (round 76)."""
+    from speciesfam.report import headline
+
+    tiles = dict(headline({"collection": {}, "cleaning": {}, "search": {"trials": [{}], "best_f1": 1.0},
+                           "model": {"eval": {"metrics": {"macro_f1": 0.9431, "families": 3}}}}))
+    assert tiles["best val macro-F1"] == "1.000" and tiles["macro-F1"] == "0.943", tiles
