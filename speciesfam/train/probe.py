@@ -65,17 +65,17 @@ def probe_arrays(workdir: str, labels: list[str]) -> tuple[dict[str, tuple[np.nd
     from ..data.catalog import load_manifest
     from ..errors import StageOrderError
     from ..lines import counted, some
+    from ..stage_outputs import check_embedder_unchanged
 
+    clean = stages.load(workdir, "clean")
+    check_embedder_unchanged(workdir, clean)  # its weights or code changed since: the vectors are of the old ones
     uri, again = layout.path(workdir, layout.EMBEDDINGS), stages.command("clean", workdir)
     emb = storage.read_table(uri, stage_hint=again)
     manifest = load_manifest(layout.path(workdir, layout.CLEAN_MANIFEST), stage=again)
     usable = manifest[manifest["status"] == layout.OK]
-    model = ((stages.load(workdir, "clean") or {}).get("config") or {}).get("model_id")
+    model = ((clean or {}).get("config") or {}).get("model_id")
     others = sorted(set(emb["model_id"].astype(str)) - {model}) if model and "model_id" in emb else []
     rows = usable.merge(emb[["sha256", "embedding"]].drop_duplicates("sha256"), on="sha256")
-    from ..stage_outputs import check_embedder_unchanged
-
-    check_embedder_unchanged(workdir)  # its weights or code changed since: the vectors are of the old ones
     if others or len(rows) < len(usable):
         why = f"holds embeddings of {some(others)}, but the last clean used {model}" if others else \
             f"lacks the embeddings of {counted(len(usable) - len(rows), 'usable image')} the last clean kept"
